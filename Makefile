@@ -1,0 +1,162 @@
+# kcqrs — one non-recursive Makefile (see ARCHITECTURE.md, "Build").
+#
+#   make                      build every binary into build/bin/
+#   make test                 install what is missing, unit tests, conformance, end-to-end
+#   make SANITIZE=address,undefined test
+#                             same sources built into build/san-address-undefined/, then
+#                             unit and conformance tests under the sanitizers
+#   make up / make down       start / stop Kafka, PostgreSQL (and later the services) in var/
+#   make bench                benchmark table (medians and ratios to baselines)
+#   make fuzz                 libFuzzer targets with clang (tests/fuzz/)
+#
+# Conventions that keep this file short:
+#   - every .c in lib/ events/ commands/ projections/ query-api/ replay/ worker/ goes into
+#     one static library, except files named kcqrs_*.c: each of those is a main() and
+#     becomes build/bin/kcqrs-* (underscores turn into dashes);
+#   - tests/unit/test_*.c, tests/tools/*.c and bench/*.c are one program each.
+
+CC       ?= cc
+WERROR   ?= 1
+SANITIZE ?=
+
+MODULES  := lib events commands projections query-api replay worker
+PKGS     := rdkafka libpq lmdb libmicrohttpd libcurl jansson libcrypto
+
+comma    := ,
+ifeq ($(SANITIZE),)
+BUILD    := build
+else
+BUILD    := build/san-$(subst $(comma),-,$(SANITIZE))
+endif
+BIN      := $(BUILD)/bin
+OBJ      := $(BUILD)/obj
+
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla \
+            -Wpointer-arith -Wcast-align -Wno-unused-parameter
+ifeq ($(WERROR),1)
+WARN     += -Werror
+endif
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lrdkafka -lpq -llmdb -lmicrohttpd -lcurl -ljansson -lcrypto)
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Ilib -Ievents $(PKG_CFLAGS) -MMD -MP
+LDLIBS   += $(PKG_LIBS) -pthread -lm
+ifneq ($(SANITIZE),)
+CFLAGS   += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all -O1
+LDFLAGS  += -fsanitize=$(SANITIZE)
+endif
+
+ALL_SRC  := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
+MAIN_SRC := $(filter %/kcqrs_%.c,$(ALL_SRC))
+LIB_SRC  := $(filter-out $(MAIN_SRC),$(ALL_SRC))
+LIB_OBJ  := $(LIB_SRC:%.c=$(OBJ)/%.o)
+LIBKQ    := $(BUILD)/libkcqrs.a
+BINS     := $(foreach f,$(MAIN_SRC),$(BIN)/$(subst _,-,$(basename $(notdir $(f)))))
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
+TOOL_SRC := $(wildcard tests/tools/*.c)
+TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
+BENCH_SRC:= $(wildcard bench/*.c)
+BENCH_BIN:= $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+FUZZ_SRC := $(filter-out tests/fuzz/fuzz_driver.c,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%-replay)
+
+.PHONY: all deps test test-unit test-conformance test-e2e test-fuzz-replay up down bench fuzz \
+        clean format docs check-docs
+.DEFAULT_GOAL := all
+
+all: $(BINS) $(UNIT_BIN) $(TOOL_BIN) $(BENCH_BIN) $(FUZZ_REPLAY)
+
+$(OBJ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIBKQ): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && $(AR) rcs $@ $^
+
+# kcqrs_foo_bar.c -> build/bin/kcqrs-foo-bar
+define main_rule
+$(BIN)/$(subst _,-,$(basename $(notdir $(1)))): $(OBJ)/$(1:.c=.o) $(LIBKQ)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+endef
+$(foreach f,$(MAIN_SRC),$(eval $(call main_rule,$(f))))
+
+$(BUILD)/tests/unit/%: $(OBJ)/tests/unit/%.o $(LIBKQ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+$(BUILD)/tests/tools/%: $(OBJ)/tests/tools/%.o $(LIBKQ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bench/%: $(OBJ)/bench/%.o $(LIBKQ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Fuzz targets also build with gcc as "replay" programs: they run every file of the
+# checked-in corpus (and any path given) through LLVMFuzzerTestOneInput.
+$(BUILD)/tests/fuzz/%-replay: $(OBJ)/tests/fuzz/%.o $(OBJ)/tests/fuzz/fuzz_driver.o $(LIBKQ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# ---------------------------------------------------------------- tests
+# `make test` first installs whatever is missing (idempotent, quick when present).
+deps:
+	@ops/install-deps.sh
+
+test: deps
+	$(MAKE) --no-print-directory all
+	$(MAKE) --no-print-directory test-unit
+	$(MAKE) --no-print-directory test-conformance
+	$(MAKE) --no-print-directory test-fuzz-replay
+ifeq ($(SANITIZE),)
+	$(MAKE) --no-print-directory test-e2e
+endif
+
+test-unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; \
+	  KCQRS_SRCDIR=$(CURDIR) $$t; done
+
+test-conformance: $(BINS)
+	KCQRS_BIN=$(CURDIR)/$(BIN) bats tests/conformance
+
+test-fuzz-replay: $(FUZZ_REPLAY)
+	@set -e; for t in $(FUZZ_REPLAY); do n=$$(basename $$t -replay); \
+	  echo "== $$t"; $$t tests/fuzz/corpus/$$n; done
+
+test-e2e: $(BINS) $(TOOL_BIN)
+	KCQRS_BIN=$(CURDIR)/$(BIN) KCQRS_TOOLS=$(CURDIR)/$(BUILD)/tests/tools bats tests/e2e
+
+# ---------------------------------------------------------------- running
+up: deps all
+	@ops/up.sh
+
+down:
+	@ops/down.sh
+
+bench: deps all
+	@BUILD=$(BUILD) bench/run.sh
+
+FUZZ_CC ?= clang
+fuzz: $(LIB_SRC)
+	@mkdir -p $(BUILD)/fuzz
+	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
+	  $(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Ilib -Ievents \
+	    $(PKG_CFLAGS) $$f $(LIB_SRC) -o $(BUILD)/fuzz/$$n $(LDLIBS) || exit 1; \
+	  echo "built $(BUILD)/fuzz/$$n  (run: $(BUILD)/fuzz/$$n -max_total_time=60 tests/fuzz/corpus/$$n)"; done
+
+# ---------------------------------------------------------------- docs and hygiene
+# The configuration table in README.md is generated from lib/kq_config.c.
+docs: $(BIN)/kcqrs-events
+	@ops/gen-config-doc.sh $(BIN)/kcqrs-events README.md
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

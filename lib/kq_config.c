@@ -1,0 +1,186 @@
+/*
+ * kq_config.c — the settings table and its parser; see kq_config.h.
+ *
+ * To add a setting: add a field to struct kq_config and a row to `settings`
+ * below, then run `make docs` to refresh README.md.
+ */
+#include "kq_config.h"
+#include "kq_err.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { CFG_STRING, CFG_INT, CFG_LOG_LEVEL, CFG_LOG_FORMAT } cfg_type;
+
+typedef struct cfg_setting {
+    const char *name;
+    const char *def;
+    cfg_type type;
+    size_t offset;
+    long min, max; /* CFG_INT bounds */
+    const char *help;
+} cfg_setting;
+
+#define F(field) offsetof(kq_config, field)
+
+static const cfg_setting settings[] = {
+    {"KCQRS_BROKERS", "127.0.0.1:9092", CFG_STRING, F(brokers), 0, 0,
+     "Kafka bootstrap servers, comma-separated host:port"},
+    {"KCQRS_PG_DSN", "postgresql://kcqrs@127.0.0.1:5432/kcqrs", CFG_STRING, F(pg_dsn), 0, 0,
+     "PostgreSQL connection string (libpq URI or key=value)"},
+    {"KCQRS_LMDB_DIR", "var/lmdb", CFG_STRING, F(lmdb_dir), 0, 0,
+     "Directory of the LMDB read model and command-side snapshot"},
+    {"KCQRS_TOPIC_PREFIX", "kcqrs", CFG_STRING, F(topic_prefix), 0, 0,
+     "Topic prefix: topics are <prefix>.<aggregate>.events and <prefix>.dlq"},
+    {"KCQRS_PARTITIONS", "6", CFG_INT, F(partitions), 1, 10000,
+     "Partitions per event topic, fixed when a topic is created"},
+    {"KCQRS_REPLICATION_FACTOR", "1", CFG_INT, F(replication_factor), 1, 32,
+     "Replication factor of created topics (3 on a cluster)"},
+    {"KCQRS_MIN_INSYNC_REPLICAS", "1", CFG_INT, F(min_insync_replicas), 1, 32,
+     "min.insync.replicas of created topics (2 on a cluster)"},
+    {"KCQRS_KAFKA_TIMEOUT_MS", "10000", CFG_INT, F(kafka_timeout_ms), 100, 600000,
+     "Bound on Kafka admin, produce and commit calls, in milliseconds"},
+    {"KCQRS_LOG_LEVEL", "info", CFG_LOG_LEVEL, F(log_level), 0, 0,
+     "Log level: debug, info, warn, error, off"},
+    {"KCQRS_LOG_FORMAT", "human", CFG_LOG_FORMAT, F(log_format), 0, 0,
+     "Log format on stderr: human or json (one object per line)"},
+};
+
+#define NSETTINGS (sizeof settings / sizeof settings[0])
+
+static int set_one(kq_config *cfg, const cfg_setting *s, const char *val, char *errstr,
+                   size_t errlen)
+{
+    char *base = (char *)cfg + s->offset;
+    char *end;
+    long v;
+
+    switch (s->type) {
+    case CFG_STRING:
+        if (*val == '\0')
+            return kq_seterr(errstr, errlen, KQ_ECONFIG, "%s must not be empty", s->name);
+        if ((*(char **)base = strdup(val)) == NULL)
+            return kq_seterr(errstr, errlen, KQ_ENOMEM, "%s: out of memory", s->name);
+        return 0;
+    case CFG_INT:
+        errno = 0;
+        v = strtol(val, &end, 10);
+        if (errno != 0 || end == val || *end != '\0' || v < s->min || v > s->max)
+            return kq_seterr(errstr, errlen, KQ_ECONFIG,
+                             "%s='%s' is not an integer in %ld..%ld", s->name, val, s->min,
+                             s->max);
+        *(int *)base = (int)v;
+        return 0;
+    case CFG_LOG_LEVEL: {
+        kq_log_level l;
+        if (kq_log_level_parse(val, &l) != 0)
+            return kq_seterr(errstr, errlen, KQ_ECONFIG,
+                             "%s='%s' is not one of debug, info, warn, error, off", s->name,
+                             val);
+        *(int *)base = (int)l;
+        return 0;
+    }
+    case CFG_LOG_FORMAT: {
+        kq_log_format f;
+        if (kq_log_format_parse(val, &f) != 0)
+            return kq_seterr(errstr, errlen, KQ_ECONFIG, "%s='%s' is not human or json",
+                             s->name, val);
+        *(int *)base = (int)f;
+        return 0;
+    }
+    }
+    return KQ_EINVAL;
+}
+
+int kq_config_load(kq_config *cfg, char *errstr, size_t errlen)
+{
+    int rc = 0;
+
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const char *val = getenv(settings[i].name);
+        if (val == NULL)
+            val = settings[i].def;
+        if ((rc = set_one(cfg, &settings[i], val, errstr, errlen)) != 0)
+            goto out;
+    }
+    if (cfg->min_insync_replicas > cfg->replication_factor) {
+        rc = kq_seterr(errstr, errlen, KQ_ECONFIG,
+                       "KCQRS_MIN_INSYNC_REPLICAS (%d) exceeds KCQRS_REPLICATION_FACTOR (%d)",
+                       cfg->min_insync_replicas, cfg->replication_factor);
+        goto out;
+    }
+    for (const char *p = cfg->topic_prefix; *p; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '.' || *p == '_' || *p == '-')) {
+            rc = kq_seterr(errstr, errlen, KQ_ECONFIG,
+                           "KCQRS_TOPIC_PREFIX='%s' may only hold [A-Za-z0-9._-]",
+                           cfg->topic_prefix);
+            goto out;
+        }
+    }
+    if (strlen(cfg->topic_prefix) > 200)
+        rc = kq_seterr(errstr, errlen, KQ_ECONFIG, "KCQRS_TOPIC_PREFIX is longer than 200");
+out:
+    if (rc != 0)
+        kq_config_free(cfg);
+    return rc;
+}
+
+void kq_config_free(kq_config *cfg)
+{
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        if (settings[i].type == CFG_STRING) {
+            char **p = (char **)((char *)cfg + settings[i].offset);
+            free(*p);
+            *p = NULL;
+        }
+    }
+}
+
+int kq_config_load_and_init_log(kq_config *cfg, const char *prog, char *errstr, size_t errlen)
+{
+    int rc = kq_config_load(cfg, errstr, errlen);
+    if (rc == 0)
+        kq_log_init(prog, (kq_log_level)cfg->log_level, (kq_log_format)cfg->log_format);
+    return rc;
+}
+
+void kq_config_print_help(FILE *out)
+{
+    fprintf(out, "Configuration (environment variables):\n");
+    for (size_t i = 0; i < NSETTINGS; i++)
+        fprintf(out, "  %-26s %-40s %s\n", settings[i].name, settings[i].def, settings[i].help);
+}
+
+void kq_config_print_markdown(FILE *out)
+{
+    fprintf(out, "| variable | default | meaning |\n|---|---|---|\n");
+    for (size_t i = 0; i < NSETTINGS; i++)
+        fprintf(out, "| `%s` | `%s` | %s |\n", settings[i].name, settings[i].def,
+                settings[i].help);
+}
+
+int kq_config_topic(const kq_config *cfg, const char *aggregate_type, char *out, size_t outlen)
+{
+    return snprintf(out, outlen, "%s.%s.events", cfg->topic_prefix, aggregate_type);
+}
+
+int kq_config_handle_help(int argc, char **argv, const char *usage)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage, stdout);
+            fputc('\n', stdout);
+            kq_config_print_help(stdout);
+            return 1;
+        }
+        if (strcmp(argv[i], "--config-markdown") == 0) {
+            kq_config_print_markdown(stdout);
+            return 1;
+        }
+    }
+    return 0;
+}

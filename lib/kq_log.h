@@ -1,0 +1,41 @@
+/*
+ * kq_log.h — leveled logging to stderr, as human lines or JSON lines.
+ *
+ *   human: 2026-11-21T22:40:01.123Z INFO  kcqrs-events: message
+ *   json:  {"ts":"2026-11-21T22:40:01.123Z","level":"info","prog":"kcqrs-events","msg":"message"}
+ *
+ * kq_log_init() is called once by main() (normally from the loaded config);
+ * after that kq_log() may be called from any thread: each record is formatted
+ * into a local buffer and written with one write(2), so lines never interleave.
+ */
+#ifndef KQ_LOG_H
+#define KQ_LOG_H
+
+#include <stdio.h>
+
+typedef enum { KQ_LOG_DEBUG = 0, KQ_LOG_INFO, KQ_LOG_WARN, KQ_LOG_ERROR, KQ_LOG_OFF } kq_log_level;
+typedef enum { KQ_LOG_HUMAN = 0, KQ_LOG_JSON } kq_log_format;
+
+/* `prog` must stay valid for the life of the process (argv[0] basename is fine). */
+void kq_log_init(const char *prog, kq_log_level level, kq_log_format format);
+int kq_log_enabled(kq_log_level level);
+
+/* Parse "debug|info|warn|error|off" / "human|json"; return 0 or KQ_EINVAL. */
+int kq_log_level_parse(const char *s, kq_log_level *out);
+int kq_log_format_parse(const char *s, kq_log_format *out);
+
+void kq_log(kq_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define kq_log_debug(...) kq_log(KQ_LOG_DEBUG, __VA_ARGS__)
+#define kq_log_info(...) kq_log(KQ_LOG_INFO, __VA_ARGS__)
+#define kq_log_warn(...) kq_log(KQ_LOG_WARN, __VA_ARGS__)
+#define kq_log_error(...) kq_log(KQ_LOG_ERROR, __VA_ARGS__)
+
+/*
+ * Test hook: format one record into `out` exactly as kq_log would write it
+ * (including the trailing newline). Returns the length written (truncated
+ * to outlen - 1).
+ */
+size_t kq_log_format_record(char *out, size_t outlen, kq_log_level level, const char *msg);
+
+#endif
