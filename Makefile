@@ -47,7 +47,7 @@ LDFLAGS  += -fsanitize=$(SANITIZE)
 endif
 
 ALL_SRC  := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
-MAIN_SRC := $(filter %/kcqrs_%.c,$(ALL_SRC))
+MAIN_SRC := $(foreach m,$(MODULES),$(wildcard $(m)/kcqrs_*.c))
 LIB_SRC  := $(filter-out $(MAIN_SRC),$(ALL_SRC))
 LIB_OBJ  := $(LIB_SRC:%.c=$(OBJ)/%.o)
 LIBKQ    := $(BUILD)/libkcqrs.a
@@ -65,6 +65,7 @@ FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%-replay)
 .PHONY: all deps test test-unit test-conformance test-e2e test-fuzz-replay up down bench fuzz \
         clean format docs check-docs
 .DEFAULT_GOAL := all
+.SECONDARY:
 
 all: $(BINS) $(UNIT_BIN) $(TOOL_BIN) $(BENCH_BIN) $(FUZZ_REPLAY)
 

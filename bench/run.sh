@@ -1,0 +1,334 @@
+#!/usr/bin/env bash
+# bench/run.sh — run every benchmark N times, print one table of medians and
+# ratios to the baselines measured in the same run, and write it as Markdown
+# to $BUILD/bench/results.md. Called by `make bench` (see bench/README.md).
+#
+# Environment:
+#   BUILD=build          where the bench programs were built ($BUILD/bench/*)
+#   BENCH_RUNS=N         measured runs per benchmark (default 5; 3 when quick)
+#   BENCH_QUICK=1        CI-sized run: shorter durations, fewer messages
+#   BENCH_ONLY=a,b       subset of: codec, http, kafka (default: all three)
+#   BENCH_STRICT=1       also exit non-zero when a median misses its target
+#   KCQRS_BROKERS=h:p    use this Kafka instead of starting one with ops/kafka.sh
+#
+# Protocol: each program prints lines
+#   RESULT name=<id> unit=<unit> value=<number> [baseline=<id>] [target=<op><number>] [k=v ...]
+# Everything else it prints goes to $BUILD/bench/logs/. A program that exits
+# non-zero, or prints no RESULT, fails the whole run (exit 1) after its log
+# tail is shown. The CPU-bound entries (codec, http) run first, interleaved
+# (run 1 of each, then run 2, ...) so slow drift of the machine spreads over
+# all of them; then the broker is started and the Kafka runs follow.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BUILD=${BUILD:-build}
+BENCH_QUICK=${BENCH_QUICK:-0}
+if [ "$BENCH_QUICK" = 1 ]; then
+    BENCH_RUNS=${BENCH_RUNS:-3}
+else
+    BENCH_RUNS=${BENCH_RUNS:-5}
+fi
+BENCH_ONLY=${BENCH_ONLY:-codec,http,kafka}
+BENCH_STRICT=${BENCH_STRICT:-0}
+case "$BENCH_RUNS" in '' | *[!0-9]* | 0) echo "bench: BENCH_RUNS must be a positive integer" >&2; exit 2 ;; esac
+
+BDIR=$BUILD/bench
+LOGS=$BDIR/logs
+RAW=$BDIR/raw.txt
+TABLE_MD=$BDIR/results.md
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/kcqrs-bench.XXXXXX")
+KAFKA_DATA=
+start_s=$(date +%s)
+load_start=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo '?')
+
+cleanup() {
+    local rc=$?
+    if [ -n "${HTTP_PID:-}" ]; then kill "$HTTP_PID" 2>/dev/null || true; wait "$HTTP_PID" 2>/dev/null || true; fi
+    if [ -n "$KAFKA_DATA" ]; then
+        echo "bench: stopping the benchmark broker" >&2
+        ops/kafka.sh stop "$KAFKA_DATA" >>"$LOGS/kafka-broker.log" 2>&1 || echo "bench: ops/kafka.sh stop failed (see $LOGS/kafka-broker.log)" >&2
+        cp "$KAFKA_DATA/kafka.log" "$LOGS/kafka-server.log" 2>/dev/null || true
+    fi
+    rm -rf "$TMP"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+want() { case ",$BENCH_ONLY," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+die() { echo "bench: $*" >&2; exit 1; }
+
+mkdir -p "$LOGS"
+rm -f "$LOGS"/*.log
+: >"$RAW"
+
+command -v python3 >/dev/null || die "python3 is needed to compute the table"
+
+# ------------------------------------------------------------------ CPU pinning
+# Single-core benchmarks run pinned, on the last CPU. The HTTP server gets CPU 0
+# and wrk the last CPU, so they do not compete for one core.
+NCPU=$(nproc 2>/dev/null || echo 1)
+LAST_CPU=$((NCPU - 1))
+PIN_ONE=() PIN_SERVER=() PIN_CLIENT=()
+if command -v taskset >/dev/null && taskset -c 0 true 2>/dev/null; then
+    PIN_ONE=(taskset -c "$LAST_CPU")
+    if [ "$NCPU" -ge 2 ]; then
+        PIN_SERVER=(taskset -c 0)
+        PIN_CLIENT=(taskset -c "$LAST_CPU")
+    fi
+    PINNING="codec on CPU $LAST_CPU; http server on CPU 0, wrk on CPU $LAST_CPU"
+    [ "$NCPU" -ge 2 ] || PINNING="codec on CPU 0; http unpinned (one CPU)"
+else
+    PINNING="none (taskset unavailable)"
+fi
+
+# ------------------------------------------------------------------ sizes
+if [ "$BENCH_QUICK" = 1 ]; then
+    CODEC_ARGS=(--min-time-ms 200)
+    HTTP_SECS=2
+    KAFKA_ARGS=(--messages 50000 --lat-messages 3000 --txn-messages 3000)
+else
+    CODEC_ARGS=(--min-time-ms 1000)
+    HTTP_SECS=5
+    KAFKA_ARGS=(--messages 200000 --lat-messages 20000 --txn-messages 20000)
+fi
+HTTP_CONNS=32
+KAFKA_WARMUP_ARGS=(--messages 20000 --lat-messages 500 --txn-messages 1000)
+
+need_bin() { [ -x "$BDIR/$1" ] || die "$BDIR/$1 is missing: build it with 'make $BDIR/$1' (make bench does)"; }
+
+# run_prog NAME RUN CMD... : run one program, keep its output in the log, add
+# its RESULT lines (tagged with the run number) to $RAW.
+run_prog() {
+    local name=$1 run=$2 log rc=0
+    shift 2
+    log="$LOGS/$name.$run.log"
+    "$@" >"$log" 2>&1 || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        echo "bench: $name (run $run) failed with exit status $rc; last lines of $log:" >&2
+        tail -n 20 "$log" >&2
+        exit 1
+    fi
+    grep -q '^RESULT ' "$log" || die "$name (run $run) printed no RESULT line (see $log)"
+    [ "$run" = warmup ] || sed -n "s/^RESULT /run=$run /p" "$log" >>"$RAW"
+}
+
+# ------------------------------------------------------------------ codec
+bench_codec() {
+    run_prog codec "$1" "${PIN_ONE[@]}" "$BDIR/bench_codec" "${CODEC_ARGS[@]}"
+}
+
+# ------------------------------------------------------------------ http
+# wrk's Lua done() hook prints exact numbers (latency in microseconds); the
+# human report (--latency) stays in the log.
+cat >"$TMP/wrk_report.lua" <<'EOF'
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("WRK requests=%d duration_us=%d errors=%d status_errors=%d p50_us=%d p99_us=%d\n",
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50), latency:percentile(99)))
+end
+EOF
+
+bench_http() {
+    local run=$1 secs=${2:-$HTTP_SECS} log port="" i rc=0 wrk_line
+    log="$LOGS/http.$run.log"
+    rm -f "$TMP/http.port"
+    "${PIN_SERVER[@]}" "$BDIR/bench_http_noop" --port-file "$TMP/http.port" >"$TMP/http.server" 2>&1 &
+    HTTP_PID=$!
+    for i in $(seq 100); do
+        [ -s "$TMP/http.port" ] && break
+        kill -0 "$HTTP_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    port=$(cat "$TMP/http.port" 2>/dev/null || true)
+    if [ -z "$port" ]; then
+        cat "$TMP/http.server" >&2
+        die "bench_http_noop did not start"
+    fi
+    "${PIN_CLIENT[@]}" wrk -t1 -c"$HTTP_CONNS" -d"${secs}s" --latency -s "$TMP/wrk_report.lua" \
+        "http://127.0.0.1:$port/" >"$log" 2>&1 || rc=$?
+    kill -TERM "$HTTP_PID"
+    wait "$HTTP_PID" || die "bench_http_noop exited with status $? (run $run)"
+    HTTP_PID=
+    cat "$TMP/http.server" >>"$log"
+    if [ "$rc" -ne 0 ]; then
+        tail -n 20 "$log" >&2
+        die "wrk failed with exit status $rc (run $run)"
+    fi
+    wrk_line=$(grep '^WRK ' "$log") || die "no summary from wrk (run $run, see $log)"
+    python3 - "$run" "$wrk_line" "$(grep '^RESULT name=http.noop.server_requests' "$log" || true)" \
+        "$HTTP_CONNS" "$secs" >>"$TMP/http.results" <<'PY' || die "http run $run rejected (see $log)"
+import sys
+run, line, server, conns, secs = sys.argv[1:6]
+kv = dict(f.split("=", 1) for f in line.split()[1:])
+req, dur = int(kv["requests"]), int(kv["duration_us"])
+served = int(server.rsplit("=", 1)[1]) if server else -1
+if int(kv["errors"]) or int(kv["status_errors"]):
+    sys.exit(f"wrk saw {kv['errors']} socket errors and {kv['status_errors']} non-2xx answers")
+if req == 0 or served < req:
+    sys.exit(f"wrk counted {req} requests but the server answered {served}")
+extra = f"connections={conns} seconds={secs}"
+print(f"run={run} name=http.noop unit=req/s value={req / (dur / 1e6):.1f} {extra}")
+print(f"run={run} name=http.noop.p50 unit=ms value={int(kv['p50_us']) / 1000:.3f}")
+print(f"run={run} name=http.noop.p99 unit=ms value={int(kv['p99_us']) / 1000:.3f}")
+PY
+    if [ "$run" != warmup ]; then cat "$TMP/http.results" >>"$RAW"; fi
+    rm -f "$TMP/http.results"
+}
+
+# ------------------------------------------------------------------ kafka
+free_ports() {
+    python3 -c '
+import socket
+ss = [socket.socket() for _ in range(2)]
+for s in ss:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in ss))'
+}
+
+start_kafka() {
+    if [ -n "${KCQRS_BROKERS:-}" ]; then
+        BROKERS=$KCQRS_BROKERS
+        echo "bench: using Kafka at $BROKERS (KCQRS_BROKERS)" >&2
+        return
+    fi
+    [ -x ops/kafka.sh ] || die "ops/kafka.sh not found: set KCQRS_BROKERS, or BENCH_ONLY=codec,http"
+    local ports
+    read -r -a ports <<<"$(free_ports)"
+    KAFKA_DATA="$TMP/kafka"
+    mkdir -p "$KAFKA_DATA"
+    echo "bench: starting a Kafka broker on 127.0.0.1:${ports[0]} (controller ${ports[1]}) in $KAFKA_DATA" >&2
+    KCQRS_TOOLS="$PWD/$BUILD/tests/tools" ops/kafka.sh start "$KAFKA_DATA" "${ports[0]}" "${ports[1]}" \
+        >"$LOGS/kafka-broker.log" 2>&1 ||
+        { tail -n 30 "$LOGS/kafka-broker.log" >&2; die "ops/kafka.sh start failed"; }
+    BROKERS="127.0.0.1:${ports[0]}"
+}
+
+bench_kafka() {
+    local run=$1
+    shift
+    run_prog kafka "$run" "$BDIR/bench_kafka" --brokers "$BROKERS" "$@"
+}
+
+# ------------------------------------------------------------------ main
+benches=()
+want codec && { need_bin bench_codec; benches+=(codec); }
+want http && { need_bin bench_http_noop; command -v wrk >/dev/null || die "wrk is not installed"; benches+=(http); }
+want kafka && { need_bin bench_kafka; benches+=(kafka); }
+[ "${#benches[@]}" -gt 0 ] || die "BENCH_ONLY='$BENCH_ONLY' selects nothing (codec, http, kafka)"
+
+echo "bench: ${benches[*]}; $BENCH_RUNS runs each$([ "$BENCH_QUICK" = 1 ] && echo ' (quick)'); pinning: $PINNING" >&2
+if awk -v l="$load_start" -v n="$NCPU" 'BEGIN { exit !(l + 0 > 0.25 * n) }'; then
+    echo "bench: warning: load average is $load_start on $NCPU CPUs before we start; other work will make the numbers noisy (see the spread column)" >&2
+fi
+# Phase 1: the CPU-bound entries, interleaved, with no broker running (an idle
+# JVM broker still collects garbage and cleans logs, on the same two cores).
+if want http; then
+    echo "bench: http warm-up" >&2
+    bench_http warmup 1
+fi
+for run in $(seq "$BENCH_RUNS"); do
+    for b in "${benches[@]}"; do
+        case $b in
+        codec) echo "bench: run $run/$BENCH_RUNS: codec" >&2; bench_codec "$run" ;;
+        http) echo "bench: run $run/$BENCH_RUNS: http" >&2; bench_http "$run" ;;
+        esac
+    done
+done
+
+# Phase 2: Kafka, on a broker started only now.
+if want kafka; then
+    start_kafka
+    # A fresh JVM broker needs warming (JIT, transaction coordinator loading):
+    # one unmeasured pass.
+    echo "bench: kafka warm-up" >&2
+    bench_kafka warmup "${KAFKA_WARMUP_ARGS[@]}"
+    for run in $(seq "$BENCH_RUNS"); do
+        echo "bench: run $run/$BENCH_RUNS: kafka" >&2
+        bench_kafka "$run" "${KAFKA_ARGS[@]}"
+    done
+fi
+
+elapsed=$(($(date +%s) - start_s))
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1)
+python3 - "$RAW" "$TABLE_MD" "$BENCH_RUNS" "$BENCH_QUICK" "$BENCH_STRICT" \
+    "commit $commit; $NCPU CPUs (${cpu:-unknown CPU}); $BENCH_RUNS runs$([ "$BENCH_QUICK" = 1 ] && echo ', quick mode'); pinning: $PINNING; load average $load_start at start; ${elapsed}s" <<'PY'
+import re, statistics, sys
+
+raw, md_path, runs, quick, strict, about = sys.argv[1:7]
+runs = int(runs)
+order, vals, meta = [], {}, {}
+for line in open(raw):
+    kv = dict(f.split("=", 1) for f in line.split() if "=" in f)
+    name = kv["name"]
+    if name not in vals:
+        order.append(name)
+        vals[name] = []
+        meta[name] = kv
+    vals[name].append(float(kv["value"]))
+
+def fmt(v, unit):
+    if v is None:
+        return ""
+    if unit == "ms" or abs(v) < 100:
+        return f"{v:,.3f}" if abs(v) < 10 else f"{v:,.2f}"
+    return f"{v:,.0f}"
+
+def target_ok(tgt, v):
+    m = re.fullmatch(r"(>=|<=|>|<)([0-9.eE+]+)", tgt)
+    if not m:
+        return None
+    op, x = m.group(1), float(m.group(2))
+    return {">=": v >= x, "<=": v <= x, ">": v > x, "<": v < x}[op]
+
+head = ["benchmark", "median", "unit", "baseline", "baseline median", "ratio", "target",
+        "spread"]
+rows, missed, problems = [], [], []
+med = {n: statistics.median(v) for n, v in vals.items()}
+for n in order:
+    v, unit, m = vals[n], meta[n]["unit"], med[n]
+    if len(v) != runs:
+        problems.append(f"{n}: {len(v)} results for {runs} runs")
+    base = meta[n].get("baseline", "")
+    bmed = med.get(base)
+    if base and bmed is None:
+        problems.append(f"{n}: baseline {base} has no result")
+    ratio = f"{m / bmed:.3f}" if bmed else ""
+    tgt = meta[n].get("target", "")
+    if tgt:
+        ok = target_ok(tgt, m)
+        pretty = re.sub(r"([0-9.eE+]+)$", lambda g: fmt(float(g.group(1)), unit), tgt)
+        tgt = f"{pretty.replace('>=', '≥ ').replace('<=', '≤ ')} {'met' if ok else 'MISSED'}"
+        if not ok:
+            missed.append(n)
+    spread = f"{(max(v) - min(v)) / m * 100:.1f}%" if m else ""
+    rows.append([n, fmt(m, unit), unit, base, fmt(bmed, meta.get(base, {}).get("unit", "")),
+                 ratio, tgt, spread])
+
+w = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+line = lambda r: " | ".join(c.rjust(w[i]) if i in (1, 4, 5, 7) else c.ljust(w[i])
+                            for i, c in enumerate(r))
+print()
+print(line(head))
+print("-+-".join("-" * x for x in w))
+for r in rows:
+    print(line(r))
+print(f"\n{about}")
+with open(md_path, "w") as f:
+    f.write(f"<!-- bench/run.sh: {about} -->\n\n")
+    f.write("| " + " | ".join(head) + " |\n")
+    f.write("|" + "|".join("---:" if i in (1, 4, 5, 7) else "---" for i in range(len(head))) + "|\n")
+    for r in rows:
+        f.write("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |\n")
+    f.write(f"\nMedians of {runs} runs{' (quick mode)' if quick == '1' else ''}; ratio = median / "
+            "baseline median, baselines measured in the same run; spread = (max - min) / median. "
+            f"{about}.\n")
+print(f"(written to {md_path})")
+for p in problems:
+    print(f"bench: {p}", file=sys.stderr)
+if missed:
+    print(f"bench: target missed: {', '.join(missed)}", file=sys.stderr)
+sys.exit(1 if problems or (missed and strict == "1") else 0)
+PY

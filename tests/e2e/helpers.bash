@@ -1,0 +1,111 @@
+# tests/e2e/helpers.bash — shared helpers for the end-to-end tests.
+#
+# Load it at the top of every .bats file:   load helpers
+#
+# What the suite provides (setup_suite.bash): KCQRS_BROKERS and KCQRS_PG_DSN of
+# a Kafka broker and a PostgreSQL started once for all files. What this file
+# adds:
+#   - KCQRS_TOPIC_PREFIX=e2e.<file name>: each file has its own topics, so files
+#     never see each other's events (topics are created by whoever needs them);
+#   - KCQRS_BIN / KCQRS_TOOLS defaults (the Makefile passes absolute paths);
+#   - the functions below.
+# Processes a test starts in the background must not keep bats' fd 3 open, or
+# bats waits for them at the end: start them with kq_bg.
+
+KQ_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+export KCQRS_BIN="${KCQRS_BIN:-$KQ_REPO/build/bin}"
+export KCQRS_TOOLS="${KCQRS_TOOLS:-$KQ_REPO/build/tests/tools}"
+
+_kq_file=$(basename "${BATS_TEST_FILENAME:-e2e}" .bats)
+export KCQRS_TOPIC_PREFIX="e2e.${_kq_file//[^A-Za-z0-9._-]/_}"
+unset _kq_file
+
+# Fail the test with a message (bats' `fail` needs bats-assert, which we do not use).
+kq_fail() {
+    echo "$*" >&2
+    return 1
+}
+
+# psql on $KCQRS_PG_DSN: unaligned, tuples only, stop at the first error.
+#   kq_psql -c "select 1"        kq_psql -v x="$value" <<<"select :'x'"
+kq_psql() {
+    psql -X -q -At -v ON_ERROR_STOP=1 -d "$KCQRS_PG_DSN" "$@"
+}
+
+# A fresh database for this file (call in setup_file): (re)creates e2e_<name>
+# owned by kcqrs and exports KCQRS_PG_DSN pointing at it. The role kcqrs may not
+# create databases; this connects as the superuser postgres (trust auth on the
+# test cluster) to do it.
+kq_fresh_db() {
+    local name="e2e_${1//[^A-Za-z0-9_]/_}"
+    local base="${KCQRS_PG_DSN%/*}"
+    local admin="${base/kcqrs@/postgres@}/postgres"
+    psql -X -q -v ON_ERROR_STOP=1 -d "$admin" -c "SET client_min_messages = warning" \
+        -c "DROP DATABASE IF EXISTS \"$name\"" -c "CREATE DATABASE \"$name\" OWNER kcqrs"
+    export KCQRS_PG_DSN="$base/$name"
+}
+
+# Run a tool from build/tests/tools.
+kq_tool() {
+    local name="$1"
+    shift
+    "$KCQRS_TOOLS/$name" "$@"
+}
+
+# kq_wait_for SECONDS CMD [ARGS...]: run CMD every 0.1 s until it succeeds;
+# fail (printing CMD's last output) after SECONDS.
+kq_wait_for() {
+    local timeout="$1" deadline out
+    shift
+    deadline=$(($(date +%s%N) + timeout * 1000000000))
+    while :; do
+        if out=$("$@" 2>&1); then
+            return 0
+        fi
+        if [[ $(date +%s%N) -ge $deadline ]]; then
+            echo "kq_wait_for: '$*' did not succeed within ${timeout}s; last output:" >&2
+            echo "$out" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
+# kq_wait_port PORT [SECONDS]: wait until something listens on 127.0.0.1:PORT.
+kq_wait_port() {
+    kq_wait_for "${2:-30}" bash -c "[[ -n \"\$(ss -Hltn 'sport = :$1')\" ]]"
+}
+
+# kq_wait_http URL [SECONDS]: wait until URL answers 2xx.
+kq_wait_http() {
+    kq_wait_for "${2:-30}" curl -fsS -o /dev/null --max-time 2 "$1"
+}
+
+# kq_free_port: print a free TCP port on 127.0.0.1.
+kq_free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# kq_bg LOGFILE CMD [ARGS...]: start CMD in the background with stdout/stderr to
+# LOGFILE and fd 3 closed; prints its pid. Stop it with kq_stop PID.
+kq_bg() {
+    local log="$1"
+    shift
+    "$@" >"$log" 2>&1 3>&- </dev/null &
+    echo $!
+}
+
+# kq_stop PID [SECONDS]: SIGTERM, wait, SIGKILL after SECONDS (default 10).
+kq_stop() {
+    local pid="$1" i=0 n=$((${2:-10} * 10))
+    kill -TERM "$pid" 2>/dev/null || return 0
+    while kill -0 "$pid" 2>/dev/null; do
+        if [[ $i -ge $n ]]; then
+            kill -KILL "$pid" 2>/dev/null || true
+            break
+        fi
+        sleep 0.1
+        i=$((i + 1))
+    done
+    wait "$pid" 2>/dev/null || true
+}

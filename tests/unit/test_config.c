@@ -1,0 +1,175 @@
+/* test_config.c — configuration table, environment parsing, log formatting. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kq_config.h"
+#include "kq_err.h"
+#include "kq_log.h"
+
+static const char *const vars[] = {
+    "KCQRS_BROKERS",           "KCQRS_PG_DSN",           "KCQRS_LMDB_DIR",
+    "KCQRS_TOPIC_PREFIX",      "KCQRS_PARTITIONS",       "KCQRS_REPLICATION_FACTOR",
+    "KCQRS_MIN_INSYNC_REPLICAS", "KCQRS_KAFKA_TIMEOUT_MS", "KCQRS_LOG_LEVEL",
+    "KCQRS_LOG_FORMAT",
+};
+
+static int clear_env(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        unsetenv(vars[i]);
+    return 0;
+}
+
+static void test_defaults(void **state)
+{
+    kq_config cfg;
+    char err[256] = "";
+    char topic[64];
+
+    (void)state;
+    assert_int_equal(kq_config_load(&cfg, err, sizeof err), 0);
+    assert_string_equal(cfg.brokers, "127.0.0.1:9092");
+    assert_string_equal(cfg.topic_prefix, "kcqrs");
+    assert_int_equal(cfg.partitions, 6);
+    assert_int_equal(cfg.replication_factor, 1);
+    assert_int_equal(cfg.log_level, KQ_LOG_INFO);
+    assert_int_equal(cfg.log_format, KQ_LOG_HUMAN);
+    kq_config_topic(&cfg, "resource", topic, sizeof topic);
+    assert_string_equal(topic, "kcqrs.resource.events");
+    kq_config_free(&cfg);
+    assert_null(cfg.brokers);
+}
+
+static void test_overrides(void **state)
+{
+    kq_config cfg;
+    char err[256] = "";
+
+    (void)state;
+    setenv("KCQRS_BROKERS", "10.0.0.1:9092,10.0.0.2:9092", 1);
+    setenv("KCQRS_PARTITIONS", "12", 1);
+    setenv("KCQRS_REPLICATION_FACTOR", "3", 1);
+    setenv("KCQRS_MIN_INSYNC_REPLICAS", "2", 1);
+    setenv("KCQRS_LOG_LEVEL", "debug", 1);
+    setenv("KCQRS_LOG_FORMAT", "json", 1);
+    setenv("KCQRS_TOPIC_PREFIX", "acme-prod", 1);
+    assert_int_equal(kq_config_load(&cfg, err, sizeof err), 0);
+    assert_string_equal(cfg.brokers, "10.0.0.1:9092,10.0.0.2:9092");
+    assert_int_equal(cfg.partitions, 12);
+    assert_int_equal(cfg.replication_factor, 3);
+    assert_int_equal(cfg.min_insync_replicas, 2);
+    assert_int_equal(cfg.log_level, KQ_LOG_DEBUG);
+    assert_int_equal(cfg.log_format, KQ_LOG_JSON);
+    assert_string_equal(cfg.topic_prefix, "acme-prod");
+    kq_config_free(&cfg);
+}
+
+/* Each bad value is refused with the variable's name in the message. */
+static void test_invalid_values(void **state)
+{
+    static const struct {
+        const char *var, *val;
+    } bad[] = {
+        {"KCQRS_PARTITIONS", "0"},         {"KCQRS_PARTITIONS", "six"},
+        {"KCQRS_PARTITIONS", "6x"},        {"KCQRS_PARTITIONS", ""},
+        {"KCQRS_PARTITIONS", "99999999999999999999"},
+        {"KCQRS_KAFKA_TIMEOUT_MS", "-5"},  {"KCQRS_LOG_LEVEL", "verbose"},
+        {"KCQRS_LOG_FORMAT", "xml"},       {"KCQRS_BROKERS", ""},
+        {"KCQRS_TOPIC_PREFIX", "a b"},     {"KCQRS_TOPIC_PREFIX", "x/y"},
+        {"KCQRS_MIN_INSYNC_REPLICAS", "2"}, /* > replication factor 1 */
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        kq_config cfg;
+        char err[256] = "";
+        clear_env(NULL);
+        setenv(bad[i].var, bad[i].val, 1);
+        assert_int_equal(kq_config_load(&cfg, err, sizeof err), KQ_ECONFIG);
+        assert_non_null(strstr(err, bad[i].var));
+        assert_null(cfg.brokers); /* nothing left to free */
+    }
+}
+
+static void test_markdown_table_lists_every_variable(void **state)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+
+    (void)state;
+    assert_non_null(f);
+    kq_config_print_markdown(f);
+    fclose(f);
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        assert_non_null(strstr(text, vars[i]));
+    assert_non_null(strstr(text, "| variable | default | meaning |"));
+    free(text);
+}
+
+static void test_log_records(void **state)
+{
+    char line[512];
+    size_t n;
+
+    (void)state;
+    kq_log_init("/usr/bin/kcqrs-test", KQ_LOG_INFO, KQ_LOG_JSON);
+    n = kq_log_format_record(line, sizeof line, KQ_LOG_WARN, "say \"hi\"\n\x01");
+    assert_int_equal(n, strlen(line));
+    assert_non_null(strstr(line, "\"level\":\"warn\""));
+    assert_non_null(strstr(line, "\"prog\":\"kcqrs-test\""));
+    assert_non_null(strstr(line, "\"msg\":\"say \\\"hi\\\"\\n\\u0001\"}\n"));
+    assert_int_equal(kq_log_enabled(KQ_LOG_DEBUG), 0);
+    assert_int_equal(kq_log_enabled(KQ_LOG_ERROR), 1);
+
+    /* a message longer than the buffer still yields one well-formed line */
+    {
+        char big[1000], small[128];
+        memset(big, 'x', sizeof big - 1);
+        big[sizeof big - 1] = '\0';
+        n = kq_log_format_record(small, sizeof small, KQ_LOG_ERROR, big);
+        assert_true(n < sizeof small);
+        assert_int_equal(small[n - 1], '\n');
+        assert_non_null(strstr(small, "\"}\n"));
+    }
+
+    kq_log_init("kcqrs-test", KQ_LOG_DEBUG, KQ_LOG_HUMAN);
+    n = kq_log_format_record(line, sizeof line, KQ_LOG_ERROR, "boom");
+    assert_non_null(strstr(line, " ERROR kcqrs-test: boom\n"));
+    assert_int_equal(line[n - 1], '\n');
+}
+
+static void test_strerror(void **state)
+{
+    char err[16];
+
+    (void)state;
+    assert_string_equal(kq_strerror(KQ_OK), "success");
+    assert_string_equal(kq_strerror(KQ_ECORRUPT), "data failed verification");
+    assert_string_equal(kq_strerror(-9999), "unknown error");
+    assert_int_equal(kq_seterr(err, sizeof err, KQ_EINVAL, "%s", "a very long message"),
+                     KQ_EINVAL);
+    assert_int_equal(strlen(err), sizeof err - 1); /* truncated, terminated */
+    assert_int_equal(kq_seterr(NULL, 0, KQ_EIO, "x"), KQ_EIO);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_defaults, clear_env),
+        cmocka_unit_test_setup(test_overrides, clear_env),
+        cmocka_unit_test_setup(test_invalid_values, clear_env),
+        cmocka_unit_test(test_markdown_table_lists_every_variable),
+        cmocka_unit_test(test_log_records),
+        cmocka_unit_test(test_strerror),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
