@@ -95,6 +95,33 @@ fi
 HTTP_CONNS=32
 KAFKA_WARMUP_ARGS=(--messages 20000 --lat-messages 500 --txn-messages 1000)
 
+# ------------------------------------------------------------------ interference
+# CPU time used by other processes while we measure, from /proc (clock ticks):
+# all busy time of the machine minus what our waited-for children (the
+# benchmarks, wrk) and our own broker used. Printed per phase and in the table
+# footer, because on a 2-core machine a colleague's build moves every number.
+cpu_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+cpu_ours() {
+    local t b=0
+    # fields 16, 17 of /proc/PID/stat: cutime, cstime (after the ")" of comm)
+    t=$(sed 's/.*) //' "/proc/$$/stat" | awk '{ print $14 + $15 }')
+    if [ -n "$KAFKA_DATA" ] && [ -f "$KAFKA_DATA/kafka.pid" ]; then
+        b=$(sed 's/.*) //' "/proc/$(cat "$KAFKA_DATA/kafka.pid")/stat" 2>/dev/null | awk '{ print $12 + $13 }')
+    fi
+    echo $((t + ${b:-0}))
+}
+phase_start() { P_BUSY=$(cpu_busy) P_OURS=$(cpu_ours) P_T0=$(date +%s.%N); }
+# phase_end NAME: append "NAME: N% of the CPUs used by other processes" to $FOREIGN.
+phase_end() {
+    local pct
+    pct=$(awk -v b0="$P_BUSY" -v b1="$(cpu_busy)" -v o0="$P_OURS" -v o1="$(cpu_ours)" \
+        -v t0="$P_T0" -v t1="$(date +%s.%N)" -v n="$NCPU" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { f = ((b1 - b0) - (o1 - o0)) / hz / ((t1 - t0) * n) * 100; if (f < 0) f = 0; printf "%.0f", f }')
+    echo "bench: during $1, other processes used ${pct}% of the CPUs" >&2
+    FOREIGN="${FOREIGN:+$FOREIGN, }$1 ${pct}%"
+}
+FOREIGN=
+
 need_bin() { [ -x "$BDIR/$1" ] || die "$BDIR/$1 is missing: build it with 'make $BDIR/$1' (make bench does)"; }
 
 # run_prog NAME RUN CMD... : run one program, keep its output in the log, add
@@ -228,6 +255,7 @@ if want http; then
     echo "bench: http warm-up" >&2
     bench_http warmup 1
 fi
+phase_start
 for run in $(seq "$BENCH_RUNS"); do
     for b in "${benches[@]}"; do
         case $b in
@@ -236,6 +264,7 @@ for run in $(seq "$BENCH_RUNS"); do
         esac
     done
 done
+{ want codec || want http; } && phase_end "$(want codec && echo codec)$(want codec && want http && echo +)$(want http && echo http)"
 
 # Phase 2: Kafka, on a broker started only now.
 if want kafka; then
@@ -244,17 +273,19 @@ if want kafka; then
     # one unmeasured pass.
     echo "bench: kafka warm-up" >&2
     bench_kafka warmup "${KAFKA_WARMUP_ARGS[@]}"
+    phase_start
     for run in $(seq "$BENCH_RUNS"); do
         echo "bench: run $run/$BENCH_RUNS: kafka" >&2
         bench_kafka "$run" "${KAFKA_ARGS[@]}"
     done
+    phase_end kafka
 fi
 
 elapsed=$(($(date +%s) - start_s))
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1)
 python3 - "$RAW" "$TABLE_MD" "$BENCH_RUNS" "$BENCH_QUICK" "$BENCH_STRICT" \
-    "commit $commit; $NCPU CPUs (${cpu:-unknown CPU}); $BENCH_RUNS runs$([ "$BENCH_QUICK" = 1 ] && echo ', quick mode'); pinning: $PINNING; load average $load_start at start; ${elapsed}s" <<'PY'
+    "commit $commit; $NCPU CPUs (${cpu:-unknown CPU}); $BENCH_RUNS runs$([ "$BENCH_QUICK" = 1 ] && echo ', quick mode'); pinning: $PINNING; load average $load_start at start; CPU used by other processes: $FOREIGN; ${elapsed}s" <<'PY'
 import re, statistics, sys
 
 raw, md_path, runs, quick, strict, about = sys.argv[1:7]

@@ -19,6 +19,10 @@
 #include "ev_schema.h"
 #include "kq_err.h"
 
+/* The typed envelope copies event_id whole; the verifier guarantees its length. */
+_Static_assert(sizeof(((ev_envelope *)0)->event_id.bytes) == EV_EVENT_ID_LEN,
+               "ev_uuid must hold exactly Envelope.event_id");
+
 /* ================================================================ names */
 
 static const uint8_t event_aggregate[EV_EVENT_TYPE_MAX + 1] = {
@@ -755,7 +759,7 @@ static ev_fb_ref enc_payload(ev_fb_builder *b, const ev_envelope *e)
 
 int ev_envelope_encode(ev_fb_builder *b, const ev_envelope *e, char *errstr, size_t errlen)
 {
-    ev_fb_ref payload, agg, actor, cmd, corr, caus, hash = 0, env;
+    ev_fb_ref payload, id, agg, actor, cmd, corr, caus, hash = 0, env;
     uint8_t type = (uint8_t)e->payload_type;
     int rc;
 
@@ -763,6 +767,7 @@ int ev_envelope_encode(ev_fb_builder *b, const ev_envelope *e, char *errstr, siz
         return rc;
     ev_fb_builder_reset(b);
     payload = enc_payload(b, e);
+    id = ev_fb_create_vector(b, e->event_id.bytes, EV_EVENT_ID_LEN, 1, 1);
     agg = put_str(b, e->aggregate_id);
     actor = put_str(b, e->actor);
     cmd = put_str(b, e->command_id);
@@ -774,7 +779,7 @@ int ev_envelope_encode(ev_fb_builder *b, const ev_envelope *e, char *errstr, siz
     ev_fb_table_start(b);
     ev_fb_add_i64(b, EV_SLOT_ENVELOPE_VERSION, e->version, 0);
     ev_fb_add_i64(b, EV_SLOT_ENVELOPE_OCCURRED_AT_US, e->occurred_at_us, 0);
-    ev_fb_table_add_struct(b, EV_SLOT_ENVELOPE_EVENT_ID, e->event_id.bytes, 16, 1);
+    add_ref(b, EV_SLOT_ENVELOPE_EVENT_ID, id);
     add_ref(b, EV_SLOT_ENVELOPE_AGGREGATE_ID, agg);
     add_ref(b, EV_SLOT_ENVELOPE_ACTOR, actor);
     add_ref(b, EV_SLOT_ENVELOPE_COMMAND_ID, cmd);
@@ -807,7 +812,7 @@ void ev_envelope_init(ev_envelope *e, ev_event_type type)
 int ev_envelope_decode(const uint8_t *buf, size_t len, ev_envelope *out, char *errstr,
                        size_t errlen)
 {
-    uint32_t r, p, at;
+    uint32_t r, p, at, n;
     int rc;
 
     if ((rc = ev_schema_verify(buf, len, errstr, errlen)))
@@ -815,8 +820,9 @@ int ev_envelope_decode(const uint8_t *buf, size_t len, ev_envelope *out, char *e
     memset(out, 0, sizeof *out);
     r = ev_fb_root(buf);
 
-    at = ev_fb_field(buf, r, EV_SLOT_ENVELOPE_EVENT_ID); /* required: present */
-    memcpy(out->event_id.bytes, buf + at, 16);
+    /* required, and verified to hold exactly EV_EVENT_ID_LEN bytes */
+    at = ev_fb_vector(buf, r, EV_SLOT_ENVELOPE_EVENT_ID, &n);
+    memcpy(out->event_id.bytes, buf + at, EV_EVENT_ID_LEN);
     out->aggregate_type =
         (ev_aggregate_type)ev_fb_get_u8(buf, r, EV_SLOT_ENVELOPE_AGGREGATE_TYPE, 0);
     out->aggregate_id = rd_str(buf, r, EV_SLOT_ENVELOPE_AGGREGATE_ID);

@@ -132,6 +132,8 @@ typedef struct ev_bytes {
     uint32_t len;
 } ev_bytes;
 
+/* Envelope.event_id: on the wire a [ubyte] of exactly 16 bytes (EV_EVENT_ID_LEN
+ * in ev_schema.h, enforced by the verifier); here a copy, not a view. */
 typedef struct ev_uuid {
     uint8_t bytes[16];
 } ev_uuid;

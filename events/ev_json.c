@@ -142,45 +142,9 @@ static int get_named(jenc *j, const ev_schema_field *f, const json_t *v, int64_t
 
 static int enc_table(jenc *j, const ev_schema_table *t, const json_t *obj, ev_fb_ref *out);
 
-static int enc_uuid(jenc *j, const json_t *v, uint8_t bytes[16])
-{
-    const char *key;
-    size_t klen, i;
-    json_t *val, *arr;
-
-    if (expect(j, v, JSON_OBJECT, "object"))
-        return KQ_EINVAL;
-    json_object_keylen_foreach((json_t *)v, key, klen, val)
-    {
-        if (klen != 5 || memcmp(key, "bytes", 5) != 0) {
-            size_t old = path_push_name(j, key);
-            int rc = jfail(j, "unknown field of Uuid");
-            path_pop(j, old);
-            return rc;
-        }
-    }
-    size_t old = path_push_name(j, "bytes");
-    int rc = 0;
-    arr = json_object_get(v, "bytes");
-    if (arr == NULL)
-        rc = jfail(j, "required field missing");
-    else if (expect(j, arr, JSON_ARRAY, "array of 16 numbers"))
-        rc = KQ_EINVAL;
-    else if (json_array_size(arr) != 16)
-        rc = jfail(j, "expected exactly 16 elements, got %zu", json_array_size(arr));
-    for (i = 0; rc == 0 && i < 16; i++) {
-        size_t o2 = path_push_index(j, i);
-        int64_t n;
-        rc = get_int(j, json_array_get(arr, i), 0, 255, "ubyte", &n);
-        if (rc == 0)
-            bytes[i] = (uint8_t)n;
-        path_pop(j, o2);
-    }
-    path_pop(j, old);
-    return rc;
-}
-
-static int enc_vec_ubyte(jenc *j, const json_t *v, ev_fb_ref *out)
+/* [ubyte]; a field with an exact length (event_id) must have exactly that
+ * many elements, as ev_schema_verify() would otherwise reject the buffer. */
+static int enc_vec_ubyte(jenc *j, const ev_schema_field *f, const json_t *v, ev_fb_ref *out)
 {
     size_t n, i;
     uint8_t *tmp = NULL;
@@ -189,6 +153,8 @@ static int enc_vec_ubyte(jenc *j, const json_t *v, ev_fb_ref *out)
     if (expect(j, v, JSON_ARRAY, "array"))
         return KQ_EINVAL;
     n = json_array_size(v);
+    if (f->len != 0 && n != f->len)
+        return jfail(j, "expected exactly %lu elements, got %zu", (unsigned long)f->len, n);
     if (n && (tmp = malloc(n)) == NULL)
         return kq_seterr(j->errstr, j->errlen, KQ_ENOMEM, "out of memory");
     for (i = 0; rc == 0 && i < n; i++) {
@@ -240,7 +206,6 @@ typedef struct fval {
     int present;
     int64_t num;   /* scalars, bools, enums, union types */
     ev_fb_ref ref; /* strings, vectors, tables, union values */
-    uint8_t uuid[16];
 } fval;
 
 static size_t kind_size(uint8_t kind)
@@ -292,10 +257,8 @@ static int enc_field(jenc *j, const ev_schema_table *t, const ev_schema_field *f
             return KQ_EINVAL;
         fv->ref = ev_fb_create_string(j->b, json_string_value(v), json_string_length(v));
         return 0;
-    case EV_K_UUID:
-        return enc_uuid(j, v, fv->uuid);
     case EV_K_VEC_UBYTE:
-        return enc_vec_ubyte(j, v, &fv->ref);
+        return enc_vec_ubyte(j, f, v, &fv->ref);
     case EV_K_VEC_STRING:
     case EV_K_VEC_TABLE:
         return enc_vec_refs(j, f, v, &fv->ref);
@@ -380,10 +343,8 @@ static int enc_table(jenc *j, const ev_schema_table *t, const json_t *obj, ev_fb
                                 : size == 2 ? (const void *)&u16
                                             : (const void *)&u8;
                 ev_fb_table_add_scalar(j->b, f->slot, p, size);
-            } else if (size == 4 && kind_size(f->kind) == 0 && f->kind != EV_K_UUID) {
+            } else if (size == 4 && kind_size(f->kind) == 0) {
                 ev_fb_table_add_ref(j->b, f->slot, fv->ref);
-            } else if (size == 1 && f->kind == EV_K_UUID) {
-                ev_fb_table_add_struct(j->b, f->slot, fv->uuid, 16, 1);
             }
         }
     }
@@ -658,19 +619,6 @@ static void print_field(jbuf *o, const uint8_t *buf, const ev_schema_table *t,
         jb_string(o, (const char *)buf + s + 4, ev_fb_read_u32(buf + s));
         return;
     }
-    case EV_K_UUID:
-        jb_put(o, "{", 1);
-        jb_nl(o, indent + 2);
-        jb_puts(o, "\"bytes\": ");
-        print_vec_open(o);
-        for (uint32_t i = 0; i < 16; i++) {
-            print_vec_sep(o, i, indent + 4);
-            jb_u64(o, buf[at + i]);
-        }
-        print_vec_close(o, 16, indent + 2);
-        jb_nl(o, indent);
-        jb_put(o, "}", 1);
-        return;
     case EV_K_VEC_UBYTE:
         vpos = ev_fb_deref(buf, at) + 4;
         count = ev_fb_read_u32(buf + vpos - 4);

@@ -8,7 +8,7 @@
  *     flatc --json --strict-json --raw-binary events/events.fbs -- file.kqev
  * for every buffer that passes ev_schema_verify(): fields in schema order,
  * 2-space indent, one array element per line, enums and union types by name,
- * structs as objects, [ubyte] as arrays of numbers, strings escaped as flatc
+ * [ubyte] (event_id, prev_hash) as arrays of numbers, strings escaped as flatc
  * does (\" \\ \b \f \n \r \t, other bytes outside 0x20..0x7e as \uXXXX with
  * upper-case hex, astral characters as surrogate pairs, '/' not escaped), and
  * a final newline. Like flatc, a field is printed iff it is PRESENT in the
@@ -23,7 +23,8 @@
  *   - enums and union types by name; a NUMBER is accepted too when it is the
  *     value of a known name (flatc accepts numbers; we accept only known ones,
  *     since verification would reject anything else anyway);
- *   - struct Uuid as {"bytes": [16 numbers 0..255]};
+ *   - [ubyte] as an array of numbers 0..255; event_id must have exactly 16
+ *     (EV_EVENT_ID_LEN: the verifier rejects any other length);
  *   - required fields present; a union value needs its "<field>_type" and a
  *     union type other than NONE needs its value;
  *   - strings may contain \u0000 (flatc prints NUL that way).

@@ -39,35 +39,40 @@ const ev_schema_enum ev_schema_trigger_kind = {"TriggerKind", trigger_kind_value
 /* Row builders: name, slot, then what the kind needs. */
 #define F_SCALAR(n, s, k, d)                                                                       \
     {                                                                                              \
-        n, s, k, 0, d, NULL, NULL, NULL                                                            \
+        n, s, k, 0, d, NULL, NULL, NULL, 0                                                         \
     }
 #define F_OPT(n, s, k)                                                                             \
     {                                                                                              \
-        n, s, k, EV_F_OPTIONAL, 0, NULL, NULL, NULL                                                \
+        n, s, k, EV_F_OPTIONAL, 0, NULL, NULL, NULL, 0                                             \
     }
 #define F_ENUM(n, s, e, d)                                                                         \
     {                                                                                              \
-        n, s, EV_K_ENUM, 0, d, &(e), NULL, NULL                                                    \
+        n, s, EV_K_ENUM, 0, d, &(e), NULL, NULL, 0                                                 \
     }
 #define F_ENUM_OPT(n, s, e)                                                                        \
     {                                                                                              \
-        n, s, EV_K_ENUM, EV_F_OPTIONAL, 0, &(e), NULL, NULL                                        \
+        n, s, EV_K_ENUM, EV_F_OPTIONAL, 0, &(e), NULL, NULL, 0                                     \
     }
 #define F_REF(n, s, k, fl)                                                                         \
     {                                                                                              \
-        n, s, k, fl, 0, NULL, NULL, NULL                                                           \
+        n, s, k, fl, 0, NULL, NULL, NULL, 0                                                        \
+    }
+/* [ubyte] of exactly `len` bytes when present (verified, see ev_schema.h). */
+#define F_BYTES(n, s, fl, len)                                                                     \
+    {                                                                                              \
+        n, s, EV_K_VEC_UBYTE, fl, 0, NULL, NULL, NULL, len                                         \
     }
 #define F_TABLE(n, s, k, t, fl)                                                                    \
     {                                                                                              \
-        n, s, k, fl, 0, NULL, &(t), NULL                                                           \
+        n, s, k, fl, 0, NULL, &(t), NULL, 0                                                        \
     }
 #define F_UTYPE(n, s, u)                                                                           \
     {                                                                                              \
-        n, s, EV_K_UTYPE, 0, 0, NULL, NULL, &(u)                                                   \
+        n, s, EV_K_UTYPE, 0, 0, NULL, NULL, &(u), 0                                                \
     }
 #define F_UNION(n, s, u, fl)                                                                       \
     {                                                                                              \
-        n, s, EV_K_UNION, fl, 0, NULL, NULL, &(u)                                                  \
+        n, s, EV_K_UNION, fl, 0, NULL, NULL, &(u), 0                                               \
     }
 #define TABLE(var, tname, rows) const ev_schema_table var = {tname, rows, COUNT(rows)}
 
@@ -199,7 +204,7 @@ const ev_schema_union ev_schema_event = {"Event", event_members, COUNT(event_mem
 
 /* Envelope */
 static const ev_schema_field envelope_fields[] = {
-    F_REF("event_id", EV_SLOT_ENVELOPE_EVENT_ID, EV_K_UUID, EV_F_REQUIRED),
+    F_BYTES("event_id", EV_SLOT_ENVELOPE_EVENT_ID, EV_F_REQUIRED, EV_EVENT_ID_LEN),
     F_ENUM("aggregate_type", EV_SLOT_ENVELOPE_AGGREGATE_TYPE, ev_schema_aggregate_type, 0),
     F_REF("aggregate_id", EV_SLOT_ENVELOPE_AGGREGATE_ID, EV_K_STRING, EV_F_REQUIRED),
     F_SCALAR("version", EV_SLOT_ENVELOPE_VERSION, EV_K_LONG, 0),
@@ -400,10 +405,6 @@ static int verify_value(vctx *c, const ev_schema_field *f, uint32_t tpos)
         return verify_scalar(c, f, tpos, 4);
     case EV_K_LONG:
         return verify_scalar(c, f, tpos, 8);
-    case EV_K_UUID:
-        if (ev_fb_verify_field(&c->v, tpos, f->slot, 16, 1))
-            return fail_fb(c);
-        return 0;
     case EV_K_STRING:
         if (ev_fb_verify_string(&c->v, tpos, f->slot))
             return fail_fb(c);
@@ -412,6 +413,12 @@ static int verify_value(vctx *c, const ev_schema_field *f, uint32_t tpos)
     case EV_K_VEC_UBYTE:
         if (ev_fb_verify_vector(&c->v, tpos, f->slot, 1, 1, &vpos, &count))
             return fail_fb(c);
+        if (f->len != 0 && vpos != 0 && count != f->len) {
+            char what[64];
+            snprintf(what, sizeof what, "must be exactly %lu bytes, got %lu",
+                     (unsigned long)f->len, (unsigned long)count);
+            return fail(c, vpos - 4u, what);
+        }
         return 0;
     case EV_K_VEC_STRING:
         if (ev_fb_verify_vector(&c->v, tpos, f->slot, 4, 4, &vpos, &count))

@@ -31,6 +31,10 @@
  *     schema is REJECTED (the projector dead-letters such an event); the same
  *     for union types; bools must be 0 or 1;
  *   - a union value is present iff its type is not NONE;
+ *   - a [ubyte] field with an exact length (ev_schema_field.len, e.g.
+ *     event_id: EV_EVENT_ID_LEN bytes) has exactly that many elements when
+ *     present; the schema language cannot say so, so every reader relies on
+ *     this check rather than on the writer;
  *   - fields with slots beyond the ones we know (added by a newer schema) are
  *     ignored, as FlatBuffers intends;
  *   - work is bounded: at most EV_FB_DEFAULT_MAX_TABLES tables, nesting at
@@ -50,6 +54,7 @@
 
 #define EV_FILE_IDENT "KQEV"
 #define EV_SCHEMA_MAX_DEPTH 16 /* tables nested in one another; ours reach 5 */
+#define EV_EVENT_ID_LEN 16     /* Envelope.event_id: [ubyte], a UUID v4 */
 
 /* ---------------------------------------------------------------- slots */
 
@@ -147,8 +152,7 @@ typedef enum ev_schema_kind {
     EV_K_LONG,
     EV_K_ENUM, /* ubyte-based enum, values 0..count-1 (ours are dense) */
     EV_K_STRING,
-    EV_K_UUID, /* struct Uuid { bytes: [ubyte:16] }: 16 bytes inline, align 1 */
-    EV_K_VEC_UBYTE,
+    EV_K_VEC_UBYTE, /* [ubyte]; `len` != 0 demands exactly that many bytes */
     EV_K_VEC_STRING,
     EV_K_VEC_TABLE,
     EV_K_TABLE,
@@ -156,7 +160,7 @@ typedef enum ev_schema_kind {
     EV_K_UNION, /* union value: offset to a table of the type in slot - 1 */
 } ev_schema_kind;
 
-#define EV_F_REQUIRED 0x1u /* (required): string/vector/table/struct/union value */
+#define EV_F_REQUIRED 0x1u /* (required): string/vector/table/union value */
 #define EV_F_OPTIONAL 0x2u /* scalar `= null`: absent means "no value" */
 
 typedef struct ev_schema_enum {
@@ -182,6 +186,7 @@ typedef struct ev_schema_field {
     const ev_schema_enum *enm;           /* EV_K_ENUM */
     const struct ev_schema_table *table; /* EV_K_TABLE, EV_K_VEC_TABLE */
     const ev_schema_union *uni;          /* EV_K_UTYPE, EV_K_UNION */
+    uint32_t len;                        /* EV_K_VEC_UBYTE: exact element count, 0 = any */
 } ev_schema_field;
 
 typedef struct ev_schema_table {

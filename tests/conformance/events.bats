@@ -186,7 +186,7 @@ EOF
 
 @test "explicit default values are kept by our encoder and printed as flatc prints them" {
     cat >"$T/d.json" <<'EOF'
-{"event_id": {"bytes": [0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}, "aggregate_type": "unknown",
+{"event_id": [0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0], "aggregate_type": "unknown",
  "aggregate_id": "wf-d", "version": 0, "occurred_at_us": 0, "schema_version": 1,
  "payload_type": "WorkflowCreated",
  "payload": {"name": "n", "enabled": true, "webhook_secret": "s",
@@ -209,7 +209,7 @@ EOF
 
 @test "enum values and union types given as numbers are accepted, printed as names" {
     cat >"$T/n.json" <<'EOF'
-{"event_id": {"bytes": [0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}, "aggregate_type": 1,
+{"event_id": [0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0], "aggregate_type": 1,
  "aggregate_id": "r", "payload_type": 1, "payload": {"name": "n", "status": 2}}
 EOF
     "$EV" encode <"$T/n.json" >"$T/n.kqev"
@@ -251,7 +251,7 @@ EOF
 @test "(c) JSON input over the 1 MiB limit is rejected" {
     python3 -c '
 import json
-print(json.dumps({"event_id": {"bytes": [0]*16}, "aggregate_id": "r", "payload_type": "ResourceCreated",
+print(json.dumps({"event_id": [0]*16, "aggregate_id": "r", "payload_type": "ResourceCreated",
                   "payload": {"name": "n", "description": "x" * (1 << 20)}}))' >"$T/big.json"
     run "$EV" encode <"$T/big.json"
     [ "$status" -eq 1 ]
@@ -294,6 +294,25 @@ open(sys.argv[1] + "/garbage_ident.bin", "wb").write(data)
     [[ "$output" == *"file identifier"* ]]
     echo "failed:$fail"
     [ -z "$fail" ]
+}
+
+@test "an event_id that is not 16 bytes: flatc writes it, our decode rejects it naming event_id" {
+    # [ubyte] cannot carry a length in the schema, so flatc accepts any; the
+    # 16-byte rule lives in our verifier, which every reader goes through.
+    for n in 0 15 17 32; do
+        python3 -c '
+import json, sys
+e = json.load(open(sys.argv[1])); e["event_id"] = list(range(int(sys.argv[2])))
+json.dump(e, open(sys.argv[3], "w"))' "$DATA/resource_created.json" "$n" "$T/id$n.json"
+        flatc_bin "$T/id$n.json" "$SCHEMA" "$T/id$n.kqev"
+        run "$EV" decode <"$T/id$n.kqev"
+        echo "$n: $status $output"
+        [ "$status" -eq 1 ]
+        [[ "$output" == *"event_id: must be exactly 16 bytes, got $n"* ]]
+        run "$EV" encode <"$T/id$n.json"
+        [ "$status" -eq 1 ]
+        [[ "$output" == *"event_id: expected exactly 16 elements, got $n"* ]]
+    done
 }
 
 @test "a field added by a newer schema is ignored; output equals flatc's with our schema" {

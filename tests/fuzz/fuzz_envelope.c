@@ -3,7 +3,8 @@
  *
  * The input is treated two ways:
  *   1. as a buffer from Kafka: ev_schema_verify, the typed decoder (walking
- *      every list) and the JSON decoder must agree on accepting it; when they
+ *      every list) and the JSON decoder must agree on accepting it (and an
+ *      accepted event_id is exactly 16 bytes); when they
  *      do, the JSON must encode back (ev_json_encode) to a buffer whose JSON
  *      is identical, and a domain-valid typed envelope must re-encode to a
  *      buffer that decodes to the same typed envelope bytes;
@@ -84,6 +85,16 @@ static void as_buffer(const uint8_t *data, size_t size)
     if (v != 0)
         return;
 
+    /* the typed decoder copies event_id whole: the verifier must have proved
+     * it is a vector of exactly EV_EVENT_ID_LEN bytes */
+    {
+        uint32_t idn = 0;
+        if (ev_fb_vector(data, ev_fb_root(data), EV_SLOT_ENVELOPE_EVENT_ID, &idn) == 0 ||
+            idn != EV_EVENT_ID_LEN)
+            die("verify", "accepted an event_id that is not 16 bytes");
+        for (uint32_t i = 0; i < EV_EVENT_ID_LEN; i++)
+            sink += e.event_id.bytes[i];
+    }
     sink += touch(e.aggregate_id) + touch(e.actor) + touch(e.command_id);
     if (e.prev_hash.ptr)
         for (uint32_t i = 0; i < e.prev_hash.len; i++)

@@ -204,6 +204,8 @@ static void check_table(const ev_schema_table *t, int depth)
         default:
             assert_true(f->kind >= EV_K_BOOL && f->kind <= EV_K_UNION);
         }
+        if (f->kind != EV_K_VEC_UBYTE)
+            assert_int_equal(f->len, 0);
     }
 }
 
@@ -216,6 +218,14 @@ static void test_descriptors(void **state)
     assert_int_equal(ev_schema_action.count, 2);
     assert_int_equal(ev_schema_envelope.nfields, 13);
     assert_int_equal(ev_schema_envelope.fields[12].slot, EV_SLOT_ENVELOPE_PAYLOAD);
+    /* event_id: [ubyte] (required), exactly 16 bytes; prev_hash: any length here */
+    assert_string_equal(ev_schema_envelope.fields[0].name, "event_id");
+    assert_int_equal(ev_schema_envelope.fields[0].slot, EV_SLOT_ENVELOPE_EVENT_ID);
+    assert_int_equal(ev_schema_envelope.fields[0].kind, EV_K_VEC_UBYTE);
+    assert_int_equal(ev_schema_envelope.fields[0].flags, EV_F_REQUIRED);
+    assert_int_equal(ev_schema_envelope.fields[0].len, EV_EVENT_ID_LEN);
+    assert_int_equal(ev_schema_envelope.fields[10].kind, EV_K_VEC_UBYTE);
+    assert_int_equal(ev_schema_envelope.fields[10].len, 0);
     assert_int_equal(ev_schema_union_type(&ev_schema_event, "NONE", 4), 0);
     assert_int_equal(ev_schema_union_type(&ev_schema_event, "RunFailed", 9), 14);
     assert_int_equal(ev_schema_union_type(&ev_schema_event, "RunFaile", 8), -1);
@@ -808,7 +818,7 @@ static void test_validation_per_event(void **state)
 
 /* ------------------------------------------------------------ JSON codec */
 
-#define ENV_HEAD "{\"event_id\": {\"bytes\": [0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}, "
+#define ENV_HEAD "{\"event_id\": [0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0], "
 
 static void test_json_specifics(void **state)
 {
@@ -867,6 +877,62 @@ static void test_json_specifics(void **state)
     assert_int_equal(ev_json_decode((const uint8_t *)"abcdefgh", 8, &json, &jlen, err, sizeof err),
                      KQ_ECORRUPT);
     assert_null(json);
+    ev_fb_builder_free(&b);
+}
+
+/* event_id is a [ubyte] of exactly 16 bytes on the wire; every codec holds to it. */
+static void test_event_id_vector(void **state)
+{
+    static const struct {
+        const char *id, *msg;
+    } bad[] = {
+        {"[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14]", "event_id: expected exactly 16 elements, got 15"},
+        {"[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]",
+         "event_id: expected exactly 16 elements, got 17"},
+        {"[]", "event_id: expected exactly 16 elements, got 0"},
+        {"[256,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]", "event_id[0]: 256 is out of range for ubyte"},
+        {"{\"bytes\": [0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]}",
+         "event_id: expected array, got object"},
+        {"\"123e4567-e89b-42d3-a456-426614174000\"", "event_id: expected array, got string"},
+    };
+    ev_step steps[3];
+    ev_envelope e, d;
+    ev_fb_builder b;
+    char err[256] = "", json[256], *out;
+    uint8_t *buf;
+    size_t len;
+    uint32_t at, count;
+    (void)state;
+
+    /* typed encode writes a 16-byte vector; decode copies it back */
+    make_steps(steps);
+    make_envelope(&e, EV_RUN_SUCCEEDED, steps);
+    buf = env_to_buf(&e, &len);
+    at = ev_fb_vector(buf, ev_fb_root(buf), EV_SLOT_ENVELOPE_EVENT_ID, &count);
+    assert_int_not_equal(at, 0);
+    assert_int_equal(count, EV_EVENT_ID_LEN);
+    assert_memory_equal(buf + at, e.event_id.bytes, EV_EVENT_ID_LEN);
+    assert_int_equal(ev_envelope_decode(buf, len, &d, err, sizeof err), 0);
+    assert_memory_equal(d.event_id.bytes, e.event_id.bytes, EV_EVENT_ID_LEN);
+    /* printed as flatc prints a [ubyte]: one number per line */
+    out = buf_to_json(buf, len);
+    assert_non_null(strstr(out, "{\n  \"event_id\": [\n    160,\n    161,\n"));
+    assert_non_null(strstr(out, "    175\n  ],\n"));
+    free(out);
+    free(buf);
+
+    /* JSON input: any other length, value or shape names event_id */
+    ev_fb_builder_init(&b);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(json, sizeof json,
+                 "{\"event_id\": %s, \"aggregate_id\": \"r\", \"payload_type\": "
+                 "\"RunSucceeded\", \"payload\": {}}",
+                 bad[i].id);
+        err[0] = '\0';
+        assert_int_equal(ev_json_encode(json, strlen(json), &b, err, sizeof err), KQ_EINVAL);
+        if (strstr(err, bad[i].msg) == NULL)
+            fail_msg("case %zu: got '%s', want '%s'", i, err, bad[i].msg);
+    }
     ev_fb_builder_free(&b);
 }
 
@@ -1089,6 +1155,15 @@ static void test_handmade_corruptions(void **state)
     expect_rejected_u32(wf, f, 0x7ffffff0u, "aggregate_id: offset points outside");
     expect_rejected_u32(wf, str, 0xffffffffu, "aggregate_id: string length past end");
     expect_rejected_u32(wf, str, ev_fb_read_u32(buf + str) - 1, "aggregate_id: string not NUL");
+    /* event_id's count changed: any length but 16 is rejected by the verifier,
+     * also where the bytes would still be inside the buffer */
+    f = ev_fb_field(buf, root, EV_SLOT_ENVELOPE_EVENT_ID);
+    vec = ev_fb_deref(buf, f);
+    assert_int_equal(ev_fb_read_u32(buf + vec), EV_EVENT_ID_LEN);
+    expect_rejected_u32(wf, vec, 15, "event_id: must be exactly 16 bytes, got 15");
+    expect_rejected_u32(wf, vec, 17, "event_id: must be exactly 16 bytes, got 17");
+    expect_rejected_u32(wf, vec, 0, "event_id: must be exactly 16 bytes, got 0");
+    expect_rejected_u32(wf, vec, 0xffffffffu, "event_id: vector length past end");
     /* huge vector counts */
     f = ev_fb_field(buf, root, EV_SLOT_ENVELOPE_PREV_HASH);
     vec = ev_fb_deref(buf, f);
@@ -1130,12 +1205,13 @@ static void test_handmade_corruptions(void **state)
 }
 
 /* Envelopes built with the raw builder, breaking the policy of ev_schema.h. */
-static uint8_t *raw_envelope(int with_id, int ptype, int with_payload, int status, int enabled,
+/* id_len: bytes of event_id, -1 for none. */
+static uint8_t *raw_envelope(int id_len, int ptype, int with_payload, int status, int enabled,
                              const char *name, size_t name_len, size_t *len)
 {
     ev_fb_builder b;
-    ev_fb_ref payload = 0, agg, nm, secret, steps, env;
-    uint8_t id[16] = {0};
+    ev_fb_ref payload = 0, id = 0, agg, nm, secret, steps, env;
+    uint8_t id_bytes[64] = {0};
     uint8_t *out;
 
     ev_fb_builder_init(&b);
@@ -1156,10 +1232,12 @@ static uint8_t *raw_envelope(int with_id, int ptype, int with_payload, int statu
         }
         payload = ev_fb_table_end(&b);
     }
+    assert_true(id_len <= (int)sizeof id_bytes);
+    if (id_len >= 0)
+        id = ev_fb_create_vector(&b, id_bytes, (size_t)id_len, 1, 1);
     agg = ev_fb_create_string(&b, "a", 1);
     ev_fb_table_start(&b);
-    if (with_id)
-        ev_fb_table_add_struct(&b, EV_SLOT_ENVELOPE_EVENT_ID, id, 16, 1);
+    ev_fb_table_add_ref(&b, EV_SLOT_ENVELOPE_EVENT_ID, id);
     ev_fb_table_add_ref(&b, EV_SLOT_ENVELOPE_AGGREGATE_ID, agg);
     if (ptype >= 0) {
         uint8_t t = (uint8_t)ptype;
@@ -1176,26 +1254,30 @@ static uint8_t *raw_envelope(int with_id, int ptype, int with_payload, int statu
 static void test_policy(void **state)
 {
     static const struct {
-        int with_id, ptype, with_payload, status, enabled;
+        int id_len, ptype, with_payload, status, enabled;
         const char *name;
         size_t name_len;
         const char *msg; /* NULL: accepted */
     } cases[] = {
-        {1, EV_RESOURCE_CREATED, 1, 2, 0, "ok", 2, NULL},
-        {0, EV_RESOURCE_CREATED, 1, 2, 0, "ok", 2, "event_id: required field missing"},
-        {1, EV_RESOURCE_CREATED, 0, -1, 0, "ok", 2, "payload: required field missing"},
-        {1, -1, 1, -1, 0, "ok", 2, "payload: union value present but its type is NONE"},
-        {1, 0, 1, -1, 0, "ok", 2, "payload: union value present but its type is NONE"},
-        {1, 15, 1, -1, 0, "ok", 2, "payload_type: unknown union type"},
-        {1, EV_RESOURCE_CREATED, 1, 3, 0, "ok", 2, "payload.status: unknown enum value"},
-        {1, EV_RESOURCE_CREATED, 1, 255, 0, "ok", 2, "payload.status: unknown enum value"},
-        {1, EV_WORKFLOW_CREATED, 1, -1, 1, "ok", 2, NULL},
-        {1, EV_WORKFLOW_CREATED, 1, -1, 2, "ok", 2, "payload.enabled: bool is neither 0 nor 1"},
-        {1, EV_RESOURCE_CREATED, 1, -1, 0, "a\xc3", 2, "payload.name: invalid UTF-8"},
-        {1, EV_RESOURCE_CREATED, 1, -1, 0, "\xed\xa0\x80", 3, "payload.name: invalid UTF-8"},
-        {1, EV_RESOURCE_CREATED, 1, -1, 0, "\xc0\x80", 2, "payload.name: invalid UTF-8"},
-        {1, EV_RESOURCE_CREATED, 1, -1, 0, "\xf4\x90\x80\x80", 4, "payload.name: invalid UTF-8"},
-        {1, EV_RESOURCE_CREATED, 1, -1, 0, "a\0b", 3, NULL}, /* NUL is valid UTF-8 */
+        {16, EV_RESOURCE_CREATED, 1, 2, 0, "ok", 2, NULL},
+        {-1, EV_RESOURCE_CREATED, 1, 2, 0, "ok", 2, "event_id: required field missing"},
+        {0, EV_RESOURCE_CREATED, 1, 2, 0, "ok", 2, "event_id: must be exactly 16 bytes, got 0"},
+        {15, EV_RESOURCE_CREATED, 1, 2, 0, "ok", 2, "event_id: must be exactly 16 bytes, got 15"},
+        {17, EV_RESOURCE_CREATED, 1, 2, 0, "ok", 2, "event_id: must be exactly 16 bytes, got 17"},
+        {32, EV_RESOURCE_CREATED, 1, 2, 0, "ok", 2, "event_id: must be exactly 16 bytes, got 32"},
+        {16, EV_RESOURCE_CREATED, 0, -1, 0, "ok", 2, "payload: required field missing"},
+        {16, -1, 1, -1, 0, "ok", 2, "payload: union value present but its type is NONE"},
+        {16, 0, 1, -1, 0, "ok", 2, "payload: union value present but its type is NONE"},
+        {16, 15, 1, -1, 0, "ok", 2, "payload_type: unknown union type"},
+        {16, EV_RESOURCE_CREATED, 1, 3, 0, "ok", 2, "payload.status: unknown enum value"},
+        {16, EV_RESOURCE_CREATED, 1, 255, 0, "ok", 2, "payload.status: unknown enum value"},
+        {16, EV_WORKFLOW_CREATED, 1, -1, 1, "ok", 2, NULL},
+        {16, EV_WORKFLOW_CREATED, 1, -1, 2, "ok", 2, "payload.enabled: bool is neither 0 nor 1"},
+        {16, EV_RESOURCE_CREATED, 1, -1, 0, "a\xc3", 2, "payload.name: invalid UTF-8"},
+        {16, EV_RESOURCE_CREATED, 1, -1, 0, "\xed\xa0\x80", 3, "payload.name: invalid UTF-8"},
+        {16, EV_RESOURCE_CREATED, 1, -1, 0, "\xc0\x80", 2, "payload.name: invalid UTF-8"},
+        {16, EV_RESOURCE_CREATED, 1, -1, 0, "\xf4\x90\x80\x80", 4, "payload.name: invalid UTF-8"},
+        {16, EV_RESOURCE_CREATED, 1, -1, 0, "a\0b", 3, NULL}, /* NUL is valid UTF-8 */
     };
     (void)state;
 
@@ -1203,7 +1285,7 @@ static void test_policy(void **state)
         size_t len;
         char err[256] = "";
         uint8_t *buf =
-            raw_envelope(cases[i].with_id, cases[i].ptype, cases[i].with_payload, cases[i].status,
+            raw_envelope(cases[i].id_len, cases[i].ptype, cases[i].with_payload, cases[i].status,
                          cases[i].enabled, cases[i].name, cases[i].name_len, &len);
         int rc = ev_schema_verify(buf, len, err, sizeof err);
         if (cases[i].msg == NULL ? rc != 0 : (rc != KQ_ECORRUPT || !strstr(err, cases[i].msg)))
@@ -1235,9 +1317,9 @@ static void test_shared_string_amplification(void **state)
 {
     enum { NREF = 200000, SLEN = 65536 };
     ev_fb_builder b;
-    ev_fb_ref s, *refs, to, subj, act, step, steps, nm, sec, payload, agg, env;
+    ev_fb_ref s, *refs, to, subj, act, step, steps, nm, sec, payload, id, agg, env;
     char *text = malloc(SLEN);
-    uint8_t id[16] = {0}, t;
+    uint8_t id_bytes[EV_EVENT_ID_LEN] = {0}, t;
     const uint8_t *buf;
     size_t len;
     char err[256];
@@ -1269,9 +1351,10 @@ static void test_shared_string_amplification(void **state)
     ev_fb_table_add_ref(&b, EV_SLOT_WORKFLOW_CREATED_WEBHOOK_SECRET, sec);
     ev_fb_table_add_ref(&b, EV_SLOT_WORKFLOW_CREATED_STEPS, steps);
     payload = ev_fb_table_end(&b);
+    id = ev_fb_create_vector(&b, id_bytes, sizeof id_bytes, 1, 1);
     agg = ev_fb_create_string(&b, "w", 1);
     ev_fb_table_start(&b);
-    ev_fb_table_add_struct(&b, EV_SLOT_ENVELOPE_EVENT_ID, id, 16, 1);
+    ev_fb_table_add_ref(&b, EV_SLOT_ENVELOPE_EVENT_ID, id);
     ev_fb_table_add_ref(&b, EV_SLOT_ENVELOPE_AGGREGATE_ID, agg);
     t = EV_WORKFLOW_CREATED;
     ev_fb_table_add_scalar(&b, EV_SLOT_ENVELOPE_PAYLOAD_TYPE, &t, 1);
@@ -1297,7 +1380,7 @@ static void test_shared_string_amplification(void **state)
  */
 extern const ev_schema_table test_node; /* defined below; non-static for self-reference */
 static const ev_schema_field test_node_fields[] = {
-    {"child", 0, EV_K_TABLE, 0, 0, NULL, &test_node, NULL},
+    {"child", 0, EV_K_TABLE, 0, 0, NULL, &test_node, NULL, 0},
 };
 const ev_schema_table test_node = {"Node", test_node_fields, 1};
 
@@ -1390,6 +1473,7 @@ int main(void)
         cmocka_unit_test(test_validation_errors),
         cmocka_unit_test(test_validation_per_event),
         cmocka_unit_test(test_json_specifics),
+        cmocka_unit_test(test_event_id_vector),
         cmocka_unit_test(test_truncations),
         cmocka_unit_test(test_bit_flips),
         cmocka_unit_test(test_handmade_corruptions),
