@@ -20,7 +20,6 @@
 typedef struct kq_config {
     char *brokers;           /* KCQRS_BROKERS */
     char *pg_dsn;            /* KCQRS_PG_DSN */
-    char *lmdb_dir;          /* KCQRS_LMDB_DIR */
     char *topic_prefix;      /* KCQRS_TOPIC_PREFIX */
     int partitions;          /* KCQRS_PARTITIONS */
     int replication_factor;  /* KCQRS_REPLICATION_FACTOR */
@@ -49,8 +48,6 @@ void kq_config_print_markdown(FILE *out);
 /* Topic name for an aggregate type ("resource" -> "<prefix>.resource.events").
  * Returns the number of characters that would have been written (snprintf). */
 int kq_config_topic(const kq_config *cfg, const char *aggregate_type, char *out, size_t outlen);
-
-
 
 /*
  * Common flags of every binary: `--help`/`-h` prints `usage` and the settings

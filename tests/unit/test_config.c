@@ -14,7 +14,7 @@
 #include "kq_log.h"
 
 static const char *const vars[] = {
-    "KCQRS_BROKERS",           "KCQRS_PG_DSN",           "KCQRS_LMDB_DIR",
+    "KCQRS_BROKERS", "KCQRS_PG_DSN",
     "KCQRS_TOPIC_PREFIX",      "KCQRS_PARTITIONS",       "KCQRS_REPLICATION_FACTOR",
     "KCQRS_MIN_INSYNC_REPLICAS", "KCQRS_KAFKA_TIMEOUT_MS", "KCQRS_LOG_LEVEL",
     "KCQRS_LOG_FORMAT",
