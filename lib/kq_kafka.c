@@ -90,10 +90,9 @@ rd_kafka_conf_t *kq_kafka_conf_new(const kq_config *cfg, const char *client_id, 
         /* A request to a dead broker fails within the bound, not after 60 s. The
          * floor of 1500 ms keeps it above fetch.wait.max.ms (500) + 1000, which
          * librdkafka requires for consumers. */
-        conf_set_int(conf, "socket.timeout.ms", clamp_int(t, 1500, 300000), errstr, errlen) !=
-            0 ||
-        conf_set_int(conf, "socket.connection.setup.timeout.ms", clamp_int(t, 1000, 300000),
-                     errstr, errlen) != 0 ||
+        conf_set_int(conf, "socket.timeout.ms", clamp_int(t, 1500, 300000), errstr, errlen) != 0 ||
+        conf_set_int(conf, "socket.connection.setup.timeout.ms", clamp_int(t, 1000, 300000), errstr,
+                     errlen) != 0 ||
         /* Reconnect quickly after a broker restart (default backoff grows to 10 s). */
         kq_kafka_conf_set(conf, "reconnect.backoff.max.ms", "1000", errstr, errlen) != 0) {
         rd_kafka_conf_destroy(conf);
@@ -123,13 +122,12 @@ rd_kafka_t *kq_kafka_txn_producer_new(const kq_config *cfg, const char *transact
         conf_set_int(conf, "transaction.timeout.ms", txn_timeout, errstr, errlen) != 0 ||
         /* message.timeout.ms (alias delivery.timeout.ms) may not exceed the
          * transaction timeout; it bounds how long commit waits for delivery. */
-        conf_set_int(conf, "message.timeout.ms", clamp_int(t, 100, txn_timeout), errstr,
-                     errlen) != 0 ||
-        conf_set_int(conf, "request.timeout.ms", clamp_int(t, 100, txn_timeout), errstr,
-                     errlen) != 0 ||
+        conf_set_int(conf, "message.timeout.ms", clamp_int(t, 100, txn_timeout), errstr, errlen) !=
+            0 ||
+        conf_set_int(conf, "request.timeout.ms", clamp_int(t, 100, txn_timeout), errstr, errlen) !=
+            0 ||
         /* librdkafka: socket.timeout.ms <= transaction.timeout.ms + 100. */
-        conf_set_int(conf, "socket.timeout.ms", clamp_int(t, 10, txn_timeout), errstr, errlen) !=
-            0)
+        conf_set_int(conf, "socket.timeout.ms", clamp_int(t, 10, txn_timeout), errstr, errlen) != 0)
         goto out;
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, es, sizeof es);
     if (rk == NULL) {
@@ -143,8 +141,8 @@ out:
     return rk;
 }
 
-rd_kafka_t *kq_kafka_consumer_new(const kq_config *cfg, const char *group_id,
-                                  rd_kafka_conf_t *conf, char *errstr, size_t errlen)
+rd_kafka_t *kq_kafka_consumer_new(const kq_config *cfg, const char *group_id, rd_kafka_conf_t *conf,
+                                  char *errstr, size_t errlen)
 {
     char es[512];
     rd_kafka_t *rk = NULL;
@@ -226,8 +224,8 @@ int kq_kafka_topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms,
     }
     *partitions = md->topics[0].partition_cnt;
     if (replication != NULL)
-        *replication = md->topics[0].partition_cnt > 0 ? md->topics[0].partitions[0].replica_cnt
-                                                        : 0;
+        *replication =
+            md->topics[0].partition_cnt > 0 ? md->topics[0].partitions[0].replica_cnt : 0;
 out:
     if (md != NULL)
         rd_kafka_metadata_destroy(md);
@@ -236,17 +234,16 @@ out:
 }
 
 /* Wait for the one admin result event of type `type` on q. */
-static rd_kafka_event_t *admin_wait(rd_kafka_queue_t *q, rd_kafka_event_type_t type,
-                                    int timeout_ms, const char *what, int *rc, char *errstr,
-                                    size_t errlen)
+static rd_kafka_event_t *admin_wait(rd_kafka_queue_t *q, rd_kafka_event_type_t type, int timeout_ms,
+                                    const char *what, int *rc, char *errstr, size_t errlen)
 {
     /* The request itself times out after timeout_ms; the extra second lets the
      * timeout result arrive instead of us giving up first. */
     rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 1000);
 
     if (ev == NULL) {
-        *rc = kq_seterr(errstr, errlen, KQ_ETIMEDOUT, "%s: no answer within %d ms", what,
-                        timeout_ms);
+        *rc =
+            kq_seterr(errstr, errlen, KQ_ETIMEDOUT, "%s: no answer within %d ms", what, timeout_ms);
         return NULL;
     }
     if (rd_kafka_event_type(ev) != type) {
@@ -265,9 +262,9 @@ static rd_kafka_event_t *admin_wait(rd_kafka_queue_t *q, rd_kafka_event_type_t t
     return ev;
 }
 
-int kq_kafka_topic_config_get(rd_kafka_t *rk, const char *topic, const char *name,
-                              int timeout_ms, char *value, size_t valuelen, int *is_default,
-                              char *errstr, size_t errlen)
+int kq_kafka_topic_config_get(rd_kafka_t *rk, const char *topic, const char *name, int timeout_ms,
+                              char *value, size_t valuelen, int *is_default, char *errstr,
+                              size_t errlen)
 {
     char es[512];
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
@@ -280,8 +277,7 @@ int kq_kafka_topic_config_get(rd_kafka_t *rk, const char *topic, const char *nam
     int rc = KQ_ENOTFOUND;
 
     if (q == NULL || opt == NULL || res == NULL) {
-        rc = kq_seterr(errstr, errlen, KQ_ENOMEM, "describe configs of '%s': out of memory",
-                       topic);
+        rc = kq_seterr(errstr, errlen, KQ_ENOMEM, "describe configs of '%s': out of memory", topic);
         goto out;
     }
     if (rd_kafka_AdminOptions_set_request_timeout(opt, timeout_ms, es, sizeof es) != 0) {
@@ -293,8 +289,8 @@ int kq_kafka_topic_config_get(rd_kafka_t *rk, const char *topic, const char *nam
                     errstr, errlen);
     if (ev == NULL)
         goto out;
-    rres = rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev),
-                                                     &nres);
+    rres =
+        rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev), &nres);
     if (nres != 1) {
         rc = kq_seterr(errstr, errlen, KQ_EKAFKA, "describe configs of '%s': %zu results", topic,
                        nres);
@@ -302,13 +298,13 @@ int kq_kafka_topic_config_get(rd_kafka_t *rk, const char *topic, const char *nam
     }
     if (rd_kafka_ConfigResource_error(rres[0]) != RD_KAFKA_RESP_ERR_NO_ERROR) {
         rd_kafka_resp_err_t err = rd_kafka_ConfigResource_error(rres[0]);
-        rc = kq_seterr(errstr, errlen,
-                       err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ? KQ_ENOTFOUND
-                                                                      : err_code(err),
-                       "describe configs of '%s': %s", topic,
-                       rd_kafka_ConfigResource_error_string(rres[0])
-                           ? rd_kafka_ConfigResource_error_string(rres[0])
-                           : rd_kafka_err2str(err));
+        rc =
+            kq_seterr(errstr, errlen,
+                      err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ? KQ_ENOTFOUND : err_code(err),
+                      "describe configs of '%s': %s", topic,
+                      rd_kafka_ConfigResource_error_string(rres[0])
+                          ? rd_kafka_ConfigResource_error_string(rres[0])
+                          : rd_kafka_err2str(err));
         goto out;
     }
     entries = rd_kafka_ConfigResource_configs(rres[0], &nentries);
@@ -477,8 +473,8 @@ uint32_t kq_kafka_murmur2(const void *data, size_t len)
 
     for (size_t i = 0; i < nblocks; i++) {
         const uint8_t *b = p + 4 * i;
-        uint32_t k = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
-                     (uint32_t)b[3] << 24;
+        uint32_t k =
+            (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
         k *= m;
         k ^= k >> r;
         k *= m;
@@ -560,8 +556,8 @@ int kq_kafka_record_key_parse(const char *key, size_t len, size_t *id_len, int64
 
 /* ------------------------------------------------------------ transactions */
 
-int kq_kafka_error_take(rd_kafka_error_t *error, const char *what, int *needs_abort,
-                        char *errstr, size_t errlen)
+int kq_kafka_error_take(rd_kafka_error_t *error, const char *what, int *needs_abort, char *errstr,
+                        size_t errlen)
 {
     rd_kafka_resp_err_t code;
     int rc;
@@ -583,8 +579,7 @@ int kq_kafka_error_take(rd_kafka_error_t *error, const char *what, int *needs_ab
         rc = kq_seterr(errstr, errlen, KQ_EKAFKA, "%s: transaction must be aborted: %s", what,
                        rd_kafka_error_string(error));
     } else if (rd_kafka_error_is_retriable(error) || is_timeout(code)) {
-        rc = kq_seterr(errstr, errlen, KQ_ETIMEDOUT, "%s: %s", what,
-                       rd_kafka_error_string(error));
+        rc = kq_seterr(errstr, errlen, KQ_ETIMEDOUT, "%s: %s", what, rd_kafka_error_string(error));
     } else {
         rc = kq_seterr(errstr, errlen, KQ_EKAFKA, "%s: %s", what, rd_kafka_error_string(error));
     }
@@ -623,13 +618,12 @@ int kq_kafka_produce_event(rd_kafka_t *rk, const char *topic, int32_t partition,
     rd_kafka_resp_err_t err;
 
     if (event_type != NULL)
-        err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
-                                RD_KAFKA_V_KEY(key, keylen),
-                                RD_KAFKA_V_VALUE((void *)(uintptr_t)value, len),
-                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                RD_KAFKA_V_HEADER(KQ_KAFKA_HEADER_EVENT_TYPE, event_type,
-                                                  (ssize_t)strlen(event_type)),
-                                RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
+        err = rd_kafka_producev(
+            rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+            RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)(uintptr_t)value, len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_HEADER(KQ_KAFKA_HEADER_EVENT_TYPE, event_type, (ssize_t)strlen(event_type)),
+            RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
     else
         err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
                                 RD_KAFKA_V_KEY(key, keylen),

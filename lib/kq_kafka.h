@@ -26,9 +26,11 @@
  *   the 32-bit MurmurHash2 variant with seed 0x9747b28c that Kafka's Java client
  *   uses for keyed records (org.apache.kafka.common.utils.Utils.murmur2) and that
  *   librdkafka exposes as the "murmur2" partitioner. We chose it over FNV-1a
- *   because it is the hash the rest of the Kafka world already computes: a Java or
- *   Go tool, kcat (-p with murmur2) or a Kafka Streams job can find an aggregate's
- *   partition without our code. Note that we hash the aggregate id, not the record
+ *   because it is the hash the rest of the Kafka world already computes: any
+ *   Kafka client (Java's Utils.murmur2, librdkafka's
+ *   rd_kafka_msg_partitioner_murmur2) finds an aggregate's partition from its id
+ *   without our code, and the unit tests use librdkafka's function as an
+ *   independent oracle. Note that we hash the aggregate id, not the record
  *   key ("<id>/<version>"), so the partition must be passed explicitly when
  *   producing; the built-in partitioner would scatter one aggregate's events.
  *   The function is pure and stable: changing it would move aggregates between
@@ -66,7 +68,7 @@
 /* Header that carries the event type name (e.g. "ResourceCreated") on every record. */
 #define KQ_KAFKA_HEADER_EVENT_TYPE "event_type"
 
-/* Aggregate types that have an event topic, and the dead-letter topic's suffix. */
+/* The dead-letter topic is <prefix>.dlq. */
 #define KQ_KAFKA_DLQ_SUFFIX "dlq"
 
 /* Longest topic name Kafka accepts is 249; with the NUL this fits any name. */
@@ -117,8 +119,8 @@ rd_kafka_t *kq_kafka_txn_producer_new(const kq_config *cfg, const char *transact
  * serves everything. `conf` as for kq_kafka_txn_producer_new(). Returns NULL
  * and fills errstr on failure.
  */
-rd_kafka_t *kq_kafka_consumer_new(const kq_config *cfg, const char *group_id,
-                                  rd_kafka_conf_t *conf, char *errstr, size_t errlen);
+rd_kafka_t *kq_kafka_consumer_new(const kq_config *cfg, const char *group_id, rd_kafka_conf_t *conf,
+                                  char *errstr, size_t errlen);
 
 /* ---------------------------------------------------------------------- topics */
 
@@ -159,9 +161,9 @@ int kq_kafka_topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms,
  * the broker does not report that config. `is_default` (may be NULL) is set to
  * 1 when the value is the broker's default rather than set on the topic.
  */
-int kq_kafka_topic_config_get(rd_kafka_t *rk, const char *topic, const char *name,
-                              int timeout_ms, char *value, size_t valuelen, int *is_default,
-                              char *errstr, size_t errlen);
+int kq_kafka_topic_config_get(rd_kafka_t *rk, const char *topic, const char *name, int timeout_ms,
+                              char *value, size_t valuelen, int *is_default, char *errstr,
+                              size_t errlen);
 
 /* ----------------------------------------------------------- keys and partitions */
 
@@ -213,8 +215,8 @@ int kq_kafka_txn_abort(rd_kafka_t *rk, int timeout_ms, char *errstr, size_t errl
  * Convert and destroy a librdkafka error (NULL -> 0). `what` names the operation
  * in errstr. *needs_abort (may be NULL) is set to 1 when the error is abortable.
  */
-int kq_kafka_error_take(rd_kafka_error_t *error, const char *what, int *needs_abort,
-                        char *errstr, size_t errlen);
+int kq_kafka_error_take(rd_kafka_error_t *error, const char *what, int *needs_abort, char *errstr,
+                        size_t errlen);
 
 /*
  * Produce one event record inside the current transaction: explicit

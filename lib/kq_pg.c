@@ -20,8 +20,7 @@ static int pg_err(char *errstr, size_t errlen, const char *what, const char *msg
     return kq_seterr(errstr, errlen, KQ_EPG, "%s: %.*s", what, (int)n, msg);
 }
 
-static int result_err(PGconn *conn, PGresult *res, const char *what, char *errstr,
-                      size_t errlen)
+static int result_err(PGconn *conn, PGresult *res, const char *what, char *errstr, size_t errlen)
 {
     if (res == NULL)
         return pg_err(errstr, errlen, what, PQerrorMessage(conn), NULL);
@@ -35,8 +34,7 @@ static int result_ok(const PGresult *res)
     return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_EMPTY_QUERY;
 }
 
-PGconn *kq_pg_connect(const char *dsn, int timeout_ms, const char *app, char *errstr,
-                      size_t errlen)
+PGconn *kq_pg_connect(const char *dsn, int timeout_ms, const char *app, char *errstr, size_t errlen)
 {
     char timeout[16];
     int secs = timeout_ms <= 0 ? 2 : (timeout_ms + 999) / 1000;

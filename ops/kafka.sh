@@ -15,7 +15,8 @@
 # KQ_KAFKA_START_TIMEOUT seconds (default 60) with the tail of kafka.log.
 #
 # Environment: KQ_KAFKA_HEAP (default "-Xmx512m"), KQ_KAFKA_START_TIMEOUT,
-# KQ_KAFKA_STOP_TIMEOUT (default 30), KCQRS_TOOLS (directory of kq_kafka_ready;
+# KQ_KAFKA_STOP_TIMEOUT (default 30), KQ_LOG4J (log4j.properties to use instead of
+# ops/kafka/log4j.properties), KCQRS_TOOLS (directory of kq_kafka_ready;
 # default build/tests/tools).
 set -euo pipefail
 
@@ -228,8 +229,11 @@ $(ss -Hltnp "sport = :$p" 2>/dev/null | sed 's/^/    /')
 
     timeout=${KQ_KAFKA_START_TIMEOUT:-60}
     probe=$(ready_probe) || probe=
+    pid=
     while :; do
-        pid=$(cat "$dir/kafka.pid" 2>/dev/null || true)
+        # The pid file appears as soon as the background shell runs; once seen,
+        # its process must stay alive (a concurrent `stop` removes the file).
+        [[ -z "$pid" ]] && pid=$(cat "$dir/kafka.pid" 2>/dev/null || true)
         if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
             echo "---- last lines of $log:" >&2
             tail -n 40 "$log" >&2

@@ -46,6 +46,8 @@ usage() {
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
+[[ "$DB_USER" =~ ^[a-z_][a-z0-9_]*$ && "$DB_NAME" =~ ^[a-z_][a-z0-9_]*$ ]] ||
+    die "KQ_PG_USER / KQ_PG_DB must be plain lower-case identifiers"
 [[ -x "$PGBIN/pg_ctl" ]] ||
     die "PostgreSQL binaries not found in $PGBIN (apt-get install postgresql-15, or set KQ_PG_BIN; run ops/install-deps.sh)"
 

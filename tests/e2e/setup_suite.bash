@@ -16,12 +16,12 @@
 # here, when the suite process is terminated.
 #
 # Environment: KQ_E2E_KEEP=1 keeps the directory (logs, data) for a look after
-# the run; its path is printed. KQ_E2E_BROKERS / KQ_E2E_PG_DSN: use servers that
+# the run (its path is in the suite output). KQ_E2E_BROKERS / KQ_E2E_PG_DSN: use servers that
 # are already running instead of starting any.
 
 KQ_E2E_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
-# Three distinct free TCP ports on 127.0.0.1 (held open together while chosen).
+# N distinct free TCP ports on 127.0.0.1 (held open together while chosen).
 _kq_free_ports() {
     python3 - "$1" <<'EOF'
 import socket, sys
@@ -108,9 +108,11 @@ setup_suite() {
 
     # bats handles SIGINT itself (and then runs teardown_suite); SIGTERM and
     # SIGHUP would kill the suite without it, so turn them into an exit, which
-    # bats' EXIT trap follows with teardown_suite.
-    trap 'exit 143' TERM
-    trap 'exit 129' HUP
+    # bats' EXIT trap follows with teardown_suite (bash runs the trap once the
+    # test file in progress has finished). bats_exec_suite_status is bats'
+    # own exit status (bats-exec-suite 1.8): a terminated run must not pass.
+    trap 'bats_exec_suite_status=143; exit 143' TERM
+    trap 'bats_exec_suite_status=129; exit 129' HUP
 
     if [[ -n "${KQ_E2E_BROKERS:-}" && -n "${KQ_E2E_PG_DSN:-}" ]]; then
         export KCQRS_BROKERS="$KQ_E2E_BROKERS" KCQRS_PG_DSN="$KQ_E2E_PG_DSN"

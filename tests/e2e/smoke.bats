@@ -10,6 +10,11 @@
 load helpers
 
 EVENT="$KQ_REPO/tests/data/events/resource_created.json"
+# The event's aggregate id and version, and the keys kq_smoke produces from
+# them: version v committed, v+1 aborted, v+2 committed.
+AGG=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["aggregate_id"])' "$EVENT")
+VER=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["version"])' "$EVENT")
+key() { printf '%s/%020d' "$AGG" "$1"; }
 
 setup_file() {
     kq_fresh_db smoke
@@ -21,7 +26,7 @@ setup_file() {
 
 # Kafka's murmur2 partitioner, written again in Python as an independent oracle.
 partition_for() {
-    python3 - "$1" "$2" <<'EOF'
+    python3 - "$1" "$2" <<'PY'
 import sys
 def murmur2(data):
     m, r, mask = 0x5bd1e995, 24, 0xffffffff
@@ -38,7 +43,7 @@ def murmur2(data):
     h ^= h >> 13; h = (h * m) & mask; h ^= h >> 15
     return h
 print((murmur2(sys.argv[1].encode()) & 0x7fffffff) % int(sys.argv[2]))
-EOF
+PY
 }
 
 smoke_output() { cat "$BATS_FILE_TMPDIR/smoke.out"; }
@@ -80,38 +85,38 @@ smoke_output() { cat "$BATS_FILE_TMPDIR/smoke.out"; }
     # FlatBuffers file identifier KQEV at bytes 4..7.
     [ "$(dd if="$BATS_FILE_TMPDIR/produced.bin" bs=1 skip=4 count=4 2>/dev/null)" = KQEV ]
     sum=$(sha256sum "$BATS_FILE_TMPDIR/produced.bin" | cut -d' ' -f1)
-    run kq_psql -c "SELECT encode(sha256(value), 'hex') FROM smoke_events WHERE version = 1"
+    run kq_psql -c "SELECT encode(sha256(value), 'hex') FROM smoke_events WHERE version = $VER"
     [ "$status" -eq 0 ]
     [ "$output" = "$sum" ]
 }
 
 @test "the PostgreSQL row has the event's key, partition, aggregate id, version and payload" {
-    want_partition=$(partition_for res-42 6)
-    run kq_psql -v input="$(cat "$EVENT")" <<'EOF'
+    want_partition=$(partition_for "$AGG" 6)
+    run kq_psql -v input="$(cat "$EVENT")" -v ver="$VER" <<'SQL'
 SELECT topic, record_key, kafka_partition, aggregate_id, version, event_type,
        event->>'aggregate_id', event->>'version', event->>'payload_type',
        event->'payload' = (:'input'::jsonb)->'payload',
        event->'event_id' = (:'input'::jsonb)->'event_id'
-  FROM smoke_events WHERE version = 1
-EOF
+  FROM smoke_events WHERE version = :ver
+SQL
     echo "$output"
     [ "$status" -eq 0 ]
-    [ "$output" = "$KCQRS_TOPIC_PREFIX.resource.events|res-42/00000000000000000001|$want_partition|res-42|1|ResourceCreated|res-42|1|ResourceCreated|t|t" ]
+    [ "$output" = "$KCQRS_TOPIC_PREFIX.resource.events|$(key "$VER")|$want_partition|$AGG|$VER|ResourceCreated|$AGG|$VER|ResourceCreated|t|t" ]
 }
 
 @test "an aborted transaction's record is in the log but never returned by read_committed" {
     run smoke_output
-    aborted="res-42/00000000000000000002"
+    committed1=$(key "$VER") aborted=$(key $((VER + 1))) committed2=$(key $((VER + 2)))
     # It was delivered to the partition (it has an offset) between the two commits...
-    first=$(sed -n 's/^smoke: committed key=res-42\/00000000000000000001 offset=//p' <<<"$output")
+    first=$(sed -n "s|^smoke: committed key=$committed1 offset=||p" <<<"$output")
     middle=$(sed -n "s|^smoke: aborted key=$aborted offset=||p" <<<"$output")
-    last=$(sed -n 's/^smoke: committed key=res-42\/00000000000000000003 offset=//p' <<<"$output")
+    last=$(sed -n "s|^smoke: committed key=$committed2 offset=||p" <<<"$output")
     [ -n "$first" ] && [ -n "$middle" ] && [ -n "$last" ]
     [ "$first" -lt "$middle" ] && [ "$middle" -lt "$last" ]
     # ...the reader read past it (it returned the later record)...
-    [[ "$output" == *"smoke: read key=res-42/00000000000000000003 offset=$last "* ]]
+    [[ "$output" == *"smoke: read key=$committed2 offset=$last "* ]]
     # ...and never returned it.
     [[ "$output" != *"smoke: read key=$aborted"* ]]
     run kq_psql -c "SELECT string_agg(version::text, ',' ORDER BY version) FROM smoke_events"
-    [ "$output" = "1,3" ]
+    [ "$output" = "$VER,$((VER + 2))" ]
 }

@@ -45,19 +45,18 @@
 
 static const char usage[] = "usage: kq_smoke EVENT.json [--produced FILE] [--consumed FILE]";
 
-static const char schema_sql[] =
-    "CREATE TABLE IF NOT EXISTS smoke_events ("
-    "  topic text NOT NULL,"
-    "  record_key text NOT NULL,"
-    "  kafka_partition integer NOT NULL,"
-    "  kafka_offset bigint NOT NULL,"
-    "  aggregate_id text NOT NULL,"
-    "  version bigint NOT NULL,"
-    "  event_type text,"
-    "  value bytea NOT NULL,"
-    "  event jsonb NOT NULL,"
-    "  PRIMARY KEY (topic, record_key),"
-    "  UNIQUE (topic, kafka_partition, kafka_offset))";
+static const char schema_sql[] = "CREATE TABLE IF NOT EXISTS smoke_events ("
+                                 "  topic text NOT NULL,"
+                                 "  record_key text NOT NULL,"
+                                 "  kafka_partition integer NOT NULL,"
+                                 "  kafka_offset bigint NOT NULL,"
+                                 "  aggregate_id text NOT NULL,"
+                                 "  version bigint NOT NULL,"
+                                 "  event_type text,"
+                                 "  value bytea NOT NULL,"
+                                 "  event jsonb NOT NULL,"
+                                 "  PRIMARY KEY (topic, record_key),"
+                                 "  UNIQUE (topic, kafka_partition, kafka_offset))";
 
 /* One event to produce: its key and encoded envelope. */
 typedef struct smoke_event {
@@ -133,8 +132,8 @@ static int write_file(const char *path, const void *data, size_t len)
 }
 
 /* Encode `doc` with "version" replaced by `version` into ev (key and bytes). */
-static int encode_version(json_t *doc, const char *aggregate_id, int64_t version,
-                          smoke_event *ev, char *err, size_t errlen)
+static int encode_version(json_t *doc, const char *aggregate_id, int64_t version, smoke_event *ev,
+                          char *err, size_t errlen)
 {
     ev_fb_builder b;
     const uint8_t *data;
@@ -146,8 +145,7 @@ static int encode_version(json_t *doc, const char *aggregate_id, int64_t version
     ev->offset = -1;
     ev->keylen = kq_kafka_record_key(aggregate_id, version, ev->key, sizeof ev->key);
     if (ev->keylen < 0)
-        return kq_seterr(err, errlen, ev->keylen, "record key for '%s' does not fit",
-                         aggregate_id);
+        return kq_seterr(err, errlen, ev->keylen, "record key for '%s' does not fit", aggregate_id);
     json_object_set_new(doc, "version", json_integer((json_int_t)version));
     if ((text = json_dumps(doc, JSON_COMPACT)) == NULL)
         return kq_seterr(err, errlen, KQ_ENOMEM, "json_dumps: out of memory");
@@ -443,8 +441,7 @@ int main(int argc, char **argv)
     printf("smoke: committed key=%s offset=%" PRId64 "\n", ev[2].key, ev[2].offset);
 
     /* Read back, committed only. */
-    if (read_back(&cfg, group, topic, partition, ev[2].offset, recs, &nrecs, err, sizeof err) !=
-        0)
+    if (read_back(&cfg, group, topic, partition, ev[2].offset, recs, &nrecs, err, sizeof err) != 0)
         goto out;
     for (int i = 0; i < nrecs; i++) {
         if (strcmp(recs[i].key, ev[0].key) == 0 && consumed_path != NULL &&

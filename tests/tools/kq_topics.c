@@ -10,8 +10,9 @@
  * <prefix>.workflow.events, <prefix>.run.events and <prefix>.dlq.
  *
  * describe prints what the broker reports, e.g.
- *   kcqrs.run.events partitions=6 replication=1 cleanup.policy=compact retention.ms=-1 min.insync.replicas=1
- * Exit codes: 0 ok, 1 error (a missing topic is an error for describe), 2 usage.
+ *   kcqrs.run.events partitions=6 replication=1 cleanup.policy=compact retention.ms=-1
+ * min.insync.replicas=1 Exit codes: 0 ok, 1 error (a missing topic is an error for describe), 2
+ * usage.
  */
 #include <stdio.h>
 #include <string.h>
@@ -34,8 +35,8 @@ static int describe(rd_kafka_t *rk, const kq_config *cfg, const char *topic)
     char err[512], value[256];
     int partitions = 0, replication = 0, rc;
 
-    rc = kq_kafka_topic_partitions(rk, topic, cfg->kafka_timeout_ms, &partitions, &replication,
-                                   err, sizeof err);
+    rc = kq_kafka_topic_partitions(rk, topic, cfg->kafka_timeout_ms, &partitions, &replication, err,
+                                   sizeof err);
     if (rc != 0) {
         fprintf(stderr, "kq_topics: %s\n", err);
         return rc;

@@ -86,10 +86,11 @@ static void test_partition_for_matches_librdkafka(void **state)
 
     (void)state;
     for (int i = 0; i < 2000; i++) {
-        int n = snprintf(id, sizeof id, "%s-%d-%x", i % 2 ? "res" : "wf", i, (unsigned)i * 2654435761u);
+        int n =
+            snprintf(id, sizeof id, "%s-%d-%x", i % 2 ? "res" : "wf", i, (unsigned)i * 2654435761u);
         for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
-            int32_t want = rd_kafka_msg_partitioner_murmur2(NULL, id, (size_t)n, counts[c], NULL,
-                                                            NULL);
+            int32_t want =
+                rd_kafka_msg_partitioner_murmur2(NULL, id, (size_t)n, counts[c], NULL, NULL);
             assert_int_equal(kq_kafka_partition_for(id, (size_t)n, counts[c]), want);
         }
     }
@@ -221,8 +222,7 @@ static void test_conf_builder(void **state)
     assert_conf(conf, "socket.connection.setup.timeout.ms", "4000");
 
     /* Bad property: KQ_ECONFIG naming it. */
-    assert_int_equal(kq_kafka_conf_set(conf, "no.such.property", "1", err, sizeof err),
-                     KQ_ECONFIG);
+    assert_int_equal(kq_kafka_conf_set(conf, "no.such.property", "1", err, sizeof err), KQ_ECONFIG);
     assert_non_null(strstr(err, "no.such.property"));
     rd_kafka_conf_destroy(conf);
 
@@ -313,8 +313,7 @@ static void mock_start(mock *m, const char *topic)
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
 
     rd_kafka_conf_set_log_cb(conf, NULL);
-    assert_int_equal(rd_kafka_conf_set(conf, "log_level", "0", err, sizeof err),
-                     RD_KAFKA_CONF_OK);
+    assert_int_equal(rd_kafka_conf_set(conf, "log_level", "0", err, sizeof err), RD_KAFKA_CONF_OK);
     m->host = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
     assert_non_null(m->host);
     m->mc = rd_kafka_mock_cluster_new(m->host, 1);
@@ -419,9 +418,8 @@ static void test_mock_txn_fenced(void **state)
     mock_start(&m, "kq.t2");
     rk = mock_producer(&m, &cfg, 5000);
     assert_int_equal(kq_kafka_txn_begin(rk, err, sizeof err), 0);
-    assert_int_equal(kq_kafka_produce_event(rk, "kq.t2", 0, "k/1", 3, "v", 1, "E", NULL, err,
-                                            sizeof err),
-                     0);
+    assert_int_equal(
+        kq_kafka_produce_event(rk, "kq.t2", 0, "k/1", 3, "v", 1, "E", NULL, err, sizeof err), 0);
     rd_kafka_mock_push_request_errors(m.mc, API_END_TXN, 1, RD_KAFKA_RESP_ERR_PRODUCER_FENCED);
     rc = kq_kafka_txn_commit(rk, 5000, err, sizeof err);
     if (rc != KQ_EFENCED)
@@ -448,9 +446,8 @@ static void test_mock_txn_broker_down_is_bounded(void **state)
     rk = mock_producer(&m, &cfg, 1000);
     assert_int_equal(kq_kafka_txn_begin(rk, err, sizeof err), 0);
     assert_int_equal(rd_kafka_mock_broker_set_down(m.mc, 1), 0);
-    assert_int_equal(kq_kafka_produce_event(rk, "kq.t3", 1, "k/1", 3, "v", 1, "E", NULL, err,
-                                            sizeof err),
-                     0);
+    assert_int_equal(
+        kq_kafka_produce_event(rk, "kq.t3", 1, "k/1", 3, "v", 1, "E", NULL, err, sizeof err), 0);
     t0 = now_s();
     rc = kq_kafka_txn_commit(rk, 1000, err, sizeof err);
     took = now_s() - t0;
@@ -476,13 +473,11 @@ static void test_mock_txn_retries_transient_produce_error(void **state)
     (void)state;
     mock_start(&m, "kq.t4");
     rk = mock_producer(&m, &cfg, 5000);
-    rd_kafka_mock_push_request_errors(m.mc, API_PRODUCE, 2,
-                                      RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+    rd_kafka_mock_push_request_errors(m.mc, API_PRODUCE, 2, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
                                       RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
     assert_int_equal(kq_kafka_txn_begin(rk, err, sizeof err), 0);
-    assert_int_equal(kq_kafka_produce_event(rk, "kq.t4", 2, "k/1", 3, "v", 1, "E", NULL, err,
-                                            sizeof err),
-                     0);
+    assert_int_equal(
+        kq_kafka_produce_event(rk, "kq.t4", 2, "k/1", 3, "v", 1, "E", NULL, err, sizeof err), 0);
     if (kq_kafka_txn_commit(rk, 5000, err, sizeof err) != 0)
         fail_msg("%s", err);
     rd_kafka_destroy(rk);

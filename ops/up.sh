@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# ops/up.sh — `make up`: start the local stack in var/ and print where it listens.
+#
+# Starts (in parallel) a single-node Kafka (ops/kafka.sh) and PostgreSQL
+# (ops/pg.sh), then creates the event topics (tests/tools/kq_topics create,
+# which uses the same kq_kafka_ensure_topics() as the services). Running it again
+# while everything runs is harmless: each part says it is already running. Data
+# lives in var/ (git-ignored) and survives `make down` / `make up`.
+# `make up` has already run ops/install-deps.sh and built everything.
+#
+# Environment (defaults):
+#   KCQRS_KAFKA_PORT=9092 KCQRS_KAFKA_CONTROLLER_PORT=9093 KCQRS_PG_PORT=5432
+#   KCQRS_VAR_DIR=<repo>/var, and the services' own settings (KCQRS_TOPIC_PREFIX,
+#   KCQRS_PARTITIONS, ...) for topic creation.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VAR=${KCQRS_VAR_DIR:-$REPO/var}
+KPORT=${KCQRS_KAFKA_PORT:-9092}
+CPORT=${KCQRS_KAFKA_CONTROLLER_PORT:-9093}
+PGPORT=${KCQRS_PG_PORT:-5432}
+TOOLS=${KCQRS_TOOLS:-$REPO/build/tests/tools}
+
+mkdir -p "$VAR"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+"$REPO/ops/kafka.sh" start "$VAR/kafka" "$KPORT" "$CPORT" >"$tmp/kafka" 2>&1 &
+kjob=$!
+"$REPO/ops/pg.sh" start "$VAR/pg" "$PGPORT" >"$tmp/pg" 2>&1 &
+pjob=$!
+krc=0 prc=0
+wait "$kjob" || krc=$?
+wait "$pjob" || prc=$?
+cat "$tmp/kafka" "$tmp/pg"
+if [[ $krc -ne 0 || $prc -ne 0 ]]; then
+    echo "make up: failed to start $([[ $krc -ne 0 ]] && echo Kafka)$([[ $krc -ne 0 && $prc -ne 0 ]] && echo ' and ')$([[ $prc -ne 0 ]] && echo PostgreSQL) (see above); 'make down' stops what did start" >&2
+    exit 1
+fi
+
+# The ports actually in use (an already running instance keeps the ports it
+# was started with).
+KPORT=$(sed -n 's|^advertised.listeners=PLAINTEXT://127.0.0.1:||p' "$VAR/kafka/server.properties")
+CPORT=$(sed -n 's|^controller.quorum.voters=1@127.0.0.1:||p' "$VAR/kafka/server.properties")
+PGPORT=$(sed -n 's/^port = //p' "$VAR/pg/kcqrs.conf")
+BROKERS="127.0.0.1:$KPORT"
+DSN="postgresql://kcqrs@127.0.0.1:$PGPORT/kcqrs"
+
+[[ -x "$TOOLS/kq_topics" ]] || { echo "make up: $TOOLS/kq_topics is not built (run make)" >&2; exit 1; }
+KCQRS_BROKERS="$BROKERS" "$TOOLS/kq_topics" create 2>"$tmp/topics.err" || {
+    cat "$tmp/topics.err" >&2
+    echo "make up: creating the topics failed" >&2
+    exit 1
+}
+
+# Services (commands, projector, query API, worker) are started here once they exist.
+
+rel() { echo "${1#"$REPO"/}"; }
+cat <<EOF
+
+kcqrs is up (data in $(rel "$VAR")/, kept across 'make down' / 'make up').
+  Kafka 3.9.1   127.0.0.1:$KPORT (KRaft controller 127.0.0.1:$CPORT)
+                data $(rel "$VAR/kafka/data")  log $(rel "$VAR/kafka/kafka.log")
+  PostgreSQL 15 127.0.0.1:$PGPORT  database kcqrs, role kcqrs (trust auth on loopback)
+                data $(rel "$VAR/pg")  log $(rel "$VAR/pg/postgresql.log")
+
+Settings for kcqrs programs and tools run from this shell:
+  export KCQRS_BROKERS=$BROKERS
+  export KCQRS_PG_DSN=$DSN
+
+Status: ops/kafka.sh status $(rel "$VAR/kafka"); ops/pg.sh status $(rel "$VAR/pg")   Stop: make down
+EOF
