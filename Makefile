@@ -132,13 +132,16 @@ test-e2e: $(BINS) $(TOOL_BIN)
 	KCQRS_BIN=$(CURDIR)/$(BIN) KCQRS_TOOLS=$(CURDIR)/$(BUILD)/tests/tools bats tests/e2e
 
 # ---------------------------------------------------------------- running
-up: deps all
+# deps runs first and the build in a sub-make, so pkg-config sees freshly installed packages.
+up: deps
+	@$(MAKE) --no-print-directory all
 	@ops/up.sh
 
 down:
 	@ops/down.sh
 
-bench: deps all
+bench: deps
+	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) bench/run.sh
 
 FUZZ_CC ?= clang
