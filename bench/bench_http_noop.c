@@ -37,6 +37,8 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 
+#include "kq_util.h"
+
 static const char noop_body[] = "{}";
 static struct MHD_Response *noop_response;
 static atomic_uint_fast64_t noop_requests;
@@ -67,19 +69,6 @@ static enum MHD_Result noop_answer(void *cls, struct MHD_Connection *conn, const
 respond:
     atomic_fetch_add_explicit(&noop_requests, 1, memory_order_relaxed);
     return MHD_queue_response(conn, MHD_HTTP_OK, noop_response);
-}
-
-static int noop_parse_int(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    long v;
-
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
 }
 
 static int noop_write_port_file(const char *path, unsigned port)
@@ -121,10 +110,10 @@ int main(int argc, char **argv)
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
-            if (noop_parse_int(argv[++i], 0, 65535, &port) != 0)
+            if (kq_parse_long(argv[++i], 0, 65535, &port) != 0)
                 goto usage;
         } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
-            if (noop_parse_int(argv[++i], 1, 64, &threads) != 0)
+            if (kq_parse_long(argv[++i], 1, 64, &threads) != 0)
                 goto usage;
         } else if (strcmp(argv[i], "--port-file") == 0 && i + 1 < argc) {
             port_file = argv[++i];

@@ -61,6 +61,8 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include "kq_util.h"
+
 #define KB_TIMEOUT_MS 60000
 
 typedef struct kb_opts {
@@ -603,19 +605,6 @@ out:
 
 /* ----------------------------------------------------------------- main */
 
-static int kb_parse_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    long v;
-
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 static void kb_usage(const char *prog)
 {
     fprintf(stderr,
@@ -689,7 +678,7 @@ int main(int argc, char **argv)
         } else {
             goto usage;
         }
-        if (kb_parse_long(v, lo, hi, dst) != 0)
+        if (kq_parse_long(v, lo, hi, dst) != 0)
             goto usage;
     }
     if ((o.brokers == NULL) == (o.mock == 0))

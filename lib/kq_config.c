@@ -6,8 +6,8 @@
  */
 #include "kq_config.h"
 #include "kq_err.h"
+#include "kq_util.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +52,6 @@ static int set_one(kq_config *cfg, const cfg_setting *s, const char *val, char *
                    size_t errlen)
 {
     char *base = (char *)cfg + s->offset;
-    char *end;
     long v;
 
     switch (s->type) {
@@ -63,9 +62,7 @@ static int set_one(kq_config *cfg, const cfg_setting *s, const char *val, char *
             return kq_seterr(errstr, errlen, KQ_ENOMEM, "%s: out of memory", s->name);
         return 0;
     case CFG_INT:
-        errno = 0;
-        v = strtol(val, &end, 10);
-        if (errno != 0 || end == val || *end != '\0' || v < s->min || v > s->max)
+        if (kq_parse_long(val, s->min, s->max, &v) != 0)
             return kq_seterr(errstr, errlen, KQ_ECONFIG,
                              "%s='%s' is not an integer in %ld..%ld", s->name, val, s->min,
                              s->max);

@@ -28,18 +28,10 @@ STAMP="$CACHE/libs.stamp"
 POM="$REPO/ops/kafka/pom.xml"
 LOG4J=${KQ_LOG4J:-$REPO/ops/kafka/log4j.properties}
 
-die() {
-    echo "kafka.sh: $*" >&2
-    exit 1
-}
-
-usage() {
-    sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
-    exit 2
-}
-
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+KQ_PROG=kafka.sh
+# shellcheck source=ops/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+usage() { usage_from_header 9; }
 
 # ------------------------------------------------------------------ fetch
 # The stamp records the POM's checksum, so editing the POM (a new version)

@@ -33,18 +33,10 @@ PGBIN=${KQ_PG_BIN:-/usr/lib/postgresql/15/bin}
 DB_USER=${KQ_PG_USER:-kcqrs}
 DB_NAME=${KQ_PG_DB:-kcqrs}
 
-die() {
-    echo "pg.sh: $*" >&2
-    exit 1
-}
-
-usage() {
-    sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
-    exit 2
-}
-
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+KQ_PROG=pg.sh
+# shellcheck source=ops/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+usage() { usage_from_header 8; }
 
 [[ "$DB_USER" =~ ^[a-z_][a-z0-9_]*$ && "$DB_NAME" =~ ^[a-z_][a-z0-9_]*$ ]] ||
     die "KQ_PG_USER / KQ_PG_DB must be plain lower-case identifiers"

@@ -37,6 +37,7 @@
 #include "ev_json.h"
 #include "kq_config.h"
 #include "kq_err.h"
+#include "kq_util.h"
 #include "kq_kafka.h"
 #include "kq_log.h"
 #include "kq_pg.h"
@@ -97,26 +98,6 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     ev->offset = m->offset;
     if (m->err)
         fprintf(stderr, "smoke: delivery of %s failed: %s\n", ev->key, rd_kafka_err2str(m->err));
-}
-
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    long n;
-
-    if (f == NULL)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0 ||
-        (buf = malloc((size_t)n + 1)) == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        fclose(f);
-        return NULL;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *len = (size_t)n;
-    return buf;
 }
 
 static int write_file(const char *path, const void *data, size_t len)
@@ -380,10 +361,8 @@ int main(int argc, char **argv)
     loaded = 1;
 
     /* The event: fields we need for routing, from the JSON itself. */
-    if ((text = read_file(path, &text_len)) == NULL) {
-        snprintf(err, sizeof err, "cannot read %s: %s", path, strerror(errno));
+    if (kq_read_file(path, 1u << 20, &text, &text_len, err, sizeof err) != 0)
         goto out;
-    }
     if ((doc = json_loadb(text, text_len, 0, &jerr)) == NULL) {
         snprintf(err, sizeof err, "%s:%d: %s", path, jerr.line, jerr.text);
         goto out;

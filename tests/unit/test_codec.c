@@ -34,24 +34,15 @@
 #include "ev_json.h"
 #include "ev_schema.h"
 #include "kq_err.h"
+#include "kq_util.h"
 
 /* ------------------------------------------------------------ helpers */
 
+/* The whole file, NUL-terminated (caller frees), or NULL. */
 static char *read_file(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
     char *buf = NULL;
-    long n;
-
-    if (f == NULL)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
-        (buf = malloc((size_t)n + 1)) != NULL) {
-        *len = fread(buf, 1, (size_t)n, f);
-        buf[*len] = '\0';
-    }
-    fclose(f);
-    return buf;
+    return kq_read_file(path, 16u << 20, &buf, len, NULL, 0) == 0 ? buf : NULL;
 }
 
 static const char *srcdir(void)

@@ -1,0 +1,496 @@
+/*
+ * kq_auth.c — keys file, bearer lookup, roles; see kq_auth.h.
+ */
+#include "kq_auth.h"
+#include "kq_err.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define HASH_LEN 32
+#define LINE_MAX_LEN 1024
+
+typedef struct auth_entry {
+    char name[KQ_AUTH_NAME_MAX + 1];
+    unsigned roles;
+    unsigned char hash[HASH_LEN];
+} auth_entry;
+
+struct kq_auth_keys {
+    size_t n;
+    auth_entry *e;
+};
+
+static const char *const role_names[] = {"admin", "writer", "reader", "auditor", "worker"};
+#define NROLES (sizeof role_names / sizeof role_names[0])
+
+const char *kq_auth_role_name(unsigned bit)
+{
+    for (size_t i = 0; i < NROLES; i++)
+        if (bit == (1u << i))
+            return role_names[i];
+    return NULL;
+}
+
+int kq_auth_has_role(unsigned have, unsigned need)
+{
+    if (have & KQ_AUTH_ROLE_ADMIN)
+        return 1;
+    return (have & need) == need;
+}
+
+int kq_auth_roles_parse(const char *s, size_t len, unsigned *out, char *errstr, size_t errlen)
+{
+    unsigned roles = 0;
+    size_t i = 0;
+
+    if (len == 0)
+        return kq_seterr(errstr, errlen, KQ_EINVAL, "no roles given");
+    while (i <= len) {
+        size_t j = i, k;
+        unsigned bit = 0;
+        while (j < len && s[j] != ',')
+            j++;
+        for (k = 0; k < NROLES; k++) {
+            if (strlen(role_names[k]) == j - i && memcmp(s + i, role_names[k], j - i) == 0) {
+                bit = 1u << k;
+                break;
+            }
+        }
+        if (bit == 0)
+            return kq_seterr(errstr, errlen, KQ_EINVAL,
+                             "unknown role '%.*s' (known: admin, writer, reader, auditor, worker)",
+                             (int)(j - i > 64 ? 64 : j - i), s + i);
+        if (roles & bit)
+            return kq_seterr(errstr, errlen, KQ_EINVAL, "role '%s' given twice", role_names[k]);
+        roles |= bit;
+        i = j + 1;
+    }
+    *out = roles;
+    return 0;
+}
+
+void kq_auth_roles_format(unsigned roles, char *out, size_t outlen)
+{
+    size_t n = 0;
+
+    if (outlen == 0)
+        return;
+    out[0] = '\0';
+    for (size_t k = 0; k < NROLES; k++) {
+        if (roles & (1u << k)) {
+            int w = snprintf(out + n, outlen - n, "%s%s", n ? "," : "", role_names[k]);
+            if (w < 0 || (size_t)w >= outlen - n)
+                return;
+            n += (size_t)w;
+        }
+    }
+}
+
+static int name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == '-';
+}
+
+static int name_valid_n(const char *s, size_t len)
+{
+    if (len == 0 || len > KQ_AUTH_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!name_char(s[i]))
+            return 0;
+    return 1;
+}
+
+int kq_auth_name_valid(const char *name)
+{
+    return name != NULL && name_valid_n(name, strnlen(name, KQ_AUTH_NAME_MAX + 1));
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+static int sha256(const void *data, size_t len, unsigned char out[HASH_LEN])
+{
+    unsigned int olen = 0;
+    if (EVP_Digest(data, len, out, &olen, EVP_sha256(), NULL) != 1 || olen != HASH_LEN)
+        return KQ_EIO;
+    return 0;
+}
+
+int kq_auth_hash_hex(const char *data, size_t len, char hex[65])
+{
+    static const char digits[] = "0123456789abcdef";
+    unsigned char h[HASH_LEN];
+    int rc = sha256(data, len, h);
+
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < HASH_LEN; i++) {
+        hex[2 * i] = digits[h[i] >> 4];
+        hex[2 * i + 1] = digits[h[i] & 15];
+    }
+    hex[64] = '\0';
+    return 0;
+}
+
+/* Split one line into whitespace-separated fields; returns the field count (max 4). */
+static size_t split_fields(const char *s, size_t len, const char *f[4], size_t flen[4])
+{
+    size_t n = 0, i = 0;
+    while (i < len) {
+        while (i < len && (s[i] == ' ' || s[i] == '\t'))
+            i++;
+        if (i == len)
+            break;
+        size_t start = i;
+        while (i < len && s[i] != ' ' && s[i] != '\t')
+            i++;
+        if (n == 4)
+            return 5;
+        f[n] = s + start;
+        flen[n] = i - start;
+        n++;
+    }
+    return n;
+}
+
+int kq_auth_parse(const char *text, size_t len, const char *source, kq_auth_keys **out,
+                  char *errstr, size_t errlen)
+{
+    kq_auth_keys *k = calloc(1, sizeof *k);
+    size_t cap = 0, pos = 0, lineno = 0;
+    int rc = 0;
+
+    if (k == NULL)
+        return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    if (source == NULL)
+        source = "keys";
+    while (pos < len) {
+        const char *line = text + pos, *nl = memchr(line, '\n', len - pos);
+        size_t llen = nl ? (size_t)(nl - line) : len - pos;
+        const char *f[4];
+        size_t flen[4], nf, i;
+        auth_entry *e;
+        char rerr[160];
+
+        pos += llen + (nl ? 1 : 0);
+        lineno++;
+        if (llen > 0 && line[llen - 1] == '\r')
+            llen--;
+        if (llen > LINE_MAX_LEN) {
+            rc = kq_seterr(errstr, errlen, KQ_EINVAL, "%s:%zu: line longer than %d bytes",
+                           source, lineno, LINE_MAX_LEN);
+            goto out;
+        }
+        if (memchr(line, '\0', llen) != NULL) {
+            rc = kq_seterr(errstr, errlen, KQ_EINVAL, "%s:%zu: NUL byte in line", source,
+                           lineno);
+            goto out;
+        }
+        nf = split_fields(line, llen, f, flen);
+        if (nf == 0 || f[0][0] == '#')
+            continue;
+        if (nf != 3) {
+            rc = kq_seterr(errstr, errlen, KQ_EINVAL,
+                           "%s:%zu: expected 3 fields '<name> <roles> <sha256-hex>', found %zu%s",
+                           source, lineno, nf > 4 ? (size_t)4 : nf, nf > 4 ? " or more" : "");
+            goto out;
+        }
+        if (!name_valid_n(f[0], flen[0])) {
+            rc = kq_seterr(errstr, errlen, KQ_EINVAL,
+                           "%s:%zu: name '%.*s' does not match [A-Za-z0-9._-]{1,64}", source,
+                           lineno, (int)(flen[0] > 80 ? 80 : flen[0]), f[0]);
+            goto out;
+        }
+        if (cap == k->n) {
+            size_t ncap = cap ? cap * 2 : 8;
+            auth_entry *ne = realloc(k->e, ncap * sizeof *ne);
+            if (ne == NULL) {
+                rc = kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+                goto out;
+            }
+            k->e = ne;
+            cap = ncap;
+        }
+        e = &k->e[k->n];
+        memset(e, 0, sizeof *e);
+        memcpy(e->name, f[0], flen[0]);
+        for (i = 0; i < k->n; i++) {
+            if (strcmp(k->e[i].name, e->name) == 0) {
+                rc = kq_seterr(errstr, errlen, KQ_EINVAL, "%s:%zu: duplicate name '%s'", source,
+                               lineno, e->name);
+                goto out;
+            }
+        }
+        if (kq_auth_roles_parse(f[1], flen[1], &e->roles, rerr, sizeof rerr) != 0) {
+            rc = kq_seterr(errstr, errlen, KQ_EINVAL, "%s:%zu: %s", source, lineno, rerr);
+            goto out;
+        }
+        if (flen[2] != 2 * HASH_LEN) {
+            rc = kq_seterr(errstr, errlen, KQ_EINVAL,
+                           "%s:%zu: hash must be 64 lowercase hex digits (SHA-256), found %zu "
+                           "characters",
+                           source, lineno, flen[2]);
+            goto out;
+        }
+        for (i = 0; i < HASH_LEN; i++) {
+            int hi = hexval(f[2][2 * i]), lo = hexval(f[2][2 * i + 1]);
+            if (hi < 0 || lo < 0) {
+                rc = kq_seterr(errstr, errlen, KQ_EINVAL,
+                               "%s:%zu: hash must be 64 lowercase hex digits (SHA-256)", source,
+                               lineno);
+                goto out;
+            }
+            e->hash[i] = (unsigned char)(hi << 4 | lo);
+        }
+        for (i = 0; i < k->n; i++) {
+            if (memcmp(k->e[i].hash, e->hash, HASH_LEN) == 0) {
+                rc = kq_seterr(errstr, errlen, KQ_EINVAL,
+                               "%s:%zu: same key hash as entry '%s'", source, lineno,
+                               k->e[i].name);
+                goto out;
+            }
+        }
+        k->n++;
+    }
+out:
+    if (rc != 0) {
+        kq_auth_free(k);
+        return rc;
+    }
+    *out = k;
+    return 0;
+}
+
+/* Read all of fd (at most KQ_AUTH_FILE_MAX bytes) into a malloc'd buffer. */
+static int read_fd(int fd, const char *path, char **buf, size_t *len, char *errstr,
+                   size_t errlen)
+{
+    size_t cap = 4096, n = 0;
+    char *b = malloc(cap);
+
+    if (b == NULL)
+        return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    for (;;) {
+        ssize_t got;
+        if (n == cap) {
+            char *nb;
+            if (cap > KQ_AUTH_FILE_MAX) {
+                free(b);
+                return kq_seterr(errstr, errlen, KQ_ERANGE, "%s: larger than %u bytes", path,
+                                 KQ_AUTH_FILE_MAX);
+            }
+            cap *= 2;
+            if ((nb = realloc(b, cap)) == NULL) {
+                free(b);
+                return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+            }
+            b = nb;
+        }
+        got = read(fd, b + n, cap - n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            int e = errno;
+            free(b);
+            return kq_seterr(errstr, errlen, KQ_EIO, "%s: %s", path, strerror(e));
+        }
+        if (got == 0)
+            break;
+        n += (size_t)got;
+    }
+    if (n > KQ_AUTH_FILE_MAX) {
+        free(b);
+        return kq_seterr(errstr, errlen, KQ_ERANGE, "%s: larger than %u bytes", path,
+                         KQ_AUTH_FILE_MAX);
+    }
+    *buf = b;
+    *len = n;
+    return 0;
+}
+
+int kq_auth_load(const char *path, kq_auth_keys **out, char *errstr, size_t errlen)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+
+    if (fd < 0)
+        return kq_seterr(errstr, errlen, KQ_EIO, "%s: %s", path, strerror(errno));
+    rc = read_fd(fd, path, &buf, &len, errstr, errlen);
+    close(fd);
+    if (rc == 0)
+        rc = kq_auth_parse(buf, len, path, out, errstr, errlen);
+    free(buf);
+    return rc;
+}
+
+void kq_auth_free(kq_auth_keys *keys)
+{
+    if (keys == NULL)
+        return;
+    if (keys->e != NULL)
+        OPENSSL_cleanse(keys->e, keys->n * sizeof *keys->e);
+    free(keys->e);
+    free(keys);
+}
+
+size_t kq_auth_count(const kq_auth_keys *keys)
+{
+    return keys ? keys->n : 0;
+}
+
+const char *kq_auth_name(const kq_auth_keys *keys, size_t i)
+{
+    return keys && i < keys->n ? keys->e[i].name : NULL;
+}
+
+unsigned kq_auth_roles(const kq_auth_keys *keys, size_t i)
+{
+    return keys && i < keys->n ? keys->e[i].roles : 0;
+}
+
+int kq_auth_lookup(const kq_auth_keys *keys, const char *token, size_t len, const char **name,
+                   unsigned *roles)
+{
+    unsigned char h[HASH_LEN];
+    size_t match = 0;
+    unsigned found = 0;
+
+    if (keys == NULL || token == NULL || len == 0 || len > KQ_AUTH_TOKEN_MAX)
+        return KQ_ENOTFOUND;
+    if (sha256(token, len, h) != 0)
+        return KQ_ENOTFOUND;
+    /* Visit every entry; select the match without a data-dependent branch. */
+    for (size_t i = 0; i < keys->n; i++) {
+        unsigned eq = (unsigned)(CRYPTO_memcmp(keys->e[i].hash, h, HASH_LEN) == 0);
+        size_t mask = (size_t)0 - (size_t)(eq & (found ^ 1u));
+        match = (match & ~mask) | (i & mask);
+        found |= eq;
+    }
+    OPENSSL_cleanse(h, sizeof h);
+    if (!found)
+        return KQ_ENOTFOUND;
+    *name = keys->e[match].name;
+    *roles = keys->e[match].roles;
+    return 0;
+}
+
+int kq_auth_generate_key(char *out, size_t outlen, char *errstr, size_t errlen)
+{
+    static const char b64[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    unsigned char r[33]; /* 32 random bytes + one zero byte of padding for the encoder */
+    size_t got = 0, o = 0;
+
+    if (outlen <= KQ_AUTH_KEY_LEN)
+        return kq_seterr(errstr, errlen, KQ_ERANGE, "key buffer too small");
+    while (got < 32) {
+        ssize_t n = getrandom(r + got, 32 - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return kq_seterr(errstr, errlen, KQ_EIO, "getrandom: %s", strerror(errno));
+        got += (size_t)n;
+    }
+    r[32] = 0;
+    memcpy(out, "kq_", 3);
+    o = 3;
+    /* 32 bytes = 10 groups of 3 (40 chars) + 2 bytes (3 chars): 43 characters. */
+    for (size_t i = 0; i < 33; i += 3) {
+        uint32_t v = (uint32_t)r[i] << 16 | (uint32_t)r[i + 1] << 8 | (i + 2 < 33 ? r[i + 2] : 0);
+        out[o++] = b64[(v >> 18) & 63];
+        out[o++] = b64[(v >> 12) & 63];
+        out[o++] = b64[(v >> 6) & 63];
+        if (o < KQ_AUTH_KEY_LEN)
+            out[o++] = b64[v & 63];
+    }
+    out[KQ_AUTH_KEY_LEN] = '\0';
+    OPENSSL_cleanse(r, sizeof r);
+    return 0;
+}
+
+int kq_auth_file_append(const char *path, const char *name, unsigned roles,
+                        const char *hash_hex, char *errstr, size_t errlen)
+{
+    kq_auth_keys *k = NULL;
+    char *buf = NULL, line[LINE_MAX_LEN], rs[64];
+    size_t len = 0;
+    int fd = -1, rc = 0, n;
+
+    if (!kq_auth_name_valid(name))
+        return kq_seterr(errstr, errlen, KQ_EINVAL, "name '%s' does not match [A-Za-z0-9._-]{1,64}",
+                         name ? name : "");
+    if (roles == 0 || (roles & ~KQ_AUTH_ROLE_ALL))
+        return kq_seterr(errstr, errlen, KQ_EINVAL, "invalid roles");
+    kq_auth_roles_format(roles, rs, sizeof rs);
+    n = snprintf(line, sizeof line, "%s %s %s\n", name, rs, hash_hex);
+    if (n < 0 || (size_t)n >= sizeof line)
+        return kq_seterr(errstr, errlen, KQ_EINVAL, "entry too long");
+    fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return kq_seterr(errstr, errlen, KQ_EIO, "%s: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX) != 0) {
+        rc = kq_seterr(errstr, errlen, KQ_EIO, "%s: lock: %s", path, strerror(errno));
+        goto out;
+    }
+    if ((rc = read_fd(fd, path, &buf, &len, errstr, errlen)) != 0)
+        goto out;
+    /* Check the new line parses in context: catches a broken file, a duplicate name or hash. */
+    {
+        size_t extra = (len > 0 && buf[len - 1] != '\n') ? 1 : 0;
+        char *all = malloc(len + extra + (size_t)n);
+        if (all == NULL) {
+            rc = kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+            goto out;
+        }
+        memcpy(all, buf, len);
+        if (extra)
+            all[len] = '\n';
+        memcpy(all + len + extra, line, (size_t)n);
+        if ((rc = kq_auth_parse(buf, len, path, &k, errstr, errlen)) == 0) {
+            for (size_t i = 0; i < k->n; i++)
+                if (strcmp(k->e[i].name, name) == 0)
+                    rc = kq_seterr(errstr, errlen, KQ_EEXIST,
+                                   "%s: a key named '%s' exists already", path, name);
+            kq_auth_free(k);
+            k = NULL;
+            if (rc == 0)
+                rc = kq_auth_parse(all, len + extra + (size_t)n, path, &k, errstr, errlen);
+        }
+        free(all);
+        if (rc != 0)
+            goto out;
+        if (extra && write(fd, "\n", 1) != 1) {
+            rc = kq_seterr(errstr, errlen, KQ_EIO, "%s: write: %s", path, strerror(errno));
+            goto out;
+        }
+    }
+    if (write(fd, line, (size_t)n) != n || fsync(fd) != 0) {
+        rc = kq_seterr(errstr, errlen, KQ_EIO, "%s: write: %s", path, strerror(errno));
+        goto out;
+    }
+out:
+    kq_auth_free(k);
+    free(buf);
+    close(fd);
+    return rc;
+}

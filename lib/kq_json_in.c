@@ -1,0 +1,222 @@
+/*
+ * kq_json_in.c — strict JSON request bodies; see kq_json_in.h.
+ */
+#include "kq_json_in.h"
+#include "kq_err.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+int kq_jin_detail_add(json_t *details, const char *field, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    json_t *d;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    d = json_pack("{s:s, s:s}", "field", field ? field : "", "message", msg);
+    if (d == NULL || json_array_append_new(details, d) != 0)
+        return KQ_ENOMEM;
+    return 0;
+}
+
+int kq_jin_parse(const char *body, size_t len, json_t **out, json_t *details)
+{
+    json_error_t err;
+    json_t *v;
+
+    if (len == 0) {
+        kq_jin_detail_add(details, "body", "request body is empty; a JSON object is required");
+        return KQ_EINVAL;
+    }
+    v = json_loadb(body, len, JSON_REJECT_DUPLICATES, &err);
+    if (v == NULL) {
+        kq_jin_detail_add(details, "body", "malformed JSON: %s (line %d, column %d)", err.text,
+                          err.line, err.column);
+        return KQ_EINVAL;
+    }
+    if (!json_is_object(v)) {
+        json_decref(v);
+        kq_jin_detail_add(details, "body", "must be a JSON object");
+        return KQ_EINVAL;
+    }
+    *out = v;
+    return 0;
+}
+
+int kq_jin_id_valid(const char *s)
+{
+    size_t i;
+    for (i = 0; s[i] != '\0'; i++) {
+        char c = s[i];
+        if (i == KQ_JIN_ID_MAX ||
+            !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return i > 0;
+}
+
+size_t kq_jin_utf8_chars(const char *s, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        if (((unsigned char)s[i] & 0xc0) != 0x80)
+            n++;
+    return n;
+}
+
+static const char *type_name(kq_jin_type t)
+{
+    switch (t) {
+    case KQ_JIN_STRING: return "a string";
+    case KQ_JIN_INT: return "an integer";
+    case KQ_JIN_BOOL: return "a boolean";
+    case KQ_JIN_OBJECT: return "an object";
+    case KQ_JIN_ARRAY: return "an array";
+    case KQ_JIN_ID: return "a string id";
+    }
+    return "?";
+}
+
+static int type_ok(const json_t *v, kq_jin_type t)
+{
+    switch (t) {
+    case KQ_JIN_STRING:
+    case KQ_JIN_ID: return json_is_string(v);
+    case KQ_JIN_INT: return json_is_integer(v);
+    case KQ_JIN_BOOL: return json_is_boolean(v);
+    case KQ_JIN_OBJECT: return json_is_object(v);
+    case KQ_JIN_ARRAY: return json_is_array(v);
+    }
+    return 0;
+}
+
+size_t kq_jin_validate(const json_t *obj, const kq_jin_field *fields, size_t n,
+                       const char *prefix, json_t *details)
+{
+    size_t bad = 0;
+    const char *key;
+    json_t *val;
+    char path[256];
+
+#define PATH(name) (snprintf(path, sizeof path, "%s%s%s", prefix ? prefix : "", \
+                             prefix && *prefix ? "." : "", (name)), path)
+
+    /* Unknown fields first, in the document's order. */
+    json_object_foreach((json_t *)obj, key, val) {
+        size_t i;
+        for (i = 0; i < n; i++)
+            if (strcmp(fields[i].name, key) == 0)
+                break;
+        if (i == n) {
+            kq_jin_detail_add(details, PATH(key), "unknown field");
+            bad++;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        const kq_jin_field *f = &fields[i];
+        const json_t *v = json_object_get(obj, f->name);
+
+        if (v == NULL) {
+            if (f->required) {
+                kq_jin_detail_add(details, PATH(f->name), "is required");
+                bad++;
+            }
+            continue;
+        }
+        if (!type_ok(v, f->type)) {
+            kq_jin_detail_add(details, PATH(f->name), "must be %s", type_name(f->type));
+            bad++;
+            continue;
+        }
+        if (f->type == KQ_JIN_STRING || f->type == KQ_JIN_ID) {
+            const char *s = json_string_value(v);
+            size_t blen = json_string_length(v);
+            if (f->type == KQ_JIN_ID && !kq_jin_id_valid(s)) {
+                kq_jin_detail_add(details, PATH(f->name),
+                                  "must match [A-Za-z0-9._-]{1,64}");
+                bad++;
+                continue;
+            }
+            if (f->max_len > 0 && kq_jin_utf8_chars(s, blen) > f->max_len) {
+                kq_jin_detail_add(details, PATH(f->name), "longer than %zu characters",
+                                  f->max_len);
+                bad++;
+                continue;
+            }
+            if (f->enum_values != NULL) {
+                size_t k;
+                char allowed[256] = "";
+                size_t al = 0;
+                for (k = 0; f->enum_values[k] != NULL; k++)
+                    if (strcmp(f->enum_values[k], s) == 0)
+                        break;
+                if (f->enum_values[k] == NULL) {
+                    for (k = 0; f->enum_values[k] != NULL && al < sizeof allowed; k++) {
+                        int w = snprintf(allowed + al, sizeof allowed - al, "%s%s",
+                                         k ? ", " : "", f->enum_values[k]);
+                        if (w < 0)
+                            break;
+                        al += (size_t)w;
+                    }
+                    kq_jin_detail_add(details, PATH(f->name), "must be one of: %s", allowed);
+                    bad++;
+                }
+            }
+        } else if (f->type == KQ_JIN_INT && f->min < f->max) {
+            json_int_t x = json_integer_value(v);
+            if (x < f->min || x > f->max) {
+                kq_jin_detail_add(details, PATH(f->name), "must be in %lld..%lld", f->min,
+                                  f->max);
+                bad++;
+            }
+        }
+    }
+#undef PATH
+    return bad;
+}
+
+int kq_jin_content_type_ok(const char *ct)
+{
+    const char *p;
+    static const char base[] = "application/json";
+
+    if (ct == NULL)
+        return 0;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    if (strncasecmp(ct, base, sizeof base - 1) != 0)
+        return 0;
+    p = ct + sizeof base - 1;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (*p == '\0')
+        return 1;
+    if (*p++ != ';')
+        return 0;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (strncasecmp(p, "charset", 7) != 0)
+        return 0;
+    p += 7;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (*p++ != '=')
+        return 0;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (strncasecmp(p, "utf-8", 5) == 0)
+        p += 5;
+    else if (strncasecmp(p, "\"utf-8\"", 7) == 0)
+        p += 7;
+    else
+        return 0;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    return *p == '\0';
+}

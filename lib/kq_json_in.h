@@ -1,0 +1,79 @@
+/*
+ * kq_json_in.h — strict parsing of JSON request bodies (jansson).
+ *
+ * The HTTP contract (DESIGN.md section 8) answers bad input with 400 and one
+ * detail per offending field. This module produces those details: each is a
+ * JSON object {"field": "...", "message": "..."} appended to a caller's
+ * `details` array, which kq_http puts into the standard error body.
+ *
+ *   - kq_jin_parse: the body must be one JSON object; duplicate keys
+ *     (JSON_REJECT_DUPLICATES), invalid UTF-8 and \u0000 in strings (jansson
+ *     refuses both on its own) and trailing garbage are errors;
+ *   - kq_jin_validate: checks an object against a table of fields: type,
+ *     required, maximum length in characters (code points), allowed enum
+ *     values, the id syntax [A-Za-z0-9._-]{1,64}, integer bounds; every key
+ *     not in the table is an "unknown field". Every offending field gets one
+ *     detail; validation does not stop at the first;
+ *   - kq_jin_content_type_ok: "application/json", optionally with
+ *     "; charset=utf-8", both case-insensitive.
+ *
+ * Thread-safety: reentrant, no global state.
+ */
+#ifndef KQ_JSON_IN_H
+#define KQ_JSON_IN_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+typedef enum {
+    KQ_JIN_STRING = 0,
+    KQ_JIN_INT,
+    KQ_JIN_BOOL,
+    KQ_JIN_OBJECT,
+    KQ_JIN_ARRAY,
+    KQ_JIN_ID, /* a string matching [A-Za-z0-9._-]{1,64} */
+} kq_jin_type;
+
+typedef struct kq_jin_field {
+    const char *name;
+    kq_jin_type type;
+    int required;
+    size_t max_len;                  /* strings: maximum characters; 0 = no limit */
+    const char *const *enum_values;  /* strings: NULL-terminated allowed values, or NULL */
+    long long min, max;              /* integers: bounds, used when min < max */
+} kq_jin_field;
+
+#define KQ_JIN_ID_MAX 64
+
+/*
+ * Append {"field": field, "message": printf(fmt, ...)} to `details` (a JSON
+ * array). Returns 0 or KQ_ENOMEM.
+ */
+int kq_jin_detail_add(json_t *details, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/*
+ * Parse `len` bytes as one JSON object. On success *out is a new reference
+ * owned by the caller. On failure returns KQ_EINVAL and appends one detail
+ * (field "body", message with jansson's reason, line and column).
+ */
+int kq_jin_parse(const char *body, size_t len, json_t **out, json_t *details);
+
+/*
+ * Validate `obj` against `fields[0..n)`. `prefix` (may be NULL) is prepended
+ * to field names in details ("actions[0]" gives "actions[0].url"). Returns the
+ * number of details appended (0 = valid).
+ */
+size_t kq_jin_validate(const json_t *obj, const kq_jin_field *fields, size_t n,
+                       const char *prefix, json_t *details);
+
+/* 1 when `s` matches [A-Za-z0-9._-]{1,64}. */
+int kq_jin_id_valid(const char *s);
+
+/* Number of code points of valid UTF-8 `s` of `len` bytes. */
+size_t kq_jin_utf8_chars(const char *s, size_t len);
+
+/* 1 when a Content-Type header value is JSON as above; `ct` may be NULL (0). */
+int kq_jin_content_type_ok(const char *ct);
+
+#endif
