@@ -63,7 +63,7 @@ FUZZ_SRC := $(filter-out tests/fuzz/fuzz_driver.c,$(wildcard tests/fuzz/fuzz_*.c
 FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%-replay)
 
 .PHONY: all deps test test-unit test-conformance test-e2e test-fuzz-replay up down bench fuzz \
-        clean format docs check-docs
+        clean format format-check docs
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -159,6 +159,11 @@ docs: $(BIN)/kcqrs-events
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	@out=$$(for f in $$(git ls-files '*.c' '*.h'); do clang-format "$$f" | cmp -s - "$$f" || echo "$$f"; done); \
+	if [ -n "$$out" ]; then echo "not clang-formatted (run 'make format'):"; echo "$$out"; exit 1; fi; \
+	echo "format-check: all C sources are clang-formatted"
 
 clean:
 	rm -rf build

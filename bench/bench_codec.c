@@ -101,8 +101,7 @@ static int bc_str_eq(ev_str a, ev_str b)
 /* 1 if the decoded envelope `d` carries the same ResourceCreated as `e`. */
 static int bc_same(const ev_envelope *e, const ev_envelope *d)
 {
-    const ev_resource_created *x = &e->payload.resource_created,
-                              *y = &d->payload.resource_created;
+    const ev_resource_created *x = &e->payload.resource_created, *y = &d->payload.resource_created;
     return memcmp(e->event_id.bytes, d->event_id.bytes, 16) == 0 &&
            e->aggregate_type == d->aggregate_type && bc_str_eq(e->aggregate_id, d->aggregate_id) &&
            e->version == d->version && e->occurred_at_us == d->occurred_at_us &&
@@ -158,9 +157,8 @@ static __attribute__((noinline)) long bc_base_encode(const ev_envelope *e, uint8
                                                      char *errstr, size_t errlen)
 {
     const ev_resource_created *rc = &e->payload.resource_created;
-    const ev_str *strs[BC_NSTR] = {&e->aggregate_id, &e->actor, &e->command_id,
-                                   &e->correlation_id, &e->causation_id, &rc->name,
-                                   &rc->description};
+    const ev_str *strs[BC_NSTR] = {&e->aggregate_id, &e->actor, &e->command_id,  &e->correlation_id,
+                                   &e->causation_id, &rc->name, &rc->description};
     bc_base_hdr h;
     size_t at;
     int err;
@@ -423,8 +421,7 @@ int main(int argc, char **argv)
         goto out;
     }
     baselen = bc_base_encode(&c.e, base, sizeof base, errstr, sizeof errstr);
-    if (baselen < 0 || bc_base_decode(base, (size_t)baselen, &c.d) != 0 ||
-        !bc_same(&c.e, &c.d)) {
+    if (baselen < 0 || bc_base_decode(base, (size_t)baselen, &c.d) != 0 || !bc_same(&c.e, &c.d)) {
         fprintf(stderr, "bench_codec: baseline round trip failed (%ld)\n", baselen);
         goto out;
     }

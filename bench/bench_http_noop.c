@@ -45,9 +45,8 @@ static atomic_uint_fast64_t noop_requests;
 
 /* MHD access handler: swallow any upload, then queue the shared response. */
 static enum MHD_Result noop_answer(void *cls, struct MHD_Connection *conn, const char *url,
-                                   const char *method, const char *version,
-                                   const char *upload_data, size_t *upload_data_size,
-                                   void **req_cls)
+                                   const char *method, const char *version, const char *upload_data,
+                                   size_t *upload_data_size, void **req_cls)
 {
     (void)cls;
     (void)url;
@@ -149,14 +148,14 @@ int main(int argc, char **argv)
     if (threads == 1)
         d = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
                              noop_answer, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-                             MHD_OPTION_CONNECTION_LIMIT, 10000u,
-                             MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
+                             MHD_OPTION_CONNECTION_LIMIT, 10000u, MHD_OPTION_CONNECTION_TIMEOUT,
+                             30u, MHD_OPTION_END);
     else
         d = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
                              noop_answer, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
                              MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
-                             MHD_OPTION_CONNECTION_LIMIT, 10000u,
-                             MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
+                             MHD_OPTION_CONNECTION_LIMIT, 10000u, MHD_OPTION_CONNECTION_TIMEOUT,
+                             30u, MHD_OPTION_END);
     if (d == NULL) {
         fprintf(stderr, "bench_http_noop: MHD_start_daemon failed on port %ld\n", port);
         goto out;

@@ -68,14 +68,15 @@
 typedef struct kb_opts {
     const char *brokers;
     int mock;
-    long messages, lat_messages, txn_messages, size, lat_window, partitions, linger_ms, window, batch, replication;
+    long messages, lat_messages, txn_messages, size, lat_window, partitions, linger_ms, window,
+        batch, replication;
     int do_produce, do_consume, do_txn;
 } kb_opts;
 
 /* Producer state shared with the delivery-report callback (main thread). */
 typedef struct kb_prod {
-    uint64_t *sent_ns;    /* per message: produce time */
-    uint64_t *lat_ns;     /* per message: delivery latency */
+    uint64_t *sent_ns; /* per message: produce time */
+    uint64_t *lat_ns;  /* per message: delivery latency */
     long delivered, failed;
     uint64_t last_dr_ns;
     char first_err[256];
@@ -301,8 +302,8 @@ fail:
 
 /* Produce message `id` (value filled from `value`, key from id). Retries on a
  * full local queue by serving delivery reports. */
-static int kb_produce_one(rd_kafka_t *rk, kb_prod *p, const char *topic, long id,
-                          long partitions, const char *value, size_t size)
+static int kb_produce_one(rd_kafka_t *rk, kb_prod *p, const char *topic, long id, long partitions,
+                          const char *value, size_t size)
 {
     char key[64];
     int klen = snprintf(key, sizeof key, "bench-%ld/%020ld", id % 1000, id / 1000 + 1);
@@ -310,12 +311,11 @@ static int kb_produce_one(rd_kafka_t *rk, kb_prod *p, const char *topic, long id
 
     for (;;) {
         p->sent_ns[id] = kb_now_ns();
-        err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
-                                RD_KAFKA_V_PARTITION((int32_t)(id % partitions)),
-                                RD_KAFKA_V_KEY(key, (size_t)klen),
-                                RD_KAFKA_V_VALUE((void *)value, size),
-                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                RD_KAFKA_V_OPAQUE((void *)(intptr_t)id), RD_KAFKA_V_END);
+        err = rd_kafka_producev(
+            rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION((int32_t)(id % partitions)),
+            RD_KAFKA_V_KEY(key, (size_t)klen), RD_KAFKA_V_VALUE((void *)value, size),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE((void *)(intptr_t)id),
+            RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             rd_kafka_poll(rk, 1);
             continue;
@@ -397,8 +397,8 @@ static int kb_phase_produce(const kb_opts *o, const char *topic, long n, long wi
     {
         double secs = (double)(p.last_dr_ns - t0) / 1e9;
         char extra[128], lname[128];
-        snprintf(extra, sizeof extra, "messages=%ld size=%ld window=%ld linger_ms=%ld", n,
-                 o->size, window, o->linger_ms);
+        snprintf(extra, sizeof extra, "messages=%ld size=%ld window=%ld linger_ms=%ld", n, o->size,
+                 window, o->linger_ms);
         kb_result(name, "msgs/s", (double)n / secs, extra);
         if (with_latency) {
             qsort(p.lat_ns, (size_t)n, sizeof *p.lat_ns, kb_cmp_u64);
@@ -491,8 +491,8 @@ static int kb_phase_txn(const kb_opts *o, const char *topic)
     t1 = kb_now_ns();
     rd_kafka_poll(rk, 0);
     if (p.failed || p.delivered != n) {
-        fprintf(stderr, "bench_kafka: txn: %ld of %ld delivered, %ld failed (%s)\n", p.delivered,
-                n, p.failed, p.failed ? p.first_err : "missing delivery reports");
+        fprintf(stderr, "bench_kafka: txn: %ld of %ld delivered, %ld failed (%s)\n", p.delivered, n,
+                p.failed, p.failed ? p.first_err : "missing delivery reports");
         goto out;
     }
     {
@@ -579,8 +579,8 @@ static int kb_phase_consume(const kb_opts *o, const char *topic, long expect, co
     }
     t_last = kb_now_ns();
     if (got != expect) {
-        fprintf(stderr, "bench_kafka: consume %s: read %ld of %ld messages before timeout\n",
-                topic, got, expect);
+        fprintf(stderr, "bench_kafka: consume %s: read %ld of %ld messages before timeout\n", topic,
+                got, expect);
         goto out;
     }
     {
@@ -704,8 +704,7 @@ int main(int argc, char **argv)
         o.brokers = rd_kafka_mock_cluster_bootstraps(mc);
     }
 
-    snprintf(topic, sizeof topic, "kcqrs-bench-%ld-%" PRIu64 ".plain", (long)getpid(),
-             kb_now_ns());
+    snprintf(topic, sizeof topic, "kcqrs-bench-%ld-%" PRIu64 ".plain", (long)getpid(), kb_now_ns());
     snprintf(txn_topic, sizeof txn_topic, "kcqrs-bench-%ld-%" PRIu64 ".txn", (long)getpid(),
              kb_now_ns());
 
@@ -719,8 +718,8 @@ int main(int argc, char **argv)
         if (kb_phase_produce(&o, topic, o.lat_messages, o.lat_window, name, 1) != 0)
             goto out;
         /* +2: each produce phase's warm-up message is in the topic too. */
-        if (o.do_consume &&
-            kb_phase_consume(&o, topic, o.messages + o.lat_messages + 2, "kafka.consume", NULL) != 0)
+        if (o.do_consume && kb_phase_consume(&o, topic, o.messages + o.lat_messages + 2,
+                                             "kafka.consume", NULL) != 0)
             goto out;
     }
     if (o.do_txn) {
@@ -731,8 +730,8 @@ int main(int argc, char **argv)
             goto out;
         if (o.do_consume &&
             kb_phase_consume(&o, txn_topic,
-                             o.txn_messages + (o.partitions < o.txn_messages ? o.partitions
-                                                                              : o.txn_messages),
+                             o.txn_messages +
+                                 (o.partitions < o.txn_messages ? o.partitions : o.txn_messages),
                              "kafka.consume.txn_topic", "kafka.consume") != 0)
             goto out;
     }

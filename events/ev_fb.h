@@ -34,25 +34,25 @@
 #include <string.h>
 
 #define EV_FB_MAX_SIZE 0x7fffffffu /* FlatBuffers' 2 GiB limit */
-#define EV_FB_MAX_SLOTS 256         /* per table; ample for our schema */
+#define EV_FB_MAX_SLOTS 256        /* per table; ample for our schema */
 
 /* ------------------------------------------------------------------ builder */
 
 typedef uint32_t ev_fb_ref;
 
 typedef struct ev_fb_builder {
-    uint8_t *buf;        /* allocation; data lives in buf[cap - size .. cap) */
+    uint8_t *buf; /* allocation; data lives in buf[cap - size .. cap) */
     size_t cap, size;
-    size_t minalign;     /* largest alignment requested so far */
+    size_t minalign; /* largest alignment requested so far */
     /* table under construction */
     int in_table;
-    size_t table_start;  /* size when the table was started */
+    size_t table_start;                 /* size when the table was started */
     uint32_t slot_ref[EV_FB_MAX_SLOTS]; /* ref of each field's value, 0 = absent */
-    unsigned nslots;     /* 1 + highest slot used */
+    unsigned nslots;                    /* 1 + highest slot used */
     /* vtables written so far, as refs, for deduplication */
     uint32_t *vtables;
     size_t nvtables, vtables_cap;
-    int err;             /* sticky KQ_E* error; reported by ev_fb_finish() */
+    int err; /* sticky KQ_E* error; reported by ev_fb_finish() */
     int finished;
 } ev_fb_builder;
 
@@ -67,8 +67,8 @@ void ev_fb_builder_free(ev_fb_builder *b);
 ev_fb_ref ev_fb_create_string(ev_fb_builder *b, const char *s, size_t len);
 /* Vector of `count` scalars or structs of `elem_size` bytes, aligned to `align`,
  * copied from `elems` (host = little-endian order). */
-ev_fb_ref ev_fb_create_vector(ev_fb_builder *b, const void *elems, size_t count,
-                              size_t elem_size, size_t align);
+ev_fb_ref ev_fb_create_vector(ev_fb_builder *b, const void *elems, size_t count, size_t elem_size,
+                              size_t align);
 /* Vector of offsets to already-built strings or tables, in the given order. */
 ev_fb_ref ev_fb_create_ref_vector(ev_fb_builder *b, const ev_fb_ref *refs, size_t count);
 
@@ -87,11 +87,11 @@ ev_fb_ref ev_fb_table_end(ev_fb_builder *b);
 
 /* Scalars with a schema default: nothing is written when value == def, as
  * flatc does. */
-#define EV_FB_ADD_DEFAULTED(name, type)                                                  \
-    static inline void ev_fb_add_##name(ev_fb_builder *b, unsigned slot, type v, type def) \
-    {                                                                                    \
-        if (v != def)                                                                    \
-            ev_fb_table_add_scalar(b, slot, &v, sizeof v);                               \
+#define EV_FB_ADD_DEFAULTED(name, type)                                                            \
+    static inline void ev_fb_add_##name(ev_fb_builder *b, unsigned slot, type v, type def)         \
+    {                                                                                              \
+        if (v != def)                                                                              \
+            ev_fb_table_add_scalar(b, slot, &v, sizeof v);                                         \
     }
 EV_FB_ADD_DEFAULTED(u8, uint8_t)
 EV_FB_ADD_DEFAULTED(i8, int8_t)
@@ -190,16 +190,16 @@ static inline uint32_t ev_fb_table(const uint8_t *buf, uint32_t tpos, unsigned s
     return f ? ev_fb_deref(buf, f) : 0;
 }
 
-#define EV_FB_GET(name, type, rd)                                                          \
-    static inline type ev_fb_get_##name(const uint8_t *buf, uint32_t tpos, unsigned slot,  \
-                                        type def)                                          \
-    {                                                                                      \
-        uint32_t f = ev_fb_field(buf, tpos, slot);                                         \
-        type v;                                                                            \
-        if (f == 0)                                                                        \
-            return def;                                                                    \
-        rd;                                                                                \
-        return v;                                                                          \
+#define EV_FB_GET(name, type, rd)                                                                  \
+    static inline type ev_fb_get_##name(const uint8_t *buf, uint32_t tpos, unsigned slot,          \
+                                        type def)                                                  \
+    {                                                                                              \
+        uint32_t f = ev_fb_field(buf, tpos, slot);                                                 \
+        type v;                                                                                    \
+        if (f == 0)                                                                                \
+            return def;                                                                            \
+        rd;                                                                                        \
+        return v;                                                                                  \
     }
 EV_FB_GET(u8, uint8_t, v = buf[f])
 EV_FB_GET(i8, int8_t, v = (int8_t)buf[f])
@@ -241,8 +241,7 @@ int ev_fb_verify_root(ev_fb_verifier *v, const char *file_ident, uint32_t *root_
  * inline size. Counts against max_tables. */
 int ev_fb_verify_table(ev_fb_verifier *v, uint32_t tpos);
 /* Inline scalar/struct field: if present, within the table and aligned. */
-int ev_fb_verify_field(ev_fb_verifier *v, uint32_t tpos, unsigned slot, size_t size,
-                       size_t align);
+int ev_fb_verify_field(ev_fb_verifier *v, uint32_t tpos, unsigned slot, size_t size, size_t align);
 /* Fails if field `slot` is absent. */
 int ev_fb_verify_required(ev_fb_verifier *v, uint32_t tpos, unsigned slot);
 /* String field (absent is fine): offset, length, bytes and NUL terminator in

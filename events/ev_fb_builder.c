@@ -189,8 +189,8 @@ ev_fb_ref ev_fb_create_string(ev_fb_builder *b, const char *s, size_t len)
     return (ev_fb_ref)b->size;
 }
 
-ev_fb_ref ev_fb_create_vector(ev_fb_builder *b, const void *elems, size_t count,
-                              size_t elem_size, size_t align)
+ev_fb_ref ev_fb_create_vector(ev_fb_builder *b, const void *elems, size_t count, size_t elem_size,
+                              size_t align)
 {
     size_t bytes;
     uint8_t *p;

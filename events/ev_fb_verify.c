@@ -154,8 +154,7 @@ int ev_fb_verify_root(ev_fb_verifier *v, const char *file_ident, uint32_t *root_
     return 0;
 }
 
-int ev_fb_verify_field(ev_fb_verifier *v, uint32_t tpos, unsigned slot, size_t size,
-                       size_t align)
+int ev_fb_verify_field(ev_fb_verifier *v, uint32_t tpos, unsigned slot, size_t size, size_t align)
 {
     uint32_t pos;
 

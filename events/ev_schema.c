@@ -415,8 +415,8 @@ static int verify_value(vctx *c, const ev_schema_field *f, uint32_t tpos)
             return fail_fb(c);
         if (f->len != 0 && vpos != 0 && count != f->len) {
             char what[64];
-            snprintf(what, sizeof what, "must be exactly %lu bytes, got %lu",
-                     (unsigned long)f->len, (unsigned long)count);
+            snprintf(what, sizeof what, "must be exactly %lu bytes, got %lu", (unsigned long)f->len,
+                     (unsigned long)count);
             return fail(c, vpos - 4u, what);
         }
         return 0;

@@ -63,25 +63,23 @@ static int set_one(kq_config *cfg, const cfg_setting *s, const char *val, char *
         return 0;
     case CFG_INT:
         if (kq_parse_long(val, s->min, s->max, &v) != 0)
-            return kq_seterr(errstr, errlen, KQ_ECONFIG,
-                             "%s='%s' is not an integer in %ld..%ld", s->name, val, s->min,
-                             s->max);
+            return kq_seterr(errstr, errlen, KQ_ECONFIG, "%s='%s' is not an integer in %ld..%ld",
+                             s->name, val, s->min, s->max);
         *(int *)base = (int)v;
         return 0;
     case CFG_LOG_LEVEL: {
         kq_log_level l;
         if (kq_log_level_parse(val, &l) != 0)
             return kq_seterr(errstr, errlen, KQ_ECONFIG,
-                             "%s='%s' is not one of debug, info, warn, error, off", s->name,
-                             val);
+                             "%s='%s' is not one of debug, info, warn, error, off", s->name, val);
         *(int *)base = (int)l;
         return 0;
     }
     case CFG_LOG_FORMAT: {
         kq_log_format f;
         if (kq_log_format_parse(val, &f) != 0)
-            return kq_seterr(errstr, errlen, KQ_ECONFIG, "%s='%s' is not human or json",
-                             s->name, val);
+            return kq_seterr(errstr, errlen, KQ_ECONFIG, "%s='%s' is not human or json", s->name,
+                             val);
         *(int *)base = (int)f;
         return 0;
     }
@@ -154,8 +152,7 @@ void kq_config_print_markdown(FILE *out)
 {
     fprintf(out, "| variable | default | meaning |\n|---|---|---|\n");
     for (size_t i = 0; i < NSETTINGS; i++)
-        fprintf(out, "| `%s` | `%s` | %s |\n", settings[i].name, settings[i].def,
-                settings[i].help);
+        fprintf(out, "| `%s` | `%s` | %s |\n", settings[i].name, settings[i].def, settings[i].help);
 }
 
 int kq_config_topic(const kq_config *cfg, const char *aggregate_type, char *out, size_t outlen)

@@ -15,20 +15,20 @@
 
 typedef enum kq_err {
     KQ_OK = 0,
-    KQ_EINVAL = -1,     /* invalid argument or malformed input */
-    KQ_ENOMEM = -2,     /* allocation failed */
-    KQ_EIO = -3,        /* read/write/system call failed */
-    KQ_ERANGE = -4,     /* value out of range, buffer too small */
-    KQ_ECORRUPT = -5,   /* data failed verification */
-    KQ_ENOTFOUND = -6,  /* no such item */
-    KQ_EEXIST = -7,     /* item exists already */
-    KQ_ETIMEDOUT = -8,  /* deadline passed, outcome may be unknown */
-    KQ_EKAFKA = -9,     /* Kafka client or broker error */
-    KQ_EPG = -10,       /* PostgreSQL error */
-    KQ_ELMDB = -11,     /* LMDB error */
-    KQ_ECONFIG = -12,   /* bad configuration */
+    KQ_EINVAL = -1,    /* invalid argument or malformed input */
+    KQ_ENOMEM = -2,    /* allocation failed */
+    KQ_EIO = -3,       /* read/write/system call failed */
+    KQ_ERANGE = -4,    /* value out of range, buffer too small */
+    KQ_ECORRUPT = -5,  /* data failed verification */
+    KQ_ENOTFOUND = -6, /* no such item */
+    KQ_EEXIST = -7,    /* item exists already */
+    KQ_ETIMEDOUT = -8, /* deadline passed, outcome may be unknown */
+    KQ_EKAFKA = -9,    /* Kafka client or broker error */
+    KQ_EPG = -10,      /* PostgreSQL error */
+    KQ_ELMDB = -11,    /* LMDB error */
+    KQ_ECONFIG = -12,  /* bad configuration */
     KQ_EUNSUPPORTED = -13,
-    KQ_EFENCED = -14,   /* this writer was fenced by a newer instance */
+    KQ_EFENCED = -14, /* this writer was fenced by a newer instance */
 } kq_err;
 
 /* Short constant description of `code`; never NULL. The string is static. */

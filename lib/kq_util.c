@@ -23,8 +23,7 @@ int kq_parse_long(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
-int kq_read_file(const char *path, size_t max, char **buf, size_t *len, char *errstr,
-                 size_t errlen)
+int kq_read_file(const char *path, size_t max, char **buf, size_t *len, char *errstr, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
     char *data = NULL;
@@ -39,8 +38,7 @@ int kq_read_file(const char *path, size_t max, char **buf, size_t *len, char *er
             size_t ncap = cap ? cap * 2 : 4096;
             char *nd;
             if (cap > max + 1) {
-                rc = kq_seterr(errstr, errlen, KQ_ERANGE, "%s: larger than %zu bytes", path,
-                               max);
+                rc = kq_seterr(errstr, errlen, KQ_ERANGE, "%s: larger than %zu bytes", path, max);
                 goto out;
             }
             if ((nd = realloc(data, ncap)) == NULL) {

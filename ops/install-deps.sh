@@ -22,6 +22,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 #   curl                               HTTP calls in the end-to-end tests
 #   wrk                                HTTP load for `make bench`
 #   clang libclang-rt-14-dev           `make fuzz` (libFuzzer runtime is in libclang-rt)
+#   clang-format                       `make format` / `make format-check` (CI)
 #   python3                            free-port picking and small helpers in the tests
 #   procps iproute2 util-linux         ps, ss (port checks), runuser/setsid (ops scripts)
 #   maven                              fetches the Kafka jars from Maven Central
@@ -34,7 +35,7 @@ PACKAGES=(
     libcmocka-dev bats
     postgresql-15
     curl wrk
-    clang libclang-rt-14-dev
+    clang libclang-rt-14-dev clang-format
     python3
     procps iproute2 util-linux
     maven

@@ -14,9 +14,14 @@
 #include "kq_log.h"
 
 static const char *const vars[] = {
-    "KCQRS_BROKERS", "KCQRS_PG_DSN",
-    "KCQRS_TOPIC_PREFIX",      "KCQRS_PARTITIONS",       "KCQRS_REPLICATION_FACTOR",
-    "KCQRS_MIN_INSYNC_REPLICAS", "KCQRS_KAFKA_TIMEOUT_MS", "KCQRS_LOG_LEVEL",
+    "KCQRS_BROKERS",
+    "KCQRS_PG_DSN",
+    "KCQRS_TOPIC_PREFIX",
+    "KCQRS_PARTITIONS",
+    "KCQRS_REPLICATION_FACTOR",
+    "KCQRS_MIN_INSYNC_REPLICAS",
+    "KCQRS_KAFKA_TIMEOUT_MS",
+    "KCQRS_LOG_LEVEL",
     "KCQRS_LOG_FORMAT",
 };
 
@@ -78,12 +83,17 @@ static void test_invalid_values(void **state)
     static const struct {
         const char *var, *val;
     } bad[] = {
-        {"KCQRS_PARTITIONS", "0"},         {"KCQRS_PARTITIONS", "six"},
-        {"KCQRS_PARTITIONS", "6x"},        {"KCQRS_PARTITIONS", ""},
+        {"KCQRS_PARTITIONS", "0"},
+        {"KCQRS_PARTITIONS", "six"},
+        {"KCQRS_PARTITIONS", "6x"},
+        {"KCQRS_PARTITIONS", ""},
         {"KCQRS_PARTITIONS", "99999999999999999999"},
-        {"KCQRS_KAFKA_TIMEOUT_MS", "-5"},  {"KCQRS_LOG_LEVEL", "verbose"},
-        {"KCQRS_LOG_FORMAT", "xml"},       {"KCQRS_BROKERS", ""},
-        {"KCQRS_TOPIC_PREFIX", "a b"},     {"KCQRS_TOPIC_PREFIX", "x/y"},
+        {"KCQRS_KAFKA_TIMEOUT_MS", "-5"},
+        {"KCQRS_LOG_LEVEL", "verbose"},
+        {"KCQRS_LOG_FORMAT", "xml"},
+        {"KCQRS_BROKERS", ""},
+        {"KCQRS_TOPIC_PREFIX", "a b"},
+        {"KCQRS_TOPIC_PREFIX", "x/y"},
         {"KCQRS_MIN_INSYNC_REPLICAS", "2"}, /* > replication factor 1 */
     };
 
@@ -155,8 +165,7 @@ static void test_strerror(void **state)
     assert_string_equal(kq_strerror(KQ_OK), "success");
     assert_string_equal(kq_strerror(KQ_ECORRUPT), "data failed verification");
     assert_string_equal(kq_strerror(-9999), "unknown error");
-    assert_int_equal(kq_seterr(err, sizeof err, KQ_EINVAL, "%s", "a very long message"),
-                     KQ_EINVAL);
+    assert_int_equal(kq_seterr(err, sizeof err, KQ_EINVAL, "%s", "a very long message"), KQ_EINVAL);
     assert_int_equal(strlen(err), sizeof err - 1); /* truncated, terminated */
     assert_int_equal(kq_seterr(NULL, 0, KQ_EIO, "x"), KQ_EIO);
 }

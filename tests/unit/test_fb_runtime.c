@@ -29,24 +29,39 @@
 
 /* ------------------------------------------------------------ test schema */
 
-static const char SCHEMA[] =
-    "namespace kqtest;\n"
-    "struct Pt { a: int; b: long; }\n"
-    "table Child { id: int; name: string; next: Child; }\n"
-    "table Other { v: long; }\n"
-    "union Any { Child, Other }\n"
-    "table Root {\n"
-    "  small: ubyte; shorty: short; medium: int; big: long;\n"
-    "  name: string; ints: [int]; names: [string]; kids: [Child];\n"
-    "  child: Child; pt: Pt; longs: [long]; pts: [Pt];\n"
-    "  any: Any; huge: ulong; flag: bool = true;\n"
-    "}\n"
-    "root_type Root;\n"
-    "file_identifier \"KQTS\";\n";
+static const char SCHEMA[] = "namespace kqtest;\n"
+                             "struct Pt { a: int; b: long; }\n"
+                             "table Child { id: int; name: string; next: Child; }\n"
+                             "table Other { v: long; }\n"
+                             "union Any { Child, Other }\n"
+                             "table Root {\n"
+                             "  small: ubyte; shorty: short; medium: int; big: long;\n"
+                             "  name: string; ints: [int]; names: [string]; kids: [Child];\n"
+                             "  child: Child; pt: Pt; longs: [long]; pts: [Pt];\n"
+                             "  any: Any; huge: ulong; flag: bool = true;\n"
+                             "}\n"
+                             "root_type Root;\n"
+                             "file_identifier \"KQTS\";\n";
 
 /* slots; the union takes two: any_type then any */
-enum { R_SMALL, R_SHORTY, R_MEDIUM, R_BIG, R_NAME, R_INTS, R_NAMES, R_KIDS, R_CHILD, R_PT,
-       R_LONGS, R_PTS, R_ANY_TYPE, R_ANY, R_HUGE, R_FLAG };
+enum {
+    R_SMALL,
+    R_SHORTY,
+    R_MEDIUM,
+    R_BIG,
+    R_NAME,
+    R_INTS,
+    R_NAMES,
+    R_KIDS,
+    R_CHILD,
+    R_PT,
+    R_LONGS,
+    R_PTS,
+    R_ANY_TYPE,
+    R_ANY,
+    R_HUGE,
+    R_FLAG
+};
 enum { C_ID, C_NAME, C_NEXT };
 enum { O_V };
 enum { ANY_NONE, ANY_CHILD, ANY_OTHER };
@@ -54,9 +69,9 @@ enum { ANY_NONE, ANY_CHILD, ANY_OTHER };
 #define IDENT "KQTS"
 #define NAME "h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80" /* héllo € U+1F600 */
 
-static const int32_t INTS[4] = { 1, -2, INT32_MAX, INT32_MIN };
-static const int64_t LONGS[3] = { 1, -1, INT64_MAX };
-static const char *const NAMES[3] = { "a", "", "bc" };
+static const int32_t INTS[4] = {1, -2, INT32_MAX, INT32_MIN};
+static const int64_t LONGS[3] = {1, -1, INT64_MAX};
+static const char *const NAMES[3] = {"a", "", "bc"};
 #define BIG_VAL (-9000000000000000000LL)
 #define U64_VAL 81985529216486895ULL /* 0x0123456789abcdef */
 
@@ -123,8 +138,8 @@ static ev_fb_ref build_child(ev_fb_builder *b, int32_t id, ev_fb_ref name, ev_fb
 static int build_sample(ev_fb_builder *b)
 {
     uint8_t pt[16], pts[32];
-    ev_fb_ref r_pts, r_ints, r_name, names[3], r_names, kids[3], r_kids, c9, c8, c7, r_longs,
-        other, root;
+    ev_fb_ref r_pts, r_ints, r_name, names[3], r_names, kids[3], r_kids, c9, c8, c7, r_longs, other,
+        root;
     int i;
 
     pack_pt(pt, -5, 1234567890123LL);
@@ -451,8 +466,8 @@ static void check_sample(const uint8_t *buf, size_t len)
 /* --------------------------------------------------------------- flatc I/O */
 
 static char g_dir[256];
-static const char *const TMP_FILES[] = { "schema.fbs", "ours.bin", "ours.json",
-                                         "data.json",  "data.bin", NULL };
+static const char *const TMP_FILES[] = {"schema.fbs", "ours.bin", "ours.json",
+                                        "data.json",  "data.bin", NULL};
 
 static void tmp_path(char *out, size_t n, const char *name)
 {
@@ -656,12 +671,12 @@ static void finish_and_compare(ev_fb_builder *b, ev_fb_ref root, const char *ide
 
 static void test_bytes_empty_table(void **state)
 {
-    static const uint8_t want[] = { 0x08, 0, 0, 0, /* root -> table at 8 */
-                                    0x04, 0, 0x04, 0, /* vtable: 4 bytes, table 4 bytes */
-                                    0x04, 0, 0, 0 }; /* soffset 4 -> vtable at 4 */
-    static const uint8_t want_id[] = { 0x0c, 0, 0, 0, 'T', 'E', 'S', 'T', /* root -> 12 */
-                                       0x04, 0, 0x04, 0,                  /* vtable at 8 */
-                                       0x04, 0, 0,    0 };                /* table at 12 */
+    static const uint8_t want[] = {0x08, 0, 0,    0,  /* root -> table at 8 */
+                                   0x04, 0, 0x04, 0,  /* vtable: 4 bytes, table 4 bytes */
+                                   0x04, 0, 0,    0}; /* soffset 4 -> vtable at 4 */
+    static const uint8_t want_id[] = {0x0c, 0, 0,    0, 'T', 'E', 'S', 'T', /* root -> 12 */
+                                      0x04, 0, 0x04, 0,                     /* vtable at 8 */
+                                      0x04, 0, 0,    0};                    /* table at 12 */
     ev_fb_builder b;
 
     ev_fb_builder_init(&b);
@@ -678,17 +693,17 @@ static void test_bytes_empty_table(void **state)
 static void test_bytes_scalars_string(void **state)
 {
     static const uint8_t want[40] = {
-        0x10, 0, 0, 0,                     /*  0: root -> table at 16 */
-        0, 0,                              /*  4: padding (buffer to minalign 4) */
-        0x0a, 0, 0x10, 0,                  /*  6: vtable: 10 bytes, table 16 bytes */
-        0x07, 0, 0x08, 0, 0x0c, 0,         /* 10: slot0 @7, slot1 @8, slot2 @12 */
-        0x0a, 0, 0, 0,                     /* 16: soffset 10 -> vtable at 6 */
-        0, 0, 0,                           /* 20: padding (soffset to 4) */
-        0x07,                              /* 23: slot0 u8 = 7 */
-        0xfe, 0xff, 0xff, 0xff,            /* 24: slot1 i32 = -2 */
-        0x04, 0, 0, 0,                     /* 28: slot2 uoffset -> 32 */
-        0x02, 0, 0, 0, 'h', 'i', 0,        /* 32: string "hi" + NUL */
-        0,                                 /* 39: padding (string to 4) */
+        0x10, 0,    0,    0,                  /*  0: root -> table at 16 */
+        0,    0,                              /*  4: padding (buffer to minalign 4) */
+        0x0a, 0,    0x10, 0,                  /*  6: vtable: 10 bytes, table 16 bytes */
+        0x07, 0,    0x08, 0,    0x0c, 0,      /* 10: slot0 @7, slot1 @8, slot2 @12 */
+        0x0a, 0,    0,    0,                  /* 16: soffset 10 -> vtable at 6 */
+        0,    0,    0,                        /* 20: padding (soffset to 4) */
+        0x07,                                 /* 23: slot0 u8 = 7 */
+        0xfe, 0xff, 0xff, 0xff,               /* 24: slot1 i32 = -2 */
+        0x04, 0,    0,    0,                  /* 28: slot2 uoffset -> 32 */
+        0x02, 0,    0,    0,    'h',  'i', 0, /* 32: string "hi" + NUL */
+        0,                                    /* 39: padding (string to 4) */
     };
     ev_fb_builder b;
     ev_fb_ref s;
@@ -708,23 +723,23 @@ static void test_bytes_scalars_string(void **state)
 static void test_bytes_vectors(void **state)
 {
     static const uint8_t want_scalar[32] = {
-        0x04, 0, 0, 0,                     /*  0: root -> 4 */
-        0x01, 0, 0, 0,                     /*  4: count 1 */
-        8, 7, 6, 5, 4, 3, 2, 1,            /*  8: u64 element, 8-aligned */
-        0, 0, 0, 0,                        /* 16: padding (elements to 8) */
-        0x03, 0, 0, 0,                     /* 20: count 3 */
-        1, 0, 2, 0, 3, 0,                  /* 24: u16 elements */
-        0, 0,                              /* 30: padding (elements to 4) */
+        0x04, 0, 0, 0,             /*  0: root -> 4 */
+        0x01, 0, 0, 0,             /*  4: count 1 */
+        8,    7, 6, 5, 4, 3, 2, 1, /*  8: u64 element, 8-aligned */
+        0,    0, 0, 0,             /* 16: padding (elements to 8) */
+        0x03, 0, 0, 0,             /* 20: count 3 */
+        1,    0, 2, 0, 3, 0,       /* 24: u16 elements */
+        0,    0,                   /* 30: padding (elements to 4) */
     };
     static const uint8_t want_refs[32] = {
-        0x04, 0, 0, 0,                     /*  0: root -> 4 */
-        0x02, 0, 0, 0,                     /*  4: count 2 */
-        0x10, 0, 0, 0,                     /*  8: -> 24 ("a") */
-        0x04, 0, 0, 0,                     /* 12: -> 16 ("bc") */
-        0x02, 0, 0, 0, 'b', 'c', 0, 0,     /* 16 */
-        0x01, 0, 0, 0, 'a', 0, 0, 0,       /* 24 */
+        0x04, 0, 0, 0,                 /*  0: root -> 4 */
+        0x02, 0, 0, 0,                 /*  4: count 2 */
+        0x10, 0, 0, 0,                 /*  8: -> 24 ("a") */
+        0x04, 0, 0, 0,                 /* 12: -> 16 ("bc") */
+        0x02, 0, 0, 0, 'b', 'c', 0, 0, /* 16 */
+        0x01, 0, 0, 0, 'a', 0,   0, 0, /* 24 */
     };
-    static const uint16_t u16s[3] = { 1, 2, 3 };
+    static const uint16_t u16s[3] = {1, 2, 3};
     const uint64_t u64 = 0x0102030405060708ull;
     ev_fb_builder b;
     ev_fb_ref refs[2];
@@ -736,8 +751,7 @@ static void test_bytes_vectors(void **state)
     ev_fb_builder_reset(&b);
     refs[0] = ev_fb_create_string(&b, "a", 1);
     refs[1] = ev_fb_create_string(&b, "bc", 2);
-    finish_and_compare(&b, ev_fb_create_ref_vector(&b, refs, 2), NULL, want_refs,
-                       sizeof want_refs);
+    finish_and_compare(&b, ev_fb_create_ref_vector(&b, refs, 2), NULL, want_refs, sizeof want_refs);
     ev_fb_builder_free(&b);
 }
 
@@ -745,12 +759,12 @@ static void test_bytes_vectors(void **state)
 static void test_bytes_minalign(void **state)
 {
     static const uint8_t want[32] = {
-        0x10, 0, 0, 0,                     /*  0: root -> 16 */
-        0, 0, 0, 0,                        /*  4: padding to minalign 8 (not 4) */
-        0x08, 0, 0x10, 0, 0x08, 0, 0x07, 0, /*  8: vtable: slot0 @8, slot1 @7 */
-        0x08, 0, 0, 0,                     /* 16: soffset -> 8 */
-        0, 0, 0,                           /* 20: padding */
-        0x7f,                              /* 23: slot1 u8 */
+        0x10, 0,    0,    0,                            /*  0: root -> 16 */
+        0,    0,    0,    0,                            /*  4: padding to minalign 8 (not 4) */
+        0x08, 0,    0x10, 0,    0x08, 0,    0x07, 0,    /*  8: vtable: slot0 @8, slot1 @7 */
+        0x08, 0,    0,    0,                            /* 16: soffset -> 8 */
+        0,    0,    0,                                  /* 20: padding */
+        0x7f,                                           /* 23: slot1 u8 */
         0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, /* 24: slot0 i64, 8-aligned */
     };
     ev_fb_builder b;
@@ -777,18 +791,18 @@ static ev_fb_ref two_ints(ev_fb_builder *b, int32_t x, int32_t y, int slot1_firs
 static void test_vtable_dedup(void **state)
 {
     static const uint8_t want[64] = {
-        0x0c, 0, 0, 0,                     /*  0: root -> 12 */
-        0, 0,                              /*  4: padding */
-        0x06, 0, 0x08, 0, 0x04, 0,         /*  6: root's vtable */
-        0x06, 0, 0, 0,                     /* 12: root table, vtable at 6 */
-        0x04, 0, 0, 0,                     /* 16: slot0 -> vector at 20 */
-        0x02, 0, 0, 0,                     /* 20: count 2 */
-        0x1c, 0, 0, 0, 0x04, 0, 0, 0,      /* 24: -> 52 (A), -> 32 (B) */
-        0xf4, 0xff, 0xff, 0xff,            /* 32: B, soffset -12: A's vtable at 44 */
-        0x04, 0, 0, 0, 0x03, 0, 0, 0,      /* 36: B slot1 = 4, slot0 = 3 */
-        0x08, 0, 0x0c, 0, 0x08, 0, 0x04, 0, /* 44: the shared vtable */
-        0x08, 0, 0, 0,                     /* 52: A, vtable at 44 */
-        0x02, 0, 0, 0, 0x01, 0, 0, 0,      /* 56: A slot1 = 2, slot0 = 1 */
+        0x0c, 0,    0,    0,                      /*  0: root -> 12 */
+        0,    0,                                  /*  4: padding */
+        0x06, 0,    0x08, 0,    0x04, 0,          /*  6: root's vtable */
+        0x06, 0,    0,    0,                      /* 12: root table, vtable at 6 */
+        0x04, 0,    0,    0,                      /* 16: slot0 -> vector at 20 */
+        0x02, 0,    0,    0,                      /* 20: count 2 */
+        0x1c, 0,    0,    0,    0x04, 0, 0,    0, /* 24: -> 52 (A), -> 32 (B) */
+        0xf4, 0xff, 0xff, 0xff,                   /* 32: B, soffset -12: A's vtable at 44 */
+        0x04, 0,    0,    0,    0x03, 0, 0,    0, /* 36: B slot1 = 4, slot0 = 3 */
+        0x08, 0,    0x0c, 0,    0x08, 0, 0x04, 0, /* 44: the shared vtable */
+        0x08, 0,    0,    0,                      /* 52: A, vtable at 44 */
+        0x02, 0,    0,    0,    0x01, 0, 0,    0, /* 56: A slot1 = 2, slot0 = 1 */
     };
     ev_fb_builder b;
     ev_fb_ref t[2], vec;
@@ -990,7 +1004,7 @@ static void test_verify_bad_offsets(void **state)
 static const char *empty_table_error(uint32_t soff, uint16_t vsize, uint16_t tsize, char *err,
                                      size_t errlen)
 {
-    uint8_t buf[12] = { 0x08, 0, 0, 0 };
+    uint8_t buf[12] = {0x08, 0, 0, 0};
     ev_fb_verifier v;
     uint32_t root;
 
@@ -1009,8 +1023,8 @@ static const char *empty_table_error(uint32_t soff, uint16_t vsize, uint16_t tsi
 static void test_verify_table_headers(void **state)
 {
     /* table at 10 in a 16-byte buffer, otherwise valid (vtable at 6) */
-    static const uint8_t mis[16] = { 0x0a, 0, 0, 0, 0, 0, 0x04, 0, 0x04, 0, 0x04, 0, 0, 0, 0, 0 };
-    static const uint8_t ok[16] = { 0x08, 0, 0, 0, 0x04, 0, 0x04, 0, 0x04, 0, 0, 0, 0, 0, 0, 0 };
+    static const uint8_t mis[16] = {0x0a, 0, 0, 0, 0, 0, 0x04, 0, 0x04, 0, 0x04, 0, 0, 0, 0, 0};
+    static const uint8_t ok[16] = {0x08, 0, 0, 0, 0x04, 0, 0x04, 0, 0x04, 0, 0, 0, 0, 0, 0, 0};
     ev_fb_verifier v;
     uint32_t root;
     char err[128];
@@ -1036,16 +1050,13 @@ static void test_verify_table_headers(void **state)
     assert_string_equal(empty_table_error(3, 4, 4, err, sizeof err),
                         "misaligned vtable at offset 5");
     /* vtable sizes: odd, too small, past the end */
-    assert_string_equal(empty_table_error(4, 5, 4, err, sizeof err),
-                        "bad vtable size at offset 4");
-    assert_string_equal(empty_table_error(4, 2, 4, err, sizeof err),
-                        "bad vtable size at offset 4");
+    assert_string_equal(empty_table_error(4, 5, 4, err, sizeof err), "bad vtable size at offset 4");
+    assert_string_equal(empty_table_error(4, 2, 4, err, sizeof err), "bad vtable size at offset 4");
     assert_string_equal(empty_table_error(4, 10, 4, err, sizeof err),
                         "vtable out of bounds at offset 4");
     assert_null(empty_table_error(4, 8, 4, err, sizeof err)); /* ends exactly at the end */
     /* table inline sizes: too small, past the end */
-    assert_string_equal(empty_table_error(4, 4, 2, err, sizeof err),
-                        "bad table size at offset 8");
+    assert_string_equal(empty_table_error(4, 4, 2, err, sizeof err), "bad table size at offset 8");
     assert_string_equal(empty_table_error(4, 4, 6, err, sizeof err),
                         "table out of bounds at offset 8");
 }
@@ -1130,7 +1141,7 @@ static void test_verify_strings(void **state)
     struct {
         uint32_t len;
         int ok;
-    } cases[] = { { 2, 1 }, { 3, 1 }, { 4, 0 }, { 0xffffffffu, 0 }, { 0xfffffffbu, 0 } };
+    } cases[] = {{2, 1}, {3, 1}, {4, 0}, {0xffffffffu, 0}, {0xfffffffbu, 0}};
     size_t i;
 
     ev_fb_builder_init(&b);
@@ -1187,9 +1198,9 @@ static void test_verify_vector_counts(void **state)
         unsigned slot;
         uint32_t count;
     } cases[] = {
-        { R_LONGS, 0xffffffffu }, { R_LONGS, 0x20000000u }, { R_LONGS, 0x20000001u },
-        { R_INTS, 0x40000000u },  { R_INTS, 0xffffffffu },  { R_PTS, 0x10000000u },
-        { R_NAMES, 0x40000001u }, { R_KIDS, 0xffffffffu },
+        {R_LONGS, 0xffffffffu}, {R_LONGS, 0x20000000u}, {R_LONGS, 0x20000001u},
+        {R_INTS, 0x40000000u},  {R_INTS, 0xffffffffu},  {R_PTS, 0x10000000u},
+        {R_NAMES, 0x40000001u}, {R_KIDS, 0xffffffffu},
     };
     size_t i;
 
@@ -1399,52 +1410,56 @@ static void test_utf8(void **state)
         size_t len;
         int ok;
     } cases[] = {
-        { "", 0, 1 },
-        { "plain ascii, longer than eight bytes", 36, 1 },
-        { "a\0b", 3, 1 },                               /* NUL is a character */
-        { "\xc3\xa9", 2, 1 },                           /* U+00E9 */
-        { "\xc2\x80", 2, 1 },                           /* U+0080, smallest 2-byte */
-        { "\xdf\xbf", 2, 1 },                           /* U+07FF */
-        { "\xe0\xa0\x80", 3, 1 },                       /* U+0800, smallest 3-byte */
-        { "\xe2\x82\xac", 3, 1 },                       /* U+20AC */
-        { "\xed\x9f\xbf", 3, 1 },                       /* U+D7FF, below surrogates */
-        { "\xee\x80\x80", 3, 1 },                       /* U+E000, above surrogates */
-        { "\xef\xbf\xbf", 3, 1 },                       /* U+FFFF */
-        { "\xf0\x90\x80\x80", 4, 1 },                   /* U+10000, smallest 4-byte */
-        { "\xf0\x9f\x98\x80", 4, 1 },                   /* U+1F600 */
-        { "\xf4\x8f\xbf\xbf", 4, 1 },                   /* U+10FFFF, the largest */
-        { "12345678\xc3\xa9" "12345678\xf0\x9f\x98\x80", 22, 1 },
-        { "\xc0\x80", 2, 0 },                           /* overlong NUL */
-        { "\xc1\xbf", 2, 0 },                           /* overlong U+007F */
-        { "\xe0\x80\x80", 3, 0 },                       /* overlong */
-        { "\xe0\x9f\xbf", 3, 0 },                       /* overlong U+07FF */
-        { "\xf0\x80\x80\x80", 4, 0 },                   /* overlong */
-        { "\xf0\x8f\xbf\xbf", 4, 0 },                   /* overlong U+FFFF */
-        { "\xed\xa0\x80", 3, 0 },                       /* U+D800 */
-        { "\xed\xbf\xbf", 3, 0 },                       /* U+DFFF */
-        { "\xed\xa0\xbd\xed\xb8\x80", 6, 0 },           /* CESU-8 surrogate pair */
-        { "\xf4\x90\x80\x80", 4, 0 },                   /* U+110000 */
-        { "\xf5\x80\x80\x80", 4, 0 },
-        { "\xf8\x88\x80\x80\x80", 5, 0 },               /* 5-byte form */
-        { "\xfe", 1, 0 },
-        { "\xff", 1, 0 },
-        { "\x80", 1, 0 },                               /* lone continuation */
-        { "a\xbf", 2, 0 },
-        { "\xc3", 1, 0 },                               /* truncated */
-        { "\xe2\x82", 2, 0 },
-        { "\xf0\x9f\x98", 3, 0 },
-        { "\xc3\xa9", 1, 0 },                           /* len cuts the sequence */
-        { "\xe2\x82\xac", 2, 0 },
-        { "\xf0\x9f\x98\x80", 3, 0 },
-        { "12345678\xe2\x82\xac", 10, 0 },
-        { "\xc3" "A", 2, 0 },                           /* bad continuation */
-        { "\xe2\x28\xa1", 3, 0 },
-        { "\xe2\x82\x28", 3, 0 },
-        { "\xf0\x9f\x28\x80", 4, 0 },
-        { "\xf0\x9f\x98\x28", 4, 0 },
-        { "1234567\xc3", 8, 0 },                        /* truncated after ASCII */
-        { "12345678\xe2\x82", 10, 0 },
-        { "12345678123456\xed\xa0\x80", 17, 0 },
+        {"", 0, 1},
+        {"plain ascii, longer than eight bytes", 36, 1},
+        {"a\0b", 3, 1},             /* NUL is a character */
+        {"\xc3\xa9", 2, 1},         /* U+00E9 */
+        {"\xc2\x80", 2, 1},         /* U+0080, smallest 2-byte */
+        {"\xdf\xbf", 2, 1},         /* U+07FF */
+        {"\xe0\xa0\x80", 3, 1},     /* U+0800, smallest 3-byte */
+        {"\xe2\x82\xac", 3, 1},     /* U+20AC */
+        {"\xed\x9f\xbf", 3, 1},     /* U+D7FF, below surrogates */
+        {"\xee\x80\x80", 3, 1},     /* U+E000, above surrogates */
+        {"\xef\xbf\xbf", 3, 1},     /* U+FFFF */
+        {"\xf0\x90\x80\x80", 4, 1}, /* U+10000, smallest 4-byte */
+        {"\xf0\x9f\x98\x80", 4, 1}, /* U+1F600 */
+        {"\xf4\x8f\xbf\xbf", 4, 1}, /* U+10FFFF, the largest */
+        {"12345678\xc3\xa9"
+         "12345678\xf0\x9f\x98\x80",
+         22, 1},
+        {"\xc0\x80", 2, 0},                 /* overlong NUL */
+        {"\xc1\xbf", 2, 0},                 /* overlong U+007F */
+        {"\xe0\x80\x80", 3, 0},             /* overlong */
+        {"\xe0\x9f\xbf", 3, 0},             /* overlong U+07FF */
+        {"\xf0\x80\x80\x80", 4, 0},         /* overlong */
+        {"\xf0\x8f\xbf\xbf", 4, 0},         /* overlong U+FFFF */
+        {"\xed\xa0\x80", 3, 0},             /* U+D800 */
+        {"\xed\xbf\xbf", 3, 0},             /* U+DFFF */
+        {"\xed\xa0\xbd\xed\xb8\x80", 6, 0}, /* CESU-8 surrogate pair */
+        {"\xf4\x90\x80\x80", 4, 0},         /* U+110000 */
+        {"\xf5\x80\x80\x80", 4, 0},
+        {"\xf8\x88\x80\x80\x80", 5, 0}, /* 5-byte form */
+        {"\xfe", 1, 0},
+        {"\xff", 1, 0},
+        {"\x80", 1, 0}, /* lone continuation */
+        {"a\xbf", 2, 0},
+        {"\xc3", 1, 0}, /* truncated */
+        {"\xe2\x82", 2, 0},
+        {"\xf0\x9f\x98", 3, 0},
+        {"\xc3\xa9", 1, 0}, /* len cuts the sequence */
+        {"\xe2\x82\xac", 2, 0},
+        {"\xf0\x9f\x98\x80", 3, 0},
+        {"12345678\xe2\x82\xac", 10, 0},
+        {"\xc3"
+         "A",
+         2, 0}, /* bad continuation */
+        {"\xe2\x28\xa1", 3, 0},
+        {"\xe2\x82\x28", 3, 0},
+        {"\xf0\x9f\x28\x80", 4, 0},
+        {"\xf0\x9f\x98\x28", 4, 0},
+        {"1234567\xc3", 8, 0}, /* truncated after ASCII */
+        {"12345678\xe2\x82", 10, 0},
+        {"12345678123456\xed\xa0\x80", 17, 0},
     };
     size_t i;
 
@@ -1576,9 +1591,9 @@ static void test_builder_misuse(void **state)
     ev_fb_table_add_ref(&b, 0, 64);
     expect_err(&b, KQ_EINVAL);
     s = ev_fb_create_string(&b, "x", 1);
-    ev_fb_create_ref_vector(&b, (ev_fb_ref[]){ s, s + 4 }, 2);
+    ev_fb_create_ref_vector(&b, (ev_fb_ref[]){s, s + 4}, 2);
     expect_err(&b, KQ_EINVAL);
-    ev_fb_create_ref_vector(&b, (ev_fb_ref[]){ 0 }, 1);
+    ev_fb_create_ref_vector(&b, (ev_fb_ref[]){0}, 1);
     expect_err(&b, KQ_EINVAL);
 
     /* sizes past 2 GiB: detected before any allocation or copy */
@@ -1738,7 +1753,7 @@ static void test_builder_enomem(void **state)
         /* child: 512 MiB of address space, then ask for a 1 GiB vector. The
          * source is 4 bytes: if the allocation wrongly succeeded, the copy
          * would crash, and the child would not exit 0. */
-        struct rlimit rl = { 512u << 20, 512u << 20 };
+        struct rlimit rl = {512u << 20, 512u << 20};
         ev_fb_builder b;
         uint32_t one = 1;
         ev_fb_ref t;

@@ -24,8 +24,8 @@ static void test_parse_long(void **state)
     assert_int_equal(kq_parse_long("-5", -10, 10, &v), 0);
     assert_int_equal(v, -5);
     v = 42;
-    static const char *const bad[] = {"", " 1", "1 ", "1x", "x", "101", "-1", "0x10", "+5", "\t3",
-                                      "99999999999999999999999"};
+    static const char *const bad[] = {
+        "", " 1", "1 ", "1x", "x", "101", "-1", "0x10", "+5", "\t3", "99999999999999999999999"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(kq_parse_long(bad[i], 0, 100, &v), KQ_EINVAL);
     assert_int_equal(v, 42); /* untouched on failure */

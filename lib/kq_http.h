@@ -1,0 +1,162 @@
+/*
+ * kq_http.h — the HTTP server both services run on (libmicrohttpd).
+ *
+ * One place for what every public endpoint needs: routing, limits, API-key
+ * authentication, the error body of DESIGN.md section 8, the access log and
+ * Prometheus metrics. A service supplies a route table and handlers; kq_http
+ * owns the daemon, the connections and every request's memory.
+ *
+ * Threads. libmicrohttpd runs a pool of `limits.threads` threads, each with
+ * its own epoll set (MHD_USE_EPOLL_INTERNAL_THREAD + MHD_OPTION_THREAD_POOL_SIZE);
+ * a connection stays on the thread that accepted it. Handlers, the readiness
+ * callback and the logging run on those threads, concurrently: a handler must
+ * be thread-safe with respect to its `arg`. Metrics are lock-free atomics.
+ * kq_http_start/kq_http_stop are called by one controlling thread.
+ *
+ * The life of a request:
+ *   1. headers arrive: match the route (404 / 405 with Allow), authenticate
+ *      the route's required role (401 with WWW-Authenticate / 403), check the
+ *      declared Content-Length against the body cap (413) and, for routes that
+ *      take JSON, the Content-Type (415). None of these reads the body;
+ *   2. the body is accumulated into one buffer of at most `limits.max_body`
+ *      bytes; a chunked body that grows past it is answered 413 and its
+ *      remainder is discarded, never stored;
+ *   3. the handler runs with a complete request and must answer exactly once
+ *      through kq_http_respond_*; one that does not gives 500;
+ *   4. when the response is sent (or the connection dies) the access log line
+ *      (method path status latency actor) is written and metrics counted.
+ *
+ * Built-in routes: GET /health (always 200 {"status":"ok"}), GET /ready (200
+ * {"status":"ready"} or 503 {"error":{"code":"not_ready",...}} with
+ * Retry-After, from the caller's callback), GET /metrics (Prometheus text).
+ * These three need no key.
+ */
+#ifndef KQ_HTTP_H
+#define KQ_HTTP_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kq_auth.h"
+#include "kq_json_in.h"
+
+typedef struct kq_http_server kq_http_server;
+typedef struct kq_http_req kq_http_req;
+
+/* Limits; kq_http_limits_default() gives the documented defaults. */
+typedef struct kq_http_limits {
+    size_t max_body;          /* request body cap in bytes (65536); more -> 413 */
+    unsigned max_connections; /* concurrent connections (1024); split over threads */
+    unsigned max_per_ip;      /* concurrent connections per client IP (64); 0 = no limit */
+    unsigned timeout_s;       /* idle connection timeout in seconds (30); 0 = none */
+    size_t conn_memory;       /* libmicrohttpd memory per connection, headers etc. (65536) */
+    unsigned threads;         /* worker threads, each with an epoll set (4) */
+} kq_http_limits;
+
+kq_http_limits kq_http_limits_default(void);
+
+/* Route handler: answer through kq_http_respond_* before returning. */
+typedef void (*kq_http_handler)(kq_http_req *req, void *arg);
+
+/* Readiness: return 1 when ready, else 0 and optionally a reason in why. */
+typedef int (*kq_http_ready_fn)(void *arg, char *why, size_t whylen);
+
+#define KQ_HTTP_PUBLIC 0u               /* route needs no key */
+#define KQ_HTTP_ANY_KEY 0x80000000u     /* any valid key, no particular role */
+
+typedef enum { KQ_HTTP_BODY_NONE = 0, KQ_HTTP_BODY_JSON } kq_http_body_kind;
+
+typedef struct kq_http_route {
+    const char *method;  /* "GET", "POST", ... */
+    const char *pattern; /* "/api/v1/resources/{id}"; {x} matches one non-empty segment */
+    unsigned role;       /* KQ_AUTH_ROLE_* bits required, KQ_HTTP_ANY_KEY or KQ_HTTP_PUBLIC */
+    kq_http_body_kind body; /* JSON: Content-Type checked (415) before the body is read */
+    const char *name;    /* metrics label, e.g. "resource_create" */
+    kq_http_handler handler;
+    void *arg;
+} kq_http_route;
+
+#define KQ_HTTP_MAX_PARAMS 8
+#define KQ_HTTP_MAX_ROUTES 128
+
+typedef struct kq_http_options {
+    const char *addr;             /* "host:port"; port 0 picks a free port */
+    kq_http_limits limits;
+    const kq_http_route *routes;  /* copied by kq_http_start */
+    size_t nroutes;
+    const kq_auth_keys *keys;     /* borrowed; must outlive the server; NULL = no valid key */
+    kq_http_ready_fn ready;       /* NULL = always ready */
+    void *ready_arg;
+} kq_http_options;
+
+/*
+ * Parse "host:port" ("127.0.0.1:8080", "[::1]:0", "localhost:8080", ":8080"
+ * for all IPv4 interfaces) into a socket address. Errors name the fault.
+ */
+struct sockaddr_storage;
+int kq_http_parse_addr(const char *addr, struct sockaddr_storage *ss, size_t *sslen,
+                       char *errstr, size_t errlen);
+
+/*
+ * Validate the options, bind and start serving. On success *out is owned by
+ * the caller (kq_http_stop). Errors: KQ_EINVAL (bad address, route table or
+ * limits), KQ_EIO (bind failed, e.g. port in use).
+ */
+int kq_http_start(const kq_http_options *opts, kq_http_server **out, char *errstr,
+                  size_t errlen);
+
+/* The port actually bound (useful with port 0). */
+unsigned kq_http_port(const kq_http_server *srv);
+
+/* Stop accepting, close connections, join threads, free. NULL is a no-op. */
+void kq_http_stop(kq_http_server *srv);
+
+/*
+ * Render the metrics in Prometheus text format into a malloc'd string owned
+ * by the caller (what GET /metrics serves). NULL on allocation failure.
+ */
+char *kq_http_metrics_render(kq_http_server *srv);
+
+/* ---- inside a handler (pointers are owned by the request; valid until it returns) ---- */
+
+const char *kq_http_req_method(const kq_http_req *req);
+const char *kq_http_req_path(const kq_http_req *req);
+/* Path parameter by name ({id} -> "id"), NULL if the pattern has none. */
+const char *kq_http_req_param(const kq_http_req *req, const char *name);
+/* Query argument (decoded), NULL if absent. */
+const char *kq_http_req_query(const kq_http_req *req, const char *name);
+/* Request header (case-insensitive name), NULL if absent. */
+const char *kq_http_req_header(const kq_http_req *req, const char *name);
+/* The body (not NUL-terminated) and its length; NULL/0 when there is none. */
+const char *kq_http_req_body(const kq_http_req *req, size_t *len);
+/* The authenticated key's name (NULL on a public route) and its roles. */
+const char *kq_http_req_actor(const kq_http_req *req);
+unsigned kq_http_req_roles(const kq_http_req *req);
+
+/*
+ * Parse the body as a JSON object and validate it against `fields`. On
+ * success returns 0 and *out (a new reference, owned by the caller). On
+ * failure it has already answered 400 with one detail per offending field,
+ * and returns KQ_EINVAL; the handler then just returns.
+ */
+int kq_http_req_json(kq_http_req *req, const kq_jin_field *fields, size_t n, json_t **out);
+
+/* Add a response header (copied), e.g. ETag, Location, Retry-After. Up to 16. */
+int kq_http_add_header(kq_http_req *req, const char *name, const char *value);
+
+/* Answer with `body` (reference stolen; NULL sends no body) as application/json. */
+int kq_http_respond_json(kq_http_req *req, unsigned status, json_t *body);
+
+/* Answer with a text body of the given content type (copied). */
+int kq_http_respond_text(kq_http_req *req, unsigned status, const char *content_type,
+                         const char *text, size_t len);
+
+/*
+ * Answer with {"error": {"code", "message", "details": [...]}}. `details` is a
+ * JSON array (reference stolen) or NULL for an empty one.
+ */
+int kq_http_respond_error(kq_http_req *req, unsigned status, const char *code,
+                          const char *message, json_t *details);
+
+#endif
