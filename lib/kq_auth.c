@@ -99,8 +99,8 @@ void kq_auth_roles_format(unsigned roles, char *out, size_t outlen)
 
 static int name_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
 }
 
 static int name_valid_n(const char *s, size_t len)
@@ -196,13 +196,12 @@ int kq_auth_parse(const char *text, size_t len, const char *source, kq_auth_keys
         if (llen > 0 && line[llen - 1] == '\r')
             llen--;
         if (llen > LINE_MAX_LEN) {
-            rc = kq_seterr(errstr, errlen, KQ_EINVAL, "%s:%zu: line longer than %d bytes",
-                           source, lineno, LINE_MAX_LEN);
+            rc = kq_seterr(errstr, errlen, KQ_EINVAL, "%s:%zu: line longer than %d bytes", source,
+                           lineno, LINE_MAX_LEN);
             goto out;
         }
         if (memchr(line, '\0', llen) != NULL) {
-            rc = kq_seterr(errstr, errlen, KQ_EINVAL, "%s:%zu: NUL byte in line", source,
-                           lineno);
+            rc = kq_seterr(errstr, errlen, KQ_EINVAL, "%s:%zu: NUL byte in line", source, lineno);
             goto out;
         }
         nf = split_fields(line, llen, f, flen);
@@ -263,9 +262,8 @@ int kq_auth_parse(const char *text, size_t len, const char *source, kq_auth_keys
         }
         for (i = 0; i < k->n; i++) {
             if (memcmp(k->e[i].hash, e->hash, HASH_LEN) == 0) {
-                rc = kq_seterr(errstr, errlen, KQ_EINVAL,
-                               "%s:%zu: same key hash as entry '%s'", source, lineno,
-                               k->e[i].name);
+                rc = kq_seterr(errstr, errlen, KQ_EINVAL, "%s:%zu: same key hash as entry '%s'",
+                               source, lineno, k->e[i].name);
                 goto out;
             }
         }
@@ -281,8 +279,7 @@ out:
 }
 
 /* Read all of fd (at most KQ_AUTH_FILE_MAX bytes) into a malloc'd buffer. */
-static int read_fd(int fd, const char *path, char **buf, size_t *len, char *errstr,
-                   size_t errlen)
+static int read_fd(int fd, const char *path, char **buf, size_t *len, char *errstr, size_t errlen)
 {
     size_t cap = 4096, n = 0;
     char *b = malloc(cap);
@@ -396,8 +393,7 @@ int kq_auth_lookup(const kq_auth_keys *keys, const char *token, size_t len, cons
 
 int kq_auth_generate_key(char *out, size_t outlen, char *errstr, size_t errlen)
 {
-    static const char b64[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     unsigned char r[33]; /* 32 random bytes + one zero byte of padding for the encoder */
     size_t got = 0, o = 0;
 
@@ -428,8 +424,8 @@ int kq_auth_generate_key(char *out, size_t outlen, char *errstr, size_t errlen)
     return 0;
 }
 
-int kq_auth_file_append(const char *path, const char *name, unsigned roles,
-                        const char *hash_hex, char *errstr, size_t errlen)
+int kq_auth_file_append(const char *path, const char *name, unsigned roles, const char *hash_hex,
+                        char *errstr, size_t errlen)
 {
     kq_auth_keys *k = NULL;
     char *buf = NULL, line[LINE_MAX_LEN], rs[64];
@@ -469,8 +465,8 @@ int kq_auth_file_append(const char *path, const char *name, unsigned roles,
         if ((rc = kq_auth_parse(buf, len, path, &k, errstr, errlen)) == 0) {
             for (size_t i = 0; i < k->n; i++)
                 if (strcmp(k->e[i].name, name) == 0)
-                    rc = kq_seterr(errstr, errlen, KQ_EEXIST,
-                                   "%s: a key named '%s' exists already", path, name);
+                    rc = kq_seterr(errstr, errlen, KQ_EEXIST, "%s: a key named '%s' exists already",
+                                   path, name);
             kq_auth_free(k);
             k = NULL;
             if (rc == 0)

@@ -96,7 +96,7 @@ int kq_auth_hash_hex(const char *data, size_t len, char hex[65]);
  * mode 0600 if missing. The file is locked (flock) and parsed first: a broken
  * file or an existing `name` (KQ_EEXIST) leaves it unchanged.
  */
-int kq_auth_file_append(const char *path, const char *name, unsigned roles,
-                        const char *hash_hex, char *errstr, size_t errlen);
+int kq_auth_file_append(const char *path, const char *name, unsigned roles, const char *hash_hex,
+                        char *errstr, size_t errlen);
 
 #endif

@@ -20,11 +20,20 @@
  *      take JSON, the Content-Type (415). None of these reads the body;
  *   2. the body is accumulated into one buffer of at most `limits.max_body`
  *      bytes; a chunked body that grows past it is answered 413 and its
- *      remainder is discarded, never stored;
+ *      remainder is discarded, never stored (libmicrohttpd 0.9.75 lets us
+ *      answer only once the body has ended; after 4 MiB of discarded bytes the
+ *      connection is closed without an answer);
  *   3. the handler runs with a complete request and must answer exactly once
- *      through kq_http_respond_*; one that does not gives 500;
+ *      through kq_http_respond_*, or defer the answer to another thread with
+ *      kq_http_defer (group commit); one that does neither gives 500;
  *   4. when the response is sent (or the connection dies) the access log line
  *      (method path status latency actor) is written and metrics counted.
+ *
+ * Limits. At `max_connections` libmicrohttpd stops accepting: further
+ * clients wait in the kernel's listen backlog. A client IP over `max_per_ip`
+ * is accepted and closed at once (behind a proxy every client is the proxy's
+ * IP). `timeout_s` closes idle connections. Worst-case request memory is about
+ * max_connections x (conn_memory + max_body): 128 MiB with the defaults.
  *
  * Built-in routes: GET /health (always 200 {"status":"ok"}), GET /ready (200
  * {"status":"ready"} or 503 {"error":{"code":"not_ready",...}} with
@@ -56,23 +65,23 @@ typedef struct kq_http_limits {
 
 kq_http_limits kq_http_limits_default(void);
 
-/* Route handler: answer through kq_http_respond_* before returning. */
+/* Route handler: answer through kq_http_respond_* (or kq_http_defer) before returning. */
 typedef void (*kq_http_handler)(kq_http_req *req, void *arg);
 
 /* Readiness: return 1 when ready, else 0 and optionally a reason in why. */
 typedef int (*kq_http_ready_fn)(void *arg, char *why, size_t whylen);
 
-#define KQ_HTTP_PUBLIC 0u               /* route needs no key */
-#define KQ_HTTP_ANY_KEY 0x80000000u     /* any valid key, no particular role */
+#define KQ_HTTP_PUBLIC 0u           /* route needs no key */
+#define KQ_HTTP_ANY_KEY 0x80000000u /* any valid key, no particular role */
 
 typedef enum { KQ_HTTP_BODY_NONE = 0, KQ_HTTP_BODY_JSON } kq_http_body_kind;
 
 typedef struct kq_http_route {
-    const char *method;  /* "GET", "POST", ... */
-    const char *pattern; /* "/api/v1/resources/{id}"; {x} matches one non-empty segment */
-    unsigned role;       /* KQ_AUTH_ROLE_* bits required, KQ_HTTP_ANY_KEY or KQ_HTTP_PUBLIC */
+    const char *method;     /* "GET", "POST", ... */
+    const char *pattern;    /* "/api/v1/resources/{id}"; {x} matches one non-empty segment */
+    unsigned role;          /* KQ_AUTH_ROLE_* bits required, KQ_HTTP_ANY_KEY or KQ_HTTP_PUBLIC */
     kq_http_body_kind body; /* JSON: Content-Type checked (415) before the body is read */
-    const char *name;    /* metrics label, e.g. "resource_create" */
+    const char *name;       /* metrics label, e.g. "resource_create" */
     kq_http_handler handler;
     void *arg;
 } kq_http_route;
@@ -81,12 +90,12 @@ typedef struct kq_http_route {
 #define KQ_HTTP_MAX_ROUTES 128
 
 typedef struct kq_http_options {
-    const char *addr;             /* "host:port"; port 0 picks a free port */
+    const char *addr; /* "host:port"; port 0 picks a free port */
     kq_http_limits limits;
-    const kq_http_route *routes;  /* copied by kq_http_start */
+    const kq_http_route *routes; /* copied; its strings and args must outlive the server */
     size_t nroutes;
-    const kq_auth_keys *keys;     /* borrowed; must outlive the server; NULL = no valid key */
-    kq_http_ready_fn ready;       /* NULL = always ready */
+    const kq_auth_keys *keys; /* borrowed; must outlive the server; NULL = no valid key */
+    kq_http_ready_fn ready;   /* NULL = always ready */
     void *ready_arg;
 } kq_http_options;
 
@@ -95,16 +104,15 @@ typedef struct kq_http_options {
  * for all IPv4 interfaces) into a socket address. Errors name the fault.
  */
 struct sockaddr_storage;
-int kq_http_parse_addr(const char *addr, struct sockaddr_storage *ss, size_t *sslen,
-                       char *errstr, size_t errlen);
+int kq_http_parse_addr(const char *addr, struct sockaddr_storage *ss, size_t *sslen, char *errstr,
+                       size_t errlen);
 
 /*
  * Validate the options, bind and start serving. On success *out is owned by
  * the caller (kq_http_stop). Errors: KQ_EINVAL (bad address, route table or
  * limits), KQ_EIO (bind failed, e.g. port in use).
  */
-int kq_http_start(const kq_http_options *opts, kq_http_server **out, char *errstr,
-                  size_t errlen);
+int kq_http_start(const kq_http_options *opts, kq_http_server **out, char *errstr, size_t errlen);
 
 /* The port actually bound (useful with port 0). */
 unsigned kq_http_port(const kq_http_server *srv);
@@ -142,6 +150,17 @@ unsigned kq_http_req_roles(const kq_http_req *req);
  */
 int kq_http_req_json(kq_http_req *req, const kq_jin_field *fields, size_t n, json_t **out);
 
+/*
+ * Answer later, from another thread (e.g. after a Kafka transaction commits).
+ * Call it in the handler, hand `req` to the other thread and return; that
+ * thread then calls kq_http_add_header/kq_http_respond_* exactly once, after
+ * which `req` must not be touched. The connection is suspended meanwhile, so
+ * the libmicrohttpd thread serves its other connections. Every deferred
+ * request must be answered before kq_http_stop. The request's accessors stay
+ * valid until the answer.
+ */
+int kq_http_defer(kq_http_req *req);
+
 /* Add a response header (copied), e.g. ETag, Location, Retry-After. Up to 16. */
 int kq_http_add_header(kq_http_req *req, const char *name, const char *value);
 
@@ -156,7 +175,7 @@ int kq_http_respond_text(kq_http_req *req, unsigned status, const char *content_
  * Answer with {"error": {"code", "message", "details": [...]}}. `details` is a
  * JSON array (reference stolen) or NULL for an empty one.
  */
-int kq_http_respond_error(kq_http_req *req, unsigned status, const char *code,
-                          const char *message, json_t *details);
+int kq_http_respond_error(kq_http_req *req, unsigned status, const char *code, const char *message,
+                          json_t *details);
 
 #endif

@@ -53,9 +53,8 @@ int kq_jin_id_valid(const char *s)
     size_t i;
     for (i = 0; s[i] != '\0'; i++) {
         char c = s[i];
-        if (i == KQ_JIN_ID_MAX ||
-            !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
+        if (i == KQ_JIN_ID_MAX || !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                                    (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
             return 0;
     }
     return i > 0;
@@ -73,12 +72,18 @@ size_t kq_jin_utf8_chars(const char *s, size_t len)
 static const char *type_name(kq_jin_type t)
 {
     switch (t) {
-    case KQ_JIN_STRING: return "a string";
-    case KQ_JIN_INT: return "an integer";
-    case KQ_JIN_BOOL: return "a boolean";
-    case KQ_JIN_OBJECT: return "an object";
-    case KQ_JIN_ARRAY: return "an array";
-    case KQ_JIN_ID: return "a string id";
+    case KQ_JIN_STRING:
+        return "a string";
+    case KQ_JIN_INT:
+        return "an integer";
+    case KQ_JIN_BOOL:
+        return "a boolean";
+    case KQ_JIN_OBJECT:
+        return "an object";
+    case KQ_JIN_ARRAY:
+        return "an array";
+    case KQ_JIN_ID:
+        return "a string id";
     }
     return "?";
 }
@@ -87,28 +92,36 @@ static int type_ok(const json_t *v, kq_jin_type t)
 {
     switch (t) {
     case KQ_JIN_STRING:
-    case KQ_JIN_ID: return json_is_string(v);
-    case KQ_JIN_INT: return json_is_integer(v);
-    case KQ_JIN_BOOL: return json_is_boolean(v);
-    case KQ_JIN_OBJECT: return json_is_object(v);
-    case KQ_JIN_ARRAY: return json_is_array(v);
+    case KQ_JIN_ID:
+        return json_is_string(v);
+    case KQ_JIN_INT:
+        return json_is_integer(v);
+    case KQ_JIN_BOOL:
+        return json_is_boolean(v);
+    case KQ_JIN_OBJECT:
+        return json_is_object(v);
+    case KQ_JIN_ARRAY:
+        return json_is_array(v);
     }
     return 0;
 }
 
-size_t kq_jin_validate(const json_t *obj, const kq_jin_field *fields, size_t n,
-                       const char *prefix, json_t *details)
+size_t kq_jin_validate(const json_t *obj, const kq_jin_field *fields, size_t n, const char *prefix,
+                       json_t *details)
 {
     size_t bad = 0;
     const char *key;
     json_t *val;
     char path[256];
 
-#define PATH(name) (snprintf(path, sizeof path, "%s%s%s", prefix ? prefix : "", \
-                             prefix && *prefix ? "." : "", (name)), path)
+#define PATH(name)                                                                                 \
+    (snprintf(path, sizeof path, "%s%s%s", prefix ? prefix : "", prefix && *prefix ? "." : "",     \
+              (name)),                                                                             \
+     path)
 
     /* Unknown fields first, in the document's order. */
-    json_object_foreach((json_t *)obj, key, val) {
+    json_object_foreach((json_t *)obj, key, val)
+    {
         size_t i;
         for (i = 0; i < n; i++)
             if (strcmp(fields[i].name, key) == 0)
@@ -138,14 +151,12 @@ size_t kq_jin_validate(const json_t *obj, const kq_jin_field *fields, size_t n,
             const char *s = json_string_value(v);
             size_t blen = json_string_length(v);
             if (f->type == KQ_JIN_ID && !kq_jin_id_valid(s)) {
-                kq_jin_detail_add(details, PATH(f->name),
-                                  "must match [A-Za-z0-9._-]{1,64}");
+                kq_jin_detail_add(details, PATH(f->name), "must match [A-Za-z0-9._-]{1,64}");
                 bad++;
                 continue;
             }
             if (f->max_len > 0 && kq_jin_utf8_chars(s, blen) > f->max_len) {
-                kq_jin_detail_add(details, PATH(f->name), "longer than %zu characters",
-                                  f->max_len);
+                kq_jin_detail_add(details, PATH(f->name), "longer than %zu characters", f->max_len);
                 bad++;
                 continue;
             }
@@ -158,8 +169,8 @@ size_t kq_jin_validate(const json_t *obj, const kq_jin_field *fields, size_t n,
                         break;
                 if (f->enum_values[k] == NULL) {
                     for (k = 0; f->enum_values[k] != NULL && al < sizeof allowed; k++) {
-                        int w = snprintf(allowed + al, sizeof allowed - al, "%s%s",
-                                         k ? ", " : "", f->enum_values[k]);
+                        int w = snprintf(allowed + al, sizeof allowed - al, "%s%s", k ? ", " : "",
+                                         f->enum_values[k]);
                         if (w < 0)
                             break;
                         al += (size_t)w;
@@ -171,8 +182,7 @@ size_t kq_jin_validate(const json_t *obj, const kq_jin_field *fields, size_t n,
         } else if (f->type == KQ_JIN_INT && f->min < f->max) {
             json_int_t x = json_integer_value(v);
             if (x < f->min || x > f->max) {
-                kq_jin_detail_add(details, PATH(f->name), "must be in %lld..%lld", f->min,
-                                  f->max);
+                kq_jin_detail_add(details, PATH(f->name), "must be in %lld..%lld", f->min, f->max);
                 bad++;
             }
         }

@@ -38,9 +38,9 @@ typedef struct kq_jin_field {
     const char *name;
     kq_jin_type type;
     int required;
-    size_t max_len;                  /* strings: maximum characters; 0 = no limit */
-    const char *const *enum_values;  /* strings: NULL-terminated allowed values, or NULL */
-    long long min, max;              /* integers: bounds, used when min < max */
+    size_t max_len;                 /* strings: maximum characters; 0 = no limit */
+    const char *const *enum_values; /* strings: NULL-terminated allowed values, or NULL */
+    long long min, max;             /* integers: bounds, used when min < max */
 } kq_jin_field;
 
 #define KQ_JIN_ID_MAX 64
@@ -64,8 +64,8 @@ int kq_jin_parse(const char *body, size_t len, json_t **out, json_t *details);
  * to field names in details ("actions[0]" gives "actions[0].url"). Returns the
  * number of details appended (0 = valid).
  */
-size_t kq_jin_validate(const json_t *obj, const kq_jin_field *fields, size_t n,
-                       const char *prefix, json_t *details);
+size_t kq_jin_validate(const json_t *obj, const kq_jin_field *fields, size_t n, const char *prefix,
+                       json_t *details);
 
 /* 1 when `s` matches [A-Za-z0-9._-]{1,64}. */
 int kq_jin_id_valid(const char *s);

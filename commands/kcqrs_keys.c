@@ -1,0 +1,171 @@
+/*
+ * kcqrs_keys.c — `kcqrs-keys create|list`: manage the API keys file.
+ *
+ *   create --name NAME --roles ROLE[,ROLE...] --file PATH
+ *       generates a key (kq_auth_generate_key: 256 random bits), appends
+ *       "<name> <roles> <sha256-hex>" to PATH (created with mode 0600; an
+ *       existing name is refused) and prints the key once on stdout. The key
+ *       itself is stored nowhere: lose it and create another.
+ *   list --file PATH
+ *       prints "<name> <roles>" per key; never the hashes.
+ *
+ * Exit status: 0 ok; 1 a bad or unreadable keys file, a duplicate name or an
+ * I/O error (one line on stderr); 2 usage or configuration error.
+ * Single-threaded.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kq_auth.h"
+#include "kq_config.h"
+#include "kq_err.h"
+
+#define PROG "kcqrs-keys"
+
+static const char usage[] =
+    "usage: " PROG " create --name NAME --roles ROLE[,ROLE...] --file PATH\n"
+    "       " PROG " list --file PATH\n"
+    "\n"
+    "  create   generate an API key, append its name, roles and SHA-256 to the keys\n"
+    "           file (created with mode 0600) and print the key once on stdout\n"
+    "  list     print the name and roles of every key (never the hashes)\n"
+    "\n"
+    "Roles: admin (implies all), writer, reader, auditor, worker.\n"
+    "Names: [A-Za-z0-9._-]{1,64}; the name is the actor recorded in events.\n"
+    "Exit status: 0 ok, 1 bad keys file, duplicate name or I/O error,\n"
+    "2 usage or configuration error.\n";
+
+/* Find "--opt VALUE" or "--opt=VALUE" in argv[2..]; NULL if absent. */
+static int get_opt(int argc, char **argv, const char *opt, const char **out)
+{
+    size_t n = strlen(opt);
+    *out = NULL;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], opt) == 0) {
+            if (i + 1 >= argc)
+                return -1;
+            *out = argv[++i];
+        } else if (strncmp(argv[i], opt, n) == 0 && argv[i][n] == '=') {
+            *out = argv[i] + n + 1;
+        }
+    }
+    return 0;
+}
+
+/* Every argument after the command must be one of `allowed` (with its value). */
+static int check_args(int argc, char **argv, const char *const *allowed)
+{
+    for (int i = 2; i < argc; i++) {
+        int ok = 0;
+        for (size_t k = 0; allowed[k] != NULL; k++) {
+            size_t n = strlen(allowed[k]);
+            if (strcmp(argv[i], allowed[k]) == 0) {
+                ok = 1;
+                i++;
+                break;
+            }
+            if (strncmp(argv[i], allowed[k], n) == 0 && argv[i][n] == '=') {
+                ok = 1;
+                break;
+            }
+        }
+        if (!ok) {
+            fprintf(stderr, PROG ": unknown argument '%s'\n", argv[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int cmd_create(int argc, char **argv)
+{
+    static const char *const allowed[] = {"--name", "--roles", "--file", NULL};
+    const char *name, *roles_s, *file;
+    char key[KQ_AUTH_KEY_LEN + 1], hex[65], err[512];
+    unsigned roles;
+    int rc;
+
+    if (check_args(argc, argv, allowed) != 0 || get_opt(argc, argv, "--name", &name) != 0 ||
+        get_opt(argc, argv, "--roles", &roles_s) != 0 ||
+        get_opt(argc, argv, "--file", &file) != 0 || name == NULL || roles_s == NULL ||
+        file == NULL) {
+        fprintf(stderr, PROG ": create needs --name, --roles and --file\n");
+        return 2;
+    }
+    if (!kq_auth_name_valid(name)) {
+        fprintf(stderr, PROG ": name '%s' does not match [A-Za-z0-9._-]{1,64}\n", name);
+        return 2;
+    }
+    if (kq_auth_roles_parse(roles_s, strlen(roles_s), &roles, err, sizeof err) != 0) {
+        fprintf(stderr, PROG ": --roles: %s\n", err);
+        return 2;
+    }
+    if (kq_auth_generate_key(key, sizeof key, err, sizeof err) != 0 ||
+        kq_auth_hash_hex(key, strlen(key), hex) != 0) {
+        fprintf(stderr, PROG ": %s\n", err);
+        return 1;
+    }
+    rc = kq_auth_file_append(file, name, roles, hex, err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, PROG ": %s\n", err);
+        return 1;
+    }
+    printf("%s\n", key);
+    if (fflush(stdout) != 0) {
+        fprintf(stderr,
+                PROG ": writing the key to stdout failed; the entry '%s' was added, "
+                     "remove it and create another\n",
+                name);
+        return 1;
+    }
+    return 0;
+}
+
+static int cmd_list(int argc, char **argv)
+{
+    static const char *const allowed[] = {"--file", NULL};
+    const char *file;
+    kq_auth_keys *keys = NULL;
+    char err[512], roles[64];
+
+    if (check_args(argc, argv, allowed) != 0 || get_opt(argc, argv, "--file", &file) != 0 ||
+        file == NULL) {
+        fprintf(stderr, PROG ": list needs --file\n");
+        return 2;
+    }
+    if (kq_auth_load(file, &keys, err, sizeof err) != 0) {
+        fprintf(stderr, PROG ": %s\n", err);
+        return 1;
+    }
+    for (size_t i = 0; i < kq_auth_count(keys); i++) {
+        kq_auth_roles_format(kq_auth_roles(keys, i), roles, sizeof roles);
+        printf("%s %s\n", kq_auth_name(keys, i), roles);
+    }
+    kq_auth_free(keys);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    kq_config cfg;
+    char errstr[512];
+    int rc;
+
+    if (kq_config_handle_help(argc, argv, usage))
+        return 0;
+    if (kq_config_load_and_init_log(&cfg, PROG, errstr, sizeof errstr)) {
+        fprintf(stderr, PROG ": %s\n", errstr);
+        return 2;
+    }
+    if (argc >= 2 && strcmp(argv[1], "create") == 0) {
+        rc = cmd_create(argc, argv);
+    } else if (argc >= 2 && strcmp(argv[1], "list") == 0) {
+        rc = cmd_list(argc, argv);
+    } else {
+        fputs(usage, stderr);
+        rc = 2;
+    }
+    kq_config_free(&cfg);
+    return rc;
+}
