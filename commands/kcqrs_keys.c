@@ -1,13 +1,14 @@
 /*
  * kcqrs_keys.c — `kcqrs-keys create|list`: manage the API keys file.
  *
- *   create --name NAME --roles ROLE[,ROLE...] --file PATH
+ *   create --name NAME --roles ROLE[,ROLE...] [--file PATH]
  *       generates a key (kq_auth_generate_key: 256 random bits), appends
  *       "<name> <roles> <sha256-hex>" to PATH (created with mode 0600; an
  *       existing name is refused) and prints the key once on stdout. The key
  *       itself is stored nowhere: lose it and create another.
- *   list --file PATH
+ *   list [--file PATH]
  *       prints "<name> <roles>" per key; never the hashes.
+ *   PATH defaults to KCQRS_KEYS_FILE (var/keys).
  *
  * Exit status: 0 ok; 1 a bad or unreadable keys file, a duplicate name or an
  * I/O error (one line on stderr); 2 usage or configuration error.
@@ -24,12 +25,13 @@
 #define PROG "kcqrs-keys"
 
 static const char usage[] =
-    "usage: " PROG " create --name NAME --roles ROLE[,ROLE...] --file PATH\n"
-    "       " PROG " list --file PATH\n"
+    "usage: " PROG " create --name NAME --roles ROLE[,ROLE...] [--file PATH]\n"
+    "       " PROG " list [--file PATH]\n"
     "\n"
     "  create   generate an API key, append its name, roles and SHA-256 to the keys\n"
     "           file (created with mode 0600) and print the key once on stdout\n"
     "  list     print the name and roles of every key (never the hashes)\n"
+    "  --file   the keys file; default KCQRS_KEYS_FILE\n"
     "\n"
     "Roles: admin (implies all), writer, reader, auditor, worker.\n"
     "Names: [A-Za-z0-9._-]{1,64}; the name is the actor recorded in events.\n"
@@ -78,7 +80,7 @@ static int check_args(int argc, char **argv, const char *const *allowed)
     return 0;
 }
 
-static int cmd_create(int argc, char **argv)
+static int cmd_create(int argc, char **argv, const char *default_file)
 {
     static const char *const allowed[] = {"--name", "--roles", "--file", NULL};
     const char *name, *roles_s, *file;
@@ -88,11 +90,12 @@ static int cmd_create(int argc, char **argv)
 
     if (check_args(argc, argv, allowed) != 0 || get_opt(argc, argv, "--name", &name) != 0 ||
         get_opt(argc, argv, "--roles", &roles_s) != 0 ||
-        get_opt(argc, argv, "--file", &file) != 0 || name == NULL || roles_s == NULL ||
-        file == NULL) {
-        fprintf(stderr, PROG ": create needs --name, --roles and --file\n");
+        get_opt(argc, argv, "--file", &file) != 0 || name == NULL || roles_s == NULL) {
+        fprintf(stderr, PROG ": create needs --name and --roles\n");
         return 2;
     }
+    if (file == NULL)
+        file = default_file;
     if (!kq_auth_name_valid(name)) {
         fprintf(stderr, PROG ": name '%s' does not match [A-Za-z0-9._-]{1,64}\n", name);
         return 2;
@@ -122,18 +125,19 @@ static int cmd_create(int argc, char **argv)
     return 0;
 }
 
-static int cmd_list(int argc, char **argv)
+static int cmd_list(int argc, char **argv, const char *default_file)
 {
     static const char *const allowed[] = {"--file", NULL};
     const char *file;
     kq_auth_keys *keys = NULL;
     char err[512], roles[64];
 
-    if (check_args(argc, argv, allowed) != 0 || get_opt(argc, argv, "--file", &file) != 0 ||
-        file == NULL) {
-        fprintf(stderr, PROG ": list needs --file\n");
+    if (check_args(argc, argv, allowed) != 0 || get_opt(argc, argv, "--file", &file) != 0) {
+        fprintf(stderr, PROG ": list takes only --file\n");
         return 2;
     }
+    if (file == NULL)
+        file = default_file;
     if (kq_auth_load(file, &keys, err, sizeof err) != 0) {
         fprintf(stderr, PROG ": %s\n", err);
         return 1;
@@ -159,9 +163,9 @@ int main(int argc, char **argv)
         return 2;
     }
     if (argc >= 2 && strcmp(argv[1], "create") == 0) {
-        rc = cmd_create(argc, argv);
+        rc = cmd_create(argc, argv, cfg.keys_file);
     } else if (argc >= 2 && strcmp(argv[1], "list") == 0) {
-        rc = cmd_list(argc, argv);
+        rc = cmd_list(argc, argv, cfg.keys_file);
     } else {
         fputs(usage, stderr);
         rc = 2;

@@ -40,6 +40,8 @@ static const cfg_setting settings[] = {
      "min.insync.replicas of created topics (2 on a cluster)"},
     {"KCQRS_KAFKA_TIMEOUT_MS", "10000", CFG_INT, F(kafka_timeout_ms), 100, 600000,
      "Bound on Kafka admin, produce and commit calls, in milliseconds"},
+    {"KCQRS_KEYS_FILE", "var/keys", CFG_STRING, F(keys_file), 0, 0,
+     "API keys file: name, roles, SHA-256 of the key per line (kcqrs-keys)"},
     {"KCQRS_LOG_LEVEL", "info", CFG_LOG_LEVEL, F(log_level), 0, 0,
      "Log level: debug, info, warn, error, off"},
     {"KCQRS_LOG_FORMAT", "human", CFG_LOG_FORMAT, F(log_format), 0, 0,

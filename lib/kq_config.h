@@ -25,6 +25,7 @@ typedef struct kq_config {
     int replication_factor;  /* KCQRS_REPLICATION_FACTOR */
     int min_insync_replicas; /* KCQRS_MIN_INSYNC_REPLICAS */
     int kafka_timeout_ms;    /* KCQRS_KAFKA_TIMEOUT_MS */
+    char *keys_file;         /* KCQRS_KEYS_FILE */
     int log_level;           /* KCQRS_LOG_LEVEL, a kq_log_level */
     int log_format;          /* KCQRS_LOG_FORMAT, a kq_log_format */
 } kq_config;

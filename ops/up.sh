@@ -20,6 +20,7 @@ KPORT=${KCQRS_KAFKA_PORT:-9092}
 CPORT=${KCQRS_KAFKA_CONTROLLER_PORT:-9093}
 PGPORT=${KCQRS_PG_PORT:-5432}
 TOOLS=${KCQRS_TOOLS:-$REPO/build/tests/tools}
+BIN=${KCQRS_BIN:-$REPO/build/bin}
 
 mkdir -p "$VAR"
 tmp=$(mktemp -d)
@@ -53,6 +54,20 @@ KCQRS_BROKERS="$BROKERS" "$TOOLS/kq_topics" create 2>"$tmp/topics.err" || {
     exit 1
 }
 
+# A local admin key, created once: its hash goes to the keys file, the key
+# itself to a 0600 file beside it so the developer can read it back.
+KEYS_FILE="$VAR/keys"
+ADMIN_KEY="$VAR/admin.key"
+if [[ ! -s "$ADMIN_KEY" ]]; then
+    [[ -x "$BIN/kcqrs-keys" ]] || { echo "make up: $BIN/kcqrs-keys is not built (run make)" >&2; exit 1; }
+    (umask 077 && KCQRS_KEYS_FILE="$KEYS_FILE" "$BIN/kcqrs-keys" create --name admin --roles admin >"$ADMIN_KEY.tmp") || {
+        rm -f "$ADMIN_KEY.tmp"
+        echo "make up: creating the local admin key failed (if $KEYS_FILE already has 'admin', remove that line)" >&2
+        exit 1
+    }
+    mv "$ADMIN_KEY.tmp" "$ADMIN_KEY"
+fi
+
 # Services (commands, projector, query API, worker) are started here once they exist.
 
 rel() { echo "${1#"$REPO"/}"; }
@@ -67,6 +82,10 @@ kcqrs is up (data in $(rel "$VAR")/, kept across 'make down' / 'make up').
 Settings for kcqrs programs and tools run from this shell:
   export KCQRS_BROKERS=$BROKERS
   export KCQRS_PG_DSN=$DSN
+  export KCQRS_KEYS_FILE=$KEYS_FILE
+
+API key of the local admin (name "admin", role admin): $(rel "$ADMIN_KEY")
+  curl -H "Authorization: Bearer \$(cat $(rel "$ADMIN_KEY"))" ...
 
 Status: ops/kafka.sh status $(rel "$VAR/kafka"); ops/pg.sh status $(rel "$VAR/pg")   Stop: make down
 EOF

@@ -70,6 +70,16 @@ setup() {
     [[ "$stderr" == *"$T/missing"* ]]
 }
 
+@test "without --file the keys file is KCQRS_KEYS_FILE" {
+    KCQRS_KEYS_FILE="$T/env-keys" run --separate-stderr "$KEYS" create --name dora --roles reader
+    [ "$status" -eq 0 ]
+    [[ "$output" == kq_* ]]
+    grep -q '^dora reader ' "$T/env-keys"
+    KCQRS_KEYS_FILE="$T/env-keys" run --separate-stderr "$KEYS" list
+    [ "$status" -eq 0 ]
+    [ "$output" = "dora reader" ]
+}
+
 @test "bad usage exits 2 without touching the file" {
     run --separate-stderr "$KEYS" create --name alice --file "$T/keys"
     [ "$status" -eq 2 ]
