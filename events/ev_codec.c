@@ -537,6 +537,9 @@ int ev_envelope_validate(const ev_envelope *e, char *errstr, size_t errlen)
         return cfail(&c, "schema_version", "must be >= 1");
     if (e->prev_hash.ptr != NULL && e->prev_hash.len != EV_HASH_LEN)
         return cfail(&c, "prev_hash", "must be %d bytes (got %u)", EV_HASH_LEN, e->prev_hash.len);
+    if (e->command_hash.ptr != NULL && e->command_hash.len != EV_HASH_LEN)
+        return cfail(&c, "command_hash", "must be %d bytes (got %u)", EV_HASH_LEN,
+                     e->command_hash.len);
     chk_push(&c, "payload", -1);
     return check_payload(&c, e);
 }
@@ -759,7 +762,7 @@ static ev_fb_ref enc_payload(ev_fb_builder *b, const ev_envelope *e)
 
 int ev_envelope_encode(ev_fb_builder *b, const ev_envelope *e, char *errstr, size_t errlen)
 {
-    ev_fb_ref payload, id, agg, actor, cmd, corr, caus, hash = 0, env;
+    ev_fb_ref payload, id, agg, actor, cmd, corr, caus, hash = 0, cmd_hash = 0, env;
     uint8_t type = (uint8_t)e->payload_type;
     int rc;
 
@@ -775,6 +778,8 @@ int ev_envelope_encode(ev_fb_builder *b, const ev_envelope *e, char *errstr, siz
     caus = put_str(b, e->causation_id);
     if (e->prev_hash.ptr)
         hash = ev_fb_create_vector(b, e->prev_hash.ptr, e->prev_hash.len, 1, 1);
+    if (e->command_hash.ptr)
+        cmd_hash = ev_fb_create_vector(b, e->command_hash.ptr, e->command_hash.len, 1, 1);
 
     ev_fb_table_start(b);
     ev_fb_add_i64(b, EV_SLOT_ENVELOPE_VERSION, e->version, 0);
@@ -787,6 +792,7 @@ int ev_envelope_encode(ev_fb_builder *b, const ev_envelope *e, char *errstr, siz
     add_ref(b, EV_SLOT_ENVELOPE_CAUSATION_ID, caus);
     add_ref(b, EV_SLOT_ENVELOPE_PREV_HASH, hash);
     add_ref(b, EV_SLOT_ENVELOPE_PAYLOAD, payload);
+    add_ref(b, EV_SLOT_ENVELOPE_COMMAND_HASH, cmd_hash);
     ev_fb_add_u16(b, EV_SLOT_ENVELOPE_SCHEMA_VERSION, e->schema_version, EV_DEFAULT_SCHEMA_VERSION);
     ev_fb_add_u8(b, EV_SLOT_ENVELOPE_AGGREGATE_TYPE, (uint8_t)e->aggregate_type, 0);
     ev_fb_table_add_scalar(b, EV_SLOT_ENVELOPE_PAYLOAD_TYPE, &type, 1);
@@ -836,6 +842,8 @@ int ev_envelope_decode(const uint8_t *buf, size_t len, ev_envelope *out, char *e
         ev_fb_get_u16(buf, r, EV_SLOT_ENVELOPE_SCHEMA_VERSION, EV_DEFAULT_SCHEMA_VERSION);
     at = ev_fb_vector(buf, r, EV_SLOT_ENVELOPE_PREV_HASH, &out->prev_hash.len);
     out->prev_hash.ptr = at ? buf + at : NULL;
+    at = ev_fb_vector(buf, r, EV_SLOT_ENVELOPE_COMMAND_HASH, &out->command_hash.len);
+    out->command_hash.ptr = at ? buf + at : NULL;
     out->payload_type = (ev_event_type)ev_fb_get_u8(buf, r, EV_SLOT_ENVELOPE_PAYLOAD_TYPE, 0);
     p = ev_fb_table(buf, r, EV_SLOT_ENVELOPE_PAYLOAD);
 

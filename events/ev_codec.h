@@ -65,7 +65,9 @@
 #define EV_MAX_HEADERS 50
 #define EV_MAX_RECIPIENTS 50
 #define EV_PAYLOAD_JSON_MAX (256u * 1024u)
-#define EV_HASH_LEN 32 /* prev_hash: SHA-256, absent on a partition's first event */
+#define EV_HASH_LEN                                                                                \
+    32 /* prev_hash: SHA-256, absent on a partition's first event;                                 \
+          command_hash: SHA-256 of the command, absent if none */
 
 /* ---------------------------------------------------------------- enums (events.fbs) */
 
@@ -300,6 +302,7 @@ typedef struct ev_envelope {
         ev_run_failed run_failed;
         /* WorkflowEnabled, WorkflowDisabled, RunSucceeded have no fields */
     } payload;
+    ev_bytes command_hash; /* SHA-256 of (method, path, body) of the command; absent or 32 bytes */
 } ev_envelope;
 
 /* ---------------------------------------------------------------- lists */

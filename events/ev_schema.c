@@ -218,6 +218,7 @@ static const ev_schema_field envelope_fields[] = {
     F_REF("prev_hash", EV_SLOT_ENVELOPE_PREV_HASH, EV_K_VEC_UBYTE, 0),
     F_UTYPE("payload_type", EV_SLOT_ENVELOPE_PAYLOAD_TYPE, ev_schema_event),
     F_UNION("payload", EV_SLOT_ENVELOPE_PAYLOAD, ev_schema_event, EV_F_REQUIRED),
+    F_REF("command_hash", EV_SLOT_ENVELOPE_COMMAND_HASH, EV_K_VEC_UBYTE, 0),
 };
 TABLE(ev_schema_envelope, "Envelope", envelope_fields);
 

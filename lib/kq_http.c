@@ -59,6 +59,8 @@ struct kq_http_server {
     const kq_auth_keys *keys;
     kq_http_ready_fn ready;
     void *ready_arg;
+    kq_http_metrics_fn metrics;
+    void *metrics_arg;
     size_t nroutes;
     route_rt *routes; /* nroutes entries, then the "unmatched" pseudo-route */
     atomic_int_fast64_t in_flight;
@@ -199,33 +201,35 @@ int kq_http_parse_addr(const char *addr, struct sockaddr_storage *ss, size_t *ss
 
 /* ------------------------------------------------------------------ routes */
 
-static int split_pattern(route_rt *rt, char *errstr, size_t errlen)
+/* Split `pattern` into segs[MAX_SEGS] (views into the pattern). */
+static int split_pattern(const char *pattern, seg *segs, size_t *nseg, char *errstr, size_t errlen)
 {
-    const char *p = rt->r.pattern;
+    const char *p = pattern;
 
     if (p == NULL || p[0] != '/')
         return kq_seterr(errstr, errlen, KQ_EINVAL, "route pattern '%s' must start with '/'",
                          p ? p : "(null)");
-    rt->nseg = 0;
+    *nseg = 0;
     if (strcmp(p, "/") == 0)
         return 0;
     while (*p == '/') {
         const char *s = p + 1, *e = strchr(s, '/');
         size_t len = e ? (size_t)(e - s) : strlen(s);
         seg *sg;
-        if (len == 0 || rt->nseg == MAX_SEGS)
+        if (len == 0 || *nseg == MAX_SEGS)
             return kq_seterr(errstr, errlen, KQ_EINVAL,
-                             "route pattern '%s': empty segment or more than %d segments",
-                             rt->r.pattern, MAX_SEGS);
-        sg = &rt->segs[rt->nseg++];
+                             "route pattern '%s': empty segment or more than %d segments", pattern,
+                             MAX_SEGS);
+        sg = &segs[(*nseg)++];
         if (s[0] == '{') {
             if (len < 3 || s[len - 1] != '}')
                 return kq_seterr(errstr, errlen, KQ_EINVAL, "route pattern '%s': bad parameter",
-                                 rt->r.pattern);
+                                 pattern);
             sg->param = 1;
             sg->s = s + 1;
             sg->len = len - 2;
         } else {
+            sg->param = 0;
             sg->s = s;
             sg->len = len;
         }
@@ -234,28 +238,33 @@ static int split_pattern(route_rt *rt, char *errstr, size_t errlen)
     return 0;
 }
 
-/* Does `path` match rt? Fills params when req is non-NULL (pathsegs prepared). */
-static int route_match(const route_rt *rt, const char *path, kq_http_req *req)
+/* Does `path` match segs[0..nseg)? Fills params[0..max) and *nparams on a match. */
+static int segs_match(const seg *segs, size_t nseg, const char *path, kq_http_param *params,
+                      size_t max, size_t *nparams)
 {
     const char *p = path;
     size_t i = 0, np = 0;
 
     if (path[0] != '/')
         return 0;
-    if (rt->nseg == 0)
-        return strcmp(path, "/") == 0;
-    while (*p == '/' && i < rt->nseg) {
+    if (nseg == 0) {
+        if (strcmp(path, "/") != 0)
+            return 0;
+        *nparams = 0;
+        return 1;
+    }
+    while (*p == '/' && i < nseg) {
         const char *s = p + 1, *e = strchr(s, '/');
         size_t len = e ? (size_t)(e - s) : strlen(s);
-        const seg *sg = &rt->segs[i];
+        const seg *sg = &segs[i];
         if (len == 0)
             return 0;
         if (sg->param) {
-            if (req != NULL && np < KQ_HTTP_MAX_PARAMS) {
-                char *v = req->pathsegs + (s - path);
-                req->pname[np] = sg->s;
-                req->pnamelen[np] = sg->len;
-                req->pval[np] = v;
+            if (np < max) {
+                params[np].name = sg->s;
+                params[np].name_len = sg->len;
+                params[np].value = s;
+                params[np].value_len = len;
                 np++;
             }
         } else if (len != sg->len || memcmp(s, sg->s, len) != 0) {
@@ -264,10 +273,43 @@ static int route_match(const route_rt *rt, const char *path, kq_http_req *req)
         p = s + len;
         i++;
     }
-    if (*p != '\0' || i != rt->nseg)
+    if (*p != '\0' || i != nseg)
         return 0;
-    if (req != NULL)
+    *nparams = np;
+    return 1;
+}
+
+/* Does `path` match rt? Fills the request's params when req is non-NULL (pathsegs prepared). */
+static int route_match(const route_rt *rt, const char *path, kq_http_req *req)
+{
+    kq_http_param params[KQ_HTTP_MAX_PARAMS];
+    size_t np = 0;
+
+    if (!segs_match(rt->segs, rt->nseg, path, params, req ? KQ_HTTP_MAX_PARAMS : 0, &np))
+        return 0;
+    if (req != NULL) {
+        for (size_t i = 0; i < np; i++) {
+            req->pname[i] = params[i].name;
+            req->pnamelen[i] = params[i].name_len;
+            req->pval[i] = req->pathsegs + (params[i].value - path);
+        }
         req->nparams = np;
+    }
+    return 1;
+}
+
+int kq_http_route_match(const char *pattern, const char *path, kq_http_param *params, size_t max,
+                        size_t *nparams)
+{
+    seg segs[MAX_SEGS];
+    size_t nseg = 0, np = 0;
+
+    *nparams = 0;
+    if (split_pattern(pattern, segs, &nseg, NULL, 0) != 0)
+        return KQ_EINVAL;
+    if (path == NULL || !segs_match(segs, nseg, path, params, max, &np))
+        return 0;
+    *nparams = np;
     return 1;
 }
 
@@ -577,6 +619,8 @@ char *kq_http_metrics_render(kq_http_server *srv)
                 "# TYPE kcqrs_http_connections gauge\n"
                 "kcqrs_http_connections %u\n",
                 di->num_connections);
+    if (srv->metrics != NULL)
+        srv->metrics(srv->metrics_arg, f);
     if (fclose(f) != 0) {
         free(buf);
         return NULL;
@@ -921,6 +965,8 @@ int kq_http_start(const kq_http_options *opts, kq_http_server **out, char *errst
     srv->keys = opts->keys;
     srv->ready = opts->ready;
     srv->ready_arg = opts->ready_arg;
+    srv->metrics = opts->metrics;
+    srv->metrics_arg = opts->metrics_arg;
     srv->nroutes = n;
     for (size_t i = 0; i < n; i++) {
         route_rt *rt = &srv->routes[i];
@@ -930,7 +976,7 @@ int kq_http_start(const kq_http_options *opts, kq_http_server **out, char *errst
                            i - NBUILTIN);
             goto fail;
         }
-        if ((rc = split_pattern(rt, errstr, errlen)) != 0)
+        if ((rc = split_pattern(rt->r.pattern, rt->segs, &rt->nseg, errstr, errlen)) != 0)
             goto fail;
         for (size_t j = 0; j < i; j++) {
             if (strcmp(srv->routes[j].r.method, rt->r.method) == 0 &&

@@ -46,6 +46,7 @@
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "kq_auth.h"
 #include "kq_json_in.h"
@@ -68,6 +69,12 @@ kq_http_limits kq_http_limits_default(void);
 /* Route handler: answer through kq_http_respond_* (or kq_http_defer) before returning. */
 typedef void (*kq_http_handler)(kq_http_req *req, void *arg);
 
+/*
+ * Service metrics: append Prometheus text (with HELP/TYPE lines) to `out`.
+ * Called by GET /metrics on a server thread, after the HTTP metrics.
+ */
+typedef void (*kq_http_metrics_fn)(void *arg, FILE *out);
+
 /* Readiness: return 1 when ready, else 0 and optionally a reason in why. */
 typedef int (*kq_http_ready_fn)(void *arg, char *why, size_t whylen);
 
@@ -89,6 +96,27 @@ typedef struct kq_http_route {
 #define KQ_HTTP_MAX_PARAMS 8
 #define KQ_HTTP_MAX_ROUTES 128
 
+/* A path parameter matched by kq_http_route_match: views, not NUL-terminated. */
+typedef struct kq_http_param {
+    const char *name; /* into the pattern, without braces */
+    size_t name_len;
+    const char *value; /* into the path: one non-empty segment */
+    size_t value_len;
+} kq_http_param;
+
+/*
+ * Match a decoded request path against a route pattern exactly as the server
+ * does (it runs the same code, with each pattern split once at start): literal
+ * segments compare byte for byte, a {name} segment matches one non-empty
+ * segment, "/" matches only "/", no trailing slash, no empty segment.
+ * Returns 1 on a match with params[0..*nparams) filled (at most `max`; params
+ * may be NULL when max is 0), 0 when `path` (may be NULL) does not match, or
+ * KQ_EINVAL when the pattern is one kq_http_start refuses. Pure: no
+ * allocation, no global state; the views borrow `pattern` and `path`.
+ */
+int kq_http_route_match(const char *pattern, const char *path, kq_http_param *params, size_t max,
+                        size_t *nparams);
+
 typedef struct kq_http_options {
     const char *addr; /* "host:port"; port 0 picks a free port */
     kq_http_limits limits;
@@ -97,6 +125,8 @@ typedef struct kq_http_options {
     const kq_auth_keys *keys; /* borrowed; must outlive the server; NULL = no valid key */
     kq_http_ready_fn ready;   /* NULL = always ready */
     void *ready_arg;
+    kq_http_metrics_fn metrics; /* NULL = none; the service's own counters on /metrics */
+    void *metrics_arg;
 } kq_http_options;
 
 /*

@@ -9,16 +9,73 @@
 #include <string.h>
 #include <strings.h>
 
+/* Length of the valid UTF-8 sequence at p (as jansson judges it), 0 if invalid. */
+static size_t utf8_seq(const unsigned char *p)
+{
+    unsigned c = p[0], cp;
+    size_t n;
+
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        n = 3, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        n = 4, cp = c & 0x07;
+    else
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) /* also stops at the NUL */
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+/*
+ * Copy `s` into out[outlen], each byte that does not start a valid UTF-8
+ * sequence replaced by '?'. jansson refuses a string that is not UTF-8, and a
+ * detail can hold such bytes: jansson's own error text quotes the input
+ * ("invalid escape near '"\<first byte of a character>'"), and snprintf cuts
+ * a long field path or message inside a character.
+ */
+static void utf8_clean(char *out, size_t outlen, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t o = 0, n;
+
+    while (*p != '\0' && o + 1 < outlen) {
+        if ((n = utf8_seq(p)) == 0) {
+            out[o++] = '?';
+            p++;
+            continue;
+        }
+        if (o + n >= outlen)
+            break;
+        memcpy(out + o, p, n);
+        o += n;
+        p += n;
+    }
+    out[o] = '\0';
+}
+
 int kq_jin_detail_add(json_t *details, const char *field, const char *fmt, ...)
 {
-    char msg[512];
+    char msg[512], clean_msg[512], clean_field[512];
     va_list ap;
     json_t *d;
 
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (vsnprintf(msg, sizeof msg, fmt, ap) < 0)
+        msg[0] = '\0';
     va_end(ap);
-    d = json_pack("{s:s, s:s}", "field", field ? field : "", "message", msg);
+    utf8_clean(clean_field, sizeof clean_field, field ? field : "");
+    utf8_clean(clean_msg, sizeof clean_msg, msg);
+    d = json_pack("{s:s, s:s}", "field", clean_field, "message", clean_msg);
     if (d == NULL || json_array_append_new(details, d) != 0)
         return KQ_ENOMEM;
     return 0;

@@ -207,8 +207,16 @@ static void test_descriptors(void **state)
     assert_int_equal(ev_schema_event.count, 14);
     assert_int_equal(ev_schema_event.count, EV_EVENT_TYPE_MAX);
     assert_int_equal(ev_schema_action.count, 2);
-    assert_int_equal(ev_schema_envelope.nfields, 13);
+    assert_int_equal(ev_schema_envelope.nfields, 14);
     assert_int_equal(ev_schema_envelope.fields[12].slot, EV_SLOT_ENVELOPE_PAYLOAD);
+    /* command_hash: appended after the payload union, so slot 13; any length
+     * here (its 32 bytes are a domain rule, like prev_hash's) */
+    assert_string_equal(ev_schema_envelope.fields[13].name, "command_hash");
+    assert_int_equal(ev_schema_envelope.fields[13].slot, EV_SLOT_ENVELOPE_COMMAND_HASH);
+    assert_int_equal(EV_SLOT_ENVELOPE_COMMAND_HASH, 13);
+    assert_int_equal(ev_schema_envelope.fields[13].kind, EV_K_VEC_UBYTE);
+    assert_int_equal(ev_schema_envelope.fields[13].flags, 0);
+    assert_int_equal(ev_schema_envelope.fields[13].len, 0);
     /* event_id: [ubyte] (required), exactly 16 bytes; prev_hash: any length here */
     assert_string_equal(ev_schema_envelope.fields[0].name, "event_id");
     assert_int_equal(ev_schema_envelope.fields[0].slot, EV_SLOT_ENVELOPE_EVENT_ID);
@@ -256,6 +264,9 @@ static void test_event_type_names(void **state)
 
 static const uint8_t HASH[32] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,
                                  17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
+static const uint8_t CMD_HASH[32] = {
+    0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7, 0xc8, 0xc9, 0xca, 0xcb, 0xcc, 0xcd, 0xce, 0xcf,
+    0xd0, 0xd1, 0xd2, 0xd3, 0xd4, 0xd5, 0xd6, 0xd7, 0xd8, 0xd9, 0xda, 0xdb, 0xdc, 0xdd, 0xde, 0xdf};
 static const ev_http_header HEADERS[2] = {{S("Content-Type"), S("application/json")},
                                           {S("X-Empty"), S("")}};
 static const ev_str TO[2] = {S("a@example.com"), S("b@example.org")};
@@ -293,6 +304,8 @@ static void make_envelope(ev_envelope *e, ev_event_type t, const ev_step *steps)
     e->schema_version = 3;
     e->prev_hash.ptr = HASH;
     e->prev_hash.len = 32;
+    e->command_hash.ptr = CMD_HASH;
+    e->command_hash.len = 32;
     switch (t) {
     case EV_RESOURCE_CREATED:
         e->payload.resource_created.name = S("R \xe6\x97\xa5");
@@ -412,6 +425,10 @@ static void assert_envelope_eq(const ev_envelope *a, const ev_envelope *b)
     assert_true((a->prev_hash.ptr == NULL) == (b->prev_hash.ptr == NULL));
     if (a->prev_hash.ptr)
         assert_memory_equal(a->prev_hash.ptr, b->prev_hash.ptr, a->prev_hash.len);
+    assert_int_equal(a->command_hash.len, b->command_hash.len);
+    assert_true((a->command_hash.ptr == NULL) == (b->command_hash.ptr == NULL));
+    if (a->command_hash.ptr)
+        assert_memory_equal(a->command_hash.ptr, b->command_hash.ptr, a->command_hash.len);
     assert_int_equal(a->payload_type, b->payload_type);
     switch (a->payload_type) {
     case EV_RESOURCE_CREATED:
@@ -512,6 +529,9 @@ static void test_typed_roundtrip_every_type(void **state)
         assert_true((const uint8_t *)d.aggregate_id.ptr > buf &&
                     (const uint8_t *)d.aggregate_id.ptr < buf + len);
         assert_true(d.prev_hash.ptr > buf && d.prev_hash.ptr < buf + len);
+        assert_true(d.command_hash.ptr > buf && d.command_hash.ptr < buf + len);
+        assert_int_equal(d.command_hash.len, EV_HASH_LEN);
+        assert_memory_equal(d.command_hash.ptr, CMD_HASH, EV_HASH_LEN);
         assert_int_equal(d.aggregate_id.ptr[d.aggregate_id.len], '\0');
         /* a decoded envelope re-encodes to the same bytes */
         buf2 = env_to_buf(&d, &len2);
@@ -556,12 +576,15 @@ static void test_typed_defaults_omitted(void **state)
     assert_null(strstr(json, "enabled"));
     assert_null(strstr(json, "method"));
     assert_null(strstr(json, "prev_hash"));
+    assert_null(strstr(json, "command_hash"));
     assert_null(strstr(json, "\"headers\""));
     assert_int_equal(ev_envelope_decode(buf, len, &d, err, sizeof err), 0);
     assert_int_equal(d.schema_version, 1);
     assert_true(d.payload.workflow_created.enabled);
     assert_null(d.actor.ptr);
     assert_null(d.prev_hash.ptr);
+    assert_null(d.command_hash.ptr);
+    assert_int_equal(d.command_hash.len, 0);
     free(json);
     free(buf);
 
@@ -648,6 +671,12 @@ MUT(m_actor_empty, e->actor = S(""))
 MUT(m_actor_utf8, e->actor = S("bad \xc3"))
 MUT(m_schema_zero, e->schema_version = 0)
 MUT(m_hash_short, e->prev_hash.len = 31)
+MUT(m_cmd_hash_short, e->command_hash.len = 31)
+MUT(m_cmd_hash_empty, e->command_hash.len = 0)
+MUT(m_cmd_hash_absent, {
+    e->command_hash.ptr = NULL;
+    e->command_hash.len = 0;
+})
 MUT(m_name_empty, e->payload.workflow_created.name = S(""))
 MUT(m_name_long, {
     /* 256 characters of 2 bytes each */
@@ -706,6 +735,11 @@ static void test_validation_errors(void **state)
         {EV_WORKFLOW_CREATED, m_actor_utf8, KQ_EINVAL, "actor: invalid UTF-8"},
         {EV_WORKFLOW_CREATED, m_schema_zero, KQ_EINVAL, "schema_version: must be >= 1"},
         {EV_WORKFLOW_CREATED, m_hash_short, KQ_EINVAL, "prev_hash: must be 32 bytes"},
+        {EV_WORKFLOW_CREATED, m_cmd_hash_short, KQ_EINVAL,
+         "command_hash: must be 32 bytes (got 31)"},
+        {EV_WORKFLOW_CREATED, m_cmd_hash_empty, KQ_EINVAL,
+         "command_hash: must be 32 bytes (got 0)"},
+        {EV_WORKFLOW_CREATED, m_cmd_hash_absent, 0, ""},
         {EV_WORKFLOW_CREATED, m_name_empty, KQ_EINVAL, "payload.name: must be 1..255 characters"},
         {EV_WORKFLOW_CREATED, m_name_long, KQ_EINVAL, "(got 256)"},
         {EV_WORKFLOW_CREATED, m_secret_absent, KQ_EINVAL, "payload.webhook_secret: required"},
@@ -1159,6 +1193,10 @@ static void test_handmade_corruptions(void **state)
     f = ev_fb_field(buf, root, EV_SLOT_ENVELOPE_PREV_HASH);
     vec = ev_fb_deref(buf, f);
     expect_rejected_u32(wf, vec, 0xffffffffu, "prev_hash: vector length past end");
+    f = ev_fb_field(buf, root, EV_SLOT_ENVELOPE_COMMAND_HASH);
+    assert_int_not_equal(f, 0);
+    vec = ev_fb_deref(buf, f);
+    expect_rejected_u32(wf, vec, 0xffffffffu, "command_hash: vector length past end");
     payload = ev_fb_table(buf, root, EV_SLOT_ENVELOPE_PAYLOAD);
     vec = ev_fb_vector(buf, payload, EV_SLOT_WORKFLOW_CREATED_STEPS, &count) - 4;
     assert_int_equal(count, 3);
