@@ -7,7 +7,8 @@
 #   BUILD=build          where the bench programs were built ($BUILD/bench/*)
 #   BENCH_RUNS=N         measured runs per benchmark (default 5; 3 when quick)
 #   BENCH_QUICK=1        CI-sized run: shorter durations, fewer messages
-#   BENCH_ONLY=a,b       subset of: codec, http, kafka (default: all three)
+#   BENCH_ONLY=a,b       subset of: codec, http, kafka, commands (default: all four)
+#   BENCH_COMMANDS_RUNS=N  measured runs of the commands phase (default 3, as issue #3 asks)
 #   BENCH_STRICT=1       also exit non-zero when a median misses its target
 #   KCQRS_BROKERS=h:p    use this Kafka instead of starting one with ops/kafka.sh
 #
@@ -17,7 +18,8 @@
 # non-zero, or prints no RESULT, fails the whole run (exit 1) after its log
 # tail is shown. The CPU-bound entries (codec, http) run first, interleaved
 # (run 1 of each, then run 2, ...) so slow drift of the machine spreads over
-# all of them; then the broker is started and the Kafka runs follow.
+# all of them; then the broker is started and the Kafka runs follow, then the
+# command service (kcqrs-commands) with its two baselines (bench_commands).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,7 +30,7 @@ if [ "$BENCH_QUICK" = 1 ]; then
 else
     BENCH_RUNS=${BENCH_RUNS:-5}
 fi
-BENCH_ONLY=${BENCH_ONLY:-codec,http,kafka}
+BENCH_ONLY=${BENCH_ONLY:-codec,http,kafka,commands}
 BENCH_STRICT=${BENCH_STRICT:-0}
 case "$BENCH_RUNS" in '' | *[!0-9]* | 0) echo "bench: BENCH_RUNS must be a positive integer" >&2; exit 2 ;; esac
 
@@ -44,6 +46,7 @@ load_start=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo '?')
 cleanup() {
     local rc=$?
     if [ -n "${HTTP_PID:-}" ]; then kill "$HTTP_PID" 2>/dev/null || true; wait "$HTTP_PID" 2>/dev/null || true; fi
+    if [ -n "${CMD_PID:-}" ]; then kill -TERM "$CMD_PID" 2>/dev/null || true; wait "$CMD_PID" 2>/dev/null || true; fi
     if [ -n "$KAFKA_DATA" ]; then
         echo "bench: stopping the benchmark broker" >&2
         ops/kafka.sh stop "$KAFKA_DATA" >>"$LOGS/kafka-broker.log" 2>&1 || echo "bench: ops/kafka.sh stop failed (see $LOGS/kafka-broker.log)" >&2
@@ -93,6 +96,15 @@ else
     KAFKA_ARGS=(--messages 200000 --lat-messages 20000 --txn-messages 20000)
 fi
 HTTP_CONNS=32
+# commands phase (issue #3): wrk 64 connections, 30 s, median of 3 runs
+if [ "$BENCH_QUICK" = 1 ]; then
+    CMD_SECS=5 CMD_RATE_SECS=5 CMD_RAW_SECS=5 CMD_WARM_SECS=5
+else
+    CMD_SECS=30 CMD_RATE_SECS=20 CMD_RAW_SECS=15 CMD_WARM_SECS=15
+fi
+CMD_RUNS=${BENCH_COMMANDS_RUNS:-3}
+case "$CMD_RUNS" in '' | *[!0-9]* | 0) echo "bench: BENCH_COMMANDS_RUNS must be a positive integer" >&2; exit 2 ;; esac
+CMD_CONNS=64
 KAFKA_WARMUP_ARGS=(--messages 20000 --lat-messages 500 --txn-messages 1000)
 
 # ------------------------------------------------------------------ interference
@@ -215,6 +227,7 @@ print(*(s.getsockname()[1] for s in ss))'
 }
 
 start_kafka() {
+    [ -z "${BROKERS:-}" ] || return 0
     if [ -n "${KCQRS_BROKERS:-}" ]; then
         BROKERS=$KCQRS_BROKERS
         echo "bench: using Kafka at $BROKERS (KCQRS_BROKERS)" >&2
@@ -238,12 +251,26 @@ bench_kafka() {
     run_prog kafka "$run" "$BDIR/bench_kafka" --brokers "$BROKERS" "$@"
 }
 
+# ------------------------------------------------------------------ commands
+# bench_commands RUN: kcqrs-commands and its two baselines (issue #3).
+# shellcheck source=bench/bench_commands.sh
+. bench/bench_commands.sh
+
 # ------------------------------------------------------------------ main
 benches=()
 want codec && { need_bin bench_codec; benches+=(codec); }
 want http && { need_bin bench_http_noop; command -v wrk >/dev/null || die "wrk is not installed"; benches+=(http); }
 want kafka && { need_bin bench_kafka; benches+=(kafka); }
-[ "${#benches[@]}" -gt 0 ] || die "BENCH_ONLY='$BENCH_ONLY' selects nothing (codec, http, kafka)"
+if want commands; then
+    for b in bench_http_kqnoop bench_txn_envelopes bench_rate; do need_bin "$b"; done
+    for b in kcqrs-commands kcqrs-keys; do
+        [ -x "$BUILD/bin/$b" ] || die "$BUILD/bin/$b is missing: build it with 'make $BUILD/bin/$b' (make bench does)"
+    done
+    command -v wrk >/dev/null || die "wrk is not installed"
+    command -v curl >/dev/null || die "curl is not installed"
+    benches+=(commands)
+fi
+[ "${#benches[@]}" -gt 0 ] || die "BENCH_ONLY='$BENCH_ONLY' selects nothing (codec, http, kafka, commands)"
 
 echo "bench: ${benches[*]}; $BENCH_RUNS runs each$([ "$BENCH_QUICK" = 1 ] && echo ' (quick)'); pinning: $PINNING" >&2
 if awk -v l="$load_start" -v n="$NCPU" 'BEGIN { exit !(l + 0 > 0.25 * n) }'; then
@@ -281,11 +308,25 @@ if want kafka; then
     phase_end kafka
 fi
 
+# Phase 3: the command service and its baselines, on the same broker. The
+# warm-up pass also warms the broker when the kafka phase did not run.
+if want commands; then
+    start_kafka
+    echo "bench: commands warm-up" >&2
+    bench_commands warmup "$CMD_WARM_SECS"
+    phase_start
+    for run in $(seq "$CMD_RUNS"); do
+        echo "bench: run $run/$CMD_RUNS: commands" >&2
+        bench_commands "$run"
+    done
+    phase_end commands
+fi
+
 elapsed=$(($(date +%s) - start_s))
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1)
 python3 - "$RAW" "$TABLE_MD" "$BENCH_RUNS" "$BENCH_QUICK" "$BENCH_STRICT" \
-    "commit $commit; $NCPU CPUs (${cpu:-unknown CPU}); $BENCH_RUNS runs$([ "$BENCH_QUICK" = 1 ] && echo ', quick mode'); pinning: $PINNING; load average $load_start at start; CPU used by other processes: $FOREIGN; ${elapsed}s" <<'PY'
+    "commit $commit; $NCPU CPUs (${cpu:-unknown CPU}); $BENCH_RUNS runs$(want commands && echo " ($CMD_RUNS for commands)")$([ "$BENCH_QUICK" = 1 ] && echo ', quick mode'); pinning: $PINNING; load average $load_start at start; CPU used by other processes: $FOREIGN; ${elapsed}s" <<'PY'
 import re, statistics, sys
 
 raw, md_path, runs, quick, strict, about = sys.argv[1:7]
@@ -320,15 +361,21 @@ rows, missed, problems = [], [], []
 med = {n: statistics.median(v) for n, v in vals.items()}
 for n in order:
     v, unit, m = vals[n], meta[n]["unit"], med[n]
-    if len(v) != runs:
-        problems.append(f"{n}: {len(v)} results for {runs} runs")
+    want = int(meta[n].get("of", runs))
+    if len(v) != want:
+        problems.append(f"{n}: {len(v)} results for {want} runs")
     base = meta[n].get("baseline", "")
     bmed = med.get(base)
     if base and bmed is None:
         problems.append(f"{n}: baseline {base} has no result")
     ratio = f"{m / bmed:.3f}" if bmed else ""
     tgt = meta[n].get("target", "")
-    if tgt:
+    if tgt.endswith("x"):  # a target on the ratio to the baseline: ">=0.5x"
+        ok = bool(bmed) and target_ok(tgt[:-1], m / bmed)
+        tgt = f"{tgt[:-1].replace('>=', '≥ ').replace('<=', '≤ ')}× {'met' if ok else 'MISSED'}"
+        if not ok:
+            missed.append(n)
+    elif tgt:
         ok = target_ok(tgt, m)
         pretty = re.sub(r"([0-9.eE+]+)$", lambda g: fmt(float(g.group(1)), unit), tgt)
         tgt = f"{pretty.replace('>=', '≥ ').replace('<=', '≤ ')} {'met' if ok else 'MISSED'}"

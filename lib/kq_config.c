@@ -46,6 +46,28 @@ static const cfg_setting settings[] = {
      "Log level: debug, info, warn, error, off"},
     {"KCQRS_LOG_FORMAT", "human", CFG_LOG_FORMAT, F(log_format), 0, 0,
      "Log format on stderr: human or json (one object per line)"},
+    {"KCQRS_LMDB_DIR", "var/lmdb", CFG_STRING, F(lmdb_dir), 0, 0,
+     "LMDB directory; kcqrs-commands keeps its state snapshot in DIR/commands"},
+    {"KCQRS_COMMANDS_ADDR", "127.0.0.1:8080", CFG_STRING, F(commands_addr), 0, 0,
+     "host:port the command API listens on"},
+    {"KCQRS_HTTP_MAX_BODY", "65536", CFG_INT, F(http_max_body), 1, 1073741824,
+     "Request body cap in bytes (larger: 413)"},
+    {"KCQRS_HTTP_MAX_CONNECTIONS", "1024", CFG_INT, F(http_max_conns), 1, 1000000,
+     "Concurrent HTTP connections (at least KCQRS_HTTP_THREADS)"},
+    {"KCQRS_HTTP_MAX_PER_IP", "64", CFG_INT, F(http_max_per_ip), 0, 1000000,
+     "Concurrent HTTP connections per client IP (0: no limit)"},
+    {"KCQRS_HTTP_TIMEOUT_S", "30", CFG_INT, F(http_timeout_s), 0, 86400,
+     "Idle HTTP connection timeout in seconds (0: none)"},
+    {"KCQRS_HTTP_CONN_MEMORY", "65536", CFG_INT, F(http_conn_memory), 4096, 16777216,
+     "Memory per HTTP connection for headers and buffers, in bytes"},
+    {"KCQRS_HTTP_THREADS", "4", CFG_INT, F(http_threads), 1, 1024,
+     "HTTP server threads, each polling its connections with epoll"},
+    {"KCQRS_BATCH_MAX", "256", CFG_INT, F(batch_max), 1, 100000,
+     "Group commit: most commands in one Kafka transaction"},
+    {"KCQRS_BATCH_LINGER_US", "1000", CFG_INT, F(batch_linger_us), 0, 1000000,
+     "Group commit: how long a batch waits for more commands, in microseconds"},
+    {"KCQRS_SNAPSHOT_EVERY", "10000", CFG_INT, F(snapshot_every), 1, 100000000,
+     "kcqrs-commands snapshots its state to LMDB after this many new events"},
 };
 
 #define NSETTINGS (sizeof settings / sizeof settings[0])
@@ -115,6 +137,12 @@ int kq_config_load(kq_config *cfg, char *errstr, size_t errlen)
                            cfg->topic_prefix);
             goto out;
         }
+    }
+    if (cfg->http_max_conns < cfg->http_threads) {
+        rc = kq_seterr(errstr, errlen, KQ_ECONFIG,
+                       "KCQRS_HTTP_MAX_CONNECTIONS (%d) is below KCQRS_HTTP_THREADS (%d)",
+                       cfg->http_max_conns, cfg->http_threads);
+        goto out;
     }
     if (strlen(cfg->topic_prefix) > 200)
         rc = kq_seterr(errstr, errlen, KQ_ECONFIG, "KCQRS_TOPIC_PREFIX is longer than 200");

@@ -28,6 +28,17 @@ typedef struct kq_config {
     char *keys_file;         /* KCQRS_KEYS_FILE */
     int log_level;           /* KCQRS_LOG_LEVEL, a kq_log_level */
     int log_format;          /* KCQRS_LOG_FORMAT, a kq_log_format */
+    char *lmdb_dir;          /* KCQRS_LMDB_DIR */
+    char *commands_addr;     /* KCQRS_COMMANDS_ADDR */
+    int http_max_body;       /* KCQRS_HTTP_MAX_BODY, bytes */
+    int http_max_conns;      /* KCQRS_HTTP_MAX_CONNECTIONS */
+    int http_max_per_ip;     /* KCQRS_HTTP_MAX_PER_IP, 0 = no limit */
+    int http_timeout_s;      /* KCQRS_HTTP_TIMEOUT_S, 0 = none */
+    int http_conn_memory;    /* KCQRS_HTTP_CONN_MEMORY, bytes */
+    int http_threads;        /* KCQRS_HTTP_THREADS */
+    int batch_max;           /* KCQRS_BATCH_MAX, commands per transaction */
+    int batch_linger_us;     /* KCQRS_BATCH_LINGER_US */
+    int snapshot_every;      /* KCQRS_SNAPSHOT_EVERY, events between command-side snapshots */
 } kq_config;
 
 /*

@@ -3,13 +3,16 @@
 #
 # Starts (in parallel) a single-node Kafka (ops/kafka.sh) and PostgreSQL
 # (ops/pg.sh), then creates the event topics (tests/tools/kq_topics create,
-# which uses the same kq_kafka_ensure_topics() as the services). Running it again
+# which uses the same kq_kafka_ensure_topics() as the services), then the
+# services in the background (kcqrs-commands: pid in var/kcqrs-commands.pid,
+# log in var/kcqrs-commands.log), waiting until each answers /ready. Running it again
 # while everything runs is harmless: each part says it is already running. Data
 # lives in var/ (git-ignored) and survives `make down` / `make up`.
 # `make up` has already run ops/install-deps.sh and built everything.
 #
 # Environment (defaults):
 #   KCQRS_KAFKA_PORT=9092 KCQRS_KAFKA_CONTROLLER_PORT=9093 KCQRS_PG_PORT=5432
+#   KCQRS_COMMANDS_ADDR=127.0.0.1:8080 KCQRS_LMDB_DIR=<var>/lmdb
 #   KCQRS_VAR_DIR=<repo>/var, and the services' own settings (KCQRS_TOPIC_PREFIX,
 #   KCQRS_PARTITIONS, ...) for topic creation.
 set -euo pipefail
@@ -68,7 +71,37 @@ if [[ ! -s "$ADMIN_KEY" ]]; then
     mv "$ADMIN_KEY.tmp" "$ADMIN_KEY"
 fi
 
-# Services (commands, projector, query API, worker) are started here once they exist.
+# Services. Each runs in the background with its pid in var/<name>.pid and its
+# log in var/<name>.log; an already running one is left alone.
+COMMANDS_ADDR=${KCQRS_COMMANDS_ADDR:-127.0.0.1:8080}
+start_service() { # name binary addr
+    local name=$1 bin=$2 addr=$3 pidf="$VAR/$1.pid" logf="$VAR/$1.log" pid
+    if [[ -s "$pidf" ]] && kill -0 "$(cat "$pidf")" 2>/dev/null; then
+        echo "$name: already running (pid $(cat "$pidf"))"
+        return 0
+    fi
+    [[ -x "$bin" ]] || { echo "make up: $bin is not built (run make)" >&2; return 1; }
+    KCQRS_BROKERS="$BROKERS" KCQRS_PG_DSN="$DSN" KCQRS_KEYS_FILE="$KEYS_FILE" \
+        KCQRS_LMDB_DIR="${KCQRS_LMDB_DIR:-$VAR/lmdb}" nohup "$bin" >>"$logf" 2>&1 </dev/null &
+    pid=$!
+    echo "$pid" >"$pidf"
+    for _ in $(seq 1 600); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            rm -f "$pidf"
+            echo "make up: $name exited; last lines of $logf:" >&2
+            tail -n 20 "$logf" >&2
+            return 1
+        fi
+        if curl -sf "http://$addr/ready" >/dev/null 2>&1; then
+            echo "$name: ready on http://$addr (pid $pid)"
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "make up: $name (pid $pid) not ready after 60 s; see $logf" >&2
+    return 1
+}
+KCQRS_COMMANDS_ADDR="$COMMANDS_ADDR" start_service kcqrs-commands "$BIN/kcqrs-commands" "$COMMANDS_ADDR" || exit 1
 
 rel() { echo "${1#"$REPO"/}"; }
 cat <<EOF
@@ -78,6 +111,8 @@ kcqrs is up (data in $(rel "$VAR")/, kept across 'make down' / 'make up').
                 data $(rel "$VAR/kafka/data")  log $(rel "$VAR/kafka/kafka.log")
   PostgreSQL 15 127.0.0.1:$PGPORT  database kcqrs, role kcqrs (trust auth on loopback)
                 data $(rel "$VAR/pg")  log $(rel "$VAR/pg/postgresql.log")
+  commands      http://$COMMANDS_ADDR  (POST/PUT/DELETE /api/v1/resources; /ready, /metrics)
+                log $(rel "$VAR/kcqrs-commands.log")  snapshot $(rel "${KCQRS_LMDB_DIR:-$VAR/lmdb}")/commands
 
 Settings for kcqrs programs and tools run from this shell:
   export KCQRS_BROKERS=$BROKERS

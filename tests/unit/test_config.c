@@ -23,6 +23,17 @@ static const char *const vars[] = {
     "KCQRS_KAFKA_TIMEOUT_MS",
     "KCQRS_LOG_LEVEL",
     "KCQRS_LOG_FORMAT",
+    "KCQRS_LMDB_DIR",
+    "KCQRS_COMMANDS_ADDR",
+    "KCQRS_HTTP_MAX_BODY",
+    "KCQRS_HTTP_MAX_CONNECTIONS",
+    "KCQRS_HTTP_MAX_PER_IP",
+    "KCQRS_HTTP_TIMEOUT_S",
+    "KCQRS_HTTP_CONN_MEMORY",
+    "KCQRS_HTTP_THREADS",
+    "KCQRS_BATCH_MAX",
+    "KCQRS_BATCH_LINGER_US",
+    "KCQRS_SNAPSHOT_EVERY",
 };
 
 static int clear_env(void **state)
@@ -95,6 +106,12 @@ static void test_invalid_values(void **state)
         {"KCQRS_TOPIC_PREFIX", "a b"},
         {"KCQRS_TOPIC_PREFIX", "x/y"},
         {"KCQRS_MIN_INSYNC_REPLICAS", "2"}, /* > replication factor 1 */
+        {"KCQRS_BATCH_MAX", "0"},
+        {"KCQRS_BATCH_LINGER_US", "-1"},
+        {"KCQRS_HTTP_THREADS", "0"},
+        {"KCQRS_HTTP_CONN_MEMORY", "100"},
+        {"KCQRS_HTTP_MAX_CONNECTIONS", "2"}, /* below the 4 threads */
+        {"KCQRS_COMMANDS_ADDR", ""},
     };
 
     (void)state;

@@ -1,0 +1,63 @@
+/*
+ * cmd_api.h — the HTTP side of kcqrs-commands: routes, request parsing, answers.
+ *
+ * What it is for
+ *   Turns a request of DESIGN.md section 8 into a cmd_command and hands it to
+ *   the writer (cmd_writer_submit), then turns the writer's cmd_result into
+ *   the HTTP answer. Everything that can be checked without the aggregate's
+ *   state is checked here, on the HTTP thread, before the writer sees the
+ *   command: the JSON body against the field table (kq_json_in: unknown
+ *   fields, types, lengths, the status enum, the id syntax; an empty name),
+ *   an update with no field, the Idempotency-Key and X-Correlation-Id headers
+ *   (1..255 visible ASCII characters) and If-Match ("<version>" or *).
+ *   Bad input is answered 400 at once and never reaches the writer.
+ *
+ *   Routes (role writer; admin implies it):
+ *     POST   /api/v1/resources        201, Location, ETag
+ *     PUT    /api/v1/resources/{id}   200, ETag
+ *     DELETE /api/v1/resources/{id}   200, ETag
+ *   Success body {"id","version","consistency_token"}, the token also in
+ *   X-Consistency-Token. 409/412 carry the current version in the error's
+ *   details ({"field":"version","current_version":N}) and in ETag.
+ *
+ *   The command hash (idempotency) is SHA-256 over method, NUL, path, NUL,
+ *   body bytes: a retry must repeat the request byte for byte. A POST without
+ *   an id gets a UUID v4; its retry with the same key answers the same id.
+ *   The correlation id is X-Correlation-Id, or a new UUID v4.
+ *
+ * Ownership: the route table points into `api`, which must outlive the server.
+ * Threads: handlers run on the HTTP threads; answers come from the writer.
+ */
+#ifndef CMD_API_H
+#define CMD_API_H
+
+#include "cmd_writer.h"
+#include "kq_http.h"
+
+typedef struct cmd_api {
+    cmd_writer *writer; /* borrowed */
+} cmd_api;
+
+#define CMD_API_NROUTES 3
+
+/* Fill routes[CMD_API_NROUTES] for `api`. */
+void cmd_api_routes(cmd_api *api, kq_http_route *routes);
+
+/* Readiness and metrics callbacks for kq_http_options (arg = the cmd_api). */
+int cmd_api_ready(void *arg, char *why, size_t whylen);
+void cmd_api_metrics(void *arg, FILE *out);
+
+/* SHA-256 of method, NUL, path, NUL, body into out[CMD_HASH_LEN]. */
+void cmd_api_command_hash(const char *method, const char *path, const char *body, size_t len,
+                          uint8_t out[CMD_HASH_LEN]);
+
+/* Parse an If-Match value: `"N"` (N >= 1) or `*`. Returns 0 or KQ_EINVAL. */
+int cmd_api_parse_if_match(const char *v, int *any, int64_t *version);
+
+/* 1 when `v` is 1..255 visible ASCII characters (Idempotency-Key, X-Correlation-Id). */
+int cmd_api_header_token_ok(const char *v);
+
+/* A random UUID v4 as 36 characters + NUL into out[37]. */
+void cmd_api_uuid(char out[37]);
+
+#endif

@@ -1,0 +1,309 @@
+/*
+ * cmd_snapshot.c — save and load cmd_state with LMDB; see cmd_snapshot.h.
+ */
+#include "cmd_snapshot.h"
+#include "kq_err.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MAGIC "kcqrs.commands.v2"
+
+typedef struct snap_meta {
+    char magic[24];
+    char topic[256];
+    char cluster_id[64];
+    int32_t partitions;
+    uint64_t events;
+} snap_meta;
+
+typedef struct snap_res {
+    int64_t version, offset;
+    int32_t partition, status, deleted;
+    uint32_t name_len, desc_len;
+} snap_res;
+
+static int mkdirs(const char *dir, char *errstr, size_t errlen)
+{
+    char path[4096];
+    size_t n = strlen(dir);
+
+    if (n == 0 || n >= sizeof path)
+        return kq_seterr(errstr, errlen, KQ_EINVAL, "bad snapshot directory '%s'", dir);
+    memcpy(path, dir, n + 1);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(path, 0700) != 0 && errno != EEXIST)
+            return kq_seterr(errstr, errlen, KQ_EIO, "mkdir %s: %s", path, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(path, 0700) != 0 && errno != EEXIST)
+        return kq_seterr(errstr, errlen, KQ_EIO, "mkdir %s: %s", path, strerror(errno));
+    return 0;
+}
+
+static int lmdb_err(char *errstr, size_t errlen, int e, const char *what, const char *dir)
+{
+    return kq_seterr(errstr, errlen, KQ_ELMDB, "%s %s: %s%s", what, dir, mdb_strerror(e),
+                     e == MDB_MAP_FULL ? " (state larger than the LMDB map)" : "");
+}
+
+static int open_env(const char *dir, size_t map_size, int rdonly, MDB_env **env, char *errstr,
+                    size_t errlen)
+{
+    int e;
+
+    if ((e = mdb_env_create(env)) != 0)
+        return lmdb_err(errstr, errlen, e, "mdb_env_create", dir);
+    if ((e = mdb_env_set_mapsize(*env, map_size)) != 0 ||
+        (e = mdb_env_open(*env, dir, rdonly ? MDB_RDONLY : 0, 0600)) != 0) {
+        mdb_env_close(*env);
+        *env = NULL;
+        return e == ENOENT ? kq_seterr(errstr, errlen, KQ_ENOTFOUND, "no snapshot in %s", dir)
+                           : lmdb_err(errstr, errlen, e, "open", dir);
+    }
+    return 0;
+}
+
+typedef struct save_ctx {
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    int e;
+    char *buf;
+    size_t cap;
+} save_ctx;
+
+static int put(save_ctx *c, char prefix, const char *key, const void *val, size_t len)
+{
+    char k[CMD_KEY_MAX + 4];
+    MDB_val mk, mv;
+    int n = snprintf(k, sizeof k, "%c/%s", prefix, key);
+
+    if (n < 0 || (size_t)n >= sizeof k)
+        return c->e = EINVAL;
+    mk.mv_data = k;
+    mk.mv_size = (size_t)n;
+    mv.mv_data = (void *)(uintptr_t)val;
+    mv.mv_size = len;
+    return c->e = mdb_put(c->txn, c->dbi, &mk, &mv, 0);
+}
+
+static int save_res(void *arg, const char *id, const cmd_resource *r)
+{
+    save_ctx *c = arg;
+    snap_res h;
+    size_t nl = r->name ? strlen(r->name) : 0, dl = r->description ? strlen(r->description) : 0;
+    size_t need = sizeof h + nl + dl;
+
+    if (need > c->cap) {
+        char *b = realloc(c->buf, need);
+        if (b == NULL)
+            return c->e = ENOMEM;
+        c->buf = b;
+        c->cap = need;
+    }
+    memset(&h, 0, sizeof h);
+    h.version = r->version;
+    h.offset = r->offset;
+    h.partition = r->partition;
+    h.status = r->status;
+    h.deleted = r->deleted;
+    h.name_len = (uint32_t)nl;
+    h.desc_len = (uint32_t)dl;
+    memcpy(c->buf, &h, sizeof h);
+    if (nl)
+        memcpy(c->buf + sizeof h, r->name, nl);
+    if (dl)
+        memcpy(c->buf + sizeof h + nl, r->description, dl);
+    return put(c, 'r', id, c->buf, need);
+}
+
+static int save_idem(void *arg, const char *key, const cmd_idem *i)
+{
+    return put(arg, 'i', key, i, sizeof *i);
+}
+
+int cmd_snapshot_save(const char *dir, size_t map_size, const cmd_state *st, const char *topic,
+                      char *errstr, size_t errlen)
+{
+    MDB_env *env = NULL;
+    save_ctx c;
+    snap_meta m;
+    MDB_val k, v;
+    int rc;
+
+    memset(&c, 0, sizeof c);
+    if ((rc = mkdirs(dir, errstr, errlen)) != 0)
+        return rc;
+    if ((rc = open_env(dir, map_size, 0, &env, errstr, errlen)) != 0)
+        return rc;
+    if ((c.e = mdb_txn_begin(env, NULL, 0, &c.txn)) != 0 ||
+        (c.e = mdb_dbi_open(c.txn, NULL, 0, &c.dbi)) != 0 || (c.e = mdb_drop(c.txn, c.dbi, 0)) != 0)
+        goto fail;
+    memset(&m, 0, sizeof m);
+    snprintf(m.magic, sizeof m.magic, "%s", MAGIC);
+    snprintf(m.topic, sizeof m.topic, "%s", topic);
+    snprintf(m.cluster_id, sizeof m.cluster_id, "%s", st->cluster_id);
+    m.partitions = st->partitions;
+    m.events = st->events;
+    k.mv_data = "m";
+    k.mv_size = 1;
+    v.mv_data = &m;
+    v.mv_size = sizeof m;
+    if ((c.e = mdb_put(c.txn, c.dbi, &k, &v, 0)) != 0)
+        goto fail;
+    k.mv_data = "o";
+    v.mv_data = st->next_offset;
+    v.mv_size = (size_t)st->partitions * sizeof *st->next_offset;
+    if ((c.e = mdb_put(c.txn, c.dbi, &k, &v, 0)) != 0)
+        goto fail;
+    if (cmd_state_each_resource(st, save_res, &c) != 0 ||
+        cmd_state_each_idem(st, save_idem, &c) != 0)
+        goto fail;
+    c.e = mdb_txn_commit(c.txn);
+    c.txn = NULL;
+    if (c.e != 0)
+        goto fail;
+    free(c.buf);
+    mdb_env_close(env);
+    return 0;
+fail:
+    if (c.txn != NULL)
+        mdb_txn_abort(c.txn);
+    rc = c.e == ENOMEM ? kq_seterr(errstr, errlen, KQ_ENOMEM, "snapshot: out of memory")
+                       : lmdb_err(errstr, errlen, c.e, "snapshot to", dir);
+    free(c.buf);
+    mdb_env_close(env);
+    return rc;
+}
+
+int cmd_snapshot_load(const char *dir, size_t map_size, cmd_state *st, const char *topic,
+                      char *errstr, size_t errlen)
+{
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_dbi dbi;
+    MDB_val k, v;
+    snap_meta m;
+    struct stat sb;
+    char key[CMD_KEY_MAX + 4], *name = NULL, *desc = NULL;
+    int e, rc = 0;
+
+    if (stat(dir, &sb) != 0)
+        return kq_seterr(errstr, errlen, KQ_ENOTFOUND, "no snapshot in %s", dir);
+    if ((rc = open_env(dir, map_size, 1, &env, errstr, errlen)) != 0)
+        return rc;
+    if ((e = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn)) != 0 ||
+        (e = mdb_dbi_open(txn, NULL, 0, &dbi)) != 0) {
+        rc = lmdb_err(errstr, errlen, e, "read snapshot", dir);
+        goto out;
+    }
+    k.mv_data = "m";
+    k.mv_size = 1;
+    if ((e = mdb_get(txn, dbi, &k, &v)) != 0) {
+        rc = e == MDB_NOTFOUND ? kq_seterr(errstr, errlen, KQ_ENOTFOUND, "no snapshot in %s", dir)
+                               : lmdb_err(errstr, errlen, e, "read snapshot", dir);
+        goto out;
+    }
+    if (v.mv_size != sizeof m) {
+        rc = kq_seterr(errstr, errlen, KQ_ECORRUPT, "snapshot %s: bad header", dir);
+        goto out;
+    }
+    memcpy(&m, v.mv_data, sizeof m);
+    m.magic[sizeof m.magic - 1] = m.topic[sizeof m.topic - 1] = '\0';
+    if (strcmp(m.magic, MAGIC) != 0 || strcmp(m.topic, topic) != 0 ||
+        m.partitions != st->partitions) {
+        rc = kq_seterr(errstr, errlen, KQ_ECORRUPT,
+                       "snapshot %s is of %s with %d partitions, not %s with %d", dir, m.topic,
+                       (int)m.partitions, topic, st->partitions);
+        goto out;
+    }
+    k.mv_data = "o";
+    if ((e = mdb_get(txn, dbi, &k, &v)) != 0 ||
+        v.mv_size != (size_t)st->partitions * sizeof *st->next_offset) {
+        rc = kq_seterr(errstr, errlen, KQ_ECORRUPT, "snapshot %s: bad offsets", dir);
+        goto out;
+    }
+    memcpy(st->next_offset, v.mv_data, v.mv_size);
+    if ((e = mdb_cursor_open(txn, dbi, &cur)) != 0) {
+        rc = lmdb_err(errstr, errlen, e, "read snapshot", dir);
+        goto out;
+    }
+    while ((e = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        const char *kp = k.mv_data;
+        if (k.mv_size < 3 || kp[1] != '/')
+            continue;
+        if (k.mv_size - 2 > CMD_KEY_MAX) {
+            rc = kq_seterr(errstr, errlen, KQ_ECORRUPT, "snapshot %s: key too long", dir);
+            goto out;
+        }
+        memcpy(key, kp + 2, k.mv_size - 2);
+        key[k.mv_size - 2] = '\0';
+        if (kp[0] == 'r') {
+            snap_res h;
+            cmd_resource r;
+            if (v.mv_size < sizeof h) {
+                rc = kq_seterr(errstr, errlen, KQ_ECORRUPT, "snapshot %s: resource %s", dir, key);
+                goto out;
+            }
+            memcpy(&h, v.mv_data, sizeof h);
+            if ((size_t)h.name_len + h.desc_len != v.mv_size - sizeof h) {
+                rc = kq_seterr(errstr, errlen, KQ_ECORRUPT, "snapshot %s: resource %s", dir, key);
+                goto out;
+            }
+            name = strndup((const char *)v.mv_data + sizeof h, h.name_len);
+            desc = strndup((const char *)v.mv_data + sizeof h + h.name_len, h.desc_len);
+            if (name == NULL || desc == NULL) {
+                rc = kq_seterr(errstr, errlen, KQ_ENOMEM, "snapshot: out of memory");
+                goto out;
+            }
+            memset(&r, 0, sizeof r);
+            r.version = h.version;
+            r.offset = h.offset;
+            r.partition = h.partition;
+            r.status = h.status;
+            r.deleted = h.deleted;
+            r.name = name;
+            r.description = desc;
+            if ((rc = cmd_state_put_resource(st, key, &r)) != 0)
+                goto out;
+            free(name);
+            free(desc);
+            name = desc = NULL;
+        } else if (kp[0] == 'i') {
+            cmd_idem i;
+            if (v.mv_size != sizeof i) {
+                rc = kq_seterr(errstr, errlen, KQ_ECORRUPT, "snapshot %s: key %s", dir, key);
+                goto out;
+            }
+            memcpy(&i, v.mv_data, sizeof i);
+            i.id[sizeof i.id - 1] = '\0';
+            if ((rc = cmd_state_put_idem(st, key, &i)) != 0)
+                goto out;
+        }
+    }
+    if (e != MDB_NOTFOUND) {
+        rc = lmdb_err(errstr, errlen, e, "read snapshot", dir);
+        goto out;
+    }
+    st->events = m.events;
+    m.cluster_id[sizeof m.cluster_id - 1] = '\0';
+    snprintf(st->cluster_id, sizeof st->cluster_id, "%s", m.cluster_id);
+out:
+    free(name);
+    free(desc);
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return rc;
+}

@@ -1,0 +1,226 @@
+/*
+ * cmd_state.h — the command side's view of the log, and the decisions made on it.
+ *
+ * What it is for
+ *   A command is accepted or refused by comparing it with the current state of
+ *   its aggregate. This module holds that state, in memory, for the Resource
+ *   aggregate: per resource its version, deleted flag, current name,
+ *   description and status (so an update emits only the changed fields) and
+ *   the position (partition, offset) of its last event (so a no-op update can
+ *   still answer a consistency token); per Idempotency-Key the SHA-256 of the
+ *   command that used it and the original answer (status, id, version,
+ *   position); per partition of the resource topic the next offset the state
+ *   covers. Everything in it can be rebuilt from the log: cmd_state_apply()
+ *   applies one event, whether read back from Kafka at start or just
+ *   committed by the writer.
+ *
+ * Group commit: the batch overlay
+ *   A cmd_batch is the open batch of one transaction. cmd_batch_decide() judges
+ *   a command against the committed state plus the batch's pending events
+ *   (so two updates of one resource in one batch get versions n+1 and n+2,
+ *   a second create of one id gets 409, a second use of one Idempotency-Key
+ *   follows the first). Nothing in cmd_state changes while deciding. When the
+ *   transaction commits, the writer applies the batch's events to the state
+ *   with their offsets (cmd_state_apply); when it fails, cmd_batch_reset()
+ *   forgets the overlay and the state is as before.
+ *
+ * Decisions (DESIGN.md section 5 and 8)
+ *   create of an existing or deleted id -> 409; update/delete of an unknown or
+ *   deleted id -> 404; If-Match with another version -> 412 carrying the
+ *   current version; an update that changes nothing -> 200 with the current
+ *   version, no event; an Idempotency-Key seen before with the same command
+ *   hash -> the original answer, no event (with another hash -> 422); events
+ *   whose envelope has no command_hash (written before it existed) answer any
+ *   retry of their key with the original answer.
+ *
+ * A refused command (400..422) appends nothing and is not recorded under its
+ *   Idempotency-Key: a retry is judged afresh against the state of its time.
+ * Idempotency keys are kept for the life of the state (they are in the log
+ *   and in the snapshot); there is no expiry yet.
+ *
+ * Ownership: cmd_state and cmd_batch own every string they hold (copies).
+ * Threads: none of this is thread-safe; the writer thread owns both.
+ */
+#ifndef CMD_STATE_H
+#define CMD_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ev_codec.h"
+
+#define CMD_HASH_LEN 32
+#define CMD_KEY_MAX 255 /* Idempotency-Key and correlation id: 1..255 bytes */
+
+typedef struct cmd_map cmd_map; /* string-keyed hash map (internal) */
+
+typedef struct cmd_resource {
+    int64_t version;
+    int deleted;
+    char *name;
+    char *description;
+    int status; /* ev_resource_status */
+    int32_t partition;
+    int64_t offset; /* of its last event, -1 when unknown */
+} cmd_resource;
+
+typedef struct cmd_idem {
+    int has_hash;
+    uint8_t hash[CMD_HASH_LEN];
+    unsigned status; /* 201 (created) or 200 */
+    char id[EV_ID_MAX + 1];
+    int64_t version;
+    int32_t partition;
+    int64_t offset;
+} cmd_idem;
+
+typedef struct cmd_state {
+    cmd_map *resources; /* id -> cmd_resource */
+    cmd_map *idem;      /* Idempotency-Key -> cmd_idem */
+    int partitions;
+    int64_t *next_offset; /* [partitions]; 0 = from the beginning */
+    uint64_t events;      /* events applied since creation or load */
+    char cluster_id[64];  /* Kafka cluster the offsets refer to; "" = not known yet */
+} cmd_state;
+
+/* One event as the state sees it (from Kafka or from a committed batch). */
+typedef struct cmd_event {
+    ev_event_type type; /* EV_RESOURCE_CREATED / _UPDATED / _DELETED */
+    const char *id;
+    int64_t version;
+    const char *name; /* NULL: absent (unchanged) */
+    const char *description;
+    int has_status;
+    int status;
+    const char *command_id;      /* NULL: none */
+    const uint8_t *command_hash; /* NULL or CMD_HASH_LEN bytes */
+    int32_t partition;
+    int64_t offset;
+} cmd_event;
+
+/* ---- commands and decisions ---- */
+
+typedef enum { CMD_CREATE = 1, CMD_UPDATE, CMD_DELETE } cmd_kind;
+
+#define CMD_F_NAME 0x1u
+#define CMD_F_DESCRIPTION 0x2u
+#define CMD_F_STATUS 0x4u
+
+typedef struct cmd_command {
+    cmd_kind kind;
+    char id[EV_ID_MAX + 1];
+    unsigned fields; /* CMD_F_* present in the request */
+    char *name;      /* owned (malloc) when present */
+    char *description;
+    int status;
+    int has_if_match; /* If-Match: "<version>" */
+    int if_match_any; /* If-Match: * */
+    int64_t if_match;
+    char idem_key[CMD_KEY_MAX + 1]; /* "" = none */
+    uint8_t hash[CMD_HASH_LEN];     /* SHA-256 of method, path, body */
+    char actor[64 + 1];
+    char correlation_id[CMD_KEY_MAX + 1];
+} cmd_command;
+
+typedef enum {
+    CMD_D_APPEND = 1, /* produce one event: type/version/changed below */
+    CMD_D_ERROR,      /* refuse: status/code/message (and current_version) */
+    CMD_D_REPLAY,     /* answer the original answer in `idem` */
+    CMD_D_FOLLOW,     /* same key and request as command `follow` of this batch */
+    CMD_D_NOOP,       /* update that changes nothing: 200 with the current state */
+} cmd_decision_kind;
+
+typedef struct cmd_decision {
+    cmd_decision_kind kind;
+    int pending; /* depends on pending events of the batch: 503 if the batch fails */
+    /* APPEND */
+    ev_event_type event;
+    int64_t version;
+    unsigned changed; /* CMD_F_* carried by a ResourceUpdated */
+    /* ERROR */
+    unsigned status;
+    const char *code;
+    char message[160];
+    int64_t current_version; /* 412/409: the aggregate's version, else 0 */
+    /* REPLAY */
+    cmd_idem idem;
+    /* FOLLOW */
+    size_t follow;
+} cmd_decision;
+
+typedef struct cmd_batch {
+    cmd_map *resources; /* id -> cmd_resource (pending copy) */
+    cmd_map *keys;      /* Idempotency-Key -> the command of the batch holding it, its hash */
+} cmd_batch;
+
+/* ---- state ---- */
+
+/* Empty state for `partitions` partitions. Returns 0 or KQ_ENOMEM. */
+int cmd_state_init(cmd_state *st, int partitions);
+void cmd_state_free(cmd_state *st);
+
+/* Look-ups; the pointers are owned by the state and valid until it changes. */
+const cmd_resource *cmd_state_resource(const cmd_state *st, const char *id);
+const cmd_idem *cmd_state_idem(const cmd_state *st, const char *key);
+size_t cmd_state_resource_count(const cmd_state *st);
+size_t cmd_state_idem_count(const cmd_state *st);
+
+/*
+ * Apply one event. Events at or below the resource's version are skipped (a
+ * re-read of the log after an uncertain commit sees its own events again);
+ * next_offset[partition] moves to offset + 1. Returns 0, 1 when skipped,
+ * KQ_ECORRUPT for a gap or an event the state cannot take (an update of an
+ * unknown resource; the caller logs it and moves on), KQ_ENOMEM.
+ */
+int cmd_state_apply(cmd_state *st, const cmd_event *ev, char *errstr, size_t errlen);
+
+/* Set the next offset of a partition that a read reached without events. */
+void cmd_state_set_offset(cmd_state *st, int32_t partition, int64_t next);
+
+/* Iterate (for snapshots): calls fn for every entry; stops at a non-zero return. */
+int cmd_state_each_resource(const cmd_state *st,
+                            int (*fn)(void *arg, const char *id, const cmd_resource *r), void *arg);
+int cmd_state_each_idem(const cmd_state *st,
+                        int (*fn)(void *arg, const char *key, const cmd_idem *i), void *arg);
+
+/* Insert copies (for snapshot loading). Returns 0 or KQ_ENOMEM. */
+int cmd_state_put_resource(cmd_state *st, const char *id, const cmd_resource *r);
+int cmd_state_put_idem(cmd_state *st, const char *key, const cmd_idem *i);
+
+/* ---- batch ---- */
+
+int cmd_batch_init(cmd_batch *b);
+/* Forget every pending change (after a commit has been applied, or a failure). */
+void cmd_batch_reset(cmd_batch *b);
+void cmd_batch_free(cmd_batch *b);
+
+/*
+ * Decide command `c`, the `index`-th of batch `b`, against `st` plus the
+ * batch. An APPEND is recorded in the batch (later commands see it). Returns
+ * 0 or KQ_ENOMEM (then nothing was recorded).
+ */
+int cmd_batch_decide(const cmd_state *st, cmd_batch *b, const cmd_command *c, size_t index,
+                     cmd_decision *d);
+
+/* The command's event as a cmd_event (for cmd_state_apply after commit). */
+void cmd_command_event(const cmd_command *c, const cmd_decision *d, int32_t partition,
+                       int64_t offset, cmd_event *ev);
+
+/* Free the strings a command owns (not the struct). */
+void cmd_command_clear(cmd_command *c);
+
+/* ---- consistency tokens ---- */
+
+/*
+ * The consistency token of an event position: "v1." + base64url (no padding)
+ * of "<topic>:<partition>:<offset>". Opaque to clients; the query API parses
+ * it with cmd_token_parse. Returns the length or KQ_ERANGE.
+ */
+#define CMD_TOKEN_MAX 512
+int cmd_token_encode(const char *topic, int32_t partition, int64_t offset, char *out,
+                     size_t outlen);
+/* Parse a token; topic into topic[topiclen]. KQ_EINVAL for anything malformed. */
+int cmd_token_parse(const char *token, char *topic, size_t topiclen, int32_t *partition,
+                    int64_t *offset);
+
+#endif

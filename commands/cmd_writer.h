@@ -1,0 +1,144 @@
+/*
+ * cmd_writer.h — the single writer: group commit of commands into Kafka transactions.
+ *
+ * What it is for
+ *   Every accepted command becomes an event appended by exactly one thread,
+ *   the writer, which owns the transactional producer (transactional.id
+ *   "<prefix>.commands"), the command-side state (cmd_state) and its LMDB
+ *   snapshot (cmd_snapshot). HTTP threads parse and validate requests, then
+ *   hand a cmd_item to cmd_writer_submit(); the writer answers it later
+ *   through the item's `done` callback, exactly once.
+ *
+ * Life of the writer thread
+ *   1. producer: create it and call init_transactions, which fences any
+ *      older instance with the same transactional.id and aborts (or
+ *      completes) the transaction it left open;
+ *   2. catch up: read every partition of <prefix>.resource.events to the end
+ *      with a read_committed consumer, from the offsets the state (loaded from
+ *      the snapshot, or empty) covers, applying each event;
+ *   3. ready: take a batch (up to KCQRS_BATCH_MAX commands, waiting at most
+ *      KCQRS_BATCH_LINGER_US after the first), decide each command against
+ *      the state plus the batch overlay, begin a transaction, produce one
+ *      record per APPEND decision (explicit partition, key
+ *      "<id>/<version:020>", event_type header, the encoded Envelope), commit,
+ *      read the offsets from the delivery reports, apply the events to the
+ *      state and answer everyone. A failed transaction answers 503 +
+ *      Retry-After to every command whose answer depended on it, and the state
+ *      stays as it was;
+ *   4. after an unknown outcome (commit timed out) or a fatal producer
+ *      error, the producer is destroyed and the writer goes back to 1 and 2:
+ *      the new producer's init_transactions settles the old transaction and
+ *      the re-read of the log tells whether it committed (events already in
+ *      the state are skipped by version);
+ *   5. fenced (KQ_EFENCED): the writer stops for good; every command and
+ *      /ready answer 503 "not_writer", and the log says why.
+ *   While not ready, commands are refused at once (503 + Retry-After). A
+ *   command that waited in the queue longer than KCQRS_KAFKA_TIMEOUT_MS is
+ *   answered 503 without being tried, so no client waits much longer than
+ *   twice that bound.
+ *
+ * Snapshots are written by the writer thread between batches, after
+ *   KCQRS_SNAPSHOT_EVERY new events and at a clean stop.
+ *
+ * Threads: cmd_writer_submit, cmd_writer_ready and cmd_writer_metrics may be
+ *   called from any thread; new/start/stop/free from one controlling thread.
+ */
+#ifndef CMD_WRITER_H
+#define CMD_WRITER_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "cmd_state.h"
+#include "kq_config.h"
+
+/* The answer to one command, handed to the item's `done` callback. Strings are
+ * owned by the writer and valid only during the callback. */
+typedef struct cmd_result {
+    unsigned status;         /* HTTP status */
+    const char *code;        /* error code (DESIGN.md section 8), NULL on success */
+    const char *message;     /* error message, NULL on success */
+    const char *id;          /* success: the aggregate id */
+    int64_t version;         /* success: the new (or current) version */
+    const char *token;       /* success: consistency token */
+    int64_t current_version; /* 409/412: the aggregate's version (0 if none) */
+    int retry_after;         /* seconds for Retry-After, 0 = none */
+} cmd_result;
+
+typedef struct cmd_item cmd_item;
+typedef void (*cmd_done_fn)(cmd_item *it, const cmd_result *r);
+
+struct cmd_item {
+    cmd_command cmd;
+    cmd_done_fn done; /* called once on the writer thread; it must free the item
+                         (cmd_item_free) */
+    void *arg;        /* the caller's (e.g. the HTTP request) */
+    /* Called under the queue lock just before the item is queued (e.g. to
+     * suspend the HTTP connection); NULL = nothing. Non-zero refuses the item. */
+    int (*on_queue)(cmd_item *it);
+    /* writer-private */
+    struct timespec t_queued;
+    cmd_item *next;
+    cmd_decision d;
+    int32_t partition;
+    int64_t offset;
+    int delivered, dr_err;
+};
+
+/* A zeroed item (malloc), owned by the caller until submitted. NULL on ENOMEM. */
+cmd_item *cmd_item_new(void);
+void cmd_item_free(cmd_item *it);
+
+typedef struct cmd_writer cmd_writer;
+
+typedef struct cmd_writer_options {
+    const kq_config *cfg;         /* borrowed; must outlive the writer */
+    const char *snapshot_dir;     /* LMDB directory of the snapshot; NULL = none */
+    size_t snapshot_map_size;     /* LMDB map size in bytes; 0 = 1 GiB */
+    const char *transactional_id; /* NULL = "<prefix>.commands" */
+    int skip_topic_setup;         /* 1: do not create/check topics (librdkafka's mock cluster
+                                     has no CreateTopics; tests only) */
+} cmd_writer_options;
+
+/*
+ * Create the writer: load the snapshot (a missing, unreadable or mismatching
+ * one is logged and ignored: the log is read from the start). Does not touch
+ * Kafka. On success *out is owned by the caller (cmd_writer_free).
+ */
+int cmd_writer_new(const cmd_writer_options *opts, cmd_writer **out, char *errstr, size_t errlen);
+
+/* Start the writer thread (which connects, catches up, then serves). */
+int cmd_writer_start(cmd_writer *w, char *errstr, size_t errlen);
+
+/*
+ * Queue a command. Returns 0 when queued (the writer owns `it` and will call
+ * it->done exactly once), or a negative code with *refused filled (503 and
+ * Retry-After, or not_writer) when the writer cannot take it now; the caller
+ * then still owns `it` and answers itself.
+ */
+int cmd_writer_submit(cmd_writer *w, cmd_item *it, cmd_result *refused);
+
+/* 1 when commands are accepted; else 0 and the reason in why. */
+int cmd_writer_ready(cmd_writer *w, char *why, size_t whylen);
+
+/* 1 when fenced by another instance (for good). */
+int cmd_writer_fenced(cmd_writer *w);
+
+/* Append the writer's Prometheus metrics to out. */
+void cmd_writer_metrics(cmd_writer *w, FILE *out);
+
+/* The state's counts (for tests; call only while the writer thread is stopped
+ * or idle). */
+const cmd_state *cmd_writer_state(const cmd_writer *w);
+
+/*
+ * Clean stop: refuse new commands, let the writer finish what is queued,
+ * snapshot the state, join the thread. Idempotent.
+ */
+void cmd_writer_stop(cmd_writer *w);
+
+/* Stop (if running) and free. NULL is a no-op. */
+void cmd_writer_free(cmd_writer *w);
+
+#endif

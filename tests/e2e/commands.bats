@@ -1,0 +1,622 @@
+#!/usr/bin/env bats
+# commands.bats — kcqrs-commands black-box: the Resource commands of DESIGN.md
+# section 8 over HTTP, checked against what the Kafka log holds. Every test
+# takes the resource topic's end offsets (high watermarks, transaction markers
+# included) before a rejected command and checks they did not move: no event,
+# not even an aborted transaction, for any rejected command. Successful
+# commands are checked in the log itself (tests/tools/kq_offsets dump).
+#
+# One instance ("main") for the file, on the suite's broker, with this file's
+# topic prefix; the restart tests stop and start it (same port, same LMDB dir).
+
+load helpers
+load commands_helpers
+
+setup_file() {
+    cmd_make_keys
+    cmd_start main
+}
+
+teardown_file() {
+    cmd_stop_all
+}
+
+setup() {
+    cmd_use main
+}
+
+UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
+
+# The JSON envelope of record ID/VERSION from the dump.
+event_json() {
+    dump_of "$1" | awk -v k="$(printf '%s/%020d' "$1" "$2")" '$3 == k' | cut -d' ' -f5-
+}
+
+# Kafka's murmur2 partitioner in Python, an oracle independent of lib/kq_kafka.c.
+partition_for() {
+    python3 - "$1" "$2" <<'PY'
+import sys
+def murmur2(data):
+    m, r, mask = 0x5bd1e995, 24, 0xffffffff
+    h = (0x9747b28c ^ len(data)) & mask
+    n = len(data) // 4
+    for i in range(n):
+        k = int.from_bytes(data[4 * i:4 * i + 4], "little")
+        k = (k * m) & mask; k ^= k >> r; k = (k * m) & mask
+        h = (h * m) & mask; h ^= k
+    rest = data[4 * n:]
+    if len(rest) == 3: h ^= rest[2] << 16
+    if len(rest) >= 2: h ^= rest[1] << 8
+    if len(rest) >= 1: h ^= rest[0]; h = (h * m) & mask
+    h ^= h >> 13; h = (h * m) & mask; h ^= h >> 15
+    return h
+print((murmur2(sys.argv[1].encode()) & 0x7fffffff) % int(sys.argv[2]))
+PY
+}
+
+# ------------------------------------------------------------------ create
+
+@test "create: 201 with Location, ETag, X-Consistency-Token and {id, version 1, consistency_token}" {
+    id=$(new_id)
+    before=$(ends_sum)
+    req POST /api/v1/resources "{\"id\":\"$id\",\"name\":\"Build server\",\"description\":\"rack 4\",\"status\":\"inactive\"}"
+    [ "$CODE" = 201 ]
+    jcheck "sorted(d) == ['consistency_token', 'id', 'version'] and d['id'] == '$id' and d['version'] == 1 and isinstance(d['consistency_token'], str) and d['consistency_token'] != ''"
+    [[ "$(hdr Location)" == */api/v1/resources/$id ]]
+    [ "$(hdr ETag)" = '"1"' ]
+    [ "$(hdr X-Consistency-Token)" = "$(jf 'd["consistency_token"]')" ]
+    [[ "$(hdr Content-Type)" == application/json* ]]
+    [ "$(ends_sum)" -gt "$before" ]
+
+    # The log: one ResourceCreated, version 1, in the aggregate's partition.
+    run versions_of "$id"
+    echo "$output"
+    [ "$output" = "$(partition_for "$id" "${KCQRS_PARTITIONS:-6}") 1 ResourceCreated" ]
+    BODY=$(event_json "$id" 1)
+    echo "$BODY"
+    jcheck "d['aggregate_type'] == 'resource' and d['aggregate_id'] == '$id' and d['version'] == 1 and d['actor'] == 'e2e-writer' and d['payload_type'] == 'ResourceCreated'"
+    jcheck "d['payload'] == {'name': 'Build server', 'description': 'rack 4', 'status': 'inactive'}"
+    jcheck "len(d['event_id']) == 16 and d['occurred_at_us'] > 1700000000000000"
+}
+
+@test "create without id: a UUID v4 is generated and returned" {
+    req POST /api/v1/resources '{"name":"no id given"}'
+    [ "$CODE" = 201 ]
+    id=$(jf 'd["id"]')
+    [[ "$id" =~ $UUID4_RE ]]
+    [[ "$(hdr Location)" == */api/v1/resources/$id ]]
+    jcheck "d['version'] == 1"
+    run versions_of "$id"
+    echo "$output"
+    [ "$output" = "$(partition_for "$id" "${KCQRS_PARTITIONS:-6}") 1 ResourceCreated" ]
+    # Status defaults to active.
+    BODY=$(event_json "$id" 1)
+    jcheck "d['payload']['name'] == 'no id given' and d['payload'].get('status', 'active') == 'active'"
+}
+
+@test "create of an existing id: 409, nothing appended" {
+    id=$(new_id)
+    create_resource "$id" first
+    before=$(ends_sum)
+    req POST /api/v1/resources "{\"id\":\"$id\",\"name\":\"second\"}"
+    assert_error 409
+    assert_ends_unchanged "$before"
+    run versions_of "$id"
+    [ "$output" = "$(partition_for "$id" "${KCQRS_PARTITIONS:-6}") 1 ResourceCreated" ]
+}
+
+# ------------------------------------------------------------------ update, delete
+
+@test "update: 200 with version 2, ETag and token; ResourceUpdated holds only the changed fields" {
+    id=$(new_id)
+    req POST /api/v1/resources "{\"id\":\"$id\",\"name\":\"n1\",\"description\":\"same\",\"status\":\"active\"}"
+    [ "$CODE" = 201 ]
+    t1=$(jf 'd["consistency_token"]')
+    # name changes; description and status are sent with their current values.
+    req PUT "/api/v1/resources/$id" '{"name":"n2","description":"same","status":"active"}'
+    [ "$CODE" = 200 ]
+    jcheck "sorted(d) == ['consistency_token', 'id', 'version'] and d['id'] == '$id' and d['version'] == 2"
+    [ "$(hdr ETag)" = '"2"' ]
+    [ "$(hdr X-Consistency-Token)" = "$(jf 'd["consistency_token"]')" ]
+    [ "$(jf 'd["consistency_token"]')" != "$t1" ]
+    BODY=$(event_json "$id" 2)
+    echo "$BODY"
+    jcheck "d['payload_type'] == 'ResourceUpdated' and d['version'] == 2 and d['payload'] == {'name': 'n2'}"
+
+    # Only the status changes.
+    req PUT "/api/v1/resources/$id" '{"status":"archived"}'
+    [ "$CODE" = 200 ]
+    jcheck "d['version'] == 3"
+    BODY=$(event_json "$id" 3)
+    jcheck "d['payload'] == {'status': 'archived'}"
+    # An empty description is a change too (0..4096 characters).
+    req PUT "/api/v1/resources/$id" '{"description":""}'
+    [ "$CODE" = 200 ]
+    BODY=$(event_json "$id" 4)
+    jcheck "d['payload'] == {'description': ''}"
+    run versions_of "$id"
+    echo "$output"
+    p=$(partition_for "$id" "${KCQRS_PARTITIONS:-6}")
+    [ "$output" = "$p 1 ResourceCreated
+$p 2 ResourceUpdated
+$p 3 ResourceUpdated
+$p 4 ResourceUpdated" ]
+}
+
+@test "delete: 200 with the next version; afterwards PUT and DELETE are 404 and create of the id is 409" {
+    id=$(new_id)
+    create_resource "$id"
+    req PUT "/api/v1/resources/$id" '{"name":"renamed"}'
+    [ "$CODE" = 200 ]
+    req DELETE "/api/v1/resources/$id"
+    [ "$CODE" = 200 ]
+    jcheck "sorted(d) == ['consistency_token', 'id', 'version'] and d['id'] == '$id' and d['version'] == 3"
+    [ "$(hdr X-Consistency-Token)" = "$(jf 'd["consistency_token"]')" ]
+    BODY=$(event_json "$id" 3)
+    jcheck "d['payload_type'] == 'ResourceDeleted' and d['actor'] == 'e2e-writer'"
+
+    before=$(ends_sum)
+    req PUT "/api/v1/resources/$id" '{"name":"again"}'
+    assert_error 404
+    req DELETE "/api/v1/resources/$id"
+    assert_error 404
+    req PUT "/api/v1/resources/$id" '{"name":"again"}' -H 'If-Match: "3"'
+    assert_error 404
+    req POST /api/v1/resources "{\"id\":\"$id\",\"name\":\"reborn\"}"
+    assert_error 409
+    assert_ends_unchanged "$before"
+    run versions_of "$id"
+    [ "$(wc -l <<<"$output")" = 3 ]
+}
+
+@test "unknown id: PUT and DELETE are 404, nothing appended" {
+    before=$(ends_sum)
+    req PUT /api/v1/resources/never-created-x1 '{"name":"x"}'
+    assert_error 404
+    req DELETE /api/v1/resources/never-created-x1
+    assert_error 404
+    assert_ends_unchanged "$before"
+}
+
+# ------------------------------------------------------------------ If-Match
+
+@test "If-Match: a stale version is 412 with the current version, nothing appended; the current one is 200" {
+    id=$(new_id)
+    create_resource "$id"
+    req PUT "/api/v1/resources/$id" '{"name":"v2"}' -H 'If-Match: "1"'
+    [ "$CODE" = 200 ]
+    jcheck "d['version'] == 2"
+    before=$(ends_sum)
+    req PUT "/api/v1/resources/$id" '{"name":"lost update"}' -H 'If-Match: "1"'
+    assert_error 412
+    # The current version is in the answer (a "version"/"current_version" member, anywhere).
+    python3 -c '
+import json, sys
+def ints(v, out):
+    if isinstance(v, dict):
+        for k, x in v.items():
+            if "version" in k and isinstance(x, int) and not isinstance(x, bool):
+                out.append(x)
+            ints(x, out)
+    elif isinstance(v, list):
+        for x in v:
+            ints(x, out)
+    return out
+found = ints(json.loads(sys.argv[1]), [])
+sys.exit(0 if found and all(x == 2 for x in found) else 1)' "$BODY" ||
+        kq_fail "412 answer does not carry the current version 2: $BODY"
+    req PUT "/api/v1/resources/$id" '{"name":"future"}' -H 'If-Match: "7"'
+    assert_error 412
+    req DELETE "/api/v1/resources/$id" - -H 'If-Match: "1"'
+    assert_error 412
+    assert_ends_unchanged "$before"
+
+    req DELETE "/api/v1/resources/$id" - -H 'If-Match: "2"'
+    [ "$CODE" = 200 ]
+    jcheck "d['version'] == 3"
+    run versions_of "$id"
+    echo "$output"
+    [ "$(cut -d' ' -f2- <<<"$output" | tr '\n' ,)" = "1 ResourceCreated,2 ResourceUpdated,3 ResourceDeleted," ]
+}
+
+# ------------------------------------------------------------------ idempotency
+
+@test "Idempotency-Key: a retry with the same key and body gets the original answer and appends nothing" {
+    id=$(new_id)
+    key="idem-$id"
+    req POST /api/v1/resources "{\"id\":\"$id\",\"name\":\"once\"}" -H "Idempotency-Key: $key"
+    [ "$CODE" = 201 ]
+    first="$BODY"
+    first_tok=$(hdr X-Consistency-Token)
+    before=$(ends_sum)
+    for i in 1 2; do
+        req POST /api/v1/resources "{\"id\":\"$id\",\"name\":\"once\"}" -H "Idempotency-Key: $key"
+        [ "$CODE" = 201 ]
+        jsame "$first"
+        [ "$(hdr X-Consistency-Token)" = "$first_tok" ]
+    done
+    assert_ends_unchanged "$before"
+    BODY=$(event_json "$id" 1)
+    jcheck "d['command_id'] == '$key'"
+
+    # An update, retried: same version, same token.
+    req PUT "/api/v1/resources/$id" '{"name":"twice?"}' -H "Idempotency-Key: $key-u"
+    [ "$CODE" = 200 ]
+    upd="$BODY"
+    before=$(ends_sum)
+    req PUT "/api/v1/resources/$id" '{"name":"twice?"}' -H "Idempotency-Key: $key-u"
+    [ "$CODE" = 200 ]
+    jsame "$upd"
+    jcheck "d['version'] == 2"
+    assert_ends_unchanged "$before"
+    # Still the original answer after the resource moved on to version 3.
+    req PUT "/api/v1/resources/$id" '{"name":"three"}'
+    [ "$CODE" = 200 ]
+    before=$(ends_sum)
+    req PUT "/api/v1/resources/$id" '{"name":"twice?"}' -H "Idempotency-Key: $key-u"
+    [ "$CODE" = 200 ]
+    jsame "$upd"
+    req POST /api/v1/resources "{\"id\":\"$id\",\"name\":\"once\"}" -H "Idempotency-Key: $key"
+    [ "$CODE" = 201 ]
+    jsame "$first"
+    assert_ends_unchanged "$before"
+    run versions_of "$id"
+    [ "$(wc -l <<<"$output")" = 3 ]
+}
+
+@test "Idempotency-Key reused with another body: 422, nothing appended" {
+    id=$(new_id)
+    key="idem-$id"
+    req POST /api/v1/resources "{\"id\":\"$id\",\"name\":\"original\"}" -H "Idempotency-Key: $key"
+    [ "$CODE" = 201 ]
+    before=$(ends_sum)
+    req POST /api/v1/resources "{\"id\":\"$id\",\"name\":\"different\"}" -H "Idempotency-Key: $key"
+    assert_error 422
+    # Same key on another command (an update of the same resource).
+    req PUT "/api/v1/resources/$id" '{"name":"different"}' -H "Idempotency-Key: $key"
+    assert_error 422
+    assert_ends_unchanged "$before"
+    run versions_of "$id"
+    [ "$(wc -l <<<"$output")" = 1 ]
+}
+
+# ------------------------------------------------------------------ validation
+
+# bad_create BODY FIELD [STATUS]: POST is refused with STATUS (400) naming FIELD.
+bad_create() {
+    req POST /api/v1/resources "$1"
+    assert_error "${3:-400}" "$2"
+}
+
+@test "validation: malformed JSON, duplicate keys, invalid UTF-8, non-object are 400 on 'body', nothing appended" {
+    before=$(ends_sum)
+    bad_create '{"name": "x"' body
+    bad_create '{"name":"x"} trailing' body
+    bad_create '{"name":"a","name":"b"}' body
+    printf '{"name":"bad \xc3\x28 utf8"}' >"$BATS_TEST_TMPDIR/badutf8.json"
+    bad_create "@$BATS_TEST_TMPDIR/badutf8.json" body
+    printf '{"name":"over\xf0\x9f\x98"}' >"$BATS_TEST_TMPDIR/truncated.json"
+    bad_create "@$BATS_TEST_TMPDIR/truncated.json" body
+    bad_create '["name","x"]' body
+    bad_create '{"name":"nul \u0000 byte"}' body
+    assert_ends_unchanged "$before"
+}
+
+@test "validation: wrong types, unknown field, bad status enum are 400 naming the field, nothing appended" {
+    before=$(ends_sum)
+    bad_create '{"name":5}' name
+    bad_create '{"name":"x","description":["d"]}' description
+    bad_create '{"name":"x","status":1}' status
+    bad_create '{"id":42,"name":"x"}' id
+    bad_create '{"name":null}' name
+    bad_create '{"name":"x","color":"red"}' color
+    bad_create '{"name":"x","status":"deleted"}' status
+    bad_create '{"name":"x","status":"Active"}' status
+    bad_create '{"description":"no name"}' name
+    # Updates are validated too.
+    id=$(new_id)
+    create_resource "$id"
+    before=$(ends_sum)
+    req PUT "/api/v1/resources/$id" '{"status":"gone"}'
+    assert_error 400 status
+    req PUT "/api/v1/resources/$id" '{"name":""}'
+    assert_error 400 name
+    req PUT "/api/v1/resources/$id" '{"id":"other"}'
+    assert_error 400 id
+    req PUT "/api/v1/resources/$id" '{"name":"x","owner":"me"}'
+    assert_error 400 owner
+    assert_ends_unchanged "$before"
+}
+
+@test "validation: one detail per offending field, all of them in one answer" {
+    before=$(ends_sum)
+    req POST /api/v1/resources '{"name":"","status":"nope","extra":1}'
+    assert_error 400
+    jcheck "sorted(x['field'] for x in d['error']['details']) == ['extra', 'name', 'status']"
+    req POST /api/v1/resources "{\"id\":\"a b\",\"name\":\"$(printf 'n%.0s' $(seq 256))\",\"description\":7}"
+    assert_error 400
+    jcheck "sorted(x['field'] for x in d['error']['details']) == ['description', 'id', 'name']"
+    assert_ends_unchanged "$before"
+}
+
+@test "validation: lengths (name 1..255, description 0..4096, in characters) and id syntax" {
+    before=$(ends_sum)
+    n256=$(printf 'n%.0s' $(seq 256))
+    d4097=$(printf 'd%.0s' $(seq 4097))
+    bad_create "{\"name\":\"$n256\"}" name
+    bad_create '{"name":""}' name
+    bad_create "{\"name\":\"x\",\"description\":\"$d4097\"}" description
+    bad_create '{"id":"a b","name":"x"}' id
+    bad_create "{\"id\":\"$(printf 'i%.0s' $(seq 65))\",\"name\":\"x\"}" id
+    bad_create '{"id":"","name":"x"}' id
+    bad_create '{"id":"a/b","name":"x"}' id
+    bad_create '{"id":"é","name":"x"}' id
+    assert_ends_unchanged "$before"
+
+    # The limits themselves are accepted: 255 characters of 4 bytes each, a
+    # 4096-character description, a 64-character id.
+    e255=$(python3 -c 'print("\U0001F600" * 255)')
+    id64="$(printf 'a%.0s' $(seq 60))$RANDOM"
+    id64=${id64:0:64}
+    req POST /api/v1/resources "{\"id\":\"$id64\",\"name\":\"$e255\",\"description\":\"${d4097:1}\"}"
+    [ "$CODE" = 201 ]
+    BODY=$(event_json "$id64" 1)
+    jcheck "len(d['payload']['name']) == 255 and len(d['payload']['description']) == 4096"
+}
+
+@test "body over 64 KiB: 413; missing or wrong Content-Type: 415; nothing appended" {
+    before=$(ends_sum)
+    python3 -c 'import json; print(json.dumps({"name": "big", "description": "x" * 70000}))' \
+        >"$BATS_TEST_TMPDIR/big.json"
+    req POST /api/v1/resources "@$BATS_TEST_TMPDIR/big.json"
+    assert_error 413
+    REQ_CT="" req POST /api/v1/resources '{"name":"x"}'
+    assert_error 415
+    REQ_CT="text/plain" req POST /api/v1/resources '{"name":"x"}'
+    assert_error 415
+    REQ_CT="application/x-www-form-urlencoded" req POST /api/v1/resources 'name=x'
+    assert_error 415
+    id=$(new_id)
+    create_resource "$id"
+    before=$(ends_sum)
+    REQ_CT="text/plain" req PUT "/api/v1/resources/$id" '{"name":"y"}'
+    assert_error 415
+    req PUT "/api/v1/resources/$id" "@$BATS_TEST_TMPDIR/big.json"
+    assert_error 413
+    assert_ends_unchanged "$before"
+    # "application/json; charset=utf-8" is JSON.
+    REQ_CT="application/json; charset=utf-8" req PUT "/api/v1/resources/$id" '{"name":"y"}'
+    [ "$CODE" = 200 ]
+}
+
+@test "garbage in: 400 mutated bodies, headers and paths get 4xx (or a 2xx and exactly its event), never a 5xx or a crash" {
+    id=$(new_id)
+    create_resource "$id"
+    dump_topic | cut -d' ' -f3 | sort >"$BATS_TEST_TMPDIR/keys.before"
+    run python3 - "$CMD_URL" "$KQ_KEY_WRITER" "$id" <<'PY'
+import http.client, json, random, sys, urllib.parse
+url, key, rid = sys.argv[1:4]
+u = urllib.parse.urlparse(url)
+rng = random.Random(1234)
+seeds = [b'{"id":"%s","name":"n","description":"d","status":"active"}' % rid.encode(),
+         b'{"name":"\\u00e9\\ud83d\\ude00","status":"archived"}',
+         b'{"description":"x"}']
+paths = ["/api/v1/resources", "/api/v1/resources/" + rid, "/api/v1/resources/%00",
+         "/api/v1/resources/" + "a" * 300, "/api/v1/resources/../resources", "/api/v1/resources/a%20b",
+         "/api/v1/resources/" + rid + "/x", "/api/v1//resources", "/api/v1/resources?x=1"]
+def mutate(b):
+    b = bytearray(b)
+    for _ in range(rng.randint(1, 4)):
+        op = rng.randint(0, 3)
+        i = rng.randrange(len(b)) if b else 0
+        if op == 0 and b: b[i] = rng.randrange(256)
+        elif op == 1 and b: del b[i]
+        elif op == 2: b[i:i] = bytes([rng.choice(b'{}[]",:\\\x00\xff0e-')])
+        else: b[i:i] = b[i:i + rng.randint(1, 8)]
+    return bytes(b)
+counts, ok, bad = {}, 0, []
+conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+for n in range(400):
+    if rng.random() < 0.7:
+        method, path = rng.choice([("POST", paths[0]), ("PUT", paths[1]), ("PUT", paths[1])])
+    else:
+        method, path = rng.choice(["POST", "PUT", "DELETE", "PATCH", "GET"]), rng.choice(paths)
+    body = mutate(rng.choice(seeds))
+    hdrs = {"Authorization": "Bearer " + key, "Content-Type": "application/json"}
+    if rng.random() < 0.2: hdrs["If-Match"] = rng.choice(['"1"', '"0"', '"-1"', '"99999999999999999999"', '*', '"', 'W/"1"'])
+    if rng.random() < 0.2: hdrs["Idempotency-Key"] = rng.choice(["k1", "", "x" * 300, "k\u00e9".encode().decode("latin-1")])
+    if rng.random() < 0.05: hdrs["Content-Type"] = rng.choice(["application/json; charset=latin1", "application/jsonx", ""])
+    try:
+        conn.request(method, path, body=body, headers=hdrs)
+        r = conn.getresponse()
+        answer = r.read()
+        st = r.status
+    except (http.client.HTTPException, OSError) as e:
+        conn.close()
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        st = "conn:" + type(e).__name__
+    counts[st] = counts.get(st, 0) + 1
+    if isinstance(st, int) and 200 <= st < 300 and method in ("POST", "PUT", "DELETE"):
+        ok += 1
+        try:
+            a = json.loads(answer)
+            print("success %s/%020d" % (a["id"], a["version"]))
+        except (ValueError, KeyError, TypeError):
+            bad.append("%s %s -> %s with answer %r" % (method, path, st, answer[:200]))
+    if not isinstance(st, int) or st >= 500:
+        bad.append("%s %s %r -> %s" % (method, path, body[:80], st))
+print("statuses:", sorted(counts.items(), key=str))
+print("successes", ok)
+for b in bad[:10]:
+    print("BAD:", b)
+sys.exit(1 if bad else 0)
+PY
+    echo "$output"
+    [ "$status" -eq 0 ]
+    # The service lives, and the log gained exactly the events of the
+    # successes (a replay or a no-op update answers 2xx with a version that is
+    # already in the log).
+    kq_wait_for 5 curl -fsS -o /dev/null "$CMD_URL/health"
+    dump_topic | cut -d' ' -f3 | sort >"$BATS_TEST_TMPDIR/keys.after"
+    awk '/^success / { print $2 }' <<<"$output" | sort -u >"$BATS_TEST_TMPDIR/keys.acked"
+    new=$(comm -13 "$BATS_TEST_TMPDIR/keys.before" "$BATS_TEST_TMPDIR/keys.after")
+    acked_new=$(comm -23 "$BATS_TEST_TMPDIR/keys.acked" "$BATS_TEST_TMPDIR/keys.before")
+    echo "new records: $(wc -w <<<"$new")"
+    [ "$new" = "$acked_new" ]
+    [ "$(sort <"$BATS_TEST_TMPDIR/keys.after" | uniq -d | wc -l)" = 0 ]
+}
+
+# ------------------------------------------------------------------ auth
+
+@test "auth: no key 401, bad key 401, reader key 403, nothing appended; the actor is the key's name" {
+    id=$(new_id)
+    before=$(ends_sum)
+    REQ_KEY="" req POST /api/v1/resources "{\"id\":\"$id\",\"name\":\"x\"}"
+    assert_error 401
+    REQ_KEY="kq_0000000000000000000000000000000000000000000000000000000000000000" \
+        req POST /api/v1/resources "{\"id\":\"$id\",\"name\":\"x\"}"
+    assert_error 401
+    REQ_KEY="$KQ_KEY_READER" req POST /api/v1/resources "{\"id\":\"$id\",\"name\":\"x\"}"
+    assert_error 403
+    REQ_KEY="" req POST /api/v1/resources "{\"id\":\"$id\",\"name\":\"x\"}" -H "Authorization: Basic $(printf "e2e-writer:%s" "$KQ_KEY_WRITER" | base64 -w0)"
+    assert_error 401
+    assert_ends_unchanged "$before"
+
+    REQ_KEY="$KQ_KEY_ADMIN" req POST /api/v1/resources "{\"id\":\"$id\",\"name\":\"x\"}"
+    [ "$CODE" = 201 ]
+    before=$(ends_sum)
+    REQ_KEY="$KQ_KEY_READER" req PUT "/api/v1/resources/$id" '{"name":"y"}'
+    assert_error 403
+    REQ_KEY="$KQ_KEY_READER" req DELETE "/api/v1/resources/$id"
+    assert_error 403
+    REQ_KEY="" req DELETE "/api/v1/resources/$id"
+    assert_error 401
+    assert_ends_unchanged "$before"
+    req PUT "/api/v1/resources/$id" '{"name":"y"}'
+    [ "$CODE" = 200 ]
+    BODY=$(event_json "$id" 1)
+    jcheck "d['actor'] == 'e2e-admin'"
+    BODY=$(event_json "$id" 2)
+    jcheck "d['actor'] == 'e2e-writer'"
+}
+
+@test "health, ready and metrics need no key" {
+    REQ_KEY="" req GET /health
+    [ "$CODE" = 200 ]
+    REQ_KEY="" req GET /ready
+    [ "$CODE" = 200 ]
+    REQ_KEY="" req GET /metrics
+    [ "$CODE" = 200 ]
+    [[ "$BODY" == *"# TYPE"* ]]
+}
+
+@test "metrics: events appended, transactions committed and requests by route and status follow the commands" {
+    appended=$(metric kcqrs_commands_events_appended_total)
+    committed=$(metric 'kcqrs_commands_transactions_total{result="committed"}')
+    created=$(metric 'kcqrs_http_requests_total{route="resource_create",method="POST",status="201"}')
+    refused=$(metric 'kcqrs_http_requests_total{route="resource_create",method="POST",status="400"}')
+    before=$(ends_sum)
+    for i in 1 2 3; do
+        create_resource "$(new_id)-m$i"
+    done
+    req POST /api/v1/resources '{"name":""}'
+    assert_error 400 name
+    # Three events, each in its own committed transaction (one marker each).
+    [ "$(ends_sum)" = $((before + 6)) ]
+    [ "$(metric kcqrs_commands_events_appended_total)" = $((appended + 3)) ]
+    [ "$(metric 'kcqrs_commands_transactions_total{result="committed"}')" = $((committed + 3)) ]
+    [ "$(metric 'kcqrs_http_requests_total{route="resource_create",method="POST",status="201"}')" = $((created + 3)) ]
+    [ "$(metric 'kcqrs_http_requests_total{route="resource_create",method="POST",status="400"}')" = $((refused + 1)) ]
+    [ "$(metric kcqrs_commands_ready)" = 1 ]
+    [ "$(metric kcqrs_commands_fenced)" = 0 ]
+}
+
+# ------------------------------------------------------------------ restart
+
+@test "restart: versions continue from the log and idempotency keys still give the original answer" {
+    id=$(new_id)
+    gone=$(new_id)-gone
+    create_resource "$id"
+    req PUT "/api/v1/resources/$id" '{"name":"before restart"}' -H "Idempotency-Key: restart-$id"
+    [ "$CODE" = 200 ]
+    orig="$BODY"
+    orig_tok=$(hdr X-Consistency-Token)
+    create_resource "$gone"
+    req DELETE "/api/v1/resources/$gone"
+    [ "$CODE" = 200 ]
+
+    cmd_stop main
+    cmd_start main
+    before=$(ends_sum)
+    req PUT "/api/v1/resources/$id" '{"name":"before restart"}' -H "Idempotency-Key: restart-$id"
+    [ "$CODE" = 200 ]
+    jsame "$orig"
+    [ "$(hdr X-Consistency-Token)" = "$orig_tok" ]
+    req PUT "/api/v1/resources/$id" '{"name":"other body"}' -H "Idempotency-Key: restart-$id"
+    assert_error 422
+    req PUT "/api/v1/resources/$id" '{"name":"stale"}' -H 'If-Match: "1"'
+    assert_error 412
+    req POST /api/v1/resources "{\"id\":\"$id\",\"name\":\"dup\"}"
+    assert_error 409
+    req PUT "/api/v1/resources/$gone" '{"name":"zombie"}'
+    assert_error 404
+    assert_ends_unchanged "$before"
+
+    req PUT "/api/v1/resources/$id" '{"name":"after restart"}' -H 'If-Match: "2"'
+    [ "$CODE" = 200 ]
+    jcheck "d['version'] == 3"
+    run versions_of "$id"
+    echo "$output"
+    [ "$(cut -d' ' -f2 <<<"$output" | tr '\n' ,)" = "1,2,3," ]
+}
+
+@test "restart without the LMDB snapshot: state is rebuilt from the log alone" {
+    id=$(new_id)
+    create_resource "$id"
+    req PUT "/api/v1/resources/$id" '{"name":"v2"}' -H "Idempotency-Key: nosnap-$id"
+    [ "$CODE" = 200 ]
+    orig="$BODY"
+    cmd_stop main
+    rm -rf "$BATS_FILE_TMPDIR/lmdb-main"
+    cmd_start main
+    before=$(ends_sum)
+    req PUT "/api/v1/resources/$id" '{"name":"v2"}' -H "Idempotency-Key: nosnap-$id"
+    [ "$CODE" = 200 ]
+    jsame "$orig"
+    req PUT "/api/v1/resources/$id" '{"name":"stale"}' -H 'If-Match: "1"'
+    assert_error 412
+    assert_ends_unchanged "$before"
+    req PUT "/api/v1/resources/$id" '{"name":"v3"}' -H 'If-Match: "2"'
+    [ "$CODE" = 200 ]
+    jcheck "d['version'] == 3"
+}
+
+@test "restart: until caught up a command gets 503 with Retry-After (or no connection), never a wrong answer" {
+    id=$(new_id)
+    create_resource "$id"
+    cmd_stop main
+    CMD_NO_WAIT=1 cmd_start main
+    deadline=$(($(date +%s) + 60))
+    seen=""
+    while :; do
+        code=$(curl -s -o "$BATS_TEST_TMPDIR/early.body" -D "$BATS_TEST_TMPDIR/early.h" -w '%{http_code}' \
+            --max-time 30 -X PUT -H "Authorization: Bearer $KQ_KEY_WRITER" -H 'Content-Type: application/json' \
+            -H 'If-Match: "1"' --data-binary '{"name":"early"}' "$CMD_URL/api/v1/resources/$id") || true
+        seen="$seen $code"
+        case "$code" in
+        000) ;;
+        503)
+            grep -qi '^Retry-After: *[0-9]' "$BATS_TEST_TMPDIR/early.h" ||
+                kq_fail "503 without Retry-After: $(cat "$BATS_TEST_TMPDIR/early.h")"
+            ;;
+        200) break ;;
+        *) kq_fail "answer $code before the first success: $(cat "$BATS_TEST_TMPDIR/early.body")" ;;
+        esac
+        [ "$(date +%s)" -lt "$deadline" ] || kq_fail "no success within 60 s: $seen"
+        sleep 0.05
+    done
+    echo "answers while starting:$seen"
+    BODY=$(cat "$BATS_TEST_TMPDIR/early.body")
+    jcheck "d['version'] == 2"
+    cmd_wait_ready main 30
+}
