@@ -272,7 +272,7 @@ if want commands; then
 fi
 [ "${#benches[@]}" -gt 0 ] || die "BENCH_ONLY='$BENCH_ONLY' selects nothing (codec, http, kafka, commands)"
 
-echo "bench: ${benches[*]}; $BENCH_RUNS runs each$([ "$BENCH_QUICK" = 1 ] && echo ' (quick)'); pinning: $PINNING" >&2
+echo "bench: ${benches[*]}; $BENCH_RUNS runs each$(want commands && echo " ($CMD_RUNS for commands)")$([ "$BENCH_QUICK" = 1 ] && echo ' (quick)'); pinning: $PINNING" >&2
 if awk -v l="$load_start" -v n="$NCPU" 'BEGIN { exit !(l + 0 > 0.25 * n) }'; then
     echo "bench: warning: load average is $load_start on $NCPU CPUs before we start; other work will make the numbers noisy (see the spread column)" >&2
 fi
