@@ -6,10 +6,12 @@
 #   1. commands.noop   bench_http_kqnoop (lib/kq_http, the service's route,
 #                      auth and JSON-body path, answering 201 at once) under
 #                      wrk -t1 -c64 with bench/wrk_create.lua: the HTTP ceiling;
-#   2. commands.create kcqrs-commands (fresh topic prefix and LMDB dir) under
-#                      the same wrk load: accepted (201) commands/s; then its
-#                      /metrics give the average batch size B (events per
-#                      transaction) and a cross-check (events appended >= 201s);
+#   2. commands.create kcqrs-commands (fresh topic prefix and LMDB dir), after
+#                      an unmeasured wrk warm-up of CMD_SVC_WARM_SECS, under
+#                      the same wrk load: accepted (201) commands/s; its
+#                      /metrics before and after give the average batch size B
+#                      (events per transaction) of the measured run and a
+#                      cross-check (events appended >= 201s);
 #   3. commands.rate   bench_rate at R = half of this run's commands.create
 #                      rate, open loop, 64 connections: p50/p99 latency;
 #   4. commands.raw_txn bench_txn_envelopes --batch B: a raw transactional
@@ -87,10 +89,20 @@ cmd_env() {
         KCQRS_KEYS_FILE="$CMD_KEYS_FILE" KCQRS_HTTP_MAX_PER_IP=0)
 }
 
+# cmd_metrics PORT: "<batch_size_sum> <batch_size_count> <events_appended>"
+# from the service's /metrics, and the whole text on stderr-free stdout.
+cmd_metrics() {
+    curl -sf "http://127.0.0.1:$1/metrics" | awk '/^kcqrs_commands_batch_size_sum / { s = $2 }
+        /^kcqrs_commands_batch_size_count / { c = $2 }
+        /^kcqrs_commands_events_appended_total / { a = $2 }
+        /^kcqrs_commands_/ { lines = lines $0 "\n" }
+        END { if (c == "") exit 1; printf "%d %d %d\n%s", s, c, a, lines }'
+}
+
 # bench_commands RUN [SECS]
 bench_commands() {
     local run=$1 secs=${2:-$CMD_SECS} rsecs=$CMD_RATE_SECS xsecs=$CMD_RAW_SECS
-    local port log req dur rate metrics batch appended half srv
+    local port log req dur rate batch appended half srv m0 m1 s0 c0 a0 s1 c1 a1
     if [ "$run" = warmup ]; then rsecs=2 xsecs=3; fi
     cmd_setup
     cmd_env "$run"
@@ -128,16 +140,24 @@ bench_commands() {
     CMD_PID=$!
     cmd_wait_http "http://127.0.0.1:$port/ready" "$CMD_PID" 90 ||
         { tail -n 30 "$TMP/cmd.err" >&2; die "kcqrs-commands did not become ready (run $run)"; }
+    # A fresh instance's first transactions (new topics: partitions added to
+    # the transaction for the first time, connections) take up to ~0.3 s; the
+    # raw producer gets an unmeasured warm-up transaction, so this gets a
+    # short unmeasured wrk run. /metrics is read before and after the measured
+    # run, and B is the average batch of the measured run only.
+    cmd_wrk commands-service "$run" "$CMD_SVC_WARM_SECS" "$port" "cw$run"
+    m0=$(cmd_metrics "$port") || die "GET /metrics failed (run $run)"
     cmd_wrk commands-service "$run" "$secs" "$port" "c$run"
-    metrics=$(curl -sf "http://127.0.0.1:$port/metrics") || die "GET /metrics failed (run $run)"
-    printf '%s\n' "$metrics" | grep '^kcqrs_commands_' >>"$log"
-    batch=$(printf '%s\n' "$metrics" | awk '/^kcqrs_commands_batch_size_sum / { s = $2 }
-        /^kcqrs_commands_batch_size_count / { c = $2 } END { if (c > 0) printf "%.2f", s / c }')
-    appended=$(printf '%s\n' "$metrics" | awk '/^kcqrs_commands_events_appended_total / { print $2 }')
+    m1=$(cmd_metrics "$port") || die "GET /metrics failed (run $run)"
+    printf '%s\n' "$m1" | grep '^kcqrs_commands_' >>"$log"
+    read -r s0 c0 a0 <<<"$m0"
+    read -r s1 c1 a1 <<<"$m1"
+    batch=$(awk -v s="$((s1 - s0))" -v c="$((c1 - c0))" 'BEGIN { if (c > 0) printf "%.2f", s / c }')
+    appended=$((a1 - a0))
     req=$(wrk_field "$WRK_LINE" requests)
     dur=$(wrk_field "$WRK_LINE" duration_us)
-    [ -n "$batch" ] || die "no kcqrs_commands_batch_size in /metrics (run $run)"
-    [ "${appended:-0}" -ge "$req" ] || die "wrk counted $req answers 201 but the service appended ${appended:-no} events (run $run)"
+    [ -n "$batch" ] || die "no transactions counted in kcqrs_commands_batch_size during the run (run $run)"
+    [ "$appended" -ge "$req" ] || die "wrk counted $req answers 201 but the service appended $appended events (run $run)"
     rate=$(awk -v r="$req" -v d="$dur" 'BEGIN { printf "%.1f", r / (d / 1e6) }')
     half=$(awk -v r="$rate" 'BEGIN { printf "%.0f", r / 2 }')
     cmd_emit "$run" \

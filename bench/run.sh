@@ -98,9 +98,9 @@ fi
 HTTP_CONNS=32
 # commands phase (issue #3): wrk 64 connections, 30 s, median of 3 runs
 if [ "$BENCH_QUICK" = 1 ]; then
-    CMD_SECS=5 CMD_RATE_SECS=5 CMD_RAW_SECS=5 CMD_WARM_SECS=5
+    CMD_SECS=5 CMD_RATE_SECS=5 CMD_RAW_SECS=5 CMD_WARM_SECS=5 CMD_SVC_WARM_SECS=1
 else
-    CMD_SECS=30 CMD_RATE_SECS=20 CMD_RAW_SECS=15 CMD_WARM_SECS=15
+    CMD_SECS=30 CMD_RATE_SECS=20 CMD_RAW_SECS=15 CMD_WARM_SECS=15 CMD_SVC_WARM_SECS=3
 fi
 CMD_RUNS=${BENCH_COMMANDS_RUNS:-3}
 case "$CMD_RUNS" in '' | *[!0-9]* | 0) echo "bench: BENCH_COMMANDS_RUNS must be a positive integer" >&2; exit 2 ;; esac
@@ -400,7 +400,8 @@ with open(md_path, "w") as f:
     f.write("|" + "|".join("---:" if i in (1, 4, 5, 7) else "---" for i in range(len(head))) + "|\n")
     for r in rows:
         f.write("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |\n")
-    f.write(f"\nMedians of {runs} runs{' (quick mode)' if quick == '1' else ''}; ratio = median / "
+    counts = "/".join(str(c) for c in sorted({int(meta[n].get("of", runs)) for n in order}))
+    f.write(f"\nMedians of {counts or runs} runs{' (quick mode)' if quick == '1' else ''}; ratio = median / "
             "baseline median, baselines measured in the same run; spread = (max - min) / median. "
             f"{about}.\n")
 print(f"(written to {md_path})")
