@@ -24,28 +24,6 @@ setup_file() {
     echo "$rc" >"$BATS_FILE_TMPDIR/smoke.rc"
 }
 
-# Kafka's murmur2 partitioner, written again in Python as an independent oracle.
-partition_for() {
-    python3 - "$1" "$2" <<'PY'
-import sys
-def murmur2(data):
-    m, r, mask = 0x5bd1e995, 24, 0xffffffff
-    h = (0x9747b28c ^ len(data)) & mask
-    n = len(data) // 4
-    for i in range(n):
-        k = int.from_bytes(data[4 * i:4 * i + 4], "little")
-        k = (k * m) & mask; k ^= k >> r; k = (k * m) & mask
-        h = (h * m) & mask; h ^= k
-    rest = data[4 * n:]
-    if len(rest) == 3: h ^= rest[2] << 16
-    if len(rest) >= 2: h ^= rest[1] << 8
-    if len(rest) >= 1: h ^= rest[0]; h = (h * m) & mask
-    h ^= h >> 13; h = (h * m) & mask; h ^= h >> 15
-    return h
-print((murmur2(sys.argv[1].encode()) & 0x7fffffff) % int(sys.argv[2]))
-PY
-}
-
 smoke_output() { cat "$BATS_FILE_TMPDIR/smoke.out"; }
 
 @test "kq_smoke completes every step" {
