@@ -52,17 +52,11 @@
 #include "ev_fb.h"
 #include "ev_schema.h"
 #include "kq_err.h"
+#include "bench_util.h"
 
 /* Tell the compiler that `p` (and what it points to) is read and may have
  * changed, so a pure call on it is neither hoisted nor removed. */
 #define BC_CLOBBER(p) __asm__ volatile("" : "+r"(p) : : "memory")
-
-static uint64_t bc_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* ------------------------------------------------------------------ fixture */
 
@@ -436,9 +430,9 @@ int main(int argc, char **argv)
     for (size_t k = 0; k < nops; k++) {
         uint64_t n = 64, t;
         for (;;) {
-            uint64_t t0 = bc_now_ns();
+            uint64_t t0 = bench_now_ns();
             ops[k].fn(&c, n);
-            t = bc_now_ns() - t0;
+            t = bench_now_ns() - t0;
             if (t >= slice_ns / 4 || n >= (UINT64_C(1) << 40))
                 break;
             n *= 2;
@@ -448,9 +442,9 @@ int main(int argc, char **argv)
     /* Measure: BC_ROUNDS rounds, every operation once per round. */
     for (int r = 0; r < BC_ROUNDS; r++)
         for (size_t k = 0; k < nops; k++) {
-            uint64_t t0 = bc_now_ns();
+            uint64_t t0 = bench_now_ns();
             ops[k].fn(&c, ops[k].per_slice);
-            ops[k].ns += bc_now_ns() - t0;
+            ops[k].ns += bench_now_ns() - t0;
             ops[k].n += ops[k].per_slice;
         }
     if (c.failed) {

@@ -62,6 +62,7 @@
 #include <librdkafka/rdkafka_mock.h>
 
 #include "kq_util.h"
+#include "bench_util.h"
 
 #define KB_TIMEOUT_MS 60000
 
@@ -82,34 +83,6 @@ typedef struct kb_prod {
     char first_err[256];
 } kb_prod;
 
-static uint64_t kb_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int kb_cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of n sorted values; p in (0, 100]. */
-static uint64_t kb_percentile(const uint64_t *sorted, size_t n, double p)
-{
-    size_t rank;
-
-    if (n == 0)
-        return 0;
-    rank = (size_t)((p / 100.0) * (double)n + 0.999999);
-    if (rank < 1)
-        rank = 1;
-    if (rank > n)
-        rank = n;
-    return sorted[rank - 1];
-}
-
 static void kb_result(const char *name, const char *unit, double value, const char *extra)
 {
     printf("RESULT name=%s unit=%s value=%.3f%s%s\n", name, unit, value, extra ? " " : "",
@@ -121,7 +94,7 @@ static void kb_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     kb_prod *p = opaque;
     long id = (long)(intptr_t)m->_private;
-    uint64_t now = kb_now_ns();
+    uint64_t now = bench_now_ns();
 
     (void)rk;
     if (m->err) {
@@ -310,7 +283,7 @@ static int kb_produce_one(rd_kafka_t *rk, kb_prod *p, const char *topic, long id
     rd_kafka_resp_err_t err;
 
     for (;;) {
-        p->sent_ns[id] = kb_now_ns();
+        p->sent_ns[id] = bench_now_ns();
         err = rd_kafka_producev(
             rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION((int32_t)(id % partitions)),
             RD_KAFKA_V_KEY(key, (size_t)klen), RD_KAFKA_V_VALUE((void *)value, size),
@@ -375,7 +348,7 @@ static int kb_phase_produce(const kb_opts *o, const char *topic, long n, long wi
         p.delivered = 0;
     }
 
-    t0 = kb_now_ns();
+    t0 = bench_now_ns();
     for (long i = 0; i < n; i++) {
         while (i - (p.delivered + p.failed) >= window)
             rd_kafka_poll(rk, 1);
@@ -386,8 +359,8 @@ static int kb_phase_produce(const kb_opts *o, const char *topic, long n, long wi
         if (p.failed)
             break;
     }
-    deadline = kb_now_ns() + (uint64_t)KB_TIMEOUT_MS * 1000000u;
-    while (p.delivered + p.failed < n && kb_now_ns() < deadline)
+    deadline = bench_now_ns() + (uint64_t)KB_TIMEOUT_MS * 1000000u;
+    while (p.delivered + p.failed < n && bench_now_ns() < deadline)
         rd_kafka_poll(rk, 10);
     if (p.failed || p.delivered != n) {
         fprintf(stderr, "bench_kafka: produce: %ld of %ld delivered, %ld failed (%s)\n",
@@ -401,11 +374,11 @@ static int kb_phase_produce(const kb_opts *o, const char *topic, long n, long wi
                  window, o->linger_ms);
         kb_result(name, "msgs/s", (double)n / secs, extra);
         if (with_latency) {
-            qsort(p.lat_ns, (size_t)n, sizeof *p.lat_ns, kb_cmp_u64);
+            qsort(p.lat_ns, (size_t)n, sizeof *p.lat_ns, bench_cmp_u64);
             snprintf(lname, sizeof lname, "%s.p50", name);
-            kb_result(lname, "ms", (double)kb_percentile(p.lat_ns, (size_t)n, 50) / 1e6, NULL);
+            kb_result(lname, "ms", (double)bench_pct_u64(p.lat_ns, (size_t)n, 50) / 1e6, NULL);
             snprintf(lname, sizeof lname, "%s.p99", name);
-            kb_result(lname, "ms", (double)kb_percentile(p.lat_ns, (size_t)n, 99) / 1e6, NULL);
+            kb_result(lname, "ms", (double)bench_pct_u64(p.lat_ns, (size_t)n, 99) / 1e6, NULL);
         }
     }
     rc = 0;
@@ -446,7 +419,7 @@ static int kb_phase_txn(const kb_opts *o, const char *topic)
         goto out;
     }
     kb_fill_value(value, (size_t)o->size);
-    snprintf(txn_id, sizeof txn_id, "kcqrs-bench-%ld-%" PRIu64, (long)getpid(), kb_now_ns());
+    snprintf(txn_id, sizeof txn_id, "kcqrs-bench-%ld-%" PRIu64, (long)getpid(), bench_now_ns());
     if ((rk = kb_producer_new(o, &p, txn_id)) == NULL)
         goto out;
     if ((e = rd_kafka_init_transactions(rk, KB_TIMEOUT_MS)) != NULL) {
@@ -468,9 +441,9 @@ static int kb_phase_txn(const kb_opts *o, const char *topic)
     }
     p.delivered = 0;
 
-    t0 = kb_now_ns();
+    t0 = bench_now_ns();
     for (long t = 0; t < ntxn; t++) {
-        uint64_t b0 = kb_now_ns();
+        uint64_t b0 = bench_now_ns();
         long lo = t * o->batch, hi = lo + o->batch < n ? lo + o->batch : n;
 
         if ((e = rd_kafka_begin_transaction(rk)) != NULL) {
@@ -484,11 +457,11 @@ static int kb_phase_txn(const kb_opts *o, const char *topic)
             rc = kb_txn_error("commit_transaction", e);
             goto out;
         }
-        commit_ns[t] = kb_now_ns() - b0;
+        commit_ns[t] = bench_now_ns() - b0;
         if (p.failed)
             break;
     }
-    t1 = kb_now_ns();
+    t1 = bench_now_ns();
     rd_kafka_poll(rk, 0);
     if (p.failed || p.delivered != n) {
         fprintf(stderr, "bench_kafka: txn: %ld of %ld delivered, %ld failed (%s)\n", p.delivered, n,
@@ -498,15 +471,15 @@ static int kb_phase_txn(const kb_opts *o, const char *topic)
     {
         double secs = (double)(t1 - t0) / 1e9;
         char extra[128];
-        qsort(commit_ns, (size_t)ntxn, sizeof *commit_ns, kb_cmp_u64);
+        qsort(commit_ns, (size_t)ntxn, sizeof *commit_ns, bench_cmp_u64);
         snprintf(extra, sizeof extra,
                  "baseline=kafka.produce messages=%ld size=%ld batch=%ld transactions=%ld", n,
                  o->size, o->batch, ntxn);
         kb_result("kafka.txn", "msgs/s", (double)n / secs, extra);
         kb_result("kafka.txn.commit_p50", "ms",
-                  (double)kb_percentile(commit_ns, (size_t)ntxn, 50) / 1e6, NULL);
+                  (double)bench_pct_u64(commit_ns, (size_t)ntxn, 50) / 1e6, NULL);
         kb_result("kafka.txn.commit_p99", "ms",
-                  (double)kb_percentile(commit_ns, (size_t)ntxn, 99) / 1e6, NULL);
+                  (double)bench_pct_u64(commit_ns, (size_t)ntxn, 99) / 1e6, NULL);
     }
     rc = 0;
 out:
@@ -561,8 +534,8 @@ static int kb_phase_consume(const kb_opts *o, const char *topic, long expect, co
         fprintf(stderr, "bench_kafka: assign: %s\n", rd_kafka_err2str(err));
         goto out;
     }
-    deadline = kb_now_ns() + (uint64_t)KB_TIMEOUT_MS * 1000000u;
-    while (got < expect && kb_now_ns() < deadline) {
+    deadline = bench_now_ns() + (uint64_t)KB_TIMEOUT_MS * 1000000u;
+    while (got < expect && bench_now_ns() < deadline) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
         if (m == NULL)
             continue;
@@ -572,12 +545,12 @@ static int kb_phase_consume(const kb_opts *o, const char *topic, long expect, co
             goto out;
         }
         if (got == 0)
-            t_first = kb_now_ns();
+            t_first = bench_now_ns();
         got++;
         bytes += (long)m->len;
         rd_kafka_message_destroy(m);
     }
-    t_last = kb_now_ns();
+    t_last = bench_now_ns();
     if (got != expect) {
         fprintf(stderr, "bench_kafka: consume %s: read %ld of %ld messages before timeout\n", topic,
                 got, expect);
@@ -704,9 +677,10 @@ int main(int argc, char **argv)
         o.brokers = rd_kafka_mock_cluster_bootstraps(mc);
     }
 
-    snprintf(topic, sizeof topic, "kcqrs-bench-%ld-%" PRIu64 ".plain", (long)getpid(), kb_now_ns());
+    snprintf(topic, sizeof topic, "kcqrs-bench-%ld-%" PRIu64 ".plain", (long)getpid(),
+             bench_now_ns());
     snprintf(txn_topic, sizeof txn_topic, "kcqrs-bench-%ld-%" PRIu64 ".txn", (long)getpid(),
-             kb_now_ns());
+             bench_now_ns());
 
     if (o.do_produce) {
         if (kb_create_topic(&o, mc, topic) != 0)

@@ -32,6 +32,8 @@
 
 #include <curl/curl.h>
 
+#include "bench_util.h"
+
 #define PROG "bench_rate"
 
 typedef struct rt_conn {
@@ -42,37 +44,11 @@ typedef struct rt_conn {
     int busy;
 } rt_conn;
 
-static double rt_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static size_t rt_discard(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     (void)ptr;
     (void)ud;
     return size * nmemb;
-}
-
-static int rt_cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double rt_percentile(const double *sorted, size_t n, double p)
-{
-    size_t rank;
-    if (n == 0)
-        return 0;
-    rank = (size_t)((p / 100.0) * (double)n + 0.999999);
-    if (rank < 1)
-        rank = 1;
-    if (rank > n)
-        rank = n;
-    return sorted[rank - 1];
 }
 
 static void rt_start(CURLM *m, rt_conn *c, const char *tag, long seq, double due)
@@ -163,11 +139,11 @@ int main(int argc, char **argv)
         curl_easy_setopt(c->h, CURLOPT_NOSIGNAL, 1L);
     }
 
-    t0 = rt_now();
+    t0 = bench_now_s();
     end = t0 + seconds;
     next_due = t0;
     for (;;) {
-        double now = rt_now(), wait_s;
+        double now = bench_now_s(), wait_s;
         CURLMsg *msg;
         int left;
 
@@ -200,7 +176,7 @@ int main(int argc, char **argv)
                 }
             }
             if (nlat < caplat)
-                lat[nlat++] = rt_now() - c->due;
+                lat[nlat++] = bench_now_s() - c->due;
             done++;
             curl_multi_remove_handle(m, c->h);
             c->busy = 0;
@@ -212,26 +188,26 @@ int main(int argc, char **argv)
             if (!busy)
                 break;
         }
-        if (rt_now() > end + 60) {
+        if (bench_now_s() > end + 60) {
             fprintf(stderr, "%s: requests still open 60 s after the end\n", PROG);
             goto out;
         }
         /* Sleep in poll until the next due time or socket activity. */
-        wait_s = next_due < end ? next_due - rt_now() : 0.01;
+        wait_s = next_due < end ? next_due - bench_now_s() : 0.01;
         if (wait_s > 0.01)
             wait_s = 0.01;
         if (wait_s > 0)
             curl_multi_poll(m, NULL, 0, (int)ceil(wait_s * 1000), NULL);
     }
     {
-        double elapsed = rt_now() - t0, achieved = (double)done / seconds;
-        qsort(lat, (size_t)nlat, sizeof *lat, rt_cmp_double);
+        double elapsed = bench_now_s() - t0, achieved = (double)done / seconds;
+        qsort(lat, (size_t)nlat, sizeof *lat, bench_cmp_double);
         printf("RESULT name=%s.p50 unit=ms value=%.3f rate=%.1f achieved=%.1f requests=%ld "
                "errors=%ld connections=%ld seconds=%.1f elapsed=%.2f max_ms=%.3f\n",
-               name, rt_percentile(lat, (size_t)nlat, 50) * 1e3, rate, achieved, done, errors,
+               name, bench_pct_double(lat, (size_t)nlat, 50) * 1e3, rate, achieved, done, errors,
                conns, seconds, elapsed, nlat ? lat[nlat - 1] * 1e3 : 0.0);
         printf("RESULT name=%s.p99 unit=ms value=%.3f target=<=20\n", name,
-               rt_percentile(lat, (size_t)nlat, 99) * 1e3);
+               bench_pct_double(lat, (size_t)nlat, 99) * 1e3);
         fflush(stdout);
         if (errors > 0) {
             fprintf(stderr, "%s: %ld of %ld requests were not answered 201 (first: %ld)\n", PROG,

@@ -53,19 +53,13 @@
 #include "kq_config.h"
 #include "kq_kafka.h"
 #include "kq_log.h"
+#include "bench_util.h"
 
 #define PROG "bench_txn_envelopes"
 
 typedef struct tx_rec {
     int delivered, err;
 } tx_rec;
-
-static double tx_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void tx_random(void *p, size_t n)
 {
@@ -105,25 +99,6 @@ static void tx_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         return;
     r->delivered = 1;
     r->err = m->err != RD_KAFKA_RESP_ERR_NO_ERROR;
-}
-
-static int tx_cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double tx_percentile(const double *sorted, size_t n, double p)
-{
-    size_t rank;
-    if (n == 0)
-        return 0;
-    rank = (size_t)((p / 100.0) * (double)n + 0.999999);
-    if (rank < 1)
-        rank = 1;
-    if (rank > n)
-        rank = n;
-    return sorted[rank - 1];
 }
 
 /* How many of the n sorted values exceed x. */
@@ -194,12 +169,12 @@ static int tx_one(rd_kafka_t *rk, ev_fb_builder *fb, const kq_config *cfg, const
     if (kq_kafka_txn_commit(rk, cfg->kafka_timeout_ms, errstr, errlen) != 0)
         return -1;
     /* As the writer: the commit served the delivery reports; make sure. */
-    t0 = tx_now();
+    t0 = bench_now_s();
     for (;;) {
         got = 0;
         for (long i = 0; i < n; i++)
             got += rec[i].delivered;
-        if (got == n || tx_now() - t0 > 5.0)
+        if (got == n || bench_now_s() - t0 > 5.0)
             break;
         rd_kafka_poll(rk, 10);
     }
@@ -282,14 +257,14 @@ int main(int argc, char **argv)
     if (tx_one(rk, &fb, &cfg, topic, run_tag, &seq, rec, nwarm, err, sizeof err) != 0)
         goto kafka_fail;
 
-    t0 = tx_now();
+    t0 = bench_now_s();
     t1 = t0;
     for (long t = 0; t1 - t0 < seconds; t++) {
         long n = (long)floor((double)(t + 1) * batch) - (long)floor((double)t * batch);
-        double b0 = tx_now();
+        double b0 = bench_now_s();
         if (tx_one(rk, &fb, &cfg, topic, run_tag, &seq, rec, n, err, sizeof err) != 0)
             goto kafka_fail;
-        t1 = tx_now();
+        t1 = bench_now_s();
         records += n;
         if (ncommit == capcommit) {
             size_t cap = capcommit ? 2 * capcommit : 4096;
@@ -305,18 +280,18 @@ int main(int argc, char **argv)
         if (gap_ms > 0) {
             struct timespec gap = {(time_t)(gap_ms / 1000), (long)(fmod(gap_ms, 1000.0) * 1e6)};
             nanosleep(&gap, NULL);
-            t1 = tx_now();
+            t1 = bench_now_s();
         }
     }
-    qsort(commit_s, ncommit, sizeof *commit_s, tx_cmp_double);
+    qsort(commit_s, ncommit, sizeof *commit_s, bench_cmp_double);
     printf("RESULT name=commands.raw_txn unit=records/s value=%.1f batch=%.2f transactions=%zu "
            "records=%ld seconds=%.2f topic=%s\n",
            (double)records / (t1 - t0), batch, ncommit, records, t1 - t0, topic);
     printf("RESULT name=commands.raw_txn.commit_p50 unit=ms value=%.3f\n",
-           tx_percentile(commit_s, ncommit, 50) * 1e3);
+           bench_pct_double(commit_s, ncommit, 50) * 1e3);
     printf("RESULT name=commands.raw_txn.commit_p99 unit=ms value=%.3f max_ms=%.3f over_20ms=%zu\n",
-           tx_percentile(commit_s, ncommit, 99) * 1e3, ncommit ? commit_s[ncommit - 1] * 1e3 : 0.0,
-           tx_count_over(commit_s, ncommit, 0.020));
+           bench_pct_double(commit_s, ncommit, 99) * 1e3,
+           ncommit ? commit_s[ncommit - 1] * 1e3 : 0.0, tx_count_over(commit_s, ncommit, 0.020));
     fflush(stdout);
     rc = 0;
     goto out;
