@@ -68,6 +68,22 @@ static const cfg_setting settings[] = {
      "Group commit: how long a batch waits for more commands, in microseconds"},
     {"KCQRS_SNAPSHOT_EVERY", "10000", CFG_INT, F(snapshot_every), 1, 100000000,
      "kcqrs-commands snapshots its state to LMDB after this many new events"},
+    {"KCQRS_QUERY_ADDR", "127.0.0.1:8081", CFG_STRING, F(query_addr), 0, 0,
+     "host:port the query API listens on"},
+    {"KCQRS_PROJECTOR_ADDR", "127.0.0.1:8082", CFG_STRING, F(projector_addr), 0, 0,
+     "host:port of kcqrs-projector's admin endpoints (/health, /ready, /metrics)"},
+    {"KCQRS_LMDB_MAP_MB", "4096", CFG_INT, F(lmdb_map_mb), 1, 1048576,
+     "Largest size of the LMDB read model (DIR/readmodel), in MiB; the file grows as needed"},
+    {"KCQRS_PROJ_BATCH_MAX", "2000", CFG_INT, F(proj_batch_max), 1, 1000000,
+     "Projector: most events applied in one LMDB or PostgreSQL transaction"},
+    {"KCQRS_PROJ_BATCH_MS", "5", CFG_INT, F(proj_batch_ms), 0, 60000,
+     "Projector: how long a batch may wait for more events, in milliseconds"},
+    {"KCQRS_QUERY_WAIT_MS", "5000", CFG_INT, F(query_wait_ms), 0, 600000,
+     "Query API: longest wait for a consistency token before 503 projection_behind"},
+    {"KCQRS_QUERY_READY_LAG", "100000", CFG_INT, F(query_ready_lag), 0, 2147483647,
+     "Query API: /ready fails while a read model lags the log by more events than this"},
+    {"KCQRS_FAILPOINT", "none", CFG_STRING, F(failpoint), 0, 0,
+     "Tests only: kcqrs-projector kills itself (SIGKILL) at this named point (none: off)"},
 };
 
 #define NSETTINGS (sizeof settings / sizeof settings[0])

@@ -39,6 +39,14 @@ typedef struct kq_config {
     int batch_max;           /* KCQRS_BATCH_MAX, commands per transaction */
     int batch_linger_us;     /* KCQRS_BATCH_LINGER_US */
     int snapshot_every;      /* KCQRS_SNAPSHOT_EVERY, events between command-side snapshots */
+    char *query_addr;        /* KCQRS_QUERY_ADDR */
+    char *projector_addr;    /* KCQRS_PROJECTOR_ADDR, the projector's admin port */
+    int lmdb_map_mb;         /* KCQRS_LMDB_MAP_MB, LMDB map size of the read model */
+    int proj_batch_max;      /* KCQRS_PROJ_BATCH_MAX, events per projector transaction */
+    int proj_batch_ms;       /* KCQRS_PROJ_BATCH_MS, how long a projector batch may gather */
+    int query_wait_ms;       /* KCQRS_QUERY_WAIT_MS, bound on consistency-token waits */
+    int query_ready_lag;     /* KCQRS_QUERY_READY_LAG, events of lag above which /ready fails */
+    char *failpoint;         /* KCQRS_FAILPOINT, tests only: "none" = off */
 } kq_config;
 
 /*

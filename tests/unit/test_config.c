@@ -34,6 +34,14 @@ static const char *const vars[] = {
     "KCQRS_BATCH_MAX",
     "KCQRS_BATCH_LINGER_US",
     "KCQRS_SNAPSHOT_EVERY",
+    "KCQRS_QUERY_ADDR",
+    "KCQRS_PROJECTOR_ADDR",
+    "KCQRS_LMDB_MAP_MB",
+    "KCQRS_PROJ_BATCH_MAX",
+    "KCQRS_PROJ_BATCH_MS",
+    "KCQRS_QUERY_WAIT_MS",
+    "KCQRS_QUERY_READY_LAG",
+    "KCQRS_FAILPOINT",
 };
 
 static int clear_env(void **state)

@@ -1,0 +1,80 @@
+/*
+ * kq_rm.h — the LMDB read model's layout: one definition shared by its writer
+ * (kcqrs-projector) and its readers (kcqrs-query, kcqrs-replay).
+ *
+ * The read model lives in the LMDB environment $KCQRS_LMDB_DIR/readmodel
+ * (KQ_RM_SUBDIR), separate from the command side's snapshot in .../commands.
+ * Named databases (mdb_dbi_open; the environment is opened with
+ * KQ_RM_MAXDBS):
+ *
+ *   meta                 "format" -> KQ_RM_FORMAT (refuse anything else),
+ *                        "cluster_id" -> the Kafka cluster id the offsets belong to
+ *   offsets              "<topic>/<partition>" -> int64 next offset to read
+ *                        (host byte order), the exactly-once checkpoint:
+ *                        written in the same write transaction as the data
+ *   versions             <1 byte ev_aggregate_type><aggregate id bytes> -> int64
+ *                        last applied version, for every aggregate type
+ *                        (gap detection; deleted aggregates keep theirs)
+ *   resources            <id bytes> -> kq_rm_resource record (below); a deleted
+ *                        resource is removed
+ *   resources_by_status  <1 byte ev_resource_status><id bytes> -> "" (ordered
+ *                        listing by status, then id)
+ *
+ * Every batch of events is one write transaction, so readers in other
+ * processes (LMDB MVCC) never see half a batch.
+ *
+ * Values are in host byte order: a read model is local to its machine and
+ * rebuilt from the log, never copied.
+ */
+#ifndef KQ_RM_H
+#define KQ_RM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lmdb.h>
+
+#define KQ_RM_SUBDIR "readmodel"
+#define KQ_RM_FORMAT "kcqrs.readmodel.v1"
+#define KQ_RM_MAXDBS 16
+#define KQ_RM_DB_META "meta"
+#define KQ_RM_DB_OFFSETS "offsets"
+#define KQ_RM_DB_VERSIONS "versions"
+#define KQ_RM_DB_RESOURCES "resources"
+#define KQ_RM_DB_RES_BY_STATUS "resources_by_status"
+
+/* A resource as the query API serves it (views into an LMDB value or the caller's strings). */
+typedef struct kq_rm_resource {
+    int64_t version;
+    int64_t created_at_us; /* occurred_at of ResourceCreated, µs since the epoch */
+    int64_t updated_at_us; /* occurred_at of the last event */
+    uint8_t status;        /* ev_resource_status */
+    const char *name;
+    uint32_t name_len;
+    const char *description; /* never NULL after decode ("" when empty) */
+    uint32_t description_len;
+} kq_rm_resource;
+
+/* Bytes kq_rm_resource_encode() writes. */
+size_t kq_rm_resource_size(const kq_rm_resource *r);
+/* Encode into `out`, which holds kq_rm_resource_size(r) bytes. */
+void kq_rm_resource_encode(const kq_rm_resource *r, uint8_t *out);
+/* Decode an LMDB value: views into `val`. 0, or KQ_ECORRUPT if malformed. */
+int kq_rm_resource_decode(const void *val, size_t len, kq_rm_resource *out);
+
+/* "<topic>/<partition>" into buf; returns its length or KQ_ERANGE. */
+int kq_rm_offset_key(const char *topic, int32_t partition, char *buf, size_t buflen);
+
+/* <type byte><id> into buf (at least 1 + len bytes); returns the key length or KQ_ERANGE. */
+int kq_rm_prefixed_key(uint8_t prefix, const char *id, size_t len, uint8_t *buf, size_t buflen);
+
+/*
+ * Open (and with `create`, create) the environment in directory `dir` (the
+ * full path, normally $KCQRS_LMDB_DIR/readmodel) with map size `map_size`.
+ * Readers pass create = 0 and get KQ_ENOTFOUND while no projector has made it.
+ * Returns 0 with *env owned by the caller (mdb_env_close), or KQ_ELMDB.
+ */
+int kq_rm_env_open(const char *dir, size_t map_size, int create, MDB_env **env, char *errstr,
+                   size_t errlen);
+
+#endif
