@@ -55,4 +55,14 @@ int proj_pg_apply(proj_pg *pg, const proj_batch *b, proj_dead_letter_fn dl, void
 
 void proj_pg_close(proj_pg *pg); /* NULL is a no-op */
 
+/* Write paths (see proj_pg.c); COPY is the default. For the measurement
+ * program and the tests: choose the path and synchronous_commit (default off,
+ * see proj_pg.c for why that keeps exactly-once). 0 or KQ_EINVAL / KQ_EPG. */
+typedef enum proj_pg_path {
+    PROJ_PG_PATH_COPY = 0,
+    PROJ_PG_PATH_PIPELINE = 1,
+} proj_pg_path;
+int proj_pg_set_path(proj_pg *pg, proj_pg_path path, int synchronous_commit, char *errstr,
+                     size_t errlen);
+
 #endif
