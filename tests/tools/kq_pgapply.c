@@ -237,8 +237,7 @@ typedef struct start_pos {
 static void set_start(void *arg, const char *topic, int32_t partition, int64_t next)
 {
     start_pos *s = arg;
-    rd_kafka_topic_partition_t *tp =
-        rd_kafka_topic_partition_list_find(s->list, topic, partition);
+    rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(s->list, topic, partition);
     if (tp != NULL)
         tp->offset = next;
 }
@@ -318,8 +317,7 @@ static int from_kafka(proj_pg *pg, const kq_config *cfg, size_t *napplied, size_
                 break;
             if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                 for (int i = 0; i < nparts; i++)
-                    if (!eof[i] &&
-                        strcmp(list->elems[i].topic, rd_kafka_topic_name(m->rkt)) == 0 &&
+                    if (!eof[i] && strcmp(list->elems[i].topic, rd_kafka_topic_name(m->rkt)) == 0 &&
                         list->elems[i].partition == m->partition) {
                         eof[i] = 1;
                         eofs++;
@@ -432,9 +430,8 @@ int main(int argc, char **argv)
     }
     if (!migrate_only) {
         if (kafka ? from_kafka(pg, &cfg, &napplied, &nbatches)
-                  : (i < argc &&
-                     from_files(pg, &cfg, argv + i, argc - i, part, off0, batch, &napplied,
-                                &nbatches)))
+                  : (i < argc && from_files(pg, &cfg, argv + i, argc - i, part, off0, batch,
+                                            &napplied, &nbatches)))
             goto out;
         if (kafka || i < argc)
             printf("applied %zu events in %zu batches\n", napplied, nbatches);
