@@ -126,6 +126,7 @@ struct proj_pg {
     evinfo *info;
     size_t infocap;
     buf json, copy, a1, a2, a3;
+    buf arr[12]; /* array parameters of merge_arrays_sql */
     char reason[256];
 };
 
@@ -336,7 +337,8 @@ static int copy_in(proj_pg *pg, const char *sql, buf *b, char *errstr, size_t er
 static const char stage_sql[] =
     "SET client_min_messages = warning;"
     "CREATE TEMP TABLE IF NOT EXISTS kq_stage_ver ("
-    " aggregate_type text, aggregate_id text, version bigint) ON COMMIT DELETE ROWS;"
+    " aggregate_type text, aggregate_id text, version bigint, is_new boolean)"
+    " ON COMMIT DELETE ROWS;"
     "CREATE TEMP TABLE IF NOT EXISTS kq_stage_res ("
     " op text, id text, name text, description text, status text, version bigint,"
     " created_at timestamptz, updated_at timestamptz) ON COMMIT DELETE ROWS;"
@@ -367,8 +369,10 @@ static const char res_del_sql[] = "DELETE FROM resources WHERE id = $1";
 
 static const char merge_sql[] =
     "INSERT INTO aggregate_versions (aggregate_type, aggregate_id, version)"
-    " SELECT aggregate_type, aggregate_id, version FROM kq_stage_ver"
-    " ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET version = EXCLUDED.version;"
+    " SELECT aggregate_type, aggregate_id, version FROM kq_stage_ver WHERE is_new;"
+    "UPDATE aggregate_versions v SET version = s.version FROM kq_stage_ver s"
+    " WHERE NOT s.is_new AND v.aggregate_type = s.aggregate_type"
+    " AND v.aggregate_id = s.aggregate_id;"
     "DELETE FROM resources r USING kq_stage_res s WHERE s.op = 'D' AND r.id = s.id;"
     "INSERT INTO resources (id, name, description, status, version, created_at, updated_at)"
     " SELECT id, name, description, status, version, created_at, updated_at"
@@ -380,6 +384,39 @@ static const char merge_sql[] =
     " description = coalesce(s.description, r.description), status = coalesce(s.status, r.status),"
     " version = s.version, updated_at = s.updated_at"
     " FROM kq_stage_res s WHERE s.op = 'P' AND r.id = s.id";
+
+/* The same merge from array parameters in one statement (the operations touch
+ * disjoint rows: one operation per aggregate). */
+static const char merge_arrays_sql[] =
+    "WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bool[])"
+    "  AS v(t, i, ver, is_new)),"
+    " vi AS (INSERT INTO aggregate_versions (aggregate_type, aggregate_id, version)"
+    "  SELECT t, i, ver FROM v WHERE is_new),"
+    " vu AS (UPDATE aggregate_versions a SET version = v.ver FROM v"
+    "  WHERE NOT v.is_new AND a.aggregate_type = v.t AND a.aggregate_id = v.i),"
+    " r AS (SELECT * FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::text[],"
+    "  $10::bigint[], $11::bigint[], $12::bigint[])"
+    "  AS r(op, id, name, description, status, version, created_us, updated_us)),"
+    " rd AS (DELETE FROM resources x USING r WHERE r.op = 'D' AND x.id = r.id),"
+    " rf AS (INSERT INTO resources (id, name, description, status, version, created_at,"
+    "  updated_at) SELECT id, name, description, status, version,"
+    "  timestamptz 'epoch' + created_us * interval '1 microsecond',"
+    "  timestamptz 'epoch' + updated_us * interval '1 microsecond' FROM r WHERE op = 'F'"
+    "  ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name,"
+    "  description = EXCLUDED.description, status = EXCLUDED.status,"
+    "  version = EXCLUDED.version, created_at = EXCLUDED.created_at,"
+    "  updated_at = EXCLUDED.updated_at),"
+    " rp AS (UPDATE resources x SET name = coalesce(r.name, x.name),"
+    "  description = coalesce(r.description, x.description),"
+    "  status = coalesce(r.status, x.status), version = r.version,"
+    "  updated_at = timestamptz 'epoch' + r.updated_us * interval '1 microsecond'"
+    "  FROM r WHERE r.op = 'P' AND x.id = r.id)"
+    " SELECT 1";
+
+static const char events_copy_sql[] =
+    "COPY events (topic, partition, \"offset\", event_id, aggregate_type, aggregate_id, version,"
+    " event_type, occurred_at, occurred_at_us, actor, command_id, correlation_id, causation_id,"
+    " schema_version, prev_hash, command_hash, payload) FROM STDIN (FORMAT binary)";
 
 static const char versions_sql[] =
     "SELECT v.aggregate_type, v.aggregate_id, v.version FROM aggregate_versions v"
@@ -448,7 +485,8 @@ int proj_pg_set_path(proj_pg *pg, proj_pg_path path, int synchronous_commit, cha
 {
     int rc;
 
-    if (path != PROJ_PG_PATH_COPY && path != PROJ_PG_PATH_PIPELINE)
+    if (path != PROJ_PG_PATH_COPY && path != PROJ_PG_PATH_PIPELINE &&
+        path != PROJ_PG_PATH_COPY_ARRAYS)
         return kq_seterr(errstr, errlen, KQ_EINVAL, "unknown write path %d", (int)path);
     if ((rc = kq_pg_exec(pg->conn,
                          synchronous_commit ? "SET synchronous_commit = on"
@@ -473,6 +511,8 @@ void proj_pg_close(proj_pg *pg)
     free(pg->a1.p);
     free(pg->a2.p);
     free(pg->a3.p);
+    for (int i = 0; i < 12; i++)
+        free(pg->arr[i].p);
     free(pg);
 }
 
@@ -773,12 +813,16 @@ static void res_row(const agg *a, row *r)
     row_ts(r, a->updated_us);
 }
 
+/* is_new: no row in aggregate_versions when the batch started (the batch's
+ * version query found none), so a plain INSERT does; else an UPDATE. */
 static void ver_row(const agg *a, row *r)
 {
     r->n = 0;
     row_cstr(r, a->type);
     row_bytes(r, a->id, a->idlen);
     row_i64(r, a->cur);
+    r->num[r->n][0] = a->stored == 0;
+    row_bytes(r, r->num[r->n], 1);
 }
 
 static int write_copy(proj_pg *pg, const proj_batch *b, char *errstr, size_t errlen)
@@ -794,12 +838,7 @@ static int write_copy(proj_pg *pg, const proj_batch *b, char *errstr, size_t err
         if (copy_row(&pg->copy, &r))
             return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
     }
-    if ((rc = copy_in(pg,
-                      "COPY events (topic, partition, \"offset\", event_id, aggregate_type,"
-                      " aggregate_id, version, event_type, occurred_at, occurred_at_us, actor,"
-                      " command_id, correlation_id, causation_id, schema_version, prev_hash,"
-                      " command_hash, payload) FROM STDIN (FORMAT binary)",
-                      &pg->copy, errstr, errlen)))
+    if ((rc = copy_in(pg, events_copy_sql, &pg->copy, errstr, errlen)))
         return rc;
     copy_start(&pg->copy);
     for (size_t i = 0; i < pg->aggcap; i++) {
@@ -832,6 +871,78 @@ static int write_copy(proj_pg *pg, const proj_batch *b, char *errstr, size_t err
     return 0;
 }
 
+static int arr_str(buf *b, ev_str v)
+{
+    if (v.ptr == NULL)
+        return b->len == 0 || buf_puts(b, b->len > 1 ? ",NULL" : "NULL") ? KQ_ENOMEM : 0;
+    return arr_add(b, v.ptr, v.len);
+}
+
+static int arr_i64(buf *b, int64_t v)
+{
+    char num[24];
+    snprintf(num, sizeof num, "%" PRId64, v);
+    return arr_add(b, num, strlen(num));
+}
+
+/* COPY the event rows, then versions and resources in one statement from arrays. */
+static int write_copy_arrays(proj_pg *pg, const proj_batch *b, char *errstr, size_t errlen)
+{
+    const char *params[12];
+    buf *A = pg->arr;
+    row r;
+    int rc, any = 0;
+
+    copy_start(&pg->copy);
+    for (size_t i = 0; i < b->n; i++) {
+        if (pg->info[i].st != ST_APPLY)
+            continue;
+        event_row(pg, &b->ev[i], &pg->info[i], &r);
+        if (copy_row(&pg->copy, &r))
+            return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    }
+    if ((rc = copy_in(pg, events_copy_sql, &pg->copy, errstr, errlen)))
+        return rc;
+    for (int k = 0; k < 12; k++)
+        arr_start(&A[k]);
+    rc = 0;
+    for (size_t i = 0; i < pg->aggcap; i++) {
+        const agg *a = &pg->aggs[i];
+        if (!a->used)
+            continue;
+        if (a->cur != a->stored) {
+            any = 1;
+            rc |= arr_add(&A[0], a->type, strlen(a->type));
+            rc |= arr_add(&A[1], a->id, a->idlen);
+            rc |= arr_i64(&A[2], a->cur);
+            rc |= arr_add(&A[3], a->stored == 0 ? "t" : "f", 1);
+        }
+        if (a->rop != R_NONE) {
+            ev_str none = {NULL, 0};
+            any = 1;
+            rc |= arr_add(&A[4], a->rop == R_FULL ? "F" : a->rop == R_PATCH ? "P" : "D", 1);
+            rc |= arr_add(&A[5], a->id, a->idlen);
+            rc |= arr_str(&A[6], a->rop == R_DEL ? none : a->name);
+            rc |= arr_str(&A[7], a->rop == R_DEL ? none : a->desc);
+            rc |= arr_str(&A[8], a->rop != R_DEL && status_name(a->status)
+                                     ? ev_str_c(status_name(a->status))
+                                     : none);
+            rc |= arr_i64(&A[9], a->rversion);
+            rc |= arr_i64(&A[10], a->created_us);
+            rc |= arr_i64(&A[11], a->updated_us);
+        }
+    }
+    for (int k = 0; k < 12; k++) {
+        rc |= arr_end(&A[k]);
+        params[k] = A[k].p;
+    }
+    if (rc)
+        return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    if (!any)
+        return 0;
+    return kq_pg_exec_params(pg->conn, merge_arrays_sql, 12, params, NULL, errstr, errlen);
+}
+
 static int send_row(proj_pg *pg, const char *stmt, const row *r)
 {
     return PQsendQueryPrepared(pg->conn, stmt, r->n, r->val, r->len, r->fmt, 0) == 1 ? 0 : -1;
@@ -858,6 +969,7 @@ static int write_pipeline(proj_pg *pg, const proj_batch *b, char *errstr, size_t
             continue;
         if (a->cur != a->stored) {
             ver_row(a, &r);
+            r.n = 3; /* the upsert does not need is_new */
             rc = send_row(pg, "kq_up_version", &r);
             sent++;
         }
@@ -1057,8 +1169,9 @@ int proj_pg_apply(proj_pg *pg, const proj_batch *b, proj_dead_letter_fn dl, void
             goto fail;
         }
     }
-    rc = pg->path == PROJ_PG_PATH_PIPELINE ? write_pipeline(pg, b, errstr, errlen)
-                                           : write_copy(pg, b, errstr, errlen);
+    rc = pg->path == PROJ_PG_PATH_PIPELINE      ? write_pipeline(pg, b, errstr, errlen)
+         : pg->path == PROJ_PG_PATH_COPY_ARRAYS ? write_copy_arrays(pg, b, errstr, errlen)
+                                                : write_copy(pg, b, errstr, errlen);
     if (rc)
         goto fail;
     proj_failpoint("pg_after_insert");

@@ -61,6 +61,7 @@ void proj_pg_close(proj_pg *pg); /* NULL is a no-op */
 typedef enum proj_pg_path {
     PROJ_PG_PATH_COPY = 0,
     PROJ_PG_PATH_PIPELINE = 1,
+    PROJ_PG_PATH_COPY_ARRAYS = 2,
 } proj_pg_path;
 int proj_pg_set_path(proj_pg *pg, proj_pg_path path, int synchronous_commit, char *errstr,
                      size_t errlen);

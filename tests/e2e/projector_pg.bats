@@ -5,8 +5,8 @@
 # tests/data/events are encoded by the tool like `kcqrs-events encode`).
 # kq_pgapply gives file i the offset --offset + i in the topic of its
 # aggregate type, partition --partition (default 0). Each test starts from
-# its own fresh database. Both write paths (COPY, pipeline) run the
-# content tests.
+# its own fresh database. The three write paths (COPY + staging tables, the
+# default; COPY + array parameters; pipeline) run the content tests.
 
 load helpers
 
@@ -142,6 +142,10 @@ SQL
     check_every_type pipeline
 }
 
+@test "events of every type land in events with the payload kcqrs-events decode prints (COPY + arrays)" {
+    check_every_type copy_arrays
+}
+
 # check_resources PATH
 check_resources() {
     fresh "res_$1"
@@ -178,6 +182,10 @@ check_resources() {
 
 @test "resources are created, updated and deleted (pipeline)" {
     check_resources pipeline
+}
+
+@test "resources are created, updated and deleted (COPY + arrays)" {
+    check_resources copy_arrays
 }
 
 @test "a version gap is dead-lettered, not applied, and its offset still stored" {

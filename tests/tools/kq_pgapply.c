@@ -21,7 +21,7 @@
  *   --partition P     partition of the files' records (default 0)
  *   --offset O        offset of the first file (default 0)
  *   --batch N         files per proj_pg_apply call (default: all in one)
- *   --path copy|pipeline   write path (default copy)
+ *   --path copy|copy_arrays|pipeline   write path (default copy)
  *   --sync-commit     synchronous_commit = on (default off, as the projector)
  *   --dl-fail         the dead-letter callback fails (the batch must roll back)
  *   --offsets         after applying, print "topic partition next_offset" lines
@@ -50,7 +50,8 @@
 #include "proj_pg.h"
 
 static const char usage[] =
-    "usage: kq_pgapply [--partition P] [--offset O] [--batch N] [--path copy|pipeline]\n"
+    "usage: kq_pgapply [--partition P] [--offset O] [--batch N]\n"
+    "                  [--path copy|copy_arrays|pipeline]\n"
     "                  [--sync-commit] [--dl-fail] [--offsets] [--migrate] FILE...\n"
     "       kq_pgapply [options] --from-kafka\n";
 
@@ -392,6 +393,8 @@ int main(int argc, char **argv)
                 path = PROJ_PG_PATH_COPY;
             else if (strcmp(v, "pipeline") == 0)
                 path = PROJ_PG_PATH_PIPELINE;
+            else if (strcmp(v, "copy_arrays") == 0)
+                path = PROJ_PG_PATH_COPY_ARRAYS;
             else {
                 fputs(usage, stderr);
                 return 2;
