@@ -3,11 +3,14 @@
  * proj_pg_apply() against a real PostgreSQL, for each write path.
  *
  *   bench_pg_apply [--events N] [--batch B] [--resources R] [--modes m1,m2,...]
+ *                  [--baseline NAME|none]
  *
- * Modes: copy (COPY binary + staging merge, synchronous_commit off: what the
- * projector runs), pipeline (pipeline mode + prepared statements,
- * synchronous_commit off), copy_sync (copy with synchronous_commit on: the
- * price of flushing WAL at every batch).
+ * Modes: copy (COPY binary into events + staging tables, merged by three
+ * set-based statements; synchronous_commit off: what the projector runs),
+ * copy_arrays (COPY into events, merge from array parameters in one
+ * statement), pipeline (pipeline mode + prepared statements, one per row),
+ * copy_sync (copy with synchronous_commit on: the price of flushing WAL at
+ * every batch).
  *
  * Workload: N synthetic resource events (default 200000) over R resources
  * (default N / 5): event k is for resource k % R with version k / R + 1, so
@@ -23,6 +26,10 @@
  * Prints per mode:
  *   RESULT name=pg.apply.<mode> unit=events/s value=... baseline=kafka.consume
  *          target=>=0.25x (the copy mode only; the others are for comparison)
+ *          server_cpu_us_per_event=... client_cpu_us_per_event=...
+ * --baseline none leaves out baseline and target (when bench/run.sh does not
+ * run the kafka phase). Server CPU is read from /proc/<backend pid>/stat, so
+ * it needs the server on this machine and readable (-1 otherwise).
  * KCQRS_PG_DSN names the database (it is wiped: use a private one). Exit 0,
  * 1 on any failure, 2 on bad usage.
  */
@@ -167,7 +174,8 @@ int main(int argc, char **argv)
     kq_config cfg;
     char err[512];
     long n = 200000, batch = 2000, r = 0;
-    const char *modes = "copy,pipeline,copy_sync";
+    const char *modes = "copy,copy_arrays,pipeline,copy_sync";
+    const char *baseline = "kafka.consume";
     bench_ev *evs = NULL;
     proj_event *pev = NULL;
     ev_fb_builder fb;
@@ -182,9 +190,11 @@ int main(int argc, char **argv)
             r = strtol(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--modes") == 0 && i + 1 < argc)
             modes = argv[++i];
+        else if (strcmp(argv[i], "--baseline") == 0 && i + 1 < argc)
+            baseline = argv[++i];
         else {
             fprintf(stderr, "usage: bench_pg_apply [--events N] [--batch B] [--resources R] "
-                            "[--modes copy,pipeline,copy_sync]\n");
+                            "[--modes copy,copy_arrays,pipeline,copy_sync] [--baseline NAME|none]\n");
             return 2;
         }
     }
@@ -266,6 +276,7 @@ int main(int argc, char **argv)
         int sync;
         uint64_t t0, t1;
         double srv0, srv1, cli0, cli1;
+        int has_base = strcmp(baseline, "none") != 0;
         long pid;
 
         snprintf(mode, sizeof mode, "%.*s", (int)ml, m);
@@ -333,11 +344,12 @@ int main(int argc, char **argv)
         }
         /* CPU per event is what the paths cost, independent of what else runs
          * on the machine (wall-clock rates on a shared box are noisy) */
-        printf("RESULT name=pg.apply.%s unit=events/s value=%.0f baseline=kafka.consume%s "
+        printf("RESULT name=pg.apply.%s unit=events/s value=%.0f%s%s%s "
                "events=%ld batch=%ld resources=%ld server_cpu_us_per_event=%.2f "
                "client_cpu_us_per_event=%.2f\n",
-               mode, (double)n / ((double)(t1 - t0) / 1e9),
-               strcmp(mode, "copy") == 0 ? " target=>=0.25x" : "", n, batch, r,
+               mode, (double)n / ((double)(t1 - t0) / 1e9), has_base ? " baseline=" : "",
+               has_base ? baseline : "",
+               has_base && strcmp(mode, "copy") == 0 ? " target=>=0.25x" : "", n, batch, r,
                srv0 >= 0 && srv1 >= 0 ? (srv1 - srv0) * 1e6 / (double)n : -1.0,
                (cli1 - cli0) * 1e6 / (double)n);
         fflush(stdout);
