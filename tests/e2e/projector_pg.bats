@@ -9,6 +9,11 @@
 # default; COPY + array parameters; pipeline) run the content tests.
 
 load helpers
+load commands_helpers
+
+teardown_file() {
+    cmd_stop_all
+}
 
 DATA="$KQ_REPO/tests/data/events"
 # Every event type, in an order where each aggregate's versions follow each
@@ -249,4 +254,37 @@ check_resources() {
     echo "$output"
     [ "${lines[0]}" = "dead_letter e2e.projector_pg.resource.events/0/100 pg stale or duplicate event: version 2 of resource/res-42: last applied version is 2" ]
     [ "$(snapshot)" = "$before" ]
+}
+
+@test "from Kafka: what kcqrs-commands wrote is applied once; a second run applies nothing" {
+    fresh kafka
+    cmd_make_keys
+    cmd_start main
+    req POST /api/v1/resources '{"id":"k1","name":"one"}'
+    [ "$CODE" = 201 ]
+    req POST /api/v1/resources '{"id":"k2","name":"two","description":"d2","status":"inactive"}'
+    [ "$CODE" = 201 ]
+    req POST /api/v1/resources '{"id":"k3","name":"three"}'
+    [ "$CODE" = 201 ]
+    req PUT /api/v1/resources/k1 '{"name":"one b","description":"","status":"archived"}'
+    [ "$CODE" = 200 ]
+    req DELETE /api/v1/resources/k3
+    [ "$CODE" = 200 ]
+    run pgapply --from-kafka
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == "applied 5 events in "* ]]
+    run kq_psql -c "SELECT id, name, description, status, version FROM resources ORDER BY id"
+    echo "$output"
+    [ "${lines[0]}" = "k1|one b||archived|2" ]
+    [ "${lines[1]}" = "k2|two|d2|inactive|1" ]
+    [ "${#lines[@]}" = 2 ]
+    [ "$(kq_psql -c "SELECT string_agg(aggregate_id || '=' || version, ',' ORDER BY aggregate_id) FROM aggregate_versions")" = "k1=2,k2=1,k3=2" ]
+    [ "$(kq_psql -c "SELECT count(*) FROM events WHERE topic = 'e2e.projector_pg.resource.events'")" = 5 ]
+    # every stored offset is one past the last record applied from its partition
+    [ "$(kq_psql -c "SELECT count(*) FROM projection_offsets o WHERE next_offset <> (SELECT max(\"offset\") + 1 FROM events e WHERE e.topic = o.topic AND e.partition = o.partition)")" = 0 ]
+    run pgapply --from-kafka
+    echo "$output"
+    [ "$output" = "applied 0 events in 0 batches" ]
+    [ "$(kq_psql -c 'SELECT count(*) FROM events')" = 5 ]
 }
