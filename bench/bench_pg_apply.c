@@ -5,10 +5,11 @@
  *   bench_pg_apply [--events N] [--batch B] [--resources R] [--modes m1,m2,...]
  *                  [--baseline NAME|none]
  *
- * Modes: copy (COPY binary into events + staging tables, merged by three
- * set-based statements; synchronous_commit off: what the projector runs),
- * copy_arrays (COPY into events, merge from array parameters in one
- * statement), pipeline (pipeline mode + prepared statements, one per row),
+ * Modes: copy (COPY binary into events, then versions and resources merged
+ * by one statement from array parameters; synchronous_commit off: what the
+ * projector runs), copy_staging (COPY into events and into temporary staging
+ * tables, merged by set-based statements), pipeline (pipeline mode + prepared
+ * statements, one per row),
  * copy_sync (copy with synchronous_commit on: the price of flushing WAL at
  * every batch).
  *
@@ -159,7 +160,8 @@ static int check(const char *dsn, long n, long r)
             nev == n && nres == r && sumv == n && sumo == n)
             rc = 0;
         if (rc)
-            fprintf(stderr, "bench_pg_apply: check failed: got %s, want events|resources|..|offsets %s\n",
+            fprintf(stderr,
+                    "bench_pg_apply: check failed: got %s, want events|resources|..|offsets %s\n",
                     PQgetvalue(res, 0, 0), want);
         PQclear(res);
     } else {
@@ -174,7 +176,7 @@ int main(int argc, char **argv)
     kq_config cfg;
     char err[512];
     long n = 200000, batch = 2000, r = 0;
-    const char *modes = "copy,copy_arrays,pipeline,copy_sync";
+    const char *modes = "copy,copy_staging,pipeline,copy_sync";
     const char *baseline = "kafka.consume";
     bench_ev *evs = NULL;
     proj_event *pev = NULL;
@@ -193,8 +195,9 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--baseline") == 0 && i + 1 < argc)
             baseline = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_pg_apply [--events N] [--batch B] [--resources R] "
-                            "[--modes copy,copy_arrays,pipeline,copy_sync] [--baseline NAME|none]\n");
+            fprintf(stderr,
+                    "usage: bench_pg_apply [--events N] [--batch B] [--resources R] "
+                    "[--modes copy,copy_staging,pipeline,copy_sync] [--baseline NAME|none]\n");
             return 2;
         }
     }
@@ -285,8 +288,8 @@ int main(int argc, char **argv)
             path = PROJ_PG_PATH_COPY, sync = 0;
         else if (strcmp(mode, "pipeline") == 0)
             path = PROJ_PG_PATH_PIPELINE, sync = 0;
-        else if (strcmp(mode, "copy_arrays") == 0)
-            path = PROJ_PG_PATH_COPY_ARRAYS, sync = 0;
+        else if (strcmp(mode, "copy_staging") == 0)
+            path = PROJ_PG_PATH_COPY_STAGING, sync = 0;
         else if (strcmp(mode, "copy_sync") == 0)
             path = PROJ_PG_PATH_COPY, sync = 1;
         else {
@@ -338,8 +341,7 @@ int main(int argc, char **argv)
         cli1 = self_cpu_s();
         proj_pg_close(pg);
         if (dl_count || check(cfg.pg_dsn, n, r)) {
-            fprintf(stderr, "bench_pg_apply: %s: wrong result (%d dead letters)\n", mode,
-                    dl_count);
+            fprintf(stderr, "bench_pg_apply: %s: wrong result (%d dead letters)\n", mode, dl_count);
             goto out;
         }
         /* CPU per event is what the paths cost, independent of what else runs

@@ -339,7 +339,7 @@ if want pg; then
     ops/pg.sh start "$PG_DATA" "$port" >"$LOGS/pg-server.log" 2>&1 ||
         { tail -n 30 "$LOGS/pg-server.log" >&2; die "ops/pg.sh start failed"; }
     pg_args=(--events "$([ "$BENCH_QUICK" = 1 ] && echo 50000 || echo 200000)"
-        --modes copy,copy_arrays,pipeline)
+        --modes copy,copy_staging,pipeline)
     want kafka || pg_args+=(--baseline none)
     export KCQRS_PG_DSN="postgresql://kcqrs@127.0.0.1:$port/kcqrs"
     echo "bench: pg warm-up" >&2

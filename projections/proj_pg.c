@@ -5,56 +5,81 @@
  *
  *   BEGIN
  *   1 query   the stored version of every aggregate the batch touches
- *             (aggregate_versions JOIN unnest($types, $ids));
+ *             (aggregate_versions JOIN unnest($types, $ids)): not one query
+ *             per event;
  *   in C      walk the events in log order: version == last + 1 is applied
  *             (last includes the batch's own earlier events); version <= last
  *             is either already applied (same topic/partition/offset present
- *             in `events`: only after lost offsets, checked with ONE more query
- *             for those events only) and skipped, or dead-lettered; a gap is
- *             dead-lettered. Resource events are folded per resource into at
- *             most one row operation (full upsert, patch, or delete), versions
- *             into one row per aggregate;
+ *             in `events`: only after lost offsets, checked with ONE more
+ *             query for just those events) and skipped, or dead-lettered as
+ *             stale; a gap is dead-lettered. Applied resource events are
+ *             folded per resource into at most one row operation (full
+ *             upsert, patch of the changed columns, or delete), versions into
+ *             one row per aggregate, so every statement below touches each row
+ *             once;
  *   write     the event rows into `events`, the version rows, the resource
  *             operations (the write path, below);
  *   offsets   one statement: upsert every `next` offset (unnest of arrays)
  *             and pg_notify('kcqrs_projection', '');
  *   COMMIT
  *
- * Write paths (bench/bench_pg_apply.c measures them; 200k ResourceCreated /
- * ResourceUpdated events, batches of 2000, PostgreSQL 15 on the same 2-core
- * machine, fsync on, synchronous_commit off; see the report in bench/README.md
- * of the lead's merge):
+ * Write paths, measured with bench/bench_pg_apply (200k ResourceCreated /
+ * ResourceUpdated events over 40k resources, batches of 2000, PostgreSQL 15
+ * with fsync on and default settings, on the shared 2-core build machine
+ * under load 4-7; three interleaved runs; events/s wall clock and server
+ * backend CPU per event):
  *
- *   PROJ_PG_PATH_COPY      COPY ... FROM STDIN (FORMAT binary) straight into
- *                          `events`, and into two temporary staging tables
- *                          (ON COMMIT DELETE ROWS) for versions and resource
- *                          operations, then three set-based statements merge
- *                          the staging tables (one round trip);
- *   PROJ_PG_PATH_PIPELINE  libpq pipeline mode: one prepared INSERT per event,
- *                          one prepared upsert per aggregate and per resource
- *                          operation, all with binary parameters, one Sync.
+ *   PROJ_PG_PATH_COPY          13.7k / 9.7k / 13.6k ev/s, 42-53 us/ev
+ *       COPY ... FROM STDIN (FORMAT binary) straight into `events`, then ONE
+ *       statement merges versions and resources from 12 array parameters
+ *       (unnest + data-modifying CTEs: INSERT new versions, UPDATE the
+ *       others, DELETE / upsert / patch resources);
+ *   PROJ_PG_PATH_COPY_STAGING  12.2k / 8.6k / 11.1k ev/s, 41-50 us/ev
+ *       COPY into `events` and into two temporary staging tables (ON COMMIT
+ *       DELETE ROWS), then set-based INSERT/UPDATE/DELETE from them;
+ *   PROJ_PG_PATH_PIPELINE       7.2k / 8.1k / 8.1k ev/s, 71-78 us/ev
+ *       libpq pipeline mode: one prepared INSERT per event, one prepared
+ *       upsert per aggregate and per resource operation (binary
+ *       parameters), one Sync.
  *
- * COPY binary is the default: it was the fastest (see the numbers in the
- * report: the server parses one COPY stream instead of executing one
- * statement per row, and binary format needs no text escaping or parsing on
- * either side), and both paths write the same rows (the e2e tests run both).
- * Rows use the same binary encoders in both paths: uuid as 16 bytes,
- * timestamptz as microseconds since 2000-01-01, jsonb as version byte 1 + text.
+ * COPY is the default: it costs the server about 40% less CPU per event than
+ * the pipeline (one COPY stream instead of one executor run per row), and of
+ * the two COPY variants the array merge was faster in every 200k run while
+ * costing the same CPU, needs no per-session temporary tables and is one
+ * round trip. Both variants and the pipeline write the same rows; the e2e
+ * tests run all three. Client CPU is ~2-3 us/event on every path: the server
+ * is the bottleneck. What the server spends is mostly index maintenance:
+ * `events` has seven indexes (primary key, aggregate/version, event_id and
+ * four query indexes), and each event also updates one aggregate_versions
+ * row and one resources row (fillfactor 70 keeps those updates HOT; ~15%
+ * less server CPU). Without events' six secondary indexes the same run went
+ * ~1.7x faster, the schema's price for the audit queries.
  *
- * synchronous_commit = off (set per session): a commit returns before its WAL
- * is flushed, so a crash of PostgreSQL (not of the projector) can lose the
- * last commits (at most about 3 x wal_writer_delay). That keeps exactly-once:
- * WAL replay restores a prefix of the committed transactions, and every batch
- * carries its own offsets in the same transaction, so a lost batch is lost
- * together with its offsets; on restart the projector reloads the older
- * offsets and applies those records again from Kafka. Dead-letter records of a
- * lost batch are produced again under the same key (compaction keeps one). The
- * only visible effect: a reader woken by pg_notify may have seen rows that a
- * PostgreSQL crash takes back until they are re-applied.
+ * Rows are binary wherever possible: uuid as 16 bytes, timestamptz as
+ * microseconds since 2000-01-01, jsonb as version byte 1 + the text that
+ * ev_json_payload_append prints (the payload table exactly as `kcqrs-events
+ * decode` prints it under "payload").
+ *
+ * synchronous_commit = off (per session; proj_pg_set_path can turn it on).
+ * At 2000-event batches one WAL flush per batch is lost in the noise (copy
+ * with synchronous_commit on: 10.0k / 12.4k ev/s in the runs above); it
+ * matters at the live tail, where batches are a few events (gathered for
+ * KCQRS_PROJ_BATCH_MS) and a flush per commit would dominate. A commit returns before
+ * its WAL is flushed, so a crash of PostgreSQL or of its machine (not of the
+ * projector) can lose the last commits, up to about 3 x wal_writer_delay.
+ * That keeps exactly-once: WAL replay restores a prefix of the committed
+ * transactions, and every batch carries its own offsets in the same
+ * transaction, so a lost batch is lost together with its offsets; on restart
+ * the projector reloads the older offsets and applies those records again
+ * from Kafka, the only source of truth. Dead-letter records of a lost batch
+ * are produced again under the same key (compaction keeps one). The visible
+ * effect: a reader woken by pg_notify may have seen rows, or a consistency
+ * token as applied, that a PostgreSQL crash takes back until the projector
+ * re-applies them moments later.
  *
  * Strings: PostgreSQL text and jsonb cannot hold NUL; the log can (decoding
  * does not re-check domain rules), so an event with a NUL in a stored string
- * is dead-lettered instead of failing the batch forever.
+ * is dead-lettered instead of failing its batch forever.
  *
  * Threads: one proj_pg per thread. Memory: everything is owned by the
  * proj_pg and reused from batch to batch.
@@ -465,8 +490,7 @@ int proj_pg_open(const kq_config *cfg, proj_pg **out, char *errstr, size_t errle
         goto fail;
     if (applied > 0)
         kq_log_info("postgresql: %d schema migration(s) applied", applied);
-    if ((rc = kq_pg_exec(pg->conn, stage_sql, errstr, errlen)) ||
-        (rc = kq_pg_exec(pg->conn, "SET synchronous_commit = off", errstr, errlen)) ||
+    if ((rc = kq_pg_exec(pg->conn, "SET synchronous_commit = off", errstr, errlen)) ||
         (rc = prepare(pg, "kq_ins_event", ins_event_sql, errstr, errlen)) ||
         (rc = prepare(pg, "kq_up_version", up_version_sql, errstr, errlen)) ||
         (rc = prepare(pg, "kq_res_full", res_full_sql, errstr, errlen)) ||
@@ -486,12 +510,15 @@ int proj_pg_set_path(proj_pg *pg, proj_pg_path path, int synchronous_commit, cha
     int rc;
 
     if (path != PROJ_PG_PATH_COPY && path != PROJ_PG_PATH_PIPELINE &&
-        path != PROJ_PG_PATH_COPY_ARRAYS)
+        path != PROJ_PG_PATH_COPY_STAGING)
         return kq_seterr(errstr, errlen, KQ_EINVAL, "unknown write path %d", (int)path);
     if ((rc = kq_pg_exec(pg->conn,
                          synchronous_commit ? "SET synchronous_commit = on"
                                             : "SET synchronous_commit = off",
                          errstr, errlen)))
+        return rc;
+    /* the staging tables exist only on connections that use them */
+    if (path == PROJ_PG_PATH_COPY_STAGING && (rc = kq_pg_exec(pg->conn, stage_sql, errstr, errlen)))
         return rc;
     pg->path = path;
     pg->sync_commit_off = !synchronous_commit;
@@ -825,7 +852,7 @@ static void ver_row(const agg *a, row *r)
     row_bytes(r, r->num[r->n], 1);
 }
 
-static int write_copy(proj_pg *pg, const proj_batch *b, char *errstr, size_t errlen)
+static int write_copy_staging(proj_pg *pg, const proj_batch *b, char *errstr, size_t errlen)
 {
     row r;
     int rc, nres = 0, nver = 0;
@@ -1169,9 +1196,9 @@ int proj_pg_apply(proj_pg *pg, const proj_batch *b, proj_dead_letter_fn dl, void
             goto fail;
         }
     }
-    rc = pg->path == PROJ_PG_PATH_PIPELINE      ? write_pipeline(pg, b, errstr, errlen)
-         : pg->path == PROJ_PG_PATH_COPY_ARRAYS ? write_copy_arrays(pg, b, errstr, errlen)
-                                                : write_copy(pg, b, errstr, errlen);
+    rc = pg->path == PROJ_PG_PATH_PIPELINE       ? write_pipeline(pg, b, errstr, errlen)
+         : pg->path == PROJ_PG_PATH_COPY_STAGING ? write_copy_staging(pg, b, errstr, errlen)
+                                                 : write_copy_arrays(pg, b, errstr, errlen);
     if (rc)
         goto fail;
     proj_failpoint("pg_after_insert");

@@ -5,8 +5,8 @@
 # tests/data/events are encoded by the tool like `kcqrs-events encode`).
 # kq_pgapply gives file i the offset --offset + i in the topic of its
 # aggregate type, partition --partition (default 0). Each test starts from
-# its own fresh database. The three write paths (COPY + staging tables, the
-# default; COPY + array parameters; pipeline) run the content tests.
+# its own fresh database. The three write paths (COPY + array merge, the
+# default; COPY + staging tables; pipeline) run the content tests.
 
 load helpers
 load commands_helpers
@@ -147,8 +147,8 @@ SQL
     check_every_type pipeline
 }
 
-@test "events of every type land in events with the payload kcqrs-events decode prints (COPY + arrays)" {
-    check_every_type copy_arrays
+@test "events of every type land in events with the payload kcqrs-events decode prints (COPY + staging tables)" {
+    check_every_type copy_staging
 }
 
 # check_resources PATH
@@ -189,8 +189,8 @@ check_resources() {
     check_resources pipeline
 }
 
-@test "resources are created, updated and deleted (COPY + arrays)" {
-    check_resources copy_arrays
+@test "resources are created, updated and deleted (COPY + staging tables)" {
+    check_resources copy_staging
 }
 
 @test "a version gap is dead-lettered, not applied, and its offset still stored" {

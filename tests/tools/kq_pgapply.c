@@ -21,7 +21,7 @@
  *   --partition P     partition of the files' records (default 0)
  *   --offset O        offset of the first file (default 0)
  *   --batch N         files per proj_pg_apply call (default: all in one)
- *   --path copy|copy_arrays|pipeline   write path (default copy)
+ *   --path copy|copy_staging|pipeline   write path (default copy)
  *   --sync-commit     synchronous_commit = on (default off, as the projector)
  *   --dl-fail         the dead-letter callback fails (the batch must roll back)
  *   --offsets         after applying, print "topic partition next_offset" lines
@@ -51,7 +51,7 @@
 
 static const char usage[] =
     "usage: kq_pgapply [--partition P] [--offset O] [--batch N]\n"
-    "                  [--path copy|copy_arrays|pipeline]\n"
+    "                  [--path copy|copy_staging|pipeline]\n"
     "                  [--sync-commit] [--dl-fail] [--offsets] [--migrate] FILE...\n"
     "       kq_pgapply [options] --from-kafka\n";
 
@@ -393,8 +393,8 @@ int main(int argc, char **argv)
                 path = PROJ_PG_PATH_COPY;
             else if (strcmp(v, "pipeline") == 0)
                 path = PROJ_PG_PATH_PIPELINE;
-            else if (strcmp(v, "copy_arrays") == 0)
-                path = PROJ_PG_PATH_COPY_ARRAYS;
+            else if (strcmp(v, "copy_staging") == 0)
+                path = PROJ_PG_PATH_COPY_STAGING;
             else {
                 fputs(usage, stderr);
                 return 2;
