@@ -288,3 +288,26 @@ check_resources() {
     [ "$output" = "applied 0 events in 0 batches" ]
     [ "$(kq_psql -c 'SELECT count(*) FROM events')" = 5 ]
 }
+
+@test "a crash at a PostgreSQL failpoint leaves all or nothing of the batch; a restart completes it once" {
+    mapfile -t fs < <(files resource_created resource_updated workflow_created run_started)
+    for fp in pg_after_insert pg_before_commit pg_after_commit; do
+        fresh "crash_$fp"
+        pgapply --migrate
+        run env KCQRS_FAILPOINT="$fp" KCQRS_LOG_LEVEL=warn "$KCQRS_TOOLS/kq_pgapply" "${fs[@]}"
+        echo "$fp: status $status: $output"
+        [ "$status" -eq 137 ] # SIGKILL
+        if [ "$fp" = pg_after_commit ]; then want=4; else want=0; fi
+        [ "$(kq_psql -c 'SELECT count(*) FROM events')" = "$want" ]
+        [ "$(kq_psql -c 'SELECT count(*) FROM resources')" = "$((want / 4))" ]
+        [ "$(kq_psql -c 'SELECT count(*) FROM projection_offsets')" = "$((want ? 3 : 0))" ]
+        # the restart (same records, same origins) ends in the same state either way
+        run pgapply "${fs[@]}"
+        echo "$output"
+        [ "$status" -eq 0 ]
+        [[ "$output" != *dead_letter* ]]
+        [ "$(kq_psql -c 'SELECT count(*) FROM events')" = 4 ]
+        [ "$(kq_psql -c "SELECT name, version FROM resources")" = "Build server (old)|2" ]
+        [ "$(kq_psql -c "SELECT string_agg(aggregate_id || '=' || version, ',' ORDER BY aggregate_id) FROM aggregate_versions")" = "3b241101-e2bb-4255-8caf-4136c566a962=1,res-42=2,wf.deploy_notify-1=1" ]
+    done
+}
