@@ -233,10 +233,8 @@ static int apply_resource(proj_lmdb *t, MDB_txn *txn, const ev_envelope *e, cons
     case EV_RESOURCE_UPDATED: {
         const ev_resource_updated *u = &e->payload.resource_updated;
 
-        if (!exists) {
-            *why = "ResourceUpdated for a resource that does not exist";
-            return -APPLY_REFUSED;
-        }
+        if (!exists) /* after a delete: the version advances, nothing to change */
+            return 0;
         if (u->has_status && (unsigned)u->status > EV_STATUS_ARCHIVED) {
             *why = "ResourceUpdated with an unknown status";
             return -APPLY_REFUSED;
@@ -261,10 +259,8 @@ static int apply_resource(proj_lmdb *t, MDB_txn *txn, const ev_envelope *e, cons
         break;
     }
     case EV_RESOURCE_DELETED:
-        if (!exists) {
-            *why = "ResourceDeleted for a resource that does not exist";
-            return -APPLY_REFUSED;
-        }
+        if (!exists)
+            return 0;
         if ((rc = put_status(t, txn, old.status, e->aggregate_id.ptr, e->aggregate_id.len, 1)) !=
             0)
             return rc;

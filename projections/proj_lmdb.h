@@ -11,7 +11,8 @@
  *   - ResourceCreated/Updated/Deleted maintain `resources` and
  *     `resources_by_status` (an update that changes the status moves the
  *     index entry; a delete removes both); an update or delete of a resource
- *     that does not exist is dead-lettered like a gap;
+ *     that does not exist (after a delete) changes nothing but its version,
+ *     as in the PostgreSQL target;
  *   - workflow and run events only advance their version.
  *
  * Durability: the environment runs with MDB_NOSYNC. Without MDB_WRITEMAP,
