@@ -35,11 +35,8 @@
 #include "kq_log.h"
 #include "proj_failpoint.h"
 #include "proj_lmdb.h"
-#include "proj_runner.h"
-#if __has_include("proj_pg.h")
 #include "proj_pg.h"
-#define HAVE_PROJ_PG 1
-#endif
+#include "proj_runner.h"
 
 #define PROG "kcqrs-projector"
 #define MAX_RUNNERS 2
@@ -79,7 +76,6 @@ static void lmdb_close(void *t)
 }
 static const proj_target_ops lmdb_ops = {"lmdb", lmdb_open, lmdb_load, lmdb_apply, lmdb_close};
 
-#ifdef HAVE_PROJ_PG
 static int pg_open(const kq_config *cfg, void **t, char *errstr, size_t errlen)
 {
     return proj_pg_open(cfg, (proj_pg **)t, errstr, errlen);
@@ -98,7 +94,6 @@ static void pg_close(void *t)
     proj_pg_close(t);
 }
 static const proj_target_ops pg_ops = {"pg", pg_open, pg_load, pg_apply, pg_close};
-#endif
 
 typedef struct projector {
     proj_runner *runners[MAX_RUNNERS];
@@ -198,12 +193,7 @@ int main(int argc, char **argv)
     if (strcmp(target, "lmdb") == 0 || strcmp(target, "all") == 0)
         sel[nsel++] = &lmdb_ops;
     if (strcmp(target, "pg") == 0 || strcmp(target, "all") == 0) {
-#ifdef HAVE_PROJ_PG
         sel[nsel++] = &pg_ops;
-#else
-        fprintf(stderr, "%s: the PostgreSQL target is not built in\n", PROG);
-        return 2;
-#endif
     }
     if (nsel == 0) {
         fprintf(stderr, "%s: --target must be lmdb, pg or all, not '%s'\n", PROG, target);
@@ -223,7 +213,7 @@ int main(int argc, char **argv)
     memset(&o, 0, sizeof o);
     o.addr = cfg.projector_addr;
     o.limits = kq_http_limits_default();
-    o.limits.threads = 1;
+    o.limits.threads = 2;
     o.ready = projector_ready;
     o.ready_arg = &p;
     o.metrics = projector_metrics;

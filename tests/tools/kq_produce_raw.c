@@ -12,8 +12,9 @@
  *       one valid resource event (default: ResourceCreated, active, name
  *       "raw ID") with the given version, at the aggregate's partition and
  *       with its record key: a version gap when VERSION is not the next one;
- *   kq_produce_raw load N [--ids K] [--prefix P] [--txn T] [--seed S]
- *       N valid events in transactions of T records (default 500): K
+ *   kq_produce_raw load N [--ids K] [--prefix P] [--txn T] [--seed S] [--pause-ms M]
+ *       N valid events in transactions of T records (default 500), M ms
+ *       apart (default 0: as fast as possible): K
  *       aggregates at a time (default 1000) named P-<n> (default "load"),
  *       each 10th of them a workflow (WorkflowCreated, then Disabled/Enabled
  *       in turn), the others resources (ResourceCreated, ResourceUpdated
@@ -42,7 +43,7 @@ static const char usage[] =
     "usage: kq_produce_raw raw AGG PARTITION KEY (--hex HEX | --random N | --text S)\n"
     "       kq_produce_raw event ID VERSION [--type created|updated|deleted]\n"
     "                      [--status active|inactive|archived] [--name NAME]\n"
-    "       kq_produce_raw load N [--ids K] [--prefix P] [--txn T] [--seed S]\n";
+    "       kq_produce_raw load N [--ids K] [--prefix P] [--txn T] [--seed S] [--pause-ms M]\n";
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
@@ -350,7 +351,7 @@ static int cmd_load(const kq_config *cfg, int argc, char **argv)
     char err[512], txid[96], text[160], key[160];
     char topics[3][KQ_KAFKA_TOPIC_MAX];
     const char *prefix = "load";
-    long n, ids = 1000, txn = 500, seq = 0, done = 0;
+    long n, ids = 1000, txn = 500, seq = 0, done = 0, pause_ms = 0;
     slot *slots;
     rd_kafka_t *rk;
     ev_fb_builder fb;
@@ -375,6 +376,8 @@ static int cmd_load(const kq_config *cfg, int argc, char **argv)
             ids = v;
         else if (strcmp(argv[i], "--txn") == 0)
             txn = v;
+        else if (strcmp(argv[i], "--pause-ms") == 0)
+            pause_ms = v;
         else if (strcmp(argv[i], "--seed") == 0)
             rng ^= (uint64_t)v * 0x2545f4914f6cdd1dull;
         else {
@@ -433,6 +436,8 @@ static int cmd_load(const kq_config *cfg, int argc, char **argv)
         if (kq_kafka_txn_commit(rk, cfg->kafka_timeout_ms * 2, err, sizeof err) != 0)
             goto fail;
         done += batch;
+        if (pause_ms > 0 && done < n)
+            nanosleep(&(struct timespec){pause_ms / 1000, (pause_ms % 1000) * 1000000L}, NULL);
     }
     printf("produced %ld events in %.2f s (%.0f/s)\n", n, mono_s() - t0, n / (mono_s() - t0));
     rc = 0;
