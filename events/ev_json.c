@@ -701,3 +701,29 @@ int ev_json_decode(const uint8_t *buf, size_t len, char **json, size_t *json_len
     *json_len = o.len - 1;
     return 0;
 }
+
+int ev_json_payload_append(const uint8_t *buf, char **json, size_t *len, size_t *cap)
+{
+    const ev_schema_field *ft = ev_schema_field_by_name(&ev_schema_envelope, "payload_type", 12);
+    const ev_schema_field *fv = ev_schema_field_by_name(&ev_schema_envelope, "payload", 7);
+    jbuf o = {*json, *len, *cap, 0};
+    uint32_t root = ev_fb_root(buf), at;
+    unsigned type;
+
+    if (ft == NULL || fv == NULL)
+        return KQ_ENOTFOUND;
+    type = ev_fb_get_u8(buf, root, ft->slot, 0);
+    at = ev_fb_field(buf, root, fv->slot);
+    if (type == 0 || type > fv->uni->count || at == 0)
+        return KQ_ENOTFOUND;
+    print_table(&o, buf, fv->uni->members[type - 1], ev_fb_deref(buf, at), 0);
+    jb_reserve(&o, 1);
+    if (!o.oom)
+        o.p[o.len] = '\0';
+    *json = o.p;
+    *cap = o.cap;
+    if (o.oom)
+        return KQ_ENOMEM;
+    *len = o.len;
+    return 0;
+}

@@ -64,4 +64,16 @@ int ev_json_encode(const char *json, size_t len, ev_fb_builder *b, char *errstr,
 int ev_json_decode(const uint8_t *buf, size_t len, char **json, size_t *json_len, char *errstr,
                    size_t errlen);
 
+/*
+ * Append the payload table (the union value) of an envelope that has already
+ * passed ev_schema_verify() (ev_envelope_decode does that) to the growable
+ * buffer *json (*len bytes used of *cap; realloc'd as needed, owned by the
+ * caller, may start NULL/0/0), printed exactly as ev_json_decode prints it
+ * under "payload" but at indent 0, i.e. the same JSON value. The result is
+ * NUL-terminated (NUL not counted in *len). No verification here: never pass
+ * an unverified buffer. Returns 0, KQ_ENOTFOUND (no payload) or KQ_ENOMEM
+ * (*len unchanged, *json still valid).
+ */
+int ev_json_payload_append(const uint8_t *buf, char **json, size_t *len, size_t *cap);
+
 #endif

@@ -1,0 +1,1078 @@
+/*
+ * proj_pg.c — the PostgreSQL target of kcqrs-projector; see proj_pg.h.
+ *
+ * One batch = one transaction:
+ *
+ *   BEGIN
+ *   1 query   the stored version of every aggregate the batch touches
+ *             (aggregate_versions JOIN unnest($types, $ids));
+ *   in C      walk the events in log order: version == last + 1 is applied
+ *             (last includes the batch's own earlier events); version <= last
+ *             is either already applied (same topic/partition/offset present
+ *             in `events`: only after lost offsets, checked with ONE more query
+ *             for those events only) and skipped, or dead-lettered; a gap is
+ *             dead-lettered. Resource events are folded per resource into at
+ *             most one row operation (full upsert, patch, or delete), versions
+ *             into one row per aggregate;
+ *   write     the event rows into `events`, the version rows, the resource
+ *             operations (the write path, below);
+ *   offsets   one statement: upsert every `next` offset (unnest of arrays)
+ *             and pg_notify('kcqrs_projection', '');
+ *   COMMIT
+ *
+ * Write paths (bench/bench_pg_apply.c measures them; 200k ResourceCreated /
+ * ResourceUpdated events, batches of 2000, PostgreSQL 15 on the same 2-core
+ * machine, fsync on, synchronous_commit off; see the report in bench/README.md
+ * of the lead's merge):
+ *
+ *   PROJ_PG_PATH_COPY      COPY ... FROM STDIN (FORMAT binary) straight into
+ *                          `events`, and into two temporary staging tables
+ *                          (ON COMMIT DELETE ROWS) for versions and resource
+ *                          operations, then three set-based statements merge
+ *                          the staging tables (one round trip);
+ *   PROJ_PG_PATH_PIPELINE  libpq pipeline mode: one prepared INSERT per event,
+ *                          one prepared upsert per aggregate and per resource
+ *                          operation, all with binary parameters, one Sync.
+ *
+ * COPY binary is the default: it was the fastest (see the numbers in the
+ * report: the server parses one COPY stream instead of executing one
+ * statement per row, and binary format needs no text escaping or parsing on
+ * either side), and both paths write the same rows (the e2e tests run both).
+ * Rows use the same binary encoders in both paths: uuid as 16 bytes,
+ * timestamptz as microseconds since 2000-01-01, jsonb as version byte 1 + text.
+ *
+ * synchronous_commit = off (set per session): a commit returns before its WAL
+ * is flushed, so a crash of PostgreSQL (not of the projector) can lose the
+ * last commits (at most about 3 x wal_writer_delay). That keeps exactly-once:
+ * WAL replay restores a prefix of the committed transactions, and every batch
+ * carries its own offsets in the same transaction, so a lost batch is lost
+ * together with its offsets; on restart the projector reloads the older
+ * offsets and applies those records again from Kafka. Dead-letter records of a
+ * lost batch are produced again under the same key (compaction keeps one). The
+ * only visible effect: a reader woken by pg_notify may have seen rows that a
+ * PostgreSQL crash takes back until they are re-applied.
+ *
+ * Strings: PostgreSQL text and jsonb cannot hold NUL; the log can (decoding
+ * does not re-check domain rules), so an event with a NUL in a stored string
+ * is dead-lettered instead of failing the batch forever.
+ *
+ * Threads: one proj_pg per thread. Memory: everything is owned by the
+ * proj_pg and reused from batch to batch.
+ */
+#include "proj_pg.h"
+#include "ev_json.h"
+#include "kq_err.h"
+#include "kq_log.h"
+#include "kq_pg.h"
+#include "proj_failpoint.h"
+#include "proj_migrate.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PG_EPOCH_US 946684800000000LL /* 2000-01-01 in Unix microseconds */
+#define EV_COLS 18
+#define RES_COLS 8
+
+enum { ST_SKIP, ST_APPLY, ST_MAYBE_DUP, ST_DEAD };
+enum { R_NONE, R_FULL, R_PATCH, R_DEL };
+
+typedef struct agg {
+    const char *type; /* static name */
+    const char *id;
+    uint32_t idlen;
+    uint32_t hash;
+    int used;
+    int is_resource;
+    int64_t stored; /* version in aggregate_versions, 0: none */
+    int64_t cur;    /* running last version */
+    /* resource fold */
+    int rop;
+    ev_str name, desc;
+    int status; /* -1: unchanged */
+    int64_t rversion, created_us, updated_us;
+} agg;
+
+typedef struct evinfo {
+    int st;
+    agg *a;
+    size_t json_off, json_len; /* payload JSON in pg->json, preceded by the jsonb version byte */
+    const char *reason;
+    int64_t last; /* the aggregate's last version when the event was refused */
+} evinfo;
+
+typedef struct buf {
+    char *p;
+    size_t len, cap;
+} buf;
+
+/* One row of binary values (COPY tuple or pipeline parameters). */
+typedef struct row {
+    int n;
+    const char *val[EV_COLS];
+    int len[EV_COLS];
+    int fmt[EV_COLS];
+    char num[EV_COLS][8];
+} row;
+
+struct proj_pg {
+    PGconn *conn;
+    int path;
+    int sync_commit_off;
+    agg *aggs;
+    size_t aggcap; /* power of two */
+    evinfo *info;
+    size_t infocap;
+    buf json, copy, a1, a2, a3;
+    char reason[256];
+};
+
+/* ---------------------------------------------------------------- buffers */
+
+static int buf_reserve(buf *b, size_t more)
+{
+    size_t cap;
+    char *np;
+
+    if (b->cap - b->len > more)
+        return 0;
+    cap = b->cap ? b->cap : 4096;
+    while (cap - b->len <= more) {
+        if (cap > SIZE_MAX / 2)
+            return KQ_ENOMEM;
+        cap *= 2;
+    }
+    if ((np = realloc(b->p, cap)) == NULL)
+        return KQ_ENOMEM;
+    b->p = np;
+    b->cap = cap;
+    return 0;
+}
+
+static int buf_put(buf *b, const void *p, size_t n)
+{
+    if (buf_reserve(b, n))
+        return KQ_ENOMEM;
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return 0;
+}
+
+static int buf_puts(buf *b, const char *s)
+{
+    return buf_put(b, s, strlen(s));
+}
+
+static void be16(char *d, uint16_t v)
+{
+    d[0] = (char)(v >> 8);
+    d[1] = (char)v;
+}
+
+static void be32(char *d, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        d[i] = (char)(v >> (24 - 8 * i));
+}
+
+static void be64(char *d, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        d[i] = (char)(v >> (56 - 8 * i));
+}
+
+/* Append one element to a text array literal under construction ("{" ... "}"). */
+static int arr_add(buf *b, const char *s, size_t n)
+{
+    int rc = 0;
+
+    if (b->len == 0) /* arr_start ran out of memory */
+        return KQ_ENOMEM;
+    rc |= buf_puts(b, b->len > 1 ? ",\"" : "\"");
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (s[i] == '"' || s[i] == '\\')
+            rc |= buf_put(b, "\\", 1);
+        rc |= buf_put(b, s + i, 1);
+    }
+    rc |= buf_put(b, "\"", 1);
+    return rc ? KQ_ENOMEM : 0;
+}
+
+static void arr_start(buf *b)
+{
+    b->len = 0;
+    buf_put(b, "{", 1);
+}
+
+static int arr_end(buf *b)
+{
+    return b->len == 0 || buf_put(b, "}", 1) ? KQ_ENOMEM : 0;
+}
+
+/* ---------------------------------------------------------------- rows */
+
+static void row_null(row *r)
+{
+    r->val[r->n] = NULL;
+    r->len[r->n] = 0;
+    r->fmt[r->n++] = 1;
+}
+
+static void row_bytes(row *r, const void *p, size_t n)
+{
+    if (p == NULL) {
+        row_null(r);
+        return;
+    }
+    r->val[r->n] = p;
+    r->len[r->n] = (int)n;
+    r->fmt[r->n++] = 1;
+}
+
+static void row_str(row *r, ev_str s)
+{
+    row_bytes(r, s.ptr, s.len);
+}
+
+static void row_cstr(row *r, const char *s)
+{
+    row_bytes(r, s, strlen(s));
+}
+
+static void row_i32(row *r, int32_t v)
+{
+    be32(r->num[r->n], (uint32_t)v);
+    row_bytes(r, r->num[r->n], 4);
+}
+
+static void row_i64(row *r, int64_t v)
+{
+    be64(r->num[r->n], (uint64_t)v);
+    row_bytes(r, r->num[r->n], 8);
+}
+
+static void row_ts(row *r, int64_t unix_us)
+{
+    row_i64(r, unix_us - PG_EPOCH_US);
+}
+
+/* Column c of `from` as the next column of `to` (numbers point into `from`). */
+static void row_copy(row *to, const row *from, int c)
+{
+    to->val[to->n] = from->val[c];
+    to->len[to->n] = from->len[c];
+    to->fmt[to->n++] = from->fmt[c];
+}
+
+/* A tuple of COPY (FORMAT binary). */
+static int copy_row(buf *b, const row *r)
+{
+    char h[4];
+
+    be16(h, (uint16_t)r->n);
+    if (buf_put(b, h, 2))
+        return KQ_ENOMEM;
+    for (int i = 0; i < r->n; i++) {
+        be32(h, r->val[i] ? (uint32_t)r->len[i] : 0xffffffffu);
+        if (buf_put(b, h, 4) || (r->val[i] && buf_put(b, r->val[i], (size_t)r->len[i])))
+            return KQ_ENOMEM;
+    }
+    return 0;
+}
+
+static const char copy_header[] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
+
+static void copy_start(buf *b)
+{
+    b->len = 0;
+    buf_put(b, copy_header, sizeof copy_header - 1);
+}
+
+/* ---------------------------------------------------------------- errors */
+
+static int pg_fail(proj_pg *pg, const char *what, PGresult *res, char *errstr, size_t errlen)
+{
+    const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(pg->conn);
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    size_t n;
+
+    if (msg == NULL || *msg == '\0')
+        msg = PQerrorMessage(pg->conn);
+    n = strcspn(msg, "\n");
+    return kq_seterr(errstr, errlen, KQ_EPG, "postgresql %s: %.*s%s%s%s", what, (int)n, msg,
+                     state ? " (SQLSTATE " : "", state ? state : "", state ? ")" : "");
+}
+
+/* COPY `b` into the table of `sql` (COPY ... FROM STDIN (FORMAT binary)). */
+static int copy_in(proj_pg *pg, const char *sql, buf *b, char *errstr, size_t errlen)
+{
+    PGresult *res = PQexec(pg->conn, sql);
+    char trailer[2];
+    int rc = 0;
+
+    if (res == NULL || PQresultStatus(res) != PGRES_COPY_IN) {
+        rc = pg_fail(pg, "copy", res, errstr, errlen);
+        PQclear(res);
+        return rc;
+    }
+    PQclear(res);
+    be16(trailer, 0xffff);
+    if (buf_put(b, trailer, 2) || PQputCopyData(pg->conn, b->p, (int)b->len) != 1 ||
+        PQputCopyEnd(pg->conn, NULL) != 1)
+        return pg_fail(pg, "copy", NULL, errstr, errlen);
+    while ((res = PQgetResult(pg->conn)) != NULL) {
+        if (!rc && PQresultStatus(res) != PGRES_COMMAND_OK)
+            rc = pg_fail(pg, "copy", res, errstr, errlen);
+        PQclear(res);
+    }
+    return rc;
+}
+
+/* ---------------------------------------------------------------- open / close */
+
+static const char stage_sql[] =
+    "SET client_min_messages = warning;"
+    "CREATE TEMP TABLE IF NOT EXISTS kq_stage_ver ("
+    " aggregate_type text, aggregate_id text, version bigint) ON COMMIT DELETE ROWS;"
+    "CREATE TEMP TABLE IF NOT EXISTS kq_stage_res ("
+    " op text, id text, name text, description text, status text, version bigint,"
+    " created_at timestamptz, updated_at timestamptz) ON COMMIT DELETE ROWS;"
+    "RESET client_min_messages";
+
+static const char ins_event_sql[] =
+    "INSERT INTO events (topic, partition, \"offset\", event_id, aggregate_type, aggregate_id,"
+    " version, event_type, occurred_at, occurred_at_us, actor, command_id, correlation_id,"
+    " causation_id, schema_version, prev_hash, command_hash, payload)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
+
+static const char up_version_sql[] =
+    "INSERT INTO aggregate_versions (aggregate_type, aggregate_id, version) VALUES ($1, $2, $3)"
+    " ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET version = EXCLUDED.version";
+
+static const char res_full_sql[] =
+    "INSERT INTO resources (id, name, description, status, version, created_at, updated_at)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, description = EXCLUDED.description,"
+    " status = EXCLUDED.status, version = EXCLUDED.version, created_at = EXCLUDED.created_at,"
+    " updated_at = EXCLUDED.updated_at";
+
+static const char res_patch_sql[] =
+    "UPDATE resources SET name = coalesce($2, name), description = coalesce($3, description),"
+    " status = coalesce($4, status), version = $5, updated_at = $6 WHERE id = $1";
+
+static const char res_del_sql[] = "DELETE FROM resources WHERE id = $1";
+
+static const char merge_sql[] =
+    "INSERT INTO aggregate_versions (aggregate_type, aggregate_id, version)"
+    " SELECT aggregate_type, aggregate_id, version FROM kq_stage_ver"
+    " ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET version = EXCLUDED.version;"
+    "DELETE FROM resources r USING kq_stage_res s WHERE s.op = 'D' AND r.id = s.id;"
+    "INSERT INTO resources (id, name, description, status, version, created_at, updated_at)"
+    " SELECT id, name, description, status, version, created_at, updated_at"
+    " FROM kq_stage_res WHERE op = 'F'"
+    " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, description = EXCLUDED.description,"
+    " status = EXCLUDED.status, version = EXCLUDED.version, created_at = EXCLUDED.created_at,"
+    " updated_at = EXCLUDED.updated_at;"
+    "UPDATE resources r SET name = coalesce(s.name, r.name),"
+    " description = coalesce(s.description, r.description), status = coalesce(s.status, r.status),"
+    " version = s.version, updated_at = s.updated_at"
+    " FROM kq_stage_res s WHERE s.op = 'P' AND r.id = s.id";
+
+static const char versions_sql[] =
+    "SELECT v.aggregate_type, v.aggregate_id, v.version FROM aggregate_versions v"
+    " JOIN unnest($1::text[], $2::text[]) AS k(t, i)"
+    " ON v.aggregate_type = k.t AND v.aggregate_id = k.i";
+
+static const char present_sql[] = "SELECT e.topic, e.partition, e.\"offset\" FROM events e"
+                                  " JOIN unnest($1::text[], $2::int[], $3::bigint[]) AS k(t, p, o)"
+                                  " ON e.topic = k.t AND e.partition = k.p AND e.\"offset\" = k.o";
+
+static const char offsets_sql[] =
+    "WITH o AS (INSERT INTO projection_offsets (topic, partition, next_offset)"
+    " SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[])"
+    " ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset"
+    " RETURNING 1) SELECT pg_notify('kcqrs_projection', '') FROM (SELECT count(*) FROM o) c";
+
+static int prepare(proj_pg *pg, const char *name, const char *sql, char *errstr, size_t errlen)
+{
+    PGresult *res = PQprepare(pg->conn, name, sql, 0, NULL);
+    int rc = 0;
+
+    if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK)
+        rc = pg_fail(pg, "prepare", res, errstr, errlen);
+    PQclear(res);
+    return rc;
+}
+
+int proj_pg_open(const kq_config *cfg, proj_pg **out, char *errstr, size_t errlen)
+{
+    proj_pg *pg;
+    int rc, applied = 0;
+
+    *out = NULL;
+    if (cfg == NULL || cfg->pg_dsn == NULL || *cfg->pg_dsn == '\0')
+        return kq_seterr(errstr, errlen, KQ_ECONFIG, "KCQRS_PG_DSN is not set");
+    if ((pg = calloc(1, sizeof *pg)) == NULL)
+        return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    pg->path = PROJ_PG_PATH_COPY;
+    pg->sync_commit_off = 1;
+    pg->conn = kq_pg_connect(cfg->pg_dsn, cfg->kafka_timeout_ms, "kcqrs-projector", errstr, errlen);
+    if (pg->conn == NULL) {
+        rc = KQ_EPG;
+        goto fail;
+    }
+    if ((rc = proj_migrate_apply_embedded(pg->conn, &applied, errstr, errlen)))
+        goto fail;
+    if (applied > 0)
+        kq_log_info("postgresql: %d schema migration(s) applied", applied);
+    if ((rc = kq_pg_exec(pg->conn, stage_sql, errstr, errlen)) ||
+        (rc = kq_pg_exec(pg->conn, "SET synchronous_commit = off", errstr, errlen)) ||
+        (rc = prepare(pg, "kq_ins_event", ins_event_sql, errstr, errlen)) ||
+        (rc = prepare(pg, "kq_up_version", up_version_sql, errstr, errlen)) ||
+        (rc = prepare(pg, "kq_res_full", res_full_sql, errstr, errlen)) ||
+        (rc = prepare(pg, "kq_res_patch", res_patch_sql, errstr, errlen)) ||
+        (rc = prepare(pg, "kq_res_del", res_del_sql, errstr, errlen)))
+        goto fail;
+    *out = pg;
+    return 0;
+fail:
+    proj_pg_close(pg);
+    return rc;
+}
+
+int proj_pg_set_path(proj_pg *pg, proj_pg_path path, int synchronous_commit, char *errstr,
+                     size_t errlen)
+{
+    int rc;
+
+    if (path != PROJ_PG_PATH_COPY && path != PROJ_PG_PATH_PIPELINE)
+        return kq_seterr(errstr, errlen, KQ_EINVAL, "unknown write path %d", (int)path);
+    if ((rc = kq_pg_exec(pg->conn,
+                         synchronous_commit ? "SET synchronous_commit = on"
+                                            : "SET synchronous_commit = off",
+                         errstr, errlen)))
+        return rc;
+    pg->path = path;
+    pg->sync_commit_off = !synchronous_commit;
+    return 0;
+}
+
+void proj_pg_close(proj_pg *pg)
+{
+    if (pg == NULL)
+        return;
+    if (pg->conn != NULL)
+        PQfinish(pg->conn);
+    free(pg->aggs);
+    free(pg->info);
+    free(pg->json.p);
+    free(pg->copy.p);
+    free(pg->a1.p);
+    free(pg->a2.p);
+    free(pg->a3.p);
+    free(pg);
+}
+
+int proj_pg_load_offsets(proj_pg *pg, proj_offset_fn cb, void *arg, char *errstr, size_t errlen)
+{
+    PGresult *res = NULL;
+    int rc;
+
+    if ((rc = kq_pg_exec_params(pg->conn,
+                                "SELECT topic, partition, next_offset FROM projection_offsets"
+                                " ORDER BY topic, partition",
+                                0, NULL, &res, errstr, errlen)))
+        return rc;
+    for (int r = 0; r < PQntuples(res); r++)
+        cb(arg, PQgetvalue(res, r, 0), (int32_t)strtol(PQgetvalue(res, r, 1), NULL, 10),
+           (int64_t)strtoll(PQgetvalue(res, r, 2), NULL, 10));
+    PQclear(res);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- aggregates */
+
+static uint32_t agg_hash(const char *type, const char *id, size_t len)
+{
+    uint32_t h = 2166136261u;
+
+    for (const char *t = type; *t; t++)
+        h = (h ^ (uint8_t)*t) * 16777619u;
+    h = (h ^ 0xffu) * 16777619u;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)id[i]) * 16777619u;
+    return h;
+}
+
+static agg *agg_find(proj_pg *pg, const char *type, const char *id, size_t len, int create)
+{
+    uint32_t h = agg_hash(type, id, len);
+    size_t mask = pg->aggcap - 1;
+
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        agg *a = &pg->aggs[i];
+        if (!a->used) {
+            if (!create)
+                return NULL;
+            memset(a, 0, sizeof *a);
+            a->used = 1;
+            a->type = type;
+            a->id = id;
+            a->idlen = (uint32_t)len;
+            a->hash = h;
+            a->status = -1;
+            return a;
+        }
+        if (a->hash == h && a->idlen == len && strcmp(a->type, type) == 0 &&
+            memcmp(a->id, id, len) == 0)
+            return a;
+    }
+}
+
+static const char *agg_type_name(const ev_envelope *e)
+{
+    const char *t = ev_aggregate_type_name(e->aggregate_type);
+    return t ? t : "unknown";
+}
+
+static int has_nul(ev_str s)
+{
+    return s.ptr != NULL && memchr(s.ptr, '\0', s.len) != NULL;
+}
+
+/* Does JSON text contain the escape \u0000? (A backslash starts an escape;
+ * the character after it is skipped, so "\\u0000" is not one.) */
+static int json_has_nul(const char *j, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (j[i] != '\\')
+            continue;
+        if (n - i >= 6 && memcmp(j + i + 1, "u0000", 5) == 0)
+            return 1;
+        i++;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- per batch */
+
+static int batch_prepare(proj_pg *pg, size_t n, char *errstr, size_t errlen)
+{
+    size_t want = 16;
+
+    while (want < 2 * n + 2)
+        want *= 2;
+    if (want > pg->aggcap) {
+        agg *na = realloc(pg->aggs, want * sizeof *na);
+        if (na == NULL)
+            return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+        pg->aggs = na;
+        pg->aggcap = want;
+    }
+    memset(pg->aggs, 0, pg->aggcap * sizeof *pg->aggs);
+    if (n > pg->infocap) {
+        evinfo *ni = realloc(pg->info, n * sizeof *ni);
+        if (ni == NULL)
+            return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+        pg->info = ni;
+        pg->infocap = n;
+    }
+    memset(pg->info, 0, n * sizeof *pg->info);
+    pg->json.len = 0;
+    return 0;
+}
+
+/* Stored versions of every aggregate of the batch: one query. */
+static int load_versions(proj_pg *pg, const proj_batch *b, char *errstr, size_t errlen)
+{
+    const char *params[2];
+    PGresult *res = NULL;
+    int rc = 0, any = 0;
+
+    arr_start(&pg->a1);
+    arr_start(&pg->a2);
+    for (size_t i = 0; i < pg->aggcap; i++) {
+        agg *a = &pg->aggs[i];
+        if (!a->used)
+            continue;
+        any = 1;
+        if (arr_add(&pg->a1, a->type, strlen(a->type)) || arr_add(&pg->a2, a->id, a->idlen))
+            return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    }
+    if (!any)
+        return 0;
+    if (arr_end(&pg->a1) || arr_end(&pg->a2))
+        return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    params[0] = pg->a1.p;
+    params[1] = pg->a2.p;
+    if ((rc = kq_pg_exec_params(pg->conn, versions_sql, 2, params, &res, errstr, errlen)))
+        return rc;
+    for (int r = 0; r < PQntuples(res); r++) {
+        const char *t = PQgetvalue(res, r, 0), *id = PQgetvalue(res, r, 1);
+        agg *a;
+        /* the type names are ours: map back to the static strings */
+        const char *st = strcmp(t, "resource") == 0   ? "resource"
+                         : strcmp(t, "workflow") == 0 ? "workflow"
+                         : strcmp(t, "run") == 0      ? "run"
+                                                      : "unknown";
+        if ((a = agg_find(pg, st, id, (size_t)PQgetlength(res, r, 1), 0)) != NULL)
+            a->stored = a->cur = (int64_t)strtoll(PQgetvalue(res, r, 2), NULL, 10);
+    }
+    PQclear(res);
+    (void)b;
+    return 0;
+}
+
+/* Events whose version is not above the stored one: already in `events` at the
+ * same origin (skip) or not (dead-letter). One query for all of them. */
+static int check_present(proj_pg *pg, const proj_batch *b, char *errstr, size_t errlen)
+{
+    const char *params[3];
+    PGresult *res = NULL;
+    char num[24];
+    int rc, any = 0;
+
+    arr_start(&pg->a1);
+    arr_start(&pg->a2);
+    arr_start(&pg->a3);
+    for (size_t i = 0; i < b->n; i++) {
+        if (pg->info[i].st != ST_MAYBE_DUP)
+            continue;
+        any = 1;
+        rc = arr_add(&pg->a1, b->ev[i].topic, strlen(b->ev[i].topic));
+        snprintf(num, sizeof num, "%" PRId32, b->ev[i].partition);
+        rc |= arr_add(&pg->a2, num, strlen(num));
+        snprintf(num, sizeof num, "%" PRId64, b->ev[i].offset);
+        rc |= arr_add(&pg->a3, num, strlen(num));
+        if (rc)
+            return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    }
+    if (!any)
+        return 0;
+    if (arr_end(&pg->a1) || arr_end(&pg->a2) || arr_end(&pg->a3))
+        return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    params[0] = pg->a1.p;
+    params[1] = pg->a2.p;
+    params[2] = pg->a3.p;
+    if ((rc = kq_pg_exec_params(pg->conn, present_sql, 3, params, &res, errstr, errlen)))
+        return rc;
+    for (size_t i = 0; i < b->n; i++) {
+        const proj_event *ev = &b->ev[i];
+        int found = 0;
+
+        if (pg->info[i].st != ST_MAYBE_DUP)
+            continue;
+        for (int r = 0; r < PQntuples(res) && !found; r++)
+            found = strcmp(PQgetvalue(res, r, 0), ev->topic) == 0 &&
+                    strtol(PQgetvalue(res, r, 1), NULL, 10) == ev->partition &&
+                    strtoll(PQgetvalue(res, r, 2), NULL, 10) == ev->offset;
+        pg->info[i].st = found ? ST_SKIP : ST_DEAD;
+        if (!found)
+            pg->info[i].reason = "stale";
+    }
+    PQclear(res);
+    return 0;
+}
+
+/* Fold one applied resource event into its aggregate's row operation. */
+static void fold_resource(agg *a, const ev_envelope *e)
+{
+    switch (e->payload_type) {
+    case EV_RESOURCE_CREATED: {
+        const ev_resource_created *c = &e->payload.resource_created;
+        a->rop = R_FULL;
+        a->name = c->name;
+        a->desc = c->description.ptr ? c->description : ev_str_c("");
+        a->status = (int)c->status;
+        a->created_us = a->updated_us = e->occurred_at_us;
+        a->rversion = e->version;
+        break;
+    }
+    case EV_RESOURCE_UPDATED: {
+        const ev_resource_updated *u = &e->payload.resource_updated;
+        if (a->rop == R_DEL)
+            break; /* an update of a deleted resource changes no row */
+        if (a->rop == R_NONE) {
+            a->rop = R_PATCH;
+            a->name.ptr = a->desc.ptr = NULL;
+            a->status = -1;
+        }
+        if (u->name.ptr)
+            a->name = u->name;
+        if (u->description.ptr)
+            a->desc = u->description;
+        if (u->has_status)
+            a->status = (int)u->status;
+        a->updated_us = e->occurred_at_us;
+        a->rversion = e->version;
+        break;
+    }
+    case EV_RESOURCE_DELETED:
+        a->rop = R_DEL;
+        break;
+    default:
+        break;
+    }
+}
+
+static const char *status_name(int s)
+{
+    static const char *const names[] = {"active", "inactive", "archived"};
+    return s >= 0 && s < 3 ? names[s] : NULL;
+}
+
+static void event_row(proj_pg *pg, const proj_event *ev, const evinfo *in, row *r)
+{
+    const ev_envelope *e = &ev->env;
+
+    r->n = 0;
+    row_cstr(r, ev->topic);
+    row_i32(r, ev->partition);
+    row_i64(r, ev->offset);
+    row_bytes(r, e->event_id.bytes, 16);
+    row_cstr(r, in->a->type);
+    row_str(r, e->aggregate_id);
+    row_i64(r, e->version);
+    row_cstr(r, ev_event_type_name(e->payload_type) ? ev_event_type_name(e->payload_type) : "NONE");
+    row_ts(r, e->occurred_at_us);
+    row_i64(r, e->occurred_at_us);
+    row_str(r, e->actor);
+    row_str(r, e->command_id);
+    row_str(r, e->correlation_id);
+    row_str(r, e->causation_id);
+    row_i32(r, e->schema_version);
+    row_bytes(r, e->prev_hash.ptr, e->prev_hash.len);
+    row_bytes(r, e->command_hash.ptr, e->command_hash.len);
+    row_bytes(r, pg->json.p + in->json_off, in->json_len);
+}
+
+static void res_row(const agg *a, row *r)
+{
+    r->n = 0;
+    row_cstr(r, a->rop == R_FULL ? "F" : a->rop == R_PATCH ? "P" : "D");
+    row_bytes(r, a->id, a->idlen);
+    if (a->rop == R_DEL) {
+        for (int i = 0; i < 6; i++)
+            row_null(r);
+        return;
+    }
+    row_str(r, a->name);
+    row_str(r, a->desc);
+    if (status_name(a->status))
+        row_cstr(r, status_name(a->status));
+    else
+        row_null(r);
+    row_i64(r, a->rversion);
+    if (a->rop == R_FULL)
+        row_ts(r, a->created_us);
+    else
+        row_null(r);
+    row_ts(r, a->updated_us);
+}
+
+static void ver_row(const agg *a, row *r)
+{
+    r->n = 0;
+    row_cstr(r, a->type);
+    row_bytes(r, a->id, a->idlen);
+    row_i64(r, a->cur);
+}
+
+static int write_copy(proj_pg *pg, const proj_batch *b, char *errstr, size_t errlen)
+{
+    row r;
+    int rc, nres = 0, nver = 0;
+
+    copy_start(&pg->copy);
+    for (size_t i = 0; i < b->n; i++) {
+        if (pg->info[i].st != ST_APPLY)
+            continue;
+        event_row(pg, &b->ev[i], &pg->info[i], &r);
+        if (copy_row(&pg->copy, &r))
+            return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    }
+    if ((rc = copy_in(pg,
+                      "COPY events (topic, partition, \"offset\", event_id, aggregate_type,"
+                      " aggregate_id, version, event_type, occurred_at, occurred_at_us, actor,"
+                      " command_id, correlation_id, causation_id, schema_version, prev_hash,"
+                      " command_hash, payload) FROM STDIN (FORMAT binary)",
+                      &pg->copy, errstr, errlen)))
+        return rc;
+    copy_start(&pg->copy);
+    for (size_t i = 0; i < pg->aggcap; i++) {
+        agg *a = &pg->aggs[i];
+        if (!a->used || a->cur == a->stored)
+            continue;
+        ver_row(a, &r);
+        nver++;
+        if (copy_row(&pg->copy, &r))
+            return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    }
+    if (nver && (rc = copy_in(pg, "COPY kq_stage_ver FROM STDIN (FORMAT binary)", &pg->copy, errstr,
+                              errlen)))
+        return rc;
+    copy_start(&pg->copy);
+    for (size_t i = 0; i < pg->aggcap; i++) {
+        agg *a = &pg->aggs[i];
+        if (!a->used || a->rop == R_NONE)
+            continue;
+        res_row(a, &r);
+        nres++;
+        if (copy_row(&pg->copy, &r))
+            return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    }
+    if (nres && (rc = copy_in(pg, "COPY kq_stage_res FROM STDIN (FORMAT binary)", &pg->copy, errstr,
+                              errlen)))
+        return rc;
+    if (nver || nres)
+        return kq_pg_exec(pg->conn, merge_sql, errstr, errlen);
+    return 0;
+}
+
+static int send_row(proj_pg *pg, const char *stmt, const row *r)
+{
+    return PQsendQueryPrepared(pg->conn, stmt, r->n, r->val, r->len, r->fmt, 0) == 1 ? 0 : -1;
+}
+
+static int write_pipeline(proj_pg *pg, const proj_batch *b, char *errstr, size_t errlen)
+{
+    PGresult *res;
+    row r;
+    int rc = 0, sent = 0, synced = 0;
+
+    if (PQenterPipelineMode(pg->conn) != 1)
+        return pg_fail(pg, "pipeline", NULL, errstr, errlen);
+    for (size_t i = 0; i < b->n && !rc; i++) {
+        if (pg->info[i].st != ST_APPLY)
+            continue;
+        event_row(pg, &b->ev[i], &pg->info[i], &r);
+        rc = send_row(pg, "kq_ins_event", &r);
+        sent++;
+    }
+    for (size_t i = 0; i < pg->aggcap && !rc; i++) {
+        agg *a = &pg->aggs[i];
+        if (!a->used)
+            continue;
+        if (a->cur != a->stored) {
+            ver_row(a, &r);
+            rc = send_row(pg, "kq_up_version", &r);
+            sent++;
+        }
+        if (!rc && a->rop != R_NONE) {
+            /* res_row's columns: op, id, name, description, status, version,
+             * created_at, updated_at; each statement takes its own subset */
+            row p;
+            res_row(a, &r);
+            p.n = 0;
+            if (a->rop == R_FULL) {
+                for (int c = 1; c < RES_COLS; c++)
+                    row_copy(&p, &r, c);
+            } else if (a->rop == R_PATCH) {
+                for (int c = 1; c < RES_COLS; c++)
+                    if (c != 6)
+                        row_copy(&p, &r, c);
+            } else {
+                row_copy(&p, &r, 1);
+            }
+            rc = send_row(pg,
+                          a->rop == R_FULL    ? "kq_res_full"
+                          : a->rop == R_PATCH ? "kq_res_patch"
+                                              : "kq_res_del",
+                          &p);
+            sent++;
+        }
+    }
+    if (!rc)
+        rc = PQpipelineSync(pg->conn) == 1 ? 0 : -1;
+    if (rc) {
+        rc = pg_fail(pg, "pipeline send", NULL, errstr, errlen);
+        PQexitPipelineMode(pg->conn);
+        return rc;
+    }
+    /* sent results (each followed by NULL), then the sync */
+    while (!synced) {
+        if ((res = PQgetResult(pg->conn)) == NULL) {
+            if (PQstatus(pg->conn) != CONNECTION_OK) {
+                rc = rc ? rc : pg_fail(pg, "pipeline", NULL, errstr, errlen);
+                break;
+            }
+            continue;
+        }
+        switch (PQresultStatus(res)) {
+        case PGRES_PIPELINE_SYNC:
+            synced = 1;
+            break;
+        case PGRES_COMMAND_OK:
+        case PGRES_PIPELINE_ABORTED:
+            break;
+        default:
+            if (!rc)
+                rc = pg_fail(pg, "pipeline", res, errstr, errlen);
+            break;
+        }
+        PQclear(res);
+    }
+    if (PQexitPipelineMode(pg->conn) != 1 && !rc)
+        rc = pg_fail(pg, "pipeline exit", NULL, errstr, errlen);
+    (void)sent;
+    return rc;
+}
+
+static int store_offsets(proj_pg *pg, const proj_batch *b, char *errstr, size_t errlen)
+{
+    const char *params[3];
+    char num[24];
+    int rc = 0;
+
+    arr_start(&pg->a1);
+    arr_start(&pg->a2);
+    arr_start(&pg->a3);
+    for (size_t i = 0; i < b->nnext; i++) {
+        rc |= arr_add(&pg->a1, b->next[i].topic, strlen(b->next[i].topic));
+        snprintf(num, sizeof num, "%" PRId32, b->next[i].partition);
+        rc |= arr_add(&pg->a2, num, strlen(num));
+        snprintf(num, sizeof num, "%" PRId64, b->next[i].next_offset);
+        rc |= arr_add(&pg->a3, num, strlen(num));
+    }
+    rc |= arr_end(&pg->a1) | arr_end(&pg->a2) | arr_end(&pg->a3);
+    if (rc)
+        return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    params[0] = pg->a1.p;
+    params[1] = pg->a2.p;
+    params[2] = pg->a3.p;
+    return kq_pg_exec_params(pg->conn, offsets_sql, 3, params, NULL, errstr, errlen);
+}
+
+/* Walk the batch in order: decide apply / maybe-duplicate / dead per event. */
+static int classify(proj_pg *pg, const proj_batch *b, char *errstr, size_t errlen)
+{
+    int any_dup = 0;
+
+    for (size_t i = 0; i < b->n; i++) {
+        const proj_event *ev = &b->ev[i];
+        const ev_envelope *e = &ev->env;
+        evinfo *in = &pg->info[i];
+        agg *a = in->a;
+        size_t start;
+
+        if (!ev->decoded)
+            continue;
+        if (e->version == a->cur + 1) {
+            in->st = ST_APPLY;
+        } else if (e->version <= a->cur) {
+            in->st = ST_MAYBE_DUP;
+            in->last = a->cur;
+            any_dup = 1;
+            continue;
+        } else {
+            in->st = ST_DEAD;
+            in->reason = "gap";
+            in->last = a->cur;
+            continue;
+        }
+        if (has_nul(e->aggregate_id) || has_nul(e->actor) || has_nul(e->command_id) ||
+            has_nul(e->correlation_id) || has_nul(e->causation_id)) {
+            in->st = ST_DEAD;
+            in->reason = "nul";
+            continue;
+        }
+        /* jsonb binary format: version byte 1, then the text */
+        start = pg->json.len;
+        if (buf_put(&pg->json, "\1", 1) ||
+            ev_json_payload_append(ev->value, &pg->json.p, &pg->json.len, &pg->json.cap) ==
+                KQ_ENOMEM)
+            return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory printing a payload");
+        in->json_off = start;
+        in->json_len = pg->json.len - start;
+        if (in->json_len <= 1) { /* no payload table: store an empty object */
+            pg->json.len = start;
+            buf_put(&pg->json, "\1{}", 3);
+            in->json_len = 3;
+        }
+        if (json_has_nul(pg->json.p + start + 1, in->json_len - 1)) {
+            pg->json.len = start;
+            in->st = ST_DEAD;
+            in->reason = "nul";
+            continue;
+        }
+        a->cur = e->version;
+        if (a->is_resource)
+            fold_resource(a, e);
+    }
+    if (any_dup)
+        return check_present(pg, b, errstr, errlen);
+    return 0;
+}
+
+static const char *dead_reason(proj_pg *pg, const proj_event *ev, const evinfo *in)
+{
+    const ev_envelope *e = &ev->env;
+
+    if (strcmp(in->reason, "nul") == 0)
+        return "a stored string contains a NUL character, which PostgreSQL text/jsonb cannot "
+               "hold";
+    snprintf(pg->reason, sizeof pg->reason,
+             "%s version %" PRId64 " of %s/%.*s: last applied version is %" PRId64,
+             strcmp(in->reason, "gap") == 0 ? "version gap:" : "stale or duplicate event:",
+             e->version, in->a->type, (int)(e->aggregate_id.len > 64 ? 64 : e->aggregate_id.len),
+             e->aggregate_id.ptr, in->last);
+    return pg->reason;
+}
+
+int proj_pg_apply(proj_pg *pg, const proj_batch *b, proj_dead_letter_fn dl, void *dlarg,
+                  char *errstr, size_t errlen)
+{
+    int rc;
+
+    if (pg == NULL || pg->conn == NULL || b == NULL || (b->n && b->ev == NULL) ||
+        (b->nnext && b->next == NULL))
+        return kq_seterr(errstr, errlen, KQ_EINVAL, "proj_pg_apply: bad arguments");
+    if ((rc = batch_prepare(pg, b->n, errstr, errlen)))
+        return rc;
+    for (size_t i = 0; i < b->n; i++) {
+        const proj_event *ev = &b->ev[i];
+        const char *type;
+
+        if (!ev->decoded)
+            continue;
+        type = agg_type_name(&ev->env);
+        pg->info[i].a = agg_find(pg, type, ev->env.aggregate_id.ptr ? ev->env.aggregate_id.ptr : "",
+                                 ev->env.aggregate_id.len, 1);
+        pg->info[i].a->is_resource = ev->env.aggregate_type == EV_AGG_RESOURCE;
+    }
+    if ((rc = kq_pg_begin(pg->conn, errstr, errlen)) ||
+        (rc = load_versions(pg, b, errstr, errlen)) || (rc = classify(pg, b, errstr, errlen)))
+        goto fail;
+    for (size_t i = 0; i < b->n; i++) {
+        const proj_event *ev = &b->ev[i];
+        if (pg->info[i].st != ST_DEAD)
+            continue;
+        if (dl == NULL || dl(dlarg, ev, "pg", dead_reason(pg, ev, &pg->info[i])) != 0) {
+            rc = kq_seterr(errstr, errlen, KQ_EIO,
+                           "dead-lettering %s/%" PRId32 "/%" PRId64 " failed; batch rolled back",
+                           ev->topic, ev->partition, ev->offset);
+            goto fail;
+        }
+    }
+    rc = pg->path == PROJ_PG_PATH_PIPELINE ? write_pipeline(pg, b, errstr, errlen)
+                                           : write_copy(pg, b, errstr, errlen);
+    if (rc)
+        goto fail;
+    proj_failpoint("pg_after_insert");
+    if ((rc = store_offsets(pg, b, errstr, errlen)))
+        goto fail;
+    proj_failpoint("pg_before_commit");
+    if ((rc = kq_pg_commit(pg->conn, errstr, errlen)))
+        goto fail;
+    proj_failpoint("pg_after_commit");
+    return 0;
+fail:
+    if (PQstatus(pg->conn) == CONNECTION_OK) {
+        char ignore[128];
+        kq_pg_rollback(pg->conn, ignore, sizeof ignore);
+    }
+    return rc == KQ_EIO || rc == KQ_ENOMEM ? rc : KQ_EPG;
+}

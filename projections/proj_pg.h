@@ -1,0 +1,68 @@
+/*
+ * proj_pg.h — the PostgreSQL target of kcqrs-projector.
+ *
+ * Applies batches of decoded events (proj_batch.h) to the PostgreSQL read
+ * model of ops/sql/ (projection_offsets, aggregate_versions, resources,
+ * events): one transaction per batch, holding the batch's rows AND the
+ * `next` offsets of every partition it covers, so the read model's effect is
+ * exactly once whatever crashes. The write path and why it was chosen are
+ * described at the top of proj_pg.c.
+ *
+ * Owns: one PGconn and its prepared statements plus reusable staging
+ * buffers. Threads: a proj_pg belongs to one thread (the PostgreSQL target
+ * thread of the runner); different proj_pg objects are independent.
+ *
+ * Errors: 0 or a negative KQ_E* code with errstr filled. KQ_EPG means the
+ * connection is lost or the server refused something; the transaction was
+ * rolled back and the caller should proj_pg_close() and proj_pg_open() again.
+ */
+#ifndef PROJ_PG_H
+#define PROJ_PG_H
+
+#include <stddef.h>
+
+#include "kq_config.h"
+#include "proj_batch.h"
+
+typedef struct proj_pg proj_pg;
+
+/* Connect to cfg->pg_dsn (bounded by cfg->kafka_timeout_ms, via
+ * kq_pg_connect), apply pending migrations (proj_migrate.h), prepare
+ * statements. On success *out is owned by the caller (proj_pg_close).
+ * KQ_EPG when PostgreSQL is unreachable (the runner retries with backoff);
+ * KQ_ECORRUPT when a recorded migration's checksum differs from the embedded
+ * file (refuse to run). */
+int proj_pg_open(const kq_config *cfg, proj_pg **out, char *errstr, size_t errlen);
+
+/* Call cb for every row of projection_offsets (strings valid during the call). */
+int proj_pg_load_offsets(proj_pg *pg, proj_offset_fn cb, void *arg, char *errstr, size_t errlen);
+
+/* Apply the batch in ONE transaction with its `next` offsets (upsert into
+ * projection_offsets) and pg_notify('kcqrs_projection',''). Events with
+ * decoded == 0 are skipped. Per decoded event: check version == last + 1
+ * (aggregate_versions, plus the batch's own earlier events; version 1 needs no
+ * row); otherwise call dl(dlarg, ev, "pg", reason) and skip it (non-zero from dl
+ * -> rollback, return KQ_EIO). Insert into events (payload JSON), update
+ * aggregate_versions, and for resource events upsert/update/delete resources.
+ * An event already present (same topic/partition/offset — possible only if
+ * offsets were lost) is not applied twice. Failpoints: pg_after_insert
+ * (after the rows are written, before offsets), pg_before_commit,
+ * pg_after_commit. Returns 0, KQ_EIO (dead_letter failed) or KQ_EPG
+ * (connection lost or SQL error: the transaction is rolled back; the caller
+ * closes and reopens). The batch is only read. */
+int proj_pg_apply(proj_pg *pg, const proj_batch *b, proj_dead_letter_fn dl, void *dlarg,
+                  char *errstr, size_t errlen);
+
+void proj_pg_close(proj_pg *pg); /* NULL is a no-op */
+
+/* Write paths (see proj_pg.c); COPY is the default. For the measurement
+ * program and the tests: choose the path and synchronous_commit (default off,
+ * see proj_pg.c for why that keeps exactly-once). 0 or KQ_EINVAL / KQ_EPG. */
+typedef enum proj_pg_path {
+    PROJ_PG_PATH_COPY = 0,
+    PROJ_PG_PATH_PIPELINE = 1,
+} proj_pg_path;
+int proj_pg_set_path(proj_pg *pg, proj_pg_path path, int synchronous_commit, char *errstr,
+                     size_t errlen);
+
+#endif
