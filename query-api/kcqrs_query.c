@@ -131,7 +131,8 @@ int main(int argc, char **argv)
     if (sigwait(&set, &sig) != 0)
         sig = 0;
     kq_log_info("signal %d: answering waiting requests, stopping", sig);
-    qry_wait_stop(wait); /* answers every waiting request (and later ones): kq_http_stop needs that */
+    qry_wait_stop(
+        wait); /* answers every waiting request (and later ones): kq_http_stop needs that */
     kq_http_stop(srv);
     srv = NULL;
     rc = 0;

@@ -97,9 +97,8 @@ static PGconn *conn_get(qry_pg *pg, char *errstr, size_t errlen)
             return NULL;
         }
         t->conn = kq_pg_connect(pg->dsn, pg->timeout_ms, "kcqrs-query", errstr, errlen);
-        if (t->conn &&
-            kq_pg_exec(t->conn, "SET statement_timeout = 5000; SET TIME ZONE 'UTC'", errstr,
-                       errlen) != 0) {
+        if (t->conn && kq_pg_exec(t->conn, "SET statement_timeout = 5000; SET TIME ZONE 'UTC'",
+                                  errstr, errlen) != 0) {
             PQfinish(t->conn);
             t->conn = NULL;
         }
@@ -146,8 +145,7 @@ int qry_pg_next_offset(qry_pg *pg, const char *topic, int32_t partition, int64_t
 
     *next = 0;
     snprintf(part, sizeof part, "%" PRId32, partition);
-    rc = run(pg,
-             "SELECT next_offset FROM projection_offsets WHERE topic = $1 AND partition = $2",
+    rc = run(pg, "SELECT next_offset FROM projection_offsets WHERE topic = $1 AND partition = $2",
              2, vals, &res, errstr, errlen);
     if (rc == 0 && PQntuples(res) == 1)
         *next = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -162,8 +160,8 @@ int qry_pg_offsets(qry_pg *pg, json_t **out, char *errstr, size_t errlen)
     int rc;
 
     *out = NULL;
-    rc = run(pg, "SELECT topic || '/' || partition, next_offset FROM projection_offsets", 0,
-             NULL, &res, errstr, errlen);
+    rc = run(pg, "SELECT topic || '/' || partition, next_offset FROM projection_offsets", 0, NULL,
+             &res, errstr, errlen);
     if (rc != 0)
         return rc;
     if ((obj = json_object()) == NULL) {
@@ -180,12 +178,12 @@ int qry_pg_offsets(qry_pg *pg, json_t **out, char *errstr, size_t errlen)
 
 /* Columns 0..3 of every page query: the row as JSON (without occurred_at), occurred_at_us,
  * event_id, version. */
-#define ROW_COLUMNS                                                                              \
-    "json_build_object('event_id', event_id, 'aggregate_type', aggregate_type, "                 \
-    "'aggregate_id', aggregate_id, 'version', version, 'event_type', event_type, "               \
-    "'actor', actor, 'command_id', command_id, 'correlation_id', correlation_id, "               \
-    "'causation_id', causation_id, 'schema_version', schema_version, 'payload', payload, "       \
-    "'topic', topic, 'partition', partition, 'offset', \"offset\")::text, occurred_at_us, "      \
+#define ROW_COLUMNS                                                                                \
+    "json_build_object('event_id', event_id, 'aggregate_type', aggregate_type, "                   \
+    "'aggregate_id', aggregate_id, 'version', version, 'event_type', event_type, "                 \
+    "'actor', actor, 'command_id', command_id, 'correlation_id', correlation_id, "                 \
+    "'causation_id', causation_id, 'schema_version', schema_version, 'payload', payload, "         \
+    "'topic', topic, 'partition', partition, 'offset', \"offset\")::text, occurred_at_us, "        \
     "event_id::text, version"
 
 /* Turn the rows of a page query (limit + 1 fetched) into items and the page's end. */
@@ -261,8 +259,8 @@ int qry_pg_audit(qry_pg *pg, const qry_audit_filter *f, json_t **items, qry_pg_p
 }
 
 int qry_pg_events(qry_pg *pg, const char *aggregate_type, const char *id, int has_after,
-                  int64_t after_version, int limit, json_t **items, qry_pg_page *page,
-                  char *errstr, size_t errlen)
+                  int64_t after_version, int limit, json_t **items, qry_pg_page *page, char *errstr,
+                  size_t errlen)
 {
     char after[24], lim[16];
     const char *vals[4] = {aggregate_type, id, NULL, lim};

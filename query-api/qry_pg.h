@@ -74,7 +74,7 @@ int qry_pg_audit(qry_pg *pg, const qry_audit_filter *f, json_t **items, qry_pg_p
  * has_after). KQ_ENOTFOUND when the aggregate has no event at all.
  */
 int qry_pg_events(qry_pg *pg, const char *aggregate_type, const char *id, int has_after,
-                  int64_t after_version, int limit, json_t **items, qry_pg_page *page,
-                  char *errstr, size_t errlen);
+                  int64_t after_version, int limit, json_t **items, qry_pg_page *page, char *errstr,
+                  size_t errlen);
 
 #endif

@@ -130,9 +130,9 @@ json_t *qry_rm_resource_json(const char *id, size_t idlen, const void *rec, size
     qry_time_format(r.created_at_us, c);
     qry_time_format(r.updated_at_us, u);
     return json_pack("{s:s%, s:s%, s:s%, s:s, s:I, s:s, s:s}", "id", id, idlen, "name", r.name,
-                     (size_t)r.name_len, "description", r.description,
-                     (size_t)r.description_len, "status", qry_status_name(r.status), "version",
-                     (json_int_t)r.version, "created_at", c, "updated_at", u);
+                     (size_t)r.name_len, "description", r.description, (size_t)r.description_len,
+                     "status", qry_status_name(r.status), "version", (json_int_t)r.version,
+                     "created_at", c, "updated_at", u);
 }
 
 int qry_rm_get(qry_rm *rm, const char *id, json_t **out, int64_t *version, char *errstr,
@@ -202,7 +202,8 @@ int qry_rm_list(qry_rm *rm, int by_status, uint8_t status, const char *after_id,
     } else {
         op = MDB_FIRST;
     }
-    for (mrc = mdb_cursor_get(cur, &k, &v, op); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    for (mrc = mdb_cursor_get(cur, &k, &v, op); mrc == 0;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         const char *id = k.mv_data;
         size_t idlen = k.mv_size;
         json_t *item;
@@ -224,7 +225,8 @@ int qry_rm_list(qry_rm *rm, int by_status, uint8_t status, const char *after_id,
             rk.mv_size = idlen;
             if ((mrc = mdb_get(txn, rm->resources, &rk, &rv)) != 0) {
                 /* the index always matches the table inside one transaction */
-                rc = kq_seterr(errstr, errlen, KQ_ECORRUPT, "status index names a missing resource");
+                rc =
+                    kq_seterr(errstr, errlen, KQ_ECORRUPT, "status index names a missing resource");
                 goto out;
             }
         } else {

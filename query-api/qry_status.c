@@ -42,8 +42,8 @@ static int64_t mono_ms(void)
 static int refresh(qry_status *st, json_t **kafka, json_t **ends)
 {
     const struct rd_kafka_metadata *md = NULL;
-    int64_t deadline = mono_ms() + (st->cfg->kafka_timeout_ms < BUDGET_MS ? st->cfg->kafka_timeout_ms
-                                                                          : BUDGET_MS);
+    int64_t deadline =
+        mono_ms() + (st->cfg->kafka_timeout_ms < BUDGET_MS ? st->cfg->kafka_timeout_ms : BUDGET_MS);
     json_t *brokers = json_array(), *topics = json_object();
     rd_kafka_resp_err_t err;
     int ok = 1;
@@ -59,9 +59,8 @@ static int refresh(qry_status *st, json_t **kafka, json_t **ends)
         return KQ_EKAFKA;
     }
     for (int i = 0; i < md->broker_cnt; i++)
-        json_array_append_new(brokers, json_pack("{s:i, s:s, s:i}", "id", md->brokers[i].id,
-                                                 "host", md->brokers[i].host, "port",
-                                                 md->brokers[i].port));
+        json_array_append_new(brokers, json_pack("{s:i, s:s, s:i}", "id", md->brokers[i].id, "host",
+                                                 md->brokers[i].host, "port", md->brokers[i].port));
     for (int t = 0; t < KQ_KAFKA_NTOPICS; t++) {
         const struct rd_kafka_metadata_topic *mt = NULL;
         json_t *parts = json_array();
@@ -128,9 +127,9 @@ static void *run(void *arg)
             st->good_ms = mono_ms();
         } else {
             /* keep the last good watermarks; report the failure */
-            json_object_set_new(kafka, "last_good_brokers",
-                                json_deep_copy(st->kafka ? json_object_get(st->kafka, "brokers")
-                                                         : NULL));
+            json_object_set_new(
+                kafka, "last_good_brokers",
+                json_deep_copy(st->kafka ? json_object_get(st->kafka, "brokers") : NULL));
             json_decref(st->kafka);
             st->kafka = kafka;
             json_decref(ends);

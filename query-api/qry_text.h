@@ -24,8 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define QRY_TIME_MAX 80 /* "YYYY-MM-DDTHH:MM:SS.uuuuuuZ" + NUL, room for any int64 */
-#define QRY_CURSOR_MAX 160    /* encoded cursor + NUL */
+#define QRY_TIME_MAX 80    /* "YYYY-MM-DDTHH:MM:SS.uuuuuuZ" + NUL, room for any int64 */
+#define QRY_CURSOR_MAX 160 /* encoded cursor + NUL */
 #define QRY_CURSOR_V1 1
 #define QRY_LIMIT_DEFAULT 100
 #define QRY_LIMIT_MAX 1000

@@ -372,25 +372,27 @@ void qry_wait_metrics(qry_wait *w, FILE *out)
 {
     if (w == NULL)
         return;
-    fprintf(out,
-            "# HELP kcqrs_query_waits_total Requests that waited for a consistency token.\n"
-            "# TYPE kcqrs_query_waits_total counter\n"
-            "kcqrs_query_waits_total %" PRIuFAST64 "\n"
-            "# HELP kcqrs_query_waits_applied_total Waits answered because the read model caught up.\n"
-            "# TYPE kcqrs_query_waits_applied_total counter\n"
-            "kcqrs_query_waits_applied_total %" PRIuFAST64 "\n"
-            "# HELP kcqrs_query_waits_expired_total Waits that ran out of time (503 projection_behind).\n"
-            "# TYPE kcqrs_query_waits_expired_total counter\n"
-            "kcqrs_query_waits_expired_total %" PRIuFAST64 "\n"
-            "# HELP kcqrs_query_wait_seconds_total Time requests spent waiting.\n"
-            "# TYPE kcqrs_query_wait_seconds_total counter\n"
-            "kcqrs_query_wait_seconds_total %.6f\n"
-            "# HELP kcqrs_query_waiter_wakeups_total Watcher wake-ups by cause.\n"
-            "# TYPE kcqrs_query_waiter_wakeups_total counter\n"
-            "kcqrs_query_waiter_wakeups_total{cause=\"inotify\"} %" PRIuFAST64 "\n"
-            "kcqrs_query_waiter_wakeups_total{cause=\"pg_notify\"} %" PRIuFAST64 "\n"
-            "kcqrs_query_waiter_wakeups_total{cause=\"timeout\"} %" PRIuFAST64 "\n",
-            atomic_load(&w->waits), atomic_load(&w->applied), atomic_load(&w->expired),
-            (double)atomic_load(&w->wait_us) / 1e6, atomic_load(&w->wakes_inotify),
-            atomic_load(&w->wakes_pg), atomic_load(&w->wakes_timeout));
+    fprintf(
+        out,
+        "# HELP kcqrs_query_waits_total Requests that waited for a consistency token.\n"
+        "# TYPE kcqrs_query_waits_total counter\n"
+        "kcqrs_query_waits_total %" PRIuFAST64 "\n"
+        "# HELP kcqrs_query_waits_applied_total Waits answered because the read model caught up.\n"
+        "# TYPE kcqrs_query_waits_applied_total counter\n"
+        "kcqrs_query_waits_applied_total %" PRIuFAST64 "\n"
+        "# HELP kcqrs_query_waits_expired_total Waits that ran out of time (503 "
+        "projection_behind).\n"
+        "# TYPE kcqrs_query_waits_expired_total counter\n"
+        "kcqrs_query_waits_expired_total %" PRIuFAST64 "\n"
+        "# HELP kcqrs_query_wait_seconds_total Time requests spent waiting.\n"
+        "# TYPE kcqrs_query_wait_seconds_total counter\n"
+        "kcqrs_query_wait_seconds_total %.6f\n"
+        "# HELP kcqrs_query_waiter_wakeups_total Watcher wake-ups by cause.\n"
+        "# TYPE kcqrs_query_waiter_wakeups_total counter\n"
+        "kcqrs_query_waiter_wakeups_total{cause=\"inotify\"} %" PRIuFAST64 "\n"
+        "kcqrs_query_waiter_wakeups_total{cause=\"pg_notify\"} %" PRIuFAST64 "\n"
+        "kcqrs_query_waiter_wakeups_total{cause=\"timeout\"} %" PRIuFAST64 "\n",
+        atomic_load(&w->waits), atomic_load(&w->applied), atomic_load(&w->expired),
+        (double)atomic_load(&w->wait_us) / 1e6, atomic_load(&w->wakes_inotify),
+        atomic_load(&w->wakes_pg), atomic_load(&w->wakes_timeout));
 }
