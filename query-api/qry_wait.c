@@ -27,11 +27,11 @@
  * IN_MODIFY) and only then stores the new transaction id in the shared lock
  * file, which readers use to pick the meta page. A sweep right after the
  * wake-up can therefore still see the previous commit, and no further event
- * follows. So after every inotify wake-up the watcher sweeps again after 1 ms
- * and 4 ms (SETTLE_SWEEPS follow-ups) before falling back to fallback_ms.
+ * follows. So after every inotify wake-up the watcher sweeps again after
+ * 0.2 ms, 1 ms and 5 ms (settle_us[]) before falling back to fallback_ms.
  */
-#define SETTLE_SWEEPS 2
-#define SETTLE_MS(left) ((left) == SETTLE_SWEEPS ? 1 : 4)
+static const int settle_us[] = {200, 800, 4000};
+#define SETTLE_SWEEPS ((int)(sizeof settle_us / sizeof settle_us[0]))
 
 typedef struct waiter {
     struct waiter *next;
@@ -197,7 +197,9 @@ static void *run(void *arg)
 
     for (;;) {
         struct pollfd p[3];
-        int np = 0, timeout, has_waiters, stopping, rc;
+        int np = 0, has_waiters, stopping, rc;
+        int64_t timeout_us;
+        struct timespec ts;
         int64_t nearest = INT64_MAX;
 
         pthread_mutex_lock(&w->lock);
@@ -212,13 +214,13 @@ static void *run(void *arg)
         watch_ensure(w);
         if (has_waiters)
             listen_ensure(w);
-        timeout = has_waiters ? w->o.fallback_ms : IDLE_POLL_MS;
-        if (has_waiters && settle > 0 && timeout > SETTLE_MS(settle))
-            timeout = SETTLE_MS(settle);
+        timeout_us = (int64_t)(has_waiters ? w->o.fallback_ms : IDLE_POLL_MS) * 1000;
+        if (has_waiters && settle > 0)
+            timeout_us = settle_us[SETTLE_SWEEPS - settle];
         if (has_waiters && nearest != INT64_MAX) {
             int64_t left = nearest - qry_wait_now_ms();
-            if (left < timeout)
-                timeout = left < 0 ? 0 : (int)left;
+            if (left * 1000 < timeout_us)
+                timeout_us = left < 0 ? 0 : left * 1000;
         }
         p[np].fd = w->efd;
         p[np++].events = POLLIN;
@@ -228,7 +230,9 @@ static void *run(void *arg)
             p[np].fd = PQsocket(w->listen);
             p[np++].events = POLLIN;
         }
-        rc = poll(p, (nfds_t)np, timeout);
+        ts.tv_sec = (time_t)(timeout_us / 1000000);
+        ts.tv_nsec = (long)(timeout_us % 1000000) * 1000;
+        rc = ppoll(p, (nfds_t)np, &ts, NULL);
         if (rc < 0 && errno != EINTR) {
             kq_log_error("waiter poll: %s", strerror(errno));
             usleep(10000);

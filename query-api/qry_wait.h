@@ -25,7 +25,7 @@
  *
  *   LMDB stores a commit's transaction id in its lock file just after the
  *   meta-page write that wakes us, so a sweep right after an inotify wake-up
- *   may still see the previous commit: two follow-up sweeps run 1 ms and 5 ms
+ *   may still see the previous commit: follow-up sweeps run 0.2, 1 and 5 ms
  *   later (the unit test caught this race; see SETTLE_SWEEPS in qry_wait.c).
  *
  * The watch on data.mdb is (re)added whenever it is missing (the read model

@@ -324,6 +324,9 @@ pg = sorted(waits)
 pct = lambda a, p: a[min(len(a) - 1, int(len(a) * p))] * 1000
 print("lmdb read-after-write ms: p50 %.2f p99 %.2f max %.2f" % (pct(lm, .5), pct(lm, .99), lm[-1] * 1000))
 print("pg read-after-write ms: p50 %.2f p99 %.2f max %.2f" % (pct(pg, .5), pct(pg, .99), pg[-1] * 1000))
+r.request("GET", "/metrics")
+m = r.getresponse().read().decode()
+print("\n".join(l for l in m.splitlines() if l.startswith("kcqrs_query_wait")))
 print("bad", len(bad), bad[:3])
 sys.exit(1 if bad else 0)
 PY
