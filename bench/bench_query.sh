@@ -17,12 +17,16 @@
 #                      kcqrs-query on fresh topics: qry_bench lag posts
 #                      BENCH_QUERY_LAG_RATE creates/s (default 1000) and reads
 #                      each back with its consistency token: p50/p99 from the
-#                      201 to the read's 200.
+#                      201 to the read's 200 (query.visible_lag) and from the
+#                      create's due time (query.write_to_read: grows without
+#                      bound when the command side cannot keep up).
 # Servers on CPU 0, load generators on the last CPU (taskset, when there are
 # two). Prints RESULT lines (bench/run.sh protocol); logs in $BUILD/bench/logs.
 #
 # Environment: BUILD (build), BENCH_QUERY_SECS (10), BENCH_QUERY_IDS (10000),
-# BENCH_QUERY_LAG_RATE (1000), BENCH_QUERY_LAG_SECS (10).
+# BENCH_QUERY_LAG_RATE (1000), BENCH_QUERY_LAG_SECS (10), BENCH_QUERY_LAG_CONNS (256:
+# each slot holds a create and then its read, so it needs more than 64 to keep
+# up with 1000/s when commits take tens of ms).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +35,7 @@ SECS=${BENCH_QUERY_SECS:-10}
 IDS=${BENCH_QUERY_IDS:-10000}
 LAG_RATE=${BENCH_QUERY_LAG_RATE:-1000}
 LAG_SECS=${BENCH_QUERY_LAG_SECS:-10}
+LAG_CONNS=${BENCH_QUERY_LAG_CONNS:-256}
 LOGS=$BUILD/bench/logs
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/kcqrs-bench-query.XXXXXX")
 PIDS=()
@@ -124,6 +129,7 @@ if [ -z "${KCQRS_BROKERS:-}" ] || [ -z "${KCQRS_PG_DSN:-}" ]; then
     exit 0
 fi
 export KCQRS_TOPIC_PREFIX="bench.q$(date +%s)"
+export KCQRS_HTTP_MAX_PER_IP=0 # the load generator is one client IP with LAG_CONNS connections
 cport=$(free_port) qport=$(free_port)
 mkdir -p "$TMP/cmd" "$TMP/read"
 KCQRS_COMMANDS_ADDR=127.0.0.1:$cport KCQRS_LMDB_DIR=$TMP/cmd "$BUILD/bin/kcqrs-commands" \
@@ -138,6 +144,6 @@ PIDS+=($!)
 wait_http "http://127.0.0.1:$cport/ready" 60 || die "kcqrs-commands not ready"
 wait_http "http://127.0.0.1:$qport/ready" 60 || die "kcqrs-query not ready (see $LOGS/query.lag.query.log)"
 "$BUILD/tests/tools/qry_bench" lag --cmd "http://127.0.0.1:$cport" --url "http://127.0.0.1:$qport" \
-    --wkey "$WKEY" --key "$RKEY" --rate "$LAG_RATE" --seconds "$LAG_SECS" --connections 64 \
+    --wkey "$WKEY" --key "$RKEY" --rate "$LAG_RATE" --seconds "$LAG_SECS" --connections "$LAG_CONNS" \
     --tag "lag$$" 2>"$LOGS/query.lag.log" || die "qry_bench lag failed (see $LOGS/query.lag.log)"
 curl -s "http://127.0.0.1:$qport/metrics" | grep '^kcqrs_query_wait' >>"$LOGS/query.lag.log" || true

@@ -242,6 +242,8 @@ static void *run(void *arg)
             if (read(w->efd, &v, sizeof v) < 0 && errno != EAGAIN)
                 kq_log_warn("eventfd read: %s", strerror(errno));
         }
+        if (rc == 0 && has_waiters && settle == 0)
+            atomic_fetch_add(&w->wakes_timeout, 1); /* the fallback, not a follow-up sweep */
         if (rc > 0 && (p[1].revents & POLLIN)) {
             atomic_fetch_add(&w->wakes_inotify, 1);
             drain_inotify(w);
@@ -253,8 +255,6 @@ static void *run(void *arg)
             atomic_fetch_add(&w->wakes_pg, 1);
             drain_pg(w);
         }
-        if (rc == 0 && has_waiters && settle == 0)
-            atomic_fetch_add(&w->wakes_timeout, 1);
         sweep(w);
     }
     return NULL;
