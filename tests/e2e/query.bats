@@ -53,9 +53,20 @@ setup_file() {
 setup() { cmd_use cmd; }
 
 teardown_file() {
+    local n rc=0
     for n in q q2 q3; do svc_stop "$n"; done
     svc_stop proj
-    cmd_stop_all
+    cmd_stop_all || rc=1
+    # with KCQRS_BIN pointing at a SANITIZE=address,undefined build
+    for n in q q2 q3; do
+        if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' \
+            "$BATS_FILE_TMPDIR/$n.log" 2>/dev/null; then
+            echo "kcqrs-query $n: sanitizer report:" >&2
+            cat "$BATS_FILE_TMPDIR/$n.log" >&2
+            rc=1
+        fi
+    done
+    return $rc
 }
 
 # q PATH [CURL_ARGS...]: GET on the query API with $QKEY (reader unless set).
