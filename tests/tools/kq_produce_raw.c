@@ -9,9 +9,11 @@
  *       PARTITION with key KEY ("-" for none), non-transactional;
  *   kq_produce_raw event ID VERSION [--type created|updated|deleted]
  *                  [--status active|inactive|archived] [--name NAME]
+ *                  [--topic resource|workflow|run] [--partition P] [--key K]
  *       one valid resource event (default: ResourceCreated, active, name
  *       "raw ID") with the given version, at the aggregate's partition and
  *       with its record key: a version gap when VERSION is not the next one;
+ *       --topic, --partition and --key put it where it does not belong;
  *   kq_produce_raw load N [--ids K] [--prefix P] [--txn T] [--seed S] [--pause-ms M]
  *       N valid events in transactions of T records (default 500), M ms
  *       apart (default 0: as fast as possible): K
@@ -43,6 +45,7 @@ static const char usage[] =
     "usage: kq_produce_raw raw AGG PARTITION KEY (--hex HEX | --random N | --text S)\n"
     "       kq_produce_raw event ID VERSION [--type created|updated|deleted]\n"
     "                      [--status active|inactive|archived] [--name NAME]\n"
+    "                      [--topic resource|workflow|run] [--partition P] [--key K]\n"
     "       kq_produce_raw load N [--ids K] [--prefix P] [--txn T] [--seed S] [--pause-ms M]\n";
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -203,8 +206,8 @@ static int parse_status(const char *s)
 static int cmd_event(const kq_config *cfg, int argc, char **argv)
 {
     char topic[KQ_KAFKA_TOPIC_MAX], key[160], name[160], err[512];
-    const char *type = "created", *nm = NULL;
-    int status = -1, part, rc;
+    const char *type = "created", *nm = NULL, *agg = "resource", *keyarg = NULL;
+    int status = -1, part = -1, rc;
     long version;
     ev_envelope e;
     ev_fb_builder fb;
@@ -223,6 +226,15 @@ static int cmd_event(const kq_config *cfg, int argc, char **argv)
             ;
         else if (strcmp(argv[i], "--name") == 0)
             nm = argv[i + 1];
+        else if (strcmp(argv[i], "--topic") == 0 &&
+                 (strcmp(argv[i + 1], "resource") == 0 || strcmp(argv[i + 1], "workflow") == 0 ||
+                  strcmp(argv[i + 1], "run") == 0))
+            agg = argv[i + 1];
+        else if (strcmp(argv[i], "--key") == 0)
+            keyarg = argv[i + 1];
+        else if (strcmp(argv[i], "--partition") == 0 &&
+                 kq_parse_long(argv[i + 1], 0, INT32_MAX, &(long){0}) == 0)
+            part = atoi(argv[i + 1]);
         else {
             fputs(usage, stderr);
             return 2;
@@ -263,9 +275,14 @@ static int cmd_event(const kq_config *cfg, int argc, char **argv)
         return 1;
     }
     buf = ev_fb_builder_data(&fb, &len);
-    kq_config_topic(cfg, "resource", topic, sizeof topic);
-    part = kq_kafka_partition_for(argv[1], strlen(argv[1]), cfg->partitions);
-    if (part < 0 || kq_kafka_record_key(argv[1], version, key, sizeof key) < 0) {
+    kq_config_topic(cfg, agg, topic, sizeof topic);
+    if (part < 0)
+        part = kq_kafka_partition_for(argv[1], strlen(argv[1]), cfg->partitions);
+    if (keyarg != NULL)
+        snprintf(key, sizeof key, "%s", keyarg);
+    else if (kq_kafka_record_key(argv[1], version, key, sizeof key) < 0)
+        part = -1;
+    if (part < 0) {
         ev_fb_builder_free(&fb);
         return 2;
     }
