@@ -54,11 +54,11 @@ setup() { cmd_use cmd; }
 
 teardown_file() {
     local n rc=0
-    for n in q q2 q3; do svc_stop "$n"; done
+    for n in q q2 q3 q4; do svc_stop "$n"; done
     svc_stop proj
     cmd_stop_all || rc=1
     # with KCQRS_BIN pointing at a SANITIZE=address,undefined build
-    for n in q q2 q3; do
+    for n in q q2 q3 q4; do
         if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' \
             "$BATS_FILE_TMPDIR/$n.log" 2>/dev/null; then
             echo "kcqrs-query $n: sanitizer report:" >&2
@@ -382,6 +382,14 @@ for n in (\"lmdb\", \"postgresql\"):
     jcheck 'd["error"]["code"] == "projection_behind"'
     assert_retry_after
     (( ($(date +%s%N) - t0) / 1000000 >= 2900 ))
+    # /ready fails while the read models lag more than KCQRS_QUERY_READY_LAG events
+    # (10: above the at most one transaction marker per caught-up partition)
+    local i
+    for i in $(seq 30); do create "q9-lag-$i"; done
+    qry_start q4 KCQRS_QUERY_READY_LAG=10
+    kq_wait_for 20 bash -c "curl -s '$(qry_url q4)/ready' | grep -q 'lag'"
+    QURL=$(qry_url q4) REQ_KEY= q /ready
+    [[ "$CODE" == 503 ]]
     # a waiting read is answered as soon as the projector applies the write
     ( QURL=$(qry_url q); curl -s -o "$BATS_FILE_TMPDIR/q9.body" -w '%{http_code}' \
         -H "Authorization: Bearer $KQ_KEY_READER" -H "X-Consistency-Token: $tok" \
@@ -392,6 +400,7 @@ for n in (\"lmdb\", \"postgresql\"):
     wait "$waiter"
     [[ "$(cat "$BATS_FILE_TMPDIR/q9.code")" == 200 ]]
     grep -q '"id":"q9-a"' "$BATS_FILE_TMPDIR/q9.body"
+    kq_wait_for 30 bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' '$(qry_url q4)/ready') == 200 ]]"
     QURL= q /metrics
     [[ "$BODY" =~ kcqrs_query_projection_behind_total\ [1-9] ]]
 }
