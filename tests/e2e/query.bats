@@ -54,11 +54,11 @@ setup() { cmd_use cmd; }
 
 teardown_file() {
     local n rc=0
-    for n in q q2 q3 q4; do svc_stop "$n"; done
+    for n in q q2 q3 q4 q5; do svc_stop "$n"; done
     svc_stop proj
     cmd_stop_all || rc=1
     # with KCQRS_BIN pointing at a SANITIZE=address,undefined build
-    for n in q q2 q3 q4; do
+    for n in q q2 q3 q4 q5; do
         if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' \
             "$BATS_FILE_TMPDIR/$n.log" 2>/dev/null; then
             echo "kcqrs-query $n: sanitizer report:" >&2
@@ -405,7 +405,7 @@ for n in (\"lmdb\", \"postgresql\"):
     [[ "$BODY" =~ kcqrs_query_projection_behind_total\ [1-9] ]]
 }
 
-@test "query: PostgreSQL down -> 503 on its routes only; no LMDB read model yet -> 503 not_ready" {
+@test "query: PostgreSQL down -> 503 on its routes only; Kafka down -> status says so; no LMDB read model yet -> 503 not_ready" {
     create q10-a
     q /api/v1/resources/q10-a -H "X-Consistency-Token: $TOKEN"
     [[ "$CODE" == 200 ]]
@@ -424,6 +424,15 @@ for n in (\"lmdb\", \"postgresql\"):
     jcheck 'd["read_models"]["postgresql"]["available"] is False and d["read_models"]["lmdb"]["available"] is True'
     QURL=$(qry_url q2) REQ_KEY= q /ready
     [[ "$CODE" == 503 ]]
+
+    # Kafka unreachable: /status still answers at once, saying so; reads go on
+    qry_start q5 KCQRS_BROKERS="127.0.0.1:$(kq_free_port)" KCQRS_KAFKA_TIMEOUT_MS=1000
+    sleep 1.5
+    QURL=$(qry_url q5) q /api/v1/status --max-time 3
+    [[ "$CODE" == 200 ]]
+    jcheck 'd["kafka"]["connected"] is False and d["kafka"]["error"] and d["read_models"]["lmdb"]["available"] is True'
+    QURL=$(qry_url q5) q /api/v1/resources/q10-a
+    [[ "$CODE" == 200 ]]
 
     mkdir -p "$BATS_FILE_TMPDIR/empty"
     qry_start q3 KCQRS_LMDB_DIR="$BATS_FILE_TMPDIR/empty"
