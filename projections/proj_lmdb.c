@@ -1,0 +1,401 @@
+/*
+ * proj_lmdb.c — see proj_lmdb.h.
+ */
+#include "proj_lmdb.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <lmdb.h>
+
+#include "kq_err.h"
+#include "kq_log.h"
+#include "kq_rm.h"
+#include "proj_failpoint.h"
+
+#define SYNC_EVERY_MS 1000
+
+struct proj_lmdb {
+    MDB_env *env;
+    MDB_dbi meta, offsets, versions, resources, by_status;
+    int nosync;
+    long long last_sync_ms;
+    uint8_t *buf; /* scratch for encoded resource records */
+    size_t bufcap;
+};
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int lerr(char *errstr, size_t errlen, int rc, const char *what)
+{
+    return kq_seterr(errstr, errlen, KQ_ELMDB, "LMDB %s: %s", what, mdb_strerror(rc));
+}
+
+int proj_lmdb_open(const kq_config *cfg, proj_lmdb **out, char *errstr, size_t errlen)
+{
+    char dir[4096];
+
+    if (snprintf(dir, sizeof dir, "%s/%s", cfg->lmdb_dir, KQ_RM_SUBDIR) >= (int)sizeof dir)
+        return kq_seterr(errstr, errlen, KQ_ERANGE, "KCQRS_LMDB_DIR too long");
+    return proj_lmdb_open_dir(dir, (size_t)cfg->lmdb_map_mb << 20, 0, out, errstr, errlen);
+}
+
+int proj_lmdb_open_dir(const char *dir, size_t map_size, int sync, proj_lmdb **out, char *errstr,
+                       size_t errlen)
+{
+    proj_lmdb *t;
+    MDB_txn *txn = NULL;
+    MDB_val k, v;
+    int rc, ret = 0;
+
+    *out = NULL;
+    if ((t = calloc(1, sizeof *t)) == NULL)
+        return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    if ((ret = kq_rm_env_open(dir, map_size, 1, &t->env, errstr, errlen)) != 0)
+        goto fail;
+    t->nosync = !sync;
+    if (t->nosync && (rc = mdb_env_set_flags(t->env, MDB_NOSYNC, 1)) != 0) {
+        ret = lerr(errstr, errlen, rc, "set MDB_NOSYNC");
+        goto fail;
+    }
+    if ((rc = mdb_txn_begin(t->env, NULL, 0, &txn)) != 0 ||
+        (rc = mdb_dbi_open(txn, KQ_RM_DB_META, MDB_CREATE, &t->meta)) != 0 ||
+        (rc = mdb_dbi_open(txn, KQ_RM_DB_OFFSETS, MDB_CREATE, &t->offsets)) != 0 ||
+        (rc = mdb_dbi_open(txn, KQ_RM_DB_VERSIONS, MDB_CREATE, &t->versions)) != 0 ||
+        (rc = mdb_dbi_open(txn, KQ_RM_DB_RESOURCES, MDB_CREATE, &t->resources)) != 0 ||
+        (rc = mdb_dbi_open(txn, KQ_RM_DB_RES_BY_STATUS, MDB_CREATE, &t->by_status)) != 0) {
+        ret = lerr(errstr, errlen, rc, dir);
+        goto fail;
+    }
+    k.mv_data = "format";
+    k.mv_size = 6;
+    rc = mdb_get(txn, t->meta, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        v.mv_data = KQ_RM_FORMAT;
+        v.mv_size = strlen(KQ_RM_FORMAT);
+        if ((rc = mdb_put(txn, t->meta, &k, &v, 0)) != 0) {
+            ret = lerr(errstr, errlen, rc, "put meta format");
+            goto fail;
+        }
+    } else if (rc != 0) {
+        ret = lerr(errstr, errlen, rc, "get meta format");
+        goto fail;
+    } else if (v.mv_size != strlen(KQ_RM_FORMAT) ||
+               memcmp(v.mv_data, KQ_RM_FORMAT, v.mv_size) != 0) {
+        ret = kq_seterr(errstr, errlen, KQ_ECORRUPT,
+                        "%s holds a read model of format '%.*s', not '%s': move it away to "
+                        "rebuild from the log",
+                        dir, (int)(v.mv_size > 64 ? 64 : v.mv_size), (const char *)v.mv_data,
+                        KQ_RM_FORMAT);
+        goto fail;
+    }
+    if ((rc = mdb_txn_commit(txn)) != 0) {
+        txn = NULL;
+        ret = lerr(errstr, errlen, rc, "commit");
+        goto fail;
+    }
+    t->last_sync_ms = mono_ms();
+    *out = t;
+    return 0;
+fail:
+    if (txn)
+        mdb_txn_abort(txn);
+    if (t->env)
+        mdb_env_close(t->env);
+    free(t);
+    return ret;
+}
+
+int proj_lmdb_load_offsets(proj_lmdb *t, proj_offset_fn cb, void *arg, char *errstr,
+                           size_t errlen)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc, ret = 0;
+
+    if ((rc = mdb_txn_begin(t->env, NULL, MDB_RDONLY, &txn)) != 0)
+        return lerr(errstr, errlen, rc, "begin read");
+    if ((rc = mdb_cursor_open(txn, t->offsets, &cur)) != 0) {
+        mdb_txn_abort(txn);
+        return lerr(errstr, errlen, rc, "cursor");
+    }
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        char key[512], *slash, *end;
+        long part;
+        int64_t off;
+
+        if (k.mv_size >= sizeof key || v.mv_size != sizeof off) {
+            ret = kq_seterr(errstr, errlen, KQ_ECORRUPT, "malformed offsets entry");
+            break;
+        }
+        memcpy(key, k.mv_data, k.mv_size);
+        key[k.mv_size] = '\0';
+        memcpy(&off, v.mv_data, sizeof off);
+        if ((slash = strrchr(key, '/')) == NULL || slash[1] == '\0') {
+            ret = kq_seterr(errstr, errlen, KQ_ECORRUPT, "malformed offsets key '%s'", key);
+            break;
+        }
+        *slash = '\0';
+        part = strtol(slash + 1, &end, 10);
+        if (*end != '\0' || part < 0 || part > INT32_MAX || off < 0) {
+            ret = kq_seterr(errstr, errlen, KQ_ECORRUPT, "malformed offsets entry '%s'", key);
+            break;
+        }
+        cb(arg, key, (int32_t)part, off);
+    }
+    if (ret == 0 && rc != MDB_NOTFOUND)
+        ret = lerr(errstr, errlen, rc, "read offsets");
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return ret;
+}
+
+static int grow(proj_lmdb *t, size_t need)
+{
+    uint8_t *p;
+
+    if (need <= t->bufcap)
+        return 0;
+    if ((p = realloc(t->buf, need)) == NULL)
+        return KQ_ENOMEM;
+    t->buf = p;
+    t->bufcap = need;
+    return 0;
+}
+
+/* Outcome of applying one event's resource change. */
+enum { APPLY_OK = 0, APPLY_REFUSED = 1 };
+
+static int put_status(proj_lmdb *t, MDB_txn *txn, uint8_t status, const char *id, size_t len,
+                      int del)
+{
+    uint8_t kb[512];
+    MDB_val k, v = {0, ""};
+    int n = kq_rm_prefixed_key(status, id, len, kb, sizeof kb), rc;
+
+    if (n < 0)
+        return MDB_BAD_VALSIZE;
+    k.mv_data = kb;
+    k.mv_size = (size_t)n;
+    if (del) {
+        rc = mdb_del(txn, t->by_status, &k, NULL);
+        return rc == MDB_NOTFOUND ? 0 : rc;
+    }
+    return mdb_put(txn, t->by_status, &k, &v, 0);
+}
+
+/* Resource events: returns an LMDB code, or -APPLY_REFUSED with *why set. */
+static int apply_resource(proj_lmdb *t, MDB_txn *txn, const ev_envelope *e, const char **why)
+{
+    MDB_val k = {e->aggregate_id.len, (void *)e->aggregate_id.ptr}, v;
+    kq_rm_resource r, old;
+    int rc, exists;
+
+    rc = mdb_get(txn, t->resources, &k, &v);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc;
+    exists = rc == 0;
+    if (exists && kq_rm_resource_decode(v.mv_data, v.mv_size, &old) != 0)
+        return MDB_CORRUPTED;
+    switch (e->payload_type) {
+    case EV_RESOURCE_CREATED: {
+        const ev_resource_created *c = &e->payload.resource_created;
+
+        if (exists && (rc = put_status(t, txn, old.status, e->aggregate_id.ptr,
+                                       e->aggregate_id.len, 1)) != 0)
+            return rc;
+        if ((unsigned)c->status > EV_STATUS_ARCHIVED) {
+            *why = "ResourceCreated with an unknown status";
+            return -APPLY_REFUSED;
+        }
+        r.version = e->version;
+        r.created_at_us = e->occurred_at_us;
+        r.updated_at_us = e->occurred_at_us;
+        r.status = (uint8_t)c->status;
+        r.name = c->name.ptr ? c->name.ptr : "";
+        r.name_len = c->name.len;
+        r.description = c->description.ptr ? c->description.ptr : "";
+        r.description_len = c->description.len;
+        break;
+    }
+    case EV_RESOURCE_UPDATED: {
+        const ev_resource_updated *u = &e->payload.resource_updated;
+
+        if (!exists) /* after a delete: the version advances, nothing to change */
+            return 0;
+        if (u->has_status && (unsigned)u->status > EV_STATUS_ARCHIVED) {
+            *why = "ResourceUpdated with an unknown status";
+            return -APPLY_REFUSED;
+        }
+        r = old;
+        r.version = e->version;
+        r.updated_at_us = e->occurred_at_us;
+        if (u->name.ptr != NULL) {
+            r.name = u->name.ptr;
+            r.name_len = u->name.len;
+        }
+        if (u->description.ptr != NULL) {
+            r.description = u->description.ptr;
+            r.description_len = u->description.len;
+        }
+        if (u->has_status)
+            r.status = (uint8_t)u->status;
+        if (r.status != old.status &&
+            (rc = put_status(t, txn, old.status, e->aggregate_id.ptr, e->aggregate_id.len, 1)) !=
+                0)
+            return rc;
+        break;
+    }
+    case EV_RESOURCE_DELETED:
+        if (!exists)
+            return 0;
+        if ((rc = put_status(t, txn, old.status, e->aggregate_id.ptr, e->aggregate_id.len, 1)) !=
+            0)
+            return rc;
+        rc = mdb_del(txn, t->resources, &k, NULL);
+        return rc;
+    default:
+        *why = "event type does not belong to a resource";
+        return -APPLY_REFUSED;
+    }
+    /* r may point into the old value (a view into the map): encode before any put. */
+    if (grow(t, kq_rm_resource_size(&r)) != 0)
+        return ENOMEM;
+    kq_rm_resource_encode(&r, t->buf);
+    v.mv_data = t->buf;
+    v.mv_size = kq_rm_resource_size(&r);
+    if ((rc = mdb_put(txn, t->resources, &k, &v, 0)) != 0)
+        return rc;
+    return put_status(t, txn, r.status, e->aggregate_id.ptr, e->aggregate_id.len, 0);
+}
+
+int proj_lmdb_apply(proj_lmdb *t, const proj_batch *b, proj_dead_letter_fn dead_letter,
+                    void *dlarg, char *errstr, size_t errlen)
+{
+    MDB_txn *txn = NULL;
+    int rc, ret = 0;
+
+    if ((rc = mdb_txn_begin(t->env, NULL, 0, &txn)) != 0)
+        return lerr(errstr, errlen, rc, "begin");
+    for (size_t i = 0; i < b->n; i++) {
+        const proj_event *ev = &b->ev[i];
+        const ev_envelope *e = &ev->env;
+        uint8_t vk[512];
+        MDB_val k, v;
+        int64_t last = 0;
+        const char *why = NULL;
+        char reason[160];
+        int n;
+
+        if (!ev->decoded)
+            continue;
+        n = kq_rm_prefixed_key((uint8_t)e->aggregate_type, e->aggregate_id.ptr,
+                               e->aggregate_id.len, vk, sizeof vk);
+        if (n < 0) {
+            why = "aggregate id too long for the read model";
+        } else {
+            k.mv_data = vk;
+            k.mv_size = (size_t)n;
+            rc = mdb_get(txn, t->versions, &k, &v);
+            if (rc == 0 && v.mv_size == sizeof last)
+                memcpy(&last, v.mv_data, sizeof last);
+            else if (rc == 0) {
+                ret = kq_seterr(errstr, errlen, KQ_ECORRUPT, "malformed versions entry");
+                goto fail;
+            } else if (rc != MDB_NOTFOUND) {
+                ret = lerr(errstr, errlen, rc, "get version");
+                goto fail;
+            }
+            if (e->version != last + 1) {
+                snprintf(reason, sizeof reason,
+                         "version %" PRId64 " is not the aggregate's last version %" PRId64
+                         " + 1",
+                         e->version, last);
+                why = reason;
+            } else if (e->aggregate_type == EV_AGG_RESOURCE) {
+                rc = apply_resource(t, txn, e, &why);
+                if (rc != 0 && rc != -APPLY_REFUSED) {
+                    ret = lerr(errstr, errlen, rc, "write resource");
+                    goto fail;
+                }
+            }
+        }
+        if (why != NULL) {
+            if (dead_letter(dlarg, ev, "lmdb", why) != 0) {
+                ret = kq_seterr(errstr, errlen, KQ_EIO,
+                                "dead letter of %s/%" PRId32 "/%" PRId64 " failed", ev->topic,
+                                ev->partition, ev->offset);
+                goto fail;
+            }
+            continue;
+        }
+        v.mv_data = (void *)&e->version;
+        v.mv_size = sizeof e->version;
+        if ((rc = mdb_put(txn, t->versions, &k, &v, 0)) != 0) {
+            ret = lerr(errstr, errlen, rc, "put version");
+            goto fail;
+        }
+        proj_failpoint("lmdb_after_put");
+    }
+    for (size_t i = 0; i < b->nnext; i++) {
+        char key[512];
+        int n = kq_rm_offset_key(b->next[i].topic, b->next[i].partition, key, sizeof key);
+        MDB_val k, v;
+
+        if (n < 0) {
+            ret = kq_seterr(errstr, errlen, KQ_ERANGE, "topic name too long");
+            goto fail;
+        }
+        k.mv_data = key;
+        k.mv_size = (size_t)n;
+        v.mv_data = (void *)&b->next[i].next_offset;
+        v.mv_size = sizeof(int64_t);
+        if ((rc = mdb_put(txn, t->offsets, &k, &v, 0)) != 0) {
+            ret = lerr(errstr, errlen, rc, "put offset");
+            goto fail;
+        }
+    }
+    proj_failpoint("lmdb_before_commit");
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc != 0) {
+        ret = lerr(errstr, errlen, rc, "commit");
+        goto fail;
+    }
+    proj_failpoint("lmdb_after_commit");
+    if (t->nosync && mono_ms() - t->last_sync_ms >= SYNC_EVERY_MS) {
+        if ((rc = mdb_env_sync(t->env, 1)) != 0)
+            kq_log_warn("LMDB sync: %s", mdb_strerror(rc));
+        t->last_sync_ms = mono_ms();
+    }
+    return 0;
+fail:
+    if (txn)
+        mdb_txn_abort(txn);
+    return ret;
+}
+
+void proj_lmdb_close(proj_lmdb *t)
+{
+    int rc;
+
+    if (t == NULL)
+        return;
+    if ((rc = mdb_env_sync(t->env, 1)) != 0)
+        kq_log_warn("LMDB sync on close: %s", mdb_strerror(rc));
+    mdb_env_close(t->env);
+    free(t->buf);
+    free(t);
+}

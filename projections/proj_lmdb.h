@@ -1,0 +1,68 @@
+/*
+ * proj_lmdb.h — the projector's LMDB target: applies batches of events to the
+ * read model whose layout lib/kq_rm.h defines.
+ *
+ * One write transaction per batch holds the batch's data AND the next offset
+ * of every partition it covers: readers in other processes (LMDB MVCC) see a
+ * batch completely or not at all, and after a crash the stored offsets are
+ * exactly those of the data. Per decoded event:
+ *   - versions[<type><id>] must be the event's version - 1 (absent = 0);
+ *     otherwise the event goes to `dead_letter` (target "lmdb") and is skipped;
+ *   - ResourceCreated/Updated/Deleted maintain `resources` and
+ *     `resources_by_status` (an update that changes the status moves the
+ *     index entry; a delete removes both); an update or delete of a resource
+ *     that does not exist (after a delete) changes nothing but its version,
+ *     as in the PostgreSQL target;
+ *   - workflow and run events only advance their version.
+ *
+ * Durability: the environment runs with MDB_NOSYNC. Without MDB_WRITEMAP,
+ * LMDB writes every page with pwrite() before the meta page, so a committed
+ * transaction is in the kernel's page cache when mdb_txn_commit returns: a
+ * killed process (the failure the projector must survive) loses nothing.
+ * Only an operating-system crash can lose the last transactions (or, LMDB
+ * documents, damage the file): the read model is a cache of the log, and
+ * whatever survives still has data and offsets from the same transactions.
+ * The target flushes (mdb_env_sync) at most once a second from apply and on
+ * close. proj_lmdb_open_dir(sync=1) turns this off (fsync per commit).
+ *
+ * Threads: a proj_lmdb is used by one thread (its runner).
+ * Failpoints: lmdb_after_put (after each applied event's writes),
+ * lmdb_before_commit, lmdb_after_commit.
+ */
+#ifndef PROJ_LMDB_H
+#define PROJ_LMDB_H
+
+#include <stddef.h>
+
+#include "kq_config.h"
+#include "proj_batch.h"
+
+typedef struct proj_lmdb proj_lmdb;
+
+/* Open or create $KCQRS_LMDB_DIR/readmodel with cfg->lmdb_map_mb MiB (MDB_NOSYNC). */
+int proj_lmdb_open(const kq_config *cfg, proj_lmdb **out, char *errstr, size_t errlen);
+
+/*
+ * Open or create the environment in `dir` (created if missing) with a map of
+ * `map_size` bytes; `sync` = 1 syncs every commit. Writes meta "format" on a
+ * new environment and refuses (KQ_ECORRUPT) one with another format.
+ * *out is owned by the caller (proj_lmdb_close). KQ_ELMDB on LMDB errors.
+ */
+int proj_lmdb_open_dir(const char *dir, size_t map_size, int sync, proj_lmdb **out, char *errstr,
+                       size_t errlen);
+
+/* Call cb for every stored offset. */
+int proj_lmdb_load_offsets(proj_lmdb *t, proj_offset_fn cb, void *arg, char *errstr,
+                           size_t errlen);
+
+/*
+ * Apply `b` in one write transaction (see above). 0; KQ_EIO when dead_letter
+ * failed (nothing applied); KQ_ELMDB (e.g. MDB_MAP_FULL; nothing applied).
+ */
+int proj_lmdb_apply(proj_lmdb *t, const proj_batch *b, proj_dead_letter_fn dead_letter,
+                    void *dlarg, char *errstr, size_t errlen);
+
+/* Sync and close; NULL is a no-op. */
+void proj_lmdb_close(proj_lmdb *t);
+
+#endif

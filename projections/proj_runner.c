@@ -1,0 +1,686 @@
+/*
+ * proj_runner.c — see proj_runner.h.
+ */
+#include "proj_runner.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kq_err.h"
+#include "kq_kafka.h"
+#include "kq_log.h"
+#include "proj_dlq.h"
+
+#define NTOPICS 3 /* resource, workflow, run events */
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define POLL_IDLE_MS 100
+#define WATERMARK_EVERY_MS 200
+
+static const double lat_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                    0.05,   0.1,   0.25,   0.5,   1.0,  2.5};
+#define NLAT (sizeof lat_bounds / sizeof lat_bounds[0])
+static const long size_bounds[] = {1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000};
+#define NSIZE (sizeof size_bounds / sizeof size_bounds[0])
+
+struct proj_runner {
+    const kq_config *cfg;
+    const proj_target_ops *ops;
+    int exit_at_end;
+    pthread_t thread;
+    int started;
+    atomic_int stop;
+    atomic_int at_end;
+    atomic_int connected;
+
+    char topics[NTOPICS][KQ_KAFKA_TOPIC_MAX];
+    int np;         /* partitions per topic */
+    int nparts;     /* NTOPICS * np */
+    char group[KQ_KAFKA_TOPIC_MAX + 32];
+
+    /* Runner thread only. */
+    rd_kafka_t *c;
+    proj_dlq *dlq;
+    void *t;
+    int64_t *end; /* exit_at_end targets, -1 until known */
+    int have_end;
+    int64_t *batch_next; /* per partition: next offset after this batch, -1 untouched */
+    int *touched;        /* partitions with batch_next set, ntouched of them */
+    int ntouched;
+    rd_kafka_message_t **msgs;
+    proj_event *ev;
+    proj_offset *nx;
+    long long last_wm_ms;
+
+    /* Shared with the metrics/readiness readers. */
+    atomic_llong *next;   /* per partition: the target's stored next offset */
+    atomic_llong *high;   /* per partition: high watermark (librdkafka's cache) */
+    atomic_int *eof_once; /* per partition: read to its end since the start */
+    atomic_ullong applied, batches, dead_letters, errors, poison;
+    atomic_ullong size_hist[NSIZE + 1], size_sum;
+    atomic_ullong lat_hist[NLAT + 1], lat_sum_us;
+};
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static long long mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Sleep `ms`, waking early when asked to stop. */
+static void nap(proj_runner *r, int ms)
+{
+    while (ms > 0 && !atomic_load(&r->stop)) {
+        int step = ms < 50 ? ms : 50;
+        nanosleep(&(struct timespec){0, step * 1000000L}, NULL);
+        ms -= step;
+    }
+}
+
+static int part_index(const proj_runner *r, const char *topic, int32_t partition)
+{
+    if (partition < 0 || partition >= r->np)
+        return -1;
+    for (int ti = 0; ti < NTOPICS; ti++)
+        if (strcmp(topic, r->topics[ti]) == 0)
+            return ti * r->np + partition;
+    return -1;
+}
+
+static void on_offset(void *arg, const char *topic, int32_t partition, int64_t next_offset)
+{
+    proj_runner *r = arg;
+    int i = part_index(r, topic, partition);
+
+    if (i >= 0)
+        atomic_store(&r->next[i], next_offset);
+}
+
+/* ------------------------------------------------------------ dead letters */
+
+static int dead_letter(void *arg, const proj_event *ev, const char *target, const char *reason)
+{
+    proj_runner *r = arg;
+    char err[512];
+
+    if (proj_dlq_send(r->dlq, ev, target, reason, err, sizeof err) != 0) {
+        kq_log_error("%s: %s", r->ops->name, err);
+        return -1;
+    }
+    atomic_fetch_add(&r->dead_letters, 1);
+    return 0;
+}
+
+/*
+ * Check one record and fill ev. Returns NULL when it is a valid event of this
+ * topic and partition, else the reason (in why).
+ */
+static const char *check_record(proj_runner *r, int ti, const rd_kafka_message_t *m,
+                                proj_event *ev, char *why, size_t whylen)
+{
+    static const ev_aggregate_type types[NTOPICS] = {EV_AGG_RESOURCE, EV_AGG_WORKFLOW, EV_AGG_RUN};
+    char err[256];
+    size_t idlen = 0;
+    int64_t kver = 0;
+    int part;
+
+    memset(ev, 0, sizeof *ev);
+    ev->topic = r->topics[ti];
+    ev->partition = m->partition;
+    ev->offset = m->offset;
+    ev->timestamp_ms = rd_kafka_message_timestamp(m, NULL);
+    ev->value = m->payload;
+    ev->len = m->len;
+    ev->key = m->key;
+    ev->keylen = m->key_len;
+    if (m->payload == NULL || m->len == 0)
+        return "empty value (tombstone or null)";
+    if (ev_envelope_decode(m->payload, m->len, &ev->env, err, sizeof err) != 0) {
+        snprintf(why, whylen, "undecodable envelope: %s", err);
+        return why;
+    }
+    if (ev->env.aggregate_type != types[ti] ||
+        ev_event_aggregate_type(ev->env.payload_type) != types[ti]) {
+        snprintf(why, whylen, "a %s event (%s) in topic %s",
+                 ev_aggregate_type_name(ev->env.aggregate_type) ? ev_aggregate_type_name(
+                                                                      ev->env.aggregate_type)
+                                                                : "?",
+                 ev_event_type_name(ev->env.payload_type) ? ev_event_type_name(
+                                                                ev->env.payload_type)
+                                                          : "?",
+                 ev->topic);
+        return why;
+    }
+    if (ev->env.version < 1)
+        return "version below 1";
+    if (m->key == NULL || kq_kafka_record_key_parse(m->key, m->key_len, &idlen, &kver) != 0)
+        return "record key is not <aggregate id>/<version:020>";
+    if (idlen != ev->env.aggregate_id.len ||
+        memcmp(m->key, ev->env.aggregate_id.ptr, idlen) != 0 || kver != ev->env.version)
+        return "record key does not match the envelope's aggregate id and version";
+    part = kq_kafka_partition_for(ev->env.aggregate_id.ptr, ev->env.aggregate_id.len, r->np);
+    if (part != m->partition) {
+        snprintf(why, whylen, "aggregate belongs to partition %d, found in %" PRId32, part,
+                 m->partition);
+        return why;
+    }
+    ev->decoded = 1;
+    return NULL;
+}
+
+/* ------------------------------------------------------------ consumer */
+
+static void consumer_close(proj_runner *r)
+{
+    if (r->c != NULL) {
+        rd_kafka_consumer_close(r->c);
+        rd_kafka_destroy(r->c);
+        r->c = NULL;
+    }
+}
+
+/* A fresh consumer assigned at the stored offsets (a fresh one, so that no
+ * record fetched for an earlier position can come back). */
+static int consumer_open(proj_runner *r, char *err, size_t errlen)
+{
+    rd_kafka_topic_partition_list_t *tp;
+    rd_kafka_conf_t *conf;
+    rd_kafka_resp_err_t e;
+    char cid[64];
+
+    snprintf(cid, sizeof cid, "kcqrs-projector-%s", r->ops->name);
+    if ((conf = kq_kafka_conf_new(r->cfg, cid, err, errlen)) == NULL)
+        return KQ_EKAFKA;
+    /* Large batches: let the fetcher keep up to ~64 MiB queued. */
+    if (kq_kafka_conf_set(conf, "queued.max.messages.kbytes", "65536", err, errlen) != 0 ||
+        kq_kafka_conf_set(conf, "fetch.wait.max.ms", "50", err, errlen) != 0) {
+        rd_kafka_conf_destroy(conf);
+        return KQ_ECONFIG;
+    }
+    if ((r->c = kq_kafka_consumer_new(r->cfg, r->group, conf, err, errlen)) == NULL)
+        return KQ_EKAFKA;
+    tp = rd_kafka_topic_partition_list_new(r->nparts);
+    for (int i = 0; i < r->nparts; i++) {
+        int64_t off = atomic_load(&r->next[i]);
+        rd_kafka_topic_partition_list_add(tp, r->topics[i / r->np], i % r->np)->offset =
+            off > 0 ? off : RD_KAFKA_OFFSET_BEGINNING;
+    }
+    e = rd_kafka_assign(r->c, tp);
+    rd_kafka_topic_partition_list_destroy(tp);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        consumer_close(r);
+        return kq_seterr(err, errlen, KQ_EKAFKA, "assign: %s", rd_kafka_err2str(e));
+    }
+    return 0;
+}
+
+/* exit_at_end: the last stable offset of every partition, once. */
+static int query_ends(proj_runner *r, char *err, size_t errlen)
+{
+    for (int i = 0; i < r->nparts; i++) {
+        int64_t lo = 0, hi = 0;
+        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
+            r->c, r->topics[i / r->np], i % r->np, &lo, &hi, r->cfg->kafka_timeout_ms);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+            return kq_seterr(err, errlen, KQ_EKAFKA, "end offset of %s [%d]: %s",
+                             r->topics[i / r->np], i % r->np, rd_kafka_err2str(e));
+        r->end[i] = hi;
+    }
+    r->have_end = 1;
+    return 0;
+}
+
+static void check_at_end(proj_runner *r)
+{
+    if (!r->exit_at_end || !r->have_end || atomic_load(&r->at_end))
+        return;
+    for (int i = 0; i < r->nparts; i++)
+        if (atomic_load(&r->next[i]) < r->end[i])
+            return;
+    kq_log_info("%s: reached the end offsets observed at start", r->ops->name);
+    atomic_store(&r->at_end, 1);
+}
+
+static void refresh_watermarks(proj_runner *r)
+{
+    long long now = mono_ms();
+
+    if (now - r->last_wm_ms < WATERMARK_EVERY_MS)
+        return;
+    r->last_wm_ms = now;
+    for (int i = 0; i < r->nparts; i++) {
+        int64_t lo = -1, hi = -1;
+        if (rd_kafka_get_watermark_offsets(r->c, r->topics[i / r->np], i % r->np, &lo, &hi) ==
+                RD_KAFKA_RESP_ERR_NO_ERROR &&
+            hi >= 0)
+            atomic_store(&r->high[i], hi);
+    }
+}
+
+/* ------------------------------------------------------------ batches */
+
+static int64_t cur_next(const proj_runner *r, int i)
+{
+    return r->batch_next[i] >= 0 ? r->batch_next[i] : atomic_load(&r->next[i]);
+}
+
+static void touch(proj_runner *r, int i, int64_t next)
+{
+    if (r->batch_next[i] < 0)
+        r->touched[r->ntouched++] = i;
+    r->batch_next[i] = next;
+}
+
+static void batch_release(proj_runner *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        rd_kafka_message_destroy(r->msgs[i]);
+    for (int k = 0; k < r->ntouched; k++)
+        r->batch_next[r->touched[k]] = -1;
+    r->ntouched = 0;
+}
+
+/*
+ * Gather one batch into r->msgs (returns the count in *n); offsets advanced by
+ * end-of-partition events count as touched partitions too.
+ */
+static void gather(proj_runner *r, size_t *n)
+{
+    size_t max = (size_t)r->cfg->proj_batch_max;
+    long long deadline = 0;
+    int eofs = 0;
+
+    *n = 0;
+    while (*n < max && !atomic_load(&r->stop)) {
+        rd_kafka_message_t *m;
+        int timeout = POLL_IDLE_MS, i;
+
+        if (*n > 0 || eofs) {
+            long long left = deadline - mono_ms();
+            if (left <= 0)
+                break;
+            timeout = (int)left;
+        }
+        if ((m = rd_kafka_consumer_poll(r->c, timeout)) == NULL) {
+            if (*n > 0 || eofs)
+                break;
+            refresh_watermarks(r);
+            continue;
+        }
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            i = m->rkt ? part_index(r, rd_kafka_topic_name(m->rkt), m->partition) : -1;
+            if (i >= 0) {
+                atomic_store(&r->eof_once[i], 1);
+                if (m->offset > cur_next(r, i)) {
+                    if (*n == 0 && !eofs)
+                        deadline = mono_ms() + r->cfg->proj_batch_ms;
+                    touch(r, i, m->offset);
+                    eofs = 1;
+                }
+            }
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        if (m->err) {
+            kq_log_warn("%s: consumer: %s", r->ops->name, rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        i = m->rkt ? part_index(r, rd_kafka_topic_name(m->rkt), m->partition) : -1;
+        if (i < 0 || m->offset < cur_next(r, i)) { /* not ours, or already applied */
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        if (*n == 0 && !eofs)
+            deadline = mono_ms() + r->cfg->proj_batch_ms;
+        touch(r, i, m->offset + 1);
+        r->msgs[(*n)++] = m;
+    }
+}
+
+static void observe(proj_runner *r, size_t n, long long us)
+{
+    size_t b = 0;
+
+    while (b < NSIZE && (long)n > size_bounds[b])
+        b++;
+    atomic_fetch_add(&r->size_hist[b], 1);
+    atomic_fetch_add(&r->size_sum, n);
+    for (b = 0; b < NLAT && (double)us / 1e6 > lat_bounds[b]; b++)
+        ;
+    atomic_fetch_add(&r->lat_hist[b], 1);
+    atomic_fetch_add(&r->lat_sum_us, (unsigned long long)us);
+}
+
+/* Check, dead-letter and apply one gathered batch. 0 or an error (err filled). */
+static int process(proj_runner *r, size_t n, char *err, size_t errlen)
+{
+    proj_batch b;
+    char why[512];
+    size_t applied = 0;
+    long long t0;
+    int rc;
+
+    for (size_t k = 0; k < n; k++) {
+        const rd_kafka_message_t *m = r->msgs[k];
+        int ti = part_index(r, rd_kafka_topic_name(m->rkt), m->partition) / r->np;
+        const char *bad = check_record(r, ti, m, &r->ev[k], why, sizeof why);
+
+        if (bad != NULL) {
+            atomic_fetch_add(&r->poison, 1);
+            if (dead_letter(r, &r->ev[k], r->ops->name, bad) != 0)
+                return kq_seterr(err, errlen, KQ_EKAFKA,
+                                 "dead letter of %s/%" PRId32 "/%" PRId64 " failed",
+                                 r->ev[k].topic, r->ev[k].partition, r->ev[k].offset);
+        } else {
+            applied++;
+        }
+    }
+    for (int k = 0; k < r->ntouched; k++) {
+        int i = r->touched[k];
+        r->nx[k].topic = r->topics[i / r->np];
+        r->nx[k].partition = i % r->np;
+        r->nx[k].next_offset = r->batch_next[i];
+    }
+    b.ev = r->ev;
+    b.n = n;
+    b.next = r->nx;
+    b.nnext = (size_t)r->ntouched;
+    t0 = mono_us();
+    if ((rc = r->ops->apply(r->t, &b, dead_letter, r, err, errlen)) != 0)
+        return rc;
+    observe(r, n, mono_us() - t0);
+    for (int k = 0; k < r->ntouched; k++)
+        atomic_store(&r->next[r->touched[k]], r->batch_next[r->touched[k]]);
+    atomic_fetch_add(&r->applied, applied);
+    atomic_fetch_add(&r->batches, 1);
+    return 0;
+}
+
+static void close_target(proj_runner *r)
+{
+    atomic_store(&r->connected, 0);
+    consumer_close(r);
+    if (r->t != NULL) {
+        r->ops->close(r->t);
+        r->t = NULL;
+    }
+}
+
+static void *run(void *arg)
+{
+    proj_runner *r = arg;
+    char err[1024];
+    int backoff = BACKOFF_MIN_MS;
+
+    while (!atomic_load(&r->stop)) {
+        size_t n = 0;
+        int rc;
+
+        if (r->t == NULL) {
+            if ((rc = r->ops->open(r->cfg, &r->t, err, sizeof err)) != 0) {
+                r->t = NULL;
+                goto failed;
+            }
+            for (int i = 0; i < r->nparts; i++)
+                atomic_store(&r->next[i], 0);
+            if ((rc = r->ops->load_offsets(r->t, on_offset, r, err, sizeof err)) != 0 ||
+                (rc = consumer_open(r, err, sizeof err)) != 0)
+                goto failed;
+            if (r->exit_at_end && !r->have_end && (rc = query_ends(r, err, sizeof err)) != 0)
+                goto failed;
+            atomic_store(&r->connected, 1);
+            kq_log_info("%s: target open, consuming %d partitions from its stored offsets",
+                        r->ops->name, r->nparts);
+            check_at_end(r);
+        }
+        gather(r, &n);
+        if (n > 0 || r->ntouched > 0) {
+            rc = process(r, n, err, sizeof err);
+            batch_release(r, n);
+            if (rc != 0)
+                goto failed;
+            backoff = BACKOFF_MIN_MS;
+            check_at_end(r);
+        }
+        refresh_watermarks(r);
+        continue;
+    failed:
+        atomic_fetch_add(&r->errors, 1);
+        kq_log_error("%s: %s; retrying in %d ms", r->ops->name, err, backoff);
+        close_target(r);
+        nap(r, backoff);
+        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+    }
+    close_target(r);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ life */
+
+static void runner_free(proj_runner *r)
+{
+    if (r == NULL)
+        return;
+    proj_dlq_free(r->dlq);
+    free(r->end);
+    free(r->batch_next);
+    free(r->touched);
+    free(r->msgs);
+    free(r->ev);
+    free(r->nx);
+    free(r->next);
+    free(r->high);
+    free(r->eof_once);
+    free(r);
+}
+
+int proj_runner_start(const kq_config *cfg, const proj_target_ops *ops, int exit_at_end,
+                      proj_runner **out, char *errstr, size_t errlen)
+{
+    char names[KQ_KAFKA_NTOPICS][KQ_KAFKA_TOPIC_MAX];
+    proj_runner *r;
+    size_t max = (size_t)cfg->proj_batch_max;
+    int rc;
+
+    *out = NULL;
+    if (cfg->partitions < 1 || cfg->proj_batch_max < 1)
+        return kq_seterr(errstr, errlen, KQ_EINVAL, "partitions and batch size must be >= 1");
+    if (kq_kafka_topic_names(cfg, names) < 0)
+        return kq_seterr(errstr, errlen, KQ_ERANGE, "topic prefix too long");
+    if ((r = calloc(1, sizeof *r)) == NULL)
+        return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    r->cfg = cfg;
+    r->ops = ops;
+    r->exit_at_end = exit_at_end;
+    for (int ti = 0; ti < NTOPICS; ti++)
+        memcpy(r->topics[ti], names[ti], KQ_KAFKA_TOPIC_MAX);
+    r->np = cfg->partitions;
+    r->nparts = NTOPICS * r->np;
+    snprintf(r->group, sizeof r->group, "%s.projector.%s", cfg->topic_prefix, ops->name);
+    r->end = calloc((size_t)r->nparts, sizeof *r->end);
+    r->batch_next = malloc((size_t)r->nparts * sizeof *r->batch_next);
+    r->touched = calloc((size_t)r->nparts, sizeof *r->touched);
+    r->msgs = calloc(max, sizeof *r->msgs);
+    r->ev = calloc(max, sizeof *r->ev);
+    r->nx = calloc((size_t)r->nparts, sizeof *r->nx);
+    r->next = calloc((size_t)r->nparts, sizeof *r->next);
+    r->high = calloc((size_t)r->nparts, sizeof *r->high);
+    r->eof_once = calloc((size_t)r->nparts, sizeof *r->eof_once);
+    if (!r->end || !r->batch_next || !r->touched || !r->msgs || !r->ev || !r->nx || !r->next ||
+        !r->high || !r->eof_once) {
+        runner_free(r);
+        return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < r->nparts; i++) {
+        r->batch_next[i] = -1;
+        atomic_store(&r->high[i], -1);
+    }
+    if ((rc = proj_dlq_new(cfg, &r->dlq, errstr, errlen)) != 0) {
+        runner_free(r);
+        return rc;
+    }
+    if (pthread_create(&r->thread, NULL, run, r) != 0) {
+        runner_free(r);
+        return kq_seterr(errstr, errlen, KQ_EIO, "cannot start the %s runner thread", ops->name);
+    }
+    r->started = 1;
+    *out = r;
+    return 0;
+}
+
+void proj_runner_stop(proj_runner *r)
+{
+    if (r == NULL)
+        return;
+    atomic_store(&r->stop, 1);
+    if (r->started)
+        pthread_join(r->thread, NULL);
+    runner_free(r);
+}
+
+int proj_runner_at_end(const proj_runner *r)
+{
+    return atomic_load(&((proj_runner *)r)->at_end);
+}
+
+static long long total_lag(proj_runner *r, int *unknown)
+{
+    long long lag = 0;
+
+    *unknown = 0;
+    for (int i = 0; i < r->nparts; i++) {
+        long long hi = atomic_load(&r->high[i]), nx = atomic_load(&r->next[i]);
+        if (hi < 0)
+            (*unknown)++;
+        else if (hi > nx)
+            lag += hi - nx;
+    }
+    return lag;
+}
+
+int proj_runner_ready(proj_runner *r, char *why, size_t whylen)
+{
+    int unknown, missing = 0;
+    long long lag;
+
+    if (!atomic_load(&r->connected)) {
+        snprintf(why, whylen, "%s target is not open", r->ops->name);
+        return 0;
+    }
+    for (int i = 0; i < r->nparts; i++)
+        missing += !atomic_load(&r->eof_once[i]);
+    if (missing > 0) {
+        snprintf(why, whylen, "%s: %d partitions not yet read to their end", r->ops->name,
+                 missing);
+        return 0;
+    }
+    lag = total_lag(r, &unknown);
+    if (lag > r->cfg->query_ready_lag) {
+        snprintf(why, whylen, "%s lags %lld events behind the log", r->ops->name, lag);
+        return 0;
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------ metrics */
+
+#define FAMILY(out, fam, type, help)                                                               \
+    fprintf(out, "# HELP " fam " " help "\n# TYPE " fam " " type "\n")
+
+void proj_runner_metrics(proj_runner *const *rs, size_t n, FILE *out)
+{
+    FAMILY(out, "kcqrs_projector_lag", "gauge",
+           "Events between the high watermark and the target's stored offset, per partition.");
+    for (size_t k = 0; k < n; k++) {
+        proj_runner *r = rs[k];
+        for (int i = 0; i < r->nparts; i++) {
+            long long hi = atomic_load(&r->high[i]), nx = atomic_load(&r->next[i]);
+            if (hi < 0)
+                continue;
+            fprintf(out,
+                    "kcqrs_projector_lag{target=\"%s\",topic=\"%s\",partition=\"%d\"} %lld\n",
+                    r->ops->name, r->topics[i / r->np], i % r->np, hi > nx ? hi - nx : 0);
+        }
+    }
+    FAMILY(out, "kcqrs_projector_offset", "gauge",
+           "Next offset the target has stored, per partition.");
+    for (size_t k = 0; k < n; k++) {
+        proj_runner *r = rs[k];
+        for (int i = 0; i < r->nparts; i++)
+            fprintf(out,
+                    "kcqrs_projector_offset{target=\"%s\",topic=\"%s\",partition=\"%d\"} %lld\n",
+                    r->ops->name, r->topics[i / r->np], i % r->np,
+                    (long long)atomic_load(&r->next[i]));
+    }
+#define COUNTER(fam, field, help)                                                                  \
+    FAMILY(out, fam, "counter", help);                                                             \
+    for (size_t k = 0; k < n; k++)                                                                 \
+        fprintf(out, fam "{target=\"%s\"} %llu\n", rs[k]->ops->name,                               \
+                (unsigned long long)atomic_load(&rs[k]->field));
+    COUNTER("kcqrs_projector_events_applied_total", applied,
+            "Events handed to the target as valid (gaps it refused included).");
+    COUNTER("kcqrs_projector_batches_total", batches, "Batches committed by the target.");
+    COUNTER("kcqrs_projector_dead_letters_total", dead_letters,
+            "Records written to the dead-letter topic.");
+    COUNTER("kcqrs_projector_poison_total", poison,
+            "Records refused before the target (undecodable or inconsistent).");
+    COUNTER("kcqrs_projector_target_errors_total", errors,
+            "Failed target opens or batches (each followed by a reopen and a retry).");
+#undef COUNTER
+    FAMILY(out, "kcqrs_projector_connected", "gauge", "1 while the target is open.");
+    for (size_t k = 0; k < n; k++)
+        fprintf(out, "kcqrs_projector_connected{target=\"%s\"} %d\n", rs[k]->ops->name,
+                atomic_load(&rs[k]->connected));
+    FAMILY(out, "kcqrs_projector_batch_size", "histogram", "Records per batch.");
+    for (size_t k = 0; k < n; k++) {
+        unsigned long long cum = 0;
+        for (size_t b = 0; b <= NSIZE; b++) {
+            cum += atomic_load(&rs[k]->size_hist[b]);
+            if (b < NSIZE)
+                fprintf(out, "kcqrs_projector_batch_size_bucket{target=\"%s\",le=\"%ld\"} %llu\n",
+                        rs[k]->ops->name, size_bounds[b], cum);
+            else
+                fprintf(out, "kcqrs_projector_batch_size_bucket{target=\"%s\",le=\"+Inf\"} %llu\n",
+                        rs[k]->ops->name, cum);
+        }
+        fprintf(out, "kcqrs_projector_batch_size_sum{target=\"%s\"} %llu\n", rs[k]->ops->name,
+                (unsigned long long)atomic_load(&rs[k]->size_sum));
+        fprintf(out, "kcqrs_projector_batch_size_count{target=\"%s\"} %llu\n", rs[k]->ops->name,
+                cum);
+    }
+    FAMILY(out, "kcqrs_projector_apply_seconds", "histogram",
+           "Time the target took to apply and commit one batch.");
+    for (size_t k = 0; k < n; k++) {
+        unsigned long long cum = 0;
+        for (size_t b = 0; b <= NLAT; b++) {
+            cum += atomic_load(&rs[k]->lat_hist[b]);
+            if (b < NLAT)
+                fprintf(out,
+                        "kcqrs_projector_apply_seconds_bucket{target=\"%s\",le=\"%g\"} %llu\n",
+                        rs[k]->ops->name, lat_bounds[b], cum);
+            else
+                fprintf(out,
+                        "kcqrs_projector_apply_seconds_bucket{target=\"%s\",le=\"+Inf\"} %llu\n",
+                        rs[k]->ops->name, cum);
+        }
+        fprintf(out, "kcqrs_projector_apply_seconds_sum{target=\"%s\"} %.6f\n", rs[k]->ops->name,
+                (double)atomic_load(&rs[k]->lat_sum_us) / 1e6);
+        fprintf(out, "kcqrs_projector_apply_seconds_count{target=\"%s\"} %llu\n",
+                rs[k]->ops->name, cum);
+    }
+}

@@ -1,0 +1,80 @@
+/*
+ * proj_runner.h — one projector target's life: its thread, its consumer,
+ * its batches, its retries and its metrics.
+ *
+ * A runner owns one thread and one read_committed consumer (group id
+ * "<prefix>.projector.<target>", never committing: the target's own stored
+ * offsets are the checkpoint) assigned to every partition of the three event
+ * topics at the offsets the target stored (0 where it stored none). The
+ * thread loops:
+ *   1. open the target when it is closed, load its offsets, (re)assign;
+ *   2. gather a batch of up to cfg->proj_batch_max records, for at most
+ *      cfg->proj_batch_ms ms after the first one;
+ *   3. check every record: it must decode (ev_envelope_decode), its key
+ *      "<id>/<version:020>" must name the envelope's aggregate id and
+ *      version, its topic the aggregate type, its partition the aggregate's
+ *      partition. A record that fails is dead-lettered (proj_dlq, durable)
+ *      and marked decoded = 0;
+ *   4. hand the batch to the target's apply with the next offset of every
+ *      partition it covers. Reaching the end of a partition past transaction
+ *      markers also advances that partition's stored offset (a batch without
+ *      events), so a caught-up target's offsets equal the end offsets;
+ *   5. on any error: log, count, close the target, back off (100 ms doubling
+ *      to 5 s) and start over at 1 — the consumer re-seeks to the offsets the
+ *      target actually stored, so nothing is lost or applied twice.
+ * Two runners share nothing but the configuration: PostgreSQL being down
+ * never stops the LMDB runner.
+ *
+ * Metrics are atomics written by the runner thread and read by the HTTP
+ * server's threads (proj_runner_metrics); watermarks come from librdkafka's
+ * cache (rd_kafka_get_watermark_offsets), which is thread-safe.
+ */
+#ifndef PROJ_RUNNER_H
+#define PROJ_RUNNER_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "kq_config.h"
+#include "proj_batch.h"
+
+/* A target, as the runner sees it. `t` is the target's handle. */
+typedef struct proj_target_ops {
+    const char *name; /* "lmdb", "pg": metrics label, DLQ "target", group id suffix */
+    int (*open)(const kq_config *cfg, void **t, char *errstr, size_t errlen);
+    int (*load_offsets)(void *t, proj_offset_fn cb, void *arg, char *errstr, size_t errlen);
+    int (*apply)(void *t, const proj_batch *b, proj_dead_letter_fn dl, void *dlarg, char *errstr,
+                 size_t errlen);
+    void (*close)(void *t);
+} proj_target_ops;
+
+typedef struct proj_runner proj_runner;
+
+/*
+ * Create the consumer and DLQ producer and start the thread. With
+ * `exit_at_end`, the runner records the end offsets of every partition
+ * (the last stable offsets) once the target is first open, and
+ * proj_runner_at_end() becomes 1 once the target's offsets reach them.
+ * `cfg` and `ops` must outlive the runner. *out owned by the caller
+ * (proj_runner_stop).
+ */
+int proj_runner_start(const kq_config *cfg, const proj_target_ops *ops, int exit_at_end,
+                      proj_runner **out, char *errstr, size_t errlen);
+
+/* Ask the thread to stop after the current batch, join it, close everything, free. */
+void proj_runner_stop(proj_runner *r);
+
+/* 1 once exit_at_end's end offsets are reached (see proj_runner_start). */
+int proj_runner_at_end(const proj_runner *r);
+
+/*
+ * Readiness: the target is open, every partition was read to its end at
+ * least once since the start, and the total lag is at most cfg->query_ready_lag.
+ * Returns 1, or 0 with the reason in why.
+ */
+int proj_runner_ready(proj_runner *r, char *why, size_t whylen);
+
+/* Prometheus text (HELP/TYPE once per family) for every runner in rs[0..n). */
+void proj_runner_metrics(proj_runner *const *rs, size_t n, FILE *out);
+
+#endif

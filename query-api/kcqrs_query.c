@@ -1,0 +1,150 @@
+/*
+ * kcqrs_query.c — `kcqrs-query`: the HTTP query API (DESIGN.md sections 7 and 8).
+ *
+ * main() wires the modules together and owns the process's life:
+ *   configuration (kq_config) -> API keys (KCQRS_KEYS_FILE) -> the LMDB read
+ *   model reader (qry_rm, opened lazily: the projector may start later) ->
+ *   PostgreSQL reads (qry_pg, a connection per thread) -> the Kafka status
+ *   refresher (qry_status) -> the consistency-token watcher (qry_wait) -> the
+ *   HTTP server (kq_http, routes from qry_api) on KCQRS_QUERY_ADDR.
+ *
+ * Signals: SIGTERM and SIGINT are blocked in every thread and taken by
+ *   sigwait() here: waiting requests are answered 503, then the HTTP server
+ *   stops and the process exits 0. SIGPIPE is ignored.
+ *
+ * Exit status: 0 after a clean stop, 1 when it cannot serve, 2 for usage or
+ *   configuration errors.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kq_auth.h"
+#include "kq_config.h"
+#include "kq_err.h"
+#include "kq_http.h"
+#include "kq_log.h"
+#include "kq_rm.h"
+#include "qry_api.h"
+
+#define PROG "kcqrs-query"
+#define WAIT_FALLBACK_MS 50
+
+static const char usage[] =
+    "usage: " PROG "\n"
+    "\n"
+    "Serves the query API (GET /api/v1/resources..., /api/v1/audit, /api/v1/status) on\n"
+    "KCQRS_QUERY_ADDR from the LMDB read model in KCQRS_LMDB_DIR/readmodel and the\n"
+    "PostgreSQL read model at KCQRS_PG_DSN. Stop with SIGTERM or SIGINT.\n"
+    "Exit status: 0 clean stop, 1 cannot serve, 2 configuration error.\n";
+
+int main(int argc, char **argv)
+{
+    kq_config cfg;
+    kq_auth_keys *keys = NULL;
+    kq_http_server *srv = NULL;
+    kq_http_route routes[QRY_API_NROUTES];
+    kq_http_options o;
+    qry_wait_options wo;
+    qry_api api;
+    qry_rm *rm = NULL;
+    qry_pg *pg = NULL;
+    qry_wait *wait = NULL;
+    qry_status *status = NULL;
+    char err[512], rmdir[4096];
+    sigset_t set;
+    int sig = 0, rc = 2;
+
+    if (kq_config_handle_help(argc, argv, usage))
+        return 0;
+    if (argc > 1) {
+        fprintf(stderr, "%s: unexpected argument '%s' (see --help)\n", PROG, argv[1]);
+        return 2;
+    }
+    if (kq_config_load_and_init_log(&cfg, PROG, err, sizeof err) != 0) {
+        fprintf(stderr, "%s: %s\n", PROG, err);
+        return 2;
+    }
+    if (kq_auth_load(cfg.keys_file, &keys, err, sizeof err) != 0) {
+        kq_log_error("API keys: %s", err);
+        goto out;
+    }
+    if (qry_api_init(&api, &cfg) != 0) {
+        kq_log_error("KCQRS_TOPIC_PREFIX is too long");
+        goto out;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by every thread */
+
+    rc = 1;
+    snprintf(rmdir, sizeof rmdir, "%s/%s", cfg.lmdb_dir, KQ_RM_SUBDIR);
+    if (qry_rm_new(rmdir, (size_t)cfg.lmdb_map_mb << 20, &rm) != 0 ||
+        qry_pg_new(cfg.pg_dsn, cfg.kafka_timeout_ms, &pg) != 0) {
+        kq_log_error("out of memory");
+        goto out;
+    }
+    if (qry_status_start(&cfg, &status, err, sizeof err) != 0) {
+        kq_log_error("Kafka status: %s", err);
+        goto out;
+    }
+    api.rm = rm;
+    api.pg = pg;
+    api.status = status;
+    memset(&wo, 0, sizeof wo);
+    wo.lmdb_data_path = qry_rm_data_path(rm);
+    wo.pg_dsn = cfg.pg_dsn;
+    wo.fallback_ms = WAIT_FALLBACK_MS;
+    wo.load = qry_api_wait_load;
+    wo.done = qry_api_wait_done;
+    wo.arg = &api;
+    if (qry_wait_start(&wo, &wait, err, sizeof err) != 0) {
+        kq_log_error("%s", err);
+        goto out;
+    }
+    api.wait = wait;
+    qry_api_routes(&api, routes);
+    memset(&o, 0, sizeof o);
+    o.addr = cfg.query_addr;
+    o.limits.max_body = (size_t)cfg.http_max_body;
+    o.limits.max_connections = (unsigned)cfg.http_max_conns;
+    o.limits.max_per_ip = (unsigned)cfg.http_max_per_ip;
+    o.limits.timeout_s = (unsigned)cfg.http_timeout_s;
+    o.limits.conn_memory = (size_t)cfg.http_conn_memory;
+    o.limits.threads = (unsigned)cfg.http_threads;
+    o.routes = routes;
+    o.nroutes = QRY_API_NROUTES;
+    o.keys = keys;
+    o.ready = qry_api_ready;
+    o.ready_arg = &api;
+    o.metrics = qry_api_metrics;
+    o.metrics_arg = &api;
+    if (kq_http_start(&o, &srv, err, sizeof err) != 0) {
+        kq_log_error("%s", err);
+        goto out;
+    }
+    kq_log_info("listening on http://%s (port %u), %zu API keys, read model %s, brokers %s",
+                cfg.query_addr, kq_http_port(srv), kq_auth_count(keys), rmdir, cfg.brokers);
+    if (sigwait(&set, &sig) != 0)
+        sig = 0;
+    kq_log_info("signal %d: answering waiting requests, stopping", sig);
+    qry_wait_stop(
+        wait); /* answers every waiting request (and later ones): kq_http_stop needs that */
+    kq_http_stop(srv);
+    srv = NULL;
+    rc = 0;
+    kq_log_info("stopped");
+out:
+    qry_wait_stop(wait);
+    kq_http_stop(srv);
+    qry_wait_free(wait);
+    qry_status_stop(status);
+    qry_pg_free(pg);
+    qry_rm_free(rm);
+    kq_auth_free(keys);
+    kq_config_free(&cfg);
+    return rc;
+}

@@ -1,0 +1,84 @@
+/*
+ * qry_api.h — the HTTP side of kcqrs-query: routes, parameter checks, answers
+ * (DESIGN.md sections 7 and 8).
+ *
+ * Routes
+ *   GET /api/v1/resources/{id}         reader   LMDB; ETag "<version>", If-None-Match -> 304
+ *   GET /api/v1/resources              reader   LMDB; ?status=&limit=&cursor=
+ *   GET /api/v1/resources/{id}/events  reader   PostgreSQL; ?limit=&cursor=
+ *   GET /api/v1/audit                  auditor  PostgreSQL; ?aggregate_type=&aggregate_id=
+ *                                               &actor=&event_type=&since=&until=&limit=&cursor=
+ *   GET /api/v1/status                 reader   Kafka (qry_status), both targets' offsets
+ *   (admin implies reader and auditor.) Pages answer {"items": [...],
+ *   "next_cursor": string or null}; cursors are described in qry_text.h.
+ *
+ * Bad parameters are answered 400 validation_failed with one detail per
+ * offending parameter (unknown ones too, once kq_http can list them: see
+ * qry_api_refuses_unknown_params), before any read or wait.
+ *
+ * Read-your-writes: a consistency token (X-Consistency-Token header, else
+ *   ?consistent_with=) names (topic, partition, offset); a malformed token, or
+ *   one naming a topic or partition this deployment does not have, is a 400.
+ *   The handler checks once whether the endpoint's read model (LMDB for
+ *   resources by id and lists, PostgreSQL for events and audit) has
+ *   next_offset > offset; if not, it defers the request to qry_wait, which
+ *   answers it from its watcher thread: the read when applied, else after
+ *   cfg->query_wait_ms 503 projection_behind with Retry-After.
+ *
+ * Degradation: the LMDB read model not made yet -> 503 not_ready on LMDB
+ *   routes; PostgreSQL down -> 503 unavailable on PostgreSQL routes only.
+ *   /status always answers 200 and says what is down.
+ *
+ * Ownership: the route table points into `api`, which must outlive the
+ * server; api borrows cfg, rm, pg, wait and status (wait and status may be
+ * NULL: no waiting, no Kafka section). Threads: handlers on HTTP threads,
+ * qry_api_wait_done on the watcher thread.
+ */
+#ifndef QRY_API_H
+#define QRY_API_H
+
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "kq_config.h"
+#include "kq_http.h"
+#include "kq_kafka.h"
+#include "qry_pg.h"
+#include "qry_rm.h"
+#include "qry_status.h"
+#include "qry_wait.h"
+
+typedef struct qry_api {
+    const kq_config *cfg;
+    qry_rm *rm;
+    qry_pg *pg; /* NULL: PostgreSQL routes answer 503 */
+    qry_wait *wait;
+    qry_status *status;
+    char topics[KQ_KAFKA_NTOPICS][KQ_KAFKA_TOPIC_MAX];
+    atomic_uint_fast64_t projection_behind; /* 503 projection_behind answers */
+    atomic_uint_fast64_t served_after_wait;
+} qry_api;
+
+#define QRY_API_NROUTES 5
+
+/* Fill topic names from cfg; 0 or KQ_ERANGE. Set rm/pg/wait/status yourself. */
+int qry_api_init(qry_api *api, const kq_config *cfg);
+
+/* Fill routes[QRY_API_NROUTES] for `api`. */
+void qry_api_routes(qry_api *api, kq_http_route *routes);
+
+/* kq_http callbacks (arg = the qry_api). */
+int qry_api_ready(void *arg, char *why, size_t whylen);
+void qry_api_metrics(void *arg, FILE *out);
+
+/*
+ * 1 when unknown query parameters are refused with 400: that needs
+ * kq_http_req_query_each in lib/kq_http (see README.md), else they are ignored.
+ */
+int qry_api_refuses_unknown_params(void);
+
+/* qry_wait callbacks (arg = the qry_api). */
+int qry_api_wait_load(void *arg, qry_target target, json_t **offsets, char *errstr, size_t errlen);
+void qry_api_wait_done(void *arg, kq_http_req *req, int kind, qry_wait_outcome outcome);
+
+#endif

@@ -1,0 +1,98 @@
+/*
+ * qry_text.h — the wire forms of the query API: times, cursors, limits, ETags.
+ *
+ * What it is for
+ *   Everything a query handler parses from or prints into a URL or a header,
+ *   in one place so every endpoint agrees on it:
+ *     - times: RFC 3339 in UTC with microseconds on output
+ *       ("2026-11-22T01:07:49.123456Z"); on input any RFC 3339 date-time
+ *       (fraction of 0..9 digits, "Z" or a +hh:mm/-hh:mm offset);
+ *     - cursors: opaque to clients, base64url (no padding) of a versioned
+ *       binary encoding of the last item of a page. Byte 0 is the format
+ *       version (QRY_CURSOR_V1), byte 1 the kind (which listing it belongs
+ *       to), then the kind's fields. A cursor of another kind, another status
+ *       filter, another version or with trailing bytes does not decode;
+ *     - limit: 1..1000, default 100;
+ *     - If-None-Match against an ETag.
+ *
+ * Threads: reentrant, no global state. Nothing here allocates except where
+ * said.
+ */
+#ifndef QRY_TEXT_H
+#define QRY_TEXT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define QRY_TIME_MAX 80    /* "YYYY-MM-DDTHH:MM:SS.uuuuuuZ" + NUL, room for any int64 */
+#define QRY_CURSOR_MAX 160 /* encoded cursor + NUL */
+#define QRY_CURSOR_V1 1
+#define QRY_LIMIT_DEFAULT 100
+#define QRY_LIMIT_MAX 1000
+
+/* µs since the epoch -> RFC 3339 UTC with 6 fraction digits into out[QRY_TIME_MAX]. */
+void qry_time_format(int64_t us, char *out);
+
+/*
+ * Parse an RFC 3339 date-time ("2026-01-02T03:04:05Z", ".5+02:00", lower-case
+ * t/z allowed) into µs since the epoch (fraction beyond µs truncated).
+ * Returns 0 or KQ_EINVAL.
+ */
+int qry_time_parse(const char *s, int64_t *us);
+
+/*
+ * base64url without padding. Encode: out holds 4*ceil(len/3)+1 bytes, returns
+ * the length written (NUL-terminated). Decode: returns the byte count, or
+ * KQ_EINVAL for a bad character, a bad length or over `outlen` bytes.
+ */
+size_t qry_b64url_encode(const uint8_t *in, size_t len, char *out);
+int qry_b64url_decode(const char *in, uint8_t *out, size_t outlen);
+
+/* ---- cursors ---- */
+
+typedef enum {
+    QRY_CURSOR_RESOURCES = 'r', /* resources by id: last id */
+    QRY_CURSOR_BY_STATUS = 's', /* resources of one status: status byte, last id */
+    QRY_CURSOR_EVENTS = 'e',    /* one aggregate's events: last version */
+    QRY_CURSOR_AUDIT = 'a',     /* audit: last (occurred_at_us, event_id) */
+} qry_cursor_kind;
+
+typedef struct qry_cursor {
+    qry_cursor_kind kind;
+    uint8_t status;   /* BY_STATUS */
+    char id[65];      /* RESOURCES, BY_STATUS: [A-Za-z0-9._-]{1,64} */
+    int64_t num;      /* EVENTS: version; AUDIT: occurred_at_us */
+    uint8_t uuid[16]; /* AUDIT: event_id */
+} qry_cursor;
+
+/* Encode `c` into out[QRY_CURSOR_MAX]. Returns 0 or KQ_EINVAL (bad id). */
+int qry_cursor_encode(const qry_cursor *c, char *out);
+
+/*
+ * Decode `s` and require kind `kind` (and for BY_STATUS the status `status`).
+ * Returns 0 with *c filled, or KQ_EINVAL with a reason in errstr.
+ */
+int qry_cursor_decode(const char *s, qry_cursor_kind kind, uint8_t status, qry_cursor *c,
+                      char *errstr, size_t errlen);
+
+/* ---- parameters ---- */
+
+/* limit query argument: NULL -> QRY_LIMIT_DEFAULT; else 1..QRY_LIMIT_MAX. 0 or KQ_EINVAL. */
+int qry_limit_parse(const char *s, int *limit);
+
+/* "active"/"inactive"/"archived" -> ev_resource_status; KQ_EINVAL otherwise. */
+int qry_status_parse(const char *s, uint8_t *status);
+/* ev_resource_status -> name ("unknown" if out of range). Static string. */
+const char *qry_status_name(uint8_t status);
+
+/* "36 hex with dashes" <-> 16 bytes. Parse returns 0 or KQ_EINVAL; format writes 37 bytes. */
+int qry_uuid_parse(const char *s, uint8_t out[16]);
+void qry_uuid_format(const uint8_t u[16], char out[37]);
+
+/*
+ * Does an If-None-Match header value match `etag` ("\"7\"")? "*" matches, as
+ * does any element of a comma-separated list equal to etag or W/etag.
+ */
+int qry_etag_match(const char *if_none_match, const char *etag);
+
+#endif

@@ -1,0 +1,130 @@
+#!/usr/bin/env bats
+# projector.bats — kcqrs-projector end to end: events written by
+# kcqrs-commands reach both read models (kq_rmcheck compares them with the
+# log), the admin port answers /health, /ready and /metrics, poison records
+# (random bytes, a valid envelope with a version gap) go to <prefix>.dlq with
+# their origin and reason while later events are still applied, and SIGTERM
+# stops it with status 0.
+
+load helpers
+load commands_helpers
+load projector_helpers
+
+setup_file() {
+    kq_fresh_db projector
+    cmd_make_keys
+    cmd_start main
+    proj_start
+    proj_wait_ready 60
+}
+
+teardown_file() {
+    proj_stop || true
+    cmd_stop_all
+}
+
+setup() {
+    cmd_use main
+    proj_init
+}
+
+teardown() {
+    [[ -z "${BATS_TEST_COMPLETED:-}" ]] && proj_dump_log
+    return 0
+}
+
+@test "events from kcqrs-commands reach LMDB and PostgreSQL" {
+    a=$(new_id)
+    b=$(new_id)
+    create_resource "$a" first
+    create_resource "$b" second
+    req PUT "/api/v1/resources/$a" '{"status":"archived","description":"moved"}' -H 'If-Match: "1"'
+    [ "$CODE" = 200 ]
+    kq_wait_for 30 rmcheck --pg "$KCQRS_PG_DSN"
+    run rmcheck --pg "$KCQRS_PG_DSN"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"lmdb: equal"* && "$output" == *"pg: equal"* ]]
+    [ "$(kq_psql -c "select status || ' ' || version || ' ' || description from resources where id = '$a'")" = "archived 2 moved" ]
+}
+
+@test "admin port: /health, /ready and /metrics with lag, batches and latency per target" {
+    curl -fsS "$(proj_url /health)" | grep -q '"ok"'
+    curl -fsS "$(proj_url /ready)" | grep -q '"ready"'
+    m=$(curl -fsS "$(proj_url /metrics)")
+    for t in lmdb pg; do
+        grep -q "^kcqrs_projector_lag{target=\"$t\",topic=\"$KCQRS_TOPIC_PREFIX.resource.events\",partition=\"0\"} 0$" <<<"$m"
+        grep -q "^kcqrs_projector_connected{target=\"$t\"} 1$" <<<"$m"
+        grep -q "^kcqrs_projector_batch_size_count{target=\"$t\"} [1-9]" <<<"$m"
+        grep -q "^kcqrs_projector_apply_seconds_bucket{target=\"$t\",le=\"+Inf\"} [1-9]" <<<"$m"
+        grep -q "^kcqrs_projector_dead_letters_total{target=\"$t\"} " <<<"$m"
+        n=$(awk -v k="kcqrs_projector_events_applied_total{target=\"$t\"}" '$1 == k { print $2 }' <<<"$m")
+        [ "$n" -ge 3 ]
+    done
+}
+
+@test "poison records go to the dead-letter topic with their origin; later events are applied" {
+    topic="$KCQRS_TOPIC_PREFIX.resource.events"
+    junk="junk-$RANDOM$RANDOM"
+    gap=$(new_id)
+    kq_tool kq_produce_raw raw resource 0 "$junk" --random 200
+    kq_tool kq_produce_raw event "$gap" 3
+    after=$(new_id)
+    create_resource "$after" after-the-poison
+    kq_wait_for 30 rmcheck --pg "$KCQRS_PG_DSN"
+    run rmcheck --pg "$KCQRS_PG_DSN"
+    echo "$output"
+    [[ "$output" == *"refused 2 "* ]]
+    [ "$(kq_psql -c "select name from resources where id = '$after'")" = after-the-poison ]
+
+    # Where the two poison records are in the log.
+    junk_at=$(kq_tool kq_offsets dump "$topic" | awk -v k="$junk" '$3 == k { print $1 "/" $2 }')
+    gap_at=$(kq_tool kq_offsets dump "$topic" | awk -v k="$gap/00000000000000000003" '$3 == k { print $1 "/" $2 }')
+    [ -n "$junk_at" ] && [ -n "$gap_at" ]
+    kq_wait_for 30 bash -c "'$KCQRS_TOOLS/kq_rmcheck' --dump-dlq | grep -q '^$topic/$gap_at.*\"target\":\"pg\"'"
+    dlq=$(kq_tool kq_rmcheck --dump-dlq)
+    echo "$dlq"
+    for t in lmdb pg; do
+        line=$(grep "^$topic/$junk_at	" <<<"$dlq" | grep "\"target\":\"$t\"")
+        [ -n "$line" ]
+        python3 - "$line" "$topic" "$junk_at" "$junk" <<'PY'
+import base64, json, sys
+key, reason, value = sys.argv[1].split("\t", 2)
+v = json.loads(value)
+part, off = sys.argv[3].split("/")
+assert v["topic"] == sys.argv[2] and v["partition"] == int(part) and v["offset"] == int(off), v
+assert v["key"] == sys.argv[4], v
+assert len(base64.b64decode(v["value_base64"])) == 200, v
+assert "undecodable" in v["reason"] and reason == v["reason"], (reason, v)
+assert v["at"].endswith("Z"), v
+PY
+        line=$(grep "^$topic/$gap_at	" <<<"$dlq" | grep "\"target\":\"$t\"")
+        [ -n "$line" ]
+        [[ "$line" == *"version"* ]]
+    done
+    [ "$(proj_metric 'kcqrs_projector_dead_letters_total{target="lmdb"}')" -ge 2 ]
+    [ "$(proj_metric 'kcqrs_projector_dead_letters_total{target="pg"}')" -ge 2 ]
+}
+
+@test "records in the wrong partition or topic, or under a key that does not match, are refused" {
+    id=$(new_id)
+    kq_tool kq_produce_raw event "$id" 1
+    part=$(partition_for "$id" "${KCQRS_PARTITIONS:-6}")
+    kq_tool kq_produce_raw event "$id" 2 --type updated --name wrong-partition \
+        --partition $(((part + 1) % ${KCQRS_PARTITIONS:-6}))
+    kq_tool kq_produce_raw event "$id" 2 --type updated --name wrong-topic --topic workflow
+    kq_tool kq_produce_raw event "$id" 2 --type updated --name wrong-key --key "$id/00000000000000000007"
+    kq_tool kq_produce_raw event "$id" 2 --type updated --name right
+    kq_wait_for 30 rmcheck --pg "$KCQRS_PG_DSN"
+    [ "$(kq_psql -c "select name || ' ' || version from resources where id = '$id'")" = "right 2" ]
+    dlq=$(kq_tool kq_rmcheck --dump-dlq)
+    grep -q "aggregate belongs to partition $part" <<<"$dlq"
+    grep -q "in topic $KCQRS_TOPIC_PREFIX.workflow.events" <<<"$dlq"
+    grep -q "record key does not match" <<<"$dlq"
+}
+
+@test "SIGTERM: the projector finishes its batch and exits 0" {
+    proj_stop
+    proj_start
+    proj_wait_ready 60
+}
