@@ -443,6 +443,27 @@ const char *kq_http_req_query(const kq_http_req *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+typedef struct query_each_ctx {
+    int (*fn)(void *ctx, const char *name, const char *value);
+    void *ctx;
+} query_each_ctx;
+
+static enum MHD_Result query_each_one(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    query_each_ctx *q = cls;
+    (void)kind;
+    return q->fn(q->ctx, key, value) == 0 ? MHD_YES : MHD_NO;
+}
+
+size_t kq_http_req_query_each(const kq_http_req *req,
+                              int (*fn)(void *ctx, const char *name, const char *value), void *ctx)
+{
+    query_each_ctx q = {fn, ctx};
+    int n = MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_each_one, &q);
+    return n < 0 ? 0 : (size_t)n;
+}
+
 const char *kq_http_req_header(const kq_http_req *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);

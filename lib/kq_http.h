@@ -164,6 +164,13 @@ const char *kq_http_req_path(const kq_http_req *req);
 const char *kq_http_req_param(const kq_http_req *req, const char *name);
 /* Query argument (decoded), NULL if absent. */
 const char *kq_http_req_query(const kq_http_req *req, const char *name);
+/*
+ * Call fn(ctx, name, value) for every query argument (decoded; value NULL for
+ * "?flag" without '=') in the order they arrived, until fn returns nonzero.
+ * Returns the number of arguments visited. For refusing unknown parameters.
+ */
+size_t kq_http_req_query_each(const kq_http_req *req,
+                              int (*fn)(void *ctx, const char *name, const char *value), void *ctx);
 /* Request header (case-insensitive name), NULL if absent. */
 const char *kq_http_req_header(const kq_http_req *req, const char *name);
 /* The body (not NUL-terminated) and its length; NULL/0 when there is none. */

@@ -98,7 +98,11 @@ fsync = $fsync
 synchronous_commit = $sync_commit
 full_page_writes = $fpw
 max_connections = 100
-shared_buffers = 128MB
+# Sized for projector replays: the events table and its indexes stay in
+# memory, and checkpoints do not come every 1 GB of WAL during a rebuild.
+shared_buffers = 512MB
+max_wal_size = 4GB
+checkpoint_timeout = 15min
 log_line_prefix = '%m [%p] %q%u@%d '
 log_min_messages = warning
 log_connections = off

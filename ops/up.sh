@@ -4,15 +4,17 @@
 # Starts (in parallel) a single-node Kafka (ops/kafka.sh) and PostgreSQL
 # (ops/pg.sh), then creates the event topics (tests/tools/kq_topics create,
 # which uses the same kq_kafka_ensure_topics() as the services), then the
-# services in the background (kcqrs-commands: pid in var/kcqrs-commands.pid,
-# log in var/kcqrs-commands.log), waiting until each answers /ready. Running it again
+# services in the background (kcqrs-commands, kcqrs-projector, kcqrs-query:
+# pid in var/<name>.pid, log in var/<name>.log), waiting until each answers
+# /ready. Running it again
 # while everything runs is harmless: each part says it is already running. Data
 # lives in var/ (git-ignored) and survives `make down` / `make up`.
 # `make up` has already run ops/install-deps.sh and built everything.
 #
 # Environment (defaults):
 #   KCQRS_KAFKA_PORT=9092 KCQRS_KAFKA_CONTROLLER_PORT=9093 KCQRS_PG_PORT=5432
-#   KCQRS_COMMANDS_ADDR=127.0.0.1:8080 KCQRS_LMDB_DIR=<var>/lmdb
+#   KCQRS_COMMANDS_ADDR=127.0.0.1:8080 KCQRS_PROJECTOR_ADDR=127.0.0.1:8082
+#   KCQRS_QUERY_ADDR=127.0.0.1:8081 KCQRS_LMDB_DIR=<var>/lmdb
 #   KCQRS_VAR_DIR=<repo>/var, and the services' own settings (KCQRS_TOPIC_PREFIX,
 #   KCQRS_PARTITIONS, ...) for topic creation.
 set -euo pipefail
@@ -74,6 +76,8 @@ fi
 # Services. Each runs in the background with its pid in var/<name>.pid and its
 # log in var/<name>.log; an already running one is left alone.
 COMMANDS_ADDR=${KCQRS_COMMANDS_ADDR:-127.0.0.1:8080}
+PROJECTOR_ADDR=${KCQRS_PROJECTOR_ADDR:-127.0.0.1:8082}
+QUERY_ADDR=${KCQRS_QUERY_ADDR:-127.0.0.1:8081}
 start_service() { # name binary addr
     local name=$1 bin=$2 addr=$3 pidf="$VAR/$1.pid" logf="$VAR/$1.log" pid
     if [[ -s "$pidf" ]] && kill -0 "$(cat "$pidf")" 2>/dev/null; then
@@ -102,6 +106,10 @@ start_service() { # name binary addr
     return 1
 }
 KCQRS_COMMANDS_ADDR="$COMMANDS_ADDR" start_service kcqrs-commands "$BIN/kcqrs-commands" "$COMMANDS_ADDR" || exit 1
+# The projector creates the read models (and migrates PostgreSQL) before the
+# query API, which reads them, can be ready.
+KCQRS_PROJECTOR_ADDR="$PROJECTOR_ADDR" start_service kcqrs-projector "$BIN/kcqrs-projector" "$PROJECTOR_ADDR" || exit 1
+KCQRS_QUERY_ADDR="$QUERY_ADDR" start_service kcqrs-query "$BIN/kcqrs-query" "$QUERY_ADDR" || exit 1
 
 rel() { echo "${1#"$REPO"/}"; }
 cat <<EOF
@@ -113,6 +121,10 @@ kcqrs is up (data in $(rel "$VAR")/, kept across 'make down' / 'make up').
                 data $(rel "$VAR/pg")  log $(rel "$VAR/pg/postgresql.log")
   commands      http://$COMMANDS_ADDR  (POST/PUT/DELETE /api/v1/resources; /ready, /metrics)
                 log $(rel "$VAR/kcqrs-commands.log")  snapshot $(rel "${KCQRS_LMDB_DIR:-$VAR/lmdb}")/commands
+  projector     http://$PROJECTOR_ADDR  (/ready, /metrics: lag per partition and read model)
+                log $(rel "$VAR/kcqrs-projector.log")  LMDB read model $(rel "${KCQRS_LMDB_DIR:-$VAR/lmdb}")/readmodel
+  query         http://$QUERY_ADDR  (GET /api/v1/resources, /api/v1/audit, /api/v1/status; /ready, /metrics)
+                log $(rel "$VAR/kcqrs-query.log")
 
 Settings for kcqrs programs and tools run from this shell:
   export KCQRS_BROKERS=$BROKERS

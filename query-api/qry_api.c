@@ -18,16 +18,9 @@
 enum { K_GET = 1, K_LIST, K_EVENTS, K_AUDIT };
 
 /*
- * Unknown query parameters are refused (400, one detail each) through
- * kq_http_req_query_each, which lib/kq_http does not have yet: the lead is
- * asked to add it (a 15-line patch in query-api/README.md). It is referenced
- * weakly, so this file builds and runs without it (unknown parameters are
- * then ignored) and refuses them as soon as lib/kq_http.c defines it.
+ * Unknown query parameters are refused (400, one detail each), and so is a
+ * parameter given twice (?limit=1&limit=1000: which one would we honour?).
  */
-typedef int (*qry_arg_fn)(void *ctx, const char *name, const char *value);
-extern size_t kq_http_req_query_each(const kq_http_req *req, qry_arg_fn fn, void *ctx)
-    __attribute__((weak));
-
 /* Parameters each route accepts (besides consistent_with). */
 static const char *const known_list[] = {"status", "limit", "cursor", NULL};
 static const char *const known_events[] = {"limit", "cursor", NULL};
@@ -39,25 +32,27 @@ static const char *const known_none[] = {NULL};
 typedef struct unknown_ctx {
     const char *const *known;
     json_t *details;
+    unsigned seen; /* bit i: known[i] seen; bit 31: consistent_with */
 } unknown_ctx;
 
 static int unknown_arg(void *ctx, const char *name, const char *value)
 {
     unknown_ctx *u = ctx;
+    unsigned bit = 0;
     (void)value;
     if (strcmp(name, "consistent_with") == 0)
-        return 0;
-    for (size_t i = 0; u->known[i]; i++)
+        bit = 1u << 31;
+    for (size_t i = 0; bit == 0 && u->known[i]; i++)
         if (strcmp(name, u->known[i]) == 0)
-            return 0;
-    if (json_array_size(u->details) < 32) /* bounded: a URL may carry thousands */
+            bit = 1u << i;
+    if (json_array_size(u->details) >= 32) /* bounded: a URL may carry thousands */
+        return 0;
+    if (bit == 0)
         kq_jin_detail_add(u->details, name, "unknown query parameter");
+    else if (u->seen & bit)
+        kq_jin_detail_add(u->details, name, "query parameter given more than once");
+    u->seen |= bit;
     return 0;
-}
-
-int qry_api_refuses_unknown_params(void)
-{
-    return kq_http_req_query_each != NULL;
 }
 
 int qry_api_init(qry_api *api, const kq_config *cfg)
@@ -372,12 +367,12 @@ static void handle(qry_api *api, kq_http_req *req, int kind)
         return;
     }
     parse_params(req, kind, &p, details);
-    if (kq_http_req_query_each != NULL) {
+    {
         unknown_ctx u = {kind == K_LIST     ? known_list
                          : kind == K_EVENTS ? known_events
                          : kind == K_AUDIT  ? known_audit
                                             : known_none,
-                         details};
+                         details, 0};
         kq_http_req_query_each(req, unknown_arg, &u);
     }
     tok = parse_token(api, req, details, topic, sizeof topic, &partition, &offset);

@@ -13,8 +13,8 @@
  *   "next_cursor": string or null}; cursors are described in qry_text.h.
  *
  * Bad parameters are answered 400 validation_failed with one detail per
- * offending parameter (unknown ones too, once kq_http can list them: see
- * qry_api_refuses_unknown_params), before any read or wait.
+ * offending parameter (unknown and repeated ones too), before any read or
+ * wait.
  *
  * Read-your-writes: a consistency token (X-Consistency-Token header, else
  *   ?consistent_with=) names (topic, partition, offset); a malformed token, or
@@ -70,12 +70,6 @@ void qry_api_routes(qry_api *api, kq_http_route *routes);
 /* kq_http callbacks (arg = the qry_api). */
 int qry_api_ready(void *arg, char *why, size_t whylen);
 void qry_api_metrics(void *arg, FILE *out);
-
-/*
- * 1 when unknown query parameters are refused with 400: that needs
- * kq_http_req_query_each in lib/kq_http (see README.md), else they are ignored.
- */
-int qry_api_refuses_unknown_params(void);
 
 /* qry_wait callbacks (arg = the qry_api). */
 int qry_api_wait_load(void *arg, qry_target target, json_t **offsets, char *errstr, size_t errlen);
