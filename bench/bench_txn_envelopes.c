@@ -27,6 +27,12 @@
  *   --gap-ms G    diagnostic: sleep G ms between transactions (default 0;
  *                 shows how much of the commit time is the previous
  *                 transaction's markers still being written)
+ *   --producers K transactions one after another, taking K transactional
+ *                 producers in turn (default 1), as kcqrs-commands does with
+ *                 KCQRS's writer producers (cmd_writer.h): each transactional
+ *                 id rests while the other K-1 commit
+ *   --set NAME=VALUE  diagnostic: an extra librdkafka property on every
+ *                 producer (repeatable), e.g. linger.ms=0
  *
  * Prints:
  *   RESULT name=commands.raw_txn unit=records/s value=... batch=B transactions=N
@@ -191,7 +197,9 @@ int main(int argc, char **argv)
 {
     kq_config cfg;
     rd_kafka_conf_t *conf = NULL;
-    rd_kafka_t *rk = NULL;
+    rd_kafka_t *rks[16] = {NULL}, *rk = NULL;
+    const char *sets[16];
+    int nsets = 0, nprod = 1;
     ev_fb_builder fb;
     char err[512], topic[KQ_KAFKA_TOPIC_MAX], txn_id[128], run_tag[32];
     const char *topics[1];
@@ -211,6 +219,15 @@ int main(int argc, char **argv)
             gap_ms = strtod(argv[++i], &end);
             if (*end != '\0' || !(gap_ms >= 0 && gap_ms <= 10000))
                 goto usage;
+        } else if (strcmp(argv[i], "--producers") == 0 && i + 1 < argc) {
+            long k = strtol(argv[++i], &end, 10);
+            if (*end != '\0' || k < 1 || k > 16)
+                goto usage;
+            nprod = (int)k;
+        } else if (strcmp(argv[i], "--set") == 0 && i + 1 < argc && nsets < 16) {
+            if (strchr(argv[++i], '=') == NULL)
+                goto usage;
+            sets[nsets++] = argv[i];
         } else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
             seconds = strtod(argv[++i], &end);
             if (*end != '\0' || !(seconds > 0 && seconds <= 3600))
@@ -233,35 +250,47 @@ int main(int argc, char **argv)
         goto out;
     }
     snprintf(run_tag, sizeof run_tag, "%ld", (long)getpid());
-    snprintf(txn_id, sizeof txn_id, "%s.bench-raw-%s", cfg.topic_prefix, run_tag);
     tn = kq_config_topic(&cfg, "resource", topic, sizeof topic);
     if (tn < 0 || (size_t)tn >= sizeof topic) {
         fprintf(stderr, "%s: topic name too long\n", PROG);
         goto out;
     }
-    if ((conf = kq_kafka_conf_new(&cfg, txn_id, err, sizeof err)) == NULL)
-        goto kafka_fail;
-    rd_kafka_conf_set_dr_msg_cb(conf, tx_dr_cb);
-    rk = kq_kafka_txn_producer_new(&cfg, txn_id, conf, err, sizeof err);
-    conf = NULL;
-    if (rk == NULL)
-        goto kafka_fail;
-    topics[0] = topic;
-    if (kq_kafka_ensure_topics(rk, &cfg, topics, 1, err, sizeof err) != 0 ||
-        kq_kafka_txn_init(rk, 2 * cfg.kafka_timeout_ms, err, sizeof err) != 0)
-        goto kafka_fail;
-
-    /* Warm-up: one transaction of 4 records per partition, which touches
-     * (nearly) every partition: metadata, connections, partitions added to a
-     * transaction once. Not counted. */
-    if (tx_one(rk, &fb, &cfg, topic, run_tag, &seq, rec, nwarm, err, sizeof err) != 0)
-        goto kafka_fail;
+    for (int k = 0; k < nprod; k++) {
+        snprintf(txn_id, sizeof txn_id, "%s.bench-raw-%s.%d", cfg.topic_prefix, run_tag, k);
+        if ((conf = kq_kafka_conf_new(&cfg, txn_id, err, sizeof err)) == NULL)
+            goto kafka_fail;
+        rd_kafka_conf_set_dr_msg_cb(conf, tx_dr_cb);
+        for (int j = 0; j < nsets; j++) {
+            char name[128];
+            const char *eq = strchr(sets[j], '=');
+            snprintf(name, sizeof name, "%.*s", (int)(eq - sets[j]), sets[j]);
+            if (kq_kafka_conf_set(conf, name, eq + 1, err, sizeof err) != 0) {
+                rd_kafka_conf_destroy(conf);
+                conf = NULL;
+                goto kafka_fail;
+            }
+        }
+        rks[k] = kq_kafka_txn_producer_new(&cfg, txn_id, conf, err, sizeof err);
+        conf = NULL;
+        if (rks[k] == NULL)
+            goto kafka_fail;
+        topics[0] = topic;
+        if ((k == 0 && kq_kafka_ensure_topics(rks[k], &cfg, topics, 1, err, sizeof err) != 0) ||
+            kq_kafka_txn_init(rks[k], 2 * cfg.kafka_timeout_ms, err, sizeof err) != 0)
+            goto kafka_fail;
+        /* Warm-up: one transaction of 4 records per partition, which touches
+         * (nearly) every partition: metadata, connections, partitions added to a
+         * transaction once. Not counted. */
+        if (tx_one(rks[k], &fb, &cfg, topic, run_tag, &seq, rec, nwarm, err, sizeof err) != 0)
+            goto kafka_fail;
+    }
 
     t0 = bench_now_s();
     t1 = t0;
     for (long t = 0; t1 - t0 < seconds; t++) {
         long n = (long)floor((double)(t + 1) * batch) - (long)floor((double)t * batch);
         double b0 = bench_now_s();
+        rk = rks[t % nprod];
         if (tx_one(rk, &fb, &cfg, topic, run_tag, &seq, rec, n, err, sizeof err) != 0)
             goto kafka_fail;
         t1 = bench_now_s();
@@ -285,8 +314,8 @@ int main(int argc, char **argv)
     }
     qsort(commit_s, ncommit, sizeof *commit_s, bench_cmp_double);
     printf("RESULT name=commands.raw_txn unit=records/s value=%.1f batch=%.2f transactions=%zu "
-           "records=%ld seconds=%.2f topic=%s\n",
-           (double)records / (t1 - t0), batch, ncommit, records, t1 - t0, topic);
+           "records=%ld seconds=%.2f topic=%s producers=%d\n",
+           (double)records / (t1 - t0), batch, ncommit, records, t1 - t0, topic, nprod);
     printf("RESULT name=commands.raw_txn.commit_p50 unit=ms value=%.3f\n",
            bench_pct_double(commit_s, ncommit, 50) * 1e3);
     printf("RESULT name=commands.raw_txn.commit_p99 unit=ms value=%.3f max_ms=%.3f over_20ms=%zu\n",
@@ -301,12 +330,14 @@ kafka_fail:
     goto out;
 usage:
     fprintf(stderr,
-            "usage: %s --batch B [--seconds S] [--gap-ms G] (Kafka from KCQRS_* variables)\n",
+            "usage: %s --batch B [--seconds S] [--gap-ms G] [--producers K] [--set NAME=VALUE]... "
+            "(Kafka from KCQRS_* variables)\n",
             argv[0]);
     return 2;
 out:
-    if (rk != NULL)
-        rd_kafka_destroy(rk);
+    for (int k = 0; k < nprod; k++)
+        if (rks[k] != NULL)
+            rd_kafka_destroy(rks[k]);
     if (conf != NULL)
         rd_kafka_conf_destroy(conf);
     free(rec);

@@ -16,7 +16,8 @@
 #include <string.h>
 #include <sys/random.h>
 
-#define NBATCH_BUCKETS 12 /* batch sizes 1, 2, 4, ... 2048, +Inf */
+#define NBATCH_BUCKETS 12  /* batch sizes 1, 2, 4, ... 2048, +Inf */
+#define NCOMMIT_BUCKETS 12 /* commit seconds 0.5 ms, 1 ms, 2 ms, ... 1.024 s, +Inf */
 
 struct cmd_writer {
     const kq_config *cfg;
@@ -47,11 +48,16 @@ struct cmd_writer {
     cmd_batch batch;
     ev_fb_builder fb;
     uint64_t events_at_snapshot;
+    cmd_snapshotter *snap; /* NULL = no snapshots */
 
     /* metrics */
     atomic_uint_fast64_t m_events, m_committed, m_aborted, m_kafka_errors, m_unknown;
     atomic_uint_fast64_t m_batches[NBATCH_BUCKETS + 1];
     atomic_uint_fast64_t m_batch_sum;
+    atomic_uint_fast64_t m_commit[NCOMMIT_BUCKETS + 1];
+    atomic_uint_fast64_t m_commit_sum_us;   /* begin to commit returned, committed ones */
+    atomic_uint_fast64_t m_handover_max_us; /* longest snapshot hand-over on this thread */
+    atomic_uint_fast64_t m_handover_sum_us, m_handovers;
 };
 
 cmd_item *cmd_item_new(void)
@@ -353,7 +359,9 @@ static int reset_state(cmd_writer *w, const char *why)
                 "from the start",
                 why, w->topic);
     cmd_state_free(&w->st);
-    rc = cmd_state_init(&w->st, w->cfg->partitions);
+    rc = cmd_state_init(&w->st,
+                        w->cfg->partitions); /* its delta is full: the snapshot is replaced */
+    cmd_state_track(&w->st, w->snap != NULL);
     w->events_at_snapshot = (uint64_t)-1; /* snapshot again at the next chance */
     return rc;
 }
@@ -560,8 +568,8 @@ static int produce_item(cmd_writer *w, cmd_item *it, char *errstr, size_t errlen
 static int run_transaction(cmd_writer *w, cmd_item **items, size_t n, size_t nappend, char *errstr,
                            size_t errlen)
 {
-    int rc, needs_abort = 0;
-    double t0;
+    int rc, needs_abort = 0, b = 0;
+    double t0, tbegin = mono_s(), took;
 
     rc = kq_kafka_txn_begin(w->producer, errstr, errlen);
     if (rc != 0)
@@ -576,6 +584,11 @@ static int run_transaction(cmd_writer *w, cmd_item **items, size_t n, size_t nap
                              "commit transaction", &needs_abort, errstr, errlen);
     if (rc != 0)
         goto fail;
+    took = mono_s() - tbegin;
+    while (b < NCOMMIT_BUCKETS && took > 0.0005 * (double)(1u << b))
+        b++;
+    atomic_fetch_add(&w->m_commit[b], 1);
+    atomic_fetch_add(&w->m_commit_sum_us, (uint_fast64_t)(took * 1e6));
     /* The commit flushed and served the delivery reports; make sure. */
     t0 = mono_s();
     for (;;) {
@@ -756,26 +769,42 @@ static void process_batch(cmd_writer *w, cmd_item **items, size_t n)
         finish_abort(w);
 }
 
-static void maybe_snapshot(cmd_writer *w, int force)
+/*
+ * Hand the changes since the last snapshot to the snapshot thread (which
+ * writes them to LMDB on its own; see cmd_snapshot.h). `force`: whatever
+ * changed, e.g. after catch-up; `wait`: and wait until it is written (stop).
+ */
+static void maybe_snapshot(cmd_writer *w, int force, int wait)
 {
     char es[512];
     double t0;
+    uint64_t us;
+    int full = 0;
 
-    if (w->snapshot_dir == NULL || w->need_catch_up)
+    if (w->snap == NULL || w->need_catch_up)
         return;
     if (!force && w->st.events - w->events_at_snapshot < (uint64_t)w->cfg->snapshot_every)
         return;
-    if (force && w->st.events == w->events_at_snapshot)
-        return;
-    t0 = mono_s();
-    if (cmd_snapshot_save(w->snapshot_dir, w->map_size, &w->st, w->topic, es, sizeof es) != 0) {
-        kq_log_error("snapshot to %s failed (state is still in the log): %s", w->snapshot_dir, es);
-        return;
+    if (w->st.events != w->events_at_snapshot || w->st.delta.full || w->st.delta.len > 0) {
+        t0 = mono_s();
+        if (cmd_snapshotter_submit(w->snap, &w->st, &full) != 0) {
+            kq_log_error("snapshot: cannot hand over the changes (out of memory); the next "
+                         "snapshot is a full one");
+            return;
+        }
+        us = (uint64_t)((mono_s() - t0) * 1e6);
+        atomic_fetch_add(&w->m_handover_sum_us, us);
+        atomic_fetch_add(&w->m_handovers, 1);
+        if (us > atomic_load(&w->m_handover_max_us))
+            atomic_store(&w->m_handover_max_us, us);
+        if (full)
+            kq_log_info("snapshot: handed over the whole state (%zu resources) in %.3f ms",
+                        cmd_state_resource_count(&w->st), us / 1e3);
+        w->events_at_snapshot = w->st.events;
     }
-    w->events_at_snapshot = w->st.events;
-    kq_log_info("snapshot of %zu resources, %zu idempotency keys to %s in %.3f s",
-                cmd_state_resource_count(&w->st), cmd_state_idem_count(&w->st), w->snapshot_dir,
-                mono_s() - t0);
+    if (wait && cmd_snapshotter_flush(w->snap, es, sizeof es) != 0)
+        kq_log_error("snapshot to %s is behind the state (it is still in the log): %s",
+                     w->snapshot_dir, es);
 }
 
 static void *writer_main(void *arg)
@@ -815,7 +844,7 @@ static void *writer_main(void *arg)
             }
             w->need_catch_up = 0;
             backoff = 0.5;
-            maybe_snapshot(w, 1); /* what was read need not be read again */
+            maybe_snapshot(w, 1, 0); /* what was read need not be read again */
             atomic_store(&w->ready, 1);
             set_why(w, "ready");
             kq_log_info("writer ready: transactional.id %s, %zu resources", w->txn_id,
@@ -843,11 +872,11 @@ static void *writer_main(void *arg)
             process_batch(w, items, n);
         else if (stopping)
             break;
-        maybe_snapshot(w, 0);
+        maybe_snapshot(w, 0, 0);
     }
     atomic_store(&w->ready, 0);
     fail_queued(w, atomic_load(&w->fenced) ? "fenced" : "the command service is shutting down");
-    maybe_snapshot(w, 1);
+    maybe_snapshot(w, 1, 1);
     free(items);
     return NULL;
 }
@@ -900,7 +929,15 @@ int cmd_writer_new(const cmd_writer_options *opts, cmd_writer **out, char *errst
                 return kq_seterr(errstr, errlen, rc, "out of memory");
             }
         }
+        if (rc == 0)
+            cmd_state_delta_clear(&w->st); /* loaded: nothing is new */
+        cmd_state_track(&w->st, 1);
         w->events_at_snapshot = w->st.events;
+        if ((rc = cmd_snapshotter_new(w->snapshot_dir, w->map_size, w->topic, &w->snap, errstr,
+                                      errlen)) != 0) {
+            cmd_writer_free(w);
+            return rc;
+        }
     }
     *out = w;
     return 0;
@@ -972,6 +1009,51 @@ void cmd_writer_metrics(cmd_writer *w, FILE *f)
     }
     fprintf(f, "kcqrs_commands_batch_size_sum %llu\nkcqrs_commands_batch_size_count %llu\n",
             (unsigned long long)atomic_load(&w->m_batch_sum), (unsigned long long)cum);
+    cum = 0;
+    fputs("# HELP kcqrs_commands_commit_seconds Begin to commit returned, per committed "
+          "transaction.\n# TYPE kcqrs_commands_commit_seconds histogram\n",
+          f);
+    for (int b = 0; b <= NCOMMIT_BUCKETS; b++) {
+        cum += atomic_load(&w->m_commit[b]);
+        if (b < NCOMMIT_BUCKETS)
+            fprintf(f, "kcqrs_commands_commit_seconds_bucket{le=\"%g\"} %llu\n",
+                    0.0005 * (double)(1u << b), (unsigned long long)cum);
+        else
+            fprintf(f, "kcqrs_commands_commit_seconds_bucket{le=\"+Inf\"} %llu\n",
+                    (unsigned long long)cum);
+    }
+    fprintf(f, "kcqrs_commands_commit_seconds_sum %.6f\nkcqrs_commands_commit_seconds_count %llu\n",
+            atomic_load(&w->m_commit_sum_us) / 1e6, (unsigned long long)cum);
+    if (w->snap != NULL) {
+        cmd_snapshot_stats ss;
+        cmd_snapshotter_stats(w->snap, &ss);
+        fprintf(f,
+                "# HELP kcqrs_commands_snapshots_total Snapshot writes by result.\n"
+                "# TYPE kcqrs_commands_snapshots_total counter\n"
+                "kcqrs_commands_snapshots_total{result=\"written\"} %llu\n"
+                "kcqrs_commands_snapshots_total{result=\"failed\"} %llu\n"
+                "# HELP kcqrs_commands_snapshot_records_total Records written by snapshots.\n"
+                "# TYPE kcqrs_commands_snapshot_records_total counter\n"
+                "kcqrs_commands_snapshot_records_total %llu\n"
+                "# HELP kcqrs_commands_snapshot_write_seconds Duration of the last and the "
+                "longest snapshot write (snapshot thread).\n"
+                "# TYPE kcqrs_commands_snapshot_write_seconds gauge\n"
+                "kcqrs_commands_snapshot_write_seconds{which=\"last\"} %.6f\n"
+                "kcqrs_commands_snapshot_write_seconds{which=\"max\"} %.6f\n"
+                "# HELP kcqrs_commands_snapshot_handover_seconds Time the writer thread spent "
+                "handing changes to the snapshot thread.\n"
+                "# TYPE kcqrs_commands_snapshot_handover_seconds summary\n"
+                "kcqrs_commands_snapshot_handover_seconds_sum %.6f\n"
+                "kcqrs_commands_snapshot_handover_seconds_count %llu\n"
+                "# HELP kcqrs_commands_snapshot_handover_max_seconds The longest hand-over.\n"
+                "# TYPE kcqrs_commands_snapshot_handover_max_seconds gauge\n"
+                "kcqrs_commands_snapshot_handover_max_seconds %.6f\n",
+                (unsigned long long)ss.written, (unsigned long long)ss.failures,
+                (unsigned long long)ss.records, ss.last_s, ss.max_s,
+                atomic_load(&w->m_handover_sum_us) / 1e6,
+                (unsigned long long)atomic_load(&w->m_handovers),
+                atomic_load(&w->m_handover_max_us) / 1e6);
+    }
     fprintf(f,
             "# HELP kcqrs_commands_ready 1 when the writer accepts commands.\n"
             "# TYPE kcqrs_commands_ready gauge\nkcqrs_commands_ready %d\n"
@@ -997,6 +1079,7 @@ void cmd_writer_free(cmd_writer *w)
     if (w == NULL)
         return;
     cmd_writer_stop(w);
+    cmd_snapshotter_free(w->snap);
     drop_producer(w);
     cmd_batch_free(&w->batch);
     cmd_state_free(&w->st);
