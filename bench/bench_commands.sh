@@ -16,7 +16,10 @@
 #                      rate, open loop, 64 connections: p50/p99 latency;
 #   4. commands.raw_txn bench_txn_envelopes --batch B: a raw transactional
 #                      producer writing the same envelopes in transactions of
-#                      B records: the Kafka ceiling.
+#                      B records: the Kafka ceiling (the issue's baseline);
+#   5. commands.raw_txn3 the same with 3 transactional producers taken in
+#                      turn, as the service's writer does (CMD_WRITER_PRODUCERS):
+#                      the Kafka ceiling of the service's own scheme.
 # The servers run on CPU 0 and wrk/bench_rate on the last CPU (as the http
 # phase); the raw producer and the broker are not pinned (as the kafka phase).
 # Any non-201 answer or socket error fails the run.
@@ -163,6 +166,7 @@ bench_commands() {
     cmd_emit "$run" \
         "name=commands.create unit=cmd/s value=$rate baseline=commands.noop target=>=0.5x connections=$CMD_CONNS seconds=$secs" \
         "name=commands.create.vs_raw unit=cmd/s value=$rate baseline=commands.raw_txn target=>=0.25x" \
+        "name=commands.create.vs_raw3 unit=cmd/s value=$rate baseline=commands.raw_txn3" \
         "name=commands.create.p50 unit=ms value=$(awk -v v="$(wrk_field "$WRK_LINE" p50_us)" 'BEGIN { printf "%.3f", v / 1000 }')" \
         "name=commands.create.p99 unit=ms value=$(awk -v v="$(wrk_field "$WRK_LINE" p99_us)" 'BEGIN { printf "%.3f", v / 1000 }') baseline=commands.noop.p99" \
         "name=commands.batch_size unit=events/txn value=$batch"
@@ -184,5 +188,10 @@ bench_commands() {
     run_prog commands-raw "$run" env "${CMD_ENV[@]}" KCQRS_TOPIC_PREFIX="${CMD_PREFIX}raw" \
         "$BDIR/bench_txn_envelopes" --batch "$batch" --seconds "$xsecs"
     [ "$run" = warmup ] || sed -i "s/^run=$run name=commands\.raw_txn/run=$run of=$CMD_RUNS name=commands.raw_txn/" "$RAW"
+
+    # 5. the same with the writer's scheme: 3 producers taken in turn
+    run_prog commands-raw3 "$run" env "${CMD_ENV[@]}" KCQRS_TOPIC_PREFIX="${CMD_PREFIX}raw3" \
+        "$BDIR/bench_txn_envelopes" --batch "$batch" --seconds "$xsecs" --producers 3 --name commands.raw_txn3
+    [ "$run" = warmup ] || sed -i "s/^run=$run name=commands\.raw_txn3/run=$run of=$CMD_RUNS name=commands.raw_txn3/" "$RAW"
     echo "bench:   create $rate cmd/s, batch $batch events/txn, rate run at $half/s" >&2
 }

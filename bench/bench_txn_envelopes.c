@@ -31,11 +31,12 @@
  *                 producers in turn (default 1), as kcqrs-commands does with
  *                 KCQRS's writer producers (cmd_writer.h): each transactional
  *                 id rests while the other K-1 commit
+ *   --name N      the RESULT names' stem (default commands.raw_txn)
  *   --set NAME=VALUE  diagnostic: an extra librdkafka property on every
  *                 producer (repeatable), e.g. linger.ms=0
  *
  * Prints:
- *   RESULT name=commands.raw_txn unit=records/s value=... batch=B transactions=N
+ *   RESULT name=commands.raw_txn unit=records/s value=... batch=B transactions=N producers=K
  *   RESULT name=commands.raw_txn.commit_p50 unit=ms value=...   (begin to commit returned)
  *   RESULT name=commands.raw_txn.commit_p99 unit=ms value=...
  * Exit status: 0, 1 on any Kafka error or missing/failed delivery report, 2 usage.
@@ -200,6 +201,7 @@ int main(int argc, char **argv)
     rd_kafka_t *rks[16] = {NULL}, *rk = NULL;
     const char *sets[16];
     int nsets = 0, nprod = 1;
+    const char *name = "commands.raw_txn";
     ev_fb_builder fb;
     char err[512], topic[KQ_KAFKA_TOPIC_MAX], txn_id[128], run_tag[32];
     const char *topics[1];
@@ -224,6 +226,10 @@ int main(int argc, char **argv)
             if (*end != '\0' || k < 1 || k > 16)
                 goto usage;
             nprod = (int)k;
+        } else if (strcmp(argv[i], "--name") == 0 && i + 1 < argc) {
+            name = argv[++i];
+            if (*name == '\0' || strpbrk(name, " =\n") != NULL)
+                goto usage;
         } else if (strcmp(argv[i], "--set") == 0 && i + 1 < argc && nsets < 16) {
             if (strchr(argv[++i], '=') == NULL)
                 goto usage;
@@ -261,10 +267,10 @@ int main(int argc, char **argv)
             goto kafka_fail;
         rd_kafka_conf_set_dr_msg_cb(conf, tx_dr_cb);
         for (int j = 0; j < nsets; j++) {
-            char name[128];
+            char prop[128];
             const char *eq = strchr(sets[j], '=');
-            snprintf(name, sizeof name, "%.*s", (int)(eq - sets[j]), sets[j]);
-            if (kq_kafka_conf_set(conf, name, eq + 1, err, sizeof err) != 0) {
+            snprintf(prop, sizeof prop, "%.*s", (int)(eq - sets[j]), sets[j]);
+            if (kq_kafka_conf_set(conf, prop, eq + 1, err, sizeof err) != 0) {
                 rd_kafka_conf_destroy(conf);
                 conf = NULL;
                 goto kafka_fail;
@@ -313,12 +319,12 @@ int main(int argc, char **argv)
         }
     }
     qsort(commit_s, ncommit, sizeof *commit_s, bench_cmp_double);
-    printf("RESULT name=commands.raw_txn unit=records/s value=%.1f batch=%.2f transactions=%zu "
+    printf("RESULT name=%s unit=records/s value=%.1f batch=%.2f transactions=%zu "
            "records=%ld seconds=%.2f topic=%s producers=%d\n",
-           (double)records / (t1 - t0), batch, ncommit, records, t1 - t0, topic, nprod);
-    printf("RESULT name=commands.raw_txn.commit_p50 unit=ms value=%.3f\n",
+           name, (double)records / (t1 - t0), batch, ncommit, records, t1 - t0, topic, nprod);
+    printf("RESULT name=%s.commit_p50 unit=ms value=%.3f\n", name,
            bench_pct_double(commit_s, ncommit, 50) * 1e3);
-    printf("RESULT name=commands.raw_txn.commit_p99 unit=ms value=%.3f max_ms=%.3f over_20ms=%zu\n",
+    printf("RESULT name=%s.commit_p99 unit=ms value=%.3f max_ms=%.3f over_20ms=%zu\n", name,
            bench_pct_double(commit_s, ncommit, 99) * 1e3,
            ncommit ? commit_s[ncommit - 1] * 1e3 : 0.0, tx_count_over(commit_s, ncommit, 0.020));
     fflush(stdout);
@@ -330,7 +336,8 @@ kafka_fail:
     goto out;
 usage:
     fprintf(stderr,
-            "usage: %s --batch B [--seconds S] [--gap-ms G] [--producers K] [--set NAME=VALUE]... "
+            "usage: %s --batch B [--seconds S] [--gap-ms G] [--producers K] [--name N] [--set "
+            "NAME=VALUE]... "
             "(Kafka from KCQRS_* variables)\n",
             argv[0]);
     return 2;

@@ -22,7 +22,7 @@
 struct cmd_writer {
     const kq_config *cfg;
     char topic[KQ_KAFKA_TOPIC_MAX];
-    char txn_id[KQ_KAFKA_TOPIC_MAX + 16];
+    char txn_id[KQ_KAFKA_TOPIC_MAX + 16]; /* of producer 0; producer k > 0: "<txn_id>.<k>" */
     char *snapshot_dir;
     size_t map_size;
     int skip_topic_setup;
@@ -41,7 +41,9 @@ struct cmd_writer {
     pthread_t thread;
 
     /* writer-thread state */
-    rd_kafka_t *producer;
+    rd_kafka_t *producers[CMD_WRITER_PRODUCERS];
+    rd_kafka_t *producer; /* producers[cur]: the one the next transaction uses */
+    int cur;
     int need_catch_up;
     int abort_pending; /* the failed transaction still needs its abort */
     cmd_state st;
@@ -255,40 +257,80 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     it->offset = m->offset;
 }
 
+/* Destroy every producer (the writer recreates all of them together). */
 static void drop_producer(cmd_writer *w)
 {
-    if (w->producer != NULL) {
-        rd_kafka_purge(w->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-        rd_kafka_destroy(w->producer);
-        w->producer = NULL;
+    for (int k = 0; k < CMD_WRITER_PRODUCERS; k++) {
+        if (w->producers[k] == NULL)
+            continue;
+        rd_kafka_purge(w->producers[k], RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_destroy(w->producers[k]);
+        w->producers[k] = NULL;
     }
+    w->producer = NULL;
+    w->cur = 0;
 }
 
-/* Create the producer and init transactions. */
+/* The transactional.id of producer k. */
+static void producer_txn_id(const cmd_writer *w, int k, char *out, size_t outlen)
+{
+    if (k == 0)
+        snprintf(out, outlen, "%s", w->txn_id);
+    else
+        snprintf(out, outlen, "%s.%d", w->txn_id, k);
+}
+
+/*
+ * Create the producers and init transactions on each: this fences every older
+ * instance on every transactional id it may use, and settles what it left
+ * open, before the writer reads the log. All or nothing.
+ */
 static int open_producer(cmd_writer *w, char *errstr, size_t errlen)
 {
-    rd_kafka_conf_t *conf = kq_kafka_conf_new(w->cfg, w->txn_id, errstr, errlen);
     const char *topics[KQ_KAFKA_NTOPICS];
-    char names[KQ_KAFKA_NTOPICS][KQ_KAFKA_TOPIC_MAX];
-    int rc, n;
+    char names[KQ_KAFKA_NTOPICS][KQ_KAFKA_TOPIC_MAX], id[KQ_KAFKA_TOPIC_MAX + 32];
+    int rc = 0, n;
 
-    if (conf == NULL)
-        return KQ_ECONFIG;
-    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
-    if ((w->producer = kq_kafka_txn_producer_new(w->cfg, w->txn_id, conf, errstr, errlen)) == NULL)
-        return KQ_EKAFKA;
-    n = kq_kafka_topic_names(w->cfg, names);
-    for (int i = 0; i < n; i++)
-        topics[i] = names[i];
-    if (!w->skip_topic_setup &&
-        (rc = kq_kafka_ensure_topics(w->producer, w->cfg, topics, (size_t)n, errstr, errlen)) != 0)
-        goto fail;
-    if ((rc = kq_kafka_txn_init(w->producer, 2 * w->cfg->kafka_timeout_ms, errstr, errlen)) != 0)
-        goto fail;
+    for (int k = 0; k < CMD_WRITER_PRODUCERS; k++) {
+        rd_kafka_conf_t *conf;
+        producer_txn_id(w, k, id, sizeof id);
+        if ((conf = kq_kafka_conf_new(w->cfg, id, errstr, errlen)) == NULL) {
+            rc = KQ_ECONFIG;
+            goto fail;
+        }
+        rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+        if ((w->producers[k] = kq_kafka_txn_producer_new(w->cfg, id, conf, errstr, errlen)) ==
+            NULL) {
+            rc = KQ_EKAFKA;
+            goto fail;
+        }
+        if (k == 0 && !w->skip_topic_setup) {
+            n = kq_kafka_topic_names(w->cfg, names);
+            for (int i = 0; i < n; i++)
+                topics[i] = names[i];
+            if ((rc = kq_kafka_ensure_topics(w->producers[0], w->cfg, topics, (size_t)n, errstr,
+                                             errlen)) != 0)
+                goto fail;
+        }
+        if ((rc = kq_kafka_txn_init(w->producers[k], 2 * w->cfg->kafka_timeout_ms, errstr,
+                                    errlen)) != 0)
+            goto fail;
+    }
+    w->cur = 0;
+    w->producer = w->producers[0];
     return 0;
 fail:
     drop_producer(w);
     return rc;
+}
+
+/* The next transaction uses the next producer (see cmd_writer.h). */
+static void next_producer(cmd_writer *w)
+{
+    if (w->producer == NULL)
+        return;
+    w->cur = (w->cur + 1) % CMD_WRITER_PRODUCERS;
+    w->producer = w->producers[w->cur];
 }
 
 static int event_from_msg(cmd_writer *w, const rd_kafka_message_t *m, char *errstr, size_t errlen)
@@ -616,11 +658,14 @@ fail:
     if (rc == KQ_EFENCED) {
         atomic_store(&w->fenced, 1);
         atomic_store(&w->ready, 0);
-        set_why(w, "fenced: another kcqrs-commands instance took over transactional.id %s",
-                w->txn_id);
-        kq_log_error("fenced: another instance with transactional.id %s is the writer now (%s); "
-                     "this instance no longer accepts commands",
-                     w->txn_id, errstr);
+        {
+            char id[KQ_KAFKA_TOPIC_MAX + 32];
+            producer_txn_id(w, w->cur, id, sizeof id);
+            set_why(w, "fenced: another kcqrs-commands instance took over transactional.id %s", id);
+            kq_log_error("fenced: another instance with transactional.id %s is the writer now "
+                         "(%s); this instance no longer accepts commands",
+                         id, errstr);
+        }
         drop_producer(w);
         return rc;
     }
@@ -767,6 +812,8 @@ static void process_batch(cmd_writer *w, cmd_item **items, size_t n)
     answer_batch(w, items, n, failed);
     if (w->abort_pending)
         finish_abort(w);
+    if (nappend > 0)
+        next_producer(w);
 }
 
 /*
@@ -847,7 +894,9 @@ static void *writer_main(void *arg)
             maybe_snapshot(w, 1, 0); /* what was read need not be read again */
             atomic_store(&w->ready, 1);
             set_why(w, "ready");
-            kq_log_info("writer ready: transactional.id %s, %zu resources", w->txn_id,
+            kq_log_info("writer ready: transactional.id %s (and %d more, .1 to .%d, used in turn), "
+                        "%zu resources",
+                        w->txn_id, CMD_WRITER_PRODUCERS - 1, CMD_WRITER_PRODUCERS - 1,
                         cmd_state_resource_count(&w->st));
             continue;
         wait:
