@@ -32,6 +32,10 @@
  *                 KCQRS's writer producers (cmd_writer.h): each transactional
  *                 id rests while the other K-1 commit
  *   --name N      the RESULT names' stem (default commands.raw_txn)
+ *   --split       diagnostic: flush before committing and also print
+ *                 <name>.flush_p50 (begin to every record delivered:
+ *                 AddPartitionsToTxn + Produce) and <name>.endtxn_p50 (the
+ *                 commit call after it: EndTxn), each with its p99
  *   --set NAME=VALUE  diagnostic: an extra librdkafka property on every
  *                 producer (repeatable), e.g. linger.ms=0
  *
@@ -162,9 +166,10 @@ static int tx_produce(rd_kafka_t *rk, ev_fb_builder *fb, const char *topic, int 
 
 /* One transaction of `n` records (rec[0..n)); returns 0 or -1 (errstr set). */
 static int tx_one(rd_kafka_t *rk, ev_fb_builder *fb, const kq_config *cfg, const char *topic,
-                  const char *run_tag, long *seq, tx_rec *rec, long n, char *errstr, size_t errlen)
+                  const char *run_tag, long *seq, tx_rec *rec, long n, double *flush_s,
+                  char *errstr, size_t errlen)
 {
-    double t0;
+    double t0 = bench_now_s();
     long got;
 
     if (kq_kafka_txn_begin(rk, errstr, errlen) != 0)
@@ -173,6 +178,16 @@ static int tx_one(rd_kafka_t *rk, ev_fb_builder *fb, const kq_config *cfg, const
         if (tx_produce(rk, fb, topic, cfg->partitions, run_tag, (*seq)++, &rec[i], errstr,
                        errlen) != 0)
             return -1;
+    if (flush_s != NULL) {
+        /* --split: deliver the records first (AddPartitionsToTxn + Produce),
+         * so the commit below is only EndTxn */
+        rd_kafka_resp_err_t fe = rd_kafka_flush(rk, cfg->kafka_timeout_ms);
+        if (fe != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            snprintf(errstr, errlen, "flush: %s", rd_kafka_err2str(fe));
+            return -1;
+        }
+        *flush_s = bench_now_s() - t0;
+    }
     if (kq_kafka_txn_commit(rk, cfg->kafka_timeout_ms, errstr, errlen) != 0)
         return -1;
     /* As the writer: the commit served the delivery reports; make sure. */
@@ -202,6 +217,8 @@ int main(int argc, char **argv)
     const char *sets[16];
     int nsets = 0, nprod = 1;
     const char *name = "commands.raw_txn";
+    int split = 0;
+    double fl = 0, *flush_s = NULL;
     ev_fb_builder fb;
     char err[512], topic[KQ_KAFKA_TOPIC_MAX], txn_id[128], run_tag[32];
     const char *topics[1];
@@ -226,6 +243,8 @@ int main(int argc, char **argv)
             if (*end != '\0' || k < 1 || k > 16)
                 goto usage;
             nprod = (int)k;
+        } else if (strcmp(argv[i], "--split") == 0) {
+            split = 1;
         } else if (strcmp(argv[i], "--name") == 0 && i + 1 < argc) {
             name = argv[++i];
             if (*name == '\0' || strpbrk(name, " =\n") != NULL)
@@ -287,7 +306,7 @@ int main(int argc, char **argv)
         /* Warm-up: one transaction of 4 records per partition, which touches
          * (nearly) every partition: metadata, connections, partitions added to a
          * transaction once. Not counted. */
-        if (tx_one(rks[k], &fb, &cfg, topic, run_tag, &seq, rec, nwarm, err, sizeof err) != 0)
+        if (tx_one(rks[k], &fb, &cfg, topic, run_tag, &seq, rec, nwarm, NULL, err, sizeof err) != 0)
             goto kafka_fail;
     }
 
@@ -297,7 +316,8 @@ int main(int argc, char **argv)
         long n = (long)floor((double)(t + 1) * batch) - (long)floor((double)t * batch);
         double b0 = bench_now_s();
         rk = rks[t % nprod];
-        if (tx_one(rk, &fb, &cfg, topic, run_tag, &seq, rec, n, err, sizeof err) != 0)
+        if (tx_one(rk, &fb, &cfg, topic, run_tag, &seq, rec, n, split ? &fl : NULL, err,
+                   sizeof err) != 0)
             goto kafka_fail;
         t1 = bench_now_s();
         records += n;
@@ -309,14 +329,38 @@ int main(int argc, char **argv)
                 goto out;
             }
             commit_s = nc;
+            if ((nc = realloc(flush_s, cap * sizeof *nc)) == NULL) {
+                fprintf(stderr, "%s: out of memory\n", PROG);
+                goto out;
+            }
+            flush_s = nc;
             capcommit = cap;
         }
+        flush_s[ncommit] = fl;
         commit_s[ncommit++] = t1 - b0;
         if (gap_ms > 0) {
             struct timespec gap = {(time_t)(gap_ms / 1000), (long)(fmod(gap_ms, 1000.0) * 1e6)};
             nanosleep(&gap, NULL);
             t1 = bench_now_s();
         }
+    }
+    if (split && ncommit > 0) {
+        double *end_s = malloc(ncommit * sizeof *end_s);
+        if (end_s == NULL) {
+            fprintf(stderr, "%s: out of memory\n", PROG);
+            goto out;
+        }
+        for (size_t i = 0; i < ncommit; i++)
+            end_s[i] = commit_s[i] > flush_s[i] ? commit_s[i] - flush_s[i] : 0;
+        qsort(flush_s, ncommit, sizeof *flush_s, bench_cmp_double);
+        qsort(end_s, ncommit, sizeof *end_s, bench_cmp_double);
+        printf("RESULT name=%s.flush_p50 unit=ms value=%.3f p99_ms=%.3f\n", name,
+               bench_pct_double(flush_s, ncommit, 50) * 1e3,
+               bench_pct_double(flush_s, ncommit, 99) * 1e3);
+        printf("RESULT name=%s.endtxn_p50 unit=ms value=%.3f p99_ms=%.3f\n", name,
+               bench_pct_double(end_s, ncommit, 50) * 1e3,
+               bench_pct_double(end_s, ncommit, 99) * 1e3);
+        free(end_s);
     }
     qsort(commit_s, ncommit, sizeof *commit_s, bench_cmp_double);
     printf("RESULT name=%s unit=records/s value=%.1f batch=%.2f transactions=%zu "
@@ -336,7 +380,8 @@ kafka_fail:
     goto out;
 usage:
     fprintf(stderr,
-            "usage: %s --batch B [--seconds S] [--gap-ms G] [--producers K] [--name N] [--set "
+            "usage: %s --batch B [--seconds S] [--gap-ms G] [--producers K] [--name N] [--split] "
+            "[--set "
             "NAME=VALUE]... "
             "(Kafka from KCQRS_* variables)\n",
             argv[0]);
@@ -349,6 +394,7 @@ out:
         rd_kafka_conf_destroy(conf);
     free(rec);
     free(commit_s);
+    free(flush_s);
     ev_fb_builder_free(&fb);
     kq_config_free(&cfg);
     return rc;
