@@ -7,6 +7,7 @@
 #                      auth and JSON-body path, answering 201 at once) under
 #                      wrk -t1 -c64 with bench/wrk_create.lua: the HTTP ceiling;
 #   2. commands.create kcqrs-commands (fresh topic prefix and LMDB dir), after
+#                      six sequential creates (two per writer producer) and
 #                      an unmeasured wrk warm-up of CMD_SVC_WARM_SECS, under
 #                      the same wrk load: accepted (201) commands/s; its
 #                      /metrics before and after give the average batch size B
@@ -62,6 +63,22 @@ if int(kv["errors"]) or int(kv["non201"]):
 if int(kv["requests"]) == 0:
     sys.exit("wrk made no requests")
 PY
+}
+
+# cmd_warm_producers PORT RUN: sequential creates, two per transactional
+# producer of the writer (it takes its 3 producers in turn), so each producer's
+# first transactions on the fresh topics (metadata, partitions added for the
+# first time) happen before wrk starts, as the raw producers' warm-up
+# transactions do. Each must answer 201.
+cmd_warm_producers() {
+    local port=$1 run=$2 i code
+    for i in 1 2 3 4 5 6; do
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 30 \
+            -H "Authorization: Bearer $CMD_KEY" -H 'Content-Type: application/json' \
+            -d "{\"id\":\"warm-$run-$i\",\"name\":\"warm-up\"}" \
+            "http://127.0.0.1:$port/api/v1/resources") || code=000
+        [ "$code" = 201 ] || die "warm-up create $i answered $code (run $run)"
+    done
 }
 
 # wrk_field LINE KEY
@@ -148,6 +165,7 @@ bench_commands() {
     # raw producer gets an unmeasured warm-up transaction, so this gets a
     # short unmeasured wrk run. /metrics is read before and after the measured
     # run, and B is the average batch of the measured run only.
+    cmd_warm_producers "$port" "$run"
     cmd_wrk commands-service "$run" "$CMD_SVC_WARM_SECS" "$port" "cw$run"
     m0=$(cmd_metrics "$port") || die "GET /metrics failed (run $run)"
     cmd_wrk commands-service "$run" "$secs" "$port" "c$run"

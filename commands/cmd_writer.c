@@ -271,6 +271,28 @@ static void drop_producer(cmd_writer *w)
     w->cur = 0;
 }
 
+/*
+ * Ask for the resource topic's metadata once, so the producer's first
+ * transaction does not wait for it (and for the connection to the partition
+ * leaders); a failure only means the first transaction waits.
+ */
+static void warm_producer(cmd_writer *w, rd_kafka_t *rk)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, w->topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err;
+
+    if (rkt == NULL)
+        return;
+    err = rd_kafka_metadata(rk, 0, rkt, &md, w->cfg->kafka_timeout_ms);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        kq_log_warn("metadata of %s: %s (the first transaction will fetch it)", w->topic,
+                    rd_kafka_err2str(err));
+    else
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+}
+
 /* The transactional.id of producer k. */
 static void producer_txn_id(const cmd_writer *w, int k, char *out, size_t outlen)
 {
@@ -315,6 +337,7 @@ static int open_producer(cmd_writer *w, char *errstr, size_t errlen)
         if ((rc = kq_kafka_txn_init(w->producers[k], 2 * w->cfg->kafka_timeout_ms, errstr,
                                     errlen)) != 0)
             goto fail;
+        warm_producer(w, w->producers[k]);
     }
     w->cur = 0;
     w->producer = w->producers[0];
