@@ -8,7 +8,11 @@
 #include <errno.h>
 #include <lmdb.h>
 #include <pthread.h>
+#include <sched.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -415,11 +419,29 @@ static double snap_now(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
+/*
+ * The snapshot thread yields to the writer and the HTTP threads: nice 19 and
+ * SCHED_BATCH (no wake-up preemption), so an LMDB write (tens of ms of CPU)
+ * takes what the other threads leave instead of delaying commits and answers
+ * on a busy core. Best effort: without either it still works.
+ */
+static void lower_priority(void)
+{
+    struct sched_param sp;
+
+    memset(&sp, 0, sizeof sp);
+    if (pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp) != 0)
+        kq_log_debug("snapshot thread: SCHED_BATCH refused");
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19) != 0)
+        kq_log_debug("snapshot thread: nice 19 refused: %s", strerror(errno));
+}
+
 static void *snapshotter_main(void *arg)
 {
     cmd_snapshotter *s = arg;
     char es[512];
 
+    lower_priority();
     pthread_mutex_lock(&s->mu);
     for (;;) {
         snap_job j;

@@ -62,6 +62,9 @@ int cmd_snapshot_load(const char *dir, size_t map_size, cmd_state *st, const cha
  * state as one full delta (cmd_state_delta_full; a pause of the writer
  * proportional to the state, only after an error).
  *
+ * The thread runs at nice 19 with SCHED_BATCH, so its writes yield to the
+ * writer and HTTP threads on a busy core.
+ *
  * Threads: submit/flush/stats from the state's owner (the writer thread);
  * new/free from the controlling thread.
  */

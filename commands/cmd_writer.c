@@ -424,8 +424,8 @@ static int reset_state(cmd_writer *w, const char *why)
                 "from the start",
                 why, w->topic);
     cmd_state_free(&w->st);
-    rc = cmd_state_init(&w->st,
-                        w->cfg->partitions); /* its delta is full: the snapshot is replaced */
+    /* A fresh state's delta is full: its first snapshot replaces the old one. */
+    rc = cmd_state_init(&w->st, w->cfg->partitions);
     cmd_state_track(&w->st, w->snap != NULL);
     w->events_at_snapshot = (uint64_t)-1; /* snapshot again at the next chance */
     return rc;
