@@ -7,6 +7,7 @@
 #                      auth and JSON-body path, answering 201 at once) under
 #                      wrk -t1 -c64 with bench/wrk_create.lua: the HTTP ceiling;
 #   2. commands.create kcqrs-commands (fresh topic prefix and LMDB dir), after
+#                      six sequential creates (two per writer producer) and
 #                      an unmeasured wrk warm-up of CMD_SVC_WARM_SECS, under
 #                      the same wrk load: accepted (201) commands/s; its
 #                      /metrics before and after give the average batch size B
@@ -16,7 +17,10 @@
 #                      rate, open loop, 64 connections: p50/p99 latency;
 #   4. commands.raw_txn bench_txn_envelopes --batch B: a raw transactional
 #                      producer writing the same envelopes in transactions of
-#                      B records: the Kafka ceiling.
+#                      B records: the Kafka ceiling (the issue's baseline);
+#   5. commands.raw_txn3 the same with 3 transactional producers taken in
+#                      turn, as the service's writer does (CMD_WRITER_PRODUCERS):
+#                      the Kafka ceiling of the service's own scheme.
 # The servers run on CPU 0 and wrk/bench_rate on the last CPU (as the http
 # phase); the raw producer and the broker are not pinned (as the kafka phase).
 # Any non-201 answer or socket error fails the run.
@@ -59,6 +63,22 @@ if int(kv["errors"]) or int(kv["non201"]):
 if int(kv["requests"]) == 0:
     sys.exit("wrk made no requests")
 PY
+}
+
+# cmd_warm_producers PORT RUN: sequential creates, two per transactional
+# producer of the writer (it takes its 3 producers in turn), so each producer's
+# first transactions on the fresh topics (metadata, partitions added for the
+# first time) happen before wrk starts, as the raw producers' warm-up
+# transactions do. Each must answer 201.
+cmd_warm_producers() {
+    local port=$1 run=$2 i code
+    for i in 1 2 3 4 5 6; do
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 30 \
+            -H "Authorization: Bearer $CMD_KEY" -H 'Content-Type: application/json' \
+            -d "{\"id\":\"warm-$run-$i\",\"name\":\"warm-up\"}" \
+            "http://127.0.0.1:$port/api/v1/resources") || code=000
+        [ "$code" = 201 ] || die "warm-up create $i answered $code (run $run)"
+    done
 }
 
 # wrk_field LINE KEY
@@ -145,6 +165,7 @@ bench_commands() {
     # raw producer gets an unmeasured warm-up transaction, so this gets a
     # short unmeasured wrk run. /metrics is read before and after the measured
     # run, and B is the average batch of the measured run only.
+    cmd_warm_producers "$port" "$run"
     cmd_wrk commands-service "$run" "$CMD_SVC_WARM_SECS" "$port" "cw$run"
     m0=$(cmd_metrics "$port") || die "GET /metrics failed (run $run)"
     cmd_wrk commands-service "$run" "$secs" "$port" "c$run"
@@ -163,6 +184,7 @@ bench_commands() {
     cmd_emit "$run" \
         "name=commands.create unit=cmd/s value=$rate baseline=commands.noop target=>=0.5x connections=$CMD_CONNS seconds=$secs" \
         "name=commands.create.vs_raw unit=cmd/s value=$rate baseline=commands.raw_txn target=>=0.25x" \
+        "name=commands.create.vs_raw3 unit=cmd/s value=$rate baseline=commands.raw_txn3" \
         "name=commands.create.p50 unit=ms value=$(awk -v v="$(wrk_field "$WRK_LINE" p50_us)" 'BEGIN { printf "%.3f", v / 1000 }')" \
         "name=commands.create.p99 unit=ms value=$(awk -v v="$(wrk_field "$WRK_LINE" p99_us)" 'BEGIN { printf "%.3f", v / 1000 }') baseline=commands.noop.p99" \
         "name=commands.batch_size unit=events/txn value=$batch"
@@ -184,5 +206,10 @@ bench_commands() {
     run_prog commands-raw "$run" env "${CMD_ENV[@]}" KCQRS_TOPIC_PREFIX="${CMD_PREFIX}raw" \
         "$BDIR/bench_txn_envelopes" --batch "$batch" --seconds "$xsecs"
     [ "$run" = warmup ] || sed -i "s/^run=$run name=commands\.raw_txn/run=$run of=$CMD_RUNS name=commands.raw_txn/" "$RAW"
+
+    # 5. the same with the writer's scheme: 3 producers taken in turn
+    run_prog commands-raw3 "$run" env "${CMD_ENV[@]}" KCQRS_TOPIC_PREFIX="${CMD_PREFIX}raw3" \
+        "$BDIR/bench_txn_envelopes" --batch "$batch" --seconds "$xsecs" --producers 3 --name commands.raw_txn3
+    [ "$run" = warmup ] || sed -i "s/^run=$run name=commands\.raw_txn3/run=$run of=$CMD_RUNS name=commands.raw_txn3/" "$RAW"
     echo "bench:   create $rate cmd/s, batch $batch events/txn, rate run at $half/s" >&2
 }

@@ -27,9 +27,20 @@
  *   --gap-ms G    diagnostic: sleep G ms between transactions (default 0;
  *                 shows how much of the commit time is the previous
  *                 transaction's markers still being written)
+ *   --producers K transactions one after another, taking K transactional
+ *                 producers in turn (default 1), as kcqrs-commands does with
+ *                 KCQRS's writer producers (cmd_writer.h): each transactional
+ *                 id rests while the other K-1 commit
+ *   --name N      the RESULT names' stem (default commands.raw_txn)
+ *   --split       diagnostic: flush before committing and also print
+ *                 <name>.flush_p50 (begin to every record delivered:
+ *                 AddPartitionsToTxn + Produce) and <name>.endtxn_p50 (the
+ *                 commit call after it: EndTxn), each with its p99
+ *   --set NAME=VALUE  diagnostic: an extra librdkafka property on every
+ *                 producer (repeatable), e.g. linger.ms=0
  *
  * Prints:
- *   RESULT name=commands.raw_txn unit=records/s value=... batch=B transactions=N
+ *   RESULT name=commands.raw_txn unit=records/s value=... batch=B transactions=N producers=K
  *   RESULT name=commands.raw_txn.commit_p50 unit=ms value=...   (begin to commit returned)
  *   RESULT name=commands.raw_txn.commit_p99 unit=ms value=...
  * Exit status: 0, 1 on any Kafka error or missing/failed delivery report, 2 usage.
@@ -155,9 +166,10 @@ static int tx_produce(rd_kafka_t *rk, ev_fb_builder *fb, const char *topic, int 
 
 /* One transaction of `n` records (rec[0..n)); returns 0 or -1 (errstr set). */
 static int tx_one(rd_kafka_t *rk, ev_fb_builder *fb, const kq_config *cfg, const char *topic,
-                  const char *run_tag, long *seq, tx_rec *rec, long n, char *errstr, size_t errlen)
+                  const char *run_tag, long *seq, tx_rec *rec, long n, double *flush_s,
+                  char *errstr, size_t errlen)
 {
-    double t0;
+    double t0 = bench_now_s();
     long got;
 
     if (kq_kafka_txn_begin(rk, errstr, errlen) != 0)
@@ -166,6 +178,16 @@ static int tx_one(rd_kafka_t *rk, ev_fb_builder *fb, const kq_config *cfg, const
         if (tx_produce(rk, fb, topic, cfg->partitions, run_tag, (*seq)++, &rec[i], errstr,
                        errlen) != 0)
             return -1;
+    if (flush_s != NULL) {
+        /* --split: deliver the records first (AddPartitionsToTxn + Produce),
+         * so the commit below is only EndTxn */
+        rd_kafka_resp_err_t fe = rd_kafka_flush(rk, cfg->kafka_timeout_ms);
+        if (fe != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            snprintf(errstr, errlen, "flush: %s", rd_kafka_err2str(fe));
+            return -1;
+        }
+        *flush_s = bench_now_s() - t0;
+    }
     if (kq_kafka_txn_commit(rk, cfg->kafka_timeout_ms, errstr, errlen) != 0)
         return -1;
     /* As the writer: the commit served the delivery reports; make sure. */
@@ -191,7 +213,12 @@ int main(int argc, char **argv)
 {
     kq_config cfg;
     rd_kafka_conf_t *conf = NULL;
-    rd_kafka_t *rk = NULL;
+    rd_kafka_t *rks[16] = {NULL}, *rk = NULL;
+    const char *sets[16];
+    int nsets = 0, nprod = 1;
+    const char *name = "commands.raw_txn";
+    int split = 0;
+    double fl = 0, *flush_s = NULL;
     ev_fb_builder fb;
     char err[512], topic[KQ_KAFKA_TOPIC_MAX], txn_id[128], run_tag[32];
     const char *topics[1];
@@ -211,6 +238,21 @@ int main(int argc, char **argv)
             gap_ms = strtod(argv[++i], &end);
             if (*end != '\0' || !(gap_ms >= 0 && gap_ms <= 10000))
                 goto usage;
+        } else if (strcmp(argv[i], "--producers") == 0 && i + 1 < argc) {
+            long k = strtol(argv[++i], &end, 10);
+            if (*end != '\0' || k < 1 || k > 16)
+                goto usage;
+            nprod = (int)k;
+        } else if (strcmp(argv[i], "--split") == 0) {
+            split = 1;
+        } else if (strcmp(argv[i], "--name") == 0 && i + 1 < argc) {
+            name = argv[++i];
+            if (*name == '\0' || strpbrk(name, " =\n") != NULL)
+                goto usage;
+        } else if (strcmp(argv[i], "--set") == 0 && i + 1 < argc && nsets < 16) {
+            if (strchr(argv[++i], '=') == NULL)
+                goto usage;
+            sets[nsets++] = argv[i];
         } else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
             seconds = strtod(argv[++i], &end);
             if (*end != '\0' || !(seconds > 0 && seconds <= 3600))
@@ -233,36 +275,49 @@ int main(int argc, char **argv)
         goto out;
     }
     snprintf(run_tag, sizeof run_tag, "%ld", (long)getpid());
-    snprintf(txn_id, sizeof txn_id, "%s.bench-raw-%s", cfg.topic_prefix, run_tag);
     tn = kq_config_topic(&cfg, "resource", topic, sizeof topic);
     if (tn < 0 || (size_t)tn >= sizeof topic) {
         fprintf(stderr, "%s: topic name too long\n", PROG);
         goto out;
     }
-    if ((conf = kq_kafka_conf_new(&cfg, txn_id, err, sizeof err)) == NULL)
-        goto kafka_fail;
-    rd_kafka_conf_set_dr_msg_cb(conf, tx_dr_cb);
-    rk = kq_kafka_txn_producer_new(&cfg, txn_id, conf, err, sizeof err);
-    conf = NULL;
-    if (rk == NULL)
-        goto kafka_fail;
-    topics[0] = topic;
-    if (kq_kafka_ensure_topics(rk, &cfg, topics, 1, err, sizeof err) != 0 ||
-        kq_kafka_txn_init(rk, 2 * cfg.kafka_timeout_ms, err, sizeof err) != 0)
-        goto kafka_fail;
-
-    /* Warm-up: one transaction of 4 records per partition, which touches
-     * (nearly) every partition: metadata, connections, partitions added to a
-     * transaction once. Not counted. */
-    if (tx_one(rk, &fb, &cfg, topic, run_tag, &seq, rec, nwarm, err, sizeof err) != 0)
-        goto kafka_fail;
+    for (int k = 0; k < nprod; k++) {
+        snprintf(txn_id, sizeof txn_id, "%s.bench-raw-%s.%d", cfg.topic_prefix, run_tag, k);
+        if ((conf = kq_kafka_conf_new(&cfg, txn_id, err, sizeof err)) == NULL)
+            goto kafka_fail;
+        rd_kafka_conf_set_dr_msg_cb(conf, tx_dr_cb);
+        for (int j = 0; j < nsets; j++) {
+            char prop[128];
+            const char *eq = strchr(sets[j], '=');
+            snprintf(prop, sizeof prop, "%.*s", (int)(eq - sets[j]), sets[j]);
+            if (kq_kafka_conf_set(conf, prop, eq + 1, err, sizeof err) != 0) {
+                rd_kafka_conf_destroy(conf);
+                conf = NULL;
+                goto kafka_fail;
+            }
+        }
+        rks[k] = kq_kafka_txn_producer_new(&cfg, txn_id, conf, err, sizeof err);
+        conf = NULL;
+        if (rks[k] == NULL)
+            goto kafka_fail;
+        topics[0] = topic;
+        if ((k == 0 && kq_kafka_ensure_topics(rks[k], &cfg, topics, 1, err, sizeof err) != 0) ||
+            kq_kafka_txn_init(rks[k], 2 * cfg.kafka_timeout_ms, err, sizeof err) != 0)
+            goto kafka_fail;
+        /* Warm-up: one transaction of 4 records per partition, which touches
+         * (nearly) every partition: metadata, connections, partitions added to a
+         * transaction once. Not counted. */
+        if (tx_one(rks[k], &fb, &cfg, topic, run_tag, &seq, rec, nwarm, NULL, err, sizeof err) != 0)
+            goto kafka_fail;
+    }
 
     t0 = bench_now_s();
     t1 = t0;
     for (long t = 0; t1 - t0 < seconds; t++) {
         long n = (long)floor((double)(t + 1) * batch) - (long)floor((double)t * batch);
         double b0 = bench_now_s();
-        if (tx_one(rk, &fb, &cfg, topic, run_tag, &seq, rec, n, err, sizeof err) != 0)
+        rk = rks[t % nprod];
+        if (tx_one(rk, &fb, &cfg, topic, run_tag, &seq, rec, n, split ? &fl : NULL, err,
+                   sizeof err) != 0)
             goto kafka_fail;
         t1 = bench_now_s();
         records += n;
@@ -274,8 +329,14 @@ int main(int argc, char **argv)
                 goto out;
             }
             commit_s = nc;
+            if ((nc = realloc(flush_s, cap * sizeof *nc)) == NULL) {
+                fprintf(stderr, "%s: out of memory\n", PROG);
+                goto out;
+            }
+            flush_s = nc;
             capcommit = cap;
         }
+        flush_s[ncommit] = fl;
         commit_s[ncommit++] = t1 - b0;
         if (gap_ms > 0) {
             struct timespec gap = {(time_t)(gap_ms / 1000), (long)(fmod(gap_ms, 1000.0) * 1e6)};
@@ -283,13 +344,31 @@ int main(int argc, char **argv)
             t1 = bench_now_s();
         }
     }
+    if (split && ncommit > 0) {
+        double *end_s = malloc(ncommit * sizeof *end_s);
+        if (end_s == NULL) {
+            fprintf(stderr, "%s: out of memory\n", PROG);
+            goto out;
+        }
+        for (size_t i = 0; i < ncommit; i++)
+            end_s[i] = commit_s[i] > flush_s[i] ? commit_s[i] - flush_s[i] : 0;
+        qsort(flush_s, ncommit, sizeof *flush_s, bench_cmp_double);
+        qsort(end_s, ncommit, sizeof *end_s, bench_cmp_double);
+        printf("RESULT name=%s.flush_p50 unit=ms value=%.3f p99_ms=%.3f\n", name,
+               bench_pct_double(flush_s, ncommit, 50) * 1e3,
+               bench_pct_double(flush_s, ncommit, 99) * 1e3);
+        printf("RESULT name=%s.endtxn_p50 unit=ms value=%.3f p99_ms=%.3f\n", name,
+               bench_pct_double(end_s, ncommit, 50) * 1e3,
+               bench_pct_double(end_s, ncommit, 99) * 1e3);
+        free(end_s);
+    }
     qsort(commit_s, ncommit, sizeof *commit_s, bench_cmp_double);
-    printf("RESULT name=commands.raw_txn unit=records/s value=%.1f batch=%.2f transactions=%zu "
-           "records=%ld seconds=%.2f topic=%s\n",
-           (double)records / (t1 - t0), batch, ncommit, records, t1 - t0, topic);
-    printf("RESULT name=commands.raw_txn.commit_p50 unit=ms value=%.3f\n",
+    printf("RESULT name=%s unit=records/s value=%.1f batch=%.2f transactions=%zu "
+           "records=%ld seconds=%.2f topic=%s producers=%d\n",
+           name, (double)records / (t1 - t0), batch, ncommit, records, t1 - t0, topic, nprod);
+    printf("RESULT name=%s.commit_p50 unit=ms value=%.3f\n", name,
            bench_pct_double(commit_s, ncommit, 50) * 1e3);
-    printf("RESULT name=commands.raw_txn.commit_p99 unit=ms value=%.3f max_ms=%.3f over_20ms=%zu\n",
+    printf("RESULT name=%s.commit_p99 unit=ms value=%.3f max_ms=%.3f over_20ms=%zu\n", name,
            bench_pct_double(commit_s, ncommit, 99) * 1e3,
            ncommit ? commit_s[ncommit - 1] * 1e3 : 0.0, tx_count_over(commit_s, ncommit, 0.020));
     fflush(stdout);
@@ -301,16 +380,21 @@ kafka_fail:
     goto out;
 usage:
     fprintf(stderr,
-            "usage: %s --batch B [--seconds S] [--gap-ms G] (Kafka from KCQRS_* variables)\n",
+            "usage: %s --batch B [--seconds S] [--gap-ms G] [--producers K] [--name N] [--split] "
+            "[--set "
+            "NAME=VALUE]... "
+            "(Kafka from KCQRS_* variables)\n",
             argv[0]);
     return 2;
 out:
-    if (rk != NULL)
-        rd_kafka_destroy(rk);
+    for (int k = 0; k < nprod; k++)
+        if (rks[k] != NULL)
+            rd_kafka_destroy(rks[k]);
     if (conf != NULL)
         rd_kafka_conf_destroy(conf);
     free(rec);
     free(commit_s);
+    free(flush_s);
     ev_fb_builder_free(&fb);
     kq_config_free(&cfg);
     return rc;

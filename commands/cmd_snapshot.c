@@ -3,9 +3,16 @@
  */
 #include "cmd_snapshot.h"
 #include "kq_err.h"
+#include "kq_log.h"
 
 #include <errno.h>
 #include <lmdb.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,11 +29,7 @@ typedef struct snap_meta {
     uint64_t events;
 } snap_meta;
 
-typedef struct snap_res {
-    int64_t version, offset;
-    int32_t partition, status, deleted;
-    uint32_t name_len, desc_len;
-} snap_res;
+typedef cmd_snap_res snap_res;
 
 static int mkdirs(const char *dir, char *errstr, size_t errlen)
 {
@@ -306,4 +309,321 @@ out:
         mdb_txn_abort(txn);
     mdb_env_close(env);
     return rc;
+}
+
+/* ------------------------------------------------------------------ incremental */
+
+typedef struct snap_job {
+    cmd_delta delta;
+    int64_t *offsets;
+    int partitions;
+    uint64_t events;
+    char cluster_id[64];
+} snap_job;
+
+static void job_free(snap_job *j)
+{
+    cmd_delta_free(&j->delta);
+    free(j->offsets);
+    memset(j, 0, sizeof *j);
+}
+
+/* Write one job into an open environment in one write transaction. */
+static int write_job(MDB_env *env, const char *dir, const char *topic, const snap_job *j,
+                     char *errstr, size_t errlen)
+{
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    MDB_val k, v;
+    snap_meta m;
+    size_t pos = 0;
+    int e, more;
+
+    if ((e = mdb_txn_begin(env, NULL, 0, &txn)) != 0 || (e = mdb_dbi_open(txn, NULL, 0, &dbi)) != 0)
+        goto fail;
+    if (j->delta.full && (e = mdb_drop(txn, dbi, 0)) != 0)
+        goto fail;
+    for (;;) {
+        char kind, key[CMD_KEY_MAX + 4];
+        const char *kp;
+        const void *vp;
+        size_t kl, vl;
+
+        more = cmd_delta_next(&j->delta, &pos, &kind, &kp, &kl, &vp, &vl);
+        if (more == 0)
+            break;
+        if (more < 0 || kl > CMD_KEY_MAX) {
+            mdb_txn_abort(txn);
+            return kq_seterr(errstr, errlen, KQ_ECORRUPT, "snapshot delta is malformed");
+        }
+        key[0] = kind;
+        key[1] = '/';
+        memcpy(key + 2, kp, kl);
+        k.mv_data = key;
+        k.mv_size = kl + 2;
+        v.mv_data = (void *)(uintptr_t)vp;
+        v.mv_size = vl;
+        if ((e = mdb_put(txn, dbi, &k, &v, 0)) != 0)
+            goto fail;
+    }
+    memset(&m, 0, sizeof m);
+    snprintf(m.magic, sizeof m.magic, "%s", MAGIC);
+    snprintf(m.topic, sizeof m.topic, "%s", topic);
+    snprintf(m.cluster_id, sizeof m.cluster_id, "%s", j->cluster_id);
+    m.partitions = j->partitions;
+    m.events = j->events;
+    k.mv_data = "m";
+    k.mv_size = 1;
+    v.mv_data = &m;
+    v.mv_size = sizeof m;
+    if ((e = mdb_put(txn, dbi, &k, &v, 0)) != 0)
+        goto fail;
+    k.mv_data = "o";
+    v.mv_data = j->offsets;
+    v.mv_size = (size_t)j->partitions * sizeof *j->offsets;
+    if ((e = mdb_put(txn, dbi, &k, &v, 0)) != 0)
+        goto fail;
+    e = mdb_txn_commit(txn);
+    txn = NULL;
+    if (e != 0)
+        goto fail;
+    return 0;
+fail:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    return lmdb_err(errstr, errlen, e, "snapshot to", dir);
+}
+
+struct cmd_snapshotter {
+    char *dir;
+    char topic[256];
+    size_t map_size;
+    MDB_env *env; /* opened by the thread on first use */
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv, idle_cv;
+    snap_job pending; /* pending.offsets != NULL: a job is waiting */
+    int busy;         /* the thread is writing a job */
+    int failed;       /* a write failed: later non-full jobs are dropped until a full one */
+    int stop;
+    char err[512];
+    uint64_t written, failures, records;
+    double last_s, max_s;
+    pthread_t thread;
+};
+
+static double snap_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/*
+ * The snapshot thread yields to the writer and the HTTP threads: nice 19 and
+ * SCHED_BATCH (no wake-up preemption), so an LMDB write (tens of ms of CPU)
+ * takes what the other threads leave instead of delaying commits and answers
+ * on a busy core. Best effort: without either it still works.
+ */
+static void lower_priority(void)
+{
+    struct sched_param sp;
+
+    memset(&sp, 0, sizeof sp);
+    if (pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp) != 0)
+        kq_log_debug("snapshot thread: SCHED_BATCH refused");
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19) != 0)
+        kq_log_debug("snapshot thread: nice 19 refused: %s", strerror(errno));
+}
+
+static void *snapshotter_main(void *arg)
+{
+    cmd_snapshotter *s = arg;
+    char es[512];
+
+    lower_priority();
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        snap_job j;
+        double t0;
+        int rc;
+
+        while (s->pending.offsets == NULL && !s->stop)
+            pthread_cond_wait(&s->cv, &s->mu);
+        if (s->pending.offsets == NULL && s->stop)
+            break;
+        j = s->pending;
+        memset(&s->pending, 0, sizeof s->pending);
+        s->busy = 1;
+        pthread_mutex_unlock(&s->mu);
+
+        t0 = snap_now();
+        rc = 0;
+        if (s->env == NULL) {
+            if ((rc = mkdirs(s->dir, es, sizeof es)) == 0)
+                rc = open_env(s->dir, s->map_size, 0, &s->env, es, sizeof es);
+        }
+        if (rc == 0)
+            rc = write_job(s->env, s->dir, s->topic, &j, es, sizeof es);
+        t0 = snap_now() - t0;
+        if (rc == 0)
+            kq_log_info("snapshot: %zu records%s, %zu bytes to %s in %.3f s", j.delta.records,
+                        j.delta.full ? " (full)" : "", j.delta.len, s->dir, t0);
+        else
+            kq_log_error("snapshot to %s failed (the previous snapshot stays; the state is "
+                         "still in the log; the next snapshot is a full one): %s",
+                         s->dir, es);
+
+        pthread_mutex_lock(&s->mu);
+        if (rc == 0) {
+            s->written++;
+            s->records += j.delta.records;
+            s->last_s = t0;
+            if (t0 > s->max_s)
+                s->max_s = t0;
+        } else {
+            s->failures++;
+            s->failed = 1;
+            snprintf(s->err, sizeof s->err, "%s", es);
+            /* A waiting job builds on the failed one: useless unless full. */
+            if (s->pending.offsets != NULL && !s->pending.delta.full)
+                job_free(&s->pending);
+        }
+        s->busy = 0;
+        pthread_cond_broadcast(&s->idle_cv);
+        job_free(&j);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+int cmd_snapshotter_new(const char *dir, size_t map_size, const char *topic, cmd_snapshotter **out,
+                        char *errstr, size_t errlen)
+{
+    cmd_snapshotter *s = calloc(1, sizeof *s);
+    int e;
+
+    if (s == NULL || (s->dir = strdup(dir)) == NULL) {
+        free(s);
+        return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    }
+    snprintf(s->topic, sizeof s->topic, "%s", topic);
+    s->map_size = map_size;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    pthread_cond_init(&s->idle_cv, NULL);
+    if ((e = pthread_create(&s->thread, NULL, snapshotter_main, s)) != 0) {
+        pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->cv);
+        pthread_cond_destroy(&s->idle_cv);
+        free(s->dir);
+        free(s);
+        return kq_seterr(errstr, errlen, KQ_EIO, "pthread_create: %s", strerror(e));
+    }
+    *out = s;
+    return 0;
+}
+
+int cmd_snapshotter_submit(cmd_snapshotter *s, cmd_state *st, int *was_full)
+{
+    snap_job j;
+    int failed;
+
+    memset(&j, 0, sizeof j);
+    pthread_mutex_lock(&s->mu);
+    failed = s->failed;
+    s->failed = 0;
+    pthread_mutex_unlock(&s->mu);
+    if (failed || st->delta.lost)
+        cmd_state_delta_full(st); /* on failure the delta is marked lost: tried again next time */
+    if (st->delta.lost) {
+        pthread_mutex_lock(&s->mu);
+        s->failed = 1;
+        pthread_mutex_unlock(&s->mu);
+        return KQ_ENOMEM;
+    }
+    if ((j.offsets = malloc((size_t)st->partitions * sizeof *j.offsets)) == NULL)
+        return KQ_ENOMEM;
+    memcpy(j.offsets, st->next_offset, (size_t)st->partitions * sizeof *j.offsets);
+    j.partitions = st->partitions;
+    j.events = st->events;
+    snprintf(j.cluster_id, sizeof j.cluster_id, "%s", st->cluster_id);
+    cmd_state_delta_take(st, &j.delta);
+    if (was_full)
+        *was_full = j.delta.full;
+
+    pthread_mutex_lock(&s->mu);
+    if (s->failed && !j.delta.full) {
+        /* A write failed after the check above: this delta builds on it. */
+        pthread_mutex_unlock(&s->mu);
+        job_free(&j);
+        return KQ_EIO;
+    }
+    if (s->pending.offsets != NULL && !j.delta.full) {
+        /* Merge behind the waiting job: its records first, then ours. */
+        if (cmd_delta_append(&s->pending.delta, &j.delta) != 0) {
+            job_free(&s->pending);
+            s->failed = 1; /* the next hand-over rebuilds the whole state */
+            pthread_mutex_unlock(&s->mu);
+            job_free(&j);
+            return KQ_ENOMEM;
+        }
+        free(s->pending.offsets);
+        s->pending.offsets = j.offsets;
+        j.offsets = NULL;
+        s->pending.events = j.events;
+        memcpy(s->pending.cluster_id, j.cluster_id, sizeof j.cluster_id);
+        pthread_mutex_unlock(&s->mu);
+        job_free(&j);
+        return 0;
+    }
+    if (s->pending.offsets != NULL)
+        job_free(&s->pending); /* a full delta replaces whatever waited */
+    s->pending = j;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+int cmd_snapshotter_flush(cmd_snapshotter *s, char *errstr, size_t errlen)
+{
+    int rc = 0;
+
+    pthread_mutex_lock(&s->mu);
+    while (s->pending.offsets != NULL || s->busy)
+        pthread_cond_wait(&s->idle_cv, &s->mu);
+    if (s->failed)
+        rc = kq_seterr(errstr, errlen, KQ_ELMDB, "%s", s->err);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+void cmd_snapshotter_stats(cmd_snapshotter *s, cmd_snapshot_stats *out)
+{
+    pthread_mutex_lock(&s->mu);
+    out->written = s->written;
+    out->failures = s->failures;
+    out->records = s->records;
+    out->last_s = s->last_s;
+    out->max_s = s->max_s;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void cmd_snapshotter_free(cmd_snapshotter *s)
+{
+    if (s == NULL)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stop = 1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    job_free(&s->pending);
+    if (s->env != NULL)
+        mdb_env_close(s->env);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    pthread_cond_destroy(&s->idle_cv);
+    free(s->dir);
+    free(s);
 }

@@ -24,16 +24,17 @@
  * a missing one gives KQ_ENOTFOUND. A map too small for the state gives
  * KQ_ELMDB ("map full") and leaves the previous snapshot in place.
  *
- * Threads: called by the writer thread only (and by tests).
+ * Threads: cmd_snapshot_save/load are called by one thread at a time.
  */
 #ifndef CMD_SNAPSHOT_H
 #define CMD_SNAPSHOT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cmd_state.h"
 
-/* Save `st` into the LMDB environment in directory `dir` (created if missing)
+/* Save the whole `st` into the LMDB environment in directory `dir` (created if missing)
  * with map size `map_size` bytes. */
 int cmd_snapshot_save(const char *dir, size_t map_size, const cmd_state *st, const char *topic,
                       char *errstr, size_t errlen);
@@ -42,5 +43,53 @@ int cmd_snapshot_save(const char *dir, size_t map_size, const cmd_state *st, con
  * partition count. On failure `st` may hold part of the snapshot: free it. */
 int cmd_snapshot_load(const char *dir, size_t map_size, cmd_state *st, const char *topic,
                       char *errstr, size_t errlen);
+
+/*
+ * The snapshot thread: incremental snapshots off the writer's path.
+ *
+ * cmd_snapshotter_submit() takes the state's delta (cmd_state.h: the records
+ * changed since the last hand-over; the state must have tracking on) with a
+ * copy of its offsets, events count and cluster id, and returns at once; the
+ * thread writes the records, the meta record and the offsets in one LMDB
+ * write transaction. So a snapshot on disk is always one whose offsets cover
+ * exactly the events whose changes it holds: hand-overs are written in order,
+ * a delta that waits while another is written is merged behind it, and a
+ * full delta (fresh or discarded state) empties the database first.
+ *
+ * A failed write (map full, I/O) leaves the previous snapshot as it was and
+ * marks the snapshotter failed: later incremental deltas would miss the
+ * failed records, so they are dropped, and the next submit rebuilds the whole
+ * state as one full delta (cmd_state_delta_full; a pause of the writer
+ * proportional to the state, only after an error).
+ *
+ * The thread runs at nice 19 with SCHED_BATCH, so its writes yield to the
+ * writer and HTTP threads on a busy core.
+ *
+ * Threads: submit/flush/stats from the state's owner (the writer thread);
+ * new/free from the controlling thread.
+ */
+typedef struct cmd_snapshotter cmd_snapshotter;
+
+typedef struct cmd_snapshot_stats {
+    uint64_t written, failures, records;
+    double last_s, max_s; /* duration of the last and the longest write */
+} cmd_snapshot_stats;
+
+int cmd_snapshotter_new(const char *dir, size_t map_size, const char *topic, cmd_snapshotter **out,
+                        char *errstr, size_t errlen);
+
+/* Hand over st's delta (see above). *was_full (may be NULL) tells whether it
+ * was a full one. Returns 0; KQ_ENOMEM or KQ_EIO when nothing was handed over
+ * (the next call hands over the whole state). */
+int cmd_snapshotter_submit(cmd_snapshotter *s, cmd_state *st, int *was_full);
+
+/* Wait until every handed-over delta is written. 0, or KQ_ELMDB with the
+ * last failure when the snapshot on disk is behind the state. */
+int cmd_snapshotter_flush(cmd_snapshotter *s, char *errstr, size_t errlen);
+
+void cmd_snapshotter_stats(cmd_snapshotter *s, cmd_snapshot_stats *out);
+
+/* Finish what was handed over, stop the thread, free. NULL is a no-op. */
+void cmd_snapshotter_free(cmd_snapshotter *s);
 
 #endif

@@ -144,6 +144,120 @@ static int map_each(const cmd_map *m, int (*fn)(void *arg, const char *key, void
     return 0;
 }
 
+/* ------------------------------------------------------------------ delta */
+
+static int delta_reserve(cmd_delta *d, size_t more)
+{
+    size_t need = d->len + more, cap = d->cap ? d->cap : 4096;
+    unsigned char *b;
+
+    if (need <= d->cap)
+        return 0;
+    while (cap < need)
+        cap *= 2;
+    if ((b = realloc(d->buf, cap)) == NULL)
+        return KQ_ENOMEM;
+    d->buf = b;
+    d->cap = cap;
+    return 0;
+}
+
+/* Append one record; the value is given in up to three pieces. */
+static int delta_put(cmd_delta *d, char kind, const char *key, const void *v1, size_t l1,
+                     const void *v2, size_t l2, const void *v3, size_t l3)
+{
+    size_t klen = strlen(key);
+    uint16_t k16 = (uint16_t)klen;
+    uint32_t v32 = (uint32_t)(l1 + l2 + l3);
+    unsigned char *p;
+
+    if (klen > CMD_KEY_MAX || delta_reserve(d, CMD_DELTA_HDR + klen + l1 + l2 + l3) != 0) {
+        d->lost = 1;
+        return KQ_ENOMEM;
+    }
+    p = d->buf + d->len;
+    *p++ = (unsigned char)kind;
+    memcpy(p, &k16, 2);
+    memcpy(p + 2, &v32, 4);
+    p += 6;
+    memcpy(p, key, klen);
+    p += klen;
+    if (l1)
+        memcpy(p, v1, l1);
+    if (l2)
+        memcpy(p + l1, v2, l2);
+    if (l3)
+        memcpy(p + l1 + l2, v3, l3);
+    d->len += CMD_DELTA_HDR + klen + l1 + l2 + l3;
+    d->records++;
+    return 0;
+}
+
+static int delta_put_res(cmd_delta *d, const char *id, const cmd_resource *r)
+{
+    cmd_snap_res h;
+    size_t nl = r->name ? strlen(r->name) : 0, dl = r->description ? strlen(r->description) : 0;
+
+    memset(&h, 0, sizeof h);
+    h.version = r->version;
+    h.offset = r->offset;
+    h.partition = r->partition;
+    h.status = r->status;
+    h.deleted = r->deleted;
+    h.name_len = (uint32_t)nl;
+    h.desc_len = (uint32_t)dl;
+    return delta_put(d, 'r', id, &h, sizeof h, r->name, nl, r->description, dl);
+}
+
+static int delta_put_idem(cmd_delta *d, const char *key, const cmd_idem *i)
+{
+    return delta_put(d, 'i', key, i, sizeof *i, NULL, 0, NULL, 0);
+}
+
+void cmd_delta_free(cmd_delta *d)
+{
+    free(d->buf);
+    memset(d, 0, sizeof *d);
+}
+
+int cmd_delta_append(cmd_delta *dst, const cmd_delta *src)
+{
+    if (src->len == 0)
+        return 0;
+    if (delta_reserve(dst, src->len) != 0)
+        return KQ_ENOMEM;
+    memcpy(dst->buf + dst->len, src->buf, src->len);
+    dst->len += src->len;
+    dst->records += src->records;
+    dst->lost |= src->lost;
+    return 0;
+}
+
+int cmd_delta_next(const cmd_delta *d, size_t *pos, char *kind, const char **key, size_t *keylen,
+                   const void **val, size_t *vallen)
+{
+    uint16_t k16;
+    uint32_t v32;
+    const unsigned char *p;
+
+    if (*pos == d->len)
+        return 0;
+    if (d->len - *pos < CMD_DELTA_HDR)
+        return KQ_ECORRUPT;
+    p = d->buf + *pos;
+    memcpy(&k16, p + 1, 2);
+    memcpy(&v32, p + 3, 4);
+    if (d->len - *pos - CMD_DELTA_HDR < (size_t)k16 + v32 || (p[0] != 'r' && p[0] != 'i'))
+        return KQ_ECORRUPT;
+    *kind = (char)p[0];
+    *key = (const char *)p + CMD_DELTA_HDR;
+    *keylen = k16;
+    *val = p + CMD_DELTA_HDR + k16;
+    *vallen = v32;
+    *pos += CMD_DELTA_HDR + (size_t)k16 + v32;
+    return 1;
+}
+
 /* ------------------------------------------------------------------ state */
 
 static void resource_clear(void *v)
@@ -177,6 +291,7 @@ int cmd_state_init(cmd_state *st, int partitions)
         cmd_state_free(st);
         return KQ_ENOMEM;
     }
+    st->delta.full = 1; /* an empty state: whatever a snapshot holds is not in it */
     return 0;
 }
 
@@ -185,7 +300,54 @@ void cmd_state_free(cmd_state *st)
     map_free(st->resources);
     map_free(st->idem);
     free(st->next_offset);
+    cmd_delta_free(&st->delta);
     memset(st, 0, sizeof *st);
+}
+
+void cmd_state_track(cmd_state *st, int on)
+{
+    st->track = on != 0;
+}
+
+void cmd_state_delta_clear(cmd_state *st)
+{
+    st->delta.len = 0;
+    st->delta.records = 0;
+    st->delta.full = 0;
+    st->delta.lost = 0;
+}
+
+typedef struct full_ctx {
+    cmd_delta *d;
+} full_ctx;
+
+static int full_res(void *arg, const char *key, void *val)
+{
+    return delta_put_res(((full_ctx *)arg)->d, key, val);
+}
+
+static int full_idem(void *arg, const char *key, void *val)
+{
+    return delta_put_idem(((full_ctx *)arg)->d, key, val);
+}
+
+int cmd_state_delta_full(cmd_state *st)
+{
+    full_ctx c = {&st->delta};
+
+    cmd_state_delta_clear(st);
+    st->delta.full = 1;
+    if (map_each(st->resources, full_res, &c) != 0 || map_each(st->idem, full_idem, &c) != 0) {
+        st->delta.lost = 1;
+        return KQ_ENOMEM;
+    }
+    return 0;
+}
+
+void cmd_state_delta_take(cmd_state *st, cmd_delta *out)
+{
+    *out = st->delta;
+    memset(&st->delta, 0, sizeof st->delta);
 }
 
 const cmd_resource *cmd_state_resource(const cmd_state *st, const char *id)
@@ -277,7 +439,11 @@ int cmd_state_apply(cmd_state *st, const cmd_event *ev, char *errstr, size_t err
         i->version = ev->version;
         i->partition = ev->partition;
         i->offset = ev->offset;
+        if (st->track)
+            delta_put_idem(&st->delta, ev->command_id, i); /* failure marks the delta lost */
     }
+    if (st->track)
+        delta_put_res(&st->delta, ev->id, r);
     return rc;
 }
 

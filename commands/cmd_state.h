@@ -74,6 +74,41 @@ typedef struct cmd_idem {
     int64_t offset;
 } cmd_idem;
 
+/*
+ * Incremental snapshots: the delta
+ *   With tracking on (cmd_state_track), every change cmd_state_apply() makes
+ *   is also appended to the state's delta as a snapshot record (the layout of
+ *   cmd_snapshot.h: 'r' + id -> cmd_snap_res + name + description, 'i' + key
+ *   -> cmd_idem), so the delta holds exactly what changed since it was last
+ *   taken. The writer hands it to the snapshot thread (cmd_snapshotter_submit)
+ *   with a copy of next_offset: every event below those offsets is either in
+ *   an earlier delta or in this one. A later record of one key replaces the
+ *   earlier one, so records are written in order. Cost per event: one append
+ *   of about its own size; taking the delta moves a pointer.
+ *   `full` says the delta is the whole state (a fresh or discarded state, or
+ *   a rebuild by cmd_state_delta_full after a failed write): the snapshot
+ *   must be emptied before it is written. `lost` says a record could not be
+ *   kept (out of memory): the next hand-over must be a full one.
+ * Record encoding: u8 kind ('r' or 'i'), u16 key length, u32 value length,
+ * key bytes, value bytes (host byte order, unaligned).
+ */
+typedef struct cmd_delta {
+    unsigned char *buf;
+    size_t len, cap;
+    size_t records;
+    int full;
+    int lost;
+} cmd_delta;
+
+/* A resource as stored in a snapshot record, followed by name and description. */
+typedef struct cmd_snap_res {
+    int64_t version, offset;
+    int32_t partition, status, deleted;
+    uint32_t name_len, desc_len;
+} cmd_snap_res;
+
+#define CMD_DELTA_HDR 7 /* kind + key length + value length */
+
 typedef struct cmd_state {
     cmd_map *resources; /* id -> cmd_resource */
     cmd_map *idem;      /* Idempotency-Key -> cmd_idem */
@@ -81,6 +116,8 @@ typedef struct cmd_state {
     int64_t *next_offset; /* [partitions]; 0 = from the beginning */
     uint64_t events;      /* events applied since creation or load */
     char cluster_id[64];  /* Kafka cluster the offsets refer to; "" = not known yet */
+    int track;            /* 1: record changes in `delta` */
+    cmd_delta delta;
 } cmd_state;
 
 /* One event as the state sees it (from Kafka or from a committed batch). */
@@ -186,6 +223,35 @@ int cmd_state_each_idem(const cmd_state *st,
 /* Insert copies (for snapshot loading). Returns 0 or KQ_ENOMEM. */
 int cmd_state_put_resource(cmd_state *st, const char *id, const cmd_resource *r);
 int cmd_state_put_idem(cmd_state *st, const char *key, const cmd_idem *i);
+
+/* ---- delta (incremental snapshots) ---- */
+
+/* Turn change tracking on or off (off by default). A state from
+ * cmd_state_init starts with an empty delta marked full. */
+void cmd_state_track(cmd_state *st, int on);
+
+/* Forget the delta (e.g. right after loading the state from a snapshot:
+ * nothing is new). full and lost are cleared. */
+void cmd_state_delta_clear(cmd_state *st);
+
+/* Replace the delta with the whole state, marked full (after a failed
+ * snapshot write, or a lost record). Takes time proportional to the state.
+ * Returns 0 or KQ_ENOMEM (then the delta is marked lost). */
+int cmd_state_delta_full(cmd_state *st);
+
+/* Move the delta into *out (which the caller frees with cmd_delta_free) and
+ * start an empty one. */
+void cmd_state_delta_take(cmd_state *st, cmd_delta *out);
+
+/* Append src's records to dst (src is unchanged); dst->full stays. */
+int cmd_delta_append(cmd_delta *dst, const cmd_delta *src);
+void cmd_delta_free(cmd_delta *d);
+
+/* Iterate a delta's records: returns 1 and fills the outputs for the next
+ * record at *pos (advancing it), 0 at the end, KQ_ECORRUPT for a malformed
+ * buffer. */
+int cmd_delta_next(const cmd_delta *d, size_t *pos, char *kind, const char **key, size_t *keylen,
+                   const void **val, size_t *vallen);
 
 /* ---- batch ---- */
 

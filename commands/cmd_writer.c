@@ -16,12 +16,13 @@
 #include <string.h>
 #include <sys/random.h>
 
-#define NBATCH_BUCKETS 12 /* batch sizes 1, 2, 4, ... 2048, +Inf */
+#define NBATCH_BUCKETS 12  /* batch sizes 1, 2, 4, ... 2048, +Inf */
+#define NCOMMIT_BUCKETS 12 /* commit seconds 0.5 ms, 1 ms, 2 ms, ... 1.024 s, +Inf */
 
 struct cmd_writer {
     const kq_config *cfg;
     char topic[KQ_KAFKA_TOPIC_MAX];
-    char txn_id[KQ_KAFKA_TOPIC_MAX + 16];
+    char txn_id[KQ_KAFKA_TOPIC_MAX + 16]; /* of producer 0; producer k > 0: "<txn_id>.<k>" */
     char *snapshot_dir;
     size_t map_size;
     int skip_topic_setup;
@@ -40,18 +41,25 @@ struct cmd_writer {
     pthread_t thread;
 
     /* writer-thread state */
-    rd_kafka_t *producer;
+    rd_kafka_t *producers[CMD_WRITER_PRODUCERS];
+    rd_kafka_t *producer; /* producers[cur]: the one the next transaction uses */
+    int cur;
     int need_catch_up;
     int abort_pending; /* the failed transaction still needs its abort */
     cmd_state st;
     cmd_batch batch;
     ev_fb_builder fb;
     uint64_t events_at_snapshot;
+    cmd_snapshotter *snap; /* NULL = no snapshots */
 
     /* metrics */
     atomic_uint_fast64_t m_events, m_committed, m_aborted, m_kafka_errors, m_unknown;
     atomic_uint_fast64_t m_batches[NBATCH_BUCKETS + 1];
     atomic_uint_fast64_t m_batch_sum;
+    atomic_uint_fast64_t m_commit[NCOMMIT_BUCKETS + 1];
+    atomic_uint_fast64_t m_commit_sum_us;   /* begin to commit returned, committed ones */
+    atomic_uint_fast64_t m_handover_max_us; /* longest snapshot hand-over on this thread */
+    atomic_uint_fast64_t m_handover_sum_us, m_handovers;
 };
 
 cmd_item *cmd_item_new(void)
@@ -249,40 +257,103 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     it->offset = m->offset;
 }
 
+/* Destroy every producer (the writer recreates all of them together). */
 static void drop_producer(cmd_writer *w)
 {
-    if (w->producer != NULL) {
-        rd_kafka_purge(w->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-        rd_kafka_destroy(w->producer);
-        w->producer = NULL;
+    for (int k = 0; k < CMD_WRITER_PRODUCERS; k++) {
+        if (w->producers[k] == NULL)
+            continue;
+        rd_kafka_purge(w->producers[k], RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_destroy(w->producers[k]);
+        w->producers[k] = NULL;
     }
+    w->producer = NULL;
+    w->cur = 0;
 }
 
-/* Create the producer and init transactions. */
+/*
+ * Ask for the resource topic's metadata once, so the producer's first
+ * transaction does not wait for it (and for the connection to the partition
+ * leaders); a failure only means the first transaction waits.
+ */
+static void warm_producer(cmd_writer *w, rd_kafka_t *rk)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, w->topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err;
+
+    if (rkt == NULL)
+        return;
+    err = rd_kafka_metadata(rk, 0, rkt, &md, w->cfg->kafka_timeout_ms);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        kq_log_warn("metadata of %s: %s (the first transaction will fetch it)", w->topic,
+                    rd_kafka_err2str(err));
+    else
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+}
+
+/* The transactional.id of producer k. */
+static void producer_txn_id(const cmd_writer *w, int k, char *out, size_t outlen)
+{
+    if (k == 0)
+        snprintf(out, outlen, "%s", w->txn_id);
+    else
+        snprintf(out, outlen, "%s.%d", w->txn_id, k);
+}
+
+/*
+ * Create the producers and init transactions on each: this fences every older
+ * instance on every transactional id it may use, and settles what it left
+ * open, before the writer reads the log. All or nothing.
+ */
 static int open_producer(cmd_writer *w, char *errstr, size_t errlen)
 {
-    rd_kafka_conf_t *conf = kq_kafka_conf_new(w->cfg, w->txn_id, errstr, errlen);
     const char *topics[KQ_KAFKA_NTOPICS];
-    char names[KQ_KAFKA_NTOPICS][KQ_KAFKA_TOPIC_MAX];
-    int rc, n;
+    char names[KQ_KAFKA_NTOPICS][KQ_KAFKA_TOPIC_MAX], id[KQ_KAFKA_TOPIC_MAX + 32];
+    int rc = 0, n;
 
-    if (conf == NULL)
-        return KQ_ECONFIG;
-    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
-    if ((w->producer = kq_kafka_txn_producer_new(w->cfg, w->txn_id, conf, errstr, errlen)) == NULL)
-        return KQ_EKAFKA;
-    n = kq_kafka_topic_names(w->cfg, names);
-    for (int i = 0; i < n; i++)
-        topics[i] = names[i];
-    if (!w->skip_topic_setup &&
-        (rc = kq_kafka_ensure_topics(w->producer, w->cfg, topics, (size_t)n, errstr, errlen)) != 0)
-        goto fail;
-    if ((rc = kq_kafka_txn_init(w->producer, 2 * w->cfg->kafka_timeout_ms, errstr, errlen)) != 0)
-        goto fail;
+    for (int k = 0; k < CMD_WRITER_PRODUCERS; k++) {
+        rd_kafka_conf_t *conf;
+        producer_txn_id(w, k, id, sizeof id);
+        if ((conf = kq_kafka_conf_new(w->cfg, id, errstr, errlen)) == NULL) {
+            rc = KQ_ECONFIG;
+            goto fail;
+        }
+        rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+        if ((w->producers[k] = kq_kafka_txn_producer_new(w->cfg, id, conf, errstr, errlen)) ==
+            NULL) {
+            rc = KQ_EKAFKA;
+            goto fail;
+        }
+        if (k == 0 && !w->skip_topic_setup) {
+            n = kq_kafka_topic_names(w->cfg, names);
+            for (int i = 0; i < n; i++)
+                topics[i] = names[i];
+            if ((rc = kq_kafka_ensure_topics(w->producers[0], w->cfg, topics, (size_t)n, errstr,
+                                             errlen)) != 0)
+                goto fail;
+        }
+        if ((rc = kq_kafka_txn_init(w->producers[k], 2 * w->cfg->kafka_timeout_ms, errstr,
+                                    errlen)) != 0)
+            goto fail;
+        warm_producer(w, w->producers[k]);
+    }
+    w->cur = 0;
+    w->producer = w->producers[0];
     return 0;
 fail:
     drop_producer(w);
     return rc;
+}
+
+/* The next transaction uses the next producer (see cmd_writer.h). */
+static void next_producer(cmd_writer *w)
+{
+    if (w->producer == NULL)
+        return;
+    w->cur = (w->cur + 1) % CMD_WRITER_PRODUCERS;
+    w->producer = w->producers[w->cur];
 }
 
 static int event_from_msg(cmd_writer *w, const rd_kafka_message_t *m, char *errstr, size_t errlen)
@@ -353,7 +424,9 @@ static int reset_state(cmd_writer *w, const char *why)
                 "from the start",
                 why, w->topic);
     cmd_state_free(&w->st);
+    /* A fresh state's delta is full: its first snapshot replaces the old one. */
     rc = cmd_state_init(&w->st, w->cfg->partitions);
+    cmd_state_track(&w->st, w->snap != NULL);
     w->events_at_snapshot = (uint64_t)-1; /* snapshot again at the next chance */
     return rc;
 }
@@ -560,8 +633,8 @@ static int produce_item(cmd_writer *w, cmd_item *it, char *errstr, size_t errlen
 static int run_transaction(cmd_writer *w, cmd_item **items, size_t n, size_t nappend, char *errstr,
                            size_t errlen)
 {
-    int rc, needs_abort = 0;
-    double t0;
+    int rc, needs_abort = 0, b = 0;
+    double t0, tbegin = mono_s(), took;
 
     rc = kq_kafka_txn_begin(w->producer, errstr, errlen);
     if (rc != 0)
@@ -576,6 +649,11 @@ static int run_transaction(cmd_writer *w, cmd_item **items, size_t n, size_t nap
                              "commit transaction", &needs_abort, errstr, errlen);
     if (rc != 0)
         goto fail;
+    took = mono_s() - tbegin;
+    while (b < NCOMMIT_BUCKETS && took > 0.0005 * (double)(1u << b))
+        b++;
+    atomic_fetch_add(&w->m_commit[b], 1);
+    atomic_fetch_add(&w->m_commit_sum_us, (uint_fast64_t)(took * 1e6));
     /* The commit flushed and served the delivery reports; make sure. */
     t0 = mono_s();
     for (;;) {
@@ -603,11 +681,14 @@ fail:
     if (rc == KQ_EFENCED) {
         atomic_store(&w->fenced, 1);
         atomic_store(&w->ready, 0);
-        set_why(w, "fenced: another kcqrs-commands instance took over transactional.id %s",
-                w->txn_id);
-        kq_log_error("fenced: another instance with transactional.id %s is the writer now (%s); "
-                     "this instance no longer accepts commands",
-                     w->txn_id, errstr);
+        {
+            char id[KQ_KAFKA_TOPIC_MAX + 32];
+            producer_txn_id(w, w->cur, id, sizeof id);
+            set_why(w, "fenced: another kcqrs-commands instance took over transactional.id %s", id);
+            kq_log_error("fenced: another instance with transactional.id %s is the writer now "
+                         "(%s); this instance no longer accepts commands",
+                         id, errstr);
+        }
         drop_producer(w);
         return rc;
     }
@@ -754,28 +835,46 @@ static void process_batch(cmd_writer *w, cmd_item **items, size_t n)
     answer_batch(w, items, n, failed);
     if (w->abort_pending)
         finish_abort(w);
+    if (nappend > 0)
+        next_producer(w);
 }
 
-static void maybe_snapshot(cmd_writer *w, int force)
+/*
+ * Hand the changes since the last snapshot to the snapshot thread (which
+ * writes them to LMDB on its own; see cmd_snapshot.h). `force`: whatever
+ * changed, e.g. after catch-up; `wait`: and wait until it is written (stop).
+ */
+static void maybe_snapshot(cmd_writer *w, int force, int wait)
 {
     char es[512];
     double t0;
+    uint64_t us;
+    int full = 0;
 
-    if (w->snapshot_dir == NULL || w->need_catch_up)
+    if (w->snap == NULL || w->need_catch_up)
         return;
     if (!force && w->st.events - w->events_at_snapshot < (uint64_t)w->cfg->snapshot_every)
         return;
-    if (force && w->st.events == w->events_at_snapshot)
-        return;
-    t0 = mono_s();
-    if (cmd_snapshot_save(w->snapshot_dir, w->map_size, &w->st, w->topic, es, sizeof es) != 0) {
-        kq_log_error("snapshot to %s failed (state is still in the log): %s", w->snapshot_dir, es);
-        return;
+    if (w->st.events != w->events_at_snapshot || w->st.delta.full || w->st.delta.len > 0) {
+        t0 = mono_s();
+        if (cmd_snapshotter_submit(w->snap, &w->st, &full) != 0) {
+            kq_log_error("snapshot: cannot hand over the changes (out of memory); the next "
+                         "snapshot is a full one");
+            return;
+        }
+        us = (uint64_t)((mono_s() - t0) * 1e6);
+        atomic_fetch_add(&w->m_handover_sum_us, us);
+        atomic_fetch_add(&w->m_handovers, 1);
+        if (us > atomic_load(&w->m_handover_max_us))
+            atomic_store(&w->m_handover_max_us, us);
+        if (full)
+            kq_log_info("snapshot: handed over the whole state (%zu resources) in %.3f ms",
+                        cmd_state_resource_count(&w->st), us / 1e3);
+        w->events_at_snapshot = w->st.events;
     }
-    w->events_at_snapshot = w->st.events;
-    kq_log_info("snapshot of %zu resources, %zu idempotency keys to %s in %.3f s",
-                cmd_state_resource_count(&w->st), cmd_state_idem_count(&w->st), w->snapshot_dir,
-                mono_s() - t0);
+    if (wait && cmd_snapshotter_flush(w->snap, es, sizeof es) != 0)
+        kq_log_error("snapshot to %s is behind the state (it is still in the log): %s",
+                     w->snapshot_dir, es);
 }
 
 static void *writer_main(void *arg)
@@ -815,10 +914,12 @@ static void *writer_main(void *arg)
             }
             w->need_catch_up = 0;
             backoff = 0.5;
-            maybe_snapshot(w, 1); /* what was read need not be read again */
+            maybe_snapshot(w, 1, 0); /* what was read need not be read again */
             atomic_store(&w->ready, 1);
             set_why(w, "ready");
-            kq_log_info("writer ready: transactional.id %s, %zu resources", w->txn_id,
+            kq_log_info("writer ready: transactional.id %s (and %d more, .1 to .%d, used in turn), "
+                        "%zu resources",
+                        w->txn_id, CMD_WRITER_PRODUCERS - 1, CMD_WRITER_PRODUCERS - 1,
                         cmd_state_resource_count(&w->st));
             continue;
         wait:
@@ -843,11 +944,11 @@ static void *writer_main(void *arg)
             process_batch(w, items, n);
         else if (stopping)
             break;
-        maybe_snapshot(w, 0);
+        maybe_snapshot(w, 0, 0);
     }
     atomic_store(&w->ready, 0);
     fail_queued(w, atomic_load(&w->fenced) ? "fenced" : "the command service is shutting down");
-    maybe_snapshot(w, 1);
+    maybe_snapshot(w, 1, 1);
     free(items);
     return NULL;
 }
@@ -900,7 +1001,15 @@ int cmd_writer_new(const cmd_writer_options *opts, cmd_writer **out, char *errst
                 return kq_seterr(errstr, errlen, rc, "out of memory");
             }
         }
+        if (rc == 0)
+            cmd_state_delta_clear(&w->st); /* loaded: nothing is new */
+        cmd_state_track(&w->st, 1);
         w->events_at_snapshot = w->st.events;
+        if ((rc = cmd_snapshotter_new(w->snapshot_dir, w->map_size, w->topic, &w->snap, errstr,
+                                      errlen)) != 0) {
+            cmd_writer_free(w);
+            return rc;
+        }
     }
     *out = w;
     return 0;
@@ -972,6 +1081,51 @@ void cmd_writer_metrics(cmd_writer *w, FILE *f)
     }
     fprintf(f, "kcqrs_commands_batch_size_sum %llu\nkcqrs_commands_batch_size_count %llu\n",
             (unsigned long long)atomic_load(&w->m_batch_sum), (unsigned long long)cum);
+    cum = 0;
+    fputs("# HELP kcqrs_commands_commit_seconds Begin to commit returned, per committed "
+          "transaction.\n# TYPE kcqrs_commands_commit_seconds histogram\n",
+          f);
+    for (int b = 0; b <= NCOMMIT_BUCKETS; b++) {
+        cum += atomic_load(&w->m_commit[b]);
+        if (b < NCOMMIT_BUCKETS)
+            fprintf(f, "kcqrs_commands_commit_seconds_bucket{le=\"%g\"} %llu\n",
+                    0.0005 * (double)(1u << b), (unsigned long long)cum);
+        else
+            fprintf(f, "kcqrs_commands_commit_seconds_bucket{le=\"+Inf\"} %llu\n",
+                    (unsigned long long)cum);
+    }
+    fprintf(f, "kcqrs_commands_commit_seconds_sum %.6f\nkcqrs_commands_commit_seconds_count %llu\n",
+            atomic_load(&w->m_commit_sum_us) / 1e6, (unsigned long long)cum);
+    if (w->snap != NULL) {
+        cmd_snapshot_stats ss;
+        cmd_snapshotter_stats(w->snap, &ss);
+        fprintf(f,
+                "# HELP kcqrs_commands_snapshots_total Snapshot writes by result.\n"
+                "# TYPE kcqrs_commands_snapshots_total counter\n"
+                "kcqrs_commands_snapshots_total{result=\"written\"} %llu\n"
+                "kcqrs_commands_snapshots_total{result=\"failed\"} %llu\n"
+                "# HELP kcqrs_commands_snapshot_records_total Records written by snapshots.\n"
+                "# TYPE kcqrs_commands_snapshot_records_total counter\n"
+                "kcqrs_commands_snapshot_records_total %llu\n"
+                "# HELP kcqrs_commands_snapshot_write_seconds Duration of the last and the "
+                "longest snapshot write (snapshot thread).\n"
+                "# TYPE kcqrs_commands_snapshot_write_seconds gauge\n"
+                "kcqrs_commands_snapshot_write_seconds{which=\"last\"} %.6f\n"
+                "kcqrs_commands_snapshot_write_seconds{which=\"max\"} %.6f\n"
+                "# HELP kcqrs_commands_snapshot_handover_seconds Time the writer thread spent "
+                "handing changes to the snapshot thread.\n"
+                "# TYPE kcqrs_commands_snapshot_handover_seconds summary\n"
+                "kcqrs_commands_snapshot_handover_seconds_sum %.6f\n"
+                "kcqrs_commands_snapshot_handover_seconds_count %llu\n"
+                "# HELP kcqrs_commands_snapshot_handover_max_seconds The longest hand-over.\n"
+                "# TYPE kcqrs_commands_snapshot_handover_max_seconds gauge\n"
+                "kcqrs_commands_snapshot_handover_max_seconds %.6f\n",
+                (unsigned long long)ss.written, (unsigned long long)ss.failures,
+                (unsigned long long)ss.records, ss.last_s, ss.max_s,
+                atomic_load(&w->m_handover_sum_us) / 1e6,
+                (unsigned long long)atomic_load(&w->m_handovers),
+                atomic_load(&w->m_handover_max_us) / 1e6);
+    }
     fprintf(f,
             "# HELP kcqrs_commands_ready 1 when the writer accepts commands.\n"
             "# TYPE kcqrs_commands_ready gauge\nkcqrs_commands_ready %d\n"
@@ -997,6 +1151,7 @@ void cmd_writer_free(cmd_writer *w)
     if (w == NULL)
         return;
     cmd_writer_stop(w);
+    cmd_snapshotter_free(w->snap);
     drop_producer(w);
     cmd_batch_free(&w->batch);
     cmd_state_free(&w->st);

@@ -3,16 +3,33 @@
  *
  * What it is for
  *   Every accepted command becomes an event appended by exactly one thread,
- *   the writer, which owns the transactional producer (transactional.id
- *   "<prefix>.commands"), the command-side state (cmd_state) and its LMDB
- *   snapshot (cmd_snapshot). HTTP threads parse and validate requests, then
+ *   the writer, which owns the transactional producers, the command-side
+ *   state (cmd_state) and hands its changes to the snapshot thread
+ *   (cmd_snapshot.h). HTTP threads parse and validate requests, then
  *   hand a cmd_item to cmd_writer_submit(); the writer answers it later
  *   through the item's `done` callback, exactly once.
  *
+ * Producers taken in turn
+ *   The writer has CMD_WRITER_PRODUCERS transactional producers,
+ *   transactional.id "<prefix>.commands" and "<prefix>.commands.<k>" for
+ *   k = 1 .. CMD_WRITER_PRODUCERS-1, and runs its transactions one after
+ *   another, each on the next producer. Transactions never overlap (so the
+ *   order of events in every partition is the order of commit, as with one
+ *   producer); the point is that a transactional id rests while the others
+ *   commit. With one id, Kafka is still writing the previous transaction's
+ *   commit markers when the next transaction adds its partitions
+ *   (AddPartitionsToTxn answers CONCURRENT_TRANSACTIONS) and librdkafka 2.0.2
+ *   retries after a fixed 20 ms: 15-20 % of back-to-back commits took over
+ *   20 ms; with three ids in turn, 1.5-3 % (bench_txn_envelopes --producers).
+ *   Every id is initialised (and so fences an older instance) before the
+ *   log is read, and any fenced producer stops the whole writer. The count
+ *   is part of the deployment contract: an instance must initialise every id
+ *   an older one may use, so it may grow between versions, never shrink.
+ *
  * Life of the writer thread
- *   1. producer: create it and call init_transactions, which fences any
- *      older instance with the same transactional.id and aborts (or
- *      completes) the transaction it left open;
+ *   1. producers: create them and call init_transactions on each, which
+ *      fences any older instance with the same transactional ids and aborts
+ *      (or completes) the transactions it left open;
  *   2. catch up: read every partition of <prefix>.resource.events to the end
  *      with a read_committed consumer, from the offsets the state (loaded from
  *      the snapshot, or empty) covers, applying each event;
@@ -26,8 +43,8 @@
  *      Retry-After to every command whose answer depended on it, and the state
  *      stays as it was;
  *   4. after an unknown outcome (commit timed out) or a fatal producer
- *      error, the producer is destroyed and the writer goes back to 1 and 2:
- *      the new producer's init_transactions settles the old transaction and
+ *      error, the producers are destroyed and the writer goes back to 1 and 2:
+ *      the new producers' init_transactions settles the old transaction and
  *      the re-read of the log tells whether it committed (events already in
  *      the state are skipped by version);
  *   5. fenced (KQ_EFENCED): the writer stops for good; every command and
@@ -37,8 +54,11 @@
  *   answered 503 without being tried, so no client waits much longer than
  *   twice that bound.
  *
- * Snapshots are written by the writer thread between batches, after
- *   KCQRS_SNAPSHOT_EVERY new events and at a clean stop.
+ * Snapshots: after KCQRS_SNAPSHOT_EVERY new events, after catch-up and at a
+ *   clean stop the writer hands the state's changes since the last snapshot
+ *   to the snapshot thread (cmd_snapshotter_submit: a pointer move and a copy
+ *   of the offsets; the LMDB write happens there). At a clean stop it waits
+ *   for the write.
  *
  * Threads: cmd_writer_submit, cmd_writer_ready and cmd_writer_metrics may be
  *   called from any thread; new/start/stop/free from one controlling thread.
@@ -52,6 +72,10 @@
 
 #include "cmd_state.h"
 #include "kq_config.h"
+
+/* Transactional producers the writer takes in turn (see above). Never lower
+ * it between versions: a new instance must fence every id an old one uses. */
+#define CMD_WRITER_PRODUCERS 3
 
 /* The answer to one command, handed to the item's `done` callback. Strings are
  * owned by the writer and valid only during the callback. */
@@ -96,7 +120,8 @@ typedef struct cmd_writer_options {
     const kq_config *cfg;         /* borrowed; must outlive the writer */
     const char *snapshot_dir;     /* LMDB directory of the snapshot; NULL = none */
     size_t snapshot_map_size;     /* LMDB map size in bytes; 0 = 1 GiB */
-    const char *transactional_id; /* NULL = "<prefix>.commands" */
+    const char *transactional_id; /* of producer 0 (NULL = "<prefix>.commands"); producer k > 0
+                                     uses "<transactional_id>.<k>" */
     int skip_topic_setup;         /* 1: do not create/check topics (librdkafka's mock cluster
                                      has no CreateTopics; tests only) */
 } cmd_writer_options;

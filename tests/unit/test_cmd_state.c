@@ -2,7 +2,9 @@
  * test_cmd_state.c — command-side state: decisions (201/409/404/412/no-op),
  * the batch overlay of group commit, idempotency decisions, applying events
  * from the log, consistency tokens, and the LMDB snapshot (round trip,
- * MDB_MAP_FULL with a tiny map, refusal of another topic's snapshot).
+ * MDB_MAP_FULL with a tiny map, refusal of another topic's snapshot;
+ * incremental snapshots through the snapshot thread: only the changes,
+ * full deltas replacing a stale snapshot, recovery after a failed write).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -474,6 +476,212 @@ static void test_snapshot_map_full(void **state)
     free(dir);
 }
 
+/* Every resource and key of `a` is in `b` with the same contents. */
+static void assert_same_state(const cmd_state *a, const cmd_state *b);
+
+typedef struct cmp_ctx {
+    const cmd_state *other;
+} cmp_ctx;
+
+static int cmp_res(void *arg, const char *id, const cmd_resource *r)
+{
+    const cmd_resource *o = cmd_state_resource(((cmp_ctx *)arg)->other, id);
+    if (o == NULL)
+        fail_msg("resource %s missing", id);
+    assert_int_equal(o->version, r->version);
+    assert_int_equal(o->deleted, r->deleted);
+    assert_int_equal(o->offset, r->offset);
+    assert_int_equal(o->partition, r->partition);
+    assert_int_equal(o->status, r->status);
+    assert_string_equal(o->name, r->name);
+    assert_string_equal(o->description, r->description);
+    return 0;
+}
+
+static int cmp_idem(void *arg, const char *key, const cmd_idem *i)
+{
+    const cmd_idem *o = cmd_state_idem(((cmp_ctx *)arg)->other, key);
+    if (o == NULL)
+        fail_msg("key %s missing", key);
+    assert_memory_equal(o, i, sizeof *i);
+    return 0;
+}
+
+static void assert_same_state(const cmd_state *a, const cmd_state *b)
+{
+    cmp_ctx c = {b};
+    assert_int_equal(cmd_state_resource_count(a), cmd_state_resource_count(b));
+    assert_int_equal(cmd_state_idem_count(a), cmd_state_idem_count(b));
+    assert_int_equal(a->partitions, b->partitions);
+    assert_memory_equal(a->next_offset, b->next_offset, (size_t)a->partitions * sizeof(int64_t));
+    assert_int_equal(a->events, b->events);
+    assert_string_equal(a->cluster_id, b->cluster_id);
+    cmd_state_each_resource(a, cmp_res, &c);
+    cmd_state_each_idem(a, cmp_idem, &c);
+}
+
+static void load_into(const char *dir, size_t map, cmd_state *back, int partitions)
+{
+    char err[512];
+    assert_int_equal(cmd_state_init(back, partitions), 0);
+    if (cmd_snapshot_load(dir, map, back, "t", err, sizeof err) != 0)
+        fail_msg("%s", err);
+}
+
+/* The delta holds exactly the changes since it was last taken; handed to the
+ * snapshot thread in pieces it builds the same snapshot as a full save. A full
+ * delta replaces a snapshot of another state. */
+static void test_snapshot_incremental(void **state)
+{
+    cmd_state st, back;
+    cmd_command c;
+    cmd_snapshotter *sn;
+    char *dir = tmpdir(), err[512];
+    int full = -1;
+    size_t recs;
+
+    (void)state;
+    /* a stale snapshot of another state */
+    assert_int_equal(cmd_state_init(&st, 3), 0);
+    c = mk(CMD_CREATE, "stale", "s", "stale-key");
+    decide_commit(&st, &c, 0);
+    cmd_command_clear(&c);
+    assert_int_equal(cmd_snapshot_save(dir, 1 << 24, &st, "t", err, sizeof err), 0);
+    cmd_state_free(&st);
+
+    assert_int_equal(cmd_state_init(&st, 3), 0);
+    assert_int_equal(st.delta.full, 1);
+    cmd_state_track(&st, 1);
+    snprintf(st.cluster_id, sizeof st.cluster_id, "cluster-1");
+    for (int k = 0; k < 50; k++) {
+        char id[16];
+        snprintf(id, sizeof id, "r%d", k);
+        c = mk(CMD_CREATE, id, "name", k % 2 == 0 ? id : NULL);
+        decide_commit(&st, &c, k);
+        cmd_command_clear(&c);
+    }
+    assert_int_equal(st.delta.records, 75); /* 50 resources + 25 keys */
+    assert_int_equal(cmd_snapshotter_new(dir, 1 << 24, "t", &sn, err, sizeof err), 0);
+    assert_int_equal(cmd_snapshotter_submit(sn, &st, &full), 0);
+    assert_int_equal(full, 1);
+    assert_int_equal(st.delta.len, 0);
+    assert_int_equal(st.delta.full, 0);
+    /* changes after the hand-over: only they go into the next delta */
+    c = mk(CMD_UPDATE, "r3", "renamed", NULL);
+    decide_commit(&st, &c, 50);
+    cmd_command_clear(&c);
+    c = mk(CMD_DELETE, "r4", NULL, NULL);
+    decide_commit(&st, &c, 51);
+    cmd_command_clear(&c);
+    c = mk(CMD_UPDATE, "r3", "again", "upd-key");
+    decide_commit(&st, &c, 52);
+    cmd_command_clear(&c);
+    st.next_offset[2] = 9;
+    recs = st.delta.records;
+    assert_int_equal(recs, 4); /* r3, r4, r3 + upd-key */
+    assert_int_equal(cmd_snapshotter_submit(sn, &st, &full), 0);
+    assert_int_equal(full, 0);
+    if (cmd_snapshotter_flush(sn, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    {
+        cmd_snapshot_stats ss;
+        cmd_snapshotter_stats(sn, &ss);
+        assert_true(ss.written >= 1 && ss.written <= 2); /* the second may merge into the first */
+        assert_int_equal(ss.records, 75 + 4);
+        assert_int_equal(ss.failures, 0);
+    }
+    cmd_snapshotter_free(sn);
+
+    load_into(dir, 1 << 24, &back, 3);
+    assert_null(cmd_state_resource(&back, "stale"));
+    assert_null(cmd_state_idem(&back, "stale-key"));
+    assert_string_equal(cmd_state_resource(&back, "r3")->name, "again");
+    assert_int_equal(cmd_state_resource(&back, "r3")->version, 3);
+    assert_true(cmd_state_resource(&back, "r4")->deleted);
+    assert_same_state(&st, &back);
+    cmd_state_free(&back);
+
+    /* nothing changed: an empty hand-over still moves the offsets */
+    assert_int_equal(cmd_snapshotter_new(dir, 1 << 24, "t", &sn, err, sizeof err), 0);
+    st.next_offset[1] = 5;
+    assert_int_equal(cmd_snapshotter_submit(sn, &st, &full), 0);
+    assert_int_equal(cmd_snapshotter_flush(sn, err, sizeof err), 0);
+    cmd_snapshotter_free(sn);
+    load_into(dir, 1 << 24, &back, 3);
+    assert_same_state(&st, &back);
+    cmd_state_free(&back);
+
+    /* cmd_state_delta_full rebuilds the whole state */
+    assert_int_equal(cmd_state_delta_full(&st), 0);
+    assert_int_equal(st.delta.full, 1);
+    assert_int_equal(st.delta.records, cmd_state_resource_count(&st) + cmd_state_idem_count(&st));
+    cmd_state_free(&st);
+    rmdir_all(dir);
+    free(dir);
+}
+
+/* A failed write (map full) keeps the previous snapshot, drops the
+ * incremental deltas that build on it, and the next hand-over is full. */
+static void test_snapshot_incremental_failure(void **state)
+{
+    cmd_state st, back;
+    cmd_command c;
+    cmd_snapshotter *sn;
+    char *dir = tmpdir(), err[512], big[4097];
+    size_t small = 64 * 1024;
+    int full = -1;
+
+    (void)state;
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    assert_int_equal(cmd_state_init(&st, 2), 0);
+    cmd_state_track(&st, 1);
+    c = mk(CMD_CREATE, "first", "n", NULL);
+    decide_commit(&st, &c, 0);
+    cmd_command_clear(&c);
+    assert_int_equal(cmd_snapshotter_new(dir, small, "t", &sn, err, sizeof err), 0);
+    assert_int_equal(cmd_snapshotter_submit(sn, &st, &full), 0);
+    assert_int_equal(cmd_snapshotter_flush(sn, err, sizeof err), 0);
+    for (int k = 0; k < 200; k++) {
+        char id[16];
+        snprintf(id, sizeof id, "b%d", k);
+        c = mk(CMD_CREATE, id, "n", NULL);
+        free(c.description);
+        c.description = strdup(big);
+        decide_commit(&st, &c, k + 1);
+        cmd_command_clear(&c);
+    }
+    assert_int_equal(cmd_snapshotter_submit(sn, &st, &full), 0);
+    assert_int_equal(full, 0);
+    assert_int_equal(cmd_snapshotter_flush(sn, err, sizeof err), KQ_ELMDB);
+    assert_non_null(strstr(err, "map"));
+    /* the previous snapshot is intact: one resource, its offsets */
+    load_into(dir, small, &back, 2);
+    assert_int_equal(cmd_state_resource_count(&back), 1);
+    assert_int_equal(back.next_offset[0], 1);
+    cmd_state_free(&back);
+    /* the next hand-over is the whole state; the big resources are deleted
+     * from the state here so it fits: it must still contain "first" */
+    cmd_state_free(&st);
+    assert_int_equal(cmd_state_init(&st, 2), 0);
+    cmd_state_track(&st, 1);
+    cmd_state_delta_clear(&st);
+    c = mk(CMD_CREATE, "second", "n", NULL);
+    decide_commit(&st, &c, 300);
+    cmd_command_clear(&c);
+    assert_int_equal(cmd_snapshotter_submit(sn, &st, &full), 0);
+    assert_int_equal(full, 1);
+    assert_int_equal(cmd_snapshotter_flush(sn, err, sizeof err), 0);
+    cmd_snapshotter_free(sn);
+    load_into(dir, small, &back, 2);
+    assert_same_state(&st, &back);
+    assert_null(cmd_state_resource(&back, "first")); /* replaced, not merged */
+    cmd_state_free(&back);
+    cmd_state_free(&st);
+    rmdir_all(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -485,6 +693,8 @@ int main(void)
         cmocka_unit_test(test_headers),
         cmocka_unit_test(test_snapshot_roundtrip),
         cmocka_unit_test(test_snapshot_map_full),
+        cmocka_unit_test(test_snapshot_incremental),
+        cmocka_unit_test(test_snapshot_incremental_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

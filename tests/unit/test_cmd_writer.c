@@ -294,6 +294,64 @@ static void test_fenced(void **state)
     stop(&f);
 }
 
+/* Transactions one after another go through every producer in turn (each
+ * one's events are in the log in order: versions 1..N, offsets ascending);
+ * a fence met on any producer, here not the first, stops the writer for good. */
+static void test_producers_in_turn(void **state)
+{
+    fixture f;
+    outcome o;
+    char topic[256], metrics[8192], *m = NULL;
+    size_t mlen = 0;
+    int32_t p;
+    int64_t off, last = -1;
+    FILE *mf;
+
+    (void)state;
+    start(&f);
+    submit(&f, &o, CMD_CREATE, "r1", "v1");
+    wait_all(&o, 1);
+    assert_int_equal(o.status, 201);
+    for (int v = 2; v <= 2 * CMD_WRITER_PRODUCERS + 1; v++) {
+        char name[16];
+        snprintf(name, sizeof name, "v%d", v);
+        submit(&f, &o, CMD_UPDATE, "r1", name);
+        wait_all(&o, 1);
+        assert_int_equal(o.status, 200);
+        assert_int_equal(o.version, v);
+        assert_int_equal(cmd_token_parse(o.token, topic, sizeof topic, &p, &off), 0);
+        assert_true(off > last);
+        last = off;
+    }
+    mf = open_memstream(&m, &mlen);
+    assert_non_null(mf);
+    cmd_writer_metrics(f.w, mf);
+    fclose(mf);
+    snprintf(metrics, sizeof metrics, "kcqrs_commands_commit_seconds_count %d\n",
+             2 * CMD_WRITER_PRODUCERS + 1);
+    if (strstr(m, metrics) == NULL)
+        fail_msg("no '%s' in\n%s", metrics, m);
+    free(m);
+    /* 7 transactions so far: the next is on producer 1 and commits, the one
+     * after (producer 2, not the first producer) is fenced */
+    submit(&f, &o, CMD_UPDATE, "r1", "a");
+    wait_all(&o, 1);
+    assert_int_equal(o.status, 200);
+    rd_kafka_mock_push_request_errors(f.mc, API_END_TXN, 1, RD_KAFKA_RESP_ERR_PRODUCER_FENCED);
+    submit(&f, &o, CMD_UPDATE, "r1", "c");
+    wait_all(&o, 1);
+    assert_int_equal(o.status, 503);
+    assert_string_equal(o.code, "not_writer");
+    assert_true(cmd_writer_fenced(f.w));
+    for (int k = 0; k < CMD_WRITER_PRODUCERS; k++) {
+        submit(&f, &o, CMD_UPDATE, "r1", "d");
+        wait_all(&o, 1);
+        assert_int_equal(o.status, 503);
+        assert_string_equal(o.code, "not_writer");
+    }
+    stop(&f);
+}
+
 /* Restart: a new writer reads the log; versions continue and an
  * Idempotency-Key still answers the original response, appending nothing. */
 static void test_restart_continues_from_log(void **state)
@@ -333,6 +391,7 @@ int main(void)
         cmocka_unit_test(test_group_commit),
         cmocka_unit_test(test_failed_commit_fails_batch),
         cmocka_unit_test(test_fenced),
+        cmocka_unit_test(test_producers_in_turn),
         cmocka_unit_test(test_restart_continues_from_log),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
