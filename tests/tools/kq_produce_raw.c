@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -74,12 +75,16 @@ static double mono_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Event ids must be unique across runs (the PostgreSQL read model has a
+ * unique index on them): from the kernel's generator, not from rnd(). */
 static void fill_uuid(ev_uuid *u)
 {
-    for (int i = 0; i < 16; i += 8) {
-        uint64_t x = rnd();
-        memcpy(u->bytes + i, &x, 8);
+    if (getrandom(u->bytes, sizeof u->bytes, 0) != (ssize_t)sizeof u->bytes) {
+        perror("kq_produce_raw: getrandom");
+        exit(1);
     }
+    u->bytes[6] = (uint8_t)((u->bytes[6] & 0x0f) | 0x40); /* version 4 */
+    u->bytes[8] = (uint8_t)((u->bytes[8] & 0x3f) | 0x80); /* variant */
 }
 
 /* ---------------------------------------------------------------- single records */
