@@ -89,6 +89,19 @@ static void fill_uuid(ev_uuid *u)
 
 /* ---------------------------------------------------------------- single records */
 
+/* Create the topics if this is the first writer (as kcqrs-commands would). */
+static int ensure(rd_kafka_t *rk, const kq_config *cfg, char *err, size_t errlen)
+{
+    char names[KQ_KAFKA_NTOPICS][KQ_KAFKA_TOPIC_MAX];
+    const char *topics[KQ_KAFKA_NTOPICS];
+
+    if (kq_kafka_topic_names(cfg, names) < 0)
+        return KQ_ERANGE;
+    for (int i = 0; i < KQ_KAFKA_NTOPICS; i++)
+        topics[i] = names[i];
+    return kq_kafka_ensure_topics(rk, cfg, topics, KQ_KAFKA_NTOPICS, err, errlen);
+}
+
 static rd_kafka_t *plain_producer(const kq_config *cfg, char *err, size_t errlen)
 {
     rd_kafka_conf_t *conf = kq_kafka_conf_new(cfg, "kq_produce_raw", err, errlen);
@@ -111,8 +124,10 @@ static int produce_one(const kq_config *cfg, const char *topic, int32_t partitio
     rd_kafka_t *rk = plain_producer(cfg, err, sizeof err);
     rd_kafka_resp_err_t e;
 
-    if (rk == NULL) {
+    if (rk == NULL || ensure(rk, cfg, err, sizeof err) != 0) {
         fprintf(stderr, "kq_produce_raw: %s\n", err);
+        if (rk)
+            rd_kafka_destroy(rk);
         return 1;
     }
     e = rd_kafka_producev(
@@ -419,6 +434,7 @@ static int cmd_load(const kq_config *cfg, int argc, char **argv)
         slot_new(&slots[i], prefix, &seq, ids);
     snprintf(txid, sizeof txid, "kq_produce_raw-%s-%ld", prefix, (long)getpid());
     if ((rk = kq_kafka_txn_producer_new(cfg, txid, NULL, err, sizeof err)) == NULL ||
+        ensure(rk, cfg, err, sizeof err) != 0 ||
         kq_kafka_txn_init(rk, cfg->kafka_timeout_ms, err, sizeof err) != 0) {
         fprintf(stderr, "kq_produce_raw: %s\n", err);
         free(slots);
