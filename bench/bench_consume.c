@@ -66,8 +66,8 @@ int main(int argc, char **argv)
     t0 = mono_s();
     for (int i = 0; i < n; i++) {
         int64_t lo, hi;
-        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(c, names[i / np], i % np, &lo,
-                                                                 &hi, cfg.kafka_timeout_ms);
+        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(c, names[i / np], i % np, &lo, &hi,
+                                                                 cfg.kafka_timeout_ms);
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
             fprintf(stderr, "bench_consume: %s [%d]: %s\n", names[i / np], i % np,
                     rd_kafka_err2str(e));

@@ -169,8 +169,7 @@ static int cmd_raw(const kq_config *cfg, int argc, char **argv)
 
     /* raw AGG PARTITION KEY MODE VALUE */
     if (argc != 6 || kq_parse_long(argv[2], 0, INT32_MAX, &part) != 0 ||
-        (strcmp(argv[1], "resource") && strcmp(argv[1], "workflow") &&
-         strcmp(argv[1], "run"))) {
+        (strcmp(argv[1], "resource") && strcmp(argv[1], "workflow") && strcmp(argv[1], "run"))) {
         fputs(usage, stderr);
         return 2;
     }
@@ -320,7 +319,7 @@ typedef struct slot {
     int status;
 } slot;
 
-static void slot_new(slot *s, const char *prefix, long *seq, long ids)
+static void slot_new(slot *s, const char *prefix, long *seq)
 {
     long n = (*seq)++;
 
@@ -328,12 +327,11 @@ static void slot_new(slot *s, const char *prefix, long *seq, long ids)
     s->version = 0;
     s->workflow = n % 10 == 9;
     s->status = 0;
-    (void)ids;
 }
 
-/* The next event of slot s into e (views into static strings / s). */
-static void next_event(slot *s, ev_envelope *e, char *text, size_t textlen, const char *prefix,
-                       long *seq, long ids, int *retire)
+/* The next event of slot s into e (views into static strings, s and text);
+ * *retire = 1 when it deletes the aggregate. */
+static void next_event(slot *s, ev_envelope *e, char *text, size_t textlen, int *retire)
 {
     int64_t v = s->version + 1;
 
@@ -378,9 +376,6 @@ static void next_event(slot *s, ev_envelope *e, char *text, size_t textlen, cons
     e->occurred_at_us = now_us();
     e->actor = ev_str_c("kq_produce_raw");
     s->version = v;
-    (void)prefix;
-    (void)seq;
-    (void)ids;
 }
 
 static int cmd_load(const kq_config *cfg, int argc, char **argv)
@@ -431,7 +426,7 @@ static int cmd_load(const kq_config *cfg, int argc, char **argv)
     if ((slots = calloc((size_t)ids, sizeof *slots)) == NULL)
         return 1;
     for (long i = 0; i < ids; i++)
-        slot_new(&slots[i], prefix, &seq, ids);
+        slot_new(&slots[i], prefix, &seq);
     snprintf(txid, sizeof txid, "kq_produce_raw-%s-%ld", prefix, (long)getpid());
     if ((rk = kq_kafka_txn_producer_new(cfg, txid, NULL, err, sizeof err)) == NULL ||
         ensure(rk, cfg, err, sizeof err) != 0 ||
@@ -455,21 +450,21 @@ static int cmd_load(const kq_config *cfg, int argc, char **argv)
             size_t len;
             int retire, part;
 
-            next_event(s, &e, text, sizeof text, prefix, &seq, ids, &retire);
+            next_event(s, &e, text, sizeof text, &retire);
             if (ev_envelope_encode(&fb, &e, err, sizeof err) != 0)
                 goto fail;
             buf = ev_fb_builder_data(&fb, &len);
             part = kq_kafka_partition_for(s->id, strlen(s->id), cfg->partitions);
             kq_kafka_record_key(s->id, e.version, key, sizeof key);
             while ((rc = kq_kafka_produce_event(rk, topics[s->workflow], part, key, strlen(key),
-                                                buf, len, ev_event_type_name(e.payload_type),
-                                                NULL, err, sizeof err)) != 0 &&
+                                                buf, len, ev_event_type_name(e.payload_type), NULL,
+                                                err, sizeof err)) != 0 &&
                    strstr(err, "Queue full") != NULL)
                 rd_kafka_poll(rk, 10);
             if (rc != 0)
                 goto fail;
             if (retire)
-                slot_new(s, prefix, &seq, ids);
+                slot_new(s, prefix, &seq);
         }
         if (kq_kafka_txn_commit(rk, cfg->kafka_timeout_ms * 2, err, sizeof err) != 0)
             goto fail;
