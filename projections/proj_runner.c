@@ -20,6 +20,7 @@
 #define BACKOFF_MAX_MS 5000
 #define POLL_IDLE_MS 100
 #define WATERMARK_EVERY_MS 200
+#define WATERMARK_QUERY_MS 500
 
 static const double lat_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                     0.05,   0.1,   0.25,   0.5,   1.0,  2.5};
@@ -45,6 +46,7 @@ struct proj_runner {
 
     /* Runner thread only. */
     rd_kafka_t *c;
+    rd_kafka_t *wm; /* never assigned: asks for watermarks while the target is down */
     proj_dlq *dlq;
     void *t;
     int64_t *end; /* exit_at_end targets, -1 until known */
@@ -288,6 +290,18 @@ static void refresh_watermarks(proj_runner *r)
     }
 }
 
+/* While the target is down there is no consumer: ask the brokers (bounded). */
+static void query_watermarks(proj_runner *r)
+{
+    for (int i = 0; i < r->nparts; i++) {
+        int64_t lo = -1, hi = -1;
+        if (rd_kafka_query_watermark_offsets(r->wm, r->topics[i / r->np], i % r->np, &lo, &hi,
+                                             WATERMARK_QUERY_MS) != RD_KAFKA_RESP_ERR_NO_ERROR)
+            return;
+        atomic_store(&r->high[i], hi);
+    }
+}
+
 /* ------------------------------------------------------------ batches */
 
 static int64_t cur_next(const proj_runner *r, int i)
@@ -480,6 +494,7 @@ static void *run(void *arg)
         atomic_fetch_add(&r->errors, 1);
         kq_log_error("%s: %s; retrying in %d ms", r->ops->name, err, backoff);
         close_target(r);
+        query_watermarks(r); /* lag keeps growing while the target is down */
         nap(r, backoff);
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
     }
@@ -494,6 +509,8 @@ static void runner_free(proj_runner *r)
     if (r == NULL)
         return;
     proj_dlq_free(r->dlq);
+    if (r->wm != NULL)
+        rd_kafka_destroy(r->wm);
     free(r->end);
     free(r->batch_next);
     free(r->touched);
@@ -552,6 +569,14 @@ int proj_runner_start(const kq_config *cfg, const proj_target_ops *ops, int exit
     if ((rc = proj_dlq_new(cfg, &r->dlq, errstr, errlen)) != 0) {
         runner_free(r);
         return rc;
+    }
+    {
+        char wgroup[sizeof r->group + 4];
+        snprintf(wgroup, sizeof wgroup, "%s.wm", r->group);
+        if ((r->wm = kq_kafka_consumer_new(cfg, wgroup, NULL, errstr, errlen)) == NULL) {
+            runner_free(r);
+            return KQ_EKAFKA;
+        }
     }
     if (pthread_create(&r->thread, NULL, run, r) != 0) {
         runner_free(r);
