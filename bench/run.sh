@@ -7,7 +7,9 @@
 #   BUILD=build          where the bench programs were built ($BUILD/bench/*)
 #   BENCH_RUNS=N         measured runs per benchmark (default 5; 3 when quick)
 #   BENCH_QUICK=1        CI-sized run: shorter durations, fewer messages
-#   BENCH_ONLY=a,b       subset of: codec, http, kafka, commands (default: all four)
+#   BENCH_ONLY=a,b       subset of: codec, http, kafka, commands, pg (default: the first four;
+#                        pg: the PostgreSQL projector write path, bench_pg_apply, on a private
+#                        PostgreSQL started with ops/pg.sh, fsync on)
 #   BENCH_COMMANDS_RUNS=N  measured runs of the commands phase (default 3, as issue #3 asks)
 #   BENCH_STRICT=1       also exit non-zero when a median misses its target
 #   KCQRS_BROKERS=h:p    use this Kafka instead of starting one with ops/kafka.sh
@@ -40,6 +42,7 @@ RAW=$BDIR/raw.txt
 TABLE_MD=$BDIR/results.md
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/kcqrs-bench.XXXXXX")
 KAFKA_DATA=
+PG_DATA=
 start_s=$(date +%s)
 load_start=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo '?')
 
@@ -51,6 +54,10 @@ cleanup() {
         echo "bench: stopping the benchmark broker" >&2
         ops/kafka.sh stop "$KAFKA_DATA" >>"$LOGS/kafka-broker.log" 2>&1 || echo "bench: ops/kafka.sh stop failed (see $LOGS/kafka-broker.log)" >&2
         cp "$KAFKA_DATA/kafka.log" "$LOGS/kafka-server.log" 2>/dev/null || true
+    fi
+    if [ -n "$PG_DATA" ]; then
+        echo "bench: stopping the benchmark PostgreSQL" >&2
+        ops/pg.sh stop "$PG_DATA" >>"$LOGS/pg-server.log" 2>&1 || echo "bench: ops/pg.sh stop failed (see $LOGS/pg-server.log)" >&2
     fi
     rm -rf "$TMP"
     exit "$rc"
@@ -270,7 +277,8 @@ if want commands; then
     command -v curl >/dev/null || die "curl is not installed"
     benches+=(commands)
 fi
-[ "${#benches[@]}" -gt 0 ] || die "BENCH_ONLY='$BENCH_ONLY' selects nothing (codec, http, kafka, commands)"
+want pg && { need_bin bench_pg_apply; benches+=(pg); }
+[ "${#benches[@]}" -gt 0 ] || die "BENCH_ONLY='$BENCH_ONLY' selects nothing (codec, http, kafka, commands, pg)"
 
 echo "bench: ${benches[*]}; $BENCH_RUNS runs each$(want commands && echo " ($CMD_RUNS for commands)")$([ "$BENCH_QUICK" = 1 ] && echo ' (quick)'); pinning: $PINNING" >&2
 if awk -v l="$load_start" -v n="$NCPU" 'BEGIN { exit !(l + 0 > 0.25 * n) }'; then
@@ -320,6 +328,28 @@ if want commands; then
         bench_commands "$run"
     done
     phase_end commands
+fi
+
+# Phase 4: the PostgreSQL projector's write path (bench_pg_apply) on a private
+# PostgreSQL with fsync on; compared with the raw consumer of the kafka phase.
+if want pg; then
+    port=$(free_ports | cut -d' ' -f1)
+    PG_DATA="$TMP/pg"
+    echo "bench: starting PostgreSQL on 127.0.0.1:$port in $PG_DATA" >&2
+    ops/pg.sh start "$PG_DATA" "$port" >"$LOGS/pg-server.log" 2>&1 ||
+        { tail -n 30 "$LOGS/pg-server.log" >&2; die "ops/pg.sh start failed"; }
+    pg_args=(--events "$([ "$BENCH_QUICK" = 1 ] && echo 50000 || echo 200000)"
+        --modes copy,copy_staging,pipeline)
+    want kafka || pg_args+=(--baseline none)
+    export KCQRS_PG_DSN="postgresql://kcqrs@127.0.0.1:$port/kcqrs"
+    echo "bench: pg warm-up" >&2
+    KCQRS_LOG_LEVEL=warn run_prog pg warmup "$BDIR/bench_pg_apply" --events 20000 --modes copy --baseline none
+    phase_start
+    for run in $(seq "$BENCH_RUNS"); do
+        echo "bench: run $run/$BENCH_RUNS: pg" >&2
+        KCQRS_LOG_LEVEL=warn run_prog pg "$run" "$BDIR/bench_pg_apply" "${pg_args[@]}"
+    done
+    phase_end pg
 fi
 
 elapsed=$(($(date +%s) - start_s))

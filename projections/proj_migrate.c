@@ -43,12 +43,11 @@ static long mig_version(const char *name)
     return v;
 }
 
-static const char mig_table_sql[] =
-    "CREATE TABLE IF NOT EXISTS schema_migrations ("
-    " version integer PRIMARY KEY,"
-    " name text NOT NULL,"
-    " checksum text NOT NULL,"
-    " applied_at timestamptz NOT NULL DEFAULT now())";
+static const char mig_table_sql[] = "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                                    " version integer PRIMARY KEY,"
+                                    " name text NOT NULL,"
+                                    " checksum text NOT NULL,"
+                                    " applied_at timestamptz NOT NULL DEFAULT now())";
 
 int proj_migrate_apply(PGconn *conn, const proj_migration *list, size_t n, int *applied,
                        char *errstr, size_t errlen)
@@ -67,8 +66,7 @@ int proj_migrate_apply(PGconn *conn, const proj_migration *list, size_t n, int *
                              "migration '%s': name must be NNNN_[a-z0-9_]+.sql", list[i].name);
         if (v <= prev)
             return kq_seterr(errstr, errlen, KQ_EINVAL,
-                             "migration '%s': version not above the previous file's",
-                             list[i].name);
+                             "migration '%s': version not above the previous file's", list[i].name);
         prev = v;
     }
     snprintf(lock, sizeof lock, "SELECT pg_advisory_xact_lock(%lld)",

@@ -5,56 +5,81 @@
  *
  *   BEGIN
  *   1 query   the stored version of every aggregate the batch touches
- *             (aggregate_versions JOIN unnest($types, $ids));
+ *             (aggregate_versions JOIN unnest($types, $ids)): not one query
+ *             per event;
  *   in C      walk the events in log order: version == last + 1 is applied
  *             (last includes the batch's own earlier events); version <= last
  *             is either already applied (same topic/partition/offset present
- *             in `events`: only after lost offsets, checked with ONE more query
- *             for those events only) and skipped, or dead-lettered; a gap is
- *             dead-lettered. Resource events are folded per resource into at
- *             most one row operation (full upsert, patch, or delete), versions
- *             into one row per aggregate;
+ *             in `events`: only after lost offsets, checked with ONE more
+ *             query for just those events) and skipped, or dead-lettered as
+ *             stale; a gap is dead-lettered. Applied resource events are
+ *             folded per resource into at most one row operation (full
+ *             upsert, patch of the changed columns, or delete), versions into
+ *             one row per aggregate, so every statement below touches each row
+ *             once;
  *   write     the event rows into `events`, the version rows, the resource
  *             operations (the write path, below);
  *   offsets   one statement: upsert every `next` offset (unnest of arrays)
  *             and pg_notify('kcqrs_projection', '');
  *   COMMIT
  *
- * Write paths (bench/bench_pg_apply.c measures them; 200k ResourceCreated /
- * ResourceUpdated events, batches of 2000, PostgreSQL 15 on the same 2-core
- * machine, fsync on, synchronous_commit off; see the report in bench/README.md
- * of the lead's merge):
+ * Write paths, measured with bench/bench_pg_apply (200k ResourceCreated /
+ * ResourceUpdated events over 40k resources, batches of 2000, PostgreSQL 15
+ * with fsync on and default settings, on the shared 2-core build machine
+ * under load 4-7; three interleaved runs; events/s wall clock and server
+ * backend CPU per event):
  *
- *   PROJ_PG_PATH_COPY      COPY ... FROM STDIN (FORMAT binary) straight into
- *                          `events`, and into two temporary staging tables
- *                          (ON COMMIT DELETE ROWS) for versions and resource
- *                          operations, then three set-based statements merge
- *                          the staging tables (one round trip);
- *   PROJ_PG_PATH_PIPELINE  libpq pipeline mode: one prepared INSERT per event,
- *                          one prepared upsert per aggregate and per resource
- *                          operation, all with binary parameters, one Sync.
+ *   PROJ_PG_PATH_COPY          13.7k / 9.7k / 13.6k ev/s, 42-53 us/ev
+ *       COPY ... FROM STDIN (FORMAT binary) straight into `events`, then ONE
+ *       statement merges versions and resources from 12 array parameters
+ *       (unnest + data-modifying CTEs: INSERT new versions, UPDATE the
+ *       others, DELETE / upsert / patch resources);
+ *   PROJ_PG_PATH_COPY_STAGING  12.2k / 8.6k / 11.1k ev/s, 41-50 us/ev
+ *       COPY into `events` and into two temporary staging tables (ON COMMIT
+ *       DELETE ROWS), then set-based INSERT/UPDATE/DELETE from them;
+ *   PROJ_PG_PATH_PIPELINE       7.2k / 8.1k / 8.1k ev/s, 71-78 us/ev
+ *       libpq pipeline mode: one prepared INSERT per event, one prepared
+ *       upsert per aggregate and per resource operation (binary
+ *       parameters), one Sync.
  *
- * COPY binary is the default: it was the fastest (see the numbers in the
- * report: the server parses one COPY stream instead of executing one
- * statement per row, and binary format needs no text escaping or parsing on
- * either side), and both paths write the same rows (the e2e tests run both).
- * Rows use the same binary encoders in both paths: uuid as 16 bytes,
- * timestamptz as microseconds since 2000-01-01, jsonb as version byte 1 + text.
+ * COPY is the default: it costs the server about 40% less CPU per event than
+ * the pipeline (one COPY stream instead of one executor run per row), and of
+ * the two COPY variants the array merge was faster in every 200k run while
+ * costing the same CPU, needs no per-session temporary tables and is one
+ * round trip. Both variants and the pipeline write the same rows; the e2e
+ * tests run all three. Client CPU is ~2-3 us/event on every path: the server
+ * is the bottleneck. What the server spends is mostly index maintenance:
+ * `events` has seven indexes (primary key, aggregate/version, event_id and
+ * four query indexes), and each event also updates one aggregate_versions
+ * row and one resources row (fillfactor 70 keeps those updates HOT; ~15%
+ * less server CPU). Without events' six secondary indexes the same run went
+ * ~1.7x faster, the schema's price for the audit queries.
  *
- * synchronous_commit = off (set per session): a commit returns before its WAL
- * is flushed, so a crash of PostgreSQL (not of the projector) can lose the
- * last commits (at most about 3 x wal_writer_delay). That keeps exactly-once:
- * WAL replay restores a prefix of the committed transactions, and every batch
- * carries its own offsets in the same transaction, so a lost batch is lost
- * together with its offsets; on restart the projector reloads the older
- * offsets and applies those records again from Kafka. Dead-letter records of a
- * lost batch are produced again under the same key (compaction keeps one). The
- * only visible effect: a reader woken by pg_notify may have seen rows that a
- * PostgreSQL crash takes back until they are re-applied.
+ * Rows are binary wherever possible: uuid as 16 bytes, timestamptz as
+ * microseconds since 2000-01-01, jsonb as version byte 1 + the text that
+ * ev_json_payload_append prints (the payload table exactly as `kcqrs-events
+ * decode` prints it under "payload").
+ *
+ * synchronous_commit = off (per session; proj_pg_set_path can turn it on).
+ * At 2000-event batches one WAL flush per batch is lost in the noise (copy
+ * with synchronous_commit on: 10.0k / 12.4k ev/s in the runs above); it
+ * matters at the live tail, where batches are a few events (gathered for
+ * KCQRS_PROJ_BATCH_MS) and a flush per commit would dominate. A commit returns before
+ * its WAL is flushed, so a crash of PostgreSQL or of its machine (not of the
+ * projector) can lose the last commits, up to about 3 x wal_writer_delay.
+ * That keeps exactly-once: WAL replay restores a prefix of the committed
+ * transactions, and every batch carries its own offsets in the same
+ * transaction, so a lost batch is lost together with its offsets; on restart
+ * the projector reloads the older offsets and applies those records again
+ * from Kafka, the only source of truth. Dead-letter records of a lost batch
+ * are produced again under the same key (compaction keeps one). The visible
+ * effect: a reader woken by pg_notify may have seen rows, or a consistency
+ * token as applied, that a PostgreSQL crash takes back until the projector
+ * re-applies them moments later.
  *
  * Strings: PostgreSQL text and jsonb cannot hold NUL; the log can (decoding
  * does not re-check domain rules), so an event with a NUL in a stored string
- * is dead-lettered instead of failing the batch forever.
+ * is dead-lettered instead of failing its batch forever.
  *
  * Threads: one proj_pg per thread. Memory: everything is owned by the
  * proj_pg and reused from batch to batch.
@@ -126,6 +151,7 @@ struct proj_pg {
     evinfo *info;
     size_t infocap;
     buf json, copy, a1, a2, a3;
+    buf arr[12]; /* array parameters of merge_arrays_sql */
     char reason[256];
 };
 
@@ -336,7 +362,8 @@ static int copy_in(proj_pg *pg, const char *sql, buf *b, char *errstr, size_t er
 static const char stage_sql[] =
     "SET client_min_messages = warning;"
     "CREATE TEMP TABLE IF NOT EXISTS kq_stage_ver ("
-    " aggregate_type text, aggregate_id text, version bigint) ON COMMIT DELETE ROWS;"
+    " aggregate_type text, aggregate_id text, version bigint, is_new boolean)"
+    " ON COMMIT DELETE ROWS;"
     "CREATE TEMP TABLE IF NOT EXISTS kq_stage_res ("
     " op text, id text, name text, description text, status text, version bigint,"
     " created_at timestamptz, updated_at timestamptz) ON COMMIT DELETE ROWS;"
@@ -367,8 +394,10 @@ static const char res_del_sql[] = "DELETE FROM resources WHERE id = $1";
 
 static const char merge_sql[] =
     "INSERT INTO aggregate_versions (aggregate_type, aggregate_id, version)"
-    " SELECT aggregate_type, aggregate_id, version FROM kq_stage_ver"
-    " ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET version = EXCLUDED.version;"
+    " SELECT aggregate_type, aggregate_id, version FROM kq_stage_ver WHERE is_new;"
+    "UPDATE aggregate_versions v SET version = s.version FROM kq_stage_ver s"
+    " WHERE NOT s.is_new AND v.aggregate_type = s.aggregate_type"
+    " AND v.aggregate_id = s.aggregate_id;"
     "DELETE FROM resources r USING kq_stage_res s WHERE s.op = 'D' AND r.id = s.id;"
     "INSERT INTO resources (id, name, description, status, version, created_at, updated_at)"
     " SELECT id, name, description, status, version, created_at, updated_at"
@@ -380,6 +409,39 @@ static const char merge_sql[] =
     " description = coalesce(s.description, r.description), status = coalesce(s.status, r.status),"
     " version = s.version, updated_at = s.updated_at"
     " FROM kq_stage_res s WHERE s.op = 'P' AND r.id = s.id";
+
+/* The same merge from array parameters in one statement (the operations touch
+ * disjoint rows: one operation per aggregate). */
+static const char merge_arrays_sql[] =
+    "WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bool[])"
+    "  AS v(t, i, ver, is_new)),"
+    " vi AS (INSERT INTO aggregate_versions (aggregate_type, aggregate_id, version)"
+    "  SELECT t, i, ver FROM v WHERE is_new),"
+    " vu AS (UPDATE aggregate_versions a SET version = v.ver FROM v"
+    "  WHERE NOT v.is_new AND a.aggregate_type = v.t AND a.aggregate_id = v.i),"
+    " r AS (SELECT * FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::text[],"
+    "  $10::bigint[], $11::bigint[], $12::bigint[])"
+    "  AS r(op, id, name, description, status, version, created_us, updated_us)),"
+    " rd AS (DELETE FROM resources x USING r WHERE r.op = 'D' AND x.id = r.id),"
+    " rf AS (INSERT INTO resources (id, name, description, status, version, created_at,"
+    "  updated_at) SELECT id, name, description, status, version,"
+    "  timestamptz 'epoch' + created_us * interval '1 microsecond',"
+    "  timestamptz 'epoch' + updated_us * interval '1 microsecond' FROM r WHERE op = 'F'"
+    "  ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name,"
+    "  description = EXCLUDED.description, status = EXCLUDED.status,"
+    "  version = EXCLUDED.version, created_at = EXCLUDED.created_at,"
+    "  updated_at = EXCLUDED.updated_at),"
+    " rp AS (UPDATE resources x SET name = coalesce(r.name, x.name),"
+    "  description = coalesce(r.description, x.description),"
+    "  status = coalesce(r.status, x.status), version = r.version,"
+    "  updated_at = timestamptz 'epoch' + r.updated_us * interval '1 microsecond'"
+    "  FROM r WHERE r.op = 'P' AND x.id = r.id)"
+    " SELECT 1";
+
+static const char events_copy_sql[] =
+    "COPY events (topic, partition, \"offset\", event_id, aggregate_type, aggregate_id, version,"
+    " event_type, occurred_at, occurred_at_us, actor, command_id, correlation_id, causation_id,"
+    " schema_version, prev_hash, command_hash, payload) FROM STDIN (FORMAT binary)";
 
 static const char versions_sql[] =
     "SELECT v.aggregate_type, v.aggregate_id, v.version FROM aggregate_versions v"
@@ -428,8 +490,7 @@ int proj_pg_open(const kq_config *cfg, proj_pg **out, char *errstr, size_t errle
         goto fail;
     if (applied > 0)
         kq_log_info("postgresql: %d schema migration(s) applied", applied);
-    if ((rc = kq_pg_exec(pg->conn, stage_sql, errstr, errlen)) ||
-        (rc = kq_pg_exec(pg->conn, "SET synchronous_commit = off", errstr, errlen)) ||
+    if ((rc = kq_pg_exec(pg->conn, "SET synchronous_commit = off", errstr, errlen)) ||
         (rc = prepare(pg, "kq_ins_event", ins_event_sql, errstr, errlen)) ||
         (rc = prepare(pg, "kq_up_version", up_version_sql, errstr, errlen)) ||
         (rc = prepare(pg, "kq_res_full", res_full_sql, errstr, errlen)) ||
@@ -448,12 +509,16 @@ int proj_pg_set_path(proj_pg *pg, proj_pg_path path, int synchronous_commit, cha
 {
     int rc;
 
-    if (path != PROJ_PG_PATH_COPY && path != PROJ_PG_PATH_PIPELINE)
+    if (path != PROJ_PG_PATH_COPY && path != PROJ_PG_PATH_PIPELINE &&
+        path != PROJ_PG_PATH_COPY_STAGING)
         return kq_seterr(errstr, errlen, KQ_EINVAL, "unknown write path %d", (int)path);
     if ((rc = kq_pg_exec(pg->conn,
                          synchronous_commit ? "SET synchronous_commit = on"
                                             : "SET synchronous_commit = off",
                          errstr, errlen)))
+        return rc;
+    /* the staging tables exist only on connections that use them */
+    if (path == PROJ_PG_PATH_COPY_STAGING && (rc = kq_pg_exec(pg->conn, stage_sql, errstr, errlen)))
         return rc;
     pg->path = path;
     pg->sync_commit_off = !synchronous_commit;
@@ -473,6 +538,8 @@ void proj_pg_close(proj_pg *pg)
     free(pg->a1.p);
     free(pg->a2.p);
     free(pg->a3.p);
+    for (int i = 0; i < 12; i++)
+        free(pg->arr[i].p);
     free(pg);
 }
 
@@ -773,15 +840,19 @@ static void res_row(const agg *a, row *r)
     row_ts(r, a->updated_us);
 }
 
+/* is_new: no row in aggregate_versions when the batch started (the batch's
+ * version query found none), so a plain INSERT does; else an UPDATE. */
 static void ver_row(const agg *a, row *r)
 {
     r->n = 0;
     row_cstr(r, a->type);
     row_bytes(r, a->id, a->idlen);
     row_i64(r, a->cur);
+    r->num[r->n][0] = a->stored == 0;
+    row_bytes(r, r->num[r->n], 1);
 }
 
-static int write_copy(proj_pg *pg, const proj_batch *b, char *errstr, size_t errlen)
+static int write_copy_staging(proj_pg *pg, const proj_batch *b, char *errstr, size_t errlen)
 {
     row r;
     int rc, nres = 0, nver = 0;
@@ -794,12 +865,7 @@ static int write_copy(proj_pg *pg, const proj_batch *b, char *errstr, size_t err
         if (copy_row(&pg->copy, &r))
             return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
     }
-    if ((rc = copy_in(pg,
-                      "COPY events (topic, partition, \"offset\", event_id, aggregate_type,"
-                      " aggregate_id, version, event_type, occurred_at, occurred_at_us, actor,"
-                      " command_id, correlation_id, causation_id, schema_version, prev_hash,"
-                      " command_hash, payload) FROM STDIN (FORMAT binary)",
-                      &pg->copy, errstr, errlen)))
+    if ((rc = copy_in(pg, events_copy_sql, &pg->copy, errstr, errlen)))
         return rc;
     copy_start(&pg->copy);
     for (size_t i = 0; i < pg->aggcap; i++) {
@@ -832,6 +898,78 @@ static int write_copy(proj_pg *pg, const proj_batch *b, char *errstr, size_t err
     return 0;
 }
 
+static int arr_str(buf *b, ev_str v)
+{
+    if (v.ptr == NULL)
+        return b->len == 0 || buf_puts(b, b->len > 1 ? ",NULL" : "NULL") ? KQ_ENOMEM : 0;
+    return arr_add(b, v.ptr, v.len);
+}
+
+static int arr_i64(buf *b, int64_t v)
+{
+    char num[24];
+    snprintf(num, sizeof num, "%" PRId64, v);
+    return arr_add(b, num, strlen(num));
+}
+
+/* COPY the event rows, then versions and resources in one statement from arrays. */
+static int write_copy_arrays(proj_pg *pg, const proj_batch *b, char *errstr, size_t errlen)
+{
+    const char *params[12];
+    buf *A = pg->arr;
+    row r;
+    int rc, any = 0;
+
+    copy_start(&pg->copy);
+    for (size_t i = 0; i < b->n; i++) {
+        if (pg->info[i].st != ST_APPLY)
+            continue;
+        event_row(pg, &b->ev[i], &pg->info[i], &r);
+        if (copy_row(&pg->copy, &r))
+            return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    }
+    if ((rc = copy_in(pg, events_copy_sql, &pg->copy, errstr, errlen)))
+        return rc;
+    for (int k = 0; k < 12; k++)
+        arr_start(&A[k]);
+    rc = 0;
+    for (size_t i = 0; i < pg->aggcap; i++) {
+        const agg *a = &pg->aggs[i];
+        if (!a->used)
+            continue;
+        if (a->cur != a->stored) {
+            any = 1;
+            rc |= arr_add(&A[0], a->type, strlen(a->type));
+            rc |= arr_add(&A[1], a->id, a->idlen);
+            rc |= arr_i64(&A[2], a->cur);
+            rc |= arr_add(&A[3], a->stored == 0 ? "t" : "f", 1);
+        }
+        if (a->rop != R_NONE) {
+            ev_str none = {NULL, 0};
+            any = 1;
+            rc |= arr_add(&A[4], a->rop == R_FULL ? "F" : a->rop == R_PATCH ? "P" : "D", 1);
+            rc |= arr_add(&A[5], a->id, a->idlen);
+            rc |= arr_str(&A[6], a->rop == R_DEL ? none : a->name);
+            rc |= arr_str(&A[7], a->rop == R_DEL ? none : a->desc);
+            rc |= arr_str(&A[8], a->rop != R_DEL && status_name(a->status)
+                                     ? ev_str_c(status_name(a->status))
+                                     : none);
+            rc |= arr_i64(&A[9], a->rversion);
+            rc |= arr_i64(&A[10], a->created_us);
+            rc |= arr_i64(&A[11], a->updated_us);
+        }
+    }
+    for (int k = 0; k < 12; k++) {
+        rc |= arr_end(&A[k]);
+        params[k] = A[k].p;
+    }
+    if (rc)
+        return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    if (!any)
+        return 0;
+    return kq_pg_exec_params(pg->conn, merge_arrays_sql, 12, params, NULL, errstr, errlen);
+}
+
 static int send_row(proj_pg *pg, const char *stmt, const row *r)
 {
     return PQsendQueryPrepared(pg->conn, stmt, r->n, r->val, r->len, r->fmt, 0) == 1 ? 0 : -1;
@@ -858,6 +996,7 @@ static int write_pipeline(proj_pg *pg, const proj_batch *b, char *errstr, size_t
             continue;
         if (a->cur != a->stored) {
             ver_row(a, &r);
+            r.n = 3; /* the upsert does not need is_new */
             rc = send_row(pg, "kq_up_version", &r);
             sent++;
         }
@@ -1057,8 +1196,9 @@ int proj_pg_apply(proj_pg *pg, const proj_batch *b, proj_dead_letter_fn dl, void
             goto fail;
         }
     }
-    rc = pg->path == PROJ_PG_PATH_PIPELINE ? write_pipeline(pg, b, errstr, errlen)
-                                           : write_copy(pg, b, errstr, errlen);
+    rc = pg->path == PROJ_PG_PATH_PIPELINE       ? write_pipeline(pg, b, errstr, errlen)
+         : pg->path == PROJ_PG_PATH_COPY_STAGING ? write_copy_staging(pg, b, errstr, errlen)
+                                                 : write_copy_arrays(pg, b, errstr, errlen);
     if (rc)
         goto fail;
     proj_failpoint("pg_after_insert");

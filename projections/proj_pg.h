@@ -59,8 +59,9 @@ void proj_pg_close(proj_pg *pg); /* NULL is a no-op */
  * program and the tests: choose the path and synchronous_commit (default off,
  * see proj_pg.c for why that keeps exactly-once). 0 or KQ_EINVAL / KQ_EPG. */
 typedef enum proj_pg_path {
-    PROJ_PG_PATH_COPY = 0,
-    PROJ_PG_PATH_PIPELINE = 1,
+    PROJ_PG_PATH_COPY = 0,         /* COPY into events + one merge statement from arrays */
+    PROJ_PG_PATH_PIPELINE = 1,     /* pipeline mode, one prepared statement per row */
+    PROJ_PG_PATH_COPY_STAGING = 2, /* COPY into events and into temporary staging tables */
 } proj_pg_path;
 int proj_pg_set_path(proj_pg *pg, proj_pg_path path, int synchronous_commit, char *errstr,
                      size_t errlen);

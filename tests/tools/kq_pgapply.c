@@ -21,7 +21,7 @@
  *   --partition P     partition of the files' records (default 0)
  *   --offset O        offset of the first file (default 0)
  *   --batch N         files per proj_pg_apply call (default: all in one)
- *   --path copy|pipeline   write path (default copy)
+ *   --path copy|copy_staging|pipeline   write path (default copy)
  *   --sync-commit     synchronous_commit = on (default off, as the projector)
  *   --dl-fail         the dead-letter callback fails (the batch must roll back)
  *   --offsets         after applying, print "topic partition next_offset" lines
@@ -50,7 +50,8 @@
 #include "proj_pg.h"
 
 static const char usage[] =
-    "usage: kq_pgapply [--partition P] [--offset O] [--batch N] [--path copy|pipeline]\n"
+    "usage: kq_pgapply [--partition P] [--offset O] [--batch N]\n"
+    "                  [--path copy|copy_staging|pipeline]\n"
     "                  [--sync-commit] [--dl-fail] [--offsets] [--migrate] FILE...\n"
     "       kq_pgapply [options] --from-kafka\n";
 
@@ -237,8 +238,7 @@ typedef struct start_pos {
 static void set_start(void *arg, const char *topic, int32_t partition, int64_t next)
 {
     start_pos *s = arg;
-    rd_kafka_topic_partition_t *tp =
-        rd_kafka_topic_partition_list_find(s->list, topic, partition);
+    rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(s->list, topic, partition);
     if (tp != NULL)
         tp->offset = next;
 }
@@ -318,8 +318,7 @@ static int from_kafka(proj_pg *pg, const kq_config *cfg, size_t *napplied, size_
                 break;
             if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                 for (int i = 0; i < nparts; i++)
-                    if (!eof[i] &&
-                        strcmp(list->elems[i].topic, rd_kafka_topic_name(m->rkt)) == 0 &&
+                    if (!eof[i] && strcmp(list->elems[i].topic, rd_kafka_topic_name(m->rkt)) == 0 &&
                         list->elems[i].partition == m->partition) {
                         eof[i] = 1;
                         eofs++;
@@ -394,6 +393,8 @@ int main(int argc, char **argv)
                 path = PROJ_PG_PATH_COPY;
             else if (strcmp(v, "pipeline") == 0)
                 path = PROJ_PG_PATH_PIPELINE;
+            else if (strcmp(v, "copy_staging") == 0)
+                path = PROJ_PG_PATH_COPY_STAGING;
             else {
                 fputs(usage, stderr);
                 return 2;
@@ -432,9 +433,8 @@ int main(int argc, char **argv)
     }
     if (!migrate_only) {
         if (kafka ? from_kafka(pg, &cfg, &napplied, &nbatches)
-                  : (i < argc &&
-                     from_files(pg, &cfg, argv + i, argc - i, part, off0, batch, &napplied,
-                                &nbatches)))
+                  : (i < argc && from_files(pg, &cfg, argv + i, argc - i, part, off0, batch,
+                                            &napplied, &nbatches)))
             goto out;
         if (kafka || i < argc)
             printf("applied %zu events in %zu batches\n", napplied, nbatches);
