@@ -84,8 +84,8 @@ static int pg_load(void *t, proj_offset_fn cb, void *arg, char *errstr, size_t e
 {
     return proj_pg_load_offsets(t, cb, arg, errstr, errlen);
 }
-static int pg_apply(void *t, const proj_batch *b, proj_dead_letter_fn dl, void *dlarg,
-                    char *errstr, size_t errlen)
+static int pg_apply(void *t, const proj_batch *b, proj_dead_letter_fn dl, void *dlarg, char *errstr,
+                    size_t errlen)
 {
     return proj_pg_apply(t, b, dl, dlarg, errstr, errlen);
 }

@@ -116,8 +116,7 @@ fail:
     return ret;
 }
 
-int proj_lmdb_load_offsets(proj_lmdb *t, proj_offset_fn cb, void *arg, char *errstr,
-                           size_t errlen)
+int proj_lmdb_load_offsets(proj_lmdb *t, proj_offset_fn cb, void *arg, char *errstr, size_t errlen)
 {
     MDB_txn *txn;
     MDB_cursor *cur;
@@ -213,8 +212,8 @@ static int apply_resource(proj_lmdb *t, MDB_txn *txn, const ev_envelope *e, cons
     case EV_RESOURCE_CREATED: {
         const ev_resource_created *c = &e->payload.resource_created;
 
-        if (exists && (rc = put_status(t, txn, old.status, e->aggregate_id.ptr,
-                                       e->aggregate_id.len, 1)) != 0)
+        if (exists &&
+            (rc = put_status(t, txn, old.status, e->aggregate_id.ptr, e->aggregate_id.len, 1)) != 0)
             return rc;
         if ((unsigned)c->status > EV_STATUS_ARCHIVED) {
             *why = "ResourceCreated with an unknown status";
@@ -253,16 +252,14 @@ static int apply_resource(proj_lmdb *t, MDB_txn *txn, const ev_envelope *e, cons
         if (u->has_status)
             r.status = (uint8_t)u->status;
         if (r.status != old.status &&
-            (rc = put_status(t, txn, old.status, e->aggregate_id.ptr, e->aggregate_id.len, 1)) !=
-                0)
+            (rc = put_status(t, txn, old.status, e->aggregate_id.ptr, e->aggregate_id.len, 1)) != 0)
             return rc;
         break;
     }
     case EV_RESOURCE_DELETED:
         if (!exists)
             return 0;
-        if ((rc = put_status(t, txn, old.status, e->aggregate_id.ptr, e->aggregate_id.len, 1)) !=
-            0)
+        if ((rc = put_status(t, txn, old.status, e->aggregate_id.ptr, e->aggregate_id.len, 1)) != 0)
             return rc;
         rc = mdb_del(txn, t->resources, &k, NULL);
         return rc;
@@ -281,8 +278,8 @@ static int apply_resource(proj_lmdb *t, MDB_txn *txn, const ev_envelope *e, cons
     return put_status(t, txn, r.status, e->aggregate_id.ptr, e->aggregate_id.len, 0);
 }
 
-int proj_lmdb_apply(proj_lmdb *t, const proj_batch *b, proj_dead_letter_fn dead_letter,
-                    void *dlarg, char *errstr, size_t errlen)
+int proj_lmdb_apply(proj_lmdb *t, const proj_batch *b, proj_dead_letter_fn dead_letter, void *dlarg,
+                    char *errstr, size_t errlen)
 {
     MDB_txn *txn = NULL;
     int rc, ret = 0;
@@ -301,8 +298,8 @@ int proj_lmdb_apply(proj_lmdb *t, const proj_batch *b, proj_dead_letter_fn dead_
 
         if (!ev->decoded)
             continue;
-        n = kq_rm_prefixed_key((uint8_t)e->aggregate_type, e->aggregate_id.ptr,
-                               e->aggregate_id.len, vk, sizeof vk);
+        n = kq_rm_prefixed_key((uint8_t)e->aggregate_type, e->aggregate_id.ptr, e->aggregate_id.len,
+                               vk, sizeof vk);
         if (n < 0) {
             why = "aggregate id too long for the read model";
         } else {
@@ -320,8 +317,7 @@ int proj_lmdb_apply(proj_lmdb *t, const proj_batch *b, proj_dead_letter_fn dead_
             }
             if (e->version != last + 1) {
                 snprintf(reason, sizeof reason,
-                         "version %" PRId64 " is not the aggregate's last version %" PRId64
-                         " + 1",
+                         "version %" PRId64 " is not the aggregate's last version %" PRId64 " + 1",
                          e->version, last);
                 why = reason;
             } else if (e->aggregate_type == EV_AGG_RESOURCE) {

@@ -52,15 +52,14 @@ int proj_lmdb_open_dir(const char *dir, size_t map_size, int sync, proj_lmdb **o
                        size_t errlen);
 
 /* Call cb for every stored offset. */
-int proj_lmdb_load_offsets(proj_lmdb *t, proj_offset_fn cb, void *arg, char *errstr,
-                           size_t errlen);
+int proj_lmdb_load_offsets(proj_lmdb *t, proj_offset_fn cb, void *arg, char *errstr, size_t errlen);
 
 /*
  * Apply `b` in one write transaction (see above). 0; KQ_EIO when dead_letter
  * failed (nothing applied); KQ_ELMDB (e.g. MDB_MAP_FULL; nothing applied).
  */
-int proj_lmdb_apply(proj_lmdb *t, const proj_batch *b, proj_dead_letter_fn dead_letter,
-                    void *dlarg, char *errstr, size_t errlen);
+int proj_lmdb_apply(proj_lmdb *t, const proj_batch *b, proj_dead_letter_fn dead_letter, void *dlarg,
+                    char *errstr, size_t errlen);
 
 /* Sync and close; NULL is a no-op. */
 void proj_lmdb_close(proj_lmdb *t);

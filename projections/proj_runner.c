@@ -20,6 +20,7 @@
 #define BACKOFF_MAX_MS 5000
 #define POLL_IDLE_MS 100
 #define WATERMARK_EVERY_MS 200
+#define WATERMARK_QUERY_MS 500
 
 static const double lat_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                     0.05,   0.1,   0.25,   0.5,   1.0,  2.5};
@@ -38,12 +39,14 @@ struct proj_runner {
     atomic_int connected;
 
     char topics[NTOPICS][KQ_KAFKA_TOPIC_MAX];
-    int np;         /* partitions per topic */
-    int nparts;     /* NTOPICS * np */
+    const rd_kafka_topic_t *rkt[NTOPICS]; /* handles seen for each topic (cache) */
+    int np;                               /* partitions per topic */
+    int nparts;                           /* NTOPICS * np */
     char group[KQ_KAFKA_TOPIC_MAX + 32];
 
     /* Runner thread only. */
     rd_kafka_t *c;
+    rd_kafka_t *wm; /* never assigned: asks for watermarks while the target is down */
     proj_dlq *dlq;
     void *t;
     int64_t *end; /* exit_at_end targets, -1 until known */
@@ -52,6 +55,7 @@ struct proj_runner {
     int *touched;        /* partitions with batch_next set, ntouched of them */
     int ntouched;
     rd_kafka_message_t **msgs;
+    int *msg_part; /* partition index of msgs[k] */
     proj_event *ev;
     proj_offset *nx;
     long long last_wm_ms;
@@ -101,6 +105,21 @@ static int part_index(const proj_runner *r, const char *topic, int32_t partition
     return -1;
 }
 
+/* Partition index of a consumed message (topic found by handle, cached), or -1. */
+static int msg_index(proj_runner *r, const rd_kafka_message_t *m)
+{
+    int i;
+
+    if (m->rkt == NULL || m->partition < 0 || m->partition >= r->np)
+        return -1;
+    for (int ti = 0; ti < NTOPICS; ti++)
+        if (r->rkt[ti] == m->rkt)
+            return ti * r->np + m->partition;
+    if ((i = part_index(r, rd_kafka_topic_name(m->rkt), m->partition)) >= 0)
+        r->rkt[i / r->np] = m->rkt;
+    return i;
+}
+
 static void on_offset(void *arg, const char *topic, int32_t partition, int64_t next_offset)
 {
     proj_runner *r = arg;
@@ -129,8 +148,8 @@ static int dead_letter(void *arg, const proj_event *ev, const char *target, cons
  * Check one record and fill ev. Returns NULL when it is a valid event of this
  * topic and partition, else the reason (in why).
  */
-static const char *check_record(proj_runner *r, int ti, const rd_kafka_message_t *m,
-                                proj_event *ev, char *why, size_t whylen)
+static const char *check_record(proj_runner *r, int ti, const rd_kafka_message_t *m, proj_event *ev,
+                                char *why, size_t whylen)
 {
     static const ev_aggregate_type types[NTOPICS] = {EV_AGG_RESOURCE, EV_AGG_WORKFLOW, EV_AGG_RUN};
     char err[256];
@@ -156,11 +175,10 @@ static const char *check_record(proj_runner *r, int ti, const rd_kafka_message_t
     if (ev->env.aggregate_type != types[ti] ||
         ev_event_aggregate_type(ev->env.payload_type) != types[ti]) {
         snprintf(why, whylen, "a %s event (%s) in topic %s",
-                 ev_aggregate_type_name(ev->env.aggregate_type) ? ev_aggregate_type_name(
-                                                                      ev->env.aggregate_type)
-                                                                : "?",
-                 ev_event_type_name(ev->env.payload_type) ? ev_event_type_name(
-                                                                ev->env.payload_type)
+                 ev_aggregate_type_name(ev->env.aggregate_type)
+                     ? ev_aggregate_type_name(ev->env.aggregate_type)
+                     : "?",
+                 ev_event_type_name(ev->env.payload_type) ? ev_event_type_name(ev->env.payload_type)
                                                           : "?",
                  ev->topic);
         return why;
@@ -169,8 +187,8 @@ static const char *check_record(proj_runner *r, int ti, const rd_kafka_message_t
         return "version below 1";
     if (m->key == NULL || kq_kafka_record_key_parse(m->key, m->key_len, &idlen, &kver) != 0)
         return "record key is not <aggregate id>/<version:020>";
-    if (idlen != ev->env.aggregate_id.len ||
-        memcmp(m->key, ev->env.aggregate_id.ptr, idlen) != 0 || kver != ev->env.version)
+    if (idlen != ev->env.aggregate_id.len || memcmp(m->key, ev->env.aggregate_id.ptr, idlen) != 0 ||
+        kver != ev->env.version)
         return "record key does not match the envelope's aggregate id and version";
     part = kq_kafka_partition_for(ev->env.aggregate_id.ptr, ev->env.aggregate_id.len, r->np);
     if (part != m->partition) {
@@ -213,6 +231,7 @@ static int consumer_open(proj_runner *r, char *err, size_t errlen)
     }
     if ((r->c = kq_kafka_consumer_new(r->cfg, r->group, conf, err, errlen)) == NULL)
         return KQ_EKAFKA;
+    memset(r->rkt, 0, sizeof r->rkt);
     tp = rd_kafka_topic_partition_list_new(r->nparts);
     for (int i = 0; i < r->nparts; i++) {
         int64_t off = atomic_load(&r->next[i]);
@@ -271,6 +290,18 @@ static void refresh_watermarks(proj_runner *r)
     }
 }
 
+/* While the target is down there is no consumer: ask the brokers (bounded). */
+static void query_watermarks(proj_runner *r)
+{
+    for (int i = 0; i < r->nparts; i++) {
+        int64_t lo = -1, hi = -1;
+        if (rd_kafka_query_watermark_offsets(r->wm, r->topics[i / r->np], i % r->np, &lo, &hi,
+                                             WATERMARK_QUERY_MS) != RD_KAFKA_RESP_ERR_NO_ERROR)
+            return;
+        atomic_store(&r->high[i], hi);
+    }
+}
+
 /* ------------------------------------------------------------ batches */
 
 static int64_t cur_next(const proj_runner *r, int i)
@@ -302,7 +333,7 @@ static void gather(proj_runner *r, size_t *n)
 {
     size_t max = (size_t)r->cfg->proj_batch_max;
     long long deadline = 0;
-    int eofs = 0;
+    int eofs = 0, polls = 0;
 
     *n = 0;
     while (*n < max && !atomic_load(&r->stop)) {
@@ -310,7 +341,8 @@ static void gather(proj_runner *r, size_t *n)
         int timeout = POLL_IDLE_MS, i;
 
         if (*n > 0 || eofs) {
-            long long left = deadline - mono_ms();
+            /* The clock is read every 32 polls: records usually come in bursts. */
+            long long left = (polls++ & 31) == 0 ? deadline - mono_ms() : 1;
             if (left <= 0)
                 break;
             timeout = (int)left;
@@ -322,8 +354,7 @@ static void gather(proj_runner *r, size_t *n)
             continue;
         }
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            i = m->rkt ? part_index(r, rd_kafka_topic_name(m->rkt), m->partition) : -1;
-            if (i >= 0) {
+            if ((i = msg_index(r, m)) >= 0) {
                 atomic_store(&r->eof_once[i], 1);
                 if (m->offset > cur_next(r, i)) {
                     if (*n == 0 && !eofs)
@@ -340,7 +371,7 @@ static void gather(proj_runner *r, size_t *n)
             rd_kafka_message_destroy(m);
             continue;
         }
-        i = m->rkt ? part_index(r, rd_kafka_topic_name(m->rkt), m->partition) : -1;
+        i = msg_index(r, m);
         if (i < 0 || m->offset < cur_next(r, i)) { /* not ours, or already applied */
             rd_kafka_message_destroy(m);
             continue;
@@ -348,6 +379,7 @@ static void gather(proj_runner *r, size_t *n)
         if (*n == 0 && !eofs)
             deadline = mono_ms() + r->cfg->proj_batch_ms;
         touch(r, i, m->offset + 1);
+        r->msg_part[*n] = i;
         r->msgs[(*n)++] = m;
     }
 }
@@ -377,15 +409,14 @@ static int process(proj_runner *r, size_t n, char *err, size_t errlen)
 
     for (size_t k = 0; k < n; k++) {
         const rd_kafka_message_t *m = r->msgs[k];
-        int ti = part_index(r, rd_kafka_topic_name(m->rkt), m->partition) / r->np;
-        const char *bad = check_record(r, ti, m, &r->ev[k], why, sizeof why);
+        const char *bad = check_record(r, r->msg_part[k] / r->np, m, &r->ev[k], why, sizeof why);
 
         if (bad != NULL) {
             atomic_fetch_add(&r->poison, 1);
             if (dead_letter(r, &r->ev[k], r->ops->name, bad) != 0)
                 return kq_seterr(err, errlen, KQ_EKAFKA,
-                                 "dead letter of %s/%" PRId32 "/%" PRId64 " failed",
-                                 r->ev[k].topic, r->ev[k].partition, r->ev[k].offset);
+                                 "dead letter of %s/%" PRId32 "/%" PRId64 " failed", r->ev[k].topic,
+                                 r->ev[k].partition, r->ev[k].offset);
         } else {
             applied++;
         }
@@ -463,6 +494,7 @@ static void *run(void *arg)
         atomic_fetch_add(&r->errors, 1);
         kq_log_error("%s: %s; retrying in %d ms", r->ops->name, err, backoff);
         close_target(r);
+        query_watermarks(r); /* lag keeps growing while the target is down */
         nap(r, backoff);
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
     }
@@ -477,10 +509,13 @@ static void runner_free(proj_runner *r)
     if (r == NULL)
         return;
     proj_dlq_free(r->dlq);
+    if (r->wm != NULL)
+        rd_kafka_destroy(r->wm);
     free(r->end);
     free(r->batch_next);
     free(r->touched);
     free(r->msgs);
+    free(r->msg_part);
     free(r->ev);
     free(r->nx);
     free(r->next);
@@ -516,13 +551,14 @@ int proj_runner_start(const kq_config *cfg, const proj_target_ops *ops, int exit
     r->batch_next = malloc((size_t)r->nparts * sizeof *r->batch_next);
     r->touched = calloc((size_t)r->nparts, sizeof *r->touched);
     r->msgs = calloc(max, sizeof *r->msgs);
+    r->msg_part = calloc(max, sizeof *r->msg_part);
     r->ev = calloc(max, sizeof *r->ev);
     r->nx = calloc((size_t)r->nparts, sizeof *r->nx);
     r->next = calloc((size_t)r->nparts, sizeof *r->next);
     r->high = calloc((size_t)r->nparts, sizeof *r->high);
     r->eof_once = calloc((size_t)r->nparts, sizeof *r->eof_once);
-    if (!r->end || !r->batch_next || !r->touched || !r->msgs || !r->ev || !r->nx || !r->next ||
-        !r->high || !r->eof_once) {
+    if (!r->end || !r->batch_next || !r->touched || !r->msgs || !r->msg_part || !r->ev || !r->nx ||
+        !r->next || !r->high || !r->eof_once) {
         runner_free(r);
         return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
     }
@@ -533,6 +569,14 @@ int proj_runner_start(const kq_config *cfg, const proj_target_ops *ops, int exit
     if ((rc = proj_dlq_new(cfg, &r->dlq, errstr, errlen)) != 0) {
         runner_free(r);
         return rc;
+    }
+    {
+        char wgroup[sizeof r->group + 4];
+        snprintf(wgroup, sizeof wgroup, "%s.wm", r->group);
+        if ((r->wm = kq_kafka_consumer_new(cfg, wgroup, NULL, errstr, errlen)) == NULL) {
+            runner_free(r);
+            return KQ_EKAFKA;
+        }
     }
     if (pthread_create(&r->thread, NULL, run, r) != 0) {
         runner_free(r);
@@ -585,8 +629,7 @@ int proj_runner_ready(proj_runner *r, char *why, size_t whylen)
     for (int i = 0; i < r->nparts; i++)
         missing += !atomic_load(&r->eof_once[i]);
     if (missing > 0) {
-        snprintf(why, whylen, "%s: %d partitions not yet read to their end", r->ops->name,
-                 missing);
+        snprintf(why, whylen, "%s: %d partitions not yet read to their end", r->ops->name, missing);
         return 0;
     }
     lag = total_lag(r, &unknown);
@@ -612,8 +655,7 @@ void proj_runner_metrics(proj_runner *const *rs, size_t n, FILE *out)
             long long hi = atomic_load(&r->high[i]), nx = atomic_load(&r->next[i]);
             if (hi < 0)
                 continue;
-            fprintf(out,
-                    "kcqrs_projector_lag{target=\"%s\",topic=\"%s\",partition=\"%d\"} %lld\n",
+            fprintf(out, "kcqrs_projector_lag{target=\"%s\",topic=\"%s\",partition=\"%d\"} %lld\n",
                     r->ops->name, r->topics[i / r->np], i % r->np, hi > nx ? hi - nx : 0);
         }
     }
@@ -622,10 +664,9 @@ void proj_runner_metrics(proj_runner *const *rs, size_t n, FILE *out)
     for (size_t k = 0; k < n; k++) {
         proj_runner *r = rs[k];
         for (int i = 0; i < r->nparts; i++)
-            fprintf(out,
-                    "kcqrs_projector_offset{target=\"%s\",topic=\"%s\",partition=\"%d\"} %lld\n",
-                    r->ops->name, r->topics[i / r->np], i % r->np,
-                    (long long)atomic_load(&r->next[i]));
+            fprintf(
+                out, "kcqrs_projector_offset{target=\"%s\",topic=\"%s\",partition=\"%d\"} %lld\n",
+                r->ops->name, r->topics[i / r->np], i % r->np, (long long)atomic_load(&r->next[i]));
     }
 #define COUNTER(fam, field, help)                                                                  \
     FAMILY(out, fam, "counter", help);                                                             \
@@ -670,8 +711,7 @@ void proj_runner_metrics(proj_runner *const *rs, size_t n, FILE *out)
         for (size_t b = 0; b <= NLAT; b++) {
             cum += atomic_load(&rs[k]->lat_hist[b]);
             if (b < NLAT)
-                fprintf(out,
-                        "kcqrs_projector_apply_seconds_bucket{target=\"%s\",le=\"%g\"} %llu\n",
+                fprintf(out, "kcqrs_projector_apply_seconds_bucket{target=\"%s\",le=\"%g\"} %llu\n",
                         rs[k]->ops->name, lat_bounds[b], cum);
             else
                 fprintf(out,
@@ -680,7 +720,7 @@ void proj_runner_metrics(proj_runner *const *rs, size_t n, FILE *out)
         }
         fprintf(out, "kcqrs_projector_apply_seconds_sum{target=\"%s\"} %.6f\n", rs[k]->ops->name,
                 (double)atomic_load(&rs[k]->lat_sum_us) / 1e6);
-        fprintf(out, "kcqrs_projector_apply_seconds_count{target=\"%s\"} %llu\n",
-                rs[k]->ops->name, cum);
+        fprintf(out, "kcqrs_projector_apply_seconds_count{target=\"%s\"} %llu\n", rs[k]->ops->name,
+                cum);
     }
 }

@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -74,15 +75,32 @@ static double mono_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Event ids must be unique across runs (the PostgreSQL read model has a
+ * unique index on them): from the kernel's generator, not from rnd(). */
 static void fill_uuid(ev_uuid *u)
 {
-    for (int i = 0; i < 16; i += 8) {
-        uint64_t x = rnd();
-        memcpy(u->bytes + i, &x, 8);
+    if (getrandom(u->bytes, sizeof u->bytes, 0) != (ssize_t)sizeof u->bytes) {
+        perror("kq_produce_raw: getrandom");
+        exit(1);
     }
+    u->bytes[6] = (uint8_t)((u->bytes[6] & 0x0f) | 0x40); /* version 4 */
+    u->bytes[8] = (uint8_t)((u->bytes[8] & 0x3f) | 0x80); /* variant */
 }
 
 /* ---------------------------------------------------------------- single records */
+
+/* Create the topics if this is the first writer (as kcqrs-commands would). */
+static int ensure(rd_kafka_t *rk, const kq_config *cfg, char *err, size_t errlen)
+{
+    char names[KQ_KAFKA_NTOPICS][KQ_KAFKA_TOPIC_MAX];
+    const char *topics[KQ_KAFKA_NTOPICS];
+
+    if (kq_kafka_topic_names(cfg, names) < 0)
+        return KQ_ERANGE;
+    for (int i = 0; i < KQ_KAFKA_NTOPICS; i++)
+        topics[i] = names[i];
+    return kq_kafka_ensure_topics(rk, cfg, topics, KQ_KAFKA_NTOPICS, err, errlen);
+}
 
 static rd_kafka_t *plain_producer(const kq_config *cfg, char *err, size_t errlen)
 {
@@ -106,8 +124,10 @@ static int produce_one(const kq_config *cfg, const char *topic, int32_t partitio
     rd_kafka_t *rk = plain_producer(cfg, err, sizeof err);
     rd_kafka_resp_err_t e;
 
-    if (rk == NULL) {
+    if (rk == NULL || ensure(rk, cfg, err, sizeof err) != 0) {
         fprintf(stderr, "kq_produce_raw: %s\n", err);
+        if (rk)
+            rd_kafka_destroy(rk);
         return 1;
     }
     e = rd_kafka_producev(
@@ -149,8 +169,7 @@ static int cmd_raw(const kq_config *cfg, int argc, char **argv)
 
     /* raw AGG PARTITION KEY MODE VALUE */
     if (argc != 6 || kq_parse_long(argv[2], 0, INT32_MAX, &part) != 0 ||
-        (strcmp(argv[1], "resource") && strcmp(argv[1], "workflow") &&
-         strcmp(argv[1], "run"))) {
+        (strcmp(argv[1], "resource") && strcmp(argv[1], "workflow") && strcmp(argv[1], "run"))) {
         fputs(usage, stderr);
         return 2;
     }
@@ -300,7 +319,7 @@ typedef struct slot {
     int status;
 } slot;
 
-static void slot_new(slot *s, const char *prefix, long *seq, long ids)
+static void slot_new(slot *s, const char *prefix, long *seq)
 {
     long n = (*seq)++;
 
@@ -308,12 +327,11 @@ static void slot_new(slot *s, const char *prefix, long *seq, long ids)
     s->version = 0;
     s->workflow = n % 10 == 9;
     s->status = 0;
-    (void)ids;
 }
 
-/* The next event of slot s into e (views into static strings / s). */
-static void next_event(slot *s, ev_envelope *e, char *text, size_t textlen, const char *prefix,
-                       long *seq, long ids, int *retire)
+/* The next event of slot s into e (views into static strings, s and text);
+ * *retire = 1 when it deletes the aggregate. */
+static void next_event(slot *s, ev_envelope *e, char *text, size_t textlen, int *retire)
 {
     int64_t v = s->version + 1;
 
@@ -358,9 +376,6 @@ static void next_event(slot *s, ev_envelope *e, char *text, size_t textlen, cons
     e->occurred_at_us = now_us();
     e->actor = ev_str_c("kq_produce_raw");
     s->version = v;
-    (void)prefix;
-    (void)seq;
-    (void)ids;
 }
 
 static int cmd_load(const kq_config *cfg, int argc, char **argv)
@@ -411,9 +426,10 @@ static int cmd_load(const kq_config *cfg, int argc, char **argv)
     if ((slots = calloc((size_t)ids, sizeof *slots)) == NULL)
         return 1;
     for (long i = 0; i < ids; i++)
-        slot_new(&slots[i], prefix, &seq, ids);
+        slot_new(&slots[i], prefix, &seq);
     snprintf(txid, sizeof txid, "kq_produce_raw-%s-%ld", prefix, (long)getpid());
     if ((rk = kq_kafka_txn_producer_new(cfg, txid, NULL, err, sizeof err)) == NULL ||
+        ensure(rk, cfg, err, sizeof err) != 0 ||
         kq_kafka_txn_init(rk, cfg->kafka_timeout_ms, err, sizeof err) != 0) {
         fprintf(stderr, "kq_produce_raw: %s\n", err);
         free(slots);
@@ -434,21 +450,21 @@ static int cmd_load(const kq_config *cfg, int argc, char **argv)
             size_t len;
             int retire, part;
 
-            next_event(s, &e, text, sizeof text, prefix, &seq, ids, &retire);
+            next_event(s, &e, text, sizeof text, &retire);
             if (ev_envelope_encode(&fb, &e, err, sizeof err) != 0)
                 goto fail;
             buf = ev_fb_builder_data(&fb, &len);
             part = kq_kafka_partition_for(s->id, strlen(s->id), cfg->partitions);
             kq_kafka_record_key(s->id, e.version, key, sizeof key);
             while ((rc = kq_kafka_produce_event(rk, topics[s->workflow], part, key, strlen(key),
-                                                buf, len, ev_event_type_name(e.payload_type),
-                                                NULL, err, sizeof err)) != 0 &&
+                                                buf, len, ev_event_type_name(e.payload_type), NULL,
+                                                err, sizeof err)) != 0 &&
                    strstr(err, "Queue full") != NULL)
                 rd_kafka_poll(rk, 10);
             if (rc != 0)
                 goto fail;
             if (retire)
-                slot_new(s, prefix, &seq, ids);
+                slot_new(s, prefix, &seq);
         }
         if (kq_kafka_txn_commit(rk, cfg->kafka_timeout_ms * 2, err, sizeof err) != 0)
             goto fail;

@@ -234,14 +234,14 @@ static int settle(rd_kafka_t *c, rd_kafka_t *u, char topics[][KQ_KAFKA_TOPIC_MAX
         int same = 1;
         for (int i = 0; i < n * np; i++) {
             int64_t lo, hi, lo2, lso;
-            rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
-                u, topics[i / np], i % np, &lo, &hi, cfg->kafka_timeout_ms);
+            rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(u, topics[i / np], i % np, &lo,
+                                                                     &hi, cfg->kafka_timeout_ms);
             if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
                 e = rd_kafka_query_watermark_offsets(c, topics[i / np], i % np, &lo2, &lso,
                                                      cfg->kafka_timeout_ms);
             if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-                fprintf(stderr, "kq_rmcheck: watermarks of %s [%d]: %s\n", topics[i / np],
-                        i % np, rd_kafka_err2str(e));
+                fprintf(stderr, "kq_rmcheck: watermarks of %s [%d]: %s\n", topics[i / np], i % np,
+                        rd_kafka_err2str(e));
                 return 1;
             }
             high[i] = hi;
@@ -336,8 +336,8 @@ static void on_dlq(int ti, const rd_kafka_message_t *m, void *arg)
     (void)arg;
     if (rd_kafka_message_headers(m, &h) != 0 || rd_kafka_header_get_last(h, "reason", &rv, &rl))
         rv = "-", rl = 1;
-    printf("%.*s\t%.*s\t%.*s\n", (int)m->key_len, (const char *)m->key, (int)rl,
-           (const char *)rv, (int)m->len, (const char *)m->payload);
+    printf("%.*s\t%.*s\t%.*s\n", (int)m->key_len, (const char *)m->key, (int)rl, (const char *)rv,
+           (int)m->len, (const char *)m->payload);
 }
 
 /* Aggregates with at least one applied event. */
@@ -417,8 +417,8 @@ static int check_lmdb(const kq_config *cfg, const char *dir, char topics[][KQ_KA
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         const uint8_t *p = k.mv_data;
-        agg *a = k.mv_size > 1 ? lookup(EV_AGG_RESOURCE, (const char *)p + 1, k.mv_size - 1, 0)
-                               : NULL;
+        agg *a =
+            k.mv_size > 1 ? lookup(EV_AGG_RESOURCE, (const char *)p + 1, k.mv_size - 1, 0) : NULL;
         nstat++;
         if (a == NULL || !a->exists || a->status != p[0])
             diff("lmdb: status index entry (%d, %.*s) is wrong", p[0], (int)k.mv_size - 1,
@@ -618,8 +618,8 @@ int main(int argc, char **argv)
         char dlq[1][KQ_KAFKA_TOPIC_MAX];
         int n = 0;
         memcpy(dlq[0], names[3], KQ_KAFKA_TOPIC_MAX);
-        if (kq_kafka_topic_partitions(c, dlq[0], cfg.kafka_timeout_ms, &n, NULL, err,
-                                      sizeof err) != 0 ||
+        if (kq_kafka_topic_partitions(c, dlq[0], cfg.kafka_timeout_ms, &n, NULL, err, sizeof err) !=
+                0 ||
             n < 1 || n > MAX_PARTS) {
             fprintf(stderr, "kq_rmcheck: %s: %s\n", dlq[0], err);
             goto out;
