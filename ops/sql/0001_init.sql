@@ -59,7 +59,9 @@ CREATE TABLE events (
     PRIMARY KEY (topic, partition, "offset"),
     UNIQUE (aggregate_type, aggregate_id, version)
 );
-CREATE UNIQUE INDEX events_event_id ON events (event_id);
+-- Not unique: the log is the truth, and a record that reuses another's event id
+-- (a bug or a forgery upstream) must not stop the projector; audit shows both.
+CREATE INDEX events_event_id ON events (event_id);
 CREATE INDEX events_time ON events (occurred_at_us, event_id);
 CREATE INDEX events_actor_time ON events (actor, occurred_at_us, event_id);
 CREATE INDEX events_type_time ON events (event_type, occurred_at_us, event_id);

@@ -206,6 +206,23 @@ check_resources() {
     [ "$(kq_psql -c "SELECT next_offset FROM projection_offsets WHERE topic = 'e2e.projector_pg.run.events' AND partition = 0")" = 13 ]
 }
 
+@test "an event reusing another event's event_id is applied like the LMDB target does, not a stuck batch" {
+    fresh dupid
+    python3 - "$DATA/resource_created.json" "$DATA/workflow_created.json" >"$BATS_TEST_TMPDIR/wf.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+w = json.load(open(sys.argv[2]))
+w["event_id"] = r["event_id"]
+print(json.dumps(w))
+PY
+    run pgapply "$DATA/resource_created.json" "$BATS_TEST_TMPDIR/wf.json"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" != *dead_letter* ]]
+    [ "$(kq_psql -c 'SELECT count(*), count(DISTINCT event_id) FROM events')" = "2|1" ]
+    [ "$(kq_psql -c 'SELECT count(*) FROM aggregate_versions')" = 2 ]
+}
+
 @test "a failing dead-letter callback rolls the whole batch back" {
     fresh dlfail
     run pgapply --dl-fail "$DATA/resource_created.json" "$DATA/step_failed.json"
