@@ -12,6 +12,10 @@
  * queue, no Kafka. Whatever kcqrs-commands loses against this number is the
  * command path's cost (parsing, queueing, group commit, the transaction).
  *
+ * It also serves a no-op GET /api/v1/resources/{id} (role reader, answers 200
+ * with a fixed resource-sized body): the ceiling of the query benchmark's
+ * point read (bench/bench_query.sh), the same route shape as kcqrs-query's.
+ *
  * Usage: bench_http_kqnoop [--port-file PATH]
  *   Environment as kcqrs-commands (KCQRS_COMMANDS_ADDR, KCQRS_KEYS_FILE,
  *   KCQRS_HTTP_*, KCQRS_LOG_*). --port-file writes the bound port (atomically,
@@ -51,6 +55,20 @@ static void kqnoop_create(kq_http_req *req, void *arg)
     kq_http_respond_text(req, 201, "application/json", kqnoop_body, sizeof kqnoop_body - 1);
 }
 
+static const char kqnoop_get_body[] =
+    "{\"id\":\"b-000001\",\"name\":\"bench resource 1\",\"description\":\"\","
+    "\"status\":\"active\",\"version\":1,\"created_at\":\"2026-01-01T00:00:00.000000Z\","
+    "\"updated_at\":\"2026-01-01T00:00:00.000000Z\"}";
+
+static void kqnoop_get(kq_http_req *req, void *arg)
+{
+    (void)arg;
+    atomic_fetch_add_explicit(&kqnoop_requests, 1, memory_order_relaxed);
+    kq_http_add_header(req, "ETag", "\"1\"");
+    kq_http_respond_text(req, 200, "application/json", kqnoop_get_body,
+                         sizeof kqnoop_get_body - 1);
+}
+
 static int kqnoop_write_port_file(const char *path, unsigned port)
 {
     char tmp[4096];
@@ -77,7 +95,7 @@ int main(int argc, char **argv)
     kq_config cfg;
     kq_auth_keys *keys = NULL;
     kq_http_server *srv = NULL;
-    kq_http_route route;
+    kq_http_route routes[2];
     kq_http_options o;
     const char *port_file = NULL;
     char err[512];
@@ -108,13 +126,19 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by kq_http's threads */
 
-    memset(&route, 0, sizeof route);
-    route.method = "POST";
-    route.pattern = "/api/v1/resources";
-    route.role = KQ_AUTH_ROLE_WRITER;
-    route.body = KQ_HTTP_BODY_JSON;
-    route.name = "resource_create";
-    route.handler = kqnoop_create;
+    memset(routes, 0, sizeof routes);
+    routes[0].method = "POST";
+    routes[0].pattern = "/api/v1/resources";
+    routes[0].role = KQ_AUTH_ROLE_WRITER;
+    routes[0].body = KQ_HTTP_BODY_JSON;
+    routes[0].name = "resource_create";
+    routes[0].handler = kqnoop_create;
+    routes[1].method = "GET";
+    routes[1].pattern = "/api/v1/resources/{id}";
+    routes[1].role = KQ_AUTH_ROLE_READER;
+    routes[1].body = KQ_HTTP_BODY_NONE;
+    routes[1].name = "resource_get";
+    routes[1].handler = kqnoop_get;
 
     memset(&o, 0, sizeof o);
     o.addr = cfg.commands_addr;
@@ -124,8 +148,8 @@ int main(int argc, char **argv)
     o.limits.timeout_s = (unsigned)cfg.http_timeout_s;
     o.limits.conn_memory = (size_t)cfg.http_conn_memory;
     o.limits.threads = (unsigned)cfg.http_threads;
-    o.routes = &route;
-    o.nroutes = 1;
+    o.routes = routes;
+    o.nroutes = 2;
     o.keys = keys;
     if (kq_http_start(&o, &srv, err, sizeof err) != 0) {
         fprintf(stderr, "%s: %s\n", PROG, err);

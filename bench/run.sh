@@ -7,10 +7,12 @@
 #   BUILD=build          where the bench programs were built ($BUILD/bench/*)
 #   BENCH_RUNS=N         measured runs per benchmark (default 5; 3 when quick)
 #   BENCH_QUICK=1        CI-sized run: shorter durations, fewer messages
-#   BENCH_ONLY=a,b       subset of: codec, http, kafka, commands, pg (default: the first four;
-#                        pg: the PostgreSQL projector write path, bench_pg_apply, on a private
-#                        PostgreSQL started with ops/pg.sh, fsync on)
+#   BENCH_ONLY=a,b       subset of: codec, http, kafka, commands, projector, query, pg
+#                        (default: all but pg; pg: the PostgreSQL projector write paths
+#                        compared, bench_pg_apply). projector, query and pg use a private
+#                        PostgreSQL started with ops/pg.sh (fsync on)
 #   BENCH_COMMANDS_RUNS=N  measured runs of the commands phase (default 3, as issue #3 asks)
+#   BENCH_SERVICE_RUNS=N   measured runs of the projector and query phases (default 3)
 #   BENCH_STRICT=1       also exit non-zero when a median misses its target
 #   KCQRS_BROKERS=h:p    use this Kafka instead of starting one with ops/kafka.sh
 #
@@ -32,7 +34,7 @@ if [ "$BENCH_QUICK" = 1 ]; then
 else
     BENCH_RUNS=${BENCH_RUNS:-5}
 fi
-BENCH_ONLY=${BENCH_ONLY:-codec,http,kafka,commands}
+BENCH_ONLY=${BENCH_ONLY:-codec,http,kafka,commands,projector,query}
 BENCH_STRICT=${BENCH_STRICT:-0}
 case "$BENCH_RUNS" in '' | *[!0-9]* | 0) echo "bench: BENCH_RUNS must be a positive integer" >&2; exit 2 ;; esac
 
@@ -112,6 +114,9 @@ fi
 CMD_RUNS=${BENCH_COMMANDS_RUNS:-3}
 case "$CMD_RUNS" in '' | *[!0-9]* | 0) echo "bench: BENCH_COMMANDS_RUNS must be a positive integer" >&2; exit 2 ;; esac
 CMD_CONNS=64
+# projector and query phases (issue #4): medians of 3 runs like the command phase
+SVC_RUNS=${BENCH_SERVICE_RUNS:-3}
+case "$SVC_RUNS" in '' | *[!0-9]* | 0) echo "bench: BENCH_SERVICE_RUNS must be a positive integer" >&2; exit 2 ;; esac
 KAFKA_WARMUP_ARGS=(--messages 20000 --lat-messages 500 --txn-messages 1000)
 
 # ------------------------------------------------------------------ interference
@@ -278,7 +283,18 @@ if want commands; then
     benches+=(commands)
 fi
 want pg && { need_bin bench_pg_apply; benches+=(pg); }
-[ "${#benches[@]}" -gt 0 ] || die "BENCH_ONLY='$BENCH_ONLY' selects nothing (codec, http, kafka, commands, pg)"
+if want projector; then
+    need_bin bench_consume
+    [ -x "$BUILD/bin/kcqrs-projector" ] || die "$BUILD/bin/kcqrs-projector is missing (make bench builds it)"
+    benches+=(projector)
+fi
+if want query; then
+    need_bin bench_http_kqnoop
+    [ -x "$BUILD/bin/kcqrs-query" ] || die "$BUILD/bin/kcqrs-query is missing (make bench builds it)"
+    command -v wrk >/dev/null || die "wrk is not installed"
+    benches+=(query)
+fi
+[ "${#benches[@]}" -gt 0 ] || die "BENCH_ONLY='$BENCH_ONLY' selects nothing (codec, http, kafka, commands, projector, query, pg)"
 
 echo "bench: ${benches[*]}; $BENCH_RUNS runs each$(want commands && echo " ($CMD_RUNS for commands)")$([ "$BENCH_QUICK" = 1 ] && echo ' (quick)'); pinning: $PINNING" >&2
 if awk -v l="$load_start" -v n="$NCPU" 'BEGIN { exit !(l + 0 > 0.25 * n) }'; then
@@ -330,14 +346,55 @@ if want commands; then
     phase_end commands
 fi
 
-# Phase 4: the PostgreSQL projector's write path (bench_pg_apply) on a private
-# PostgreSQL with fsync on; compared with the raw consumer of the kafka phase.
-if want pg; then
-    port=$(free_ports | cut -d' ' -f1)
+# start_pg: a private PostgreSQL (fsync on) for the phases that need one, once.
+start_pg() {
+    [ -z "${PG_PORT:-}" ] || return 0
+    PG_PORT=$(free_ports | cut -d' ' -f1)
     PG_DATA="$TMP/pg"
-    echo "bench: starting PostgreSQL on 127.0.0.1:$port in $PG_DATA" >&2
-    ops/pg.sh start "$PG_DATA" "$port" >"$LOGS/pg-server.log" 2>&1 ||
+    echo "bench: starting PostgreSQL on 127.0.0.1:$PG_PORT in $PG_DATA" >&2
+    ops/pg.sh start "$PG_DATA" "$PG_PORT" >"$LOGS/pg-server.log" 2>&1 ||
         { tail -n 30 "$LOGS/pg-server.log" >&2; die "ops/pg.sh start failed"; }
+}
+
+# Phase 4: the projector's replay from offset 0 into LMDB and into PostgreSQL
+# beside a raw read_committed consumer of the same topics (bench_projector.sh
+# loads BENCH_PROJ_EVENTS events under a fresh prefix each run).
+if want projector; then
+    start_kafka
+    start_pg
+    phase_start
+    for run in $(seq "$SVC_RUNS"); do
+        echo "bench: run $run/$SVC_RUNS: projector" >&2
+        KCQRS_BROKERS="$BROKERS" BENCH_PG_ADMIN_DSN="postgresql://postgres@127.0.0.1:$PG_PORT/postgres" \
+            BUILD="$BUILD" BENCH_QUICK="$BENCH_QUICK" run_prog projector "$run" bench/bench_projector.sh
+        sed -i "s/^run=$run name=projector\./run=$run of=$SVC_RUNS name=projector./" "$RAW"
+    done
+    phase_end projector
+fi
+
+# Phase 5: the query API (GET by id beside a no-op GET on kq_http, fixed-rate
+# p99) and the command-to-visible lag through commands, projector and query.
+if want query; then
+    start_kafka
+    start_pg
+    qdb="bench_query_$$"
+    psql -X -q -v ON_ERROR_STOP=1 -d "postgresql://postgres@127.0.0.1:$PG_PORT/postgres" \
+        -c "CREATE DATABASE $qdb OWNER kcqrs" >/dev/null || die "cannot create database $qdb"
+    phase_start
+    for run in $(seq "$SVC_RUNS"); do
+        echo "bench: run $run/$SVC_RUNS: query" >&2
+        KCQRS_BROKERS="$BROKERS" KCQRS_PG_DSN="postgresql://kcqrs@127.0.0.1:$PG_PORT/$qdb" \
+            BUILD="$BUILD" BENCH_QUERY_SECS="$([ "$BENCH_QUICK" = 1 ] && echo 3 || echo 10)" \
+            run_prog query "$run" bench/bench_query.sh
+        sed -i "s/^run=$run name=query\./run=$run of=$SVC_RUNS name=query./" "$RAW"
+    done
+    phase_end query
+fi
+
+# Phase 6: the PostgreSQL projector's write paths (bench_pg_apply) on the
+# private PostgreSQL; compared with the raw consumer of the kafka phase.
+if want pg; then
+    start_pg
     pg_args=(--events "$([ "$BENCH_QUICK" = 1 ] && echo 50000 || echo 200000)"
         --modes copy,copy_staging,pipeline)
     want kafka || pg_args+=(--baseline none)
