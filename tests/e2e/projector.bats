@@ -22,8 +22,11 @@ setup_file() {
 }
 
 teardown_file() {
+    local rc=0
     proj_stop || true
-    cmd_stop_all
+    cmd_stop_all || rc=1
+    proj_no_sanitizer_report || rc=1
+    return "$rc"
 }
 
 setup() {

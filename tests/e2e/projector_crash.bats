@@ -25,6 +25,10 @@ setup_file() {
     export KCQRS_PARTITIONS=3
 }
 
+teardown_file() {
+    proj_no_sanitizer_report
+}
+
 teardown() {
     [[ -n "${LOAD_PID:-}" ]] && kill "$LOAD_PID" 2>/dev/null
     proj_stop >/dev/null 2>&1 || true

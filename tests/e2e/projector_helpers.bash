@@ -95,3 +95,18 @@ proj_dump_log() {
     proj_collect_log
     tail -n 60 "$BATS_FILE_TMPDIR/projector.log" >&2 || true
 }
+
+# proj_no_sanitizer_report: fail (showing the report) when any projector run of
+# this file logged an ASan/LSan/UBSan report — call it from teardown_file, so
+# KCQRS_BIN=build/san-address-undefined/bin runs these files under the
+# sanitizers for real.
+proj_no_sanitizer_report() {
+    proj_collect_log
+    if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' \
+        "$BATS_FILE_TMPDIR/projector.log" 2>/dev/null; then
+        echo "kcqrs-projector: sanitizer report:" >&2
+        grep -E -A 24 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' \
+            "$BATS_FILE_TMPDIR/projector.log" | head -n 80 >&2
+        return 1
+    fi
+}

@@ -48,6 +48,7 @@ setup_file() {
 teardown_file() {
     proj_stop || true
     private_pg_stop || true
+    proj_no_sanitizer_report
 }
 
 teardown() {
