@@ -70,6 +70,28 @@ int kq_rm_prefixed_key(uint8_t prefix, const char *id, size_t len, uint8_t *buf,
     return (int)(len + 1);
 }
 
+/* mkdir -p: every missing component of `dir`, mode 0700. */
+static int mkdirs(const char *dir)
+{
+    char path[4096];
+    size_t n = strlen(dir);
+
+    if (n == 0 || n >= sizeof path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(path, dir, n + 1);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(path, 0700) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return mkdir(path, 0700) != 0 && errno != EEXIST ? -1 : 0;
+}
+
 int kq_rm_env_open(const char *dir, size_t map_size, int create, MDB_env **env, char *errstr,
                    size_t errlen)
 {
@@ -78,7 +100,7 @@ int kq_rm_env_open(const char *dir, size_t map_size, int create, MDB_env **env, 
 
     *env = NULL;
     if (create) {
-        if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        if (mkdirs(dir) != 0)
             return kq_seterr(errstr, errlen, KQ_ELMDB, "mkdir %s: %s", dir, strerror(errno));
     } else {
         struct stat st;

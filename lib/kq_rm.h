@@ -69,7 +69,8 @@ int kq_rm_offset_key(const char *topic, int32_t partition, char *buf, size_t buf
 int kq_rm_prefixed_key(uint8_t prefix, const char *id, size_t len, uint8_t *buf, size_t buflen);
 
 /*
- * Open (and with `create`, create) the environment in directory `dir` (the
+ * Open (and with `create`, create, with any missing parent directories) the
+ * environment in directory `dir` (the
  * full path, normally $KCQRS_LMDB_DIR/readmodel) with map size `map_size`.
  * Readers pass create = 0 and get KQ_ENOTFOUND while no projector has made it.
  * Returns 0 with *env owned by the caller (mdb_env_close), or KQ_ELMDB.

@@ -102,7 +102,9 @@ start_service() { # name binary addr
         fi
         sleep 0.1
     done
-    echo "make up: $name (pid $pid) not ready after 60 s; see $logf" >&2
+    echo "make up: $name (pid $pid) not ready after 60 s: $(curl -s "http://$addr/ready" 2>&1)" >&2
+    echo "last lines of $logf (access log left out):" >&2
+    grep -v ' http [A-Z]* /' "$logf" | tail -n 5 >&2
     return 1
 }
 KCQRS_COMMANDS_ADDR="$COMMANDS_ADDR" start_service kcqrs-commands "$BIN/kcqrs-commands" "$COMMANDS_ADDR" || exit 1
