@@ -65,8 +65,7 @@ static void kqnoop_get(kq_http_req *req, void *arg)
     (void)arg;
     atomic_fetch_add_explicit(&kqnoop_requests, 1, memory_order_relaxed);
     kq_http_add_header(req, "ETag", "\"1\"");
-    kq_http_respond_text(req, 200, "application/json", kqnoop_get_body,
-                         sizeof kqnoop_get_body - 1);
+    kq_http_respond_text(req, 200, "application/json", kqnoop_get_body, sizeof kqnoop_get_body - 1);
 }
 
 static int kqnoop_write_port_file(const char *path, unsigned port)

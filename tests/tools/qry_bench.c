@@ -294,7 +294,8 @@ static int load(const opts *o)
                name, bench_pct_double(lat, (size_t)nlat, 50) * 1e3, o->rate, achieved, done, errors,
                o->conns, nlat ? lat[nlat - 1] * 1e3 : 0.0);
         printf("RESULT name=%s.p99 unit=ms value=%.3f%s\n", name,
-               bench_pct_double(lat, (size_t)nlat, 99) * 1e3, o->lag ? " target=<=50" : " target=<=2");
+               bench_pct_double(lat, (size_t)nlat, 99) * 1e3,
+               o->lag ? " target=<=50" : " target=<=2");
         if (o->lag)
             printf("RESULT name=query.write_to_read.p50 unit=ms value=%.3f\n"
                    "RESULT name=query.write_to_read.p99 unit=ms value=%.3f\n",
