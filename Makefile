@@ -166,11 +166,11 @@ bench: deps
 	@BUILD=$(BUILD) bench/run.sh
 
 FUZZ_CC ?= clang
-fuzz: $(LIB_SRC)
+fuzz: $(LIB_SRC) $(SQL_GEN)
 	@mkdir -p $(BUILD)/fuzz
 	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
 	  $(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Ilib -Ievents -Icommands -Iprojections -Iquery-api \
-	    $(PKG_CFLAGS) $$f $(LIB_SRC) -o $(BUILD)/fuzz/$$n $(LDLIBS) || exit 1; \
+	    $(PKG_CFLAGS) $$f $(LIB_SRC) $(SQL_GEN) -o $(BUILD)/fuzz/$$n $(LDLIBS) || exit 1; \
 	  echo "built $(BUILD)/fuzz/$$n  (run: $(BUILD)/fuzz/$$n -max_total_time=60 tests/fuzz/corpus/$$n)"; done
 
 # ---------------------------------------------------------------- docs and hygiene

@@ -116,6 +116,10 @@ int qry_time_parse(const char *s, int64_t *us)
         return KQ_EINVAL;
     t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
     t -= sign * (int64_t)(oh * 3600 + om * 60);
+    /* In UTC, years 0001..9999 only: what qry_time_format can print back
+     * ("9999-12-31T23:59:59-23:59" is in year 10000). */
+    if (t < days_from_civil(1, 1, 1) * 86400 || t >= days_from_civil(10000, 1, 1) * 86400)
+        return KQ_EINVAL;
     *us = t * 1000000 + frac;
     return 0;
 }

@@ -35,8 +35,8 @@ void qry_time_format(int64_t us, char *out);
 
 /*
  * Parse an RFC 3339 date-time ("2026-01-02T03:04:05Z", ".5+02:00", lower-case
- * t/z allowed) into µs since the epoch (fraction beyond µs truncated).
- * Returns 0 or KQ_EINVAL.
+ * t/z allowed) into µs since the epoch (fraction beyond µs truncated). The
+ * instant must fall in years 0001..9999 UTC. Returns 0 or KQ_EINVAL.
  */
 int qry_time_parse(const char *s, int64_t *us);
 
