@@ -21,6 +21,7 @@
 #define POLL_IDLE_MS 100
 #define WATERMARK_EVERY_MS 200
 #define WATERMARK_QUERY_MS 500
+#define METADATA_WARMUP_MS 1000
 
 static const double lat_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                     0.05,   0.1,   0.25,   0.5,   1.0,  2.5};
@@ -223,8 +224,14 @@ static int consumer_open(proj_runner *r, char *err, size_t errlen)
     snprintf(cid, sizeof cid, "kcqrs-projector-%s", r->ops->name);
     if ((conf = kq_kafka_conf_new(r->cfg, cid, err, errlen)) == NULL)
         return KQ_EKAFKA;
-    /* Large batches: let the fetcher keep up to ~64 MiB queued. */
+    /* Large batches: let the fetcher keep up to ~64 MiB queued. librdkafka
+     * (2.0) compares the whole consumer queue with queued.min.messages and,
+     * once it is exceeded, stops fetching EVERY partition for
+     * fetch.error.backoff.ms (500 ms): with the default 100000 a replay that
+     * applies slower than it fetches drains the queue during that pause and
+     * then waits idle. 1000000 leaves the byte bound as the real limit. */
     if (kq_kafka_conf_set(conf, "queued.max.messages.kbytes", "65536", err, errlen) != 0 ||
+        kq_kafka_conf_set(conf, "queued.min.messages", "1000000", err, errlen) != 0 ||
         kq_kafka_conf_set(conf, "fetch.wait.max.ms", "50", err, errlen) != 0) {
         rd_kafka_conf_destroy(conf);
         return KQ_ECONFIG;
@@ -232,6 +239,21 @@ static int consumer_open(proj_runner *r, char *err, size_t errlen)
     if ((r->c = kq_kafka_consumer_new(r->cfg, r->group, conf, err, errlen)) == NULL)
         return KQ_EKAFKA;
     memset(r->rkt, 0, sizeof r->rkt);
+    /* Learn the partition leaders before assigning: a partition assigned
+     * without a known leader waits for librdkafka's offset-query retry timer
+     * (~500 ms) before its first fetch. Only a warm-up (bounded): on failure
+     * assign anyway and let librdkafka retry as before. */
+    for (int ti = 0; ti < NTOPICS; ti++) {
+        char merr[256];
+        int cnt = 0;
+        int tmo = r->cfg->kafka_timeout_ms < METADATA_WARMUP_MS ? r->cfg->kafka_timeout_ms
+                                                                : METADATA_WARMUP_MS;
+        if (kq_kafka_topic_partitions(r->c, r->topics[ti], tmo, &cnt, NULL, merr, sizeof merr) !=
+            0) {
+            kq_log_warn("%s: %s", r->ops->name, merr);
+            break;
+        }
+    }
     tp = rd_kafka_topic_partition_list_new(r->nparts);
     for (int i = 0; i < r->nparts; i++) {
         int64_t off = atomic_load(&r->next[i]);
@@ -247,13 +269,15 @@ static int consumer_open(proj_runner *r, char *err, size_t errlen)
     return 0;
 }
 
-/* exit_at_end: the last stable offset of every partition, once. */
+/* exit_at_end: the last stable offset of every partition, once. Asked on the
+ * watermark handle before the consumer starts: on the consumer's own
+ * connection the answers queue behind its fetch responses. */
 static int query_ends(proj_runner *r, char *err, size_t errlen)
 {
     for (int i = 0; i < r->nparts; i++) {
         int64_t lo = 0, hi = 0;
         rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
-            r->c, r->topics[i / r->np], i % r->np, &lo, &hi, r->cfg->kafka_timeout_ms);
+            r->wm, r->topics[i / r->np], i % r->np, &lo, &hi, r->cfg->kafka_timeout_ms);
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
             return kq_seterr(err, errlen, KQ_EKAFKA, "end offset of %s [%d]: %s",
                              r->topics[i / r->np], i % r->np, rd_kafka_err2str(e));
@@ -458,7 +482,8 @@ static void *run(void *arg)
     char err[1024];
     int backoff = BACKOFF_MIN_MS;
 
-    while (!atomic_load(&r->stop)) {
+    /* With exit_at_end the thread is done once the end offsets are stored. */
+    while (!atomic_load(&r->stop) && !(r->exit_at_end && atomic_load(&r->at_end))) {
         size_t n = 0;
         int rc;
 
@@ -470,9 +495,8 @@ static void *run(void *arg)
             for (int i = 0; i < r->nparts; i++)
                 atomic_store(&r->next[i], 0);
             if ((rc = r->ops->load_offsets(r->t, on_offset, r, err, sizeof err)) != 0 ||
+                (r->exit_at_end && !r->have_end && (rc = query_ends(r, err, sizeof err)) != 0) ||
                 (rc = consumer_open(r, err, sizeof err)) != 0)
-                goto failed;
-            if (r->exit_at_end && !r->have_end && (rc = query_ends(r, err, sizeof err)) != 0)
                 goto failed;
             atomic_store(&r->connected, 1);
             kq_log_info("%s: target open, consuming %d partitions from its stored offsets",
