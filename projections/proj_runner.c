@@ -47,7 +47,8 @@ struct proj_runner {
 
     /* Runner thread only. */
     rd_kafka_t *c;
-    rd_kafka_t *wm; /* never assigned: asks for watermarks while the target is down */
+    rd_kafka_queue_t *q; /* c's consumer queue (batch reads) */
+    rd_kafka_t *wm;      /* never assigned: asks for watermarks while the target is down */
     proj_dlq *dlq;
     void *t;
     int64_t *end; /* exit_at_end targets, -1 until known */
@@ -205,6 +206,10 @@ static const char *check_record(proj_runner *r, int ti, const rd_kafka_message_t
 
 static void consumer_close(proj_runner *r)
 {
+    if (r->q != NULL) {
+        rd_kafka_queue_destroy(r->q); /* before rd_kafka_consumer_close */
+        r->q = NULL;
+    }
     if (r->c != NULL) {
         rd_kafka_consumer_close(r->c);
         rd_kafka_destroy(r->c);
@@ -238,6 +243,10 @@ static int consumer_open(proj_runner *r, char *err, size_t errlen)
     }
     if ((r->c = kq_kafka_consumer_new(r->cfg, r->group, conf, err, errlen)) == NULL)
         return KQ_EKAFKA;
+    if ((r->q = rd_kafka_queue_get_consumer(r->c)) == NULL) {
+        consumer_close(r);
+        return kq_seterr(err, errlen, KQ_EKAFKA, "no consumer queue");
+    }
     memset(r->rkt, 0, sizeof r->rkt);
     /* Learn the partition leaders before assigning: a partition assigned
      * without a known leader waits for librdkafka's offset-query retry timer
@@ -350,61 +359,86 @@ static void batch_release(proj_runner *r, size_t n)
 }
 
 /*
+ * Take one consumed message into the batch being gathered (or drop it).
+ * Starts the batch's deadline with its first record or end-of-partition.
+ */
+static void take(proj_runner *r, rd_kafka_message_t *m, size_t *n, int *eofs, long long *deadline)
+{
+    int i;
+
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        if ((i = msg_index(r, m)) >= 0) {
+            atomic_store(&r->eof_once[i], 1);
+            if (m->offset > cur_next(r, i)) {
+                if (*n == 0 && !*eofs)
+                    *deadline = mono_ms() + r->cfg->proj_batch_ms;
+                touch(r, i, m->offset);
+                *eofs = 1;
+            }
+        }
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    if (m->err) {
+        kq_log_warn("%s: consumer: %s", r->ops->name, rd_kafka_message_errstr(m));
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    i = msg_index(r, m);
+    if (i < 0 || m->offset < cur_next(r, i)) { /* not ours, or already applied */
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    if (*n == 0 && !*eofs)
+        *deadline = mono_ms() + r->cfg->proj_batch_ms;
+    touch(r, i, m->offset + 1);
+    r->msg_part[*n] = i;
+    r->msgs[(*n)++] = m;
+}
+
+/*
  * Gather one batch into r->msgs (returns the count in *n); offsets advanced by
- * end-of-partition events count as touched partitions too.
+ * end-of-partition events count as touched partitions too. What the queue
+ * already holds is taken in chunks without waiting
+ * (rd_kafka_consume_batch_queue with timeout 0: one lock and no clock read per
+ * chunk instead of per record); only an empty queue waits, in
+ * rd_kafka_consumer_poll, until the batch's deadline.
  */
 static void gather(proj_runner *r, size_t *n)
 {
     size_t max = (size_t)r->cfg->proj_batch_max;
     long long deadline = 0;
-    int eofs = 0, polls = 0;
+    int eofs = 0;
 
     *n = 0;
     while (*n < max && !atomic_load(&r->stop)) {
         rd_kafka_message_t *m;
-        int timeout = POLL_IDLE_MS, i;
+        size_t want = max - *n;
+        ssize_t got;
+        int timeout = POLL_IDLE_MS;
 
+        /* The chunk lands in r->msgs[*n..max) and is compacted by take(). */
+        got = rd_kafka_consume_batch_queue(r->q, 0, r->msgs + *n, want);
+        if (got > 0) {
+            size_t base = *n;
+            for (ssize_t k = 0; k < got; k++)
+                take(r, r->msgs[base + (size_t)k], n, &eofs, &deadline);
+        }
         if (*n > 0 || eofs) {
-            /* The clock is read every 32 polls: records usually come in bursts. */
-            long long left = (polls++ & 31) == 0 ? deadline - mono_ms() : 1;
-            if (left <= 0)
+            long long left = deadline - mono_ms();
+            if (left <= 0 || *n >= max)
                 break;
             timeout = (int)left;
         }
+        if (got > 0)
+            continue;
         if ((m = rd_kafka_consumer_poll(r->c, timeout)) == NULL) {
             if (*n > 0 || eofs)
                 break;
             refresh_watermarks(r);
             continue;
         }
-        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            if ((i = msg_index(r, m)) >= 0) {
-                atomic_store(&r->eof_once[i], 1);
-                if (m->offset > cur_next(r, i)) {
-                    if (*n == 0 && !eofs)
-                        deadline = mono_ms() + r->cfg->proj_batch_ms;
-                    touch(r, i, m->offset);
-                    eofs = 1;
-                }
-            }
-            rd_kafka_message_destroy(m);
-            continue;
-        }
-        if (m->err) {
-            kq_log_warn("%s: consumer: %s", r->ops->name, rd_kafka_message_errstr(m));
-            rd_kafka_message_destroy(m);
-            continue;
-        }
-        i = msg_index(r, m);
-        if (i < 0 || m->offset < cur_next(r, i)) { /* not ours, or already applied */
-            rd_kafka_message_destroy(m);
-            continue;
-        }
-        if (*n == 0 && !eofs)
-            deadline = mono_ms() + r->cfg->proj_batch_ms;
-        touch(r, i, m->offset + 1);
-        r->msg_part[*n] = i;
-        r->msgs[(*n)++] = m;
+        take(r, m, n, &eofs, &deadline);
     }
 }
 
