@@ -1,7 +1,8 @@
 /*
  * bench_consume — the projector benchmark's baseline: a plain librdkafka
- * read_committed consumer (kq_kafka_consumer_new, the same settings the
- * projector's runners use) assigned to every partition of the three event
+ * read_committed consumer (kq_kafka_consumer_new with the same fetch and
+ * queue settings as the projector's runners: queued.max.messages.kbytes,
+ * queued.min.messages, fetch.wait.max.ms) assigned to every partition of the three event
  * topics from the beginning, reading until every partition reaches the end
  * offset (last stable offset) observed at start. It only counts records: no
  * decoding, no store. Prints
@@ -57,6 +58,8 @@ int main(int argc, char **argv)
     snprintf(group, sizeof group, "bench_consume-%ld", (long)getpid());
     if ((conf = kq_kafka_conf_new(&cfg, "bench_consume", err, sizeof err)) == NULL ||
         kq_kafka_conf_set(conf, "queued.max.messages.kbytes", "65536", err, sizeof err) != 0 ||
+        kq_kafka_conf_set(conf, "queued.min.messages", "1000000", err, sizeof err) != 0 ||
+        kq_kafka_conf_set(conf, "fetch.wait.max.ms", "50", err, sizeof err) != 0 ||
         (c = kq_kafka_consumer_new(&cfg, group, conf, err, sizeof err)) == NULL) {
         fprintf(stderr, "bench_consume: %s\n", err);
         return 1;

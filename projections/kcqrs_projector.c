@@ -248,7 +248,8 @@ int main(int argc, char **argv)
         __atomic_store_n(&p.n, i + 1, __ATOMIC_RELEASE);
     }
     for (;;) {
-        struct timespec ts = {0, 100 * 1000 * 1000};
+        /* --exit-at-end: notice the end promptly (a replay is timed by it). */
+        struct timespec ts = {0, (exit_at_end ? 10 : 100) * 1000 * 1000};
         size_t done = 0;
 
         if ((sig = sigtimedwait(&set, NULL, &ts)) > 0) {

@@ -195,14 +195,20 @@ static int put_status(proj_lmdb *t, MDB_txn *txn, uint8_t status, const char *id
     return mdb_put(txn, t->by_status, &k, &v, 0);
 }
 
-/* Resource events: returns an LMDB code, or -APPLY_REFUSED with *why set. */
-static int apply_resource(proj_lmdb *t, MDB_txn *txn, const ev_envelope *e, const char **why)
+/*
+ * Resource events: returns an LMDB code, or -APPLY_REFUSED with *why set.
+ * `rc_cur` is a cursor on the resources database: the record is looked up
+ * with it and, when it exists, replaced at the cursor (MDB_CURRENT), which
+ * saves a second descent of the tree.
+ */
+static int apply_resource(proj_lmdb *t, MDB_txn *txn, MDB_cursor *rc_cur, const ev_envelope *e,
+                          const char **why)
 {
     MDB_val k = {e->aggregate_id.len, (void *)e->aggregate_id.ptr}, v;
     kq_rm_resource r, old;
     int rc, exists;
 
-    rc = mdb_get(txn, t->resources, &k, &v);
+    rc = mdb_cursor_get(rc_cur, &k, &v, MDB_SET);
     if (rc != 0 && rc != MDB_NOTFOUND)
         return rc;
     exists = rc == 0;
@@ -261,8 +267,7 @@ static int apply_resource(proj_lmdb *t, MDB_txn *txn, const ev_envelope *e, cons
             return 0;
         if ((rc = put_status(t, txn, old.status, e->aggregate_id.ptr, e->aggregate_id.len, 1)) != 0)
             return rc;
-        rc = mdb_del(txn, t->resources, &k, NULL);
-        return rc;
+        return mdb_cursor_del(rc_cur, 0);
     default:
         *why = "event type does not belong to a resource";
         return -APPLY_REFUSED;
@@ -273,8 +278,11 @@ static int apply_resource(proj_lmdb *t, MDB_txn *txn, const ev_envelope *e, cons
     kq_rm_resource_encode(&r, t->buf);
     v.mv_data = t->buf;
     v.mv_size = kq_rm_resource_size(&r);
-    if ((rc = mdb_put(txn, t->resources, &k, &v, 0)) != 0)
+    if ((rc = mdb_cursor_put(rc_cur, &k, &v, exists ? MDB_CURRENT : 0)) != 0)
         return rc;
+    /* An update that keeps the status keeps its index entry: nothing to write. */
+    if (e->payload_type == EV_RESOURCE_UPDATED && r.status == old.status)
+        return 0;
     return put_status(t, txn, r.status, e->aggregate_id.ptr, e->aggregate_id.len, 0);
 }
 
@@ -282,10 +290,16 @@ int proj_lmdb_apply(proj_lmdb *t, const proj_batch *b, proj_dead_letter_fn dead_
                     char *errstr, size_t errlen)
 {
     MDB_txn *txn = NULL;
+    MDB_cursor *vc = NULL, *rcur = NULL; /* versions, resources */
     int rc, ret = 0;
 
     if ((rc = mdb_txn_begin(t->env, NULL, 0, &txn)) != 0)
         return lerr(errstr, errlen, rc, "begin");
+    if ((rc = mdb_cursor_open(txn, t->versions, &vc)) != 0 ||
+        (rc = mdb_cursor_open(txn, t->resources, &rcur)) != 0) {
+        ret = lerr(errstr, errlen, rc, "cursor");
+        goto fail;
+    }
     for (size_t i = 0; i < b->n; i++) {
         const proj_event *ev = &b->ev[i];
         const ev_envelope *e = &ev->env;
@@ -294,7 +308,7 @@ int proj_lmdb_apply(proj_lmdb *t, const proj_batch *b, proj_dead_letter_fn dead_
         int64_t last = 0;
         const char *why = NULL;
         char reason[160];
-        int n;
+        int n, known = 0;
 
         if (!ev->decoded)
             continue;
@@ -305,10 +319,11 @@ int proj_lmdb_apply(proj_lmdb *t, const proj_batch *b, proj_dead_letter_fn dead_
         } else {
             k.mv_data = vk;
             k.mv_size = (size_t)n;
-            rc = mdb_get(txn, t->versions, &k, &v);
-            if (rc == 0 && v.mv_size == sizeof last)
+            rc = mdb_cursor_get(vc, &k, &v, MDB_SET);
+            if (rc == 0 && v.mv_size == sizeof last) {
                 memcpy(&last, v.mv_data, sizeof last);
-            else if (rc == 0) {
+                known = 1;
+            } else if (rc == 0) {
                 ret = kq_seterr(errstr, errlen, KQ_ECORRUPT, "malformed versions entry");
                 goto fail;
             } else if (rc != MDB_NOTFOUND) {
@@ -321,7 +336,7 @@ int proj_lmdb_apply(proj_lmdb *t, const proj_batch *b, proj_dead_letter_fn dead_
                          e->version, last);
                 why = reason;
             } else if (e->aggregate_type == EV_AGG_RESOURCE) {
-                rc = apply_resource(t, txn, e, &why);
+                rc = apply_resource(t, txn, rcur, e, &why);
                 if (rc != 0 && rc != -APPLY_REFUSED) {
                     ret = lerr(errstr, errlen, rc, "write resource");
                     goto fail;
@@ -339,7 +354,9 @@ int proj_lmdb_apply(proj_lmdb *t, const proj_batch *b, proj_dead_letter_fn dead_
         }
         v.mv_data = (void *)&e->version;
         v.mv_size = sizeof e->version;
-        if ((rc = mdb_put(txn, t->versions, &k, &v, 0)) != 0) {
+        /* The versions cursor still sits on this aggregate's entry (the
+         * resource writes above use other databases): replace it in place. */
+        if ((rc = mdb_cursor_put(vc, &k, &v, known ? MDB_CURRENT : 0)) != 0) {
             ret = lerr(errstr, errlen, rc, "put version");
             goto fail;
         }
@@ -364,6 +381,9 @@ int proj_lmdb_apply(proj_lmdb *t, const proj_batch *b, proj_dead_letter_fn dead_
         }
     }
     proj_failpoint("lmdb_before_commit");
+    mdb_cursor_close(vc);
+    mdb_cursor_close(rcur);
+    vc = rcur = NULL;
     rc = mdb_txn_commit(txn);
     txn = NULL;
     if (rc != 0) {
@@ -378,6 +398,10 @@ int proj_lmdb_apply(proj_lmdb *t, const proj_batch *b, proj_dead_letter_fn dead_
     }
     return 0;
 fail:
+    if (vc)
+        mdb_cursor_close(vc);
+    if (rcur)
+        mdb_cursor_close(rcur);
     if (txn)
         mdb_txn_abort(txn);
     return ret;

@@ -21,6 +21,7 @@
 #define POLL_IDLE_MS 100
 #define WATERMARK_EVERY_MS 200
 #define WATERMARK_QUERY_MS 500
+#define METADATA_WARMUP_MS 1000
 
 static const double lat_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                     0.05,   0.1,   0.25,   0.5,   1.0,  2.5};
@@ -46,7 +47,8 @@ struct proj_runner {
 
     /* Runner thread only. */
     rd_kafka_t *c;
-    rd_kafka_t *wm; /* never assigned: asks for watermarks while the target is down */
+    rd_kafka_queue_t *q; /* c's consumer queue (batch reads) */
+    rd_kafka_t *wm;      /* never assigned: asks for watermarks while the target is down */
     proj_dlq *dlq;
     void *t;
     int64_t *end; /* exit_at_end targets, -1 until known */
@@ -204,6 +206,10 @@ static const char *check_record(proj_runner *r, int ti, const rd_kafka_message_t
 
 static void consumer_close(proj_runner *r)
 {
+    if (r->q != NULL) {
+        rd_kafka_queue_destroy(r->q); /* before rd_kafka_consumer_close */
+        r->q = NULL;
+    }
     if (r->c != NULL) {
         rd_kafka_consumer_close(r->c);
         rd_kafka_destroy(r->c);
@@ -223,15 +229,40 @@ static int consumer_open(proj_runner *r, char *err, size_t errlen)
     snprintf(cid, sizeof cid, "kcqrs-projector-%s", r->ops->name);
     if ((conf = kq_kafka_conf_new(r->cfg, cid, err, errlen)) == NULL)
         return KQ_EKAFKA;
-    /* Large batches: let the fetcher keep up to ~64 MiB queued. */
+    /* Large batches: let the fetcher keep up to ~64 MiB queued. librdkafka
+     * (2.0) compares the whole consumer queue with queued.min.messages and,
+     * once it is exceeded, stops fetching EVERY partition for
+     * fetch.error.backoff.ms (500 ms): with the default 100000 a replay that
+     * applies slower than it fetches drains the queue during that pause and
+     * then waits idle. 1000000 leaves the byte bound as the real limit. */
     if (kq_kafka_conf_set(conf, "queued.max.messages.kbytes", "65536", err, errlen) != 0 ||
+        kq_kafka_conf_set(conf, "queued.min.messages", "1000000", err, errlen) != 0 ||
         kq_kafka_conf_set(conf, "fetch.wait.max.ms", "50", err, errlen) != 0) {
         rd_kafka_conf_destroy(conf);
         return KQ_ECONFIG;
     }
     if ((r->c = kq_kafka_consumer_new(r->cfg, r->group, conf, err, errlen)) == NULL)
         return KQ_EKAFKA;
+    if ((r->q = rd_kafka_queue_get_consumer(r->c)) == NULL) {
+        consumer_close(r);
+        return kq_seterr(err, errlen, KQ_EKAFKA, "no consumer queue");
+    }
     memset(r->rkt, 0, sizeof r->rkt);
+    /* Learn the partition leaders before assigning: a partition assigned
+     * without a known leader waits for librdkafka's offset-query retry timer
+     * (~500 ms) before its first fetch. Only a warm-up (bounded): on failure
+     * assign anyway and let librdkafka retry as before. */
+    for (int ti = 0; ti < NTOPICS; ti++) {
+        char merr[256];
+        int cnt = 0;
+        int tmo = r->cfg->kafka_timeout_ms < METADATA_WARMUP_MS ? r->cfg->kafka_timeout_ms
+                                                                : METADATA_WARMUP_MS;
+        if (kq_kafka_topic_partitions(r->c, r->topics[ti], tmo, &cnt, NULL, merr, sizeof merr) !=
+            0) {
+            kq_log_warn("%s: %s", r->ops->name, merr);
+            break;
+        }
+    }
     tp = rd_kafka_topic_partition_list_new(r->nparts);
     for (int i = 0; i < r->nparts; i++) {
         int64_t off = atomic_load(&r->next[i]);
@@ -247,13 +278,15 @@ static int consumer_open(proj_runner *r, char *err, size_t errlen)
     return 0;
 }
 
-/* exit_at_end: the last stable offset of every partition, once. */
+/* exit_at_end: the last stable offset of every partition, once. Asked on the
+ * watermark handle before the consumer starts: on the consumer's own
+ * connection the answers queue behind its fetch responses. */
 static int query_ends(proj_runner *r, char *err, size_t errlen)
 {
     for (int i = 0; i < r->nparts; i++) {
         int64_t lo = 0, hi = 0;
         rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
-            r->c, r->topics[i / r->np], i % r->np, &lo, &hi, r->cfg->kafka_timeout_ms);
+            r->wm, r->topics[i / r->np], i % r->np, &lo, &hi, r->cfg->kafka_timeout_ms);
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
             return kq_seterr(err, errlen, KQ_EKAFKA, "end offset of %s [%d]: %s",
                              r->topics[i / r->np], i % r->np, rd_kafka_err2str(e));
@@ -326,61 +359,86 @@ static void batch_release(proj_runner *r, size_t n)
 }
 
 /*
+ * Take one consumed message into the batch being gathered (or drop it).
+ * Starts the batch's deadline with its first record or end-of-partition.
+ */
+static void take(proj_runner *r, rd_kafka_message_t *m, size_t *n, int *eofs, long long *deadline)
+{
+    int i;
+
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        if ((i = msg_index(r, m)) >= 0) {
+            atomic_store(&r->eof_once[i], 1);
+            if (m->offset > cur_next(r, i)) {
+                if (*n == 0 && !*eofs)
+                    *deadline = mono_ms() + r->cfg->proj_batch_ms;
+                touch(r, i, m->offset);
+                *eofs = 1;
+            }
+        }
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    if (m->err) {
+        kq_log_warn("%s: consumer: %s", r->ops->name, rd_kafka_message_errstr(m));
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    i = msg_index(r, m);
+    if (i < 0 || m->offset < cur_next(r, i)) { /* not ours, or already applied */
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    if (*n == 0 && !*eofs)
+        *deadline = mono_ms() + r->cfg->proj_batch_ms;
+    touch(r, i, m->offset + 1);
+    r->msg_part[*n] = i;
+    r->msgs[(*n)++] = m;
+}
+
+/*
  * Gather one batch into r->msgs (returns the count in *n); offsets advanced by
- * end-of-partition events count as touched partitions too.
+ * end-of-partition events count as touched partitions too. What the queue
+ * already holds is taken in chunks without waiting
+ * (rd_kafka_consume_batch_queue with timeout 0: one lock and no clock read per
+ * chunk instead of per record); only an empty queue waits, in
+ * rd_kafka_consumer_poll, until the batch's deadline.
  */
 static void gather(proj_runner *r, size_t *n)
 {
     size_t max = (size_t)r->cfg->proj_batch_max;
     long long deadline = 0;
-    int eofs = 0, polls = 0;
+    int eofs = 0;
 
     *n = 0;
     while (*n < max && !atomic_load(&r->stop)) {
         rd_kafka_message_t *m;
-        int timeout = POLL_IDLE_MS, i;
+        size_t want = max - *n;
+        ssize_t got;
+        int timeout = POLL_IDLE_MS;
 
+        /* The chunk lands in r->msgs[*n..max) and is compacted by take(). */
+        got = rd_kafka_consume_batch_queue(r->q, 0, r->msgs + *n, want);
+        if (got > 0) {
+            size_t base = *n;
+            for (ssize_t k = 0; k < got; k++)
+                take(r, r->msgs[base + (size_t)k], n, &eofs, &deadline);
+        }
         if (*n > 0 || eofs) {
-            /* The clock is read every 32 polls: records usually come in bursts. */
-            long long left = (polls++ & 31) == 0 ? deadline - mono_ms() : 1;
-            if (left <= 0)
+            long long left = deadline - mono_ms();
+            if (left <= 0 || *n >= max)
                 break;
             timeout = (int)left;
         }
+        if (got > 0)
+            continue;
         if ((m = rd_kafka_consumer_poll(r->c, timeout)) == NULL) {
             if (*n > 0 || eofs)
                 break;
             refresh_watermarks(r);
             continue;
         }
-        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            if ((i = msg_index(r, m)) >= 0) {
-                atomic_store(&r->eof_once[i], 1);
-                if (m->offset > cur_next(r, i)) {
-                    if (*n == 0 && !eofs)
-                        deadline = mono_ms() + r->cfg->proj_batch_ms;
-                    touch(r, i, m->offset);
-                    eofs = 1;
-                }
-            }
-            rd_kafka_message_destroy(m);
-            continue;
-        }
-        if (m->err) {
-            kq_log_warn("%s: consumer: %s", r->ops->name, rd_kafka_message_errstr(m));
-            rd_kafka_message_destroy(m);
-            continue;
-        }
-        i = msg_index(r, m);
-        if (i < 0 || m->offset < cur_next(r, i)) { /* not ours, or already applied */
-            rd_kafka_message_destroy(m);
-            continue;
-        }
-        if (*n == 0 && !eofs)
-            deadline = mono_ms() + r->cfg->proj_batch_ms;
-        touch(r, i, m->offset + 1);
-        r->msg_part[*n] = i;
-        r->msgs[(*n)++] = m;
+        take(r, m, n, &eofs, &deadline);
     }
 }
 
@@ -458,7 +516,8 @@ static void *run(void *arg)
     char err[1024];
     int backoff = BACKOFF_MIN_MS;
 
-    while (!atomic_load(&r->stop)) {
+    /* With exit_at_end the thread is done once the end offsets are stored. */
+    while (!atomic_load(&r->stop) && !(r->exit_at_end && atomic_load(&r->at_end))) {
         size_t n = 0;
         int rc;
 
@@ -470,9 +529,8 @@ static void *run(void *arg)
             for (int i = 0; i < r->nparts; i++)
                 atomic_store(&r->next[i], 0);
             if ((rc = r->ops->load_offsets(r->t, on_offset, r, err, sizeof err)) != 0 ||
+                (r->exit_at_end && !r->have_end && (rc = query_ends(r, err, sizeof err)) != 0) ||
                 (rc = consumer_open(r, err, sizeof err)) != 0)
-                goto failed;
-            if (r->exit_at_end && !r->have_end && (rc = query_ends(r, err, sizeof err)) != 0)
                 goto failed;
             atomic_store(&r->connected, 1);
             kq_log_info("%s: target open, consuming %d partitions from its stored offsets",

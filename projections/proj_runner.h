@@ -9,7 +9,12 @@
  * thread loops:
  *   1. open the target when it is closed, load its offsets, (re)assign;
  *   2. gather a batch of up to cfg->proj_batch_max records, for at most
- *      cfg->proj_batch_ms ms after the first one;
+ *      cfg->proj_batch_ms ms after the first one (what the consumer queue
+ *      already holds is taken in chunks without waiting; only an empty
+ *      queue is waited on). The consumer keeps up to 64 MiB prefetched
+ *      (queued.min.messages raised so librdkafka does not pause every
+ *      partition's fetching while a slower apply drains the queue), and
+ *      learns the partition leaders before it is assigned;
  *   3. check every record: it must decode (ev_envelope_decode), its key
  *      "<id>/<version:020>" must name the envelope's aggregate id and
  *      version, its topic the aggregate type, its partition the aggregate's
