@@ -228,10 +228,11 @@ static int parse_token(qry_api *api, kq_http_req *req, json_t *details, char *to
 
 static void serve_get(qry_api *api, kq_http_req *req, const params *p)
 {
-    json_t *res = NULL;
+    char *res = NULL;
+    size_t len = 0;
     int64_t version = 0;
     char err[256], etag[32];
-    int rc = qry_rm_get(api->rm, p->id, &res, &version, err, sizeof err);
+    int rc = qry_rm_get_text(api->rm, p->id, &res, &len, &version, err, sizeof err);
 
     if (rc == KQ_ENOTFOUND && qry_rm_is_open(api->rm)) {
         kq_http_respond_error(req, 404, "not_found", "no such resource", NULL);
@@ -244,11 +245,12 @@ static void serve_get(qry_api *api, kq_http_req *req, const params *p)
     snprintf(etag, sizeof etag, "\"%" PRId64 "\"", version);
     kq_http_add_header(req, "ETag", etag);
     if (qry_etag_match(kq_http_req_header(req, "If-None-Match"), etag)) {
-        json_decref(res);
+        free(res);
         kq_http_respond_json(req, 304, NULL);
         return;
     }
-    kq_http_respond_json(req, 200, res);
+    kq_http_respond_text(req, 200, "application/json", res, len);
+    free(res);
 }
 
 static void serve_list(qry_api *api, kq_http_req *req, const params *p)

@@ -3,12 +3,14 @@
  */
 #include "qry_rm.h"
 
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ev_fb.h"
 #include "kq_err.h"
 #include "kq_json_in.h"
 #include "kq_rm.h"
@@ -135,8 +137,87 @@ json_t *qry_rm_resource_json(const char *id, size_t idlen, const void *rec, size
                      "created_at", c, "updated_at", u);
 }
 
-int qry_rm_get(qry_rm *rm, const char *id, json_t **out, int64_t *version, char *errstr,
-               size_t errlen)
+/* Append s[0..n) as a JSON string, quotes included, at out + *o (room for
+ * 6 * n + 2 bytes). The caller has checked that s is valid UTF-8. */
+static void json_str(char *out, size_t *o, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t k = *o;
+
+    out[k++] = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\') {
+            out[k++] = '\\';
+            out[k++] = (char)ch;
+        } else if (ch < 0x20) {
+            out[k++] = '\\';
+            switch (ch) {
+            case '\n':
+                out[k++] = 'n';
+                break;
+            case '\r':
+                out[k++] = 'r';
+                break;
+            case '\t':
+                out[k++] = 't';
+                break;
+            case '\b':
+                out[k++] = 'b';
+                break;
+            case '\f':
+                out[k++] = 'f';
+                break;
+            default:
+                out[k++] = 'u';
+                out[k++] = '0';
+                out[k++] = '0';
+                out[k++] = hex[ch >> 4];
+                out[k++] = hex[ch & 15];
+            }
+        } else {
+            out[k++] = (char)ch;
+        }
+    }
+    out[k++] = '"';
+    *o = k;
+}
+
+char *qry_rm_resource_text(const char *id, size_t idlen, const void *rec, size_t reclen,
+                           size_t *len)
+{
+    kq_rm_resource r;
+    char c[QRY_TIME_MAX], u[QRY_TIME_MAX], *out;
+    size_t o = 0;
+    int n;
+
+    if (kq_rm_resource_decode(rec, reclen, &r) != 0 || !ev_fb_utf8_valid(id, idlen) ||
+        !ev_fb_utf8_valid(r.name, r.name_len) ||
+        !ev_fb_utf8_valid(r.description, r.description_len))
+        return NULL;
+    qry_time_format(r.created_at_us, c);
+    qry_time_format(r.updated_at_us, u);
+    if ((out = malloc(6 * ((size_t)idlen + r.name_len + r.description_len) + 256)) == NULL)
+        return NULL;
+    memcpy(out + o, "{\"id\":", 6);
+    o += 6;
+    json_str(out, &o, id, idlen);
+    memcpy(out + o, ",\"name\":", 8);
+    o += 8;
+    json_str(out, &o, r.name, r.name_len);
+    memcpy(out + o, ",\"description\":", 15);
+    o += 15;
+    json_str(out, &o, r.description, r.description_len);
+    n = snprintf(out + o, 200,
+                 ",\"status\":\"%s\",\"version\":%" PRId64
+                 ",\"created_at\":\"%s\",\"updated_at\":\"%s\"}",
+                 qry_status_name(r.status), r.version, c, u);
+    *len = o + (size_t)n;
+    return out;
+}
+
+int qry_rm_get_text(qry_rm *rm, const char *id, char **out, size_t *len, int64_t *version,
+                    char *errstr, size_t errlen)
 {
     MDB_txn *txn = NULL;
     MDB_val k, v;
@@ -154,7 +235,7 @@ int qry_rm_get(qry_rm *rm, const char *id, json_t **out, int64_t *version, char 
     } else if (mrc != 0) {
         rc = kq_seterr(errstr, errlen, KQ_ELMDB, "LMDB get: %s", mdb_strerror(mrc));
     } else if (kq_rm_resource_decode(v.mv_data, v.mv_size, &r) != 0 ||
-               (*out = qry_rm_resource_json(id, k.mv_size, v.mv_data, v.mv_size)) == NULL) {
+               (*out = qry_rm_resource_text(id, k.mv_size, v.mv_data, v.mv_size, len)) == NULL) {
         rc = kq_seterr(errstr, errlen, KQ_ECORRUPT, "resource '%s': record does not decode", id);
     } else {
         *version = r.version;

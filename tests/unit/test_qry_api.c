@@ -763,17 +763,67 @@ static void test_metrics(void **state)
     resp_free(&r);
 }
 
+/* The point read's hand-rendered JSON says exactly what jansson says (the
+ * list's rendering) for strings that need escaping, and refuses what jansson
+ * would refuse (invalid UTF-8). */
+static void test_resource_text(void **state)
+{
+    static const char *const names[] = {
+        "plain", "quote \" and \\ backslash", "ctl \x01\x1f\n\r\t\b\f end",
+        "\xe2\x82\xac \xf0\x9f\x98\x80 \xe4\xb8\xad", "/slash </script>"};
+    uint8_t rec[512];
+    (void)state;
+
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        kq_rm_resource r = {(int64_t)i + 1,
+                            1700000000123456,
+                            1700000009000001,
+                            (uint8_t)(i % 3),
+                            names[i],
+                            (uint32_t)strlen(names[i]),
+                            names[names[i][0] == 'p'],
+                            (uint32_t)strlen(names[names[i][0] == 'p'])};
+        size_t n = kq_rm_resource_size(&r), len = 0;
+        char *text;
+        json_t *want, *got;
+        json_error_t je;
+
+        assert_true(n <= sizeof rec);
+        kq_rm_resource_encode(&r, rec);
+        want = qry_rm_resource_json("r-1", 3, rec, n);
+        assert_non_null(want);
+        text = qry_rm_resource_text("r-1", 3, rec, n, &len);
+        assert_non_null(text);
+        assert_int_equal(strlen(text), len); /* NUL-terminated, no raw NUL inside */
+        got = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+        assert_non_null(got);
+        assert_true(json_equal(want, got));
+        json_decref(want);
+        json_decref(got);
+        free(text);
+    }
+    {
+        kq_rm_resource r = {1, 1, 1, 0, "bad \xff utf8", 10, "", 0};
+        size_t len = 0;
+        kq_rm_resource_encode(&r, rec);
+        assert_null(qry_rm_resource_text("r-1", 3, rec, kq_rm_resource_size(&r), &len));
+        assert_null(qry_rm_resource_json("r-1", 3, rec, kq_rm_resource_size(&r)));
+    }
+}
+
 static void test_not_ready(void **state)
 {
     qry_rm *missing = NULL;
-    json_t *j = NULL;
+    char *j = NULL;
+    size_t len;
     int64_t v;
     char err[256], dir[400];
     (void)state;
 
     snprintf(dir, sizeof dir, "%s/nothing-here", tmpdir);
     assert_int_equal(qry_rm_new(dir, 1u << 20, &missing), 0);
-    assert_int_equal(qry_rm_get(missing, "r001", &j, &v, err, sizeof err), KQ_ENOTFOUND);
+    assert_int_equal(qry_rm_get_text(missing, "r001", &j, &len, &v, err, sizeof err), KQ_ENOTFOUND);
+    assert_null(j);
     assert_false(qry_rm_is_open(missing));
     qry_rm_free(missing);
 }
@@ -781,12 +831,12 @@ static void test_not_ready(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_text),           cmocka_unit_test(test_point_read),
-        cmocka_unit_test(test_etag_304),       cmocka_unit_test(test_list),
-        cmocka_unit_test(test_list_errors),    cmocka_unit_test(test_auth),
-        cmocka_unit_test(test_consistency),    cmocka_unit_test(test_metrics),
-        cmocka_unit_test(test_wake_latency),   cmocka_unit_test(test_not_ready),
-        cmocka_unit_test(test_unknown_params),
+        cmocka_unit_test(test_text),       cmocka_unit_test(test_resource_text),
+        cmocka_unit_test(test_point_read), cmocka_unit_test(test_etag_304),
+        cmocka_unit_test(test_list),       cmocka_unit_test(test_list_errors),
+        cmocka_unit_test(test_auth),       cmocka_unit_test(test_consistency),
+        cmocka_unit_test(test_metrics),    cmocka_unit_test(test_wake_latency),
+        cmocka_unit_test(test_not_ready),  cmocka_unit_test(test_unknown_params),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
