@@ -141,12 +141,7 @@ int main(int argc, char **argv)
 
     memset(&o, 0, sizeof o);
     o.addr = cfg.commands_addr;
-    o.limits.max_body = (size_t)cfg.http_max_body;
-    o.limits.max_connections = (unsigned)cfg.http_max_conns;
-    o.limits.max_per_ip = (unsigned)cfg.http_max_per_ip;
-    o.limits.timeout_s = (unsigned)cfg.http_timeout_s;
-    o.limits.conn_memory = (size_t)cfg.http_conn_memory;
-    o.limits.threads = (unsigned)cfg.http_threads;
+    o.limits = kq_http_limits_from_config(&cfg);
     o.routes = routes;
     o.nroutes = 2;
     o.keys = keys;

@@ -110,6 +110,19 @@ kq_http_limits kq_http_limits_default(void)
     return l;
 }
 
+kq_http_limits kq_http_limits_from_config(const kq_config *cfg)
+{
+    kq_http_limits l = {
+        .max_body = (size_t)cfg->http_max_body,
+        .max_connections = (unsigned)cfg->http_max_conns,
+        .max_per_ip = (unsigned)cfg->http_max_per_ip,
+        .timeout_s = (unsigned)cfg->http_timeout_s,
+        .conn_memory = (size_t)cfg->http_conn_memory,
+        .threads = (unsigned)cfg->http_threads,
+    };
+    return l;
+}
+
 /* ------------------------------------------------------------------ address */
 
 int kq_http_parse_addr(const char *addr, struct sockaddr_storage *ss, size_t *sslen, char *errstr,

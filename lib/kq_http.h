@@ -49,6 +49,7 @@
 #include <stdio.h>
 
 #include "kq_auth.h"
+#include "kq_config.h"
 #include "kq_json_in.h"
 
 typedef struct kq_http_server kq_http_server;
@@ -65,6 +66,8 @@ typedef struct kq_http_limits {
 } kq_http_limits;
 
 kq_http_limits kq_http_limits_default(void);
+/* The limits from the KCQRS_HTTP_* settings (what every public service uses). */
+kq_http_limits kq_http_limits_from_config(const kq_config *cfg);
 
 /* Route handler: answer through kq_http_respond_* (or kq_http_defer) before returning. */
 typedef void (*kq_http_handler)(kq_http_req *req, void *arg);

@@ -852,10 +852,10 @@ static void ver_row(const agg *a, row *r)
     row_bytes(r, r->num[r->n], 1);
 }
 
-static int write_copy_staging(proj_pg *pg, const proj_batch *b, char *errstr, size_t errlen)
+/* COPY the rows of the batch's applied events into `events` (both COPY paths). */
+static int copy_events(proj_pg *pg, const proj_batch *b, char *errstr, size_t errlen)
 {
     row r;
-    int rc, nres = 0, nver = 0;
 
     copy_start(&pg->copy);
     for (size_t i = 0; i < b->n; i++) {
@@ -865,7 +865,15 @@ static int write_copy_staging(proj_pg *pg, const proj_batch *b, char *errstr, si
         if (copy_row(&pg->copy, &r))
             return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
     }
-    if ((rc = copy_in(pg, events_copy_sql, &pg->copy, errstr, errlen)))
+    return copy_in(pg, events_copy_sql, &pg->copy, errstr, errlen);
+}
+
+static int write_copy_staging(proj_pg *pg, const proj_batch *b, char *errstr, size_t errlen)
+{
+    row r;
+    int rc, nres = 0, nver = 0;
+
+    if ((rc = copy_events(pg, b, errstr, errlen)))
         return rc;
     copy_start(&pg->copy);
     for (size_t i = 0; i < pg->aggcap; i++) {
@@ -917,18 +925,9 @@ static int write_copy_arrays(proj_pg *pg, const proj_batch *b, char *errstr, siz
 {
     const char *params[12];
     buf *A = pg->arr;
-    row r;
     int rc, any = 0;
 
-    copy_start(&pg->copy);
-    for (size_t i = 0; i < b->n; i++) {
-        if (pg->info[i].st != ST_APPLY)
-            continue;
-        event_row(pg, &b->ev[i], &pg->info[i], &r);
-        if (copy_row(&pg->copy, &r))
-            return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
-    }
-    if ((rc = copy_in(pg, events_copy_sql, &pg->copy, errstr, errlen)))
+    if ((rc = copy_events(pg, b, errstr, errlen)))
         return rc;
     for (int k = 0; k < 12; k++)
         arr_start(&A[k]);

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "test_resp.h"
+
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -204,41 +206,6 @@ static int teardown(void **state)
 
 /* ------------------------------------------------------------------ client */
 
-typedef struct resp {
-    long status;
-    char *body;
-    size_t len;
-    char headers[4096];
-    size_t hlen;
-    json_t *json;
-    double secs;
-} resp;
-
-static size_t on_body(char *p, size_t sz, size_t n, void *ud)
-{
-    resp *r = ud;
-    char *nb = realloc(r->body, r->len + sz * n + 1);
-    if (nb == NULL)
-        return 0;
-    r->body = nb;
-    memcpy(r->body + r->len, p, sz * n);
-    r->len += sz * n;
-    r->body[r->len] = '\0';
-    return sz * n;
-}
-
-static size_t on_header(char *p, size_t sz, size_t n, void *ud)
-{
-    resp *r = ud;
-    size_t k = sz * n;
-    if (r->hlen + k < sizeof r->headers) {
-        memcpy(r->headers + r->hlen, p, k);
-        r->hlen += k;
-        r->headers[r->hlen] = '\0';
-    }
-    return k;
-}
-
 /* GET path with key (may be NULL) and one extra header line (may be NULL). */
 static void get_h(const char *path, const char *key, const char *extra, resp *r)
 {
@@ -279,17 +246,6 @@ static void get_h(const char *path, const char *key, const char *extra, resp *r)
 static void get(const char *path, const char *key, resp *r)
 {
     get_h(path, key, NULL, r);
-}
-
-static void resp_free(resp *r)
-{
-    free(r->body);
-    json_decref(r->json);
-}
-
-static const char *err_code(const resp *r)
-{
-    return json_string_value(json_object_get(json_object_get(r->json, "error"), "code"));
 }
 
 static json_t *details(const resp *r)
