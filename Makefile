@@ -39,7 +39,7 @@ endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lrdkafka -lpq -llmdb -lmicrohttpd -lcurl -ljansson -lcrypto)
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Ilib -Ievents -Icommands -Iprojections -Iquery-api $(PKG_CFLAGS) -MMD -MP
+CFLAGS   += -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Ilib -Ievents -Icommands -Iprojections -Iquery-api -Ireplay -Iworker $(PKG_CFLAGS) -MMD -MP
 LDLIBS   += $(PKG_LIBS) -pthread -lm
 ifneq ($(SANITIZE),)
 CFLAGS   += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all -O1
@@ -169,7 +169,7 @@ FUZZ_CC ?= clang
 fuzz: $(LIB_SRC) $(SQL_GEN)
 	@mkdir -p $(BUILD)/fuzz
 	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
-	  $(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Ilib -Ievents -Icommands -Iprojections -Iquery-api \
+	  $(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Ilib -Ievents -Icommands -Iprojections -Iquery-api -Ireplay -Iworker \
 	    $(PKG_CFLAGS) $$f $(LIB_SRC) $(SQL_GEN) -o $(BUILD)/fuzz/$$n $(LDLIBS) || exit 1; \
 	  echo "built $(BUILD)/fuzz/$$n  (run: $(BUILD)/fuzz/$$n -max_total_time=60 tests/fuzz/corpus/$$n)"; done
 

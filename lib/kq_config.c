@@ -82,6 +82,10 @@ static const cfg_setting settings[] = {
      "Query API: longest wait for a consistency token before 503 projection_behind"},
     {"KCQRS_QUERY_READY_LAG", "100000", CFG_INT, F(query_ready_lag), 0, 2147483647,
      "Query API: /ready fails while a read model lags the log by more events than this"},
+    {"KCQRS_PG_SCHEMA", "kcqrs", CFG_STRING, F(pg_schema), 0, 0,
+     "PostgreSQL schema of the read model ([a-z_][a-z0-9_]{0,39}); kcqrs-replay builds shadows beside it"},
+    {"KCQRS_REPLAY_BATCH_MAX", "50000", CFG_INT, F(replay_batch_max), 1, 10000000,
+     "kcqrs-replay: most events applied to a shadow read model in one transaction"},
     {"KCQRS_FAILPOINT", "none", CFG_STRING, F(failpoint), 0, 0,
      "Tests only: kcqrs-projector kills itself (SIGKILL) at this named point (none: off)"},
 };
@@ -159,6 +163,18 @@ int kq_config_load(kq_config *cfg, char *errstr, size_t errlen)
                        "KCQRS_HTTP_MAX_CONNECTIONS (%d) is below KCQRS_HTTP_THREADS (%d)",
                        cfg->http_max_conns, cfg->http_threads);
         goto out;
+    }
+    {
+        const char *p = cfg->pg_schema;
+        size_t n = strlen(p);
+        int ok = n >= 1 && n <= 40 && ((*p >= 'a' && *p <= 'z') || *p == '_');
+        for (; ok && *p; p++)
+            ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_';
+        if (!ok) {
+            rc = kq_seterr(errstr, errlen, KQ_ECONFIG,
+                           "KCQRS_PG_SCHEMA='%s' must match [a-z_][a-z0-9_]{0,39}", cfg->pg_schema);
+            goto out;
+        }
     }
     if (strlen(cfg->topic_prefix) > 200)
         rc = kq_seterr(errstr, errlen, KQ_ECONFIG, "KCQRS_TOPIC_PREFIX is longer than 200");

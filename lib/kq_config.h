@@ -46,6 +46,8 @@ typedef struct kq_config {
     int proj_batch_ms;       /* KCQRS_PROJ_BATCH_MS, how long a projector batch may gather */
     int query_wait_ms;       /* KCQRS_QUERY_WAIT_MS, bound on consistency-token waits */
     int query_ready_lag;     /* KCQRS_QUERY_READY_LAG, events of lag above which /ready fails */
+    char *pg_schema;         /* KCQRS_PG_SCHEMA, schema of the PostgreSQL read model */
+    int replay_batch_max;    /* KCQRS_REPLAY_BATCH_MAX, events per shadow transaction */
     char *failpoint;         /* KCQRS_FAILPOINT, tests only: "none" = off */
 } kq_config;
 

@@ -57,8 +57,9 @@ static const char usage[] =
 
 /* ---- targets behind proj_runner's interface ---- */
 
-static int lmdb_open(const kq_config *cfg, void **t, char *errstr, size_t errlen)
+static int lmdb_open(const kq_config *cfg, void *arg, void **t, char *errstr, size_t errlen)
 {
+    (void)arg;
     return proj_lmdb_open(cfg, (proj_lmdb **)t, errstr, errlen);
 }
 static int lmdb_load(void *t, proj_offset_fn cb, void *arg, char *errstr, size_t errlen)
@@ -74,10 +75,11 @@ static void lmdb_close(void *t)
 {
     proj_lmdb_close(t);
 }
-static const proj_target_ops lmdb_ops = {"lmdb", lmdb_open, lmdb_load, lmdb_apply, lmdb_close};
+static const proj_target_ops lmdb_ops = {"lmdb", lmdb_open, lmdb_load, lmdb_apply, lmdb_close, NULL};
 
-static int pg_open(const kq_config *cfg, void **t, char *errstr, size_t errlen)
+static int pg_open(const kq_config *cfg, void *arg, void **t, char *errstr, size_t errlen)
 {
+    (void)arg;
     return proj_pg_open(cfg, (proj_pg **)t, errstr, errlen);
 }
 static int pg_load(void *t, proj_offset_fn cb, void *arg, char *errstr, size_t errlen)
@@ -93,7 +95,7 @@ static void pg_close(void *t)
 {
     proj_pg_close(t);
 }
-static const proj_target_ops pg_ops = {"pg", pg_open, pg_load, pg_apply, pg_close};
+static const proj_target_ops pg_ops = {"pg", pg_open, pg_load, pg_apply, pg_close, NULL};
 
 typedef struct projector {
     proj_runner *runners[MAX_RUNNERS];

@@ -522,7 +522,7 @@ static void *run(void *arg)
         int rc;
 
         if (r->t == NULL) {
-            if ((rc = r->ops->open(r->cfg, &r->t, err, sizeof err)) != 0) {
+            if ((rc = r->ops->open(r->cfg, r->ops->open_arg, &r->t, err, sizeof err)) != 0) {
                 r->t = NULL;
                 goto failed;
             }

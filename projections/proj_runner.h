@@ -43,14 +43,19 @@
 #include "kq_config.h"
 #include "proj_batch.h"
 
-/* A target, as the runner sees it. `t` is the target's handle. */
+/*
+ * A target, as the runner sees it. `t` is the target's handle. `open_arg` is
+ * handed to open() unchanged: NULL for the live read models, the shadow's
+ * description for kcqrs-replay (replay/rp_target.h).
+ */
 typedef struct proj_target_ops {
     const char *name; /* "lmdb", "pg": metrics label, DLQ "target", group id suffix */
-    int (*open)(const kq_config *cfg, void **t, char *errstr, size_t errlen);
+    int (*open)(const kq_config *cfg, void *open_arg, void **t, char *errstr, size_t errlen);
     int (*load_offsets)(void *t, proj_offset_fn cb, void *arg, char *errstr, size_t errlen);
     int (*apply)(void *t, const proj_batch *b, proj_dead_letter_fn dl, void *dlarg, char *errstr,
                  size_t errlen);
     void (*close)(void *t);
+    void *open_arg;
 } proj_target_ops;
 
 typedef struct proj_runner proj_runner;

@@ -41,6 +41,8 @@ static const char *const vars[] = {
     "KCQRS_PROJ_BATCH_MS",
     "KCQRS_QUERY_WAIT_MS",
     "KCQRS_QUERY_READY_LAG",
+    "KCQRS_PG_SCHEMA",
+    "KCQRS_REPLAY_BATCH_MAX",
     "KCQRS_FAILPOINT",
 };
 
@@ -120,6 +122,11 @@ static void test_invalid_values(void **state)
         {"KCQRS_HTTP_CONN_MEMORY", "100"},
         {"KCQRS_HTTP_MAX_CONNECTIONS", "2"}, /* below the 4 threads */
         {"KCQRS_COMMANDS_ADDR", ""},
+        {"KCQRS_PG_SCHEMA", "Kcqrs"},
+        {"KCQRS_PG_SCHEMA", "1abc"},
+        {"KCQRS_PG_SCHEMA", "a;drop"},
+        {"KCQRS_PG_SCHEMA", "a23456789012345678901234567890123456789012"},
+        {"KCQRS_REPLAY_BATCH_MAX", "0"},
     };
 
     (void)state;
