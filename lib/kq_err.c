@@ -37,6 +37,10 @@ const char *kq_strerror(int code)
         return "not supported";
     case KQ_EFENCED:
         return "fenced by another writer";
+    case KQ_EBUSY:
+        return "busy: held by another process";
+    case KQ_ESWITCHED:
+        return "read model switched";
     default:
         return "unknown error";
     }

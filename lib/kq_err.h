@@ -28,7 +28,9 @@ typedef enum kq_err {
     KQ_ELMDB = -11,    /* LMDB error */
     KQ_ECONFIG = -12,  /* bad configuration */
     KQ_EUNSUPPORTED = -13,
-    KQ_EFENCED = -14, /* this writer was fenced by a newer instance */
+    KQ_EFENCED = -14,   /* this writer was fenced by a newer instance */
+    KQ_EBUSY = -15,     /* held by another process (a lock) */
+    KQ_ESWITCHED = -16, /* the live read model was replaced (kcqrs-replay): reopen it */
 } kq_err;
 
 /* Short constant description of `code`; never NULL. The string is static. */
