@@ -1,0 +1,462 @@
+/*
+ * test_wk_http.c — the worker's libcurl multi engine against real sockets on
+ * 127.0.0.1: signed requests (HMAC checked with OpenSSL's EVP_MAC, computed
+ * independently of wk_hmac), status outcomes and Retry-After, redirects not
+ * followed, the resolved-address guard (a name resolving to 127.0.0.1 is
+ * refused with allow_private off), refused schemes, the response size cap,
+ * connect and total timeouts, connection refused, 200 requests in flight at
+ * once, malformed requests, and shutdown with transfers in flight.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "test_wk_recv.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "kq_err.h"
+#include "kq_log.h"
+#include "wk_hmac.h"
+#include "wk_http.h"
+
+typedef struct result {
+    int done;
+    wk_outcome o;
+} result;
+
+static void on_done(void *arg, const wk_outcome *o)
+{
+    result *r = arg;
+    r->done++;
+    r->o = *o;
+}
+
+static wk_engine *engine(int allow_private, size_t cap, long connect_ms, long total_ms)
+{
+    wk_settings s;
+    char err[256];
+    wk_settings_defaults(&s);
+    s.allow_private = allow_private;
+    if (cap)
+        s.response_max = cap;
+    if (connect_ms)
+        s.connect_timeout_ms = connect_ms;
+    if (total_ms)
+        s.total_timeout_ms = total_ms;
+    wk_engine *e = wk_engine_new(&s, err, sizeof err);
+    assert_non_null(e);
+    return e;
+}
+
+/* Run until every submitted transfer has reported (bounded: 20 s). */
+static void run_all(wk_engine *e)
+{
+    for (int i = 0; i < 2000 && wk_engine_in_flight(e) > 0; i++)
+        assert_true(wk_engine_run(e, 10) >= 0);
+    assert_int_equal(wk_engine_in_flight(e), 0);
+}
+
+static void get(wk_engine *e, const char *path, result *r)
+{
+    char url[256], err[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u%s", recv_port, path);
+    wk_http_request q = {.method = "GET", .url = url, .delivery_id = "d-1"};
+    memset(r, 0, sizeof *r);
+    assert_int_equal(wk_engine_submit_http(e, &q, on_done, r, err, sizeof err), 0);
+    run_all(e);
+    assert_int_equal(r->done, 1);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    return recv_start();
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    recv_stop();
+    return 0;
+}
+
+/* HMAC-SHA256 through EVP_MAC, as a receiver would compute it. */
+static void evp_hmac_hex(const char *key, const char *body, size_t len, char out[65])
+{
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(mac);
+    OSSL_PARAM params[2];
+    unsigned char md[32];
+    size_t mdlen = 0;
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+    params[1] = OSSL_PARAM_construct_end();
+    assert_int_equal(EVP_MAC_init(ctx, (const unsigned char *)key, strlen(key), params), 1);
+    assert_int_equal(EVP_MAC_update(ctx, (const unsigned char *)body, len), 1);
+    assert_int_equal(EVP_MAC_final(ctx, md, &mdlen, sizeof md), 1);
+    assert_int_equal(mdlen, 32);
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    EVP_MAC_CTX_free(ctx);
+    EVP_MAC_free(mac);
+}
+
+static void test_signed_post(void **state)
+{
+    (void)state;
+    wk_engine *e = engine(1, 0, 0, 0);
+    char url[256], err[256], want[65];
+    const char *body = "{\"order\":\"o-1\",\"total\":12.5}";
+    const char *secret = "wf-secret-123";
+    wk_header hs[] = {{"X-Test", "abc"}};
+    result r = {0};
+    recv_reset();
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/status/201", recv_port);
+    wk_http_request q = {.method = "POST",
+                         .url = url,
+                         .headers = hs,
+                         .n_headers = 1,
+                         .body = body,
+                         .body_len = strlen(body),
+                         .delivery_id = "run-42.step-0",
+                         .secret = secret,
+                         .secret_len = strlen(secret)};
+    assert_int_equal(wk_engine_submit_http(e, &q, on_done, &r, err, sizeof err), 0);
+    assert_int_equal(wk_engine_in_flight(e), 1);
+    run_all(e);
+    assert_int_equal(r.done, 1);
+    assert_int_equal(r.o.result, WK_R_RESPONSE);
+    assert_int_equal(r.o.status_code, 201);
+    assert_int_equal(r.o.retry_after_s, -1);
+    assert_string_equal(r.o.error, "");
+    assert_true(r.o.duration_ms >= 0);
+    assert_int_equal(recv_count(), 1);
+    recv_entry *le = &recv_log[0];
+    assert_string_equal(le->method, "POST");
+    assert_string_equal(le->path, "/status/201");
+    assert_string_equal(le->delivery, "run-42.step-0");
+    assert_string_equal(le->ctype, "application/json");
+    assert_string_equal(le->custom, "abc");
+    assert_string_equal(le->agent, WK_DEFAULT_USER_AGENT);
+    assert_int_equal(le->len, strlen(body));
+    assert_memory_equal(le->body, body, le->len);
+    evp_hmac_hex(secret, le->body, le->len, want);
+    assert_int_equal(strncmp(le->signature, "sha256=", 7), 0);
+    assert_string_equal(le->signature + 7, want);
+    assert_true(wk_hmac_verify(secret, strlen(secret), le->body, le->len, le->signature));
+
+    /* PUT with its own Content-Type; no secret: no signature header */
+    wk_header ct[] = {{"Content-Type", "text/plain"}};
+    wk_http_request p = {.method = "PUT",
+                         .url = url,
+                         .headers = ct,
+                         .n_headers = 1,
+                         .body = "hello",
+                         .body_len = 5,
+                         .delivery_id = "d2"};
+    assert_int_equal(wk_engine_submit_http(e, &p, on_done, &r, err, sizeof err), 0);
+    run_all(e);
+    assert_int_equal(r.done, 2);
+    assert_int_equal(recv_count(), 2);
+    assert_string_equal(recv_log[1].method, "PUT");
+    assert_string_equal(recv_log[1].ctype, "text/plain");
+    assert_string_equal(recv_log[1].signature, "");
+    assert_string_equal(recv_log[1].delivery, "d2");
+    wk_engine_free(e);
+}
+
+static void test_statuses(void **state)
+{
+    (void)state;
+    wk_engine *e = engine(1, 0, 0, 0);
+    result r;
+    get(e, "/status/404", &r);
+    assert_int_equal(r.o.result, WK_R_RESPONSE);
+    assert_int_equal(r.o.status_code, 404);
+    get(e, "/status/503", &r);
+    assert_int_equal(r.o.status_code, 503);
+    get(e, "/retry", &r);
+    assert_int_equal(r.o.status_code, 429);
+    assert_int_equal(r.o.retry_after_s, 7);
+    wk_engine_free(e);
+}
+
+static void test_redirect_not_followed(void **state)
+{
+    (void)state;
+    wk_engine *e = engine(1, 0, 0, 0);
+    result r;
+    recv_reset();
+    get(e, "/redirect", &r);
+    assert_int_equal(r.o.result, WK_R_RESPONSE);
+    assert_int_equal(r.o.status_code, 302);
+    assert_int_equal(recv_count(), 1); /* no second request to /status/200 */
+    assert_string_equal(recv_log[0].path, "/redirect");
+    wk_engine_free(e);
+}
+
+static void test_guard_resolved(void **state)
+{
+    (void)state;
+    wk_engine *e = engine(0, 0, 0, 0);
+    char url[256], err[256];
+    const char *hosts[] = {"localhost", "127.0.0.1", "127.1.2.3"};
+    recv_reset();
+    for (size_t i = 0; i < 3; i++) {
+        result r = {0};
+        snprintf(url, sizeof url, "http://%s:%u/status/200", hosts[i], recv_port);
+        wk_http_request q = {.method = "GET", .url = url, .delivery_id = "d"};
+        assert_int_equal(wk_engine_submit_http(e, &q, on_done, &r, err, sizeof err), 0);
+        run_all(e);
+        assert_int_equal(r.done, 1);
+        assert_int_equal(r.o.result, WK_R_REFUSED);
+        assert_int_equal(r.o.status_code, 0);
+        assert_non_null(strstr(r.o.error, "loopback"));
+    }
+    assert_int_equal(recv_count(), 0); /* nothing reached the receiver */
+    /* the same name passes with allow_private */
+    wk_engine *ok = engine(1, 0, 0, 0);
+    result r = {0};
+    snprintf(url, sizeof url, "http://localhost:%u/status/200", recv_port);
+    wk_http_request q = {.method = "GET", .url = url, .delivery_id = "d"};
+    assert_int_equal(wk_engine_submit_http(ok, &q, on_done, &r, err, sizeof err), 0);
+    run_all(ok);
+    assert_int_equal(r.o.result, WK_R_RESPONSE);
+    assert_int_equal(r.o.status_code, 200);
+    assert_int_equal(recv_count(), 1);
+    wk_engine_free(ok);
+
+    /* schemes refused at submit; the callback never runs */
+    const char *bad[] = {"file:///etc/passwd", "gopher://127.0.0.1:70/", "ftp://127.0.0.1/x",
+                         "dict://127.0.0.1/"};
+    for (size_t i = 0; i < 4; i++) {
+        result b = {0};
+        wk_http_request bq = {.method = "GET", .url = bad[i], .delivery_id = "d"};
+        assert_int_equal(wk_engine_submit_http(e, &bq, on_done, &b, err, sizeof err),
+                         KQ_EUNSUPPORTED);
+        assert_int_equal(wk_engine_in_flight(e), 0);
+        assert_int_equal(b.done, 0);
+    }
+    wk_engine_free(e);
+}
+
+static void test_response_cap(void **state)
+{
+    (void)state;
+    wk_engine *e = engine(1, 1000, 0, 0);
+    result r;
+    get(e, "/bytes/1000", &r);
+    assert_int_equal(r.o.result, WK_R_RESPONSE);
+    assert_int_equal(r.o.bytes, 1000);
+    get(e, "/bytes/1001", &r); /* refused on Content-Length */
+    assert_int_equal(r.o.result, WK_R_TOO_LARGE);
+    assert_int_equal(r.o.status_code, 200);
+    assert_true(r.o.bytes <= 1000);
+    get(e, "/stream/1000", &r);
+    assert_int_equal(r.o.result, WK_R_RESPONSE);
+    assert_int_equal(r.o.bytes, 1000);
+    get(e, "/stream/100000", &r); /* no Content-Length: aborted in the write callback */
+    assert_int_equal(r.o.result, WK_R_TOO_LARGE);
+    assert_true(r.o.bytes > 1000 && r.o.bytes < 100000);
+    assert_non_null(strstr(r.o.error, "larger than 1000"));
+    /* the engine still works after an aborted transfer */
+    get(e, "/status/204", &r);
+    assert_int_equal(r.o.status_code, 204);
+    wk_engine_free(e);
+}
+
+/* A listener on 127.0.0.1 with `fill` pending connections in a backlog of 0. */
+static int listener(int fill, unsigned *port, int *conns)
+{
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(fd, fill ? 0 : 16), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    *port = ntohs(sa.sin_port);
+    for (int i = 0; i < fill; i++) {
+        conns[i] = socket(AF_INET, SOCK_STREAM, 0);
+        fcntl(conns[i], F_SETFL, O_NONBLOCK);
+        connect(conns[i], (struct sockaddr *)&sa, sizeof sa);
+    }
+    usleep(100000);
+    return fd;
+}
+
+static void test_timeouts(void **state)
+{
+    (void)state;
+    wk_engine *e = engine(1, 0, 300, 600);
+    unsigned port;
+    int conns[3], fd;
+    char url[128], err[256];
+    result r = {0};
+
+    /* backlog full: SYNs are dropped, connect never completes */
+    fd = listener(3, &port, conns);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/", port);
+    wk_http_request q = {
+        .method = "POST", .url = url, .body = "x", .body_len = 1, .delivery_id = "d"};
+    assert_int_equal(wk_engine_submit_http(e, &q, on_done, &r, err, sizeof err), 0);
+    run_all(e);
+    assert_int_equal(r.o.result, WK_R_CONNECT_TIMEOUT);
+    assert_int_equal(r.o.status_code, 0);
+    assert_true(r.o.duration_ms >= 250 && r.o.duration_ms < 3000);
+    assert_non_null(strstr(r.o.error, "connect_timeout"));
+    for (int i = 0; i < 3; i++)
+        close(conns[i]);
+    close(fd);
+
+    /* accepted by the kernel, never answered: total timeout */
+    fd = listener(0, &port, conns);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/", port);
+    memset(&r, 0, sizeof r);
+    assert_int_equal(wk_engine_submit_http(e, &q, on_done, &r, err, sizeof err), 0);
+    run_all(e);
+    assert_int_equal(r.o.result, WK_R_TIMEOUT);
+    assert_true(r.o.duration_ms >= 550 && r.o.duration_ms < 3000);
+
+    /* closed port: connection refused */
+    close(fd);
+    memset(&r, 0, sizeof r);
+    assert_int_equal(wk_engine_submit_http(e, &q, on_done, &r, err, sizeof err), 0);
+    run_all(e);
+    assert_int_equal(r.o.result, WK_R_CONNECT);
+    wk_engine_free(e);
+}
+
+#define MANY 200
+static void test_many_in_flight(void **state)
+{
+    (void)state;
+    wk_engine *e = engine(1, 0, 5000, 15000);
+    static result rs[MANY];
+    char url[128], err[256], id[32];
+    recv_reset();
+    recv_gate = MANY;
+    memset(rs, 0, sizeof rs);
+    for (int i = 0; i < MANY; i++) {
+        snprintf(url, sizeof url, "http://127.0.0.1:%u/gate/%d", recv_port, i);
+        snprintf(id, sizeof id, "many-%d", i);
+        wk_http_request q = {.method = "POST",
+                             .url = url,
+                             .body = id,
+                             .body_len = strlen(id),
+                             .delivery_id = id,
+                             .secret = "s",
+                             .secret_len = 1};
+        assert_int_equal(wk_engine_submit_http(e, &q, on_done, &rs[i], err, sizeof err), 0);
+    }
+    assert_int_equal(wk_engine_in_flight(e), MANY);
+    run_all(e);
+    for (int i = 0; i < MANY; i++) {
+        assert_int_equal(rs[i].done, 1);
+        assert_int_equal(rs[i].o.result, WK_R_RESPONSE);
+        assert_int_equal(rs[i].o.status_code, 200);
+        assert_int_equal(rs[i].o.bytes, (size_t)i); /* its own response */
+    }
+    /* the receiver held all of them at the same time */
+    assert_int_equal(recv_max_held, MANY);
+    assert_int_equal(recv_count(), MANY);
+    recv_gate = 0;
+    wk_engine_free(e);
+}
+
+static void test_bad_requests(void **state)
+{
+    (void)state;
+    wk_engine *e = engine(1, 0, 0, 0);
+    char url[128], err[256];
+    result r = {0};
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/status/200", recv_port);
+    wk_header crlf[] = {{"X-A", "v\r\nX-Injected: 1"}};
+    wk_header badname[] = {{"X A", "v"}};
+    wk_header reserved[] = {{"x-kcqrs-signature", "sha256=00"}};
+    wk_header host[] = {{"Host", "evil"}};
+    wk_http_request cases[] = {
+        {.method = "TRACE", .url = url, .delivery_id = "d"},
+        {.method = NULL, .url = url, .delivery_id = "d"},
+        {.method = "GET", .url = url, .delivery_id = NULL},
+        {.method = "GET", .url = url, .delivery_id = "has space"},
+        {.method = "GET", .url = url, .delivery_id = ".lead"},
+        {.method = "GET", .url = url, .delivery_id = "a..b"},
+        {.method = "GET", .url = url, .delivery_id = "d", .headers = crlf, .n_headers = 1},
+        {.method = "GET", .url = url, .delivery_id = "d", .headers = badname, .n_headers = 1},
+        {.method = "GET", .url = url, .delivery_id = "d", .headers = reserved, .n_headers = 1},
+        {.method = "GET", .url = url, .delivery_id = "d", .headers = host, .n_headers = 1},
+        {.method = "POST", .url = url, .delivery_id = "d", .body = NULL, .body_len = 3},
+        {.method = "POST", .url = "not a url", .delivery_id = "d"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        err[0] = '\0';
+        assert_int_equal(wk_engine_submit_http(e, &cases[i], on_done, &r, err, sizeof err),
+                         KQ_EINVAL);
+        assert_true(err[0] != '\0');
+    }
+    wk_http_request big = {.method = "POST",
+                           .url = url,
+                           .delivery_id = "d",
+                           .body = "x",
+                           .body_len = WK_REQUEST_BODY_MAX + 1};
+    assert_int_equal(wk_engine_submit_http(e, &big, on_done, &r, err, sizeof err), KQ_ERANGE);
+    assert_int_equal(wk_engine_in_flight(e), 0);
+    assert_int_equal(r.done, 0);
+    wk_settings s;
+    wk_settings_defaults(&s);
+    s.total_timeout_ms = 0;
+    assert_null(wk_engine_new(&s, err, sizeof err));
+    wk_engine_free(e);
+}
+
+static void test_free_in_flight(void **state)
+{
+    (void)state;
+    wk_engine *e = engine(1, 0, 1000, 30000);
+    unsigned port;
+    int conns[1];
+    char url[128], err[256];
+    result r[3];
+    int fd = listener(0, &port, conns);
+    memset(r, 0, sizeof r);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/", port);
+    for (int i = 0; i < 3; i++) {
+        wk_http_request q = {.method = "GET", .url = url, .delivery_id = "d"};
+        assert_int_equal(wk_engine_submit_http(e, &q, on_done, &r[i], err, sizeof err), 0);
+    }
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(wk_engine_run(e, 10), 0);
+    wk_engine_free(e);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(r[i].done, 1);
+        assert_int_equal(r[i].o.result, WK_R_ABORTED);
+    }
+    close(fd);
+}
+
+int main(void)
+{
+    kq_log_init("test_wk_http", KQ_LOG_ERROR, KQ_LOG_HUMAN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_signed_post),           cmocka_unit_test(test_statuses),
+        cmocka_unit_test(test_redirect_not_followed), cmocka_unit_test(test_guard_resolved),
+        cmocka_unit_test(test_response_cap),          cmocka_unit_test(test_timeouts),
+        cmocka_unit_test(test_many_in_flight),        cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_free_in_flight),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
