@@ -242,6 +242,24 @@ out:
     pthread_mutex_unlock(&set->mu);
 }
 
+long wk_breaker_retry_in_ms(wk_breaker_set *set, const char *dest)
+{
+    long ms = 0;
+    pthread_mutex_lock(&set->mu);
+    wk_bentry *e = lookup(set, dest, 0);
+    if (e != NULL) {
+        tick(set, e);
+        if (e->state == WK_BREAKER_OPEN) {
+            uint64_t el = set->clock(set->clock_arg) - e->opened_at;
+            ms = set->cfg.cooldown_ms - (long)el;
+            if (ms < 1)
+                ms = 1;
+        }
+    }
+    pthread_mutex_unlock(&set->mu);
+    return ms;
+}
+
 wk_breaker_state wk_breaker_get(wk_breaker_set *set, const char *dest)
 {
     wk_breaker_state s = WK_BREAKER_CLOSED;

@@ -77,6 +77,13 @@ int wk_breaker_allow(wk_breaker_set *set, const char *dest);
 /* Record the end of an allowed request: failure 1 = a destination failure. */
 void wk_breaker_record(wk_breaker_set *set, const char *dest, int failure);
 
+/*
+ * Milliseconds until `dest` lets a probe through: 0 unless it is open (then
+ * the rest of the cool-down, >= 1). For scheduling the retry of a refused
+ * request.
+ */
+long wk_breaker_retry_in_ms(wk_breaker_set *set, const char *dest);
+
 /* Current state (applies the cool-down first); CLOSED for an unknown dest. */
 wk_breaker_state wk_breaker_get(wk_breaker_set *set, const char *dest);
 

@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 #include <curl/curl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +27,10 @@ struct wk_engine {
     char *user_agent;
     wk_xfer *head; /* in flight */
     size_t in_flight;
-    CURL *pool[WK_POOL_MAX]; /* reset easy handles */
+    atomic_size_t in_flight_metric;
+    atomic_uint_fast64_t transfers[2][WK_R_ABORTED + 1]; /* [proto][result] */
+    atomic_uint_fast64_t classes[2][6];                  /* [proto][status / 100] */
+    CURL *pool[WK_POOL_MAX];                             /* reset easy handles */
     size_t npool;
 };
 
@@ -205,6 +209,7 @@ int wk_engine_start(wk_engine *e, wk_xfer *x, wk_done_fn cb, void *arg, char *er
         e->head->prev = x;
     e->head = x;
     e->in_flight++;
+    atomic_store(&e->in_flight_metric, e->in_flight);
     return 0;
 }
 
@@ -254,8 +259,60 @@ static void finish(wk_engine *e, wk_xfer *x, CURLcode rc)
     if (x->next != NULL)
         x->next->prev = x->prev;
     e->in_flight--;
+    atomic_store(&e->in_flight_metric, e->in_flight);
+    atomic_fetch_add(&e->transfers[o->proto][o->result], 1);
+    if (o->result == WK_R_RESPONSE && o->status_code >= 100 && o->status_code < 600)
+        atomic_fetch_add(&e->classes[o->proto][o->status_code / 100], 1);
     x->cb(x->arg, o);
     wk_xfer_free(x);
+}
+
+int wk_engine_metrics(wk_engine *e, char *buf, size_t len)
+{
+    static const char *const protos[] = {"http", "smtp"};
+    size_t off = 0;
+    int n = snprintf(buf, len,
+                     "# HELP kcqrs_worker_transfers_total Ended transfers by protocol and result.\n"
+                     "# TYPE kcqrs_worker_transfers_total counter\n");
+    if (n < 0 || (size_t)n >= len)
+        goto full;
+    off = (size_t)n;
+    for (int p = 0; p < 2; p++)
+        for (int r = 0; r <= WK_R_ABORTED; r++) {
+            n = snprintf(buf + off, len - off,
+                         "kcqrs_worker_transfers_total{proto=\"%s\",result=\"%s\"} %llu\n",
+                         protos[p], wk_result_name((wk_result)r),
+                         (unsigned long long)atomic_load(&e->transfers[p][r]));
+            if (n < 0 || (size_t)n >= len - off)
+                goto full;
+            off += (size_t)n;
+        }
+    n = snprintf(buf + off, len - off,
+                 "# HELP kcqrs_worker_responses_total Responses by protocol and status class.\n"
+                 "# TYPE kcqrs_worker_responses_total counter\n");
+    if (n < 0 || (size_t)n >= len - off)
+        goto full;
+    off += (size_t)n;
+    for (int p = 0; p < 2; p++)
+        for (int c = 2; c <= 5; c++) {
+            n = snprintf(buf + off, len - off,
+                         "kcqrs_worker_responses_total{proto=\"%s\",class=\"%dxx\"} %llu\n",
+                         protos[p], c, (unsigned long long)atomic_load(&e->classes[p][c]));
+            if (n < 0 || (size_t)n >= len - off)
+                goto full;
+            off += (size_t)n;
+        }
+    n = snprintf(buf + off, len - off,
+                 "# HELP kcqrs_worker_in_flight Transfers submitted and not yet ended.\n"
+                 "# TYPE kcqrs_worker_in_flight gauge\nkcqrs_worker_in_flight %zu\n",
+                 atomic_load(&e->in_flight_metric));
+    if (n < 0 || (size_t)n >= len - off)
+        goto full;
+    return (int)(off + (size_t)n);
+full:
+    if (len > 0)
+        buf[0] = '\0';
+    return KQ_ERANGE;
 }
 
 static int drain(wk_engine *e)

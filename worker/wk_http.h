@@ -100,6 +100,16 @@ size_t wk_engine_in_flight(const wk_engine *e);
 /* Interrupt a waiting wk_engine_run (any thread). */
 void wk_engine_wakeup(wk_engine *e);
 
+/*
+ * Prometheus text of the engine's counters into buf (NUL-terminated):
+ *   kcqrs_worker_transfers_total{proto="http|smtp",result="response|connect|..."}
+ *   kcqrs_worker_responses_total{proto="http|smtp",class="2xx|3xx|4xx|5xx"}
+ *   kcqrs_worker_in_flight
+ * Safe from any thread (the counters are atomics). Returns the length or
+ * KQ_ERANGE when buf is too small.
+ */
+int wk_engine_metrics(wk_engine *e, char *buf, size_t len);
+
 /* 0 if `id` is a valid delivery id (see wk_http_request), else KQ_EINVAL. */
 int wk_delivery_id_check(const char *id, char *errstr, size_t errlen);
 

@@ -75,12 +75,16 @@ static void test_cycle(void **state)
     /* refused while open; other destinations unaffected */
     assert_int_equal(wk_breaker_allow(s, d), 0);
     assert_int_equal(wk_breaker_allow(s, "http://b.example:80"), 1);
+    assert_int_equal(wk_breaker_retry_in_ms(s, d), 5000);
+    assert_int_equal(wk_breaker_retry_in_ms(s, "http://b.example:80"), 0);
     fake_now += 4999;
+    assert_int_equal(wk_breaker_retry_in_ms(s, d), 1);
     assert_int_equal(wk_breaker_allow(s, d), 0);
     assert_int_equal(c.n, 1);
     /* cool-down over: half-open, one probe only */
     fake_now += 1;
     assert_int_equal(wk_breaker_get(s, d), WK_BREAKER_HALF_OPEN);
+    assert_int_equal(wk_breaker_retry_in_ms(s, d), 0);
     assert_int_equal(c.n, 2);
     assert_string_equal(c.log[1], "http://a.example:80 open->half_open");
     assert_int_equal(wk_breaker_allow(s, d), 1);

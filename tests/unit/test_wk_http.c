@@ -189,6 +189,16 @@ static void test_statuses(void **state)
     get(e, "/retry", &r);
     assert_int_equal(r.o.status_code, 429);
     assert_int_equal(r.o.retry_after_s, 7);
+    get(e, "/status/200", &r);
+    char m[4096];
+    assert_true(wk_engine_metrics(e, m, sizeof m) > 0);
+    assert_non_null(
+        strstr(m, "kcqrs_worker_transfers_total{proto=\"http\",result=\"response\"} 4\n"));
+    assert_non_null(strstr(m, "kcqrs_worker_responses_total{proto=\"http\",class=\"4xx\"} 2\n"));
+    assert_non_null(strstr(m, "kcqrs_worker_responses_total{proto=\"http\",class=\"5xx\"} 1\n"));
+    assert_non_null(strstr(m, "kcqrs_worker_responses_total{proto=\"http\",class=\"2xx\"} 1\n"));
+    assert_non_null(strstr(m, "kcqrs_worker_in_flight 0\n"));
+    assert_int_equal(wk_engine_metrics(e, m, 100), KQ_ERANGE);
     wk_engine_free(e);
 }
 
