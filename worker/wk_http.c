@@ -30,6 +30,7 @@ struct wk_engine {
     atomic_size_t in_flight_metric;
     atomic_uint_fast64_t transfers[2][WK_R_ABORTED + 1]; /* [proto][result] */
     atomic_uint_fast64_t classes[2][6];                  /* [proto][status / 100] */
+    int closing;                                         /* in wk_engine_free: no new transfers */
     CURL *pool[WK_POOL_MAX];                             /* reset easy handles */
     size_t npool;
 };
@@ -199,6 +200,8 @@ void wk_xfer_free(wk_xfer *x)
 
 int wk_engine_start(wk_engine *e, wk_xfer *x, wk_done_fn cb, void *arg, char *errstr, size_t errlen)
 {
+    if (e->closing)
+        return kq_seterr(errstr, errlen, KQ_EINVAL, "worker engine is shutting down");
     x->cb = cb;
     x->arg = arg;
     x->start_ns = now_ns();
@@ -351,6 +354,7 @@ void wk_engine_free(wk_engine *e)
 {
     if (e == NULL)
         return;
+    e->closing = 1;
     while (e->head != NULL) {
         wk_xfer *x = e->head;
         curl_multi_remove_handle(e->multi, x->h);

@@ -6,7 +6,8 @@
  * a transfer, wk_engine_run waits (curl_multi_poll) and calls the done
  * callback of every transfer that ended, on that same thread. A callback
  * may submit new transfers. wk_engine_wakeup is the only call that is safe
- * from other threads: it interrupts a wk_engine_run that is waiting.
+ * from other threads: it interrupts a wk_engine_run that is waiting. A
+ * callback must not call wk_engine_run or wk_engine_free.
  *
  * Every transfer is guarded (wk_guard.h: scheme allow-list, no redirects, no
  * proxy, resolved address checked unless allow_private), bounded (connect
@@ -72,7 +73,8 @@ wk_engine *wk_engine_new(const wk_settings *s, char *errstr, size_t errlen);
 
 /*
  * Free the engine. Transfers still in flight end with WK_R_ABORTED: their
- * callbacks run from here, so the callers' args can be freed.
+ * callbacks run from here, so the callers' args can be freed; a submit from
+ * such a callback fails (KQ_EINVAL, "shutting down").
  */
 void wk_engine_free(wk_engine *e);
 

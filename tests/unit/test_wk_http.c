@@ -433,6 +433,17 @@ static void test_bad_requests(void **state)
     wk_engine_free(e);
 }
 
+/* A callback that tries to submit again (it must be refused while freeing). */
+static wk_engine *resubmit_engine;
+static int resubmit_rc = 1;
+static void on_done_resubmit(void *arg, const wk_outcome *o)
+{
+    char err[128];
+    on_done(arg, o);
+    wk_http_request q = {.method = "GET", .url = "http://127.0.0.1:1/", .delivery_id = "d"};
+    resubmit_rc = wk_engine_submit_http(resubmit_engine, &q, on_done, arg, err, sizeof err);
+}
+
 static void test_free_in_flight(void **state)
 {
     (void)state;
@@ -444,13 +455,17 @@ static void test_free_in_flight(void **state)
     int fd = listener(0, &port, conns);
     memset(r, 0, sizeof r);
     snprintf(url, sizeof url, "http://127.0.0.1:%u/", port);
+    resubmit_engine = e;
     for (int i = 0; i < 3; i++) {
         wk_http_request q = {.method = "GET", .url = url, .delivery_id = "d"};
-        assert_int_equal(wk_engine_submit_http(e, &q, on_done, &r[i], err, sizeof err), 0);
+        assert_int_equal(wk_engine_submit_http(e, &q, i == 2 ? on_done_resubmit : on_done, &r[i],
+                                               err, sizeof err),
+                         0);
     }
     for (int i = 0; i < 10; i++)
         assert_int_equal(wk_engine_run(e, 10), 0);
     wk_engine_free(e);
+    assert_int_equal(resubmit_rc, KQ_EINVAL);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(r[i].done, 1);
         assert_int_equal(r[i].o.result, WK_R_ABORTED);
