@@ -16,6 +16,7 @@
 #include "test_wk_recv.h"
 
 #include <fcntl.h>
+#include <jansson.h>
 #include <netinet/in.h>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
@@ -28,6 +29,7 @@
 
 #include "kq_err.h"
 #include "kq_log.h"
+#include "test_wk_tool.h"
 #include "wk_hmac.h"
 #include "wk_http.h"
 
@@ -473,6 +475,68 @@ static void test_free_in_flight(void **state)
     close(fd);
 }
 
+/* The engine against tests/tools/kq_receiver, which the e2e tests use: script and log. */
+static void test_kq_receiver(void **state)
+{
+    (void)state;
+    tool t;
+    const char *args[] = {"--secret", "wf-secret",
+                          "429:retry-after=2,500,302:location=/x,200:bytes=3", NULL};
+    int rc = tool_start(&t, "kq_receiver", args);
+    if (rc == 1) {
+        print_message("kq_receiver not built (make all): skipped\n");
+        skip();
+    }
+    assert_int_equal(rc, 0);
+    wk_engine *e = engine(1, 0, 0, 0);
+    char url[128], err[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/hook?x=1", t.port);
+    static const int want_status[] = {429, 500, 302, 200, 200};
+    for (int i = 0; i < 5; i++) {
+        result r = {0};
+        const char *body = "{\"a\":\"\\u00e9\"}";
+        wk_http_request q = {.method = "POST",
+                             .url = url,
+                             .body = body,
+                             .body_len = strlen(body),
+                             .delivery_id = "run-1.step-2",
+                             .secret = "wf-secret",
+                             .secret_len = 9};
+        assert_int_equal(wk_engine_submit_http(e, &q, on_done, &r, err, sizeof err), 0);
+        run_all(e);
+        assert_int_equal(r.o.result, WK_R_RESPONSE);
+        assert_int_equal(r.o.status_code, want_status[i]);
+        assert_int_equal(r.o.retry_after_s, i == 0 ? 2 : -1);
+        assert_int_equal(r.o.bytes, i >= 3 ? 3 : 0);
+    }
+    wk_engine_free(e);
+    assert_int_equal(tool_stop(&t), 0);
+    FILE *f = fopen(t.log, "r");
+    assert_non_null(f);
+    char line[8192];
+    int n = 0;
+    json_error_t je;
+    while (fgets(line, sizeof line, f) != NULL) {
+        json_t *m = json_loads(line, 0, &je);
+        assert_non_null(m);
+        assert_int_equal(json_integer_value(json_object_get(m, "n")), n + 1);
+        assert_string_equal(json_string_value(json_object_get(m, "method")), "POST");
+        assert_string_equal(json_string_value(json_object_get(m, "path")), "/hook");
+        assert_string_equal(json_string_value(json_object_get(json_object_get(m, "query"), "x")),
+                            "1");
+        assert_string_equal(json_string_value(json_object_get(m, "body")), "{\"a\":\"\\u00e9\"}");
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(m, "headers"), "X-Kcqrs-Delivery")),
+            "run-1.step-2");
+        assert_true(json_is_true(json_object_get(m, "signature_ok")));
+        json_decref(m);
+        n++;
+    }
+    fclose(f);
+    assert_int_equal(n, 5);
+    tool_clean(&t);
+}
+
 int main(void)
 {
     kq_log_init("test_wk_http", KQ_LOG_ERROR, KQ_LOG_HUMAN);
@@ -481,7 +545,7 @@ int main(void)
         cmocka_unit_test(test_redirect_not_followed), cmocka_unit_test(test_guard_resolved),
         cmocka_unit_test(test_response_cap),          cmocka_unit_test(test_timeouts),
         cmocka_unit_test(test_many_in_flight),        cmocka_unit_test(test_bad_requests),
-        cmocka_unit_test(test_free_in_flight),
+        cmocka_unit_test(test_free_in_flight),        cmocka_unit_test(test_kq_receiver),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -23,8 +23,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "kq_err.h"
 #include "kq_log.h"
+#include "test_wk_tool.h"
 #include "wk_policy.h"
 #include "wk_smtp.h"
 
@@ -351,14 +354,79 @@ static void test_message(void **state)
     wk_engine_free(e);
 }
 
+/* The same delivery through tests/tools/kq_smtp_sink, which the e2e tests use. */
+static void test_kq_smtp_sink(void **state)
+{
+    (void)state;
+    tool t;
+    const char *script[] = {"250,451", NULL};
+    int rc = tool_start(&t, "kq_smtp_sink", script);
+    if (rc == 1) {
+        print_message("kq_smtp_sink not built (make all): skipped\n");
+        skip();
+    }
+    assert_int_equal(rc, 0);
+    wk_engine *e = engine(1);
+    char url[64];
+    const char *to[] = {"ops@example.com", "dev@example.org"};
+    result r;
+    snprintf(url, sizeof url, "smtp://127.0.0.1:%u", t.port);
+    wk_smtp_request q = {.url = url,
+                         .from = "worker@kcqrs.test",
+                         .to = to,
+                         .n_to = 2,
+                         .subject = "R\xc3\xa9sum\xc3\xa9 ready",
+                         .body = "line 1\n.line 2\n",
+                         .delivery_id = "run-9.step-0"};
+    send_mail(e, &q, &r);
+    assert_int_equal(r.o.status_code, 250);
+    send_mail(e, &q, &r); /* the sink's script answers 451 to the second message */
+    assert_int_equal(r.o.result, WK_R_RESPONSE);
+    assert_int_equal(r.o.status_code, 451);
+    assert_int_equal(wk_policy_classify(&r.o, NULL), WK_VERDICT_RETRY);
+    wk_engine_free(e);
+    assert_int_equal(tool_stop(&t), 0);
+
+    json_error_t je;
+    FILE *f = fopen(t.log, "r");
+    assert_non_null(f);
+    char line[65536];
+    int n = 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        json_t *m = json_loads(line, 0, &je);
+        assert_non_null(m);
+        json_t *h = json_object_get(m, "headers");
+        assert_int_equal(json_integer_value(json_object_get(m, "n")), n + 1);
+        assert_string_equal(json_string_value(json_object_get(m, "from")), "worker@kcqrs.test");
+        assert_int_equal(json_array_size(json_object_get(m, "rcpt")), 2);
+        assert_string_equal(json_string_value(json_array_get(json_object_get(m, "rcpt"), 1)),
+                            "dev@example.org");
+        assert_string_equal(json_string_value(json_object_get(h, "Subject")),
+                            "=?UTF-8?B?UsOpc3Vtw6kgcmVhZHk=?=");
+        assert_string_equal(json_string_value(json_object_get(h, "Message-ID")),
+                            "<run-9.step-0@kcqrs>");
+        assert_string_equal(json_string_value(json_object_get(h, "To")),
+                            "ops@example.com, dev@example.org");
+        assert_string_equal(json_string_value(json_object_get(h, "X-Kcqrs-Delivery")),
+                            "run-9.step-0");
+        assert_non_null(strstr(json_string_value(json_object_get(h, "Date")), " +0000"));
+        assert_string_equal(json_string_value(json_object_get(m, "body")), "line 1\r\n.line 2\r\n");
+        assert_int_equal(json_integer_value(json_object_get(m, "reply")), n == 0 ? 250 : 451);
+        json_decref(m);
+        n++;
+    }
+    fclose(f);
+    assert_int_equal(n, 2);
+    tool_clean(&t);
+}
+
 int main(void)
 {
     kq_log_init("test_wk_smtp", KQ_LOG_ERROR, KQ_LOG_HUMAN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_delivered),
-        cmocka_unit_test(test_rejected),
-        cmocka_unit_test(test_guard),
-        cmocka_unit_test(test_message),
+        cmocka_unit_test(test_delivered),    cmocka_unit_test(test_rejected),
+        cmocka_unit_test(test_guard),        cmocka_unit_test(test_message),
+        cmocka_unit_test(test_kq_smtp_sink),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
