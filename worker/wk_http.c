@@ -491,7 +491,8 @@ int wk_engine_submit_http(wk_engine *e, const wk_http_request *req, wk_done_fn c
     for (size_t i = 0; i < req->n_headers; i++)
         if (add_header(x, req->headers[i].name, req->headers[i].value) != 0)
             goto nomem;
-    if (m != 0 && !have_ct && add_header(x, "Content-Type", "application/json") != 0)
+    if (m != 0 && req->body_len > 0 && !have_ct &&
+        add_header(x, "Content-Type", "application/json") != 0)
         goto nomem;
     if (add_header(x, WK_DELIVERY_HEADER, req->delivery_id) != 0)
         goto nomem;

@@ -11,7 +11,9 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kq_err.h"
 #include "kq_log.h"
@@ -127,6 +129,38 @@ static void test_cycle(void **state)
     wk_breaker_free(s);
 }
 
+/* State changes are logged: capture stderr (kq_log writes there) around one cycle. */
+static void test_logged(void **state)
+{
+    (void)state;
+    changes c = {0};
+    char path[] = "/tmp/test_wk_breaker.XXXXXX", text[4096] = "";
+    int fd = mkstemp(path), saved = dup(2);
+    assert_true(fd >= 0 && saved >= 0);
+    fake_now = 0;
+    wk_breaker_set *s = mk(&c, 1, 100);
+    kq_log_init("test_wk_breaker", KQ_LOG_INFO, KQ_LOG_HUMAN);
+    dup2(fd, 2);
+    wk_breaker_record(s, "http://log.example:80", 1);
+    fake_now = 100;
+    wk_breaker_get(s, "http://log.example:80");
+    wk_breaker_record(s, "http://log.example:80", 0);
+    dup2(saved, 2);
+    close(saved);
+    kq_log_init("test_wk_breaker", KQ_LOG_ERROR, KQ_LOG_HUMAN);
+    ssize_t n = pread(fd, text, sizeof text - 1, 0);
+    assert_true(n > 0);
+    text[n] = '\0';
+    close(fd);
+    unlink(path);
+    assert_non_null(
+        strstr(text, "circuit breaker http://log.example:80: closed -> open (retry after 100 ms)"));
+    assert_non_null(strstr(text, "circuit breaker http://log.example:80: open -> half_open"));
+    assert_non_null(strstr(text, "circuit breaker http://log.example:80: half_open -> closed"));
+    assert_int_equal(c.n, 3);
+    wk_breaker_free(s);
+}
+
 static void test_many_and_bad_cfg(void **state)
 {
     (void)state;
@@ -174,6 +208,7 @@ int main(void)
     kq_log_init("test_wk_breaker", KQ_LOG_ERROR, KQ_LOG_HUMAN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cycle),
+        cmocka_unit_test(test_logged),
         cmocka_unit_test(test_many_and_bad_cfg),
         cmocka_unit_test(test_key),
     };

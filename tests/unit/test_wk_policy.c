@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -229,13 +230,29 @@ static void test_retry_after(void **state)
     assert_int_equal(wk_policy_decide(&p, &o400, 1, fixed_rng, &r).verdict, WK_VERDICT_FAIL);
 }
 
+/* Random header values: -1 or a non-negative number, never a crash. */
+static void test_retry_after_random(void **state)
+{
+    (void)state;
+    static const char alpha[] = "0123456789 ,:-GMTWedOct\t";
+    unsigned seed = 777;
+    char v[48];
+    for (int i = 0; i < 20000; i++) {
+        size_t n = (size_t)(rand_r(&seed) % 40);
+        for (size_t k = 0; k < n; k++)
+            v[k] = alpha[rand_r(&seed) % (sizeof alpha - 1)];
+        v[n] = '\0';
+        assert_true(wk_policy_parse_retry_after(v, 1445412480) >= -1);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_table),   cmocka_unit_test(test_transport),
         cmocka_unit_test(test_smtp),           cmocka_unit_test(test_attempts_cap),
         cmocka_unit_test(test_backoff_bounds), cmocka_unit_test(test_validate),
-        cmocka_unit_test(test_retry_after),
+        cmocka_unit_test(test_retry_after),    cmocka_unit_test(test_retry_after_random),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
