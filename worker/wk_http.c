@@ -337,13 +337,11 @@ static int drain(wk_engine *e)
 
 int wk_engine_run(wk_engine *e, int timeout_ms)
 {
-    int running = 0, n;
-    if (curl_multi_perform(e->multi, &running) != CURLM_OK)
-        return KQ_EIO;
-    n = drain(e);
-    if (n > 0 || timeout_ms <= 0)
-        return n;
-    if (curl_multi_poll(e->multi, NULL, 0, timeout_ms, NULL) != CURLM_OK)
+    int running = 0;
+    /* Poll first: curl_multi_poll returns at once when libcurl has a timer
+     * due (a transfer just added has one at 0) or a socket is ready, so one
+     * perform per wake-up is enough (a perform walks every transfer). */
+    if (curl_multi_poll(e->multi, NULL, 0, timeout_ms > 0 ? timeout_ms : 0, NULL) != CURLM_OK)
         return KQ_EIO;
     if (curl_multi_perform(e->multi, &running) != CURLM_OK)
         return KQ_EIO;

@@ -90,9 +90,10 @@ int wk_engine_submit_http(wk_engine *e, const wk_http_request *req, wk_done_fn c
                           char *errstr, size_t errlen);
 
 /*
- * Drive the transfers: wait up to timeout_ms for activity (0: do not wait)
- * unless something already finished, then run the callbacks of the ended
- * ones. Returns how many callbacks ran (>= 0) or KQ_EIO.
+ * Drive the transfers: wait up to timeout_ms for activity (0: do not wait;
+ * a due libcurl timer or a ready socket ends the wait early), let libcurl
+ * work, then run the callbacks of the transfers that ended. Returns how
+ * many callbacks ran (>= 0; 0 after a wait with nothing ended) or KQ_EIO.
  */
 int wk_engine_run(wk_engine *e, int timeout_ms);
 
