@@ -1,8 +1,10 @@
 /*
  * bench_worker.c — the worker engine (wk_http) against libcurl alone.
  *
- * A tiny receiver runs in this process (libmicrohttpd, one epoll thread on
- * 127.0.0.1, answering every request 200 with an empty body). The same
+ * A tiny receiver runs in this process (libmicrohttpd, one poll() thread on
+ * 127.0.0.1, answering every request 200 with an empty body; not epoll:
+ * libmicrohttpd 0.9.75's epoll loop stops reading some connections when
+ * about 128 or more are open at once). The same
  * requests — POST of a 120-byte JSON body with the X-Kcqrs-Delivery and
  * X-Kcqrs-Signature headers, keep-alive, `--concurrency` in flight — are sent
  *   curl    by a plain libcurl multi loop: one easy handle per slot, set up
@@ -94,6 +96,7 @@ static double run_curl(const char *url, long total, long conc)
         curl_easy_setopt(hs[i], CURLOPT_POSTFIELDSIZE, (long)strlen(body));
         curl_easy_setopt(hs[i], CURLOPT_WRITEFUNCTION, sink);
         curl_easy_setopt(hs[i], CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(hs[i], CURLOPT_TIMEOUT_MS, (long)WK_DEFAULT_TOTAL_TIMEOUT_MS);
         curl_multi_add_handle(m, hs[i]);
     }
     while (done < total) {
@@ -219,7 +222,7 @@ int main(int argc, char **argv)
     sa.sin_family = AF_INET;
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_EPOLL_INTERNAL_THREAD, 0, NULL, NULL, answer, NULL, MHD_OPTION_SOCK_ADDR, &sa,
+        MHD_USE_POLL_INTERNAL_THREAD, 0, NULL, NULL, answer, NULL, MHD_OPTION_SOCK_ADDR, &sa,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)2000, MHD_OPTION_END);
     if (d == NULL || ok_resp == NULL) {
         fprintf(stderr, "bench_worker: cannot start the receiver\n");

@@ -1,7 +1,7 @@
 /*
  * test_wk_recv.h — an in-process HTTP receiver for the worker engine's unit
  * tests (libmicrohttpd on 127.0.0.1:0). Header-only: each unit test is one
- * program. It logs every request (method, path, the kcqrs headers, body)
+ * program (a poll() thread: see bench_worker.c on epoll). It logs every request (method, path, the kcqrs headers, body)
  * and answers by path:
  *   /status/N   status N, empty body
  *   /retry      429 with "Retry-After: 7"
@@ -198,7 +198,7 @@ static int recv_start(void)
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    recv_d = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME, 0, NULL,
+    recv_d = MHD_start_daemon(MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME, 0, NULL,
                               NULL, recv_answer, NULL, MHD_OPTION_SOCK_ADDR, &sa,
                               MHD_OPTION_CONNECTION_LIMIT, (unsigned)2000,
                               MHD_OPTION_NOTIFY_COMPLETED, recv_done, NULL, MHD_OPTION_END);
