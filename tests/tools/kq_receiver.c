@@ -2,10 +2,14 @@
  * kq_receiver — a scriptable local HTTP receiver for the worker's end-to-end
  * tests: it answers requests from a script and logs each one as a JSON line.
  *
- *   kq_receiver [--port N] [--port-file PATH] [--log PATH] [--secret S] SCRIPT
+ *   kq_receiver [--port N] [--port-file PATH] [--log PATH] [--secret S] [/PATH=SCRIPT ...] [SCRIPT]
  *
  * SCRIPT is a comma-separated list of answers used one per request, in
- * arrival order; the last one repeats. An answer is
+ * arrival order; the last one repeats. "/PATH=SCRIPT" gives the requests to
+ * exactly that path (query excluded) their own script and counter, so tests
+ * with several destinations do not depend on arrival order across them; the
+ * bare SCRIPT answers every other path (without one, other paths get 404).
+ * An answer is
  *   NNN[:retry-after=V][:location=URL][:bytes=N][:delay=MS]
  *                 status NNN (100..599), optional Retry-After and Location
  *                 headers, an N-byte body ('x' * N, default 0), answered after
@@ -46,11 +50,14 @@
 #include "wk_hmac.h"
 
 static const char usage[] =
-    "usage: kq_receiver [--port N] [--port-file PATH] [--log PATH] [--secret S] SCRIPT\n"
+    "usage: kq_receiver [--port N] [--port-file PATH] [--log PATH] [--secret S]\n"
+    "                   [/PATH=SCRIPT ...] [SCRIPT]\n"
     "  SCRIPT  comma-separated answers, one per request, the last repeats:\n"
-    "          NNN[:retry-after=V][:location=URL][:bytes=N][:delay=MS] | hang\n";
+    "          NNN[:retry-after=V][:location=URL][:bytes=N][:delay=MS] | hang\n"
+    "  /PATH=SCRIPT  a script of its own for requests to exactly /PATH\n";
 
 #define MAX_STEPS 256
+#define MAX_ROUTES 64
 #define BODY_MAX (16 * 1024 * 1024)
 
 typedef struct step {
@@ -63,8 +70,17 @@ typedef struct step {
     char text[128]; /* the answer as written, for the log */
 } step;
 
-static step steps[MAX_STEPS];
-static size_t nsteps;
+typedef struct route {
+    char path[512]; /* "" for the default script */
+    step steps[MAX_STEPS];
+    size_t nsteps;
+    atomic_size_t count;
+} route;
+
+static route *routes[MAX_ROUTES];
+static size_t nroutes;
+static route *fallback; /* the bare SCRIPT, NULL if none */
+static const step not_found = {0, 404, "", "", 0, 0, "404 (no script for this path)"};
 static atomic_size_t nreq;
 static atomic_int stopping;
 static FILE *log_out;
@@ -115,22 +131,64 @@ static int parse_step(const char *s, step *st)
     return 0;
 }
 
-static int parse_script(const char *script)
+/* Parse "[/PATH=]SCRIPT" into a new route; 0 or -1 (message on stderr). */
+static int parse_script(const char *arg)
 {
-    char *copy = strdup(script), *save = NULL, *tok;
+    const char *script = arg;
+    char *copy = NULL, *save = NULL, *tok;
     int rc = 0;
+    route *r = calloc(1, sizeof *r);
+    if (r == NULL || nroutes >= MAX_ROUTES)
+        goto bad;
+    if (arg[0] == '/') {
+        const char *eq = strchr(arg, '=');
+        if (eq == NULL || (size_t)(eq - arg) >= sizeof r->path)
+            goto bad;
+        memcpy(r->path, arg, (size_t)(eq - arg));
+        script = eq + 1;
+    } else if (fallback != NULL) {
+        goto bad; /* one default script */
+    }
+    for (size_t i = 0; i < nroutes; i++)
+        if (strcmp(routes[i]->path, r->path) == 0)
+            goto bad;
+    copy = strdup(script);
     if (copy == NULL)
-        return -1;
+        goto bad;
     for (tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
-        if (nsteps >= MAX_STEPS || parse_step(tok, &steps[nsteps]) != 0) {
+        if (r->nsteps >= MAX_STEPS || parse_step(tok, &r->steps[r->nsteps]) != 0) {
             fprintf(stderr, "kq_receiver: bad answer '%s'\n", tok);
-            rc = -1;
+            goto bad;
+        }
+        r->nsteps++;
+    }
+    if (r->nsteps == 0)
+        goto bad;
+    free(copy);
+    routes[nroutes++] = r;
+    if (r->path[0] == '\0')
+        fallback = r;
+    return rc;
+bad:
+    fprintf(stderr, "kq_receiver: bad script '%s'\n", arg);
+    free(copy);
+    free(r);
+    return -1;
+}
+
+/* The answer for the next request to `url`. */
+static const step *next_step(const char *url)
+{
+    route *r = fallback;
+    for (size_t i = 0; i < nroutes; i++)
+        if (routes[i]->path[0] != '\0' && strcmp(routes[i]->path, url) == 0) {
+            r = routes[i];
             break;
         }
-        nsteps++;
-    }
-    free(copy);
-    return rc == 0 && nsteps > 0 ? 0 : -1;
+    if (r == NULL)
+        return &not_found;
+    size_t k = atomic_fetch_add(&r->count, 1);
+    return &r->steps[k < r->nsteps ? k : r->nsteps - 1];
 }
 
 static enum MHD_Result add_header(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -221,7 +279,7 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
         return MHD_YES;
     }
     size_t n = atomic_fetch_add(&nreq, 1) + 1;
-    const step *st = &steps[n - 1 < nsteps ? n - 1 : nsteps - 1];
+    const step *st = next_step(url);
     log_request(c, n, method, url, r, st);
     if (st->hang) {
         while (!atomic_load(&stopping))
@@ -281,7 +339,7 @@ static int write_port_file(const char *path, unsigned port)
 int main(int argc, char **argv)
 {
     long port = 0;
-    const char *port_file = NULL, *log_path = NULL, *script = NULL;
+    const char *port_file = NULL, *log_path = NULL;
     struct MHD_Daemon *d;
     struct sockaddr_in sa;
     sigset_t set;
@@ -302,14 +360,17 @@ int main(int argc, char **argv)
                 fprintf(stderr, "kq_receiver: empty --secret\n");
                 return 2;
             }
-        } else if (argv[i][0] != '-' && script == NULL) {
-            script = argv[i];
+        } else if (argv[i][0] != '-') {
+            if (parse_script(argv[i]) != 0) {
+                fprintf(stderr, "%s", usage);
+                return 2;
+            }
         } else {
             fprintf(stderr, "%s", usage);
             return 2;
         }
     }
-    if (script == NULL || parse_script(script) != 0) {
+    if (nroutes == 0) {
         fprintf(stderr, "%s", usage);
         return 2;
     }
@@ -349,5 +410,7 @@ int main(int argc, char **argv)
     printf("REQUESTS %zu\n", atomic_load(&nreq));
     if (log_out != stdout)
         fclose(log_out);
+    for (size_t i = 0; i < nroutes; i++)
+        free(routes[i]);
     return 0;
 }

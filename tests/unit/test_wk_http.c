@@ -537,6 +537,52 @@ static void test_kq_receiver(void **state)
     tool_clean(&t);
 }
 
+/* kq_receiver's per-path scripts: each path has its own counter; other paths use the default. */
+static void test_kq_receiver_routes(void **state)
+{
+    (void)state;
+    tool t;
+    const char *args[] = {"/a=500,200", "/b=404", "202", NULL};
+    int rc = tool_start(&t, "kq_receiver", args);
+    if (rc == 1) {
+        print_message("kq_receiver not built (make all): skipped\n");
+        skip();
+    }
+    assert_int_equal(rc, 0);
+    wk_engine *e = engine(1, 0, 0, 0);
+    static const struct {
+        const char *path;
+        int status;
+    } seq[] = {{"/b", 404}, {"/a", 500}, {"/c", 202}, {"/a", 200}, {"/a", 200}, {"/b", 404}};
+    char url[128], err[256];
+    for (size_t i = 0; i < sizeof seq / sizeof seq[0]; i++) {
+        result r = {0};
+        snprintf(url, sizeof url, "http://127.0.0.1:%u%s?q=%zu", t.port, seq[i].path, i);
+        wk_http_request q = {.method = "GET", .url = url, .delivery_id = "d"};
+        assert_int_equal(wk_engine_submit_http(e, &q, on_done, &r, err, sizeof err), 0);
+        run_all(e);
+        assert_int_equal(r.o.status_code, seq[i].status);
+    }
+    wk_engine_free(e);
+    assert_int_equal(tool_stop(&t), 0);
+    tool_clean(&t);
+    /* without a default script, other paths get 404 */
+    const char *only[] = {"/a=201", NULL};
+    assert_int_equal(tool_start(&t, "kq_receiver", only), 0);
+    e = engine(1, 0, 0, 0);
+    for (int i = 0; i < 2; i++) {
+        result r = {0};
+        snprintf(url, sizeof url, "http://127.0.0.1:%u/%s", t.port, i ? "a" : "zzz");
+        wk_http_request q = {.method = "GET", .url = url, .delivery_id = "d"};
+        assert_int_equal(wk_engine_submit_http(e, &q, on_done, &r, err, sizeof err), 0);
+        run_all(e);
+        assert_int_equal(r.o.status_code, i ? 201 : 404);
+    }
+    wk_engine_free(e);
+    assert_int_equal(tool_stop(&t), 0);
+    tool_clean(&t);
+}
+
 int main(void)
 {
     kq_log_init("test_wk_http", KQ_LOG_ERROR, KQ_LOG_HUMAN);
@@ -546,6 +592,7 @@ int main(void)
         cmocka_unit_test(test_response_cap),          cmocka_unit_test(test_timeouts),
         cmocka_unit_test(test_many_in_flight),        cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_free_in_flight),        cmocka_unit_test(test_kq_receiver),
+        cmocka_unit_test(test_kq_receiver_routes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
