@@ -464,8 +464,9 @@ int wk_engine_submit_http(wk_engine *e, const wk_http_request *req, wk_done_fn c
                          WK_REQUEST_BODY_MAX);
     if (req->body == NULL && req->body_len > 0)
         return kq_seterr(errstr, errlen, KQ_EINVAL, "body NULL with length %zu", req->body_len);
-    if (req->n_headers > 0 && req->headers == NULL)
-        return kq_seterr(errstr, errlen, KQ_EINVAL, "headers NULL");
+    if ((req->n_headers > 0 && req->headers == NULL) || req->n_headers > WK_REQUEST_HEADERS_MAX)
+        return kq_seterr(errstr, errlen, KQ_EINVAL, "headers NULL or more than %d",
+                         WK_REQUEST_HEADERS_MAX);
     for (size_t i = 0; i < req->n_headers; i++) {
         const wk_header *h = &req->headers[i];
         if (!header_name_ok(h->name) || !header_value_ok(h->value))

@@ -35,6 +35,7 @@
 #define WK_DEFAULT_USER_AGENT "kcqrs-worker/1"
 #define WK_REQUEST_BODY_MAX (8 * 1024 * 1024)
 #define WK_DELIVERY_ID_MAX 200
+#define WK_REQUEST_HEADERS_MAX 64 /* headers an action may add */
 
 typedef struct wk_settings {
     long connect_timeout_ms; /* > 0 */
@@ -53,14 +54,14 @@ typedef struct wk_header {
 } wk_header;
 
 typedef struct wk_http_request {
-    const char *method; /* GET, POST, PUT, PATCH or DELETE */
-    const char *url;    /* http:// or https:// */
-    const wk_header *headers;
-    size_t n_headers;
-    const char *body;        /* may be NULL when body_len is 0; sent for every method but GET */
-    size_t body_len;         /* <= WK_REQUEST_BODY_MAX */
-    const char *delivery_id; /* required: [A-Za-z0-9_-] and inner dots, 1..200 bytes */
-    const char *secret;      /* HMAC key; NULL or "" sends no signature */
+    const char *method;       /* GET, POST, PUT, PATCH or DELETE */
+    const char *url;          /* http:// or https:// */
+    const wk_header *headers; /* names: HTTP tokens <= 256 bytes; values <= 8192 bytes */
+    size_t n_headers;         /* <= WK_REQUEST_HEADERS_MAX */
+    const char *body;         /* may be NULL when body_len is 0; sent for every method but GET */
+    size_t body_len;          /* <= WK_REQUEST_BODY_MAX */
+    const char *delivery_id;  /* required: [A-Za-z0-9_-] and inner dots, 1..200 bytes */
+    const char *secret;       /* HMAC key; NULL or "" sends no signature */
     size_t secret_len;
 } wk_http_request;
 

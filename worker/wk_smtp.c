@@ -125,6 +125,9 @@ int wk_smtp_build_message(const wk_smtp_request *req, long long now, char **out,
                          "subject missing, over 998 bytes or with a line break");
     if ((rc = wk_delivery_id_check(req->delivery_id, errstr, errlen)) != 0)
         return rc;
+    if (req->body != NULL && strlen(req->body) > WK_REQUEST_BODY_MAX)
+        return kq_seterr(errstr, errlen, KQ_ERANGE, "email body over %d bytes",
+                         WK_REQUEST_BODY_MAX);
     if (gmtime_r(&t, &tm) == NULL)
         return kq_seterr(errstr, errlen, KQ_EINVAL, "bad time %lld", now);
     snprintf(line, sizeof line, "Date: %s, %02d %s %04d %02d:%02d:%02d +0000\r\n", days[tm.tm_wday],

@@ -50,7 +50,7 @@ typedef struct wk_smtp_request {
  * Start one delivery; everything is copied. Same contract as
  * wk_engine_submit_http: on 0 cb runs once later; KQ_EINVAL for a bad
  * address, subject, delivery id or URL, KQ_EUNSUPPORTED for a scheme other
- * than smtp/smtps.
+ * than smtp/smtps, KQ_ERANGE for a body over WK_REQUEST_BODY_MAX.
  */
 int wk_engine_submit_smtp(wk_engine *e, const wk_smtp_request *req, wk_done_fn cb, void *arg,
                           char *errstr, size_t errlen);

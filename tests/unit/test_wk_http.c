@@ -420,6 +420,21 @@ static void test_bad_requests(void **state)
                          KQ_EINVAL);
         assert_true(err[0] != '\0');
     }
+    static wk_header many[WK_REQUEST_HEADERS_MAX + 1];
+    for (int i = 0; i <= WK_REQUEST_HEADERS_MAX; i++)
+        many[i] = (wk_header){"X-Many", "v"};
+    wk_http_request hq = {.method = "GET",
+                          .url = url,
+                          .delivery_id = "d",
+                          .headers = many,
+                          .n_headers = WK_REQUEST_HEADERS_MAX + 1};
+    assert_int_equal(wk_engine_submit_http(e, &hq, on_done, &r, err, sizeof err), KQ_EINVAL);
+    hq.n_headers = WK_REQUEST_HEADERS_MAX;
+    assert_int_equal(wk_engine_submit_http(e, &hq, on_done, &r, err, sizeof err), 0);
+    run_all(e);
+    assert_int_equal(r.done, 1);
+    assert_int_equal(r.o.status_code, 200);
+    r.done = 0;
     wk_http_request big = {.method = "POST",
                            .url = url,
                            .delivery_id = "d",

@@ -1,15 +1,11 @@
 /*
  * test_wk_recv.h — an in-process HTTP receiver for the worker engine's unit
  * tests (libmicrohttpd on 127.0.0.1:0). Header-only: each unit test is one
- * program (a poll() thread: see bench_worker.c on epoll). It logs every request (method, path, the kcqrs headers, body)
- * and answers by path:
- *   /status/N   status N, empty body
- *   /retry      429 with "Retry-After: 7"
- *   /redirect   302 with "Location: /status/200"
- *   /bytes/N    200 with N bytes (Content-Length)
- *   /stream/N   200 with N bytes, chunked (no Content-Length)
- *   /gate/N     held (suspended) until recv_gate requests are held at once,
- *               then all are answered: 200 with N bytes
+ * program (a poll() thread: see bench_worker.c on epoll). It logs every request (method, path, the
+ * kcqrs headers, body) and answers by path: /status/N   status N, empty body /retry      429 with
+ * "Retry-After: 7" /redirect   302 with "Location: /status/200" /bytes/N    200 with N bytes
+ * (Content-Length) /stream/N   200 with N bytes, chunked (no Content-Length) /gate/N     held
+ * (suspended) until recv_gate requests are held at once, then all are answered: 200 with N bytes
  */
 #ifndef TEST_WK_RECV_H
 #define TEST_WK_RECV_H

@@ -346,6 +346,14 @@ static void test_message(void **state)
         assert_int_equal(wk_smtp_build_message(&bad[i], 0, &m, &len, err, sizeof err), KQ_EINVAL);
         assert_null(m);
     }
+    char *huge = malloc(WK_REQUEST_BODY_MAX + 2);
+    assert_non_null(huge);
+    memset(huge, 'a', WK_REQUEST_BODY_MAX + 1);
+    huge[WK_REQUEST_BODY_MAX + 1] = '\0';
+    wk_smtp_request hq = q;
+    hq.body = huge;
+    assert_int_equal(wk_smtp_build_message(&hq, 0, &m, &len, err, sizeof err), KQ_ERANGE);
+    free(huge);
     wk_smtp_request auth = q;
     auth.username = "u";
     wk_engine *e = engine(1);
