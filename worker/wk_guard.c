@@ -142,7 +142,7 @@ static curl_socket_t guard_opensocket(void *clientp, curlsocktype purpose,
         addr_str(&address->addr, ctx->refused_addr, sizeof ctx->refused_addr);
         return CURL_SOCKET_BAD;
     }
-    return socket(address->family, address->socktype, address->protocol);
+    return socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
 }
 
 int wk_guard_apply(CURL *h, wk_guard_kind kind, wk_guard_ctx *ctx, char *errstr, size_t errlen)
