@@ -163,10 +163,11 @@ wk_xfer *wk_xfer_new(wk_engine *e, wk_proto proto, char *errstr, size_t errlen)
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, x->errbuf);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, e->s.connect_timeout_ms);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, e->s.total_timeout_ms);
+    /* Whatever a server sends back is counted and dropped (never to stdout). */
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
     if (proto == WK_PROTO_HTTP) {
         curl_easy_setopt(h, CURLOPT_USERAGENT, e->user_agent);
-        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
-        curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
         curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
         curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
         curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)e->s.response_max);
