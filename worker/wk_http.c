@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kq_err.h"
 #include "kq_log.h"
@@ -25,6 +26,7 @@ struct wk_engine {
     CURLM *multi;
     wk_settings s;
     char *user_agent;
+    char *ca_file; /* NULL: libcurl's default bundle */
     wk_xfer *head; /* in flight */
     size_t in_flight;
     atomic_size_t in_flight_metric;
@@ -50,6 +52,7 @@ void wk_settings_defaults(wk_settings *s)
     s->max_connections = WK_DEFAULT_MAX_CONNECTIONS;
     s->allow_private = 0;
     s->user_agent = NULL;
+    s->ca_file = NULL;
 }
 
 static int global_init(void)
@@ -80,6 +83,19 @@ wk_engine *wk_engine_new(const wk_settings *s, char *errstr, size_t errlen)
     if (e->user_agent == NULL || e->multi == NULL)
         goto nomem;
     e->s.user_agent = e->user_agent;
+    if (s->ca_file != NULL) {
+        if (access(s->ca_file, R_OK) != 0) {
+            kq_seterr(errstr, errlen, KQ_ECONFIG, "worker engine: CA file '%.200s' not readable",
+                      s->ca_file);
+            curl_multi_cleanup(e->multi);
+            free(e->user_agent);
+            free(e);
+            return NULL;
+        }
+        if ((e->ca_file = strdup(s->ca_file)) == NULL)
+            goto nomem;
+    }
+    e->s.ca_file = e->ca_file;
     curl_multi_setopt(e->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, s->max_connections);
     curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, s->max_connections);
     return e;
@@ -88,6 +104,7 @@ nomem:
         if (e->multi != NULL)
             curl_multi_cleanup(e->multi);
         free(e->user_agent);
+        free(e->ca_file);
         free(e);
     }
     kq_seterr(errstr, errlen, KQ_ENOMEM, "worker engine: out of memory");
@@ -163,6 +180,8 @@ wk_xfer *wk_xfer_new(wk_engine *e, wk_proto proto, char *errstr, size_t errlen)
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, x->errbuf);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, e->s.connect_timeout_ms);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, e->s.total_timeout_ms);
+    if (e->ca_file != NULL)
+        curl_easy_setopt(h, CURLOPT_CAINFO, e->ca_file);
     /* Whatever a server sends back is counted and dropped (never to stdout). */
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
@@ -372,6 +391,7 @@ void wk_engine_free(wk_engine *e)
         curl_easy_cleanup(e->pool[i]);
     curl_multi_cleanup(e->multi);
     free(e->user_agent);
+    free(e->ca_file);
     free(e);
 }
 

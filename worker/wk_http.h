@@ -44,6 +44,7 @@ typedef struct wk_settings {
     long max_connections;    /* > 0 */
     int allow_private;       /* 1: loopback/private/link-local destinations allowed */
     const char *user_agent;  /* copied; NULL: WK_DEFAULT_USER_AGENT */
+    const char *ca_file;     /* PEM CA bundle for https/smtps, copied; NULL: the system's */
 } wk_settings;
 
 void wk_settings_defaults(wk_settings *s);

@@ -598,6 +598,108 @@ static void test_kq_receiver_routes(void **state)
     tool_clean(&t);
 }
 
+/* ------------------------------------------------------------------ https */
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *buf = calloc(1, 65536);
+    if (f == NULL || buf == NULL) {
+        if (f != NULL)
+            fclose(f);
+        free(buf);
+        return NULL;
+    }
+    size_t n = fread(buf, 1, 65535, f);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* TLS: a self-signed certificate is refused with the system CAs and accepted with ca_file. */
+static void test_https(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_wk_tls.XXXXXX", cmd[1024], key[128], cert[128], url[128], err[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(key, sizeof key, "%s/key.pem", dir);
+    snprintf(cert, sizeof cert, "%s/cert.pem", dir);
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-keyout %s -out %s -days 2 -subj /CN=localhost "
+             "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 >/dev/null 2>&1",
+             key, cert);
+    if (system(cmd) != 0 || !MHD_is_feature_supported(MHD_FEATURE_TLS)) {
+        unlink(key);
+        unlink(cert);
+        rmdir(dir);
+        print_message("no openssl command or no TLS in libmicrohttpd: skipped\n");
+        skip();
+    }
+    char *kp = slurp(key), *cp = slurp(cert);
+    assert_non_null(kp);
+    assert_non_null(cp);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_TLS, 0, NULL, NULL, recv_answer, NULL,
+        MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_HTTPS_MEM_KEY, kp, MHD_OPTION_HTTPS_MEM_CERT, cp,
+        MHD_OPTION_NOTIFY_COMPLETED, recv_done, NULL, MHD_OPTION_END);
+    assert_non_null(d);
+    unsigned port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
+    recv_reset();
+
+    /* the system's CAs do not know this certificate */
+    wk_engine *e = engine(1, 0, 0, 0);
+    result r = {0};
+    snprintf(url, sizeof url, "https://127.0.0.1:%u/status/200", port);
+    wk_http_request q = {.method = "POST",
+                         .url = url,
+                         .body = "{}",
+                         .body_len = 2,
+                         .delivery_id = "tls-1",
+                         .secret = "k",
+                         .secret_len = 1};
+    assert_int_equal(wk_engine_submit_http(e, &q, on_done, &r, err, sizeof err), 0);
+    run_all(e);
+    assert_int_equal(r.o.result, WK_R_TRANSPORT);
+    assert_non_null(strstr(r.o.error, "certificate"));
+    assert_int_equal(recv_count(), 0);
+    wk_engine_free(e);
+
+    /* with ca_file it verifies, by IP and by name */
+    wk_settings s;
+    wk_settings_defaults(&s);
+    s.allow_private = 1;
+    s.ca_file = cert;
+    e = wk_engine_new(&s, err, sizeof err);
+    assert_non_null(e);
+    for (int i = 0; i < 2; i++) {
+        memset(&r, 0, sizeof r);
+        snprintf(url, sizeof url, "https://%s:%u/status/201", i ? "localhost" : "127.0.0.1", port);
+        assert_int_equal(wk_engine_submit_http(e, &q, on_done, &r, err, sizeof err), 0);
+        run_all(e);
+        assert_int_equal(r.o.result, WK_R_RESPONSE);
+        assert_int_equal(r.o.status_code, 201);
+    }
+    assert_int_equal(recv_count(), 2);
+    assert_string_equal(recv_log[0].delivery, "tls-1");
+    assert_true(wk_hmac_verify("k", 1, "{}", 2, recv_log[0].signature));
+    wk_engine_free(e);
+    s.ca_file = "/nonexistent/ca.pem";
+    assert_null(wk_engine_new(&s, err, sizeof err));
+    assert_non_null(strstr(err, "CA file"));
+
+    MHD_stop_daemon(d);
+    free(kp);
+    free(cp);
+    unlink(key);
+    unlink(cert);
+    rmdir(dir);
+}
+
 int main(void)
 {
     kq_log_init("test_wk_http", KQ_LOG_ERROR, KQ_LOG_HUMAN);
@@ -607,7 +709,7 @@ int main(void)
         cmocka_unit_test(test_response_cap),          cmocka_unit_test(test_timeouts),
         cmocka_unit_test(test_many_in_flight),        cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_free_in_flight),        cmocka_unit_test(test_kq_receiver),
-        cmocka_unit_test(test_kq_receiver_routes),
+        cmocka_unit_test(test_kq_receiver_routes),    cmocka_unit_test(test_https),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
