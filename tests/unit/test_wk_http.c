@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kq_err.h"
@@ -598,6 +599,36 @@ static void test_kq_receiver_routes(void **state)
     tool_clean(&t);
 }
 
+/* wk_engine_wakeup from another thread ends a long wait early. */
+static void *wake_later(void *arg)
+{
+    usleep(100000);
+    wk_engine_wakeup(arg);
+    return NULL;
+}
+
+static void test_wakeup(void **state)
+{
+    (void)state;
+    wk_engine *e = engine(1, 0, 0, 0);
+    pthread_t t;
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    assert_int_equal(pthread_create(&t, NULL, wake_later, e), 0);
+    assert_int_equal(wk_engine_run(e, 10000), 0);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    pthread_join(t, NULL);
+    long ms = (b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
+    assert_true(ms >= 90 && ms < 5000);
+    /* and without a wake-up, timeout 0 returns at once */
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    assert_int_equal(wk_engine_run(e, 0), 0);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    ms = (b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
+    assert_true(ms < 1000);
+    wk_engine_free(e);
+}
+
 /* ------------------------------------------------------------------ https */
 
 static char *slurp(const char *path)
@@ -704,12 +735,19 @@ int main(void)
 {
     kq_log_init("test_wk_http", KQ_LOG_ERROR, KQ_LOG_HUMAN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_signed_post),           cmocka_unit_test(test_statuses),
-        cmocka_unit_test(test_redirect_not_followed), cmocka_unit_test(test_guard_resolved),
-        cmocka_unit_test(test_response_cap),          cmocka_unit_test(test_timeouts),
-        cmocka_unit_test(test_many_in_flight),        cmocka_unit_test(test_bad_requests),
-        cmocka_unit_test(test_free_in_flight),        cmocka_unit_test(test_kq_receiver),
-        cmocka_unit_test(test_kq_receiver_routes),    cmocka_unit_test(test_https),
+        cmocka_unit_test(test_signed_post),
+        cmocka_unit_test(test_statuses),
+        cmocka_unit_test(test_redirect_not_followed),
+        cmocka_unit_test(test_guard_resolved),
+        cmocka_unit_test(test_response_cap),
+        cmocka_unit_test(test_timeouts),
+        cmocka_unit_test(test_many_in_flight),
+        cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_free_in_flight),
+        cmocka_unit_test(test_kq_receiver),
+        cmocka_unit_test(test_kq_receiver_routes),
+        cmocka_unit_test(test_https),
+        cmocka_unit_test(test_wakeup),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
