@@ -584,8 +584,7 @@ int cmd_snapshotter_new(const char *dir, size_t map_size, const char *topic, cmd
     return 0;
 }
 
-int cmd_snapshotter_submit(cmd_snapshotter *s, cmd_state *st, const cmd_head *heads,
-                           int *was_full)
+int cmd_snapshotter_submit(cmd_snapshotter *s, cmd_state *st, const cmd_head *heads, int *was_full)
 {
     snap_job j;
     int failed;

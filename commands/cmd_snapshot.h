@@ -107,8 +107,7 @@ int cmd_snapshotter_new(const char *dir, size_t map_size, const char *topic, cmd
  * (may be NULL) tells whether it was a full one. Returns 0; KQ_ENOMEM or
  * KQ_EIO when nothing was handed over (the next call hands over the whole
  * state). */
-int cmd_snapshotter_submit(cmd_snapshotter *s, cmd_state *st, const cmd_head *heads,
-                           int *was_full);
+int cmd_snapshotter_submit(cmd_snapshotter *s, cmd_state *st, const cmd_head *heads, int *was_full);
 
 /* Wait until every handed-over delta is written. 0, or KQ_ELMDB with the
  * last failure when the snapshot on disk is behind the state. */

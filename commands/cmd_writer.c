@@ -577,8 +577,8 @@ static int catch_up(cmd_writer *w, char *errstr, size_t errlen)
                 left++;
             }
             if (m->partition >= 0 && m->partition < np &&
-                chain_set_head(&topic_heads(w, CHAIN_RESOURCE)[m->partition], m->payload,
-                               m->len) != 0) {
+                chain_set_head(&topic_heads(w, CHAIN_RESOURCE)[m->partition], m->payload, m->len) !=
+                    0) {
                 rc = kq_seterr(errstr, errlen, KQ_EIO, "SHA-256 of a record failed");
                 rd_kafka_message_destroy(m);
                 goto out;
@@ -1053,8 +1053,8 @@ int cmd_writer_new(const cmd_writer_options *opts, cmd_writer **out, char *errst
             cmd_writer_free(w);
             return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
         }
-        rc = cmd_snapshot_load(w->snapshot_dir, w->map_size, &w->st,
-                               topic_heads(w, CHAIN_RESOURCE), w->topic, es, sizeof es);
+        rc = cmd_snapshot_load(w->snapshot_dir, w->map_size, &w->st, topic_heads(w, CHAIN_RESOURCE),
+                               w->topic, es, sizeof es);
         if (rc == 0) {
             kq_log_info("loaded snapshot from %s: %zu resources, %zu idempotency keys",
                         w->snapshot_dir, cmd_state_resource_count(&w->st),

@@ -50,21 +50,21 @@ typedef enum aud_break_kind {
 
 typedef struct aud_chain {
     /* results */
-    uint64_t records;            /* records fed */
-    int has_head;                /* 1 once a record was fed */
-    uint8_t head[AUD_HASH_LEN];  /* hash of the last record fed */
-    int64_t head_offset;         /* its offset (-1: none) */
-    aud_break_kind brk;          /* the first break, AUD_INTACT if none */
-    int64_t brk_offset;          /* its offset */
-    char brk_msg[320];           /* "offset N: ..." */
-    int expect;                  /* aud_chain_expect was called */
+    uint64_t records;           /* records fed */
+    int has_head;               /* 1 once a record was fed */
+    uint8_t head[AUD_HASH_LEN]; /* hash of the last record fed */
+    int64_t head_offset;        /* its offset (-1: none) */
+    aud_break_kind brk;         /* the first break, AUD_INTACT if none */
+    int64_t brk_offset;         /* its offset */
+    char brk_msg[320];          /* "offset N: ..." */
+    int expect;                 /* aud_chain_expect was called */
     uint8_t expect_hash[AUD_HASH_LEN];
-    int64_t expect_offset;       /* offset whose hash is the expected head; -1 not seen */
+    int64_t expect_offset; /* offset whose hash is the expected head; -1 not seen */
     /* private */
-    int nprev;                   /* 0, 1 or 2 of h/off below are valid */
-    uint8_t h[2][AUD_HASH_LEN];  /* h[0]: last record, h[1]: the one before */
+    int nprev;                  /* 0, 1 or 2 of h/off below are valid */
+    uint8_t h[2][AUD_HASH_LEN]; /* h[0]: last record, h[1]: the one before */
     int64_t off[2];
-    int pending;                 /* a mismatch at pend_off waits for its successor */
+    int pending; /* a mismatch at pend_off waits for its successor */
     int64_t pend_off;
     char pend_msg[320];
 } aud_chain;

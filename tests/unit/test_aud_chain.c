@@ -304,14 +304,13 @@ static void test_hex(void **state)
     assert_int_equal(aud_sha256("abc", 3, h), 0);
     aud_hex(h, hx);
     assert_string_equal(hx, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-    assert_int_equal(aud_hex_parse("BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD",
-                                   back),
-                     0);
+    assert_int_equal(
+        aud_hex_parse("BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD", back), 0);
     assert_memory_equal(h, back, AUD_HASH_LEN);
     assert_int_equal(aud_hex_parse("ba78", back), KQ_EINVAL);
-    assert_int_equal(aud_hex_parse("za7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
-                                   back),
-                     KQ_EINVAL);
+    assert_int_equal(
+        aud_hex_parse("za7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", back),
+        KQ_EINVAL);
     assert_int_equal(aud_hex_parse(NULL, back), KQ_EINVAL);
     assert_string_equal(aud_break_name(AUD_NOT_IN_CHAIN), "not_in_chain");
 }
@@ -319,10 +318,14 @@ static void test_hex(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_intact),          cmocka_unit_test(test_tombstone),
-        cmocka_unit_test(test_invalid),         cmocka_unit_test(test_altered),
-        cmocka_unit_test(test_removed),         cmocka_unit_test(test_forged),
-        cmocka_unit_test(test_first_and_missing), cmocka_unit_test(test_expect_head),
+        cmocka_unit_test(test_intact),
+        cmocka_unit_test(test_tombstone),
+        cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_altered),
+        cmocka_unit_test(test_removed),
+        cmocka_unit_test(test_forged),
+        cmocka_unit_test(test_first_and_missing),
+        cmocka_unit_test(test_expect_head),
         cmocka_unit_test(test_hex),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -445,7 +445,8 @@ static void test_snapshot_roundtrip(void **state)
 
     /* another topic or partition count: refused */
     assert_int_equal(cmd_state_init(&back, 4), 0);
-    assert_int_equal(cmd_snapshot_load(sub, 1 << 24, &back, hb, "other", err, sizeof err), KQ_ECORRUPT);
+    assert_int_equal(cmd_snapshot_load(sub, 1 << 24, &back, hb, "other", err, sizeof err),
+                     KQ_ECORRUPT);
     cmd_state_free(&back);
     assert_int_equal(cmd_state_init(&back, 5), 0);
     assert_int_equal(cmd_snapshot_load(sub, 1 << 24, &back, hb, "t", err, sizeof err), KQ_ECORRUPT);
