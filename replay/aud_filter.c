@@ -166,9 +166,9 @@ int aud_json_line(const uint8_t *buf, size_t len, const char *topic, int32_t par
     }
     memcpy(res, json, n - 1);
     *outlen = n - 1;
-    *outlen += (size_t)sprintf(res + n - 1, "%s\"topic\":\"%s\",\"partition\":%" PRId32
-                                            ",\"offset\":%" PRId64 "}",
-                               n > 2 ? "," : "", topic, partition, offset);
+    *outlen += (size_t)sprintf(
+        res + n - 1, "%s\"topic\":\"%s\",\"partition\":%" PRId32 ",\"offset\":%" PRId64 "}",
+        n > 2 ? "," : "", topic, partition, offset);
     free(json);
     *out = res;
     return 0;

@@ -86,8 +86,8 @@ int aud_read_run(const kq_config *cfg, const char *group, aud_part *parts, size_
         double deadline = mono_s() + cfg->kafka_timeout_ms / 1000.0;
         /* A broker that just started answers "not leader" until its
          * partitions have leaders: retry those within the Kafka bound. */
-        while ((err = rd_kafka_query_watermark_offsets(rk, parts[i].topic, parts[i].partition,
-                                                       &lo, &hi, cfg->kafka_timeout_ms)) ==
+        while ((err = rd_kafka_query_watermark_offsets(rk, parts[i].topic, parts[i].partition, &lo,
+                                                       &hi, cfg->kafka_timeout_ms)) ==
                    RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
                err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
                err == RD_KAFKA_RESP_ERR__TRANSPORT ||
@@ -113,8 +113,8 @@ int aud_read_run(const kq_config *cfg, const char *group, aud_part *parts, size_
     if (since_us >= 0 && n > 0) {
         rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(rk, tp, cfg->kafka_timeout_ms);
         if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            rc = kq_seterr(errstr, errlen, KQ_EKAFKA, "offsets for time: %s",
-                           rd_kafka_err2str(err));
+            rc =
+                kq_seterr(errstr, errlen, KQ_EKAFKA, "offsets for time: %s", rd_kafka_err2str(err));
             goto out;
         }
         for (int i = 0; i < tp->cnt; i++) {

@@ -47,10 +47,10 @@
 typedef struct aud_part {
     char topic[KQ_KAFKA_TOPIC_MAX];
     int32_t partition;
-    int64_t end;    /* filled by aud_read_run: the end offset when it started */
-    uint64_t read;  /* records handed to the callback */
-    int done;       /* private */
-    void *user;     /* the caller's, per partition */
+    int64_t end;   /* filled by aud_read_run: the end offset when it started */
+    uint64_t read; /* records handed to the callback */
+    int done;      /* private */
+    void *user;    /* the caller's, per partition */
 } aud_part;
 
 /*

@@ -148,9 +148,9 @@ typedef struct row {
     int topic; /* index in topics */
     int32_t partition;
     int64_t offset;
-    char *json;                   /* --format json */
-    char *id, *actor;             /* --format table */
-    const char *type, *event;     /* static names */
+    char *json;               /* --format json */
+    char *id, *actor;         /* --format table */
+    const char *type, *event; /* static names */
     int64_t version;
 } row;
 
@@ -189,7 +189,9 @@ static int on_query_record(void *arg, aud_part *p, const rd_kafka_message_t *m)
     row r;
 
     if (m->payload == NULL) {
-        fprintf(stderr, "%s: %s [%" PRId32 "] offset %" PRId64 ": tombstone (an erased event, key %.*s), skipped\n",
+        fprintf(stderr,
+                "%s: %s [%" PRId32 "] offset %" PRId64
+                ": tombstone (an erased event, key %.*s), skipped\n",
                 PROG, p->topic, p->partition, m->offset, (int)(m->key_len > 200 ? 200 : m->key_len),
                 m->key != NULL ? (const char *)m->key : "");
         q->skipped++;
@@ -203,7 +205,8 @@ static int on_query_record(void *arg, aud_part *p, const rd_kafka_message_t *m)
         !aud_filter_type_header(&q->f, hv, hl))
         return 0;
     if (ev_envelope_decode(m->payload, m->len, &e, es, sizeof es) != 0) {
-        fprintf(stderr, "%s: %s [%" PRId32 "] offset %" PRId64 ": not a valid envelope (%s), skipped\n",
+        fprintf(stderr,
+                "%s: %s [%" PRId32 "] offset %" PRId64 ": not a valid envelope (%s), skipped\n",
                 PROG, p->topic, p->partition, m->offset, es);
         q->skipped++;
         return 0;
@@ -358,8 +361,9 @@ static int cmd_query(int argc, char **argv)
     for (int i = 2; i < argc; i++) {
         if ((v = opt(argc, argv, &i, "--aggregate-type", &missing)) != NULL) {
             if ((q.f.agg = aud_aggregate_type_parse(v)) == EV_AGG_UNKNOWN) {
-                fprintf(stderr, "%s: --aggregate-type must be resource, workflow or run, not '%s'\n",
-                        PROG, v);
+                fprintf(stderr,
+                        "%s: --aggregate-type must be resource, workflow or run, not '%s'\n", PROG,
+                        v);
                 return 2;
             }
         } else if ((v = opt(argc, argv, &i, "--aggregate-id", &missing)) != NULL) {
@@ -423,9 +427,10 @@ static int cmd_query(int argc, char **argv)
         return 2;
     }
     /* an event type names its topic */
-    event_topics(&cfg, q.f.agg != EV_AGG_UNKNOWN ? q.f.agg
-                       : q.f.event_type != EV_EVENT_NONE ? ev_event_aggregate_type(q.f.event_type)
-                                                          : EV_AGG_UNKNOWN,
+    event_topics(&cfg,
+                 q.f.agg != EV_AGG_UNKNOWN         ? q.f.agg
+                 : q.f.event_type != EV_EVENT_NONE ? ev_event_aggregate_type(q.f.event_type)
+                                                   : EV_AGG_UNKNOWN,
                  &t);
     q.t = &t;
     if ((rc = plan(&cfg, &t, q.f.aggregate_id, &parts, &nparts, err, sizeof err)) != 0) {
@@ -560,8 +565,8 @@ static int cmd_verify_chain(int argc, char **argv)
             ex = g;
             if (parse_expect(v, &ex[nex]) != 0) {
                 fprintf(stderr,
-                        "%s: --expect-head '%s' is not TOPIC:PARTITION=HEX (64 hex digits)\n",
-                        PROG, v);
+                        "%s: --expect-head '%s' is not TOPIC:PARTITION=HEX (64 hex digits)\n", PROG,
+                        v);
                 free(ex);
                 return 2;
             }
@@ -598,13 +603,14 @@ static int cmd_verify_chain(int argc, char **argv)
     }
     for (size_t k = 0; k < nex; k++)
         if (!ex[k].used) {
-            fprintf(stderr, "%s: --expect-head: %s:%" PRId32 " is no partition of the event topics\n",
-                    PROG, ex[k].topic, ex[k].partition);
+            fprintf(stderr,
+                    "%s: --expect-head: %s:%" PRId32 " is no partition of the event topics\n", PROG,
+                    ex[k].topic, ex[k].partition);
             ret = 2;
             goto out;
         }
-    if ((rc = aud_read_run(&cfg, "kcqrs.audit.chain", parts, nparts, -1, on_chain_record, NULL,
-                           err, sizeof err)) != 0) {
+    if ((rc = aud_read_run(&cfg, "kcqrs.audit.chain", parts, nparts, -1, on_chain_record, NULL, err,
+                           sizeof err)) != 0) {
         fprintf(stderr, "%s: %s\n", PROG, err);
         goto out;
     }
