@@ -443,7 +443,8 @@ static int cmd_query(int argc, char **argv)
         fprintf(stderr, "%s: %s\n", PROG, q.oom ? "out of memory" : err);
         goto out;
     }
-    qsort(q.rows, q.n, sizeof *q.rows, row_cmp);
+    if (q.n > 0)
+        qsort(q.rows, q.n, sizeof *q.rows, row_cmp);
     shown = q.n;
     if (limit > 0 && (unsigned long long)limit < shown)
         shown = (size_t)limit;

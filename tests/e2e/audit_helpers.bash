@@ -5,7 +5,7 @@
 # audit ARGS...: run build/bin/kcqrs-audit with the PostgreSQL DSN and the
 #   LMDB directory pointing at nothing (it must read Kafka only); stdout to
 #   $BATS_TEST_TMPDIR/audit.out, stderr to audit.err; sets AUD_RC. Echoes both
-#   so that a failing test shows them.
+#   so that a failing test shows them; fails on a sanitizer report.
 # use_prefix NAME: this test's own topics (KCQRS_TOPIC_PREFIX=<file prefix>.NAME),
 #   so one test's tampering never shows in another's log.
 # now_us: microseconds since the epoch.
@@ -26,6 +26,8 @@ audit() {
     sed 's/^/  out: /' "$BATS_TEST_TMPDIR/audit.out" | head -n 60
     sed 's/^/  err: /' "$BATS_TEST_TMPDIR/audit.err" | head -n 20
     [[ ! -e "$BATS_TEST_TMPDIR/no-lmdb" ]] || kq_fail "kcqrs-audit created an LMDB directory"
+    ! grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$BATS_TEST_TMPDIR/audit.err" ||
+        kq_fail "kcqrs-audit: sanitizer report (see err above)"
 }
 
 use_prefix() {
