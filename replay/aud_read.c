@@ -107,8 +107,11 @@ int aud_read_run(const kq_config *cfg, const char *group, aud_part *parts, size_
         parts[i].end = hi;
         parts[i].read = 0;
         parts[i].done = hi <= lo;
+        /* by time: a timestamp in ms (negative values are special offsets: clamp) */
         rd_kafka_topic_partition_list_add(tp, parts[i].topic, parts[i].partition)->offset =
-            since_us >= 0 ? since_us / 1000 - AUD_SEEK_MARGIN_MS : RD_KAFKA_OFFSET_BEGINNING;
+            since_us < 0                               ? RD_KAFKA_OFFSET_BEGINNING
+            : since_us / 1000 - AUD_SEEK_MARGIN_MS < 0 ? 0
+                                                       : since_us / 1000 - AUD_SEEK_MARGIN_MS;
     }
     if (since_us >= 0 && n > 0) {
         rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(rk, tp, cfg->kafka_timeout_ms);
