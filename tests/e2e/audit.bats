@@ -129,6 +129,14 @@ assert all(l[end - 1].isdigit() and l[end] == " " for l in lines[1:]), lines' "$
     [ "$(wc -l <"$BATS_TEST_TMPDIR/audit.out")" = 7 ]
     grep -q "$(resource_topic) \[$p\] offset [0-9]*: not a valid envelope" "$BATS_TEST_TMPDIR/audit.err"
 
+    # Kafka out of reach: exit 3, nothing on stdout
+    KCQRS_BROKERS=127.0.0.1:1 KCQRS_KAFKA_TIMEOUT_MS=1000 audit query --aggregate-id "$a1"
+    [ "$AUD_RC" = 3 ]
+    [ ! -s "$BATS_TEST_TMPDIR/audit.out" ]
+    KCQRS_BROKERS=127.0.0.1:1 KCQRS_KAFKA_TIMEOUT_MS=1000 audit verify-chain
+    [ "$AUD_RC" = 3 ]
+    [ ! -s "$BATS_TEST_TMPDIR/audit.out" ]
+
     # usage errors: exit 2, nothing on stdout
     for bad in "--event-type Nope" "--since yesterday" "--format xml" "--limit 0" \
         "--aggregate-id bad/id" "--until" "--whatever"; do
