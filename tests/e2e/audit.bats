@@ -106,6 +106,9 @@ $b1 2 ResourceUpdated e2e-writer2" ]
     run rows
     [ "$output" = "$a1 1 ResourceCreated e2e-writer
 $a1 2 ResourceUpdated e2e-writer" ]
+    audit query --since @0 --until "@$t1"
+    [ "$AUD_RC" = 0 ]
+    [ "$(wc -l <"$BATS_TEST_TMPDIR/audit.out")" = 7 ]
     audit query --aggregate-type workflow
     [ "$AUD_RC" = 0 ]
     [ ! -s "$BATS_TEST_TMPDIR/audit.out" ]
