@@ -156,10 +156,12 @@ assert all(l[end - 1].isdigit() and l[end] == " " for l in lines[1:]), lines' "$
     for i in $(seq 1 12); do ids+=("$(new_id)-$i"); done
     # concurrent creates: several events per transaction
     for id in "${ids[@]}"; do
-        curl -s -o /dev/null -H "Authorization: Bearer $KQ_KEY_WRITER" -H 'Content-Type: application/json' \
-            --data-binary "{\"id\":\"$id\",\"name\":\"n\"}" "$CMD_URL/api/v1/resources" &
+        curl -s -o /dev/null -w '%{http_code}\n' -H "Authorization: Bearer $KQ_KEY_WRITER" \
+            -H 'Content-Type: application/json' --data-binary "{\"id\":\"$id\",\"name\":\"n\"}" \
+            "$CMD_URL/api/v1/resources" >>"$BATS_TEST_TMPDIR/codes" &
     done
     wait
+    [ "$(grep -c '^201$' "$BATS_TEST_TMPDIR/codes")" = 12 ]
     for id in "${ids[@]:0:6}"; do
         req PUT "/api/v1/resources/$id" '{"name":"m"}'
         [ "$CODE" = 200 ]
