@@ -294,6 +294,54 @@ static void test_expect_head(void **state)
     free_recs(rs, N);
 }
 
+/* Truncated envelopes and random bytes: never a crash; a truncated record is
+ * refused by the verifier or, when only unreferenced padding was cut, named by
+ * its successor; the head still follows every record. */
+static void test_garbage(void **state)
+{
+    rec rs[3];
+    aud_chain c;
+    uint8_t buf[512], h[AUD_HASH_LEN];
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    int padding_cuts = 0;
+
+    (void)state;
+    chain(rs, 3);
+    for (size_t cut = 0; cut < rs[1].len; cut++) {
+        aud_chain_init(&c);
+        assert_int_equal(aud_chain_add(&c, 0, rs[0].buf, rs[0].len), 0);
+        assert_int_equal(aud_chain_add(&c, 1, rs[1].buf, cut), 0);
+        assert_int_equal(aud_chain_add(&c, 2, rs[2].buf, rs[2].len), 0);
+        aud_chain_finish(&c);
+        if (c.brk == AUD_PREV_MISMATCH && c.brk_offset == 2) {
+            padding_cuts++;
+        } else if (c.brk != AUD_INVALID || c.brk_offset != 1) {
+            fail_msg("cut at %zu of %zu: %s at %lld", cut, rs[1].len, aud_break_name(c.brk),
+                     (long long)c.brk_offset);
+        }
+        assert_int_equal(aud_sha256(rs[2].buf, rs[2].len, h), 0);
+        assert_memory_equal(c.head, h, AUD_HASH_LEN);
+    }
+    assert_true(padding_cuts < 8); /* only trailing alignment padding */
+    for (int round = 0; round < 2000; round++) {
+        size_t n = (size_t)(round % (int)sizeof buf);
+        for (size_t i = 0; i < n; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            buf[i] = (uint8_t)x;
+        }
+        if (n >= 8)
+            memcpy(buf + 4, "KQEV", 4); /* get past the file identifier check */
+        aud_chain_init(&c);
+        assert_int_equal(aud_chain_add(&c, 5, buf, n), 0);
+        aud_chain_finish(&c);
+        assert_int_equal(c.records, 1);
+        assert_int_equal(c.brk, AUD_INVALID);
+    }
+    free_recs(rs, 3);
+}
+
 static void test_hex(void **state)
 {
     uint8_t h[AUD_HASH_LEN], back[AUD_HASH_LEN];
@@ -326,6 +374,7 @@ int main(void)
         cmocka_unit_test(test_forged),
         cmocka_unit_test(test_first_and_missing),
         cmocka_unit_test(test_expect_head),
+        cmocka_unit_test(test_garbage),
         cmocka_unit_test(test_hex),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
