@@ -172,7 +172,9 @@ assert all(l[end - 1].isdigit() and l[end] == " " for l in lines[1:]), lines' "$
         req PUT "/api/v1/resources/$id" '{"name":"after restart"}'
         [ "$CODE" = 200 ]
     done
+    # the restart read nothing: the heads came from the snapshot
     grep -q "loaded snapshot" "$BATS_FILE_TMPDIR/intact.log"
+    grep -q "caught up with $(resource_topic): 0 records read" "$BATS_FILE_TMPDIR/intact.log"
 
     audit verify-chain
     [ "$AUD_RC" = 0 ]
