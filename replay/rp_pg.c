@@ -133,8 +133,8 @@ static int schema_exists(PGconn *c, const char *schema, int *exists, char *errst
     PGresult *res = NULL;
     int rc;
 
-    if ((rc = kq_pg_exec_params(c, "SELECT 1 FROM pg_namespace WHERE nspname = $1", 1, params,
-                                &res, errstr, errlen)))
+    if ((rc = kq_pg_exec_params(c, "SELECT 1 FROM pg_namespace WHERE nspname = $1", 1, params, &res,
+                                errstr, errlen)))
         return rc;
     *exists = PQntuples(res) == 1;
     PQclear(res);
@@ -212,8 +212,7 @@ static int pg_shadow_create(const kq_config *cfg, const char *name, void **out, 
     if ((s = calloc(1, sizeof *s)) == NULL)
         return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
     s->cfg = cfg;
-    if ((rc = rp_pg_schema_name(cfg->pg_schema, name, s->schema, sizeof s->schema, errstr,
-                                errlen)))
+    if ((rc = rp_pg_schema_name(cfg->pg_schema, name, s->schema, sizeof s->schema, errstr, errlen)))
         goto fail;
     snprintf(s->live, sizeof s->live, "%s", cfg->pg_schema);
     if (snprintf(s->retired, sizeof s->retired, "%s_retired", s->live) >= (int)sizeof s->retired ||
@@ -242,8 +241,7 @@ static int pg_shadow_create(const kq_config *cfg, const char *name, void **out, 
     *out = s;
     return 0;
 fail:
-    if (s->admin != NULL && PQstatus(s->admin) == CONNECTION_OK && s->schema[0] &&
-        rc != KQ_EBUSY) {
+    if (s->admin != NULL && PQstatus(s->admin) == CONNECTION_OK && s->schema[0] && rc != KQ_EBUSY) {
         char ignore[256];
         snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", s->schema);
         kq_pg_exec(s->admin, sql, ignore, sizeof ignore);
@@ -291,8 +289,8 @@ static void pg_shadow_drop(void *sh)
     if (s == NULL)
         return;
     if (!s->switched && s->admin != NULL && PQstatus(s->admin) == CONNECTION_OK) {
-        snprintf(sql, sizeof sql, "SET client_min_messages = warning; DROP SCHEMA IF EXISTS %s CASCADE",
-                 s->schema);
+        snprintf(sql, sizeof sql,
+                 "SET client_min_messages = warning; DROP SCHEMA IF EXISTS %s CASCADE", s->schema);
         if (kq_pg_exec(s->admin, sql, err, sizeof err))
             kq_log_warn("postgresql: dropping %s: %s", s->schema, err);
     }
@@ -405,8 +403,9 @@ static int fp_table(PGconn *c, const char *schema, const char *table, rp_fp *fp,
                          table);
     if ((rc = key_expr(c, schema, table, key, sizeof key, errstr, errlen)))
         return rc;
-    snprintf(sql, sizeof sql, "DECLARE kq_fp NO SCROLL CURSOR FOR SELECT %s, t::text FROM %s.\"%s\" t",
-             key, schema, table);
+    snprintf(sql, sizeof sql,
+             "DECLARE kq_fp NO SCROLL CURSOR FOR SELECT %s, t::text FROM %s.\"%s\" t", key, schema,
+             table);
     if ((rc = kq_pg_exec(c, sql, errstr, errlen)))
         return rc;
     do {
@@ -447,8 +446,8 @@ int rp_pg_fingerprint(PGconn *c, const char *schema, rp_fp *fp, proj_offset_fn c
         (rc = schema_exists(c, schema, &exists, errstr, errlen)))
         goto out;
     if (!exists) {
-        rc = kq_seterr(errstr, errlen, KQ_ENOTFOUND, "postgresql: schema %s does not exist",
-                       schema);
+        rc =
+            kq_seterr(errstr, errlen, KQ_ENOTFOUND, "postgresql: schema %s does not exist", schema);
         goto out;
     }
     snprintf(sql, sizeof sql,
