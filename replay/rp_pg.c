@@ -48,7 +48,9 @@
 #include "proj_pg.h"
 #include "rp_target.h"
 
+#include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,8 +63,10 @@ typedef struct rp_pg {
     char schema[64];  /* the shadow or snapshot */
     char retired[64]; /* live_retired */
     PGconn *admin;    /* holds the rebuild lock */
-    char **idx;       /* deferred index definitions */
+    char **idx;       /* deferred index definitions (CREATE INDEX) */
+    char **post;      /* per index: NULL or the ALTER TABLE re-attaching its constraint */
     size_t nidx;
+    proj_pg_fold *fold; /* versions and resources of the bulk load, until finish */
     int switched;
 } rp_pg;
 
@@ -143,10 +147,14 @@ static int schema_exists(PGconn *c, const char *schema, int *exists, char *errst
 
 static void free_idx(rp_pg *s)
 {
-    for (size_t i = 0; i < s->nidx; i++)
+    for (size_t i = 0; i < s->nidx; i++) {
         free(s->idx[i]);
+        free(s->post[i]);
+    }
     free(s->idx);
+    free(s->post);
     s->idx = NULL;
+    s->post = NULL;
     s->nidx = 0;
 }
 
@@ -157,41 +165,60 @@ static void rp_free(rp_pg *s)
     if (s->admin != NULL)
         PQfinish(s->admin);
     free_idx(s);
+    proj_pg_fold_free(s->fold);
     free(s);
 }
 
-/* Remember and drop the secondary indexes that back no constraint. */
+/*
+ * Remember and drop what the bulk load need not maintain row by row: every
+ * secondary index that backs no constraint, and on `events` (append-only,
+ * its rows only ever inserted by the load) also the primary key and unique
+ * constraint. finish() builds each index once over the loaded table (a sorted
+ * build) and re-attaches the constraints to them (ADD CONSTRAINT ... USING
+ * INDEX: no second build). The other tables keep their keys: the apply's
+ * merge statements look rows up and upsert on them.
+ */
+static const char defer_sql[] =
+    "SELECT CASE WHEN k.oid IS NULL THEN format('DROP INDEX %I.%I', n.nspname, c.relname)"
+    "  ELSE format('ALTER TABLE %I.%I DROP CONSTRAINT %I', n.nspname, t.relname, k.conname) END,"
+    " pg_get_indexdef(i.indexrelid),"
+    " CASE WHEN k.oid IS NULL THEN NULL"
+    "  ELSE format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s USING INDEX %I', n.nspname,"
+    "   t.relname, k.conname, CASE k.contype WHEN 'p' THEN 'PRIMARY KEY' ELSE 'UNIQUE' END,"
+    "   c.relname) END"
+    " FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+    " JOIN pg_class t ON t.oid = i.indrelid"
+    " JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid"
+    " WHERE n.nspname = $1"
+    " AND (k.oid IS NULL OR (t.relname = 'events' AND k.contype IN ('p', 'u')))"
+    " ORDER BY k.oid IS NULL, c.relname"; /* the keys first: the biggest builds */
+
 static int defer_indexes(rp_pg *s, char *errstr, size_t errlen)
 {
     const char *params[1] = {s->schema};
     PGresult *res = NULL;
-    char sql[256];
     int rc, n;
 
-    if ((rc = kq_pg_exec_params(s->admin,
-                                "SELECT c.relname, pg_get_indexdef(i.indexrelid)"
-                                " FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
-                                " JOIN pg_namespace n ON n.oid = c.relnamespace"
-                                " WHERE n.nspname = $1 AND NOT i.indisprimary"
-                                " AND NOT EXISTS (SELECT 1 FROM pg_constraint k"
-                                "  WHERE k.conindid = i.indexrelid)"
-                                " ORDER BY c.relname",
-                                1, params, &res, errstr, errlen)))
+    if ((rc = kq_pg_exec_params(s->admin, defer_sql, 1, params, &res, errstr, errlen)))
         return rc;
     n = PQntuples(res);
-    if (n > 0 && (s->idx = calloc((size_t)n, sizeof *s->idx)) == NULL) {
+    if (n > 0 && ((s->idx = calloc((size_t)n, sizeof *s->idx)) == NULL ||
+                  (s->post = calloc((size_t)n, sizeof *s->post)) == NULL)) {
         PQclear(res);
         return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
     }
     for (int r = 0; r < n && !rc; r++) {
-        if ((s->idx[s->nidx] = strdup(PQgetvalue(res, r, 1))) == NULL) {
+        s->idx[s->nidx] = strdup(PQgetvalue(res, r, 1));
+        if (!PQgetisnull(res, r, 2))
+            s->post[s->nidx] = strdup(PQgetvalue(res, r, 2));
+        if (s->idx[s->nidx] == NULL || (!PQgetisnull(res, r, 2) && s->post[s->nidx] == NULL)) {
+            free(s->idx[s->nidx]);
             rc = kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
             break;
         }
         s->nidx++;
-        /* relname comes from the catalog of our own migrations: quote it anyway */
-        snprintf(sql, sizeof sql, "DROP INDEX %s.\"%s\"", s->schema, PQgetvalue(res, r, 0));
-        rc = kq_pg_exec(s->admin, sql, errstr, errlen);
+        rc = kq_pg_exec(s->admin, PQgetvalue(res, r, 0), errstr, errlen);
     }
     PQclear(res);
     return rc;
@@ -212,6 +239,10 @@ static int pg_shadow_create(const kq_config *cfg, const char *name, void **out, 
     if ((s = calloc(1, sizeof *s)) == NULL)
         return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
     s->cfg = cfg;
+    if ((s->fold = proj_pg_fold_new()) == NULL) {
+        free(s);
+        return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    }
     if ((rc = rp_pg_schema_name(cfg->pg_schema, name, s->schema, sizeof s->schema, errstr, errlen)))
         goto fail;
     snprintf(s->live, sizeof s->live, "%s", cfg->pg_schema);
@@ -250,34 +281,129 @@ fail:
     return rc;
 }
 
+/*
+ * Run the n statements of sql on the nc (1 or 2) connections at once, each
+ * connection taking the next statement when it is done with its last one
+ * (index builds are CPU-bound; two builds use both cores of a small machine).
+ * On the first failure no more statements are sent; the running ones finish.
+ */
+static int run_parallel(PGconn **c, int nc, char *const *sql, size_t n, char *errstr, size_t errlen)
+{
+    size_t next = 0;
+    int busy[2] = {0, 0}, rc = 0;
+
+    for (;;) {
+        struct pollfd pf[2];
+        int which[2], np = 0;
+
+        for (int k = 0; k < nc; k++)
+            if (!busy[k] && next < n && !rc) {
+                if (PQsendQuery(c[k], sql[next]) != 1) {
+                    rc = kq_seterr(errstr, errlen, KQ_EPG, "postgresql: %.*s",
+                                   (int)strcspn(PQerrorMessage(c[k]), "\n"), PQerrorMessage(c[k]));
+                    break;
+                }
+                busy[k] = 1;
+                next++;
+            }
+        for (int k = 0; k < nc; k++)
+            if (busy[k]) {
+                pf[np].fd = PQsocket(c[k]);
+                pf[np].events = POLLIN;
+                pf[np].revents = 0;
+                which[np++] = k;
+            }
+        if (np == 0)
+            return rc;
+        if (poll(pf, (nfds_t)np, -1) < 0 && errno != EINTR)
+            return kq_seterr(errstr, errlen, KQ_EIO, "poll: %s", strerror(errno));
+        for (int i = 0; i < np; i++) {
+            PGconn *x = c[which[i]];
+            if (pf[i].revents == 0)
+                continue;
+            if (PQconsumeInput(x) != 1) {
+                if (!rc)
+                    rc = kq_seterr(errstr, errlen, KQ_EPG, "postgresql: %.*s",
+                                   (int)strcspn(PQerrorMessage(x), "\n"), PQerrorMessage(x));
+                busy[which[i]] = 0;
+                continue;
+            }
+            while (!PQisBusy(x)) {
+                PGresult *res = PQgetResult(x);
+                if (res == NULL) {
+                    busy[which[i]] = 0;
+                    break;
+                }
+                if (PQresultStatus(res) != PGRES_COMMAND_OK && !rc) {
+                    const char *m = PQresultErrorMessage(res);
+                    rc = kq_seterr(errstr, errlen, KQ_EPG, "postgresql: %.*s",
+                                   (int)strcspn(m, "\n"), m);
+                }
+                PQclear(res);
+            }
+        }
+    }
+}
+
 static int pg_finish(void *sh, char *errstr, size_t errlen)
 {
     rp_pg *s = sh;
     const char *params[1];
     PGresult *res = NULL;
-    char sql[256];
-    int rc;
+    PGconn *c[2] = {NULL, NULL};
+    char **analyze = NULL;
+    size_t nanalyze = 0;
+    int rc, nc = 1;
 
     if (s == NULL || s->admin == NULL)
         return kq_seterr(errstr, errlen, KQ_EINVAL, "rp_pg finish: no shadow");
-    if ((rc = kq_pg_exec(s->admin, "SET maintenance_work_mem = '256MB'", errstr, errlen)))
-        return rc;
-    for (size_t i = 0; i < s->nidx; i++)
-        if ((rc = kq_pg_exec(s->admin, s->idx[i], errstr, errlen)))
+    if (s->fold != NULL) { /* the folded versions and resources, one COPY each */
+        proj_pg *pg = NULL;
+        if ((rc = proj_pg_open_schema(s->cfg, s->schema, 0, &pg, errstr, errlen)))
             return rc;
+        proj_pg_set_fold(pg, s->fold);
+        rc = proj_pg_fold_flush(pg, errstr, errlen);
+        proj_pg_close(pg);
+        if (rc)
+            return rc;
+        kq_log_info("postgresql: %zu aggregates folded into %s", proj_pg_fold_count(s->fold),
+                    s->schema);
+        proj_pg_fold_free(s->fold);
+        s->fold = NULL;
+    }
+    /* a second connection for the index builds and ANALYZE; one is enough if it fails */
+    c[0] = s->admin;
+    if ((c[1] = admin_connect(s->cfg, "kcqrs-replay-index", errstr, errlen)) != NULL)
+        nc = 2;
+    for (int k = 0; k < nc; k++)
+        if ((rc = kq_pg_exec(c[k], "SET maintenance_work_mem = '256MB'", errstr, errlen)))
+            goto out;
+    if ((rc = run_parallel(c, nc, s->idx, s->nidx, errstr, errlen)))
+        goto out;
+    for (size_t i = 0; i < s->nidx; i++)
+        if (s->post[i] != NULL && (rc = kq_pg_exec(s->admin, s->post[i], errstr, errlen)))
+            goto out;
     free_idx(s);
     params[0] = s->schema;
     if ((rc = kq_pg_exec_params(s->admin,
-                                "SELECT table_name FROM information_schema.tables"
+                                "SELECT format('ANALYZE %I.%I', table_schema, table_name)"
+                                " FROM information_schema.tables"
                                 " WHERE table_schema = $1 AND table_type = 'BASE TABLE'"
-                                " ORDER BY table_name",
+                                " ORDER BY table_name = 'events' DESC, table_name",
                                 1, params, &res, errstr, errlen)))
-        return rc;
-    for (int r = 0; r < PQntuples(res) && !rc; r++) {
-        snprintf(sql, sizeof sql, "ANALYZE %s.\"%s\"", s->schema, PQgetvalue(res, r, 0));
-        rc = kq_pg_exec(s->admin, sql, errstr, errlen);
+        goto out;
+    if ((analyze = calloc((size_t)PQntuples(res) + 1, sizeof *analyze)) == NULL) {
+        rc = kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+        goto out;
     }
+    for (int r = 0; r < PQntuples(res); r++)
+        analyze[nanalyze++] = PQgetvalue(res, r, 0);
+    rc = run_parallel(c, nc, analyze, nanalyze, errstr, errlen);
+out:
+    free(analyze);
     PQclear(res);
+    if (c[1] != NULL)
+        PQfinish(c[1]);
     return rc;
 }
 
@@ -544,6 +670,23 @@ static int t_open(const kq_config *cfg, void *open_arg, void **t, char *errstr, 
                                errlen);
 }
 
+/* The bulk target: the same, in bulk mode on the shadow's fold (until finish). */
+static int t_open_bulk(const kq_config *cfg, void *open_arg, void **t, char *errstr, size_t errlen)
+{
+    rp_pg *s = open_arg;
+    int rc;
+
+    if ((rc = t_open(cfg, open_arg, t, errstr, errlen)))
+        return rc;
+    if (s->fold == NULL) {
+        proj_pg_close(*t);
+        *t = NULL;
+        return kq_seterr(errstr, errlen, KQ_EINVAL, "rp_pg bulk target: the shadow is finished");
+    }
+    proj_pg_set_fold(*t, s->fold);
+    return 0;
+}
+
 static int t_load(void *t, proj_offset_fn cb, void *arg, char *errstr, size_t errlen)
 {
     return proj_pg_load_offsets(t, cb, arg, errstr, errlen);
@@ -563,7 +706,7 @@ static void t_close(void *t)
 const rp_target_ops rp_pg_ops = {
     .name = "pg",
     .shadow_create = pg_shadow_create,
-    .bulk = {"pg", t_open, t_load, t_apply, t_close, NULL},
+    .bulk = {"pg", t_open_bulk, t_load, t_apply, t_close, NULL},
     .tail = {"pg", t_open, t_load, t_apply, t_close, NULL},
     .finish = pg_finish,
     .lock_live = pg_lock_live,
