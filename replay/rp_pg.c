@@ -214,6 +214,8 @@ static int defer_indexes(rp_pg *s, char *errstr, size_t errlen)
             s->post[s->nidx] = strdup(PQgetvalue(res, r, 2));
         if (s->idx[s->nidx] == NULL || (!PQgetisnull(res, r, 2) && s->post[s->nidx] == NULL)) {
             free(s->idx[s->nidx]);
+            free(s->post[s->nidx]);
+            s->idx[s->nidx] = s->post[s->nidx] = NULL;
             rc = kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
             break;
         }
