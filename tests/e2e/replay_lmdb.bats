@@ -39,7 +39,13 @@ setup() {
 }
 
 teardown() {
-    [[ -z "${BATS_TEST_COMPLETED:-}" ]] && proj_dump_log && tail -n 40 "$BATS_FILE_TMPDIR/replay.log" >&2
+    if [[ -z "${BATS_TEST_COMPLETED:-}" ]]; then
+        proj_dump_log
+        tail -n 40 "$BATS_FILE_TMPDIR/replay.log" >&2
+        [[ -f "$BATS_TEST_TMPDIR/ledger" ]] && load_stop "$BATS_TEST_TMPDIR/ledger"
+        qry_stop || true
+        proj_stop || true
+    fi
     return 0
 }
 
@@ -125,7 +131,11 @@ assert t["target"] == "lmdb" and t["events"] > 30 and "bulk" in t["durations"], 
 }
 
 @test "a second rebuild while one holds the lock exits 3 with a clear busy error" {
-    flock "$PROJ_LMDB/readmodel.rebuild.lock" sleep 20 3>&- &
+    # another process holds the rebuild lock (as a running rebuild does)
+    python3 -c 'import fcntl, sys, time
+f = open(sys.argv[1], "a")
+fcntl.flock(f, fcntl.LOCK_EX)
+time.sleep(30)' "$PROJ_LMDB/readmodel.rebuild.lock" 3>&- &
     holder=$!
     kq_wait_for 10 bash -c "! flock -n '$PROJ_LMDB/readmodel.rebuild.lock' true"
     replay rebuild --target lmdb
