@@ -507,7 +507,7 @@ int proj_pg_open_schema(const kq_config *cfg, const char *schema, int flags, pro
 {
     proj_pg *pg;
     int rc, applied = 0;
-    char sql[128];
+    char sql[512];
 
     *out = NULL;
     if (cfg == NULL || cfg->pg_dsn == NULL || *cfg->pg_dsn == '\0')
@@ -527,11 +527,15 @@ int proj_pg_open_schema(const kq_config *cfg, const char *schema, int flags, pro
         rc = KQ_EPG;
         goto fail;
     }
-    /* the name is validated: no quoting needed */
+    /* The name is validated: no quoting needed. CREATE SCHEMA IF NOT EXISTS is
+     * not safe against a concurrent creator (unique violation), so the
+     * statements run as one implicit transaction under an advisory lock:
+     * a second projector starting at the same moment waits, then sees it. */
     snprintf(sql, sizeof sql,
-             "SET client_min_messages = warning; CREATE SCHEMA IF NOT EXISTS %s;"
+             "SELECT pg_advisory_xact_lock(hashtext('kcqrs.schema:%s'));"
+             " SET client_min_messages = warning; CREATE SCHEMA IF NOT EXISTS %s;"
              " RESET client_min_messages",
-             schema);
+             schema, schema);
     if ((flags & PROJ_PG_CREATE_SCHEMA) && (rc = kq_pg_exec(pg->conn, sql, errstr, errlen)))
         goto fail;
     if ((rc = schema_oid(pg, errstr, errlen)))

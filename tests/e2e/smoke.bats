@@ -9,6 +9,10 @@
 
 load helpers
 
+# kq_smoke's scratch table is not part of the read model: it lives in the
+# database's default schema, and kq_psql must look there.
+export KCQRS_PG_SCHEMA=public
+
 EVENT="$KQ_REPO/tests/data/events/resource_created.json"
 # The event's aggregate id and version, and the keys kq_smoke produces from
 # them: version v committed, v+1 aborted, v+2 committed.
