@@ -158,7 +158,7 @@ static int setup(void **state)
     cfg.partitions = 3;
     cfg.query_wait_ms = 400;
     cfg.query_ready_lag = 100000;
-    if (qry_api_init(&api, &cfg) != 0 || qry_rm_new(rmdir_, 64u << 20, &rm) != 0)
+    if (qry_api_init(&api, &cfg) != 0 || qry_rm_new(rmdir_, 64u << 20, 0, &rm) != 0)
         return -1;
     api.rm = rm;
     memset(&wo, 0, sizeof wo);
@@ -770,16 +770,14 @@ static void test_resource_text(void **state)
 static void test_not_ready(void **state)
 {
     qry_rm *missing = NULL;
-    char *j = NULL;
-    size_t len;
-    int64_t v;
+    qry_rm_view *v = NULL;
     char err[256], dir[400];
     (void)state;
 
     snprintf(dir, sizeof dir, "%s/nothing-here", tmpdir);
-    assert_int_equal(qry_rm_new(dir, 1u << 20, &missing), 0);
-    assert_int_equal(qry_rm_get_text(missing, "r001", &j, &len, &v, err, sizeof err), KQ_ENOTFOUND);
-    assert_null(j);
+    assert_int_equal(qry_rm_new(dir, 1u << 20, 0, &missing), 0);
+    assert_int_equal(qry_rm_acquire(missing, &v, err, sizeof err), KQ_ENOTFOUND);
+    assert_null(v);
     assert_false(qry_rm_is_open(missing));
     qry_rm_free(missing);
 }
