@@ -3,6 +3,8 @@
  */
 #include "qry_rm.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -11,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ev_fb.h"
 #include "kq_err.h"
@@ -134,13 +137,25 @@ static int view_open(qry_rm *rm, qry_rm_view **out, char *errstr, size_t errlen)
     qry_rm_view *v = calloc(1, sizeof *v);
     MDB_txn *txn = NULL;
     struct stat st;
-    int rc = 0, mrc, fd = -1;
+    char fddir[64];
+    int rc = 0, mrc, fd = -1, dfd = -1;
 
     *out = NULL;
     if (v == NULL)
         return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
     v->rm = rm;
-    if ((rc = kq_rm_env_open(rm->dir, rm->map_size, 0, &v->env, errstr, errlen)) != 0)
+    /* LMDB opens <dir>/lock.mdb and <dir>/data.mdb by name, one after the other: were the
+     * directory swapped in between, they would belong to two different models. Through an
+     * open descriptor of the directory both come from the same one. */
+    if ((dfd = open(rm->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        rc = errno == ENOENT ? kq_seterr(errstr, errlen, KQ_ENOTFOUND, "no read model in %s yet",
+                                         rm->dir)
+                             : kq_seterr(errstr, errlen, KQ_ELMDB, "open %s: %s", rm->dir,
+                                         strerror(errno));
+        goto out;
+    }
+    snprintf(fddir, sizeof fddir, "/proc/self/fd/%d", dfd);
+    if ((rc = kq_rm_env_open(fddir, rm->map_size, 0, &v->env, errstr, errlen)) != 0)
         goto out;
     /* the identity of the file actually opened (the path may have moved since the stat) */
     if (mdb_env_get_fd(v->env, &fd) != 0 || fstat(fd, &st) != 0) {
@@ -168,6 +183,8 @@ static int view_open(qry_rm *rm, qry_rm_view **out, char *errstr, size_t errlen)
     *out = v;
     v = NULL;
 out:
+    if (dfd >= 0)
+        close(dfd); /* LMDB keeps its own descriptors of both files */
     if (txn)
         mdb_txn_abort(txn);
     if (v) {
@@ -211,6 +228,21 @@ static int refresh(qry_rm *rm, int64_t now, qry_rm_view **retire, char *errstr, 
     }
     if (cur != NULL && cur->dev == st.st_dev && cur->ino == st.st_ino)
         goto out;
+    /* A retired view of that very file still open (swapped back): take it up again rather
+     * than open the file a second time. LMDB must never have one environment open twice in
+     * a process: closing either would clear the other's reader slots (MDB_BAD_RSLOT). */
+    for (v = rm->views; v != NULL; v = v->next)
+        if (!v->closed && v->dev == st.st_dev && v->ino == st.st_ino)
+            break;
+    if (v != NULL) {
+        atomic_fetch_add(&v->refs, 1);
+        atomic_store(&rm->cur, v);
+        if (cur != NULL) {
+            atomic_fetch_add(&rm->switches, 1);
+            *retire = cur;
+        }
+        goto out;
+    }
     if ((rc = view_open(rm, &v, errstr, errlen)) != 0) {
         if (cur != NULL) {
             kq_log_warn("read model %s was replaced but cannot be opened yet (%s); serving the "

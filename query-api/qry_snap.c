@@ -16,7 +16,7 @@
 typedef struct entry {
     char name[NAME_MAX_LEN + 1]; /* "" = free slot */
     qry_rm *rm;
-    int users; /* views handed out and not yet released */
+    int users;     /* views handed out and not yet released */
     uint64_t used; /* LRU clock */
 } entry;
 
