@@ -148,10 +148,9 @@ static int view_open(qry_rm *rm, qry_rm_view **out, char *errstr, size_t errlen)
      * directory swapped in between, they would belong to two different models. Through an
      * open descriptor of the directory both come from the same one. */
     if ((dfd = open(rm->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-        rc = errno == ENOENT ? kq_seterr(errstr, errlen, KQ_ENOTFOUND, "no read model in %s yet",
-                                         rm->dir)
-                             : kq_seterr(errstr, errlen, KQ_ELMDB, "open %s: %s", rm->dir,
-                                         strerror(errno));
+        rc = errno == ENOENT
+                 ? kq_seterr(errstr, errlen, KQ_ENOTFOUND, "no read model in %s yet", rm->dir)
+                 : kq_seterr(errstr, errlen, KQ_ELMDB, "open %s: %s", rm->dir, strerror(errno));
         goto out;
     }
     snprintf(fddir, sizeof fddir, "/proc/self/fd/%d", dfd);
