@@ -507,9 +507,9 @@ for n in (\"lmdb\", \"postgresql\"):
     [[ "$CODE" == 200 ]]
     jcheck 'd["name"] == "before" and d["version"] == 1'
     [[ "$(hdr ETag)" == '"1"' ]]
-    q "/api/v1/resources?snapshot=before_q11&limit=1000"
+    q "/api/v1/resources?snapshot=before_q11&limit=5" # ids sort "q10-a" < "q11-a" < "q2-..."
     [[ "$CODE" == 200 ]]
-    jcheck '[i for i in d["items"] if i["id"] == "q11-a"][0]["name"] == "before"'
+    jcheck '[i["name"] for i in d["items"] if i["id"] == "q11-a"] == ["before"]'
     q "/api/v1/resources/q11-a/events?snapshot=before_q11"
     [[ "$CODE" == 200 ]]
     jcheck '[e["version"] for e in d["items"]] == [1] and d["items"][0]["payload"]["name"] == "before"'
