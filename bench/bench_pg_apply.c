@@ -69,9 +69,10 @@ static int bench_dl(void *arg, const proj_event *ev, const char *target, const c
     return 0;
 }
 
-static int wipe(const char *dsn)
+/* Drop the read model's schema (cfg->pg_schema, validated); proj_pg_open creates it again. */
+static int wipe(const char *dsn, const char *schema)
 {
-    char err[512];
+    char err[512], sql[160];
     PGconn *c = kq_pg_connect(dsn, 10000, "bench_pg_apply", err, sizeof err);
     int rc;
 
@@ -79,10 +80,9 @@ static int wipe(const char *dsn)
         fprintf(stderr, "bench_pg_apply: %s\n", err);
         return -1;
     }
-    rc = kq_pg_exec(c,
-                    "SET client_min_messages = warning; DROP SCHEMA public CASCADE;"
-                    " CREATE SCHEMA public",
-                    err, sizeof err);
+    snprintf(sql, sizeof sql, "SET client_min_messages = warning; DROP SCHEMA IF EXISTS %s CASCADE",
+             schema);
+    rc = kq_pg_exec(c, sql, err, sizeof err);
     if (rc)
         fprintf(stderr, "bench_pg_apply: wipe: %s\n", err);
     PQfinish(c);
@@ -137,10 +137,10 @@ static double self_cpu_s(void)
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
-static int check(const char *dsn, long n, long r)
+static int check(const char *dsn, const char *schema, long n, long r)
 {
     char err[512], want[160];
-    PGconn *c = kq_pg_connect(dsn, 10000, "bench_pg_apply", err, sizeof err);
+    PGconn *c = kq_pg_connect_schema(dsn, 10000, "bench_pg_apply", schema, err, sizeof err);
     PGresult *res = NULL;
     int rc = -1;
 
@@ -296,7 +296,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_pg_apply: unknown mode %s\n", mode);
             goto out;
         }
-        if (wipe(cfg.pg_dsn))
+        if (wipe(cfg.pg_dsn, cfg.pg_schema))
             goto out;
         if (proj_pg_open(&cfg, &pg, err, sizeof err) ||
             proj_pg_set_path(pg, path, sync, err, sizeof err)) {
@@ -340,7 +340,7 @@ int main(int argc, char **argv)
         srv1 = pid > 0 ? proc_cpu_s(pid) : -1;
         cli1 = self_cpu_s();
         proj_pg_close(pg);
-        if (dl_count || check(cfg.pg_dsn, n, r)) {
+        if (dl_count || check(cfg.pg_dsn, cfg.pg_schema, n, r)) {
             fprintf(stderr, "bench_pg_apply: %s: wrong result (%d dead letters)\n", mode, dl_count);
             goto out;
         }

@@ -34,19 +34,23 @@ static int result_ok(const PGresult *res)
     return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_EMPTY_QUERY;
 }
 
-PGconn *kq_pg_connect(const char *dsn, int timeout_ms, const char *app, char *errstr, size_t errlen)
+static PGconn *connect_opts(const char *dsn, int timeout_ms, const char *app, const char *options,
+                            char *errstr, size_t errlen)
 {
     char timeout[16];
     int secs = timeout_ms <= 0 ? 2 : (timeout_ms + 999) / 1000;
-    /* Entries before "dbname" may be overridden by the expanded DSN. */
-    const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-    const char *vals[] = {timeout, app ? app : "kcqrs", dsn, NULL};
+    /* Entries before "dbname" may be overridden by the expanded DSN; "options"
+     * comes after it, so the schema cannot be overridden by the DSN. */
+    const char *keys[] = {"connect_timeout", "application_name", "dbname", "options", NULL};
+    const char *vals[] = {timeout, app ? app : "kcqrs", dsn, options, NULL};
     PGconn *conn;
 
     if (dsn == NULL) {
         kq_seterr(errstr, errlen, KQ_EINVAL, "postgresql: no connection string");
         return NULL;
     }
+    if (options == NULL)
+        keys[3] = NULL;
     snprintf(timeout, sizeof timeout, "%d", secs < 2 ? 2 : secs);
     conn = PQconnectdbParams(keys, vals, 1);
     if (conn == NULL) {
@@ -59,6 +63,35 @@ PGconn *kq_pg_connect(const char *dsn, int timeout_ms, const char *app, char *er
         return NULL;
     }
     return conn;
+}
+
+PGconn *kq_pg_connect(const char *dsn, int timeout_ms, const char *app, char *errstr, size_t errlen)
+{
+    return connect_opts(dsn, timeout_ms, app, NULL, errstr, errlen);
+}
+
+int kq_pg_schema_valid(const char *s)
+{
+    size_t n;
+
+    if (s == NULL || !((*s >= 'a' && *s <= 'z') || *s == '_'))
+        return 0;
+    n = strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_");
+    return s[n] == '\0' && n <= 63;
+}
+
+PGconn *kq_pg_connect_schema(const char *dsn, int timeout_ms, const char *app, const char *schema,
+                             char *errstr, size_t errlen)
+{
+    char options[96];
+
+    if (!kq_pg_schema_valid(schema)) {
+        kq_seterr(errstr, errlen, KQ_EINVAL, "postgresql: invalid schema name '%.80s'",
+                  schema ? schema : "(null)");
+        return NULL;
+    }
+    snprintf(options, sizeof options, "-c search_path=%s", schema);
+    return connect_opts(dsn, timeout_ms, app, options, errstr, errlen);
 }
 
 int kq_pg_exec(PGconn *conn, const char *sql, char *errstr, size_t errlen)

@@ -29,6 +29,22 @@ PGconn *kq_pg_connect(const char *dsn, int timeout_ms, const char *app, char *er
                       size_t errlen);
 
 /*
+ * kq_pg_connect with search_path set to `schema` alone (the read model's
+ * schema, KCQRS_PG_SCHEMA, or a shadow/snapshot of it) through the startup
+ * option `-c search_path=<schema>`: unqualified table names then resolve in
+ * that schema only (pg_catalog is always searched first), and a schema that
+ * does not exist yet makes every table "not found" (the query API answers
+ * 503) rather than silently reading `public`. `schema` must be a valid
+ * identifier (kq_pg_schema_valid); KQ_EINVAL in errstr otherwise.
+ */
+PGconn *kq_pg_connect_schema(const char *dsn, int timeout_ms, const char *app, const char *schema,
+                             char *errstr, size_t errlen);
+
+/* 1 when `s` is a schema name kcqrs accepts: [a-z_][a-z0-9_]*, at most 63
+ * bytes (PostgreSQL's identifier limit), so it needs no quoting. */
+int kq_pg_schema_valid(const char *s);
+
+/*
  * Run one or more simple statements without parameters (DDL, SET, BEGIN...);
  * results are discarded. 0 when every statement succeeded, else KQ_EPG.
  */

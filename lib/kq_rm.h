@@ -35,6 +35,12 @@
 #include <lmdb.h>
 
 #define KQ_RM_SUBDIR "readmodel"
+/* kcqrs-replay (replay/README.md), all in $KCQRS_LMDB_DIR: */
+#define KQ_RM_LOCK_FILE "readmodel.lock"                 /* flock: projector batch vs switch */
+#define KQ_RM_REBUILD_LOCK_FILE "readmodel.rebuild.lock" /* flock: one rebuild/verify at a time */
+#define KQ_RM_SHADOW_SUBDIR "readmodel.shadow"
+#define KQ_RM_RETIRED_SUBDIR "readmodel.retired"
+#define KQ_RM_SNAPSHOTS_SUBDIR "snapshots" /* snapshots/NAME: named point-in-time models */
 #define KQ_RM_FORMAT "kcqrs.readmodel.v1"
 #define KQ_RM_MAXDBS 16
 #define KQ_RM_DB_META "meta"

@@ -75,7 +75,8 @@ static void lmdb_close(void *t)
 {
     proj_lmdb_close(t);
 }
-static const proj_target_ops lmdb_ops = {"lmdb", lmdb_open, lmdb_load, lmdb_apply, lmdb_close, NULL};
+static const proj_target_ops lmdb_ops = {"lmdb",     lmdb_open,  lmdb_load,
+                                         lmdb_apply, lmdb_close, NULL};
 
 static int pg_open(const kq_config *cfg, void *arg, void **t, char *errstr, size_t errlen)
 {

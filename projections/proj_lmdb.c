@@ -4,11 +4,15 @@
 #include "proj_lmdb.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <lmdb.h>
 
@@ -23,6 +27,9 @@ struct proj_lmdb {
     MDB_env *env;
     MDB_dbi meta, offsets, versions, resources, by_status;
     int nosync;
+    int bulk;        /* no periodic sync (proj_lmdb_set_bulk) */
+    int lock_fd;     /* the live model's readmodel.lock, -1 for other environments */
+    char data[4200]; /* with lock_fd: path of the live data.mdb */
     long long last_sync_ms;
     uint8_t *buf; /* scratch for encoded resource records */
     size_t bufcap;
@@ -45,9 +52,58 @@ int proj_lmdb_open(const kq_config *cfg, proj_lmdb **out, char *errstr, size_t e
 {
     char dir[4096];
 
-    if (snprintf(dir, sizeof dir, "%s/%s", cfg->lmdb_dir, KQ_RM_SUBDIR) >= (int)sizeof dir)
+    char lock[4096];
+    proj_lmdb *t;
+    int rc, fd;
+
+    if (snprintf(dir, sizeof dir, "%s/%s", cfg->lmdb_dir, KQ_RM_SUBDIR) >= (int)sizeof dir ||
+        snprintf(lock, sizeof lock, "%s/%s", cfg->lmdb_dir, KQ_RM_LOCK_FILE) >= (int)sizeof lock)
         return kq_seterr(errstr, errlen, KQ_ERANGE, "KCQRS_LMDB_DIR too long");
-    return proj_lmdb_open_dir(dir, (size_t)cfg->lmdb_map_mb << 20, 0, out, errstr, errlen);
+    if ((rc = proj_lmdb_open_dir(dir, (size_t)cfg->lmdb_map_mb << 20, 0, &t, errstr, errlen)) != 0)
+        return rc;
+    if ((fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+        rc = kq_seterr(errstr, errlen, KQ_EIO, "open %s: %s", lock, strerror(errno));
+        proj_lmdb_close(t);
+        return rc;
+    }
+    t->lock_fd = fd;
+    if (snprintf(t->data, sizeof t->data, "%s/%s/data.mdb", cfg->lmdb_dir, KQ_RM_SUBDIR) >=
+        (int)sizeof t->data) {
+        proj_lmdb_close(t);
+        return kq_seterr(errstr, errlen, KQ_ERANGE, "KCQRS_LMDB_DIR too long");
+    }
+    *out = t;
+    return 0;
+}
+
+void proj_lmdb_set_bulk(proj_lmdb *t, int on)
+{
+    t->bulk = on != 0;
+}
+
+int proj_lmdb_sync(proj_lmdb *t, char *errstr, size_t errlen)
+{
+    int rc = mdb_env_sync(t->env, 1);
+
+    return rc != 0 ? lerr(errstr, errlen, rc, "sync") : 0;
+}
+
+MDB_env *proj_lmdb_env(proj_lmdb *t)
+{
+    return t->env;
+}
+
+/* 1 when t->data is no longer the file the environment has open (or is gone). */
+static int switched(proj_lmdb *t)
+{
+    struct stat a, b;
+    mdb_filehandle_t fd;
+
+    if (mdb_env_get_fd(t->env, &fd) != 0 || fstat(fd, &a) != 0)
+        return 1;
+    if (stat(t->data, &b) != 0)
+        return 1;
+    return a.st_dev != b.st_dev || a.st_ino != b.st_ino;
 }
 
 int proj_lmdb_open_dir(const char *dir, size_t map_size, int sync, proj_lmdb **out, char *errstr,
@@ -61,6 +117,7 @@ int proj_lmdb_open_dir(const char *dir, size_t map_size, int sync, proj_lmdb **o
     *out = NULL;
     if ((t = calloc(1, sizeof *t)) == NULL)
         return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    t->lock_fd = -1;
     if ((ret = kq_rm_env_open(dir, map_size, 1, &t->env, errstr, errlen)) != 0)
         goto fail;
     t->nosync = !sync;
@@ -286,8 +343,8 @@ static int apply_resource(proj_lmdb *t, MDB_txn *txn, MDB_cursor *rc_cur, const 
     return put_status(t, txn, r.status, e->aggregate_id.ptr, e->aggregate_id.len, 0);
 }
 
-int proj_lmdb_apply(proj_lmdb *t, const proj_batch *b, proj_dead_letter_fn dead_letter, void *dlarg,
-                    char *errstr, size_t errlen)
+static int apply_txn(proj_lmdb *t, const proj_batch *b, proj_dead_letter_fn dead_letter,
+                     void *dlarg, char *errstr, size_t errlen)
 {
     MDB_txn *txn = NULL;
     MDB_cursor *vc = NULL, *rcur = NULL; /* versions, resources */
@@ -391,7 +448,7 @@ int proj_lmdb_apply(proj_lmdb *t, const proj_batch *b, proj_dead_letter_fn dead_
         goto fail;
     }
     proj_failpoint("lmdb_after_commit");
-    if (t->nosync && mono_ms() - t->last_sync_ms >= SYNC_EVERY_MS) {
+    if (t->nosync && !t->bulk && mono_ms() - t->last_sync_ms >= SYNC_EVERY_MS) {
         if ((rc = mdb_env_sync(t->env, 1)) != 0)
             kq_log_warn("LMDB sync: %s", mdb_strerror(rc));
         t->last_sync_ms = mono_ms();
@@ -407,12 +464,34 @@ fail:
     return ret;
 }
 
+int proj_lmdb_apply(proj_lmdb *t, const proj_batch *b, proj_dead_letter_fn dead_letter, void *dlarg,
+                    char *errstr, size_t errlen)
+{
+    int ret;
+
+    if (t->lock_fd < 0)
+        return apply_txn(t, b, dead_letter, dlarg, errstr, errlen);
+    while (flock(t->lock_fd, LOCK_EX) != 0)
+        if (errno != EINTR)
+            return kq_seterr(errstr, errlen, KQ_EIO, "lock %s: %s", KQ_RM_LOCK_FILE,
+                             strerror(errno));
+    if (switched(t))
+        ret = kq_seterr(errstr, errlen, KQ_ESWITCHED,
+                        "the live read model was replaced (kcqrs-replay)");
+    else
+        ret = apply_txn(t, b, dead_letter, dlarg, errstr, errlen);
+    flock(t->lock_fd, LOCK_UN);
+    return ret;
+}
+
 void proj_lmdb_close(proj_lmdb *t)
 {
     int rc;
 
     if (t == NULL)
         return;
+    if (t->lock_fd >= 0)
+        close(t->lock_fd);
     if ((rc = mdb_env_sync(t->env, 1)) != 0)
         kq_log_warn("LMDB sync on close: %s", mdb_strerror(rc));
     mdb_env_close(t->env);

@@ -26,6 +26,7 @@
  * close. proj_lmdb_open_dir(sync=1) turns this off (fsync per commit).
  *
  * Threads: a proj_lmdb is used by one thread (its runner).
+ * Lock: see proj_lmdb_open (environments opened with proj_lmdb_open_dir take none).
  * Failpoints: lmdb_after_put (after each applied event's writes),
  * lmdb_before_commit, lmdb_after_commit.
  */
@@ -34,12 +35,22 @@
 
 #include <stddef.h>
 
+#include <lmdb.h>
+
 #include "kq_config.h"
 #include "proj_batch.h"
 
 typedef struct proj_lmdb proj_lmdb;
 
-/* Open or create $KCQRS_LMDB_DIR/readmodel with cfg->lmdb_map_mb MiB (MDB_NOSYNC). */
+/*
+ * Open or create $KCQRS_LMDB_DIR/readmodel with cfg->lmdb_map_mb MiB (MDB_NOSYNC),
+ * the LIVE model: every apply then holds flock(LOCK_EX) on
+ * $KCQRS_LMDB_DIR/readmodel.lock (KQ_RM_LOCK_FILE) around its write
+ * transaction and, holding it, checks that readmodel/data.mdb is still the
+ * file the environment has open (st_dev/st_ino); when kcqrs-replay switched a
+ * rebuilt model in, apply writes nothing and returns KQ_ESWITCHED (the runner
+ * reopens the target).
+ */
 int proj_lmdb_open(const kq_config *cfg, proj_lmdb **out, char *errstr, size_t errlen);
 
 /*
@@ -60,6 +71,15 @@ int proj_lmdb_load_offsets(proj_lmdb *t, proj_offset_fn cb, void *arg, char *err
  */
 int proj_lmdb_apply(proj_lmdb *t, const proj_batch *b, proj_dead_letter_fn dead_letter, void *dlarg,
                     char *errstr, size_t errlen);
+
+/* Bulk loading (kcqrs-replay's shadow): no periodic mdb_env_sync from apply. */
+void proj_lmdb_set_bulk(proj_lmdb *t, int on);
+
+/* mdb_env_sync(force). 0 or KQ_ELMDB. */
+int proj_lmdb_sync(proj_lmdb *t, char *errstr, size_t errlen);
+
+/* The environment (read transactions only; same thread as the target). */
+MDB_env *proj_lmdb_env(proj_lmdb *t);
 
 /* Sync and close; NULL is a no-op. */
 void proj_lmdb_close(proj_lmdb *t);

@@ -144,6 +144,9 @@ typedef struct row {
 
 struct proj_pg {
     PGconn *conn;
+    char schema[64];
+    char lockname[96]; /* 'kcqrs.readmodel:' || schema */
+    char oid[16];      /* pg_namespace OID of the schema at open */
     int path;
     int sync_commit_off;
     agg *aggs;
@@ -438,6 +441,10 @@ static const char merge_arrays_sql[] =
     "  FROM r WHERE r.op = 'P' AND x.id = r.id)"
     " SELECT 1";
 
+/* The read model lock and the schema's current OID, first in every batch. */
+static const char lock_sql[] = "SELECT pg_advisory_xact_lock(hashtext($1)),"
+                               " (SELECT oid FROM pg_namespace WHERE nspname = $2)::text";
+
 static const char events_copy_sql[] =
     "COPY events (topic, partition, \"offset\", event_id, aggregate_type, aggregate_id, version,"
     " event_type, occurred_at, occurred_at_us, actor, command_id, correlation_id, causation_id,"
@@ -471,26 +478,69 @@ static int prepare(proj_pg *pg, const char *name, const char *sql, char *errstr,
 
 int proj_pg_open(const kq_config *cfg, proj_pg **out, char *errstr, size_t errlen)
 {
+    return proj_pg_open_schema(cfg, cfg ? cfg->pg_schema : NULL, PROJ_PG_CREATE_SCHEMA, out, errstr,
+                               errlen);
+}
+
+/* The schema's pg_namespace OID into pg->oid; KQ_ENOTFOUND when it does not exist. */
+static int schema_oid(proj_pg *pg, char *errstr, size_t errlen)
+{
+    const char *params[1] = {pg->schema};
+    PGresult *res = NULL;
+    int rc;
+
+    if ((rc = kq_pg_exec_params(pg->conn, "SELECT oid::text FROM pg_namespace WHERE nspname = $1",
+                                1, params, &res, errstr, errlen)))
+        return rc;
+    if (PQntuples(res) != 1)
+        rc = kq_seterr(errstr, errlen, KQ_ENOTFOUND, "postgresql: schema %s does not exist",
+                       pg->schema);
+    else
+        snprintf(pg->oid, sizeof pg->oid, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return rc;
+}
+
+int proj_pg_open_schema(const kq_config *cfg, const char *schema, int flags, proj_pg **out,
+                        char *errstr, size_t errlen)
+{
     proj_pg *pg;
     int rc, applied = 0;
+    char sql[128];
 
     *out = NULL;
     if (cfg == NULL || cfg->pg_dsn == NULL || *cfg->pg_dsn == '\0')
         return kq_seterr(errstr, errlen, KQ_ECONFIG, "KCQRS_PG_DSN is not set");
+    if (!kq_pg_schema_valid(schema))
+        return kq_seterr(errstr, errlen, KQ_ECONFIG, "invalid PostgreSQL schema name '%.80s'",
+                         schema ? schema : "(null)");
     if ((pg = calloc(1, sizeof *pg)) == NULL)
         return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
     pg->path = PROJ_PG_PATH_COPY;
     pg->sync_commit_off = 1;
-    pg->conn = kq_pg_connect(cfg->pg_dsn, cfg->kafka_timeout_ms, "kcqrs-projector", errstr, errlen);
+    snprintf(pg->schema, sizeof pg->schema, "%s", schema);
+    snprintf(pg->lockname, sizeof pg->lockname, "kcqrs.readmodel:%s", schema);
+    pg->conn = kq_pg_connect_schema(cfg->pg_dsn, cfg->kafka_timeout_ms, "kcqrs-projector", schema,
+                                    errstr, errlen);
     if (pg->conn == NULL) {
         rc = KQ_EPG;
         goto fail;
     }
+    /* the name is validated: no quoting needed */
+    snprintf(sql, sizeof sql,
+             "SET client_min_messages = warning; CREATE SCHEMA IF NOT EXISTS %s;"
+             " RESET client_min_messages",
+             schema);
+    if ((flags & PROJ_PG_CREATE_SCHEMA) && (rc = kq_pg_exec(pg->conn, sql, errstr, errlen)))
+        goto fail;
+    if ((rc = schema_oid(pg, errstr, errlen)))
+        goto fail;
     if ((rc = proj_migrate_apply_embedded(pg->conn, &applied, errstr, errlen)))
         goto fail;
     if (applied > 0)
-        kq_log_info("postgresql: %d schema migration(s) applied", applied);
+        kq_log_info("postgresql: %d schema migration(s) applied in schema %s", applied, schema);
     if ((rc = kq_pg_exec(pg->conn, "SET synchronous_commit = off", errstr, errlen)) ||
+        (rc = prepare(pg, "kq_lock", lock_sql, errstr, errlen)) ||
         (rc = prepare(pg, "kq_ins_event", ins_event_sql, errstr, errlen)) ||
         (rc = prepare(pg, "kq_up_version", up_version_sql, errstr, errlen)) ||
         (rc = prepare(pg, "kq_res_full", res_full_sql, errstr, errlen)) ||
@@ -501,6 +551,26 @@ int proj_pg_open(const kq_config *cfg, proj_pg **out, char *errstr, size_t errle
     return 0;
 fail:
     proj_pg_close(pg);
+    return rc;
+}
+
+/* First statement of every batch: wait for the read model lock (kcqrs-replay
+ * holds it for its final catch-up and switch), then make sure the schema of
+ * our name is still the one we opened. */
+static int lock_check(proj_pg *pg, char *errstr, size_t errlen)
+{
+    const char *params[2] = {pg->lockname, pg->schema};
+    PGresult *res = PQexecPrepared(pg->conn, "kq_lock", 2, params, NULL, NULL, 0);
+    int rc = 0;
+
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+        rc = pg_fail(pg, "read model lock", res, errstr, errlen);
+    else if (PQgetisnull(res, 0, 1) || strcmp(PQgetvalue(res, 0, 1), pg->oid) != 0)
+        rc = kq_seterr(errstr, errlen, KQ_ESWITCHED,
+                       "postgresql: schema %s was replaced (a rebuilt read model was switched in);"
+                       " reopening",
+                       pg->schema);
+    PQclear(res);
     return rc;
 }
 
@@ -1181,7 +1251,7 @@ int proj_pg_apply(proj_pg *pg, const proj_batch *b, proj_dead_letter_fn dl, void
                                  ev->env.aggregate_id.len, 1);
         pg->info[i].a->is_resource = ev->env.aggregate_type == EV_AGG_RESOURCE;
     }
-    if ((rc = kq_pg_begin(pg->conn, errstr, errlen)) ||
+    if ((rc = kq_pg_begin(pg->conn, errstr, errlen)) || (rc = lock_check(pg, errstr, errlen)) ||
         (rc = load_versions(pg, b, errstr, errlen)) || (rc = classify(pg, b, errstr, errlen)))
         goto fail;
     for (size_t i = 0; i < b->n; i++) {
@@ -1213,5 +1283,5 @@ fail:
         char ignore[128];
         kq_pg_rollback(pg->conn, ignore, sizeof ignore);
     }
-    return rc == KQ_EIO || rc == KQ_ENOMEM ? rc : KQ_EPG;
+    return rc == KQ_EIO || rc == KQ_ENOMEM || rc == KQ_ESWITCHED ? rc : KQ_EPG;
 }

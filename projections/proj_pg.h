@@ -34,6 +34,23 @@ typedef struct proj_pg proj_pg;
  * file (refuse to run). */
 int proj_pg_open(const kq_config *cfg, proj_pg **out, char *errstr, size_t errlen);
 
+/*
+ * proj_pg_open on an explicit schema (proj_pg_open passes cfg->pg_schema and
+ * PROJ_PG_CREATE_SCHEMA). The connection's search_path is that schema alone
+ * (kq_pg_connect_schema). With PROJ_PG_CREATE_SCHEMA the schema is created
+ * when missing (the live read model); without it a missing schema is
+ * KQ_ENOTFOUND (kcqrs-replay's shadow: a shadow renamed to live must never
+ * be silently recreated empty). The schema's pg_namespace OID is remembered:
+ * every batch (proj_pg_apply) first takes the read model lock
+ * pg_advisory_xact_lock(hashtext('kcqrs.readmodel:' || schema)) and then
+ * checks that the schema of that name is still the one opened; if not
+ * (kcqrs-replay switched a rebuilt model in) the batch is rolled back and
+ * KQ_ESWITCHED returned: close and open again.
+ */
+#define PROJ_PG_CREATE_SCHEMA 1
+int proj_pg_open_schema(const kq_config *cfg, const char *schema, int flags, proj_pg **out,
+                        char *errstr, size_t errlen);
+
 /* Call cb for every row of projection_offsets (strings valid during the call). */
 int proj_pg_load_offsets(proj_pg *pg, proj_offset_fn cb, void *arg, char *errstr, size_t errlen);
 
@@ -47,7 +64,8 @@ int proj_pg_load_offsets(proj_pg *pg, proj_offset_fn cb, void *arg, char *errstr
  * An event already present (same topic/partition/offset — possible only if
  * offsets were lost) is not applied twice. Failpoints: pg_after_insert
  * (after the rows are written, before offsets), pg_before_commit,
- * pg_after_commit. Returns 0, KQ_EIO (dead_letter failed) or KQ_EPG
+ * pg_after_commit. Returns 0, KQ_ESWITCHED (the schema was replaced, see
+ * proj_pg_open_schema; nothing written), KQ_EIO (dead_letter failed) or KQ_EPG
  * (connection lost or SQL error: the transaction is rolled back; the caller
  * closes and reopens). The batch is only read. */
 int proj_pg_apply(proj_pg *pg, const proj_batch *b, proj_dead_letter_fn dl, void *dlarg,

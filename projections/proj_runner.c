@@ -33,6 +33,8 @@ struct proj_runner {
     const kq_config *cfg;
     const proj_target_ops *ops;
     int exit_at_end;
+    int replay;     /* see proj_runner_opts */
+    int64_t *until; /* per partition: replay end offset, -1 = the end offset */
     pthread_t thread;
     int started;
     atomic_int stop;
@@ -53,8 +55,12 @@ struct proj_runner {
     void *t;
     int64_t *end; /* exit_at_end targets, -1 until known */
     int have_end;
-    int64_t *batch_next; /* per partition: next offset after this batch, -1 untouched */
-    int *touched;        /* partitions with batch_next set, ntouched of them */
+    int64_t *start;        /* per partition: stored offset when the target first opened */
+    atomic_int have_goal;  /* end[] and start[] are set (progress) */
+    atomic_int failed;     /* replay: the error that ended the thread */
+    char failed_err[1024]; /* written before `failed` */
+    int64_t *batch_next;   /* per partition: next offset after this batch, -1 untouched */
+    int *touched;          /* partitions with batch_next set, ntouched of them */
     int ntouched;
     rd_kafka_message_t **msgs;
     int *msg_part; /* partition index of msgs[k] */
@@ -66,7 +72,7 @@ struct proj_runner {
     atomic_llong *next;   /* per partition: the target's stored next offset */
     atomic_llong *high;   /* per partition: high watermark (librdkafka's cache) */
     atomic_int *eof_once; /* per partition: read to its end since the start */
-    atomic_ullong applied, batches, dead_letters, errors, poison;
+    atomic_ullong applied, batches, dead_letters, errors, poison, skipped;
     atomic_ullong size_hist[NSIZE + 1], size_sum;
     atomic_ullong lat_hist[NLAT + 1], lat_sum_us;
 };
@@ -138,6 +144,12 @@ static int dead_letter(void *arg, const proj_event *ev, const char *target, cons
     proj_runner *r = arg;
     char err[512];
 
+    if (r->replay) { /* the projector dead-lettered this record: skip it the same way */
+        kq_log_warn("%s: skipping %s [%" PRId32 "] offset %" PRId64 " (%s): %s", r->ops->name,
+                    ev->topic, ev->partition, ev->offset, target, reason);
+        atomic_fetch_add(&r->skipped, 1);
+        return 0;
+    }
     if (proj_dlq_send(r->dlq, ev, target, reason, err, sizeof err) != 0) {
         kq_log_error("%s: %s", r->ops->name, err);
         return -1;
@@ -291,6 +303,14 @@ static int query_ends(proj_runner *r, char *err, size_t errlen)
             return kq_seterr(err, errlen, KQ_EKAFKA, "end offset of %s [%d]: %s",
                              r->topics[i / r->np], i % r->np, rd_kafka_err2str(e));
         r->end[i] = hi;
+        if (r->until != NULL && r->until[i] >= 0) {
+            if (r->until[i] > hi)
+                return kq_seterr(err, errlen, KQ_ERANGE,
+                                 "end offset %" PRId64
+                                 " asked for %s [%d] is past its end (%" PRId64 ")",
+                                 r->until[i], r->topics[i / r->np], i % r->np, hi);
+            r->end[i] = r->until[i];
+        }
     }
     r->have_end = 1;
     return 0;
@@ -344,6 +364,10 @@ static int64_t cur_next(const proj_runner *r, int i)
 
 static void touch(proj_runner *r, int i, int64_t next)
 {
+    if (r->replay && r->have_end && next > r->end[i]) /* never past a replay's end */
+        next = r->end[i];
+    if (next <= cur_next(r, i))
+        return;
     if (r->batch_next[i] < 0)
         r->touched[r->ntouched++] = i;
     r->batch_next[i] = next;
@@ -386,6 +410,16 @@ static void take(proj_runner *r, rd_kafka_message_t *m, size_t *n, int *eofs, lo
     }
     i = msg_index(r, m);
     if (i < 0 || m->offset < cur_next(r, i)) { /* not ours, or already applied */
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    if (r->replay && r->have_end && m->offset >= r->end[i]) { /* past the end: stop there */
+        if (cur_next(r, i) < r->end[i]) {
+            if (*n == 0 && !*eofs)
+                *deadline = mono_ms() + r->cfg->proj_batch_ms;
+            touch(r, i, r->end[i]);
+            *eofs = 1;
+        }
         rd_kafka_message_destroy(m);
         return;
     }
@@ -471,7 +505,11 @@ static int process(proj_runner *r, size_t n, char *err, size_t errlen)
 
         if (bad != NULL) {
             atomic_fetch_add(&r->poison, 1);
-            if (dead_letter(r, &r->ev[k], r->ops->name, bad) != 0)
+            if (r->replay) {
+                kq_log_warn("%s: skipping %s [%" PRId32 "] offset %" PRId64 ": %s", r->ops->name,
+                            r->ev[k].topic, r->ev[k].partition, r->ev[k].offset, bad);
+                atomic_fetch_add(&r->skipped, 1);
+            } else if (dead_letter(r, &r->ev[k], r->ops->name, bad) != 0)
                 return kq_seterr(err, errlen, KQ_EKAFKA,
                                  "dead letter of %s/%" PRId32 "/%" PRId64 " failed", r->ev[k].topic,
                                  r->ev[k].partition, r->ev[k].offset);
@@ -529,8 +567,14 @@ static void *run(void *arg)
             for (int i = 0; i < r->nparts; i++)
                 atomic_store(&r->next[i], 0);
             if ((rc = r->ops->load_offsets(r->t, on_offset, r, err, sizeof err)) != 0 ||
-                (r->exit_at_end && !r->have_end && (rc = query_ends(r, err, sizeof err)) != 0) ||
-                (rc = consumer_open(r, err, sizeof err)) != 0)
+                (r->exit_at_end && !r->have_end && (rc = query_ends(r, err, sizeof err)) != 0))
+                goto failed;
+            if (!atomic_load(&r->have_goal)) {
+                for (int i = 0; i < r->nparts; i++)
+                    r->start[i] = atomic_load(&r->next[i]);
+                atomic_store(&r->have_goal, r->have_end ? 1 : 2);
+            }
+            if ((rc = consumer_open(r, err, sizeof err)) != 0)
                 goto failed;
             atomic_store(&r->connected, 1);
             kq_log_info("%s: target open, consuming %d partitions from its stored offsets",
@@ -549,6 +593,17 @@ static void *run(void *arg)
         refresh_watermarks(r);
         continue;
     failed:
+        if (r->replay) { /* fail fast: the driver decides */
+            snprintf(r->failed_err, sizeof r->failed_err, "%s", err);
+            atomic_store(&r->failed, rc != 0 ? rc : KQ_EIO);
+            kq_log_error("%s: %s", r->ops->name, err);
+            break;
+        }
+        if (rc == KQ_ESWITCHED) { /* a new live model: reopen it now, from its offsets */
+            kq_log_info("%s: %s; reopening", r->ops->name, err);
+            close_target(r);
+            continue;
+        }
         atomic_fetch_add(&r->errors, 1);
         kq_log_error("%s: %s; retrying in %d ms", r->ops->name, err, backoff);
         close_target(r);
@@ -570,6 +625,8 @@ static void runner_free(proj_runner *r)
     if (r->wm != NULL)
         rd_kafka_destroy(r->wm);
     free(r->end);
+    free(r->until);
+    free(r->start);
     free(r->batch_next);
     free(r->touched);
     free(r->msgs);
@@ -585,6 +642,17 @@ static void runner_free(proj_runner *r)
 int proj_runner_start(const kq_config *cfg, const proj_target_ops *ops, int exit_at_end,
                       proj_runner **out, char *errstr, size_t errlen)
 {
+    proj_runner_opts o;
+
+    memset(&o, 0, sizeof o);
+    o.exit_at_end = exit_at_end;
+    return proj_runner_start_opts(cfg, ops, &o, out, errstr, errlen);
+}
+
+int proj_runner_start_opts(const kq_config *cfg, const proj_target_ops *ops,
+                           const proj_runner_opts *o, proj_runner **out, char *errstr,
+                           size_t errlen)
+{
     char names[KQ_KAFKA_NTOPICS][KQ_KAFKA_TOPIC_MAX];
     proj_runner *r;
     size_t max = (size_t)cfg->proj_batch_max;
@@ -599,13 +667,16 @@ int proj_runner_start(const kq_config *cfg, const proj_target_ops *ops, int exit
         return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
     r->cfg = cfg;
     r->ops = ops;
-    r->exit_at_end = exit_at_end;
+    r->replay = o->replay != 0;
+    r->exit_at_end = o->exit_at_end || r->replay;
     for (int ti = 0; ti < NTOPICS; ti++)
         memcpy(r->topics[ti], names[ti], KQ_KAFKA_TOPIC_MAX);
     r->np = cfg->partitions;
     r->nparts = NTOPICS * r->np;
     snprintf(r->group, sizeof r->group, "%s.projector.%s", cfg->topic_prefix, ops->name);
     r->end = calloc((size_t)r->nparts, sizeof *r->end);
+    r->start = calloc((size_t)r->nparts, sizeof *r->start);
+    r->until = malloc((size_t)r->nparts * sizeof *r->until);
     r->batch_next = malloc((size_t)r->nparts * sizeof *r->batch_next);
     r->touched = calloc((size_t)r->nparts, sizeof *r->touched);
     r->msgs = calloc(max, sizeof *r->msgs);
@@ -615,16 +686,32 @@ int proj_runner_start(const kq_config *cfg, const proj_target_ops *ops, int exit
     r->next = calloc((size_t)r->nparts, sizeof *r->next);
     r->high = calloc((size_t)r->nparts, sizeof *r->high);
     r->eof_once = calloc((size_t)r->nparts, sizeof *r->eof_once);
-    if (!r->end || !r->batch_next || !r->touched || !r->msgs || !r->msg_part || !r->ev || !r->nx ||
-        !r->next || !r->high || !r->eof_once) {
+    if (!r->end || !r->start || !r->until || !r->batch_next || !r->touched || !r->msgs ||
+        !r->msg_part || !r->ev || !r->nx || !r->next || !r->high || !r->eof_once) {
         runner_free(r);
         return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
     }
     for (int i = 0; i < r->nparts; i++) {
         r->batch_next[i] = -1;
+        r->until[i] = -1;
         atomic_store(&r->high[i], -1);
     }
-    if ((rc = proj_dlq_new(cfg, &r->dlq, errstr, errlen)) != 0) {
+    if (o->nuntil > 0 && !r->replay) {
+        runner_free(r);
+        return kq_seterr(errstr, errlen, KQ_EINVAL, "end offsets are for replays only");
+    }
+    for (size_t k = 0; k < o->nuntil; k++) {
+        int i = part_index(r, o->until[k].topic, o->until[k].partition);
+        if (i < 0 || o->until[k].next_offset < 0) {
+            rc = kq_seterr(errstr, errlen, KQ_EINVAL,
+                           "no partition %s [%" PRId32 "] (offset %" PRId64 ")", o->until[k].topic,
+                           o->until[k].partition, o->until[k].next_offset);
+            runner_free(r);
+            return rc;
+        }
+        r->until[i] = o->until[k].next_offset;
+    }
+    if (!r->replay && (rc = proj_dlq_new(cfg, &r->dlq, errstr, errlen)) != 0) {
         runner_free(r);
         return rc;
     }
@@ -658,6 +745,38 @@ void proj_runner_stop(proj_runner *r)
 int proj_runner_at_end(const proj_runner *r)
 {
     return atomic_load(&((proj_runner *)r)->at_end);
+}
+
+int proj_runner_failed(proj_runner *r, char *err, size_t errlen)
+{
+    int rc = atomic_load(&r->failed);
+
+    if (rc != 0 && err != NULL && errlen > 0)
+        snprintf(err, errlen, "%s", r->failed_err);
+    return rc;
+}
+
+void proj_runner_progress(proj_runner *r, long long *done, long long *total,
+                          unsigned long long *applied)
+{
+    *done = *total = 0;
+    *applied = atomic_load(&r->applied);
+    if (atomic_load(&r->have_goal) != 1)
+        return;
+    for (int i = 0; i < r->nparts; i++) {
+        long long nx = atomic_load(&r->next[i]);
+        if (r->end[i] > r->start[i])
+            *total += r->end[i] - r->start[i];
+        if (nx > r->end[i])
+            nx = r->end[i];
+        if (nx > r->start[i])
+            *done += nx - r->start[i];
+    }
+}
+
+unsigned long long proj_runner_skipped(proj_runner *r)
+{
+    return atomic_load(&r->skipped);
 }
 
 static long long total_lag(proj_runner *r, int *unknown)

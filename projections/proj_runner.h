@@ -26,7 +26,10 @@
  *      events), so a caught-up target's offsets equal the end offsets;
  *   5. on any error: log, count, close the target, back off (100 ms doubling
  *      to 5 s) and start over at 1 — the consumer re-seeks to the offsets the
- *      target actually stored, so nothing is lost or applied twice.
+ *      target actually stored, so nothing is lost or applied twice. A target
+ *      returning KQ_ESWITCHED (kcqrs-replay replaced the live read model
+ *      under it) is reopened at once, without backoff or an error count: it
+ *      continues from the new model's stored offsets.
  * Two runners share nothing but the configuration: PostgreSQL being down
  * never stops the LMDB runner.
  *
@@ -70,6 +73,47 @@ typedef struct proj_runner proj_runner;
  */
 int proj_runner_start(const kq_config *cfg, const proj_target_ops *ops, int exit_at_end,
                       proj_runner **out, char *errstr, size_t errlen);
+
+/*
+ * Options beyond the projector's (kcqrs-replay: replay/rp_target.h).
+ *   exit_at_end  as for proj_runner_start;
+ *   replay       a replay of the log into a shadow: the end offsets are taken
+ *                when the target first opens (implies exit_at_end) and NO
+ *                record at or past a partition's end is applied (a batch stops
+ *                exactly there, so the stored offsets are the end offsets);
+ *                the first error ends the thread (proj_runner_failed) instead
+ *                of a retry with backoff; no DLQ producer: records the
+ *                projector would dead-letter are logged with topic/partition/
+ *                offset, counted (proj_runner_skipped) and skipped;
+ *   until        with replay: exclusive end offsets for these partitions
+ *                (nuntil of them) instead of the end offsets; the others end
+ *                at the end offsets seen at first open. An offset past a
+ *                partition's end offset fails the runner (KQ_ERANGE).
+ */
+typedef struct proj_runner_opts {
+    int exit_at_end;
+    int replay;
+    const proj_offset *until; /* copied by proj_runner_start_opts */
+    size_t nuntil;
+} proj_runner_opts;
+
+int proj_runner_start_opts(const kq_config *cfg, const proj_target_ops *ops,
+                           const proj_runner_opts *o, proj_runner **out, char *errstr,
+                           size_t errlen);
+
+/* Replay: 0 while running or done; the error code (message in err) once the runner failed. */
+int proj_runner_failed(proj_runner *r, char *err, size_t errlen);
+
+/*
+ * Progress toward the end offsets: `done` offsets covered since the target
+ * first opened, out of `total` (both 0 until the end offsets are known).
+ * `applied`: valid events handed to the target. Any thread.
+ */
+void proj_runner_progress(proj_runner *r, long long *done, long long *total,
+                          unsigned long long *applied);
+
+/* Replay: records skipped (undecodable or refused by the target). */
+unsigned long long proj_runner_skipped(proj_runner *r);
 
 /* Ask the thread to stop after the current batch, join it, close everything, free. */
 void proj_runner_stop(proj_runner *r);

@@ -91,6 +91,7 @@ int main(int argc, char **argv)
         kq_log_error("out of memory");
         goto out;
     }
+    qry_pg_set_schema(pg, cfg.pg_schema); /* validated by kq_config_load */
     if (qry_status_start(&cfg, &status, err, sizeof err) != 0) {
         kq_log_error("Kafka status: %s", err);
         goto out;

@@ -19,6 +19,7 @@
 
 struct qry_pg {
     char *dsn;
+    char schema[64]; /* "" = the server's default search_path */
     int timeout_ms;
     pthread_key_t key;
 };
@@ -64,6 +65,14 @@ int qry_pg_new(const char *dsn, int connect_timeout_ms, qry_pg **out)
     return 0;
 }
 
+int qry_pg_set_schema(qry_pg *pg, const char *schema)
+{
+    if (!kq_pg_schema_valid(schema))
+        return KQ_EINVAL;
+    snprintf(pg->schema, sizeof pg->schema, "%s", schema);
+    return 0;
+}
+
 void qry_pg_free(qry_pg *pg)
 {
     if (pg == NULL)
@@ -96,7 +105,10 @@ static PGconn *conn_get(qry_pg *pg, char *errstr, size_t errlen)
             kq_seterr(errstr, errlen, KQ_EPG, "PostgreSQL unreachable (retrying)");
             return NULL;
         }
-        t->conn = kq_pg_connect(pg->dsn, pg->timeout_ms, "kcqrs-query", errstr, errlen);
+        t->conn = pg->schema[0]
+                      ? kq_pg_connect_schema(pg->dsn, pg->timeout_ms, "kcqrs-query", pg->schema,
+                                             errstr, errlen)
+                      : kq_pg_connect(pg->dsn, pg->timeout_ms, "kcqrs-query", errstr, errlen);
         if (t->conn && kq_pg_exec(t->conn, "SET statement_timeout = 5000; SET TIME ZONE 'UTC'",
                                   errstr, errlen) != 0) {
             PQfinish(t->conn);

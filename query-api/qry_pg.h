@@ -34,6 +34,12 @@ typedef struct qry_pg qry_pg;
 
 /* `dsn` is copied. Returns 0, KQ_ENOMEM or KQ_EIO (no pthread key). */
 int qry_pg_new(const char *dsn, int connect_timeout_ms, qry_pg **out);
+/* Read from `schema` (KCQRS_PG_SCHEMA; copied): every connection made after
+ * this call has search_path = schema (kq_pg_connect_schema). Call before the
+ * first read; without it connections use the server's default search_path.
+ * While the schema does not exist yet reads fail (KQ_EPG: 503). 0 or KQ_EINVAL
+ * (not a valid schema name). */
+int qry_pg_set_schema(qry_pg *pg, const char *schema);
 /* After every thread that used it has exited (or for the calling thread's connection). */
 void qry_pg_free(qry_pg *pg);
 

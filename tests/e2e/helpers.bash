@@ -26,10 +26,12 @@ kq_fail() {
     return 1
 }
 
-# psql on $KCQRS_PG_DSN: unaligned, tuples only, stop at the first error.
+# psql on $KCQRS_PG_DSN with search_path = the read model's schema
+# ($KCQRS_PG_SCHEMA, default kcqrs): unaligned, tuples only, stop at the first error.
 #   kq_psql -c "select 1"        kq_psql -v x="$value" <<<"select :'x'"
 kq_psql() {
-    psql -X -q -At -v ON_ERROR_STOP=1 -d "$KCQRS_PG_DSN" "$@"
+    PGOPTIONS="-c search_path=${KCQRS_PG_SCHEMA:-kcqrs}" \
+        psql -X -q -At -v ON_ERROR_STOP=1 -d "$KCQRS_PG_DSN" "$@"
 }
 
 # A fresh database for this file (call in setup_file): (re)creates e2e_<name>

@@ -488,7 +488,8 @@ static int check_pg(const kq_config *cfg, const char *dsn, char topics[][KQ_KAFK
 {
     static const char *status_names[] = {"active", "inactive", "archived"};
     char err[512];
-    PGconn *c = kq_pg_connect(dsn, cfg->kafka_timeout_ms, "kq_rmcheck", err, sizeof err);
+    PGconn *c = kq_pg_connect_schema(dsn, cfg->kafka_timeout_ms, "kq_rmcheck", cfg->pg_schema, err,
+                                     sizeof err);
     PGresult *r;
     int before = ndiffs;
 
