@@ -85,6 +85,8 @@ check_dsn() { echo "$KCQRS_PG_DSN?options=-csearch_path%3D${KCQRS_PG_SCHEMA:-kcq
 @test "drill 2: kcqrs-replay verify --target all: the live models equal the log" {
     replay verify0 verify --target all || { cat "$BATS_FILE_TMPDIR/replay.verify0.log"; false; }
     cat "$BATS_FILE_TMPDIR/replay.verify0.log"
+    grep -q '^lmdb: equal to the log' "$BATS_FILE_TMPDIR/replay.verify0.log"
+    grep -q '^pg: equal to the log' "$BATS_FILE_TMPDIR/replay.verify0.log"
 }
 
 @test "drill 3: lose both stores, rebuild --target all from the log alone, verify" {
@@ -108,6 +110,8 @@ check_dsn() { echo "$KCQRS_PG_DSN?options=-csearch_path%3D${KCQRS_PG_SCHEMA:-kcq
     [[ -n $(kq_psql -c "SELECT 1 FROM pg_namespace WHERE nspname = '${KCQRS_PG_SCHEMA:-kcqrs}'") ]]
 
     replay verify1 verify --target all || { cat "$BATS_FILE_TMPDIR/replay.verify1.log"; false; }
+    grep -q '^lmdb: equal to the log' "$BATS_FILE_TMPDIR/replay.verify1.log"
+    grep -q '^pg: equal to the log' "$BATS_FILE_TMPDIR/replay.verify1.log"
     run rmcheck --pg "$(check_dsn)"
     echo "$output"
     [[ "$status" -eq 0 ]]
