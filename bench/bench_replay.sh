@@ -91,7 +91,8 @@ timed() {
     python3 -c 'import sys; print(f"{float(sys.argv[2]) - float(sys.argv[1]):.3f}")' "$t0" "$t1"
 }
 
-# phases NAME: the durations kcqrs-replay --json reported in its final object ("" if none)
+# phases NAME: "<target>.<phase>=<seconds> ..." from the final --json object of kcqrs-replay
+# (e.g. lmdb.bulk=5.1 lmdb.finish=0.2 lmdb.tail=0.01 lmdb.switch=0.001), "" if none
 phases() {
     python3 - "$TMP/$1.log" <<'PY'
 import json, sys
@@ -103,18 +104,13 @@ for line in open(sys.argv[1]):
             d = json.loads(line)
         except ValueError:
             continue
-        if "result" in d:
+        if "result" in d and "targets" in d:
             last = d
-if last:
-    out = []
-    def walk(prefix, v):
-        if isinstance(v, dict):
-            for k, x in v.items():
-                walk(f"{prefix}{k}.", x)
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            out.append(f"{prefix[:-1]}={v}")
-    walk("", {k: v for k, v in last.items() if k != "result"})
-    print(" ".join(out)[:600])
+out = []
+for t in (last or {}).get("targets", []):
+    for k, v in t.get("durations", {}).items():
+        out.append(f"{t.get('target')}.{k}={v:.3f}")
+print(" ".join(out))
 PY
 }
 
@@ -130,7 +126,7 @@ for run in $(seq "$RUNS"); do
         pg) tgt="target=<=4x" ;;
         *) tgt="" ;;
         esac
-        echo "RESULT name=replay.$t unit=s value=$s baseline=replay.raw_consumer $tgt of=$RUNS events=$N $(phases "$t" | tr ' ' '\n' | sed 's/^/phase./' | tr '\n' ' ')"
+        echo "RESULT name=replay.$t unit=s value=$s baseline=replay.raw_consumer $tgt of=$RUNS events=$N $(phases "$t")"
     done
 done
 
