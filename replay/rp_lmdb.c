@@ -46,10 +46,10 @@
 typedef struct rp_lmdb_shadow {
     const kq_config *cfg;
     size_t map;
-    int lock_fd;           /* readmodel.rebuild.lock, held (LOCK_EX) */
-    char dir[PATH_LEN];    /* where the shadow is built */
-    char final[PATH_LEN];  /* named: snapshots/NAME ("" for the rebuild shadow) */
-    char live[PATH_LEN];   /* readmodel */
+    int lock_fd;          /* readmodel.rebuild.lock, held (LOCK_EX) */
+    char dir[PATH_LEN];   /* where the shadow is built */
+    char final[PATH_LEN]; /* named: snapshots/NAME ("" for the rebuild shadow) */
+    char live[PATH_LEN];  /* readmodel */
     char retired[PATH_LEN];
 } rp_lmdb_shadow;
 
@@ -206,8 +206,7 @@ static void shadow_close(void *p)
         if (rm_env_dir(sh->final, err, sizeof err) != 0)
             kq_log_error("lmdb snapshot: %s", err);
         else if (rename(sh->dir, sh->final) != 0)
-            kq_log_error("lmdb snapshot: rename %s -> %s: %s", sh->dir, sh->final,
-                         strerror(errno));
+            kq_log_error("lmdb snapshot: rename %s -> %s: %s", sh->dir, sh->final, strerror(errno));
     }
     if (sh->lock_fd >= 0)
         close(sh->lock_fd);
@@ -242,8 +241,8 @@ static int t_load(void *t, proj_offset_fn cb, void *arg, char *errstr, size_t er
 {
     return proj_lmdb_load_offsets(t, cb, arg, errstr, errlen);
 }
-static int t_apply(void *t, const proj_batch *b, proj_dead_letter_fn dl, void *dlarg,
-                   char *errstr, size_t errlen)
+static int t_apply(void *t, const proj_batch *b, proj_dead_letter_fn dl, void *dlarg, char *errstr,
+                   size_t errlen)
 {
     return proj_lmdb_apply(t, b, dl, dlarg, errstr, errlen);
 }
@@ -318,8 +317,8 @@ static int switch_live(void *p, char *errstr, size_t errlen)
     if (errno != ENOENT) {
         kq_log_warn("lmdb: the file system refuses RENAME_EXCHANGE: two renames");
         if (rename(sh->live, sh->retired) != 0 && errno != ENOENT)
-            return kq_seterr(errstr, errlen, KQ_EIO, "rename %s -> %s: %s", sh->live,
-                             sh->retired, strerror(errno));
+            return kq_seterr(errstr, errlen, KQ_EIO, "rename %s -> %s: %s", sh->live, sh->retired,
+                             strerror(errno));
     }
     if (rename(sh->dir, sh->live) != 0)
         return kq_seterr(errstr, errlen, KQ_EIO, "rename %s -> %s: %s", sh->dir, sh->live,
@@ -332,8 +331,8 @@ static int switch_live(void *p, char *errstr, size_t errlen)
 static const char *const fp_dbs[] = {KQ_RM_DB_META, KQ_RM_DB_OFFSETS, KQ_RM_DB_VERSIONS,
                                      KQ_RM_DB_RESOURCES, KQ_RM_DB_RES_BY_STATUS};
 
-static int parse_offset(const MDB_val *k, const MDB_val *v, char *topic, size_t tlen,
-                        int32_t *part, int64_t *off)
+static int parse_offset(const MDB_val *k, const MDB_val *v, char *topic, size_t tlen, int32_t *part,
+                        int64_t *off)
 {
     const char *slash;
     char num[16], *end;
@@ -389,8 +388,7 @@ static int fp_dir(const char *dir, size_t map, rp_fp *fp, proj_offset_fn cb, voi
         }
         for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
              rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-            if ((ret = rp_fp_add(fp, fp_dbs[d], k.mv_data, k.mv_size, v.mv_data, v.mv_size)) !=
-                0) {
+            if ((ret = rp_fp_add(fp, fp_dbs[d], k.mv_data, k.mv_size, v.mv_data, v.mv_size)) != 0) {
                 kq_seterr(errstr, errlen, ret, "fingerprint: out of memory");
                 break;
             }
@@ -399,8 +397,8 @@ static int fp_dir(const char *dir, size_t map, rp_fp *fp, proj_offset_fn cb, voi
                 int32_t part;
                 int64_t off;
                 if (parse_offset(&k, &v, topic, sizeof topic, &part, &off) != 0) {
-                    ret = kq_seterr(errstr, errlen, KQ_ECORRUPT, "%s: malformed offsets entry",
-                                    dir);
+                    ret =
+                        kq_seterr(errstr, errlen, KQ_ECORRUPT, "%s: malformed offsets entry", dir);
                     break;
                 }
                 cb(arg, topic, part, off);

@@ -74,12 +74,11 @@ int rp_parse_time(const char *s, int64_t *us, char *errstr, size_t errlen)
         *us = v;
         return 0;
     }
-    if (digits(&p, 4, &Y) || *p++ != '-' || digits(&p, 2, &M) || *p++ != '-' ||
-        digits(&p, 2, &D) || (*p != 'T' && *p != 't'))
+    if (digits(&p, 4, &Y) || *p++ != '-' || digits(&p, 2, &M) || *p++ != '-' || digits(&p, 2, &D) ||
+        (*p != 'T' && *p != 't'))
         return bad_time(s, "expected YYYY-MM-DDThh:mm:ss", errstr, errlen);
     p++;
-    if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &m) || *p++ != ':' ||
-        digits(&p, 2, &sec))
+    if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &m) || *p++ != ':' || digits(&p, 2, &sec))
         return bad_time(s, "expected YYYY-MM-DDThh:mm:ss", errstr, errlen);
     if (*p == '.') {
         p++;
@@ -171,8 +170,8 @@ int rp_parse_offsets(const char *spec, const char *const *topics, int ntopics, i
                 ti = k;
         if (ti < 0) {
             char why[600];
-            snprintf(why, sizeof why, "'%s' is not an event topic (%s, %s or %s)", item,
-                     topics[0], ntopics > 1 ? topics[1] : "", ntopics > 2 ? topics[2] : "");
+            snprintf(why, sizeof why, "'%s' is not an event topic (%s, %s or %s)", item, topics[0],
+                     ntopics > 1 ? topics[1] : "", ntopics > 2 ? topics[2] : "");
             *colon = ':';
             *eq = '=';
             return bad_spec(item, why, errstr, errlen);
@@ -219,8 +218,8 @@ void rp_default_name(int64_t us, char *out, size_t len)
 
 /* ------------------------------------------------------------ TIME -> offsets */
 
-int rp_until_resolve(const kq_config *cfg, const char *const *topics, int64_t us,
-                     proj_offset *out, size_t *n, char *errstr, size_t errlen)
+int rp_until_resolve(const kq_config *cfg, const char *const *topics, int64_t us, proj_offset *out,
+                     size_t *n, char *errstr, size_t errlen)
 {
     int np = cfg->partitions, nparts = NTOPICS * cfg->partitions, left = 0, ret = 0;
     rd_kafka_topic_partition_list_t *tp = NULL, *asg = NULL;
@@ -247,8 +246,8 @@ int rp_until_resolve(const kq_config *cfg, const char *const *topics, int64_t us
         e = rd_kafka_query_watermark_offsets(c, topics[i / np], i % np, &lo, &hi[i],
                                              cfg->kafka_timeout_ms);
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            ret = kq_seterr(errstr, errlen, KQ_EKAFKA, "end offset of %s [%d]: %s",
-                            topics[i / np], i % np, rd_kafka_err2str(e));
+            ret = kq_seterr(errstr, errlen, KQ_EKAFKA, "end offset of %s [%d]: %s", topics[i / np],
+                            i % np, rd_kafka_err2str(e));
             goto out;
         }
         rd_kafka_topic_partition_list_add(tp, topics[i / np], i % np)->offset = us / 1000;

@@ -46,7 +46,7 @@ void rp_default_name(int64_t us, char *out, size_t len);
  * not decode are passed over. `topics` holds the three names (kept by the
  * caller; out[].topic points into it). 0, KQ_EKAFKA, KQ_ETIMEDOUT.
  */
-int rp_until_resolve(const kq_config *cfg, const char *const *topics, int64_t us,
-                     proj_offset *out, size_t *n, char *errstr, size_t errlen);
+int rp_until_resolve(const kq_config *cfg, const char *const *topics, int64_t us, proj_offset *out,
+                     size_t *n, char *errstr, size_t errlen);
 
 #endif
