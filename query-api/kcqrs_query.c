@@ -38,7 +38,10 @@ static const char usage[] =
     "\n"
     "Serves the query API (GET /api/v1/resources..., /api/v1/audit, /api/v1/status) on\n"
     "KCQRS_QUERY_ADDR from the LMDB read model in KCQRS_LMDB_DIR/readmodel and the\n"
-    "PostgreSQL read model at KCQRS_PG_DSN. Stop with SIGTERM or SIGINT.\n"
+    "PostgreSQL read model at KCQRS_PG_DSN (schema KCQRS_PG_SCHEMA); follows a read model\n"
+    "replaced by kcqrs-replay without a restart; ?snapshot=NAME reads a named snapshot\n"
+    "(KCQRS_LMDB_DIR/snapshots/NAME, schema <KCQRS_PG_SCHEMA>_snap_NAME).\n"
+    "Stop with SIGTERM or SIGINT.\n"
     "Exit status: 0 clean stop, 1 cannot serve, 2 configuration error.\n";
 
 int main(int argc, char **argv)
