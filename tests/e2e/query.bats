@@ -608,3 +608,45 @@ PY
     [[ "$CODE" == 200 ]]
     jcheck 'd["name"] == "three"'
 }
+
+@test "query: ?snapshot= serves what kcqrs-replay rebuild --until built; drop-snapshot makes it 404" {
+    local until
+    create q13-a "as it was"
+    q /api/v1/resources/q13-a/events -H "X-Consistency-Token: $TOKEN"
+    [[ "$CODE" == 200 ]]
+    until=$(jf 'd["items"][0]["occurred_at"]') # inclusive: the create is in, the update is not
+    sleep 0.01
+    req PUT /api/v1/resources/q13-a '{"name":"as it is","status":"archived"}'
+    [[ "$CODE" == 200 ]]
+    KCQRS_LMDB_DIR="$BATS_FILE_TMPDIR/lmdb-read" run timeout 120 "$KCQRS_BIN/kcqrs-replay" \
+        rebuild --target all --until "$until" --name q13 3>&-
+    echo "$output"
+    [[ "$status" -eq 0 ]]
+    [[ "$output" == *"snapshot=q13"* ]] # it says how to query it
+
+    q "/api/v1/resources/q13-a?snapshot=q13"
+    [[ "$CODE" == 200 ]]
+    jcheck 'd["name"] == "as it was" and d["status"] == "active" and d["version"] == 1'
+    q "/api/v1/resources?snapshot=q13&status=archived&limit=1000"
+    [[ "$CODE" == 200 ]]
+    jcheck 'all(i["id"] != "q13-a" for i in d["items"])'
+    q "/api/v1/resources/q13-a/events?snapshot=q13"
+    [[ "$CODE" == 200 ]]
+    jcheck '[e["event_type"] for e in d["items"]] == ["ResourceCreated"]'
+    QKEY=$KQ_KEY_AUDITOR q "/api/v1/audit?snapshot=q13&aggregate_id=q13-a"
+    jcheck '[e["version"] for e in d["items"]] == [1]'
+    q /api/v1/resources/q13-a # the live model moved on
+    jcheck 'd["name"] == "as it is" and d["version"] == 2'
+
+    KCQRS_LMDB_DIR="$BATS_FILE_TMPDIR/lmdb-read" run timeout 60 "$KCQRS_BIN/kcqrs-replay" \
+        drop-snapshot --target all --name q13 3>&-
+    echo "$output"
+    [[ "$status" -eq 0 ]]
+    sleep 0.3
+    q "/api/v1/resources/q13-a?snapshot=q13"
+    assert_error 404
+    jcheck 'd["error"]["code"] == "snapshot_not_found"'
+    QKEY=$KQ_KEY_AUDITOR q "/api/v1/audit?snapshot=q13"
+    assert_error 404
+    jcheck 'd["error"]["code"] == "snapshot_not_found"'
+}
