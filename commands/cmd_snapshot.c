@@ -19,7 +19,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define MAGIC "kcqrs.commands.v2"
+#define MAGIC "kcqrs.commands.v3"
+#define MAGIC_NO_HEADS "kcqrs.commands.v2" /* before the hash chain: no heads */
+
+#define KQ_SNAP_HKEY_MAX (CMD_KEY_MAX + 4)
+
+_Static_assert(sizeof(cmd_head) == 1 + CMD_CHAIN_HASH_LEN, "cmd_head is stored as raw bytes");
 
 typedef struct snap_meta {
     char magic[24];
@@ -30,6 +35,28 @@ typedef struct snap_meta {
 } snap_meta;
 
 typedef cmd_snap_res snap_res;
+
+/* Put the heads record "h/<topic>" (heads NULL: none set). */
+static int put_heads(MDB_txn *txn, MDB_dbi dbi, const char *topic, const cmd_head *heads,
+                     int partitions)
+{
+    char key[KQ_SNAP_HKEY_MAX];
+    MDB_val k, v;
+    int n = snprintf(key, sizeof key, "h/%s", topic), e;
+    cmd_head *zero = NULL;
+
+    if (n < 0 || (size_t)n >= sizeof key)
+        return EINVAL;
+    if (heads == NULL && (heads = zero = calloc((size_t)partitions, sizeof *zero)) == NULL)
+        return ENOMEM;
+    k.mv_data = key;
+    k.mv_size = (size_t)n;
+    v.mv_data = (void *)(uintptr_t)heads;
+    v.mv_size = (size_t)partitions * sizeof *heads;
+    e = mdb_put(txn, dbi, &k, &v, 0);
+    free(zero);
+    return e;
+}
 
 static int mkdirs(const char *dir, char *errstr, size_t errlen)
 {
@@ -133,8 +160,8 @@ static int save_idem(void *arg, const char *key, const cmd_idem *i)
     return put(arg, 'i', key, i, sizeof *i);
 }
 
-int cmd_snapshot_save(const char *dir, size_t map_size, const cmd_state *st, const char *topic,
-                      char *errstr, size_t errlen)
+int cmd_snapshot_save(const char *dir, size_t map_size, const cmd_state *st, const cmd_head *heads,
+                      const char *topic, char *errstr, size_t errlen)
 {
     MDB_env *env = NULL;
     save_ctx c;
@@ -167,6 +194,8 @@ int cmd_snapshot_save(const char *dir, size_t map_size, const cmd_state *st, con
     v.mv_size = (size_t)st->partitions * sizeof *st->next_offset;
     if ((c.e = mdb_put(c.txn, c.dbi, &k, &v, 0)) != 0)
         goto fail;
+    if ((c.e = put_heads(c.txn, c.dbi, topic, heads, st->partitions)) != 0)
+        goto fail;
     if (cmd_state_each_resource(st, save_res, &c) != 0 ||
         cmd_state_each_idem(st, save_idem, &c) != 0)
         goto fail;
@@ -187,8 +216,8 @@ fail:
     return rc;
 }
 
-int cmd_snapshot_load(const char *dir, size_t map_size, cmd_state *st, const char *topic,
-                      char *errstr, size_t errlen)
+int cmd_snapshot_load(const char *dir, size_t map_size, cmd_state *st, cmd_head *heads,
+                      const char *topic, char *errstr, size_t errlen)
 {
     MDB_env *env = NULL;
     MDB_txn *txn = NULL;
@@ -222,6 +251,11 @@ int cmd_snapshot_load(const char *dir, size_t map_size, cmd_state *st, const cha
     }
     memcpy(&m, v.mv_data, sizeof m);
     m.magic[sizeof m.magic - 1] = m.topic[sizeof m.topic - 1] = '\0';
+    if (strcmp(m.magic, MAGIC_NO_HEADS) == 0) {
+        rc = kq_seterr(errstr, errlen, KQ_ECORRUPT,
+                       "snapshot %s is of an older format without the hash chain's heads", dir);
+        goto out;
+    }
     if (strcmp(m.magic, MAGIC) != 0 || strcmp(m.topic, topic) != 0 ||
         m.partitions != st->partitions) {
         rc = kq_seterr(errstr, errlen, KQ_ECORRUPT,
@@ -236,6 +270,28 @@ int cmd_snapshot_load(const char *dir, size_t map_size, cmd_state *st, const cha
         goto out;
     }
     memcpy(st->next_offset, v.mv_data, v.mv_size);
+    {
+        int n = snprintf(key, sizeof key, "h/%s", topic);
+        if (n < 0 || (size_t)n >= sizeof key) {
+            rc = kq_seterr(errstr, errlen, KQ_EINVAL, "topic name too long");
+            goto out;
+        }
+        k.mv_data = key;
+        k.mv_size = (size_t)n;
+        if ((e = mdb_get(txn, dbi, &k, &v)) != 0 ||
+            v.mv_size != (size_t)st->partitions * sizeof *heads) {
+            rc = kq_seterr(errstr, errlen, KQ_ECORRUPT,
+                           "snapshot %s: no chain heads of %s (older format or damaged)", dir,
+                           topic);
+            goto out;
+        }
+        memcpy(heads, v.mv_data, v.mv_size);
+        for (int p = 0; p < st->partitions; p++)
+            if (heads[p].set > 1) {
+                rc = kq_seterr(errstr, errlen, KQ_ECORRUPT, "snapshot %s: bad chain head", dir);
+                goto out;
+            }
+    }
     if ((e = mdb_cursor_open(txn, dbi, &cur)) != 0) {
         rc = lmdb_err(errstr, errlen, e, "read snapshot", dir);
         goto out;
@@ -316,6 +372,7 @@ out:
 typedef struct snap_job {
     cmd_delta delta;
     int64_t *offsets;
+    cmd_head *heads; /* [partitions], matching offsets */
     int partitions;
     uint64_t events;
     char cluster_id[64];
@@ -325,6 +382,7 @@ static void job_free(snap_job *j)
 {
     cmd_delta_free(&j->delta);
     free(j->offsets);
+    free(j->heads);
     memset(j, 0, sizeof *j);
 }
 
@@ -382,6 +440,8 @@ static int write_job(MDB_env *env, const char *dir, const char *topic, const sna
     v.mv_data = j->offsets;
     v.mv_size = (size_t)j->partitions * sizeof *j->offsets;
     if ((e = mdb_put(txn, dbi, &k, &v, 0)) != 0)
+        goto fail;
+    if ((e = put_heads(txn, dbi, topic, j->heads, j->partitions)) != 0)
         goto fail;
     e = mdb_txn_commit(txn);
     txn = NULL;
@@ -524,7 +584,7 @@ int cmd_snapshotter_new(const char *dir, size_t map_size, const char *topic, cmd
     return 0;
 }
 
-int cmd_snapshotter_submit(cmd_snapshotter *s, cmd_state *st, int *was_full)
+int cmd_snapshotter_submit(cmd_snapshotter *s, cmd_state *st, const cmd_head *heads, int *was_full)
 {
     snap_job j;
     int failed;
@@ -542,9 +602,16 @@ int cmd_snapshotter_submit(cmd_snapshotter *s, cmd_state *st, int *was_full)
         pthread_mutex_unlock(&s->mu);
         return KQ_ENOMEM;
     }
-    if ((j.offsets = malloc((size_t)st->partitions * sizeof *j.offsets)) == NULL)
+    j.offsets = malloc((size_t)st->partitions * sizeof *j.offsets);
+    j.heads = calloc((size_t)st->partitions, sizeof *j.heads);
+    if (j.offsets == NULL || j.heads == NULL) {
+        free(j.offsets);
+        free(j.heads);
         return KQ_ENOMEM;
+    }
     memcpy(j.offsets, st->next_offset, (size_t)st->partitions * sizeof *j.offsets);
+    if (heads != NULL)
+        memcpy(j.heads, heads, (size_t)st->partitions * sizeof *j.heads);
     j.partitions = st->partitions;
     j.events = st->events;
     snprintf(j.cluster_id, sizeof j.cluster_id, "%s", st->cluster_id);
@@ -571,6 +638,9 @@ int cmd_snapshotter_submit(cmd_snapshotter *s, cmd_state *st, int *was_full)
         free(s->pending.offsets);
         s->pending.offsets = j.offsets;
         j.offsets = NULL;
+        free(s->pending.heads);
+        s->pending.heads = j.heads;
+        j.heads = NULL;
         s->pending.events = j.events;
         memcpy(s->pending.cluster_id, j.cluster_id, sizeof j.cluster_id);
         pthread_mutex_unlock(&s->mu);

@@ -12,13 +12,20 @@
  *
  * Layout (one unnamed database; values in host byte order: a snapshot is
  * local to its machine)
- *   "m"        magic "kcqrs.commands.v2", the topic name, the Kafka cluster
+ *   "m"        magic "kcqrs.commands.v3", the topic name, the Kafka cluster
  *              id, partition count, events applied
  *   "o"        int64 next offset per partition
+ *   "h/<topic>" the hash chain's head per partition of <topic> (cmd_head:
+ *              set flag + SHA-256 of the last record value read or written
+ *              below the stored offset; cmd_writer.h "Hash chain"), written
+ *              in the same LMDB transaction as "o"
  *   "r/<id>"   version, offset, partition, status, deleted, name, description
  *   "i/<key>"  the cmd_idem record of an Idempotency-Key
  *
- * A snapshot of another topic or partition count is refused (KQ_ECORRUPT);
+ * A snapshot of another topic or partition count is refused (KQ_ECORRUPT),
+ * and so is one without the heads of its topic (an older format, "v2"): the
+ * writer treats both as no snapshot and reads the log from the start, which
+ * rebuilds the heads;
  * one of another cluster, or with offsets past the end of the log (the topic
  * was recreated), is discarded by the writer when it first reads the log;
  * a missing one gives KQ_ENOTFOUND. A map too small for the state gives
@@ -34,24 +41,41 @@
 
 #include "cmd_state.h"
 
-/* Save the whole `st` into the LMDB environment in directory `dir` (created if missing)
- * with map size `map_size` bytes. */
-int cmd_snapshot_save(const char *dir, size_t map_size, const cmd_state *st, const char *topic,
-                      char *errstr, size_t errlen);
+/* SHA-256 length of a chain hash. */
+#define CMD_CHAIN_HASH_LEN 32
+
+/*
+ * The head of one partition's hash chain: the SHA-256 of the value of the
+ * last record of that topic-partition (set = 1), or no record yet (set = 0:
+ * the next event carries no prev_hash). Stored as raw bytes (33 each).
+ */
+typedef struct cmd_head {
+    uint8_t set;
+    uint8_t hash[CMD_CHAIN_HASH_LEN];
+} cmd_head;
+
+/* Save the whole `st` and the chain heads of `topic` (`heads`: st->partitions
+ * entries, borrowed; NULL = no partition has a head) into the LMDB
+ * environment in directory `dir` (created if missing) with map size
+ * `map_size` bytes. */
+int cmd_snapshot_save(const char *dir, size_t map_size, const cmd_state *st, const cmd_head *heads,
+                      const char *topic, char *errstr, size_t errlen);
 
 /* Load into `st`, which must be freshly initialised with the expected
- * partition count. On failure `st` may hold part of the snapshot: free it. */
-int cmd_snapshot_load(const char *dir, size_t map_size, cmd_state *st, const char *topic,
-                      char *errstr, size_t errlen);
+ * partition count, and into `heads` (st->partitions entries, owned by the
+ * caller). On failure `st` and `heads` may hold part of the snapshot: free
+ * the state, forget the heads. */
+int cmd_snapshot_load(const char *dir, size_t map_size, cmd_state *st, cmd_head *heads,
+                      const char *topic, char *errstr, size_t errlen);
 
 /*
  * The snapshot thread: incremental snapshots off the writer's path.
  *
  * cmd_snapshotter_submit() takes the state's delta (cmd_state.h: the records
  * changed since the last hand-over; the state must have tracking on) with a
- * copy of its offsets, events count and cluster id, and returns at once; the
- * thread writes the records, the meta record and the offsets in one LMDB
- * write transaction. So a snapshot on disk is always one whose offsets cover
+ * copy of its offsets, chain heads, events count and cluster id, and returns
+ * at once; the thread writes the records, the meta record, the offsets and
+ * the heads in one LMDB write transaction. So a snapshot on disk is always one whose offsets cover
  * exactly the events whose changes it holds: hand-overs are written in order,
  * a delta that waits while another is written is merged behind it, and a
  * full delta (fresh or discarded state) empties the database first.
@@ -78,10 +102,12 @@ typedef struct cmd_snapshot_stats {
 int cmd_snapshotter_new(const char *dir, size_t map_size, const char *topic, cmd_snapshotter **out,
                         char *errstr, size_t errlen);
 
-/* Hand over st's delta (see above). *was_full (may be NULL) tells whether it
- * was a full one. Returns 0; KQ_ENOMEM or KQ_EIO when nothing was handed over
- * (the next call hands over the whole state). */
-int cmd_snapshotter_submit(cmd_snapshotter *s, cmd_state *st, int *was_full);
+/* Hand over st's delta (see above) with a copy of `heads` (st->partitions
+ * entries, the heads that match st's offsets; NULL = none set). *was_full
+ * (may be NULL) tells whether it was a full one. Returns 0; KQ_ENOMEM or
+ * KQ_EIO when nothing was handed over (the next call hands over the whole
+ * state). */
+int cmd_snapshotter_submit(cmd_snapshotter *s, cmd_state *st, const cmd_head *heads, int *was_full);
 
 /* Wait until every handed-over delta is written. 0, or KQ_ELMDB with the
  * last failure when the snapshot on disk is behind the state. */

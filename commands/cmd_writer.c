@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -18,6 +19,12 @@
 
 #define NBATCH_BUCKETS 12  /* batch sizes 1, 2, 4, ... 2048, +Inf */
 #define NCOMMIT_BUCKETS 12 /* commit seconds 0.5 ms, 1 ms, 2 ms, ... 1.024 s, +Inf */
+
+/* Topics whose chain heads the writer keeps: heads[t * partitions + p]; t = 0
+ * is the resource topic (the only one written today; issue #6 adds the
+ * workflow and run topics as t = 1, 2). */
+#define CHAIN_TOPICS 1
+#define CHAIN_RESOURCE 0
 
 struct cmd_writer {
     const kq_config *cfg;
@@ -51,6 +58,9 @@ struct cmd_writer {
     ev_fb_builder fb;
     uint64_t events_at_snapshot;
     cmd_snapshotter *snap; /* NULL = no snapshots */
+    cmd_head *heads;       /* [CHAIN_TOPICS * partitions]: chain heads of the committed log
+                              plus the open transaction's records */
+    cmd_head *heads_saved; /* the heads when the open transaction began */
 
     /* metrics */
     atomic_uint_fast64_t m_events, m_committed, m_aborted, m_kafka_errors, m_unknown;
@@ -91,6 +101,33 @@ static void set_why(cmd_writer *w, const char *fmt, ...)
     vsnprintf(w->why, sizeof w->why, fmt, ap);
     va_end(ap);
     pthread_mutex_unlock(&w->mu);
+}
+
+/* ------------------------------------------------------------------ hash chain */
+
+static size_t heads_size(const cmd_writer *w)
+{
+    return (size_t)CHAIN_TOPICS * (size_t)w->cfg->partitions * sizeof(cmd_head);
+}
+
+static cmd_head *topic_heads(cmd_writer *w, int t)
+{
+    return w->heads + (size_t)t * (size_t)w->cfg->partitions;
+}
+
+/* head = SHA-256 of a record value exactly as stored (a tombstone: of no bytes). */
+static int chain_set_head(cmd_head *h, const void *value, size_t len)
+{
+    unsigned int n = 0;
+
+    if (EVP_Digest(value != NULL ? value : "", value != NULL ? len : 0, h->hash, &n, EVP_sha256(),
+                   NULL) != 1 ||
+        n != CMD_CHAIN_HASH_LEN) {
+        h->set = 0;
+        return KQ_EIO;
+    }
+    h->set = 1;
+    return 0;
 }
 
 /* ------------------------------------------------------------------ answers */
@@ -424,6 +461,7 @@ static int reset_state(cmd_writer *w, const char *why)
                 "from the start",
                 why, w->topic);
     cmd_state_free(&w->st);
+    memset(w->heads, 0, heads_size(w)); /* the log is read again from offset 0 */
     /* A fresh state's delta is full: its first snapshot replaces the old one. */
     rc = cmd_state_init(&w->st, w->cfg->partitions);
     cmd_state_track(&w->st, w->snap != NULL);
@@ -538,6 +576,13 @@ static int catch_up(cmd_writer *w, char *errstr, size_t errlen)
                 eof[m->partition] = 0;
                 left++;
             }
+            if (m->partition >= 0 && m->partition < np &&
+                chain_set_head(&topic_heads(w, CHAIN_RESOURCE)[m->partition], m->payload, m->len) !=
+                    0) {
+                rc = kq_seterr(errstr, errlen, KQ_EIO, "SHA-256 of a record failed");
+                rd_kafka_message_destroy(m);
+                goto out;
+            }
             if (event_from_msg(w, m, es, sizeof es) != 0)
                 kq_log_error("%s [%" PRId32 "] offset %" PRId64 ": cannot apply: %s", w->topic,
                              m->partition, m->offset, es);
@@ -583,7 +628,12 @@ static int produce_item(cmd_writer *w, cmd_item *it, char *errstr, size_t errlen
     const uint8_t *buf;
     size_t len;
     int klen, part, rc;
+    cmd_head *head;
 
+    part = kq_kafka_partition_for(c->id, strlen(c->id), w->st.partitions);
+    if (part < 0)
+        return kq_seterr(errstr, errlen, KQ_EINVAL, "bad id %s", c->id);
+    head = &topic_heads(w, CHAIN_RESOURCE)[part];
     ev_envelope_init(&e, it->d.event);
     uuid_v4(&e.event_id);
     clock_gettime(CLOCK_REALTIME, &now);
@@ -596,6 +646,10 @@ static int produce_item(cmd_writer *w, cmd_item *it, char *errstr, size_t errlen
     e.correlation_id = ev_str_c(c->correlation_id);
     e.command_hash.ptr = c->hash;
     e.command_hash.len = CMD_HASH_LEN;
+    if (head->set) {
+        e.prev_hash.ptr = head->hash;
+        e.prev_hash.len = CMD_CHAIN_HASH_LEN;
+    }
     switch (it->d.event) {
     case EV_RESOURCE_CREATED:
         e.payload.resource_created.name = ev_str_c(c->name);
@@ -619,10 +673,13 @@ static int produce_item(cmd_writer *w, cmd_item *it, char *errstr, size_t errlen
     if ((rc = ev_envelope_encode(&w->fb, &e, errstr, errlen)) != 0)
         return rc;
     buf = ev_fb_builder_data(&w->fb, &len);
-    part = kq_kafka_partition_for(c->id, strlen(c->id), w->st.partitions);
     klen = kq_kafka_record_key(c->id, it->d.version, key, sizeof key);
-    if (part < 0 || klen < 0)
+    if (klen < 0)
         return kq_seterr(errstr, errlen, KQ_EINVAL, "bad id %s", c->id);
+    /* The next event of this partition chains on this one (restored if the
+     * transaction fails: run_transaction). */
+    if (chain_set_head(head, buf, len) != 0)
+        return kq_seterr(errstr, errlen, KQ_EIO, "SHA-256 of an envelope failed");
     it->delivered = 0;
     it->offset = -1;
     return kq_kafka_produce_event(w->producer, w->topic, part, key, (size_t)klen, buf, len,
@@ -636,6 +693,7 @@ static int run_transaction(cmd_writer *w, cmd_item **items, size_t n, size_t nap
     int rc, needs_abort = 0, b = 0;
     double t0, tbegin = mono_s(), took;
 
+    memcpy(w->heads_saved, w->heads, heads_size(w));
     rc = kq_kafka_txn_begin(w->producer, errstr, errlen);
     if (rc != 0)
         goto fail;
@@ -676,6 +734,9 @@ static int run_transaction(cmd_writer *w, cmd_item **items, size_t n, size_t nap
     atomic_fetch_add(&w->m_events, nappend);
     return 0;
 fail:
+    /* Nothing of this transaction is chained on: aborted, or (unknown outcome)
+     * the catch-up that follows reads whatever did commit and moves the heads. */
+    memcpy(w->heads, w->heads_saved, heads_size(w));
     atomic_fetch_add(&w->m_kafka_errors, 1);
     atomic_fetch_add(&w->m_aborted, 1);
     if (rc == KQ_EFENCED) {
@@ -857,7 +918,7 @@ static void maybe_snapshot(cmd_writer *w, int force, int wait)
         return;
     if (w->st.events != w->events_at_snapshot || w->st.delta.full || w->st.delta.len > 0) {
         t0 = mono_s();
-        if (cmd_snapshotter_submit(w->snap, &w->st, &full) != 0) {
+        if (cmd_snapshotter_submit(w->snap, &w->st, topic_heads(w, CHAIN_RESOURCE), &full) != 0) {
             kq_log_error("snapshot: cannot hand over the changes (out of memory); the next "
                          "snapshot is a full one");
             return;
@@ -980,13 +1041,20 @@ int cmd_writer_new(const cmd_writer_options *opts, cmd_writer **out, char *errst
         cmd_writer_free(w);
         return kq_seterr(errstr, errlen, rc, "out of memory");
     }
+    w->heads = calloc(1, heads_size(w));
+    w->heads_saved = calloc(1, heads_size(w));
+    if (w->heads == NULL || w->heads_saved == NULL) {
+        cmd_writer_free(w);
+        return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    }
     if (opts->snapshot_dir != NULL) {
         char es[512];
         if ((w->snapshot_dir = strdup(opts->snapshot_dir)) == NULL) {
             cmd_writer_free(w);
             return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
         }
-        rc = cmd_snapshot_load(w->snapshot_dir, w->map_size, &w->st, w->topic, es, sizeof es);
+        rc = cmd_snapshot_load(w->snapshot_dir, w->map_size, &w->st, topic_heads(w, CHAIN_RESOURCE),
+                               w->topic, es, sizeof es);
         if (rc == 0) {
             kq_log_info("loaded snapshot from %s: %zu resources, %zu idempotency keys",
                         w->snapshot_dir, cmd_state_resource_count(&w->st),
@@ -996,6 +1064,7 @@ int cmd_writer_new(const cmd_writer_options *opts, cmd_writer **out, char *errst
                 kq_log_warn("ignoring snapshot in %s: %s (reading the log from the start)",
                             w->snapshot_dir, es);
             cmd_state_free(&w->st);
+            memset(w->heads, 0, heads_size(w));
             if ((rc = cmd_state_init(&w->st, w->cfg->partitions)) != 0) {
                 cmd_writer_free(w);
                 return kq_seterr(errstr, errlen, rc, "out of memory");
@@ -1155,6 +1224,8 @@ void cmd_writer_free(cmd_writer *w)
     drop_producer(w);
     cmd_batch_free(&w->batch);
     cmd_state_free(&w->st);
+    free(w->heads);
+    free(w->heads_saved);
     ev_fb_builder_free(&w->fb);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);

@@ -54,10 +54,20 @@
  *   answered 503 without being tried, so no client waits much longer than
  *   twice that bound.
  *
+ * Hash chain (issue #5): every envelope's prev_hash is the SHA-256 of the
+ *   value bytes of the previous committed record of its topic-partition
+ *   (none on a partition's first event). The writer keeps the heads per
+ *   (topic, partition): produce_item chains each record on the head and makes
+ *   its own hash the head (records of one transaction chain in produce
+ *   order); a failed transaction restores the heads it began with; catch-up
+ *   sets the head to the hash of every record it reads; the snapshot stores
+ *   the heads with the offsets they match (cmd_snapshot.h). The check is
+ *   replay/aud_chain.h (kcqrs-audit verify-chain).
+ *
  * Snapshots: after KCQRS_SNAPSHOT_EVERY new events, after catch-up and at a
  *   clean stop the writer hands the state's changes since the last snapshot
  *   to the snapshot thread (cmd_snapshotter_submit: a pointer move and a copy
- *   of the offsets; the LMDB write happens there). At a clean stop it waits
+ *   of the offsets and chain heads; the LMDB write happens there). At a clean stop it waits
  *   for the write.
  *
  * Threads: cmd_writer_submit, cmd_writer_ready and cmd_writer_metrics may be

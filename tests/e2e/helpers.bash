@@ -135,3 +135,19 @@ def murmur2(data):
 print((murmur2(sys.argv[1].encode()) & 0x7fffffff) % int(sys.argv[2]))
 PY
 }
+
+# ------------------------------------------------------------------ the suite's broker
+# kq_broker_stop / kq_broker_start: stop the Kafka broker setup_suite started
+# (a clean shutdown: segments flushed, no log recovery at the next start) and
+# start it again on the same ports with the same data. Only when the suite
+# started the broker itself (KQ_E2E_DIR; not with KQ_E2E_BROKERS):
+# kq_broker_owned tells. kq_broker_data prints its log directory
+# (<topic>-<partition>/ segment directories).
+kq_broker_owned() { [[ -n "${KQ_E2E_DIR:-}" && -f "$KQ_E2E_DIR/kafka.ports" ]]; }
+kq_broker_data() { echo "$KQ_E2E_DIR/kafka/data"; }
+kq_broker_stop() { "$KQ_REPO/ops/kafka.sh" stop "$KQ_E2E_DIR/kafka"; }
+kq_broker_start() {
+    local ports
+    read -r -a ports <"$KQ_E2E_DIR/kafka.ports"
+    "$KQ_REPO/ops/kafka.sh" start "$KQ_E2E_DIR/kafka" "${ports[0]}" "${ports[1]}" 3>&-
+}

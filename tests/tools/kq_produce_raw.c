@@ -3,17 +3,22 @@
  * kcqrs-commands: poison records for the projector's tests, and fast loads
  * of valid events for its crash tests and benchmark.
  *
- *   kq_produce_raw raw AGG PARTITION KEY (--hex HEX | --random N | --text S)
+ *   kq_produce_raw raw AGG PARTITION KEY (--hex HEX | --random N | --text S | --null)
  *       one record with arbitrary bytes as its value into
  *       <prefix>.<AGG>.events (AGG: resource, workflow, run) partition
- *       PARTITION with key KEY ("-" for none), non-transactional;
+ *       PARTITION with key KEY ("-" for none), non-transactional; --null
+ *       writes a tombstone (null value: erases the event of that key once
+ *       the log is compacted);
  *   kq_produce_raw event ID VERSION [--type created|updated|deleted]
  *                  [--status active|inactive|archived] [--name NAME]
  *                  [--topic resource|workflow|run] [--partition P] [--key K]
+ *                  [--prev HEX] [--actor A]
  *       one valid resource event (default: ResourceCreated, active, name
  *       "raw ID") with the given version, at the aggregate's partition and
  *       with its record key: a version gap when VERSION is not the next one;
  *       --topic, --partition and --key put it where it does not belong;
+ *       --prev sets its prev_hash (64 hex digits: a forger copying the hash
+ *       chain), --actor its actor (default kq_produce_raw);
  *   kq_produce_raw load N [--ids K] [--prefix P] [--txn T] [--seed S] [--pause-ms M]
  *       N valid events in transactions of T records (default 500), M ms
  *       apart (default 0: as fast as possible): K
@@ -43,10 +48,11 @@
 #include "kq_util.h"
 
 static const char usage[] =
-    "usage: kq_produce_raw raw AGG PARTITION KEY (--hex HEX | --random N | --text S)\n"
+    "usage: kq_produce_raw raw AGG PARTITION KEY (--hex HEX | --random N | --text S | --null)\n"
     "       kq_produce_raw event ID VERSION [--type created|updated|deleted]\n"
     "                      [--status active|inactive|archived] [--name NAME]\n"
     "                      [--topic resource|workflow|run] [--partition P] [--key K]\n"
+    "                      [--prev HEX] [--actor A]\n"
     "       kq_produce_raw load N [--ids K] [--prefix P] [--txn T] [--seed S] [--pause-ms M]\n";
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -167,6 +173,14 @@ static int cmd_raw(const kq_config *cfg, int argc, char **argv)
     long part;
     int rc;
 
+    /* raw AGG PARTITION KEY --null: a tombstone */
+    if (argc == 5 && strcmp(argv[4], "--null") == 0 &&
+        kq_parse_long(argv[2], 0, INT32_MAX, &part) == 0 &&
+        (!strcmp(argv[1], "resource") || !strcmp(argv[1], "workflow") || !strcmp(argv[1], "run"))) {
+        kq_config_topic(cfg, argv[1], topic, sizeof topic);
+        return produce_one(cfg, topic, (int32_t)part, strcmp(argv[3], "-") ? argv[3] : NULL, NULL,
+                           0, NULL);
+    }
     /* raw AGG PARTITION KEY MODE VALUE */
     if (argc != 6 || kq_parse_long(argv[2], 0, INT32_MAX, &part) != 0 ||
         (strcmp(argv[1], "resource") && strcmp(argv[1], "workflow") && strcmp(argv[1], "run"))) {
@@ -225,7 +239,9 @@ static int parse_status(const char *s)
 static int cmd_event(const kq_config *cfg, int argc, char **argv)
 {
     char topic[KQ_KAFKA_TOPIC_MAX], key[160], name[160], err[512];
-    const char *type = "created", *nm = NULL, *agg = "resource", *keyarg = NULL;
+    const char *type = "created", *nm = NULL, *agg = "resource", *keyarg = NULL, *actor = NULL;
+    uint8_t prev[32];
+    int has_prev = 0;
     int status = -1, part = -1, rc;
     long version;
     ev_envelope e;
@@ -251,8 +267,20 @@ static int cmd_event(const kq_config *cfg, int argc, char **argv)
             agg = argv[i + 1];
         else if (strcmp(argv[i], "--key") == 0)
             keyarg = argv[i + 1];
-        else if (strcmp(argv[i], "--partition") == 0 &&
-                 kq_parse_long(argv[i + 1], 0, INT32_MAX, &(long){0}) == 0)
+        else if (strcmp(argv[i], "--actor") == 0 && argv[i + 1][0] != '\0')
+            actor = argv[i + 1];
+        else if (strcmp(argv[i], "--prev") == 0 && strlen(argv[i + 1]) == 64) {
+            for (int k = 0; k < 32; k++) {
+                int a = hexval(argv[i + 1][2 * k]), b = hexval(argv[i + 1][2 * k + 1]);
+                if (a < 0 || b < 0) {
+                    fputs(usage, stderr);
+                    return 2;
+                }
+                prev[k] = (uint8_t)(a * 16 + b);
+            }
+            has_prev = 1;
+        } else if (strcmp(argv[i], "--partition") == 0 &&
+                   kq_parse_long(argv[i + 1], 0, INT32_MAX, &(long){0}) == 0)
             part = atoi(argv[i + 1]);
         else {
             fputs(usage, stderr);
@@ -286,7 +314,11 @@ static int cmd_event(const kq_config *cfg, int argc, char **argv)
     e.aggregate_id = ev_str_c(argv[1]);
     e.version = version;
     e.occurred_at_us = now_us();
-    e.actor = ev_str_c("kq_produce_raw");
+    e.actor = ev_str_c(actor ? actor : "kq_produce_raw");
+    if (has_prev) {
+        e.prev_hash.ptr = prev;
+        e.prev_hash.len = 32;
+    }
     ev_fb_builder_init(&fb);
     if ((rc = ev_envelope_encode(&fb, &e, err, sizeof err)) != 0) {
         fprintf(stderr, "kq_produce_raw: %s\n", err);

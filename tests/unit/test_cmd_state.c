@@ -22,6 +22,11 @@
 #include "cmd_state.h"
 #include "kq_err.h"
 
+#include <lmdb.h>
+
+/* Chain heads for snapshot loads (enough for every partition count here). */
+static cmd_head hb[16];
+
 /* ------------------------------------------------------------ helpers */
 
 static cmd_command mk(cmd_kind kind, const char *id, const char *name, const char *key)
@@ -392,7 +397,7 @@ static void test_snapshot_roundtrip(void **state)
     (void)state;
     snprintf(sub, sizeof sub, "%s/a/commands", dir);
     assert_int_equal(cmd_state_init(&st, 4), 0);
-    assert_int_equal(cmd_snapshot_load(sub, 1 << 20, &st, "t", err, sizeof err), KQ_ENOTFOUND);
+    assert_int_equal(cmd_snapshot_load(sub, 1 << 20, &st, hb, "t", err, sizeof err), KQ_ENOTFOUND);
     for (int k = 0; k < 300; k++) {
         char id[16];
         snprintf(id, sizeof id, "r%d", k);
@@ -404,10 +409,23 @@ static void test_snapshot_roundtrip(void **state)
     decide_commit(&st, &c, 300);
     cmd_command_clear(&c);
     st.next_offset[3] = 77;
-    assert_int_equal(cmd_snapshot_save(sub, 1 << 24, &st, "t", err, sizeof err), 0);
+    {
+        cmd_head heads[4];
+        memset(heads, 0, sizeof heads);
+        heads[3].set = 1;
+        for (int b = 0; b < CMD_CHAIN_HASH_LEN; b++)
+            heads[3].hash[b] = (uint8_t)(b * 7 + 1);
+        assert_int_equal(cmd_snapshot_save(sub, 1 << 24, &st, heads, "t", err, sizeof err), 0);
+        memset(hb, 0xee, sizeof hb);
+        assert_int_equal(cmd_state_init(&back, 4), 0);
+        if (cmd_snapshot_load(sub, 1 << 24, &back, hb, "t", err, sizeof err) != 0)
+            fail_msg("%s", err);
+        assert_memory_equal(hb, heads, sizeof heads); /* the heads round-trip */
+        cmd_state_free(&back);
+    }
 
     assert_int_equal(cmd_state_init(&back, 4), 0);
-    if (cmd_snapshot_load(sub, 1 << 24, &back, "t", err, sizeof err) != 0)
+    if (cmd_snapshot_load(sub, 1 << 24, &back, hb, "t", err, sizeof err) != 0)
         fail_msg("%s", err);
     assert_int_equal(cmd_state_resource_count(&back), 300);
     assert_int_equal(cmd_state_idem_count(&back), 100);
@@ -427,10 +445,31 @@ static void test_snapshot_roundtrip(void **state)
 
     /* another topic or partition count: refused */
     assert_int_equal(cmd_state_init(&back, 4), 0);
-    assert_int_equal(cmd_snapshot_load(sub, 1 << 24, &back, "other", err, sizeof err), KQ_ECORRUPT);
+    assert_int_equal(cmd_snapshot_load(sub, 1 << 24, &back, hb, "other", err, sizeof err),
+                     KQ_ECORRUPT);
     cmd_state_free(&back);
     assert_int_equal(cmd_state_init(&back, 5), 0);
-    assert_int_equal(cmd_snapshot_load(sub, 1 << 24, &back, "t", err, sizeof err), KQ_ECORRUPT);
+    assert_int_equal(cmd_snapshot_load(sub, 1 << 24, &back, hb, "t", err, sizeof err), KQ_ECORRUPT);
+    cmd_state_free(&back);
+
+    /* without the chain heads (what a v2 writer left, or damage): refused */
+    {
+        MDB_env *env;
+        MDB_txn *txn;
+        MDB_dbi dbi;
+        MDB_val k = {3, (void *)"h/t"};
+        assert_int_equal(mdb_env_create(&env), 0);
+        assert_int_equal(mdb_env_set_mapsize(env, 1 << 24), 0);
+        assert_int_equal(mdb_env_open(env, sub, 0, 0600), 0);
+        assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+        assert_int_equal(mdb_dbi_open(txn, NULL, 0, &dbi), 0);
+        assert_int_equal(mdb_del(txn, dbi, &k, NULL), 0);
+        assert_int_equal(mdb_txn_commit(txn), 0);
+        mdb_env_close(env);
+    }
+    assert_int_equal(cmd_state_init(&back, 4), 0);
+    assert_int_equal(cmd_snapshot_load(sub, 1 << 24, &back, hb, "t", err, sizeof err), KQ_ECORRUPT);
+    assert_non_null(strstr(err, "chain heads"));
     cmd_state_free(&back);
 
     cmd_state_free(&st);
@@ -453,7 +492,7 @@ static void test_snapshot_map_full(void **state)
     c = mk(CMD_CREATE, "first", "n", NULL);
     decide_commit(&st, &c, 0);
     cmd_command_clear(&c);
-    assert_int_equal(cmd_snapshot_save(dir, small, &st, "t", err, sizeof err), 0);
+    assert_int_equal(cmd_snapshot_save(dir, small, &st, NULL, "t", err, sizeof err), 0);
     memset(big, 'x', sizeof big - 1);
     big[sizeof big - 1] = '\0';
     for (int k = 0; k < 200; k++) {
@@ -465,10 +504,10 @@ static void test_snapshot_map_full(void **state)
         decide_commit(&st, &c, k + 1);
         cmd_command_clear(&c);
     }
-    assert_int_equal(cmd_snapshot_save(dir, small, &st, "t", err, sizeof err), KQ_ELMDB);
+    assert_int_equal(cmd_snapshot_save(dir, small, &st, NULL, "t", err, sizeof err), KQ_ELMDB);
     assert_non_null(strstr(err, "map"));
     assert_int_equal(cmd_state_init(&back, 2), 0);
-    assert_int_equal(cmd_snapshot_load(dir, small, &back, "t", err, sizeof err), 0);
+    assert_int_equal(cmd_snapshot_load(dir, small, &back, hb, "t", err, sizeof err), 0);
     assert_int_equal(cmd_state_resource_count(&back), 1);
     cmd_state_free(&back);
     cmd_state_free(&st);
@@ -524,7 +563,7 @@ static void load_into(const char *dir, size_t map, cmd_state *back, int partitio
 {
     char err[512];
     assert_int_equal(cmd_state_init(back, partitions), 0);
-    if (cmd_snapshot_load(dir, map, back, "t", err, sizeof err) != 0)
+    if (cmd_snapshot_load(dir, map, back, hb, "t", err, sizeof err) != 0)
         fail_msg("%s", err);
 }
 
@@ -546,7 +585,7 @@ static void test_snapshot_incremental(void **state)
     c = mk(CMD_CREATE, "stale", "s", "stale-key");
     decide_commit(&st, &c, 0);
     cmd_command_clear(&c);
-    assert_int_equal(cmd_snapshot_save(dir, 1 << 24, &st, "t", err, sizeof err), 0);
+    assert_int_equal(cmd_snapshot_save(dir, 1 << 24, &st, NULL, "t", err, sizeof err), 0);
     cmd_state_free(&st);
 
     assert_int_equal(cmd_state_init(&st, 3), 0);
@@ -562,7 +601,7 @@ static void test_snapshot_incremental(void **state)
     }
     assert_int_equal(st.delta.records, 75); /* 50 resources + 25 keys */
     assert_int_equal(cmd_snapshotter_new(dir, 1 << 24, "t", &sn, err, sizeof err), 0);
-    assert_int_equal(cmd_snapshotter_submit(sn, &st, &full), 0);
+    assert_int_equal(cmd_snapshotter_submit(sn, &st, NULL, &full), 0);
     assert_int_equal(full, 1);
     assert_int_equal(st.delta.len, 0);
     assert_int_equal(st.delta.full, 0);
@@ -579,7 +618,7 @@ static void test_snapshot_incremental(void **state)
     st.next_offset[2] = 9;
     recs = st.delta.records;
     assert_int_equal(recs, 4); /* r3, r4, r3 + upd-key */
-    assert_int_equal(cmd_snapshotter_submit(sn, &st, &full), 0);
+    assert_int_equal(cmd_snapshotter_submit(sn, &st, NULL, &full), 0);
     assert_int_equal(full, 0);
     if (cmd_snapshotter_flush(sn, err, sizeof err) != 0)
         fail_msg("%s", err);
@@ -604,7 +643,7 @@ static void test_snapshot_incremental(void **state)
     /* nothing changed: an empty hand-over still moves the offsets */
     assert_int_equal(cmd_snapshotter_new(dir, 1 << 24, "t", &sn, err, sizeof err), 0);
     st.next_offset[1] = 5;
-    assert_int_equal(cmd_snapshotter_submit(sn, &st, &full), 0);
+    assert_int_equal(cmd_snapshotter_submit(sn, &st, NULL, &full), 0);
     assert_int_equal(cmd_snapshotter_flush(sn, err, sizeof err), 0);
     cmd_snapshotter_free(sn);
     load_into(dir, 1 << 24, &back, 3);
@@ -640,7 +679,7 @@ static void test_snapshot_incremental_failure(void **state)
     decide_commit(&st, &c, 0);
     cmd_command_clear(&c);
     assert_int_equal(cmd_snapshotter_new(dir, small, "t", &sn, err, sizeof err), 0);
-    assert_int_equal(cmd_snapshotter_submit(sn, &st, &full), 0);
+    assert_int_equal(cmd_snapshotter_submit(sn, &st, NULL, &full), 0);
     assert_int_equal(cmd_snapshotter_flush(sn, err, sizeof err), 0);
     for (int k = 0; k < 200; k++) {
         char id[16];
@@ -651,7 +690,7 @@ static void test_snapshot_incremental_failure(void **state)
         decide_commit(&st, &c, k + 1);
         cmd_command_clear(&c);
     }
-    assert_int_equal(cmd_snapshotter_submit(sn, &st, &full), 0);
+    assert_int_equal(cmd_snapshotter_submit(sn, &st, NULL, &full), 0);
     assert_int_equal(full, 0);
     assert_int_equal(cmd_snapshotter_flush(sn, err, sizeof err), KQ_ELMDB);
     assert_non_null(strstr(err, "map"));
@@ -669,7 +708,7 @@ static void test_snapshot_incremental_failure(void **state)
     c = mk(CMD_CREATE, "second", "n", NULL);
     decide_commit(&st, &c, 300);
     cmd_command_clear(&c);
-    assert_int_equal(cmd_snapshotter_submit(sn, &st, &full), 0);
+    assert_int_equal(cmd_snapshotter_submit(sn, &st, NULL, &full), 0);
     assert_int_equal(full, 1);
     assert_int_equal(cmd_snapshotter_flush(sn, err, sizeof err), 0);
     cmd_snapshotter_free(sn);

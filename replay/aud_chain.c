@@ -1,0 +1,209 @@
+/*
+ * aud_chain.c — the per-partition hash chain check; see aud_chain.h.
+ */
+#include "aud_chain.h"
+#include "ev_codec.h"
+#include "kq_err.h"
+
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <string.h>
+
+void aud_chain_init(aud_chain *c)
+{
+    memset(c, 0, sizeof *c);
+    c->head_offset = -1;
+    c->brk_offset = -1;
+    c->expect_offset = -1;
+}
+
+void aud_chain_expect(aud_chain *c, const uint8_t hash[AUD_HASH_LEN])
+{
+    c->expect = 1;
+    memcpy(c->expect_hash, hash, AUD_HASH_LEN);
+}
+
+int aud_sha256(const void *buf, size_t len, uint8_t out[AUD_HASH_LEN])
+{
+    unsigned int n = 0;
+
+    if (EVP_Digest(buf != NULL ? buf : "", buf != NULL ? len : 0, out, &n, EVP_sha256(), NULL) !=
+            1 ||
+        n != AUD_HASH_LEN)
+        return KQ_EIO;
+    return 0;
+}
+
+void aud_hex(const uint8_t hash[AUD_HASH_LEN], char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < AUD_HASH_LEN; i++) {
+        out[2 * i] = digits[hash[i] >> 4];
+        out[2 * i + 1] = digits[hash[i] & 15];
+    }
+    out[AUD_HEX_LEN] = '\0';
+}
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+int aud_hex_parse(const char *s, uint8_t out[AUD_HASH_LEN])
+{
+    if (s == NULL || strlen(s) != AUD_HEX_LEN)
+        return KQ_EINVAL;
+    for (int i = 0; i < AUD_HASH_LEN; i++) {
+        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return KQ_EINVAL;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+const char *aud_break_name(aud_break_kind k)
+{
+    switch (k) {
+    case AUD_INTACT:
+        return "intact";
+    case AUD_TOMBSTONE:
+        return "tombstone";
+    case AUD_INVALID:
+        return "invalid";
+    case AUD_PREV_MISMATCH:
+        return "prev_hash";
+    case AUD_NOT_IN_CHAIN:
+        return "not_in_chain";
+    case AUD_HEAD:
+        return "head";
+    }
+    return "unknown";
+}
+
+static void set_break(aud_chain *c, aud_break_kind k, int64_t offset, const char *msg)
+{
+    if (c->brk != AUD_INTACT)
+        return;
+    c->brk = k;
+    c->brk_offset = offset;
+    snprintf(c->brk_msg, sizeof c->brk_msg, "%s", msg);
+}
+
+/* The record at `offset` with hash `h` becomes the last one. */
+static void push(aud_chain *c, int64_t offset, const uint8_t h[AUD_HASH_LEN])
+{
+    memcpy(c->h[1], c->h[0], AUD_HASH_LEN);
+    c->off[1] = c->off[0];
+    memcpy(c->h[0], h, AUD_HASH_LEN);
+    c->off[0] = offset;
+    if (c->nprev < 2)
+        c->nprev++;
+    c->has_head = 1;
+    memcpy(c->head, h, AUD_HASH_LEN);
+    c->head_offset = offset;
+    if (c->expect && c->expect_offset < 0 && memcmp(h, c->expect_hash, AUD_HASH_LEN) == 0)
+        c->expect_offset = offset;
+}
+
+int aud_chain_add(aud_chain *c, int64_t offset, const void *value, size_t len)
+{
+    uint8_t h[AUD_HASH_LEN];
+    char msg[320], es[200] = "";
+    ev_envelope e;
+    const uint8_t *prev = NULL; /* NULL: absent or of a wrong length (matches nothing) */
+    int valid = 0, has_prev = 0;
+
+    if (aud_sha256(value, value != NULL ? len : 0, h) != 0)
+        return KQ_EIO;
+    c->records++;
+    if (c->brk != AUD_INTACT) {
+        push(c, offset, h);
+        return 0;
+    }
+    if (value != NULL && ev_envelope_decode(value, len, &e, es, sizeof es) == 0) {
+        valid = 1;
+        has_prev = e.prev_hash.ptr != NULL;
+        if (has_prev && e.prev_hash.len == AUD_HASH_LEN)
+            prev = e.prev_hash.ptr;
+    }
+
+    /* A mismatch at the previous record: its successor (this one) decides. */
+    if (c->pending) {
+        c->pending = 0;
+        if (prev != NULL && c->nprev == 2 && memcmp(prev, c->h[1], AUD_HASH_LEN) == 0) {
+            snprintf(msg, sizeof msg,
+                     "offset %" PRId64 " is not part of the chain (offset %" PRId64
+                     " chains to offset %" PRId64 ")",
+                     c->pend_off, offset, c->off[1]);
+            set_break(c, AUD_NOT_IN_CHAIN, c->pend_off, msg);
+        } else {
+            set_break(c, AUD_PREV_MISMATCH, c->pend_off, c->pend_msg);
+        }
+        push(c, offset, h);
+        return 0;
+    }
+    if (value == NULL) {
+        snprintf(msg, sizeof msg, "offset %" PRId64 ": tombstone (null value): an event was erased",
+                 offset);
+        set_break(c, AUD_TOMBSTONE, offset, msg);
+    } else if (!valid) {
+        snprintf(msg, sizeof msg, "offset %" PRId64 ": not a valid envelope: %s", offset, es);
+        set_break(c, AUD_INVALID, offset, msg);
+    } else if (c->nprev == 0) {
+        if (has_prev) {
+            snprintf(msg, sizeof msg,
+                     "offset %" PRId64 ": has a prev_hash but is the partition's first record "
+                     "(records before it removed)",
+                     offset);
+            set_break(c, AUD_PREV_MISMATCH, offset, msg);
+        }
+    } else if (prev != NULL && c->nprev == 2 && memcmp(prev, c->h[0], AUD_HASH_LEN) != 0 &&
+               memcmp(prev, c->h[1], AUD_HASH_LEN) == 0) {
+        /* chains to the record before the last one: the last one was slipped in */
+        snprintf(msg, sizeof msg,
+                 "offset %" PRId64 " is not part of the chain (offset %" PRId64
+                 " chains to offset %" PRId64 ")",
+                 c->off[0], offset, c->off[1]);
+        set_break(c, AUD_NOT_IN_CHAIN, c->off[0], msg);
+    } else if (prev == NULL || memcmp(prev, c->h[0], AUD_HASH_LEN) != 0) {
+        c->pending = 1;
+        c->pend_off = offset;
+        if (!has_prev)
+            snprintf(c->pend_msg, sizeof c->pend_msg,
+                     "offset %" PRId64 ": no prev_hash, but offset %" PRId64
+                     " comes before it (not written by the chain's writer)",
+                     offset, c->off[0]);
+        else
+            snprintf(c->pend_msg, sizeof c->pend_msg,
+                     "offset %" PRId64 ": prev_hash does not match offset %" PRId64 " (%" PRId64
+                     " altered, or records between removed)",
+                     offset, c->off[0], c->off[0]);
+    }
+    push(c, offset, h);
+    return 0;
+}
+
+void aud_chain_finish(aud_chain *c)
+{
+    if (c->pending) {
+        set_break(c, AUD_PREV_MISMATCH, c->pend_off, c->pend_msg);
+        c->pending = 0;
+    }
+    if (c->expect && c->expect_offset < 0 && c->brk == AUD_INTACT) {
+        char msg[320], hx[AUD_HEX_LEN + 1];
+        aud_hex(c->expect_hash, hx);
+        snprintf(msg, sizeof msg,
+                 "offset %" PRId64 ": the expected head %s is the hash of no record up to here "
+                 "(records altered or removed)",
+                 c->head_offset, hx);
+        set_break(c, AUD_HEAD, c->head_offset, msg);
+    }
+}
