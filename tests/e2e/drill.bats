@@ -5,12 +5,13 @@
 #   1. 10,000 commands through kcqrs-commands (creates, updates, deletes);
 #      kcqrs-projector applies them to LMDB and PostgreSQL.
 #   2. kcqrs-replay verify --target all exits 0 (the live models equal a
-#      rebuild of the log); the query API's answers for a sample (50
-#      resources, every list page, 10 histories, 5 audit queries) are kept
-#      byte for byte.
+#      rebuild of the log); kcqrs-audit verify-chain's heads are kept aside;
+#      the query API's answers for a sample (50 resources, every list page,
+#      10 histories, 5 audit queries) are kept byte for byte.
 #   3. The disaster: projector stopped, the database dropped and created
 #      empty, the LMDB directory deleted. kcqrs-query keeps running.
-#   4. kcqrs-replay rebuild --target all (timed); verify exits 0 again; the
+#   4. kcqrs-replay rebuild --target all (timed); verify exits 0 again, and
+#      kcqrs-audit verify-chain finds the chain heads recorded before; the
 #      query API — not restarted — gives byte-identical answers (it took up
 #      the rebuilt LMDB model and reconnected to PostgreSQL).
 #   5. The projector starts again on the rebuilt models and applies nothing
@@ -82,11 +83,15 @@ check_dsn() { echo "$KCQRS_PG_DSN?options=-csearch_path%3D${KCQRS_PG_SCHEMA:-kcq
     [[ "$status" -eq 0 ]]
 }
 
-@test "drill 2: kcqrs-replay verify --target all: the live models equal the log" {
+@test "drill 2: kcqrs-replay verify --target all: the live models equal the log; chain heads kept aside" {
     replay verify0 verify --target all || { cat "$BATS_FILE_TMPDIR/replay.verify0.log"; false; }
     cat "$BATS_FILE_TMPDIR/replay.verify0.log"
     grep -q '^lmdb: equal to the log' "$BATS_FILE_TMPDIR/replay.verify0.log"
     grep -q '^pg: equal to the log' "$BATS_FILE_TMPDIR/replay.verify0.log"
+    # the runbook's "heads outside Kafka": one TOPIC:PARTITION=HEAD line per partition
+    timeout 120 "$KCQRS_BIN/kcqrs-audit" verify-chain >"$BATS_FILE_TMPDIR/heads" 3>&-
+    cat "$BATS_FILE_TMPDIR/heads"
+    [[ $(grep -cE '^[^ ]+:[0-9]+=[0-9a-f]{64} ' "$BATS_FILE_TMPDIR/heads") -ge 1 ]]
 }
 
 @test "drill 3: lose both stores, rebuild --target all from the log alone, verify" {
@@ -110,6 +115,11 @@ check_dsn() { echo "$KCQRS_PG_DSN?options=-csearch_path%3D${KCQRS_PG_SCHEMA:-kcq
     [[ -n $(kq_psql -c "SELECT 1 FROM pg_namespace WHERE nspname = '${KCQRS_PG_SCHEMA:-kcqrs}'") ]]
 
     replay verify1 verify --target all || { cat "$BATS_FILE_TMPDIR/replay.verify1.log"; false; }
+    # the log itself still holds every head recorded before the disaster
+    run timeout 120 "$KCQRS_BIN/kcqrs-audit" verify-chain \
+        $(grep -oE '^[^ ]+:[0-9]+=[0-9a-f]{64}' "$BATS_FILE_TMPDIR/heads" | sed 's/^/--expect-head /')
+    echo "$output"
+    [[ "$status" -eq 0 ]]
     grep -q '^lmdb: equal to the log' "$BATS_FILE_TMPDIR/replay.verify1.log"
     grep -q '^pg: equal to the log' "$BATS_FILE_TMPDIR/replay.verify1.log"
     run rmcheck --pg "$(check_dsn)"
