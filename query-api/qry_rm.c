@@ -43,6 +43,7 @@ struct qry_rm {
     char *data_path;
     size_t map_size;
     qry_rm_view *views; /* guarded by lock */
+    ino_t warned_ino;   /* the replacement we already warned about (guarded by lock) */
 };
 
 static int64_t coarse_ms(void)
@@ -244,9 +245,11 @@ static int refresh(qry_rm *rm, int64_t now, qry_rm_view **retire, char *errstr, 
     }
     if ((rc = view_open(rm, &v, errstr, errlen)) != 0) {
         if (cur != NULL) {
-            kq_log_warn("read model %s was replaced but cannot be opened yet (%s); serving the "
-                        "previous one",
-                        rm->dir, errstr);
+            if (rm->warned_ino != st.st_ino) /* once per replacement, not every check */
+                kq_log_warn("read model %s was replaced but cannot be opened yet (%s); serving "
+                            "the previous one",
+                            rm->dir, errstr);
+            rm->warned_ino = st.st_ino;
             rc = 0;
         }
         goto out;
