@@ -83,7 +83,8 @@ static const cfg_setting settings[] = {
     {"KCQRS_QUERY_READY_LAG", "100000", CFG_INT, F(query_ready_lag), 0, 2147483647,
      "Query API: /ready fails while a read model lags the log by more events than this"},
     {"KCQRS_PG_SCHEMA", "kcqrs", CFG_STRING, F(pg_schema), 0, 0,
-     "PostgreSQL schema of the read model ([a-z_][a-z0-9_]{0,39}); kcqrs-replay builds shadows beside it"},
+     "PostgreSQL schema of the read model ([a-z_][a-z0-9_]{0,39}); kcqrs-replay builds shadows "
+     "beside it"},
     {"KCQRS_REPLAY_BATCH_MAX", "50000", CFG_INT, F(replay_batch_max), 1, 10000000,
      "kcqrs-replay: most events applied to a shadow read model in one transaction"},
     {"KCQRS_FAILPOINT", "none", CFG_STRING, F(failpoint), 0, 0,

@@ -154,7 +154,8 @@ struct proj_pg {
     evinfo *info;
     size_t infocap;
     buf json, copy, a1, a2, a3;
-    buf arr[12]; /* array parameters of merge_arrays_sql */
+    buf arr[12];        /* array parameters of merge_arrays_sql */
+    proj_pg_fold *fold; /* bulk mode (proj_pg_set_fold), not owned */
     char reason[256];
 };
 
@@ -1154,6 +1155,244 @@ static int store_offsets(proj_pg *pg, const proj_batch *b, char *errstr, size_t 
     return kq_pg_exec_params(pg->conn, offsets_sql, 3, params, NULL, errstr, errlen);
 }
 
+/* ---------------------------------------------------------------- bulk fold */
+
+/* One aggregate of the fold: its last version and, for a live resource, its row. */
+typedef struct fentry {
+    const char *type; /* static name; NULL: free slot */
+    char *id;
+    uint32_t idlen, hash;
+    int64_t version;
+    int has_res;
+    char *name, *desc;
+    uint32_t namelen, desclen;
+    int status;
+    int64_t rversion, created_us, updated_us;
+} fentry;
+
+struct proj_pg_fold {
+    fentry *e;
+    size_t cap, n; /* cap: power of two */
+    int broken;
+};
+
+proj_pg_fold *proj_pg_fold_new(void)
+{
+    proj_pg_fold *f = calloc(1, sizeof *f);
+
+    if (f == NULL)
+        return NULL;
+    f->cap = 1024;
+    if ((f->e = calloc(f->cap, sizeof *f->e)) == NULL) {
+        free(f);
+        return NULL;
+    }
+    return f;
+}
+
+void proj_pg_fold_free(proj_pg_fold *f)
+{
+    if (f == NULL)
+        return;
+    for (size_t i = 0; i < f->cap; i++) {
+        free(f->e[i].id);
+        free(f->e[i].name);
+        free(f->e[i].desc);
+    }
+    free(f->e);
+    free(f);
+}
+
+size_t proj_pg_fold_count(const proj_pg_fold *f)
+{
+    return f ? f->n : 0;
+}
+
+void proj_pg_set_fold(proj_pg *pg, proj_pg_fold *f)
+{
+    pg->fold = f;
+}
+
+static fentry *fold_slot(fentry *e, size_t cap, const char *type, const char *id, size_t len,
+                         uint32_t h)
+{
+    size_t mask = cap - 1;
+
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        fentry *x = &e[i];
+        if (x->type == NULL || (x->hash == h && x->idlen == len && strcmp(x->type, type) == 0 &&
+                                memcmp(x->id, id, len) == 0))
+            return x;
+    }
+}
+
+static fentry *fold_find(proj_pg_fold *f, const agg *a, int create)
+{
+    fentry *x;
+
+    if (create && 2 * (f->n + 1) > f->cap) {
+        size_t ncap = f->cap * 2;
+        fentry *ne = calloc(ncap, sizeof *ne);
+        if (ne == NULL)
+            return NULL;
+        for (size_t i = 0; i < f->cap; i++)
+            if (f->e[i].type != NULL)
+                *fold_slot(ne, ncap, f->e[i].type, f->e[i].id, f->e[i].idlen, f->e[i].hash) =
+                    f->e[i];
+        free(f->e);
+        f->e = ne;
+        f->cap = ncap;
+    }
+    x = fold_slot(f->e, f->cap, a->type, a->id, a->idlen, a->hash);
+    if (x->type != NULL || !create)
+        return x->type != NULL ? x : NULL;
+    if ((x->id = malloc(a->idlen ? a->idlen : 1)) == NULL)
+        return NULL;
+    memcpy(x->id, a->id, a->idlen);
+    x->type = a->type;
+    x->idlen = a->idlen;
+    x->hash = a->hash;
+    f->n++;
+    return x;
+}
+
+/* The batch's aggregates start from the fold's versions (load_versions' job). */
+static int fold_versions(proj_pg *pg)
+{
+    for (size_t i = 0; i < pg->aggcap; i++) {
+        agg *a = &pg->aggs[i];
+        const fentry *x;
+        if (a->used && (x = fold_find(pg->fold, a, 0)) != NULL)
+            a->stored = a->cur = x->version;
+    }
+    return 0;
+}
+
+static int fold_str(char **dst, uint32_t *dlen, ev_str v)
+{
+    char *p = malloc(v.len ? v.len : 1);
+
+    if (p == NULL)
+        return KQ_ENOMEM;
+    memcpy(p, v.ptr, v.len);
+    free(*dst);
+    *dst = p;
+    *dlen = (uint32_t)v.len;
+    return 0;
+}
+
+/* After COMMIT: what merge_arrays_sql would have done to the tables, to the fold. */
+static int fold_batch(proj_pg *pg)
+{
+    for (size_t i = 0; i < pg->aggcap; i++) {
+        agg *a = &pg->aggs[i];
+        fentry *x;
+
+        if (!a->used || (a->cur == a->stored && a->rop == R_NONE))
+            continue;
+        if ((x = fold_find(pg->fold, a, 1)) == NULL)
+            return KQ_ENOMEM;
+        x->version = a->cur;
+        switch (a->rop) {
+        case R_FULL: /* upsert: every column */
+            if ((a->name.ptr == NULL ? (free(x->name), x->name = NULL, 0)
+                                     : fold_str(&x->name, &x->namelen, a->name)) ||
+                fold_str(&x->desc, &x->desclen, a->desc))
+                return KQ_ENOMEM;
+            x->has_res = 1;
+            x->status = a->status;
+            x->rversion = a->rversion;
+            x->created_us = a->created_us;
+            x->updated_us = a->updated_us;
+            break;
+        case R_PATCH: /* UPDATE of an existing row only; coalesce the changed columns */
+            if (!x->has_res)
+                break;
+            if ((a->name.ptr && fold_str(&x->name, &x->namelen, a->name)) ||
+                (a->desc.ptr && fold_str(&x->desc, &x->desclen, a->desc)))
+                return KQ_ENOMEM;
+            if (status_name(a->status))
+                x->status = a->status;
+            x->rversion = a->rversion;
+            x->updated_us = a->updated_us;
+            break;
+        case R_DEL:
+            x->has_res = 0;
+            break;
+        default:
+            break;
+        }
+    }
+    return 0;
+}
+
+int proj_pg_fold_flush(proj_pg *pg, char *errstr, size_t errlen)
+{
+    proj_pg_fold *f = pg->fold;
+    row r;
+    int rc;
+
+    if (f == NULL)
+        return kq_seterr(errstr, errlen, KQ_EINVAL, "proj_pg_fold_flush: not in bulk mode");
+    if (f->broken)
+        return kq_seterr(errstr, errlen, KQ_ENOMEM, "postgresql bulk fold is incomplete");
+    if ((rc = kq_pg_begin(pg->conn, errstr, errlen)))
+        return rc;
+    copy_start(&pg->copy);
+    for (size_t i = 0; i < f->cap; i++) {
+        const fentry *x = &f->e[i];
+        if (x->type == NULL)
+            continue;
+        r.n = 0;
+        row_cstr(&r, x->type);
+        row_bytes(&r, x->id, x->idlen);
+        row_i64(&r, x->version);
+        if (copy_row(&pg->copy, &r)) {
+            rc = kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+            goto fail;
+        }
+    }
+    if ((rc = copy_in(pg,
+                      "COPY aggregate_versions (aggregate_type, aggregate_id, version)"
+                      " FROM STDIN (FORMAT binary)",
+                      &pg->copy, errstr, errlen)))
+        goto fail;
+    copy_start(&pg->copy);
+    for (size_t i = 0; i < f->cap; i++) {
+        const fentry *x = &f->e[i];
+        if (x->type == NULL || !x->has_res)
+            continue;
+        r.n = 0;
+        row_bytes(&r, x->id, x->idlen);
+        row_bytes(&r, x->name, x->namelen);
+        row_bytes(&r, x->desc ? x->desc : "", x->desclen);
+        if (status_name(x->status))
+            row_cstr(&r, status_name(x->status));
+        else
+            row_null(&r);
+        row_i64(&r, x->rversion);
+        row_ts(&r, x->created_us);
+        row_ts(&r, x->updated_us);
+        if (copy_row(&pg->copy, &r)) {
+            rc = kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+            goto fail;
+        }
+    }
+    if ((rc = copy_in(pg,
+                      "COPY resources (id, name, description, status, version, created_at,"
+                      " updated_at) FROM STDIN (FORMAT binary)",
+                      &pg->copy, errstr, errlen)) ||
+        (rc = kq_pg_commit(pg->conn, errstr, errlen)))
+        goto fail;
+    return 0;
+fail:
+    if (PQstatus(pg->conn) == CONNECTION_OK) {
+        char ignore[128];
+        kq_pg_rollback(pg->conn, ignore, sizeof ignore);
+    }
+    return rc;
+}
+
 /* Walk the batch in order: decide apply / maybe-duplicate / dead per event. */
 static int classify(proj_pg *pg, const proj_batch *b, char *errstr, size_t errlen)
 {
@@ -1210,6 +1449,17 @@ static int classify(proj_pg *pg, const proj_batch *b, char *errstr, size_t errle
         if (a->is_resource)
             fold_resource(a, e);
     }
+    if (any_dup && pg->fold != NULL) {
+        /* bulk mode: every offset is read once into a shadow whose versions the
+         * fold holds, so no such event can be present: stale, as check_present
+         * would find */
+        for (size_t i = 0; i < b->n; i++)
+            if (pg->info[i].st == ST_MAYBE_DUP) {
+                pg->info[i].st = ST_DEAD;
+                pg->info[i].reason = "stale";
+            }
+        return 0;
+    }
     if (any_dup)
         return check_present(pg, b, errstr, errlen);
     return 0;
@@ -1251,8 +1501,12 @@ int proj_pg_apply(proj_pg *pg, const proj_batch *b, proj_dead_letter_fn dl, void
                                  ev->env.aggregate_id.len, 1);
         pg->info[i].a->is_resource = ev->env.aggregate_type == EV_AGG_RESOURCE;
     }
+    if (pg->fold != NULL && pg->fold->broken)
+        return kq_seterr(errstr, errlen, KQ_ENOMEM,
+                         "postgresql bulk fold is incomplete (out of memory earlier)");
     if ((rc = kq_pg_begin(pg->conn, errstr, errlen)) || (rc = lock_check(pg, errstr, errlen)) ||
-        (rc = load_versions(pg, b, errstr, errlen)) || (rc = classify(pg, b, errstr, errlen)))
+        (rc = pg->fold ? fold_versions(pg) : load_versions(pg, b, errstr, errlen)) ||
+        (rc = classify(pg, b, errstr, errlen)))
         goto fail;
     for (size_t i = 0; i < b->n; i++) {
         const proj_event *ev = &b->ev[i];
@@ -1265,7 +1519,8 @@ int proj_pg_apply(proj_pg *pg, const proj_batch *b, proj_dead_letter_fn dl, void
             goto fail;
         }
     }
-    rc = pg->path == PROJ_PG_PATH_PIPELINE       ? write_pipeline(pg, b, errstr, errlen)
+    rc = pg->fold != NULL                        ? copy_events(pg, b, errstr, errlen)
+         : pg->path == PROJ_PG_PATH_PIPELINE     ? write_pipeline(pg, b, errstr, errlen)
          : pg->path == PROJ_PG_PATH_COPY_STAGING ? write_copy_staging(pg, b, errstr, errlen)
                                                  : write_copy_arrays(pg, b, errstr, errlen);
     if (rc)
@@ -1277,6 +1532,10 @@ int proj_pg_apply(proj_pg *pg, const proj_batch *b, proj_dead_letter_fn dl, void
     if ((rc = kq_pg_commit(pg->conn, errstr, errlen)))
         goto fail;
     proj_failpoint("pg_after_commit");
+    if (pg->fold != NULL && (rc = fold_batch(pg)) != 0) {
+        pg->fold->broken = 1; /* committed rows the fold does not hold: refuse to go on */
+        return kq_seterr(errstr, errlen, rc, "postgresql bulk fold: out of memory");
+    }
     return 0;
 fail:
     if (PQstatus(pg->conn) == CONNECTION_OK) {

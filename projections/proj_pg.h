@@ -73,6 +73,29 @@ int proj_pg_apply(proj_pg *pg, const proj_batch *b, proj_dead_letter_fn dl, void
 
 void proj_pg_close(proj_pg *pg); /* NULL is a no-op */
 
+/*
+ * Bulk mode (kcqrs-replay loading an empty shadow): a fold holds, in memory,
+ * every aggregate's last version and every live resource's row. With a fold
+ * set, proj_pg_apply takes the versions from the fold instead of querying
+ * aggregate_versions, classifies exactly as always (an event whose version is
+ * not above the last is dead-lettered as stale: in a shadow loaded once from
+ * the log none can be already present), writes only the event rows (COPY) and
+ * the offsets, and after COMMIT applies the batch's version and resource
+ * operations (the same folded operations the merge statement would run:
+ * upsert, patch of an existing row, delete) to the fold. proj_pg_fold_flush
+ * then COPYs the fold into aggregate_versions and resources in one
+ * transaction. The fold outlives proj_pg objects (the runner may reopen the
+ * target): it only ever changes after a commit, so it matches the shadow's
+ * committed rows. After an out-of-memory while folding it refuses every
+ * further apply and flush (KQ_ENOMEM). Owned by the caller.
+ */
+typedef struct proj_pg_fold proj_pg_fold;
+proj_pg_fold *proj_pg_fold_new(void); /* NULL when out of memory */
+void proj_pg_fold_free(proj_pg_fold *f);
+size_t proj_pg_fold_count(const proj_pg_fold *f); /* aggregates held */
+void proj_pg_set_fold(proj_pg *pg, proj_pg_fold *f);
+int proj_pg_fold_flush(proj_pg *pg, char *errstr, size_t errlen);
+
 /* Write paths (see proj_pg.c); COPY is the default. For the measurement
  * program and the tests: choose the path and synchronous_commit (default off,
  * see proj_pg.c for why that keeps exactly-once). 0 or KQ_EINVAL / KQ_EPG. */

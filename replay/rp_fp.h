@@ -33,7 +33,8 @@ typedef struct rp_fp rp_fp;
 rp_fp *rp_fp_new(int keep_rows);
 void rp_fp_free(rp_fp *f);
 
-/* Add one row. `table` is copied on first use (at most RP_FP_MAX_TABLES). 0 or KQ_ENOMEM/KQ_EINVAL. */
+/* Add one row. `table` is copied on first use (at most RP_FP_MAX_TABLES). 0 or KQ_ENOMEM/KQ_EINVAL.
+ */
 int rp_fp_add(rp_fp *f, const char *table, const void *key, size_t klen, const void *val,
               size_t vlen);
 

@@ -276,3 +276,23 @@ time.sleep(30)' "$PROJ_LMDB/readmodel.rebuild.lock" 3>&- &
     [ ! -e "$PROJ_LMDB/readmodel.shadow" ]
     [ "$(rmtool offsets "$(live_dir)" | md5sum)" = "$before" ]
 }
+
+@test "--target all: both read models rebuilt at once, each switched, both verify equal" {
+    some_history 10
+    proj_catch_up all
+    replay rebuild --target all --json
+    [ "$RP_STATUS" -eq 0 ]
+    tail -n 1 <<<"$RP_OUT" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+assert r["result"] == "ok", r
+assert sorted(t["target"] for t in r["targets"]) == ["lmdb", "pg"], r
+assert all(t["result"] == "ok" and "switch" in t["durations"] for t in r["targets"]), r'
+    run rmcheck --pg "$KCQRS_PG_DSN"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"lmdb: equal"* && "$output" == *"pg: equal"* ]]
+    replay verify --target all
+    [ "$RP_STATUS" -eq 0 ]
+    [[ "$RP_OUT" == *"lmdb: equal to the log"* && "$RP_OUT" == *"pg: equal to the log"* ]]
+}

@@ -121,8 +121,10 @@ static void test_print(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_order_independent), cmocka_unit_test(test_sensitive),
-        cmocka_unit_test(test_diff),              cmocka_unit_test(test_diff_needs_rows),
+        cmocka_unit_test(test_order_independent),
+        cmocka_unit_test(test_sensitive),
+        cmocka_unit_test(test_diff),
+        cmocka_unit_test(test_diff_needs_rows),
         cmocka_unit_test(test_print),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

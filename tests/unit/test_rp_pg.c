@@ -59,9 +59,8 @@ static void test_names(void **state)
     (void)state;
     assert_int_equal(rp_pg_schema_name("kcqrs", NULL, out, sizeof out, err, sizeof err), 0);
     assert_string_equal(out, "kcqrs_shadow");
-    assert_int_equal(rp_pg_schema_name("kcqrs", "until_20261122t100000", out, sizeof out, err,
-                                       sizeof err),
-                     0);
+    assert_int_equal(
+        rp_pg_schema_name("kcqrs", "until_20261122t100000", out, sizeof out, err, sizeof err), 0);
     assert_string_equal(out, "kcqrs_snap_until_20261122t100000");
     assert_int_equal(rp_pg_schema_name("kcqrs", "a", out, sizeof out, err, sizeof err), 0);
     assert_string_equal(out, "kcqrs_snap_a");
@@ -72,31 +71,30 @@ static void test_names(void **state)
                      KQ_EINVAL);
     assert_int_equal(rp_pg_schema_name("kcqrs", "a-b", out, sizeof out, err, sizeof err),
                      KQ_EINVAL);
-    assert_int_equal(rp_pg_schema_name("kcqrs", "x;drop schema kcqrs", out, sizeof out, err,
-                                       sizeof err),
-                     KQ_EINVAL);
+    assert_int_equal(
+        rp_pg_schema_name("kcqrs", "x;drop schema kcqrs", out, sizeof out, err, sizeof err),
+        KQ_EINVAL);
     assert_int_equal(rp_pg_schema_name("kcqrs", "abcdefghijklmnopqrstuvwxyz0123456", out,
                                        sizeof out, err, sizeof err),
                      KQ_EINVAL); /* 33 characters */
     assert_non_null(strstr(err, "[a-z0-9_]{1,32}"));
-    assert_int_equal(rp_pg_schema_name("kcqrs", "abcdefghijklmnopqrstuvwxyz012345", out,
-                                       sizeof out, err, sizeof err),
+    assert_int_equal(rp_pg_schema_name("kcqrs", "abcdefghijklmnopqrstuvwxyz012345", out, sizeof out,
+                                       err, sizeof err),
                      0); /* 32 */
 
     /* a bad live schema, and names that would exceed 63 bytes */
-    assert_int_equal(rp_pg_schema_name("Kcqrs", NULL, out, sizeof out, err, sizeof err),
-                     KQ_EINVAL);
+    assert_int_equal(rp_pg_schema_name("Kcqrs", NULL, out, sizeof out, err, sizeof err), KQ_EINVAL);
     memset(live40, 'k', 40);
     live40[40] = '\0';
     assert_int_equal(rp_pg_schema_name(live40, NULL, out, sizeof out, err, sizeof err), 0);
     assert_int_equal(strlen(out), 47);
-    assert_int_equal(rp_pg_schema_name(live40, "abcdefghijklmnopqrstuvw", out, sizeof out, err,
-                                       sizeof err),
-                     KQ_EINVAL); /* 40 + 6 + 23 = 69 */
+    assert_int_equal(
+        rp_pg_schema_name(live40, "abcdefghijklmnopqrstuvw", out, sizeof out, err, sizeof err),
+        KQ_EINVAL); /* 40 + 6 + 23 = 69 */
     assert_non_null(strstr(err, "63 bytes"));
-    assert_int_equal(rp_pg_schema_name(live40, "abcdefghijklmnopq", out, sizeof out, err,
-                                       sizeof err),
-                     0); /* 40 + 6 + 17 = 63 */
+    assert_int_equal(
+        rp_pg_schema_name(live40, "abcdefghijklmnopq", out, sizeof out, err, sizeof err),
+        0); /* 40 + 6 + 17 = 63 */
     assert_int_equal(strlen(out), 63);
     /* a small output buffer is refused, not truncated */
     assert_int_equal(rp_pg_schema_name("kcqrs", NULL, out, 8, err, sizeof err), KQ_EINVAL);
