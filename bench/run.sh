@@ -7,12 +7,13 @@
 #   BUILD=build          where the bench programs were built ($BUILD/bench/*)
 #   BENCH_RUNS=N         measured runs per benchmark (default 5; 3 when quick)
 #   BENCH_QUICK=1        CI-sized run: shorter durations, fewer messages
-#   BENCH_ONLY=a,b       subset of: codec, http, kafka, commands, projector, query, pg
+#   BENCH_ONLY=a,b       subset of: codec, http, kafka, commands, projector, query, replay, pg
 #                        (default: all but pg; pg: the PostgreSQL projector write paths
-#                        compared, bench_pg_apply). projector, query and pg use a private
-#                        PostgreSQL started with ops/pg.sh (fsync on)
+#                        compared, bench_pg_apply; replay: kcqrs-replay rebuild times beside
+#                        a raw consumer, bench_replay.sh). projector, query, replay and pg use
+#                        a private PostgreSQL started with ops/pg.sh (fsync on)
 #   BENCH_COMMANDS_RUNS=N  measured runs of the commands phase (default 3, as issue #3 asks)
-#   BENCH_SERVICE_RUNS=N   measured runs of the projector and query phases (default 3)
+#   BENCH_SERVICE_RUNS=N   measured runs of the projector, query and replay phases (default 3)
 #   BENCH_STRICT=1       also exit non-zero when a median misses its target
 #   KCQRS_BROKERS=h:p    use this Kafka instead of starting one with ops/kafka.sh
 #
@@ -34,7 +35,7 @@ if [ "$BENCH_QUICK" = 1 ]; then
 else
     BENCH_RUNS=${BENCH_RUNS:-5}
 fi
-BENCH_ONLY=${BENCH_ONLY:-codec,http,kafka,commands,projector,query}
+BENCH_ONLY=${BENCH_ONLY:-codec,http,kafka,commands,projector,query,replay}
 BENCH_STRICT=${BENCH_STRICT:-0}
 case "$BENCH_RUNS" in '' | *[!0-9]* | 0) echo "bench: BENCH_RUNS must be a positive integer" >&2; exit 2 ;; esac
 
@@ -294,7 +295,14 @@ if want query; then
     command -v wrk >/dev/null || die "wrk is not installed"
     benches+=(query)
 fi
-[ "${#benches[@]}" -gt 0 ] || die "BENCH_ONLY='$BENCH_ONLY' selects nothing (codec, http, kafka, commands, projector, query, pg)"
+if want replay; then
+    need_bin bench_consume
+    for b in kcqrs-replay kcqrs-projector; do
+        [ -x "$BUILD/bin/$b" ] || die "$BUILD/bin/$b is missing (make bench builds it)"
+    done
+    benches+=(replay)
+fi
+[ "${#benches[@]}" -gt 0 ] || die "BENCH_ONLY='$BENCH_ONLY' selects nothing (codec, http, kafka, commands, projector, query, replay, pg)"
 
 echo "bench: ${benches[*]}; $BENCH_RUNS runs each$(want commands && echo " ($CMD_RUNS for commands)")$([ "$BENCH_QUICK" = 1 ] && echo ' (quick)'); pinning: $PINNING" >&2
 if awk -v l="$load_start" -v n="$NCPU" 'BEGIN { exit !(l + 0 > 0.25 * n) }'; then
@@ -391,7 +399,22 @@ if want query; then
     phase_end query
 fi
 
-# Phase 6: the PostgreSQL projector's write paths (bench_pg_apply) on the
+# Phase 6: recovery time (issue #5): kcqrs-replay rebuild --target lmdb / pg / all
+# beside a raw read_committed consumer of the same topics. bench_replay.sh loads
+# BENCH_REPLAY_EVENTS events once and alternates the four in each of its
+# BENCH_SERVICE_RUNS rounds (every RESULT line carries of=<rounds>).
+if want replay; then
+    start_kafka
+    start_pg
+    phase_start
+    echo "bench: replay ($SVC_RUNS rounds)" >&2
+    KCQRS_BROKERS="$BROKERS" BENCH_PG_ADMIN_DSN="postgresql://postgres@127.0.0.1:$PG_PORT/postgres" \
+        BUILD="$BUILD" BENCH_QUICK="$BENCH_QUICK" BENCH_REPLAY_RUNS="$SVC_RUNS" \
+        run_prog replay 1 bench/bench_replay.sh
+    phase_end replay
+fi
+
+# Phase 7: the PostgreSQL projector's write paths (bench_pg_apply) on the
 # private PostgreSQL; compared with the raw consumer of the kafka phase.
 if want pg; then
     start_pg

@@ -3,7 +3,9 @@
  *
  * main() wires the modules together and owns the process's life:
  *   configuration (kq_config) -> API keys (KCQRS_KEYS_FILE) -> the LMDB read
- *   model reader (qry_rm, opened lazily: the projector may start later) ->
+ *   model reader (qry_rm, opened lazily: the projector may start later;
+ *   follows a model replaced by kcqrs-replay) and the named snapshots
+ *   (qry_snap) ->
  *   PostgreSQL reads (qry_pg, a connection per thread) -> the Kafka status
  *   refresher (qry_status) -> the consistency-token watcher (qry_wait) -> the
  *   HTTP server (kq_http, routes from qry_api) on KCQRS_QUERY_ADDR.
@@ -36,7 +38,10 @@ static const char usage[] =
     "\n"
     "Serves the query API (GET /api/v1/resources..., /api/v1/audit, /api/v1/status) on\n"
     "KCQRS_QUERY_ADDR from the LMDB read model in KCQRS_LMDB_DIR/readmodel and the\n"
-    "PostgreSQL read model at KCQRS_PG_DSN. Stop with SIGTERM or SIGINT.\n"
+    "PostgreSQL read model at KCQRS_PG_DSN (schema KCQRS_PG_SCHEMA); follows a read model\n"
+    "replaced by kcqrs-replay without a restart; ?snapshot=NAME reads a named snapshot\n"
+    "(KCQRS_LMDB_DIR/snapshots/NAME, schema <KCQRS_PG_SCHEMA>_snap_NAME).\n"
+    "Stop with SIGTERM or SIGINT.\n"
     "Exit status: 0 clean stop, 1 cannot serve, 2 configuration error.\n";
 
 int main(int argc, char **argv)
@@ -49,6 +54,7 @@ int main(int argc, char **argv)
     qry_wait_options wo;
     qry_api api;
     qry_rm *rm = NULL;
+    qry_snap *snaps = NULL;
     qry_pg *pg = NULL;
     qry_wait *wait = NULL;
     qry_status *status = NULL;
@@ -82,7 +88,8 @@ int main(int argc, char **argv)
 
     rc = 1;
     snprintf(rmdir, sizeof rmdir, "%s/%s", cfg.lmdb_dir, KQ_RM_SUBDIR);
-    if (qry_rm_new(rmdir, (size_t)cfg.lmdb_map_mb << 20, &rm) != 0 ||
+    if (qry_rm_new(rmdir, (size_t)cfg.lmdb_map_mb << 20, 0, &rm) != 0 ||
+        qry_snap_new(cfg.lmdb_dir, (size_t)cfg.lmdb_map_mb << 20, &snaps) != 0 ||
         qry_pg_new(cfg.pg_dsn, cfg.kafka_timeout_ms, &pg) != 0) {
         kq_log_error("out of memory");
         goto out;
@@ -93,6 +100,7 @@ int main(int argc, char **argv)
         goto out;
     }
     api.rm = rm;
+    api.snaps = snaps;
     api.pg = pg;
     api.status = status;
     memset(&wo, 0, sizeof wo);
@@ -139,6 +147,7 @@ out:
     qry_wait_free(wait);
     qry_status_stop(status);
     qry_pg_free(pg);
+    qry_snap_free(snaps);
     qry_rm_free(rm);
     kq_auth_free(keys);
     kq_config_free(&cfg);

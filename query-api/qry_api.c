@@ -22,11 +22,12 @@ enum { K_GET = 1, K_LIST, K_EVENTS, K_AUDIT };
  * parameter given twice (?limit=1&limit=1000: which one would we honour?).
  */
 /* Parameters each route accepts (besides consistent_with). */
-static const char *const known_list[] = {"status", "limit", "cursor", NULL};
-static const char *const known_events[] = {"limit", "cursor", NULL};
-static const char *const known_audit[] = {"aggregate_type", "aggregate_id", "actor",
-                                          "event_type",     "since",        "until",
-                                          "limit",          "cursor",       NULL};
+static const char *const known_get[] = {"snapshot", NULL};
+static const char *const known_list[] = {"status", "limit", "cursor", "snapshot", NULL};
+static const char *const known_events[] = {"limit", "cursor", "snapshot", NULL};
+static const char *const known_audit[] = {
+    "aggregate_type", "aggregate_id", "actor",  "event_type", "since",
+    "until",          "limit",        "cursor", "snapshot",   NULL};
 static const char *const known_none[] = {NULL};
 
 typedef struct unknown_ctx {
@@ -93,6 +94,8 @@ static void respond_page(kq_http_req *req, json_t *items, const char *next)
 
 typedef struct params {
     const char *id;
+    const char *snapshot; /* ?snapshot=NAME (validated), NULL = the live model */
+    char schema[64];      /* its PostgreSQL schema */
     int by_status;
     uint8_t status;
     int limit;
@@ -121,7 +124,8 @@ static void parse_limit_cursor(kq_http_req *req, params *p, qry_cursor_kind kind
     }
 }
 
-static void parse_params(kq_http_req *req, int kind, params *p, json_t *details)
+static void parse_params(const kq_config *cfg, kq_http_req *req, int kind, params *p,
+                         json_t *details)
 {
     const char *s;
 
@@ -129,6 +133,14 @@ static void parse_params(kq_http_req *req, int kind, params *p, json_t *details)
     p->id = kq_http_req_param(req, "id");
     if ((kind == K_GET || kind == K_EVENTS) && !kq_jin_id_valid(p->id))
         bad(details, "id", "must match [A-Za-z0-9._-]{1,64}");
+    if ((s = kq_http_req_query(req, "snapshot")) != NULL) {
+        if (!qry_snapshot_name_valid(s))
+            bad(details, "snapshot", "must match [a-z0-9_]{1,32}");
+        else if (qry_snapshot_schema(cfg->pg_schema, s, p->schema, sizeof p->schema) != 0)
+            bad(details, "snapshot", "too long for a PostgreSQL schema name with KCQRS_PG_SCHEMA");
+        else
+            p->snapshot = s;
+    }
     switch (kind) {
     case K_LIST:
         if ((s = kq_http_req_query(req, "status")) != NULL) {
@@ -226,15 +238,55 @@ static int parse_token(qry_api *api, kq_http_req *req, json_t *details, char *to
 
 /* ------------------------------------------------------------------ reads */
 
+/*
+ * The LMDB view a read uses: the live model's current one, or the snapshot's. 0, or the
+ * request was answered (503 not_ready, 404 snapshot_not_found, 503 busy, 500).
+ */
+static int view_acquire(qry_api *api, kq_http_req *req, const params *p, qry_rm_view **v)
+{
+    char err[256];
+    int rc;
+
+    if (p->snapshot == NULL) {
+        if ((rc = qry_rm_acquire(api->rm, v, err, sizeof err)) != 0)
+            respond_read_error(req, rc, err);
+        return rc;
+    }
+    if (api->snaps == NULL)
+        rc = KQ_ENOTFOUND;
+    else
+        rc = qry_snap_acquire(api->snaps, p->snapshot, v, err, sizeof err);
+    if (rc == KQ_ENOTFOUND)
+        kq_http_respond_error(req, 404, "snapshot_not_found", "no such snapshot", NULL);
+    else if (rc == KQ_EBUSY)
+        respond_503(req, "unavailable", "too many snapshots in use at once");
+    else if (rc != 0)
+        respond_read_error(req, rc, err);
+    return rc;
+}
+
+static void view_release(qry_api *api, const params *p, qry_rm_view *v)
+{
+    if (p->snapshot == NULL)
+        qry_rm_release(v);
+    else
+        qry_snap_release(api->snaps, v);
+}
+
 static void serve_get(qry_api *api, kq_http_req *req, const params *p)
 {
+    qry_rm_view *v = NULL;
     char *res = NULL;
     size_t len = 0;
     int64_t version = 0;
     char err[256], etag[32];
-    int rc = qry_rm_get_text(api->rm, p->id, &res, &len, &version, err, sizeof err);
+    int rc;
 
-    if (rc == KQ_ENOTFOUND && qry_rm_is_open(api->rm)) {
+    if (view_acquire(api, req, p, &v) != 0)
+        return;
+    rc = qry_rm_get_text(v, p->id, &res, &len, &version, err, sizeof err);
+    view_release(api, p, v);
+    if (rc == KQ_ENOTFOUND) {
         kq_http_respond_error(req, 404, "not_found", "no such resource", NULL);
         return;
     }
@@ -255,12 +307,16 @@ static void serve_get(qry_api *api, kq_http_req *req, const params *p)
 
 static void serve_list(qry_api *api, kq_http_req *req, const params *p)
 {
+    qry_rm_view *v = NULL;
     json_t *items = NULL;
     int more = 0, rc;
     char err[256], next[QRY_CURSOR_MAX];
 
-    rc = qry_rm_list(api->rm, p->by_status, p->status, p->has_cursor ? p->cursor.id : NULL,
-                     p->limit, &items, &more, err, sizeof err);
+    if (view_acquire(api, req, p, &v) != 0)
+        return;
+    rc = qry_rm_list(v, p->by_status, p->status, p->has_cursor ? p->cursor.id : NULL, p->limit,
+                     &items, &more, err, sizeof err);
+    view_release(api, p, v);
     if (rc != 0) {
         respond_read_error(req, rc, err);
         return;
@@ -290,11 +346,23 @@ static void serve_pg_page(qry_api *api, kq_http_req *req, int kind, const params
         respond_503(req, "unavailable", "PostgreSQL is not configured");
         return;
     }
+    if (p->snapshot != NULL) {
+        int exists = 0;
+        if ((rc = qry_pg_schema_exists(api->pg, p->schema, &exists, err, sizeof err)) != 0) {
+            respond_read_error(req, rc, err);
+            return;
+        }
+        if (!exists) {
+            kq_http_respond_error(req, 404, "snapshot_not_found", "no such snapshot", NULL);
+            return;
+        }
+    }
     if (kind == K_EVENTS)
-        rc = qry_pg_events(api->pg, "resource", p->id, p->has_cursor, p->cursor.num, p->limit,
-                           &items, &page, err, sizeof err);
+        rc = qry_pg_events(api->pg, p->snapshot ? p->schema : NULL, "resource", p->id,
+                           p->has_cursor, p->cursor.num, p->limit, &items, &page, err, sizeof err);
     else
-        rc = qry_pg_audit(api->pg, &p->audit, &items, &page, err, sizeof err);
+        rc = qry_pg_audit(api->pg, p->snapshot ? p->schema : NULL, &p->audit, &items, &page, err,
+                          sizeof err);
     if (rc == KQ_ENOTFOUND) {
         kq_http_respond_error(req, 404, "not_found", "no such resource", NULL);
         return;
@@ -318,7 +386,7 @@ static void serve(qry_api *api, kq_http_req *req, int kind)
     params p;
     json_t *details = json_array();
 
-    parse_params(req, kind, &p, details); /* validated before: no details now */
+    parse_params(api->cfg, req, kind, &p, details); /* validated before: no details now */
     json_decref(details);
     switch (kind) {
     case K_GET:
@@ -341,9 +409,12 @@ static int applied(qry_api *api, qry_target target, const char *topic, int32_t p
     char err[256];
     int rc;
 
-    if (target == QRY_TARGET_LMDB)
-        rc = qry_rm_next_offset(api->rm, topic, partition, &next, err, sizeof err);
-    else if (api->pg)
+    if (target == QRY_TARGET_LMDB) {
+        qry_rm_view *v = NULL;
+        if ((rc = qry_rm_acquire(api->rm, &v, err, sizeof err)) == 0)
+            rc = qry_rm_next_offset(v, topic, partition, &next, err, sizeof err);
+        qry_rm_release(v);
+    } else if (api->pg)
         rc = qry_pg_next_offset(api->pg, topic, partition, &next, err, sizeof err);
     else
         rc = KQ_EPG;
@@ -368,16 +439,20 @@ static void handle(qry_api *api, kq_http_req *req, int kind)
         kq_http_respond_error(req, 500, "internal", "out of memory", NULL);
         return;
     }
-    parse_params(req, kind, &p, details);
+    parse_params(api->cfg, req, kind, &p, details);
     {
         unknown_ctx u = {kind == K_LIST     ? known_list
                          : kind == K_EVENTS ? known_events
                          : kind == K_AUDIT  ? known_audit
+                         : kind == K_GET    ? known_get
                                             : known_none,
                          details, 0};
         kq_http_req_query_each(req, unknown_arg, &u);
     }
     tok = parse_token(api, req, details, topic, sizeof topic, &partition, &offset);
+    if (tok == 1 && p.snapshot != NULL)
+        bad(details, "snapshot",
+            "a snapshot does not move: a consistency token cannot be used with it");
     if (json_array_size(details) > 0) {
         kq_http_respond_error(req, 400, "validation_failed", "invalid request parameters", details);
         return;
@@ -517,8 +592,14 @@ int qry_api_wait_load(void *arg, qry_target target, json_t **offsets, char *errs
 {
     qry_api *api = arg;
 
-    if (target == QRY_TARGET_LMDB)
-        return qry_rm_offsets(api->rm, offsets, errstr, errlen);
+    if (target == QRY_TARGET_LMDB) {
+        qry_rm_view *v = NULL;
+        int rc = qry_rm_acquire(api->rm, &v, errstr, errlen);
+        if (rc == 0)
+            rc = qry_rm_offsets(v, offsets, errstr, errlen);
+        qry_rm_release(v);
+        return rc;
+    }
     if (api->pg == NULL)
         return kq_seterr(errstr, errlen, KQ_EPG, "PostgreSQL is not configured");
     return qry_pg_offsets(api->pg, offsets, errstr, errlen);
@@ -582,7 +663,12 @@ void qry_api_metrics(void *arg, FILE *out)
             "kcqrs_query_projection_behind_total %" PRIuFAST64 "\n"
             "# HELP kcqrs_query_served_after_wait_total Reads served once a token was applied.\n"
             "# TYPE kcqrs_query_served_after_wait_total counter\n"
-            "kcqrs_query_served_after_wait_total %" PRIuFAST64 "\n",
-            atomic_load(&api->projection_behind), atomic_load(&api->served_after_wait));
+            "kcqrs_query_served_after_wait_total %" PRIuFAST64 "\n"
+            "# HELP kcqrs_query_readmodel_switches_total Replaced LMDB read models taken up "
+            "without a restart.\n"
+            "# TYPE kcqrs_query_readmodel_switches_total counter\n"
+            "kcqrs_query_readmodel_switches_total %" PRIu64 "\n",
+            atomic_load(&api->projection_behind), atomic_load(&api->served_after_wait),
+            api->rm ? qry_rm_switches(api->rm) : 0);
     qry_wait_metrics(api->wait, out);
 }

@@ -25,12 +25,20 @@
  *   answers it from its watcher thread: the read when applied, else after
  *   cfg->query_wait_ms 503 projection_behind with Retry-After.
  *
+ * Named snapshots: ?snapshot=NAME ([a-z0-9_]{1,32}, else 400) on the four
+ *   read routes reads the point-in-time model kcqrs-replay built with
+ *   --until ... --name NAME: $KCQRS_LMDB_DIR/snapshots/NAME (qry_snap) for
+ *   resources by id and lists, schema <KCQRS_PG_SCHEMA>_snap_NAME (the page
+ *   query schema-qualified) for events and audit. No such snapshot -> 404
+ *   snapshot_not_found. A consistency token together with ?snapshot= is a 400:
+ *   a snapshot never moves, so waiting for it makes no sense.
+ *
  * Degradation: the LMDB read model not made yet -> 503 not_ready on LMDB
  *   routes; PostgreSQL down -> 503 unavailable on PostgreSQL routes only.
  *   /status always answers 200 and says what is down.
  *
  * Ownership: the route table points into `api`, which must outlive the
- * server; api borrows cfg, rm, pg, wait and status (wait and status may be
+ * server; api borrows cfg, rm, snaps, pg, wait and status (wait and status may be
  * NULL: no waiting, no Kafka section). Threads: handlers on HTTP threads,
  * qry_api_wait_done on the watcher thread.
  */
@@ -45,13 +53,15 @@
 #include "kq_kafka.h"
 #include "qry_pg.h"
 #include "qry_rm.h"
+#include "qry_snap.h"
 #include "qry_status.h"
 #include "qry_wait.h"
 
 typedef struct qry_api {
     const kq_config *cfg;
     qry_rm *rm;
-    qry_pg *pg; /* NULL: PostgreSQL routes answer 503 */
+    qry_snap *snaps; /* NULL: no LMDB snapshots (every ?snapshot= is a 404 on LMDB routes) */
+    qry_pg *pg;      /* NULL: PostgreSQL routes answer 503 */
     qry_wait *wait;
     qry_status *status;
     char topics[KQ_KAFKA_NTOPICS][KQ_KAFKA_TOPIC_MAX];

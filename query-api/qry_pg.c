@@ -230,15 +230,56 @@ static int page_rows(PGresult *res, int limit, json_t **items, qry_pg_page *page
     return 0;
 }
 
-int qry_pg_audit(qry_pg *pg, const qry_audit_filter *f, json_t **items, qry_pg_page *page,
-                 char *errstr, size_t errlen)
+/*
+ * "events", or "\"<schema>\".events" for a snapshot schema: the name is checked
+ * again here ([a-z0-9_], at most 63 bytes) before it goes into SQL text.
+ */
+static int events_table(const char *schema, char *out, size_t outlen, char *errstr, size_t errlen)
 {
-    char since[24], until[24], after_us[24], after_id[37], limit[16];
+    size_t n;
+
+    if (schema == NULL) {
+        snprintf(out, outlen, "events");
+        return 0;
+    }
+    for (n = 0; schema[n] != '\0'; n++)
+        if (!((schema[n] >= 'a' && schema[n] <= 'z') || (schema[n] >= '0' && schema[n] <= '9') ||
+              schema[n] == '_'))
+            return kq_seterr(errstr, errlen, KQ_EINVAL, "invalid schema name");
+    if (n == 0 || n > 63)
+        return kq_seterr(errstr, errlen, KQ_EINVAL, "invalid schema name");
+    snprintf(out, outlen, "\"%s\".events", schema);
+    return 0;
+}
+
+int qry_pg_schema_exists(qry_pg *pg, const char *schema, int *exists, char *errstr, size_t errlen)
+{
+    const char *vals[1] = {schema};
+    PGresult *res = NULL;
+    int rc;
+
+    *exists = 0;
+    rc = run(pg,
+             "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+             " ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = 'events'",
+             1, vals, &res, errstr, errlen);
+    if (rc == 0)
+        *exists = PQntuples(res) == 1;
+    PQclear(res);
+    return rc;
+}
+
+int qry_pg_audit(qry_pg *pg, const char *schema, const qry_audit_filter *f, json_t **items,
+                 qry_pg_page *page, char *errstr, size_t errlen)
+{
+    char since[24], until[24], after_us[24], after_id[37], limit[16], table[80], sql[1536];
     const char *vals[9];
     PGresult *res = NULL;
     int rc;
 
     *items = NULL;
+    if ((rc = events_table(schema, table, sizeof table, errstr, errlen)) != 0)
+        return rc;
     snprintf(since, sizeof since, "%" PRId64, f->since_us);
     snprintf(until, sizeof until, "%" PRId64, f->until_us);
     snprintf(after_us, sizeof after_us, "%" PRId64, f->after_us);
@@ -253,8 +294,8 @@ int qry_pg_audit(qry_pg *pg, const qry_audit_filter *f, json_t **items, qry_pg_p
     vals[6] = f->has_after ? after_us : NULL;
     vals[7] = f->has_after ? after_id : NULL;
     vals[8] = limit;
-    rc = run(pg,
-             "SELECT " ROW_COLUMNS " FROM events"
+    snprintf(sql, sizeof sql,
+             "SELECT " ROW_COLUMNS " FROM %s"
              " WHERE ($1::text IS NULL OR aggregate_type = $1)"
              " AND ($2::text IS NULL OR aggregate_id = $2)"
              " AND ($3::text IS NULL OR actor = $3)"
@@ -263,30 +304,34 @@ int qry_pg_audit(qry_pg *pg, const qry_audit_filter *f, json_t **items, qry_pg_p
              " AND ($6::bigint IS NULL OR occurred_at_us <= $6)"
              " AND ($7::bigint IS NULL OR (occurred_at_us, event_id) > ($7, $8::uuid))"
              " ORDER BY occurred_at_us, event_id LIMIT $9::int",
-             9, vals, &res, errstr, errlen);
+             table);
+    rc = run(pg, sql, 9, vals, &res, errstr, errlen);
     if (rc == 0)
         rc = page_rows(res, f->limit, items, page, errstr, errlen);
     PQclear(res);
     return rc;
 }
 
-int qry_pg_events(qry_pg *pg, const char *aggregate_type, const char *id, int has_after,
-                  int64_t after_version, int limit, json_t **items, qry_pg_page *page, char *errstr,
-                  size_t errlen)
+int qry_pg_events(qry_pg *pg, const char *schema, const char *aggregate_type, const char *id,
+                  int has_after, int64_t after_version, int limit, json_t **items,
+                  qry_pg_page *page, char *errstr, size_t errlen)
 {
-    char after[24], lim[16];
+    char after[24], lim[16], table[80], sql[1024];
     const char *vals[4] = {aggregate_type, id, NULL, lim};
     PGresult *res = NULL;
     int rc;
 
     *items = NULL;
+    if ((rc = events_table(schema, table, sizeof table, errstr, errlen)) != 0)
+        return rc;
     snprintf(after, sizeof after, "%" PRId64, after_version);
     snprintf(lim, sizeof lim, "%d", limit + 1);
     vals[2] = has_after ? after : NULL;
-    rc = run(pg,
-             "SELECT " ROW_COLUMNS " FROM events WHERE aggregate_type = $1 AND aggregate_id = $2"
+    snprintf(sql, sizeof sql,
+             "SELECT " ROW_COLUMNS " FROM %s WHERE aggregate_type = $1 AND aggregate_id = $2"
              " AND ($3::bigint IS NULL OR version > $3) ORDER BY version LIMIT $4::int",
-             4, vals, &res, errstr, errlen);
+             table);
+    rc = run(pg, sql, 4, vals, &res, errstr, errlen);
     if (rc == 0)
         rc = page_rows(res, limit, items, page, errstr, errlen);
     PQclear(res);

@@ -12,6 +12,15 @@
  * unreachable or fails; the handler answers 503 and LMDB endpoints are not
  * affected.
  *
+ * Which model: the live tables are found through the session's search_path
+ * (KCQRS_PG_SCHEMA), and every statement is an unnamed one (PQexecParams,
+ * no prepared statements), so names are resolved again by every query: after
+ * kcqrs-replay renamed the rebuilt schema into place, the next query reads
+ * it, while queries in flight finish on the tables they started on. The
+ * `schema` argument of the page queries (NULL = live) names a snapshot
+ * schema instead ([a-z0-9_]{1,63}, checked again here; the query is then
+ * schema-qualified).
+ *
  * Threads: any thread may call at once (each uses its own connection).
  */
 #ifndef QRY_PG_H
@@ -72,15 +81,21 @@ typedef struct qry_pg_page {
  * version, event_type, occurred_at, actor, command_id, correlation_id,
  * causation_id, schema_version, payload, topic, partition, offset).
  */
-int qry_pg_audit(qry_pg *pg, const qry_audit_filter *f, json_t **items, qry_pg_page *page,
-                 char *errstr, size_t errlen);
+int qry_pg_audit(qry_pg *pg, const char *schema, const qry_audit_filter *f, json_t **items,
+                 qry_pg_page *page, char *errstr, size_t errlen);
 
 /*
  * The events of one aggregate by version (after `after_version` when
  * has_after). KQ_ENOTFOUND when the aggregate has no event at all.
  */
-int qry_pg_events(qry_pg *pg, const char *aggregate_type, const char *id, int has_after,
-                  int64_t after_version, int limit, json_t **items, qry_pg_page *page, char *errstr,
-                  size_t errlen);
+int qry_pg_events(qry_pg *pg, const char *schema, const char *aggregate_type, const char *id,
+                  int has_after, int64_t after_version, int limit, json_t **items,
+                  qry_pg_page *page, char *errstr, size_t errlen);
+
+/*
+ * 1 in *exists when `schema` holds an events table (a named snapshot's
+ * schema, <KCQRS_PG_SCHEMA>_snap_NAME), else 0.
+ */
+int qry_pg_schema_exists(qry_pg *pg, const char *schema, int *exists, char *errstr, size_t errlen);
 
 #endif

@@ -3,30 +3,57 @@
  */
 #include "qry_rm.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "ev_fb.h"
 #include "kq_err.h"
 #include "kq_json_in.h"
+#include "kq_log.h"
 #include "kq_rm.h"
 #include "qry_text.h"
 
+struct qry_rm_view {
+    qry_rm *rm;
+    qry_rm_view *next; /* rm->views: every view ever made, freed by qry_rm_free */
+    atomic_int refs;   /* 1 while current, plus one per reader */
+    int closed;        /* env closed (guarded by rm->lock) */
+    MDB_env *env;
+    MDB_dbi offsets, resources, by_status;
+    dev_t dev;
+    ino_t ino;
+};
+
 struct qry_rm {
-    pthread_mutex_t lock; /* serializes the lazy open */
-    atomic_int open;
+    pthread_mutex_t lock; /* opening and switching views, closing retired ones */
+    _Atomic(qry_rm_view *) cur;
+    atomic_llong next_check_ms;
+    atomic_ullong switches;
+    int strict;
     char *dir;
     char *data_path;
     size_t map_size;
-    MDB_env *env;
-    MDB_dbi offsets, resources, by_status;
+    qry_rm_view *views; /* guarded by lock */
+    ino_t warned_ino;   /* the replacement we already warned about (guarded by lock) */
 };
 
-int qry_rm_new(const char *dir, size_t map_size, qry_rm **out)
+static int64_t coarse_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int qry_rm_new(const char *dir, size_t map_size, int strict, qry_rm **out)
 {
     qry_rm *rm = calloc(1, sizeof *rm);
     size_t n = strlen(dir) + sizeof "/data.mdb";
@@ -44,6 +71,10 @@ int qry_rm_new(const char *dir, size_t map_size, qry_rm **out)
     }
     snprintf(rm->data_path, n, "%s/data.mdb", dir);
     rm->map_size = map_size;
+    rm->strict = strict;
+    atomic_init(&rm->cur, NULL);
+    atomic_init(&rm->next_check_ms, 0);
+    atomic_init(&rm->switches, 0);
     pthread_mutex_init(&rm->lock, NULL);
     *out = rm;
     return 0;
@@ -51,10 +82,16 @@ int qry_rm_new(const char *dir, size_t map_size, qry_rm **out)
 
 void qry_rm_free(qry_rm *rm)
 {
+    qry_rm_view *v, *next;
+
     if (rm == NULL)
         return;
-    if (rm->env)
-        mdb_env_close(rm->env);
+    for (v = rm->views; v; v = next) {
+        next = v->next;
+        if (!v->closed)
+            mdb_env_close(v->env);
+        free(v);
+    }
     pthread_mutex_destroy(&rm->lock);
     free(rm->dir);
     free(rm->data_path);
@@ -68,29 +105,72 @@ const char *qry_rm_data_path(const qry_rm *rm)
 
 int qry_rm_is_open(qry_rm *rm)
 {
-    return atomic_load(&rm->open);
+    return atomic_load(&rm->cur) != NULL;
 }
 
-int qry_rm_open(qry_rm *rm, char *errstr, size_t errlen)
+uint64_t qry_rm_switches(qry_rm *rm)
 {
-    MDB_txn *txn = NULL;
-    MDB_env *env = NULL;
-    int rc = 0, mrc;
+    return atomic_load(&rm->switches);
+}
 
-    if (atomic_load(&rm->open))
-        return 0;
+void qry_rm_release(qry_rm_view *v)
+{
+    qry_rm *rm;
+
+    if (v == NULL || atomic_fetch_sub(&v->refs, 1) != 1)
+        return;
+    /* Last reference of a retired view (the current one always holds its own). A reader
+     * that raced us may have incremented and decremented again: whoever gets here with
+     * refs at 0 and the env still open closes it, once. */
+    rm = v->rm;
     pthread_mutex_lock(&rm->lock);
-    if (atomic_load(&rm->open))
+    if (!v->closed && atomic_load(&v->refs) == 0 && atomic_load(&rm->cur) != v) {
+        mdb_env_close(v->env);
+        v->env = NULL;
+        v->closed = 1;
+    }
+    pthread_mutex_unlock(&rm->lock);
+}
+
+/* Open the model now at rm->dir as a new view (not yet current). Under rm->lock. */
+static int view_open(qry_rm *rm, qry_rm_view **out, char *errstr, size_t errlen)
+{
+    qry_rm_view *v = calloc(1, sizeof *v);
+    MDB_txn *txn = NULL;
+    struct stat st;
+    char fddir[64];
+    int rc = 0, mrc, fd = -1, dfd = -1;
+
+    *out = NULL;
+    if (v == NULL)
+        return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    v->rm = rm;
+    /* LMDB opens <dir>/lock.mdb and <dir>/data.mdb by name, one after the other: were the
+     * directory swapped in between, they would belong to two different models. Through an
+     * open descriptor of the directory both come from the same one. */
+    if ((dfd = open(rm->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        rc = errno == ENOENT
+                 ? kq_seterr(errstr, errlen, KQ_ENOTFOUND, "no read model in %s yet", rm->dir)
+                 : kq_seterr(errstr, errlen, KQ_ELMDB, "open %s: %s", rm->dir, strerror(errno));
         goto out;
-    if ((rc = kq_rm_env_open(rm->dir, rm->map_size, 0, &env, errstr, errlen)) != 0)
+    }
+    snprintf(fddir, sizeof fddir, "/proc/self/fd/%d", dfd);
+    if ((rc = kq_rm_env_open(fddir, rm->map_size, 0, &v->env, errstr, errlen)) != 0)
         goto out;
-    if ((mrc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn)) != 0) {
+    /* the identity of the file actually opened (the path may have moved since the stat) */
+    if (mdb_env_get_fd(v->env, &fd) != 0 || fstat(fd, &st) != 0) {
+        rc = kq_seterr(errstr, errlen, KQ_ELMDB, "LMDB %s: fstat failed", rm->dir);
+        goto out;
+    }
+    v->dev = st.st_dev;
+    v->ino = st.st_ino;
+    if ((mrc = mdb_txn_begin(v->env, NULL, MDB_RDONLY, &txn)) != 0) {
         rc = kq_seterr(errstr, errlen, KQ_ELMDB, "LMDB %s: %s", rm->dir, mdb_strerror(mrc));
         goto out;
     }
-    if ((mrc = mdb_dbi_open(txn, KQ_RM_DB_OFFSETS, 0, &rm->offsets)) != 0 ||
-        (mrc = mdb_dbi_open(txn, KQ_RM_DB_RESOURCES, 0, &rm->resources)) != 0 ||
-        (mrc = mdb_dbi_open(txn, KQ_RM_DB_RES_BY_STATUS, 0, &rm->by_status)) != 0) {
+    if ((mrc = mdb_dbi_open(txn, KQ_RM_DB_OFFSETS, 0, &v->offsets)) != 0 ||
+        (mrc = mdb_dbi_open(txn, KQ_RM_DB_RESOURCES, 0, &v->resources)) != 0 ||
+        (mrc = mdb_dbi_open(txn, KQ_RM_DB_RES_BY_STATUS, 0, &v->by_status)) != 0) {
         rc = mrc == MDB_NOTFOUND
                  ? kq_seterr(errstr, errlen, KQ_ENOTFOUND, "read model in %s not initialised yet",
                              rm->dir)
@@ -99,25 +179,145 @@ int qry_rm_open(qry_rm *rm, char *errstr, size_t errlen)
     }
     mdb_txn_commit(txn); /* keeps the database handles */
     txn = NULL;
-    rm->env = env;
-    env = NULL;
-    atomic_store(&rm->open, 1);
+    atomic_init(&v->refs, 1);
+    *out = v;
+    v = NULL;
 out:
+    if (dfd >= 0)
+        close(dfd); /* LMDB keeps its own descriptors of both files */
     if (txn)
         mdb_txn_abort(txn);
-    if (env)
-        mdb_env_close(env);
+    if (v) {
+        if (v->env)
+            mdb_env_close(v->env);
+        free(v);
+    }
+    return rc;
+}
+
+/*
+ * Is the model at the path still the current view's? If not, open the new one and make
+ * it current. Runs on one thread at a time; returns the view to retire (its base
+ * reference still to drop, outside the lock) in *retire. Errors only matter when no view
+ * is current.
+ */
+static int refresh(qry_rm *rm, int64_t now, qry_rm_view **retire, char *errstr, size_t errlen)
+{
+    qry_rm_view *cur, *v = NULL;
+    struct stat st;
+    int rc = 0;
+
+    *retire = NULL;
+    cur = atomic_load(&rm->cur);
+    if (cur == NULL)
+        pthread_mutex_lock(&rm->lock); /* nothing to serve meanwhile: wait for the opener */
+    else if (pthread_mutex_trylock(&rm->lock) != 0)
+        return 0; /* another thread is checking; serve the current view */
+    cur = atomic_load(&rm->cur);
+    if (cur != NULL && now < atomic_load(&rm->next_check_ms))
+        goto out;
+    atomic_store(&rm->next_check_ms, now + QRY_RM_CHECK_MS);
+    if (stat(rm->data_path, &st) != 0) {
+        if (cur != NULL && rm->strict) {
+            atomic_store(&rm->cur, NULL);
+            *retire = cur;
+        }
+        if (cur == NULL || rm->strict)
+            rc = kq_seterr(errstr, errlen, KQ_ENOTFOUND, "no read model in %s", rm->dir);
+        goto out;
+    }
+    if (cur != NULL && cur->dev == st.st_dev && cur->ino == st.st_ino)
+        goto out;
+    /* A retired view of that very file still open (swapped back): take it up again rather
+     * than open the file a second time. LMDB must never have one environment open twice in
+     * a process: closing either would clear the other's reader slots (MDB_BAD_RSLOT). */
+    for (v = rm->views; v != NULL; v = v->next)
+        if (!v->closed && v->dev == st.st_dev && v->ino == st.st_ino)
+            break;
+    if (v != NULL) {
+        atomic_fetch_add(&v->refs, 1);
+        atomic_store(&rm->cur, v);
+        if (cur != NULL) {
+            atomic_fetch_add(&rm->switches, 1);
+            *retire = cur;
+        }
+        goto out;
+    }
+    if ((rc = view_open(rm, &v, errstr, errlen)) != 0) {
+        if (cur != NULL) {
+            if (rm->warned_ino != st.st_ino) /* once per replacement, not every check */
+                kq_log_warn("read model %s was replaced but cannot be opened yet (%s); serving "
+                            "the previous one",
+                            rm->dir, errstr);
+            rm->warned_ino = st.st_ino;
+            rc = 0;
+        }
+        goto out;
+    }
+    if (cur != NULL && cur->dev == v->dev && cur->ino == v->ino) {
+        /* moved back and forth between the stat and the open: the same files */
+        mdb_env_close(v->env);
+        free(v);
+        goto out;
+    }
+    v->next = rm->views;
+    rm->views = v;
+    atomic_store(&rm->cur, v);
+    if (cur != NULL) {
+        atomic_fetch_add(&rm->switches, 1);
+        kq_log_info("read model %s was replaced: serving the new one", rm->dir);
+        *retire = cur;
+    }
+out:
     pthread_mutex_unlock(&rm->lock);
     return rc;
 }
 
-static int begin(qry_rm *rm, MDB_txn **txn, char *errstr, size_t errlen)
+int qry_rm_acquire(qry_rm *rm, qry_rm_view **out, char *errstr, size_t errlen)
 {
-    int rc = qry_rm_open(rm, errstr, errlen), mrc;
+    int64_t now = coarse_ms();
+    qry_rm_view *v, *retire = NULL;
+    int rc = 0;
 
-    if (rc != 0)
-        return rc;
-    if ((mrc = mdb_txn_begin(rm->env, NULL, MDB_RDONLY, txn)) != 0)
+    *out = NULL;
+    if (atomic_load(&rm->cur) == NULL || now >= atomic_load(&rm->next_check_ms)) {
+        rc = refresh(rm, now, &retire, errstr, errlen);
+        qry_rm_release(retire); /* the old current view's own reference */
+        if (rc != 0)
+            return rc;
+    }
+    for (;;) {
+        v = atomic_load(&rm->cur);
+        if (v == NULL)
+            return kq_seterr(errstr, errlen, KQ_ENOTFOUND, "no read model in %s", rm->dir);
+        atomic_fetch_add(&v->refs, 1);
+        if (atomic_load(&rm->cur) == v)
+            break;
+        qry_rm_release(v); /* replaced meanwhile: take the new one */
+    }
+    *out = v;
+    return 0;
+}
+
+qry_rm *qry_rm_view_owner(const qry_rm_view *v)
+{
+    return v->rm;
+}
+
+int qry_rm_open(qry_rm *rm, char *errstr, size_t errlen)
+{
+    qry_rm_view *v = NULL;
+    int rc = qry_rm_acquire(rm, &v, errstr, errlen);
+
+    qry_rm_release(v);
+    return rc;
+}
+
+static int begin(qry_rm_view *v, MDB_txn **txn, char *errstr, size_t errlen)
+{
+    int mrc = mdb_txn_begin(v->env, NULL, MDB_RDONLY, txn);
+
+    if (mrc != 0)
         return kq_seterr(errstr, errlen, KQ_ELMDB, "LMDB read: %s", mdb_strerror(mrc));
     return 0;
 }
@@ -216,7 +416,7 @@ char *qry_rm_resource_text(const char *id, size_t idlen, const void *rec, size_t
     return out;
 }
 
-int qry_rm_get_text(qry_rm *rm, const char *id, char **out, size_t *len, int64_t *version,
+int qry_rm_get_text(qry_rm_view *vw, const char *id, char **out, size_t *len, int64_t *version,
                     char *errstr, size_t errlen)
 {
     MDB_txn *txn = NULL;
@@ -225,11 +425,11 @@ int qry_rm_get_text(qry_rm *rm, const char *id, char **out, size_t *len, int64_t
     int rc, mrc;
 
     *out = NULL;
-    if ((rc = begin(rm, &txn, errstr, errlen)) != 0)
+    if ((rc = begin(vw, &txn, errstr, errlen)) != 0)
         return rc;
     k.mv_data = (void *)id;
     k.mv_size = strlen(id);
-    mrc = mdb_get(txn, rm->resources, &k, &v);
+    mrc = mdb_get(txn, vw->resources, &k, &v);
     if (mrc == MDB_NOTFOUND) {
         rc = KQ_ENOTFOUND;
     } else if (mrc != 0) {
@@ -244,7 +444,7 @@ int qry_rm_get_text(qry_rm *rm, const char *id, char **out, size_t *len, int64_t
     return rc;
 }
 
-int qry_rm_list(qry_rm *rm, int by_status, uint8_t status, const char *after_id, int limit,
+int qry_rm_list(qry_rm_view *vw, int by_status, uint8_t status, const char *after_id, int limit,
                 json_t **items, int *more, char *errstr, size_t errlen)
 {
     MDB_txn *txn = NULL;
@@ -259,9 +459,9 @@ int qry_rm_list(qry_rm *rm, int by_status, uint8_t status, const char *after_id,
     *more = 0;
     if (arr == NULL)
         return KQ_ENOMEM;
-    if ((rc = begin(rm, &txn, errstr, errlen)) != 0)
+    if ((rc = begin(vw, &txn, errstr, errlen)) != 0)
         goto out;
-    if ((mrc = mdb_cursor_open(txn, by_status ? rm->by_status : rm->resources, &cur)) != 0) {
+    if ((mrc = mdb_cursor_open(txn, by_status ? vw->by_status : vw->resources, &cur)) != 0) {
         rc = kq_seterr(errstr, errlen, KQ_ELMDB, "LMDB cursor: %s", mdb_strerror(mrc));
         goto out;
     }
@@ -304,7 +504,7 @@ int qry_rm_list(qry_rm *rm, int by_status, uint8_t status, const char *after_id,
         if (by_status) {
             rk.mv_data = (void *)id;
             rk.mv_size = idlen;
-            if ((mrc = mdb_get(txn, rm->resources, &rk, &rv)) != 0) {
+            if ((mrc = mdb_get(txn, vw->resources, &rk, &rv)) != 0) {
                 /* the index always matches the table inside one transaction */
                 rc =
                     kq_seterr(errstr, errlen, KQ_ECORRUPT, "status index names a missing resource");
@@ -335,7 +535,7 @@ out:
     return rc;
 }
 
-int qry_rm_next_offset(qry_rm *rm, const char *topic, int32_t partition, int64_t *next,
+int qry_rm_next_offset(qry_rm_view *vw, const char *topic, int32_t partition, int64_t *next,
                        char *errstr, size_t errlen)
 {
     MDB_txn *txn = NULL;
@@ -346,11 +546,11 @@ int qry_rm_next_offset(qry_rm *rm, const char *topic, int32_t partition, int64_t
     *next = 0;
     if ((kl = kq_rm_offset_key(topic, partition, key, sizeof key)) < 0)
         return kq_seterr(errstr, errlen, KQ_ERANGE, "topic name too long");
-    if ((rc = begin(rm, &txn, errstr, errlen)) != 0)
+    if ((rc = begin(vw, &txn, errstr, errlen)) != 0)
         return rc;
     k.mv_data = key;
     k.mv_size = (size_t)kl;
-    mrc = mdb_get(txn, rm->offsets, &k, &v);
+    mrc = mdb_get(txn, vw->offsets, &k, &v);
     if (mrc == 0 && v.mv_size == sizeof(int64_t))
         memcpy(next, v.mv_data, sizeof(int64_t));
     else if (mrc == 0)
@@ -361,7 +561,7 @@ int qry_rm_next_offset(qry_rm *rm, const char *topic, int32_t partition, int64_t
     return rc;
 }
 
-int qry_rm_offsets(qry_rm *rm, json_t **out, char *errstr, size_t errlen)
+int qry_rm_offsets(qry_rm_view *vw, json_t **out, char *errstr, size_t errlen)
 {
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
@@ -372,9 +572,9 @@ int qry_rm_offsets(qry_rm *rm, json_t **out, char *errstr, size_t errlen)
     *out = NULL;
     if (obj == NULL)
         return KQ_ENOMEM;
-    if ((rc = begin(rm, &txn, errstr, errlen)) != 0)
+    if ((rc = begin(vw, &txn, errstr, errlen)) != 0)
         goto out;
-    if ((mrc = mdb_cursor_open(txn, rm->offsets, &cur)) != 0) {
+    if ((mrc = mdb_cursor_open(txn, vw->offsets, &cur)) != 0) {
         rc = kq_seterr(errstr, errlen, KQ_ELMDB, "LMDB cursor: %s", mdb_strerror(mrc));
         goto out;
     }

@@ -403,3 +403,25 @@ int qry_etag_match(const char *inm, const char *etag)
     }
     return 0;
 }
+
+int qry_snapshot_name_valid(const char *s)
+{
+    size_t n = 0;
+
+    if (s == NULL)
+        return 0;
+    for (; s[n] != '\0'; n++)
+        if (n >= 32 ||
+            !((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= '0' && s[n] <= '9') || s[n] == '_'))
+            return 0;
+    return n >= 1;
+}
+
+int qry_snapshot_schema(const char *schema, const char *name, char *out, size_t outlen)
+{
+    int n = snprintf(out, outlen, "%s_snap_%s", schema, name);
+
+    if (n < 0 || (size_t)n >= outlen || n > 63)
+        return KQ_ERANGE;
+    return 0;
+}

@@ -95,4 +95,14 @@ void qry_uuid_format(const uint8_t u[16], char out[37]);
  */
 int qry_etag_match(const char *if_none_match, const char *etag);
 
+/* A snapshot name as kcqrs-replay makes them: [a-z0-9_]{1,32}. 1 when valid. */
+int qry_snapshot_name_valid(const char *s);
+
+/*
+ * The PostgreSQL schema of snapshot `name`: "<schema>_snap_<name>" into
+ * out[outlen]. 0, or KQ_ERANGE when it does not fit or exceeds PostgreSQL's
+ * 63-byte identifiers (which it would silently truncate).
+ */
+int qry_snapshot_schema(const char *schema, const char *name, char *out, size_t outlen);
+
 #endif

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,6 +55,8 @@ struct qry_wait {
     int stopping; /* guarded by lock */
     int stopped;  /* qry_wait_stop done (controlling thread only) */
     int efd, ifd, wd;
+    dev_t wdev; /* the file the watch is on: a replaced read model is another inode */
+    ino_t wino;
     PGconn *listen;
     int64_t listen_next_try;
     atomic_uint_fast64_t waits, applied, expired, wait_us, wakes_inotify, wakes_pg, wakes_timeout;
@@ -104,11 +107,25 @@ static void listen_ensure(qry_wait *w)
     }
 }
 
+/*
+ * Keep the watch on the data.mdb now at the path. kcqrs-replay swaps the
+ * whole readmodel directory: the watched file does not move itself (no
+ * IN_MOVE_SELF), it is just no longer the live one. So every loop compares
+ * the path's inode with the watched one and moves the watch (one stat).
+ */
 static void watch_ensure(qry_wait *w)
 {
-    if (w->wd >= 0)
+    struct stat st;
+
+    if (stat(w->data_path, &st) != 0)
+        return; /* not there (yet, or between two renames): keep what we have */
+    if (w->wd >= 0 && st.st_dev == w->wdev && st.st_ino == w->wino)
         return;
+    if (w->wd >= 0)
+        inotify_rm_watch(w->ifd, w->wd);
     w->wd = inotify_add_watch(w->ifd, w->data_path, IN_MODIFY | IN_DELETE_SELF | IN_MOVE_SELF);
+    w->wdev = st.st_dev;
+    w->wino = st.st_ino;
 }
 
 /* Drain the inotify queue; forget the watch if its file went away. */
@@ -120,7 +137,7 @@ static void drain_inotify(qry_wait *w)
     while ((n = read(w->ifd, buf, sizeof buf)) > 0) {
         for (char *p = buf; p < buf + n;) {
             const struct inotify_event *ev = (const struct inotify_event *)(void *)p;
-            if (ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)) {
+            if (ev->wd == w->wd && (ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF))) {
                 if (w->wd >= 0 && (ev->mask & IN_IGNORED) == 0)
                     inotify_rm_watch(w->ifd, w->wd);
                 w->wd = -1;

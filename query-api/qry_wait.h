@@ -29,7 +29,10 @@
  *   later (the unit test caught this race; see SETTLE_SWEEPS in qry_wait.c).
  *
  * The watch on data.mdb is (re)added whenever it is missing (the read model
- * may be created after the query API starts); the LISTEN connection is
+ * may be created after the query API starts) and moved to the new file when
+ * the path names another inode (kcqrs-replay swapped the readmodel
+ * directory: the old file does not move itself, so no inotify event says
+ * so; one stat per loop does); the LISTEN connection is
  * re-made at most every 2 s while it is down.
  *
  * Owns the thread, its file descriptors, the LISTEN connection and the waiter

@@ -54,11 +54,11 @@ setup() { cmd_use cmd; }
 
 teardown_file() {
     local n rc=0
-    for n in q q2 q3 q4 q5; do svc_stop "$n"; done
+    for n in q q2 q3 q4 q5 q6; do svc_stop "$n"; done
     svc_stop proj
     cmd_stop_all || rc=1
     # with KCQRS_BIN pointing at a SANITIZE=address,undefined build
-    for n in q q2 q3 q4 q5; do
+    for n in q q2 q3 q4 q5 q6; do
         if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' \
             "$BATS_FILE_TMPDIR/$n.log" 2>/dev/null; then
             echo "kcqrs-query $n: sanitizer report:" >&2
@@ -77,6 +77,44 @@ q() {
     CMD_URL="${QURL:-$(qry_url q)}"
     REQ_KEY="${QKEY-$KQ_KEY_READER}" req GET "$path" "" "$@"
     CMD_URL="$saved"
+}
+
+# build_model DIR: a complete LMDB read model of the log as it is now in DIR/readmodel
+# (kcqrs-projector --target lmdb --exit-at-end with KCQRS_LMDB_DIR=DIR).
+build_model() {
+    mkdir -p "$1"
+    KCQRS_LMDB_DIR="$1" KCQRS_PROJECTOR_ADDR="127.0.0.1:0" timeout 120 \
+        "$KCQRS_BIN/kcqrs-projector" --target lmdb --exit-at-end >>"$BATS_FILE_TMPDIR/build.log" 2>&1 3>&-
+}
+
+# exchange A B: swap two paths atomically, as kcqrs-replay does (renameat2 RENAME_EXCHANGE).
+exchange() {
+    python3 - "$1" "$2" <<'PY'
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), 2) != 0:
+    sys.exit("renameat2: " + os.strerror(ctypes.get_errno()))
+PY
+}
+
+# events_schema: where the live PostgreSQL tables are (KCQRS_PG_SCHEMA once the
+# projector uses it, public before).
+events_schema() {
+    kq_psql -c "SELECT table_schema FROM information_schema.tables WHERE table_name = 'events'
+                AND table_schema IN ('kcqrs', 'public') ORDER BY table_schema = 'kcqrs' DESC LIMIT 1"
+}
+
+# get_loop URL PATH OUT: GET until OUT.stop exists, one "<status> <name>" line per answer.
+get_loop() {
+    local url="$1" path="$2" out="$3"
+    while [[ ! -e "$out.stop" ]]; do
+        curl -s --max-time 5 -H "Authorization: Bearer $KQ_KEY_READER" "$url$path" |
+            python3 -c 'import json, sys
+try:
+    d = json.load(sys.stdin); print(200 if "name" in d else d["error"]["code"], d.get("name", "").replace(" ", "_"))
+except Exception as e:
+    print("bad", type(e).__name__)' >>"$out"
+    done
 }
 
 # create ID [NAME [STATUS]]: POST on the command API; sets TOKEN.
@@ -441,4 +479,174 @@ for n in (\"lmdb\", \"postgresql\"):
     [[ "$CODE" == 503 ]]
     QURL=$(qry_url q3) q /api/v1/resources/q10-a/events
     [[ "$CODE" == 200 ]]
+}
+
+@test "query: ?snapshot=NAME serves a point-in-time model (LMDB and PostgreSQL); 404 unknown; 400 bad name or with a token; dropped -> 404" {
+    local sch
+    create q11-a "before"
+    q /api/v1/resources/q11-a/events -H "X-Consistency-Token: $TOKEN"
+    [[ "$CODE" == 200 ]]
+    # the snapshot, made the way kcqrs-replay names it: LMDB snapshots/NAME, schema kcqrs_snap_NAME
+    build_model "$BATS_FILE_TMPDIR/snapbuild"
+    mkdir -p "$BATS_FILE_TMPDIR/lmdb-read/snapshots"
+    mv "$BATS_FILE_TMPDIR/snapbuild/readmodel" "$BATS_FILE_TMPDIR/lmdb-read/snapshots/before_q11"
+    sch=$(events_schema)
+    [[ -n "$sch" ]]
+    kq_psql -c "DROP SCHEMA IF EXISTS kcqrs_snap_before_q11 CASCADE" \
+        -c "CREATE SCHEMA kcqrs_snap_before_q11" \
+        -c "CREATE TABLE kcqrs_snap_before_q11.events AS SELECT * FROM \"$sch\".events"
+
+    req PUT /api/v1/resources/q11-a '{"name":"after"}'
+    TOKEN=$(jf 'd["consistency_token"]')
+    q /api/v1/resources/q11-a/events -H "X-Consistency-Token: $TOKEN"
+    jcheck 'len(d["items"]) == 2'
+    q /api/v1/resources/q11-a -H "X-Consistency-Token: $TOKEN"
+    jcheck 'd["name"] == "after" and d["version"] == 2'
+
+    q "/api/v1/resources/q11-a?snapshot=before_q11"
+    [[ "$CODE" == 200 ]]
+    jcheck 'd["name"] == "before" and d["version"] == 1'
+    [[ "$(hdr ETag)" == '"1"' ]]
+    q "/api/v1/resources?snapshot=before_q11&limit=5" # ids sort "q10-a" < "q11-a" < "q2-..."
+    [[ "$CODE" == 200 ]]
+    jcheck '[i["name"] for i in d["items"] if i["id"] == "q11-a"] == ["before"]'
+    q "/api/v1/resources/q11-a/events?snapshot=before_q11"
+    [[ "$CODE" == 200 ]]
+    jcheck '[e["version"] for e in d["items"]] == [1] and d["items"][0]["payload"]["name"] == "before"'
+    QKEY=$KQ_KEY_AUDITOR q "/api/v1/audit?snapshot=before_q11&aggregate_id=q11-a"
+    [[ "$CODE" == 200 ]]
+    jcheck '[e["event_type"] for e in d["items"]] == ["ResourceCreated"]'
+    QKEY=$KQ_KEY_AUDITOR q "/api/v1/audit?aggregate_id=q11-a"
+    jcheck '[e["event_type"] for e in d["items"]] == ["ResourceCreated", "ResourceUpdated"]'
+
+    # unknown snapshot: 404 snapshot_not_found on every route
+    for p in /api/v1/resources/q11-a /api/v1/resources /api/v1/resources/q11-a/events /api/v1/audit; do
+        QKEY=$KQ_KEY_ADMIN q "$p?snapshot=nosuch"
+        assert_error 404
+        jcheck 'd["error"]["code"] == "snapshot_not_found"'
+    done
+    # bad names and tokens: 400 naming snapshot
+    q "/api/v1/resources/q11-a?snapshot=Before"
+    assert_error 400 snapshot
+    q "/api/v1/resources?snapshot=a%27%3Bdrop"
+    assert_error 400 snapshot
+    QKEY=$KQ_KEY_AUDITOR q "/api/v1/audit?snapshot=..%2Fx"
+    assert_error 400 snapshot
+    q "/api/v1/resources/q11-a?snapshot=before_q11" -H "X-Consistency-Token: $TOKEN"
+    assert_error 400 snapshot
+    q "/api/v1/resources/q11-a/events?snapshot=before_q11&consistent_with=$TOKEN"
+    assert_error 400 snapshot
+
+    # dropped: gone at once (PostgreSQL) / within the 100 ms check (LMDB)
+    rm -rf "$BATS_FILE_TMPDIR/lmdb-read/snapshots/before_q11"
+    kq_psql -c "DROP SCHEMA kcqrs_snap_before_q11 CASCADE"
+    sleep 0.3
+    q "/api/v1/resources/q11-a?snapshot=before_q11"
+    assert_error 404
+    jcheck 'd["error"]["code"] == "snapshot_not_found"'
+    q "/api/v1/resources/q11-a/events?snapshot=before_q11"
+    assert_error 404
+    jcheck 'd["error"]["code"] == "snapshot_not_found"'
+}
+
+@test "query: follows an LMDB read model swapped in (RENAME_EXCHANGE) or appearing, without a restart; no request fails meanwhile" {
+    local dir="$BATS_FILE_TMPDIR/lmdb-read" url st out="$BATS_TEST_TMPDIR/gets"
+    url=$(qry_url q)
+    create q12-a "one"
+    q /api/v1/resources/q12-a -H "X-Consistency-Token: $TOKEN"
+    jcheck 'd["name"] == "one"'
+    build_model "$BATS_FILE_TMPDIR/old" # a model of the log as it is now: q12-a is "one"
+    req PUT /api/v1/resources/q12-a '{"name":"two"}'
+    TOKEN=$(jf 'd["consistency_token"]')
+    q /api/v1/resources/q12-a -H "X-Consistency-Token: $TOKEN"
+    jcheck 'd["name"] == "two"'
+
+    # swap the older model in while a client reads in a loop; the live projector is
+    # stopped first (as kcqrs-replay's lock would hold it), then restarted on the new model
+    svc_stop proj
+    get_loop "$url" /api/v1/resources/q12-a "$out" </dev/null >/dev/null 2>&1 3>&- &
+    local loop=$!
+    sleep 0.5
+    rm -rf "$dir/readmodel.shadow"
+    mv "$BATS_FILE_TMPDIR/old/readmodel" "$dir/readmodel.shadow"
+    exchange "$dir/readmodel.shadow" "$dir/readmodel"
+    kq_wait_for 5 bash -c "tail -n 1 '$out' | grep -qx '200 one'"
+    sleep 0.3
+    touch "$out.stop"
+    wait "$loop" || true
+    # every answer was a 200, first "two", then "one" — never anything else
+    st=$(awk '{ print $1 }' "$out" | sort | uniq -c)
+    echo "$st"
+    [[ $(awk '$1 != 200' "$out" | wc -l) -eq 0 ]]
+    python3 - "$out" <<'PY'
+import sys
+names = [l.split()[1] for l in open(sys.argv[1])]
+k = names.index("one")
+assert k > 0 and set(names[:k]) == {"two"} and set(names[k:]) == {"one"}, names
+PY
+    QURL= REQ_KEY= q /metrics
+    [[ "$BODY" =~ kcqrs_query_readmodel_switches_total\ [1-9] ]]
+
+    # the projector continues in the swapped-in model; the query API's waiter now
+    # watches that file: a token is answered as soon as it is applied
+    proj_start
+    req PUT /api/v1/resources/q12-a '{"name":"three"}'
+    TOKEN=$(jf 'd["consistency_token"]')
+    q /api/v1/resources/q12-a -H "X-Consistency-Token: $TOKEN"
+    [[ "$CODE" == 200 ]]
+    jcheck 'd["name"] == "three" and d["version"] == 3'
+
+    # a query API started before any read model existed takes one up when it appears
+    rm -rf "$BATS_FILE_TMPDIR/late"
+    mkdir -p "$BATS_FILE_TMPDIR/late"
+    qry_start q6 KCQRS_LMDB_DIR="$BATS_FILE_TMPDIR/late"
+    QURL=$(qry_url q6) q /api/v1/resources/q12-a
+    assert_error 503
+    jcheck 'd["error"]["code"] == "not_ready"'
+    build_model "$BATS_FILE_TMPDIR/late"
+    QURL=$(qry_url q6) q /api/v1/resources/q12-a
+    [[ "$CODE" == 200 ]]
+    jcheck 'd["name"] == "three"'
+}
+
+@test "query: ?snapshot= serves what kcqrs-replay rebuild --until built; drop-snapshot makes it 404" {
+    local until
+    create q13-a "as it was"
+    q /api/v1/resources/q13-a/events -H "X-Consistency-Token: $TOKEN"
+    [[ "$CODE" == 200 ]]
+    until=$(jf 'd["items"][0]["occurred_at"]') # inclusive: the create is in, the update is not
+    sleep 0.01
+    req PUT /api/v1/resources/q13-a '{"name":"as it is","status":"archived"}'
+    [[ "$CODE" == 200 ]]
+    KCQRS_LMDB_DIR="$BATS_FILE_TMPDIR/lmdb-read" run timeout 120 "$KCQRS_BIN/kcqrs-replay" \
+        rebuild --target all --until "$until" --name q13 3>&-
+    echo "$output"
+    [[ "$status" -eq 0 ]]
+    [[ "$output" == *"snapshot=q13"* ]] # it says how to query it
+
+    q "/api/v1/resources/q13-a?snapshot=q13"
+    [[ "$CODE" == 200 ]]
+    jcheck 'd["name"] == "as it was" and d["status"] == "active" and d["version"] == 1'
+    q "/api/v1/resources?snapshot=q13&status=archived&limit=1000"
+    [[ "$CODE" == 200 ]]
+    jcheck 'all(i["id"] != "q13-a" for i in d["items"])'
+    q "/api/v1/resources/q13-a/events?snapshot=q13"
+    [[ "$CODE" == 200 ]]
+    jcheck '[e["event_type"] for e in d["items"]] == ["ResourceCreated"]'
+    QKEY=$KQ_KEY_AUDITOR q "/api/v1/audit?snapshot=q13&aggregate_id=q13-a"
+    jcheck '[e["version"] for e in d["items"]] == [1]'
+    q /api/v1/resources/q13-a # the live model moved on
+    jcheck 'd["name"] == "as it is" and d["version"] == 2'
+
+    KCQRS_LMDB_DIR="$BATS_FILE_TMPDIR/lmdb-read" run timeout 60 "$KCQRS_BIN/kcqrs-replay" \
+        drop-snapshot --target all --name q13 3>&-
+    echo "$output"
+    [[ "$status" -eq 0 ]]
+    sleep 0.3
+    q "/api/v1/resources/q13-a?snapshot=q13"
+    assert_error 404
+    jcheck 'd["error"]["code"] == "snapshot_not_found"'
+    QKEY=$KQ_KEY_AUDITOR q "/api/v1/audit?snapshot=q13"
+    assert_error 404
+    jcheck 'd["error"]["code"] == "snapshot_not_found"'
 }

@@ -38,6 +38,7 @@ static MDB_env *wenv; /* the "projector" side */
 static kq_config cfg;
 static qry_api api;
 static qry_rm *rm;
+static qry_snap *snaps;
 static qry_wait *waiter;
 static kq_http_server *srv;
 static unsigned port;
@@ -158,9 +159,12 @@ static int setup(void **state)
     cfg.partitions = 3;
     cfg.query_wait_ms = 400;
     cfg.query_ready_lag = 100000;
-    if (qry_api_init(&api, &cfg) != 0 || qry_rm_new(rmdir_, 64u << 20, &rm) != 0)
+    cfg.pg_schema = "kcqrs";
+    if (qry_api_init(&api, &cfg) != 0 || qry_rm_new(rmdir_, 64u << 20, 0, &rm) != 0 ||
+        qry_snap_new(tmpdir, 8u << 20, &snaps) != 0)
         return -1;
     api.rm = rm;
+    api.snaps = snaps;
     memset(&wo, 0, sizeof wo);
     wo.lmdb_data_path = qry_rm_data_path(rm);
     wo.fallback_ms = 1000; /* long: the inotify wake-up must do the work */
@@ -194,6 +198,7 @@ static int teardown(void **state)
     qry_wait_stop(waiter);
     kq_http_stop(srv);
     qry_wait_free(waiter);
+    qry_snap_free(snaps);
     qry_rm_free(rm);
     mdb_env_close(wenv);
     kq_auth_free(keys);
@@ -767,19 +772,124 @@ static void test_resource_text(void **state)
     }
 }
 
+/* snapshots/NAME with one resource r001 named "as it was" (the environment is closed
+ * again: LMDB must not have it open twice in one process). */
+static void make_snapshot(const char *name)
+{
+    char dir[512], err[256];
+    MDB_env *env = NULL;
+    MDB_txn *txn;
+    MDB_dbi meta, offs, vers, res, bys;
+    MDB_val k, v;
+    uint8_t rec[256], sk[16];
+    kq_rm_resource r = {1, 1700000000000000LL, 1700000000000000LL, 1, "as it was", 9, "", 0};
+    int skl;
+
+    snprintf(dir, sizeof dir, "%s/snapshots/%s", tmpdir, name);
+    if (kq_rm_env_open(dir, 8u << 20, 1, &env, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, KQ_RM_DB_META, MDB_CREATE, &meta), 0);
+    assert_int_equal(mdb_dbi_open(txn, KQ_RM_DB_OFFSETS, MDB_CREATE, &offs), 0);
+    assert_int_equal(mdb_dbi_open(txn, KQ_RM_DB_VERSIONS, MDB_CREATE, &vers), 0);
+    assert_int_equal(mdb_dbi_open(txn, KQ_RM_DB_RESOURCES, MDB_CREATE, &res), 0);
+    assert_int_equal(mdb_dbi_open(txn, KQ_RM_DB_RES_BY_STATUS, MDB_CREATE, &bys), 0);
+    kq_rm_resource_encode(&r, rec);
+    k.mv_data = "r001";
+    k.mv_size = 4;
+    v.mv_data = rec;
+    v.mv_size = kq_rm_resource_size(&r);
+    assert_int_equal(mdb_put(txn, res, &k, &v, 0), 0);
+    skl = kq_rm_prefixed_key(r.status, "r001", 4, sk, sizeof sk);
+    k.mv_data = sk;
+    k.mv_size = (size_t)skl;
+    v.mv_data = "";
+    v.mv_size = 0;
+    assert_int_equal(mdb_put(txn, bys, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+/* ?snapshot=NAME: the named model answers the LMDB routes; unknown -> 404
+ * snapshot_not_found; a bad name, a repeated one or one with a consistency token -> 400. */
+static void test_snapshot(void **state)
+{
+    char tok[CMD_TOKEN_MAX], path[CMD_TOKEN_MAX + 96], hdr[CMD_TOKEN_MAX + 64];
+    resp r;
+    (void)state;
+
+    make_snapshot("before_x");
+    get("/api/v1/resources/r001?snapshot=before_x", key_reader, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_string_value(json_object_get(r.json, "name")), "as it was");
+    assert_string_equal(json_string_value(json_object_get(r.json, "status")), "inactive");
+    resp_free(&r);
+    get("/api/v1/resources/r001", key_reader, &r); /* the live model is untouched */
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_string_value(json_object_get(r.json, "name")), "name 1");
+    resp_free(&r);
+    get("/api/v1/resources?snapshot=before_x", key_reader, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 1);
+    resp_free(&r);
+    get("/api/v1/resources?snapshot=before_x&status=inactive&limit=1", key_reader, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 1);
+    assert_true(json_is_null(json_object_get(r.json, "next_cursor")));
+    resp_free(&r);
+    get("/api/v1/resources/r002?snapshot=before_x", key_reader, &r); /* not in it */
+    assert_int_equal(r.status, 404);
+    assert_string_equal(err_code(&r), "not_found");
+    resp_free(&r);
+
+    get("/api/v1/resources/r001?snapshot=nosuch", key_reader, &r);
+    assert_int_equal(r.status, 404);
+    assert_string_equal(err_code(&r), "snapshot_not_found");
+    resp_free(&r);
+    get("/api/v1/resources?snapshot=nosuch", key_reader, &r);
+    assert_int_equal(r.status, 404);
+    assert_string_equal(err_code(&r), "snapshot_not_found");
+    resp_free(&r);
+
+    expect_400("/api/v1/resources/r001?snapshot=Before", key_reader, "snapshot");
+    expect_400("/api/v1/resources?snapshot=", key_reader, "snapshot");
+    expect_400("/api/v1/resources?snapshot=..%2Freadmodel", key_reader, "snapshot");
+    expect_400("/api/v1/resources?snapshot=abcdefghijabcdefghijabcdefghijabc", key_reader,
+               "snapshot");
+    expect_400("/api/v1/resources/r001/events?snapshot=a-b", key_reader, "snapshot");
+    expect_400("/api/v1/audit?snapshot=a%3Bb", key_auditor, "snapshot");
+    get("/api/v1/resources?snapshot=before_x&snapshot=before_x", key_reader, &r);
+    assert_int_equal(r.status, 400);
+    assert_true(detail_for(&r, "snapshot"));
+    resp_free(&r);
+
+    /* a snapshot does not move: no consistency token with it (header or parameter) */
+    assert_true(cmd_token_encode(TOPIC, 0, 1, tok, sizeof tok) > 0);
+    snprintf(path, sizeof path, "/api/v1/resources?snapshot=before_x&consistent_with=%s", tok);
+    expect_400(path, key_reader, "snapshot");
+    snprintf(hdr, sizeof hdr, "X-Consistency-Token: %s", tok);
+    get_h("/api/v1/resources/r001?snapshot=before_x", key_reader, hdr, &r);
+    assert_int_equal(r.status, 400);
+    assert_true(detail_for(&r, "snapshot"));
+    resp_free(&r);
+
+    /* PostgreSQL routes check the name before needing the database (none here: 503) */
+    get("/api/v1/audit?snapshot=before_x", key_auditor, &r);
+    assert_int_equal(r.status, 503);
+    resp_free(&r);
+}
+
 static void test_not_ready(void **state)
 {
     qry_rm *missing = NULL;
-    char *j = NULL;
-    size_t len;
-    int64_t v;
+    qry_rm_view *v = NULL;
     char err[256], dir[400];
     (void)state;
 
     snprintf(dir, sizeof dir, "%s/nothing-here", tmpdir);
-    assert_int_equal(qry_rm_new(dir, 1u << 20, &missing), 0);
-    assert_int_equal(qry_rm_get_text(missing, "r001", &j, &len, &v, err, sizeof err), KQ_ENOTFOUND);
-    assert_null(j);
+    assert_int_equal(qry_rm_new(dir, 1u << 20, 0, &missing), 0);
+    assert_int_equal(qry_rm_acquire(missing, &v, err, sizeof err), KQ_ENOTFOUND);
+    assert_null(v);
     assert_false(qry_rm_is_open(missing));
     qry_rm_free(missing);
 }
@@ -793,6 +903,7 @@ int main(void)
         cmocka_unit_test(test_auth),       cmocka_unit_test(test_consistency),
         cmocka_unit_test(test_metrics),    cmocka_unit_test(test_wake_latency),
         cmocka_unit_test(test_not_ready),  cmocka_unit_test(test_unknown_params),
+        cmocka_unit_test(test_snapshot),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
