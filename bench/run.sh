@@ -7,7 +7,7 @@
 #   BUILD=build          where the bench programs were built ($BUILD/bench/*)
 #   BENCH_RUNS=N         measured runs per benchmark (default 5; 3 when quick)
 #   BENCH_QUICK=1        CI-sized run: shorter durations, fewer messages
-#   BENCH_ONLY=a,b       subset of: codec, http, kafka, commands, projector, query, replay, pg
+#   BENCH_ONLY=a,b       subset of: codec, http, worker, kafka, commands, projector, query, replay, pg
 #                        (default: all but pg; pg: the PostgreSQL projector write paths
 #                        compared, bench_pg_apply; replay: kcqrs-replay rebuild times beside
 #                        a raw consumer, bench_replay.sh). projector, query, replay and pg use
@@ -35,7 +35,7 @@ if [ "$BENCH_QUICK" = 1 ]; then
 else
     BENCH_RUNS=${BENCH_RUNS:-5}
 fi
-BENCH_ONLY=${BENCH_ONLY:-codec,http,kafka,commands,projector,query,replay}
+BENCH_ONLY=${BENCH_ONLY:-codec,http,worker,kafka,commands,projector,query,replay}
 BENCH_STRICT=${BENCH_STRICT:-0}
 case "$BENCH_RUNS" in '' | *[!0-9]* | 0) echo "bench: BENCH_RUNS must be a positive integer" >&2; exit 2 ;; esac
 
@@ -170,6 +170,13 @@ bench_codec() {
     run_prog codec "$1" "${PIN_ONE[@]}" "$BDIR/bench_codec" "${CODEC_ARGS[@]}"
 }
 
+# ------------------------------------------------------------------ worker
+# The worker's action engine beside plain libcurl multi, same signed POSTs to
+# the same in-process receiver (issue #6's baseline); one run per call.
+bench_worker() {
+    run_prog worker "$1" "$BDIR/bench_worker" --runs 1
+}
+
 # ------------------------------------------------------------------ http
 # wrk's Lua done() hook prints exact numbers (latency in microseconds); the
 # human report (--latency) stays in the log.
@@ -273,6 +280,7 @@ bench_kafka() {
 benches=()
 want codec && { need_bin bench_codec; benches+=(codec); }
 want http && { need_bin bench_http_noop; command -v wrk >/dev/null || die "wrk is not installed"; benches+=(http); }
+want worker && { need_bin bench_worker; benches+=(worker); }
 want kafka && { need_bin bench_kafka; benches+=(kafka); }
 if want commands; then
     for b in bench_http_kqnoop bench_txn_envelopes bench_rate; do need_bin "$b"; done
@@ -302,7 +310,7 @@ if want replay; then
     done
     benches+=(replay)
 fi
-[ "${#benches[@]}" -gt 0 ] || die "BENCH_ONLY='$BENCH_ONLY' selects nothing (codec, http, kafka, commands, projector, query, replay, pg)"
+[ "${#benches[@]}" -gt 0 ] || die "BENCH_ONLY='$BENCH_ONLY' selects nothing (codec, http, worker, kafka, commands, projector, query, replay, pg)"
 
 echo "bench: ${benches[*]}; $BENCH_RUNS runs each$(want commands && echo " ($CMD_RUNS for commands)")$([ "$BENCH_QUICK" = 1 ] && echo ' (quick)'); pinning: $PINNING" >&2
 if awk -v l="$load_start" -v n="$NCPU" 'BEGIN { exit !(l + 0 > 0.25 * n) }'; then
@@ -320,10 +328,11 @@ for run in $(seq "$BENCH_RUNS"); do
         case $b in
         codec) echo "bench: run $run/$BENCH_RUNS: codec" >&2; bench_codec "$run" ;;
         http) echo "bench: run $run/$BENCH_RUNS: http" >&2; bench_http "$run" ;;
+        worker) echo "bench: run $run/$BENCH_RUNS: worker" >&2; bench_worker "$run" ;;
         esac
     done
 done
-{ want codec || want http; } && phase_end "$(want codec && echo codec)$(want codec && want http && echo +)$(want http && echo http)"
+{ want codec || want http || want worker; } && phase_end "cpu-bound ($(for b in codec http worker; do want $b && printf '%s ' $b; done | sed 's/ $//'))"
 
 # Phase 2: Kafka, on a broker started only now.
 if want kafka; then
