@@ -722,7 +722,8 @@ static int batch_prepare(proj_pg *pg, size_t n, char *errstr, size_t errlen)
         pg->info = ni;
         pg->infocap = n;
     }
-    memset(pg->info, 0, n * sizeof *pg->info);
+    if (n > 0) /* an offsets-only batch (past transaction markers) has no events */
+        memset(pg->info, 0, n * sizeof *pg->info);
     pg->json.len = 0;
     return 0;
 }
