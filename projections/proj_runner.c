@@ -19,6 +19,7 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define POLL_IDLE_MS 100
+#define BUSY_POLL_MS 2 /* poll step while a batch is being applied */
 #define WATERMARK_EVERY_MS 200
 #define WATERMARK_QUERY_MS 500
 #define METADATA_WARMUP_MS 1000
@@ -28,6 +29,22 @@ static const double lat_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
 #define NLAT (sizeof lat_bounds / sizeof lat_bounds[0])
 static const long size_bounds[] = {1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000};
 #define NSIZE (sizeof size_bounds / sizeof size_bounds[0])
+
+/* One batch: its messages (owned until the batch is applied or discarded),
+ * its checked events and the next offset of every partition it covers. */
+typedef struct rbatch {
+    rd_kafka_message_t **msgs;
+    int *msg_part; /* partition index of msgs[k] */
+    proj_event *ev;
+    proj_offset *nx;
+    int64_t *batch_next; /* per partition: next offset after this batch, -1 untouched */
+    int *touched;        /* partitions with batch_next set, ntouched of them */
+    int ntouched;
+    size_t n;      /* records */
+    size_t nvalid; /* records that passed check_record */
+    size_t nbad;   /* records that failed it (dead-lettered at hand-over) */
+    proj_batch b;  /* what apply sees */
+} rbatch;
 
 struct proj_runner {
     const kq_config *cfg;
@@ -59,14 +76,25 @@ struct proj_runner {
     atomic_int have_goal;  /* end[] and start[] are set (progress) */
     atomic_int failed;     /* replay: the error that ended the thread */
     char failed_err[1024]; /* written before `failed` */
-    int64_t *batch_next;   /* per partition: next offset after this batch, -1 untouched */
-    int *touched;          /* partitions with batch_next set, ntouched of them */
-    int ntouched;
-    rd_kafka_message_t **msgs;
-    int *msg_part; /* partition index of msgs[k] */
-    proj_event *ev;
-    proj_offset *nx;
+    rbatch bt[2];          /* double buffer: one gathered/checked, one applied */
+    rbatch *cur;           /* the batch the runner thread is gathering and checking */
+    rbatch *inflight;      /* the batch the apply thread holds, NULL when it is idle */
     long long last_wm_ms;
+
+    /* Apply stage: a second thread that runs ops->apply on one batch at a
+     * time. The slot (job/done/rc/err) is guarded by mu; `done` is also read
+     * without the lock by gather() as a hint. */
+    pthread_t athread;
+    int astarted;
+    int sync_init; /* mu and cv initialised */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int job;         /* 1: inflight is posted, not yet taken */
+    int quit;        /* the apply thread must end */
+    atomic_int done; /* 1: inflight's apply returned (rc, aerr, apply_us) */
+    int arc;
+    long long apply_us;
+    char aerr[1024];
 
     /* Shared with the metrics/readiness readers. */
     atomic_llong *next;   /* per partition: the target's stored next offset */
@@ -363,44 +391,55 @@ static void query_watermarks(proj_runner *r)
 
 /* ------------------------------------------------------------ batches */
 
+/* The next offset of partition i once everything gathered so far is applied:
+ * the batch being gathered, else the batch being applied, else the stored one. */
 static int64_t cur_next(const proj_runner *r, int i)
 {
-    return r->batch_next[i] >= 0 ? r->batch_next[i] : atomic_load(&r->next[i]);
+    if (r->cur->batch_next[i] >= 0)
+        return r->cur->batch_next[i];
+    if (r->inflight != NULL && r->inflight->batch_next[i] >= 0)
+        return r->inflight->batch_next[i];
+    return atomic_load(&r->next[i]);
 }
 
 static void touch(proj_runner *r, int i, int64_t next)
 {
+    rbatch *b = r->cur;
+
     if (r->replay && r->have_end && next > r->end[i]) /* never past a replay's end */
         next = r->end[i];
     if (next <= cur_next(r, i))
         return;
-    if (r->batch_next[i] < 0)
-        r->touched[r->ntouched++] = i;
-    r->batch_next[i] = next;
+    if (b->batch_next[i] < 0)
+        b->touched[b->ntouched++] = i;
+    b->batch_next[i] = next;
 }
 
-static void batch_release(proj_runner *r, size_t n)
+/* Destroy a batch's messages and forget its offsets (applied or discarded). */
+static void batch_release(rbatch *b)
 {
-    for (size_t i = 0; i < n; i++)
-        rd_kafka_message_destroy(r->msgs[i]);
-    for (int k = 0; k < r->ntouched; k++)
-        r->batch_next[r->touched[k]] = -1;
-    r->ntouched = 0;
+    for (size_t i = 0; i < b->n; i++)
+        rd_kafka_message_destroy(b->msgs[i]);
+    for (int k = 0; k < b->ntouched; k++)
+        b->batch_next[b->touched[k]] = -1;
+    b->ntouched = 0;
+    b->n = b->nvalid = b->nbad = 0;
 }
 
 /*
  * Take one consumed message into the batch being gathered (or drop it).
  * Starts the batch's deadline with its first record or end-of-partition.
  */
-static void take(proj_runner *r, rd_kafka_message_t *m, size_t *n, int *eofs, long long *deadline)
+static void take(proj_runner *r, rd_kafka_message_t *m, int *eofs, long long *deadline)
 {
+    rbatch *b = r->cur;
     int i;
 
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
         if ((i = msg_index(r, m)) >= 0) {
             atomic_store(&r->eof_once[i], 1);
             if (m->offset > cur_next(r, i)) {
-                if (*n == 0 && !*eofs)
+                if (b->n == 0 && !*eofs)
                     *deadline = mono_ms() + r->cfg->proj_batch_ms;
                 touch(r, i, m->offset);
                 *eofs = 1;
@@ -421,7 +460,7 @@ static void take(proj_runner *r, rd_kafka_message_t *m, size_t *n, int *eofs, lo
     }
     if (r->replay && r->have_end && m->offset >= r->end[i]) { /* past the end: stop there */
         if (cur_next(r, i) < r->end[i]) {
-            if (*n == 0 && !*eofs)
+            if (b->n == 0 && !*eofs)
                 *deadline = mono_ms() + r->cfg->proj_batch_ms;
             touch(r, i, r->end[i]);
             *eofs = 1;
@@ -429,56 +468,70 @@ static void take(proj_runner *r, rd_kafka_message_t *m, size_t *n, int *eofs, lo
         rd_kafka_message_destroy(m);
         return;
     }
-    if (*n == 0 && !*eofs)
+    if (b->n == 0 && !*eofs)
         *deadline = mono_ms() + r->cfg->proj_batch_ms;
     touch(r, i, m->offset + 1);
-    r->msg_part[*n] = i;
-    r->msgs[(*n)++] = m;
+    b->msg_part[b->n] = i;
+    b->msgs[b->n++] = m;
+}
+
+/* 1 while the apply thread holds a batch it has not finished. */
+static int apply_busy(const proj_runner *r)
+{
+    return r->inflight != NULL && !atomic_load(&r->done);
 }
 
 /*
- * Gather one batch into r->msgs (returns the count in *n); offsets advanced by
- * end-of-partition events count as touched partitions too. What the queue
- * already holds is taken in chunks without waiting
- * (rd_kafka_consume_batch_queue with timeout 0: one lock and no clock read per
- * chunk instead of per record); only an empty queue waits, in
- * rd_kafka_consumer_poll, until the batch's deadline.
+ * Gather one batch into r->cur; offsets advanced by end-of-partition events
+ * count as touched partitions too. What the queue already holds is taken in
+ * chunks without waiting (rd_kafka_consume_batch_queue with timeout 0: one
+ * lock and no clock read per chunk instead of per record); only an empty
+ * queue waits, in rd_kafka_consumer_poll, until the batch's deadline. While
+ * the previous batch is still being applied the batch keeps growing past its
+ * deadline (nothing could be applied earlier anyway), polling in short steps
+ * to notice the apply's end; an empty batch returns as soon as the apply is
+ * done, so that its offsets are published without waiting for new records.
  */
-static void gather(proj_runner *r, size_t *n)
+static void gather(proj_runner *r)
 {
+    rbatch *b = r->cur;
     size_t max = (size_t)r->cfg->proj_batch_max;
     long long deadline = 0;
     int eofs = 0;
 
-    *n = 0;
-    while (*n < max && !atomic_load(&r->stop)) {
+    while (b->n < max && !atomic_load(&r->stop)) {
         rd_kafka_message_t *m;
-        size_t want = max - *n;
+        size_t base = b->n;
         ssize_t got;
         int timeout = POLL_IDLE_MS;
 
-        /* The chunk lands in r->msgs[*n..max) and is compacted by take(). */
-        got = rd_kafka_consume_batch_queue(r->q, 0, r->msgs + *n, want);
-        if (got > 0) {
-            size_t base = *n;
-            for (ssize_t k = 0; k < got; k++)
-                take(r, r->msgs[base + (size_t)k], n, &eofs, &deadline);
-        }
-        if (*n > 0 || eofs) {
+        /* The chunk lands in msgs[n..max) and is compacted by take(). */
+        got = rd_kafka_consume_batch_queue(r->q, 0, b->msgs + base, max - base);
+        for (ssize_t k = 0; k < got; k++)
+            take(r, b->msgs[base + (size_t)k], &eofs, &deadline);
+        if (b->n >= max)
+            break;
+        if (b->n > 0 || eofs) {
             long long left = deadline - mono_ms();
-            if (left <= 0 || *n >= max)
+            if (left <= 0) {
+                if (!apply_busy(r))
+                    break;
+                timeout = BUSY_POLL_MS;
+            } else {
+                timeout = r->inflight != NULL && left > BUSY_POLL_MS ? BUSY_POLL_MS : (int)left;
+            }
+        } else if (r->inflight != NULL) {
+            if (!apply_busy(r))
                 break;
-            timeout = (int)left;
+            timeout = BUSY_POLL_MS;
         }
         if (got > 0)
             continue;
         if ((m = rd_kafka_consumer_poll(r->c, timeout)) == NULL) {
-            if (*n > 0 || eofs)
-                break;
-            refresh_watermarks(r);
+            refresh_watermarks(r); /* rate-limited; the loop's top decides whether to stop */
             continue;
         }
-        take(r, m, n, &eofs, &deadline);
+        take(r, m, &eofs, &deadline);
     }
 }
 
@@ -496,54 +549,143 @@ static void observe(proj_runner *r, size_t n, long long us)
     atomic_fetch_add(&r->lat_sum_us, (unsigned long long)us);
 }
 
-/* Check, dead-letter and apply one gathered batch. 0 or an error (err filled). */
-static int process(proj_runner *r, size_t n, char *err, size_t errlen)
+/*
+ * Checker stage: check every record of the gathered batch (decode, key, topic,
+ * partition) and fill what apply will see. Runs while the previous batch is
+ * being applied, so it sends no dead letters (the DLQ producer is used by one
+ * thread at a time): dead_letter_batch does, once the apply thread is idle.
+ */
+static void check_batch(proj_runner *r, rbatch *b)
 {
-    proj_batch b;
     char why[512];
-    size_t applied = 0;
-    long long t0;
-    int rc;
 
-    for (size_t k = 0; k < n; k++) {
-        const rd_kafka_message_t *m = r->msgs[k];
-        const char *bad = check_record(r, r->msg_part[k] / r->np, m, &r->ev[k], why, sizeof why);
+    for (size_t k = 0; k < b->n; k++) {
+        const char *bad =
+            check_record(r, b->msg_part[k] / r->np, b->msgs[k], &b->ev[k], why, sizeof why);
 
-        if (bad != NULL) {
-            atomic_fetch_add(&r->poison, 1);
-            if (r->replay) {
-                kq_log_warn("%s: skipping %s [%" PRId32 "] offset %" PRId64 ": %s", r->ops->name,
-                            r->ev[k].topic, r->ev[k].partition, r->ev[k].offset, bad);
-                atomic_fetch_add(&r->skipped, 1);
-            } else if (dead_letter(r, &r->ev[k], r->ops->name, bad) != 0)
-                return kq_seterr(err, errlen, KQ_EKAFKA,
-                                 "dead letter of %s/%" PRId32 "/%" PRId64 " failed", r->ev[k].topic,
-                                 r->ev[k].partition, r->ev[k].offset);
-        } else {
-            applied++;
+        if (bad == NULL) {
+            b->nvalid++;
+            continue;
+        }
+        atomic_fetch_add(&r->poison, 1);
+        b->nbad++;
+        if (r->replay) {
+            kq_log_warn("%s: skipping %s [%" PRId32 "] offset %" PRId64 ": %s", r->ops->name,
+                        b->ev[k].topic, b->ev[k].partition, b->ev[k].offset, bad);
+            atomic_fetch_add(&r->skipped, 1);
         }
     }
-    for (int k = 0; k < r->ntouched; k++) {
-        int i = r->touched[k];
-        r->nx[k].topic = r->topics[i / r->np];
-        r->nx[k].partition = i % r->np;
-        r->nx[k].next_offset = r->batch_next[i];
+    for (int k = 0; k < b->ntouched; k++) {
+        int i = b->touched[k];
+        b->nx[k].topic = r->topics[i / r->np];
+        b->nx[k].partition = i % r->np;
+        b->nx[k].next_offset = b->batch_next[i];
     }
-    b.ev = r->ev;
-    b.n = n;
-    b.next = r->nx;
-    b.nnext = (size_t)r->ntouched;
-    t0 = mono_us();
-    if ((rc = r->ops->apply(r->t, &b, dead_letter, r, err, errlen)) != 0)
-        return rc;
-    observe(r, n, mono_us() - t0);
-    for (int k = 0; k < r->ntouched; k++)
-        atomic_store(&r->next[r->touched[k]], r->batch_next[r->touched[k]]);
-    atomic_fetch_add(&r->applied, applied);
-    atomic_fetch_add(&r->batches, 1);
+    b->b.ev = b->ev;
+    b->b.n = b->n;
+    b->b.next = b->nx;
+    b->b.nnext = (size_t)b->ntouched;
+}
+
+/* Dead-letter the batch's refused records, durably, before it is applied
+ * (projector only; a replay skipped them in check_batch). The apply thread
+ * is idle. The reason is computed again (check_record is deterministic). */
+static int dead_letter_batch(proj_runner *r, rbatch *b, char *err, size_t errlen)
+{
+    char why[512];
+
+    if (r->replay || b->nbad == 0)
+        return 0;
+    for (size_t k = 0; k < b->n; k++) {
+        const char *bad;
+
+        if (b->ev[k].decoded)
+            continue;
+        bad = check_record(r, b->msg_part[k] / r->np, b->msgs[k], &b->ev[k], why, sizeof why);
+        if (dead_letter(r, &b->ev[k], r->ops->name, bad != NULL ? bad : "refused") != 0)
+            return kq_seterr(err, errlen, KQ_EKAFKA,
+                             "dead letter of %s/%" PRId32 "/%" PRId64 " failed", b->ev[k].topic,
+                             b->ev[k].partition, b->ev[k].offset);
+    }
     return 0;
 }
 
+/* ------------------------------------------------------------ apply stage */
+
+static void *apply_main(void *arg)
+{
+    proj_runner *r = arg;
+
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        rbatch *b;
+        long long t0;
+        int rc;
+
+        while (!r->job && !r->quit)
+            pthread_cond_wait(&r->cv, &r->mu);
+        if (!r->job)
+            break;
+        r->job = 0;
+        b = r->inflight;
+        pthread_mutex_unlock(&r->mu);
+        t0 = mono_us();
+        r->aerr[0] = '\0';
+        rc = r->ops->apply(r->t, &b->b, dead_letter, r, r->aerr, sizeof r->aerr);
+        t0 = mono_us() - t0;
+        pthread_mutex_lock(&r->mu);
+        r->arc = rc;
+        r->apply_us = t0;
+        atomic_store(&r->done, 1);
+        pthread_cond_broadcast(&r->cv);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+/* Hand r->cur (checked, dead letters sent) to the apply thread, which is idle;
+ * gathering continues into the other buffer. */
+static void apply_post(proj_runner *r)
+{
+    pthread_mutex_lock(&r->mu);
+    r->inflight = r->cur;
+    r->cur = r->cur == &r->bt[0] ? &r->bt[1] : &r->bt[0];
+    atomic_store(&r->done, 0);
+    r->job = 1;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Wait for the batch being applied. On success publish its offsets and
+ * metrics; either way release it (the apply thread is idle afterwards).
+ * 0 or the target's error (err filled). */
+static int apply_wait(proj_runner *r, char *err, size_t errlen)
+{
+    rbatch *b = r->inflight;
+    long long us;
+    int rc;
+
+    pthread_mutex_lock(&r->mu);
+    while (!atomic_load(&r->done))
+        pthread_cond_wait(&r->cv, &r->mu);
+    rc = r->arc;
+    us = r->apply_us;
+    if (rc != 0)
+        snprintf(err, errlen, "%s", r->aerr[0] != '\0' ? r->aerr : "apply failed");
+    pthread_mutex_unlock(&r->mu);
+    if (rc == 0) {
+        observe(r, b->n, us);
+        for (int k = 0; k < b->ntouched; k++)
+            atomic_store(&r->next[b->touched[k]], b->batch_next[b->touched[k]]);
+        atomic_fetch_add(&r->applied, b->nvalid);
+        atomic_fetch_add(&r->batches, 1);
+    }
+    r->inflight = NULL;
+    batch_release(b);
+    return rc;
+}
+
+/* Needs the apply thread idle (no batch in flight). */
 static void close_target(proj_runner *r)
 {
     atomic_store(&r->connected, 0);
@@ -560,12 +702,14 @@ static void *run(void *arg)
     char err[1024];
     int backoff = BACKOFF_MIN_MS;
 
-    /* With exit_at_end the thread is done once the end offsets are stored. */
-    while (!atomic_load(&r->stop) && !(r->exit_at_end && atomic_load(&r->at_end))) {
-        size_t n = 0;
-        int rc;
+    for (;;) {
+        /* With exit_at_end the thread is done once the end offsets are stored. */
+        int ending = atomic_load(&r->stop) || (r->exit_at_end && atomic_load(&r->at_end));
+        int rc = 0;
 
-        if (r->t == NULL) {
+        if (ending && r->inflight == NULL)
+            break;
+        if (r->t == NULL) { /* closed: nothing in flight, nothing gathered */
             if ((rc = r->ops->open(r->cfg, r->ops->open_arg, &r->t, err, sizeof err)) != 0) {
                 r->t = NULL;
                 goto failed;
@@ -586,19 +730,30 @@ static void *run(void *arg)
             kq_log_info("%s: target open, consuming %d partitions from its stored offsets",
                         r->ops->name, r->nparts);
             check_at_end(r);
+            continue; /* exit_at_end may already hold */
         }
-        gather(r, &n);
-        if (n > 0 || r->ntouched > 0) {
-            rc = process(r, n, err, sizeof err);
-            batch_release(r, n);
-            if (rc != 0)
+        if (!ending) { /* batch N+1, while batch N is applied */
+            gather(r);
+            check_batch(r, r->cur);
+        }
+        if (r->inflight != NULL) {
+            if ((rc = apply_wait(r, err, sizeof err)) != 0) {
+                batch_release(r->cur); /* checked against a state that was not stored */
                 goto failed;
+            }
             backoff = BACKOFF_MIN_MS;
             check_at_end(r);
         }
+        if (r->cur->n > 0 || r->cur->ntouched > 0) {
+            if ((rc = dead_letter_batch(r, r->cur, err, sizeof err)) != 0) {
+                batch_release(r->cur);
+                goto failed;
+            }
+            apply_post(r);
+        }
         refresh_watermarks(r);
         continue;
-    failed:
+    failed:              /* nothing in flight, nothing gathered */
         if (r->replay) { /* fail fast: the driver decides */
             snprintf(r->failed_err, sizeof r->failed_err, "%s", err);
             atomic_store(&r->failed, rc != 0 ? rc : KQ_EIO);
@@ -623,6 +778,19 @@ static void *run(void *arg)
 
 /* ------------------------------------------------------------ life */
 
+/* End the apply thread (idle) and join it. */
+static void apply_quit(proj_runner *r)
+{
+    if (!r->astarted)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->quit = 1;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    pthread_join(r->athread, NULL);
+    r->astarted = 0;
+}
+
 static void runner_free(proj_runner *r)
 {
     if (r == NULL)
@@ -633,12 +801,18 @@ static void runner_free(proj_runner *r)
     free(r->end);
     free(r->until);
     free(r->start);
-    free(r->batch_next);
-    free(r->touched);
-    free(r->msgs);
-    free(r->msg_part);
-    free(r->ev);
-    free(r->nx);
+    for (int k = 0; k < 2; k++) {
+        free(r->bt[k].batch_next);
+        free(r->bt[k].touched);
+        free(r->bt[k].msgs);
+        free(r->bt[k].msg_part);
+        free(r->bt[k].ev);
+        free(r->bt[k].nx);
+    }
+    if (r->sync_init) {
+        pthread_mutex_destroy(&r->mu);
+        pthread_cond_destroy(&r->cv);
+    }
     free(r->next);
     free(r->high);
     free(r->eof_once);
@@ -683,22 +857,40 @@ int proj_runner_start_opts(const kq_config *cfg, const proj_target_ops *ops,
     r->end = calloc((size_t)r->nparts, sizeof *r->end);
     r->start = calloc((size_t)r->nparts, sizeof *r->start);
     r->until = malloc((size_t)r->nparts * sizeof *r->until);
-    r->batch_next = malloc((size_t)r->nparts * sizeof *r->batch_next);
-    r->touched = calloc((size_t)r->nparts, sizeof *r->touched);
-    r->msgs = calloc(max, sizeof *r->msgs);
-    r->msg_part = calloc(max, sizeof *r->msg_part);
-    r->ev = calloc(max, sizeof *r->ev);
-    r->nx = calloc((size_t)r->nparts, sizeof *r->nx);
     r->next = calloc((size_t)r->nparts, sizeof *r->next);
     r->high = calloc((size_t)r->nparts, sizeof *r->high);
     r->eof_once = calloc((size_t)r->nparts, sizeof *r->eof_once);
-    if (!r->end || !r->start || !r->until || !r->batch_next || !r->touched || !r->msgs ||
-        !r->msg_part || !r->ev || !r->nx || !r->next || !r->high || !r->eof_once) {
+    if (!r->end || !r->start || !r->until || !r->next || !r->high || !r->eof_once) {
         runner_free(r);
         return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
     }
+    for (int k = 0; k < 2; k++) {
+        rbatch *b = &r->bt[k];
+        b->batch_next = malloc((size_t)r->nparts * sizeof *b->batch_next);
+        b->touched = calloc((size_t)r->nparts, sizeof *b->touched);
+        b->msgs = calloc(max, sizeof *b->msgs);
+        b->msg_part = calloc(max, sizeof *b->msg_part);
+        b->ev = calloc(max, sizeof *b->ev);
+        b->nx = calloc((size_t)r->nparts, sizeof *b->nx);
+        if (!b->batch_next || !b->touched || !b->msgs || !b->msg_part || !b->ev || !b->nx) {
+            runner_free(r);
+            return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+        }
+        for (int i = 0; i < r->nparts; i++)
+            b->batch_next[i] = -1;
+    }
+    r->cur = &r->bt[0];
+    if (pthread_mutex_init(&r->mu, NULL) != 0) {
+        runner_free(r);
+        return kq_seterr(errstr, errlen, KQ_EIO, "cannot create the runner's mutex");
+    }
+    if (pthread_cond_init(&r->cv, NULL) != 0) {
+        pthread_mutex_destroy(&r->mu);
+        runner_free(r);
+        return kq_seterr(errstr, errlen, KQ_EIO, "cannot create the runner's condition");
+    }
+    r->sync_init = 1;
     for (int i = 0; i < r->nparts; i++) {
-        r->batch_next[i] = -1;
         r->until[i] = -1;
         atomic_store(&r->high[i], -1);
     }
@@ -729,7 +921,13 @@ int proj_runner_start_opts(const kq_config *cfg, const proj_target_ops *ops,
             return KQ_EKAFKA;
         }
     }
+    if (pthread_create(&r->athread, NULL, apply_main, r) != 0) {
+        runner_free(r);
+        return kq_seterr(errstr, errlen, KQ_EIO, "cannot start the %s apply thread", ops->name);
+    }
+    r->astarted = 1;
     if (pthread_create(&r->thread, NULL, run, r) != 0) {
+        apply_quit(r);
         runner_free(r);
         return kq_seterr(errstr, errlen, KQ_EIO, "cannot start the %s runner thread", ops->name);
     }
@@ -745,6 +943,7 @@ void proj_runner_stop(proj_runner *r)
     atomic_store(&r->stop, 1);
     if (r->started)
         pthread_join(r->thread, NULL);
+    apply_quit(r); /* idle: the runner thread waited for its last batch */
     runner_free(r);
 }
 

@@ -2,38 +2,63 @@
  * proj_runner.h — one projector target's life: its thread, its consumer,
  * its batches, its retries and its metrics.
  *
- * A runner owns one thread and one read_committed consumer (group id
+ * A runner owns two threads and one read_committed consumer (group id
  * "<prefix>.projector.<target>", never committing: the target's own stored
  * offsets are the checkpoint) assigned to every partition of the three event
- * topics at the offsets the target stored (0 where it stored none). The
- * thread loops:
+ * topics at the offsets the target stored (0 where it stored none).
+ *
+ * The runner thread (checker stage: consumer, checks, dead letters, target
+ * open/close, retries) loops:
  *   1. open the target when it is closed, load its offsets, (re)assign;
- *   2. gather a batch of up to cfg->proj_batch_max records, for at most
+ *   2. gather batch N+1 of up to cfg->proj_batch_max records, for at most
  *      cfg->proj_batch_ms ms after the first one (what the consumer queue
  *      already holds is taken in chunks without waiting; only an empty
- *      queue is waited on). The consumer keeps up to 64 MiB prefetched
- *      (queued.min.messages raised so librdkafka does not pause every
- *      partition's fetching while a slower apply drains the queue), and
- *      learns the partition leaders before it is assigned;
- *   3. check every record: it must decode (ev_envelope_decode), its key
- *      "<id>/<version:020>" must name the envelope's aggregate id and
+ *      queue is waited on). While batch N is still being applied, N+1 keeps
+ *      growing past that deadline (up to the maximum), and an empty N+1
+ *      returns as soon as N is done. The consumer keeps up to 64 MiB
+ *      prefetched (queued.min.messages raised so librdkafka does not pause
+ *      every partition's fetching while a slower apply drains the queue),
+ *      and learns the partition leaders before it is assigned. A record is
+ *      taken when its offset is past the offset its partition will have
+ *      once batch N commits;
+ *   3. check every record of N+1: it must decode (ev_envelope_decode), its
+ *      key "<id>/<version:020>" must name the envelope's aggregate id and
  *      version, its topic the aggregate type, its partition the aggregate's
- *      partition. A record that fails is dead-lettered (proj_dlq, durable)
- *      and marked decoded = 0;
- *   4. hand the batch to the target's apply with the next offset of every
- *      partition it covers. Reaching the end of a partition past transaction
- *      markers also advances that partition's stored offset (a batch without
- *      events), so a caught-up target's offsets equal the end offsets;
- *   5. on any error: log, count, close the target, back off (100 ms doubling
- *      to 5 s) and start over at 1 — the consumer re-seeks to the offsets the
- *      target actually stored, so nothing is lost or applied twice. A target
- *      returning KQ_ESWITCHED (kcqrs-replay replaced the live read model
- *      under it) is reopened at once, without backoff or an error count: it
- *      continues from the new model's stored offsets.
+ *      partition. A record that fails is marked decoded = 0 (a replay logs,
+ *      counts and skips it here);
+ *   4. wait for batch N's result. On success publish its offsets (metrics,
+ *      readiness, exit_at_end) and destroy its messages;
+ *   5. dead-letter N+1's refused records (proj_dlq, durable: before N+1 can
+ *      commit; here, because the apply thread is idle and the DLQ producer is
+ *      used by one thread at a time) and hand N+1, with the next offset of
+ *      every partition it covers, to the apply thread. Reaching the end of a
+ *      partition past transaction markers also advances that partition's
+ *      stored offset (a batch without events), so a caught-up target's
+ *      offsets equal the end offsets;
+ *   6. on any error (opening, loading offsets, batch N's apply, a dead
+ *      letter): N+1 is discarded unapplied (its messages destroyed; nothing
+ *      is in flight at that point), the runner logs, counts, closes the
+ *      target, backs off (100 ms doubling to 5 s) and starts over at 1 — the
+ *      fresh consumer re-seeks to the offsets the target actually stored,
+ *      so nothing is lost or applied twice. A target returning KQ_ESWITCHED
+ *      (kcqrs-replay replaced the live read model under it) is reopened at
+ *      once, without backoff or an error count: it continues from the new
+ *      model's stored offsets. A replay fails fast instead (the first error
+ *      ends the runner thread).
+ * The apply thread (apply stage) only runs ops->apply on the one batch it was
+ * handed (mutex/condvar slot): at most two batches exist, one being applied
+ * and one being gathered. The target is opened, loaded and closed by the
+ * runner thread, only while nothing is in flight; apply runs on the apply
+ * thread (a target's handle is used by one thread at a time, and a batch's
+ * transaction begins and ends inside apply). Dead letters for events the
+ * target refuses are sent from the apply thread, inside apply, while the
+ * runner thread sends none. Stopping (SIGTERM: proj_runner_stop) ends the
+ * gathering; the batch in flight and the one gathered are applied, then the
+ * target closes and the apply thread is joined.
  * Two runners share nothing but the configuration: PostgreSQL being down
  * never stops the LMDB runner.
  *
- * Metrics are atomics written by the runner thread and read by the HTTP
+ * Metrics are atomics written by the runner threads and read by the HTTP
  * server's threads (proj_runner_metrics); watermarks come from librdkafka's
  * cache (rd_kafka_get_watermark_offsets), which is thread-safe.
  */
