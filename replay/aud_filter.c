@@ -5,9 +5,7 @@
 #include "ev_json.h"
 #include "kq_err.h"
 #include "kq_kafka.h"
-#include "qry_text.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,26 +46,6 @@ const char *aud_aggregate_type_topic(ev_aggregate_type t)
     default:
         return NULL;
     }
-}
-
-int aud_time_parse(const char *s, int64_t *us)
-{
-    if (s == NULL || *s == '\0')
-        return KQ_EINVAL;
-    if (s[0] == '@') {
-        char *end;
-        long long v;
-        const char *d = s + 1 + (s[1] == '-');
-        if (*d < '0' || *d > '9')
-            return KQ_EINVAL;
-        errno = 0;
-        v = strtoll(s + 1, &end, 10);
-        if (errno != 0 || *end != '\0')
-            return KQ_EINVAL;
-        *us = (int64_t)v;
-        return 0;
-    }
-    return qry_time_parse(s, us) == 0 ? 0 : KQ_EINVAL;
 }
 
 int aud_filter_key(const aud_filter *f, const void *key, size_t keylen)

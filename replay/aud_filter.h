@@ -49,12 +49,6 @@ ev_aggregate_type aud_aggregate_type_parse(const char *s);
 /* The topic suffix of an aggregate type ("resource"), NULL for UNKNOWN. */
 const char *aud_aggregate_type_topic(ev_aggregate_type t);
 
-/*
- * A time argument: RFC 3339 (qry_time_parse) or "@<µs since the epoch>"
- * (decimal, optional '-'). 0 or KQ_EINVAL.
- */
-int aud_time_parse(const char *s, int64_t *us);
-
 /* On the record key alone (NULL key: passes, the envelope decides). 1 pass, 0 skip. */
 int aud_filter_key(const aud_filter *f, const void *key, size_t keylen);
 

@@ -39,6 +39,7 @@
 #include "kq_kafka.h"
 #include "kq_log.h"
 #include "qry_text.h"
+#include "rp_until.h"
 
 #define PROG "kcqrs-audit"
 #define NTOPICS 3
@@ -384,13 +385,13 @@ static int cmd_query(int argc, char **argv)
                 return 2;
             }
         } else if ((v = opt(argc, argv, &i, "--since", &missing)) != NULL) {
-            if (aud_time_parse(v, &q.f.since_us) != 0) {
-                fprintf(stderr, "%s: --since: '%s' is not RFC 3339 or @<microseconds>\n", PROG, v);
+            if (rp_parse_time(v, &q.f.since_us, err, sizeof err) != 0) {
+                fprintf(stderr, "%s: --since: %s\n", PROG, err);
                 return 2;
             }
         } else if ((v = opt(argc, argv, &i, "--until", &missing)) != NULL) {
-            if (aud_time_parse(v, &q.f.until_us) != 0) {
-                fprintf(stderr, "%s: --until: '%s' is not RFC 3339 or @<microseconds>\n", PROG, v);
+            if (rp_parse_time(v, &q.f.until_us, err, sizeof err) != 0) {
+                fprintf(stderr, "%s: --until: %s\n", PROG, err);
                 return 2;
             }
         } else if ((v = opt(argc, argv, &i, "--format", &missing)) != NULL) {

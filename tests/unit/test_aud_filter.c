@@ -21,27 +21,6 @@
 #include "ev_fb.h"
 #include "kq_err.h"
 
-static void test_time_parse(void **state)
-{
-    int64_t us = 0;
-
-    (void)state;
-    assert_int_equal(aud_time_parse("@1700000000123456", &us), 0);
-    assert_int_equal(us, 1700000000123456LL);
-    assert_int_equal(aud_time_parse("@-5", &us), 0);
-    assert_int_equal(us, -5);
-    assert_int_equal(aud_time_parse("2023-11-14T22:13:20.123456Z", &us), 0);
-    assert_int_equal(us, 1700000000123456LL);
-    assert_int_equal(aud_time_parse("2023-11-14T23:13:20+01:00", &us), 0);
-    assert_int_equal(us, 1700000000000000LL);
-    const char *bad[] = {"",          "@",          "@12x", "@ 12", "@99999999999999999999",
-                         "yesterday", "2023-11-14", "@-"};
-    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
-        if (aud_time_parse(bad[i], &us) != KQ_EINVAL)
-            fail_msg("'%s' accepted", bad[i]);
-    assert_int_equal(aud_time_parse(NULL, &us), KQ_EINVAL);
-}
-
 static void test_key_and_header(void **state)
 {
     aud_filter f;
@@ -176,8 +155,9 @@ static void test_compact(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_time_parse),      cmocka_unit_test(test_key_and_header),
-        cmocka_unit_test(test_envelope_filter), cmocka_unit_test(test_json_line),
+        cmocka_unit_test(test_key_and_header),
+        cmocka_unit_test(test_envelope_filter),
+        cmocka_unit_test(test_json_line),
         cmocka_unit_test(test_compact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
