@@ -62,41 +62,16 @@ static int lmdb_open(const kq_config *cfg, void *arg, void **t, char *errstr, si
     (void)arg;
     return proj_lmdb_open(cfg, (proj_lmdb **)t, errstr, errlen);
 }
-static int lmdb_load(void *t, proj_offset_fn cb, void *arg, char *errstr, size_t errlen)
-{
-    return proj_lmdb_load_offsets(t, cb, arg, errstr, errlen);
-}
-static int lmdb_apply(void *t, const proj_batch *b, proj_dead_letter_fn dl, void *dlarg,
-                      char *errstr, size_t errlen)
-{
-    return proj_lmdb_apply(t, b, dl, dlarg, errstr, errlen);
-}
-static void lmdb_close(void *t)
-{
-    proj_lmdb_close(t);
-}
-static const proj_target_ops lmdb_ops = {"lmdb",     lmdb_open,  lmdb_load,
-                                         lmdb_apply, lmdb_close, NULL};
+static const proj_target_ops lmdb_ops = {
+    "lmdb", lmdb_open, proj_lmdb_target_load, proj_lmdb_target_apply, proj_lmdb_target_close, NULL};
 
 static int pg_open(const kq_config *cfg, void *arg, void **t, char *errstr, size_t errlen)
 {
     (void)arg;
     return proj_pg_open(cfg, (proj_pg **)t, errstr, errlen);
 }
-static int pg_load(void *t, proj_offset_fn cb, void *arg, char *errstr, size_t errlen)
-{
-    return proj_pg_load_offsets(t, cb, arg, errstr, errlen);
-}
-static int pg_apply(void *t, const proj_batch *b, proj_dead_letter_fn dl, void *dlarg, char *errstr,
-                    size_t errlen)
-{
-    return proj_pg_apply(t, b, dl, dlarg, errstr, errlen);
-}
-static void pg_close(void *t)
-{
-    proj_pg_close(t);
-}
-static const proj_target_ops pg_ops = {"pg", pg_open, pg_load, pg_apply, pg_close, NULL};
+static const proj_target_ops pg_ops = {
+    "pg", pg_open, proj_pg_target_load, proj_pg_target_apply, proj_pg_target_close, NULL};
 
 typedef struct projector {
     proj_runner *runners[MAX_RUNNERS];

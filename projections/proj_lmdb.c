@@ -498,3 +498,19 @@ void proj_lmdb_close(proj_lmdb *t)
     free(t->buf);
     free(t);
 }
+
+int proj_lmdb_target_load(void *t, proj_offset_fn cb, void *arg, char *errstr, size_t errlen)
+{
+    return proj_lmdb_load_offsets(t, cb, arg, errstr, errlen);
+}
+
+int proj_lmdb_target_apply(void *t, const proj_batch *b, proj_dead_letter_fn dl, void *dlarg,
+                           char *errstr, size_t errlen)
+{
+    return proj_lmdb_apply(t, b, dl, dlarg, errstr, errlen);
+}
+
+void proj_lmdb_target_close(void *t)
+{
+    proj_lmdb_close(t);
+}

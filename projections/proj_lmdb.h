@@ -84,4 +84,14 @@ MDB_env *proj_lmdb_env(proj_lmdb *t);
 /* Sync and close; NULL is a no-op. */
 void proj_lmdb_close(proj_lmdb *t);
 
+/*
+ * The proj_target_ops adapters (handles as void *), shared by kcqrs-projector
+ * and kcqrs-replay's shadow targets: proj_lmdb_load_offsets, proj_lmdb_apply
+ * and proj_lmdb_close behind the runner's signatures.
+ */
+int proj_lmdb_target_load(void *t, proj_offset_fn cb, void *arg, char *errstr, size_t errlen);
+int proj_lmdb_target_apply(void *t, const proj_batch *b, proj_dead_letter_fn dl, void *dlarg,
+                           char *errstr, size_t errlen);
+void proj_lmdb_target_close(void *t);
+
 #endif

@@ -1549,3 +1549,19 @@ fail:
     }
     return rc == KQ_EIO || rc == KQ_ENOMEM || rc == KQ_ESWITCHED ? rc : KQ_EPG;
 }
+
+int proj_pg_target_load(void *t, proj_offset_fn cb, void *arg, char *errstr, size_t errlen)
+{
+    return proj_pg_load_offsets(t, cb, arg, errstr, errlen);
+}
+
+int proj_pg_target_apply(void *t, const proj_batch *b, proj_dead_letter_fn dl, void *dlarg,
+                         char *errstr, size_t errlen)
+{
+    return proj_pg_apply(t, b, dl, dlarg, errstr, errlen);
+}
+
+void proj_pg_target_close(void *t)
+{
+    proj_pg_close(t);
+}

@@ -107,4 +107,14 @@ typedef enum proj_pg_path {
 int proj_pg_set_path(proj_pg *pg, proj_pg_path path, int synchronous_commit, char *errstr,
                      size_t errlen);
 
+/*
+ * The proj_target_ops adapters (handles as void *), shared by kcqrs-projector
+ * and kcqrs-replay's shadow targets: proj_pg_load_offsets, proj_pg_apply
+ * and proj_pg_close behind the runner's signatures.
+ */
+int proj_pg_target_load(void *t, proj_offset_fn cb, void *arg, char *errstr, size_t errlen);
+int proj_pg_target_apply(void *t, const proj_batch *b, proj_dead_letter_fn dl, void *dlarg,
+                         char *errstr, size_t errlen);
+void proj_pg_target_close(void *t);
+
 #endif

@@ -237,19 +237,6 @@ static int tail_open(const kq_config *cfg, void *arg, void **t, char *errstr, si
     (void)cfg;
     return open_shadow(arg, 0, t, errstr, errlen);
 }
-static int t_load(void *t, proj_offset_fn cb, void *arg, char *errstr, size_t errlen)
-{
-    return proj_lmdb_load_offsets(t, cb, arg, errstr, errlen);
-}
-static int t_apply(void *t, const proj_batch *b, proj_dead_letter_fn dl, void *dlarg, char *errstr,
-                   size_t errlen)
-{
-    return proj_lmdb_apply(t, b, dl, dlarg, errstr, errlen);
-}
-static void t_close(void *t)
-{
-    proj_lmdb_close(t);
-}
 
 static int finish(void *p, char *errstr, size_t errlen)
 {
@@ -453,8 +440,10 @@ static int drop_snapshot(const kq_config *cfg, const char *name, char *errstr, s
 const rp_target_ops rp_lmdb_ops = {
     .name = "lmdb",
     .shadow_create = shadow_create,
-    .bulk = {"lmdb", bulk_open, t_load, t_apply, t_close, NULL},
-    .tail = {"lmdb", tail_open, t_load, t_apply, t_close, NULL},
+    .bulk = {"lmdb", bulk_open, proj_lmdb_target_load, proj_lmdb_target_apply,
+             proj_lmdb_target_close, NULL},
+    .tail = {"lmdb", tail_open, proj_lmdb_target_load, proj_lmdb_target_apply,
+             proj_lmdb_target_close, NULL},
     .finish = finish,
     .lock_live = lock_live,
     .unlock_live = unlock_live,

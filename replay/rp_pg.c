@@ -696,27 +696,12 @@ static int t_open_bulk(const kq_config *cfg, void *open_arg, void **t, char *err
     return 0;
 }
 
-static int t_load(void *t, proj_offset_fn cb, void *arg, char *errstr, size_t errlen)
-{
-    return proj_pg_load_offsets(t, cb, arg, errstr, errlen);
-}
-
-static int t_apply(void *t, const proj_batch *b, proj_dead_letter_fn dl, void *dlarg, char *errstr,
-                   size_t errlen)
-{
-    return proj_pg_apply(t, b, dl, dlarg, errstr, errlen);
-}
-
-static void t_close(void *t)
-{
-    proj_pg_close(t);
-}
-
 const rp_target_ops rp_pg_ops = {
     .name = "pg",
     .shadow_create = pg_shadow_create,
-    .bulk = {"pg", t_open_bulk, t_load, t_apply, t_close, NULL},
-    .tail = {"pg", t_open, t_load, t_apply, t_close, NULL},
+    .bulk = {"pg", t_open_bulk, proj_pg_target_load, proj_pg_target_apply, proj_pg_target_close,
+             NULL},
+    .tail = {"pg", t_open, proj_pg_target_load, proj_pg_target_apply, proj_pg_target_close, NULL},
     .finish = pg_finish,
     .lock_live = pg_lock_live,
     .unlock_live = pg_unlock_live,
