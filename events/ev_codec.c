@@ -465,8 +465,17 @@ static int check_payload(chk *c, const ev_envelope *e)
                          (long long)p->workflow_version);
         if ((unsigned)p->trigger >= ev_schema_trigger_kind.count)
             return cfail(c, "trigger", "unknown trigger %d", (int)p->trigger);
-        return check_text(c, "payload_json", p->payload_json, OPTIONAL, 0, EV_PAYLOAD_JSON_MAX,
-                          BYTES);
+        if ((rc = check_text(c, "payload_json", p->payload_json, OPTIONAL, 0, EV_PAYLOAD_JSON_MAX,
+                             BYTES)) ||
+            (rc = check_text(c, "signing_secret", p->signing_secret, OPTIONAL, 1, EV_META_MAX,
+                             BYTES)))
+            return rc;
+        if (!p->steps.present)
+            return 0;
+        if (p->steps.count != p->step_count)
+            return cfail(c, "steps", "%u steps but step_count %u", (unsigned)p->steps.count,
+                         (unsigned)p->step_count);
+        return check_steps(c, &p->steps);
     }
     case EV_STEP_ATTEMPTED: {
         const ev_step_attempted *p = &e->payload.step_attempted;
@@ -703,9 +712,13 @@ static ev_fb_ref enc_payload(ev_fb_builder *b, const ev_envelope *e)
     }
     case EV_RUN_STARTED: {
         const ev_run_started *p = &e->payload.run_started;
+        r1 = p->steps.present ? enc_steps(b, &p->steps) : 0;
+        r2 = put_str(b, p->signing_secret);
         r0 = put_str(b, p->workflow_id);
         r3 = put_str(b, p->payload_json);
         ev_fb_table_start(b);
+        add_ref(b, EV_SLOT_RUN_STARTED_STEPS, r1);
+        add_ref(b, EV_SLOT_RUN_STARTED_SIGNING_SECRET, r2);
         ev_fb_add_i64(b, EV_SLOT_RUN_STARTED_WORKFLOW_VERSION, p->workflow_version, 0);
         add_ref(b, EV_SLOT_RUN_STARTED_WORKFLOW_ID, r0);
         add_ref(b, EV_SLOT_RUN_STARTED_PAYLOAD_JSON, r3);
@@ -891,6 +904,8 @@ int ev_envelope_decode(const uint8_t *buf, size_t len, ev_envelope *out, char *e
         q->trigger = (ev_trigger_kind)ev_fb_get_u8(buf, p, EV_SLOT_RUN_STARTED_TRIGGER, 0);
         q->payload_json = rd_str(buf, p, EV_SLOT_RUN_STARTED_PAYLOAD_JSON);
         q->step_count = ev_fb_get_u32(buf, p, EV_SLOT_RUN_STARTED_STEP_COUNT, 0);
+        RD_LIST(q->steps, buf, p, EV_SLOT_RUN_STARTED_STEPS);
+        q->signing_secret = rd_str(buf, p, EV_SLOT_RUN_STARTED_SIGNING_SECRET);
         break;
     }
     case EV_STEP_ATTEMPTED: {

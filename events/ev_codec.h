@@ -243,6 +243,9 @@ typedef struct ev_run_started {
     ev_trigger_kind trigger;
     ev_str payload_json;
     uint32_t step_count;
+    ev_step_list steps;    /* optional (events before schema v2 lack it); when present,
+                              step_count == steps.count */
+    ev_str signing_secret; /* optional: the workflow's webhook secret at trigger time */
 } ev_run_started;
 
 typedef struct ev_step_attempted {

@@ -158,6 +158,8 @@ static const ev_schema_field run_started_fields[] = {
     F_ENUM("trigger", EV_SLOT_RUN_STARTED_TRIGGER, ev_schema_trigger_kind, 0),
     F_REF("payload_json", EV_SLOT_RUN_STARTED_PAYLOAD_JSON, EV_K_STRING, 0),
     F_SCALAR("step_count", EV_SLOT_RUN_STARTED_STEP_COUNT, EV_K_UINT, 0),
+    F_TABLE("steps", EV_SLOT_RUN_STARTED_STEPS, EV_K_VEC_TABLE, step, 0),
+    F_REF("signing_secret", EV_SLOT_RUN_STARTED_SIGNING_SECRET, EV_K_STRING, 0),
 };
 static TABLE(run_started, "RunStarted", run_started_fields);
 

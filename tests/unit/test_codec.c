@@ -339,6 +339,8 @@ static void make_envelope(ev_envelope *e, ev_event_type t, const ev_step *steps)
         e->payload.run_started.trigger = EV_TRIGGER_WEBHOOK;
         e->payload.run_started.payload_json = S("{\"k\":[1,2]}");
         e->payload.run_started.step_count = 3;
+        e->payload.run_started.steps = ev_step_list_of(steps, 3);
+        e->payload.run_started.signing_secret = S("s3cret");
         break;
     case EV_STEP_ATTEMPTED:
         e->payload.step_attempted.step = UINT32_MAX;
@@ -471,6 +473,8 @@ static void assert_envelope_eq(const ev_envelope *a, const ev_envelope *b)
         assert_int_equal(x->trigger, y->trigger);
         assert_str_eq(x->payload_json, y->payload_json);
         assert_int_equal(x->step_count, y->step_count);
+        assert_steps_eq(&x->steps, &y->steps);
+        assert_str_eq(x->signing_secret, y->signing_secret);
         break;
     }
     case EV_STEP_ATTEMPTED: {
@@ -819,6 +823,10 @@ static void test_validation_per_event(void **state)
                 "payload.workflow_id: must match");
     EXPECT_FAIL(EV_RUN_STARTED, e.payload.run_started.workflow_version = 0,
                 "payload.workflow_version");
+    EXPECT_FAIL(EV_RUN_STARTED, e.payload.run_started.step_count = 2,
+                "payload.steps: 3 steps but step_count 2");
+    EXPECT_FAIL(EV_RUN_STARTED, e.payload.run_started.signing_secret = S(""),
+                "payload.signing_secret");
     EXPECT_FAIL(EV_STEP_ATTEMPTED, e.payload.step_attempted.attempt = 0, "payload.attempt");
     EXPECT_FAIL(EV_STEP_ATTEMPTED, e.payload.step_attempted.status_code = 99,
                 "payload.status_code: must be 100..999");
