@@ -98,6 +98,9 @@ typedef struct cmd_result {
     const char *token;       /* success: consistency token */
     int64_t current_version; /* 409/412: the aggregate's version (0 if none) */
     int retry_after;         /* seconds for Retry-After, 0 = none */
+    const char *secret;      /* CMD_WF_CREATE success (also a replay) and CMD_WF_UPDATE that
+                                set a generated secret: the workflow's webhook secret, shown
+                                once as webhook_secret; else NULL */
 } cmd_result;
 
 typedef struct cmd_item cmd_item;
