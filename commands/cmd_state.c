@@ -633,6 +633,9 @@ int cmd_batch_decide(const cmd_state *st, cmd_batch *b, const cmd_command *c, si
             return 0;
         }
         break;
+    default:
+        refuse(d, 400, "unsupported", 0, "command kind %d is not handled yet", (int)c->kind);
+        return 0;
     }
     /* Record the pending event in the overlay. */
     if ((p = map_put(b->resources, c->id, &created)) == NULL)
