@@ -150,7 +150,7 @@ test-fuzz-replay: $(FUZZ_REPLAY)
 	  echo "== $$t"; $$t tests/fuzz/corpus/$$n; done
 
 test-e2e: $(BINS) $(TOOL_BIN)
-	KCQRS_BIN=$(CURDIR)/$(BIN) KCQRS_TOOLS=$(CURDIR)/$(BUILD)/tests/tools bats tests/e2e
+	KCQRS_BIN=$(CURDIR)/$(BIN) KCQRS_TOOLS=$(CURDIR)/$(BUILD)/tests/tools bats --timing tests/e2e
 
 # ---------------------------------------------------------------- running
 # deps runs first and the build in a sub-make, so pkg-config sees freshly installed packages.
