@@ -1242,12 +1242,14 @@ int cmd_writer_new(const cmd_writer_options *opts, cmd_writer **out, char *errst
     }
     if (opts->snapshot_dir != NULL) {
         char es[512];
+        int loaded;
         if ((w->snapshot_dir = strdup(opts->snapshot_dir)) == NULL) {
             cmd_writer_free(w);
             return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
         }
         rc = cmd_snapshot_load(w->snapshot_dir, w->map_size, &w->st, w->heads, w->topic_ptrs, es,
                                sizeof es);
+        loaded = rc == 0;
         if (rc == 0) {
             kq_log_info("loaded snapshot from %s: %zu resources, %zu workflows, %zu runs, %zu "
                         "idempotency keys",
@@ -1265,8 +1267,11 @@ int cmd_writer_new(const cmd_writer_options *opts, cmd_writer **out, char *errst
                 return kq_seterr(errstr, errlen, rc, "out of memory");
             }
         }
-        if (rc == 0)
-            cmd_state_delta_clear(&w->st); /* loaded: nothing is new */
+        /* Loaded: nothing is new. Else the fresh state's delta stays full, so
+         * its first snapshot empties whatever the directory holds (an ignored
+         * snapshot of an older format or another log). */
+        if (loaded)
+            cmd_state_delta_clear(&w->st);
         cmd_state_track(&w->st, 1);
         w->events_at_snapshot = w->st.events;
         if ((rc = cmd_snapshotter_new(w->snapshot_dir, w->map_size, w->topic_ptrs, &w->snap, errstr,
