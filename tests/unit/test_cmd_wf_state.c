@@ -150,9 +150,8 @@ static void apply_decision(cmd_state *st, const cmd_command *c, const cmd_decisi
             e.payload.workflow_created.name = ev_str_c(c->name);
             e.payload.workflow_created.enabled = c->enabled;
             e.payload.workflow_created.webhook_secret = ev_str_c(c->secret);
-            assert_int_equal(cmd_steps_view(c->steps_env, c->steps_env_len, &se, &steps, err,
-                                            sizeof err),
-                             0);
+            assert_int_equal(
+                cmd_steps_view(c->steps_env, c->steps_env_len, &se, &steps, err, sizeof err), 0);
             e.payload.workflow_created.steps = steps;
             break;
         case EV_WORKFLOW_UPDATED:
@@ -161,9 +160,9 @@ static void apply_decision(cmd_state *st, const cmd_command *c, const cmd_decisi
             if (d->changed & CMD_F_SECRET)
                 e.payload.workflow_updated.webhook_secret = ev_str_c(c->secret);
             if (d->changed & CMD_F_STEPS) {
-                assert_int_equal(cmd_steps_view(c->steps_env, c->steps_env_len, &se, &steps, err,
-                                                sizeof err),
-                                 0);
+                assert_int_equal(
+                    cmd_steps_view(c->steps_env, c->steps_env_len, &se, &steps, err, sizeof err),
+                    0);
                 e.payload.workflow_updated.steps = steps;
             }
             break;
@@ -172,9 +171,8 @@ static void apply_decision(cmd_state *st, const cmd_command *c, const cmd_decisi
             e.payload.run_started.workflow_version = d->wf_version;
             e.payload.run_started.step_count = d->step_count;
             if (d->wf_steps != NULL) {
-                assert_int_equal(cmd_steps_view(d->wf_steps, d->wf_steps_len, &se, &steps, err,
-                                                sizeof err),
-                                 0);
+                assert_int_equal(
+                    cmd_steps_view(d->wf_steps, d->wf_steps_len, &se, &steps, err, sizeof err), 0);
                 e.payload.run_started.steps = steps;
             }
             break;
@@ -369,6 +367,34 @@ static void test_workflow_decisions(void **state)
     expect_error(dc(&st, wf_cmd(CMD_WF_DELETE, "w1"), &off), 404, "not_found");
     expect_error(dc(&st, wf_create("w1", "s", 1), &off), 409, "conflict");
     assert_int_equal(st.events, 7);
+
+    /* no actions at all: an empty step list, and a run of it has no step to attempt */
+    c = wf_create("w0", "s", 0);
+    free(c.steps_env);
+    c.steps_env = NULL;
+    c.steps_env_len = 0;
+    c.fields &= ~CMD_F_STEPS;
+    {
+        cmd_batch b;
+        assert_int_equal(cmd_batch_init(&b), 0);
+        assert_int_equal(cmd_batch_decide(&st, &b, &c, 0, &d), 0);
+        assert_int_equal(d.kind, CMD_D_APPEND);
+        cmd_batch_free(&b);
+    }
+    /* committed with an empty list as the writer encodes it */
+    set_steps(&c, 0, "a", "api");
+    apply_decision(&st, &c, &d, &off);
+    cmd_command_clear(&c);
+    w = cmd_state_workflow(&st, "w0");
+    assert_non_null(w->steps);
+    assert_int_equal(w->step_count, 0);
+    c = run_start("r0", "w0", NULL);
+    d = decide_commit(&st, &c, &off);
+    assert_int_equal(d.step_count, 0);
+    assert_non_null(d.wf_steps);
+    cmd_decision_clear(&d);
+    cmd_command_clear(&c);
+    expect_error(dc(&st, attempt("r0", 0, 1, CMD_OUT_RETRY), &off), 409, "step_mismatch");
     cmd_state_free(&st);
 }
 
@@ -389,8 +415,7 @@ static void test_run_start_decisions(void **state)
     dc(&st, wf_create("w1", "hook-secret", 2), &off);
 
     /* webhook: wrong secret (also a prefix, and a longer one) 401 */
-    expect_error(dc(&st, run_start("r0", "w1", "hook-secre"), &off), 401,
-                 "invalid_webhook_secret");
+    expect_error(dc(&st, run_start("r0", "w1", "hook-secre"), &off), 401, "invalid_webhook_secret");
     expect_error(dc(&st, run_start("r0", "w1", "hook-secret!"), &off), 401,
                  "invalid_webhook_secret");
     assert_null(cmd_state_run(&st, "r0"));
@@ -530,7 +555,7 @@ static void test_overlay(void **state)
     assert_int_equal(cmd_state_init(&st, 4), 0);
     assert_int_equal(cmd_batch_init(&b), 0);
     c[0] = wf_create("w1", "s", 1);
-    c[1] = run_start("r1", "w1", "s");      /* sees the pending workflow */
+    c[1] = run_start("r1", "w1", "s");         /* sees the pending workflow */
     c[2] = attempt("r1", 0, 1, CMD_OUT_RETRY); /* sees the pending run */
     c[3] = attempt("r1", 0, 1, CMD_OUT_RETRY); /* the repeat, against the overlay */
     c[4] = wf_cmd(CMD_WF_UPDATE, "w1");
@@ -689,19 +714,17 @@ static void test_apply_envelope(void **state)
     assert_int_equal(ev_envelope_encode(&fb, &e, err, sizeof err), 0);
     buf = ev_fb_builder_data(&fb, &len);
     assert_int_equal(ev_envelope_decode(buf, len, &back, err, sizeof err), 0);
-    assert_int_equal(cmd_state_apply_envelope(&st, CMD_TOPIC_WORKFLOW, &back, 2, 40, err,
-                                              sizeof err),
-                     KQ_ECORRUPT);
+    assert_int_equal(
+        cmd_state_apply_envelope(&st, CMD_TOPIC_WORKFLOW, &back, 2, 40, err, sizeof err),
+        KQ_ECORRUPT);
     assert_int_equal(st.next_offset[CMD_TOPIC_WORKFLOW * 4 + 2], 41);
     assert_null(cmd_state_run(&st, "r1"));
     /* from its topic: applied (an old RunStarted without steps: step_count counts) */
-    assert_int_equal(
-        cmd_state_apply_envelope(&st, CMD_TOPIC_RUN, &back, 2, 7, err, sizeof err), 0);
+    assert_int_equal(cmd_state_apply_envelope(&st, CMD_TOPIC_RUN, &back, 2, 7, err, sizeof err), 0);
     assert_int_equal(cmd_state_run(&st, "r1")->step_count, 2);
     assert_int_equal(st.next_offset[CMD_TOPIC_RUN * 4 + 2], 8);
     /* read again: skipped */
-    assert_int_equal(
-        cmd_state_apply_envelope(&st, CMD_TOPIC_RUN, &back, 2, 7, err, sizeof err), 1);
+    assert_int_equal(cmd_state_apply_envelope(&st, CMD_TOPIC_RUN, &back, 2, 7, err, sizeof err), 1);
     /* a gap: refused */
     ev_envelope_init(&e, EV_RUN_SUCCEEDED);
     e.aggregate_id = ev_str_c("r1");
@@ -709,8 +732,8 @@ static void test_apply_envelope(void **state)
     assert_int_equal(ev_envelope_encode(&fb, &e, err, sizeof err), 0);
     buf = ev_fb_builder_data(&fb, &len);
     assert_int_equal(ev_envelope_decode(buf, len, &back, err, sizeof err), 0);
-    assert_int_equal(
-        cmd_state_apply_envelope(&st, CMD_TOPIC_RUN, &back, 2, 8, err, sizeof err), KQ_ECORRUPT);
+    assert_int_equal(cmd_state_apply_envelope(&st, CMD_TOPIC_RUN, &back, 2, 8, err, sizeof err),
+                     KQ_ECORRUPT);
     assert_int_equal(cmd_state_run(&st, "r1")->status, CMD_RUN_OPEN);
     /* an event of an unknown workflow: refused */
     ev_envelope_init(&e, EV_WORKFLOW_ENABLED);
@@ -964,14 +987,10 @@ static void test_snapshot_incremental_v4(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_workflow_decisions),
-        cmocka_unit_test(test_run_start_decisions),
-        cmocka_unit_test(test_attempt_decisions),
-        cmocka_unit_test(test_overlay),
-        cmocka_unit_test(test_idempotency),
-        cmocka_unit_test(test_apply_envelope),
-        cmocka_unit_test(test_snapshot_v4),
-        cmocka_unit_test(test_snapshot_incremental_v4),
+        cmocka_unit_test(test_workflow_decisions), cmocka_unit_test(test_run_start_decisions),
+        cmocka_unit_test(test_attempt_decisions),  cmocka_unit_test(test_overlay),
+        cmocka_unit_test(test_idempotency),        cmocka_unit_test(test_apply_envelope),
+        cmocka_unit_test(test_snapshot_v4),        cmocka_unit_test(test_snapshot_incremental_v4),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
