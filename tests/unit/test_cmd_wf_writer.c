@@ -117,8 +117,7 @@ static void start(fixture *f)
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
 
     memset(f, 0, sizeof *f);
-    kq_log_init("test_cmd_wf_writer", getenv("TEST_LOG") ? KQ_LOG_DEBUG : KQ_LOG_OFF,
-                KQ_LOG_HUMAN);
+    kq_log_init("test_cmd_wf_writer", getenv("TEST_LOG") ? KQ_LOG_DEBUG : KQ_LOG_OFF, KQ_LOG_HUMAN);
     rd_kafka_conf_set_log_cb(conf, NULL);
     assert_int_equal(rd_kafka_conf_set(conf, "log_level", "0", err, sizeof err), RD_KAFKA_CONF_OK);
     f->host = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
@@ -318,7 +317,8 @@ static void read_aggregate(fixture *f, const char *topic, const char *id, char *
             assert_int_equal(aud_chain_add(&ch[m->partition], m->offset, m->payload, m->len), 0);
             if (ev_envelope_decode(m->payload, m->len, &e, err, sizeof err) != 0)
                 fail_msg("%s", err);
-            if (e.aggregate_id.len == strlen(id) && memcmp(e.aggregate_id.ptr, id, e.aggregate_id.len) == 0) {
+            if (e.aggregate_id.len == strlen(id) &&
+                memcmp(e.aggregate_id.ptr, id, e.aggregate_id.len) == 0) {
                 int n = snprintf(out + o, outlen - o, "%s%s@%lld", o ? "," : "",
                                  ev_event_type_name(e.payload_type), (long long)e.version);
                 assert_true(n > 0 && (size_t)n < outlen - o);
@@ -329,9 +329,8 @@ static void read_aggregate(fixture *f, const char *topic, const char *id, char *
                     *keep = malloc(m->len);
                     assert_non_null(*keep);
                     memcpy(*keep, m->payload, m->len);
-                    assert_int_equal(ev_envelope_decode(*keep, m->len, last_run_started, err,
-                                                        sizeof err),
-                                     0);
+                    assert_int_equal(
+                        ev_envelope_decode(*keep, m->len, last_run_started, err, sizeof err), 0);
                 }
             }
         }
