@@ -38,7 +38,7 @@ typedef struct cmd_api {
     cmd_writer *writer; /* borrowed */
 } cmd_api;
 
-#define CMD_API_NROUTES 3
+#define CMD_API_NROUTES 9
 
 /* Fill routes[CMD_API_NROUTES] for `api`. */
 void cmd_api_routes(cmd_api *api, kq_http_route *routes);
