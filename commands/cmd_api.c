@@ -142,9 +142,12 @@ static json_t *error_details(const cmd_item *it, const cmd_result *r)
 
     if (r->status != 409 && r->status != 412)
         return NULL;
+    if (it->cmd.kind == CMD_RUN_ATTEMPT && r->has_attempt_detail)
+        return json_pack("[{s:s, s:s, s:I, s:I}]", "field", "attempt", "message", r->message,
+                         "current_step", (json_int_t)r->current_step, "recorded_attempts",
+                         (json_int_t)r->recorded_attempts);
     if (it->cmd.kind == CMD_RUN_ATTEMPT)
-        return json_pack("[{s:s, s:s, s:I}]", "field", "attempt", "message", r->message,
-                         "current_version", (json_int_t)r->current_version);
+        return json_pack("[{s:s, s:s}]", "field", "attempt", "message", r->message);
     snprintf(msg, sizeof msg, "current version of the %s", noun_of(it->cmd.kind));
     return json_pack("[{s:s, s:s, s:I}]", "field", "version", "message", msg, "current_version",
                      (json_int_t)r->current_version);
