@@ -328,6 +328,7 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     attempt "$run_id" 1 1 retry '"error":"smtp: 451","next_delay_ms":50'
     assert_error 409 attempt
     jcheck "d['error']['code'] == 'attempt_recorded'"
+    jcheck "d['error']['details'][0]['current_step'] == 1 and d['error']['details'][0]['recorded_attempts'] == 1"
     attempt "$run_id" 0 2 succeeded
     assert_error 409
     jcheck "d['error']['code'] == 'step_mismatch'"

@@ -38,9 +38,21 @@ wf_topic() { echo "$KCQRS_TOPIC_PREFIX.workflow.events"; }
 run_topic() { echo "$KCQRS_TOPIC_PREFIX.run.events"; }
 
 all_ends_sum() {
-    local t total=0 n
+    local d="$BATS_TEST_TMPDIR" t i=0 total=0 n rc=0 pids=()
+    # the three topics at once: each kq_offsets waits for settled transactions
     for t in "$(resource_topic)" "$(wf_topic)" "$(run_topic)"; do
-        n=$(kq_tool kq_offsets sum "$t") || return 1
+        rm -f "$d/ends.$i"
+        kq_tool kq_offsets sum "$t" >"$d/ends.$i" &
+        pids+=($!)
+        i=$((i + 1))
+    done
+    for i in 0 1 2; do
+        wait "${pids[$i]}" || rc=1
+    done
+    [[ $rc == 0 ]] || return 1
+    for i in 0 1 2; do
+        n=$(cat "$d/ends.$i")
+        [[ "$n" =~ ^[0-9]+$ ]] || return 1
         total=$((total + n))
     done
     echo "$total"
