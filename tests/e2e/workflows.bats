@@ -149,6 +149,10 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     jcheck "d['error']['code'] == 'workflow_disabled'"
     hook "$id" "$WF_SECRET"
     assert_error 409
+    jcheck "d['error']['code'] == 'workflow_disabled'"
+    # a wrong secret does not learn that the workflow is disabled
+    hook "$id" "wrong-secret"
+    assert_error 401
     assert_all_unchanged "$before"
 
     req PUT "/api/v1/workflows/$id" '{"enabled":true}'
@@ -219,6 +223,20 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     assert_all_unchanged "$before"
     req POST "/api/v1/workflows/$id/runs" '{"x":2}' -H "Idempotency-Key: $key"
     assert_error 422
+    assert_all_unchanged "$before"
+
+    # A webhook retry replays only with the same secret: its hash covers it.
+    hkey="hook-$RANDOM$RANDOM"
+    hook "$id" "$WF_SECRET" '{"h":1}' -H "Idempotency-Key: $hkey"
+    [ "$CODE" = 202 ]
+    hrun=$(jf 'd["run_id"]')
+    before=$(all_ends_sum)
+    hook "$id" "$WF_SECRET" '{"h":1}' -H "Idempotency-Key: $hkey"
+    [ "$CODE" = 202 ]
+    [ "$(jf 'd["run_id"]')" = "$hrun" ]
+    hook "$id" "not-the-secret" '{"h":1}' -H "Idempotency-Key: $hkey"
+    assert_error 422
+    [[ "$BODY" != *"$hrun"* ]]
     assert_all_unchanged "$before"
 }
 

@@ -24,8 +24,8 @@
 # with the given actions (default: one http action) and sets WF_SECRET to
 # the answered webhook_secret. attempt RUN STEP ATTEMPT OUTCOME [EXTRA_JSON]
 # posts one attempt with the worker key (EXTRA_JSON is merged fields such as
-# "\"next_delay_ms\":100"); hook WF SECRET [BODY] posts to the webhook with
-# X-Webhook-Secret (SECRET "-" sends no header).
+# "\"next_delay_ms\":100"); hook WF SECRET [BODY [CURL_ARGS...]] posts to the
+# webhook with X-Webhook-Secret (SECRET "-" sends no header).
 
 wf_make_keys() {
     cmd_make_keys || return 1
@@ -97,10 +97,11 @@ attempt() {
 hook() {
     local wf="$1" secret="$2" body='{"id":"h1"}'
     [[ $# -ge 3 ]] && body="$3"
+    shift $(($# < 3 ? $# : 3))
     if [[ "$secret" == - ]]; then
-        REQ_KEY="" req POST "/hooks/$wf" "$body"
+        REQ_KEY="" req POST "/hooks/$wf" "$body" "$@"
     else
-        REQ_KEY="" req POST "/hooks/$wf" "$body" -H "X-Webhook-Secret: $secret"
+        REQ_KEY="" req POST "/hooks/$wf" "$body" -H "X-Webhook-Secret: $secret" "$@"
     fi
 }
 
