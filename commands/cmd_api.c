@@ -166,7 +166,8 @@ static void on_done(cmd_item *it, const cmd_result *r)
     }
     if (r->code != NULL) {
         json_t *details = error_details(it, r);
-        if (details != NULL && r->current_version > 0 && it->cmd.kind != CMD_RUN_ATTEMPT) {
+        if (details != NULL && r->current_version > 0 && it->cmd.kind != CMD_RUN_ATTEMPT &&
+            it->cmd.kind != CMD_RUN_START) { /* the ETag of the aggregate addressed */
             snprintf(v, sizeof v, "\"%" PRId64 "\"", r->current_version);
             kq_http_add_header(req, "ETag", v);
         }

@@ -491,9 +491,9 @@ int cmd_wf_actions_env(const json_t *actions, const char *field, const char *wor
     for (size_t i = 0; i < n; i++) {
         char prefix[64];
         snprintf(prefix, sizeof prefix, "%s[%zu]", field, i);
-        bad += check_action(json_array_get(actions, i), prefix, &sb.steps[i],
-                            sb.headers + i * EV_MAX_HEADERS, sb.to + i * EV_MAX_RECIPIENTS,
-                            details);
+        bad +=
+            check_action(json_array_get(actions, i), prefix, &sb.steps[i],
+                         sb.headers + i * EV_MAX_HEADERS, sb.to + i * EV_MAX_RECIPIENTS, details);
     }
     if (bad > 0) {
         rc = KQ_EINVAL;

@@ -261,8 +261,7 @@ static void test_action_errors(void **state)
     wf(CREATE, "{\"type\":\"http\"}", "actions[0].url");
     wf(CREATE, "{\"type\":\"http\",\"url\":7}", "actions[0].url");
     wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x/\",\"name\":\"\"}", "actions[0].name");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x/\",\"method\":\"get\"}",
-       "actions[0].method");
+    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x/\",\"method\":\"get\"}", "actions[0].method");
     wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x/\",\"method\":\"TRACE\"}",
        "actions[0].method");
     wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x/\",\"to\":[\"a@b.c\"]}", "actions[0].to");
@@ -352,8 +351,9 @@ static void test_action_errors(void **state)
     wf(CREATE, "{\"type\":\"email\",\"to\":[\"a@b.c\"],\"subject\":\"s\",\"url\":\"http://x/\"}",
        "actions[0].url");
     {
-        size_t n = (size_t)snprintf(text, sizeof text, "{\"type\":\"email\",\"subject\":\"s\","
-                                                       "\"to\":[");
+        size_t n = (size_t)snprintf(text, sizeof text,
+                                    "{\"type\":\"email\",\"subject\":\"s\","
+                                    "\"to\":[");
         for (int i = 0; i < 51; i++)
             n += (size_t)snprintf(text + n, sizeof text - n, "%s\"u%d@x.y\"", i ? "," : "", i);
         snprintf(text + n, sizeof text - n, "]}");
@@ -406,8 +406,7 @@ static void test_update(void **state)
     refused(UPDATE, "{\"name\":\"\"}", "name");
     refused(UPDATE, "{\"id\":\"x\"}", "id");
     refused(UPDATE, "{\"actions\":[]}", "actions");
-    refused(UPDATE, "{\"actions\":[{\"type\":\"http\",\"url\":\"gopher://x\"}]}",
-            "actions[0].url");
+    refused(UPDATE, "{\"actions\":[{\"type\":\"http\",\"url\":\"gopher://x\"}]}", "actions[0].url");
 
     accepted(UPDATE, "{\"enabled\":false}", &c);
     assert_int_equal(c.fields, CMD_F_ENABLED);
@@ -446,8 +445,8 @@ static void test_attempt(void **state)
     char text[5000], errtext[4200];
     (void)state;
 
-    accepted(ATTEMPT, "{" ATT_OK ",\"status_code\":503,\"next_delay_ms\":250,\"outcome\":\"retry\"}",
-             &c);
+    accepted(ATTEMPT,
+             "{" ATT_OK ",\"status_code\":503,\"next_delay_ms\":250,\"outcome\":\"retry\"}", &c);
     assert_int_equal(c.step, 0);
     assert_int_equal(c.attempt, 1);
     assert_int_equal(c.duration_ms, 12);
@@ -476,16 +475,14 @@ static void test_attempt(void **state)
     cmd_command_clear(&c);
 
     refused(ATTEMPT, "{" ATT_OK ",\"outcome\":\"retry\"}", "next_delay_ms");
-    refused(ATTEMPT, "{" ATT_OK ",\"next_delay_ms\":5,\"outcome\":\"succeeded\"}",
-            "next_delay_ms");
+    refused(ATTEMPT, "{" ATT_OK ",\"next_delay_ms\":5,\"outcome\":\"succeeded\"}", "next_delay_ms");
     refused(ATTEMPT, "{" ATT_OK ",\"next_delay_ms\":-1,\"outcome\":\"retry\"}", "next_delay_ms");
     refused(ATTEMPT, "{" ATT_OK ",\"outcome\":\"maybe\"}", "outcome");
     refused(ATTEMPT, "{" ATT_OK "}", "outcome");
     refused(ATTEMPT, "{" ATT_OK ",\"outcome\":\"failed\",\"extra\":1}", "extra");
     refused(ATTEMPT, "{" ATT_OK ",\"status_code\":99,\"outcome\":\"failed\"}", "status_code");
     refused(ATTEMPT, "{" ATT_OK ",\"status_code\":1000,\"outcome\":\"failed\"}", "status_code");
-    refused(ATTEMPT, "{" ATT_OK ",\"status_code\":\"200\",\"outcome\":\"failed\"}",
-            "status_code");
+    refused(ATTEMPT, "{" ATT_OK ",\"status_code\":\"200\",\"outcome\":\"failed\"}", "status_code");
     refused(ATTEMPT,
             "{\"step\":-1,\"attempt\":1,\"duration_ms\":1,\"delivery_id\":\"d\","
             "\"outcome\":\"failed\"}",
@@ -576,8 +573,7 @@ static void test_pieces(void **state)
     assert_int_equal(cmd_wf_template_check("{{payload}", 10, why, sizeof why), KQ_EINVAL);
     assert_int_equal(cmd_wf_template_check("{{payload.a b}}", 15, why, sizeof why), KQ_EINVAL);
     assert_int_equal(cmd_wf_template_check("{{payload..a}}", 14, why, sizeof why), KQ_EINVAL);
-    assert_int_equal(cmd_wf_template_check("{{ok}} {{payload}}", 18, why, sizeof why),
-                     KQ_EINVAL);
+    assert_int_equal(cmd_wf_template_check("{{ok}} {{payload}}", 18, why, sizeof why), KQ_EINVAL);
     assert_non_null(strstr(why, "offset 0"));
     /* the length is honoured: the placeholder's end is outside the first 10 bytes */
     assert_int_equal(cmd_wf_template_check("{{payload}}", 10, why, sizeof why), KQ_EINVAL);
