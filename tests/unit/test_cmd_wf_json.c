@@ -19,6 +19,7 @@
 #include "ev_codec.h"
 #include "kq_err.h"
 #include "kq_json_in.h"
+#include "wk_template.h"
 
 enum { CREATE, UPDATE, ATTEMPT };
 
@@ -601,6 +602,128 @@ static void test_pieces(void **state)
     assert_string_not_equal(a, b);
 }
 
+/* ------------------------------------------------------------------ differential and mutations */
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static uint32_t next_rand(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 11);
+}
+
+/*
+ * The template check agrees with the worker's renderer: for random templates
+ * over an alphabet rich in braces, dots and blanks, wk_template_render gives
+ * KQ_EINVAL (malformed) exactly when cmd_wf_template_check refuses. A
+ * KQ_ENOTFOUND stops the renderer before it has seen later placeholders, so
+ * those templates prove nothing and are skipped.
+ */
+static void test_template_matches_renderer(void **state)
+{
+    static const char *const pieces[] = {"{{", "}}", "{",       "}",         ".",
+                                         " ",  "\t", "payload", "a",         "b",
+                                         "x",  "0",  "-",       "payload.a", "payload.x"};
+    json_t *payload = parse("{\"a\":{\"b\":1,\"0\":2},\"x\":\"s\",\"-\":3}");
+    size_t compared = 0, refused_n = 0;
+    (void)state;
+
+    for (int i = 0; i < 20000; i++) {
+        char tpl[128] = "", why[160], *out = NULL, err[256];
+        size_t outlen, len = 0;
+        int n = 1 + (int)(next_rand() % 10), rc, mine;
+        for (int k = 0; k < n; k++) {
+            const char *p = pieces[next_rand() % (sizeof pieces / sizeof pieces[0])];
+            size_t pl = strlen(p);
+            if (len + pl >= sizeof tpl)
+                break;
+            memcpy(tpl + len, p, pl + 1);
+            len += pl;
+        }
+        rc = wk_template_render(tpl, payload, WK_TPL_TEXT, &out, &outlen, err, sizeof err);
+        free(out);
+        mine = cmd_wf_template_check(tpl, len, why, sizeof why);
+        if (rc == KQ_ENOTFOUND)
+            continue;
+        compared++;
+        if ((rc == KQ_EINVAL) != (mine == KQ_EINVAL))
+            fail_msg("template '%s': renderer rc %d (%s), check rc %d (%s)", tpl, rc,
+                     rc ? err : "ok", mine, mine ? why : "ok");
+        refused_n += mine == KQ_EINVAL;
+    }
+    /* both outcomes were exercised often */
+    assert_true(compared > 5000);
+    assert_true(refused_n > 1000 && refused_n < compared - 1000);
+    json_decref(payload);
+}
+
+/*
+ * Byte mutations of a valid workflow body: whatever parses as a JSON object
+ * gives either KQ_EINVAL with well-formed details, or a command whose steps
+ * envelope decodes and passes the codec's domain rules. Under the sanitizers
+ * this also proves there is no out-of-bounds access or leak on any path.
+ */
+static void test_create_mutations(void **state)
+{
+    static const char base[] =
+        "{\"id\":\"wf-1\",\"name\":\"n\",\"enabled\":true,\"secret\":\"s3\",\"actions\":["
+        "{\"type\":\"http\",\"name\":\"h\",\"method\":\"PUT\",\"url\":\"https://x.y:8/"
+        "p?{{payload.a}}\","
+        "\"headers\":{\"X-A\":\"v\"},\"body_template\":\"{{payload}}\"},"
+        "{\"type\":\"email\",\"to\":[\"a@b.c\"],\"subject\":\"s\",\"body_template\":\"b\"}]}";
+    static const char alphabet[] = "{}[]\":,.@ \\/0123456789abcdefhpstuxyz-_\x01\x7f";
+    size_t ok = 0, bad = 0;
+    (void)state;
+
+    for (int i = 0; i < 4000; i++) {
+        char text[sizeof base + 8];
+        json_error_t e;
+        json_t *obj, *details;
+        cmd_command c;
+        int rc, nmut = 1 + (int)(next_rand() % 3);
+
+        memcpy(text, base, sizeof base);
+        for (int k = 0; k < nmut; k++)
+            text[next_rand() % (sizeof base - 1)] = alphabet[next_rand() % (sizeof alphabet - 1)];
+        obj = json_loads(text, JSON_REJECT_DUPLICATES, &e);
+        if (!json_is_object(obj)) {
+            json_decref(obj);
+            continue;
+        }
+        details = json_array();
+        rc = run_parse(CREATE, obj, &c, details);
+        if (rc == 0) {
+            ev_envelope env;
+            char err[256];
+            assert_int_equal(json_array_size(details), 0);
+            assert_int_equal(
+                ev_envelope_decode(c.steps_env, c.steps_env_len, &env, err, sizeof err), 0);
+            if (ev_envelope_validate(&env, err, sizeof err) != 0)
+                fail_msg("accepted %s but the codec refuses it: %s", text, err);
+            assert_non_null(c.secret);
+            assert_non_null(c.name);
+            ok++;
+        } else {
+            size_t k;
+            json_t *d;
+            assert_int_equal(rc, KQ_EINVAL);
+            assert_true(json_array_size(details) > 0);
+            json_array_foreach(details, k, d)
+            {
+                assert_true(json_is_string(json_object_get(d, "field")));
+                assert_true(json_is_string(json_object_get(d, "message")));
+            }
+            bad++;
+        }
+        cmd_command_clear(&c);
+        json_decref(details);
+        json_decref(obj);
+    }
+    assert_true(ok > 100);
+    assert_true(bad > 100);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -614,6 +737,8 @@ int main(void)
         cmocka_unit_test(test_attempt),
         cmocka_unit_test(test_payload),
         cmocka_unit_test(test_pieces),
+        cmocka_unit_test(test_template_matches_renderer),
+        cmocka_unit_test(test_create_mutations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
