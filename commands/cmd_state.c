@@ -1195,8 +1195,16 @@ static int decide_workflow(const cmd_state *st, cmd_batch *b, const cmd_command 
             refuse(d, 400, "invalid_request", 0, "a workflow needs a name and a secret");
             return 0;
         }
-        if (c->steps_env != NULL && (rc = command_steps(c, d, &steps, &steps_len, &count)) != 0)
-            return rc < 0 ? rc : 0;
+        if (c->steps_env != NULL) {
+            if ((rc = command_steps(c, d, &steps, &steps_len, &count)) != 0)
+                return rc < 0 ? rc : 0;
+        } else {
+            /* no actions: an empty list, as WorkflowCreated will hold */
+            ev_step_list none = ev_step_list_of(NULL, 0);
+            char es[128];
+            if (cmd_steps_canonical(&none, &steps, &steps_len, es, sizeof es) != 0)
+                return KQ_ENOMEM;
+        }
         d->events[n++] = EV_WORKFLOW_CREATED;
         d->changed = CMD_F_NAME | CMD_F_ENABLED | CMD_F_SECRET | CMD_F_STEPS;
         enabled = (c->fields & CMD_F_ENABLED) ? c->enabled != 0 : 1;

@@ -3,16 +3,21 @@
  *
  * What it is for
  *   A command is accepted or refused by comparing it with the current state of
- *   its aggregate. This module holds that state, in memory, for the Resource
- *   aggregate: per resource its version, deleted flag, current name,
+ *   its aggregate. This module holds that state, in memory, for the three
+ *   aggregates: per resource its version, deleted flag, current name,
  *   description and status (so an update emits only the changed fields) and
  *   the position (partition, offset) of its last event (so a no-op update can
- *   still answer a consistency token); per Idempotency-Key the SHA-256 of the
- *   command that used it and the original answer (status, id, version,
- *   position); per partition of the resource topic the next offset the state
- *   covers. Everything in it can be rebuilt from the log: cmd_state_apply()
- *   applies one event, whether read back from Kafka at start or just
- *   committed by the writer.
+ *   still answer a consistency token); per workflow its version, deleted and
+ *   enabled flags, name, webhook secret and steps (a canonical steps envelope,
+ *   copied into every RunStarted); per run its version, status (open,
+ *   succeeded, failed), step count, current step and the attempts recorded
+ *   for it (fixed size: a finished run stays small); per Idempotency-Key the
+ *   SHA-256 of the command that used it and the original answer (status, id,
+ *   version, position, aggregate); per topic (resource, workflow, run) and
+ *   partition the next offset the state covers. Everything in it can be
+ *   rebuilt from the log: cmd_state_apply_envelope() applies one decoded
+ *   event, whether read back from Kafka at start or just committed by the
+ *   writer (resource events may also come as a cmd_event: cmd_state_apply).
  *
  * Group commit: the batch overlay
  *   A cmd_batch is the open batch of one transaction. cmd_batch_decide() judges
@@ -32,6 +37,20 @@
  *   hash -> the original answer, no event (with another hash -> 422); events
  *   whose envelope has no command_hash (written before it existed) answer any
  *   retry of their key with the original answer.
+ * Workflows and runs (issue #6, CONTRACT6): a command appends 1..CMD_MAX_EVENTS
+ *   events of one aggregate with consecutive versions (cmd_decision.events;
+ *   `version` is the last). Workflow create/update/delete as resources (409,
+ *   404, 412; only changed fields; name/secret/steps -> WorkflowUpdated,
+ *   enabled -> WorkflowEnabled/Disabled after it). Run start: workflow
+ *   unknown or deleted 404; webhook secret differs 401 invalid_webhook_secret
+ *   (SHA-256 of both compared with CRYPTO_memcmp; checked before the enabled
+ *   flag); disabled 409 workflow_disabled; the decision carries copies of the
+ *   workflow's version, secret and steps (committed or pending in the batch).
+ *   Run attempt: unknown 404; finished 409 run_finished; not the current step
+ *   409 step_mismatch; attempt <= recorded 409 attempt_recorded; attempt >
+ *   recorded + 1 409 attempt_gap (the three with current_step and
+ *   recorded_attempts); then StepAttempted [+ StepSucceeded [+ RunSucceeded
+ *   after the last step]] or [+ StepFailed + RunFailed].
  *
  * A refused command (400..422) appends nothing and is not recorded under its
  *   Idempotency-Key: a retry is judged afresh against the state of its time.

@@ -63,6 +63,12 @@ struct cmd_writer {
     cmd_head *heads;       /* [CHAIN_TOPICS * partitions]: chain heads of the committed log
                               plus the open transaction's records */
     cmd_head *heads_saved; /* the heads when the open transaction began */
+    /* Delivery reports of the open transaction, in produce order (the
+     * messages' opaque). Writer-owned, not in the items: a report that comes
+     * late (an aborted transaction's purged messages, served during the
+     * abort after the batch was answered and its items freed) lands here. */
+    cmd_item_event *slots;
+    size_t nslots, slots_cap;
 
     /* metrics */
     atomic_uint_fast64_t m_events, m_committed, m_aborted, m_kafka_errors, m_unknown;
@@ -754,7 +760,7 @@ static int produce_item(cmd_writer *w, cmd_item *it, char *errstr, size_t errlen
     occurred = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
     item_values_free(it);
     for (int i = 0; i < it->d.nevents; i++) {
-        cmd_item_event *ie = &it->ev[i];
+        cmd_item_event *ie = &it->ev[i], *slot;
         ev_event_type type = it->d.events[i];
         int64_t version = it->d.version - it->d.nevents + 1 + i;
         ev_envelope e, steps_env;
@@ -795,12 +801,16 @@ static int produce_item(cmd_writer *w, cmd_item *it, char *errstr, size_t errlen
          * transaction fails: run_transaction). */
         if (chain_set_head(head, buf, len) != 0)
             return kq_seterr(errstr, errlen, KQ_EIO, "SHA-256 of an envelope failed");
-        ie->it = it;
+        if (w->nslots >= w->slots_cap)
+            return kq_seterr(errstr, errlen, KQ_ERANGE, "too many events in one transaction");
+        slot = &w->slots[w->nslots++];
+        memset(slot, 0, sizeof *slot);
+        slot->offset = -1;
         ie->delivered = 0;
         ie->dr_err = 0;
         ie->offset = -1;
         if ((rc = kq_kafka_produce_event(w->producer, w->topics[t], part, key, (size_t)klen, buf,
-                                         len, ev_event_type_name(type), ie, errstr, errlen)) != 0)
+                                         len, ev_event_type_name(type), slot, errstr, errlen)) != 0)
             return rc;
     }
     it->partition = part;
@@ -816,6 +826,7 @@ static int run_transaction(cmd_writer *w, cmd_item **items, size_t n, size_t nap
     double t0, tbegin = mono_s(), took;
 
     memcpy(w->heads_saved, w->heads, heads_size(w));
+    w->nslots = 0;
     rc = kq_kafka_txn_begin(w->producer, errstr, errlen);
     if (rc != 0)
         goto fail;
@@ -838,21 +849,28 @@ static int run_transaction(cmd_writer *w, cmd_item **items, size_t n, size_t nap
     t0 = mono_s();
     for (;;) {
         size_t got = 0;
-        for (size_t i = 0; i < n; i++)
-            if (items[i]->d.kind == CMD_D_APPEND)
-                for (int k = 0; k < items[i]->d.nevents; k++)
-                    got += items[i]->ev[k].delivered != 0;
+        for (size_t k = 0; k < w->nslots; k++)
+            got += w->slots[k].delivered != 0;
         if (got == nappend || mono_s() - t0 > 5.0)
             break;
         rd_kafka_poll(w->producer, 10);
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0, sl = 0; i < n; i++) {
         cmd_item *it = items[i];
         int bad = 0;
         if (it->d.kind != CMD_D_APPEND)
             continue;
-        for (int k = 0; k < it->d.nevents; k++)
-            bad |= !it->ev[k].delivered || it->ev[k].dr_err || it->ev[k].offset < 0;
+        for (int k = 0; k < it->d.nevents; k++) {
+            cmd_item_event *ie = &it->ev[k];
+            if (sl < w->nslots) {
+                ie->partition = w->slots[sl].partition;
+                ie->offset = w->slots[sl].offset;
+                ie->delivered = w->slots[sl].delivered;
+                ie->dr_err = w->slots[sl].dr_err;
+            }
+            sl++;
+            bad |= !ie->delivered || ie->dr_err || ie->offset < 0;
+        }
         if (bad) {
             /* Committed, but we do not know where: re-read the log. */
             kq_log_error("transaction committed without a delivery report; re-reading the log");
@@ -1236,7 +1254,9 @@ int cmd_writer_new(const cmd_writer_options *opts, cmd_writer **out, char *errst
     }
     w->heads = calloc(1, heads_size(w));
     w->heads_saved = calloc(1, heads_size(w));
-    if (w->heads == NULL || w->heads_saved == NULL) {
+    w->slots_cap = (size_t)(w->cfg->batch_max > 0 ? w->cfg->batch_max : 1) * CMD_MAX_EVENTS;
+    w->slots = calloc(w->slots_cap, sizeof *w->slots);
+    if (w->heads == NULL || w->heads_saved == NULL || w->slots == NULL) {
         cmd_writer_free(w);
         return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
     }
@@ -1433,6 +1453,7 @@ void cmd_writer_free(cmd_writer *w)
     cmd_state_free(&w->st);
     free(w->heads);
     free(w->heads_saved);
+    free(w->slots);
     ev_fb_builder_free(&w->fb);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);

@@ -115,9 +115,9 @@ typedef struct cmd_result {
 typedef struct cmd_item cmd_item;
 typedef void (*cmd_done_fn)(cmd_item *it, const cmd_result *r);
 
-/* One event a command produced (writer-private). */
+/* One event a command produced (writer-private; also the writer's delivery
+ * report slots). */
 typedef struct cmd_item_event {
-    cmd_item *it;
     int32_t partition;
     int64_t offset;
     int delivered, dr_err;

@@ -117,8 +117,7 @@ static void start(fixture *f)
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
 
     memset(f, 0, sizeof *f);
-    kq_log_init("test_cmd_wf_writer", getenv("TEST_LOG") ? KQ_LOG_DEBUG : KQ_LOG_OFF,
-                KQ_LOG_HUMAN);
+    kq_log_init("test_cmd_wf_writer", getenv("TEST_LOG") ? KQ_LOG_DEBUG : KQ_LOG_OFF, KQ_LOG_HUMAN);
     rd_kafka_conf_set_log_cb(conf, NULL);
     assert_int_equal(rd_kafka_conf_set(conf, "log_level", "0", err, sizeof err), RD_KAFKA_CONF_OK);
     f->host = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
@@ -318,7 +317,8 @@ static void read_aggregate(fixture *f, const char *topic, const char *id, char *
             assert_int_equal(aud_chain_add(&ch[m->partition], m->offset, m->payload, m->len), 0);
             if (ev_envelope_decode(m->payload, m->len, &e, err, sizeof err) != 0)
                 fail_msg("%s", err);
-            if (e.aggregate_id.len == strlen(id) && memcmp(e.aggregate_id.ptr, id, e.aggregate_id.len) == 0) {
+            if (e.aggregate_id.len == strlen(id) &&
+                memcmp(e.aggregate_id.ptr, id, e.aggregate_id.len) == 0) {
                 int n = snprintf(out + o, outlen - o, "%s%s@%lld", o ? "," : "",
                                  ev_event_type_name(e.payload_type), (long long)e.version);
                 assert_true(n > 0 && (size_t)n < outlen - o);
@@ -329,9 +329,8 @@ static void read_aggregate(fixture *f, const char *topic, const char *id, char *
                     *keep = malloc(m->len);
                     assert_non_null(*keep);
                     memcpy(*keep, m->payload, m->len);
-                    assert_int_equal(ev_envelope_decode(*keep, m->len, last_run_started, err,
-                                                        sizeof err),
-                                     0);
+                    assert_int_equal(
+                        ev_envelope_decode(*keep, m->len, last_run_started, err, sizeof err), 0);
                 }
             }
         }
@@ -543,11 +542,77 @@ static void test_batch_overlay_writer(void **state)
     stop(&f);
 }
 
+/* A failed transaction with multi-event commands (an attempt that ends the
+ * run, a workflow update with two events): every command of the batch gets
+ * 503, the state and the chain heads do not move, and the retries get the
+ * versions the failed ones would have had; the log holds each event once. */
+static void test_failed_transaction(void **state)
+{
+    fixture f;
+    outcome o[2];
+    char got[512];
+    double t0;
+
+    (void)state;
+    start(&f);
+    wf_create(&f, &o[0], "wf-f", "sec", 1, NULL);
+    wait_one(&o[0]);
+    assert_int_equal(o[0].status, 201);
+    run_start(&f, &o[0], "run-f", "wf-f", NULL);
+    wait_one(&o[0]);
+    assert_int_equal(o[0].status, 202);
+
+    /* a permanent produce error: the records fail, the transaction aborts */
+    rd_kafka_mock_push_request_errors(f.mc, 0 /* Produce */, 1,
+                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+    attempt(&f, &o[0], "run-f", 0, 1, CMD_OUT_SUCCEEDED);
+    {
+        cmd_item *it = item(&o[1], CMD_WF_UPDATE, "wf-f");
+        it->cmd.fields = CMD_F_NAME | CMD_F_ENABLED;
+        it->cmd.name = strdup("other");
+        it->cmd.enabled = 0;
+        submit_item(&f, it);
+    }
+    wait_one(&o[0]);
+    wait_one(&o[1]);
+    assert_int_equal(o[0].status, 503);
+    assert_int_equal(o[1].status, 503);
+    assert_int_equal(cmd_state_run(cmd_writer_state(f.w), "run-f")->version, 1);
+
+    /* retried until the writer is back: the same versions */
+    t0 = now_s();
+    do {
+        do_attempt(&f, &o[0], "run-f", 0, 1, CMD_OUT_SUCCEEDED);
+        if (o[0].status == 503) {
+            struct timespec ts = {0, 100 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    } while (o[0].status == 503 && now_s() - t0 < 30);
+    assert_int_equal(o[0].status, 200);
+    assert_int_equal(o[0].version, 4);
+    {
+        cmd_item *it = item(&o[1], CMD_WF_UPDATE, "wf-f");
+        it->cmd.fields = CMD_F_NAME | CMD_F_ENABLED;
+        it->cmd.name = strdup("other");
+        it->cmd.enabled = 0;
+        submit_item(&f, it);
+        wait_one(&o[1]);
+    }
+    assert_int_equal(o[1].status, 200);
+    assert_int_equal(o[1].version, 3);
+    read_aggregate(&f, "u.run.events", "run-f", got, sizeof got, NULL, NULL);
+    assert_string_equal(got, "RunStarted@1,StepAttempted@2,StepSucceeded@3,RunSucceeded@4");
+    read_aggregate(&f, "u.workflow.events", "wf-f", got, sizeof got, NULL, NULL);
+    assert_string_equal(got, "WorkflowCreated@1,WorkflowUpdated@2,WorkflowDisabled@3");
+    stop(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_workflow_run_flow),
         cmocka_unit_test(test_batch_overlay_writer),
+        cmocka_unit_test(test_failed_transaction),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
