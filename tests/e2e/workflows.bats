@@ -208,6 +208,32 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     assert_all_unchanged "$before"
 }
 
+@test "update actions: WorkflowUpdated holds the new steps; a run started later copies them and the version" {
+    id=$(wf_new_id)
+    wf_create "$id"
+    req POST "/api/v1/workflows/$id/runs" '{}'
+    [ "$CODE" = 202 ]
+    old_run=$(jf 'd["run_id"]')
+    req PUT "/api/v1/workflows/$id" "{\"actions\":[$MAIL_ACTION,$HTTP_ACTION]}"
+    [ "$CODE" = 200 ]
+    jcheck "d['version'] == 2"
+    BODY=$(agg_event "$(wf_topic)" "$id" 2)
+    jcheck "d['payload_type'] == 'WorkflowUpdated' and list(d['payload']) == ['steps'] and [s['action_type'] for s in d['payload']['steps']] == ['EmailAction', 'HttpAction']"
+    # the same actions again change nothing
+    before=$(all_ends_sum)
+    req PUT "/api/v1/workflows/$id" "{\"actions\":[$MAIL_ACTION,$HTTP_ACTION]}"
+    [ "$CODE" = 200 ]
+    jcheck "d['version'] == 2"
+    assert_all_unchanged "$before"
+
+    req POST "/api/v1/workflows/$id/runs" '{}'
+    [ "$CODE" = 202 ]
+    BODY=$(agg_event "$(run_topic)" "$(jf 'd["run_id"]')" 1)
+    jcheck "d['payload']['workflow_version'] == 2 and d['payload']['step_count'] == 2 and d['payload']['steps'][0]['action_type'] == 'EmailAction'"
+    BODY=$(agg_event "$(run_topic)" "$old_run" 1)
+    jcheck "d['payload']['workflow_version'] == 1 and d['payload']['step_count'] == 1"
+}
+
 @test "trigger with Idempotency-Key: a retry answers the same run id and appends nothing" {
     id=$(wf_new_id)
     wf_create "$id"
