@@ -6,8 +6,9 @@
 # topics did not move (no event, not even an aborted transaction).
 #
 # One instance ("main") for the file, on the suite's broker, with this
-# file's topic prefix; the last test restarts it (clean stop, then SIGKILL)
-# and checks that the state came back from the snapshot and from the log.
+# file's topic prefix; the last test restarts it (clean stop; SIGKILL;
+# SIGKILL with the snapshot removed) and checks that the state came back
+# from the snapshot and from the log.
 
 load helpers
 load commands_helpers
@@ -394,7 +395,7 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     echo "$run_id" >"$BATS_FILE_TMPDIR/failed_run"
 }
 
-@test "restart (clean, then SIGKILL): the state comes back; the same repeats are still 409" {
+@test "restart (clean; SIGKILL; SIGKILL without snapshot): the state comes back; the same repeats are still 409" {
     [ -s "$BATS_FILE_TMPDIR/failed_run" ] || skip "needs the attempts tests"
     failed=$(cat "$BATS_FILE_TMPDIR/failed_run")
     id=$(wf_new_id)
@@ -404,8 +405,17 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     attempt "$open" 0 1 retry '"next_delay_ms":10'
     [ "$CODE" = 200 ]
 
-    for how in stop kill; do
-        if [ "$how" = stop ]; then cmd_stop main; else cmd_kill main; fi
+    # clean stop (snapshot), SIGKILL (snapshot + log tail), SIGKILL without
+    # the snapshot (the log alone)
+    for how in stop kill wipe; do
+        case "$how" in
+        stop) cmd_stop main ;;
+        kill) cmd_kill main ;;
+        wipe)
+            cmd_kill main
+            rm -rf "$BATS_FILE_TMPDIR/lmdb-main"
+            ;;
+        esac
         cmd_start main
         before=$(all_ends_sum)
         attempt "$open" 0 1 retry '"next_delay_ms":10'
