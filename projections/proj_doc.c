@@ -76,9 +76,9 @@ static json_t *action_json(const ev_step *st)
         bad |= put(a, "type", json_string("http"));
         if (st->name.ptr)
             bad |= put(a, "name", jstr(st->name));
-        bad |= put(a, "method",
-                   json_string((unsigned)h->method <= EV_HTTP_DELETE ? method_names[h->method]
-                                                                     : "POST"));
+        bad |= put(
+            a, "method",
+            json_string((unsigned)h->method <= EV_HTTP_DELETE ? method_names[h->method] : "POST"));
         bad |= put(a, "url", jstr(h->url));
         if (h->headers.present && h->headers.count > 0) {
             json_t *hs = json_object();
@@ -247,9 +247,9 @@ static json_t *run_steps(const ev_run_started *s)
 }
 
 /* The run answer's key order: "error" sits after "payload" once present. */
-static const char *const run_keys[] = {"id",      "workflow_id", "workflow_version", "trigger",
-                                       "status",  "payload",     "error",            "version",
-                                       "created_at", "updated_at", "steps",         NULL};
+static const char *const run_keys[] = {
+    "id",    "workflow_id", "workflow_version", "trigger",    "status", "payload",
+    "error", "version",     "created_at",       "updated_at", "steps",  NULL};
 
 static json_t *run_ordered(json_t *d)
 {
@@ -312,7 +312,8 @@ int proj_doc_run(json_t **doc, const ev_envelope *e, const char **why)
         bad |= put(d, "id", jstr(e->aggregate_id));
         bad |= put(d, "workflow_id", jstr(r->workflow_id));
         bad |= put(d, "workflow_version", json_integer(r->workflow_version));
-        bad |= put(d, "trigger", json_string(r->trigger == EV_TRIGGER_WEBHOOK ? "webhook" : "manual"));
+        bad |=
+            put(d, "trigger", json_string(r->trigger == EV_TRIGGER_WEBHOOK ? "webhook" : "manual"));
         bad |= put(d, "status", json_string("pending"));
         bad |= put(d, "payload", payload);
         bad |= put(d, "version", json_integer(e->version));

@@ -23,7 +23,7 @@
 enum { K_GET = 1, K_LIST, K_EVENTS, K_AUDIT };
 #define K_WF 16
 #define K_RUN 32
-#define K_BASE(k) ((k) & 15)
+#define K_BASE(k) ((k)&15)
 #define K_AGG(k) ((k) & (K_WF | K_RUN))
 
 /*
@@ -38,8 +38,8 @@ static const char *const known_audit[] = {
     "aggregate_type", "aggregate_id", "actor",  "event_type", "since",
     "until",          "limit",        "cursor", "snapshot",   NULL};
 static const char *const known_wf_list[] = {"enabled", "limit", "cursor", "snapshot", NULL};
-static const char *const known_run_list[] = {"workflow_id", "status", "limit", "cursor",
-                                             "snapshot",    NULL};
+static const char *const known_run_list[] = {"workflow_id", "status",   "limit",
+                                             "cursor",      "snapshot", NULL};
 static const char *const known_none[] = {NULL};
 
 typedef struct unknown_ctx {
@@ -366,12 +366,12 @@ static void serve_list(qry_api *api, kq_http_req *req, int kind, const params *p
     if (view_acquire(api, req, p, &v) != 0)
         return;
     if (K_AGG(kind) == 0)
-        rc = qry_rm_list(v, p->by_status, p->status, p->has_cursor ? p->cursor.id : NULL,
-                         p->limit, &items, &more, err, sizeof err);
+        rc = qry_rm_list(v, p->by_status, p->status, p->has_cursor ? p->cursor.id : NULL, p->limit,
+                         &items, &more, err, sizeof err);
     else
         rc = qry_rm_doc_list(v, K_AGG(kind) == K_WF ? QRY_DOC_WORKFLOW : QRY_DOC_RUN, p->flag,
-                             p->workflow_id, p->has_cursor ? p->cursor.id : NULL, p->limit,
-                             &items, &more, err, sizeof err);
+                             p->workflow_id, p->has_cursor ? p->cursor.id : NULL, p->limit, &items,
+                             &more, err, sizeof err);
     view_release(api, p, v);
     if (rc != 0) {
         respond_read_error(req, rc, err);
@@ -509,13 +509,13 @@ static void handle(qry_api *api, kq_http_req *req, int kind)
     }
     parse_params(api->cfg, req, kind, &p, details);
     {
-        unknown_ctx u = {kind == K_LIST                     ? known_list
-                         : kind == (K_LIST | K_WF)          ? known_wf_list
-                         : kind == (K_LIST | K_RUN)         ? known_run_list
-                         : K_BASE(kind) == K_EVENTS         ? known_events
-                         : kind == K_AUDIT  ? known_audit
-                         : K_BASE(kind) == K_GET            ? known_get
-                                            : known_none,
+        unknown_ctx u = {kind == K_LIST             ? known_list
+                         : kind == (K_LIST | K_WF)  ? known_wf_list
+                         : kind == (K_LIST | K_RUN) ? known_run_list
+                         : K_BASE(kind) == K_EVENTS ? known_events
+                         : kind == K_AUDIT          ? known_audit
+                         : K_BASE(kind) == K_GET    ? known_get
+                                                    : known_none,
                          details, 0};
         kq_http_req_query_each(req, unknown_arg, &u);
     }
