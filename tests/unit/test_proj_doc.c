@@ -81,13 +81,13 @@ static void assert_doc(const json_t *doc, const char *want)
 }
 
 #define STEPS                                                                                      \
-    "[{\"name\":\"hook\",\"action_type\":\"HttpAction\",\"action\":{\"method\":\"PUT\","          \
-    "\"url\":\"https://h.example/x\",\"headers\":[{\"name\":\"X-A\",\"value\":\"1\"}],"           \
+    "[{\"name\":\"hook\",\"action_type\":\"HttpAction\",\"action\":{\"method\":\"PUT\","           \
+    "\"url\":\"https://h.example/x\",\"headers\":[{\"name\":\"X-A\",\"value\":\"1\"}],"            \
     "\"body_template\":\"{{payload.a}}\"}},"                                                       \
     "{\"action_type\":\"EmailAction\",\"action\":{\"to\":[\"a@b.c\"],\"subject\":\"S\"}}]"
 #define ACTIONS                                                                                    \
-    "[{\"type\":\"http\",\"name\":\"hook\",\"method\":\"PUT\",\"url\":\"https://h.example/x\","   \
-    "\"headers\":{\"X-A\":\"1\"},\"body_template\":\"{{payload.a}}\"},"                           \
+    "[{\"type\":\"http\",\"name\":\"hook\",\"method\":\"PUT\",\"url\":\"https://h.example/x\","    \
+    "\"headers\":{\"X-A\":\"1\"},\"body_template\":\"{{payload.a}}\"},"                            \
     "{\"type\":\"email\",\"to\":[\"a@b.c\"],\"subject\":\"S\"}]"
 
 static void test_workflow_document(void **state)
@@ -104,20 +104,18 @@ static void test_workflow_document(void **state)
                     ",\"version\":1,\"created_at\":\"2025-11-21T23:16:41.000123Z\","
                     "\"updated_at\":\"2025-11-21T23:16:41.000123Z\"}");
     assert_int_equal(proj_doc_workflow_enabled(doc), 1);
-    assert_int_equal(fold(&doc, "workflow", "wf1", 2, "WorkflowDisabled", "{}", &why),
-                     PROJ_DOC_OK);
+    assert_int_equal(fold(&doc, "workflow", "wf1", 2, "WorkflowDisabled", "{}", &why), PROJ_DOC_OK);
     assert_int_equal(proj_doc_workflow_enabled(doc), 0);
     /* secret-only update: version and time move, nothing else; never the secret */
-    assert_int_equal(fold(&doc, "workflow", "wf1", 3, "WorkflowUpdated",
-                          "{\"webhook_secret\":\"other\"}", &why),
-                     PROJ_DOC_OK);
+    assert_int_equal(
+        fold(&doc, "workflow", "wf1", 3, "WorkflowUpdated", "{\"webhook_secret\":\"other\"}", &why),
+        PROJ_DOC_OK);
     assert_int_equal(fold(&doc, "workflow", "wf1", 4, "WorkflowUpdated",
                           "{\"name\":\"W2\",\"steps\":[{\"action_type\":\"HttpAction\","
                           "\"action\":{\"url\":\"http://x.example\"}}]}",
                           &why),
                      PROJ_DOC_OK);
-    assert_int_equal(fold(&doc, "workflow", "wf1", 5, "WorkflowEnabled", "{}", &why),
-                     PROJ_DOC_OK);
+    assert_int_equal(fold(&doc, "workflow", "wf1", 5, "WorkflowEnabled", "{}", &why), PROJ_DOC_OK);
     assert_doc(doc, "{\"id\":\"wf1\",\"name\":\"W2\",\"enabled\":true,\"actions\":[{\"type\":"
                     "\"http\",\"method\":\"POST\",\"url\":\"http://x.example\"}],\"version\":5,"
                     "\"created_at\":\"2025-11-21T23:16:41.000123Z\","
@@ -136,7 +134,7 @@ static void test_workflow_document(void **state)
 
 #define RUN_STARTED                                                                                \
     "{\"workflow_id\":\"wf1\",\"workflow_version\":3,\"trigger\":\"webhook\","                     \
-    "\"payload_json\":\"{\\\"a\\\":{\\\"b\\\":[1,2]},\\\"s\\\":\\\"x\\\"}\",\"step_count\":2,"   \
+    "\"payload_json\":\"{\\\"a\\\":{\\\"b\\\":[1,2]},\\\"s\\\":\\\"x\\\"}\",\"step_count\":2,"     \
     "\"steps\":" STEPS ",\"signing_secret\":\"topsecret\"}"
 
 static void test_run_document(void **state)
@@ -204,7 +202,8 @@ static void test_run_document(void **state)
 
     /* a run that succeeds; steps absent (schema v1 events): index and status only */
     assert_int_equal(fold(&doc, "run", "r2", 1, "RunStarted",
-                          "{\"workflow_id\":\"wf1\",\"workflow_version\":1,\"step_count\":1}", &why),
+                          "{\"workflow_id\":\"wf1\",\"workflow_version\":1,\"step_count\":1}",
+                          &why),
                      PROJ_DOC_OK);
     assert_int_equal(fold(&doc, "run", "r2", 2, "RunSucceeded", "{}", &why), PROJ_DOC_OK);
     assert_doc(doc, "{\"id\":\"r2\",\"workflow_id\":\"wf1\",\"workflow_version\":1,\"trigger\":"
@@ -281,15 +280,15 @@ static void lm_apply(lm *l)
 }
 
 /* ids of a listing, comma-separated */
-static void list_ids(qry_rm_view *v, qry_doc_kind kind, int flag, const char *wf,
-                     const char *after, int limit, char *out, int *more)
+static void list_ids(qry_rm_view *v, qry_doc_kind kind, int flag, const char *wf, const char *after,
+                     int limit, char *out, int *more)
 {
     json_t *items, *it;
     size_t i, used = 0;
     char err[256];
 
-    assert_int_equal(qry_rm_doc_list(v, kind, flag, wf, after, limit, &items, more, err, sizeof err),
-                     0);
+    assert_int_equal(
+        qry_rm_doc_list(v, kind, flag, wf, after, limit, &items, more, err, sizeof err), 0);
     out[0] = '\0';
     json_array_foreach(items, i, it) used += (size_t)snprintf(
         out + used, 256 - used, "%s%s", i ? "," : "", json_string_value(json_object_get(it, "id")));
