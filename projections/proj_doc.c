@@ -266,13 +266,12 @@ static json_t *run_ordered(json_t *d)
     return o;
 }
 
-static json_t *step_of(json_t *d, uint32_t step, const char **why)
+/* The run's step `step`, NULL when beyond its steps (as in the PostgreSQL
+ * target, such an event changes only the version and times: the writer never
+ * records one). */
+static json_t *step_of(json_t *d, uint32_t step)
 {
-    json_t *s = json_array_get(json_object_get(d, "steps"), step);
-
-    if (s == NULL)
-        *why = "step index beyond the run's steps";
-    return s;
+    return json_array_get(json_object_get(d, "steps"), step);
 }
 
 static int set_step_status(json_t *s, const char *status)
@@ -329,18 +328,19 @@ int proj_doc_run(json_t **doc, const ev_envelope *e, const char **why)
         *doc = d;
         return PROJ_DOC_OK;
     }
-    if (*doc == NULL) {
-        *why = "event of a run that has no RunStarted";
+    if (e->payload_type < EV_STEP_ATTEMPTED || e->payload_type > EV_RUN_FAILED) {
+        *why = "event type does not belong to a run";
         return PROJ_DOC_REFUSED;
     }
+    if (*doc == NULL) /* a run whose first event was no RunStarted: the version advances */
+        return PROJ_DOC_SKIP;
     if ((d = json_deep_copy(*doc)) == NULL)
         return KQ_ENOMEM;
     switch (e->payload_type) {
     case EV_STEP_ATTEMPTED: {
         const ev_step_attempted *a = &e->payload.step_attempted;
         json_t *at;
-        if ((s = step_of(d, a->step, why)) == NULL)
-            goto refused;
+        s = step_of(d, a->step);
         at = json_object();
         bad |= put(at, "attempt", json_integer(a->attempt));
         if (a->has_status_code)
@@ -357,11 +357,11 @@ int proj_doc_run(json_t **doc, const ev_envelope *e, const char **why)
             *why = "StepAttempted: a string is not UTF-8";
             goto refused;
         }
-        if (json_array_append_new(json_object_get(s, "attempts"), at) != 0) {
-            *why = "StepAttempted: the step has no attempts list";
-            goto refused;
-        }
-        if (json_is_string(json_object_get(s, "status")) &&
+        if (s == NULL)
+            json_decref(at);
+        else if (json_array_append_new(json_object_get(s, "attempts"), at) != 0)
+            bad = 1;
+        if (s != NULL && json_is_string(json_object_get(s, "status")) &&
             strcmp(json_string_value(json_object_get(s, "status")), "pending") == 0)
             bad |= set_step_status(s, "running");
         if (proj_doc_run_status(d) == PROJ_RUN_PENDING)
@@ -369,14 +369,12 @@ int proj_doc_run(json_t **doc, const ev_envelope *e, const char **why)
         break;
     }
     case EV_STEP_SUCCEEDED:
-        if ((s = step_of(d, e->payload.step_succeeded.step, why)) == NULL)
-            goto refused;
-        bad |= set_step_status(s, "succeeded");
+        if ((s = step_of(d, e->payload.step_succeeded.step)) != NULL)
+            bad |= set_step_status(s, "succeeded");
         break;
     case EV_STEP_FAILED:
-        if ((s = step_of(d, e->payload.step_failed.step, why)) == NULL)
-            goto refused;
-        bad |= set_step_status(s, "failed");
+        if ((s = step_of(d, e->payload.step_failed.step)) != NULL)
+            bad |= set_step_status(s, "failed");
         break;
     case EV_RUN_SUCCEEDED:
         bad |= put(d, "status", json_string("succeeded"));

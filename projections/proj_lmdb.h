@@ -17,8 +17,11 @@
  *     (proj_doc.h) and rewrite it in `workflows` / `runs` with the indexes
  *     workflows_by_enabled, runs_by_status and (RunStarted) runs_by_workflow;
  *     an event the document cannot take (malformed action, payload_json that
- *     is not a JSON object, a step index beyond the run's steps, invalid
- *     UTF-8) is dead-lettered like a gap and its version not advanced.
+ *     is not a JSON object, more than 100 steps, invalid UTF-8, an event
+ *     type of another aggregate) is dead-lettered like a gap and its version
+ *     not advanced (the PostgreSQL target refuses the same events). A run
+ *     event before any RunStarted, or naming a step beyond the run's steps,
+ *     changes only the version and times (so does PostgreSQL).
  *
  * Durability: the environment runs with MDB_NOSYNC. Without MDB_WRITEMAP,
  * LMDB writes every page with pwrite() before the meta page, so a committed

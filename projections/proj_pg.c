@@ -1551,10 +1551,16 @@ static const char wf_update_sql[] =
     " enabled = COALESCE($4::boolean, enabled), version = $5::bigint,"
     " updated_at = $6::timestamptz WHERE id = $1";
 static const char wf_delete_sql[] = "DELETE FROM workflows WHERE id = $1";
+/* A RunStarted of an existing run (only in a crafted log) starts it afresh, as in LMDB. */
 static const char run_start_sql[] =
-    "INSERT INTO runs (id, workflow_id, workflow_version, trigger, status, payload, error, steps,"
+    "WITH d AS (DELETE FROM run_attempts WHERE run_id = $1)"
+    " INSERT INTO runs (id, workflow_id, workflow_version, trigger, status, payload, error, steps,"
     " version, created_at, updated_at) VALUES ($1, $2, $3::bigint, $4, 'pending', $5::jsonb,"
-    " NULL, $6::jsonb, $7::bigint, $8::timestamptz, $8::timestamptz) ON CONFLICT (id) DO NOTHING";
+    " NULL, $6::jsonb, $7::bigint, $8::timestamptz, $8::timestamptz) ON CONFLICT (id) DO UPDATE"
+    " SET workflow_id = EXCLUDED.workflow_id, workflow_version = EXCLUDED.workflow_version,"
+    " trigger = EXCLUDED.trigger, status = 'pending', payload = EXCLUDED.payload, error = NULL,"
+    " steps = EXCLUDED.steps, version = EXCLUDED.version, created_at = EXCLUDED.created_at,"
+    " updated_at = EXCLUDED.updated_at";
 static const char run_attempt_sql[] =
     "WITH a AS (INSERT INTO run_attempts (run_id, step, attempt, status_code, error, at,"
     " duration_ms, next_delay_ms, delivery_id) VALUES ($1, $2::int, $3::bigint, $4::int, $5,"
