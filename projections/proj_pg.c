@@ -1563,8 +1563,9 @@ static const char run_start_sql[] =
     " updated_at = EXCLUDED.updated_at";
 static const char run_attempt_sql[] =
     "WITH a AS (INSERT INTO run_attempts (run_id, step, attempt, status_code, error, at,"
-    " duration_ms, next_delay_ms, delivery_id) VALUES ($1, $2::int, $3::bigint, $4::int, $5,"
-    " $6::timestamptz, $7::bigint, $8::bigint, $9) ON CONFLICT DO NOTHING RETURNING 1)"
+    " duration_ms, next_delay_ms, delivery_id) SELECT $1, $2::int, $3::bigint, $4::int, $5,"
+    " $6::timestamptz, $7::bigint, $8::bigint, $9 FROM runs r WHERE r.id = $1"
+    " AND jsonb_array_length(r.steps) > $2::int ON CONFLICT DO NOTHING RETURNING 1)"
     " UPDATE runs SET status = CASE status WHEN 'pending' THEN 'running' ELSE status END,"
     " steps = CASE WHEN steps -> $2::int ->> 'status' = 'pending'"
     " THEN jsonb_set(steps, ARRAY[$2::int::text, 'status'], '\"running\"', false) ELSE steps END,"
