@@ -3,10 +3,9 @@
  *
  * Applies batches of decoded events (proj_batch.h) to the PostgreSQL read
  * model of ops/sql/ (projection_offsets, aggregate_versions, resources,
- * events, workflows, runs, run_attempts): one transaction per batch, holding the batch's rows AND the
- * `next` offsets of every partition it covers, so the read model's effect is
- * exactly once whatever crashes. The write path and why it was chosen are
- * described at the top of proj_pg.c.
+ * events, workflows, runs, run_attempts): one transaction per batch, holding the batch's rows AND
+ * the `next` offsets of every partition it covers, so the read model's effect is exactly once
+ * whatever crashes. The write path and why it was chosen are described at the top of proj_pg.c.
  *
  * Owns: one PGconn and its prepared statements plus reusable staging
  * buffers. Threads: a proj_pg belongs to one thread (the PostgreSQL target

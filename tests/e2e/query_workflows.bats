@@ -5,8 +5,9 @@
 # kq_produce_raw): every route's JSON, a run going pending -> running ->
 # succeeded / failed with its attempts, ETag/304/404/400, filters and pages,
 # the events routes, read-your-writes with a consistency token, secrets in no
-# answer and not in PostgreSQL, a malformed event dead-lettered, and
-# kcqrs-replay rebuild + verify --target all with these events in the log.
+# answer and not in PostgreSQL, a malformed event dead-lettered, kq_rmcheck
+# (the log folded again) equal to both models, and kcqrs-replay rebuild +
+# verify --target all with these events in the log.
 
 load helpers
 load commands_helpers
@@ -234,6 +235,19 @@ r-4 0 1 timeout 1000" ]
     jcheck 'len(d["items"]) == 2'
     qg '/api/v1/workflows/wf-a?snapshot=nosuch'
     assert_error 404
+}
+
+@test "kq_rmcheck: both read models equal the log folded again; a changed row is named" {
+    run rmcheck --pg "$KCQRS_PG_DSN"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"lmdb: equal"* && "$output" == *"pg: equal"* ]]
+    kq_psql -c "UPDATE workflows SET enabled = NOT enabled WHERE id = 'wf-b'"
+    run rmcheck --no-lmdb --pg "$KCQRS_PG_DSN"
+    kq_psql -c "UPDATE workflows SET enabled = NOT enabled WHERE id = 'wf-b'"
+    echo "$output"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"pg: workflow wf-b"* ]]
 }
 
 @test "kcqrs-replay rebuild --target all and verify pass with workflow and run events in the log" {
