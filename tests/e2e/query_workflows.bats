@@ -69,10 +69,19 @@ setup_file() {
 }
 
 teardown_file() {
-    cmd_stop_all
+    local rc=0
+    cmd_stop_all || rc=1
     qry_stop
-    proj_stop
-    proj_no_sanitizer_report
+    proj_stop || rc=1
+    proj_no_sanitizer_report || rc=1
+    # with KCQRS_BIN pointing at a SANITIZE=address,undefined build
+    if grep -lE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' \
+        "$BATS_FILE_TMPDIR"/qry.log.* 2>/dev/null; then
+        echo "kcqrs-query: sanitizer report:" >&2
+        cat "$BATS_FILE_TMPDIR"/qry.log.* >&2
+        rc=1
+    fi
+    return $rc
 }
 
 @test "workflows: point read (exact JSON, no secret), ETag and 304, 404 unknown or deleted, 400 bad id" {
