@@ -471,6 +471,45 @@ static const char offsets_sql[] =
     " ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset"
     " RETURNING 1) SELECT pg_notify('kcqrs_projection', '') FROM (SELECT count(*) FROM o) c";
 
+/* Workflows and runs (wfrun_write): one statement per applied event. */
+static const char wf_create_sql[] =
+    "INSERT INTO workflows (id, name, enabled, actions, version, created_at, updated_at)"
+    " VALUES ($1, $2, $3::boolean, $4::jsonb, $5::bigint, $6::timestamptz, $6::timestamptz)"
+    " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, enabled = EXCLUDED.enabled,"
+    " actions = EXCLUDED.actions, version = EXCLUDED.version, created_at = EXCLUDED.created_at,"
+    " updated_at = EXCLUDED.updated_at";
+static const char wf_update_sql[] =
+    "UPDATE workflows SET name = COALESCE($2, name), actions = COALESCE($3::jsonb, actions),"
+    " enabled = COALESCE($4::boolean, enabled), version = $5::bigint,"
+    " updated_at = $6::timestamptz WHERE id = $1";
+static const char wf_delete_sql[] = "DELETE FROM workflows WHERE id = $1";
+/* A RunStarted of an existing run (only in a crafted log) starts it afresh, as in LMDB. */
+static const char run_start_sql[] =
+    "WITH d AS (DELETE FROM run_attempts WHERE run_id = $1)"
+    " INSERT INTO runs (id, workflow_id, workflow_version, trigger, status, payload, error, steps,"
+    " version, created_at, updated_at) VALUES ($1, $2, $3::bigint, $4, 'pending', $5::jsonb,"
+    " NULL, $6::jsonb, $7::bigint, $8::timestamptz, $8::timestamptz) ON CONFLICT (id) DO UPDATE"
+    " SET workflow_id = EXCLUDED.workflow_id, workflow_version = EXCLUDED.workflow_version,"
+    " trigger = EXCLUDED.trigger, status = 'pending', payload = EXCLUDED.payload, error = NULL,"
+    " steps = EXCLUDED.steps, version = EXCLUDED.version, created_at = EXCLUDED.created_at,"
+    " updated_at = EXCLUDED.updated_at";
+static const char run_attempt_sql[] =
+    "WITH a AS (INSERT INTO run_attempts (run_id, step, attempt, status_code, error, at,"
+    " duration_ms, next_delay_ms, delivery_id) SELECT $1, $2::int, $3::bigint, $4::int, $5,"
+    " $6::timestamptz, $7::bigint, $8::bigint, $9 FROM runs r WHERE r.id = $1"
+    " AND jsonb_array_length(r.steps) > $2::int ON CONFLICT DO NOTHING RETURNING 1)"
+    " UPDATE runs SET status = CASE status WHEN 'pending' THEN 'running' ELSE status END,"
+    " steps = CASE WHEN steps -> $2::int ->> 'status' = 'pending'"
+    " THEN jsonb_set(steps, ARRAY[$2::int::text, 'status'], '\"running\"', false) ELSE steps END,"
+    " version = $10::bigint, updated_at = $6::timestamptz WHERE id = $1";
+static const char run_step_sql[] =
+    "UPDATE runs SET steps = CASE WHEN jsonb_array_length(steps) > $2::int"
+    " THEN jsonb_set(steps, ARRAY[$2::int::text, 'status'], to_jsonb($3::text), false)"
+    " ELSE steps END, version = $4::bigint, updated_at = $5::timestamptz WHERE id = $1";
+static const char run_end_sql[] =
+    "UPDATE runs SET status = $2, error = $3, version = $4::bigint, updated_at = $5::timestamptz"
+    " WHERE id = $1";
+
 static int prepare(proj_pg *pg, const char *name, const char *sql, char *errstr, size_t errlen)
 {
     PGresult *res = PQprepare(pg->conn, name, sql, 0, NULL);
@@ -555,7 +594,14 @@ int proj_pg_open_schema(const kq_config *cfg, const char *schema, int flags, pro
         (rc = prepare(pg, "kq_up_version", up_version_sql, errstr, errlen)) ||
         (rc = prepare(pg, "kq_res_full", res_full_sql, errstr, errlen)) ||
         (rc = prepare(pg, "kq_res_patch", res_patch_sql, errstr, errlen)) ||
-        (rc = prepare(pg, "kq_res_del", res_del_sql, errstr, errlen)))
+        (rc = prepare(pg, "kq_res_del", res_del_sql, errstr, errlen)) ||
+        (rc = prepare(pg, "kq_wf_create", wf_create_sql, errstr, errlen)) ||
+        (rc = prepare(pg, "kq_wf_update", wf_update_sql, errstr, errlen)) ||
+        (rc = prepare(pg, "kq_wf_delete", wf_delete_sql, errstr, errlen)) ||
+        (rc = prepare(pg, "kq_run_start", run_start_sql, errstr, errlen)) ||
+        (rc = prepare(pg, "kq_run_attempt", run_attempt_sql, errstr, errlen)) ||
+        (rc = prepare(pg, "kq_run_step", run_step_sql, errstr, errlen)) ||
+        (rc = prepare(pg, "kq_run_end", run_end_sql, errstr, errlen)))
         goto fail;
     *out = pg;
     return 0;
@@ -1540,44 +1586,6 @@ static int wfrun_prepare(proj_pg *pg, const proj_event *ev, evinfo *in, size_t s
     }
 }
 
-static const char wf_create_sql[] =
-    "INSERT INTO workflows (id, name, enabled, actions, version, created_at, updated_at)"
-    " VALUES ($1, $2, $3::boolean, $4::jsonb, $5::bigint, $6::timestamptz, $6::timestamptz)"
-    " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, enabled = EXCLUDED.enabled,"
-    " actions = EXCLUDED.actions, version = EXCLUDED.version, created_at = EXCLUDED.created_at,"
-    " updated_at = EXCLUDED.updated_at";
-static const char wf_update_sql[] =
-    "UPDATE workflows SET name = COALESCE($2, name), actions = COALESCE($3::jsonb, actions),"
-    " enabled = COALESCE($4::boolean, enabled), version = $5::bigint,"
-    " updated_at = $6::timestamptz WHERE id = $1";
-static const char wf_delete_sql[] = "DELETE FROM workflows WHERE id = $1";
-/* A RunStarted of an existing run (only in a crafted log) starts it afresh, as in LMDB. */
-static const char run_start_sql[] =
-    "WITH d AS (DELETE FROM run_attempts WHERE run_id = $1)"
-    " INSERT INTO runs (id, workflow_id, workflow_version, trigger, status, payload, error, steps,"
-    " version, created_at, updated_at) VALUES ($1, $2, $3::bigint, $4, 'pending', $5::jsonb,"
-    " NULL, $6::jsonb, $7::bigint, $8::timestamptz, $8::timestamptz) ON CONFLICT (id) DO UPDATE"
-    " SET workflow_id = EXCLUDED.workflow_id, workflow_version = EXCLUDED.workflow_version,"
-    " trigger = EXCLUDED.trigger, status = 'pending', payload = EXCLUDED.payload, error = NULL,"
-    " steps = EXCLUDED.steps, version = EXCLUDED.version, created_at = EXCLUDED.created_at,"
-    " updated_at = EXCLUDED.updated_at";
-static const char run_attempt_sql[] =
-    "WITH a AS (INSERT INTO run_attempts (run_id, step, attempt, status_code, error, at,"
-    " duration_ms, next_delay_ms, delivery_id) SELECT $1, $2::int, $3::bigint, $4::int, $5,"
-    " $6::timestamptz, $7::bigint, $8::bigint, $9 FROM runs r WHERE r.id = $1"
-    " AND jsonb_array_length(r.steps) > $2::int ON CONFLICT DO NOTHING RETURNING 1)"
-    " UPDATE runs SET status = CASE status WHEN 'pending' THEN 'running' ELSE status END,"
-    " steps = CASE WHEN steps -> $2::int ->> 'status' = 'pending'"
-    " THEN jsonb_set(steps, ARRAY[$2::int::text, 'status'], '\"running\"', false) ELSE steps END,"
-    " version = $10::bigint, updated_at = $6::timestamptz WHERE id = $1";
-static const char run_step_sql[] =
-    "UPDATE runs SET steps = CASE WHEN jsonb_array_length(steps) > $2::int"
-    " THEN jsonb_set(steps, ARRAY[$2::int::text, 'status'], to_jsonb($3::text), false)"
-    " ELSE steps END, version = $4::bigint, updated_at = $5::timestamptz WHERE id = $1";
-static const char run_end_sql[] =
-    "UPDATE runs SET status = $2, error = $3, version = $4::bigint, updated_at = $5::timestamptz"
-    " WHERE id = $1";
-
 /* A view as a NUL-terminated parameter in scratch space `p` (NULL when absent). */
 static const char *param_str(ev_str s, char **own)
 {
@@ -1590,18 +1598,33 @@ static const char *param_str(ev_str s, char **own)
     return *own;
 }
 
-/* The batch's applied workflow and run events, one statement each, in log order. */
+/*
+ * The batch's applied workflow and run events, one prepared statement each,
+ * in log order, sent in one pipeline (one round trip for the batch; the
+ * measured cost of a round trip per event was ~20% of the PostgreSQL
+ * target's throughput on a log with 10% workflow events).
+ */
 static int wfrun_write(proj_pg *pg, const proj_batch *b, char *errstr, size_t errlen)
 {
-    for (size_t i = 0; i < b->n; i++) {
+    PGresult *res;
+    int rc = 0, any = 0, synced = 0;
+
+    for (size_t i = 0; i < b->n && !any; i++)
+        any = b->ev[i].decoded && pg->info[i].st == ST_APPLY &&
+              (b->ev[i].env.aggregate_type == EV_AGG_WORKFLOW ||
+               b->ev[i].env.aggregate_type == EV_AGG_RUN);
+    if (!any)
+        return 0;
+    if (PQenterPipelineMode(pg->conn) != 1)
+        return pg_fail(pg, "pipeline", NULL, errstr, errlen);
+    for (size_t i = 0; i < b->n && !rc; i++) {
         const proj_event *ev = &b->ev[i];
         const ev_envelope *e = &ev->env;
         evinfo *in = &pg->info[i];
         const char *v[10] = {NULL}, *sql = NULL;
         char *own[3] = {NULL, NULL, NULL};
         char num[6][24], at[80];
-        int n = 0, rc = 0;
-        PGresult *res = NULL;
+        int n = 0;
 
         if (!ev->decoded || in->st != ST_APPLY ||
             (e->aggregate_type != EV_AGG_WORKFLOW && e->aggregate_type != EV_AGG_RUN))
@@ -1611,7 +1634,7 @@ static int wfrun_write(proj_pg *pg, const proj_batch *b, char *errstr, size_t er
         proj_doc_time(e->occurred_at_us, at);
         switch (e->payload_type) {
         case EV_WORKFLOW_CREATED:
-            sql = wf_create_sql;
+            sql = "kq_wf_create";
             v[1] = param_str(e->payload.workflow_created.name, &own[1]);
             v[2] = e->payload.workflow_created.enabled ? "true" : "false";
             v[3] = in->d1 ? in->d1 : "[]";
@@ -1622,7 +1645,7 @@ static int wfrun_write(proj_pg *pg, const proj_batch *b, char *errstr, size_t er
         case EV_WORKFLOW_UPDATED:
         case EV_WORKFLOW_ENABLED:
         case EV_WORKFLOW_DISABLED:
-            sql = wf_update_sql;
+            sql = "kq_wf_update";
             if (e->payload_type == EV_WORKFLOW_UPDATED)
                 v[1] = param_str(e->payload.workflow_updated.name, &own[1]);
             v[2] = in->d1;
@@ -1634,12 +1657,12 @@ static int wfrun_write(proj_pg *pg, const proj_batch *b, char *errstr, size_t er
             n = 6;
             break;
         case EV_WORKFLOW_DELETED:
-            sql = wf_delete_sql;
+            sql = "kq_wf_delete";
             n = 1;
             break;
         case EV_RUN_STARTED: {
             const ev_run_started *r = &e->payload.run_started;
-            sql = run_start_sql;
+            sql = "kq_run_start";
             v[1] = param_str(r->workflow_id, &own[1]);
             snprintf(num[1], sizeof num[1], "%" PRId64, r->workflow_version);
             v[2] = num[1];
@@ -1653,7 +1676,7 @@ static int wfrun_write(proj_pg *pg, const proj_batch *b, char *errstr, size_t er
         }
         case EV_STEP_ATTEMPTED: {
             const ev_step_attempted *a = &e->payload.step_attempted;
-            sql = run_attempt_sql;
+            sql = "kq_run_attempt";
             snprintf(num[1], sizeof num[1], "%" PRIu32, a->step);
             snprintf(num[2], sizeof num[2], "%" PRIu32, a->attempt);
             snprintf(num[3], sizeof num[3], "%" PRId32, a->status_code);
@@ -1675,7 +1698,7 @@ static int wfrun_write(proj_pg *pg, const proj_batch *b, char *errstr, size_t er
         }
         case EV_STEP_SUCCEEDED:
         case EV_STEP_FAILED:
-            sql = run_step_sql;
+            sql = "kq_run_step";
             snprintf(num[1], sizeof num[1], "%" PRIu32,
                      e->payload_type == EV_STEP_SUCCEEDED ? e->payload.step_succeeded.step
                                                           : e->payload.step_failed.step);
@@ -1687,7 +1710,7 @@ static int wfrun_write(proj_pg *pg, const proj_batch *b, char *errstr, size_t er
             break;
         case EV_RUN_SUCCEEDED:
         case EV_RUN_FAILED:
-            sql = run_end_sql;
+            sql = "kq_run_end";
             v[1] = e->payload_type == EV_RUN_SUCCEEDED ? "succeeded" : "failed";
             v[2] = e->payload_type == EV_RUN_FAILED
                        ? (e->payload.run_failed.error.ptr
@@ -1701,15 +1724,45 @@ static int wfrun_write(proj_pg *pg, const proj_batch *b, char *errstr, size_t er
         default:
             break;
         }
-        if (sql != NULL)
-            rc = kq_pg_exec_params(pg->conn, sql, n, v, &res, errstr, errlen);
-        PQclear(res);
+        /* libpq copies the parameters into its output buffer at once */
+        if (sql != NULL && PQsendQueryPrepared(pg->conn, sql, n, v, NULL, NULL, 0) != 1)
+            rc = -1;
         for (int k = 0; k < 3; k++)
             free(own[k]);
-        if (rc)
-            return rc;
     }
-    return 0;
+    if (!rc)
+        rc = PQpipelineSync(pg->conn) == 1 ? 0 : -1;
+    if (rc) {
+        rc = pg_fail(pg, "pipeline send", NULL, errstr, errlen);
+        PQexitPipelineMode(pg->conn);
+        return rc;
+    }
+    while (!synced) { /* each statement's result (then NULL), then the sync */
+        if ((res = PQgetResult(pg->conn)) == NULL) {
+            if (PQstatus(pg->conn) != CONNECTION_OK) {
+                rc = rc ? rc : pg_fail(pg, "pipeline", NULL, errstr, errlen);
+                break;
+            }
+            continue;
+        }
+        switch (PQresultStatus(res)) {
+        case PGRES_PIPELINE_SYNC:
+            synced = 1;
+            break;
+        case PGRES_COMMAND_OK:
+        case PGRES_TUPLES_OK:
+        case PGRES_PIPELINE_ABORTED:
+            break;
+        default:
+            if (!rc)
+                rc = pg_fail(pg, "workflow/run statement", res, errstr, errlen);
+            break;
+        }
+        PQclear(res);
+    }
+    if (PQexitPipelineMode(pg->conn) != 1 && !rc)
+        rc = pg_fail(pg, "pipeline exit", NULL, errstr, errlen);
+    return rc;
 }
 
 static void wfrun_free(proj_pg *pg, size_t n)
