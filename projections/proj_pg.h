@@ -61,7 +61,7 @@ int proj_pg_load_offsets(proj_pg *pg, proj_offset_fn cb, void *arg, char *errstr
  * -> rollback, return KQ_EIO). Insert into events (payload JSON), update
  * aggregate_versions, and for resource events upsert/update/delete resources;
  * for workflow and run events write workflows / runs / run_attempts (one
- * statement per event, also in bulk mode) and store the payload with its
+ * prepared statement per event, pipelined, also in bulk mode) and store the payload with its
  * secrets (webhook_secret, signing_secret) replaced by "[redacted]"; a
  * workflow/run event those tables cannot hold is dead-lettered (reason says).
  * An event already present (same topic/partition/offset — possible only if
