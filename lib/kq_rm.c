@@ -52,6 +52,43 @@ int kq_rm_resource_decode(const void *val, size_t len, kq_rm_resource *out)
     return 0;
 }
 
+void kq_rm_doc_encode(const kq_rm_doc *d, uint8_t *out)
+{
+    memcpy(out, &d->version, 8);
+    out[8] = d->flag;
+    if (d->text_len)
+        memcpy(out + KQ_RM_DOC_HDR, d->text, d->text_len);
+}
+
+int kq_rm_doc_decode(const void *val, size_t len, kq_rm_doc *out)
+{
+    const uint8_t *p = val;
+
+    if (val == NULL || len <= KQ_RM_DOC_HDR || len - KQ_RM_DOC_HDR > UINT32_MAX)
+        return KQ_ECORRUPT;
+    memcpy(&out->version, p, 8);
+    out->flag = p[8];
+    out->text = (const char *)p + KQ_RM_DOC_HDR;
+    out->text_len = (uint32_t)(len - KQ_RM_DOC_HDR);
+    if (out->text[0] != '{' || memchr(out->text, 0, out->text_len) != NULL)
+        return KQ_ECORRUPT;
+    return 0;
+}
+
+int kq_rm_run_wf_key(const char *wf, size_t wflen, const char *run, size_t runlen, uint8_t *buf,
+                     size_t buflen)
+{
+    size_t n = 1 + wflen + runlen;
+
+    if (wflen == 0 || wflen > 255 || n > buflen || n > 511)
+        return KQ_ERANGE;
+    buf[0] = (uint8_t)wflen;
+    memcpy(buf + 1, wf, wflen);
+    if (runlen)
+        memcpy(buf + 1 + wflen, run, runlen);
+    return (int)n;
+}
+
 int kq_rm_offset_key(const char *topic, int32_t partition, char *buf, size_t buflen)
 {
     int n = snprintf(buf, buflen, "%s/%d", topic, (int)partition);

@@ -19,6 +19,17 @@
  *                        resource is removed
  *   resources_by_status  <1 byte ev_resource_status><id bytes> -> "" (ordered
  *                        listing by status, then id)
+ *   workflows            <id bytes> -> kq_rm_doc record (below, flag = enabled
+ *                        0/1, text = the GET /api/v1/workflows/{id} answer,
+ *                        never the secret); a deleted workflow is removed
+ *   workflows_by_enabled <1 byte enabled 0/1><id bytes> -> "" (?enabled= listing)
+ *   runs                 <id bytes> -> kq_rm_doc record (flag = run status
+ *                        0 pending, 1 running, 2 succeeded, 3 failed; text =
+ *                        the GET /api/v1/runs/{id} answer), rewritten by
+ *                        every event of the run inside the batch transaction
+ *   runs_by_workflow     <1 byte len(workflow_id)><workflow_id><run id> -> ""
+ *                        (a workflow's runs by run id)
+ *   runs_by_status       <1 byte status><run id> -> "" (runs of a status by id)
  *
  * Every batch of events is one write transaction, so readers in other
  * processes (LMDB MVCC) never see half a batch.
@@ -48,6 +59,11 @@
 #define KQ_RM_DB_VERSIONS "versions"
 #define KQ_RM_DB_RESOURCES "resources"
 #define KQ_RM_DB_RES_BY_STATUS "resources_by_status"
+#define KQ_RM_DB_WORKFLOWS "workflows"
+#define KQ_RM_DB_WF_BY_ENABLED "workflows_by_enabled"
+#define KQ_RM_DB_RUNS "runs"
+#define KQ_RM_DB_RUNS_BY_WF "runs_by_workflow"
+#define KQ_RM_DB_RUNS_BY_STATUS "runs_by_status"
 
 /* A resource as the query API serves it (views into an LMDB value or the caller's strings). */
 typedef struct kq_rm_resource {
@@ -67,6 +83,27 @@ size_t kq_rm_resource_size(const kq_rm_resource *r);
 void kq_rm_resource_encode(const kq_rm_resource *r, uint8_t *out);
 /* Decode an LMDB value: views into `val`. 0, or KQ_ECORRUPT if malformed. */
 int kq_rm_resource_decode(const void *val, size_t len, kq_rm_resource *out);
+
+/*
+ * A document record (workflows, runs): int64 version, uint8 flag, then the
+ * document's compact JSON text (UTF-8, no NUL). Views into the LMDB value.
+ */
+typedef struct kq_rm_doc {
+    int64_t version;
+    uint8_t flag;
+    const char *text;
+    uint32_t text_len;
+} kq_rm_doc;
+
+#define KQ_RM_DOC_HDR 9
+/* Encode into `out`, which holds KQ_RM_DOC_HDR + d->text_len bytes. */
+void kq_rm_doc_encode(const kq_rm_doc *d, uint8_t *out);
+/* Decode an LMDB value: views into `val`. 0, or KQ_ECORRUPT if malformed. */
+int kq_rm_doc_decode(const void *val, size_t len, kq_rm_doc *out);
+
+/* runs_by_workflow key: <len><workflow_id><run_id> into buf; its length or KQ_ERANGE. */
+int kq_rm_run_wf_key(const char *wf, size_t wflen, const char *run, size_t runlen, uint8_t *buf,
+                     size_t buflen);
 
 /* "<topic>/<partition>" into buf; returns its length or KQ_ERANGE. */
 int kq_rm_offset_key(const char *topic, int32_t partition, char *buf, size_t buflen);

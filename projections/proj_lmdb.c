@@ -19,6 +19,7 @@
 #include "kq_err.h"
 #include "kq_log.h"
 #include "kq_rm.h"
+#include "proj_doc.h"
 #include "proj_failpoint.h"
 
 #define SYNC_EVERY_MS 1000
@@ -26,6 +27,7 @@
 struct proj_lmdb {
     MDB_env *env;
     MDB_dbi meta, offsets, versions, resources, by_status;
+    MDB_dbi workflows, wf_by_enabled, runs, runs_by_wf, runs_by_status;
     int nosync;
     int bulk;        /* no periodic sync (proj_lmdb_set_bulk) */
     int lock_fd;     /* the live model's readmodel.lock, -1 for other environments */
@@ -130,7 +132,12 @@ int proj_lmdb_open_dir(const char *dir, size_t map_size, int sync, proj_lmdb **o
         (rc = mdb_dbi_open(txn, KQ_RM_DB_OFFSETS, MDB_CREATE, &t->offsets)) != 0 ||
         (rc = mdb_dbi_open(txn, KQ_RM_DB_VERSIONS, MDB_CREATE, &t->versions)) != 0 ||
         (rc = mdb_dbi_open(txn, KQ_RM_DB_RESOURCES, MDB_CREATE, &t->resources)) != 0 ||
-        (rc = mdb_dbi_open(txn, KQ_RM_DB_RES_BY_STATUS, MDB_CREATE, &t->by_status)) != 0) {
+        (rc = mdb_dbi_open(txn, KQ_RM_DB_RES_BY_STATUS, MDB_CREATE, &t->by_status)) != 0 ||
+        (rc = mdb_dbi_open(txn, KQ_RM_DB_WORKFLOWS, MDB_CREATE, &t->workflows)) != 0 ||
+        (rc = mdb_dbi_open(txn, KQ_RM_DB_WF_BY_ENABLED, MDB_CREATE, &t->wf_by_enabled)) != 0 ||
+        (rc = mdb_dbi_open(txn, KQ_RM_DB_RUNS, MDB_CREATE, &t->runs)) != 0 ||
+        (rc = mdb_dbi_open(txn, KQ_RM_DB_RUNS_BY_WF, MDB_CREATE, &t->runs_by_wf)) != 0 ||
+        (rc = mdb_dbi_open(txn, KQ_RM_DB_RUNS_BY_STATUS, MDB_CREATE, &t->runs_by_status)) != 0) {
         ret = lerr(errstr, errlen, rc, dir);
         goto fail;
     }
@@ -343,6 +350,107 @@ static int apply_resource(proj_lmdb *t, MDB_txn *txn, MDB_cursor *rc_cur, const 
     return put_status(t, txn, r.status, e->aggregate_id.ptr, e->aggregate_id.len, 0);
 }
 
+/* Put (del = 0) or delete an index key <flag><id> of `dbi`. */
+static int put_flag_index(MDB_txn *txn, MDB_dbi dbi, uint8_t flag, const char *id, size_t len,
+                          int del)
+{
+    uint8_t kb[512];
+    MDB_val k, v = {0, ""};
+    int n = kq_rm_prefixed_key(flag, id, len, kb, sizeof kb), rc;
+
+    if (n < 0)
+        return MDB_BAD_VALSIZE;
+    k.mv_data = kb;
+    k.mv_size = (size_t)n;
+    if (del) {
+        rc = mdb_del(txn, dbi, &k, NULL);
+        return rc == MDB_NOTFOUND ? 0 : rc;
+    }
+    return mdb_put(txn, dbi, &k, &v, 0);
+}
+
+/*
+ * Workflow and run events: fold the stored document (proj_doc.h) and write it
+ * back with its indexes. Returns an LMDB code, or -APPLY_REFUSED with *why set.
+ */
+static int apply_doc(proj_lmdb *t, MDB_txn *txn, const ev_envelope *e, const char **why)
+{
+    int is_run = e->aggregate_type == EV_AGG_RUN;
+    MDB_dbi dbi = is_run ? t->runs : t->workflows;
+    MDB_dbi flags = is_run ? t->runs_by_status : t->wf_by_enabled;
+    MDB_val k = {e->aggregate_id.len, (void *)e->aggregate_id.ptr}, v;
+    json_t *doc = NULL;
+    kq_rm_doc old, nd;
+    int rc, exists, out, ret = 0;
+    char *text = NULL;
+    size_t tlen = 0;
+
+    if (e->aggregate_id.len == 0 || e->aggregate_id.len > 511)
+        return MDB_BAD_VALSIZE;
+    rc = mdb_get(txn, dbi, &k, &v);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc;
+    exists = rc == 0;
+    if (exists) {
+        json_error_t jerr;
+        if (kq_rm_doc_decode(v.mv_data, v.mv_size, &old) != 0 ||
+            (doc = json_loadb(old.text, old.text_len, 0, &jerr)) == NULL)
+            return MDB_CORRUPTED;
+    }
+    out = is_run ? proj_doc_run(&doc, e, why) : proj_doc_workflow(&doc, e, why);
+    if (out == PROJ_DOC_REFUSED) {
+        ret = -APPLY_REFUSED;
+        goto done;
+    }
+    if (out < 0) {
+        ret = ENOMEM;
+        goto done;
+    }
+    if (out == PROJ_DOC_SKIP)
+        goto done;
+    if (exists && (ret = put_flag_index(txn, flags, old.flag, e->aggregate_id.ptr,
+                                        e->aggregate_id.len, 1)) != 0)
+        goto done;
+    if (out == PROJ_DOC_DELETED) {
+        ret = mdb_del(txn, dbi, &k, NULL);
+        goto done;
+    }
+    nd.version = e->version;
+    nd.flag = (uint8_t)(is_run ? proj_doc_run_status(doc) : proj_doc_workflow_enabled(doc));
+    if ((text = proj_doc_dump(doc, &tlen)) == NULL || tlen > UINT32_MAX ||
+        grow(t, KQ_RM_DOC_HDR + tlen) != 0) {
+        ret = ENOMEM;
+        goto done;
+    }
+    nd.text = text;
+    nd.text_len = (uint32_t)tlen;
+    kq_rm_doc_encode(&nd, t->buf);
+    v.mv_data = t->buf;
+    v.mv_size = KQ_RM_DOC_HDR + tlen;
+    if ((ret = mdb_put(txn, dbi, &k, &v, 0)) != 0 ||
+        (ret = put_flag_index(txn, flags, nd.flag, e->aggregate_id.ptr, e->aggregate_id.len, 0)) !=
+            0)
+        goto done;
+    if (is_run && e->payload_type == EV_RUN_STARTED) {
+        const ev_str *wf = &e->payload.run_started.workflow_id;
+        uint8_t kb[512];
+        int n = kq_rm_run_wf_key(wf->ptr, wf->len, e->aggregate_id.ptr, e->aggregate_id.len, kb,
+                                 sizeof kb);
+        MDB_val ik, iv = {0, ""};
+        if (n < 0) {
+            ret = MDB_BAD_VALSIZE;
+            goto done;
+        }
+        ik.mv_data = kb;
+        ik.mv_size = (size_t)n;
+        ret = mdb_put(txn, t->runs_by_wf, &ik, &iv, 0);
+    }
+done:
+    free(text);
+    json_decref(doc);
+    return ret;
+}
+
 static int apply_txn(proj_lmdb *t, const proj_batch *b, proj_dead_letter_fn dead_letter,
                      void *dlarg, char *errstr, size_t errlen)
 {
@@ -397,6 +505,16 @@ static int apply_txn(proj_lmdb *t, const proj_batch *b, proj_dead_letter_fn dead
                 if (rc != 0 && rc != -APPLY_REFUSED) {
                     ret = lerr(errstr, errlen, rc, "write resource");
                     goto fail;
+                }
+            } else if (e->aggregate_type == EV_AGG_WORKFLOW || e->aggregate_type == EV_AGG_RUN) {
+                if (ev_event_aggregate_type(e->payload_type) != e->aggregate_type) {
+                    why = "event type does not belong to the envelope's aggregate type";
+                } else {
+                    rc = apply_doc(t, txn, e, &why);
+                    if (rc != 0 && rc != -APPLY_REFUSED) {
+                        ret = lerr(errstr, errlen, rc, "write workflow/run document");
+                        goto fail;
+                    }
                 }
             }
         }

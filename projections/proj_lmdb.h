@@ -13,7 +13,15 @@
  *     index entry; a delete removes both); an update or delete of a resource
  *     that does not exist (after a delete) changes nothing but its version,
  *     as in the PostgreSQL target;
- *   - workflow and run events only advance their version.
+ *   - workflow and run events fold their aggregate's JSON document
+ *     (proj_doc.h) and rewrite it in `workflows` / `runs` with the indexes
+ *     workflows_by_enabled, runs_by_status and (RunStarted) runs_by_workflow;
+ *     an event the document cannot take (malformed action, payload_json that
+ *     is not a JSON object, more than 100 steps, invalid UTF-8, an event
+ *     type of another aggregate) is dead-lettered like a gap and its version
+ *     not advanced (the PostgreSQL target refuses the same events). A run
+ *     event before any RunStarted, or naming a step beyond the run's steps,
+ *     changes only the version and times (so does PostgreSQL).
  *
  * Durability: the environment runs with MDB_NOSYNC. Without MDB_WRITEMAP,
  * LMDB writes every page with pwrite() before the meta page, so a committed

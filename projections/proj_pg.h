@@ -3,10 +3,9 @@
  *
  * Applies batches of decoded events (proj_batch.h) to the PostgreSQL read
  * model of ops/sql/ (projection_offsets, aggregate_versions, resources,
- * events): one transaction per batch, holding the batch's rows AND the
- * `next` offsets of every partition it covers, so the read model's effect is
- * exactly once whatever crashes. The write path and why it was chosen are
- * described at the top of proj_pg.c.
+ * events, workflows, runs, run_attempts): one transaction per batch, holding the batch's rows AND
+ * the `next` offsets of every partition it covers, so the read model's effect is exactly once
+ * whatever crashes. The write path and why it was chosen are described at the top of proj_pg.c.
  *
  * Owns: one PGconn and its prepared statements plus reusable staging
  * buffers. Threads: a proj_pg belongs to one thread (the PostgreSQL target
@@ -60,7 +59,11 @@ int proj_pg_load_offsets(proj_pg *pg, proj_offset_fn cb, void *arg, char *errstr
  * (aggregate_versions, plus the batch's own earlier events; version 1 needs no
  * row); otherwise call dl(dlarg, ev, "pg", reason) and skip it (non-zero from dl
  * -> rollback, return KQ_EIO). Insert into events (payload JSON), update
- * aggregate_versions, and for resource events upsert/update/delete resources.
+ * aggregate_versions, and for resource events upsert/update/delete resources;
+ * for workflow and run events write workflows / runs / run_attempts (one
+ * prepared statement per event, pipelined, also in bulk mode) and store the payload with its
+ * secrets (webhook_secret, signing_secret) replaced by "[redacted]"; a
+ * workflow/run event those tables cannot hold is dead-lettered (reason says).
  * An event already present (same topic/partition/offset — possible only if
  * offsets were lost) is not applied twice. Failpoints: pg_after_insert
  * (after the rows are written, before offsets), pg_before_commit,

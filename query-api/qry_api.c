@@ -13,9 +13,18 @@
 #include "kq_err.h"
 #include "kq_json_in.h"
 #include "kq_log.h"
+#include "proj_doc.h"
 #include "qry_text.h"
 
+/*
+ * Route kinds (also what qry_wait hands back): a base kind plus, for
+ * workflows and runs, K_WF or K_RUN.
+ */
 enum { K_GET = 1, K_LIST, K_EVENTS, K_AUDIT };
+#define K_WF 16
+#define K_RUN 32
+#define K_BASE(k) ((k)&15)
+#define K_AGG(k) ((k) & (K_WF | K_RUN))
 
 /*
  * Unknown query parameters are refused (400, one detail each), and so is a
@@ -28,6 +37,9 @@ static const char *const known_events[] = {"limit", "cursor", "snapshot", NULL};
 static const char *const known_audit[] = {
     "aggregate_type", "aggregate_id", "actor",  "event_type", "since",
     "until",          "limit",        "cursor", "snapshot",   NULL};
+static const char *const known_wf_list[] = {"enabled", "limit", "cursor", "snapshot", NULL};
+static const char *const known_run_list[] = {"workflow_id", "status",   "limit",
+                                             "cursor",      "snapshot", NULL};
 static const char *const known_none[] = {NULL};
 
 typedef struct unknown_ctx {
@@ -97,7 +109,9 @@ typedef struct params {
     const char *snapshot; /* ?snapshot=NAME (validated), NULL = the live model */
     char schema[64];      /* its PostgreSQL schema */
     int by_status;
-    uint8_t status;
+    uint8_t status;          /* resources: the status; workflows/runs: the cursor's filter byte */
+    int flag;                /* workflows: enabled 0/1, runs: PROJ_RUN_*; -1: no filter */
+    const char *workflow_id; /* runs: ?workflow_id= */
     int limit;
     int has_cursor;
     qry_cursor cursor;
@@ -130,8 +144,9 @@ static void parse_params(const kq_config *cfg, kq_http_req *req, int kind, param
     const char *s;
 
     memset(p, 0, sizeof *p);
+    p->flag = -1;
     p->id = kq_http_req_param(req, "id");
-    if ((kind == K_GET || kind == K_EVENTS) && !kq_jin_id_valid(p->id))
+    if ((K_BASE(kind) == K_GET || K_BASE(kind) == K_EVENTS) && !kq_jin_id_valid(p->id))
         bad(details, "id", "must match [A-Za-z0-9._-]{1,64}");
     if ((s = kq_http_req_query(req, "snapshot")) != NULL) {
         if (!qry_snapshot_name_valid(s))
@@ -142,6 +157,34 @@ static void parse_params(const kq_config *cfg, kq_http_req *req, int kind, param
             p->snapshot = s;
     }
     switch (kind) {
+    case K_LIST | K_WF:
+        if ((s = kq_http_req_query(req, "enabled")) != NULL) {
+            if (strcmp(s, "true") == 0 || strcmp(s, "false") == 0)
+                p->flag = s[0] == 't';
+            else
+                bad(details, "enabled", "must be true or false");
+        }
+        p->status = (uint8_t)(p->flag < 0 ? 2 : p->flag);
+        parse_limit_cursor(req, p, QRY_CURSOR_WORKFLOWS, details);
+        break;
+    case K_LIST | K_RUN:
+        if ((s = kq_http_req_query(req, "status")) != NULL &&
+            (p->flag = proj_doc_run_status_parse(s)) < 0) {
+            bad(details, "status", "must be one of pending, running, succeeded, failed");
+            p->flag = 0xff; /* no cursor of a status filter matches */
+        }
+        if ((s = kq_http_req_query(req, "workflow_id")) != NULL) {
+            if (!kq_jin_id_valid(s))
+                bad(details, "workflow_id", "must match [A-Za-z0-9._-]{1,64}");
+            p->workflow_id = s;
+        }
+        p->status = (uint8_t)(p->flag < 0 ? 4 : p->flag);
+        parse_limit_cursor(req, p, QRY_CURSOR_RUNS, details);
+        break;
+    case K_EVENTS | K_WF:
+    case K_EVENTS | K_RUN:
+        parse_limit_cursor(req, p, QRY_CURSOR_EVENTS, details);
+        break;
     case K_LIST:
         if ((s = kq_http_req_query(req, "status")) != NULL) {
             if (qry_status_parse(s, &p->status) != 0) {
@@ -273,7 +316,7 @@ static void view_release(qry_api *api, const params *p, qry_rm_view *v)
         qry_snap_release(api->snaps, v);
 }
 
-static void serve_get(qry_api *api, kq_http_req *req, const params *p)
+static void serve_get(qry_api *api, kq_http_req *req, int kind, const params *p)
 {
     qry_rm_view *v = NULL;
     char *res = NULL;
@@ -284,10 +327,18 @@ static void serve_get(qry_api *api, kq_http_req *req, const params *p)
 
     if (view_acquire(api, req, p, &v) != 0)
         return;
-    rc = qry_rm_get_text(v, p->id, &res, &len, &version, err, sizeof err);
+    if (K_AGG(kind) == 0)
+        rc = qry_rm_get_text(v, p->id, &res, &len, &version, err, sizeof err);
+    else
+        rc = qry_rm_doc_get(v, K_AGG(kind) == K_WF ? QRY_DOC_WORKFLOW : QRY_DOC_RUN, p->id, &res,
+                            &len, &version, err, sizeof err);
     view_release(api, p, v);
     if (rc == KQ_ENOTFOUND) {
-        kq_http_respond_error(req, 404, "not_found", "no such resource", NULL);
+        kq_http_respond_error(req, 404, "not_found",
+                              K_AGG(kind) == K_WF    ? "no such workflow"
+                              : K_AGG(kind) == K_RUN ? "no such run"
+                                                     : "no such resource",
+                              NULL);
         return;
     }
     if (rc != 0) {
@@ -305,7 +356,7 @@ static void serve_get(qry_api *api, kq_http_req *req, const params *p)
     free(res);
 }
 
-static void serve_list(qry_api *api, kq_http_req *req, const params *p)
+static void serve_list(qry_api *api, kq_http_req *req, int kind, const params *p)
 {
     qry_rm_view *v = NULL;
     json_t *items = NULL;
@@ -314,8 +365,13 @@ static void serve_list(qry_api *api, kq_http_req *req, const params *p)
 
     if (view_acquire(api, req, p, &v) != 0)
         return;
-    rc = qry_rm_list(v, p->by_status, p->status, p->has_cursor ? p->cursor.id : NULL, p->limit,
-                     &items, &more, err, sizeof err);
+    if (K_AGG(kind) == 0)
+        rc = qry_rm_list(v, p->by_status, p->status, p->has_cursor ? p->cursor.id : NULL, p->limit,
+                         &items, &more, err, sizeof err);
+    else
+        rc = qry_rm_doc_list(v, K_AGG(kind) == K_WF ? QRY_DOC_WORKFLOW : QRY_DOC_RUN, p->flag,
+                             p->workflow_id, p->has_cursor ? p->cursor.id : NULL, p->limit, &items,
+                             &more, err, sizeof err);
     view_release(api, p, v);
     if (rc != 0) {
         respond_read_error(req, rc, err);
@@ -325,7 +381,10 @@ static void serve_list(qry_api *api, kq_http_req *req, const params *p)
         qry_cursor c;
         json_t *last = json_array_get(items, json_array_size(items) - 1);
         memset(&c, 0, sizeof c);
-        c.kind = p->by_status ? QRY_CURSOR_BY_STATUS : QRY_CURSOR_RESOURCES;
+        c.kind = K_AGG(kind) == K_WF    ? QRY_CURSOR_WORKFLOWS
+                 : K_AGG(kind) == K_RUN ? QRY_CURSOR_RUNS
+                 : p->by_status         ? QRY_CURSOR_BY_STATUS
+                                        : QRY_CURSOR_RESOURCES;
         c.status = p->status;
         snprintf(c.id, sizeof c.id, "%s", json_string_value(json_object_get(last, "id")));
         if (qry_cursor_encode(&c, next) != 0)
@@ -357,14 +416,22 @@ static void serve_pg_page(qry_api *api, kq_http_req *req, int kind, const params
             return;
         }
     }
-    if (kind == K_EVENTS)
-        rc = qry_pg_events(api->pg, p->snapshot ? p->schema : NULL, "resource", p->id,
-                           p->has_cursor, p->cursor.num, p->limit, &items, &page, err, sizeof err);
+    if (K_BASE(kind) == K_EVENTS)
+        rc = qry_pg_events(api->pg, p->snapshot ? p->schema : NULL,
+                           K_AGG(kind) == K_WF    ? "workflow"
+                           : K_AGG(kind) == K_RUN ? "run"
+                                                  : "resource",
+                           p->id, p->has_cursor, p->cursor.num, p->limit, &items, &page, err,
+                           sizeof err);
     else
         rc = qry_pg_audit(api->pg, p->snapshot ? p->schema : NULL, &p->audit, &items, &page, err,
                           sizeof err);
     if (rc == KQ_ENOTFOUND) {
-        kq_http_respond_error(req, 404, "not_found", "no such resource", NULL);
+        kq_http_respond_error(req, 404, "not_found",
+                              K_AGG(kind) == K_WF    ? "no such workflow"
+                              : K_AGG(kind) == K_RUN ? "no such run"
+                                                     : "no such resource",
+                              NULL);
         return;
     }
     if (rc != 0) {
@@ -373,8 +440,8 @@ static void serve_pg_page(qry_api *api, kq_http_req *req, int kind, const params
     }
     memset(&c, 0, sizeof c);
     if (page.more) {
-        c.kind = kind == K_EVENTS ? QRY_CURSOR_EVENTS : QRY_CURSOR_AUDIT;
-        c.num = kind == K_EVENTS ? page.last_version : page.last_us;
+        c.kind = K_BASE(kind) == K_EVENTS ? QRY_CURSOR_EVENTS : QRY_CURSOR_AUDIT;
+        c.num = K_BASE(kind) == K_EVENTS ? page.last_version : page.last_us;
         memcpy(c.uuid, page.last_uuid, 16);
         qry_cursor_encode(&c, next);
     }
@@ -388,12 +455,12 @@ static void serve(qry_api *api, kq_http_req *req, int kind)
 
     parse_params(api->cfg, req, kind, &p, details); /* validated before: no details now */
     json_decref(details);
-    switch (kind) {
+    switch (K_BASE(kind)) {
     case K_GET:
-        serve_get(api, req, &p);
+        serve_get(api, req, kind, &p);
         break;
     case K_LIST:
-        serve_list(api, req, &p);
+        serve_list(api, req, kind, &p);
         break;
     default:
         serve_pg_page(api, req, kind, &p);
@@ -433,7 +500,8 @@ static void handle(qry_api *api, kq_http_req *req, int kind)
     int32_t partition = 0;
     int64_t offset = 0;
     int tok, rc;
-    qry_target target = kind == K_GET || kind == K_LIST ? QRY_TARGET_LMDB : QRY_TARGET_PG;
+    qry_target target =
+        K_BASE(kind) == K_GET || K_BASE(kind) == K_LIST ? QRY_TARGET_LMDB : QRY_TARGET_PG;
 
     if (details == NULL) {
         kq_http_respond_error(req, 500, "internal", "out of memory", NULL);
@@ -441,11 +509,13 @@ static void handle(qry_api *api, kq_http_req *req, int kind)
     }
     parse_params(api->cfg, req, kind, &p, details);
     {
-        unknown_ctx u = {kind == K_LIST     ? known_list
-                         : kind == K_EVENTS ? known_events
-                         : kind == K_AUDIT  ? known_audit
-                         : kind == K_GET    ? known_get
-                                            : known_none,
+        unknown_ctx u = {kind == K_LIST             ? known_list
+                         : kind == (K_LIST | K_WF)  ? known_wf_list
+                         : kind == (K_LIST | K_RUN) ? known_run_list
+                         : K_BASE(kind) == K_EVENTS ? known_events
+                         : kind == K_AUDIT          ? known_audit
+                         : K_BASE(kind) == K_GET    ? known_get
+                                                    : known_none,
                          details, 0};
         kq_http_req_query_each(req, unknown_arg, &u);
     }
@@ -488,6 +558,30 @@ static void h_list(kq_http_req *req, void *arg)
 static void h_events(kq_http_req *req, void *arg)
 {
     handle(arg, req, K_EVENTS);
+}
+static void h_wf_get(kq_http_req *req, void *arg)
+{
+    handle(arg, req, K_GET | K_WF);
+}
+static void h_wf_list(kq_http_req *req, void *arg)
+{
+    handle(arg, req, K_LIST | K_WF);
+}
+static void h_wf_events(kq_http_req *req, void *arg)
+{
+    handle(arg, req, K_EVENTS | K_WF);
+}
+static void h_run_get(kq_http_req *req, void *arg)
+{
+    handle(arg, req, K_GET | K_RUN);
+}
+static void h_run_list(kq_http_req *req, void *arg)
+{
+    handle(arg, req, K_LIST | K_RUN);
+}
+static void h_run_events(kq_http_req *req, void *arg)
+{
+    handle(arg, req, K_EVENTS | K_RUN);
 }
 static void h_audit(kq_http_req *req, void *arg)
 {
@@ -582,6 +676,18 @@ void qry_api_routes(qry_api *api, kq_http_route *routes)
          h_list, api},
         {"GET", "/api/v1/resources/{id}/events", KQ_AUTH_ROLE_READER, KQ_HTTP_BODY_NONE,
          "resource_events", h_events, api},
+        {"GET", "/api/v1/workflows/{id}", KQ_AUTH_ROLE_READER, KQ_HTTP_BODY_NONE, "workflow_get",
+         h_wf_get, api},
+        {"GET", "/api/v1/workflows", KQ_AUTH_ROLE_READER, KQ_HTTP_BODY_NONE, "workflow_list",
+         h_wf_list, api},
+        {"GET", "/api/v1/workflows/{id}/events", KQ_AUTH_ROLE_READER, KQ_HTTP_BODY_NONE,
+         "workflow_events", h_wf_events, api},
+        {"GET", "/api/v1/runs/{id}", KQ_AUTH_ROLE_READER, KQ_HTTP_BODY_NONE, "run_get", h_run_get,
+         api},
+        {"GET", "/api/v1/runs", KQ_AUTH_ROLE_READER, KQ_HTTP_BODY_NONE, "run_list", h_run_list,
+         api},
+        {"GET", "/api/v1/runs/{id}/events", KQ_AUTH_ROLE_READER, KQ_HTTP_BODY_NONE, "run_events",
+         h_run_events, api},
         {"GET", "/api/v1/audit", KQ_AUTH_ROLE_AUDITOR, KQ_HTTP_BODY_NONE, "audit", h_audit, api},
         {"GET", "/api/v1/status", KQ_AUTH_ROLE_READER, KQ_HTTP_BODY_NONE, "status", h_status, api},
     };

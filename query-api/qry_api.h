@@ -6,6 +6,12 @@
  *   GET /api/v1/resources/{id}         reader   LMDB; ETag "<version>", If-None-Match -> 304
  *   GET /api/v1/resources              reader   LMDB; ?status=&limit=&cursor=
  *   GET /api/v1/resources/{id}/events  reader   PostgreSQL; ?limit=&cursor=
+ *   GET /api/v1/workflows/{id}         reader   LMDB document; ETag, 304 (never the secret)
+ *   GET /api/v1/workflows              reader   LMDB; ?enabled=true|false&limit=&cursor=
+ *   GET /api/v1/workflows/{id}/events  reader   PostgreSQL; ?limit=&cursor=
+ *   GET /api/v1/runs/{id}              reader   LMDB document; ETag, 304
+ *   GET /api/v1/runs                   reader   LMDB; ?workflow_id=&status=&limit=&cursor=
+ *   GET /api/v1/runs/{id}/events       reader   PostgreSQL; ?limit=&cursor=
  *   GET /api/v1/audit                  auditor  PostgreSQL; ?aggregate_type=&aggregate_id=
  *                                               &actor=&event_type=&since=&until=&limit=&cursor=
  *   GET /api/v1/status                 reader   Kafka (qry_status), both targets' offsets
@@ -20,15 +26,16 @@
  *   ?consistent_with=) names (topic, partition, offset); a malformed token, or
  *   one naming a topic or partition this deployment does not have, is a 400.
  *   The handler checks once whether the endpoint's read model (LMDB for
- *   resources by id and lists, PostgreSQL for events and audit) has
+ *   resources, workflows and runs by id and lists, PostgreSQL for events
+ *   and audit) has
  *   next_offset > offset; if not, it defers the request to qry_wait, which
  *   answers it from its watcher thread: the read when applied, else after
  *   cfg->query_wait_ms 503 projection_behind with Retry-After.
  *
- * Named snapshots: ?snapshot=NAME ([a-z0-9_]{1,32}, else 400) on the four
- *   read routes reads the point-in-time model kcqrs-replay built with
+ * Named snapshots: ?snapshot=NAME ([a-z0-9_]{1,32}, else 400) on every
+ *   read route but /status reads the point-in-time model kcqrs-replay built with
  *   --until ... --name NAME: $KCQRS_LMDB_DIR/snapshots/NAME (qry_snap) for
- *   resources by id and lists, schema <KCQRS_PG_SCHEMA>_snap_NAME (the page
+ *   the LMDB routes, schema <KCQRS_PG_SCHEMA>_snap_NAME (the page
  *   query schema-qualified) for events and audit. No such snapshot -> 404
  *   snapshot_not_found. A consistency token together with ?snapshot= is a 400:
  *   a snapshot never moves, so waiting for it makes no sense.
@@ -69,7 +76,7 @@ typedef struct qry_api {
     atomic_uint_fast64_t served_after_wait;
 } qry_api;
 
-#define QRY_API_NROUTES 5
+#define QRY_API_NROUTES 11
 
 /* Fill topic names from cfg; 0 or KQ_ERANGE. Set rm/pg/wait/status yourself. */
 int qry_api_init(qry_api *api, const kq_config *cfg);

@@ -29,6 +29,10 @@ struct qry_rm_view {
     int closed;        /* env closed (guarded by rm->lock) */
     MDB_env *env;
     MDB_dbi offsets, resources, by_status;
+    MDB_dbi docs[2];     /* QRY_DOC_WORKFLOW: workflows, QRY_DOC_RUN: runs */
+    MDB_dbi doc_flag[2]; /* workflows_by_enabled, runs_by_status */
+    MDB_dbi runs_by_wf;
+    int have_docs; /* 0: a model made before workflows and runs (no such databases) */
     dev_t dev;
     ino_t ino;
 };
@@ -177,6 +181,12 @@ static int view_open(qry_rm *rm, qry_rm_view **out, char *errstr, size_t errlen)
                  : kq_seterr(errstr, errlen, KQ_ELMDB, "LMDB %s: %s", rm->dir, mdb_strerror(mrc));
         goto out;
     }
+    /* workflows and runs: a model made by an older projector lacks them (read as empty) */
+    v->have_docs = mdb_dbi_open(txn, KQ_RM_DB_WORKFLOWS, 0, &v->docs[0]) == 0 &&
+                   mdb_dbi_open(txn, KQ_RM_DB_WF_BY_ENABLED, 0, &v->doc_flag[0]) == 0 &&
+                   mdb_dbi_open(txn, KQ_RM_DB_RUNS, 0, &v->docs[1]) == 0 &&
+                   mdb_dbi_open(txn, KQ_RM_DB_RUNS_BY_STATUS, 0, &v->doc_flag[1]) == 0 &&
+                   mdb_dbi_open(txn, KQ_RM_DB_RUNS_BY_WF, 0, &v->runs_by_wf) == 0;
     mdb_txn_commit(txn); /* keeps the database handles */
     txn = NULL;
     atomic_init(&v->refs, 1);
@@ -597,5 +607,154 @@ out:
     if (txn)
         mdb_txn_abort(txn);
     json_decref(obj);
+    return rc;
+}
+
+int qry_rm_doc_get(qry_rm_view *vw, qry_doc_kind kind, const char *id, char **out, size_t *len,
+                   int64_t *version, char *errstr, size_t errlen)
+{
+    MDB_txn *txn = NULL;
+    MDB_val k, v;
+    kq_rm_doc d;
+    int rc, mrc;
+
+    *out = NULL;
+    if (!vw->have_docs)
+        return KQ_ENOTFOUND;
+    if ((rc = begin(vw, &txn, errstr, errlen)) != 0)
+        return rc;
+    k.mv_data = (void *)id;
+    k.mv_size = strlen(id);
+    mrc = mdb_get(txn, vw->docs[kind], &k, &v);
+    if (mrc == MDB_NOTFOUND) {
+        rc = KQ_ENOTFOUND;
+    } else if (mrc != 0) {
+        rc = kq_seterr(errstr, errlen, KQ_ELMDB, "LMDB get: %s", mdb_strerror(mrc));
+    } else if (kq_rm_doc_decode(v.mv_data, v.mv_size, &d) != 0) {
+        rc = kq_seterr(errstr, errlen, KQ_ECORRUPT, "'%s': record does not decode", id);
+    } else if ((*out = malloc((size_t)d.text_len + 1)) == NULL) {
+        rc = kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    } else {
+        memcpy(*out, d.text, d.text_len);
+        (*out)[d.text_len] = '\0';
+        *len = d.text_len;
+        *version = d.version;
+    }
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+/* Append the document of record `v` to arr; 0 or KQ_ECORRUPT. */
+static int doc_append(json_t *arr, const MDB_val *v)
+{
+    kq_rm_doc d;
+    json_error_t jerr;
+    json_t *item;
+
+    if (kq_rm_doc_decode(v->mv_data, v->mv_size, &d) != 0 ||
+        (item = json_loadb(d.text, d.text_len, 0, &jerr)) == NULL)
+        return KQ_ECORRUPT;
+    return json_array_append_new(arr, item) == 0 ? 0 : KQ_ENOMEM;
+}
+
+int qry_rm_doc_list(qry_rm_view *vw, qry_doc_kind kind, int flag, const char *workflow_id,
+                    const char *after_id, int limit, json_t **items, int *more, char *errstr,
+                    size_t errlen)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v, rv;
+    uint8_t kbuf[512], prefix[300];
+    size_t plen = 0, alen = after_id ? strlen(after_id) : 0;
+    json_t *arr = json_array();
+    int rc = 0, mrc, n = 0, kl;
+    MDB_dbi dbi;
+
+    *items = NULL;
+    *more = 0;
+    if (arr == NULL)
+        return KQ_ENOMEM;
+    if (!vw->have_docs) {
+        *items = arr;
+        return 0;
+    }
+    if ((rc = begin(vw, &txn, errstr, errlen)) != 0)
+        goto out;
+    /* the index walked: by workflow (runs), by flag, or the documents by id */
+    if (kind == QRY_DOC_RUN && workflow_id != NULL) {
+        dbi = vw->runs_by_wf;
+        kl = kq_rm_run_wf_key(workflow_id, strlen(workflow_id), "", 0, prefix, sizeof prefix);
+    } else if (flag >= 0) {
+        dbi = vw->doc_flag[kind];
+        kl = kq_rm_prefixed_key((uint8_t)flag, "", 0, prefix, sizeof prefix);
+    } else {
+        dbi = vw->docs[kind];
+        kl = 0;
+    }
+    if (kl < 0 || alen > 255) {
+        rc = kq_seterr(errstr, errlen, KQ_EINVAL, "id too long");
+        goto out;
+    }
+    plen = (size_t)kl;
+    memcpy(kbuf, prefix, plen);
+    if (alen)
+        memcpy(kbuf + plen, after_id, alen);
+    if ((mrc = mdb_cursor_open(txn, dbi, &cur)) != 0) {
+        rc = kq_seterr(errstr, errlen, KQ_ELMDB, "LMDB cursor: %s", mdb_strerror(mrc));
+        goto out;
+    }
+    k.mv_data = kbuf;
+    k.mv_size = plen + alen;
+    for (mrc = mdb_cursor_get(cur, &k, &v, k.mv_size ? MDB_SET_RANGE : MDB_FIRST); mrc == 0;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const char *id = (const char *)k.mv_data + plen;
+        size_t idlen;
+
+        if (k.mv_size <= plen || memcmp(k.mv_data, prefix, plen) != 0)
+            break;
+        idlen = k.mv_size - plen;
+        if (alen && idlen == alen && memcmp(id, after_id, idlen) == 0)
+            continue; /* the cursor's own item was on the previous page */
+        if (dbi != vw->docs[kind]) {
+            MDB_val rk = {idlen, (void *)id};
+            if ((mrc = mdb_get(txn, vw->docs[kind], &rk, &rv)) != 0) {
+                /* the indexes always match the documents inside one transaction */
+                rc = kq_seterr(errstr, errlen, KQ_ECORRUPT, "an index names a missing document");
+                goto out;
+            }
+        } else {
+            rv = v;
+        }
+        if (kind == QRY_DOC_RUN && workflow_id != NULL && flag >= 0) {
+            kq_rm_doc d; /* both filters: the status from the record's flag */
+            if (kq_rm_doc_decode(rv.mv_data, rv.mv_size, &d) != 0) {
+                rc = kq_seterr(errstr, errlen, KQ_ECORRUPT, "a run record does not decode");
+                goto out;
+            }
+            if (d.flag != (uint8_t)flag)
+                continue;
+        }
+        if (n == limit) {
+            *more = 1;
+            break;
+        }
+        if ((rc = doc_append(arr, &rv)) != 0) {
+            kq_seterr(errstr, errlen, rc, "a document record does not decode");
+            goto out;
+        }
+        n++;
+    }
+    if (mrc != 0 && mrc != MDB_NOTFOUND) {
+        rc = kq_seterr(errstr, errlen, KQ_ELMDB, "LMDB cursor: %s", mdb_strerror(mrc));
+        goto out;
+    }
+    *items = arr;
+    arr = NULL;
+out:
+    if (cur)
+        mdb_cursor_close(cur);
+    if (txn)
+        mdb_txn_abort(txn);
+    json_decref(arr);
     return rc;
 }

@@ -124,4 +124,29 @@ int qry_rm_offsets(qry_rm_view *v, json_t **out, char *errstr, size_t errlen);
 /* The resource JSON of a decoded record (new reference; NULL on allocation failure). */
 json_t *qry_rm_resource_json(const char *id, size_t idlen, const void *rec, size_t reclen);
 
+/* ---- workflows and runs (documents, lib/kq_rm.h) ---- */
+
+typedef enum { QRY_DOC_WORKFLOW = 0, QRY_DOC_RUN = 1 } qry_doc_kind;
+
+/*
+ * The stored document of workflow or run `id` as compact JSON text (the GET
+ * answer as the projector wrote it): *out malloc'd (free), *len, *version.
+ * KQ_ENOTFOUND for an unknown or deleted id (or a model made before
+ * workflows existed), KQ_ECORRUPT, KQ_ELMDB, KQ_ENOMEM.
+ */
+int qry_rm_doc_get(qry_rm_view *v, qry_doc_kind kind, const char *id, char **out, size_t *len,
+                   int64_t *version, char *errstr, size_t errlen);
+
+/*
+ * Up to `limit` documents after `after_id` (NULL: from the start) by id.
+ * flag >= 0 filters: workflows by enabled (0/1, index workflows_by_enabled),
+ * runs by status (PROJ_RUN_*, index runs_by_status). For runs, workflow_id
+ * != NULL walks runs_by_workflow instead (and filters by status, if given,
+ * from each record's flag). *items is a new JSON array of the documents;
+ * *more is 1 when further items exist.
+ */
+int qry_rm_doc_list(qry_rm_view *v, qry_doc_kind kind, int flag, const char *workflow_id,
+                    const char *after_id, int limit, json_t **items, int *more, char *errstr,
+                    size_t errlen);
+
 #endif

@@ -210,6 +210,8 @@ int qry_cursor_encode(const qry_cursor *c, char *out)
     buf[n++] = (uint8_t)c->kind;
     switch (c->kind) {
     case QRY_CURSOR_BY_STATUS:
+    case QRY_CURSOR_WORKFLOWS:
+    case QRY_CURSOR_RUNS:
         buf[n++] = c->status;
         /* fall through */
     case QRY_CURSOR_RESOURCES:
@@ -255,9 +257,11 @@ int qry_cursor_decode(const char *s, qry_cursor_kind kind, uint8_t status, qry_c
     c->kind = kind;
     switch (kind) {
     case QRY_CURSOR_BY_STATUS:
+    case QRY_CURSOR_WORKFLOWS:
+    case QRY_CURSOR_RUNS:
     case QRY_CURSOR_RESOURCES:
         off = 2;
-        if (kind == QRY_CURSOR_BY_STATUS) {
+        if (kind != QRY_CURSOR_RESOURCES) {
             if (n < 3 || buf[2] != status)
                 return kq_seterr(errstr, errlen, KQ_EINVAL,
                                  "cursor belongs to another status filter");

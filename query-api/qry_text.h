@@ -55,12 +55,15 @@ typedef enum {
     QRY_CURSOR_BY_STATUS = 's', /* resources of one status: status byte, last id */
     QRY_CURSOR_EVENTS = 'e',    /* one aggregate's events: last version */
     QRY_CURSOR_AUDIT = 'a',     /* audit: last (occurred_at_us, event_id) */
+    QRY_CURSOR_WORKFLOWS = 'w', /* workflows: filter byte (0/1 enabled, 2 none), last id */
+    QRY_CURSOR_RUNS = 'u',      /* runs: filter byte (status 0..3, 4 none), last id (the
+                                   workflow_id filter is not in the cursor) */
 } qry_cursor_kind;
 
 typedef struct qry_cursor {
     qry_cursor_kind kind;
-    uint8_t status;   /* BY_STATUS */
-    char id[65];      /* RESOURCES, BY_STATUS: [A-Za-z0-9._-]{1,64} */
+    uint8_t status;   /* BY_STATUS, WORKFLOWS, RUNS: the filter byte */
+    char id[65];      /* RESOURCES, BY_STATUS, WORKFLOWS, RUNS: [A-Za-z0-9._-]{1,64} */
     int64_t num;      /* EVENTS: version; AUDIT: occurred_at_us */
     uint8_t uuid[16]; /* AUDIT: event_id */
 } qry_cursor;
@@ -69,7 +72,8 @@ typedef struct qry_cursor {
 int qry_cursor_encode(const qry_cursor *c, char *out);
 
 /*
- * Decode `s` and require kind `kind` (and for BY_STATUS the status `status`).
+ * Decode `s` and require kind `kind` (and for BY_STATUS, WORKFLOWS, RUNS the
+ * filter byte `status`).
  * Returns 0 with *c filled, or KQ_EINVAL with a reason in errstr.
  */
 int qry_cursor_decode(const char *s, qry_cursor_kind kind, uint8_t status, qry_cursor *c,

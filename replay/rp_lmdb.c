@@ -315,8 +315,10 @@ static int switch_live(void *p, char *errstr, size_t errlen)
 
 /* ------------------------------------------------------------ fingerprints */
 
-static const char *const fp_dbs[] = {KQ_RM_DB_META, KQ_RM_DB_OFFSETS, KQ_RM_DB_VERSIONS,
-                                     KQ_RM_DB_RESOURCES, KQ_RM_DB_RES_BY_STATUS};
+static const char *const fp_dbs[] = {
+    KQ_RM_DB_META,          KQ_RM_DB_OFFSETS,       KQ_RM_DB_VERSIONS,      KQ_RM_DB_RESOURCES,
+    KQ_RM_DB_RES_BY_STATUS, KQ_RM_DB_WORKFLOWS,     KQ_RM_DB_WF_BY_ENABLED, KQ_RM_DB_RUNS,
+    KQ_RM_DB_RUNS_BY_WF,    KQ_RM_DB_RUNS_BY_STATUS};
 
 static int parse_offset(const MDB_val *k, const MDB_val *v, char *topic, size_t tlen, int32_t *part,
                         int64_t *off)

@@ -11,15 +11,22 @@
  * aggregate type, has the key "<id>/<version:020>" of its envelope, lies in
  * its aggregate's partition, and has version = last + 1; resource events
  * maintain the expected resources (an update or delete of a missing resource
- * only advances the version).
+ * only advances the version); workflow events the expected workflows (name,
+ * enabled; deleted ones gone) and run events the expected runs (workflow_id,
+ * status: pending, running after a StepAttempted, succeeded, failed). A
+ * RunStarted whose payload_json is not a JSON object or that has more than
+ * 100 steps is refused (dead-lettered by both targets).
  *
  * Then compares, and prints up to 20 differences:
  *   LMDB (default $KCQRS_LMDB_DIR/readmodel): every resources record (all
  *   fields), the status index (exactly one entry per resource, under its
- *   status), every versions entry, offsets == the end offsets;
+ *   status), every versions entry, offsets == the end offsets; every
+ *   workflows / runs document (version, name, enabled / workflow_id, status,
+ *   in the record and in the JSON) and their indexes (workflows_by_enabled,
+ *   runs_by_status, runs_by_workflow: one entry each, under the right key);
  *   PostgreSQL (--pg): resources rows, events rows == the number of valid
  *   events with no (topic, partition, offset) twice, aggregate_versions,
- *   projection_offsets == the end offsets.
+ *   workflows rows, runs rows, projection_offsets == the end offsets.
  * Output: a summary line "records R valid V refused X aggregates A resources N"
  * and "lmdb: equal" / "pg: equal" or the differences.
  *
@@ -35,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <libpq-fe.h>
 #include <lmdb.h>
 
@@ -70,8 +78,8 @@ typedef struct agg {
     char *id;
     size_t idlen;
     int64_t version;
-    int exists; /* resources */
-    uint8_t status;
+    int exists;     /* resources, workflows, runs */
+    uint8_t status; /* resources: ev_resource_status; workflows: enabled; runs: 0..3 */
     char *name, *desc;
     size_t name_len, desc_len;
     int64_t created_us, updated_us;
@@ -80,7 +88,8 @@ typedef struct agg {
 
 #define NBUCKETS (1u << 20)
 static agg **table;
-static size_t naggs, nresources;
+static size_t naggs, nresources, nworkflows, nruns;
+static const char *const run_status_names[] = {"pending", "running", "succeeded", "failed"};
 static int ndiffs;
 
 static uint32_t hash(uint8_t type, const char *id, size_t len)
@@ -143,6 +152,24 @@ static void diff(const char *fmt, ...)
 }
 
 /* Fold one record; returns 1 when it is a valid, applied event. */
+/* A RunStarted both targets refuse: payload_json not a JSON object, over 100 steps. */
+static int run_started_refused(const ev_envelope *e)
+{
+    const ev_run_started *r = &e->payload.run_started;
+    json_error_t jerr;
+    json_t *j;
+    int bad;
+
+    if ((r->steps.present ? r->steps.count : r->step_count) > EV_MAX_STEPS)
+        return 1;
+    if (r->payload_json.ptr == NULL)
+        return 0;
+    j = json_loadb(r->payload_json.ptr, r->payload_json.len, 0, &jerr);
+    bad = !json_is_object(j);
+    json_decref(j);
+    return bad;
+}
+
 static int fold(int ti, int np, const rd_kafka_message_t *m)
 {
     static const ev_aggregate_type types[3] = {EV_AGG_RESOURCE, EV_AGG_WORKFLOW, EV_AGG_RUN};
@@ -168,6 +195,8 @@ static int fold(int ti, int np, const rd_kafka_message_t *m)
     a = lookup((uint8_t)e.aggregate_type, e.aggregate_id.ptr, e.aggregate_id.len, 1);
     if (e.version != a->version + 1)
         return 0;
+    if (e.payload_type == EV_RUN_STARTED && run_started_refused(&e))
+        return 0;
     a->version = e.version;
     switch (e.payload_type) {
     case EV_RESOURCE_CREATED:
@@ -189,7 +218,36 @@ static int fold(int ti, int np, const rd_kafka_message_t *m)
         a->updated_us = e.occurred_at_us;
         break;
     case EV_RESOURCE_DELETED:
+    case EV_WORKFLOW_DELETED:
         a->exists = 0;
+        break;
+    case EV_WORKFLOW_CREATED:
+        a->exists = 1;
+        a->status = e.payload.workflow_created.enabled;
+        set_str(&a->name, &a->name_len, e.payload.workflow_created.name);
+        break;
+    case EV_WORKFLOW_UPDATED:
+        if (a->exists && e.payload.workflow_updated.name.ptr)
+            set_str(&a->name, &a->name_len, e.payload.workflow_updated.name);
+        break;
+    case EV_WORKFLOW_ENABLED:
+    case EV_WORKFLOW_DISABLED:
+        if (a->exists)
+            a->status = e.payload_type == EV_WORKFLOW_ENABLED;
+        break;
+    case EV_RUN_STARTED:
+        a->exists = 1;
+        a->status = 0;
+        set_str(&a->name, &a->name_len, e.payload.run_started.workflow_id);
+        break;
+    case EV_STEP_ATTEMPTED:
+        if (a->exists && a->status == 0)
+            a->status = 1;
+        break;
+    case EV_RUN_SUCCEEDED:
+    case EV_RUN_FAILED:
+        if (a->exists)
+            a->status = e.payload_type == EV_RUN_SUCCEEDED ? 2 : 3;
         break;
     default:
         break;
@@ -353,10 +411,118 @@ static size_t naggs_valid(void)
 
 static void count_resources(void)
 {
-    nresources = 0;
+    nresources = nworkflows = nruns = 0;
     for (uint32_t h = 0; h < NBUCKETS; h++)
-        for (agg *a = table[h]; a; a = a->next)
-            nresources += a->exists;
+        for (agg *a = table[h]; a; a = a->next) {
+            nresources += a->exists && a->type == EV_AGG_RESOURCE;
+            nworkflows += a->exists && a->type == EV_AGG_WORKFLOW;
+            nruns += a->exists && a->type == EV_AGG_RUN;
+        }
+}
+
+/* Open a named database; 0 when it does not exist (a model older than workflows). */
+static int open_db(MDB_txn *txn, const char *name, MDB_dbi *dbi)
+{
+    return mdb_dbi_open(txn, name, 0, dbi) == 0;
+}
+
+static const char *jstr_or(const json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : "";
+}
+
+/* The documents of one type (workflows or runs) and their flag index. */
+static void check_docs(MDB_txn *txn, uint8_t type, const char *db, const char *flagdb)
+{
+    const char *what = type == EV_AGG_WORKFLOW ? "workflow" : "run";
+    size_t want = type == EV_AGG_WORKFLOW ? nworkflows : nruns, n = 0, nflag = 0;
+    MDB_dbi d, f;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc;
+
+    if (!open_db(txn, db, &d) || !open_db(txn, flagdb, &f)) {
+        if (want)
+            diff("lmdb: no %s database, expected %zu %ss", db, want, what);
+        return;
+    }
+    mdb_cursor_open(txn, d, &cur);
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        agg *a = lookup(type, k.mv_data, k.mv_size, 0);
+        kq_rm_doc doc;
+        json_error_t jerr;
+        json_t *j = NULL;
+        const char *name;
+        int flag_ok;
+        n++;
+        if (a == NULL || !a->exists) {
+            diff("lmdb: %s %.*s should not exist", what, (int)k.mv_size, (char *)k.mv_data);
+            continue;
+        }
+        if (kq_rm_doc_decode(v.mv_data, v.mv_size, &doc) != 0 ||
+            (j = json_loadb(doc.text, doc.text_len, 0, &jerr)) == NULL) {
+            diff("lmdb: %s %s: malformed record", what, a->id);
+            continue;
+        }
+        name = jstr_or(j, type == EV_AGG_WORKFLOW ? "name" : "workflow_id");
+        flag_ok = type == EV_AGG_WORKFLOW
+                      ? json_is_true(json_object_get(j, "enabled")) == (a->status != 0)
+                      : strcmp(jstr_or(j, "status"), run_status_names[a->status & 3]) == 0;
+        if (doc.version != a->version ||
+            json_integer_value(json_object_get(j, "version")) != a->version ||
+            doc.flag != a->status || !flag_ok || strcmp(name, a->name) != 0 ||
+            strcmp(jstr_or(j, "id"), a->id) != 0)
+            diff("lmdb: %s %s: version %" PRId64 "/%" PRId64 " flag %d/%d '%s'/'%s' "
+                 "(stored/expected)",
+                 what, a->id, doc.version, a->version, doc.flag, a->status, name, a->name);
+        json_decref(j);
+    }
+    mdb_cursor_close(cur);
+    if (n != want)
+        diff("lmdb: %zu %ss, expected %zu", n, what, want);
+    mdb_cursor_open(txn, f, &cur);
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const uint8_t *p = k.mv_data;
+        agg *a = k.mv_size > 1 ? lookup(type, (const char *)p + 1, k.mv_size - 1, 0) : NULL;
+        nflag++;
+        if (a == NULL || !a->exists || a->status != p[0])
+            diff("lmdb: %s entry (%d, %.*s) is wrong", flagdb, p[0], (int)k.mv_size - 1,
+                 (const char *)p + 1);
+    }
+    mdb_cursor_close(cur);
+    if (nflag != want)
+        diff("lmdb: %zu %s entries, expected %zu", nflag, flagdb, want);
+}
+
+/* runs_by_workflow: <len><workflow_id><run id>, one per run. */
+static void check_runs_by_wf(MDB_txn *txn)
+{
+    MDB_dbi d;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    size_t n = 0;
+    int rc;
+
+    if (!open_db(txn, KQ_RM_DB_RUNS_BY_WF, &d))
+        return; /* check_docs reported missing databases */
+    mdb_cursor_open(txn, d, &cur);
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const uint8_t *p = k.mv_data;
+        size_t wl = k.mv_size ? p[0] : 0;
+        agg *a = k.mv_size > 1 + wl
+                     ? lookup(EV_AGG_RUN, (const char *)p + 1 + wl, k.mv_size - 1 - wl, 0)
+                     : NULL;
+        n++;
+        if (a == NULL || !a->exists || a->name_len != wl || memcmp(a->name, p + 1, wl) != 0)
+            diff("lmdb: runs_by_workflow entry %.*s is wrong", (int)k.mv_size, (const char *)p);
+    }
+    mdb_cursor_close(cur);
+    if (n != nruns)
+        diff("lmdb: %zu runs_by_workflow entries, expected %zu", n, nruns);
 }
 
 /* ---------------------------------------------------------------- LMDB */
@@ -441,6 +607,9 @@ static int check_lmdb(const kq_config *cfg, const char *dir, char topics[][KQ_KA
                  (int)k.mv_size - 1, (const char *)p + 1, ver, a ? a->version : 0);
     }
     mdb_cursor_close(cur);
+    check_docs(txn, EV_AGG_WORKFLOW, KQ_RM_DB_WORKFLOWS, KQ_RM_DB_WF_BY_ENABLED);
+    check_docs(txn, EV_AGG_RUN, KQ_RM_DB_RUNS, KQ_RM_DB_RUNS_BY_STATUS);
+    check_runs_by_wf(txn);
     if (nver != naggs_valid())
         diff("lmdb: %zu versions entries, expected %zu", nver, naggs_valid());
     for (int i = 0; i < 3 * np; i++) {
@@ -522,6 +691,30 @@ static int check_pg(const kq_config *cfg, const char *dsn, char topics[][KQ_KAFK
         }
         if ((size_t)n != nresources)
             diff("pg: %d resources, expected %zu", n, nresources);
+        PQclear(r);
+    }
+    for (int t = 0; t < 2; t++) {
+        uint8_t type = t == 0 ? EV_AGG_WORKFLOW : EV_AGG_RUN;
+        size_t want = t == 0 ? nworkflows : nruns;
+        if ((r = query(c, t == 0 ? "SELECT id, version, name, enabled::text FROM workflows"
+                                 : "SELECT id, version, workflow_id, status FROM runs")) == NULL)
+            continue;
+        for (int i = 0; i < PQntuples(r); i++) {
+            const char *id = PQgetvalue(r, i, 0), *flag = PQgetvalue(r, i, 3);
+            agg *a = lookup(type, id, strlen(id), 0);
+            if (a == NULL || !a->exists) {
+                diff("pg: %s %s should not exist", t == 0 ? "workflow" : "run", id);
+                continue;
+            }
+            if (i64(r, i, 1) != a->version || strcmp(PQgetvalue(r, i, 2), a->name) != 0 ||
+                strcmp(flag, t == 0 ? (a->status ? "true" : "false")
+                                    : run_status_names[a->status & 3]) != 0)
+                diff("pg: %s %s: version %s/%" PRId64 " '%s'/'%s' %s/%d (stored/expected)",
+                     t == 0 ? "workflow" : "run", id, PQgetvalue(r, i, 1), a->version,
+                     PQgetvalue(r, i, 2), a->name, flag, a->status);
+        }
+        if ((size_t)PQntuples(r) != want)
+            diff("pg: %d %s rows, expected %zu", PQntuples(r), t == 0 ? "workflows" : "runs", want);
         PQclear(r);
     }
     if ((r = query(c, "SELECT count(*), count(DISTINCT (topic, partition, \"offset\")) FROM "

@@ -67,6 +67,38 @@ static void test_keys(void **state)
     assert_int_equal(kq_rm_prefixed_key(1, "r1", 2, pk, 2), KQ_ERANGE);
 }
 
+static void test_doc_record(void **state)
+{
+    kq_rm_doc d = {42, 3, "{\"id\":\"r\"}", 10}, out;
+    uint8_t buf[64], kb[600];
+    char big[300];
+    (void)state;
+
+    kq_rm_doc_encode(&d, buf);
+    assert_int_equal(kq_rm_doc_decode(buf, KQ_RM_DOC_HDR + 10, &out), 0);
+    assert_int_equal(out.version, 42);
+    assert_int_equal(out.flag, 3);
+    assert_int_equal(out.text_len, 10);
+    assert_memory_equal(out.text, "{\"id\":\"r\"}", 10);
+    assert_int_equal(kq_rm_doc_decode(buf, KQ_RM_DOC_HDR, &out), KQ_ECORRUPT); /* no text */
+    assert_int_equal(kq_rm_doc_decode(NULL, 20, &out), KQ_ECORRUPT);
+    buf[KQ_RM_DOC_HDR] = '[';
+    assert_int_equal(kq_rm_doc_decode(buf, KQ_RM_DOC_HDR + 10, &out), KQ_ECORRUPT);
+    buf[KQ_RM_DOC_HDR] = '{';
+    buf[KQ_RM_DOC_HDR + 3] = '\0';
+    assert_int_equal(kq_rm_doc_decode(buf, KQ_RM_DOC_HDR + 10, &out), KQ_ECORRUPT);
+
+    assert_int_equal(kq_rm_run_wf_key("wf", 2, "run", 3, kb, sizeof kb), 6);
+    assert_memory_equal(kb, "\002wfrun", 6);
+    assert_int_equal(kq_rm_run_wf_key("wf", 2, "", 0, kb, sizeof kb), 3); /* a prefix */
+    assert_int_equal(kq_rm_run_wf_key("", 0, "run", 3, kb, sizeof kb), KQ_ERANGE);
+    memset(big, 'a', sizeof big);
+    assert_int_equal(kq_rm_run_wf_key(big, 256, "r", 1, kb, sizeof kb), KQ_ERANGE);
+    assert_int_equal(kq_rm_run_wf_key(big, 255, big, 255, kb, sizeof kb), 511);
+    assert_int_equal(kq_rm_run_wf_key(big, 255, big, 256, kb, sizeof kb), KQ_ERANGE); /* > 511 */
+    assert_int_equal(kq_rm_run_wf_key("wf", 2, "run", 3, kb, 5), KQ_ERANGE);
+}
+
 static void test_env_open(void **state)
 {
     char tmpl[] = "/tmp/kq_rm_test.XXXXXX", dir[256], err[256];
@@ -99,6 +131,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resource_round_trip),
         cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_doc_record),
         cmocka_unit_test(test_env_open),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

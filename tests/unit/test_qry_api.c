@@ -320,6 +320,25 @@ static void test_text(void **state)
                      KQ_EINVAL);
     assert_int_equal(qry_cursor_decode(cur, QRY_CURSOR_RESOURCES, 0, &d, err, sizeof err),
                      KQ_EINVAL);
+    /* workflows and runs: the filter byte must match, and the kind */
+    memset(&c, 0, sizeof c);
+    c.kind = QRY_CURSOR_RUNS;
+    c.status = 4;
+    strcpy(c.id, "run-1");
+    assert_int_equal(qry_cursor_encode(&c, cur), 0);
+    assert_int_equal(qry_cursor_decode(cur, QRY_CURSOR_RUNS, 4, &d, err, sizeof err), 0);
+    assert_string_equal(d.id, "run-1");
+    assert_int_equal(qry_cursor_decode(cur, QRY_CURSOR_RUNS, 0, &d, err, sizeof err), KQ_EINVAL);
+    assert_int_equal(qry_cursor_decode(cur, QRY_CURSOR_WORKFLOWS, 4, &d, err, sizeof err),
+                     KQ_EINVAL);
+    c.kind = QRY_CURSOR_WORKFLOWS;
+    c.status = 1;
+    assert_int_equal(qry_cursor_encode(&c, cur), 0);
+    assert_int_equal(qry_cursor_decode(cur, QRY_CURSOR_WORKFLOWS, 1, &d, err, sizeof err), 0);
+    assert_int_equal(qry_cursor_decode(cur, QRY_CURSOR_WORKFLOWS, 2, &d, err, sizeof err),
+                     KQ_EINVAL);
+    assert_int_equal(qry_cursor_decode(cur, QRY_CURSOR_BY_STATUS, 1, &d, err, sizeof err),
+                     KQ_EINVAL);
     memset(&c, 0, sizeof c);
     c.kind = QRY_CURSOR_AUDIT;
     c.num = 1700000000123456LL;

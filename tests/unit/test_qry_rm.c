@@ -389,6 +389,40 @@ static void test_snapshots(void **state)
     qry_snap_free(s);
 }
 
+/* A model made before workflows and runs existed (no such databases) serves
+ * resources as before and reads as having no workflows and no runs. */
+static void test_model_without_documents(void **state)
+{
+    char dir[512], err[256], *text = NULL;
+    qry_rm *rm;
+    qry_rm_view *v;
+    json_t *items = NULL;
+    size_t len;
+    int64_t version;
+    int more = 1;
+    (void)state;
+
+    make_model("old", "before");
+    path_of(dir, sizeof dir, "old");
+    assert_int_equal(qry_rm_new(dir, MAP, 0, &rm), 0);
+    assert_int_equal(qry_rm_acquire(rm, &v, err, sizeof err), 0);
+    assert_int_equal(qry_rm_get_text(v, "x", &text, &len, &version, err, sizeof err), 0);
+    free(text);
+    assert_int_equal(
+        qry_rm_doc_get(v, QRY_DOC_WORKFLOW, "x", &text, &len, &version, err, sizeof err),
+        KQ_ENOTFOUND);
+    assert_int_equal(qry_rm_doc_get(v, QRY_DOC_RUN, "x", &text, &len, &version, err, sizeof err),
+                     KQ_ENOTFOUND);
+    assert_int_equal(
+        qry_rm_doc_list(v, QRY_DOC_RUN, 1, "wf", NULL, 10, &items, &more, err, sizeof err), 0);
+    assert_int_equal(json_array_size(items), 0);
+    assert_int_equal(more, 0);
+    json_decref(items);
+    qry_rm_release(v);
+    qry_rm_free(rm);
+    rm_rf("old");
+}
+
 static void test_names(void **state)
 {
     char out[64];
@@ -419,9 +453,13 @@ static void test_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_names),          cmocka_unit_test(test_exchange),
-        cmocka_unit_test(test_gap_and_delete), cmocka_unit_test(test_strict),
-        cmocka_unit_test(test_hammer),         cmocka_unit_test(test_snapshots),
+        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_exchange),
+        cmocka_unit_test(test_gap_and_delete),
+        cmocka_unit_test(test_strict),
+        cmocka_unit_test(test_hammer),
+        cmocka_unit_test(test_snapshots),
+        cmocka_unit_test(test_model_without_documents),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
