@@ -81,7 +81,7 @@ static const char usage[] =
 
 typedef struct part_state {
     int assigned;
-    int ready; /* read to the end once since the assignment */
+    int ready;         /* read to the end once since the assignment */
     int64_t next;      /* consumed position (-1: nothing yet) */
     int64_t committed; /* last commit sent (-1: none) */
     int64_t lag;
@@ -110,8 +110,8 @@ typedef struct worker {
 
     /* metrics (read by the admin server's threads) */
     atomic_long m_runs_open, m_in_flight, m_lag, m_assigned;
-    atomic_ulong m_attempts, m_succeeded, m_retry, m_failed, m_breaker_waits, m_runs_done,
-        m_events, m_bad_records, m_build_errors;
+    atomic_ulong m_attempts, m_succeeded, m_retry, m_failed, m_breaker_waits, m_runs_done, m_events,
+        m_bad_records, m_build_errors;
 } worker;
 
 struct attempt_ctx {
@@ -591,8 +591,7 @@ static void handle_records(worker *w)
                                 c->step, c->attempt, res[i].code);
                 else
                     kq_log_error("run %s step %u attempt %u: record refused: %d %s %s", r->id,
-                                 c->step, c->attempt, res[i].status, res[i].code,
-                                 res[i].message);
+                                 c->step, c->attempt, res[i].status, res[i].code, res[i].message);
                 r->phase = WK_RUN_WAIT_LOG;
                 r->wait_until_ms = wall_ms() + WAIT_LOG_MS;
             }
@@ -649,8 +648,7 @@ static void handle_message(worker *w, rd_kafka_message_t *m)
         return;
     ps->next = m->offset + 1;
     atomic_fetch_add(&w->m_events, 1);
-    if (m->payload == NULL ||
-        ev_envelope_decode(m->payload, m->len, &env, err, sizeof err) != 0) {
+    if (m->payload == NULL || ev_envelope_decode(m->payload, m->len, &env, err, sizeof err) != 0) {
         atomic_fetch_add(&w->m_bad_records, 1);
         kq_log_warn("partition %d offset %lld: not an event (%s); skipped", (int)m->partition,
                     (long long)m->offset, m->payload ? err : "no value");
@@ -660,8 +658,8 @@ static void handle_message(worker *w, rd_kafka_message_t *m)
         return;
     rc = wk_runs_apply(w->runs, &env, m->payload, m->len, m->partition, m->offset, &r, &gap);
     if (rc < 0) {
-        kq_log_error("partition %d offset %lld: out of memory folding the run",
-                     (int)m->partition, (long long)m->offset);
+        kq_log_error("partition %d offset %lld: out of memory folding the run", (int)m->partition,
+                     (long long)m->offset);
         return;
     }
     if (rc == 0)
@@ -906,11 +904,10 @@ static void metrics_fn(void *arg, FILE *out)
             "kcqrs_worker_partitions_assigned %ld\n"
             "# TYPE kcqrs_worker_lag gauge\nkcqrs_worker_lag %ld\n",
             atomic_load(&w->m_runs_open), atomic_load(&w->m_in_flight),
-            atomic_load(&w->m_runs_done), atomic_load(&w->m_attempts),
-            atomic_load(&w->m_succeeded), atomic_load(&w->m_retry), atomic_load(&w->m_failed),
-            atomic_load(&w->m_build_errors), atomic_load(&w->m_breaker_waits),
-            atomic_load(&w->m_events), atomic_load(&w->m_bad_records),
-            atomic_load(&w->m_assigned), atomic_load(&w->m_lag));
+            atomic_load(&w->m_runs_done), atomic_load(&w->m_attempts), atomic_load(&w->m_succeeded),
+            atomic_load(&w->m_retry), atomic_load(&w->m_failed), atomic_load(&w->m_build_errors),
+            atomic_load(&w->m_breaker_waits), atomic_load(&w->m_events),
+            atomic_load(&w->m_bad_records), atomic_load(&w->m_assigned), atomic_load(&w->m_lag));
 }
 
 /* ---------------------------------------------------------------- main */
@@ -946,8 +943,7 @@ static void *sig_thread(void *arg)
     return NULL;
 }
 
-static void breaker_change(void *arg, const char *dest, wk_breaker_state from,
-                           wk_breaker_state to)
+static void breaker_change(void *arg, const char *dest, wk_breaker_state from, wk_breaker_state to)
 {
     (void)arg;
     (void)dest;

@@ -401,9 +401,9 @@ int wk_recorder_submit(wk_recorder *r, const char *run_id, const char *body, voi
     rec_item *it;
     size_t n = strlen(run_id);
 
-    if (n == 0 || n > 64 || strspn(run_id,
-                                   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                   "0123456789._-") != n)
+    if (n == 0 || n > 64 ||
+        strspn(run_id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                       "0123456789._-") != n)
         return KQ_EINVAL;
     if ((it = calloc(1, sizeof *it)) == NULL)
         return KQ_ENOMEM;
@@ -442,9 +442,15 @@ size_t wk_recorder_take(wk_recorder *r, wk_record_result *out, size_t max)
     return n;
 }
 
-size_t wk_recorder_pending(wk_recorder *r) { return atomic_load(&r->pending); }
+size_t wk_recorder_pending(wk_recorder *r)
+{
+    return atomic_load(&r->pending);
+}
 
-int wk_recorder_reachable(wk_recorder *r) { return atomic_load(&r->reachable); }
+int wk_recorder_reachable(wk_recorder *r)
+{
+    return atomic_load(&r->reachable);
+}
 
 void wk_recorder_metrics(wk_recorder *r, FILE *out)
 {
@@ -484,7 +490,8 @@ char *wk_record_body(uint32_t step, uint32_t attempt, int status_code, const cha
         (error && json_object_set_new(o, "error", json_string(error))) ||
         json_object_set_new(o, "duration_ms", json_integer(duration_ms < 0 ? 0 : duration_ms)) ||
         (outcome == 1 &&
-         json_object_set_new(o, "next_delay_ms", json_integer(next_delay_ms < 0 ? 0 : next_delay_ms))) ||
+         json_object_set_new(o, "next_delay_ms",
+                             json_integer(next_delay_ms < 0 ? 0 : next_delay_ms))) ||
         json_object_set_new(o, "delivery_id", json_string(delivery_id)) ||
         json_object_set_new(o, "outcome", json_string(names[outcome])))
         goto out;

@@ -26,20 +26,20 @@
 typedef struct wk_recorder wk_recorder;
 
 typedef struct wk_record_settings {
-    const char *base_url;  /* "http://127.0.0.1:8080" (no trailing slash needed) */
-    const char *key;       /* Bearer key */
-    long timeout_ms;       /* per request (> 0) */
-    long retry_base_ms;    /* first retry delay (> 0) */
-    long retry_cap_ms;     /* bound on the retry delay (>= base) */
+    const char *base_url;      /* "http://127.0.0.1:8080" (no trailing slash needed) */
+    const char *key;           /* Bearer key */
+    long timeout_ms;           /* per request (> 0) */
+    long retry_base_ms;        /* first retry delay (> 0) */
+    long retry_cap_ms;         /* bound on the retry delay (>= base) */
     void (*notify)(void *arg); /* a result is ready (recorder thread) */
     void *notify_arg;
 } wk_record_settings;
 
 typedef struct wk_record_result {
-    void *tag;        /* as submitted */
-    int status;       /* HTTP status of the final answer (200, 409, 4xx) */
-    int64_t version;  /* 200: the answer's "version", else -1 */
-    char code[64];    /* 4xx: error.code of the answer ("attempt_recorded", ...) */
+    void *tag;       /* as submitted */
+    int status;      /* HTTP status of the final answer (200, 409, 4xx) */
+    int64_t version; /* 200: the answer's "version", else -1 */
+    char code[64];   /* 4xx: error.code of the answer ("attempt_recorded", ...) */
     char message[256];
     unsigned retries; /* sends that were retried before this answer */
 } wk_record_result;

@@ -64,7 +64,10 @@ void wk_runs_free(wk_runs *t)
     free(t);
 }
 
-size_t wk_runs_count(const wk_runs *t) { return t->count; }
+size_t wk_runs_count(const wk_runs *t)
+{
+    return t->count;
+}
 
 wk_run *wk_runs_get(const wk_runs *t, const char *id)
 {
@@ -160,7 +163,8 @@ int wk_runs_apply(wk_runs *t, const ev_envelope *env, const uint8_t *value, size
     *changed = NULL;
     *gap = 0;
     if (env->aggregate_id.ptr == NULL || env->aggregate_id.len == 0 ||
-        env->aggregate_id.len > EV_ID_MAX || memchr(env->aggregate_id.ptr, 0, env->aggregate_id.len))
+        env->aggregate_id.len > EV_ID_MAX ||
+        memchr(env->aggregate_id.ptr, 0, env->aggregate_id.len))
         return 0;
     memcpy(id, env->aggregate_id.ptr, env->aggregate_id.len);
     id[env->aggregate_id.len] = '\0';
@@ -258,7 +262,10 @@ int64_t wk_run_due_ms(const wk_run *r, int64_t now_ms)
 
 /* ---- heap ---- */
 
-static int before(const wk_run *a, const wk_run *b) { return a->due_ms < b->due_ms; }
+static int before(const wk_run *a, const wk_run *b)
+{
+    return a->due_ms < b->due_ms;
+}
 
 static void heap_set(wk_runs *t, size_t i, wk_run *r)
 {
@@ -338,6 +345,12 @@ void wk_sched_remove(wk_runs *t, wk_run *r)
     }
 }
 
-wk_run *wk_sched_peek(const wk_runs *t) { return t->heap_len ? t->heap[0] : NULL; }
+wk_run *wk_sched_peek(const wk_runs *t)
+{
+    return t->heap_len ? t->heap[0] : NULL;
+}
 
-size_t wk_sched_count(const wk_runs *t) { return t->heap_len; }
+size_t wk_sched_count(const wk_runs *t)
+{
+    return t->heap_len;
+}
