@@ -579,7 +579,7 @@ static void handle_records(worker *w)
             wk_run *r = c->run;
 
             set_in_flight(w, r, -1);
-            if (res[i].status == 200) {
+            if (res[i].status == 200 && res[i].version > 0) {
                 wk_run_advance(r, res[i].version, c->attempt, c->outcome, c->next_delay_ms,
                                wall_ms());
                 r->phase = WK_RUN_IDLE;
