@@ -1133,6 +1133,15 @@ int main(int argc, char **argv)
         kq_log_error("Kafka: %s", err);
         goto out;
     }
+    /* A worker killed without leaving the group holds its partitions (and
+     * their runs) until its session expires: keep that short. */
+    if (kq_kafka_conf_set(conf, "session.timeout.ms", "8000", err, sizeof err) != 0 ||
+        kq_kafka_conf_set(conf, "heartbeat.interval.ms", "1000", err, sizeof err) != 0) {
+        kq_log_error("Kafka: %s", err);
+        rd_kafka_conf_destroy(conf);
+        conf = NULL;
+        goto out;
+    }
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     rd_kafka_conf_set_opaque(conf, &w);
     if ((w.rk = kq_kafka_consumer_new(&cfg, group, conf, err, sizeof err)) == NULL) {
