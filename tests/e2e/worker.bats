@@ -52,6 +52,7 @@ http_wf() {
     [[ $(run_wait_end "$RUN_ID") == RunSucceeded ]]
     [[ $(run_types "$RUN_ID") == "RunStarted StepAttempted StepSucceeded RunSucceeded" ]]
     run run_attempts "$RUN_ID"
+    echo "$output"
     [[ "$output" == "0 1 200 - $RUN_ID.0 '-'" ]]
     rcv_log ok
     [[ $(rcv_log ok | wc -l) -eq 1 ]]
@@ -70,6 +71,7 @@ assert json.loads(r["body"]) == {"n": 7, "who": "a\"b"}, r["body"]' "$RUN_ID"
     run_start "$WF_ID"
     [[ $(run_wait_end "$RUN_ID") == RunSucceeded ]]
     run run_attempts "$RUN_ID"
+    echo "$output"
     [[ ${#lines[@]} -eq 2 ]]
     read -r step att status delay _ <<<"${lines[0]}"
     [[ "$step $att $status" == "0 1 500" ]]
@@ -84,9 +86,11 @@ assert json.loads(r["body"]) == {"n": 7, "who": "a\"b"}, r["body"]' "$RUN_ID"
     run_start "$WF_ID"
     [[ $(run_wait_end "$RUN_ID") == RunSucceeded ]]
     run run_attempts "$RUN_ID"
+    echo "$output"
     [[ "${lines[0]}" == "0 1 429 1000 $RUN_ID.0 '-'" ]]
     [[ "${lines[1]}" == "0 2 200 - $RUN_ID.0 '-'" ]]
     run rcv_deliveries r429
+    echo "$output"
     [[ ${#lines[@]} -eq 2 ]]
     t1=$(cut -d' ' -f2 <<<"${lines[0]}")
     t2=$(cut -d' ' -f2 <<<"${lines[1]}")
@@ -101,6 +105,7 @@ assert json.loads(r["body"]) == {"n": 7, "who": "a\"b"}, r["body"]' "$RUN_ID"
     [[ $(run_wait_end "$RUN_ID") == RunFailed ]]
     [[ $(run_types "$RUN_ID") == "RunStarted StepAttempted StepFailed RunFailed" ]]
     run run_attempts "$RUN_ID"
+    echo "$output"
     [[ ${#lines[@]} -eq 1 ]]
     [[ "${lines[0]}" == "0 1 400 - $RUN_ID.0 "* ]]
     [[ $(rcv_log r400 | wc -l) -eq 1 ]]
@@ -112,6 +117,7 @@ assert json.loads(r["body"]) == {"n": 7, "who": "a\"b"}, r["body"]' "$RUN_ID"
     run_start "$WF_ID"
     [[ $(run_wait_end "$RUN_ID") == RunSucceeded ]]
     run run_attempts "$RUN_ID"
+    echo "$output"
     [[ ${#lines[@]} -eq 2 ]]
     read -r step att status delay _ <<<"${lines[0]}"
     [[ "$step $att $status" == "0 1 -" && $delay -le 100 ]]
@@ -125,6 +131,7 @@ assert json.loads(r["body"]) == {"n": 7, "who": "a\"b"}, r["body"]' "$RUN_ID"
     run_start "$WF_ID"
     [[ $(run_wait_end "$RUN_ID" 40) == RunFailed ]]
     run run_attempts "$RUN_ID"
+    echo "$output"
     [[ ${#lines[@]} -eq 4 ]]
     bound=100
     for i in 0 1 2; do
@@ -142,8 +149,10 @@ assert json.loads(r["body"]) == {"n": 7, "who": "a\"b"}, r["body"]' "$RUN_ID"
     run_start "$WF_ID"
     [[ $(run_wait_end "$RUN_ID" 30) == RunSucceeded ]]
     run run_attempts "$RUN_ID"
+    echo "$output"
     [[ ${#lines[@]} -eq 4 ]] # no attempt burned while the breaker was open
     run rcv_deliveries brk
+    echo "$output"
     [[ ${#lines[@]} -eq 4 ]]
     t3=$(cut -d' ' -f2 <<<"${lines[2]}")
     t4=$(cut -d' ' -f2 <<<"${lines[3]}")
@@ -163,6 +172,7 @@ assert json.loads(r["body"]) == {"n": 7, "who": "a\"b"}, r["body"]' "$RUN_ID"
     run_start "$WF_ID" '{"n":42}'
     [[ $(run_wait_end "$RUN_ID") == RunSucceeded ]]
     run run_attempts "$RUN_ID"
+    echo "$output"
     [[ ${#lines[@]} -eq 2 ]]
     [[ "${lines[0]}" == "0 1 451 "* ]]
     [[ "${lines[1]}" == "0 2 250 - $RUN_ID.0 '-'" ]]
@@ -183,28 +193,42 @@ for m in msgs:
     run_start "$WF_ID" '{"n":1}'
     [[ $(run_wait_end "$RUN_ID") == RunFailed ]]
     run run_attempts "$RUN_ID"
+    echo "$output"
     [[ ${#lines[@]} -eq 1 && "${lines[0]}" == *payload.missing* ]]
     [[ $(rcv_log tpl | wc -l) -eq 0 ]]
 }
 
 @test "SIGKILL of the worker mid-run: the run completes after restart, recorded steps are not sent again" {
+    # step 1 is held 3 s by the receiver: this test's worker waits up to 10 s
+    wk_stop w1
+    export KCQRS_WORKER_TIMEOUT_MS=10000
+    wk_start w1
     rcv_start multi /a=200 /b=200:delay=3000 /c=200
     u=$(rcv_url multi)
     wf_create "{\"name\":\"three\",\"actions\":[{\"type\":\"http\",\"url\":\"$u/a\"},{\"type\":\"http\",\"url\":\"$u/b\"},{\"type\":\"http\",\"url\":\"$u/c\"}]}"
     run_start "$WF_ID"
-    # step 1 is held by the receiver for 3 s: kill the worker meanwhile
+    # kill the worker while step 1 is held
     kq_wait_for 20 bash -c "grep -q '\"path\":\"/b\"' '$BATS_FILE_TMPDIR/rcv-multi.log'"
     wk_kill w1
     wk_start w1
     [[ $(run_wait_end "$RUN_ID" 60) == RunSucceeded ]]
     run rcv_deliveries multi
+    echo "$output"
     [[ $(grep -c ' /a ' <<<"$output") -eq 1 ]] # its success was recorded: never again
     [[ $(grep -c ' /b ' <<<"$output") -eq 2 ]] # unrecorded: sent again ...
     [[ $(grep ' /b ' <<<"$output" | cut -d' ' -f1 | sort -u) == "$RUN_ID.1" ]] # ... same delivery id
     [[ $(grep -c ' /c ' <<<"$output") -eq 1 ]]
     run run_attempts "$RUN_ID"
+    echo "$output"
     [[ ${#lines[@]} -eq 3 ]]
     [[ "${lines[1]}" == "1 1 200 - $RUN_ID.1 '-'" ]]
+}
+
+all_succeeded() {
+    local n
+    n=$(runs_succeeded_count "$BATS_TEST_TMPDIR/runs")
+    echo "$n of 24 runs succeeded"
+    [[ $n -eq 24 ]]
 }
 
 both_assigned() {
@@ -226,10 +250,10 @@ both_assigned() {
         run_start "$WF_ID" "{\"i\":$i}" >/dev/null
         runs+=("$RUN_ID")
     done
-    for r in "${runs[@]}"; do
-        [[ $(run_wait_end "$r" 60) == RunSucceeded ]]
-    done
+    printf '%s\n' "${runs[@]}" >"$BATS_TEST_TMPDIR/runs"
+    kq_wait_for 60 all_succeeded
     run rcv_deliveries two
+    echo "$output"
     [[ ${#lines[@]} -eq 24 ]]
     [[ $(cut -d' ' -f1 <<<"$output" | sort -u | wc -l) -eq 24 ]]
     for r in "${runs[@]}"; do

@@ -65,6 +65,7 @@ wk_stop() {
     if ! kill -0 "$pid" 2>/dev/null && [[ ! -e "$BATS_FILE_TMPDIR/wk-$1.killed.$pid" ]]; then
         echo "$1" >>"$BATS_FILE_TMPDIR/wk-crashed"
     fi
+    touch "$BATS_FILE_TMPDIR/wk-$1.killed.$pid" # stopped on purpose: not a crash later
     kq_stop "$pid" "${2:-20}"
 }
 
@@ -165,7 +166,7 @@ for line in sys.stdin:
     if e["payload_type"] != "StepAttempted":
         continue
     p = e["payload"]
-    print(p["step"], p["attempt"], p.get("status_code", "-"), p.get("next_delay_ms", "-"),
+    print(p.get("step", 0), p.get("attempt", 0), p.get("status_code", "-"), p.get("next_delay_ms", "-"),
           p.get("delivery_id"), repr(p.get("error", "-")))'
 }
 
@@ -182,4 +183,13 @@ for line in sys.stdin:
     r = json.loads(line)
     h = {k.lower(): v for k, v in r["headers"].items()}
     print(h.get("x-kcqrs-delivery", "-"), r["t_us"], r["path"], r.get("signature_ok", "-"))'
+}
+
+# runs_succeeded_count FILE: how many of the run ids in FILE (one a line) have
+# a RunSucceeded in the log (one kcqrs-audit pass over the run topic).
+runs_succeeded_count() {
+    "$KCQRS_BIN/kcqrs-audit" query --aggregate-type run --event-type RunSucceeded --format json |
+        python3 -c 'import json, sys
+ids = set(open(sys.argv[1]).read().split())
+print(len(ids & {json.loads(l)["aggregate_id"] for l in sys.stdin}))' "$1"
 }
