@@ -303,7 +303,7 @@ static void test_many_runs(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fold),  cmocka_unit_test(test_failed_and_advance),
+        cmocka_unit_test(test_fold),         cmocka_unit_test(test_failed_and_advance),
         cmocka_unit_test(test_commit_point), cmocka_unit_test(test_heap),
         cmocka_unit_test(test_many_runs),
     };
