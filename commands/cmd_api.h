@@ -12,18 +12,34 @@
  *   (1..255 visible ASCII characters) and If-Match ("<version>" or *).
  *   Bad input is answered 400 at once and never reaches the writer.
  *
- *   Routes (role writer; admin implies it):
+ *   Routes (role writer unless said; admin implies every role):
  *     POST   /api/v1/resources        201, Location, ETag
  *     PUT    /api/v1/resources/{id}   200, ETag
  *     DELETE /api/v1/resources/{id}   200, ETag
+ *     POST   /api/v1/workflows        201 + "webhook_secret", Location, ETag
+ *     PUT    /api/v1/workflows/{id}   200 (+ "webhook_secret" after rotate_secret)
+ *     DELETE /api/v1/workflows/{id}   200
+ *     POST   /api/v1/workflows/{id}/runs   manual trigger: 202, Location /api/v1/runs/{run}
+ *     POST   /hooks/{workflow_id}     public; X-Webhook-Secret (missing or empty: 401
+ *                                     invalid_webhook_secret at once; not 1..255 visible
+ *                                     ASCII: 400); 202 as the manual trigger, actor "webhook"
+ *     POST   /internal/v1/runs/{id}/attempts   role worker: the worker records one attempt
  *   Success body {"id","version","consistency_token"}, the token also in
- *   X-Consistency-Token. 409/412 carry the current version in the error's
- *   details ({"field":"version","current_version":N}) and in ETag.
+ *   X-Consistency-Token; a trigger adds "run_id" (= id) and "workflow_id".
+ *   409/412 carry the current version in the error's details
+ *   ({"field":"version","current_version":N}) and in ETag; an attempt's 409
+ *   (attempt_recorded, attempt_gap, step_mismatch, run_finished) names the
+ *   field "attempt". Workflow, trigger and attempt bodies are validated by
+ *   cmd_wf_json.h (one detail per field, "actions[2].url"); a trigger's body
+ *   is any JSON object (empty = {}), checked for Content-Type only when present.
  *
  *   The command hash (idempotency) is SHA-256 over method, NUL, path, NUL,
  *   body bytes: a retry must repeat the request byte for byte. A POST without
  *   an id gets a UUID v4; its retry with the same key answers the same id.
- *   The correlation id is X-Correlation-Id, or a new UUID v4.
+ *   The correlation id is X-Correlation-Id, or a new UUID v4. A webhook's
+ *   hash also covers its secret (method NUL path NUL body NUL secret), so a
+ *   retry with the same Idempotency-Key but another secret is 422, never the
+ *   original answer.
  *
  * Ownership: the route table points into `api`, which must outlive the server.
  * Threads: handlers run on the HTTP threads; answers come from the writer.
@@ -38,7 +54,7 @@ typedef struct cmd_api {
     cmd_writer *writer; /* borrowed */
 } cmd_api;
 
-#define CMD_API_NROUTES 3
+#define CMD_API_NROUTES 9
 
 /* Fill routes[CMD_API_NROUTES] for `api`. */
 void cmd_api_routes(cmd_api *api, kq_http_route *routes);

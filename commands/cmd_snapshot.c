@@ -19,8 +19,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define MAGIC "kcqrs.commands.v3"
-#define MAGIC_NO_HEADS "kcqrs.commands.v2" /* before the hash chain: no heads */
+#define MAGIC "kcqrs.commands.v4"
+#define MAGIC_NO_HEADS "kcqrs.commands.v2"  /* before the hash chain: no heads */
+#define MAGIC_RESOURCES "kcqrs.commands.v3" /* before issue #6: resources only */
 
 #define KQ_SNAP_HKEY_MAX (CMD_KEY_MAX + 4)
 
@@ -36,26 +37,38 @@ typedef struct snap_meta {
 
 typedef cmd_snap_res snap_res;
 
-/* Put the heads record "h/<topic>" (heads NULL: none set). */
-static int put_heads(MDB_txn *txn, MDB_dbi dbi, const char *topic, const cmd_head *heads,
+/* Put the heads records "h/<topic>" of every topic (heads NULL: none set). */
+static int put_heads(MDB_txn *txn, MDB_dbi dbi, const char *const *topics, const cmd_head *heads,
                      int partitions)
 {
     char key[KQ_SNAP_HKEY_MAX];
     MDB_val k, v;
-    int n = snprintf(key, sizeof key, "h/%s", topic), e;
+    int e = 0;
     cmd_head *zero = NULL;
 
-    if (n < 0 || (size_t)n >= sizeof key)
-        return EINVAL;
-    if (heads == NULL && (heads = zero = calloc((size_t)partitions, sizeof *zero)) == NULL)
+    if (heads == NULL &&
+        (heads = zero = calloc((size_t)CMD_TOPICS * (size_t)partitions, sizeof *zero)) == NULL)
         return ENOMEM;
-    k.mv_data = key;
-    k.mv_size = (size_t)n;
-    v.mv_data = (void *)(uintptr_t)heads;
-    v.mv_size = (size_t)partitions * sizeof *heads;
-    e = mdb_put(txn, dbi, &k, &v, 0);
+    for (int t = 0; t < CMD_TOPICS && e == 0; t++) {
+        int n = snprintf(key, sizeof key, "h/%s", topics[t]);
+        if (n < 0 || (size_t)n >= sizeof key) {
+            e = EINVAL;
+            break;
+        }
+        k.mv_data = key;
+        k.mv_size = (size_t)n;
+        v.mv_data = (void *)(uintptr_t)(heads + (size_t)t * (size_t)partitions);
+        v.mv_size = (size_t)partitions * sizeof *heads;
+        e = mdb_put(txn, dbi, &k, &v, 0);
+    }
     free(zero);
     return e;
+}
+
+/* Bytes of the "o" record: every topic's offsets. */
+static size_t offsets_size(int partitions)
+{
+    return (size_t)CMD_TOPICS * (size_t)partitions * sizeof(int64_t);
 }
 
 static int mkdirs(const char *dir, char *errstr, size_t errlen)
@@ -160,8 +173,83 @@ static int save_idem(void *arg, const char *key, const cmd_idem *i)
     return put(arg, 'i', key, i, sizeof *i);
 }
 
+static int save_wf(void *arg, const char *id, const cmd_workflow *w)
+{
+    save_ctx *c = arg;
+    cmd_snap_wf h;
+    size_t nl = w->name ? strlen(w->name) : 0, sl = w->secret ? strlen(w->secret) : 0;
+    size_t need = sizeof h + nl + sl + w->steps_len;
+
+    if (need > c->cap) {
+        char *b = realloc(c->buf, need);
+        if (b == NULL)
+            return c->e = ENOMEM;
+        c->buf = b;
+        c->cap = need;
+    }
+    memset(&h, 0, sizeof h);
+    h.version = w->version;
+    h.offset = w->offset;
+    h.partition = w->partition;
+    h.deleted = w->deleted;
+    h.enabled = w->enabled;
+    h.step_count = w->step_count;
+    h.name_len = (uint32_t)nl;
+    h.secret_len = (uint32_t)sl;
+    h.steps_len = (uint32_t)w->steps_len;
+    memcpy(c->buf, &h, sizeof h);
+    if (nl)
+        memcpy(c->buf + sizeof h, w->name, nl);
+    if (sl)
+        memcpy(c->buf + sizeof h + nl, w->secret, sl);
+    if (w->steps_len)
+        memcpy(c->buf + sizeof h + nl + sl, w->steps, w->steps_len);
+    return put(c, 'w', id, c->buf, need);
+}
+
+static int save_run(void *arg, const char *id, const cmd_run *r)
+{
+    return put(arg, 'n', id, r, sizeof *r);
+}
+
+/* A 'w' record into the state (copies). */
+static int load_wf(cmd_state *st, const char *id, const void *val, size_t len, const char *dir,
+                   char *errstr, size_t errlen)
+{
+    cmd_snap_wf h;
+    cmd_workflow w;
+    const char *p = (const char *)val + sizeof h;
+    int rc;
+
+    if (len < sizeof h)
+        return kq_seterr(errstr, errlen, KQ_ECORRUPT, "snapshot %s: workflow %s", dir, id);
+    memcpy(&h, val, sizeof h);
+    if ((uint64_t)h.name_len + h.secret_len + h.steps_len != len - sizeof h)
+        return kq_seterr(errstr, errlen, KQ_ECORRUPT, "snapshot %s: workflow %s", dir, id);
+    memset(&w, 0, sizeof w);
+    w.version = h.version;
+    w.offset = h.offset;
+    w.partition = h.partition;
+    w.deleted = h.deleted;
+    w.enabled = h.enabled;
+    w.step_count = h.step_count;
+    w.name = strndup(p, h.name_len);
+    w.secret = strndup(p + h.name_len, h.secret_len);
+    if (w.name == NULL || w.secret == NULL) {
+        free(w.name);
+        free(w.secret);
+        return kq_seterr(errstr, errlen, KQ_ENOMEM, "snapshot: out of memory");
+    }
+    w.steps = h.steps_len ? (uint8_t *)(uintptr_t)(p + h.name_len + h.secret_len) : NULL;
+    w.steps_len = h.steps_len;
+    rc = cmd_state_put_workflow(st, id, &w); /* copies the steps */
+    free(w.name);
+    free(w.secret);
+    return rc;
+}
+
 int cmd_snapshot_save(const char *dir, size_t map_size, const cmd_state *st, const cmd_head *heads,
-                      const char *topic, char *errstr, size_t errlen)
+                      const char *const *topics, char *errstr, size_t errlen)
 {
     MDB_env *env = NULL;
     save_ctx c;
@@ -179,7 +267,7 @@ int cmd_snapshot_save(const char *dir, size_t map_size, const cmd_state *st, con
         goto fail;
     memset(&m, 0, sizeof m);
     snprintf(m.magic, sizeof m.magic, "%s", MAGIC);
-    snprintf(m.topic, sizeof m.topic, "%s", topic);
+    snprintf(m.topic, sizeof m.topic, "%s", topics[0]);
     snprintf(m.cluster_id, sizeof m.cluster_id, "%s", st->cluster_id);
     m.partitions = st->partitions;
     m.events = st->events;
@@ -191,13 +279,14 @@ int cmd_snapshot_save(const char *dir, size_t map_size, const cmd_state *st, con
         goto fail;
     k.mv_data = "o";
     v.mv_data = st->next_offset;
-    v.mv_size = (size_t)st->partitions * sizeof *st->next_offset;
+    v.mv_size = offsets_size(st->partitions);
     if ((c.e = mdb_put(c.txn, c.dbi, &k, &v, 0)) != 0)
         goto fail;
-    if ((c.e = put_heads(c.txn, c.dbi, topic, heads, st->partitions)) != 0)
+    if ((c.e = put_heads(c.txn, c.dbi, topics, heads, st->partitions)) != 0)
         goto fail;
     if (cmd_state_each_resource(st, save_res, &c) != 0 ||
-        cmd_state_each_idem(st, save_idem, &c) != 0)
+        cmd_state_each_idem(st, save_idem, &c) != 0 ||
+        cmd_state_each_workflow(st, save_wf, &c) != 0 || cmd_state_each_run(st, save_run, &c) != 0)
         goto fail;
     c.e = mdb_txn_commit(c.txn);
     c.txn = NULL;
@@ -217,7 +306,7 @@ fail:
 }
 
 int cmd_snapshot_load(const char *dir, size_t map_size, cmd_state *st, cmd_head *heads,
-                      const char *topic, char *errstr, size_t errlen)
+                      const char *const *topics, char *errstr, size_t errlen)
 {
     MDB_env *env = NULL;
     MDB_txn *txn = NULL;
@@ -227,6 +316,7 @@ int cmd_snapshot_load(const char *dir, size_t map_size, cmd_state *st, cmd_head 
     snap_meta m;
     struct stat sb;
     char key[CMD_KEY_MAX + 4], *name = NULL, *desc = NULL;
+    const char *topic = topics[0];
     int e, rc = 0;
 
     if (stat(dir, &sb) != 0)
@@ -256,6 +346,11 @@ int cmd_snapshot_load(const char *dir, size_t map_size, cmd_state *st, cmd_head 
                        "snapshot %s is of an older format without the hash chain's heads", dir);
         goto out;
     }
+    if (strcmp(m.magic, MAGIC_RESOURCES) == 0) {
+        rc = kq_seterr(errstr, errlen, KQ_ECORRUPT,
+                       "snapshot %s is of an older format without workflows and runs", dir);
+        goto out;
+    }
     if (strcmp(m.magic, MAGIC) != 0 || strcmp(m.topic, topic) != 0 ||
         m.partitions != st->partitions) {
         rc = kq_seterr(errstr, errlen, KQ_ECORRUPT,
@@ -264,14 +359,14 @@ int cmd_snapshot_load(const char *dir, size_t map_size, cmd_state *st, cmd_head 
         goto out;
     }
     k.mv_data = "o";
-    if ((e = mdb_get(txn, dbi, &k, &v)) != 0 ||
-        v.mv_size != (size_t)st->partitions * sizeof *st->next_offset) {
+    if ((e = mdb_get(txn, dbi, &k, &v)) != 0 || v.mv_size != offsets_size(st->partitions)) {
         rc = kq_seterr(errstr, errlen, KQ_ECORRUPT, "snapshot %s: bad offsets", dir);
         goto out;
     }
     memcpy(st->next_offset, v.mv_data, v.mv_size);
-    {
-        int n = snprintf(key, sizeof key, "h/%s", topic);
+    for (int t = 0; t < CMD_TOPICS; t++) {
+        cmd_head *th = heads + (size_t)t * (size_t)st->partitions;
+        int n = snprintf(key, sizeof key, "h/%s", topics[t]);
         if (n < 0 || (size_t)n >= sizeof key) {
             rc = kq_seterr(errstr, errlen, KQ_EINVAL, "topic name too long");
             goto out;
@@ -282,12 +377,12 @@ int cmd_snapshot_load(const char *dir, size_t map_size, cmd_state *st, cmd_head 
             v.mv_size != (size_t)st->partitions * sizeof *heads) {
             rc = kq_seterr(errstr, errlen, KQ_ECORRUPT,
                            "snapshot %s: no chain heads of %s (older format or damaged)", dir,
-                           topic);
+                           topics[t]);
             goto out;
         }
-        memcpy(heads, v.mv_data, v.mv_size);
+        memcpy(th, v.mv_data, v.mv_size);
         for (int p = 0; p < st->partitions; p++)
-            if (heads[p].set > 1) {
+            if (th[p].set > 1) {
                 rc = kq_seterr(errstr, errlen, KQ_ECORRUPT, "snapshot %s: bad chain head", dir);
                 goto out;
             }
@@ -347,6 +442,22 @@ int cmd_snapshot_load(const char *dir, size_t map_size, cmd_state *st, cmd_head 
             i.id[sizeof i.id - 1] = '\0';
             if ((rc = cmd_state_put_idem(st, key, &i)) != 0)
                 goto out;
+        } else if (kp[0] == 'w') {
+            if ((rc = load_wf(st, key, v.mv_data, v.mv_size, dir, errstr, errlen)) != 0)
+                goto out;
+        } else if (kp[0] == 'n') {
+            cmd_run r;
+            if (v.mv_size != sizeof r) {
+                rc = kq_seterr(errstr, errlen, KQ_ECORRUPT, "snapshot %s: run %s", dir, key);
+                goto out;
+            }
+            memcpy(&r, v.mv_data, sizeof r);
+            if (r.status < CMD_RUN_OPEN || r.status > CMD_RUN_FAILED) {
+                rc = kq_seterr(errstr, errlen, KQ_ECORRUPT, "snapshot %s: run %s", dir, key);
+                goto out;
+            }
+            if ((rc = cmd_state_put_run(st, key, &r)) != 0)
+                goto out;
         }
     }
     if (e != MDB_NOTFOUND) {
@@ -387,7 +498,7 @@ static void job_free(snap_job *j)
 }
 
 /* Write one job into an open environment in one write transaction. */
-static int write_job(MDB_env *env, const char *dir, const char *topic, const snap_job *j,
+static int write_job(MDB_env *env, const char *dir, const char *const *topics, const snap_job *j,
                      char *errstr, size_t errlen)
 {
     MDB_txn *txn = NULL;
@@ -426,7 +537,7 @@ static int write_job(MDB_env *env, const char *dir, const char *topic, const sna
     }
     memset(&m, 0, sizeof m);
     snprintf(m.magic, sizeof m.magic, "%s", MAGIC);
-    snprintf(m.topic, sizeof m.topic, "%s", topic);
+    snprintf(m.topic, sizeof m.topic, "%s", topics[0]);
     snprintf(m.cluster_id, sizeof m.cluster_id, "%s", j->cluster_id);
     m.partitions = j->partitions;
     m.events = j->events;
@@ -438,10 +549,10 @@ static int write_job(MDB_env *env, const char *dir, const char *topic, const sna
         goto fail;
     k.mv_data = "o";
     v.mv_data = j->offsets;
-    v.mv_size = (size_t)j->partitions * sizeof *j->offsets;
+    v.mv_size = offsets_size(j->partitions);
     if ((e = mdb_put(txn, dbi, &k, &v, 0)) != 0)
         goto fail;
-    if ((e = put_heads(txn, dbi, topic, j->heads, j->partitions)) != 0)
+    if ((e = put_heads(txn, dbi, topics, j->heads, j->partitions)) != 0)
         goto fail;
     e = mdb_txn_commit(txn);
     txn = NULL;
@@ -456,7 +567,8 @@ fail:
 
 struct cmd_snapshotter {
     char *dir;
-    char topic[256];
+    char topics[CMD_TOPICS][256];
+    const char *topic_ptrs[CMD_TOPICS];
     size_t map_size;
     MDB_env *env; /* opened by the thread on first use */
 
@@ -524,7 +636,7 @@ static void *snapshotter_main(void *arg)
                 rc = open_env(s->dir, s->map_size, 0, &s->env, es, sizeof es);
         }
         if (rc == 0)
-            rc = write_job(s->env, s->dir, s->topic, &j, es, sizeof es);
+            rc = write_job(s->env, s->dir, s->topic_ptrs, &j, es, sizeof es);
         t0 = snap_now() - t0;
         if (rc == 0)
             kq_log_info("snapshot: %zu records%s, %zu bytes to %s in %.3f s", j.delta.records,
@@ -557,8 +669,8 @@ static void *snapshotter_main(void *arg)
     return NULL;
 }
 
-int cmd_snapshotter_new(const char *dir, size_t map_size, const char *topic, cmd_snapshotter **out,
-                        char *errstr, size_t errlen)
+int cmd_snapshotter_new(const char *dir, size_t map_size, const char *const *topics,
+                        cmd_snapshotter **out, char *errstr, size_t errlen)
 {
     cmd_snapshotter *s = calloc(1, sizeof *s);
     int e;
@@ -567,7 +679,10 @@ int cmd_snapshotter_new(const char *dir, size_t map_size, const char *topic, cmd
         free(s);
         return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
     }
-    snprintf(s->topic, sizeof s->topic, "%s", topic);
+    for (int t = 0; t < CMD_TOPICS; t++) {
+        snprintf(s->topics[t], sizeof s->topics[t], "%s", topics[t]);
+        s->topic_ptrs[t] = s->topics[t];
+    }
     s->map_size = map_size;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
@@ -602,16 +717,16 @@ int cmd_snapshotter_submit(cmd_snapshotter *s, cmd_state *st, const cmd_head *he
         pthread_mutex_unlock(&s->mu);
         return KQ_ENOMEM;
     }
-    j.offsets = malloc((size_t)st->partitions * sizeof *j.offsets);
-    j.heads = calloc((size_t)st->partitions, sizeof *j.heads);
+    j.offsets = malloc(offsets_size(st->partitions));
+    j.heads = calloc((size_t)CMD_TOPICS * (size_t)st->partitions, sizeof *j.heads);
     if (j.offsets == NULL || j.heads == NULL) {
         free(j.offsets);
         free(j.heads);
         return KQ_ENOMEM;
     }
-    memcpy(j.offsets, st->next_offset, (size_t)st->partitions * sizeof *j.offsets);
+    memcpy(j.offsets, st->next_offset, offsets_size(st->partitions));
     if (heads != NULL)
-        memcpy(j.heads, heads, (size_t)st->partitions * sizeof *j.heads);
+        memcpy(j.heads, heads, (size_t)CMD_TOPICS * (size_t)st->partitions * sizeof *j.heads);
     j.partitions = st->partitions;
     j.events = st->events;
     snprintf(j.cluster_id, sizeof j.cluster_id, "%s", st->cluster_id);

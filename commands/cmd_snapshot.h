@@ -2,8 +2,9 @@
  * cmd_snapshot.h — the command side's state in LMDB, so restarts do not re-read the whole log.
  *
  * What it is for
- *   cmd_snapshot_save() writes the whole cmd_state (resources, idempotency
- *   keys, and the next offset of every partition the state covers) into an
+ *   cmd_snapshot_save() writes the whole cmd_state (resources, workflows,
+ *   runs, idempotency keys, and the next offset of every partition of the
+ *   three topics the state covers) into an
  *   LMDB environment in one write transaction: the snapshot is either the old
  *   one or the new one, never a mix. At start cmd_snapshot_load() fills an
  *   empty state from it; the writer then reads the log from the stored
@@ -12,20 +13,25 @@
  *
  * Layout (one unnamed database; values in host byte order: a snapshot is
  * local to its machine)
- *   "m"        magic "kcqrs.commands.v3", the topic name, the Kafka cluster
- *              id, partition count, events applied
- *   "o"        int64 next offset per partition
- *   "h/<topic>" the hash chain's head per partition of <topic> (cmd_head:
- *              set flag + SHA-256 of the last record value read or written
- *              below the stored offset; cmd_writer.h "Hash chain"), written
- *              in the same LMDB transaction as "o"
+ *   "m"        magic "kcqrs.commands.v4", the resource topic's name (topics[0],
+ *              which names the deployment), the Kafka cluster id, partition
+ *              count, events applied
+ *   "o"        int64 next offset per topic and partition: CMD_TOPICS *
+ *              partitions, topic index t = ev_aggregate_type - 1 (resource,
+ *              workflow, run) at t * partitions + p
+ *   "h/<topic>" for each of the three topics, the hash chain's head per
+ *              partition (cmd_head: set flag + SHA-256 of the last record
+ *              value read or written below the stored offset; cmd_writer.h
+ *              "Hash chain"), written in the same LMDB transaction as "o"
  *   "r/<id>"   version, offset, partition, status, deleted, name, description
+ *   "w/<id>"   cmd_snap_wf + name + webhook secret + canonical steps envelope
+ *   "n/<id>"   cmd_run (fixed size)
  *   "i/<key>"  the cmd_idem record of an Idempotency-Key
  *
  * A snapshot of another topic or partition count is refused (KQ_ECORRUPT),
- * and so is one without the heads of its topic (an older format, "v2"): the
- * writer treats both as no snapshot and reads the log from the start, which
- * rebuilds the heads;
+ * and so is one of an older format ("v2" without the heads, "v3" without
+ * workflows, runs and the other topics' offsets): the writer treats them as
+ * no snapshot and reads the log from the start, which rebuilds everything;
  * one of another cluster, or with offsets past the end of the log (the topic
  * was recreated), is discarded by the writer when it first reads the log;
  * a missing one gives KQ_ENOTFOUND. A map too small for the state gives
@@ -54,19 +60,20 @@ typedef struct cmd_head {
     uint8_t hash[CMD_CHAIN_HASH_LEN];
 } cmd_head;
 
-/* Save the whole `st` and the chain heads of `topic` (`heads`: st->partitions
- * entries, borrowed; NULL = no partition has a head) into the LMDB
+/* Save the whole `st` and the chain heads of the CMD_TOPICS `topics` (names
+ * in topic index order; `heads`: CMD_TOPICS * st->partitions entries, topic t
+ * at t * partitions, borrowed; NULL = no partition has a head) into the LMDB
  * environment in directory `dir` (created if missing) with map size
  * `map_size` bytes. */
 int cmd_snapshot_save(const char *dir, size_t map_size, const cmd_state *st, const cmd_head *heads,
-                      const char *topic, char *errstr, size_t errlen);
+                      const char *const *topics, char *errstr, size_t errlen);
 
 /* Load into `st`, which must be freshly initialised with the expected
- * partition count, and into `heads` (st->partitions entries, owned by the
- * caller). On failure `st` and `heads` may hold part of the snapshot: free
- * the state, forget the heads. */
+ * partition count, and into `heads` (CMD_TOPICS * st->partitions entries,
+ * owned by the caller). On failure `st` and `heads` may hold part of the
+ * snapshot: free the state, forget the heads. */
 int cmd_snapshot_load(const char *dir, size_t map_size, cmd_state *st, cmd_head *heads,
-                      const char *topic, char *errstr, size_t errlen);
+                      const char *const *topics, char *errstr, size_t errlen);
 
 /*
  * The snapshot thread: incremental snapshots off the writer's path.
@@ -99,11 +106,11 @@ typedef struct cmd_snapshot_stats {
     double last_s, max_s; /* duration of the last and the longest write */
 } cmd_snapshot_stats;
 
-int cmd_snapshotter_new(const char *dir, size_t map_size, const char *topic, cmd_snapshotter **out,
-                        char *errstr, size_t errlen);
+int cmd_snapshotter_new(const char *dir, size_t map_size, const char *const *topics,
+                        cmd_snapshotter **out, char *errstr, size_t errlen);
 
-/* Hand over st's delta (see above) with a copy of `heads` (st->partitions
- * entries, the heads that match st's offsets; NULL = none set). *was_full
+/* Hand over st's delta (see above) with a copy of `heads` (CMD_TOPICS *
+ * st->partitions entries, the heads that match st's offsets; NULL = none set). *was_full
  * (may be NULL) tells whether it was a full one. Returns 0; KQ_ENOMEM or
  * KQ_EIO when nothing was handed over (the next call hands over the whole
  * state). */

@@ -10,6 +10,8 @@
 #include "kq_err.h"
 
 #include <inttypes.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,6 +216,42 @@ static int delta_put_idem(cmd_delta *d, const char *key, const cmd_idem *i)
     return delta_put(d, 'i', key, i, sizeof *i, NULL, 0, NULL, 0);
 }
 
+/* 'w': cmd_snap_wf + name + secret + steps; the header is built in a buffer
+ * with the name so delta_put's three pieces suffice. */
+static int delta_put_wf(cmd_delta *d, const char *id, const cmd_workflow *w)
+{
+    size_t nl = w->name ? strlen(w->name) : 0, sl = w->secret ? strlen(w->secret) : 0;
+    unsigned char *hn = malloc(sizeof(cmd_snap_wf) + nl);
+    cmd_snap_wf h;
+    int rc;
+
+    if (hn == NULL) {
+        d->lost = 1;
+        return KQ_ENOMEM;
+    }
+    memset(&h, 0, sizeof h);
+    h.version = w->version;
+    h.offset = w->offset;
+    h.partition = w->partition;
+    h.deleted = w->deleted;
+    h.enabled = w->enabled;
+    h.step_count = w->step_count;
+    h.name_len = (uint32_t)nl;
+    h.secret_len = (uint32_t)sl;
+    h.steps_len = (uint32_t)w->steps_len;
+    memcpy(hn, &h, sizeof h);
+    if (nl)
+        memcpy(hn + sizeof h, w->name, nl);
+    rc = delta_put(d, 'w', id, hn, sizeof h + nl, w->secret, sl, w->steps, w->steps_len);
+    free(hn);
+    return rc;
+}
+
+static int delta_put_run(cmd_delta *d, const char *id, const cmd_run *r)
+{
+    return delta_put(d, 'n', id, r, sizeof *r, NULL, 0, NULL, 0);
+}
+
 void cmd_delta_free(cmd_delta *d)
 {
     free(d->buf);
@@ -247,7 +285,8 @@ int cmd_delta_next(const cmd_delta *d, size_t *pos, char *kind, const char **key
     p = d->buf + *pos;
     memcpy(&k16, p + 1, 2);
     memcpy(&v32, p + 3, 4);
-    if (d->len - *pos - CMD_DELTA_HDR < (size_t)k16 + v32 || (p[0] != 'r' && p[0] != 'i'))
+    if (d->len - *pos - CMD_DELTA_HDR < (size_t)k16 + v32 ||
+        (p[0] != 'r' && p[0] != 'i' && p[0] != 'w' && p[0] != 'n'))
         return KQ_ECORRUPT;
     *kind = (char)p[0];
     *key = (const char *)p + CMD_DELTA_HDR;
@@ -268,6 +307,17 @@ static void resource_clear(void *v)
     r->name = r->description = NULL;
 }
 
+static void workflow_clear(void *v)
+{
+    cmd_workflow *w = v;
+    free(w->name);
+    free(w->secret);
+    free(w->steps);
+    w->name = w->secret = NULL;
+    w->steps = NULL;
+    w->steps_len = 0;
+}
+
 static int set_str(char **dst, const char *src)
 {
     char *c = strdup(src ? src : "");
@@ -286,8 +336,11 @@ int cmd_state_init(cmd_state *st, int partitions)
     st->partitions = partitions;
     st->resources = map_new(sizeof(cmd_resource), resource_clear);
     st->idem = map_new(sizeof(cmd_idem), NULL);
-    st->next_offset = calloc((size_t)partitions, sizeof *st->next_offset);
-    if (st->resources == NULL || st->idem == NULL || st->next_offset == NULL) {
+    st->workflows = map_new(sizeof(cmd_workflow), workflow_clear);
+    st->runs = map_new(sizeof(cmd_run), NULL);
+    st->next_offset = calloc((size_t)CMD_TOPICS * (size_t)partitions, sizeof *st->next_offset);
+    if (st->resources == NULL || st->idem == NULL || st->workflows == NULL || st->runs == NULL ||
+        st->next_offset == NULL) {
         cmd_state_free(st);
         return KQ_ENOMEM;
     }
@@ -299,6 +352,8 @@ void cmd_state_free(cmd_state *st)
 {
     map_free(st->resources);
     map_free(st->idem);
+    map_free(st->workflows);
+    map_free(st->runs);
     free(st->next_offset);
     cmd_delta_free(&st->delta);
     memset(st, 0, sizeof *st);
@@ -331,13 +386,24 @@ static int full_idem(void *arg, const char *key, void *val)
     return delta_put_idem(((full_ctx *)arg)->d, key, val);
 }
 
+static int full_wf(void *arg, const char *key, void *val)
+{
+    return delta_put_wf(((full_ctx *)arg)->d, key, val);
+}
+
+static int full_run(void *arg, const char *key, void *val)
+{
+    return delta_put_run(((full_ctx *)arg)->d, key, val);
+}
+
 int cmd_state_delta_full(cmd_state *st)
 {
     full_ctx c = {&st->delta};
 
     cmd_state_delta_clear(st);
     st->delta.full = 1;
-    if (map_each(st->resources, full_res, &c) != 0 || map_each(st->idem, full_idem, &c) != 0) {
+    if (map_each(st->resources, full_res, &c) != 0 || map_each(st->idem, full_idem, &c) != 0 ||
+        map_each(st->workflows, full_wf, &c) != 0 || map_each(st->runs, full_run, &c) != 0) {
         st->delta.lost = 1;
         return KQ_ENOMEM;
     }
@@ -370,10 +436,64 @@ size_t cmd_state_idem_count(const cmd_state *st)
     return st->idem->n;
 }
 
+const cmd_workflow *cmd_state_workflow(const cmd_state *st, const char *id)
+{
+    return map_get(st->workflows, id);
+}
+
+const cmd_run *cmd_state_run(const cmd_state *st, const char *id)
+{
+    return map_get(st->runs, id);
+}
+
+size_t cmd_state_workflow_count(const cmd_state *st)
+{
+    return st->workflows->n;
+}
+
+size_t cmd_state_run_count(const cmd_state *st)
+{
+    return st->runs->n;
+}
+
+void cmd_state_set_topic_offset(cmd_state *st, int topic, int32_t partition, int64_t next)
+{
+    int64_t *o;
+
+    if (topic < 0 || topic >= CMD_TOPICS || partition < 0 || partition >= st->partitions)
+        return;
+    o = &st->next_offset[(size_t)topic * (size_t)st->partitions + (size_t)partition];
+    if (next > *o)
+        *o = next;
+}
+
 void cmd_state_set_offset(cmd_state *st, int32_t partition, int64_t next)
 {
-    if (partition >= 0 && partition < st->partitions && next > st->next_offset[partition])
-        st->next_offset[partition] = next;
+    cmd_state_set_topic_offset(st, CMD_TOPIC_RESOURCE, partition, next);
+}
+
+/* Record (or overwrite) the answer of an Idempotency-Key's command. */
+static int record_idem(cmd_state *st, const char *key, const uint8_t *hash, unsigned status,
+                       int aggregate, const char *id, int64_t version, int32_t partition,
+                       int64_t offset)
+{
+    int created;
+    cmd_idem *i = map_put(st->idem, key, &created);
+
+    if (i == NULL)
+        return KQ_ENOMEM;
+    i->has_hash = hash != NULL;
+    if (i->has_hash)
+        memcpy(i->hash, hash, CMD_HASH_LEN);
+    i->status = status;
+    snprintf(i->id, sizeof i->id, "%s", id);
+    i->version = version;
+    i->partition = partition;
+    i->offset = offset;
+    i->aggregate = aggregate;
+    if (st->track)
+        delta_put_idem(&st->delta, key, i); /* failure marks the delta lost */
+    return 0;
 }
 
 int cmd_state_apply(cmd_state *st, const cmd_event *ev, char *errstr, size_t errlen)
@@ -427,31 +547,403 @@ int cmd_state_apply(cmd_state *st, const cmd_event *ev, char *errstr, size_t err
     r->partition = ev->partition;
     r->offset = ev->offset;
     st->events++;
-    if (ev->command_id != NULL && *ev->command_id != '\0') {
-        cmd_idem *i = map_put(st->idem, ev->command_id, &created);
-        if (i == NULL)
-            return KQ_ENOMEM;
-        i->has_hash = ev->command_hash != NULL;
-        if (i->has_hash)
-            memcpy(i->hash, ev->command_hash, CMD_HASH_LEN);
-        i->status = ev->type == EV_RESOURCE_CREATED ? 201 : 200;
-        snprintf(i->id, sizeof i->id, "%s", ev->id);
-        i->version = ev->version;
-        i->partition = ev->partition;
-        i->offset = ev->offset;
-        if (st->track)
-            delta_put_idem(&st->delta, ev->command_id, i); /* failure marks the delta lost */
-    }
+    if (ev->command_id != NULL && *ev->command_id != '\0' &&
+        record_idem(st, ev->command_id, ev->command_hash,
+                    ev->type == EV_RESOURCE_CREATED ? 201 : 200, EV_AGG_RESOURCE, ev->id,
+                    ev->version, ev->partition, ev->offset) != 0)
+        return KQ_ENOMEM;
     if (st->track)
         delta_put_res(&st->delta, ev->id, r);
     return rc;
 }
 
+/* ------------------------------------------------------------------ steps */
+
+int cmd_steps_canonical(const ev_step_list *steps, uint8_t **out, size_t *outlen, char *errstr,
+                        size_t errlen)
+{
+    ev_fb_builder fb;
+    ev_envelope e;
+    const uint8_t *buf;
+    size_t len;
+    int rc;
+
+    *out = NULL;
+    *outlen = 0;
+    ev_fb_builder_init(&fb);
+    ev_envelope_init(&e, EV_WORKFLOW_UPDATED);
+    e.aggregate_id = ev_str_c("steps");
+    e.version = 1;
+    e.payload.workflow_updated.steps = *steps;
+    e.payload.workflow_updated.steps.present = true;
+    if ((rc = ev_envelope_encode(&fb, &e, errstr, errlen)) != 0) {
+        ev_fb_builder_free(&fb);
+        return rc;
+    }
+    buf = ev_fb_builder_data(&fb, &len);
+    if ((*out = malloc(len ? len : 1)) == NULL) {
+        ev_fb_builder_free(&fb);
+        return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    }
+    memcpy(*out, buf, len);
+    *outlen = len;
+    ev_fb_builder_free(&fb);
+    return 0;
+}
+
+int cmd_steps_view(const uint8_t *buf, size_t len, ev_envelope *e, ev_step_list *steps,
+                   char *errstr, size_t errlen)
+{
+    int rc;
+
+    if (buf == NULL || len == 0)
+        return kq_seterr(errstr, errlen, KQ_ECORRUPT, "no steps envelope");
+    if ((rc = ev_envelope_decode(buf, len, e, errstr, errlen)) != 0)
+        return rc;
+    if (e->payload_type == EV_WORKFLOW_UPDATED && e->payload.workflow_updated.steps.present)
+        *steps = e->payload.workflow_updated.steps;
+    else if (e->payload_type == EV_WORKFLOW_CREATED && e->payload.workflow_created.steps.present)
+        *steps = e->payload.workflow_created.steps;
+    else if (e->payload_type == EV_RUN_STARTED && e->payload.run_started.steps.present)
+        *steps = e->payload.run_started.steps;
+    else
+        return kq_seterr(errstr, errlen, KQ_ECORRUPT, "the envelope holds no steps");
+    return 0;
+}
+
+/* ------------------------------------------------------------------ apply (envelopes) */
+
+static char *dup_str(ev_str s)
+{
+    return strndup(s.ptr != NULL ? s.ptr : "", s.ptr != NULL ? s.len : 0);
+}
+
+static int set_evstr(char **dst, ev_str src)
+{
+    char *c = dup_str(src);
+    if (c == NULL)
+        return KQ_ENOMEM;
+    free(*dst);
+    *dst = c;
+    return 0;
+}
+
+static unsigned event_status(ev_event_type t)
+{
+    if (t == EV_RESOURCE_CREATED || t == EV_WORKFLOW_CREATED)
+        return 201;
+    return t == EV_RUN_STARTED ? 202 : 200;
+}
+
+static int apply_resource_env(cmd_state *st, const ev_envelope *e, const char *id, const char *cid,
+                              int32_t partition, int64_t offset, char *errstr, size_t errlen)
+{
+    cmd_event ev;
+    char *name = NULL, *desc = NULL;
+    int rc;
+
+    memset(&ev, 0, sizeof ev);
+    ev.type = e->payload_type;
+    ev.id = id;
+    ev.version = e->version;
+    ev.partition = partition;
+    ev.offset = offset;
+    ev.command_id = cid;
+    if (cid != NULL && e->command_hash.ptr != NULL && e->command_hash.len == CMD_HASH_LEN)
+        ev.command_hash = e->command_hash.ptr;
+    if (e->payload_type == EV_RESOURCE_CREATED || e->payload_type == EV_RESOURCE_UPDATED) {
+        ev_str nm = e->payload_type == EV_RESOURCE_CREATED ? e->payload.resource_created.name
+                                                           : e->payload.resource_updated.name;
+        ev_str ds = e->payload_type == EV_RESOURCE_CREATED
+                        ? e->payload.resource_created.description
+                        : e->payload.resource_updated.description;
+        if ((nm.ptr != NULL && (name = dup_str(nm)) == NULL) ||
+            (ds.ptr != NULL && (desc = dup_str(ds)) == NULL)) {
+            free(name);
+            return KQ_ENOMEM;
+        }
+        ev.name = name;
+        ev.description = desc;
+        if (e->payload_type == EV_RESOURCE_CREATED) {
+            ev.has_status = 1;
+            ev.status = (int)e->payload.resource_created.status;
+            if (ev.description == NULL)
+                ev.description = "";
+        } else {
+            ev.has_status = e->payload.resource_updated.has_status;
+            ev.status = (int)e->payload.resource_updated.status;
+        }
+    }
+    rc = cmd_state_apply(st, &ev, errstr, errlen);
+    free(name);
+    free(desc);
+    return rc;
+}
+
+/* Canonical steps of a list that may be absent (absent = no steps). */
+static int steps_of(const ev_step_list *l, uint8_t **out, size_t *len, uint32_t *count,
+                    char *errstr, size_t errlen)
+{
+    *out = NULL;
+    *len = 0;
+    *count = 0;
+    if (!l->present)
+        return 0;
+    *count = l->count;
+    return cmd_steps_canonical(l, out, len, errstr, errlen);
+}
+
+static int apply_workflow_env(cmd_state *st, const ev_envelope *e, const char *id,
+                              int32_t partition, int64_t offset, char *errstr, size_t errlen)
+{
+    cmd_workflow *w = map_get(st->workflows, id);
+    uint8_t *steps = NULL;
+    size_t steps_len = 0;
+    uint32_t count = 0;
+    int created, rc;
+
+    if (w != NULL && e->version <= w->version)
+        return 1;
+    if (e->payload_type == EV_WORKFLOW_CREATED) {
+        const ev_workflow_created *p = &e->payload.workflow_created;
+        if (e->version != 1)
+            return kq_seterr(errstr, errlen, KQ_ECORRUPT,
+                             "workflow %s: WorkflowCreated with version %" PRId64, id, e->version);
+        if ((rc = steps_of(&p->steps, &steps, &steps_len, &count, errstr, errlen)) != 0)
+            return rc == KQ_ENOMEM ? rc : KQ_ECORRUPT;
+        if ((w = map_put(st->workflows, id, &created)) == NULL) {
+            free(steps);
+            return KQ_ENOMEM;
+        }
+        workflow_clear(w);
+        w->steps = steps;
+        w->steps_len = steps_len;
+        w->step_count = count;
+        w->enabled = p->enabled;
+        w->deleted = 0;
+        if (set_evstr(&w->name, p->name) != 0 || set_evstr(&w->secret, p->webhook_secret) != 0)
+            return KQ_ENOMEM;
+    } else {
+        if (w == NULL)
+            return kq_seterr(errstr, errlen, KQ_ECORRUPT, "workflow %s: %s of an unknown workflow",
+                             id, ev_event_type_name(e->payload_type));
+        if (e->version != w->version + 1)
+            return kq_seterr(errstr, errlen, KQ_ECORRUPT,
+                             "workflow %s: version %" PRId64 " follows %" PRId64 " (gap)", id,
+                             e->version, w->version);
+        switch (e->payload_type) {
+        case EV_WORKFLOW_UPDATED: {
+            const ev_workflow_updated *p = &e->payload.workflow_updated;
+            if (p->steps.present) {
+                if ((rc = steps_of(&p->steps, &steps, &steps_len, &count, errstr, errlen)) != 0)
+                    return rc == KQ_ENOMEM ? rc : KQ_ECORRUPT;
+                free(w->steps);
+                w->steps = steps;
+                w->steps_len = steps_len;
+                w->step_count = count;
+            }
+            if ((p->name.ptr != NULL && set_evstr(&w->name, p->name) != 0) ||
+                (p->webhook_secret.ptr != NULL && set_evstr(&w->secret, p->webhook_secret) != 0))
+                return KQ_ENOMEM;
+            break;
+        }
+        case EV_WORKFLOW_ENABLED:
+            w->enabled = 1;
+            break;
+        case EV_WORKFLOW_DISABLED:
+            w->enabled = 0;
+            break;
+        case EV_WORKFLOW_DELETED:
+            w->deleted = 1;
+            break;
+        default:
+            return kq_seterr(errstr, errlen, KQ_ECORRUPT, "workflow %s: unexpected event type %d",
+                             id, (int)e->payload_type);
+        }
+    }
+    w->version = e->version;
+    w->partition = partition;
+    w->offset = offset;
+    if (st->track)
+        delta_put_wf(&st->delta, id, w);
+    return 0;
+}
+
+static int apply_run_env(cmd_state *st, const ev_envelope *e, const char *id, int32_t partition,
+                         int64_t offset, char *errstr, size_t errlen)
+{
+    cmd_run *r = map_get(st->runs, id);
+    int created;
+
+    if (r != NULL && e->version <= r->version)
+        return 1;
+    if (e->payload_type == EV_RUN_STARTED) {
+        const ev_run_started *p = &e->payload.run_started;
+        if (e->version != 1)
+            return kq_seterr(errstr, errlen, KQ_ECORRUPT,
+                             "run %s: RunStarted with version %" PRId64, id, e->version);
+        if ((r = map_put(st->runs, id, &created)) == NULL)
+            return KQ_ENOMEM;
+        memset(r, 0, sizeof *r);
+        r->status = CMD_RUN_OPEN;
+        r->step_count = p->steps.present ? p->steps.count : p->step_count;
+    } else {
+        if (r == NULL)
+            return kq_seterr(errstr, errlen, KQ_ECORRUPT, "run %s: %s of an unknown run", id,
+                             ev_event_type_name(e->payload_type));
+        if (e->version != r->version + 1)
+            return kq_seterr(errstr, errlen, KQ_ECORRUPT,
+                             "run %s: version %" PRId64 " follows %" PRId64 " (gap)", id,
+                             e->version, r->version);
+        switch (e->payload_type) {
+        case EV_STEP_ATTEMPTED: {
+            const ev_step_attempted *p = &e->payload.step_attempted;
+            if (p->step == r->step && p->attempt > r->attempts)
+                r->attempts = p->attempt;
+            break;
+        }
+        case EV_STEP_SUCCEEDED:
+            if (e->payload.step_succeeded.step == r->step) {
+                r->step++;
+                r->attempts = 0;
+            }
+            break;
+        case EV_STEP_FAILED:
+            break;
+        case EV_RUN_SUCCEEDED:
+            r->status = CMD_RUN_SUCCEEDED;
+            break;
+        case EV_RUN_FAILED:
+            r->status = CMD_RUN_FAILED;
+            break;
+        default:
+            return kq_seterr(errstr, errlen, KQ_ECORRUPT, "run %s: unexpected event type %d", id,
+                             (int)e->payload_type);
+        }
+    }
+    r->version = e->version;
+    r->partition = partition;
+    r->offset = offset;
+    if (st->track)
+        delta_put_run(&st->delta, id, r);
+    return 0;
+}
+
+int cmd_state_apply_envelope(cmd_state *st, int topic, const ev_envelope *e, int32_t partition,
+                             int64_t offset, char *errstr, size_t errlen)
+{
+    char id[EV_ID_MAX + 1], cid[CMD_KEY_MAX + 1];
+    const char *cidp = NULL;
+    ev_aggregate_type agg = ev_event_aggregate_type(e->payload_type);
+    int rc;
+
+    cmd_state_set_topic_offset(st, topic, partition, offset + 1);
+    if (e->aggregate_id.ptr == NULL || e->aggregate_id.len == 0 ||
+        e->aggregate_id.len > EV_ID_MAX || memchr(e->aggregate_id.ptr, '\0', e->aggregate_id.len))
+        return kq_seterr(errstr, errlen, KQ_ECORRUPT, "aggregate id absent or out of range");
+    if (e->command_id.len > CMD_KEY_MAX ||
+        (e->command_id.ptr != NULL && memchr(e->command_id.ptr, '\0', e->command_id.len)))
+        return kq_seterr(errstr, errlen, KQ_ECORRUPT, "command id out of range");
+    if (agg == EV_AGG_UNKNOWN || (int)agg - 1 != topic)
+        return kq_seterr(errstr, errlen, KQ_ECORRUPT, "%s does not belong to topic %d",
+                         ev_event_type_name(e->payload_type) ? ev_event_type_name(e->payload_type)
+                                                             : "unknown event",
+                         topic);
+    memcpy(id, e->aggregate_id.ptr, e->aggregate_id.len);
+    id[e->aggregate_id.len] = '\0';
+    if (e->command_id.ptr != NULL && e->command_id.len > 0) {
+        memcpy(cid, e->command_id.ptr, e->command_id.len);
+        cid[e->command_id.len] = '\0';
+        cidp = cid;
+    }
+    if (agg == EV_AGG_RESOURCE)
+        return apply_resource_env(st, e, id, cidp, partition, offset, errstr, errlen);
+    rc = agg == EV_AGG_WORKFLOW ? apply_workflow_env(st, e, id, partition, offset, errstr, errlen)
+                                : apply_run_env(st, e, id, partition, offset, errstr, errlen);
+    if (rc != 0)
+        return rc;
+    st->events++;
+    if (cidp != NULL &&
+        record_idem(
+            st, cidp,
+            e->command_hash.ptr != NULL && e->command_hash.len == CMD_HASH_LEN ? e->command_hash.ptr
+                                                                               : NULL,
+            event_status(e->payload_type), (int)agg, id, e->version, partition, offset) != 0)
+        return KQ_ENOMEM;
+    return 0;
+}
+
 typedef struct each_ctx {
     int (*rfn)(void *arg, const char *id, const cmd_resource *r);
     int (*ifn)(void *arg, const char *key, const cmd_idem *i);
+    int (*wfn)(void *arg, const char *id, const cmd_workflow *w);
+    int (*nfn)(void *arg, const char *id, const cmd_run *r);
     void *arg;
 } each_ctx;
+
+static int each_w(void *arg, const char *key, void *val)
+{
+    each_ctx *c = arg;
+    return c->wfn(c->arg, key, val);
+}
+
+static int each_n(void *arg, const char *key, void *val)
+{
+    each_ctx *c = arg;
+    return c->nfn(c->arg, key, val);
+}
+
+int cmd_state_each_workflow(const cmd_state *st,
+                            int (*fn)(void *arg, const char *id, const cmd_workflow *w), void *arg)
+{
+    each_ctx c = {NULL, NULL, fn, NULL, arg};
+    return map_each(st->workflows, each_w, &c);
+}
+
+int cmd_state_each_run(const cmd_state *st, int (*fn)(void *arg, const char *id, const cmd_run *r),
+                       void *arg)
+{
+    each_ctx c = {NULL, NULL, NULL, fn, arg};
+    return map_each(st->runs, each_n, &c);
+}
+
+/* Deep copy of a workflow into a cleared one. */
+static int wf_copy(cmd_workflow *d, const cmd_workflow *src)
+{
+    workflow_clear(d);
+    *d = *src;
+    d->name = d->secret = NULL;
+    d->steps = NULL;
+    d->steps_len = 0;
+    if (set_str(&d->name, src->name) != 0 || set_str(&d->secret, src->secret) != 0)
+        return KQ_ENOMEM;
+    if (src->steps != NULL) {
+        if ((d->steps = malloc(src->steps_len ? src->steps_len : 1)) == NULL)
+            return KQ_ENOMEM;
+        memcpy(d->steps, src->steps, src->steps_len);
+        d->steps_len = src->steps_len;
+    }
+    return 0;
+}
+
+int cmd_state_put_workflow(cmd_state *st, const char *id, const cmd_workflow *w)
+{
+    int created;
+    cmd_workflow *d = map_put(st->workflows, id, &created);
+    if (d == NULL)
+        return KQ_ENOMEM;
+    return wf_copy(d, w);
+}
+
+int cmd_state_put_run(cmd_state *st, const char *id, const cmd_run *r)
+{
+    int created;
+    cmd_run *d = map_put(st->runs, id, &created);
+    if (d == NULL)
+        return KQ_ENOMEM;
+    *d = *r;
+    return 0;
+}
 
 static int each_r(void *arg, const char *key, void *val)
 {
@@ -468,14 +960,14 @@ static int each_i(void *arg, const char *key, void *val)
 int cmd_state_each_resource(const cmd_state *st,
                             int (*fn)(void *arg, const char *id, const cmd_resource *r), void *arg)
 {
-    each_ctx c = {fn, NULL, arg};
+    each_ctx c = {fn, NULL, NULL, NULL, arg};
     return map_each(st->resources, each_r, &c);
 }
 
 int cmd_state_each_idem(const cmd_state *st,
                         int (*fn)(void *arg, const char *key, const cmd_idem *i), void *arg)
 {
-    each_ctx c = {NULL, fn, arg};
+    each_ctx c = {NULL, fn, NULL, NULL, arg};
     return map_each(st->idem, each_i, &c);
 }
 
@@ -514,7 +1006,9 @@ int cmd_batch_init(cmd_batch *b)
 {
     b->resources = map_new(sizeof(cmd_resource), resource_clear);
     b->keys = map_new(sizeof(batch_key), NULL);
-    if (b->resources == NULL || b->keys == NULL) {
+    b->workflows = map_new(sizeof(cmd_workflow), workflow_clear);
+    b->runs = map_new(sizeof(cmd_run), NULL);
+    if (b->resources == NULL || b->keys == NULL || b->workflows == NULL || b->runs == NULL) {
         cmd_batch_free(b);
         return KQ_ENOMEM;
     }
@@ -525,14 +1019,20 @@ void cmd_batch_reset(cmd_batch *b)
 {
     map_clear(b->resources);
     map_clear(b->keys);
+    map_clear(b->workflows);
+    map_clear(b->runs);
 }
 
 void cmd_batch_free(cmd_batch *b)
 {
     map_free(b->resources);
     map_free(b->keys);
+    map_free(b->workflows);
+    map_free(b->runs);
     b->resources = NULL;
     b->keys = NULL;
+    b->workflows = NULL;
+    b->runs = NULL;
 }
 
 static void refuse(cmd_decision *d, unsigned status, const char *code, int64_t current,
@@ -557,39 +1057,20 @@ static int streq(const char *a, const char *b)
     return strcmp(a ? a : "", b ? b : "") == 0;
 }
 
-int cmd_batch_decide(const cmd_state *st, cmd_batch *b, const cmd_command *c, size_t index,
-                     cmd_decision *d)
+static void attempt_detail(cmd_decision *d, const cmd_run *r)
+{
+    d->has_attempt_detail = 1;
+    d->current_step = r->step;
+    d->recorded_attempts = r->attempts;
+}
+
+/* Resource commands: the pending copy of the resource is recorded in the overlay. */
+static int decide_resource(const cmd_state *st, cmd_batch *b, const cmd_command *c, cmd_decision *d)
 {
     const cmd_resource *cur;
     cmd_resource *p;
     int created;
 
-    memset(d, 0, sizeof *d);
-    if (c->idem_key[0] != '\0') {
-        const batch_key *held = map_get(b->keys, c->idem_key);
-        const cmd_idem *i = map_get(st->idem, c->idem_key);
-        if (held != NULL) {
-            d->pending = 1;
-            if (memcmp(held->hash, c->hash, CMD_HASH_LEN) != 0) {
-                refuse(d, 422, "idempotency_key_reused", 0,
-                       "the Idempotency-Key was used with another request");
-                return 0;
-            }
-            d->kind = CMD_D_FOLLOW;
-            d->follow = held->index;
-            return 0;
-        }
-        if (i != NULL) {
-            if (i->has_hash && memcmp(i->hash, c->hash, CMD_HASH_LEN) != 0) {
-                refuse(d, 422, "idempotency_key_reused", 0,
-                       "the Idempotency-Key was used with another request");
-                return 0;
-            }
-            d->kind = CMD_D_REPLAY;
-            d->idem = *i;
-            return 0;
-        }
-    }
     p = map_get(b->resources, c->id);
     cur = p ? p : map_get(st->resources, c->id);
     d->pending = p != NULL;
@@ -634,7 +1115,7 @@ int cmd_batch_decide(const cmd_state *st, cmd_batch *b, const cmd_command *c, si
         }
         break;
     default:
-        refuse(d, 400, "unsupported", 0, "command kind %d is not handled yet", (int)c->kind);
+        refuse(d, 400, "unsupported", 0, "command kind %d is not handled", (int)c->kind);
         return 0;
     }
     /* Record the pending event in the overlay. */
@@ -666,15 +1147,397 @@ int cmd_batch_decide(const cmd_state *st, cmd_batch *b, const cmd_command *c, si
     }
     p->version = d->version;
     p->offset = -1;
-    if (c->idem_key[0] != '\0') {
-        batch_key *held = map_put(b->keys, c->idem_key, &created);
-        if (held == NULL)
+    d->nevents = 1;
+    d->events[0] = d->event;
+    d->kind = CMD_D_APPEND;
+    return 0;
+}
+
+/* The canonical steps of the command's steps_env. 1 = refused (d filled). */
+static int command_steps(const cmd_command *c, cmd_decision *d, uint8_t **out, size_t *len,
+                         uint32_t *count)
+{
+    ev_envelope e;
+    ev_step_list l;
+    char es[128];
+    int rc;
+
+    if (cmd_steps_view(c->steps_env, c->steps_env_len, &e, &l, es, sizeof es) != 0) {
+        refuse(d, 400, "invalid_steps", 0, "the actions cannot be read: %s", es);
+        return 1;
+    }
+    *count = l.count;
+    if ((rc = cmd_steps_canonical(&l, out, len, es, sizeof es)) != 0) {
+        if (rc == KQ_ENOMEM)
+            return rc;
+        refuse(d, 400, "invalid_steps", 0, "the actions are invalid: %s", es);
+        return 1;
+    }
+    return 0;
+}
+
+static int decide_workflow(const cmd_state *st, cmd_batch *b, const cmd_command *c, cmd_decision *d)
+{
+    cmd_workflow *p = map_get(b->workflows, c->id);
+    const cmd_workflow *cur = p ? p : map_get(st->workflows, c->id);
+    uint8_t *steps = NULL;
+    size_t steps_len = 0;
+    uint32_t count = 0;
+    int n = 0, created, rc, enabled = cur != NULL ? cur->enabled : 1;
+
+    d->pending = p != NULL;
+    if (c->kind == CMD_WF_CREATE) {
+        if (cur != NULL) {
+            refuse(d, 409, "conflict", cur->version, "workflow %s exists already", c->id);
+            return 0;
+        }
+        if (c->name == NULL || c->secret == NULL || c->secret[0] == '\0') {
+            refuse(d, 400, "invalid_request", 0, "a workflow needs a name and a secret");
+            return 0;
+        }
+        if (c->steps_env != NULL) {
+            if ((rc = command_steps(c, d, &steps, &steps_len, &count)) != 0)
+                return rc < 0 ? rc : 0;
+        } else {
+            /* no actions: an empty list, as WorkflowCreated will hold */
+            ev_step_list none = ev_step_list_of(NULL, 0);
+            char es[128];
+            if (cmd_steps_canonical(&none, &steps, &steps_len, es, sizeof es) != 0)
+                return KQ_ENOMEM;
+        }
+        d->events[n++] = EV_WORKFLOW_CREATED;
+        d->changed = CMD_F_NAME | CMD_F_ENABLED | CMD_F_SECRET | CMD_F_STEPS;
+        enabled = (c->fields & CMD_F_ENABLED) ? c->enabled != 0 : 1;
+    } else {
+        if (cur == NULL || cur->deleted) {
+            refuse(d, 404, "not_found", 0, "workflow %s does not exist", c->id);
+            return 0;
+        }
+        if (c->has_if_match && !c->if_match_any && c->if_match != cur->version) {
+            refuse(d, 412, "precondition_failed", cur->version,
+                   "workflow %s has another version than If-Match", c->id);
+            return 0;
+        }
+        if (c->kind == CMD_WF_DELETE) {
+            d->events[n++] = EV_WORKFLOW_DELETED;
+        } else {
+            if ((c->fields & CMD_F_NAME) && c->name != NULL && !streq(c->name, cur->name))
+                d->changed |= CMD_F_NAME;
+            if ((c->fields & CMD_F_SECRET) && c->secret != NULL && c->secret[0] != '\0' &&
+                !streq(c->secret, cur->secret))
+                d->changed |= CMD_F_SECRET;
+            if ((c->fields & CMD_F_STEPS) && c->steps_env != NULL) {
+                if ((rc = command_steps(c, d, &steps, &steps_len, &count)) != 0)
+                    return rc < 0 ? rc : 0;
+                if (steps_len == cur->steps_len && cur->steps != NULL &&
+                    memcmp(steps, cur->steps, steps_len) == 0) {
+                    free(steps);
+                    steps = NULL;
+                } else {
+                    d->changed |= CMD_F_STEPS;
+                }
+            }
+            if (d->changed != 0)
+                d->events[n++] = EV_WORKFLOW_UPDATED;
+            if ((c->fields & CMD_F_ENABLED) && (c->enabled != 0) != (cur->enabled != 0)) {
+                d->changed |= CMD_F_ENABLED;
+                enabled = c->enabled != 0;
+                d->events[n++] = enabled ? EV_WORKFLOW_ENABLED : EV_WORKFLOW_DISABLED;
+            }
+            if (n == 0) {
+                d->kind = CMD_D_NOOP;
+                d->version = cur->version;
+                return 0;
+            }
+        }
+    }
+    d->nevents = n;
+    d->event = d->events[0];
+    d->version = (cur != NULL && c->kind != CMD_WF_CREATE ? cur->version : 0) + n;
+    /* Record the pending events in the overlay. */
+    if ((p = map_put(b->workflows, c->id, &created)) == NULL) {
+        free(steps);
+        return KQ_ENOMEM;
+    }
+    if (created && cur != NULL && (rc = wf_copy(p, cur)) != 0) {
+        free(steps);
+        return rc;
+    }
+    if (c->kind == CMD_WF_CREATE) {
+        workflow_clear(p);
+        p->deleted = 0;
+        if (set_str(&p->name, c->name) != 0 || set_str(&p->secret, c->secret) != 0) {
+            free(steps);
             return KQ_ENOMEM;
+        }
+    } else if (c->kind == CMD_WF_DELETE) {
+        p->deleted = 1;
+    } else {
+        if (((d->changed & CMD_F_NAME) && set_str(&p->name, c->name) != 0) ||
+            ((d->changed & CMD_F_SECRET) && set_str(&p->secret, c->secret) != 0)) {
+            free(steps);
+            return KQ_ENOMEM;
+        }
+    }
+    if (c->kind == CMD_WF_CREATE || (d->changed & CMD_F_STEPS)) {
+        free(p->steps);
+        p->steps = steps;
+        p->steps_len = steps_len;
+        p->step_count = count;
+        steps = NULL;
+    }
+    free(steps);
+    p->enabled = enabled;
+    p->version = d->version;
+    p->offset = -1;
+    d->kind = CMD_D_APPEND;
+    return 0;
+}
+
+/* SHA-256 of both, compared in constant time (the length is not leaked). */
+static int secret_matches(const char *given, const char *secret)
+{
+    unsigned char a[32], b[32];
+    unsigned int na = 0, nb = 0;
+
+    if (given == NULL || secret == NULL)
+        return 0;
+    if (EVP_Digest(given, strlen(given), a, &na, EVP_sha256(), NULL) != 1 ||
+        EVP_Digest(secret, strlen(secret), b, &nb, EVP_sha256(), NULL) != 1 || na != 32 || nb != 32)
+        return 0;
+    return CRYPTO_memcmp(a, b, 32) == 0;
+}
+
+static int decide_run_start(const cmd_state *st, cmd_batch *b, const cmd_command *c,
+                            cmd_decision *d)
+{
+    cmd_run *rp = map_get(b->runs, c->id);
+    const cmd_run *run = rp ? rp : map_get(st->runs, c->id);
+    cmd_workflow *wp = map_get(b->workflows, c->workflow_id);
+    const cmd_workflow *wf = wp ? wp : map_get(st->workflows, c->workflow_id);
+    int created;
+
+    d->pending = rp != NULL || wp != NULL;
+    if (run != NULL) {
+        refuse(d, 409, "conflict", run->version, "run %s exists already", c->id);
+        return 0;
+    }
+    if (wf == NULL || wf->deleted) {
+        refuse(d, 404, "not_found", 0, "workflow %s does not exist", c->workflow_id);
+        return 0;
+    }
+    if (c->has_hook_secret && !secret_matches(c->hook_secret, wf->secret)) {
+        refuse(d, 401, "invalid_webhook_secret", 0, "the webhook secret is not the workflow's");
+        return 0;
+    }
+    if (!wf->enabled) {
+        refuse(d, 409, "workflow_disabled", wf->version, "workflow %s is disabled", c->workflow_id);
+        return 0;
+    }
+    if ((d->wf_secret = strdup(wf->secret ? wf->secret : "")) == NULL)
+        return KQ_ENOMEM;
+    if (wf->steps != NULL) {
+        if ((d->wf_steps = malloc(wf->steps_len ? wf->steps_len : 1)) == NULL) {
+            cmd_decision_clear(d);
+            return KQ_ENOMEM;
+        }
+        memcpy(d->wf_steps, wf->steps, wf->steps_len);
+        d->wf_steps_len = wf->steps_len;
+    }
+    d->wf_version = wf->version;
+    d->step_count = wf->steps != NULL ? wf->step_count : 0;
+    if ((rp = map_put(b->runs, c->id, &created)) == NULL) {
+        cmd_decision_clear(d);
+        return KQ_ENOMEM;
+    }
+    memset(rp, 0, sizeof *rp);
+    rp->version = 1;
+    rp->offset = -1;
+    rp->status = CMD_RUN_OPEN;
+    rp->step_count = d->step_count;
+    d->nevents = 1;
+    d->events[0] = d->event = EV_RUN_STARTED;
+    d->version = 1;
+    d->kind = CMD_D_APPEND;
+    return 0;
+}
+
+static int decide_run_attempt(const cmd_state *st, cmd_batch *b, const cmd_command *c,
+                              cmd_decision *d)
+{
+    cmd_run *p = map_get(b->runs, c->id);
+    const cmd_run *cur = p ? p : map_get(st->runs, c->id);
+    int n = 0, created, last;
+
+    d->pending = p != NULL;
+    if (cur == NULL) {
+        refuse(d, 404, "not_found", 0, "run %s does not exist", c->id);
+        return 0;
+    }
+    if (cur->status != CMD_RUN_OPEN) {
+        refuse(d, 409, "run_finished", cur->version, "run %s has %s", c->id,
+               cur->status == CMD_RUN_SUCCEEDED ? "succeeded" : "failed");
+        return 0;
+    }
+    if (c->step != cur->step || c->step >= cur->step_count) {
+        refuse(d, 409, "step_mismatch", cur->version,
+               "step %u is not the run's current step %u (of %u)", (unsigned)c->step,
+               (unsigned)cur->step, (unsigned)cur->step_count);
+        attempt_detail(d, cur);
+        return 0;
+    }
+    if (c->attempt <= cur->attempts) {
+        refuse(d, 409, "attempt_recorded", cur->version,
+               "attempt %u of step %u is recorded already (%u recorded)", (unsigned)c->attempt,
+               (unsigned)c->step, (unsigned)cur->attempts);
+        attempt_detail(d, cur);
+        return 0;
+    }
+    if (c->attempt > cur->attempts + 1) {
+        refuse(d, 409, "attempt_gap", cur->version,
+               "attempt %u of step %u follows %u recorded attempts", (unsigned)c->attempt,
+               (unsigned)c->step, (unsigned)cur->attempts);
+        attempt_detail(d, cur);
+        return 0;
+    }
+    if (c->outcome != CMD_OUT_RETRY && c->outcome != CMD_OUT_SUCCEEDED &&
+        c->outcome != CMD_OUT_FAILED) {
+        refuse(d, 400, "invalid_request", 0, "unknown outcome %d", c->outcome);
+        return 0;
+    }
+    if ((c->outcome == CMD_OUT_RETRY) != (c->has_next_delay_ms != 0)) {
+        refuse(d, 400, "invalid_request", 0, "next_delay_ms is required iff the outcome is retry");
+        return 0;
+    }
+    last = c->step + 1 == cur->step_count;
+    d->events[n++] = EV_STEP_ATTEMPTED;
+    if (c->outcome == CMD_OUT_SUCCEEDED) {
+        d->events[n++] = EV_STEP_SUCCEEDED;
+        if (last)
+            d->events[n++] = EV_RUN_SUCCEEDED;
+    } else if (c->outcome == CMD_OUT_FAILED) {
+        d->events[n++] = EV_STEP_FAILED;
+        d->events[n++] = EV_RUN_FAILED;
+    }
+    d->nevents = n;
+    d->event = d->events[0];
+    d->version = cur->version + n;
+    if ((p = map_put(b->runs, c->id, &created)) == NULL)
+        return KQ_ENOMEM;
+    if (created)
+        *p = *cur;
+    p->attempts = c->attempt;
+    if (c->outcome == CMD_OUT_SUCCEEDED) {
+        p->step++;
+        p->attempts = 0;
+        if (last)
+            p->status = CMD_RUN_SUCCEEDED;
+    } else if (c->outcome == CMD_OUT_FAILED) {
+        p->status = CMD_RUN_FAILED;
+    }
+    p->version = d->version;
+    p->offset = -1;
+    d->kind = CMD_D_APPEND;
+    return 0;
+}
+
+int cmd_batch_decide(const cmd_state *st, cmd_batch *b, const cmd_command *c, size_t index,
+                     cmd_decision *d)
+{
+    int rc, created;
+
+    memset(d, 0, sizeof *d);
+    if (c->idem_key[0] != '\0') {
+        const batch_key *held = map_get(b->keys, c->idem_key);
+        const cmd_idem *i = map_get(st->idem, c->idem_key);
+        if (held != NULL) {
+            d->pending = 1;
+            if (memcmp(held->hash, c->hash, CMD_HASH_LEN) != 0) {
+                refuse(d, 422, "idempotency_key_reused", 0,
+                       "the Idempotency-Key was used with another request");
+                return 0;
+            }
+            d->kind = CMD_D_FOLLOW;
+            d->follow = held->index;
+            return 0;
+        }
+        if (i != NULL) {
+            if (i->has_hash && memcmp(i->hash, c->hash, CMD_HASH_LEN) != 0) {
+                refuse(d, 422, "idempotency_key_reused", 0,
+                       "the Idempotency-Key was used with another request");
+                return 0;
+            }
+            d->kind = CMD_D_REPLAY;
+            d->idem = *i;
+            return 0;
+        }
+    }
+    switch (c->kind) {
+    case CMD_CREATE:
+    case CMD_UPDATE:
+    case CMD_DELETE:
+        rc = decide_resource(st, b, c, d);
+        break;
+    case CMD_WF_CREATE:
+    case CMD_WF_UPDATE:
+    case CMD_WF_DELETE:
+        rc = decide_workflow(st, b, c, d);
+        break;
+    case CMD_RUN_START:
+        rc = decide_run_start(st, b, c, d);
+        break;
+    case CMD_RUN_ATTEMPT:
+        rc = decide_run_attempt(st, b, c, d);
+        break;
+    default:
+        refuse(d, 400, "unsupported", 0, "command kind %d is not handled", (int)c->kind);
+        return 0;
+    }
+    if (rc != 0) {
+        cmd_decision_clear(d);
+        return rc;
+    }
+    if (d->kind == CMD_D_APPEND && c->idem_key[0] != '\0') {
+        batch_key *held = map_put(b->keys, c->idem_key, &created);
+        if (held == NULL) {
+            cmd_decision_clear(d);
+            return KQ_ENOMEM;
+        }
         held->index = index;
         memcpy(held->hash, c->hash, CMD_HASH_LEN);
     }
-    d->kind = CMD_D_APPEND;
     return 0;
+}
+
+unsigned cmd_success_status(cmd_kind kind)
+{
+    if (kind == CMD_CREATE || kind == CMD_WF_CREATE)
+        return 201;
+    return kind == CMD_RUN_START ? 202 : 200;
+}
+
+int cmd_kind_topic(cmd_kind kind)
+{
+    switch (kind) {
+    case CMD_WF_CREATE:
+    case CMD_WF_UPDATE:
+    case CMD_WF_DELETE:
+        return CMD_TOPIC_WORKFLOW;
+    case CMD_RUN_START:
+    case CMD_RUN_ATTEMPT:
+        return CMD_TOPIC_RUN;
+    default:
+        return CMD_TOPIC_RESOURCE;
+    }
+}
+
+void cmd_decision_clear(cmd_decision *d)
+{
+    free(d->wf_secret);
+    free(d->wf_steps);
+    d->wf_secret = NULL;
+    d->wf_steps = NULL;
+    d->wf_steps_len = 0;
 }
 
 void cmd_command_event(const cmd_command *c, const cmd_decision *d, int32_t partition,
@@ -705,7 +1568,13 @@ void cmd_command_clear(cmd_command *c)
 {
     free(c->name);
     free(c->description);
-    c->name = c->description = NULL;
+    free(c->secret);
+    free(c->steps_env);
+    free(c->payload_json);
+    free(c->error);
+    c->name = c->description = c->secret = c->payload_json = c->error = NULL;
+    c->steps_env = NULL;
+    c->steps_env_len = 0;
 }
 
 /* ------------------------------------------------------------------ tokens */

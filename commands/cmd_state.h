@@ -3,16 +3,21 @@
  *
  * What it is for
  *   A command is accepted or refused by comparing it with the current state of
- *   its aggregate. This module holds that state, in memory, for the Resource
- *   aggregate: per resource its version, deleted flag, current name,
+ *   its aggregate. This module holds that state, in memory, for the three
+ *   aggregates: per resource its version, deleted flag, current name,
  *   description and status (so an update emits only the changed fields) and
  *   the position (partition, offset) of its last event (so a no-op update can
- *   still answer a consistency token); per Idempotency-Key the SHA-256 of the
- *   command that used it and the original answer (status, id, version,
- *   position); per partition of the resource topic the next offset the state
- *   covers. Everything in it can be rebuilt from the log: cmd_state_apply()
- *   applies one event, whether read back from Kafka at start or just
- *   committed by the writer.
+ *   still answer a consistency token); per workflow its version, deleted and
+ *   enabled flags, name, webhook secret and steps (a canonical steps envelope,
+ *   copied into every RunStarted); per run its version, status (open,
+ *   succeeded, failed), step count, current step and the attempts recorded
+ *   for it (fixed size: a finished run stays small); per Idempotency-Key the
+ *   SHA-256 of the command that used it and the original answer (status, id,
+ *   version, position, aggregate); per topic (resource, workflow, run) and
+ *   partition the next offset the state covers. Everything in it can be
+ *   rebuilt from the log: cmd_state_apply_envelope() applies one decoded
+ *   event, whether read back from Kafka at start or just committed by the
+ *   writer (resource events may also come as a cmd_event: cmd_state_apply).
  *
  * Group commit: the batch overlay
  *   A cmd_batch is the open batch of one transaction. cmd_batch_decide() judges
@@ -32,6 +37,20 @@
  *   hash -> the original answer, no event (with another hash -> 422); events
  *   whose envelope has no command_hash (written before it existed) answer any
  *   retry of their key with the original answer.
+ * Workflows and runs (issue #6, CONTRACT6): a command appends 1..CMD_MAX_EVENTS
+ *   events of one aggregate with consecutive versions (cmd_decision.events;
+ *   `version` is the last). Workflow create/update/delete as resources (409,
+ *   404, 412; only changed fields; name/secret/steps -> WorkflowUpdated,
+ *   enabled -> WorkflowEnabled/Disabled after it). Run start: workflow
+ *   unknown or deleted 404; webhook secret differs 401 invalid_webhook_secret
+ *   (SHA-256 of both compared with CRYPTO_memcmp; checked before the enabled
+ *   flag); disabled 409 workflow_disabled; the decision carries copies of the
+ *   workflow's version, secret and steps (committed or pending in the batch).
+ *   Run attempt: unknown 404; finished 409 run_finished; not the current step
+ *   409 step_mismatch; attempt <= recorded 409 attempt_recorded; attempt >
+ *   recorded + 1 409 attempt_gap (the three with current_step and
+ *   recorded_attempts); then StepAttempted [+ StepSucceeded [+ RunSucceeded
+ *   after the last step]] or [+ StepFailed + RunFailed].
  *
  * A refused command (400..422) appends nothing and is not recorded under its
  *   Idempotency-Key: a retry is judged afresh against the state of its time.
@@ -67,12 +86,57 @@ typedef struct cmd_resource {
 typedef struct cmd_idem {
     int has_hash;
     uint8_t hash[CMD_HASH_LEN];
-    unsigned status; /* 201 (created) or 200 */
+    unsigned status; /* 201 (created), 202 (run started) or 200 */
     char id[EV_ID_MAX + 1];
     int64_t version;
     int32_t partition;
     int64_t offset;
+    int32_t aggregate; /* ev_aggregate_type of the aggregate (its topic: aggregate - 1) */
 } cmd_idem;
+
+/* Topics the state covers: index = ev_aggregate_type - 1. */
+#define CMD_TOPICS 3
+#define CMD_TOPIC_RESOURCE 0
+#define CMD_TOPIC_WORKFLOW 1
+#define CMD_TOPIC_RUN 2
+
+/*
+ * A workflow as the command side needs it: enough to decide updates (only
+ * changed fields become events), run starts (enabled, webhook secret) and to
+ * copy its steps into RunStarted. `steps` is a canonical steps envelope
+ * (cmd_steps_canonical): the same steps always give the same bytes, so a
+ * PUT with unchanged actions is a no-op.
+ */
+typedef struct cmd_workflow {
+    int64_t version;
+    int deleted;
+    int enabled;
+    char *name;
+    char *secret;
+    uint8_t *steps; /* owned; NULL = no steps */
+    size_t steps_len;
+    uint32_t step_count;
+    int32_t partition;
+    int64_t offset; /* of its last event, -1 when unknown */
+} cmd_workflow;
+
+typedef enum {
+    CMD_RUN_OPEN = 0, /* RunStarted, not finished */
+    CMD_RUN_SUCCEEDED = 1,
+    CMD_RUN_FAILED = 2,
+} cmd_run_status;
+
+/* A run: a fixed-size record (a finished run stays small). */
+typedef struct cmd_run {
+    int64_t version;
+    int64_t offset; /* of its last event, -1 when unknown */
+    int32_t partition;
+    int32_t status;      /* cmd_run_status */
+    uint32_t step_count; /* steps of the workflow at trigger time */
+    uint32_t step;       /* the current step: the first one without StepSucceeded */
+    uint32_t attempts;   /* attempts recorded (StepAttempted) for the current step */
+    uint32_t reserved;   /* 0 */
+} cmd_run;
 
 /*
  * Incremental snapshots: the delta
@@ -107,20 +171,34 @@ typedef struct cmd_snap_res {
     uint32_t name_len, desc_len;
 } cmd_snap_res;
 
+/* A workflow as stored in a snapshot record ('w'), followed by name, secret
+ * and the canonical steps envelope. */
+typedef struct cmd_snap_wf {
+    int64_t version, offset;
+    int32_t partition, deleted, enabled;
+    uint32_t step_count, name_len, secret_len, steps_len;
+    uint32_t reserved;
+} cmd_snap_wf;
+
 #define CMD_DELTA_HDR 7 /* kind + key length + value length */
 
 typedef struct cmd_state {
     cmd_map *resources; /* id -> cmd_resource */
     cmd_map *idem;      /* Idempotency-Key -> cmd_idem */
+    cmd_map *workflows; /* id -> cmd_workflow */
+    cmd_map *runs;      /* id -> cmd_run */
     int partitions;
-    int64_t *next_offset; /* [partitions]; 0 = from the beginning */
+    int64_t *next_offset; /* [CMD_TOPICS * partitions]: topic t, partition p at
+                             t * partitions + p (the resource topic first); 0 = from
+                             the beginning */
     uint64_t events;      /* events applied since creation or load */
     char cluster_id[64];  /* Kafka cluster the offsets refer to; "" = not known yet */
     int track;            /* 1: record changes in `delta` */
     cmd_delta delta;
 } cmd_state;
 
-/* One event as the state sees it (from Kafka or from a committed batch). */
+/* One resource event as the state sees it (from Kafka or from a committed
+ * batch); workflow and run events go through cmd_state_apply_envelope. */
 typedef struct cmd_event {
     ev_event_type type; /* EV_RESOURCE_CREATED / _UPDATED / _DELETED */
     const char *id;
@@ -224,15 +302,29 @@ typedef enum {
 typedef struct cmd_decision {
     cmd_decision_kind kind;
     int pending; /* depends on pending events of the batch: 503 if the batch fails */
-    /* APPEND */
+    /* APPEND: nevents events of the command's aggregate with consecutive
+     * versions version - nevents + 1 .. version; `version` is the last one
+     * (the answer's). `event` is events[0]. */
     ev_event_type event;
     int64_t version;
-    unsigned changed; /* CMD_F_* carried by a ResourceUpdated */
+    unsigned changed; /* CMD_F_* carried by a ResourceUpdated / WorkflowUpdated */
+    int nevents;
+    ev_event_type events[CMD_MAX_EVENTS];
+    /* APPEND of CMD_RUN_START: the workflow at decision time (committed or
+     * pending in the batch), copied into RunStarted. Owned: cmd_decision_clear. */
+    int64_t wf_version;
+    char *wf_secret;
+    uint8_t *wf_steps; /* canonical steps envelope (NULL: no steps) */
+    size_t wf_steps_len;
+    uint32_t step_count;
     /* ERROR */
     unsigned status;
     const char *code;
     char message[160];
-    int64_t current_version; /* 412/409: the aggregate's version, else 0 */
+    int64_t current_version;    /* 412/409: the aggregate's version, else 0 */
+    int has_attempt_detail;     /* CMD_RUN_ATTEMPT 409 step_mismatch / attempt_*: */
+    uint32_t current_step;      /* the run's current step */
+    uint32_t recorded_attempts; /* attempts recorded for it */
     /* REPLAY */
     cmd_idem idem;
     /* FOLLOW */
@@ -241,6 +333,8 @@ typedef struct cmd_decision {
 
 typedef struct cmd_batch {
     cmd_map *resources; /* id -> cmd_resource (pending copy) */
+    cmd_map *workflows; /* id -> cmd_workflow (pending copy) */
+    cmd_map *runs;      /* id -> cmd_run (pending copy) */
     cmd_map *keys;      /* Idempotency-Key -> the command of the batch holding it, its hash */
 } cmd_batch;
 
@@ -255,6 +349,10 @@ const cmd_resource *cmd_state_resource(const cmd_state *st, const char *id);
 const cmd_idem *cmd_state_idem(const cmd_state *st, const char *key);
 size_t cmd_state_resource_count(const cmd_state *st);
 size_t cmd_state_idem_count(const cmd_state *st);
+const cmd_workflow *cmd_state_workflow(const cmd_state *st, const char *id);
+const cmd_run *cmd_state_run(const cmd_state *st, const char *id);
+size_t cmd_state_workflow_count(const cmd_state *st);
+size_t cmd_state_run_count(const cmd_state *st);
 
 /*
  * Apply one event. Events at or below the resource's version are skipped (a
@@ -265,20 +363,59 @@ size_t cmd_state_idem_count(const cmd_state *st);
  */
 int cmd_state_apply(cmd_state *st, const cmd_event *ev, char *errstr, size_t errlen);
 
-/* Set the next offset of a partition that a read reached without events. */
+/*
+ * Apply one decoded event of any aggregate read from topic index `topic`
+ * (CMD_TOPIC_*) at (partition, offset): the path of catch-up and of committed
+ * workflow and run events (the writer decodes what it produced). Resource
+ * events go on to cmd_state_apply. Same returns as cmd_state_apply; an event
+ * whose aggregate does not belong to `topic` is KQ_ECORRUPT. The offset moves
+ * in every case.
+ */
+int cmd_state_apply_envelope(cmd_state *st, int topic, const ev_envelope *e, int32_t partition,
+                             int64_t offset, char *errstr, size_t errlen);
+
+/* Set the next offset of a partition that a read reached without events
+ * (resource topic; cmd_state_set_topic_offset for any topic). */
 void cmd_state_set_offset(cmd_state *st, int32_t partition, int64_t next);
+void cmd_state_set_topic_offset(cmd_state *st, int topic, int32_t partition, int64_t next);
 
 /* Iterate (for snapshots): calls fn for every entry; stops at a non-zero return. */
 int cmd_state_each_resource(const cmd_state *st,
                             int (*fn)(void *arg, const char *id, const cmd_resource *r), void *arg);
 int cmd_state_each_idem(const cmd_state *st,
                         int (*fn)(void *arg, const char *key, const cmd_idem *i), void *arg);
+int cmd_state_each_workflow(const cmd_state *st,
+                            int (*fn)(void *arg, const char *id, const cmd_workflow *w), void *arg);
+int cmd_state_each_run(const cmd_state *st, int (*fn)(void *arg, const char *id, const cmd_run *r),
+                       void *arg);
 
 /* Insert copies (for snapshot loading). Returns 0 or KQ_ENOMEM. */
 int cmd_state_put_resource(cmd_state *st, const char *id, const cmd_resource *r);
 int cmd_state_put_idem(cmd_state *st, const char *key, const cmd_idem *i);
+int cmd_state_put_workflow(cmd_state *st, const char *id, const cmd_workflow *w);
+int cmd_state_put_run(cmd_state *st, const char *id, const cmd_run *r);
 
-/* ---- delta (incremental snapshots) ---- */
+/* ---- steps ---- */
+
+/*
+ * The canonical steps envelope of a step list: a WorkflowUpdated holding only
+ * the steps, every other field fixed, so equal steps give equal bytes.
+ * *out is malloc'ed (caller frees). Returns 0, KQ_EINVAL (a step the codec
+ * refuses; errstr says which) or KQ_ENOMEM.
+ */
+int cmd_steps_canonical(const ev_step_list *steps, uint8_t **out, size_t *outlen, char *errstr,
+                        size_t errlen);
+
+/* Decode an envelope holding steps (a canonical one, the API's steps_env, a
+ * WorkflowCreated or a WorkflowUpdated with steps) into *e and give its step
+ * list (views into buf). Returns 0 or KQ_ECORRUPT. */
+int cmd_steps_view(const uint8_t *buf, size_t len, ev_envelope *e, ev_step_list *steps,
+                   char *errstr, size_t errlen);
+
+/* ---- delta (incremental snapshots) ----
+ * Record kinds: 'r' resource (cmd_snap_res + name + description), 'i'
+ * Idempotency-Key (cmd_idem), 'w' workflow (cmd_snap_wf + name + secret +
+ * steps), 'n' run (cmd_run). */
 
 /* Turn change tracking on or off (off by default). A state from
  * cmd_state_init starts with an empty delta marked full. */
@@ -322,11 +459,21 @@ void cmd_batch_free(cmd_batch *b);
 int cmd_batch_decide(const cmd_state *st, cmd_batch *b, const cmd_command *c, size_t index,
                      cmd_decision *d);
 
-/* The command's event as a cmd_event (for cmd_state_apply after commit). */
+/* The command's event as a cmd_event (for cmd_state_apply after commit; resource commands). */
 void cmd_command_event(const cmd_command *c, const cmd_decision *d, int32_t partition,
                        int64_t offset, cmd_event *ev);
 
-/* Free the strings a command owns (not the struct). */
+/* The HTTP status of a command's success: 201 for creates, 202 for run
+ * starts, else 200. */
+unsigned cmd_success_status(cmd_kind kind);
+
+/* The topic index (CMD_TOPIC_*) of a command's aggregate. */
+int cmd_kind_topic(cmd_kind kind);
+
+/* Free what a decision owns (the RunStarted copies); it stays usable. */
+void cmd_decision_clear(cmd_decision *d);
+
+/* Free the strings and buffers a command owns (not the struct). */
 void cmd_command_clear(cmd_command *c);
 
 /* ---- consistency tokens ---- */

@@ -20,15 +20,17 @@
 #define NBATCH_BUCKETS 12  /* batch sizes 1, 2, 4, ... 2048, +Inf */
 #define NCOMMIT_BUCKETS 12 /* commit seconds 0.5 ms, 1 ms, 2 ms, ... 1.024 s, +Inf */
 
-/* Topics whose chain heads the writer keeps: heads[t * partitions + p]; t = 0
- * is the resource topic (the only one written today; issue #6 adds the
- * workflow and run topics as t = 1, 2). */
-#define CHAIN_TOPICS 1
-#define CHAIN_RESOURCE 0
+/* Topics whose chain heads the writer keeps: heads[t * partitions + p]; t is
+ * the topic index of cmd_state.h (resource 0, workflow 1, run 2). */
+#define CHAIN_TOPICS CMD_TOPICS
+
+static const char *const agg_names[CMD_TOPICS] = {"resource", "workflow", "run"};
 
 struct cmd_writer {
     const kq_config *cfg;
-    char topic[KQ_KAFKA_TOPIC_MAX];
+    char topics[CMD_TOPICS][KQ_KAFKA_TOPIC_MAX]; /* by topic index */
+    const char *topic_ptrs[CMD_TOPICS];
+    char *topic;                          /* topics[CMD_TOPIC_RESOURCE] */
     char txn_id[KQ_KAFKA_TOPIC_MAX + 16]; /* of producer 0; producer k > 0: "<txn_id>.<k>" */
     char *snapshot_dir;
     size_t map_size;
@@ -61,9 +63,16 @@ struct cmd_writer {
     cmd_head *heads;       /* [CHAIN_TOPICS * partitions]: chain heads of the committed log
                               plus the open transaction's records */
     cmd_head *heads_saved; /* the heads when the open transaction began */
+    /* Delivery reports of the open transaction, in produce order (the
+     * messages' opaque). Writer-owned, not in the items: a report that comes
+     * late (an aborted transaction's purged messages, served during the
+     * abort after the batch was answered and its items freed) lands here. */
+    cmd_item_event *slots;
+    size_t nslots, slots_cap;
 
     /* metrics */
     atomic_uint_fast64_t m_events, m_committed, m_aborted, m_kafka_errors, m_unknown;
+    atomic_uint_fast64_t m_events_by[CMD_TOPICS]; /* committed events per aggregate type */
     atomic_uint_fast64_t m_batches[NBATCH_BUCKETS + 1];
     atomic_uint_fast64_t m_batch_sum;
     atomic_uint_fast64_t m_commit[NCOMMIT_BUCKETS + 1];
@@ -77,10 +86,21 @@ cmd_item *cmd_item_new(void)
     return calloc(1, sizeof(cmd_item));
 }
 
+static void item_values_free(cmd_item *it)
+{
+    for (int i = 0; i < CMD_MAX_EVENTS; i++) {
+        free(it->ev[i].value);
+        it->ev[i].value = NULL;
+        it->ev[i].len = 0;
+    }
+}
+
 void cmd_item_free(cmd_item *it)
 {
     if (it == NULL)
         return;
+    item_values_free(it);
+    cmd_decision_clear(&it->d);
     cmd_command_clear(&it->cmd);
     free(it);
 }
@@ -145,19 +165,38 @@ static void answer_error(cmd_item *it, unsigned status, const char *code, const 
     it->done(it, &r);
 }
 
+static void answer_refused(cmd_item *it, const cmd_decision *d)
+{
+    cmd_result r;
+    memset(&r, 0, sizeof r);
+    r.status = d->status;
+    r.code = d->code;
+    r.message = d->message;
+    r.current_version = d->current_version;
+    r.has_attempt_detail = d->has_attempt_detail;
+    r.current_step = d->current_step;
+    r.recorded_attempts = d->recorded_attempts;
+    it->done(it, &r);
+}
+
+/* `topic`: topic index of the aggregate (the token's topic); `secret`: shown
+ * as webhook_secret or NULL. */
 static void answer_ok(cmd_writer *w, cmd_item *it, unsigned status, const char *id, int64_t version,
-                      int32_t partition, int64_t offset)
+                      int topic, int32_t partition, int64_t offset, const char *secret)
 {
     char token[CMD_TOKEN_MAX] = "";
     cmd_result r;
 
     memset(&r, 0, sizeof r);
+    if (topic < 0 || topic >= CMD_TOPICS)
+        topic = CMD_TOPIC_RESOURCE;
     if (offset >= 0)
-        cmd_token_encode(w->topic, partition, offset, token, sizeof token);
+        cmd_token_encode(w->topics[topic], partition, offset, token, sizeof token);
     r.status = status;
     r.id = id;
     r.version = version;
     r.token = token;
+    r.secret = secret;
     it->done(it, &r);
 }
 
@@ -283,15 +322,15 @@ static void fail_queued(cmd_writer *w, const char *msg)
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
-    cmd_item *it = m->_private;
+    cmd_item_event *ev = m->_private;
     (void)rk;
     (void)opaque;
-    if (it == NULL)
+    if (ev == NULL)
         return;
-    it->delivered = 1;
-    it->dr_err = m->err != RD_KAFKA_RESP_ERR_NO_ERROR;
-    it->partition = m->partition;
-    it->offset = m->offset;
+    ev->delivered = 1;
+    ev->dr_err = m->err != RD_KAFKA_RESP_ERR_NO_ERROR;
+    ev->partition = m->partition;
+    ev->offset = m->offset;
 }
 
 /* Destroy every producer (the writer recreates all of them together). */
@@ -315,19 +354,21 @@ static void drop_producer(cmd_writer *w)
  */
 static void warm_producer(cmd_writer *w, rd_kafka_t *rk)
 {
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, w->topic, NULL);
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t err;
+    for (int t = 0; t < CMD_TOPICS; t++) {
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, w->topics[t], NULL);
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t err;
 
-    if (rkt == NULL)
-        return;
-    err = rd_kafka_metadata(rk, 0, rkt, &md, w->cfg->kafka_timeout_ms);
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-        kq_log_warn("metadata of %s: %s (the first transaction will fetch it)", w->topic,
-                    rd_kafka_err2str(err));
-    else
-        rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(rkt);
+        if (rkt == NULL)
+            continue;
+        err = rd_kafka_metadata(rk, 0, rkt, &md, w->cfg->kafka_timeout_ms);
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+            kq_log_warn("metadata of %s: %s (the first transaction will fetch it)", w->topics[t],
+                        rd_kafka_err2str(err));
+        else
+            rd_kafka_metadata_destroy(md);
+        rd_kafka_topic_destroy(rkt);
+    }
 }
 
 /* The transactional.id of producer k. */
@@ -393,63 +434,15 @@ static void next_producer(cmd_writer *w)
     w->producer = w->producers[w->cur];
 }
 
-static int event_from_msg(cmd_writer *w, const rd_kafka_message_t *m, char *errstr, size_t errlen)
+static int event_from_msg(cmd_writer *w, int topic, const rd_kafka_message_t *m, char *errstr,
+                          size_t errlen)
 {
     ev_envelope e;
-    cmd_event ev;
-    char id[EV_ID_MAX + 1], cid[CMD_KEY_MAX + 1], *name = NULL, *desc = NULL;
     int rc;
 
     if ((rc = ev_envelope_decode(m->payload, m->len, &e, errstr, errlen)) != 0)
         return rc;
-    if (e.aggregate_id.len == 0 || e.aggregate_id.len > EV_ID_MAX || e.command_id.len > CMD_KEY_MAX)
-        return kq_seterr(errstr, errlen, KQ_ECORRUPT, "aggregate or command id out of range");
-    memset(&ev, 0, sizeof ev);
-    memcpy(id, e.aggregate_id.ptr, e.aggregate_id.len);
-    id[e.aggregate_id.len] = '\0';
-    ev.type = e.payload_type;
-    ev.id = id;
-    ev.version = e.version;
-    ev.partition = m->partition;
-    ev.offset = m->offset;
-    if (e.command_id.ptr != NULL && e.command_id.len > 0) {
-        memcpy(cid, e.command_id.ptr, e.command_id.len);
-        cid[e.command_id.len] = '\0';
-        ev.command_id = cid;
-    }
-    if (e.command_hash.ptr != NULL && e.command_hash.len == CMD_HASH_LEN)
-        ev.command_hash = e.command_hash.ptr;
-    /* Decoded strings are views into the record; the state keeps copies. */
-    if (e.payload_type == EV_RESOURCE_CREATED || e.payload_type == EV_RESOURCE_UPDATED) {
-        ev_str nm = e.payload_type == EV_RESOURCE_CREATED ? e.payload.resource_created.name
-                                                          : e.payload.resource_updated.name;
-        ev_str ds = e.payload_type == EV_RESOURCE_CREATED ? e.payload.resource_created.description
-                                                          : e.payload.resource_updated.description;
-        if (nm.ptr != NULL) {
-            if ((name = strndup(nm.ptr, nm.len)) == NULL)
-                return KQ_ENOMEM;
-            ev.name = name;
-        }
-        if (ds.ptr != NULL) {
-            if ((desc = strndup(ds.ptr, ds.len)) == NULL) {
-                free(name);
-                return KQ_ENOMEM;
-            }
-            ev.description = desc;
-        }
-        if (e.payload_type == EV_RESOURCE_CREATED) {
-            ev.has_status = 1;
-            ev.status = (int)e.payload.resource_created.status;
-            if (ev.description == NULL)
-                ev.description = "";
-        } else {
-            ev.has_status = e.payload.resource_updated.has_status;
-            ev.status = (int)e.payload.resource_updated.status;
-        }
-    }
-    rc = cmd_state_apply(&w->st, &ev, errstr, errlen);
-    free(name);
-    free(desc);
+    rc = cmd_state_apply_envelope(&w->st, topic, &e, m->partition, m->offset, errstr, errlen);
     return rc < 0 ? rc : 0;
 }
 
@@ -457,9 +450,9 @@ static int event_from_msg(cmd_writer *w, const rd_kafka_message_t *m, char *errs
 static int reset_state(cmd_writer *w, const char *why)
 {
     int rc;
-    kq_log_warn("discarding the command-side state loaded from the snapshot: %s; reading %s "
-                "from the start",
-                why, w->topic);
+    kq_log_warn("discarding the command-side state loaded from the snapshot: %s; reading the "
+                "event topics from the start",
+                why);
     cmd_state_free(&w->st);
     memset(w->heads, 0, heads_size(w)); /* the log is read again from offset 0 */
     /* A fresh state's delta is full: its first snapshot replaces the old one. */
@@ -491,39 +484,53 @@ static int check_state_matches_log(cmd_writer *w, rd_kafka_t *rk, char *errstr, 
         if (rc != 0)
             return kq_seterr(errstr, errlen, rc, "out of memory");
     }
-    for (int p = 0; p < w->st.partitions; p++) {
-        int64_t lo = 0, hi = 0;
-        rd_kafka_resp_err_t err;
-        if (w->st.next_offset[p] == 0)
-            continue;
-        err = rd_kafka_query_watermark_offsets(rk, w->topic, p, &lo, &hi, w->cfg->kafka_timeout_ms);
-        if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-            return kq_seterr(errstr, errlen, KQ_EKAFKA, "end offsets of %s [%d]: %s", w->topic, p,
-                             rd_kafka_err2str(err));
-        if (w->st.next_offset[p] > hi) {
-            char why[200], cid2[64];
-            snprintf(why, sizeof why,
-                     "partition %d: it covers offsets up to %" PRId64
-                     " but the log ends at %" PRId64,
-                     p, w->st.next_offset[p], hi);
-            snprintf(cid2, sizeof cid2, "%s", w->st.cluster_id);
-            if ((rc = reset_state(w, why)) != 0)
-                return kq_seterr(errstr, errlen, rc, "out of memory");
-            snprintf(w->st.cluster_id, sizeof w->st.cluster_id, "%s", cid2);
-            break;
+    for (int t = 0; t < CMD_TOPICS; t++)
+        for (int p = 0; p < w->st.partitions; p++) {
+            int64_t lo = 0, hi = 0, next = w->st.next_offset[t * w->st.partitions + p];
+            rd_kafka_resp_err_t err;
+            if (next == 0)
+                continue;
+            err = rd_kafka_query_watermark_offsets(rk, w->topics[t], p, &lo, &hi,
+                                                   w->cfg->kafka_timeout_ms);
+            if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+                return kq_seterr(errstr, errlen, KQ_EKAFKA, "end offsets of %s [%d]: %s",
+                                 w->topics[t], p, rd_kafka_err2str(err));
+            if (next > hi) {
+                char why[400], cid2[64];
+                snprintf(why, sizeof why,
+                         "%s partition %d: it covers offsets up to %" PRId64
+                         " but the log ends at %" PRId64,
+                         w->topics[t], p, next, hi);
+                snprintf(cid2, sizeof cid2, "%s", w->st.cluster_id);
+                if ((rc = reset_state(w, why)) != 0)
+                    return kq_seterr(errstr, errlen, rc, "out of memory");
+                snprintf(w->st.cluster_id, sizeof w->st.cluster_id, "%s", cid2);
+                return 0;
+            }
         }
-    }
     return 0;
 }
 
-/* Read every partition of the resource topic to its end (read_committed). */
+/* The topic index of a consumed message (-1: not one of ours). */
+static int msg_topic(const cmd_writer *w, const rd_kafka_message_t *m)
+{
+    const char *name = m->rkt != NULL ? rd_kafka_topic_name(m->rkt) : NULL;
+    if (name == NULL)
+        return -1;
+    for (int t = 0; t < CMD_TOPICS; t++)
+        if (strcmp(name, w->topics[t]) == 0)
+            return t;
+    return -1;
+}
+
+/* Read every partition of the three event topics to its end (read_committed). */
 static int catch_up(cmd_writer *w, char *errstr, size_t errlen)
 {
     char group[KQ_KAFKA_TOPIC_MAX + 32];
     rd_kafka_t *c;
     rd_kafka_topic_partition_list_t *tp;
-    int np = w->st.partitions, left = np, rc = 0;
-    int *eof = calloc((size_t)np, sizeof *eof);
+    int np = w->st.partitions, left = CMD_TOPICS * np, rc = 0;
+    int *eof = calloc((size_t)(CMD_TOPICS * np), sizeof *eof);
     double last_progress = mono_s(), t0 = mono_s();
     uint64_t n = 0, before = w->st.events;
 
@@ -540,61 +547,67 @@ static int catch_up(cmd_writer *w, char *errstr, size_t errlen)
         return rc;
     }
     before = w->st.events;
-    tp = rd_kafka_topic_partition_list_new(np);
-    for (int p = 0; p < np; p++)
-        rd_kafka_topic_partition_list_add(tp, w->topic, p)->offset =
-            w->st.next_offset[p] > 0 ? w->st.next_offset[p] : RD_KAFKA_OFFSET_BEGINNING;
+    tp = rd_kafka_topic_partition_list_new(CMD_TOPICS * np);
+    for (int t = 0; t < CMD_TOPICS; t++)
+        for (int p = 0; p < np; p++) {
+            int64_t next = w->st.next_offset[t * np + p];
+            rd_kafka_topic_partition_list_add(tp, w->topics[t], p)->offset =
+                next > 0 ? next : RD_KAFKA_OFFSET_BEGINNING;
+        }
     if (rd_kafka_assign(c, tp) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        rc = kq_seterr(errstr, errlen, KQ_EKAFKA, "assign %s", w->topic);
+        rc = kq_seterr(errstr, errlen, KQ_EKAFKA, "assign the event topics");
         goto out;
     }
     while (left > 0) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 200);
+        int t, ix;
         if (m == NULL) {
             if (mono_s() - last_progress > 2.0 * w->cfg->kafka_timeout_ms / 1000.0) {
                 rc = kq_seterr(errstr, errlen, KQ_ETIMEDOUT,
-                               "reading %s: no progress for %d ms (%d partitions not at the end)",
-                               w->topic, 2 * w->cfg->kafka_timeout_ms, left);
+                               "reading the event topics: no progress for %d ms (%d partitions "
+                               "not at the end)",
+                               2 * w->cfg->kafka_timeout_ms, left);
                 goto out;
             }
             continue;
         }
         last_progress = mono_s();
+        t = msg_topic(w, m);
+        ix = t >= 0 && m->partition >= 0 && m->partition < np ? t * np + m->partition : -1;
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            if (m->partition >= 0 && m->partition < np && !eof[m->partition]) {
-                eof[m->partition] = 1;
+            if (ix >= 0 && !eof[ix]) {
+                eof[ix] = 1;
                 left--;
-                cmd_state_set_offset(&w->st, m->partition, m->offset);
+                cmd_state_set_topic_offset(&w->st, t, m->partition, m->offset);
             }
         } else if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            kq_log_warn("reading %s: %s", w->topic, rd_kafka_message_errstr(m));
+            kq_log_warn("reading %s: %s", t >= 0 ? w->topics[t] : "an event topic",
+                        rd_kafka_message_errstr(m));
             atomic_fetch_add(&w->m_kafka_errors, 1);
-        } else {
+        } else if (ix >= 0) {
             char es[256];
-            if (m->partition >= 0 && m->partition < np && eof[m->partition]) {
+            if (eof[ix]) {
                 /* Only we write; a record after EOF is our own late view. */
-                eof[m->partition] = 0;
+                eof[ix] = 0;
                 left++;
             }
-            if (m->partition >= 0 && m->partition < np &&
-                chain_set_head(&topic_heads(w, CHAIN_RESOURCE)[m->partition], m->payload, m->len) !=
-                    0) {
+            if (chain_set_head(&topic_heads(w, t)[m->partition], m->payload, m->len) != 0) {
                 rc = kq_seterr(errstr, errlen, KQ_EIO, "SHA-256 of a record failed");
                 rd_kafka_message_destroy(m);
                 goto out;
             }
-            if (event_from_msg(w, m, es, sizeof es) != 0)
-                kq_log_error("%s [%" PRId32 "] offset %" PRId64 ": cannot apply: %s", w->topic,
+            if (event_from_msg(w, t, m, es, sizeof es) != 0)
+                kq_log_error("%s [%" PRId32 "] offset %" PRId64 ": cannot apply: %s", w->topics[t],
                              m->partition, m->offset, es);
-            cmd_state_set_offset(&w->st, m->partition, m->offset + 1);
+            cmd_state_set_topic_offset(&w->st, t, m->partition, m->offset + 1);
             n++;
         }
         rd_kafka_message_destroy(m);
     }
-    kq_log_info("caught up with %s: %" PRIu64 " records read, %" PRIu64
-                " events applied, %zu resources, %.3f s",
-                w->topic, n, w->st.events - before, cmd_state_resource_count(&w->st),
-                mono_s() - t0);
+    kq_log_info("caught up with the event topics: %" PRIu64 " records read, %" PRIu64
+                " events applied, %zu resources, %zu workflows, %zu runs, %.3f s",
+                n, w->st.events - before, cmd_state_resource_count(&w->st),
+                cmd_state_workflow_count(&w->st), cmd_state_run_count(&w->st), mono_s() - t0);
 out:
     rd_kafka_topic_partition_list_destroy(tp);
     rd_kafka_consumer_close(c);
@@ -619,71 +632,190 @@ static void uuid_v4(ev_uuid *u)
     u->bytes[8] = (uint8_t)((u->bytes[8] & 0x3f) | 0x80);
 }
 
+/* Fill the payload of event `type` of command `c` (views into c and d, and
+ * into *steps_env, which holds decoded step lists). */
+static int fill_payload(const cmd_item *it, ev_event_type type, ev_envelope *e,
+                        ev_envelope *steps_env, char *errstr, size_t errlen)
+{
+    const cmd_command *c = &it->cmd;
+    const cmd_decision *d = &it->d;
+    ev_step_list steps;
+    int rc;
+
+    switch (type) {
+    case EV_RESOURCE_CREATED:
+        e->payload.resource_created.name = ev_str_c(c->name);
+        e->payload.resource_created.description = ev_str_c(c->description);
+        e->payload.resource_created.status =
+            (c->fields & CMD_F_STATUS) ? (ev_resource_status)c->status : EV_STATUS_ACTIVE;
+        break;
+    case EV_RESOURCE_UPDATED:
+        if (d->changed & CMD_F_NAME)
+            e->payload.resource_updated.name = ev_str_c(c->name);
+        if (d->changed & CMD_F_DESCRIPTION)
+            e->payload.resource_updated.description = ev_str_c(c->description);
+        if (d->changed & CMD_F_STATUS) {
+            e->payload.resource_updated.has_status = true;
+            e->payload.resource_updated.status = (ev_resource_status)c->status;
+        }
+        break;
+    case EV_WORKFLOW_CREATED:
+        e->payload.workflow_created.name = ev_str_c(c->name);
+        e->payload.workflow_created.enabled = (c->fields & CMD_F_ENABLED) ? c->enabled != 0 : 1;
+        e->payload.workflow_created.webhook_secret = ev_str_c(c->secret);
+        e->payload.workflow_created.steps = ev_step_list_of(NULL, 0);
+        if (c->steps_env != NULL) {
+            if ((rc = cmd_steps_view(c->steps_env, c->steps_env_len, steps_env, &steps, errstr,
+                                     errlen)) != 0)
+                return rc;
+            e->payload.workflow_created.steps = steps;
+        }
+        break;
+    case EV_WORKFLOW_UPDATED:
+        if (d->changed & CMD_F_NAME)
+            e->payload.workflow_updated.name = ev_str_c(c->name);
+        if (d->changed & CMD_F_SECRET)
+            e->payload.workflow_updated.webhook_secret = ev_str_c(c->secret);
+        if (d->changed & CMD_F_STEPS) {
+            if ((rc = cmd_steps_view(c->steps_env, c->steps_env_len, steps_env, &steps, errstr,
+                                     errlen)) != 0)
+                return rc;
+            e->payload.workflow_updated.steps = steps;
+        }
+        break;
+    case EV_RUN_STARTED: {
+        ev_run_started *p = &e->payload.run_started;
+        p->workflow_id = ev_str_c(c->workflow_id);
+        p->workflow_version = d->wf_version;
+        p->trigger = (ev_trigger_kind)c->trigger;
+        p->payload_json = ev_str_c(c->payload_json != NULL ? c->payload_json : "{}");
+        p->step_count = 0;
+        if (d->wf_steps != NULL) {
+            if ((rc = cmd_steps_view(d->wf_steps, d->wf_steps_len, steps_env, &steps, errstr,
+                                     errlen)) != 0)
+                return rc;
+            p->steps = steps;
+            p->step_count = steps.count;
+        }
+        if (d->wf_secret != NULL && d->wf_secret[0] != '\0')
+            p->signing_secret = ev_str_c(d->wf_secret);
+        break;
+    }
+    case EV_STEP_ATTEMPTED: {
+        ev_step_attempted *p = &e->payload.step_attempted;
+        p->step = c->step;
+        p->attempt = c->attempt;
+        p->has_status_code = c->has_status_code != 0;
+        p->status_code = c->status_code;
+        if (c->error != NULL)
+            p->error = ev_str_c(c->error);
+        p->duration_ms = c->duration_ms;
+        p->has_next_delay_ms = c->outcome == CMD_OUT_RETRY && c->has_next_delay_ms;
+        p->next_delay_ms = p->has_next_delay_ms ? c->next_delay_ms : 0;
+        if (c->delivery_id[0] != '\0')
+            p->delivery_id = ev_str_c(c->delivery_id);
+        break;
+    }
+    case EV_STEP_SUCCEEDED:
+        e->payload.step_succeeded.step = c->step;
+        e->payload.step_succeeded.attempt = c->attempt;
+        e->payload.step_succeeded.has_status_code = c->has_status_code != 0;
+        e->payload.step_succeeded.status_code = c->status_code;
+        break;
+    case EV_STEP_FAILED:
+        e->payload.step_failed.step = c->step;
+        e->payload.step_failed.attempt = c->attempt;
+        if (c->error != NULL)
+            e->payload.step_failed.error = ev_str_c(c->error);
+        break;
+    case EV_RUN_FAILED:
+        e->payload.run_failed.step = c->step;
+        if (c->error != NULL)
+            e->payload.run_failed.error = ev_str_c(c->error);
+        break;
+    default: /* ResourceDeleted, WorkflowEnabled/Disabled/Deleted, RunSucceeded: no fields */
+        break;
+    }
+    return 0;
+}
+
+/* Produce the command's events (d.nevents, consecutive versions) to its
+ * aggregate's topic, each chained on the partition's head. */
 static int produce_item(cmd_writer *w, cmd_item *it, char *errstr, size_t errlen)
 {
     const cmd_command *c = &it->cmd;
-    ev_envelope e;
+    int t = cmd_kind_topic(c->kind), part, klen, rc;
     struct timespec now;
+    int64_t occurred;
     char key[EV_ID_MAX + 32];
-    const uint8_t *buf;
-    size_t len;
-    int klen, part, rc;
     cmd_head *head;
 
     part = kq_kafka_partition_for(c->id, strlen(c->id), w->st.partitions);
     if (part < 0)
         return kq_seterr(errstr, errlen, KQ_EINVAL, "bad id %s", c->id);
-    head = &topic_heads(w, CHAIN_RESOURCE)[part];
-    ev_envelope_init(&e, it->d.event);
-    uuid_v4(&e.event_id);
+    if (it->d.nevents < 1 || it->d.nevents > CMD_MAX_EVENTS)
+        return kq_seterr(errstr, errlen, KQ_EINVAL, "bad event count %d", it->d.nevents);
+    head = &topic_heads(w, t)[part];
     clock_gettime(CLOCK_REALTIME, &now);
-    e.aggregate_id = ev_str_c(c->id);
-    e.version = it->d.version;
-    e.occurred_at_us = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
-    e.actor = ev_str_c(c->actor[0] ? c->actor : "anonymous");
-    if (c->idem_key[0])
-        e.command_id = ev_str_c(c->idem_key);
-    e.correlation_id = ev_str_c(c->correlation_id);
-    e.command_hash.ptr = c->hash;
-    e.command_hash.len = CMD_HASH_LEN;
-    if (head->set) {
-        e.prev_hash.ptr = head->hash;
-        e.prev_hash.len = CMD_CHAIN_HASH_LEN;
-    }
-    switch (it->d.event) {
-    case EV_RESOURCE_CREATED:
-        e.payload.resource_created.name = ev_str_c(c->name);
-        e.payload.resource_created.description = ev_str_c(c->description);
-        e.payload.resource_created.status =
-            (c->fields & CMD_F_STATUS) ? (ev_resource_status)c->status : EV_STATUS_ACTIVE;
-        break;
-    case EV_RESOURCE_UPDATED:
-        if (it->d.changed & CMD_F_NAME)
-            e.payload.resource_updated.name = ev_str_c(c->name);
-        if (it->d.changed & CMD_F_DESCRIPTION)
-            e.payload.resource_updated.description = ev_str_c(c->description);
-        if (it->d.changed & CMD_F_STATUS) {
-            e.payload.resource_updated.has_status = true;
-            e.payload.resource_updated.status = (ev_resource_status)c->status;
+    occurred = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+    item_values_free(it);
+    for (int i = 0; i < it->d.nevents; i++) {
+        cmd_item_event *ie = &it->ev[i], *slot;
+        ev_event_type type = it->d.events[i];
+        int64_t version = it->d.version - it->d.nevents + 1 + i;
+        ev_envelope e, steps_env;
+        const uint8_t *buf;
+        size_t len;
+
+        ev_envelope_init(&e, type);
+        uuid_v4(&e.event_id);
+        e.aggregate_id = ev_str_c(c->id);
+        e.version = version;
+        e.occurred_at_us = occurred;
+        e.actor = ev_str_c(c->actor[0] ? c->actor : "anonymous");
+        if (c->idem_key[0])
+            e.command_id = ev_str_c(c->idem_key);
+        e.correlation_id = ev_str_c(c->correlation_id);
+        e.command_hash.ptr = c->hash;
+        e.command_hash.len = CMD_HASH_LEN;
+        if (head->set) {
+            e.prev_hash.ptr = head->hash;
+            e.prev_hash.len = CMD_CHAIN_HASH_LEN;
         }
-        break;
-    default:
-        break;
+        if ((rc = fill_payload(it, type, &e, &steps_env, errstr, errlen)) != 0)
+            return rc;
+        if ((rc = ev_envelope_encode(&w->fb, &e, errstr, errlen)) != 0)
+            return rc;
+        buf = ev_fb_builder_data(&w->fb, &len);
+        klen = kq_kafka_record_key(c->id, version, key, sizeof key);
+        if (klen < 0)
+            return kq_seterr(errstr, errlen, KQ_EINVAL, "bad id %s", c->id);
+        if (t != CMD_TOPIC_RESOURCE) {
+            /* Applied to the state after commit from these bytes. */
+            if ((ie->value = malloc(len)) == NULL)
+                return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+            memcpy(ie->value, buf, len);
+            ie->len = len;
+        }
+        /* The next event of this partition chains on this one (restored if the
+         * transaction fails: run_transaction). */
+        if (chain_set_head(head, buf, len) != 0)
+            return kq_seterr(errstr, errlen, KQ_EIO, "SHA-256 of an envelope failed");
+        if (w->nslots >= w->slots_cap)
+            return kq_seterr(errstr, errlen, KQ_ERANGE, "too many events in one transaction");
+        slot = &w->slots[w->nslots++];
+        memset(slot, 0, sizeof *slot);
+        slot->offset = -1;
+        ie->delivered = 0;
+        ie->dr_err = 0;
+        ie->offset = -1;
+        if ((rc = kq_kafka_produce_event(w->producer, w->topics[t], part, key, (size_t)klen, buf,
+                                         len, ev_event_type_name(type), slot, errstr, errlen)) != 0)
+            return rc;
     }
-    if ((rc = ev_envelope_encode(&w->fb, &e, errstr, errlen)) != 0)
-        return rc;
-    buf = ev_fb_builder_data(&w->fb, &len);
-    klen = kq_kafka_record_key(c->id, it->d.version, key, sizeof key);
-    if (klen < 0)
-        return kq_seterr(errstr, errlen, KQ_EINVAL, "bad id %s", c->id);
-    /* The next event of this partition chains on this one (restored if the
-     * transaction fails: run_transaction). */
-    if (chain_set_head(head, buf, len) != 0)
-        return kq_seterr(errstr, errlen, KQ_EIO, "SHA-256 of an envelope failed");
-    it->delivered = 0;
+    it->partition = part;
     it->offset = -1;
-    return kq_kafka_produce_event(w->producer, w->topic, part, key, (size_t)klen, buf, len,
-                                  ev_event_type_name(it->d.event), it, errstr, errlen);
+    return 0;
 }
 
 /* Commit the open transaction. On failure decides what happens to the producer. */
@@ -694,6 +826,7 @@ static int run_transaction(cmd_writer *w, cmd_item **items, size_t n, size_t nap
     double t0, tbegin = mono_s(), took;
 
     memcpy(w->heads_saved, w->heads, heads_size(w));
+    w->nslots = 0;
     rc = kq_kafka_txn_begin(w->producer, errstr, errlen);
     if (rc != 0)
         goto fail;
@@ -716,20 +849,39 @@ static int run_transaction(cmd_writer *w, cmd_item **items, size_t n, size_t nap
     t0 = mono_s();
     for (;;) {
         size_t got = 0;
-        for (size_t i = 0; i < n; i++)
-            got += items[i]->d.kind == CMD_D_APPEND && items[i]->delivered;
+        for (size_t k = 0; k < w->nslots; k++)
+            got += w->slots[k].delivered != 0;
         if (got == nappend || mono_s() - t0 > 5.0)
             break;
         rd_kafka_poll(w->producer, 10);
     }
-    for (size_t i = 0; i < n; i++)
-        if (items[i]->d.kind == CMD_D_APPEND &&
-            (!items[i]->delivered || items[i]->dr_err || items[i]->offset < 0)) {
+    for (size_t i = 0, sl = 0; i < n; i++) {
+        cmd_item *it = items[i];
+        int bad = 0;
+        if (it->d.kind != CMD_D_APPEND)
+            continue;
+        for (int k = 0; k < it->d.nevents; k++) {
+            cmd_item_event *ie = &it->ev[k];
+            if (sl < w->nslots) {
+                ie->partition = w->slots[sl].partition;
+                ie->offset = w->slots[sl].offset;
+                ie->delivered = w->slots[sl].delivered;
+                ie->dr_err = w->slots[sl].dr_err;
+            }
+            sl++;
+            bad |= !ie->delivered || ie->dr_err || ie->offset < 0;
+        }
+        if (bad) {
             /* Committed, but we do not know where: re-read the log. */
             kq_log_error("transaction committed without a delivery report; re-reading the log");
             w->need_catch_up = 1;
             break;
         }
+        it->partition = it->ev[it->d.nevents - 1].partition;
+        it->offset = it->ev[it->d.nevents - 1].offset;
+        atomic_fetch_add(&w->m_events_by[cmd_kind_topic(it->cmd.kind)],
+                         (uint_fast64_t)it->d.nevents);
+    }
     atomic_fetch_add(&w->m_committed, 1);
     atomic_fetch_add(&w->m_events, nappend);
     return 0;
@@ -788,6 +940,26 @@ static void finish_abort(cmd_writer *w)
     set_why(w, "recovering from a Kafka error: %s", es);
 }
 
+/* The webhook secret an answer shows: a workflow create (its secret), an
+ * update that set a generated secret (rotate_secret); NULL otherwise. */
+static const char *answer_secret(const cmd_item *it)
+{
+    const cmd_command *c = &it->cmd;
+    if (c->kind == CMD_WF_CREATE || (c->kind == CMD_WF_UPDATE && c->secret_generated))
+        return c->secret;
+    return NULL;
+}
+
+/* A replayed answer: the secret is the workflow's current one. */
+static const char *replay_secret(cmd_writer *w, const cmd_item *it)
+{
+    const cmd_workflow *wf;
+    if (answer_secret(it) == NULL)
+        return NULL;
+    wf = cmd_state_workflow(&w->st, it->d.idem.id);
+    return wf != NULL && !wf->deleted ? wf->secret : NULL;
+}
+
 /*
  * Answering an item frees it. A CMD_D_FOLLOW item (a retry of an
  * Idempotency-Key whose original is in the same batch) reads its lead, which
@@ -798,7 +970,7 @@ static void answer_batch(cmd_writer *w, cmd_item **items, size_t n, int failed)
     for (size_t i = n; i-- > 0;) {
         cmd_item *it = items[i];
         cmd_decision *d = &it->d;
-        const cmd_resource *r;
+        int topic = cmd_kind_topic(it->cmd.kind);
 
         if (failed && (d->kind == CMD_D_APPEND || d->kind == CMD_D_FOLLOW || d->pending)) {
             answer_unavailable(w, it, "the transaction failed; retry");
@@ -806,8 +978,8 @@ static void answer_batch(cmd_writer *w, cmd_item **items, size_t n, int failed)
         }
         switch (d->kind) {
         case CMD_D_APPEND:
-            answer_ok(w, it, d->event == EV_RESOURCE_CREATED ? 201 : 200, it->cmd.id, d->version,
-                      it->partition, it->offset);
+            answer_ok(w, it, cmd_success_status(it->cmd.kind), it->cmd.id, d->version, topic,
+                      it->partition, it->offset, answer_secret(it));
             break;
         case CMD_D_FOLLOW: {
             cmd_item *lead;
@@ -816,25 +988,65 @@ static void answer_batch(cmd_writer *w, cmd_item **items, size_t n, int failed)
                 break;
             }
             lead = items[d->follow];
-            answer_ok(w, it, lead->d.event == EV_RESOURCE_CREATED ? 201 : 200, lead->cmd.id,
-                      lead->d.version, lead->partition, lead->offset);
+            answer_ok(w, it, cmd_success_status(lead->cmd.kind), lead->cmd.id, lead->d.version,
+                      cmd_kind_topic(lead->cmd.kind), lead->partition, lead->offset,
+                      answer_secret(lead));
             break;
         }
         case CMD_D_REPLAY:
-            answer_ok(w, it, d->idem.status, d->idem.id, d->idem.version, d->idem.partition,
-                      d->idem.offset);
+            answer_ok(w, it, d->idem.status, d->idem.id, d->idem.version,
+                      d->idem.aggregate >= 1 ? d->idem.aggregate - 1 : CMD_TOPIC_RESOURCE,
+                      d->idem.partition, d->idem.offset, replay_secret(w, it));
             break;
         case CMD_D_NOOP:
-            r = cmd_state_resource(&w->st, it->cmd.id);
-            if (r == NULL)
-                answer_unavailable(w, it, "state changed; retry");
-            else
-                answer_ok(w, it, 200, it->cmd.id, r->version, r->partition, r->offset);
+            if (topic == CMD_TOPIC_WORKFLOW) {
+                const cmd_workflow *wf = cmd_state_workflow(&w->st, it->cmd.id);
+                if (wf == NULL)
+                    answer_unavailable(w, it, "state changed; retry");
+                else
+                    answer_ok(w, it, 200, it->cmd.id, wf->version, topic, wf->partition, wf->offset,
+                              NULL);
+            } else {
+                const cmd_resource *r = cmd_state_resource(&w->st, it->cmd.id);
+                if (r == NULL)
+                    answer_unavailable(w, it, "state changed; retry");
+                else
+                    answer_ok(w, it, 200, it->cmd.id, r->version, topic, r->partition, r->offset,
+                              NULL);
+            }
             break;
         case CMD_D_ERROR:
         default:
-            answer_error(it, d->status, d->code, d->message, d->current_version, 0);
+            answer_refused(it, d);
             break;
+        }
+    }
+}
+
+/* Apply a committed item's events to the state: resources from the command
+ * (cmd_command_event), workflows and runs from the bytes produced. */
+static void apply_committed(cmd_writer *w, cmd_item *it)
+{
+    int t = cmd_kind_topic(it->cmd.kind);
+    char es[256];
+
+    if (t == CMD_TOPIC_RESOURCE) {
+        cmd_event ev;
+        cmd_command_event(&it->cmd, &it->d, it->ev[0].partition, it->ev[0].offset, &ev);
+        if (cmd_state_apply(&w->st, &ev, es, sizeof es) < 0) {
+            kq_log_error("applying committed event of %s: %s", it->cmd.id, es);
+            w->need_catch_up = 1;
+        }
+        return;
+    }
+    for (int k = 0; k < it->d.nevents; k++) {
+        ev_envelope e;
+        if (ev_envelope_decode(it->ev[k].value, it->ev[k].len, &e, es, sizeof es) != 0 ||
+            cmd_state_apply_envelope(&w->st, t, &e, it->ev[k].partition, it->ev[k].offset, es,
+                                     sizeof es) < 0) {
+            kq_log_error("applying committed event of %s: %s", it->cmd.id, es);
+            w->need_catch_up = 1;
+            return;
         }
     }
 }
@@ -862,13 +1074,15 @@ static void process_batch(cmd_writer *w, cmd_item **items, size_t n)
     cmd_batch_reset(&w->batch);
     for (size_t i = 0; i < n; i++) {
         if (cmd_batch_decide(&w->st, &w->batch, &items[i]->cmd, i, &items[i]->d) != 0) {
+            cmd_decision_clear(&items[i]->d);
             memset(&items[i]->d, 0, sizeof items[i]->d);
             items[i]->d.kind = CMD_D_ERROR;
             items[i]->d.status = 500;
             items[i]->d.code = "internal";
             snprintf(items[i]->d.message, sizeof items[i]->d.message, "out of memory");
         }
-        nappend += items[i]->d.kind == CMD_D_APPEND;
+        if (items[i]->d.kind == CMD_D_APPEND)
+            nappend += (size_t)items[i]->d.nevents;
     }
     if (nappend > 0) {
         while (b < NBATCH_BUCKETS && nappend > ((size_t)1 << b))
@@ -878,20 +1092,10 @@ static void process_batch(cmd_writer *w, cmd_item **items, size_t n)
         if (run_transaction(w, items, n, nappend, errstr, sizeof errstr) != 0)
             failed = 1;
     }
-    if (!failed) {
-        for (size_t i = 0; i < n; i++) {
-            cmd_event ev;
-            char es[256];
-            if (items[i]->d.kind != CMD_D_APPEND)
-                continue;
-            cmd_command_event(&items[i]->cmd, &items[i]->d, items[i]->partition, items[i]->offset,
-                              &ev);
-            if (cmd_state_apply(&w->st, &ev, es, sizeof es) < 0) {
-                kq_log_error("applying committed event of %s: %s", items[i]->cmd.id, es);
-                w->need_catch_up = 1;
-            }
-        }
-    }
+    if (!failed && !w->need_catch_up)
+        for (size_t i = 0; i < n; i++)
+            if (items[i]->d.kind == CMD_D_APPEND)
+                apply_committed(w, items[i]);
     cmd_batch_reset(&w->batch);
     answer_batch(w, items, n, failed);
     if (w->abort_pending)
@@ -918,7 +1122,7 @@ static void maybe_snapshot(cmd_writer *w, int force, int wait)
         return;
     if (w->st.events != w->events_at_snapshot || w->st.delta.full || w->st.delta.len > 0) {
         t0 = mono_s();
-        if (cmd_snapshotter_submit(w->snap, &w->st, topic_heads(w, CHAIN_RESOURCE), &full) != 0) {
+        if (cmd_snapshotter_submit(w->snap, &w->st, w->heads, &full) != 0) {
             kq_log_error("snapshot: cannot hand over the changes (out of memory); the next "
                          "snapshot is a full one");
             return;
@@ -929,8 +1133,10 @@ static void maybe_snapshot(cmd_writer *w, int force, int wait)
         if (us > atomic_load(&w->m_handover_max_us))
             atomic_store(&w->m_handover_max_us, us);
         if (full)
-            kq_log_info("snapshot: handed over the whole state (%zu resources) in %.3f ms",
-                        cmd_state_resource_count(&w->st), us / 1e3);
+            kq_log_info("snapshot: handed over the whole state (%zu resources, %zu workflows, "
+                        "%zu runs) in %.3f ms",
+                        cmd_state_resource_count(&w->st), cmd_state_workflow_count(&w->st),
+                        cmd_state_run_count(&w->st), us / 1e3);
         w->events_at_snapshot = w->st.events;
     }
     if (wait && cmd_snapshotter_flush(w->snap, es, sizeof es) != 0)
@@ -979,9 +1185,10 @@ static void *writer_main(void *arg)
             atomic_store(&w->ready, 1);
             set_why(w, "ready");
             kq_log_info("writer ready: transactional.id %s (and %d more, .1 to .%d, used in turn), "
-                        "%zu resources",
+                        "%zu resources, %zu workflows, %zu runs",
                         w->txn_id, CMD_WRITER_PRODUCERS - 1, CMD_WRITER_PRODUCERS - 1,
-                        cmd_state_resource_count(&w->st));
+                        cmd_state_resource_count(&w->st), cmd_state_workflow_count(&w->st),
+                        cmd_state_run_count(&w->st));
             continue;
         wait:
             fail_queued(w, "Kafka is unavailable; retry");
@@ -1026,7 +1233,11 @@ int cmd_writer_new(const cmd_writer_options *opts, cmd_writer **out, char *errst
     w->cfg = opts->cfg;
     w->skip_topic_setup = opts->skip_topic_setup;
     w->map_size = opts->snapshot_map_size ? opts->snapshot_map_size : ((size_t)1 << 30);
-    kq_config_topic(w->cfg, "resource", w->topic, sizeof w->topic);
+    for (int t = 0; t < CMD_TOPICS; t++) {
+        kq_config_topic(w->cfg, agg_names[t], w->topics[t], sizeof w->topics[t]);
+        w->topic_ptrs[t] = w->topics[t];
+    }
+    w->topic = w->topics[CMD_TOPIC_RESOURCE];
     snprintf(w->txn_id, sizeof w->txn_id, "%s",
              opts->transactional_id ? opts->transactional_id : "");
     if (opts->transactional_id == NULL)
@@ -1043,21 +1254,27 @@ int cmd_writer_new(const cmd_writer_options *opts, cmd_writer **out, char *errst
     }
     w->heads = calloc(1, heads_size(w));
     w->heads_saved = calloc(1, heads_size(w));
-    if (w->heads == NULL || w->heads_saved == NULL) {
+    w->slots_cap = (size_t)(w->cfg->batch_max > 0 ? w->cfg->batch_max : 1) * CMD_MAX_EVENTS;
+    w->slots = calloc(w->slots_cap, sizeof *w->slots);
+    if (w->heads == NULL || w->heads_saved == NULL || w->slots == NULL) {
         cmd_writer_free(w);
         return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
     }
     if (opts->snapshot_dir != NULL) {
         char es[512];
+        int loaded;
         if ((w->snapshot_dir = strdup(opts->snapshot_dir)) == NULL) {
             cmd_writer_free(w);
             return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
         }
-        rc = cmd_snapshot_load(w->snapshot_dir, w->map_size, &w->st, topic_heads(w, CHAIN_RESOURCE),
-                               w->topic, es, sizeof es);
+        rc = cmd_snapshot_load(w->snapshot_dir, w->map_size, &w->st, w->heads, w->topic_ptrs, es,
+                               sizeof es);
+        loaded = rc == 0;
         if (rc == 0) {
-            kq_log_info("loaded snapshot from %s: %zu resources, %zu idempotency keys",
+            kq_log_info("loaded snapshot from %s: %zu resources, %zu workflows, %zu runs, %zu "
+                        "idempotency keys",
                         w->snapshot_dir, cmd_state_resource_count(&w->st),
+                        cmd_state_workflow_count(&w->st), cmd_state_run_count(&w->st),
                         cmd_state_idem_count(&w->st));
         } else {
             if (rc != KQ_ENOTFOUND)
@@ -1070,11 +1287,14 @@ int cmd_writer_new(const cmd_writer_options *opts, cmd_writer **out, char *errst
                 return kq_seterr(errstr, errlen, rc, "out of memory");
             }
         }
-        if (rc == 0)
-            cmd_state_delta_clear(&w->st); /* loaded: nothing is new */
+        /* Loaded: nothing is new. Else the fresh state's delta stays full, so
+         * its first snapshot empties whatever the directory holds (an ignored
+         * snapshot of an older format or another log). */
+        if (loaded)
+            cmd_state_delta_clear(&w->st);
         cmd_state_track(&w->st, 1);
         w->events_at_snapshot = w->st.events;
-        if ((rc = cmd_snapshotter_new(w->snapshot_dir, w->map_size, w->topic, &w->snap, errstr,
+        if ((rc = cmd_snapshotter_new(w->snapshot_dir, w->map_size, w->topic_ptrs, &w->snap, errstr,
                                       errlen)) != 0) {
             cmd_writer_free(w);
             return rc;
@@ -1122,6 +1342,13 @@ void cmd_writer_metrics(cmd_writer *w, FILE *f)
             "transactions.\n# TYPE kcqrs_commands_events_appended_total counter\n"
             "kcqrs_commands_events_appended_total %llu\n",
             (unsigned long long)atomic_load(&w->m_events));
+    fputs("# HELP kcqrs_commands_aggregate_events_appended_total Events appended in committed "
+          "transactions, by aggregate type.\n"
+          "# TYPE kcqrs_commands_aggregate_events_appended_total counter\n",
+          f);
+    for (int t = 0; t < CMD_TOPICS; t++)
+        fprintf(f, "kcqrs_commands_aggregate_events_appended_total{aggregate=\"%s\"} %llu\n",
+                agg_names[t], (unsigned long long)atomic_load(&w->m_events_by[t]));
     fprintf(f,
             "# HELP kcqrs_commands_transactions_total Kafka transactions by result.\n"
             "# TYPE kcqrs_commands_transactions_total counter\n"
@@ -1226,6 +1453,7 @@ void cmd_writer_free(cmd_writer *w)
     cmd_state_free(&w->st);
     free(w->heads);
     free(w->heads_saved);
+    free(w->slots);
     ev_fb_builder_free(&w->fb);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);

@@ -30,14 +30,17 @@
  *   1. producers: create them and call init_transactions on each, which
  *      fences any older instance with the same transactional ids and aborts
  *      (or completes) the transactions it left open;
- *   2. catch up: read every partition of <prefix>.resource.events to the end
- *      with a read_committed consumer, from the offsets the state (loaded from
- *      the snapshot, or empty) covers, applying each event;
+ *   2. catch up: read every partition of the three event topics
+ *      (<prefix>.resource.events, .workflow.events, .run.events) to the end
+ *      with one read_committed consumer, from the offsets the state (loaded
+ *      from the snapshot, or empty) covers, applying each event;
  *   3. ready: take a batch (up to KCQRS_BATCH_MAX commands, waiting at most
  *      KCQRS_BATCH_LINGER_US after the first), decide each command against
- *      the state plus the batch overlay, begin a transaction, produce one
- *      record per APPEND decision (explicit partition, key
- *      "<id>/<version:020>", event_type header, the encoded Envelope), commit,
+ *      the state plus the batch overlay, begin a transaction, produce the
+ *      records of every APPEND decision (1..CMD_MAX_EVENTS events of one
+ *      aggregate, consecutive versions, to its aggregate's topic: explicit
+ *      partition kq_kafka_partition_for(id), key "<id>/<version:020>",
+ *      event_type header, the encoded Envelope), commit,
  *      read the offsets from the delivery reports, apply the events to the
  *      state and answer everyone. A failed transaction answers 503 +
  *      Retry-After to every command whose answer depended on it, and the state
@@ -101,10 +104,27 @@ typedef struct cmd_result {
     const char *secret;      /* CMD_WF_CREATE success (also a replay) and CMD_WF_UPDATE that
                                 set a generated secret: the workflow's webhook secret, shown
                                 once as webhook_secret; else NULL */
+    /* CMD_RUN_ATTEMPT 409 step_mismatch / attempt_recorded / attempt_gap: the
+     * run's current step and the attempts recorded for it (for the details
+     * {"field":"attempt","current_step":S,"recorded_attempts":N}) */
+    int has_attempt_detail;
+    uint32_t current_step;
+    uint32_t recorded_attempts;
 } cmd_result;
 
 typedef struct cmd_item cmd_item;
 typedef void (*cmd_done_fn)(cmd_item *it, const cmd_result *r);
+
+/* One event a command produced (writer-private; also the writer's delivery
+ * report slots). */
+typedef struct cmd_item_event {
+    int32_t partition;
+    int64_t offset;
+    int delivered, dr_err;
+    uint8_t *value; /* copy of the produced envelope (workflow and run events: applied to the
+                       state after commit through cmd_state_apply_envelope) */
+    size_t len;
+} cmd_item_event;
 
 struct cmd_item {
     cmd_command cmd;
@@ -118,9 +138,9 @@ struct cmd_item {
     struct timespec t_queued;
     cmd_item *next;
     cmd_decision d;
-    int32_t partition;
+    int32_t partition; /* of the last event (the answer's) */
     int64_t offset;
-    int delivered, dr_err;
+    cmd_item_event ev[CMD_MAX_EVENTS];
 };
 
 /* A zeroed item (malloc), owned by the caller until submitted. NULL on ENOMEM. */

@@ -35,8 +35,11 @@
 static const char usage[] =
     "usage: " PROG "\n"
     "\n"
-    "Serves the command API (POST/PUT/DELETE /api/v1/resources...) on KCQRS_COMMANDS_ADDR,\n"
-    "appending events to Kafka through one transactional producer. Stop with SIGTERM or\n"
+    "Serves the command API on KCQRS_COMMANDS_ADDR: POST/PUT/DELETE /api/v1/resources...,\n"
+    "POST/PUT/DELETE /api/v1/workflows..., POST /api/v1/workflows/{id}/runs (manual trigger),\n"
+    "POST /hooks/{workflow_id} (webhook, X-Webhook-Secret) and\n"
+    "POST /internal/v1/runs/{id}/attempts (kcqrs-worker, role worker), appending events to\n"
+    "Kafka through the single writer's transactional producers. Stop with SIGTERM or\n"
     "SIGINT (finishes queued commands and snapshots its state).\n"
     "Exit status: 0 clean stop, 1 cannot serve, 2 configuration error.\n";
 

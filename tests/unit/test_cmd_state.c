@@ -25,7 +25,11 @@
 #include <lmdb.h>
 
 /* Chain heads for snapshot loads (enough for every partition count here). */
-static cmd_head hb[16];
+static cmd_head hb[CMD_TOPICS * 16];
+
+/* The three topics' names (resource, workflow, run) of the snapshots here. */
+static const char *const TOPICS[CMD_TOPICS] = {"t", "t.wf", "t.run"};
+static const char *const OTHER[CMD_TOPICS] = {"other", "other.wf", "other.run"};
 
 /* ------------------------------------------------------------ helpers */
 
@@ -397,7 +401,8 @@ static void test_snapshot_roundtrip(void **state)
     (void)state;
     snprintf(sub, sizeof sub, "%s/a/commands", dir);
     assert_int_equal(cmd_state_init(&st, 4), 0);
-    assert_int_equal(cmd_snapshot_load(sub, 1 << 20, &st, hb, "t", err, sizeof err), KQ_ENOTFOUND);
+    assert_int_equal(cmd_snapshot_load(sub, 1 << 20, &st, hb, TOPICS, err, sizeof err),
+                     KQ_ENOTFOUND);
     for (int k = 0; k < 300; k++) {
         char id[16];
         snprintf(id, sizeof id, "r%d", k);
@@ -410,22 +415,25 @@ static void test_snapshot_roundtrip(void **state)
     cmd_command_clear(&c);
     st.next_offset[3] = 77;
     {
-        cmd_head heads[4];
+        cmd_head heads[CMD_TOPICS * 4];
         memset(heads, 0, sizeof heads);
         heads[3].set = 1;
-        for (int b = 0; b < CMD_CHAIN_HASH_LEN; b++)
+        heads[CMD_TOPIC_RUN * 4 + 1].set = 1;
+        for (int b = 0; b < CMD_CHAIN_HASH_LEN; b++) {
             heads[3].hash[b] = (uint8_t)(b * 7 + 1);
-        assert_int_equal(cmd_snapshot_save(sub, 1 << 24, &st, heads, "t", err, sizeof err), 0);
+            heads[CMD_TOPIC_RUN * 4 + 1].hash[b] = (uint8_t)(b * 3 + 2);
+        }
+        assert_int_equal(cmd_snapshot_save(sub, 1 << 24, &st, heads, TOPICS, err, sizeof err), 0);
         memset(hb, 0xee, sizeof hb);
         assert_int_equal(cmd_state_init(&back, 4), 0);
-        if (cmd_snapshot_load(sub, 1 << 24, &back, hb, "t", err, sizeof err) != 0)
+        if (cmd_snapshot_load(sub, 1 << 24, &back, hb, TOPICS, err, sizeof err) != 0)
             fail_msg("%s", err);
         assert_memory_equal(hb, heads, sizeof heads); /* the heads round-trip */
         cmd_state_free(&back);
     }
 
     assert_int_equal(cmd_state_init(&back, 4), 0);
-    if (cmd_snapshot_load(sub, 1 << 24, &back, hb, "t", err, sizeof err) != 0)
+    if (cmd_snapshot_load(sub, 1 << 24, &back, hb, TOPICS, err, sizeof err) != 0)
         fail_msg("%s", err);
     assert_int_equal(cmd_state_resource_count(&back), 300);
     assert_int_equal(cmd_state_idem_count(&back), 100);
@@ -445,11 +453,12 @@ static void test_snapshot_roundtrip(void **state)
 
     /* another topic or partition count: refused */
     assert_int_equal(cmd_state_init(&back, 4), 0);
-    assert_int_equal(cmd_snapshot_load(sub, 1 << 24, &back, hb, "other", err, sizeof err),
+    assert_int_equal(cmd_snapshot_load(sub, 1 << 24, &back, hb, OTHER, err, sizeof err),
                      KQ_ECORRUPT);
     cmd_state_free(&back);
     assert_int_equal(cmd_state_init(&back, 5), 0);
-    assert_int_equal(cmd_snapshot_load(sub, 1 << 24, &back, hb, "t", err, sizeof err), KQ_ECORRUPT);
+    assert_int_equal(cmd_snapshot_load(sub, 1 << 24, &back, hb, TOPICS, err, sizeof err),
+                     KQ_ECORRUPT);
     cmd_state_free(&back);
 
     /* without the chain heads (what a v2 writer left, or damage): refused */
@@ -468,7 +477,8 @@ static void test_snapshot_roundtrip(void **state)
         mdb_env_close(env);
     }
     assert_int_equal(cmd_state_init(&back, 4), 0);
-    assert_int_equal(cmd_snapshot_load(sub, 1 << 24, &back, hb, "t", err, sizeof err), KQ_ECORRUPT);
+    assert_int_equal(cmd_snapshot_load(sub, 1 << 24, &back, hb, TOPICS, err, sizeof err),
+                     KQ_ECORRUPT);
     assert_non_null(strstr(err, "chain heads"));
     cmd_state_free(&back);
 
@@ -492,7 +502,7 @@ static void test_snapshot_map_full(void **state)
     c = mk(CMD_CREATE, "first", "n", NULL);
     decide_commit(&st, &c, 0);
     cmd_command_clear(&c);
-    assert_int_equal(cmd_snapshot_save(dir, small, &st, NULL, "t", err, sizeof err), 0);
+    assert_int_equal(cmd_snapshot_save(dir, small, &st, NULL, TOPICS, err, sizeof err), 0);
     memset(big, 'x', sizeof big - 1);
     big[sizeof big - 1] = '\0';
     for (int k = 0; k < 200; k++) {
@@ -504,10 +514,10 @@ static void test_snapshot_map_full(void **state)
         decide_commit(&st, &c, k + 1);
         cmd_command_clear(&c);
     }
-    assert_int_equal(cmd_snapshot_save(dir, small, &st, NULL, "t", err, sizeof err), KQ_ELMDB);
+    assert_int_equal(cmd_snapshot_save(dir, small, &st, NULL, TOPICS, err, sizeof err), KQ_ELMDB);
     assert_non_null(strstr(err, "map"));
     assert_int_equal(cmd_state_init(&back, 2), 0);
-    assert_int_equal(cmd_snapshot_load(dir, small, &back, hb, "t", err, sizeof err), 0);
+    assert_int_equal(cmd_snapshot_load(dir, small, &back, hb, TOPICS, err, sizeof err), 0);
     assert_int_equal(cmd_state_resource_count(&back), 1);
     cmd_state_free(&back);
     cmd_state_free(&st);
@@ -552,7 +562,8 @@ static void assert_same_state(const cmd_state *a, const cmd_state *b)
     assert_int_equal(cmd_state_resource_count(a), cmd_state_resource_count(b));
     assert_int_equal(cmd_state_idem_count(a), cmd_state_idem_count(b));
     assert_int_equal(a->partitions, b->partitions);
-    assert_memory_equal(a->next_offset, b->next_offset, (size_t)a->partitions * sizeof(int64_t));
+    assert_memory_equal(a->next_offset, b->next_offset,
+                        (size_t)CMD_TOPICS * (size_t)a->partitions * sizeof(int64_t));
     assert_int_equal(a->events, b->events);
     assert_string_equal(a->cluster_id, b->cluster_id);
     cmd_state_each_resource(a, cmp_res, &c);
@@ -563,7 +574,7 @@ static void load_into(const char *dir, size_t map, cmd_state *back, int partitio
 {
     char err[512];
     assert_int_equal(cmd_state_init(back, partitions), 0);
-    if (cmd_snapshot_load(dir, map, back, hb, "t", err, sizeof err) != 0)
+    if (cmd_snapshot_load(dir, map, back, hb, TOPICS, err, sizeof err) != 0)
         fail_msg("%s", err);
 }
 
@@ -585,7 +596,7 @@ static void test_snapshot_incremental(void **state)
     c = mk(CMD_CREATE, "stale", "s", "stale-key");
     decide_commit(&st, &c, 0);
     cmd_command_clear(&c);
-    assert_int_equal(cmd_snapshot_save(dir, 1 << 24, &st, NULL, "t", err, sizeof err), 0);
+    assert_int_equal(cmd_snapshot_save(dir, 1 << 24, &st, NULL, TOPICS, err, sizeof err), 0);
     cmd_state_free(&st);
 
     assert_int_equal(cmd_state_init(&st, 3), 0);
@@ -600,7 +611,7 @@ static void test_snapshot_incremental(void **state)
         cmd_command_clear(&c);
     }
     assert_int_equal(st.delta.records, 75); /* 50 resources + 25 keys */
-    assert_int_equal(cmd_snapshotter_new(dir, 1 << 24, "t", &sn, err, sizeof err), 0);
+    assert_int_equal(cmd_snapshotter_new(dir, 1 << 24, TOPICS, &sn, err, sizeof err), 0);
     assert_int_equal(cmd_snapshotter_submit(sn, &st, NULL, &full), 0);
     assert_int_equal(full, 1);
     assert_int_equal(st.delta.len, 0);
@@ -641,7 +652,7 @@ static void test_snapshot_incremental(void **state)
     cmd_state_free(&back);
 
     /* nothing changed: an empty hand-over still moves the offsets */
-    assert_int_equal(cmd_snapshotter_new(dir, 1 << 24, "t", &sn, err, sizeof err), 0);
+    assert_int_equal(cmd_snapshotter_new(dir, 1 << 24, TOPICS, &sn, err, sizeof err), 0);
     st.next_offset[1] = 5;
     assert_int_equal(cmd_snapshotter_submit(sn, &st, NULL, &full), 0);
     assert_int_equal(cmd_snapshotter_flush(sn, err, sizeof err), 0);
@@ -678,7 +689,7 @@ static void test_snapshot_incremental_failure(void **state)
     c = mk(CMD_CREATE, "first", "n", NULL);
     decide_commit(&st, &c, 0);
     cmd_command_clear(&c);
-    assert_int_equal(cmd_snapshotter_new(dir, small, "t", &sn, err, sizeof err), 0);
+    assert_int_equal(cmd_snapshotter_new(dir, small, TOPICS, &sn, err, sizeof err), 0);
     assert_int_equal(cmd_snapshotter_submit(sn, &st, NULL, &full), 0);
     assert_int_equal(cmd_snapshotter_flush(sn, err, sizeof err), 0);
     for (int k = 0; k < 200; k++) {

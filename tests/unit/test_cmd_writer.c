@@ -89,6 +89,8 @@ static void start(fixture *f)
     assert_non_null(f->mc);
     snprintf(f->brokers, sizeof f->brokers, "%s", rd_kafka_mock_cluster_bootstraps(f->mc));
     assert_int_equal(rd_kafka_mock_topic_create(f->mc, "u.resource.events", 6, 1), 0);
+    assert_int_equal(rd_kafka_mock_topic_create(f->mc, "u.workflow.events", 6, 1), 0);
+    assert_int_equal(rd_kafka_mock_topic_create(f->mc, "u.run.events", 6, 1), 0);
     start_writer(f);
 }
 

@@ -1,0 +1,402 @@
+#!/usr/bin/env bats
+# workflows.bats — kcqrs-commands black-box for issue #6: workflow commands,
+# manual triggers, webhooks and the worker's attempt endpoint over HTTP,
+# checked against what the Kafka log holds (kq_offsets dump of the workflow
+# and run topics). Every refusal checks that the end offsets of all three
+# topics did not move (no event, not even an aborted transaction).
+#
+# One instance ("main") for the file, on the suite's broker, with this
+# file's topic prefix; the last test restarts it (clean stop, then SIGKILL)
+# and checks that the state came back from the snapshot and from the log.
+
+load helpers
+load commands_helpers
+load workflows_helpers
+
+setup_file() {
+    wf_make_keys
+    cmd_start main
+}
+
+teardown_file() {
+    cmd_stop_all
+}
+
+setup() {
+    cmd_use main
+}
+
+UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
+
+# ------------------------------------------------------------------ workflows
+
+@test "workflow create: 201, Location, ETag, generated webhook_secret; WorkflowCreated in the log" {
+    id=$(wf_new_id)
+    req POST /api/v1/workflows "{\"id\":\"$id\",\"name\":\"Orders\",\"actions\":[$HTTP_ACTION,$MAIL_ACTION]}"
+    [ "$CODE" = 201 ]
+    jcheck "sorted(d) == ['consistency_token', 'id', 'version', 'webhook_secret'] and d['id'] == '$id' and d['version'] == 1"
+    secret=$(jf 'd["webhook_secret"]')
+    [[ "$secret" =~ ^[0-9a-f]{64}$ ]]
+    [[ "$(hdr Location)" == */api/v1/workflows/$id ]]
+    [ "$(hdr ETag)" = '"1"' ]
+    [ "$(hdr X-Consistency-Token)" = "$(jf 'd["consistency_token"]')" ]
+
+    run agg_types "$(wf_topic)" "$id"
+    echo "$output"
+    [ "$output" = "1 WorkflowCreated" ]
+    BODY=$(agg_event "$(wf_topic)" "$id" 1)
+    echo "$BODY"
+    jcheck "d['aggregate_type'] == 'workflow' and d['actor'] == 'e2e-writer' and d['payload_type'] == 'WorkflowCreated'"
+    jcheck "d['payload']['name'] == 'Orders' and d['payload'].get('enabled', True) is True and d['payload']['webhook_secret'] == '$secret'"
+    jcheck "len(d['payload']['steps']) == 2"
+    jcheck "d['payload']['steps'][0]['name'] == 'notify' and d['payload']['steps'][0]['action_type'] == 'HttpAction'"
+    jcheck "d['payload']['steps'][0]['action']['url'] == 'https://hooks.example.com/in/{{payload.id}}'"
+    jcheck "d['payload']['steps'][0]['action']['headers'] == [{'name': 'X-Team', 'value': 'ops'}]"
+    jcheck "d['payload']['steps'][1]['action_type'] == 'EmailAction' and d['payload']['steps'][1]['action']['to'] == ['ops@example.com']"
+}
+
+@test "workflow create: a given secret and enabled=false are kept; a second create of the id is 409" {
+    id=$(wf_new_id)
+    req POST /api/v1/workflows "{\"id\":\"$id\",\"name\":\"w\",\"enabled\":false,\"secret\":\"my-Secret_1\",\"actions\":[$MAIL_ACTION]}"
+    [ "$CODE" = 201 ]
+    BODY=$(agg_event "$(wf_topic)" "$id" 1)
+    jcheck "d['payload']['webhook_secret'] == 'my-Secret_1'"
+    jcheck "d['payload'].get('enabled', False) is False"
+    before=$(all_ends_sum)
+    req POST /api/v1/workflows "{\"id\":\"$id\",\"name\":\"again\",\"actions\":[$MAIL_ACTION]}"
+    assert_error 409 version
+    jcheck "d['error']['code'] == 'conflict'"
+    assert_all_unchanged "$before"
+}
+
+@test "workflow validation: every bad body is a 400 naming the field, and nothing is appended" {
+    before=$(all_ends_sum)
+    req POST /api/v1/workflows '{"name":"w","actions":[{"type":"http","url":"ftp://x/"}]}'
+    assert_error 400 'actions[0].url'
+    jcheck "d['error']['code'] == 'validation_failed'"
+    req POST /api/v1/workflows '{"name":"w","actions":[{"type":"http","url":"http://{{payload.h}}/"}]}'
+    assert_error 400 'actions[0].url'
+    req POST /api/v1/workflows '{"name":"w","actions":[{"type":"http","url":"http://x/","headers":{"Host":"evil"}}]}'
+    assert_error 400 'actions[0].headers.Host'
+    req POST /api/v1/workflows '{"name":"w","actions":[{"type":"http","url":"http://x/","body_template":"{{payload.a"}]}'
+    assert_error 400 'actions[0].body_template'
+    req POST /api/v1/workflows '{"name":"w","actions":[{"type":"email","to":["not-an-address"],"subject":"s"}]}'
+    assert_error 400 'actions[0].to[0]'
+    req POST /api/v1/workflows '{"name":"w","actions":[{"type":"email","to":["a@b.c"],"subject":"a\nBcc: x@y.z"}]}'
+    assert_error 400 'actions[0].subject'
+    req POST /api/v1/workflows '{"name":"w","actions":[]}'
+    assert_error 400 actions
+    req POST /api/v1/workflows '{"name":"w","secret":"has space","actions":[{"type":"email","to":["a@b.c"],"subject":"s"}]}'
+    assert_error 400 secret
+    req POST /api/v1/workflows '{"name":"","color":"red","actions":[{"type":"sms"},{"type":"http","url":"http://x/","method":"get"}]}'
+    assert_error 400 name
+    assert_error 400 color
+    assert_error 400 'actions[0].type'
+    assert_error 400 'actions[1].method'
+    req POST /api/v1/workflows '{"name":'
+    assert_error 400 body
+    jcheck "d['error']['code'] == 'invalid_json'"
+    REQ_CT=text/plain req POST /api/v1/workflows '{"name":"w"}'
+    assert_error 415
+    req PUT /api/v1/workflows/whatever '{}'
+    assert_error 400 body
+    req PUT /api/v1/workflows/whatever '{"secret":"abc","rotate_secret":true}'
+    assert_error 400 rotate_secret
+    assert_all_unchanged "$before"
+}
+
+@test "workflow update: 404 unknown, 412 If-Match, enabled+name = two events, no-op = 200 without event" {
+    id=$(wf_new_id)
+    before=$(all_ends_sum)
+    req PUT "/api/v1/workflows/$id" '{"name":"x"}'
+    assert_error 404
+    req DELETE "/api/v1/workflows/$id"
+    assert_error 404
+    assert_all_unchanged "$before"
+
+    wf_create "$id"
+    before=$(all_ends_sum)
+    req PUT "/api/v1/workflows/$id" '{"name":"x"}' -H 'If-Match: "7"'
+    assert_error 412 version
+    jcheck "d['error']['details'][0]['current_version'] == 1"
+    assert_all_unchanged "$before"
+
+    req PUT "/api/v1/workflows/$id" '{"name":"renamed","enabled":false}' -H 'If-Match: "1"'
+    [ "$CODE" = 200 ]
+    jcheck "d['id'] == '$id' and d['version'] == 3 and 'webhook_secret' not in d"
+    [ "$(hdr ETag)" = '"3"' ]
+    run agg_types "$(wf_topic)" "$id"
+    echo "$output"
+    [ "$output" = "$(printf '1 WorkflowCreated\n2 WorkflowUpdated\n3 WorkflowDisabled')" ]
+    BODY=$(agg_event "$(wf_topic)" "$id" 2)
+    jcheck "d['payload'] == {'name': 'renamed'}"
+
+    before=$(all_ends_sum)
+    req PUT "/api/v1/workflows/$id" '{"name":"renamed","enabled":false}'
+    [ "$CODE" = 200 ]
+    jcheck "d['version'] == 3"
+    assert_all_unchanged "$before"
+}
+
+@test "workflow: disabled -> 409 workflow_disabled without a run; delete -> trigger 404" {
+    id=$(wf_new_id)
+    wf_create "$id"
+    req PUT "/api/v1/workflows/$id" '{"enabled":false}'
+    [ "$CODE" = 200 ]
+    before=$(all_ends_sum)
+    req POST "/api/v1/workflows/$id/runs" '{"a":1}'
+    assert_error 409
+    jcheck "d['error']['code'] == 'workflow_disabled'"
+    hook "$id" "$WF_SECRET"
+    assert_error 409
+    jcheck "d['error']['code'] == 'workflow_disabled'"
+    # a wrong secret does not learn that the workflow is disabled
+    hook "$id" "wrong-secret"
+    assert_error 401
+    assert_all_unchanged "$before"
+
+    req PUT "/api/v1/workflows/$id" '{"enabled":true}'
+    [ "$CODE" = 200 ]
+    run agg_types "$(wf_topic)" "$id"
+    [ "$output" = "$(printf '1 WorkflowCreated\n2 WorkflowDisabled\n3 WorkflowEnabled')" ]
+
+    req DELETE "/api/v1/workflows/$id"
+    [ "$CODE" = 200 ]
+    jcheck "d['version'] == 4"
+    before=$(all_ends_sum)
+    req POST "/api/v1/workflows/$id/runs" '{}'
+    assert_error 404
+    hook "$id" "$WF_SECRET"
+    assert_error 404
+    req PUT "/api/v1/workflows/$id" '{"name":"back"}'
+    assert_error 404
+    assert_all_unchanged "$before"
+}
+
+# ------------------------------------------------------------------ triggers
+
+@test "manual trigger: 202 with run_id and Location; RunStarted carries steps and signing secret" {
+    id=$(wf_new_id)
+    wf_create "$id" "[$HTTP_ACTION,$MAIL_ACTION]"
+    req POST "/api/v1/workflows/$id/runs" '{"id": "o-17", "n": [1, 2]}'
+    [ "$CODE" = 202 ]
+    jcheck "sorted(d) == ['consistency_token', 'id', 'run_id', 'version', 'workflow_id'] and d['id'] == d['run_id'] and d['workflow_id'] == '$id' and d['version'] == 1"
+    run_id=$(jf 'd["run_id"]')
+    [[ "$run_id" =~ $UUID4_RE ]]
+    [[ "$(hdr Location)" == */api/v1/runs/$run_id ]]
+    BODY=$(agg_event "$(run_topic)" "$run_id" 1)
+    echo "$BODY"
+    jcheck "d['aggregate_type'] == 'run' and d['payload_type'] == 'RunStarted' and d['actor'] == 'e2e-writer'"
+    jcheck "d['payload']['workflow_id'] == '$id' and d['payload']['workflow_version'] == 1 and d['payload'].get('trigger', 'manual') == 'manual'"
+    jcheck "json.loads(d['payload']['payload_json']) == {'id': 'o-17', 'n': [1, 2]}"
+    jcheck "d['payload']['step_count'] == 2 and len(d['payload']['steps']) == 2 and d['payload']['signing_secret'] == '$WF_SECRET'"
+
+    # An empty body is the payload {}; another body type is refused.
+    req POST "/api/v1/workflows/$id/runs" -
+    [ "$CODE" = 202 ]
+    BODY=$(agg_event "$(run_topic)" "$(jf 'd["run_id"]')" 1)
+    jcheck "d['payload']['payload_json'] == '{}'"
+    before=$(all_ends_sum)
+    req POST "/api/v1/workflows/$id/runs" '[1,2]'
+    assert_error 400 body
+    REQ_CT=text/plain req POST "/api/v1/workflows/$id/runs" 'a=1'
+    assert_error 415
+    req POST "/api/v1/workflows/no-such-wf/runs" '{}'
+    assert_error 404
+    REQ_KEY=$KQ_KEY_READER req POST "/api/v1/workflows/$id/runs" '{}'
+    assert_error 403
+    assert_all_unchanged "$before"
+}
+
+@test "trigger with Idempotency-Key: a retry answers the same run id and appends nothing" {
+    id=$(wf_new_id)
+    wf_create "$id"
+    key="trig-$RANDOM$RANDOM"
+    req POST "/api/v1/workflows/$id/runs" '{"x":1}' -H "Idempotency-Key: $key"
+    [ "$CODE" = 202 ]
+    first=$(jf 'd["run_id"]')
+    before=$(all_ends_sum)
+    req POST "/api/v1/workflows/$id/runs" '{"x":1}' -H "Idempotency-Key: $key"
+    [ "$CODE" = 202 ]
+    [ "$(jf 'd["run_id"]')" = "$first" ]
+    [[ "$(hdr Location)" == */api/v1/runs/$first ]]
+    assert_all_unchanged "$before"
+    req POST "/api/v1/workflows/$id/runs" '{"x":2}' -H "Idempotency-Key: $key"
+    assert_error 422
+    assert_all_unchanged "$before"
+
+    # A webhook retry replays only with the same secret: its hash covers it.
+    hkey="hook-$RANDOM$RANDOM"
+    hook "$id" "$WF_SECRET" '{"h":1}' -H "Idempotency-Key: $hkey"
+    [ "$CODE" = 202 ]
+    hrun=$(jf 'd["run_id"]')
+    before=$(all_ends_sum)
+    hook "$id" "$WF_SECRET" '{"h":1}' -H "Idempotency-Key: $hkey"
+    [ "$CODE" = 202 ]
+    [ "$(jf 'd["run_id"]')" = "$hrun" ]
+    hook "$id" "not-the-secret" '{"h":1}' -H "Idempotency-Key: $hkey"
+    assert_error 422
+    [[ "$BODY" != *"$hrun"* ]]
+    assert_all_unchanged "$before"
+}
+
+@test "webhook: right secret 202 (RunStarted, trigger webhook, actor webhook); wrong or missing secret 401; unknown 404" {
+    id=$(wf_new_id)
+    wf_create "$id"
+    hook "$id" "$WF_SECRET" '{"id":"h-9"}'
+    [ "$CODE" = 202 ]
+    run_id=$(jf 'd["run_id"]')
+    [ "$(jf 'd["workflow_id"]')" = "$id" ]
+    BODY=$(agg_event "$(run_topic)" "$run_id" 1)
+    echo "$BODY"
+    jcheck "d['payload']['trigger'] == 'webhook' and d['actor'] == 'webhook' and d['payload']['signing_secret'] == '$WF_SECRET'"
+    jcheck "len(d['payload']['steps']) == 1 and json.loads(d['payload']['payload_json']) == {'id': 'h-9'}"
+
+    before=$(all_ends_sum)
+    hook "$id" "wrong-secret"
+    assert_error 401
+    jcheck "d['error']['code'] == 'invalid_webhook_secret'"
+    hook "$id" "${WF_SECRET}x"
+    assert_error 401
+    hook "$id" -
+    assert_error 401
+    jcheck "d['error']['code'] == 'invalid_webhook_secret'"
+    REQ_KEY="" req POST "/hooks/$id" '{}' -H 'X-Webhook-Secret;'
+    assert_error 401
+    hook "$id" "$(printf 's%.0s' $(seq 256))"
+    assert_error 400 X-Webhook-Secret
+    hook "no-such-workflow" "$WF_SECRET"
+    assert_error 404
+    hook "$id" "$WF_SECRET" '"just a string"'
+    assert_error 400 body
+    assert_all_unchanged "$before"
+
+    # rotate_secret: the new secret is answered once; the old one stops working.
+    req PUT "/api/v1/workflows/$id" '{"rotate_secret":true}'
+    [ "$CODE" = 200 ]
+    new=$(jf 'd["webhook_secret"]')
+    [[ "$new" =~ ^[0-9a-f]{64}$ && "$new" != "$WF_SECRET" ]]
+    hook "$id" "$WF_SECRET"
+    assert_error 401
+    hook "$id" "$new"
+    [ "$CODE" = 202 ]
+}
+
+# ------------------------------------------------------------------ worker attempts
+
+@test "attempts: retry then succeeded -> RunSucceeded; repeats 409; wrong keys 401/403; bad bodies 400" {
+    id=$(wf_new_id)
+    wf_create "$id"
+    req POST "/api/v1/workflows/$id/runs" '{"id":"a1"}'
+    [ "$CODE" = 202 ]
+    run_id=$(jf 'd["run_id"]')
+
+    before=$(all_ends_sum)
+    ATTEMPT_KEY=$KQ_KEY_WRITER attempt "$run_id" 0 1 retry '"next_delay_ms":100'
+    assert_error 403
+    ATTEMPT_KEY="" attempt "$run_id" 0 1 retry '"next_delay_ms":100'
+    assert_error 401
+    attempt "$run_id" 0 1 retry
+    assert_error 400 next_delay_ms
+    attempt "$run_id" 0 1 later
+    assert_error 400 outcome
+    REQ_KEY=$KQ_KEY_WORKER req POST "/internal/v1/runs/$run_id/attempts" '{"step":0}'
+    assert_error 400 attempt
+    attempt "no-such-run" 0 1 succeeded '"status_code":200'
+    assert_error 404
+    attempt "$run_id" 0 2 retry '"next_delay_ms":100'
+    assert_error 409
+    jcheck "d['error']['code'] == 'attempt_gap'"
+    attempt "$run_id" 1 1 retry '"next_delay_ms":100'
+    assert_error 409
+    jcheck "d['error']['code'] == 'step_mismatch'"
+    assert_all_unchanged "$before"
+
+    attempt "$run_id" 0 1 retry '"status_code":503,"next_delay_ms":100'
+    [ "$CODE" = 200 ]
+    jcheck "d['id'] == '$run_id' and d['version'] == 2"
+    attempt "$run_id" 0 2 succeeded '"status_code":200'
+    [ "$CODE" = 200 ]
+    jcheck "d['version'] == 5"
+    run agg_types "$(run_topic)" "$run_id"
+    echo "$output"
+    [ "$output" = "$(printf '1 RunStarted\n2 StepAttempted\n3 StepAttempted\n4 StepSucceeded\n5 RunSucceeded')" ]
+    BODY=$(agg_event "$(run_topic)" "$run_id" 2)
+    jcheck "d['actor'] == 'e2e-worker' and d['payload'].get('step', 0) == 0 and d['payload']['attempt'] == 1 and d['payload']['status_code'] == 503 and d['payload']['next_delay_ms'] == 100 and d['payload']['delivery_id'] == '$run_id.0'"
+
+    before=$(all_ends_sum)
+    attempt "$run_id" 0 2 succeeded '"status_code":200'
+    assert_error 409
+    jcheck "d['error']['code'] in ('attempt_recorded', 'run_finished')"
+    assert_all_unchanged "$before"
+    echo "$run_id" >"$BATS_FILE_TMPDIR/finished_run"
+}
+
+@test "attempts: failed -> StepFailed + RunFailed; a repeat of a recorded attempt is 409 attempt_recorded" {
+    id=$(wf_new_id)
+    wf_create "$id" "[$HTTP_ACTION,$MAIL_ACTION]"
+    req POST "/api/v1/workflows/$id/runs" '{"id":"a2"}'
+    run_id=$(jf 'd["run_id"]')
+    attempt "$run_id" 0 1 succeeded '"status_code":204'
+    [ "$CODE" = 200 ]
+    jcheck "d['version'] == 3"
+    attempt "$run_id" 1 1 retry '"error":"smtp: 451","next_delay_ms":50'
+    [ "$CODE" = 200 ]
+    before=$(all_ends_sum)
+    attempt "$run_id" 1 1 retry '"error":"smtp: 451","next_delay_ms":50'
+    assert_error 409 attempt
+    jcheck "d['error']['code'] == 'attempt_recorded'"
+    jcheck "d['error']['details'][0]['current_step'] == 1 and d['error']['details'][0]['recorded_attempts'] == 1"
+    attempt "$run_id" 0 2 succeeded
+    assert_error 409
+    jcheck "d['error']['code'] == 'step_mismatch'"
+    assert_all_unchanged "$before"
+    echo "$run_id" >"$BATS_FILE_TMPDIR/open_run"
+
+    attempt "$run_id" 1 2 failed '"error":"smtp: 550 no such user"'
+    [ "$CODE" = 200 ]
+    run agg_types "$(run_topic)" "$run_id"
+    echo "$output"
+    [ "$output" = "$(printf '1 RunStarted\n2 StepAttempted\n3 StepSucceeded\n4 StepAttempted\n5 StepAttempted\n6 StepFailed\n7 RunFailed')" ]
+    BODY=$(agg_event "$(run_topic)" "$run_id" 7)
+    jcheck "d['payload']['step'] == 1 and d['payload']['error'] == 'smtp: 550 no such user'"
+    before=$(all_ends_sum)
+    attempt "$run_id" 1 3 retry '"next_delay_ms":5'
+    assert_error 409
+    jcheck "d['error']['code'] == 'run_finished'"
+    assert_all_unchanged "$before"
+    echo "$run_id" >"$BATS_FILE_TMPDIR/failed_run"
+}
+
+@test "restart (clean, then SIGKILL): the state comes back; the same repeats are still 409" {
+    [ -s "$BATS_FILE_TMPDIR/failed_run" ] || skip "needs the attempts tests"
+    failed=$(cat "$BATS_FILE_TMPDIR/failed_run")
+    id=$(wf_new_id)
+    wf_create "$id"
+    req POST "/api/v1/workflows/$id/runs" '{}'
+    open=$(jf 'd["run_id"]')
+    attempt "$open" 0 1 retry '"next_delay_ms":10'
+    [ "$CODE" = 200 ]
+
+    for how in stop kill; do
+        if [ "$how" = stop ]; then cmd_stop main; else cmd_kill main; fi
+        cmd_start main
+        before=$(all_ends_sum)
+        attempt "$open" 0 1 retry '"next_delay_ms":10'
+        assert_error 409
+        jcheck "d['error']['code'] == 'attempt_recorded'"
+        attempt "$failed" 1 3 retry '"next_delay_ms":5'
+        assert_error 409
+        jcheck "d['error']['code'] == 'run_finished'"
+        req POST /api/v1/workflows "{\"id\":\"$id\",\"name\":\"again\",\"actions\":[$MAIL_ACTION]}"
+        assert_error 409
+        hook "$id" "wrong"
+        assert_error 401
+        assert_all_unchanged "$before"
+    done
+    # and it still takes new attempts with the right numbers
+    attempt "$open" 0 2 succeeded '"status_code":200'
+    [ "$CODE" = 200 ]
+    run agg_types "$(run_topic)" "$open"
+    [ "$output" = "$(printf '1 RunStarted\n2 StepAttempted\n3 StepAttempted\n4 StepSucceeded\n5 RunSucceeded')" ]
+}
