@@ -1119,7 +1119,7 @@ int main(int argc, char **argv)
     memset(&o, 0, sizeof o);
     o.addr = cfg.worker_addr;
     o.limits = kq_http_limits_default();
-    o.limits.threads = 1;
+    o.limits.threads = 2;
     o.ready = ready_fn;
     o.ready_arg = &w;
     o.metrics = metrics_fn;

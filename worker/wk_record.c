@@ -228,10 +228,12 @@ static void *rec_thread(void *arg)
         while ((m = curl_multi_info_read(r->multi, &left)) != NULL) {
             rec_item *it;
             long status = 0;
+            CURLcode cres;
             if (m->msg != CURLMSG_DONE)
                 continue;
+            cres = m->data.result; /* m belongs to the handle: read it before the cleanup */
             curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&it);
-            if (m->data.result == CURLE_OK)
+            if (cres == CURLE_OK)
                 curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &status);
             curl_multi_remove_handle(r->multi, m->easy_handle);
             atomic_fetch_sub(&r->n_in_flight, 1);
@@ -253,8 +255,7 @@ static void *rec_thread(void *arg)
                 atomic_fetch_add(&r->n_retries, 1);
                 if (it->tries == 1 || it->tries % 10 == 0)
                     kq_log_warn("recording %s: %s (try %u); retrying", it->url,
-                                status ? "server error" : curl_easy_strerror(m->data.result),
-                                it->tries);
+                                status ? "server error" : curl_easy_strerror(cres), it->tries);
                 it->not_before_ms = now_ms() + backoff(r, it->tries);
                 it->next = waiting;
                 waiting = it;
