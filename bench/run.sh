@@ -382,7 +382,7 @@ if want worker; then
         echo "bench: run $run/$SVC_RUNS: worker runs" >&2
         KCQRS_BROKERS="$BROKERS" BUILD="$BUILD" BENCH_QUICK="$BENCH_QUICK" \
             run_prog worker_runs "$run" bench/bench_worker_runs.sh
-        sed -i "s/^run=$run name=worker\.runs/run=$run of=$SVC_RUNS name=worker.runs/" "$RAW"
+        sed -i -E "s/^run=$run name=worker\.(runs|trigger)/run=$run of=$SVC_RUNS name=worker.\1/" "$RAW"
     done
     phase_end worker-runs
 fi
