@@ -147,7 +147,7 @@ while :; do
         t_ready=$(now)
     fi
     ok=$(curl -s "http://127.0.0.1:$WPORT/metrics" |
-        awk '$1 == "kcqrs_worker_records_total{result=\"ok\"}" { print $2 }')
+        awk '$1 == "kcqrs_worker_records_total{result=\"ok\"}" { print $2 }') || ok=0 # not listening yet
     [ "${ok:-0}" -ge "$N" ] && break
     [ "$(date +%s)" -lt "$deadline" ] || die "only ${ok:-0} of $N runs recorded after 600 s"
     sleep 0.02
