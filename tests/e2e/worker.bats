@@ -265,6 +265,24 @@ both_assigned() {
     wk_stop w2
 }
 
+@test "rebalance while an attempt is in flight: the revoked worker finishes and records it first" {
+    # w1 (10 s timeout since the SIGKILL test) owns every partition; the
+    # receiver holds the request 5 s; w2 joins meanwhile
+    rcv_start slow 200:delay=5000
+    http_wf slow /x
+    run_start "$WF_ID"
+    kq_wait_for 20 bash -c "[[ -s '$BATS_FILE_TMPDIR/rcv-slow.log' ]]"
+    wk_start w2
+    [[ $(run_wait_end "$RUN_ID" 30) == RunSucceeded ]]
+    wk_log w1 | grep -q "waiting for 1 attempt(s) in flight"
+    run run_attempts "$RUN_ID"
+    echo "$output"
+    [[ ${#lines[@]} -eq 1 && "${lines[0]}" == "0 1 200 - $RUN_ID.0 '-'" ]]
+    sleep 1 # whoever owns the partition now has read the run: nothing is sent again
+    [[ $(rcv_log slow | wc -l) -eq 1 ]]
+    wk_stop w2
+}
+
 @test "/health, /ready and /metrics of the worker" {
     run curl -s -o /dev/null -w '%{http_code}' "$(wk_url w1)/health"
     [[ "$output" == 200 ]]
