@@ -6,8 +6,9 @@
 # topics did not move (no event, not even an aborted transaction).
 #
 # One instance ("main") for the file, on the suite's broker, with this
-# file's topic prefix; the last test restarts it (clean stop, then SIGKILL)
-# and checks that the state came back from the snapshot and from the log.
+# file's topic prefix; the last test restarts it (clean stop; SIGKILL;
+# SIGKILL with the snapshot removed) and checks that the state came back
+# from the snapshot and from the log.
 
 load helpers
 load commands_helpers
@@ -208,6 +209,32 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     assert_all_unchanged "$before"
 }
 
+@test "update actions: WorkflowUpdated holds the new steps; a run started later copies them and the version" {
+    id=$(wf_new_id)
+    wf_create "$id"
+    req POST "/api/v1/workflows/$id/runs" '{}'
+    [ "$CODE" = 202 ]
+    old_run=$(jf 'd["run_id"]')
+    req PUT "/api/v1/workflows/$id" "{\"actions\":[$MAIL_ACTION,$HTTP_ACTION]}"
+    [ "$CODE" = 200 ]
+    jcheck "d['version'] == 2"
+    BODY=$(agg_event "$(wf_topic)" "$id" 2)
+    jcheck "d['payload_type'] == 'WorkflowUpdated' and list(d['payload']) == ['steps'] and [s['action_type'] for s in d['payload']['steps']] == ['EmailAction', 'HttpAction']"
+    # the same actions again change nothing
+    before=$(all_ends_sum)
+    req PUT "/api/v1/workflows/$id" "{\"actions\":[$MAIL_ACTION,$HTTP_ACTION]}"
+    [ "$CODE" = 200 ]
+    jcheck "d['version'] == 2"
+    assert_all_unchanged "$before"
+
+    req POST "/api/v1/workflows/$id/runs" '{}'
+    [ "$CODE" = 202 ]
+    BODY=$(agg_event "$(run_topic)" "$(jf 'd["run_id"]')" 1)
+    jcheck "d['payload']['workflow_version'] == 2 and d['payload']['step_count'] == 2 and d['payload']['steps'][0]['action_type'] == 'EmailAction'"
+    BODY=$(agg_event "$(run_topic)" "$old_run" 1)
+    jcheck "d['payload']['workflow_version'] == 1 and d['payload']['step_count'] == 1"
+}
+
 @test "trigger with Idempotency-Key: a retry answers the same run id and appends nothing" {
     id=$(wf_new_id)
     wf_create "$id"
@@ -368,7 +395,7 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     echo "$run_id" >"$BATS_FILE_TMPDIR/failed_run"
 }
 
-@test "restart (clean, then SIGKILL): the state comes back; the same repeats are still 409" {
+@test "restart (clean; SIGKILL; SIGKILL without snapshot): the state comes back; the same repeats are still 409" {
     [ -s "$BATS_FILE_TMPDIR/failed_run" ] || skip "needs the attempts tests"
     failed=$(cat "$BATS_FILE_TMPDIR/failed_run")
     id=$(wf_new_id)
@@ -378,8 +405,17 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     attempt "$open" 0 1 retry '"next_delay_ms":10'
     [ "$CODE" = 200 ]
 
-    for how in stop kill; do
-        if [ "$how" = stop ]; then cmd_stop main; else cmd_kill main; fi
+    # clean stop (snapshot), SIGKILL (snapshot + log tail), SIGKILL without
+    # the snapshot (the log alone)
+    for how in stop kill wipe; do
+        case "$how" in
+        stop) cmd_stop main ;;
+        kill) cmd_kill main ;;
+        wipe)
+            cmd_kill main
+            rm -rf "$BATS_FILE_TMPDIR/lmdb-main"
+            ;;
+        esac
         cmd_start main
         before=$(all_ends_sum)
         attempt "$open" 0 1 retry '"next_delay_ms":10'

@@ -7,7 +7,8 @@
  * update with name + enabled = two events, a disabled workflow's 409; the
  * events land in their aggregate's topic, in order, chained per partition;
  * then new writers catch up from the log and from the snapshot and still
- * refuse the same attempt.
+ * refuse the same attempt; an older (v3) snapshot is read as none and
+ * replaced.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,9 +24,11 @@
 
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <lmdb.h>
 
 #include "aud_chain.h"
 #include "cmd_api.h"
+#include "cmd_snapshot.h"
 #include "cmd_writer.h"
 #include "ev_codec.h"
 #include "kq_config.h"
@@ -377,6 +380,48 @@ static void check_refusals_after_restart(fixture *f)
     assert_string_equal(o.secret, "s3cret");
 }
 
+/* Make the snapshot in `dir` look like a v3 one with a record v4 cannot read
+ * (an idempotency record of the old size) and a stale resource. */
+static void downgrade_snapshot(const char *dir)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_val k = {1, (void *)"m"}, v;
+    char *m, junk[40];
+    cmd_snap_res res;
+
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_mapsize(env, 1 << 24), 0);
+    assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, NULL, 0, &dbi), 0);
+    assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
+    m = malloc(v.mv_size);
+    assert_non_null(m);
+    memcpy(m, v.mv_data, v.mv_size);
+    assert_memory_equal(m, "kcqrs.commands.v4", 18);
+    m[16] = '3';
+    v.mv_data = m;
+    assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+    memset(junk, 1, sizeof junk);
+    k.mv_data = (void *)"i/old-key";
+    k.mv_size = 9;
+    v.mv_data = junk;
+    v.mv_size = sizeof junk;
+    assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+    memset(&res, 0, sizeof res);
+    res.version = 1;
+    k.mv_data = (void *)"r/stale";
+    k.mv_size = 7;
+    v.mv_data = &res;
+    v.mv_size = sizeof res;
+    assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    free(m);
+}
+
 static void test_workflow_run_flow(void **state)
 {
     fixture f;
@@ -510,6 +555,35 @@ static void test_workflow_run_flow(void **state)
     assert_int_equal(o.version, 4);
     read_aggregate(&f, "u.run.events", "run-2", got, sizeof got, NULL, NULL);
     assert_string_equal(got, "RunStarted@1,StepAttempted@2,StepAttempted@3,StepSucceeded@4");
+
+    /* an older snapshot (v3) with records this version cannot read is ignored:
+     * the log is read, and the first snapshot empties the directory */
+    cmd_writer_free(f.w);
+    downgrade_snapshot(dir);
+    start_writer(&f);
+    {
+        const cmd_run *r = cmd_state_run(cmd_writer_state(f.w), "run-2");
+        assert_non_null(r);
+        assert_int_equal(r->version, 4);
+        assert_int_equal(r->step, 1);
+        assert_int_equal(r->attempts, 0);
+        assert_null(cmd_state_resource(cmd_writer_state(f.w), "stale"));
+    }
+    cmd_writer_free(f.w);
+    {
+        static const char *const topics[CMD_TOPICS] = {"u.resource.events", "u.workflow.events",
+                                                       "u.run.events"};
+        cmd_state st;
+        cmd_head heads[CMD_TOPICS * 6];
+        char err[512];
+        assert_int_equal(cmd_state_init(&st, 6), 0);
+        if (cmd_snapshot_load(dir, 1 << 24, &st, heads, topics, err, sizeof err) != 0)
+            fail_msg("%s", err);
+        assert_null(cmd_state_resource(&st, "stale"));
+        assert_int_equal(cmd_state_run(&st, "run-2")->version, 4);
+        cmd_state_free(&st);
+    }
+    start_writer(&f);
     stop(&f);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     assert_int_equal(system(cmd), 0);
@@ -562,8 +636,10 @@ static void test_failed_transaction(void **state)
     wait_one(&o[0]);
     assert_int_equal(o[0].status, 202);
 
-    /* a permanent produce error: the records fail, the transaction aborts */
-    rd_kafka_mock_push_request_errors(f.mc, 0 /* Produce */, 1,
+    /* The mock cluster hands aborted records to read_committed consumers, so
+     * the transaction fails before its records are sent (AddPartitionsToTxn
+     * refused): the writer had chained them already and must forget them. */
+    rd_kafka_mock_push_request_errors(f.mc, 24 /* AddPartitionsToTxn */, 1,
                                       RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
     attempt(&f, &o[0], "run-f", 0, 1, CMD_OUT_SUCCEEDED);
     {
