@@ -40,6 +40,15 @@ setup() {
     CMD_URL=$(cat "$BATS_FILE_TMPDIR/cmd_url")
 }
 
+# w1_long_timeout: (re)start w1 with a 10 s attempt timeout, once per file, for
+# the tests whose receiver holds a request for seconds.
+w1_long_timeout() {
+    [[ -f "$BATS_FILE_TMPDIR/w1.long" ]] && return 0
+    wk_stop w1
+    KCQRS_WORKER_TIMEOUT_MS=10000 wk_start w1
+    touch "$BATS_FILE_TMPDIR/w1.long"
+}
+
 # http_wf RECEIVER PATH [EXTRA_ACTION_JSON]: a one-step workflow to the receiver.
 http_wf() {
     wf_create "{\"name\":\"wf $1\",\"secret\":\"e2e-secret-1\",\"actions\":[{\"type\":\"http\",\"url\":\"$(rcv_url "$1")$2\"${3:+,$3}}]}"
@@ -199,10 +208,8 @@ for m in msgs:
 }
 
 @test "SIGKILL of the worker mid-run: the run completes after restart, recorded steps are not sent again" {
-    # step 1 is held 3 s by the receiver: this test's worker waits up to 10 s
-    wk_stop w1
-    export KCQRS_WORKER_TIMEOUT_MS=10000
-    wk_start w1
+    # step 1 is held 3 s by the receiver: w1 waits up to 10 s, also after the restart
+    w1_long_timeout
     rcv_start multi /a=200 /b=200:delay=3000 /c=200
     u=$(rcv_url multi)
     wf_create "{\"name\":\"three\",\"actions\":[{\"type\":\"http\",\"url\":\"$u/a\"},{\"type\":\"http\",\"url\":\"$u/b\"},{\"type\":\"http\",\"url\":\"$u/c\"}]}"
@@ -210,7 +217,7 @@ for m in msgs:
     # kill the worker while step 1 is held
     kq_wait_for 20 bash -c "grep -q '\"path\":\"/b\"' '$BATS_FILE_TMPDIR/rcv-multi.log'"
     wk_kill w1
-    wk_start w1
+    KCQRS_WORKER_TIMEOUT_MS=10000 wk_start w1
     [[ $(run_wait_end "$RUN_ID" 60) == RunSucceeded ]]
     run rcv_deliveries multi
     echo "$output"
@@ -266,8 +273,8 @@ both_assigned() {
 }
 
 @test "rebalance while an attempt is in flight: the revoked worker finishes and records it first" {
-    # w1 (10 s timeout since the SIGKILL test) owns every partition; the
-    # receiver holds the request 5 s; w2 joins meanwhile
+    # w1 owns every partition; the receiver holds the request 5 s; w2 joins meanwhile
+    w1_long_timeout
     rcv_start slow 200:delay=5000
     http_wf slow /x
     run_start "$WF_ID"
@@ -281,6 +288,25 @@ both_assigned() {
     sleep 1 # whoever owns the partition now has read the run: nothing is sent again
     [[ $(rcv_log slow | wc -l) -eq 1 ]]
     wk_stop w2
+}
+
+@test "kcqrs-commands down while an attempt is recorded: the record is retried until it is back" {
+    w1_long_timeout
+    rcv_start cdown 200:delay=2000
+    http_wf cdown /x
+    before=$(wk_metric w1 kcqrs_worker_record_retries_total)
+    run_start "$WF_ID"
+    kq_wait_for 20 bash -c "[[ -s '$BATS_FILE_TMPDIR/rcv-cdown.log' ]]"
+    cmd_stop c1 # the request is held 2 s: its record finds nobody
+    sleep 3
+    [[ $(wk_metric w1 kcqrs_worker_commands_reachable) -eq 0 ]]
+    [[ $(wk_metric w1 kcqrs_worker_record_retries_total) -gt $before ]]
+    cmd_start c1
+    [[ $(run_wait_end "$RUN_ID" 30) == RunSucceeded ]]
+    run run_attempts "$RUN_ID"
+    echo "$output"
+    [[ ${#lines[@]} -eq 1 && "${lines[0]}" == "0 1 200 - $RUN_ID.0 '-'" ]]
+    [[ $(rcv_log cdown | wc -l) -eq 1 ]] # the step was not sent again
 }
 
 @test "/health, /ready and /metrics of the worker" {
