@@ -17,6 +17,10 @@
  * slow patch of the machine hits both alike; `--runs` runs.
  *
  * Usage: bench_worker [--requests N] [--concurrency C] [--runs R]
+ *        bench_worker --curl-only URL [--requests N] [--concurrency C]
+ * --curl-only: only the plain libcurl client, once, against an outside
+ * receiver at URL (bench/bench_worker_runs.sh's baseline: the same receiver
+ * the worker service sends to); prints "CURL_RATE <req/s>".
  * Prints each run, then the medians as bench/run.sh reads them:
  *   RESULT name=worker.curl_alone unit=req/s value=<median>
  *   RESULT name=worker.engine unit=req/s value=<median> baseline=worker.curl_alone target=>=0.5x
@@ -205,8 +209,13 @@ static double run_engine(const char *url, long total, long conc)
 int main(int argc, char **argv)
 {
     long total = 20000, conc = 32, runs = 5;
+    const char *only_url = NULL;
     for (int i = 1; i < argc; i++) {
         long *dst = NULL, lo = 1, hi = 0;
+        if (strcmp(argv[i], "--curl-only") == 0 && i + 1 < argc) {
+            only_url = argv[++i];
+            continue;
+        }
         if (strcmp(argv[i], "--requests") == 0)
             dst = &total, lo = SLICES, hi = 10000000;
         else if (strcmp(argv[i], "--concurrency") == 0)
@@ -214,12 +223,27 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--runs") == 0)
             dst = &runs, hi = 99;
         if (dst == NULL || i + 1 >= argc || kq_parse_long(argv[++i], lo, hi, dst) != 0) {
-            fprintf(stderr, "usage: bench_worker [--requests N] [--concurrency C] [--runs R]\n");
+            fprintf(stderr,
+                    "usage: bench_worker [--requests N] [--concurrency C] [--runs R]\n"
+                    "       bench_worker --curl-only URL [--requests N] [--concurrency C]\n");
             return 2;
         }
     }
     kq_log_init("bench_worker", KQ_LOG_ERROR, KQ_LOG_HUMAN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (only_url != NULL) {
+        if (strncmp(only_url, "http://", 7) != 0) {
+            fprintf(stderr, "bench_worker: --curl-only needs an http:// URL\n");
+            return 2;
+        }
+        double secs = run_curl(only_url, total, conc);
+        curl_global_cleanup();
+        if (secs <= 0)
+            return 1;
+        printf("CURL_RATE %.1f requests=%ld concurrency=%ld seconds=%.3f\n", (double)total / secs,
+               total, conc, secs);
+        return 0;
+    }
     ok_resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);

@@ -13,7 +13,8 @@
 #                        a raw consumer, bench_replay.sh). projector, query, replay and pg use
 #                        a private PostgreSQL started with ops/pg.sh (fsync on)
 #   BENCH_COMMANDS_RUNS=N  measured runs of the commands phase (default 3, as issue #3 asks)
-#   BENCH_SERVICE_RUNS=N   measured runs of the projector, query and replay phases (default 3)
+#   BENCH_SERVICE_RUNS=N   measured runs of the worker-service, projector, query and replay
+#                        phases (default 3)
 #   BENCH_STRICT=1       also exit non-zero when a median misses its target
 #   KCQRS_BROKERS=h:p    use this Kafka instead of starting one with ops/kafka.sh
 #
@@ -280,7 +281,14 @@ bench_kafka() {
 benches=()
 want codec && { need_bin bench_codec; benches+=(codec); }
 want http && { need_bin bench_http_noop; command -v wrk >/dev/null || die "wrk is not installed"; benches+=(http); }
-want worker && { need_bin bench_worker; benches+=(worker); }
+if want worker; then
+    need_bin bench_worker
+    for b in kcqrs-worker kcqrs-commands kcqrs-keys kcqrs-audit; do
+        [ -x "$BUILD/bin/$b" ] || die "$BUILD/bin/$b is missing (make bench builds it)"
+    done
+    [ -x "$BUILD/tests/tools/kq_receiver" ] || die "$BUILD/tests/tools/kq_receiver is missing (make builds it)"
+    benches+=(worker)
+fi
 want kafka && { need_bin bench_kafka; benches+=(kafka); }
 if want commands; then
     for b in bench_http_kqnoop bench_txn_envelopes bench_rate; do need_bin "$b"; done
@@ -361,6 +369,22 @@ if want commands; then
         bench_commands "$run"
     done
     phase_end commands
+fi
+
+# Phase 3b: the worker service (issue #6): runs/s of kcqrs-worker through a
+# one-step HTTP workflow (runs triggered beforehand; timed from the worker's
+# start until every run is recorded as succeeded) beside libcurl alone sending
+# as many requests to the same receiver (bench_worker_runs.sh).
+if want worker; then
+    start_kafka
+    phase_start
+    for run in $(seq "$SVC_RUNS"); do
+        echo "bench: run $run/$SVC_RUNS: worker runs" >&2
+        KCQRS_BROKERS="$BROKERS" BUILD="$BUILD" BENCH_QUICK="$BENCH_QUICK" \
+            run_prog worker_runs "$run" bench/bench_worker_runs.sh
+        sed -i -E "s/^run=$run name=worker\.(runs|trigger)/run=$run of=$SVC_RUNS name=worker.\1/" "$RAW"
+    done
+    phase_end worker-runs
 fi
 
 # start_pg: a private PostgreSQL (fsync on) for the phases that need one, once.

@@ -28,6 +28,7 @@ stop_service() { # name
     return 1
 }
 rc=0
+stop_service kcqrs-worker || rc=1
 stop_service kcqrs-query || rc=1
 stop_service kcqrs-projector || rc=1
 stop_service kcqrs-commands || rc=1

@@ -4,9 +4,10 @@
 # Starts (in parallel) a single-node Kafka (ops/kafka.sh) and PostgreSQL
 # (ops/pg.sh), then creates the event topics (tests/tools/kq_topics create,
 # which uses the same kq_kafka_ensure_topics() as the services), then the
-# services in the background (kcqrs-commands, kcqrs-projector, kcqrs-query:
-# pid in var/<name>.pid, log in var/<name>.log), waiting until each answers
-# /ready. Running it again
+# services in the background (kcqrs-commands, kcqrs-projector, kcqrs-query,
+# kcqrs-worker: pid in var/<name>.pid, log in var/<name>.log), waiting until
+# each answers /ready. The worker records attempts with a key of role worker
+# kept in var/worker.key (created once, like the admin key). Running it again
 # while everything runs is harmless: each part says it is already running. Data
 # lives in var/ (git-ignored) and survives `make down` / `make up`.
 # `make up` has already run ops/install-deps.sh and built everything.
@@ -14,12 +15,16 @@
 # Environment (defaults):
 #   KCQRS_KAFKA_PORT=9092 KCQRS_KAFKA_CONTROLLER_PORT=9093 KCQRS_PG_PORT=5432
 #   KCQRS_COMMANDS_ADDR=127.0.0.1:8080 KCQRS_PROJECTOR_ADDR=127.0.0.1:8082
-#   KCQRS_QUERY_ADDR=127.0.0.1:8081 KCQRS_LMDB_DIR=<var>/lmdb
+#   KCQRS_QUERY_ADDR=127.0.0.1:8081 KCQRS_WORKER_ADDR=127.0.0.1:8083
+#   KCQRS_WORKER_KEY_FILE=<var>/worker.key KCQRS_LMDB_DIR=<var>/lmdb
 #   KCQRS_VAR_DIR=<repo>/var, and the services' own settings (KCQRS_TOPIC_PREFIX,
 #   KCQRS_PARTITIONS, ...) for topic creation.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+KQ_PROG="make up"
+# shellcheck source=ops/lib.sh
+. "$REPO/ops/lib.sh"
 VAR=${KCQRS_VAR_DIR:-$REPO/var}
 KPORT=${KCQRS_KAFKA_PORT:-9092}
 CPORT=${KCQRS_KAFKA_CONTROLLER_PORT:-9093}
@@ -72,12 +77,19 @@ if [[ ! -s "$ADMIN_KEY" ]]; then
     }
     mv "$ADMIN_KEY.tmp" "$ADMIN_KEY"
 fi
+# The worker's key (role worker), created once the same way.
+WORKER_KEY=${KCQRS_WORKER_KEY_FILE:-$VAR/worker.key}
+kq_make_key "$BIN" "$KEYS_FILE" worker worker "$WORKER_KEY" || {
+    echo "make up: creating the worker key failed (if $KEYS_FILE already has 'worker', remove that line)" >&2
+    exit 1
+}
 
 # Services. Each runs in the background with its pid in var/<name>.pid and its
 # log in var/<name>.log; an already running one is left alone.
 COMMANDS_ADDR=${KCQRS_COMMANDS_ADDR:-127.0.0.1:8080}
 PROJECTOR_ADDR=${KCQRS_PROJECTOR_ADDR:-127.0.0.1:8082}
 QUERY_ADDR=${KCQRS_QUERY_ADDR:-127.0.0.1:8081}
+WORKER_ADDR=${KCQRS_WORKER_ADDR:-127.0.0.1:8083}
 start_service() { # name binary addr
     local name=$1 bin=$2 addr=$3 pidf="$VAR/$1.pid" logf="$VAR/$1.log" pid
     if [[ -s "$pidf" ]] && kill -0 "$(cat "$pidf")" 2>/dev/null; then
@@ -112,6 +124,9 @@ KCQRS_COMMANDS_ADDR="$COMMANDS_ADDR" start_service kcqrs-commands "$BIN/kcqrs-co
 # query API, which reads them, can be ready.
 KCQRS_PROJECTOR_ADDR="$PROJECTOR_ADDR" start_service kcqrs-projector "$BIN/kcqrs-projector" "$PROJECTOR_ADDR" || exit 1
 KCQRS_QUERY_ADDR="$QUERY_ADDR" start_service kcqrs-query "$BIN/kcqrs-query" "$QUERY_ADDR" || exit 1
+# The worker is ready once it joined its consumer group and kcqrs-commands answers.
+KCQRS_WORKER_ADDR="$WORKER_ADDR" KCQRS_WORKER_KEY_FILE="$WORKER_KEY" \
+    KCQRS_COMMANDS_ADDR="$COMMANDS_ADDR" start_service kcqrs-worker "$BIN/kcqrs-worker" "$WORKER_ADDR" || exit 1
 
 rel() { echo "${1#"$REPO"/}"; }
 cat <<EOF
@@ -127,6 +142,8 @@ kcqrs is up (data in $(rel "$VAR")/, kept across 'make down' / 'make up').
                 log $(rel "$VAR/kcqrs-projector.log")  LMDB read model $(rel "${KCQRS_LMDB_DIR:-$VAR/lmdb}")/readmodel
   query         http://$QUERY_ADDR  (GET /api/v1/resources, /api/v1/audit, /api/v1/status; /ready, /metrics)
                 log $(rel "$VAR/kcqrs-query.log")
+  worker        http://$WORKER_ADDR  (/ready, /metrics: runs, attempts, breakers, lag)
+                log $(rel "$VAR/kcqrs-worker.log")  key $(rel "$WORKER_KEY") (role worker)
 
 Settings for kcqrs programs and tools run from this shell:
   export KCQRS_BROKERS=$BROKERS

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/smoke_up.sh — what a user does first, checked in CI: `make up` on this
 # machine, one command through the command API, read back through the query
-# API with its consistency token, `make down`. Exit 0 when every step worked.
+# API with its consistency token, kcqrs-worker's /health, `make down`. Exit 0 when every step worked.
 # Uses the default ports (Kafka 9092/9093, PostgreSQL 5432, 8080-8082) and
 # var/ (KCQRS_VAR_DIR), like `make up` itself.
 set -euo pipefail
@@ -27,4 +27,7 @@ got=$(curl -sS -w '\n%{http_code}' "http://127.0.0.1:8081/api/v1/resources/$id" 
 [ "$(tail -n1 <<<"$got")" = 200 ] || fail "query answered: $got"
 python3 -c 'import json, sys; d = json.loads(sys.argv[1]); assert d["id"] == sys.argv[2] and d["name"] == "smoke test" and d["version"] == 1, d' \
     "$(head -n1 <<<"$got")" "$id" || fail "query returned another resource: $got"
-echo "smoke_up: make up, create, read-your-write through the query API: ok"
+wh=$(curl -sS -w '\n%{http_code}' "http://${KCQRS_WORKER_ADDR:-127.0.0.1:8083}/health") ||
+    fail "kcqrs-worker /health did not answer"
+[ "$(tail -n1 <<<"$wh")" = 200 ] || fail "kcqrs-worker /health answered: $wh"
+echo "smoke_up: make up, create, read-your-write through the query API, worker health: ok"

@@ -19,8 +19,9 @@
  *
  * Every request is logged, when it has been read, as one JSON line (to
  * --log, appended, else stdout):
- *   {"n":1,"method":"POST","path":"/hook","query":"a=1","headers":{"X-Kcqrs-Delivery":"..."},
- *    "body":"...","signature_ok":true,"answer":"500"}
+ *   {"n":1,"t_us":1795000000123456,"method":"POST","path":"/hook","query":"a=1",
+ *    "headers":{"X-Kcqrs-Delivery":"..."},"body":"...","signature_ok":true,"answer":"500"}
+ * ("t_us": arrival, wall clock in microseconds)
  * "body" is the body as a string ("body_bytes" and "body_utf8":false instead
  * when it is not UTF-8); "signature_ok" is present with --secret: whether
  * X-Kcqrs-Signature is the HMAC-SHA256 of the body under S (wk_hmac_verify).
@@ -213,7 +214,12 @@ static void log_request(struct MHD_Connection *c, size_t n, const char *method, 
     json_t *o = json_object(), *h = json_object(), *q = json_object();
     MHD_get_connection_values(c, MHD_HEADER_KIND, add_header, h);
     MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, add_query, q);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
     json_object_set_new(o, "n", json_integer((json_int_t)n));
+    /* arrival time (wall clock, microseconds): delays between attempts are checked on it */
+    json_object_set_new(o, "t_us",
+                        json_integer((json_int_t)now.tv_sec * 1000000 + now.tv_nsec / 1000));
     json_object_set_new(o, "method", json_string(method));
     json_object_set_new(o, "path", json_string(url));
     json_object_set_new(o, "query", q);

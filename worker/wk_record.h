@@ -1,0 +1,85 @@
+/*
+ * wk_record.h — the attempt-record client of kcqrs-worker: POST
+ * /internal/v1/runs/{run_id}/attempts on kcqrs-commands with the worker's
+ * Bearer key, many requests in flight at once.
+ *
+ * It runs its own thread with its own libcurl multi handle (separate from the
+ * action engine: no outbound guard, since it only talks to kcqrs-commands).
+ * wk_recorder_submit queues a record (copied) from any thread; the thread
+ * sends it; a connection error, a timeout, a 5xx or a 429 is retried with
+ * exponential backoff (same body) until an answer that is not one of those
+ * arrives or the recorder is freed. Then the result (HTTP status, "version"
+ * of a 200, error code of a 4xx) is queued for wk_recorder_take and `notify`
+ * is called (from the recorder's thread: it must only wake the owner up).
+ *
+ * Reachability: while idle the thread probes GET <base>/health every 2 s;
+ * wk_recorder_reachable says whether the last exchange with kcqrs-commands
+ * got an HTTP answer.
+ */
+#ifndef WK_RECORD_H
+#define WK_RECORD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct wk_recorder wk_recorder;
+
+typedef struct wk_record_settings {
+    const char *base_url;      /* "http://127.0.0.1:8080" (no trailing slash needed) */
+    const char *key;           /* Bearer key */
+    long timeout_ms;           /* per request (> 0) */
+    long retry_base_ms;        /* first retry delay (> 0) */
+    long retry_cap_ms;         /* bound on the retry delay (>= base) */
+    void (*notify)(void *arg); /* a result is ready (recorder thread) */
+    void *notify_arg;
+} wk_record_settings;
+
+typedef struct wk_record_result {
+    void *tag;       /* as submitted */
+    int status;      /* HTTP status of the final answer (200, 409, 4xx) */
+    int64_t version; /* 200: the answer's "version", else -1 */
+    char code[64];   /* 4xx: error.code of the answer ("attempt_recorded", ...) */
+    char message[256];
+    unsigned retries; /* sends that were retried before this answer */
+} wk_record_result;
+
+/* New recorder and its thread. NULL with errstr on a bad setting or failure. */
+wk_recorder *wk_recorder_new(const wk_record_settings *s, char *errstr, size_t errlen);
+
+/*
+ * Stop the thread and free. Records not answered yet are dropped (their
+ * results never come): the caller forgets them.
+ */
+void wk_recorder_free(wk_recorder *r);
+
+/*
+ * Queue POST <base>/internal/v1/runs/<run_id>/attempts with `body` (a JSON
+ * object, copied). 0, KQ_EINVAL (run id with characters other than
+ * [A-Za-z0-9._-]) or KQ_ENOMEM.
+ */
+int wk_recorder_submit(wk_recorder *r, const char *run_id, const char *body, void *tag);
+
+/* Move up to `max` finished results into out; returns how many. */
+size_t wk_recorder_take(wk_recorder *r, wk_record_result *out, size_t max);
+
+/* Records submitted whose result was not taken yet. */
+size_t wk_recorder_pending(wk_recorder *r);
+
+/* 1 if the last exchange with kcqrs-commands got an HTTP answer. */
+int wk_recorder_reachable(wk_recorder *r);
+
+/* Prometheus lines: kcqrs_worker_records_total{result="ok|conflict|error"},
+ * kcqrs_worker_record_retries_total, kcqrs_worker_records_in_flight. */
+void wk_recorder_metrics(wk_recorder *r, FILE *out);
+
+/*
+ * The JSON body of one record (CONTRACT6.md): outcome 1 retry, 2 succeeded,
+ * 3 failed. status_code < 0 and error NULL are omitted; next_delay_ms only
+ * for retry. Returns a malloc'd string or NULL (no memory).
+ */
+char *wk_record_body(uint32_t step, uint32_t attempt, int status_code, const char *error,
+                     int64_t duration_ms, int64_t next_delay_ms, const char *delivery_id,
+                     int outcome);
+
+#endif
