@@ -167,13 +167,11 @@ static int produce_item(cmd_writer *w, cmd_item *it, char *errstr, size_t errlen
         klen = kq_kafka_record_key(c->id, version, key, sizeof key);
         if (klen < 0)
             return kq_seterr(errstr, errlen, KQ_EINVAL, "bad id %s", c->id);
-        if (t != CMD_TOPIC_RESOURCE) {
-            /* Applied to the state after commit from these bytes. */
-            if ((ie->value = malloc(len)) == NULL)
-                return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
-            memcpy(ie->value, buf, len);
-            ie->len = len;
-        }
+        /* Applied to the state after commit from these bytes (apply_committed). */
+        if ((ie->value = malloc(len)) == NULL)
+            return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+        memcpy(ie->value, buf, len);
+        ie->len = len;
         /* The next event of this partition chains on this one (restored if the
          * transaction fails: run_transaction). */
         if (cmd_chain_set_head(head, buf, len) != 0)
@@ -314,22 +312,17 @@ static void finish_abort(cmd_writer *w)
     recover(w, es);
 }
 
-/* Apply a committed item's events to the state: resources from the command
- * (cmd_command_event), workflows and runs from the bytes produced. */
+/*
+ * Apply a committed item's events to the state from the bytes produced, through
+ * the function catch-up applies every record with (cmd_catchup_apply): the
+ * state after a commit is the state a restart reads back from the log. A
+ * failure means the two disagree: the log is read again before the next batch.
+ */
 static void apply_committed(cmd_writer *w, cmd_item *it)
 {
     int t = cmd_kind_topic(it->cmd.kind);
     char es[256];
 
-    if (t == CMD_TOPIC_RESOURCE) {
-        cmd_event ev;
-        cmd_command_event(&it->cmd, &it->d, it->ev[0].partition, it->ev[0].offset, &ev);
-        if (cmd_state_apply(&w->st, &ev, es, sizeof es) < 0) {
-            kq_log_error("applying committed event of %s: %s", it->cmd.id, es);
-            w->need_catch_up = 1;
-        }
-        return;
-    }
     for (int k = 0; k < it->d.nevents; k++) {
         if (cmd_catchup_apply(&w->st, t, it->ev[k].value, it->ev[k].len, it->ev[k].partition,
                               it->ev[k].offset, es, sizeof es) != 0) {
