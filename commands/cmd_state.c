@@ -1035,23 +1035,6 @@ void cmd_batch_free(cmd_batch *b)
     b->runs = NULL;
 }
 
-static void refuse(cmd_decision *d, unsigned status, const char *code, int64_t current,
-                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static void refuse(cmd_decision *d, unsigned status, const char *code, int64_t current,
-                   const char *fmt, ...)
-{
-    va_list ap;
-
-    d->kind = CMD_D_ERROR;
-    d->status = status;
-    d->code = code;
-    d->current_version = current;
-    va_start(ap, fmt);
-    vsnprintf(d->message, sizeof d->message, fmt, ap);
-    va_end(ap);
-}
-
 static int streq(const char *a, const char *b)
 {
     return strcmp(a ? a : "", b ? b : "") == 0;
@@ -1077,7 +1060,8 @@ static int decide_resource(const cmd_state *st, cmd_batch *b, const cmd_command 
     switch (c->kind) {
     case CMD_CREATE:
         if (cur != NULL) {
-            refuse(d, 409, "conflict", cur->version, "resource %s exists already", c->id);
+            cmd_decision_refuse(d, 409, "conflict", cur->version, "resource %s exists already",
+                                c->id);
             return 0;
         }
         d->event = EV_RESOURCE_CREATED;
@@ -1087,12 +1071,12 @@ static int decide_resource(const cmd_state *st, cmd_batch *b, const cmd_command 
     case CMD_UPDATE:
     case CMD_DELETE:
         if (cur == NULL || cur->deleted) {
-            refuse(d, 404, "not_found", 0, "resource %s does not exist", c->id);
+            cmd_decision_refuse(d, 404, "not_found", 0, "resource %s does not exist", c->id);
             return 0;
         }
         if (c->has_if_match && !c->if_match_any && c->if_match != cur->version) {
-            refuse(d, 412, "precondition_failed", cur->version,
-                   "resource %s has another version than If-Match", c->id);
+            cmd_decision_refuse(d, 412, "precondition_failed", cur->version,
+                                "resource %s has another version than If-Match", c->id);
             return 0;
         }
         d->version = cur->version + 1;
@@ -1115,7 +1099,8 @@ static int decide_resource(const cmd_state *st, cmd_batch *b, const cmd_command 
         }
         break;
     default:
-        refuse(d, 400, "unsupported", 0, "command kind %d is not handled", (int)c->kind);
+        cmd_decision_refuse(d, 400, "unsupported", 0, "command kind %d is not handled",
+                            (int)c->kind);
         return 0;
     }
     /* Record the pending event in the overlay. */
@@ -1163,14 +1148,14 @@ static int command_steps(const cmd_command *c, cmd_decision *d, uint8_t **out, s
     int rc;
 
     if (cmd_steps_view(c->steps_env, c->steps_env_len, &e, &l, es, sizeof es) != 0) {
-        refuse(d, 400, "invalid_steps", 0, "the actions cannot be read: %s", es);
+        cmd_decision_refuse(d, 400, "invalid_steps", 0, "the actions cannot be read: %s", es);
         return 1;
     }
     *count = l.count;
     if ((rc = cmd_steps_canonical(&l, out, len, es, sizeof es)) != 0) {
         if (rc == KQ_ENOMEM)
             return rc;
-        refuse(d, 400, "invalid_steps", 0, "the actions are invalid: %s", es);
+        cmd_decision_refuse(d, 400, "invalid_steps", 0, "the actions are invalid: %s", es);
         return 1;
     }
     return 0;
@@ -1188,11 +1173,13 @@ static int decide_workflow(const cmd_state *st, cmd_batch *b, const cmd_command 
     d->pending = p != NULL;
     if (c->kind == CMD_WF_CREATE) {
         if (cur != NULL) {
-            refuse(d, 409, "conflict", cur->version, "workflow %s exists already", c->id);
+            cmd_decision_refuse(d, 409, "conflict", cur->version, "workflow %s exists already",
+                                c->id);
             return 0;
         }
         if (c->name == NULL || c->secret == NULL || c->secret[0] == '\0') {
-            refuse(d, 400, "invalid_request", 0, "a workflow needs a name and a secret");
+            cmd_decision_refuse(d, 400, "invalid_request", 0,
+                                "a workflow needs a name and a secret");
             return 0;
         }
         if (c->steps_env != NULL) {
@@ -1210,12 +1197,12 @@ static int decide_workflow(const cmd_state *st, cmd_batch *b, const cmd_command 
         enabled = (c->fields & CMD_F_ENABLED) ? c->enabled != 0 : 1;
     } else {
         if (cur == NULL || cur->deleted) {
-            refuse(d, 404, "not_found", 0, "workflow %s does not exist", c->id);
+            cmd_decision_refuse(d, 404, "not_found", 0, "workflow %s does not exist", c->id);
             return 0;
         }
         if (c->has_if_match && !c->if_match_any && c->if_match != cur->version) {
-            refuse(d, 412, "precondition_failed", cur->version,
-                   "workflow %s has another version than If-Match", c->id);
+            cmd_decision_refuse(d, 412, "precondition_failed", cur->version,
+                                "workflow %s has another version than If-Match", c->id);
             return 0;
         }
         if (c->kind == CMD_WF_DELETE) {
@@ -1319,19 +1306,21 @@ static int decide_run_start(const cmd_state *st, cmd_batch *b, const cmd_command
 
     d->pending = rp != NULL || wp != NULL;
     if (run != NULL) {
-        refuse(d, 409, "conflict", run->version, "run %s exists already", c->id);
+        cmd_decision_refuse(d, 409, "conflict", run->version, "run %s exists already", c->id);
         return 0;
     }
     if (wf == NULL || wf->deleted) {
-        refuse(d, 404, "not_found", 0, "workflow %s does not exist", c->workflow_id);
+        cmd_decision_refuse(d, 404, "not_found", 0, "workflow %s does not exist", c->workflow_id);
         return 0;
     }
     if (c->has_hook_secret && !secret_matches(c->hook_secret, wf->secret)) {
-        refuse(d, 401, "invalid_webhook_secret", 0, "the webhook secret is not the workflow's");
+        cmd_decision_refuse(d, 401, "invalid_webhook_secret", 0,
+                            "the webhook secret is not the workflow's");
         return 0;
     }
     if (!wf->enabled) {
-        refuse(d, 409, "workflow_disabled", wf->version, "workflow %s is disabled", c->workflow_id);
+        cmd_decision_refuse(d, 409, "workflow_disabled", wf->version, "workflow %s is disabled",
+                            c->workflow_id);
         return 0;
     }
     if ((d->wf_secret = strdup(wf->secret ? wf->secret : "")) == NULL)
@@ -1371,42 +1360,43 @@ static int decide_run_attempt(const cmd_state *st, cmd_batch *b, const cmd_comma
 
     d->pending = p != NULL;
     if (cur == NULL) {
-        refuse(d, 404, "not_found", 0, "run %s does not exist", c->id);
+        cmd_decision_refuse(d, 404, "not_found", 0, "run %s does not exist", c->id);
         return 0;
     }
     if (cur->status != CMD_RUN_OPEN) {
-        refuse(d, 409, "run_finished", cur->version, "run %s has %s", c->id,
-               cur->status == CMD_RUN_SUCCEEDED ? "succeeded" : "failed");
+        cmd_decision_refuse(d, 409, "run_finished", cur->version, "run %s has %s", c->id,
+                            cur->status == CMD_RUN_SUCCEEDED ? "succeeded" : "failed");
         return 0;
     }
     if (c->step != cur->step || c->step >= cur->step_count) {
-        refuse(d, 409, "step_mismatch", cur->version,
-               "step %u is not the run's current step %u (of %u)", (unsigned)c->step,
-               (unsigned)cur->step, (unsigned)cur->step_count);
+        cmd_decision_refuse(d, 409, "step_mismatch", cur->version,
+                            "step %u is not the run's current step %u (of %u)", (unsigned)c->step,
+                            (unsigned)cur->step, (unsigned)cur->step_count);
         attempt_detail(d, cur);
         return 0;
     }
     if (c->attempt <= cur->attempts) {
-        refuse(d, 409, "attempt_recorded", cur->version,
-               "attempt %u of step %u is recorded already (%u recorded)", (unsigned)c->attempt,
-               (unsigned)c->step, (unsigned)cur->attempts);
+        cmd_decision_refuse(d, 409, "attempt_recorded", cur->version,
+                            "attempt %u of step %u is recorded already (%u recorded)",
+                            (unsigned)c->attempt, (unsigned)c->step, (unsigned)cur->attempts);
         attempt_detail(d, cur);
         return 0;
     }
     if (c->attempt > cur->attempts + 1) {
-        refuse(d, 409, "attempt_gap", cur->version,
-               "attempt %u of step %u follows %u recorded attempts", (unsigned)c->attempt,
-               (unsigned)c->step, (unsigned)cur->attempts);
+        cmd_decision_refuse(d, 409, "attempt_gap", cur->version,
+                            "attempt %u of step %u follows %u recorded attempts",
+                            (unsigned)c->attempt, (unsigned)c->step, (unsigned)cur->attempts);
         attempt_detail(d, cur);
         return 0;
     }
     if (c->outcome != CMD_OUT_RETRY && c->outcome != CMD_OUT_SUCCEEDED &&
         c->outcome != CMD_OUT_FAILED) {
-        refuse(d, 400, "invalid_request", 0, "unknown outcome %d", c->outcome);
+        cmd_decision_refuse(d, 400, "invalid_request", 0, "unknown outcome %d", c->outcome);
         return 0;
     }
     if ((c->outcome == CMD_OUT_RETRY) != (c->has_next_delay_ms != 0)) {
-        refuse(d, 400, "invalid_request", 0, "next_delay_ms is required iff the outcome is retry");
+        cmd_decision_refuse(d, 400, "invalid_request", 0,
+                            "next_delay_ms is required iff the outcome is retry");
         return 0;
     }
     last = c->step + 1 == cur->step_count;
@@ -1453,8 +1443,8 @@ int cmd_batch_decide(const cmd_state *st, cmd_batch *b, const cmd_command *c, si
         if (held != NULL) {
             d->pending = 1;
             if (memcmp(held->hash, c->hash, CMD_HASH_LEN) != 0) {
-                refuse(d, 422, "idempotency_key_reused", 0,
-                       "the Idempotency-Key was used with another request");
+                cmd_decision_refuse(d, 422, "idempotency_key_reused", 0,
+                                    "the Idempotency-Key was used with another request");
                 return 0;
             }
             d->kind = CMD_D_FOLLOW;
@@ -1463,8 +1453,8 @@ int cmd_batch_decide(const cmd_state *st, cmd_batch *b, const cmd_command *c, si
         }
         if (i != NULL) {
             if (i->has_hash && memcmp(i->hash, c->hash, CMD_HASH_LEN) != 0) {
-                refuse(d, 422, "idempotency_key_reused", 0,
-                       "the Idempotency-Key was used with another request");
+                cmd_decision_refuse(d, 422, "idempotency_key_reused", 0,
+                                    "the Idempotency-Key was used with another request");
                 return 0;
             }
             d->kind = CMD_D_REPLAY;
@@ -1490,7 +1480,8 @@ int cmd_batch_decide(const cmd_state *st, cmd_batch *b, const cmd_command *c, si
         rc = decide_run_attempt(st, b, c, d);
         break;
     default:
-        refuse(d, 400, "unsupported", 0, "command kind %d is not handled", (int)c->kind);
+        cmd_decision_refuse(d, 400, "unsupported", 0, "command kind %d is not handled",
+                            (int)c->kind);
         return 0;
     }
     if (rc != 0) {
@@ -1507,37 +1498,6 @@ int cmd_batch_decide(const cmd_state *st, cmd_batch *b, const cmd_command *c, si
         memcpy(held->hash, c->hash, CMD_HASH_LEN);
     }
     return 0;
-}
-
-unsigned cmd_success_status(cmd_kind kind)
-{
-    if (kind == CMD_CREATE || kind == CMD_WF_CREATE)
-        return 201;
-    return kind == CMD_RUN_START ? 202 : 200;
-}
-
-int cmd_kind_topic(cmd_kind kind)
-{
-    switch (kind) {
-    case CMD_WF_CREATE:
-    case CMD_WF_UPDATE:
-    case CMD_WF_DELETE:
-        return CMD_TOPIC_WORKFLOW;
-    case CMD_RUN_START:
-    case CMD_RUN_ATTEMPT:
-        return CMD_TOPIC_RUN;
-    default:
-        return CMD_TOPIC_RESOURCE;
-    }
-}
-
-void cmd_decision_clear(cmd_decision *d)
-{
-    free(d->wf_secret);
-    free(d->wf_steps);
-    d->wf_secret = NULL;
-    d->wf_steps = NULL;
-    d->wf_steps_len = 0;
 }
 
 void cmd_command_event(const cmd_command *c, const cmd_decision *d, int32_t partition,
@@ -1562,19 +1522,6 @@ void cmd_command_event(const cmd_command *c, const cmd_decision *d, int32_t part
     ev->command_hash = c->idem_key[0] ? c->hash : NULL;
     ev->partition = partition;
     ev->offset = offset;
-}
-
-void cmd_command_clear(cmd_command *c)
-{
-    free(c->name);
-    free(c->description);
-    free(c->secret);
-    free(c->steps_env);
-    free(c->payload_json);
-    free(c->error);
-    c->name = c->description = c->secret = c->payload_json = c->error = NULL;
-    c->steps_env = NULL;
-    c->steps_env_len = 0;
 }
 
 /* ------------------------------------------------------------------ tokens */
