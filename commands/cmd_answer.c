@@ -2,6 +2,8 @@
  * cmd_answer.c — the writer's answers; see cmd_answer.h.
  */
 #include "cmd_answer.h"
+#include "cmd_aggregate.h"
+#include "kq_token.h"
 
 #include <string.h>
 
@@ -38,14 +40,14 @@ static void answer_ok(const char *const *topics, cmd_item *it, unsigned status, 
                       int64_t version, int topic, int32_t partition, int64_t offset,
                       const char *secret)
 {
-    char token[CMD_TOKEN_MAX] = "";
+    char token[KQ_TOKEN_MAX] = "";
     cmd_result r;
 
     memset(&r, 0, sizeof r);
     if (topic < 0 || topic >= CMD_TOPICS)
         topic = CMD_TOPIC_RESOURCE;
     if (offset >= 0)
-        cmd_token_encode(topics[topic], partition, offset, token, sizeof token);
+        kq_token_encode(topics[topic], partition, offset, token, sizeof token);
     r.status = status;
     r.id = id;
     r.version = version;
@@ -60,26 +62,6 @@ void cmd_answer_unavailable(cmd_item *it, int fenced, const char *msg)
         answer_error(it, 503, "not_writer", "this instance was fenced by another writer", 0, 5);
     else
         answer_error(it, 503, "unavailable", msg, 0, 1);
-}
-
-/* The webhook secret an answer shows: a workflow create (its secret), an
- * update that set a generated secret (rotate_secret); NULL otherwise. */
-static const char *answer_secret(const cmd_item *it)
-{
-    const cmd_command *c = &it->cmd;
-    if (c->kind == CMD_WF_CREATE || (c->kind == CMD_WF_UPDATE && c->secret_generated))
-        return c->secret;
-    return NULL;
-}
-
-/* A replayed answer: the secret is the workflow's current one. */
-static const char *replay_secret(const cmd_state *st, const cmd_item *it)
-{
-    const cmd_workflow *wf;
-    if (answer_secret(it) == NULL)
-        return NULL;
-    wf = cmd_state_workflow(st, it->d.idem.id);
-    return wf != NULL && !wf->deleted ? wf->secret : NULL;
 }
 
 /*
@@ -101,7 +83,8 @@ void cmd_answer_batch(const char *const *topics, const cmd_state *st, cmd_item *
         switch (d->kind) {
         case CMD_D_APPEND:
             answer_ok(topics, it, cmd_success_status(it->cmd.kind), it->cmd.id, d->version, topic,
-                      it->partition, it->offset, answer_secret(it));
+                      it->partition, it->offset,
+                      cmd_aggregate_answer_secret(st, &it->cmd, it->cmd.id, 0));
             break;
         case CMD_D_FOLLOW: {
             cmd_item *lead;
@@ -112,31 +95,25 @@ void cmd_answer_batch(const char *const *topics, const cmd_state *st, cmd_item *
             lead = items[d->follow];
             answer_ok(topics, it, cmd_success_status(lead->cmd.kind), lead->cmd.id, lead->d.version,
                       cmd_kind_topic(lead->cmd.kind), lead->partition, lead->offset,
-                      answer_secret(lead));
+                      cmd_aggregate_answer_secret(st, &lead->cmd, lead->cmd.id, 0));
             break;
         }
         case CMD_D_REPLAY:
             answer_ok(topics, it, d->idem.status, d->idem.id, d->idem.version,
                       d->idem.aggregate >= 1 ? d->idem.aggregate - 1 : CMD_TOPIC_RESOURCE,
-                      d->idem.partition, d->idem.offset, replay_secret(st, it));
+                      d->idem.partition, d->idem.offset,
+                      cmd_aggregate_answer_secret(st, &it->cmd, d->idem.id, 1));
             break;
-        case CMD_D_NOOP:
-            if (topic == CMD_TOPIC_WORKFLOW) {
-                const cmd_workflow *wf = cmd_state_workflow(st, it->cmd.id);
-                if (wf == NULL)
-                    cmd_answer_unavailable(it, fenced, "state changed; retry");
-                else
-                    answer_ok(topics, it, 200, it->cmd.id, wf->version, topic, wf->partition,
-                              wf->offset, NULL);
-            } else {
-                const cmd_resource *r = cmd_state_resource(st, it->cmd.id);
-                if (r == NULL)
-                    cmd_answer_unavailable(it, fenced, "state changed; retry");
-                else
-                    answer_ok(topics, it, 200, it->cmd.id, r->version, topic, r->partition,
-                              r->offset, NULL);
-            }
+        case CMD_D_NOOP: {
+            int64_t version;
+            int32_t partition;
+            int64_t offset;
+            if (cmd_aggregate_position(st, topic, it->cmd.id, &version, &partition, &offset) != 0)
+                cmd_answer_unavailable(it, fenced, "state changed; retry");
+            else
+                answer_ok(topics, it, 200, it->cmd.id, version, topic, partition, offset, NULL);
             break;
+        }
         case CMD_D_ERROR:
         default:
             answer_refused(it, d);

@@ -2,6 +2,7 @@
  * cmd_catchup.c — reading the event topics to their end; see cmd_catchup.h.
  */
 #include "cmd_catchup.h"
+#include "cmd_aggregate.h"
 #include "kq_err.h"
 #include "kq_log.h"
 
@@ -16,18 +17,6 @@ static double mono_s(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-int cmd_catchup_apply(cmd_state *st, int topic, const void *value, size_t len, int32_t partition,
-                      int64_t offset, char *errstr, size_t errlen)
-{
-    ev_envelope e;
-    int rc;
-
-    if ((rc = ev_envelope_decode(value, len, &e, errstr, errlen)) != 0)
-        return rc;
-    rc = cmd_state_apply_envelope(st, topic, &e, partition, offset, errstr, errlen);
-    return rc < 0 ? rc : 0;
 }
 
 /* Forget the state (it describes another log) and read from offset 0. */
@@ -179,8 +168,8 @@ int cmd_catchup_run(cmd_catchup *c, rd_kafka_t *rk, char *errstr, size_t errlen)
                 rd_kafka_message_destroy(m);
                 goto out;
             }
-            if (cmd_catchup_apply(st, t, m->payload, m->len, m->partition, m->offset, es,
-                                  sizeof es) != 0)
+            if (cmd_aggregate_apply(st, t, m->payload, m->len, m->partition, m->offset, es,
+                                    sizeof es) < 0)
                 kq_log_error("%s [%" PRId32 "] offset %" PRId64 ": cannot apply: %s", c->topics[t],
                              m->partition, m->offset, es);
             cmd_state_set_topic_offset(st, t, m->partition, m->offset + 1);

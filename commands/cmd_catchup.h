@@ -9,12 +9,11 @@
  *   from the snapshot, or empty) covers: cmd_catchup_run. Each record moves
  *   the chain head of its partition (whatever it holds: a record the writer
  *   cannot apply, or one written by someone else, is still the previous record
- *   of the next event) and is applied to the state by cmd_catchup_apply
- *   (events already in the state are skipped by version).
- *
- *   cmd_catchup_apply is THE apply path of the command side: the writer
- *   applies each committed event from the bytes it produced through it too,
- *   so the state after a commit is the state a restart would read back.
+ *   of the next event) and is applied to the state by cmd_aggregate_apply
+ *   (events already in the state are skipped by version): the one apply path
+ *   of the command side, which the writer also takes for each event it
+ *   committed (from the bytes it produced), so the state after a commit is
+ *   the state a restart would read back.
  *
  *   First the state is checked against the log (cmd_catchup_check_state): a
  *   state of another Kafka cluster, or covering offsets past a partition's
@@ -46,15 +45,6 @@ typedef struct cmd_catchup {
     int track;                 /* a discarded state records its delta (snapshots are on) */
     int reset;                 /* out: set to 1 when the state was discarded */
 } cmd_catchup;
-
-/*
- * Apply one record's value, exactly as stored in Kafka, of topic index `topic`
- * at (partition, offset) to st: decode the envelope, then
- * cmd_state_apply_envelope. 0 when applied or skipped (already in the state);
- * a negative code with errstr otherwise (the state is unchanged).
- */
-int cmd_catchup_apply(cmd_state *st, int topic, const void *value, size_t len, int32_t partition,
-                      int64_t offset, char *errstr, size_t errlen);
 
 /* Does the state describe the log `rk` reaches? If not, discard it (c->reset).
  * Sets the state's cluster id. 0, or KQ_EKAFKA / KQ_ENOMEM. */

@@ -64,7 +64,7 @@ typedef struct cmd_item_event {
     int64_t offset;
     int delivered, dr_err;
     uint8_t *value; /* copy of the produced envelope (applied to the state after commit
-                       through cmd_catchup_apply, as catch-up applies a record) */
+                       through cmd_aggregate_apply, as catch-up applies a record) */
     size_t len;
 } cmd_item_event;
 

@@ -2,6 +2,7 @@
  * cmd_wmetrics.c — the writer's Prometheus metrics; see cmd_wmetrics.h.
  */
 #include "cmd_wmetrics.h"
+#include "cmd_aggregate.h"
 
 void cmd_wmetrics_batch(cmd_wmetrics *m, size_t nappend)
 {
@@ -29,8 +30,7 @@ void cmd_wmetrics_handover(cmd_wmetrics *m, uint64_t us)
         atomic_store(&m->handover_max_us, us);
 }
 
-void cmd_wmetrics_print(cmd_wmetrics *m, FILE *f, const char *const names[CMD_TOPICS],
-                        cmd_snapshotter *snap, int ready, int fenced)
+void cmd_wmetrics_print(cmd_wmetrics *m, FILE *f, cmd_snapshotter *snap, int ready, int fenced)
 {
     uint64_t cum = 0;
 
@@ -45,7 +45,7 @@ void cmd_wmetrics_print(cmd_wmetrics *m, FILE *f, const char *const names[CMD_TO
           f);
     for (int t = 0; t < CMD_TOPICS; t++)
         fprintf(f, "kcqrs_commands_aggregate_events_appended_total{aggregate=\"%s\"} %llu\n",
-                names[t], (unsigned long long)atomic_load(&m->events_by[t]));
+                cmd_aggregate_get(t)->name, (unsigned long long)atomic_load(&m->events_by[t]));
     fprintf(f,
             "# HELP kcqrs_commands_transactions_total Kafka transactions by result.\n"
             "# TYPE kcqrs_commands_transactions_total counter\n"

@@ -42,9 +42,8 @@ void cmd_wmetrics_commit(cmd_wmetrics *m, double took_s);
 /* A snapshot hand-over took `us` microseconds of the writer thread. */
 void cmd_wmetrics_handover(cmd_wmetrics *m, uint64_t us);
 
-/* Append the metrics to f: `names` are the aggregate types' label values by
- * topic index; `snap` (NULL = no snapshots) adds the snapshot thread's. */
-void cmd_wmetrics_print(cmd_wmetrics *m, FILE *f, const char *const names[CMD_TOPICS],
-                        cmd_snapshotter *snap, int ready, int fenced);
+/* Append the metrics to f (the aggregate label: cmd_aggregate_get(t)->name);
+ * `snap` (NULL = no snapshots) adds the snapshot thread's. */
+void cmd_wmetrics_print(cmd_wmetrics *m, FILE *f, cmd_snapshotter *snap, int ready, int fenced);
 
 #endif

@@ -2,11 +2,11 @@
  * cmd_writer.c — the writer thread: batch, decide, produce, commit, apply, answer; see
  * cmd_writer.h. The parts live in their own modules: the queue (cmd_queue.h), the
  * producers (cmd_producer.h), catch-up (cmd_catchup.h), the chain heads (cmd_chain.h),
- * event payloads (cmd_build.h), answers (cmd_answer.h), metrics (cmd_wmetrics.h).
+ * event building and apply (cmd_aggregate.h), answers (cmd_answer.h), metrics (cmd_wmetrics.h).
  */
 #include "cmd_writer.h"
 #include "cmd_answer.h"
-#include "cmd_build.h"
+#include "cmd_aggregate.h"
 #include "cmd_catchup.h"
 #include "cmd_chain.h"
 #include "cmd_snapshot.h"
@@ -14,6 +14,7 @@
 #include "kq_err.h"
 #include "kq_kafka.h"
 #include "kq_log.h"
+#include "kq_rand.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -21,9 +22,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-
-static const char *const agg_names[CMD_TOPICS] = {"resource", "workflow", "run"};
 
 struct cmd_writer {
     const kq_config *cfg;
@@ -102,20 +100,6 @@ static int catch_up(cmd_writer *w, char *errstr, size_t errlen)
 
 /* ------------------------------------------------------------------ batches */
 
-static void uuid_v4(ev_uuid *u)
-{
-    size_t got = 0;
-    while (got < sizeof u->bytes) {
-        ssize_t n = getrandom(u->bytes + got, sizeof u->bytes - got, 0);
-        if (n > 0)
-            got += (size_t)n;
-        else if (errno != EINTR)
-            break;
-    }
-    u->bytes[6] = (uint8_t)((u->bytes[6] & 0x0f) | 0x40);
-    u->bytes[8] = (uint8_t)((u->bytes[8] & 0x3f) | 0x80);
-}
-
 /* Produce the command's events (d.nevents, consecutive versions) to its
  * aggregate's topic, each chained on the partition's head. */
 static int produce_item(cmd_writer *w, cmd_item *it, char *errstr, size_t errlen)
@@ -138,33 +122,23 @@ static int produce_item(cmd_writer *w, cmd_item *it, char *errstr, size_t errlen
     cmd_item_values_free(it);
     for (int i = 0; i < it->d.nevents; i++) {
         cmd_item_event *ie = &it->ev[i], *slot;
-        ev_event_type type = it->d.events[i];
-        int64_t version = it->d.version - it->d.nevents + 1 + i;
-        ev_envelope e, steps_env;
+        ev_envelope e, scratch;
         const uint8_t *buf;
         size_t len;
 
-        ev_envelope_init(&e, type);
-        uuid_v4(&e.event_id);
-        e.aggregate_id = ev_str_c(c->id);
-        e.version = version;
+        if ((rc = cmd_aggregate_build(c, &it->d, i, &e, &scratch, errstr, errlen)) != 0)
+            return rc;
+        if (kq_uuid_v4(e.event_id.bytes) != 0)
+            return kq_seterr(errstr, errlen, KQ_EIO, "no randomness for an event id");
         e.occurred_at_us = occurred;
-        e.actor = ev_str_c(c->actor[0] ? c->actor : "anonymous");
-        if (c->idem_key[0])
-            e.command_id = ev_str_c(c->idem_key);
-        e.correlation_id = ev_str_c(c->correlation_id);
-        e.command_hash.ptr = c->hash;
-        e.command_hash.len = CMD_HASH_LEN;
         if (head->set) {
             e.prev_hash.ptr = head->hash;
             e.prev_hash.len = CMD_CHAIN_HASH_LEN;
         }
-        if ((rc = cmd_build_payload(c, &it->d, type, &e, &steps_env, errstr, errlen)) != 0)
-            return rc;
         if ((rc = ev_envelope_encode(&w->fb, &e, errstr, errlen)) != 0)
             return rc;
         buf = ev_fb_builder_data(&w->fb, &len);
-        klen = kq_kafka_record_key(c->id, version, key, sizeof key);
+        klen = kq_kafka_record_key(c->id, e.version, key, sizeof key);
         if (klen < 0)
             return kq_seterr(errstr, errlen, KQ_EINVAL, "bad id %s", c->id);
         /* Applied to the state after commit from these bytes (apply_committed). */
@@ -185,7 +159,8 @@ static int produce_item(cmd_writer *w, cmd_item *it, char *errstr, size_t errlen
         ie->dr_err = 0;
         ie->offset = -1;
         if ((rc = kq_kafka_produce_event(w->prod.cur, w->topics[t], part, key, (size_t)klen, buf,
-                                         len, ev_event_type_name(type), slot, errstr, errlen)) != 0)
+                                         len, ev_event_type_name(e.payload_type), slot, errstr,
+                                         errlen)) != 0)
             return rc;
     }
     it->partition = part;
@@ -314,7 +289,7 @@ static void finish_abort(cmd_writer *w)
 
 /*
  * Apply a committed item's events to the state from the bytes produced, through
- * the function catch-up applies every record with (cmd_catchup_apply): the
+ * the function catch-up applies every record with (cmd_aggregate_apply): the
  * state after a commit is the state a restart reads back from the log. A
  * failure means the two disagree: the log is read again before the next batch.
  */
@@ -324,8 +299,8 @@ static void apply_committed(cmd_writer *w, cmd_item *it)
     char es[256];
 
     for (int k = 0; k < it->d.nevents; k++) {
-        if (cmd_catchup_apply(&w->st, t, it->ev[k].value, it->ev[k].len, it->ev[k].partition,
-                              it->ev[k].offset, es, sizeof es) != 0) {
+        if (cmd_aggregate_apply(&w->st, t, it->ev[k].value, it->ev[k].len, it->ev[k].partition,
+                                it->ev[k].offset, es, sizeof es) < 0) {
             kq_log_error("applying committed event of %s: %s", it->cmd.id, es);
             w->need_catch_up = 1;
             return;
@@ -562,7 +537,7 @@ int cmd_writer_new(const cmd_writer_options *opts, cmd_writer **out, char *errst
     w->cfg = opts->cfg;
     w->map_size = opts->snapshot_map_size ? opts->snapshot_map_size : ((size_t)1 << 30);
     for (int t = 0; t < CMD_TOPICS; t++) {
-        kq_config_topic(w->cfg, agg_names[t], w->topics[t], sizeof w->topics[t]);
+        kq_config_topic(w->cfg, cmd_aggregate_get(t)->name, w->topics[t], sizeof w->topics[t]);
         w->topic_ptrs[t] = w->topics[t];
     }
     cmd_producers_init(&w->prod, w->cfg, w->topic_ptrs, opts->transactional_id,
@@ -622,8 +597,7 @@ const cmd_state *cmd_writer_state(const cmd_writer *w)
 
 void cmd_writer_metrics(cmd_writer *w, FILE *f)
 {
-    cmd_wmetrics_print(&w->m, f, agg_names, w->snap, atomic_load(&w->q.ready),
-                       atomic_load(&w->q.fenced));
+    cmd_wmetrics_print(&w->m, f, w->snap, atomic_load(&w->q.ready), atomic_load(&w->q.fenced));
 }
 
 void cmd_writer_stop(cmd_writer *w)

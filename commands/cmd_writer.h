@@ -19,7 +19,7 @@
  *   cmd_producer.h  the transactional producers, rotation, warm-up
  *   cmd_catchup.h   reading the log to its end; the one apply path
  *   cmd_chain.h     the hash chain's heads per topic-partition
- *   cmd_build.h     event payloads from a decided command
+ *   cmd_aggregate.h the events of a decision (build) and their apply (C1's table)
  *   cmd_answer.h    answering the items of a batch
  *   cmd_wmetrics.h  the writer's Prometheus metrics
  *   cmd_writer.c    the thread: batch -> decide -> produce -> commit -> apply -> answer
