@@ -8,9 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 
-#include "cmd_api.h"
 #include "ev_codec.h"
 #include "kq_err.h"
 #include "kq_json_in.h"
@@ -19,8 +17,6 @@ static const char *const action_types[] = {"http", "email", NULL};
 static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", NULL};
 static const ev_http_method method_values[] = {EV_HTTP_GET, EV_HTTP_POST, EV_HTTP_PUT,
                                                EV_HTTP_PATCH, EV_HTTP_DELETE};
-static const char *const outcomes[] = {"retry", "succeeded", "failed", NULL};
-
 static const kq_jin_field http_fields[] = {
     {"type", KQ_JIN_STRING, 1, 0, action_types, 0, 0},
     {"name", KQ_JIN_STRING, 0, 0, NULL, 0, 0},
@@ -38,62 +34,18 @@ static const kq_jin_field email_fields[] = {
     {"body_template", KQ_JIN_STRING, 0, 0, NULL, 0, 0},
 };
 
-static const kq_jin_field create_fields[] = {
-    {"id", KQ_JIN_ID, 0, 0, NULL, 0, 0},
-    {"name", KQ_JIN_STRING, 1, EV_NAME_MAX_CHARS, NULL, 0, 0},
-    {"enabled", KQ_JIN_BOOL, 0, 0, NULL, 0, 0},
-    {"secret", KQ_JIN_STRING, 0, 0, NULL, 0, 0},
-    {"actions", KQ_JIN_ARRAY, 1, 0, NULL, 0, 0},
-};
-
-static const kq_jin_field update_fields[] = {
-    {"name", KQ_JIN_STRING, 0, EV_NAME_MAX_CHARS, NULL, 0, 0},
-    {"enabled", KQ_JIN_BOOL, 0, 0, NULL, 0, 0},
-    {"secret", KQ_JIN_STRING, 0, 0, NULL, 0, 0},
-    {"actions", KQ_JIN_ARRAY, 0, 0, NULL, 0, 0},
-    {"rotate_secret", KQ_JIN_BOOL, 0, 0, NULL, 0, 0},
-};
-
-static const kq_jin_field attempt_fields[] = {
-    {"step", KQ_JIN_INT, 1, 0, NULL, 0, EV_MAX_STEPS - 1},
-    {"attempt", KQ_JIN_INT, 1, 0, NULL, 1, INT32_MAX},
-    {"status_code", KQ_JIN_INT, 0, 0, NULL, 100, 999},
-    {"error", KQ_JIN_STRING, 0, 0, NULL, 0, 0},
-    {"duration_ms", KQ_JIN_INT, 1, 0, NULL, 0, INT64_MAX},
-    {"next_delay_ms", KQ_JIN_INT, 0, 0, NULL, 0, INT64_MAX},
-    {"delivery_id", KQ_JIN_STRING, 1, 0, NULL, 0, 0},
-    {"outcome", KQ_JIN_STRING, 1, 0, outcomes, 0, 0},
-};
-
 #define NFIELDS(t) (sizeof(t) / sizeof((t)[0]))
 
 /* ------------------------------------------------------------------ small checks */
 
 int cmd_wf_secret_ok(const char *s, size_t len)
 {
-    if (len < 1 || len > EV_META_MAX)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
-            return 0;
-    return 1;
+    return cmd_workflow_secret_ok(s, len);
 }
 
 int cmd_wf_secret_generate(char out[CMD_WF_SECRET_GEN_LEN + 1])
 {
-    uint8_t b[CMD_WF_SECRET_GEN_LEN / 2];
-    size_t got = 0;
-
-    while (got < sizeof b) {
-        ssize_t n = getrandom(b + got, sizeof b - got, 0);
-        if (n > 0)
-            got += (size_t)n;
-        else if (n < 0 && errno != EINTR)
-            return KQ_EIO;
-    }
-    for (size_t i = 0; i < sizeof b; i++)
-        snprintf(out + 2 * i, 3, "%02x", b[i]);
-    return 0;
+    return cmd_workflow_secret_generate(out);
 }
 
 static int is_blank(char c)
@@ -525,187 +477,27 @@ out:
     return rc;
 }
 
-/* ------------------------------------------------------------------ workflows */
-
-static int take_secret(const json_t *obj, cmd_command *c, json_t *details)
-{
-    const json_t *v = json_object_get(obj, "secret");
-
-    if (!json_is_string(v))
-        return 0;
-    if (!cmd_wf_secret_ok(json_string_value(v), json_string_length(v))) {
-        kq_jin_detail_add(details, "secret", "must be 1..%d visible ASCII characters (no spaces)",
-                          EV_META_MAX);
-        return KQ_EINVAL;
-    }
-    if ((c->secret = strdup(json_string_value(v))) == NULL)
-        return KQ_ENOMEM;
-    c->fields |= CMD_F_SECRET;
-    return 0;
-}
-
-static int generate_secret(cmd_command *c)
-{
-    char s[CMD_WF_SECRET_GEN_LEN + 1];
-    if (cmd_wf_secret_generate(s) != 0)
-        return KQ_EIO;
-    if ((c->secret = strdup(s)) == NULL)
-        return KQ_ENOMEM;
-    c->secret_generated = 1;
-    c->fields |= CMD_F_SECRET;
-    return 0;
-}
-
-/* name, enabled, secret, actions shared by create and update; rc or KQ_EINVAL. */
-static int take_common(const json_t *obj, cmd_command *c, json_t *details)
-{
-    const json_t *v;
-    int rc = 0, r;
-
-    if (json_is_string(v = json_object_get(obj, "name"))) {
-        if (json_string_length(v) == 0) {
-            kq_jin_detail_add(details, "name", "must be 1..%d characters", EV_NAME_MAX_CHARS);
-            rc = KQ_EINVAL;
-        } else if ((c->name = strdup(json_string_value(v))) == NULL) {
-            return KQ_ENOMEM;
-        } else {
-            c->fields |= CMD_F_NAME;
-        }
-    }
-    if (json_is_boolean(v = json_object_get(obj, "enabled"))) {
-        c->enabled = json_is_true(v);
-        c->fields |= CMD_F_ENABLED;
-    }
-    if ((r = take_secret(obj, c, details)) == KQ_ENOMEM)
-        return r;
-    if (r != 0)
-        rc = r;
-    if (json_is_array(v = json_object_get(obj, "actions"))) {
-        r = cmd_wf_actions_env(v, "actions", c->id, &c->steps_env, &c->steps_env_len, details);
-        if (r == KQ_ENOMEM)
-            return r;
-        if (r != 0)
-            rc = r;
-        else
-            c->fields |= CMD_F_STEPS;
-    }
-    return rc;
-}
+/* ------------------------------------------------------------------ transitional */
 
 int cmd_wf_parse_create(const json_t *obj, cmd_command *c, json_t *details)
 {
-    const json_t *id = json_object_get(obj, "id");
-    size_t bad = kq_jin_validate(obj, create_fields, NFIELDS(create_fields), NULL, details);
-    int rc;
-
-    if (json_is_string(id) && kq_jin_id_valid(json_string_value(id)))
-        snprintf(c->id, sizeof c->id, "%s", json_string_value(id));
-    else
-        cmd_api_uuid(c->id);
-    rc = take_common(obj, c, details);
-    if (rc == KQ_ENOMEM)
-        return rc;
-    if (rc == 0 && bad == 0 && !(c->fields & CMD_F_ENABLED)) {
-        c->enabled = 1;
-        c->fields |= CMD_F_ENABLED;
-    }
-    if (rc == 0 && bad == 0 && !(c->fields & CMD_F_SECRET))
-        rc = generate_secret(c);
-    return rc != 0 ? rc : bad > 0 ? KQ_EINVAL : 0;
+    c->kind = CMD_WF_CREATE;
+    return cmd_workflow_type.parse(obj, c, details);
 }
 
 int cmd_wf_parse_update(const json_t *obj, cmd_command *c, json_t *details)
 {
-    size_t bad = kq_jin_validate(obj, update_fields, NFIELDS(update_fields), NULL, details);
-    const json_t *rot = json_object_get(obj, "rotate_secret");
-    int rc;
-
-    if (json_object_size(obj) == 0) {
-        kq_jin_detail_add(details, "body",
-                          "give at least one of name, enabled, secret, actions, rotate_secret");
-        bad++;
-    }
-    if (json_is_boolean(rot) && !json_is_true(rot)) {
-        kq_jin_detail_add(details, "rotate_secret", "must be true (leave it out otherwise)");
-        bad++;
-    } else if (json_is_true(rot) && json_object_get(obj, "secret") != NULL) {
-        kq_jin_detail_add(details, "rotate_secret", "give either secret or rotate_secret");
-        bad++;
-    }
-    rc = take_common(obj, c, details);
-    if (rc == KQ_ENOMEM)
-        return rc;
-    if (rc == 0 && bad == 0 && json_is_true(rot))
-        rc = generate_secret(c);
-    return rc != 0 ? rc : bad > 0 ? KQ_EINVAL : 0;
+    c->kind = CMD_WF_UPDATE;
+    return cmd_workflow_type.parse(obj, c, details);
 }
-
-/* ------------------------------------------------------------------ runs */
 
 int cmd_wf_parse_attempt(const json_t *obj, cmd_command *c, json_t *details)
 {
-    size_t bad = kq_jin_validate(obj, attempt_fields, NFIELDS(attempt_fields), NULL, details);
-    const json_t *v, *outcome = json_object_get(obj, "outcome");
-    const json_t *delay = json_object_get(obj, "next_delay_ms");
-    int retry = json_is_string(outcome) && strcmp(json_string_value(outcome), "retry") == 0;
-
-    if (json_is_string(v = json_object_get(obj, "error")))
-        bad += check_bytes(details, "error", v, 0, EV_TEXT_MAX);
-    if (json_is_string(v = json_object_get(obj, "delivery_id")))
-        bad += check_bytes(details, "delivery_id", v, 1, EV_META_MAX);
-    if (json_is_string(outcome)) {
-        if (retry && delay == NULL) {
-            kq_jin_detail_add(details, "next_delay_ms", "is required when outcome is retry");
-            bad++;
-        } else if (!retry && delay != NULL) {
-            kq_jin_detail_add(details, "next_delay_ms", "is only allowed when outcome is retry");
-            bad++;
-        }
-    }
-    if (bad > 0)
-        return KQ_EINVAL;
-    c->step = (uint32_t)json_integer_value(json_object_get(obj, "step"));
-    c->attempt = (uint32_t)json_integer_value(json_object_get(obj, "attempt"));
-    if ((v = json_object_get(obj, "status_code")) != NULL) {
-        c->has_status_code = 1;
-        c->status_code = (int32_t)json_integer_value(v);
-    }
-    c->duration_ms = json_integer_value(json_object_get(obj, "duration_ms"));
-    if (delay != NULL) {
-        c->has_next_delay_ms = 1;
-        c->next_delay_ms = json_integer_value(delay);
-    }
-    snprintf(c->delivery_id, sizeof c->delivery_id, "%s",
-             json_string_value(json_object_get(obj, "delivery_id")));
-    c->outcome = retry                                                  ? CMD_OUT_RETRY
-                 : strcmp(json_string_value(outcome), "succeeded") == 0 ? CMD_OUT_SUCCEEDED
-                                                                        : CMD_OUT_FAILED;
-    if ((v = json_object_get(obj, "error")) != NULL &&
-        (c->error = strdup(json_string_value(v))) == NULL)
-        return KQ_ENOMEM;
-    return 0;
+    c->kind = CMD_RUN_ATTEMPT;
+    return cmd_run_type.parse(obj, c, details);
 }
 
 int cmd_wf_payload(const char *body, size_t len, char **out, json_t *details)
 {
-    json_t *obj = NULL;
-    char *s;
-
-    *out = NULL;
-    if (len == 0)
-        return (*out = strdup("{}")) != NULL ? 0 : KQ_ENOMEM;
-    if (kq_jin_parse(body, len, &obj, details) != 0)
-        return KQ_EINVAL;
-    s = json_dumps(obj, JSON_COMPACT);
-    json_decref(obj);
-    if (s == NULL)
-        return KQ_ENOMEM;
-    if (strlen(s) > EV_PAYLOAD_JSON_MAX) {
-        kq_jin_detail_add(details, "body", "the payload must be at most %u bytes as compact JSON",
-                          EV_PAYLOAD_JSON_MAX);
-        free(s);
-        return KQ_EINVAL;
-    }
-    *out = s;
-    return 0;
+    return cmd_run_payload(body, len, out, details);
 }

@@ -55,7 +55,6 @@
 #include "cmd_state.h"
 
 #define CMD_WF_ACTIONS_MAX EV_MAX_STEPS /* actions per workflow: 1..100 */
-#define CMD_WF_SECRET_GEN_LEN 64        /* generated secret: 64 hex digits */
 
 /*
  * Workflow create (POST /api/v1/workflows): fields id?, name, enabled?,
