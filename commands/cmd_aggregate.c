@@ -116,8 +116,8 @@ int cmd_aggregate_build(const cmd_command *c, const cmd_decision *d, int i, ev_e
 
 /* ------------------------------------------------------------------ apply */
 
-int cmd_aggregate_apply_envelope(cmd_state *st, int topic, const ev_envelope *e,
-                                 int32_t partition, int64_t offset, char *errstr, size_t errlen)
+int cmd_aggregate_apply_envelope(cmd_state *st, int topic, const ev_envelope *e, int32_t partition,
+                                 int64_t offset, char *errstr, size_t errlen)
 {
     char id[EV_ID_MAX + 1], cid[CMD_KEY_MAX + 1];
     ev_aggregate_type agg = ev_event_aggregate_type(e->payload_type);
@@ -151,8 +151,8 @@ int cmd_aggregate_apply_envelope(cmd_state *st, int topic, const ev_envelope *e,
     return 0;
 }
 
-int cmd_aggregate_apply(cmd_state *st, int topic, const void *value, size_t len,
-                        int32_t partition, int64_t offset, char *errstr, size_t errlen)
+int cmd_aggregate_apply(cmd_state *st, int topic, const void *value, size_t len, int32_t partition,
+                        int64_t offset, char *errstr, size_t errlen)
 {
     ev_envelope e;
     int rc;
@@ -177,8 +177,8 @@ int cmd_aggregate_position(const cmd_state *st, int topic, const char *id, int64
     return 0;
 }
 
-const char *cmd_aggregate_answer_secret(const cmd_state *st, const cmd_command *c,
-                                        const char *id, int replay)
+const char *cmd_aggregate_answer_secret(const cmd_state *st, const cmd_command *c, const char *id,
+                                        int replay)
 {
     const cmd_aggregate *a = aggregates[cmd_kind_topic(c->kind)];
     return a->answer_secret != NULL ? a->answer_secret(st, c, id, replay) : NULL;

@@ -41,8 +41,8 @@ void cmd_run_to_fold(const cmd_run *r, ev_run_state *s)
     if (r->flags & CMD_RUN_F_SET) {
         s->step_failed = (r->flags & CMD_RUN_F_STEP_FAILED) != 0;
         s->ended = (r->flags & CMD_RUN_F_ENDED) != 0;
-        s->status = r->status == CMD_RUN_SUCCEEDED ? EV_RUN_IS_SUCCEEDED
-                    : r->status == CMD_RUN_FAILED  ? EV_RUN_IS_FAILED
+        s->status = r->status == CMD_RUN_SUCCEEDED   ? EV_RUN_IS_SUCCEEDED
+                    : r->status == CMD_RUN_FAILED    ? EV_RUN_IS_FAILED
                     : (r->flags & CMD_RUN_F_RUNNING) ? EV_RUN_IS_RUNNING
                                                      : EV_RUN_IS_PENDING;
         return;

@@ -15,8 +15,8 @@
 
 #define CMD_TOKEN_MAX KQ_TOKEN_MAX
 
-static inline int cmd_token_encode(const char *topic, int32_t partition, int64_t offset,
-                                   char *out, size_t outlen)
+static inline int cmd_token_encode(const char *topic, int32_t partition, int64_t offset, char *out,
+                                   size_t outlen)
 {
     return kq_token_encode(topic, partition, offset, out, outlen);
 }

@@ -352,8 +352,7 @@ static int parse_update(const json_t *obj, cmd_command *c, json_t *details)
 /* POST /api/v1/workflows (CMD_WF_CREATE) or PUT /api/v1/workflows/{id}. */
 static int wf_parse(const json_t *obj, cmd_command *c, json_t *details)
 {
-    return c->kind == CMD_WF_CREATE ? parse_create(obj, c, details)
-                                    : parse_update(obj, c, details);
+    return c->kind == CMD_WF_CREATE ? parse_create(obj, c, details) : parse_update(obj, c, details);
 }
 
 /* ------------------------------------------------------------------ decide */
