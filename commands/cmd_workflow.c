@@ -4,7 +4,7 @@
  */
 #include "cmd_workflow.h"
 #include "cmd_state.h"
-#include "cmd_wf_json.h"
+#include "ev_action.h"
 #include "kq_err.h"
 #include "kq_json_in.h"
 #include "kq_rand.h"
@@ -284,7 +284,7 @@ static int take_common(const json_t *obj, cmd_command *c, json_t *details)
     if (r != 0)
         rc = r;
     if (json_is_array(v = json_object_get(obj, "actions"))) {
-        r = cmd_wf_actions_env(v, "actions", c->id, &c->steps_env, &c->steps_env_len, details);
+        r = ev_actions_env(v, "actions", c->id, &c->steps_env, &c->steps_env_len, details);
         if (r == KQ_ENOMEM)
             return r;
         if (r != 0)
