@@ -38,8 +38,8 @@
 #include "kq_err.h"
 #include "kq_kafka.h"
 #include "kq_log.h"
-#include "qry_text.h"
-#include "rp_until.h"
+#include "kq_rand.h"
+#include "kq_time.h"
 
 #define PROG "kcqrs-audit"
 #define NTOPICS 3
@@ -286,11 +286,11 @@ static int row_cmp(const void *a, const void *b)
 static void print_table(const row *rows, size_t n)
 {
     int wt = 4, wy = 4, wi = 2, wv = 7, we = 10, wa = 5;
-    char tb[QRY_TIME_MAX], vb[32];
+    char tb[KQ_TIME_MAX], vb[32];
 
     for (size_t i = 0; i < n; i++) {
         int l;
-        qry_time_format(rows[i].at, tb);
+        kq_time_format(rows[i].at, tb);
         if ((l = (int)strlen(tb)) > wt)
             wt = l;
         if ((l = (int)strlen(rows[i].type)) > wy)
@@ -307,7 +307,7 @@ static void print_table(const row *rows, size_t n)
     printf("%-*s  %-*s  %-*s  %*s  %-*s  %s\n", wt, "time", wy, "type", wi, "id", wv, "version", we,
            "event type", "actor");
     for (size_t i = 0; i < n; i++) {
-        qry_time_format(rows[i].at, tb);
+        kq_time_format(rows[i].at, tb);
         printf("%-*s  %-*s  %-*s  %*" PRId64 "  %-*s  %s\n", wt, tb, wy, rows[i].type, wi,
                rows[i].id, wv, rows[i].version, we, rows[i].event, rows[i].actor);
     }
@@ -385,12 +385,12 @@ static int cmd_query(int argc, char **argv)
                 return 2;
             }
         } else if ((v = opt(argc, argv, &i, "--since", &missing)) != NULL) {
-            if (rp_parse_time(v, &q.f.since_us, err, sizeof err) != 0) {
+            if (kq_time_parse_err(v, &q.f.since_us, err, sizeof err) != 0) {
                 fprintf(stderr, "%s: --since: %s\n", PROG, err);
                 return 2;
             }
         } else if ((v = opt(argc, argv, &i, "--until", &missing)) != NULL) {
-            if (rp_parse_time(v, &q.f.until_us, err, sizeof err) != 0) {
+            if (kq_time_parse_err(v, &q.f.until_us, err, sizeof err) != 0) {
                 fprintf(stderr, "%s: --until: %s\n", PROG, err);
                 return 2;
             }
@@ -631,7 +631,7 @@ static int cmd_verify_chain(int argc, char **argv)
             printf(",\"partition\":%" PRId32 ",\"records\":%" PRIu64 ",\"end_offset\":%" PRId64,
                    parts[i].partition, c->records, parts[i].end);
             if (c->has_head) {
-                aud_hex(c->head, hx);
+                kq_hex_encode(c->head, AUD_HASH_LEN, hx);
                 printf(",\"head\":\"%s\",\"head_offset\":%" PRId64, hx, c->head_offset);
             } else {
                 printf(",\"head\":null,\"head_offset\":null");
@@ -651,7 +651,7 @@ static int cmd_verify_chain(int argc, char **argv)
         for (size_t i = 0; i < nparts; i++) {
             const aud_chain *c = &chains[i];
             if (c->has_head)
-                aud_hex(c->head, hx);
+                kq_hex_encode(c->head, AUD_HASH_LEN, hx);
             printf("%s:%" PRId32 "=%s records=%" PRIu64, parts[i].topic, parts[i].partition,
                    c->has_head ? hx : "none", c->records);
             if (c->brk == AUD_INTACT)

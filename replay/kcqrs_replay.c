@@ -34,6 +34,7 @@
 #include "kq_err.h"
 #include "kq_kafka.h"
 #include "kq_log.h"
+#include "kq_time.h"
 #include "proj_runner.h"
 #include "rp_fp.h"
 #include "rp_target.h"
@@ -548,7 +549,7 @@ int main(int argc, char **argv)
         return usage_error("--json is not for drop-snapshot%s", "");
     if (name != NULL && !rp_name_valid(name))
         return usage_error("--name '%s' is not [a-z0-9_]{1,32}", name);
-    if (until_time != NULL && rp_parse_time(until_time, &until_us, err, sizeof err) != 0)
+    if (until_time != NULL && kq_time_parse_err(until_time, &until_us, err, sizeof err) != 0)
         return usage_error("%s", err);
 
     if (kq_config_load_and_init_log(&cfg, PROG, err, sizeof err) != 0) {
@@ -612,9 +613,7 @@ int main(int argc, char **argv)
                 goto done;
             }
             if (name == NULL) {
-                struct timespec now;
-                clock_gettime(CLOCK_REALTIME, &now);
-                rp_default_name((int64_t)now.tv_sec * 1000000, defname, sizeof defname);
+                rp_default_name(kq_time_now_us(), defname, sizeof defname);
                 name = defname;
             }
         } else {
