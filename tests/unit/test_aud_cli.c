@@ -51,8 +51,7 @@ static void test_times_like_the_api(void **state)
             /* the --name=value form gives the same answer */
             snprintf(eq, sizeof eq, "%s=%s", names[n], c->in);
             char *argv2[] = {"query", eq, NULL};
-            assert_int_equal(aud_cli_query(2, argv2, &o, err, sizeof err),
-                             c->ok ? 0 : KQ_EINVAL);
+            assert_int_equal(aud_cli_query(2, argv2, &o, err, sizeof err), c->ok ? 0 : KQ_EINVAL);
         }
     }
 }
