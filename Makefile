@@ -144,6 +144,11 @@ $(BUILD)/bench/%: $(OBJ)/bench/%.o $(LIBKQ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# bench/pgpaths/: the PostgreSQL target's alternative write paths (bench_pg_paths.h), linked
+# into the two programs that choose a path.
+PGPATHS_OBJ := $(OBJ)/bench/pgpaths/bench_pg_paths.o
+$(BUILD)/bench/bench_pg_apply $(BUILD)/tests/tools/kq_pgapply: $(PGPATHS_OBJ)
+
 # Fuzz targets also build with gcc as "replay" programs: they run every file of the
 # checked-in corpus (and any path given) through LLVMFuzzerTestOneInput.
 $(BUILD)/tests/fuzz/%-replay: $(OBJ)/tests/fuzz/%.o $(OBJ)/tests/fuzz/fuzz_driver.o $(LIBKQ)

@@ -49,6 +49,7 @@
 #include "kq_pg.h"
 #include "proj_batch.h"
 #include "proj_pg.h"
+#include "pgpaths/bench_pg_paths.h"
 
 #define NPART 6
 #define TOPIC "bench.resource.events"

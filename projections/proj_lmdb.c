@@ -19,6 +19,7 @@
 #include "kq_err.h"
 #include "kq_log.h"
 #include "kq_rm.h"
+#include "proj_aggregate.h"
 #include "proj_doc.h"
 #include "proj_failpoint.h"
 
@@ -238,117 +239,13 @@ static int grow(proj_lmdb *t, size_t need)
     return 0;
 }
 
-/* Outcome of applying one event's resource change. */
-enum { APPLY_OK = 0, APPLY_REFUSED = 1 };
-
-static int put_status(proj_lmdb *t, MDB_txn *txn, uint8_t status, const char *id, size_t len,
-                      int del)
-{
-    uint8_t kb[512];
-    MDB_val k, v = {0, ""};
-    int n = kq_rm_prefixed_key(status, id, len, kb, sizeof kb), rc;
-
-    if (n < 0)
-        return MDB_BAD_VALSIZE;
-    k.mv_data = kb;
-    k.mv_size = (size_t)n;
-    if (del) {
-        rc = mdb_del(txn, t->by_status, &k, NULL);
-        return rc == MDB_NOTFOUND ? 0 : rc;
-    }
-    return mdb_put(txn, t->by_status, &k, &v, 0);
-}
-
-/*
- * Resource events: returns an LMDB code, or -APPLY_REFUSED with *why set.
- * `rc_cur` is a cursor on the resources database: the record is looked up
- * with it and, when it exists, replaced at the cursor (MDB_CURRENT), which
- * saves a second descent of the tree.
- */
-static int apply_resource(proj_lmdb *t, MDB_txn *txn, MDB_cursor *rc_cur, const ev_envelope *e,
-                          const char **why)
-{
-    MDB_val k = {e->aggregate_id.len, (void *)e->aggregate_id.ptr}, v;
-    kq_rm_resource r, old;
-    int rc, exists;
-
-    rc = mdb_cursor_get(rc_cur, &k, &v, MDB_SET);
-    if (rc != 0 && rc != MDB_NOTFOUND)
-        return rc;
-    exists = rc == 0;
-    if (exists && kq_rm_resource_decode(v.mv_data, v.mv_size, &old) != 0)
-        return MDB_CORRUPTED;
-    switch (e->payload_type) {
-    case EV_RESOURCE_CREATED: {
-        const ev_resource_created *c = &e->payload.resource_created;
-
-        if (exists &&
-            (rc = put_status(t, txn, old.status, e->aggregate_id.ptr, e->aggregate_id.len, 1)) != 0)
-            return rc;
-        if ((unsigned)c->status > EV_STATUS_ARCHIVED) {
-            *why = "ResourceCreated with an unknown status";
-            return -APPLY_REFUSED;
-        }
-        r.version = e->version;
-        r.created_at_us = e->occurred_at_us;
-        r.updated_at_us = e->occurred_at_us;
-        r.status = (uint8_t)c->status;
-        r.name = c->name.ptr ? c->name.ptr : "";
-        r.name_len = c->name.len;
-        r.description = c->description.ptr ? c->description.ptr : "";
-        r.description_len = c->description.len;
-        break;
-    }
-    case EV_RESOURCE_UPDATED: {
-        const ev_resource_updated *u = &e->payload.resource_updated;
-
-        if (!exists) /* after a delete: the version advances, nothing to change */
-            return 0;
-        if (u->has_status && (unsigned)u->status > EV_STATUS_ARCHIVED) {
-            *why = "ResourceUpdated with an unknown status";
-            return -APPLY_REFUSED;
-        }
-        r = old;
-        r.version = e->version;
-        r.updated_at_us = e->occurred_at_us;
-        if (u->name.ptr != NULL) {
-            r.name = u->name.ptr;
-            r.name_len = u->name.len;
-        }
-        if (u->description.ptr != NULL) {
-            r.description = u->description.ptr;
-            r.description_len = u->description.len;
-        }
-        if (u->has_status)
-            r.status = (uint8_t)u->status;
-        if (r.status != old.status &&
-            (rc = put_status(t, txn, old.status, e->aggregate_id.ptr, e->aggregate_id.len, 1)) != 0)
-            return rc;
-        break;
-    }
-    case EV_RESOURCE_DELETED:
-        if (!exists)
-            return 0;
-        if ((rc = put_status(t, txn, old.status, e->aggregate_id.ptr, e->aggregate_id.len, 1)) != 0)
-            return rc;
-        return mdb_cursor_del(rc_cur, 0);
-    default:
-        *why = "event type does not belong to a resource";
-        return -APPLY_REFUSED;
-    }
-    /* r may point into the old value (a view into the map): encode before any put. */
-    if (grow(t, kq_rm_resource_size(&r)) != 0)
-        return ENOMEM;
-    kq_rm_resource_encode(&r, t->buf);
-    v.mv_data = t->buf;
-    v.mv_size = kq_rm_resource_size(&r);
-    if ((rc = mdb_cursor_put(rc_cur, &k, &v, exists ? MDB_CURRENT : 0)) != 0)
-        return rc;
-    /* An update that keeps the status keeps its index entry: nothing to write. */
-    if (e->payload_type == EV_RESOURCE_UPDATED && r.status == old.status)
-        return 0;
-    return put_status(t, txn, r.status, e->aggregate_id.ptr, e->aggregate_id.len, 0);
-}
+/* The batch's write transaction, as the per-type apply functions of
+ * proj_aggregate.h see it. */
+struct proj_lmdb_txn {
+    proj_lmdb *t;
+    MDB_txn *txn;
+    MDB_cursor *resources; /* on the resources database */
+};
 
 /* Put (del = 0) or delete an index key <flag><id> of `dbi`. */
 static int put_flag_index(MDB_txn *txn, MDB_dbi dbi, uint8_t flag, const char *id, size_t len,
@@ -370,12 +267,109 @@ static int put_flag_index(MDB_txn *txn, MDB_dbi dbi, uint8_t flag, const char *i
 }
 
 /*
- * Workflow and run events: fold the stored document (proj_doc.h) and write it
- * back with its indexes. Returns an LMDB code, or -APPLY_REFUSED with *why set.
+ * Resource events: returns an LMDB code, or PROJ_LMDB_REFUSED with *why set.
+ * lt->resources is a cursor on the resources database: the record is looked
+ * up with it and, when it exists, replaced at the cursor (MDB_CURRENT), which
+ * saves a second descent of the tree.
  */
-static int apply_doc(proj_lmdb *t, MDB_txn *txn, const ev_envelope *e, const char **why)
+int proj_lmdb_resource_apply(proj_lmdb_txn *lt, const ev_envelope *e, const char **why)
 {
-    int is_run = e->aggregate_type == EV_AGG_RUN;
+    proj_lmdb *t = lt->t;
+    MDB_cursor *rc_cur = lt->resources;
+    MDB_val k = {e->aggregate_id.len, (void *)e->aggregate_id.ptr}, v;
+    kq_rm_resource r, old;
+    int rc, exists;
+
+    rc = mdb_cursor_get(rc_cur, &k, &v, MDB_SET);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc;
+    exists = rc == 0;
+    if (exists && kq_rm_resource_decode(v.mv_data, v.mv_size, &old) != 0)
+        return MDB_CORRUPTED;
+    switch (e->payload_type) {
+    case EV_RESOURCE_CREATED: {
+        const ev_resource_created *c = &e->payload.resource_created;
+
+        if (exists && (rc = put_flag_index(lt->txn, t->by_status, old.status, e->aggregate_id.ptr,
+                                           e->aggregate_id.len, 1)) != 0)
+            return rc;
+        if ((unsigned)c->status > EV_STATUS_ARCHIVED) {
+            *why = "ResourceCreated with an unknown status";
+            return PROJ_LMDB_REFUSED;
+        }
+        r.version = e->version;
+        r.created_at_us = e->occurred_at_us;
+        r.updated_at_us = e->occurred_at_us;
+        r.status = (uint8_t)c->status;
+        r.name = c->name.ptr ? c->name.ptr : "";
+        r.name_len = c->name.len;
+        r.description = c->description.ptr ? c->description.ptr : "";
+        r.description_len = c->description.len;
+        break;
+    }
+    case EV_RESOURCE_UPDATED: {
+        const ev_resource_updated *u = &e->payload.resource_updated;
+
+        if (!exists) /* after a delete: the version advances, nothing to change */
+            return 0;
+        if (u->has_status && (unsigned)u->status > EV_STATUS_ARCHIVED) {
+            *why = "ResourceUpdated with an unknown status";
+            return PROJ_LMDB_REFUSED;
+        }
+        r = old;
+        r.version = e->version;
+        r.updated_at_us = e->occurred_at_us;
+        if (u->name.ptr != NULL) {
+            r.name = u->name.ptr;
+            r.name_len = u->name.len;
+        }
+        if (u->description.ptr != NULL) {
+            r.description = u->description.ptr;
+            r.description_len = u->description.len;
+        }
+        if (u->has_status)
+            r.status = (uint8_t)u->status;
+        if (r.status != old.status &&
+            (rc = put_flag_index(lt->txn, t->by_status, old.status, e->aggregate_id.ptr,
+                                 e->aggregate_id.len, 1)) != 0)
+            return rc;
+        break;
+    }
+    case EV_RESOURCE_DELETED:
+        if (!exists)
+            return 0;
+        if ((rc = put_flag_index(lt->txn, t->by_status, old.status, e->aggregate_id.ptr,
+                                 e->aggregate_id.len, 1)) != 0)
+            return rc;
+        return mdb_cursor_del(rc_cur, 0);
+    default:
+        *why = "event type does not belong to a resource";
+        return PROJ_LMDB_REFUSED;
+    }
+    /* r may point into the old value (a view into the map): encode before any put. */
+    if (grow(t, kq_rm_resource_size(&r)) != 0)
+        return ENOMEM;
+    kq_rm_resource_encode(&r, t->buf);
+    v.mv_data = t->buf;
+    v.mv_size = kq_rm_resource_size(&r);
+    if ((rc = mdb_cursor_put(rc_cur, &k, &v, exists ? MDB_CURRENT : 0)) != 0)
+        return rc;
+    /* An update that keeps the status keeps its index entry: nothing to write. */
+    if (e->payload_type == EV_RESOURCE_UPDATED && r.status == old.status)
+        return 0;
+    return put_flag_index(lt->txn, t->by_status, r.status, e->aggregate_id.ptr, e->aggregate_id.len,
+                          0);
+}
+
+/*
+ * Workflow and run events: fold the stored document (proj_doc.h) and write it
+ * back with its indexes. Returns an LMDB code, or PROJ_LMDB_REFUSED with *why
+ * set (also for an event type of another aggregate).
+ */
+static int apply_doc(proj_lmdb_txn *lt, const ev_envelope *e, int is_run, const char **why)
+{
+    proj_lmdb *t = lt->t;
+    MDB_txn *txn = lt->txn;
     MDB_dbi dbi = is_run ? t->runs : t->workflows;
     MDB_dbi flags = is_run ? t->runs_by_status : t->wf_by_enabled;
     MDB_val k = {e->aggregate_id.len, (void *)e->aggregate_id.ptr}, v;
@@ -385,6 +379,10 @@ static int apply_doc(proj_lmdb *t, MDB_txn *txn, const ev_envelope *e, const cha
     char *text = NULL;
     size_t tlen = 0;
 
+    if (ev_event_aggregate_type(e->payload_type) != e->aggregate_type) {
+        *why = "event type does not belong to the envelope's aggregate type";
+        return PROJ_LMDB_REFUSED;
+    }
     if (e->aggregate_id.len == 0 || e->aggregate_id.len > 511)
         return MDB_BAD_VALSIZE;
     rc = mdb_get(txn, dbi, &k, &v);
@@ -399,7 +397,7 @@ static int apply_doc(proj_lmdb *t, MDB_txn *txn, const ev_envelope *e, const cha
     }
     out = is_run ? proj_doc_run(&doc, e, why) : proj_doc_workflow(&doc, e, why);
     if (out == PROJ_DOC_REFUSED) {
-        ret = -APPLY_REFUSED;
+        ret = PROJ_LMDB_REFUSED;
         goto done;
     }
     if (out < 0) {
@@ -451,11 +449,23 @@ done:
     return ret;
 }
 
+int proj_lmdb_workflow_apply(proj_lmdb_txn *lt, const ev_envelope *e, const char **why)
+{
+    return apply_doc(lt, e, 0, why);
+}
+
+int proj_lmdb_run_apply(proj_lmdb_txn *lt, const ev_envelope *e, const char **why)
+{
+    return apply_doc(lt, e, 1, why);
+}
+
 static int apply_txn(proj_lmdb *t, const proj_batch *b, proj_dead_letter_fn dead_letter,
                      void *dlarg, char *errstr, size_t errlen)
 {
     MDB_txn *txn = NULL;
     MDB_cursor *vc = NULL, *rcur = NULL; /* versions, resources */
+    proj_lmdb_txn lt = {t, NULL, NULL};
+    const proj_aggregate *ag;
     int rc, ret = 0;
 
     if ((rc = mdb_txn_begin(t->env, NULL, 0, &txn)) != 0)
@@ -500,21 +510,14 @@ static int apply_txn(proj_lmdb *t, const proj_batch *b, proj_dead_letter_fn dead
                          "version %" PRId64 " is not the aggregate's last version %" PRId64 " + 1",
                          e->version, last);
                 why = reason;
-            } else if (e->aggregate_type == EV_AGG_RESOURCE) {
-                rc = apply_resource(t, txn, rcur, e, &why);
-                if (rc != 0 && rc != -APPLY_REFUSED) {
-                    ret = lerr(errstr, errlen, rc, "write resource");
+            } else if ((ag = proj_aggregate_of(e->aggregate_type))->lmdb_apply != NULL) {
+                lt.txn = txn;
+                lt.resources = rcur;
+                rc = ag->lmdb_apply(&lt, e, &why);
+                if (rc != 0 && rc != PROJ_LMDB_REFUSED) {
+                    snprintf(reason, sizeof reason, "write %s", ag->name);
+                    ret = lerr(errstr, errlen, rc, reason);
                     goto fail;
-                }
-            } else if (e->aggregate_type == EV_AGG_WORKFLOW || e->aggregate_type == EV_AGG_RUN) {
-                if (ev_event_aggregate_type(e->payload_type) != e->aggregate_type) {
-                    why = "event type does not belong to the envelope's aggregate type";
-                } else {
-                    rc = apply_doc(t, txn, e, &why);
-                    if (rc != 0 && rc != -APPLY_REFUSED) {
-                        ret = lerr(errstr, errlen, rc, "write workflow/run document");
-                        goto fail;
-                    }
                 }
             }
         }

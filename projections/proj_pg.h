@@ -99,17 +99,6 @@ size_t proj_pg_fold_count(const proj_pg_fold *f); /* aggregates held */
 void proj_pg_set_fold(proj_pg *pg, proj_pg_fold *f);
 int proj_pg_fold_flush(proj_pg *pg, char *errstr, size_t errlen);
 
-/* Write paths (see proj_pg.c); COPY is the default. For the measurement
- * program and the tests: choose the path and synchronous_commit (default off,
- * see proj_pg.c for why that keeps exactly-once). 0 or KQ_EINVAL / KQ_EPG. */
-typedef enum proj_pg_path {
-    PROJ_PG_PATH_COPY = 0,         /* COPY into events + one merge statement from arrays */
-    PROJ_PG_PATH_PIPELINE = 1,     /* pipeline mode, one prepared statement per row */
-    PROJ_PG_PATH_COPY_STAGING = 2, /* COPY into events and into temporary staging tables */
-} proj_pg_path;
-int proj_pg_set_path(proj_pg *pg, proj_pg_path path, int synchronous_commit, char *errstr,
-                     size_t errlen);
-
 /*
  * The proj_target_ops adapters (handles as void *), shared by kcqrs-projector
  * and kcqrs-replay's shadow targets: proj_pg_load_offsets, proj_pg_apply

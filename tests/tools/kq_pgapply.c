@@ -48,6 +48,7 @@
 #include "proj_batch.h"
 #include "proj_failpoint.h"
 #include "proj_pg.h"
+#include "../../bench/pgpaths/bench_pg_paths.h"
 
 static const char usage[] =
     "usage: kq_pgapply [--partition P] [--offset O] [--batch N]\n"
