@@ -207,6 +207,11 @@ void cmd_command_clear(cmd_command *c);
 void cmd_decision_refuse(cmd_decision *d, unsigned status, const char *code, int64_t current,
                          const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/* For the types' values: *dst becomes a malloc'd copy of src (NULL or an
+ * absent ev_str: ""), the old string freed. 0 or KQ_ENOMEM (dst unchanged). */
+int cmd_str_set(char **dst, const char *src);
+int cmd_str_set_ev(char **dst, ev_str src);
+
 /* ---- the table ---- */
 
 typedef struct cmd_aggregate {
