@@ -99,6 +99,7 @@
 #include "kq_err.h"
 #include "kq_log.h"
 #include "kq_pg.h"
+#include "proj_doc.h"
 #include "proj_failpoint.h"
 #include "proj_migrate.h"
 
@@ -110,6 +111,23 @@ static const char events_copy_sql[] =
 static const char versions_sql[] =
     "SELECT v.aggregate_type, v.aggregate_id, v.version FROM aggregate_versions v"
     " JOIN unnest($1::text[], $2::text[]) AS k(t, i)"
+    " ON v.aggregate_type = k.t AND v.aggregate_id = k.i";
+
+/* The same with, for a run, what its rows store of its fold state
+ * (run_state_parse): "status|step letters|attempts|step:attempt:at_us:next_delay_ms"
+ * of its last attempt. Used only for batches that hold run events; the CASE
+ * keeps the subqueries off other aggregates' rows. */
+static const char versions_runs_sql[] =
+    "SELECT v.aggregate_type, v.aggregate_id, v.version,"
+    " CASE WHEN v.aggregate_type = 'run' THEN (SELECT concat(r.status, '|',"
+    "  (SELECT string_agg(left(x.s ->> 'status', 1), '' ORDER BY x.i)"
+    "   FROM jsonb_array_elements(r.steps) WITH ORDINALITY AS x(s, i)), '|',"
+    "  (SELECT count(*) FROM run_attempts a WHERE a.run_id = r.id), '|',"
+    "  (SELECT concat(a.step, ':', a.attempt, ':',"
+    "   (extract(epoch FROM a.at) * 1000000)::bigint, ':', coalesce(a.next_delay_ms, -1))"
+    "   FROM run_attempts a WHERE a.run_id = r.id ORDER BY a.step DESC, a.attempt DESC LIMIT 1))"
+    "  FROM runs r WHERE r.id = v.aggregate_id) END"
+    " FROM aggregate_versions v JOIN unnest($1::text[], $2::text[]) AS k(t, i)"
     " ON v.aggregate_type = k.t AND v.aggregate_id = k.i";
 
 static const char present_sql[] = "SELECT e.topic, e.partition, e.\"offset\" FROM events e"
@@ -237,6 +255,7 @@ static proj_pg_agg *agg_find(proj_pg *pg, const char *type, const char *id, size
             a->idlen = (uint32_t)len;
             a->hash = h;
             a->status = -1;
+            ev_run_init(&a->run);
             pg->used[pg->nused++] = a;
             return a;
         }
@@ -299,18 +318,65 @@ static int batch_prepare(proj_pg *pg, size_t n, char *errstr, size_t errlen)
     return 0;
 }
 
-/* Stored versions of every aggregate of the batch: one query. */
+/* A run's fold state from what versions_runs_sql says of its rows (NULL or
+ * empty: no run row). 0 or KQ_ECORRUPT. */
+static int run_state_parse(const char *txt, int64_t version, ev_run_state *s)
+{
+    proj_run_stored st;
+    char status[16], letters[EV_MAX_STEPS + 2];
+    long long total = 0, step = -1, attempt = 0, at = 0, delay = -1;
+    const char *p;
+    size_t n;
+
+    memset(&st, 0, sizeof st);
+    st.next_delay_ms = -1;
+    if (txt == NULL || *txt == '\0') {
+        ev_run_init(s);
+        return 0;
+    }
+    n = strcspn(txt, "|");
+    if (n >= sizeof status || txt[n] != '|')
+        return KQ_ECORRUPT;
+    memcpy(status, txt, n);
+    status[n] = '\0';
+    p = txt + n + 1;
+    n = strcspn(p, "|");
+    if (n >= sizeof letters || p[n] != '|')
+        return KQ_ECORRUPT;
+    memcpy(letters, p, n);
+    letters[n] = '\0';
+    p += n + 1;
+    if (sscanf(p, "%lld|%lld:%lld:%lld:%lld", &total, &step, &attempt, &at, &delay) < 1)
+        return KQ_ECORRUPT;
+    st.version = version;
+    st.status = ev_run_status_parse(status);
+    st.step_count = (uint32_t)strlen(letters);
+    while (st.done < st.step_count && letters[st.done] == 's')
+        st.done++;
+    st.current_failed = st.done < st.step_count && letters[st.done] == 'f';
+    st.total_attempts = total;
+    if (step >= 0 && step == (long long)st.done && attempt > 0) {
+        st.attempts = (uint32_t)attempt;
+        st.last_attempt_us = at;
+        st.next_delay_ms = delay;
+    }
+    return proj_run_state_load(&st, s);
+}
+
+/* Stored versions of every aggregate of the batch (and the fold state of its
+ * runs): one query. */
 static int load_versions(proj_pg *pg, char *errstr, size_t errlen)
 {
     const char *params[2];
     PGresult *res = NULL;
-    int rc = 0, any = 0;
+    int rc = 0, any = 0, runs = 0;
 
     proj_pg_arr_start(&pg->a1);
     proj_pg_arr_start(&pg->a2);
     for (size_t i = 0; i < pg->nused; i++) {
         const proj_pg_agg *a = pg->used[i];
         any = 1;
+        runs |= strcmp(a->type, "run") == 0;
         if (proj_pg_arr_add(&pg->a1, a->type, strlen(a->type)) ||
             proj_pg_arr_add(&pg->a2, a->id, a->idlen))
             return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
@@ -321,7 +387,8 @@ static int load_versions(proj_pg *pg, char *errstr, size_t errlen)
         return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
     params[0] = pg->a1.p;
     params[1] = pg->a2.p;
-    if ((rc = kq_pg_exec_params(pg->conn, versions_sql, 2, params, &res, errstr, errlen)))
+    if ((rc = kq_pg_exec_params(pg->conn, runs ? versions_runs_sql : versions_sql, 2, params, &res,
+                                errstr, errlen)))
         return rc;
     for (int r = 0; r < PQntuples(res); r++) {
         const char *t = PQgetvalue(res, r, 0), *id = PQgetvalue(res, r, 1);
@@ -331,11 +398,19 @@ static int load_versions(proj_pg *pg, char *errstr, size_t errlen)
                          : strcmp(t, "workflow") == 0 ? "workflow"
                          : strcmp(t, "run") == 0      ? "run"
                                                       : "unknown";
-        if ((a = agg_find(pg, st, id, (size_t)PQgetlength(res, r, 1), 0)) != NULL)
-            a->stored = a->cur = (int64_t)strtoll(PQgetvalue(res, r, 2), NULL, 10);
+        if ((a = agg_find(pg, st, id, (size_t)PQgetlength(res, r, 1), 0)) == NULL)
+            continue;
+        a->stored = a->cur = (int64_t)strtoll(PQgetvalue(res, r, 2), NULL, 10);
+        if (runs && strcmp(st, "run") == 0 &&
+            run_state_parse(PQgetisnull(res, r, 3) ? NULL : PQgetvalue(res, r, 3), a->stored,
+                            &a->run) != 0) {
+            rc = kq_seterr(errstr, errlen, KQ_ECORRUPT,
+                           "postgresql: the rows of run %s are not a run's", id);
+            break;
+        }
     }
     PQclear(res);
-    return 0;
+    return rc;
 }
 
 /* Events whose version is not above the stored one: already in `events` at the
@@ -524,6 +599,10 @@ static const char *dead_reason(proj_pg *pg, const proj_event *ev, const proj_pg_
                "hold";
     if (strcmp(in->reason, "type") == 0)
         return "event type does not belong to the envelope's aggregate type";
+    if (strcmp(in->reason, "run") == 0) {
+        snprintf(pg->reason, sizeof pg->reason, "run event refused by the run fold: %s", in->why);
+        return pg->reason;
+    }
     if (strcmp(in->reason, "doc") == 0)
         return "workflow/run event the read model cannot store (malformed action, payload_json "
                "not a JSON object, too many steps or invalid UTF-8)";

@@ -14,7 +14,9 @@
 #include "kq_err.h"
 #include "kq_pg.h"
 
-/* One aggregate of the fold: its last version and, for a live resource, its row. */
+/* One aggregate of the fold: its last version, for a live resource its row,
+ * for a run its fold state (the runs rows are written by statements, not
+ * folded, but their classification needs the state). */
 typedef struct fentry {
     const char *type; /* static name; NULL: free slot */
     char *id;
@@ -25,6 +27,7 @@ typedef struct fentry {
     uint32_t namelen, desclen;
     int status;
     int64_t rversion, created_us, updated_us;
+    ev_run_state run; /* a run's fold state (ev_run.h) */
 } fentry;
 
 struct proj_pg_fold {
@@ -125,8 +128,10 @@ int proj_pg_fold_versions(proj_pg *pg)
     for (size_t i = 0; i < pg->nused; i++) {
         proj_pg_agg *a = pg->used[i];
         const fentry *x = fold_find(pg->fold, a, 0);
-        if (x != NULL)
+        if (x != NULL) {
             a->stored = a->cur = x->version;
+            a->run = x->run;
+        }
     }
     return 0;
 }
@@ -157,6 +162,7 @@ int proj_pg_fold_batch(proj_pg *pg)
         if ((x = fold_find(pg->fold, a, 1)) == NULL)
             goto nomem;
         x->version = a->cur;
+        x->run = a->run;
         switch (a->rop) {
         case PROJ_PG_R_FULL: /* upsert: every column */
             if ((a->name.ptr == NULL ? (free(x->name), x->name = NULL, 0)

@@ -54,6 +54,9 @@ typedef struct proj_pg_agg {
     ev_str name, desc;
     int status; /* -1: unchanged */
     int64_t rversion, created_us, updated_us;
+    /* a run's fold state (ev_run.h), loaded with the versions, advanced by
+     * every applied event of the batch (proj_pg_wfrun_check) */
+    ev_run_state run;
 } proj_pg_agg;
 
 /* One event of the batch. */
@@ -61,7 +64,9 @@ typedef struct proj_pg_evinfo {
     int st;
     proj_pg_agg *a;
     size_t json_off, json_len; /* payload JSON in pg->json, preceded by the jsonb version byte */
-    const char *reason;        /* PROJ_PG_DEAD: "gap", "stale", "nul", "type", "doc" */
+    const char *reason;        /* PROJ_PG_DEAD: "gap", "stale", "nul", "type", "doc", "run" */
+    const char *why;           /* "run": the run fold's reason (static) */
+    proj_pg_run_values run;    /* an applied run event: its row values (proj_pg_run_fold) */
     int64_t last;              /* the aggregate's last version when the event was refused */
     char *d1, *d2; /* workflow/run JSON for proj_pg_wfrun_write (malloc'd, freed after the
                       batch): WorkflowCreated/Updated: actions (d1); RunStarted: payload, steps */
@@ -71,7 +76,7 @@ typedef struct proj_pg_evinfo {
 typedef struct proj_pg_stmt {
     const char *name; /* the prepared statement; NULL: the event writes nothing */
     int n;            /* parameters (text) */
-    const char *v[10];
+    const char *v[12];
     char *own[3]; /* malloc'd copies of parameters, freed by proj_pg_stmt_clear */
     char num[6][24];
     char at[80]; /* the event's occurred_at, RFC 3339 */
