@@ -98,6 +98,7 @@
 #include "ev_json.h"
 #include "kq_err.h"
 #include "kq_log.h"
+#include "kq_map.h"
 #include "kq_pg.h"
 #include "proj_doc.h"
 #include "proj_failpoint.h"
@@ -169,6 +170,10 @@ int proj_pg_open_schema(const kq_config *cfg, const char *schema, int flags, pro
     if ((pg = calloc(1, sizeof *pg)) == NULL)
         return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
     pg->write = proj_pg_write_merge;
+    if ((pg->aggs = kq_map_new(sizeof(proj_pg_agg), NULL)) == NULL) {
+        free(pg);
+        return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    }
     snprintf(pg->schema, sizeof pg->schema, "%s", schema);
     snprintf(pg->lockname, sizeof pg->lockname, "kcqrs.readmodel:%s", schema);
     pg->conn = kq_pg_connect_schema(cfg->pg_dsn, cfg->kafka_timeout_ms, "kcqrs-projector", schema,
@@ -211,7 +216,8 @@ void proj_pg_close(proj_pg *pg)
         return;
     if (pg->conn != NULL)
         PQfinish(pg->conn);
-    free(pg->aggs);
+    kq_map_free(pg->aggs);
+    free(pg->key.p);
     free(pg->used);
     free(pg->info);
     free(pg->json.p);
@@ -226,43 +232,28 @@ void proj_pg_close(proj_pg *pg)
 
 /* ---------------------------------------------------------------- aggregates */
 
-static uint32_t agg_hash(const char *type, const char *id, size_t len)
-{
-    uint32_t h = 2166136261u;
-
-    for (const char *t = type; *t; t++)
-        h = (h ^ (uint8_t)*t) * 16777619u;
-    h = (h ^ 0xffu) * 16777619u;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (uint8_t)id[i]) * 16777619u;
-    return h;
-}
-
+/* The batch's aggregate of (type, id), keyed "<type>\0<id>" in pg->aggs;
+ * created (zeroed, then initialised) when missing and `create`. NULL when
+ * missing, or out of memory while creating. */
 static proj_pg_agg *agg_find(proj_pg *pg, const char *type, const char *id, size_t len, int create)
 {
-    uint32_t h = agg_hash(type, id, len);
-    size_t mask = pg->aggcap - 1;
+    proj_pg_agg *a;
+    int created = 0;
 
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
-        proj_pg_agg *a = &pg->aggs[i];
-        if (!a->used) {
-            if (!create)
-                return NULL;
-            memset(a, 0, sizeof *a);
-            a->used = 1;
-            a->type = type;
-            a->id = id;
-            a->idlen = (uint32_t)len;
-            a->hash = h;
-            a->status = -1;
-            ev_run_init(&a->run);
-            pg->used[pg->nused++] = a;
-            return a;
-        }
-        if (a->hash == h && a->idlen == len && strcmp(a->type, type) == 0 &&
-            memcmp(a->id, id, len) == 0)
-            return a;
-    }
+    pg->key.len = 0;
+    if (proj_pg_buf_put(&pg->key, type, strlen(type) + 1) || proj_pg_buf_put(&pg->key, id, len))
+        return NULL;
+    if (!create)
+        return kq_map_getb(pg->aggs, pg->key.p, pg->key.len);
+    if ((a = kq_map_putb(pg->aggs, pg->key.p, pg->key.len, &created)) == NULL || !created)
+        return a;
+    a->type = type;
+    a->id = id;
+    a->idlen = (uint32_t)len;
+    a->status = -1;
+    ev_run_init(&a->run);
+    pg->used[pg->nused++] = a;
+    return a;
 }
 
 static int has_nul(ev_str s)
@@ -288,28 +279,17 @@ static int json_has_nul(const char *j, size_t n)
 
 static int batch_prepare(proj_pg *pg, size_t n, char *errstr, size_t errlen)
 {
-    size_t want = 16;
-    proj_pg_agg **nu;
-
-    while (want < 2 * n + 2)
-        want *= 2;
-    if (want > pg->aggcap) {
-        proj_pg_agg *na = realloc(pg->aggs, want * sizeof *na);
-        if (na == NULL)
-            return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
-        pg->aggs = na;
-        if ((nu = realloc(pg->used, want * sizeof *nu)) == NULL)
-            return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
-        pg->used = nu;
-        pg->aggcap = want;
-    }
-    memset(pg->aggs, 0, pg->aggcap * sizeof *pg->aggs);
+    kq_map_clear(pg->aggs);
     pg->nused = 0;
     if (n > pg->infocap) {
         proj_pg_evinfo *ni = realloc(pg->info, n * sizeof *ni);
-        if (ni == NULL)
+        proj_pg_agg **nu = realloc(pg->used, n * sizeof *nu);
+        if (ni != NULL)
+            pg->info = ni;
+        if (nu != NULL)
+            pg->used = nu;
+        if (ni == NULL || nu == NULL)
             return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
-        pg->info = ni;
         pg->infocap = n;
     }
     if (n > 0) /* an offsets-only batch (past transaction markers) has no events */
@@ -632,6 +612,8 @@ static int apply_batch(proj_pg *pg, const proj_batch *b, proj_dead_letter_fn dl,
         pg->info[i].a = agg_find(pg, proj_aggregate_of(ev->env.aggregate_type)->name,
                                  ev->env.aggregate_id.ptr ? ev->env.aggregate_id.ptr : "",
                                  ev->env.aggregate_id.len, 1);
+        if (pg->info[i].a == NULL)
+            return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
     }
     if (proj_pg_fold_broken(pg->fold))
         return kq_seterr(errstr, errlen, KQ_ENOMEM,

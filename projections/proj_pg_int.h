@@ -30,6 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kq_map.h"
 #include "proj_aggregate.h"
 #include "proj_batch.h"
 #include "proj_pg.h"
@@ -45,8 +46,6 @@ typedef struct proj_pg_agg {
     const char *type; /* static name (ev_aggregate_type_name) */
     const char *id;   /* view into the batch */
     uint32_t idlen;
-    uint32_t hash;
-    int used;
     int64_t stored; /* version in aggregate_versions (or the fold), 0: none */
     int64_t cur;    /* running last version */
     /* resource fold (proj_pg_resource.c) */
@@ -95,9 +94,9 @@ struct proj_pg {
     char lockname[96]; /* 'kcqrs.readmodel:' || schema */
     char oid[16];      /* pg_namespace OID of the schema at open */
     proj_pg_write_fn write;
-    proj_pg_agg *aggs; /* open addressing, aggcap slots (a power of two) */
-    size_t aggcap;
-    proj_pg_agg **used; /* the slots in use, nused of them (aggcap capacity) */
+    kq_map *aggs;       /* the batch's aggregates: "<type>\0<id>" -> proj_pg_agg */
+    proj_pg_buf key;    /* scratch for those keys */
+    proj_pg_agg **used; /* the batch's aggregates in order of appearance, nused of them */
     size_t nused;
     proj_pg_evinfo *info; /* one per event of the batch */
     size_t infocap;

@@ -211,7 +211,8 @@ teardown_file() {
     jcheck 'len(d["items"]) == 6'
     all+="$BODY"
     QKEY=$KQ_KEY_AUDITOR qg '/api/v1/audit?aggregate_type=run&limit=1000'
-    jcheck 'len(d["items"]) == 17'
+    # 17 run events in the log; the run fold refuses r-5's and r-6's attempts
+    jcheck 'len(d["items"]) == 15'
     all+="$BODY"
     [[ "$all" == *'[redacted]'* ]]
     [[ "$all" != *sekret* ]]
