@@ -62,7 +62,7 @@
 
 typedef struct cmd_state cmd_state; /* cmd_state.h */
 typedef struct cmd_batch cmd_batch; /* cmd_state.h */
-typedef struct cmd_delta cmd_delta; /* cmd_snaprec.h */
+typedef struct cmd_delta cmd_delta; /* cmd_delta.h */
 
 /*
  * The answer of an Idempotency-Key's command, kept for the life of the state

@@ -5,14 +5,13 @@
 #include "cmd_wf_json.h"
 #include "kq_err.h"
 #include "kq_log.h"
+#include "kq_rand.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 static const char *const statuses[] = {"active", "inactive", "archived", NULL};
 
@@ -84,21 +83,10 @@ int cmd_api_header_token_ok(const char *v)
 
 void cmd_api_uuid(char out[37])
 {
-    uint8_t b[16];
-    size_t got = 0;
+    uint8_t b[16] = {0};
 
-    while (got < sizeof b) {
-        ssize_t n = getrandom(b + got, sizeof b - got, 0);
-        if (n > 0)
-            got += (size_t)n;
-        else if (errno != EINTR)
-            break;
-    }
-    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
-    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-             b[14], b[15]);
+    (void)kq_uuid_v4(b); /* getrandom cannot fail after boot; on failure: a fixed-bits id */
+    kq_uuid_format(b, out);
 }
 
 static int status_of(const char *s)

@@ -35,8 +35,6 @@ typedef struct snap_meta {
     uint64_t events;
 } snap_meta;
 
-typedef cmd_snap_res snap_res;
-
 /* Put the heads records "h/<topic>" of every topic (heads NULL: none set). */
 static int put_heads(MDB_txn *txn, MDB_dbi dbi, const char *const *topics, const cmd_head *heads,
                      int partitions)
@@ -115,196 +113,6 @@ static int open_env(const char *dir, size_t map_size, int rdonly, MDB_env **env,
     return 0;
 }
 
-typedef struct save_ctx {
-    MDB_txn *txn;
-    MDB_dbi dbi;
-    int e;
-    char *buf;
-    size_t cap;
-} save_ctx;
-
-static int put(save_ctx *c, char prefix, const char *key, const void *val, size_t len)
-{
-    char k[CMD_KEY_MAX + 4];
-    MDB_val mk, mv;
-    int n = snprintf(k, sizeof k, "%c/%s", prefix, key);
-
-    if (n < 0 || (size_t)n >= sizeof k)
-        return c->e = EINVAL;
-    mk.mv_data = k;
-    mk.mv_size = (size_t)n;
-    mv.mv_data = (void *)(uintptr_t)val;
-    mv.mv_size = len;
-    return c->e = mdb_put(c->txn, c->dbi, &mk, &mv, 0);
-}
-
-static int save_res(void *arg, const char *id, const cmd_resource *r)
-{
-    save_ctx *c = arg;
-    snap_res h;
-    size_t nl = r->name ? strlen(r->name) : 0, dl = r->description ? strlen(r->description) : 0;
-    size_t need = sizeof h + nl + dl;
-
-    if (need > c->cap) {
-        char *b = realloc(c->buf, need);
-        if (b == NULL)
-            return c->e = ENOMEM;
-        c->buf = b;
-        c->cap = need;
-    }
-    memset(&h, 0, sizeof h);
-    h.version = r->version;
-    h.offset = r->offset;
-    h.partition = r->partition;
-    h.status = r->status;
-    h.deleted = r->deleted;
-    h.name_len = (uint32_t)nl;
-    h.desc_len = (uint32_t)dl;
-    memcpy(c->buf, &h, sizeof h);
-    if (nl)
-        memcpy(c->buf + sizeof h, r->name, nl);
-    if (dl)
-        memcpy(c->buf + sizeof h + nl, r->description, dl);
-    return put(c, 'r', id, c->buf, need);
-}
-
-static int save_idem(void *arg, const char *key, const cmd_idem *i)
-{
-    return put(arg, 'i', key, i, sizeof *i);
-}
-
-static int save_wf(void *arg, const char *id, const cmd_workflow *w)
-{
-    save_ctx *c = arg;
-    cmd_snap_wf h;
-    size_t nl = w->name ? strlen(w->name) : 0, sl = w->secret ? strlen(w->secret) : 0;
-    size_t need = sizeof h + nl + sl + w->steps_len;
-
-    if (need > c->cap) {
-        char *b = realloc(c->buf, need);
-        if (b == NULL)
-            return c->e = ENOMEM;
-        c->buf = b;
-        c->cap = need;
-    }
-    memset(&h, 0, sizeof h);
-    h.version = w->version;
-    h.offset = w->offset;
-    h.partition = w->partition;
-    h.deleted = w->deleted;
-    h.enabled = w->enabled;
-    h.step_count = w->step_count;
-    h.name_len = (uint32_t)nl;
-    h.secret_len = (uint32_t)sl;
-    h.steps_len = (uint32_t)w->steps_len;
-    memcpy(c->buf, &h, sizeof h);
-    if (nl)
-        memcpy(c->buf + sizeof h, w->name, nl);
-    if (sl)
-        memcpy(c->buf + sizeof h + nl, w->secret, sl);
-    if (w->steps_len)
-        memcpy(c->buf + sizeof h + nl + sl, w->steps, w->steps_len);
-    return put(c, 'w', id, c->buf, need);
-}
-
-static int save_run(void *arg, const char *id, const cmd_run *r)
-{
-    return put(arg, 'n', id, r, sizeof *r);
-}
-
-/* A 'w' record into the state (copies). */
-static int load_wf(cmd_state *st, const char *id, const void *val, size_t len, const char *dir,
-                   char *errstr, size_t errlen)
-{
-    cmd_snap_wf h;
-    cmd_workflow w;
-    const char *p = (const char *)val + sizeof h;
-    int rc;
-
-    if (len < sizeof h)
-        return kq_seterr(errstr, errlen, KQ_ECORRUPT, "snapshot %s: workflow %s", dir, id);
-    memcpy(&h, val, sizeof h);
-    if ((uint64_t)h.name_len + h.secret_len + h.steps_len != len - sizeof h)
-        return kq_seterr(errstr, errlen, KQ_ECORRUPT, "snapshot %s: workflow %s", dir, id);
-    memset(&w, 0, sizeof w);
-    w.version = h.version;
-    w.offset = h.offset;
-    w.partition = h.partition;
-    w.deleted = h.deleted;
-    w.enabled = h.enabled;
-    w.step_count = h.step_count;
-    w.name = strndup(p, h.name_len);
-    w.secret = strndup(p + h.name_len, h.secret_len);
-    if (w.name == NULL || w.secret == NULL) {
-        free(w.name);
-        free(w.secret);
-        return kq_seterr(errstr, errlen, KQ_ENOMEM, "snapshot: out of memory");
-    }
-    w.steps = h.steps_len ? (uint8_t *)(uintptr_t)(p + h.name_len + h.secret_len) : NULL;
-    w.steps_len = h.steps_len;
-    rc = cmd_state_put_workflow(st, id, &w); /* copies the steps */
-    free(w.name);
-    free(w.secret);
-    return rc;
-}
-
-int cmd_snapshot_save(const char *dir, size_t map_size, const cmd_state *st, const cmd_head *heads,
-                      const char *const *topics, char *errstr, size_t errlen)
-{
-    MDB_env *env = NULL;
-    save_ctx c;
-    snap_meta m;
-    MDB_val k, v;
-    int rc;
-
-    memset(&c, 0, sizeof c);
-    if ((rc = mkdirs(dir, errstr, errlen)) != 0)
-        return rc;
-    if ((rc = open_env(dir, map_size, 0, &env, errstr, errlen)) != 0)
-        return rc;
-    if ((c.e = mdb_txn_begin(env, NULL, 0, &c.txn)) != 0 ||
-        (c.e = mdb_dbi_open(c.txn, NULL, 0, &c.dbi)) != 0 || (c.e = mdb_drop(c.txn, c.dbi, 0)) != 0)
-        goto fail;
-    memset(&m, 0, sizeof m);
-    snprintf(m.magic, sizeof m.magic, "%s", MAGIC);
-    snprintf(m.topic, sizeof m.topic, "%s", topics[0]);
-    snprintf(m.cluster_id, sizeof m.cluster_id, "%s", st->cluster_id);
-    m.partitions = st->partitions;
-    m.events = st->events;
-    k.mv_data = "m";
-    k.mv_size = 1;
-    v.mv_data = &m;
-    v.mv_size = sizeof m;
-    if ((c.e = mdb_put(c.txn, c.dbi, &k, &v, 0)) != 0)
-        goto fail;
-    k.mv_data = "o";
-    v.mv_data = st->next_offset;
-    v.mv_size = offsets_size(st->partitions);
-    if ((c.e = mdb_put(c.txn, c.dbi, &k, &v, 0)) != 0)
-        goto fail;
-    if ((c.e = put_heads(c.txn, c.dbi, topics, heads, st->partitions)) != 0)
-        goto fail;
-    if (cmd_state_each_resource(st, save_res, &c) != 0 ||
-        cmd_state_each_idem(st, save_idem, &c) != 0 ||
-        cmd_state_each_workflow(st, save_wf, &c) != 0 || cmd_state_each_run(st, save_run, &c) != 0)
-        goto fail;
-    c.e = mdb_txn_commit(c.txn);
-    c.txn = NULL;
-    if (c.e != 0)
-        goto fail;
-    free(c.buf);
-    mdb_env_close(env);
-    return 0;
-fail:
-    if (c.txn != NULL)
-        mdb_txn_abort(c.txn);
-    rc = c.e == ENOMEM ? kq_seterr(errstr, errlen, KQ_ENOMEM, "snapshot: out of memory")
-                       : lmdb_err(errstr, errlen, c.e, "snapshot to", dir);
-    free(c.buf);
-    mdb_env_close(env);
-    return rc;
-}
-
 int cmd_snapshot_load(const char *dir, size_t map_size, cmd_state *st, cmd_head *heads,
                       const char *const *topics, char *errstr, size_t errlen)
 {
@@ -315,7 +123,8 @@ int cmd_snapshot_load(const char *dir, size_t map_size, cmd_state *st, cmd_head 
     MDB_val k, v;
     snap_meta m;
     struct stat sb;
-    char key[CMD_KEY_MAX + 4], *name = NULL, *desc = NULL;
+    char key[CMD_KEY_MAX + 4], es[256];
+    const cmd_aggregate *a;
     const char *topic = topics[0];
     int e, rc = 0;
 
@@ -401,63 +210,13 @@ int cmd_snapshot_load(const char *dir, size_t map_size, cmd_state *st, cmd_head 
         }
         memcpy(key, kp + 2, k.mv_size - 2);
         key[k.mv_size - 2] = '\0';
-        if (kp[0] == 'r') {
-            snap_res h;
-            cmd_resource r;
-            if (v.mv_size < sizeof h) {
-                rc = kq_seterr(errstr, errlen, KQ_ECORRUPT, "snapshot %s: resource %s", dir, key);
-                goto out;
-            }
-            memcpy(&h, v.mv_data, sizeof h);
-            if ((size_t)h.name_len + h.desc_len != v.mv_size - sizeof h) {
-                rc = kq_seterr(errstr, errlen, KQ_ECORRUPT, "snapshot %s: resource %s", dir, key);
-                goto out;
-            }
-            name = strndup((const char *)v.mv_data + sizeof h, h.name_len);
-            desc = strndup((const char *)v.mv_data + sizeof h + h.name_len, h.desc_len);
-            if (name == NULL || desc == NULL) {
-                rc = kq_seterr(errstr, errlen, KQ_ENOMEM, "snapshot: out of memory");
-                goto out;
-            }
-            memset(&r, 0, sizeof r);
-            r.version = h.version;
-            r.offset = h.offset;
-            r.partition = h.partition;
-            r.status = h.status;
-            r.deleted = h.deleted;
-            r.name = name;
-            r.description = desc;
-            if ((rc = cmd_state_put_resource(st, key, &r)) != 0)
-                goto out;
-            free(name);
-            free(desc);
-            name = desc = NULL;
-        } else if (kp[0] == 'i') {
-            cmd_idem i;
-            if (v.mv_size != sizeof i) {
-                rc = kq_seterr(errstr, errlen, KQ_ECORRUPT, "snapshot %s: key %s", dir, key);
-                goto out;
-            }
-            memcpy(&i, v.mv_data, sizeof i);
-            i.id[sizeof i.id - 1] = '\0';
-            if ((rc = cmd_state_put_idem(st, key, &i)) != 0)
-                goto out;
-        } else if (kp[0] == 'w') {
-            if ((rc = load_wf(st, key, v.mv_data, v.mv_size, dir, errstr, errlen)) != 0)
-                goto out;
-        } else if (kp[0] == 'n') {
-            cmd_run r;
-            if (v.mv_size != sizeof r) {
-                rc = kq_seterr(errstr, errlen, KQ_ECORRUPT, "snapshot %s: run %s", dir, key);
-                goto out;
-            }
-            memcpy(&r, v.mv_data, sizeof r);
-            if (r.status < CMD_RUN_OPEN || r.status > CMD_RUN_FAILED) {
-                rc = kq_seterr(errstr, errlen, KQ_ECORRUPT, "snapshot %s: run %s", dir, key);
-                goto out;
-            }
-            if ((rc = cmd_state_put_run(st, key, &r)) != 0)
-                goto out;
+        if (kp[0] == 'i')
+            rc = cmd_idem_snap_load(st, key, v.mv_data, v.mv_size, es, sizeof es);
+        else if ((a = cmd_aggregate_of_record(kp[0])) != NULL)
+            rc = a->snap_load(st, key, v.mv_data, v.mv_size, es, sizeof es);
+        if (rc != 0) {
+            rc = kq_seterr(errstr, errlen, rc, "snapshot %s: %s", dir, es);
+            goto out;
         }
     }
     if (e != MDB_NOTFOUND) {
@@ -468,8 +227,6 @@ int cmd_snapshot_load(const char *dir, size_t map_size, cmd_state *st, cmd_head 
     m.cluster_id[sizeof m.cluster_id - 1] = '\0';
     snprintf(st->cluster_id, sizeof st->cluster_id, "%s", m.cluster_id);
 out:
-    free(name);
-    free(desc);
     if (cur != NULL)
         mdb_cursor_close(cur);
     if (txn != NULL)
@@ -563,6 +320,42 @@ fail:
     if (txn != NULL)
         mdb_txn_abort(txn);
     return lmdb_err(errstr, errlen, e, "snapshot to", dir);
+}
+
+/* The whole state, written as the snapshot thread writes a full delta:
+ * the same records (cmd_state_records), the same transaction (write_job). */
+int cmd_snapshot_save(const char *dir, size_t map_size, const cmd_state *st, const cmd_head *heads,
+                      const char *const *topics, char *errstr, size_t errlen)
+{
+    MDB_env *env = NULL;
+    snap_job j;
+    int rc;
+
+    memset(&j, 0, sizeof j);
+    j.delta.full = 1;
+    j.partitions = st->partitions;
+    j.events = st->events;
+    snprintf(j.cluster_id, sizeof j.cluster_id, "%s", st->cluster_id);
+    j.offsets = malloc(offsets_size(st->partitions));
+    if (heads != NULL)
+        j.heads = malloc((size_t)CMD_TOPICS * (size_t)st->partitions * sizeof *j.heads);
+    if (j.offsets == NULL || (heads != NULL && j.heads == NULL) ||
+        cmd_state_records(st, &j.delta) != 0) {
+        rc = kq_seterr(errstr, errlen, KQ_ENOMEM, "snapshot: out of memory");
+        goto out;
+    }
+    memcpy(j.offsets, st->next_offset, offsets_size(st->partitions));
+    if (heads != NULL)
+        memcpy(j.heads, heads, (size_t)CMD_TOPICS * (size_t)st->partitions * sizeof *j.heads);
+    if ((rc = mkdirs(dir, errstr, errlen)) != 0 ||
+        (rc = open_env(dir, map_size, 0, &env, errstr, errlen)) != 0)
+        goto out;
+    rc = write_job(env, dir, topics, &j, errstr, errlen);
+out:
+    if (env != NULL)
+        mdb_env_close(env);
+    job_free(&j);
+    return rc;
 }
 
 struct cmd_snapshotter {

@@ -10,21 +10,19 @@
  *   through the item's `done` callback, exactly once.
  *
  * Producers taken in turn
- *   The writer has CMD_WRITER_PRODUCERS transactional producers,
- *   transactional.id "<prefix>.commands" and "<prefix>.commands.<k>" for
- *   k = 1 .. CMD_WRITER_PRODUCERS-1, and runs its transactions one after
- *   another, each on the next producer. Transactions never overlap (so the
- *   order of events in every partition is the order of commit, as with one
- *   producer); the point is that a transactional id rests while the others
- *   commit. With one id, Kafka is still writing the previous transaction's
- *   commit markers when the next transaction adds its partitions
- *   (AddPartitionsToTxn answers CONCURRENT_TRANSACTIONS) and librdkafka 2.0.2
- *   retries after a fixed 20 ms: 15-20 % of back-to-back commits took over
- *   20 ms; with three ids in turn, 1.5-3 % (bench_txn_envelopes --producers).
- *   Every id is initialised (and so fences an older instance) before the
- *   log is read, and any fenced producer stops the whole writer. The count
- *   is part of the deployment contract: an instance must initialise every id
- *   an older one may use, so it may grow between versions, never shrink.
+ *   The writer has CMD_WRITER_PRODUCERS transactional producers and runs its
+ *   transactions one after another, each on the next producer; why, and the
+ *   deployment contract on their ids, is in cmd_producer.h.
+ *
+ * Modules (one concern each)
+ *   cmd_queue.h     items, answers' shape, the queue and the ready gate
+ *   cmd_producer.h  the transactional producers, rotation, warm-up
+ *   cmd_catchup.h   reading the log to its end; the one apply path
+ *   cmd_chain.h     the hash chain's heads per topic-partition
+ *   cmd_aggregate.h the events of a decision (build) and their apply (C1's table)
+ *   cmd_answer.h    answering the items of a batch
+ *   cmd_wmetrics.h  the writer's Prometheus metrics
+ *   cmd_writer.c    the thread: batch -> decide -> produce -> commit -> apply -> answer
  *
  * Life of the writer thread
  *   1. producers: create them and call init_transactions on each, which
@@ -58,14 +56,13 @@
  *   twice that bound.
  *
  * Hash chain (issue #5): every envelope's prev_hash is the SHA-256 of the
- *   value bytes of the previous committed record of its topic-partition
- *   (none on a partition's first event). The writer keeps the heads per
- *   (topic, partition): produce_item chains each record on the head and makes
- *   its own hash the head (records of one transaction chain in produce
- *   order); a failed transaction restores the heads it began with; catch-up
- *   sets the head to the hash of every record it reads; the snapshot stores
- *   the heads with the offsets they match (cmd_snapshot.h). The check is
- *   replay/aud_chain.h (kcqrs-audit verify-chain).
+ *   value bytes of the previous committed record of its topic-partition (none
+ *   on a partition's first event); the heads and their rules are cmd_chain.h.
+ *   produce_item chains each record on the head and makes its own hash the
+ *   head (records of one transaction chain in produce order); a failed
+ *   transaction restores the heads it began with; catch-up sets the head to
+ *   the hash of every record it reads; the snapshot stores the heads with the
+ *   offsets they match (cmd_snapshot.h).
  *
  * Snapshots: after KCQRS_SNAPSHOT_EVERY new events, after catch-up and at a
  *   clean stop the writer hands the state's changes since the last snapshot
@@ -83,69 +80,10 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "cmd_producer.h"
+#include "cmd_queue.h"
 #include "cmd_state.h"
 #include "kq_config.h"
-
-/* Transactional producers the writer takes in turn (see above). Never lower
- * it between versions: a new instance must fence every id an old one uses. */
-#define CMD_WRITER_PRODUCERS 3
-
-/* The answer to one command, handed to the item's `done` callback. Strings are
- * owned by the writer and valid only during the callback. */
-typedef struct cmd_result {
-    unsigned status;         /* HTTP status */
-    const char *code;        /* error code (DESIGN.md section 8), NULL on success */
-    const char *message;     /* error message, NULL on success */
-    const char *id;          /* success: the aggregate id */
-    int64_t version;         /* success: the new (or current) version */
-    const char *token;       /* success: consistency token */
-    int64_t current_version; /* 409/412: the aggregate's version (0 if none) */
-    int retry_after;         /* seconds for Retry-After, 0 = none */
-    const char *secret;      /* CMD_WF_CREATE success (also a replay) and CMD_WF_UPDATE that
-                                set a generated secret: the workflow's webhook secret, shown
-                                once as webhook_secret; else NULL */
-    /* CMD_RUN_ATTEMPT 409 step_mismatch / attempt_recorded / attempt_gap: the
-     * run's current step and the attempts recorded for it (for the details
-     * {"field":"attempt","current_step":S,"recorded_attempts":N}) */
-    int has_attempt_detail;
-    uint32_t current_step;
-    uint32_t recorded_attempts;
-} cmd_result;
-
-typedef struct cmd_item cmd_item;
-typedef void (*cmd_done_fn)(cmd_item *it, const cmd_result *r);
-
-/* One event a command produced (writer-private; also the writer's delivery
- * report slots). */
-typedef struct cmd_item_event {
-    int32_t partition;
-    int64_t offset;
-    int delivered, dr_err;
-    uint8_t *value; /* copy of the produced envelope (workflow and run events: applied to the
-                       state after commit through cmd_state_apply_envelope) */
-    size_t len;
-} cmd_item_event;
-
-struct cmd_item {
-    cmd_command cmd;
-    cmd_done_fn done; /* called once on the writer thread; it must free the item
-                         (cmd_item_free) */
-    void *arg;        /* the caller's (e.g. the HTTP request) */
-    /* Called under the queue lock just before the item is queued (e.g. to
-     * suspend the HTTP connection); NULL = nothing. Non-zero refuses the item. */
-    int (*on_queue)(cmd_item *it);
-    /* writer-private */
-    struct timespec t_queued;
-    cmd_item *next;
-    cmd_decision d;
-    int32_t partition; /* of the last event (the answer's) */
-    int64_t offset;
-    cmd_item_event ev[CMD_MAX_EVENTS];
-};
-
-/* A zeroed item (malloc), owned by the caller until submitted. NULL on ENOMEM. */
-cmd_item *cmd_item_new(void);
-void cmd_item_free(cmd_item *it);
 
 typedef struct cmd_writer cmd_writer;
 

@@ -1,8 +1,10 @@
 /*
- * test_cmd_wf_json.c — the workflow / run / attempt request bodies of
- * kcqrs-commands (commands/cmd_wf_json.h): every validation rule gives its
- * 400 detail on the right field path, and a valid body becomes the right
- * command (the steps envelope decoded back with ev_envelope_decode).
+ * test_cmd_bodies.c — the workflow / run / attempt request bodies of
+ * kcqrs-commands (the parse hooks of cmd_workflow.c and cmd_run.c, trigger
+ * payloads, secrets; the action rules they apply are events/ev_action.h's):
+ * every validation rule gives its 400 detail on the right field path, and a
+ * valid body becomes the right command (the steps envelope decoded back with
+ * ev_envelope_decode).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,11 +17,10 @@
 #include <string.h>
 
 #include "cmd_state.h"
-#include "cmd_wf_json.h"
+#include "ev_action.h"
 #include "ev_codec.h"
 #include "kq_err.h"
 #include "kq_json_in.h"
-#include "wk_template.h"
 
 enum { CREATE, UPDATE, ATTEMPT };
 
@@ -32,18 +33,13 @@ static json_t *parse(const char *text)
     return v;
 }
 
+/* The parse hook of the type, as the API calls it (kind and id set). */
 static int run_parse(int what, json_t *obj, cmd_command *c, json_t *details)
 {
     memset(c, 0, sizeof *c);
     snprintf(c->id, sizeof c->id, "wf-1");
-    switch (what) {
-    case CREATE:
-        return cmd_wf_parse_create(obj, c, details);
-    case UPDATE:
-        return cmd_wf_parse_update(obj, c, details);
-    default:
-        return cmd_wf_parse_attempt(obj, c, details);
-    }
+    c->kind = what == CREATE ? CMD_WF_CREATE : what == UPDATE ? CMD_WF_UPDATE : CMD_RUN_ATTEMPT;
+    return cmd_aggregate_get(cmd_kind_topic(c->kind))->parse(obj, c, details);
 }
 
 static int has_field(const json_t *details, const char *field)
@@ -523,25 +519,25 @@ static void test_payload(void **state)
     size_t n = EV_PAYLOAD_JSON_MAX + 16;
     (void)state;
 
-    assert_int_equal(cmd_wf_payload("", 0, &out, details), 0);
+    assert_int_equal(cmd_run_payload("", 0, &out, details), 0);
     assert_string_equal(out, "{}");
     free(out);
     {
         const char *in = "{ \"a\" : [1, 2],\n \"b\": {\"c\": \"\\u00e9\"} }";
-        assert_int_equal(cmd_wf_payload(in, strlen(in), &out, details), 0);
+        assert_int_equal(cmd_run_payload(in, strlen(in), &out, details), 0);
     }
     assert_string_equal(out, "{\"a\":[1,2],\"b\":{\"c\":\"\xc3\xa9\"}}");
     free(out);
     assert_int_equal(json_array_size(details), 0);
 
-    assert_int_equal(cmd_wf_payload("[1]", 3, &out, details), KQ_EINVAL);
+    assert_int_equal(cmd_run_payload("[1]", 3, &out, details), KQ_EINVAL);
     assert_null(out);
     assert_true(has_field(details, "body"));
     json_array_clear(details);
-    assert_int_equal(cmd_wf_payload("nope", 4, &out, details), KQ_EINVAL);
+    assert_int_equal(cmd_run_payload("nope", 4, &out, details), KQ_EINVAL);
     assert_true(has_field(details, "body"));
     json_array_clear(details);
-    assert_int_equal(cmd_wf_payload("{\"a\":1}x", 8, &out, details), KQ_EINVAL);
+    assert_int_equal(cmd_run_payload("{\"a\":1}x", 8, &out, details), KQ_EINVAL);
     assert_true(has_field(details, "body"));
     json_array_clear(details);
 
@@ -551,7 +547,7 @@ static void test_payload(void **state)
     memcpy(big, "{\"a\":\"", 6);
     memcpy(big + n - 2, "\"}", 2);
     big[n] = '\0';
-    assert_int_equal(cmd_wf_payload(big, n, &out, details), KQ_EINVAL);
+    assert_int_equal(cmd_run_payload(big, n, &out, details), KQ_EINVAL);
     assert_true(has_field(details, "body"));
     assert_null(out);
     free(big);
@@ -565,38 +561,38 @@ static void test_pieces(void **state)
     char why[160], a[65], b[65];
     (void)state;
 
-    assert_int_equal(cmd_wf_template_check("", 0, why, sizeof why), 0);
-    assert_int_equal(cmd_wf_template_check("{{payload}}", 11, why, sizeof why), 0);
-    assert_int_equal(cmd_wf_template_check("x{{ payload.a.b-c_d.0 }}y", 25, why, sizeof why), 0);
-    assert_int_equal(cmd_wf_template_check("{ {payload} }", 13, why, sizeof why), 0);
-    assert_int_equal(cmd_wf_template_check("{{", 2, why, sizeof why), KQ_EINVAL);
-    assert_int_equal(cmd_wf_template_check("{{payload", 9, why, sizeof why), KQ_EINVAL);
-    assert_int_equal(cmd_wf_template_check("{{payload}", 10, why, sizeof why), KQ_EINVAL);
-    assert_int_equal(cmd_wf_template_check("{{payload.a b}}", 15, why, sizeof why), KQ_EINVAL);
-    assert_int_equal(cmd_wf_template_check("{{payload..a}}", 14, why, sizeof why), KQ_EINVAL);
-    assert_int_equal(cmd_wf_template_check("{{ok}} {{payload}}", 18, why, sizeof why), KQ_EINVAL);
+    assert_int_equal(ev_template_check("", 0, why, sizeof why), 0);
+    assert_int_equal(ev_template_check("{{payload}}", 11, why, sizeof why), 0);
+    assert_int_equal(ev_template_check("x{{ payload.a.b-c_d.0 }}y", 25, why, sizeof why), 0);
+    assert_int_equal(ev_template_check("{ {payload} }", 13, why, sizeof why), 0);
+    assert_int_equal(ev_template_check("{{", 2, why, sizeof why), KQ_EINVAL);
+    assert_int_equal(ev_template_check("{{payload", 9, why, sizeof why), KQ_EINVAL);
+    assert_int_equal(ev_template_check("{{payload}", 10, why, sizeof why), KQ_EINVAL);
+    assert_int_equal(ev_template_check("{{payload.a b}}", 15, why, sizeof why), KQ_EINVAL);
+    assert_int_equal(ev_template_check("{{payload..a}}", 14, why, sizeof why), KQ_EINVAL);
+    assert_int_equal(ev_template_check("{{ok}} {{payload}}", 18, why, sizeof why), KQ_EINVAL);
     assert_non_null(strstr(why, "offset 0"));
     /* the length is honoured: the placeholder's end is outside the first 10 bytes */
-    assert_int_equal(cmd_wf_template_check("{{payload}}", 10, why, sizeof why), KQ_EINVAL);
+    assert_int_equal(ev_template_check("{{payload}}", 10, why, sizeof why), KQ_EINVAL);
 
-    assert_int_equal(cmd_wf_url_check("http://a", 8, why, sizeof why), 0);
-    assert_int_equal(cmd_wf_url_check("https://a.b:1/{{payload.x}}", 27, why, sizeof why), 0);
-    assert_int_equal(cmd_wf_url_check("http://a%2e:80", 14, why, sizeof why), 0);
-    assert_int_equal(cmd_wf_url_check("http:/a", 7, why, sizeof why), KQ_EINVAL);
-    assert_int_equal(cmd_wf_url_check("http://[]/", 10, why, sizeof why), KQ_EINVAL);
-    assert_int_equal(cmd_wf_url_check("http://[::1]x/", 14, why, sizeof why), KQ_EINVAL);
+    assert_int_equal(ev_url_check("http://a", 8, why, sizeof why), 0);
+    assert_int_equal(ev_url_check("https://a.b:1/{{payload.x}}", 27, why, sizeof why), 0);
+    assert_int_equal(ev_url_check("http://a%2e:80", 14, why, sizeof why), 0);
+    assert_int_equal(ev_url_check("http:/a", 7, why, sizeof why), KQ_EINVAL);
+    assert_int_equal(ev_url_check("http://[]/", 10, why, sizeof why), KQ_EINVAL);
+    assert_int_equal(ev_url_check("http://[::1]x/", 14, why, sizeof why), KQ_EINVAL);
 
-    assert_true(cmd_wf_email_ok("a@b", 3));
-    assert_false(cmd_wf_email_ok("ab", 2));
-    assert_false(cmd_wf_email_ok("a\"b@c", 5));
-    assert_false(cmd_wf_email_ok("a@b\0c", 5));
+    assert_true(ev_email_ok("a@b", 3));
+    assert_false(ev_email_ok("ab", 2));
+    assert_false(ev_email_ok("a\"b@c", 5));
+    assert_false(ev_email_ok("a@b\0c", 5));
 
-    assert_true(cmd_wf_secret_ok("!~", 2));
-    assert_false(cmd_wf_secret_ok("", 0));
-    assert_false(cmd_wf_secret_ok("a\x7f", 2));
+    assert_true(cmd_workflow_secret_ok("!~", 2));
+    assert_false(cmd_workflow_secret_ok("", 0));
+    assert_false(cmd_workflow_secret_ok("a\x7f", 2));
 
-    assert_int_equal(cmd_wf_secret_generate(a), 0);
-    assert_int_equal(cmd_wf_secret_generate(b), 0);
+    assert_int_equal(cmd_workflow_secret_generate(a), 0);
+    assert_int_equal(cmd_workflow_secret_generate(b), 0);
     assert_int_equal(strlen(a), 64);
     assert_int_equal(strspn(a, "0123456789abcdef"), 64);
     assert_string_not_equal(a, b);
@@ -615,8 +611,8 @@ static uint32_t next_rand(void)
 
 /*
  * The template check agrees with the worker's renderer: for random templates
- * over an alphabet rich in braces, dots and blanks, wk_template_render gives
- * KQ_EINVAL (malformed) exactly when cmd_wf_template_check refuses. A
+ * over an alphabet rich in braces, dots and blanks, ev_template_render gives
+ * KQ_EINVAL (malformed) exactly when ev_template_check refuses. A
  * KQ_ENOTFOUND stops the renderer before it has seen later placeholders, so
  * those templates prove nothing and are skipped.
  */
@@ -641,9 +637,9 @@ static void test_template_matches_renderer(void **state)
             memcpy(tpl + len, p, pl + 1);
             len += pl;
         }
-        rc = wk_template_render(tpl, payload, WK_TPL_TEXT, &out, &outlen, err, sizeof err);
+        rc = ev_template_render(tpl, len, payload, EV_TPL_TEXT, &out, &outlen, err, sizeof err);
         free(out);
-        mine = cmd_wf_template_check(tpl, len, why, sizeof why);
+        mine = ev_template_check(tpl, len, why, sizeof why);
         if (rc == KQ_ENOTFOUND)
             continue;
         compared++;
