@@ -27,31 +27,13 @@
 #include "proj_lmdb.h"
 #include "qry_rm.h"
 
-#define EVID "\"event_id\":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]"
-#define T0 1763767000000000LL
+#include "test_proj_fixture.h"
 
-/* An envelope of aggregate `agg` id `id`, version v, occurred at T0 + v s, with `payload_type`
- * and payload JSON; into a malloc'd buffer (*buf) decoded into *e. */
+/* An envelope of aggregate `agg` (see proj_test_make). */
 static void make(ev_envelope *e, uint8_t **buf, const char *agg, const char *id, int64_t v,
                  const char *type, const char *payload)
 {
-    char json[8192], err[256];
-    ev_fb_builder b;
-    const uint8_t *data;
-    size_t len;
-
-    snprintf(json, sizeof json,
-             "{" EVID ",\"aggregate_type\":\"%s\",\"aggregate_id\":\"%s\",\"version\":%lld,"
-             "\"occurred_at_us\":%lld,\"payload_type\":\"%s\",\"payload\":%s}",
-             agg, id, (long long)v, (long long)(T0 + v * 1000000 + 123), type, payload);
-    ev_fb_builder_init(&b);
-    if (ev_json_encode(json, strlen(json), &b, err, sizeof err) != 0)
-        fail_msg("encode: %s\n%s", err, json);
-    data = ev_fb_builder_data(&b, &len);
-    *buf = malloc(len);
-    memcpy(*buf, data, len);
-    ev_fb_builder_free(&b);
-    assert_int_equal(ev_envelope_decode(*buf, len, e, err, sizeof err), 0);
+    proj_test_make(e, buf, NULL, agg, id, v, type, payload);
 }
 
 /* Fold one event into *doc; returns the outcome. */

@@ -25,8 +25,7 @@
 #include "proj_doc.h"
 #include "proj_pg.h"
 
-#define EVID "\"event_id\":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]"
-#define T0 1763767000000000LL
+#include "test_proj_fixture.h"
 
 /* One event of a sequence: version, type, payload JSON. */
 typedef struct tev {
@@ -37,23 +36,7 @@ typedef struct tev {
 
 static void make(ev_envelope *e, uint8_t **buf, int64_t v, const char *type, const char *payload)
 {
-    char json[4096], err[256];
-    ev_fb_builder b;
-    const uint8_t *data;
-    size_t len;
-
-    snprintf(json, sizeof json,
-             "{" EVID ",\"aggregate_type\":\"run\",\"aggregate_id\":\"r1\",\"version\":%lld,"
-             "\"occurred_at_us\":%lld,\"payload_type\":\"%s\",\"payload\":%s}",
-             (long long)v, (long long)(T0 + v * 1000000 + 123), type, payload);
-    ev_fb_builder_init(&b);
-    if (ev_json_encode(json, strlen(json), &b, err, sizeof err) != 0)
-        fail_msg("encode: %s\n%s", err, json);
-    data = ev_fb_builder_data(&b, &len);
-    *buf = malloc(len);
-    memcpy(*buf, data, len);
-    ev_fb_builder_free(&b);
-    assert_int_equal(ev_envelope_decode(*buf, len, e, err, sizeof err), 0);
+    proj_test_make(e, buf, NULL, "run", "r1", v, type, payload);
 }
 
 /* The PostgreSQL rows of a run, as far as the fold decides them. */
