@@ -10,9 +10,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ev_action.h"
 #include "ev_codec.h"
 #include "kq_err.h"
-#include "wk_template.h"
 
 static char *dup_str(ev_str s)
 {
@@ -34,17 +34,13 @@ static const char *header_value(const wk_header *h, size_t n, const char *name)
     return NULL;
 }
 
-/* Render template `t` (not NUL-terminated in the event) into *out. */
-static int render(ev_str t, const json_t *payload, wk_tpl_mode mode, char **out, size_t *outlen,
+/* Render template `t` (a view into the RunStarted) into *out (ev_action.h). */
+static int render(ev_str t, const json_t *payload, ev_tpl_mode mode, char **out, size_t *outlen,
                   char *errstr, size_t errlen)
 {
-    char *tpl = dup_str(t);
-    int rc;
+    int rc =
+        ev_template_render(t.ptr ? t.ptr : "", t.len, payload, mode, out, outlen, errstr, errlen);
 
-    if (tpl == NULL)
-        return KQ_ENOMEM;
-    rc = wk_template_render(tpl, payload, mode, out, outlen, errstr, errlen);
-    free(tpl);
     return rc == KQ_ENOMEM ? rc : rc != 0 ? WK_ACTION_UNBUILDABLE : 0;
 }
 
@@ -55,9 +51,14 @@ static int build_http(wk_action *a, const ev_http_action *h, const json_t *paylo
     wk_http_request *req = &a->http;
     size_t nh = 0, body_len = 0;
     const char *ct;
+    char why[256];
     int rc;
 
     a->kind = WK_ACTION_HTTP;
+    if (ev_url_check(h->url.ptr ? h->url.ptr : "", h->url.len, why, sizeof why) != 0) {
+        kq_seterr(errstr, errlen, KQ_EINVAL, "url: %s", why);
+        return WK_ACTION_UNBUILDABLE;
+    }
     a->url = dup_str(h->url);
     a->nstrs = h->headers.count * 2;
     if (a->url == NULL || (a->nstrs && (a->strs = calloc(a->nstrs, sizeof *a->strs)) == NULL))
@@ -79,7 +80,7 @@ static int build_http(wk_action *a, const ev_http_action *h, const json_t *paylo
     ct = header_value(a->hdrs, nh, "Content-Type");
     if (h->body_template.ptr) {
         rc = render(h->body_template, payload,
-                    ct == NULL || wk_template_is_json_type(ct) ? WK_TPL_JSON : WK_TPL_TEXT,
+                    ct == NULL || ev_template_is_json_type(ct) ? EV_TPL_JSON : EV_TPL_TEXT,
                     &a->body, &body_len, errstr, errlen);
         if (rc != 0)
             return rc;
@@ -128,10 +129,10 @@ static int build_email(wk_action *a, const ev_email_action *m, const json_t *pay
         if (ev_str_list_get(&m->to, i, &s) != 0 || (a->strs[i] = dup_str(s)) == NULL)
             return KQ_ENOMEM;
     }
-    if ((rc = render(m->subject, payload, WK_TPL_HEADER, &a->subject, &len, errstr, errlen)) != 0)
+    if ((rc = render(m->subject, payload, EV_TPL_HEADER, &a->subject, &len, errstr, errlen)) != 0)
         return rc;
     if (m->body_template.ptr &&
-        (rc = render(m->body_template, payload, WK_TPL_TEXT, &a->body, &len, errstr, errlen)) != 0)
+        (rc = render(m->body_template, payload, EV_TPL_TEXT, &a->body, &len, errstr, errlen)) != 0)
         return rc;
     a->has_dest = wk_breaker_key(smtp->url, a->dest, sizeof a->dest, NULL, 0) == 0;
     req->url = smtp->url;

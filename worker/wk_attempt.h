@@ -36,12 +36,8 @@
 #include "wk_breaker.h"
 #include "wk_http.h"
 #include "wk_policy.h"
+#include "wk_record.h"
 #include "wk_smtp.h"
-
-/* Outcomes of a recorded attempt (the attempts API's "outcome"). */
-#define WK_OUTCOME_RETRY 1
-#define WK_OUTCOME_SUCCEEDED 2
-#define WK_OUTCOME_FAILED 3
 
 /* wk_action_build: the step cannot be built; a failed attempt (errstr says why). */
 #define WK_ACTION_UNBUILDABLE 1
@@ -94,7 +90,7 @@ void wk_action_free(wk_action *a);
 
 /* What one attempt is recorded as. */
 typedef struct wk_attempt_result {
-    int outcome;           /* WK_OUTCOME_* */
+    int outcome;           /* WK_OUTCOME_* (wk_record.h) */
     int64_t next_delay_ms; /* retry only, else -1 */
     int status_code;       /* HTTP status / SMTP reply, -1 when none */
     int has_error;

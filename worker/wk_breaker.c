@@ -1,6 +1,6 @@
 /*
- * wk_breaker.c — circuit breakers keyed by destination: a small chained hash
- * table of entries under one mutex (see wk_breaker.h).
+ * wk_breaker.c — circuit breakers keyed by destination: a kq_map of entries
+ * under one mutex (see wk_breaker.h).
  */
 #include "wk_breaker.h"
 
@@ -14,15 +14,15 @@
 
 #include "kq_err.h"
 #include "kq_log.h"
+#include "kq_map.h"
 
 typedef struct wk_bentry {
-    struct wk_bentry *next;
+    char *dest; /* owned copy of the key (log lines, metrics) */
     wk_breaker_state state;
     unsigned failures;  /* consecutive, while closed */
     unsigned probes;    /* in flight, while half-open */
     uint64_t opened_at; /* ms, while open */
     uint64_t transitions[3];
-    char dest[];
 } wk_bentry;
 
 struct wk_breaker_set {
@@ -32,9 +32,7 @@ struct wk_breaker_set {
     void *clock_arg;
     wk_breaker_change_fn on_change;
     void *change_arg;
-    wk_bentry **buckets;
-    size_t nbuckets;
-    size_t count;
+    kq_map *map; /* dest -> wk_bentry */
 };
 
 void wk_breaker_defaults(wk_breaker_cfg *cfg)
@@ -65,6 +63,14 @@ uint64_t wk_breaker_clock_monotonic(void *arg)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* kq_map's clear callback: what an entry owns. */
+static void entry_clear(void *val)
+{
+    wk_bentry *e = val;
+
+    free(e->dest);
+}
+
 wk_breaker_set *wk_breaker_new(const wk_breaker_cfg *cfg, wk_clock_fn clock, void *clock_arg,
                                wk_breaker_change_fn on_change, void *change_arg, char *errstr,
                                size_t errlen)
@@ -79,9 +85,8 @@ wk_breaker_set *wk_breaker_new(const wk_breaker_cfg *cfg, wk_clock_fn clock, voi
     set = calloc(1, sizeof *set);
     if (set == NULL)
         goto nomem;
-    set->nbuckets = 64;
-    set->buckets = calloc(set->nbuckets, sizeof *set->buckets);
-    if (set->buckets == NULL)
+    set->map = kq_map_new(sizeof(wk_bentry), entry_clear);
+    if (set->map == NULL)
         goto nomem;
     pthread_mutex_init(&set->mu, NULL);
     set->cfg = *cfg;
@@ -91,8 +96,6 @@ wk_breaker_set *wk_breaker_new(const wk_breaker_cfg *cfg, wk_clock_fn clock, voi
     set->change_arg = change_arg;
     return set;
 nomem:
-    if (set != NULL)
-        free(set->buckets);
     free(set);
     kq_seterr(errstr, errlen, KQ_ENOMEM, "circuit breaker: out of memory");
     return NULL;
@@ -102,66 +105,25 @@ void wk_breaker_free(wk_breaker_set *set)
 {
     if (set == NULL)
         return;
-    for (size_t i = 0; i < set->nbuckets; i++) {
-        wk_bentry *e = set->buckets[i];
-        while (e != NULL) {
-            wk_bentry *n = e->next;
-            free(e);
-            e = n;
-        }
-    }
+    kq_map_free(set->map);
     pthread_mutex_destroy(&set->mu);
-    free(set->buckets);
     free(set);
-}
-
-static uint64_t hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603u; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211u;
-    return h;
-}
-
-static void grow(wk_breaker_set *set)
-{
-    size_t nb = set->nbuckets * 2;
-    wk_bentry **b = calloc(nb, sizeof *b);
-    if (b == NULL)
-        return; /* keep the longer chains */
-    for (size_t i = 0; i < set->nbuckets; i++) {
-        wk_bentry *e = set->buckets[i];
-        while (e != NULL) {
-            wk_bentry *n = e->next;
-            size_t k = hash_str(e->dest) & (nb - 1);
-            e->next = b[k];
-            b[k] = e;
-            e = n;
-        }
-    }
-    free(set->buckets);
-    set->buckets = b;
-    set->nbuckets = nb;
 }
 
 /* The entry for dest; created when `create`. NULL if absent (or no memory). */
 static wk_bentry *lookup(wk_breaker_set *set, const char *dest, int create)
 {
-    size_t k = hash_str(dest) & (set->nbuckets - 1);
-    for (wk_bentry *e = set->buckets[k]; e != NULL; e = e->next)
-        if (strcmp(e->dest, dest) == 0)
-            return e;
-    if (!create)
+    wk_bentry *e = kq_map_get(set->map, dest);
+    int created = 0;
+
+    if (e != NULL || !create)
+        return e;
+    if ((e = kq_map_put(set->map, dest, &created)) == NULL)
         return NULL;
-    size_t n = strlen(dest);
-    wk_bentry *e = calloc(1, sizeof *e + n + 1);
-    if (e == NULL)
+    if ((e->dest = strdup(dest)) == NULL) {
+        kq_map_remove(set->map, dest);
         return NULL;
-    memcpy(e->dest, dest, n + 1);
-    e->next = set->buckets[k];
-    set->buckets[k] = e;
-    if (++set->count > set->nbuckets * 2)
-        grow(set);
+    }
     return e;
 }
 
@@ -273,9 +235,43 @@ wk_breaker_state wk_breaker_get(wk_breaker_set *set, const char *dest)
     return s;
 }
 
+/* Prometheus lines of one entry (wk_breaker_metrics, through kq_map_each). */
+typedef struct metrics_arg {
+    wk_breaker_set *set;
+    char *buf;
+    size_t len, off;
+} metrics_arg;
+
+static int metrics_cb(void *arg, const char *key, size_t keylen, void *val)
+{
+    metrics_arg *a = arg;
+    wk_bentry *e = val;
+    int n;
+
+    (void)key;
+    (void)keylen;
+    tick(a->set, e);
+    n = snprintf(a->buf + a->off, a->len - a->off,
+                 "kcqrs_worker_breaker_state{destination=\"%s\"} %d\n", e->dest, (int)e->state);
+    if (n < 0 || (size_t)n >= a->len - a->off)
+        return KQ_ERANGE;
+    a->off += (size_t)n;
+    for (int s = 0; s < 3; s++) {
+        n = snprintf(a->buf + a->off, a->len - a->off,
+                     "kcqrs_worker_breaker_transitions_total{destination=\"%s\",to=\"%s\"} "
+                     "%llu\n",
+                     e->dest, wk_breaker_state_name((wk_breaker_state)s),
+                     (unsigned long long)e->transitions[s]);
+        if (n < 0 || (size_t)n >= a->len - a->off)
+            return KQ_ERANGE;
+        a->off += (size_t)n;
+    }
+    return 0;
+}
+
 int wk_breaker_metrics(wk_breaker_set *set, char *buf, size_t len)
 {
-    size_t off = 0;
+    metrics_arg a = {set, buf, len, 0};
     int rc = 0;
     static const char head[] =
         "# HELP kcqrs_worker_breaker_state Circuit breaker state per destination "
@@ -286,35 +282,17 @@ int wk_breaker_metrics(wk_breaker_set *set, char *buf, size_t len)
     pthread_mutex_lock(&set->mu);
     int n = snprintf(buf, len, "%s", head);
     if (n < 0 || (size_t)n >= len)
-        goto full;
-    off = (size_t)n;
-    for (size_t i = 0; i < set->nbuckets; i++)
-        for (wk_bentry *e = set->buckets[i]; e != NULL; e = e->next) {
-            tick(set, e);
-            n = snprintf(buf + off, len - off,
-                         "kcqrs_worker_breaker_state{destination=\"%s\"} %d\n", e->dest,
-                         (int)e->state);
-            if (n < 0 || (size_t)n >= len - off)
-                goto full;
-            off += (size_t)n;
-            for (int s = 0; s < 3; s++) {
-                n = snprintf(buf + off, len - off,
-                             "kcqrs_worker_breaker_transitions_total{destination=\"%s\",to=\"%s\"} "
-                             "%llu\n",
-                             e->dest, wk_breaker_state_name((wk_breaker_state)s),
-                             (unsigned long long)e->transitions[s]);
-                if (n < 0 || (size_t)n >= len - off)
-                    goto full;
-                off += (size_t)n;
-            }
-        }
-    rc = (int)off;
-    goto out;
-full:
-    rc = KQ_ERANGE;
-    if (len > 0)
-        buf[0] = '\0';
-out:
+        rc = KQ_ERANGE;
+    else {
+        a.off = (size_t)n;
+        rc = kq_map_each(set->map, metrics_cb, &a);
+    }
+    if (rc != 0) {
+        rc = KQ_ERANGE;
+        if (len > 0)
+            buf[0] = '\0';
+    } else
+        rc = (int)a.off;
     pthread_mutex_unlock(&set->mu);
     return rc;
 }

@@ -18,6 +18,7 @@ void wk_metrics_init(wk_metrics *m)
     atomic_init(&m->events, 0);
     atomic_init(&m->bad_records, 0);
     atomic_init(&m->build_errors, 0);
+    atomic_init(&m->refused, 0);
 }
 
 void wk_metrics_print(wk_metrics *m, FILE *out)
@@ -39,12 +40,14 @@ void wk_metrics_print(wk_metrics *m, FILE *out)
             "kcqrs_worker_breaker_waits_total %lu\n"
             "# TYPE kcqrs_worker_events_total counter\nkcqrs_worker_events_total %lu\n"
             "# TYPE kcqrs_worker_bad_records_total counter\nkcqrs_worker_bad_records_total %lu\n"
+            "# TYPE kcqrs_worker_events_refused_total counter\n"
+            "kcqrs_worker_events_refused_total %lu\n"
             "# TYPE kcqrs_worker_partitions_assigned gauge\n"
             "kcqrs_worker_partitions_assigned %ld\n"
             "# TYPE kcqrs_worker_lag gauge\nkcqrs_worker_lag %ld\n",
             atomic_load(&m->runs_open), atomic_load(&m->in_flight), atomic_load(&m->runs_done),
             atomic_load(&m->attempts), atomic_load(&m->succeeded), atomic_load(&m->retry),
             atomic_load(&m->failed), atomic_load(&m->build_errors), atomic_load(&m->breaker_waits),
-            atomic_load(&m->events), atomic_load(&m->bad_records), atomic_load(&m->assigned),
-            atomic_load(&m->lag));
+            atomic_load(&m->events), atomic_load(&m->bad_records), atomic_load(&m->refused),
+            atomic_load(&m->assigned), atomic_load(&m->lag));
 }

@@ -11,10 +11,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "kq_err.h"
+#include "kq_rand.h"
 
 const char *wk_result_name(wk_result r)
 {
@@ -65,7 +65,7 @@ int wk_policy_validate(const wk_policy *p, char *errstr, size_t errlen)
 void wk_rng_seed(wk_rng *r)
 {
     uint64_t s = 0;
-    if (getrandom(&s, sizeof s, 0) != (ssize_t)sizeof s) {
+    if (kq_rand_bytes(&s, sizeof s) != 0) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         s = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)(uintptr_t)r;

@@ -23,7 +23,7 @@
  * have been made.
  *
  * The random source is injected (wk_rng_fn) so tests can pin it; wk_rng_*
- * is a small xorshift generator seeded from getrandom(2) for production.
+ * is a small xorshift generator seeded from kq_rand_bytes (getrandom(2)) for production.
  * Everything here is pure and reentrant; a wk_rng belongs to one thread.
  */
 #ifndef WK_POLICY_H
@@ -58,7 +58,7 @@ typedef uint64_t (*wk_rng_fn)(void *arg);
 typedef struct wk_rng {
     uint64_t s;
 } wk_rng;
-/* Seed from getrandom(2) (falls back to time and address bits). */
+/* Seed from kq_rand_bytes (falls back to time and address bits). */
 void wk_rng_seed(wk_rng *r);
 /* wk_rng_fn over a wk_rng (arg is the wk_rng *). */
 uint64_t wk_rng_next(void *arg);

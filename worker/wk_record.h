@@ -23,6 +23,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* Outcomes of a recorded attempt (the attempts API's "outcome"). */
+#define WK_OUTCOME_RETRY 1
+#define WK_OUTCOME_SUCCEEDED 2
+#define WK_OUTCOME_FAILED 3
+
 typedef struct wk_recorder wk_recorder;
 
 typedef struct wk_record_settings {
@@ -74,9 +79,8 @@ int wk_recorder_reachable(wk_recorder *r);
 void wk_recorder_metrics(wk_recorder *r, FILE *out);
 
 /*
- * The JSON body of one record (CONTRACT6.md): outcome 1 retry, 2 succeeded,
- * 3 failed. status_code < 0 and error NULL are omitted; next_delay_ms only
- * for retry. Returns a malloc'd string or NULL (no memory).
+ * The JSON body of one record (CONTRACT6.md): outcome WK_OUTCOME_*. status_code < 0 and error NULL
+ * are omitted; next_delay_ms only for retry. Returns a malloc'd string or NULL (no memory).
  */
 char *wk_record_body(uint32_t step, uint32_t attempt, int status_code, const char *error,
                      int64_t duration_ms, int64_t next_delay_ms, const char *delivery_id,

@@ -1,5 +1,6 @@
 /*
- * wk_run.c — the run fold and the attempt scheduler of kcqrs-worker (wk_run.h).
+ * wk_run.c — the run table (folded by ev_run.h) and the attempt scheduler
+ * of kcqrs-worker (wk_run.h).
  */
 #include "wk_run.h"
 
@@ -7,24 +8,22 @@
 #include <string.h>
 
 #include "kq_err.h"
+#include "kq_map.h"
+#include "wk_record.h"
 
 struct wk_runs {
-    wk_run **buckets;
-    size_t nbuckets; /* power of two */
-    size_t count;
+    kq_map *map; /* id -> wk_run (inline: stays at its address until removed) */
     wk_run **heap;
     size_t heap_len, heap_cap;
 };
 
-static uint64_t hash_id(const char *s)
+/* kq_map's clear callback: what a run owns. */
+static void run_clear(void *val)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    wk_run *r = val;
 
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ull;
-    }
-    return h;
+    free(r->started);
+    r->started = NULL;
 }
 
 wk_runs *wk_runs_new(void)
@@ -33,231 +32,197 @@ wk_runs *wk_runs_new(void)
 
     if (t == NULL)
         return NULL;
-    t->nbuckets = 1024;
-    if ((t->buckets = calloc(t->nbuckets, sizeof *t->buckets)) == NULL) {
+    if ((t->map = kq_map_new(sizeof(wk_run), run_clear)) == NULL) {
         free(t);
         return NULL;
     }
     return t;
 }
 
-static void run_free(wk_run *r)
-{
-    free(r->started);
-    free(r);
-}
-
 void wk_runs_free(wk_runs *t)
 {
     if (t == NULL)
         return;
-    for (size_t i = 0; i < t->nbuckets; i++) {
-        wk_run *r = t->buckets[i];
-        while (r) {
-            wk_run *n = r->next;
-            run_free(r);
-            r = n;
-        }
-    }
-    free(t->buckets);
+    kq_map_free(t->map);
     free(t->heap);
     free(t);
 }
 
 size_t wk_runs_count(const wk_runs *t)
 {
-    return t->count;
+    return kq_map_count(t->map);
 }
 
 wk_run *wk_runs_get(const wk_runs *t, const char *id)
 {
-    wk_run *r = t->buckets[hash_id(id) & (t->nbuckets - 1)];
-
-    while (r && strcmp(r->id, id) != 0)
-        r = r->next;
-    return r;
-}
-
-static void grow(wk_runs *t)
-{
-    size_t n = t->nbuckets * 2;
-    wk_run **b = calloc(n, sizeof *b);
-
-    if (b == NULL)
-        return; /* longer chains, still correct */
-    for (size_t i = 0; i < t->nbuckets; i++) {
-        wk_run *r = t->buckets[i];
-        while (r) {
-            wk_run *next = r->next;
-            size_t k = hash_id(r->id) & (n - 1);
-            r->next = b[k];
-            b[k] = r;
-            r = next;
-        }
-    }
-    free(t->buckets);
-    t->buckets = b;
-    t->nbuckets = n;
-}
-
-static int insert(wk_runs *t, wk_run *r)
-{
-    size_t k;
-
-    if (t->count + 1 > t->nbuckets)
-        grow(t);
-    k = hash_id(r->id) & (t->nbuckets - 1);
-    r->next = t->buckets[k];
-    t->buckets[k] = r;
-    t->count++;
-    return 0;
+    return kq_map_get(t->map, id);
 }
 
 void wk_runs_remove(wk_runs *t, wk_run *r)
 {
-    wk_run **p = &t->buckets[hash_id(r->id) & (t->nbuckets - 1)];
+    char id[EV_ID_MAX + 1];
 
     wk_sched_remove(t, r);
-    while (*p && *p != r)
-        p = &(*p)->next;
-    if (*p) {
-        *p = r->next;
-        t->count--;
-    }
-    run_free(r);
+    memcpy(id, r->id, sizeof id); /* the key outlives the entry it names */
+    kq_map_remove(t->map, id);
+}
+
+typedef struct each_arg {
+    void (*fn)(void *arg, wk_run *r);
+    void *arg;
+} each_arg;
+
+static int each_cb(void *arg, const char *key, size_t keylen, void *val)
+{
+    each_arg *a = arg;
+
+    (void)key;
+    (void)keylen;
+    a->fn(a->arg, val);
+    return 0;
 }
 
 void wk_runs_each(wk_runs *t, void (*fn)(void *arg, wk_run *r), void *arg)
 {
-    for (size_t i = 0; i < t->nbuckets; i++)
-        for (wk_run *r = t->buckets[i]; r; r = r->next)
-            fn(arg, r);
+    each_arg a = {fn, arg};
+
+    kq_map_each(t->map, each_cb, &a);
+}
+
+typedef struct oldest_arg {
+    int32_t partition;
+    int64_t best;
+} oldest_arg;
+
+static void oldest_cb(void *arg, wk_run *r)
+{
+    oldest_arg *a = arg;
+
+    if (r->partition == a->partition && r->end == WK_RUN_OPEN &&
+        (a->best < 0 || r->started_offset < a->best))
+        a->best = r->started_offset;
 }
 
 int64_t wk_runs_oldest_open(const wk_runs *t, int32_t partition)
 {
-    int64_t best = -1;
+    oldest_arg a = {partition, -1};
 
-    for (size_t i = 0; i < t->nbuckets; i++)
-        for (wk_run *r = t->buckets[i]; r; r = r->next)
-            if (r->partition == partition && r->end == WK_RUN_OPEN &&
-                (best < 0 || r->started_offset < best))
-                best = r->started_offset;
-    return best;
+    wk_runs_each((wk_runs *)t, oldest_cb, &a);
+    return a.best;
 }
 
-static void to_next_step(wk_run *r)
+/* r->end from the fold's state. */
+static void sync_end(wk_run *r)
 {
-    r->step++;
-    r->attempts = 0;
-    r->last_attempt_ms = 0;
-    r->next_delay_ms = -1;
+    if (ev_run_open(&r->st))
+        r->end = WK_RUN_OPEN;
+    else
+        r->end = r->st.status == EV_RUN_IS_FAILED ? WK_RUN_FAILED : WK_RUN_SUCCEEDED;
 }
 
 int wk_runs_apply(wk_runs *t, const ev_envelope *env, const uint8_t *value, size_t len,
-                  int32_t partition, int64_t offset, wk_run **changed, int *gap)
+                  int32_t partition, int64_t offset, wk_run **changed, const char **why)
 {
     wk_run *r;
+    ev_run_state st;
     char id[EV_ID_MAX + 1];
+    uint8_t *copy;
+    int rc;
 
     *changed = NULL;
-    *gap = 0;
+    *why = NULL;
     if (env->aggregate_id.ptr == NULL || env->aggregate_id.len == 0 ||
         env->aggregate_id.len > EV_ID_MAX ||
         memchr(env->aggregate_id.ptr, 0, env->aggregate_id.len))
-        return 0;
+        return WK_RUNS_SKIPPED;
     memcpy(id, env->aggregate_id.ptr, env->aggregate_id.len);
     id[env->aggregate_id.len] = '\0';
     r = wk_runs_get(t, id);
-
-    if (env->payload_type == EV_RUN_STARTED) {
-        const ev_run_started *rs = &env->payload.run_started;
-        if (r != NULL)
-            return 0; /* seen: a re-read */
-        if ((r = calloc(1, sizeof *r)) == NULL)
+    if (r == NULL && env->payload_type != EV_RUN_STARTED)
+        return WK_RUNS_SKIPPED; /* its RunStarted was not read: finished, or forgotten */
+    if (r == NULL) {
+        ev_run_init(&st);
+        if ((rc = ev_run_fold(&st, env, why)) != EV_FOLD_APPLIED)
+            return rc == EV_FOLD_DUPLICATE ? WK_RUNS_SKIPPED : WK_RUNS_REFUSED;
+        if ((copy = malloc(len ? len : 1)) == NULL)
             return KQ_ENOMEM;
-        if ((r->started = malloc(len ? len : 1)) == NULL) {
-            free(r);
+        if ((r = kq_map_put(t->map, id, NULL)) == NULL) {
+            free(copy);
             return KQ_ENOMEM;
         }
-        memcpy(r->started, value, len);
+        memcpy(copy, value, len);
+        r->started = copy;
         r->started_len = len;
         memcpy(r->id, id, sizeof id);
         r->partition = partition;
         r->started_offset = offset;
-        r->version = env->version;
-        r->step_count = rs->steps.present ? rs->steps.count : rs->step_count;
-        r->next_delay_ms = -1;
+        r->st = st;
         r->heap_idx = SIZE_MAX;
         r->phase = WK_RUN_IDLE;
-        if (r->step_count == 0)
-            r->end = WK_RUN_SUCCEEDED; /* nothing to do */
-        *gap = env->version != 1;
-        insert(t, r);
+        sync_end(r);
         *changed = r;
-        return 1;
+        return WK_RUNS_APPLIED;
     }
-    if (r == NULL || env->version <= r->version)
-        return 0;
-    *gap = env->version != r->version + 1;
-    r->version = env->version;
-    switch (env->payload_type) {
-    case EV_STEP_ATTEMPTED: {
-        const ev_step_attempted *a = &env->payload.step_attempted;
-        if (a->step == r->step) {
-            if (a->attempt > r->attempts)
-                r->attempts = a->attempt;
-            r->last_attempt_ms = env->occurred_at_us / 1000;
-            r->next_delay_ms = a->has_next_delay_ms ? a->next_delay_ms : -1;
-        }
-        break;
-    }
-    case EV_STEP_SUCCEEDED:
-        if (env->payload.step_succeeded.step == r->step)
-            to_next_step(r);
-        break;
-    case EV_STEP_FAILED:
-    case EV_RUN_FAILED:
-        r->end = WK_RUN_FAILED;
-        break;
-    case EV_RUN_SUCCEEDED:
-        r->end = WK_RUN_SUCCEEDED;
-        break;
-    default:
-        break;
-    }
+    rc = ev_run_fold(&r->st, env, why);
+    if (rc == EV_FOLD_DUPLICATE)
+        return WK_RUNS_SKIPPED;
     *changed = r;
-    return 1;
+    if (rc != EV_FOLD_APPLIED)
+        return WK_RUNS_REFUSED;
+    sync_end(r);
+    return WK_RUNS_APPLIED;
 }
 
-void wk_run_advance(wk_run *r, int64_t version, uint32_t attempt, int outcome,
-                    int64_t next_delay_ms, int64_t now_ms)
+int wk_run_advance(wk_run *r, int64_t version, uint32_t attempt, int outcome, int64_t next_delay_ms,
+                   int64_t now_ms)
 {
-    if (version <= r->version)
-        return; /* the fold got there first */
-    r->version = version;
-    switch (outcome) {
-    case 1: /* retry */
-        r->attempts = attempt;
-        r->last_attempt_ms = now_ms;
-        r->next_delay_ms = next_delay_ms;
-        break;
-    case 2: /* succeeded */
-        to_next_step(r);
-        if (r->step >= r->step_count)
-            r->end = WK_RUN_SUCCEEDED;
-        break;
-    default: /* failed */
-        r->end = WK_RUN_FAILED;
-        break;
+    ev_envelope ev[3];
+    ev_run_state st = r->st;
+    int n = 0;
+
+    if (version <= r->st.version)
+        return WK_ADVANCE_KNOWN; /* the fold got there first */
+    /* the events the writer appends for this record (commands/: one decision) */
+    memset(ev, 0, sizeof ev);
+    ev[n].payload_type = EV_STEP_ATTEMPTED;
+    ev[n].payload.step_attempted.step = r->st.step;
+    ev[n].payload.step_attempted.attempt = attempt;
+    ev[n].payload.step_attempted.has_next_delay_ms =
+        outcome == WK_OUTCOME_RETRY && next_delay_ms >= 0;
+    ev[n].payload.step_attempted.next_delay_ms = next_delay_ms >= 0 ? next_delay_ms : 0;
+    n++;
+    if (outcome == WK_OUTCOME_SUCCEEDED) {
+        ev[n].payload_type = EV_STEP_SUCCEEDED;
+        ev[n].payload.step_succeeded.step = r->st.step;
+        ev[n++].payload.step_succeeded.attempt = attempt;
+        if (r->st.step + 1 == r->st.step_count)
+            ev[n++].payload_type = EV_RUN_SUCCEEDED;
+    } else if (outcome != WK_OUTCOME_RETRY) {
+        ev[n].payload_type = EV_STEP_FAILED;
+        ev[n].payload.step_failed.step = r->st.step;
+        ev[n++].payload.step_failed.attempt = attempt;
+        ev[n].payload_type = EV_RUN_FAILED;
+        ev[n++].payload.run_failed.step = r->st.step;
     }
+    if (version - n != r->st.version)
+        return WK_ADVANCE_AHEAD; /* events the worker has not read come first */
+    for (int i = 0; i < n; i++) {
+        ev[i].version = version - n + 1 + i;
+        ev[i].occurred_at_us = now_ms * 1000;
+        ev[i].aggregate_type = EV_AGG_RUN;
+        if (ev_run_fold(&st, &ev[i], NULL) != EV_FOLD_APPLIED)
+            return WK_ADVANCE_AHEAD; /* not what the log will show: wait for it */
+    }
+    r->st = st;
+    sync_end(r);
+    return WK_ADVANCE_APPLIED;
 }
 
 int64_t wk_run_due_ms(const wk_run *r, int64_t now_ms)
 {
-    if (r->attempts == 0 || r->next_delay_ms < 0)
+    if (r->st.attempts == 0 || r->st.next_delay_ms < 0)
         return now_ms;
-    return r->last_attempt_ms + r->next_delay_ms;
+    return r->st.last_attempt_us / 1000 + r->st.next_delay_ms;
 }
 
 /* ---- heap ---- */

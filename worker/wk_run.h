@@ -1,16 +1,30 @@
 /*
- * wk_run.h — kcqrs-worker's view of the runs it owns: the per-run fold of
- * <prefix>.run.events and the scheduler of the next attempts.
+ * wk_run.h — kcqrs-worker's view of the runs it owns: the runs of
+ * <prefix>.run.events folded by the one run fold (events/ev_run.h), and the
+ * scheduler of their next attempts.
  *
- * The fold (wk_runs_apply) keeps, per open run: its partition and the offset
- * of its RunStarted (the commit point while it is open), its version, a copy
- * of the RunStarted record value (steps, payload, signing secret: decoded on
- * demand), the current step (the first without StepSucceeded), the attempts
+ * The table (wk_runs_apply) keeps, per run read from its RunStarted: its
+ * partition and the offset of its RunStarted (the commit point while it is
+ * open), a copy of the RunStarted record value (steps, payload, signing
+ * secret: decoded on demand by wk_attempt.h), and its ev_run_state — the
+ * version, the current step (the first without StepSucceeded), the attempts
  * recorded for it, the occurred_at and next_delay_ms of its last
- * StepAttempted, and whether it finished. An event whose version is not
- * above the run's is skipped (re-reads, and events the worker already
- * applied from its own 200 answer, wk_run_advance); events of a run whose
- * RunStarted was not read (finished before the commit point) are ignored.
+ * StepAttempted, the status. Every event goes through ev_run_fold, so the
+ * worker agrees with kcqrs-commands and the read models on every run:
+ *   - a re-read (version at or below the run's) is skipped;
+ *   - an event the rule refuses (a version gap, an event for another step
+ *     or attempt, anything after the run ended ...) is not applied: it is
+ *     reported (WK_RUNS_REFUSED with the rule's reason) for the caller to
+ *     log, and the run keeps its state;
+ *   - a StepFailed ends the run (FAILED at once); a zero-step run is
+ *     SUCCEEDED at its RunStarted.
+ * Events of a run whose RunStarted was not read (it finished before the
+ * commit point, or the worker forgot it once finished) are ignored.
+ *
+ * The worker's own answer: after kcqrs-commands answered 200 to a record,
+ * wk_run_advance builds the events the writer appended for it (StepAttempted,
+ * + StepSucceeded [+ RunSucceeded] or + StepFailed + RunFailed) and folds
+ * them with the same rule, so the run is where the fold will find it.
  *
  * The scheduler is a min-heap of the idle runs keyed by the wall-clock time
  * (ms) their next attempt is due: last StepAttempted occurred_at +
@@ -21,8 +35,9 @@
  *             ready (catching up or revoked) or it is finished
  *   ACTIVE    an attempt is executing in the engine
  *   RECORDING its outcome is being recorded with kcqrs-commands
- *   WAIT_LOG  the record was refused (409): wait until the log shows more
- *             of the run (any newer event makes it IDLE) or `wait_until_ms`
+ *   WAIT_LOG  the record was refused (409), or answered with a version the
+ *             worker cannot reach yet: wait until the log shows more of the
+ *             run (any applied event makes it IDLE) or `wait_until_ms`
  *
  * Pure data structure: no I/O, no threads (the service's one thread owns it).
  */
@@ -33,6 +48,7 @@
 #include <stdint.h>
 
 #include "ev_codec.h"
+#include "ev_run.h"
 
 typedef enum wk_run_phase {
     WK_RUN_IDLE = 0,
@@ -47,53 +63,58 @@ typedef struct wk_run {
     char id[EV_ID_MAX + 1];
     int32_t partition;
     int64_t started_offset; /* offset of its RunStarted */
-    int64_t version;        /* of the last event applied */
     uint8_t *started;       /* copy of the RunStarted record value (an Envelope) */
     size_t started_len;
-    uint32_t step_count;
-    uint32_t step;           /* current step: the first without StepSucceeded */
-    uint32_t attempts;       /* recorded attempts of the current step */
-    int64_t last_attempt_ms; /* occurred_at of its last StepAttempted (ms), 0: none */
-    int64_t next_delay_ms;   /* of that StepAttempted, -1: none */
-    wk_run_end end;
+    ev_run_state st; /* the fold (ev_run.h): version, step, attempts, status ... */
+    wk_run_end end;  /* OPEN while ev_run_open(&st), else how it finished */
     wk_run_phase phase;
     int64_t due_ms;        /* heap key */
     int64_t wait_until_ms; /* WAIT_LOG */
     int64_t phase_version; /* version when the current attempt started */
     size_t heap_idx;       /* position in the heap, SIZE_MAX when not in it */
-    struct wk_run *next;   /* hash chain (internal) */
 } wk_run;
 
 typedef struct wk_runs wk_runs;
 
-/* New empty table. NULL on no memory. */
+/* New empty table (a kq_map by run id). NULL on no memory. Free with wk_runs_free. */
 wk_runs *wk_runs_new(void);
 /* Free the table and every run. */
 void wk_runs_free(wk_runs *t);
 
 size_t wk_runs_count(const wk_runs *t);
+/* The run, or NULL. Owned by the table: valid until wk_runs_remove / wk_runs_free. */
 wk_run *wk_runs_get(const wk_runs *t, const char *id);
+
+/* wk_runs_apply's answers */
+#define WK_RUNS_SKIPPED 0 /* a re-read, or an event of a run not in the table */
+#define WK_RUNS_APPLIED 1 /* *changed moved on (check end/phase) */
+#define WK_RUNS_REFUSED 2 /* the rule refused it (*why); nothing changed */
 
 /*
  * Fold one run-topic record: `value` is its Envelope (`env` its decoding),
- * at (partition, offset). Returns:
- *   1  applied: *changed is the run (new or moved on; check end/phase)
- *   0  skipped (old version, unknown run, or an event that changes nothing)
- *   KQ_ENOMEM
- * A RunStarted of a new run copies `value`. A version gap is applied anyway
- * (the log is the truth) and reported through *gap = 1 so the caller logs it.
+ * at (partition, offset). Returns WK_RUNS_APPLIED (*changed: the run, new or
+ * moved on), WK_RUNS_SKIPPED, WK_RUNS_REFUSED (*changed: the run, or NULL
+ * for a refused RunStarted; *why: the rule's reason, static) or KQ_ENOMEM.
+ * A RunStarted of a new run copies `value`.
  */
 int wk_runs_apply(wk_runs *t, const ev_envelope *env, const uint8_t *value, size_t len,
-                  int32_t partition, int64_t offset, wk_run **changed, int *gap);
+                  int32_t partition, int64_t offset, wk_run **changed, const char **why);
+
+/* wk_run_advance's answers */
+#define WK_ADVANCE_KNOWN 0   /* the fold had it already (version <= the run's) */
+#define WK_ADVANCE_APPLIED 1 /* the answer's events were folded */
+#define WK_ADVANCE_AHEAD 2   /* the log holds events before them the worker has not read */
 
 /*
  * After kcqrs-commands answered 200 {"version": V} to our record of attempt
- * `attempt` of the run's current step with `outcome` (1 retry, 2 succeeded,
- * 3 failed, as cmd_outcome): apply what those events say, if the fold has
- * not already (V > version). now_ms is the time used for the retry's due time.
+ * `attempt` of the run's current step with `outcome` (WK_OUTCOME_* of
+ * wk_attempt.h: 1 retry, 2 succeeded, 3 failed): fold the events the writer
+ * appended for it, the last at version V (occurred_at: now_ms), unless the
+ * fold has them already. Returns WK_ADVANCE_*; the run changes only on
+ * WK_ADVANCE_APPLIED (all the events apply, or none).
  */
-void wk_run_advance(wk_run *r, int64_t version, uint32_t attempt, int outcome,
-                    int64_t next_delay_ms, int64_t now_ms);
+int wk_run_advance(wk_run *r, int64_t version, uint32_t attempt, int outcome, int64_t next_delay_ms,
+                   int64_t now_ms);
 
 /* When the run's next attempt is due (wall clock ms): see the header. */
 int64_t wk_run_due_ms(const wk_run *r, int64_t now_ms);

@@ -72,9 +72,9 @@ static attempt_ctx *ctx_new(wk_service *w, wk_run *r)
         return NULL;
     c->w = w;
     c->run = r;
-    c->step = r->step;
-    c->attempt = r->attempts + 1;
-    c->started_version = r->version;
+    c->step = r->st.step;
+    c->attempt = r->st.attempts + 1;
+    c->started_version = r->st.version;
     c->next_delay_ms = -1;
     c->next = w->ctxs;
     if (w->ctxs)
@@ -196,13 +196,13 @@ static int start_attempt(wk_service *w, wk_run *r, long *retry_in)
 
     if ((c = ctx_new(w, r)) == NULL)
         return KQ_ENOMEM;
-    snprintf(c->delivery_id, sizeof c->delivery_id, "%s.%u", r->id, r->step);
+    snprintf(c->delivery_id, sizeof c->delivery_id, "%s.%u", r->id, c->step);
     r->phase = WK_RUN_ACTIVE;
-    r->phase_version = r->version;
+    r->phase_version = r->st.version;
     set_in_flight(w, r, 1);
     atomic_fetch_add(&w->m.attempts, 1);
 
-    rc = wk_action_build(&a, r->started, r->started_len, r->id, r->step, &w->set.smtp, err,
+    rc = wk_action_build(&a, r->started, r->started_len, r->id, c->step, &w->set.smtp, err,
                          sizeof err);
     if (rc == WK_ACTION_UNBUILDABLE) {
         fail_attempt(w, c, err);
@@ -278,11 +278,18 @@ static void handle_records(wk_service *w)
             wk_run *r = c->run;
 
             set_in_flight(w, r, -1);
-            if (res[i].status == 200 && res[i].version > 0) {
+            if (res[i].status == 200 && res[i].version > 0 &&
                 wk_run_advance(r, res[i].version, c->attempt, c->outcome, c->next_delay_ms,
-                               wall_ms());
+                               wall_ms()) != WK_ADVANCE_AHEAD) {
                 r->phase = WK_RUN_IDLE;
-            } else if (res[i].status == 409 && r->version != c->started_version) {
+            } else if (res[i].status == 200 && res[i].version > 0) {
+                kq_log_info("run %s step %u attempt %u: recorded at version %lld, ahead of the "
+                            "log read so far (version %lld); waiting for the log",
+                            r->id, c->step, c->attempt, (long long)res[i].version,
+                            (long long)r->st.version);
+                r->phase = WK_RUN_WAIT_LOG;
+                r->wait_until_ms = wall_ms() + WK_SERVICE_WAIT_LOG_MS;
+            } else if (res[i].status == 409 && r->st.version != c->started_version) {
                 r->phase = WK_RUN_IDLE; /* the log moved on meanwhile */
             } else {
                 if (res[i].status == 409)
@@ -328,7 +335,8 @@ static void handle_message(wk_service *w, rd_kafka_message_t *m)
     ev_envelope env;
     wk_run *r;
     char err[256];
-    int gap, rc;
+    const char *why;
+    int rc;
 
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
         if (wk_offsets_eof(&w->offs, m->partition, m->offset)) {
@@ -353,17 +361,22 @@ static void handle_message(wk_service *w, rd_kafka_message_t *m)
     }
     if (env.aggregate_type != EV_AGG_RUN)
         return;
-    rc = wk_runs_apply(w->runs, &env, m->payload, m->len, m->partition, m->offset, &r, &gap);
+    rc = wk_runs_apply(w->runs, &env, m->payload, m->len, m->partition, m->offset, &r, &why);
     if (rc < 0) {
         kq_log_error("partition %d offset %lld: out of memory folding the run", (int)m->partition,
                      (long long)m->offset);
         return;
     }
-    if (rc == 0)
+    if (rc == WK_RUNS_REFUSED) {
+        atomic_fetch_add(&w->m.refused, 1);
+        kq_log_warn("run %.*s: event %s at version %lld (partition %d offset %lld) not applied: %s",
+                    (int)env.aggregate_id.len, env.aggregate_id.ptr,
+                    ev_event_type_name(env.payload_type), (long long)env.version, (int)m->partition,
+                    (long long)m->offset, why);
         return;
-    if (gap)
-        kq_log_warn("run %s: version gap at version %lld (partition %d offset %lld)", r->id,
-                    (long long)env.version, (int)m->partition, (long long)m->offset);
+    }
+    if (rc == WK_RUNS_SKIPPED)
+        return;
     atomic_store(&w->m.runs_open, (long)wk_runs_count(w->runs));
     run_changed(w, r);
 }

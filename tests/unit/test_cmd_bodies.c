@@ -21,7 +21,6 @@
 #include "ev_codec.h"
 #include "kq_err.h"
 #include "kq_json_in.h"
-#include "wk_template.h"
 
 enum { CREATE, UPDATE, ATTEMPT };
 
@@ -612,7 +611,7 @@ static uint32_t next_rand(void)
 
 /*
  * The template check agrees with the worker's renderer: for random templates
- * over an alphabet rich in braces, dots and blanks, wk_template_render gives
+ * over an alphabet rich in braces, dots and blanks, ev_template_render gives
  * KQ_EINVAL (malformed) exactly when ev_template_check refuses. A
  * KQ_ENOTFOUND stops the renderer before it has seen later placeholders, so
  * those templates prove nothing and are skipped.
@@ -638,7 +637,7 @@ static void test_template_matches_renderer(void **state)
             memcpy(tpl + len, p, pl + 1);
             len += pl;
         }
-        rc = wk_template_render(tpl, payload, WK_TPL_TEXT, &out, &outlen, err, sizeof err);
+        rc = ev_template_render(tpl, len, payload, EV_TPL_TEXT, &out, &outlen, err, sizeof err);
         free(out);
         mine = ev_template_check(tpl, len, why, sizeof why);
         if (rc == KQ_ENOTFOUND)

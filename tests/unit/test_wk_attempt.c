@@ -178,12 +178,17 @@ static void test_unbuildable(void **state)
     assert_int_equal(wk_action_build(&a, rs, len, "bad id", 0, NULL, err, sizeof err),
                      WK_ACTION_UNBUILDABLE);
     free(rs);
-    /* a URL without a host: built (the engine refuses it), no breaker key */
+    /* a URL the rule (ev_url_check) refuses: a failed attempt, nothing sent */
     s = http_step(EV_HTTP_POST, "http://[x", NULL, 0, NULL);
     rs = run_started(&s, 1, "{}", NULL, &len);
-    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 0, NULL, err, sizeof err), 0);
-    assert_int_equal(a.has_dest, 0);
-    wk_action_free(&a);
+    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 0, NULL, err, sizeof err),
+                     WK_ACTION_UNBUILDABLE);
+    assert_memory_equal(err, "url: ", 5);
+    free(rs);
+    s = http_step(EV_HTTP_POST, "http://u:p@example.com/x", NULL, 0, NULL);
+    rs = run_started(&s, 1, "{}", NULL, &len);
+    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 0, NULL, err, sizeof err),
+                     WK_ACTION_UNBUILDABLE);
     free(rs);
 }
 

@@ -32,7 +32,7 @@ static wk_run *fold(wk_runs *t, ev_event_type type, const char *id, int64_t v, i
     const uint8_t *p;
     size_t len;
     wk_run *r = NULL;
-    int gap;
+    const char *why;
 
     memset(&st, 0, sizeof st);
     st.action_type = EV_ACTION_HTTP;
@@ -57,7 +57,7 @@ static wk_run *fold(wk_runs *t, ev_event_type type, const char *id, int64_t v, i
     p = ev_fb_builder_data(&fb, &len);
     if (ev_envelope_decode(p, len, &d, err, sizeof err) != 0)
         fail_msg("decode: %s", err);
-    assert_true(wk_runs_apply(t, &d, p, len, part, off, &r, &gap) >= 0);
+    assert_true(wk_runs_apply(t, &d, p, len, part, off, &r, &why) >= 0);
     return r;
 }
 
