@@ -11,7 +11,7 @@
  *     v4; enabled boolean (default true); secret 1..255 visible ASCII bytes
  *     (none, or rotate_secret: 32 random bytes as 64 hex digits, answered
  *     once as webhook_secret); actions 1..100, each checked by the action
- *     rules (cmd_wf_json.h) and turned into the steps envelope
+ *     rules (events/ev_action.h) and turned into the steps envelope
  *     (cmd_command.steps_env);
  *   - decisions: create of an existing or deleted id 409 conflict;
  *     update/delete of an unknown or deleted one 404; If-Match 412; an
