@@ -13,7 +13,12 @@
 #   - every .c in lib/ events/ commands/ projections/ query-api/ replay/ worker/ goes into
 #     one static library, except files named kcqrs_*.c: each of those is a main() and
 #     becomes build/bin/kcqrs-* (underscores turn into dashes);
-#   - tests/unit/test_*.c, tests/tools/*.c and bench/*.c are one program each.
+#   - tests/unit/test_*.c, tests/tools/*.c and bench/*.c are one program each;
+#   - layering: each source folder compiles with the include paths of the folders it may
+#     use (LAYERS below) and nothing else, so an include of a forbidden folder's header
+#     fails with "No such file or directory"; before that, `make check-layers` (run by
+#     every build) names the file, the line and the rule. tests/, bench/ and the fuzz
+#     targets see every folder.
 
 CC       ?= cc
 WERROR   ?= 1
@@ -39,12 +44,29 @@ endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lrdkafka -lpq -llmdb -lmicrohttpd -lcurl -ljansson -lcrypto)
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Ilib -Ievents -Icommands -Iprojections -Iquery-api -Ireplay -Iworker $(PKG_CFLAGS) -MMD -MP
+CFLAGS   += -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(PKG_CFLAGS) -MMD -MP
 LDLIBS   += $(PKG_LIBS) -pthread -lm
 ifneq ($(SANITIZE),)
 CFLAGS   += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all -O1
 LDFLAGS  += -fsanitize=$(SANITIZE)
 endif
+
+# Layering: FOLDER:the folders whose headers it may include. Each folder compiles with
+# exactly these -I paths (INC_<folder>); ops/check-layers.sh checks the same table on the
+# #include lines and names any offender. tests/ (unit, tools, fuzz) and bench/ see every
+# folder (INC_ALL); the generated SQL file compiles as a file of projections/.
+LAYERS   := lib:lib \
+            events:events,lib \
+            commands:commands,events,lib \
+            projections:projections,events,lib \
+            query-api:query-api,events,lib \
+            worker:worker,events,lib \
+            replay:replay,projections,events,lib
+$(foreach l,$(LAYERS),$(eval INC_$(firstword $(subst :, ,$(l))) := \
+    $(addprefix -I,$(subst $(comma), ,$(word 2,$(subst :, ,$(l)))))))
+INC_ALL  := $(addprefix -I,$(MODULES))
+# The -I flags of source file $(1): its folder's, or every folder's.
+inc_of    = $(or $(INC_$(firstword $(subst /, ,$(1)))),$(INC_ALL))
 
 ALL_SRC  := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 MAIN_SRC := $(foreach m,$(MODULES),$(wildcard $(m)/kcqrs_*.c))
@@ -67,15 +89,19 @@ FUZZ_SRC := $(filter-out tests/fuzz/fuzz_driver.c,$(wildcard tests/fuzz/fuzz_*.c
 FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%-replay)
 
 .PHONY: FORCE all deps test test-unit test-conformance test-e2e test-fuzz-replay up down bench fuzz \
-        clean format format-check docs
+        clean format format-check docs check-layers
 .DEFAULT_GOAL := all
 .SECONDARY:
 
-all: $(BINS) $(UNIT_BIN) $(TOOL_BIN) $(BENCH_BIN) $(FUZZ_REPLAY)
+all: check-layers $(BINS) $(UNIT_BIN) $(TOOL_BIN) $(BENCH_BIN) $(FUZZ_REPLAY)
 
-$(OBJ)/%.o: %.c
+# Order-only: checked on every build (a fraction of a second), never a reason to recompile.
+$(OBJ)/%.o: %.c | check-layers
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(call inc_of,$<) $(CFLAGS) -c $< -o $@
+
+check-layers:
+	@ops/check-layers.sh $(LAYERS)
 
 # The generated file is rewritten only when its content changes (the file list is part
 # of it, so adding or removing a migration rebuilds it too).
@@ -92,7 +118,7 @@ $(SQL_GEN): FORCE
 
 $(OBJ)/gen/proj_sql_embed.o: $(SQL_GEN)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Wno-missing-prototypes -c $< -o $@
+	$(CC) $(INC_projections) $(CFLAGS) -Wno-missing-prototypes -c $< -o $@
 
 $(LIBKQ): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -174,7 +200,7 @@ FUZZ_CC ?= clang
 fuzz: $(LIB_SRC) $(SQL_GEN)
 	@mkdir -p $(BUILD)/fuzz
 	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
-	  $(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Ilib -Ievents -Icommands -Iprojections -Iquery-api -Ireplay -Iworker \
+	  $(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined $(INC_ALL) \
 	    $(PKG_CFLAGS) $$f $(LIB_SRC) $(SQL_GEN) -o $(BUILD)/fuzz/$$n $(LDLIBS) || exit 1; \
 	  echo "built $(BUILD)/fuzz/$$n  (run: $(BUILD)/fuzz/$$n -max_total_time=60 tests/fuzz/corpus/$$n)"; done
 

@@ -90,6 +90,26 @@ void cmd_command_clear(cmd_command *c)
     c->steps_env_len = 0;
 }
 
+int cmd_str_set(char **dst, const char *src)
+{
+    char *c = strdup(src ? src : "");
+    if (c == NULL)
+        return KQ_ENOMEM;
+    free(*dst);
+    *dst = c;
+    return 0;
+}
+
+int cmd_str_set_ev(char **dst, ev_str src)
+{
+    char *c = strndup(src.ptr != NULL ? src.ptr : "", src.ptr != NULL ? src.len : 0);
+    if (c == NULL)
+        return KQ_ENOMEM;
+    free(*dst);
+    *dst = c;
+    return 0;
+}
+
 /* ------------------------------------------------------------------ build */
 
 int cmd_aggregate_build(const cmd_command *c, const cmd_decision *d, int i, ev_envelope *e,
@@ -182,33 +202,4 @@ const char *cmd_aggregate_answer_secret(const cmd_state *st, const cmd_command *
 {
     const cmd_aggregate *a = aggregates[cmd_kind_topic(c->kind)];
     return a->answer_secret != NULL ? a->answer_secret(st, c, id, replay) : NULL;
-}
-
-/* ------------------------------------------------------------------ transitional */
-
-int cmd_state_apply_envelope(cmd_state *st, int topic, const ev_envelope *e, int32_t partition,
-                             int64_t offset, char *errstr, size_t errlen)
-{
-    return cmd_aggregate_apply_envelope(st, topic, e, partition, offset, errstr, errlen);
-}
-
-void cmd_command_event(const cmd_command *c, const cmd_decision *d, int32_t partition,
-                       int64_t offset, cmd_event *ev)
-{
-    memset(ev, 0, sizeof *ev);
-    ev->c = c;
-    ev->d = d;
-    ev->partition = partition;
-    ev->offset = offset;
-}
-
-int cmd_state_apply(cmd_state *st, const cmd_event *ev, char *errstr, size_t errlen)
-{
-    ev_envelope e, scratch;
-    int rc = cmd_aggregate_build(ev->c, ev->d, 0, &e, &scratch, errstr, errlen);
-
-    if (rc != 0)
-        return rc;
-    return cmd_aggregate_apply_envelope(st, cmd_kind_topic(ev->c->kind), &e, ev->partition,
-                                        ev->offset, errstr, errlen);
 }

@@ -10,7 +10,8 @@
  *       kind the type has, and its name ("resource": metric label, logs);
  *     - how the state holds one aggregate (value size, clear, deep copy);
  *     - parse: a request body (JSON object) into a cmd_command, one 400
- *       detail per offending field (HTTP threads);
+ *       detail per offending field (HTTP threads; a run trigger's body is
+ *       any JSON object: cmd_run_payload);
  *     - decide: a command against the committed state plus the open batch
  *       (cmd_batch_decide dispatches here after the Idempotency-Key checks);
  *     - build: the envelope of the i-th event of an APPEND decision (the ONE
@@ -29,7 +30,7 @@
  *   its routes in cmd_api.c calling its parse hook. A new snapshot record
  *   kind needs no change in cmd_snapshot.c.
  *
- * The functions the writer calls (cmd_writer.c):
+ * The functions the writer calls (cmd_writer.c and its helpers):
  *   cmd_batch_decide (cmd_state.h)      decide a command of a batch
  *   cmd_aggregate_build                 the envelope of event i of a decision
  *   cmd_aggregate_apply                 apply one record (catch-up, post-commit)
@@ -38,6 +39,12 @@
  *   cmd_aggregate_answer_secret         the webhook secret an answer shows
  *   cmd_kind_topic, cmd_success_status  per command kind
  *   cmd_aggregate_get(topic)->name      metric labels
+ * and the API (cmd_api.c): cmd_aggregate_get(cmd_kind_topic(kind))->parse.
+ *
+ * Ownership: the table is static. A cmd_command owns its strings and buffers
+ *   (cmd_command_clear); a cmd_decision owns the RunStarted copies
+ *   (cmd_decision_clear); envelopes built here hold views into the command,
+ *   the decision and the caller's scratch envelope.
  *
  * Threads: the table is constant; parse runs on HTTP threads, everything
  *   else on the writer thread (which owns cmd_state and cmd_batch).
@@ -206,6 +213,11 @@ void cmd_command_clear(cmd_command *c);
 /* Fill d as a refusal (CMD_D_ERROR) with a printf message. */
 void cmd_decision_refuse(cmd_decision *d, unsigned status, const char *code, int64_t current,
                          const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* For the types' values: *dst becomes a malloc'd copy of src (NULL or an
+ * absent ev_str: ""), the old string freed. 0 or KQ_ENOMEM (dst unchanged). */
+int cmd_str_set(char **dst, const char *src);
+int cmd_str_set_ev(char **dst, ev_str src);
 
 /* ---- the table ---- */
 

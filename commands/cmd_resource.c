@@ -40,26 +40,6 @@ static void res_clear(void *v)
     r->name = r->description = NULL;
 }
 
-static int set_str(char **dst, const char *src)
-{
-    char *c = strdup(src ? src : "");
-    if (c == NULL)
-        return KQ_ENOMEM;
-    free(*dst);
-    *dst = c;
-    return 0;
-}
-
-static int set_evstr(char **dst, ev_str src)
-{
-    char *c = strndup(src.ptr != NULL ? src.ptr : "", src.ptr != NULL ? src.len : 0);
-    if (c == NULL)
-        return KQ_ENOMEM;
-    free(*dst);
-    *dst = c;
-    return 0;
-}
-
 static int res_copy(void *dst, const void *src)
 {
     cmd_resource *d = dst;
@@ -68,7 +48,7 @@ static int res_copy(void *dst, const void *src)
     res_clear(d);
     *d = *s;
     d->name = d->description = NULL;
-    if (set_str(&d->name, s->name) != 0 || set_str(&d->description, s->description) != 0)
+    if (cmd_str_set(&d->name, s->name) != 0 || cmd_str_set(&d->description, s->description) != 0)
         return KQ_ENOMEM;
     return 0;
 }
@@ -89,30 +69,6 @@ const cmd_resource *cmd_state_resource(const cmd_state *st, const char *id)
 size_t cmd_state_resource_count(const cmd_state *st)
 {
     return cmd_state_count(st, T);
-}
-
-typedef struct each_ctx {
-    int (*fn)(void *arg, const char *id, const cmd_resource *r);
-    void *arg;
-} each_ctx;
-
-static int each_one(void *arg, const char *id, const void *val)
-{
-    each_ctx *c = arg;
-    return c->fn(c->arg, id, val);
-}
-
-int cmd_state_each_resource(const cmd_state *st,
-                            int (*fn)(void *arg, const char *id, const cmd_resource *r), void *arg)
-{
-    each_ctx c = {fn, arg};
-    return cmd_state_each(st, T, each_one, &c);
-}
-
-int cmd_state_put_resource(cmd_state *st, const char *id, const cmd_resource *r)
-{
-    cmd_resource *d = cmd_state_put(st, T, id, NULL);
-    return d == NULL ? KQ_ENOMEM : res_copy(d, r);
 }
 
 /* ------------------------------------------------------------------ body */
@@ -240,12 +196,13 @@ static int res_decide(const cmd_state *st, cmd_batch *b, const cmd_command *c, c
     if (fresh)
         p->status = EV_STATUS_ACTIVE;
     if (d->event == EV_RESOURCE_CREATED) {
-        if (set_str(&p->name, c->name) != 0 || set_str(&p->description, c->description) != 0)
+        if (cmd_str_set(&p->name, c->name) != 0 ||
+            cmd_str_set(&p->description, c->description) != 0)
             return KQ_ENOMEM;
         p->status = (c->fields & CMD_F_STATUS) ? c->status : EV_STATUS_ACTIVE;
     } else if (d->event == EV_RESOURCE_UPDATED) {
-        if (((d->changed & CMD_F_NAME) && set_str(&p->name, c->name) != 0) ||
-            ((d->changed & CMD_F_DESCRIPTION) && set_str(&p->description, c->description) != 0))
+        if (((d->changed & CMD_F_NAME) && cmd_str_set(&p->name, c->name) != 0) ||
+            ((d->changed & CMD_F_DESCRIPTION) && cmd_str_set(&p->description, c->description) != 0))
             return KQ_ENOMEM;
         if (d->changed & CMD_F_STATUS)
             p->status = c->status;
@@ -305,7 +262,8 @@ static int res_apply(cmd_state *st, const ev_envelope *e, const char *id, int32_
                              "resource %s: ResourceCreated with version %" PRId64, id, e->version);
         if ((r = cmd_state_put(st, T, id, NULL)) == NULL)
             return KQ_ENOMEM;
-        if (set_evstr(&r->name, p->name) != 0 || set_evstr(&r->description, p->description) != 0)
+        if (cmd_str_set_ev(&r->name, p->name) != 0 ||
+            cmd_str_set_ev(&r->description, p->description) != 0)
             return KQ_ENOMEM;
         r->status = (int)p->status;
         r->deleted = 0;
@@ -326,8 +284,9 @@ static int res_apply(cmd_state *st, const ev_envelope *e, const char *id, int32_
         }
         {
             const ev_resource_updated *p = &e->payload.resource_updated;
-            if ((p->name.ptr != NULL && set_evstr(&r->name, p->name) != 0) ||
-                (p->description.ptr != NULL && set_evstr(&r->description, p->description) != 0))
+            if ((p->name.ptr != NULL && cmd_str_set_ev(&r->name, p->name) != 0) ||
+                (p->description.ptr != NULL &&
+                 cmd_str_set_ev(&r->description, p->description) != 0))
                 return KQ_ENOMEM;
             if (p->has_status)
                 r->status = (int)p->status;

@@ -53,9 +53,5 @@ extern const cmd_aggregate cmd_resource_type;
 /* Look-ups; owned by the state, valid until it changes. */
 const cmd_resource *cmd_state_resource(const cmd_state *st, const char *id);
 size_t cmd_state_resource_count(const cmd_state *st);
-int cmd_state_each_resource(const cmd_state *st,
-                            int (*fn)(void *arg, const char *id, const cmd_resource *r), void *arg);
-/* Insert a copy (tests). 0 or KQ_ENOMEM. */
-int cmd_state_put_resource(cmd_state *st, const char *id, const cmd_resource *r);
 
 #endif

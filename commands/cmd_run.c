@@ -93,24 +93,6 @@ size_t cmd_state_run_count(const cmd_state *st)
     return cmd_state_count(st, T);
 }
 
-typedef struct each_ctx {
-    int (*fn)(void *arg, const char *id, const cmd_run *r);
-    void *arg;
-} each_ctx;
-
-static int each_one(void *arg, const char *id, const void *val)
-{
-    each_ctx *c = arg;
-    return c->fn(c->arg, id, val);
-}
-
-int cmd_state_each_run(const cmd_state *st, int (*fn)(void *arg, const char *id, const cmd_run *r),
-                       void *arg)
-{
-    each_ctx c = {fn, arg};
-    return cmd_state_each(st, T, each_one, &c);
-}
-
 int cmd_state_put_run(cmd_state *st, const char *id, const cmd_run *r)
 {
     cmd_run *d = cmd_state_put(st, T, id, NULL);

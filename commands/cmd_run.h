@@ -80,9 +80,7 @@ void cmd_run_from_fold(const ev_run_state *s, cmd_run *r);
 /* Look-ups; owned by the state, valid until it changes. */
 const cmd_run *cmd_state_run(const cmd_state *st, const char *id);
 size_t cmd_state_run_count(const cmd_state *st);
-int cmd_state_each_run(const cmd_state *st, int (*fn)(void *arg, const char *id, const cmd_run *r),
-                       void *arg);
-/* Insert a copy (tests). 0 or KQ_ENOMEM. */
+/* Insert a copy (snapshot loading, tests). 0 or KQ_ENOMEM. */
 int cmd_state_put_run(cmd_state *st, const char *id, const cmd_run *r);
 
 /*

@@ -23,10 +23,18 @@
  *              partition (cmd_head: set flag + SHA-256 of the last record
  *              value read or written below the stored offset; cmd_writer.h
  *              "Hash chain"), written in the same LMDB transaction as "o"
- *   "r/<id>"   version, offset, partition, status, deleted, name, description
+ *   "r/<id>"   cmd_snap_res (version, offset, partition, status, deleted,
+ *              lengths) + name + description
  *   "w/<id>"   cmd_snap_wf + name + webhook secret + canonical steps envelope
- *   "n/<id>"   cmd_run (fixed size)
+ *   "n/<id>"   cmd_run (fixed size; its last word, 0 before the run fold of
+ *              events/ev_run.h, holds the fold's flags)
  *   "i/<key>"  the cmd_idem record of an Idempotency-Key
+ *
+ * Every record is made by one function, the put hook of its type
+ * (cmd_aggregate.h; 'i': cmd_idem_snap_put) into a cmd_delta
+ * (cmd_delta.h), and read back by the type's load hook: cmd_snapshot_save
+ * writes the records of the whole state (cmd_state_records) with the very
+ * transaction the snapshot thread writes a full delta with.
  *
  * A snapshot of another topic or partition count is refused (KQ_ECORRUPT),
  * and so is one of an older format ("v2" without the heads, "v3" without

@@ -162,18 +162,4 @@ const void *cmd_batch_view(const cmd_state *st, const cmd_batch *b, int topic, c
  * *fresh = 1). NULL on ENOMEM. */
 void *cmd_batch_take(const cmd_state *st, cmd_batch *b, int topic, const char *id, int *fresh);
 
-/* ---- transitional: the writer's old apply path, until it calls
- * cmd_aggregate_apply for every committed event ---- */
-typedef struct cmd_event {
-    const cmd_command *c;
-    const cmd_decision *d;
-    int32_t partition;
-    int64_t offset;
-} cmd_event;
-void cmd_command_event(const cmd_command *c, const cmd_decision *d, int32_t partition,
-                       int64_t offset, cmd_event *ev);
-int cmd_state_apply(cmd_state *st, const cmd_event *ev, char *errstr, size_t errlen);
-int cmd_state_apply_envelope(cmd_state *st, int topic, const ev_envelope *e, int32_t partition,
-                             int64_t offset, char *errstr, size_t errlen);
-
 #endif

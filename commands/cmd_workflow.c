@@ -49,26 +49,6 @@ static void wf_clear(void *v)
     w->steps_len = 0;
 }
 
-static int set_str(char **dst, const char *src)
-{
-    char *c = strdup(src ? src : "");
-    if (c == NULL)
-        return KQ_ENOMEM;
-    free(*dst);
-    *dst = c;
-    return 0;
-}
-
-static int set_evstr(char **dst, ev_str src)
-{
-    char *c = strndup(src.ptr != NULL ? src.ptr : "", src.ptr != NULL ? src.len : 0);
-    if (c == NULL)
-        return KQ_ENOMEM;
-    free(*dst);
-    *dst = c;
-    return 0;
-}
-
 static int wf_copy(void *dst, const void *src)
 {
     cmd_workflow *d = dst;
@@ -79,7 +59,7 @@ static int wf_copy(void *dst, const void *src)
     d->name = d->secret = NULL;
     d->steps = NULL;
     d->steps_len = 0;
-    if (set_str(&d->name, s->name) != 0 || set_str(&d->secret, s->secret) != 0)
+    if (cmd_str_set(&d->name, s->name) != 0 || cmd_str_set(&d->secret, s->secret) != 0)
         return KQ_ENOMEM;
     if (s->steps != NULL) {
         if ((d->steps = malloc(s->steps_len ? s->steps_len : 1)) == NULL)
@@ -106,30 +86,6 @@ const cmd_workflow *cmd_state_workflow(const cmd_state *st, const char *id)
 size_t cmd_state_workflow_count(const cmd_state *st)
 {
     return cmd_state_count(st, T);
-}
-
-typedef struct each_ctx {
-    int (*fn)(void *arg, const char *id, const cmd_workflow *w);
-    void *arg;
-} each_ctx;
-
-static int each_one(void *arg, const char *id, const void *val)
-{
-    each_ctx *c = arg;
-    return c->fn(c->arg, id, val);
-}
-
-int cmd_state_each_workflow(const cmd_state *st,
-                            int (*fn)(void *arg, const char *id, const cmd_workflow *w), void *arg)
-{
-    each_ctx c = {fn, arg};
-    return cmd_state_each(st, T, each_one, &c);
-}
-
-int cmd_state_put_workflow(cmd_state *st, const char *id, const cmd_workflow *w)
-{
-    cmd_workflow *d = cmd_state_put(st, T, id, NULL);
-    return d == NULL ? KQ_ENOMEM : wf_copy(d, w);
 }
 
 /* ------------------------------------------------------------------ secrets */
@@ -491,14 +447,14 @@ static int wf_decide(const cmd_state *st, cmd_batch *b, const cmd_command *c, cm
     if (c->kind == CMD_WF_CREATE) {
         wf_clear(p);
         p->deleted = 0;
-        if (set_str(&p->name, c->name) != 0 || set_str(&p->secret, c->secret) != 0) {
+        if (cmd_str_set(&p->name, c->name) != 0 || cmd_str_set(&p->secret, c->secret) != 0) {
             rc = KQ_ENOMEM;
             goto out;
         }
     } else if (c->kind == CMD_WF_DELETE) {
         p->deleted = 1;
-    } else if (((d->changed & CMD_F_NAME) && set_str(&p->name, c->name) != 0) ||
-               ((d->changed & CMD_F_SECRET) && set_str(&p->secret, c->secret) != 0)) {
+    } else if (((d->changed & CMD_F_NAME) && cmd_str_set(&p->name, c->name) != 0) ||
+               ((d->changed & CMD_F_SECRET) && cmd_str_set(&p->secret, c->secret) != 0)) {
         rc = KQ_ENOMEM;
         goto out;
     }
@@ -587,7 +543,8 @@ static int wf_apply(cmd_state *st, const ev_envelope *e, const char *id, int32_t
         w->step_count = count;
         w->enabled = p->enabled;
         w->deleted = 0;
-        if (set_evstr(&w->name, p->name) != 0 || set_evstr(&w->secret, p->webhook_secret) != 0)
+        if (cmd_str_set_ev(&w->name, p->name) != 0 ||
+            cmd_str_set_ev(&w->secret, p->webhook_secret) != 0)
             return KQ_ENOMEM;
     } else {
         if (w == NULL)
@@ -608,8 +565,9 @@ static int wf_apply(cmd_state *st, const ev_envelope *e, const char *id, int32_t
                 w->steps_len = steps_len;
                 w->step_count = count;
             }
-            if ((p->name.ptr != NULL && set_evstr(&w->name, p->name) != 0) ||
-                (p->webhook_secret.ptr != NULL && set_evstr(&w->secret, p->webhook_secret) != 0))
+            if ((p->name.ptr != NULL && cmd_str_set_ev(&w->name, p->name) != 0) ||
+                (p->webhook_secret.ptr != NULL &&
+                 cmd_str_set_ev(&w->secret, p->webhook_secret) != 0))
                 return KQ_ENOMEM;
             break;
         }

@@ -70,10 +70,6 @@ extern const cmd_aggregate cmd_workflow_type;
 /* Look-ups; owned by the state, valid until it changes. */
 const cmd_workflow *cmd_state_workflow(const cmd_state *st, const char *id);
 size_t cmd_state_workflow_count(const cmd_state *st);
-int cmd_state_each_workflow(const cmd_state *st,
-                            int (*fn)(void *arg, const char *id, const cmd_workflow *w), void *arg);
-/* Insert a deep copy (tests). 0 or KQ_ENOMEM. */
-int cmd_state_put_workflow(cmd_state *st, const char *id, const cmd_workflow *w);
 
 /* 1 when `s` (len bytes) is a valid webhook secret: 1..255 bytes of 0x21..0x7e. */
 int cmd_workflow_secret_ok(const char *s, size_t len);

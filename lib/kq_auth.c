@@ -2,7 +2,9 @@
  * kq_auth.c — keys file, bearer lookup, roles; see kq_auth.h.
  */
 #include "kq_auth.h"
+#include "kq_b64.h"
 #include "kq_err.h"
+#include "kq_rand.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -137,17 +138,12 @@ static int sha256(const void *data, size_t len, unsigned char out[HASH_LEN])
 
 int kq_auth_hash_hex(const char *data, size_t len, char hex[65])
 {
-    static const char digits[] = "0123456789abcdef";
     unsigned char h[HASH_LEN];
     int rc = sha256(data, len, h);
 
     if (rc != 0)
         return rc;
-    for (size_t i = 0; i < HASH_LEN; i++) {
-        hex[2 * i] = digits[h[i] >> 4];
-        hex[2 * i + 1] = digits[h[i] & 15];
-    }
-    hex[64] = '\0';
+    kq_hex_encode(h, HASH_LEN, hex);
     return 0;
 }
 
@@ -393,33 +389,14 @@ int kq_auth_lookup(const kq_auth_keys *keys, const char *token, size_t len, cons
 
 int kq_auth_generate_key(char *out, size_t outlen, char *errstr, size_t errlen)
 {
-    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    unsigned char r[33]; /* 32 random bytes + one zero byte of padding for the encoder */
-    size_t got = 0, o = 0;
+    unsigned char r[32];
 
     if (outlen <= KQ_AUTH_KEY_LEN)
         return kq_seterr(errstr, errlen, KQ_ERANGE, "key buffer too small");
-    while (got < 32) {
-        ssize_t n = getrandom(r + got, 32 - got, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return kq_seterr(errstr, errlen, KQ_EIO, "getrandom: %s", strerror(errno));
-        got += (size_t)n;
-    }
-    r[32] = 0;
+    if (kq_rand_bytes(r, sizeof r) != 0)
+        return kq_seterr(errstr, errlen, KQ_EIO, "getrandom: %s", strerror(errno));
     memcpy(out, "kq_", 3);
-    o = 3;
-    /* 32 bytes = 10 groups of 3 (40 chars) + 2 bytes (3 chars): 43 characters. */
-    for (size_t i = 0; i < 33; i += 3) {
-        uint32_t v = (uint32_t)r[i] << 16 | (uint32_t)r[i + 1] << 8 | (i + 2 < 33 ? r[i + 2] : 0);
-        out[o++] = b64[(v >> 18) & 63];
-        out[o++] = b64[(v >> 12) & 63];
-        out[o++] = b64[(v >> 6) & 63];
-        if (o < KQ_AUTH_KEY_LEN)
-            out[o++] = b64[v & 63];
-    }
-    out[KQ_AUTH_KEY_LEN] = '\0';
+    kq_b64_encode(r, sizeof r, out + 3); /* 32 bytes: 43 characters */
     OPENSSL_cleanse(r, sizeof r);
     return 0;
 }

@@ -118,7 +118,7 @@ static int parse_at(const char *s, int64_t *us, const char **why)
     return 0;
 }
 
-int kq_time_parse_why(const char *s, int64_t *us, const char **why)
+static int parse(const char *s, int64_t *us, const char **why)
 {
     static const unsigned mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     const char *p = s;
@@ -173,7 +173,20 @@ int kq_time_parse_why(const char *s, int64_t *us, const char **why)
 
 int kq_time_parse(const char *s, int64_t *us)
 {
-    return kq_time_parse_why(s, us, NULL);
+    return parse(s, us, NULL);
+}
+
+int kq_time_parse_err(const char *s, int64_t *us, char *errstr, size_t errlen)
+{
+    const char *why = "invalid";
+    int rc = parse(s, us, &why);
+
+    if (rc != 0)
+        kq_seterr(errstr, errlen, rc,
+                  "bad TIME '%s': %s (RFC 3339 like 2026-11-22T10:00:00Z or "
+                  "2026-11-22T10:00:00.123456+01:00, or @<microseconds since the epoch>)",
+                  s != NULL ? s : "", why);
+    return rc;
 }
 
 int64_t kq_time_now_us(void)
@@ -190,4 +203,12 @@ int64_t kq_time_mono_us(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t kq_time_mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }

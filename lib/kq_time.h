@@ -26,6 +26,7 @@
 #ifndef KQ_TIME_H
 #define KQ_TIME_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define KQ_TIME_MAX 80 /* "YYYY-MM-DDThh:mm:ss.uuuuuuZ" + NUL, room for any int64 */
@@ -41,11 +42,13 @@ void kq_time_format(int64_t us, char out[KQ_TIME_MAX]);
 int kq_time_parse(const char *s, int64_t *us);
 
 /*
- * kq_time_parse that also says why an input is refused: *why (may be NULL)
- * is set to a static phrase ("missing time zone (Z or +hh:mm)", "no such
- * date", ...) on KQ_EINVAL.
+ * kq_time_parse that also says why an input is refused, for the command-line
+ * tools: on KQ_EINVAL errstr holds "bad TIME '<s>': <reason> (RFC 3339 like
+ * 2026-11-22T10:00:00Z or 2026-11-22T10:00:00.123456+01:00, or
+ * @<microseconds since the epoch>)", the reason one of "empty", "missing
+ * time zone (Z or +hh:mm)", "no such date", ... (tests/unit/kq_time_table.h).
  */
-int kq_time_parse_why(const char *s, int64_t *us, const char **why);
+int kq_time_parse_err(const char *s, int64_t *us, char *errstr, size_t errlen);
 
 /* An instant split into its UTC calendar fields (proleptic Gregorian). */
 typedef struct kq_tm {
@@ -58,7 +61,8 @@ void kq_time_split(int64_t us, kq_tm *t);
 /* Wall clock (CLOCK_REALTIME) in µs since the epoch. */
 int64_t kq_time_now_us(void);
 
-/* Monotonic clock (CLOCK_MONOTONIC) in µs, for durations and deadlines. */
+/* Monotonic clock (CLOCK_MONOTONIC) in µs / ms, for durations and deadlines. */
 int64_t kq_time_mono_us(void);
+int64_t kq_time_mono_ms(void);
 
 #endif

@@ -7,13 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cmd_state.h"
 #include "ev_codec.h"
+#include "ev_run.h"
 #include "kq_auth.h"
 #include "kq_err.h"
 #include "kq_json_in.h"
 #include "kq_log.h"
-#include "proj_doc.h"
+#include "kq_time.h"
+#include "kq_token.h"
 #include "qry_text.h"
 
 /*
@@ -25,6 +26,9 @@ enum { K_GET = 1, K_LIST, K_EVENTS, K_AUDIT };
 #define K_RUN 32
 #define K_BASE(k) ((k)&15)
 #define K_AGG(k) ((k) & (K_WF | K_RUN))
+
+/* The detail of a ?since= or ?until= that kq_time_parse refuses. */
+#define QRY_TIME_DETAIL "must be an RFC 3339 date-time or @<microseconds since the epoch>"
 
 /*
  * Unknown query parameters are refused (400, one detail each), and so is a
@@ -110,7 +114,7 @@ typedef struct params {
     char schema[64];      /* its PostgreSQL schema */
     int by_status;
     uint8_t status;          /* resources: the status; workflows/runs: the cursor's filter byte */
-    int flag;                /* workflows: enabled 0/1, runs: PROJ_RUN_*; -1: no filter */
+    int flag;                /* workflows: enabled 0/1, runs: ev_run_status; -1: no filter */
     const char *workflow_id; /* runs: ?workflow_id= */
     int limit;
     int has_cursor;
@@ -169,7 +173,7 @@ static void parse_params(const kq_config *cfg, kq_http_req *req, int kind, param
         break;
     case K_LIST | K_RUN:
         if ((s = kq_http_req_query(req, "status")) != NULL &&
-            (p->flag = proj_doc_run_status_parse(s)) < 0) {
+            (p->flag = ev_run_status_parse(s)) < 0) {
             bad(details, "status", "must be one of pending, running, succeeded, failed");
             p->flag = 0xff; /* no cursor of a status filter matches */
         }
@@ -222,14 +226,14 @@ static void parse_params(const kq_config *cfg, kq_http_req *req, int kind, param
             f->event_type = s;
         }
         if ((s = kq_http_req_query(req, "since")) != NULL) {
-            if (qry_time_parse(s, &f->since_us) != 0)
-                bad(details, "since", "must be an RFC 3339 date-time");
+            if (kq_time_parse(s, &f->since_us) != 0)
+                bad(details, "since", QRY_TIME_DETAIL);
             else
                 f->has_since = 1;
         }
         if ((s = kq_http_req_query(req, "until")) != NULL) {
-            if (qry_time_parse(s, &f->until_us) != 0)
-                bad(details, "until", "must be an RFC 3339 date-time");
+            if (kq_time_parse(s, &f->until_us) != 0)
+                bad(details, "until", QRY_TIME_DETAIL);
             else
                 f->has_until = 1;
         }
@@ -266,7 +270,7 @@ static int parse_token(qry_api *api, kq_http_req *req, json_t *details, char *to
     }
     if (tok == NULL)
         return 0;
-    if (cmd_token_parse(tok, topic, topiclen, partition, offset) != 0 || *offset < 0) {
+    if (kq_token_parse(tok, topic, topiclen, partition, offset) != 0 || *offset < 0) {
         bad(details, field, "malformed consistency token");
         return -1;
     }
@@ -496,7 +500,7 @@ static void handle(qry_api *api, kq_http_req *req, int kind)
 {
     params p;
     json_t *details = json_array();
-    char topic[CMD_TOKEN_MAX];
+    char topic[KQ_TOKEN_MAX];
     int32_t partition = 0;
     int64_t offset = 0;
     int tok, rc;
@@ -540,7 +544,7 @@ static void handle(qry_api *api, kq_http_req *req, int kind)
         }
         kq_http_defer(req);
         if (qry_wait_add(api->wait, req, kind, target, topic, partition, offset,
-                         qry_wait_now_ms() + api->cfg->query_wait_ms) != 0)
+                         kq_time_mono_ms() + api->cfg->query_wait_ms) != 0)
             respond_503(req, "unavailable", "shutting down");
         return;
     }

@@ -13,6 +13,8 @@
 #include "kq_err.h"
 #include "kq_log.h"
 #include "kq_pg.h"
+#include "kq_rand.h"
+#include "kq_time.h"
 #include "qry_text.h"
 
 #define RETRY_AFTER_FAIL_MS 1000
@@ -28,13 +30,6 @@ typedef struct tconn {
     PGconn *conn;
     int64_t failed_at_ms; /* last failed connect, 0 = none */
 } tconn;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void tconn_free(void *p)
 {
@@ -101,7 +96,7 @@ static PGconn *conn_get(qry_pg *pg, char *errstr, size_t errlen)
         t->conn = NULL;
     }
     if (t->conn == NULL) {
-        if (t->failed_at_ms && now_ms() - t->failed_at_ms < RETRY_AFTER_FAIL_MS) {
+        if (t->failed_at_ms && kq_time_mono_ms() - t->failed_at_ms < RETRY_AFTER_FAIL_MS) {
             kq_seterr(errstr, errlen, KQ_EPG, "PostgreSQL unreachable (retrying)");
             return NULL;
         }
@@ -115,7 +110,7 @@ static PGconn *conn_get(qry_pg *pg, char *errstr, size_t errlen)
             t->conn = NULL;
         }
         if (t->conn == NULL) {
-            t->failed_at_ms = now_ms();
+            t->failed_at_ms = kq_time_mono_ms();
             return NULL;
         }
         t->failed_at_ms = 0;
@@ -213,16 +208,16 @@ static int page_rows(PGresult *res, int limit, json_t **items, qry_pg_page *page
         n = limit;
     for (int i = 0; i < n; i++) {
         json_error_t jerr;
-        char when[QRY_TIME_MAX];
+        char when[KQ_TIME_MAX];
         json_t *item = json_loads(PQgetvalue(res, i, 0), 0, &jerr);
         if (item == NULL) {
             json_decref(arr);
             return kq_seterr(errstr, errlen, KQ_ECORRUPT, "event row is not JSON: %s", jerr.text);
         }
         page->last_us = strtoll(PQgetvalue(res, i, 1), NULL, 10);
-        qry_time_format(page->last_us, when);
+        kq_time_format(page->last_us, when);
         json_object_set_new(item, "occurred_at", json_string(when));
-        qry_uuid_parse(PQgetvalue(res, i, 2), page->last_uuid);
+        kq_uuid_parse(PQgetvalue(res, i, 2), page->last_uuid);
         page->last_version = strtoll(PQgetvalue(res, i, 3), NULL, 10);
         json_array_append_new(arr, item);
     }
@@ -283,7 +278,7 @@ int qry_pg_audit(qry_pg *pg, const char *schema, const qry_audit_filter *f, json
     snprintf(since, sizeof since, "%" PRId64, f->since_us);
     snprintf(until, sizeof until, "%" PRId64, f->until_us);
     snprintf(after_us, sizeof after_us, "%" PRId64, f->after_us);
-    qry_uuid_format(f->after_uuid, after_id);
+    kq_uuid_format(f->after_uuid, after_id);
     snprintf(limit, sizeof limit, "%d", f->limit + 1);
     vals[0] = f->aggregate_type;
     vals[1] = f->aggregate_id;

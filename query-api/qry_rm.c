@@ -20,6 +20,7 @@
 #include "kq_json_in.h"
 #include "kq_log.h"
 #include "kq_rm.h"
+#include "kq_time.h"
 #include "qry_text.h"
 
 struct qry_rm_view {
@@ -335,12 +336,12 @@ static int begin(qry_rm_view *v, MDB_txn **txn, char *errstr, size_t errlen)
 json_t *qry_rm_resource_json(const char *id, size_t idlen, const void *rec, size_t reclen)
 {
     kq_rm_resource r;
-    char c[QRY_TIME_MAX], u[QRY_TIME_MAX];
+    char c[KQ_TIME_MAX], u[KQ_TIME_MAX];
 
     if (kq_rm_resource_decode(rec, reclen, &r) != 0)
         return NULL;
-    qry_time_format(r.created_at_us, c);
-    qry_time_format(r.updated_at_us, u);
+    kq_time_format(r.created_at_us, c);
+    kq_time_format(r.updated_at_us, u);
     return json_pack("{s:s%, s:s%, s:s%, s:s, s:I, s:s, s:s}", "id", id, idlen, "name", r.name,
                      (size_t)r.name_len, "description", r.description, (size_t)r.description_len,
                      "status", qry_status_name(r.status), "version", (json_int_t)r.version,
@@ -397,7 +398,7 @@ char *qry_rm_resource_text(const char *id, size_t idlen, const void *rec, size_t
                            size_t *len)
 {
     kq_rm_resource r;
-    char c[QRY_TIME_MAX], u[QRY_TIME_MAX], *out;
+    char c[KQ_TIME_MAX], u[KQ_TIME_MAX], *out;
     size_t o = 0;
     int n;
 
@@ -405,8 +406,8 @@ char *qry_rm_resource_text(const char *id, size_t idlen, const void *rec, size_t
         !ev_fb_utf8_valid(r.name, r.name_len) ||
         !ev_fb_utf8_valid(r.description, r.description_len))
         return NULL;
-    qry_time_format(r.created_at_us, c);
-    qry_time_format(r.updated_at_us, u);
+    kq_time_format(r.created_at_us, c);
+    kq_time_format(r.updated_at_us, u);
     if ((out = malloc(6 * ((size_t)idlen + r.name_len + r.description_len) + 256)) == NULL)
         return NULL;
     memcpy(out + o, "{\"id\":", 6);

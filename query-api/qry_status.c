@@ -14,6 +14,7 @@
 #include "kq_err.h"
 #include "kq_kafka.h"
 #include "kq_log.h"
+#include "kq_time.h"
 
 #define REFRESH_MS 1000
 #define BUDGET_MS 2000
@@ -31,26 +32,20 @@ struct qry_status {
     char topics[KQ_KAFKA_NTOPICS][KQ_KAFKA_TOPIC_MAX];
 };
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* One refresh; returns 0 when Kafka answered. */
 static int refresh(qry_status *st, json_t **kafka, json_t **ends)
 {
     const struct rd_kafka_metadata *md = NULL;
     int64_t deadline =
-        mono_ms() + (st->cfg->kafka_timeout_ms < BUDGET_MS ? st->cfg->kafka_timeout_ms : BUDGET_MS);
+        kq_time_mono_ms() +
+        (st->cfg->kafka_timeout_ms < BUDGET_MS ? st->cfg->kafka_timeout_ms : BUDGET_MS);
     json_t *brokers = json_array(), *topics = json_object();
     rd_kafka_resp_err_t err;
     int ok = 1;
 
     *kafka = json_object();
     *ends = json_object();
-    err = rd_kafka_metadata(st->rk, 1, NULL, &md, (int)(deadline - mono_ms()));
+    err = rd_kafka_metadata(st->rk, 1, NULL, &md, (int)(deadline - kq_time_mono_ms()));
     if (err) {
         json_object_set_new(*kafka, "connected", json_false());
         json_object_set_new(*kafka, "error", json_string(rd_kafka_err2str(err)));
@@ -77,7 +72,7 @@ static int refresh(qry_status *st, json_t **kafka, json_t **ends)
         for (int p = 0; p < mt->partition_cnt; p++) {
             int64_t lo = -1, hi = -1;
             int32_t id = mt->partitions[p].id;
-            int left = (int)(deadline - mono_ms());
+            int left = (int)(deadline - kq_time_mono_ms());
             char key[KQ_KAFKA_TOPIC_MAX + 16];
 
             if (left > 0)
@@ -124,7 +119,7 @@ static void *run(void *arg)
             json_decref(st->ends);
             st->kafka = kafka;
             st->ends = ends;
-            st->good_ms = mono_ms();
+            st->good_ms = kq_time_mono_ms();
         } else {
             /* keep the last good watermarks; report the failure */
             json_object_set_new(
@@ -205,6 +200,7 @@ void qry_status_snapshot(qry_status *st, json_t **kafka, json_t **ends)
     *ends = json_deep_copy(st->ends);
     if (*kafka)
         json_object_set_new(*kafka, "age_ms",
-                            st->good_ms ? json_integer(mono_ms() - st->good_ms) : json_null());
+                            st->good_ms ? json_integer(kq_time_mono_ms() - st->good_ms)
+                                        : json_null());
     pthread_mutex_unlock(&st->lock);
 }

@@ -3,10 +3,9 @@
  *
  * What it is for
  *   Everything a query handler parses from or prints into a URL or a header,
- *   in one place so every endpoint agrees on it:
- *     - times: RFC 3339 in UTC with microseconds on output
- *       ("2026-11-22T01:07:49.123456Z"); on input any RFC 3339 date-time
- *       (fraction of 0..9 digits, "Z" or a +hh:mm/-hh:mm offset);
+ *   in one place so every endpoint agrees on it (times are lib/kq_time.h's,
+ *   UUIDs lib/kq_rand.h's, base64url lib/kq_b64.h's, the consistency token
+ *   lib/kq_token.h's: shared with the command side and the tools):
  *     - cursors: opaque to clients, base64url (no padding) of a versioned
  *       binary encoding of the last item of a page. Byte 0 is the format
  *       version (QRY_CURSOR_V1), byte 1 the kind (which listing it belongs
@@ -24,29 +23,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define QRY_TIME_MAX 80    /* "YYYY-MM-DDTHH:MM:SS.uuuuuuZ" + NUL, room for any int64 */
 #define QRY_CURSOR_MAX 160 /* encoded cursor + NUL */
 #define QRY_CURSOR_V1 1
 #define QRY_LIMIT_DEFAULT 100
 #define QRY_LIMIT_MAX 1000
-
-/* µs since the epoch -> RFC 3339 UTC with 6 fraction digits into out[QRY_TIME_MAX]. */
-void qry_time_format(int64_t us, char *out);
-
-/*
- * Parse an RFC 3339 date-time ("2026-01-02T03:04:05Z", ".5+02:00", lower-case
- * t/z allowed) into µs since the epoch (fraction beyond µs truncated). The
- * instant must fall in years 0001..9999 UTC. Returns 0 or KQ_EINVAL.
- */
-int qry_time_parse(const char *s, int64_t *us);
-
-/*
- * base64url without padding. Encode: out holds 4*ceil(len/3)+1 bytes, returns
- * the length written (NUL-terminated). Decode: returns the byte count, or
- * KQ_EINVAL for a bad character, a bad length or over `outlen` bytes.
- */
-size_t qry_b64url_encode(const uint8_t *in, size_t len, char *out);
-int qry_b64url_decode(const char *in, uint8_t *out, size_t outlen);
 
 /* ---- cursors ---- */
 
@@ -88,10 +68,6 @@ int qry_limit_parse(const char *s, int *limit);
 int qry_status_parse(const char *s, uint8_t *status);
 /* ev_resource_status -> name ("unknown" if out of range). Static string. */
 const char *qry_status_name(uint8_t status);
-
-/* "36 hex with dashes" <-> 16 bytes. Parse returns 0 or KQ_EINVAL; format writes 37 bytes. */
-int qry_uuid_parse(const char *s, uint8_t out[16]);
-void qry_uuid_format(const uint8_t u[16], char out[37]);
 
 /*
  * Does an If-None-Match header value match `etag` ("\"7\"")? "*" matches, as

@@ -19,6 +19,7 @@
 #include "kq_err.h"
 #include "kq_log.h"
 #include "kq_pg.h"
+#include "kq_time.h"
 
 #define TOPIC_MAX 256
 #define LISTEN_RETRY_MS 2000
@@ -62,23 +63,9 @@ struct qry_wait {
     atomic_uint_fast64_t waits, applied, expired, wait_us, wakes_inotify, wakes_pg, wakes_timeout;
 };
 
-int64_t qry_wait_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void finish(qry_wait *w, waiter *x, qry_wait_outcome oc)
 {
-    atomic_fetch_add(&w->wait_us, (uint_fast64_t)(now_us() - x->start_us));
+    atomic_fetch_add(&w->wait_us, (uint_fast64_t)(kq_time_mono_us() - x->start_us));
     if (oc == QRY_WAIT_APPLIED)
         atomic_fetch_add(&w->applied, 1);
     else if (oc == QRY_WAIT_EXPIRED)
@@ -91,9 +78,9 @@ static void listen_ensure(qry_wait *w)
 {
     char err[256];
 
-    if (w->dsn == NULL || w->listen != NULL || qry_wait_now_ms() < w->listen_next_try)
+    if (w->dsn == NULL || w->listen != NULL || kq_time_mono_ms() < w->listen_next_try)
         return;
-    w->listen_next_try = qry_wait_now_ms() + LISTEN_RETRY_MS;
+    w->listen_next_try = kq_time_mono_ms() + LISTEN_RETRY_MS;
     w->listen = kq_pg_connect(w->dsn, 2000, "kcqrs-query-listen", err, sizeof err);
     if (w->listen == NULL) {
         kq_log_warn("LISTEN connection: %s (waiters fall back to polling)", err);
@@ -169,7 +156,7 @@ static void sweep(qry_wait *w)
     waiter *list, *keep = NULL, *x, *next;
     json_t *offs[2] = {NULL, NULL};
     int loaded[2] = {0, 0};
-    int64_t now = qry_wait_now_ms();
+    int64_t now = kq_time_mono_ms();
     char err[256];
 
     pthread_mutex_lock(&w->lock);
@@ -235,7 +222,7 @@ static void *run(void *arg)
         if (has_waiters && settle > 0)
             timeout_us = settle_us[SETTLE_SWEEPS - settle];
         if (has_waiters && nearest != INT64_MAX) {
-            int64_t left = nearest - qry_wait_now_ms();
+            int64_t left = nearest - kq_time_mono_ms();
             if (left * 1000 < timeout_us)
                 timeout_us = left < 0 ? 0 : left * 1000;
         }
@@ -330,7 +317,7 @@ int qry_wait_add(qry_wait *w, kq_http_req *req, int kind, qry_target target, con
     snprintf(x->key, sizeof x->key, "%s/%" PRId32, topic, partition);
     x->offset = offset;
     x->deadline_ms = deadline_ms;
-    x->start_us = now_us();
+    x->start_us = kq_time_mono_us();
     pthread_mutex_lock(&w->lock);
     stopping = w->stopping;
     if (!stopping) {

@@ -80,7 +80,7 @@ int qry_wait_start(const qry_wait_options *o, qry_wait **out, char *errstr, size
 /*
  * Register a deferred request. `req` must have been deferred (kq_http_defer).
  * Returns 0, or KQ_EIO when stopped (the caller answers the request itself).
- * deadline_ms is on CLOCK_MONOTONIC (qry_wait_now_ms()).
+ * deadline_ms is on CLOCK_MONOTONIC (kq_time_mono_ms()).
  */
 int qry_wait_add(qry_wait *w, kq_http_req *req, int kind, qry_target target, const char *topic,
                  int32_t partition, int64_t offset, int64_t deadline_ms);
@@ -93,9 +93,6 @@ int qry_wait_add(qry_wait *w, kq_http_req *req, int kind, qry_target target, con
 void qry_wait_stop(qry_wait *w);
 /* Stop if not yet done, then free. NULL is a no-op. */
 void qry_wait_free(qry_wait *w);
-
-/* Monotonic milliseconds. */
-int64_t qry_wait_now_ms(void);
 
 /* Prometheus text of the wait counters (kcqrs_query_waits_total etc.). */
 void qry_wait_metrics(qry_wait *w, FILE *out);

@@ -4,6 +4,7 @@
 #include "aud_chain.h"
 #include "ev_codec.h"
 #include "kq_err.h"
+#include "kq_rand.h"
 
 #include <inttypes.h>
 #include <openssl/evp.h>
@@ -33,16 +34,6 @@ int aud_sha256(const void *buf, size_t len, uint8_t out[AUD_HASH_LEN])
         n != AUD_HASH_LEN)
         return KQ_EIO;
     return 0;
-}
-
-void aud_hex(const uint8_t hash[AUD_HASH_LEN], char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (int i = 0; i < AUD_HASH_LEN; i++) {
-        out[2 * i] = digits[hash[i] >> 4];
-        out[2 * i + 1] = digits[hash[i] & 15];
-    }
-    out[AUD_HEX_LEN] = '\0';
 }
 
 static int hexval(char ch)
@@ -199,7 +190,7 @@ void aud_chain_finish(aud_chain *c)
     }
     if (c->expect && c->expect_offset < 0 && c->brk == AUD_INTACT) {
         char msg[320], hx[AUD_HEX_LEN + 1];
-        aud_hex(c->expect_hash, hx);
+        kq_hex_encode(c->expect_hash, AUD_HASH_LEN, hx);
         snprintf(msg, sizeof msg,
                  "offset %" PRId64 ": the expected head %s is the hash of no record up to here "
                  "(records altered or removed)",

@@ -88,11 +88,9 @@ void aud_chain_finish(aud_chain *c);
 /* "tombstone", "invalid", "prev_hash", "not_in_chain", "head" ("intact"). */
 const char *aud_break_name(aud_break_kind k);
 
-/* SHA-256 of len bytes (buf may be NULL when len is 0). 0 or KQ_EIO. */
+/* SHA-256 of len bytes (buf may be NULL when len is 0). 0 or KQ_EIO. Its
+ * text form: kq_hex_encode (lib/kq_rand.h), AUD_HEX_LEN digits. */
 int aud_sha256(const void *buf, size_t len, uint8_t out[AUD_HASH_LEN]);
-
-/* Lower-case hex of AUD_HASH_LEN bytes into out (AUD_HEX_LEN + 1 bytes). */
-void aud_hex(const uint8_t hash[AUD_HASH_LEN], char *out);
 
 /* Parse exactly AUD_HEX_LEN hex digits (either case). 0 or KQ_EINVAL. */
 int aud_hex_parse(const char *s, uint8_t out[AUD_HASH_LEN]);

@@ -2,6 +2,7 @@
  * aud_read.c — reading topic-partitions to the end offsets seen at start; see aud_read.h.
  */
 #include "aud_read.h"
+#include "aud_filter.h"
 #include "kq_err.h"
 #include "kq_log.h"
 
@@ -207,4 +208,55 @@ out:
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
     return rc;
+}
+
+void aud_read_topics(const kq_config *cfg, ev_aggregate_type only, aud_topics *t)
+{
+    static const ev_aggregate_type all[3] = {EV_AGG_RESOURCE, EV_AGG_WORKFLOW, EV_AGG_RUN};
+
+    t->n = 0;
+    for (int i = 0; i < 3; i++) {
+        if (only != EV_AGG_UNKNOWN && all[i] != only)
+            continue;
+        t->agg[t->n] = aud_aggregate_type_topic(all[i]);
+        kq_config_topic(cfg, t->agg[t->n], t->name[t->n], KQ_KAFKA_TOPIC_MAX);
+        t->n++;
+    }
+}
+
+int aud_read_plan(const kq_config *cfg, const aud_topics *t, const char *id, aud_part **out,
+                  size_t *n, char *errstr, size_t errlen)
+{
+    aud_part *parts = NULL;
+    size_t cnt = 0;
+
+    for (int i = 0; i < t->n; i++) {
+        int np = 0, rc;
+        aud_part *grown;
+        if ((rc = aud_read_partitions(cfg, t->name[i], &np, errstr, errlen)) == KQ_ENOTFOUND) {
+            kq_log_warn("topic %s does not exist: nothing to read there", t->name[i]);
+            continue;
+        }
+        if (rc != 0) {
+            free(parts);
+            return rc;
+        }
+        grown = realloc(parts, (cnt + (size_t)np) * sizeof *parts);
+        if (grown == NULL) {
+            free(parts);
+            return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+        }
+        parts = grown;
+        for (int p = 0; p < np; p++) {
+            if (id != NULL && kq_kafka_partition_for(id, strlen(id), np) != p)
+                continue;
+            memset(&parts[cnt], 0, sizeof parts[cnt]);
+            snprintf(parts[cnt].topic, sizeof parts[cnt].topic, "%s", t->name[i]);
+            parts[cnt].partition = p;
+            cnt++;
+        }
+    }
+    *out = parts;
+    *n = cnt;
+    return 0;
 }

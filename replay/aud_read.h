@@ -39,6 +39,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "ev_codec.h"
 #include "kq_config.h"
 #include "kq_kafka.h"
 
@@ -74,5 +75,22 @@ int aud_read_run(const kq_config *cfg, const char *group, aud_part *parts, size_
  */
 int aud_read_partitions(const kq_config *cfg, const char *topic, int *partitions, char *errstr,
                         size_t errlen);
+
+/* The event topics to read: all three, or the one of `only` (!= EV_AGG_UNKNOWN). */
+typedef struct aud_topics {
+    char name[3][KQ_KAFKA_TOPIC_MAX];
+    const char *agg[3]; /* "resource", "workflow", "run" */
+    int n;
+} aud_topics;
+void aud_read_topics(const kq_config *cfg, ev_aggregate_type only, aud_topics *t);
+
+/*
+ * The partitions to read: every partition of each topic of t, or (id !=
+ * NULL) the one that holds aggregate id. A topic that does not exist is
+ * skipped with a warning. *out is malloc'd (the caller frees it). 0, or
+ * KQ_EKAFKA / KQ_ENOMEM with errstr.
+ */
+int aud_read_plan(const kq_config *cfg, const aud_topics *t, const char *id, aud_part **out,
+                  size_t *n, char *errstr, size_t errlen);
 
 #endif

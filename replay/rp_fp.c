@@ -1,6 +1,7 @@
 /* rp_fp.c — order-independent read-model fingerprints and their diff; see rp_fp.h. */
 #include "rp_fp.h"
 #include "kq_err.h"
+#include "kq_rand.h"
 
 #include <openssl/evp.h>
 #include <stdint.h>
@@ -160,25 +161,15 @@ int rp_fp_equal(const rp_fp *a, const rp_fp *b)
     return a->rows == b->rows && memcmp(a->sum, b->sum, RP_FP_LEN) == 0;
 }
 
-void rp_fp_hex(const unsigned char d[RP_FP_LEN], char *out)
-{
-    static const char hx[] = "0123456789abcdef";
-    for (int i = 0; i < RP_FP_LEN; i++) {
-        out[2 * i] = hx[d[i] >> 4];
-        out[2 * i + 1] = hx[d[i] & 15];
-    }
-    out[2 * RP_FP_LEN] = '\0';
-}
-
 void rp_fp_print(const rp_fp *f, const char *label, FILE *out)
 {
     char hex[2 * RP_FP_LEN + 1];
     for (unsigned i = 0; i < f->ntables; i++) {
-        rp_fp_hex(f->tables[i].sum, hex);
+        kq_hex_encode(f->tables[i].sum, RP_FP_LEN, hex);
         fprintf(out, "%s %s rows=%zu digest=%s\n", label, f->tables[i].name, f->tables[i].rows,
                 hex);
     }
-    rp_fp_hex(f->sum, hex);
+    kq_hex_encode(f->sum, RP_FP_LEN, hex);
     fprintf(out, "%s total rows=%zu digest=%s\n", label, f->rows, hex);
 }
 

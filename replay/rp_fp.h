@@ -48,9 +48,6 @@ size_t rp_fp_rows(const rp_fp *f);
 /* 1 when both hold the same rows (digest and row count equal). */
 int rp_fp_equal(const rp_fp *a, const rp_fp *b);
 
-/* Lowercase hex of a digest into out[2 * RP_FP_LEN + 1]. */
-void rp_fp_hex(const unsigned char d[RP_FP_LEN], char *out);
-
 /*
  * Print one line per table, "<label> <table> rows=N digest=<hex>", then
  * "<label> total rows=N digest=<hex>".

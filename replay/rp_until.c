@@ -9,12 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "ev_codec.h"
 #include "kq_err.h"
 #include "kq_kafka.h"
 #include "kq_log.h"
+#include "kq_time.h"
 
 #define NTOPICS 3
 #define POLL_MS 100
@@ -30,100 +30,6 @@ int rp_name_valid(const char *name)
               name[n] == '_'))
             return 0;
     return n >= 1 && n <= RP_NAME_MAX;
-}
-
-/* Exactly `w` decimal digits at *p; advances *p. */
-static int digits(const char **p, int w, int *out)
-{
-    int v = 0;
-
-    for (int i = 0; i < w; i++) {
-        if (!isdigit((unsigned char)(*p)[i]))
-            return -1;
-        v = v * 10 + ((*p)[i] - '0');
-    }
-    *p += w;
-    *out = v;
-    return 0;
-}
-
-static int bad_time(const char *s, const char *why, char *errstr, size_t errlen)
-{
-    return kq_seterr(errstr, errlen, KQ_EINVAL,
-                     "bad TIME '%s': %s (RFC 3339 like 2026-11-22T10:00:00Z or "
-                     "2026-11-22T10:00:00.123456+01:00, or @<microseconds since the epoch>)",
-                     s, why);
-}
-
-int rp_parse_time(const char *s, int64_t *us, char *errstr, size_t errlen)
-{
-    const char *p = s;
-    struct tm tm, chk;
-    int Y, M, D, h, m, sec, frac = 0, fd = 0, off = 0;
-    time_t t;
-
-    if (s == NULL || *s == '\0')
-        return bad_time("", "empty", errstr, errlen);
-    if (*s == '@') {
-        char *end;
-        long long v;
-        errno = 0;
-        v = strtoll(s + 1, &end, 10);
-        if (s[1] == '\0' || *end != '\0' || errno != 0 || v < 0 || !isdigit((unsigned char)s[1]))
-            return bad_time(s, "not a non-negative integer after '@'", errstr, errlen);
-        *us = v;
-        return 0;
-    }
-    if (digits(&p, 4, &Y) || *p++ != '-' || digits(&p, 2, &M) || *p++ != '-' || digits(&p, 2, &D) ||
-        (*p != 'T' && *p != 't'))
-        return bad_time(s, "expected YYYY-MM-DDThh:mm:ss", errstr, errlen);
-    p++;
-    if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &m) || *p++ != ':' || digits(&p, 2, &sec))
-        return bad_time(s, "expected YYYY-MM-DDThh:mm:ss", errstr, errlen);
-    if (*p == '.') {
-        p++;
-        while (isdigit((unsigned char)*p)) {
-            if (fd >= 9)
-                return bad_time(s, "more than 9 fraction digits", errstr, errlen);
-            if (fd < 6)
-                frac = frac * 10 + (*p - '0');
-            fd++;
-            p++;
-        }
-        if (fd == 0)
-            return bad_time(s, "no digits after '.'", errstr, errlen);
-        for (int i = fd; i < 6; i++)
-            frac *= 10;
-    }
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int sign = *p++ == '-' ? -1 : 1, oh, om;
-        if (digits(&p, 2, &oh) || *p++ != ':' || digits(&p, 2, &om) || oh > 23 || om > 59)
-            return bad_time(s, "bad UTC offset (expected +hh:mm)", errstr, errlen);
-        off = sign * (oh * 3600 + om * 60);
-    } else {
-        return bad_time(s, "missing time zone (Z or +hh:mm)", errstr, errlen);
-    }
-    if (*p != '\0')
-        return bad_time(s, "trailing characters", errstr, errlen);
-    if (Y < 1970 || M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 59)
-        return bad_time(s, "field out of range", errstr, errlen);
-    memset(&tm, 0, sizeof tm);
-    tm.tm_year = Y - 1900;
-    tm.tm_mon = M - 1;
-    tm.tm_mday = D;
-    tm.tm_hour = h;
-    tm.tm_min = m;
-    tm.tm_sec = sec;
-    t = timegm(&tm);
-    if (gmtime_r(&t, &chk) == NULL || chk.tm_mday != D || chk.tm_mon != M - 1)
-        return bad_time(s, "no such date", errstr, errlen);
-    t -= off;
-    if (t < 0)
-        return bad_time(s, "before the epoch", errstr, errlen);
-    *us = (int64_t)t * 1000000 + frac;
-    return 0;
 }
 
 static int bad_spec(const char *item, const char *why, char *errstr, size_t errlen)
@@ -208,12 +114,11 @@ int rp_parse_offsets(const char *spec, const char *const *topics, int ntopics, i
 
 void rp_default_name(int64_t us, char *out, size_t len)
 {
-    time_t t = (time_t)(us / 1000000);
-    struct tm tm;
+    kq_tm t;
 
-    gmtime_r(&t, &tm);
-    snprintf(out, len, "until_%04d%02d%02dt%02d%02d%02d", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    kq_time_split(us, &t);
+    snprintf(out, len, "until_%04lld%02d%02dt%02d%02d%02d", (long long)t.year, t.mon, t.day, t.hour,
+             t.min, t.sec);
 }
 
 /* ------------------------------------------------------------ TIME -> offsets */
@@ -250,7 +155,9 @@ int rp_until_resolve(const kq_config *cfg, const char *const *topics, int64_t us
                             i % np, rd_kafka_err2str(e));
             goto out;
         }
-        rd_kafka_topic_partition_list_add(tp, topics[i / np], i % np)->offset = us / 1000;
+        /* (a negative time would be a logical offset: before 1970 nothing is earlier) */
+        rd_kafka_topic_partition_list_add(tp, topics[i / np], i % np)->offset =
+            us < 0 ? 0 : us / 1000;
     }
     e = rd_kafka_offsets_for_times(c, tp, cfg->kafka_timeout_ms);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {

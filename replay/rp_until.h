@@ -1,6 +1,7 @@
 /*
- * rp_until.h — kcqrs-replay's bounds: snapshot names, TIME and SPEC parsing
- * (replay/README.md), and TIME -> per-partition exclusive end offsets.
+ * rp_until.h — kcqrs-replay's bounds: snapshot names, SPEC parsing
+ * (replay/README.md), and TIME -> per-partition exclusive end offsets (TIME
+ * itself is parsed by lib/kq_time.h, as everywhere).
  */
 #ifndef RP_UNTIL_H
 #define RP_UNTIL_H
@@ -15,13 +16,6 @@
 
 /* 1 when `name` is [a-z0-9_]{1,32}. */
 int rp_name_valid(const char *name);
-
-/*
- * TIME: RFC 3339 ("2026-11-22T10:00:00Z", "...T10:00:00.123456+01:00"; up to 9
- * fraction digits, truncated to µs) or "@<µs since the epoch>". 0 with *us
- * set, or KQ_EINVAL with the reason in errstr.
- */
-int rp_parse_time(const char *s, int64_t *us, char *errstr, size_t errlen);
 
 /*
  * SPEC: "topic:partition=next_offset[,...]". Each topic must be one of

@@ -1,6 +1,7 @@
 /*
  * fuzz_qry_text.c — libFuzzer entry point for the query API's parsers of
- * untrusted query parameters and headers (query-api/qry_text.h): cursors,
+ * untrusted query parameters and headers (query-api/qry_text.h; times,
+ * base64url and UUIDs are lib/kq_time.h, kq_b64.h, kq_rand.h): cursors,
  * RFC 3339 times, base64url, limits, statuses, UUIDs, If-None-Match.
  *
  * The first byte picks the parser, the rest (NUL-terminated) is its input.
@@ -14,6 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kq_b64.h"
+#include "kq_rand.h"
+#include "kq_time.h"
 #include "qry_text.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -61,10 +65,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case 1: { /* times */
         int64_t us, us2;
-        char out[QRY_TIME_MAX];
-        if (qry_time_parse(s, &us) == 0) {
-            qry_time_format(us, out);
-            if (qry_time_parse(out, &us2) != 0 || us2 != us)
+        char out[KQ_TIME_MAX];
+        if (kq_time_parse(s, &us) == 0) {
+            kq_time_format(us, out);
+            if (kq_time_parse(out, &us2) != 0 || us2 != us)
                 abort();
         }
         break;
@@ -72,12 +76,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 2: { /* base64url */
         uint8_t buf[4096], buf2[4096];
         char *enc;
-        int n = qry_b64url_decode(s, buf, sizeof buf);
+        int n = kq_b64_decode(s, buf, sizeof buf);
         if (n >= 0) {
             if ((size_t)n > sizeof buf || (enc = malloc(4 * ((size_t)n / 3 + 1) + 1)) == NULL)
                 abort();
-            qry_b64url_encode(buf, (size_t)n, enc);
-            if (qry_b64url_decode(enc, buf2, sizeof buf2) != n || memcmp(buf, buf2, (size_t)n))
+            kq_b64_encode(buf, (size_t)n, enc);
+            if (kq_b64_decode(enc, buf2, sizeof buf2) != n || memcmp(buf, buf2, (size_t)n))
                 abort();
             free(enc);
         }
@@ -95,9 +99,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 4: { /* UUIDs */
         uint8_t u[16], u2[16];
         char out[37];
-        if (qry_uuid_parse(s, u) == 0) {
-            qry_uuid_format(u, out);
-            if (qry_uuid_parse(out, u2) != 0 || memcmp(u, u2, 16) != 0)
+        if (kq_uuid_parse(s, u) == 0) {
+            kq_uuid_format(u, out);
+            if (kq_uuid_parse(out, u2) != 0 || memcmp(u, u2, 16) != 0)
                 abort();
         }
         break;

@@ -19,6 +19,7 @@
 #include "ev_codec.h"
 #include "ev_fb.h"
 #include "kq_err.h"
+#include "kq_rand.h"
 
 #define N 8
 
@@ -350,7 +351,7 @@ static void test_hex(void **state)
     (void)state;
     /* SHA-256("abc"), FIPS 180-2 appendix B.1 */
     assert_int_equal(aud_sha256("abc", 3, h), 0);
-    aud_hex(h, hx);
+    kq_hex_encode(h, AUD_HASH_LEN, hx);
     assert_string_equal(hx, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     assert_int_equal(
         aud_hex_parse("BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD", back), 0);

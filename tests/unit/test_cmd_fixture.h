@@ -258,8 +258,9 @@ static inline void fx_rmdir_all(const char *d)
 
 /* ------------------------------------------------------------ whole states */
 
-static inline int fx_cmp_res(void *arg, const char *id, const cmd_resource *r)
+static inline int fx_cmp_res(void *arg, const char *id, const void *val)
 {
+    const cmd_resource *r = val;
     const cmd_resource *o = cmd_state_resource(arg, id);
     if (o == NULL)
         fail_msg("resource %s missing", id);
@@ -273,8 +274,9 @@ static inline int fx_cmp_res(void *arg, const char *id, const cmd_resource *r)
     return 0;
 }
 
-static inline int fx_cmp_wf(void *arg, const char *id, const cmd_workflow *w)
+static inline int fx_cmp_wf(void *arg, const char *id, const void *val)
 {
+    const cmd_workflow *w = val;
     const cmd_workflow *o = cmd_state_workflow(arg, id);
     if (o == NULL)
         fail_msg("workflow %s missing", id);
@@ -292,8 +294,9 @@ static inline int fx_cmp_wf(void *arg, const char *id, const cmd_workflow *w)
     return 0;
 }
 
-static inline int fx_cmp_run(void *arg, const char *id, const cmd_run *r)
+static inline int fx_cmp_run(void *arg, const char *id, const void *val)
 {
+    const cmd_run *r = val;
     const cmd_run *o = cmd_state_run(arg, id);
     if (o == NULL)
         fail_msg("run %s missing", id);
@@ -324,9 +327,9 @@ static inline void fx_assert_same(const cmd_state *a, const cmd_state *b)
                         (size_t)CMD_TOPICS * (size_t)a->partitions * sizeof(int64_t));
     assert_int_equal(a->events, b->events);
     assert_string_equal(a->cluster_id, b->cluster_id);
-    cmd_state_each_resource(a, fx_cmp_res, bb);
-    cmd_state_each_workflow(a, fx_cmp_wf, bb);
-    cmd_state_each_run(a, fx_cmp_run, bb);
+    cmd_state_each(a, CMD_TOPIC_RESOURCE, fx_cmp_res, bb);
+    cmd_state_each(a, CMD_TOPIC_WORKFLOW, fx_cmp_wf, bb);
+    cmd_state_each(a, CMD_TOPIC_RUN, fx_cmp_run, bb);
     cmd_state_each_idem(a, fx_cmp_idem, bb);
 }
 

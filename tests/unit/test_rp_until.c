@@ -1,7 +1,8 @@
 /*
  * test_rp_until.c — kcqrs-replay's bounds without Kafka: snapshot names,
- * TIME (RFC 3339 with fractions and offsets, @µs) and SPEC parsing with
- * their error messages, default names; and the runner's replay options
+ * TIME (RFC 3339 with fractions and offsets, @µs: kq_time_parse_err, the
+ * parser of every --until and --since) and SPEC parsing with their error
+ * messages, default names; and the runner's replay options
  * that are refused before any thread or consumer exists.
  */
 #include <setjmp.h>
@@ -16,6 +17,8 @@
 
 #include "kq_config.h"
 #include "kq_err.h"
+#include "kq_time.h"
+#include "kq_time_table.h"
 #include "proj_runner.h"
 #include "rp_until.h"
 
@@ -40,25 +43,26 @@ static void test_time_ok(void **state)
     int64_t us = 0;
 
     (void)state;
-    assert_int_equal(rp_parse_time("1970-01-01T00:00:00Z", &us, err, sizeof err), 0);
+    assert_int_equal(kq_time_parse_err("1970-01-01T00:00:00Z", &us, err, sizeof err), 0);
     assert_int_equal(us, 0);
-    assert_int_equal(rp_parse_time("2026-11-22T10:00:00Z", &us, err, sizeof err), 0);
+    assert_int_equal(kq_time_parse_err("2026-11-22T10:00:00Z", &us, err, sizeof err), 0);
     assert_int_equal(us, 1795341600000000LL);
-    assert_int_equal(rp_parse_time("2026-11-22T10:00:00.123456Z", &us, err, sizeof err), 0);
+    assert_int_equal(kq_time_parse_err("2026-11-22T10:00:00.123456Z", &us, err, sizeof err), 0);
     assert_int_equal(us, 1795341600123456LL);
-    assert_int_equal(rp_parse_time("2026-11-22T10:00:00.5Z", &us, err, sizeof err), 0);
+    assert_int_equal(kq_time_parse_err("2026-11-22T10:00:00.5Z", &us, err, sizeof err), 0);
     assert_int_equal(us, 1795341600500000LL);
     /* nanoseconds are truncated: still <= the bound */
-    assert_int_equal(rp_parse_time("2026-11-22T10:00:00.123456789Z", &us, err, sizeof err), 0);
+    assert_int_equal(kq_time_parse_err("2026-11-22T10:00:00.123456789Z", &us, err, sizeof err), 0);
     assert_int_equal(us, 1795341600123456LL);
-    assert_int_equal(rp_parse_time("2026-11-22T11:00:00.000001+01:00", &us, err, sizeof err), 0);
+    assert_int_equal(kq_time_parse_err("2026-11-22T11:00:00.000001+01:00", &us, err, sizeof err),
+                     0);
     assert_int_equal(us, 1795341600000001LL);
-    assert_int_equal(rp_parse_time("2026-11-22T05:30:00-04:30", &us, err, sizeof err), 0);
+    assert_int_equal(kq_time_parse_err("2026-11-22T05:30:00-04:30", &us, err, sizeof err), 0);
     assert_int_equal(us, 1795341600000000LL);
-    assert_int_equal(rp_parse_time("2024-02-29t00:00:00z", &us, err, sizeof err), 0);
-    assert_int_equal(rp_parse_time("@1795341600123456", &us, err, sizeof err), 0);
+    assert_int_equal(kq_time_parse_err("2024-02-29t00:00:00z", &us, err, sizeof err), 0);
+    assert_int_equal(kq_time_parse_err("@1795341600123456", &us, err, sizeof err), 0);
     assert_int_equal(us, 1795341600123456LL);
-    assert_int_equal(rp_parse_time("@0", &us, err, sizeof err), 0);
+    assert_int_equal(kq_time_parse_err("@0", &us, err, sizeof err), 0);
     assert_int_equal(us, 0);
 }
 
@@ -67,7 +71,7 @@ static void bad_time(const char *s, const char *why)
     char err[512];
     int64_t us = 42;
 
-    assert_int_equal(rp_parse_time(s, &us, err, sizeof err), KQ_EINVAL);
+    assert_int_equal(kq_time_parse_err(s, &us, err, sizeof err), KQ_EINVAL);
     assert_int_equal(us, 42);
     if (strstr(err, why) == NULL)
         fail_msg("'%s': '%s' does not say '%s'", s, err, why);
@@ -92,12 +96,36 @@ static void test_time_bad(void **state)
     bad_time("2026-11-22T10:60:00Z", "field out of range");
     bad_time("2026-02-30T00:00:00Z", "no such date");
     bad_time("2025-02-29T00:00:00Z", "no such date");
-    bad_time("1969-12-31T23:59:59Z", "field out of range");
-    bad_time("1970-01-01T00:30:00+01:00", "before the epoch");
-    bad_time("@", "not a non-negative integer");
-    bad_time("@-5", "not a non-negative integer");
-    bad_time("@12x", "not a non-negative integer");
-    bad_time("@99999999999999999999999", "not a non-negative integer");
+    bad_time("@", "not an integer after '@'");
+    bad_time("@12x", "not an integer after '@'");
+    bad_time("@99999999999999999999999", "not an integer after '@'");
+    /* the whole error names the option's value and the accepted forms */
+    bad_time("2026-11-22T10:00:00", "bad TIME '2026-11-22T10:00:00': missing time zone");
+    bad_time("x", "or @<microseconds since the epoch>");
+}
+
+/* Issue #12: the tools take the same times as the query API (one parser,
+ * kq_time): before 1970 and negative @µs too. */
+static void test_time_like_the_api(void **state)
+{
+    char err[512];
+    int64_t us = 0;
+
+    (void)state;
+    assert_int_equal(kq_time_parse_err("1969-12-31T23:59:59Z", &us, err, sizeof err), 0);
+    assert_int_equal(us, -1000000);
+    assert_int_equal(kq_time_parse_err("1970-01-01T00:30:00+01:00", &us, err, sizeof err), 0);
+    assert_int_equal(us, -1800000000LL);
+    assert_int_equal(kq_time_parse_err("@-5", &us, err, sizeof err), 0);
+    assert_int_equal(us, -5);
+    for (size_t i = 0; i < kq_time_cases_n; i++) {
+        const kq_time_case *c = &kq_time_cases[i];
+        int64_t a = 42, b = 42;
+        int ra = kq_time_parse_err(c->in, &a, err, sizeof err), rb = kq_time_parse(c->in, &b);
+        assert_int_equal(ra, rb);
+        assert_int_equal(ra, c->ok ? 0 : KQ_EINVAL);
+        assert_int_equal(a, b);
+    }
 }
 
 static const char *const topics[] = {"p.resource.events", "p.workflow.events", "p.run.events"};
@@ -167,6 +195,9 @@ static void test_default_name(void **state)
     assert_true(rp_name_valid(name));
     rp_default_name(0, name, sizeof name);
     assert_string_equal(name, "until_19700101t000000");
+    rp_default_name(-1, name, sizeof name); /* the second before the epoch */
+    assert_string_equal(name, "until_19691231t235959");
+    assert_true(rp_name_valid(name));
 }
 
 /* Options the runner refuses before it creates anything. */
@@ -203,13 +234,10 @@ static void test_runner_opts_refused(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_names),
-        cmocka_unit_test(test_time_ok),
-        cmocka_unit_test(test_time_bad),
-        cmocka_unit_test(test_spec_ok),
-        cmocka_unit_test(test_spec_bad),
-        cmocka_unit_test(test_default_name),
-        cmocka_unit_test(test_runner_opts_refused),
+        cmocka_unit_test(test_names),        cmocka_unit_test(test_time_ok),
+        cmocka_unit_test(test_time_bad),     cmocka_unit_test(test_time_like_the_api),
+        cmocka_unit_test(test_spec_ok),      cmocka_unit_test(test_spec_bad),
+        cmocka_unit_test(test_default_name), cmocka_unit_test(test_runner_opts_refused),
     };
 
     setenv("KCQRS_TOPIC_PREFIX", "kcqrs", 1);

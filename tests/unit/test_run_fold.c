@@ -23,6 +23,21 @@
  *   - the writer's own decision on that state (attempt accepted iff the run
  *     is open, the step current and the attempt the next) gives events that
  *     apply.
+ *
+ * Then every sequence, valid or mutated, goes record by record through the
+ * components that fold runs, which must say what the fold says:
+ *   - commands/: cmd_aggregate_apply (the catch-up and post-commit path)
+ *     answers applied / skipped / refused as the fold does, and the run it
+ *     keeps (cmd_run_to_fold) has the same version, status, step, attempts,
+ *     flags and step statuses; its attempt decision (cmd_batch_decide)
+ *     accepts exactly what the fold allows, refuses the rest with the
+ *     matching code (run_finished, step_mismatch, attempt_recorded,
+ *     attempt_gap), and the events it builds apply everywhere;
+ *   - worker/: wk_runs_apply gives the same answers (it skips events of a run
+ *     it never saw started), keeps the fold's state byte for byte, and its
+ *     open/finished flag, due time and commit point follow it; its own
+ *     advance after a 200 (wk_run_advance) lands where the writer's events
+ *     do.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -34,8 +49,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd_aggregate.h"
+#include "cmd_run.h"
+#include "cmd_state.h"
 #include "ev_codec.h"
 #include "ev_run.h"
+#include "test_cmd_fixture.h"
+#include "wk_record.h"
+#include "wk_run.h"
 
 #define MAX_EVENTS 96
 #define RUNS 4000
@@ -77,8 +98,10 @@ typedef struct model {
 
 static ev_fb_builder fb;
 
-/* Encode e and decode it into *out; the bytes live in buf (caller's). */
-static void materialize(const gen_ev *g, const char *id, uint8_t *buf, size_t cap, ev_envelope *out)
+/* Encode e and decode it into *out; the bytes live in buf (caller's).
+ * Returns their length. */
+static size_t materialize(const gen_ev *g, const char *id, uint8_t *buf, size_t cap,
+                          ev_envelope *out)
 {
     static ev_step steps[EV_MAX_STEPS];
     ev_envelope e;
@@ -140,6 +163,7 @@ static void materialize(const gen_ev *g, const char *id, uint8_t *buf, size_t ca
     memcpy(buf, p, len);
     if (ev_envelope_decode(buf, len, out, err, sizeof err) != 0)
         fail_msg("decode: %s", err);
+    return len;
 }
 
 static void push(seq *s, gen_ev g)
@@ -405,6 +429,208 @@ static void check_writer_on(const ev_run_state *s, const char *id)
     }
 }
 
+/* ------------------------------------------------------------------ the components */
+
+/*
+ * The components that fold runs, fed the same records in the same order:
+ *   cmd  the command side's state (cmd_aggregate_apply: the path catch-up and
+ *        the writer take) and its attempt decision (cmd_batch_decide);
+ *   wk   the worker's run table (wk_runs_apply), its open/due answers and its
+ *        own advance after a 200 (wk_run_advance).
+ * Every run gets its own id; the containers live for the whole test.
+ */
+typedef struct views {
+    cmd_state cmd;
+    wk_runs *wk;
+    int64_t offset; /* next record offset (partition 0) */
+    size_t compared, refused, accepted, decided;
+} views;
+
+static views V;
+
+static int cross_setup(void)
+{
+    if (cmd_state_init(&V.cmd, 1) != 0 || (V.wk = wk_runs_new()) == NULL)
+        return -1;
+    return 0;
+}
+
+static void cross_teardown(void)
+{
+    wk_runs_free(V.wk);
+    cmd_state_free(&V.cmd);
+}
+
+/* The command side's run as the fold's state (version 0: no run). */
+static void cmd_view(const char *id, ev_run_state *s)
+{
+    const cmd_run *r = cmd_state_run(&V.cmd, id);
+
+    if (r == NULL)
+        ev_run_init(s);
+    else
+        cmd_run_to_fold(r, s);
+}
+
+/* Every component agrees with the fold's state `want` about run `id`. */
+static void agree(const char *id, const ev_run_state *want)
+{
+    ev_run_state c;
+    const wk_run *w = wk_runs_get(V.wk, id);
+
+    /* the command side keeps all but the last attempt's time and delay */
+    cmd_view(id, &c);
+    assert_int_equal(c.version, want->version);
+    if (want->version > 0) {
+        assert_int_equal(c.status, want->status);
+        assert_int_equal(c.step_count, want->step_count);
+        assert_int_equal(c.step, want->step);
+        assert_int_equal(c.attempts, want->attempts);
+        assert_int_equal(c.step_failed, want->step_failed);
+        assert_int_equal(c.ended, want->ended);
+        assert_int_equal(ev_run_open(&c), ev_run_open(want));
+        for (uint32_t i = 0; i < want->step_count; i++)
+            assert_int_equal(ev_run_step_status(&c, i), ev_run_step_status(want, i));
+    }
+    /* the worker keeps the fold's state as it is */
+    if (want->version == 0) {
+        assert_null(w);
+    } else {
+        assert_non_null(w);
+        assert_memory_equal(&w->st, want, sizeof *want);
+        assert_int_equal(w->end == WK_RUN_OPEN, ev_run_open(want));
+        if (!ev_run_open(want))
+            assert_int_equal(w->end, want->status == EV_RUN_IS_SUCCEEDED ? WK_RUN_SUCCEEDED
+                                                                         : WK_RUN_FAILED);
+        assert_int_equal(wk_run_due_ms(w, 42),
+                         want->attempts == 0 || want->next_delay_ms < 0
+                             ? 42
+                             : want->last_attempt_us / 1000 + want->next_delay_ms);
+        assert_int_equal(wk_runs_oldest_open(V.wk, 0) >= 0 || !ev_run_open(want), 1);
+    }
+    V.compared++;
+}
+
+/*
+ * Feed one record (bytes `buf`, decoded `e`) of run `id` to every component;
+ * `fold_rc` is what ev_run_fold answered for it. Each component must give the
+ * same answer (the worker skips, rather than refuses, an event of a run it
+ * never saw started).
+ */
+static void feed(const char *id, const uint8_t *buf, size_t len, const ev_envelope *e, int fold_rc,
+                 int known_before)
+{
+    char err[256];
+    const char *why = NULL;
+    wk_run *changed = NULL;
+    int rc;
+
+    rc = cmd_aggregate_apply(&V.cmd, CMD_TOPIC_RUN, buf, len, 0, V.offset, err, sizeof err);
+    if ((fold_rc == EV_FOLD_APPLIED && rc != 0) || (fold_rc == EV_FOLD_DUPLICATE && rc != 1) ||
+        (fold_rc == EV_FOLD_REFUSED && rc != KQ_ECORRUPT))
+        fail_msg("commands: %s v%lld: rc %d, the fold said %d (%s)",
+                 ev_event_type_name(e->payload_type), (long long)e->version, rc, fold_rc,
+                 rc < 0 ? err : "-");
+    rc = wk_runs_apply(V.wk, e, buf, len, 0, V.offset, &changed, &why);
+    if (fold_rc == EV_FOLD_APPLIED)
+        assert_int_equal(rc, WK_RUNS_APPLIED);
+    else if (fold_rc == EV_FOLD_DUPLICATE || (!known_before && e->payload_type != EV_RUN_STARTED))
+        assert_int_equal(rc, WK_RUNS_SKIPPED);
+    else
+        assert_int_equal(rc, WK_RUNS_REFUSED);
+    V.offset++;
+    V.refused += fold_rc == EV_FOLD_REFUSED;
+    (void)id;
+}
+
+/* Fold sequence s of run `id` through the fold and every component. */
+static void cross_seq(const seq *s, const char *id, ev_run_state *st)
+{
+    static uint8_t buf[4096];
+
+    ev_run_init(st);
+    for (size_t i = 0; i < s->n; i++) {
+        ev_envelope e;
+        int known = st->version > 0, rc;
+        size_t len = materialize(&s->ev[i], id, buf, sizeof buf, &e);
+        rc = ev_run_fold(st, &e, NULL);
+        feed(id, buf, len, &e, rc, known);
+        agree(id, st);
+    }
+}
+
+/*
+ * The command side's decision on one attempt of run `id` (state *st):
+ * accepted exactly when the fold says the writer may append it (open, the
+ * current step, the next attempt), refused with the matching code otherwise.
+ * An accepted decision's events, built and encoded as the writer does, apply
+ * in every component, and the worker's own advance after the 200 lands where
+ * they do.
+ */
+static void cross_decide(const char *id, ev_run_state *st)
+{
+    uint32_t step = rnd(3) ? st->step : rnd(4), attempt = rnd(3) ? st->attempts + 1 : 1 + rnd(4);
+    cmd_outcome out = (cmd_outcome)(1 + rnd(3));
+    int accepted = ev_run_open(st) && step == st->step && attempt == st->attempts + 1;
+    cmd_command c = fx_attempt(id, step, attempt, out);
+    cmd_batch b;
+    cmd_decision d;
+    wk_run *w = wk_runs_get(V.wk, id), adv;
+    int64_t now_ms = 1800000000000 + (int64_t)rnd(1000);
+
+    if (st->version == 0)
+        return;
+    V.decided++;
+    snprintf(c.correlation_id, sizeof c.correlation_id, "corr-fold");
+    snprintf(c.delivery_id, sizeof c.delivery_id, "%s.%u", id, step);
+    assert_int_equal(cmd_batch_init(&b), 0);
+    assert_int_equal(cmd_batch_decide(&V.cmd, &b, &c, 0, &d), 0);
+    if (!accepted) {
+        const char *want = !ev_run_open(st) && st->step_count > 0       ? "run_finished"
+                           : step != st->step || step >= st->step_count ? "step_mismatch"
+                           : attempt <= st->attempts                    ? "attempt_recorded"
+                                                                        : "attempt_gap";
+        assert_int_equal(d.kind, CMD_D_ERROR);
+        assert_string_equal(d.code, want);
+        cmd_decision_clear(&d);
+        cmd_batch_free(&b);
+        return;
+    }
+    assert_int_equal(d.kind, CMD_D_APPEND);
+    V.accepted++;
+    assert_int_equal(d.version, st->version + d.nevents);
+    /* the worker's advance after the 200, on a copy of its run */
+    adv = *w;
+    assert_int_equal(wk_run_advance(&adv, d.version, attempt,
+                                    out == CMD_OUT_RETRY       ? WK_OUTCOME_RETRY
+                                    : out == CMD_OUT_SUCCEEDED ? WK_OUTCOME_SUCCEEDED
+                                                               : WK_OUTCOME_FAILED,
+                                    c.next_delay_ms, now_ms),
+                     WK_ADVANCE_APPLIED);
+    for (int i = 0; i < d.nevents; i++) {
+        ev_envelope e, scratch, back;
+        const uint8_t *p;
+        size_t len;
+        char err[256];
+        static uint8_t buf[4096];
+        if (cmd_aggregate_build(&c, &d, i, &e, &scratch, err, sizeof err) != 0)
+            fail_msg("build: %s", err);
+        e.occurred_at_us = now_ms * 1000;
+        if (ev_envelope_encode(&fb, &e, err, sizeof err) != 0)
+            fail_msg("encode: %s", err);
+        p = ev_fb_builder_data(&fb, &len);
+        memcpy(buf, p, len);
+        assert_int_equal(ev_envelope_decode(buf, len, &back, err, sizeof err), 0);
+        assert_int_equal(ev_run_fold(st, &back, NULL), EV_FOLD_APPLIED);
+        feed(id, buf, len, &back, EV_FOLD_APPLIED, 1);
+        agree(id, st);
+    }
+    assert_memory_equal(&adv.st, st, sizeof *st);
+    assert_int_equal(adv.end, wk_runs_get(V.wk, id)->end);
+    cmd_decision_clear(&d);
+    cmd_batch_free(&b);
+}
+
 /* Fold `s` from scratch into *st; applied[i] = the outcome of event i. */
 static void fold_seq(const seq *s, ev_run_state *st, int *outcome)
 {
@@ -456,9 +682,11 @@ static void check_model(const ev_run_state *st, const model *m)
 
 static void one_run(int mutated, size_t *applied_total, size_t *refused_total, int *statuses)
 {
+    static unsigned serial;
     seq s, only;
     model m;
-    ev_run_state st, again;
+    ev_run_state st, again, cross;
+    char id[32];
     int outcome[MAX_EVENTS], outcome2[MAX_EVENTS];
     static uint8_t buf[4096];
 
@@ -497,6 +725,12 @@ static void one_run(int mutated, size_t *applied_total, size_t *refused_total, i
     }
     statuses[st.status]++;
     check_writer_on(&st, "run-p");
+    /* the same sequence through every component, then one decision */
+    snprintf(id, sizeof id, "run-%u", serial++);
+    cross_seq(&s, id, &cross);
+    assert_memory_equal(&cross, &st, sizeof st);
+    for (int k = 0; k < 2; k++)
+        cross_decide(id, &cross);
 }
 
 static void test_writer_sequences(void **state)
@@ -509,6 +743,9 @@ static void test_writer_sequences(void **state)
     for (int i = 0; i < RUNS; i++)
         one_run(0, &applied, &refused, statuses);
     assert_int_equal(refused, 0);
+    /* the components were compared on every event, and decided often both ways */
+    assert_true(V.compared > (size_t)RUNS * 3);
+    assert_true(V.accepted > RUNS / 4 && V.decided - V.accepted > RUNS / 4);
     /* every status was reached often */
     for (int i = 0; i < 4; i++)
         assert_true(statuses[i] > RUNS / 20);
@@ -538,7 +775,10 @@ int main(void)
     int rc;
 
     ev_fb_builder_init(&fb);
+    if (cross_setup() != 0)
+        return 1;
     rc = cmocka_run_group_tests(tests, NULL, NULL);
+    cross_teardown();
     ev_fb_builder_free(&fb);
     return rc;
 }
