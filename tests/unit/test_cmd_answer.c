@@ -18,39 +18,14 @@
 #include <string.h>
 
 #include "test_cmd_fixture.h"
+#include "test_cmd_cluster.h"
 
 #include "cmd_answer.h"
 #include "kq_token.h"
 
 static const char *const topics[CMD_TOPICS] = {"t.resource", "t.workflow", "t.run"};
 
-typedef struct got {
-    int done;
-    unsigned status;
-    int64_t version;
-    int retry_after;
-    char code[64], id[EV_ID_MAX + 1], token[KQ_TOKEN_MAX], secret[128];
-    int has_secret, has_attempt_detail;
-    uint32_t current_step, recorded_attempts;
-} got;
-
-static void on_done(cmd_item *it, const cmd_result *r)
-{
-    got *g = it->arg;
-    g->done++;
-    g->status = r->status;
-    g->version = r->version;
-    g->retry_after = r->retry_after;
-    snprintf(g->code, sizeof g->code, "%s", r->code ? r->code : "");
-    snprintf(g->id, sizeof g->id, "%s", r->id ? r->id : "");
-    snprintf(g->token, sizeof g->token, "%s", r->token ? r->token : "");
-    g->has_secret = r->secret != NULL;
-    snprintf(g->secret, sizeof g->secret, "%s", r->secret ? r->secret : "");
-    g->has_attempt_detail = r->has_attempt_detail;
-    g->current_step = r->current_step;
-    g->recorded_attempts = r->recorded_attempts;
-    cmd_item_free(it);
-}
+typedef cl_outcome got;
 
 static cmd_item *item(got *g, cmd_command c, cmd_decision_kind kind)
 {
@@ -59,7 +34,7 @@ static cmd_item *item(got *g, cmd_command c, cmd_decision_kind kind)
     memset(g, 0, sizeof *g);
     it->cmd = c;
     it->d.kind = kind;
-    it->done = on_done;
+    it->done = cl_on_done;
     it->arg = g;
     return it;
 }
@@ -130,7 +105,7 @@ static void test_every_kind(void **state)
 
     cmd_answer_batch(topics, &st, items, 6, 0, 0);
     for (int i = 0; i < 6; i++)
-        assert_int_equal(g[i].done, 1);
+        assert_int_equal(atomic_load(&g[i].done), 1);
     assert_int_equal(g[0].status, 201);
     assert_int_equal(g[0].version, 1);
     assert_string_equal(g[0].id, "r2");

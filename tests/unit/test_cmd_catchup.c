@@ -88,6 +88,14 @@ static rd_kafka_t *plain_producer(cl_fixture *f)
     return rk;
 }
 
+static void teardown(cl_fixture *f, cmd_state *st, cmd_chain *ch, rd_kafka_t *rk)
+{
+    cmd_chain_free(ch);
+    cmd_state_free(st);
+    rd_kafka_destroy(rk);
+    cl_stop(f);
+}
+
 static void fill_log(cl_fixture *f)
 {
     cl_outcome o[6];
@@ -117,6 +125,17 @@ static void fill_log(cl_fixture *f)
     assert_int_equal(o[0].status, 200);
 }
 
+/* A cluster with a log written by a writer (left running, idle), a plain
+ * producer for catch-up's metadata calls, an empty state and chain. */
+static rd_kafka_t *setup(cl_fixture *f, cmd_state *st, cmd_chain *ch)
+{
+    cl_start(f, "test_cmd_catchup", 50000);
+    fill_log(f);
+    assert_int_equal(cmd_state_init(st, CL_PARTITIONS), 0);
+    assert_int_equal(cmd_chain_init(ch, CL_PARTITIONS), 0);
+    return plain_producer(f);
+}
+
 static void test_catchup_equals_writer(void **state)
 {
     cl_fixture f;
@@ -127,11 +146,7 @@ static void test_catchup_equals_writer(void **state)
     uint64_t events;
 
     (void)state;
-    cl_start(&f, "test_cmd_catchup", 50000);
-    fill_log(&f);
-    rk = plain_producer(&f);
-    assert_int_equal(cmd_state_init(&st, CL_PARTITIONS), 0);
-    assert_int_equal(cmd_chain_init(&ch, CL_PARTITIONS), 0);
+    rk = setup(&f, &st, &ch);
     cmd_catchup c = {.cfg = &f.cfg, .topics = cl_topics, .st = &st, .chain = &ch};
     if (cmd_catchup_run(&c, rk, err, sizeof err) != 0)
         fail_msg("%s", err);
@@ -148,10 +163,7 @@ static void test_catchup_equals_writer(void **state)
     assert_int_equal(st.events, events);
     assert_int_equal(c.reset, 0);
 
-    cmd_chain_free(&ch);
-    cmd_state_free(&st);
-    rd_kafka_destroy(rk);
-    cl_stop(&f);
+    teardown(&f, &st, &ch, rk);
 }
 
 /* A state of another cluster, or past the end of a partition, is discarded:
@@ -165,11 +177,7 @@ static void test_state_of_another_log(void **state)
     char err[512];
 
     (void)state;
-    cl_start(&f, "test_cmd_catchup", 50000);
-    fill_log(&f);
-    rk = plain_producer(&f);
-    assert_int_equal(cmd_state_init(&st, CL_PARTITIONS), 0);
-    assert_int_equal(cmd_chain_init(&ch, CL_PARTITIONS), 0);
+    rk = setup(&f, &st, &ch);
     cmd_catchup c = {.cfg = &f.cfg, .topics = cl_topics, .st = &st, .chain = &ch, .track = 1};
     if (cmd_catchup_run(&c, rk, err, sizeof err) != 0)
         fail_msg("%s", err);
@@ -190,10 +198,7 @@ static void test_state_of_another_log(void **state)
     same_as_writer(cmd_writer_state(f.w), &st);
     heads_match_log(&f, &ch);
 
-    cmd_chain_free(&ch);
-    cmd_state_free(&st);
-    rd_kafka_destroy(rk);
-    cl_stop(&f);
+    teardown(&f, &st, &ch, rk);
 }
 
 int main(void)
