@@ -6,49 +6,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "ev_action.h"
 #include "kq_err.h"
-
-static const char *const run_status_names[] = {"pending", "running", "succeeded", "failed"};
-static const char *const method_names[] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
+#include "kq_time.h"
 
 const char *proj_doc_run_status_name(int status)
 {
-    return status >= 0 && status < 4 ? run_status_names[status] : NULL;
+    return ev_run_status_name(status);
 }
 
 int proj_doc_run_status_parse(const char *s)
 {
-    for (int i = 0; s != NULL && i < 4; i++)
-        if (strcmp(s, run_status_names[i]) == 0)
-            return i;
-    return -1;
-}
-
-void proj_doc_time(int64_t us, char *out)
-{
-    time_t secs = (time_t)(us / 1000000);
-    int64_t frac = us % 1000000;
-    struct tm tm;
-
-    if (frac < 0) {
-        frac += 1000000;
-        secs -= 1;
-    }
-    if (gmtime_r(&secs, &tm) == NULL) {
-        snprintf(out, 80, "1970-01-01T00:00:00.000000Z");
-        return;
-    }
-    snprintf(out, 80, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
+    return ev_run_status_parse(s);
 }
 
 static json_t *jtime(int64_t us)
 {
-    char t[80];
+    char t[KQ_TIME_MAX];
 
-    proj_doc_time(us, t);
+    kq_time_format(us, t);
     return json_string(t);
 }
 
@@ -62,81 +39,6 @@ static json_t *jstr(ev_str s)
 static int put(json_t *o, const char *key, json_t *v)
 {
     return v == NULL ? -1 : json_object_set_new(o, key, v);
-}
-
-static json_t *action_json(const ev_step *st)
-{
-    json_t *a = json_object();
-    int bad = a == NULL;
-
-    if (bad)
-        return NULL;
-    if (st->action_type == EV_ACTION_HTTP) {
-        const ev_http_action *h = &st->action.http;
-        bad |= put(a, "type", json_string("http"));
-        if (st->name.ptr)
-            bad |= put(a, "name", jstr(st->name));
-        bad |= put(
-            a, "method",
-            json_string((unsigned)h->method <= EV_HTTP_DELETE ? method_names[h->method] : "POST"));
-        bad |= put(a, "url", jstr(h->url));
-        if (h->headers.present && h->headers.count > 0) {
-            json_t *hs = json_object();
-            bad |= put(a, "headers", hs);
-            for (uint32_t i = 0; !bad && i < h->headers.count; i++) {
-                ev_http_header hd;
-                char name[EV_HEADER_NAME_MAX + 1];
-                if (ev_header_list_get(&h->headers, i, &hd) != 0 || hd.name.ptr == NULL ||
-                    hd.name.len > EV_HEADER_NAME_MAX || memchr(hd.name.ptr, 0, hd.name.len)) {
-                    bad = 1;
-                    break;
-                }
-                memcpy(name, hd.name.ptr, hd.name.len);
-                name[hd.name.len] = '\0';
-                bad |= put(hs, name, jstr(hd.value));
-            }
-        }
-        if (h->body_template.ptr)
-            bad |= put(a, "body_template", jstr(h->body_template));
-    } else if (st->action_type == EV_ACTION_EMAIL) {
-        const ev_email_action *m = &st->action.email;
-        json_t *to = json_array();
-        bad |= put(a, "type", json_string("email"));
-        if (st->name.ptr)
-            bad |= put(a, "name", jstr(st->name));
-        bad |= put(a, "to", to);
-        for (uint32_t i = 0; !bad && i < m->to.count; i++) {
-            ev_str s;
-            bad |= ev_str_list_get(&m->to, i, &s) != 0 || json_array_append_new(to, jstr(s)) != 0;
-        }
-        bad |= put(a, "subject", jstr(m->subject));
-        if (m->body_template.ptr)
-            bad |= put(a, "body_template", jstr(m->body_template));
-    } else {
-        bad = 1;
-    }
-    if (bad) {
-        json_decref(a);
-        return NULL;
-    }
-    return a;
-}
-
-json_t *proj_doc_actions(const ev_step_list *steps)
-{
-    json_t *arr = json_array();
-
-    if (arr == NULL)
-        return NULL;
-    for (uint32_t i = 0; steps->present && i < steps->count; i++) {
-        ev_step st;
-        if (ev_step_list_get(steps, i, &st) != 0 ||
-            json_array_append_new(arr, action_json(&st)) != 0) {
-            json_decref(arr);
-            return NULL;
-        }
-    }
-    return arr;
 }
 
 /* version and updated_at of any event */
@@ -154,7 +56,7 @@ int proj_doc_workflow(json_t **doc, const ev_envelope *e, const char **why)
     switch (e->payload_type) {
     case EV_WORKFLOW_CREATED: {
         const ev_workflow_created *c = &e->payload.workflow_created;
-        json_t *actions = proj_doc_actions(&c->steps);
+        json_t *actions = ev_actions_json(&c->steps);
         if (actions == NULL) {
             *why = "WorkflowCreated: an action is malformed or not UTF-8";
             return PROJ_DOC_REFUSED;
@@ -191,7 +93,7 @@ int proj_doc_workflow(json_t **doc, const ev_envelope *e, const char **why)
             if (u->name.ptr)
                 bad |= put(d, "name", jstr(u->name));
             if (u->steps.present)
-                bad |= put(d, "actions", proj_doc_actions(&u->steps));
+                bad |= put(d, "actions", ev_actions_json(&u->steps));
         } else {
             bad |= put(d, "enabled", json_boolean(e->payload_type == EV_WORKFLOW_ENABLED));
         }
@@ -266,33 +168,100 @@ static json_t *run_ordered(json_t *d)
     return o;
 }
 
-/* The run's step `step`, NULL when beyond its steps (as in the PostgreSQL
- * target, such an event changes only the version and times: the writer never
- * records one). */
-static json_t *step_of(json_t *d, uint32_t step)
+int proj_run_state_load(const proj_run_stored *st, ev_run_state *s)
 {
-    return json_array_get(json_object_get(d, "steps"), step);
+    ev_run_init(s);
+    if (st->version == 0)
+        return 0;
+    if (st->status < EV_RUN_IS_PENDING || st->status > EV_RUN_IS_FAILED ||
+        st->step_count > EV_MAX_STEPS || st->done > st->step_count || st->total_attempts < 0)
+        return KQ_ECORRUPT;
+    s->version = st->version;
+    s->status = st->status;
+    s->step_count = st->step_count;
+    s->step = st->done;
+    s->step_failed = st->current_failed != 0;
+    s->attempts = st->attempts;
+    if (st->attempts > 0) {
+        s->last_attempt_us = st->last_attempt_us;
+        s->next_delay_ms = st->next_delay_ms;
+    }
+    /* every applied event but RunSucceeded/RunFailed left a trace: RunStarted,
+     * one attempt each, one succeeded or failed step each */
+    s->ended = st->version > 1 + st->total_attempts + st->done + (st->current_failed != 0);
+    return 0;
 }
 
-static int set_step_status(json_t *s, const char *status)
+/* The fold's state of a stored run document (NULL: no run). 0 or KQ_ECORRUPT. */
+static int doc_state(const json_t *d, ev_run_state *s)
 {
-    return put(s, "status", json_string(status));
+    proj_run_stored st;
+    json_t *steps, *step, *cur = NULL;
+    size_t i;
+
+    memset(&st, 0, sizeof st);
+    st.next_delay_ms = -1;
+    if (d == NULL)
+        return proj_run_state_load(&st, s);
+    steps = json_object_get(d, "steps");
+    st.version = json_integer_value(json_object_get(d, "version"));
+    st.status = proj_doc_run_status(d);
+    st.step_count = (uint32_t)json_array_size(steps);
+    json_array_foreach(steps, i, step)
+    {
+        const char *ss = json_string_value(json_object_get(step, "status"));
+        st.total_attempts += (int64_t)json_array_size(json_object_get(step, "attempts"));
+        if (cur == NULL && ss != NULL && strcmp(ss, "succeeded") == 0)
+            st.done++;
+        else if (cur == NULL)
+            cur = step;
+    }
+    if (cur != NULL) {
+        json_t *at = json_object_get(cur, "attempts"), *last;
+        const char *ss = json_string_value(json_object_get(cur, "status"));
+        st.current_failed = ss != NULL && strcmp(ss, "failed") == 0;
+        st.attempts = (uint32_t)json_array_size(at);
+        if ((last = json_array_get(at, json_array_size(at) - 1)) != NULL) {
+            json_t *nd = json_object_get(last, "next_delay_ms");
+            if (kq_time_parse(json_string_value(json_object_get(last, "at")),
+                              &st.last_attempt_us) != 0)
+                st.last_attempt_us = 0;
+            st.next_delay_ms = json_is_integer(nd) ? json_integer_value(nd) : -1;
+        }
+    }
+    return proj_run_state_load(&st, s);
+}
+
+static int set_status(json_t *o, const char *name)
+{
+    return name == NULL ? -1 : put(o, "status", json_string(name));
 }
 
 int proj_doc_run(json_t **doc, const ev_envelope *e, const char **why)
 {
     json_t *d = NULL, *s;
+    ev_run_state st;
     int bad = 0;
 
+    if (e->payload_type < EV_RUN_STARTED || e->payload_type > EV_RUN_FAILED) {
+        *why = "event type does not belong to a run";
+        return PROJ_DOC_REFUSED;
+    }
+    *why = NULL;
+    if (doc_state(*doc, &st) != 0) {
+        *why = "the stored run document is malformed";
+        return PROJ_DOC_REFUSED;
+    }
+    if (ev_run_fold(&st, e, why) != EV_FOLD_APPLIED) {
+        if (*why == NULL)
+            *why = "run event already applied";
+        return PROJ_DOC_REFUSED;
+    }
     if (e->payload_type == EV_RUN_STARTED) {
         const ev_run_started *r = &e->payload.run_started;
         json_t *payload = NULL, *steps;
         json_error_t jerr;
 
-        if ((r->steps.present ? r->steps.count : r->step_count) > EV_MAX_STEPS) {
-            *why = "RunStarted: more steps than a workflow may have";
-            return PROJ_DOC_REFUSED;
-        }
         if (r->payload_json.ptr == NULL)
             payload = json_object();
         else if ((payload = json_loadb(r->payload_json.ptr, r->payload_json.len, 0, &jerr)) ==
@@ -313,7 +282,7 @@ int proj_doc_run(json_t **doc, const ev_envelope *e, const char **why)
         bad |= put(d, "workflow_version", json_integer(r->workflow_version));
         bad |=
             put(d, "trigger", json_string(r->trigger == EV_TRIGGER_WEBHOOK ? "webhook" : "manual"));
-        bad |= put(d, "status", json_string("pending"));
+        bad |= set_status(d, ev_run_status_name(st.status));
         bad |= put(d, "payload", payload);
         bad |= put(d, "version", json_integer(e->version));
         bad |= put(d, "created_at", jtime(e->occurred_at_us));
@@ -328,20 +297,14 @@ int proj_doc_run(json_t **doc, const ev_envelope *e, const char **why)
         *doc = d;
         return PROJ_DOC_OK;
     }
-    if (e->payload_type < EV_STEP_ATTEMPTED || e->payload_type > EV_RUN_FAILED) {
-        *why = "event type does not belong to a run";
-        return PROJ_DOC_REFUSED;
-    }
-    if (*doc == NULL) /* a run whose first event was no RunStarted: the version advances */
-        return PROJ_DOC_SKIP;
     if ((d = json_deep_copy(*doc)) == NULL)
         return KQ_ENOMEM;
+    /* the fold accepted the event: its step (if any) is the current one and exists */
     switch (e->payload_type) {
     case EV_STEP_ATTEMPTED: {
         const ev_step_attempted *a = &e->payload.step_attempted;
-        json_t *at;
-        s = step_of(d, a->step);
-        at = json_object();
+        json_t *at = json_object();
+        s = json_array_get(json_object_get(d, "steps"), a->step);
         bad |= put(at, "attempt", json_integer(a->attempt));
         if (a->has_status_code)
             bad |= put(at, "status_code", json_integer(a->status_code));
@@ -357,39 +320,29 @@ int proj_doc_run(json_t **doc, const ev_envelope *e, const char **why)
             *why = "StepAttempted: a string is not UTF-8";
             goto refused;
         }
-        if (s == NULL)
-            json_decref(at);
-        else if (json_array_append_new(json_object_get(s, "attempts"), at) != 0)
+        if (json_array_append_new(json_object_get(s, "attempts"), at) != 0)
             bad = 1;
-        if (s != NULL && json_is_string(json_object_get(s, "status")) &&
-            strcmp(json_string_value(json_object_get(s, "status")), "pending") == 0)
-            bad |= set_step_status(s, "running");
-        if (proj_doc_run_status(d) == PROJ_RUN_PENDING)
-            bad |= put(d, "status", json_string("running"));
+        bad |= set_status(s, ev_step_status_name(ev_run_step_status(&st, a->step)));
         break;
     }
     case EV_STEP_SUCCEEDED:
-        if ((s = step_of(d, e->payload.step_succeeded.step)) != NULL)
-            bad |= set_step_status(s, "succeeded");
+    case EV_STEP_FAILED: {
+        uint32_t k = e->payload_type == EV_STEP_SUCCEEDED ? e->payload.step_succeeded.step
+                                                          : e->payload.step_failed.step;
+        s = json_array_get(json_object_get(d, "steps"), k);
+        bad |= set_status(s, ev_step_status_name(ev_run_step_status(&st, k)));
         break;
-    case EV_STEP_FAILED:
-        if ((s = step_of(d, e->payload.step_failed.step)) != NULL)
-            bad |= set_step_status(s, "failed");
-        break;
-    case EV_RUN_SUCCEEDED:
-        bad |= put(d, "status", json_string("succeeded"));
-        break;
+    }
     case EV_RUN_FAILED:
-        bad |= put(d, "status", json_string("failed"));
         if ((bad |= put(d, "error", jstr(e->payload.run_failed.error))) != 0) {
             *why = "RunFailed: error is not UTF-8";
             goto refused;
         }
         break;
-    default:
-        *why = "event type does not belong to a run";
-        goto refused;
+    default: /* RunSucceeded: the status only */
+        break;
     }
+    bad |= set_status(d, ev_run_status_name(st.status));
     bad |= touch(d, e);
     if (bad || (d = run_ordered(d)) == NULL) {
         json_decref(d);

@@ -98,7 +98,9 @@
 #include "ev_json.h"
 #include "kq_err.h"
 #include "kq_log.h"
+#include "kq_map.h"
 #include "kq_pg.h"
+#include "proj_doc.h"
 #include "proj_failpoint.h"
 #include "proj_migrate.h"
 
@@ -110,6 +112,23 @@ static const char events_copy_sql[] =
 static const char versions_sql[] =
     "SELECT v.aggregate_type, v.aggregate_id, v.version FROM aggregate_versions v"
     " JOIN unnest($1::text[], $2::text[]) AS k(t, i)"
+    " ON v.aggregate_type = k.t AND v.aggregate_id = k.i";
+
+/* The same with, for a run, what its rows store of its fold state
+ * (run_state_parse): "status|step letters|attempts|step:attempt:at_us:next_delay_ms"
+ * of its last attempt. Used only for batches that hold run events; the CASE
+ * keeps the subqueries off other aggregates' rows. */
+static const char versions_runs_sql[] =
+    "SELECT v.aggregate_type, v.aggregate_id, v.version,"
+    " CASE WHEN v.aggregate_type = 'run' THEN (SELECT concat(r.status, '|',"
+    "  (SELECT string_agg(left(x.s ->> 'status', 1), '' ORDER BY x.i)"
+    "   FROM jsonb_array_elements(r.steps) WITH ORDINALITY AS x(s, i)), '|',"
+    "  (SELECT count(*) FROM run_attempts a WHERE a.run_id = r.id), '|',"
+    "  (SELECT concat(a.step, ':', a.attempt, ':',"
+    "   (extract(epoch FROM a.at) * 1000000)::bigint, ':', coalesce(a.next_delay_ms, -1))"
+    "   FROM run_attempts a WHERE a.run_id = r.id ORDER BY a.step DESC, a.attempt DESC LIMIT 1))"
+    "  FROM runs r WHERE r.id = v.aggregate_id) END"
+    " FROM aggregate_versions v JOIN unnest($1::text[], $2::text[]) AS k(t, i)"
     " ON v.aggregate_type = k.t AND v.aggregate_id = k.i";
 
 static const char present_sql[] = "SELECT e.topic, e.partition, e.\"offset\" FROM events e"
@@ -151,6 +170,10 @@ int proj_pg_open_schema(const kq_config *cfg, const char *schema, int flags, pro
     if ((pg = calloc(1, sizeof *pg)) == NULL)
         return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
     pg->write = proj_pg_write_merge;
+    if ((pg->aggs = kq_map_new(sizeof(proj_pg_agg), NULL)) == NULL) {
+        free(pg);
+        return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    }
     snprintf(pg->schema, sizeof pg->schema, "%s", schema);
     snprintf(pg->lockname, sizeof pg->lockname, "kcqrs.readmodel:%s", schema);
     pg->conn = kq_pg_connect_schema(cfg->pg_dsn, cfg->kafka_timeout_ms, "kcqrs-projector", schema,
@@ -193,7 +216,8 @@ void proj_pg_close(proj_pg *pg)
         return;
     if (pg->conn != NULL)
         PQfinish(pg->conn);
-    free(pg->aggs);
+    kq_map_free(pg->aggs);
+    free(pg->key.p);
     free(pg->used);
     free(pg->info);
     free(pg->json.p);
@@ -208,42 +232,28 @@ void proj_pg_close(proj_pg *pg)
 
 /* ---------------------------------------------------------------- aggregates */
 
-static uint32_t agg_hash(const char *type, const char *id, size_t len)
-{
-    uint32_t h = 2166136261u;
-
-    for (const char *t = type; *t; t++)
-        h = (h ^ (uint8_t)*t) * 16777619u;
-    h = (h ^ 0xffu) * 16777619u;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (uint8_t)id[i]) * 16777619u;
-    return h;
-}
-
+/* The batch's aggregate of (type, id), keyed "<type>\0<id>" in pg->aggs;
+ * created (zeroed, then initialised) when missing and `create`. NULL when
+ * missing, or out of memory while creating. */
 static proj_pg_agg *agg_find(proj_pg *pg, const char *type, const char *id, size_t len, int create)
 {
-    uint32_t h = agg_hash(type, id, len);
-    size_t mask = pg->aggcap - 1;
+    proj_pg_agg *a;
+    int created = 0;
 
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
-        proj_pg_agg *a = &pg->aggs[i];
-        if (!a->used) {
-            if (!create)
-                return NULL;
-            memset(a, 0, sizeof *a);
-            a->used = 1;
-            a->type = type;
-            a->id = id;
-            a->idlen = (uint32_t)len;
-            a->hash = h;
-            a->status = -1;
-            pg->used[pg->nused++] = a;
-            return a;
-        }
-        if (a->hash == h && a->idlen == len && strcmp(a->type, type) == 0 &&
-            memcmp(a->id, id, len) == 0)
-            return a;
-    }
+    pg->key.len = 0;
+    if (proj_pg_buf_put(&pg->key, type, strlen(type) + 1) || proj_pg_buf_put(&pg->key, id, len))
+        return NULL;
+    if (!create)
+        return kq_map_getb(pg->aggs, pg->key.p, pg->key.len);
+    if ((a = kq_map_putb(pg->aggs, pg->key.p, pg->key.len, &created)) == NULL || !created)
+        return a;
+    a->type = type;
+    a->id = id;
+    a->idlen = (uint32_t)len;
+    a->status = -1;
+    ev_run_init(&a->run);
+    pg->used[pg->nused++] = a;
+    return a;
 }
 
 static int has_nul(ev_str s)
@@ -269,28 +279,17 @@ static int json_has_nul(const char *j, size_t n)
 
 static int batch_prepare(proj_pg *pg, size_t n, char *errstr, size_t errlen)
 {
-    size_t want = 16;
-    proj_pg_agg **nu;
-
-    while (want < 2 * n + 2)
-        want *= 2;
-    if (want > pg->aggcap) {
-        proj_pg_agg *na = realloc(pg->aggs, want * sizeof *na);
-        if (na == NULL)
-            return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
-        pg->aggs = na;
-        if ((nu = realloc(pg->used, want * sizeof *nu)) == NULL)
-            return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
-        pg->used = nu;
-        pg->aggcap = want;
-    }
-    memset(pg->aggs, 0, pg->aggcap * sizeof *pg->aggs);
+    kq_map_clear(pg->aggs);
     pg->nused = 0;
     if (n > pg->infocap) {
         proj_pg_evinfo *ni = realloc(pg->info, n * sizeof *ni);
-        if (ni == NULL)
+        proj_pg_agg **nu = realloc(pg->used, n * sizeof *nu);
+        if (ni != NULL)
+            pg->info = ni;
+        if (nu != NULL)
+            pg->used = nu;
+        if (ni == NULL || nu == NULL)
             return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
-        pg->info = ni;
         pg->infocap = n;
     }
     if (n > 0) /* an offsets-only batch (past transaction markers) has no events */
@@ -299,18 +298,65 @@ static int batch_prepare(proj_pg *pg, size_t n, char *errstr, size_t errlen)
     return 0;
 }
 
-/* Stored versions of every aggregate of the batch: one query. */
+/* A run's fold state from what versions_runs_sql says of its rows (NULL or
+ * empty: no run row). 0 or KQ_ECORRUPT. */
+static int run_state_parse(const char *txt, int64_t version, ev_run_state *s)
+{
+    proj_run_stored st;
+    char status[16], letters[EV_MAX_STEPS + 2];
+    long long total = 0, step = -1, attempt = 0, at = 0, delay = -1;
+    const char *p;
+    size_t n;
+
+    memset(&st, 0, sizeof st);
+    st.next_delay_ms = -1;
+    if (txt == NULL || *txt == '\0') {
+        ev_run_init(s);
+        return 0;
+    }
+    n = strcspn(txt, "|");
+    if (n >= sizeof status || txt[n] != '|')
+        return KQ_ECORRUPT;
+    memcpy(status, txt, n);
+    status[n] = '\0';
+    p = txt + n + 1;
+    n = strcspn(p, "|");
+    if (n >= sizeof letters || p[n] != '|')
+        return KQ_ECORRUPT;
+    memcpy(letters, p, n);
+    letters[n] = '\0';
+    p += n + 1;
+    if (sscanf(p, "%lld|%lld:%lld:%lld:%lld", &total, &step, &attempt, &at, &delay) < 1)
+        return KQ_ECORRUPT;
+    st.version = version;
+    st.status = ev_run_status_parse(status);
+    st.step_count = (uint32_t)strlen(letters);
+    while (st.done < st.step_count && letters[st.done] == 's')
+        st.done++;
+    st.current_failed = st.done < st.step_count && letters[st.done] == 'f';
+    st.total_attempts = total;
+    if (step >= 0 && step == (long long)st.done && attempt > 0) {
+        st.attempts = (uint32_t)attempt;
+        st.last_attempt_us = at;
+        st.next_delay_ms = delay;
+    }
+    return proj_run_state_load(&st, s);
+}
+
+/* Stored versions of every aggregate of the batch (and the fold state of its
+ * runs): one query. */
 static int load_versions(proj_pg *pg, char *errstr, size_t errlen)
 {
     const char *params[2];
     PGresult *res = NULL;
-    int rc = 0, any = 0;
+    int rc = 0, any = 0, runs = 0;
 
     proj_pg_arr_start(&pg->a1);
     proj_pg_arr_start(&pg->a2);
     for (size_t i = 0; i < pg->nused; i++) {
         const proj_pg_agg *a = pg->used[i];
         any = 1;
+        runs |= strcmp(a->type, "run") == 0;
         if (proj_pg_arr_add(&pg->a1, a->type, strlen(a->type)) ||
             proj_pg_arr_add(&pg->a2, a->id, a->idlen))
             return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
@@ -321,7 +367,8 @@ static int load_versions(proj_pg *pg, char *errstr, size_t errlen)
         return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
     params[0] = pg->a1.p;
     params[1] = pg->a2.p;
-    if ((rc = kq_pg_exec_params(pg->conn, versions_sql, 2, params, &res, errstr, errlen)))
+    if ((rc = kq_pg_exec_params(pg->conn, runs ? versions_runs_sql : versions_sql, 2, params, &res,
+                                errstr, errlen)))
         return rc;
     for (int r = 0; r < PQntuples(res); r++) {
         const char *t = PQgetvalue(res, r, 0), *id = PQgetvalue(res, r, 1);
@@ -331,11 +378,19 @@ static int load_versions(proj_pg *pg, char *errstr, size_t errlen)
                          : strcmp(t, "workflow") == 0 ? "workflow"
                          : strcmp(t, "run") == 0      ? "run"
                                                       : "unknown";
-        if ((a = agg_find(pg, st, id, (size_t)PQgetlength(res, r, 1), 0)) != NULL)
-            a->stored = a->cur = (int64_t)strtoll(PQgetvalue(res, r, 2), NULL, 10);
+        if ((a = agg_find(pg, st, id, (size_t)PQgetlength(res, r, 1), 0)) == NULL)
+            continue;
+        a->stored = a->cur = (int64_t)strtoll(PQgetvalue(res, r, 2), NULL, 10);
+        if (runs && strcmp(st, "run") == 0 &&
+            run_state_parse(PQgetisnull(res, r, 3) ? NULL : PQgetvalue(res, r, 3), a->stored,
+                            &a->run) != 0) {
+            rc = kq_seterr(errstr, errlen, KQ_ECORRUPT,
+                           "postgresql: the rows of run %s are not a run's", id);
+            break;
+        }
     }
     PQclear(res);
-    return 0;
+    return rc;
 }
 
 /* Events whose version is not above the stored one: already in `events` at the
@@ -524,6 +579,10 @@ static const char *dead_reason(proj_pg *pg, const proj_event *ev, const proj_pg_
                "hold";
     if (strcmp(in->reason, "type") == 0)
         return "event type does not belong to the envelope's aggregate type";
+    if (strcmp(in->reason, "run") == 0) {
+        snprintf(pg->reason, sizeof pg->reason, "run event refused by the run fold: %s", in->why);
+        return pg->reason;
+    }
     if (strcmp(in->reason, "doc") == 0)
         return "workflow/run event the read model cannot store (malformed action, payload_json "
                "not a JSON object, too many steps or invalid UTF-8)";
@@ -553,6 +612,8 @@ static int apply_batch(proj_pg *pg, const proj_batch *b, proj_dead_letter_fn dl,
         pg->info[i].a = agg_find(pg, proj_aggregate_of(ev->env.aggregate_type)->name,
                                  ev->env.aggregate_id.ptr ? ev->env.aggregate_id.ptr : "",
                                  ev->env.aggregate_id.len, 1);
+        if (pg->info[i].a == NULL)
+            return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
     }
     if (proj_pg_fold_broken(pg->fold))
         return kq_seterr(errstr, errlen, KQ_ENOMEM,

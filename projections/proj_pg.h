@@ -20,6 +20,7 @@
 
 #include <stddef.h>
 
+#include "ev_run.h"
 #include "kq_config.h"
 #include "proj_batch.h"
 
@@ -98,6 +99,27 @@ void proj_pg_fold_free(proj_pg_fold *f);
 size_t proj_pg_fold_count(const proj_pg_fold *f); /* aggregates held */
 void proj_pg_set_fold(proj_pg *pg, proj_pg_fold *f);
 int proj_pg_fold_flush(proj_pg *pg, char *errstr, size_t errlen);
+
+/*
+ * The run rows (runs.status, runs.steps[*].status, run_attempts) follow THE
+ * run fold (events/ev_run.h): proj_pg_run_fold is the one function their
+ * values come from. It folds `e` into the run's state *s by ev_run_fold and,
+ * when applied, says what the event's statement writes: the run's status,
+ * and for a step event the step and its new status (the only step whose
+ * status the event changes). A StepAttempted also adds its run_attempts
+ * row; RunFailed sets runs.error. Every other value of the rows comes from
+ * the event itself. Returns EV_FOLD_APPLIED (*s advanced, *v filled),
+ * EV_FOLD_DUPLICATE or EV_FOLD_REFUSED (*why; *s unchanged, the target
+ * dead-letters the event). Pure: no allocation, no I/O; any thread. The
+ * target rebuilds *s of a stored run from its rows (proj_run_state_load).
+ */
+typedef struct proj_pg_run_values {
+    const char *status;      /* runs.status ("pending", ...; static) */
+    int32_t step;            /* the step the event names, -1 for run events */
+    const char *step_status; /* runs.steps[step].status after it (static), NULL if none */
+} proj_pg_run_values;
+int proj_pg_run_fold(ev_run_state *s, const ev_envelope *e, proj_pg_run_values *v,
+                     const char **why);
 
 /*
  * The proj_target_ops adapters (handles as void *), shared by kcqrs-projector

@@ -12,26 +12,35 @@
 #include <string.h>
 
 #include "kq_err.h"
+#include "kq_map.h"
 #include "kq_pg.h"
 
-/* One aggregate of the fold: its last version and, for a live resource, its row. */
+/* One aggregate of the fold (keyed "<type>\0<id>", as the batch's table):
+ * its last version, for a live resource its row, for a run its fold state
+ * (the runs rows are written by statements, not folded, but their
+ * classification needs the state). */
 typedef struct fentry {
-    const char *type; /* static name; NULL: free slot */
-    char *id;
-    uint32_t idlen, hash;
     int64_t version;
     int has_res;
-    char *name, *desc;
+    char *name, *desc; /* malloc'd, owned by the entry */
     uint32_t namelen, desclen;
     int status;
     int64_t rversion, created_us, updated_us;
+    ev_run_state run;
 } fentry;
 
 struct proj_pg_fold {
-    fentry *e;
-    size_t cap, n; /* cap: power of two */
+    kq_map *m;
     int broken;
 };
+
+static void fentry_clear(void *v)
+{
+    fentry *x = v;
+
+    free(x->name);
+    free(x->desc);
+}
 
 proj_pg_fold *proj_pg_fold_new(void)
 {
@@ -39,8 +48,7 @@ proj_pg_fold *proj_pg_fold_new(void)
 
     if (f == NULL)
         return NULL;
-    f->cap = 1024;
-    if ((f->e = calloc(f->cap, sizeof *f->e)) == NULL) {
+    if ((f->m = kq_map_new(sizeof(fentry), fentry_clear)) == NULL) {
         free(f);
         return NULL;
     }
@@ -51,18 +59,13 @@ void proj_pg_fold_free(proj_pg_fold *f)
 {
     if (f == NULL)
         return;
-    for (size_t i = 0; i < f->cap; i++) {
-        free(f->e[i].id);
-        free(f->e[i].name);
-        free(f->e[i].desc);
-    }
-    free(f->e);
+    kq_map_free(f->m);
     free(f);
 }
 
 size_t proj_pg_fold_count(const proj_pg_fold *f)
 {
-    return f ? f->n : 0;
+    return f ? kq_map_count(f->m) : 0;
 }
 
 void proj_pg_set_fold(proj_pg *pg, proj_pg_fold *f)
@@ -75,46 +78,21 @@ int proj_pg_fold_broken(const proj_pg_fold *f)
     return f != NULL && f->broken;
 }
 
-static fentry *fold_slot(fentry *e, size_t cap, const char *type, const char *id, size_t len,
-                         uint32_t h)
-{
-    size_t mask = cap - 1;
-
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
-        fentry *x = &e[i];
-        if (x->type == NULL || (x->hash == h && x->idlen == len && strcmp(x->type, type) == 0 &&
-                                memcmp(x->id, id, len) == 0))
-            return x;
-    }
-}
-
-static fentry *fold_find(proj_pg_fold *f, const proj_pg_agg *a, int create)
+/* The fold's entry of the batch's aggregate a (created zeroed when missing
+ * and `create`). NULL when missing or out of memory. */
+static fentry *fold_find(proj_pg *pg, const proj_pg_agg *a, int create)
 {
     fentry *x;
+    int created = 0;
 
-    if (create && 2 * (f->n + 1) > f->cap) {
-        size_t ncap = f->cap * 2;
-        fentry *ne = calloc(ncap, sizeof *ne);
-        if (ne == NULL)
-            return NULL;
-        for (size_t i = 0; i < f->cap; i++)
-            if (f->e[i].type != NULL)
-                *fold_slot(ne, ncap, f->e[i].type, f->e[i].id, f->e[i].idlen, f->e[i].hash) =
-                    f->e[i];
-        free(f->e);
-        f->e = ne;
-        f->cap = ncap;
-    }
-    x = fold_slot(f->e, f->cap, a->type, a->id, a->idlen, a->hash);
-    if (x->type != NULL || !create)
-        return x->type != NULL ? x : NULL;
-    if ((x->id = malloc(a->idlen ? a->idlen : 1)) == NULL)
+    pg->key.len = 0;
+    if (proj_pg_buf_put(&pg->key, a->type, strlen(a->type) + 1) ||
+        proj_pg_buf_put(&pg->key, a->id, a->idlen))
         return NULL;
-    memcpy(x->id, a->id, a->idlen);
-    x->type = a->type;
-    x->idlen = a->idlen;
-    x->hash = a->hash;
-    f->n++;
+    if (!create)
+        return kq_map_getb(pg->fold->m, pg->key.p, pg->key.len);
+    if ((x = kq_map_putb(pg->fold->m, pg->key.p, pg->key.len, &created)) != NULL && created)
+        ev_run_init(&x->run);
     return x;
 }
 
@@ -124,9 +102,11 @@ int proj_pg_fold_versions(proj_pg *pg)
 {
     for (size_t i = 0; i < pg->nused; i++) {
         proj_pg_agg *a = pg->used[i];
-        const fentry *x = fold_find(pg->fold, a, 0);
-        if (x != NULL)
+        const fentry *x = fold_find(pg, a, 0);
+        if (x != NULL) {
             a->stored = a->cur = x->version;
+            a->run = x->run;
+        }
     }
     return 0;
 }
@@ -154,9 +134,10 @@ int proj_pg_fold_batch(proj_pg *pg)
 
         if (a->cur == a->stored && a->rop == PROJ_PG_R_NONE)
             continue;
-        if ((x = fold_find(pg->fold, a, 1)) == NULL)
+        if ((x = fold_find(pg, a, 1)) == NULL)
             goto nomem;
         x->version = a->cur;
+        x->run = a->run;
         switch (a->rop) {
         case PROJ_PG_R_FULL: /* upsert: every column */
             if ((a->name.ptr == NULL ? (free(x->name), x->name = NULL, 0)
@@ -193,10 +174,47 @@ nomem:
     return KQ_ENOMEM;
 }
 
+/* kq_map_each callbacks of proj_pg_fold_flush: one COPY row per entry. */
+static int flush_version(void *arg, const char *key, size_t keylen, void *val)
+{
+    proj_pg *pg = arg;
+    const fentry *x = val;
+    size_t tl = strlen(key);
+    proj_pg_row r;
+
+    r.n = 0;
+    proj_pg_row_cstr(&r, key);
+    proj_pg_row_bytes(&r, key + tl + 1, keylen - tl - 1);
+    proj_pg_row_i64(&r, x->version);
+    return proj_pg_copy_row(&pg->copy, &r);
+}
+
+static int flush_resource(void *arg, const char *key, size_t keylen, void *val)
+{
+    proj_pg *pg = arg;
+    const fentry *x = val;
+    size_t tl = strlen(key);
+    proj_pg_row r;
+
+    if (!x->has_res)
+        return 0;
+    r.n = 0;
+    proj_pg_row_bytes(&r, key + tl + 1, keylen - tl - 1);
+    proj_pg_row_bytes(&r, x->name, x->namelen);
+    proj_pg_row_bytes(&r, x->desc ? x->desc : "", x->desclen);
+    if (proj_pg_resource_status(x->status))
+        proj_pg_row_cstr(&r, proj_pg_resource_status(x->status));
+    else
+        proj_pg_row_null(&r);
+    proj_pg_row_i64(&r, x->rversion);
+    proj_pg_row_ts(&r, x->created_us);
+    proj_pg_row_ts(&r, x->updated_us);
+    return proj_pg_copy_row(&pg->copy, &r);
+}
+
 int proj_pg_fold_flush(proj_pg *pg, char *errstr, size_t errlen)
 {
     proj_pg_fold *f = pg->fold;
-    proj_pg_row r;
     int rc;
 
     if (f == NULL)
@@ -206,18 +224,9 @@ int proj_pg_fold_flush(proj_pg *pg, char *errstr, size_t errlen)
     if ((rc = kq_pg_begin(pg->conn, errstr, errlen)))
         return rc;
     proj_pg_copy_start(&pg->copy);
-    for (size_t i = 0; i < f->cap; i++) {
-        const fentry *x = &f->e[i];
-        if (x->type == NULL)
-            continue;
-        r.n = 0;
-        proj_pg_row_cstr(&r, x->type);
-        proj_pg_row_bytes(&r, x->id, x->idlen);
-        proj_pg_row_i64(&r, x->version);
-        if (proj_pg_copy_row(&pg->copy, &r)) {
-            rc = kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
-            goto fail;
-        }
+    if (kq_map_each(f->m, flush_version, pg) != 0) {
+        rc = kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+        goto fail;
     }
     if ((rc = proj_pg_copy_in(pg->conn,
                               "COPY aggregate_versions (aggregate_type, aggregate_id, version)"
@@ -225,25 +234,9 @@ int proj_pg_fold_flush(proj_pg *pg, char *errstr, size_t errlen)
                               &pg->copy, errstr, errlen)))
         goto fail;
     proj_pg_copy_start(&pg->copy);
-    for (size_t i = 0; i < f->cap; i++) {
-        const fentry *x = &f->e[i];
-        if (x->type == NULL || !x->has_res)
-            continue;
-        r.n = 0;
-        proj_pg_row_bytes(&r, x->id, x->idlen);
-        proj_pg_row_bytes(&r, x->name, x->namelen);
-        proj_pg_row_bytes(&r, x->desc ? x->desc : "", x->desclen);
-        if (proj_pg_resource_status(x->status))
-            proj_pg_row_cstr(&r, proj_pg_resource_status(x->status));
-        else
-            proj_pg_row_null(&r);
-        proj_pg_row_i64(&r, x->rversion);
-        proj_pg_row_ts(&r, x->created_us);
-        proj_pg_row_ts(&r, x->updated_us);
-        if (proj_pg_copy_row(&pg->copy, &r)) {
-            rc = kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
-            goto fail;
-        }
+    if (kq_map_each(f->m, flush_resource, pg) != 0) {
+        rc = kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+        goto fail;
     }
     if ((rc = proj_pg_copy_in(pg->conn,
                               "COPY resources (id, name, description, status, version, created_at,"

@@ -30,6 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kq_map.h"
 #include "proj_aggregate.h"
 #include "proj_batch.h"
 #include "proj_pg.h"
@@ -45,8 +46,6 @@ typedef struct proj_pg_agg {
     const char *type; /* static name (ev_aggregate_type_name) */
     const char *id;   /* view into the batch */
     uint32_t idlen;
-    uint32_t hash;
-    int used;
     int64_t stored; /* version in aggregate_versions (or the fold), 0: none */
     int64_t cur;    /* running last version */
     /* resource fold (proj_pg_resource.c) */
@@ -54,6 +53,9 @@ typedef struct proj_pg_agg {
     ev_str name, desc;
     int status; /* -1: unchanged */
     int64_t rversion, created_us, updated_us;
+    /* a run's fold state (ev_run.h), loaded with the versions, advanced by
+     * every applied event of the batch (proj_pg_wfrun_check) */
+    ev_run_state run;
 } proj_pg_agg;
 
 /* One event of the batch. */
@@ -61,7 +63,9 @@ typedef struct proj_pg_evinfo {
     int st;
     proj_pg_agg *a;
     size_t json_off, json_len; /* payload JSON in pg->json, preceded by the jsonb version byte */
-    const char *reason;        /* PROJ_PG_DEAD: "gap", "stale", "nul", "type", "doc" */
+    const char *reason;        /* PROJ_PG_DEAD: "gap", "stale", "nul", "type", "doc", "run" */
+    const char *why;           /* "run": the run fold's reason (static) */
+    proj_pg_run_values run;    /* an applied run event: its row values (proj_pg_run_fold) */
     int64_t last;              /* the aggregate's last version when the event was refused */
     char *d1, *d2; /* workflow/run JSON for proj_pg_wfrun_write (malloc'd, freed after the
                       batch): WorkflowCreated/Updated: actions (d1); RunStarted: payload, steps */
@@ -71,7 +75,7 @@ typedef struct proj_pg_evinfo {
 typedef struct proj_pg_stmt {
     const char *name; /* the prepared statement; NULL: the event writes nothing */
     int n;            /* parameters (text) */
-    const char *v[10];
+    const char *v[12];
     char *own[3]; /* malloc'd copies of parameters, freed by proj_pg_stmt_clear */
     char num[6][24];
     char at[80]; /* the event's occurred_at, RFC 3339 */
@@ -90,9 +94,9 @@ struct proj_pg {
     char lockname[96]; /* 'kcqrs.readmodel:' || schema */
     char oid[16];      /* pg_namespace OID of the schema at open */
     proj_pg_write_fn write;
-    proj_pg_agg *aggs; /* open addressing, aggcap slots (a power of two) */
-    size_t aggcap;
-    proj_pg_agg **used; /* the slots in use, nused of them (aggcap capacity) */
+    kq_map *aggs;       /* the batch's aggregates: "<type>\0<id>" -> proj_pg_agg */
+    proj_pg_buf key;    /* scratch for those keys */
+    proj_pg_agg **used; /* the batch's aggregates in order of appearance, nused of them */
     size_t nused;
     proj_pg_evinfo *info; /* one per event of the batch */
     size_t infocap;

@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ev_action.h"
 #include "kq_err.h"
+#include "kq_time.h"
 #include "proj_aggregate.h"
 #include "proj_doc.h"
 
@@ -32,14 +34,17 @@ static const char wf_update_sql[] =
     " enabled = COALESCE($4::boolean, enabled), version = $5::bigint,"
     " updated_at = $6::timestamptz WHERE id = $1";
 static const char wf_delete_sql[] = "DELETE FROM workflows WHERE id = $1";
-/* A RunStarted of an existing run (only in a crafted log) starts it afresh, as in LMDB. */
+/* The run statements take their status values from proj_pg_run_fold. A
+ * RunStarted of an existing run (a row left by a model built before the run
+ * fold refused such logs) starts it afresh. */
 static const char run_start_sql[] =
     "WITH d AS (DELETE FROM run_attempts WHERE run_id = $1)"
     " INSERT INTO runs (id, workflow_id, workflow_version, trigger, status, payload, error, steps,"
-    " version, created_at, updated_at) VALUES ($1, $2, $3::bigint, $4, 'pending', $5::jsonb,"
+    " version, created_at, updated_at) VALUES ($1, $2, $3::bigint, $4, $9, $5::jsonb,"
     " NULL, $6::jsonb, $7::bigint, $8::timestamptz, $8::timestamptz) ON CONFLICT (id) DO UPDATE"
     " SET workflow_id = EXCLUDED.workflow_id, workflow_version = EXCLUDED.workflow_version,"
-    " trigger = EXCLUDED.trigger, status = 'pending', payload = EXCLUDED.payload, error = NULL,"
+    " trigger = EXCLUDED.trigger, status = EXCLUDED.status, payload = EXCLUDED.payload,"
+    " error = NULL,"
     " steps = EXCLUDED.steps, version = EXCLUDED.version, created_at = EXCLUDED.created_at,"
     " updated_at = EXCLUDED.updated_at";
 static const char run_attempt_sql[] =
@@ -47,19 +52,18 @@ static const char run_attempt_sql[] =
     " duration_ms, next_delay_ms, delivery_id) SELECT $1, $2::int, $3::bigint, $4::int, $5,"
     " $6::timestamptz, $7::bigint, $8::bigint, $9 FROM runs r WHERE r.id = $1"
     " AND jsonb_array_length(r.steps) > $2::int ON CONFLICT DO NOTHING RETURNING 1)"
-    " UPDATE runs SET status = CASE status WHEN 'pending' THEN 'running' ELSE status END,"
-    " steps = CASE WHEN steps -> $2::int ->> 'status' = 'pending'"
-    " THEN jsonb_set(steps, ARRAY[$2::int::text, 'status'], '\"running\"', false) ELSE steps END,"
-    " version = $10::bigint, updated_at = $6::timestamptz WHERE id = $1";
+    " UPDATE runs SET status = $11,"
+    " steps = CASE WHEN jsonb_array_length(steps) > $2::int"
+    " THEN jsonb_set(steps, ARRAY[$2::int::text, 'status'], to_jsonb($12::text), false)"
+    " ELSE steps END, version = $10::bigint, updated_at = $6::timestamptz WHERE id = $1";
 static const char run_step_sql[] =
-    "UPDATE runs SET steps = CASE WHEN jsonb_array_length(steps) > $2::int"
+    "UPDATE runs SET status = $6, steps = CASE WHEN jsonb_array_length(steps) > $2::int"
     " THEN jsonb_set(steps, ARRAY[$2::int::text, 'status'], to_jsonb($3::text), false)"
     " ELSE steps END, version = $4::bigint, updated_at = $5::timestamptz WHERE id = $1";
 static const char run_end_sql[] =
     "UPDATE runs SET status = $2, error = $3, version = $4::bigint, updated_at = $5::timestamptz"
     " WHERE id = $1";
 
-/* 1 when the (present) string is valid UTF-8 (what PostgreSQL text accepts) without NUL. */
 int proj_pg_wfrun_prepare_statements(proj_pg *pg, char *errstr, size_t errlen)
 {
     int rc;
@@ -75,6 +79,7 @@ int proj_pg_wfrun_prepare_statements(proj_pg *pg, char *errstr, size_t errlen)
     return 0;
 }
 
+/* 1 when the (present) string is valid UTF-8 (what PostgreSQL text accepts) without NUL. */
 static int text_ok(ev_str s)
 {
     json_t *j;
@@ -134,7 +139,7 @@ static char *run_steps_text(json_t *doc)
  * cannot be stored, in->reason set) and keep the JSON it needs in in->d1/d2.
  * 0; 1 (refused); KQ_ENOMEM.
  */
-int proj_pg_wfrun_check(proj_pg *pg, const proj_event *ev, proj_pg_evinfo *in, size_t start)
+static int wfrun_check(proj_pg *pg, const proj_event *ev, proj_pg_evinfo *in, size_t start)
 {
     const ev_envelope *e = &ev->env;
     const char *why = NULL;
@@ -159,7 +164,7 @@ int proj_pg_wfrun_check(proj_pg *pg, const proj_event *ev, proj_pg_evinfo *in, s
             return 1;
         }
         if (steps->present) {
-            json_t *a = proj_doc_actions(steps);
+            json_t *a = ev_actions_json(steps);
             if (a == NULL) {
                 in->reason = "doc";
                 return 1;
@@ -228,7 +233,7 @@ static void stmt_start(proj_pg_stmt *st, const ev_envelope *e)
     memset(st, 0, sizeof *st);
     st->v[0] = param_str(e->aggregate_id, &st->own[0]);
     snprintf(st->num[0], sizeof st->num[0], "%" PRId64, e->version);
-    proj_doc_time(e->occurred_at_us, st->at);
+    kq_time_format(e->occurred_at_us, st->at);
 }
 
 void proj_pg_stmt_clear(proj_pg_stmt *st)
@@ -294,7 +299,8 @@ void proj_pg_run_stmt(const ev_envelope *e, const proj_pg_evinfo *in, proj_pg_st
         v[5] = in->d2;
         v[6] = num[0];
         v[7] = st->at;
-        st->n = 8;
+        v[8] = in->run.status;
+        st->n = 9;
         break;
     }
     case EV_STEP_ATTEMPTED: {
@@ -316,7 +322,9 @@ void proj_pg_run_stmt(const ev_envelope *e, const proj_pg_evinfo *in, proj_pg_st
         }
         v[8] = param_str(a->delivery_id, &st->own[2]);
         v[9] = num[0];
-        st->n = 10;
+        v[10] = in->run.status;
+        v[11] = in->run.step_status;
+        st->n = 12;
         break;
     }
     case EV_STEP_SUCCEEDED:
@@ -326,15 +334,16 @@ void proj_pg_run_stmt(const ev_envelope *e, const proj_pg_evinfo *in, proj_pg_st
                  e->payload_type == EV_STEP_SUCCEEDED ? e->payload.step_succeeded.step
                                                       : e->payload.step_failed.step);
         v[1] = num[1];
-        v[2] = e->payload_type == EV_STEP_SUCCEEDED ? "succeeded" : "failed";
+        v[2] = in->run.step_status;
         v[3] = num[0];
         v[4] = st->at;
-        st->n = 5;
+        v[5] = in->run.status;
+        st->n = 6;
         break;
     case EV_RUN_SUCCEEDED:
     case EV_RUN_FAILED:
         st->name = "kq_run_end";
-        v[1] = e->payload_type == EV_RUN_SUCCEEDED ? "succeeded" : "failed";
+        v[1] = in->run.status;
         v[2] = e->payload_type == EV_RUN_FAILED
                    ? (e->payload.run_failed.error.ptr
                           ? param_str(e->payload.run_failed.error, &st->own[1])
@@ -347,6 +356,61 @@ void proj_pg_run_stmt(const ev_envelope *e, const proj_pg_evinfo *in, proj_pg_st
     default:
         break;
     }
+}
+
+int proj_pg_run_fold(ev_run_state *s, const ev_envelope *e, proj_pg_run_values *v, const char **why)
+{
+    ev_run_state n = *s;
+    int rc;
+
+    v->status = NULL;
+    v->step = -1;
+    v->step_status = NULL;
+    if ((rc = ev_run_fold(&n, e, why)) != EV_FOLD_APPLIED)
+        return rc;
+    v->status = ev_run_status_name(n.status);
+    switch (e->payload_type) {
+    case EV_STEP_ATTEMPTED:
+        v->step = (int32_t)e->payload.step_attempted.step;
+        break;
+    case EV_STEP_SUCCEEDED:
+        v->step = (int32_t)e->payload.step_succeeded.step;
+        break;
+    case EV_STEP_FAILED:
+        v->step = (int32_t)e->payload.step_failed.step;
+        break;
+    default:
+        break;
+    }
+    if (v->step >= 0)
+        v->step_status = ev_step_status_name(ev_run_step_status(&n, (uint32_t)v->step));
+    *s = n;
+    return EV_FOLD_APPLIED;
+}
+
+/*
+ * The table's pg_check of workflows and runs (proj_aggregate.h): what the
+ * tables can hold (wfrun_check), then for a run THE run fold from the run's
+ * state in the batch (loaded with the versions): an event it refuses is
+ * dead-lettered (reason "run", in->why); an applied one keeps the row values
+ * its statement writes (in->run).
+ */
+int proj_pg_wfrun_check(proj_pg *pg, const proj_event *ev, proj_pg_evinfo *in, size_t start)
+{
+    ev_run_state n;
+    int rc = wfrun_check(pg, ev, in, start);
+
+    if (rc != 0 || ev->env.aggregate_type != EV_AGG_RUN)
+        return rc;
+    n = in->a->run;
+    if (proj_pg_run_fold(&n, &ev->env, &in->run, &in->why) != EV_FOLD_APPLIED) {
+        in->reason = "run";
+        if (in->why == NULL)
+            in->why = "run event already applied";
+        return 1;
+    }
+    in->a->run = n;
+    return 0;
 }
 
 /*

@@ -1,7 +1,7 @@
 /*
  * proj_runner_batch.c — a runner's batches: gathering consumed records
  * (prefetched chunks, deadline, end of partition, a replay's end), checking
- * every record (proj_runner_check_record), the offsets a batch covers, and
+ * every record (proj_runner_check_event), the offsets a batch covers, and
  * dead letters (the records refused here, durably before the batch is
  * applied; the events a target refuses, from inside its apply). Part of the
  * runner (proj_runner_int.h); the runner thread, except dead letters sent
@@ -38,27 +38,18 @@ int proj_runner_dead_letter(void *arg, const proj_event *ev, const char *target,
     return 0;
 }
 
-const char *proj_runner_check_record(const char *topic, ev_aggregate_type type, int np,
-                                     const rd_kafka_message_t *m, proj_event *ev, char *why,
-                                     size_t whylen)
+const char *proj_runner_check_event(proj_event *ev, ev_aggregate_type type, int np, char *why,
+                                    size_t whylen)
 {
     char err[256];
     size_t idlen = 0;
     int64_t kver = 0;
     int part;
 
-    memset(ev, 0, sizeof *ev);
-    ev->topic = topic;
-    ev->partition = m->partition;
-    ev->offset = m->offset;
-    ev->timestamp_ms = rd_kafka_message_timestamp(m, NULL);
-    ev->value = m->payload;
-    ev->len = m->len;
-    ev->key = m->key;
-    ev->keylen = m->key_len;
-    if (m->payload == NULL || m->len == 0)
+    ev->decoded = 0;
+    if (ev->value == NULL || ev->len == 0)
         return "empty value (tombstone or null)";
-    if (ev_envelope_decode(m->payload, m->len, &ev->env, err, sizeof err) != 0) {
+    if (ev_envelope_decode(ev->value, ev->len, &ev->env, err, sizeof err) != 0) {
         snprintf(why, whylen, "undecodable envelope: %s", err);
         return why;
     }
@@ -74,15 +65,15 @@ const char *proj_runner_check_record(const char *topic, ev_aggregate_type type, 
     }
     if (ev->env.version < 1)
         return "version below 1";
-    if (m->key == NULL || kq_kafka_record_key_parse(m->key, m->key_len, &idlen, &kver) != 0)
+    if (ev->key == NULL || kq_kafka_record_key_parse(ev->key, ev->keylen, &idlen, &kver) != 0)
         return "record key is not <aggregate id>/<version:020>";
-    if (idlen != ev->env.aggregate_id.len || memcmp(m->key, ev->env.aggregate_id.ptr, idlen) != 0 ||
-        kver != ev->env.version)
+    if (idlen != ev->env.aggregate_id.len ||
+        memcmp(ev->key, ev->env.aggregate_id.ptr, idlen) != 0 || kver != ev->env.version)
         return "record key does not match the envelope's aggregate id and version";
     part = kq_kafka_partition_for(ev->env.aggregate_id.ptr, ev->env.aggregate_id.len, np);
-    if (part != m->partition) {
+    if (part != ev->partition) {
         snprintf(why, whylen, "aggregate belongs to partition %d, found in %" PRId32, part,
-                 m->partition);
+                 ev->partition);
         return why;
     }
     ev->decoded = 1;
@@ -92,13 +83,24 @@ const char *proj_runner_check_record(const char *topic, ev_aggregate_type type, 
 static const ev_aggregate_type topic_types[NTOPICS] = {EV_AGG_RESOURCE, EV_AGG_WORKFLOW,
                                                        EV_AGG_RUN};
 
-/* proj_runner_check_record for record k of batch b. */
+/* Record k of batch b as an event (views into its message), checked by
+ * proj_runner_check_event: NULL or why it is refused. */
 static const char *check(proj_runner *r, rbatch *b, size_t k, char *why, size_t whylen)
 {
+    const rd_kafka_message_t *m = b->msgs[k];
+    proj_event *ev = &b->ev[k];
     int ti = b->msg_part[k] / r->np;
 
-    return proj_runner_check_record(r->topics[ti], topic_types[ti], r->np, b->msgs[k], &b->ev[k],
-                                    why, whylen);
+    memset(ev, 0, sizeof *ev);
+    ev->topic = r->topics[ti];
+    ev->partition = m->partition;
+    ev->offset = m->offset;
+    ev->timestamp_ms = rd_kafka_message_timestamp(m, NULL);
+    ev->value = m->payload;
+    ev->len = m->len;
+    ev->key = m->key;
+    ev->keylen = m->key_len;
+    return proj_runner_check_event(ev, topic_types[ti], r->np, why, whylen);
 }
 
 /* The next offset of partition i once everything gathered so far is applied:

@@ -148,14 +148,16 @@ void proj_runner_batch_release(rbatch *b);
 int proj_runner_dead_letter(void *arg, const proj_event *ev, const char *target,
                             const char *reason);
 /*
- * Check one record consumed from `topic` (the events of aggregate `type`,
- * np partitions) and fill ev (views into m and topic). NULL when it is a
- * valid event of this topic and partition (ev->decoded = 1), else the reason
- * (static text or why). Pure: the same record gives the same answer.
+ * Check one record consumed from the topic of aggregate `type` (np
+ * partitions per topic), given as ev (topic, partition, offset, value, key
+ * filled by the caller, views into its message): it must decode, belong to
+ * the topic's aggregate type, carry the key "<id>/<version:020>" of its
+ * envelope and lie in its aggregate's partition. NULL when it is valid
+ * (ev->env decoded, ev->decoded = 1), else the reason (static text or why;
+ * ev->decoded = 0). Pure: the same record gives the same answer.
  */
-const char *proj_runner_check_record(const char *topic, ev_aggregate_type type, int np,
-                                     const rd_kafka_message_t *m, proj_event *ev, char *why,
-                                     size_t whylen);
+const char *proj_runner_check_event(proj_event *ev, ev_aggregate_type type, int np, char *why,
+                                    size_t whylen);
 
 /* proj_runner_metrics.c */
 void proj_runner_observe(proj_runner *r, size_t n, long long us); /* runner thread */

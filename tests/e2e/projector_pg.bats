@@ -17,15 +17,55 @@ teardown_file() {
 
 DATA="$KQ_REPO/tests/data/events"
 # Every event type, in an order where each aggregate's versions follow each
-# other; run-77 starts at version 4 (tests seed version 3 for it).
+# other; run-77 starts at version 4 (tests seed version 3 for it). The run
+# events follow THE run fold (events/ev_run.h) once run_variants has made
+# them a run's sequence (seed_runs seeds run-77 and run-0).
 ALL=(resource_created resource_updated resource_deleted
     workflow_created workflow_updated workflow_enabled workflow_disabled workflow_deleted
     run_started step_attempted step_succeeded run_succeeded step_failed run_failed
-    edge_long_strings edge_empty_steps edge_optional_zero edge_optional_zero_attempted)
+    edge_long_strings edge_empty_steps edge_optional_zero_attempted edge_optional_zero)
 
 files() {
     local f
-    for f in "$@"; do printf '%s\n' "$DATA/$f.json"; done
+    for f in "$@"; do
+        if [ -f "$BATS_TEST_TMPDIR/variants/$f.json" ]; then
+            printf '%s\n' "$BATS_TEST_TMPDIR/variants/$f.json"
+        else
+            printf '%s\n' "$DATA/$f.json"
+        fi
+    done
+}
+
+# The run events of tests/data/events as sequences the run fold accepts, in
+# $BATS_TEST_TMPDIR/variants (files() prefers them): the attempt of run
+# 3b24... is its step 0's first (then step 0 succeeds and RunSucceeded ends
+# the run early); run-0's attempt (version 2) comes before its StepSucceeded
+# (version 3), after the RunStarted seed_runs records.
+run_variants() {
+    mkdir -p "$BATS_TEST_TMPDIR/variants"
+    python3 - "$DATA" "$BATS_TEST_TMPDIR/variants" <<'PY'
+import json, sys
+src, dst = sys.argv[1], sys.argv[2]
+def variant(name, version=None, **payload):
+    d = json.load(open(f"{src}/{name}.json"))
+    if version is not None:
+        d["version"] = version
+    d["payload"].update(payload)
+    json.dump(d, open(f"{dst}/{name}.json", "w"))
+variant("step_attempted", step=0, attempt=1)
+variant("step_succeeded", step=0)
+variant("edge_optional_zero_attempted", version=2)
+variant("edge_optional_zero", version=3)
+PY
+}
+
+# Runs whose earlier events the tests do not apply: run-77 at version 3 with
+# steps 0 and 1 succeeded (its StepFailed is for step 2), run-0 at version 1.
+seed_runs() {
+    kq_psql -c "INSERT INTO aggregate_versions VALUES ('run', 'run-77', 3), ('run', 'run-0', 1)"
+    kq_psql -c "INSERT INTO runs (id, workflow_id, workflow_version, trigger, status, payload, steps, version, created_at, updated_at) VALUES
+        ('run-77', 'wf', 1, 'manual', 'running', '{}', '[{\"index\":0,\"status\":\"succeeded\"},{\"index\":1,\"status\":\"succeeded\"},{\"index\":2,\"status\":\"pending\"}]', 3, now(), now()),
+        ('run-0', 'wf', 1, 'manual', 'pending', '{}', '[{\"index\":0,\"status\":\"pending\"}]', 1, now(), now())"
 }
 
 # kq_pgapply with warnings and errors only on stderr (the migration test asks for info).
@@ -105,7 +145,8 @@ PY
 check_every_type() {
     fresh "types_$1"
     pgapply --migrate
-    kq_psql -c "INSERT INTO aggregate_versions VALUES ('run', 'run-77', 3)"
+    seed_runs
+    run_variants
     mapfile -t fs < <(files "${ALL[@]}")
     run pgapply --path "$1" "${fs[@]}"
     echo "$output"
@@ -254,6 +295,7 @@ PY
 
 @test "offsets are stored with the batch; re-applying a batch applies nothing twice" {
     fresh reapply
+    run_variants
     mapfile -t fs < <(files resource_created resource_updated workflow_created run_started step_attempted)
     pgapply --batch 2 "${fs[@]}"
     run pgapply --offsets

@@ -53,9 +53,10 @@ setup_file() {
     emit run r-3 1 RunStarted "{\"workflow_id\":\"wf-b\",\"workflow_version\":1,\"step_count\":1,\"steps\":[$HTTP_STEP],\"signing_secret\":\"sekret-run-3\"}" 30
     emit run r-4 1 RunStarted "{\"workflow_id\":\"wf-b\",\"workflow_version\":1,\"step_count\":1,\"steps\":[$HTTP_STEP],\"signing_secret\":\"sekret-run-4\"}" 40
     emit run r-4 2 StepAttempted '{"step":0,"attempt":1,"error":"timeout","duration_ms":5000,"next_delay_ms":1000,"delivery_id":"r-4.0"}' 45
-    # crafted oddities the writer never produces: a run event before any
-    # RunStarted (r-5) and an attempt of a step beyond the run's steps (r-6)
-    # only advance the version (and make r-6 running), in both targets
+    # crafted oddities the writer never produces, refused by THE run fold
+    # (events/ev_run.h) and so dead-lettered by both targets: a run event
+    # before any RunStarted (r-5) and an attempt of a step beyond the run's
+    # steps (r-6, a run of zero steps: succeeded at its RunStarted)
     emit run r-5 1 StepAttempted '{"step":0,"attempt":1,"duration_ms":1,"delivery_id":"r-5.0"}' 46
     emit run r-6 1 RunStarted '{"workflow_id":"wf-z","workflow_version":1,"step_count":0,"steps":[]}' 47
     emit run r-6 2 StepAttempted '{"step":3,"attempt":1,"duration_ms":1,"delivery_id":"r-6.3"}' 48
@@ -141,7 +142,7 @@ teardown_file() {
     qg /api/v1/runs/r-5
     assert_error 404
     qg /api/v1/runs/r-6
-    jsame "{\"id\":\"r-6\",\"workflow_id\":\"wf-z\",\"workflow_version\":1,\"trigger\":\"manual\",\"status\":\"running\",\"payload\":{},\"version\":2,\"created_at\":\"$(at 47)\",\"updated_at\":\"$(at 48)\",\"steps\":[]}"
+    jsame "{\"id\":\"r-6\",\"workflow_id\":\"wf-z\",\"workflow_version\":1,\"trigger\":\"manual\",\"status\":\"succeeded\",\"payload\":{},\"version\":1,\"created_at\":\"$(at 47)\",\"updated_at\":\"$(at 47)\",\"steps\":[]}"
 }
 
 @test "runs: list with workflow_id and status filters (alone and together), pages, 400s" {
@@ -155,7 +156,9 @@ teardown_file() {
     qg '/api/v1/runs?status=pending'
     jcheck '[i["id"] for i in d["items"]] == ["r-3"]'
     qg '/api/v1/runs?status=running'
-    jcheck '[i["id"] for i in d["items"]] == ["r-4", "r-6"]'
+    jcheck '[i["id"] for i in d["items"]] == ["r-4"]'
+    qg '/api/v1/runs?status=succeeded'
+    jcheck '[i["id"] for i in d["items"]] == ["r-1", "r-6"]'
     qg '/api/v1/runs?status=failed&workflow_id=wf-b'
     jcheck '[i["id"] for i in d["items"]] == ["r-2"]'
     qg '/api/v1/runs?status=succeeded&workflow_id=wf-b'
@@ -208,7 +211,8 @@ teardown_file() {
     jcheck 'len(d["items"]) == 6'
     all+="$BODY"
     QKEY=$KQ_KEY_AUDITOR qg '/api/v1/audit?aggregate_type=run&limit=1000'
-    jcheck 'len(d["items"]) == 17'
+    # 17 run events in the log; the run fold refuses r-5's and r-6's attempts
+    jcheck 'len(d["items"]) == 15'
     all+="$BODY"
     [[ "$all" == *'[redacted]'* ]]
     [[ "$all" != *sekret* ]]
@@ -226,7 +230,7 @@ wf-b B true 1" ]
 r-2 failed connection refused 4 failed
 r-3 pending - 1 pending
 r-4 running - 2 running
-r-6 running - 2 " ]
+r-6 succeeded - 1 " ]
     [ "$(kq_psql -c "SELECT run_id || ' ' || step || ' ' || attempt || ' ' || coalesce(status_code::text, error) || ' ' || coalesce(next_delay_ms::text, 'null') FROM run_attempts ORDER BY 1")" = "r-1 0 1 503 250
 r-1 0 2 200 null
 r-1 1 1 250 null
@@ -243,7 +247,7 @@ r-4 0 1 timeout 1000" ]
     [ "$CODE" = 200 ]
     jcheck 'd["status"] == "running" and d["version"] == 2'
     qg "/api/v1/runs?status=running&consistent_with=$tok"
-    jcheck '[i["id"] for i in d["items"]] == ["r-3", "r-4", "r-6"]'
+    jcheck '[i["id"] for i in d["items"]] == ["r-3", "r-4"]'
     qg /api/v1/runs/r-3/events "" -H "X-Consistency-Token: $tok"
     jcheck 'len(d["items"]) == 2'
     qg '/api/v1/workflows/wf-a?snapshot=nosuch'

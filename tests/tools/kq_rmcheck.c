@@ -13,7 +13,8 @@
  * maintain the expected resources (an update or delete of a missing resource
  * only advances the version); workflow events the expected workflows (name,
  * enabled; deleted ones gone) and run events the expected runs (workflow_id,
- * status: pending, running after a StepAttempted, succeeded, failed). A
+ * status) by THE run fold (events/ev_run.h; an event it refuses is
+ * dead-lettered by both targets and does not advance the version). A
  * RunStarted whose payload_json is not a JSON object or that has more than
  * 100 steps is refused (dead-lettered by both targets).
  *
@@ -47,6 +48,7 @@
 #include <lmdb.h>
 
 #include "ev_codec.h"
+#include "ev_run.h"
 #include "kq_config.h"
 #include "kq_err.h"
 #include "kq_kafka.h"
@@ -83,7 +85,8 @@ typedef struct agg {
     char *name, *desc;
     size_t name_len, desc_len;
     int64_t created_us, updated_us;
-    int seen; /* set while comparing */
+    int seen;         /* set while comparing */
+    ev_run_state run; /* runs: THE run fold (ev_run.h) */
 } agg;
 
 #define NBUCKETS (1u << 20)
@@ -197,6 +200,14 @@ static int fold(int ti, int np, const rd_kafka_message_t *m)
         return 0;
     if (e.payload_type == EV_RUN_STARTED && run_started_refused(&e))
         return 0;
+    if (e.aggregate_type == EV_AGG_RUN) { /* both targets refuse what the run fold refuses */
+        ev_run_state n = a->run;
+        if (a->version == 0)
+            ev_run_init(&n);
+        if (ev_run_fold(&n, &e, NULL) != EV_FOLD_APPLIED)
+            return 0;
+        a->run = n;
+    }
     a->version = e.version;
     switch (e.payload_type) {
     case EV_RESOURCE_CREATED:
@@ -237,17 +248,15 @@ static int fold(int ti, int np, const rd_kafka_message_t *m)
         break;
     case EV_RUN_STARTED:
         a->exists = 1;
-        a->status = 0;
+        a->status = (uint8_t)a->run.status;
         set_str(&a->name, &a->name_len, e.payload.run_started.workflow_id);
         break;
     case EV_STEP_ATTEMPTED:
-        if (a->exists && a->status == 0)
-            a->status = 1;
-        break;
+    case EV_STEP_SUCCEEDED:
+    case EV_STEP_FAILED:
     case EV_RUN_SUCCEEDED:
     case EV_RUN_FAILED:
-        if (a->exists)
-            a->status = e.payload_type == EV_RUN_SUCCEEDED ? 2 : 3;
+        a->status = (uint8_t)a->run.status;
         break;
     default:
         break;

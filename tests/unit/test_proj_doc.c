@@ -27,31 +27,13 @@
 #include "proj_lmdb.h"
 #include "qry_rm.h"
 
-#define EVID "\"event_id\":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]"
-#define T0 1763767000000000LL
+#include "test_proj_fixture.h"
 
-/* An envelope of aggregate `agg` id `id`, version v, occurred at T0 + v s, with `payload_type`
- * and payload JSON; into a malloc'd buffer (*buf) decoded into *e. */
+/* An envelope of aggregate `agg` (see proj_test_make). */
 static void make(ev_envelope *e, uint8_t **buf, const char *agg, const char *id, int64_t v,
                  const char *type, const char *payload)
 {
-    char json[8192], err[256];
-    ev_fb_builder b;
-    const uint8_t *data;
-    size_t len;
-
-    snprintf(json, sizeof json,
-             "{" EVID ",\"aggregate_type\":\"%s\",\"aggregate_id\":\"%s\",\"version\":%lld,"
-             "\"occurred_at_us\":%lld,\"payload_type\":\"%s\",\"payload\":%s}",
-             agg, id, (long long)v, (long long)(T0 + v * 1000000 + 123), type, payload);
-    ev_fb_builder_init(&b);
-    if (ev_json_encode(json, strlen(json), &b, err, sizeof err) != 0)
-        fail_msg("encode: %s\n%s", err, json);
-    data = ev_fb_builder_data(&b, &len);
-    *buf = malloc(len);
-    memcpy(*buf, data, len);
-    ev_fb_builder_free(&b);
-    assert_int_equal(ev_envelope_decode(*buf, len, e, err, sizeof err), 0);
+    proj_test_make(e, buf, NULL, agg, id, v, type, payload);
 }
 
 /* Fold one event into *doc; returns the outcome. */
@@ -171,23 +153,27 @@ static void test_run_document(void **state)
                           "\"duration_ms\":3,\"delivery_id\":\"r1.1\"}",
                           &why),
                      PROJ_DOC_OK);
-    /* a step beyond the run's steps changes only version and times */
+    /* the run fold (ev_run.h): a step other than the current one is refused,
+     * the document unchanged (the target dead-letters the event) */
     {
         json_t *before = json_deep_copy(doc);
         assert_int_equal(fold(&doc, "run", "r1", 6, "StepFailed",
                               "{\"step\":2,\"attempt\":1,\"error\":\"x\"}", &why),
-                         PROJ_DOC_OK);
-        assert_int_equal(json_integer_value(json_object_get(doc, "version")), 6);
-        json_object_del(doc, "version");
-        json_object_del(doc, "updated_at");
-        json_object_del(before, "version");
-        json_object_del(before, "updated_at");
+                         PROJ_DOC_REFUSED);
+        assert_non_null(why);
+        assert_true(json_equal(doc, before));
+        /* an attempt out of order (attempt 3 after 1) too */
+        assert_int_equal(fold(&doc, "run", "r1", 6, "StepAttempted",
+                              "{\"step\":1,\"attempt\":3,\"duration_ms\":1}", &why),
+                         PROJ_DOC_REFUSED);
         assert_true(json_equal(doc, before));
         json_decref(before);
     }
     assert_int_equal(fold(&doc, "run", "r1", 6, "StepFailed",
                           "{\"step\":1,\"attempt\":1,\"error\":\"connection refused\"}", &why),
                      PROJ_DOC_OK);
+    /* StepFailed fails the run at once */
+    assert_int_equal(proj_doc_run_status(doc), PROJ_RUN_FAILED);
     assert_int_equal(fold(&doc, "run", "r1", 7, "RunFailed",
                           "{\"step\":1,\"error\":\"connection refused\"}", &why),
                      PROJ_DOC_OK);
@@ -206,6 +192,20 @@ static void test_run_document(void **state)
         "\"attempts\":[{\"attempt\":1,\"error\":\"connection refused\",\"at\":"
         "\"2025-11-21T23:16:45.000123Z\",\"duration_ms\":3,\"next_delay_ms\":null,"
         "\"delivery_id\":\"r1.1\"}]}]}");
+    /* anything after RunFailed is refused */
+    assert_int_equal(fold(&doc, "run", "r1", 8, "RunSucceeded", "{}", &why), PROJ_DOC_REFUSED);
+    json_decref(doc);
+    doc = NULL;
+
+    /* a run of zero steps is succeeded at its RunStarted */
+    assert_int_equal(fold(&doc, "run", "r0", 1, "RunStarted",
+                          "{\"workflow_id\":\"wf1\",\"workflow_version\":1,\"step_count\":0}",
+                          &why),
+                     PROJ_DOC_OK);
+    assert_int_equal(proj_doc_run_status(doc), PROJ_RUN_SUCCEEDED);
+    assert_int_equal(fold(&doc, "run", "r0", 2, "StepAttempted",
+                          "{\"step\":0,\"attempt\":1,\"duration_ms\":1}", &why),
+                     PROJ_DOC_REFUSED);
     json_decref(doc);
     doc = NULL;
 
@@ -233,8 +233,8 @@ static void test_run_document(void **state)
     assert_int_equal(fold(&doc, "run", "r3", 1, "RunStarted",
                           "{\"workflow_id\":\"wf1\",\"step_count\":101}", &why),
                      PROJ_DOC_REFUSED);
-    /* a run event without RunStarted (version 1 of a crafted log): nothing to change */
-    assert_int_equal(fold(&doc, "run", "r3", 1, "RunSucceeded", "{}", &why), PROJ_DOC_SKIP);
+    /* a run event without RunStarted (version 1 of a crafted log): refused (unknown run) */
+    assert_int_equal(fold(&doc, "run", "r3", 1, "RunSucceeded", "{}", &why), PROJ_DOC_REFUSED);
     assert_null(doc);
     assert_int_equal(fold(&doc, "run", "r3", 1, "WorkflowEnabled", "{}", &why), PROJ_DOC_REFUSED);
 }
