@@ -1,8 +1,9 @@
 /*
  * cmd_batch.c — the batch overlay and cmd_batch_decide: the Idempotency-Key
  * checks common to every command, then the aggregate type's decide hook; see
- * cmd_state.h ("Group commit: the batch overlay").
+ * cmd_batch.h.
  */
+#include "cmd_batch.h"
 #include "cmd_state.h"
 #include "kq_err.h"
 

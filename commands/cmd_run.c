@@ -274,8 +274,15 @@ static int record_pending(const cmd_state *st, cmd_batch *b, const cmd_command *
     for (int i = 0; i < d->nevents && rc == 0; i++) {
         ev_envelope e, scratch;
         const char *why = NULL;
-        if ((rc = cmd_aggregate_build(c, d, i, &e, &scratch, es, sizeof es)) != 0)
+        if (d->events[i] == EV_RUN_STARTED) {
+            /* what the fold reads of it, without decoding the steps again */
+            ev_envelope_init(&e, EV_RUN_STARTED);
+            e.aggregate_id = ev_str_c(c->id);
+            e.version = 1;
+            e.payload.run_started.step_count = d->step_count;
+        } else if ((rc = cmd_aggregate_build(c, d, i, &e, &scratch, es, sizeof es)) != 0) {
             break;
+        }
         if (ev_run_fold(&s, &e, &why) != EV_FOLD_APPLIED)
             rc = KQ_ECORRUPT;
     }

@@ -16,27 +16,8 @@
  *   means, how it changes and how it is decided on is its aggregate type's
  *   (reached through cmd_aggregate.h's table).
  *
- * Group commit: the batch overlay
- *   A cmd_batch is the open batch of one transaction. cmd_batch_decide()
- *   judges a command against the committed state plus the batch's pending
- *   changes (so two updates of one resource in one batch get versions n+1 and
- *   n+2, a second create of one id gets 409, a second use of one
- *   Idempotency-Key follows the first). The Idempotency-Key checks are made
- *   here, for every type alike; the rest is the type's decide hook, which
- *   reads the current value with cmd_batch_view() and records its pending
- *   copy with cmd_batch_take(). Nothing in cmd_state changes while deciding.
- *   When the transaction commits, the writer applies the committed records
- *   (cmd_aggregate_apply); when it fails, cmd_batch_reset() forgets the
- *   overlay and the state is as before.
- *
- * Common decisions (DESIGN.md sections 5 and 8): an Idempotency-Key seen
- *   before with the same command hash -> the original answer, no event (with
- *   another hash -> 422); one held by an earlier command of the batch ->
- *   FOLLOW it (or 422). Events whose envelope has no command_hash (written
- *   before it existed) answer any retry of their key with the original
- *   answer. A refused command (400..422) appends nothing and is not recorded
- *   under its Idempotency-Key: a retry is judged afresh. Keys are kept for
- *   the life of the state (log and snapshot); there is no expiry yet.
+ * Group commit: the batch overlay (cmd_batch.h) is what decisions are made
+ *   against; cmd_batch_decide() dispatches to the type's decide hook.
  *
  * Incremental snapshots: with tracking on (cmd_state_track), every change
  *   appends the changed entry's snapshot record to the state's delta, so the
@@ -46,8 +27,8 @@
  *   delta or in this one. Cost per event: one append of about its own size;
  *   taking the delta moves a pointer.
  *
- * Ownership: cmd_state and cmd_batch own every value and string they hold.
- * Threads: none of this is thread-safe; the writer thread owns both.
+ * Ownership: cmd_state owns every value and string it holds.
+ * Threads: none of this is thread-safe; the writer thread owns the state.
  */
 #ifndef CMD_STATE_H
 #define CMD_STATE_H
@@ -56,6 +37,7 @@
 #include <stdint.h>
 
 #include "cmd_aggregate.h"
+#include "cmd_batch.h"
 #include "cmd_delta.h"
 #include "cmd_idem.h"
 #include "cmd_resource.h"
@@ -76,11 +58,6 @@ struct cmd_state {
     char cluster_id[64];  /* Kafka cluster the offsets refer to; "" = not known yet */
     int track;            /* 1: record changes in `delta` */
     cmd_delta delta;
-};
-
-struct cmd_batch {
-    kq_map *agg[CMD_TOPICS]; /* per topic index: id -> pending copy of the value */
-    kq_map *keys;            /* Idempotency-Key -> the command of the batch holding it */
 };
 
 /* ---- state ---- */
@@ -135,31 +112,5 @@ int cmd_state_records(const cmd_state *st, cmd_delta *out);
 /* Move the delta into *out (which the caller frees with cmd_delta_free) and
  * start an empty one. */
 void cmd_state_delta_take(cmd_state *st, cmd_delta *out);
-
-/* ---- batch ---- */
-
-int cmd_batch_init(cmd_batch *b);
-/* Forget every pending change (after a commit has been applied, or a failure). */
-void cmd_batch_reset(cmd_batch *b);
-void cmd_batch_free(cmd_batch *b);
-
-/*
- * Decide command `c`, the `index`-th of batch `b`, against `st` plus the
- * batch. An APPEND is recorded in the batch (later commands see it). Returns
- * 0 or KQ_ENOMEM (then nothing was recorded and d owns nothing).
- */
-int cmd_batch_decide(const cmd_state *st, cmd_batch *b, const cmd_command *c, size_t index,
-                     cmd_decision *d);
-
-/* For decide hooks: the current value of aggregate `id` (the batch's pending
- * copy, else the committed one, else NULL); *pending (may be NULL) = 1 when
- * it is the batch's. */
-const void *cmd_batch_view(const cmd_state *st, const cmd_batch *b, int topic, const char *id,
-                           int *pending);
-
-/* For decide hooks: the batch's pending copy of aggregate `id`, made now as
- * a deep copy of the committed value (or zeroed when there is none; then
- * *fresh = 1). NULL on ENOMEM. */
-void *cmd_batch_take(const cmd_state *st, cmd_batch *b, int topic, const char *id, int *fresh);
 
 #endif

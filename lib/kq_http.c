@@ -12,6 +12,7 @@
 #include "kq_http.h"
 #include "kq_err.h"
 #include "kq_log.h"
+#include "kq_time.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -94,7 +95,7 @@ struct kq_http_req {
     unsigned stash_status;
     size_t nheaders;
     char *hname[MAX_HEADERS], *hval[MAX_HEADERS];
-    struct timespec t0;
+    int64_t t0_us; /* kq_time_mono_us() when the request began */
 };
 
 kq_http_limits kq_http_limits_default(void)
@@ -662,11 +663,9 @@ char *kq_http_metrics_render(kq_http_server *srv)
     return buf;
 }
 
-static uint64_t elapsed_us(const struct timespec *t0)
+static uint64_t elapsed_us(int64_t t0_us)
 {
-    struct timespec t1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    int64_t us = (int64_t)(t1.tv_sec - t0->tv_sec) * 1000000 + (t1.tv_nsec - t0->tv_nsec) / 1000;
+    int64_t us = kq_time_mono_us() - t0_us;
     return us < 0 ? 0 : (uint64_t)us;
 }
 
@@ -815,7 +814,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (req == NULL) {
         if ((req = calloc(1, sizeof *req)) == NULL)
             return MHD_NO;
-        clock_gettime(CLOCK_MONOTONIC, &req->t0);
+        req->t0_us = kq_time_mono_us();
         req->srv = srv;
         req->conn = conn;
         req->route = &srv->routes[srv->nroutes];
@@ -896,7 +895,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     *con_cls = NULL;
     rt = req->route;
-    us = elapsed_us(&req->t0);
+    us = elapsed_us(req->t0_us);
     if (!req->responded)
         req->status = 0; /* counted and logged as status 0: no answer was sent */
     atomic_fetch_add_explicit(&rt->status[req->status < NSTATUS ? req->status : 0], 1,

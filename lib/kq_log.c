@@ -1,10 +1,10 @@
 /* kq_log.c — see kq_log.h. */
 #include "kq_log.h"
 #include "kq_err.h"
+#include "kq_time.h"
 
 #include <stdarg.h>
 #include <string.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -83,9 +83,8 @@ static size_t json_escape(char *out, size_t pos, size_t cap, const char *s)
 
 size_t kq_log_format_record(char *out, size_t outlen, kq_log_level level, const char *msg)
 {
-    struct timeval tv;
-    struct tm tm;
-    char ts[32];
+    kq_tm tm;
+    char ts[40];
     size_t pos;
     int n;
 
@@ -93,10 +92,9 @@ size_t kq_log_format_record(char *out, size_t outlen, kq_log_level level, const 
         return 0;
     if ((unsigned)level > KQ_LOG_OFF)
         level = KQ_LOG_ERROR;
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    n = (int)strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + n, sizeof ts - (size_t)n, ".%03dZ", (int)(tv.tv_usec / 1000));
+    kq_time_split(kq_time_now_us(), &tm);
+    snprintf(ts, sizeof ts, "%04lld-%02d-%02dT%02d:%02d:%02d.%03dZ", (long long)tm.year, tm.mon,
+             tm.day, tm.hour, tm.min, tm.sec, tm.usec / 1000);
 
     if (log_format == KQ_LOG_JSON) {
         n = snprintf(out, outlen, "{\"ts\":\"%s\",\"level\":\"%s\",\"prog\":\"", ts,

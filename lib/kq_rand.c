@@ -73,27 +73,28 @@ static int hexval(char c)
     return -1;
 }
 
+int kq_hex_decode(const char *s, size_t len, void *out)
+{
+    unsigned char *o = out;
+
+    for (size_t i = 0; i < len; i++) {
+        int hi = hexval(s[2 * i]), lo;
+        if (hi < 0 || (lo = hexval(s[2 * i + 1])) < 0)
+            return KQ_EINVAL;
+        o[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return 0;
+}
+
 int kq_uuid_parse(const char *s, uint8_t out[16])
 {
     uint8_t u[16];
-    size_t o = 0;
 
-    if (s == NULL || strlen(s) != 36)
+    if (s == NULL || strlen(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' ||
+        s[23] != '-' || kq_hex_decode(s, 4, u) != 0 || kq_hex_decode(s + 9, 2, u + 4) != 0 ||
+        kq_hex_decode(s + 14, 2, u + 6) != 0 || kq_hex_decode(s + 19, 2, u + 8) != 0 ||
+        kq_hex_decode(s + 24, 6, u + 10) != 0)
         return KQ_EINVAL;
-    for (size_t i = 0; i < 36;) {
-        int hi, lo;
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (s[i++] != '-')
-                return KQ_EINVAL;
-            continue;
-        }
-        hi = hexval(s[i]);
-        lo = hexval(s[i + 1]);
-        if (hi < 0 || lo < 0)
-            return KQ_EINVAL;
-        u[o++] = (uint8_t)(hi << 4 | lo);
-        i += 2;
-    }
     memcpy(out, u, 16);
     return 0;
 }

@@ -41,4 +41,11 @@ int kq_rand_hex(char *out, size_t nbytes);
 /* in[0..len) as 2*len lower-case hex digits + NUL into out (2*len+1 bytes). */
 void kq_hex_encode(const void *in, size_t len, char *out);
 
+/*
+ * The 2*len hex digits (either case) at s into out[0..len). 0, or KQ_EINVAL
+ * at the first character that is not a hex digit (a NUL included: s must
+ * hold 2*len digits; what follows them is the caller's to check).
+ */
+int kq_hex_decode(const char *s, size_t len, void *out);
+
 #endif

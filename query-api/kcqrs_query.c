@@ -2,7 +2,7 @@
  * kcqrs_query.c — `kcqrs-query`: the HTTP query API (DESIGN.md sections 7 and 8).
  *
  * main() wires the modules together and owns the process's life:
- *   configuration (kq_config) -> API keys (KCQRS_KEYS_FILE) -> the LMDB read
+ *   configuration, API keys and signals (kq_service) -> the LMDB read
  *   model reader (qry_rm, opened lazily: the projector may start later;
  *   follows a model replaced by kcqrs-replay) and the named snapshots
  *   (qry_snap) ->
@@ -11,23 +11,18 @@
  *   HTTP server (kq_http, routes from qry_api) on KCQRS_QUERY_ADDR.
  *
  * Signals: SIGTERM and SIGINT are blocked in every thread and taken by
- *   sigwait() here: waiting requests are answered 503, then the HTTP server
+ *   kq_service_wait() here: waiting requests are answered 503, then the HTTP server
  *   stops and the process exits 0. SIGPIPE is ignored.
  *
  * Exit status: 0 after a clean stop, 1 when it cannot serve, 2 for usage or
  *   configuration errors.
  */
-#include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "kq_auth.h"
-#include "kq_config.h"
-#include "kq_err.h"
-#include "kq_http.h"
 #include "kq_log.h"
 #include "kq_rm.h"
+#include "kq_service.h"
 #include "qry_api.h"
 
 #define PROG "kcqrs-query"
@@ -46,9 +41,7 @@ static const char usage[] =
 
 int main(int argc, char **argv)
 {
-    kq_config cfg;
-    kq_auth_keys *keys = NULL;
-    kq_http_server *srv = NULL;
+    kq_service svc;
     kq_http_route routes[QRY_API_NROUTES];
     kq_http_options o;
     qry_wait_options wo;
@@ -58,44 +51,26 @@ int main(int argc, char **argv)
     qry_pg *pg = NULL;
     qry_wait *wait = NULL;
     qry_status *status = NULL;
+    const kq_config *cfg = &svc.cfg;
     char err[512], rmdir[4096];
-    sigset_t set;
-    int sig = 0, rc = 2;
+    int sig, rc = 2;
 
-    if (kq_config_handle_help(argc, argv, usage))
-        return 0;
-    if (argc > 1) {
-        fprintf(stderr, "%s: unexpected argument '%s' (see --help)\n", PROG, argv[1]);
-        return 2;
-    }
-    if (kq_config_load_and_init_log(&cfg, PROG, err, sizeof err) != 0) {
-        fprintf(stderr, "%s: %s\n", PROG, err);
-        return 2;
-    }
-    if (kq_auth_load(cfg.keys_file, &keys, err, sizeof err) != 0) {
-        kq_log_error("API keys: %s", err);
-        goto out;
-    }
-    if (qry_api_init(&api, &cfg) != 0) {
+    if (kq_service_begin(&svc, PROG, usage, argc, argv, &rc))
+        return rc;
+    if (qry_api_init(&api, cfg) != 0) {
         kq_log_error("KCQRS_TOPIC_PREFIX is too long");
         goto out;
     }
-    signal(SIGPIPE, SIG_IGN);
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by every thread */
-
     rc = 1;
-    snprintf(rmdir, sizeof rmdir, "%s/%s", cfg.lmdb_dir, KQ_RM_SUBDIR);
-    if (qry_rm_new(rmdir, (size_t)cfg.lmdb_map_mb << 20, 0, &rm) != 0 ||
-        qry_snap_new(cfg.lmdb_dir, (size_t)cfg.lmdb_map_mb << 20, &snaps) != 0 ||
-        qry_pg_new(cfg.pg_dsn, cfg.kafka_timeout_ms, &pg) != 0) {
+    snprintf(rmdir, sizeof rmdir, "%s/%s", cfg->lmdb_dir, KQ_RM_SUBDIR);
+    if (qry_rm_new(rmdir, (size_t)cfg->lmdb_map_mb << 20, 0, &rm) != 0 ||
+        qry_snap_new(cfg->lmdb_dir, (size_t)cfg->lmdb_map_mb << 20, &snaps) != 0 ||
+        qry_pg_new(cfg->pg_dsn, cfg->kafka_timeout_ms, &pg) != 0) {
         kq_log_error("out of memory");
         goto out;
     }
-    qry_pg_set_schema(pg, cfg.pg_schema); /* validated by kq_config_load */
-    if (qry_status_start(&cfg, &status, err, sizeof err) != 0) {
+    qry_pg_set_schema(pg, cfg->pg_schema); /* validated by kq_config_load */
+    if (qry_status_start(cfg, &status, err, sizeof err) != 0) {
         kq_log_error("Kafka status: %s", err);
         goto out;
     }
@@ -105,7 +80,7 @@ int main(int argc, char **argv)
     api.status = status;
     memset(&wo, 0, sizeof wo);
     wo.lmdb_data_path = qry_rm_data_path(rm);
-    wo.pg_dsn = cfg.pg_dsn;
+    wo.pg_dsn = cfg->pg_dsn;
     wo.fallback_ms = WAIT_FALLBACK_MS;
     wo.load = qry_api_wait_load;
     wo.done = qry_api_wait_done;
@@ -117,39 +92,34 @@ int main(int argc, char **argv)
     api.wait = wait;
     qry_api_routes(&api, routes);
     memset(&o, 0, sizeof o);
-    o.addr = cfg.query_addr;
-    o.limits = kq_http_limits_from_config(&cfg);
+    o.addr = cfg->query_addr;
+    o.limits = kq_http_limits_from_config(cfg);
     o.routes = routes;
     o.nroutes = QRY_API_NROUTES;
-    o.keys = keys;
     o.ready = qry_api_ready;
     o.ready_arg = &api;
     o.metrics = qry_api_metrics;
     o.metrics_arg = &api;
-    if (kq_http_start(&o, &srv, err, sizeof err) != 0) {
-        kq_log_error("%s", err);
+    if (kq_service_http_start(&svc, &o) != 0)
         goto out;
-    }
     kq_log_info("listening on http://%s (port %u), %zu API keys, read model %s, brokers %s",
-                cfg.query_addr, kq_http_port(srv), kq_auth_count(keys), rmdir, cfg.brokers);
-    if (sigwait(&set, &sig) != 0)
-        sig = 0;
+                cfg->query_addr, kq_http_port(svc.srv), kq_auth_count(svc.keys), rmdir,
+                cfg->brokers);
+    sig = kq_service_wait(&svc);
     kq_log_info("signal %d: answering waiting requests, stopping", sig);
-    qry_wait_stop(
-        wait); /* answers every waiting request (and later ones): kq_http_stop needs that */
-    kq_http_stop(srv);
-    srv = NULL;
+    /* answers every waiting request (and later ones): stopping the server needs that */
+    qry_wait_stop(wait);
+    kq_service_http_stop(&svc);
     rc = 0;
     kq_log_info("stopped");
 out:
     qry_wait_stop(wait);
-    kq_http_stop(srv);
+    kq_service_http_stop(&svc);
     qry_wait_free(wait);
     qry_status_stop(status);
     qry_pg_free(pg);
     qry_snap_free(snaps);
     qry_rm_free(rm);
-    kq_auth_free(keys);
-    kq_config_free(&cfg);
+    kq_service_end(&svc);
     return rc;
 }

@@ -36,27 +36,13 @@ int aud_sha256(const void *buf, size_t len, uint8_t out[AUD_HASH_LEN])
     return 0;
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 int aud_hex_parse(const char *s, uint8_t out[AUD_HASH_LEN])
 {
-    if (s == NULL || strlen(s) != AUD_HEX_LEN)
+    uint8_t h[AUD_HASH_LEN];
+
+    if (s == NULL || strlen(s) != AUD_HEX_LEN || kq_hex_decode(s, AUD_HASH_LEN, h) != 0)
         return KQ_EINVAL;
-    for (int i = 0; i < AUD_HASH_LEN; i++) {
-        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return KQ_EINVAL;
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
+    memcpy(out, h, AUD_HASH_LEN);
     return 0;
 }
 

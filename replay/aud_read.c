@@ -5,6 +5,7 @@
 #include "aud_filter.h"
 #include "kq_err.h"
 #include "kq_log.h"
+#include "kq_time.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -14,9 +15,7 @@
 
 static double mono_s(void)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+    return (double)kq_time_mono_us() / 1e6;
 }
 
 static rd_kafka_t *consumer(const kq_config *cfg, const char *group, char *errstr, size_t errlen)

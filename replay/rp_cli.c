@@ -66,7 +66,8 @@ int rp_cli_parse(int argc, char **argv, rp_args *a, char *errstr, size_t errlen)
         return kq_seterr(errstr, errlen, KQ_EINVAL, "--target must be lmdb, pg or all, not '%s'",
                          target);
     if (a->until_time != NULL && a->until_spec != NULL)
-        return kq_seterr(errstr, errlen, KQ_EINVAL, "--until and --until-offsets exclude each other");
+        return kq_seterr(errstr, errlen, KQ_EINVAL,
+                         "--until and --until-offsets exclude each other");
     if (a->until_time != NULL || a->until_spec != NULL) {
         if (a->cmd != RP_CMD_REBUILD)
             return kq_seterr(errstr, errlen, KQ_EINVAL,

@@ -110,8 +110,8 @@ static void report_json(rp_job *jobs, size_t n, rp_cmd cmd, const char *name, in
     fflush(stdout);
 }
 
-void rp_progress_report(rp_job *jobs, size_t n, rp_cmd cmd, const char *name,
-                        const kq_config *cfg, int json, int exit_code, double total_s)
+void rp_progress_report(rp_job *jobs, size_t n, rp_cmd cmd, const char *name, const kq_config *cfg,
+                        int json, int exit_code, double total_s)
 {
     if (json) {
         report_json(jobs, n, cmd, name, exit_code, total_s);

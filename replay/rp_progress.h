@@ -36,7 +36,7 @@ void rp_progress_show(rp_job *jobs, size_t n, rp_meter *ms, int json, int tty);
  * `name`: the snapshot of RP_CMD_UNTIL (else NULL); cfg for the query URL
  * printed after a snapshot.
  */
-void rp_progress_report(rp_job *jobs, size_t n, rp_cmd cmd, const char *name,
-                        const kq_config *cfg, int json, int exit_code, double total_s);
+void rp_progress_report(rp_job *jobs, size_t n, rp_cmd cmd, const char *name, const kq_config *cfg,
+                        int json, int exit_code, double total_s);
 
 #endif

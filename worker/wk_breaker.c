@@ -158,13 +158,23 @@ static void tick(wk_breaker_set *set, wk_bentry *e)
         change(set, e, WK_BREAKER_HALF_OPEN);
 }
 
+/* Lock the set; dest's entry, ticked (created when `create`), or NULL when
+ * absent. The caller unlocks set->mu. */
+static wk_bentry *lock_entry(wk_breaker_set *set, const char *dest, int create)
+{
+    wk_bentry *e;
+
+    pthread_mutex_lock(&set->mu);
+    if ((e = lookup(set, dest, create)) != NULL)
+        tick(set, e);
+    return e;
+}
+
 int wk_breaker_allow(wk_breaker_set *set, const char *dest)
 {
     int ok = 1;
-    pthread_mutex_lock(&set->mu);
-    wk_bentry *e = lookup(set, dest, 0);
+    wk_bentry *e = lock_entry(set, dest, 0);
     if (e != NULL) {
-        tick(set, e);
         if (e->state == WK_BREAKER_OPEN)
             ok = 0;
         else if (e->state == WK_BREAKER_HALF_OPEN) {
@@ -180,11 +190,9 @@ int wk_breaker_allow(wk_breaker_set *set, const char *dest)
 
 void wk_breaker_record(wk_breaker_set *set, const char *dest, int failure)
 {
-    pthread_mutex_lock(&set->mu);
-    wk_bentry *e = lookup(set, dest, failure);
+    wk_bentry *e = lock_entry(set, dest, failure);
     if (e == NULL)
         goto out; /* a success for a destination never seen failing: nothing to keep */
-    tick(set, e);
     switch (e->state) {
     case WK_BREAKER_CLOSED:
         if (!failure)
@@ -207,16 +215,12 @@ out:
 long wk_breaker_retry_in_ms(wk_breaker_set *set, const char *dest)
 {
     long ms = 0;
-    pthread_mutex_lock(&set->mu);
-    wk_bentry *e = lookup(set, dest, 0);
-    if (e != NULL) {
-        tick(set, e);
-        if (e->state == WK_BREAKER_OPEN) {
-            uint64_t el = set->clock(set->clock_arg) - e->opened_at;
-            ms = set->cfg.cooldown_ms - (long)el;
-            if (ms < 1)
-                ms = 1;
-        }
+    wk_bentry *e = lock_entry(set, dest, 0);
+    if (e != NULL && e->state == WK_BREAKER_OPEN) {
+        uint64_t el = set->clock(set->clock_arg) - e->opened_at;
+        ms = set->cfg.cooldown_ms - (long)el;
+        if (ms < 1)
+            ms = 1;
     }
     pthread_mutex_unlock(&set->mu);
     return ms;
@@ -225,12 +229,9 @@ long wk_breaker_retry_in_ms(wk_breaker_set *set, const char *dest)
 wk_breaker_state wk_breaker_get(wk_breaker_set *set, const char *dest)
 {
     wk_breaker_state s = WK_BREAKER_CLOSED;
-    pthread_mutex_lock(&set->mu);
-    wk_bentry *e = lookup(set, dest, 0);
-    if (e != NULL) {
-        tick(set, e);
+    wk_bentry *e = lock_entry(set, dest, 0);
+    if (e != NULL)
         s = e->state;
-    }
     pthread_mutex_unlock(&set->mu);
     return s;
 }

@@ -38,7 +38,8 @@ wk_xfer *wk_xfer_new(wk_engine *e, wk_proto proto, char *errstr, size_t errlen);
 /* Free a transfer that was not started (or has ended): its handle returns to the pool. */
 void wk_xfer_free(wk_xfer *x);
 
-/* Add to the multi handle; on 0 the engine owns x and will call cb once. */
+/* Add to the multi handle; on 0 the engine owns x and will call cb once; on
+ * an error x is freed (the caller must not touch it) and cb is not called. */
 int wk_engine_start(wk_engine *e, wk_xfer *x, wk_done_fn cb, void *arg, char *errstr,
                     size_t errlen);
 

@@ -220,13 +220,19 @@ void wk_xfer_free(wk_xfer *x)
 
 int wk_engine_start(wk_engine *e, wk_xfer *x, wk_done_fn cb, void *arg, char *errstr, size_t errlen)
 {
-    if (e->closing)
-        return kq_seterr(errstr, errlen, KQ_EINVAL, "worker engine is shutting down");
+    int rc;
+
+    if (e->closing) {
+        rc = kq_seterr(errstr, errlen, KQ_EINVAL, "worker engine is shutting down");
+        goto fail;
+    }
     x->cb = cb;
     x->arg = arg;
     x->start_ns = now_ns();
-    if (curl_multi_add_handle(e->multi, x->h) != CURLM_OK)
-        return kq_seterr(errstr, errlen, KQ_EIO, "curl_multi_add_handle failed");
+    if (curl_multi_add_handle(e->multi, x->h) != CURLM_OK) {
+        rc = kq_seterr(errstr, errlen, KQ_EIO, "curl_multi_add_handle failed");
+        goto fail;
+    }
     x->next = e->head;
     if (e->head != NULL)
         e->head->prev = x;
@@ -234,6 +240,9 @@ int wk_engine_start(wk_engine *e, wk_xfer *x, wk_done_fn cb, void *arg, char *er
     e->in_flight++;
     atomic_store(&e->in_flight_metric, e->in_flight);
     return 0;
+fail:
+    wk_xfer_free(x);
+    return rc;
 }
 
 /* Fill x->out from the transfer's end, unlink, call back, free. */
@@ -536,9 +545,7 @@ int wk_engine_submit_http(wk_engine *e, const wk_http_request *req, wk_done_fn c
         if (m != 1)
             curl_easy_setopt(x->h, CURLOPT_CUSTOMREQUEST, methods[m]);
     }
-    if ((rc = wk_engine_start(e, x, cb, arg, errstr, errlen)) != 0)
-        goto fail;
-    return 0;
+    return wk_engine_start(e, x, cb, arg, errstr, errlen); /* owns x from here */
 nomem:
     rc = kq_seterr(errstr, errlen, KQ_ENOMEM, "worker engine: out of memory");
 fail:

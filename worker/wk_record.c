@@ -309,6 +309,18 @@ static void *rec_thread(void *arg)
     return NULL;
 }
 
+/* Free what the recorder holds beside its queues, and the recorder (no thread runs). */
+static void release(wk_recorder *r)
+{
+    if (r->multi)
+        curl_multi_cleanup(r->multi);
+    curl_slist_free_all(r->hdrs);
+    free(r->probe_url);
+    free(r->base);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
 wk_recorder *wk_recorder_new(const wk_record_settings *s, char *errstr, size_t errlen)
 {
     wk_recorder *r;
@@ -362,13 +374,7 @@ wk_recorder *wk_recorder_new(const wk_record_settings *s, char *errstr, size_t e
     }
     return r;
 fail:
-    if (r->multi)
-        curl_multi_cleanup(r->multi);
-    curl_slist_free_all(r->hdrs);
-    free(r->probe_url);
-    free(r->base);
-    pthread_mutex_destroy(&r->mu);
-    free(r);
+    release(r);
     return NULL;
 }
 
@@ -389,12 +395,7 @@ void wk_recorder_free(wk_recorder *r)
         free(r->done_head);
         r->done_head = n;
     }
-    curl_multi_cleanup(r->multi);
-    curl_slist_free_all(r->hdrs);
-    free(r->probe_url);
-    free(r->base);
-    pthread_mutex_destroy(&r->mu);
-    free(r);
+    release(r);
 }
 
 int wk_recorder_submit(wk_recorder *r, const char *run_id, const char *body, void *tag)

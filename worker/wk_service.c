@@ -37,6 +37,7 @@ struct wk_service {
     attempt_ctx *ctxs; /* every live attempt (freed at exit) */
     atomic_int stop;
     atomic_int joined; /* a first assignment arrived */
+    int64_t next_tick; /* wall ms of the next tick */
     wk_metrics m;
 };
 
@@ -100,15 +101,17 @@ static void set_in_flight(wk_service *w, wk_run *r, int delta)
     atomic_fetch_add(&w->m.in_flight, delta);
 }
 
-/* A run changed (fold, answer): drop it when finished and idle, else schedule. */
+/*
+ * A run changed (fold, answer): drop it when finished and idle (or its
+ * partition is gone), else schedule it — unless it waits for the log
+ * (WAIT_LOG: an applied event or the tick wakes it, never its own answer).
+ */
 static void run_changed(wk_service *w, wk_run *r)
 {
     wk_part *ps = wk_offsets_part(&w->offs, r->partition);
 
     if (r->phase == WK_RUN_ACTIVE || r->phase == WK_RUN_RECORDING)
         return; /* the attempt's end decides */
-    if (r->phase == WK_RUN_WAIT_LOG)
-        r->phase = WK_RUN_IDLE;
     if (r->end != WK_RUN_OPEN || ps == NULL || !ps->assigned) {
         if (r->end != WK_RUN_OPEN) {
             atomic_fetch_add(&w->m.runs_done, 1);
@@ -118,6 +121,8 @@ static void run_changed(wk_service *w, wk_run *r)
         atomic_store(&w->m.runs_open, (long)wk_runs_count(w->runs));
         return;
     }
+    if (r->phase == WK_RUN_WAIT_LOG)
+        return;
     if (ps->ready && wk_sched_put(w->runs, r, wk_run_due_ms(r, wall_ms())) != 0)
         kq_log_error("run %s: out of memory scheduling it", r->id);
 }
@@ -330,7 +335,7 @@ static void partition_ready(wk_service *w, int32_t p)
     wk_runs_each(w->runs, schedule_partition_cb, &a);
 }
 
-static void handle_message(wk_service *w, rd_kafka_message_t *m)
+static void handle_message(wk_service *w, const rd_kafka_message_t *m)
 {
     ev_envelope env;
     wk_run *r;
@@ -377,6 +382,8 @@ static void handle_message(wk_service *w, rd_kafka_message_t *m)
     }
     if (rc == WK_RUNS_SKIPPED)
         return;
+    if (r->phase == WK_RUN_WAIT_LOG)
+        r->phase = WK_RUN_IDLE; /* the log moved on: try again from what it says */
     atomic_store(&w->m.runs_open, (long)wk_runs_count(w->runs));
     run_changed(w, r);
 }
@@ -482,42 +489,59 @@ static void drain(wk_service *w, const int32_t *parts, size_t n, long bound_ms)
     }
 }
 
+void wk_service_assign(wk_service *w, const int32_t *parts, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        wk_offsets_assign(&w->offs, parts[i]);
+    kq_log_info("assigned %zu partition(s) of %s", n, w->topic);
+    atomic_store(&w->m.assigned, (long)n);
+    atomic_store(&w->joined, 1);
+}
+
+void wk_service_revoke(wk_service *w, const int32_t *parts, size_t count)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < count; i++)
+        if (wk_offsets_part(&w->offs, parts[i]) != NULL && n < (size_t)w->offs.n) {
+            wk_offsets_revoking(&w->offs, parts[i]); /* no new attempts there */
+            w->revoking[n++] = parts[i];
+        }
+    kq_log_info("revoking %zu partition(s): waiting for %d attempt(s) in flight", count,
+                wk_offsets_in_flight(&w->offs, w->revoking, n));
+    drain(w, w->revoking, n, w->set.drain_ms);
+    commit(w, w->revoking, n, 1);
+    for (size_t i = 0; i < n; i++)
+        wk_offsets_revoked(&w->offs, w->revoking[i]);
+    tick(w); /* forgets the runs of the revoked partitions */
+    atomic_store(&w->m.assigned, 0);
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     wk_service *w = opaque;
+    int32_t *ps = parts->cnt > 0 ? calloc((size_t)parts->cnt, sizeof *ps) : NULL;
     size_t n = 0;
 
-    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        for (int i = 0; i < parts->cnt; i++)
-            wk_offsets_assign(&w->offs, parts->elems[i].partition);
-        kq_log_info("assigned %d partition(s) of %s", parts->cnt, w->topic);
-        rd_kafka_assign(rk, parts);
-        atomic_store(&w->m.assigned, parts->cnt);
-        atomic_store(&w->joined, 1);
-        return;
-    }
-    if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
-        for (int i = 0; i < parts->cnt; i++) {
-            int32_t p = parts->elems[i].partition;
-            if (wk_offsets_part(&w->offs, p) != NULL && n < (size_t)w->offs.n) {
-                wk_offsets_revoking(&w->offs, p); /* no new attempts there */
-                w->revoking[n++] = p;
-            }
-        }
-        kq_log_info("revoking %d partition(s): waiting for %d attempt(s) in flight", parts->cnt,
-                    wk_offsets_in_flight(&w->offs, w->revoking, n));
-        drain(w, w->revoking, n, w->set.drain_ms);
-        commit(w, w->revoking, n, 1);
-        for (size_t i = 0; i < n; i++)
-            wk_offsets_revoked(&w->offs, w->revoking[i]);
+    if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS && err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+        kq_log_error("rebalance: %s", rd_kafka_err2str(err));
         rd_kafka_assign(rk, NULL);
-        tick(w); /* forgets the runs of the revoked partitions */
-        atomic_store(&w->m.assigned, 0);
-        return;
+        goto out;
     }
-    kq_log_error("rebalance: %s", rd_kafka_err2str(err));
-    rd_kafka_assign(rk, NULL);
+    if (parts->cnt > 0 && ps == NULL)
+        kq_log_error("rebalance: out of memory; the partitions are not tracked");
+    for (int i = 0; ps && i < parts->cnt; i++)
+        ps[n++] = parts->elems[i].partition;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        wk_service_assign(w, ps, n);
+        rd_kafka_assign(rk, parts);
+    } else {
+        wk_service_revoke(w, ps, n);
+        rd_kafka_assign(rk, NULL);
+    }
+out:
+    free(ps);
 }
 
 /* ---------------------------------------------------------------- service */
@@ -642,14 +666,42 @@ int wk_service_attach(wk_service *svc, rd_kafka_t *rk, char *errstr, size_t errl
     return 0;
 }
 
+/* One round after `busy` consumer messages: records, due attempts, the tick,
+ * then the engine for up to max_wait_ms (less when something is due). */
+static void round_once(wk_service *w, int busy, int max_wait_ms)
+{
+    int timeout;
+    int64_t now;
+    wk_run *top;
+
+    handle_records(w);
+    schedule(w);
+    now = wall_ms();
+    if (now >= w->next_tick) {
+        tick(w);
+        w->next_tick = now + WK_SERVICE_TICK_MS;
+    }
+    timeout = busy ? 0 : max_wait_ms;
+    top = wk_sched_peek(w->runs);
+    if (top && atomic_load(&w->m.in_flight) < w->set.max_runs) {
+        int64_t d = top->due_ms - now;
+        if (d < timeout)
+            timeout = d < 0 ? 0 : (int)d;
+    }
+    if (w->next_tick - now < timeout)
+        timeout = (int)(w->next_tick - now);
+    wk_engine_run(w->engine, timeout < 0 ? 0 : timeout);
+}
+
+void wk_service_round(wk_service *svc, int max_wait_ms)
+{
+    round_once(svc, 0, max_wait_ms);
+}
+
 int wk_service_run(wk_service *w)
 {
-    int64_t next_tick = 0;
-
     while (!atomic_load(&w->stop)) {
-        int busy = 0, timeout;
-        int64_t now;
-        wk_run *top;
+        int busy = 0;
 
         for (int i = 0; i < MSGS_PER_ROUND && w->rk; i++) {
             rd_kafka_message_t *m = rd_kafka_consumer_poll(w->rk, 0);
@@ -659,28 +711,17 @@ int wk_service_run(wk_service *w)
             rd_kafka_message_destroy(m);
             busy = 1;
         }
-        handle_records(w);
-        schedule(w);
-        now = wall_ms();
-        if (now >= next_tick) {
-            tick(w);
-            next_tick = now + WK_SERVICE_TICK_MS;
-        }
-        timeout = busy ? 0 : 200;
-        top = wk_sched_peek(w->runs);
-        if (top && atomic_load(&w->m.in_flight) < w->set.max_runs) {
-            int64_t d = top->due_ms - now;
-            if (d < timeout)
-                timeout = d < 0 ? 0 : (int)d;
-        }
-        if (next_tick - now < timeout)
-            timeout = (int)(next_tick - now);
-        wk_engine_run(w->engine, timeout < 0 ? 0 : timeout);
+        round_once(w, busy, 200);
     }
     /* stop: attempts in flight finish and are recorded, then offsets */
     drain(w, NULL, 0, w->set.drain_ms);
     commit(w, NULL, 0, 1);
     return 0;
+}
+
+void wk_service_handle_message(wk_service *svc, const rd_kafka_message_t *m)
+{
+    handle_message(svc, m);
 }
 
 void wk_service_stop(wk_service *svc)

@@ -84,6 +84,22 @@ int wk_service_attach(wk_service *svc, rd_kafka_t *rk, char *errstr, size_t errl
  */
 int wk_service_run(wk_service *svc);
 
+/*
+ * The same loop driven from outside, without a consumer (tests, tools);
+ * service thread only:
+ *   wk_service_assign / _revoke  what a rebalance does with these partitions
+ *                                (revoke: drain the attempts in flight there,
+ *                                commit, forget their runs);
+ *   wk_service_handle_message    one consumer message (an event, or the end
+ *                                of a partition: RD_KAFKA_RESP_ERR__PARTITION_EOF);
+ *   wk_service_round             one round: records' answers, due attempts,
+ *                                the tick, the engine for up to max_wait_ms.
+ */
+void wk_service_assign(wk_service *svc, const int32_t *parts, size_t n);
+void wk_service_revoke(wk_service *svc, const int32_t *parts, size_t n);
+void wk_service_handle_message(wk_service *svc, const rd_kafka_message_t *m);
+void wk_service_round(wk_service *svc, int max_wait_ms);
+
 /* Ask wk_service_run to return (any thread, e.g. a signal thread). */
 void wk_service_stop(wk_service *svc);
 

@@ -235,12 +235,8 @@ int wk_engine_submit_smtp(wk_engine *e, const wk_smtp_request *req, wk_done_fn c
         curl_easy_setopt(x->h, CURLOPT_USERNAME, req->username);
         curl_easy_setopt(x->h, CURLOPT_PASSWORD, req->password);
     }
-    if ((rc = wk_engine_start(e, x, cb, arg, errstr, errlen)) != 0)
-        goto fail;
-    return 0;
+    return wk_engine_start(e, x, cb, arg, errstr, errlen); /* owns x from here */
 nomem:
-    rc = kq_seterr(errstr, errlen, KQ_ENOMEM, "worker engine: out of memory");
-fail:
     wk_xfer_free(x);
-    return rc;
+    return kq_seterr(errstr, errlen, KQ_ENOMEM, "worker engine: out of memory");
 }

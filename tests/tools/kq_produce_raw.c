@@ -36,7 +36,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,6 +44,7 @@
 #include "kq_err.h"
 #include "kq_kafka.h"
 #include "kq_log.h"
+#include "kq_rand.h"
 #include "kq_util.h"
 
 static const char usage[] =
@@ -85,12 +85,10 @@ static double mono_s(void)
  * unique index on them): from the kernel's generator, not from rnd(). */
 static void fill_uuid(ev_uuid *u)
 {
-    if (getrandom(u->bytes, sizeof u->bytes, 0) != (ssize_t)sizeof u->bytes) {
+    if (kq_uuid_v4(u->bytes) != 0) {
         perror("kq_produce_raw: getrandom");
         exit(1);
     }
-    u->bytes[6] = (uint8_t)((u->bytes[6] & 0x0f) | 0x40); /* version 4 */
-    u->bytes[8] = (uint8_t)((u->bytes[8] & 0x3f) | 0x80); /* variant */
 }
 
 /* ---------------------------------------------------------------- single records */
@@ -154,17 +152,6 @@ static int produce_one(const kq_config *cfg, const char *topic, int32_t partitio
     return 0;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static int cmd_raw(const kq_config *cfg, int argc, char **argv)
 {
     char topic[KQ_KAFKA_TOPIC_MAX];
@@ -192,14 +179,11 @@ static int cmd_raw(const kq_config *cfg, int argc, char **argv)
         size_t n = strlen(argv[5]);
         if (n % 2 || (buf = malloc(n / 2 + 1)) == NULL)
             return 2;
-        for (size_t i = 0; i < n; i += 2) {
-            int a = hexval(argv[5][i]), b = hexval(argv[5][i + 1]);
-            if (a < 0 || b < 0) {
-                free(buf);
-                return 2;
-            }
-            buf[len++] = (uint8_t)(a * 16 + b);
+        if (kq_hex_decode(argv[5], n / 2, buf) != 0) {
+            free(buf);
+            return 2;
         }
+        len = n / 2;
     } else if (strcmp(argv[4], "--random") == 0) {
         long n;
         if (kq_parse_long(argv[5], 1, 1000000, &n) != 0)
@@ -270,13 +254,9 @@ static int cmd_event(const kq_config *cfg, int argc, char **argv)
         else if (strcmp(argv[i], "--actor") == 0 && argv[i + 1][0] != '\0')
             actor = argv[i + 1];
         else if (strcmp(argv[i], "--prev") == 0 && strlen(argv[i + 1]) == 64) {
-            for (int k = 0; k < 32; k++) {
-                int a = hexval(argv[i + 1][2 * k]), b = hexval(argv[i + 1][2 * k + 1]);
-                if (a < 0 || b < 0) {
-                    fputs(usage, stderr);
-                    return 2;
-                }
-                prev[k] = (uint8_t)(a * 16 + b);
+            if (kq_hex_decode(argv[i + 1], 32, prev) != 0) {
+                fputs(usage, stderr);
+                return 2;
             }
             has_prev = 1;
         } else if (strcmp(argv[i], "--partition") == 0 &&

@@ -140,10 +140,21 @@ static void test_rand(void **state)
     assert_int_equal(strlen(hex), 64);
     for (size_t i = 0; i < 64; i++)
         assert_non_null(strchr("0123456789abcdef", hex[i]));
+    assert_int_equal(kq_uuid_parse("0123abcd-0000-4000-8000-00000000ffff", b), 0);
+    kq_uuid_format(b, s);
+    assert_string_equal(s, "0123abcd-0000-4000-8000-00000000ffff");
+    assert_int_equal(kq_uuid_parse("0123abcd00000-4000-8000-00000000ffff", b), KQ_EINVAL);
+    assert_int_equal(kq_uuid_parse("0123abcd-0000-4000-8000-00000000fff-", b), KQ_EINVAL);
+
     kq_hex_encode("\x00\xff\x10", 3, hex);
     assert_string_equal(hex, "00ff10");
     kq_hex_encode("", 0, hex);
     assert_string_equal(hex, "");
+    assert_int_equal(kq_hex_decode("00fF10", 3, big), 0);
+    assert_memory_equal(big, "\x00\xff\x10", 3);
+    assert_int_equal(kq_hex_decode("00fg10", 3, big), KQ_EINVAL);
+    assert_int_equal(kq_hex_decode("00f", 2, big), KQ_EINVAL); /* the NUL is no digit */
+    assert_int_equal(kq_hex_decode("", 0, big), 0);
 }
 
 int main(void)

@@ -34,8 +34,8 @@ static void test_until_like_the_api(void **state)
     (void)state;
     for (size_t i = 0; i < kq_time_cases_n; i++) {
         const kq_time_case *c = &kq_time_cases[i];
-        char *argv[] = {"kcqrs-replay", "rebuild", "--target", "lmdb", "--until", (char *)c->in,
-                        NULL};
+        char *argv[] = {"kcqrs-replay", "rebuild",     "--target", "lmdb",
+                        "--until",      (char *)c->in, NULL};
         int rc = parse(argv, &a, err);
         if (c->ok) {
             if (rc != 0)

@@ -1,0 +1,81 @@
+/*
+ * kq_service.c — see kq_service.h.
+ */
+#include "kq_service.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kq_err.h"
+#include "kq_log.h"
+
+int kq_service_begin(kq_service *s, const char *prog, const char *usage, int argc, char **argv,
+                     int *status)
+{
+    char err[512];
+
+    memset(s, 0, sizeof *s);
+    s->prog = prog;
+    *status = 0;
+    if (kq_config_handle_help(argc, argv, usage))
+        return 1;
+    *status = 2;
+    if (argc > 1) {
+        fprintf(stderr, "%s: unexpected argument '%s' (see --help)\n", prog, argv[1]);
+        return 1;
+    }
+    if (kq_config_load_and_init_log(&s->cfg, prog, err, sizeof err) != 0) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        return 1;
+    }
+    s->loaded = 1;
+    if (kq_auth_load(s->cfg.keys_file, &s->keys, err, sizeof err) != 0) {
+        kq_log_error("API keys: %s", err);
+        kq_service_end(s);
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&s->signals);
+    sigaddset(&s->signals, SIGTERM);
+    sigaddset(&s->signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &s->signals, NULL); /* inherited by every thread */
+    *status = 0;
+    return 0;
+}
+
+int kq_service_http_start(kq_service *s, kq_http_options *o)
+{
+    char err[512];
+    int rc;
+
+    o->keys = s->keys;
+    if ((rc = kq_http_start(o, &s->srv, err, sizeof err)) != 0)
+        kq_log_error("%s", err);
+    return rc;
+}
+
+int kq_service_wait(kq_service *s)
+{
+    int sig = 0;
+
+    if (sigwait(&s->signals, &sig) != 0)
+        sig = 0;
+    return sig;
+}
+
+void kq_service_http_stop(kq_service *s)
+{
+    kq_http_stop(s->srv);
+    s->srv = NULL;
+}
+
+void kq_service_end(kq_service *s)
+{
+    kq_service_http_stop(s);
+    kq_auth_free(s->keys);
+    s->keys = NULL;
+    if (s->loaded)
+        kq_config_free(&s->cfg);
+    s->loaded = 0;
+}

@@ -1,0 +1,64 @@
+/*
+ * kq_service.h — the start and the stop every HTTP service main shares.
+ *
+ * What it is for
+ *   kcqrs-commands and kcqrs-query (and any service with the same shape)
+ *   begin alike: --help and the configuration table, no positional
+ *   arguments, the configuration from the environment and the log set up
+ *   from it, the API keys file, SIGPIPE ignored and SIGTERM/SIGINT blocked in
+ *   every thread so the main can wait for them; and end alike: the HTTP
+ *   server stopped, keys and configuration freed. A main calls
+ *   kq_service_begin, starts its own modules, kq_service_http_start,
+ *   kq_service_wait, stops its modules (those that answer waiting requests
+ *   first), kq_service_end.
+ *
+ * What it owns: the loaded configuration, the keys and the HTTP server (all
+ * in the struct, borrowed by the caller's modules until kq_service_end).
+ *
+ * Threads: the main thread's. kq_service_begin must run before any thread
+ * exists (the signal mask is inherited).
+ */
+#ifndef KQ_SERVICE_H
+#define KQ_SERVICE_H
+
+#include <signal.h>
+
+#include "kq_auth.h"
+#include "kq_config.h"
+#include "kq_http.h"
+
+typedef struct kq_service {
+    const char *prog;
+    kq_config cfg;       /* loaded by kq_service_begin */
+    kq_auth_keys *keys;  /* KCQRS_KEYS_FILE */
+    kq_http_server *srv; /* kq_service_http_start */
+    sigset_t signals;    /* SIGTERM, SIGINT: blocked, taken by kq_service_wait */
+    int loaded;          /* cfg needs freeing */
+} kq_service;
+
+/*
+ * --help (prints `usage` and the configuration table), refuse any argument,
+ * load the configuration and the log, load the API keys, block the signals.
+ * Returns 0 to go on, or 1 when the main must return *status at once (0
+ * after --help; 2 for a usage, configuration or keys error, already
+ * printed or logged). After 1 there is nothing to end.
+ */
+int kq_service_begin(kq_service *s, const char *prog, const char *usage, int argc, char **argv,
+                     int *status);
+
+/*
+ * Start the HTTP server with `o` (its keys are set to the service's).
+ * 0, or the kq_http_start error (logged).
+ */
+int kq_service_http_start(kq_service *s, kq_http_options *o);
+
+/* Block until SIGTERM or SIGINT; returns the signal (0 if sigwait failed). */
+int kq_service_wait(kq_service *s);
+
+/* Stop the HTTP server if it runs (NULL afterwards); idempotent. */
+void kq_service_http_stop(kq_service *s);
+
+/* Stop the HTTP server if it still runs, free keys and configuration. */
+void kq_service_end(kq_service *s);
+
+#endif
