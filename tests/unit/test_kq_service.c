@@ -32,29 +32,26 @@ static void test_begin_ends_early(void **state)
     int status = -1;
 
     (void)state;
-    assert_int_equal(kq_service_begin(&s, "t", "usage: t\n", 2, (char *[]){"t", "--help", NULL},
-                                      &status),
-                     1);
+    assert_int_equal(
+        kq_service_begin(&s, "t", "usage: t\n", 2, (char *[]){"t", "--help", NULL}, &status), 1);
     assert_int_equal(status, 0);
     assert_int_equal(
         kq_service_begin(&s, "t", "usage: t\n", 2, (char *[]){"t", "extra", NULL}, &status), 1);
     assert_int_equal(status, 2);
     setenv("KCQRS_PARTITIONS", "many", 1);
-    assert_int_equal(kq_service_begin(&s, "t", "usage: t\n", 1, (char *[]){"t", NULL}, &status),
-                     1);
+    assert_int_equal(kq_service_begin(&s, "t", "usage: t\n", 1, (char *[]){"t", NULL}, &status), 1);
     assert_int_equal(status, 2);
     unsetenv("KCQRS_PARTITIONS");
     setenv("KCQRS_KEYS_FILE", "/nonexistent/kcqrs-keys", 1);
-    assert_int_equal(kq_service_begin(&s, "t", "usage: t\n", 1, (char *[]){"t", NULL}, &status),
-                     1);
+    assert_int_equal(kq_service_begin(&s, "t", "usage: t\n", 1, (char *[]){"t", NULL}, &status), 1);
     assert_int_equal(status, 2);
 }
 
 static void test_serve_and_stop(void **state)
 {
     char keys[] = "/tmp/kq_service_keys_XXXXXX";
-    const kq_http_route routes[] = {{"GET", "/x", KQ_HTTP_PUBLIC, KQ_HTTP_BODY_NONE, "x", h_ok,
-                                     NULL}};
+    const kq_http_route routes[] = {
+        {"GET", "/x", KQ_HTTP_PUBLIC, KQ_HTTP_BODY_NONE, "x", h_ok, NULL}};
     kq_http_options o;
     kq_service s;
     int fd, status = -1;
@@ -64,8 +61,7 @@ static void test_serve_and_stop(void **state)
     assert_true(fd >= 0);
     close(fd);
     setenv("KCQRS_KEYS_FILE", keys, 1);
-    assert_int_equal(kq_service_begin(&s, "t", "usage: t\n", 1, (char *[]){"t", NULL}, &status),
-                     0);
+    assert_int_equal(kq_service_begin(&s, "t", "usage: t\n", 1, (char *[]){"t", NULL}, &status), 0);
     assert_int_equal(status, 0);
     assert_non_null(s.keys);
     memset(&o, 0, sizeof o);
