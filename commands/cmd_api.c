@@ -1,8 +1,12 @@
 /*
- * cmd_api.c — resource routes of the command API; see cmd_api.h.
+ * cmd_api.c — routes and answers of the command API; see cmd_api.h. Bodies are
+ * parsed by the aggregate types' parse hooks (cmd_aggregate.h); this file
+ * routes, reads the headers, hashes the request and answers.
  */
 #include "cmd_api.h"
-#include "cmd_wf_json.h"
+#include "cmd_aggregate.h"
+#include "cmd_run.h"
+#include "cmd_workflow.h"
 #include "kq_err.h"
 #include "kq_log.h"
 #include "kq_rand.h"
@@ -13,25 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const statuses[] = {"active", "inactive", "archived", NULL};
-
-static const kq_jin_field create_fields[] = {
-    {"id", KQ_JIN_ID, 0, 0, NULL, 0, 0},
-    {"name", KQ_JIN_STRING, 1, EV_NAME_MAX_CHARS, NULL, 0, 0},
-    {"description", KQ_JIN_STRING, 0, EV_DESCRIPTION_MAX_CHARS, NULL, 0, 0},
-    {"status", KQ_JIN_STRING, 0, 0, statuses, 0, 0},
-};
-
-static const kq_jin_field update_fields[] = {
-    {"name", KQ_JIN_STRING, 0, EV_NAME_MAX_CHARS, NULL, 0, 0},
-    {"description", KQ_JIN_STRING, 0, EV_DESCRIPTION_MAX_CHARS, NULL, 0, 0},
-    {"status", KQ_JIN_STRING, 0, 0, statuses, 0, 0},
-};
-
 /* ------------------------------------------------------------------ helpers */
 
-void cmd_api_command_hash(const char *method, const char *path, const char *body, size_t len,
-                          uint8_t out[CMD_HASH_LEN])
+/* SHA-256 of method, NUL, path, NUL, body and, with a secret, NUL, secret. */
+static void request_hash(const char *method, const char *path, const char *body, size_t len,
+                         const char *secret, uint8_t out[CMD_HASH_LEN])
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     unsigned int n = 0;
@@ -44,9 +34,19 @@ void cmd_api_command_hash(const char *method, const char *path, const char *body
         EVP_DigestUpdate(ctx, path, strlen(path) + 1);
         if (len > 0)
             EVP_DigestUpdate(ctx, body, len);
+        if (secret != NULL) {
+            EVP_DigestUpdate(ctx, "", 1);
+            EVP_DigestUpdate(ctx, secret, strlen(secret));
+        }
         EVP_DigestFinal_ex(ctx, out, &n);
     }
     EVP_MD_CTX_free(ctx);
+}
+
+void cmd_api_command_hash(const char *method, const char *path, const char *body, size_t len,
+                          uint8_t out[CMD_HASH_LEN])
+{
+    request_hash(method, path, body, len, NULL, out);
 }
 
 int cmd_api_parse_if_match(const char *v, int *any, int64_t *version)
@@ -87,14 +87,6 @@ void cmd_api_uuid(char out[37])
 
     (void)kq_uuid_v4(b); /* getrandom cannot fail after boot; on failure: a fixed-bits id */
     kq_uuid_format(b, out);
-}
-
-static int status_of(const char *s)
-{
-    for (int i = 0; statuses[i]; i++)
-        if (strcmp(s, statuses[i]) == 0)
-            return i;
-    return 0;
 }
 
 static void bad_header(kq_http_req *req, const char *name, const char *msg)
@@ -243,71 +235,6 @@ static int common_headers(kq_http_req *req, cmd_item *it, int want_if_match)
     return 0;
 }
 
-/*
- * Parse and validate the body: the field table (kq_json_in) plus what the
- * table cannot say (a name must not be empty; an update needs a field), all
- * offending fields in one 400. Returns 0 with *out, or answered (KQ_EINVAL).
- */
-static int parse_body(kq_http_req *req, const kq_jin_field *fields, size_t n, int need_one,
-                      json_t **out)
-{
-    json_t *details = json_array(), *obj = NULL, *v;
-    const char *body;
-    size_t len;
-
-    *out = NULL;
-    if (details == NULL) {
-        kq_http_respond_error(req, 500, "internal", "out of memory", NULL);
-        return KQ_ENOMEM;
-    }
-    body = kq_http_req_body(req, &len);
-    if (kq_jin_parse(body ? body : "", len, &obj, details) != 0) {
-        kq_http_respond_error(req, 400, "invalid_json", "request body is not a valid JSON object",
-                              details);
-        return KQ_EINVAL;
-    }
-    kq_jin_validate(obj, fields, n, NULL, details);
-    v = json_object_get(obj, "name");
-    if (json_is_string(v) && json_string_length(v) == 0)
-        kq_jin_detail_add(details, "name", "must be 1..%d characters", EV_NAME_MAX_CHARS);
-    if (need_one && json_object_size(obj) == 0)
-        kq_jin_detail_add(details, "body", "give at least one of name, description, status");
-    if (json_array_size(details) > 0) {
-        json_decref(obj);
-        kq_http_respond_error(req, 400, "validation_failed", "request body failed validation",
-                              details);
-        return KQ_EINVAL;
-    }
-    json_decref(details);
-    *out = obj;
-    return 0;
-}
-
-/* Copy the (validated) JSON fields into the command; 0 or answered 500. */
-static int take_fields(kq_http_req *req, cmd_item *it, json_t *obj)
-{
-    json_t *v;
-
-    if ((v = json_object_get(obj, "name")) != NULL) {
-        it->cmd.fields |= CMD_F_NAME;
-        it->cmd.name = strdup(json_string_value(v));
-    }
-    if ((v = json_object_get(obj, "description")) != NULL) {
-        it->cmd.fields |= CMD_F_DESCRIPTION;
-        it->cmd.description = strdup(json_string_value(v));
-    }
-    if ((v = json_object_get(obj, "status")) != NULL) {
-        it->cmd.fields |= CMD_F_STATUS;
-        it->cmd.status = status_of(json_string_value(v));
-    }
-    if (((it->cmd.fields & CMD_F_NAME) && it->cmd.name == NULL) ||
-        ((it->cmd.fields & CMD_F_DESCRIPTION) && it->cmd.description == NULL)) {
-        kq_http_respond_error(req, 500, "internal", "out of memory", NULL);
-        return KQ_ENOMEM;
-    }
-    return 0;
-}
-
 static void submit(cmd_api *api, kq_http_req *req, cmd_item *it)
 {
     cmd_result refused;
@@ -328,82 +255,26 @@ static void submit(cmd_api *api, kq_http_req *req, cmd_item *it)
 
 /* ------------------------------------------------------------------ handlers */
 
-static void h_create(kq_http_req *req, void *arg)
-{
-    cmd_item *it = cmd_item_new();
-    json_t *obj = NULL, *id;
+/*
+ * What a command route does before the writer sees the command: the
+ * aggregate id from the path (an id no aggregate can have is 404 at once),
+ * the body through the aggregate type's parse hook, the common headers.
+ */
+typedef struct cmd_route {
+    cmd_kind kind;
+    const char *id_param; /* path parameter holding the aggregate id; NULL: none (a create) */
+    const char *noun;     /* "no <noun> with this id" */
+    int body;             /* 1: a JSON object body for the type's parse hook */
+    int if_match;         /* 1: If-Match is read */
+} cmd_route;
 
-    if (it == NULL) {
-        kq_http_respond_error(req, 500, "internal", "out of memory", NULL);
-        return;
-    }
-    if (parse_body(req, create_fields, sizeof create_fields / sizeof create_fields[0], 0, &obj) !=
-        0)
-        goto fail;
-    it->cmd.kind = CMD_CREATE;
-    if ((id = json_object_get(obj, "id")) != NULL)
-        snprintf(it->cmd.id, sizeof it->cmd.id, "%s", json_string_value(id));
-    else
-        cmd_api_uuid(it->cmd.id);
-    if (take_fields(req, it, obj) != 0 || common_headers(req, it, 0) != 0)
-        goto fail;
-    if (it->cmd.description == NULL && (it->cmd.description = strdup("")) == NULL) {
-        kq_http_respond_error(req, 500, "internal", "out of memory", NULL);
-        goto fail;
-    }
-    json_decref(obj);
-    submit(arg, req, it);
-    return;
-fail:
-    json_decref(obj);
-    cmd_item_free(it);
-}
-
-static void h_update_or_delete(kq_http_req *req, void *arg, cmd_kind kind)
-{
-    cmd_item *it = cmd_item_new();
-    json_t *obj = NULL;
-    const char *id = kq_http_req_param(req, "id");
-
-    if (it == NULL) {
-        kq_http_respond_error(req, 500, "internal", "out of memory", NULL);
-        return;
-    }
-    if (id == NULL || !kq_jin_id_valid(id)) {
-        /* No resource can have such an id. */
-        kq_http_respond_error(req, 404, "not_found", "no resource with this id", NULL);
-        goto fail;
-    }
-    it->cmd.kind = kind;
-    snprintf(it->cmd.id, sizeof it->cmd.id, "%s", id);
-    if (kind == CMD_UPDATE) {
-        if (parse_body(req, update_fields, sizeof update_fields / sizeof update_fields[0], 1,
-                       &obj) != 0)
-            goto fail;
-        if (take_fields(req, it, obj) != 0)
-            goto fail;
-    }
-    if (common_headers(req, it, 1) != 0)
-        goto fail;
-    json_decref(obj);
-    submit(arg, req, it);
-    return;
-fail:
-    json_decref(obj);
-    cmd_item_free(it);
-}
-
-static void h_update(kq_http_req *req, void *arg)
-{
-    h_update_or_delete(req, arg, CMD_UPDATE);
-}
-
-static void h_delete(kq_http_req *req, void *arg)
-{
-    h_update_or_delete(req, arg, CMD_DELETE);
-}
-
-/* ------------------------------------------------------------------ workflows and runs */
+static const cmd_route r_res_create = {CMD_CREATE, NULL, "resource", 1, 0};
+static const cmd_route r_res_update = {CMD_UPDATE, "id", "resource", 1, 1};
+static const cmd_route r_res_delete = {CMD_DELETE, "id", "resource", 0, 1};
+static const cmd_route r_wf_create = {CMD_WF_CREATE, NULL, "workflow", 1, 0};
+static const cmd_route r_wf_update = {CMD_WF_UPDATE, "id", "workflow", 1, 1};
+static const cmd_route r_wf_delete = {CMD_WF_DELETE, "id", "workflow", 0, 1};
+static const cmd_route r_attempt = {CMD_RUN_ATTEMPT, "id", "run", 1, 0};
 
 static void answer_parse_error(kq_http_req *req, int rc, json_t *details)
 {
@@ -459,110 +330,85 @@ static cmd_item *new_item(kq_http_req *req)
     return it;
 }
 
-static void h_wf_create(kq_http_req *req, void *arg)
+/* Parse the body with the aggregate type's hook; 0 or answered (400, 500). */
+static int parse_with_hook(kq_http_req *req, cmd_item *it)
 {
-    cmd_item *it = new_item(req);
-    json_t *obj = NULL, *details = NULL;
+    const cmd_aggregate *a = cmd_aggregate_get(cmd_kind_topic(it->cmd.kind));
+    json_t *obj, *details;
     int rc;
 
-    if (it == NULL || (obj = body_object(req)) == NULL)
-        goto fail;
+    if ((obj = body_object(req)) == NULL)
+        return KQ_EINVAL;
     if ((details = json_array()) == NULL) {
+        json_decref(obj);
         kq_http_respond_error(req, 500, "internal", "out of memory", NULL);
-        goto fail;
+        return KQ_ENOMEM;
     }
-    it->cmd.kind = CMD_WF_CREATE;
-    if ((rc = cmd_wf_parse_create(obj, &it->cmd, details)) != 0) {
+    if ((rc = a->parse(obj, &it->cmd, details)) != 0)
         answer_parse_error(req, rc, details);
-        details = NULL;
-        goto fail;
-    }
-    if (common_headers(req, it, 0) != 0)
-        goto fail;
-    json_decref(details);
+    else
+        json_decref(details);
     json_decref(obj);
-    submit(arg, req, it);
+    return rc;
+}
+
+/* Every route but the triggers: see cmd_route. */
+static void handle(kq_http_req *req, cmd_api *api, const cmd_route *r)
+{
+    cmd_item *it = new_item(req);
+    const char *id;
+
+    if (it == NULL)
+        return;
+    it->cmd.kind = r->kind;
+    if (r->id_param != NULL) {
+        if ((id = path_id(req, r->id_param, r->noun)) == NULL)
+            goto fail;
+        snprintf(it->cmd.id, sizeof it->cmd.id, "%s", id);
+    }
+    if (r->body && parse_with_hook(req, it) != 0)
+        goto fail;
+    if (common_headers(req, it, r->if_match) != 0)
+        goto fail;
+    submit(api, req, it);
     return;
 fail:
-    json_decref(details);
-    json_decref(obj);
     cmd_item_free(it);
 }
 
-static void h_wf_update_or_delete(kq_http_req *req, void *arg, cmd_kind kind)
+static void h_create(kq_http_req *req, void *arg)
 {
-    cmd_item *it = new_item(req);
-    json_t *obj = NULL, *details = NULL;
-    const char *id;
-    int rc;
+    handle(req, arg, &r_res_create);
+}
 
-    if (it == NULL || (id = path_id(req, "id", "workflow")) == NULL)
-        goto fail;
-    it->cmd.kind = kind;
-    snprintf(it->cmd.id, sizeof it->cmd.id, "%s", id);
-    if (kind == CMD_WF_UPDATE) {
-        if ((obj = body_object(req)) == NULL)
-            goto fail;
-        if ((details = json_array()) == NULL) {
-            kq_http_respond_error(req, 500, "internal", "out of memory", NULL);
-            goto fail;
-        }
-        if ((rc = cmd_wf_parse_update(obj, &it->cmd, details)) != 0) {
-            answer_parse_error(req, rc, details);
-            details = NULL;
-            goto fail;
-        }
-    }
-    if (common_headers(req, it, 1) != 0)
-        goto fail;
-    json_decref(details);
-    json_decref(obj);
-    submit(arg, req, it);
-    return;
-fail:
-    json_decref(details);
-    json_decref(obj);
-    cmd_item_free(it);
+static void h_update(kq_http_req *req, void *arg)
+{
+    handle(req, arg, &r_res_update);
+}
+
+static void h_delete(kq_http_req *req, void *arg)
+{
+    handle(req, arg, &r_res_delete);
+}
+
+static void h_wf_create(kq_http_req *req, void *arg)
+{
+    handle(req, arg, &r_wf_create);
 }
 
 static void h_wf_update(kq_http_req *req, void *arg)
 {
-    h_wf_update_or_delete(req, arg, CMD_WF_UPDATE);
+    handle(req, arg, &r_wf_update);
 }
 
 static void h_wf_delete(kq_http_req *req, void *arg)
 {
-    h_wf_update_or_delete(req, arg, CMD_WF_DELETE);
+    handle(req, arg, &r_wf_delete);
 }
 
-/*
- * SHA-256 of method, NUL, path, NUL, body, NUL, webhook secret: a webhook's
- * retry under the same Idempotency-Key replays the original answer only when
- * it also carries the same secret (else 422), so knowing a key is not enough
- * to learn a run id.
- */
-static void hook_hash(kq_http_req *req, const char *secret, uint8_t out[CMD_HASH_LEN])
+static void h_attempt(kq_http_req *req, void *arg)
 {
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    const char *method = kq_http_req_method(req), *path = kq_http_req_path(req);
-    const char *body;
-    size_t len;
-    unsigned int n = 0;
-
-    memset(out, 0, CMD_HASH_LEN);
-    if (ctx == NULL)
-        return;
-    body = kq_http_req_body(req, &len);
-    if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1) {
-        EVP_DigestUpdate(ctx, method, strlen(method) + 1);
-        EVP_DigestUpdate(ctx, path, strlen(path) + 1);
-        if (len > 0)
-            EVP_DigestUpdate(ctx, body, len);
-        EVP_DigestUpdate(ctx, "", 1);
-        EVP_DigestUpdate(ctx, secret, strlen(secret));
-        EVP_DigestFinal_ex(ctx, out, &n);
-    }
-    EVP_MD_CTX_free(ctx);
+    handle(req, arg, &r_attempt);
 }
 
 /* Trigger a run of workflow {workflow_id|id}: manual (writer key) or webhook. */
@@ -583,7 +429,7 @@ static void run_start(kq_http_req *req, void *arg, int webhook)
                                   "the X-Webhook-Secret header is required", NULL);
             goto fail;
         }
-        if (!cmd_wf_secret_ok(secret, strlen(secret))) {
+        if (!cmd_workflow_secret_ok(secret, strlen(secret))) {
             bad_header(req, "X-Webhook-Secret",
                        "must be 1..255 visible ASCII characters (no spaces)");
             goto fail;
@@ -601,7 +447,7 @@ static void run_start(kq_http_req *req, void *arg, int webhook)
         kq_http_respond_error(req, 500, "internal", "out of memory", NULL);
         goto fail;
     }
-    if ((rc = cmd_wf_payload(body, len, &it->cmd.payload_json, details)) != 0) {
+    if ((rc = cmd_run_payload(body, len, &it->cmd.payload_json, details)) != 0) {
         if (rc == KQ_EINVAL)
             kq_http_respond_error(req, 400, "invalid_json",
                                   "the trigger payload must be a JSON object", details);
@@ -620,7 +466,11 @@ static void run_start(kq_http_req *req, void *arg, int webhook)
         it->cmd.has_hook_secret = 1;
         snprintf(it->cmd.hook_secret, sizeof it->cmd.hook_secret, "%s", secret);
         snprintf(it->cmd.actor, sizeof it->cmd.actor, "webhook");
-        hook_hash(req, secret, it->cmd.hash);
+        /* The hash also covers the secret: a retry under the same Idempotency-Key
+         * replays the original answer only with the same secret (else 422), so
+         * knowing a key is not enough to learn a run id. */
+        request_hash(kq_http_req_method(req), kq_http_req_path(req), body, len, secret,
+                     it->cmd.hash);
     }
     json_decref(details);
     submit(arg, req, it);
@@ -638,38 +488,6 @@ static void h_run_start(kq_http_req *req, void *arg)
 static void h_hook(kq_http_req *req, void *arg)
 {
     run_start(req, arg, 1);
-}
-
-static void h_attempt(kq_http_req *req, void *arg)
-{
-    cmd_item *it = new_item(req);
-    json_t *obj = NULL, *details = NULL;
-    const char *id;
-    int rc;
-
-    if (it == NULL || (id = path_id(req, "id", "run")) == NULL || (obj = body_object(req)) == NULL)
-        goto fail;
-    if ((details = json_array()) == NULL) {
-        kq_http_respond_error(req, 500, "internal", "out of memory", NULL);
-        goto fail;
-    }
-    it->cmd.kind = CMD_RUN_ATTEMPT;
-    snprintf(it->cmd.id, sizeof it->cmd.id, "%s", id);
-    if ((rc = cmd_wf_parse_attempt(obj, &it->cmd, details)) != 0) {
-        answer_parse_error(req, rc, details);
-        details = NULL;
-        goto fail;
-    }
-    if (common_headers(req, it, 0) != 0)
-        goto fail;
-    json_decref(details);
-    json_decref(obj);
-    submit(arg, req, it);
-    return;
-fail:
-    json_decref(details);
-    json_decref(obj);
-    cmd_item_free(it);
 }
 
 void cmd_api_routes(cmd_api *api, kq_http_route *r)

@@ -6,11 +6,14 @@
  *   the writer (cmd_writer_submit), then turns the writer's cmd_result into
  *   the HTTP answer. Everything that can be checked without the aggregate's
  *   state is checked here, on the HTTP thread, before the writer sees the
- *   command: the JSON body against the field table (kq_json_in: unknown
- *   fields, types, lengths, the status enum, the id syntax; an empty name),
- *   an update with no field, the Idempotency-Key and X-Correlation-Id headers
- *   (1..255 visible ASCII characters) and If-Match ("<version>" or *).
- *   Bad input is answered 400 at once and never reaches the writer.
+ *   command: the path id (one no aggregate can have is 404 at once), the
+ *   JSON body by the aggregate type's parse hook (cmd_aggregate.h:
+ *   cmd_resource.c, cmd_workflow.c, cmd_run.c; one 400 detail per offending
+ *   field, "actions[2].url"), the Idempotency-Key and X-Correlation-Id
+ *   headers (1..255 visible ASCII characters) and If-Match ("<version>" or
+ *   *). Bad input is answered 400 at once and never reaches the writer. This
+ *   file owns routing, headers, the command hash and the answers; it parses
+ *   no body itself (a trigger's payload: cmd_run_payload).
  *
  *   Routes (role writer unless said; admin implies every role):
  *     POST   /api/v1/resources        201, Location, ETag
@@ -29,9 +32,8 @@
  *   409/412 carry the current version in the error's details
  *   ({"field":"version","current_version":N}) and in ETag; an attempt's 409
  *   (attempt_recorded, attempt_gap, step_mismatch, run_finished) names the
- *   field "attempt". Workflow, trigger and attempt bodies are validated by
- *   cmd_wf_json.h (one detail per field, "actions[2].url"); a trigger's body
- *   is any JSON object (empty = {}), checked for Content-Type only when present.
+ *   field "attempt". A trigger's body is any JSON object (empty = {}),
+ *   checked for Content-Type only when present.
  *
  *   The command hash (idempotency) is SHA-256 over method, NUL, path, NUL,
  *   body bytes: a retry must repeat the request byte for byte. A POST without

@@ -16,343 +16,133 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include <librdkafka/rdkafka.h>
-#include <librdkafka/rdkafka_mock.h>
 #include <lmdb.h>
 
-#include "aud_chain.h"
+#include "test_cmd_fixture.h"
+#include "test_cmd_cluster.h"
+
 #include "cmd_api.h"
 #include "cmd_snapshot.h"
-#include "cmd_writer.h"
-#include "ev_codec.h"
-#include "kq_config.h"
 #include "kq_err.h"
-#include "kq_kafka.h"
-#include "kq_log.h"
 
-typedef struct outcome {
-    atomic_int done;
-    unsigned status;
-    int64_t version;
-    char code[64];
-    char id[EV_ID_MAX + 1];
-    char token[CMD_TOKEN_MAX];
-    char secret[EV_META_MAX + 1];
-    int has_secret;
-    int has_attempt_detail;
-    uint32_t current_step, recorded_attempts;
-} outcome;
-
-static void on_done(cmd_item *it, const cmd_result *r)
+static void start(cl_fixture *f)
 {
-    outcome *o = it->arg;
-    o->status = r->status;
-    o->version = r->version;
-    snprintf(o->code, sizeof o->code, "%s", r->code ? r->code : "");
-    snprintf(o->id, sizeof o->id, "%s", r->id ? r->id : "");
-    snprintf(o->token, sizeof o->token, "%s", r->token ? r->token : "");
-    o->has_secret = r->secret != NULL;
-    snprintf(o->secret, sizeof o->secret, "%s", r->secret ? r->secret : "");
-    o->has_attempt_detail = r->has_attempt_detail;
-    o->current_step = r->current_step;
-    o->recorded_attempts = r->recorded_attempts;
-    atomic_store(&o->done, 1);
-    cmd_item_free(it);
+    cl_start(f, "test_cmd_wf_writer",
+             100000); /* 100 ms: commands submitted together share a batch */
 }
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-typedef struct fixture {
-    rd_kafka_t *host;
-    rd_kafka_mock_cluster_t *mc;
-    char brokers[256];
-    kq_config cfg;
-    cmd_writer *w;
-    const char *snapshot_dir;
-} fixture;
-
-static void start_writer(fixture *f)
-{
-    char err[512];
-    cmd_writer_options o;
-    double t0;
-
-    f->cfg.brokers = f->brokers;
-    f->cfg.topic_prefix = (char *)"u";
-    f->cfg.partitions = 6;
-    f->cfg.replication_factor = 1;
-    f->cfg.min_insync_replicas = 1;
-    f->cfg.kafka_timeout_ms = 3000;
-    f->cfg.batch_max = 64;
-    f->cfg.batch_linger_us = 100000; /* 100 ms: commands submitted together share a batch */
-    f->cfg.snapshot_every = 1000000;
-    memset(&o, 0, sizeof o);
-    o.cfg = &f->cfg;
-    o.skip_topic_setup = 1;
-    o.snapshot_dir = f->snapshot_dir;
-    o.snapshot_map_size = 1 << 24;
-    if (cmd_writer_new(&o, &f->w, err, sizeof err) != 0 ||
-        cmd_writer_start(f->w, err, sizeof err) != 0)
-        fail_msg("%s", err);
-    t0 = now_s();
-    while (!cmd_writer_ready(f->w, err, sizeof err)) {
-        if (now_s() - t0 > 20)
-            fail_msg("writer not ready: %s", err);
-        struct timespec ts = {0, 20 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-}
-
-static void start(fixture *f)
-{
-    char err[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-
-    memset(f, 0, sizeof *f);
-    kq_log_init("test_cmd_wf_writer", getenv("TEST_LOG") ? KQ_LOG_DEBUG : KQ_LOG_OFF, KQ_LOG_HUMAN);
-    rd_kafka_conf_set_log_cb(conf, NULL);
-    assert_int_equal(rd_kafka_conf_set(conf, "log_level", "0", err, sizeof err), RD_KAFKA_CONF_OK);
-    f->host = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-    assert_non_null(f->host);
-    f->mc = rd_kafka_mock_cluster_new(f->host, 1);
-    assert_non_null(f->mc);
-    snprintf(f->brokers, sizeof f->brokers, "%s", rd_kafka_mock_cluster_bootstraps(f->mc));
-    assert_int_equal(rd_kafka_mock_topic_create(f->mc, "u.resource.events", 6, 1), 0);
-    assert_int_equal(rd_kafka_mock_topic_create(f->mc, "u.workflow.events", 6, 1), 0);
-    assert_int_equal(rd_kafka_mock_topic_create(f->mc, "u.run.events", 6, 1), 0);
-    start_writer(f);
-}
-
-static void stop(fixture *f)
-{
-    cmd_writer_free(f->w);
-    rd_kafka_mock_cluster_destroy(f->mc);
-    rd_kafka_destroy(f->host);
-}
-
-/* A steps envelope as the API builds it: a WorkflowUpdated holding only
- * `n` HTTP steps (urls http://h/<tag><i>). */
-static void steps_env(cmd_command *c, int n, const char *tag)
-{
-    ev_fb_builder fb;
-    ev_envelope e;
-    ev_step steps[8];
-    char urls[8][64], err[256];
-    const uint8_t *buf;
-    size_t len;
-
-    assert_true(n <= 8);
-    memset(steps, 0, sizeof steps);
-    for (int i = 0; i < n; i++) {
-        snprintf(urls[i], sizeof urls[i], "http://h/%s%d", tag, i);
-        steps[i].action_type = EV_ACTION_HTTP;
-        steps[i].action.http.method = EV_HTTP_POST;
-        steps[i].action.http.url = ev_str_c(urls[i]);
-    }
-    ev_fb_builder_init(&fb);
-    ev_envelope_init(&e, EV_WORKFLOW_UPDATED);
-    e.aggregate_id = ev_str_c("api");
-    e.version = 1;
-    e.payload.workflow_updated.steps = ev_step_list_of(steps, (uint32_t)n);
-    if (ev_envelope_encode(&fb, &e, err, sizeof err) != 0)
-        fail_msg("%s", err);
-    buf = ev_fb_builder_data(&fb, &len);
-    c->steps_env = malloc(len);
-    assert_non_null(c->steps_env);
-    memcpy(c->steps_env, buf, len);
-    c->steps_env_len = len;
-    c->fields |= CMD_F_STEPS;
-    ev_fb_builder_free(&fb);
-}
-
-static cmd_item *item(outcome *o, cmd_kind kind, const char *id)
-{
-    cmd_item *it = cmd_item_new();
-    assert_non_null(it);
-    memset(o, 0, sizeof *o);
-    it->cmd.kind = kind;
-    snprintf(it->cmd.id, sizeof it->cmd.id, "%s", id);
-    snprintf(it->cmd.actor, sizeof it->cmd.actor, "tester");
-    snprintf(it->cmd.correlation_id, sizeof it->cmd.correlation_id, "corr-wf");
-    it->done = on_done;
-    it->arg = o;
-    return it;
-}
-
-static void submit_item(fixture *f, cmd_item *it)
-{
-    cmd_result refused;
-    outcome *o = it->arg;
-    if (cmd_writer_submit(f->w, it, &refused) != 0) {
-        o->status = refused.status;
-        snprintf(o->code, sizeof o->code, "%s", refused.code);
-        atomic_store(&o->done, 1);
-        cmd_item_free(it);
-    }
-}
-
-static void wait_one(outcome *o)
-{
-    double t0 = now_s();
-    while (!atomic_load(&o->done)) {
-        if (now_s() - t0 > 30)
-            fail_msg("command not answered in 30 s");
-        struct timespec ts = {0, 5 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-}
-
-static void wf_create(fixture *f, outcome *o, const char *id, const char *secret, int nsteps,
+static void wf_create(cl_fixture *f, cl_outcome *o, const char *id, const char *secret, int nsteps,
                       const char *key)
 {
-    cmd_item *it = item(o, CMD_WF_CREATE, id);
-    it->cmd.fields = CMD_F_NAME | CMD_F_ENABLED | CMD_F_SECRET;
-    it->cmd.name = strdup("hooks");
-    it->cmd.enabled = 1;
-    it->cmd.secret = strdup(secret);
-    steps_env(&it->cmd, nsteps, "a");
+    cmd_command c = fx_wf_create(id, secret, nsteps);
     if (key != NULL) {
-        snprintf(it->cmd.idem_key, sizeof it->cmd.idem_key, "%s", key);
-        cmd_api_command_hash("POST", "/api/v1/workflows", id, strlen(id), it->cmd.hash);
+        snprintf(c.idem_key, sizeof c.idem_key, "%s", key);
+        cmd_api_command_hash("POST", "/api/v1/workflows", id, strlen(id), c.hash);
     }
-    submit_item(f, it);
+    cl_submit(f, o, c);
 }
 
-static void run_start(fixture *f, outcome *o, const char *run_id, const char *wf, const char *hook)
+static void run_start(cl_fixture *f, cl_outcome *o, const char *run_id, const char *wf,
+                      const char *hook)
 {
-    cmd_item *it = item(o, CMD_RUN_START, run_id);
-    snprintf(it->cmd.workflow_id, sizeof it->cmd.workflow_id, "%s", wf);
-    it->cmd.trigger = hook ? EV_TRIGGER_WEBHOOK : EV_TRIGGER_MANUAL;
-    it->cmd.payload_json = strdup("{\"a\":1}");
-    if (hook != NULL) {
-        it->cmd.has_hook_secret = 1;
-        snprintf(it->cmd.hook_secret, sizeof it->cmd.hook_secret, "%s", hook);
-    }
-    submit_item(f, it);
+    cmd_command c = fx_run_start(run_id, wf, hook);
+    free(c.payload_json);
+    c.payload_json = strdup("{\"a\":1}");
+    cl_submit(f, o, c);
 }
 
-static void attempt(fixture *f, outcome *o, const char *run_id, uint32_t step, uint32_t n,
+/* An attempt as the worker records it (status code, delivery id, error). */
+static void attempt(cl_fixture *f, cl_outcome *o, const char *run_id, uint32_t step, uint32_t n,
                     cmd_outcome out)
 {
-    cmd_item *it = item(o, CMD_RUN_ATTEMPT, run_id);
-    it->cmd.step = step;
-    it->cmd.attempt = n;
-    it->cmd.duration_ms = 12;
-    it->cmd.outcome = (int)out;
-    snprintf(it->cmd.delivery_id, sizeof it->cmd.delivery_id, "%s.%u", run_id, (unsigned)step);
+    cmd_command c = fx_attempt(run_id, step, n, out);
+    c.duration_ms = 12;
+    snprintf(c.delivery_id, sizeof c.delivery_id, "%s.%u", run_id, (unsigned)step);
+    c.has_next_delay_ms = 0;
     if (out == CMD_OUT_RETRY) {
-        it->cmd.has_status_code = 1;
-        it->cmd.status_code = 503;
-        it->cmd.has_next_delay_ms = 1;
-        it->cmd.next_delay_ms = 500;
+        c.has_status_code = 1;
+        c.status_code = 503;
+        c.has_next_delay_ms = 1;
+        c.next_delay_ms = 500;
     } else if (out == CMD_OUT_SUCCEEDED) {
-        it->cmd.has_status_code = 1;
-        it->cmd.status_code = 200;
+        c.has_status_code = 1;
+        c.status_code = 200;
     } else {
-        it->cmd.error = strdup("connection refused");
+        c.error = strdup("connection refused");
     }
-    submit_item(f, it);
+    cl_submit(f, o, c);
 }
 
-static void do_attempt(fixture *f, outcome *o, const char *run_id, uint32_t step, uint32_t n,
+static void do_attempt(cl_fixture *f, cl_outcome *o, const char *run_id, uint32_t step, uint32_t n,
                        cmd_outcome out)
 {
     attempt(f, o, run_id, step, n, out);
-    wait_one(o);
+    cl_wait_all(o, 1);
 }
 
-static void token_topic(const outcome *o, const char *want, const char *id)
+/* A workflow update of name and enabled (WorkflowUpdated + WorkflowEnabled/Disabled). */
+static void wf_rename(cl_fixture *f, cl_outcome *o, const char *id, const char *name, int enabled)
 {
-    char topic[256];
-    int32_t p;
-    int64_t off;
-    assert_int_equal(cmd_token_parse(o->token, topic, sizeof topic, &p, &off), 0);
-    assert_string_equal(topic, want);
-    assert_int_equal(p, kq_kafka_partition_for(id, strlen(id), 6));
+    cmd_command c = fx_wf_cmd(CMD_WF_UPDATE, id);
+    c.fields = CMD_F_NAME | CMD_F_ENABLED;
+    c.name = strdup(name);
+    c.enabled = enabled;
+    cl_submit(f, o, c);
+}
+
+/* What read_aggregate collects: the events of one aggregate ("Type@version,..."). */
+typedef struct agg_read {
+    const char *id;
+    char *out;
+    size_t outlen, o;
+    ev_envelope *last_run_started;
+    uint8_t **keep;
+} agg_read;
+
+static void agg_record(void *arg, const rd_kafka_message_t *m)
+{
+    agg_read *r = arg;
+    ev_envelope e;
+    char err[256];
+
+    if (ev_envelope_decode(m->payload, m->len, &e, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    if (e.aggregate_id.len != strlen(r->id) ||
+        memcmp(e.aggregate_id.ptr, r->id, e.aggregate_id.len))
+        return;
+    int n = snprintf(r->out + r->o, r->outlen - r->o, "%s%s@%lld", r->o ? "," : "",
+                     ev_event_type_name(e.payload_type), (long long)e.version);
+    assert_true(n > 0 && (size_t)n < r->outlen - r->o);
+    r->o += (size_t)n;
+    assert_int_equal(m->partition, kq_kafka_partition_for(r->id, strlen(r->id), 6));
+    if (e.payload_type == EV_RUN_STARTED && r->last_run_started != NULL) {
+        free(*r->keep);
+        *r->keep = malloc(m->len);
+        assert_non_null(*r->keep);
+        memcpy(*r->keep, m->payload, m->len);
+        assert_int_equal(ev_envelope_decode(*r->keep, m->len, r->last_run_started, err, sizeof err),
+                         0);
+    }
 }
 
 /* The events of one aggregate in `topic`, in log order ("Type@version,..."),
  * with every partition's chain checked (aud_chain.h). */
-static void read_aggregate(fixture *f, const char *topic, const char *id, char *out, size_t outlen,
-                           ev_envelope *last_run_started, uint8_t **keep)
+static void read_aggregate(cl_fixture *f, const char *topic, const char *id, char *out,
+                           size_t outlen, ev_envelope *last_run_started, uint8_t **keep)
 {
-    char err[512];
-    rd_kafka_t *c;
-    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(6);
-    aud_chain ch[6];
-    int left = 6, eof[6] = {0};
-    double t0 = now_s();
-    size_t o = 0;
-
+    agg_read r = {id, out, outlen, 0, last_run_started, keep};
     out[0] = '\0';
-    c = kq_kafka_consumer_new(&f->cfg, "u.test.wf", NULL, err, sizeof err);
-    if (c == NULL)
-        fail_msg("%s", err);
-    for (int p = 0; p < 6; p++) {
-        aud_chain_init(&ch[p]);
-        rd_kafka_topic_partition_list_add(tp, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-    }
-    assert_int_equal(rd_kafka_assign(c, tp), 0);
-    while (left > 0) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
-        if (now_s() - t0 > 30)
-            fail_msg("reading %s: %d partitions not at the end", topic, left);
-        if (m == NULL)
-            continue;
-        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            if (!eof[m->partition]) {
-                eof[m->partition] = 1;
-                left--;
-            }
-        } else if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            ev_envelope e;
-            assert_int_equal(aud_chain_add(&ch[m->partition], m->offset, m->payload, m->len), 0);
-            if (ev_envelope_decode(m->payload, m->len, &e, err, sizeof err) != 0)
-                fail_msg("%s", err);
-            if (e.aggregate_id.len == strlen(id) &&
-                memcmp(e.aggregate_id.ptr, id, e.aggregate_id.len) == 0) {
-                int n = snprintf(out + o, outlen - o, "%s%s@%lld", o ? "," : "",
-                                 ev_event_type_name(e.payload_type), (long long)e.version);
-                assert_true(n > 0 && (size_t)n < outlen - o);
-                o += (size_t)n;
-                assert_int_equal(m->partition, kq_kafka_partition_for(id, strlen(id), 6));
-                if (e.payload_type == EV_RUN_STARTED && last_run_started != NULL) {
-                    free(*keep);
-                    *keep = malloc(m->len);
-                    assert_non_null(*keep);
-                    memcpy(*keep, m->payload, m->len);
-                    assert_int_equal(
-                        ev_envelope_decode(*keep, m->len, last_run_started, err, sizeof err), 0);
-                }
-            }
-        }
-        rd_kafka_message_destroy(m);
-    }
-    for (int p = 0; p < 6; p++) {
-        aud_chain_finish(&ch[p]);
-        if (ch[p].brk != AUD_INTACT)
-            fail_msg("%s partition %d: %s", topic, p, ch[p].brk_msg);
-    }
-    rd_kafka_topic_partition_list_destroy(tp);
-    rd_kafka_consumer_close(c);
-    rd_kafka_destroy(c);
+    cl_read_topic(f, topic, agg_record, &r);
 }
 
 /* After a restart: the state refuses what was recorded. */
-static void check_refusals_after_restart(fixture *f)
+static void check_refusals_after_restart(cl_fixture *f)
 {
-    outcome o;
+    cl_outcome o;
     const cmd_run *r;
 
     r = cmd_state_run(cmd_writer_state(f->w), "run-1");
@@ -373,7 +163,7 @@ static void check_refusals_after_restart(fixture *f)
     assert_int_equal(o.recorded_attempts, 1);
     /* the Idempotency-Key of the create still answers the original, with the secret */
     wf_create(f, &o, "wf-1", "s3cret", 2, "k-wf");
-    wait_one(&o);
+    cl_wait_all(&o, 1);
     assert_int_equal(o.status, 201);
     assert_int_equal(o.version, 1);
     assert_true(o.has_secret);
@@ -424,8 +214,8 @@ static void downgrade_snapshot(const char *dir)
 
 static void test_workflow_run_flow(void **state)
 {
-    fixture f;
-    outcome o, o2, o3;
+    cl_fixture f;
+    cl_outcome o, o2, o3;
     char got[1024], dir[] = "/tmp/test_cmd_wf_writerXXXXXX", cmd[128];
     ev_envelope rs;
     uint8_t *keep = NULL;
@@ -436,36 +226,36 @@ static void test_workflow_run_flow(void **state)
     start(&f);
 
     wf_create(&f, &o, "wf-1", "s3cret", 2, "k-wf");
-    wait_one(&o);
+    cl_wait_all(&o, 1);
     assert_int_equal(o.status, 201);
     assert_int_equal(o.version, 1);
     assert_true(o.has_secret);
     assert_string_equal(o.secret, "s3cret");
-    token_topic(&o, "u.workflow.events", "wf-1");
+    cl_token_is(&o, "u.workflow.events", "wf-1");
 
     /* manual start; webhook with a wrong secret (401, nothing appended), with the right one */
     run_start(&f, &o, "run-1", "wf-1", NULL);
     run_start(&f, &o2, "run-x", "wf-1", "s3cre");
     run_start(&f, &o3, "run-2", "wf-1", "s3cret");
-    wait_one(&o);
-    wait_one(&o2);
-    wait_one(&o3);
+    cl_wait_all(&o, 1);
+    cl_wait_all(&o2, 1);
+    cl_wait_all(&o3, 1);
     assert_int_equal(o.status, 202);
     assert_int_equal(o.version, 1);
     assert_string_equal(o.id, "run-1");
-    token_topic(&o, "u.run.events", "run-1");
+    cl_token_is(&o, "u.run.events", "run-1");
     assert_int_equal(o2.status, 401);
     assert_string_equal(o2.code, "invalid_webhook_secret");
     assert_int_equal(o3.status, 202);
     run_start(&f, &o, "run-y", "wf-none", NULL);
-    wait_one(&o);
+    cl_wait_all(&o, 1);
     assert_int_equal(o.status, 404);
 
     /* attempts of run-1: retry, repeat (409 attempt_recorded), gap, wrong step */
     do_attempt(&f, &o, "run-1", 0, 1, CMD_OUT_RETRY);
     assert_int_equal(o.status, 200);
     assert_int_equal(o.version, 2);
-    token_topic(&o, "u.run.events", "run-1");
+    cl_token_is(&o, "u.run.events", "run-1");
     do_attempt(&f, &o, "run-1", 0, 1, CMD_OUT_RETRY);
     assert_int_equal(o.status, 409);
     assert_string_equal(o.code, "attempt_recorded");
@@ -492,7 +282,7 @@ static void test_workflow_run_flow(void **state)
     do_attempt(&f, &o, "run-2", 0, 1, CMD_OUT_RETRY);
     assert_int_equal(o.status, 200);
     run_start(&f, &o, "run-3", "wf-1", NULL);
-    wait_one(&o);
+    cl_wait_all(&o, 1);
     assert_int_equal(o.status, 202);
     do_attempt(&f, &o, "run-3", 0, 1, CMD_OUT_FAILED);
     assert_int_equal(o.status, 200);
@@ -502,19 +292,13 @@ static void test_workflow_run_flow(void **state)
     assert_string_equal(o.code, "run_finished");
 
     /* update name + enabled = WorkflowUpdated + WorkflowDisabled; then a start is 409 */
-    {
-        cmd_item *it = item(&o, CMD_WF_UPDATE, "wf-1");
-        it->cmd.fields = CMD_F_NAME | CMD_F_ENABLED;
-        it->cmd.name = strdup("renamed");
-        it->cmd.enabled = 0;
-        submit_item(&f, it);
-        wait_one(&o);
-        assert_int_equal(o.status, 200);
-        assert_int_equal(o.version, 3);
-        assert_false(o.has_secret);
-    }
+    wf_rename(&f, &o, "wf-1", "renamed", 0);
+    cl_wait_all(&o, 1);
+    assert_int_equal(o.status, 200);
+    assert_int_equal(o.version, 3);
+    assert_false(o.has_secret);
     run_start(&f, &o, "run-4", "wf-1", NULL);
-    wait_one(&o);
+    cl_wait_all(&o, 1);
     assert_int_equal(o.status, 409);
     assert_string_equal(o.code, "workflow_disabled");
 
@@ -538,15 +322,15 @@ static void test_workflow_run_flow(void **state)
     free(keep);
 
     /* a new writer catches up from the log alone */
-    cmd_writer_free(f.w);
-    start_writer(&f);
+    cl_writer_stop(&f);
+    cl_writer_start(&f);
     check_refusals_after_restart(&f);
     /* with a snapshot: written at the stop, then loaded (nothing left to read) */
-    cmd_writer_free(f.w);
+    cl_writer_stop(&f);
     f.snapshot_dir = dir;
-    start_writer(&f);
-    cmd_writer_free(f.w);
-    start_writer(&f);
+    cl_writer_start(&f);
+    cl_writer_stop(&f);
+    cl_writer_start(&f);
     assert_int_equal(cmd_state_run_count(cmd_writer_state(f.w)), 3);
     check_refusals_after_restart(&f);
     /* the chain continues after the snapshot: a new attempt is chained on the log */
@@ -558,9 +342,9 @@ static void test_workflow_run_flow(void **state)
 
     /* an older snapshot (v3) with records this version cannot read is ignored:
      * the log is read, and the first snapshot empties the directory */
-    cmd_writer_free(f.w);
+    cl_writer_stop(&f);
     downgrade_snapshot(dir);
-    start_writer(&f);
+    cl_writer_start(&f);
     {
         const cmd_run *r = cmd_state_run(cmd_writer_state(f.w), "run-2");
         assert_non_null(r);
@@ -569,7 +353,7 @@ static void test_workflow_run_flow(void **state)
         assert_int_equal(r->attempts, 0);
         assert_null(cmd_state_resource(cmd_writer_state(f.w), "stale"));
     }
-    cmd_writer_free(f.w);
+    cl_writer_stop(&f);
     {
         static const char *const topics[CMD_TOPICS] = {"u.resource.events", "u.workflow.events",
                                                        "u.run.events"};
@@ -583,8 +367,8 @@ static void test_workflow_run_flow(void **state)
         assert_int_equal(cmd_state_run(&st, "run-2")->version, 4);
         cmd_state_free(&st);
     }
-    start_writer(&f);
-    stop(&f);
+    cl_writer_start(&f);
+    cl_stop(&f);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     assert_int_equal(system(cmd), 0);
 }
@@ -593,8 +377,8 @@ static void test_workflow_run_flow(void **state)
  * create, a run started on it and an attempt of that run in one transaction. */
 static void test_batch_overlay_writer(void **state)
 {
-    fixture f;
-    outcome o[4];
+    cl_fixture f;
+    cl_outcome o[4];
     char got[512];
 
     (void)state;
@@ -604,7 +388,7 @@ static void test_batch_overlay_writer(void **state)
     attempt(&f, &o[2], "run-b", 0, 1, CMD_OUT_SUCCEEDED);
     attempt(&f, &o[3], "run-b", 0, 2, CMD_OUT_SUCCEEDED);
     for (int i = 0; i < 4; i++)
-        wait_one(&o[i]);
+        cl_wait_all(&o[i], 1);
     assert_int_equal(o[0].status, 201);
     assert_int_equal(o[1].status, 202);
     assert_int_equal(o[2].status, 200);
@@ -613,7 +397,7 @@ static void test_batch_overlay_writer(void **state)
     assert_string_equal(o[3].code, "run_finished");
     read_aggregate(&f, "u.run.events", "run-b", got, sizeof got, NULL, NULL);
     assert_string_equal(got, "RunStarted@1,StepAttempted@2,StepSucceeded@3,RunSucceeded@4");
-    stop(&f);
+    cl_stop(&f);
 }
 
 /* A failed transaction with multi-event commands (an attempt that ends the
@@ -622,65 +406,51 @@ static void test_batch_overlay_writer(void **state)
  * versions the failed ones would have had; the log holds each event once. */
 static void test_failed_transaction(void **state)
 {
-    fixture f;
-    outcome o[2];
+    cl_fixture f;
+    cl_outcome o[2];
     char got[512];
     double t0;
 
     (void)state;
     start(&f);
     wf_create(&f, &o[0], "wf-f", "sec", 1, NULL);
-    wait_one(&o[0]);
+    cl_wait_all(&o[0], 1);
     assert_int_equal(o[0].status, 201);
     run_start(&f, &o[0], "run-f", "wf-f", NULL);
-    wait_one(&o[0]);
+    cl_wait_all(&o[0], 1);
     assert_int_equal(o[0].status, 202);
 
     /* The mock cluster hands aborted records to read_committed consumers, so
      * the transaction fails before its records are sent (AddPartitionsToTxn
      * refused): the writer had chained them already and must forget them. */
-    rd_kafka_mock_push_request_errors(f.mc, 24 /* AddPartitionsToTxn */, 1,
+    rd_kafka_mock_push_request_errors(f.mc, CL_API_ADD_PARTITIONS_TO_TXN, 1,
                                       RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
     attempt(&f, &o[0], "run-f", 0, 1, CMD_OUT_SUCCEEDED);
-    {
-        cmd_item *it = item(&o[1], CMD_WF_UPDATE, "wf-f");
-        it->cmd.fields = CMD_F_NAME | CMD_F_ENABLED;
-        it->cmd.name = strdup("other");
-        it->cmd.enabled = 0;
-        submit_item(&f, it);
-    }
-    wait_one(&o[0]);
-    wait_one(&o[1]);
+    wf_rename(&f, &o[1], "wf-f", "other", 0);
+    cl_wait_all(&o[0], 1);
+    cl_wait_all(&o[1], 1);
     assert_int_equal(o[0].status, 503);
     assert_int_equal(o[1].status, 503);
     assert_int_equal(cmd_state_run(cmd_writer_state(f.w), "run-f")->version, 1);
 
     /* retried until the writer is back: the same versions */
-    t0 = now_s();
+    t0 = cl_now();
     do {
         do_attempt(&f, &o[0], "run-f", 0, 1, CMD_OUT_SUCCEEDED);
-        if (o[0].status == 503) {
-            struct timespec ts = {0, 100 * 1000000L};
-            nanosleep(&ts, NULL);
-        }
-    } while (o[0].status == 503 && now_s() - t0 < 30);
+        if (o[0].status == 503)
+            cl_sleep_ms(100);
+    } while (o[0].status == 503 && cl_now() - t0 < 30);
     assert_int_equal(o[0].status, 200);
     assert_int_equal(o[0].version, 4);
-    {
-        cmd_item *it = item(&o[1], CMD_WF_UPDATE, "wf-f");
-        it->cmd.fields = CMD_F_NAME | CMD_F_ENABLED;
-        it->cmd.name = strdup("other");
-        it->cmd.enabled = 0;
-        submit_item(&f, it);
-        wait_one(&o[1]);
-    }
+    wf_rename(&f, &o[1], "wf-f", "other", 0);
+    cl_wait_all(&o[1], 1);
     assert_int_equal(o[1].status, 200);
     assert_int_equal(o[1].version, 3);
     read_aggregate(&f, "u.run.events", "run-f", got, sizeof got, NULL, NULL);
     assert_string_equal(got, "RunStarted@1,StepAttempted@2,StepSucceeded@3,RunSucceeded@4");
     read_aggregate(&f, "u.workflow.events", "wf-f", got, sizeof got, NULL, NULL);
     assert_string_equal(got, "WorkflowCreated@1,WorkflowUpdated@2,WorkflowDisabled@3");
-    stop(&f);
+    cl_stop(&f);
 }
 
 int main(void)
