@@ -42,7 +42,6 @@
 #include "cmd_idem.h"
 #include "cmd_resource.h"
 #include "cmd_run.h"
-#include "cmd_token.h"
 #include "cmd_workflow.h"
 #include "ev_codec.h"
 #include "kq_map.h"

@@ -1,6 +1,6 @@
 /*
  * kcqrs_projector.c — `kcqrs-projector`: applies the event log to the read
- * models (DESIGN.md section 6).
+ * models.
  *
  * main() wires the modules together and owns the process's life:
  *   configuration (kq_config) -> failpoints (KCQRS_FAILPOINT, tests only) ->

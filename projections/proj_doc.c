@@ -11,16 +11,6 @@
 #include "kq_err.h"
 #include "kq_time.h"
 
-const char *proj_doc_run_status_name(int status)
-{
-    return ev_run_status_name(status);
-}
-
-int proj_doc_run_status_parse(const char *s)
-{
-    return ev_run_status_parse(s);
-}
-
 static json_t *jtime(int64_t us)
 {
     char t[KQ_TIME_MAX];
@@ -363,7 +353,7 @@ int proj_doc_workflow_enabled(const json_t *doc)
 
 int proj_doc_run_status(const json_t *doc)
 {
-    return proj_doc_run_status_parse(json_string_value(json_object_get(doc, "status")));
+    return ev_run_status_parse(json_string_value(json_object_get(doc, "status")));
 }
 
 char *proj_doc_dump(const json_t *doc, size_t *len)

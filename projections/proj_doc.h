@@ -44,18 +44,6 @@ enum {
     PROJ_DOC_REFUSED = 3, /* malformed for the read model: *why says why (static) */
 };
 
-/* Run statuses (the flag byte of kq_rm doc records, the PostgreSQL text): ev_run.h's. */
-enum {
-    PROJ_RUN_PENDING = EV_RUN_IS_PENDING,
-    PROJ_RUN_RUNNING = EV_RUN_IS_RUNNING,
-    PROJ_RUN_SUCCEEDED = EV_RUN_IS_SUCCEEDED,
-    PROJ_RUN_FAILED = EV_RUN_IS_FAILED
-};
-
-/* ev_run_status_name / ev_run_status_parse (kept for the query API). */
-const char *proj_doc_run_status_name(int status);
-int proj_doc_run_status_parse(const char *s);
-
 /*
  * What a read model stores of a run, enough to rebuild its fold state: the
  * LMDB document (its steps' statuses and attempts) and the PostgreSQL rows
@@ -94,7 +82,8 @@ int proj_doc_workflow(json_t **doc, const ev_envelope *e, const char **why);
  * fold refuses is PROJ_DOC_REFUSED with the fold's reason). */
 int proj_doc_run(json_t **doc, const ev_envelope *e, const char **why);
 
-/* A document's "enabled" (workflow) or status (run, PROJ_RUN_*; -1 if malformed). */
+/* A document's "enabled" (workflow) or status (run: ev_run_status, the flag byte of its
+ * kq_rm record; -1 if malformed). */
 int proj_doc_workflow_enabled(const json_t *doc);
 int proj_doc_run_status(const json_t *doc);
 

@@ -455,82 +455,93 @@ int qry_rm_get_text(qry_rm_view *vw, const char *id, char **out, size_t *len, in
     return rc;
 }
 
-int qry_rm_list(qry_rm_view *vw, int by_status, uint8_t status, const char *after_id, int limit,
-                json_t **items, int *more, char *errstr, size_t errlen)
+/*
+ * One page of a listing: walk `index` from prefix+after_id while its keys
+ * start with `prefix`; the rest of a key is an id whose record is in `table`
+ * (the key's own value when index == table). The cursor's own item
+ * (after_id) is passed over; `keep` (may be NULL) filters on the record;
+ * after `limit` items *more says whether another would follow; `append`
+ * adds an item to *items (0, or a KQ_E* with the sentence it gives).
+ */
+typedef struct page_walk {
+    MDB_dbi index, table;
+    const uint8_t *prefix;
+    size_t plen;
+    const char *after_id; /* NULL: from the start */
+    int limit;
+    int (*keep)(void *arg, const MDB_val *rec, char *errstr, size_t errlen); /* 1, 0, KQ_E* */
+    int (*append)(void *arg, json_t *arr, const char *id, size_t idlen, const MDB_val *rec,
+                  char *errstr, size_t errlen);
+    void *arg;
+    const char *missing; /* the sentence when the index names a missing record */
+} page_walk;
+
+static int page(qry_rm_view *vw, const page_walk *w, json_t **items, int *more, char *errstr,
+                size_t errlen)
 {
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
-    MDB_val k, v, rk, rv;
-    uint8_t kbuf[80];
+    MDB_val k, v, rv;
+    uint8_t kbuf[512];
+    size_t alen = w->after_id ? strlen(w->after_id) : 0;
     json_t *arr = json_array();
     int rc, mrc, n = 0;
-    MDB_cursor_op op;
 
     *items = NULL;
     *more = 0;
     if (arr == NULL)
         return KQ_ENOMEM;
+    if (w->plen + alen > sizeof kbuf) {
+        rc = kq_seterr(errstr, errlen, KQ_EINVAL, "id too long");
+        goto out;
+    }
+    memcpy(kbuf, w->prefix, w->plen);
+    if (alen)
+        memcpy(kbuf + w->plen, w->after_id, alen);
     if ((rc = begin(vw, &txn, errstr, errlen)) != 0)
         goto out;
-    if ((mrc = mdb_cursor_open(txn, by_status ? vw->by_status : vw->resources, &cur)) != 0) {
+    if ((mrc = mdb_cursor_open(txn, w->index, &cur)) != 0) {
         rc = kq_seterr(errstr, errlen, KQ_ELMDB, "LMDB cursor: %s", mdb_strerror(mrc));
         goto out;
     }
-    /* Position at the first key >= (status, after_id) or (status) / after_id or the start. */
-    if (by_status) {
-        int kl = kq_rm_prefixed_key(status, after_id ? after_id : "",
-                                    after_id ? strlen(after_id) : 0, kbuf, sizeof kbuf);
-        if (kl < 0) {
-            rc = kq_seterr(errstr, errlen, KQ_EINVAL, "id too long");
-            goto out;
-        }
-        k.mv_data = kbuf;
-        k.mv_size = (size_t)kl;
-        op = MDB_SET_RANGE;
-    } else if (after_id) {
-        k.mv_data = (void *)after_id;
-        k.mv_size = strlen(after_id);
-        op = MDB_SET_RANGE;
-    } else {
-        op = MDB_FIRST;
-    }
-    for (mrc = mdb_cursor_get(cur, &k, &v, op); mrc == 0;
+    k.mv_data = kbuf;
+    k.mv_size = w->plen + alen;
+    for (mrc = mdb_cursor_get(cur, &k, &v, k.mv_size ? MDB_SET_RANGE : MDB_FIRST); mrc == 0;
          mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        const char *id = k.mv_data;
-        size_t idlen = k.mv_size;
-        json_t *item;
+        const char *id = (const char *)k.mv_data + w->plen;
+        size_t idlen;
 
-        if (by_status) {
-            if (k.mv_size < 2 || ((const uint8_t *)k.mv_data)[0] != status)
-                break;
-            id++;
-            idlen--;
+        if (k.mv_size <= w->plen || memcmp(k.mv_data, w->prefix, w->plen) != 0)
+            break;
+        idlen = k.mv_size - w->plen;
+        if (alen && idlen == alen && memcmp(id, w->after_id, idlen) == 0)
+            continue;                          /* the cursor's own item was on the previous page */
+        if (w->keep != NULL || n < w->limit) { /* the record is needed */
+            if (w->index != w->table) {
+                MDB_val rk = {idlen, (void *)id};
+                if ((mrc = mdb_get(txn, w->table, &rk, &rv)) != 0) {
+                    /* the indexes always match their table inside one transaction */
+                    rc = kq_seterr(errstr, errlen, KQ_ECORRUPT, "%s", w->missing);
+                    goto out;
+                }
+            } else {
+                rv = v;
+            }
         }
-        if (after_id && idlen == strlen(after_id) && memcmp(id, after_id, idlen) == 0)
-            continue; /* the cursor's own item was on the previous page */
-        if (n == limit) {
+        if (w->keep != NULL && (rc = w->keep(w->arg, &rv, errstr, errlen)) <= 0) {
+            if (rc < 0)
+                goto out;
+            continue;
+        }
+        if (n == w->limit) {
             *more = 1;
             break;
         }
-        if (by_status) {
-            rk.mv_data = (void *)id;
-            rk.mv_size = idlen;
-            if ((mrc = mdb_get(txn, vw->resources, &rk, &rv)) != 0) {
-                /* the index always matches the table inside one transaction */
-                rc =
-                    kq_seterr(errstr, errlen, KQ_ECORRUPT, "status index names a missing resource");
-                goto out;
-            }
-        } else {
-            rv = v;
-        }
-        if ((item = qry_rm_resource_json(id, idlen, rv.mv_data, rv.mv_size)) == NULL) {
-            rc = kq_seterr(errstr, errlen, KQ_ECORRUPT, "a resource record does not decode");
+        if ((rc = w->append(w->arg, arr, id, idlen, &rv, errstr, errlen)) != 0)
             goto out;
-        }
-        json_array_append_new(arr, item);
         n++;
     }
+    rc = 0;
     if (mrc != 0 && mrc != MDB_NOTFOUND) {
         rc = kq_seterr(errstr, errlen, KQ_ELMDB, "LMDB cursor: %s", mdb_strerror(mrc));
         goto out;
@@ -544,6 +555,35 @@ out:
         mdb_txn_abort(txn);
     json_decref(arr);
     return rc;
+}
+
+static int resource_append(void *arg, json_t *arr, const char *id, size_t idlen, const MDB_val *rec,
+                           char *errstr, size_t errlen)
+{
+    json_t *item = qry_rm_resource_json(id, idlen, rec->mv_data, rec->mv_size);
+
+    (void)arg;
+    if (item == NULL)
+        return kq_seterr(errstr, errlen, KQ_ECORRUPT, "a resource record does not decode");
+    json_array_append_new(arr, item);
+    return 0;
+}
+
+int qry_rm_list(qry_rm_view *vw, int by_status, uint8_t status, const char *after_id, int limit,
+                json_t **items, int *more, char *errstr, size_t errlen)
+{
+    uint8_t prefix[8];
+    page_walk w = {.index = by_status ? vw->by_status : vw->resources,
+                   .table = vw->resources,
+                   .prefix = prefix,
+                   .after_id = after_id,
+                   .limit = limit,
+                   .append = resource_append,
+                   .missing = "status index names a missing resource"};
+
+    if (by_status)
+        w.plen = (size_t)kq_rm_prefixed_key(status, "", 0, prefix, sizeof prefix);
+    return page(vw, &w, items, more, errstr, errlen);
 }
 
 int qry_rm_next_offset(qry_rm_view *vw, const char *topic, int32_t partition, int64_t *next,
@@ -646,116 +686,70 @@ int qry_rm_doc_get(qry_rm_view *vw, qry_doc_kind kind, const char *id, char **ou
 }
 
 /* Append the document of record `v` to arr; 0 or KQ_ECORRUPT. */
-static int doc_append(json_t *arr, const MDB_val *v)
+static int doc_append(void *arg, json_t *arr, const char *id, size_t idlen, const MDB_val *v,
+                      char *errstr, size_t errlen)
 {
     kq_rm_doc d;
     json_error_t jerr;
     json_t *item;
 
+    (void)arg;
+    (void)id;
+    (void)idlen;
     if (kq_rm_doc_decode(v->mv_data, v->mv_size, &d) != 0 ||
         (item = json_loadb(d.text, d.text_len, 0, &jerr)) == NULL)
-        return KQ_ECORRUPT;
-    return json_array_append_new(arr, item) == 0 ? 0 : KQ_ENOMEM;
+        return kq_seterr(errstr, errlen, KQ_ECORRUPT, "a document record does not decode");
+    if (json_array_append_new(arr, item) != 0)
+        return kq_seterr(errstr, errlen, KQ_ENOMEM, "a document record does not decode");
+    return 0;
+}
+
+/* Runs of one workflow and one status: the status from the record's flag. */
+static int run_flag_keep(void *arg, const MDB_val *rec, char *errstr, size_t errlen)
+{
+    kq_rm_doc d;
+
+    if (kq_rm_doc_decode(rec->mv_data, rec->mv_size, &d) != 0)
+        return kq_seterr(errstr, errlen, KQ_ECORRUPT, "a run record does not decode");
+    return d.flag == *(const uint8_t *)arg;
 }
 
 int qry_rm_doc_list(qry_rm_view *vw, qry_doc_kind kind, int flag, const char *workflow_id,
                     const char *after_id, int limit, json_t **items, int *more, char *errstr,
                     size_t errlen)
 {
-    MDB_txn *txn = NULL;
-    MDB_cursor *cur = NULL;
-    MDB_val k, v, rv;
-    uint8_t kbuf[512], prefix[300];
-    size_t plen = 0, alen = after_id ? strlen(after_id) : 0;
-    json_t *arr = json_array();
-    int rc = 0, mrc, n = 0, kl;
-    MDB_dbi dbi;
+    uint8_t prefix[300], fl = (uint8_t)flag;
+    page_walk w = {.table = vw->docs[kind],
+                   .prefix = prefix,
+                   .after_id = after_id,
+                   .limit = limit,
+                   .append = doc_append,
+                   .arg = &fl,
+                   .missing = "an index names a missing document"};
+    int kl;
 
-    *items = NULL;
-    *more = 0;
-    if (arr == NULL)
-        return KQ_ENOMEM;
     if (!vw->have_docs) {
-        *items = arr;
-        return 0;
+        *more = 0;
+        return (*items = json_array()) != NULL ? 0 : KQ_ENOMEM;
     }
-    if ((rc = begin(vw, &txn, errstr, errlen)) != 0)
-        goto out;
     /* the index walked: by workflow (runs), by flag, or the documents by id */
     if (kind == QRY_DOC_RUN && workflow_id != NULL) {
-        dbi = vw->runs_by_wf;
+        w.index = vw->runs_by_wf;
         kl = kq_rm_run_wf_key(workflow_id, strlen(workflow_id), "", 0, prefix, sizeof prefix);
+        if (flag >= 0)
+            w.keep = run_flag_keep;
     } else if (flag >= 0) {
-        dbi = vw->doc_flag[kind];
-        kl = kq_rm_prefixed_key((uint8_t)flag, "", 0, prefix, sizeof prefix);
+        w.index = vw->doc_flag[kind];
+        kl = kq_rm_prefixed_key(fl, "", 0, prefix, sizeof prefix);
     } else {
-        dbi = vw->docs[kind];
+        w.index = vw->docs[kind];
         kl = 0;
     }
-    if (kl < 0 || alen > 255) {
-        rc = kq_seterr(errstr, errlen, KQ_EINVAL, "id too long");
-        goto out;
+    if (kl < 0 || (after_id != NULL && strlen(after_id) > 255)) {
+        *items = NULL;
+        *more = 0;
+        return kq_seterr(errstr, errlen, KQ_EINVAL, "id too long");
     }
-    plen = (size_t)kl;
-    memcpy(kbuf, prefix, plen);
-    if (alen)
-        memcpy(kbuf + plen, after_id, alen);
-    if ((mrc = mdb_cursor_open(txn, dbi, &cur)) != 0) {
-        rc = kq_seterr(errstr, errlen, KQ_ELMDB, "LMDB cursor: %s", mdb_strerror(mrc));
-        goto out;
-    }
-    k.mv_data = kbuf;
-    k.mv_size = plen + alen;
-    for (mrc = mdb_cursor_get(cur, &k, &v, k.mv_size ? MDB_SET_RANGE : MDB_FIRST); mrc == 0;
-         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        const char *id = (const char *)k.mv_data + plen;
-        size_t idlen;
-
-        if (k.mv_size <= plen || memcmp(k.mv_data, prefix, plen) != 0)
-            break;
-        idlen = k.mv_size - plen;
-        if (alen && idlen == alen && memcmp(id, after_id, idlen) == 0)
-            continue; /* the cursor's own item was on the previous page */
-        if (dbi != vw->docs[kind]) {
-            MDB_val rk = {idlen, (void *)id};
-            if ((mrc = mdb_get(txn, vw->docs[kind], &rk, &rv)) != 0) {
-                /* the indexes always match the documents inside one transaction */
-                rc = kq_seterr(errstr, errlen, KQ_ECORRUPT, "an index names a missing document");
-                goto out;
-            }
-        } else {
-            rv = v;
-        }
-        if (kind == QRY_DOC_RUN && workflow_id != NULL && flag >= 0) {
-            kq_rm_doc d; /* both filters: the status from the record's flag */
-            if (kq_rm_doc_decode(rv.mv_data, rv.mv_size, &d) != 0) {
-                rc = kq_seterr(errstr, errlen, KQ_ECORRUPT, "a run record does not decode");
-                goto out;
-            }
-            if (d.flag != (uint8_t)flag)
-                continue;
-        }
-        if (n == limit) {
-            *more = 1;
-            break;
-        }
-        if ((rc = doc_append(arr, &rv)) != 0) {
-            kq_seterr(errstr, errlen, rc, "a document record does not decode");
-            goto out;
-        }
-        n++;
-    }
-    if (mrc != 0 && mrc != MDB_NOTFOUND) {
-        rc = kq_seterr(errstr, errlen, KQ_ELMDB, "LMDB cursor: %s", mdb_strerror(mrc));
-        goto out;
-    }
-    *items = arr;
-    arr = NULL;
-out:
-    if (cur)
-        mdb_cursor_close(cur);
-    if (txn)
-        mdb_txn_abort(txn);
-    json_decref(arr);
-    return rc;
+    w.plen = (size_t)kl;
+    return page(vw, &w, items, more, errstr, errlen);
 }

@@ -140,7 +140,7 @@ int qry_rm_doc_get(qry_rm_view *v, qry_doc_kind kind, const char *id, char **out
 /*
  * Up to `limit` documents after `after_id` (NULL: from the start) by id.
  * flag >= 0 filters: workflows by enabled (0/1, index workflows_by_enabled),
- * runs by status (PROJ_RUN_*, index runs_by_status). For runs, workflow_id
+ * runs by status (ev_run_status, index runs_by_status). For runs, workflow_id
  * != NULL walks runs_by_workflow instead (and filters by status, if given,
  * from each record's flag). *items is a new JSON array of the documents;
  * *more is 1 when further items exist.

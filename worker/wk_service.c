@@ -524,7 +524,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     int32_t *ps = parts->cnt > 0 ? calloc((size_t)parts->cnt, sizeof *ps) : NULL;
     size_t n = 0;
 
-    if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS && err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+    if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS &&
+        err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         kq_log_error("rebalance: %s", rd_kafka_err2str(err));
         rd_kafka_assign(rk, NULL);
         goto out;

@@ -158,7 +158,7 @@ check_every_type() {
         json=$("$KCQRS_BIN/kcqrs-events" encode <"$f" | "$KCQRS_BIN/kcqrs-events" decode)
         uuid=$(python3 -c 'import json, sys, uuid; print(uuid.UUID(bytes=bytes(json.load(sys.stdin)["event_id"])))' <<<"$json")
         got=$(kq_psql -v j="$json" -v u="$uuid" <<'SQL'
--- secrets are stored as "[redacted]" (CONTRACT6); everything else as decoded
+-- secrets are stored as "[redacted]"; everything else as decoded
 SELECT e.payload = (SELECT CASE WHEN p ? 'webhook_secret'
                                 THEN jsonb_set(p, '{webhook_secret}', '"[redacted]"')
                                 WHEN p ? 'signing_secret'
@@ -237,6 +237,54 @@ check_resources() {
 
 @test "resources are created, updated and deleted (COPY + staging tables)" {
     check_resources copy_staging
+}
+
+# run_seq DIR: run 3b24... of run_started.json (2 steps) as files v2.json ..
+# v7.json: an attempt of step 0, its success, an attempt of step 1, its
+# failure, RunFailed, then an attempt after the end.
+run_seq() {
+    python3 - "$DATA/run_started.json" "$DATA/step_attempted.json" "$1" <<'PY'
+import json, sys
+started, attempted, dst = sys.argv[1], sys.argv[2], sys.argv[3]
+base = json.load(open(attempted))
+evs = [("StepAttempted", {"step": 0, "attempt": 1, "duration_ms": 5, "next_delay_ms": 100}),
+       ("StepSucceeded", {"step": 0, "attempt": 1}),
+       ("StepAttempted", {"step": 1, "attempt": 1, "duration_ms": 5}),
+       ("StepFailed", {"step": 1, "attempt": 1, "error": "boom"}),
+       ("RunFailed", {"step": 1, "error": "boom"}),
+       ("StepAttempted", {"step": 1, "attempt": 2, "duration_ms": 5})]
+for i, (t, p) in enumerate(evs):
+    d = dict(base)
+    d["version"] = i + 2
+    d["payload_type"] = t
+    d["payload"] = p
+    d["event_id"] = list(base["event_id"])
+    d["event_id"][15] = 100 + i
+    json.dump(d, open(f"{dst}/v{i + 2}.json", "w"))
+PY
+}
+
+@test "run rows follow the run fold across batches (state read back from the rows); a refused run event is dead-lettered" {
+    fresh runfold
+    run_seq "$BATS_TEST_TMPDIR"
+    rows() { kq_psql -c "SELECT status || ' ' || version || ' ' || coalesce(error, '-') || ' ' || (SELECT string_agg(s->>'status', ',') FROM jsonb_array_elements(steps) s) || ' ' || (SELECT count(*) FROM run_attempts a WHERE a.run_id = r.id) FROM runs r"; }
+    pgapply "$DATA/run_started.json" >/dev/null
+    [ "$(rows)" = "pending 1 - pending,pending 0" ]
+    for v in 2 3 4 5 6 7; do # one batch each: the state comes from the rows every time
+        run pgapply --offset $((v - 1)) "$BATS_TEST_TMPDIR/v$v.json"
+        echo "$v: $output"
+        [ "$status" -eq 0 ]
+        case $v in
+        2) [ "$(rows)" = "running 2 - running,pending 1" ] ;;
+        3) [ "$(rows)" = "running 3 - succeeded,pending 1" ] ;;
+        4) [ "$(rows)" = "running 4 - succeeded,running 2" ] ;;
+        5) [ "$(rows)" = "failed 5 - succeeded,failed 2" ] ;; # StepFailed fails the run at once
+        6) [ "$(rows)" = "failed 6 boom succeeded,failed 2" ] ;;
+        7) [[ "$output" == *"dead_letter e2e.projector_pg.run.events/0/6 pg run event refused by the run fold: "* ]]
+           [ "$(rows)" = "failed 6 boom succeeded,failed 2" ] ;;
+        esac
+    done
+    [ "$(kq_psql -c "SELECT version FROM aggregate_versions WHERE aggregate_type = 'run'")" = 6 ]
 }
 
 @test "a version gap is dead-lettered, not applied, and its offset still stored" {

@@ -126,7 +126,7 @@ static void test_run_document(void **state)
     (void)state;
 
     assert_int_equal(fold(&doc, "run", "r1", 1, "RunStarted", RUN_STARTED, &why), PROJ_DOC_OK);
-    assert_int_equal(proj_doc_run_status(doc), PROJ_RUN_PENDING);
+    assert_int_equal(proj_doc_run_status(doc), EV_RUN_IS_PENDING);
     assert_doc(doc,
                "{\"id\":\"r1\",\"workflow_id\":\"wf1\",\"workflow_version\":3,\"trigger\":"
                "\"webhook\",\"status\":\"pending\",\"payload\":{\"a\":{\"b\":[1,2]},\"s\":\"x\"},"
@@ -139,7 +139,7 @@ static void test_run_document(void **state)
                           "\"next_delay_ms\":1000,\"delivery_id\":\"r1.0\"}",
                           &why),
                      PROJ_DOC_OK);
-    assert_int_equal(proj_doc_run_status(doc), PROJ_RUN_RUNNING);
+    assert_int_equal(proj_doc_run_status(doc), EV_RUN_IS_RUNNING);
     assert_int_equal(fold(&doc, "run", "r1", 3, "StepAttempted",
                           "{\"step\":0,\"attempt\":2,\"status_code\":200,\"duration_ms\":7,"
                           "\"delivery_id\":\"r1.0\"}",
@@ -173,11 +173,11 @@ static void test_run_document(void **state)
                           "{\"step\":1,\"attempt\":1,\"error\":\"connection refused\"}", &why),
                      PROJ_DOC_OK);
     /* StepFailed fails the run at once */
-    assert_int_equal(proj_doc_run_status(doc), PROJ_RUN_FAILED);
+    assert_int_equal(proj_doc_run_status(doc), EV_RUN_IS_FAILED);
     assert_int_equal(fold(&doc, "run", "r1", 7, "RunFailed",
                           "{\"step\":1,\"error\":\"connection refused\"}", &why),
                      PROJ_DOC_OK);
-    assert_int_equal(proj_doc_run_status(doc), PROJ_RUN_FAILED);
+    assert_int_equal(proj_doc_run_status(doc), EV_RUN_IS_FAILED);
     assert_doc(
         doc,
         "{\"id\":\"r1\",\"workflow_id\":\"wf1\",\"workflow_version\":3,\"trigger\":\"webhook\","
@@ -202,7 +202,7 @@ static void test_run_document(void **state)
                           "{\"workflow_id\":\"wf1\",\"workflow_version\":1,\"step_count\":0}",
                           &why),
                      PROJ_DOC_OK);
-    assert_int_equal(proj_doc_run_status(doc), PROJ_RUN_SUCCEEDED);
+    assert_int_equal(proj_doc_run_status(doc), EV_RUN_IS_SUCCEEDED);
     assert_int_equal(fold(&doc, "run", "r0", 2, "StepAttempted",
                           "{\"step\":0,\"attempt\":1,\"duration_ms\":1}", &why),
                      PROJ_DOC_REFUSED);
@@ -388,13 +388,13 @@ static void test_lmdb_documents(void **state)
     assert_string_equal(ids, "r2");
     list_ids(v, QRY_DOC_RUN, -1, "wf", NULL, 10, ids, &more); /* a prefix is not a match */
     assert_string_equal(ids, "");
-    list_ids(v, QRY_DOC_RUN, PROJ_RUN_PENDING, NULL, NULL, 10, ids, &more);
+    list_ids(v, QRY_DOC_RUN, EV_RUN_IS_PENDING, NULL, NULL, 10, ids, &more);
     assert_string_equal(ids, "r2");
-    list_ids(v, QRY_DOC_RUN, PROJ_RUN_SUCCEEDED, NULL, NULL, 10, ids, &more);
+    list_ids(v, QRY_DOC_RUN, EV_RUN_IS_SUCCEEDED, NULL, NULL, 10, ids, &more);
     assert_string_equal(ids, "r3");
-    list_ids(v, QRY_DOC_RUN, PROJ_RUN_RUNNING, "wf1", NULL, 10, ids, &more);
+    list_ids(v, QRY_DOC_RUN, EV_RUN_IS_RUNNING, "wf1", NULL, 10, ids, &more);
     assert_string_equal(ids, "r1");
-    list_ids(v, QRY_DOC_RUN, PROJ_RUN_SUCCEEDED, "wf1", NULL, 10, ids, &more);
+    list_ids(v, QRY_DOC_RUN, EV_RUN_IS_SUCCEEDED, "wf1", NULL, 10, ids, &more);
     assert_string_equal(ids, "");
     qry_rm_release(v);
     qry_rm_free(rm);

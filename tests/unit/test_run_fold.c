@@ -1,5 +1,6 @@
 /*
- * test_run_fold.c — the run fold (events/ev_run.h) as a property test.
+ * test_run_fold.c — the run fold (events/ev_run.h) as a property test, and
+ * every component that folds runs checked against it.
  *
  * A generator acts like the writer (commands/): RunStarted, then per recorded
  * attempt StepAttempted (retry), StepAttempted + StepSucceeded (+ RunSucceeded
@@ -37,7 +38,14 @@
  *     it never saw started), keeps the fold's state byte for byte, and its
  *     open/finished flag, due time and commit point follow it; its own
  *     advance after a 200 (wk_run_advance) lands where the writer's events
- *     do.
+ *     do;
+ *   - projections/: the LMDB run document (proj_doc_run, after the
+ *     projector's version check) applies what the fold applies and refuses
+ *     (unchanged) what it refuses, and shows the fold's version, status,
+ *     step statuses and attempts of the current step; the PostgreSQL rows,
+ *     written from proj_pg_run_fold's values as the target's statements
+ *     write them, show the same, and the state read back from them (as a
+ *     new batch does: proj_run_state_load) is the fold's, byte for byte.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -54,6 +62,8 @@
 #include "cmd_state.h"
 #include "ev_codec.h"
 #include "ev_run.h"
+#include "proj_doc.h"
+#include "proj_pg.h"
 #include "test_cmd_fixture.h"
 #include "wk_record.h"
 #include "wk_run.h"
@@ -461,6 +471,186 @@ static void cross_teardown(void)
     cmd_state_free(&V.cmd);
 }
 
+/*
+ * The read models of the run being folded (one run at a time):
+ *   doc  the LMDB document, folded by proj_doc_run (the projector skips an
+ *        event whose version is not above the document's before calling it);
+ *   row  the PostgreSQL rows as the target's statements leave them, every
+ *        value the fold decides taken from proj_pg_run_fold: runs.status,
+ *        runs.steps[*].status, one run_attempts row per StepAttempted of an
+ *        existing step (ON CONFLICT DO NOTHING); `pg` is the fold state the
+ *        target carries through a batch, reloaded from the rows (as
+ *        versions_runs_sql and proj_run_state_load do) at random batch ends.
+ */
+typedef struct pg_attempt {
+    uint32_t step, attempt;
+    int64_t at_us, delay;
+} pg_attempt;
+
+typedef struct pg_row {
+    int exists;
+    int64_t version;
+    const char *status;
+    const char *steps[EV_MAX_STEPS];
+    uint32_t nsteps;
+    pg_attempt attempts[MAX_EVENTS + 8];
+    size_t nattempts;
+} pg_row;
+
+static struct {
+    json_t *doc;
+    pg_row row;
+    ev_run_state pg;
+} P;
+
+static void proj_reset(void)
+{
+    json_decref(P.doc);
+    memset(&P, 0, sizeof P);
+    ev_run_init(&P.pg);
+}
+
+/* The rows' fold state, as the PostgreSQL target reads it back. */
+static void pg_reload(ev_run_state *s)
+{
+    proj_run_stored st;
+    const pg_attempt *last = NULL;
+
+    memset(&st, 0, sizeof st);
+    st.next_delay_ms = -1;
+    if (!P.row.exists) {
+        ev_run_init(s);
+        return;
+    }
+    st.version = P.row.version;
+    st.status = ev_run_status_parse(P.row.status);
+    st.step_count = P.row.nsteps;
+    while (st.done < st.step_count && P.row.steps[st.done][0] == 's')
+        st.done++;
+    st.current_failed = st.done < st.step_count && P.row.steps[st.done][0] == 'f';
+    st.total_attempts = (int64_t)P.row.nattempts;
+    for (size_t i = 0; i < P.row.nattempts; i++) {
+        const pg_attempt *a = &P.row.attempts[i];
+        if (last == NULL || a->step > last->step ||
+            (a->step == last->step && a->attempt > last->attempt))
+            last = a;
+    }
+    if (last != NULL && last->step == st.done && last->attempt > 0) {
+        st.attempts = last->attempt;
+        st.last_attempt_us = last->at_us;
+        st.next_delay_ms = last->delay;
+    }
+    assert_int_equal(proj_run_state_load(&st, s), 0);
+}
+
+/* What the run statements do with an applied event and the fold's values. */
+static void pg_write(const ev_envelope *e, const proj_pg_run_values *v)
+{
+    pg_row *r = &P.row;
+
+    assert_non_null(v->status);
+    if (e->payload_type == EV_RUN_STARTED) {
+        json_t *steps = json_object_get(P.doc, "steps"), *st;
+        size_t i;
+        memset(r, 0, sizeof *r);
+        r->exists = 1;
+        json_array_foreach(steps, i, st) /* runs.steps: the document's, without attempts */
+            r->steps[r->nsteps++] = ev_step_status_name(
+            ev_run_status_parse(json_string_value(json_object_get(st, "status"))));
+    } else if (e->payload_type == EV_STEP_ATTEMPTED) {
+        const ev_step_attempted *a = &e->payload.step_attempted;
+        int dup = 0;
+        for (size_t i = 0; i < r->nattempts; i++)
+            dup |= r->attempts[i].step == a->step && r->attempts[i].attempt == a->attempt;
+        if (a->step < r->nsteps && !dup) {
+            pg_attempt *x = &r->attempts[r->nattempts++];
+            x->step = a->step;
+            x->attempt = a->attempt;
+            x->at_us = e->occurred_at_us;
+            x->delay = a->has_next_delay_ms ? a->next_delay_ms : -1;
+        }
+    }
+    r->status = v->status;
+    if (v->step >= 0 && v->step_status != NULL && (uint32_t)v->step < r->nsteps)
+        r->steps[v->step] = v->step_status;
+    r->version = e->version;
+}
+
+/* Both read models of the current run agree with the fold's state `want`. */
+static void proj_agree(const ev_run_state *want)
+{
+    json_t *steps = json_object_get(P.doc, "steps");
+    ev_run_state back;
+    uint32_t cur_attempts = 0;
+
+    if (want->version == 0) {
+        assert_null(P.doc);
+        assert_false(P.row.exists);
+        return;
+    }
+    /* the LMDB document */
+    assert_non_null(P.doc);
+    assert_int_equal(json_integer_value(json_object_get(P.doc, "version")), want->version);
+    assert_int_equal(proj_doc_run_status(P.doc), want->status);
+    assert_int_equal(json_array_size(steps), want->step_count);
+    for (uint32_t i = 0; i < want->step_count; i++) {
+        json_t *st = json_array_get(steps, i);
+        assert_string_equal(json_string_value(json_object_get(st, "status")),
+                            ev_step_status_name(ev_run_step_status(want, i)));
+        if (i == want->step)
+            assert_int_equal(json_array_size(json_object_get(st, "attempts")), want->attempts);
+    }
+    /* the PostgreSQL rows */
+    assert_true(P.row.exists);
+    assert_int_equal(P.row.version, want->version);
+    assert_string_equal(P.row.status, ev_run_status_name(want->status));
+    assert_int_equal(P.row.nsteps, want->step_count);
+    for (uint32_t i = 0; i < want->step_count; i++)
+        assert_string_equal(P.row.steps[i], ev_step_status_name(ev_run_step_status(want, i)));
+    for (size_t i = 0; i < P.row.nattempts; i++)
+        cur_attempts += P.row.attempts[i].step == want->step;
+    if (want->step < want->step_count)
+        assert_int_equal(cur_attempts, want->attempts);
+    assert_memory_equal(&P.pg, want, sizeof *want);
+    /* read back from the rows (a new batch), the state is the fold's */
+    pg_reload(&back);
+    assert_memory_equal(&back, want, sizeof back);
+}
+
+/* Feed one record to both read models; `fold_rc` is the fold's answer. */
+static void proj_feed(const ev_envelope *e, int fold_rc)
+{
+    json_int_t docv = P.doc ? json_integer_value(json_object_get(P.doc, "version")) : 0;
+    const char *why = NULL;
+    proj_pg_run_values v;
+    json_t *before = P.doc ? json_deep_copy(P.doc) : NULL;
+    int rc;
+
+    /* LMDB: the projector's version check first, then the fold */
+    if (e->version <= docv) {
+        assert_int_equal(fold_rc, EV_FOLD_DUPLICATE);
+    } else {
+        rc = proj_doc_run(&P.doc, e, &why);
+        if (fold_rc == EV_FOLD_APPLIED) {
+            if (rc != PROJ_DOC_OK)
+                fail_msg("doc: %s v%lld refused: %s", ev_event_type_name(e->payload_type),
+                         (long long)e->version, why ? why : "-");
+        } else {
+            assert_int_equal(rc, PROJ_DOC_REFUSED);
+            assert_non_null(why);
+            assert_true((before == NULL && P.doc == NULL) || json_equal(before, P.doc));
+        }
+    }
+    json_decref(before);
+    /* PostgreSQL: the fold's values, written by the statements */
+    rc = proj_pg_run_fold(&P.pg, e, &v, &why);
+    assert_int_equal(rc, fold_rc);
+    if (rc == EV_FOLD_APPLIED)
+        pg_write(e, &v);
+    if (rnd(4) == 0) /* a batch ends: the next one reads the state back from the rows */
+        pg_reload(&P.pg);
+}
+
 /* The command side's run as the fold's state (version 0: no run). */
 static void cmd_view(const char *id, ev_run_state *s)
 {
@@ -508,6 +698,7 @@ static void agree(const char *id, const ev_run_state *want)
                              : want->last_attempt_us / 1000 + want->next_delay_ms);
         assert_int_equal(wk_runs_oldest_open(V.wk, 0) >= 0 || !ev_run_open(want), 1);
     }
+    proj_agree(want);
     V.compared++;
 }
 
@@ -538,6 +729,7 @@ static void feed(const char *id, const uint8_t *buf, size_t len, const ev_envelo
         assert_int_equal(rc, WK_RUNS_SKIPPED);
     else
         assert_int_equal(rc, WK_RUNS_REFUSED);
+    proj_feed(e, fold_rc);
     V.offset++;
     V.refused += fold_rc == EV_FOLD_REFUSED;
     (void)id;
@@ -549,6 +741,7 @@ static void cross_seq(const seq *s, const char *id, ev_run_state *st)
     static uint8_t buf[4096];
 
     ev_run_init(st);
+    proj_reset();
     for (size_t i = 0; i < s->n; i++) {
         ev_envelope e;
         int known = st->version > 0, rc;
@@ -778,6 +971,7 @@ int main(void)
     if (cross_setup() != 0)
         return 1;
     rc = cmocka_run_group_tests(tests, NULL, NULL);
+    proj_reset();
     cross_teardown();
     ev_fb_builder_free(&fb);
     return rc;

@@ -6,6 +6,8 @@
  * "Retry-After: 7" /redirect   302 with "Location: /status/200" /bytes/N    200 with N bytes
  * (Content-Length) /stream/N   200 with N bytes, chunked (no Content-Length) /gate/N     held
  * (suspended) until recv_gate requests are held at once, then all are answered: 200 with N bytes
+ * /internal/v1/runs/...  a fake kcqrs-commands: recv_commands_status, with {"version":
+ * recv_commands_version} on 200 and error code "attempt_recorded" otherwise
  */
 #ifndef TEST_WK_RECV_H
 #define TEST_WK_RECV_H
@@ -49,6 +51,8 @@ static size_t recv_n;
 static size_t recv_gate;
 static recv_req *recv_held[RECV_LOG_MAX];
 static size_t recv_nheld, recv_max_held;
+static int recv_commands_status = 200; /* /internal/v1/runs/...: a fake kcqrs-commands */
+static long recv_commands_version;     /* the "version" of its 200 answers */
 
 static void recv_copy_hdr(struct MHD_Connection *c, const char *name, char *dst, size_t len)
 {
@@ -77,6 +81,27 @@ static enum MHD_Result recv_bytes(struct MHD_Connection *c, unsigned status, siz
         return MHD_NO;
     memset(b, 'y', n);
     struct MHD_Response *r = MHD_create_response_from_buffer(n, b, MHD_RESPMEM_MUST_FREE);
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* The fake kcqrs-commands' answer to a record (under recv_commands_*). */
+static enum MHD_Result recv_commands(struct MHD_Connection *c)
+{
+    char out[160];
+    unsigned status;
+    pthread_mutex_lock(&recv_mu);
+    status = (unsigned)recv_commands_status;
+    if (status == 200)
+        snprintf(out, sizeof out, "{\"id\":\"r\",\"version\":%ld,\"consistency_token\":\"t\"}",
+                 recv_commands_version);
+    else
+        snprintf(out, sizeof out,
+                 "{\"error\":{\"code\":\"attempt_recorded\",\"message\":\"m\",\"details\":[]}}");
+    pthread_mutex_unlock(&recv_mu);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(out), out, MHD_RESPMEM_MUST_COPY);
     enum MHD_Result ret = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return ret;
@@ -128,6 +153,8 @@ static enum MHD_Result recv_answer(void *cls, struct MHD_Connection *c, const ch
     }
     if (strncmp(url, "/status/", 8) == 0)
         return recv_bytes(c, (unsigned)atoi(url + 8), 0);
+    if (strncmp(url, "/internal/v1/runs/", 18) == 0)
+        return recv_commands(c);
     if (strcmp(url, "/retry") == 0 || strcmp(url, "/redirect") == 0) {
         int retry = url[3] == 't';
         struct MHD_Response *r =

@@ -27,96 +27,48 @@
 
 #include "ev_codec.h"
 #include "kq_err.h"
+#include "test_wk_recv.h"
 #include "wk_service.h"
 
-/* ---- one server: POST /hook/<status> (actions), POST /internal/v1/runs/<id>/attempts (records),
- * GET /health ---- */
+/* ---- the receiver and fake kcqrs-commands (test_wk_recv.h) ---- */
 
-static struct MHD_Daemon *srv;
-static unsigned port;
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static int hooks; /* action requests received */
-static char hook_delivery[128];
-static int records; /* record requests received */
-static char record_body[2048], record_path[256];
-static int record_status = 200; /* what the fake commands answers */
-static long record_version;     /* the "version" of a 200 */
+typedef struct seen {
+    int hooks;          /* action requests (/status/N) */
+    char delivery[256]; /* of the last one */
+    int records;        /* record requests (/internal/v1/runs/...) */
+    char path[128];     /* of the last one */
+    char body[2048];
+} seen;
 
-typedef struct sreq {
-    char body[4096];
-    size_t len;
-} sreq;
-
-static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
-                               const char *method, const char *version, const char *data,
-                               size_t *size, void **ptr)
+/* What the server has received since the last reset. */
+static seen received(void)
 {
-    sreq *r = *ptr;
-    struct MHD_Response *resp;
-    char out[256];
-    unsigned status = 200;
-    enum MHD_Result ret;
+    seen v;
 
-    (void)cls;
-    (void)version;
-    if (r == NULL) {
-        if ((r = calloc(1, sizeof *r)) == NULL)
-            return MHD_NO;
-        *ptr = r;
-        return MHD_YES;
+    memset(&v, 0, sizeof v);
+    pthread_mutex_lock(&recv_mu);
+    for (size_t i = 0; i < recv_n; i++) {
+        const recv_entry *e = &recv_log[i];
+        if (strncmp(e->path, "/status/", 8) == 0) {
+            v.hooks++;
+            snprintf(v.delivery, sizeof v.delivery, "%s", e->delivery);
+        } else if (strncmp(e->path, "/internal/v1/runs/", 18) == 0) {
+            v.records++;
+            snprintf(v.path, sizeof v.path, "%s", e->path);
+            snprintf(v.body, sizeof v.body, "%.*s", (int)e->len, e->body ? e->body : "");
+        }
     }
-    if (*size) {
-        size_t n = *size < sizeof r->body - 1 - r->len ? *size : sizeof r->body - 1 - r->len;
-        memcpy(r->body + r->len, data, n);
-        r->len += n;
-        *size = 0;
-        return MHD_YES;
-    }
-    out[0] = '\0';
-    pthread_mutex_lock(&mu);
-    if (strncmp(url, "/hook/", 6) == 0) {
-        const char *d = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Kcqrs-Delivery");
-        hooks++;
-        snprintf(hook_delivery, sizeof hook_delivery, "%s", d ? d : "");
-        status = (unsigned)atoi(url + 6);
-    } else if (strncmp(url, "/internal/v1/runs/", 18) == 0 && strcmp(method, "POST") == 0) {
-        records++;
-        snprintf(record_path, sizeof record_path, "%s", url);
-        snprintf(record_body, sizeof record_body, "%.*s", (int)r->len, r->body);
-        status = (unsigned)record_status;
-        if (status == 200)
-            snprintf(out, sizeof out, "{\"id\":\"r\",\"version\":%ld,\"consistency_token\":\"t\"}",
-                     record_version);
-        else
-            snprintf(
-                out, sizeof out,
-                "{\"error\":{\"code\":\"attempt_recorded\",\"message\":\"m\",\"details\":[]}}");
-    }
-    pthread_mutex_unlock(&mu);
-    resp = MHD_create_response_from_buffer(strlen(out), out, MHD_RESPMEM_MUST_COPY);
-    ret = MHD_queue_response(c, status, resp);
-    MHD_destroy_response(resp);
-    return ret;
+    pthread_mutex_unlock(&recv_mu);
+    return v;
 }
 
-static void completed(void *cls, struct MHD_Connection *c, void **ptr,
-                      enum MHD_RequestTerminationCode t)
+static void reset(int status, long version)
 {
-    (void)cls;
-    (void)c;
-    (void)t;
-    free(*ptr);
-    *ptr = NULL;
-}
-
-static int get_int(int *v)
-{
-    int x;
-
-    pthread_mutex_lock(&mu);
-    x = *v;
-    pthread_mutex_unlock(&mu);
-    return x;
+    recv_reset();
+    pthread_mutex_lock(&recv_mu);
+    recv_commands_status = status;
+    recv_commands_version = version;
+    pthread_mutex_unlock(&recv_mu);
 }
 
 /* ---- events ---- */
@@ -155,7 +107,7 @@ static void feed_started(wk_service *svc, const char *id, const char *hook, int3
     ev_step st;
     char url[128];
 
-    snprintf(url, sizeof url, "http://127.0.0.1:%u%s", port, hook);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u%s", recv_port, hook);
     memset(&st, 0, sizeof st);
     st.action_type = EV_ACTION_HTTP;
     st.action.http.method = EV_HTTP_POST;
@@ -201,12 +153,12 @@ static long metric(wk_service *svc, const char *name)
     return v;
 }
 
-/* Run rounds until *counter reaches want (or 5 s pass); returns the last value. */
-static int rounds_until(wk_service *svc, int *counter, int want)
+/* Run rounds until `records` records arrived (or 5 s pass); what was received. */
+static seen rounds_until(wk_service *svc, int records)
 {
-    for (int i = 0; i < 250 && get_int(counter) < want; i++)
+    for (int i = 0; i < 250 && received().records < records; i++)
         wk_service_round(svc, 20);
-    return get_int(counter);
+    return received();
 }
 
 /* Rounds until the metric has the value (or 5 s pass). */
@@ -226,7 +178,7 @@ static wk_service *new_service(void)
     char url[64], err[256];
 
     memset(&s, 0, sizeof s);
-    snprintf(url, sizeof url, "http://127.0.0.1:%u", port);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u", recv_port);
     s.topic = "t.run.events";
     s.partitions = 4;
     s.max_runs = 8;
@@ -248,16 +200,6 @@ static wk_service *new_service(void)
     return svc;
 }
 
-static void reset(int status, long version)
-{
-    pthread_mutex_lock(&mu);
-    hooks = records = 0;
-    hook_delivery[0] = record_body[0] = record_path[0] = '\0';
-    record_status = status;
-    record_version = version;
-    pthread_mutex_unlock(&mu);
-}
-
 static void test_succeeds_once_ready(void **state)
 {
     (void)state;
@@ -265,25 +207,26 @@ static void test_succeeds_once_ready(void **state)
     int32_t p0 = 0;
     json_error_t je;
     json_t *rec;
+    seen got;
 
     reset(200, 4); /* StepAttempted 2, StepSucceeded 3, RunSucceeded 4 */
     wk_service_assign(svc, &p0, 1);
     assert_int_equal(metric(svc, "kcqrs_worker_partitions_assigned"), 1);
-    feed_started(svc, "run-a", "/hook/200", 0, 5);
-    feed_started(svc, "run-x", "/hook/200", 2, 9); /* partition 2 is not assigned: dropped */
+    feed_started(svc, "run-a", "/status/200", 0, 5);
+    feed_started(svc, "run-x", "/status/200", 2, 9); /* partition 2 is not assigned: dropped */
     assert_int_equal(metric(svc, "kcqrs_worker_runs_open"), 1);
     /* not read to the end yet: nothing is sent */
     for (int i = 0; i < 10; i++)
         wk_service_round(svc, 10);
-    assert_int_equal(get_int(&hooks), 0);
+    assert_int_equal(received().hooks, 0);
     feed_eof(svc, 0, 6);
-    assert_int_equal(rounds_until(svc, &records, 1), 1);
-    assert_int_equal(get_int(&hooks), 1);
-    pthread_mutex_lock(&mu);
-    assert_string_equal(hook_delivery, "run-a.0");
-    assert_string_equal(record_path, "/internal/v1/runs/run-a/attempts");
-    rec = json_loads(record_body, 0, &je);
-    pthread_mutex_unlock(&mu);
+    got = rounds_until(svc, 1);
+    assert_int_equal(got.records, 1);
+    assert_int_equal(got.hooks, 1);
+    assert_string_equal(got.delivery, "run-a.0");
+    assert_string_equal(got.path, "/internal/v1/runs/run-a/attempts");
+    assert_true(recv_count() >= 2); /* the step, its record (and /health probes) */
+    rec = json_loads(got.body, 0, &je);
     assert_non_null(rec);
     assert_string_equal(json_string_value(json_object_get(rec, "outcome")), "succeeded");
     assert_int_equal(json_integer_value(json_object_get(rec, "attempt")), 1);
@@ -297,7 +240,7 @@ static void test_succeeds_once_ready(void **state)
     assert_int_equal(metric(svc, "kcqrs_worker_attempts_total"), 1);
     for (int i = 0; i < 10; i++)
         wk_service_round(svc, 10);
-    assert_int_equal(get_int(&hooks), 1);
+    assert_int_equal(received().hooks, 1);
     /* the log brings the same events later: re-reads, skipped (the run is gone) */
     {
         ev_envelope e;
@@ -315,15 +258,15 @@ static void test_retry_and_conflict(void **state)
     int32_t p1 = 1;
     json_error_t je;
     json_t *rec;
+    seen got;
 
     reset(200, 2); /* the retry's StepAttempted is version 2 */
     wk_service_assign(svc, &p1, 1);
     feed_eof(svc, 1, 0);
-    feed_started(svc, "run-r", "/hook/503", 1, 0);
-    assert_int_equal(rounds_until(svc, &records, 1), 1);
-    pthread_mutex_lock(&mu);
-    rec = json_loads(record_body, 0, &je);
-    pthread_mutex_unlock(&mu);
+    feed_started(svc, "run-r", "/status/503", 1, 0);
+    got = rounds_until(svc, 1);
+    assert_int_equal(got.records, 1);
+    rec = json_loads(got.body, 0, &je);
     assert_non_null(rec);
     assert_string_equal(json_string_value(json_object_get(rec, "outcome")), "retry");
     assert_true(json_integer_value(json_object_get(rec, "next_delay_ms")) <= 400);
@@ -331,15 +274,14 @@ static void test_retry_and_conflict(void **state)
     json_decref(rec);
     /* open, and attempt 2 follows after the delay; this time commands answers 409 */
     reset(409, 0);
-    assert_int_equal(rounds_until(svc, &records, 1), 1);
-    pthread_mutex_lock(&mu);
-    assert_non_null(strstr(record_body, "\"attempt\":2"));
-    pthread_mutex_unlock(&mu);
+    got = rounds_until(svc, 1);
+    assert_int_equal(got.records, 1);
+    assert_non_null(strstr(got.body, "\"attempt\":2"));
     assert_int_equal(metric(svc, "kcqrs_worker_runs_open"), 1);
     /* waiting for the log: no third attempt while it shows nothing new */
     for (int i = 0; i < 60; i++)
         wk_service_round(svc, 10);
-    assert_int_equal(get_int(&records), 1);
+    assert_int_equal(received().records, 1);
     assert_int_equal(metric(svc, "kcqrs_worker_runs_in_flight"), 0);
     /* an event the rule refuses (a gap) is counted and changes nothing */
     {
@@ -351,7 +293,7 @@ static void test_retry_and_conflict(void **state)
     }
     assert_int_equal(metric(svc, "kcqrs_worker_events_refused_total"), 1);
     assert_int_equal(metric(svc, "kcqrs_worker_runs_open"), 1);
-    assert_int_equal(get_int(&records), 1);
+    assert_int_equal(received().records, 1);
     /* the log shows attempt 2 (version 3): the run wakes up and attempt 3 goes out */
     reset(200, 4);
     {
@@ -366,10 +308,9 @@ static void test_retry_and_conflict(void **state)
         e.payload.step_attempted.delivery_id = ev_str_c("run-r.0");
         feed(svc, &e, "run-r", 3, 1, 2);
     }
-    assert_int_equal(rounds_until(svc, &records, 1), 1);
-    pthread_mutex_lock(&mu);
-    assert_non_null(strstr(record_body, "\"attempt\":3"));
-    pthread_mutex_unlock(&mu);
+    got = rounds_until(svc, 1);
+    assert_int_equal(got.records, 1);
+    assert_non_null(strstr(got.body, "\"attempt\":3"));
     /* a revoke forgets the partition's runs */
     wk_service_revoke(svc, &p1, 1);
     assert_int_equal(metric(svc, "kcqrs_worker_runs_open"), 0);
@@ -380,11 +321,8 @@ static void test_retry_and_conflict(void **state)
 static int setup(void **state)
 {
     (void)state;
-    srv = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL, handler,
-                           NULL, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
-    if (srv == NULL)
+    if (recv_start() != 0)
         return -1;
-    port = MHD_get_daemon_info(srv, MHD_DAEMON_INFO_BIND_PORT)->port;
     ev_fb_builder_init(&fb);
     return 0;
 }
@@ -392,7 +330,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    MHD_stop_daemon(srv);
+    recv_stop();
     ev_fb_builder_free(&fb);
     return 0;
 }
