@@ -4,6 +4,7 @@
 #include "cmd_catchup.h"
 #include "cmd_aggregate.h"
 #include "kq_err.h"
+#include "kq_time.h"
 #include "kq_log.h"
 
 #include <inttypes.h>
@@ -11,13 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double mono_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 /* Forget the state (it describes another log) and read from offset 0. */
 static int reset_state(cmd_catchup *c, const char *why)
@@ -99,7 +93,7 @@ int cmd_catchup_run(cmd_catchup *c, rd_kafka_t *rk, char *errstr, size_t errlen)
     rd_kafka_topic_partition_list_t *tp;
     int np = st->partitions, left = CMD_TOPICS * np, rc = 0;
     int *eof = calloc((size_t)(CMD_TOPICS * np), sizeof *eof);
-    double last_progress = mono_s(), t0 = mono_s();
+    double last_progress = (kq_time_mono_us() / 1e6), t0 = (kq_time_mono_us() / 1e6);
     uint64_t n = 0, before;
 
     if (eof == NULL)
@@ -132,7 +126,8 @@ int cmd_catchup_run(cmd_catchup *c, rd_kafka_t *rk, char *errstr, size_t errlen)
         rd_kafka_message_t *m = rd_kafka_consumer_poll(cons, 200);
         int t, ix;
         if (m == NULL) {
-            if (mono_s() - last_progress > 2.0 * c->cfg->kafka_timeout_ms / 1000.0) {
+            if ((kq_time_mono_us() / 1e6) - last_progress >
+                2.0 * c->cfg->kafka_timeout_ms / 1000.0) {
                 rc = kq_seterr(errstr, errlen, KQ_ETIMEDOUT,
                                "reading the event topics: no progress for %d ms (%d partitions "
                                "not at the end)",
@@ -141,7 +136,7 @@ int cmd_catchup_run(cmd_catchup *c, rd_kafka_t *rk, char *errstr, size_t errlen)
             }
             continue;
         }
-        last_progress = mono_s();
+        last_progress = (kq_time_mono_us() / 1e6);
         t = msg_topic(c, m);
         ix = t >= 0 && m->partition >= 0 && m->partition < np ? t * np + m->partition : -1;
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
@@ -180,7 +175,7 @@ int cmd_catchup_run(cmd_catchup *c, rd_kafka_t *rk, char *errstr, size_t errlen)
     kq_log_info("caught up with the event topics: %" PRIu64 " records read, %" PRIu64
                 " events applied, %zu resources, %zu workflows, %zu runs, %.3f s",
                 n, st->events - before, cmd_state_resource_count(st), cmd_state_workflow_count(st),
-                cmd_state_run_count(st), mono_s() - t0);
+                cmd_state_run_count(st), (kq_time_mono_us() / 1e6) - t0);
 out:
     rd_kafka_topic_partition_list_destroy(tp);
     rd_kafka_consumer_close(cons);

@@ -3,6 +3,7 @@
  */
 #include "cmd_queue.h"
 #include "kq_err.h"
+#include "kq_time.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -32,13 +33,6 @@ void cmd_item_free(cmd_item *it)
     cmd_decision_clear(&it->d);
     cmd_command_clear(&it->cmd);
     free(it);
-}
-
-static double mono_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
 void cmd_queue_init(cmd_queue *q, size_t cap, const char *why)
@@ -129,9 +123,9 @@ size_t cmd_queue_take(cmd_queue *q, cmd_item **out, size_t max, double wait_s, d
     if (q->len == 0 && !q->stopping)
         wait_for(q, wait_s);
     if (q->len > 0 && q->len < max && linger_s > 0 && !q->stopping) {
-        deadline = mono_s() + linger_s;
+        deadline = (kq_time_mono_us() / 1e6) + linger_s;
         while (q->len < max && !q->stopping) {
-            double left = deadline - mono_s();
+            double left = deadline - (kq_time_mono_us() / 1e6);
             if (left <= 0)
                 break;
             if (wait_for(q, left) == ETIMEDOUT)

@@ -12,12 +12,11 @@
 #include "cmd_snapshot.h"
 #include "cmd_wmetrics.h"
 #include "kq_err.h"
+#include "kq_time.h"
 #include "kq_kafka.h"
 #include "kq_log.h"
 #include "kq_rand.h"
 
-#include <errno.h>
-#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -53,13 +52,6 @@ struct cmd_writer {
 
     cmd_wmetrics m;
 };
-
-static double mono_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 static void answer_unavailable(cmd_writer *w, cmd_item *it, const char *msg)
 {
@@ -106,7 +98,6 @@ static int produce_item(cmd_writer *w, cmd_item *it, char *errstr, size_t errlen
 {
     const cmd_command *c = &it->cmd;
     int t = cmd_kind_topic(c->kind), part, klen, rc;
-    struct timespec now;
     int64_t occurred;
     char key[EV_ID_MAX + 32];
     cmd_head *head;
@@ -117,8 +108,7 @@ static int produce_item(cmd_writer *w, cmd_item *it, char *errstr, size_t errlen
     if (it->d.nevents < 1 || it->d.nevents > CMD_MAX_EVENTS)
         return kq_seterr(errstr, errlen, KQ_EINVAL, "bad event count %d", it->d.nevents);
     head = cmd_chain_head(&w->chain, t, part);
-    clock_gettime(CLOCK_REALTIME, &now);
-    occurred = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+    occurred = kq_time_now_us();
     cmd_item_values_free(it);
     for (int i = 0; i < it->d.nevents; i++) {
         cmd_item_event *ie = &it->ev[i], *slot;
@@ -182,7 +172,7 @@ static int run_transaction(cmd_writer *w, cmd_item **items, size_t n, size_t nap
                            size_t errlen)
 {
     int rc, needs_abort = 0;
-    double t0, tbegin = mono_s();
+    double t0, tbegin = (kq_time_mono_us() / 1e6);
 
     cmd_chain_save(&w->chain);
     w->nslots = 0;
@@ -199,14 +189,14 @@ static int run_transaction(cmd_writer *w, cmd_item **items, size_t n, size_t nap
                              "commit transaction", &needs_abort, errstr, errlen);
     if (rc != 0)
         goto fail;
-    cmd_wmetrics_commit(&w->m, mono_s() - tbegin);
+    cmd_wmetrics_commit(&w->m, (kq_time_mono_us() / 1e6) - tbegin);
     /* The commit flushed and served the delivery reports; make sure. */
-    t0 = mono_s();
+    t0 = (kq_time_mono_us() / 1e6);
     for (;;) {
         size_t got = 0;
         for (size_t k = 0; k < w->nslots; k++)
             got += w->slots[k].delivered != 0;
-        if (got == nappend || mono_s() - t0 > 5.0)
+        if (got == nappend || (kq_time_mono_us() / 1e6) - t0 > 5.0)
             break;
         rd_kafka_poll(w->prod.cur, 10);
     }
@@ -335,7 +325,7 @@ static void process_batch(cmd_writer *w, cmd_item **items, size_t n)
     char errstr[512];
     size_t nappend, m = 0;
     int failed = 0;
-    double now = mono_s(), maxwait = w->cfg->kafka_timeout_ms / 1000.0;
+    double now = (kq_time_mono_us() / 1e6), maxwait = w->cfg->kafka_timeout_ms / 1000.0;
 
     /* Commands that waited longer than the Kafka bound are not tried. */
     for (size_t i = 0; i < n; i++) {
@@ -385,13 +375,13 @@ static void maybe_snapshot(cmd_writer *w, int force, int wait)
     if (!force && w->st.events - w->events_at_snapshot < (uint64_t)w->cfg->snapshot_every)
         return;
     if (w->st.events != w->events_at_snapshot || w->st.delta.full || w->st.delta.len > 0) {
-        t0 = mono_s();
+        t0 = (kq_time_mono_us() / 1e6);
         if (cmd_snapshotter_submit(w->snap, &w->st, w->chain.heads, &full) != 0) {
             kq_log_error("snapshot: cannot hand over the changes (out of memory); the next "
                          "snapshot is a full one");
             return;
         }
-        us = (uint64_t)((mono_s() - t0) * 1e6);
+        us = (uint64_t)(((kq_time_mono_us() / 1e6) - t0) * 1e6);
         cmd_wmetrics_handover(&w->m, us);
         if (full)
             kq_log_info("snapshot: handed over the whole state (%zu resources, %zu workflows, "
@@ -430,8 +420,8 @@ static int get_ready(cmd_writer *w, double backoff)
 /* Sleep up to `s` seconds, waking early when a stop is asked. */
 static void backoff_sleep(cmd_writer *w, double s)
 {
-    double until = mono_s() + s;
-    while (mono_s() < until && !cmd_queue_stopping(&w->q)) {
+    double until = (kq_time_mono_us() / 1e6) + s;
+    while ((kq_time_mono_us() / 1e6) < until && !cmd_queue_stopping(&w->q)) {
         struct timespec ts = {0, 50 * 1000000L};
         nanosleep(&ts, NULL);
     }

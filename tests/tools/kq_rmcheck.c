@@ -53,6 +53,7 @@
 #include "kq_err.h"
 #include "kq_kafka.h"
 #include "kq_log.h"
+#include "kq_map.h"
 #include "kq_pg.h"
 #include "kq_rm.h"
 
@@ -75,7 +76,6 @@ static double mono_s(void)
 /* ---------------------------------------------------------------- expected state */
 
 typedef struct agg {
-    struct agg *next;
     uint8_t type;
     char *id;
     size_t idlen;
@@ -89,41 +89,35 @@ typedef struct agg {
     ev_run_state run; /* runs: THE run fold (ev_run.h) */
 } agg;
 
-#define NBUCKETS (1u << 20)
-static agg **table;
+static kq_map *table; /* <type byte><id> -> agg */
 static size_t naggs, nresources, nworkflows, nruns;
 static const char *const run_status_names[] = {"pending", "running", "succeeded", "failed"};
 static int ndiffs;
 
-static uint32_t hash(uint8_t type, const char *id, size_t len)
-{
-    uint32_t h = 2166136261u ^ type;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (uint8_t)id[i]) * 16777619u;
-    return h & (NBUCKETS - 1);
-}
-
 static agg *lookup(uint8_t type, const char *id, size_t len, int create)
 {
-    uint32_t h = hash(type, id, len);
+    char key[1024];
     agg *a;
+    int created = 0;
 
-    for (a = table[h]; a; a = a->next)
-        if (a->type == type && a->idlen == len && memcmp(a->id, id, len) == 0)
-            return a;
-    if (!create)
+    if (len >= sizeof key)
         return NULL;
-    if ((a = calloc(1, sizeof *a)) == NULL || (a->id = malloc(len + 1)) == NULL) {
+    key[0] = (char)type;
+    memcpy(key + 1, id, len);
+    if (!create)
+        return kq_map_getb(table, key, len + 1);
+    if ((a = kq_map_putb(table, key, len + 1, &created)) == NULL ||
+        (created && (a->id = malloc(len + 1)) == NULL)) {
         fprintf(stderr, "kq_rmcheck: out of memory\n");
         exit(1);
     }
-    memcpy(a->id, id, len);
-    a->id[len] = '\0';
-    a->idlen = len;
-    a->type = type;
-    a->next = table[h];
-    table[h] = a;
-    naggs++;
+    if (created) {
+        memcpy(a->id, id, len);
+        a->id[len] = '\0';
+        a->idlen = len;
+        a->type = type;
+        naggs++;
+    }
     return a;
 }
 
@@ -408,25 +402,38 @@ static void on_dlq(int ti, const rd_kafka_message_t *m, void *arg)
 }
 
 /* Aggregates with at least one applied event. */
+static int count_valid(void *arg, const char *key, size_t keylen, void *val)
+{
+    const agg *a = val;
+
+    (void)key, (void)keylen;
+    *(size_t *)arg += a->version > 0;
+    return 0;
+}
+
 static size_t naggs_valid(void)
 {
     size_t n = 0;
 
-    for (uint32_t h = 0; h < NBUCKETS; h++)
-        for (agg *a = table[h]; a; a = a->next)
-            n += a->version > 0;
+    kq_map_each(table, count_valid, &n);
     return n;
+}
+
+static int count_one(void *arg, const char *key, size_t keylen, void *val)
+{
+    const agg *a = val;
+
+    (void)arg, (void)key, (void)keylen;
+    nresources += a->exists && a->type == EV_AGG_RESOURCE;
+    nworkflows += a->exists && a->type == EV_AGG_WORKFLOW;
+    nruns += a->exists && a->type == EV_AGG_RUN;
+    return 0;
 }
 
 static void count_resources(void)
 {
     nresources = nworkflows = nruns = 0;
-    for (uint32_t h = 0; h < NBUCKETS; h++)
-        for (agg *a = table[h]; a; a = a->next) {
-            nresources += a->exists && a->type == EV_AGG_RESOURCE;
-            nworkflows += a->exists && a->type == EV_AGG_WORKFLOW;
-            nruns += a->exists && a->type == EV_AGG_RUN;
-        }
+    kq_map_each(table, count_one, NULL);
 }
 
 /* Open a named database; 0 when it does not exist (a model older than workflows). */
@@ -809,7 +816,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "kq_rmcheck: bad topic prefix or partition count\n");
         goto out;
     }
-    if ((table = calloc(NBUCKETS, sizeof *table)) == NULL ||
+    if ((table = kq_map_new(sizeof(agg), NULL)) == NULL ||
         (high = calloc((size_t)(4 * np), sizeof *high)) == NULL)
         goto out;
     if ((c = client(&cfg, 1, err, sizeof err)) == NULL ||
