@@ -8,6 +8,7 @@
 #   make up / make down       start / stop Kafka, PostgreSQL (and later the services) in var/
 #   make bench                benchmark table (medians and ratios to baselines)
 #   make fuzz                 libFuzzer targets with clang (tests/fuzz/)
+#   make check-layers         which folder includes which (LAYERS below); every build runs it
 #
 # Conventions that keep this file short:
 #   - every .c in lib/ events/ commands/ projections/ query-api/ replay/ worker/ goes into

@@ -16,7 +16,6 @@
  * 2 usage or configuration error, 3 the run failed (Kafka, PostgreSQL, the
  * file system, another rebuild holding the lock, a signal).
  */
-#include <inttypes.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -85,43 +84,6 @@ static int drop_snapshots(const rp_args *a, const kq_config *cfg)
         }
     }
     return exit_code;
-}
-
-/*
- * The end offsets of a snapshot (--until-offsets or --until) into until[] (*n
- * of them) and its name into defname when none was given. 0, or the exit
- * status (the error printed).
- */
-static int snapshot_bounds(const rp_args *a, const kq_config *cfg, const char *const *tnames,
-                           proj_offset *until, size_t *n, const char **name, char *defname,
-                           size_t deflen)
-{
-    char err[1024];
-
-    if (a->until_spec != NULL) {
-        if (rp_parse_offsets(a->until_spec, tnames, NTOPICS, cfg->partitions, until, *n, n, err,
-                             sizeof err) != 0) {
-            fprintf(stderr, "%s: %s\n", RP_PROG, err);
-            return 2;
-        }
-        if (*name == NULL) {
-            rp_default_name(kq_time_now_us(), defname, deflen);
-            *name = defname;
-        }
-        return 0;
-    }
-    if (rp_until_resolve(cfg, tnames, a->until_us, until, n, err, sizeof err) != 0) {
-        fprintf(stderr, "%s: %s\n", RP_PROG, err);
-        return 3;
-    }
-    if (*name == NULL) {
-        rp_default_name(a->until_us, defname, deflen);
-        *name = defname;
-    }
-    for (size_t k = 0; k < *n; k++)
-        kq_log_info("until: %s [%" PRId32 "] ends before offset %" PRId64, until[k].topic,
-                    until[k].partition, until[k].next_offset);
-    return 0;
 }
 
 /* Wait for the jobs, showing progress, taking the signals. Returns the signal seen, or 0. */
@@ -221,9 +183,15 @@ int main(int argc, char **argv)
         return 3;
     }
     t_start = rp_mono_s();
-    if (a.cmd == RP_CMD_UNTIL && (exit_code = snapshot_bounds(&a, &cfg, tnames, until, &nuntil,
-                                                              &name, defname, sizeof defname)) != 0)
-        goto done;
+    if (a.cmd == RP_CMD_UNTIL) {
+        int rc = rp_until_bounds(&cfg, tnames, a.until_spec, a.until_us, until, &nuntil, &name,
+                                 defname, sizeof defname, err, sizeof err);
+        if (rc != 0) {
+            fprintf(stderr, "%s: %s\n", RP_PROG, err);
+            exit_code = rc == KQ_EINVAL ? 2 : 3;
+            goto done;
+        }
+    }
     memset(jobs, 0, sizeof jobs);
     memset(ms, 0, sizeof ms);
     for (size_t i = 0; i < a.ntargets; i++) {

@@ -246,3 +246,32 @@ out:
     rd_kafka_destroy(c);
     return ret;
 }
+
+int rp_until_bounds(const kq_config *cfg, const char *const *topics, const char *spec, int64_t us,
+                    proj_offset *out, size_t *n, const char **name, char *defname, size_t deflen,
+                    char *errstr, size_t errlen)
+{
+    size_t max = (size_t)NTOPICS * (size_t)cfg->partitions;
+    int rc;
+
+    if (spec != NULL) {
+        if ((rc = rp_parse_offsets(spec, topics, NTOPICS, cfg->partitions, out, max, n, errstr,
+                                   errlen)) != 0)
+            return rc;
+        if (*name == NULL) {
+            rp_default_name(kq_time_now_us(), defname, deflen);
+            *name = defname;
+        }
+        return 0;
+    }
+    if ((rc = rp_until_resolve(cfg, topics, us, out, n, errstr, errlen)) != 0)
+        return rc;
+    if (*name == NULL) {
+        rp_default_name(us, defname, deflen);
+        *name = defname;
+    }
+    for (size_t k = 0; k < *n; k++)
+        kq_log_info("until: %s [%" PRId32 "] ends before offset %" PRId64, out[k].topic,
+                    out[k].partition, out[k].next_offset);
+    return 0;
+}

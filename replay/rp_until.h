@@ -43,4 +43,16 @@ void rp_default_name(int64_t us, char *out, size_t len);
 int rp_until_resolve(const kq_config *cfg, const char *const *topics, int64_t us, proj_offset *out,
                      size_t *n, char *errstr, size_t errlen);
 
+/*
+ * The bounds of a snapshot: --until-offsets SPEC (spec != NULL, parsed as
+ * above) or else --until TIME (`us`, resolved as above), into out (3 *
+ * cfg->partitions entries; *n set); when *name is NULL it becomes the
+ * default name of the bound (for SPEC: of now) written into defname. The
+ * resolved offsets are logged. 0; KQ_EINVAL (bad SPEC) or the errors of
+ * rp_until_resolve, with errstr.
+ */
+int rp_until_bounds(const kq_config *cfg, const char *const *topics, const char *spec, int64_t us,
+                    proj_offset *out, size_t *n, const char **name, char *defname, size_t deflen,
+                    char *errstr, size_t errlen);
+
 #endif
