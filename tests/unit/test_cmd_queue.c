@@ -115,7 +115,7 @@ static void test_fifo_and_max(void **state)
     cmd_result r;
     cmd_item *out[4], *rest;
     int stopping = -1;
-    char id[8];
+    char id[16];
 
     (void)state;
     cmd_queue_init(&q, 100, "");
