@@ -49,7 +49,7 @@ int main(int argc, char **argv)
     char err[512], snapdir[4096];
     int sig, rc = 2;
 
-    if (kq_service_begin(&svc, PROG, usage, argc, argv, &rc))
+    if (kq_service_begin(&svc, PROG, usage, KQ_SERVICE_KEYS, argc, argv, &rc))
         return rc;
     snprintf(snapdir, sizeof snapdir, "%s/commands", svc.cfg.lmdb_dir);
     memset(&wo, 0, sizeof wo);

@@ -10,8 +10,8 @@
 #include "kq_err.h"
 #include "kq_log.h"
 
-int kq_service_begin(kq_service *s, const char *prog, const char *usage, int argc, char **argv,
-                     int *status)
+int kq_service_begin(kq_service *s, const char *prog, const char *usage, unsigned flags, int argc,
+                     char **argv, int *status)
 {
     char err[512];
 
@@ -21,7 +21,7 @@ int kq_service_begin(kq_service *s, const char *prog, const char *usage, int arg
     if (kq_config_handle_help(argc, argv, usage))
         return 1;
     *status = 2;
-    if (argc > 1) {
+    if (argc > 1 && !(flags & KQ_SERVICE_ARGS)) {
         fprintf(stderr, "%s: unexpected argument '%s' (see --help)\n", prog, argv[1]);
         return 1;
     }
@@ -30,7 +30,8 @@ int kq_service_begin(kq_service *s, const char *prog, const char *usage, int arg
         return 1;
     }
     s->loaded = 1;
-    if (kq_auth_load(s->cfg.keys_file, &s->keys, err, sizeof err) != 0) {
+    if ((flags & KQ_SERVICE_KEYS) &&
+        kq_auth_load(s->cfg.keys_file, &s->keys, err, sizeof err) != 0) {
         kq_log_error("API keys: %s", err);
         kq_service_end(s);
         return 1;

@@ -2,11 +2,14 @@
  * kq_service.h — the start and the stop every HTTP service main shares.
  *
  * What it is for
- *   kcqrs-commands and kcqrs-query (and any service with the same shape)
- *   begin alike: --help and the configuration table, no positional
- *   arguments, the configuration from the environment and the log set up
- *   from it, the API keys file, SIGPIPE ignored and SIGTERM/SIGINT blocked in
- *   every thread so the main can wait for them; and end alike: the HTTP
+ *   The long-running services (kcqrs-commands and kcqrs-query use it; the
+ *   projector's and the worker's admin servers have the same shape) begin
+ *   alike: --help and the configuration table, no positional arguments
+ *   (unless the main takes its own: KQ_SERVICE_ARGS), the configuration from
+ *   the environment and the log set up from it, the API keys file (for a
+ *   public API: KQ_SERVICE_KEYS), SIGPIPE ignored and SIGTERM/SIGINT blocked
+ *   in every thread so the main can wait for them (a main that needs another
+ *   signal adds it to `signals` and blocks it too); and end alike: the HTTP
  *   server stopped, keys and configuration freed. A main calls
  *   kq_service_begin, starts its own modules, kq_service_http_start,
  *   kq_service_wait, stops its modules (those that answer waiting requests
@@ -27,6 +30,9 @@
 #include "kq_config.h"
 #include "kq_http.h"
 
+#define KQ_SERVICE_KEYS 1u /* load the API keys of KCQRS_KEYS_FILE (else keys stays NULL) */
+#define KQ_SERVICE_ARGS 2u /* the main parses arguments itself: they are not refused */
+
 typedef struct kq_service {
     const char *prog;
     kq_config cfg;       /* loaded by kq_service_begin */
@@ -37,18 +43,20 @@ typedef struct kq_service {
 } kq_service;
 
 /*
- * --help (prints `usage` and the configuration table), refuse any argument,
- * load the configuration and the log, load the API keys, block the signals.
- * Returns 0 to go on, or 1 when the main must return *status at once (0
- * after --help; 2 for a usage, configuration or keys error, already
- * printed or logged). After 1 there is nothing to end.
+ * --help (prints `usage` and the configuration table), refuse any argument
+ * (without KQ_SERVICE_ARGS), load the configuration and the log, load the
+ * API keys (with KQ_SERVICE_KEYS), block the signals. Returns 0 to go on, or
+ * 1 when the main must return *status at once (0 after --help; 2 for a
+ * usage, configuration or keys error, already printed or logged). After 1
+ * there is nothing to end.
  */
-int kq_service_begin(kq_service *s, const char *prog, const char *usage, int argc, char **argv,
-                     int *status);
+int kq_service_begin(kq_service *s, const char *prog, const char *usage, unsigned flags, int argc,
+                     char **argv, int *status);
 
 /*
- * Start the HTTP server with `o` (its keys are set to the service's).
- * 0, or the kq_http_start error (logged).
+ * Start the HTTP server with `o` (its keys are set to the service's; NULL
+ * without KQ_SERVICE_KEYS: public routes only). 0, or the kq_http_start
+ * error (logged).
  */
 int kq_service_http_start(kq_service *s, kq_http_options *o);
 

@@ -55,7 +55,7 @@ int main(int argc, char **argv)
     char err[512], rmdir[4096];
     int sig, rc = 2;
 
-    if (kq_service_begin(&svc, PROG, usage, argc, argv, &rc))
+    if (kq_service_begin(&svc, PROG, usage, KQ_SERVICE_KEYS, argc, argv, &rc))
         return rc;
     if (qry_api_init(&api, cfg) != 0) {
         kq_log_error("KCQRS_TOPIC_PREFIX is too long");

@@ -32,18 +32,31 @@ static void test_begin_ends_early(void **state)
     int status = -1;
 
     (void)state;
-    assert_int_equal(
-        kq_service_begin(&s, "t", "usage: t\n", 2, (char *[]){"t", "--help", NULL}, &status), 1);
+    assert_int_equal(kq_service_begin(&s, "t", "usage: t\n", KQ_SERVICE_KEYS, 2,
+                                      (char *[]){"t", "--help", NULL}, &status),
+                     1);
     assert_int_equal(status, 0);
-    assert_int_equal(
-        kq_service_begin(&s, "t", "usage: t\n", 2, (char *[]){"t", "extra", NULL}, &status), 1);
+    assert_int_equal(kq_service_begin(&s, "t", "usage: t\n", KQ_SERVICE_KEYS, 2,
+                                      (char *[]){"t", "extra", NULL}, &status),
+                     1);
     assert_int_equal(status, 2);
+    /* arguments the main takes itself, no keys: an admin server's start */
+    assert_int_equal(kq_service_begin(&s, "t", "usage: t\n", KQ_SERVICE_ARGS, 2,
+                                      (char *[]){"t", "--target=pg", NULL}, &status),
+                     0);
+    assert_int_equal(status, 0);
+    assert_null(s.keys);
+    kq_service_end(&s);
     setenv("KCQRS_PARTITIONS", "many", 1);
-    assert_int_equal(kq_service_begin(&s, "t", "usage: t\n", 1, (char *[]){"t", NULL}, &status), 1);
+    assert_int_equal(
+        kq_service_begin(&s, "t", "usage: t\n", KQ_SERVICE_KEYS, 1, (char *[]){"t", NULL}, &status),
+        1);
     assert_int_equal(status, 2);
     unsetenv("KCQRS_PARTITIONS");
     setenv("KCQRS_KEYS_FILE", "/nonexistent/kcqrs-keys", 1);
-    assert_int_equal(kq_service_begin(&s, "t", "usage: t\n", 1, (char *[]){"t", NULL}, &status), 1);
+    assert_int_equal(
+        kq_service_begin(&s, "t", "usage: t\n", KQ_SERVICE_KEYS, 1, (char *[]){"t", NULL}, &status),
+        1);
     assert_int_equal(status, 2);
 }
 
@@ -61,7 +74,9 @@ static void test_serve_and_stop(void **state)
     assert_true(fd >= 0);
     close(fd);
     setenv("KCQRS_KEYS_FILE", keys, 1);
-    assert_int_equal(kq_service_begin(&s, "t", "usage: t\n", 1, (char *[]){"t", NULL}, &status), 0);
+    assert_int_equal(
+        kq_service_begin(&s, "t", "usage: t\n", KQ_SERVICE_KEYS, 1, (char *[]){"t", NULL}, &status),
+        0);
     assert_int_equal(status, 0);
     assert_non_null(s.keys);
     memset(&o, 0, sizeof o);
