@@ -104,17 +104,6 @@ int cmd_state_put_run(cmd_state *st, const char *id, const cmd_run *r)
 
 /* ------------------------------------------------------------------ bodies */
 
-/* A string field of `max` bytes (and `min`); one detail when not. */
-static int check_bytes(json_t *details, const char *path, const json_t *v, size_t min, size_t max)
-{
-    size_t n = json_string_length(v);
-    if (n < min || n > max) {
-        kq_jin_detail_add(details, path, "must be %zu..%zu bytes (got %zu)", min, max, n);
-        return 1;
-    }
-    return 0;
-}
-
 /* POST /internal/v1/runs/{id}/attempts (CMD_RUN_ATTEMPT). */
 static int run_parse(const json_t *obj, cmd_command *c, json_t *details)
 {
@@ -125,9 +114,9 @@ static int run_parse(const json_t *obj, cmd_command *c, json_t *details)
     int retry = json_is_string(outcome) && strcmp(json_string_value(outcome), "retry") == 0;
 
     if (json_is_string(v = json_object_get(obj, "error")))
-        bad += check_bytes(details, "error", v, 0, EV_TEXT_MAX);
+        bad += kq_jin_check_bytes(details, "error", v, 0, EV_TEXT_MAX);
     if (json_is_string(v = json_object_get(obj, "delivery_id")))
-        bad += check_bytes(details, "delivery_id", v, 1, EV_META_MAX);
+        bad += kq_jin_check_bytes(details, "delivery_id", v, 1, EV_META_MAX);
     if (json_is_string(outcome)) {
         if (retry && delay == NULL) {
             kq_jin_detail_add(details, "next_delay_ms", "is required when outcome is retry");

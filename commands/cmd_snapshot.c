@@ -4,6 +4,7 @@
 #include "cmd_snapshot.h"
 #include "kq_err.h"
 #include "kq_log.h"
+#include "kq_time.h"
 
 #include <errno.h>
 #include <lmdb.h>
@@ -377,11 +378,10 @@ struct cmd_snapshotter {
     pthread_t thread;
 };
 
+/* Monotonic seconds, for the save's duration. */
 static double snap_now(void)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+    return (double)kq_time_mono_us() / 1e6;
 }
 
 /*

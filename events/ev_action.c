@@ -428,18 +428,6 @@ static const kq_jin_field email_fields[] = {
 
 #define NFIELDS(t) (sizeof(t) / sizeof((t)[0]))
 
-/* A string field of min..max bytes; one detail when not. Returns details added. */
-static int check_bytes(json_t *details, const char *path, const json_t *v, size_t min, size_t max)
-{
-    size_t n = json_string_length(v);
-
-    if (n < min || n > max) {
-        kq_jin_detail_add(details, path, "must be %zu..%zu bytes (got %zu)", min, max, n);
-        return 1;
-    }
-    return 0;
-}
-
 static int check_template(json_t *details, const char *path, const json_t *v)
 {
     char why[160];
@@ -541,7 +529,7 @@ static size_t parse_http(const json_t *a, const char *prefix, ev_step *st, ev_ht
             } else if (!json_is_string(hv)) {
                 kq_jin_detail_add(details, path, "must be a string");
                 bad++;
-            } else if (check_bytes(details, path, hv, 0, EV_HEADER_VALUE_MAX) ||
+            } else if (kq_jin_check_bytes(details, path, hv, 0, EV_HEADER_VALUE_MAX) ||
                        no_crlf(details, path, hv) || check_template(details, path, hv)) {
                 bad++;
             }
@@ -589,7 +577,7 @@ static size_t parse_email(const json_t *a, const char *prefix, ev_step *st, ev_s
     }
     if (json_is_string(v = json_object_get(a, "subject"))) {
         snprintf(path, sizeof path, "%s.subject", prefix);
-        if (check_bytes(details, path, v, 0, EV_SUBJECT_MAX) || no_crlf(details, path, v) ||
+        if (kq_jin_check_bytes(details, path, v, 0, EV_SUBJECT_MAX) || no_crlf(details, path, v) ||
             check_template(details, path, v))
             bad++;
         m->subject = jview(v);
@@ -629,12 +617,12 @@ static size_t parse_action(const json_t *a, const char *prefix, ev_step *st,
     }
     if (json_is_string(v = json_object_get(a, "name"))) {
         snprintf(path, sizeof path, "%s.name", prefix);
-        bad += check_bytes(details, path, v, 1, EV_META_MAX);
+        bad += kq_jin_check_bytes(details, path, v, 1, EV_META_MAX);
         st->name = jview(v);
     }
     if (json_is_string(v = json_object_get(a, "body_template"))) {
         snprintf(path, sizeof path, "%s.body_template", prefix);
-        if (!check_bytes(details, path, v, 0, EV_TEMPLATE_MAX))
+        if (!kq_jin_check_bytes(details, path, v, 0, EV_TEMPLATE_MAX))
             bad += check_template(details, path, v);
         else
             bad++;

@@ -81,6 +81,17 @@ int kq_jin_detail_add(json_t *details, const char *field, const char *fmt, ...)
     return 0;
 }
 
+int kq_jin_check_bytes(json_t *details, const char *path, const json_t *v, size_t min, size_t max)
+{
+    size_t n = json_string_length(v);
+
+    if (n < min || n > max) {
+        kq_jin_detail_add(details, path, "must be %zu..%zu bytes (got %zu)", min, max, n);
+        return 1;
+    }
+    return 0;
+}
+
 int kq_jin_parse(const char *body, size_t len, json_t **out, json_t *details)
 {
     json_error_t err;

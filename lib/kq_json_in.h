@@ -53,6 +53,13 @@ int kq_jin_detail_add(json_t *details, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /*
+ * A string field `v` of min..max bytes; when not, one detail at `path`
+ * ("must be min..max bytes (got n)"). Returns the number of details added
+ * (0 or 1).
+ */
+int kq_jin_check_bytes(json_t *details, const char *path, const json_t *v, size_t min, size_t max);
+
+/*
  * Parse `len` bytes as one JSON object. On success *out is a new reference
  * owned by the caller. On failure returns KQ_EINVAL and appends one detail
  * (field "body", message with jansson's reason, line and column).

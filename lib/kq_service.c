@@ -52,7 +52,7 @@ int kq_service_http_start(kq_service *s, kq_http_options *o)
 
     o->keys = s->keys;
     if ((rc = kq_http_start(o, &s->srv, err, sizeof err)) != 0)
-        kq_log_error("%s", err);
+        kq_log_error("%s%s%s", s->http_what ? s->http_what : "", s->http_what ? ": " : "", err);
     return rc;
 }
 

@@ -2,11 +2,10 @@
  * kq_service.h — the start and the stop every HTTP service main shares.
  *
  * What it is for
- *   The long-running services (kcqrs-commands and kcqrs-query use it; the
- *   projector's and the worker's admin servers have the same shape) begin
- *   alike: --help and the configuration table, no positional arguments
- *   (unless the main takes its own: KQ_SERVICE_ARGS), the configuration from
- *   the environment and the log set up from it, the API keys file (for a
+ *   The long-running services (kcqrs-commands, kcqrs-query, and
+ *   kcqrs-projector and kcqrs-worker with their admin servers) begin alike: --help and the
+ * configuration table, no positional arguments (unless the main takes its own: KQ_SERVICE_ARGS),
+ * the configuration from the environment and the log set up from it, the API keys file (for a
  *   public API: KQ_SERVICE_KEYS), SIGPIPE ignored and SIGTERM/SIGINT blocked
  *   in every thread so the main can wait for them (a main that needs another
  *   signal adds it to `signals` and blocks it too); and end alike: the HTTP
@@ -35,11 +34,12 @@
 
 typedef struct kq_service {
     const char *prog;
-    kq_config cfg;       /* loaded by kq_service_begin */
-    kq_auth_keys *keys;  /* KCQRS_KEYS_FILE */
-    kq_http_server *srv; /* kq_service_http_start */
-    sigset_t signals;    /* SIGTERM, SIGINT: blocked, taken by kq_service_wait */
-    int loaded;          /* cfg needs freeing */
+    kq_config cfg;         /* loaded by kq_service_begin */
+    kq_auth_keys *keys;    /* KCQRS_KEYS_FILE */
+    kq_http_server *srv;   /* kq_service_http_start */
+    sigset_t signals;      /* SIGTERM, SIGINT: blocked, taken by kq_service_wait */
+    const char *http_what; /* set by the main: prefix of the HTTP start error logged, or NULL */
+    int loaded;            /* cfg needs freeing */
 } kq_service;
 
 /*
@@ -56,11 +56,15 @@ int kq_service_begin(kq_service *s, const char *prog, const char *usage, unsigne
 /*
  * Start the HTTP server with `o` (its keys are set to the service's; NULL
  * without KQ_SERVICE_KEYS: public routes only). 0, or the kq_http_start
- * error (logged).
+ * error (logged, after "<http_what>: " when the main set http_what).
  */
 int kq_service_http_start(kq_service *s, kq_http_options *o);
 
-/* Block until SIGTERM or SIGINT; returns the signal (0 if sigwait failed). */
+/*
+ * Block until one of `signals` (SIGTERM, SIGINT and what the main added);
+ * returns the signal (0 if sigwait failed). Any thread may wait (the worker's
+ * signal thread does).
+ */
 int kq_service_wait(kq_service *s);
 
 /* Stop the HTTP server if it runs (NULL afterwards); idempotent. */

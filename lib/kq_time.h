@@ -58,8 +58,9 @@ typedef struct kq_tm {
 } kq_tm;
 void kq_time_split(int64_t us, kq_tm *t);
 
-/* Wall clock (CLOCK_REALTIME) in µs since the epoch. */
+/* Wall clock (CLOCK_REALTIME) in µs / ms since the epoch. */
 int64_t kq_time_now_us(void);
+int64_t kq_time_now_ms(void);
 
 /* Monotonic clock (CLOCK_MONOTONIC) in µs / ms, for durations and deadlines. */
 int64_t kq_time_mono_us(void);

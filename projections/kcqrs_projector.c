@@ -3,7 +3,8 @@
  * models.
  *
  * main() wires the modules together and owns the process's life:
- *   configuration (kq_config) -> failpoints (KCQRS_FAILPOINT, tests only) ->
+ *   the common start (kq_service: --help, configuration, log, signals) and
+ *   its own arguments -> failpoints (KCQRS_FAILPOINT, tests only) ->
  *   the admin HTTP server on KCQRS_PROJECTOR_ADDR (/health, /ready,
  *   /metrics; no other routes) -> the event topics (created if missing,
  *   retried until Kafka answers) -> one proj_runner per selected target
@@ -28,11 +29,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "kq_config.h"
 #include "kq_err.h"
 #include "kq_http.h"
 #include "kq_kafka.h"
 #include "kq_log.h"
+#include "kq_service.h"
 #include "proj_failpoint.h"
 #include "proj_service.h"
 
@@ -54,17 +55,16 @@ static const char usage[] =
 
 int main(int argc, char **argv)
 {
-    kq_config cfg;
-    kq_http_server *srv = NULL;
+    kq_service ks;
     kq_http_options o;
     proj_service p;
     const char *target = "all";
     int exit_at_end = 0, sig = 0, rc = 2;
     char err[512];
-    sigset_t set;
 
-    if (kq_config_handle_help(argc, argv, usage))
-        return 0;
+    if (kq_service_begin(&ks, PROG, usage, KQ_SERVICE_ARGS, argc, argv, &rc) != 0)
+        return rc;
+    rc = 2;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--target") == 0 && i + 1 < argc)
             target = argv[++i];
@@ -74,40 +74,32 @@ int main(int argc, char **argv)
             exit_at_end = 1;
         else {
             fprintf(stderr, "%s: unexpected argument '%s' (see --help)\n", PROG, argv[i]);
-            return 2;
+            goto end;
         }
     }
     if (proj_service_select(&p, target) != 0) {
         fprintf(stderr, "%s: --target must be lmdb, pg or all, not '%s'\n", PROG, target);
-        return 2;
+        goto end;
     }
-    if (kq_config_load_and_init_log(&cfg, PROG, err, sizeof err) != 0) {
-        fprintf(stderr, "%s: %s\n", PROG, err);
-        return 2;
-    }
-    proj_failpoint_init(cfg.failpoint);
-    signal(SIGPIPE, SIG_IGN);
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by every thread */
+    proj_failpoint_init(ks.cfg.failpoint);
 
     memset(&o, 0, sizeof o);
-    o.addr = cfg.projector_addr;
+    o.addr = ks.cfg.projector_addr;
     o.limits = kq_http_limits_default();
     o.limits.threads = 2;
     o.ready = proj_service_ready;
     o.ready_arg = &p;
     o.metrics = proj_service_metrics;
     o.metrics_arg = &p;
-    if (kq_http_start(&o, &srv, err, sizeof err) != 0) {
-        kq_log_error("admin HTTP: %s", err);
+    ks.http_what = "admin HTTP";
+    if (kq_service_http_start(&ks, &o) != 0) {
         rc = 1;
         goto out;
     }
     kq_log_info("admin on http://%s (port %u), target %s, brokers %s, topic prefix %s",
-                cfg.projector_addr, kq_http_port(srv), target, cfg.brokers, cfg.topic_prefix);
-    switch (proj_service_ensure_topics(&cfg, &set, &sig)) {
+                ks.cfg.projector_addr, kq_http_port(ks.srv), target, ks.cfg.brokers,
+                ks.cfg.topic_prefix);
+    switch (proj_service_ensure_topics(&ks.cfg, &ks.signals, &sig)) {
     case 0:
         break;
     case 1:
@@ -117,7 +109,7 @@ int main(int argc, char **argv)
         rc = 1;
         goto out;
     }
-    if (proj_service_start(&p, &cfg, exit_at_end, err, sizeof err) != 0) {
+    if (proj_service_start(&p, &ks.cfg, exit_at_end, err, sizeof err) != 0) {
         kq_log_error("%s", err);
         rc = 1;
         goto out;
@@ -126,7 +118,7 @@ int main(int argc, char **argv)
         /* --exit-at-end: notice the end promptly (a replay is timed by it). */
         struct timespec ts = {0, (exit_at_end ? 10 : 100) * 1000 * 1000};
 
-        if ((sig = sigtimedwait(&set, NULL, &ts)) > 0) {
+        if ((sig = sigtimedwait(&ks.signals, NULL, &ts)) > 0) {
             kq_log_info("signal %d: finishing the current batches", sig);
             break;
         }
@@ -135,10 +127,11 @@ int main(int argc, char **argv)
     }
     rc = 0;
 out:
-    kq_http_stop(srv);
+    kq_service_http_stop(&ks);
     proj_service_stop(&p);
     if (rc == 0)
         kq_log_info("stopped");
-    kq_config_free(&cfg);
+end:
+    kq_service_end(&ks);
     return rc;
 }

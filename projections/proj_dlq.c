@@ -16,6 +16,7 @@
 #include "kq_err.h"
 #include "kq_kafka.h"
 #include "kq_log.h"
+#include "kq_time.h"
 #include "proj_failpoint.h"
 
 struct proj_dlq {
@@ -127,14 +128,6 @@ out:
     return out;
 }
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int proj_dlq_send(proj_dlq *d, const proj_event *ev, const char *target, const char *reason,
                   char *errstr, size_t errlen)
 {
@@ -145,7 +138,7 @@ int proj_dlq_send(proj_dlq *d, const proj_event *ev, const char *target, const c
     int rc = 0;
 
     snprintf(key, sizeof key, "%s/%" PRId32 "/%" PRId64, ev->topic, ev->partition, ev->offset);
-    if ((value = proj_dlq_value_json(ev, target, reason, now_ms())) == NULL)
+    if ((value = proj_dlq_value_json(ev, target, reason, kq_time_now_ms())) == NULL)
         return kq_seterr(errstr, errlen, KQ_ENOMEM, "dead letter %s: cannot build its value", key);
     e = rd_kafka_producev(d->rk, RD_KAFKA_V_TOPIC(d->topic), RD_KAFKA_V_KEY(key, strlen(key)),
                           RD_KAFKA_V_VALUE(value, strlen(value)),

@@ -124,10 +124,10 @@ static json_t *run_steps(const ev_run_started *s)
             bad = ev_step_list_get(&s->steps, i, &st) != 0;
             if (!bad && st.name.ptr)
                 bad = put(o, "name", jstr(st.name));
-            if (!bad)
-                bad = st.action_type == EV_ACTION_HTTP    ? put(o, "type", json_string("http"))
-                      : st.action_type == EV_ACTION_EMAIL ? put(o, "type", json_string("email"))
-                                                          : -1;
+            if (!bad) {
+                const char *type = ev_action_type_name(st.action_type);
+                bad = type != NULL ? put(o, "type", json_string(type)) : -1;
+            }
         }
         bad = bad || put(o, "status", json_string("pending")) || put(o, "attempts", json_array());
         if (bad) {

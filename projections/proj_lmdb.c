@@ -19,6 +19,7 @@
 #include "kq_err.h"
 #include "kq_log.h"
 #include "kq_rm.h"
+#include "kq_time.h"
 #include "proj_aggregate.h"
 #include "proj_doc.h"
 #include "proj_failpoint.h"
@@ -37,14 +38,6 @@ struct proj_lmdb {
     uint8_t *buf; /* scratch for encoded resource records */
     size_t bufcap;
 };
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int lerr(char *errstr, size_t errlen, int rc, const char *what)
 {
@@ -169,7 +162,7 @@ int proj_lmdb_open_dir(const char *dir, size_t map_size, int sync, proj_lmdb **o
         ret = lerr(errstr, errlen, rc, "commit");
         goto fail;
     }
-    t->last_sync_ms = mono_ms();
+    t->last_sync_ms = kq_time_mono_ms();
     *out = t;
     return 0;
 fail:
@@ -569,10 +562,10 @@ static int apply_txn(proj_lmdb *t, const proj_batch *b, proj_dead_letter_fn dead
         goto fail;
     }
     proj_failpoint("lmdb_after_commit");
-    if (t->nosync && !t->bulk && mono_ms() - t->last_sync_ms >= SYNC_EVERY_MS) {
+    if (t->nosync && !t->bulk && kq_time_mono_ms() - t->last_sync_ms >= SYNC_EVERY_MS) {
         if ((rc = mdb_env_sync(t->env, 1)) != 0)
             kq_log_warn("LMDB sync: %s", mdb_strerror(rc));
-        t->last_sync_ms = mono_ms();
+        t->last_sync_ms = kq_time_mono_ms();
     }
     return 0;
 fail:

@@ -3,6 +3,7 @@
 #include "kq_err.h"
 #include "kq_log.h"
 #include "kq_pg.h"
+#include "kq_rand.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -13,15 +14,10 @@
 
 void proj_migrate_checksum(const char *data, size_t len, char out[65])
 {
-    static const char hex[] = "0123456789abcdef";
     unsigned char md[SHA256_DIGEST_LENGTH];
 
     SHA256((const unsigned char *)data, len, md);
-    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[64] = '\0';
+    kq_hex_encode(md, sizeof md, out);
 }
 
 /* "NNNN_name.sql" -> version NNNN; -1 when the name does not follow the rule. */

@@ -64,10 +64,10 @@ static void *apply_main(void *arg)
         r->job = 0;
         b = r->inflight;
         pthread_mutex_unlock(&r->mu);
-        t0 = mono_us();
+        t0 = kq_time_mono_us();
         r->aerr[0] = '\0';
         rc = r->ops->apply(r->t, &b->b, proj_runner_dead_letter, r, r->aerr, sizeof r->aerr);
-        t0 = mono_us() - t0;
+        t0 = kq_time_mono_us() - t0;
         pthread_mutex_lock(&r->mu);
         r->arc = rc;
         r->apply_us = t0;

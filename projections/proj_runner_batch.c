@@ -152,7 +152,7 @@ static void take(proj_runner *r, rd_kafka_message_t *m, int *eofs, long long *de
             atomic_store(&r->eof_once[i], 1);
             if (m->offset > cur_next(r, i)) {
                 if (b->n == 0 && !*eofs)
-                    *deadline = mono_ms() + r->cfg->proj_batch_ms;
+                    *deadline = kq_time_mono_ms() + r->cfg->proj_batch_ms;
                 touch(r, i, m->offset);
                 *eofs = 1;
             }
@@ -173,7 +173,7 @@ static void take(proj_runner *r, rd_kafka_message_t *m, int *eofs, long long *de
     if (r->replay && r->have_end && m->offset >= r->end[i]) { /* past the end: stop there */
         if (cur_next(r, i) < r->end[i]) {
             if (b->n == 0 && !*eofs)
-                *deadline = mono_ms() + r->cfg->proj_batch_ms;
+                *deadline = kq_time_mono_ms() + r->cfg->proj_batch_ms;
             touch(r, i, r->end[i]);
             *eofs = 1;
         }
@@ -181,7 +181,7 @@ static void take(proj_runner *r, rd_kafka_message_t *m, int *eofs, long long *de
         return;
     }
     if (b->n == 0 && !*eofs)
-        *deadline = mono_ms() + r->cfg->proj_batch_ms;
+        *deadline = kq_time_mono_ms() + r->cfg->proj_batch_ms;
     touch(r, i, m->offset + 1);
     b->msg_part[b->n] = i;
     b->msgs[b->n++] = m;
@@ -218,7 +218,7 @@ void proj_runner_gather(proj_runner *r)
         if (b->n >= max)
             break;
         if (b->n > 0 || eofs) {
-            long long left = deadline - mono_ms();
+            long long left = deadline - kq_time_mono_ms();
             if (left <= 0) {
                 if (!proj_runner_apply_busy(r))
                     break;

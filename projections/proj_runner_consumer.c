@@ -151,7 +151,7 @@ int proj_runner_query_ends(proj_runner *r, char *err, size_t errlen)
 
 void proj_runner_refresh_watermarks(proj_runner *r)
 {
-    long long now = mono_ms();
+    long long now = kq_time_mono_ms();
 
     if (now - r->last_wm_ms < WATERMARK_EVERY_MS)
         return;

@@ -26,6 +26,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "kq_kafka.h"
+#include "kq_time.h"
 #include "proj_dlq.h"
 #include "proj_runner.h"
 
@@ -108,22 +109,6 @@ struct proj_runner {
     atomic_ullong size_hist[NSIZE + 1], size_sum;
     atomic_ullong lat_hist[NLAT + 1], lat_sum_us;
 };
-
-static inline long long mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static inline long long mono_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* 1 while the apply thread holds a batch it has not finished. */
 static inline int proj_runner_apply_busy(const proj_runner *r)

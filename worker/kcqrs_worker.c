@@ -2,11 +2,12 @@
  * kcqrs_worker.c — `kcqrs-worker`: executes the steps of workflow runs and
  * records every attempt with kcqrs-commands.
  *
- * This main only wires: it loads the configuration (kq_config.h) into the
- * service's settings (wk_service.h, where the loop, the offsets and the
- * rebalances are described), starts the signal thread and the admin server
- * (kq_http: /health, /ready, /metrics on KCQRS_WORKER_ADDR), creates the
- * Kafka consumer for the service and runs it until SIGTERM/SIGINT.
+ * This main only wires: after the common start (kq_service.h: --help, the
+ * configuration, the log, the signals, plus SIGUSR1 for its signal thread)
+ * it loads the configuration into the service's settings (wk_service.h,
+ * where the loop, the offsets and the rebalances are described), starts the signal thread and the
+ * admin server (kq_http: /health, /ready, /metrics on KCQRS_WORKER_ADDR), creates the Kafka
+ * consumer for the service and runs it until SIGTERM/SIGINT.
  *
  * Exit status: 0 clean stop (SIGTERM/SIGINT), 1 cannot serve, 2 usage or
  * configuration error.
@@ -23,6 +24,7 @@
 #include "kq_http.h"
 #include "kq_kafka.h"
 #include "kq_log.h"
+#include "kq_service.h"
 #include "kq_util.h"
 #include "wk_service.h"
 
@@ -43,15 +45,14 @@ static const char usage[] =
 
 typedef struct sig_arg {
     wk_service *svc;
-    sigset_t set;
+    kq_service *ks; /* its signals: SIGTERM, SIGINT and SIGUSR1 (main's "done") */
 } sig_arg;
 
 static void *sig_thread(void *arg)
 {
     sig_arg *a = arg;
-    int sig = 0;
+    int sig = kq_service_wait(a->ks);
 
-    sigwait(&a->set, &sig);
     if (sig != SIGUSR1)
         kq_log_info("signal %d: stopping (attempts in flight finish and are recorded)", sig);
     wk_service_stop(a->svc);
@@ -162,10 +163,9 @@ static int settings_from_config(const kq_config *cfg, wk_service_settings *s, ch
 
 int main(int argc, char **argv)
 {
-    kq_config cfg;
+    kq_service ks;
     wk_service_settings ws;
     wk_service *svc = NULL;
-    kq_http_server *srv = NULL;
     kq_http_options o;
     rd_kafka_conf_t *conf = NULL;
     rd_kafka_t *rk;
@@ -174,29 +174,19 @@ int main(int argc, char **argv)
     int sig_started = 0, rc = 2;
     char err[512], url[1024], key[600], topic[KQ_KAFKA_TOPIC_MAX], group[KQ_KAFKA_TOPIC_MAX];
 
-    if (kq_config_handle_help(argc, argv, usage))
-        return 0;
-    if (argc > 1) {
-        fprintf(stderr, "%s: unexpected argument '%s' (see --help)\n", PROG, argv[1]);
-        return 2;
-    }
-    if (kq_config_load_and_init_log(&cfg, PROG, err, sizeof err) != 0) {
-        fprintf(stderr, "%s: %s\n", PROG, err);
-        return 2;
-    }
-    signal(SIGPIPE, SIG_IGN);
-    sigemptyset(&sa.set);
-    sigaddset(&sa.set, SIGTERM);
-    sigaddset(&sa.set, SIGINT);
-    sigaddset(&sa.set, SIGUSR1);
-    pthread_sigmask(SIG_BLOCK, &sa.set, NULL);
+    if (kq_service_begin(&ks, PROG, usage, 0, argc, argv, &rc) != 0)
+        return rc;
+    rc = 2;
+    sigaddset(&ks.signals, SIGUSR1); /* how main ends the signal thread */
+    pthread_sigmask(SIG_BLOCK, &ks.signals, NULL);
 
-    if (settings_from_config(&cfg, &ws, url, sizeof url, key, sizeof key, topic, sizeof topic) != 0)
+    if (settings_from_config(&ks.cfg, &ws, url, sizeof url, key, sizeof key, topic, sizeof topic) !=
+        0)
         goto out;
-    if (strcmp(cfg.worker_group, "auto") == 0)
-        snprintf(group, sizeof group, "%s.worker", cfg.topic_prefix);
+    if (strcmp(ks.cfg.worker_group, "auto") == 0)
+        snprintf(group, sizeof group, "%s.worker", ks.cfg.topic_prefix);
     else
-        snprintf(group, sizeof group, "%s", cfg.worker_group);
+        snprintf(group, sizeof group, "%s", ks.cfg.worker_group);
     if ((rc = wk_service_new(&ws, &svc, err, sizeof err)) != 0) {
         kq_log_error("%s", err);
         rc = rc == KQ_EINVAL ? 2 : 1;
@@ -204,6 +194,7 @@ int main(int argc, char **argv)
     }
     rc = 1;
     sa.svc = svc;
+    sa.ks = &ks;
     if (pthread_create(&sig_tid, NULL, sig_thread, &sa) != 0) {
         kq_log_error("cannot start the signal thread");
         goto out;
@@ -211,26 +202,25 @@ int main(int argc, char **argv)
     sig_started = 1;
 
     memset(&o, 0, sizeof o);
-    o.addr = cfg.worker_addr;
+    o.addr = ks.cfg.worker_addr;
     o.limits = kq_http_limits_default();
     o.limits.threads = 2;
     o.ready = wk_service_ready;
     o.ready_arg = svc;
     o.metrics = wk_service_metrics;
     o.metrics_arg = svc;
-    if (kq_http_start(&o, &srv, err, sizeof err) != 0) {
-        kq_log_error("admin HTTP: %s", err);
+    ks.http_what = "admin HTTP";
+    if (kq_service_http_start(&ks, &o) != 0)
         goto out;
-    }
 
-    if ((conf = kq_kafka_conf_new(&cfg, PROG, err, sizeof err)) == NULL ||
+    if ((conf = kq_kafka_conf_new(&ks.cfg, PROG, err, sizeof err)) == NULL ||
         wk_service_consumer_conf(svc, conf, err, sizeof err) != 0) {
         kq_log_error("Kafka: %s", err);
         if (conf)
             rd_kafka_conf_destroy(conf);
         goto out;
     }
-    if ((rk = kq_kafka_consumer_new(&cfg, group, conf, err, sizeof err)) == NULL) {
+    if ((rk = kq_kafka_consumer_new(&ks.cfg, group, conf, err, sizeof err)) == NULL) {
         kq_log_error("Kafka consumer: %s", err);
         goto out;
     }
@@ -239,10 +229,11 @@ int main(int argc, char **argv)
         goto out;
     }
     kq_log_info("admin on http://%s (port %u); group %s on %s; commands %s; max runs %d",
-                cfg.worker_addr, kq_http_port(srv), group, topic, url, cfg.worker_max_runs);
+                ks.cfg.worker_addr, kq_http_port(ks.srv), group, topic, url,
+                ks.cfg.worker_max_runs);
     rc = wk_service_run(svc);
 out:
-    kq_http_stop(srv);
+    kq_service_http_stop(&ks);
     if (sig_started) {
         pthread_kill(sig_tid, SIGUSR1);
         pthread_join(sig_tid, NULL);
@@ -250,6 +241,6 @@ out:
     wk_service_free(svc); /* the consumer's close drains and commits again (nothing new) */
     if (rc == 0)
         kq_log_info("stopped");
-    kq_config_free(&cfg);
+    kq_service_end(&ks);
     return rc;
 }

@@ -47,7 +47,6 @@ static int render(ev_str t, const json_t *payload, ev_tpl_mode mode, char **out,
 static int build_http(wk_action *a, const ev_http_action *h, const json_t *payload, char *errstr,
                       size_t errlen)
 {
-    static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
     wk_http_request *req = &a->http;
     size_t nh = 0, body_len = 0;
     const char *ct;
@@ -92,7 +91,9 @@ static int build_http(wk_action *a, const ev_http_action *h, const json_t *paylo
         body_len = strlen(a->body);
     }
     a->has_dest = wk_breaker_key(a->url, a->dest, sizeof a->dest, NULL, 0) == 0;
-    req->method = (unsigned)h->method < 5 ? methods[h->method] : "POST";
+    req->method = ev_http_method_name(h->method);
+    if (req->method == NULL) /* not a known method: POST, the schema default */
+        req->method = "POST";
     req->url = a->url;
     req->headers = a->hdrs;
     req->n_headers = nh;

@@ -15,6 +15,7 @@
 #include "kq_err.h"
 #include "kq_log.h"
 #include "kq_map.h"
+#include "kq_time.h"
 
 typedef struct wk_bentry {
     char *dest; /* owned copy of the key (log lines, metrics) */
@@ -57,10 +58,8 @@ const char *wk_breaker_state_name(wk_breaker_state s)
 
 uint64_t wk_breaker_clock_monotonic(void *arg)
 {
-    struct timespec ts;
     (void)arg;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return (uint64_t)kq_time_mono_ms();
 }
 
 /* kq_map's clear callback: what an entry owns. */

@@ -23,7 +23,7 @@ typedef struct wk_xfer {
     wk_outcome out;
     int too_big;
     char retry_after[64];
-    uint64_t start_ns;
+    int64_t start_us;
     wk_done_fn cb;
     void *arg;
     char errbuf[CURL_ERROR_SIZE];

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kq_err.h"
+#include "kq_rand.h"
 
 int wk_hmac_sign(const void *secret, size_t secret_len, const void *body, size_t len,
                  char out[WK_HMAC_SIG_LEN + 1], char *errstr, size_t errlen)
@@ -17,7 +18,6 @@ int wk_hmac_sign(const void *secret, size_t secret_len, const void *body, size_t
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     static const unsigned char empty[1] = {0};
-    static const char hex[] = "0123456789abcdef";
     if (secret == NULL || secret_len == 0 || secret_len > INT_MAX)
         return kq_seterr(errstr, errlen, KQ_EINVAL, "signing secret is empty");
     if (body == NULL && len > 0)
@@ -26,11 +26,7 @@ int wk_hmac_sign(const void *secret, size_t secret_len, const void *body, size_t
         mdlen != 32)
         return kq_seterr(errstr, errlen, KQ_EIO, "HMAC-SHA256 failed");
     memcpy(out, "sha256=", 7);
-    for (unsigned i = 0; i < 32; i++) {
-        out[7 + 2 * i] = hex[md[i] >> 4];
-        out[7 + 2 * i + 1] = hex[md[i] & 15];
-    }
-    out[WK_HMAC_SIG_LEN] = '\0';
+    kq_hex_encode(md, 32, out + 7);
     return 0;
 }
 

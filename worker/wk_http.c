@@ -16,6 +16,7 @@
 
 #include "kq_err.h"
 #include "kq_log.h"
+#include "kq_time.h"
 #include "wk_engine_int.h"
 #include "wk_hmac.h"
 #include "wk_policy.h"
@@ -36,13 +37,6 @@ struct wk_engine {
     CURL *pool[WK_POOL_MAX];                             /* reset easy handles */
     size_t npool;
 };
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 void wk_settings_defaults(wk_settings *s)
 {
@@ -228,7 +222,7 @@ int wk_engine_start(wk_engine *e, wk_xfer *x, wk_done_fn cb, void *arg, char *er
     }
     x->cb = cb;
     x->arg = arg;
-    x->start_ns = now_ns();
+    x->start_us = kq_time_mono_us();
     if (curl_multi_add_handle(e->multi, x->h) != CURLM_OK) {
         rc = kq_seterr(errstr, errlen, KQ_EIO, "curl_multi_add_handle failed");
         goto fail;
@@ -252,7 +246,7 @@ static void finish(wk_engine *e, wk_xfer *x, CURLcode rc)
     wk_outcome *o = &x->out;
     curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &code);
     o->status_code = (int)code;
-    o->duration_ms = (long)((now_ns() - x->start_ns) / 1000000u);
+    o->duration_ms = (long)((kq_time_mono_us() - x->start_us) / 1000);
     if (x->guard.refused) {
         o->result = WK_R_REFUSED;
         o->status_code = 0;
@@ -391,7 +385,7 @@ void wk_engine_free(wk_engine *e)
         e->in_flight--;
         x->out.result = WK_R_ABORTED;
         x->out.status_code = 0;
-        x->out.duration_ms = (long)((now_ns() - x->start_ns) / 1000000u);
+        x->out.duration_ms = (long)((kq_time_mono_us() - x->start_us) / 1000);
         snprintf(x->out.error, sizeof x->out.error, "aborted: worker engine shut down");
         x->cb(x->arg, &x->out);
         wk_xfer_free(x);

@@ -14,6 +14,7 @@
 
 #include "kq_err.h"
 #include "kq_log.h"
+#include "kq_time.h"
 
 #define REC_RESP_MAX 4096
 #define REC_PROBE_MS 2000
@@ -55,14 +56,6 @@ struct wk_recorder {
     atomic_size_t pending;
     atomic_ulong n_ok, n_conflict, n_error, n_retries, n_in_flight;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static size_t on_write(char *p, size_t sz, size_t n, void *arg)
 {
@@ -187,7 +180,7 @@ static void *rec_thread(void *arg)
             waiting = in;
             in = n;
         }
-        now = now_ms();
+        now = kq_time_mono_ms();
         if (atomic_load(&r->n_in_flight) == 0 && waiting == NULL &&
             now - last_probe >= REC_PROBE_MS) {
             rec_item *p = calloc(1, sizeof *p);
@@ -256,7 +249,7 @@ static void *rec_thread(void *arg)
                 if (it->tries == 1 || it->tries % 10 == 0)
                     kq_log_warn("recording %s: %s (try %u); retrying", it->url,
                                 status ? "server error" : curl_easy_strerror(cres), it->tries);
-                it->not_before_ms = now_ms() + backoff(r, it->tries);
+                it->not_before_ms = kq_time_mono_ms() + backoff(r, it->tries);
                 it->next = waiting;
                 waiting = it;
                 if (backoff(r, it->tries) < timeout)
@@ -266,7 +259,7 @@ static void *rec_thread(void *arg)
             {
                 rec_done *d = calloc(1, sizeof *d);
                 if (d == NULL) { /* cannot report: try again later */
-                    it->not_before_ms = now_ms() + r->retry_base_ms;
+                    it->not_before_ms = kq_time_mono_ms() + r->retry_base_ms;
                     it->next = waiting;
                     waiting = it;
                     continue;
@@ -288,7 +281,7 @@ static void *rec_thread(void *arg)
         if (atomic_load(&r->stop))
             break;
         if (waiting && timeout > 0) {
-            int64_t n2 = now_ms();
+            int64_t n2 = kq_time_mono_ms();
             for (rec_item *it = waiting; it; it = it->next)
                 if (it->not_before_ms <= n2)
                     timeout = 0;

@@ -13,6 +13,7 @@
 #include "kq_err.h"
 #include "kq_kafka.h"
 #include "kq_log.h"
+#include "kq_time.h"
 #include "wk_metrics.h"
 #include "wk_offsets.h"
 #include "wk_run.h"
@@ -54,14 +55,6 @@ struct attempt_ctx {
     char delivery_id[WK_DELIVERY_ID_MAX + 1];
     attempt_ctx *prev, *next;
 };
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---------------------------------------------------------------- attempts */
 
@@ -123,7 +116,7 @@ static void run_changed(wk_service *w, wk_run *r)
     }
     if (r->phase == WK_RUN_WAIT_LOG)
         return;
-    if (ps->ready && wk_sched_put(w->runs, r, wk_run_due_ms(r, wall_ms())) != 0)
+    if (ps->ready && wk_sched_put(w->runs, r, wk_run_due_ms(r, kq_time_now_ms())) != 0)
         kq_log_error("run %s: out of memory scheduling it", r->id);
 }
 
@@ -143,7 +136,7 @@ static void submit_record(wk_service *w, attempt_ctx *c, const wk_attempt_result
         kq_log_error("run %s: cannot queue the record of step %u attempt %u", c->run->id, c->step,
                      c->attempt);
         c->run->phase = WK_RUN_WAIT_LOG;
-        c->run->wait_until_ms = wall_ms() + WK_SERVICE_WAIT_LOG_MS;
+        c->run->wait_until_ms = kq_time_now_ms() + WK_SERVICE_WAIT_LOG_MS;
         set_in_flight(w, c->run, -1);
         ctx_free(w, c);
     }
@@ -247,7 +240,7 @@ static int start_attempt(wk_service *w, wk_run *r, long *retry_in)
 /* Start every due attempt the in-flight bound allows. */
 static void schedule(wk_service *w)
 {
-    int64_t now = wall_ms();
+    int64_t now = kq_time_now_ms();
     wk_run *r;
 
     while ((r = wk_sched_peek(w->runs)) != NULL && r->due_ms <= now &&
@@ -285,7 +278,7 @@ static void handle_records(wk_service *w)
             set_in_flight(w, r, -1);
             if (res[i].status == 200 && res[i].version > 0 &&
                 wk_run_advance(r, res[i].version, c->attempt, c->outcome, c->next_delay_ms,
-                               wall_ms()) != WK_ADVANCE_AHEAD) {
+                               kq_time_now_ms()) != WK_ADVANCE_AHEAD) {
                 r->phase = WK_RUN_IDLE;
             } else if (res[i].status == 200 && res[i].version > 0) {
                 kq_log_info("run %s step %u attempt %u: recorded at version %lld, ahead of the "
@@ -293,7 +286,7 @@ static void handle_records(wk_service *w)
                             r->id, c->step, c->attempt, (long long)res[i].version,
                             (long long)r->st.version);
                 r->phase = WK_RUN_WAIT_LOG;
-                r->wait_until_ms = wall_ms() + WK_SERVICE_WAIT_LOG_MS;
+                r->wait_until_ms = kq_time_now_ms() + WK_SERVICE_WAIT_LOG_MS;
             } else if (res[i].status == 409 && r->st.version != c->started_version) {
                 r->phase = WK_RUN_IDLE; /* the log moved on meanwhile */
             } else {
@@ -304,7 +297,7 @@ static void handle_records(wk_service *w)
                     kq_log_error("run %s step %u attempt %u: record refused: %d %s %s", r->id,
                                  c->step, c->attempt, res[i].status, res[i].code, res[i].message);
                 r->phase = WK_RUN_WAIT_LOG;
-                r->wait_until_ms = wall_ms() + WK_SERVICE_WAIT_LOG_MS;
+                r->wait_until_ms = kq_time_now_ms() + WK_SERVICE_WAIT_LOG_MS;
             }
             ctx_free(w, c);
             run_changed(w, r);
@@ -330,7 +323,7 @@ static void schedule_partition_cb(void *arg, wk_run *r)
 
 static void partition_ready(wk_service *w, int32_t p)
 {
-    part_arg a = {w, p, wall_ms()};
+    part_arg a = {w, p, kq_time_now_ms()};
 
     wk_runs_each(w->runs, schedule_partition_cb, &a);
 }
@@ -444,7 +437,7 @@ static void tick(wk_service *w)
 
     memset(&a, 0, sizeof a);
     a.w = w;
-    a.now = wall_ms();
+    a.now = kq_time_now_ms();
     a.cap = a.wcap = 4096;
     a.drop = malloc(a.cap * sizeof *a.drop);
     a.wake = malloc(a.wcap * sizeof *a.wake);
@@ -479,11 +472,11 @@ static void tick(wk_service *w)
 /* Let the attempts in flight on `parts` (NULL: all) finish and be recorded, bounded. */
 static void drain(wk_service *w, const int32_t *parts, size_t n, long bound_ms)
 {
-    int64_t end = wall_ms() + bound_ms;
+    int64_t end = kq_time_now_ms() + bound_ms;
 
     while ((parts ? wk_offsets_in_flight(&w->offs, parts, n) : (int)atomic_load(&w->m.in_flight)) >
                0 &&
-           wall_ms() < end) {
+           kq_time_now_ms() < end) {
         wk_engine_run(w->engine, 50);
         handle_records(w);
     }
@@ -677,7 +670,7 @@ static void round_once(wk_service *w, int busy, int max_wait_ms)
 
     handle_records(w);
     schedule(w);
-    now = wall_ms();
+    now = kq_time_now_ms();
     if (now >= w->next_tick) {
         tick(w);
         w->next_tick = now + WK_SERVICE_TICK_MS;

@@ -1,7 +1,8 @@
 /*
  * test_cmd_bodies.c — the workflow / run / attempt request bodies of
  * kcqrs-commands (the parse hooks of cmd_workflow.c and cmd_run.c, trigger
- * payloads, secrets; the action rules they apply are events/ev_action.h's):
+ * payloads, secrets; the action rules they apply are events/ev_action.h's,
+ * tested in test_ev_action.c, so here only that a body's actions reach them):
  * every validation rule gives its 400 detail on the right field path, and a
  * valid body becomes the right command (the steps envelope decoded back with
  * ev_envelope_decode).
@@ -248,119 +249,20 @@ static void test_create_every_detail_at_once(void **state)
 
 static void test_action_errors(void **state)
 {
-    char url[2100], text[4096];
     (void)state;
 
+    /* The body's actions go through ev_actions_env with the prefix "actions": its
+     * details name the action and the field (every action rule is tested in
+     * test_ev_action.c). */
     wf(CREATE, "7", "actions[0]");
     wf(CREATE, HTTP_OK ",{\"url\":\"http://x/\"}", "actions[1].type");
-    wf(CREATE, "{\"type\":\"sms\"}", "actions[0].type");
-    wf(CREATE, "{\"type\":\"http\"}", "actions[0].url");
-    wf(CREATE, "{\"type\":\"http\",\"url\":7}", "actions[0].url");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x/\",\"name\":\"\"}", "actions[0].name");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x/\",\"method\":\"get\"}", "actions[0].method");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x/\",\"method\":\"TRACE\"}",
-       "actions[0].method");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x/\",\"to\":[\"a@b.c\"]}", "actions[0].to");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x/\",\"body_template\":7}",
-       "actions[0].body_template");
-
-    /* URLs */
     wf(CREATE, "{\"type\":\"http\",\"url\":\"ftp://x/\"}", "actions[0].url");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://\"}", "actions[0].url");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http:///path\"}", "actions[0].url");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://a b/\"}", "actions[0].url");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x/\\t\"}", "actions[0].url");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://u:p@x/\"}", "actions[0].url");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x:0/\"}", "actions[0].url");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x:70000/\"}", "actions[0].url");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x:/\"}", "actions[0].url");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x:8a/\"}", "actions[0].url");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://[::1/\"}", "actions[0].url");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://{{payload.host}}/\"}", "actions[0].url");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x/{{payload.a\"}", "actions[0].url");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x/{{ payload.a }}\"}", "actions[0].url");
-    memset(url, 'a', sizeof url);
-    memcpy(url, "http://x/", 9);
-    url[2049] = '\0';
-    snprintf(text, sizeof text, "{\"type\":\"http\",\"url\":\"%s\"}", url);
-    wf(CREATE, text, "actions[0].url");
-
-    /* headers */
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x/\",\"headers\":[]}", "actions[0].headers");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x/\",\"headers\":{\"Bad Name\":\"v\"}}",
-       "actions[0].headers.Bad Name");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x/\",\"headers\":{\"\":\"v\"}}",
-       "actions[0].headers.");
     wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x/\",\"headers\":{\"host\":\"v\"}}",
        "actions[0].headers.host");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x/\",\"headers\":{\"Content-Length\":\"1\"}}",
-       "actions[0].headers.Content-Length");
-    wf(CREATE,
-       "{\"type\":\"http\",\"url\":\"http://x/\",\"headers\":{\"transfer-encoding\":\"x\"}}",
-       "actions[0].headers.transfer-encoding");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x/\",\"headers\":{\"Connection\":\"x\"}}",
-       "actions[0].headers.Connection");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x/\",\"headers\":{\"x-kcqrs-delivery\":\"x\"}}",
-       "actions[0].headers.x-kcqrs-delivery");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x/\",\"headers\":{\"X-A\":\"a\\r\\nB: c\"}}",
-       "actions[0].headers.X-A");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x/\",\"headers\":{\"X-A\":1}}",
-       "actions[0].headers.X-A");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x/\",\"headers\":{\"X-A\":\"{{oops}}\"}}",
-       "actions[0].headers.X-A");
-    {
-        size_t n = (size_t)snprintf(text, sizeof text,
-                                    "{\"type\":\"http\",\"url\":\"http://x/\",\"headers\":{");
-        for (int i = 0; i < 51; i++)
-            n += (size_t)snprintf(text + n, sizeof text - n, "%s\"H%d\":\"v\"", i ? "," : "", i);
-        snprintf(text + n, sizeof text - n, "}}");
-        wf(CREATE, text, "actions[0].headers");
-    }
-
-    /* templates */
     wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x/\",\"body_template\":\"{{nope}}\"}",
        "actions[0].body_template");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x/\",\"body_template\":\"{{payload.}}\"}",
-       "actions[0].body_template");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x/\",\"body_template\":\"{{payload.a\"}",
-       "actions[0].body_template");
-    wf(CREATE, "{\"type\":\"http\",\"url\":\"http://x/\",\"body_template\":\"{{payloadx}}\"}",
-       "actions[0].body_template");
-
-    /* e-mail */
-    wf(CREATE, "{\"type\":\"email\",\"subject\":\"s\"}", "actions[0].to");
-    wf(CREATE, "{\"type\":\"email\",\"to\":[],\"subject\":\"s\"}", "actions[0].to");
-    wf(CREATE, "{\"type\":\"email\",\"to\":\"a@b.c\",\"subject\":\"s\"}", "actions[0].to");
     wf(CREATE, "{\"type\":\"email\",\"to\":[\"a@b.c\",7],\"subject\":\"s\"}", "actions[0].to[1]");
-    wf(CREATE, "{\"type\":\"email\",\"to\":[\"a@b@c\"],\"subject\":\"s\"}", "actions[0].to[0]");
-    wf(CREATE, "{\"type\":\"email\",\"to\":[\"@b.c\"],\"subject\":\"s\"}", "actions[0].to[0]");
-    wf(CREATE, "{\"type\":\"email\",\"to\":[\"a@\"],\"subject\":\"s\"}", "actions[0].to[0]");
-    wf(CREATE, "{\"type\":\"email\",\"to\":[\"a b@c.d\"],\"subject\":\"s\"}", "actions[0].to[0]");
-    wf(CREATE, "{\"type\":\"email\",\"to\":[\"<a@c.d>\"],\"subject\":\"s\"}", "actions[0].to[0]");
-    wf(CREATE, "{\"type\":\"email\",\"to\":[\"a@c.d\\r\\nBcc: x@y.z\"],\"subject\":\"s\"}",
-       "actions[0].to[0]");
     wf(CREATE, "{\"type\":\"email\",\"to\":[\"a@b.c\"]}", "actions[0].subject");
-    wf(CREATE, "{\"type\":\"email\",\"to\":[\"a@b.c\"],\"subject\":\"a\\nBcc: x\"}",
-       "actions[0].subject");
-    wf(CREATE, "{\"type\":\"email\",\"to\":[\"a@b.c\"],\"subject\":\"{{x}}\"}",
-       "actions[0].subject");
-    wf(CREATE, "{\"type\":\"email\",\"to\":[\"a@b.c\"],\"subject\":\"s\",\"url\":\"http://x/\"}",
-       "actions[0].url");
-    {
-        size_t n = (size_t)snprintf(text, sizeof text,
-                                    "{\"type\":\"email\",\"subject\":\"s\","
-                                    "\"to\":[");
-        for (int i = 0; i < 51; i++)
-            n += (size_t)snprintf(text + n, sizeof text - n, "%s\"u%d@x.y\"", i ? "," : "", i);
-        snprintf(text + n, sizeof text - n, "]}");
-        wf(CREATE, text, "actions[0].to");
-        char subj[1100];
-        memset(subj, 's', 999);
-        subj[999] = '\0';
-        snprintf(text, sizeof text, "{\"type\":\"email\",\"to\":[\"a@b.c\"],\"subject\":\"%s\"}",
-                 subj);
-        wf(CREATE, text, "actions[0].subject");
-    }
 }
 
 static void test_action_limits_accepted(void **state)

@@ -90,7 +90,7 @@ static void test_open_rotate_deliver(void **state)
     for (int k = 0; k < CMD_WRITER_PRODUCERS; k++)
         assert_null(p.rk[k]);
     cmd_producers_drop(&p); /* twice is harmless */
-    cl_stop(&f); /* no writer: only the cluster */
+    cl_stop(&f);            /* no writer: only the cluster */
 }
 
 int main(void)

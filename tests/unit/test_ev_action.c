@@ -453,6 +453,133 @@ static void test_actions_refused(void **state)
     }
 }
 
+/* The one action `action` (JSON text) is refused with a detail on `field`. */
+static void refused_action(const char *action, const char *field)
+{
+    char text[8192];
+
+    snprintf(text, sizeof text, "[%s]", action);
+    refused(text, field);
+}
+
+/* Every rule of an action, one offending field at a time (URL, headers,
+ * templates, addresses, limits). */
+static void test_action_rules(void **state)
+{
+    char url[2100], text[4096];
+    (void)state;
+
+    refused_action("{\"type\":\"http\",\"url\":7}", "actions[0].url");
+    refused_action("{\"type\":\"http\",\"url\":\"http://x/\",\"method\":\"TRACE\"}",
+                   "actions[0].method");
+    refused_action("{\"type\":\"http\",\"url\":\"http://x/\",\"body_template\":7}",
+                   "actions[0].body_template");
+
+    /* URLs */
+    refused_action("{\"type\":\"http\",\"url\":\"http://\"}", "actions[0].url");
+    refused_action("{\"type\":\"http\",\"url\":\"http:///path\"}", "actions[0].url");
+    refused_action("{\"type\":\"http\",\"url\":\"http://a b/\"}", "actions[0].url");
+    refused_action("{\"type\":\"http\",\"url\":\"http://x/\\t\"}", "actions[0].url");
+    refused_action("{\"type\":\"http\",\"url\":\"http://u:p@x/\"}", "actions[0].url");
+    refused_action("{\"type\":\"http\",\"url\":\"http://x:0/\"}", "actions[0].url");
+    refused_action("{\"type\":\"http\",\"url\":\"http://x:70000/\"}", "actions[0].url");
+    refused_action("{\"type\":\"http\",\"url\":\"http://x:/\"}", "actions[0].url");
+    refused_action("{\"type\":\"http\",\"url\":\"http://x:8a/\"}", "actions[0].url");
+    refused_action("{\"type\":\"http\",\"url\":\"http://[::1/\"}", "actions[0].url");
+    refused_action("{\"type\":\"http\",\"url\":\"http://{{payload.host}}/\"}", "actions[0].url");
+    refused_action("{\"type\":\"http\",\"url\":\"http://x/{{payload.a\"}", "actions[0].url");
+    refused_action("{\"type\":\"http\",\"url\":\"http://x/{{ payload.a }}\"}", "actions[0].url");
+    memset(url, 'a', sizeof url);
+    memcpy(url, "http://x/", 9);
+    url[2049] = '\0';
+    snprintf(text, sizeof text, "{\"type\":\"http\",\"url\":\"%s\"}", url);
+    refused_action(text, "actions[0].url");
+
+    /* headers */
+    refused_action("{\"type\":\"http\",\"url\":\"http://x/\",\"headers\":[]}",
+                   "actions[0].headers");
+    refused_action("{\"type\":\"http\",\"url\":\"http://x/\",\"headers\":{\"Bad Name\":\"v\"}}",
+                   "actions[0].headers.Bad Name");
+    refused_action("{\"type\":\"http\",\"url\":\"http://x/\",\"headers\":{\"\":\"v\"}}",
+                   "actions[0].headers.");
+    refused_action("{\"type\":\"http\",\"url\":\"http://x/\",\"headers\":{\"host\":\"v\"}}",
+                   "actions[0].headers.host");
+    refused_action(
+        "{\"type\":\"http\",\"url\":\"http://x/\",\"headers\":{\"Content-Length\":\"1\"}}",
+        "actions[0].headers.Content-Length");
+    refused_action(
+        "{\"type\":\"http\",\"url\":\"http://x/\",\"headers\":{\"transfer-encoding\":\"x\"}}",
+        "actions[0].headers.transfer-encoding");
+    refused_action("{\"type\":\"http\",\"url\":\"http://x/\",\"headers\":{\"Connection\":\"x\"}}",
+                   "actions[0].headers.Connection");
+    refused_action(
+        "{\"type\":\"http\",\"url\":\"http://x/\",\"headers\":{\"x-kcqrs-delivery\":\"x\"}}",
+        "actions[0].headers.x-kcqrs-delivery");
+    refused_action(
+        "{\"type\":\"http\",\"url\":\"http://x/\",\"headers\":{\"X-A\":\"a\\r\\nB: c\"}}",
+        "actions[0].headers.X-A");
+    refused_action("{\"type\":\"http\",\"url\":\"http://x/\",\"headers\":{\"X-A\":1}}",
+                   "actions[0].headers.X-A");
+    refused_action("{\"type\":\"http\",\"url\":\"http://x/\",\"headers\":{\"X-A\":\"{{oops}}\"}}",
+                   "actions[0].headers.X-A");
+    {
+        size_t n = (size_t)snprintf(text, sizeof text,
+                                    "{\"type\":\"http\",\"url\":\"http://x/\",\"headers\":{");
+        for (int i = 0; i < 51; i++)
+            n += (size_t)snprintf(text + n, sizeof text - n, "%s\"H%d\":\"v\"", i ? "," : "", i);
+        snprintf(text + n, sizeof text - n, "}}");
+        refused_action(text, "actions[0].headers");
+    }
+
+    /* templates */
+    refused_action("{\"type\":\"http\",\"url\":\"http://x/\",\"body_template\":\"{{nope}}\"}",
+                   "actions[0].body_template");
+    refused_action("{\"type\":\"http\",\"url\":\"http://x/\",\"body_template\":\"{{payload.}}\"}",
+                   "actions[0].body_template");
+    refused_action("{\"type\":\"http\",\"url\":\"http://x/\",\"body_template\":\"{{payload.a\"}",
+                   "actions[0].body_template");
+    refused_action("{\"type\":\"http\",\"url\":\"http://x/\",\"body_template\":\"{{payloadx}}\"}",
+                   "actions[0].body_template");
+
+    /* e-mail */
+    refused_action("{\"type\":\"email\",\"subject\":\"s\"}", "actions[0].to");
+    refused_action("{\"type\":\"email\",\"to\":\"a@b.c\",\"subject\":\"s\"}", "actions[0].to");
+    refused_action("{\"type\":\"email\",\"to\":[\"a@b.c\",7],\"subject\":\"s\"}",
+                   "actions[0].to[1]");
+    refused_action("{\"type\":\"email\",\"to\":[\"a@b@c\"],\"subject\":\"s\"}", "actions[0].to[0]");
+    refused_action("{\"type\":\"email\",\"to\":[\"@b.c\"],\"subject\":\"s\"}", "actions[0].to[0]");
+    refused_action("{\"type\":\"email\",\"to\":[\"a@\"],\"subject\":\"s\"}", "actions[0].to[0]");
+    refused_action("{\"type\":\"email\",\"to\":[\"a b@c.d\"],\"subject\":\"s\"}",
+                   "actions[0].to[0]");
+    refused_action("{\"type\":\"email\",\"to\":[\"<a@c.d>\"],\"subject\":\"s\"}",
+                   "actions[0].to[0]");
+    refused_action("{\"type\":\"email\",\"to\":[\"a@c.d\\r\\nBcc: x@y.z\"],\"subject\":\"s\"}",
+                   "actions[0].to[0]");
+    refused_action("{\"type\":\"email\",\"to\":[\"a@b.c\"]}", "actions[0].subject");
+    refused_action("{\"type\":\"email\",\"to\":[\"a@b.c\"],\"subject\":\"a\\nBcc: x\"}",
+                   "actions[0].subject");
+    refused_action("{\"type\":\"email\",\"to\":[\"a@b.c\"],\"subject\":\"{{x}}\"}",
+                   "actions[0].subject");
+    refused_action(
+        "{\"type\":\"email\",\"to\":[\"a@b.c\"],\"subject\":\"s\",\"url\":\"http://x/\"}",
+        "actions[0].url");
+    {
+        size_t n = (size_t)snprintf(text, sizeof text,
+                                    "{\"type\":\"email\",\"subject\":\"s\","
+                                    "\"to\":[");
+        for (int i = 0; i < 51; i++)
+            n += (size_t)snprintf(text + n, sizeof text - n, "%s\"u%d@x.y\"", i ? "," : "", i);
+        snprintf(text + n, sizeof text - n, "]}");
+        refused_action(text, "actions[0].to");
+        char subj[1100];
+        memset(subj, 's', 999);
+        subj[999] = '\0';
+        snprintf(text, sizeof text, "{\"type\":\"email\",\"to\":[\"a@b.c\"],\"subject\":\"%s\"}",
+                 subj);
+        refused_action(text, "actions[0].subject");
+    }
+}
+
 /* Every offending field of every action gets its detail; valid ones none. */
 static void test_actions_details(void **state)
 {
@@ -608,6 +735,7 @@ int main(void)
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_check_matches_render),
         cmocka_unit_test(test_actions_refused),
+        cmocka_unit_test(test_action_rules),
         cmocka_unit_test(test_actions_details),
         cmocka_unit_test(test_actions_round_trip),
         cmocka_unit_test(test_actions_random),

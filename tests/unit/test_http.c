@@ -400,6 +400,18 @@ static void test_jin_direct(void **state)
         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")); /* 65 */
     assert_int_equal(kq_jin_utf8_chars("h\xc3\xa9\xf0\x9f\x98\x80", 7), 3);
     json_decref(d);
+
+    /* kq_jin_check_bytes: bounds inclusive, one detail when outside. */
+    d = json_array();
+    o = json_string("abc");
+    assert_int_equal(kq_jin_check_bytes(d, "f", o, 3, 3), 0);
+    assert_int_equal(kq_jin_check_bytes(d, "f", o, 0, 2), 1);
+    assert_int_equal(kq_jin_check_bytes(d, "f", o, 4, 9), 1);
+    assert_int_equal(json_array_size(d), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(d, 0), "message")),
+                        "must be 0..2 bytes (got 3)");
+    json_decref(o);
+    json_decref(d);
 }
 
 static void test_routing(void **state)

@@ -123,9 +123,13 @@ static void test_split_and_clocks(void **state)
     assert_int_equal(t.usec, 123456);
     a = kq_time_now_us();
     assert_true(a > 1700000000000000LL);
+    b = kq_time_now_ms();
+    assert_true(b >= a / 1000 && b - a / 1000 < 60000);
     a = kq_time_mono_us();
     b = kq_time_mono_us();
     assert_true(b >= a);
+    a = kq_time_mono_ms();
+    assert_true(a >= b / 1000 - 1 && a - b / 1000 < 60000);
 }
 
 int main(void)
