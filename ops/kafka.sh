@@ -25,7 +25,7 @@
 # min.insync.replicas 2 from 3 nodes on. Everything listens on 127.0.0.1 only.
 # `start` returns when each started broker answers metadata requests
 # (tests/tools/kq_kafka_ready), or fails after KQ_KAFKA_START_TIMEOUT seconds
-# (default 60) with the tail of its kafka.log. One node of a cluster becomes
+# (default 60; 120 for a node of a cluster) with the tail of its kafka.log. One node of a cluster becomes
 # ready only while a majority of the nodes runs.
 #
 # Security: KQ_KAFKA_SECURITY=sasl_ssl at the first start of DIR (it is recorded
@@ -303,7 +303,7 @@ $(ss -Hltnp "sport = :$p" 2>/dev/null | sed 's/^/    /')
         -cp "$LIBS/*" kafka.Kafka "$dir/server.properties" \
         >>"$log" 2>&1 </dev/null &
 
-    timeout=${KQ_KAFKA_START_TIMEOUT:-60}
+    timeout=${KQ_KAFKA_START_TIMEOUT:-$((nodes > 1 ? 120 : 60))}
     probe=$(ready_probe) || probe=
     pid=
     while :; do
