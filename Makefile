@@ -8,6 +8,7 @@
 #   make up / make down       start / stop Kafka, PostgreSQL (and later the services) in var/
 #   make bench                benchmark table (medians and ratios to baselines)
 #   make fuzz                 libFuzzer targets with clang (tests/fuzz/)
+#   make fuzz-http            the HTTP parser's fuzz target, FUZZ_RUNS (10M) executions; fuzz-long: 100M
 #   make check-layers         which folder includes which (LAYERS below); every build runs it
 #   make test-faults          the fault campaign (tests/faults/run.sh, at most 40 minutes);
 #                             make test-faults-short: its 5-minute version (in .ci/run)
@@ -91,7 +92,8 @@ BENCH_BIN:= $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 FUZZ_SRC := $(filter-out tests/fuzz/fuzz_driver.c,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%-replay)
 
-.PHONY: FORCE all deps test test-unit test-conformance test-e2e test-fuzz-replay test-faults test-faults-short up down bench fuzz \
+.PHONY: FORCE all deps test test-unit test-conformance test-e2e test-fuzz-replay test-faults \
+        test-faults-short up down bench fuzz fuzz-http fuzz-long \
         clean format format-check docs check-layers
 .DEFAULT_GOAL := all
 .SECONDARY:
@@ -218,6 +220,32 @@ fuzz: $(LIB_SRC) $(SQL_GEN)
 	  $(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined $(INC_ALL) \
 	    $(PKG_CFLAGS) $$f $(LIB_SRC) $(SQL_GEN) -o $(BUILD)/fuzz/$$n $(LDLIBS) || exit 1; \
 	  echo "built $(BUILD)/fuzz/$$n  (run: $(BUILD)/fuzz/$$n -max_total_time=60 tests/fuzz/corpus/$$n)"; done
+
+# The HTTP request parser's fuzz target (tests/fuzz/fuzz_http_parse.c, lib/kq_http_parse) under
+# ASan+UBSan for FUZZ_RUNS executions over FUZZ_JOBS processes (libFuzzer -fork). CI runs
+# `make fuzz-http` (10,000,000); `make fuzz-long` runs 100,000,000. The checked-in corpus is
+# only read: new inputs go to $(BUILD)/fuzz/corpus-http, a finding to $(BUILD)/fuzz/ (then
+# `$(BUILD)/fuzz/fuzz_http_parse <file>` replays it) and the run fails.
+FUZZ_RUNS ?= 10000000
+FUZZ_JOBS ?= 2
+FUZZ_HTTP := $(BUILD)/fuzz/fuzz_http_parse
+FUZZ_HTTP_SRC := tests/fuzz/fuzz_http_parse.c lib/kq_http_parse.c lib/kq_err.c
+$(FUZZ_HTTP): $(FUZZ_HTTP_SRC) lib/kq_http_parse.h lib/kq_err.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+	  -fno-sanitize-recover=all -Ilib $(FUZZ_HTTP_SRC) -o $@
+
+fuzz-http: $(FUZZ_HTTP)
+	@mkdir -p $(BUILD)/fuzz/corpus-http
+	@start=$$(date +%s); \
+	$(FUZZ_HTTP) $(if $(filter-out 1,$(FUZZ_JOBS)),-fork=$(FUZZ_JOBS)) -runs=$(FUZZ_RUNS) \
+	  -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus-http tests/fuzz/corpus/fuzz_http_parse \
+	  2>$(BUILD)/fuzz/fuzz-http.log || { tail -n 60 $(BUILD)/fuzz/fuzz-http.log; exit 1; }; \
+	grep -E 'Done|fuzzed for|exiting' $(BUILD)/fuzz/fuzz-http.log | tail -n 2; \
+	echo "fuzz-http: $(FUZZ_RUNS) runs, no finding, $$(( $$(date +%s) - start ))s (log: $(BUILD)/fuzz/fuzz-http.log)"
+
+fuzz-long:
+	@$(MAKE) --no-print-directory fuzz-http FUZZ_RUNS=100000000
 
 # ---------------------------------------------------------------- docs and hygiene
 # The configuration table in README.md is generated from lib/kq_config.c.
