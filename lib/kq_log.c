@@ -282,6 +282,9 @@ void kq_log_set_flush_ms(int ms)
     if (ms == 0)
         flush_all(); /* nothing buffered stays behind unbuffered lines */
     atomic_store(&flush_ms, ms);
+    pthread_mutex_lock(&reg_mu);
+    pthread_cond_broadcast(&reg_cv); /* the flusher waits by the new interval */
+    pthread_mutex_unlock(&reg_mu);
 }
 
 void kq_log_flush(void)
