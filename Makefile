@@ -10,6 +10,8 @@
 #   make fuzz                 libFuzzer targets with clang (tests/fuzz/)
 #   make fuzz-http            the HTTP parser's fuzz target, FUZZ_RUNS (10M) executions; fuzz-long: 100M
 #   make check-layers         which folder includes which (LAYERS below); every build runs it
+#   make test-faults          the fault campaign (tests/faults/run.sh, at most 40 minutes);
+#                             make test-faults-short: its 5-minute version (in .ci/run)
 #
 # Conventions that keep this file short:
 #   - every .c in lib/ events/ commands/ projections/ query-api/ replay/ worker/ goes into
@@ -90,8 +92,8 @@ BENCH_BIN:= $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 FUZZ_SRC := $(filter-out tests/fuzz/fuzz_driver.c,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%-replay)
 
-.PHONY: FORCE all deps test test-unit test-conformance test-e2e test-fuzz-replay up down bench fuzz \
-        fuzz-http fuzz-long \
+.PHONY: FORCE all deps test test-unit test-conformance test-e2e test-fuzz-replay test-faults \
+        test-faults-short up down bench fuzz fuzz-http fuzz-long \
         clean format format-check docs check-layers
 .DEFAULT_GOAL := all
 .SECONDARY:
@@ -185,6 +187,16 @@ test-fuzz-replay: $(FUZZ_REPLAY)
 
 test-e2e: $(BINS) $(TOOL_BIN)
 	KCQRS_BIN=$(CURDIR)/$(BIN) KCQRS_TOOLS=$(CURDIR)/$(BUILD)/tests/tools bats --timing tests/e2e
+
+# The fault campaign (tests/faults/README.md): real brokers, PostgreSQL and every service
+# under load while faults are injected; the checks and the table at the end. Bounded by
+# timeout so that a hung run cannot hold CI.
+FAULTS_ENV = KCQRS_BIN=$(CURDIR)/$(BIN) KCQRS_TOOLS=$(CURDIR)/$(BUILD)/tests/tools
+test-faults: $(BINS) $(TOOL_BIN)
+	$(FAULTS_ENV) timeout -k 30 2400 tests/faults/run.sh
+
+test-faults-short: $(BINS) $(TOOL_BIN)
+	$(FAULTS_ENV) FAULTS_SHORT=1 timeout -k 30 600 tests/faults/run.sh
 
 # ---------------------------------------------------------------- running
 # deps runs first and the build in a sub-make, so pkg-config sees freshly installed packages.
