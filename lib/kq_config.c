@@ -38,6 +38,9 @@ static const cfg_setting settings[] = {
      "Replication factor of created topics (3 on a cluster)"},
     {"KCQRS_MIN_INSYNC_REPLICAS", "1", CFG_INT, F(min_insync_replicas), 1, 32,
      "min.insync.replicas of created topics (2 on a cluster)"},
+    {"KCQRS_KAFKA_QUEUE_KB", "8192", CFG_INT, F(kafka_queue_kb), 1024, 2097151,
+     "Bytes (KiB) a Kafka consumer may prefetch (each of the projector's, the worker's, "
+     "catch-up's)"},
     {"KCQRS_KAFKA_TIMEOUT_MS", "10000", CFG_INT, F(kafka_timeout_ms), 100, 600000,
      "Bound on Kafka admin, produce and commit calls, in milliseconds"},
     {"KCQRS_KEYS_FILE", "var/keys", CFG_STRING, F(keys_file), 0, 0,
@@ -46,6 +49,9 @@ static const cfg_setting settings[] = {
      "Log level: debug, info, warn, error, off"},
     {"KCQRS_LOG_FORMAT", "human", CFG_LOG_FORMAT, F(log_format), 0, 0,
      "Log format on stderr: human or json (one object per line)"},
+    {"KCQRS_LOG_FLUSH_MS", "100", CFG_INT, F(log_flush_ms), 0, 60000,
+     "Log lines wait in a per-thread buffer at most this long (WARN and ERROR lines, exit: "
+     "at once); 0 = one write per line"},
     {"KCQRS_LMDB_DIR", "var/lmdb", CFG_STRING, F(lmdb_dir), 0, 0,
      "LMDB directory; kcqrs-commands keeps its state snapshot in DIR/commands"},
     {"KCQRS_COMMANDS_ADDR", "127.0.0.1:8080", CFG_STRING, F(commands_addr), 0, 0,
@@ -245,8 +251,10 @@ void kq_config_free(kq_config *cfg)
 int kq_config_load_and_init_log(kq_config *cfg, const char *prog, char *errstr, size_t errlen)
 {
     int rc = kq_config_load(cfg, errstr, errlen);
-    if (rc == 0)
+    if (rc == 0) {
         kq_log_init(prog, (kq_log_level)cfg->log_level, (kq_log_format)cfg->log_format);
+        kq_log_set_flush_ms(cfg->log_flush_ms);
+    }
     return rc;
 }
 

@@ -24,10 +24,12 @@ typedef struct kq_config {
     int partitions;            /* KCQRS_PARTITIONS */
     int replication_factor;    /* KCQRS_REPLICATION_FACTOR */
     int min_insync_replicas;   /* KCQRS_MIN_INSYNC_REPLICAS */
+    int kafka_queue_kb;        /* KCQRS_KAFKA_QUEUE_KB: consumer prefetch bound */
     int kafka_timeout_ms;      /* KCQRS_KAFKA_TIMEOUT_MS */
     char *keys_file;           /* KCQRS_KEYS_FILE */
     int log_level;             /* KCQRS_LOG_LEVEL, a kq_log_level */
     int log_format;            /* KCQRS_LOG_FORMAT, a kq_log_format */
+    int log_flush_ms;          /* KCQRS_LOG_FLUSH_MS: 0 = one write(2) per line */
     char *lmdb_dir;            /* KCQRS_LMDB_DIR */
     char *commands_addr;       /* KCQRS_COMMANDS_ADDR */
     int http_max_body;         /* KCQRS_HTTP_MAX_BODY, bytes */

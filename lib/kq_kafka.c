@@ -102,6 +102,35 @@ rd_kafka_conf_t *kq_kafka_conf_new(const kq_config *cfg, const char *client_id, 
     return conf;
 }
 
+int kq_kafka_conf_bound_queue(rd_kafka_conf_t *conf, long kbytes, char *errstr, size_t errlen)
+{
+    long fetch;
+
+    if (kbytes <= 0) /* a kq_config not filled by kq_config_load (tests) */
+        kbytes = 8192;
+    fetch = kbytes * 1024 / 4;
+    if (fetch < 1048576)
+        fetch = 1048576;
+    return kq_kafka_conf_set(conf, "queued.min.messages", "10000000", errstr, errlen) != 0 ||
+                   conf_set_int(conf, "queued.max.messages.kbytes", kbytes, errstr, errlen) != 0 ||
+                   conf_set_int(conf, "fetch.max.bytes", fetch, errstr, errlen) != 0 ||
+                   kq_kafka_conf_set(conf, "fetch.error.backoff.ms", "10", errstr, errlen) != 0
+               ? KQ_ECONFIG
+               : 0;
+}
+
+rd_kafka_conf_t *kq_kafka_consumer_conf_new(const kq_config *cfg, const char *client_id,
+                                            char *errstr, size_t errlen)
+{
+    rd_kafka_conf_t *conf = kq_kafka_conf_new(cfg, client_id, errstr, errlen);
+
+    if (conf != NULL && kq_kafka_conf_bound_queue(conf, cfg->kafka_queue_kb, errstr, errlen) != 0) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    return conf;
+}
+
 rd_kafka_t *kq_kafka_txn_producer_new(const kq_config *cfg, const char *transactional_id,
                                       rd_kafka_conf_t *conf, char *errstr, size_t errlen)
 {
@@ -151,7 +180,7 @@ rd_kafka_t *kq_kafka_consumer_new(const kq_config *cfg, const char *group_id, rd
         kq_seterr(errstr, errlen, KQ_EINVAL, "kafka consumer needs a group.id");
         goto out;
     }
-    if (conf == NULL && (conf = kq_kafka_conf_new(cfg, group_id, errstr, errlen)) == NULL)
+    if (conf == NULL && (conf = kq_kafka_consumer_conf_new(cfg, group_id, errstr, errlen)) == NULL)
         goto out;
     if (kq_kafka_conf_set(conf, "group.id", group_id, errstr, errlen) != 0 ||
         kq_kafka_conf_set(conf, "isolation.level", "read_committed", errstr, errlen) != 0 ||
