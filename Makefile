@@ -222,27 +222,31 @@ fuzz: $(LIB_SRC) $(SQL_GEN)
 	  echo "built $(BUILD)/fuzz/$$n  (run: $(BUILD)/fuzz/$$n -max_total_time=60 tests/fuzz/corpus/$$n)"; done
 
 # The HTTP request parser's fuzz target (tests/fuzz/fuzz_http_parse.c, lib/kq_http_parse) under
-# ASan+UBSan for FUZZ_RUNS executions over FUZZ_JOBS processes (libFuzzer -fork). CI runs
-# `make fuzz-http` (10,000,000); `make fuzz-long` runs 100,000,000. The checked-in corpus is
-# only read: new inputs go to $(BUILD)/fuzz/corpus-http, a finding to $(BUILD)/fuzz/ (then
-# `$(BUILD)/fuzz/fuzz_http_parse <file>` replays it) and the run fails.
+# ASan+UBSan for FUZZ_RUNS executions in all, split over FUZZ_JOBS processes (libFuzzer -jobs;
+# they share new inputs through the corpus folder). CI runs `make fuzz-http` (10,000,000);
+# `make fuzz-long` runs 100,000,000. The checked-in corpus is only read: new inputs go to
+# $(BUILD)/fuzz/corpus-http, a finding to $(BUILD)/fuzz/crash-* (replay it with
+# `$(BUILD)/fuzz/fuzz_http_parse <file>`) and the run fails.
 FUZZ_RUNS ?= 10000000
 FUZZ_JOBS ?= 2
 FUZZ_HTTP := $(BUILD)/fuzz/fuzz_http_parse
-FUZZ_HTTP_SRC := tests/fuzz/fuzz_http_parse.c lib/kq_http_parse.c lib/kq_err.c
-$(FUZZ_HTTP): $(FUZZ_HTTP_SRC) lib/kq_http_parse.h lib/kq_err.h
+FUZZ_HTTP_SRC := tests/fuzz/fuzz_http_parse.c lib/kq_http_parse.c lib/kq_err.c lib/kq_rand.c
+$(FUZZ_HTTP): $(FUZZ_HTTP_SRC) lib/kq_http_parse.h lib/kq_err.h lib/kq_rand.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
 	  -fno-sanitize-recover=all -Ilib $(FUZZ_HTTP_SRC) -o $@
 
 fuzz-http: $(FUZZ_HTTP)
-	@mkdir -p $(BUILD)/fuzz/corpus-http
-	@start=$$(date +%s); \
-	$(FUZZ_HTTP) $(if $(filter-out 1,$(FUZZ_JOBS)),-fork=$(FUZZ_JOBS)) -runs=$(FUZZ_RUNS) \
-	  -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus-http tests/fuzz/corpus/fuzz_http_parse \
-	  2>$(BUILD)/fuzz/fuzz-http.log || { tail -n 60 $(BUILD)/fuzz/fuzz-http.log; exit 1; }; \
-	grep -E 'Done|fuzzed for|exiting' $(BUILD)/fuzz/fuzz-http.log | tail -n 2; \
-	echo "fuzz-http: $(FUZZ_RUNS) runs, no finding, $$(( $$(date +%s) - start ))s (log: $(BUILD)/fuzz/fuzz-http.log)"
+	@rm -f $(BUILD)/fuzz/fuzz-*.log; mkdir -p $(BUILD)/fuzz/corpus-http
+	@start=$$(date +%s); cd $(BUILD)/fuzz && \
+	./fuzz_http_parse -jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS) \
+	  -runs=$$(( $(FUZZ_RUNS) / $(FUZZ_JOBS) )) -print_final_stats=1 \
+	  corpus-http $(CURDIR)/tests/fuzz/corpus/fuzz_http_parse >/dev/null 2>&1; rc=$$?; \
+	for f in fuzz-*.log; do grep -E '^(Done|stat::number_of_executed_units)' $$f | tr '\n' ' '; \
+	  echo "($$f)"; done; \
+	if [ $$rc -ne 0 ]; then for f in fuzz-*.log; do tail -n 40 $$f; done; \
+	  echo "fuzz-http: FAILED, see $(BUILD)/fuzz/fuzz-*.log and $(BUILD)/fuzz/crash-*"; exit 1; fi; \
+	echo "fuzz-http: $(FUZZ_RUNS) runs on $(FUZZ_JOBS) processes, no finding, $$(( $$(date +%s) - start ))s"
 
 fuzz-long:
 	@$(MAKE) --no-print-directory fuzz-http FUZZ_RUNS=100000000
