@@ -20,18 +20,8 @@ fl_ms() { date +%s%3N; }
 fl_say() { echo "faults: $*" >&2; }
 fl_fault_log() { echo "$*" >>"$FL_DIR/faults"; }
 
-# N free loopback TCP ports, held together while chosen.
-fl_free_ports() {
-    python3 - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
+# N free loopback TCP ports, held together while chosen (tests/e2e/setup_suite.bash).
+fl_free_ports() { _kq_free_ports "$1"; }
 
 # Does ops/kafka.sh run clusters (node control by number)?
 fl_cluster_supported() { grep -q 'kill|restart' "$REPO/ops/kafka.sh"; }

@@ -46,11 +46,15 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BIN=${KCQRS_BIN:-$REPO/build/bin}
 TOOLS=${KCQRS_TOOLS:-$REPO/build/tests/tools}
 export KCQRS_TOOLS="$TOOLS"
+# a busy 2-core machine starts a JVM slowly; three of them slower
+export KQ_KAFKA_START_TIMEOUT=${KQ_KAFKA_START_TIMEOUT:-180}
 # shellcheck source=tests/faults/lib.bash
 . "$REPO/tests/faults/lib.bash"
 KQ_REPO=$REPO
 # shellcheck source=tests/e2e/cluster_helpers.bash
 . "$REPO/tests/e2e/cluster_helpers.bash"
+# shellcheck source=tests/e2e/setup_suite.bash
+. "$REPO/tests/e2e/setup_suite.bash" # _kq_free_ports
 
 if [[ "${FAULTS_SHORT:-0}" == 1 ]]; then
     DURATION=${FAULTS_DURATION:-120}
