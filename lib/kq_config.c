@@ -108,6 +108,9 @@ static const cfg_setting settings[] = {
      "kcqrs-worker: Kafka consumer group of the workers (auto: <prefix>.worker)"},
     {"KCQRS_WORKER_MAX_RUNS", "1000", CFG_INT, F(worker_max_runs), 1, 1000000,
      "kcqrs-worker: runs with an action in flight at once; more wait their turn"},
+    {"KCQRS_WORKER_RECORD_BATCH", "128", CFG_INT, F(worker_record_batch), 0, 256,
+     "kcqrs-worker: most attempt records per request to kcqrs-commands (0 or 1: one request "
+     "per record)"},
     {"KCQRS_WORKER_CONNECT_TIMEOUT_MS", "5000", CFG_INT, F(worker_connect_timeout_ms), 1, 600000,
      "kcqrs-worker: connect timeout of one action attempt"},
     {"KCQRS_WORKER_TIMEOUT_MS", "30000", CFG_INT, F(worker_timeout_ms), 1, 3600000,

@@ -59,6 +59,7 @@ typedef struct kq_config {
     char *worker_key_file;     /* KCQRS_WORKER_KEY_FILE */
     char *worker_group;        /* KCQRS_WORKER_GROUP, "auto" = <prefix>.worker */
     int worker_max_runs;       /* KCQRS_WORKER_MAX_RUNS */
+    int worker_record_batch;   /* KCQRS_WORKER_RECORD_BATCH, records per request (0/1: single) */
     int worker_connect_timeout_ms;  /* KCQRS_WORKER_CONNECT_TIMEOUT_MS */
     int worker_timeout_ms;          /* KCQRS_WORKER_TIMEOUT_MS */
     int worker_response_max;        /* KCQRS_WORKER_RESPONSE_MAX, bytes */
