@@ -280,7 +280,7 @@ fault_commands_kill() {
 # The zombie writer: SIGSTOP the writer, start another instance (which fences it),
 # SIGCONT the first while the load still sends to it; it must be fenced.
 fault_zombie_writer() {
-    local s o t0 zpid fenced ready
+    local s o t0 zpid fenced ready nready
     s=$(fl_writer_slot)
     o=$((1 - s))
     zpid=$(fl_pid "cmd$s")
@@ -295,17 +295,31 @@ fault_zombie_writer() {
     fl_wait_for 30 bash -c "curl -s --max-time 3 '$(fl_url "cmd$s")/metrics' | grep -qx 'kcqrs_commands_fenced 1'"
     ready=$(fl_http_code "$(fl_url "cmd$s")/ready")
     fenced=$(curl -s --max-time 3 "$(fl_url "cmd$s")/metrics" | awk '$1 == "kcqrs_commands_fenced" { print $2 }')
-    fl_url "cmd$o" >"$FL_DIR/urls.tmp" && mv "$FL_DIR/urls.tmp" "$FL_DIR/urls"
-    sleep 0.5
-    echo "$o" >"$FL_DIR/writer.slot"
-    fl_term "$zpid" 10
+    nready=$(fl_http_code "$(fl_url "cmd$o")/ready")
     # What it answered the clients is judged by the checker (every 2xx in the log);
-    # here: it must not call itself ready, and should know it was fenced.
-    if [[ "$ready" == 200 ]]; then
-        echo "FAIL zombie_writer: after SIGCONT the fenced cmd$s answers /ready 200"
+    # here: it must be fenced, and must not call itself ready.
+    if [[ "$ready" == 200 && "$nready" != 200 ]]; then
+        # The zombie re-initialised its producer (its transaction timed out rather
+        # than failing as fenced) and so fenced the newer instance: it is the
+        # writer again. Keep it, stop the other.
+        echo "FAIL zombie_writer: cmd$s took the writer role back (it answers /ready 200, cmd$o $nready)"
+        echo "cmd$s" >>"$FL_DIR/zombie.retook"
         touch "$FL_DIR/keep"
-    elif [[ "$fenced" != 1 ]]; then
-        echo "warn zombie_writer: cmd$s did not report kcqrs_commands_fenced 1 within 30 s (/ready $ready)"
+        fl_url "cmd$s" >"$FL_DIR/urls.tmp" && mv "$FL_DIR/urls.tmp" "$FL_DIR/urls"
+        sleep 0.5
+        fl_term "$(fl_pid "cmd$o")" 10
+    else
+        if [[ "$ready" == 200 ]]; then
+            echo "FAIL zombie_writer: after SIGCONT the fenced cmd$s answers /ready 200 (cmd$o $nready)"
+            echo "cmd$s" >>"$FL_DIR/zombie.ready"
+            touch "$FL_DIR/keep"
+        elif [[ "$fenced" != 1 ]]; then
+            echo "warn zombie_writer: cmd$s did not report kcqrs_commands_fenced 1 within 30 s (/ready $ready)"
+        fi
+        fl_url "cmd$o" >"$FL_DIR/urls.tmp" && mv "$FL_DIR/urls.tmp" "$FL_DIR/urls"
+        sleep 0.5
+        echo "$o" >"$FL_DIR/writer.slot"
+        fl_term "$zpid" 10
     fi
     fl_fault_log "$t0" "$(fl_ms)" zombie_writer "cmd$s->cmd$o ready=$ready fenced=$fenced"
     echo "fault zombie_writer cmd$s -> cmd$o: zombie /ready $ready fenced $fenced"

@@ -155,6 +155,9 @@ fl_env "$TOOLS/kq_faults" check --ledger "$D/ledger" --isr "$D/isr" --faults "$D
     --min-isr "$([[ $NODES -ge 3 ]] && echo 2 || echo 1)" --verify "$verify" --chain "$chain" \
     | tee "$D/report" || rc=1
 [[ -s "$D/report" ]] || rc=1
+# what only the driver saw: zombie writers that were not fenced
+printf '| %-44s | %12s |\n' "zombie writers that took the role back" "$(cat "$D/zombie.retook" 2>/dev/null | wc -l)" \
+    "zombie writers ready while the other was too" "$(cat "$D/zombie.ready" 2>/dev/null | wc -l)" | tee -a "$D/report"
 
 # 5. the checker must see a loss and a 2xx under min ISR when there is one
 fl_selftest() {
