@@ -76,6 +76,9 @@ static const cfg_setting settings[] = {
      "Group commit: most commands in one Kafka transaction"},
     {"KCQRS_BATCH_LINGER_US", "1000", CFG_INT, F(batch_linger_us), 0, 1000000,
      "Group commit: how long a batch waits for more commands, in microseconds"},
+    {"KCQRS_BATCH_LINGER_MAX_US", "4000", CFG_INT, F(batch_linger_max_us), 0, 1000000,
+     "Group commit: wait up to half the last commit time, at most this (us), for as many "
+     "commands as were just answered; 0 = only KCQRS_BATCH_LINGER_US"},
     {"KCQRS_SNAPSHOT_EVERY", "10000", CFG_INT, F(snapshot_every), 1, 100000000,
      "kcqrs-commands snapshots its state to LMDB after this many new events"},
     {"KCQRS_QUERY_ADDR", "127.0.0.1:8081", CFG_STRING, F(query_addr), 0, 0,

@@ -44,6 +44,7 @@ typedef struct kq_config {
     int http_threads;          /* KCQRS_HTTP_THREADS */
     int batch_max;             /* KCQRS_BATCH_MAX, commands per transaction */
     int batch_linger_us;       /* KCQRS_BATCH_LINGER_US */
+    int batch_linger_max_us;   /* KCQRS_BATCH_LINGER_MAX_US: adaptive linger cap */
     int snapshot_every;        /* KCQRS_SNAPSHOT_EVERY, events between command-side snapshots */
     char *query_addr;          /* KCQRS_QUERY_ADDR */
     char *projector_addr;      /* KCQRS_PROJECTOR_ADDR, the projector's admin port */
