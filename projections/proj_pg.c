@@ -132,7 +132,7 @@ static const char versions_runs_sql[] =
     " FROM aggregate_versions v JOIN unnest($1::text[], $2::text[]) AS k(t, i)"
     " ON v.aggregate_type = k.t AND v.aggregate_id = k.i";
 
-/* By the events' unique (aggregate_type, aggregate_id, version): the same
+/* By the events' primary key (aggregate_type, aggregate_id, version): the same
  * record has the same key, so "present at the same origin" is "the row of its
  * key has its topic, partition and offset" (events has no index on the
  * origin: ops/sql/0003_audit_indexes.sql). */

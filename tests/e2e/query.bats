@@ -362,7 +362,7 @@ sys.exit("not used yet: %s" % idle if idle else 0)' "$1" "$(plan_counters)"
     local since
     run kq_psql -c "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE schemaname = 'kcqrs' AND tablename = 'events'"
     echo "$output"
-    [ "$output" = "events_actor_time,events_aggregate_type_aggregate_id_version_key,events_time,events_type_time" ]
+    [ "$output" = "events_actor_time,events_pkey,events_time,events_type_time" ]
     since=$(date -u +%Y-%m-%dT%H:%M:%S.%6NZ)
     create q6p-1
     req PUT /api/v1/resources/q6p-1 '{"name":"renamed"}'
