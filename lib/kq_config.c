@@ -6,20 +6,21 @@
  */
 #include "kq_config.h"
 #include "kq_err.h"
+#include "kq_kprops.h"
 #include "kq_util.h"
 
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { CFG_STRING, CFG_INT, CFG_LOG_LEVEL, CFG_LOG_FORMAT } cfg_type;
+typedef enum { CFG_STRING, CFG_INT, CFG_LOG_LEVEL, CFG_LOG_FORMAT, CFG_DURATION } cfg_type;
 
 typedef struct cfg_setting {
     const char *name;
     const char *def;
     cfg_type type;
     size_t offset;
-    long min, max; /* CFG_INT bounds */
+    long min, max; /* CFG_INT bounds; CFG_DURATION bounds in seconds (field: long) */
     const char *help;
 } cfg_setting;
 
@@ -43,6 +44,9 @@ static const cfg_setting settings[] = {
      "catch-up's)"},
     {"KCQRS_KAFKA_TIMEOUT_MS", "10000", CFG_INT, F(kafka_timeout_ms), 100, 600000,
      "Bound on Kafka admin, produce and commit calls, in milliseconds"},
+    {"KCQRS_KAFKA_PROPERTIES", "none", CFG_STRING, F(kafka_properties), 0, 0,
+     "File of librdkafka key=value lines (TLS, SASL, tuning) for every Kafka client; secrets "
+     "are never printed (none: no file)"},
     {"KCQRS_KEYS_FILE", "var/keys", CFG_STRING, F(keys_file), 0, 0,
      "API keys file: name, roles, SHA-256 of the key per line (kcqrs-keys)"},
     {"KCQRS_LOG_LEVEL", "info", CFG_LOG_LEVEL, F(log_level), 0, 0,
@@ -72,8 +76,14 @@ static const cfg_setting settings[] = {
      "Group commit: most commands in one Kafka transaction"},
     {"KCQRS_BATCH_LINGER_US", "1000", CFG_INT, F(batch_linger_us), 0, 1000000,
      "Group commit: how long a batch waits for more commands, in microseconds"},
+    {"KCQRS_BATCH_LINGER_MAX_US", "4000", CFG_INT, F(batch_linger_max_us), 0, 1000000,
+     "Group commit: wait up to half the last commit time, at most this (us), for as many "
+     "commands as were just answered; 0 = only KCQRS_BATCH_LINGER_US"},
     {"KCQRS_SNAPSHOT_EVERY", "10000", CFG_INT, F(snapshot_every), 1, 100000000,
      "kcqrs-commands snapshots its state to LMDB after this many new events"},
+    {"KCQRS_IDEMPOTENCY_TTL", "24h", CFG_DURATION, F(idempotency_ttl_s), 1, 3650L * 86400,
+     "kcqrs-commands keeps an Idempotency-Key's answer, and a finished run, this long after "
+     "its event's time (a number with s, m, h or d: 24h, 90m, 3600s)"},
     {"KCQRS_QUERY_ADDR", "127.0.0.1:8081", CFG_STRING, F(query_addr), 0, 0,
      "host:port the query API listens on"},
     {"KCQRS_PROJECTOR_ADDR", "127.0.0.1:8082", CFG_STRING, F(projector_addr), 0, 0,
@@ -164,6 +174,13 @@ static int set_one(kq_config *cfg, const cfg_setting *s, const char *val, char *
                              s->name, val, s->min, s->max);
         *(int *)base = (int)v;
         return 0;
+    case CFG_DURATION:
+        if (kq_parse_duration_s(val, s->min, s->max, &v) != 0)
+            return kq_seterr(errstr, errlen, KQ_ECONFIG,
+                             "%s='%s' is not a duration of %lds..%ldd (like 24h, 90m, 3600s)",
+                             s->name, val, s->min, s->max / 86400);
+        *(long *)base = v;
+        return 0;
     case CFG_LOG_LEVEL: {
         kq_log_level l;
         if (kq_log_level_parse(val, &l) != 0)
@@ -229,8 +246,12 @@ int kq_config_load(kq_config *cfg, char *errstr, size_t errlen)
             goto out;
         }
     }
-    if (strlen(cfg->topic_prefix) > 200)
+    if (strlen(cfg->topic_prefix) > 200) {
         rc = kq_seterr(errstr, errlen, KQ_ECONFIG, "KCQRS_TOPIC_PREFIX is longer than 200");
+        goto out;
+    }
+    if (strcmp(cfg->kafka_properties, "none") != 0)
+        rc = kq_kprops_load(cfg->kafka_properties, &cfg->kafka_props, errstr, errlen);
 out:
     if (rc != 0)
         kq_config_free(cfg);
@@ -239,6 +260,8 @@ out:
 
 void kq_config_free(kq_config *cfg)
 {
+    kq_kprops_free(cfg->kafka_props);
+    cfg->kafka_props = NULL;
     for (size_t i = 0; i < NSETTINGS; i++) {
         if (settings[i].type == CFG_STRING) {
             char **p = (char **)((char *)cfg + settings[i].offset);
@@ -254,8 +277,28 @@ int kq_config_load_and_init_log(kq_config *cfg, const char *prog, char *errstr, 
     if (rc == 0) {
         kq_log_init(prog, (kq_log_level)cfg->log_level, (kq_log_format)cfg->log_format);
         kq_log_set_flush_ms(cfg->log_flush_ms);
+        kq_config_log_kafka_properties(cfg);
     }
     return rc;
+}
+
+void kq_config_log_kafka_properties(const kq_config *cfg)
+{
+    const kq_kprops *p = cfg->kafka_props;
+    char line[2048];
+    size_t off = 0;
+
+    if (p == NULL)
+        return;
+    line[0] = '\0';
+    for (size_t i = 0; i < p->n && off < sizeof line; i++) {
+        int n =
+            snprintf(line + off, sizeof line - off, " %s=%s", p->keys[i], kq_kprops_shown(p, i));
+        if (n < 0)
+            break;
+        off += (size_t)n;
+    }
+    kq_log(KQ_LOG_INFO, "kafka properties from %s (%zu):%s", p->path, p->n, line);
 }
 
 void kq_config_print_help(FILE *out)

@@ -7,7 +7,9 @@
  * the way librdkafka generates CONFIGURATION.md from its property table.
  *
  * kq_config_load() is called once by main(); the struct is then read-only and
- * may be shared between threads.
+ * may be shared between threads. It also reads and validates the file named by
+ * KCQRS_KAFKA_PROPERTIES (kq_kprops.h), so a bad line stops every binary at
+ * start with PATH:LINE.
  */
 #ifndef KQ_CONFIG_H
 #define KQ_CONFIG_H
@@ -16,6 +18,8 @@
 #include <stdio.h>
 
 #include "kq_log.h"
+
+struct kq_kprops;
 
 typedef struct kq_config {
     char *brokers;             /* KCQRS_BROKERS */
@@ -40,7 +44,9 @@ typedef struct kq_config {
     int http_threads;          /* KCQRS_HTTP_THREADS */
     int batch_max;             /* KCQRS_BATCH_MAX, commands per transaction */
     int batch_linger_us;       /* KCQRS_BATCH_LINGER_US */
+    int batch_linger_max_us;   /* KCQRS_BATCH_LINGER_MAX_US: adaptive linger cap */
     int snapshot_every;        /* KCQRS_SNAPSHOT_EVERY, events between command-side snapshots */
+    long idempotency_ttl_s;    /* KCQRS_IDEMPOTENCY_TTL, seconds (given as 24h, 90m, 3600s...) */
     char *query_addr;          /* KCQRS_QUERY_ADDR */
     char *projector_addr;      /* KCQRS_PROJECTOR_ADDR, the projector's admin port */
     int lmdb_map_mb;           /* KCQRS_LMDB_MAP_MB, LMDB map size of the read model */
@@ -73,6 +79,8 @@ typedef struct kq_config {
     char *worker_smtp_user;         /* KCQRS_WORKER_SMTP_USER, "none" = no login */
     char *worker_smtp_password;     /* KCQRS_WORKER_SMTP_PASSWORD */
     char *failpoint;                /* KCQRS_FAILPOINT, tests only: "none" = off */
+    char *kafka_properties;         /* KCQRS_KAFKA_PROPERTIES, a path or "none" */
+    struct kq_kprops *kafka_props;  /* its validated content (kq_kprops.h), NULL for none */
 } kq_config;
 
 /*
@@ -84,8 +92,13 @@ typedef struct kq_config {
 int kq_config_load(kq_config *cfg, char *errstr, size_t errlen);
 void kq_config_free(kq_config *cfg);
 
-/* Load, then kq_log_init() from the result. Convenience for main(). */
+/* Load, then kq_log_init() from the result and log the Kafka properties (secrets
+ * redacted). Convenience for main(). */
 int kq_config_load_and_init_log(kq_config *cfg, const char *prog, char *errstr, size_t errlen);
+
+/* One info line: the KCQRS_KAFKA_PROPERTIES file and its keys, secret values as
+ * "[redacted]". Nothing when there is no file. */
+void kq_config_log_kafka_properties(const kq_config *cfg);
 
 /* The table as aligned text (for --help) or as a Markdown table (README). */
 void kq_config_print_help(FILE *out);

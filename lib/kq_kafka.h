@@ -82,9 +82,12 @@
 /*
  * A new base configuration from `cfg`: bootstrap.servers, client.id (`client_id`,
  * "kcqrs" if NULL), socket and connection-setup timeouts bounded by
- * cfg->kafka_timeout_ms, and a log callback that forwards librdkafka's log lines
- * to kq_log. Returns NULL and fills errstr on failure. The conf is owned by the
- * caller until it is passed to a constructor (which consumes it).
+ * cfg->kafka_timeout_ms, then the operator's properties (cfg->kafka_props,
+ * KCQRS_KAFKA_PROPERTIES: TLS, SASL, tuning; see kq_kprops.h), and a log callback
+ * that forwards librdkafka's log lines to kq_log. Every Kafka client of every
+ * binary is built from this conf, so the properties reach them all. Returns NULL
+ * and fills errstr on failure (never with a secret value in it). The conf is
+ * owned by the caller until it is passed to a constructor (which consumes it).
  */
 rd_kafka_conf_t *kq_kafka_conf_new(const kq_config *cfg, const char *client_id, char *errstr,
                                    size_t errlen);
