@@ -54,9 +54,22 @@ void cmd_queue_destroy(cmd_queue *q)
 
 int cmd_queue_submit(cmd_queue *q, cmd_item *it, cmd_result *refused)
 {
+    it->group = 0;
+    return cmd_queue_submit_group(q, &it, 1, refused);
+}
+
+int cmd_queue_submit_group(cmd_queue *q, cmd_item **items, size_t n, cmd_result *refused)
+{
+    cmd_item *it = n > 0 ? items[0] : NULL;
     int rc = 0;
 
     memset(refused, 0, sizeof *refused);
+    if (n == 0 || n > q->cap) {
+        refused->status = 500;
+        refused->code = "internal";
+        refused->message = "cannot queue this many commands at once";
+        return KQ_EINVAL;
+    }
     pthread_mutex_lock(&q->mu);
     if (atomic_load(&q->fenced)) {
         refused->status = 503;
@@ -76,7 +89,7 @@ int cmd_queue_submit(cmd_queue *q, cmd_item *it, cmd_result *refused)
         refused->message = "the command service is not ready (Kafka unavailable or catching up)";
         refused->retry_after = 1;
         rc = KQ_ETIMEDOUT;
-    } else if (q->len >= q->cap) {
+    } else if (q->len + n > q->cap) {
         refused->status = 503;
         refused->code = "overloaded";
         refused->message = "too many commands waiting";
@@ -88,14 +101,19 @@ int cmd_queue_submit(cmd_queue *q, cmd_item *it, cmd_result *refused)
         refused->message = "cannot queue the command";
         rc = KQ_EIO;
     } else {
-        clock_gettime(CLOCK_MONOTONIC, &it->t_queued);
-        it->next = NULL;
-        if (q->tail)
-            q->tail->next = it;
-        else
-            q->head = it;
-        q->tail = it;
-        q->len++;
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        for (size_t i = 0; i < n; i++) {
+            items[i]->t_queued = now;
+            items[i]->group = i == 0 && n > 1 ? (unsigned)n : 0;
+            items[i]->next = NULL;
+            if (q->tail)
+                q->tail->next = items[i];
+            else
+                q->head = items[i];
+            q->tail = items[i];
+        }
+        q->len += n;
         pthread_cond_signal(&q->cv);
     }
     pthread_mutex_unlock(&q->mu);
@@ -113,18 +131,19 @@ static int wait_for(cmd_queue *q, double s)
     return pthread_cond_timedwait(&q->cv, &q->mu, &ts);
 }
 
-size_t cmd_queue_take(cmd_queue *q, cmd_item **out, size_t max, double wait_s, double linger_s,
-                      int *stopping)
+size_t cmd_queue_take_more(cmd_queue *q, cmd_item **out, size_t max, size_t more, double wait_s,
+                           double linger_s, int *stopping)
 {
-    size_t n = 0;
+    size_t n = 0, want;
     double deadline;
 
     pthread_mutex_lock(&q->mu);
     if (q->len == 0 && !q->stopping)
         wait_for(q, wait_s);
-    if (q->len > 0 && q->len < max && linger_s > 0 && !q->stopping) {
+    want = more >= max || q->len >= max - more ? max : q->len + more;
+    if (q->len > 0 && q->len < want && linger_s > 0 && !q->stopping) {
         deadline = (kq_time_mono_us() / 1e6) + linger_s;
-        while (q->len < max && !q->stopping) {
+        while (q->len < want && !q->stopping) {
             double left = deadline - (kq_time_mono_us() / 1e6);
             if (left <= 0)
                 break;
@@ -133,15 +152,28 @@ size_t cmd_queue_take(cmd_queue *q, cmd_item **out, size_t max, double wait_s, d
         }
     }
     while (n < max && q->head) {
-        out[n++] = q->head;
-        q->head = q->head->next;
-        q->len--;
+        size_t g = q->head->group > 1 ? q->head->group : 1;
+        if (n > 0 && n + g > max)
+            break; /* the group goes whole into the next batch */
+        for (; g > 0 && n < max && q->head; g--) {
+            out[n++] = q->head;
+            q->head = q->head->next;
+            q->len--;
+        }
+        if (g > 0 && q->head) /* larger than a batch: the rest stays a group */
+            q->head->group = (unsigned)g;
     }
     if (q->head == NULL)
         q->tail = NULL;
     *stopping = q->stopping;
     pthread_mutex_unlock(&q->mu);
     return n;
+}
+
+size_t cmd_queue_take(cmd_queue *q, cmd_item **out, size_t max, double wait_s, double linger_s,
+                      int *stopping)
+{
+    return cmd_queue_take_more(q, out, max, max, wait_s, linger_s, stopping);
 }
 
 cmd_item *cmd_queue_take_all(cmd_queue *q)

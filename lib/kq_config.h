@@ -44,7 +44,9 @@ typedef struct kq_config {
     int http_threads;          /* KCQRS_HTTP_THREADS */
     int batch_max;             /* KCQRS_BATCH_MAX, commands per transaction */
     int batch_linger_us;       /* KCQRS_BATCH_LINGER_US */
+    int batch_linger_max_us;   /* KCQRS_BATCH_LINGER_MAX_US: adaptive linger cap */
     int snapshot_every;        /* KCQRS_SNAPSHOT_EVERY, events between command-side snapshots */
+    long idempotency_ttl_s;    /* KCQRS_IDEMPOTENCY_TTL, seconds (given as 24h, 90m, 3600s...) */
     char *query_addr;          /* KCQRS_QUERY_ADDR */
     char *projector_addr;      /* KCQRS_PROJECTOR_ADDR, the projector's admin port */
     int lmdb_map_mb;           /* KCQRS_LMDB_MAP_MB, LMDB map size of the read model */
@@ -59,6 +61,7 @@ typedef struct kq_config {
     char *worker_key_file;     /* KCQRS_WORKER_KEY_FILE */
     char *worker_group;        /* KCQRS_WORKER_GROUP, "auto" = <prefix>.worker */
     int worker_max_runs;       /* KCQRS_WORKER_MAX_RUNS */
+    int worker_record_batch;   /* KCQRS_WORKER_RECORD_BATCH, records per request (0/1: single) */
     int worker_connect_timeout_ms;  /* KCQRS_WORKER_CONNECT_TIMEOUT_MS */
     int worker_timeout_ms;          /* KCQRS_WORKER_TIMEOUT_MS */
     int worker_response_max;        /* KCQRS_WORKER_RESPONSE_MAX, bytes */

@@ -174,6 +174,7 @@ static int refresh(qry_status *st, json_t **kafka, json_t **ends)
         (st->cfg->kafka_timeout_ms < BUDGET_MS ? st->cfg->kafka_timeout_ms : BUDGET_MS);
     json_t *brokers = json_array(), *topics = json_object(), *down = json_array();
     json_t *unavailable = json_array(), *under = json_array();
+    rd_kafka_topic_partition_list_t *lows = NULL, *highs = NULL;
     rd_kafka_resp_err_t err;
     int ok = 1, reachable[MAX_KNOWN];
 
@@ -203,6 +204,36 @@ static int refresh(qry_status *st, json_t **kafka, json_t **ends)
             for (int r = 0; r < md->topics[t].partitions[p].replica_cnt; r++)
                 (void)known_get(st, md->topics[t].partitions[p].replicas[r]);
     probe_brokers(st, reachable);
+    /* Every partition's low and high watermark in two ListOffsets requests
+     * (one per end) rather than two per partition every second: the broker
+     * answers each request on its network and handler threads. Partitions
+     * without a live leader are left out: no budget spent waiting for them. */
+    lows = rd_kafka_topic_partition_list_new(KQ_KAFKA_NTOPICS * 8);
+    highs = rd_kafka_topic_partition_list_new(KQ_KAFKA_NTOPICS * 8);
+    for (int t = 0; t < KQ_KAFKA_NTOPICS; t++)
+        for (int i = 0; i < md->topic_cnt; i++)
+            if (strcmp(md->topics[i].topic, st->topics[t]) == 0 && !md->topics[i].err)
+                for (int p = 0; p < md->topics[i].partition_cnt; p++) {
+                    const struct rd_kafka_metadata_partition *mp = &md->topics[i].partitions[p];
+                    if (strcmp(partition_state(st, md, reachable, mp, st->cfg->min_insync_replicas),
+                               "unavailable") == 0)
+                        continue;
+                    rd_kafka_topic_partition_list_add(lows, st->topics[t], mp->id)->offset =
+                        RD_KAFKA_OFFSET_BEGINNING;
+                    rd_kafka_topic_partition_list_add(highs, st->topics[t], mp->id)->offset =
+                        RD_KAFKA_OFFSET_END;
+                }
+    for (int k = 0; k < 2; k++) {
+        rd_kafka_topic_partition_list_t *l = k == 0 ? lows : highs;
+        int left = (int)(deadline - kq_time_mono_ms());
+        rd_kafka_resp_err_t e = l->cnt == 0 ? RD_KAFKA_RESP_ERR_NO_ERROR
+                                : left > 0  ? rd_kafka_offsets_for_times(st->rk, l, left)
+                                            : RD_KAFKA_RESP_ERR__TIMED_OUT;
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+            for (int i = 0; i < l->cnt; i++)
+                if (l->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+                    l->elems[i].err = e;
+    }
     for (int t = 0; t < KQ_KAFKA_NTOPICS; t++) {
         const struct rd_kafka_metadata_topic *mt = NULL;
         json_t *parts = json_array();
@@ -220,9 +251,11 @@ static int refresh(qry_status *st, json_t **kafka, json_t **ends)
             const struct rd_kafka_metadata_partition *mp = &mt->partitions[p];
             const char *state =
                 partition_state(st, md, reachable, mp, st->cfg->min_insync_replicas);
-            int64_t lo = -1, hi = -1;
             int32_t id = mp->id;
-            int left = (int)(deadline - kq_time_mono_ms());
+            const rd_kafka_topic_partition_t *lo =
+                rd_kafka_topic_partition_list_find(lows, st->topics[t], id);
+            const rd_kafka_topic_partition_t *hi =
+                rd_kafka_topic_partition_list_find(highs, st->topics[t], id);
             char key[KQ_KAFKA_TOPIC_MAX + 16];
             json_t *po;
 
@@ -234,23 +267,25 @@ static int refresh(qry_status *st, json_t **kafka, json_t **ends)
                 json_array_append_new(under, json_string(key));
             else if (strcmp(state, "ok") != 0)
                 json_array_append_new(unavailable, json_string(key));
-            /* No leader to ask: do not spend the budget waiting for it. */
             if (strcmp(state, "unavailable") == 0)
-                err = RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
-            else if (left > 0)
-                err = rd_kafka_query_watermark_offsets(st->rk, st->topics[t], id, &lo, &hi, left);
+                err = RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE; /* not asked */
             else
-                err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+                err = lo == NULL || hi == NULL ? RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION
+                      : lo->err                ? lo->err
+                                               : hi->err;
+            if (err == RD_KAFKA_RESP_ERR_NO_ERROR && (lo->offset < 0 || hi->offset < 0))
+                err = RD_KAFKA_RESP_ERR__BAD_MSG; /* no offset in the answer */
             if (err) {
                 ok = 0;
                 json_object_set_new(po, "error", json_string(rd_kafka_err2str(err)));
                 json_array_append_new(parts, po);
                 continue;
             }
-            json_object_set_new(po, "low", json_integer((json_int_t)lo));
-            json_object_set_new(po, "high", json_integer((json_int_t)hi));
+            json_object_set_new(po, "low", json_integer((json_int_t)lo->offset));
+            json_object_set_new(po, "high", json_integer((json_int_t)hi->offset));
             json_array_append_new(parts, po);
-            json_object_set_new(*ends, key, json_pack("[I,I]", (json_int_t)lo, (json_int_t)hi));
+            json_object_set_new(*ends, key,
+                                json_pack("[I,I]", (json_int_t)lo->offset, (json_int_t)hi->offset));
         }
         json_object_set_new(topics, st->topics[t], json_pack("{s:o}", "partitions", parts));
     }
@@ -274,6 +309,8 @@ static int refresh(qry_status *st, json_t **kafka, json_t **ends)
     json_object_set_new(*kafka, "topics", topics);
     if (!ok)
         json_object_set_new(*kafka, "error", json_string("some watermarks are missing"));
+    rd_kafka_topic_partition_list_destroy(lows);
+    rd_kafka_topic_partition_list_destroy(highs);
     rd_kafka_metadata_destroy(md);
     return 0;
 }

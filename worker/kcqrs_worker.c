@@ -158,6 +158,7 @@ static int settings_from_config(const kq_config *cfg, wk_service_settings *s, ch
     s->record.timeout_ms = cfg->kafka_timeout_ms * 2L + 1000;
     s->record.retry_base_ms = 100;
     s->record.retry_cap_ms = 5000;
+    s->record.batch_max = cfg->worker_record_batch;
     return 0;
 }
 
