@@ -65,10 +65,12 @@ static const char *opt_or_null(const char *v)
     return v == NULL || strcmp(v, "none") == 0 || v[0] == '\0' ? NULL : v;
 }
 
-/* The commands URL: KCQRS_WORKER_COMMANDS_URL, or http://<KCQRS_COMMANDS_ADDR>. */
+/* The commands URL: KCQRS_WORKER_COMMANDS_URL, or http://<the internal listener of
+ * kcqrs-commands> (KCQRS_COMMANDS_INTERNAL_ADDR; KCQRS_COMMANDS_ADDR when that is none). */
 static int commands_url(const kq_config *cfg, char *out, size_t len)
 {
-    const char *a = cfg->commands_addr;
+    const char *a = strcmp(cfg->commands_internal_addr, "none") != 0 ? cfg->commands_internal_addr
+                                                                     : cfg->commands_addr;
 
     if (strcmp(cfg->worker_commands_url, "auto") != 0)
         return snprintf(out, len, "%s", cfg->worker_commands_url) >= (int)len ? -1 : 0;

@@ -6,7 +6,8 @@
 #   $KCQRS_KEYS_FILE (cmd_make_keys first), written to
 #   $BATS_FILE_TMPDIR/worker.key; exports KCQRS_WORKER_KEY_FILE.
 # wk_start NAME: start (or restart on the same admin port) worker NAME with
-#   the KCQRS_WORKER_* settings of the environment, commands at $CMD_URL;
+#   the KCQRS_WORKER_* settings of the environment, commands at $CMD_INTERNAL_URL
+#   (kcqrs-commands' internal listener; $CMD_URL when unset);
 #   waits for /ready. wk_url, wk_pid, wk_log, wk_kill (SIGKILL), wk_stop
 #   (SIGTERM), wk_stop_all (fails on a crash or a sanitizer report), wk_metric.
 # rcv_start NAME [--secret S] SCRIPT...: a kq_receiver; rcv_url NAME prints
@@ -40,7 +41,7 @@ wk_start() {
     fi
     [[ -f "$BATS_FILE_TMPDIR/wk-$name.log" ]] &&
         cat "$BATS_FILE_TMPDIR/wk-$name.log" >>"$BATS_FILE_TMPDIR/wk-$name.log.old"
-    pid=$(KCQRS_WORKER_ADDR="127.0.0.1:$port" KCQRS_WORKER_COMMANDS_URL="$CMD_URL" \
+    pid=$(KCQRS_WORKER_ADDR="127.0.0.1:$port" KCQRS_WORKER_COMMANDS_URL="${CMD_INTERNAL_URL:-$CMD_URL}" \
         kq_bg "$BATS_FILE_TMPDIR/wk-$name.log" "$KCQRS_BIN/kcqrs-worker")
     echo "$pid" >"$BATS_FILE_TMPDIR/wk-$name.pid"
     echo "$name" >>"$BATS_FILE_TMPDIR/wk-instances"
