@@ -29,7 +29,7 @@ WERROR   ?= 1
 SANITIZE ?=
 
 MODULES  := lib events commands projections query-api replay worker
-PKGS     := rdkafka libpq lmdb libcurl jansson libcrypto
+PKGS     := rdkafka libpq lmdb libcurl jansson libssl libcrypto
 # libmicrohttpd is no part of the services (lib/kq_http.c is our own server); it stays an
 # independent HTTP peer for the programs in MHD_PROGS only (a webhook sink, a baseline).
 MHD_PKG  := libmicrohttpd
@@ -49,7 +49,7 @@ ifeq ($(WERROR),1)
 WARN     += -Werror
 endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) $(MHD_PKG) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lrdkafka -lpq -llmdb -lcurl -ljansson -lcrypto)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lrdkafka -lpq -llmdb -lcurl -ljansson -lssl -lcrypto)
 MHD_LIBS   := $(shell pkg-config --libs $(MHD_PKG) 2>/dev/null || echo -lmicrohttpd)
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(PKG_CFLAGS) -MMD -MP

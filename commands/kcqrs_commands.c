@@ -77,8 +77,9 @@ int main(int argc, char **argv)
     o.metrics_arg = &api;
     if (kq_service_http_start(&svc, &o) != 0)
         goto out;
-    kq_log_info("listening on http://%s (port %u), internal %s (port %u), %zu API keys, brokers "
+    kq_log_info("listening on %s://%s (port %u), internal %s (port %u), %zu API keys, brokers "
                 "%s, topic prefix %s",
+                strcmp(svc.cfg.http_tls_cert, "none") != 0 ? "https" : "http",
                 svc.cfg.commands_addr, kq_http_port(svc.srv),
                 o.internal_addr ? o.internal_addr : "none", kq_http_internal_port(svc.srv),
                 kq_auth_count(svc.keys), svc.cfg.brokers, svc.cfg.topic_prefix);

@@ -73,6 +73,17 @@ static const cfg_setting settings[] = {
      "408 (0: none)"},
     {"KCQRS_HTTP_MIN_BODY_RATE", "1024", CFG_INT, F(http_min_body_rate), 0, 1073741824,
      "A request body must arrive at this many bytes/s after a 2 s grace; else 408 (0: none)"},
+    {"KCQRS_HTTP_TLS_CERT", "none", CFG_STRING, F(http_tls_cert), 0, 0,
+     "PEM certificate chain: with KCQRS_HTTP_TLS_KEY every HTTP listener speaks HTTPS (none: "
+     "plain HTTP)"},
+    {"KCQRS_HTTP_TLS_KEY", "none", CFG_STRING, F(http_tls_key), 0, 0,
+     "PEM private key of KCQRS_HTTP_TLS_CERT"},
+    {"KCQRS_HTTP_TLS_CA", "system", CFG_STRING, F(http_tls_ca), 0, 0,
+     "PEM CA bundle the kcqrs clients (kcqrs-worker's records, tools) trust for https (system: "
+     "the system's)"},
+    {"KCQRS_HTTP_TRUSTED_PROXIES", "none", CFG_STRING, F(http_trusted_proxies), 0, 0,
+     "Comma-separated CIDRs of proxies whose X-Forwarded-For names the client (logs); exempt "
+     "from KCQRS_HTTP_MAX_PER_IP (none: trust none)"},
     {"KCQRS_ACCESS_LOG", "all", CFG_ACCESS_LOG, F(access_log_every), 0, 0,
      "HTTP access log lines (at info): all, errors (4xx/5xx only) or sample:N (every N-th "
      "success and every error)"},
@@ -230,6 +241,11 @@ int kq_config_load(kq_config *cfg, char *errstr, size_t errlen)
                            cfg->topic_prefix);
             goto out;
         }
+    }
+    if ((strcmp(cfg->http_tls_cert, "none") == 0) != (strcmp(cfg->http_tls_key, "none") == 0)) {
+        rc = kq_seterr(errstr, errlen, KQ_ECONFIG,
+                       "KCQRS_HTTP_TLS_CERT and KCQRS_HTTP_TLS_KEY: set both or neither");
+        goto out;
     }
     if (cfg->http_max_conns < cfg->http_threads) {
         rc = kq_seterr(errstr, errlen, KQ_ECONFIG,

@@ -41,6 +41,10 @@ typedef struct kq_config {
     int http_min_body_rate;       /* KCQRS_HTTP_MIN_BODY_RATE, bytes/s, 0 = none */
     int access_log_every;         /* KCQRS_ACCESS_LOG: 1 all, 0 errors, N sample:N */
     char *commands_internal_addr; /* KCQRS_COMMANDS_INTERNAL_ADDR, "none" = no listener */
+    char *http_tls_cert;          /* KCQRS_HTTP_TLS_CERT, "none" = plain HTTP */
+    char *http_tls_key;           /* KCQRS_HTTP_TLS_KEY */
+    char *http_tls_ca;            /* KCQRS_HTTP_TLS_CA, "system" = the system's CAs */
+    char *http_trusted_proxies;   /* KCQRS_HTTP_TRUSTED_PROXIES, "none" */
     int batch_max;                /* KCQRS_BATCH_MAX, commands per transaction */
     int batch_linger_us;          /* KCQRS_BATCH_LINGER_US */
     int snapshot_every;           /* KCQRS_SNAPSHOT_EVERY, events between command-side snapshots */

@@ -38,6 +38,8 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -60,6 +62,8 @@
 #define LINGER_MAX_BYTES ((size_t)1 << 20)
 #define RETRY_AFTER "1"
 #define ACCEPT_BATCH 64
+#define MAX_PROXIES 32
+#define MAX_XFF_HOPS 64
 
 static const double buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                  0.25,  0.5,    1.0,   2.5,  5.0,   10.0};
@@ -116,6 +120,9 @@ struct conn {
     unsigned events; /* epoll interest now */
     enum cstate state;
     char client[INET6_ADDRSTRLEN]; /* peer address text */
+    int trusted;                   /* the peer is a trusted proxy (X-Forwarded-For is believed) */
+    SSL *ssl;                      /* HTTPS: the TLS session (handshake inside the first reads) */
+    int tls_rw;                    /* TLS wants to write while we read: poll for EPOLLOUT too */
     unsigned char ipkey[16];
     size_t ipkeylen; /* > 0: counted in the per-IP table */
     char *rbuf;
@@ -157,6 +164,13 @@ struct kq_http_server {
     int spare_fd;         /* closed to accept (and refuse) when out of descriptors */
     char *nofd_answer;    /* the 503 sent with the spare descriptor */
     size_t nofd_len;
+    SSL_CTX *tls; /* HTTPS on every listener; NULL = plain HTTP */
+    struct cidr {
+        int family; /* AF_INET or AF_INET6 */
+        unsigned char addr[16];
+        unsigned bits;
+    } proxies[MAX_PROXIES]; /* trusted proxies */
+    size_t nproxies;
     pthread_mutex_t spare_mu;
     atomic_int_fast64_t in_flight;
     atomic_uint_fast64_t too_large;
@@ -183,6 +197,7 @@ struct kq_http_req {
     size_t body_len, body_cap;
     const char *actor;
     unsigned roles;
+    char client[INET6_ADDRSTRLEN]; /* the client: the peer or, from a trusted proxy, X-F-F */
     int deferred;
     /* the answer */
     atomic_int responded;
@@ -228,6 +243,9 @@ kq_http_limits kq_http_limits_from_config(const kq_config *cfg)
     };
     return l;
 }
+
+static int peer_trusted(const kq_http_server *srv, const struct sockaddr_storage *ss);
+static void xff_client(const kq_http_req *req, char *out, size_t outlen);
 
 /* ------------------------------------------------------------------ address */
 
@@ -741,6 +759,11 @@ unsigned kq_http_req_roles(const kq_http_req *req)
     return req->roles;
 }
 
+const char *kq_http_req_client(const kq_http_req *req)
+{
+    return req->client;
+}
+
 int kq_http_req_json(kq_http_req *req, const kq_jin_field *fields, size_t n, json_t **out)
 {
     json_t *details = json_array(), *obj = NULL;
@@ -946,6 +969,14 @@ static void lp_deadline(loop *lp, int64_t dl)
         lp->next_scan = dl;
 }
 
+static void set_interest(conn *c, unsigned ev);
+
+/* Wait for request bytes (and, when TLS has to write first, for room to write). */
+static void want_input(conn *c)
+{
+    set_interest(c, EPOLLIN | (c->tls_rw ? EPOLLOUT : 0u));
+}
+
 static void set_interest(conn *c, unsigned ev)
 {
     struct epoll_event e;
@@ -1029,7 +1060,7 @@ static void req_complete(loop *lp, kq_http_req *req, int sent, const char *note)
         char path[256];
         copy_printable(path, sizeof path, req->h.path);
         kq_log_info("http %s %s %u %.3fms actor=%s client=%s%s", req->h.method, path, status,
-                    (double)us / 1000.0, req->actor ? req->actor : "-", req->c->client,
+                    (double)us / 1000.0, req->actor ? req->actor : "-", req->client,
                     note ? note : "");
     }
 }
@@ -1045,10 +1076,74 @@ static void conn_level_complete(conn *c, unsigned status, const char *why)
         kq_log_info("http - - %u 0.000ms actor=- client=%s (%s)", status, c->client, why);
 }
 
+/*
+ * Socket I/O, plain or through the connection's TLS session: like recv/send (> 0 bytes,
+ * 0 at the end of the stream, -1 with errno; EAGAIN also when TLS waits for the other
+ * direction: tls_rw for reads; a write that needs a read polls EPOLLIN itself).
+ */
+static ssize_t io_recv(conn *c, void *buf, size_t n)
+{
+    size_t got = 0;
+    int r, e;
+
+    if (c->ssl == NULL)
+        return recv(c->fd, buf, n, 0);
+    ERR_clear_error();
+    errno = 0;
+    if ((r = SSL_read_ex(c->ssl, buf, n, &got)) == 1)
+        return (ssize_t)got;
+    switch (SSL_get_error(c->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_WANT_WRITE:
+        c->tls_rw = 1;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    case SSL_ERROR_SYSCALL:
+        e = errno;
+        if (e == 0)
+            return 0;
+        errno = e;
+        return -1;
+    default:
+        errno = EPROTO;
+        return -1;
+    }
+}
+
+static ssize_t io_send(conn *c, const void *buf, size_t n)
+{
+    size_t put = 0;
+    int r;
+
+    if (c->ssl == NULL)
+        return send(c->fd, buf, n, MSG_NOSIGNAL);
+    ERR_clear_error();
+    errno = 0;
+    if ((r = SSL_write_ex(c->ssl, buf, n, &put)) == 1)
+        return (ssize_t)put;
+    switch (SSL_get_error(c->ssl, r)) {
+    case SSL_ERROR_WANT_WRITE:
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_WANT_READ: /* the handshake is not done: wait for the client's bytes */
+        errno = EINPROGRESS;
+        return -1;
+    default:
+        if (errno == 0)
+            errno = EPIPE;
+        return -1;
+    }
+}
+
 static void conn_grave(conn *c);
 
 static void conn_free(conn *c)
 {
+    SSL_free(c->ssl);
     free(c->rbuf);
     free(c->wbuf);
     free(c);
@@ -1087,6 +1182,10 @@ static void conn_linger(conn *c)
     free(c->rbuf);
     c->rbuf = NULL;
     c->rlen = c->rcap = 0;
+    if (c->ssl != NULL && SSL_is_init_finished(c->ssl)) {
+        ERR_clear_error();
+        SSL_shutdown(c->ssl); /* close_notify, best effort */
+    }
     shutdown(c->fd, SHUT_WR);
     c->state = C_LINGER;
     c->linger_until = kq_time_mono_ms() + LINGER_MS;
@@ -1164,7 +1263,7 @@ static int build_answer(conn *c, const kq_http_req *req, unsigned status, const 
 static int flush_out(conn *c)
 {
     while (c->woff < c->wlen) {
-        ssize_t k = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
+        ssize_t k = io_send(c, c->wbuf + c->woff, c->wlen - c->woff);
         if (k > 0) {
             c->woff += (size_t)k;
             c->t_active = kq_time_mono_ms();
@@ -1172,11 +1271,11 @@ static int flush_out(conn *c)
         }
         if (k < 0 && errno == EINTR)
             continue;
-        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINPROGRESS)) {
             c->state = C_WRITE;
             if (c->lp->srv->limits.timeout_s > 0)
                 lp_deadline(c->lp, c->t_active + (int64_t)c->lp->srv->limits.timeout_s * 1000);
-            set_interest(c, EPOLLOUT);
+            set_interest(c, errno == EINPROGRESS ? EPOLLIN : EPOLLOUT);
             return 0;
         }
         return -1;
@@ -1200,6 +1299,13 @@ static int conn_error(conn *c, unsigned status, const char *message)
 
     c->close_after = 1;
     conn_level_complete(c, status, message);
+    release_slots(c); /* finishing: no longer counted against the budget or the IP */
+    if (c->ssl != NULL && !SSL_is_init_finished(c->ssl) && (status == 408 || c->eof)) {
+        free(body); /* no handshake, no way to answer */
+        conn_close(c);
+        return -1;
+    }
+    c->linger_until = kq_time_mono_ms() + LINGER_MS; /* bound on writing this answer */
     if (body == NULL ||
         build_answer(c, NULL, status, "application/json", body, len,
                      status == 503 ? "Retry-After: " RETRY_AFTER "\r\n" : NULL) != 0) {
@@ -1332,6 +1438,9 @@ static int start_request(conn *c, const kq_hp_head *h, size_t hl)
     req->c = c;
     req->route = &srv->routes[srv->nroutes];
     req->t0_us = kq_time_mono_us();
+    memcpy(req->client, c->client, sizeof req->client);
+    if (c->trusted)
+        xff_client(req, req->client, sizeof req->client);
     atomic_fetch_add(&srv->in_flight, 1);
     c->req = req;
     return 0;
@@ -1454,9 +1563,13 @@ static int body_step(conn *c, char *err, size_t errlen)
     if (used > 0) {
         memmove(c->rbuf, c->rbuf + used, c->rlen - used);
         c->rlen -= used;
-    } else if (rc == 0 && c->rlen > 0 && req->body_len == req->body_cap &&
-               req->body_cap >= req->cap) {
-        return -413; /* no room left and more payload waiting */
+    } else if (rc == 0 && c->rlen > 0) {
+        if (req->body_len == req->body_cap && req->body_cap >= req->cap)
+            return -413; /* no room left and more payload waiting */
+        if (req->body_len < req->body_cap) {
+            snprintf(err, errlen, "the body decoder took no bytes");
+            return -400; /* never expected: refuse rather than spin */
+        }
     }
     return rc;
 }
@@ -1482,7 +1595,7 @@ static int conn_drive(conn *c)
                     conn_close(c);
                     return -1;
                 }
-                set_interest(c, EPOLLIN);
+                want_input(c);
                 return 0;
             }
             if (c->state == C_IDLE) {
@@ -1500,7 +1613,7 @@ static int conn_drive(conn *c)
                                       "was complete");
                 if (c->rlen >= srv->limits.conn_memory)
                     return conn_error(c, 431, "request head too large");
-                set_interest(c, EPOLLIN);
+                want_input(c);
                 return 0;
             }
             if (rc < 0)
@@ -1532,8 +1645,7 @@ static int conn_drive(conn *c)
             }
             if (req->h.expect_continue && req->h.minor >= 1 && c->rlen == 0) {
                 static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-                if (send(c->fd, cont, sizeof cont - 1, MSG_NOSIGNAL) !=
-                    (ssize_t)(sizeof cont - 1)) {
+                if (io_send(c, cont, sizeof cont - 1) != (ssize_t)(sizeof cont - 1)) {
                     conn_close(c);
                     return -1;
                 }
@@ -1552,7 +1664,7 @@ static int conn_drive(conn *c)
                                    0
                                ? -1
                                : 0;
-                set_interest(c, EPOLLIN);
+                want_input(c);
                 return 0;
             }
             err[0] = '\0';
@@ -1601,11 +1713,11 @@ static int conn_read(conn *c)
             c->rbuf = nb;
             c->rcap = ncap;
         }
-        k = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
+        k = io_recv(c, c->rbuf + c->rlen, c->rcap - c->rlen);
         if (k > 0) {
             size_t space = c->rcap - c->rlen;
             c->rlen += (size_t)k;
-            if ((size_t)k < space)
+            if ((size_t)k < space && c->ssl == NULL) /* TLS: one record per read, read on */
                 return 0;
             continue;
         }
@@ -1642,6 +1754,30 @@ static void conn_drain_linger(conn *c)
     conn_close(c);
 }
 
+/*
+ * Drive c on what is buffered, reading first when `read_first`. TLS may hold decrypted
+ * bytes the socket no longer signals (the read buffer was full): while c waits for input
+ * and TLS has such bytes, read and drive again.
+ */
+static void conn_run(conn *c, int read_first)
+{
+    for (;;) {
+        if (read_first) {
+            c->tls_rw = 0;
+            if (conn_read(c) != 0) {
+                conn_close(c);
+                return;
+            }
+        }
+        if (conn_drive(c) < 0)
+            return;
+        if (c->ssl == NULL || SSL_pending(c->ssl) == 0 ||
+            !(c->state == C_HEAD || c->state == C_IDLE || c->state == C_BODY))
+            return;
+        read_first = 1;
+    }
+}
+
 static void on_conn_event(conn *c, unsigned ev)
 {
     if (c->closed || c->dead)
@@ -1659,17 +1795,13 @@ static void on_conn_event(conn *c, unsigned ev)
         if (rc < 0)
             conn_close(c);
         else if (rc == 1 && answer_done(c) > 0)
-            conn_drive(c);
+            conn_run(c, 0);
         return;
     }
     case C_HANDLER:
         return;
     default:
-        if (conn_read(c) != 0) {
-            conn_close(c);
-            return;
-        }
-        conn_drive(c);
+        conn_run(c, 1);
     }
 }
 
@@ -1714,7 +1846,7 @@ static void process_queue(loop *lp)
             continue;
         }
         if (send_req_answer(c) > 0)
-            conn_drive(c);
+            conn_run(c, 0);
     }
 }
 
@@ -1728,8 +1860,6 @@ static conn *oldest_waiting(loop *lp, const listener *ls, const conn *except)
             best = c;
     return best;
 }
-
-static int peer_trusted(const kq_http_server *srv, const struct sockaddr_storage *ss);
 
 static void conn_new(loop *lp, listener *ls, int fd, const struct sockaddr_storage *ss)
 {
@@ -1780,12 +1910,22 @@ static void conn_new(loop *lp, listener *ls, int fd, const struct sockaddr_stora
         return;
     }
     c->events = EPOLLIN;
+    c->trusted = peer_trusted(srv, ss);
+    if (srv->tls != NULL) {
+        if ((c->ssl = SSL_new(srv->tls)) == NULL || SSL_set_fd(c->ssl, fd) != 1) {
+            SSL_free(c->ssl);
+            close(fd);
+            free(c);
+            return;
+        }
+        SSL_set_accept_state(c->ssl);
+    }
     c->next = lp->conns;
     if (lp->conns)
         lp->conns->prev = c;
     lp->conns = c;
     lp->nconns++;
-    if (!ls->internal && srv->limits.max_per_ip > 0 && keylen > 0 && !peer_trusted(srv, ss)) {
+    if (!ls->internal && srv->limits.max_per_ip > 0 && keylen > 0 && !c->trusted) {
         unsigned *n;
         pthread_mutex_lock(&srv->ipmu);
         n = kq_map_putb(srv->per_ip, key, keylen, NULL);
@@ -1826,8 +1966,10 @@ static void refuse_no_fd(kq_http_server *srv, listener *ls)
         close(srv->spare_fd);
         srv->spare_fd = -1;
         if ((fd = accept4(ls->fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
-            ssize_t w = send(fd, srv->nofd_answer, srv->nofd_len, MSG_NOSIGNAL | MSG_DONTWAIT);
-            (void)w;
+            if (srv->tls == NULL) { /* over TLS there is no answer without a handshake */
+                ssize_t w = send(fd, srv->nofd_answer, srv->nofd_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+                (void)w;
+            }
             close(fd);
             atomic_fetch_add(&srv->refused, 1);
         }
@@ -1906,9 +2048,12 @@ static int64_t loop_scan(loop *lp, int64_t now)
                 next = dl;
             break;
         case C_WRITE:
-            if (idle == 0)
+            if (c->close_after && c->req == NULL)
+                dl = c->linger_until; /* the server's own error answer (TLS: after a handshake) */
+            else if (idle == 0)
                 break;
-            dl = c->t_active + idle;
+            else
+                dl = c->t_active + idle;
             if (now >= dl)
                 conn_close(c);
             else if (dl < next)
@@ -1961,11 +2106,143 @@ static void *loop_main(void *arg)
 
 /* ------------------------------------------------------------------ start / stop */
 
+/* Is the address (family, 4 or 16 bytes) inside one of the trusted proxies' CIDRs? */
+static int addr_trusted(const kq_http_server *srv, int family, const unsigned char *a)
+{
+    for (size_t i = 0; i < srv->nproxies; i++) {
+        const struct cidr *p = &srv->proxies[i];
+        unsigned full = p->bits / 8, rest = p->bits % 8;
+        if (p->family != family || memcmp(p->addr, a, full) != 0)
+            continue;
+        if (rest == 0 || ((p->addr[full] ^ a[full]) & (unsigned char)(0xff00u >> rest)) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 static int peer_trusted(const kq_http_server *srv, const struct sockaddr_storage *ss)
 {
-    (void)srv;
-    (void)ss;
+    if (srv->nproxies == 0)
+        return 0;
+    if (ss->ss_family == AF_INET)
+        return addr_trusted(
+            srv, AF_INET,
+            (const unsigned char *)&((const struct sockaddr_in *)(const void *)ss)->sin_addr);
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)ss;
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+            return addr_trusted(srv, AF_INET, in6->sin6_addr.s6_addr + 12);
+        return addr_trusted(srv, AF_INET6, in6->sin6_addr.s6_addr);
+    }
     return 0;
+}
+
+/* Parse one IP address (no port, no brackets): 1 and family/bytes, or 0. */
+static int parse_ip(const char *s, int *family, unsigned char *out)
+{
+    if (inet_pton(AF_INET, s, out) == 1) {
+        *family = AF_INET;
+        return 1;
+    }
+    if (inet_pton(AF_INET6, s, out) == 1) {
+        *family = AF_INET6;
+        return 1;
+    }
+    return 0;
+}
+
+/* "10.0.0.0/8, 127.0.0.1, ::1/128" into srv->proxies. */
+static int parse_proxies(kq_http_server *srv, const char *list, char *errstr, size_t errlen)
+{
+    const char *p = list;
+
+    while (*p != '\0') {
+        char item[80], *slash;
+        size_t n;
+        struct cidr *c;
+        long bits;
+        while (*p == ' ' || *p == ',')
+            p++;
+        if (*p == '\0')
+            break;
+        n = strcspn(p, ", ");
+        if (n >= sizeof item || srv->nproxies == MAX_PROXIES)
+            return kq_seterr(errstr, errlen, KQ_EINVAL,
+                             "trusted proxies: an entry is too long or there are more than %d",
+                             MAX_PROXIES);
+        memcpy(item, p, n);
+        item[n] = '\0';
+        p += n;
+        c = &srv->proxies[srv->nproxies];
+        memset(c, 0, sizeof *c);
+        if ((slash = strchr(item, '/')) != NULL)
+            *slash = '\0';
+        if (!parse_ip(item, &c->family, c->addr))
+            return kq_seterr(errstr, errlen, KQ_EINVAL,
+                             "trusted proxies: '%s' is not an IP address or CIDR", item);
+        bits = c->family == AF_INET ? 32 : 128;
+        if (slash != NULL) {
+            char *end;
+            long b;
+            errno = 0;
+            b = strtol(slash + 1, &end, 10);
+            if (slash[1] < '0' || slash[1] > '9' || *end != '\0' || errno != 0 || b > bits)
+                return kq_seterr(errstr, errlen, KQ_EINVAL,
+                                 "trusted proxies: bad prefix length in '%s/%s'", item, slash + 1);
+            bits = b;
+        }
+        c->bits = (unsigned)bits;
+        srv->nproxies++;
+    }
+    return 0;
+}
+
+/*
+ * The client of a request that came from a trusted proxy: walk X-Forwarded-For (every such
+ * field, in order) from the right, skipping hops that are themselves trusted proxies; the
+ * first other hop is the client. A malformed hop stops the walk (the last good one wins).
+ */
+static void xff_client(const kq_http_req *req, char *out, size_t outlen)
+{
+    const char *hops[MAX_XFF_HOPS];
+    size_t lens[MAX_XFF_HOPS], n = 0;
+    const kq_hp_head *h = &req->h;
+
+    for (unsigned i = 0; i < h->nheaders; i++) {
+        const char *v = h->headers[i].value;
+        if (strcasecmp(h->headers[i].name, "X-Forwarded-For") != 0)
+            continue;
+        while (*v != '\0') {
+            size_t k;
+            while (*v == ' ' || *v == '\t' || *v == ',')
+                v++;
+            k = strcspn(v, ", \t");
+            if (k == 0)
+                break;
+            if (n == MAX_XFF_HOPS) { /* keep the rightmost hops */
+                memmove(hops, hops + 1, sizeof hops[0] * (MAX_XFF_HOPS - 1));
+                memmove(lens, lens + 1, sizeof lens[0] * (MAX_XFF_HOPS - 1));
+                n--;
+            }
+            hops[n] = v;
+            lens[n++] = k;
+            v += k;
+        }
+    }
+    while (n-- > 0) {
+        char ip[INET6_ADDRSTRLEN + 1];
+        unsigned char a[16];
+        int family;
+        if (lens[n] >= sizeof ip)
+            break;
+        memcpy(ip, hops[n], lens[n]);
+        ip[lens[n]] = '\0';
+        if (!parse_ip(ip, &family, a))
+            break;
+        inet_ntop(family, a, out, (socklen_t)outlen); /* the canonical text */
+        if (!addr_trusted(req->srv, family, a))
+            break;
+    }
 }
 
 /* Bind and listen, non-blocking. Errors name the address and errno. */
@@ -1994,6 +2271,40 @@ static int listen_on(const char *addr, listener *ls, char *errstr, size_t errlen
         ls->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)(void *)&ss)->sin6_port
                                                   : ((struct sockaddr_in *)(void *)&ss)->sin_port);
     ls->fd = fd;
+    return 0;
+}
+
+/* The TLS server context from a PEM certificate chain and key (both listeners use it). */
+static int tls_setup(kq_http_server *srv, const char *cert, const char *key, char *errstr,
+                     size_t errlen)
+{
+    char why[256];
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+    if (ctx == NULL)
+        return kq_seterr(errstr, errlen, KQ_ENOMEM, "TLS: cannot create a context");
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF |
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    ERR_clear_error();
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        ERR_error_string_n(ERR_get_error(), why, sizeof why);
+        SSL_CTX_free(ctx);
+        return kq_seterr(errstr, errlen, KQ_EINVAL, "TLS certificate '%s': %s", cert, why);
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        ERR_error_string_n(ERR_get_error(), why, sizeof why);
+        SSL_CTX_free(ctx);
+        return kq_seterr(errstr, errlen, KQ_EINVAL, "TLS key '%s': %s", key, why);
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        SSL_CTX_free(ctx);
+        return kq_seterr(errstr, errlen, KQ_EINVAL, "TLS key '%s' does not match certificate '%s'",
+                         key, cert);
+    }
+    srv->tls = ctx;
     return 0;
 }
 
@@ -2029,6 +2340,7 @@ static void server_free(kq_http_server *srv)
     pthread_mutex_destroy(&srv->ipmu);
     pthread_mutex_destroy(&srv->spare_mu);
     free(srv->nofd_answer);
+    SSL_CTX_free(srv->tls);
     free(srv->loops);
     free(srv->routes);
     free(srv);
@@ -2129,6 +2441,16 @@ int kq_http_start(const kq_http_options *opts, kq_http_server **out, char *errst
     }
     srv->routes[n].r.name = "unmatched";
     srv->routes[n].r.method = "";
+    if ((opts->tls_cert == NULL) != (opts->tls_key == NULL)) {
+        rc = kq_seterr(errstr, errlen, KQ_EINVAL, "TLS needs both a certificate and a key");
+        goto fail;
+    }
+    if (opts->tls_cert != NULL &&
+        (rc = tls_setup(srv, opts->tls_cert, opts->tls_key, errstr, errlen)) != 0)
+        goto fail;
+    if (opts->trusted_proxies != NULL &&
+        (rc = parse_proxies(srv, opts->trusted_proxies, errstr, errlen)) != 0)
+        goto fail;
     {
         char *b =
             error_body("server_busy", "server busy: out of connections", NULL, &srv->nofd_len);

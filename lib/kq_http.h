@@ -56,6 +56,12 @@
  * clients (kcqrs-worker's record client) keep capacity under a flood of the
  * public port.
  *
+ * HTTPS (OpenSSL) on both listeners when `tls_cert` and `tls_key` are given:
+ * TLS 1.2 or later; the handshake happens inside the first reads, so it has to
+ * finish within the header deadline too. Behind a proxy, `trusted_proxies`
+ * (CIDRs) makes the access log and kq_http_req_client use X-Forwarded-For from
+ * those peers only, and exempts them from the per-IP limit.
+ *
  * Built-in routes: GET /health (always 200 {"status":"ok"}), GET /ready (200
  * {"status":"ready"} or 503 {"error":{"code":"not_ready",...}} with
  * Retry-After, from the caller's callback), GET /metrics (Prometheus text).
@@ -157,6 +163,11 @@ typedef struct kq_http_options {
     void *ready_arg;
     kq_http_metrics_fn metrics; /* NULL = none; the service's own counters on /metrics */
     void *metrics_arg;
+    const char *tls_cert; /* PEM certificate chain file; with tls_key: HTTPS on every listener */
+    const char *tls_key;  /* PEM private key file */
+    const char *trusted_proxies; /* "CIDR, CIDR, ..." (NULL = none): peers whose X-Forwarded-For
+                                  * names the client (logs, kq_http_req_client); they are exempt
+                                  * from the per-IP connection limit */
 } kq_http_options;
 
 /*
@@ -210,6 +221,11 @@ const char *kq_http_req_body(const kq_http_req *req, size_t *len);
 /* The authenticated key's name (NULL on a public route) and its roles. */
 const char *kq_http_req_actor(const kq_http_req *req);
 unsigned kq_http_req_roles(const kq_http_req *req);
+/*
+ * The client's address (text): the TCP peer, or, when the peer is a trusted proxy, the
+ * X-Forwarded-For hop nearest to us that is not itself a trusted proxy.
+ */
+const char *kq_http_req_client(const kq_http_req *req);
 
 /*
  * Parse the body as a JSON object and validate it against `fields`. On

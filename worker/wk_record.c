@@ -40,6 +40,7 @@ typedef struct rec_done {
 
 struct wk_recorder {
     char *base;
+    char *ca_file; /* NULL: the system's CAs */
     struct curl_slist *hdrs;
     char *probe_url;
     long timeout_ms, retry_base_ms, retry_cap_ms;
@@ -98,6 +99,8 @@ static int item_start(wk_recorder *r, rec_item *it)
     curl_easy_setopt(h, CURLOPT_WRITEDATA, it);
     curl_easy_setopt(h, CURLOPT_PRIVATE, it);
     curl_easy_setopt(h, CURLOPT_PROXY, "");
+    if (r->ca_file != NULL)
+        curl_easy_setopt(h, CURLOPT_CAINFO, r->ca_file);
     if (!it->probe) {
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, r->hdrs);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, it->body);
@@ -309,6 +312,7 @@ static void release(wk_recorder *r)
         curl_multi_cleanup(r->multi);
     curl_slist_free_all(r->hdrs);
     free(r->probe_url);
+    free(r->ca_file);
     free(r->base);
     pthread_mutex_destroy(&r->mu);
     free(r);
@@ -356,7 +360,10 @@ wk_recorder *wk_recorder_new(const wk_record_settings *s, char *errstr, size_t e
     r->multi = curl_multi_init();
     if (r->base && (r->probe_url = malloc(strlen(r->base) + 8)) != NULL)
         sprintf(r->probe_url, "%s/health", r->base);
-    if (r->base == NULL || r->hdrs == NULL || r->multi == NULL || r->probe_url == NULL) {
+    if (s->ca_file != NULL)
+        r->ca_file = strdup(s->ca_file);
+    if (r->base == NULL || r->hdrs == NULL || r->multi == NULL || r->probe_url == NULL ||
+        (s->ca_file != NULL && r->ca_file == NULL)) {
         kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
         goto fail;
     }

@@ -36,6 +36,7 @@ typedef struct wk_record_settings {
     long timeout_ms;           /* per request (> 0) */
     long retry_base_ms;        /* first retry delay (> 0) */
     long retry_cap_ms;         /* bound on the retry delay (>= base) */
+    const char *ca_file;       /* PEM CA bundle for an https base_url (copied); NULL: system */
     void (*notify)(void *arg); /* a result is ready (recorder thread) */
     void *notify_arg;
 } wk_record_settings;

@@ -9,7 +9,9 @@
 # KCQRS_KEYS_FILE from cmd_make_keys, the file's KCQRS_TOPIC_PREFIX and the
 # suite's broker (both overridable in the environment of the call), and waits
 # until GET /ready answers 200. Its log is $BATS_FILE_TMPDIR/NAME.log, its
-# base URL is printed by cmd_url NAME, and the last started one is $CMD_URL.
+# base URL is printed by cmd_url NAME, and the last started one is $CMD_URL
+# (its internal listener: cmd_internal_url NAME, $CMD_INTERNAL_URL; the scheme is
+# $KQ_HTTP_SCHEME, http unless a test serves HTTPS).
 # cmd_stop NAME sends SIGTERM (SIGKILL after 10 s); cmd_kill NAME sends
 # SIGKILL; cmd_stop_all (call it in teardown_file) stops every instance this
 # file started.
@@ -57,8 +59,8 @@ cmd_make_keys() {
     export KCQRS_KEYS_FILE="$f"
 }
 
-cmd_url() { echo "http://127.0.0.1:$(cat "$BATS_FILE_TMPDIR/$1.port")"; }
-cmd_internal_url() { echo "http://127.0.0.1:$(cat "$BATS_FILE_TMPDIR/$1.iport")"; }
+cmd_url() { echo "${KQ_HTTP_SCHEME:-http}://127.0.0.1:$(cat "$BATS_FILE_TMPDIR/$1.port")"; }
+cmd_internal_url() { echo "${KQ_HTTP_SCHEME:-http}://127.0.0.1:$(cat "$BATS_FILE_TMPDIR/$1.iport")"; }
 cmd_pid() { cat "$BATS_FILE_TMPDIR/$1.pid"; }
 cmd_log() { cat "$BATS_FILE_TMPDIR/$1.log"; }
 
@@ -84,8 +86,8 @@ cmd_start() {
         kq_bg "$BATS_FILE_TMPDIR/$name.log" "$KCQRS_BIN/kcqrs-commands")
     echo "$pid" >"$BATS_FILE_TMPDIR/$name.pid"
     echo "$name" >>"$BATS_FILE_TMPDIR/instances"
-    CMD_URL="http://127.0.0.1:$port"
-    CMD_INTERNAL_URL="http://127.0.0.1:$iport"
+    CMD_URL="${KQ_HTTP_SCHEME:-http}://127.0.0.1:$port"
+    CMD_INTERNAL_URL="${KQ_HTTP_SCHEME:-http}://127.0.0.1:$iport"
     [[ "${CMD_NO_WAIT:-0}" == 1 ]] && return 0
     if ! cmd_wait_ready "$name" "$timeout"; then
         echo "kcqrs-commands $name did not become ready; its log:" >&2

@@ -27,7 +27,7 @@ wk_make_key() {
     export KCQRS_WORKER_KEY_FILE="$BATS_FILE_TMPDIR/worker.key"
 }
 
-wk_url() { echo "http://127.0.0.1:$(cat "$BATS_FILE_TMPDIR/wk-$1.port")"; }
+wk_url() { echo "${KQ_HTTP_SCHEME:-http}://127.0.0.1:$(cat "$BATS_FILE_TMPDIR/wk-$1.port")"; }
 wk_pid() { cat "$BATS_FILE_TMPDIR/wk-$1.pid"; }
 wk_log() { cat "$BATS_FILE_TMPDIR/wk-$1.log.old" "$BATS_FILE_TMPDIR/wk-$1.log" 2>/dev/null; }
 
@@ -45,7 +45,7 @@ wk_start() {
         kq_bg "$BATS_FILE_TMPDIR/wk-$name.log" "$KCQRS_BIN/kcqrs-worker")
     echo "$pid" >"$BATS_FILE_TMPDIR/wk-$name.pid"
     echo "$name" >>"$BATS_FILE_TMPDIR/wk-instances"
-    if ! kq_wait_for 60 bash -c "kill -0 $pid && [[ \$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 'http://127.0.0.1:$port/ready') == 200 ]]"; then
+    if ! kq_wait_for 60 bash -c "kill -0 $pid && [[ \$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 '${KQ_HTTP_SCHEME:-http}://127.0.0.1:$port/ready') == 200 ]]"; then
         echo "kcqrs-worker $name did not become ready; its log:" >&2
         tail -n 40 "$BATS_FILE_TMPDIR/wk-$name.log" >&2
         return 1

@@ -25,6 +25,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 #include "kq_auth.h"
 #include "kq_err.h"
 #include "kq_http.h"
@@ -35,6 +39,7 @@
 
 static kq_http_server *srv;
 static unsigned port;
+static const char *scheme = "http"; /* of request(); the TLS test switches to https */
 static kq_auth_keys *keys;
 static char key_admin[64], key_writer[64], key_reader[64];
 static atomic_int ready_flag = 1;
@@ -211,7 +216,11 @@ static void request(const char *method, const char *path, const char *ctype, con
 
     memset(r, 0, sizeof *r);
     assert_non_null(c);
-    snprintf(url, sizeof url, "http://127.0.0.1:%u%s", port, path);
+    snprintf(url, sizeof url, "%s://127.0.0.1:%u%s", scheme, port, path);
+    if (strcmp(scheme, "https") == 0) { /* the test's self-signed certificate */
+        curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -1569,6 +1578,212 @@ static void test_internal_listener(void **state)
     kq_http_stop(s2);
 }
 
+/* ---- trusted proxies and HTTPS (issue #13 item 3) */
+
+static void h_client(kq_http_req *req, void *arg)
+{
+    (void)arg;
+    kq_http_respond_json(req, 200, json_pack("{s:s}", "client", kq_http_req_client(req)));
+}
+
+static const kq_http_route client_routes[] = {
+    {"GET", "/client", KQ_HTTP_PUBLIC, KQ_HTTP_BODY_NONE, "client", h_client, NULL},
+};
+
+/* GET /client on fd with extra header lines; the "client" of the answer (static buffer). */
+static const char *client_seen(int fd, const char *extra)
+{
+    static char out[64];
+    char req[512], ans[2048];
+    size_t n =
+        (size_t)snprintf(req, sizeof req, "GET /client HTTP/1.1\r\nHost: x\r\n%s\r\n", extra);
+    ssize_t k;
+    json_t *j;
+
+    assert_int_equal(send(fd, req, n, MSG_NOSIGNAL), (ssize_t)n);
+    set_rcvtimeo(fd, 2000);
+    k = recv(fd, ans, sizeof ans - 1, 0);
+    assert_true(k > 0);
+    ans[k] = '\0';
+    j = raw_body_json(ans);
+    assert_non_null(j);
+    snprintf(out, sizeof out, "%s", json_string_value(json_object_get(j, "client")));
+    json_decref(j);
+    return out;
+}
+
+static void test_trusted_proxies(void **state)
+{
+    kq_http_options o;
+    kq_http_server *s2 = NULL;
+    char err[256];
+    int a, b;
+
+    (void)state;
+    memset(&o, 0, sizeof o);
+    o.addr = "127.0.0.1:0";
+    o.limits = kq_http_limits_default();
+    o.limits.threads = 1;
+    o.limits.max_per_ip = 1;
+    o.routes = client_routes;
+    o.nroutes = 1;
+    o.trusted_proxies = "10.0.0.0/8, 127.0.0.0/8,::1";
+    assert_int_equal(kq_http_start(&o, &s2, err, sizeof err), 0);
+    /* A trusted peer is exempt from the per-IP limit (1 here). */
+    a = raw_connect(kq_http_port(s2));
+    b = raw_connect(kq_http_port(s2));
+    /* The nearest X-Forwarded-For hop that is not a trusted proxy is the client. */
+    assert_string_equal(client_seen(a, "X-Forwarded-For: 203.0.113.9, 10.1.2.3\r\n"),
+                        "203.0.113.9");
+    assert_string_equal(client_seen(b, "X-Forwarded-For: 198.51.100.1\r\n"
+                                       "X-Forwarded-For: 203.0.113.5\r\n"),
+                        "203.0.113.5");
+    assert_string_equal(client_seen(a, "X-Forwarded-For: 2001:db8::1\r\n"), "2001:db8::1");
+    /* Without the header, or with a malformed hop, the peer is the client. */
+    assert_string_equal(client_seen(a, ""), "127.0.0.1");
+    assert_string_equal(client_seen(a, "X-Forwarded-For: not-an-ip\r\n"), "127.0.0.1");
+    /* A malformed hop stops the walk: the last hop that parsed (a trusted proxy) stays. */
+    assert_string_equal(client_seen(b, "X-Forwarded-For: 203.0.113.1, bad, 10.0.0.1\r\n"),
+                        "10.0.0.1");
+    close(a);
+    close(b);
+    kq_http_stop(s2);
+
+    /* An untrusted peer's X-Forwarded-For is ignored, and the per-IP limit applies. */
+    o.trusted_proxies = "10.0.0.0/8";
+    assert_int_equal(kq_http_start(&o, &s2, err, sizeof err), 0);
+    a = raw_connect(kq_http_port(s2));
+    assert_string_equal(client_seen(a, "X-Forwarded-For: 203.0.113.9\r\n"), "127.0.0.1");
+    b = raw_connect(kq_http_port(s2));
+    {
+        char ans[1024];
+        raw_exchange(b, NULL, 0, ans, sizeof ans, 2000);
+        assert_true(strncmp(ans, "HTTP/1.1 503 ", 13) == 0);
+    }
+    close(a);
+    close(b);
+    kq_http_stop(s2);
+
+    /* Bad lists are refused at start. */
+    o.trusted_proxies = "10.0.0.0/33";
+    assert_int_equal(kq_http_start(&o, &s2, err, sizeof err), KQ_EINVAL);
+    assert_non_null(strstr(err, "bad prefix length"));
+    o.trusted_proxies = "10.0.0.0/8, proxy.example";
+    assert_int_equal(kq_http_start(&o, &s2, err, sizeof err), KQ_EINVAL);
+    assert_non_null(strstr(err, "'proxy.example' is not an IP address"));
+}
+
+/* A self-signed P-256 certificate for 127.0.0.1 and its key, as PEM files. */
+static void make_cert(const char *certpath, const char *keypath)
+{
+    EVP_PKEY *pk = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    X509_NAME *n;
+    FILE *f;
+
+    assert_non_null(pk);
+    assert_non_null(x);
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_set_pubkey(x, pk);
+    n = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"127.0.0.1", -1, -1,
+                               0);
+    X509_set_issuer_name(x, n);
+    assert_true(X509_sign(x, pk, EVP_sha256()) > 0);
+    assert_non_null(f = fopen(certpath, "w"));
+    PEM_write_X509(f, x);
+    fclose(f);
+    assert_non_null(f = fopen(keypath, "w"));
+    PEM_write_PrivateKey(f, pk, NULL, NULL, 0, NULL, NULL);
+    fclose(f);
+    X509_free(x);
+    EVP_PKEY_free(pk);
+}
+
+static void test_tls(void **state)
+{
+    char dir[] = "/tmp/test_http_tlsXXXXXX", cert[128], key[128], err[256], ans[1024];
+    kq_http_options o;
+    kq_http_server *s2 = NULL;
+    unsigned keep = port;
+    size_t big = 60000;
+    char *body = malloc(big);
+    resp r;
+    int fd;
+    double t0;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(cert, sizeof cert, "%s/cert.pem", dir);
+    snprintf(key, sizeof key, "%s/key.pem", dir);
+    make_cert(cert, key);
+    memset(&o, 0, sizeof o);
+    o.addr = "127.0.0.1:0";
+    o.internal_addr = "127.0.0.1:0";
+    o.limits = kq_http_limits_default();
+    o.limits.threads = 1;
+    o.limits.header_timeout_ms = 500;
+    o.routes = routes;
+    o.nroutes = sizeof routes / sizeof routes[0];
+    o.keys = keys;
+    /* Start errors name the file at fault. */
+    o.tls_cert = "/nonexistent/cert.pem";
+    o.tls_key = key;
+    assert_int_equal(kq_http_start(&o, &s2, err, sizeof err), KQ_EINVAL);
+    assert_non_null(strstr(err, "TLS certificate '/nonexistent/cert.pem'"));
+    o.tls_cert = cert;
+    o.tls_key = NULL;
+    assert_int_equal(kq_http_start(&o, &s2, err, sizeof err), KQ_EINVAL);
+    o.tls_key = key;
+    assert_int_equal(kq_http_start(&o, &s2, err, sizeof err), 0);
+
+    /* HTTPS on both listeners: routes, keys, a 60 KB body (many TLS records). */
+    scheme = "https";
+    port = kq_http_port(s2);
+    get("/health", NULL, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    memset(body, ' ', big);
+    memcpy(body, "{\"name\":\"", 9);
+    memcpy(body + big - 2, "\"}", 2);
+    request("POST", "/api/v1/things", "application/json", key_writer, body, big, 0, &r);
+    assert_int_equal(r.status, 400);
+    assert_string_equal(detail(&r, 0, "field"), "name");
+    resp_free(&r);
+    post_json("/api/v1/things", key_writer, "{\"name\":\"tls\"}", &r);
+    assert_int_equal(r.status, 201);
+    resp_free(&r);
+    port = kq_http_internal_port(s2);
+    get("/api/v1/things/t1", key_reader, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_string_value(json_object_get(r.json, "id")), "t1");
+    resp_free(&r);
+    scheme = "http";
+    port = keep;
+
+    /* Plain HTTP to the HTTPS port: closed (no TLS, no answer), not left hanging. */
+    fd = raw_connect(kq_http_port(s2));
+    t0 = now_s();
+    raw_exchange(fd, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n", 34, ans, sizeof ans, 3000);
+    assert_true(now_s() - t0 < 2.5);
+    assert_null(strstr(ans, "200 OK"));
+    close(fd);
+    /* A connection that never starts its handshake is closed at the header deadline. */
+    fd = raw_connect(kq_http_port(s2));
+    t0 = now_s();
+    assert_true(raw_eof(fd));
+    assert_true(now_s() - t0 > 0.3 && now_s() - t0 < 2.0);
+    close(fd);
+    kq_http_stop(s2);
+    unlink(cert);
+    unlink(key);
+    rmdir(dir);
+    free(body);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1595,6 +1810,8 @@ int main(void)
         cmocka_unit_test(test_eviction),
         cmocka_unit_test(test_pipelined),
         cmocka_unit_test(test_internal_listener),
+        cmocka_unit_test(test_trusted_proxies),
+        cmocka_unit_test(test_tls),
     };
     return cmocka_run_group_tests(tests, setup_server, teardown_server);
 }
