@@ -86,7 +86,6 @@ print(len(s.recv(100)))' "$port"
     [ "$output" = 0 ]
     [ $(((t1 - t0) / 1000000)) -ge 800 ]
     [ $(((t1 - t0) / 1000000)) -lt 5000 ]
-    cmd_stop "$name"
 }
 
 @test "kcqrs-worker records over https with KCQRS_HTTP_TLS_CA (and is not ready without it)" {
