@@ -34,9 +34,10 @@ static const char usage[] =
     "listener KCQRS_COMMANDS_INTERNAL_ADDR): POST/PUT/DELETE /api/v1/resources...,\n"
     "POST/PUT/DELETE /api/v1/workflows..., POST /api/v1/workflows/{id}/runs (manual trigger),\n"
     "POST /hooks/{workflow_id} (webhook, X-Webhook-Secret) and\n"
-    "POST /internal/v1/runs/{id}/attempts (kcqrs-worker, role worker), appending events to\n"
-    "Kafka through the single writer's transactional producers. Stop with SIGTERM or\n"
-    "SIGINT (finishes queued commands and snapshots its state).\n"
+    "POST /internal/v1/runs/{id}/attempts and /internal/v1/runs/attempts (kcqrs-worker,\n"
+    "role worker), appending events to Kafka through the single writer's transactional\n"
+    "producers. Stop with SIGTERM or SIGINT (finishes queued commands and snapshots its\n"
+    "state).\n"
     "Exit status: 0 clean stop, 1 cannot serve, 2 configuration error.\n";
 
 int main(int argc, char **argv)

@@ -162,6 +162,7 @@ static int settings_from_config(const kq_config *cfg, wk_service_settings *s, ch
     s->record.timeout_ms = cfg->kafka_timeout_ms * 2L + 1000;
     s->record.retry_base_ms = 100;
     s->record.retry_cap_ms = 5000;
+    s->record.batch_max = cfg->worker_record_batch;
     s->record.ca_file = strcmp(cfg->http_tls_ca, "system") == 0 ? NULL : cfg->http_tls_ca;
     return 0;
 }
@@ -218,7 +219,7 @@ int main(int argc, char **argv)
     if (kq_service_http_start(&ks, &o) != 0)
         goto out;
 
-    if ((conf = kq_kafka_conf_new(&ks.cfg, PROG, err, sizeof err)) == NULL ||
+    if ((conf = kq_kafka_consumer_conf_new(&ks.cfg, PROG, err, sizeof err)) == NULL ||
         wk_service_consumer_conf(svc, conf, err, sizeof err) != 0) {
         kq_log_error("Kafka: %s", err);
         if (conf)

@@ -66,23 +66,22 @@ fl_ready() { [[ $(fl_http_code "$(fl_url "$1")/ready") == 200 ]]; }
 # ------------------------------------------------------------------ Kafka
 KAFKA_NODES_RUNNING=1
 
+# A cluster through tests/e2e/cluster_helpers.bash (ops/kafka.sh), or one node.
 fl_start_kafka() {
-    local nodes=$1 ports cports i all attempt
+    local nodes=$1 ports attempt
+    if [[ $nodes -ge 2 ]]; then
+        kq_cluster_start "$FL_DIR/kafka" "$nodes" || return 1
+        echo "$KQ_CLUSTER_BROKERS" >"$FL_DIR/kafka.brokers"
+        return 0
+    fi
     for attempt in 1 2 3; do
-        read -r -a all <<<"$(fl_free_ports $((nodes * 2)))"
-        ports=${all[0]}
-        cports=${all[$nodes]}
-        for ((i = 1; i < nodes; i++)); do
-            ports+=",${all[$i]}"
-            cports+=",${all[$((nodes + i))]}"
-        done
-        if KQ_KAFKA_START_TIMEOUT=120 "$REPO/ops/kafka.sh" start "$FL_DIR/kafka" "$ports" "$cports" \
+        read -r -a ports <<<"$(fl_free_ports 2)"
+        if "$REPO/ops/kafka.sh" start "$FL_DIR/kafka" "${ports[0]}" "${ports[1]}" \
             >"$FL_DIR/kafka.start.log" 2>&1; then
-            echo "$ports" >"$FL_DIR/kafka.ports"
+            echo "127.0.0.1:${ports[0]}" >"$FL_DIR/kafka.brokers"
             return 0
         fi
         grep -q "already in use" "$FL_DIR/kafka.start.log" || break
-        "$REPO/ops/kafka.sh" stop "$FL_DIR/kafka" >/dev/null 2>&1
     done
     cat "$FL_DIR/kafka.start.log" >&2
     return 1
@@ -114,7 +113,8 @@ fl_start_infra() {
     wait "$pj" || prc=$?
     [[ $krc -eq 0 && $prc -eq 0 ]] || return 1
     export KCQRS_BROKERS
-    KCQRS_BROKERS=$(sed 's/\([0-9]*\)/127.0.0.1:\1/g' "$FL_DIR/kafka.ports")
+    KCQRS_BROKERS=$(cat "$FL_DIR/kafka.brokers")
+    export KQ_CLUSTER_DIR="$FL_DIR/kafka"
     export KCQRS_PG_DSN="postgresql://kcqrs@127.0.0.1:$(cat "$FL_DIR/pg.port")/kcqrs"
     export KCQRS_TOPIC_PREFIX=faults
     export KCQRS_LMDB_DIR="$FL_DIR/proj"
@@ -135,7 +135,8 @@ fl_kafka_pid() {
         cat "$FL_DIR/kafka/kafka.pid"
     fi
 }
-fl_kafka() { KQ_KAFKA_START_TIMEOUT=120 "$REPO/ops/kafka.sh" "$@" >>"$FL_DIR/kafka.ops.log" 2>&1; }
+# fl_kafka ACTION N: start, kill, pause, resume node N (tests/e2e/cluster_helpers.bash).
+fl_kafka() { kq_cluster_node "$1" "$2" 2>>"$FL_DIR/kafka.ops.log"; }
 
 # "<topic> <partition> <leader> <isr,...>" of every event partition now.
 fl_meta() { timeout 20 "$TOOLS/kq_faults" meta 2>/dev/null; }
@@ -341,6 +342,7 @@ fault_lmdb_map_full() {
     before=$(grep -c MDB_MAP_FULL "$FL_DIR/proj.log")
     fl_proj_start KCQRS_LMDB_MAP_MB="$mb"
     pid=$(fl_pid proj)
+    touch "$FL_DIR/big" # the load's updates grow: the map fills within seconds
     if fl_wait_for 90 bash -c "[[ \$(grep -c MDB_MAP_FULL '$FL_DIR/proj.log') -gt $before ]]"; then
         sleep 1
         if fl_alive "$pid"; then
@@ -354,6 +356,7 @@ fault_lmdb_map_full() {
     else
         echo "warn lmdb_map_full: no MDB_MAP_FULL within 90 s (map $mb MiB)"
     fi
+    rm -f "$FL_DIR/big"
     fl_proj_stop
     fl_proj_start
     fl_wait_for 120 fl_ready proj || echo "warn projector not ready within 120 s after the map fault"
@@ -392,9 +395,9 @@ fault_broker_kill() {
     fi
     pid=$(fl_kafka_pid "$n")
     t0=$(fl_ms)
-    fl_kafka kill "$FL_DIR/kafka" "$n" || kill -KILL "$pid"
+    fl_kafka kill "$n" || kill -KILL "$pid"
     sleep "$((RANDOM % 6 + 2))"
-    fl_kafka start "$FL_DIR/kafka" "$n" || echo "warn broker_kill: node $n did not start"
+    fl_kafka start "$n" || echo "warn broker_kill: node $n did not start"
     fl_fault_log "$t0" "$(fl_ms)" "broker_kill9_$role" "node $n (partition $part led by $leader)"
     echo "fault broker_kill9_$role node $n down $(($(fl_ms) - t0)) ms"
     fl_wait_in_sync "broker_kill9_$role"
@@ -409,9 +412,9 @@ fault_leader_pause() {
     session=${session:-9000}
     hold=$((session / 1000 + 3 + RANDOM % 4))
     t0=$(fl_ms)
-    fl_kafka pause "$FL_DIR/kafka" "$n" || kill -STOP "$(fl_kafka_pid "$n")"
+    fl_kafka pause "$n" || kill -STOP "$(fl_kafka_pid "$n")"
     sleep "$hold"
-    fl_kafka resume "$FL_DIR/kafka" "$n" || kill -CONT "$(fl_kafka_pid "$n")"
+    fl_kafka resume "$n" || kill -CONT "$(fl_kafka_pid "$n")"
     fl_fault_log "$t0" "$(fl_ms)" leader_sigstop "node $n for ${hold} s (session ${session} ms, partition $part)"
     echo "fault leader_sigstop node $n for $hold s"
     fl_wait_in_sync leader_sigstop
@@ -419,7 +422,7 @@ fault_leader_pause() {
 
 # Two brokers killed at once (one of them a busy partition's leader).
 fault_two_down() {
-    local a b part t0 t1 t2
+    local a b part t0 t1 t2 ja jb
     read -r a part <<<"$(fl_busy_leader)"
     [[ -n "$a" ]] || { echo "warn two_down: no leader found"; sleep 2; return; }
     b=$(((a % KAFKA_NODES_RUNNING) + 1))
@@ -429,9 +432,11 @@ fault_two_down() {
     sleep "$((RANDOM % 6 + 5))"
     t2=$(fl_ms)
     fl_fault_log "$t1" "$t2" two_brokers_down "nodes $a $b"
-    fl_kafka start "$FL_DIR/kafka" "$a" &
-    fl_kafka start "$FL_DIR/kafka" "$b" &
-    wait
+    fl_kafka start "$a" &
+    ja=$!
+    fl_kafka start "$b" &
+    jb=$!
+    wait "$ja" "$jb"
     fl_fault_log "$t0" "$(fl_ms)" two_brokers_kill9 "nodes $a $b"
     echo "fault two_brokers_kill9 nodes $a $b down $(($(fl_ms) - t0)) ms"
     fl_wait_in_sync two_brokers_kill9
@@ -456,7 +461,7 @@ fl_heal_all() {
     if [[ $KAFKA_NODES_RUNNING -ge 3 ]]; then
         for ((n = 1; n <= KAFKA_NODES_RUNNING; n++)); do
             kill -CONT "$(fl_kafka_pid "$n")" 2>/dev/null
-            fl_alive "$(fl_kafka_pid "$n")" || fl_kafka start "$FL_DIR/kafka" "$n"
+            fl_alive "$(fl_kafka_pid "$n")" || fl_kafka start "$n"
         done
         fl_wait_in_sync heal
     fi

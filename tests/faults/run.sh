@@ -36,7 +36,7 @@
 # ISR, unreadable command, verify or chain failure), 1 when the setup failed.
 #
 # Environment: FAULTS_SHORT=1, FAULTS_DURATION (seconds of faults), FAULTS_CLIENTS
-# (default 6), FAULTS_RATE (commands/s in all, default 200), FAULTS_KAFKA_NODES
+# (default 24), FAULTS_RATE (commands/s in all, default 200), FAULTS_KAFKA_NODES
 # (3 or 1; default 3 when the cluster helper exists), FAULTS_KEEP=1 keeps the
 # directory (also kept when the campaign fails), FAULTS_SEED (bash RANDOM seed),
 # KCQRS_BIN, KCQRS_TOOLS.
@@ -48,13 +48,16 @@ TOOLS=${KCQRS_TOOLS:-$REPO/build/tests/tools}
 export KCQRS_TOOLS="$TOOLS"
 # shellcheck source=tests/faults/lib.bash
 . "$REPO/tests/faults/lib.bash"
+KQ_REPO=$REPO
+# shellcheck source=tests/e2e/cluster_helpers.bash
+. "$REPO/tests/e2e/cluster_helpers.bash"
 
 if [[ "${FAULTS_SHORT:-0}" == 1 ]]; then
     DURATION=${FAULTS_DURATION:-120}
 else
     DURATION=${FAULTS_DURATION:-1800}
 fi
-CLIENTS=${FAULTS_CLIENTS:-6}
+CLIENTS=${FAULTS_CLIENTS:-24}
 RATE=${FAULTS_RATE:-200}
 RANDOM=${FAULTS_SEED:-$$}
 NODES=${FAULTS_KAFKA_NODES:-$(fl_cluster_supported && echo 3 || echo 1)}
@@ -91,7 +94,7 @@ fl_say "stack up in $(($(date +%s) - T0)) s"
 echo $! >"$D/isr.pid"
 fl_fault_log "$(fl_ms)" "$(fl_ms)" load_start
 "$TOOLS/kq_faults" load --urls "$D/urls" --key "$(cat "$D/writer.key")" --ledger "$D/ledger" \
-    --stop "$D/stop" --clients "$CLIENTS" --rate "$RATE" --run "f$RANDOM" >"$D/load.log" 2>&1 &
+    --stop "$D/stop" --clients "$CLIENTS" --rate "$RATE" --run "f$RANDOM" --big "$D/big" >"$D/load.log" 2>&1 &
 echo $! >"$D/load.pid"
 sleep 3
 

@@ -3,7 +3,7 @@
  * (tests/faults/run.sh, `make test-faults`).
  *
  *   kq_faults load  --urls FILE --key KEY --ledger FILE --stop FILE
- *                   [--clients N] [--rate R] [--run TAG]
+ *                   [--clients N] [--rate R] [--run TAG] [--big FILE]
  *   kq_faults isr   --out FILE --stop FILE [--interval-ms MS]
  *   kq_faults meta
  *   kq_faults check --ledger FILE --isr FILE --faults FILE --query URL --key KEY
@@ -18,7 +18,9 @@
  *   resources with If-Match of the version it last saw. Every command has its
  *   own Idempotency-Key; a 503, 429, 5xx or transport error is retried with
  *   the same key and body (backoff 50 ms doubling to 1 s, at most 8 attempts),
- *   a 412 teaches the current version. Every attempt is one ledger line:
+ *   a 412 teaches the current version. While the file --big exists, updates
+ *   carry 4000-byte descriptions (to fill the read model's LMDB map quickly).
+ *   Every attempt is one ledger line:
  *     <t_send_ms> <t_recv_ms> <client> <url_index> <command_no> <op> <id>
  *     <status> <version|-> <token|->
  *   (wall-clock milliseconds; status 0 = no answer).
@@ -39,7 +41,9 @@
  *   its partition, or inside a "two_brokers_down" window of the faults file),
  *   acknowledged commands not readable from the query API (GET of every
  *   acknowledged resource with the consistency token of its newest 2xx: 200
- *   and at least that version), and the longest time without any 2xx.
+ *   and at least that version), the longest time without any 2xx, and the
+ *   longest wait for a 2xx after a fault ended (its end time in the faults
+ *   file: the restart done, the process resumed), i.e. kcqrs's own recovery.
  *   --verify and --chain carry the driver's kcqrs-replay / kcqrs-audit results
  *   ("ok" or anything else) into the table. Exit 1 on any loss, duplicate,
  *   gap, 2xx under min ISR, unreadable command or a result other than ok.
@@ -72,7 +76,7 @@
 
 static const char usage[] =
     "usage: kq_faults load --urls FILE --key KEY --ledger FILE --stop FILE [--clients N] "
-    "[--rate R] [--run TAG]\n"
+    "[--rate R] [--run TAG] [--big FILE]\n"
     "       kq_faults isr --out FILE --stop FILE [--interval-ms MS]\n"
     "       kq_faults meta\n"
     "       kq_faults check --ledger FILE --isr FILE --faults FILE --query URL --key KEY "
@@ -117,7 +121,8 @@ static int parse_opts(int argc, char **argv, const char *const *names, const cha
 /* ================================================================== load */
 
 typedef struct {
-    const char *urls_file, *key, *run;
+    const char *urls_file, *key, *run, *big_file;
+    atomic_int big; /* the big file exists: updates carry 4000-byte descriptions */
     long clients, rate;
     const char *stop_file;
     FILE *ledger;
@@ -249,12 +254,14 @@ static void load_pace(load_t *l)
     }
 }
 
+static char big_text[4001];
+
 static void *load_client(void *arg)
 {
     client_t *c = arg;
     load_t *l = c->l;
     CURL *curl = curl_easy_init();
-    char auth[512], url[512], body[256], idem[160], ifmatch[64], id[64], token[KQ_TOKEN_MAX];
+    char auth[512], url[512], body[4200], idem[160], ifmatch[64], id[64], token[KQ_TOKEN_MAX];
     answer *a = malloc(sizeof *a);
     long cmd_no = 0;
     int url_turn = c->index;
@@ -286,8 +293,8 @@ static void *load_client(void *arg)
         } else {
             slot = (int)(rand_r(&c->seed) % (unsigned)c->nowned);
             snprintf(id, sizeof id, "%s", c->owned[slot]);
-            snprintf(body, sizeof body, "{\"description\":\"client %d command %ld\"}", c->index,
-                     cmd_no);
+            snprintf(body, sizeof body, "{\"description\":\"client %d command %ld%s\"}", c->index,
+                     cmd_no, atomic_load(&l->big) ? big_text : "");
             op = "update";
             if (c->version[slot] > 0)
                 snprintf(ifmatch, sizeof ifmatch, "If-Match: \"%lld\"", c->version[slot]);
@@ -381,14 +388,15 @@ static void *load_client(void *arg)
 
 static int cmd_load(int argc, char **argv)
 {
-    static const char *const names[] = {"urls", "key", "ledger", "stop", "clients", "rate", "run"};
-    const char *v[7] = {0};
+    static const char *const names[] = {"urls",    "key",  "ledger", "stop",
+                                        "clients", "rate", "run",    "big"};
+    const char *v[8] = {0};
     static load_t l;
     static client_t cs[MAX_CLIENTS];
     pthread_t th[MAX_CLIENTS];
     long n;
 
-    if (parse_opts(argc, argv, names, v, 7) != 0 || v[0] == NULL || v[1] == NULL || v[2] == NULL ||
+    if (parse_opts(argc, argv, names, v, 8) != 0 || v[0] == NULL || v[1] == NULL || v[2] == NULL ||
         v[3] == NULL) {
         fprintf(stderr, "%s\n", usage);
         return 2;
@@ -397,6 +405,7 @@ static int cmd_load(int argc, char **argv)
     l.key = v[1];
     l.stop_file = v[3];
     l.run = v[6] != NULL ? v[6] : "f";
+    l.big_file = v[7];
     l.clients = 6;
     l.rate = 200;
     if ((v[4] != NULL && kq_parse_long(v[4], 1, MAX_CLIENTS, &l.clients) != 0) ||
@@ -420,9 +429,11 @@ static int cmd_load(int argc, char **argv)
             return 1;
         }
     }
+    memset(big_text, 'x', sizeof big_text - 1);
     while (access(l.stop_file, F_OK) != 0) {
         sleep_ms(200);
         load_read_urls(&l);
+        atomic_store(&l.big, l.big_file != NULL && access(l.big_file, F_OK) == 0);
     }
     atomic_store(&l.stop, 1);
     for (long i = 0; i < n; i++)
@@ -718,8 +729,10 @@ typedef struct {
     int64_t total_ms;
 } fault_kind;
 
+/* The faults file: counts by kind, the two-brokers-down windows, the load's start
+ * and stop, and every fault's end (ends: from = to = end, topic = kind). */
 static int read_faults(const char *path, fault_kind *kinds, int *nkinds, int maxkinds,
-                       windows *down, int64_t *first_ms, int64_t *last_ms)
+                       windows *down, windows *ends, int64_t *first_ms, int64_t *last_ms)
 {
     char line[1024];
     FILE *f = fopen(path, "r");
@@ -759,6 +772,10 @@ static int read_faults(const char *path, fault_kind *kinds, int *nkinds, int max
         }
         kinds[k].count++;
         kinds[k].total_ms += b - a;
+        if (win_add(ends, b, b, kind, -1) != 0) {
+            fclose(f);
+            return -1;
+        }
     }
     fclose(f);
     return 0;
@@ -1080,7 +1097,9 @@ static int cmd_check(int argc, char **argv)
     const char *v[8] = {0};
     check_args ca;
     attempts at = {0};
-    windows low = {0}, down = {0};
+    windows low = {0}, down = {0}, ends = {0};
+    int64_t recovery = 0;
+    char recovery_kind[64] = "";
     fault_kind kinds[32];
     int nkinds = 0;
     long polls_failed = 0;
@@ -1123,7 +1142,7 @@ static int cmd_check(int argc, char **argv)
     }
     if (read_ledger(ca.ledger, &at) != 0 ||
         read_isr(ca.isr, (int)ca.min_isr, &low, &polls_failed) != 0 ||
-        read_faults(ca.faults, kinds, &nkinds, 32, &down, &load_from, &load_to) != 0)
+        read_faults(ca.faults, kinds, &nkinds, 32, &down, &ends, &load_from, &load_to) != 0)
         return 1;
     lv.keys = kq_map_new(sizeof(key_seen), NULL);
     lv.offsets = kq_map_new(KEY_MAX, NULL);
@@ -1238,6 +1257,22 @@ static int cmd_check(int argc, char **argv)
         }
     }
 
+    /* the longest wait for a 2xx after a fault was undone (restart done, resumed) */
+    for (size_t i = 0; i < ends.n; i++) {
+        size_t lo = 0, hi = nok;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (oks[mid] < ends.w[i].from)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo < nok && oks[lo] - ends.w[i].from > recovery) {
+            recovery = oks[lo] - ends.w[i].from;
+            snprintf(recovery_kind, sizeof recovery_kind, "%.60s", ends.w[i].topic);
+        }
+    }
+
     /* the query API */
     q.n = kq_map_count(newest_of);
     q.items = calloc(q.n + 1, sizeof *q.items);
@@ -1289,6 +1324,8 @@ static int cmd_check(int argc, char **argv)
     printf("| %-44s | %12ld |\n", "acked, not readable from the query API",
            atomic_load(&q.missing));
     printf("| %-44s | %10.1f s |\n", "longest window without a 2xx", (double)gap / 1000.0);
+    printf("| %-44s | %10.1f s |\n", "longest wait for a 2xx after a fault ended",
+           (double)recovery / 1000.0);
     printf("| %-44s | %12s |\n", "kcqrs-replay verify --target all", ca.verify);
     printf("| %-44s | %12s |\n", "kcqrs-audit verify-chain", ca.chain);
     if (first_lost[0])
@@ -1301,6 +1338,8 @@ static int cmd_check(int argc, char **argv)
         printf("first 2xx under min ISR: %s\n", first_under);
     if (q.first[0])
         printf("first not readable: %s\n", q.first);
+    if (recovery > 0)
+        printf("longest wait for a 2xx after a fault ended: after %s\n", recovery_kind);
     if (gap > 0)
         printf("longest window without a 2xx began at %" PRId64 " (%.1f s after the load began)\n",
                gap_at, load_from > 0 ? (double)(gap_at - load_from) / 1000.0 : 0.0);
@@ -1314,6 +1353,7 @@ static int cmd_check(int argc, char **argv)
     free(at.a);
     free(low.w);
     free(down.w);
+    free(ends.w);
     kq_map_free(lv.keys);
     kq_map_free(lv.offsets);
     kq_map_free(cmds);
