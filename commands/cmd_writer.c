@@ -51,6 +51,8 @@ struct cmd_writer {
     size_t nslots, slots_cap;
 
     cmd_wmetrics m;
+    double last_commit_s; /* begin-to-commit time of the last transaction */
+    size_t last_appended; /* commands answered after it */
 };
 
 static void answer_unavailable(cmd_writer *w, cmd_item *it, const char *msg)
@@ -206,7 +208,8 @@ static int run_transaction(cmd_writer *w, cmd_item **items, size_t n, size_t nap
                              "commit transaction", &needs_abort, errstr, errlen);
     if (rc != 0)
         goto fail;
-    cmd_wmetrics_commit(&w->m, (kq_time_mono_us() / 1e6) - tbegin);
+    w->last_commit_s = (kq_time_mono_us() / 1e6) - tbegin;
+    cmd_wmetrics_commit(&w->m, w->last_commit_s);
     /* The commit flushed and served the delivery reports; make sure. */
     t0 = (kq_time_mono_us() / 1e6);
     for (;;) {
@@ -373,6 +376,33 @@ static void process_batch(cmd_writer *w, cmd_item **items, size_t n)
         finish_abort(w);
     if (nappend > 0)
         cmd_producers_next(&w->prod);
+    w->last_appended = failed ? 0 : n;
+}
+
+/*
+ * Group commit's linger before the next batch. Under closed-loop load the
+ * clients just answered send their next command at once; without waiting
+ * for them the next transaction holds only those that queued during the
+ * commit, and the two halves take turns, each waiting a whole extra commit.
+ * So when commits are slow the writer waits up to half the last commit time
+ * (at most KCQRS_BATCH_LINGER_MAX_US, at least KCQRS_BATCH_LINGER_US) for as
+ * many commands as it just answered: one transaction per round instead of
+ * two, bigger transactions when commits are slow. 0 turns it off.
+ */
+static size_t take_batch(cmd_writer *w, cmd_item **items, size_t max, int *stopping)
+{
+    double linger = w->cfg->batch_linger_us / 1e6, adaptive = w->last_commit_s / 2;
+    double cap = w->cfg->batch_linger_max_us / 1e6;
+    size_t more = max;
+
+    if (cap > 0 && w->last_appended > 0) {
+        if (adaptive > cap)
+            adaptive = cap;
+        if (adaptive > linger)
+            linger = adaptive;
+        more = w->last_appended;
+    }
+    return cmd_queue_take_more(&w->q, items, max, more, 0.2, linger, stopping);
 }
 
 /*
@@ -482,7 +512,7 @@ static void *writer_main(void *arg)
                         cmd_state_run_count(&w->st));
             continue;
         }
-        size_t n = cmd_queue_take(&w->q, items, max, 0.2, w->cfg->batch_linger_us / 1e6, &stopping);
+        size_t n = take_batch(w, items, max, &stopping);
         if (n > 0)
             process_batch(w, items, n);
         else if (stopping)

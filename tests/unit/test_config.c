@@ -103,10 +103,10 @@ static void test_defaults(void **state)
     assert_string_equal(topic, "kcqrs.resource.events");
     assert_int_equal(cfg.http_max_conns, 4096);
     assert_int_equal(cfg.http_max_body_public, 16384);
-    assert_int_equal(cfg.http_header_timeout_ms, 10000);
+    assert_int_equal(cfg.http_head_timeout_ms, 10000);
     assert_int_equal(cfg.http_min_body_rate, 1024);
     assert_int_equal(cfg.access_log_every, 1);
-    assert_string_equal(cfg.commands_internal_addr, "127.0.0.1:8090");
+    assert_string_equal(cfg.cmd_internal_addr, "127.0.0.1:8090");
     assert_string_equal(cfg.http_tls_cert, "none");
     kq_config_free(&cfg);
     assert_null(cfg.brokers);
