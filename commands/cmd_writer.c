@@ -517,6 +517,8 @@ static void *writer_main(void *arg)
             process_batch(w, items, n);
         else if (stopping)
             break;
+        else /* idle: expired keys and finished runs go (cmd_state.h, "Expiry") */
+            cmd_state_expire(&w->st, CMD_EXPIRE_IDLE);
         maybe_snapshot(w, 0, 0);
     }
     atomic_store(&w->q.ready, 0);
@@ -548,16 +550,16 @@ static int load_snapshot(cmd_writer *w, char *errstr, size_t errlen)
         if (rc != KQ_ENOTFOUND)
             kq_log_warn("ignoring snapshot in %s: %s (reading the log from the start)",
                         w->snapshot_dir, es);
-        cmd_state_free(&w->st);
         cmd_chain_reset(&w->chain);
-        if ((rc = cmd_state_init(&w->st, w->cfg->partitions)) != 0)
+        if ((rc = cmd_state_reinit(&w->st)) != 0)
             return kq_seterr(errstr, errlen, rc, "out of memory");
     }
-    /* Loaded: nothing is new. Else the fresh state's delta stays full, so
-     * its first snapshot empties whatever the directory holds (an ignored
+    /* Loaded: nothing is new but the deletions of what expired since the
+     * snapshot was written. Else the fresh state's delta stays full, so its
+     * first snapshot empties whatever the directory holds (an ignored
      * snapshot of an older format or another log). */
     if (loaded)
-        cmd_state_delta_clear(&w->st);
+        cmd_state_delta_loaded(&w->st);
     cmd_state_track(&w->st, 1);
     w->events_at_snapshot = w->st.events;
     return cmd_snapshotter_new(w->snapshot_dir, w->map_size, w->topic_ptrs, &w->snap, errstr,
@@ -588,6 +590,8 @@ int cmd_writer_new(const cmd_writer_options *opts, cmd_writer **out, char *errst
         cmd_writer_free(w);
         return kq_seterr(errstr, errlen, rc, "out of memory");
     }
+    /* Idempotency-Keys and finished runs are kept this long (cmd_state.h, "Expiry"). */
+    cmd_state_set_ttl(&w->st, (int64_t)w->cfg->idempotency_ttl_s * 1000000);
     w->slots_cap = (size_t)(w->cfg->batch_max > 0 ? w->cfg->batch_max : 1) * CMD_MAX_EVENTS;
     w->slots = calloc(w->slots_cap, sizeof *w->slots);
     if (w->slots == NULL) {

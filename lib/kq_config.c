@@ -13,14 +13,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { CFG_STRING, CFG_INT, CFG_LOG_LEVEL, CFG_LOG_FORMAT, CFG_ACCESS_LOG } cfg_type;
+typedef enum {
+    CFG_STRING,
+    CFG_INT,
+    CFG_LOG_LEVEL,
+    CFG_LOG_FORMAT,
+    CFG_DURATION,
+    CFG_ACCESS_LOG
+} cfg_type;
 
 typedef struct cfg_setting {
     const char *name;
     const char *def;
     cfg_type type;
     size_t offset;
-    long min, max; /* CFG_INT bounds */
+    long min, max; /* CFG_INT bounds; CFG_DURATION bounds in seconds (field: long) */
     const char *help;
 } cfg_setting;
 
@@ -106,6 +113,9 @@ static const cfg_setting settings[] = {
      "commands as were just answered; 0 = only KCQRS_BATCH_LINGER_US"},
     {"KCQRS_SNAPSHOT_EVERY", "10000", CFG_INT, F(snapshot_every), 1, 100000000,
      "kcqrs-commands snapshots its state to LMDB after this many new events"},
+    {"KCQRS_IDEMPOTENCY_TTL", "24h", CFG_DURATION, F(idempotency_ttl_s), 1, 3650L * 86400,
+     "kcqrs-commands keeps an Idempotency-Key's answer, and a finished run, this long after "
+     "its event's time (a number with s, m, h or d: 24h, 90m, 3600s)"},
     {"KCQRS_QUERY_ADDR", "127.0.0.1:8081", CFG_STRING, F(query_addr), 0, 0,
      "host:port the query API listens on"},
     {"KCQRS_PROJECTOR_ADDR", "127.0.0.1:8082", CFG_STRING, F(projector_addr), 0, 0,
@@ -195,6 +205,13 @@ static int set_one(kq_config *cfg, const cfg_setting *s, const char *val, char *
             return kq_seterr(errstr, errlen, KQ_ECONFIG, "%s='%s' is not an integer in %ld..%ld",
                              s->name, val, s->min, s->max);
         *(int *)base = (int)v;
+        return 0;
+    case CFG_DURATION:
+        if (kq_parse_duration_s(val, s->min, s->max, &v) != 0)
+            return kq_seterr(errstr, errlen, KQ_ECONFIG,
+                             "%s='%s' is not a duration of %lds..%ldd (like 24h, 90m, 3600s)",
+                             s->name, val, s->min, s->max / 86400);
+        *(long *)base = v;
         return 0;
     case CFG_LOG_LEVEL: {
         kq_log_level l;

@@ -55,6 +55,7 @@ typedef struct kq_config {
     int batch_linger_us;       /* KCQRS_BATCH_LINGER_US */
     int batch_linger_max_us;   /* KCQRS_BATCH_LINGER_MAX_US: adaptive linger cap */
     int snapshot_every;        /* KCQRS_SNAPSHOT_EVERY, events between command-side snapshots */
+    long idempotency_ttl_s;    /* KCQRS_IDEMPOTENCY_TTL, seconds (given as 24h, 90m, 3600s...) */
     char *query_addr;          /* KCQRS_QUERY_ADDR */
     char *projector_addr;      /* KCQRS_PROJECTOR_ADDR, the projector's admin port */
     int lmdb_map_mb;           /* KCQRS_LMDB_MAP_MB, LMDB map size of the read model */
