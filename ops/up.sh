@@ -151,14 +151,18 @@ start_service() { # name binary addr
     KCQRS_BROKERS="$BROKERS" KCQRS_PG_DSN="$DSN" KCQRS_KEYS_FILE="$KEYS_FILE" \
         KCQRS_LMDB_DIR="${KCQRS_LMDB_DIR:-$VAR/lmdb}" kq_service_start "$1" "$2" "$3" "$VAR"
 }
-KCQRS_COMMANDS_ADDR="$COMMANDS_ADDR" start_service kcqrs-commands "$BIN/kcqrs-commands" "$COMMANDS_ADDR" || exit 1
+# kcqrs-commands also serves the worker's internal listener
+# (KCQRS_COMMANDS_INTERNAL_ADDR); the worker is given the same address.
+COMMANDS_INTERNAL_ADDR=${KCQRS_COMMANDS_INTERNAL_ADDR:-127.0.0.1:8090}
+KCQRS_COMMANDS_ADDR="$COMMANDS_ADDR" KCQRS_COMMANDS_INTERNAL_ADDR="$COMMANDS_INTERNAL_ADDR" \
+    start_service kcqrs-commands "$BIN/kcqrs-commands" "$COMMANDS_ADDR" || exit 1
 # The projector creates the read models (and migrates PostgreSQL) before the
 # query API, which reads them, can be ready.
 KCQRS_PROJECTOR_ADDR="$PROJECTOR_ADDR" start_service kcqrs-projector "$BIN/kcqrs-projector" "$PROJECTOR_ADDR" || exit 1
 KCQRS_QUERY_ADDR="$QUERY_ADDR" start_service kcqrs-query "$BIN/kcqrs-query" "$QUERY_ADDR" || exit 1
 # The worker is ready once it joined its consumer group and kcqrs-commands answers.
 KCQRS_WORKER_ADDR="$WORKER_ADDR" KCQRS_WORKER_KEY_FILE="$WORKER_KEY" \
-    KCQRS_COMMANDS_ADDR="$COMMANDS_ADDR" start_service kcqrs-worker "$BIN/kcqrs-worker" "$WORKER_ADDR" || exit 1
+    KCQRS_COMMANDS_ADDR="$COMMANDS_ADDR" KCQRS_COMMANDS_INTERNAL_ADDR="$COMMANDS_INTERNAL_ADDR" start_service kcqrs-worker "$BIN/kcqrs-worker" "$WORKER_ADDR" || exit 1
 
 rel() { echo "${1#"$REPO"/}"; }
 kafka_desc() {
