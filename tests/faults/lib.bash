@@ -182,10 +182,11 @@ fl_port_of() { # allocate once
 fl_cmd_start() {
     local s=$1 port iport
     port=$(fl_port_of "cmd$s")
-    iport=$(fl_port_of "cmd$s-internal") # two instances at once: own internal listeners too
+    iport=$(fl_port_of "cmd$s-internal")
     mkdir -p "$FL_DIR/cmd$s-lmdb"
-    fl_run "cmd$s" KCQRS_COMMANDS_ADDR="127.0.0.1:$port" KCQRS_COMMANDS_INTERNAL_ADDR="127.0.0.1:$iport" \
-        KCQRS_LMDB_DIR="$FL_DIR/cmd$s-lmdb" -- "$BIN/kcqrs-commands"
+    fl_run "cmd$s" KCQRS_COMMANDS_ADDR="127.0.0.1:$port" \
+        KCQRS_COMMANDS_INTERNAL_ADDR="127.0.0.1:$iport" KCQRS_LMDB_DIR="$FL_DIR/cmd$s-lmdb" \
+        -- "$BIN/kcqrs-commands"
 }
 
 fl_proj_start() { # [ENV...]
