@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # ops/up.sh — `make up`: start the local stack in var/ and print where it listens.
 #
-# Starts (in parallel) a single-node Kafka (ops/kafka.sh) and PostgreSQL
-# (ops/pg.sh), then creates the event topics (tests/tools/kq_topics create,
+# Starts (in parallel) Kafka (ops/kafka.sh: a single node, or with
+# KCQRS_KAFKA_NODES=3 a cluster of three) and PostgreSQL (ops/pg.sh), then creates the event topics (tests/tools/kq_topics create,
 # which uses the same kq_kafka_ensure_topics() as the services), then the
 # services in the background (kcqrs-commands, kcqrs-projector, kcqrs-query,
 # kcqrs-worker: pid in var/<name>.pid, log in var/<name>.log), waiting until
@@ -12,7 +12,18 @@
 # lives in var/ (git-ignored) and survives `make down` / `make up`.
 # `make up` has already run ops/install-deps.sh and built everything.
 #
+# Kafka: KCQRS_KAFKA_NODES=3 (make up KAFKA_NODES=3) runs three KRaft nodes with
+# brokers on KCQRS_KAFKA_PORT, +2, +4 (9092, 9094, 9096) and controllers on
+# KCQRS_KAFKA_CONTROLLER_PORT, +2, +4 (9093, 9095, 9097); topics get replication
+# factor 3 and min.insync.replicas 2, every service all three bootstrap servers.
+# KCQRS_KAFKA_SECURITY=sasl_ssl (make up KAFKA_SECURITY=sasl_ssl) gives the
+# broker(s) a SASL_SSL listener (SCRAM-SHA-512, certificates made with openssl)
+# and every service KCQRS_KAFKA_PROPERTIES=var/kafka/client.properties. Both are
+# fixed when var/kafka is first created; later runs reuse what is there (and
+# refuse a different request: `make down && rm -rf var` starts afresh).
+#
 # Environment (defaults):
+#   KCQRS_KAFKA_NODES=1 KCQRS_KAFKA_SECURITY=plaintext
 #   KCQRS_KAFKA_PORT=9092 KCQRS_KAFKA_CONTROLLER_PORT=9093 KCQRS_PG_PORT=5432
 #   KCQRS_COMMANDS_ADDR=127.0.0.1:8080 KCQRS_PROJECTOR_ADDR=127.0.0.1:8082
 #   KCQRS_QUERY_ADDR=127.0.0.1:8081 KCQRS_WORKER_ADDR=127.0.0.1:8083
@@ -32,11 +43,42 @@ PGPORT=${KCQRS_PG_PORT:-5432}
 TOOLS=${KCQRS_TOOLS:-$REPO/build/tests/tools}
 BIN=${KCQRS_BIN:-$REPO/build/bin}
 
+KDIR="$VAR/kafka"
+# A cluster already in var/kafka keeps its node count unless told otherwise.
+NODES=${KCQRS_KAFKA_NODES:-}
+if [[ -z "$NODES" ]]; then
+    NODES=$(sed -n 's/^nodes=//p' "$KDIR/cluster.conf" 2>/dev/null || true)
+    NODES=${NODES:-1}
+fi
+[[ "$NODES" =~ ^[1-9]$ ]] || die "KCQRS_KAFKA_NODES='$NODES' is not a node count (1 or 3)"
+if [[ "$NODES" == 1 && -f "$KDIR/cluster.conf" ]]; then
+    die "$KDIR holds a cluster of $(sed -n 's/^nodes=//p' "$KDIR/cluster.conf") nodes; 'make down && rm -rf $VAR' to start afresh with one node"
+fi
+if [[ "$NODES" != 1 && -f "$KDIR/server.properties" ]]; then
+    die "$KDIR holds a single-node Kafka; 'make down && rm -rf $VAR' to start afresh with a cluster (or KCQRS_VAR_DIR=another directory)"
+fi
+SECURITY=${KCQRS_KAFKA_SECURITY:-}
+if [[ -n "$SECURITY" ]]; then
+    export KQ_KAFKA_SECURITY="$SECURITY"
+fi
+KAFKA_ARGS=("$KPORT" "$CPORT")
+if [[ "$NODES" != 1 ]]; then
+    kp= cp=
+    for ((i = 0; i < NODES; i++)); do
+        kp+="${kp:+,}$((KPORT + 2 * i))"
+        cp+="${cp:+,}$((CPORT + 2 * i))"
+    done
+    KAFKA_ARGS=("$kp" "$cp")
+    # Topics and the services: three copies, a write acknowledged on two.
+    export KCQRS_REPLICATION_FACTOR=${KCQRS_REPLICATION_FACTOR:-$((NODES < 3 ? NODES : 3))}
+    export KCQRS_MIN_INSYNC_REPLICAS=${KCQRS_MIN_INSYNC_REPLICAS:-$((NODES < 3 ? 1 : 2))}
+fi
+
 mkdir -p "$VAR"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-"$REPO/ops/kafka.sh" start "$VAR/kafka" "$KPORT" "$CPORT" >"$tmp/kafka" 2>&1 &
+"$REPO/ops/kafka.sh" start "$KDIR" "${KAFKA_ARGS[@]}" >"$tmp/kafka" 2>&1 &
 kjob=$!
 "$REPO/ops/pg.sh" start "$VAR/pg" "$PGPORT" >"$tmp/pg" 2>&1 &
 pjob=$!
@@ -51,10 +93,19 @@ fi
 
 # The ports actually in use (an already running instance keeps the ports it
 # was started with).
-KPORT=$(sed -n 's|^advertised.listeners=PLAINTEXT://127.0.0.1:||p' "$VAR/kafka/server.properties")
-CPORT=$(sed -n 's|^controller.quorum.voters=1@127.0.0.1:||p' "$VAR/kafka/server.properties")
+if [[ -f "$KDIR/cluster.conf" ]]; then
+    KPORTS=$(sed -n 's/^ports=//p' "$KDIR/cluster.conf")
+    CPORTS=$(sed -n 's/^controller_ports=//p' "$KDIR/cluster.conf")
+else
+    KPORTS=$(sed -n 's|^advertised.listeners=[A-Z_]*://127.0.0.1:||p' "$KDIR/server.properties")
+    CPORTS=$(sed -n 's|^controller.quorum.voters=1@127.0.0.1:||p' "$KDIR/server.properties")
+fi
 PGPORT=$(sed -n 's/^port = //p' "$VAR/pg/kcqrs.conf")
-BROKERS="127.0.0.1:$KPORT"
+BROKERS=$(echo "$KPORTS" | sed 's/\([0-9]\+\)/127.0.0.1:\1/g')
+SECURITY=$(cat "$KDIR/security" 2>/dev/null || echo plaintext)
+if [[ "$SECURITY" == sasl_ssl ]]; then
+    export KCQRS_KAFKA_PROPERTIES=${KCQRS_KAFKA_PROPERTIES:-$KDIR/client.properties}
+fi
 DSN="postgresql://kcqrs@127.0.0.1:$PGPORT/kcqrs"
 
 [[ -x "$TOOLS/kq_topics" ]] || { echo "make up: $TOOLS/kq_topics is not built (run make)" >&2; exit 1; }
@@ -129,11 +180,23 @@ KCQRS_WORKER_ADDR="$WORKER_ADDR" KCQRS_WORKER_KEY_FILE="$WORKER_KEY" \
     KCQRS_COMMANDS_ADDR="$COMMANDS_ADDR" start_service kcqrs-worker "$BIN/kcqrs-worker" "$WORKER_ADDR" || exit 1
 
 rel() { echo "${1#"$REPO"/}"; }
+kafka_desc() {
+    local d="single node"
+    [[ "$NODES" != 1 ]] && d="$NODES nodes, replication factor $KCQRS_REPLICATION_FACTOR, min.insync.replicas $KCQRS_MIN_INSYNC_REPLICAS"
+    [[ "$SECURITY" == sasl_ssl ]] && d+=", SASL_SSL + SCRAM-SHA-512"
+    echo "$d"
+}
+exports() {
+    echo "  export KCQRS_BROKERS=$BROKERS"
+    [[ "$NODES" != 1 ]] && echo "  export KCQRS_REPLICATION_FACTOR=$KCQRS_REPLICATION_FACTOR KCQRS_MIN_INSYNC_REPLICAS=$KCQRS_MIN_INSYNC_REPLICAS"
+    [[ -n "${KCQRS_KAFKA_PROPERTIES:-}" ]] && echo "  export KCQRS_KAFKA_PROPERTIES=$KCQRS_KAFKA_PROPERTIES"
+    return 0
+}
 cat <<EOF
 
 kcqrs is up (data in $(rel "$VAR")/, kept across 'make down' / 'make up').
-  Kafka 3.9.1   127.0.0.1:$KPORT (KRaft controller 127.0.0.1:$CPORT)
-                data $(rel "$VAR/kafka/data")  log $(rel "$VAR/kafka/kafka.log")
+  Kafka 3.9.1   $BROKERS ($(kafka_desc)); KRaft controller port(s) $CPORTS
+                data and logs in $(rel "$KDIR")/ (ops/kafka.sh status $(rel "$KDIR"))
   PostgreSQL 15 127.0.0.1:$PGPORT  database kcqrs, role kcqrs (trust auth on loopback)
                 data $(rel "$VAR/pg")  log $(rel "$VAR/pg/postgresql.log")
   commands      http://$COMMANDS_ADDR  (POST/PUT/DELETE /api/v1/resources; /ready, /metrics)
@@ -146,12 +209,12 @@ kcqrs is up (data in $(rel "$VAR")/, kept across 'make down' / 'make up').
                 log $(rel "$VAR/kcqrs-worker.log")  key $(rel "$WORKER_KEY") (role worker)
 
 Settings for kcqrs programs and tools run from this shell:
-  export KCQRS_BROKERS=$BROKERS
+$(exports)
   export KCQRS_PG_DSN=$DSN
   export KCQRS_KEYS_FILE=$KEYS_FILE
 
 API key of the local admin (name "admin", role admin): $(rel "$ADMIN_KEY")
   curl -H "Authorization: Bearer \$(cat $(rel "$ADMIN_KEY"))" ...
 
-Status: ops/kafka.sh status $(rel "$VAR/kafka"); ops/pg.sh status $(rel "$VAR/pg")   Stop: make down
+Status: ops/kafka.sh status $(rel "$KDIR"); ops/pg.sh status $(rel "$VAR/pg")   Stop: make down
 EOF

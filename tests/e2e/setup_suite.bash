@@ -72,7 +72,9 @@ cleanup() {
     # stop again until no process of ours runs on $dir (at most 90 s).
     i=0
     while :; do
-        "$repo/ops/kafka.sh" stop "$dir/kafka" >/dev/null 2>&1 &
+        for k in "$dir"/kafka "$dir"/kafka-*; do
+            [ -d "$k" ] && "$repo/ops/kafka.sh" stop "$k" >/dev/null 2>&1 &
+        done
         "$repo/ops/pg.sh" stop "$dir/pg" >/dev/null 2>&1 &
         wait
         pgrep -f -- "$dir/(kafka|pg)" >/dev/null 2>&1 || break
@@ -165,8 +167,14 @@ teardown_suite() {
     for job in ${_KQ_KAFKA_JOB:-} ${_KQ_PG_JOB:-}; do
         wait "$job" 2>/dev/null || true
     done
-    "$KQ_E2E_REPO/ops/kafka.sh" stop "$dir/kafka" 3>&- &
-    stops+=($!)
+    # The suite's broker, and the clusters test files started in it
+    # (tests/e2e/cluster_helpers.bash) if they did not stop them.
+    local k
+    for k in "$dir"/kafka "$dir"/kafka-*; do
+        [[ -d "$k" ]] || continue
+        "$KQ_E2E_REPO/ops/kafka.sh" stop "$k" 3>&- &
+        stops+=($!)
+    done
     "$KQ_E2E_REPO/ops/pg.sh" stop "$dir/pg" 3>&- &
     stops+=($!)
     for job in "${stops[@]}"; do
