@@ -7,7 +7,7 @@
  *            [--duration S] [--reconnect-ms MS] [--busy-interval-ms MS]
  *            [--busy-path PATH] [--probe HOST:PORT]... [--probe-key KEY]
  *            [--probe-method M] [--probe-path PATH] [--probe-body BODY]
- *            [--probe-interval-ms MS] [--probe-timeout-ms MS]
+ *            [--probe-interval-ms MS] [--probe-timeout-ms MS] [--probe-expect STATUS]
  *
  * Flood connections go to --host (default 127.0.0.1):P, spread round-robin
  * over the source addresses 127.0.0.2 .. 127.0.0.(K+1) (default K = 20):
@@ -27,7 +27,8 @@
  * --probe-body as application/json (when given; "{n}" in the path and body is
  * replaced by a number unique in this run), and waits at most
  * --probe-timeout-ms (default 5000) for the whole answer. Latency: from the
- * start of connect to the last byte of the answer.
+ * start of connect to the last byte of the answer. expected= counts the
+ * answers with status --probe-expect (default: any 2xx).
  *
  * Output, after --duration:
  *   flood addrs=K slow=N idle=N busy=N duration_s=S max_open=O connects=C
@@ -35,8 +36,9 @@
  *         status_408=.. status_503=.. status_other=..
  *   busy requests=T answered=A unanswered=U resets=R status_2xx=.. status_503=..
  *         status_503_no_retry_after=.. status_other=..
- *   probe HOST:PORT requests=T answered=A unanswered=U resets=R p50_ms=.. p99_ms=..
+ *   probe HOST:PORT requests=T answered=A unanswered=U resets=R expected=E p50_ms=.. p99_ms=..
  *         max_ms=.. status_2xx=.. status_4xx=.. status_5xx=.. status_503_no_retry_after=..
+ *   probe_note HOST:PORT STATUS BODY   (the first 3 answers 5xx, for a look)
  * max_open is the largest number of flood connections established at once;
  * answered_closes / quiet_closes / resets count how the server ended slow and
  * idle connections (with an answer, with a bare FIN, with a reset). A busy or
@@ -69,12 +71,14 @@
 #define MAX_PROBES 4
 #define MAX_SAMPLES 200000
 #define RBUF 8192
+#define MAX_NOTES 3
 
 static const char usage[] =
     "usage: kq_flood --port P [--host ADDR] [--addrs K] [--slow N] [--idle N] [--busy N] "
     "[--duration S] [--reconnect-ms MS] [--busy-interval-ms MS] [--busy-path PATH] "
     "[--probe HOST:PORT]... [--probe-key KEY] [--probe-method M] [--probe-path PATH] "
-    "[--probe-body BODY] [--probe-interval-ms MS] [--probe-timeout-ms MS]\n";
+    "[--probe-body BODY] [--probe-interval-ms MS] [--probe-timeout-ms MS] [--probe-expect "
+    "STATUS]\n";
 
 static int64_t now_ms(void)
 {
@@ -145,7 +149,10 @@ typedef struct {
     atomic_long *seq;
     atomic_int *stop;
     /* results, read after join */
-    long requests, answered, unanswered, resets, s2xx, s4xx, s5xx, s503_no_ra;
+    long expect; /* the status every answer should have (0: any 2xx) */
+    long requests, answered, unanswered, resets, expected, s2xx, s4xx, s5xx, s503_no_ra;
+    int nnotes;
+    char notes[MAX_NOTES][256]; /* the first 5xx answers */
     int64_t *lat_us;
     long nlat;
 } prober;
@@ -165,8 +172,11 @@ static void subst(char *out, size_t cap, const char *in, long n)
     out[o] = '\0';
 }
 
-/* One probe: 1 answered (*a filled), 0 unanswered, -1 unanswered by reset/refusal. */
-static int probe_once(prober *pr, long n, answer *a)
+/*
+ * One probe: 1 answered (*a filled; note: its status and body, printable, for a
+ * look), 0 unanswered, -1 unanswered by reset/refusal.
+ */
+static int probe_once(prober *pr, long n, answer *a, char *note, size_t notecap)
 {
     char path[1024], body[4096], req[8192];
     int fd = -1, rc = 0;
@@ -220,6 +230,14 @@ static int probe_once(prober *pr, long n, answer *a)
     for (;;) {
         long alen = parse_answer(buf, got, a);
         if (alen > 0) {
+            const char *sep = memmem(buf, (size_t)alen, "\r\n\r\n", 4);
+            size_t blen = sep ? (size_t)(buf + alen - sep - 4) : 0;
+            int k = snprintf(note, notecap, "%d ", a->status);
+            for (size_t i = 0; sep && i < blen && (size_t)k + 1 < notecap; i++) {
+                char ch = sep[4 + i];
+                note[k++] = ch >= 0x20 && ch < 0x7f ? ch : '.';
+            }
+            note[k < (int)notecap ? k : (int)notecap - 1] = '\0';
             rc = 1;
             goto out;
         }
@@ -260,8 +278,9 @@ static void *prober_main(void *arg)
         }
         next = t + pr->interval_ms;
         answer a;
+        char note[256];
         int64_t t0 = now_us();
-        int r = probe_once(pr, atomic_fetch_add(pr->seq, 1), &a);
+        int r = probe_once(pr, atomic_fetch_add(pr->seq, 1), &a, note, sizeof note);
         int64_t dt = now_us() - t0;
         pr->requests++;
         if (r <= 0) {
@@ -273,6 +292,8 @@ static void *prober_main(void *arg)
         pr->answered++;
         if (pr->nlat < MAX_SAMPLES)
             pr->lat_us[pr->nlat++] = dt;
+        if (pr->expect ? a.status == pr->expect : a.status >= 200 && a.status < 300)
+            pr->expected++;
         if (a.status >= 200 && a.status < 300)
             pr->s2xx++;
         else if (a.status >= 400 && a.status < 500)
@@ -281,6 +302,8 @@ static void *prober_main(void *arg)
             pr->s5xx++;
         if (a.status == 503 && !a.retry_after)
             pr->s503_no_ra++;
+        if (a.status >= 500 && pr->nnotes < MAX_NOTES)
+            snprintf(pr->notes[pr->nnotes++], sizeof pr->notes[0], "%s", note);
     }
     return NULL;
 }
@@ -382,7 +405,7 @@ int main(int argc, char **argv)
     const char *probe_targets[MAX_PROBES];
     int nprobe_targets = 0;
     long port = 0, addrs = 20, nslow = 0, nidle = 0, nbusy = 0, duration = 15, reconnect_ms = 500,
-         busy_interval = 100, probe_interval = 50, probe_timeout = 5000;
+         busy_interval = 100, probe_interval = 50, probe_timeout = 5000, probe_expect = 0;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -425,6 +448,8 @@ int main(int argc, char **argv)
             probe_interval = atol(v);
         else if (!strcmp(a, "--probe-timeout-ms"))
             probe_timeout = atol(v);
+        else if (!strcmp(a, "--probe-expect"))
+            probe_expect = atol(v);
         else {
             fputs(usage, stderr);
             return 2;
@@ -522,6 +547,7 @@ int main(int argc, char **argv)
         pr->key = probe_key;
         pr->interval_ms = probe_interval;
         pr->timeout_ms = probe_timeout;
+        pr->expect = probe_expect;
         pr->seq = &seq;
         pr->stop = &stop;
         pr->lat_us = malloc(MAX_SAMPLES * sizeof *pr->lat_us);
@@ -719,12 +745,15 @@ int main(int argc, char **argv)
     for (int i = 0; i < nprobe_targets; i++) {
         prober *pr = &probers[i];
         qsort(pr->lat_us, (size_t)pr->nlat, sizeof *pr->lat_us, cmp_i64);
-        printf("probe %s requests=%ld answered=%ld unanswered=%ld resets=%ld p50_ms=%.1f "
-               "p99_ms=%.1f max_ms=%.1f status_2xx=%ld status_4xx=%ld status_5xx=%ld "
-               "status_503_no_retry_after=%ld\n",
-               pr->name, pr->requests, pr->answered, pr->unanswered, pr->resets,
-               pct_ms(pr->lat_us, pr->nlat, 0.5), pct_ms(pr->lat_us, pr->nlat, 0.99),
-               pct_ms(pr->lat_us, pr->nlat, 1.0), pr->s2xx, pr->s4xx, pr->s5xx, pr->s503_no_ra);
+        printf(
+            "probe %s requests=%ld answered=%ld unanswered=%ld resets=%ld expected=%ld p50_ms=%.1f "
+            "p99_ms=%.1f max_ms=%.1f status_2xx=%ld status_4xx=%ld status_5xx=%ld "
+            "status_503_no_retry_after=%ld\n",
+            pr->name, pr->requests, pr->answered, pr->unanswered, pr->resets, pr->expected,
+            pct_ms(pr->lat_us, pr->nlat, 0.5), pct_ms(pr->lat_us, pr->nlat, 0.99),
+            pct_ms(pr->lat_us, pr->nlat, 1.0), pr->s2xx, pr->s4xx, pr->s5xx, pr->s503_no_ra);
+        for (int k = 0; k < pr->nnotes; k++)
+            printf("probe_note %s %s\n", pr->name, pr->notes[k]);
         free(pr->lat_us);
     }
     for (long i = 0; i < total; i++) {
