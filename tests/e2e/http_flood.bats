@@ -49,6 +49,8 @@ flood() {
         "$@" >"$FLOOD_OUT" || kq_fail "kq_flood failed: $(cat "$FLOOD_OUT")" || return 1
     echo "> kq_flood $*"
     sed 's/^/< /' "$FLOOD_OUT"
+    # the measured numbers in the suite's output, passing or not
+    sed 's/^/# /' "$FLOOD_OUT" >&3
 }
 
 # fv LINE_PREFIX KEY: the value of KEY= on the output line starting with LINE_PREFIX.
