@@ -8,7 +8,10 @@
 #   make up / make down       start / stop Kafka, PostgreSQL (and later the services) in var/
 #   make bench                benchmark table (medians and ratios to baselines)
 #   make fuzz                 libFuzzer targets with clang (tests/fuzz/)
+#   make fuzz-http            the HTTP parser's fuzz target, FUZZ_RUNS (10M) executions; fuzz-long: 100M
 #   make check-layers         which folder includes which (LAYERS below); every build runs it
+#   make test-faults          the fault campaign (tests/faults/run.sh, at most 40 minutes);
+#                             make test-faults-short: its 5-minute version (in .ci/run)
 #
 # Conventions that keep this file short:
 #   - every .c in lib/ events/ commands/ projections/ query-api/ replay/ worker/ goes into
@@ -89,7 +92,8 @@ BENCH_BIN:= $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 FUZZ_SRC := $(filter-out tests/fuzz/fuzz_driver.c,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%-replay)
 
-.PHONY: FORCE all deps test test-unit test-conformance test-e2e test-fuzz-replay up down bench fuzz \
+.PHONY: FORCE all deps test test-unit test-conformance test-e2e test-fuzz-replay test-faults \
+        test-faults-short up down bench fuzz fuzz-http fuzz-long \
         clean format format-check docs check-layers
 .DEFAULT_GOAL := all
 .SECONDARY:
@@ -184,6 +188,16 @@ test-fuzz-replay: $(FUZZ_REPLAY)
 test-e2e: $(BINS) $(TOOL_BIN)
 	KCQRS_BIN=$(CURDIR)/$(BIN) KCQRS_TOOLS=$(CURDIR)/$(BUILD)/tests/tools bats --timing tests/e2e
 
+# The fault campaign (tests/faults/README.md): real brokers, PostgreSQL and every service
+# under load while faults are injected; the checks and the table at the end. Bounded by
+# timeout so that a hung run cannot hold CI.
+FAULTS_ENV = KCQRS_BIN=$(CURDIR)/$(BIN) KCQRS_TOOLS=$(CURDIR)/$(BUILD)/tests/tools
+test-faults: $(BINS) $(TOOL_BIN)
+	$(FAULTS_ENV) timeout -k 30 2400 tests/faults/run.sh
+
+test-faults-short: $(BINS) $(TOOL_BIN)
+	$(FAULTS_ENV) FAULTS_SHORT=1 timeout -k 30 600 tests/faults/run.sh
+
 # ---------------------------------------------------------------- running
 # deps runs first and the build in a sub-make, so pkg-config sees freshly installed packages.
 # make up KAFKA_NODES=3 (a 3-node cluster), make up KAFKA_SECURITY=sasl_ssl; see ops/up.sh.
@@ -206,6 +220,36 @@ fuzz: $(LIB_SRC) $(SQL_GEN)
 	  $(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined $(INC_ALL) \
 	    $(PKG_CFLAGS) $$f $(LIB_SRC) $(SQL_GEN) -o $(BUILD)/fuzz/$$n $(LDLIBS) || exit 1; \
 	  echo "built $(BUILD)/fuzz/$$n  (run: $(BUILD)/fuzz/$$n -max_total_time=60 tests/fuzz/corpus/$$n)"; done
+
+# The HTTP request parser's fuzz target (tests/fuzz/fuzz_http_parse.c, lib/kq_http_parse) under
+# ASan+UBSan for FUZZ_RUNS executions in all, split over FUZZ_JOBS processes (libFuzzer -jobs;
+# they share new inputs through the corpus folder). CI runs `make fuzz-http` (10,000,000);
+# `make fuzz-long` runs 100,000,000. The checked-in corpus is only read: new inputs go to
+# $(BUILD)/fuzz/corpus-http, a finding to $(BUILD)/fuzz/crash-* (replay it with
+# `$(BUILD)/fuzz/fuzz_http_parse <file>`) and the run fails.
+FUZZ_RUNS ?= 10000000
+FUZZ_JOBS ?= 2
+FUZZ_HTTP := $(BUILD)/fuzz/fuzz_http_parse
+FUZZ_HTTP_SRC := tests/fuzz/fuzz_http_parse.c lib/kq_http_parse.c lib/kq_err.c lib/kq_rand.c
+$(FUZZ_HTTP): $(FUZZ_HTTP_SRC) lib/kq_http_parse.h lib/kq_err.h lib/kq_rand.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+	  -fno-sanitize-recover=all -Ilib $(FUZZ_HTTP_SRC) -o $@
+
+fuzz-http: $(FUZZ_HTTP)
+	@rm -f $(BUILD)/fuzz/fuzz-*.log; mkdir -p $(BUILD)/fuzz/corpus-http
+	@start=$$(date +%s); cd $(BUILD)/fuzz && \
+	./fuzz_http_parse -jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS) \
+	  -runs=$$(( $(FUZZ_RUNS) / $(FUZZ_JOBS) )) -print_final_stats=1 \
+	  corpus-http $(CURDIR)/tests/fuzz/corpus/fuzz_http_parse >/dev/null 2>&1; rc=$$?; \
+	for f in fuzz-*.log; do grep -E '^(Done|stat::number_of_executed_units)' $$f | tr '\n' ' '; \
+	  echo "($$f)"; done; \
+	if [ $$rc -ne 0 ]; then for f in fuzz-*.log; do tail -n 40 $$f; done; \
+	  echo "fuzz-http: FAILED, see $(BUILD)/fuzz/fuzz-*.log and $(BUILD)/fuzz/crash-*"; exit 1; fi; \
+	echo "fuzz-http: $(FUZZ_RUNS) runs on $(FUZZ_JOBS) processes, no finding, $$(( $$(date +%s) - start ))s"
+
+fuzz-long:
+	@$(MAKE) --no-print-directory fuzz-http FUZZ_RUNS=100000000
 
 # ---------------------------------------------------------------- docs and hygiene
 # The configuration table in README.md is generated from lib/kq_config.c.

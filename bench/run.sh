@@ -7,7 +7,7 @@
 #   BUILD=build          where the bench programs were built ($BUILD/bench/*)
 #   BENCH_RUNS=N         measured runs per benchmark (default 5; 3 when quick)
 #   BENCH_QUICK=1        CI-sized run: shorter durations, fewer messages
-#   BENCH_ONLY=a,b       subset of: codec, http, worker, kafka, commands, projector, query, replay, pg
+#   BENCH_ONLY=a,b       subset of: codec, http, worker, kafka, commands, stack, projector, query, replay, pg
 #                        (default: all but pg; pg: the PostgreSQL projector write paths
 #                        compared, bench_pg_apply; replay: kcqrs-replay rebuild times beside
 #                        a raw consumer, bench_replay.sh). projector, query, replay and pg use
@@ -36,7 +36,7 @@ if [ "$BENCH_QUICK" = 1 ]; then
 else
     BENCH_RUNS=${BENCH_RUNS:-5}
 fi
-BENCH_ONLY=${BENCH_ONLY:-codec,http,worker,kafka,commands,projector,query,replay}
+BENCH_ONLY=${BENCH_ONLY:-codec,http,worker,kafka,commands,stack,projector,query,replay}
 BENCH_STRICT=${BENCH_STRICT:-0}
 case "$BENCH_RUNS" in '' | *[!0-9]* | 0) echo "bench: BENCH_RUNS must be a positive integer" >&2; exit 2 ;; esac
 
@@ -299,6 +299,15 @@ if want commands; then
     command -v curl >/dev/null || die "curl is not installed"
     benches+=(commands)
 fi
+if want stack; then
+    for b in bench_rate; do need_bin "$b"; done
+    for b in kcqrs-commands kcqrs-projector kcqrs-query kcqrs-worker kcqrs-keys kcqrs-replay; do
+        [ -x "$BUILD/bin/$b" ] || die "$BUILD/bin/$b is missing (make bench builds it)"
+    done
+    [ -x "$BUILD/tests/tools/qry_bench" ] || die "$BUILD/tests/tools/qry_bench is missing (make builds it)"
+    command -v wrk >/dev/null || die "wrk is not installed"
+    benches+=(stack)
+fi
 want pg && { need_bin bench_pg_apply; benches+=(pg); }
 if want projector; then
     need_bin bench_consume
@@ -318,7 +327,7 @@ if want replay; then
     done
     benches+=(replay)
 fi
-[ "${#benches[@]}" -gt 0 ] || die "BENCH_ONLY='$BENCH_ONLY' selects nothing (codec, http, worker, kafka, commands, projector, query, replay, pg)"
+[ "${#benches[@]}" -gt 0 ] || die "BENCH_ONLY='$BENCH_ONLY' selects nothing (codec, http, worker, kafka, commands, stack, projector, query, replay, pg)"
 
 echo "bench: ${benches[*]}; $BENCH_RUNS runs each$(want commands && echo " ($CMD_RUNS for commands)")$([ "$BENCH_QUICK" = 1 ] && echo ' (quick)'); pinning: $PINNING" >&2
 if awk -v l="$load_start" -v n="$NCPU" 'BEGIN { exit !(l + 0 > 0.25 * n) }'; then
@@ -396,6 +405,28 @@ start_pg() {
     ops/pg.sh start "$PG_DATA" "$PG_PORT" >"$LOGS/pg-server.log" 2>&1 ||
         { tail -n 30 "$LOGS/pg-server.log" >&2; die "ops/pg.sh start failed"; }
 }
+
+# Phase 3c: the whole stack `make up` runs (issue #15): commands, projector (both
+# targets), query and worker on one broker and one PostgreSQL, beside the
+# command service alone in the same run (bench_stack.sh; the order of the two
+# alternates between runs).
+if want stack; then
+    start_kafka
+    start_pg
+    echo "bench: stack warm-up" >&2
+    stack_env=(KCQRS_BROKERS="$BROKERS" BENCH_PG_ADMIN_DSN="postgresql://postgres@127.0.0.1:$PG_PORT/postgres"
+        BUILD="$BUILD" BENCH_QUICK="$BENCH_QUICK" BENCH_PG_DATA="$PG_DATA"
+        BENCH_KAFKA_PID="$([ -n "$KAFKA_DATA" ] && cat "$KAFKA_DATA/kafka.pid" 2>/dev/null || true)")
+    run_prog stack warmup env "${stack_env[@]}" BENCH_STACK_RUN=1 BENCH_STACK_CONNS=64 \
+        BENCH_STACK_SECS=3 BENCH_STACK_LAG_SECS=2 bench/bench_stack.sh
+    phase_start
+    for run in $(seq "$SVC_RUNS"); do
+        echo "bench: run $run/$SVC_RUNS: stack" >&2
+        run_prog stack "$run" env "${stack_env[@]}" BENCH_STACK_RUN="$run" bench/bench_stack.sh
+        sed -i "s/^run=$run name=stack\./run=$run of=$SVC_RUNS name=stack./" "$RAW"
+    done
+    phase_end stack
+fi
 
 # Phase 4: the projector's replay from offset 0 into LMDB and into PostgreSQL
 # beside a raw read_committed consumer of the same topics (bench_projector.sh

@@ -20,13 +20,13 @@ static const char *const statuses[] = {"active", "inactive", "archived", NULL};
 static const kq_jin_field create_fields[] = {
     {"id", KQ_JIN_ID, 0, 0, NULL, 0, 0},
     {"name", KQ_JIN_STRING, 1, EV_NAME_MAX_CHARS, NULL, 0, 0},
-    {"description", KQ_JIN_STRING, 0, EV_DESCRIPTION_MAX_CHARS, NULL, 0, 0},
+    {"description", KQ_JIN_TEXT, 0, EV_DESCRIPTION_MAX_CHARS, NULL, 0, 0},
     {"status", KQ_JIN_STRING, 0, 0, statuses, 0, 0},
 };
 
 static const kq_jin_field update_fields[] = {
     {"name", KQ_JIN_STRING, 0, EV_NAME_MAX_CHARS, NULL, 0, 0},
-    {"description", KQ_JIN_STRING, 0, EV_DESCRIPTION_MAX_CHARS, NULL, 0, 0},
+    {"description", KQ_JIN_TEXT, 0, EV_DESCRIPTION_MAX_CHARS, NULL, 0, 0},
     {"status", KQ_JIN_STRING, 0, 0, statuses, 0, 0},
 };
 

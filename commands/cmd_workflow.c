@@ -192,6 +192,8 @@ static int take_secret(const json_t *obj, cmd_command *c, json_t *details)
 
     if (!json_is_string(v))
         return 0;
+    if (kq_jin_ctl_find(json_string_value(v), json_string_length(v), 0, NULL) >= 0)
+        return KQ_EINVAL; /* the field table's detail says so */
     if (!cmd_workflow_secret_ok(json_string_value(v), json_string_length(v))) {
         kq_jin_detail_add(details, "secret", "must be 1..%d visible ASCII characters (no spaces)",
                           EV_META_MAX);

@@ -334,9 +334,11 @@ int ev_url_check(const char *url, size_t len, char *why, size_t whylen)
     if (len > EV_URL_MAX)
         return kq_seterr(why, whylen, KQ_EINVAL, "must be at most %d bytes", EV_URL_MAX);
     for (i = 0; i < len; i++)
-        if ((unsigned char)url[i] <= 0x20 || (unsigned char)url[i] == 0x7f)
+        if ((unsigned char)url[i] == 0x20)
             return kq_seterr(why, whylen, KQ_EINVAL,
                              "must not contain spaces or control characters");
+    if (kq_jin_ctl_find(url, len, 0, NULL) >= 0)
+        return kq_seterr(why, whylen, KQ_EINVAL, "must not contain spaces or control characters");
     if (len >= 7 && strncasecmp(url, "http://", 7) == 0)
         h = 7;
     else if (len >= 8 && strncasecmp(url, "https://", 8) == 0)
@@ -392,7 +394,7 @@ int ev_email_ok(const char *a, size_t len)
 {
     const char *at = NULL;
 
-    if (len < 3 || len > EV_EMAIL_MAX)
+    if (len < 3 || len > EV_EMAIL_MAX || kq_jin_ctl_find(a, len, 0, NULL) >= 0)
         return 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)a[i];
@@ -415,7 +417,7 @@ static const kq_jin_field http_fields[] = {
     {"method", KQ_JIN_STRING, 0, 0, methods, 0, 0},
     {"url", KQ_JIN_STRING, 1, 0, NULL, 0, 0},
     {"headers", KQ_JIN_OBJECT, 0, 0, NULL, 0, 0},
-    {"body_template", KQ_JIN_STRING, 0, 0, NULL, 0, 0},
+    {"body_template", KQ_JIN_TEXT, 0, 0, NULL, 0, 0},
 };
 
 static const kq_jin_field email_fields[] = {
@@ -423,7 +425,7 @@ static const kq_jin_field email_fields[] = {
     {"name", KQ_JIN_STRING, 0, 0, NULL, 0, 0},
     {"to", KQ_JIN_ARRAY, 1, 0, NULL, 0, 0},
     {"subject", KQ_JIN_STRING, 1, 0, NULL, 0, 0},
-    {"body_template", KQ_JIN_STRING, 0, 0, NULL, 0, 0},
+    {"body_template", KQ_JIN_TEXT, 0, 0, NULL, 0, 0},
 };
 
 #define NFIELDS(t) (sizeof(t) / sizeof((t)[0]))
@@ -434,18 +436,6 @@ static int check_template(json_t *details, const char *path, const json_t *v)
 
     if (ev_template_check(json_string_value(v), json_string_length(v), why, sizeof why) != 0) {
         kq_jin_detail_add(details, path, "%s", why);
-        return 1;
-    }
-    return 0;
-}
-
-static int no_crlf(json_t *details, const char *path, const json_t *v)
-{
-    const char *s = json_string_value(v);
-    size_t n = json_string_length(v);
-
-    if (memchr(s, '\r', n) != NULL || memchr(s, '\n', n) != NULL || memchr(s, '\0', n) != NULL) {
-        kq_jin_detail_add(details, path, "must not contain CR, LF or NUL");
         return 1;
     }
     return 0;
@@ -500,7 +490,9 @@ static size_t parse_http(const json_t *a, const char *prefix, ev_step *st, ev_ht
     if (json_is_string(v = json_object_get(a, "url"))) {
         char why[160];
         snprintf(path, sizeof path, "%s.url", prefix);
-        if (ev_url_check(json_string_value(v), json_string_length(v), why, sizeof why) != 0) {
+        /* control characters: the field table's detail already */
+        if (kq_jin_ctl_find(json_string_value(v), json_string_length(v), 0, NULL) < 0 &&
+            ev_url_check(json_string_value(v), json_string_length(v), why, sizeof why) != 0) {
             kq_jin_detail_add(details, path, "%s", why);
             bad++;
         }
@@ -530,7 +522,8 @@ static size_t parse_http(const json_t *a, const char *prefix, ev_step *st, ev_ht
                 kq_jin_detail_add(details, path, "must be a string");
                 bad++;
             } else if (kq_jin_check_bytes(details, path, hv, 0, EV_HEADER_VALUE_MAX) ||
-                       no_crlf(details, path, hv) || check_template(details, path, hv)) {
+                       kq_jin_check_ctl(details, path, hv, KQ_JIN_ALLOW_TAB) ||
+                       check_template(details, path, hv)) {
                 bad++;
             }
             headers[k].name = ev_str_c(key);
@@ -577,8 +570,10 @@ static size_t parse_email(const json_t *a, const char *prefix, ev_step *st, ev_s
     }
     if (json_is_string(v = json_object_get(a, "subject"))) {
         snprintf(path, sizeof path, "%s.subject", prefix);
-        if (kq_jin_check_bytes(details, path, v, 0, EV_SUBJECT_MAX) || no_crlf(details, path, v) ||
-            check_template(details, path, v))
+        /* control characters (CR, LF...): the field table's detail */
+        if (kq_jin_ctl_find(json_string_value(v), json_string_length(v), 0, NULL) < 0 &&
+            (kq_jin_check_bytes(details, path, v, 0, EV_SUBJECT_MAX) ||
+             check_template(details, path, v)))
             bad++;
         m->subject = jview(v);
     }

@@ -22,9 +22,14 @@
  *   - headers: at most 50; names are HTTP tokens of 1..256 bytes; Host,
  *     Content-Length, Transfer-Encoding, Connection and X-Kcqrs-* (any
  *     case) are refused (the worker sets them); values are strings of
- *     0..8192 bytes without CR, LF or NUL;
+ *     0..8192 bytes without control characters but TAB;
  *   - to: 1..50 addresses (ev_email_ok);
- *   - subject: 0..998 bytes without CR or LF; body_template: 0..65536 bytes;
+ *   - subject: 0..998 bytes; body_template: 0..65536 bytes (TAB, LF and CR
+ *     allowed: multi-line text);
+ *   - control characters (lib/kq_json_in.h's one rule: U+0000..U+001F, U+007F,
+ *     U+0080..U+009F) are refused in every string of an action: type, name,
+ *     method, url, header values (TAB allowed), addresses, subject; header
+ *     names are HTTP tokens, so they hold none either;
  *   - url (after the host), header values, subject and body_template are
  *     templates: every "{{" must open a placeholder (ev_template_check).
  *   Every offending field gets one detail {"field","message"} (paths like
@@ -56,7 +61,7 @@
  *   otherwise and for e-mail bodies, and the subject in header mode.
  *
  * URL rule (ev_url_check): at most 2048 bytes, no spaces or control
- *   characters, http:// or https:// (any case), then a host (a name of
+ *   characters (C1 included), http:// or https:// (any case), then a host (a name of
  *   [A-Za-z0-9.-_~%] or a bracketed IPv6 literal), an optional :port
  *   (1..65535), then /path, ?query or #fragment; no user:password@ part.
  *   Placeholders are allowed after the host only.

@@ -6,6 +6,7 @@
  */
 #include "kq_config.h"
 #include "kq_err.h"
+#include "kq_kprops.h"
 #include "kq_util.h"
 
 #include <limits.h>
@@ -38,14 +39,23 @@ static const cfg_setting settings[] = {
      "Replication factor of created topics (3 on a cluster)"},
     {"KCQRS_MIN_INSYNC_REPLICAS", "1", CFG_INT, F(min_insync_replicas), 1, 32,
      "min.insync.replicas of created topics (2 on a cluster)"},
+    {"KCQRS_KAFKA_QUEUE_KB", "8192", CFG_INT, F(kafka_queue_kb), 1024, 2097151,
+     "Bytes (KiB) a Kafka consumer may prefetch (each of the projector's, the worker's, "
+     "catch-up's)"},
     {"KCQRS_KAFKA_TIMEOUT_MS", "10000", CFG_INT, F(kafka_timeout_ms), 100, 600000,
      "Bound on Kafka admin, produce and commit calls, in milliseconds"},
+    {"KCQRS_KAFKA_PROPERTIES", "none", CFG_STRING, F(kafka_properties), 0, 0,
+     "File of librdkafka key=value lines (TLS, SASL, tuning) for every Kafka client; secrets "
+     "are never printed (none: no file)"},
     {"KCQRS_KEYS_FILE", "var/keys", CFG_STRING, F(keys_file), 0, 0,
      "API keys file: name, roles, SHA-256 of the key per line (kcqrs-keys)"},
     {"KCQRS_LOG_LEVEL", "info", CFG_LOG_LEVEL, F(log_level), 0, 0,
      "Log level: debug, info, warn, error, off"},
     {"KCQRS_LOG_FORMAT", "human", CFG_LOG_FORMAT, F(log_format), 0, 0,
      "Log format on stderr: human or json (one object per line)"},
+    {"KCQRS_LOG_FLUSH_MS", "100", CFG_INT, F(log_flush_ms), 0, 60000,
+     "Log lines wait in a per-thread buffer at most this long (WARN and ERROR lines, exit: "
+     "at once); 0 = one write per line"},
     {"KCQRS_LMDB_DIR", "var/lmdb", CFG_STRING, F(lmdb_dir), 0, 0,
      "LMDB directory; kcqrs-commands keeps its state snapshot in DIR/commands"},
     {"KCQRS_COMMANDS_ADDR", "127.0.0.1:8080", CFG_STRING, F(commands_addr), 0, 0,
@@ -220,8 +230,12 @@ int kq_config_load(kq_config *cfg, char *errstr, size_t errlen)
             goto out;
         }
     }
-    if (strlen(cfg->topic_prefix) > 200)
+    if (strlen(cfg->topic_prefix) > 200) {
         rc = kq_seterr(errstr, errlen, KQ_ECONFIG, "KCQRS_TOPIC_PREFIX is longer than 200");
+        goto out;
+    }
+    if (strcmp(cfg->kafka_properties, "none") != 0)
+        rc = kq_kprops_load(cfg->kafka_properties, &cfg->kafka_props, errstr, errlen);
 out:
     if (rc != 0)
         kq_config_free(cfg);
@@ -230,6 +244,8 @@ out:
 
 void kq_config_free(kq_config *cfg)
 {
+    kq_kprops_free(cfg->kafka_props);
+    cfg->kafka_props = NULL;
     for (size_t i = 0; i < NSETTINGS; i++) {
         if (settings[i].type == CFG_STRING) {
             char **p = (char **)((char *)cfg + settings[i].offset);
@@ -242,9 +258,31 @@ void kq_config_free(kq_config *cfg)
 int kq_config_load_and_init_log(kq_config *cfg, const char *prog, char *errstr, size_t errlen)
 {
     int rc = kq_config_load(cfg, errstr, errlen);
-    if (rc == 0)
+    if (rc == 0) {
         kq_log_init(prog, (kq_log_level)cfg->log_level, (kq_log_format)cfg->log_format);
+        kq_log_set_flush_ms(cfg->log_flush_ms);
+        kq_config_log_kafka_properties(cfg);
+    }
     return rc;
+}
+
+void kq_config_log_kafka_properties(const kq_config *cfg)
+{
+    const kq_kprops *p = cfg->kafka_props;
+    char line[2048];
+    size_t off = 0;
+
+    if (p == NULL)
+        return;
+    line[0] = '\0';
+    for (size_t i = 0; i < p->n && off < sizeof line; i++) {
+        int n =
+            snprintf(line + off, sizeof line - off, " %s=%s", p->keys[i], kq_kprops_shown(p, i));
+        if (n < 0)
+            break;
+        off += (size_t)n;
+    }
+    kq_log(KQ_LOG_INFO, "kafka properties from %s (%zu):%s", p->path, p->n, line);
 }
 
 void kq_config_print_help(FILE *out)

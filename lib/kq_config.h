@@ -7,7 +7,9 @@
  * the way librdkafka generates CONFIGURATION.md from its property table.
  *
  * kq_config_load() is called once by main(); the struct is then read-only and
- * may be shared between threads.
+ * may be shared between threads. It also reads and validates the file named by
+ * KCQRS_KAFKA_PROPERTIES (kq_kprops.h), so a bad line stops every binary at
+ * start with PATH:LINE.
  */
 #ifndef KQ_CONFIG_H
 #define KQ_CONFIG_H
@@ -17,6 +19,8 @@
 
 #include "kq_log.h"
 
+struct kq_kprops;
+
 typedef struct kq_config {
     char *brokers;             /* KCQRS_BROKERS */
     char *pg_dsn;              /* KCQRS_PG_DSN */
@@ -24,10 +28,12 @@ typedef struct kq_config {
     int partitions;            /* KCQRS_PARTITIONS */
     int replication_factor;    /* KCQRS_REPLICATION_FACTOR */
     int min_insync_replicas;   /* KCQRS_MIN_INSYNC_REPLICAS */
+    int kafka_queue_kb;        /* KCQRS_KAFKA_QUEUE_KB: consumer prefetch bound */
     int kafka_timeout_ms;      /* KCQRS_KAFKA_TIMEOUT_MS */
     char *keys_file;           /* KCQRS_KEYS_FILE */
     int log_level;             /* KCQRS_LOG_LEVEL, a kq_log_level */
     int log_format;            /* KCQRS_LOG_FORMAT, a kq_log_format */
+    int log_flush_ms;          /* KCQRS_LOG_FLUSH_MS: 0 = one write(2) per line */
     char *lmdb_dir;            /* KCQRS_LMDB_DIR */
     char *commands_addr;       /* KCQRS_COMMANDS_ADDR */
     int http_max_body;         /* KCQRS_HTTP_MAX_BODY, bytes */
@@ -70,6 +76,8 @@ typedef struct kq_config {
     char *worker_smtp_user;         /* KCQRS_WORKER_SMTP_USER, "none" = no login */
     char *worker_smtp_password;     /* KCQRS_WORKER_SMTP_PASSWORD */
     char *failpoint;                /* KCQRS_FAILPOINT, tests only: "none" = off */
+    char *kafka_properties;         /* KCQRS_KAFKA_PROPERTIES, a path or "none" */
+    struct kq_kprops *kafka_props;  /* its validated content (kq_kprops.h), NULL for none */
 } kq_config;
 
 /*
@@ -81,8 +89,13 @@ typedef struct kq_config {
 int kq_config_load(kq_config *cfg, char *errstr, size_t errlen);
 void kq_config_free(kq_config *cfg);
 
-/* Load, then kq_log_init() from the result. Convenience for main(). */
+/* Load, then kq_log_init() from the result and log the Kafka properties (secrets
+ * redacted). Convenience for main(). */
 int kq_config_load_and_init_log(kq_config *cfg, const char *prog, char *errstr, size_t errlen);
+
+/* One info line: the KCQRS_KAFKA_PROPERTIES file and its keys, secret values as
+ * "[redacted]". Nothing when there is no file. */
+void kq_config_log_kafka_properties(const kq_config *cfg);
 
 /* The table as aligned text (for --help) or as a Markdown table (README). */
 void kq_config_print_help(FILE *out);

@@ -24,6 +24,7 @@
  */
 #include "kq_http_parse.h"
 #include "kq_err.h"
+#include "kq_rand.h"
 
 #include <string.h>
 #include <strings.h>
@@ -52,17 +53,6 @@ static int is_tchar(unsigned char c)
     if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
         return 1;
     return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 static int is_ctl(unsigned char c)
@@ -111,8 +101,8 @@ static long pct_run(const char *s, size_t len, int plus_is_space, char *out)
             int hi, lo;
             if (i + 2 >= len)
                 return -1;
-            hi = hexval((unsigned char)s[i + 1]);
-            lo = hexval((unsigned char)s[i + 2]);
+            hi = kq_hex_digit((unsigned char)s[i + 1]);
+            lo = kq_hex_digit((unsigned char)s[i + 2]);
             if (hi < 0 || lo < 0)
                 return -1;
             c = (unsigned char)(hi << 4 | lo);
@@ -322,11 +312,11 @@ static int scan_request_line(const char *buf, size_t n, const kq_hp_limits *l, s
                     return refuse(err, errlen, 414, "request-target too long");
                 if (s->pos + 1 >= n)
                     return 0;
-                if ((hi = hexval((unsigned char)buf[s->pos + 1])) < 0)
+                if ((hi = kq_hex_digit((unsigned char)buf[s->pos + 1])) < 0)
                     return refuse(err, errlen, 400, "invalid percent-escape in the request-target");
                 if (s->pos + 2 >= n)
                     return 0;
-                if ((lo = hexval((unsigned char)buf[s->pos + 2])) < 0)
+                if ((lo = kq_hex_digit((unsigned char)buf[s->pos + 2])) < 0)
                     return refuse(err, errlen, 400, "invalid percent-escape in the request-target");
                 if (hi == 0 && lo == 0)
                     return refuse(err, errlen, 400, "%00 in the request-target");
@@ -642,17 +632,120 @@ int kq_hp_body_init(kq_hp_body *b, const kq_hp_head *h, const kq_hp_limits *lim,
     return 0;
 }
 
-static int body_fail(kq_hp_body *b, int status, char *err, size_t errlen, const char *why)
+/*
+ * One framing byte c (anything but a run of payload) through the state
+ * machine. Returns NULL, or the reason of a refusal with *status set.
+ */
+static const char *body_step(kq_hp_body *b, unsigned char c, int *status)
 {
-    b->state = -status;
-    return refuse(err, errlen, status, why);
+    *status = 400;
+    switch (b->state) {
+    case B_SIZE:
+    case B_EXT_WS:
+    case B_EXT:
+    case B_SIZE_LF:
+        if (++b->line > b->max_chunk_line)
+            return "chunk-size line too long";
+        break;
+    case B_TR_START:
+    case B_TR_NAME:
+    case B_TR_VALUE:
+    case B_TR_LF:
+    case B_END_LF:
+        if (++b->trailers > b->max_trailers) {
+            *status = 431;
+            return "trailer section too large";
+        }
+        break;
+    default:
+        break;
+    }
+    switch (b->state) {
+    case B_SIZE: {
+        int v = kq_hex_digit(c);
+        if (v >= 0) {
+            if (++b->digits > 15)
+                return "chunk-size too large";
+            b->remaining = b->remaining << 4 | (uint64_t)v;
+            if (b->remaining > b->max_body - b->payload) {
+                *status = 413;
+                return "request body too large";
+            }
+        } else if (b->digits == 0) {
+            return "chunk-size is not hexadecimal";
+        } else if (c == '\r') {
+            b->state = B_SIZE_LF;
+        } else if (c == ';') {
+            b->state = B_EXT;
+        } else if (c == ' ' || c == '\t') {
+            b->state = B_EXT_WS;
+        } else {
+            return "invalid chunk-size line";
+        }
+        return NULL;
+    }
+    case B_EXT_WS:
+        if (c == ';')
+            b->state = B_EXT;
+        else if (c != ' ' && c != '\t')
+            return "invalid chunk extension";
+        return NULL;
+    case B_EXT:
+        if (c == '\r')
+            b->state = B_SIZE_LF;
+        else if (!is_value_byte(c))
+            return "control character in a chunk extension";
+        return NULL;
+    case B_SIZE_LF:
+        if (c != '\n')
+            return "chunk-size line not ending in CRLF";
+        b->line = 0;
+        b->digits = 0;
+        b->state = b->remaining ? B_DATA : B_TR_START;
+        return NULL;
+    case B_DATA_CR:
+    case B_DATA_LF:
+        if (c != (b->state == B_DATA_CR ? '\r' : '\n'))
+            return "chunk data not followed by CRLF";
+        b->state = b->state == B_DATA_CR ? B_DATA_LF : B_SIZE;
+        return NULL;
+    case B_TR_START:
+        if (c == '\r')
+            b->state = B_END_LF;
+        else if (is_tchar(c))
+            b->state = B_TR_NAME;
+        else
+            return "invalid trailer field";
+        return NULL;
+    case B_TR_NAME:
+        if (c == ':')
+            b->state = B_TR_VALUE;
+        else if (!is_tchar(c))
+            return "invalid trailer field name";
+        return NULL;
+    case B_TR_VALUE:
+        if (c == '\r')
+            b->state = B_TR_LF;
+        else if (!is_value_byte(c))
+            return "control character in a trailer field";
+        return NULL;
+    case B_TR_LF:
+    case B_END_LF:
+        if (c != '\n')
+            return "line in the trailer section not ending in CRLF";
+        b->state = b->state == B_TR_LF ? B_TR_START : B_DONE;
+        return NULL;
+    default:
+        return "body decoder in an invalid state";
+    }
 }
 
 int kq_hp_body_feed(kq_hp_body *b, const char *in, size_t len, size_t *used, char *out,
                     size_t outcap, size_t *outlen, char *err, size_t errlen)
 {
     size_t i = 0, o = outlen ? *outlen : 0;
-    int rc = 0;
+    const char *why = NULL;
+    int rc = 0, status = 413;
 
     if (used)
         *used = 0;
@@ -660,192 +753,48 @@ int kq_hp_body_feed(kq_hp_body *b, const char *in, size_t len, size_t *used, cha
         return refuse(err, errlen, -b->state, "request body refused before");
     if (b->state == B_DONE)
         return 1;
-    while (i < len) {
-        unsigned char c;
+    while (i < len && rc == 0) {
         if (b->state == B_LENGTH || b->state == B_DATA) {
-            /* a run of payload */
-            uint64_t take = b->remaining;
+            /* a run of payload: as much as the input, the wire cap and out allow */
+            uint64_t take = b->remaining, room = outcap > o ? outcap - o : 0;
             if (take > len - i)
                 take = len - i;
             if (take > b->max_wire - b->wire)
                 take = b->max_wire - b->wire;
-            if (out != NULL && take > outcap - o)
-                take = outcap - o;
+            if (out != NULL && take > room)
+                take = room;
             if (take == 0) {
-                if (b->wire >= b->max_wire) {
-                    rc = body_fail(b, 413, err, errlen, "request body too large on the wire");
-                    goto out;
-                }
-                goto out; /* out is full */
+                if (b->wire >= b->max_wire)
+                    why = "request body too large on the wire";
+                break; /* else out is full */
             }
-            if (out != NULL)
+            if (out != NULL) {
                 memcpy(out + o, in + i, (size_t)take);
-            o += out != NULL ? (size_t)take : 0;
+                o += (size_t)take;
+            }
             i += (size_t)take;
             b->wire += take;
             b->payload += take;
             b->remaining -= take;
-            if (b->remaining == 0) {
-                if (b->state == B_LENGTH) {
-                    b->state = B_DONE;
-                    rc = 1;
-                    goto out;
-                }
-                b->state = B_DATA_CR;
-            }
-            continue;
+            if (b->remaining == 0)
+                b->state = b->state == B_LENGTH ? B_DONE : B_DATA_CR;
+        } else if (b->wire >= b->max_wire) {
+            status = 413;
+            why = "request body too large on the wire";
+            break;
+        } else if ((why = body_step(b, (unsigned char)in[i], &status)) != NULL) {
+            break;
+        } else {
+            i++;
+            b->wire++;
         }
-        /* one framing byte */
-        if (b->wire >= b->max_wire) {
-            rc = body_fail(b, 413, err, errlen, "request body too large on the wire");
-            goto out;
-        }
-        c = (unsigned char)in[i];
-        switch (b->state) {
-        case B_SIZE:
-        case B_EXT_WS:
-        case B_EXT:
-        case B_SIZE_LF:
-            if (++b->line > b->max_chunk_line) {
-                rc = body_fail(b, 400, err, errlen, "chunk-size line too long");
-                goto out;
-            }
-            break;
-        case B_TR_START:
-        case B_TR_NAME:
-        case B_TR_VALUE:
-        case B_TR_LF:
-        case B_END_LF:
-            if (++b->trailers > b->max_trailers) {
-                rc = body_fail(b, 431, err, errlen, "trailer section too large");
-                goto out;
-            }
-            break;
-        default:
-            break;
-        }
-        switch (b->state) {
-        case B_SIZE: {
-            int v = hexval(c);
-            if (v >= 0) {
-                if (++b->digits > 15) {
-                    rc = body_fail(b, 400, err, errlen, "chunk-size too large");
-                    goto out;
-                }
-                b->remaining = b->remaining << 4 | (uint64_t)v;
-                if (b->remaining > b->max_body - b->payload) {
-                    rc = body_fail(b, 413, err, errlen, "request body too large");
-                    goto out;
-                }
-                break;
-            }
-            if (b->digits == 0) {
-                rc = body_fail(b, 400, err, errlen, "chunk-size is not hexadecimal");
-                goto out;
-            }
-            if (c == '\r')
-                b->state = B_SIZE_LF;
-            else if (c == ';')
-                b->state = B_EXT;
-            else if (c == ' ' || c == '\t')
-                b->state = B_EXT_WS;
-            else {
-                rc = body_fail(b, 400, err, errlen, "invalid chunk-size line");
-                goto out;
-            }
-            break;
-        }
-        case B_EXT_WS:
-            if (c == ';')
-                b->state = B_EXT;
-            else if (c != ' ' && c != '\t') {
-                rc = body_fail(b, 400, err, errlen, "invalid chunk extension");
-                goto out;
-            }
-            break;
-        case B_EXT:
-            if (c == '\r')
-                b->state = B_SIZE_LF;
-            else if (!is_value_byte(c)) {
-                rc = body_fail(b, 400, err, errlen, "control character in a chunk extension");
-                goto out;
-            }
-            break;
-        case B_SIZE_LF:
-            if (c != '\n') {
-                rc = body_fail(b, 400, err, errlen, "chunk-size line not ending in CRLF");
-                goto out;
-            }
-            b->line = 0;
-            b->digits = 0;
-            b->state = b->remaining ? B_DATA : B_TR_START;
-            break;
-        case B_DATA_CR:
-            if (c != '\r') {
-                rc = body_fail(b, 400, err, errlen, "chunk data not followed by CRLF");
-                goto out;
-            }
-            b->state = B_DATA_LF;
-            break;
-        case B_DATA_LF:
-            if (c != '\n') {
-                rc = body_fail(b, 400, err, errlen, "chunk data not followed by CRLF");
-                goto out;
-            }
-            b->state = B_SIZE;
-            break;
-        case B_TR_START:
-            if (c == '\r')
-                b->state = B_END_LF;
-            else if (is_tchar(c))
-                b->state = B_TR_NAME;
-            else {
-                rc = body_fail(b, 400, err, errlen, "invalid trailer field");
-                goto out;
-            }
-            break;
-        case B_TR_NAME:
-            if (c == ':')
-                b->state = B_TR_VALUE;
-            else if (!is_tchar(c)) {
-                rc = body_fail(b, 400, err, errlen, "invalid trailer field name");
-                goto out;
-            }
-            break;
-        case B_TR_VALUE:
-            if (c == '\r')
-                b->state = B_TR_LF;
-            else if (!is_value_byte(c)) {
-                rc = body_fail(b, 400, err, errlen, "control character in a trailer field");
-                goto out;
-            }
-            break;
-        case B_TR_LF:
-            if (c != '\n') {
-                rc = body_fail(b, 400, err, errlen, "trailer line not ending in CRLF");
-                goto out;
-            }
-            b->state = B_TR_START;
-            break;
-        case B_END_LF:
-            if (c != '\n') {
-                rc = body_fail(b, 400, err, errlen, "chunked body not ending in CRLF");
-                goto out;
-            }
-            b->state = B_DONE;
-            break;
-        default:
-            rc = body_fail(b, 400, err, errlen, "body decoder in an invalid state");
-            goto out;
-        }
-        i++;
-        b->wire++;
-        if (b->state == B_DONE) {
+        if (b->state == B_DONE)
             rc = 1;
-            goto out;
-        }
     }
-out:
+    if (why != NULL) {
+        b->state = -status;
+        rc = refuse(err, errlen, status, why);
+    }
     if (used)
         *used = i;
     if (outlen)

@@ -90,10 +90,12 @@ typedef struct kq_hp_head {
  * header fields and the empty line) when it is complete; buf[0..that) was
  * rewritten in place and *h filled. The bytes after it (a body, a pipelined
  * request) are untouched. Returns 0 when more bytes are needed: buf is
- * untouched, *h is unspecified, and *scan remembers how far the parser has
- * validated; call again with the same buffer grown (same start, more bytes)
- * and the same *scan. Set *scan = 0 before the first call of each request.
- * Returns -status with a reason in err on a refused request.
+ * untouched, *h is unspecified, and *scan (opaque) remembers what has been
+ * validated, so each call only looks at the new bytes; call again with the
+ * same buffer grown (same start, more bytes) and the same *scan. Set
+ * *scan = 0 before the first call of each request (and after moving the
+ * bytes). Returns -status with a reason in err on a refused request; buf[0..len)
+ * may then have been rewritten (the connection is answered and closed).
  *
  * The answer depends only on the bytes, never on how they were split into
  * calls: errors are reported in byte order (the first offending byte wins),

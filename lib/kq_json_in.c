@@ -92,6 +92,41 @@ int kq_jin_check_bytes(json_t *details, const char *path, const json_t *v, size_
     return 0;
 }
 
+long kq_jin_ctl_find(const char *s, size_t len, unsigned allow, unsigned *cp)
+{
+    const unsigned char *p = (const unsigned char *)s;
+
+    for (size_t i = 0; i < len; i++) {
+        unsigned c = p[i];
+        if (c == 0xc2 && i + 1 < len && p[i + 1] >= 0x80 && p[i + 1] <= 0x9f)
+            c = p[i + 1]; /* C1: U+0080..U+009F */
+        else if (c >= 0x20 && c != 0x7f)
+            continue;
+        if ((c == '\t' && (allow & KQ_JIN_ALLOW_TAB)) || (c == '\n' && (allow & KQ_JIN_ALLOW_LF)) ||
+            (c == '\r' && (allow & KQ_JIN_ALLOW_CR)))
+            continue;
+        if (cp != NULL)
+            *cp = c;
+        return (long)i;
+    }
+    return -1;
+}
+
+int kq_jin_check_ctl(json_t *details, const char *path, const json_t *v, unsigned allow)
+{
+    unsigned cp = 0;
+    long at = kq_jin_ctl_find(json_string_value(v), json_string_length(v), allow, &cp);
+
+    if (at < 0)
+        return 0;
+    kq_jin_detail_add(details, path, "must not contain control characters (U+%04X at byte %ld)%s",
+                      cp, at,
+                      (allow & KQ_JIN_ALLOW_LF)    ? "; TAB, LF and CR are allowed"
+                      : (allow & KQ_JIN_ALLOW_TAB) ? "; TAB is allowed"
+                                                   : "");
+    return 1;
+}
+
 int kq_jin_parse(const char *body, size_t len, json_t **out, json_t *details)
 {
     json_error_t err;
@@ -152,6 +187,8 @@ static const char *type_name(kq_jin_type t)
         return "an array";
     case KQ_JIN_ID:
         return "a string id";
+    case KQ_JIN_TEXT:
+        return "a string";
     }
     return "?";
 }
@@ -161,6 +198,7 @@ static int type_ok(const json_t *v, kq_jin_type t)
     switch (t) {
     case KQ_JIN_STRING:
     case KQ_JIN_ID:
+    case KQ_JIN_TEXT:
         return json_is_string(v);
     case KQ_JIN_INT:
         return json_is_integer(v);
@@ -215,11 +253,16 @@ size_t kq_jin_validate(const json_t *obj, const kq_jin_field *fields, size_t n, 
             bad++;
             continue;
         }
-        if (f->type == KQ_JIN_STRING || f->type == KQ_JIN_ID) {
+        if (f->type == KQ_JIN_STRING || f->type == KQ_JIN_ID || f->type == KQ_JIN_TEXT) {
             const char *s = json_string_value(v);
             size_t blen = json_string_length(v);
             if (f->type == KQ_JIN_ID && !kq_jin_id_valid(s)) {
                 kq_jin_detail_add(details, PATH(f->name), "must match [A-Za-z0-9._-]{1,64}");
+                bad++;
+                continue;
+            }
+            if (kq_jin_check_ctl(details, PATH(f->name), v,
+                                 f->type == KQ_JIN_TEXT ? KQ_JIN_ALLOW_LINES : 0) != 0) {
                 bad++;
                 continue;
             }

@@ -4,9 +4,12 @@
  */
 #include "kq_kafka.h"
 #include "kq_err.h"
+#include "kq_kprops.h"
 #include "kq_log.h"
+#include "kq_time.h"
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +54,39 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
         kq_log(l, "rdkafka %s %s: %s", rk ? rd_kafka_name(rk) : "-", fac, buf);
 }
 
+/*
+ * librdkafka's client-level errors (error_cb; served by the thread that polls
+ * the handle). A failed login or TLS handshake is retried by librdkafka at every
+ * reconnect (and logged by it as a FAIL line through log_cb): say what to check,
+ * at most once per 10 s per kind (fatal errors always), so a service that cannot
+ * reach Kafka is never silent and never floods its log.
+ */
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    static _Atomic int64_t last_auth, last_ssl, last_other;
+    _Atomic int64_t *last = &last_other;
+    int64_t now = kq_time_mono_ms(), prev;
+    const char *hint = "";
+
+    (void)opaque;
+    if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
+        err == RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED) {
+        last = &last_auth;
+        hint =
+            " (check sasl.username, sasl.password and sasl.mechanisms in KCQRS_KAFKA_PROPERTIES)";
+    } else if (err == RD_KAFKA_RESP_ERR__SSL) {
+        last = &last_ssl;
+        hint = " (check ssl.ca.location in KCQRS_KAFKA_PROPERTIES: the broker's certificate must "
+               "be signed by a CA it names, for the host in KCQRS_BROKERS)";
+    }
+    prev = *last;
+    if (err != RD_KAFKA_RESP_ERR__FATAL && prev != 0 && now - prev < 10000)
+        return;
+    *last = now;
+    kq_log(last == &last_other ? KQ_LOG_WARN : KQ_LOG_ERROR, "kafka %s: %s: %s%s",
+           rk ? rd_kafka_name(rk) : "-", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason, hint);
+}
+
 /* ----------------------------------------------------------- configuration */
 
 int kq_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
@@ -58,8 +94,11 @@ int kq_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value
 {
     char es[512];
 
-    if (rd_kafka_conf_set(conf, name, value, es, sizeof es) != RD_KAFKA_CONF_OK)
+    if (rd_kafka_conf_set(conf, name, value, es, sizeof es) != RD_KAFKA_CONF_OK) {
+        if (kq_kprops_is_secret(name))
+            return kq_seterr(errstr, errlen, KQ_ECONFIG, "kafka setting %s: invalid value", name);
         return kq_seterr(errstr, errlen, KQ_ECONFIG, "kafka setting %s=%s: %s", name, value, es);
+    }
     return 0;
 }
 
@@ -94,11 +133,43 @@ rd_kafka_conf_t *kq_kafka_conf_new(const kq_config *cfg, const char *client_id, 
         conf_set_int(conf, "socket.connection.setup.timeout.ms", clamp_int(t, 1000, 300000), errstr,
                      errlen) != 0 ||
         /* Reconnect quickly after a broker restart (default backoff grows to 10 s). */
-        kq_kafka_conf_set(conf, "reconnect.backoff.max.ms", "1000", errstr, errlen) != 0) {
+        kq_kafka_conf_set(conf, "reconnect.backoff.max.ms", "1000", errstr, errlen) != 0 ||
+        /* The operator's KCQRS_KAFKA_PROPERTIES (TLS, SASL, tuning), validated at start. */
+        kq_kprops_apply(cfg->kafka_props, conf, errstr, errlen) != 0) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
     rd_kafka_conf_set_log_cb(conf, log_cb);
+    rd_kafka_conf_set_error_cb(conf, error_cb);
+    return conf;
+}
+
+int kq_kafka_conf_bound_queue(rd_kafka_conf_t *conf, long kbytes, char *errstr, size_t errlen)
+{
+    long fetch;
+
+    if (kbytes <= 0) /* a kq_config not filled by kq_config_load (tests) */
+        kbytes = 8192;
+    fetch = kbytes * 1024 / 4;
+    if (fetch < 1048576)
+        fetch = 1048576;
+    return kq_kafka_conf_set(conf, "queued.min.messages", "10000000", errstr, errlen) != 0 ||
+                   conf_set_int(conf, "queued.max.messages.kbytes", kbytes, errstr, errlen) != 0 ||
+                   conf_set_int(conf, "fetch.max.bytes", fetch, errstr, errlen) != 0 ||
+                   kq_kafka_conf_set(conf, "fetch.error.backoff.ms", "10", errstr, errlen) != 0
+               ? KQ_ECONFIG
+               : 0;
+}
+
+rd_kafka_conf_t *kq_kafka_consumer_conf_new(const kq_config *cfg, const char *client_id,
+                                            char *errstr, size_t errlen)
+{
+    rd_kafka_conf_t *conf = kq_kafka_conf_new(cfg, client_id, errstr, errlen);
+
+    if (conf != NULL && kq_kafka_conf_bound_queue(conf, cfg->kafka_queue_kb, errstr, errlen) != 0) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
     return conf;
 }
 
@@ -151,7 +222,7 @@ rd_kafka_t *kq_kafka_consumer_new(const kq_config *cfg, const char *group_id, rd
         kq_seterr(errstr, errlen, KQ_EINVAL, "kafka consumer needs a group.id");
         goto out;
     }
-    if (conf == NULL && (conf = kq_kafka_conf_new(cfg, group_id, errstr, errlen)) == NULL)
+    if (conf == NULL && (conf = kq_kafka_consumer_conf_new(cfg, group_id, errstr, errlen)) == NULL)
         goto out;
     if (kq_kafka_conf_set(conf, "group.id", group_id, errstr, errlen) != 0 ||
         kq_kafka_conf_set(conf, "isolation.level", "read_committed", errstr, errlen) != 0 ||

@@ -82,12 +82,31 @@
 /*
  * A new base configuration from `cfg`: bootstrap.servers, client.id (`client_id`,
  * "kcqrs" if NULL), socket and connection-setup timeouts bounded by
- * cfg->kafka_timeout_ms, and a log callback that forwards librdkafka's log lines
- * to kq_log. Returns NULL and fills errstr on failure. The conf is owned by the
- * caller until it is passed to a constructor (which consumes it).
+ * cfg->kafka_timeout_ms, then the operator's properties (cfg->kafka_props,
+ * KCQRS_KAFKA_PROPERTIES: TLS, SASL, tuning; see kq_kprops.h), and a log callback
+ * that forwards librdkafka's log lines to kq_log. Every Kafka client of every
+ * binary is built from this conf, so the properties reach them all. Returns NULL
+ * and fills errstr on failure (never with a secret value in it). The conf is
+ * owned by the caller until it is passed to a constructor (which consumes it).
  */
 rd_kafka_conf_t *kq_kafka_conf_new(const kq_config *cfg, const char *client_id, char *errstr,
                                    size_t errlen);
+
+/*
+ * A base conf for a consumer: kq_kafka_conf_new() plus the prefetch bounded by
+ * bytes (KCQRS_KAFKA_QUEUE_KB: queued.max.messages.kbytes; fetch.max.bytes a
+ * quarter of it, at least 1 MiB; queued.min.messages high enough that the byte
+ * bound is the one that holds) and fetch.error.backoff.ms=10 (librdkafka 2.0
+ * pauses every partition that long whenever the queue is full, so with a
+ * small queue the default 500 ms would starve a fast reader). The caller may
+ * override any of them before kq_kafka_consumer_new(). Owned by the caller
+ * until passed to a constructor. NULL + errstr on failure.
+ */
+rd_kafka_conf_t *kq_kafka_consumer_conf_new(const kq_config *cfg, const char *client_id,
+                                            char *errstr, size_t errlen);
+
+/* Bound an existing consumer conf's prefetch to `kbytes` (as above; <= 0: 8192). */
+int kq_kafka_conf_bound_queue(rd_kafka_conf_t *conf, long kbytes, char *errstr, size_t errlen);
 
 /* rd_kafka_conf_set() with our error convention (KQ_ECONFIG naming the property). */
 int kq_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,

@@ -3,7 +3,11 @@
 #include "kq_err.h"
 #include "kq_time.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -125,12 +129,202 @@ size_t kq_log_format_record(char *out, size_t outlen, kq_log_level level, const 
     return pos;
 }
 
+/* ------------------------------------------------------------------ output */
+
+static void write_all(const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = write(STDERR_FILENO, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return; /* nowhere to report it */
+        p += w;
+        len -= (size_t)w;
+    }
+}
+
+/* One thread's buffer. `mu` guards len/first_ms/data against the flusher
+ * thread and kq_log_flush(); the owner thread is the only one appending. */
+typedef struct log_buf {
+    pthread_mutex_t mu;
+    struct log_buf *prev, *next; /* the registry, under reg_mu */
+    size_t len;
+    long long first_ms; /* monotonic ms of the oldest line in data */
+    char data[KQ_LOG_BUF_SIZE];
+} log_buf;
+
+static atomic_int flush_ms;
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t reg_cv = PTHREAD_COND_INITIALIZER;
+static log_buf *reg_head;
+static pthread_key_t buf_key;
+static pthread_once_t buf_once = PTHREAD_ONCE_INIT;
+static int buf_ok; /* the key exists and the flusher runs */
+static _Thread_local log_buf *my_buf;
+
+/* Caller holds b->mu. */
+static void buf_flush_locked(log_buf *b)
+{
+    if (b->len > 0)
+        write_all(b->data, b->len);
+    b->len = 0;
+}
+
+static void flush_all(void)
+{
+    pthread_mutex_lock(&reg_mu);
+    for (log_buf *b = reg_head; b != NULL; b = b->next) {
+        pthread_mutex_lock(&b->mu);
+        buf_flush_locked(b);
+        pthread_mutex_unlock(&b->mu);
+    }
+    pthread_mutex_unlock(&reg_mu);
+}
+
+/* Thread exit: write out, unregister, free. */
+static void buf_destroy(void *arg)
+{
+    log_buf *b = arg;
+
+    my_buf = NULL; /* a later line of this thread's exit gets a new buffer */
+    pthread_mutex_lock(&reg_mu);
+    if (b->prev != NULL)
+        b->prev->next = b->next;
+    else
+        reg_head = b->next;
+    if (b->next != NULL)
+        b->next->prev = b->prev;
+    pthread_mutex_unlock(&reg_mu);
+    pthread_mutex_lock(&b->mu);
+    buf_flush_locked(b);
+    pthread_mutex_unlock(&b->mu);
+    pthread_mutex_destroy(&b->mu);
+    free(b);
+}
+
+/* The flusher: every interval, the buffers whose oldest line is due. */
+static void *flusher_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&reg_mu);
+    for (;;) {
+        int ms = atomic_load(&flush_ms);
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ms = ms > 0 ? ms : 1000;
+        ts.tv_sec += ms / 1000;
+        ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&reg_cv, &reg_mu, &ts);
+        for (log_buf *b = reg_head; b != NULL; b = b->next) {
+            pthread_mutex_lock(&b->mu);
+            if (b->len > 0) /* no line waits longer than one interval */
+                buf_flush_locked(b);
+            pthread_mutex_unlock(&b->mu);
+        }
+    }
+    return NULL;
+}
+
+static void buf_setup(void)
+{
+    pthread_t t;
+    pthread_attr_t at;
+
+    if (pthread_key_create(&buf_key, buf_destroy) != 0)
+        return;
+    if (pthread_attr_init(&at) != 0)
+        return;
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&at, 64 * 1024);
+    if (pthread_create(&t, &at, flusher_main, NULL) == 0) {
+        atexit(flush_all);
+        buf_ok = 1;
+    }
+    pthread_attr_destroy(&at);
+}
+
+/* This thread's buffer, created on first use; NULL = write directly. */
+static log_buf *buf_get(void)
+{
+    log_buf *b = my_buf;
+
+    if (b != NULL)
+        return b;
+    pthread_once(&buf_once, buf_setup);
+    if (!buf_ok || (b = calloc(1, sizeof *b)) == NULL)
+        return NULL;
+    pthread_mutex_init(&b->mu, NULL);
+    if (pthread_setspecific(buf_key, b) != 0) {
+        pthread_mutex_destroy(&b->mu);
+        free(b);
+        return NULL;
+    }
+    pthread_mutex_lock(&reg_mu);
+    b->next = reg_head;
+    if (reg_head != NULL)
+        reg_head->prev = b;
+    reg_head = b;
+    pthread_mutex_unlock(&reg_mu);
+    my_buf = b;
+    return b;
+}
+
+void kq_log_set_flush_ms(int ms)
+{
+    if (ms < 0)
+        ms = 0;
+    if (ms == 0)
+        flush_all(); /* nothing buffered stays behind unbuffered lines */
+    atomic_store(&flush_ms, ms);
+    pthread_mutex_lock(&reg_mu);
+    pthread_cond_broadcast(&reg_cv); /* the flusher waits by the new interval */
+    pthread_mutex_unlock(&reg_mu);
+}
+
+void kq_log_flush(void)
+{
+    flush_all();
+}
+
+/* Append one formatted line to this thread's buffer (or write it). */
+static void emit(kq_log_level level, const char *line, size_t len)
+{
+    int ms = atomic_load(&flush_ms);
+    log_buf *b;
+    long long now;
+
+    if (ms <= 0 || (b = buf_get()) == NULL) {
+        write_all(line, len);
+        return;
+    }
+    now = kq_time_mono_ms();
+    pthread_mutex_lock(&b->mu);
+    if (b->len > 0 && (b->len + len > sizeof b->data || now - b->first_ms >= ms))
+        buf_flush_locked(b);
+    if (len > sizeof b->data) {
+        write_all(line, len);
+    } else {
+        if (b->len == 0)
+            b->first_ms = now;
+        memcpy(b->data + b->len, line, len);
+        b->len += len;
+    }
+    pthread_mutex_unlock(&b->mu);
+    if (level >= KQ_LOG_WARN)
+        flush_all();
+}
+
 void kq_log(kq_log_level level, const char *fmt, ...)
 {
     char msg[2048], line[4096];
     va_list ap;
     size_t len;
-    ssize_t w;
 
     if (!kq_log_enabled(level))
         return;
@@ -138,6 +332,5 @@ void kq_log(kq_log_level level, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     len = kq_log_format_record(line, sizeof line, level, msg);
-    w = write(STDERR_FILENO, line, len);
-    (void)w;
+    emit(level, line, len);
 }

@@ -6,7 +6,20 @@
  *
  * kq_log_init() is called once by main() (normally from the loaded config);
  * after that kq_log() may be called from any thread: each record is formatted
- * into a local buffer and written with one write(2), so lines never interleave.
+ * into a local buffer and written whole, so lines never interleave.
+ *
+ * Buffering (kq_log_set_flush_ms, KCQRS_LOG_FLUSH_MS): with a flush interval
+ * > 0, each thread appends its lines to its own buffer (KQ_LOG_BUF_SIZE bytes,
+ * owned by this module, freed when the thread exits) and one write(2) carries
+ * many lines. A buffer is written out when the next line would not fit, when
+ * its oldest line is older than the interval (by the thread itself, or by the
+ * module's flusher thread, which wakes every interval), when the thread
+ * exits, at exit() (atexit), by kq_log_flush(), and at once, together with
+ * every other thread's buffer, on a WARN or ERROR line (so the lines that led
+ * to a warning or an error are on disk before it, and nothing before a
+ * deliberate kill is lost). Lines of different threads may appear up to one
+ * interval out of order; each carries its timestamp. With 0 (the library's
+ * default until set) every line is one write(2), as before.
  */
 #ifndef KQ_LOG_H
 #define KQ_LOG_H
@@ -25,6 +38,14 @@ int kq_log_level_parse(const char *s, kq_log_level *out);
 int kq_log_format_parse(const char *s, kq_log_format *out);
 
 void kq_log(kq_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define KQ_LOG_BUF_SIZE 16384
+
+/* Flush interval in ms (0 = unbuffered: one write(2) per line). Any thread;
+ * normally main() through kq_config_load_and_init_log. */
+void kq_log_set_flush_ms(int ms);
+/* Write out every thread's buffered lines now. Any thread. */
+void kq_log_flush(void);
 
 #define kq_log_debug(...) kq_log(KQ_LOG_DEBUG, __VA_ARGS__)
 #define kq_log_info(...) kq_log(KQ_LOG_INFO, __VA_ARGS__)

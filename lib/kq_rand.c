@@ -62,7 +62,7 @@ void kq_uuid_format(const uint8_t u[16], char out[KQ_UUID_STR])
     out[o] = '\0';
 }
 
-static int hexval(char c)
+int kq_hex_digit(int c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -78,8 +78,8 @@ int kq_hex_decode(const char *s, size_t len, void *out)
     unsigned char *o = out;
 
     for (size_t i = 0; i < len; i++) {
-        int hi = hexval(s[2 * i]), lo;
-        if (hi < 0 || (lo = hexval(s[2 * i + 1])) < 0)
+        int hi = kq_hex_digit((unsigned char)s[2 * i]), lo;
+        if (hi < 0 || (lo = kq_hex_digit((unsigned char)s[2 * i + 1])) < 0)
             return KQ_EINVAL;
         o[i] = (unsigned char)(hi << 4 | lo);
     }

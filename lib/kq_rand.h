@@ -41,6 +41,9 @@ int kq_rand_hex(char *out, size_t nbytes);
 /* in[0..len) as 2*len lower-case hex digits + NUL into out (2*len+1 bytes). */
 void kq_hex_encode(const void *in, size_t len, char *out);
 
+/* The value (0..15) of the hex digit c, either case; -1 when c is not one. */
+int kq_hex_digit(int c);
+
 /*
  * The 2*len hex digits (either case) at s into out[0..len). 0, or KQ_EINVAL
  * at the first character that is not a hex digit (a NUL included: s must

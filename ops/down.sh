@@ -5,27 +5,18 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VAR=${KCQRS_VAR_DIR:-$REPO/var}
+KQ_PROG="make down"
+# shellcheck source=ops/lib.sh
+. "$REPO/ops/lib.sh"
 
 # Services first (SIGTERM: they finish queued work and snapshot), then the
-# servers, in parallel.
+# servers, in parallel. A service is what answers GET /health on its address
+# (var/<name>.addr, else its KCQRS_<X>_ADDR or default) or the live process
+# of its pid file: ops/lib.sh kq_service_stop.
 stop_service() { # name
-    local pidf="$VAR/$1.pid" pid
-    [[ -s "$pidf" ]] || { echo "$1: not running"; return 0; }
-    pid=$(cat "$pidf")
-    if ! kill -0 "$pid" 2>/dev/null; then
-        rm -f "$pidf"
-        echo "$1: not running (stale pid file removed)"
-        return 0
-    fi
-    kill -TERM "$pid"
-    for _ in $(seq 1 300); do
-        kill -0 "$pid" 2>/dev/null || { rm -f "$pidf"; echo "$1: stopped (pid $pid)"; return 0; }
-        sleep 0.1
-    done
-    echo "$1: pid $pid did not stop within 30 s after SIGTERM; sending SIGKILL" >&2
-    kill -KILL "$pid" 2>/dev/null || true
-    rm -f "$pidf"
-    return 1
+    local addr
+    addr=$(cat "$VAR/$1.addr" 2>/dev/null || kq_service_addr "$1")
+    kq_service_stop "$1" "$addr" "$VAR"
 }
 rc=0
 stop_service kcqrs-worker || rc=1

@@ -30,3 +30,133 @@ kq_make_key() {
     }
     mv "$out.tmp" "$out"
 }
+
+# ---- services: judged by their answer (GET /health), not by a pid file ----
+#
+# A pid file can lie: after `kill -9` the pid may still exist for a moment as a
+# zombie nobody has reaped yet (kill -0 succeeds on it), or belong to another
+# program later. So a service counts as running when http://ADDR/health
+# answers, and a pid is only trusted when /proc says it is a live (not zombie)
+# process of that program. var/<name>.addr remembers the address a service
+# was started on, for `make down`.
+
+# kq_health ADDR: 0 when http://ADDR/health answers 2xx within a second.
+kq_health() { curl -sf --max-time 1 -o /dev/null "http://$1/health" 2>/dev/null; }
+
+# kq_pid_live PID NAME: 0 when PID is a live process (not a zombie) of the
+# program NAME (its /proc comm, which the kernel cuts at 15 bytes).
+kq_pid_live() {
+    local pid=${1:-} name=$2 state comm
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+    [[ -n "$state" && "$state" != Z && "$state" != X ]] || return 1
+    comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
+    [[ "$comm" == "${name:0:15}" ]]
+}
+
+# kq_listener_pid ADDR: the pid of the process listening on ADDR's port, or "".
+kq_listener_pid() {
+    ss -Hltnp "sport = :${1##*:}" 2>/dev/null | sed -n 's/.*pid=\([0-9][0-9]*\).*/\1/p' | head -n 1
+    true
+}
+
+# kq_service_start NAME BIN ADDR VAR: start BIN in the background (pid in
+# VAR/NAME.pid, log in VAR/NAME.log, its address in VAR/NAME.addr) and wait
+# until http://ADDR/ready answers (60 s), unless http://ADDR/health answers
+# already ("already running"). A pid file whose process is dead, a zombie or
+# another program is stale and ignored; a live one that does not answer gets
+# 10 s to answer /health (it may be starting), then make up fails rather than
+# start a second copy. The service gets the caller's environment.
+kq_service_start() {
+    local name=$1 bin=$2 addr=$3 var=$4 pidf="$4/$1.pid" logf="$4/$1.log" pid old
+    old=$(cat "$pidf" 2>/dev/null || true)
+    if kq_health "$addr"; then
+        pid=$(kq_listener_pid "$addr")
+        echo "$name: already running on http://$addr (pid ${pid:-?})"
+        return 0
+    fi
+    if kq_pid_live "$old" "$name"; then
+        for _ in $(seq 1 100); do
+            if kq_health "$addr"; then
+                echo "$name: already running on http://$addr (pid $old)"
+                return 0
+            fi
+            kq_pid_live "$old" "$name" || break
+            sleep 0.1
+        done
+        if kq_pid_live "$old" "$name"; then
+            echo "make up: $name (pid $old) runs but does not answer http://$addr/health; 'make down' stops it" >&2
+            return 1
+        fi
+    fi
+    [[ -n "$old" ]] && echo "$name: not answering on http://$addr; stale pid file ($old) ignored"
+    rm -f "$pidf"
+    [[ -x "$bin" ]] || { echo "make up: $bin is not built (run make)" >&2; return 1; }
+    nohup "$bin" >>"$logf" 2>&1 </dev/null &
+    pid=$!
+    echo "$pid" >"$pidf"
+    echo "$addr" >"$var/$name.addr"
+    for _ in $(seq 1 600); do
+        if ! kq_pid_live "$pid" "$name"; then
+            rm -f "$pidf"
+            echo "make up: $name exited; last lines of $logf:" >&2
+            tail -n 20 "$logf" >&2
+            return 1
+        fi
+        if curl -sf --max-time 2 -o /dev/null "http://$addr/ready" 2>/dev/null; then
+            echo "$name: ready on http://$addr (pid $pid)"
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "make up: $name (pid $pid) not ready after 60 s: $(curl -s --max-time 2 "http://$addr/ready" 2>&1)" >&2
+    echo "last lines of $logf (access log left out):" >&2
+    grep -v ' http [A-Z]* /' "$logf" | tail -n 5 >&2
+    return 1
+}
+
+# kq_service_stop NAME ADDR VAR: stop what serves NAME: the process of the
+# pid file if it is a live NAME, else the NAME process listening on ADDR if
+# it answers /health. SIGTERM (the service finishes its work), then SIGKILL
+# after 30 s. 0 when nothing of NAME runs afterwards.
+kq_service_stop() {
+    local name=$1 addr=$2 pidf="$3/$1.pid" pid
+    pid=$(cat "$pidf" 2>/dev/null || true)
+    if ! kq_pid_live "$pid" "$name"; then
+        pid=""
+        if kq_health "$addr"; then
+            pid=$(kq_listener_pid "$addr")
+            kq_pid_live "$pid" "$name" || {
+                echo "$name: http://$addr answers but not from a $name process (pid ${pid:-?}); left alone" >&2
+                rm -f "$pidf"
+                return 1
+            }
+        fi
+    fi
+    if [[ -z "$pid" ]]; then
+        [[ -e "$pidf" ]] && echo "$name: not running (stale pid file removed)" || echo "$name: not running"
+        rm -f "$pidf"
+        return 0
+    fi
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 300); do
+        kq_pid_live "$pid" "$name" || { rm -f "$pidf"; echo "$name: stopped (pid $pid)"; return 0; }
+        sleep 0.1
+    done
+    echo "$name: pid $pid did not stop within 30 s after SIGTERM; sending SIGKILL" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$pidf"
+    return 1
+}
+
+# kq_service_addr NAME: the address `make up` gives service NAME (its
+# KCQRS_<X>_ADDR setting, else the default); make down prefers VAR/NAME.addr.
+kq_service_addr() {
+    case $1 in
+    kcqrs-commands) echo "${KCQRS_COMMANDS_ADDR:-127.0.0.1:8080}" ;;
+    kcqrs-query) echo "${KCQRS_QUERY_ADDR:-127.0.0.1:8081}" ;;
+    kcqrs-projector) echo "${KCQRS_PROJECTOR_ADDR:-127.0.0.1:8082}" ;;
+    kcqrs-worker) echo "${KCQRS_WORKER_ADDR:-127.0.0.1:8083}" ;;
+    *) return 1 ;;
+    esac
+}

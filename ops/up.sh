@@ -8,7 +8,10 @@
 # kcqrs-worker: pid in var/<name>.pid, log in var/<name>.log), waiting until
 # each answers /ready. The worker records attempts with a key of role worker
 # kept in var/worker.key (created once, like the admin key). Running it again
-# while everything runs is harmless: each part says it is already running. Data
+# while everything runs is harmless: each part says it is already running. A
+# service counts as running when it answers GET /health on its address, not
+# because of a pid file: after a crash (kill -9) `make up` starts it again at
+# once, even while the dead pid is still an unreaped zombie. Data
 # lives in var/ (git-ignored) and survives `make down` / `make up`.
 # `make up` has already run ops/install-deps.sh and built everything.
 #
@@ -135,40 +138,18 @@ kq_make_key "$BIN" "$KEYS_FILE" worker worker "$WORKER_KEY" || {
     exit 1
 }
 
-# Services. Each runs in the background with its pid in var/<name>.pid and its
-# log in var/<name>.log; an already running one is left alone.
-COMMANDS_ADDR=${KCQRS_COMMANDS_ADDR:-127.0.0.1:8080}
-PROJECTOR_ADDR=${KCQRS_PROJECTOR_ADDR:-127.0.0.1:8082}
-QUERY_ADDR=${KCQRS_QUERY_ADDR:-127.0.0.1:8081}
-WORKER_ADDR=${KCQRS_WORKER_ADDR:-127.0.0.1:8083}
+# Services. Each runs in the background with its pid in var/<name>.pid, its
+# address in var/<name>.addr and its log in var/<name>.log. One that answers
+# GET /health on its address is left alone; a pid file alone proves nothing
+# (after a kill -9 the pid may be an unreaped zombie): ops/lib.sh
+# kq_service_start.
+COMMANDS_ADDR=$(kq_service_addr kcqrs-commands)
+PROJECTOR_ADDR=$(kq_service_addr kcqrs-projector)
+QUERY_ADDR=$(kq_service_addr kcqrs-query)
+WORKER_ADDR=$(kq_service_addr kcqrs-worker)
 start_service() { # name binary addr
-    local name=$1 bin=$2 addr=$3 pidf="$VAR/$1.pid" logf="$VAR/$1.log" pid
-    if [[ -s "$pidf" ]] && kill -0 "$(cat "$pidf")" 2>/dev/null; then
-        echo "$name: already running (pid $(cat "$pidf"))"
-        return 0
-    fi
-    [[ -x "$bin" ]] || { echo "make up: $bin is not built (run make)" >&2; return 1; }
     KCQRS_BROKERS="$BROKERS" KCQRS_PG_DSN="$DSN" KCQRS_KEYS_FILE="$KEYS_FILE" \
-        KCQRS_LMDB_DIR="${KCQRS_LMDB_DIR:-$VAR/lmdb}" nohup "$bin" >>"$logf" 2>&1 </dev/null &
-    pid=$!
-    echo "$pid" >"$pidf"
-    for _ in $(seq 1 600); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            rm -f "$pidf"
-            echo "make up: $name exited; last lines of $logf:" >&2
-            tail -n 20 "$logf" >&2
-            return 1
-        fi
-        if curl -sf "http://$addr/ready" >/dev/null 2>&1; then
-            echo "$name: ready on http://$addr (pid $pid)"
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "make up: $name (pid $pid) not ready after 60 s: $(curl -s "http://$addr/ready" 2>&1)" >&2
-    echo "last lines of $logf (access log left out):" >&2
-    grep -v ' http [A-Z]* /' "$logf" | tail -n 5 >&2
-    return 1
+        KCQRS_LMDB_DIR="${KCQRS_LMDB_DIR:-$VAR/lmdb}" kq_service_start "$1" "$2" "$3" "$VAR"
 }
 KCQRS_COMMANDS_ADDR="$COMMANDS_ADDR" start_service kcqrs-commands "$BIN/kcqrs-commands" "$COMMANDS_ADDR" || exit 1
 # The projector creates the read models (and migrates PostgreSQL) before the

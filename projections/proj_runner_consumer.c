@@ -66,23 +66,18 @@ int proj_runner_consumer_open(proj_runner *r, char *err, size_t errlen)
     char cid[64];
 
     snprintf(cid, sizeof cid, "kcqrs-projector-%s", r->ops->name);
-    if ((conf = kq_kafka_conf_new(r->cfg, cid, err, errlen)) == NULL)
+    /* The prefetch is bounded by bytes (KCQRS_KAFKA_QUEUE_KB, kq_kafka.h), so
+     * a live projector catching up a backlog holds at most that much per
+     * target. A replay (kcqrs-replay, its own process) applies in large
+     * batches and keeps ~64 MiB queued: with less, the bulk load waits on the
+     * fetcher. librdkafka (2.0) pauses every partition for
+     * fetch.error.backoff.ms whenever the queue is full; kq_kafka sets it to
+     * 10 ms (the default 500 ms let the queue run dry: a 1M-event rebuild
+     * varied 3 s .. 8 s with the same CPU time). */
+    if ((conf = kq_kafka_consumer_conf_new(r->cfg, cid, err, errlen)) == NULL)
         return KQ_EKAFKA;
-    /* Large batches: let the fetcher keep up to ~64 MiB queued. librdkafka
-     * (2.0) compares the whole consumer queue with queued.min.messages and,
-     * once it is exceeded, stops fetching EVERY partition for
-     * fetch.error.backoff.ms (500 ms): with the default 100000 a replay that
-     * applies slower than it fetches drains the queue during that pause and
-     * then waits idle. 1000000 leaves the byte bound as the real limit. */
-    if (kq_kafka_conf_set(conf, "queued.max.messages.kbytes", "65536", err, errlen) != 0 ||
-        kq_kafka_conf_set(conf, "queued.min.messages", "1000000", err, errlen) != 0 ||
-        kq_kafka_conf_set(conf, "fetch.wait.max.ms", "50", err, errlen) != 0 ||
-        /* A replay applies slower than it fetches, so the queue is full most
-         * of the time: librdkafka 2.0 then pauses every partition for
-         * fetch.error.backoff.ms (500 ms) and the queue runs dry meanwhile
-         * (the wall time of a 1M-event rebuild varied 3 s .. 8 s with the
-         * same CPU time). Retry the fetch soon instead. */
-        (r->replay && kq_kafka_conf_set(conf, "fetch.error.backoff.ms", "10", err, errlen) != 0)) {
+    if (kq_kafka_conf_set(conf, "fetch.wait.max.ms", "50", err, errlen) != 0 ||
+        (r->replay && kq_kafka_conf_bound_queue(conf, 65536, err, errlen) != 0)) {
         rd_kafka_conf_destroy(conf);
         return KQ_ECONFIG;
     }

@@ -213,7 +213,7 @@ int main(int argc, char **argv)
     if (kq_service_http_start(&ks, &o) != 0)
         goto out;
 
-    if ((conf = kq_kafka_conf_new(&ks.cfg, PROG, err, sizeof err)) == NULL ||
+    if ((conf = kq_kafka_consumer_conf_new(&ks.cfg, PROG, err, sizeof err)) == NULL ||
         wk_service_consumer_conf(svc, conf, err, sizeof err) != 0) {
         kq_log_error("Kafka: %s", err);
         if (conf)

@@ -306,6 +306,39 @@ bad_create() {
     assert_ends_unchanged "$before"
 }
 
+@test "validation: control characters (C0, DEL, C1) in name and description are 400 naming the field; description allows TAB/LF/CR" {
+    before=$(ends_sum)
+    bad_create '{"name":"a\u0001b"}' name
+    bad_create '{"name":"a\u001b[2Jb"}' name
+    bad_create '{"name":"tab\there"}' name
+    bad_create '{"name":"x\u007f"}' name
+    bad_create '{"name":"x\u0085"}' name
+    printf '{"name":"raw C1 \xc2\x9b"}' >"$BATS_TEST_TMPDIR/c1.json"
+    bad_create "@$BATS_TEST_TMPDIR/c1.json" name
+    bad_create '{"name":"n","description":"a\u0007b"}' description
+    bad_create '{"name":"n","description":"a\u009fb"}' description
+    req POST /api/v1/resources '{"name":"a\u0001","description":"b\u001b"}'
+    assert_error 400 name
+    assert_error 400 description
+    jcheck "len(d['error']['details']) == 2 and 'U+0001' in d['error']['details'][0]['message'] + d['error']['details'][1]['message']"
+    # update
+    id=$(new_id)
+    create_resource "$id"
+    before=$(ends_sum)
+    req PUT "/api/v1/resources/$id" '{"name":"b\u001b"}'
+    assert_error 400 name
+    req PUT "/api/v1/resources/$id" '{"description":"b\u0000"}'
+    assert_error 400 body
+    req PUT "/api/v1/resources/$id" '{"description":"\u0080"}'
+    assert_error 400 description
+    assert_ends_unchanged "$before"
+    # multi-line descriptions are text
+    req POST /api/v1/resources '{"name":"n","description":"line 1\r\nline 2\tand a tab"}'
+    [[ "$CODE" == 201 ]] || kq_fail "multi-line description refused: $CODE $BODY"
+    req PUT "/api/v1/resources/$id" '{"description":"l1\nl2"}'
+    [[ "$CODE" == 200 ]] || kq_fail "multi-line description update refused: $CODE $BODY"
+}
+
 @test "validation: one detail per offending field, all of them in one answer" {
     before=$(ends_sum)
     req POST /api/v1/resources '{"name":"","status":"nope","extra":1}'

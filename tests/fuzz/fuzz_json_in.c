@@ -32,7 +32,7 @@ static const char *const resource_status[] = {"active", "inactive", "archived", 
 static const kq_jin_field resource_create[] = {
     {"id", KQ_JIN_ID, 0, 0, NULL, 0, 0},
     {"name", KQ_JIN_STRING, 1, 255, NULL, 0, 0},
-    {"description", KQ_JIN_STRING, 0, 4096, NULL, 0, 0},
+    {"description", KQ_JIN_TEXT, 0, 4096, NULL, 0, 0},
     {"status", KQ_JIN_STRING, 0, 0, resource_status, 0, 0},
 };
 
@@ -85,6 +85,25 @@ static int id_ok(const char *s)
     return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
 }
 
+/* A control character (U+0000..U+001F, U+007F, U+0080..U+009F) in valid
+ * UTF-8 s[0..len), other than TAB/LF/CR when `lines`: decoded code point by
+ * code point, independent of kq_jin_ctl_find. */
+static int has_ctl(const char *s, size_t len, int lines)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < len;) {
+        unsigned cp = p[i];
+        size_t n = cp < 0x80 ? 1 : cp < 0xe0 ? 2 : cp < 0xf0 ? 3 : 4;
+        if (n == 2 && i + 1 < len)
+            cp = ((cp & 0x1fu) << 6) | (p[i + 1] & 0x3fu);
+        if ((cp < 0x20 || (cp >= 0x7f && cp <= 0x9f)) &&
+            !(lines && (cp == '\t' || cp == '\n' || cp == '\r')))
+            return 1;
+        i += n;
+    }
+    return 0;
+}
+
 /* Is field `f` with value `v` (may be NULL) at fault? Independent of kq_jin_validate. */
 static int field_bad(const kq_jin_field *f, const json_t *v)
 {
@@ -92,6 +111,7 @@ static int field_bad(const kq_jin_field *f, const json_t *v)
         return f->required;
     switch (f->type) {
     case KQ_JIN_STRING:
+    case KQ_JIN_TEXT:
     case KQ_JIN_ID: {
         const char *s;
         size_t len;
@@ -102,6 +122,8 @@ static int field_bad(const kq_jin_field *f, const json_t *v)
         if (strlen(s) != len)
             die("jansson string", "embedded NUL accepted");
         if (f->type == KQ_JIN_ID && !id_ok(s))
+            return 1;
+        if (has_ctl(s, len, f->type == KQ_JIN_TEXT))
             return 1;
         if (f->max_len > 0 && count_chars(s, len) > f->max_len)
             return 1;

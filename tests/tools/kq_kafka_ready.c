@@ -6,7 +6,9 @@
  * Used by ops/kafka.sh to wait for a freshly started broker: the port accepting
  * connections is not enough (a KRaft broker listens before it has caught up with
  * the metadata log and been unfenced); a metadata answer that lists at least one
- * broker means clients can create topics and produce. Prints nothing on success,
+ * broker means clients can create topics and produce. KCQRS_KAFKA_PROPERTIES (a
+ * SASL_SSL broker's client settings) is honoured; nothing else of the
+ * environment is read. Prints nothing on success,
  * one line on stderr on failure. Exit codes: 0 ready, 1 not ready, 2 usage.
  */
 #include <errno.h>
@@ -17,6 +19,7 @@
 #include "kq_config.h"
 #include "kq_err.h"
 #include "kq_kafka.h"
+#include "kq_kprops.h"
 #include "kq_log.h"
 
 int main(int argc, char **argv)
@@ -29,6 +32,7 @@ int main(int argc, char **argv)
     kq_config cfg;
     long timeout = 2000;
     char *end;
+    const char *props;
     int rc = 1;
 
     if (argc < 2 || argc > 3 || argv[1][0] == '-') {
@@ -48,6 +52,10 @@ int main(int argc, char **argv)
     memset(&cfg, 0, sizeof cfg);
     cfg.brokers = argv[1];
     cfg.kafka_timeout_ms = (int)timeout;
+    props = getenv("KCQRS_KAFKA_PROPERTIES");
+    if (props != NULL && *props != '\0' && strcmp(props, "none") != 0 &&
+        kq_kprops_load(props, &cfg.kafka_props, err, sizeof err) != 0)
+        goto out;
     if ((conf = kq_kafka_conf_new(&cfg, "kq_kafka_ready", err, sizeof err)) == NULL)
         goto out;
     if ((rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err)) == NULL) {
@@ -71,5 +79,6 @@ out:
         rd_kafka_metadata_destroy(md);
     if (rk != NULL)
         rd_kafka_destroy(rk);
+    kq_kprops_free(cfg.kafka_props);
     return rc;
 }

@@ -248,7 +248,7 @@ static int from_kafka(proj_pg *pg, const kq_config *cfg, size_t *napplied, size_
 {
     char topics[3][256], err[512];
     const char *aggs[3] = {"resource", "workflow", "run"};
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_t *conf = kq_kafka_conf_new(cfg, "kq_pgapply", err, sizeof err);
     rd_kafka_t *rk = NULL;
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(64);
     start_pos sp = {list};
@@ -258,18 +258,16 @@ static int from_kafka(proj_pg *pg, const kq_config *cfg, size_t *napplied, size_
     char *eof = NULL;
     int rc = 1, nparts = 0;
 
-    if (msgs == NULL || ev == NULL)
-        goto out;
-    if (rd_kafka_conf_set(conf, "bootstrap.servers", cfg->brokers, err, sizeof err) ||
-        rd_kafka_conf_set(conf, "group.id", "kq_pgapply", err, sizeof err) ||
-        rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof err) ||
-        rd_kafka_conf_set(conf, "isolation.level", "read_committed", err, sizeof err) ||
-        rd_kafka_conf_set(conf, "enable.partition.eof", "true", err, sizeof err)) {
+    if (conf == NULL) {
         fprintf(stderr, "kq_pgapply: %s\n", err);
+        goto out;
+    }
+    if (msgs == NULL || ev == NULL) {
         rd_kafka_conf_destroy(conf);
         goto out;
     }
-    if ((rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err)) == NULL) {
+    /* kq_kafka_consumer_new consumes conf either way. */
+    if ((rk = kq_kafka_consumer_new(cfg, "kq_pgapply", conf, err, sizeof err)) == NULL) {
         fprintf(stderr, "kq_pgapply: %s\n", err);
         goto out;
     }

@@ -22,6 +22,9 @@
  *         RESULT name=query.visible_lag.p50 unit=ms value=...
  *         RESULT name=query.visible_lag.p99 unit=ms value=...
  *         RESULT name=query.write_to_read.p99 unit=ms value=...
+ *       --read events reads GET .../resources/{id}/events instead (served from
+ *       PostgreSQL: the PostgreSQL read model's lag); --name N prints N.p50,
+ *       N.p99, N.write_to_read.p50/.p99 instead of the names above (and no target).
  * Exit status 0 when every answer was as expected and the achieved rate is
  * within 5% of R, 1 otherwise, 2 usage. One thread (curl multi).
  */
@@ -141,6 +144,8 @@ static size_t on_body(char *p, size_t sz, size_t n, void *ud)
 typedef struct opts {
     int lag;
     const char *url, *cmd, *key, *wkey, *tag;
+    const char *suffix; /* "" (the resource from LMDB) or "/events" (PostgreSQL) */
+    const char *name;   /* NULL: the query.* names */
     long ids, conns;
     double rate, seconds;
 } opts;
@@ -148,7 +153,8 @@ typedef struct opts {
 static void start_get(CURLM *m, conn *c, const opts *o, const char *id, const char *token)
 {
     char hdr[700];
-    snprintf(c->url, sizeof c->url, "%s/api/v1/resources/%s", o->url, id);
+    snprintf(c->url, sizeof c->url, "%s/api/v1/resources/%s%s", o->url, id,
+             token != NULL ? o->suffix : "");
     curl_slist_free_all(c->hdrs);
     snprintf(hdr, sizeof hdr, "Authorization: Bearer %s", o->key);
     c->hdrs = curl_slist_append(NULL, hdr);
@@ -285,7 +291,8 @@ static int load(const opts *o)
             curl_multi_poll(m, NULL, 0, (int)ceil(wait_s * 1000), NULL);
     }
     {
-        const char *name = o->lag ? "query.visible_lag" : "query.get_rate";
+        const char *name = o->name ? o->name : o->lag ? "query.visible_lag" : "query.get_rate";
+        const char *e2e_name = o->name ? o->name : "query";
         double achieved = (double)done / o->seconds;
         qsort(lat, (size_t)nlat, sizeof *lat, bench_cmp_double);
         qsort(e2e, (size_t)nlat, sizeof *e2e, bench_cmp_double);
@@ -295,11 +302,13 @@ static int load(const opts *o)
                o->conns, nlat ? lat[nlat - 1] * 1e3 : 0.0);
         printf("RESULT name=%s.p99 unit=ms value=%.3f%s\n", name,
                bench_pct_double(lat, (size_t)nlat, 99) * 1e3,
-               o->lag ? " target=<=50" : " target=<=2");
+               o->name  ? ""
+               : o->lag ? " target=<=50"
+                        : " target=<=2");
         if (o->lag)
-            printf("RESULT name=query.write_to_read.p50 unit=ms value=%.3f\n"
-                   "RESULT name=query.write_to_read.p99 unit=ms value=%.3f\n",
-                   bench_pct_double(e2e, (size_t)nlat, 50) * 1e3,
+            printf("RESULT name=%s.write_to_read.p50 unit=ms value=%.3f\n"
+                   "RESULT name=%s.write_to_read.p99 unit=ms value=%.3f\n",
+                   e2e_name, bench_pct_double(e2e, (size_t)nlat, 50) * 1e3, e2e_name,
                    bench_pct_double(e2e, (size_t)nlat, 99) * 1e3);
         fflush(stdout);
         if (errors > 0 || fabs(achieved - o->rate) > 0.05 * o->rate) {
@@ -329,7 +338,7 @@ out:
 
 int main(int argc, char **argv)
 {
-    opts o = {0, NULL, NULL, NULL, NULL, "lag", 1, 64, 0, 0};
+    opts o = {0, NULL, NULL, NULL, NULL, "lag", "", NULL, 1, 64, 0, 0};
     int rc;
 
     if (argc == 4 && strcmp(argv[1], "fill") == 0) {
@@ -357,7 +366,17 @@ int main(int argc, char **argv)
             o.wkey = argv[++i];
         else if (strcmp(argv[i], "--tag") == 0)
             o.tag = argv[++i];
-        else if (strcmp(argv[i], "--ids") == 0) {
+        else if (strcmp(argv[i], "--name") == 0)
+            o.name = argv[++i];
+        else if (strcmp(argv[i], "--read") == 0) {
+            i++;
+            if (strcmp(argv[i], "resource") == 0)
+                o.suffix = "";
+            else if (strcmp(argv[i], "events") == 0)
+                o.suffix = "/events";
+            else
+                goto usage;
+        } else if (strcmp(argv[i], "--ids") == 0) {
             o.ids = strtol(argv[++i], &e, 10);
             if (*e || o.ids < 1)
                 goto usage;
@@ -389,7 +408,7 @@ usage:
             "usage: %s fill DIR N\n"
             "       %s get --url BASE --key KEY --ids N --rate R --seconds S [--connections C]\n"
             "       %s lag --cmd BASE --url BASE --wkey KEY --key KEY --rate R --seconds S\n"
-            "              [--connections C] [--tag T]\n",
+            "              [--connections C] [--tag T] [--read resource|events] [--name N]\n",
             PROG, PROG, PROG);
     return 2;
 }

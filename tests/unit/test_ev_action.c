@@ -541,6 +541,29 @@ static void test_action_rules(void **state)
     refused_action("{\"type\":\"http\",\"url\":\"http://x/\",\"body_template\":\"{{payloadx}}\"}",
                    "actions[0].body_template");
 
+    /* control characters (kq_json_in's one rule): C0, DEL and C1 everywhere
+     * but TAB in header values and TAB/LF/CR in body templates */
+    refused_action("{\"type\":\"http\",\"url\":\"http://x/\",\"name\":\"a\\u0001\"}",
+                   "actions[0].name");
+    refused_action("{\"type\":\"http\",\"url\":\"http://x/\\u0085\"}", "actions[0].url");
+    refused_action("{\"type\":\"http\",\"url\":\"http://x/\\u007f\"}", "actions[0].url");
+    refused_action(
+        "{\"type\":\"http\",\"url\":\"http://x/\",\"headers\":{\"X-A\":\"\\u001b[31m\"}}",
+        "actions[0].headers.X-A");
+    refused_action("{\"type\":\"http\",\"url\":\"http://x/\",\"headers\":{\"X-A\":\"a\\u009bb\"}}",
+                   "actions[0].headers.X-A");
+    refused_action("{\"type\":\"http\",\"url\":\"http://x/\",\"headers\":{\"X\\u0001\":\"v\"}}",
+                   "actions[0].headers.X\001");
+    refused_action("{\"type\":\"http\",\"url\":\"http://x/\",\"body_template\":\"a\\u0007\"}",
+                   "actions[0].body_template");
+    refused_action("{\"type\":\"email\",\"to\":[\"a\\u0085@b.c\"],\"subject\":\"s\"}",
+                   "actions[0].to[0]");
+    refused_action("{\"type\":\"email\",\"to\":[\"a@b.c\"],\"subject\":\"a\\tb\"}",
+                   "actions[0].subject");
+    refused_action("{\"type\":\"email\",\"to\":[\"a@b.c\"],\"subject\":\"s\",\"body_template\":"
+                   "\"\\u001b\"}",
+                   "actions[0].body_template");
+
     /* e-mail */
     refused_action("{\"type\":\"email\",\"subject\":\"s\"}", "actions[0].to");
     refused_action("{\"type\":\"email\",\"to\":\"a@b.c\",\"subject\":\"s\"}", "actions[0].to");
@@ -597,6 +620,36 @@ static void test_actions_details(void **state)
     assert_true(has_field(details, "steps[2].subject"));
     assert_false(has_field(details, "steps[0].url"));
     assert_int_equal(json_array_size(details), 4);
+    json_decref(details);
+    json_decref(a);
+}
+
+/* The control characters the rule lets through: TAB in header values, TAB,
+ * LF and CR in body templates (and a C1 control is refused in each, exactly
+ * once: one detail per field). */
+static void test_actions_ctl_allowed(void **state)
+{
+    json_t *a = parse("[{\"type\":\"http\",\"url\":\"http://x/\",\"headers\":{\"X-A\":\"a\\tb\"},"
+                      "\"body_template\":\"{\\r\\n\\t\\\"a\\\": 1\\n}\"},"
+                      "{\"type\":\"email\",\"to\":[\"a@b.c\"],\"subject\":\"s\","
+                      "\"body_template\":\"Hello,\\r\\n\\tworld\"}]");
+    json_t *details = json_array();
+    ev_actions acts;
+    (void)state;
+
+    assert_int_equal(ev_actions_parse(a, "actions", &acts, details), 0);
+    assert_int_equal(json_array_size(details), 0);
+    ev_actions_free(&acts);
+    json_decref(a);
+    a = parse("[{\"type\":\"http\",\"url\":\"http://x/\\u0090\",\"headers\":{\"X-A\":\"\\u0090\"},"
+              "\"body_template\":\"\\u0090\"},"
+              "{\"type\":\"email\",\"to\":[\"a@b.c\"],\"subject\":\"\\u0090\"}]");
+    assert_int_equal(ev_actions_parse(a, "actions", &acts, details), KQ_EINVAL);
+    assert_int_equal(json_array_size(details), 4);
+    assert_true(has_field(details, "actions[0].url"));
+    assert_true(has_field(details, "actions[0].headers.X-A"));
+    assert_true(has_field(details, "actions[0].body_template"));
+    assert_true(has_field(details, "actions[1].subject"));
     json_decref(details);
     json_decref(a);
 }
@@ -737,6 +790,7 @@ int main(void)
         cmocka_unit_test(test_actions_refused),
         cmocka_unit_test(test_action_rules),
         cmocka_unit_test(test_actions_details),
+        cmocka_unit_test(test_actions_ctl_allowed),
         cmocka_unit_test(test_actions_round_trip),
         cmocka_unit_test(test_actions_random),
     };

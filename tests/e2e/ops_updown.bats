@@ -1,0 +1,115 @@
+#!/usr/bin/env bats
+# ops_updown.bats — `make up` / `make down` judge a service by its answer
+# (GET /health on its address), not by a pid file (issue #19 item 8). The
+# service functions of ops/lib.sh that ops/up.sh and ops/down.sh run
+# (kq_service_start, kq_service_stop) drive a real kcqrs-commands on the
+# suite's broker, in a var/ directory of the test's own.
+#
+# The defect reproduced: `kill -9` of a service, then `make up` 0.3 s later
+# printed "already running" because the pid file's pid was a zombie nobody
+# had reaped yet (kill -0 succeeds on it), and left the service down. Here
+# the first instance is started from a parent that never reaps (a subshell
+# that execs `sleep`), so its pid stays a zombie as long as the test needs.
+
+load helpers
+load commands_helpers
+
+setup_file() {
+    cmd_make_keys
+}
+
+setup() {
+    # shellcheck source=ops/lib.sh
+    . "$KQ_REPO/ops/lib.sh"
+    VAR="$BATS_TEST_TMPDIR/var"
+    mkdir -p "$VAR"
+    ADDR="127.0.0.1:$(kq_free_port)"
+    export KCQRS_COMMANDS_ADDR="$ADDR" KCQRS_LMDB_DIR="$VAR/lmdb"
+    PARENT=""
+}
+
+teardown() {
+    kq_service_stop kcqrs-commands "$ADDR" "$VAR" >/dev/null 2>&1 || true
+    [[ -n "$PARENT" ]] && kill "$PARENT" 2>/dev/null || true
+}
+
+# start: kq_service_start as ops/up.sh runs it (fd 3 closed for bats).
+start() {
+    kq_service_start kcqrs-commands "$KCQRS_BIN/kcqrs-commands" "$ADDR" "$VAR" \
+        >"$BATS_TEST_TMPDIR/start.out" 2>&1 3>&-
+    local rc=$?
+    cat "$BATS_TEST_TMPDIR/start.out"
+    return $rc
+}
+
+pid_state() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1; }
+
+@test "kill -9, then make up 0.3 s later: the zombie pid is not 'already running'; the service starts again" {
+    # The first instance, from a parent that never reaps its children.
+    (
+        kq_service_start kcqrs-commands "$KCQRS_BIN/kcqrs-commands" "$ADDR" "$VAR"
+        exec sleep 300
+    ) >"$BATS_TEST_TMPDIR/first.out" 2>&1 3>&- &
+    PARENT=$!
+    kq_wait_for 90 grep -q "kcqrs-commands: ready on" "$BATS_TEST_TMPDIR/first.out"
+    old=$(cat "$VAR/kcqrs-commands.pid")
+    kq_pid_live "$old" kcqrs-commands
+    kq_health "$ADDR"
+    # its parent is the `sleep` now, which never reaps it
+    kq_wait_for 10 bash -c "[[ \$(cat /proc/\$(ps -o ppid= -p $old | tr -d ' ')/comm) == sleep ]]"
+
+    kill -9 "$old"
+    sleep 0.3
+    # The reproduction: the pid still exists (kill -0, what the pid file
+    # check trusted, succeeds) but is a zombie, and nothing answers.
+    kill -0 "$old"
+    [[ "$(pid_state "$old")" == Z ]] || kq_fail "pid $old is '$(pid_state "$old")', expected a zombie"
+    ! kq_health "$ADDR"
+
+    run start
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" != *"already running"* ]]
+    [[ "$output" == *"kcqrs-commands: ready on http://$ADDR"* ]]
+    new=$(cat "$VAR/kcqrs-commands.pid")
+    [[ "$new" != "$old" ]]
+    kq_pid_live "$new" kcqrs-commands
+    kq_health "$ADDR"
+    [[ "$(cat "$VAR/kcqrs-commands.addr")" == "$ADDR" ]]
+
+    # make up again while it answers: left alone, no second process.
+    run start
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"already running on http://$ADDR (pid $new)"* ]]
+    [[ "$(cat "$VAR/kcqrs-commands.pid")" == "$new" ]]
+    [[ "$(pgrep -c -f "^$KCQRS_BIN/kcqrs-commands\$" || true)" -ge 1 ]]
+}
+
+@test "make down stops what answers, even without a pid file; a stale pid file alone is 'not running'" {
+    run start
+    echo "$output"
+    [ "$status" -eq 0 ]
+    pid=$(cat "$VAR/kcqrs-commands.pid")
+    rm -f "$VAR/kcqrs-commands.pid"
+
+    run kq_service_stop kcqrs-commands "$ADDR" "$VAR"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"kcqrs-commands: stopped (pid $pid)"* ]]
+    ! kq_pid_live "$pid" kcqrs-commands
+    ! kq_health "$ADDR"
+
+    # A pid file naming a process that is not the service (this shell's
+    # sleep) is stale: nothing is killed.
+    sleep 30 3>&- &
+    other=$!
+    echo "$other" >"$VAR/kcqrs-commands.pid"
+    run kq_service_stop kcqrs-commands "$ADDR" "$VAR"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"not running (stale pid file removed)"* ]]
+    kill -0 "$other"
+    kill "$other"
+    [[ ! -e "$VAR/kcqrs-commands.pid" ]]
+}
