@@ -78,8 +78,11 @@ check_probe() {
 
 @test "1,000 slow connections from 20 addresses: probes on both listeners all answered, p99 < 100 ms (#19 item 1)" {
     flood --slow 1000 --addrs 20
-    # the flood was real: 1,000 connections open at once, more than the server's 900 slots
+    # the flood was real: 1,000 connections open at once, more than the server's
+    # 900 slots, and slow connections were closed to make room
     [[ "$(fv flood max_open)" -ge 950 ]] || kq_fail "only $(fv flood max_open) flood connections were open at once"
+    [[ "$(metric kcqrs_http_connections_evicted_total)" -gt 0 ]] ||
+        kq_fail "the server never reached its connection limit"
     check_probe "$PORT" 100
     check_probe "$IPORT" 100
     # the service still serves a new client after the flood
