@@ -266,6 +266,7 @@ run_alone() {
     mkdir -p "$TMP/alone"
     preload "kqstack$$a$RUN"
     start commands kcqrs-commands KCQRS_COMMANDS_ADDR "127.0.0.1:$port" \
+        KCQRS_COMMANDS_INTERNAL_ADDR="127.0.0.1:$(free_port)" \
         KCQRS_TOPIC_PREFIX="kqstack$$a$RUN" KCQRS_LMDB_DIR="$TMP/alone"
     warm "$port" a
     measure alone "$port" commands broker
@@ -274,7 +275,7 @@ run_alone() {
 }
 
 run_stack() {
-    local cport qport wport half i n kb tot
+    local cport ciport qport wport half i n kb tot
     DB="bench_stack_$$_$RUN"
     psql -X -q -v ON_ERROR_STOP=1 -d "$BENCH_PG_ADMIN_DSN" -c "CREATE DATABASE $DB OWNER kcqrs" >/dev/null ||
         die "cannot create database $DB"
@@ -284,11 +285,14 @@ run_stack() {
     mkdir -p "$TMP/stack"
     export KCQRS_TOPIC_PREFIX="kqstack$$s$RUN" KCQRS_LMDB_DIR="$TMP/stack" KCQRS_PG_DSN="$dsn"
     preload "$KCQRS_TOPIC_PREFIX"
-    start commands kcqrs-commands KCQRS_COMMANDS_ADDR "127.0.0.1:$cport"
+    ciport=$(free_port) # the internal listener, where the worker records
+    start commands kcqrs-commands KCQRS_COMMANDS_ADDR "127.0.0.1:$cport" \
+        KCQRS_COMMANDS_INTERNAL_ADDR="127.0.0.1:$ciport"
     start projector kcqrs-projector KCQRS_PROJECTOR_ADDR "127.0.0.1:$PROJ_PORT"
     start query kcqrs-query KCQRS_QUERY_ADDR "127.0.0.1:$qport"
     start worker kcqrs-worker KCQRS_WORKER_ADDR "127.0.0.1:$wport" \
-        KCQRS_COMMANDS_ADDR="127.0.0.1:$cport" KCQRS_WORKER_KEY_FILE="$TMP/worker.key"
+        KCQRS_COMMANDS_ADDR="127.0.0.1:$cport" KCQRS_COMMANDS_INTERNAL_ADDR="127.0.0.1:$ciport" \
+        KCQRS_WORKER_KEY_FILE="$TMP/worker.key"
     warm "$cport" s
     caught_up "$PROJ_PORT" || true
     measure stack "$cport" commands projector query worker broker postgres

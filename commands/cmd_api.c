@@ -114,9 +114,7 @@ static const char *noun_of(cmd_kind k)
     }
 }
 
-/* The details of a refusal: the aggregate's version on 409/412 (an attempt's
- * 409 names the attempt field). NULL when there is nothing to say. */
-static json_t *error_details(const cmd_item *it, const cmd_result *r)
+json_t *cmd_api_error_details(const cmd_item *it, const cmd_result *r)
 {
     char msg[64];
 
@@ -145,7 +143,7 @@ static void on_done(cmd_item *it, const cmd_result *r)
         kq_http_add_header(req, "Retry-After", v);
     }
     if (r->code != NULL) {
-        json_t *details = error_details(it, r);
+        json_t *details = cmd_api_error_details(it, r);
         if (details != NULL && r->current_version > 0 && it->cmd.kind != CMD_RUN_ATTEMPT &&
             it->cmd.kind != CMD_RUN_START) { /* the ETag of the aggregate addressed */
             snprintf(v, sizeof v, "\"%" PRId64 "\"", r->current_version);
@@ -411,6 +409,11 @@ static void h_attempt(kq_http_req *req, void *arg)
     handle(req, arg, &r_attempt);
 }
 
+static void h_attempts(kq_http_req *req, void *arg)
+{
+    cmd_api_attempts_batch(req, arg);
+}
+
 /* Trigger a run of workflow {workflow_id|id}: manual (writer key) or webhook. */
 static void run_start(kq_http_req *req, void *arg, int webhook)
 {
@@ -511,6 +514,8 @@ void cmd_api_routes(cmd_api *api, kq_http_route *r)
         {"POST", "/hooks/{workflow_id}", KQ_HTTP_PUBLIC, KQ_HTTP_BODY_NONE, "webhook", h_hook, api},
         {"POST", "/internal/v1/runs/{id}/attempts", KQ_AUTH_ROLE_WORKER, KQ_HTTP_BODY_JSON,
          "run_attempt", h_attempt, api},
+        {"POST", "/internal/v1/runs/attempts", KQ_AUTH_ROLE_WORKER, KQ_HTTP_BODY_JSON,
+         "run_attempts", h_attempts, api},
     };
     memcpy(r, t, sizeof t);
 }

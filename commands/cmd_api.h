@@ -27,6 +27,9 @@
  *                                     invalid_webhook_secret at once; not 1..255 visible
  *                                     ASCII: 400); 202 as the manual trigger, actor "webhook"
  *     POST   /internal/v1/runs/{id}/attempts   role worker: the worker records one attempt
+ *     POST   /internal/v1/runs/attempts        role worker: several runs' attempts in one
+ *                                     request and one transaction, each answered on its
+ *                                     own (cmd_api_batch.c)
  *   Success body {"id","version","consistency_token"}, the token also in
  *   X-Consistency-Token; a trigger adds "run_id" (= id) and "workflow_id".
  *   409/412 carry the current version in the error's details
@@ -56,10 +59,21 @@ typedef struct cmd_api {
     cmd_writer *writer; /* borrowed */
 } cmd_api;
 
-#define CMD_API_NROUTES 9
+#define CMD_API_NROUTES 10
+
+/* Most attempts in one POST /internal/v1/runs/attempts (also bounded by KCQRS_BATCH_MAX). */
+#define CMD_API_BATCH_MAX 256
 
 /* Fill routes[CMD_API_NROUTES] for `api`. */
 void cmd_api_routes(cmd_api *api, kq_http_route *routes);
+
+/* POST /internal/v1/runs/attempts (cmd_api_batch.c): the handler. */
+void cmd_api_attempts_batch(kq_http_req *req, cmd_api *api);
+
+/* The details of a refusal: the aggregate's version on 409/412 (an attempt's
+ * 409 names the attempt field and the run's current step and attempts). NULL
+ * when there is nothing to say; else a new array owned by the caller. */
+json_t *cmd_api_error_details(const cmd_item *it, const cmd_result *r);
 
 /* Readiness and metrics callbacks for kq_http_options (arg = the cmd_api). */
 int cmd_api_ready(void *arg, char *why, size_t whylen);

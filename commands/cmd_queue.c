@@ -54,9 +54,22 @@ void cmd_queue_destroy(cmd_queue *q)
 
 int cmd_queue_submit(cmd_queue *q, cmd_item *it, cmd_result *refused)
 {
+    it->group = 0;
+    return cmd_queue_submit_group(q, &it, 1, refused);
+}
+
+int cmd_queue_submit_group(cmd_queue *q, cmd_item **items, size_t n, cmd_result *refused)
+{
+    cmd_item *it = n > 0 ? items[0] : NULL;
     int rc = 0;
 
     memset(refused, 0, sizeof *refused);
+    if (n == 0 || n > q->cap) {
+        refused->status = 500;
+        refused->code = "internal";
+        refused->message = "cannot queue this many commands at once";
+        return KQ_EINVAL;
+    }
     pthread_mutex_lock(&q->mu);
     if (atomic_load(&q->fenced)) {
         refused->status = 503;
@@ -76,7 +89,7 @@ int cmd_queue_submit(cmd_queue *q, cmd_item *it, cmd_result *refused)
         refused->message = "the command service is not ready (Kafka unavailable or catching up)";
         refused->retry_after = 1;
         rc = KQ_ETIMEDOUT;
-    } else if (q->len >= q->cap) {
+    } else if (q->len + n > q->cap) {
         refused->status = 503;
         refused->code = "overloaded";
         refused->message = "too many commands waiting";
@@ -88,14 +101,19 @@ int cmd_queue_submit(cmd_queue *q, cmd_item *it, cmd_result *refused)
         refused->message = "cannot queue the command";
         rc = KQ_EIO;
     } else {
-        clock_gettime(CLOCK_MONOTONIC, &it->t_queued);
-        it->next = NULL;
-        if (q->tail)
-            q->tail->next = it;
-        else
-            q->head = it;
-        q->tail = it;
-        q->len++;
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        for (size_t i = 0; i < n; i++) {
+            items[i]->t_queued = now;
+            items[i]->group = i == 0 && n > 1 ? (unsigned)n : 0;
+            items[i]->next = NULL;
+            if (q->tail)
+                q->tail->next = items[i];
+            else
+                q->head = items[i];
+            q->tail = items[i];
+        }
+        q->len += n;
         pthread_cond_signal(&q->cv);
     }
     pthread_mutex_unlock(&q->mu);
@@ -133,9 +151,16 @@ size_t cmd_queue_take(cmd_queue *q, cmd_item **out, size_t max, double wait_s, d
         }
     }
     while (n < max && q->head) {
-        out[n++] = q->head;
-        q->head = q->head->next;
-        q->len--;
+        size_t g = q->head->group > 1 ? q->head->group : 1;
+        if (n > 0 && n + g > max)
+            break; /* the group goes whole into the next batch */
+        for (; g > 0 && n < max && q->head; g--) {
+            out[n++] = q->head;
+            q->head = q->head->next;
+            q->len--;
+        }
+        if (g > 0 && q->head) /* larger than a batch: the rest stays a group */
+            q->head->group = (unsigned)g;
     }
     if (q->head == NULL)
         q->tail = NULL;

@@ -76,6 +76,10 @@ struct cmd_item {
     /* Called under the queue lock just before the item is queued (e.g. to
      * suspend the HTTP connection); NULL = nothing. Non-zero refuses the item. */
     int (*on_queue)(cmd_item *it);
+    /* Items queued together by cmd_queue_submit_group: the first carries the
+     * group's size (the writer takes a group whole, so its commands share one
+     * transaction), the others 0; a lone item 0 or 1. */
+    unsigned group;
     /* writer-private */
     struct timespec t_queued;
     cmd_item *next;
@@ -117,7 +121,17 @@ void cmd_queue_destroy(cmd_queue *q);
 int cmd_queue_submit(cmd_queue *q, cmd_item *it, cmd_result *refused);
 
 /*
- * Take up to `max` items into out[] (the caller owns them then): waits up to
+ * Queue n items (1..cap) as one group: all or none, in this order, taken by
+ * the writer into one batch (one transaction) when n <= its batch size. Only
+ * items[0]->on_queue is called. Returns 0 (the queue owns every item) or a
+ * negative code with *refused filled as cmd_queue_submit (the caller still
+ * owns them all).
+ */
+int cmd_queue_submit_group(cmd_queue *q, cmd_item **items, size_t n, cmd_result *refused);
+
+/*
+ * Take up to `max` items into out[] (the caller owns them then; a group is
+ * taken whole unless it alone is larger than `max`): waits up to
  * `wait_s` for the first and, when fewer than `max` are queued, up to
  * `linger_s` more for others. *stopping tells whether a stop was asked.
  */

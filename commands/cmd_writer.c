@@ -74,6 +74,23 @@ int cmd_writer_submit(cmd_writer *w, cmd_item *it, cmd_result *refused)
     return cmd_queue_submit(&w->q, it, refused);
 }
 
+int cmd_writer_submit_group(cmd_writer *w, cmd_item **items, size_t n, cmd_result *refused)
+{
+    if (n > cmd_writer_batch_max(w)) {
+        memset(refused, 0, sizeof *refused);
+        refused->status = 500;
+        refused->code = "internal";
+        refused->message = "more commands than one transaction holds";
+        return KQ_EINVAL;
+    }
+    return cmd_queue_submit_group(&w->q, items, n, refused);
+}
+
+size_t cmd_writer_batch_max(const cmd_writer *w)
+{
+    return (size_t)w->cfg->batch_max;
+}
+
 /* ------------------------------------------------------------------ catch-up */
 
 static int catch_up(cmd_writer *w, char *errstr, size_t errlen)

@@ -115,6 +115,17 @@ int cmd_writer_start(cmd_writer *w, char *errstr, size_t errlen);
  */
 int cmd_writer_submit(cmd_writer *w, cmd_item *it, cmd_result *refused);
 
+/*
+ * Queue n commands (1..cmd_writer_batch_max) as one group (cmd_queue.h): all
+ * or none, decided in this order and produced in one transaction; each
+ * item's done is called once. Return and ownership as cmd_writer_submit,
+ * for all n items.
+ */
+int cmd_writer_submit_group(cmd_writer *w, cmd_item **items, size_t n, cmd_result *refused);
+
+/* Most commands in one transaction (KCQRS_BATCH_MAX). */
+size_t cmd_writer_batch_max(const cmd_writer *w);
+
 /* 1 when commands are accepted; else 0 and the reason in why. */
 int cmd_writer_ready(cmd_writer *w, char *why, size_t whylen);
 

@@ -30,12 +30,14 @@
 static const char usage[] =
     "usage: " PROG "\n"
     "\n"
-    "Serves the command API on KCQRS_COMMANDS_ADDR: POST/PUT/DELETE /api/v1/resources...,\n"
+    "Serves the command API on KCQRS_COMMANDS_ADDR (and the same routes on the internal\n"
+    "listener KCQRS_COMMANDS_INTERNAL_ADDR): POST/PUT/DELETE /api/v1/resources...,\n"
     "POST/PUT/DELETE /api/v1/workflows..., POST /api/v1/workflows/{id}/runs (manual trigger),\n"
     "POST /hooks/{workflow_id} (webhook, X-Webhook-Secret) and\n"
-    "POST /internal/v1/runs/{id}/attempts (kcqrs-worker, role worker), appending events to\n"
-    "Kafka through the single writer's transactional producers. Stop with SIGTERM or\n"
-    "SIGINT (finishes queued commands and snapshots its state).\n"
+    "POST /internal/v1/runs/{id}/attempts and /internal/v1/runs/attempts (kcqrs-worker,\n"
+    "role worker), appending events to Kafka through the single writer's transactional\n"
+    "producers. Stop with SIGTERM or SIGINT (finishes queued commands and snapshots its\n"
+    "state).\n"
     "Exit status: 0 clean stop, 1 cannot serve, 2 configuration error.\n";
 
 int main(int argc, char **argv)
@@ -65,6 +67,8 @@ int main(int argc, char **argv)
     cmd_api_routes(&api, routes);
     memset(&o, 0, sizeof o);
     o.addr = svc.cfg.commands_addr;
+    if (strcmp(svc.cfg.commands_internal_addr, "none") != 0)
+        o.internal_addr = svc.cfg.commands_internal_addr;
     o.limits = kq_http_limits_from_config(&svc.cfg);
     o.routes = routes;
     o.nroutes = CMD_API_NROUTES;
@@ -74,9 +78,12 @@ int main(int argc, char **argv)
     o.metrics_arg = &api;
     if (kq_service_http_start(&svc, &o) != 0)
         goto out;
-    kq_log_info("listening on http://%s (port %u), %zu API keys, brokers %s, topic prefix %s",
-                svc.cfg.commands_addr, kq_http_port(svc.srv), kq_auth_count(svc.keys),
-                svc.cfg.brokers, svc.cfg.topic_prefix);
+    kq_log_info("listening on %s://%s (port %u), internal %s (port %u), %zu API keys, brokers "
+                "%s, topic prefix %s",
+                strcmp(svc.cfg.http_tls_cert, "none") != 0 ? "https" : "http",
+                svc.cfg.commands_addr, kq_http_port(svc.srv),
+                o.internal_addr ? o.internal_addr : "none", kq_http_internal_port(svc.srv),
+                kq_auth_count(svc.keys), svc.cfg.brokers, svc.cfg.topic_prefix);
     sig = kq_service_wait(&svc);
     kq_log_info("signal %d: finishing queued commands, writing the snapshot", sig);
     cmd_writer_stop(w); /* answers every queued command: stopping the server needs that */

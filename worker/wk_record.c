@@ -1,6 +1,8 @@
 /*
  * wk_record.c — the attempt-record client (wk_record.h): one thread, one
  * libcurl multi handle, a submit queue and a result queue under one mutex.
+ * The thread keeps the records waiting to be sent in submission order and
+ * the transfers in flight (a probe, one record, or a batch of records).
  */
 #include "wk_record.h"
 
@@ -17,21 +19,33 @@
 #include "kq_time.h"
 
 #define REC_RESP_MAX 4096
+#define REC_BATCH_RESP_MAX (1u << 20)
 #define REC_PROBE_MS 2000
 
+/* One record, from submit to its result. */
 typedef struct rec_item {
     struct rec_item *next;
-    struct rec_item *aprev, *anext; /* the thread's list of started transfers */
-    char *url;
+    char run_id[65];
     char *body;
     void *tag;
     unsigned tries;
+    int single; /* 1: never in a batch (sent alone after its batch was refused) */
     int64_t not_before_ms;
-    CURL *h;
-    char resp[REC_RESP_MAX];
-    size_t resp_len;
-    int probe; /* GET /health */
 } rec_item;
+
+/* One HTTP request in flight: a probe, one record, or a batch of records. */
+typedef struct rec_xfer {
+    struct rec_xfer *aprev, *anext;
+    CURL *h;
+    char *url;
+    char *body; /* a batch's body (a single record's is its item's) */
+    rec_item **items;
+    size_t n;
+    int batch;
+    int dead; /* a batch that could not start (its records went back to waiting) */
+    char *resp;
+    size_t resp_len, resp_cap, resp_max;
+} rec_xfer;
 
 typedef struct rec_done {
     struct rec_done *next;
@@ -40,9 +54,12 @@ typedef struct rec_done {
 
 struct wk_recorder {
     char *base;
+    char *ca_file; /* NULL: the system's CAs */
     struct curl_slist *hdrs;
     char *probe_url;
+    char *batch_url;
     long timeout_ms, retry_base_ms, retry_cap_ms;
+    int batch_max; /* > 1: batches; set to 0 for good when the route is missing */
     void (*notify)(void *arg);
     void *notify_arg;
 
@@ -54,19 +71,33 @@ struct wk_recorder {
     atomic_int stop;
     atomic_int reachable;
     atomic_size_t pending;
-    atomic_ulong n_ok, n_conflict, n_error, n_retries, n_in_flight;
+    atomic_ulong n_ok, n_conflict, n_error, n_retries, n_in_flight, n_single, n_batch;
 };
 
 static size_t on_write(char *p, size_t sz, size_t n, void *arg)
 {
-    rec_item *it = arg;
-    size_t len = sz * n, room = sizeof it->resp - 1 - it->resp_len;
+    rec_xfer *x = arg;
+    size_t len = sz * n;
 
-    if (len > room)
-        len = room; /* the rest is dropped: answers are small */
-    memcpy(it->resp + it->resp_len, p, len);
-    it->resp_len += len;
-    it->resp[it->resp_len] = '\0';
+    if (x->resp_len + len + 1 > x->resp_cap && x->resp_cap < x->resp_max) {
+        size_t cap = x->resp_cap ? x->resp_cap : 1024;
+        char *nr;
+        while (cap < x->resp_len + len + 1 && cap < x->resp_max)
+            cap *= 2;
+        if (cap > x->resp_max)
+            cap = x->resp_max;
+        if ((nr = realloc(x->resp, cap)) != NULL) {
+            x->resp = nr;
+            x->resp_cap = cap;
+        }
+    }
+    if (x->resp_cap == 0)
+        return sz * n;
+    if (len > x->resp_cap - 1 - x->resp_len)
+        len = x->resp_cap - 1 - x->resp_len; /* the rest is dropped: answers are bounded */
+    memcpy(x->resp + x->resp_len, p, len);
+    x->resp_len += len;
+    x->resp[x->resp_len] = '\0';
     return sz * n;
 }
 
@@ -74,42 +105,69 @@ static void item_free(rec_item *it)
 {
     if (it == NULL)
         return;
-    if (it->h)
-        curl_easy_cleanup(it->h);
-    free(it->url);
     free(it->body);
     free(it);
 }
 
-static int item_start(wk_recorder *r, rec_item *it)
+/* Free the transfer, not its items. */
+static void xfer_free(rec_xfer *x)
+{
+    if (x == NULL)
+        return;
+    if (x->h)
+        curl_easy_cleanup(x->h);
+    free(x->url);
+    free(x->body);
+    free(x->items);
+    free(x->resp);
+    free(x);
+}
+
+static rec_xfer *xfer_new(size_t n)
+{
+    rec_xfer *x = calloc(1, sizeof *x);
+
+    if (x != NULL && n > 0 && (x->items = calloc(n, sizeof *x->items)) == NULL) {
+        free(x);
+        return NULL;
+    }
+    return x;
+}
+
+static int xfer_start(wk_recorder *r, rec_xfer *x)
 {
     CURL *h = curl_easy_init();
+    const char *body = x->batch ? x->body : x->n == 1 ? x->items[0]->body : NULL;
 
     if (h == NULL)
         return KQ_ENOMEM;
-    it->resp_len = 0;
-    it->resp[0] = '\0';
-    curl_easy_setopt(h, CURLOPT_URL, it->url);
+    x->resp_len = 0;
+    x->resp_max = x->batch ? REC_BATCH_RESP_MAX : REC_RESP_MAX;
+    curl_easy_setopt(h, CURLOPT_URL, x->url);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, r->timeout_ms);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, r->timeout_ms);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, it);
-    curl_easy_setopt(h, CURLOPT_PRIVATE, it);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(h, CURLOPT_PRIVATE, x);
     curl_easy_setopt(h, CURLOPT_PROXY, "");
-    if (!it->probe) {
+    if (r->ca_file != NULL)
+        curl_easy_setopt(h, CURLOPT_CAINFO, r->ca_file);
+    if (body != NULL) {
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, r->hdrs);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, it->body);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(it->body));
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
     }
-    it->h = h;
+    x->h = h;
     if (curl_multi_add_handle(r->multi, h) != CURLM_OK) {
         curl_easy_cleanup(h);
-        it->h = NULL;
+        x->h = NULL;
         return KQ_EIO;
     }
     atomic_fetch_add(&r->n_in_flight, 1);
+    if (x->batch || x->n == 1) /* not the probes */
+        atomic_fetch_add(x->batch ? &r->n_batch : &r->n_single, 1);
     return 0;
 }
 
@@ -126,11 +184,9 @@ static void push_done(wk_recorder *r, rec_done *d)
         r->notify(r->notify_arg);
 }
 
-/* Fill the result from the answer. */
-static void parse_answer(rec_item *it, long status, wk_record_result *res)
+/* Fill the result from an answer (a single route's body, or a batch item). */
+static void parse_answer(json_t *j, long status, wk_record_result *res)
 {
-    json_t *j = json_loadb(it->resp, it->resp_len, 0, NULL);
-
     res->version = -1;
     if (j && status == 200) {
         json_t *v = json_object_get(j, "version");
@@ -145,7 +201,6 @@ static void parse_answer(rec_item *it, long status, wk_record_result *res)
         if (msg)
             snprintf(res->message, sizeof res->message, "%s", msg);
     }
-    json_decref(j);
 }
 
 static int64_t backoff(const wk_recorder *r, unsigned tries)
@@ -157,147 +212,336 @@ static int64_t backoff(const wk_recorder *r, unsigned tries)
     return d < r->retry_cap_ms ? d : r->retry_cap_ms;
 }
 
+/* The thread's lists: records waiting (in order), transfers in flight. */
+typedef struct rec_lists {
+    rec_item *waiting, *wtail;
+    rec_xfer *active;
+    size_t nbatch; /* batch transfers in flight */
+    int timeout;   /* ms until a waiting record is due */
+} rec_lists;
+
+static void wait_push(rec_lists *l, rec_item *it)
+{
+    it->next = NULL;
+    if (l->wtail)
+        l->wtail->next = it;
+    else
+        l->waiting = it;
+    l->wtail = it;
+}
+
+/* Back to waiting: `fail` counts a try and backs off (a failed send). */
+static void requeue(wk_recorder *r, rec_lists *l, rec_item *it, int fail, const char *why)
+{
+    if (fail) {
+        int64_t d;
+        it->tries++;
+        atomic_fetch_add(&r->n_retries, 1);
+        if (it->tries == 1 || it->tries % 10 == 0)
+            kq_log_warn("recording run %s: %s (try %u); retrying", it->run_id, why, it->tries);
+        d = backoff(r, it->tries);
+        it->not_before_ms = kq_time_mono_ms() + d;
+        if (d < l->timeout)
+            l->timeout = (int)d;
+    } else {
+        it->not_before_ms = 0;
+        l->timeout = 0;
+    }
+    wait_push(l, it);
+}
+
+/* A final answer for one record: its result is queued for wk_recorder_take. */
+static void finish(wk_recorder *r, rec_lists *l, rec_item *it, long status, json_t *answer)
+{
+    rec_done *d = calloc(1, sizeof *d);
+
+    if (d == NULL) { /* cannot report: try again later */
+        requeue(r, l, it, 0, "out of memory");
+        it->not_before_ms = kq_time_mono_ms() + r->retry_base_ms;
+        return;
+    }
+    d->res.tag = it->tag;
+    d->res.status = (int)status;
+    d->res.retries = it->tries;
+    parse_answer(answer, status, &d->res);
+    if (status == 200)
+        atomic_fetch_add(&r->n_ok, 1);
+    else if (status == 409)
+        atomic_fetch_add(&r->n_conflict, 1);
+    else
+        atomic_fetch_add(&r->n_error, 1);
+    item_free(it);
+    push_done(r, d);
+}
+
+static int retryable(long status)
+{
+    return status == 0 || status >= 500 || status == 429;
+}
+
+/* The answer of a batch transfer, item by item. */
+static void batch_done(wk_recorder *r, rec_lists *l, rec_xfer *x, long status, CURLcode cres)
+{
+    json_t *j = NULL, *results = NULL;
+
+    if (status == 200) {
+        j = json_loadb(x->resp, x->resp_len, 0, NULL);
+        results = json_object_get(j, "results");
+        if (json_array_size(results) != x->n)
+            status = 502; /* not the answer asked for: retried like a server error */
+    }
+    if (retryable(status)) {
+        char why[96];
+        snprintf(why, sizeof why, "batch of %zu: %s", x->n,
+                 status ? "server error" : curl_easy_strerror(cres));
+        for (size_t i = 0; i < x->n; i++)
+            requeue(r, l, x->items[i], 1, why);
+    } else if (status != 200) {
+        if ((status == 404 || status == 405) && r->batch_max > 1) {
+            kq_log_warn("kcqrs-commands has no batch attempt route (%ld): one request per "
+                        "record from now on",
+                        status);
+        }
+        if (status == 404 || status == 405)
+            r->batch_max = 0;
+        for (size_t i = 0; i < x->n; i++) { /* each alone: its own answer */
+            x->items[i]->single = 1;
+            requeue(r, l, x->items[i], 0, NULL);
+        }
+    } else {
+        for (size_t i = 0; i < x->n; i++) {
+            json_t *res = json_array_get(results, i);
+            json_t *st = json_object_get(res, "status");
+            long s = json_is_integer(st) ? (long)json_integer_value(st) : 502;
+            if (s < 100 || s > 599)
+                s = 502;
+            if (retryable(s))
+                requeue(r, l, x->items[i], 1, "server error");
+            else
+                finish(r, l, x->items[i], s, res);
+        }
+    }
+    json_decref(j);
+}
+
+static void single_done(wk_recorder *r, rec_lists *l, rec_xfer *x, long status, CURLcode cres)
+{
+    rec_item *it = x->items[0];
+    json_t *j;
+
+    if (retryable(status)) {
+        requeue(r, l, it, 1, status ? "server error" : curl_easy_strerror(cres));
+        return;
+    }
+    j = json_loadb(x->resp, x->resp_len, 0, NULL);
+    finish(r, l, it, status, j);
+    json_decref(j);
+}
+
+static void active_add(rec_lists *l, rec_xfer *x)
+{
+    x->aprev = NULL;
+    x->anext = l->active;
+    if (l->active)
+        l->active->aprev = x;
+    l->active = x;
+}
+
+static void active_remove(rec_lists *l, rec_xfer *x)
+{
+    if (x->aprev)
+        x->aprev->anext = x->anext;
+    else
+        l->active = x->anext;
+    if (x->anext)
+        x->anext->aprev = x->aprev;
+}
+
+/* Take the due records off `waiting` into transfers and start them. */
+static void start_due(wk_recorder *r, rec_lists *l, int64_t now)
+{
+    rec_item *keep = NULL, *ktail = NULL, *it, *nx;
+    rec_xfer *bx = NULL;
+    size_t blen = 0;
+
+    for (it = l->waiting, l->waiting = l->wtail = NULL; it; it = nx) {
+        nx = it->next;
+        it->next = NULL;
+        if (it->not_before_ms > now) {
+            int64_t wait = it->not_before_ms - now;
+            if (wait < l->timeout)
+                l->timeout = (int)wait;
+            goto keep_it;
+        }
+        if (r->batch_max > 1 && !it->single) {
+            size_t add = strlen(it->run_id) + strlen(it->body) + 16;
+            if (bx != NULL && (bx->n == (size_t)r->batch_max || blen + add > WK_RECORD_BATCH_BYTES))
+                bx = NULL; /* full: the next one (if a slot is free) */
+            if (bx == NULL && l->nbatch < WK_RECORD_BATCH_FLIGHT) {
+                if ((bx = xfer_new((size_t)r->batch_max)) == NULL)
+                    goto keep_it;
+                bx->batch = 1;
+                active_add(l, bx); /* started below, once filled */
+                l->nbatch++;
+                blen = 16;
+            }
+            if (bx == NULL)
+                goto keep_it; /* every batch slot busy: waits for an answer */
+            bx->items[bx->n++] = it;
+            blen += add;
+            continue;
+        } else {
+            rec_xfer *x = xfer_new(1);
+            if (x == NULL || (x->url = malloc(strlen(r->base) + strlen(it->run_id) + 40)) == NULL) {
+                xfer_free(x);
+                goto keep_it;
+            }
+            sprintf(x->url, "%s/internal/v1/runs/%s/attempts", r->base, it->run_id);
+            x->items[0] = it;
+            x->n = 1;
+            if (xfer_start(r, x) != 0) {
+                x->n = 0;
+                xfer_free(x);
+                it->tries++;
+                it->not_before_ms = now + backoff(r, it->tries);
+                goto keep_it;
+            }
+            active_add(l, x);
+            continue;
+        }
+    keep_it:
+        if (ktail)
+            ktail->next = it;
+        else
+            keep = it;
+        ktail = it;
+    }
+    l->waiting = keep;
+    l->wtail = ktail;
+    /* build and start the batches filled above */
+    for (rec_xfer *x = l->active; x; x = x->anext) {
+        size_t cap = 32;
+        if (!x->batch || x->h != NULL || x->dead)
+            continue;
+        for (size_t i = 0; i < x->n; i++)
+            cap += strlen(x->items[i]->run_id) + strlen(x->items[i]->body) + 16;
+        if ((x->body = malloc(cap)) != NULL && (x->url = strdup(r->batch_url)) != NULL) {
+            char *p = x->body;
+            p += sprintf(p, "{\"attempts\":[");
+            for (size_t i = 0; i < x->n; i++) {
+                const char *b = x->items[i]->body;
+                /* {"run_id":"ID", + the record's own fields ("{}" has none) */
+                p += sprintf(p, "%s{\"run_id\":\"%s\"%s%s", i ? "," : "", x->items[i]->run_id,
+                             strcmp(b, "{}") == 0 ? "" : ",", strcmp(b, "{}") == 0 ? "}" : b + 1);
+            }
+            sprintf(p, "]}");
+            if (xfer_start(r, x) == 0)
+                continue;
+        }
+        /* could not start: the records wait for the next round */
+        for (size_t i = 0; i < x->n; i++)
+            requeue(r, l, x->items[i], 1, "cannot start a request");
+        x->n = 0;
+        x->dead = 1;
+    }
+    for (rec_xfer *x = l->active, *xn; x; x = xn) {
+        xn = x->anext;
+        if (x->dead) {
+            active_remove(l, x);
+            l->nbatch--;
+            xfer_free(x);
+        }
+    }
+}
+
 static void *rec_thread(void *arg)
 {
     wk_recorder *r = arg;
-    rec_item *waiting = NULL; /* not started, not_before in the future or just arrived */
-    rec_item *active = NULL;  /* in the multi handle */
+    rec_lists l = {NULL, NULL, NULL, 0, 1000};
     int64_t last_probe = 0;
 
     while (!atomic_load(&r->stop)) {
-        rec_item *in, **pp;
-        int running, left, timeout = 1000;
+        rec_item *in, *rev = NULL;
+        int running, left;
         int64_t now;
         CURLMsg *m;
 
+        l.timeout = 1000;
         pthread_mutex_lock(&r->mu);
         in = r->inbox;
         r->inbox = NULL;
         pthread_mutex_unlock(&r->mu);
-        while (in) { /* reverse into waiting: submission order */
+        while (in) { /* LIFO -> submission order */
             rec_item *n = in->next;
-            in->next = waiting;
-            waiting = in;
+            in->next = rev;
+            rev = in;
             in = n;
         }
+        while (rev) {
+            rec_item *n = rev->next;
+            wait_push(&l, rev);
+            rev = n;
+        }
         now = kq_time_mono_ms();
-        if (atomic_load(&r->n_in_flight) == 0 && waiting == NULL &&
+        if (atomic_load(&r->n_in_flight) == 0 && l.waiting == NULL &&
             now - last_probe >= REC_PROBE_MS) {
-            rec_item *p = calloc(1, sizeof *p);
-            if (p && (p->url = strdup(r->probe_url)) != NULL) {
-                p->probe = 1;
-                p->next = waiting;
-                waiting = p;
-            } else
-                item_free(p);
+            rec_xfer *p = xfer_new(0);
+            if (p && (p->url = strdup(r->probe_url)) != NULL && xfer_start(r, p) == 0)
+                active_add(&l, p);
+            else
+                xfer_free(p);
             last_probe = now;
         }
-        for (pp = &waiting; *pp;) {
-            rec_item *it = *pp;
-            if (it->not_before_ms <= now) {
-                *pp = it->next;
-                it->next = NULL;
-                if (item_start(r, it) != 0) {
-                    it->tries++;
-                    it->not_before_ms = now + backoff(r, it->tries);
-                    it->next = *pp;
-                    *pp = it;
-                    pp = &it->next;
-                } else {
-                    it->aprev = NULL;
-                    it->anext = active;
-                    if (active)
-                        active->aprev = it;
-                    active = it;
-                }
-            } else {
-                int64_t wait = it->not_before_ms - now;
-                if (wait < timeout)
-                    timeout = (int)wait;
-                pp = &it->next;
-            }
-        }
+        start_due(r, &l, now);
         curl_multi_perform(r->multi, &running);
         while ((m = curl_multi_info_read(r->multi, &left)) != NULL) {
-            rec_item *it;
+            rec_xfer *x;
             long status = 0;
             CURLcode cres;
             if (m->msg != CURLMSG_DONE)
                 continue;
             cres = m->data.result; /* m belongs to the handle: read it before the cleanup */
-            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&it);
+            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
             if (cres == CURLE_OK)
                 curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &status);
             curl_multi_remove_handle(r->multi, m->easy_handle);
             atomic_fetch_sub(&r->n_in_flight, 1);
-            if (it->aprev)
-                it->aprev->anext = it->anext;
-            else
-                active = it->anext;
-            if (it->anext)
-                it->anext->aprev = it->aprev;
-            curl_easy_cleanup(it->h);
-            it->h = NULL;
+            active_remove(&l, x);
+            curl_easy_cleanup(x->h);
+            x->h = NULL;
             atomic_store(&r->reachable, status > 0);
-            if (it->probe) {
-                item_free(it);
-                continue;
+            if (x->batch) {
+                l.nbatch--;
+                batch_done(r, &l, x, status, cres);
+            } else if (x->n == 1) {
+                single_done(r, &l, x, status, cres);
             }
-            if (status == 0 || status >= 500 || status == 429) {
-                it->tries++;
-                atomic_fetch_add(&r->n_retries, 1);
-                if (it->tries == 1 || it->tries % 10 == 0)
-                    kq_log_warn("recording %s: %s (try %u); retrying", it->url,
-                                status ? "server error" : curl_easy_strerror(cres), it->tries);
-                it->not_before_ms = kq_time_mono_ms() + backoff(r, it->tries);
-                it->next = waiting;
-                waiting = it;
-                if (backoff(r, it->tries) < timeout)
-                    timeout = (int)backoff(r, it->tries);
-                continue;
-            }
-            {
-                rec_done *d = calloc(1, sizeof *d);
-                if (d == NULL) { /* cannot report: try again later */
-                    it->not_before_ms = kq_time_mono_ms() + r->retry_base_ms;
-                    it->next = waiting;
-                    waiting = it;
-                    continue;
-                }
-                d->res.tag = it->tag;
-                d->res.status = (int)status;
-                d->res.retries = it->tries;
-                parse_answer(it, status, &d->res);
-                if (status == 200)
-                    atomic_fetch_add(&r->n_ok, 1);
-                else if (status == 409)
-                    atomic_fetch_add(&r->n_conflict, 1);
-                else
-                    atomic_fetch_add(&r->n_error, 1);
-                item_free(it);
-                push_done(r, d);
-            }
+            xfer_free(x);
         }
         if (atomic_load(&r->stop))
             break;
-        if (waiting && timeout > 0) {
+        if (l.waiting && l.timeout > 0) {
             int64_t n2 = kq_time_mono_ms();
-            for (rec_item *it = waiting; it; it = it->next)
-                if (it->not_before_ms <= n2)
-                    timeout = 0;
+            for (rec_item *it = l.waiting; it; it = it->next)
+                if (it->not_before_ms <= n2 &&
+                    (it->single || r->batch_max <= 1 || l.nbatch < WK_RECORD_BATCH_FLIGHT))
+                    l.timeout = 0;
         }
-        curl_multi_poll(r->multi, NULL, 0, timeout, NULL);
+        curl_multi_poll(r->multi, NULL, 0, l.timeout, NULL);
     }
-    while (waiting) {
-        rec_item *n = waiting->next;
-        item_free(waiting);
-        waiting = n;
+    while (l.waiting) {
+        rec_item *n = l.waiting->next;
+        item_free(l.waiting);
+        l.waiting = n;
     }
-    while (active) {
-        rec_item *n = active->anext;
-        curl_multi_remove_handle(r->multi, active->h);
-        item_free(active);
-        active = n;
+    while (l.active) {
+        rec_xfer *n = l.active->anext;
+        if (l.active->h)
+            curl_multi_remove_handle(r->multi, l.active->h);
+        for (size_t i = 0; i < l.active->n; i++)
+            item_free(l.active->items[i]);
+        xfer_free(l.active);
+        l.active = n;
     }
     return NULL;
 }
@@ -309,6 +553,8 @@ static void release(wk_recorder *r)
         curl_multi_cleanup(r->multi);
     curl_slist_free_all(r->hdrs);
     free(r->probe_url);
+    free(r->ca_file);
+    free(r->batch_url);
     free(r->base);
     pthread_mutex_destroy(&r->mu);
     free(r);
@@ -351,12 +597,18 @@ wk_recorder *wk_recorder_new(const wk_record_settings *s, char *errstr, size_t e
     r->timeout_ms = s->timeout_ms;
     r->retry_base_ms = s->retry_base_ms;
     r->retry_cap_ms = s->retry_cap_ms;
+    r->batch_max = s->batch_max > WK_RECORD_BATCH_MAX ? WK_RECORD_BATCH_MAX : s->batch_max;
     r->notify = s->notify;
     r->notify_arg = s->notify_arg;
     r->multi = curl_multi_init();
     if (r->base && (r->probe_url = malloc(strlen(r->base) + 8)) != NULL)
         sprintf(r->probe_url, "%s/health", r->base);
-    if (r->base == NULL || r->hdrs == NULL || r->multi == NULL || r->probe_url == NULL) {
+    if (r->base && (r->batch_url = malloc(strlen(r->base) + 32)) != NULL)
+        sprintf(r->batch_url, "%s/internal/v1/runs/attempts", r->base);
+    if (s->ca_file != NULL)
+        r->ca_file = strdup(s->ca_file);
+    if (r->base == NULL || r->hdrs == NULL || r->multi == NULL || r->probe_url == NULL ||
+        r->batch_url == NULL || (s->ca_file != NULL && r->ca_file == NULL)) {
         kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
         goto fail;
     }
@@ -402,13 +654,12 @@ int wk_recorder_submit(wk_recorder *r, const char *run_id, const char *body, voi
         return KQ_EINVAL;
     if ((it = calloc(1, sizeof *it)) == NULL)
         return KQ_ENOMEM;
-    it->url = malloc(strlen(r->base) + n + 40);
     it->body = strdup(body);
-    if (it->url == NULL || it->body == NULL) {
+    if (it->body == NULL) {
         item_free(it);
         return KQ_ENOMEM;
     }
-    sprintf(it->url, "%s/internal/v1/runs/%s/attempts", r->base, run_id);
+    memcpy(it->run_id, run_id, n + 1);
     it->tag = tag;
     atomic_fetch_add(&r->pending, 1);
     pthread_mutex_lock(&r->mu);
@@ -464,9 +715,15 @@ void wk_recorder_metrics(wk_recorder *r, FILE *out)
             "kcqrs_worker_records_pending %zu\n"
             "# HELP kcqrs_worker_commands_reachable 1 if kcqrs-commands answered last time.\n"
             "# TYPE kcqrs_worker_commands_reachable gauge\n"
-            "kcqrs_worker_commands_reachable %d\n",
+            "kcqrs_worker_commands_reachable %d\n"
+            "# HELP kcqrs_worker_record_requests_total Record requests sent to kcqrs-commands "
+            "(one record, or a batch).\n"
+            "# TYPE kcqrs_worker_record_requests_total counter\n"
+            "kcqrs_worker_record_requests_total{route=\"single\"} %lu\n"
+            "kcqrs_worker_record_requests_total{route=\"batch\"} %lu\n",
             atomic_load(&r->n_ok), atomic_load(&r->n_conflict), atomic_load(&r->n_error),
-            atomic_load(&r->n_retries), atomic_load(&r->pending), atomic_load(&r->reachable));
+            atomic_load(&r->n_retries), atomic_load(&r->pending), atomic_load(&r->reachable),
+            atomic_load(&r->n_single), atomic_load(&r->n_batch));
 }
 
 char *wk_record_body(uint32_t step, uint32_t attempt, int status_code, const char *error,

@@ -12,6 +12,19 @@
  * of a 200, error code of a 4xx) is queued for wk_recorder_take and `notify`
  * is called (from the recorder's thread: it must only wake the owner up).
  *
+ * Batches (batch_max > 1): records waiting to be sent go several at a time
+ * (up to batch_max, at most WK_RECORD_BATCH_BYTES of body) in one POST
+ * <base>/internal/v1/runs/attempts, at most WK_RECORD_BATCH_FLIGHT such
+ * requests in flight; kcqrs-commands decides them in order and commits them
+ * in one transaction, and answers each item on its own: an item's 5xx or 429
+ * is retried like a single record's, any other answer is its result. The
+ * whole request failing (no answer, 5xx, 429) retries every item in it. A
+ * kcqrs-commands without the route (404, 405) switches the recorder to one
+ * request per record for good; any other 4xx of the whole request (400, 413,
+ * 401, ...) sends its items one by one, so each gets its own answer. Records
+ * wait for nothing: a batch is whatever queued while the previous requests
+ * were in flight.
+ *
  * Reachability: while idle the thread probes GET <base>/health every 2 s;
  * wk_recorder_reachable says whether the last exchange with kcqrs-commands
  * got an HTTP answer.
@@ -28,6 +41,13 @@
 #define WK_OUTCOME_SUCCEEDED 2
 #define WK_OUTCOME_FAILED 3
 
+/* Body bytes of one batch request (kcqrs-commands' default body cap is 64 KiB). */
+#define WK_RECORD_BATCH_BYTES 32768
+/* Batch requests in flight at once (one-per-record mode: 64 connections). */
+#define WK_RECORD_BATCH_FLIGHT 4
+/* Most records per batch request (the route takes at most 256). */
+#define WK_RECORD_BATCH_MAX 256
+
 typedef struct wk_recorder wk_recorder;
 
 typedef struct wk_record_settings {
@@ -36,6 +56,8 @@ typedef struct wk_record_settings {
     long timeout_ms;           /* per request (> 0) */
     long retry_base_ms;        /* first retry delay (> 0) */
     long retry_cap_ms;         /* bound on the retry delay (>= base) */
+    int batch_max;             /* records per batch request; 0 or 1: one request per record */
+    const char *ca_file;       /* PEM CA bundle for an https base_url (copied); NULL: system */
     void (*notify)(void *arg); /* a result is ready (recorder thread) */
     void *notify_arg;
 } wk_record_settings;
@@ -75,7 +97,8 @@ size_t wk_recorder_pending(wk_recorder *r);
 int wk_recorder_reachable(wk_recorder *r);
 
 /* Prometheus lines: kcqrs_worker_records_total{result="ok|conflict|error"},
- * kcqrs_worker_record_retries_total, kcqrs_worker_records_in_flight. */
+ * kcqrs_worker_record_retries_total, kcqrs_worker_records_pending,
+ * kcqrs_worker_record_requests_total{route="single|batch"}. */
 void wk_recorder_metrics(wk_recorder *r, FILE *out);
 
 /*

@@ -397,6 +397,79 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     echo "$run_id" >"$BATS_FILE_TMPDIR/finished_run"
 }
 
+@test "attempts batch: several runs in one request and one transaction, each item answered on its own; repeats 409; bad items 400 alone" {
+    id=$(wf_new_id)
+    wf_create "$id"
+    runs=()
+    for i in 1 2 3; do
+        req POST "/api/v1/workflows/$id/runs" "{\"n\":$i}"
+        [ "$CODE" = 202 ]
+        runs+=("$(jf 'd["run_id"]')")
+    done
+    item() { # RUN ATTEMPT OUTCOME [EXTRA]
+        echo "{\"run_id\":\"$1\",\"step\":0,\"attempt\":$2,\"duration_ms\":3,\"delivery_id\":\"$1.0\",\"outcome\":\"$3\"${4:+,$4}}"
+    }
+    batch() { REQ_KEY="${ATTEMPT_KEY-$KQ_KEY_WORKER}" req POST /internal/v1/runs/attempts "$1" "${@:2}"; }
+
+    # whole-request refusals append nothing
+    before=$(all_ends_sum)
+    ATTEMPT_KEY=$KQ_KEY_WRITER batch "{\"attempts\":[$(item "${runs[0]}" 1 succeeded '"status_code":200')]}"
+    assert_error 403
+    batch '{"attempts":[]}'
+    assert_error 400 attempts
+    batch '{"attempts":{}}'
+    assert_error 400 attempts
+    batch "{\"attempts\":[$(item "${runs[0]}" 1 succeeded)],\"x\":1}"
+    assert_error 400 x
+    batch '[1]'
+    assert_error 400
+    batch "{\"attempts\":[$(item "${runs[0]}" 1 succeeded)]}" -H 'Idempotency-Key: k1'
+    assert_error 400 Idempotency-Key
+    big=$(python3 -c 'import json; print(json.dumps({"attempts": [{"run_id": "r"}] * 257}))')
+    batch "$big"
+    assert_error 400 attempts
+    # items that all fail validation: answered at once, nothing appended
+    batch '{"attempts":[{"run_id":"x","step":0},7,{"step":0,"attempt":1,"duration_ms":1,"delivery_id":"d","outcome":"succeeded"}]}'
+    [ "$CODE" = 200 ]
+    jcheck "[r['status'] for r in d['results']] == [400, 400, 400]"
+    jcheck "any(x['field'] == 'attempt' for x in d['results'][0]['error']['details'])"
+    jcheck "d['results'][1]['id'] is None and d['results'][1]['error']['code'] == 'validation_failed'"
+    jcheck "any(x['field'] == 'run_id' for x in d['results'][2]['error']['details'])"
+    assert_all_unchanged "$before"
+
+    # one request: run 0 succeeds, run 1 retries, a bad item, an unknown run, run 2 succeeds
+    committed=$(metric 'kcqrs_commands_transactions_total{result="committed"}')
+    batch "{\"attempts\":[$(item "${runs[0]}" 1 succeeded '"status_code":200'),$(item "${runs[1]}" 1 retry '"status_code":503,"next_delay_ms":100'),$(item "${runs[2]}" 1 later),$(item no-such-run 1 succeeded),$(item "${runs[2]}" 1 succeeded '"status_code":201')]}"
+    [ "$CODE" = 200 ]
+    jcheck "[r['status'] for r in d['results']] == [200, 200, 400, 404, 200]"
+    jcheck "[r['id'] for r in d['results']] == ['${runs[0]}', '${runs[1]}', '${runs[2]}', 'no-such-run', '${runs[2]}']"
+    jcheck "d['results'][0]['version'] == 4 and d['results'][1]['version'] == 2 and d['results'][4]['version'] == 4"
+    jcheck "all(r['consistency_token'] for r in d['results'] if r['status'] == 200)"
+    jcheck "d['results'][2]['error']['code'] == 'validation_failed' and any(x['field'] == 'outcome' for x in d['results'][2]['error']['details'])"
+    jcheck "d['results'][3]['error']['code'] == 'not_found'"
+    # the three runs' events in ONE transaction
+    [ "$(metric 'kcqrs_commands_transactions_total{result="committed"}')" = $((committed + 1)) ]
+    run agg_types "$(run_topic)" "${runs[0]}"
+    [ "$output" = "$(printf '1 RunStarted\n2 StepAttempted\n3 StepSucceeded\n4 RunSucceeded')" ]
+    run agg_types "$(run_topic)" "${runs[1]}"
+    [ "$output" = "$(printf '1 RunStarted\n2 StepAttempted')" ]
+    BODY=$(agg_event "$(run_topic)" "${runs[1]}" 2)
+    jcheck "d['actor'] == 'e2e-worker' and d['payload']['status_code'] == 503 and d['payload']['next_delay_ms'] == 100 and d['payload']['delivery_id'] == '${runs[1]}.0'"
+
+    # the same request again: every item answered as a repeat, nothing appended
+    before=$(all_ends_sum)
+    batch "{\"attempts\":[$(item "${runs[0]}" 1 succeeded '"status_code":200'),$(item "${runs[1]}" 1 retry '"status_code":503,"next_delay_ms":100')]}"
+    [ "$CODE" = 200 ]
+    jcheck "[r['status'] for r in d['results']] == [409, 409]"
+    jcheck "d['results'][0]['error']['code'] in ('attempt_recorded', 'run_finished') and d['results'][1]['error']['code'] == 'attempt_recorded'"
+    jcheck "d['results'][1]['error']['details'][0]['recorded_attempts'] == 1"
+    assert_all_unchanged "$before"
+    # two attempts of one run in one batch are decided in order
+    batch "{\"attempts\":[$(item "${runs[1]}" 2 retry '"next_delay_ms":10'),$(item "${runs[1]}" 3 succeeded '"status_code":200')]}"
+    [ "$CODE" = 200 ]
+    jcheck "[r['status'] for r in d['results']] == [200, 200] and [r['version'] for r in d['results']] == [3, 6]"
+}
+
 @test "attempts: failed -> StepFailed + RunFailed; a repeat of a recorded attempt is 409 attempt_recorded" {
     id=$(wf_new_id)
     wf_create "$id" "[$HTTP_ACTION,$MAIL_ACTION]"

@@ -26,7 +26,9 @@
  *       each 10th of them a workflow (WorkflowCreated, then Disabled/Enabled
  *       in turn), the others resources (ResourceCreated, ResourceUpdated
  *       changing name, description or status, and every 8th version a
- *       ResourceDeleted, after which a fresh id takes the slot).
+ *       ResourceDeleted, after which a fresh id takes the slot); every
+ *       event has a random event id and correlation id, as kcqrs-commands
+ *       gives it.
  *       Prints "produced N events in S s (R/s)".
  *
  * Environment: the usual KCQRS_* settings (brokers, topic prefix, partitions).
@@ -383,6 +385,15 @@ static void next_event(slot *s, ev_envelope *e, char *text, size_t textlen, int 
         }
     }
     fill_uuid(&e->event_id);
+    /* kcqrs-commands gives every event a correlation id (X-Correlation-Id or
+     * a fresh UUID); so does the load, so the audit log's rows look alike */
+    {
+        static char corr[KQ_UUID_STR];
+        ev_uuid u;
+        fill_uuid(&u);
+        kq_uuid_format(u.bytes, corr);
+        e->correlation_id = ev_str_c(corr);
+    }
     e->aggregate_id = ev_str_c(s->id);
     e->version = v;
     e->occurred_at_us = now_us();

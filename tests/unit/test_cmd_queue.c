@@ -3,7 +3,7 @@
  * (cmd_queue.h): the gate's refusals in order (fenced, stopping, not ready,
  * full, on_queue), first-in first-out takes of at most `max`, the linger
  * that waits for more, a take woken by another thread's submit, take_all,
- * the reason /ready gives.
+ * the reason /ready gives, groups (all or none, taken whole).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -213,6 +213,62 @@ static void test_linger_and_wake(void **state)
     cmd_queue_destroy(&q);
 }
 
+/* A group goes in all or none, is taken whole (never split over two batches
+ * unless it alone exceeds `max`), and calls only its first on_queue. */
+static void test_group(void **state)
+{
+    cmd_queue q;
+    cmd_result r;
+    cmd_item *g[5], *out[4], *one;
+    int stopping;
+    char id[16];
+
+    (void)state;
+    cmd_queue_init(&q, 6, "");
+    atomic_store(&q.ready, 1);
+    one = item("lone");
+    assert_int_equal(cmd_queue_submit(&q, one, &r), 0);
+    for (int i = 0; i < 3; i++) {
+        snprintf(id, sizeof id, "g%d", i);
+        g[i] = item(id);
+        g[i]->on_queue = count_queue;
+    }
+    queued_calls = 0;
+    assert_int_equal(cmd_queue_submit_group(&q, g, 3, &r), 0);
+    assert_int_equal(queued_calls, 1);
+    /* 4 + the 4 queued > cap 6: refused whole, nothing queued */
+    for (int i = 0; i < 3; i++) {
+        snprintf(id, sizeof id, "h%d", i);
+        g[i] = item(id);
+    }
+    g[3] = item("h3");
+    assert_int_equal(cmd_queue_submit_group(&q, g, 4, &r), KQ_ERANGE);
+    assert_string_equal(r.code, "overloaded");
+    assert_int_equal(cmd_queue_submit_group(&q, g, 0, &r), KQ_EINVAL);
+    /* max 3: the lone item, then the group does not fit beside it */
+    assert_int_equal(cmd_queue_take(&q, out, 3, 0.01, 0.0, &stopping), 1);
+    assert_string_equal(out[0]->cmd.id, "lone");
+    cmd_item_free(out[0]);
+    assert_int_equal(cmd_queue_take(&q, out, 3, 0.01, 0.0, &stopping), 3);
+    for (int i = 0; i < 3; i++) {
+        snprintf(id, sizeof id, "g%d", i);
+        assert_string_equal(out[i]->cmd.id, id);
+        cmd_item_free(out[i]);
+    }
+    /* a group larger than max is split, its rest taken as a group next */
+    g[4] = item("h4");
+    assert_int_equal(cmd_queue_submit_group(&q, g, 5, &r), 0);
+    assert_int_equal(cmd_queue_take(&q, out, 2, 0.01, 0.0, &stopping), 2);
+    assert_string_equal(out[0]->cmd.id, "h0");
+    cmd_item_free(out[0]);
+    cmd_item_free(out[1]);
+    assert_int_equal(cmd_queue_take(&q, out, 4, 0.01, 0.0, &stopping), 3);
+    assert_string_equal(out[2]->cmd.id, "h4");
+    for (int i = 0; i < 3; i++)
+        cmd_item_free(out[i]);
+    cmd_queue_destroy(&q);
+}
+
 static void test_why(void **state)
 {
     cmd_queue q;
@@ -236,6 +292,7 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_fifo_and_max),
         cmocka_unit_test(test_linger_and_wake),
+        cmocka_unit_test(test_group),
         cmocka_unit_test(test_why),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,7 +4,10 @@
  * the request (path, Bearer key, JSON body), 503 and 429 retried with the
  * same body until a 200 whose version is reported, a 409 reported with its
  * error code, a connection refused retried until the server comes up, 300
- * records in flight at once, the body builder, bad run ids refused.
+ * records in flight at once, the body builder, bad run ids refused; batches
+ * (POST /internal/v1/runs/attempts, each item answered on its own, an item's
+ * 503 retried alone) and the fallback to one request per record when the
+ * route is missing.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -38,9 +41,59 @@ static size_t nreq;
 static char last_path[256], last_auth[256], last_body[1024];
 
 typedef struct creq {
-    char body[4096];
+    char body[65536];
     size_t len;
 } creq;
+
+/* The batch route: 404 when batch_missing; else each item's status from its
+ * run id ("b409-*": 409, "b503once-*": 503 the first time, then 200; else 200). */
+static int batch_missing;
+static size_t nbatch, batch_items_max, n503once;
+static char last_batch[65536];
+
+static char *batch_answer(const char *body, size_t len, int *status)
+{
+    json_t *j = json_loadb(body, len, 0, NULL), *arr = json_object_get(j, "attempts");
+    json_t *out = json_array(), *ans;
+    char *s;
+    size_t i;
+
+    *status = 200;
+    if (!json_is_array(arr) || json_object_size(j) != 1) {
+        *status = 400;
+        json_decref(j);
+        json_decref(out);
+        return strdup(
+            "{\"error\":{\"code\":\"validation_failed\",\"message\":\"m\",\"details\":[]}}");
+    }
+    for (i = 0; i < json_array_size(arr); i++) {
+        json_t *it = json_array_get(arr, i);
+        const char *id = json_string_value(json_object_get(it, "run_id"));
+        int st = 200;
+        if (id == NULL || json_object_get(it, "step") == NULL)
+            st = 400;
+        else if (strncmp(id, "b409-", 5) == 0)
+            st = 409;
+        else if (strncmp(id, "b503once-", 9) == 0 && n503once++ == 0)
+            st = 503;
+        if (st == 200)
+            json_array_append_new(out, json_pack("{s:s, s:i, s:i, s:s}", "id", id, "status", 200,
+                                                 "version", 7, "consistency_token", "t"));
+        else
+            json_array_append_new(out, json_pack("{s:s?, s:i, s:{s:s, s:s, s:[]}}", "id", id,
+                                                 "status", st, "error", "code",
+                                                 st == 409 ? "attempt_recorded" : "unavailable",
+                                                 "message", "m"));
+    }
+    nbatch++;
+    if (i > batch_items_max)
+        batch_items_max = i;
+    ans = json_pack("{s:o}", "results", out);
+    s = json_dumps(ans, JSON_COMPACT);
+    json_decref(ans);
+    json_decref(j);
+    return s;
+}
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
                                const char *method, const char *version, const char *data,
@@ -70,6 +123,22 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         return MHD_YES;
     }
     auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (strcmp(url, "/internal/v1/runs/attempts") == 0) {
+        char *ab = NULL;
+        pthread_mutex_lock(&mu);
+        snprintf(last_batch, sizeof last_batch, "%.*s", (int)r->len, r->body);
+        if (batch_missing) {
+            status = 404;
+            ab = strdup("{\"error\":{\"code\":\"not_found\",\"message\":\"m\",\"details\":[]}}");
+        } else {
+            ab = batch_answer(r->body, r->len, &status);
+        }
+        pthread_mutex_unlock(&mu);
+        resp = MHD_create_response_from_buffer(strlen(ab), ab, MHD_RESPMEM_MUST_FREE);
+        ret = MHD_queue_response(c, (unsigned)status, resp);
+        MHD_destroy_response(resp);
+        return ret;
+    }
     pthread_mutex_lock(&mu);
     i = strcmp(method, "POST") == 0 ? nreq++ : 0; /* GET /health probes do not count */
     if (strcmp(method, "POST") == 0) {
@@ -139,7 +208,7 @@ static void notify(void *arg)
     pthread_mutex_unlock(&nmu);
 }
 
-static wk_recorder *rec_new(unsigned port)
+static wk_recorder *rec_new_batch(unsigned port, int batch_max)
 {
     wk_record_settings s;
     char url[64], err[256];
@@ -153,10 +222,16 @@ static wk_recorder *rec_new(unsigned port)
     s.retry_base_ms = 20;
     s.retry_cap_ms = 200;
     s.notify = notify;
+    s.batch_max = batch_max;
     r = wk_recorder_new(&s, err, sizeof err);
     if (r == NULL)
         fail_msg("%s", err);
     return r;
+}
+
+static wk_recorder *rec_new(unsigned port)
+{
+    return rec_new_batch(port, 0);
 }
 
 /* Wait up to 10 s for n results. */
@@ -323,6 +398,112 @@ static void test_many_in_flight(void **state)
     srv_stop();
 }
 
+/* Batches: 300 records in requests of at most 16 items, each item answered on
+ * its own (a 409 reported, an item's 503 retried alone), every body item
+ * carrying its run id and its own fields. */
+static void test_batch(void **state)
+{
+    (void)state;
+    static const int s[] = {200};
+    enum { N = 300 };
+    static wk_record_result res[N];
+    static int tags[N], seen[N];
+    wk_recorder *r;
+    char id[32];
+    json_t *j;
+    int n409 = 0, retried = 0;
+    FILE *m;
+    char *mbuf = NULL;
+    size_t mlen = 0;
+
+    srv_start(0, s, 1);
+    pthread_mutex_lock(&mu);
+    batch_missing = 0;
+    nbatch = batch_items_max = n503once = 0;
+    pthread_mutex_unlock(&mu);
+    r = rec_new_batch(srv_port, 16);
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof id, i == 7 ? "b409-%d" : i == 9 ? "b503once-%d" : "run-%d", i);
+        assert_int_equal(wk_recorder_submit(r, id, "{\"step\":0,\"attempt\":1}", &tags[i]), 0);
+    }
+    assert_int_equal(take(r, res, N), N);
+    for (int i = 0; i < N; i++) {
+        int k = (int)((int *)res[i].tag - tags);
+        assert_true(k >= 0 && k < N);
+        seen[k]++;
+        if (k == 7) {
+            assert_int_equal(res[i].status, 409);
+            assert_string_equal(res[i].code, "attempt_recorded");
+            n409++;
+        } else {
+            assert_int_equal(res[i].status, 200);
+            assert_int_equal(res[i].version, 7);
+        }
+        if (k == 9) {
+            assert_int_equal(res[i].retries, 1);
+            retried++;
+        }
+    }
+    assert_int_equal(n409, 1);
+    assert_int_equal(retried, 1);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(seen[i], 1);
+    pthread_mutex_lock(&mu);
+    assert_true(nbatch >= N / 16 && nbatch < N); /* batched, never more than 16 at once */
+    assert_true(batch_items_max > 1 && batch_items_max <= 16);
+    assert_int_equal(nreq, 0); /* nothing went to the single route */
+    j = json_loads(last_batch, 0, NULL);
+    assert_non_null(j);
+    assert_non_null(json_string_value(
+        json_object_get(json_array_get(json_object_get(j, "attempts"), 0), "run_id")));
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_array_get(json_object_get(j, "attempts"), 0), "attempt")),
+                     1);
+    json_decref(j);
+    pthread_mutex_unlock(&mu);
+    m = open_memstream(&mbuf, &mlen);
+    wk_recorder_metrics(r, m);
+    fclose(m);
+    assert_non_null(strstr(mbuf, "kcqrs_worker_records_total{result=\"ok\"} 299\n"));
+    assert_non_null(strstr(mbuf, "kcqrs_worker_record_requests_total{route=\"single\"} 0\n"));
+    free(mbuf);
+    wk_recorder_free(r);
+    srv_stop();
+}
+
+/* A kcqrs-commands without the batch route (404): the records go one by one. */
+static void test_batch_fallback(void **state)
+{
+    (void)state;
+    static const int s[] = {200};
+    wk_record_result res[20];
+    wk_recorder *r;
+    char id[32];
+
+    srv_start(0, s, 1);
+    pthread_mutex_lock(&mu);
+    batch_missing = 1;
+    nbatch = 0;
+    pthread_mutex_unlock(&mu);
+    r = rec_new_batch(srv_port, 16);
+    for (int i = 0; i < 20; i++) {
+        snprintf(id, sizeof id, "run-%d", i);
+        assert_int_equal(wk_recorder_submit(r, id, "{\"step\":0}", NULL), 0);
+    }
+    assert_int_equal(take(r, res, 20), 20);
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(res[i].status, 200);
+        assert_int_equal(res[i].retries, 0);
+    }
+    pthread_mutex_lock(&mu);
+    assert_int_equal(nreq, 20); /* every record through the single route */
+    assert_string_equal(last_body, "{\"step\":0}");
+    batch_missing = 0;
+    pthread_mutex_unlock(&mu);
+    wk_recorder_free(r);
+    srv_stop();
+}
+
 static void test_bad_input(void **state)
 {
     (void)state;
@@ -358,7 +539,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_body),           cmocka_unit_test(test_retry_then_ok),
         cmocka_unit_test(test_conflict),       cmocka_unit_test(test_refused_then_up),
-        cmocka_unit_test(test_many_in_flight), cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_many_in_flight), cmocka_unit_test(test_batch),
+        cmocka_unit_test(test_batch_fallback), cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
