@@ -21,12 +21,10 @@ FLOOD_S=20
 
 setup_file() {
     cmd_make_keys
-    local iport
-    iport=$(kq_free_port)
-    echo "$iport" >"$BATS_FILE_TMPDIR/internal.port"
     # Fewer connection slots than the slow flood has connections: the defect
-    # of #19 item 1 was slow clients holding every slot.
-    KCQRS_HTTP_MAX_CONNECTIONS=900 KCQRS_COMMANDS_INTERNAL_ADDR="127.0.0.1:$iport" cmd_start flood
+    # of #19 item 1 was slow clients holding every slot. (cmd_start gives the
+    # internal listener its own free port.)
+    KCQRS_HTTP_MAX_CONNECTIONS=900 cmd_start flood
 }
 
 teardown_file() { cmd_stop_all; }
@@ -34,7 +32,7 @@ teardown_file() { cmd_stop_all; }
 setup() {
     cmd_use flood
     PORT=$(cat "$BATS_FILE_TMPDIR/flood.port")
-    IPORT=$(cat "$BATS_FILE_TMPDIR/internal.port")
+    IPORT=$(cat "$BATS_FILE_TMPDIR/flood.iport")
 }
 
 # flood ARGS...: run kq_flood against the public port with probers on the
