@@ -67,6 +67,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kq_time.h"
+
 #define MAX_CONNS 20000
 #define MAX_PROBES 4
 #define MAX_SAMPLES 200000
@@ -79,20 +81,6 @@ static const char usage[] =
     "[--probe HOST:PORT]... [--probe-key KEY] [--probe-method M] [--probe-path PATH] "
     "[--probe-body BODY] [--probe-interval-ms MS] [--probe-timeout-ms MS] [--probe-expect "
     "STATUS]\n";
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* ------------------------------------------------------------ answers */
 
@@ -180,7 +168,7 @@ static int probe_once(prober *pr, long n, answer *a, char *note, size_t notecap)
 {
     char path[1024], body[4096], req[8192];
     int fd = -1, rc = 0;
-    int64_t deadline = now_ms() + pr->timeout_ms;
+    int64_t deadline = kq_time_mono_ms() + pr->timeout_ms;
     subst(path, sizeof path, pr->path, n);
     subst(body, sizeof body, pr->body ? pr->body : "", n);
     int len = snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n",
@@ -201,7 +189,7 @@ static int probe_once(prober *pr, long n, answer *a, char *note, size_t notecap)
         goto out;
     }
     struct pollfd p = {.fd = fd, .events = POLLOUT};
-    if (poll(&p, 1, (int)(deadline - now_ms())) <= 0)
+    if (poll(&p, 1, (int)(deadline - kq_time_mono_ms())) <= 0)
         goto out;
     int err = 0;
     socklen_t el = sizeof err;
@@ -215,7 +203,7 @@ static int probe_once(prober *pr, long n, answer *a, char *note, size_t notecap)
         ssize_t w = send(fd, req + off, (size_t)(len - off), MSG_NOSIGNAL);
         if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
             p.events = POLLOUT;
-            if (poll(&p, 1, (int)(deadline - now_ms())) <= 0)
+            if (poll(&p, 1, (int)(deadline - kq_time_mono_ms())) <= 0)
                 goto out;
             continue;
         }
@@ -243,7 +231,7 @@ static int probe_once(prober *pr, long n, answer *a, char *note, size_t notecap)
         }
         if (alen < 0 || got == sizeof buf)
             goto out;
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - kq_time_mono_ms();
         if (left <= 0)
             goto out;
         p.events = POLLIN;
@@ -268,9 +256,9 @@ out:
 static void *prober_main(void *arg)
 {
     prober *pr = arg;
-    int64_t next = now_ms();
+    int64_t next = kq_time_mono_ms();
     while (!atomic_load(pr->stop)) {
-        int64_t t = now_ms();
+        int64_t t = kq_time_mono_ms();
         if (t < next) {
             struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)(next - t) * 1000000};
             nanosleep(&ts, NULL);
@@ -279,9 +267,9 @@ static void *prober_main(void *arg)
         next = t + pr->interval_ms;
         answer a;
         char note[256];
-        int64_t t0 = now_us();
+        int64_t t0 = kq_time_mono_us();
         int r = probe_once(pr, atomic_fetch_add(pr->seq, 1), &a, note, sizeof note);
-        int64_t dt = now_us() - t0;
+        int64_t dt = kq_time_mono_us() - t0;
         pr->requests++;
         if (r <= 0) {
             pr->unanswered++;
@@ -390,6 +378,21 @@ static void fc_connect(int ep, fconn *c, fstats *st, in_port_t port, struct in_a
     epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
 }
 
+/* A busy connection's request was answered: count the answer. */
+static void busy_answered(fconn *c, const answer *a, fstats *st)
+{
+    st->bans++;
+    c->in_flight = 0;
+    if (a->status >= 200 && a->status < 300)
+        st->b2xx++;
+    else if (a->status == 503) {
+        st->b503++;
+        if (!a->retry_after)
+            st->b503_no_ra++;
+    } else
+        st->bother++;
+}
+
 static void busy_send(fconn *c, const char *req, size_t len, fstats *st)
 {
     ssize_t w = send(c->fd, req, len, MSG_NOSIGNAL);
@@ -407,50 +410,44 @@ int main(int argc, char **argv)
     long port = 0, addrs = 20, nslow = 0, nidle = 0, nbusy = 0, duration = 15, reconnect_ms = 500,
          busy_interval = 100, probe_interval = 50, probe_timeout = 5000, probe_expect = 0;
 
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (i + 1 >= argc) {
-            fputs(usage, stderr);
-            return 2;
-        }
-        const char *v = argv[++i];
-        if (!strcmp(a, "--port"))
-            port = atol(v);
-        else if (!strcmp(a, "--host"))
-            host_s = v;
-        else if (!strcmp(a, "--addrs"))
-            addrs = atol(v);
-        else if (!strcmp(a, "--slow"))
-            nslow = atol(v);
-        else if (!strcmp(a, "--idle"))
-            nidle = atol(v);
-        else if (!strcmp(a, "--busy"))
-            nbusy = atol(v);
-        else if (!strcmp(a, "--duration"))
-            duration = atol(v);
-        else if (!strcmp(a, "--reconnect-ms"))
-            reconnect_ms = atol(v);
-        else if (!strcmp(a, "--busy-interval-ms"))
-            busy_interval = atol(v);
-        else if (!strcmp(a, "--busy-path"))
-            busy_path = v;
-        else if (!strcmp(a, "--probe") && nprobe_targets < MAX_PROBES)
+    const struct {
+        const char *name;
+        long *v;
+    } nums[] = {{"--port", &port},
+                {"--addrs", &addrs},
+                {"--slow", &nslow},
+                {"--idle", &nidle},
+                {"--busy", &nbusy},
+                {"--duration", &duration},
+                {"--reconnect-ms", &reconnect_ms},
+                {"--busy-interval-ms", &busy_interval},
+                {"--probe-interval-ms", &probe_interval},
+                {"--probe-timeout-ms", &probe_timeout},
+                {"--probe-expect", &probe_expect}};
+    const struct {
+        const char *name;
+        const char **v;
+    } strs[] = {{"--host", &host_s},           {"--busy-path", &busy_path},
+                {"--probe-key", &probe_key},   {"--probe-method", &probe_method},
+                {"--probe-path", &probe_path}, {"--probe-body", &probe_body}};
+    for (int i = 1; i < argc; i += 2) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int known = 0;
+        for (size_t k = 0; v && k < sizeof nums / sizeof nums[0]; k++)
+            if (!strcmp(a, nums[k].name)) {
+                *nums[k].v = atol(v);
+                known = 1;
+            }
+        for (size_t k = 0; v && k < sizeof strs / sizeof strs[0]; k++)
+            if (!strcmp(a, strs[k].name)) {
+                *strs[k].v = v;
+                known = 1;
+            }
+        if (v && !strcmp(a, "--probe") && nprobe_targets < MAX_PROBES) {
             probe_targets[nprobe_targets++] = v;
-        else if (!strcmp(a, "--probe-key"))
-            probe_key = v;
-        else if (!strcmp(a, "--probe-method"))
-            probe_method = v;
-        else if (!strcmp(a, "--probe-path"))
-            probe_path = v;
-        else if (!strcmp(a, "--probe-body"))
-            probe_body = v;
-        else if (!strcmp(a, "--probe-interval-ms"))
-            probe_interval = atol(v);
-        else if (!strcmp(a, "--probe-timeout-ms"))
-            probe_timeout = atol(v);
-        else if (!strcmp(a, "--probe-expect"))
-            probe_expect = atol(v);
-        else {
+            known = 1;
+        }
+        if (!known) {
             fputs(usage, stderr);
             return 2;
         }
@@ -500,7 +497,7 @@ int main(int argc, char **argv)
         return 1;
     }
     fstats st = {0};
-    int64_t start = now_ms(), stop_at = start + duration * 1000;
+    int64_t start = kq_time_mono_ms(), stop_at = start + duration * 1000;
     for (long i = 0; i < total; i++) {
         fconn *c = &conns[i];
         c->fd = -1;
@@ -561,7 +558,7 @@ int main(int argc, char **argv)
     struct epoll_event evs[256];
     char sink[RBUF];
     for (;;) {
-        int64_t now = now_ms();
+        int64_t now = kq_time_mono_ms();
         if (now >= stop_at)
             break;
         /* Timed actions: (re)connects, slow bytes, busy requests. */
@@ -586,7 +583,7 @@ int main(int argc, char **argv)
             }
         }
         int n = epoll_wait(ep, evs, 256, 10);
-        now = now_ms();
+        now = kq_time_mono_ms();
         for (int e = 0; e < n; e++) {
             fconn *c = evs[e].data.ptr;
             if (c->fd < 0)
@@ -667,16 +664,7 @@ int main(int argc, char **argv)
                 fc_close(ep, c, &st, now, reconnect_ms);
                 continue;
             }
-            st.bans++;
-            c->in_flight = 0;
-            if (a.status >= 200 && a.status < 300)
-                st.b2xx++;
-            else if (a.status == 503) {
-                st.b503++;
-                if (!a.retry_after)
-                    st.b503_no_ra++;
-            } else
-                st.bother++;
+            busy_answered(c, &a, &st);
             memmove(c->rbuf, c->rbuf + alen, c->got - (size_t)alen);
             c->got -= (size_t)alen;
             if (a.close)
@@ -687,12 +675,12 @@ int main(int argc, char **argv)
     }
 
     /* Busy requests still waiting at the end get a short grace to be answered. */
-    int64_t grace = now_ms() + 2000;
+    int64_t grace = kq_time_mono_ms() + 2000;
     for (;;) {
         long waiting = 0;
         for (long i = 0; i < total; i++)
             waiting += conns[i].mode == M_BUSY && conns[i].in_flight && conns[i].fd >= 0;
-        if (waiting == 0 || now_ms() >= grace)
+        if (waiting == 0 || kq_time_mono_ms() >= grace)
             break;
         int n = epoll_wait(ep, evs, 256, 50);
         for (int e = 0; e < n; e++) {
@@ -706,23 +694,14 @@ int main(int argc, char **argv)
                 st.bunans++;
                 if (r < 0)
                     st.bresets++;
-                fc_close(ep, c, &st, now_ms(), reconnect_ms);
+                fc_close(ep, c, &st, kq_time_mono_ms(), reconnect_ms);
                 continue;
             }
             c->got += (size_t)r;
             answer a;
             long alen = parse_answer(c->rbuf, c->got, &a);
             if (alen > 0) {
-                st.bans++;
-                c->in_flight = 0;
-                if (a.status >= 200 && a.status < 300)
-                    st.b2xx++;
-                else if (a.status == 503) {
-                    st.b503++;
-                    if (!a.retry_after)
-                        st.b503_no_ra++;
-                } else
-                    st.bother++;
+                busy_answered(c, &a, &st);
             }
         }
     }
