@@ -235,11 +235,13 @@ measure() {
         [ "$c" = 64 ] && eval "RATE64_$cfg=$rate"
         if [ "$cfg" = alone ]; then
             emit "name=stack.alone.c$c unit=cmd/s value=$rate connections=$c seconds=$SECS"
-        else
+        elif [ "$cfg" = stack ]; then
             tgt=""
             [ "$c" = 64 ] && tgt=" target=>=0.7x"
             emit "name=stack.create.c$c unit=cmd/s value=$rate baseline=stack.alone.c$c$tgt connections=$c seconds=$SECS"
             [ "$c" = 64 ] && emit "name=stack.create.c64.abs unit=cmd/s value=$rate target=>=5000"
+        else
+            emit "name=stack.$cfg.create.c$c unit=cmd/s value=$rate baseline=stack.create.c$c connections=$c seconds=$SECS"
         fi
         emit "name=stack.$cfg.c$c.p50 unit=ms value=$(awk -v v="$p50" 'BEGIN { printf "%.3f", v / 1000 }')" \
             "name=stack.$cfg.c$c.p99 unit=ms value=$(awk -v v="$p99" 'BEGIN { printf "%.3f", v / 1000 }')"
@@ -251,10 +253,12 @@ measure() {
             [ "$c" = 64 ] || continue
             base=""
             [ "$cfg" = stack ] && { [ "$n" = commands ] || [ "$n" = broker ]; } && base=" baseline=stack.alone.cpu.c64.$n"
+            [ "$cfg" != stack ] && [ "$cfg" != alone ] && base=" baseline=stack.stack.cpu.c64.$n"
             emit "name=stack.$cfg.cpu.c64.$n unit=cpu-s/1k value=$(awk -v t="$t" -v h="$HZ" -v r="$req" 'BEGIN { printf "%.4f", t / h / (r / 1000) }')$base"
         done
         base=""
         [ "$cfg" = stack ] && base=" baseline=stack.alone.cpu.c$c.total"
+        [ "$cfg" != stack ] && [ "$cfg" != alone ] && base=" baseline=stack.stack.cpu.c$c.total"
         emit "name=stack.$cfg.cpu.c$c.total unit=cpu-s/1k value=$(awk -v t="$tot" -v h="$HZ" -v r="$req" 'BEGIN { printf "%.4f", t / h / (r / 1000) }')$base"
         echo "bench_stack: run $RUN $cfg c$c: $rate cmd/s" >&2
     done
@@ -274,16 +278,24 @@ run_alone() {
     keep_logs alone
 }
 
+# run_stack [NAME VAR=VALUE...]: the stack (or, with NAME, the stack with those
+# settings: every entry named stack.NAME.*, compared with the plain stack).
 run_stack() {
-    local cport ciport qport wport half i n kb tot
-    DB="bench_stack_$$_$RUN"
+    local cfg=${1:-stack} np cport ciport qport wport half i n kb tot
+    [ $# -eq 0 ] || shift
+    np=stack
+    [ "$cfg" = stack ] || np=stack.$cfg
+    DB="bench_stack_$$_${RUN}_$cfg"
     psql -X -q -v ON_ERROR_STOP=1 -d "$BENCH_PG_ADMIN_DSN" -c "CREATE DATABASE $DB OWNER kcqrs" >/dev/null ||
         die "cannot create database $DB"
     local dsn
     dsn=$(sed -E "s|//[^@]*@|//kcqrs@|; s|/[^/]*$|/$DB|" <<<"$BENCH_PG_ADMIN_DSN")
     cport=$(free_port) PROJ_PORT=$(free_port) qport=$(free_port) wport=$(free_port)
     mkdir -p "$TMP/stack"
-    export KCQRS_TOPIC_PREFIX="kqstack$$s$RUN" KCQRS_LMDB_DIR="$TMP/stack" KCQRS_PG_DSN="$dsn"
+    rm -rf "$TMP/stack"
+    mkdir -p "$TMP/stack"
+    export KCQRS_TOPIC_PREFIX="kqstack$$s$RUN$cfg" KCQRS_LMDB_DIR="$TMP/stack" KCQRS_PG_DSN="$dsn"
+    [ $# -eq 0 ] || export "$@"
     preload "$KCQRS_TOPIC_PREFIX"
     ciport=$(free_port) # the internal listener, where the worker records
     start commands kcqrs-commands KCQRS_COMMANDS_ADDR "127.0.0.1:$cport" \
@@ -293,23 +305,23 @@ run_stack() {
     start worker kcqrs-worker KCQRS_WORKER_ADDR "127.0.0.1:$wport" \
         KCQRS_COMMANDS_ADDR="127.0.0.1:$cport" KCQRS_COMMANDS_INTERNAL_ADDR="127.0.0.1:$ciport" \
         KCQRS_WORKER_KEY_FILE="$TMP/worker.key"
-    warm "$cport" s
+    warm "$cport" "s$cfg"
     caught_up "$PROJ_PORT" || true
-    measure stack "$cport" commands projector query worker broker postgres
+    measure "$cfg" "$cport" commands projector query worker broker postgres
 
-    half=$(awk -v r="$RATE64_stack" 'BEGIN { printf "%.0f", r / 2 }')
+    half=$(awk -v r="$(eval echo "\$RATE64_$cfg")" 'BEGIN { printf "%.0f", r / 2 }')
     "$BUILD/bench/bench_rate" --url "http://127.0.0.1:$cport/api/v1/resources" --key "$WKEY" \
-        --rate "$half" --seconds "$RATE_SECS" --connections 64 --tag "sr$RUN" --name stack.rate \
-        2>>"$LOGS/stack.rate.$RUN.log" | sed -E 's/ target=[^ ]*//; /name=stack.rate.p99 /s/$/ target=<=25/' ||
+        --rate "$half" --seconds "$RATE_SECS" --connections 64 --tag "sr$RUN$cfg" --name "$np.rate" \
+        2>>"$LOGS/stack.rate.$RUN.log" | sed -E "s/ target=[^ ]*//; /name=stack.rate.p99 /s/\$/ target=<=25/" ||
         die "bench_rate failed (see $LOGS/stack.rate.$RUN.log)"
     caught_up "$PROJ_PORT" || true
     "$BUILD/tests/tools/qry_bench" lag --cmd "http://127.0.0.1:$cport" --url "http://127.0.0.1:$qport" \
         --wkey "$WKEY" --key "$RKEY" --rate "$LAG_RATE" --seconds "$LAG_SECS" --connections 256 \
-        --tag "sl$RUN" --name stack.visible_lmdb 2>>"$LOGS/stack.lag.$RUN.log" |
+        --tag "sl$RUN$cfg" --name "$np.visible_lmdb" 2>>"$LOGS/stack.lag.$RUN.log" |
         sed '/name=stack.visible_lmdb.p99 /s/$/ target=<=30/' || die "qry_bench lag (LMDB) failed (see $LOGS/stack.lag.$RUN.log)"
     "$BUILD/tests/tools/qry_bench" lag --cmd "http://127.0.0.1:$cport" --url "http://127.0.0.1:$qport" \
         --wkey "$WKEY" --key "$RKEY" --rate "$LAG_RATE" --seconds "$LAG_SECS" --connections 256 \
-        --tag "sp$RUN" --read events --name stack.visible_pg 2>>"$LOGS/stack.lag.$RUN.log" ||
+        --tag "sp$RUN$cfg" --read events --name "$np.visible_pg" 2>>"$LOGS/stack.lag.$RUN.log" ||
         die "qry_bench lag (PostgreSQL) failed (see $LOGS/stack.lag.$RUN.log)"
     caught_up "$PROJ_PORT" || true
 
@@ -326,23 +338,29 @@ run_stack() {
         for i in commands projector query worker; do
             kb=$(rss_anon_kb "$(eval echo "\$PID_$i")")
             tot=$((tot + kb))
-            emit "name=stack.rss_anon.$phase.$i unit=MB value=$(awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }') events=$n"
+            emit "name=$np.rss_anon.$phase.$i unit=MB value=$(awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }') events=$n"
         done
         tgt=""
-        [ "$phase" = rebuilt ] && tgt=" target=<=100"
-        emit "name=stack.rss_anon.$phase.total unit=MB value=$(awk -v k="$tot" 'BEGIN { printf "%.1f", k / 1024 }') events=$n$tgt"
+        [ "$phase" = rebuilt ] && [ "$cfg" = stack ] && tgt=" target=<=100"
+        emit "name=$np.rss_anon.$phase.total unit=MB value=$(awk -v k="$tot" 'BEGIN { printf "%.1f", k / 1024 }') events=$n$tgt"
     done
-    emit "name=stack.events unit=events value=$n"
+    emit "name=$np.events unit=events value=$n"
     stop_all
-    keep_logs stack
+    keep_logs "$cfg"
     psql -X -q -d "$BENCH_PG_ADMIN_DSN" -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
     DB=
+    [ $# -eq 0 ] || unset "${@%%=*}"
 }
 
+# BENCH_STACK_AB="NAME VAR=VALUE..." adds a third configuration: the stack with
+# those settings (e.g. "nolinger KCQRS_BATCH_LINGER_MAX_US=0"), right after the stack.
+read -r -a AB <<<"${BENCH_STACK_AB:-}"
 if [ $((RUN % 2)) = 1 ]; then
     run_alone
     run_stack
+    [ "${#AB[@]}" -eq 0 ] || run_stack "${AB[@]}"
 else
+    [ "${#AB[@]}" -eq 0 ] || run_stack "${AB[@]}"
     run_stack
     run_alone
 fi

@@ -168,6 +168,9 @@ int cmd_aggregate_apply_envelope(cmd_state *st, int topic, const ev_envelope *e,
         if (cmd_idem_record(st, cid, e, id, partition, offset) != 0)
             return KQ_ENOMEM;
     }
+    /* A few expired keys and finished runs go with every event (cmd_state.h,
+     * "Expiry"): the state stays bounded during a long catch-up too. */
+    cmd_state_expire(st, CMD_EXPIRE_PER_EVENT);
     return 0;
 }
 

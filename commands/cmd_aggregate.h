@@ -72,8 +72,9 @@ typedef struct cmd_batch cmd_batch; /* cmd_state.h */
 typedef struct cmd_delta cmd_delta; /* cmd_delta.h */
 
 /*
- * The answer of an Idempotency-Key's command, kept for the life of the state
- * (and in the snapshot as an 'i' record, this struct as raw bytes).
+ * The answer of an Idempotency-Key's command, kept for KCQRS_IDEMPOTENCY_TTL
+ * after its event's time (and in the snapshot as an 'i' record, this struct
+ * as raw bytes).
  */
 typedef struct cmd_idem {
     int has_hash;
@@ -84,6 +85,8 @@ typedef struct cmd_idem {
     int32_t partition;
     int64_t offset;
     int32_t aggregate; /* ev_aggregate_type of the aggregate (its topic: aggregate - 1) */
+    int64_t at_us;     /* occurred_at_us of its event: the answer is kept until at_us +
+                          KCQRS_IDEMPOTENCY_TTL (cmd_state.h, "Expiry") */
 } cmd_idem;
 
 /* ---- commands and decisions ---- */

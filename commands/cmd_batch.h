@@ -22,7 +22,8 @@
  *   before it existed) answer any retry of their key with the original
  *   answer. A refused command (400..422) appends nothing and is not recorded
  *   under its Idempotency-Key: a retry is judged afresh. Keys are kept for
- *   the life of the state (log and snapshot); there is no expiry yet.
+ *   KCQRS_IDEMPOTENCY_TTL after their event's time (cmd_state.h, "Expiry");
+ *   an expired key answers as a new request.
  *
  * Ownership: the batch owns its pending copies (the types' values) and keys.
  * Threads: the writer thread, like the state.

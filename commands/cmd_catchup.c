@@ -20,10 +20,10 @@ static int reset_state(cmd_catchup *c, const char *why)
     kq_log_warn("discarding the command-side state loaded from the snapshot: %s; reading the "
                 "event topics from the start",
                 why);
-    cmd_state_free(c->st);
     cmd_chain_reset(c->chain); /* the log is read again from offset 0 */
-    /* A fresh state's delta is full: its first snapshot replaces the old one. */
-    rc = cmd_state_init(c->st, c->cfg->partitions);
+    /* A fresh state's delta is full: its first snapshot replaces the old one.
+     * The expiry settings stay. */
+    rc = cmd_state_reinit(c->st);
     cmd_state_track(c->st, c->track);
     c->reset = 1;
     return rc;

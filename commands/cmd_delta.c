@@ -55,6 +55,11 @@ int cmd_delta_put(cmd_delta *d, char kind, const char *key, const cmd_piece *pie
     return 0;
 }
 
+int cmd_delta_del(cmd_delta *d, char kind, const char *key)
+{
+    return cmd_delta_put(d, kind, key, NULL, 0);
+}
+
 void cmd_delta_reset(cmd_delta *d)
 {
     d->len = 0;

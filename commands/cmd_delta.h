@@ -14,8 +14,11 @@
  *
  * Buffer encoding: per record u8 kind, u16 key length, u32 value length, key
  *   bytes, value bytes (host byte order, unaligned). The value layouts are
- *   the on-disk ones (format kcqrs.commands.v4), written by the owners named
+ *   the on-disk ones (format kcqrs.commands.v5), written by the owners named
  *   above.
+ *
+ * A record with an empty value is a deletion (cmd_delta_del: an expired
+ *   Idempotency-Key or finished run leaves the snapshot that way).
  *
  * `full` says the delta is the whole state (a fresh or discarded state, or a
  *   rebuild after a failed write): the snapshot is emptied before it is
@@ -50,6 +53,10 @@ typedef struct cmd_piece {
 /* Append record kind/key with the value made of pieces[0..n). 0, or KQ_ENOMEM
  * (or a key longer than CMD_KEY_MAX) and d->lost set. */
 int cmd_delta_put(cmd_delta *d, char kind, const char *key, const cmd_piece *pieces, int n);
+
+/* Append the deletion of record kind/key (a record with an empty value: no
+ * record kind has one): the snapshot thread deletes it. 0 or KQ_ENOMEM (d->lost set). */
+int cmd_delta_del(cmd_delta *d, char kind, const char *key);
 
 /* Forget the records (the buffer is kept); full and lost are cleared. */
 void cmd_delta_reset(cmd_delta *d);

@@ -10,7 +10,8 @@
 
 const cmd_idem *cmd_state_idem(const cmd_state *st, const char *key)
 {
-    return kq_map_get(st->idem, key);
+    const cmd_idem *i = kq_map_get(st->idem, key);
+    return i != NULL && cmd_state_expired(st, i->at_us) ? NULL : i;
 }
 
 size_t cmd_state_idem_count(const cmd_state *st)
@@ -38,10 +39,15 @@ int cmd_state_each_idem(const cmd_state *st,
 
 int cmd_state_put_idem(cmd_state *st, const char *key, const cmd_idem *i)
 {
-    cmd_idem *d = kq_map_put(st->idem, key, NULL);
+    int created;
+    cmd_idem *d = kq_map_put(st->idem, key, &created);
     if (d == NULL)
         return KQ_ENOMEM;
     *d = *i;
+    if (created && cmd_state_expire_push(st, CMD_EXPIRE_IDEM, d, d->at_us) != 0) {
+        kq_map_remove(st->idem, key);
+        return KQ_ENOMEM;
+    }
     return 0;
 }
 
@@ -56,10 +62,19 @@ static unsigned event_status(ev_event_type t)
 int cmd_idem_record(cmd_state *st, const char *key, const ev_envelope *e, const char *id,
                     int32_t partition, int64_t offset)
 {
-    cmd_idem *i = kq_map_put(st->idem, key, NULL);
+    cmd_idem *i;
+    int created;
 
-    if (i == NULL)
+    /* Catch-up of an event older than the window: the key has expired, and
+     * a restart must not hold more than the window (the state is bounded). */
+    if (cmd_state_expired(st, e->occurred_at_us))
+        return 0;
+    if ((i = kq_map_put(st->idem, key, &created)) == NULL)
         return KQ_ENOMEM;
+    if (created && cmd_state_expire_push(st, CMD_EXPIRE_IDEM, i, e->occurred_at_us) != 0) {
+        kq_map_remove(st->idem, key);
+        return KQ_ENOMEM;
+    }
     i->has_hash = e->command_hash.ptr != NULL && e->command_hash.len == CMD_HASH_LEN;
     if (i->has_hash)
         memcpy(i->hash, e->command_hash.ptr, CMD_HASH_LEN);
@@ -69,6 +84,7 @@ int cmd_idem_record(cmd_state *st, const char *key, const ev_envelope *e, const 
     i->partition = partition;
     i->offset = offset;
     i->aggregate = (int32_t)ev_event_aggregate_type(e->payload_type);
+    i->at_us = e->occurred_at_us;
     if (st->track)
         cmd_idem_snap_put(&st->delta, key, i); /* failure marks the delta lost */
     return 0;
@@ -89,5 +105,7 @@ int cmd_idem_snap_load(cmd_state *st, const char *key, const void *rec, size_t l
         return kq_seterr(errstr, errlen, KQ_ECORRUPT, "key %s", key);
     memcpy(&i, rec, sizeof i);
     i.id[sizeof i.id - 1] = '\0';
+    if (cmd_state_expired(st, i.at_us)) /* expired since the snapshot was written */
+        return cmd_delta_del(&st->delta, 'i', key) != 0 ? KQ_ENOMEM : 0;
     return cmd_state_put_idem(st, key, &i);
 }

@@ -131,18 +131,19 @@ static int wait_for(cmd_queue *q, double s)
     return pthread_cond_timedwait(&q->cv, &q->mu, &ts);
 }
 
-size_t cmd_queue_take(cmd_queue *q, cmd_item **out, size_t max, double wait_s, double linger_s,
-                      int *stopping)
+size_t cmd_queue_take_more(cmd_queue *q, cmd_item **out, size_t max, size_t more, double wait_s,
+                           double linger_s, int *stopping)
 {
-    size_t n = 0;
+    size_t n = 0, want;
     double deadline;
 
     pthread_mutex_lock(&q->mu);
     if (q->len == 0 && !q->stopping)
         wait_for(q, wait_s);
-    if (q->len > 0 && q->len < max && linger_s > 0 && !q->stopping) {
+    want = more >= max || q->len >= max - more ? max : q->len + more;
+    if (q->len > 0 && q->len < want && linger_s > 0 && !q->stopping) {
         deadline = (kq_time_mono_us() / 1e6) + linger_s;
-        while (q->len < max && !q->stopping) {
+        while (q->len < want && !q->stopping) {
             double left = deadline - (kq_time_mono_us() / 1e6);
             if (left <= 0)
                 break;
@@ -167,6 +168,12 @@ size_t cmd_queue_take(cmd_queue *q, cmd_item **out, size_t max, double wait_s, d
     *stopping = q->stopping;
     pthread_mutex_unlock(&q->mu);
     return n;
+}
+
+size_t cmd_queue_take(cmd_queue *q, cmd_item **out, size_t max, double wait_s, double linger_s,
+                      int *stopping)
+{
+    return cmd_queue_take_more(q, out, max, max, wait_s, linger_s, stopping);
 }
 
 cmd_item *cmd_queue_take_all(cmd_queue *q)

@@ -138,6 +138,15 @@ int cmd_queue_submit_group(cmd_queue *q, cmd_item **items, size_t n, cmd_result 
 size_t cmd_queue_take(cmd_queue *q, cmd_item **out, size_t max, double wait_s, double linger_s,
                       int *stopping);
 
+/*
+ * cmd_queue_take, but the linger ends as soon as `more` items have arrived
+ * after the first wait (or `max` are queued): the writer asks for as many as
+ * it just answered, so clients that send their next command at once join the
+ * next transaction instead of waiting for the one after it.
+ */
+size_t cmd_queue_take_more(cmd_queue *q, cmd_item **out, size_t max, size_t more, double wait_s,
+                           double linger_s, int *stopping);
+
 /* Take every queued item (linked through ->next; the caller owns them). */
 cmd_item *cmd_queue_take_all(cmd_queue *q);
 

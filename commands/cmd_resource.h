@@ -17,7 +17,7 @@
  * State per resource (cmd_resource): version, deleted flag, current name,
  *   description and status (so an update emits only the changed fields) and
  *   the position of its last event (a no-op update still answers a token).
- * Snapshot record 'r' (format v4): cmd_snap_res + name + description.
+ * Snapshot record 'r' (format v4, v5): cmd_snap_res + name + description.
  *
  * Ownership: the state owns name and description (malloc'd copies).
  * Threads: parse on HTTP threads; the rest on the writer thread.

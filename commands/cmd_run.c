@@ -14,7 +14,7 @@
 
 #define T CMD_TOPIC_RUN
 
-_Static_assert(sizeof(cmd_run) == 40, "cmd_run is the 40-byte snapshot record 'n'");
+_Static_assert(sizeof(cmd_run) == 48, "cmd_run is the 48-byte snapshot record 'n'");
 
 static const char *const outcomes[] = {"retry", "succeeded", "failed", NULL};
 
@@ -93,12 +93,31 @@ size_t cmd_state_run_count(const cmd_state *st)
     return cmd_state_count(st, T);
 }
 
+int cmd_run_final(const cmd_run *r)
+{
+    if (r->status == CMD_RUN_OPEN)
+        return 0;
+    /* A record from before the fold: only the end events finished a run. */
+    return r->step_count == 0 || !(r->flags & CMD_RUN_F_SET) || (r->flags & CMD_RUN_F_ENDED);
+}
+
+int cmd_run_expired(const cmd_state *st, const cmd_run *r)
+{
+    return cmd_run_final(r) && cmd_state_expired(st, r->ended_at_us);
+}
+
 int cmd_state_put_run(cmd_state *st, const char *id, const cmd_run *r)
 {
-    cmd_run *d = cmd_state_put(st, T, id, NULL);
+    int created;
+    cmd_run *d = cmd_state_put(st, T, id, &created);
     if (d == NULL)
         return KQ_ENOMEM;
     *d = *r;
+    if (created && cmd_run_final(d) &&
+        cmd_state_expire_push(st, CMD_EXPIRE_RUN, d, d->ended_at_us) != 0) {
+        kq_map_remove(st->agg[T], id);
+        return KQ_ENOMEM;
+    }
     return 0;
 }
 
@@ -339,8 +358,12 @@ static int decide_attempt(const cmd_state *st, cmd_batch *b, const cmd_command *
     ev_run_state s;
     int n = 0, last;
 
-    if (cur == NULL) {
-        cmd_decision_refuse(d, 404, "not_found", 0, "run %s does not exist", c->id);
+    /* A final run past its window is gone, pruned yet or not (cmd_state.h, "Expiry"). */
+    if (cur == NULL || (!d->pending && cmd_run_expired(st, cur))) {
+        cmd_decision_refuse(d, 404, "not_found", 0,
+                            "run %s does not exist (or finished longer ago than "
+                            "KCQRS_IDEMPOTENCY_TTL)",
+                            c->id);
         return 0;
     }
     cmd_run_to_fold(cur, &s);
@@ -411,6 +434,7 @@ static int run_apply(cmd_state *st, const ev_envelope *e, const char *id, int32_
     cmd_run *r = cmd_state_get(st, T, id);
     ev_run_state s;
     const char *why = NULL;
+    int was_final;
 
     if (r != NULL)
         cmd_run_to_fold(r, &s);
@@ -426,12 +450,26 @@ static int run_apply(cmd_state *st, const ev_envelope *e, const char *id, int32_
                          id, ev_event_type_name(e->payload_type), e->version,
                          why != NULL ? why : "against the run rule");
     }
+    was_final = r != NULL && cmd_run_final(r);
     if (r == NULL && (r = cmd_state_put(st, T, id, NULL)) == NULL)
         return KQ_ENOMEM;
     cmd_run_from_fold(&s, r);
     r->partition = partition;
     r->offset = offset;
-    return 0;
+    if (was_final || !cmd_run_final(r))
+        return 0;
+    /* It has just finished for good: kept for the window after this event. */
+    r->ended_at_us = e->occurred_at_us;
+    if (cmd_state_expired(st, r->ended_at_us)) {
+        /* Catch-up of a run that ended longer ago than the window: gone at
+         * once (and from the snapshot, if an earlier one held it). */
+        if (st->track)
+            cmd_delta_del(&st->delta, 'n', id);
+        kq_map_remove(st->agg[T], id);
+        st->expired_runs++;
+        return 0;
+    }
+    return cmd_state_expire_push(st, CMD_EXPIRE_RUN, r, r->ended_at_us);
 }
 
 /* ------------------------------------------------------------------ snapshot record */
@@ -452,6 +490,8 @@ static int run_snap_load(cmd_state *st, const char *id, const void *rec, size_t 
     memcpy(&r, rec, sizeof r);
     if (r.status < CMD_RUN_OPEN || r.status > CMD_RUN_FAILED)
         return kq_seterr(errstr, errlen, KQ_ECORRUPT, "run %s", id);
+    if (cmd_run_expired(st, &r)) /* finished longer ago than the window since it was written */
+        return cmd_delta_del(&st->delta, 'n', id) != 0 ? KQ_ENOMEM : 0;
     return cmd_state_put_run(st, id, &r);
 }
 

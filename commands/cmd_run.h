@@ -27,12 +27,22 @@
  *     by the caller); the batch's pending copy is folded the same way;
  *   - the snapshot record 'n'.
  *
- * State per run: cmd_run, fixed size (a finished run stays small). It is
- *   the snapshot record 'n' as it is (40 bytes, format v4) and maps to and
+ * State per run: cmd_run, fixed size. It is
+ *   the snapshot record 'n' as it is (48 bytes, format v5) and maps to and
  *   from ev_run_state (cmd_run_to_fold / cmd_run_from_fold). `flags` was a
  *   reserved 0 before the fold: a record without CMD_RUN_F_SET is read as
  *   the old writer left it (an open run RUNNING once it has an attempt or a
  *   step behind it; a finished one ended).
+ *
+ * Finished runs leave the state (cmd_state.h, "Expiry"): once the run has
+ *   finished for good (its RunSucceeded or RunFailed applied, or it has no
+ *   steps) it is kept KCQRS_IDEMPOTENCY_TTL after that event's time, then
+ *   pruned, from memory and from the snapshot. Until then an attempt answers
+ *   409 run_finished; afterwards 404 not_found, as for a run that never
+ *   existed (nothing can be appended to a finished run either way). The
+ *   worker drops a run whose attempt record is answered 404 (it never runs
+ *   the step again); and it only acts on a run after reading its partition
+ *   to the end, so it sends attempts only for runs whose end it has not read.
  *
  * Threads: parse/payload on HTTP threads; the rest on the writer thread.
  */
@@ -67,6 +77,8 @@ typedef struct cmd_run {
     uint32_t step;       /* the current step: the first one without StepSucceeded */
     uint32_t attempts;   /* attempts recorded (StepAttempted) for the current step */
     uint32_t flags;      /* CMD_RUN_F_* (0 in records written before the fold) */
+    int64_t ended_at_us; /* occurred_at_us of the event that finished it (its end event;
+                            RunStarted of a run without steps); 0 while open */
 } cmd_run;
 
 /* The run entry of the table (cmd_aggregate.c). */
@@ -80,8 +92,16 @@ void cmd_run_from_fold(const ev_run_state *s, cmd_run *r);
 /* Look-ups; owned by the state, valid until it changes. */
 const cmd_run *cmd_state_run(const cmd_state *st, const char *id);
 size_t cmd_state_run_count(const cmd_state *st);
-/* Insert a copy (snapshot loading, tests). 0 or KQ_ENOMEM. */
+/* Insert a copy (snapshot loading, tests), queued for expiry when it has
+ * finished. 0 or KQ_ENOMEM. */
 int cmd_state_put_run(cmd_state *st, const char *id, const cmd_run *r);
+
+/* 1 when run r has finished for good (end event seen, or no steps): it is
+ * pruned ended_at_us + ttl later. */
+int cmd_run_final(const cmd_run *r);
+
+/* 1 when run r is final and its window is over. */
+int cmd_run_expired(const cmd_state *st, const cmd_run *r);
 
 /*
  * A trigger payload: `len` bytes of a JSON object (0 bytes = {}). On success

@@ -20,7 +20,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define MAGIC "kcqrs.commands.v4"
+#define MAGIC "kcqrs.commands.v5"
+#define MAGIC_NO_TIMES "kcqrs.commands.v4"  /* before KCQRS_IDEMPOTENCY_TTL: no event times */
 #define MAGIC_NO_HEADS "kcqrs.commands.v2"  /* before the hash chain: no heads */
 #define MAGIC_RESOURCES "kcqrs.commands.v3" /* before issue #6: resources only */
 
@@ -156,6 +157,13 @@ int cmd_snapshot_load(const char *dir, size_t map_size, cmd_state *st, cmd_head 
                        "snapshot %s is of an older format without the hash chain's heads", dir);
         goto out;
     }
+    if (strcmp(m.magic, MAGIC_NO_TIMES) == 0) {
+        rc = kq_seterr(errstr, errlen, KQ_ECORRUPT,
+                       "snapshot %s is of an older format without the event times of "
+                       "idempotency keys and finished runs",
+                       dir);
+        goto out;
+    }
     if (strcmp(m.magic, MAGIC_RESOURCES) == 0) {
         rc = kq_seterr(errstr, errlen, KQ_ECORRUPT,
                        "snapshot %s is of an older format without workflows and runs", dir);
@@ -288,6 +296,11 @@ static int write_job(MDB_env *env, const char *dir, const char *const *topics, c
         memcpy(key + 2, kp, kl);
         k.mv_data = key;
         k.mv_size = kl + 2;
+        if (vl == 0) { /* a deletion (cmd_delta_del): an expired key or run */
+            if ((e = mdb_del(txn, dbi, &k, NULL)) != 0 && e != MDB_NOTFOUND)
+                goto fail;
+            continue;
+        }
         v.mv_data = (void *)(uintptr_t)vp;
         v.mv_size = vl;
         if ((e = mdb_put(txn, dbi, &k, &v, 0)) != 0)

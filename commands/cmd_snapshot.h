@@ -13,7 +13,7 @@
  *
  * Layout (one unnamed database; values in host byte order: a snapshot is
  * local to its machine)
- *   "m"        magic "kcqrs.commands.v4", the resource topic's name (topics[0],
+ *   "m"        magic "kcqrs.commands.v5", the resource topic's name (topics[0],
  *              which names the deployment), the Kafka cluster id, partition
  *              count, events applied
  *   "o"        int64 next offset per topic and partition: CMD_TOPICS *
@@ -26,9 +26,14 @@
  *   "r/<id>"   cmd_snap_res (version, offset, partition, status, deleted,
  *              lengths) + name + description
  *   "w/<id>"   cmd_snap_wf + name + webhook secret + canonical steps envelope
- *   "n/<id>"   cmd_run (fixed size; its last word, 0 before the run fold of
- *              events/ev_run.h, holds the fold's flags)
- *   "i/<key>"  the cmd_idem record of an Idempotency-Key
+ *   "n/<id>"   cmd_run (fixed size; flags, 0 before the run fold of
+ *              events/ev_run.h, hold the fold's flags; ended_at_us the time of
+ *              the event that finished it)
+ *   "i/<key>"  the cmd_idem record of an Idempotency-Key (with its event time)
+ *
+ * Expired keys and finished runs (cmd_state.h, "Expiry") leave the snapshot
+ * by deletion records of the delta; load skips any that expired since it was
+ * written (and deletes them with the next write).
  *
  * Every record is made by one function, the put hook of its type
  * (cmd_aggregate.h; 'i': cmd_idem_snap_put) into a cmd_delta
@@ -38,7 +43,8 @@
  *
  * A snapshot of another topic or partition count is refused (KQ_ECORRUPT),
  * and so is one of an older format ("v2" without the heads, "v3" without
- * workflows, runs and the other topics' offsets): the writer treats them as
+ * workflows, runs and the other topics' offsets, "v4" without the event
+ * times of keys and finished runs): the writer treats them as
  * no snapshot and reads the log from the start, which rebuilds everything;
  * one of another cluster, or with offsets past the end of the log (the topic
  * was recreated), is discarded by the writer when it first reads the log;

@@ -4,6 +4,7 @@
  */
 #include "cmd_state.h"
 #include "kq_err.h"
+#include "kq_time.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +28,90 @@ int cmd_state_init(cmd_state *st, int partitions)
         return KQ_ENOMEM;
     }
     st->delta.full = 1; /* an empty state: whatever a snapshot holds is not in it */
+    st->clock_us = kq_time_now_us;
     return 0;
+}
+
+int cmd_state_reinit(cmd_state *st)
+{
+    int64_t ttl = st->ttl_us;
+    int64_t (*clock)(void) = st->clock_us;
+    int partitions = st->partitions, track = st->track, rc;
+
+    cmd_state_free(st);
+    if ((rc = cmd_state_init(st, partitions)) != 0)
+        return rc;
+    st->ttl_us = ttl;
+    st->clock_us = clock != NULL ? clock : kq_time_now_us;
+    st->track = track;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ expiry */
+
+void cmd_state_set_ttl(cmd_state *st, int64_t ttl_us)
+{
+    st->ttl_us = ttl_us > 0 ? ttl_us : 0;
+}
+
+int64_t cmd_state_now(const cmd_state *st)
+{
+    return st->clock_us != NULL ? st->clock_us() : kq_time_now_us();
+}
+
+int cmd_state_expired(const cmd_state *st, int64_t at_us)
+{
+    return st->ttl_us > 0 && at_us <= cmd_state_now(st) - st->ttl_us;
+}
+
+int cmd_state_expire_push(cmd_state *st, int which, void *val, int64_t at_us)
+{
+    if (st->ttl_us <= 0)
+        return 0;
+    return cmd_expiry_push(which == CMD_EXPIRE_RUN ? &st->run_q : &st->idem_q,
+                           at_us > INT64_MAX - st->ttl_us ? INT64_MAX : at_us + st->ttl_us, val);
+}
+
+/* Remove the entry of value `val` of map m (kind: its snapshot record). */
+static void expire_one(cmd_state *st, kq_map *m, char kind, void *val)
+{
+    size_t kl;
+    const char *key = kq_map_key_of(m, val, &kl);
+
+    if (st->track)
+        cmd_delta_del(&st->delta, kind, key); /* failure marks the delta lost */
+    kq_map_removeb(m, key, kl);
+}
+
+size_t cmd_state_expire(cmd_state *st, size_t budget)
+{
+    const cmd_expiry_ent *h;
+    int64_t now;
+    size_t done = 0, n;
+
+    if (st->ttl_us <= 0)
+        return 0;
+    now = cmd_state_now(st);
+    for (n = 0; n < budget && (h = cmd_expiry_peek(&st->idem_q)) != NULL && h->due_us <= now; n++) {
+        cmd_idem *i = h->val;
+        cmd_expiry_pop(&st->idem_q);
+        if (cmd_state_expired(st, i->at_us)) {
+            expire_one(st, st->idem, 'i', i);
+            st->expired_keys++;
+            done++;
+        } else if (cmd_state_expire_push(st, CMD_EXPIRE_IDEM, i, i->at_us) != 0) {
+            /* out of memory: keep the key (the lookup still treats it as expired in time) */
+            break;
+        }
+    }
+    for (n = 0; n < budget && (h = cmd_expiry_peek(&st->run_q)) != NULL && h->due_us <= now; n++) {
+        void *r = h->val;
+        cmd_expiry_pop(&st->run_q);
+        expire_one(st, st->agg[CMD_TOPIC_RUN], 'n', r);
+        st->expired_runs++;
+        done++;
+    }
+    return done;
 }
 
 void cmd_state_free(cmd_state *st)
@@ -35,6 +119,8 @@ void cmd_state_free(cmd_state *st)
     for (int t = 0; t < CMD_TOPICS; t++)
         kq_map_free(st->agg[t]);
     kq_map_free(st->idem);
+    cmd_expiry_free(&st->idem_q);
+    cmd_expiry_free(&st->run_q);
     free(st->next_offset);
     cmd_delta_free(&st->delta);
     memset(st, 0, sizeof *st);
@@ -116,25 +202,38 @@ void cmd_state_delta_clear(cmd_state *st)
     cmd_delta_reset(&st->delta);
 }
 
+void cmd_state_delta_loaded(cmd_state *st)
+{
+    st->delta.full = 0;
+    st->delta.lost = 0;
+}
+
 typedef struct full_ctx {
     const cmd_aggregate *a;
     cmd_delta *d;
+    const cmd_state *st;
 } full_ctx;
 
 static int full_agg(void *arg, const char *key, size_t keylen, void *val)
 {
     full_ctx *c = arg;
+    if (c->a->topic == CMD_TOPIC_RUN && cmd_run_expired(c->st, val))
+        return 0; /* a snapshot does not carry what has expired */
     return c->a->snap_put(c->d, key, val);
 }
 
 static int full_idem(void *arg, const char *key, size_t keylen, void *val)
 {
-    return cmd_idem_snap_put(((full_ctx *)arg)->d, key, val);
+    full_ctx *c = arg;
+    const cmd_idem *i = val;
+    if (cmd_state_expired(c->st, i->at_us))
+        return 0;
+    return cmd_idem_snap_put(c->d, key, val);
 }
 
 int cmd_state_records(const cmd_state *st, cmd_delta *out)
 {
-    full_ctx c = {NULL, out};
+    full_ctx c = {NULL, out, st};
 
     for (int t = 0; t < CMD_TOPICS; t++) {
         c.a = cmd_aggregate_get(t);

@@ -26,7 +26,7 @@
  *   WorkflowUpdated holding only the steps, every other field fixed: equal
  *   actions give equal bytes, so a PUT with the same actions is a no-op; it
  *   is copied into every RunStarted).
- * Snapshot record 'w' (format v4): cmd_snap_wf + name + secret + canonical
+ * Snapshot record 'w' (format v4, v5): cmd_snap_wf + name + secret + canonical
  *   steps envelope.
  *
  * Ownership: the state owns name, secret and steps (malloc'd copies).

@@ -51,6 +51,8 @@ struct cmd_writer {
     size_t nslots, slots_cap;
 
     cmd_wmetrics m;
+    double last_commit_s; /* begin-to-commit time of the last transaction */
+    size_t last_appended; /* commands answered after it */
 };
 
 static void answer_unavailable(cmd_writer *w, cmd_item *it, const char *msg)
@@ -206,7 +208,8 @@ static int run_transaction(cmd_writer *w, cmd_item **items, size_t n, size_t nap
                              "commit transaction", &needs_abort, errstr, errlen);
     if (rc != 0)
         goto fail;
-    cmd_wmetrics_commit(&w->m, (kq_time_mono_us() / 1e6) - tbegin);
+    w->last_commit_s = (kq_time_mono_us() / 1e6) - tbegin;
+    cmd_wmetrics_commit(&w->m, w->last_commit_s);
     /* The commit flushed and served the delivery reports; make sure. */
     t0 = (kq_time_mono_us() / 1e6);
     for (;;) {
@@ -373,6 +376,33 @@ static void process_batch(cmd_writer *w, cmd_item **items, size_t n)
         finish_abort(w);
     if (nappend > 0)
         cmd_producers_next(&w->prod);
+    w->last_appended = failed ? 0 : n;
+}
+
+/*
+ * Group commit's linger before the next batch. Under closed-loop load the
+ * clients just answered send their next command at once; without waiting
+ * for them the next transaction holds only those that queued during the
+ * commit, and the two halves take turns, each waiting a whole extra commit.
+ * So when commits are slow the writer waits up to half the last commit time
+ * (at most KCQRS_BATCH_LINGER_MAX_US, at least KCQRS_BATCH_LINGER_US) for as
+ * many commands as it just answered: one transaction per round instead of
+ * two, bigger transactions when commits are slow. 0 turns it off.
+ */
+static size_t take_batch(cmd_writer *w, cmd_item **items, size_t max, int *stopping)
+{
+    double linger = w->cfg->batch_linger_us / 1e6, adaptive = w->last_commit_s / 2;
+    double cap = w->cfg->batch_linger_max_us / 1e6;
+    size_t more = max;
+
+    if (cap > 0 && w->last_appended > 0) {
+        if (adaptive > cap)
+            adaptive = cap;
+        if (adaptive > linger)
+            linger = adaptive;
+        more = w->last_appended;
+    }
+    return cmd_queue_take_more(&w->q, items, max, more, 0.2, linger, stopping);
 }
 
 /*
@@ -482,11 +512,13 @@ static void *writer_main(void *arg)
                         cmd_state_run_count(&w->st));
             continue;
         }
-        size_t n = cmd_queue_take(&w->q, items, max, 0.2, w->cfg->batch_linger_us / 1e6, &stopping);
+        size_t n = take_batch(w, items, max, &stopping);
         if (n > 0)
             process_batch(w, items, n);
         else if (stopping)
             break;
+        else /* idle: expired keys and finished runs go (cmd_state.h, "Expiry") */
+            cmd_state_expire(&w->st, CMD_EXPIRE_IDLE);
         maybe_snapshot(w, 0, 0);
     }
     atomic_store(&w->q.ready, 0);
@@ -518,16 +550,16 @@ static int load_snapshot(cmd_writer *w, char *errstr, size_t errlen)
         if (rc != KQ_ENOTFOUND)
             kq_log_warn("ignoring snapshot in %s: %s (reading the log from the start)",
                         w->snapshot_dir, es);
-        cmd_state_free(&w->st);
         cmd_chain_reset(&w->chain);
-        if ((rc = cmd_state_init(&w->st, w->cfg->partitions)) != 0)
+        if ((rc = cmd_state_reinit(&w->st)) != 0)
             return kq_seterr(errstr, errlen, rc, "out of memory");
     }
-    /* Loaded: nothing is new. Else the fresh state's delta stays full, so
-     * its first snapshot empties whatever the directory holds (an ignored
+    /* Loaded: nothing is new but the deletions of what expired since the
+     * snapshot was written. Else the fresh state's delta stays full, so its
+     * first snapshot empties whatever the directory holds (an ignored
      * snapshot of an older format or another log). */
     if (loaded)
-        cmd_state_delta_clear(&w->st);
+        cmd_state_delta_loaded(&w->st);
     cmd_state_track(&w->st, 1);
     w->events_at_snapshot = w->st.events;
     return cmd_snapshotter_new(w->snapshot_dir, w->map_size, w->topic_ptrs, &w->snap, errstr,
@@ -558,6 +590,8 @@ int cmd_writer_new(const cmd_writer_options *opts, cmd_writer **out, char *errst
         cmd_writer_free(w);
         return kq_seterr(errstr, errlen, rc, "out of memory");
     }
+    /* Idempotency-Keys and finished runs are kept this long (cmd_state.h, "Expiry"). */
+    cmd_state_set_ttl(&w->st, (int64_t)w->cfg->idempotency_ttl_s * 1000000);
     w->slots_cap = (size_t)(w->cfg->batch_max > 0 ? w->cfg->batch_max : 1) * CMD_MAX_EVENTS;
     w->slots = calloc(w->slots_cap, sizeof *w->slots);
     if (w->slots == NULL) {

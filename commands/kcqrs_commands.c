@@ -67,8 +67,8 @@ int main(int argc, char **argv)
     cmd_api_routes(&api, routes);
     memset(&o, 0, sizeof o);
     o.addr = svc.cfg.commands_addr;
-    if (strcmp(svc.cfg.commands_internal_addr, "none") != 0)
-        o.internal_addr = svc.cfg.commands_internal_addr;
+    if (strcmp(svc.cfg.cmd_internal_addr, "none") != 0)
+        o.internal_addr = svc.cfg.cmd_internal_addr;
     o.limits = kq_http_limits_from_config(&svc.cfg);
     o.routes = routes;
     o.nroutes = CMD_API_NROUTES;

@@ -13,14 +13,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { CFG_STRING, CFG_INT, CFG_LOG_LEVEL, CFG_LOG_FORMAT, CFG_ACCESS_LOG } cfg_type;
+typedef enum {
+    CFG_STRING,
+    CFG_INT,
+    CFG_LOG_LEVEL,
+    CFG_LOG_FORMAT,
+    CFG_DURATION,
+    CFG_ACCESS_LOG
+} cfg_type;
 
 typedef struct cfg_setting {
     const char *name;
     const char *def;
     cfg_type type;
     size_t offset;
-    long min, max; /* CFG_INT bounds */
+    long min, max; /* CFG_INT bounds; CFG_DURATION bounds in seconds (field: long) */
     const char *help;
 } cfg_setting;
 
@@ -60,7 +67,7 @@ static const cfg_setting settings[] = {
      "LMDB directory; kcqrs-commands keeps its state snapshot in DIR/commands"},
     {"KCQRS_COMMANDS_ADDR", "127.0.0.1:8080", CFG_STRING, F(commands_addr), 0, 0,
      "host:port the command API listens on"},
-    {"KCQRS_COMMANDS_INTERNAL_ADDR", "127.0.0.1:8090", CFG_STRING, F(commands_internal_addr), 0, 0,
+    {"KCQRS_COMMANDS_INTERNAL_ADDR", "127.0.0.1:8090", CFG_STRING, F(cmd_internal_addr), 0, 0,
      "host:port of the command API's internal listener (same routes and keys, own connection "
      "budget, no per-IP limit; kcqrs-worker records there); none: no internal listener"},
     {"KCQRS_HTTP_MAX_BODY", "65536", CFG_INT, F(http_max_body), 1, 1073741824,
@@ -78,7 +85,7 @@ static const cfg_setting settings[] = {
      "HTTP server threads, each polling its connections with epoll"},
     {"KCQRS_HTTP_MAX_BODY_PUBLIC", "16384", CFG_INT, F(http_max_body_public), 1, 1073741824,
      "Request body cap in bytes of routes that need no key, e.g. webhooks (larger: 413)"},
-    {"KCQRS_HTTP_HEADER_TIMEOUT_MS", "10000", CFG_INT, F(http_header_timeout_ms), 0, 3600000,
+    {"KCQRS_HTTP_HEADER_TIMEOUT_MS", "10000", CFG_INT, F(http_head_timeout_ms), 0, 3600000,
      "A request head must arrive within this many ms of its first byte (or the accept); else "
      "408 (0: none)"},
     {"KCQRS_HTTP_MIN_BODY_RATE", "1024", CFG_INT, F(http_min_body_rate), 0, 1073741824,
@@ -91,7 +98,7 @@ static const cfg_setting settings[] = {
     {"KCQRS_HTTP_TLS_CA", "system", CFG_STRING, F(http_tls_ca), 0, 0,
      "PEM CA bundle the kcqrs clients (kcqrs-worker's records, tools) trust for https (system: "
      "the system's)"},
-    {"KCQRS_HTTP_TRUSTED_PROXIES", "none", CFG_STRING, F(http_trusted_proxies), 0, 0,
+    {"KCQRS_HTTP_TRUSTED_PROXIES", "none", CFG_STRING, F(http_proxies), 0, 0,
      "Comma-separated CIDRs of proxies whose X-Forwarded-For names the client (logs); exempt "
      "from KCQRS_HTTP_MAX_PER_IP (none: trust none)"},
     {"KCQRS_ACCESS_LOG", "all", CFG_ACCESS_LOG, F(access_log_every), 0, 0,
@@ -101,8 +108,14 @@ static const cfg_setting settings[] = {
      "Group commit: most commands in one Kafka transaction"},
     {"KCQRS_BATCH_LINGER_US", "1000", CFG_INT, F(batch_linger_us), 0, 1000000,
      "Group commit: how long a batch waits for more commands, in microseconds"},
+    {"KCQRS_BATCH_LINGER_MAX_US", "4000", CFG_INT, F(batch_linger_max_us), 0, 1000000,
+     "Group commit: wait up to half the last commit time, at most this (us), for as many "
+     "commands as were just answered; 0 = only KCQRS_BATCH_LINGER_US"},
     {"KCQRS_SNAPSHOT_EVERY", "10000", CFG_INT, F(snapshot_every), 1, 100000000,
      "kcqrs-commands snapshots its state to LMDB after this many new events"},
+    {"KCQRS_IDEMPOTENCY_TTL", "24h", CFG_DURATION, F(idempotency_ttl_s), 1, 3650L * 86400,
+     "kcqrs-commands keeps an Idempotency-Key's answer, and a finished run, this long after "
+     "its event's time (a number with s, m, h or d: 24h, 90m, 3600s)"},
     {"KCQRS_QUERY_ADDR", "127.0.0.1:8081", CFG_STRING, F(query_addr), 0, 0,
      "host:port the query API listens on"},
     {"KCQRS_PROJECTOR_ADDR", "127.0.0.1:8082", CFG_STRING, F(projector_addr), 0, 0,
@@ -192,6 +205,13 @@ static int set_one(kq_config *cfg, const cfg_setting *s, const char *val, char *
             return kq_seterr(errstr, errlen, KQ_ECONFIG, "%s='%s' is not an integer in %ld..%ld",
                              s->name, val, s->min, s->max);
         *(int *)base = (int)v;
+        return 0;
+    case CFG_DURATION:
+        if (kq_parse_duration_s(val, s->min, s->max, &v) != 0)
+            return kq_seterr(errstr, errlen, KQ_ECONFIG,
+                             "%s='%s' is not a duration of %lds..%ldd (like 24h, 90m, 3600s)",
+                             s->name, val, s->min, s->max / 86400);
+        *(long *)base = v;
         return 0;
     case CFG_LOG_LEVEL: {
         kq_log_level l;

@@ -22,44 +22,46 @@
 struct kq_kprops;
 
 typedef struct kq_config {
-    char *brokers;                /* KCQRS_BROKERS */
-    char *pg_dsn;                 /* KCQRS_PG_DSN */
-    char *topic_prefix;           /* KCQRS_TOPIC_PREFIX */
-    int partitions;               /* KCQRS_PARTITIONS */
-    int replication_factor;       /* KCQRS_REPLICATION_FACTOR */
-    int min_insync_replicas;      /* KCQRS_MIN_INSYNC_REPLICAS */
-    int kafka_queue_kb;           /* KCQRS_KAFKA_QUEUE_KB: consumer prefetch bound */
-    int kafka_timeout_ms;         /* KCQRS_KAFKA_TIMEOUT_MS */
-    char *keys_file;              /* KCQRS_KEYS_FILE */
-    int log_level;                /* KCQRS_LOG_LEVEL, a kq_log_level */
-    int log_format;               /* KCQRS_LOG_FORMAT, a kq_log_format */
-    int log_flush_ms;             /* KCQRS_LOG_FLUSH_MS: 0 = one write(2) per line */
-    char *lmdb_dir;               /* KCQRS_LMDB_DIR */
-    char *commands_addr;          /* KCQRS_COMMANDS_ADDR */
-    int http_max_body;            /* KCQRS_HTTP_MAX_BODY, bytes */
-    int http_max_conns;           /* KCQRS_HTTP_MAX_CONNECTIONS */
-    int http_max_per_ip;          /* KCQRS_HTTP_MAX_PER_IP, 0 = no limit */
-    int http_timeout_s;           /* KCQRS_HTTP_TIMEOUT_S, 0 = none */
-    int http_conn_memory;         /* KCQRS_HTTP_CONN_MEMORY, bytes */
-    int http_threads;             /* KCQRS_HTTP_THREADS */
-    int http_max_body_public;     /* KCQRS_HTTP_MAX_BODY_PUBLIC, bytes */
-    int http_header_timeout_ms;   /* KCQRS_HTTP_HEADER_TIMEOUT_MS, 0 = none */
-    int http_min_body_rate;       /* KCQRS_HTTP_MIN_BODY_RATE, bytes/s, 0 = none */
-    int access_log_every;         /* KCQRS_ACCESS_LOG: 1 all, 0 errors, N sample:N */
-    char *commands_internal_addr; /* KCQRS_COMMANDS_INTERNAL_ADDR, "none" = no listener */
-    char *http_tls_cert;          /* KCQRS_HTTP_TLS_CERT, "none" = plain HTTP */
-    char *http_tls_key;           /* KCQRS_HTTP_TLS_KEY */
-    char *http_tls_ca;            /* KCQRS_HTTP_TLS_CA, "system" = the system's CAs */
-    char *http_trusted_proxies;   /* KCQRS_HTTP_TRUSTED_PROXIES, "none" */
-    int batch_max;                /* KCQRS_BATCH_MAX, commands per transaction */
-    int batch_linger_us;          /* KCQRS_BATCH_LINGER_US */
-    int snapshot_every;           /* KCQRS_SNAPSHOT_EVERY, events between command-side snapshots */
-    char *query_addr;             /* KCQRS_QUERY_ADDR */
-    char *projector_addr;         /* KCQRS_PROJECTOR_ADDR, the projector's admin port */
-    int lmdb_map_mb;              /* KCQRS_LMDB_MAP_MB, LMDB map size of the read model */
-    int proj_batch_max;           /* KCQRS_PROJ_BATCH_MAX, events per projector transaction */
-    int proj_batch_ms;            /* KCQRS_PROJ_BATCH_MS, how long a projector batch may gather */
-    int query_wait_ms;            /* KCQRS_QUERY_WAIT_MS, bound on consistency-token waits */
+    char *brokers;             /* KCQRS_BROKERS */
+    char *pg_dsn;              /* KCQRS_PG_DSN */
+    char *topic_prefix;        /* KCQRS_TOPIC_PREFIX */
+    int partitions;            /* KCQRS_PARTITIONS */
+    int replication_factor;    /* KCQRS_REPLICATION_FACTOR */
+    int min_insync_replicas;   /* KCQRS_MIN_INSYNC_REPLICAS */
+    int kafka_queue_kb;        /* KCQRS_KAFKA_QUEUE_KB: consumer prefetch bound */
+    int kafka_timeout_ms;      /* KCQRS_KAFKA_TIMEOUT_MS */
+    char *keys_file;           /* KCQRS_KEYS_FILE */
+    int log_level;             /* KCQRS_LOG_LEVEL, a kq_log_level */
+    int log_format;            /* KCQRS_LOG_FORMAT, a kq_log_format */
+    int log_flush_ms;          /* KCQRS_LOG_FLUSH_MS: 0 = one write(2) per line */
+    char *lmdb_dir;            /* KCQRS_LMDB_DIR */
+    char *commands_addr;       /* KCQRS_COMMANDS_ADDR */
+    int http_max_body;         /* KCQRS_HTTP_MAX_BODY, bytes */
+    int http_max_conns;        /* KCQRS_HTTP_MAX_CONNECTIONS */
+    int http_max_per_ip;       /* KCQRS_HTTP_MAX_PER_IP, 0 = no limit */
+    int http_timeout_s;        /* KCQRS_HTTP_TIMEOUT_S, 0 = none */
+    int http_conn_memory;      /* KCQRS_HTTP_CONN_MEMORY, bytes */
+    int http_threads;          /* KCQRS_HTTP_THREADS */
+    int http_max_body_public;  /* KCQRS_HTTP_MAX_BODY_PUBLIC, bytes */
+    int http_head_timeout_ms;  /* KCQRS_HTTP_HEADER_TIMEOUT_MS, 0 = none */
+    int http_min_body_rate;    /* KCQRS_HTTP_MIN_BODY_RATE, bytes/s, 0 = none */
+    int access_log_every;      /* KCQRS_ACCESS_LOG: 1 all, 0 errors, N sample:N */
+    char *cmd_internal_addr;   /* KCQRS_COMMANDS_INTERNAL_ADDR, "none" = no listener */
+    char *http_tls_cert;       /* KCQRS_HTTP_TLS_CERT, "none" = plain HTTP */
+    char *http_tls_key;        /* KCQRS_HTTP_TLS_KEY */
+    char *http_tls_ca;         /* KCQRS_HTTP_TLS_CA, "system" = the system's CAs */
+    char *http_proxies;        /* KCQRS_HTTP_TRUSTED_PROXIES, "none" */
+    int batch_max;             /* KCQRS_BATCH_MAX, commands per transaction */
+    int batch_linger_us;       /* KCQRS_BATCH_LINGER_US */
+    int batch_linger_max_us;   /* KCQRS_BATCH_LINGER_MAX_US: adaptive linger cap */
+    int snapshot_every;        /* KCQRS_SNAPSHOT_EVERY, events between command-side snapshots */
+    long idempotency_ttl_s;    /* KCQRS_IDEMPOTENCY_TTL, seconds (given as 24h, 90m, 3600s...) */
+    char *query_addr;          /* KCQRS_QUERY_ADDR */
+    char *projector_addr;      /* KCQRS_PROJECTOR_ADDR, the projector's admin port */
+    int lmdb_map_mb;           /* KCQRS_LMDB_MAP_MB, LMDB map size of the read model */
+    int proj_batch_max;        /* KCQRS_PROJ_BATCH_MAX, events per projector transaction */
+    int proj_batch_ms;         /* KCQRS_PROJ_BATCH_MS, how long a projector batch may gather */
+    int query_wait_ms;         /* KCQRS_QUERY_WAIT_MS, bound on consistency-token waits */
     int query_ready_lag;       /* KCQRS_QUERY_READY_LAG, events of lag above which /ready fails */
     char *pg_schema;           /* KCQRS_PG_SCHEMA, schema of the PostgreSQL read model */
     int replay_batch_max;      /* KCQRS_REPLAY_BATCH_MAX, events per shadow transaction */

@@ -237,7 +237,7 @@ kq_http_limits kq_http_limits_from_config(const kq_config *cfg)
         .conn_memory = (size_t)cfg->http_conn_memory,
         .threads = (unsigned)cfg->http_threads,
         .max_body_public = (size_t)cfg->http_max_body_public,
-        .header_timeout_ms = (unsigned)cfg->http_header_timeout_ms,
+        .header_timeout_ms = (unsigned)cfg->http_head_timeout_ms,
         .min_body_rate = (unsigned)cfg->http_min_body_rate,
         .access_log_every = (unsigned)cfg->access_log_every,
     };

@@ -91,8 +91,9 @@ size_t kq_jin_validate(const json_t *obj, const kq_jin_field *fields, size_t n, 
 #define KQ_JIN_ALLOW_TAB 0x1u
 #define KQ_JIN_ALLOW_LF 0x2u
 #define KQ_JIN_ALLOW_CR 0x4u
-#define KQ_JIN_ALLOW_LINES (KQ_JIN_ALLOW_TAB | KQ_JIN_ALLOW_LF | KQ_JIN_ALLOW_CR) /* KQ_JIN_TEXT   \
-                                                                                   */
+#define KQ_JIN_ALLOW_LINES                                                                         \
+    (KQ_JIN_ALLOW_TAB | KQ_JIN_ALLOW_LF | KQ_JIN_ALLOW_CR) /* KQ_JIN_TEXT                          \
+                                                            */
 
 /*
  * The byte offset of the first control character of s[0..len) (U+0000..U+001F,

@@ -3,6 +3,7 @@
  */
 #include "kq_map.h"
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +158,17 @@ void *kq_map_putb(kq_map *m, const void *key, size_t keylen, int *created)
 void *kq_map_put(kq_map *m, const char *key, int *created)
 {
     return kq_map_putb(m, key, strlen(key), created);
+}
+
+const char *kq_map_key_of(const kq_map *m, const void *val, size_t *keylen)
+{
+    const map_entry *e =
+        (const map_entry *)(const void *)((const unsigned char *)val - offsetof(map_entry, val));
+
+    (void)m;
+    if (keylen != NULL)
+        *keylen = e->keylen;
+    return e->key;
 }
 
 int kq_map_removeb(kq_map *m, const void *key, size_t keylen)

@@ -57,6 +57,14 @@ void *kq_map_getb(const kq_map *m, const void *key, size_t keylen);
 void *kq_map_put(kq_map *m, const char *key, int *created);
 void *kq_map_putb(kq_map *m, const void *key, size_t keylen, int *created);
 
+/*
+ * The key of the entry whose value is `val` (a pointer kq_map_get/put
+ * returned, its entry still in the map m), NUL-terminated, owned by the map;
+ * *keylen (may be NULL) its length. For callers that keep value pointers
+ * (an expiry queue) and must remove the entry later.
+ */
+const char *kq_map_key_of(const kq_map *m, const void *val, size_t *keylen);
+
 /* Remove `key` (calling clear on its value). 0, or KQ_ENOTFOUND. */
 int kq_map_remove(kq_map *m, const char *key);
 int kq_map_removeb(kq_map *m, const void *key, size_t keylen);

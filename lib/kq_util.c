@@ -3,6 +3,7 @@
 #include "kq_err.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,43 @@ int kq_parse_long(const char *s, long lo, long hi, long *out)
     if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
         return KQ_EINVAL;
     *out = v;
+    return 0;
+}
+
+int kq_parse_duration_s(const char *s, long lo, long hi, long *out)
+{
+    long v = 0, unit = 1;
+    size_t i = 0;
+
+    if (s == NULL || s[0] < '0' || s[0] > '9')
+        return KQ_EINVAL;
+    for (; s[i] >= '0' && s[i] <= '9'; i++) {
+        if (v > (LONG_MAX - (s[i] - '0')) / 10)
+            return KQ_EINVAL;
+        v = v * 10 + (s[i] - '0');
+    }
+    switch (s[i]) {
+    case '\0':
+        break;
+    case 's':
+        break;
+    case 'm':
+        unit = 60;
+        break;
+    case 'h':
+        unit = 3600;
+        break;
+    case 'd':
+        unit = 86400;
+        break;
+    default:
+        return KQ_EINVAL;
+    }
+    if (s[i] != '\0' && s[i + 1] != '\0')
+        return KQ_EINVAL;
+    if (v > LONG_MAX / unit || v * unit < lo || v * unit > hi)
+        return KQ_EINVAL;
+    *out = v * unit;
     return 0;
 }
 

@@ -1,6 +1,6 @@
 /*
  * kq_util.h — small helpers every module needs and none should re-invent:
- * strict integer parsing and bounded whole-file reads.
+ * strict integer and duration parsing and bounded whole-file reads.
  *
  * Reentrant; no global state.
  */
@@ -15,6 +15,15 @@
  * *out untouched.
  */
 int kq_parse_long(const char *s, long lo, long hi, long *out);
+
+/*
+ * Parse all of `s` as a duration in seconds: 1*DIGIT followed by one unit,
+ * s (seconds), m (minutes), h (hours) or d (days); a bare number is seconds
+ * ("24h", "90m", "3600s", "3600"). The result must be in lo..hi seconds.
+ * Anything else (spaces, signs, fractions, two units, overflow) gives
+ * KQ_EINVAL and leaves *out untouched.
+ */
+int kq_parse_duration_s(const char *s, long lo, long hi, long *out);
 
 /*
  * Read the whole file at `path` into a malloc'd, NUL-terminated buffer

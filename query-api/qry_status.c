@@ -40,6 +40,7 @@ static int refresh(qry_status *st, json_t **kafka, json_t **ends)
         kq_time_mono_ms() +
         (st->cfg->kafka_timeout_ms < BUDGET_MS ? st->cfg->kafka_timeout_ms : BUDGET_MS);
     json_t *brokers = json_array(), *topics = json_object();
+    rd_kafka_topic_partition_list_t *lows, *highs;
     rd_kafka_resp_err_t err;
     int ok = 1;
 
@@ -56,6 +57,32 @@ static int refresh(qry_status *st, json_t **kafka, json_t **ends)
     for (int i = 0; i < md->broker_cnt; i++)
         json_array_append_new(brokers, json_pack("{s:i, s:s, s:i}", "id", md->brokers[i].id, "host",
                                                  md->brokers[i].host, "port", md->brokers[i].port));
+    /* Every partition's low and high watermark in two ListOffsets requests
+     * (one per end) rather than two per partition every second: the broker
+     * answers each request on its network and handler threads. */
+    lows = rd_kafka_topic_partition_list_new(KQ_KAFKA_NTOPICS * 8);
+    highs = rd_kafka_topic_partition_list_new(KQ_KAFKA_NTOPICS * 8);
+    for (int t = 0; t < KQ_KAFKA_NTOPICS; t++)
+        for (int i = 0; i < md->topic_cnt; i++)
+            if (strcmp(md->topics[i].topic, st->topics[t]) == 0 && !md->topics[i].err)
+                for (int p = 0; p < md->topics[i].partition_cnt; p++) {
+                    int32_t id = md->topics[i].partitions[p].id;
+                    rd_kafka_topic_partition_list_add(lows, st->topics[t], id)->offset =
+                        RD_KAFKA_OFFSET_BEGINNING;
+                    rd_kafka_topic_partition_list_add(highs, st->topics[t], id)->offset =
+                        RD_KAFKA_OFFSET_END;
+                }
+    for (int k = 0; k < 2; k++) {
+        rd_kafka_topic_partition_list_t *l = k == 0 ? lows : highs;
+        int left = (int)(deadline - kq_time_mono_ms());
+        rd_kafka_resp_err_t e = l->cnt == 0 ? RD_KAFKA_RESP_ERR_NO_ERROR
+                                : left > 0  ? rd_kafka_offsets_for_times(st->rk, l, left)
+                                            : RD_KAFKA_RESP_ERR__TIMED_OUT;
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+            for (int i = 0; i < l->cnt; i++)
+                if (l->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+                    l->elems[i].err = e;
+    }
     for (int t = 0; t < KQ_KAFKA_NTOPICS; t++) {
         const struct rd_kafka_metadata_topic *mt = NULL;
         json_t *parts = json_array();
@@ -70,15 +97,18 @@ static int refresh(qry_status *st, json_t **kafka, json_t **ends)
             continue;
         }
         for (int p = 0; p < mt->partition_cnt; p++) {
-            int64_t lo = -1, hi = -1;
             int32_t id = mt->partitions[p].id;
-            int left = (int)(deadline - kq_time_mono_ms());
+            const rd_kafka_topic_partition_t *lo =
+                rd_kafka_topic_partition_list_find(lows, st->topics[t], id);
+            const rd_kafka_topic_partition_t *hi =
+                rd_kafka_topic_partition_list_find(highs, st->topics[t], id);
             char key[KQ_KAFKA_TOPIC_MAX + 16];
 
-            if (left > 0)
-                err = rd_kafka_query_watermark_offsets(st->rk, st->topics[t], id, &lo, &hi, left);
-            else
-                err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+            err = lo == NULL || hi == NULL ? RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION
+                  : lo->err                ? lo->err
+                                           : hi->err;
+            if (err == RD_KAFKA_RESP_ERR_NO_ERROR && (lo->offset < 0 || hi->offset < 0))
+                err = RD_KAFKA_RESP_ERR__BAD_MSG; /* no offset in the answer */
             if (err) {
                 ok = 0;
                 json_array_append_new(parts, json_pack("{s:i, s:s}", "partition", id, "error",
@@ -86,12 +116,16 @@ static int refresh(qry_status *st, json_t **kafka, json_t **ends)
                 continue;
             }
             json_array_append_new(parts, json_pack("{s:i, s:I, s:I}", "partition", id, "low",
-                                                   (json_int_t)lo, "high", (json_int_t)hi));
+                                                   (json_int_t)lo->offset, "high",
+                                                   (json_int_t)hi->offset));
             snprintf(key, sizeof key, "%s/%" PRId32, st->topics[t], id);
-            json_object_set_new(*ends, key, json_pack("[I,I]", (json_int_t)lo, (json_int_t)hi));
+            json_object_set_new(*ends, key,
+                                json_pack("[I,I]", (json_int_t)lo->offset, (json_int_t)hi->offset));
         }
         json_object_set_new(topics, st->topics[t], json_pack("{s:o}", "partitions", parts));
     }
+    rd_kafka_topic_partition_list_destroy(lows);
+    rd_kafka_topic_partition_list_destroy(highs);
     json_object_set_new(*kafka, "connected", json_true());
     json_object_set_new(*kafka, "brokers", brokers);
     json_object_set_new(*kafka, "topics", topics);

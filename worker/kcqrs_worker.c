@@ -70,8 +70,8 @@ static const char *opt_or_null(const char *v)
  * https when KCQRS_HTTP_TLS_CERT is set, as kcqrs-commands then serves HTTPS). */
 static int commands_url(const kq_config *cfg, char *out, size_t len)
 {
-    const char *a = strcmp(cfg->commands_internal_addr, "none") != 0 ? cfg->commands_internal_addr
-                                                                     : cfg->commands_addr;
+    const char *a =
+        strcmp(cfg->cmd_internal_addr, "none") != 0 ? cfg->cmd_internal_addr : cfg->commands_addr;
     const char *scheme = strcmp(cfg->http_tls_cert, "none") != 0 ? "https" : "http";
 
     if (strcmp(cfg->worker_commands_url, "auto") != 0)

@@ -289,6 +289,18 @@ static void handle_records(wk_service *w)
                 r->wait_until_ms = kq_time_now_ms() + WK_SERVICE_WAIT_LOG_MS;
             } else if (res[i].status == 409 && r->st.version != c->started_version) {
                 r->phase = WK_RUN_IDLE; /* the log moved on meanwhile */
+            } else if (res[i].status == 404) {
+                /* kcqrs-commands has no such run: it finished longer ago than
+                 * KCQRS_IDEMPOTENCY_TTL and was pruned (or never existed).
+                 * Nothing can be appended to it: drop it, never run the step
+                 * again (its end, if the log holds one, is skipped later). */
+                kq_log_warn("run %s step %u attempt %u: kcqrs-commands does not know the run "
+                            "(%s: finished and pruned, or never started); dropped",
+                            r->id, c->step, c->attempt, res[i].code);
+                ctx_free(w, c);
+                wk_runs_remove(w->runs, r);
+                atomic_store(&w->m.runs_open, (long)wk_runs_count(w->runs));
+                continue;
             } else {
                 if (res[i].status == 409)
                     kq_log_info("run %s step %u attempt %u: %s (waiting for the log)", r->id,

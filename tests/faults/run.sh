@@ -46,11 +46,15 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BIN=${KCQRS_BIN:-$REPO/build/bin}
 TOOLS=${KCQRS_TOOLS:-$REPO/build/tests/tools}
 export KCQRS_TOOLS="$TOOLS"
+# a busy 2-core machine starts a JVM slowly; three of them slower
+export KQ_KAFKA_START_TIMEOUT=${KQ_KAFKA_START_TIMEOUT:-180}
 # shellcheck source=tests/faults/lib.bash
 . "$REPO/tests/faults/lib.bash"
 KQ_REPO=$REPO
 # shellcheck source=tests/e2e/cluster_helpers.bash
 . "$REPO/tests/e2e/cluster_helpers.bash"
+# shellcheck source=tests/e2e/setup_suite.bash
+. "$REPO/tests/e2e/setup_suite.bash" # _kq_free_ports
 
 if [[ "${FAULTS_SHORT:-0}" == 1 ]]; then
     DURATION=${FAULTS_DURATION:-120}
@@ -151,6 +155,9 @@ fl_env "$TOOLS/kq_faults" check --ledger "$D/ledger" --isr "$D/isr" --faults "$D
     --min-isr "$([[ $NODES -ge 3 ]] && echo 2 || echo 1)" --verify "$verify" --chain "$chain" \
     | tee "$D/report" || rc=1
 [[ -s "$D/report" ]] || rc=1
+# what only the driver saw: zombie writers that were not fenced
+printf '| %-44s | %12s |\n' "zombie writers that took the role back" "$(cat "$D/zombie.retook" 2>/dev/null | wc -l)" \
+    "zombie writers ready while the other was too" "$(cat "$D/zombie.ready" 2>/dev/null | wc -l)" | tee -a "$D/report"
 
 # 5. the checker must see a loss and a 2xx under min ISR when there is one
 fl_selftest() {

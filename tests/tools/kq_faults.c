@@ -72,6 +72,7 @@
 #include "kq_log.h"
 #include "kq_map.h"
 #include "kq_token.h"
+#include "kq_tool_json.h"
 #include "kq_util.h"
 
 static const char usage[] =
@@ -180,33 +181,6 @@ static void load_read_urls(load_t *l)
     pthread_mutex_unlock(&l->mu);
 }
 
-/* First integer member named `name` anywhere in `v` (depth first), or -1. */
-static long long find_int(const json_t *v, const char *name)
-{
-    const char *k;
-    json_t *x;
-    size_t i;
-    if (json_is_object(v)) {
-        x = json_object_get(v, name);
-        if (json_is_integer(x))
-            return json_integer_value(x);
-        json_object_foreach((json_t *)v, k, x)
-        {
-            long long r = find_int(x, name);
-            if (r >= 0)
-                return r;
-        }
-    } else if (json_is_array(v)) {
-        json_array_foreach(v, i, x)
-        {
-            long long r = find_int(x, name);
-            if (r >= 0)
-                return r;
-        }
-    }
-    return -1;
-}
-
 /* The version and consistency token of a 2xx body; the current version of a 412. */
 static void parse_answer(const answer *a, long status, long long *version, char *token,
                          size_t toklen)
@@ -218,9 +192,9 @@ static void parse_answer(const answer *a, long status, long long *version, char 
     if (root == NULL)
         return;
     if (status == 412)
-        *version = find_int(root, "current_version");
+        *version = kq_tool_find_int(root, "current_version");
     if (*version < 0)
-        *version = find_int(root, "version");
+        *version = kq_tool_find_int(root, "version");
     if (status / 100 == 2) {
         const char *t = json_string_value(json_object_get(root, "consistency_token"));
         if (t != NULL && strlen(t) < toklen &&
@@ -256,26 +230,35 @@ static void load_pace(load_t *l)
 
 static char big_text[4001];
 
-static void *load_client(void *arg)
+/* A libcurl handle answering into `a`, its Authorization header line into auth. */
+static CURL *client_new(answer *a, const char *key, char *auth, size_t authlen)
 {
-    client_t *c = arg;
-    load_t *l = c->l;
     CURL *curl = curl_easy_init();
-    char auth[512], url[512], body[4200], idem[160], ifmatch[64], id[64], token[KQ_TOKEN_MAX];
-    answer *a = malloc(sizeof *a);
-    long cmd_no = 0;
-    int url_turn = c->index;
-
-    if (curl == NULL || a == NULL) {
-        free(a);
+    if (curl == NULL)
         return NULL;
-    }
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", l->key);
+    snprintf(auth, authlen, "Authorization: Bearer %s", key);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, a);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 3L);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    return curl;
+}
+
+static void *load_client(void *arg)
+{
+    client_t *c = arg;
+    load_t *l = c->l;
+    char auth[512], url[512], body[4200], idem[160], ifmatch[64], id[64], token[KQ_TOKEN_MAX];
+    answer *a = malloc(sizeof *a);
+    CURL *curl = a != NULL ? client_new(a, l->key, auth, sizeof auth) : NULL;
+    long cmd_no = 0;
+    int url_turn = c->index;
+
+    if (curl == NULL) {
+        free(a);
+        return NULL;
+    }
 
     while (!atomic_load(&l->stop)) {
         int create = c->nowned == 0 || (int)(rand_r(&c->seed) % 100) < 30;
@@ -999,20 +982,15 @@ typedef struct {
 static void *query_worker(void *arg)
 {
     qcheck *q = arg;
-    CURL *curl = curl_easy_init();
-    answer *a = malloc(sizeof *a);
     char auth[512], url[512], tok[KQ_TOKEN_MAX + 64];
+    answer *a = malloc(sizeof *a);
+    CURL *curl = a != NULL ? client_new(a, q->key, auth, sizeof auth) : NULL;
     size_t i;
 
-    if (curl == NULL || a == NULL) {
+    if (curl == NULL) {
         free(a);
         return NULL;
     }
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", q->key);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, a);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     while ((i = atomic_fetch_add(&q->next, 1)) < q->n) {
         newest *e = &q->items[i];
         long status = 0;

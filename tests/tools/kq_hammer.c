@@ -41,6 +41,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "kq_tool_json.h"
 #include "kq_util.h"
 
 #define MAX_CLIENTS 1024
@@ -108,33 +109,6 @@ static size_t on_header(char *ptr, size_t size, size_t n, void *ud)
     return len;
 }
 
-/* First integer member named `name` anywhere in `v` (depth first), or -1. */
-static long long find_int(const json_t *v, const char *name)
-{
-    const char *k;
-    json_t *x;
-    size_t i;
-    if (json_is_object(v)) {
-        x = json_object_get(v, name);
-        if (json_is_integer(x))
-            return json_integer_value(x);
-        json_object_foreach((json_t *)v, k, x)
-        {
-            long long r = find_int(x, name);
-            if (r >= 0)
-                return r;
-        }
-    } else if (json_is_array(v)) {
-        json_array_foreach(v, i, x)
-        {
-            long long r = find_int(x, name);
-            if (r >= 0)
-                return r;
-        }
-    }
-    return -1;
-}
-
 static long long version_of(const answer *a, int precondition)
 {
     json_error_t err;
@@ -142,9 +116,9 @@ static long long version_of(const answer *a, int precondition)
     long long v = -1;
     if (root != NULL) {
         if (precondition)
-            v = find_int(root, "current_version");
+            v = kq_tool_find_int(root, "current_version");
         if (v < 0)
-            v = find_int(root, "version");
+            v = kq_tool_find_int(root, "version");
         json_decref(root);
     }
     if (v < 0 && precondition && a->etag[0] != '\0')

@@ -45,6 +45,16 @@ static inline int fx_apply_env(cmd_state *st, int topic, const ev_envelope *e, i
     return rc;
 }
 
+/* The occurred_at_us of the events the fixture commits, and a clock for
+ * states that expire keys and runs (cmd_state.clock_us = fx_clock): tests
+ * move both. */
+static int64_t fx_event_us = 1700000000000000;
+static int64_t fx_now_us = 1700000000000000;
+static inline int64_t fx_clock(void)
+{
+    return fx_now_us;
+}
+
 /* Commit APPEND decision d of c: its events at partition 0, offsets *offset on. */
 static inline void fx_apply_decision(cmd_state *st, const cmd_command *c, const cmd_decision *d,
                                      int64_t *offset)
@@ -60,7 +70,7 @@ static inline void fx_apply_decision(cmd_state *st, const cmd_command *c, const 
         int rc;
         if (cmd_aggregate_build(&cc, d, i, &e, &scratch, err, sizeof err) != 0)
             fail_msg("build: %s", err);
-        e.occurred_at_us = 1700000000000000;
+        e.occurred_at_us = fx_event_us;
         rc = fx_apply_env(st, cmd_kind_topic(c->kind), &e, 0, (*offset)++, err, sizeof err);
         if (rc != 0)
             fail_msg("apply: %s", err);

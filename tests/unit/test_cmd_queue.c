@@ -213,6 +213,48 @@ static void test_linger_and_wake(void **state)
     cmd_queue_destroy(&q);
 }
 
+/* cmd_queue_take_more: the linger ends once `more` items arrived after the
+ * first wait, far below `max`, long before the linger's end. */
+static void test_take_more(void **state)
+{
+    cmd_queue q;
+    cmd_result r;
+    cmd_item *out[8];
+    pthread_t th;
+    later l;
+    int stopping;
+    double t0;
+    size_t n;
+
+    (void)state;
+    cmd_queue_init(&q, 100, "");
+    atomic_store(&q.ready, 1);
+    assert_int_equal(cmd_queue_submit(&q, item("a"), &r), 0);
+    assert_int_equal(cmd_queue_submit(&q, item("b"), &r), 0);
+    l.q = &q;
+    l.delay_s = 0.05;
+    assert_int_equal(pthread_create(&th, NULL, submit_later, &l), 0);
+    t0 = now_s();
+    /* two queued, one more wanted: returns with three when "late" arrives,
+     * though max is 8 and the linger 3 s */
+    n = cmd_queue_take_more(&q, out, 8, 1, 1.0, 3.0, &stopping);
+    pthread_join(th, NULL);
+    assert_int_equal(n, 3);
+    assert_true(now_s() - t0 < 2.0);
+    assert_string_equal(out[2]->cmd.id, "late");
+    for (size_t i = 0; i < n; i++)
+        cmd_item_free(out[i]);
+
+    /* nobody comes: the linger ends at its deadline with what is there */
+    assert_int_equal(cmd_queue_submit(&q, item("c"), &r), 0);
+    t0 = now_s();
+    n = cmd_queue_take_more(&q, out, 8, 4, 1.0, 0.1, &stopping);
+    assert_int_equal(n, 1);
+    assert_true(now_s() - t0 >= 0.09);
+    cmd_item_free(out[0]);
+    cmd_queue_destroy(&q);
+}
+
 /* A group goes in all or none, is taken whole (never split over two batches
  * unless it alone exceeds `max`), and calls only its first on_queue. */
 static void test_group(void **state)
@@ -289,11 +331,9 @@ static void test_why(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_fifo_and_max),
-        cmocka_unit_test(test_linger_and_wake),
-        cmocka_unit_test(test_group),
-        cmocka_unit_test(test_why),
+        cmocka_unit_test(test_refusals),        cmocka_unit_test(test_fifo_and_max),
+        cmocka_unit_test(test_linger_and_wake), cmocka_unit_test(test_take_more),
+        cmocka_unit_test(test_group),           cmocka_unit_test(test_why),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,7 +4,7 @@
  * deleted workflows), attempt decisions and their details, applying run
  * events from the log through ev_run_fold (topics, gaps, re-reads; the run
  * rule: a StepFailed ends the run, a run without steps is succeeded at
- * RunStarted, refused events are not applied), and the 40-byte record's
+ * RunStarted, refused events are not applied), and the 48-byte record's
  * mapping to and from ev_run_state (records written before the fold stay
  * readable).
  */

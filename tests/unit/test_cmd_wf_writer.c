@@ -170,7 +170,7 @@ static void check_refusals_after_restart(cl_fixture *f)
     assert_string_equal(o.secret, "s3cret");
 }
 
-/* Make the snapshot in `dir` look like a v3 one with a record v4 cannot read
+/* Make the snapshot in `dir` look like a v3 one with a record v5 cannot read
  * (an idempotency record of the old size) and a stale resource. */
 static void downgrade_snapshot(const char *dir)
 {
@@ -190,7 +190,7 @@ static void downgrade_snapshot(const char *dir)
     m = malloc(v.mv_size);
     assert_non_null(m);
     memcpy(m, v.mv_data, v.mv_size);
-    assert_memory_equal(m, "kcqrs.commands.v4", 18);
+    assert_memory_equal(m, "kcqrs.commands.v5", 18);
     m[16] = '3';
     v.mv_data = m;
     assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);

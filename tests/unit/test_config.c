@@ -75,6 +75,7 @@ static const char *const vars[] = {
     "KCQRS_WORKER_SMTP_USER",
     "KCQRS_WORKER_SMTP_PASSWORD",
     "KCQRS_FAILPOINT",
+    "KCQRS_IDEMPOTENCY_TTL",
 };
 
 static int clear_env(void **state)
@@ -99,14 +100,15 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.replication_factor, 1);
     assert_int_equal(cfg.log_level, KQ_LOG_INFO);
     assert_int_equal(cfg.log_format, KQ_LOG_HUMAN);
+    assert_int_equal(cfg.idempotency_ttl_s, 86400);
     kq_config_topic(&cfg, "resource", topic, sizeof topic);
     assert_string_equal(topic, "kcqrs.resource.events");
     assert_int_equal(cfg.http_max_conns, 4096);
     assert_int_equal(cfg.http_max_body_public, 16384);
-    assert_int_equal(cfg.http_header_timeout_ms, 10000);
+    assert_int_equal(cfg.http_head_timeout_ms, 10000);
     assert_int_equal(cfg.http_min_body_rate, 1024);
     assert_int_equal(cfg.access_log_every, 1);
-    assert_string_equal(cfg.commands_internal_addr, "127.0.0.1:8090");
+    assert_string_equal(cfg.cmd_internal_addr, "127.0.0.1:8090");
     assert_string_equal(cfg.http_tls_cert, "none");
     kq_config_free(&cfg);
     assert_null(cfg.brokers);
@@ -145,7 +147,9 @@ static void test_overrides(void **state)
     setenv("KCQRS_LOG_LEVEL", "debug", 1);
     setenv("KCQRS_LOG_FORMAT", "json", 1);
     setenv("KCQRS_TOPIC_PREFIX", "acme-prod", 1);
+    setenv("KCQRS_IDEMPOTENCY_TTL", "90m", 1);
     assert_int_equal(kq_config_load(&cfg, err, sizeof err), 0);
+    assert_int_equal(cfg.idempotency_ttl_s, 5400);
     assert_string_equal(cfg.brokers, "10.0.0.1:9092,10.0.0.2:9092");
     assert_int_equal(cfg.partitions, 12);
     assert_int_equal(cfg.replication_factor, 3);
@@ -193,6 +197,11 @@ static void test_invalid_values(void **state)
         {"KCQRS_HTTP_HEADER_TIMEOUT_MS", "-1"},
         {"KCQRS_HTTP_TLS_CERT", "/etc/cert.pem"}, /* without a key */
         {"KCQRS_HTTP_TLS_KEY", "/etc/key.pem"},   /* without a certificate */
+        {"KCQRS_IDEMPOTENCY_TTL", "0s"},
+        {"KCQRS_IDEMPOTENCY_TTL", "24 h"},
+        {"KCQRS_IDEMPOTENCY_TTL", "1.5h"},
+        {"KCQRS_IDEMPOTENCY_TTL", "-1h"},
+        {"KCQRS_IDEMPOTENCY_TTL", "1w"},
     };
 
     (void)state;

@@ -106,8 +106,8 @@ static void test_validate_applies_rule(void **state)
         {"id", KQ_JIN_ID, 0, 0, NULL, 0, 0},
     };
     json_t *details = json_array();
-    json_t *obj = json_pack("{s:s, s:s, s:s}", "name", "a\x01", "text", "l1\r\nl2\tx\x07", "id",
-                            "a\x1b");
+    json_t *obj =
+        json_pack("{s:s, s:s, s:s}", "name", "a\x01", "text", "l1\r\nl2\tx\x07", "id", "a\x1b");
     (void)state;
     assert_int_equal(kq_jin_validate(obj, fields, 3, "p", details), 3);
     assert_int_equal(json_array_size(details), 3);
@@ -146,8 +146,8 @@ static int resource_parse(const char *text, json_t *details)
 
 static void test_resource_bodies(void **state)
 {
-    static const char *const bad_names[] = {"\\u0001", "\\u001b[2J", "\\t", "\\n", "\\u007f",
-                                            "\\u0085", "\\u009f", "\\u0000"};
+    static const char *const bad_names[] = {"\\u0001", "\\u001b[2J", "\\t",     "\\n",
+                                            "\\u007f", "\\u0085",    "\\u009f", "\\u0000"};
     json_t *details = json_array();
     char text[256];
     (void)state;
@@ -174,9 +174,8 @@ static void test_resource_bodies(void **state)
         }
     }
     json_array_clear(details);
-    assert_int_equal(resource_parse("{\"name\":\"n\",\"description\":\"l1\\r\\nl2\\tend\"}",
-                                    details),
-                     0);
+    assert_int_equal(
+        resource_parse("{\"name\":\"n\",\"description\":\"l1\\r\\nl2\\tend\"}", details), 0);
     json_decref(details);
 }
 

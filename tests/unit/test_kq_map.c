@@ -58,6 +58,13 @@ static void test_basic(void **state)
     assert_non_null(kq_map_put(m, "", NULL)); /* the empty key is a key */
     assert_int_equal(kq_map_count(m), 2);
     assert_non_null(kq_map_get(m, ""));
+    {
+        size_t kl = 99;
+        assert_string_equal(kq_map_key_of(m, a, &kl), "a");
+        assert_int_equal(kl, 1);
+        assert_string_equal(kq_map_key_of(m, kq_map_get(m, ""), &kl), "");
+        assert_int_equal(kl, 0);
+    }
     assert_int_equal(kq_map_remove(m, "a"), 0);
     assert_int_equal(cleared, 1);
     assert_int_equal(kq_map_remove(m, "a"), KQ_ENOTFOUND);

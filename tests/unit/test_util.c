@@ -1,4 +1,4 @@
-/* test_util.c — kq_parse_long and kq_read_file. */
+/* test_util.c — kq_parse_long, kq_parse_duration_s and kq_read_file. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +13,47 @@
 
 #include "kq_err.h"
 #include "kq_util.h"
+
+static void test_parse_duration(void **state)
+{
+    static const struct {
+        const char *s;
+        long want; /* -1: refused */
+    } rows[] = {
+        {"24h", 86400},
+        {"90m", 5400},
+        {"3600s", 3600},
+        {"3600", 3600},
+        {"1d", 86400},
+        {"1s", 1},
+        {"0s", -1},
+        {"", -1},
+        {"h", -1},
+        {"24H", -1},
+        {" 24h", -1},
+        {"24h ", -1},
+        {"+5s", -1},
+        {"-5s", -1},
+        {"1.5h", -1},
+        {"1h30m", -1},
+        {"24hh", -1},
+        {"3651d", -1},
+        {"3650d", 3650L * 86400},
+        {"99999999999999999999s", -1},
+        {"9223372036854775807d", -1},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        long v = 42;
+        int rc = kq_parse_duration_s(rows[i].s, 1, 3650L * 86400, &v);
+        if (rows[i].want < 0) {
+            if (rc != KQ_EINVAL || v != 42)
+                fail_msg("'%s' accepted as %ld", rows[i].s, v);
+        } else if (rc != 0 || v != rows[i].want) {
+            fail_msg("'%s': rc %d, %ld, want %ld", rows[i].s, rc, v, rows[i].want);
+        }
+    }
+}
 
 static void test_parse_long(void **state)
 {
@@ -80,6 +121,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_long),
+        cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_read_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,8 +8,9 @@
  * recorded (outcome, attempt, delivery id) and the run finishes with the
  * 200 answer; a retry is recorded with its delay and the run stays open; a
  * 409 leaves the run waiting for the log (no attempt is sent again until
- * the log shows the run moving on); a revoke forgets the runs; an event the
- * run fold refuses is counted, not applied.
+ * the log shows the run moving on); a 404 (the run finished and was pruned
+ * by kcqrs-commands) drops the run, its step never sent again; a revoke
+ * forgets the runs; an event the run fold refuses is counted, not applied.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -318,6 +319,33 @@ static void test_retry_and_conflict(void **state)
     wk_service_free(svc);
 }
 
+/* 404 on a record: kcqrs-commands pruned the run (finished longer ago than
+ * KCQRS_IDEMPOTENCY_TTL): the run is dropped at once, not left waiting for
+ * the log (which would send the step again after WK_SERVICE_WAIT_LOG_MS). */
+static void test_record_404_drops_run(void **state)
+{
+    (void)state;
+    wk_service *svc = new_service();
+    int32_t p2 = 2;
+    seen got;
+
+    reset(404, 0);
+    wk_service_assign(svc, &p2, 1);
+    feed_eof(svc, 2, 0);
+    feed_started(svc, "run-gone", "/status/503", 2, 0);
+    got = rounds_until(svc, 1);
+    assert_int_equal(got.records, 1);
+    assert_int_equal(got.hooks, 1);
+    assert_int_equal(rounds_until_metric(svc, "kcqrs_worker_runs_open", 0), 0);
+    for (int i = 0; i < 60; i++)
+        wk_service_round(svc, 10);
+    got = received();
+    assert_int_equal(got.hooks, 1);
+    assert_int_equal(got.records, 1);
+    assert_int_equal(metric(svc, "kcqrs_worker_runs_in_flight"), 0);
+    wk_service_free(svc);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -340,6 +368,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_succeeds_once_ready),
         cmocka_unit_test(test_retry_and_conflict),
+        cmocka_unit_test(test_record_404_drops_run),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
