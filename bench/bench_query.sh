@@ -154,7 +154,8 @@ export KCQRS_TOPIC_PREFIX="bench.q$(date +%s)"
 export KCQRS_HTTP_MAX_PER_IP=0 # the load generator is one client IP with LAG_CONNS connections
 cport=$(free_port) qport=$(free_port)
 mkdir -p "$TMP/cmd" "$TMP/read"
-KCQRS_COMMANDS_ADDR=127.0.0.1:$cport KCQRS_LMDB_DIR=$TMP/cmd "$BUILD/bin/kcqrs-commands" \
+KCQRS_COMMANDS_ADDR=127.0.0.1:$cport KCQRS_COMMANDS_INTERNAL_ADDR=127.0.0.1:$(free_port) \
+    KCQRS_LMDB_DIR=$TMP/cmd "$BUILD/bin/kcqrs-commands" \
     >"$LOGS/query.lag.commands.log" 2>&1 &
 PIDS+=($!)
 KCQRS_PROJECTOR_ADDR=127.0.0.1:$(free_port) KCQRS_LMDB_DIR=$TMP/read "$BUILD/bin/kcqrs-projector" \

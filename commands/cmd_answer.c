@@ -56,12 +56,17 @@ static void answer_ok(const char *const *topics, cmd_item *it, unsigned status, 
     it->done(it, &r);
 }
 
-void cmd_answer_unavailable(cmd_item *it, int fenced, const char *msg)
+static void answer_failed(cmd_item *it, int fenced, const char *code, const char *msg)
 {
     if (fenced)
         answer_error(it, 503, "not_writer", "this instance was fenced by another writer", 0, 5);
     else
-        answer_error(it, 503, "unavailable", msg, 0, 1);
+        answer_error(it, 503, code ? code : "unavailable", msg, 0, 1);
+}
+
+void cmd_answer_unavailable(cmd_item *it, int fenced, const char *msg)
+{
+    answer_failed(it, fenced, NULL, msg);
 }
 
 /*
@@ -69,7 +74,7 @@ void cmd_answer_unavailable(cmd_item *it, int fenced, const char *msg)
  * always has a smaller index: so answer from the last item to the first.
  */
 void cmd_answer_batch(const char *const *topics, const cmd_state *st, cmd_item **items, size_t n,
-                      int failed, int fenced)
+                      int failed, const char *fail_code, int fenced)
 {
     for (size_t i = n; i-- > 0;) {
         cmd_item *it = items[i];
@@ -77,7 +82,10 @@ void cmd_answer_batch(const char *const *topics, const cmd_state *st, cmd_item *
         int topic = cmd_kind_topic(it->cmd.kind);
 
         if (failed && (d->kind == CMD_D_APPEND || d->kind == CMD_D_FOLLOW || d->pending)) {
-            cmd_answer_unavailable(it, fenced, "the transaction failed; retry");
+            answer_failed(it, fenced, fail_code,
+                          fail_code && strcmp(fail_code, "not_enough_replicas") == 0
+                              ? "fewer replicas in sync than min.insync.replicas; retry"
+                              : "the Kafka transaction failed; retry");
             continue;
         }
         switch (d->kind) {

@@ -29,8 +29,9 @@ void cmd_answer_unavailable(cmd_item *it, int fenced, const char *msg);
 
 /* Answer items[0..n) (see above); `topics` name the token's topic by topic
  * index; `st` is the state after the batch was applied; `failed`: the
- * transaction failed. */
+ * transaction failed, and `fail_code` says why in the 503's error code
+ * (kafka_unavailable, not_enough_replicas; NULL: unavailable). */
 void cmd_answer_batch(const char *const *topics, const cmd_state *st, cmd_item **items, size_t n,
-                      int failed, int fenced);
+                      int failed, const char *fail_code, int fenced);
 
 #endif

@@ -16,7 +16,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     if (ev == NULL)
         return;
     ev->delivered = 1;
-    ev->dr_err = m->err != RD_KAFKA_RESP_ERR_NO_ERROR;
+    ev->dr_err = (int)m->err; /* 0 or the rd_kafka_resp_err_t */
     ev->partition = m->partition;
     ev->offset = m->offset;
 }

@@ -62,9 +62,9 @@ typedef void (*cmd_done_fn)(cmd_item *it, const cmd_result *r);
 typedef struct cmd_item_event {
     int32_t partition;
     int64_t offset;
-    int delivered, dr_err;
-    uint8_t *value; /* copy of the produced envelope (applied to the state after commit
-                       through cmd_aggregate_apply, as catch-up applies a record) */
+    int delivered, dr_err; /* dr_err: 0 or the delivery's rd_kafka_resp_err_t */
+    uint8_t *value;        /* copy of the produced envelope (applied to the state after commit
+                              through cmd_aggregate_apply, as catch-up applies a record) */
     size_t len;
 } cmd_item_event;
 

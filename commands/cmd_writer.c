@@ -340,14 +340,29 @@ static size_t decide_batch(cmd_writer *w, cmd_item **items, size_t n)
     return nappend;
 }
 
+/* Why a transaction failed, as the 503's error code: a record refused for lack
+ * of in-sync replicas (min.insync.replicas), or any other Kafka failure. */
+static const char *failure_code(const cmd_writer *w)
+{
+    for (size_t k = 0; k < w->nslots; k++)
+        if (w->slots[k].dr_err == RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS ||
+            w->slots[k].dr_err == RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND)
+            return "not_enough_replicas";
+    return "kafka_unavailable";
+}
+
 static void process_batch(cmd_writer *w, cmd_item **items, size_t n)
 {
     char errstr[512];
     size_t nappend, m = 0;
     int failed = 0;
-    double now = (kq_time_mono_us() / 1e6), maxwait = w->cfg->kafka_timeout_ms / 1000.0;
+    const char *fail_code = NULL;
+    /* A command is answered within KCQRS_KAFKA_TIMEOUT_MS of its arrival: the
+     * transaction may take the delivery timeout, so it may wait the rest. */
+    double now = (kq_time_mono_us() / 1e6),
+           maxwait = (w->cfg->kafka_timeout_ms - kq_kafka_delivery_timeout_ms(w->cfg)) / 1000.0;
 
-    /* Commands that waited longer than the Kafka bound are not tried. */
+    /* Commands that waited too long to finish within the Kafka bound are not tried. */
     for (size_t i = 0; i < n; i++) {
         cmd_item *it = items[i];
         double q = (double)it->t_queued.tv_sec + (double)it->t_queued.tv_nsec / 1e9;
@@ -363,15 +378,17 @@ static void process_batch(cmd_writer *w, cmd_item **items, size_t n)
     nappend = decide_batch(w, items, n);
     if (nappend > 0) {
         cmd_wmetrics_batch(&w->m, nappend);
-        if (run_transaction(w, items, n, nappend, errstr, sizeof errstr) != 0)
+        if (run_transaction(w, items, n, nappend, errstr, sizeof errstr) != 0) {
             failed = 1;
+            fail_code = failure_code(w);
+        }
     }
     if (!failed && !w->need_catch_up)
         for (size_t i = 0; i < n; i++)
             if (items[i]->d.kind == CMD_D_APPEND)
                 apply_committed(w, items[i]);
     cmd_batch_reset(&w->batch);
-    cmd_answer_batch(w->topic_ptrs, &w->st, items, n, failed, atomic_load(&w->q.fenced));
+    cmd_answer_batch(w->topic_ptrs, &w->st, items, n, failed, fail_code, atomic_load(&w->q.fenced));
     if (w->abort_pending)
         finish_abort(w);
     if (nappend > 0)

@@ -173,6 +173,11 @@ rd_kafka_conf_t *kq_kafka_consumer_conf_new(const kq_config *cfg, const char *cl
     return conf;
 }
 
+int kq_kafka_delivery_timeout_ms(const kq_config *cfg)
+{
+    return clamp_int((long)cfg->kafka_timeout_ms * 3 / 4, 100, 900000);
+}
+
 rd_kafka_t *kq_kafka_txn_producer_new(const kq_config *cfg, const char *transactional_id,
                                       rd_kafka_conf_t *conf, char *errstr, size_t errlen)
 {
@@ -193,10 +198,12 @@ rd_kafka_t *kq_kafka_txn_producer_new(const kq_config *cfg, const char *transact
         conf_set_int(conf, "transaction.timeout.ms", txn_timeout, errstr, errlen) != 0 ||
         /* message.timeout.ms (alias delivery.timeout.ms) may not exceed the
          * transaction timeout; it bounds how long commit waits for delivery. */
-        conf_set_int(conf, "message.timeout.ms", clamp_int(t, 100, txn_timeout), errstr, errlen) !=
-            0 ||
-        conf_set_int(conf, "request.timeout.ms", clamp_int(t, 100, txn_timeout), errstr, errlen) !=
-            0 ||
+        conf_set_int(conf, "message.timeout.ms",
+                     clamp_int(kq_kafka_delivery_timeout_ms(cfg), 100, txn_timeout), errstr,
+                     errlen) != 0 ||
+        conf_set_int(conf, "request.timeout.ms",
+                     clamp_int(kq_kafka_delivery_timeout_ms(cfg), 100, txn_timeout), errstr,
+                     errlen) != 0 ||
         /* librdkafka: socket.timeout.ms <= transaction.timeout.ms + 100. */
         conf_set_int(conf, "socket.timeout.ms", clamp_int(t, 10, txn_timeout), errstr, errlen) != 0)
         goto out;

@@ -108,14 +108,24 @@ rd_kafka_conf_t *kq_kafka_consumer_conf_new(const kq_config *cfg, const char *cl
 /* Bound an existing consumer conf's prefetch to `kbytes` (as above; <= 0: 8192). */
 int kq_kafka_conf_bound_queue(rd_kafka_conf_t *conf, long kbytes, char *errstr, size_t errlen);
 
+/*
+ * The share of cfg->kafka_timeout_ms a transactional producer gives a record to
+ * be delivered (message.timeout.ms and request.timeout.ms): three quarters, at
+ * least 100 ms. A record that cannot reach min.insync.replicas fails after this
+ * long, so the writer can answer 503 within KCQRS_KAFKA_TIMEOUT_MS counted from
+ * when the command arrived: the rest of the bound is for waiting in the queue.
+ */
+int kq_kafka_delivery_timeout_ms(const kq_config *cfg);
+
 /* rd_kafka_conf_set() with our error convention (KQ_ECONFIG naming the property). */
 int kq_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
                       size_t errlen);
 
 /*
  * Transactional producer with `transactional_id`: enable.idempotence=true,
- * acks=all, message.timeout.ms = kafka_timeout_ms (a record that cannot be
- * delivered fails the transaction within that time), transaction.timeout.ms =
+ * acks=all, message.timeout.ms = request.timeout.ms =
+ * kq_kafka_delivery_timeout_ms() (a record that cannot be delivered fails the
+ * transaction within that time), transaction.timeout.ms =
  * 2 * kafka_timeout_ms (at least 1 s; the broker aborts a transaction left open
  * longer). `conf` may be NULL (a base conf is built from cfg) or a conf from
  * kq_kafka_conf_new() on which the caller set callbacks (dr_msg_cb, opaque);

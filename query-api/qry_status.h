@@ -30,9 +30,19 @@ void qry_status_stop(qry_status *st);
 
 /*
  * Copy of the last snapshot: *kafka = {"connected", "error"?, "age_ms",
- * "brokers": [{"id","host","port"}], "topics": {"<topic>": {"partitions":
- * [{"partition","low","high"}]}}} and *ends = {"<topic>/<partition>":
- * [low, high] (both new references). *ends is empty until a refresh has succeeded.
+ * "brokers": [{"id","host","port","state": "up"|"down"}], "brokers_down": [id],
+ * "partitions_unavailable": ["<topic>/<partition>"], "partitions_under_replicated":
+ * [...], "topics": {"<topic>": {"partitions": [{"partition","leader","replicas",
+ * "isr","state","low","high"}]}}} and *ends = {"<topic>/<partition>": [low, high]}
+ * (both new references). The brokers are every one this process has seen or
+ * that holds a replica of a topic; one is down when the metadata does not list
+ * it or it does not accept a TCP connection within 0.5 s (a broker that lost
+ * the controller quorum keeps serving stale metadata). A partition's state: ok,
+ * under_replicated (a replica out of sync or down), not_enough_replicas (fewer
+ * live in-sync replicas than KCQRS_MIN_INSYNC_REPLICAS: writes fail) or
+ * unavailable (no live leader); the last two are listed in
+ * partitions_unavailable. *ends is empty until a refresh has succeeded; a
+ * partition without a live leader keeps its last known watermarks.
  */
 void qry_status_snapshot(qry_status *st, json_t **kafka, json_t **ends);
 

@@ -23,8 +23,10 @@ kq_cluster_dir() {
     echo "$base/kafka-${1//[^A-Za-z0-9_.-]/_}"
 }
 
+# A loaded CI machine may take minutes to start JVMs: be patient by default.
 _kq_cluster_ops() {
-    "$KQ_REPO/ops/kafka.sh" "$@" >>"$KQ_CLUSTER_DIR/ops.log" 2>&1 3>&-
+    KQ_KAFKA_START_TIMEOUT=${KQ_KAFKA_START_TIMEOUT:-180} \
+        "$KQ_REPO/ops/kafka.sh" "$@" >>"$KQ_CLUSTER_DIR/ops.log" 2>&1 3>&-
 }
 
 kq_cluster_start() {

@@ -103,7 +103,7 @@ static void test_every_kind(void **state)
     items[5] = item(&g[5], fx_res(CMD_CREATE, "r9", "x", NULL), CMD_D_FOLLOW);
     items[5]->d.follow = 5;
 
-    cmd_answer_batch(topics, &st, items, 6, 0, 0);
+    cmd_answer_batch(topics, &st, items, 6, 0, NULL, 0);
     for (int i = 0; i < 6; i++)
         assert_int_equal(atomic_load(&g[i].done), 1);
     assert_int_equal(g[0].status, 201);
@@ -153,7 +153,7 @@ static void test_failed_and_fenced(void **state)
     items[3]->d.code = "conflict";
     items[3]->d.current_version = 2;
     items[4] = item(&g[4], fx_res(CMD_UPDATE, "r1", "two", NULL), CMD_D_NOOP);
-    cmd_answer_batch(topics, &st, items, 5, 1, 0);
+    cmd_answer_batch(topics, &st, items, 5, 1, NULL, 0);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(g[i].status, 503);
         assert_string_equal(g[i].code, "unavailable");
@@ -164,10 +164,20 @@ static void test_failed_and_fenced(void **state)
     assert_int_equal(g[4].status, 200);
 
     items[0] = item(&g[0], fx_res(CMD_CREATE, "r2", "x", NULL), CMD_D_APPEND);
-    cmd_answer_batch(topics, &st, items, 1, 1, 1);
+    cmd_answer_batch(topics, &st, items, 1, 1, NULL, 1);
     assert_int_equal(g[0].status, 503);
     assert_string_equal(g[0].code, "not_writer");
     assert_int_equal(g[0].retry_after, 5);
+
+    /* the writer's reason for the failure is the answer's code */
+    items[0] = item(&g[0], fx_res(CMD_CREATE, "r2", "x", NULL), CMD_D_APPEND);
+    items[1] = item(&g[1], fx_res(CMD_CREATE, "r2", "x", NULL), CMD_D_FOLLOW);
+    cmd_answer_batch(topics, &st, items, 2, 1, "not_enough_replicas", 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(g[i].status, 503);
+        assert_string_equal(g[i].code, "not_enough_replicas");
+        assert_int_equal(g[i].retry_after, 1);
+    }
 
     items[0] = item(&g[0], fx_res(CMD_CREATE, "r2", "x", NULL), CMD_D_APPEND);
     cmd_answer_unavailable(items[0], 0, "Kafka is unavailable; retry");

@@ -241,7 +241,10 @@ static void test_conf_builder(void **state)
     assert_conf(rd_kafka_conf(rk), "transactional.id", "kq.commands");
     assert_conf(rd_kafka_conf(rk), "enable.idempotence", "true");
     assert_conf(rd_kafka_conf(rk), "transaction.timeout.ms", "10000");
-    assert_conf(rd_kafka_conf(rk), "message.timeout.ms", "5000");
+    /* delivery gets 3/4 of the bound; the rest is for the command's queueing */
+    assert_conf(rd_kafka_conf(rk), "message.timeout.ms", "3750");
+    assert_conf(rd_kafka_conf(rk), "request.timeout.ms", "3750");
+    assert_int_equal(kq_kafka_delivery_timeout_ms(&cfg), 3750);
     rd_kafka_destroy(rk);
 
     /* The transaction timeout has a floor of 1 s; delivery never exceeds it. */
@@ -249,7 +252,7 @@ static void test_conf_builder(void **state)
     rk = kq_kafka_txn_producer_new(&cfg, "kq.commands", NULL, err, sizeof err);
     assert_non_null(rk);
     assert_conf(rd_kafka_conf(rk), "transaction.timeout.ms", "1000");
-    assert_conf(rd_kafka_conf(rk), "message.timeout.ms", "200");
+    assert_conf(rd_kafka_conf(rk), "message.timeout.ms", "150");
     rd_kafka_destroy(rk);
 
     assert_null(kq_kafka_txn_producer_new(&cfg, "", NULL, err, sizeof err));
