@@ -29,7 +29,10 @@ WERROR   ?= 1
 SANITIZE ?=
 
 MODULES  := lib events commands projections query-api replay worker
-PKGS     := rdkafka libpq lmdb libmicrohttpd libcurl jansson libcrypto
+PKGS     := rdkafka libpq lmdb libcurl jansson libssl libcrypto
+# libmicrohttpd is no part of the services (lib/kq_http.c is our own server); it stays an
+# independent HTTP peer for the programs in MHD_PROGS only (a webhook sink, a baseline).
+MHD_PKG  := libmicrohttpd
 
 comma    := ,
 ifeq ($(SANITIZE),)
@@ -45,8 +48,9 @@ WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wfo
 ifeq ($(WERROR),1)
 WARN     += -Werror
 endif
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lrdkafka -lpq -llmdb -lmicrohttpd -lcurl -ljansson -lcrypto)
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) $(MHD_PKG) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lrdkafka -lpq -llmdb -lcurl -ljansson -lssl -lcrypto)
+MHD_LIBS   := $(shell pkg-config --libs $(MHD_PKG) 2>/dev/null || echo -lmicrohttpd)
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(PKG_CFLAGS) -MMD -MP
 LDLIBS   += $(PKG_LIBS) -pthread -lm
@@ -136,6 +140,12 @@ $(BIN)/$(subst _,-,$(basename $(notdir $(1)))): $(OBJ)/$(1:.c=.o) $(LIBKQ)
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach f,$(MAIN_SRC),$(eval $(call main_rule,$(f))))
+
+# The programs that use libmicrohttpd as an independent peer (and link it); nothing else does.
+MHD_PROGS := $(BUILD)/tests/tools/kq_receiver $(BUILD)/bench/bench_http_noop \
+             $(BUILD)/bench/bench_worker \
+             $(addprefix $(BUILD)/tests/unit/,test_wk_record test_wk_http test_wk_service)
+$(MHD_PROGS): LDLIBS += $(MHD_LIBS)
 
 $(BUILD)/tests/unit/%: $(OBJ)/tests/unit/%.o $(LIBKQ)
 	@mkdir -p $(dir $@)

@@ -122,7 +122,7 @@ cmd_metrics() {
 # bench_commands RUN [SECS]
 bench_commands() {
     local run=$1 secs=${2:-$CMD_SECS} rsecs=$CMD_RATE_SECS xsecs=$CMD_RAW_SECS
-    local port log req dur rate batch appended half srv m0 m1 s0 c0 a0 s1 c1 a1
+    local port iport log req dur rate batch appended half srv m0 m1 s0 c0 a0 s1 c1 a1
     if [ "$run" = warmup ]; then rsecs=2 xsecs=3; fi
     cmd_setup
     cmd_env "$run"
@@ -154,8 +154,9 @@ bench_commands() {
     # 2. kcqrs-commands under the same load
     log="$LOGS/commands-service.$run.log"
     : >"$log"
-    port=$(free_ports | cut -d' ' -f1)
-    env "${CMD_ENV[@]}" KCQRS_COMMANDS_ADDR="127.0.0.1:$port" "${PIN_SERVER[@]}" \
+    read -r port iport < <(free_ports)
+    env "${CMD_ENV[@]}" KCQRS_COMMANDS_ADDR="127.0.0.1:$port" \
+        KCQRS_COMMANDS_INTERNAL_ADDR="127.0.0.1:$iport" "${PIN_SERVER[@]}" \
         "$BUILD/bin/kcqrs-commands" >"$TMP/cmd.out" 2>"$TMP/cmd.err" &
     CMD_PID=$!
     cmd_wait_http "http://127.0.0.1:$port/ready" "$CMD_PID" 90 ||

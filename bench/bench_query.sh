@@ -10,6 +10,9 @@
 #                      (tests/tools/qry_bench fill) under the same wrk load
 #                      (bench/wrk_query_get.lua): reads/s and its ratio to 1
 #                      (target >= 80%);
+#   2b. query.get.log_info, .log_info_unbuffered: the same with the access log
+#                      at info (one line per request), buffered (default) and
+#                      one write(2) per line (KCQRS_LOG_FLUSH_MS=0), beside 2;
 #   3. query.get_rate  qry_bench get at half of this run's query.get rate,
 #                      open loop, 64 connections: p50/p99 (target p99 <= 2 ms);
 #   4. query.visible_lag  (needs Kafka and PostgreSQL: skipped unless
@@ -117,6 +120,25 @@ read -r get_rate get_p50 get_p99 < <(BENCH_IDS=$IDS BENCH_KEY=$RKEY wrk_run get 
     "http://127.0.0.1:$port/" bench/wrk_query_get.lua)
 echo "RESULT name=query.get unit=req/s value=$get_rate baseline=query.noop target=>=0.8x p50_ms=$get_p50 p99_ms=$get_p99"
 
+# 2b. the same GET load with the access log at info (one line per request):
+# buffered (the default KCQRS_LOG_FLUSH_MS) and one write(2) per line
+# (KCQRS_LOG_FLUSH_MS=0); baseline: query.get above (log level error).
+for mode in info:100 info_unbuffered:0; do
+    lport=$(free_port)
+    KCQRS_QUERY_ADDR=127.0.0.1:$lport KCQRS_LMDB_DIR=$TMP/lmdb KCQRS_BROKERS=127.0.0.1:1 \
+        KCQRS_PG_DSN=postgresql://nobody@127.0.0.1:1/none KCQRS_LOG_LEVEL=info \
+        KCQRS_LOG_FLUSH_MS=${mode#*:} "${PIN_SERVER[@]}" "$BUILD/bin/kcqrs-query" \
+        >"$TMP/query.log.out" 2>&1 &
+    lpid=$!
+    wait_http "http://127.0.0.1:$lport/health" 10 || die "kcqrs-query (log ${mode%%:*}) did not start"
+    read -r lrate lp50 lp99 < <(BENCH_IDS=$IDS BENCH_KEY=$RKEY wrk_run "log_${mode%%:*}" \
+        "http://127.0.0.1:$lport/" bench/wrk_query_get.lua)
+    kill -TERM "$lpid"
+    wait "$lpid" 2>/dev/null || true
+    echo "RESULT name=query.get.log_${mode%%:*} unit=req/s value=$lrate baseline=query.get p50_ms=$lp50 p99_ms=$lp99 access_lines=$(grep -c ' http GET ' "$TMP/query.log.out" || true)"
+done
+rm -f "$TMP/query.log.out"
+
 # 3. fixed rate at half the maximum
 half=$(python3 -c "print(int($get_rate / 2))")
 "${PIN_CLIENT[@]}" "$BUILD/tests/tools/qry_bench" get --url "http://127.0.0.1:$port" --key "$RKEY" \
@@ -132,7 +154,8 @@ export KCQRS_TOPIC_PREFIX="bench.q$(date +%s)"
 export KCQRS_HTTP_MAX_PER_IP=0 # the load generator is one client IP with LAG_CONNS connections
 cport=$(free_port) qport=$(free_port)
 mkdir -p "$TMP/cmd" "$TMP/read"
-KCQRS_COMMANDS_ADDR=127.0.0.1:$cport KCQRS_LMDB_DIR=$TMP/cmd "$BUILD/bin/kcqrs-commands" \
+KCQRS_COMMANDS_ADDR=127.0.0.1:$cport KCQRS_COMMANDS_INTERNAL_ADDR=127.0.0.1:$(free_port) \
+    KCQRS_LMDB_DIR=$TMP/cmd "$BUILD/bin/kcqrs-commands" \
     >"$LOGS/query.lag.commands.log" 2>&1 &
 PIDS+=($!)
 KCQRS_PROJECTOR_ADDR=127.0.0.1:$(free_port) KCQRS_LMDB_DIR=$TMP/read "$BUILD/bin/kcqrs-projector" \

@@ -26,7 +26,7 @@
 # Entries (seconds; ratio = median / raw median):
 #   replay.raw_consumer        the baseline
 #   replay.lmdb                target <= 2x raw
-#   replay.pg                  target <= 4x raw
+#   replay.pg                  target <= 6x raw (issue #15)
 #   replay.all                 both targets at once (no target of its own)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -123,7 +123,7 @@ for run in $(seq "$RUNS"); do
         s=$(timed "$t" "$BUILD/bin/kcqrs-replay" rebuild --target "$t" --json)
         case $t in
         lmdb) tgt="target=<=2x" ;;
-        pg) tgt="target=<=4x" ;;
+        pg) tgt="target=<=6x" ;;
         *) tgt="" ;;
         esac
         echo "RESULT name=replay.$t unit=s value=$s baseline=replay.raw_consumer $tgt of=$RUNS events=$N $(phases "$t")"

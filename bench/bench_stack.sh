@@ -270,6 +270,7 @@ run_alone() {
     mkdir -p "$TMP/alone"
     preload "kqstack$$a$RUN"
     start commands kcqrs-commands KCQRS_COMMANDS_ADDR "127.0.0.1:$port" \
+        KCQRS_COMMANDS_INTERNAL_ADDR="127.0.0.1:$(free_port)" \
         KCQRS_TOPIC_PREFIX="kqstack$$a$RUN" KCQRS_LMDB_DIR="$TMP/alone"
     warm "$port" a
     measure alone "$port" commands broker
@@ -280,7 +281,7 @@ run_alone() {
 # run_stack [NAME VAR=VALUE...]: the stack (or, with NAME, the stack with those
 # settings: every entry named stack.NAME.*, compared with the plain stack).
 run_stack() {
-    local cfg=${1:-stack} np cport qport wport half i n kb tot
+    local cfg=${1:-stack} np cport ciport qport wport half i n kb tot
     [ $# -eq 0 ] || shift
     np=stack
     [ "$cfg" = stack ] || np=stack.$cfg
@@ -296,11 +297,14 @@ run_stack() {
     export KCQRS_TOPIC_PREFIX="kqstack$$s$RUN$cfg" KCQRS_LMDB_DIR="$TMP/stack" KCQRS_PG_DSN="$dsn"
     [ $# -eq 0 ] || export "$@"
     preload "$KCQRS_TOPIC_PREFIX"
-    start commands kcqrs-commands KCQRS_COMMANDS_ADDR "127.0.0.1:$cport"
+    ciport=$(free_port) # the internal listener, where the worker records
+    start commands kcqrs-commands KCQRS_COMMANDS_ADDR "127.0.0.1:$cport" \
+        KCQRS_COMMANDS_INTERNAL_ADDR="127.0.0.1:$ciport"
     start projector kcqrs-projector KCQRS_PROJECTOR_ADDR "127.0.0.1:$PROJ_PORT"
     start query kcqrs-query KCQRS_QUERY_ADDR "127.0.0.1:$qport"
     start worker kcqrs-worker KCQRS_WORKER_ADDR "127.0.0.1:$wport" \
-        KCQRS_COMMANDS_ADDR="127.0.0.1:$cport" KCQRS_WORKER_KEY_FILE="$TMP/worker.key"
+        KCQRS_COMMANDS_ADDR="127.0.0.1:$cport" KCQRS_COMMANDS_INTERNAL_ADDR="127.0.0.1:$ciport" \
+        KCQRS_WORKER_KEY_FILE="$TMP/worker.key"
     warm "$cport" "s$cfg"
     caught_up "$PROJ_PORT" || true
     measure "$cfg" "$cport" commands projector query worker broker postgres

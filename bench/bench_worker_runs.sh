@@ -75,7 +75,9 @@ WKEY=$("$BUILD/bin/kcqrs-keys" create --name bench-writer --roles writer)
 
 # kcqrs-commands
 CPORT=$(free_port)
-KCQRS_COMMANDS_ADDR="127.0.0.1:$CPORT" KCQRS_LMDB_DIR="$TMP/lmdb" \
+CIPORT=$(free_port)
+KCQRS_COMMANDS_ADDR="127.0.0.1:$CPORT" KCQRS_COMMANDS_INTERNAL_ADDR="127.0.0.1:$CIPORT" \
+    KCQRS_LMDB_DIR="$TMP/lmdb" \
     "$BUILD/bin/kcqrs-commands" >"$TMP/commands.log" 2>&1 &
 CMD_PID=$!
 for _ in $(seq 600); do
@@ -134,7 +136,7 @@ CURL_RATE=$(awk '/^CURL_RATE/ { print $2 }' <<<"$base")
 WPORT=$(free_port)
 t0=$(now)
 KCQRS_WORKER_ADDR="127.0.0.1:$WPORT" KCQRS_WORKER_KEY_FILE="$TMP/worker.key" \
-    KCQRS_WORKER_COMMANDS_URL="http://127.0.0.1:$CPORT" KCQRS_WORKER_ALLOW_PRIVATE=1 \
+    KCQRS_WORKER_COMMANDS_URL="http://127.0.0.1:$CIPORT" KCQRS_WORKER_ALLOW_PRIVATE=1 \
     "$BUILD/bin/kcqrs-worker" >"$TMP/worker.log" 2>&1 &
 WK_PID=$!
 t_ready=

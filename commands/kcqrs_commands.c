@@ -30,7 +30,8 @@
 static const char usage[] =
     "usage: " PROG "\n"
     "\n"
-    "Serves the command API on KCQRS_COMMANDS_ADDR: POST/PUT/DELETE /api/v1/resources...,\n"
+    "Serves the command API on KCQRS_COMMANDS_ADDR (and the same routes on the internal\n"
+    "listener KCQRS_COMMANDS_INTERNAL_ADDR): POST/PUT/DELETE /api/v1/resources...,\n"
     "POST/PUT/DELETE /api/v1/workflows..., POST /api/v1/workflows/{id}/runs (manual trigger),\n"
     "POST /hooks/{workflow_id} (webhook, X-Webhook-Secret) and\n"
     "POST /internal/v1/runs/{id}/attempts and /internal/v1/runs/attempts (kcqrs-worker,\n"
@@ -66,6 +67,8 @@ int main(int argc, char **argv)
     cmd_api_routes(&api, routes);
     memset(&o, 0, sizeof o);
     o.addr = svc.cfg.commands_addr;
+    if (strcmp(svc.cfg.cmd_internal_addr, "none") != 0)
+        o.internal_addr = svc.cfg.cmd_internal_addr;
     o.limits = kq_http_limits_from_config(&svc.cfg);
     o.routes = routes;
     o.nroutes = CMD_API_NROUTES;
@@ -75,9 +78,12 @@ int main(int argc, char **argv)
     o.metrics_arg = &api;
     if (kq_service_http_start(&svc, &o) != 0)
         goto out;
-    kq_log_info("listening on http://%s (port %u), %zu API keys, brokers %s, topic prefix %s",
-                svc.cfg.commands_addr, kq_http_port(svc.srv), kq_auth_count(svc.keys),
-                svc.cfg.brokers, svc.cfg.topic_prefix);
+    kq_log_info("listening on %s://%s (port %u), internal %s (port %u), %zu API keys, brokers "
+                "%s, topic prefix %s",
+                strcmp(svc.cfg.http_tls_cert, "none") != 0 ? "https" : "http",
+                svc.cfg.commands_addr, kq_http_port(svc.srv),
+                o.internal_addr ? o.internal_addr : "none", kq_http_internal_port(svc.srv),
+                kq_auth_count(svc.keys), svc.cfg.brokers, svc.cfg.topic_prefix);
     sig = kq_service_wait(&svc);
     kq_log_info("signal %d: finishing queued commands, writing the snapshot", sig);
     cmd_writer_stop(w); /* answers every queued command: stopping the server needs that */

@@ -13,7 +13,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { CFG_STRING, CFG_INT, CFG_LOG_LEVEL, CFG_LOG_FORMAT, CFG_DURATION } cfg_type;
+typedef enum {
+    CFG_STRING,
+    CFG_INT,
+    CFG_LOG_LEVEL,
+    CFG_LOG_FORMAT,
+    CFG_DURATION,
+    CFG_ACCESS_LOG
+} cfg_type;
 
 typedef struct cfg_setting {
     const char *name;
@@ -60,18 +67,43 @@ static const cfg_setting settings[] = {
      "LMDB directory; kcqrs-commands keeps its state snapshot in DIR/commands"},
     {"KCQRS_COMMANDS_ADDR", "127.0.0.1:8080", CFG_STRING, F(commands_addr), 0, 0,
      "host:port the command API listens on"},
+    {"KCQRS_COMMANDS_INTERNAL_ADDR", "127.0.0.1:8090", CFG_STRING, F(cmd_internal_addr), 0, 0,
+     "host:port of the command API's internal listener (same routes and keys, own connection "
+     "budget, no per-IP limit; kcqrs-worker records there); none: no internal listener"},
     {"KCQRS_HTTP_MAX_BODY", "65536", CFG_INT, F(http_max_body), 1, 1073741824,
      "Request body cap in bytes (larger: 413)"},
-    {"KCQRS_HTTP_MAX_CONNECTIONS", "1024", CFG_INT, F(http_max_conns), 1, 1000000,
-     "Concurrent HTTP connections (at least KCQRS_HTTP_THREADS)"},
+    {"KCQRS_HTTP_MAX_CONNECTIONS", "4096", CFG_INT, F(http_max_conns), 1, 1000000,
+     "Concurrent HTTP connections per listener (at least KCQRS_HTTP_THREADS); at the limit the "
+     "one waiting longest for a request head is closed, else 503"},
     {"KCQRS_HTTP_MAX_PER_IP", "64", CFG_INT, F(http_max_per_ip), 0, 1000000,
-     "Concurrent HTTP connections per client IP (0: no limit)"},
+     "Concurrent HTTP connections per client IP on the public port (0: no limit); more: 503"},
     {"KCQRS_HTTP_TIMEOUT_S", "30", CFG_INT, F(http_timeout_s), 0, 86400,
-     "Idle HTTP connection timeout in seconds (0: none)"},
+     "Idle keep-alive HTTP connection timeout in seconds (0: none)"},
     {"KCQRS_HTTP_CONN_MEMORY", "65536", CFG_INT, F(http_conn_memory), 4096, 16777216,
-     "Memory per HTTP connection for headers and buffers, in bytes"},
+     "Read buffer cap per HTTP connection (request head and pipelined bytes), in bytes"},
     {"KCQRS_HTTP_THREADS", "4", CFG_INT, F(http_threads), 1, 1024,
      "HTTP server threads, each polling its connections with epoll"},
+    {"KCQRS_HTTP_MAX_BODY_PUBLIC", "16384", CFG_INT, F(http_max_body_public), 1, 1073741824,
+     "Request body cap in bytes of routes that need no key, e.g. webhooks (larger: 413)"},
+    {"KCQRS_HTTP_HEADER_TIMEOUT_MS", "10000", CFG_INT, F(http_head_timeout_ms), 0, 3600000,
+     "A request head must arrive within this many ms of its first byte (or the accept); else "
+     "408 (0: none)"},
+    {"KCQRS_HTTP_MIN_BODY_RATE", "1024", CFG_INT, F(http_min_body_rate), 0, 1073741824,
+     "A request body must arrive at this many bytes/s after a 2 s grace; else 408 (0: none)"},
+    {"KCQRS_HTTP_TLS_CERT", "none", CFG_STRING, F(http_tls_cert), 0, 0,
+     "PEM certificate chain: with KCQRS_HTTP_TLS_KEY every HTTP listener speaks HTTPS (none: "
+     "plain HTTP)"},
+    {"KCQRS_HTTP_TLS_KEY", "none", CFG_STRING, F(http_tls_key), 0, 0,
+     "PEM private key of KCQRS_HTTP_TLS_CERT"},
+    {"KCQRS_HTTP_TLS_CA", "system", CFG_STRING, F(http_tls_ca), 0, 0,
+     "PEM CA bundle the kcqrs clients (kcqrs-worker's records, tools) trust for https (system: "
+     "the system's)"},
+    {"KCQRS_HTTP_TRUSTED_PROXIES", "none", CFG_STRING, F(http_proxies), 0, 0,
+     "Comma-separated CIDRs of proxies whose X-Forwarded-For names the client (logs); exempt "
+     "from KCQRS_HTTP_MAX_PER_IP (none: trust none)"},
+    {"KCQRS_ACCESS_LOG", "all", CFG_ACCESS_LOG, F(access_log_every), 0, 0,
+     "HTTP access log lines (at info): all, errors (4xx/5xx only) or sample:N (every N-th "
+     "success and every error)"},
     {"KCQRS_BATCH_MAX", "256", CFG_INT, F(batch_max), 1, 100000,
      "Group commit: most commands in one Kafka transaction"},
     {"KCQRS_BATCH_LINGER_US", "1000", CFG_INT, F(batch_linger_us), 0, 1000000,
@@ -107,7 +139,7 @@ static const cfg_setting settings[] = {
      "kcqrs-worker: listen address of /health, /ready and /metrics"},
     {"KCQRS_WORKER_COMMANDS_URL", "auto", CFG_STRING, F(worker_commands_url), 0, 0,
      "kcqrs-worker: base URL of kcqrs-commands for attempt records (auto: "
-     "http://KCQRS_COMMANDS_ADDR)"},
+     "http://KCQRS_COMMANDS_INTERNAL_ADDR, or http://KCQRS_COMMANDS_ADDR when that is none)"},
     {"KCQRS_WORKER_KEY_FILE", "var/worker.key", CFG_STRING, F(worker_key_file), 0, 0,
      "kcqrs-worker: file holding its API key (role worker), mode 0600"},
     {"KCQRS_WORKER_GROUP", "auto", CFG_STRING, F(worker_group), 0, 0,
@@ -189,6 +221,21 @@ static int set_one(kq_config *cfg, const cfg_setting *s, const char *val, char *
         *(int *)base = (int)l;
         return 0;
     }
+    case CFG_ACCESS_LOG: {
+        long every = -1;
+        if (strcmp(val, "all") == 0)
+            every = 1;
+        else if (strcmp(val, "errors") == 0)
+            every = 0;
+        else if (strncmp(val, "sample:", 7) != 0 || kq_parse_long(val + 7, 1, 1000000, &every) != 0)
+            every = -1;
+        if (every < 0)
+            return kq_seterr(errstr, errlen, KQ_ECONFIG,
+                             "%s='%s' is not all, errors or sample:N (N in 1..1000000)", s->name,
+                             val);
+        *(int *)base = (int)every;
+        return 0;
+    }
     case CFG_LOG_FORMAT: {
         kq_log_format f;
         if (kq_log_format_parse(val, &f) != 0)
@@ -227,6 +274,11 @@ int kq_config_load(kq_config *cfg, char *errstr, size_t errlen)
                            cfg->topic_prefix);
             goto out;
         }
+    }
+    if ((strcmp(cfg->http_tls_cert, "none") == 0) != (strcmp(cfg->http_tls_key, "none") == 0)) {
+        rc = kq_seterr(errstr, errlen, KQ_ECONFIG,
+                       "KCQRS_HTTP_TLS_CERT and KCQRS_HTTP_TLS_KEY: set both or neither");
+        goto out;
     }
     if (cfg->http_max_conns < cfg->http_threads) {
         rc = kq_seterr(errstr, errlen, KQ_ECONFIG,

@@ -42,6 +42,15 @@ typedef struct kq_config {
     int http_timeout_s;        /* KCQRS_HTTP_TIMEOUT_S, 0 = none */
     int http_conn_memory;      /* KCQRS_HTTP_CONN_MEMORY, bytes */
     int http_threads;          /* KCQRS_HTTP_THREADS */
+    int http_max_body_public;  /* KCQRS_HTTP_MAX_BODY_PUBLIC, bytes */
+    int http_head_timeout_ms;  /* KCQRS_HTTP_HEADER_TIMEOUT_MS, 0 = none */
+    int http_min_body_rate;    /* KCQRS_HTTP_MIN_BODY_RATE, bytes/s, 0 = none */
+    int access_log_every;      /* KCQRS_ACCESS_LOG: 1 all, 0 errors, N sample:N */
+    char *cmd_internal_addr;   /* KCQRS_COMMANDS_INTERNAL_ADDR, "none" = no listener */
+    char *http_tls_cert;       /* KCQRS_HTTP_TLS_CERT, "none" = plain HTTP */
+    char *http_tls_key;        /* KCQRS_HTTP_TLS_KEY */
+    char *http_tls_ca;         /* KCQRS_HTTP_TLS_CA, "system" = the system's CAs */
+    char *http_proxies;        /* KCQRS_HTTP_TRUSTED_PROXIES, "none" */
     int batch_max;             /* KCQRS_BATCH_MAX, commands per transaction */
     int batch_linger_us;       /* KCQRS_BATCH_LINGER_US */
     int batch_linger_max_us;   /* KCQRS_BATCH_LINGER_MAX_US: adaptive linger cap */
@@ -57,7 +66,7 @@ typedef struct kq_config {
     char *pg_schema;           /* KCQRS_PG_SCHEMA, schema of the PostgreSQL read model */
     int replay_batch_max;      /* KCQRS_REPLAY_BATCH_MAX, events per shadow transaction */
     char *worker_addr;         /* KCQRS_WORKER_ADDR */
-    char *worker_commands_url; /* KCQRS_WORKER_COMMANDS_URL, "auto" = http://commands_addr */
+    char *worker_commands_url; /* KCQRS_WORKER_COMMANDS_URL, "auto" = the internal listener */
     char *worker_key_file;     /* KCQRS_WORKER_KEY_FILE */
     char *worker_group;        /* KCQRS_WORKER_GROUP, "auto" = <prefix>.worker */
     int worker_max_runs;       /* KCQRS_WORKER_MAX_RUNS */

@@ -1,39 +1,66 @@
 /*
- * kq_http.h — the HTTP server both services run on (libmicrohttpd).
+ * kq_http.h — the HTTP/1.1 server every service runs on (our own: epoll loops
+ * over non-blocking sockets, requests parsed by kq_http_parse).
  *
- * One place for what every public endpoint needs: routing, limits, API-key
+ * One place for what every endpoint needs: routing, limits, API-key
  * authentication, the error body of DESIGN.md section 8, the access log and
  * Prometheus metrics. A service supplies a route table and handlers; kq_http
- * owns the daemon, the connections and every request's memory.
+ * owns the listening sockets, the connections and every request's memory.
  *
- * Threads. libmicrohttpd runs a pool of `limits.threads` threads, each with
- * its own epoll set (MHD_USE_EPOLL_INTERNAL_THREAD + MHD_OPTION_THREAD_POOL_SIZE);
- * a connection stays on the thread that accepted it. Handlers, the readiness
- * callback and the logging run on those threads, concurrently: a handler must
- * be thread-safe with respect to its `arg`. Metrics are lock-free atomics.
- * kq_http_start/kq_http_stop are called by one controlling thread.
+ * Threads. `limits.threads` loop threads each run an epoll set; every loop
+ * accepts from the listeners (EPOLLEXCLUSIVE) and a connection stays on the
+ * loop that accepted it. Handlers, the readiness callback and the logging run
+ * on those threads, concurrently: a handler must be thread-safe with respect
+ * to its `arg` and must not block (hand slow work to another thread with
+ * kq_http_defer). Metrics are lock-free atomics. kq_http_start/kq_http_stop
+ * are called by one controlling thread.
  *
- * The life of a request:
- *   1. headers arrive: match the route (404 / 405 with Allow), authenticate
- *      the route's required role (401 with WWW-Authenticate / 403), check the
- *      declared Content-Length against the body cap (413) and, for routes that
- *      take JSON, the Content-Type (415). None of these reads the body;
- *   2. the body is accumulated into one buffer of at most `limits.max_body`
- *      bytes; a chunked body that grows past it is answered 413 and its
- *      remainder is discarded, never stored (libmicrohttpd 0.9.75 lets us
- *      answer only once the body has ended; after 4 MiB of discarded bytes the
- *      connection is closed without an answer);
- *   3. the handler runs with a complete request and must answer exactly once
+ * The life of a request on a connection (keep-alive and pipelining: one
+ * request at a time, answers in order):
+ *   1. the head (request line and headers) must be complete within
+ *      `header_timeout_ms` of its first byte (or of the accept): else 408;
+ *      the parser refuses malformed or ambiguous framing (400/414/431/501/
+ *      505/417), always with a JSON error body, and the connection closes;
+ *   2. the route is matched (404 / 405 with Allow), the route's role
+ *      authenticated (401 with WWW-Authenticate / 403), the Content-Type of a
+ *      JSON route checked (415) and the body cap chosen: `max_body` for a
+ *      route that needs a key, `max_body_public` for a public one; a declared
+ *      Content-Length over it is 413 before any body byte is read.
+ *      `Expect: 100-continue` gets its 100 only after these checks;
+ *   3. the body is read into one buffer (every wire byte counts: chunk
+ *      extensions and trailers against 2 x cap + 16 KiB, the payload against
+ *      the cap: 413), at no less than `min_body_rate` bytes/s after a 2 s
+ *      grace (else 408);
+ *   4. the handler runs with a complete request and must answer exactly once
  *      through kq_http_respond_*, or defer the answer to another thread with
  *      kq_http_defer (group commit); one that does neither gives 500;
- *   4. when the response is sent (or the connection dies) the access log line
- *      (method path status latency actor) is written and metrics counted.
+ *   5. the answer (always with Content-Length; `Connection: close` when the
+ *      server closes after it) is written; then the access log line (method
+ *      path status latency actor client, per `access_log`) and the metrics.
+ *   Errors the server itself answers go through one function (the JSON error
+ *   body); when it closes after an error it answers first, then shuts its
+ *   side down and drains what the client still sends for a moment, so the
+ *   client reads the answer rather than a reset.
  *
- * Limits. At `max_connections` libmicrohttpd stops accepting: further
- * clients wait in the kernel's listen backlog. A client IP over `max_per_ip`
- * is accepted and closed at once (behind a proxy every client is the proxy's
- * IP). `timeout_s` closes idle connections. Worst-case request memory is about
- * max_connections x (conn_memory + max_body): 128 MiB with the defaults.
+ * Limits. Each listener has its own budget of `max_connections`. At the
+ * limit a new connection evicts the one of its loop that has waited longest
+ * for a request head (an idle keep-alive connection is closed quietly, a
+ * half-sent head gets 503); with none to evict the newcomer gets 503 with
+ * Retry-After and is closed. A client IP over `max_per_ip` (public listener
+ * only) gets 503 with Retry-After, then the close. An idle keep-alive
+ * connection closes after `timeout_s`. Read buffers are allocated when bytes
+ * arrive and freed when a connection is idle.
+ *
+ * Two listeners: `addr` (public) and optionally `internal_addr` (same routes
+ * and authentication, its own connection budget, no per-IP limit): internal
+ * clients (kcqrs-worker's record client) keep capacity under a flood of the
+ * public port.
+ *
+ * HTTPS (OpenSSL) on both listeners when `tls_cert` and `tls_key` are given:
+ * TLS 1.2 or later; the handshake happens inside the first reads, so it has to
+ * finish within the header deadline too. Behind a proxy, `trusted_proxies`
+ * (CIDRs) makes the access log and kq_http_req_client use X-Forwarded-For from
+ * those peers only, and exempts them from the per-IP limit.
  *
  * Built-in routes: GET /health (always 200 {"status":"ok"}), GET /ready (200
  * {"status":"ready"} or 503 {"error":{"code":"not_ready",...}} with
@@ -57,12 +84,17 @@ typedef struct kq_http_req kq_http_req;
 
 /* Limits; kq_http_limits_default() gives the documented defaults. */
 typedef struct kq_http_limits {
-    size_t max_body;          /* request body cap in bytes (65536); more -> 413 */
-    unsigned max_connections; /* concurrent connections (1024); split over threads */
-    unsigned max_per_ip;      /* concurrent connections per client IP (64); 0 = no limit */
-    unsigned timeout_s;       /* idle connection timeout in seconds (30); 0 = none */
-    size_t conn_memory;       /* libmicrohttpd memory per connection, headers etc. (65536) */
-    unsigned threads;         /* worker threads, each with an epoll set (4) */
+    size_t max_body;            /* body cap of routes that need a key (65536); more -> 413 */
+    unsigned max_connections;   /* concurrent connections per listener (4096) */
+    unsigned max_per_ip;        /* concurrent connections per client IP (64); 0 = no limit */
+    unsigned timeout_s;         /* idle keep-alive timeout in seconds (30); 0 = none */
+    size_t conn_memory;         /* read buffer cap per connection: head + pipelined (65536) */
+    unsigned threads;           /* loop threads, each with an epoll set (4) */
+    size_t max_body_public;     /* body cap of public routes, e.g. webhooks (16384) */
+    unsigned header_timeout_ms; /* request head deadline from its first byte (10000); 0 = none */
+    unsigned min_body_rate;     /* bytes/s a body must keep after a 2 s grace (1024); 0 = none */
+    unsigned access_log_every;  /* 1: log every request; 0: errors only; N: every N-th success
+                                 * and every 4xx/5xx (KCQRS_ACCESS_LOG all|errors|sample:N) */
 } kq_http_limits;
 
 kq_http_limits kq_http_limits_default(void);
@@ -121,7 +153,8 @@ int kq_http_route_match(const char *pattern, const char *path, kq_http_param *pa
                         size_t *nparams);
 
 typedef struct kq_http_options {
-    const char *addr; /* "host:port"; port 0 picks a free port */
+    const char *addr;          /* "host:port"; port 0 picks a free port */
+    const char *internal_addr; /* NULL = none; a second listener: own budget, no per-IP limit */
     kq_http_limits limits;
     const kq_http_route *routes; /* copied; its strings and args must outlive the server */
     size_t nroutes;
@@ -130,6 +163,11 @@ typedef struct kq_http_options {
     void *ready_arg;
     kq_http_metrics_fn metrics; /* NULL = none; the service's own counters on /metrics */
     void *metrics_arg;
+    const char *tls_cert; /* PEM certificate chain file; with tls_key: HTTPS on every listener */
+    const char *tls_key;  /* PEM private key file */
+    const char *trusted_proxies; /* "CIDR, CIDR, ..." (NULL = none): peers whose X-Forwarded-For
+                                  * names the client (logs, kq_http_req_client); they are exempt
+                                  * from the per-IP connection limit */
 } kq_http_options;
 
 /*
@@ -149,6 +187,8 @@ int kq_http_start(const kq_http_options *opts, kq_http_server **out, char *errst
 
 /* The port actually bound (useful with port 0). */
 unsigned kq_http_port(const kq_http_server *srv);
+/* The internal listener's port; 0 when there is none. */
+unsigned kq_http_internal_port(const kq_http_server *srv);
 
 /* Stop accepting, close connections, join threads, free. NULL is a no-op. */
 void kq_http_stop(kq_http_server *srv);
@@ -181,6 +221,11 @@ const char *kq_http_req_body(const kq_http_req *req, size_t *len);
 /* The authenticated key's name (NULL on a public route) and its roles. */
 const char *kq_http_req_actor(const kq_http_req *req);
 unsigned kq_http_req_roles(const kq_http_req *req);
+/*
+ * The client's address (text): the TCP peer, or, when the peer is a trusted proxy, the
+ * X-Forwarded-For hop nearest to us that is not itself a trusted proxy.
+ */
+const char *kq_http_req_client(const kq_http_req *req);
 
 /*
  * Parse the body as a JSON object and validate it against `fields`. On
@@ -194,14 +239,15 @@ int kq_http_req_json(kq_http_req *req, const kq_jin_field *fields, size_t n, jso
  * Answer later, from another thread (e.g. after a Kafka transaction commits).
  * Call it in the handler, hand `req` to the other thread and return; that
  * thread then calls kq_http_add_header/kq_http_respond_* exactly once, after
- * which `req` must not be touched. The connection is suspended meanwhile, so
- * the libmicrohttpd thread serves its other connections. Every deferred
- * request must be answered before kq_http_stop. The request's accessors stay
- * valid until the answer.
+ * which `req` must not be touched. The answer reaches the connection's loop
+ * through that loop's queue (an eventfd wakes it); meanwhile the loop serves
+ * its other connections. Every deferred request must be answered before
+ * kq_http_stop. The request's accessors stay valid until the answer.
  */
 int kq_http_defer(kq_http_req *req);
 
-/* Add a response header (copied), e.g. ETag, Location, Retry-After. Up to 16. */
+/* Add a response header (copied), e.g. ETag, Location, Retry-After. Up to 16; a name that
+ * is not a token or a value with CR, LF or NUL is refused (KQ_EINVAL). */
 int kq_http_add_header(kq_http_req *req, const char *name, const char *value);
 
 /* Answer with `body` (reference stolen; NULL sends no body) as application/json. */

@@ -51,6 +51,12 @@ int kq_service_http_start(kq_service *s, kq_http_options *o)
     int rc;
 
     o->keys = s->keys;
+    if (o->tls_cert == NULL && strcmp(s->cfg.http_tls_cert, "none") != 0) {
+        o->tls_cert = s->cfg.http_tls_cert;
+        o->tls_key = s->cfg.http_tls_key;
+    }
+    if (o->trusted_proxies == NULL && strcmp(s->cfg.http_proxies, "none") != 0)
+        o->trusted_proxies = s->cfg.http_proxies;
     if ((rc = kq_http_start(o, &s->srv, err, sizeof err)) != 0)
         kq_log_error("%s%s%s", s->http_what ? s->http_what : "", s->http_what ? ": " : "", err);
     return rc;

@@ -55,8 +55,10 @@ int kq_service_begin(kq_service *s, const char *prog, const char *usage, unsigne
 
 /*
  * Start the HTTP server with `o` (its keys are set to the service's; NULL
- * without KQ_SERVICE_KEYS: public routes only). 0, or the kq_http_start
- * error (logged, after "<http_what>: " when the main set http_what).
+ * without KQ_SERVICE_KEYS: public routes only; HTTPS and the trusted proxies
+ * from KCQRS_HTTP_TLS_CERT/KEY and KCQRS_HTTP_TRUSTED_PROXIES unless `o` sets
+ * them). 0, or the kq_http_start error (logged, after "<http_what>: " when
+ * the main set http_what).
  */
 int kq_service_http_start(kq_service *s, kq_http_options *o);
 

@@ -28,7 +28,8 @@
 # Environment (defaults):
 #   KCQRS_KAFKA_NODES=1 KCQRS_KAFKA_SECURITY=plaintext
 #   KCQRS_KAFKA_PORT=9092 KCQRS_KAFKA_CONTROLLER_PORT=9093 KCQRS_PG_PORT=5432
-#   KCQRS_COMMANDS_ADDR=127.0.0.1:8080 KCQRS_PROJECTOR_ADDR=127.0.0.1:8082
+#   KCQRS_COMMANDS_ADDR=127.0.0.1:8080 KCQRS_COMMANDS_INTERNAL_ADDR=127.0.0.1:8090
+#   KCQRS_PROJECTOR_ADDR=127.0.0.1:8082
 #   KCQRS_QUERY_ADDR=127.0.0.1:8081 KCQRS_WORKER_ADDR=127.0.0.1:8083
 #   KCQRS_WORKER_KEY_FILE=<var>/worker.key KCQRS_LMDB_DIR=<var>/lmdb
 #   KCQRS_VAR_DIR=<repo>/var, and the services' own settings (KCQRS_TOPIC_PREFIX,
@@ -144,6 +145,8 @@ kq_make_key "$BIN" "$KEYS_FILE" worker worker "$WORKER_KEY" || {
 # (after a kill -9 the pid may be an unreaped zombie): ops/lib.sh
 # kq_service_start.
 COMMANDS_ADDR=$(kq_service_addr kcqrs-commands)
+# The command API's internal listener: the worker records its attempts there.
+COMMANDS_INTERNAL_ADDR=${KCQRS_COMMANDS_INTERNAL_ADDR:-127.0.0.1:8090}
 PROJECTOR_ADDR=$(kq_service_addr kcqrs-projector)
 QUERY_ADDR=$(kq_service_addr kcqrs-query)
 WORKER_ADDR=$(kq_service_addr kcqrs-worker)
@@ -151,14 +154,16 @@ start_service() { # name binary addr
     KCQRS_BROKERS="$BROKERS" KCQRS_PG_DSN="$DSN" KCQRS_KEYS_FILE="$KEYS_FILE" \
         KCQRS_LMDB_DIR="${KCQRS_LMDB_DIR:-$VAR/lmdb}" kq_service_start "$1" "$2" "$3" "$VAR"
 }
-KCQRS_COMMANDS_ADDR="$COMMANDS_ADDR" start_service kcqrs-commands "$BIN/kcqrs-commands" "$COMMANDS_ADDR" || exit 1
+KCQRS_COMMANDS_ADDR="$COMMANDS_ADDR" KCQRS_COMMANDS_INTERNAL_ADDR="$COMMANDS_INTERNAL_ADDR" \
+    start_service kcqrs-commands "$BIN/kcqrs-commands" "$COMMANDS_ADDR" || exit 1
 # The projector creates the read models (and migrates PostgreSQL) before the
 # query API, which reads them, can be ready.
 KCQRS_PROJECTOR_ADDR="$PROJECTOR_ADDR" start_service kcqrs-projector "$BIN/kcqrs-projector" "$PROJECTOR_ADDR" || exit 1
 KCQRS_QUERY_ADDR="$QUERY_ADDR" start_service kcqrs-query "$BIN/kcqrs-query" "$QUERY_ADDR" || exit 1
 # The worker is ready once it joined its consumer group and kcqrs-commands answers.
 KCQRS_WORKER_ADDR="$WORKER_ADDR" KCQRS_WORKER_KEY_FILE="$WORKER_KEY" \
-    KCQRS_COMMANDS_ADDR="$COMMANDS_ADDR" start_service kcqrs-worker "$BIN/kcqrs-worker" "$WORKER_ADDR" || exit 1
+    KCQRS_COMMANDS_ADDR="$COMMANDS_ADDR" KCQRS_COMMANDS_INTERNAL_ADDR="$COMMANDS_INTERNAL_ADDR" \
+    start_service kcqrs-worker "$BIN/kcqrs-worker" "$WORKER_ADDR" || exit 1
 
 rel() { echo "${1#"$REPO"/}"; }
 kafka_desc() {
@@ -181,6 +186,7 @@ kcqrs is up (data in $(rel "$VAR")/, kept across 'make down' / 'make up').
   PostgreSQL 15 127.0.0.1:$PGPORT  database kcqrs, role kcqrs (trust auth on loopback)
                 data $(rel "$VAR/pg")  log $(rel "$VAR/pg/postgresql.log")
   commands      http://$COMMANDS_ADDR  (POST/PUT/DELETE /api/v1/resources; /ready, /metrics)
+                internal http://$COMMANDS_INTERNAL_ADDR (same routes; the worker records there)
                 log $(rel "$VAR/kcqrs-commands.log")  snapshot $(rel "${KCQRS_LMDB_DIR:-$VAR/lmdb}")/commands
   projector     http://$PROJECTOR_ADDR  (/ready, /metrics: lag per partition and read model)
                 log $(rel "$VAR/kcqrs-projector.log")  LMDB read model $(rel "${KCQRS_LMDB_DIR:-$VAR/lmdb}")/readmodel

@@ -96,9 +96,9 @@ int main(int argc, char **argv)
         rc = 1;
         goto out;
     }
-    kq_log_info("admin on http://%s (port %u), target %s, brokers %s, topic prefix %s",
-                ks.cfg.projector_addr, kq_http_port(ks.srv), target, ks.cfg.brokers,
-                ks.cfg.topic_prefix);
+    kq_log_info("admin on %s://%s (port %u), target %s, brokers %s, topic prefix %s",
+                strcmp(ks.cfg.http_tls_cert, "none") != 0 ? "https" : "http", ks.cfg.projector_addr,
+                kq_http_port(ks.srv), target, ks.cfg.brokers, ks.cfg.topic_prefix);
     switch (proj_service_ensure_topics(&ks.cfg, &ks.signals, &sig)) {
     case 0:
         break;

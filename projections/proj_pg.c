@@ -9,9 +9,10 @@
  *             per event;
  *   in C      walk the events in log order: version == last + 1 is applied
  *             (last includes the batch's own earlier events); version <= last
- *             is either already applied (same topic/partition/offset present
- *             in `events`: only after lost offsets, checked with ONE more
- *             query for just those events) and skipped, or dead-lettered as
+ *             is either already applied (its aggregate and version present
+ *             in `events` with the same topic/partition/offset: only after
+ *             lost offsets, checked with ONE more query for just those
+ *             events) and skipped, or dead-lettered as
  *             stale; a gap is dead-lettered. Each applied event goes to its
  *             aggregate type's row of proj_aggregate.h: resource events are
  *             folded per resource into at most one row operation (full
@@ -50,11 +51,11 @@
  * round trip. Both variants and the pipeline write the same rows; the e2e
  * tests run all three. Client CPU is ~2-3 us/event on every path: the server
  * is the bottleneck. What the server spends is mostly index maintenance:
- * `events` has seven indexes (primary key, aggregate/version, event_id and
- * four query indexes), and each event also updates one aggregate_versions
- * row and one resources row (fillfactor 70 keeps those updates HOT; ~15%
- * less server CPU). Without events' six secondary indexes the same run went
- * ~1.7x faster, the schema's price for the audit queries.
+ * `events` had seven indexes (primary key, aggregate/version, event_id and
+ * four query indexes; four since ops/sql/0003_audit_indexes.sql), and each event also updates one
+ * aggregate_versions row and one resources row (fillfactor 70 keeps those updates HOT; ~15% less
+ * server CPU). Without events' six secondary indexes the same run went ~1.7x faster, the schema's
+ * price for the audit queries.
  *
  * Rows are binary wherever possible: uuid as 16 bytes, timestamptz as
  * microseconds since 2000-01-01, jsonb as version byte 1 + the text that
@@ -131,9 +132,14 @@ static const char versions_runs_sql[] =
     " FROM aggregate_versions v JOIN unnest($1::text[], $2::text[]) AS k(t, i)"
     " ON v.aggregate_type = k.t AND v.aggregate_id = k.i";
 
-static const char present_sql[] = "SELECT e.topic, e.partition, e.\"offset\" FROM events e"
-                                  " JOIN unnest($1::text[], $2::int[], $3::bigint[]) AS k(t, p, o)"
-                                  " ON e.topic = k.t AND e.partition = k.p AND e.\"offset\" = k.o";
+/* By the events' primary key (aggregate_type, aggregate_id, version): the same
+ * record has the same key, so "present at the same origin" is "the row of its
+ * key has its topic, partition and offset" (events has no index on the
+ * origin: ops/sql/0003_audit_indexes.sql). */
+static const char present_sql[] =
+    "SELECT e.topic, e.partition, e.\"offset\" FROM events e"
+    " JOIN unnest($1::text[], $2::text[], $3::bigint[]) AS k(t, i, v)"
+    " ON e.aggregate_type = k.t AND e.aggregate_id = k.i AND e.version = k.v";
 
 /* ---------------------------------------------------------------- open / close */
 
@@ -409,10 +415,9 @@ static int check_present(proj_pg *pg, const proj_batch *b, char *errstr, size_t 
         if (pg->info[i].st != PROJ_PG_MAYBE_DUP)
             continue;
         any = 1;
-        rc = proj_pg_arr_add(&pg->a1, b->ev[i].topic, strlen(b->ev[i].topic));
-        snprintf(num, sizeof num, "%" PRId32, b->ev[i].partition);
-        rc |= proj_pg_arr_add(&pg->a2, num, strlen(num));
-        snprintf(num, sizeof num, "%" PRId64, b->ev[i].offset);
+        rc = proj_pg_arr_add(&pg->a1, pg->info[i].a->type, strlen(pg->info[i].a->type));
+        rc |= proj_pg_arr_add(&pg->a2, pg->info[i].a->id, pg->info[i].a->idlen);
+        snprintf(num, sizeof num, "%" PRId64, b->ev[i].env.version);
         rc |= proj_pg_arr_add(&pg->a3, num, strlen(num));
         if (rc)
             return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");

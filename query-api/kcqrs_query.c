@@ -102,9 +102,9 @@ int main(int argc, char **argv)
     o.metrics_arg = &api;
     if (kq_service_http_start(&svc, &o) != 0)
         goto out;
-    kq_log_info("listening on http://%s (port %u), %zu API keys, read model %s, brokers %s",
-                cfg->query_addr, kq_http_port(svc.srv), kq_auth_count(svc.keys), rmdir,
-                cfg->brokers);
+    kq_log_info("listening on %s://%s (port %u), %zu API keys, read model %s, brokers %s",
+                strcmp(cfg->http_tls_cert, "none") != 0 ? "https" : "http", cfg->query_addr,
+                kq_http_port(svc.srv), kq_auth_count(svc.keys), rmdir, cfg->brokers);
     sig = kq_service_wait(&svc);
     kq_log_info("signal %d: answering waiting requests, stopping", sig);
     /* answers every waiting request (and later ones): stopping the server needs that */

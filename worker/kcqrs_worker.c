@@ -65,18 +65,22 @@ static const char *opt_or_null(const char *v)
     return v == NULL || strcmp(v, "none") == 0 || v[0] == '\0' ? NULL : v;
 }
 
-/* The commands URL: KCQRS_WORKER_COMMANDS_URL, or http://<KCQRS_COMMANDS_ADDR>. */
+/* The commands URL: KCQRS_WORKER_COMMANDS_URL, or http(s)://<the internal listener of
+ * kcqrs-commands> (KCQRS_COMMANDS_INTERNAL_ADDR; KCQRS_COMMANDS_ADDR when that is none;
+ * https when KCQRS_HTTP_TLS_CERT is set, as kcqrs-commands then serves HTTPS). */
 static int commands_url(const kq_config *cfg, char *out, size_t len)
 {
-    const char *a = cfg->commands_addr;
+    const char *a =
+        strcmp(cfg->cmd_internal_addr, "none") != 0 ? cfg->cmd_internal_addr : cfg->commands_addr;
+    const char *scheme = strcmp(cfg->http_tls_cert, "none") != 0 ? "https" : "http";
 
     if (strcmp(cfg->worker_commands_url, "auto") != 0)
         return snprintf(out, len, "%s", cfg->worker_commands_url) >= (int)len ? -1 : 0;
     if (a[0] == ':')
-        return snprintf(out, len, "http://127.0.0.1%s", a) >= (int)len ? -1 : 0;
+        return snprintf(out, len, "%s://127.0.0.1%s", scheme, a) >= (int)len ? -1 : 0;
     if (strncmp(a, "0.0.0.0:", 8) == 0)
-        return snprintf(out, len, "http://127.0.0.1:%s", a + 8) >= (int)len ? -1 : 0;
-    return snprintf(out, len, "http://%s", a) >= (int)len ? -1 : 0;
+        return snprintf(out, len, "%s://127.0.0.1:%s", scheme, a + 8) >= (int)len ? -1 : 0;
+    return snprintf(out, len, "%s://%s", scheme, a) >= (int)len ? -1 : 0;
 }
 
 static int read_key(const char *path, char *out, size_t len, char *err, size_t errlen)
@@ -159,6 +163,7 @@ static int settings_from_config(const kq_config *cfg, wk_service_settings *s, ch
     s->record.retry_base_ms = 100;
     s->record.retry_cap_ms = 5000;
     s->record.batch_max = cfg->worker_record_batch;
+    s->record.ca_file = strcmp(cfg->http_tls_ca, "system") == 0 ? NULL : cfg->http_tls_ca;
     return 0;
 }
 
@@ -229,9 +234,9 @@ int main(int argc, char **argv)
         kq_log_error("%s", err);
         goto out;
     }
-    kq_log_info("admin on http://%s (port %u); group %s on %s; commands %s; max runs %d",
-                ks.cfg.worker_addr, kq_http_port(ks.srv), group, topic, url,
-                ks.cfg.worker_max_runs);
+    kq_log_info("admin on %s://%s (port %u); group %s on %s; commands %s; max runs %d",
+                strcmp(ks.cfg.http_tls_cert, "none") != 0 ? "https" : "http", ks.cfg.worker_addr,
+                kq_http_port(ks.srv), group, topic, url, ks.cfg.worker_max_runs);
     rc = wk_service_run(svc);
 out:
     kq_service_http_stop(&ks);

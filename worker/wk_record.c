@@ -54,6 +54,7 @@ typedef struct rec_done {
 
 struct wk_recorder {
     char *base;
+    char *ca_file; /* NULL: the system's CAs */
     struct curl_slist *hdrs;
     char *probe_url;
     char *batch_url;
@@ -151,6 +152,8 @@ static int xfer_start(wk_recorder *r, rec_xfer *x)
     curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(h, CURLOPT_PRIVATE, x);
     curl_easy_setopt(h, CURLOPT_PROXY, "");
+    if (r->ca_file != NULL)
+        curl_easy_setopt(h, CURLOPT_CAINFO, r->ca_file);
     if (body != NULL) {
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, r->hdrs);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
@@ -550,6 +553,7 @@ static void release(wk_recorder *r)
         curl_multi_cleanup(r->multi);
     curl_slist_free_all(r->hdrs);
     free(r->probe_url);
+    free(r->ca_file);
     free(r->batch_url);
     free(r->base);
     pthread_mutex_destroy(&r->mu);
@@ -601,8 +605,10 @@ wk_recorder *wk_recorder_new(const wk_record_settings *s, char *errstr, size_t e
         sprintf(r->probe_url, "%s/health", r->base);
     if (r->base && (r->batch_url = malloc(strlen(r->base) + 32)) != NULL)
         sprintf(r->batch_url, "%s/internal/v1/runs/attempts", r->base);
+    if (s->ca_file != NULL)
+        r->ca_file = strdup(s->ca_file);
     if (r->base == NULL || r->hdrs == NULL || r->multi == NULL || r->probe_url == NULL ||
-        r->batch_url == NULL) {
+        r->batch_url == NULL || (s->ca_file != NULL && r->ca_file == NULL)) {
         kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
         goto fail;
     }

@@ -57,6 +57,7 @@ typedef struct wk_record_settings {
     long retry_base_ms;        /* first retry delay (> 0) */
     long retry_cap_ms;         /* bound on the retry delay (>= base) */
     int batch_max;             /* records per batch request; 0 or 1: one request per record */
+    const char *ca_file;       /* PEM CA bundle for an https base_url (copied); NULL: system */
     void (*notify)(void *arg); /* a result is ready (recorder thread) */
     void *notify_arg;
 } wk_record_settings;

@@ -9,7 +9,9 @@
 # KCQRS_KEYS_FILE from cmd_make_keys, the file's KCQRS_TOPIC_PREFIX and the
 # suite's broker (both overridable in the environment of the call), and waits
 # until GET /ready answers 200. Its log is $BATS_FILE_TMPDIR/NAME.log, its
-# base URL is printed by cmd_url NAME, and the last started one is $CMD_URL.
+# base URL is printed by cmd_url NAME, and the last started one is $CMD_URL
+# (its internal listener: cmd_internal_url NAME, $CMD_INTERNAL_URL; the scheme is
+# $KQ_HTTP_SCHEME, http unless a test serves HTTPS).
 # cmd_stop NAME sends SIGTERM (SIGKILL after 10 s); cmd_kill NAME sends
 # SIGKILL; cmd_stop_all (call it in teardown_file) stops every instance this
 # file started.
@@ -57,29 +59,35 @@ cmd_make_keys() {
     export KCQRS_KEYS_FILE="$f"
 }
 
-cmd_url() { echo "http://127.0.0.1:$(cat "$BATS_FILE_TMPDIR/$1.port")"; }
+cmd_url() { echo "${KQ_HTTP_SCHEME:-http}://127.0.0.1:$(cat "$BATS_FILE_TMPDIR/$1.port")"; }
+cmd_internal_url() { echo "${KQ_HTTP_SCHEME:-http}://127.0.0.1:$(cat "$BATS_FILE_TMPDIR/$1.iport")"; }
 cmd_pid() { cat "$BATS_FILE_TMPDIR/$1.pid"; }
 cmd_log() { cat "$BATS_FILE_TMPDIR/$1.log"; }
 
 # cmd_start NAME [READY_TIMEOUT_S]: start (or restart, same LMDB dir and port)
 # instance NAME and wait for /ready. With CMD_NO_WAIT=1, do not wait.
 cmd_start() {
-    local name="$1" timeout="${2:-60}" port pid
+    local name="$1" timeout="${2:-60}" port iport pid
     if [[ -f "$BATS_FILE_TMPDIR/$name.port" ]]; then
         port=$(cat "$BATS_FILE_TMPDIR/$name.port")
+        iport=$(cat "$BATS_FILE_TMPDIR/$name.iport")
     else
         port=$(kq_free_port)
         echo "$port" >"$BATS_FILE_TMPDIR/$name.port"
+        iport=$(kq_free_port)
+        echo "$iport" >"$BATS_FILE_TMPDIR/$name.iport"
     fi
     mkdir -p "$BATS_FILE_TMPDIR/lmdb-$name"
     # Keep earlier logs of a restarted instance.
     [[ -f "$BATS_FILE_TMPDIR/$name.log" ]] &&
         cat "$BATS_FILE_TMPDIR/$name.log" >>"$BATS_FILE_TMPDIR/$name.log.old"
-    pid=$(KCQRS_COMMANDS_ADDR="127.0.0.1:$port" KCQRS_LMDB_DIR="$BATS_FILE_TMPDIR/lmdb-$name" \
+    pid=$(KCQRS_COMMANDS_ADDR="127.0.0.1:$port" KCQRS_COMMANDS_INTERNAL_ADDR="127.0.0.1:$iport" \
+        KCQRS_LMDB_DIR="$BATS_FILE_TMPDIR/lmdb-$name" \
         kq_bg "$BATS_FILE_TMPDIR/$name.log" "$KCQRS_BIN/kcqrs-commands")
     echo "$pid" >"$BATS_FILE_TMPDIR/$name.pid"
     echo "$name" >>"$BATS_FILE_TMPDIR/instances"
-    CMD_URL="http://127.0.0.1:$port"
+    CMD_URL="${KQ_HTTP_SCHEME:-http}://127.0.0.1:$port"
+    CMD_INTERNAL_URL="${KQ_HTTP_SCHEME:-http}://127.0.0.1:$iport"
     [[ "${CMD_NO_WAIT:-0}" == 1 ]] && return 0
     if ! cmd_wait_ready "$name" "$timeout"; then
         echo "kcqrs-commands $name did not become ready; its log:" >&2

@@ -25,6 +25,7 @@ setup() {
     mkdir -p "$VAR"
     ADDR="127.0.0.1:$(kq_free_port)"
     export KCQRS_COMMANDS_ADDR="$ADDR" KCQRS_LMDB_DIR="$VAR/lmdb"
+    export KCQRS_COMMANDS_INTERNAL_ADDR="127.0.0.1:$(kq_free_port)"
     PARENT=""
 }
 

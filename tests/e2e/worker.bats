@@ -25,6 +25,7 @@ setup_file() {
     export KCQRS_WORKER_SMTP_URL KCQRS_WORKER_SMTP_FROM=kcqrs@example.com
     cmd_start c1
     echo "$CMD_URL" >"$BATS_FILE_TMPDIR/cmd_url"
+    echo "$CMD_INTERNAL_URL" >"$BATS_FILE_TMPDIR/cmd_internal_url"
     wk_start w1
 }
 
@@ -38,6 +39,7 @@ teardown_file() {
 
 setup() {
     CMD_URL=$(cat "$BATS_FILE_TMPDIR/cmd_url")
+    CMD_INTERNAL_URL=$(cat "$BATS_FILE_TMPDIR/cmd_internal_url")
 }
 
 # w1_long_timeout: (re)start w1 with a 10 s attempt timeout, once per file, for

@@ -6,7 +6,8 @@
 #   $KCQRS_KEYS_FILE (cmd_make_keys first), written to
 #   $BATS_FILE_TMPDIR/worker.key; exports KCQRS_WORKER_KEY_FILE.
 # wk_start NAME: start (or restart on the same admin port) worker NAME with
-#   the KCQRS_WORKER_* settings of the environment, commands at $CMD_URL;
+#   the KCQRS_WORKER_* settings of the environment, commands at $CMD_INTERNAL_URL
+#   (kcqrs-commands' internal listener; $CMD_URL when unset);
 #   waits for /ready. wk_url, wk_pid, wk_log, wk_kill (SIGKILL), wk_stop
 #   (SIGTERM), wk_stop_all (fails on a crash or a sanitizer report), wk_metric.
 # rcv_start NAME [--secret S] SCRIPT...: a kq_receiver; rcv_url NAME prints
@@ -26,7 +27,7 @@ wk_make_key() {
     export KCQRS_WORKER_KEY_FILE="$BATS_FILE_TMPDIR/worker.key"
 }
 
-wk_url() { echo "http://127.0.0.1:$(cat "$BATS_FILE_TMPDIR/wk-$1.port")"; }
+wk_url() { echo "${KQ_HTTP_SCHEME:-http}://127.0.0.1:$(cat "$BATS_FILE_TMPDIR/wk-$1.port")"; }
 wk_pid() { cat "$BATS_FILE_TMPDIR/wk-$1.pid"; }
 wk_log() { cat "$BATS_FILE_TMPDIR/wk-$1.log.old" "$BATS_FILE_TMPDIR/wk-$1.log" 2>/dev/null; }
 
@@ -40,11 +41,11 @@ wk_start() {
     fi
     [[ -f "$BATS_FILE_TMPDIR/wk-$name.log" ]] &&
         cat "$BATS_FILE_TMPDIR/wk-$name.log" >>"$BATS_FILE_TMPDIR/wk-$name.log.old"
-    pid=$(KCQRS_WORKER_ADDR="127.0.0.1:$port" KCQRS_WORKER_COMMANDS_URL="$CMD_URL" \
+    pid=$(KCQRS_WORKER_ADDR="127.0.0.1:$port" KCQRS_WORKER_COMMANDS_URL="${CMD_INTERNAL_URL:-$CMD_URL}" \
         kq_bg "$BATS_FILE_TMPDIR/wk-$name.log" "$KCQRS_BIN/kcqrs-worker")
     echo "$pid" >"$BATS_FILE_TMPDIR/wk-$name.pid"
     echo "$name" >>"$BATS_FILE_TMPDIR/wk-instances"
-    if ! kq_wait_for 60 bash -c "kill -0 $pid && [[ \$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 'http://127.0.0.1:$port/ready') == 200 ]]"; then
+    if ! kq_wait_for 60 bash -c "kill -0 $pid && [[ \$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 '${KQ_HTTP_SCHEME:-http}://127.0.0.1:$port/ready') == 200 ]]"; then
         echo "kcqrs-worker $name did not become ready; its log:" >&2
         tail -n 40 "$BATS_FILE_TMPDIR/wk-$name.log" >&2
         return 1

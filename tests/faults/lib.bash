@@ -180,10 +180,12 @@ fl_port_of() { # allocate once
 
 # Commands slot S (0 or 1): own port and LMDB directory, the one transactional id.
 fl_cmd_start() {
-    local s=$1 port
+    local s=$1 port iport
     port=$(fl_port_of "cmd$s")
+    iport=$(fl_port_of "cmd$s-internal")
     mkdir -p "$FL_DIR/cmd$s-lmdb"
-    fl_run "cmd$s" KCQRS_COMMANDS_ADDR="127.0.0.1:$port" KCQRS_LMDB_DIR="$FL_DIR/cmd$s-lmdb" \
+    fl_run "cmd$s" KCQRS_COMMANDS_ADDR="127.0.0.1:$port" \
+        KCQRS_COMMANDS_INTERNAL_ADDR="127.0.0.1:$iport" KCQRS_LMDB_DIR="$FL_DIR/cmd$s-lmdb" \
         -- "$BIN/kcqrs-commands"
 }
 

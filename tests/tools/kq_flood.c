@@ -7,7 +7,7 @@
  *            [--duration S] [--reconnect-ms MS] [--busy-interval-ms MS]
  *            [--busy-path PATH] [--probe HOST:PORT]... [--probe-key KEY]
  *            [--probe-method M] [--probe-path PATH] [--probe-body BODY]
- *            [--probe-interval-ms MS] [--probe-timeout-ms MS]
+ *            [--probe-interval-ms MS] [--probe-timeout-ms MS] [--probe-expect STATUS]
  *
  * Flood connections go to --host (default 127.0.0.1):P, spread round-robin
  * over the source addresses 127.0.0.2 .. 127.0.0.(K+1) (default K = 20):
@@ -27,7 +27,8 @@
  * --probe-body as application/json (when given; "{n}" in the path and body is
  * replaced by a number unique in this run), and waits at most
  * --probe-timeout-ms (default 5000) for the whole answer. Latency: from the
- * start of connect to the last byte of the answer.
+ * start of connect to the last byte of the answer. expected= counts the
+ * answers with status --probe-expect (default: any 2xx).
  *
  * Output, after --duration:
  *   flood addrs=K slow=N idle=N busy=N duration_s=S max_open=O connects=C
@@ -35,8 +36,9 @@
  *         status_408=.. status_503=.. status_other=..
  *   busy requests=T answered=A unanswered=U resets=R status_2xx=.. status_503=..
  *         status_503_no_retry_after=.. status_other=..
- *   probe HOST:PORT requests=T answered=A unanswered=U resets=R p50_ms=.. p99_ms=..
+ *   probe HOST:PORT requests=T answered=A unanswered=U resets=R expected=E p50_ms=.. p99_ms=..
  *         max_ms=.. status_2xx=.. status_4xx=.. status_5xx=.. status_503_no_retry_after=..
+ *   probe_note HOST:PORT STATUS BODY   (the first 3 answers 5xx, for a look)
  * max_open is the largest number of flood connections established at once;
  * answered_closes / quiet_closes / resets count how the server ended slow and
  * idle connections (with an answer, with a bare FIN, with a reset). A busy or
@@ -65,30 +67,20 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kq_time.h"
+
 #define MAX_CONNS 20000
 #define MAX_PROBES 4
 #define MAX_SAMPLES 200000
 #define RBUF 8192
+#define MAX_NOTES 3
 
 static const char usage[] =
     "usage: kq_flood --port P [--host ADDR] [--addrs K] [--slow N] [--idle N] [--busy N] "
     "[--duration S] [--reconnect-ms MS] [--busy-interval-ms MS] [--busy-path PATH] "
     "[--probe HOST:PORT]... [--probe-key KEY] [--probe-method M] [--probe-path PATH] "
-    "[--probe-body BODY] [--probe-interval-ms MS] [--probe-timeout-ms MS]\n";
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
+    "[--probe-body BODY] [--probe-interval-ms MS] [--probe-timeout-ms MS] [--probe-expect "
+    "STATUS]\n";
 
 /* ------------------------------------------------------------ answers */
 
@@ -145,7 +137,10 @@ typedef struct {
     atomic_long *seq;
     atomic_int *stop;
     /* results, read after join */
-    long requests, answered, unanswered, resets, s2xx, s4xx, s5xx, s503_no_ra;
+    long expect; /* the status every answer should have (0: any 2xx) */
+    long requests, answered, unanswered, resets, expected, s2xx, s4xx, s5xx, s503_no_ra;
+    int nnotes;
+    char notes[MAX_NOTES][256]; /* the first 5xx answers */
     int64_t *lat_us;
     long nlat;
 } prober;
@@ -165,12 +160,15 @@ static void subst(char *out, size_t cap, const char *in, long n)
     out[o] = '\0';
 }
 
-/* One probe: 1 answered (*a filled), 0 unanswered, -1 unanswered by reset/refusal. */
-static int probe_once(prober *pr, long n, answer *a)
+/*
+ * One probe: 1 answered (*a filled; note: its status and body, printable, for a
+ * look), 0 unanswered, -1 unanswered by reset/refusal.
+ */
+static int probe_once(prober *pr, long n, answer *a, char *note, size_t notecap)
 {
     char path[1024], body[4096], req[8192];
     int fd = -1, rc = 0;
-    int64_t deadline = now_ms() + pr->timeout_ms;
+    int64_t deadline = kq_time_mono_ms() + pr->timeout_ms;
     subst(path, sizeof path, pr->path, n);
     subst(body, sizeof body, pr->body ? pr->body : "", n);
     int len = snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n",
@@ -191,7 +189,7 @@ static int probe_once(prober *pr, long n, answer *a)
         goto out;
     }
     struct pollfd p = {.fd = fd, .events = POLLOUT};
-    if (poll(&p, 1, (int)(deadline - now_ms())) <= 0)
+    if (poll(&p, 1, (int)(deadline - kq_time_mono_ms())) <= 0)
         goto out;
     int err = 0;
     socklen_t el = sizeof err;
@@ -205,7 +203,7 @@ static int probe_once(prober *pr, long n, answer *a)
         ssize_t w = send(fd, req + off, (size_t)(len - off), MSG_NOSIGNAL);
         if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
             p.events = POLLOUT;
-            if (poll(&p, 1, (int)(deadline - now_ms())) <= 0)
+            if (poll(&p, 1, (int)(deadline - kq_time_mono_ms())) <= 0)
                 goto out;
             continue;
         }
@@ -220,12 +218,20 @@ static int probe_once(prober *pr, long n, answer *a)
     for (;;) {
         long alen = parse_answer(buf, got, a);
         if (alen > 0) {
+            const char *sep = memmem(buf, (size_t)alen, "\r\n\r\n", 4);
+            size_t blen = sep ? (size_t)(buf + alen - sep - 4) : 0;
+            int k = snprintf(note, notecap, "%d ", a->status);
+            for (size_t i = 0; sep && i < blen && (size_t)k + 1 < notecap; i++) {
+                char ch = sep[4 + i];
+                note[k++] = ch >= 0x20 && ch < 0x7f ? ch : '.';
+            }
+            note[k < (int)notecap ? k : (int)notecap - 1] = '\0';
             rc = 1;
             goto out;
         }
         if (alen < 0 || got == sizeof buf)
             goto out;
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - kq_time_mono_ms();
         if (left <= 0)
             goto out;
         p.events = POLLIN;
@@ -250,9 +256,9 @@ out:
 static void *prober_main(void *arg)
 {
     prober *pr = arg;
-    int64_t next = now_ms();
+    int64_t next = kq_time_mono_ms();
     while (!atomic_load(pr->stop)) {
-        int64_t t = now_ms();
+        int64_t t = kq_time_mono_ms();
         if (t < next) {
             struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)(next - t) * 1000000};
             nanosleep(&ts, NULL);
@@ -260,9 +266,10 @@ static void *prober_main(void *arg)
         }
         next = t + pr->interval_ms;
         answer a;
-        int64_t t0 = now_us();
-        int r = probe_once(pr, atomic_fetch_add(pr->seq, 1), &a);
-        int64_t dt = now_us() - t0;
+        char note[256];
+        int64_t t0 = kq_time_mono_us();
+        int r = probe_once(pr, atomic_fetch_add(pr->seq, 1), &a, note, sizeof note);
+        int64_t dt = kq_time_mono_us() - t0;
         pr->requests++;
         if (r <= 0) {
             pr->unanswered++;
@@ -273,6 +280,8 @@ static void *prober_main(void *arg)
         pr->answered++;
         if (pr->nlat < MAX_SAMPLES)
             pr->lat_us[pr->nlat++] = dt;
+        if (pr->expect ? a.status == pr->expect : a.status >= 200 && a.status < 300)
+            pr->expected++;
         if (a.status >= 200 && a.status < 300)
             pr->s2xx++;
         else if (a.status >= 400 && a.status < 500)
@@ -281,6 +290,8 @@ static void *prober_main(void *arg)
             pr->s5xx++;
         if (a.status == 503 && !a.retry_after)
             pr->s503_no_ra++;
+        if (a.status >= 500 && pr->nnotes < MAX_NOTES)
+            snprintf(pr->notes[pr->nnotes++], sizeof pr->notes[0], "%s", note);
     }
     return NULL;
 }
@@ -367,6 +378,21 @@ static void fc_connect(int ep, fconn *c, fstats *st, in_port_t port, struct in_a
     epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
 }
 
+/* A busy connection's request was answered: count the answer. */
+static void busy_answered(fconn *c, const answer *a, fstats *st)
+{
+    st->bans++;
+    c->in_flight = 0;
+    if (a->status >= 200 && a->status < 300)
+        st->b2xx++;
+    else if (a->status == 503) {
+        st->b503++;
+        if (!a->retry_after)
+            st->b503_no_ra++;
+    } else
+        st->bother++;
+}
+
 static void busy_send(fconn *c, const char *req, size_t len, fstats *st)
 {
     ssize_t w = send(c->fd, req, len, MSG_NOSIGNAL);
@@ -382,50 +408,46 @@ int main(int argc, char **argv)
     const char *probe_targets[MAX_PROBES];
     int nprobe_targets = 0;
     long port = 0, addrs = 20, nslow = 0, nidle = 0, nbusy = 0, duration = 15, reconnect_ms = 500,
-         busy_interval = 100, probe_interval = 50, probe_timeout = 5000;
+         busy_interval = 100, probe_interval = 50, probe_timeout = 5000, probe_expect = 0;
 
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (i + 1 >= argc) {
-            fputs(usage, stderr);
-            return 2;
-        }
-        const char *v = argv[++i];
-        if (!strcmp(a, "--port"))
-            port = atol(v);
-        else if (!strcmp(a, "--host"))
-            host_s = v;
-        else if (!strcmp(a, "--addrs"))
-            addrs = atol(v);
-        else if (!strcmp(a, "--slow"))
-            nslow = atol(v);
-        else if (!strcmp(a, "--idle"))
-            nidle = atol(v);
-        else if (!strcmp(a, "--busy"))
-            nbusy = atol(v);
-        else if (!strcmp(a, "--duration"))
-            duration = atol(v);
-        else if (!strcmp(a, "--reconnect-ms"))
-            reconnect_ms = atol(v);
-        else if (!strcmp(a, "--busy-interval-ms"))
-            busy_interval = atol(v);
-        else if (!strcmp(a, "--busy-path"))
-            busy_path = v;
-        else if (!strcmp(a, "--probe") && nprobe_targets < MAX_PROBES)
+    const struct {
+        const char *name;
+        long *v;
+    } nums[] = {{"--port", &port},
+                {"--addrs", &addrs},
+                {"--slow", &nslow},
+                {"--idle", &nidle},
+                {"--busy", &nbusy},
+                {"--duration", &duration},
+                {"--reconnect-ms", &reconnect_ms},
+                {"--busy-interval-ms", &busy_interval},
+                {"--probe-interval-ms", &probe_interval},
+                {"--probe-timeout-ms", &probe_timeout},
+                {"--probe-expect", &probe_expect}};
+    const struct {
+        const char *name;
+        const char **v;
+    } strs[] = {{"--host", &host_s},           {"--busy-path", &busy_path},
+                {"--probe-key", &probe_key},   {"--probe-method", &probe_method},
+                {"--probe-path", &probe_path}, {"--probe-body", &probe_body}};
+    for (int i = 1; i < argc; i += 2) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int known = 0;
+        for (size_t k = 0; v && k < sizeof nums / sizeof nums[0]; k++)
+            if (!strcmp(a, nums[k].name)) {
+                *nums[k].v = atol(v);
+                known = 1;
+            }
+        for (size_t k = 0; v && k < sizeof strs / sizeof strs[0]; k++)
+            if (!strcmp(a, strs[k].name)) {
+                *strs[k].v = v;
+                known = 1;
+            }
+        if (v && !strcmp(a, "--probe") && nprobe_targets < MAX_PROBES) {
             probe_targets[nprobe_targets++] = v;
-        else if (!strcmp(a, "--probe-key"))
-            probe_key = v;
-        else if (!strcmp(a, "--probe-method"))
-            probe_method = v;
-        else if (!strcmp(a, "--probe-path"))
-            probe_path = v;
-        else if (!strcmp(a, "--probe-body"))
-            probe_body = v;
-        else if (!strcmp(a, "--probe-interval-ms"))
-            probe_interval = atol(v);
-        else if (!strcmp(a, "--probe-timeout-ms"))
-            probe_timeout = atol(v);
-        else {
+            known = 1;
+        }
+        if (!known) {
             fputs(usage, stderr);
             return 2;
         }
@@ -475,7 +497,7 @@ int main(int argc, char **argv)
         return 1;
     }
     fstats st = {0};
-    int64_t start = now_ms(), stop_at = start + duration * 1000;
+    int64_t start = kq_time_mono_ms(), stop_at = start + duration * 1000;
     for (long i = 0; i < total; i++) {
         fconn *c = &conns[i];
         c->fd = -1;
@@ -522,6 +544,7 @@ int main(int argc, char **argv)
         pr->key = probe_key;
         pr->interval_ms = probe_interval;
         pr->timeout_ms = probe_timeout;
+        pr->expect = probe_expect;
         pr->seq = &seq;
         pr->stop = &stop;
         pr->lat_us = malloc(MAX_SAMPLES * sizeof *pr->lat_us);
@@ -535,7 +558,7 @@ int main(int argc, char **argv)
     struct epoll_event evs[256];
     char sink[RBUF];
     for (;;) {
-        int64_t now = now_ms();
+        int64_t now = kq_time_mono_ms();
         if (now >= stop_at)
             break;
         /* Timed actions: (re)connects, slow bytes, busy requests. */
@@ -560,7 +583,7 @@ int main(int argc, char **argv)
             }
         }
         int n = epoll_wait(ep, evs, 256, 10);
-        now = now_ms();
+        now = kq_time_mono_ms();
         for (int e = 0; e < n; e++) {
             fconn *c = evs[e].data.ptr;
             if (c->fd < 0)
@@ -641,16 +664,7 @@ int main(int argc, char **argv)
                 fc_close(ep, c, &st, now, reconnect_ms);
                 continue;
             }
-            st.bans++;
-            c->in_flight = 0;
-            if (a.status >= 200 && a.status < 300)
-                st.b2xx++;
-            else if (a.status == 503) {
-                st.b503++;
-                if (!a.retry_after)
-                    st.b503_no_ra++;
-            } else
-                st.bother++;
+            busy_answered(c, &a, &st);
             memmove(c->rbuf, c->rbuf + alen, c->got - (size_t)alen);
             c->got -= (size_t)alen;
             if (a.close)
@@ -661,12 +675,12 @@ int main(int argc, char **argv)
     }
 
     /* Busy requests still waiting at the end get a short grace to be answered. */
-    int64_t grace = now_ms() + 2000;
+    int64_t grace = kq_time_mono_ms() + 2000;
     for (;;) {
         long waiting = 0;
         for (long i = 0; i < total; i++)
             waiting += conns[i].mode == M_BUSY && conns[i].in_flight && conns[i].fd >= 0;
-        if (waiting == 0 || now_ms() >= grace)
+        if (waiting == 0 || kq_time_mono_ms() >= grace)
             break;
         int n = epoll_wait(ep, evs, 256, 50);
         for (int e = 0; e < n; e++) {
@@ -680,23 +694,14 @@ int main(int argc, char **argv)
                 st.bunans++;
                 if (r < 0)
                     st.bresets++;
-                fc_close(ep, c, &st, now_ms(), reconnect_ms);
+                fc_close(ep, c, &st, kq_time_mono_ms(), reconnect_ms);
                 continue;
             }
             c->got += (size_t)r;
             answer a;
             long alen = parse_answer(c->rbuf, c->got, &a);
             if (alen > 0) {
-                st.bans++;
-                c->in_flight = 0;
-                if (a.status >= 200 && a.status < 300)
-                    st.b2xx++;
-                else if (a.status == 503) {
-                    st.b503++;
-                    if (!a.retry_after)
-                        st.b503_no_ra++;
-                } else
-                    st.bother++;
+                busy_answered(c, &a, &st);
             }
         }
     }
@@ -719,12 +724,15 @@ int main(int argc, char **argv)
     for (int i = 0; i < nprobe_targets; i++) {
         prober *pr = &probers[i];
         qsort(pr->lat_us, (size_t)pr->nlat, sizeof *pr->lat_us, cmp_i64);
-        printf("probe %s requests=%ld answered=%ld unanswered=%ld resets=%ld p50_ms=%.1f "
-               "p99_ms=%.1f max_ms=%.1f status_2xx=%ld status_4xx=%ld status_5xx=%ld "
-               "status_503_no_retry_after=%ld\n",
-               pr->name, pr->requests, pr->answered, pr->unanswered, pr->resets,
-               pct_ms(pr->lat_us, pr->nlat, 0.5), pct_ms(pr->lat_us, pr->nlat, 0.99),
-               pct_ms(pr->lat_us, pr->nlat, 1.0), pr->s2xx, pr->s4xx, pr->s5xx, pr->s503_no_ra);
+        printf(
+            "probe %s requests=%ld answered=%ld unanswered=%ld resets=%ld expected=%ld p50_ms=%.1f "
+            "p99_ms=%.1f max_ms=%.1f status_2xx=%ld status_4xx=%ld status_5xx=%ld "
+            "status_503_no_retry_after=%ld\n",
+            pr->name, pr->requests, pr->answered, pr->unanswered, pr->resets, pr->expected,
+            pct_ms(pr->lat_us, pr->nlat, 0.5), pct_ms(pr->lat_us, pr->nlat, 0.99),
+            pct_ms(pr->lat_us, pr->nlat, 1.0), pr->s2xx, pr->s4xx, pr->s5xx, pr->s503_no_ra);
+        for (int k = 0; k < pr->nnotes; k++)
+            printf("probe_note %s %s\n", pr->name, pr->notes[k]);
         free(pr->lat_us);
     }
     for (long i = 0; i < total; i++) {

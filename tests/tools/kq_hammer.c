@@ -5,6 +5,8 @@
  *   kq_hammer --url BASE --key KEY --id ID [--clients N] [--until V]
  *             [--start V] [--timeout S]
  *
+ * BASE may be https://...: KCQRS_HTTP_TLS_CA names the CA to trust (else the system's).
+ *
  * N threads (default 32), each with its own libcurl handle and keep-alive
  * connection, loop without ever reading the resource with GET: each believes a
  * current version v (initially --start, default 1) and sends
@@ -156,6 +158,8 @@ static void *run_client(void *arg)
     curl_easy_setopt(curl, CURLOPT_HEADERDATA, &a);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    if (getenv("KCQRS_HTTP_TLS_CA") != NULL) /* https URLs: the CA that signed the services' */
+        curl_easy_setopt(curl, CURLOPT_CAINFO, getenv("KCQRS_HTTP_TLS_CA"));
 
     while (v < h->until && now_s() < h->deadline) {
         struct curl_slist *hdrs = NULL, *s;

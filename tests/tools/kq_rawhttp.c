@@ -43,29 +43,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kq_rand.h"
+#include "kq_time.h"
+
 #define MAX_HOLD 4096
 
 static const char usage[] =
     "usage: kq_rawhttp [--from ADDR] [--slow N:MS] [--repeat FILE2] [--max-bytes N] "
     "[--wait-ms MS] [--hold N] [--raw] [-o FILE] HOST:PORT [FILE]\n";
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* Decode \r \n \t \\ \0 \xHH in place; other backslashes stay as they are. */
 static size_t unescape(char *s, size_t len)
@@ -80,8 +65,9 @@ static size_t unescape(char *s, size_t len)
         if (c == 'r' || c == 'n' || c == 't' || c == '\\' || c == '0') {
             s[o++] = c == 'r' ? '\r' : c == 'n' ? '\n' : c == 't' ? '\t' : c == '0' ? '\0' : '\\';
             i += 2;
-        } else if (c == 'x' && i + 3 < len && hexval(s[i + 2]) >= 0 && hexval(s[i + 3]) >= 0) {
-            s[o++] = (char)(hexval(s[i + 2]) * 16 + hexval(s[i + 3]));
+        } else if (c == 'x' && i + 3 < len && kq_hex_digit(s[i + 2]) >= 0 &&
+                   kq_hex_digit(s[i + 3]) >= 0) {
+            s[o++] = (char)(kq_hex_digit(s[i + 2]) * 16 + kq_hex_digit(s[i + 3]));
             i += 4;
         } else {
             s[o++] = s[i++];
@@ -244,7 +230,7 @@ int main(int argc, char **argv)
         if ((holds[nholds] = open_conn(&to, from)) < 0)
             goto out;
 
-    int64_t t0 = now_ms(), first = -1, end = -1, next_send = t0, send_done = -1;
+    int64_t t0 = kq_time_mono_ms(), first = -1, end = -1, next_send = t0, send_done = -1;
     if ((fd = open_conn(&to, from)) < 0)
         goto out;
     const char *closed = "open";
@@ -254,7 +240,7 @@ int main(int argc, char **argv)
     char rbuf[65536];
 
     for (;;) {
-        int64_t now = now_ms();
+        int64_t now = kq_time_mono_ms();
         if (sending && ((off >= len && !repeat_path) || sent >= max_bytes)) {
             sending = 0;
             send_done = now;
@@ -283,7 +269,7 @@ int main(int argc, char **argv)
             ssize_t r = recv(fd, rbuf, sizeof rbuf, MSG_DONTWAIT);
             if (r > 0) {
                 if (first < 0)
-                    first = now_ms();
+                    first = kq_time_mono_ms();
                 fwrite(rbuf, 1, (size_t)r, out);
                 fflush(out);
                 recvd += r;
@@ -291,12 +277,12 @@ int main(int argc, char **argv)
             }
             if (r == 0) {
                 closed = "eof";
-                end = now_ms();
+                end = kq_time_mono_ms();
                 break;
             }
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
                 closed = "reset";
-                end = now_ms();
+                end = kq_time_mono_ms();
                 break;
             }
         }
@@ -324,13 +310,13 @@ int main(int argc, char **argv)
                     if (r <= 0)
                         break;
                     if (first < 0)
-                        first = now_ms();
+                        first = kq_time_mono_ms();
                     fwrite(rbuf, 1, (size_t)r, out);
                     recvd += r;
                 }
                 fflush(out);
                 closed = "reset";
-                end = now_ms();
+                end = kq_time_mono_ms();
                 break;
             }
             sent += w;
@@ -339,7 +325,7 @@ int main(int argc, char **argv)
             else
                 repoff = (repoff + (size_t)w) % replen;
             if (slow_n > 0 && (off < len || repeat_path))
-                next_send = now_ms() + slow_ms;
+                next_send = kq_time_mono_ms() + slow_ms;
         }
     }
 

@@ -203,6 +203,8 @@ static int load(const opts *o)
     curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, o->conns * (o->lag ? 2 : 1));
     for (long i = 0; i < o->conns; i++) {
         cs[i].h = curl_easy_init();
+        if (cs[i].h != NULL && getenv("KCQRS_HTTP_TLS_CA") != NULL) /* https: the services' CA */
+            curl_easy_setopt(cs[i].h, CURLOPT_CAINFO, getenv("KCQRS_HTTP_TLS_CA"));
         curl_easy_setopt(cs[i].h, CURLOPT_WRITEFUNCTION, on_body);
         curl_easy_setopt(cs[i].h, CURLOPT_WRITEDATA, &cs[i]);
         curl_easy_setopt(cs[i].h, CURLOPT_TCP_NODELAY, 1L);

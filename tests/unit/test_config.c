@@ -32,6 +32,15 @@ static const char *const vars[] = {
     "KCQRS_HTTP_TIMEOUT_S",
     "KCQRS_HTTP_CONN_MEMORY",
     "KCQRS_HTTP_THREADS",
+    "KCQRS_HTTP_MAX_BODY_PUBLIC",
+    "KCQRS_HTTP_HEADER_TIMEOUT_MS",
+    "KCQRS_HTTP_MIN_BODY_RATE",
+    "KCQRS_HTTP_TLS_CERT",
+    "KCQRS_HTTP_TLS_KEY",
+    "KCQRS_HTTP_TLS_CA",
+    "KCQRS_HTTP_TRUSTED_PROXIES",
+    "KCQRS_ACCESS_LOG",
+    "KCQRS_COMMANDS_INTERNAL_ADDR",
     "KCQRS_BATCH_MAX",
     "KCQRS_BATCH_LINGER_US",
     "KCQRS_SNAPSHOT_EVERY",
@@ -94,8 +103,35 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.idempotency_ttl_s, 86400);
     kq_config_topic(&cfg, "resource", topic, sizeof topic);
     assert_string_equal(topic, "kcqrs.resource.events");
+    assert_int_equal(cfg.http_max_conns, 4096);
+    assert_int_equal(cfg.http_max_body_public, 16384);
+    assert_int_equal(cfg.http_head_timeout_ms, 10000);
+    assert_int_equal(cfg.http_min_body_rate, 1024);
+    assert_int_equal(cfg.access_log_every, 1);
+    assert_string_equal(cfg.cmd_internal_addr, "127.0.0.1:8090");
+    assert_string_equal(cfg.http_tls_cert, "none");
     kq_config_free(&cfg);
     assert_null(cfg.brokers);
+}
+
+/* KCQRS_ACCESS_LOG: all (1), errors (0), sample:N (N). */
+static void test_access_log(void **state)
+{
+    static const struct {
+        const char *val;
+        int every;
+    } ok[] = {{"all", 1}, {"errors", 0}, {"sample:1", 1}, {"sample:100", 100}};
+    kq_config cfg;
+    char err[256] = "";
+
+    (void)state;
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        setenv("KCQRS_ACCESS_LOG", ok[i].val, 1);
+        assert_int_equal(kq_config_load(&cfg, err, sizeof err), 0);
+        assert_int_equal(cfg.access_log_every, ok[i].every);
+        kq_config_free(&cfg);
+    }
+    unsetenv("KCQRS_ACCESS_LOG");
 }
 
 static void test_overrides(void **state)
@@ -153,6 +189,14 @@ static void test_invalid_values(void **state)
         {"KCQRS_PG_SCHEMA", "a;drop"},
         {"KCQRS_PG_SCHEMA", "a23456789012345678901234567890123456789012"},
         {"KCQRS_REPLAY_BATCH_MAX", "0"},
+        {"KCQRS_ACCESS_LOG", "some"},
+        {"KCQRS_ACCESS_LOG", "sample:0"},
+        {"KCQRS_ACCESS_LOG", "sample:"},
+        {"KCQRS_ACCESS_LOG", "sample:x"},
+        {"KCQRS_HTTP_MAX_BODY_PUBLIC", "0"},
+        {"KCQRS_HTTP_HEADER_TIMEOUT_MS", "-1"},
+        {"KCQRS_HTTP_TLS_CERT", "/etc/cert.pem"}, /* without a key */
+        {"KCQRS_HTTP_TLS_KEY", "/etc/key.pem"},   /* without a certificate */
         {"KCQRS_IDEMPOTENCY_TTL", "0s"},
         {"KCQRS_IDEMPOTENCY_TTL", "24 h"},
         {"KCQRS_IDEMPOTENCY_TTL", "1.5h"},
@@ -239,6 +283,7 @@ int main(void)
         cmocka_unit_test_setup(test_defaults, clear_env),
         cmocka_unit_test_setup(test_overrides, clear_env),
         cmocka_unit_test_setup(test_invalid_values, clear_env),
+        cmocka_unit_test_setup(test_access_log, clear_env),
         cmocka_unit_test(test_markdown_table_lists_every_variable),
         cmocka_unit_test(test_log_records),
         cmocka_unit_test(test_strerror),
