@@ -43,7 +43,8 @@
  *   acknowledged resource with the consistency token of its newest 2xx: 200
  *   and at least that version), the longest time without any 2xx, and the
  *   longest wait for a 2xx after a fault ended (its end time in the faults
- *   file: the restart done, the process resumed), i.e. kcqrs's own recovery.
+ *   file: the restart done, the process resumed) while no other fault was
+ *   active or began before that 2xx, i.e. kcqrs's own recovery.
  *   --verify and --chain carry the driver's kcqrs-replay / kcqrs-audit results
  *   ("ok" or anything else) into the table. Exit 1 on any loss, duplicate,
  *   gap, 2xx under min ISR, unreadable command or a result other than ok.
@@ -755,7 +756,7 @@ static int read_faults(const char *path, fault_kind *kinds, int *nkinds, int max
         }
         kinds[k].count++;
         kinds[k].total_ms += b - a;
-        if (win_add(ends, b, b, kind, -1) != 0) {
+        if (win_add(ends, a, b, kind, -1) != 0) {
             fclose(f);
             return -1;
         }
@@ -1237,16 +1238,24 @@ static int cmd_check(int argc, char **argv)
 
     /* the longest wait for a 2xx after a fault was undone (restart done, resumed) */
     for (size_t i = 0; i < ends.n; i++) {
-        size_t lo = 0, hi = nok;
+        int64_t e = ends.w[i].to;
+        size_t lo = 0, hi = nok, j;
         while (lo < hi) {
             size_t mid = (lo + hi) / 2;
-            if (oks[mid] < ends.w[i].from)
+            if (oks[mid] < e)
                 lo = mid + 1;
             else
                 hi = mid;
         }
-        if (lo < nok && oks[lo] - ends.w[i].from > recovery) {
-            recovery = oks[lo] - ends.w[i].from;
+        if (lo == nok)
+            continue;
+        /* only a wait that no other fault explains: none active at the end, none
+         * begun before the first 2xx after it */
+        for (j = 0; j < ends.n; j++)
+            if (j != i && ends.w[j].from < oks[lo] && ends.w[j].to > e)
+                break;
+        if (j == ends.n && oks[lo] - e > recovery) {
+            recovery = oks[lo] - e;
             snprintf(recovery_kind, sizeof recovery_kind, "%.60s", ends.w[i].topic);
         }
     }
