@@ -36,7 +36,8 @@ struct cmd_writer {
     /* writer-thread state */
     cmd_producers prod;
     int need_catch_up;
-    int abort_pending; /* the failed transaction still needs its abort */
+    int abort_pending;  /* the failed transaction still needs its abort */
+    int settle_pending; /* a commit timed out: ask again before recreating (finish_settle) */
     cmd_state st;
     cmd_batch batch;
     ev_fb_builder fb;
@@ -186,11 +187,27 @@ static void recover(cmd_writer *w, const char *why)
     cmd_queue_set_why(&w->q, "recovering from a Kafka error: %s", why);
 }
 
+/* Another instance holds the transactional ids: stop accepting commands for good. */
+static void became_fenced(cmd_writer *w, const char *errstr)
+{
+    char id[KQ_KAFKA_TOPIC_MAX + 32];
+
+    atomic_store(&w->q.fenced, 1);
+    atomic_store(&w->q.ready, 0);
+    cmd_producers_txn_id(&w->prod, w->prod.k, id, sizeof id);
+    cmd_queue_set_why(&w->q,
+                      "fenced: another kcqrs-commands instance took over transactional.id %s", id);
+    kq_log_error("fenced: another instance with transactional.id %s is the writer now "
+                 "(%s); this instance no longer accepts commands",
+                 id, errstr);
+    cmd_producers_drop(&w->prod);
+}
+
 /* Commit the open transaction. On failure decides what happens to the producer. */
 static int run_transaction(cmd_writer *w, cmd_item **items, size_t n, size_t nappend, char *errstr,
                            size_t errlen)
 {
-    int rc, needs_abort = 0;
+    int rc, needs_abort = 0, committing = 0;
     double t0, tbegin = (kq_time_mono_us() / 1e6);
 
     cmd_chain_save(&w->chain);
@@ -204,6 +221,7 @@ static int run_transaction(cmd_writer *w, cmd_item **items, size_t n, size_t nap
             needs_abort = 1;
             goto fail;
         }
+    committing = 1;
     rc = kq_kafka_error_take(rd_kafka_commit_transaction(w->prod.cur, w->cfg->kafka_timeout_ms),
                              "commit transaction", &needs_abort, errstr, errlen);
     if (rc != 0)
@@ -257,16 +275,7 @@ fail:
     atomic_fetch_add(&w->m.kafka_errors, 1);
     atomic_fetch_add(&w->m.aborted, 1);
     if (rc == KQ_EFENCED) {
-        char id[KQ_KAFKA_TOPIC_MAX + 32];
-        atomic_store(&w->q.fenced, 1);
-        atomic_store(&w->q.ready, 0);
-        cmd_producers_txn_id(&w->prod, w->prod.k, id, sizeof id);
-        cmd_queue_set_why(
-            &w->q, "fenced: another kcqrs-commands instance took over transactional.id %s", id);
-        kq_log_error("fenced: another instance with transactional.id %s is the writer now "
-                     "(%s); this instance no longer accepts commands",
-                     id, errstr);
-        cmd_producers_drop(&w->prod);
+        became_fenced(w, errstr);
         return rc;
     }
     if (needs_abort) {
@@ -278,6 +287,21 @@ fail:
     }
     kq_log_error("transaction outcome unknown or producer unusable: %s", errstr);
     atomic_fetch_add(&w->m.unknown, 1);
+    if (rc == KQ_ETIMEDOUT && committing) {
+        /* A commit can time out on our side while the broker already fenced us:
+         * a writer paused (SIGSTOP, a VM freeze) past the timeout while another
+         * instance took over wakes up to its own timer, not to the broker's
+         * answer. Recreating the producer now would run init_transactions and
+         * fence the new writer in turn. So the batch is answered first
+         * (outcome unknown: 503) and then the commit is asked again
+         * (finish_settle), as librdkafka allows after a timeout: the broker's
+         * answer decides between fenced and recover. */
+        w->settle_pending = 1;
+        w->need_catch_up = 1;
+        atomic_store(&w->q.ready, 0);
+        cmd_queue_set_why(&w->q, "recovering from a Kafka error: %s", errstr);
+        return rc;
+    }
     /* Unknown outcome or unusable producer: start over. The next
      * init_transactions settles the transaction, the re-read tells the outcome. */
     recover(w, errstr);
@@ -287,14 +311,47 @@ fail:
 static void finish_abort(cmd_writer *w)
 {
     char es[512];
+    int rc;
 
     w->abort_pending = 0;
     if (w->prod.cur == NULL)
         return;
-    if (kq_kafka_txn_abort(w->prod.cur, w->cfg->kafka_timeout_ms, es, sizeof es) == 0)
+    rc = kq_kafka_txn_abort(w->prod.cur, w->cfg->kafka_timeout_ms, es, sizeof es);
+    if (rc == 0)
         return;
+    if (rc == KQ_EFENCED) {
+        /* The abort is where a writer paused past its delivery timeout learns
+         * that another instance took over: recreating the producer would
+         * fence that one in turn. */
+        became_fenced(w, es);
+        return;
+    }
     kq_log_error("transaction abort failed: %s; recreating the producer", es);
     recover(w, es);
+}
+
+/* Ask again for the outcome of a commit that timed out (run_transaction). */
+static void finish_settle(cmd_writer *w)
+{
+    char es[512];
+    int rc, t = w->cfg->kafka_timeout_ms < 2000 ? w->cfg->kafka_timeout_ms : 2000;
+
+    w->settle_pending = 0;
+    if (w->prod.cur == NULL)
+        return;
+    rc = kq_kafka_txn_commit(w->prod.cur, t, es, sizeof es);
+    if (rc == KQ_EFENCED) {
+        became_fenced(w, es);
+        return;
+    }
+    if (rc == 0)
+        kq_log_warn(
+            "the transaction that timed out committed when asked again; re-reading the log");
+    else
+        kq_log_warn("the transaction that timed out is still unsettled (%s); recreating the "
+                    "producer",
+                    es);
+    recover(w, rc == 0 ? "a commit timed out" : es);
 }
 
 /*
@@ -391,6 +448,8 @@ static void process_batch(cmd_writer *w, cmd_item **items, size_t n)
     cmd_answer_batch(w->topic_ptrs, &w->st, items, n, failed, fail_code, atomic_load(&w->q.fenced));
     if (w->abort_pending)
         finish_abort(w);
+    if (w->settle_pending)
+        finish_settle(w);
     if (nappend > 0)
         cmd_producers_next(&w->prod);
     w->last_appended = failed ? 0 : n;
