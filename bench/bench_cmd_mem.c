@@ -102,7 +102,8 @@ static void load_runs(cmd_state *st, int n, int finished)
     step.action.http.method = EV_HTTP_POST;
     step.action.http.url = ev_str_c("http://h/x");
     for (int i = 0; i < n; i++) {
-        snprintf(id, sizeof id, "%08d-0000-4000-8000-%s", i, finished ? "fin000000000" : "open00000000");
+        snprintf(id, sizeof id, "%08d-0000-4000-8000-%s", i,
+                 finished ? "fin000000000" : "open00000000");
         ev_envelope_init(&e, EV_RUN_STARTED);
         e.aggregate_id = ev_str_c(id);
         e.version = 1;

@@ -227,9 +227,9 @@ static void test_rebuild_bounded(void **state)
     assert_int_equal(cmd_state_idem_count(&again), 2); /* k-new, k-new-run */
     assert_null(cmd_state_idem(&again, "k-old"));
     assert_null(cmd_state_idem(&again, "k-wf"));
-    assert_null(cmd_state_run(&again, "old-run"));  /* ended before the window */
+    assert_null(cmd_state_run(&again, "old-run")); /* ended before the window */
     assert_non_null(cmd_state_run(&again, "new-run"));
-    assert_non_null(cmd_state_run(&again, "open-old")); /* open: never pruned */
+    assert_non_null(cmd_state_run(&again, "open-old"));     /* open: never pruned */
     assert_non_null(cmd_state_resource(&again, "res-old")); /* aggregates stay */
     assert_int_equal(again.expired_runs, 1);
     fx_assert_same(&live, &again);
@@ -303,7 +303,7 @@ static void test_snapshot(void **state)
     (void)state;
     new_state(&st);
     cmd_state_track(&st, 1);
-    history(&st, &off); /* k-wf, k-old-run, k-old and old-run at T0; the rest at T0+2h */
+    history(&st, &off);           /* k-wf, k-old-run, k-old and old-run at T0; the rest at T0+2h */
     fx_now_us = T0 + HOUR_US - 1; /* nothing has expired yet */
     assert_int_equal(cmd_state_idem_count(&st), 5);
     assert_int_equal(cmd_snapshotter_new(dir, 1 << 24, TOPICS, &sn, err, sizeof err), 0);
@@ -365,9 +365,9 @@ static void test_snapshot(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_key_window),     cmocka_unit_test(test_key_recorded_again),
-        cmocka_unit_test(test_incremental),    cmocka_unit_test(test_rebuild_bounded),
-        cmocka_unit_test(test_runs),           cmocka_unit_test(test_snapshot),
+        cmocka_unit_test(test_key_window),  cmocka_unit_test(test_key_recorded_again),
+        cmocka_unit_test(test_incremental), cmocka_unit_test(test_rebuild_bounded),
+        cmocka_unit_test(test_runs),        cmocka_unit_test(test_snapshot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
