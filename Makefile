@@ -195,8 +195,21 @@ test-fuzz-replay: $(FUZZ_REPLAY)
 	@set -e; for t in $(FUZZ_REPLAY); do n=$$(basename $$t -replay); \
 	  echo "== $$t"; $$t tests/fuzz/corpus/$$n; done
 
+# Under a sanitizer the e2e files run again for memory and undefined-behaviour
+# reports in the services' logs, except the few that time brokers, clocks and
+# latency rather than new C paths (a latency bound is a property of the
+# optimised build; a 3-node cluster or a 20 s idempotency window only wait):
+# those run once, in the plain pass of `make test`.
+E2E_PLAIN_ONLY := tests/e2e/cluster.bats tests/e2e/kafka_sasl.bats tests/e2e/commands_ttl.bats \
+                  tests/e2e/http_flood.bats
+ifeq ($(SANITIZE),)
+E2E_FILES := tests/e2e
+else
+E2E_FILES := $(filter-out $(E2E_PLAIN_ONLY),$(sort $(wildcard tests/e2e/*.bats)))
+endif
+
 test-e2e: $(BINS) $(TOOL_BIN)
-	KCQRS_BIN=$(CURDIR)/$(BIN) KCQRS_TOOLS=$(CURDIR)/$(BUILD)/tests/tools bats --timing tests/e2e
+	KCQRS_BIN=$(CURDIR)/$(BIN) KCQRS_TOOLS=$(CURDIR)/$(BUILD)/tests/tools bats --timing $(E2E_FILES)
 
 # The fault campaign (tests/faults/README.md): real brokers, PostgreSQL and every service
 # under load while faults are injected; the checks and the table at the end. Bounded by
