@@ -317,6 +317,8 @@ static void finish_abort(cmd_writer *w)
     if (w->prod.cur == NULL)
         return;
     rc = kq_kafka_txn_abort(w->prod.cur, w->cfg->kafka_timeout_ms, es, sizeof es);
+    if (rc == KQ_ETIMEDOUT) /* resumed once: the broker's answer, not our timer, decides */
+        rc = kq_kafka_txn_abort(w->prod.cur, 2000, es, sizeof es);
     if (rc == 0)
         return;
     if (rc == KQ_EFENCED) {
@@ -334,15 +336,24 @@ static void finish_abort(cmd_writer *w)
 static void finish_settle(cmd_writer *w)
 {
     char es[512];
-    int rc, t = w->cfg->kafka_timeout_ms < 2000 ? w->cfg->kafka_timeout_ms : 2000;
+    int rc, needs_abort = 0, t = w->cfg->kafka_timeout_ms < 2000 ? w->cfg->kafka_timeout_ms : 2000;
 
     w->settle_pending = 0;
     if (w->prod.cur == NULL)
         return;
-    rc = kq_kafka_txn_commit(w->prod.cur, t, es, sizeof es);
+    rc = kq_kafka_error_take(rd_kafka_commit_transaction(w->prod.cur, t), "commit transaction",
+                             &needs_abort, es, sizeof es);
+    if (rc != 0 && needs_abort)
+        /* Its records timed out meanwhile: the abort (with its epoch bump) is
+         * where the broker tells a zombie it was fenced. */
+        rc = kq_kafka_txn_abort(w->prod.cur, t, es, sizeof es);
     if (rc == KQ_EFENCED) {
         became_fenced(w, es);
         return;
+    }
+    if (rc == 0 && needs_abort) {
+        kq_log_warn("the transaction that timed out is aborted; re-reading the log");
+        return; /* the producer is usable again; need_catch_up re-reads the log */
     }
     if (rc == 0)
         kq_log_warn(
