@@ -130,6 +130,15 @@ static const cfg_setting settings[] = {
      "Query API: longest wait for a consistency token before 503 projection_behind"},
     {"KCQRS_QUERY_READY_LAG", "100000", CFG_INT, F(query_ready_lag), 0, 2147483647,
      "Query API: /ready fails while a read model lags the log by more events than this"},
+    {"KCQRS_STREAM_HEARTBEAT_MS", "15000", CFG_INT, F(stream_heartbeat_ms), 10, 3600000,
+     "Query API event stream: a heartbeat after this many milliseconds without an event"},
+    {"KCQRS_STREAM_BUFFER_KB", "1024", CFG_INT, F(stream_buffer_kb), 4, 1048576,
+     "Query API event stream: unsent KiB a client may leave before its stream is cut"},
+    {"KCQRS_STREAM_MAX", "64", CFG_INT, F(stream_max), 0, 100000,
+     "Query API event stream: concurrent streams (503 beyond)"},
+    {"KCQRS_STREAM_STALL_MS", "10000", CFG_INT, F(stream_stall_ms), 10, 3600000,
+     "Query API event stream: a client whose buffer is full and that reads nothing this long "
+     "is cut"},
     {"KCQRS_PG_SCHEMA", "kcqrs", CFG_STRING, F(pg_schema), 0, 0,
      "PostgreSQL schema of the read model ([a-z_][a-z0-9_]{0,39}); kcqrs-replay builds shadows "
      "beside it"},

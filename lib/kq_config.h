@@ -63,6 +63,10 @@ typedef struct kq_config {
     int proj_batch_ms;         /* KCQRS_PROJ_BATCH_MS, how long a projector batch may gather */
     int query_wait_ms;         /* KCQRS_QUERY_WAIT_MS, bound on consistency-token waits */
     int query_ready_lag;       /* KCQRS_QUERY_READY_LAG, events of lag above which /ready fails */
+    int stream_heartbeat_ms;   /* KCQRS_STREAM_HEARTBEAT_MS, event stream heartbeat period */
+    int stream_buffer_kb;      /* KCQRS_STREAM_BUFFER_KB, unsent bytes before a slow stream ends */
+    int stream_max;            /* KCQRS_STREAM_MAX, concurrent event streams */
+    int stream_stall_ms;       /* KCQRS_STREAM_STALL_MS, a full stream's client reading nothing */
     char *pg_schema;           /* KCQRS_PG_SCHEMA, schema of the PostgreSQL read model */
     int replay_batch_max;      /* KCQRS_REPLAY_BATCH_MAX, events per shadow transaction */
     char *worker_addr;         /* KCQRS_WORKER_ADDR */

@@ -94,7 +94,7 @@ typedef struct listener {
 typedef struct conn conn;
 typedef struct loop loop;
 
-enum cstate { C_HEAD, C_IDLE, C_BODY, C_HANDLER, C_WAIT, C_WRITE, C_LINGER };
+enum cstate { C_HEAD, C_IDLE, C_BODY, C_HANDLER, C_WAIT, C_WRITE, C_LINGER, C_STREAM };
 
 struct loop {
     kq_http_server *srv;
@@ -105,6 +105,7 @@ struct loop {
     unsigned nconns;
     pthread_mutex_t mu; /* guards done_head/done_tail */
     kq_http_req *done_head, *done_tail;
+    kq_http_stream *sq_head, *sq_tail; /* streams with bytes to write (mu) */
     char date[64]; /* "Date: ...\r\n" of date_s */
     time_t date_s;
     uint64_t nsuccess; /* for sample:N access logging */
@@ -142,6 +143,8 @@ struct conn {
     int counted; /* holds a slot of ls->nconns */
     int64_t linger_until;
     size_t lingered;
+    kq_http_stream *stream; /* C_STREAM: the streaming answer (one reference) */
+    int stream_ended;       /* its producer has ended it */
 };
 
 struct kq_http_server {
@@ -208,6 +211,27 @@ struct kq_http_req {
     size_t nheaders;
     char *hname[MAX_RESP_HEADERS], *hval[MAX_RESP_HEADERS];
     int64_t t0_us; /* kq_time_mono_us() when the head was complete */
+    kq_http_stream *stream; /* kq_http_stream_begin was called */
+};
+
+/*
+ * A streaming answer, shared by its producer thread and the connection's loop. The
+ * producer appends to buf under mu and queues the stream on its loop (sq_head, one
+ * reference while queued); the loop takes buf whole into the connection's write
+ * buffer. appended - sent = bytes not yet written to the socket (the bound).
+ */
+struct kq_http_stream {
+    pthread_mutex_t mu;
+    int refs;    /* producer + connection + queued (mu) */
+    loop *lp;    /* mu; the connection's loop */
+    conn *c;     /* loop thread only; valid while !gone */
+    kq_http_stream *qnext;
+    int queued;  /* mu: in lp's stream queue */
+    int ended;   /* mu: kq_http_stream_end was called */
+    int gone;    /* mu: the connection closed */
+    char *buf;   /* mu: appended, not yet taken by the loop */
+    size_t len, cap, max;
+    atomic_size_t appended, sent;
 };
 
 kq_http_limits kq_http_limits_default(void)
@@ -1140,6 +1164,7 @@ static ssize_t io_send(conn *c, const void *buf, size_t n)
 }
 
 static void conn_grave(conn *c);
+static void stream_detach(conn *c, const char *note);
 
 static void conn_free(conn *c)
 {
@@ -1152,6 +1177,8 @@ static void conn_free(conn *c)
 /* Close now (no answer owed, or the socket failed) and free. Not for a deferred request. */
 static void conn_close(conn *c)
 {
+    if (c->stream != NULL)
+        stream_detach(c, " (stream closed)");
     if (c->req != NULL) {
         req_complete(c->lp, c->req, 0, " (connection ended early)");
         req_free(c->req);
@@ -1235,7 +1262,7 @@ static int build_answer(conn *c, const kq_http_req *req, unsigned status, const 
                           c->lp->date);
     if (ctype != NULL && ctype[0] != '\0')
         n += (size_t)snprintf(w + n, cap - n, "Content-Type: %s\r\n", ctype);
-    if (status != 204 && status >= 200)
+    if (status != 204 && status >= 200 && (req == NULL || req->stream == NULL))
         n += (size_t)snprintf(w + n, cap - n, "Content-Length: %zu\r\n", blen);
     if (c->close_after)
         n += (size_t)snprintf(w + n, cap - n, "Connection: close\r\n");
@@ -1519,6 +1546,8 @@ static int req_error(conn *c, unsigned status, const char *message)
     return send_req_answer(c);
 }
 
+static int stream_start(conn *c);
+
 /* Run the handler. 1: answered and written, drive on; 0: wait; -1: c is gone. */
 static int run_handler(conn *c)
 {
@@ -1526,6 +1555,8 @@ static int run_handler(conn *c)
 
     c->state = C_HANDLER;
     req->route->r.handler(req, req->route->r.arg);
+    if (req->stream != NULL)
+        return stream_start(c);
     if (req->deferred) {
         /* req belongs to whoever answers; it comes back through the loop's queue */
         c->state = C_WAIT;
@@ -1685,6 +1716,7 @@ static int conn_drive(conn *c)
         case C_WAIT:
         case C_WRITE:
         case C_LINGER:
+        case C_STREAM:
             return 0;
         }
     }
@@ -1778,6 +1810,8 @@ static void conn_run(conn *c, int read_first)
     }
 }
 
+static void stream_event(conn *c, unsigned ev);
+
 static void on_conn_event(conn *c, unsigned ev)
 {
     if (c->closed || c->dead)
@@ -1800,8 +1834,266 @@ static void on_conn_event(conn *c, unsigned ev)
     }
     case C_HANDLER:
         return;
+    case C_STREAM:
+        stream_event(c, ev);
+        return;
     default:
         conn_run(c, 1);
+    }
+}
+
+/* ------------------------------------------------------------------ streaming answers */
+
+static void stream_release(kq_http_stream *s)
+{
+    int last;
+
+    pthread_mutex_lock(&s->mu);
+    last = --s->refs == 0;
+    pthread_mutex_unlock(&s->mu);
+    if (!last)
+        return;
+    pthread_mutex_destroy(&s->mu);
+    free(s->buf);
+    free(s);
+}
+
+/* s->mu held and s not gone: make the loop write what was appended (queued once). */
+static void stream_kick(kq_http_stream *s)
+{
+    loop *lp = s->lp;
+
+    if (s->queued)
+        return;
+    s->queued = 1;
+    s->refs++;
+    s->qnext = NULL;
+    pthread_mutex_lock(&lp->mu);
+    if (lp->sq_tail)
+        lp->sq_tail->qnext = s;
+    else
+        lp->sq_head = s;
+    lp->sq_tail = s;
+    pthread_mutex_unlock(&lp->mu);
+    loop_wake(lp);
+}
+
+int kq_http_stream_begin(kq_http_req *req, unsigned status, const char *content_type,
+                         size_t max_buffer, kq_http_stream **out)
+{
+    kq_http_stream *s;
+
+    *out = NULL;
+    if (req->deferred || req->stream != NULL || atomic_load(&req->responded) || req->c == NULL)
+        return KQ_EINVAL;
+    if ((s = calloc(1, sizeof *s)) == NULL)
+        return KQ_ENOMEM;
+    pthread_mutex_init(&s->mu, NULL);
+    s->refs = 2; /* the producer and the connection */
+    s->lp = req->c->lp;
+    s->c = req->c;
+    s->max = max_buffer;
+    if (answer_set(req, status, content_type, NULL, 0) != 0) {
+        pthread_mutex_destroy(&s->mu);
+        free(s);
+        return KQ_EINVAL;
+    }
+    req->stream = s;
+    *out = s;
+    return 0;
+}
+
+int kq_http_stream_write(kq_http_stream *s, const void *buf, size_t len)
+{
+    int rc = 0;
+
+    pthread_mutex_lock(&s->mu);
+    if (s->gone || s->ended) {
+        rc = KQ_EIO;
+    } else if (atomic_load(&s->appended) - atomic_load(&s->sent) + len > s->max) {
+        rc = KQ_ERANGE;
+    } else if (len > 0) {
+        if (s->len + len > s->cap) {
+            size_t ncap = s->cap ? s->cap : 4096;
+            char *nb;
+            while (ncap < s->len + len)
+                ncap *= 2;
+            if ((nb = realloc(s->buf, ncap)) == NULL) {
+                rc = KQ_ENOMEM;
+                goto out;
+            }
+            s->buf = nb;
+            s->cap = ncap;
+        }
+        memcpy(s->buf + s->len, buf, len);
+        s->len += len;
+        atomic_fetch_add(&s->appended, len);
+        stream_kick(s);
+    }
+out:
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+size_t kq_http_stream_pending(kq_http_stream *s)
+{
+    return atomic_load(&s->appended) - atomic_load(&s->sent);
+}
+
+int kq_http_stream_gone(kq_http_stream *s)
+{
+    int g;
+
+    pthread_mutex_lock(&s->mu);
+    g = s->gone;
+    pthread_mutex_unlock(&s->mu);
+    return g;
+}
+
+void kq_http_stream_end(kq_http_stream *s, const void *last, size_t len)
+{
+    if (s == NULL)
+        return;
+    pthread_mutex_lock(&s->mu);
+    if (!s->gone && !s->ended) {
+        if (len > 0) {
+            char *nb = realloc(s->buf, s->len + len);
+            if (nb != NULL) {
+                memcpy(nb + s->len, last, len);
+                s->buf = nb;
+                s->len += len;
+                s->cap = s->len;
+                atomic_fetch_add(&s->appended, len);
+            }
+        }
+        s->ended = 1;
+        stream_kick(s);
+    }
+    s->ended = 1;
+    pthread_mutex_unlock(&s->mu);
+    stream_release(s);
+}
+
+/* The connection closes: the producer learns it (gone), the request is counted. */
+static void stream_detach(conn *c, const char *note)
+{
+    kq_http_stream *s = c->stream;
+
+    pthread_mutex_lock(&s->mu);
+    s->gone = 1;
+    pthread_mutex_unlock(&s->mu);
+    c->stream = NULL;
+    stream_release(s);
+    if (c->req != NULL) {
+        req_complete(c->lp, c->req, 1, note);
+        req_free(c->req);
+        c->req = NULL;
+    }
+}
+
+/* Write what the producer appended. 0: waiting (socket, producer); -1: c is gone. */
+static int stream_pump(conn *c)
+{
+    kq_http_stream *s = c->stream;
+
+    for (;;) {
+        if (c->woff < c->wlen) {
+            size_t before = c->wlen - c->woff;
+            int rc = flush_out(c);
+            if (rc < 0) {
+                conn_close(c);
+                return -1;
+            }
+            atomic_fetch_add(&s->sent, before - (rc == 1 ? 0 : c->wlen - c->woff));
+            if (rc == 0) {
+                c->state = C_STREAM;
+                set_interest(c, EPOLLIN | EPOLLOUT);
+                if (c->stream_ended)
+                    lp_deadline(c->lp, c->t_active + LINGER_MS);
+                return 0;
+            }
+        }
+        pthread_mutex_lock(&s->mu);
+        c->stream_ended = s->ended;
+        if (s->len > 0) {
+            free(c->wbuf);
+            c->wbuf = s->buf;
+            c->wlen = s->len;
+            c->woff = 0;
+            s->buf = NULL;
+            s->len = s->cap = 0;
+            pthread_mutex_unlock(&s->mu);
+            continue;
+        }
+        pthread_mutex_unlock(&s->mu);
+        c->state = C_STREAM;
+        if (c->stream_ended) { /* all written: the end of the body is the close */
+            stream_detach(c, NULL);
+            conn_linger(c);
+            return 0;
+        }
+        set_interest(c, EPOLLIN);
+        return 0;
+    }
+}
+
+/* The handler began a stream: write the head, then what was appended. 0 or -1 (gone). */
+static int stream_start(conn *c)
+{
+    kq_http_req *req = c->req;
+
+    c->stream = req->stream;
+    c->close_after = 1;
+    if (build_answer(c, req, req->status, req->ctype[0] ? req->ctype : NULL, NULL, 0, NULL) != 0) {
+        conn_close(c);
+        return -1;
+    }
+    atomic_fetch_add(&c->stream->appended, c->wlen); /* the head counts as pending too */
+    c->state = C_STREAM;
+    return stream_pump(c);
+}
+
+/* Socket events of a streaming connection: what the client sends is dropped; its end or
+ * an error closes the stream; room to write pumps. */
+static void stream_event(conn *c, unsigned ev)
+{
+    if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        char tmp[4096];
+        for (;;) {
+            ssize_t k = io_recv(c, tmp, sizeof tmp);
+            if (k > 0)
+                continue;
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                break;
+            conn_close(c);
+            return;
+        }
+    }
+    if (ev & EPOLLOUT)
+        stream_pump(c);
+}
+
+/* Streams with appended bytes: pump them (pump = 0: only drop the queue's references). */
+static void stream_queue_run(loop *lp, int pump)
+{
+    kq_http_stream *s, *next;
+
+    pthread_mutex_lock(&lp->mu);
+    s = lp->sq_head;
+    lp->sq_head = lp->sq_tail = NULL;
+    pthread_mutex_unlock(&lp->mu);
+    for (; s != NULL; s = next) {
+        int gone;
+        next = s->qnext;
+        pthread_mutex_lock(&s->mu);
+        s->queued = 0;
+        gone = s->gone;
+        pthread_mutex_unlock(&s->mu);
+        if (pump && !gone && s->c->state == C_STREAM && s->c->stream == s)
+            stream_pump(s->c);
+        stream_release(s);
     }
 }
 
@@ -1823,6 +2115,8 @@ static void grave_free(loop *lp)
     }
 }
 
+static void stream_queue_run(loop *lp, int pump);
+
 /* Answers from other threads: write them. */
 static void process_queue(loop *lp)
 {
@@ -1835,6 +2129,7 @@ static void process_queue(loop *lp)
     req = lp->done_head;
     lp->done_head = lp->done_tail = NULL;
     pthread_mutex_unlock(&lp->mu);
+    stream_queue_run(lp, 1);
     for (; req != NULL; req = next) {
         conn *c = req->c;
         next = req->qnext;
@@ -2064,6 +2359,15 @@ static int64_t loop_scan(loop *lp, int64_t now)
                 conn_close(c);
             else if (c->linger_until < next)
                 next = c->linger_until;
+            break;
+        case C_STREAM: /* ended but the client does not read the rest: 2 s more */
+            if (!c->stream_ended)
+                break;
+            dl = c->t_active + LINGER_MS;
+            if (now >= dl)
+                conn_close(c);
+            else if (dl < next)
+                next = dl;
             break;
         default:
             break;
@@ -2324,6 +2628,7 @@ static void server_free(kq_http_server *srv)
             }
             conn_close(c);
         }
+        stream_queue_run(lp, 0);
         grave_free(lp);
         if (lp->ep >= 0)
             close(lp->ep);

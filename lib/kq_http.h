@@ -264,4 +264,42 @@ int kq_http_respond_text(kq_http_req *req, unsigned status, const char *content_
 int kq_http_respond_error(kq_http_req *req, unsigned status, const char *code, const char *message,
                           json_t *details);
 
+/*
+ * Streaming answers (Server-Sent Events, NDJSON): a body of unknown length written
+ * while the connection lives.
+ *
+ * In a handler, kq_http_stream_begin() answers `status` with `content_type` and the
+ * headers added so far, without Content-Length and with `Connection: close` (the
+ * body ends when the connection does). The handler then hands *out to one producer
+ * thread and returns. The producer appends with kq_http_stream_write(); the
+ * connection's loop writes what was appended in order (an eventfd wakes it) and
+ * watches the socket for the client leaving. `max_buffer` bounds the bytes appended
+ * but not yet written to the socket: a write that would pass it is refused with
+ * KQ_ERANGE (the client does not read fast enough) and appends nothing, so the
+ * memory a stream holds is bounded. kq_http_stream_end() appends a last message
+ * regardless of the bound, lets the loop write it (a client that still does not
+ * read gets at most 2 s more) and closes the connection.
+ *
+ * Ownership: *out is shared by the producer and the server (refcounted); the
+ * producer must call kq_http_stream_end() exactly once, after which it must not
+ * touch the handle. After the client left or the server stopped, writes fail
+ * with KQ_EIO and kq_http_stream_gone() is 1; the producer still calls
+ * kq_http_stream_end(). The access log line and the metrics count the request
+ * when the connection closes.
+ *
+ * Returns 0, KQ_EINVAL (already answered or deferred), KQ_ENOMEM.
+ */
+typedef struct kq_http_stream kq_http_stream;
+
+int kq_http_stream_begin(kq_http_req *req, unsigned status, const char *content_type,
+                         size_t max_buffer, kq_http_stream **out);
+/* Append `len` bytes (copied). 0; KQ_ERANGE over the bound; KQ_EIO gone; KQ_ENOMEM. */
+int kq_http_stream_write(kq_http_stream *s, const void *buf, size_t len);
+/* Bytes appended but not yet written to the socket. */
+size_t kq_http_stream_pending(kq_http_stream *s);
+/* 1 when the client left or the server is stopping: stop producing. */
+int kq_http_stream_gone(kq_http_stream *s);
+/* Append `last` (may be NULL), write what is pending, close; releases s. */
+void kq_http_stream_end(kq_http_stream *s, const void *last, size_t len);
+
 #endif

@@ -51,6 +51,7 @@ int main(int argc, char **argv)
     qry_pg *pg = NULL;
     qry_wait *wait = NULL;
     qry_status *status = NULL;
+    qry_stream *stream = NULL;
     const kq_config *cfg = &svc.cfg;
     char err[512], rmdir[4096];
     int sig, rc = 2;
@@ -78,6 +79,11 @@ int main(int argc, char **argv)
     api.snaps = snaps;
     api.pg = pg;
     api.status = status;
+    if (qry_stream_new(cfg, status, &stream) != 0) {
+        kq_log_error("out of memory");
+        goto out;
+    }
+    api.stream = stream;
     memset(&wo, 0, sizeof wo);
     wo.lmdb_data_path = qry_rm_data_path(rm);
     wo.pg_dsn = cfg->pg_dsn;
@@ -109,11 +115,14 @@ int main(int argc, char **argv)
     kq_log_info("signal %d: answering waiting requests, stopping", sig);
     /* answers every waiting request (and later ones): stopping the server needs that */
     qry_wait_stop(wait);
+    qry_stream_free(stream); /* every event stream ends with a last message */
+    stream = NULL;
     kq_service_http_stop(&svc);
     rc = 0;
     kq_log_info("stopped");
 out:
     qry_wait_stop(wait);
+    qry_stream_free(stream);
     kq_service_http_stop(&svc);
     qry_wait_free(wait);
     qry_status_stop(status);

@@ -694,6 +694,8 @@ void qry_api_routes(qry_api *api, kq_http_route *routes)
          h_run_events, api},
         {"GET", "/api/v1/audit", KQ_AUTH_ROLE_AUDITOR, KQ_HTTP_BODY_NONE, "audit", h_audit, api},
         {"GET", "/api/v1/status", KQ_AUTH_ROLE_READER, KQ_HTTP_BODY_NONE, "status", h_status, api},
+        {"GET", "/api/v1/events/stream", KQ_AUTH_ROLE_READER, KQ_HTTP_BODY_NONE, "events_stream",
+         qry_stream_handler, api->stream},
     };
     memcpy(routes, r, sizeof r);
 }
@@ -766,6 +768,8 @@ int qry_api_ready(void *arg, char *why, size_t whylen)
 void qry_api_metrics(void *arg, FILE *out)
 {
     qry_api *api = arg;
+
+    qry_stream_metrics(api->stream, out);
 
     fprintf(out,
             "# HELP kcqrs_query_projection_behind_total Answers 503 projection_behind.\n"

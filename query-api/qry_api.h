@@ -15,6 +15,7 @@
  *   GET /api/v1/audit                  auditor  PostgreSQL; ?aggregate_type=&aggregate_id=
  *                                               &actor=&event_type=&since=&until=&limit=&cursor=
  *   GET /api/v1/status                 reader   Kafka (qry_status), both targets' offsets
+ *   GET /api/v1/events/stream          reader   Kafka: SSE or NDJSON (qry_stream.h)
  *   (admin implies reader and auditor.) Pages answer {"items": [...],
  *   "next_cursor": string or null}; cursors are described in qry_text.h.
  *
@@ -62,6 +63,7 @@
 #include "qry_rm.h"
 #include "qry_snap.h"
 #include "qry_status.h"
+#include "qry_stream.h"
 #include "qry_wait.h"
 
 typedef struct qry_api {
@@ -71,12 +73,13 @@ typedef struct qry_api {
     qry_pg *pg;      /* NULL: PostgreSQL routes answer 503 */
     qry_wait *wait;
     qry_status *status;
+    qry_stream *stream; /* GET /api/v1/events/stream (qry_stream.h) */
     char topics[KQ_KAFKA_NTOPICS][KQ_KAFKA_TOPIC_MAX];
     atomic_uint_fast64_t projection_behind; /* 503 projection_behind answers */
     atomic_uint_fast64_t served_after_wait;
 } qry_api;
 
-#define QRY_API_NROUTES 11
+#define QRY_API_NROUTES 12
 
 /* Fill topic names from cfg; 0 or KQ_ERANGE. Set rm/pg/wait/status yourself. */
 int qry_api_init(qry_api *api, const kq_config *cfg);
