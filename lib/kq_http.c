@@ -106,7 +106,7 @@ struct loop {
     pthread_mutex_t mu; /* guards done_head/done_tail */
     kq_http_req *done_head, *done_tail;
     kq_http_stream *sq_head, *sq_tail; /* streams with bytes to write (mu) */
-    char date[64]; /* "Date: ...\r\n" of date_s */
+    char date[64];                     /* "Date: ...\r\n" of date_s */
     time_t date_s;
     uint64_t nsuccess; /* for sample:N access logging */
     conn *grave;       /* closed in this event batch, freed after it */
@@ -210,7 +210,7 @@ struct kq_http_req {
     size_t rbody_len;
     size_t nheaders;
     char *hname[MAX_RESP_HEADERS], *hval[MAX_RESP_HEADERS];
-    int64_t t0_us; /* kq_time_mono_us() when the head was complete */
+    int64_t t0_us;          /* kq_time_mono_us() when the head was complete */
     kq_http_stream *stream; /* kq_http_stream_begin was called */
 };
 
@@ -222,14 +222,14 @@ struct kq_http_req {
  */
 struct kq_http_stream {
     pthread_mutex_t mu;
-    int refs;    /* producer + connection + queued (mu) */
-    loop *lp;    /* mu; the connection's loop */
-    conn *c;     /* loop thread only; valid while !gone */
+    int refs; /* producer + connection + queued (mu) */
+    loop *lp; /* mu; the connection's loop */
+    conn *c;  /* loop thread only; valid while !gone */
     kq_http_stream *qnext;
-    int queued;  /* mu: in lp's stream queue */
-    int ended;   /* mu: kq_http_stream_end was called */
-    int gone;    /* mu: the connection closed */
-    char *buf;   /* mu: appended, not yet taken by the loop */
+    int queued; /* mu: in lp's stream queue */
+    int ended;  /* mu: kq_http_stream_end was called */
+    int gone;   /* mu: the connection closed */
+    char *buf;  /* mu: appended, not yet taken by the loop */
     size_t len, cap, max;
     atomic_size_t appended, sent;
 };
@@ -2008,6 +2008,9 @@ static int stream_pump(conn *c)
             if (rc == 0) {
                 c->state = C_STREAM;
                 set_interest(c, EPOLLIN | EPOLLOUT);
+                pthread_mutex_lock(&s->mu);
+                c->stream_ended = s->ended;
+                pthread_mutex_unlock(&s->mu);
                 if (c->stream_ended)
                     lp_deadline(c->lp, c->t_active + LINGER_MS);
                 return 0;

@@ -49,8 +49,8 @@ static json_t *payload(const ev_envelope *e, const uint8_t *buf, int *rc)
     return p;
 }
 
-int qry_evjson_build(const ev_envelope *e, const uint8_t *buf, const char *topic,
-                     int32_t partition, int64_t offset, json_t **out)
+int qry_evjson_build(const ev_envelope *e, const uint8_t *buf, const char *topic, int32_t partition,
+                     int64_t offset, json_t **out)
 {
     char id[KQ_UUID_STR], when[KQ_TIME_MAX];
     const char *type = ev_event_type_name(e->payload_type);
@@ -69,8 +69,8 @@ int qry_evjson_build(const ev_envelope *e, const uint8_t *buf, const char *topic
                   type ? type : "NONE", "actor", str_or_null(e->actor), "command_id",
                   str_or_null(e->command_id), "correlation_id", str_or_null(e->correlation_id),
                   "causation_id", str_or_null(e->causation_id), "schema_version",
-                  (int)e->schema_version, "payload", p, "topic", topic, "partition",
-                  (int)partition, "offset", (json_int_t)offset, "occurred_at", when);
+                  (int)e->schema_version, "payload", p, "topic", topic, "partition", (int)partition,
+                  "offset", (json_int_t)offset, "occurred_at", when);
     if (o == NULL)
         return KQ_ENOMEM;
     *out = o;

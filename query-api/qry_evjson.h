@@ -23,7 +23,7 @@
  * `e` is ev_envelope_decode() of buf[0..len) (verified). *out: a new object owned by
  * the caller. 0, KQ_ECORRUPT (a payload that does not print as a JSON object), KQ_ENOMEM.
  */
-int qry_evjson_build(const ev_envelope *e, const uint8_t *buf, const char *topic,
-                     int32_t partition, int64_t offset, json_t **out);
+int qry_evjson_build(const ev_envelope *e, const uint8_t *buf, const char *topic, int32_t partition,
+                     int64_t offset, json_t **out);
 
 #endif

@@ -82,15 +82,15 @@ int qry_spos_decode(const char *text, qry_spos *p)
     for (int t = 0; t < QRY_SPOS_TOPICS; t++) {
         int64_t np;
         if (get_varint(raw, (size_t)len, &i, &np) != 0 || np > QRY_SPOS_MAX_PARTS)
-            return KQ_EINVAL;
+            goto bad;
         p->nparts[t] = (int)np;
         for (int k = 0; k < p->nparts[t]; k++)
             if (get_varint(raw, (size_t)len, &i, &p->next[t][k]) != 0)
-                return KQ_EINVAL;
+                goto bad;
     }
-    if (i != (size_t)len) {
-        memset(p, 0, sizeof *p);
-        return KQ_EINVAL;
-    }
-    return 0;
+    if (i == (size_t)len)
+        return 0;
+bad: /* nothing half-decoded is left */
+    memset(p, 0, sizeof *p);
+    return KQ_EINVAL;
 }

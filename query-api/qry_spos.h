@@ -37,7 +37,7 @@ typedef struct qry_spos {
 int qry_spos_encode(const qry_spos *p, char *out, size_t outlen);
 
 /* Decode; 0 or KQ_EINVAL for anything malformed (version, length, overlong or
- * out-of-range varints, too many partitions, trailing bytes). */
+ * out-of-range varints, too many partitions, trailing bytes; *p is then all zero). */
 int qry_spos_decode(const char *text, qry_spos *p);
 
 #endif

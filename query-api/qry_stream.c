@@ -41,11 +41,11 @@ typedef struct job {
     kq_http_stream *hs;
     int ndjson;
     enum { FROM_NOW, FROM_BEGINNING, FROM_TOKEN, FROM_POSITION } from;
-    int topic_only;               /* -1 = all, else the aggregate topic index */
-    char aggregate_id[65];        /* "" = all */
+    int topic_only;                 /* -1 = all, else the aggregate topic index */
+    char aggregate_id[65];          /* "" = all */
     ev_event_type types[MAX_TYPES]; /* ntypes == 0: all */
     int ntypes;
-    int ntok_topic;               /* FROM_TOKEN: topic index */
+    int ntok_topic; /* FROM_TOKEN: topic index */
     int32_t tok_partition;
     int64_t tok_offset;
     int nparts[QRY_SPOS_TOPICS]; /* partitions per topic now */
@@ -131,8 +131,8 @@ void qry_stream_metrics(qry_stream *ss, FILE *out)
             "# HELP kcqrs_query_stream_heartbeats_total Heartbeats sent on event streams.\n"
             "# TYPE kcqrs_query_stream_heartbeats_total counter\n"
             "kcqrs_query_stream_heartbeats_total %" PRIuFAST64 "\n",
-            active, atomic_load(&ss->started), atomic_load(&ss->refused),
-            atomic_load(&ss->events), atomic_load(&ss->slow), atomic_load(&ss->heartbeats));
+            active, atomic_load(&ss->started), atomic_load(&ss->refused), atomic_load(&ss->events),
+            atomic_load(&ss->slow), atomic_load(&ss->heartbeats));
 }
 
 /* ------------------------------------------------------------------ the stream thread */
@@ -186,9 +186,8 @@ static int start_positions(rd_kafka_t *rk, job *j)
     int64_t ts = -1;
     int rc;
 
-    if (j->from == FROM_TOKEN &&
-        (rc = record_time(rk, ss->topics[j->ntok_topic], j->tok_partition, j->tok_offset, &ts,
-                          j)) != 0)
+    if (j->from == FROM_TOKEN && (rc = record_time(rk, ss->topics[j->ntok_topic], j->tok_partition,
+                                                   j->tok_offset, &ts, j)) != 0)
         return rc;
     for (int t = 0; t < QRY_SPOS_TOPICS; t++) {
         int had = j->from == FROM_POSITION ? j->pos.nparts[t] : 0;
@@ -224,8 +223,8 @@ static int start_positions(rd_kafka_t *rk, job *j)
                     return KQ_EKAFKA;
                 }
                 if (off < 0) { /* nothing at or after that time: the end */
-                    if (rd_kafka_query_watermark_offsets(rk, ss->topics[t],
-                                                         l->elems[i].partition, &lo, &hi,
+                    if (rd_kafka_query_watermark_offsets(rk, ss->topics[t], l->elems[i].partition,
+                                                         &lo, &hi,
                                                          timeout) != RD_KAFKA_RESP_ERR_NO_ERROR) {
                         rd_kafka_topic_partition_list_destroy(l);
                         return KQ_EKAFKA;
@@ -256,8 +255,8 @@ static int type_wanted(const job *j, ev_event_type type)
 /* The last message of a stream that ends early. */
 static void end_with(job *j, const char *code, const char *message, const char *resume)
 {
-    json_t *o = json_pack("{s:s, s:s, s:s?}", "code", code, "message", message, "resume_from",
-                          resume);
+    json_t *o =
+        json_pack("{s:s, s:s, s:s?}", "code", code, "message", message, "resume_from", resume);
     char *text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
     char *line = NULL;
     int n = -1;
@@ -346,8 +345,7 @@ static int on_record(job *j, const rd_kafka_message_t *m, int t, char *id, size_
     }
     if (!type_wanted(j, e.payload_type))
         return 0;
-    if ((rc = qry_evjson_build(&e, m->payload, ss->topics[t], m->partition, m->offset, &o)) !=
-        0) {
+    if ((rc = qry_evjson_build(&e, m->payload, ss->topics[t], m->partition, m->offset, &o)) != 0) {
         kq_log_debug("event stream: %s [%" PRId32 "] offset %" PRId64 ": not printable, skipped",
                      ss->topics[t], m->partition, m->offset);
         return 0;
@@ -419,6 +417,7 @@ static void *stream_main(void *arg)
         end_with(j, "unavailable", "Kafka is unavailable: cannot assign partitions", NULL);
         goto out;
     }
+    last_write = kq_time_mono_ms() - hb; /* a heartbeat now: the start is fixed */
     while (!atomic_load(&ss->stopping) && !kq_http_stream_gone(j->hs)) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, POLL_MS);
         int64_t now;
@@ -470,8 +469,8 @@ out:
 
 /* ------------------------------------------------------------------ the handler */
 
-static const char *const known[] = {"from", "after", "aggregate_type", "aggregate_id",
-                                    "event_type", NULL};
+static const char *const known[] = {"from",         "after",      "aggregate_type",
+                                    "aggregate_id", "event_type", NULL};
 
 typedef struct args_ctx {
     json_t *details;
@@ -629,8 +628,7 @@ void qry_stream_handler(kq_http_req *req, void *arg)
     parse(ss, req, j, details);
     if (json_array_size(details) > 0) {
         free(j);
-        kq_http_respond_error(req, 400, "validation_failed", "invalid request parameters",
-                              details);
+        kq_http_respond_error(req, 400, "validation_failed", "invalid request parameters", details);
         return;
     }
     json_decref(details);
@@ -647,9 +645,9 @@ void qry_stream_handler(kq_http_req *req, void *arg)
     if (over) {
         json_t *d = json_array();
         kq_jin_detail_add(d,
-                          j->from == FROM_TOKEN                                 ? "from"
+                          j->from == FROM_TOKEN                              ? "from"
                           : kq_http_req_header(req, "Last-Event-ID") != NULL ? "Last-Event-ID"
-                                                                              : "after",
+                                                                             : "after",
                           "names a partition this deployment does not have");
         free(j);
         kq_http_respond_error(req, 400, "validation_failed", "invalid request parameters", d);

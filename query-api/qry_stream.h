@@ -21,7 +21,9 @@
  * filters) repeats nothing and skips nothing.
  *
  * Liveness: a heartbeat every KCQRS_STREAM_HEARTBEAT_MS without an event
- * (SSE `: hb`, NDJSON an empty line). Backpressure: at most
+ * (SSE `: hb`, NDJSON an empty line), and one as soon as the start is fixed:
+ * with from=now, every event committed after the first heartbeat arrived is
+ * in the stream. Backpressure: at most
  * KCQRS_STREAM_BUFFER_KB wait unsent (kq_http_stream_write refuses more);
  * while the buffer is full the stream's thread stops reading Kafka (the log
  * is the buffer), so a client that reads slowly gets everything at its pace.

@@ -39,8 +39,9 @@ setup_file() {
         kq_bg "$BATS_FILE_TMPDIR/proj.log" "$KCQRS_BIN/kcqrs-projector" >"$BATS_FILE_TMPDIR/proj.pid"
     qry_start q KCQRS_STREAM_MAX=60
     kq_wait_for 60 bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' '$(qry_url q)/ready') == 200 ]]"
-    # the log every test reads: N_LOG resources created
-    python3 "$SC" load "$(cmd_url cmd)" "$KQ_KEY_WRITER" "$N_LOG" --threads 32 --prefix base >&3
+    # the log every test reads: N_LOG valid events (resources created, updated, deleted;
+    # workflows created, disabled, enabled) in transactions, as kcqrs-commands writes them
+    kq_tool kq_produce_raw load "$N_LOG" --ids 2000 --prefix base >&3
 }
 
 setup() { cmd_use cmd; }
@@ -123,7 +124,7 @@ assert [e["event"]["version"] for e in ev] == [2, 3], ev
 assert all(e["event"]["aggregate_id"] == sys.argv[2] and e["id"] for e in ev), ev
 PY
     # nothing else matches: only heartbeats arrive (": hb" every 300 ms here)
-    run python3 "$SC" raw "$(qry_url q)" "$KQ_KEY_READER" \
+    run python3 "$SC" raw "$(qry_url q)" "$KQ_KEY_READER" --timeout 2 \
         --query "from=beginning&aggregate_id=$id&event_type=ResourceDeleted"
     [[ "$output" == *"HTTP/1.1 200"* && "$output" == *"text/event-stream"* ]]
     [[ "$output" == *": hb"* && "$output" != *"data:"* ]] || kq_fail "expected heartbeats only: $output"
@@ -133,9 +134,9 @@ PY
     python3 -c 'import json,sys; ev=[json.loads(l)["event"] for l in open(sys.argv[1])]; assert [e["version"] for e in ev]==[1,2,3], ev' "$d/t.jsonl"
     # from now (the default): only what is written after the stream began
     python3 "$SC" collect "$(qry_url q)" "$KQ_KEY_READER" 1 --timeout 30 \
-        --query "aggregate_id=$id" >"$d/now.jsonl" &
+        --query "aggregate_id=$id" --ready-file "$d/ready" >"$d/now.jsonl" &
     local pid=$!
-    sleep 1
+    kq_wait_for 30 test -f "$d/ready"
     req DELETE "/api/v1/resources/$id"
     [[ "$CODE" == 200 ]]
     wait $pid

@@ -5,23 +5,22 @@ Speaks HTTP/1.1 over a raw socket (the body ends when the server closes), so a
 test controls exactly when it reads and when it hangs up.
 
   collect BASE KEY N [--query Q] [--last-event-id ID] [--ndjson] [--timeout S]
+          [--ready-file F]
       read until N events arrived (exit 1 on timeout or on an error message);
-      print one JSON line per event: {"id": <position>, "event": {...}}
+      print one JSON line per event: {"id": <position>, "event": {...}};
+      F is created when the first heartbeat or event arrived (the start is fixed)
   concurrent BASE KEY STREAMS N [--query Q]
       STREAMS streams at once, each until N events; exit 0 when all got the
       same events in the same per-partition order; print a summary line
   slow BASE KEY [--query Q] [--rcvbuf B] [--wait S]
       a client that does not read: tiny receive buffer, reads nothing for S
       seconds, then reads all; print the last message (must be the error)
-  raw BASE KEY [--query Q] [--header H] ...
-      print the status line, the headers and the first 2 KB of the body (2 s)
+  raw BASE KEY [--query Q] [--header H] ... [--timeout S]
+      print the status line, the headers and the first 2 KB of the body read
+      within S seconds
   audit BASE KEY --out FILE
       every event of the audit API into FILE (a JSON array); print the count
-  load COMMANDS_URL KEY N [--threads T] [--prefix P]
-      create N resources (ids P-<i>) with T keep-alive clients; exit 1 unless
-      every answer is 201
 """
-import http.client
 import argparse
 import json
 import socket
@@ -142,6 +141,9 @@ def cmd_collect(a):
     out = []
     try:
         for kind, pos, obj in messages(rd, a.ndjson):
+            if a.ready_file:
+                open(a.ready_file, "w").close()
+                a.ready_file = None
             if kind == "error":
                 sys.exit("error message after %d events: %s" % (n, obj))
             if kind == "event":
@@ -230,10 +232,12 @@ def cmd_slow(a):
 
 
 def cmd_raw(a):
-    s = connect(a.base, a.key, a.query, a.header or [], timeout=2)
+    s = connect(a.base, a.key, a.query, a.header or [], timeout=a.timeout)
     data = b""
+    deadline = time.time() + a.timeout
     try:
-        while len(data) < 2048:
+        while len(data) < 2048 and time.time() < deadline:
+            s.settimeout(max(0.01, deadline - time.time()))
             d = s.recv(4096)
             if not d:
                 break
@@ -261,93 +265,16 @@ def cmd_audit(a):
     print(len(items))
 
 
-def cmd_load(a):
-    """curl --parallel (one C process, keep-alive) sends them; retried ones go again."""
-    import subprocess
-    import tempfile
-    t0 = time.time()
-    todo = list(range(a.n))
-    for attempt in range(5):
-        with tempfile.NamedTemporaryFile("w", suffix=".curl") as cf:
-            for i in todo:
-                body = json.dumps({"id": "%s-%d" % (a.prefix, i), "name": "stream %d" % i})
-                cf.write('url = "%s/api/v1/resources"\ndata = %s\n'
-                         'header = "Authorization: Bearer %s"\n'
-                         'header = "Content-Type: application/json"\n'
-                         'output = "/dev/null"\nwrite-out = "%%{http_code} %d\\n"\nnext\n'
-                         % (a.base, json.dumps(body), a.key, i))
-            cf.flush()
-            r = subprocess.run(["curl", "-sS", "--parallel", "--parallel-max", str(a.threads),
-                                "--config", cf.name], capture_output=True, text=True)
-        again, bad = [], []
-        for ln in r.stdout.splitlines():
-            code, i = ln.split()
-            if code in ("503", "000"):
-                again.append(int(i))
-            elif code != "201":
-                bad.append(code)
-        if bad:
-            sys.exit("load: answers %s" % bad[:5])
-        if len(r.stdout.splitlines()) != len(todo):
-            sys.exit("load: %d answers for %d requests: %s" % (len(r.stdout.splitlines()),
-                                                                len(todo), r.stderr[:300]))
-        todo = again
-        if not todo:
-            break
-        time.sleep(0.5)
-    print("created=%d seconds=%.1f left=%d" % (a.n - len(todo), time.time() - t0, len(todo)))
-    if todo:
-        sys.exit(1)
-
-
-def cmd_load_py(a):
-    u = urllib.parse.urlsplit(a.base)
-    bad = []
-    nxt = iter(range(a.n))
-    lock = threading.Lock()
-
-    def one():
-        c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
-        while True:
-            with lock:
-                i = next(nxt, None)
-            if i is None:
-                break
-            body = json.dumps({"id": "%s-%d" % (a.prefix, i), "name": "stream %d" % i})
-            for attempt in range(50):
-                c.request("POST", "/api/v1/resources", body,
-                          {"Authorization": "Bearer " + a.key,
-                           "Content-Type": "application/json"})
-                r = c.getresponse()
-                r.read()
-                if r.status != 503:
-                    break
-                time.sleep(0.05)
-            if r.status != 201:
-                bad.append(r.status)
-        c.close()
-
-    t0 = time.time()
-    ts = [threading.Thread(target=one) for _ in range(a.threads)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    print("created=%d seconds=%.1f bad=%s" % (a.n - len(bad), time.time() - t0, bad[:5]))
-    if bad:
-        sys.exit(1)
-
-
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("collect", "concurrent", "slow", "raw", "load", "audit"):
+    for name in ("collect", "concurrent", "slow", "raw", "audit"):
         q = sub.add_parser(name)
         q.add_argument("base")
         q.add_argument("key")
         if name == "concurrent":
             q.add_argument("streams", type=int)
-        if name in ("collect", "concurrent", "load"):
+        if name in ("collect", "concurrent"):
             q.add_argument("n", type=int)
         q.add_argument("--query", default="")
         q.add_argument("--ndjson", action="store_true")
@@ -356,12 +283,11 @@ def main():
         q.add_argument("--rcvbuf", type=int, default=4096)
         q.add_argument("--wait", type=float, default=3)
         q.add_argument("--header", action="append")
-        q.add_argument("--threads", type=int, default=8)
-        q.add_argument("--prefix", default="s")
         q.add_argument("--out")
+        q.add_argument("--ready-file")
     a = p.parse_args()
     {"collect": cmd_collect, "concurrent": cmd_concurrent, "slow": cmd_slow,
-     "raw": cmd_raw, "load": cmd_load, "audit": cmd_audit}[a.cmd](a)
+     "raw": cmd_raw, "audit": cmd_audit}[a.cmd](a)
 
 
 if __name__ == "__main__":
