@@ -134,12 +134,13 @@ static const cfg_setting settings[] = {
     {"KCQRS_STREAM_HEARTBEAT_MS", "15000", CFG_INT, F(stream_heartbeat_ms), 10, 3600000,
      "Query API event stream: a heartbeat after this many milliseconds without an event"},
     {"KCQRS_STREAM_BUFFER_KB", "1024", CFG_INT, F(stream_buffer_kb), 4, 1048576,
-     "Query API event stream: unsent KiB a client may leave before its stream is cut"},
+     "Query API event stream: unsent KiB per stream; while this much waits, the stream "
+     "stops reading Kafka"},
     {"KCQRS_STREAM_MAX", "64", CFG_INT, F(stream_max), 0, 100000,
-     "Query API event stream: concurrent streams (503 beyond)"},
+     "Query API event stream: concurrent streams (503 beyond; 0: none)"},
     {"KCQRS_STREAM_STALL_MS", "10000", CFG_INT, F(stream_stall_ms), 10, 3600000,
      "Query API event stream: a client whose buffer is full and that reads nothing this long "
-     "is cut"},
+     "is disconnected"},
     {"KCQRS_PG_SCHEMA", "kcqrs", CFG_STRING, F(pg_schema), 0, 0,
      "PostgreSQL schema of the read model ([a-z_][a-z0-9_]{0,39}); kcqrs-replay builds shadows "
      "beside it"},
