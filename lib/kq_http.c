@@ -1910,8 +1910,9 @@ int kq_http_stream_write(kq_http_stream *s, const void *buf, size_t len)
     pthread_mutex_lock(&s->mu);
     if (s->gone || s->ended) {
         rc = KQ_EIO;
-    } else if (atomic_load(&s->appended) - atomic_load(&s->sent) + len > s->max) {
-        rc = KQ_ERANGE;
+    } else if (atomic_load(&s->appended) - atomic_load(&s->sent) > 0 &&
+               atomic_load(&s->appended) - atomic_load(&s->sent) + len > s->max) {
+        rc = KQ_ERANGE; /* one message larger than the bound still goes, alone */
     } else if (len > 0) {
         if (s->len + len > s->cap) {
             size_t ncap = s->cap ? s->cap : 4096;

@@ -276,7 +276,8 @@ int kq_http_respond_error(kq_http_req *req, unsigned status, const char *code, c
  * watches the socket for the client leaving. `max_buffer` bounds the bytes appended
  * but not yet written to the socket: a write that would pass it is refused with
  * KQ_ERANGE (the client does not read fast enough) and appends nothing, so the
- * memory a stream holds is bounded. kq_http_stream_end() appends a last message
+ * memory a stream holds is bounded (by max_buffer, or by one larger write, which
+ * is taken when nothing is pending). kq_http_stream_end() appends a last message
  * regardless of the bound, lets the loop write it (a client that still does not
  * read gets at most 2 s more) and closes the connection.
  *

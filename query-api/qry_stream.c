@@ -302,11 +302,6 @@ static int put(job *j, const char *data, size_t len, const char *last_id)
                      last_id);
             return 1;
         }
-        if (len > (size_t)ss->cfg->stream_buffer_kb * 1024 && now_pending == 0) {
-            end_with(j, "event_too_large", "an event is larger than KCQRS_STREAM_BUFFER_KB",
-                     last_id);
-            return 1;
-        }
         struct timespec ts = {0, 10 * 1000000L};
         nanosleep(&ts, NULL);
     }

@@ -3,8 +3,10 @@
  * Server-Sent Events (text/event-stream, the default) or NDJSON
  * (Accept: application/x-ndjson), for consumers that do not speak Kafka.
  *
- * Where a stream starts: ?from=beginning, ?from=now (the default: what is
- * committed after the request), ?from=<consistency token> (the token's event
+ * Where a stream starts: ?from=beginning, ?from=now (the default: every
+ * partition's last stable offset, which ListOffsets gives a read_committed
+ * consumer, so a transaction still open at the request is in the stream once
+ * it commits), ?from=<consistency token> (the token's event
  * in its partition, and in every other partition the first event written at
  * or after that event's time), or a position: the Last-Event-ID header
  * (EventSource sends it when it reconnects) or ?after=<id>; a position wins
@@ -24,7 +26,8 @@
  * (SSE `: hb`, NDJSON an empty line), and one as soon as the start is fixed:
  * with from=now, every event committed after the first heartbeat arrived is
  * in the stream. Backpressure: at most
- * KCQRS_STREAM_BUFFER_KB wait unsent (kq_http_stream_write refuses more);
+ * KCQRS_STREAM_BUFFER_KB wait unsent (kq_http_stream_write refuses more; one
+ * larger event goes alone);
  * while the buffer is full the stream's thread stops reading Kafka (the log
  * is the buffer), so a client that reads slowly gets everything at its pace.
  * A client that reads nothing for KCQRS_STREAM_STALL_MS while its buffer is

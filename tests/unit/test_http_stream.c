@@ -267,6 +267,27 @@ static void test_stream_whole(void **state)
     free(ans);
 }
 
+/* A write larger than the bound goes through alone (when nothing is pending). */
+static void test_stream_write_over_bound(void **state)
+{
+    size_t len;
+    char *ans;
+    int fd;
+
+    (void)state;
+    fd = open_stream(port, "/stream?n=50&size=3000&max=1024", 0);
+    ans = read_all(fd, &len);
+    close(fd);
+    {
+        const char *body = check_head(ans);
+        check_lines(body, len - (size_t)(body - ans), 50, 3000);
+    }
+    wait_done(5000);
+    assert_int_equal(atomic_load(&prod.lines), 50);
+    assert_true(atomic_load(&prod.max_pending) <= 3000 + 1024);
+    free(ans);
+}
+
 /*
  * A client that does not read: the producer's writes are refused (KQ_ERANGE) once the
  * bound is reached and the unsent bytes never pass it; when the client reads, it gets
@@ -378,6 +399,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stream_whole),
+        cmocka_unit_test(test_stream_write_over_bound),
         cmocka_unit_test(test_stream_backpressure),
         cmocka_unit_test(test_stream_client_leaves),
         cmocka_unit_test(test_stream_end_unread),
