@@ -123,6 +123,11 @@ assert [e["event"]["event_type"] for e in ev] == ["ResourceUpdated"] * 2, ev
 assert [e["event"]["version"] for e in ev] == [2, 3], ev
 assert all(e["event"]["aggregate_id"] == sys.argv[2] and e["id"] for e in ev), ev
 PY
+    # ?after= resumes like Last-Event-ID: after the first of the two, only the second
+    python3 "$SC" collect "$(qry_url q)" "$KQ_KEY_READER" 1 --ndjson --timeout 30 \
+        --query "after=$(head -1 "$d/f.jsonl" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')&aggregate_id=$id&event_type=ResourceUpdated" \
+        >"$d/after.jsonl"
+    python3 -c 'import json,sys; ev=[json.loads(l)["event"] for l in open(sys.argv[1])]; assert [e["version"] for e in ev]==[3], ev' "$d/after.jsonl"
     # nothing else matches: only heartbeats arrive (": hb" every 300 ms here)
     run python3 "$SC" raw "$(qry_url q)" "$KQ_KEY_READER" --timeout 2 \
         --query "from=beginning&aggregate_id=$id&event_type=ResourceDeleted"
@@ -144,7 +149,7 @@ PY
 }
 
 @test "stream: 50 concurrent streams get the same events" {
-    run python3 "$SC" concurrent "$(qry_url q)" "$KQ_KEY_READER" 50 2000 --query from=beginning
+    run python3 "$SC" concurrent "$(qry_url q)" "$KQ_KEY_READER" 50 1000 --query from=beginning
     echo "$output"
     [[ "$status" -eq 0 ]]
 }
