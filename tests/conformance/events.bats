@@ -375,3 +375,51 @@ json.dump(e, open(sys.argv[2], "w"))' "$DATA/resource_created.json" "$T/newer.js
         [[ "$output" == *"conform"* ]]
     done
 }
+
+@test "decode: a stream of flatc --size-prefixed records gives one JSON line per record" {
+    local n=0 f dir="$T/sp"
+    mkdir -p "$dir"
+    : >"$T/stream.bin"
+    : >"$T/want.jsonl"
+    for f in "$DATA"/*.json; do
+        flatc --binary --size-prefixed -o "$dir" "$SCHEMA" "$f"
+        cat "$dir/$(basename "$f" .json).bin" >>"$T/stream.bin"
+        canon "$f" >>"$T/want.jsonl"
+        n=$((n + 1))
+    done
+    [ "$n" -ge 20 ]
+    run "$EV" decode <"$T/stream.bin"
+    [ "$status" -eq 0 ]
+    [ "${#lines[@]}" -eq "$n" ]
+    printf '%s\n' "${lines[@]}" >"$T/got.jsonl"
+    python3 - "$T/got.jsonl" "$T/want.jsonl" <<'PY'
+import json, sys
+got = [json.dumps(json.loads(l), sort_keys=True) for l in open(sys.argv[1], encoding="utf-8")]
+want = [l.rstrip("\n") for l in open(sys.argv[2], encoding="utf-8")]
+assert got == want, [i for i, (a, b) in enumerate(zip(got, want)) if a != b]
+PY
+}
+
+@test "decode: a stream cut inside a record or with a bad length exits 1 naming the record" {
+    flatc --binary --size-prefixed -o "$T" "$SCHEMA" "$DATA/resource_created.json"
+    flatc --binary --size-prefixed -o "$T" "$SCHEMA" "$DATA/resource_updated.json"
+    cat "$T/resource_created.bin" "$T/resource_updated.bin" >"$T/two.bin"
+    run "$EV" decode <"$T/two.bin"
+    [ "$status" -eq 0 ]
+    [ "${#lines[@]}" -eq 2 ]
+    # cut 3 bytes before the end: the first record is printed, the second refused
+    head -c $(($(stat -c %s "$T/two.bin") - 3)) "$T/two.bin" >"$T/cut.bin"
+    run "$EV" decode <"$T/cut.bin"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"record 2 (byte $(stat -c %s "$T/resource_created.bin")"*"ends inside a record"* ]]
+    # a length of 0xFFFFFFFF after the first record
+    { cat "$T/resource_created.bin"; printf '\xff\xff\xff\xff\x00\x00\x00\x00'; } >"$T/big.bin"
+    run "$EV" decode <"$T/big.bin"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"record 2"*"not in 1.."* ]]
+    # a framed record whose bytes are not an Envelope
+    { cat "$T/resource_created.bin"; printf '\x0c\x00\x00\x00\x08\x00\x00\x00XXXXYYYY'; } >"$T/bad.bin"
+    run "$EV" decode <"$T/bad.bin"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"record 2"* ]]
+}
