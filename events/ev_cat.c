@@ -34,12 +34,10 @@ int ev_cat_parse_spec(const kq_config *cfg, const char *spec, char *topic, size_
         return kq_seterr(errstr, errlen, KQ_EINVAL, "'%s': the topic must be 1..%zu characters",
                          spec, sizeof name - 1);
     if (c2 != NULL && strchr(c2 + 1, ':') != NULL)
-        return kq_seterr(errstr, errlen, KQ_EINVAL, "'%s' is not TOPIC[:PARTITION[:OFFSET]]",
-                         spec);
+        return kq_seterr(errstr, errlen, KQ_EINVAL, "'%s' is not TOPIC[:PARTITION[:OFFSET]]", spec);
     memcpy(name, spec, n);
     name[n] = '\0';
-    if (strcmp(name, "resource") == 0 || strcmp(name, "workflow") == 0 ||
-        strcmp(name, "run") == 0)
+    if (strcmp(name, "resource") == 0 || strcmp(name, "workflow") == 0 || strcmp(name, "run") == 0)
         n = (size_t)kq_config_topic(cfg, name, topic, tlen);
     else if (strcmp(name, "dlq") == 0)
         n = (size_t)snprintf(topic, tlen, "%s.dlq", cfg->topic_prefix);
@@ -145,8 +143,8 @@ static int write_line(FILE *out, const char *topic, const rd_kafka_message_t *m)
         fputs(",\"error\":", out);
         put_json_string(out, err, strlen(err));
         if (m->payload != NULL &&
-            (v = json_loadb(m->payload, m->len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
-                            NULL)) != NULL) {
+            (v = json_loadb(m->payload, m->len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL)) !=
+                NULL) {
             char *d = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
             if (d != NULL)
                 fprintf(out, ",\"value\":%s", d);
@@ -175,8 +173,8 @@ int ev_cat_run(const kq_config *cfg, const ev_cat_opts *o, FILE *out, char *errs
     long long written = 0;
     double last;
 
-    if ((rc = ev_cat_parse_spec(cfg, o->spec, topic, sizeof topic, &only, &from, errstr,
-                                errlen)) != 0)
+    if ((rc = ev_cat_parse_spec(cfg, o->spec, topic, sizeof topic, &only, &from, errstr, errlen)) !=
+        0)
         return rc;
     if ((conf = kq_kafka_consumer_conf_new(cfg, "kcqrs-events", errstr, errlen)) == NULL)
         return KQ_EKAFKA;
@@ -264,8 +262,9 @@ int ev_cat_run(const kq_config *cfg, const ev_cat_opts *o, FILE *out, char *errs
                 left--;
             } else {
                 if (o->framed)
-                    rc = m->payload == NULL ? 0
-                                            : ev_frame_write(out, m->payload, m->len, errstr, errlen);
+                    rc = m->payload == NULL
+                             ? 0
+                             : ev_frame_write(out, m->payload, m->len, errstr, errlen);
                 else
                     rc = write_line(out, topic, m);
                 if (rc == KQ_EIO)

@@ -34,8 +34,8 @@ static long read_n(FILE *f, const uint8_t **pre, size_t *npre, uint8_t *out, siz
     return (long)got;
 }
 
-int ev_frame_read(FILE *f, const uint8_t *pre, size_t npre, uint8_t **buf, size_t *cap,
-                  size_t *len, char *errstr, size_t errlen)
+int ev_frame_read(FILE *f, const uint8_t *pre, size_t npre, uint8_t **buf, size_t *cap, size_t *len,
+                  char *errstr, size_t errlen)
 {
     uint8_t h[4];
     uint32_t n;

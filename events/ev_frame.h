@@ -2,11 +2,13 @@
  * ev_frame.h — a stream of several event records on one byte stream.
  *
  * Framing: each record is a 4-byte little-endian unsigned length N followed
- * by the N bytes of the record (a FlatBuffers Envelope, file identifier
- * KQEV). It is the FlatBuffers "size-prefixed buffer" convention (flatc
- * --size-prefixed, FinishSizePrefixed), so other FlatBuffers tools read the
- * same bytes. A stream is any number of such frames back to back; it ends
- * cleanly only between two frames.
+ * by the N bytes of the record, exactly as a Kafka record value carries it (a
+ * FlatBuffers Envelope, file identifier KQEV, aligned to its own first byte).
+ * A stream is any number of such frames back to back; it ends cleanly only
+ * between two frames. This is the layout of FlatBuffers' size-prefixed
+ * buffers, except for alignment: flatc --size-prefixed aligns counting the
+ * prefix, so its 8-byte fields land 4 bytes off the record's start and the
+ * verifier refuses them; frame flatc -b output instead.
  *
  * A bare (unframed) Envelope has its identifier "KQEV" at bytes 4..7; in a
  * framed stream those bytes are the first record's root offset, which is
@@ -39,8 +41,8 @@ int ev_frame_is_bare(const uint8_t *head, size_t len);
  * clean end of the stream, or KQ_ECORRUPT (the stream ends inside a frame),
  * KQ_ERANGE (length 0 or above EV_FRAME_MAX), KQ_EIO, KQ_ENOMEM.
  */
-int ev_frame_read(FILE *f, const uint8_t *pre, size_t npre, uint8_t **buf, size_t *cap,
-                  size_t *len, char *errstr, size_t errlen);
+int ev_frame_read(FILE *f, const uint8_t *pre, size_t npre, uint8_t **buf, size_t *cap, size_t *len,
+                  char *errstr, size_t errlen);
 
 /* Write one frame (length then bytes) to `f`. 0 or KQ_EIO / KQ_ERANGE. */
 int ev_frame_write(FILE *f, const void *rec, size_t len, char *errstr, size_t errlen);

@@ -6,7 +6,7 @@
  *           writes the Envelope buffer (file identifier KQEV) to stdout;
  *   decode  reads an Envelope buffer (at most MAX_BINARY bytes) on stdin,
  *           verifies it and writes the JSON flatc would print to stdout; or a
- *           stream of size-prefixed records (ev_frame.h), one JSON line each;
+ *           stream of length-prefixed records (ev_frame.h), one JSON line each;
  *   cat     TOPIC[:PARTITION[:OFFSET]] as JSON lines (ev_cat.h).
  *
  * Exit status: 0 success; 1 invalid input (one line on stderr, nothing on
@@ -36,12 +36,12 @@ static const char usage[] =
     "  encode   JSON envelope on stdin -> FlatBuffers Envelope (KQEV) on stdout\n"
     "  decode   FlatBuffers Envelope on stdin -> JSON on stdout (as flatc --json prints it);\n"
     "           a stream of records, each a 4-byte little-endian length then the record\n"
-    "           (FlatBuffers size-prefixed), -> one JSON line per record\n"
+    "           as Kafka stores it, -> one JSON line per record\n"
     "  cat      records of a Kafka topic (or alias resource, workflow, run, dlq) as JSON\n"
     "           lines {topic,partition,offset,timestamp,key,event}, read_committed, from\n"
     "           OFFSET (default the beginning) to the end at start; --follow keeps\n"
     "           reading; --max N stops after N records; --framed writes the values as\n"
-    "           the size-prefixed stream that decode reads\n"
+    "           the length-prefixed stream that decode reads\n"
     "\n"
     "Exit status: 0 ok, 1 invalid input or I/O error (message on stderr),\n"
     "2 usage or configuration error.\n";
@@ -131,8 +131,8 @@ static int decode_stream(const uint8_t *pre, size_t npre, char *errstr, size_t e
     int rc;
     char e[384];
 
-    while ((rc = ev_frame_read(stdin, n == 0 ? pre : NULL, n == 0 ? npre : 0, &buf, &cap, &len,
-                               e, sizeof e)) == 1) {
+    while ((rc = ev_frame_read(stdin, n == 0 ? pre : NULL, n == 0 ? npre : 0, &buf, &cap, &len, e,
+                               sizeof e)) == 1) {
         if ((rc = ev_json_decode(buf, len, &json, &jlen, e, sizeof e)) != 0)
             break;
         jlen = ev_json_compact(json, jlen);
@@ -165,8 +165,8 @@ static int cmd_decode(char *errstr, size_t errlen)
     if ((rc = read_all(stdin, MAX_BINARY, &in, &len, errstr, errlen)))
         goto out;
     if (len + nh > MAX_BINARY) {
-        rc = kq_seterr(errstr, errlen, KQ_ERANGE, "input is over the limit of %u bytes",
-                       MAX_BINARY);
+        rc =
+            kq_seterr(errstr, errlen, KQ_ERANGE, "input is over the limit of %u bytes", MAX_BINARY);
         goto out;
     }
     {
