@@ -15,6 +15,7 @@
 #include "kq_err.h"
 #include "kq_json_in.h"
 #include "kq_log.h"
+#include "kq_problem.h"
 #include "kq_time.h"
 #include "kq_token.h"
 #include "qry_evjson.h"
@@ -252,15 +253,21 @@ static int type_wanted(const job *j, ev_event_type type)
     return 0;
 }
 
-/* The last message of a stream that ends early. */
-static void end_with(job *j, const char *code, const char *message, const char *resume)
+/*
+ * The last message of a stream that ends early: a problem object (lib/kq_problem.h;
+ * `status` is advisory, the answer was 200) with the position to resume from as the
+ * extension member resume_from (when an event position is known).
+ */
+static void end_with(job *j, unsigned status, const char *code, const char *message,
+                     const char *resume)
 {
-    json_t *o =
-        json_pack("{s:s, s:s, s:s?}", "code", code, "message", message, "resume_from", resume);
-    char *text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
-    char *line = NULL;
+    json_t *o = kq_problem_new(status, code, message, NULL, QRY_STREAM_PATH);
+    char *text = NULL, *line = NULL;
     int n = -1;
 
+    if (o != NULL && resume != NULL)
+        json_object_set_new(o, "resume_from", json_string(resume));
+    text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (text != NULL)
         n = j->ndjson ? asprintf(&line, "{\"error\":%s}\n", text)
@@ -296,7 +303,7 @@ static int put(job *j, const char *data, size_t len, const char *last_id)
             since = kq_time_mono_ms();
         } else if (kq_time_mono_ms() - since >= ss->cfg->stream_stall_ms) {
             atomic_fetch_add(&ss->slow, 1);
-            end_with(j, "slow_consumer",
+            end_with(j, 429, "slow_consumer",
                      "the client read nothing while more than KCQRS_STREAM_BUFFER_KB waited "
                      "unsent; resume from resume_from",
                      last_id);
@@ -383,7 +390,7 @@ static void *stream_main(void *arg)
     int rc;
 
     if (id == NULL || last_id == NULL) {
-        end_with(j, "internal", "out of memory", NULL);
+        end_with(j, 500, "internal", "out of memory", NULL);
         goto out;
     }
     snprintf(group, sizeof group, "%s.stream", ss->cfg->topic_prefix);
@@ -392,16 +399,16 @@ static void *stream_main(void *arg)
         kq_kafka_conf_bound_queue(conf, QRY_STREAM_QUEUE_KB, err, sizeof err) != 0 ||
         (rk = kq_kafka_consumer_new(ss->cfg, group, conf, err, sizeof err)) == NULL) {
         kq_log_warn("event stream: Kafka consumer: %s", err);
-        end_with(j, "unavailable", "Kafka is unavailable", NULL);
+        end_with(j, 503, "unavailable", "Kafka is unavailable", NULL);
         goto out;
     }
     if ((rc = start_positions(rk, j)) != 0) {
         kq_log_warn("event stream: cannot find where to start: %s", kq_strerror(rc));
-        end_with(j, "unavailable", "Kafka is unavailable: cannot find where to start", NULL);
+        end_with(j, 503, "unavailable", "Kafka is unavailable: cannot find where to start", NULL);
         goto out;
     }
     if (qry_spos_encode(&j->pos, last_id, QRY_SPOS_TEXT_MAX) < 0) {
-        end_with(j, "internal", "position does not encode", NULL);
+        end_with(j, 500, "internal", "position does not encode", NULL);
         goto out;
     }
     l = rd_kafka_topic_partition_list_new(QRY_SPOS_TOPICS * 8);
@@ -409,7 +416,7 @@ static void *stream_main(void *arg)
         for (int k = 0; k < j->pos.nparts[t]; k++)
             rd_kafka_topic_partition_list_add(l, ss->topics[t], k)->offset = j->pos.next[t][k];
     if (rd_kafka_assign(rk, l) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        end_with(j, "unavailable", "Kafka is unavailable: cannot assign partitions", NULL);
+        end_with(j, 503, "unavailable", "Kafka is unavailable: cannot assign partitions", NULL);
         goto out;
     }
     last_write = kq_time_mono_ms() - hb; /* a heartbeat now: the start is fixed */
@@ -442,7 +449,8 @@ static void *stream_main(void *arg)
         }
     }
     if (atomic_load(&ss->stopping) && j->hs != NULL)
-        end_with(j, "shutting_down", "the server is stopping; resume from resume_from", last_id);
+        end_with(j, 503, "shutting_down", "the server is stopping; resume from resume_from",
+                 last_id);
 out:
     if (j->hs != NULL)
         kq_http_stream_end(j->hs, NULL, 0);
@@ -671,7 +679,7 @@ void qry_stream_handler(kq_http_req *req, void *arg)
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     if (pthread_create(&tid, &attr, stream_main, j) != 0) {
         pthread_attr_destroy(&attr);
-        end_with(j, "internal", "cannot start a thread", NULL);
+        end_with(j, 500, "internal", "cannot start a thread", NULL);
         free(j);
         goto undo;
     }

@@ -31,9 +31,12 @@
  * while the buffer is full the stream's thread stops reading Kafka (the log
  * is the buffer), so a client that reads slowly gets everything at its pace.
  * A client that reads nothing for KCQRS_STREAM_STALL_MS while its buffer is
- * full is cut with a last message: SSE `event: error` with data
- * {"code":"slow_consumer","message","resume_from"}, NDJSON
- * {"error":{...same}}; the connection closes. At most KCQRS_STREAM_MAX streams
+ * full is cut with a last message: SSE `event: error` with data a problem
+ * object (lib/kq_problem.h: code slow_consumer, status 429, advisory) plus
+ * "resume_from" (the position of the last event sent), NDJSON
+ * {"error":{...same}}; the connection closes. A stream that cannot go on
+ * (Kafka unavailable at its start: 503 unavailable; the server stopping:
+ * 503 shutting_down with resume_from) ends the same way. At most KCQRS_STREAM_MAX streams
  * at once: beyond, 503 too_many_streams with Retry-After.
  *
  * Threads: the handler runs on an HTTP thread, checks everything (400s are
@@ -53,6 +56,7 @@
 #include "qry_status.h"
 
 #define QRY_STREAM_QUEUE_KB 1024
+#define QRY_STREAM_PATH "/api/v1/events/stream"
 
 typedef struct qry_stream qry_stream;
 

@@ -31,18 +31,18 @@
 
 /* What the last stream's producer saw (one stream at a time in these tests). */
 static struct {
-    atomic_int done;          /* the producer returned */
-    atomic_int refused;       /* KQ_ERANGE answers (the client did not read) */
-    atomic_int saw_gone;      /* a write answered KQ_EIO and kq_http_stream_gone was 1 */
+    atomic_int done;           /* the producer returned */
+    atomic_int refused;        /* KQ_ERANGE answers (the client did not read) */
+    atomic_int saw_gone;       /* a write answered KQ_EIO and kq_http_stream_gone was 1 */
     atomic_size_t max_pending; /* highest kq_http_stream_pending seen */
-    atomic_long lines;        /* lines appended */
+    atomic_long lines;         /* lines appended */
 } prod;
 
 static atomic_int misuse_begin_twice = 1, misuse_respond_after = 1;
 
 typedef struct job {
     kq_http_stream *s;
-    long n;        /* lines to write (each "%08ld" + padding + "\n", `size` bytes) */
+    long n; /* lines to write (each "%08ld" + padding + "\n", `size` bytes) */
     size_t size;
     size_t max;
 } job;
@@ -108,8 +108,7 @@ static void h_stream(kq_http_req *req, void *arg)
     atomic_store(&misuse_begin_twice,
                  kq_http_stream_begin(req, 200, "text/plain", 10, &again) == KQ_EINVAL &&
                      again == NULL);
-    atomic_store(&misuse_respond_after,
-                 kq_http_respond_text(req, 500, "text/plain", "x", 1) != 0);
+    atomic_store(&misuse_respond_after, kq_http_respond_text(req, 500, "text/plain", "x", 1) != 0);
     assert_int_equal(pthread_create(&t, NULL, producer, j), 0);
     pthread_detach(t);
 }
@@ -398,12 +397,9 @@ static void test_stream_server_stop(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_stream_whole),
-        cmocka_unit_test(test_stream_write_over_bound),
-        cmocka_unit_test(test_stream_backpressure),
-        cmocka_unit_test(test_stream_client_leaves),
-        cmocka_unit_test(test_stream_end_unread),
-        cmocka_unit_test(test_stream_server_stop),
+        cmocka_unit_test(test_stream_whole),        cmocka_unit_test(test_stream_write_over_bound),
+        cmocka_unit_test(test_stream_backpressure), cmocka_unit_test(test_stream_client_leaves),
+        cmocka_unit_test(test_stream_end_unread),   cmocka_unit_test(test_stream_server_stop),
     };
     return cmocka_run_group_tests(tests, setup_server, teardown_server);
 }

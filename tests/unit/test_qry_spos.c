@@ -125,9 +125,11 @@ static void test_decode_errors(void **state)
         {{1, 1, 0x80}, 3, "a varint cut short"},
         {{1, 1, 0x80, 0x00, 0, 0}, 6, "an overlong varint"},
         {{1, 0x81, 0x02, 0, 0}, 5, "257 partitions"},
-        {{1, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x80, 0x01, 0, 0}, 14,
+        {{1, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x80, 0x01, 0, 0},
+         14,
          "an offset over INT64_MAX"},
-        {{1, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0, 0}, 15,
+        {{1, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0, 0},
+         15,
          "a varint of 11 bytes"},
     };
 
@@ -140,8 +142,8 @@ static void test_decode_errors(void **state)
     }
     assert_int_equal(qry_spos_decode(NULL, &p), KQ_EINVAL);
     assert_int_equal(qry_spos_decode("", &p), KQ_EINVAL);
-    assert_int_equal(qry_spos_decode("AQAAAA=", &p), KQ_EINVAL);  /* padding */
-    assert_int_equal(qry_spos_decode("AQ+AAA", &p), KQ_EINVAL);   /* not base64url */
+    assert_int_equal(qry_spos_decode("AQAAAA=", &p), KQ_EINVAL); /* padding */
+    assert_int_equal(qry_spos_decode("AQ+AAA", &p), KQ_EINVAL);  /* not base64url */
     assert_int_equal(qry_spos_decode("AQ AAA", &p), KQ_EINVAL);
     assert_int_equal(qry_spos_decode("AQAAAA", &p), 0); /* 1,0,0,0: the empty position */
     /* too long a text is refused before decoding */
