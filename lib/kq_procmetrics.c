@@ -1,6 +1,6 @@
 /* kq_procmetrics.c — see kq_procmetrics.h. */
 #include "kq_procmetrics.h"
-#include "kq_build.h"
+#include "kq_version.h"
 #include "kq_err.h"
 
 #include <dirent.h>
@@ -122,7 +122,7 @@ void kq_procmetrics_write(FILE *out)
             "# HELP kcqrs_build_info The version and git commit this binary was built from.\n"
             "# TYPE kcqrs_build_info gauge\n"
             "kcqrs_build_info{version=\"%s\",commit=\"%s\"} 1\n",
-            kq_build_version, kq_build_commit);
+            kq_version, kq_version_commit);
     if (hz > 0 && page > 0 && read_small("/proc/self/stat", buf, sizeof buf) > 0 &&
         kq_procmetrics_parse_stat(buf, &st) == 0) {
         gauge(out, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",

@@ -66,7 +66,8 @@ teardown() {
         grep -q "^kcqrs_projector_dead_letters_total{target=\"$t\"} " <<<"$m"
         n=$(awk -v k="kcqrs_projector_events_applied_total{target=\"$t\"}" '$1 == k { print $2 }' <<<"$m")
         [ "$n" -ge 3 ]
-    done    kq_check_metrics "$(proj_url /metrics)"
+    done
+    kq_check_metrics "$(proj_url /metrics)"
 }
 
 @test "poison records go to the dead-letter topic with their origin; later events are applied" {

@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kq_build.h"
+#include "kq_version.h"
 #include "kq_err.h"
 #include "kq_http.h"
 #include "kq_log.h"
@@ -68,9 +68,9 @@ static void test_write(void **state)
     kq_procmetrics_write(f);
     assert_int_equal(fclose(f), 0);
     snprintf(want, sizeof want, "kcqrs_build_info{version=\"%s\",commit=\"%s\"} 1\n",
-             kq_build_version, kq_build_commit);
+             kq_version, kq_version_commit);
     assert_non_null(strstr(buf, want));
-    assert_true(strlen(kq_build_version) > 0 && strlen(kq_build_commit) > 0);
+    assert_true(strlen(kq_version) > 0 && strlen(kq_version_commit) > 0);
     assert_non_null(strstr(buf, "# TYPE process_cpu_seconds_total counter\n"));
     assert_true(sample(buf, "process_cpu_seconds_total") > 0);
     assert_true(sample(buf, "process_resident_memory_bytes") > 1e5);
