@@ -21,11 +21,11 @@
 
 /* The fields of /proc/<pid>/stat these metrics use (clock ticks and pages, as read). */
 typedef struct kq_proc_stat {
-    unsigned long long utime, stime;   /* fields 14, 15: CPU time in clock ticks */
-    long long threads;                 /* field 20 */
-    unsigned long long starttime;      /* field 22: ticks after boot */
-    unsigned long long vsize;          /* field 23: bytes */
-    long long rss;                     /* field 24: pages */
+    unsigned long long utime, stime; /* fields 14, 15: CPU time in clock ticks */
+    long long threads;               /* field 20 */
+    unsigned long long starttime;    /* field 22: ticks after boot */
+    unsigned long long vsize;        /* field 23: bytes */
+    long long rss;                   /* field 24: pages */
 } kq_proc_stat;
 
 /*

@@ -566,7 +566,7 @@ for line in open(sys.argv[1]):
     [ "$CODE" = 200 ]
     [ "$(hdr X-Request-Id)" = "$rid" ]
     for bad in "has space" "$(printf 'x%.0s' {1..65})" 'quote"d' "caf$(printf '\xc3\xa9')"; do
-        req GET /api/v1/resources/nope - -H "X-Request-Id: $bad"
+        req GET /no-such-route - -H "X-Request-Id: $bad"
         [ "$CODE" = 404 ]
         [[ "$(hdr X-Request-Id)" =~ $UUID4_RE ]] || kq_fail "bad id $bad answered with $(hdr X-Request-Id)"
     done
@@ -604,13 +604,16 @@ print(s.recv(65536).decode("latin-1"))' "${CMD_URL##*:}"
     jcheck "d['actor'] == 'e2e-writer' and d['aggregate_id'] == '$id'"
     jcheck "d['trace_id'] == '4bf92f3577b34da6a3ce929d0e0e4736' and d['client'] == '127.0.0.1'"
     jcheck "'$rid' in d['msg'] and ' 201 ' in d['msg']"
-    # a path parameter is the aggregate id when the handler names none; no traceparent, no trace_id
+    # a path parameter is the aggregate id when the handler names none (the body is refused
+    # before any command is made); a malformed traceparent gives no trace_id
     rid2="e2e-log2-$RANDOM$RANDOM"
-    req GET "/api/v1/resources/$id-absent" - -H "X-Request-Id: $rid2" -H "traceparent: 00-zz-bad"
+    req PUT "/api/v1/resources/$id-absent" '{' -H "X-Request-Id: $rid2" -H "traceparent: 00-zz-bad"
+    [ "$CODE" = 400 ]
     kq_wait_for 10 grep -qF "\"request_id\":\"$rid2\"" "$BATS_FILE_TMPDIR/main.log"
     BODY=$(access_line "$rid2")
     echo "log line: $BODY"
-    jcheck "d['aggregate_id'] == '$id-absent' and d['status'] == 404 and 'trace_id' not in d"
+    jcheck "d['aggregate_id'] == '$id-absent' and d['status'] == 400 and d['route'] == 'resource_update'"
+    jcheck "'trace_id' not in d and d['level'] == 'info'"
     # /health and /metrics were answered before these and logged at debug: not at info
     [ -z "$(access_line "$probe")" ]
     run grep -c '"route":"\(health\|ready\|metrics\)"' "$BATS_FILE_TMPDIR/main.log"

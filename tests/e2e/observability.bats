@@ -9,11 +9,23 @@
 
 load helpers
 
-@test "alert rules: promtool check rules" {
+# Every metric name the sources print (histograms with their suffixes), into $1.
+exported_names() {
+    grep -rhoE '(kcqrs|process)_[a-z_]+' "$KQ_REPO"/{lib,commands,projections,query-api,worker}/*.c |
+        sort -u >"$1"
+}
+
+@test "alert rules: promtool check rules; they name only exported metrics" {
+    local names="$BATS_TEST_TMPDIR/names" m
     run promtool check rules "$KQ_REPO/ops/prometheus/kcqrs-alerts.yml"
     echo "$output"
     [ "$status" -eq 0 ]
     [[ "$output" == *"SUCCESS: 8 rules found"* ]]
+    exported_names "$names"
+    for m in $(grep -v '^ *#' "$KQ_REPO/ops/prometheus/kcqrs-alerts.yml" |
+        grep -oE '\b(kcqrs|process)_[a-z_]+' | sort -u); do
+        grep -qx "$m" "$names" || kq_fail "alert rules name $m, which no service exports"
+    done
 }
 
 @test "alert rules: promtool test rules (every alert fires when it should, and only then)" {
@@ -30,9 +42,7 @@ load helpers
 
 @test "dashboards: valid JSON, every query valid PromQL naming only exported metrics" {
     local rules="$BATS_TEST_TMPDIR/dash-rules.yml" names="$BATS_TEST_TMPDIR/names"
-    # every metric name the sources print (histograms with their suffixes)
-    grep -rhoE '(kcqrs|process)_[a-z_]+' "$KQ_REPO"/{lib,commands,projections,query-api,worker}/*.c |
-        sort -u >"$names"
+    exported_names "$names"
     run python3 - "$KQ_REPO/ops/grafana" "$rules" "$names" <<'PY'
 import glob, json, re, sys
 src, rules, names = sys.argv[1], sys.argv[2], set(open(sys.argv[3]).read().split())

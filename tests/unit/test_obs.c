@@ -67,8 +67,8 @@ static void test_write(void **state)
     assert_non_null(f);
     kq_procmetrics_write(f);
     assert_int_equal(fclose(f), 0);
-    snprintf(want, sizeof want, "kcqrs_build_info{version=\"%s\",commit=\"%s\"} 1\n",
-             kq_version, kq_version_commit);
+    snprintf(want, sizeof want, "kcqrs_build_info{version=\"%s\",commit=\"%s\"} 1\n", kq_version,
+             kq_version_commit);
     assert_non_null(strstr(buf, want));
     assert_true(strlen(kq_version) > 0 && strlen(kq_version_commit) > 0);
     assert_non_null(strstr(buf, "# TYPE process_cpu_seconds_total counter\n"));
@@ -92,7 +92,7 @@ static void test_log_fields_json(void **state)
     json_t *j;
     json_error_t err;
     kq_log_field f[] = {
-        {"request_id", "r-1", 0}, {"status", NULL, 201}, {"duration_ms", NULL, 1.5},
+        {"request_id", "r-1", 0}, {"status", NULL, 201},  {"duration_ms", NULL, 1.5},
         {NULL, "skipped", 0},     {"actor", "a\"b\n", 0},
     };
     size_t n;
