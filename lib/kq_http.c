@@ -209,7 +209,7 @@ struct kq_http_req {
     size_t rbody_len;
     size_t nheaders;
     char *hname[MAX_RESP_HEADERS], *hval[MAX_RESP_HEADERS];
-    int64_t t0_us; /* kq_time_mono_us() when the head was complete */
+    int64_t t0_us;                     /* kq_time_mono_us() when the head was complete */
     char reqid[KQ_HTTP_REQID_MAX + 1]; /* X-Request-Id: the client's (when sane) or ours */
     char aggid[KQ_HTTP_AGGID_MAX + 1]; /* the access log's aggregate_id; "" = the {id} param */
 };
