@@ -63,7 +63,8 @@ static const cfg_setting settings[] = {
     {"KCQRS_LOG_LEVEL", "info", CFG_LOG_LEVEL, F(log_level), 0, 0,
      "Log level: debug, info, warn, error, off"},
     {"KCQRS_LOG_FORMAT", "human", CFG_LOG_FORMAT, F(log_format), 0, 0,
-     "Log format on stderr: human or json (one object per line)"},
+     "Log format on stderr: human or json (one object per line; access log lines add "
+     "request_id, route, status, duration_ms, actor, aggregate_id, trace_id)"},
     {"KCQRS_LOG_FLUSH_MS", "100", CFG_INT, F(log_flush_ms), 0, 60000,
      "Log lines wait in a per-thread buffer at most this long (WARN and ERROR lines, exit: "
      "at once); 0 = one write per line"},
@@ -109,8 +110,8 @@ static const cfg_setting settings[] = {
      "Browser origins allowed to call the HTTP APIs (CORS): comma-separated "
      "scheme://host[:port], or * for any (none: no CORS headers)"},
     {"KCQRS_ACCESS_LOG", "all", CFG_ACCESS_LOG, F(access_log_every), 0, 0,
-     "HTTP access log lines (at info): all, errors (4xx/5xx only) or sample:N (every N-th "
-     "success and every error)"},
+     "HTTP access log lines (at info; /health, /ready and /metrics at debug): all, errors "
+     "(4xx/5xx only) or sample:N (every N-th success and every error)"},
     {"KCQRS_BATCH_MAX", "256", CFG_INT, F(batch_max), 1, 100000,
      "Group commit: most commands in one Kafka transaction"},
     {"KCQRS_BATCH_LINGER_US", "1000", CFG_INT, F(batch_linger_us), 0, 1000000,
