@@ -218,7 +218,7 @@ test-fuzz-replay: $(FUZZ_REPLAY)
 # optimised build; a 3-node cluster or a 20 s idempotency window only wait),
 # that mostly wait for kill -9 recoveries and broker outages (their C paths
 # are the unit tests' and the fault campaign's), or that drive a browser or a
-# spec fuzzer, or that take over a minute of mostly streaming 20,000 events
+# spec fuzzer, or that spend about a minute streaming 20,000 events
 # (stream.bats; its HTTP paths run under the sanitizers in test_http_stream):
 # those run once, in the plain pass of `make test`.
 E2E_PLAIN_ONLY := tests/e2e/cluster.bats tests/e2e/kafka_sasl.bats tests/e2e/commands_ttl.bats \

@@ -155,7 +155,7 @@ PY
 }
 
 @test "stream: a consumer that does not read is cut with a last error message" {
-    run python3 "$SC" slow "$(qry_url q)" "$KQ_KEY_READER" --query from=beginning --wait 3.5
+    run python3 "$SC" slow "$(qry_url q)" "$KQ_KEY_READER" --query from=beginning --wait 30
     echo "$output"
     [[ "$status" -eq 0 ]]
     python3 -c 'import json,sys

@@ -13,8 +13,9 @@ test controls exactly when it reads and when it hangs up.
       STREAMS streams at once, each until N events; exit 0 when all got the
       same events in the same per-partition order; print a summary line
   slow BASE KEY [--query Q] [--rcvbuf B] [--wait S]
-      a client that does not read: tiny receive buffer, reads nothing for S
-      seconds, then reads all; print the last message (must be the error)
+      a client that does not read: tiny receive buffer, reads nothing until
+      /metrics counts one more cut consumer (at most S seconds), then reads
+      all; print the last message (must be the error)
   raw BASE KEY [--query Q] [--header H] ... [--timeout S]
       print the status line, the headers and the first 2 KB of the body read
       within S seconds
@@ -216,11 +217,24 @@ def cmd_concurrent(a):
     print("streams=%d events=%d seconds=%.1f" % (a.streams, a.n, time.time() - t0))
 
 
+def slow_count(base):
+    import urllib.request
+    text = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
+    for ln in text.splitlines():
+        if ln.startswith("kcqrs_query_stream_slow_consumers_total "):
+            return int(ln.split()[1])
+    return 0
+
+
 def cmd_slow(a):
     s, rd, status, _ = open_stream(a, rcvbuf=a.rcvbuf, timeout=60)
     if status != 200:
         sys.exit("status %d" % status)
-    time.sleep(a.wait)
+    # read nothing until the server counted a cut consumer (at most --wait seconds)
+    before = slow_count(a.base)
+    deadline = time.time() + a.wait
+    while time.time() < deadline and slow_count(a.base) <= before:
+        time.sleep(0.2)
     last = None
     n = 0
     for kind, pos, obj in messages(rd, a.ndjson):
