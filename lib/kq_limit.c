@@ -16,8 +16,8 @@
 typedef struct entry {
     uint64_t hash;
     double tokens;
-    int64_t t_ms; /* when `tokens` was last brought up to date */
-    int32_t chain; /* next entry of the same hash chain */
+    int64_t t_ms;         /* when `tokens` was last brought up to date */
+    int32_t chain;        /* next entry of the same hash chain */
     int32_t older, newer; /* LRU list */
     char key[KQ_LIMIT_KEY_MAX + 1];
 } entry;

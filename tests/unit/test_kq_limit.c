@@ -143,9 +143,12 @@ static void test_threads(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bad_args),          cmocka_unit_test(test_burst_and_refill),
-        cmocka_unit_test(test_check_takes_nothing), cmocka_unit_test(test_bounded_lru),
-        cmocka_unit_test(test_long_keys),         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_bad_args),
+        cmocka_unit_test(test_burst_and_refill),
+        cmocka_unit_test(test_check_takes_nothing),
+        cmocka_unit_test(test_bounded_lru),
+        cmocka_unit_test(test_long_keys),
+        cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
