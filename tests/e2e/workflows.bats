@@ -377,7 +377,7 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     # a right signature does not excuse a wrong secret
     hook "$id" "wrong-secret" "$body" -H "X-Hub-Signature-256: $sig"
     assert_error 401
-    for bad in "sha1=${sig#sha256=}" "sha256=${sig:7:63}" "sha256=${sig:7:63}g" "$sig " "${sig}00"; do
+    for bad in "sha1=${sig#sha256=}" "sha256=${sig:7:63}" "sha256=${sig:7:63}g" "sha256:${sig:7}" "${sig}00"; do
         hook "$id" - "$body" -H "X-Hub-Signature-256: $bad"
         assert_error 400 X-Hub-Signature-256
     done
@@ -401,8 +401,7 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     a=$(python3 -c 'import json, sys; d = json.loads(sys.argv[1]); d.pop("instance", None); print(json.dumps(d, sort_keys=True))' "$BODY")
     ref_headers=$(grep -vi '^\(date\|content-length\|x-request-id\):' "$HDRS" | tr -d '\r' | sort)
     for target in "no-such-$RANDOM$RANDOM" "$gone" 'bad!id' "$(printf 'x%.0s' $(seq 300))"; do
-        for cred in "X-Webhook-Secret: not-the-secret" "X-Webhook-Secret: $gone_secret" \
-            "X-Hub-Signature-256: $(hub_sig "$gone_secret" '{"id":"h1"}')"; do
+        for cred in "X-Webhook-Secret: $gone_secret" "X-Hub-Signature-256: $(hub_sig "$gone_secret" '{"id":"h1"}')"; do
             hook "$target" - '{"id":"h1"}' -H "$cred"
             assert_error 401
             b=$(python3 -c 'import json, sys; d = json.loads(sys.argv[1]); d.pop("instance", None); print(json.dumps(d, sort_keys=True))' "$BODY")
@@ -422,11 +421,11 @@ hook_from() {
 metric() { curl -s "$CMD_URL/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
 
 @test "limits: failed webhooks per address and per workflow, requests per API key: 429 rate_limited + Retry-After" {
-    local burst_key a b t
+    local burst_key a b t n c secs first=""
     burst_key=$("$KCQRS_BIN/kcqrs-keys" create --name e2e-burst --roles writer --file "$KCQRS_KEYS_FILE")
-    # 3 failures per address and per workflow, one back per second; each key 2 requests/s,
-    # 4 at once; on its own topics
-    KCQRS_TOPIC_PREFIX="$KCQRS_TOPIC_PREFIX.lim" KCQRS_HOOK_FAIL_BURST=3 KCQRS_HOOK_FAIL_PER_MIN=60 \
+    # 3 failures per address and per workflow, one back per minute (the refill itself is
+    # timed in test_kq_limit); each key 2 requests/s, 4 at once; on its own topics
+    KCQRS_TOPIC_PREFIX="$KCQRS_TOPIC_PREFIX.lim" KCQRS_HOOK_FAIL_BURST=3 KCQRS_HOOK_FAIL_PER_MIN=1 \
         KCQRS_RATE_KEY_PER_S=2 KCQRS_RATE_KEY_BURST=4 KCQRS_HTTP_TRUSTED_PROXIES=127.0.0.1/32 \
         cmd_start lim
     wf_create wa
@@ -443,7 +442,7 @@ metric() { curl -s "$CMD_URL/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
     hook_from 10.0.0.4 wa "$a"
     assert_error 429
     [ "$(err_code)" = rate_limited ]
-    grep -qi '^Retry-After: 1\s*$' "$HDRS"
+    grep -qiE '^Retry-After: ([1-9]|[1-5][0-9]|60)\s*$' "$HDRS"
     hook_from 10.0.0.4 wb "$b"
     [ "$CODE" = 202 ]
 
@@ -456,44 +455,41 @@ metric() { curl -s "$CMD_URL/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
     hook_from 10.0.0.9 wb "$b"
     assert_error 429
     [ "$(err_code)" = rate_limited ]
-    grep -qi '^Retry-After: [1-9][0-9]*\s*$' "$HDRS"
+    grep -qiE '^Retry-After: ([1-9]|[1-5][0-9]|60)\s*$' "$HDRS"
     hook_from 10.0.0.10 wb "$b"
     [ "$CODE" = 202 ]
     # six failures counted (a 429 is not one), two refusals
     [ "$(metric kcqrs_webhook_failures_total)" = 6 ]
     [ "$(metric kcqrs_webhook_rate_limited_total)" = 2 ]
-    # one token back per second: the address and the workflow recover
-    kq_wait_for 10 bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'X-Forwarded-For: 10.0.0.9' -H 'X-Webhook-Secret: $b' '$CMD_URL/hooks/wb') == 202 ]]"
-    kq_wait_for 10 bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'X-Forwarded-For: 10.0.0.4' -H 'X-Webhook-Secret: $a' '$CMD_URL/hooks/wa') == 202 ]]"
 
-    # per API key: 4 at once (each a 400 that writes nothing), then 429 with Retry-After;
-    # another key has its own bucket; a second later the key works again
-    t=$(date +%s%N)
-    for i in 1 2 3 4; do
-        REQ_KEY=$burst_key req POST /api/v1/resources '{}'
-        [ "$CODE" = 400 ]
-    done
-    REQ_KEY=$burst_key req POST /api/v1/resources '{}'
-    if (($(date +%s%N) - t < 500000000)); then # no token came back meanwhile
-        assert_error 429
-        [ "$(err_code)" = rate_limited ]
-        grep -qi '^Retry-After: 1\s*$' "$HDRS"
-        [ "$(metric kcqrs_http_rate_limited_total)" -ge 1 ]
-    fi
-    REQ_KEY=$KQ_KEY_WRITER req POST /api/v1/resources '{}'
-    [ "$CODE" = 400 ] # the writer key's own bucket
-    kq_wait_for 5 bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Authorization: Bearer $burst_key' -H 'Content-Type: application/json' --data-binary '{}' '$CMD_URL/api/v1/resources') == 400 ]]"
-    # a steady flood is held to the rate: 30 requests in a row get at most 4 + 2/s through
+    # per API key: a flood of 30 requests (each a 400 that writes nothing) gets at most
+    # the burst (4) and 2/s through, the rest 429 rate_limited + Retry-After
     t=$(date +%s%N)
     n=0
     for i in $(seq 30); do
-        c=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $burst_key" -H 'Content-Type: application/json' --data-binary '{}' "$CMD_URL/api/v1/resources")
-        [[ $c == 400 ]] && n=$((n + 1))
-        [[ $c == 400 || $c == 429 ]]
+        c=$(curl -s -D "$BATS_TEST_TMPDIR/h" -o "$BATS_TEST_TMPDIR/b" -w '%{http_code}' -X POST \
+            -H "Authorization: Bearer $burst_key" -H 'Content-Type: application/json' \
+            --data-binary '{}' "$CMD_URL/api/v1/resources")
+        if [[ $c == 400 ]]; then
+            n=$((n + 1))
+        else
+            [[ $c == 429 ]] || kq_fail "request $i answered $c"
+            if [[ -z $first ]]; then
+                first=$i
+                grep -qi '^Retry-After: 1\s*$' "$BATS_TEST_TMPDIR/h"
+                BODY=$(cat "$BATS_TEST_TMPDIR/b")
+                [ "$(err_code)" = rate_limited ]
+            fi
+        fi
     done
     secs=$((($(date +%s%N) - t) / 1000000000 + 1))
     ((n <= 4 + 2 * secs)) || kq_fail "$n of 30 passed in ${secs}s"
-    ((n < 30))
+    [[ -n $first ]] || kq_fail "no 429 in 30 requests"
+    [ "$(metric kcqrs_http_rate_limited_total)" -eq $((30 - n)) ]
+    # another key has its own bucket; the flooding key is served again once a token is back
+    REQ_KEY=$KQ_KEY_WRITER req POST /api/v1/resources '{}'
+    [ "$CODE" = 400 ]
+    kq_wait_for 5 bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Authorization: Bearer $burst_key' -H 'Content-Type: application/json' --data-binary '{}' '$CMD_URL/api/v1/resources') == 400 ]]"
     cmd_stop lim
 }
 
