@@ -112,6 +112,6 @@ hub_sig() {
 print("sha256=" + hmac.new(sys.argv[1].encode(), sys.argv[2].encode(), hashlib.sha256).hexdigest())' "$1" "$2"
 }
 
-err_code() { jf 'd["code"] if "code" in d else d["error"]["code"]'; }
+err_code() { jf 'd["code"]'; }
 
 wf_new_id() { echo "wf-$BATS_TEST_NUMBER-$RANDOM$RANDOM"; }
