@@ -31,7 +31,8 @@ int kq_service_begin(kq_service *s, const char *prog, const char *usage, unsigne
     }
     s->loaded = 1;
     if ((flags & KQ_SERVICE_KEYS) &&
-        kq_auth_load(s->cfg.keys_file, &s->keys, err, sizeof err) != 0) {
+        (kq_auth_load(s->cfg.keys_file, &s->keys, err, sizeof err) != 0 ||
+         kq_auth_watch(s->keys, s->cfg.keys_file, s->cfg.keys_reload_ms, err, sizeof err) != 0)) {
         kq_log_error("API keys: %s", err);
         kq_service_end(s);
         return 1;
@@ -57,6 +58,8 @@ int kq_service_http_start(kq_service *s, kq_http_options *o)
     }
     if (o->trusted_proxies == NULL && strcmp(s->cfg.http_proxies, "none") != 0)
         o->trusted_proxies = s->cfg.http_proxies;
+    if (o->cors_origins == NULL && strcmp(s->cfg.cors_origins, "none") != 0)
+        o->cors_origins = s->cfg.cors_origins;
     if ((rc = kq_http_start(o, &s->srv, err, sizeof err)) != 0)
         kq_log_error("%s%s%s", s->http_what ? s->http_what : "", s->http_what ? ": " : "", err);
     return rc;
