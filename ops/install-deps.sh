@@ -104,7 +104,7 @@ fi
 
 # The API contract test (tests/e2e/openapi.bats): schemathesis and openapi-python-client,
 # pinned, in a venv under the git-ignored .cache/; redone only when missing or at another
-# version (a check of well under a second; a fresh install takes about 75 s).
+# version (the check takes about half a second; a fresh install about 75 s).
 SCHEMATHESIS_VERSION=4.32.5
 OPENAPI_PYTHON_CLIENT_VERSION=0.29.1
 OPENAPI_VENV="$REPO/.cache/openapi-venv"
