@@ -30,6 +30,7 @@
 #include "kq_http_parse.h"
 #include "kq_log.h"
 #include "kq_map.h"
+#include "kq_problem.h"
 #include "kq_time.h"
 
 #include <arpa/inet.h>
@@ -454,74 +455,7 @@ int kq_http_route_match(const char *pattern, const char *path, kq_http_param *pa
 
 static const char *reason_phrase(unsigned s)
 {
-    switch (s) {
-    case 100:
-        return "Continue";
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 202:
-        return "Accepted";
-    case 204:
-        return "No Content";
-    case 301:
-        return "Moved Permanently";
-    case 302:
-        return "Found";
-    case 304:
-        return "Not Modified";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 409:
-        return "Conflict";
-    case 410:
-        return "Gone";
-    case 412:
-        return "Precondition Failed";
-    case 413:
-        return "Content Too Large";
-    case 414:
-        return "URI Too Long";
-    case 415:
-        return "Unsupported Media Type";
-    case 417:
-        return "Expectation Failed";
-    case 422:
-        return "Unprocessable Content";
-    case 429:
-        return "Too Many Requests";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    case 505:
-        return "HTTP Version Not Supported";
-    default:
-        return s < 200   ? "Informational"
-               : s < 300 ? "OK"
-               : s < 400 ? "Redirect"
-               : s < 500 ? "Client Error"
-                         : "Server Error";
-    }
+    return kq_problem_reason(s);
 }
 
 /* The error code of an error the server answers itself (parser, limits, deadlines). */
@@ -552,20 +486,18 @@ static const char *status_code_name(unsigned s)
 }
 
 /*
- * THE error body of every error the server or a handler answers (DESIGN.md
- * section 8): {"error": {"code", "message", "details": [...]}}. `details` is
- * stolen (NULL: an empty array). Returns malloc'd compact JSON owned by the
- * caller and its length, or NULL when out of memory (details released).
+ * THE error body of every error the server or a handler answers: RFC 9457
+ * problem details (kq_problem.h), Content-Type application/problem+json.
+ * `details` is stolen (NULL: an empty array); `instance` is the request path
+ * (NULL before a request line was read: left out). Returns malloc'd compact
+ * JSON owned by the caller and its length, or NULL when out of memory.
  */
-static char *error_body(const char *code, const char *message, json_t *details, size_t *len)
+static char *error_body(unsigned status, const char *code, const char *message, json_t *details,
+                        const char *instance, size_t *len)
 {
-    json_t *body;
+    json_t *body = kq_problem_new(status, code, message, details, instance);
     char *text;
 
-    if (details == NULL)
-        details = json_array();
-    body = json_pack("{s:{s:s, s:s, s:o}}", "error", "code", code, "message", message, "details",
-                     details);
     if (body == NULL)
         return NULL;
     text = json_dumps(body, JSON_COMPACT);
@@ -689,9 +621,9 @@ int kq_http_respond_error(kq_http_req *req, unsigned status, const char *code, c
         json_decref(details);
         return KQ_EINVAL;
     }
-    if ((text = error_body(code, message, details, &len)) == NULL)
+    if ((text = error_body(status, code, message, details, req->h.path, &len)) == NULL)
         return KQ_ENOMEM;
-    return answer_set(req, status, "application/json", text, len);
+    return answer_set(req, status, KQ_PROBLEM_CTYPE, text, len);
 }
 
 /* ------------------------------------------------------------------ request accessors */
@@ -1294,7 +1226,7 @@ static int flush_out(conn *c)
 static int conn_error(conn *c, unsigned status, const char *message)
 {
     size_t len = 0;
-    char *body = error_body(status_code_name(status), message, NULL, &len);
+    char *body = error_body(status, status_code_name(status), message, NULL, NULL, &len);
     int rc;
 
     c->close_after = 1;
@@ -1307,7 +1239,7 @@ static int conn_error(conn *c, unsigned status, const char *message)
     }
     c->linger_until = kq_time_mono_ms() + LINGER_MS; /* bound on writing this answer */
     if (body == NULL ||
-        build_answer(c, NULL, status, "application/json", body, len,
+        build_answer(c, NULL, status, KQ_PROBLEM_CTYPE, body, len,
                      status == 503 ? "Retry-After: " RETRY_AFTER "\r\n" : NULL) != 0) {
         free(body);
         conn_close(c);
@@ -2452,8 +2384,8 @@ int kq_http_start(const kq_http_options *opts, kq_http_server **out, char *errst
         (rc = parse_proxies(srv, opts->trusted_proxies, errstr, errlen)) != 0)
         goto fail;
     {
-        char *b =
-            error_body("server_busy", "server busy: out of connections", NULL, &srv->nofd_len);
+        char *b = error_body(503, "server_busy", "server busy: out of connections", NULL, NULL,
+                             &srv->nofd_len);
         size_t cap = (b ? srv->nofd_len : 0) + 256;
         if (b == NULL || (srv->nofd_answer = malloc(cap)) == NULL) {
             free(b);
@@ -2462,8 +2394,8 @@ int kq_http_start(const kq_http_options *opts, kq_http_server **out, char *errst
         }
         srv->nofd_len =
             (size_t)snprintf(srv->nofd_answer, cap,
-                             "HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
-                             "application/json\r\nContent-Length: %zu\r\n"
+                             "HTTP/1.1 503 Service Unavailable\r\nContent-Type: " KQ_PROBLEM_CTYPE
+                             "\r\nContent-Length: %zu\r\n"
                              "Retry-After: " RETRY_AFTER "\r\nConnection: close\r\n\r\n%s",
                              srv->nofd_len, b);
         free(b);
