@@ -222,7 +222,7 @@ test-fuzz-replay: $(FUZZ_REPLAY)
 # optimised build; a 3-node cluster or a 20 s idempotency window only wait):
 # those run once, in the plain pass of `make test`.
 E2E_PLAIN_ONLY := tests/e2e/cluster.bats tests/e2e/kafka_sasl.bats tests/e2e/commands_ttl.bats \
-                  tests/e2e/http_flood.bats
+                  tests/e2e/http_flood.bats tests/e2e/openapi.bats
 ifeq ($(SANITIZE),)
 E2E_FILES := tests/e2e
 else
