@@ -168,6 +168,11 @@ typedef struct kq_http_options {
     const char *trusted_proxies; /* "CIDR, CIDR, ..." (NULL = none): peers whose X-Forwarded-For
                                   * names the client (logs, kq_http_req_client); they are exempt
                                   * from the per-IP connection limit */
+    const char *cors_origins;    /* "*" or "https://a.example, http://b:8081" (NULL = no CORS):
+                                  * answers to those browser origins carry
+                                  * Access-Control-Allow-Origin and the exposed headers; an
+                                  * OPTIONS preflight is answered 204 with the path's methods, or
+                                  * 403 cors_origin_denied for another origin */
 } kq_http_options;
 
 /*

@@ -16,6 +16,7 @@ static const struct {
     {"attempt_recorded", "Attempt already recorded"},
     {"bad_request", "Malformed request"},
     {"conflict", "Resource already exists"},
+    {"cors_origin_denied", "Origin not allowed"},
     {"expectation_failed", "Expectation not supported"},
     {"forbidden", "Role not allowed"},
     {"header_fields_too_large", "Request header fields too large"},

@@ -17,8 +17,8 @@ static const char *str(const json_t *o, const char *k)
 
 static void test_shape(void **state)
 {
-    json_t *d = json_pack("[{s:s, s:s, s:i}]", "field", "version", "message", "m",
-                          "current_version", 3);
+    json_t *d =
+        json_pack("[{s:s, s:s, s:i}]", "field", "version", "message", "m", "current_version", 3);
     json_t *p = kq_problem_new(412, "precondition_failed", "version mismatch", d, "/api/v1/x");
     const char *keys[] = {"type", "title", "status", "detail", "instance", "code", "errors"};
     const char *k;
