@@ -77,9 +77,11 @@ st_run() {
     shift 4
     local out="$BATS_FILE_TMPDIR/st-$name.out" ex=()
     [[ -n "${KQ_OPENAPI_EXAMPLES:-}" ]] && ex=(--max-examples "$KQ_OPENAPI_EXAMPLES")
-    "$OPENAPI_VENV/bin/schemathesis" --config-file "$KQ_REPO/tests/e2e/schemathesis.toml" \
-        run "$doc" --url "$url" -H "Authorization: Bearer $KQ_KEY_ADMIN" "$@" "${ex[@]}" \
-        --seed "${KQ_OPENAPI_SEED:-1}" --workers 2 --request-timeout 10 --no-color \
+    # from the file's temporary directory: schemathesis keeps a cache (.schemathesis/) there
+    (cd "$BATS_FILE_TMPDIR" &&
+        "$OPENAPI_VENV/bin/schemathesis" --config-file "$KQ_REPO/tests/e2e/schemathesis.toml" \
+            run "$doc" --url "$url" -H "Authorization: Bearer $KQ_KEY_ADMIN" "$@" "${ex[@]}" \
+            --seed "${KQ_OPENAPI_SEED:-1}" --workers 2 --request-timeout 10 --no-color) \
         >"$out" 2>&1 || rc=$?
     if [[ $rc -ne 0 ]]; then
         tail -n 200 "$out" >&2
