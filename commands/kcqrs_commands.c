@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "cmd_api.h"
+#include "cmd_hookguard.h"
 #include "cmd_writer.h"
 #include "kq_log.h"
 #include "kq_openapi.h"
@@ -48,7 +49,7 @@ int main(int argc, char **argv)
     kq_http_route routes[CMD_API_NROUTES + 1]; /* + GET /openapi.json */
     kq_http_options o;
     cmd_writer_options wo;
-    cmd_api api;
+    cmd_api api = {0};
     char err[512], snapdir[4096];
     int sig, rc = 2;
 
@@ -65,6 +66,11 @@ int main(int argc, char **argv)
         goto out;
     }
     api.writer = w;
+    if ((api.hooks = cmd_hookguard_new((size_t)svc.cfg.rate_entries, svc.cfg.hook_fail_per_min,
+                                       svc.cfg.hook_fail_burst)) == NULL) {
+        kq_log_error("out of memory (webhook limits)");
+        goto out;
+    }
     cmd_api_routes(&api, routes);
     kq_openapi_route(&routes[CMD_API_NROUTES], &kq_openapi_commands);
     memset(&o, 0, sizeof o);
@@ -95,6 +101,7 @@ int main(int argc, char **argv)
 out:
     kq_service_http_stop(&svc);
     cmd_writer_free(w);
+    cmd_hookguard_free(api.hooks);
     kq_service_end(&svc);
     return rc;
 }
