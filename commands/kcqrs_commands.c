@@ -21,8 +21,10 @@
 #include <string.h>
 
 #include "cmd_api.h"
+#include "cmd_hookguard.h"
 #include "cmd_writer.h"
 #include "kq_log.h"
+#include "kq_openapi.h"
 #include "kq_service.h"
 
 #define PROG "kcqrs-commands"
@@ -44,10 +46,10 @@ int main(int argc, char **argv)
 {
     kq_service svc;
     cmd_writer *w = NULL;
-    kq_http_route routes[CMD_API_NROUTES];
+    kq_http_route routes[CMD_API_NROUTES + 1]; /* + GET /openapi.json */
     kq_http_options o;
     cmd_writer_options wo;
-    cmd_api api;
+    cmd_api api = {0};
     char err[512], snapdir[4096];
     int sig, rc = 2;
 
@@ -64,14 +66,20 @@ int main(int argc, char **argv)
         goto out;
     }
     api.writer = w;
+    if ((api.hooks = cmd_hookguard_new((size_t)svc.cfg.rate_entries, svc.cfg.hook_fail_per_min,
+                                       svc.cfg.hook_fail_burst)) == NULL) {
+        kq_log_error("out of memory (webhook limits)");
+        goto out;
+    }
     cmd_api_routes(&api, routes);
+    kq_openapi_route(&routes[CMD_API_NROUTES], &kq_openapi_commands);
     memset(&o, 0, sizeof o);
     o.addr = svc.cfg.commands_addr;
     if (strcmp(svc.cfg.cmd_internal_addr, "none") != 0)
         o.internal_addr = svc.cfg.cmd_internal_addr;
     o.limits = kq_http_limits_from_config(&svc.cfg);
     o.routes = routes;
-    o.nroutes = CMD_API_NROUTES;
+    o.nroutes = CMD_API_NROUTES + 1;
     o.ready = cmd_api_ready;
     o.ready_arg = &api;
     o.metrics = cmd_api_metrics;
@@ -93,6 +101,7 @@ int main(int argc, char **argv)
 out:
     kq_service_http_stop(&svc);
     cmd_writer_free(w);
+    cmd_hookguard_free(api.hooks);
     kq_service_end(&svc);
     return rc;
 }
