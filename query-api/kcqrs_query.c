@@ -22,6 +22,7 @@
 
 #include "kq_log.h"
 #include "kq_rm.h"
+#include "kq_openapi.h"
 #include "kq_service.h"
 #include "qry_api.h"
 
@@ -42,7 +43,7 @@ static const char usage[] =
 int main(int argc, char **argv)
 {
     kq_service svc;
-    kq_http_route routes[QRY_API_NROUTES];
+    kq_http_route routes[QRY_API_NROUTES + 1]; /* + GET /openapi.json */
     kq_http_options o;
     qry_wait_options wo;
     qry_api api;
@@ -97,11 +98,12 @@ int main(int argc, char **argv)
     }
     api.wait = wait;
     qry_api_routes(&api, routes);
+    kq_openapi_route(&routes[QRY_API_NROUTES], &kq_openapi_query);
     memset(&o, 0, sizeof o);
     o.addr = cfg->query_addr;
     o.limits = kq_http_limits_from_config(cfg);
     o.routes = routes;
-    o.nroutes = QRY_API_NROUTES;
+    o.nroutes = QRY_API_NROUTES + 1;
     o.ready = qry_api_ready;
     o.ready_arg = &api;
     o.metrics = qry_api_metrics;
