@@ -1,0 +1,36 @@
+// readmodels.js — the read models: each one's availability, position and lag
+// per partition (from /api/v1/status), refreshed every 2 s.
+import * as api from './api.js';
+import { h, table, errorBox } from './dom.js';
+
+const EVERY_MS = 2000;
+
+export async function render(root, ctx) {
+  root.append(h('h1', { id: 'page-title' }, 'Read models'));
+  const box = h('div', {});
+  const err = h('div', { 'aria-live': 'polite' });
+  root.append(err, box);
+  let timer = null;
+  const tick = async () => {
+    try {
+      const st = await api.query('/api/v1/status', { token: null });
+      if (!ctx.alive()) return;
+      err.replaceChildren();
+      const parts = [];
+      for (const [name, m] of Object.entries(st.read_models || {})) {
+        const rows = Object.entries((m && m.positions) || {}).map(([tp, p]) => [tp, String(p.next_offset),
+          p.end_offset === null ? '' : String(p.end_offset), p.lag === null ? '' : String(p.lag)]);
+        parts.push(h('h2', {}, name === 'lmdb' ? 'LMDB (points and lists)' : 'PostgreSQL (history and audit)'),
+          h('p', {}, m && m.available ? `available; total lag ${m.lag === null ? 'unknown' : m.lag}` : 'unavailable'),
+          h('div', { class: 'table-wrap' }, table(['topic:partition', 'position', 'end offset', 'lag'], rows,
+            `${name} positions`)));
+      }
+      box.replaceChildren(...parts);
+    } catch (e) {
+      if (ctx.alive()) err.replaceChildren(errorBox(e));
+    }
+    if (ctx.alive()) timer = setTimeout(tick, EVERY_MS);
+  };
+  await tick();
+  return () => clearTimeout(timer);
+}

@@ -1,0 +1,74 @@
+// status.js — brokers, topics and end offsets, each read model's position and
+// lag, dead letters and the command writer's readiness; polled every 2 s.
+import * as api from './api.js';
+import { h, table, errorBox } from './dom.js';
+
+const EVERY_MS = 2000;
+
+function stateCell(s) { return h('span', { class: `state-${s}` }, s); }
+
+function card(title, ...lines) {
+  return h('div', { class: 'card' }, h('h2', {}, title), lines.map((l) => h('p', {}, l)));
+}
+
+function draw(box, st, ready, when) {
+  const k = st.kafka || {};
+  const rm = st.read_models || {};
+  const lagOf = (m) => (m && m.available ? (m.lag === null ? 'unknown' : String(m.lag)) : 'unavailable');
+  const cards = h('div', { class: 'cards' },
+    card('Kafka', k.connected ? stateCell('up') : stateCell('down'),
+      `brokers down: ${k.brokers_down ?? '?'}`,
+      `partitions unavailable: ${k.partitions_unavailable ?? '?'}`,
+      `under-replicated: ${k.partitions_under_replicated ?? '?'}`),
+    card('Command writer', ready.ok ? stateCell('up') : stateCell('down'),
+      ready.ok ? 'ready' : (ready.body && (ready.body.detail || (ready.body.error && ready.body.error.message))) ||
+        ready.error || `HTTP ${ready.status}`, h('span', { class: 'muted' }, ready.url)),
+    card('LMDB read model', `lag: ${lagOf(rm.lmdb)}`),
+    card('PostgreSQL read model', `lag: ${lagOf(rm.postgresql)}`),
+    card('Dead letters', st.dead_letters === null || st.dead_letters === undefined ? 'unknown' : String(st.dead_letters)));
+  const brokers = table(['id', 'address', 'state'],
+    (k.brokers || []).map((b) => [String(b.id), b.host ? `${b.host}:${b.port}` : '', stateCell(b.state)]), 'Brokers');
+  const topicRows = [];
+  for (const [name, t] of Object.entries(k.topics || {})) {
+    for (const p of t.partitions || []) {
+      topicRows.push([name, String(p.partition), String(p.leader), (p.isr || []).join(','),
+        p.state || '', p.low === undefined ? '' : String(p.low), p.high === undefined ? '' : String(p.high)]);
+    }
+  }
+  const topics = table(['topic', 'partition', 'leader', 'in-sync replicas', 'state', 'start offset', 'end offset'],
+    topicRows, 'Topics and end offsets');
+  const posRows = [];
+  for (const [target, m] of Object.entries(rm)) {
+    for (const [tp, p] of Object.entries((m && m.positions) || {})) {
+      posRows.push([target, tp, String(p.next_offset), p.end_offset === null ? '' : String(p.end_offset),
+        p.lag === null ? '' : String(p.lag)]);
+    }
+  }
+  const positions = table(['read model', 'topic:partition', 'position', 'end offset', 'lag'], posRows,
+    'Read model positions');
+  box.replaceChildren(cards, h('div', { class: 'table-wrap' }, brokers), h('div', { class: 'table-wrap' }, topics),
+    h('div', { class: 'table-wrap' }, positions),
+    h('p', { class: 'muted', 'aria-live': 'off' }, `updated ${when.toISOString()}`));
+}
+
+export async function render(root, ctx) {
+  root.append(h('h1', { id: 'page-title' }, 'Status'));
+  const box = h('div', { id: 'status-body' }, h('p', {}, 'loading…'));
+  const err = h('div', { 'aria-live': 'polite' });
+  root.append(err, box);
+  let timer = null;
+  const tick = async () => {
+    try {
+      const [st, ready] = await Promise.all([api.query('/api/v1/status', { token: null }), api.commandsReady()]);
+      if (!ctx.alive()) return;
+      err.replaceChildren();
+      draw(box, st, ready, new Date());
+    } catch (e) {
+      if (!ctx.alive()) return;
+      err.replaceChildren(errorBox(e));
+    }
+    if (ctx.alive()) timer = setTimeout(tick, EVERY_MS);
+  };
+  await tick();
+  return () => clearTimeout(timer);
+}
