@@ -457,10 +457,23 @@ static void process_batch(cmd_writer *w, cmd_item **items, size_t n)
                 apply_committed(w, items[i]);
     cmd_batch_reset(&w->batch);
     cmd_answer_batch(w->topic_ptrs, &w->st, items, n, failed, fail_code, atomic_load(&w->q.fenced));
-    if (w->abort_pending)
-        finish_abort(w);
-    if (w->settle_pending)
-        finish_settle(w);
+    if (w->abort_pending || w->settle_pending) {
+        /* An abort or a second commit may take seconds (longer than a queued
+         * command's KCQRS_KAFKA_TIMEOUT_MS allows) while Kafka is failing:
+         * the gate stays closed meanwhile, so those queued and those that
+         * arrive get their 503 now instead of after it. */
+        atomic_store(&w->q.ready, 0);
+        cmd_queue_set_why(&w->q, "recovering from a Kafka error: %s", errstr);
+        fail_queued(w, "Kafka is unavailable; retry");
+        if (w->abort_pending)
+            finish_abort(w);
+        if (w->settle_pending)
+            finish_settle(w);
+        if (w->prod.cur != NULL && !w->need_catch_up && !atomic_load(&w->q.fenced)) {
+            atomic_store(&w->q.ready, 1);
+            cmd_queue_set_why(&w->q, "ready");
+        }
+    }
     if (nappend > 0)
         cmd_producers_next(&w->prod);
     w->last_appended = failed ? 0 : n;

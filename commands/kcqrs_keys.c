@@ -156,7 +156,7 @@ int main(int argc, char **argv)
     char errstr[512];
     int rc;
 
-    if (kq_config_handle_help(argc, argv, usage))
+    if (kq_config_handle_flags(argc, argv, PROG, usage))
         return 0;
     if (kq_config_load_and_init_log(&cfg, PROG, errstr, sizeof errstr)) {
         fprintf(stderr, PROG ": %s\n", errstr);

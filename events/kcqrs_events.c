@@ -130,7 +130,7 @@ int main(int argc, char **argv)
     char errstr[512];
     int rc;
 
-    if (kq_config_handle_help(argc, argv, usage))
+    if (kq_config_handle_flags(argc, argv, PROG, usage))
         return 0;
     /* Nothing here needs the settings, but every binary validates them the same way. */
     if (kq_config_load_and_init_log(&cfg, PROG, errstr, sizeof errstr)) {

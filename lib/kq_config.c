@@ -8,6 +8,7 @@
 #include "kq_err.h"
 #include "kq_kprops.h"
 #include "kq_util.h"
+#include "kq_version.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -191,6 +192,98 @@ static const cfg_setting settings[] = {
 
 #define NSETTINGS (sizeof settings / sizeof settings[0])
 
+/*
+ * Which binaries read which setting (--help lists only a binary's own). A
+ * name ending in '*' covers every setting it prefixes; the first match wins;
+ * a setting no row matches is listed by every binary. Kept apart from
+ * `settings` so that a new setting needs no entry here to be shown.
+ */
+#define B_KAFKA                                                                                    \
+    (KQ_BIN_COMMANDS | KQ_BIN_QUERY | KQ_BIN_PROJECTOR | KQ_BIN_WORKER | KQ_BIN_REPLAY |           \
+     KQ_BIN_AUDIT | KQ_BIN_EVENTS | KQ_BIN_DLQ)
+#define B_HTTPD (KQ_BIN_COMMANDS | KQ_BIN_QUERY | KQ_BIN_PROJECTOR | KQ_BIN_WORKER)
+#define B_TOPICS (KQ_BIN_COMMANDS | KQ_BIN_PROJECTOR | KQ_BIN_QUERY)
+
+static const struct cfg_readers {
+    const char *name;
+    unsigned bins;
+} readers[] = {
+    {"KCQRS_LOG_*", KQ_BIN_ALL},
+    {"KCQRS_BROKERS", B_KAFKA},
+    {"KCQRS_TOPIC_PREFIX", B_KAFKA},
+    {"KCQRS_PARTITIONS", B_KAFKA},
+    {"KCQRS_KAFKA_*", B_KAFKA},
+    {"KCQRS_REPLICATION_FACTOR", B_TOPICS},
+    {"KCQRS_MIN_INSYNC_REPLICAS", B_TOPICS},
+    {"KCQRS_PG_DSN", KQ_BIN_PROJECTOR | KQ_BIN_QUERY | KQ_BIN_REPLAY},
+    {"KCQRS_PG_SCHEMA", KQ_BIN_PROJECTOR | KQ_BIN_QUERY | KQ_BIN_REPLAY},
+    {"KCQRS_KEYS_FILE", KQ_BIN_COMMANDS | KQ_BIN_QUERY | KQ_BIN_KEYS},
+    {"KCQRS_LMDB_DIR", KQ_BIN_COMMANDS | KQ_BIN_PROJECTOR | KQ_BIN_QUERY | KQ_BIN_REPLAY},
+    {"KCQRS_LMDB_MAP_MB", KQ_BIN_PROJECTOR | KQ_BIN_QUERY | KQ_BIN_REPLAY},
+    {"KCQRS_COMMANDS_ADDR", KQ_BIN_COMMANDS | KQ_BIN_WORKER},
+    {"KCQRS_COMMANDS_INTERNAL_ADDR", KQ_BIN_COMMANDS | KQ_BIN_WORKER},
+    {"KCQRS_HTTP_TLS_CA", KQ_BIN_WORKER},
+    {"KCQRS_HTTP_*", B_HTTPD},
+    {"KCQRS_ACCESS_LOG", B_HTTPD},
+    {"KCQRS_BATCH_MAX", KQ_BIN_COMMANDS | KQ_BIN_WORKER},
+    {"KCQRS_BATCH_*", KQ_BIN_COMMANDS},
+    {"KCQRS_SNAPSHOT_EVERY", KQ_BIN_COMMANDS},
+    {"KCQRS_IDEMPOTENCY_TTL", KQ_BIN_COMMANDS},
+    {"KCQRS_QUERY_ADDR", KQ_BIN_QUERY | KQ_BIN_REPLAY},
+    {"KCQRS_QUERY_READY_LAG", KQ_BIN_QUERY | KQ_BIN_PROJECTOR},
+    {"KCQRS_QUERY_*", KQ_BIN_QUERY},
+    {"KCQRS_CONSOLE_*", KQ_BIN_QUERY},
+    {"KCQRS_PROJECTOR_ADDR", KQ_BIN_PROJECTOR},
+    {"KCQRS_PROJ_*", KQ_BIN_PROJECTOR | KQ_BIN_REPLAY},
+    {"KCQRS_REPLAY_*", KQ_BIN_REPLAY},
+    {"KCQRS_WORKER_*", KQ_BIN_WORKER},
+    {"KCQRS_FAILPOINT", KQ_BIN_PROJECTOR},
+};
+
+#define NREADERS (sizeof readers / sizeof readers[0])
+
+static const struct cfg_bin {
+    const char *prog;
+    unsigned bit;
+} bins_by_name[] = {
+    {"kcqrs-commands", KQ_BIN_COMMANDS},
+    {"kcqrs-query", KQ_BIN_QUERY},
+    {"kcqrs-projector", KQ_BIN_PROJECTOR},
+    {"kcqrs-worker", KQ_BIN_WORKER},
+    {"kcqrs-replay", KQ_BIN_REPLAY},
+    {"kcqrs-audit", KQ_BIN_AUDIT},
+    {"kcqrs-events", KQ_BIN_EVENTS},
+    {"kcqrs-keys", KQ_BIN_KEYS},
+    {"kcqrs-dlq", KQ_BIN_DLQ},
+};
+
+unsigned kq_config_bin_of(const char *prog)
+{
+    for (size_t i = 0; i < sizeof bins_by_name / sizeof bins_by_name[0]; i++)
+        if (strcmp(prog, bins_by_name[i].prog) == 0)
+            return bins_by_name[i].bit;
+    return 0;
+}
+
+static unsigned readers_of(const char *name)
+{
+    for (size_t i = 0; i < NREADERS; i++) {
+        size_t n = strlen(readers[i].name);
+        if (n > 0 && readers[i].name[n - 1] == '*' ? strncmp(name, readers[i].name, n - 1) == 0
+                                                   : strcmp(name, readers[i].name) == 0)
+            return readers[i].bins;
+    }
+    return KQ_BIN_ALL;
+}
+
+int kq_config_reads(const char *name, unsigned bins)
+{
+    for (size_t i = 0; i < NSETTINGS; i++)
+        if (strcmp(settings[i].name, name) == 0)
+            return (readers_of(name) & bins) != 0;
+    return 0;
+}
+
 static int set_one(kq_config *cfg, const cfg_setting *s, const char *val, char *errstr,
                    size_t errlen)
 {
@@ -357,11 +450,17 @@ void kq_config_log_kafka_properties(const kq_config *cfg)
     kq_log(KQ_LOG_INFO, "kafka properties from %s (%zu):%s", p->path, p->n, line);
 }
 
-void kq_config_print_help(FILE *out)
+void kq_config_print_help_for(FILE *out, unsigned bins)
 {
     fprintf(out, "Configuration (environment variables):\n");
     for (size_t i = 0; i < NSETTINGS; i++)
-        fprintf(out, "  %-26s %-40s %s\n", settings[i].name, settings[i].def, settings[i].help);
+        if (readers_of(settings[i].name) & bins)
+            fprintf(out, "  %-26s %-40s %s\n", settings[i].name, settings[i].def, settings[i].help);
+}
+
+void kq_config_print_help(FILE *out)
+{
+    kq_config_print_help_for(out, KQ_BIN_ALL);
 }
 
 void kq_config_print_markdown(FILE *out)
@@ -374,6 +473,25 @@ void kq_config_print_markdown(FILE *out)
 int kq_config_topic(const kq_config *cfg, const char *aggregate_type, char *out, size_t outlen)
 {
     return snprintf(out, outlen, "%s.%s.events", cfg->topic_prefix, aggregate_type);
+}
+
+int kq_config_handle_flags(int argc, char **argv, const char *prog, const char *usage)
+{
+    unsigned bin = kq_config_bin_of(prog);
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--version") == 0) {
+            kq_version_print(stdout, prog);
+            return 1;
+        }
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage, stdout);
+            fputc('\n', stdout);
+            kq_config_print_help_for(stdout, bin ? bin : KQ_BIN_ALL);
+            return 1;
+        }
+    }
+    return kq_config_handle_help(argc, argv, usage);
 }
 
 int kq_config_handle_help(int argc, char **argv, const char *usage)

@@ -119,10 +119,48 @@ void kq_config_print_markdown(FILE *out);
 int kq_config_topic(const kq_config *cfg, const char *aggregate_type, char *out, size_t outlen);
 
 /*
- * Common flags of every binary: `--help`/`-h` prints `usage` and the settings
- * table to stdout; `--config-markdown` prints the README table. Returns 1 when
- * one of them was handled (main() then exits 0), else 0.
+ * Common flags of the test tools and benchmarks: `--help`/`-h` prints `usage`
+ * and the whole settings table to stdout; `--config-markdown` prints the
+ * README table. Returns 1 when one of them was handled (main() then exits 0),
+ * else 0.
  */
 int kq_config_handle_help(int argc, char **argv, const char *usage);
+
+/*
+ * Which settings each kcqrs binary reads. Every row of the table names the
+ * binaries that read it (a second table in kq_config.c, keyed by name; a row
+ * it does not name is read by all), so `--help` of kcqrs-keys does not list
+ * Kafka settings. kq_config_load() still validates every setting in every
+ * binary: a bad value is refused the same way everywhere.
+ */
+#define KQ_BIN_COMMANDS 0x001u
+#define KQ_BIN_QUERY 0x002u
+#define KQ_BIN_PROJECTOR 0x004u
+#define KQ_BIN_WORKER 0x008u
+#define KQ_BIN_REPLAY 0x010u
+#define KQ_BIN_AUDIT 0x020u
+#define KQ_BIN_EVENTS 0x040u
+#define KQ_BIN_KEYS 0x080u
+#define KQ_BIN_DLQ 0x100u
+#define KQ_BIN_ALL 0x1ffu
+
+/* The KQ_BIN_* bit of a binary's name ("kcqrs-keys"); 0 for any other name. */
+unsigned kq_config_bin_of(const char *prog);
+
+/* 1 when the binaries of `bins` (KQ_BIN_* bits) read setting `name`, else 0
+ * (also for a name that is not a setting). */
+int kq_config_reads(const char *name, unsigned bins);
+
+/* The settings that the binaries of `bins` read, aligned as --help shows them. */
+void kq_config_print_help_for(FILE *out, unsigned bins);
+
+/*
+ * Common flags of every kcqrs binary (`prog` is its name, e.g.
+ * "kcqrs-events"): `--help`/`-h` prints `usage` and the settings that binary
+ * reads; `--version` prints "<prog> <version> (commit <git commit>)"
+ * (kq_version.h); `--config-markdown` prints the README table (every
+ * setting). Returns 1 when one was handled (main() then exits 0), else 0.
+ */
+int kq_config_handle_flags(int argc, char **argv, const char *prog, const char *usage);
 
 #endif

@@ -18,7 +18,7 @@ int kq_service_begin(kq_service *s, const char *prog, const char *usage, unsigne
     memset(s, 0, sizeof *s);
     s->prog = prog;
     *status = 0;
-    if (kq_config_handle_help(argc, argv, usage))
+    if (kq_config_handle_flags(argc, argv, prog, usage))
         return 1;
     *status = 2;
     if (argc > 1 && !(flags & KQ_SERVICE_ARGS)) {

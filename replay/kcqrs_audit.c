@@ -115,7 +115,7 @@ static int cmd_verify_chain(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    if (kq_config_handle_help(argc, argv, usage))
+    if (kq_config_handle_flags(argc, argv, AUD_PROG, usage))
         return 0;
     if (argc < 2) {
         fputs(usage, stderr);

@@ -137,7 +137,7 @@ int main(int argc, char **argv)
     sigset_t set;
     double t_start;
 
-    if (kq_config_handle_help(argc, argv, usage))
+    if (kq_config_handle_flags(argc, argv, RP_PROG, usage))
         return 0;
     if (rp_cli_parse(argc, argv, &a, err, sizeof err) != 0) {
         fprintf(stderr, "%s: %s (see --help)\n", RP_PROG, err);

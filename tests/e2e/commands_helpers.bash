@@ -119,8 +119,7 @@ cmd_kill() {
     local pid
     pid=$(cmd_pid "$1")
     touch "$BATS_FILE_TMPDIR/$1.killed.$pid"
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    kq_kill "$pid"
 }
 
 # cmd_stop_all: stop every instance; fail (showing the log) if one had

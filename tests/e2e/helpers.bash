@@ -97,13 +97,34 @@ kq_bg() {
     echo $!
 }
 
+# kq_gone PID: the process has exited (no such pid, or a zombie nobody reaped
+# yet: its sockets are closed either way).
+kq_gone() {
+    local st
+    st=$(sed -E 's/.*\) (.).*/\1/' "/proc/$1/stat" 2>/dev/null) || return 0
+    [[ -z "$st" || "$st" == Z ]]
+}
+
+# kq_kill PID: SIGKILL and wait (up to 10 s) until the process is gone, so that
+# its ports are free for the instance started next. A service started with
+# kq_bg inside $(...) is not this shell's child: `wait` alone returns at once.
+kq_kill() {
+    local pid="$1" i=0
+    kill -KILL "$pid" 2>/dev/null || return 0
+    while ! kq_gone "$pid" && [[ $i -lt 100 ]]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    wait "$pid" 2>/dev/null || true
+}
+
 # kq_stop PID [SECONDS]: SIGTERM, wait, SIGKILL after SECONDS (default 10).
 kq_stop() {
     local pid="$1" i=0 n=$((${2:-10} * 10))
     kill -TERM "$pid" 2>/dev/null || return 0
-    while kill -0 "$pid" 2>/dev/null; do
+    while ! kq_gone "$pid"; do
         if [[ $i -ge $n ]]; then
-            kill -KILL "$pid" 2>/dev/null || true
+            kq_kill "$pid"
             break
         fi
         sleep 0.1

@@ -56,8 +56,7 @@ wk_kill() {
     local pid
     pid=$(wk_pid "$1")
     touch "$BATS_FILE_TMPDIR/wk-$1.killed.$pid"
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    kq_kill "$pid"
 }
 
 wk_stop() {

@@ -232,6 +232,29 @@ static void test_markdown_table_lists_every_variable(void **state)
     free(text);
 }
 
+/* Which binary lists which setting in --help. */
+static void test_readers(void **state)
+{
+    (void)state;
+    assert_int_equal(kq_config_bin_of("kcqrs-worker"), KQ_BIN_WORKER);
+    assert_int_equal(kq_config_bin_of("kcqrs-dlq"), KQ_BIN_DLQ);
+    assert_int_equal(kq_config_bin_of("kcqrs"), 0);
+    assert_int_equal(kq_config_reads("KCQRS_LOG_LEVEL", KQ_BIN_KEYS), 1);
+    assert_int_equal(kq_config_reads("KCQRS_BROKERS", KQ_BIN_KEYS), 0);
+    assert_int_equal(kq_config_reads("KCQRS_BROKERS", KQ_BIN_EVENTS), 1);
+    assert_int_equal(kq_config_reads("KCQRS_HTTP_TLS_CA", KQ_BIN_WORKER), 1);
+    assert_int_equal(kq_config_reads("KCQRS_HTTP_TLS_CA", KQ_BIN_QUERY), 0);
+    assert_int_equal(kq_config_reads("KCQRS_HTTP_THREADS", KQ_BIN_QUERY), 1);
+    assert_int_equal(kq_config_reads("KCQRS_BATCH_MAX", KQ_BIN_WORKER), 1);
+    assert_int_equal(kq_config_reads("KCQRS_BATCH_LINGER_US", KQ_BIN_WORKER), 0);
+    assert_int_equal(kq_config_reads("KCQRS_WORKER_SMTP_URL", KQ_BIN_WORKER), 1);
+    assert_int_equal(kq_config_reads("KCQRS_WORKER_SMTP_URL", KQ_BIN_ALL & ~KQ_BIN_WORKER), 0);
+    assert_int_equal(kq_config_reads("KCQRS_NO_SUCH_SETTING", KQ_BIN_ALL), 0);
+    /* every setting is read by at least one binary */
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        assert_int_equal(kq_config_reads(vars[i], KQ_BIN_ALL), 1);
+}
+
 static void test_log_records(void **state)
 {
     char line[512];
@@ -285,6 +308,7 @@ int main(void)
         cmocka_unit_test_setup(test_invalid_values, clear_env),
         cmocka_unit_test_setup(test_access_log, clear_env),
         cmocka_unit_test(test_markdown_table_lists_every_variable),
+        cmocka_unit_test(test_readers),
         cmocka_unit_test(test_log_records),
         cmocka_unit_test(test_strerror),
     };
