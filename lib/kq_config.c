@@ -131,8 +131,7 @@ static const cfg_setting settings[] = {
      "Query API: longest wait for a consistency token before 503 projection_behind"},
     {"KCQRS_QUERY_READY_LAG", "100000", CFG_INT, F(query_ready_lag), 0, 2147483647,
      "Query API: /ready fails while a read model lags the log by more events than this"},
-    {"KCQRS_CONSOLE_COMMANDS_URL", "http://127.0.0.1:8080", CFG_STRING,
-     F(console_commands_url), 0, 0,
+    {"KCQRS_CONSOLE_COMMANDS_URL", "http://127.0.0.1:8080", CFG_STRING, F(console_cmd_url), 0, 0,
      "Web console (kcqrs-query /console): base URL of kcqrs-commands the browser sends "
      "commands to (http[s]://host[:port]); its KCQRS_CORS_ORIGINS must allow the query API"},
     {"KCQRS_PG_SCHEMA", "kcqrs", CFG_STRING, F(pg_schema), 0, 0,

@@ -63,7 +63,7 @@ typedef struct kq_config {
     int proj_batch_ms;         /* KCQRS_PROJ_BATCH_MS, how long a projector batch may gather */
     int query_wait_ms;         /* KCQRS_QUERY_WAIT_MS, bound on consistency-token waits */
     int query_ready_lag;       /* KCQRS_QUERY_READY_LAG, events of lag above which /ready fails */
-    char *console_commands_url; /* KCQRS_CONSOLE_COMMANDS_URL, the console's commands API */
+    char *console_cmd_url;     /* KCQRS_CONSOLE_COMMANDS_URL, the web console's commands API */
     char *pg_schema;           /* KCQRS_PG_SCHEMA, schema of the PostgreSQL read model */
     int replay_batch_max;      /* KCQRS_REPLAY_BATCH_MAX, events per shadow transaction */
     char *worker_addr;         /* KCQRS_WORKER_ADDR */

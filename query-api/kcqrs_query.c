@@ -60,7 +60,7 @@ int main(int argc, char **argv)
 
     if (kq_service_begin(&svc, PROG, usage, KQ_SERVICE_KEYS, argc, argv, &rc))
         return rc;
-    if (qry_console_init(&console, cfg->console_commands_url, err, sizeof err) != 0) {
+    if (qry_console_init(&console, cfg->console_cmd_url, err, sizeof err) != 0) {
         kq_log_error("%s", err);
         rc = 2;
         goto out;

@@ -33,6 +33,13 @@ export function problemOf(status, body) {
   return { status, code: `http_${status}`, detail: `the server answered HTTP ${status}`, errors: [] };
 }
 
+// The version a 412 names: in the error item for "version" (or top level).
+export function currentVersion(e) {
+  const item = e.errors.find((x) => x && x.current_version !== undefined);
+  if (item) return item.current_version;
+  return e.problem ? e.problem.current_version : undefined;
+}
+
 export async function config() {
   if (settings === null) {
     const r = await fetch('/console/config.json', { cache: 'no-store' });

@@ -3,6 +3,8 @@
 
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
+  // the API validates every input; its answer is what a form shows (no browser bubbles)
+  if (tag === 'form') el.noValidate = true;
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === undefined || v === null || v === false) continue;
     if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);

@@ -136,7 +136,7 @@ async function detailPage(root, ctx, id) {
 
   function showConflictOr(form, e, r) {
     if (e.status !== 412) { showError(form, e); return; }
-    const cur = e.problem.current_version;
+    const cur = api.currentVersion(e);
     const reload = h('button', { type: 'button', class: 'secondary' }, 'Reload the current version');
     reload.addEventListener('click', () => load());
     showError(form, e, h('p', {},

@@ -93,7 +93,7 @@ async function runPage(root, ctx, id) {
           r.error ? [h('dt', {}, 'error'), h('dd', {}, r.error)] : null),
         h('h2', {}, 'Payload'), h('pre', {}, JSON.stringify(r.payload, null, 2)),
         h('h2', {}, 'Timeline'),
-        (r.steps || []).map((s) => h('div', { class: 'table-wrap' },
+        ...(r.steps || []).map((s) => h('div', { class: 'table-wrap' },
           table(['attempt', 'result', 'at', 'duration', 'next delay', 'delivery id'], attemptRows(s),
             `Step ${s.index}${s.name ? ` ${s.name}` : ''} (${s.type}): ${s.status}`))));
       if (r.status === 'pending' || r.status === 'running') timer = setTimeout(load, RUN_EVERY_MS);

@@ -140,7 +140,9 @@ async function detailPage(root, ctx, id) {
       if (e.status === 412) {
         const reload = h('button', { type: 'button', class: 'secondary' }, 'Reload the current version');
         reload.addEventListener('click', () => load());
-        showError(form, e, h('p', {}, `This workflow changed after you loaded version ${w.version}. `, reload));
+        const cur = api.currentVersion(e);
+        showError(form, e, h('p', {}, `This workflow changed after you loaded version ${w.version}` +
+          `${cur !== undefined ? ` (it is now at version ${cur})` : ''}. Your change was not saved. `, reload));
       } else {
         showError(form, e);
       }
