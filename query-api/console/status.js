@@ -5,10 +5,16 @@ import { h, table, errorBox } from './dom.js';
 
 const EVERY_MS = 2000;
 
+// brokers_down, partitions_unavailable, ...: lists of ids or "topic/partition" names
+function list(x) {
+  if (!Array.isArray(x)) return 'unknown';
+  return x.length ? x.join(', ') : 'none';
+}
+
 function stateCell(s) { return h('span', { class: `state-${s}` }, s); }
 
 function card(title, ...lines) {
-  return h('div', { class: 'card' }, h('h2', {}, title), lines.map((l) => h('p', {}, l)));
+  return h('div', { class: 'card' }, h('h2', {}, title), lines.filter((l) => l !== null).map((l) => h('p', {}, l)));
 }
 
 function draw(box, st, ready, when) {
@@ -17,9 +23,10 @@ function draw(box, st, ready, when) {
   const lagOf = (m) => (m && m.available ? (m.lag === null ? 'unknown' : String(m.lag)) : 'unavailable');
   const cards = h('div', { class: 'cards' },
     card('Kafka', k.connected ? stateCell('up') : stateCell('down'),
-      `brokers down: ${k.brokers_down ?? '?'}`,
-      `partitions unavailable: ${k.partitions_unavailable ?? '?'}`,
-      `under-replicated: ${k.partitions_under_replicated ?? '?'}`),
+      k.error ? h('span', { class: 'state-bad' }, k.error) : null,
+      `brokers down: ${list(k.brokers_down)}`,
+      `partitions unavailable: ${list(k.partitions_unavailable)}`,
+      `under-replicated: ${list(k.partitions_under_replicated)}`),
     card('Command writer', ready.ok ? stateCell('up') : stateCell('down'),
       ready.ok ? 'ready' : (ready.body && (ready.body.detail || (ready.body.error && ready.body.error.message))) ||
         ready.error || `HTTP ${ready.status}`, h('span', { class: 'muted' }, ready.url)),
