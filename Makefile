@@ -260,11 +260,13 @@ test-faults-short: $(BINS) $(TOOL_BIN)
 
 # ---------------------------------------------------------------- running
 # deps runs first and the build in a sub-make, so pkg-config sees freshly installed packages.
-# make up KAFKA_NODES=3 (a 3-node cluster), make up KAFKA_SECURITY=sasl_ssl; see ops/up.sh.
+# make up KAFKA_NODES=3 (a 3-node cluster), make up KAFKA_SECURITY=sasl_ssl, make up HTTPS=1
+# (a local CA and certificate in var/tls); see ops/up.sh.
 up: deps
 	@$(MAKE) --no-print-directory all
 	@$(if $(KAFKA_NODES),KCQRS_KAFKA_NODES=$(KAFKA_NODES)) \
-	  $(if $(KAFKA_SECURITY),KCQRS_KAFKA_SECURITY=$(KAFKA_SECURITY)) ops/up.sh
+	  $(if $(KAFKA_SECURITY),KCQRS_KAFKA_SECURITY=$(KAFKA_SECURITY)) \
+	  $(if $(HTTPS),KCQRS_HTTPS=$(HTTPS)) ops/up.sh
 
 down:
 	@ops/down.sh

@@ -43,6 +43,10 @@
  *                            cluster (a smoke test of this program only: the
  *                            numbers mean nothing)
  *
+ * Kafka settings: KCQRS_KAFKA_PROPERTIES (a librdkafka key=value file, as
+ * every kcqrs binary reads it: TLS, SASL) is applied to every client of a
+ * real-broker run, checked at start (a bad line exits 2 naming FILE:LINE).
+ *
  * Exit status: 0 when every phase completed with every message delivered or
  * read; 1 on any delivery error, timeout or broker error (nothing is printed
  * as a RESULT for a phase that failed); 2 on bad usage.
@@ -61,6 +65,7 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include "kq_kprops.h"
 #include "kq_util.h"
 #include "bench_util.h"
 
@@ -68,6 +73,7 @@
 
 typedef struct kb_opts {
     const char *brokers;
+    const kq_kprops *props; /* KCQRS_KAFKA_PROPERTIES, NULL when unset (or --mock) */
     int mock;
     long messages, lat_messages, txn_messages, size, lat_window, partitions, linger_ms, window,
         batch, replication;
@@ -121,6 +127,10 @@ static rd_kafka_conf_t *kb_conf(const kb_opts *o, char *errstr, size_t errlen)
     rd_kafka_conf_set_log_cb(conf, kb_log_cb);
     if (rd_kafka_conf_set(conf, "bootstrap.servers", o->brokers, errstr, errlen) !=
         RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    if (o->props != NULL && kq_kprops_apply(o->props, conf, errstr, errlen) != 0) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
@@ -607,6 +617,7 @@ int main(int argc, char **argv)
     char topic[128], txn_topic[128], name[64], *created[2] = {NULL, NULL}, errstr[512];
     rd_kafka_t *mock_rk = NULL;
     rd_kafka_mock_cluster_t *mc = NULL;
+    kq_kprops *props = NULL;
     int rc = 1;
 
     for (int i = 1; i < argc; i++) {
@@ -656,6 +667,15 @@ int main(int argc, char **argv)
     }
     if ((o.brokers == NULL) == (o.mock == 0))
         goto usage;
+    if (!o.mock && getenv("KCQRS_KAFKA_PROPERTIES") != NULL &&
+        strcmp(getenv("KCQRS_KAFKA_PROPERTIES"), "none") != 0 &&
+        strcmp(getenv("KCQRS_KAFKA_PROPERTIES"), "") != 0) {
+        if (kq_kprops_load(getenv("KCQRS_KAFKA_PROPERTIES"), &props, errstr, sizeof errstr) != 0) {
+            fprintf(stderr, "bench_kafka: %s\n", errstr);
+            return 2;
+        }
+        o.props = props;
+    }
     if (o.do_consume && !o.do_produce) {
         fprintf(stderr, "bench_kafka: the consume phase reads what the produce phase wrote\n");
         goto usage;
@@ -722,5 +742,6 @@ out:
         rd_kafka_mock_cluster_destroy(mc);
     if (mock_rk != NULL)
         rd_kafka_destroy(mock_rk);
+    kq_kprops_free(props);
     return rc;
 }

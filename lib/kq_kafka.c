@@ -9,6 +9,7 @@
 #include "kq_time.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,10 +38,73 @@ static int err_code(rd_kafka_resp_err_t err)
     return is_timeout(err) ? KQ_ETIMEDOUT : KQ_EKAFKA;
 }
 
+/*
+ * The last failed login or TLS handshake of any Kafka client of this process,
+ * seen in librdkafka's own log lines (they arrive on its threads at once; its
+ * error events wait for a poll that a client stuck in a timed-out call never
+ * makes). conn_explain() names it in place of a bare "Timed out".
+ */
+#define CONN_FAIL_RECENT_MS 10000
+static pthread_mutex_t conn_mu = PTHREAD_MUTEX_INITIALIZER;
+static int64_t conn_fail_ms;
+static const char *conn_fail_what;
+
+static void conn_note(const char *buf)
+{
+    const char *what = NULL;
+
+    if (strstr(buf, "SASL authentication error") != NULL ||
+        strstr(buf, "Authentication failed") != NULL)
+        what = "Kafka authentication failed (check sasl.username, sasl.password and "
+               "sasl.mechanisms in KCQRS_KAFKA_PROPERTIES)";
+    else if (strstr(buf, "certificate verify failed") != NULL)
+        what = "Kafka broker certificate verify failed (check ssl.ca.location in "
+               "KCQRS_KAFKA_PROPERTIES and the host in KCQRS_BROKERS)";
+    else if (strstr(buf, "SSL handshake failed") != NULL)
+        what = "Kafka TLS handshake failed (see the log)";
+    if (what == NULL)
+        return;
+    pthread_mutex_lock(&conn_mu);
+    conn_fail_ms = kq_time_mono_ms();
+    conn_fail_what = what;
+    pthread_mutex_unlock(&conn_mu);
+}
+
+const char *kq_kafka_conn_failure(void)
+{
+    const char *what = NULL;
+
+    pthread_mutex_lock(&conn_mu);
+    if (conn_fail_what != NULL && kq_time_mono_ms() - conn_fail_ms <= CONN_FAIL_RECENT_MS)
+        what = conn_fail_what;
+    pthread_mutex_unlock(&conn_mu);
+    return what;
+}
+
+/* A timeout while logins or handshakes fail: say that, and what was being done
+ * (errstr up to its first ':'), instead of "Timed out". Returns rc. */
+static int conn_explain(int rc, char *errstr, size_t errlen)
+{
+    const char *why;
+    char was[128];
+    size_t n;
+
+    if (rc != KQ_ETIMEDOUT || errstr == NULL || errlen == 0 ||
+        (why = kq_kafka_conn_failure()) == NULL)
+        return rc;
+    n = strcspn(errstr, ":");
+    snprintf(was, sizeof was, "%.*s", (int)(n < sizeof was ? n : sizeof was - 1), errstr);
+    snprintf(errstr, errlen, "%s, during %s", why, was);
+    return rc;
+}
+
 /* librdkafka log lines (syslog levels) into kq_log. Runs on librdkafka threads. */
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     kq_log_level l;
+
+    if (level <= 4)
+        conn_note(buf);
 
     if (level <= 3)
         l = KQ_LOG_ERROR;
@@ -308,7 +372,7 @@ out:
     if (md != NULL)
         rd_kafka_metadata_destroy(md);
     rd_kafka_topic_destroy(rkt);
-    return rc;
+    return conn_explain(rc, errstr, errlen);
 }
 
 /* Wait for the one admin result event of type `type` on q. */
@@ -322,6 +386,7 @@ static rd_kafka_event_t *admin_wait(rd_kafka_queue_t *q, rd_kafka_event_type_t t
     if (ev == NULL) {
         *rc =
             kq_seterr(errstr, errlen, KQ_ETIMEDOUT, "%s: no answer within %d ms", what, timeout_ms);
+        *rc = conn_explain(*rc, errstr, errlen);
         return NULL;
     }
     if (rd_kafka_event_type(ev) != type) {
@@ -333,6 +398,7 @@ static rd_kafka_event_t *admin_wait(rd_kafka_queue_t *q, rd_kafka_event_type_t t
     if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
         *rc = kq_seterr(errstr, errlen, err_code(rd_kafka_event_error(ev)), "%s: %s", what,
                         rd_kafka_event_error_string(ev));
+        *rc = conn_explain(*rc, errstr, errlen);
         rd_kafka_event_destroy(ev);
         return NULL;
     }
@@ -658,6 +724,7 @@ int kq_kafka_error_take(rd_kafka_error_t *error, const char *what, int *needs_ab
                        rd_kafka_error_string(error));
     } else if (rd_kafka_error_is_retriable(error) || is_timeout(code)) {
         rc = kq_seterr(errstr, errlen, KQ_ETIMEDOUT, "%s: %s", what, rd_kafka_error_string(error));
+        rc = conn_explain(rc, errstr, errlen);
     } else {
         rc = kq_seterr(errstr, errlen, KQ_EKAFKA, "%s: %s", what, rd_kafka_error_string(error));
     }

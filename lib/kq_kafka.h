@@ -117,6 +117,18 @@ int kq_kafka_conf_bound_queue(rd_kafka_conf_t *conf, long kbytes, char *errstr, 
  */
 int kq_kafka_delivery_timeout_ms(const kq_config *cfg);
 
+/*
+ * What stops this process's Kafka clients from connecting, when any of them
+ * saw a failed login or TLS handshake in the last 10 s (librdkafka's log lines,
+ * seen by the log callback of kq_kafka_conf_new): a fixed sentence such as
+ * "Kafka authentication failed (check sasl.username, ...)" or "Kafka broker
+ * certificate verify failed (check ssl.ca.location ...)"; else NULL. The
+ * functions of this module that time out (metadata, admin requests,
+ * transactions) put that sentence in errstr instead of "Timed out", so /ready
+ * and the logs name the cause. Any thread.
+ */
+const char *kq_kafka_conn_failure(void);
+
 /* rd_kafka_conf_set() with our error convention (KQ_ECONFIG naming the property). */
 int kq_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
                       size_t errlen);

@@ -8,6 +8,12 @@ VAR=${KCQRS_VAR_DIR:-$REPO/var}
 KQ_PROG="make down"
 # shellcheck source=ops/lib.sh
 . "$REPO/ops/lib.sh"
+# HTTPS as the last `make up` ran it (ops/up.sh), for the health checks.
+if [[ "${KCQRS_HTTP_TLS_CERT:-none}" == none && -f "$VAR/https.env" ]]; then
+    # shellcheck source=/dev/null
+    . "$VAR/https.env"
+    kq_tls_init
+fi
 
 # Services first (SIGTERM: they finish queued work and snapshot), then the
 # servers, in parallel. A service is what answers GET /health on its address

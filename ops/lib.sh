@@ -40,8 +40,65 @@ kq_make_key() {
 # process of that program. var/<name>.addr remembers the address a service
 # was started on, for `make down`.
 
-# kq_health ADDR: 0 when http://ADDR/health answers 2xx within a second.
-kq_health() { curl -sf --max-time 1 -o /dev/null "http://$1/health" 2>/dev/null; }
+# ---- HTTPS: the scheme and the CA the checks and printed URLs use ----
+#
+# The services speak HTTPS on every listener when KCQRS_HTTP_TLS_CERT (and
+# _KEY) are set; the health checks then use https and trust
+# KCQRS_HTTP_TLS_CA (a PEM file; "system" or unset: the system's CAs).
+# kq_tls_init reads those settings into KQ_SCHEME (http or https) and
+# KQ_CURL_TLS (curl's options); it runs when this file is sourced and again
+# whenever the caller changes the settings.
+kq_tls_init() {
+    local cert=${KCQRS_HTTP_TLS_CERT:-none} ca=${KCQRS_HTTP_TLS_CA:-system}
+    KQ_SCHEME=http
+    KQ_CURL_TLS=()
+    if [[ -n "$cert" && "$cert" != none ]]; then
+        KQ_SCHEME=https
+        [[ -n "$ca" && "$ca" != system ]] && KQ_CURL_TLS=(--cacert "$ca")
+    fi
+    return 0
+}
+kq_tls_init
+
+# kq_url ADDR: the base URL of a service listening on ADDR.
+kq_url() { echo "$KQ_SCHEME://$1"; }
+
+# kq_curl ARGS...: curl with the CA of kq_tls_init.
+kq_curl() { curl "${KQ_CURL_TLS[@]}" "$@"; }
+
+# kq_tls_self_signed DIR: unless DIR holds them already, make a local CA
+# (DIR/ca.pem, DIR/ca.key) and a server certificate signed by it
+# (DIR/server.pem, DIR/server.key; subjectAltName 127.0.0.1, ::1, localhost
+# and this host's name), keys mode 0600, valid 825 days. `make up HTTPS=1`
+# uses it for var/tls. 0 on success; openssl's output on failure.
+kq_tls_self_signed() {
+    local d=$1 log
+    [[ -s "$d/ca.pem" && -s "$d/server.pem" && -s "$d/server.key" ]] && return 0
+    mkdir -p "$d" && chmod 700 "$d" || return 1
+    log="$d/openssl.log"
+    (
+        umask 077
+        openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj "/CN=kcqrs local CA" \
+            -keyout "$d/ca.key" -out "$d/ca.pem" &&
+            openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+                -keyout "$d/server.key.tmp" -out "$d/server.csr" &&
+            printf 'subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost,DNS:%s\nextendedKeyUsage=serverAuth\n' \
+                "$(hostname 2>/dev/null || echo localhost)" >"$d/server.ext" &&
+            openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
+                -CAcreateserial -days 825 -extfile "$d/server.ext" -out "$d/server.pem.tmp"
+    ) >"$log" 2>&1 || {
+        cat "$log" >&2
+        rm -f "$d/server.pem.tmp" "$d/server.key.tmp"
+        return 1
+    }
+    chmod 644 "$d/ca.pem" "$d/server.pem.tmp"
+    mv "$d/server.key.tmp" "$d/server.key"
+    mv "$d/server.pem.tmp" "$d/server.pem"
+    rm -f "$d/server.csr" "$d/server.ext" "$log"
+}
+
+# kq_health ADDR: 0 when ADDR's /health (kq_url) answers 2xx within a second.
+kq_health() { kq_curl -sf --max-time 1 -o /dev/null "$(kq_url "$1")/health" 2>/dev/null; }
 
 # kq_pid_live PID NAME: 0 when PID is a live process (not a zombie) of the
 # program NAME (its /proc comm, which the kernel cuts at 15 bytes).
@@ -62,7 +119,7 @@ kq_listener_pid() {
 
 # kq_service_start NAME BIN ADDR VAR: start BIN in the background (pid in
 # VAR/NAME.pid, log in VAR/NAME.log, its address in VAR/NAME.addr) and wait
-# until http://ADDR/ready answers (60 s), unless http://ADDR/health answers
+# until ADDR's /ready answers (60 s; http or https: kq_url), unless /health answers
 # already ("already running"). A pid file whose process is dead, a zombie or
 # another program is stale and ignored; a live one that does not answer gets
 # 10 s to answer /health (it may be starting), then make up fails rather than
@@ -72,24 +129,24 @@ kq_service_start() {
     old=$(cat "$pidf" 2>/dev/null || true)
     if kq_health "$addr"; then
         pid=$(kq_listener_pid "$addr")
-        echo "$name: already running on http://$addr (pid ${pid:-?})"
+        echo "$name: already running on $(kq_url "$addr") (pid ${pid:-?})"
         return 0
     fi
     if kq_pid_live "$old" "$name"; then
         for _ in $(seq 1 100); do
             if kq_health "$addr"; then
-                echo "$name: already running on http://$addr (pid $old)"
+                echo "$name: already running on $(kq_url "$addr") (pid $old)"
                 return 0
             fi
             kq_pid_live "$old" "$name" || break
             sleep 0.1
         done
         if kq_pid_live "$old" "$name"; then
-            echo "make up: $name (pid $old) runs but does not answer http://$addr/health; 'make down' stops it" >&2
+            echo "make up: $name (pid $old) runs but does not answer $(kq_url "$addr")/health; 'make down' stops it" >&2
             return 1
         fi
     fi
-    [[ -n "$old" ]] && echo "$name: not answering on http://$addr; stale pid file ($old) ignored"
+    [[ -n "$old" ]] && echo "$name: not answering on $(kq_url "$addr"); stale pid file ($old) ignored"
     rm -f "$pidf"
     [[ -x "$bin" ]] || { echo "make up: $bin is not built (run make)" >&2; return 1; }
     nohup "$bin" >>"$logf" 2>&1 </dev/null &
@@ -103,13 +160,13 @@ kq_service_start() {
             tail -n 20 "$logf" >&2
             return 1
         fi
-        if curl -sf --max-time 2 -o /dev/null "http://$addr/ready" 2>/dev/null; then
-            echo "$name: ready on http://$addr (pid $pid)"
+        if kq_curl -sf --max-time 2 -o /dev/null "$(kq_url "$addr")/ready" 2>/dev/null; then
+            echo "$name: ready on $(kq_url "$addr") (pid $pid)"
             return 0
         fi
         sleep 0.1
     done
-    echo "make up: $name (pid $pid) not ready after 60 s: $(curl -s --max-time 2 "http://$addr/ready" 2>&1)" >&2
+    echo "make up: $name (pid $pid) not ready after 60 s: $(kq_curl -s --max-time 2 "$(kq_url "$addr")/ready" 2>&1)" >&2
     echo "last lines of $logf (access log left out):" >&2
     grep -v ' http [A-Z]* /' "$logf" | tail -n 5 >&2
     return 1
@@ -127,7 +184,7 @@ kq_service_stop() {
         if kq_health "$addr"; then
             pid=$(kq_listener_pid "$addr")
             kq_pid_live "$pid" "$name" || {
-                echo "$name: http://$addr answers but not from a $name process (pid ${pid:-?}); left alone" >&2
+                echo "$name: $(kq_url "$addr") answers but not from a $name process (pid ${pid:-?}); left alone" >&2
                 rm -f "$pidf"
                 return 1
             }

@@ -25,7 +25,17 @@
 # fixed when var/kafka is first created; later runs reuse what is there (and
 # refuse a different request: `make down && rm -rf var` starts afresh).
 #
+# HTTPS: with KCQRS_HTTP_TLS_CERT and KCQRS_HTTP_TLS_KEY set every service
+# speaks HTTPS, and the health checks and printed URLs use https, trusting
+# KCQRS_HTTP_TLS_CA (default: the system's CAs). KCQRS_HTTPS=1 (make up
+# HTTPS=1) without a certificate makes a local CA and a certificate for
+# 127.0.0.1/localhost in var/tls (ops/lib.sh kq_tls_self_signed, once) and
+# uses them. The HTTPS settings are remembered in var/https.env, so later
+# `make up` and `make down` use them too; KCQRS_HTTPS=0 (make up HTTPS=0)
+# turns HTTPS off again.
+#
 # Environment (defaults):
+#   KCQRS_HTTPS= (remembered; 0 or 1) KCQRS_HTTP_TLS_CERT/KEY=none KCQRS_HTTP_TLS_CA=system
 #   KCQRS_KAFKA_NODES=1 KCQRS_KAFKA_SECURITY=plaintext
 #   KCQRS_KAFKA_PORT=9092 KCQRS_KAFKA_CONTROLLER_PORT=9093 KCQRS_PG_PORT=5432
 #   KCQRS_COMMANDS_ADDR=127.0.0.1:8080 KCQRS_COMMANDS_INTERNAL_ADDR=127.0.0.1:8090
@@ -79,6 +89,34 @@ if [[ "$NODES" != 1 ]]; then
 fi
 
 mkdir -p "$VAR"
+
+# HTTPS: the operator's certificate, else var/tls for HTTPS=1, else what the
+# last `make up` used (var/https.env), unless HTTPS=0.
+HTTPS_ENV="$VAR/https.env"
+HTTPS=${KCQRS_HTTPS:-}
+[[ -z "$HTTPS" || "$HTTPS" == 0 || "$HTTPS" == 1 ]] || die "KCQRS_HTTPS='$HTTPS' must be 0 or 1"
+if [[ "${KCQRS_HTTP_TLS_CERT:-none}" == none ]]; then
+    if [[ "$HTTPS" == 1 ]]; then
+        kq_tls_self_signed "$VAR/tls" || die "making the local CA and certificate in $VAR/tls failed"
+        export KCQRS_HTTP_TLS_CERT="$VAR/tls/server.pem" KCQRS_HTTP_TLS_KEY="$VAR/tls/server.key"
+        export KCQRS_HTTP_TLS_CA="$VAR/tls/ca.pem"
+    elif [[ -z "$HTTPS" && -f "$HTTPS_ENV" ]]; then
+        # shellcheck source=/dev/null
+        . "$HTTPS_ENV"
+    fi
+fi
+if [[ "$HTTPS" == 0 ]]; then
+    unset KCQRS_HTTP_TLS_CERT KCQRS_HTTP_TLS_KEY
+    rm -f "$HTTPS_ENV"
+elif [[ "${KCQRS_HTTP_TLS_CERT:-none}" != none ]]; then
+    [[ -r "$KCQRS_HTTP_TLS_CERT" && -r "${KCQRS_HTTP_TLS_KEY:-}" ]] ||
+        die "KCQRS_HTTP_TLS_CERT='$KCQRS_HTTP_TLS_CERT' and KCQRS_HTTP_TLS_KEY='${KCQRS_HTTP_TLS_KEY:-}' must both be readable files"
+    export KCQRS_HTTP_TLS_CERT KCQRS_HTTP_TLS_KEY KCQRS_HTTP_TLS_CA=${KCQRS_HTTP_TLS_CA:-system}
+    printf 'export KCQRS_HTTP_TLS_CERT=%q KCQRS_HTTP_TLS_KEY=%q KCQRS_HTTP_TLS_CA=%q\n' \
+        "$KCQRS_HTTP_TLS_CERT" "$KCQRS_HTTP_TLS_KEY" "$KCQRS_HTTP_TLS_CA" >"$HTTPS_ENV"
+fi
+kq_tls_init
+
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -176,7 +214,18 @@ exports() {
     echo "  export KCQRS_BROKERS=$BROKERS"
     [[ "$NODES" != 1 ]] && echo "  export KCQRS_REPLICATION_FACTOR=$KCQRS_REPLICATION_FACTOR KCQRS_MIN_INSYNC_REPLICAS=$KCQRS_MIN_INSYNC_REPLICAS"
     [[ -n "${KCQRS_KAFKA_PROPERTIES:-}" ]] && echo "  export KCQRS_KAFKA_PROPERTIES=$KCQRS_KAFKA_PROPERTIES"
+    [[ "$KQ_SCHEME" == https ]] && echo "  export KCQRS_HTTP_TLS_CA=$KCQRS_HTTP_TLS_CA"
     return 0
+}
+# curl's option for the CA when HTTPS uses a CA of its own.
+https_hint() {
+    [[ "$KQ_SCHEME" == https && "${KCQRS_HTTP_TLS_CA:-system}" != system ]] &&
+        echo " --cacert $(rel "$KCQRS_HTTP_TLS_CA")"
+    return 0
+}
+https_desc() {
+    [[ "$KQ_SCHEME" == https ]] || return 0
+    echo "HTTPS: certificate $(rel "$KCQRS_HTTP_TLS_CERT"), clients trust $(rel "$KCQRS_HTTP_TLS_CA")"
 }
 cat <<EOF
 
@@ -185,14 +234,14 @@ kcqrs is up (data in $(rel "$VAR")/, kept across 'make down' / 'make up').
                 data and logs in $(rel "$KDIR")/ (ops/kafka.sh status $(rel "$KDIR"))
   PostgreSQL 15 127.0.0.1:$PGPORT  database kcqrs, role kcqrs (trust auth on loopback)
                 data $(rel "$VAR/pg")  log $(rel "$VAR/pg/postgresql.log")
-  commands      http://$COMMANDS_ADDR  (POST/PUT/DELETE /api/v1/resources; /ready, /metrics)
-                internal http://$COMMANDS_INTERNAL_ADDR (same routes; the worker records there)
+  commands      $(kq_url "$COMMANDS_ADDR")  (POST/PUT/DELETE /api/v1/resources; /ready, /metrics)
+                internal $(kq_url "$COMMANDS_INTERNAL_ADDR") (same routes; the worker records there)
                 log $(rel "$VAR/kcqrs-commands.log")  snapshot $(rel "${KCQRS_LMDB_DIR:-$VAR/lmdb}")/commands
-  projector     http://$PROJECTOR_ADDR  (/ready, /metrics: lag per partition and read model)
+  projector     $(kq_url "$PROJECTOR_ADDR")  (/ready, /metrics: lag per partition and read model)
                 log $(rel "$VAR/kcqrs-projector.log")  LMDB read model $(rel "${KCQRS_LMDB_DIR:-$VAR/lmdb}")/readmodel
-  query         http://$QUERY_ADDR  (GET /api/v1/resources, /api/v1/audit, /api/v1/status; /ready, /metrics)
+  query         $(kq_url "$QUERY_ADDR")  (GET /api/v1/resources, /api/v1/audit, /api/v1/status; /ready, /metrics)
                 log $(rel "$VAR/kcqrs-query.log")
-  worker        http://$WORKER_ADDR  (/ready, /metrics: runs, attempts, breakers, lag)
+  worker        $(kq_url "$WORKER_ADDR")  (/ready, /metrics: runs, attempts, breakers, lag)
                 log $(rel "$VAR/kcqrs-worker.log")  key $(rel "$WORKER_KEY") (role worker)
 
 Settings for kcqrs programs and tools run from this shell:
@@ -201,7 +250,8 @@ $(exports)
   export KCQRS_KEYS_FILE=$KEYS_FILE
 
 API key of the local admin (name "admin", role admin): $(rel "$ADMIN_KEY")
-  curl -H "Authorization: Bearer \$(cat $(rel "$ADMIN_KEY"))" ...
+  curl$(https_hint) -H "Authorization: Bearer \$(cat $(rel "$ADMIN_KEY"))" $(kq_url "$QUERY_ADDR")/api/v1/status
 
+$(https_desc)
 Status: ops/kafka.sh status $(rel "$KDIR"); ops/pg.sh status $(rel "$VAR/pg")   Stop: make down
 EOF

@@ -4,8 +4,11 @@
 # with openssl by ops/kafka.sh), through KCQRS_KAFKA_PROPERTIES: it works end to
 # end with the generated client properties; the password is never printed; a
 # wrong password or a CA that did not sign the broker's certificate gives a
-# clear error line at start and /ready 503 (no crash); a bad properties file
-# stops a binary at start naming FILE:LINE. One broker start for the file.
+# clear error line at start and /ready 503 naming the cause ("Kafka
+# authentication failed", "certificate verify failed", not "Timed out"), no
+# crash; the test and benchmark tools and kcqrs-audit read through the same
+# file; a bad properties file stops a binary at start naming FILE:LINE. One
+# broker start for the file.
 
 load helpers
 load commands_helpers
@@ -93,9 +96,15 @@ start_bad() {
         >"$BATS_FILE_TMPDIR/wrong.properties"
     start_bad wrongpw "$BATS_FILE_TMPDIR/wrong.properties"
     kq_wait_for 20 grep -q 'SASL authentication error: Authentication failed' "$BATS_FILE_TMPDIR/wrongpw.log"
+    # /ready and the writer's retry line name the cause, not a bare timeout.
+    kq_wait_for 30 bash -c "curl -s --max-time 5 '$(cmd_url wrongpw)/ready' | grep -q 'Kafka authentication failed'"
     run curl -s -w ' %{http_code}' --max-time 5 "$(cmd_url wrongpw)/ready"
     echo "$output"
     [[ "$output" == *' 503' ]]
+    [[ "$output" == *'Kafka authentication failed (check sasl.username'* ]]
+    [[ "$output" != *'Timed out'* ]]
+    kq_wait_for 30 grep -q 'writer not ready: Kafka authentication failed' "$BATS_FILE_TMPDIR/wrongpw.log"
+    ! grep 'writer not ready:' "$BATS_FILE_TMPDIR/wrongpw.log" | grep -q 'Timed out'
     kill -0 "$(cmd_pid wrongpw)"
     ! grep -qF 'not-the-password-42' "$BATS_FILE_TMPDIR/wrongpw.log"
     never_printed "$BATS_FILE_TMPDIR/wrongpw.log"
@@ -108,9 +117,14 @@ start_bad() {
         "$KCQRS_KAFKA_PROPERTIES" >"$BATS_FILE_TMPDIR/ca.properties"
     start_bad badca "$BATS_FILE_TMPDIR/ca.properties"
     kq_wait_for 20 grep -q 'certificate verify failed' "$BATS_FILE_TMPDIR/badca.log"
+    kq_wait_for 30 bash -c "curl -s --max-time 5 '$(cmd_url badca)/ready' | grep -q 'certificate verify failed'"
     run curl -s -w ' %{http_code}' --max-time 5 "$(cmd_url badca)/ready"
     echo "$output"
     [[ "$output" == *' 503' ]]
+    [[ "$output" == *'Kafka broker certificate verify failed (check ssl.ca.location'* ]]
+    [[ "$output" != *'Timed out'* ]]
+    kq_wait_for 30 grep -q 'writer not ready: Kafka broker certificate verify failed' "$BATS_FILE_TMPDIR/badca.log"
+    ! grep 'writer not ready:' "$BATS_FILE_TMPDIR/badca.log" | grep -q 'Timed out'
     kill -0 "$(cmd_pid badca)"
 }
 
@@ -131,4 +145,30 @@ start_bad() {
     run env KCQRS_KAFKA_PROPERTIES="$BATS_FILE_TMPDIR/owned.properties" "$KCQRS_BIN/kcqrs-commands"
     [ "$status" -ne 0 ]
     [[ "$output" == *"owned.properties:1: 'bootstrap.servers' is set by kcqrs (set KCQRS_BROKERS instead)"* ]]
+}
+
+@test "tools read KCQRS_KAFKA_PROPERTIES too: kq_faults, bench_kafka, kcqrs-audit, kcqrs-replay" {
+    # kq_faults (the fault campaign's load, recorder and checker) sees the topics.
+    run kq_tool kq_faults meta
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"$KCQRS_TOPIC_PREFIX.resource.events 0 "* ]]
+    # bench_kafka's clients (raw librdkafka) go through the file as well (the
+    # broker speaks nothing but SASL_SSL).
+    run timeout 120 "$KQ_REPO/build/bench/bench_kafka" --brokers "$KCQRS_BROKERS" --messages 100 \
+        --lat-messages 10 --partitions 1 --phases produce
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"RESULT name=kafka.produce "* ]]
+    # kcqrs-audit and kcqrs-replay read the log over SASL_SSL (the create of the first test).
+    run timeout 120 "$KCQRS_BIN/kcqrs-audit" query --aggregate-id sasl-1
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *ResourceCreated* && "$output" == *sasl-1* ]]
+    run timeout 120 "$KCQRS_BIN/kcqrs-audit" verify-chain
+    echo "$output"
+    [ "$status" -eq 0 ]
+    run env KCQRS_LMDB_DIR="$BATS_FILE_TMPDIR/lmdb-read" timeout 120 "$KCQRS_BIN/kcqrs-replay" verify --target lmdb
+    echo "$output"
+    [ "$status" -eq 0 ]
 }

@@ -10,6 +10,9 @@
 # had reaped yet (kill -0 succeeds on it), and left the service down. Here
 # the first instance is started from a parent that never reaps (a subshell
 # that execs `sleep`), so its pid stays a zombie as long as the test needs.
+# With HTTPS (`make up HTTPS=1`: ops/lib.sh kq_tls_self_signed makes a local
+# CA and certificate, kq_tls_init switches the checks to https with that CA)
+# the same start, health check and stop work over https.
 
 load helpers
 load commands_helpers
@@ -113,4 +116,45 @@ pid_state() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1; }
     kill -0 "$other"
     kill "$other"
     [[ ! -e "$VAR/kcqrs-commands.pid" ]]
+}
+
+@test "HTTPS (make up HTTPS=1): a local CA once; start, health checks and stop speak https with it" {
+    kq_tls_self_signed "$VAR/tls"
+    [ -s "$VAR/tls/ca.pem" ] && [ -s "$VAR/tls/server.pem" ]
+    [[ "$(stat -c %a "$VAR/tls/server.key")" == 600 && "$(stat -c %a "$VAR/tls/ca.key")" == 600 ]]
+    openssl verify -CAfile "$VAR/tls/ca.pem" "$VAR/tls/server.pem"
+    # Made once: a second make up keeps the certificate.
+    local sum
+    sum=$(sha256sum <"$VAR/tls/server.pem")
+    kq_tls_self_signed "$VAR/tls"
+    [[ "$(sha256sum <"$VAR/tls/server.pem")" == "$sum" ]]
+
+    export KCQRS_HTTP_TLS_CERT="$VAR/tls/server.pem" KCQRS_HTTP_TLS_KEY="$VAR/tls/server.key"
+    export KCQRS_HTTP_TLS_CA="$VAR/tls/ca.pem"
+    kq_tls_init
+    [ "$KQ_SCHEME" = https ]
+    run start
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"kcqrs-commands: ready on https://$ADDR"* ]]
+    # The service speaks https with a certificate the local CA signed, and only that.
+    curl -sSf --max-time 5 --cacert "$VAR/tls/ca.pem" -o /dev/null "https://$ADDR/ready"
+    curl -sSf --max-time 5 --cacert "$VAR/tls/ca.pem" -o /dev/null "https://localhost:${ADDR##*:}/health"
+    run curl -sS --max-time 5 -o /dev/null "https://$ADDR/health"
+    [ "$status" -eq 60 ]
+    kq_health "$ADDR"
+    run start
+    echo "$output"
+    [[ "$output" == *"already running on https://$ADDR (pid $(cat "$VAR/kcqrs-commands.pid"))"* ]]
+    # make down finds it by its https answer even without the pid file.
+    rm -f "$VAR/kcqrs-commands.pid"
+    run kq_service_stop kcqrs-commands "$ADDR" "$VAR"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"kcqrs-commands: stopped (pid "* ]]
+    ! kq_health "$ADDR"
+    # Back to plain settings: http again.
+    unset KCQRS_HTTP_TLS_CERT KCQRS_HTTP_TLS_KEY
+    kq_tls_init
+    [ "$KQ_SCHEME" = http ] && [ "$(kq_url "$ADDR")" = "http://$ADDR" ]
 }

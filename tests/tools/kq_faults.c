@@ -9,7 +9,7 @@
  *   kq_faults check --ledger FILE --isr FILE --faults FILE --query URL --key KEY
  *                   [--min-isr N] [--verify RESULT] [--chain RESULT]
  *
- * load: N client threads (default 6), each with its own libcurl handle, send
+ * load: N client threads (default 6, at most 256), each with its own libcurl handle, send
  *   commands to the kcqrs-commands base URLs listed in FILE (one per line,
  *   re-read every 200 ms; each request goes to the next URL in turn), at most R
  *   commands/s in all (default 200; 0: no limit), until the stop file exists.
@@ -84,7 +84,7 @@ static const char usage[] =
     "       kq_faults check --ledger FILE --isr FILE --faults FILE --query URL --key KEY "
     "[--min-isr N] [--verify RESULT] [--chain RESULT]";
 
-#define MAX_CLIENTS 64
+#define MAX_CLIENTS 256
 #define MAX_URLS 8
 #define MAX_OWNED 64
 #define MAX_ATTEMPTS 8
