@@ -13,6 +13,10 @@ function list(x) {
 
 function stateCell(s) { return h('span', { class: `state-${s}` }, s); }
 
+function details(summary, tbl) {
+  return h('details', {}, h('summary', {}, summary), h('div', { class: 'table-wrap' }, tbl));
+}
+
 function card(title, ...lines) {
   return h('div', { class: 'card' }, h('h2', {}, title), lines.filter((l) => l !== null).map((l) => h('p', {}, l)));
 }
@@ -36,14 +40,24 @@ function draw(box, st, ready, when) {
   const brokers = table(['id', 'address', 'state'],
     (k.brokers || []).map((b) => [String(b.id), b.host ? `${b.host}:${b.port}` : '', stateCell(b.state)]), 'Brokers');
   const topicRows = [];
+  const partRows = [];
   for (const [name, t] of Object.entries(k.topics || {})) {
-    for (const p of t.partitions || []) {
-      topicRows.push([name, String(p.partition), String(p.leader), (p.isr || []).join(','),
+    const parts = t.partitions || [];
+    let end = 0;
+    let bad = 0;
+    for (const p of parts) {
+      end += Number(p.high || 0);
+      if (p.state && p.state !== 'ok') bad += 1;
+      partRows.push([name, String(p.partition), String(p.leader), (p.isr || []).join(','),
         p.state || '', p.low === undefined ? '' : String(p.low), p.high === undefined ? '' : String(p.high)]);
     }
+    topicRows.push([name, String(parts.length), String(end),
+      bad ? h('span', { class: 'state-bad' }, `${bad} not ok`) : stateCell('ok')]);
   }
-  const topics = table(['topic', 'partition', 'leader', 'in-sync replicas', 'state', 'start offset', 'end offset'],
-    topicRows, 'Topics and end offsets');
+  const topics = table(['topic', 'partitions', 'end offsets (sum)', 'state'], topicRows,
+    'Topics and end offsets');
+  const partitions = details('Every partition', table(['topic', 'partition', 'leader', 'in-sync replicas',
+    'state', 'start offset', 'end offset'], partRows, 'Partitions'));
   const posRows = [];
   for (const [target, m] of Object.entries(rm)) {
     for (const [tp, p] of Object.entries((m && m.positions) || {})) {
@@ -51,10 +65,13 @@ function draw(box, st, ready, when) {
         p.lag === null ? '' : String(p.lag)]);
     }
   }
-  const positions = table(['read model', 'topic:partition', 'position', 'end offset', 'lag'], posRows,
-    'Read model positions');
+  const positions = details('Read model positions per partition', table(['read model', 'topic:partition',
+    'position', 'end offset', 'lag'], posRows, 'Read model positions'));
+  // a redraw keeps the disclosures the reader opened
+  const open = new Set([...box.querySelectorAll('details[open] > summary')].map((x) => x.textContent));
+  [partitions, positions].forEach((d) => { d.open = open.has(d.querySelector('summary').textContent); });
   box.replaceChildren(cards, h('div', { class: 'table-wrap' }, brokers), h('div', { class: 'table-wrap' }, topics),
-    h('div', { class: 'table-wrap' }, positions),
+    partitions, positions,
     h('p', { class: 'muted', 'aria-live': 'off' }, `updated ${when.toISOString()}`));
 }
 

@@ -33,11 +33,15 @@ ENV = {k: os.environ[k] for k in ("CONSOLE_URL", "KEY_ADMIN", "KEY_WRITER", "COM
 TIMEOUT_MS = 20000
 AXE = open(ENV["AXE_JS"], encoding="utf-8").read()
 STEP = [0]
+T0 = [time.monotonic()]
 
 
 def step(name):
+    """One step passed: its number, name and seconds (the file's time budget is ~90 s)."""
     STEP[0] += 1
-    print(f"ok {STEP[0]} {name}", flush=True)
+    now = time.monotonic()
+    print(f"ok {STEP[0]} {name} ({now - T0[0]:.1f} s)", flush=True)
+    T0[0] = now
 
 
 def api(method, path, body=None, if_match=None):
