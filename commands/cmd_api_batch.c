@@ -14,8 +14,9 @@
  * 200 {"results": [...]}, one result per item in the request's order:
  *
  *   {"id": run, "status": 200, "version": N, "consistency_token": "..."}
- *   {"id": run|null, "status": 4xx|5xx, "error": {"code", "message", "details"}
- *    [, "retry_after": s]}
+ *   {"id": run|null, "status": 4xx|5xx, "problem": <problem details of the
+ *    item, as kq_problem.h: type, title, status, detail, instance (this
+ *    route's path), code, errors>[, "retry_after": s]}
  *
  * Only the envelope is refused as a whole (400: not a JSON object, no
  * "attempts" array, 0 or too many items; Idempotency-Key, which this route
@@ -31,6 +32,7 @@
 #include "cmd_api.h"
 #include "kq_err.h"
 #include "kq_json_in.h"
+#include "kq_problem.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -60,13 +62,15 @@ static void batch_free(batch_req *b)
     free(b);
 }
 
-/* {"id", "status", "error": {...}}; details stolen (NULL: []). */
-static json_t *item_error(const char *id, unsigned status, const char *code, const char *message,
-                          json_t *details)
+/* {"id", "status", "problem": {...}} (the problem's instance: the batch's path);
+ * details stolen (NULL: []). */
+static json_t *item_error(const batch_req *b, const char *id, unsigned status, const char *code,
+                          const char *message, json_t *details)
 {
-    return json_pack("{s:s?, s:i, s:{s:s, s:s, s:o}}", "id", id, "status", (int)status, "error",
-                     "code", code, "message", message, "details",
-                     details != NULL ? details : json_array());
+    json_t *p = kq_problem_new(status, code, message, details, kq_http_req_path(b->req));
+
+    return p != NULL ? json_pack("{s:s?, s:i, s:o}", "id", id, "status", (int)status, "problem", p)
+                     : NULL;
 }
 
 static void answer(batch_req *b)
@@ -88,7 +92,8 @@ static void on_item(cmd_item *it, const cmd_result *r)
     json_t *res;
 
     if (r->code != NULL) {
-        res = item_error(it->cmd.id, r->status, r->code, r->message, cmd_api_error_details(it, r));
+        res =
+            item_error(b, it->cmd.id, r->status, r->code, r->message, cmd_api_error_details(it, r));
         if (res != NULL && r->retry_after > 0)
             json_object_set_new(res, "retry_after", json_integer(r->retry_after));
     } else {
@@ -126,7 +131,7 @@ static int parse_item(batch_req *b, size_t i, json_t *obj, const char *corr, con
         kq_jin_detail_add(details, "attempts[]", "must be a JSON object");
         json_array_set_new(
             b->results, i,
-            item_error(NULL, 400, "validation_failed", "the item is not an object", details));
+            item_error(b, NULL, 400, "validation_failed", "the item is not an object", details));
         details = NULL;
         rc = KQ_EINVAL;
         goto out;
@@ -145,7 +150,7 @@ static int parse_item(batch_req *b, size_t i, json_t *obj, const char *corr, con
     if (rc != 0 || id == NULL) {
         json_array_set_new(
             b->results, i,
-            item_error(id, 400, "validation_failed", "attempt failed validation", details));
+            item_error(b, id, 400, "validation_failed", "attempt failed validation", details));
         details = NULL;
         rc = KQ_EINVAL;
         goto out;

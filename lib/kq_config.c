@@ -102,6 +102,9 @@ static const cfg_setting settings[] = {
     {"KCQRS_HTTP_TRUSTED_PROXIES", "none", CFG_STRING, F(http_proxies), 0, 0,
      "Comma-separated CIDRs of proxies whose X-Forwarded-For names the client (logs); exempt "
      "from KCQRS_HTTP_MAX_PER_IP (none: trust none)"},
+    {"KCQRS_CORS_ORIGINS", "none", CFG_STRING, F(cors_origins), 0, 0,
+     "Browser origins allowed to call the HTTP APIs (CORS): comma-separated "
+     "scheme://host[:port], or * for any (none: no CORS headers)"},
     {"KCQRS_ACCESS_LOG", "all", CFG_ACCESS_LOG, F(access_log_every), 0, 0,
      "HTTP access log lines (at info): all, errors (4xx/5xx only) or sample:N (every N-th "
      "success and every error)"},
@@ -223,6 +226,7 @@ static const struct cfg_readers {
     {"KCQRS_COMMANDS_INTERNAL_ADDR", KQ_BIN_COMMANDS | KQ_BIN_WORKER},
     {"KCQRS_HTTP_TLS_CA", KQ_BIN_WORKER},
     {"KCQRS_HTTP_*", B_HTTPD},
+    {"KCQRS_CORS_ORIGINS", KQ_BIN_COMMANDS | KQ_BIN_QUERY},
     {"KCQRS_ACCESS_LOG", B_HTTPD},
     {"KCQRS_BATCH_MAX", KQ_BIN_COMMANDS | KQ_BIN_WORKER},
     {"KCQRS_BATCH_*", KQ_BIN_COMMANDS},

@@ -30,6 +30,7 @@
 #include "kq_http_parse.h"
 #include "kq_log.h"
 #include "kq_map.h"
+#include "kq_problem.h"
 #include "kq_time.h"
 
 #include <arpa/inet.h>
@@ -64,6 +65,14 @@
 #define ACCEPT_BATCH 64
 #define MAX_PROXIES 32
 #define MAX_XFF_HOPS 64
+#define MAX_CORS 16
+#define CORS_ORIGIN_MAX 256
+#define CORS_MAX_AGE "600"
+#define CORS_ALLOW_HEADERS                                                                         \
+    "Authorization, Content-Type, If-Match, If-None-Match, Idempotency-Key, X-Correlation-Id, "    \
+    "X-Request-Id, X-Consistency-Token, Last-Event-ID, traceparent, tracestate"
+#define CORS_EXPOSE_HEADERS                                                                        \
+    "ETag, Location, Retry-After, X-Consistency-Token, X-Request-Id, X-Correlation-Id"
 
 static const double buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                  0.25,  0.5,    1.0,   2.5,  5.0,   10.0};
@@ -171,6 +180,9 @@ struct kq_http_server {
         unsigned bits;
     } proxies[MAX_PROXIES]; /* trusted proxies */
     size_t nproxies;
+    char cors[MAX_CORS][CORS_ORIGIN_MAX]; /* allowed browser origins, exact */
+    size_t ncors;
+    int cors_any; /* "*": any origin */
     pthread_mutex_t spare_mu;
     atomic_int_fast64_t in_flight;
     atomic_uint_fast64_t too_large;
@@ -454,74 +466,7 @@ int kq_http_route_match(const char *pattern, const char *path, kq_http_param *pa
 
 static const char *reason_phrase(unsigned s)
 {
-    switch (s) {
-    case 100:
-        return "Continue";
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 202:
-        return "Accepted";
-    case 204:
-        return "No Content";
-    case 301:
-        return "Moved Permanently";
-    case 302:
-        return "Found";
-    case 304:
-        return "Not Modified";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 409:
-        return "Conflict";
-    case 410:
-        return "Gone";
-    case 412:
-        return "Precondition Failed";
-    case 413:
-        return "Content Too Large";
-    case 414:
-        return "URI Too Long";
-    case 415:
-        return "Unsupported Media Type";
-    case 417:
-        return "Expectation Failed";
-    case 422:
-        return "Unprocessable Content";
-    case 429:
-        return "Too Many Requests";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    case 505:
-        return "HTTP Version Not Supported";
-    default:
-        return s < 200   ? "Informational"
-               : s < 300 ? "OK"
-               : s < 400 ? "Redirect"
-               : s < 500 ? "Client Error"
-                         : "Server Error";
-    }
+    return kq_problem_reason(s);
 }
 
 /* The error code of an error the server answers itself (parser, limits, deadlines). */
@@ -552,20 +497,18 @@ static const char *status_code_name(unsigned s)
 }
 
 /*
- * THE error body of every error the server or a handler answers (DESIGN.md
- * section 8): {"error": {"code", "message", "details": [...]}}. `details` is
- * stolen (NULL: an empty array). Returns malloc'd compact JSON owned by the
- * caller and its length, or NULL when out of memory (details released).
+ * THE error body of every error the server or a handler answers: RFC 9457
+ * problem details (kq_problem.h), Content-Type application/problem+json.
+ * `details` is stolen (NULL: an empty array); `instance` is the request path
+ * (NULL before a request line was read: left out). Returns malloc'd compact
+ * JSON owned by the caller and its length, or NULL when out of memory.
  */
-static char *error_body(const char *code, const char *message, json_t *details, size_t *len)
+static char *error_body(unsigned status, const char *code, const char *message, json_t *details,
+                        const char *instance, size_t *len)
 {
-    json_t *body;
+    json_t *body = kq_problem_new(status, code, message, details, instance);
     char *text;
 
-    if (details == NULL)
-        details = json_array();
-    body = json_pack("{s:{s:s, s:s, s:o}}", "error", "code", code, "message", message, "details",
-                     details);
     if (body == NULL)
         return NULL;
     text = json_dumps(body, JSON_COMPACT);
@@ -689,9 +632,9 @@ int kq_http_respond_error(kq_http_req *req, unsigned status, const char *code, c
         json_decref(details);
         return KQ_EINVAL;
     }
-    if ((text = error_body(code, message, details, &len)) == NULL)
+    if ((text = error_body(status, code, message, details, req->h.path, &len)) == NULL)
         return KQ_ENOMEM;
-    return answer_set(req, status, "application/json", text, len);
+    return answer_set(req, status, KQ_PROBLEM_CTYPE, text, len);
 }
 
 /* ------------------------------------------------------------------ request accessors */
@@ -1294,7 +1237,7 @@ static int flush_out(conn *c)
 static int conn_error(conn *c, unsigned status, const char *message)
 {
     size_t len = 0;
-    char *body = error_body(status_code_name(status), message, NULL, &len);
+    char *body = error_body(status, status_code_name(status), message, NULL, NULL, &len);
     int rc;
 
     c->close_after = 1;
@@ -1307,7 +1250,7 @@ static int conn_error(conn *c, unsigned status, const char *message)
     }
     c->linger_until = kq_time_mono_ms() + LINGER_MS; /* bound on writing this answer */
     if (body == NULL ||
-        build_answer(c, NULL, status, "application/json", body, len,
+        build_answer(c, NULL, status, KQ_PROBLEM_CTYPE, body, len,
                      status == 503 ? "Retry-After: " RETRY_AFTER "\r\n" : NULL) != 0) {
         free(body);
         conn_close(c);
@@ -1324,6 +1267,118 @@ static int conn_error(conn *c, unsigned status, const char *message)
     return 0; /* rc 0: C_WRITE; the end of the write lingers (close_after) */
 }
 
+/* ------------------------------------------------------------------ CORS */
+
+enum { CORS_NONE = 0, CORS_DENIED, CORS_ALLOWED };
+
+/* A request with an Origin header from a browser: CORS_ALLOWED (and the
+ * answer's Access-Control-* headers added) when KCQRS_CORS_ORIGINS names the
+ * origin or is "*", CORS_DENIED when it does not, CORS_NONE when CORS is off
+ * or the request names no origin. */
+static int cors_apply(kq_http_req *req)
+{
+    const kq_http_server *srv = req->srv;
+    const char *origin = kq_http_req_header(req, "Origin");
+    int ok = srv->cors_any;
+
+    if (origin == NULL || (srv->ncors == 0 && !srv->cors_any))
+        return CORS_NONE;
+    for (size_t i = 0; !ok && i < srv->ncors; i++)
+        ok = strcasecmp(srv->cors[i], origin) == 0;
+    if (!ok)
+        return CORS_DENIED;
+    kq_http_add_header(req, "Access-Control-Allow-Origin", srv->cors_any ? "*" : origin);
+    if (!srv->cors_any)
+        kq_http_add_header(req, "Vary", "Origin");
+    kq_http_add_header(req, "Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS);
+    return CORS_ALLOWED;
+}
+
+/* OPTIONS with Access-Control-Request-Method: the methods of the path, the
+ * headers a client may send, for how long a browser may cache the answer. */
+static void preflight(kq_http_req *req, int cors)
+{
+    const kq_http_server *srv = req->srv;
+    char allow[128] = "";
+    size_t alen = 0;
+
+    for (size_t i = 0; i < srv->nroutes; i++) {
+        const route_rt *rt = &srv->routes[i];
+        if (!route_match(rt, req->h.path, NULL) || strstr(allow, rt->r.method) != NULL ||
+            alen + strlen(rt->r.method) + 3 >= sizeof allow)
+            continue;
+        alen += (size_t)snprintf(allow + alen, sizeof allow - alen, "%s%s", alen ? ", " : "",
+                                 rt->r.method);
+    }
+    if (alen == 0) {
+        kq_http_respond_error(req, 404, "not_found", "no such route", NULL);
+        return;
+    }
+    if (cors == CORS_DENIED) {
+        kq_http_respond_error(req, 403, "cors_origin_denied",
+                              "this origin is not allowed (KCQRS_CORS_ORIGINS)", NULL);
+        return;
+    }
+    kq_http_add_header(req, "Access-Control-Allow-Methods", allow);
+    kq_http_add_header(req, "Access-Control-Allow-Headers", CORS_ALLOW_HEADERS);
+    kq_http_add_header(req, "Access-Control-Max-Age", CORS_MAX_AGE);
+    kq_http_respond_text(req, 204, NULL, NULL, 0);
+}
+
+/* KCQRS_CORS_ORIGINS: "*" or comma-separated origins, each
+ * scheme://host[:port] with scheme http or https and nothing after. */
+static int parse_cors(kq_http_server *srv, const char *list, char *errstr, size_t errlen)
+{
+    const char *p = list;
+
+    while (*p != '\0') {
+        char item[CORS_ORIGIN_MAX];
+        const char *h;
+        size_t n;
+        while (*p == ' ' || *p == ',')
+            p++;
+        if (*p == '\0')
+            break;
+        n = strcspn(p, ", ");
+        if (n >= sizeof item || srv->ncors == MAX_CORS)
+            return kq_seterr(errstr, errlen, KQ_EINVAL,
+                             "CORS origins: an origin is too long or there are more than %d",
+                             MAX_CORS);
+        memcpy(item, p, n);
+        item[n] = '\0';
+        p += n;
+        if (strcmp(item, "*") == 0) {
+            srv->cors_any = 1;
+            continue;
+        }
+        if (strncasecmp(item, "http://", 7) == 0)
+            h = item + 7;
+        else if (strncasecmp(item, "https://", 8) == 0)
+            h = item + 8;
+        else
+            h = NULL;
+        if (h != NULL && *h == '[') { /* [v6] */
+            h += 1 + strspn(h + 1, "0123456789abcdefABCDEF:.");
+            h = *h == ']' ? h + 1 : NULL;
+        } else if (h != NULL) {
+            size_t hl =
+                strspn(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-");
+            h = hl > 0 ? h + hl : NULL;
+        }
+        if (h != NULL && *h == ':') {
+            size_t pl = strspn(h + 1, "0123456789");
+            h = pl > 0 && pl <= 5 ? h + 1 + pl : NULL;
+        }
+        if (h == NULL || *h != '\0')
+            return kq_seterr(errstr, errlen, KQ_EINVAL,
+                             "CORS origins: '%s' is not an origin (scheme://host[:port], "
+                             "http or https, no path) or '*'",
+                             item);
+        memcpy(srv->cors[srv->ncors++], item, n + 1);
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------ the request flow */
 
 /* Match, authenticate, check the content type and the declared length. May answer. */
@@ -1333,7 +1388,13 @@ static void prepare(kq_http_req *req)
     const char *path = req->h.path, *hdr;
     char allow[128] = "";
     size_t alen = 0;
+    int cors = cors_apply(req);
 
+    if (cors != CORS_NONE && strcmp(req->h.method, "OPTIONS") == 0 &&
+        kq_http_req_header(req, "Access-Control-Request-Method") != NULL) {
+        preflight(req, cors);
+        return;
+    }
     for (size_t i = 0; i < srv->nroutes; i++) {
         route_rt *rt = &srv->routes[i];
         if (!route_match(rt, path, NULL))
@@ -2451,9 +2512,12 @@ int kq_http_start(const kq_http_options *opts, kq_http_server **out, char *errst
     if (opts->trusted_proxies != NULL &&
         (rc = parse_proxies(srv, opts->trusted_proxies, errstr, errlen)) != 0)
         goto fail;
+    if (opts->cors_origins != NULL &&
+        (rc = parse_cors(srv, opts->cors_origins, errstr, errlen)) != 0)
+        goto fail;
     {
-        char *b =
-            error_body("server_busy", "server busy: out of connections", NULL, &srv->nofd_len);
+        char *b = error_body(503, "server_busy", "server busy: out of connections", NULL, NULL,
+                             &srv->nofd_len);
         size_t cap = (b ? srv->nofd_len : 0) + 256;
         if (b == NULL || (srv->nofd_answer = malloc(cap)) == NULL) {
             free(b);
@@ -2462,8 +2526,8 @@ int kq_http_start(const kq_http_options *opts, kq_http_server **out, char *errst
         }
         srv->nofd_len =
             (size_t)snprintf(srv->nofd_answer, cap,
-                             "HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
-                             "application/json\r\nContent-Length: %zu\r\n"
+                             "HTTP/1.1 503 Service Unavailable\r\nContent-Type: " KQ_PROBLEM_CTYPE
+                             "\r\nContent-Length: %zu\r\n"
                              "Retry-After: " RETRY_AFTER "\r\nConnection: close\r\n\r\n%s",
                              srv->nofd_len, b);
         free(b);

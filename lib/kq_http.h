@@ -3,7 +3,7 @@
  * over non-blocking sockets, requests parsed by kq_http_parse).
  *
  * One place for what every endpoint needs: routing, limits, API-key
- * authentication, the error body of DESIGN.md section 8, the access log and
+ * authentication, the error body (RFC 9457 problem+json, kq_problem.h), the access log and
  * Prometheus metrics. A service supplies a route table and handlers; kq_http
  * owns the listening sockets, the connections and every request's memory.
  *
@@ -20,7 +20,7 @@
  *   1. the head (request line and headers) must be complete within
  *      `header_timeout_ms` of its first byte (or of the accept): else 408;
  *      the parser refuses malformed or ambiguous framing (400/414/431/501/
- *      505/417), always with a JSON error body, and the connection closes;
+ *      505/417), always with a problem+json body, and the connection closes;
  *   2. the route is matched (404 / 405 with Allow), the route's role
  *      authenticated (401 with WWW-Authenticate / 403), the Content-Type of a
  *      JSON route checked (415) and the body cap chosen: `max_body` for a
@@ -63,7 +63,7 @@
  * those peers only, and exempts them from the per-IP limit.
  *
  * Built-in routes: GET /health (always 200 {"status":"ok"}), GET /ready (200
- * {"status":"ready"} or 503 {"error":{"code":"not_ready",...}} with
+ * {"status":"ready"} or 503 problem+json with code "not_ready" and
  * Retry-After, from the caller's callback), GET /metrics (Prometheus text).
  * These three need no key.
  */
@@ -168,6 +168,11 @@ typedef struct kq_http_options {
     const char *trusted_proxies; /* "CIDR, CIDR, ..." (NULL = none): peers whose X-Forwarded-For
                                   * names the client (logs, kq_http_req_client); they are exempt
                                   * from the per-IP connection limit */
+    const char *cors_origins;    /* "*" or "https://a.example, http://b:8081" (NULL = no CORS):
+                                  * answers to those browser origins carry
+                                  * Access-Control-Allow-Origin and the exposed headers; an
+                                  * OPTIONS preflight is answered 204 with the path's methods, or
+                                  * 403 cors_origin_denied for another origin */
 } kq_http_options;
 
 /*
@@ -258,8 +263,10 @@ int kq_http_respond_text(kq_http_req *req, unsigned status, const char *content_
                          const char *text, size_t len);
 
 /*
- * Answer with {"error": {"code", "message", "details": [...]}}. `details` is a
- * JSON array (reference stolen) or NULL for an empty one.
+ * Answer with the problem details of kq_problem.h (application/problem+json):
+ * `code` and `message` become code/type/title and detail, the request path
+ * the instance. `details` (the "errors" items) is a JSON array (reference
+ * stolen) or NULL for an empty one.
  */
 int kq_http_respond_error(kq_http_req *req, unsigned status, const char *code, const char *message,
                           json_t *details);

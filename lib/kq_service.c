@@ -57,6 +57,8 @@ int kq_service_http_start(kq_service *s, kq_http_options *o)
     }
     if (o->trusted_proxies == NULL && strcmp(s->cfg.http_proxies, "none") != 0)
         o->trusted_proxies = s->cfg.http_proxies;
+    if (o->cors_origins == NULL && strcmp(s->cfg.cors_origins, "none") != 0)
+        o->cors_origins = s->cfg.cors_origins;
     if ((rc = kq_http_start(o, &s->srv, err, sizeof err)) != 0)
         kq_log_error("%s%s%s", s->http_what ? s->http_what : "", s->http_what ? ": " : "", err);
     return rc;

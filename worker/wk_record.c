@@ -193,9 +193,13 @@ static void parse_answer(json_t *j, long status, wk_record_result *res)
         if (json_is_integer(v))
             res->version = json_integer_value(v);
     } else if (j) {
-        json_t *e = json_object_get(j, "error");
-        const char *code = json_string_value(json_object_get(e, "code"));
-        const char *msg = json_string_value(json_object_get(e, "message"));
+        json_t *e = json_object_get(j, "problem"); /* a batch item; else the body is one */
+        const char *code, *msg;
+
+        if (!json_is_object(e))
+            e = j;
+        code = json_string_value(json_object_get(e, "code"));
+        msg = json_string_value(json_object_get(e, "detail"));
         if (code)
             snprintf(res->code, sizeof res->code, "%s", code);
         if (msg)

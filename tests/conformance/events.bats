@@ -375,3 +375,76 @@ json.dump(e, open(sys.argv[2], "w"))' "$DATA/resource_created.json" "$T/newer.js
         [[ "$output" == *"conform"* ]]
     done
 }
+
+# frame FILE...: each file's bytes preceded by its length (4 bytes, little-endian).
+frame() {
+    python3 -c '
+import struct, sys
+for f in sys.argv[1:]:
+    b = open(f, "rb").read()
+    sys.stdout.buffer.write(struct.pack("<I", len(b)) + b)' "$@"
+}
+
+@test "decode: a stream of length-prefixed records gives one JSON line per record" {
+    local n=0 f bins=() srcs=()
+    for f in "$DATA"/*.json; do
+        "$EV" encode <"$f" >"$T/$n.kqev" # byte-identical to flatc's (tested above)
+        bins+=("$T/$n.kqev")
+        srcs+=("$f")
+        n=$((n + 1))
+    done
+    [ "$n" -ge 20 ]
+    frame "${bins[@]}" >"$T/stream.bin"
+    run "$EV" decode <"$T/stream.bin"
+    [ "$status" -eq 0 ]
+    [ "${#lines[@]}" -eq "$n" ]
+    printf '%s\n' "${lines[@]}" >"$T/got.jsonl"
+    python3 - "$T/got.jsonl" "${srcs[@]}" <<'PY'
+import json, sys
+got = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]
+want = [json.load(open(f, encoding="utf-8")) for f in sys.argv[2:]]
+assert got == want, [i for i, (a, b) in enumerate(zip(got, want)) if a != b]
+PY
+    # one framed record is a stream too; a bare record is still decoded as one
+    frame "${bins[0]}" >"$T/one.bin"
+    run "$EV" decode <"$T/one.bin"
+    [ "$status" -eq 0 ]
+    [ "${#lines[@]}" -eq 1 ]
+    run "$EV" decode <"${bins[0]}"
+    [ "$status" -eq 0 ]
+    [ "${#lines[@]}" -gt 1 ]
+}
+
+@test "decode: a stream cut inside a record or with a bad length exits 1 naming the record" {
+    "$EV" encode <"$DATA/resource_created.json" >"$T/a.kqev"
+    "$EV" encode <"$DATA/resource_updated.json" >"$T/b.kqev"
+    frame "$T/a.kqev" >"$T/a.frame"
+    frame "$T/a.kqev" "$T/b.kqev" >"$T/two.bin"
+    run "$EV" decode <"$T/two.bin"
+    [ "$status" -eq 0 ]
+    [ "${#lines[@]}" -eq 2 ]
+    # cut 3 bytes before the end: the first record is printed, the second refused
+    head -c $(($(stat -c %s "$T/two.bin") - 3)) "$T/two.bin" >"$T/cut.bin"
+    run "$EV" decode <"$T/cut.bin"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"record 2 (byte $(stat -c %s "$T/a.frame")"*"ends inside a record"* ]]
+    # cut inside the second length prefix
+    { cat "$T/a.frame"; printf '\x10\x00'; } >"$T/cutlen.bin"
+    run "$EV" decode <"$T/cutlen.bin"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"record 2"*"inside a length prefix"* ]]
+    # a length of 0xFFFFFFFF, and of 0, after the first record
+    { cat "$T/a.frame"; printf '\xff\xff\xff\xff\x00\x00\x00\x00'; } >"$T/big.bin"
+    run "$EV" decode <"$T/big.bin"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"record 2"*"not in 1.."* ]]
+    { cat "$T/a.frame"; printf '\x00\x00\x00\x00'; } >"$T/zero.bin"
+    run "$EV" decode <"$T/zero.bin"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"record 2"*"not in 1.."* ]]
+    # a framed record whose bytes are not an Envelope
+    { cat "$T/a.frame"; printf '\x0c\x00\x00\x00\x08\x00\x00\x00XXXXYYYY'; } >"$T/bad.bin"
+    run "$EV" decode <"$T/bad.bin"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"record 2"* ]]
+}

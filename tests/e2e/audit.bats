@@ -308,3 +308,71 @@ assert b[0]["break"]["offset"] == int(sys.argv[3]), b' "$BATS_TEST_TMPDIR/audit.
     [ "$AUD_RC" = 0 ]
     grep -q "\"name\":\"F${needle:1}\"" "$BATS_TEST_TMPDIR/audit.out"
 }
+
+@test "kcqrs-events cat: a topic as JSON lines equals the committed log; PARTITION:OFFSET, --max, --framed | decode; junk named; bad specs" {
+    use_prefix cat
+    cmd_start cat
+    id=$(new_id)
+    create_resource "$id" one
+    req PUT "/api/v1/resources/$id" '{"name":"two"}'
+    [ "$CODE" = 200 ]
+    p=$(partition_for "$id" 6)
+    kq_tool kq_produce_raw raw resource "$p" junk-key --text '{"not":"an envelope"}'
+    EV="$KCQRS_BIN/kcqrs-events"
+    "$EV" cat resource >"$BATS_TEST_TMPDIR/cat.jsonl" 2>"$BATS_TEST_TMPDIR/cat.err" ||
+        { cat "$BATS_TEST_TMPDIR/cat.err"; false; }
+    dump_topic >"$BATS_TEST_TMPDIR/dump.txt"
+    # every record kq_offsets dump sees, in the same partitions and offsets, the
+    # same keys and envelopes; plus the junk record with an error and its JSON value
+    python3 - "$BATS_TEST_TMPDIR/cat.jsonl" "$BATS_TEST_TMPDIR/dump.txt" "$(resource_topic)" "$id" "$p" <<'PY'
+import json, sys
+cat = [json.loads(l) for l in open(sys.argv[1])]
+topic, idv, part = sys.argv[3], sys.argv[4], int(sys.argv[5])
+dump = {}
+for line in open(sys.argv[2]):
+    p, off, k, et, js = line.rstrip("\n").split(" ", 4)
+    dump[(int(p), int(off))] = (k, json.loads(js))
+good = [c for c in cat if "event" in c]
+bad = [c for c in cat if "event" not in c]
+assert all(c["topic"] == topic and c["timestamp"].endswith("Z") for c in cat), cat
+junk = {po for po, (k, d) in dump.items() if "undecodable" in d}
+assert {(c["partition"], c["offset"]) for c in bad} == junk and len(junk) == 1, (bad, junk)
+assert {(c["partition"], c["offset"]): (c["key"], c["event"]) for c in good} == \
+    {po: v for po, v in dump.items() if po not in junk}, (good, dump)
+assert [c["event"]["version"] for c in good if c["event"]["aggregate_id"] == idv] == [1, 2], good
+assert len(bad) == 1 and bad[0]["partition"] == part and bad[0]["key"] == "junk-key", bad
+assert bad[0]["value"] == {"not": "an envelope"} and bad[0]["error"], bad
+PY
+    # one partition from an offset; --max
+    off2=$(last_offset "$id" 2)
+    run "$EV" cat "resource:$p:$off2"
+    [ "$status" -eq 0 ]
+    [ "${#lines[@]}" -eq 2 ]
+    [[ "${lines[0]}" == *"\"offset\":$off2,"*"\"version\":2"* ]]
+    [[ "${lines[1]}" == *"\"key\":\"junk-key\""*"\"error\":"* ]]
+    run "$EV" cat "$(resource_topic):$p" --max 1
+    [ "$status" -eq 0 ]
+    [ "${#lines[@]}" -eq 1 ]
+    [[ "${lines[0]}" == *"\"version\":1"* ]]
+    # --framed | decode gives the same events
+    "$EV" cat "resource:$p" --max 2 --framed >"$BATS_TEST_TMPDIR/two.bin"
+    run "$EV" decode <"$BATS_TEST_TMPDIR/two.bin"
+    [ "$status" -eq 0 ]
+    printf '%s\n' "${lines[@]}" >"$BATS_TEST_TMPDIR/dec.jsonl"
+    python3 -c '
+import json, sys
+cat = [json.loads(l)["event"] for l in open(sys.argv[1]) if json.loads(l)["partition"] == int(sys.argv[3]) and "event" in json.loads(l)][:2]
+dec = [json.loads(l) for l in open(sys.argv[2])]
+assert cat == dec and len(dec) == 2, (cat, dec)' "$BATS_TEST_TMPDIR/cat.jsonl" "$BATS_TEST_TMPDIR/dec.jsonl" "$p"
+    # bad specs: usage (2); a topic or partition that does not exist (1)
+    for spec in "" ":1" "resource:x" "resource:1:-3" "resource:1:2:3"; do
+        run "$EV" cat "$spec"
+        [ "$status" -eq 2 ]
+    done
+    run "$EV" cat resource:6
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"partitions 0..5, not 6"* ]]
+    KCQRS_KAFKA_TIMEOUT_MS=1000 run "$EV" cat "$KCQRS_TOPIC_PREFIX.no.such.topic"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"does not exist"* ]]
+}

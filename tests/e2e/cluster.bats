@@ -127,7 +127,7 @@ timed_create() {
         echo "command $i: $CODE after $MS ms: $BODY"
         assert_error 503
         assert_retry_after
-        python3 -c 'import json, sys; c = json.loads(sys.argv[1])["error"]["code"]; sys.exit(c not in ("kafka_unavailable", "not_enough_replicas", "unavailable"))' "$BODY"
+        python3 -c 'import json, sys; c = json.loads(sys.argv[1])["code"]; sys.exit(c not in ("kafka_unavailable", "not_enough_replicas", "unavailable"))' "$BODY"
         [ "$MS" -le "$TIMEOUT_MS" ]
     done
     # The query API still answers reads from its read model.

@@ -320,7 +320,7 @@ bad_create() {
     req POST /api/v1/resources '{"name":"a\u0001","description":"b\u001b"}'
     assert_error 400 name
     assert_error 400 description
-    jcheck "len(d['error']['details']) == 2 and 'U+0001' in d['error']['details'][0]['message'] + d['error']['details'][1]['message']"
+    jcheck "len(d['errors']) == 2 and 'U+0001' in d['errors'][0]['message'] + d['errors'][1]['message']"
     # update
     id=$(new_id)
     create_resource "$id"
@@ -343,10 +343,10 @@ bad_create() {
     before=$(ends_sum)
     req POST /api/v1/resources '{"name":"","status":"nope","extra":1}'
     assert_error 400
-    jcheck "sorted(x['field'] for x in d['error']['details']) == ['extra', 'name', 'status']"
+    jcheck "sorted(x['field'] for x in d['errors']) == ['extra', 'name', 'status']"
     req POST /api/v1/resources "{\"id\":\"a b\",\"name\":\"$(printf 'n%.0s' $(seq 256))\",\"description\":7}"
     assert_error 400
-    jcheck "sorted(x['field'] for x in d['error']['details']) == ['description', 'id', 'name']"
+    jcheck "sorted(x['field'] for x in d['errors']) == ['description', 'id', 'name']"
     assert_ends_unchanged "$before"
 }
 

@@ -43,7 +43,7 @@ teardown_file() {
     req POST /api/v1/resources "{\"id\":\"$id-x\",\"name\":\"after fencing\"}"
     assert_error 503
     assert_retry_after
-    jcheck "d['error']['code'] == 'not_writer'"
+    jcheck "d['code'] == 'not_writer'"
     req DELETE "/api/v1/resources/$id"
     assert_error 503
     # /ready says it is not ready, and the log says why.

@@ -27,8 +27,8 @@
 # Checks. jf EXPR prints a Python expression over d = json.loads(BODY);
 # jcheck EXPR fails the test unless the Python expression is true;
 # hdr NAME prints an answer header's value; assert_error STATUS [FIELD]
-# checks the status, the error shape of DESIGN.md section 8 and, with FIELD,
-# that one detail names that field.
+# checks the status, the problem+json error shape (README "Errors") and, with
+# FIELD, that one item of "errors" names that field.
 #
 # The log. ends_sum prints the sum of the resource topic's end offsets (high
 # watermarks: transaction markers included, so "unchanged" means nothing was
@@ -171,6 +171,7 @@ req() {
             args+=(-H "Content-Type:")
         fi
     fi
+    REQ_PATH="${path%%\?*}"
     CODE=$(curl "${args[@]}" "$@" "$CMD_URL$path") || CODE="curl-failed"
     BODY=$(cat "$d/req$REQ_N.body" 2>/dev/null || true)
     if [[ ${#body} -gt 300 ]]; then
@@ -206,27 +207,41 @@ hdr() {
         { k = tolower($1) } k == n { sub(/^[^:]*:[ \t]*/, ""); sub(/\r$/, ""); print; exit }' "$HDRS"
 }
 
-# assert_error STATUS [FIELD] (one python3 run: the tests make many of these)
+# assert_error STATUS [FIELD] (one python3 run: the tests make many of these):
+# the status, Content-Type application/problem+json and the problem details
+# body (RFC 9457: type urn:kcqrs:problem:<code>, title, status, detail,
+# instance = the request's path, code, errors), with FIELD one item of
+# "errors" naming that field.
 assert_error() {
-    python3 -c 'import json, sys
-code, want, field, body = sys.argv[1:5]
+    python3 -c 'import json, sys, urllib.parse
+code, want, field, body, hdrs, path = sys.argv[1:7]
 def fail(why):
     sys.exit("%s: status %s, body: %s" % (why, code, body))
 if code != want:
     fail("expected status " + want)
+ctype = ""
+for line in open(hdrs, encoding="latin-1"):
+    k, _, v = line.partition(":")
+    if k.strip().lower() == "content-type":
+        ctype = v.split(";")[0].strip()
+if ctype != "application/problem+json":
+    fail("Content-Type %r, not application/problem+json" % ctype)
 try:
     d = json.loads(body)
 except ValueError:
     fail("error answer is not JSON")
-e = d.get("error") if isinstance(d, dict) else None
-if not (list(d) == ["error"] and isinstance(e, dict)
-        and isinstance(e.get("code"), str) and e["code"]
-        and isinstance(e.get("message"), str) and e["message"]
-        and isinstance(e.get("details"), list)):
-    fail("not the error shape {\"error\": {\"code\", \"message\", \"details\": [...]}}")
+if not (isinstance(d, dict) and isinstance(d.get("code"), str) and d["code"]
+        and d.get("type") == "urn:kcqrs:problem:" + d["code"]
+        and isinstance(d.get("title"), str) and d["title"]
+        and d.get("status") == int(want)
+        and isinstance(d.get("detail"), str) and d["detail"]
+        and isinstance(d.get("errors"), list)):
+    fail("not the problem+json shape {type, title, status, detail, instance, code, errors}")
+if path and urllib.parse.unquote(d.get("instance") or "") != urllib.parse.unquote(path):
+    fail("instance is not the request path " + repr(path))
 if field and not any(isinstance(x, dict) and x.get("field") == field
-                     and isinstance(x.get("message"), str) for x in e["details"]):
-    fail("no detail names field " + repr(field))' "$CODE" "$1" "${2:-}" "$BODY"
+                     and isinstance(x.get("message"), str) for x in d["errors"]):
+    fail("no item of errors names field " + repr(field))' "$CODE" "$1" "${2:-}" "$BODY" "$HDRS" "${REQ_PATH-}"
 }
 
 # assert_retry_after: a Retry-After header with a positive integer (seconds).

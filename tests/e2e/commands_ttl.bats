@@ -65,7 +65,7 @@ restart() {
     t_end=$(date +%s)
     attempt "$run_id" 0 2 retry '"next_delay_ms":5'
     assert_error 409
-    jcheck "d['error']['code'] == 'run_finished'"
+    jcheck "d['code'] == 'run_finished'"
     req POST "/api/v1/workflows/$wf/runs" '{"id":"y"}'
     [ "$CODE" = 202 ]
     open_id=$(jf 'd["run_id"]')
@@ -79,10 +79,10 @@ restart() {
     # the finished run is gone (404), nothing appended
     req POST /api/v1/resources "{\"id\":\"$id\",\"name\":\"one\"}" -H "Idempotency-Key: k-$id"
     assert_error 409
-    jcheck "d['error']['code'] == 'conflict'"
+    jcheck "d['code'] == 'conflict'"
     attempt "$run_id" 0 2 retry '"next_delay_ms":5'
     assert_error 404
-    jcheck "d['error']['code'] == 'not_found'"
+    jcheck "d['code'] == 'not_found'"
     assert_all_unchanged "$before"
     # ... and so after a restart from the snapshot or from the whole log
     for mode in clean log; do

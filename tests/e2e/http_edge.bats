@@ -7,6 +7,7 @@
 #
 # One kcqrs-commands ("edge": header deadline 2 s, at most 16 connections per
 # client address) and one kcqrs-query on an empty read model serve the file.
+# CORS: the command service allows one browser origin, the query API any.
 
 load helpers
 load commands_helpers
@@ -15,15 +16,17 @@ load http_helpers
 
 HEADER_TIMEOUT_MS=2000
 PER_IP=16
+ORIGIN=http://console.example:8081
 
 setup_file() {
     wf_make_keys
-    KCQRS_HTTP_HEADER_TIMEOUT_MS=$HEADER_TIMEOUT_MS KCQRS_HTTP_MAX_PER_IP=$PER_IP cmd_start edge
+    KCQRS_CORS_ORIGINS="$ORIGIN, https://other.example" \
+        KCQRS_HTTP_HEADER_TIMEOUT_MS=$HEADER_TIMEOUT_MS KCQRS_HTTP_MAX_PER_IP=$PER_IP cmd_start edge
     local port
     port=$(kq_free_port)
     echo "$port" >"$BATS_FILE_TMPDIR/query.port"
     mkdir -p "$BATS_FILE_TMPDIR/lmdb-read"
-    KCQRS_LMDB_DIR="$BATS_FILE_TMPDIR/lmdb-read" KCQRS_QUERY_ADDR="127.0.0.1:$port" \
+    KCQRS_CORS_ORIGINS='*' KCQRS_LMDB_DIR="$BATS_FILE_TMPDIR/lmdb-read" KCQRS_QUERY_ADDR="127.0.0.1:$port" \
         kq_bg "$BATS_FILE_TMPDIR/query.log" "$KCQRS_BIN/kcqrs-query" >"$BATS_FILE_TMPDIR/query.pid"
     kq_wait_port "$port" 30
 }
@@ -315,4 +318,79 @@ endless_webhook() {
         sleep 0.2
     done
     raw_check 200 closed
+}
+
+# ------------------------------------------------------------------ CORS
+
+# cors_req ARGS...: curl -i; the answer's head lower-cased in $head, the status in $code.
+cors_req() {
+    run curl -sS -i --max-time 10 "$@"
+    [ "$status" -eq 0 ]
+    head=$(printf '%s' "$output" | tr -d '\r' | sed '/^$/q' | tr 'A-Z' 'a-z')
+    code=$(printf '%s\n' "$head" | awk 'NR == 1 {print $2}')
+}
+
+@test "CORS preflight from an allowed origin: 204 with the path's methods, the headers, Max-Age" {
+    cors_req -X OPTIONS -H "Origin: $ORIGIN" -H 'Access-Control-Request-Method: PUT' \
+        -H 'Access-Control-Request-Headers: authorization, if-match, content-type' \
+        "http://127.0.0.1:$EDGE/api/v1/resources/r-1"
+    [ "$code" = 204 ]
+    grep -qx "access-control-allow-origin: $ORIGIN" <<<"$head"
+    grep -qx 'vary: origin' <<<"$head"
+    methods=$(grep '^access-control-allow-methods:' <<<"$head")
+    [[ "$methods" == *put* && "$methods" == *delete* ]]
+    [[ "$methods" != *post* && "$methods" != *get* ]] # POST: the collection; GET: kcqrs-query
+    allowh=$(grep '^access-control-allow-headers:' <<<"$head")
+    for h in authorization if-match content-type idempotency-key x-correlation-id; do
+        [[ "$allowh" == *"$h"* ]]
+    done
+    grep -qx 'access-control-max-age: 600' <<<"$head"
+}
+
+@test "CORS preflight from another origin: 403 problem+json, no Allow-Origin; unknown path 404" {
+    cors_req -X OPTIONS -H 'Origin: http://evil.example' -H 'Access-Control-Request-Method: POST' \
+        "http://127.0.0.1:$EDGE/api/v1/resources"
+    [ "$code" = 403 ]
+    grep -q '^content-type: application/problem+json' <<<"$head"
+    ! grep -q '^access-control-allow-origin' <<<"$head"
+    [[ "$output" == *'"code":"cors_origin_denied"'* ]]
+    cors_req -X OPTIONS -H "Origin: $ORIGIN" -H 'Access-Control-Request-Method: GET' \
+        "http://127.0.0.1:$EDGE/api/v1/nothing-here"
+    [ "$code" = 404 ]
+}
+
+@test "CORS on answers: an allowed origin sees Allow-Origin and the exposed headers, also on errors" {
+    cors_req -H "Origin: $ORIGIN" "http://127.0.0.1:$EDGE/api/v1/resources/r-1" -X DELETE
+    [ "$code" = 401 ] # no key: the browser can still read the problem
+    grep -qx "access-control-allow-origin: $ORIGIN" <<<"$head"
+    exposed=$(grep '^access-control-expose-headers:' <<<"$head")
+    for h in etag location retry-after x-consistency-token; do
+        [[ "$exposed" == *"$h"* ]]
+    done
+    cors_req -H 'Origin: https://OTHER.example' "http://127.0.0.1:$EDGE/api/v1/resources/r-1" -X DELETE
+    grep -qx 'access-control-allow-origin: https://other.example' <<<"$head"
+    # Another origin or no Origin at all: no CORS headers.
+    cors_req -H 'Origin: http://console.example:8082' "http://127.0.0.1:$EDGE/api/v1/resources/r-1" -X DELETE
+    [ "$code" = 401 ]
+    ! grep -q '^access-control-' <<<"$head"
+    cors_req "http://127.0.0.1:$EDGE/api/v1/resources/r-1" -X DELETE
+    ! grep -q '^access-control-' <<<"$head"
+}
+
+@test "CORS '*' on kcqrs-query: any origin, Allow-Origin *, preflight 204" {
+    cors_req -H 'Origin: http://anything.example' "http://127.0.0.1:$QPORT/api/v1/resources"
+    grep -qx 'access-control-allow-origin: \*' <<<"$head"
+    cors_req -X OPTIONS -H 'Origin: http://anything.example' \
+        -H 'Access-Control-Request-Method: GET' "http://127.0.0.1:$QPORT/api/v1/resources"
+    [ "$code" = 204 ]
+    grep -q '^access-control-allow-methods: get' <<<"$head"
+}
+
+@test "CORS: an origin that is not scheme://host[:port] refuses the start with a clear message" {
+    for bad in 'ftp://x.example' 'http://x.example/' 'http://x.example:port' 'x.example'; do
+        run env KCQRS_CORS_ORIGINS="$bad" KCQRS_QUERY_ADDR="127.0.0.1:$(kq_free_port)" \
+            KCQRS_LMDB_DIR="$BATS_FILE_TMPDIR/lmdb-read" timeout 20 "$KCQRS_BIN/kcqrs-query"
+        [ "$status" -ne 0 ] && [ "$status" -ne 124 ]
+        [[ "$output" == *"CORS origins: '$bad' is not an origin"* ]]
+    done
 }

@@ -20,8 +20,8 @@
 # Checks. raw_check STATUSES closed|open|any: the bytes back are exactly the
 # answers whose statuses are listed (comma-separated, in order; "" = none),
 # each well-formed (one status line, Content-Length equal to its body), every
-# answer >= 400 an error of DESIGN.md section 8 with Content-Type
-# application/json (raw_error_shape is the one place that knows that shape),
+# answer >= 400 a problem+json error (README "Errors") with Content-Type
+# application/problem+json (RAW_ERROR_SHAPE is the one place that knows that shape),
 # and the connection closed (with "Connection: close" on the last answer) or
 # still open. raw_hdr NAME prints a header of the first answer.
 
@@ -63,11 +63,12 @@ raw() {
     echo "< $(head -c 700 "$RAW_OUT" | cat -v | tr '\n' ' ')"
 }
 
-# The error body every error answer has (DESIGN.md section 8): a python
-# predicate over the parsed JSON d. The one place to change when the error
-# format changes.
-RAW_ERROR_SHAPE='list(d) == ["error"] and isinstance(d["error"], dict) and isinstance(d["error"].get("code"), str) and d["error"]["code"] != "" and isinstance(d["error"].get("message"), str) and d["error"]["message"] != "" and isinstance(d["error"].get("details"), list)'
-RAW_ERROR_TYPE='application/json'
+# The error body every error answer has (README "Errors": RFC 9457 problem
+# details): a python predicate over the parsed JSON d and the answer's status.
+# The one place to change when the error format changes. "instance" is absent
+# when the server answered before it had read a request line.
+RAW_ERROR_SHAPE='isinstance(d, dict) and isinstance(d.get("code"), str) and d["code"] != "" and d.get("type") == "urn:kcqrs:problem:" + d["code"] and isinstance(d.get("title"), str) and d["title"] != "" and d.get("status") == status and isinstance(d.get("detail"), str) and d["detail"] != "" and isinstance(d.get("errors"), list) and isinstance(d.get("instance", "/"), str) and d.get("instance", "/").startswith("/")'
+RAW_ERROR_TYPE='application/problem+json'
 
 raw_check() {
     python3 - "$RAW_OUT" "$1" "$2" "$RAW_CLOSE" "$RAW_ERROR_SHAPE" "$RAW_ERROR_TYPE" <<'PY'

@@ -85,6 +85,16 @@ never_printed() {
         "$BATS_FILE_TMPDIR/main.log"
 }
 
+@test "kcqrs-events cat reads the SASL_SSL broker through KCQRS_KAFKA_PROPERTIES (and cannot without it)" {
+    run "$KCQRS_BIN/kcqrs-events" cat resource
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *'"aggregate_id":"sasl-1"'* ]]
+    KCQRS_KAFKA_PROPERTIES=none KCQRS_KAFKA_TIMEOUT_MS=2000 run "$KCQRS_BIN/kcqrs-events" cat resource
+    [ "$status" -eq 1 ]
+    [[ "$output" != *"sasl-1"* ]]
+}
+
 # start_bad NAME PROPERTIES: a kcqrs-commands instance with PROPERTIES (left
 # running: teardown_file stops it and fails if it crashed).
 start_bad() {

@@ -111,7 +111,7 @@ get_loop() {
         curl -s --max-time 5 -H "Authorization: Bearer $KQ_KEY_READER" "$url$path" |
             python3 -c 'import json, sys
 try:
-    d = json.load(sys.stdin); print(200 if "name" in d else d["error"]["code"], d.get("name", "").replace(" ", "_"))
+    d = json.load(sys.stdin); print(200 if "name" in d else d["code"], d.get("name", "").replace(" ", "_"))
 except Exception as e:
     print("bad", type(e).__name__)' >>"$out"
     done
@@ -216,7 +216,7 @@ PY
     q "/api/v1/resources?cursor=$tok_other";                  assert_error 400 cursor
     q "/api/v1/resources?limit=0&status=x"
     assert_error 400 limit
-    jcheck 'len(d["error"]["details"]) == 2'
+    jcheck 'len(d["errors"]) == 2'
     q "/api/v1/resources?consistent_with=v1.bm9wZQ";     assert_error 400 consistent_with
     q /api/v1/resources -H "X-Consistency-Token: junk"; assert_error 400 X-Consistency-Token
     q "/api/v1/resources/x/events?limit=2000";           assert_error 400 limit
@@ -233,7 +233,7 @@ PY
     q "/api/v1/audit?aggregate_id=";                 assert_error 400 aggregate_id
     q "/api/v1/audit?aggregate_type=x&event_type=y&since=z&until=w&limit=-1"
     assert_error 400
-    jcheck 'sorted(x["field"] for x in d["error"]["details"]) == ["aggregate_type", "event_type", "limit", "since", "until"]'
+    jcheck 'sorted(x["field"] for x in d["errors"]) == ["aggregate_type", "event_type", "limit", "since", "until"]'
 }
 
 @test "query: unknown or repeated query parameters answer 400" {
@@ -243,7 +243,7 @@ PY
     q "/api/v1/resources/q1-a?verbose=1";             assert_error 400 verbose
     QKEY=$KQ_KEY_AUDITOR q "/api/v1/audit?actr=x&limit=5"
     assert_error 400 actr
-    jcheck 'len(d["error"]["details"]) == 1'
+    jcheck 'len(d["errors"]) == 1'
 }
 
 @test "query: roles — 401 without a key, 403 for the wrong role" {
@@ -478,7 +478,7 @@ for n in (\"lmdb\", \"postgresql\"):
     local t0=$(date +%s%N)
     q /api/v1/resources/q9-a -H "X-Consistency-Token: $tok"
     assert_error 503
-    jcheck 'd["error"]["code"] == "projection_behind"'
+    jcheck 'd["code"] == "projection_behind"'
     assert_retry_after
     (( ($(date +%s%N) - t0) / 1000000 >= 2900 ))
     # /ready fails while the read models lag more than KCQRS_QUERY_READY_LAG events
@@ -537,7 +537,7 @@ for n in (\"lmdb\", \"postgresql\"):
     qry_start q3 KCQRS_LMDB_DIR="$BATS_FILE_TMPDIR/empty"
     QURL=$(qry_url q3) q /api/v1/resources/q10-a
     assert_error 503
-    jcheck 'd["error"]["code"] == "not_ready"'
+    jcheck 'd["code"] == "not_ready"'
     QURL=$(qry_url q3) REQ_KEY= q /ready
     [[ "$CODE" == 503 ]]
     QURL=$(qry_url q3) q /api/v1/resources/q10-a/events
@@ -586,7 +586,7 @@ for n in (\"lmdb\", \"postgresql\"):
     for p in /api/v1/resources/q11-a /api/v1/resources /api/v1/resources/q11-a/events /api/v1/audit; do
         QKEY=$KQ_KEY_ADMIN q "$p?snapshot=nosuch"
         assert_error 404
-        jcheck 'd["error"]["code"] == "snapshot_not_found"'
+        jcheck 'd["code"] == "snapshot_not_found"'
     done
     # bad names and tokens: 400 naming snapshot
     q "/api/v1/resources/q11-a?snapshot=Before"
@@ -606,10 +606,10 @@ for n in (\"lmdb\", \"postgresql\"):
     sleep 0.3
     q "/api/v1/resources/q11-a?snapshot=before_q11"
     assert_error 404
-    jcheck 'd["error"]["code"] == "snapshot_not_found"'
+    jcheck 'd["code"] == "snapshot_not_found"'
     q "/api/v1/resources/q11-a/events?snapshot=before_q11"
     assert_error 404
-    jcheck 'd["error"]["code"] == "snapshot_not_found"'
+    jcheck 'd["code"] == "snapshot_not_found"'
 }
 
 @test "query: follows an LMDB read model swapped in (RENAME_EXCHANGE) or appearing, without a restart; no request fails meanwhile" {
@@ -665,7 +665,7 @@ PY
     qry_start q6 KCQRS_LMDB_DIR="$BATS_FILE_TMPDIR/late"
     QURL=$(qry_url q6) q /api/v1/resources/q12-a
     assert_error 503
-    jcheck 'd["error"]["code"] == "not_ready"'
+    jcheck 'd["code"] == "not_ready"'
     build_model "$BATS_FILE_TMPDIR/late"
     QURL=$(qry_url q6) q /api/v1/resources/q12-a
     [[ "$CODE" == 200 ]]
@@ -708,8 +708,8 @@ PY
     sleep 0.3
     q "/api/v1/resources/q13-a?snapshot=q13"
     assert_error 404
-    jcheck 'd["error"]["code"] == "snapshot_not_found"'
+    jcheck 'd["code"] == "snapshot_not_found"'
     QKEY=$KQ_KEY_AUDITOR q "/api/v1/audit?snapshot=q13"
     assert_error 404
-    jcheck 'd["error"]["code"] == "snapshot_not_found"'
+    jcheck 'd["code"] == "snapshot_not_found"'
 }

@@ -66,7 +66,7 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     before=$(all_ends_sum)
     req POST /api/v1/workflows "{\"id\":\"$id\",\"name\":\"again\",\"actions\":[$MAIL_ACTION]}"
     assert_error 409 version
-    jcheck "d['error']['code'] == 'conflict'"
+    jcheck "d['code'] == 'conflict'"
     assert_all_unchanged "$before"
 }
 
@@ -74,7 +74,7 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     before=$(all_ends_sum)
     req POST /api/v1/workflows '{"name":"w","actions":[{"type":"http","url":"ftp://x/"}]}'
     assert_error 400 'actions[0].url'
-    jcheck "d['error']['code'] == 'validation_failed'"
+    jcheck "d['code'] == 'validation_failed'"
     req POST /api/v1/workflows '{"name":"w","actions":[{"type":"http","url":"http://{{payload.h}}/"}]}'
     assert_error 400 'actions[0].url'
     req POST /api/v1/workflows '{"name":"w","actions":[{"type":"http","url":"http://x/","headers":{"Host":"evil"}}]}'
@@ -96,7 +96,7 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     assert_error 400 'actions[1].method'
     req POST /api/v1/workflows '{"name":'
     assert_error 400 body
-    jcheck "d['error']['code'] == 'invalid_json'"
+    jcheck "d['code'] == 'invalid_json'"
     REQ_CT=text/plain req POST /api/v1/workflows '{"name":"w"}'
     assert_error 415
     req PUT /api/v1/workflows/whatever '{}'
@@ -121,7 +121,7 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     assert_error 400 'actions[0].headers.X-A'
     req POST /api/v1/workflows '{"name":"w","actions":[{"type":"http","url":"http://x/","headers":{"X\u0001":"v"}}]}'
     assert_error 400
-    jcheck "d['error']['details'][0]['field'].startswith('actions[0].headers.X')"
+    jcheck "d['errors'][0]['field'].startswith('actions[0].headers.X')"
     req POST /api/v1/workflows '{"name":"w","actions":[{"type":"http","url":"http://x/","body_template":"a\u0007"}]}'
     assert_error 400 'actions[0].body_template'
     req POST /api/v1/workflows '{"name":"w","actions":[{"type":"email","to":["a\u0085@b.c"],"subject":"s"}]}'
@@ -137,7 +137,7 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     assert_error 400 'actions[0].headers.X-A'
     req PUT "/api/v1/workflows/$id" '{"secret":"a\u0001b"}'
     assert_error 400 secret
-    jcheck "len(d['error']['details']) == 1"
+    jcheck "len(d['errors']) == 1"
     assert_all_unchanged "$before"
     # what the rule lets through: TAB in a header value, TAB/LF/CR in body templates
     req PUT "/api/v1/workflows/$id" '{"actions":[{"type":"http","url":"http://x/","headers":{"X-A":"a\tb"},"body_template":"{\r\n\t\"a\": 1\n}"}]}'
@@ -157,7 +157,7 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     before=$(all_ends_sum)
     req PUT "/api/v1/workflows/$id" '{"name":"x"}' -H 'If-Match: "7"'
     assert_error 412 version
-    jcheck "d['error']['details'][0]['current_version'] == 1"
+    jcheck "d['errors'][0]['current_version'] == 1"
     assert_all_unchanged "$before"
 
     req PUT "/api/v1/workflows/$id" '{"name":"renamed","enabled":false}' -H 'If-Match: "1"'
@@ -185,10 +185,10 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     before=$(all_ends_sum)
     req POST "/api/v1/workflows/$id/runs" '{"a":1}'
     assert_error 409
-    jcheck "d['error']['code'] == 'workflow_disabled'"
+    jcheck "d['code'] == 'workflow_disabled'"
     hook "$id" "$WF_SECRET"
     assert_error 409
-    jcheck "d['error']['code'] == 'workflow_disabled'"
+    jcheck "d['code'] == 'workflow_disabled'"
     # a wrong secret does not learn that the workflow is disabled
     hook "$id" "wrong-secret"
     assert_error 401
@@ -320,12 +320,12 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     before=$(all_ends_sum)
     hook "$id" "wrong-secret"
     assert_error 401
-    jcheck "d['error']['code'] == 'invalid_webhook_secret'"
+    jcheck "d['code'] == 'invalid_webhook_secret'"
     hook "$id" "${WF_SECRET}x"
     assert_error 401
     hook "$id" -
     assert_error 401
-    jcheck "d['error']['code'] == 'invalid_webhook_secret'"
+    jcheck "d['code'] == 'invalid_webhook_secret'"
     REQ_KEY="" req POST "/hooks/$id" '{}' -H 'X-Webhook-Secret;'
     assert_error 401
     hook "$id" "$(printf 's%.0s' $(seq 256))"
@@ -371,10 +371,10 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     assert_error 404
     attempt "$run_id" 0 2 retry '"next_delay_ms":100'
     assert_error 409
-    jcheck "d['error']['code'] == 'attempt_gap'"
+    jcheck "d['code'] == 'attempt_gap'"
     attempt "$run_id" 1 1 retry '"next_delay_ms":100'
     assert_error 409
-    jcheck "d['error']['code'] == 'step_mismatch'"
+    jcheck "d['code'] == 'step_mismatch'"
     assert_all_unchanged "$before"
 
     attempt "$run_id" 0 1 retry '"status_code":503,"next_delay_ms":100'
@@ -392,7 +392,7 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     before=$(all_ends_sum)
     attempt "$run_id" 0 2 succeeded '"status_code":200'
     assert_error 409
-    jcheck "d['error']['code'] in ('attempt_recorded', 'run_finished')"
+    jcheck "d['code'] in ('attempt_recorded', 'run_finished')"
     assert_all_unchanged "$before"
     echo "$run_id" >"$BATS_FILE_TMPDIR/finished_run"
 }
@@ -432,9 +432,9 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     batch '{"attempts":[{"run_id":"x","step":0},7,{"step":0,"attempt":1,"duration_ms":1,"delivery_id":"d","outcome":"succeeded"}]}'
     [ "$CODE" = 200 ]
     jcheck "[r['status'] for r in d['results']] == [400, 400, 400]"
-    jcheck "any(x['field'] == 'attempt' for x in d['results'][0]['error']['details'])"
-    jcheck "d['results'][1]['id'] is None and d['results'][1]['error']['code'] == 'validation_failed'"
-    jcheck "any(x['field'] == 'run_id' for x in d['results'][2]['error']['details'])"
+    jcheck "any(x['field'] == 'attempt' for x in d['results'][0]['problem']['errors'])"
+    jcheck "d['results'][1]['id'] is None and d['results'][1]['problem']['code'] == 'validation_failed'"
+    jcheck "any(x['field'] == 'run_id' for x in d['results'][2]['problem']['errors'])"
     assert_all_unchanged "$before"
 
     # one request: run 0 succeeds, run 1 retries, a bad item, an unknown run, run 2 succeeds
@@ -445,8 +445,8 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     jcheck "[r['id'] for r in d['results']] == ['${runs[0]}', '${runs[1]}', '${runs[2]}', 'no-such-run', '${runs[2]}']"
     jcheck "d['results'][0]['version'] == 4 and d['results'][1]['version'] == 2 and d['results'][4]['version'] == 4"
     jcheck "all(r['consistency_token'] for r in d['results'] if r['status'] == 200)"
-    jcheck "d['results'][2]['error']['code'] == 'validation_failed' and any(x['field'] == 'outcome' for x in d['results'][2]['error']['details'])"
-    jcheck "d['results'][3]['error']['code'] == 'not_found'"
+    jcheck "d['results'][2]['problem']['code'] == 'validation_failed' and any(x['field'] == 'outcome' for x in d['results'][2]['problem']['errors'])"
+    jcheck "d['results'][3]['problem']['code'] == 'not_found'"
     # the three runs' events in ONE transaction
     [ "$(metric 'kcqrs_commands_transactions_total{result="committed"}')" = $((committed + 1)) ]
     run agg_types "$(run_topic)" "${runs[0]}"
@@ -461,8 +461,8 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     batch "{\"attempts\":[$(item "${runs[0]}" 1 succeeded '"status_code":200'),$(item "${runs[1]}" 1 retry '"status_code":503,"next_delay_ms":100')]}"
     [ "$CODE" = 200 ]
     jcheck "[r['status'] for r in d['results']] == [409, 409]"
-    jcheck "d['results'][0]['error']['code'] in ('attempt_recorded', 'run_finished') and d['results'][1]['error']['code'] == 'attempt_recorded'"
-    jcheck "d['results'][1]['error']['details'][0]['recorded_attempts'] == 1"
+    jcheck "d['results'][0]['problem']['code'] in ('attempt_recorded', 'run_finished') and d['results'][1]['problem']['code'] == 'attempt_recorded'"
+    jcheck "d['results'][1]['problem']['errors'][0]['recorded_attempts'] == 1"
     assert_all_unchanged "$before"
     # two attempts of one run in one batch are decided in order
     batch "{\"attempts\":[$(item "${runs[1]}" 2 retry '"next_delay_ms":10'),$(item "${runs[1]}" 3 succeeded '"status_code":200')]}"
@@ -483,11 +483,11 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     before=$(all_ends_sum)
     attempt "$run_id" 1 1 retry '"error":"smtp: 451","next_delay_ms":50'
     assert_error 409 attempt
-    jcheck "d['error']['code'] == 'attempt_recorded'"
-    jcheck "d['error']['details'][0]['current_step'] == 1 and d['error']['details'][0]['recorded_attempts'] == 1"
+    jcheck "d['code'] == 'attempt_recorded'"
+    jcheck "d['errors'][0]['current_step'] == 1 and d['errors'][0]['recorded_attempts'] == 1"
     attempt "$run_id" 0 2 succeeded
     assert_error 409
-    jcheck "d['error']['code'] == 'step_mismatch'"
+    jcheck "d['code'] == 'step_mismatch'"
     assert_all_unchanged "$before"
     echo "$run_id" >"$BATS_FILE_TMPDIR/open_run"
 
@@ -501,7 +501,7 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     before=$(all_ends_sum)
     attempt "$run_id" 1 3 retry '"next_delay_ms":5'
     assert_error 409
-    jcheck "d['error']['code'] == 'run_finished'"
+    jcheck "d['code'] == 'run_finished'"
     assert_all_unchanged "$before"
     echo "$run_id" >"$BATS_FILE_TMPDIR/failed_run"
 }
@@ -531,10 +531,10 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
         before=$(all_ends_sum)
         attempt "$open" 0 1 retry '"next_delay_ms":10'
         assert_error 409
-        jcheck "d['error']['code'] == 'attempt_recorded'"
+        jcheck "d['code'] == 'attempt_recorded'"
         attempt "$failed" 1 3 retry '"next_delay_ms":5'
         assert_error 409
-        jcheck "d['error']['code'] == 'run_finished'"
+        jcheck "d['code'] == 'run_finished'"
         req POST /api/v1/workflows "{\"id\":\"$id\",\"name\":\"again\",\"actions\":[$MAIL_ACTION]}"
         assert_error 409
         hook "$id" "wrong"

@@ -272,12 +272,12 @@ static void post_json(const char *path, const char *key, const char *body, resp 
 
 static size_t ndetails(const resp *r)
 {
-    return json_array_size(json_object_get(json_object_get(r->json, "error"), "details"));
+    return json_array_size(json_object_get(r->json, "errors"));
 }
 
 static const char *detail(const resp *r, size_t i, const char *what)
 {
-    json_t *d = json_array_get(json_object_get(json_object_get(r->json, "error"), "details"), i);
+    json_t *d = json_array_get(json_object_get(r->json, "errors"), i);
     return json_string_value(json_object_get(d, what));
 }
 
@@ -441,8 +441,14 @@ static void test_routing(void **state)
     get("/nope", NULL, &r);
     assert_int_equal(r.status, 404);
     assert_string_equal(err_code(&r), "not_found");
-    assert_true(json_is_array(json_object_get(json_object_get(r.json, "error"), "details")));
-    assert_true(has_header(&r, "Content-Type: application/json"));
+    assert_true(json_is_array(json_object_get(r.json, "errors")));
+    assert_true(has_header(&r, "Content-Type: application/problem+json"));
+    assert_string_equal(json_string_value(json_object_get(r.json, "type")),
+                        "urn:kcqrs:problem:not_found");
+    assert_string_equal(json_string_value(json_object_get(r.json, "title")), "Not found");
+    assert_int_equal(json_integer_value(json_object_get(r.json, "status")), 404);
+    assert_string_equal(json_string_value(json_object_get(r.json, "detail")), "no such route");
+    assert_string_equal(json_string_value(json_object_get(r.json, "instance")), "/nope");
     resp_free(&r);
 
     get("/api/v1/things/", key_admin, &r); /* empty {id} */
@@ -908,7 +914,7 @@ static json_t *raw_body_json(const char *ans)
 
 static const char *json_err_code(json_t *j)
 {
-    return json_string_value(json_object_get(json_object_get(j, "error"), "code"));
+    return json_string_value(json_object_get(j, "code"));
 }
 
 static void test_per_ip_limit(void **state)
@@ -1203,7 +1209,7 @@ static void expect_refused(const char *req, size_t len, unsigned status, const c
     if (strncmp(ans, line, strlen(line)) != 0)
         fail_msg("request %.60s: want %u, got: %.200s", req, status, ans);
     assert_int_equal(count_substr(ans, "HTTP/1.1 "), 1);
-    assert_non_null(strstr(ans, "Content-Type: application/json\r\n"));
+    assert_non_null(strstr(ans, "Content-Type: application/problem+json\r\n"));
     assert_non_null(strstr(ans, "Content-Length: "));
     assert_non_null(strstr(ans, "Connection: close\r\n"));
     j = raw_body_json(ans);
@@ -1212,6 +1218,8 @@ static void expect_refused(const char *req, size_t len, unsigned status, const c
         assert_string_equal(json_err_code(j), code);
     else
         assert_non_null(json_err_code(j));
+    assert_int_equal(json_integer_value(json_object_get(j, "status")), status);
+    assert_null(json_object_get(j, "instance")); /* no request path was read */
     json_decref(j);
     close(fd);
 }

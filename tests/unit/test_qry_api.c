@@ -256,7 +256,7 @@ static void get(const char *path, const char *key, resp *r)
 
 static json_t *details(const resp *r)
 {
-    return json_object_get(json_object_get(r->json, "error"), "details");
+    return json_object_get(r->json, "errors");
 }
 
 /* 1 when some detail names `field`. */

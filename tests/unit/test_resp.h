@@ -54,10 +54,10 @@ static inline void resp_free(resp *r)
     json_decref(r->json);
 }
 
-/* The "code" of an error body, NULL if there is none. */
+/* The "code" of a problem+json error body, NULL if there is none. */
 static inline const char *err_code(const resp *r)
 {
-    return json_string_value(json_object_get(json_object_get(r->json, "error"), "code"));
+    return json_string_value(json_object_get(r->json, "code"));
 }
 
 #endif

@@ -63,8 +63,9 @@ static char *batch_answer(const char *body, size_t len, int *status)
         *status = 400;
         json_decref(j);
         json_decref(out);
-        return strdup(
-            "{\"error\":{\"code\":\"validation_failed\",\"message\":\"m\",\"details\":[]}}");
+        return strdup("{\"type\":\"urn:kcqrs:problem:validation_failed\",\"title\":\"t\","
+                      "\"status\":400,\"detail\":\"m\",\"code\":\"validation_failed\","
+                      "\"errors\":[]}");
     }
     for (i = 0; i < json_array_size(arr); i++) {
         json_t *it = json_array_get(arr, i);
@@ -80,10 +81,10 @@ static char *batch_answer(const char *body, size_t len, int *status)
             json_array_append_new(out, json_pack("{s:s, s:i, s:i, s:s}", "id", id, "status", 200,
                                                  "version", 7, "consistency_token", "t"));
         else
-            json_array_append_new(out, json_pack("{s:s?, s:i, s:{s:s, s:s, s:[]}}", "id", id,
-                                                 "status", st, "error", "code",
+            json_array_append_new(out, json_pack("{s:s?, s:i, s:{s:i, s:s, s:s, s:[]}}", "id", id,
+                                                 "status", st, "problem", "status", st, "code",
                                                  st == 409 ? "attempt_recorded" : "unavailable",
-                                                 "message", "m"));
+                                                 "detail", "m", "errors"));
     }
     nbatch++;
     if (i > batch_items_max)
@@ -129,7 +130,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         snprintf(last_batch, sizeof last_batch, "%.*s", (int)r->len, r->body);
         if (batch_missing) {
             status = 404;
-            ab = strdup("{\"error\":{\"code\":\"not_found\",\"message\":\"m\",\"details\":[]}}");
+            ab = strdup("{\"status\":404,\"code\":\"not_found\",\"detail\":\"m\",\"errors\":[]}");
         } else {
             ab = batch_answer(r->body, r->len, &status);
         }
@@ -153,7 +154,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
                  i + 2);
     else
         snprintf(out, sizeof out,
-                 "{\"error\":{\"code\":\"%s\",\"message\":\"m%d\",\"details\":[]}}",
+                 "{\"status\":%d,\"code\":\"%s\",\"detail\":\"m%d\",\"errors\":[]}", status,
                  status == 409 ? "attempt_recorded" : "unavailable", status);
     resp = MHD_create_response_from_buffer(strlen(out), out, MHD_RESPMEM_MUST_COPY);
     if (status == 429)
