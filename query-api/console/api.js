@@ -19,16 +19,11 @@ export class ApiError extends Error {
   }
 }
 
-// A problem+json body, or the older {"error":{code,message,details}}, as one shape.
+// An error answer: application/problem+json (RFC 9457) with "code", "detail"
+// and "errors"; anything else (a proxy's page, an empty body) by its status.
 export function problemOf(status, body) {
-  if (body && typeof body === 'object') {
-    if (body.error && typeof body.error === 'object') {
-      const e = body.error;
-      return { ...e, status, code: e.code, detail: e.message, errors: e.details || [] };
-    }
-    if (typeof body.code === 'string' || typeof body.type === 'string') {
-      return { ...body, status: body.status || status, detail: body.detail || body.title };
-    }
+  if (body && typeof body === 'object' && (typeof body.code === 'string' || typeof body.type === 'string')) {
+    return { ...body, status: body.status || status, detail: body.detail || body.title };
   }
   return { status, code: `http_${status}`, detail: `the server answered HTTP ${status}`, errors: [] };
 }

@@ -32,7 +32,7 @@ function draw(box, st, ready, when) {
       `partitions unavailable: ${list(k.partitions_unavailable)}`,
       `under-replicated: ${list(k.partitions_under_replicated)}`),
     card('Command writer', ready.ok ? stateCell('up') : stateCell('down'),
-      ready.ok ? 'ready' : (ready.body && (ready.body.detail || (ready.body.error && ready.body.error.message))) ||
+      ready.ok ? 'ready' : (ready.body && ready.body.detail) ||
         ready.error || `HTTP ${ready.status}`, h('span', { class: 'muted' }, ready.url)),
     card('LMDB read model', `lag: ${lagOf(rm.lmdb)}`),
     card('PostgreSQL read model', `lag: ${lagOf(rm.postgresql)}`),
