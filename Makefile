@@ -233,12 +233,15 @@ test-fuzz-replay: $(FUZZ_REPLAY)
 	  echo "== $$t"; $$t tests/fuzz/corpus/$$n; done
 
 # Under a sanitizer the e2e files run again for memory and undefined-behaviour
-# reports in the services' logs, except the few that time brokers, clocks and
+# reports in the services' logs, except those that time brokers, clocks and
 # latency rather than new C paths (a latency bound is a property of the
-# optimised build; a 3-node cluster or a 20 s idempotency window only wait):
-# those run once, in the plain pass of `make test`.
+# optimised build; a 3-node cluster or a 20 s idempotency window only wait),
+# that mostly wait for kill -9 recoveries and broker outages (their C paths
+# are the unit tests' and the fault campaign's), or that drive a browser or a
+# spec fuzzer: those run once, in the plain pass of `make test`.
 E2E_PLAIN_ONLY := tests/e2e/cluster.bats tests/e2e/kafka_sasl.bats tests/e2e/commands_ttl.bats \
-                  tests/e2e/http_flood.bats tests/e2e/console.bats
+                  tests/e2e/http_flood.bats tests/e2e/commands_kafka_down.bats \
+                  tests/e2e/projector_crash.bats tests/e2e/console.bats
 ifeq ($(SANITIZE),)
 E2E_FILES := tests/e2e
 else

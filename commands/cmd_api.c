@@ -237,6 +237,8 @@ static void submit(cmd_api *api, kq_http_req *req, cmd_item *it)
 {
     cmd_result refused;
 
+    if (it->cmd.id[0] != '\0') /* the access log's aggregate_id (a generated id, a run id) */
+        kq_http_req_set_aggregate_id(req, it->cmd.id);
     it->done = on_done;
     it->on_queue = on_queue;
     it->arg = req;

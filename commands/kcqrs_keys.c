@@ -1,5 +1,5 @@
 /*
- * kcqrs_keys.c — `kcqrs-keys create|list`: manage the API keys file.
+ * kcqrs_keys.c — `kcqrs-keys create|list|revoke|rotate`: manage the API keys file.
  *
  *   create --name NAME --roles ROLE[,ROLE...] [--file PATH]
  *       generates a key (kq_auth_generate_key: 256 random bits), appends
@@ -8,10 +8,16 @@
  *       itself is stored nowhere: lose it and create another.
  *   list [--file PATH]
  *       prints "<name> <roles>" per key; never the hashes.
+ *   revoke --name NAME [--file PATH]
+ *       removes NAME's entry (kq_auth_file_change: rewrite and rename).
+ *   rotate --name NAME [--file PATH]
+ *       gives NAME a new key with the same roles and prints it once; the
+ *       old key is refused from then on (no overlap).
+ *   Running services follow the file (KCQRS_KEYS_RELOAD_MS, kq_auth_watch).
  *   PATH defaults to KCQRS_KEYS_FILE (var/keys).
  *
- * Exit status: 0 ok; 1 a bad or unreadable keys file, a duplicate name or an
- * I/O error (one line on stderr); 2 usage or configuration error.
+ * Exit status: 0 ok; 1 a bad or unreadable keys file, a duplicate or unknown
+ * name or an I/O error (one line on stderr); 2 usage or configuration error.
  * Single-threaded.
  */
 #include <stdio.h>
@@ -27,15 +33,22 @@
 static const char usage[] =
     "usage: " PROG " create --name NAME --roles ROLE[,ROLE...] [--file PATH]\n"
     "       " PROG " list [--file PATH]\n"
+    "       " PROG " revoke --name NAME [--file PATH]\n"
+    "       " PROG " rotate --name NAME [--file PATH]\n"
     "\n"
     "  create   generate an API key, append its name, roles and SHA-256 to the keys\n"
     "           file (created with mode 0600) and print the key once on stdout\n"
     "  list     print the name and roles of every key (never the hashes)\n"
+    "  revoke   remove the key NAME\n"
+    "  rotate   give NAME a new key (same roles), print it once; the old key stops\n"
+    "           working at once (no overlap: for one, create a second key, move the\n"
+    "           clients, revoke the first)\n"
+    "  Running services see a change within KCQRS_KEYS_RELOAD_MS, without a restart.\n"
     "  --file   the keys file; default KCQRS_KEYS_FILE\n"
     "\n"
     "Roles: admin (implies all), writer, reader, auditor, worker.\n"
     "Names: [A-Za-z0-9._-]{1,64}; the name is the actor recorded in events.\n"
-    "Exit status: 0 ok, 1 bad keys file, duplicate name or I/O error,\n"
+    "Exit status: 0 ok, 1 bad keys file, duplicate or unknown name or I/O error,\n"
     "2 usage or configuration error.\n";
 
 /* Find "--opt VALUE" or "--opt=VALUE" in argv[2..]; NULL if absent. */
@@ -150,6 +163,42 @@ static int cmd_list(int argc, char **argv, const char *default_file)
     return 0;
 }
 
+/* revoke (rotate 0) or rotate (1) --name NAME [--file PATH] */
+static int cmd_change(int argc, char **argv, const char *default_file, int rotate)
+{
+    static const char *const allowed[] = {"--name", "--file", NULL};
+    const char *name, *file;
+    char key[KQ_AUTH_KEY_LEN + 1], hex[65], err[512];
+
+    if (check_args(argc, argv, allowed) != 0 || get_opt(argc, argv, "--name", &name) != 0 ||
+        get_opt(argc, argv, "--file", &file) != 0 || name == NULL) {
+        fprintf(stderr, PROG ": %s needs --name (and takes --file)\n", argv[1]);
+        return 2;
+    }
+    if (file == NULL)
+        file = default_file;
+    if (rotate && (kq_auth_generate_key(key, sizeof key, err, sizeof err) != 0 ||
+                   kq_auth_hash_hex(key, strlen(key), hex) != 0)) {
+        fprintf(stderr, PROG ": %s\n", err);
+        return 1;
+    }
+    if (kq_auth_file_change(file, name, rotate ? hex : NULL, err, sizeof err) != 0) {
+        fprintf(stderr, PROG ": %s\n", err);
+        return 1;
+    }
+    if (rotate) {
+        printf("%s\n", key);
+        if (fflush(stdout) != 0) {
+            fprintf(stderr,
+                    PROG ": writing the key to stdout failed; '%s' has a new key nobody knows, "
+                         "rotate it again\n",
+                    name);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     kq_config cfg;
@@ -166,6 +215,10 @@ int main(int argc, char **argv)
         rc = cmd_create(argc, argv, cfg.keys_file);
     } else if (argc >= 2 && strcmp(argv[1], "list") == 0) {
         rc = cmd_list(argc, argv, cfg.keys_file);
+    } else if (argc >= 2 && strcmp(argv[1], "revoke") == 0) {
+        rc = cmd_change(argc, argv, cfg.keys_file, 0);
+    } else if (argc >= 2 && strcmp(argv[1], "rotate") == 0) {
+        rc = cmd_change(argc, argv, cfg.keys_file, 1);
     } else {
         fputs(usage, stderr);
         rc = 2;

@@ -4,12 +4,16 @@
 #include "kq_auth.h"
 #include "kq_b64.h"
 #include "kq_err.h"
+#include "kq_log.h"
 #include "kq_rand.h"
+#include "kq_time.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,13 +27,30 @@
 
 typedef struct auth_entry {
     char name[KQ_AUTH_NAME_MAX + 1];
+    const char *stable; /* watched sets: the interned name lookups hand out; else NULL */
     unsigned roles;
     unsigned char hash[HASH_LEN];
 } auth_entry;
 
+typedef struct file_id {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtim;
+} file_id;
+
 struct kq_auth_keys {
     size_t n;
     auth_entry *e;
+    /* kq_auth_watch: the rest is used only when interval_ms > 0 */
+    int interval_ms;
+    char *path;
+    pthread_rwlock_t lock;   /* n, e, id, names */
+    _Atomic int64_t next_ms; /* monotonic ms of the next look at the file */
+    file_id id;              /* of the file the entries came from (or last refused) */
+    char **names;            /* every name ever loaded: handed-out actors stay valid */
+    size_t nnames, capnames;
+    _Atomic unsigned long reloads;
 };
 
 static const char *const role_names[] = {"admin", "writer", "reader", "auditor", "worker"};
@@ -343,7 +364,165 @@ void kq_auth_free(kq_auth_keys *keys)
     if (keys->e != NULL)
         OPENSSL_cleanse(keys->e, keys->n * sizeof *keys->e);
     free(keys->e);
+    if (keys->interval_ms > 0) {
+        pthread_rwlock_destroy(&keys->lock);
+        for (size_t i = 0; i < keys->nnames; i++)
+            free(keys->names[i]);
+        free(keys->names);
+        free(keys->path);
+    }
     free(keys);
+}
+
+static int file_id_of(const char *path, file_id *id)
+{
+    struct stat st;
+
+    if (stat(path, &st) != 0)
+        return -1;
+    memset(id, 0, sizeof *id);
+    id->dev = st.st_dev;
+    id->ino = st.st_ino;
+    id->size = st.st_size;
+    id->mtim = st.st_mtim;
+    return 0;
+}
+
+static int file_id_eq(const file_id *a, const file_id *b)
+{
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtim.tv_sec == b->mtim.tv_sec && a->mtim.tv_nsec == b->mtim.tv_nsec;
+}
+
+/* Point every entry of `e` at the interned copy of its name (added when new). */
+static int intern_names(kq_auth_keys *k, auth_entry *e, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t j;
+        for (j = 0; j < k->nnames && strcmp(k->names[j], e[i].name) != 0; j++)
+            ;
+        if (j == k->nnames) {
+            if (k->nnames == k->capnames) {
+                size_t nc = k->capnames ? 2 * k->capnames : 16;
+                char **nn = realloc(k->names, nc * sizeof *nn);
+                if (nn == NULL)
+                    return KQ_ENOMEM;
+                k->names = nn;
+                k->capnames = nc;
+            }
+            if ((k->names[j] = strdup(e[i].name)) == NULL)
+                return KQ_ENOMEM;
+            k->nnames++;
+        }
+        e[i].stable = k->names[j];
+    }
+    return 0;
+}
+
+int kq_auth_watch(kq_auth_keys *keys, const char *path, int interval_ms, char *errstr,
+                  size_t errlen)
+{
+    if (keys == NULL || interval_ms <= 0)
+        return 0;
+    if (keys->interval_ms > 0)
+        return kq_seterr(errstr, errlen, KQ_EINVAL, "keys already watched");
+    if ((keys->path = strdup(path)) == NULL)
+        return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    if (file_id_of(path, &keys->id) != 0) {
+        int e = errno;
+        free(keys->path);
+        keys->path = NULL;
+        return kq_seterr(errstr, errlen, KQ_EIO, "%s: %s", path, strerror(e));
+    }
+    if (pthread_rwlock_init(&keys->lock, NULL) != 0) {
+        free(keys->path);
+        keys->path = NULL;
+        return kq_seterr(errstr, errlen, KQ_ENOMEM, "rwlock");
+    }
+    if (intern_names(keys, keys->e, keys->n) != 0) {
+        for (size_t i = 0; i < keys->n; i++)
+            keys->e[i].stable = NULL;
+        for (size_t i = 0; i < keys->nnames; i++)
+            free(keys->names[i]);
+        free(keys->names);
+        keys->names = NULL;
+        keys->nnames = keys->capnames = 0;
+        pthread_rwlock_destroy(&keys->lock);
+        free(keys->path);
+        keys->path = NULL;
+        return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    }
+    keys->interval_ms = interval_ms;
+    atomic_store(&keys->next_ms, kq_time_mono_ms() + interval_ms);
+    return 0;
+}
+
+unsigned long kq_auth_reloads(const kq_auth_keys *keys)
+{
+    return keys && keys->interval_ms > 0 ? atomic_load(&((kq_auth_keys *)keys)->reloads) : 0;
+}
+
+/*
+ * At most once per interval (the caller that wins the compare-and-swap does
+ * it; the others go on with the current set): stat the file and, when its
+ * identity changed, parse it and swap the entries in. A file that cannot be
+ * read or parsed leaves the current set in place (logged once per change).
+ */
+static void maybe_reload(kq_auth_keys *k)
+{
+    int64_t now = kq_time_mono_ms(), next = atomic_load(&k->next_ms);
+    kq_auth_keys *fresh = NULL;
+    file_id id;
+    char err[512];
+
+    if (now < next || !atomic_compare_exchange_strong(&k->next_ms, &next, now + k->interval_ms))
+        return;
+    if (file_id_of(k->path, &id) != 0) {
+        memset(&id, 0, sizeof id); /* gone: logged once, until it is back */
+        pthread_rwlock_rdlock(&k->lock);
+        int same = file_id_eq(&id, &k->id);
+        pthread_rwlock_unlock(&k->lock);
+        if (!same) {
+            kq_log_warn("API keys: %s: %s; keeping the %zu keys loaded", k->path, strerror(errno),
+                        k->n);
+            pthread_rwlock_wrlock(&k->lock);
+            k->id = id;
+            pthread_rwlock_unlock(&k->lock);
+        }
+        return;
+    }
+    pthread_rwlock_rdlock(&k->lock);
+    int same = file_id_eq(&id, &k->id);
+    pthread_rwlock_unlock(&k->lock);
+    if (same)
+        return;
+    if (kq_auth_load(k->path, &fresh, err, sizeof err) != 0) {
+        kq_log_warn("API keys: %s; keeping the %zu keys loaded", err, k->n);
+        pthread_rwlock_wrlock(&k->lock);
+        k->id = id;
+        pthread_rwlock_unlock(&k->lock);
+        return;
+    }
+    pthread_rwlock_wrlock(&k->lock);
+    if (intern_names(k, fresh->e, fresh->n) != 0) {
+        pthread_rwlock_unlock(&k->lock);
+        kq_log_warn("API keys: out of memory reloading %s", k->path);
+        kq_auth_free(fresh);
+        return;
+    }
+    {
+        auth_entry *olde = k->e;
+        size_t oldn = k->n;
+        k->e = fresh->e;
+        k->n = fresh->n;
+        k->id = id;
+        fresh->e = olde;
+        fresh->n = oldn;
+    }
+    pthread_rwlock_unlock(&k->lock);
+    atomic_fetch_add(&k->reloads, 1);
+    kq_log_info("API keys: reloaded %s: %zu keys", k->path, k->n);
+    kq_auth_free(fresh);
 }
 
 size_t kq_auth_count(const kq_auth_keys *keys)
@@ -361,17 +540,12 @@ unsigned kq_auth_roles(const kq_auth_keys *keys, size_t i)
     return keys && i < keys->n ? keys->e[i].roles : 0;
 }
 
-int kq_auth_lookup(const kq_auth_keys *keys, const char *token, size_t len, const char **name,
-                   unsigned *roles)
+static int lookup_in(const kq_auth_keys *keys, const unsigned char h[HASH_LEN], const char **name,
+                     unsigned *roles)
 {
-    unsigned char h[HASH_LEN];
     size_t match = 0;
     unsigned found = 0;
 
-    if (keys == NULL || token == NULL || len == 0 || len > KQ_AUTH_TOKEN_MAX)
-        return KQ_ENOTFOUND;
-    if (sha256(token, len, h) != 0)
-        return KQ_ENOTFOUND;
     /* Visit every entry; select the match without a data-dependent branch. */
     for (size_t i = 0; i < keys->n; i++) {
         unsigned eq = (unsigned)(CRYPTO_memcmp(keys->e[i].hash, h, HASH_LEN) == 0);
@@ -379,12 +553,35 @@ int kq_auth_lookup(const kq_auth_keys *keys, const char *token, size_t len, cons
         match = (match & ~mask) | (i & mask);
         found |= eq;
     }
-    OPENSSL_cleanse(h, sizeof h);
     if (!found)
         return KQ_ENOTFOUND;
-    *name = keys->e[match].name;
+    *name = keys->e[match].stable ? keys->e[match].stable : keys->e[match].name;
     *roles = keys->e[match].roles;
     return 0;
+}
+
+int kq_auth_lookup(const kq_auth_keys *keys, const char *token, size_t len, const char **name,
+                   unsigned *roles)
+{
+    unsigned char h[HASH_LEN];
+    int rc;
+
+    if (keys == NULL || token == NULL || len == 0 || len > KQ_AUTH_TOKEN_MAX)
+        return KQ_ENOTFOUND;
+    if (sha256(token, len, h) != 0)
+        return KQ_ENOTFOUND;
+    if (keys->interval_ms > 0) {
+        /* The reload state is the one mutable part of a set shared read-only. */
+        kq_auth_keys *k = (kq_auth_keys *)keys;
+        maybe_reload(k);
+        pthread_rwlock_rdlock(&k->lock);
+        rc = lookup_in(k, h, name, roles);
+        pthread_rwlock_unlock(&k->lock);
+    } else {
+        rc = lookup_in(keys, h, name, roles);
+    }
+    OPENSSL_cleanse(h, sizeof h);
+    return rc;
 }
 
 int kq_auth_generate_key(char *out, size_t outlen, char *errstr, size_t errlen)
@@ -399,6 +596,109 @@ int kq_auth_generate_key(char *out, size_t outlen, char *errstr, size_t errlen)
     kq_b64_encode(r, sizeof r, out + 3); /* 32 bytes: 43 characters */
     OPENSSL_cleanse(r, sizeof r);
     return 0;
+}
+
+/*
+ * Open `path` with `flags` and take its exclusive flock. A rewrite replaces
+ * the file by rename, so a lock taken on the old inode is retried on the new
+ * one: the lock is held on the file that `path` names.
+ */
+static int lock_file(const char *path, int flags, int *out, char *errstr, size_t errlen)
+{
+    for (int tries = 0; tries < 100; tries++) {
+        struct stat a, b;
+        int fd = open(path, flags | O_CLOEXEC, 0600);
+        if (fd < 0)
+            return kq_seterr(errstr, errlen, errno == ENOENT ? KQ_ENOTFOUND : KQ_EIO, "%s: %s",
+                             path, strerror(errno));
+        if (flock(fd, LOCK_EX) != 0) {
+            int e = errno;
+            close(fd);
+            return kq_seterr(errstr, errlen, KQ_EIO, "%s: lock: %s", path, strerror(e));
+        }
+        if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
+            a.st_ino == b.st_ino) {
+            *out = fd;
+            return 0;
+        }
+        close(fd);
+    }
+    return kq_seterr(errstr, errlen, KQ_EIO, "%s: replaced while locking, 100 times", path);
+}
+
+int kq_auth_file_change(const char *path, const char *name, const char *hash_hex, char *errstr,
+                        size_t errlen)
+{
+    kq_auth_keys *k = NULL;
+    char *buf = NULL, *out = NULL, tmp[4096];
+    size_t len = 0, olen = 0, pos = 0, found = 0;
+    int fd = -1, tfd = -1, rc;
+
+    if (!kq_auth_name_valid(name))
+        return kq_seterr(errstr, errlen, KQ_EINVAL, "name '%s' does not match [A-Za-z0-9._-]{1,64}",
+                         name ? name : "");
+    if (snprintf(tmp, sizeof tmp, "%s.XXXXXX", path) >= (int)sizeof tmp)
+        return kq_seterr(errstr, errlen, KQ_EINVAL, "%s: path too long", path);
+    if ((rc = lock_file(path, O_RDWR, &fd, errstr, errlen)) != 0)
+        return rc;
+    if ((rc = read_fd(fd, path, &buf, &len, errstr, errlen)) != 0 ||
+        (rc = kq_auth_parse(buf, len, path, &k, errstr, errlen)) != 0)
+        goto out;
+    if ((out = malloc(len + 2 * LINE_MAX_LEN)) == NULL) {
+        rc = kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+        goto out;
+    }
+    /* Every line as it is, but the entry of `name`: left out, or with the new hash. */
+    while (pos < len) {
+        const char *line = buf + pos, *nl = memchr(line, '\n', len - pos), *f[4];
+        size_t llen = nl ? (size_t)(nl - line) + 1 : len - pos, flen[4];
+        size_t nf = split_fields(line, nl ? llen - 1 : llen, f, flen);
+        pos += llen;
+        if (nf == 3 && flen[0] == strlen(name) && memcmp(f[0], name, flen[0]) == 0) {
+            found++;
+            if (hash_hex != NULL) {
+                int n = snprintf(out + olen, 2 * LINE_MAX_LEN, "%s %.*s %s\n", name, (int)flen[1],
+                                 f[1], hash_hex);
+                if (n < 0 || n >= 2 * LINE_MAX_LEN) {
+                    rc = kq_seterr(errstr, errlen, KQ_EINVAL, "entry too long");
+                    goto out;
+                }
+                olen += (size_t)n;
+            }
+            continue;
+        }
+        memcpy(out + olen, line, llen);
+        olen += llen;
+    }
+    if (found == 0) {
+        rc = kq_seterr(errstr, errlen, KQ_ENOTFOUND, "%s: no key named '%s'", path, name);
+        goto out;
+    }
+    kq_auth_free(k);
+    k = NULL;
+    if ((rc = kq_auth_parse(out, olen, path, &k, errstr, errlen)) != 0)
+        goto out;
+    /* Write a new file beside it and rename it over: a reader sees the old or the new one. */
+    if ((tfd = mkostemp(tmp, O_CLOEXEC)) < 0) {
+        rc = kq_seterr(errstr, errlen, KQ_EIO, "%s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    if (fchmod(tfd, 0600) != 0 || write(tfd, out, olen) != (ssize_t)olen || fsync(tfd) != 0 ||
+        rename(tmp, path) != 0) {
+        rc = kq_seterr(errstr, errlen, KQ_EIO, "%s: %s", tmp, strerror(errno));
+        unlink(tmp);
+        goto out;
+    }
+out:
+    if (tfd >= 0)
+        close(tfd);
+    kq_auth_free(k);
+    if (out != NULL)
+        OPENSSL_cleanse(out, olen);
+    free(out);
+    free(buf);
+    close(fd);
+    return rc;
 }
 
 int kq_auth_file_append(const char *path, const char *name, unsigned roles, const char *hash_hex,
@@ -418,13 +718,8 @@ int kq_auth_file_append(const char *path, const char *name, unsigned roles, cons
     n = snprintf(line, sizeof line, "%s %s %s\n", name, rs, hash_hex);
     if (n < 0 || (size_t)n >= sizeof line)
         return kq_seterr(errstr, errlen, KQ_EINVAL, "entry too long");
-    fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return kq_seterr(errstr, errlen, KQ_EIO, "%s: %s", path, strerror(errno));
-    if (flock(fd, LOCK_EX) != 0) {
-        rc = kq_seterr(errstr, errlen, KQ_EIO, "%s: lock: %s", path, strerror(errno));
-        goto out;
-    }
+    if ((rc = lock_file(path, O_RDWR | O_APPEND | O_CREAT, &fd, errstr, errlen)) != 0)
+        return rc;
     if ((rc = read_fd(fd, path, &buf, &len, errstr, errlen)) != 0)
         goto out;
     /* Check the new line parses in context: catches a broken file, a duplicate name or hash. */

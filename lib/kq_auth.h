@@ -17,8 +17,20 @@
  * by CRYPTO_memcmp, without stopping at a match, so the time taken does not
  * tell which entry (or whether an early one) matched.
  *
- * Thread-safety: a loaded kq_auth_keys is read-only; kq_auth_lookup may be
- * called from any number of threads at once. Everything else is reentrant.
+ * Reload: kq_auth_watch makes a loaded set follow its file. kq_auth_lookup
+ * then looks at the file at most once per interval (stat: device, inode,
+ * size, mtime; the first lookup after the interval does it) and, when it
+ * changed, parses it and swaps the entries in under a write lock: a revoked
+ * key fails from the next lookup on, a rotated or new key works. A file that
+ * is missing or does not parse keeps the keys loaded (a warning is logged
+ * once per change of the file). The names lookups hand out (the actor of a
+ * request) are interned and live as long as the set, so a request keeps its
+ * actor across a reload; the pool grows only with names never seen before.
+ *
+ * Thread-safety: kq_auth_lookup may be called from any number of threads at
+ * once, on a watched set too. kq_auth_count/name/roles read the entries
+ * without the lock: call them only before threads use a watched set.
+ * Everything else is reentrant.
  */
 #ifndef KQ_AUTH_H
 #define KQ_AUTH_H
@@ -52,6 +64,17 @@ int kq_auth_parse(const char *text, size_t len, const char *source, kq_auth_keys
 int kq_auth_load(const char *path, kq_auth_keys **out, char *errstr, size_t errlen);
 
 void kq_auth_free(kq_auth_keys *keys);
+
+/*
+ * Follow the file at `path` (the one `keys` was loaded from): see "Reload"
+ * above. interval_ms <= 0 does nothing (the set stays fixed). Call before any
+ * thread looks keys up. 0, or KQ_EIO (the file cannot be stat'ed), KQ_ENOMEM.
+ */
+int kq_auth_watch(kq_auth_keys *keys, const char *path, int interval_ms, char *errstr,
+                  size_t errlen);
+
+/* Reloads a watched set has done (0 for a fixed set). */
+unsigned long kq_auth_reloads(const kq_auth_keys *keys);
 
 /* Entries in file order. The returned name is owned by `keys`. */
 size_t kq_auth_count(const kq_auth_keys *keys);
@@ -98,5 +121,17 @@ int kq_auth_hash_hex(const char *data, size_t len, char hex[65]);
  */
 int kq_auth_file_append(const char *path, const char *name, unsigned roles, const char *hash_hex,
                         char *errstr, size_t errlen);
+
+/*
+ * Change the entry `name` of the keys file at `path`: with hash_hex NULL,
+ * remove it (revoke); else give it that hash, keeping its roles (rotate).
+ * Comments and the other lines stay as they are. Under the file's lock (the
+ * one kq_auth_file_append takes); the new text is parsed first, written to
+ * a temporary file beside it (mode 0600, fsync'ed) and renamed over `path`,
+ * so a service reloading it sees the old file or the new one. KQ_ENOTFOUND
+ * when there is no such entry (or no file); a broken file is left unchanged.
+ */
+int kq_auth_file_change(const char *path, const char *name, const char *hash_hex, char *errstr,
+                        size_t errlen);
 
 #endif

@@ -57,10 +57,14 @@ static const cfg_setting settings[] = {
      "are never printed (none: no file)"},
     {"KCQRS_KEYS_FILE", "var/keys", CFG_STRING, F(keys_file), 0, 0,
      "API keys file: name, roles, SHA-256 of the key per line (kcqrs-keys)"},
+    {"KCQRS_KEYS_RELOAD_MS", "1000", CFG_INT, F(keys_reload_ms), 0, 3600000,
+     "How often (at most) a service looks at the keys file for changes (kcqrs-keys revoke, "
+     "rotate, create), in milliseconds; 0 = read it only at start"},
     {"KCQRS_LOG_LEVEL", "info", CFG_LOG_LEVEL, F(log_level), 0, 0,
      "Log level: debug, info, warn, error, off"},
     {"KCQRS_LOG_FORMAT", "human", CFG_LOG_FORMAT, F(log_format), 0, 0,
-     "Log format on stderr: human or json (one object per line)"},
+     "Log format on stderr: human or json (one object per line; access log lines add "
+     "request_id, route, status, duration_ms, actor, aggregate_id, trace_id)"},
     {"KCQRS_LOG_FLUSH_MS", "100", CFG_INT, F(log_flush_ms), 0, 60000,
      "Log lines wait in a per-thread buffer at most this long (WARN and ERROR lines, exit: "
      "at once); 0 = one write per line"},
@@ -106,8 +110,8 @@ static const cfg_setting settings[] = {
      "Browser origins allowed to call the HTTP APIs (CORS): comma-separated "
      "scheme://host[:port], or * for any (none: no CORS headers)"},
     {"KCQRS_ACCESS_LOG", "all", CFG_ACCESS_LOG, F(access_log_every), 0, 0,
-     "HTTP access log lines (at info): all, errors (4xx/5xx only) or sample:N (every N-th "
-     "success and every error)"},
+     "HTTP access log lines (at info; /health, /ready and /metrics at debug): all, errors "
+     "(4xx/5xx only) or sample:N (every N-th success and every error)"},
     {"KCQRS_BATCH_MAX", "256", CFG_INT, F(batch_max), 1, 100000,
      "Group commit: most commands in one Kafka transaction"},
     {"KCQRS_BATCH_LINGER_US", "1000", CFG_INT, F(batch_linger_us), 0, 1000000,
@@ -220,6 +224,7 @@ static const struct cfg_readers {
     {"KCQRS_PG_DSN", KQ_BIN_PROJECTOR | KQ_BIN_QUERY | KQ_BIN_REPLAY},
     {"KCQRS_PG_SCHEMA", KQ_BIN_PROJECTOR | KQ_BIN_QUERY | KQ_BIN_REPLAY},
     {"KCQRS_KEYS_FILE", KQ_BIN_COMMANDS | KQ_BIN_QUERY | KQ_BIN_KEYS},
+    {"KCQRS_KEYS_RELOAD_MS", KQ_BIN_COMMANDS | KQ_BIN_QUERY},
     {"KCQRS_LMDB_DIR", KQ_BIN_COMMANDS | KQ_BIN_PROJECTOR | KQ_BIN_QUERY | KQ_BIN_REPLAY},
     {"KCQRS_LMDB_MAP_MB", KQ_BIN_PROJECTOR | KQ_BIN_QUERY | KQ_BIN_REPLAY},
     {"KCQRS_COMMANDS_ADDR", KQ_BIN_COMMANDS | KQ_BIN_WORKER},

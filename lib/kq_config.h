@@ -31,6 +31,7 @@ typedef struct kq_config {
     int kafka_queue_kb;        /* KCQRS_KAFKA_QUEUE_KB: consumer prefetch bound */
     int kafka_timeout_ms;      /* KCQRS_KAFKA_TIMEOUT_MS */
     char *keys_file;           /* KCQRS_KEYS_FILE */
+    int keys_reload_ms;        /* KCQRS_KEYS_RELOAD_MS: 0 = keys read at start only */
     int log_level;             /* KCQRS_LOG_LEVEL, a kq_log_level */
     int log_format;            /* KCQRS_LOG_FORMAT, a kq_log_format */
     int log_flush_ms;          /* KCQRS_LOG_FLUSH_MS: 0 = one write(2) per line */

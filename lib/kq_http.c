@@ -31,6 +31,8 @@
 #include "kq_log.h"
 #include "kq_map.h"
 #include "kq_problem.h"
+#include "kq_procmetrics.h"
+#include "kq_rand.h"
 #include "kq_time.h"
 
 #include <arpa/inet.h>
@@ -219,7 +221,9 @@ struct kq_http_req {
     size_t rbody_len;
     size_t nheaders;
     char *hname[MAX_RESP_HEADERS], *hval[MAX_RESP_HEADERS];
-    int64_t t0_us; /* kq_time_mono_us() when the head was complete */
+    int64_t t0_us;                     /* kq_time_mono_us() when the head was complete */
+    char reqid[KQ_HTTP_REQID_MAX + 1]; /* X-Request-Id: the client's (when sane) or ours */
+    char aggid[KQ_HTTP_AGGID_MAX + 1]; /* the access log's aggregate_id; "" = the {id} param */
 };
 
 kq_http_limits kq_http_limits_default(void)
@@ -692,6 +696,45 @@ const char *kq_http_req_body(const kq_http_req *req, size_t *len)
     return req->body_len ? req->body : NULL;
 }
 
+static void copy_printable(char *out, size_t outlen, const char *s);
+
+int kq_http_request_id_ok(const char *s)
+{
+    size_t n = 0;
+
+    if (s == NULL)
+        return 0;
+    for (; s[n] != '\0'; n++) {
+        unsigned char ch = (unsigned char)s[n];
+        if (n >= KQ_HTTP_REQID_MAX ||
+            !((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              ch == '-' || ch == '_' || ch == '.' || ch == ':'))
+            return 0;
+    }
+    return n > 0;
+}
+
+/* A new request id (a UUID v4) into out; a time-based one if the kernel gives no bytes. */
+static void request_id_new(char out[KQ_HTTP_REQID_MAX + 1])
+{
+    uint8_t u[16];
+
+    if (kq_uuid_v4(u) == 0)
+        kq_uuid_format(u, out);
+    else
+        snprintf(out, KQ_HTTP_REQID_MAX + 1, "t%llx", (unsigned long long)kq_time_mono_us());
+}
+
+const char *kq_http_req_id(const kq_http_req *req)
+{
+    return req->reqid;
+}
+
+void kq_http_req_set_aggregate_id(kq_http_req *req, const char *id)
+{
+    copy_printable(req->aggid, sizeof req->aggid, id ? id : "");
+}
+
 const char *kq_http_req_actor(const kq_http_req *req)
 {
     return req->actor;
@@ -880,6 +923,7 @@ char *kq_http_metrics_render(kq_http_server *srv)
             (unsigned long long)atomic_load(&srv->refused),
             (unsigned long long)atomic_load(&srv->evicted),
             (unsigned long long)atomic_load(&srv->timeouts));
+    kq_procmetrics_write(f);
     if (srv->metrics != NULL)
         srv->metrics(srv->metrics_arg, f);
     if (fclose(f) != 0) {
@@ -981,6 +1025,37 @@ static void req_free(kq_http_req *req)
     free(req);
 }
 
+/* The built-in probe and scrape routes (/health, /ready, /metrics): logged at DEBUG. */
+static int is_probe(const route_rt *rt)
+{
+    return rt->r.handler == h_health || rt->r.handler == h_ready || rt->r.handler == h_metrics;
+}
+
+/*
+ * The trace id of a W3C traceparent ("00-<32 hex>-<16 hex>-<2 hex>", lower case, trace id
+ * not all zeros) into out (33 bytes). 0, or -1 when there is none or it is malformed.
+ */
+static int trace_id_of(const char *tp, char out[33])
+{
+    int nonzero = 0;
+
+    if (tp == NULL || strlen(tp) < 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-')
+        return -1;
+    for (int i = 0; i < 55; i++) {
+        if (i == 2 || i == 35 || i == 52)
+            continue;
+        if (!((tp[i] >= '0' && tp[i] <= '9') || (tp[i] >= 'a' && tp[i] <= 'f')))
+            return -1;
+        if (i >= 3 && i < 35 && tp[i] != '0')
+            nonzero = 1;
+    }
+    if (!nonzero || (tp[0] == 'f' && tp[1] == 'f'))
+        return -1;
+    memcpy(out, tp + 3, 32);
+    out[32] = '\0';
+    return 0;
+}
+
 /* Count and log a request that ended (answered, or its connection died: status 0). */
 static void req_complete(loop *lp, kq_http_req *req, int sent, const char *note)
 {
@@ -989,6 +1064,7 @@ static void req_complete(loop *lp, kq_http_req *req, int sent, const char *note)
     uint64_t us = elapsed_us(req->t0_us);
     unsigned status = sent ? req->status : 0;
     unsigned every = srv->limits.access_log_every;
+    kq_log_level level;
     size_t b;
 
     atomic_fetch_add_explicit(&rt->status[status < NSTATUS ? status : 0], 1, memory_order_relaxed);
@@ -998,13 +1074,33 @@ static void req_complete(loop *lp, kq_http_req *req, int sent, const char *note)
     atomic_fetch_add_explicit(&rt->hist[b], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&rt->sum_us, us, memory_order_relaxed);
     atomic_fetch_sub(&srv->in_flight, 1);
-    if (kq_log_enabled(KQ_LOG_INFO) && (status >= 400 || status < 100 || every == 1 ||
-                                        (every > 1 && ++lp->nsuccess % every == 0))) {
-        char path[256];
+    level = is_probe(rt) ? KQ_LOG_DEBUG : KQ_LOG_INFO;
+    if (kq_log_enabled(level) && (status >= 400 || status < 100 || every == 1 ||
+                                  (every > 1 && ++lp->nsuccess % every == 0))) {
+        char path[256], trace[33], agg[KQ_HTTP_AGGID_MAX + 1];
+        const char *id = req->aggid[0] ? req->aggid : kq_http_req_param(req, "id");
+        kq_log_field f[] = {
+            {"request_id", req->reqid, 0},
+            {"method", req->h.method, 0},
+            {"route", rt->r.name ? rt->r.name : "-", 0},
+            {"path", path, 0},
+            {"status", NULL, status},
+            {"duration_ms", NULL, (double)us / 1000.0},
+            {"actor", req->actor ? req->actor : "-", 0},
+            {"client", req->client, 0},
+            {"aggregate_id", agg, 0},
+            {"trace_id", trace, 0},
+        };
         copy_printable(path, sizeof path, req->h.path);
-        kq_log_info("http %s %s %u %.3fms actor=%s client=%s%s", req->h.method, path, status,
-                    (double)us / 1000.0, req->actor ? req->actor : "-", req->client,
-                    note ? note : "");
+        copy_printable(agg, sizeof agg, id ? id : "");
+        if (agg[0] == '\0')
+            f[8].key = NULL;
+        if (trace_id_of(kq_http_req_header(req, "traceparent"), trace) != 0)
+            f[9].key = NULL;
+        kq_log_fields(level, f, sizeof f / sizeof f[0],
+                      "http %s %s %u %.3fms actor=%s client=%s rid=%s%s", req->h.method, path,
+                      status, (double)us / 1000.0, req->actor ? req->actor : "-", req->client,
+                      req->reqid, note ? note : "");
     }
 }
 
@@ -1168,6 +1264,7 @@ static int build_answer(conn *c, const kq_http_req *req, unsigned status, const 
         for (size_t i = 0; i < req->nheaders; i++)
             cap += strlen(req->hname[i]) + strlen(req->hval[i]) + 4;
     }
+    cap += sizeof "X-Request-Id: \r\n" + KQ_HTTP_REQID_MAX;
     if (atomic_load(&c->lp->srv->stopping))
         c->close_after = 1;
     refresh_date(c->lp);
@@ -1184,9 +1281,15 @@ static int build_answer(conn *c, const kq_http_req *req, unsigned status, const 
         n += (size_t)snprintf(w + n, cap - n, "Connection: close\r\n");
     else if (req != NULL && req->h.minor == 0)
         n += (size_t)snprintf(w + n, cap - n, "Connection: keep-alive\r\n");
-    if (req != NULL)
+    if (req != NULL) {
+        n += (size_t)snprintf(w + n, cap - n, "X-Request-Id: %s\r\n", req->reqid);
         for (size_t i = 0; i < req->nheaders; i++)
             n += (size_t)snprintf(w + n, cap - n, "%s: %s\r\n", req->hname[i], req->hval[i]);
+    } else {
+        char rid[KQ_HTTP_REQID_MAX + 1];
+        request_id_new(rid); /* an answer without a request (parser, deadline, refusal) */
+        n += (size_t)snprintf(w + n, cap - n, "X-Request-Id: %s\r\n", rid);
+    }
     if (extra != NULL)
         n += (size_t)snprintf(w + n, cap - n, "%s", extra);
     memcpy(w + n, "\r\n", 2);
@@ -1499,6 +1602,13 @@ static int start_request(conn *c, const kq_hp_head *h, size_t hl)
     req->c = c;
     req->route = &srv->routes[srv->nroutes];
     req->t0_us = kq_time_mono_us();
+    {
+        const char *rid = kq_http_req_header(req, "X-Request-Id");
+        if (kq_http_request_id_ok(rid))
+            memcpy(req->reqid, rid, strlen(rid) + 1);
+        else
+            request_id_new(req->reqid);
+    }
     memcpy(req->client, c->client, sizeof req->client);
     if (c->trusted)
         xff_client(req, req->client, sizeof req->client);

@@ -223,6 +223,24 @@ size_t kq_http_req_query_each(const kq_http_req *req,
 const char *kq_http_req_header(const kq_http_req *req, const char *name);
 /* The body (not NUL-terminated) and its length; NULL/0 when there is none. */
 const char *kq_http_req_body(const kq_http_req *req, size_t *len);
+/*
+ * The request id, also sent as the answer's X-Request-Id: the client's
+ * X-Request-Id when kq_http_request_id_ok accepts it, else a new UUID v4.
+ * Every answer carries one (the server's own errors too: a new id each); the
+ * access log prints it (JSON: "request_id").
+ */
+const char *kq_http_req_id(const kq_http_req *req);
+#define KQ_HTTP_REQID_MAX 64
+/* A sane incoming request id: 1 to 64 characters of [A-Za-z0-9._:-]. Pure. */
+int kq_http_request_id_ok(const char *s);
+/*
+ * The aggregate the request acted on, for the access log's "aggregate_id"
+ * (copied, up to KQ_HTTP_AGGID_MAX bytes; control characters and '"' become
+ * '?'). Without it the route's {id} parameter is logged, if it has one. Call
+ * before the answer.
+ */
+#define KQ_HTTP_AGGID_MAX 128
+void kq_http_req_set_aggregate_id(kq_http_req *req, const char *id);
 /* The authenticated key's name (NULL on a public route) and its roles. */
 const char *kq_http_req_actor(const kq_http_req *req);
 unsigned kq_http_req_roles(const kq_http_req *req);

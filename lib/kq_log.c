@@ -87,6 +87,39 @@ static size_t json_escape(char *out, size_t pos, size_t cap, const char *s)
 
 size_t kq_log_format_record(char *out, size_t outlen, kq_log_level level, const char *msg)
 {
+    return kq_log_format_fields(out, outlen, level, msg, NULL, 0);
+}
+
+/* Append the fields as ,"key":value members; stops before the buffer end (room for "}\n"). */
+static size_t json_fields(char *out, size_t pos, size_t cap, const kq_log_field *f, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char num[40];
+        int k;
+        size_t klen;
+        if (f[i].key == NULL)
+            continue;
+        klen = strlen(f[i].key);
+        k = f[i].str != NULL ? 0 : snprintf(num, sizeof num, "%.15g", f[i].num);
+        /* the whole member (or, for a string, its key and quotes) must fit */
+        if (k < 0 || pos + klen + (size_t)k + 12 >= cap)
+            break;
+        pos += (size_t)snprintf(out + pos, cap - pos, ",\"%s\":", f[i].key);
+        if (f[i].str != NULL) {
+            out[pos++] = '"';
+            pos = json_escape(out, pos, cap - 2, f[i].str);
+            out[pos++] = '"';
+        } else {
+            memcpy(out + pos, num, (size_t)k);
+            pos += (size_t)k;
+        }
+    }
+    return pos;
+}
+
+size_t kq_log_format_fields(char *out, size_t outlen, kq_log_level level, const char *msg,
+                            const kq_log_field *fields, size_t nfields)
+{
     kq_tm tm;
     char ts[40];
     size_t pos;
@@ -110,7 +143,12 @@ size_t kq_log_format_record(char *out, size_t outlen, kq_log_level level, const 
             pos += 9;
         }
         pos = json_escape(out, pos, outlen, msg);
-        if (pos + 3 < outlen) {
+        if (nfields > 0 && pos + 4 < outlen) {
+            out[pos++] = '"';
+            pos = json_fields(out, pos, outlen - 3, fields, nfields);
+            memcpy(out + pos, "}\n", 2);
+            pos += 2;
+        } else if (pos + 3 < outlen) {
             memcpy(out + pos, "\"}\n", 3);
             pos += 3;
         } else {
@@ -318,6 +356,21 @@ static void emit(kq_log_level level, const char *line, size_t len)
     pthread_mutex_unlock(&b->mu);
     if (level >= KQ_LOG_WARN)
         flush_all();
+}
+
+void kq_log_fields(kq_log_level level, const kq_log_field *fields, size_t n, const char *fmt, ...)
+{
+    char msg[2048], line[6144];
+    va_list ap;
+    size_t len;
+
+    if (!kq_log_enabled(level))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    len = kq_log_format_fields(line, sizeof line, level, msg, fields, n);
+    emit(level, line, len);
 }
 
 void kq_log(kq_log_level level, const char *fmt, ...)

@@ -39,6 +39,23 @@ int kq_log_format_parse(const char *s, kq_log_format *out);
 
 void kq_log(kq_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/*
+ * A record with fields of its own. In JSON each field is a top-level member
+ * after "msg" (a string, or a number when `str` is NULL), so that a log store
+ * can filter on it (request id, route, status, duration, actor, aggregate id,
+ * trace id); a field whose `key` is NULL is skipped. In human form the fields
+ * are not printed: the message carries what a reader needs. Keys are
+ * literals of [a-z_] and must not be "ts", "level", "prog" or "msg".
+ */
+typedef struct kq_log_field {
+    const char *key;
+    const char *str; /* NULL: the number `num` */
+    double num;
+} kq_log_field;
+
+void kq_log_fields(kq_log_level level, const kq_log_field *fields, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 #define KQ_LOG_BUF_SIZE 16384
 
 /* Flush interval in ms (0 = unbuffered: one write(2) per line). Any thread;
@@ -58,5 +75,8 @@ void kq_log_flush(void);
  * to outlen - 1).
  */
 size_t kq_log_format_record(char *out, size_t outlen, kq_log_level level, const char *msg);
+/* The same with fields (kq_log_fields). */
+size_t kq_log_format_fields(char *out, size_t outlen, kq_log_level level, const char *msg,
+                            const kq_log_field *fields, size_t n);
 
 #endif

@@ -31,7 +31,8 @@ int kq_service_begin(kq_service *s, const char *prog, const char *usage, unsigne
     }
     s->loaded = 1;
     if ((flags & KQ_SERVICE_KEYS) &&
-        kq_auth_load(s->cfg.keys_file, &s->keys, err, sizeof err) != 0) {
+        (kq_auth_load(s->cfg.keys_file, &s->keys, err, sizeof err) != 0 ||
+         kq_auth_watch(s->keys, s->cfg.keys_file, s->cfg.keys_reload_ms, err, sizeof err) != 0)) {
         kq_log_error("API keys: %s", err);
         kq_service_end(s);
         return 1;

@@ -29,7 +29,8 @@
 #include "kq_config.h"
 #include "kq_http.h"
 
-#define KQ_SERVICE_KEYS 1u /* load the API keys of KCQRS_KEYS_FILE (else keys stays NULL) */
+#define KQ_SERVICE_KEYS                                                                            \
+    1u /* load the API keys of KCQRS_KEYS_FILE, followed per KCQRS_KEYS_RELOAD_MS (else NULL) */
 #define KQ_SERVICE_ARGS 2u /* the main parses arguments itself: they are not refused */
 
 typedef struct kq_service {

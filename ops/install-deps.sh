@@ -26,6 +26,11 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 #   python3                            free-port picking and small helpers in the tests
 #   procps iproute2 util-linux         ps, ss (port checks), runuser/setsid (ops scripts)
 #   maven                              fetches the Kafka jars from Maven Central
+#   prometheus                         promtool: the tests check every service's /metrics,
+#                                      the alert rules and the dashboards' queries with it
+#                                      (Debian ships promtool only in this package: 22.5 MB
+#                                      to download with its small libjs dependencies, 96 MB
+#                                      installed; the server it also brings is not started)
 #   default-jre-headless               only if no Java >= 11 is installed
 #   chromium python3-venv              the web console's browser test (tests/e2e/console.bats):
 #                                      headless Chromium driven by Playwright from PyPI
@@ -42,6 +47,7 @@ PACKAGES=(
     python3
     procps iproute2 util-linux
     maven
+    prometheus
     chromium python3-venv
 )
 
@@ -99,6 +105,11 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     export DEBIAN_FRONTEND=noninteractive
     "${SUDO[@]}" apt-get update -q
     "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+    # The prometheus package enables its server (port 9090) on a systemd host; we want
+    # only promtool, so a server we just installed is stopped and disabled.
+    if [[ " ${missing[*]} " == *" prometheus "* ]] && [[ -d /run/systemd/system ]]; then
+        "${SUDO[@]}" systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
     java_ok || die "Java 11 or newer is still missing after installing default-jre-headless"
 else
     log "all ${#PACKAGES[@]} packages present, java ok"

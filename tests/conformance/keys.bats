@@ -92,3 +92,33 @@ setup() {
     [ "$status" -eq 2 ]
     [ ! -e "$T/keys" ]
 }
+
+@test "rotate prints a new key for the same name and roles; revoke removes the entry; both keep mode 0600 and the other lines" {
+    "$KEYS" create --name alice --roles admin --file "$T/keys" >/dev/null
+    echo "# a comment stays" >>"$T/keys"
+    "$KEYS" create --name bob --roles writer,reader --file "$T/keys" >"$T/bob.key"
+    run --separate-stderr "$KEYS" rotate --name bob --file "$T/keys"
+    [ "$status" -eq 0 ]
+    [[ "$output" =~ ^kq_[A-Za-z0-9_-]{43}$ ]]
+    [ "$output" != "$(cat "$T/bob.key")" ]
+    hash=$(printf '%s' "$output" | sha256sum | cut -d' ' -f1)
+    [ "$(sed -n 3p "$T/keys")" = "bob writer,reader $hash" ]
+    [ "$(sed -n 2p "$T/keys")" = "# a comment stays" ]
+    [ "$(stat -c %a "$T/keys")" = "600" ]
+    run --separate-stderr "$KEYS" revoke --name alice --file "$T/keys"
+    [ "$status" -eq 0 ]
+    [ -z "$output" ]
+    [ "$(cat "$T/keys")" = "# a comment stays
+bob writer,reader $hash" ]
+    [ "$(stat -c %a "$T/keys")" = "600" ]
+    cp "$T/keys" "$T/before"
+    run --separate-stderr "$KEYS" revoke --name alice --file "$T/keys"
+    [ "$status" -eq 1 ]
+    [[ "$stderr" == *"no key named 'alice'"* ]]
+    run --separate-stderr "$KEYS" rotate --file "$T/keys"
+    [ "$status" -eq 2 ]
+    run --separate-stderr "$KEYS" revoke --name bob --roles admin --file "$T/keys"
+    [ "$status" -eq 2 ]
+    cmp "$T/keys" "$T/before"
+    [ -z "$(ls "$T" | grep 'keys\.')" ] # no temporary file left
+}

@@ -14,6 +14,8 @@ load commands_helpers
 
 setup_file() {
     cmd_make_keys
+    # JSON log lines: the access log test below reads their fields.
+    export KCQRS_LOG_FORMAT=json
     cmd_start main
 }
 
@@ -511,6 +513,48 @@ PY
     jcheck "d['actor'] == 'e2e-writer'"
 }
 
+# auth_code KEY: the status of an empty create with KEY (400 once the key is
+# accepted: validation comes after authentication; 401 when it is not).
+auth_code() {
+    curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $1" \
+        -H 'Content-Type: application/json' -d '{}' "$CMD_URL/api/v1/resources"
+}
+auth_code_is() { [[ "$(auth_code "$1")" == "$2" ]]; }
+
+@test "keys: create, rotate and revoke reach the running service without a restart; a broken keys file keeps the keys loaded" {
+    local f="$KCQRS_KEYS_FILE" k1 k2 t0 id
+    k1=$("$KCQRS_BIN/kcqrs-keys" create --name e2e-rot --roles writer --file "$f")
+    # created after the start: accepted within KCQRS_KEYS_RELOAD_MS (1 s) and a request
+    kq_wait_for 5 auth_code_is "$k1" 400
+    # rotate: the new key works, the old one is refused (no overlap)
+    k2=$("$KCQRS_BIN/kcqrs-keys" rotate --name e2e-rot --file "$f")
+    [[ "$k2" == kq_* && "$k2" != "$k1" ]]
+    kq_wait_for 5 auth_code_is "$k2" 400
+    [ "$(auth_code "$k1")" = 401 ]
+    id=$(new_id)
+    REQ_KEY=$k2 create_resource "$id" rotated
+    [ "$(event_json "$id" 1 | python3 -c 'import json, sys; print(json.load(sys.stdin)["actor"])')" = e2e-rot ]
+    # a broken file: a warning, the keys loaded stay, nothing crashes
+    cp "$f" "$BATS_TEST_TMPDIR/keys.good"
+    echo "broken line" >>"$f"
+    # (the file is looked at by requests: one every 0.1 s while waiting)
+    kq_wait_for 5 bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Authorization: Bearer $k2' \
+        -H 'Content-Type: application/json' -d '{}' $CMD_URL/api/v1/resources) == 400 ]] &&
+        grep -q 'API keys: .*expected 3 fields.*keeping the' '$BATS_FILE_TMPDIR/main.log'"
+    [ "$(auth_code "$k2")" = 400 ]
+    cp "$BATS_TEST_TMPDIR/keys.good" "$f"
+    # revoke: 401 within 5 s (the reload interval is 1 s)
+    "$KCQRS_BIN/kcqrs-keys" revoke --name e2e-rot --file "$f"
+    t0=$(date +%s%N)
+    kq_wait_for 5 auth_code_is "$k2" 401
+    echo "revoked key refused after $((($(date +%s%N) - t0) / 1000000)) ms"
+    [ "$(auth_code "$KQ_KEY_WRITER")" = 400 ] # the others still work
+    run "$KCQRS_BIN/kcqrs-keys" revoke --name e2e-rot --file "$f"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"no key named 'e2e-rot'"* ]]
+    kill -0 "$(cmd_pid main)"
+}
+
 @test "health, ready and metrics need no key" {
     REQ_KEY="" req GET /health
     [ "$CODE" = 200 ]
@@ -540,6 +584,82 @@ PY
     [ "$(metric 'kcqrs_http_requests_total{route="resource_create",method="POST",status="400"}')" = $((refused + 1)) ]
     [ "$(metric kcqrs_commands_ready)" = 1 ]
     [ "$(metric kcqrs_commands_fenced)" = 0 ]
+}
+
+@test "metrics: promtool check metrics passes; build_info and process metrics are there" {
+    kq_check_metrics "$CMD_URL/metrics"
+}
+
+# The JSON access log line whose request_id is $1 (empty when none).
+access_line() {
+    python3 -c 'import json, sys
+for line in open(sys.argv[1]):
+    try:
+        d = json.loads(line)
+    except ValueError:
+        continue
+    if d.get("request_id") == sys.argv[2]:
+        print(line, end="")' "$BATS_FILE_TMPDIR/main.log" "$1"
+}
+
+@test "X-Request-Id on every answer: a sane one is echoed, anything else replaced by a UUID" {
+    rid="e2e-rid.$RANDOM:$RANDOM"
+    req GET /health - -H "X-Request-Id: $rid"
+    [ "$CODE" = 200 ]
+    [ "$(hdr X-Request-Id)" = "$rid" ]
+    for bad in "has space" "$(printf 'x%.0s' {1..65})" 'quote"d' "caf$(printf '\xc3\xa9')"; do
+        req GET /no-such-route - -H "X-Request-Id: $bad"
+        [ "$CODE" = 404 ]
+        [[ "$(hdr X-Request-Id)" =~ $UUID4_RE ]] || kq_fail "bad id $bad answered with $(hdr X-Request-Id)"
+    done
+    # none given: a new one per answer, also on 401 and on the server's own 4xx
+    REQ_KEY="" req POST /api/v1/resources '{"name":"x"}'
+    [ "$CODE" = 401 ]
+    a=$(hdr X-Request-Id)
+    REQ_KEY="" req POST /api/v1/resources '{"name":"x"}'
+    [[ "$a" =~ $UUID4_RE && "$(hdr X-Request-Id)" =~ $UUID4_RE && "$a" != "$(hdr X-Request-Id)" ]]
+    run python3 -c 'import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET /health HTTP/1.1\r\n\r\n")  # no Host: the parser refuses it
+print(s.recv(65536).decode("latin-1"))' "${CMD_URL##*:}"
+    echo "$output"
+    [[ "${lines[0]}" == "HTTP/1.1 400 "* ]]
+    grep -Eiq $'^x-request-id: [0-9a-f-]{36}\r?$' <<<"$output"
+}
+
+@test "JSON access log: request id, route, status, duration, actor, aggregate id and trace id as fields; probes only at debug" {
+    rid="e2e-log-$RANDOM$RANDOM"
+    probe="e2e-probe-$RANDOM$RANDOM"
+    id=$(new_id)
+    tp="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    REQ_KEY="" req GET /health - -H "X-Request-Id: $probe"
+    REQ_KEY="" req GET /metrics - -H "X-Request-Id: $probe"
+    req POST /api/v1/resources "{\"id\":\"$id\",\"name\":\"logged\"}" \
+        -H "X-Request-Id: $rid" -H "traceparent: $tp"
+    [ "$CODE" = 201 ]
+    kq_wait_for 10 grep -qF "\"request_id\":\"$rid\"" "$BATS_FILE_TMPDIR/main.log"
+    BODY=$(access_line "$rid")
+    echo "log line: $BODY"
+    jcheck "d['level'] == 'info' and d['prog'] == 'kcqrs-commands' and d['method'] == 'POST'"
+    jcheck "d['route'] == 'resource_create' and d['path'] == '/api/v1/resources' and d['status'] == 201"
+    jcheck "isinstance(d['duration_ms'], (int, float)) and 0 <= d['duration_ms'] < 30000"
+    jcheck "d['actor'] == 'e2e-writer' and d['aggregate_id'] == '$id'"
+    jcheck "d['trace_id'] == '4bf92f3577b34da6a3ce929d0e0e4736' and d['client'] == '127.0.0.1'"
+    jcheck "'$rid' in d['msg'] and ' 201 ' in d['msg']"
+    # a path parameter is the aggregate id when the handler names none (the body is refused
+    # before any command is made); a malformed traceparent gives no trace_id
+    rid2="e2e-log2-$RANDOM$RANDOM"
+    req PUT "/api/v1/resources/$id-absent" '{' -H "X-Request-Id: $rid2" -H "traceparent: 00-zz-bad"
+    [ "$CODE" = 400 ]
+    kq_wait_for 10 grep -qF "\"request_id\":\"$rid2\"" "$BATS_FILE_TMPDIR/main.log"
+    BODY=$(access_line "$rid2")
+    echo "log line: $BODY"
+    jcheck "d['aggregate_id'] == '$id-absent' and d['status'] == 400 and d['route'] == 'resource_update'"
+    jcheck "'trace_id' not in d and d['level'] == 'info'"
+    # /health and /metrics were answered before these and logged at debug: not at info
+    [ -z "$(access_line "$probe")" ]
+    run grep -c '"route":"\(health\|ready\|metrics\)"' "$BATS_FILE_TMPDIR/main.log"
+    [ "$output" = 0 ]
 }
 
 # ------------------------------------------------------------------ restart

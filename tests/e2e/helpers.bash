@@ -172,3 +172,24 @@ kq_broker_start() {
     read -r -a ports <"$KQ_E2E_DIR/kafka.ports"
     "$KQ_REPO/ops/kafka.sh" start "$KQ_E2E_DIR/kafka" "${ports[0]}" "${ports[1]}" 3>&-
 }
+
+# kq_check_metrics URL: the /metrics at URL passes `promtool check metrics`
+# (HELP and TYPE for every family, names by the Prometheus conventions; no
+# output at all) and carries kcqrs_build_info and the process_* metrics.
+kq_check_metrics() {
+    local out="$BATS_TEST_TMPDIR/metrics.$RANDOM" rc=0 m
+    curl -fsS "$1" >"$out" || kq_fail "GET $1 failed"
+    promtool check metrics <"$out" >"$out.lint" 2>&1 || rc=$?
+    [[ $rc -eq 0 && ! -s "$out.lint" ]] ||
+        kq_fail "promtool check metrics on $1 (exit $rc): $(cat "$out.lint")"
+    grep -Eq '^kcqrs_build_info\{version="[0-9]+\.[0-9]+\.[0-9]+",commit="([0-9a-f]{12}(-dirty)?|unknown)"\} 1$' \
+        "$out" || kq_fail "no kcqrs_build_info in $1: $(grep build_info "$out")"
+    for m in process_cpu_seconds_total process_resident_memory_bytes process_virtual_memory_bytes \
+        process_open_fds process_max_fds process_start_time_seconds process_threads; do
+        grep -Eq "^$m [0-9.e+]+$" "$out" || kq_fail "no $m in $1"
+    done
+    # the process started within the last day and not in the future
+    awk -v now="$(date +%s)" '$1 == "process_start_time_seconds" {
+        exit !($2 > now - 86400 && $2 <= now + 1) }' "$out" ||
+        kq_fail "process_start_time_seconds is not a plausible start: $(grep '^process_start' "$out")"
+}

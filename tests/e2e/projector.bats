@@ -67,6 +67,7 @@ teardown() {
         n=$(awk -v k="kcqrs_projector_events_applied_total{target=\"$t\"}" '$1 == k { print $2 }' <<<"$m")
         [ "$n" -ge 3 ]
     done
+    kq_check_metrics "$(proj_url /metrics)"
 }
 
 @test "poison records go to the dead-letter topic with their origin; later events are applied" {

@@ -448,6 +448,10 @@ PY
     [[ "$BODY" == *"kcqrs_query_waits_total"* ]]
 }
 
+@test "query: promtool check metrics passes; build_info and process metrics are there" {
+    kq_check_metrics "$(qry_url q)/metrics"
+}
+
 @test "query: status reports Kafka, both read models' positions and lag, dead letters" {
     create q8-a
     q "/api/v1/resources/q8-a" -H "X-Consistency-Token: $TOKEN"

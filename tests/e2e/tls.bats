@@ -111,7 +111,8 @@ print(len(s.recv(100)))' "$port"
 }
 
 @test "X-Forwarded-For from a trusted proxy names the client in the access log" {
-    req GET /health - -H 'X-Forwarded-For: 198.51.100.23, 127.0.0.1'
-    [ "$CODE" = 200 ]
-    kq_wait_for 5 grep -q 'http GET /health 200 .* client=198.51.100.23' "$BATS_FILE_TMPDIR/c1.log"
+    # (not /health: probes are logged at debug)
+    req GET /no-such-route - -H 'X-Forwarded-For: 198.51.100.23, 127.0.0.1'
+    [ "$CODE" = 404 ]
+    kq_wait_for 5 grep -q 'http GET /no-such-route 404 .* client=198.51.100.23' "$BATS_FILE_TMPDIR/c1.log"
 }

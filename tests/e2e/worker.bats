@@ -311,7 +311,7 @@ both_assigned() {
     [[ $(rcv_log cdown | wc -l) -eq 1 ]] # the step was not sent again
 }
 
-@test "/health, /ready and /metrics of the worker" {
+@test "/health, /ready and /metrics of the worker; promtool accepts the metrics" {
     run curl -s -o /dev/null -w '%{http_code}' "$(wk_url w1)/health"
     [[ "$output" == 200 ]]
     run curl -s -o /dev/null -w '%{http_code}' "$(wk_url w1)/ready"
@@ -322,4 +322,5 @@ both_assigned() {
         kcqrs_worker_commands_reachable; do
         grep -qF "$m " <<<"$output" || kq_fail "no $m in /metrics"
     done
+    kq_check_metrics "$(wk_url w1)/metrics"
 }

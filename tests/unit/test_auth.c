@@ -1,4 +1,5 @@
-/* test_auth.c — API keys: generation, keys file parsing and appending, lookup, roles. */
+/* test_auth.c — API keys: generation, keys file parsing, appending and changing, lookup,
+ * roles, reload. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -285,13 +286,125 @@ static void test_file_append(void **state)
     rmdir(dir);
 }
 
+static void write_file(const char *path, const char *text)
+{
+    char tmp[160];
+    FILE *f;
+
+    snprintf(tmp, sizeof tmp, "%s.new", path);
+    f = fopen(tmp, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    assert_int_equal(rename(tmp, path), 0);
+}
+
+static void test_file_change(void **state)
+{
+    char dir[] = "/tmp/kq_auth_test.XXXXXX", path[128], err[256], before[4096];
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/keys", dir);
+    assert_int_equal(kq_auth_file_change(path, "alice", NULL, err, sizeof err), KQ_ENOTFOUND);
+    write_file(path, "# keep me\nalice admin " H1 "\n\nbob  writer,reader\t" H2 "\n");
+
+    /* rotate: same roles, the new hash, every other line as it was */
+    assert_int_equal(
+        kq_auth_file_change(path, "bob",
+                            "4444444444444444444444444444444444444444444444444444444444444444", err,
+                            sizeof err),
+        0);
+    assert_string_equal(slurp(path),
+                        "# keep me\nalice admin " H1 "\n\nbob writer,reader "
+                        "4444444444444444444444444444444444444444444444444444444444444444\n");
+    /* a hash another entry has is refused; the file is unchanged */
+    strcpy(before, slurp(path));
+    assert_int_equal(kq_auth_file_change(path, "bob", H1, err, sizeof err), KQ_EINVAL);
+    assert_string_equal(slurp(path), before);
+    /* revoke */
+    assert_int_equal(kq_auth_file_change(path, "alice", NULL, err, sizeof err), 0);
+    assert_string_equal(slurp(path),
+                        "# keep me\n\nbob writer,reader "
+                        "4444444444444444444444444444444444444444444444444444444444444444\n");
+    assert_int_equal(kq_auth_file_change(path, "alice", NULL, err, sizeof err), KQ_ENOTFOUND);
+    assert_non_null(strstr(err, "no key named 'alice'"));
+    assert_int_equal(kq_auth_file_change(path, "a b", NULL, err, sizeof err), KQ_EINVAL);
+    /* a broken file is left alone */
+    write_file(path, "bob writer\n");
+    assert_int_equal(kq_auth_file_change(path, "bob", NULL, err, sizeof err), KQ_EINVAL);
+    assert_string_equal(slurp(path), "bob writer\n");
+    unlink(path);
+    rmdir(dir);
+}
+
+static void test_watch_reload(void **state)
+{
+    char dir[] = "/tmp/kq_auth_test.XXXXXX", path[128], err[256], h[65], text[512];
+    kq_auth_keys *k = NULL;
+    const char *name = NULL, *kept;
+    unsigned roles = 0;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/keys", dir);
+    assert_int_equal(kq_auth_hash_hex("second", 6, h), 0);
+    write_file(path, "alice admin " H1 "\n");
+    assert_int_equal(kq_auth_load(path, &k, err, sizeof err), 0);
+    assert_int_equal(kq_auth_watch(k, path, 1, err, sizeof err), 0);
+    assert_int_equal(kq_auth_lookup(k, "abc", 3, &name, &roles), 0);
+    kept = name;
+    assert_string_equal(kept, "alice");
+    assert_int_equal(kq_auth_lookup(k, "second", 6, &name, &roles), KQ_ENOTFOUND);
+
+    /* alice rotated to "second", bob added: after the interval the old key fails */
+    snprintf(text, sizeof text, "alice writer %s\nbob reader " H2 "\n", h);
+    write_file(path, text);
+    usleep(3000);
+    assert_int_equal(kq_auth_lookup(k, "abc", 3, &name, &roles), KQ_ENOTFOUND);
+    assert_int_equal(kq_auth_reloads(k), 1);
+    assert_int_equal(kq_auth_lookup(k, "second", 6, &name, &roles), 0);
+    assert_string_equal(name, "alice");
+    assert_ptr_equal(name, kept); /* the actor handed out before stays valid: interned */
+    assert_int_equal(roles, KQ_AUTH_ROLE_WRITER);
+
+    /* a broken file keeps the keys loaded; a missing one too */
+    write_file(path, "alice writer\n");
+    usleep(3000);
+    assert_int_equal(kq_auth_lookup(k, "second", 6, &name, &roles), 0);
+    unlink(path);
+    usleep(3000);
+    assert_int_equal(kq_auth_lookup(k, "second", 6, &name, &roles), 0);
+    assert_int_equal(kq_auth_reloads(k), 1);
+    /* revoked: an empty file is a valid file */
+    write_file(path, "# nobody\n");
+    usleep(3000);
+    assert_int_equal(kq_auth_lookup(k, "second", 6, &name, &roles), KQ_ENOTFOUND);
+    assert_int_equal(kq_auth_reloads(k), 2);
+    assert_string_equal(kept, "alice");
+
+    /* interval 0: a fixed set */
+    kq_auth_free(k);
+    k = NULL;
+    assert_int_equal(kq_auth_load(path, &k, err, sizeof err), 0);
+    assert_int_equal(kq_auth_watch(k, path, 0, err, sizeof err), 0);
+    write_file(path, "alice admin " H1 "\n");
+    usleep(3000);
+    assert_int_equal(kq_auth_lookup(k, "abc", 3, &name, &roles), KQ_ENOTFOUND);
+    assert_int_equal(kq_auth_reloads(k), 0);
+    kq_auth_free(k);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hash_vector), cmocka_unit_test(test_generate_unique),
-        cmocka_unit_test(test_parse_ok),    cmocka_unit_test(test_parse_errors),
-        cmocka_unit_test(test_lookup),      cmocka_unit_test(test_roles),
-        cmocka_unit_test(test_file_append),
+        cmocka_unit_test(test_hash_vector),  cmocka_unit_test(test_generate_unique),
+        cmocka_unit_test(test_parse_ok),     cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_lookup),       cmocka_unit_test(test_roles),
+        cmocka_unit_test(test_file_append),  cmocka_unit_test(test_file_change),
+        cmocka_unit_test(test_watch_reload),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
