@@ -1,9 +1,19 @@
 // readmodels.js — the read models: each one's availability, position and lag
-// per partition (from /api/v1/status), refreshed every 2 s.
+// per partition (from /api/v1/status), and the named point-in-time snapshots
+// kcqrs-replay built (/api/v1/snapshots); refreshed every 2 s.
 import * as api from './api.js';
-import { h, table, errorBox } from './dom.js';
+import { h, table, errorBox, fmtTime } from './dom.js';
 
 const EVERY_MS = 2000;
+
+function snapshotTable(items) {
+  return table(['name', 'built', 'events (sum of positions)', 'read with'],
+    items.map((s) => {
+      const sum = Object.values(s.positions || {}).reduce((a, b) => a + Number(b), 0);
+      return [s.name, fmtTime(s.built_at), s.error ? `unreadable: ${s.error}` : String(sum),
+        h('code', {}, `?snapshot=${s.name}`)];
+    }), 'Snapshots');
+}
 
 export async function render(root, ctx) {
   root.append(h('h1', { id: 'page-title' }, 'Read models'));
@@ -13,7 +23,8 @@ export async function render(root, ctx) {
   let timer = null;
   const tick = async () => {
     try {
-      const st = await api.query('/api/v1/status', { token: null });
+      const [st, snaps] = await Promise.all([api.query('/api/v1/status', { token: null }),
+        api.query('/api/v1/snapshots', { token: null })]);
       if (!ctx.alive()) return;
       err.replaceChildren();
       const parts = [];
@@ -25,6 +36,10 @@ export async function render(root, ctx) {
           h('div', { class: 'table-wrap' }, table(['topic:partition', 'position', 'end offset', 'lag'], rows,
             `${name} positions`)));
       }
+      parts.push(h('h2', {}, 'Point-in-time snapshots'),
+        h('p', { class: 'help' }, 'Built with kcqrs-replay rebuild --until TIME --name NAME; ',
+          'every read route takes ?snapshot=NAME.'),
+        h('div', { class: 'table-wrap' }, snapshotTable(snaps.items || [])));
       box.replaceChildren(...parts);
     } catch (e) {
       if (ctx.alive()) err.replaceChildren(errorBox(e));

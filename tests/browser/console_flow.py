@@ -252,8 +252,9 @@ def main():
 
         page.get_by_role("link", name="Read models").click()
         expect(page.get_by_role("table", name="lmdb positions")).to_contain_text("resource.events")
+        expect(page.get_by_role("table", name="Snapshots")).to_contain_text("console_snap")
         check_page(page, "12-readmodels", errors)
-        step("read models: positions and lag")
+        step("read models: positions, lag and the snapshot")
 
         # --- sign out: nothing secret left
         page.get_by_role("button", name="Sign out").click()

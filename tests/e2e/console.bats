@@ -115,6 +115,26 @@ get() {
     done
 }
 
+@test "/api/v1/snapshots: none is [], then the one kcqrs-replay built, with its time and positions" {
+    get /api/v1/snapshots -H "Authorization: Bearer $KQ_KEY_READER"
+    [[ "$CODE" == 200 ]]
+    jcheck "d == {'items': []}"
+    get /api/v1/snapshots
+    [[ "$CODE" == 401 ]]
+    req POST /api/v1/resources '{"name":"before the snapshot"}'
+    [[ "$CODE" == 201 ]]
+    run env KCQRS_LMDB_DIR="$PROJ_LMDB" timeout 120 "$KCQRS_BIN/kcqrs-replay" rebuild \
+        --target lmdb --until "@$(($(date +%s) * 1000000 + 999999))" --name console_snap
+    echo "$output" | tail -5
+    [[ "$status" == 0 ]]
+    # a build in progress is not listed
+    mkdir -p "$PROJ_LMDB/snapshots/other.building"
+    get /api/v1/snapshots -H "Authorization: Bearer $KQ_KEY_READER"
+    [[ "$CODE" == 200 ]]
+    jcheck "[s['name'] for s in d['items']] == ['console_snap']"
+    jcheck "sum(d['items'][0]['positions'].values()) >= 1 and d['items'][0]['built_at'].endswith('Z')"
+}
+
 @test "browser: sign in, status, resources (create, list, stale edit), workflow run, audit, sign out" {
     local art="$KQ_REPO/build/test-artifacts/console"
     rm -rf "$art"
