@@ -123,8 +123,9 @@ get() {
     [[ "$CODE" == 401 ]]
     req POST /api/v1/resources '{"name":"before the snapshot"}'
     [[ "$CODE" == 201 ]]
+    # now, after the 201: the event's time and its Kafka timestamp are both earlier
     run env KCQRS_LMDB_DIR="$PROJ_LMDB" timeout 120 "$KCQRS_BIN/kcqrs-replay" rebuild \
-        --target lmdb --until "@$(($(date +%s) * 1000000 + 999999))" --name console_snap
+        --target lmdb --until "@$(date +%s%6N)" --name console_snap
     echo "$output" | tail -5
     [[ "$status" == 0 ]]
     # a build in progress is not listed
