@@ -85,6 +85,9 @@ void cmd_command_clear(cmd_command *c)
     free(c->steps_env);
     free(c->payload_json);
     free(c->error);
+    free(c->hook_body);
+    c->hook_body = NULL;
+    c->hook_body_len = 0;
     c->name = c->description = c->secret = c->payload_json = c->error = NULL;
     c->steps_env = NULL;
     c->steps_env_len = 0;

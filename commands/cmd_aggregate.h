@@ -153,6 +153,11 @@ typedef struct cmd_command {
     int has_hook_secret; /* webhook: the X-Webhook-Secret header, compared by the
                             writer with the workflow's secret in constant time */
     char hook_secret[EV_META_MAX + 1];
+    int has_hook_sig; /* webhook: X-Hub-Signature-256, the HMAC-SHA256 below of the raw
+                         body, checked by the writer with the workflow's secret */
+    uint8_t hook_sig[32];
+    char *hook_body; /* owned: the raw body the signature covers (NULL when empty) */
+    size_t hook_body_len;
 
     /* ---- run attempt (CMD_RUN_ATTEMPT); `id` is the run id ---- */
     uint32_t step;    /* 0-based */

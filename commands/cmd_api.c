@@ -5,9 +5,11 @@
  */
 #include "cmd_api.h"
 #include "cmd_aggregate.h"
+#include "cmd_hookguard.h"
 #include "cmd_run.h"
 #include "cmd_workflow.h"
 #include "kq_err.h"
+#include "kq_limit.h"
 #include "kq_log.h"
 #include "kq_rand.h"
 
@@ -131,12 +133,23 @@ json_t *cmd_api_error_details(const cmd_item *it, const cmd_result *r)
                      (json_int_t)r->current_version);
 }
 
+/* A failed webhook attempt counts against its address and its workflow. */
+static void hook_failed(cmd_api *api, kq_http_req *req)
+{
+    if (api != NULL && api->hooks != NULL)
+        cmd_hookguard_fail(api->hooks, kq_http_req_client(req),
+                           kq_http_req_param(req, "workflow_id"), kq_limit_now_ms());
+}
+
 static void on_done(cmd_item *it, const cmd_result *r)
 {
     kq_http_req *req = it->arg;
     const char *token = r->token && r->token[0] ? r->token : NULL;
     char v[32], loc[EV_ID_MAX + 32];
     json_t *body;
+
+    if (it->cmd.kind == CMD_RUN_START && it->cmd.trigger == EV_TRIGGER_WEBHOOK && r->status == 401)
+        hook_failed(it->arg2, req);
 
     if (r->retry_after > 0) {
         snprintf(v, sizeof v, "%d", r->retry_after);
@@ -242,6 +255,7 @@ static void submit(cmd_api *api, kq_http_req *req, cmd_item *it)
     it->done = on_done;
     it->on_queue = on_queue;
     it->arg = req;
+    it->arg2 = api;
     if (cmd_writer_submit(api->writer, it, &refused) == 0)
         return; /* the writer answers */
     if (refused.retry_after > 0) {
@@ -416,32 +430,83 @@ static void h_attempts(kq_http_req *req, void *arg)
     cmd_api_attempts_batch(req, arg);
 }
 
+/* 401 invalid_webhook_secret, counted as a failed attempt. */
+static void hook_refuse(cmd_api *api, kq_http_req *req, const char *msg)
+{
+    hook_failed(api, req);
+    kq_http_respond_error(req, 401, "invalid_webhook_secret", msg, NULL);
+}
+
+/*
+ * A webhook's credentials: X-Webhook-Secret and/or X-Hub-Signature-256 (an
+ * empty header counts as absent). Fills c; 0, or answered (429 while the
+ * address or the workflow has failed too often, 401 with neither header,
+ * 400 for a malformed one) and KQ_EINVAL.
+ */
+static int hook_credentials(cmd_api *api, kq_http_req *req, cmd_command *c, const char **secret,
+                            const char **sig)
+{
+    int retry = 0;
+    char v[16];
+
+    if (api->hooks != NULL &&
+        !cmd_hookguard_check(api->hooks, kq_http_req_client(req),
+                             kq_http_req_param(req, "workflow_id"), kq_limit_now_ms(), &retry)) {
+        snprintf(v, sizeof v, "%d", retry);
+        kq_http_add_header(req, "Retry-After", v);
+        kq_http_respond_error(req, 429, "rate_limited",
+                              "too many failed webhook attempts; retry later", NULL);
+        return KQ_EINVAL;
+    }
+    *secret = kq_http_req_header(req, "X-Webhook-Secret");
+    *sig = kq_http_req_header(req, "X-Hub-Signature-256");
+    if (*secret != NULL && (*secret)[0] == '\0')
+        *secret = NULL;
+    if (*sig != NULL && (*sig)[0] == '\0')
+        *sig = NULL;
+    if (*secret == NULL && *sig == NULL) {
+        hook_refuse(api, req, "an X-Webhook-Secret or X-Hub-Signature-256 header is required");
+        return KQ_EINVAL;
+    }
+    if (*secret != NULL && !cmd_workflow_secret_ok(*secret, strlen(*secret))) {
+        bad_header(req, "X-Webhook-Secret", "must be 1..255 visible ASCII characters (no spaces)");
+        return KQ_EINVAL;
+    }
+    if (*sig != NULL && cmd_workflow_sig_parse(*sig, c->hook_sig) != 0) {
+        bad_header(req, "X-Hub-Signature-256", "must be sha256= and 64 hex digits");
+        return KQ_EINVAL;
+    }
+    c->has_hook_secret = *secret != NULL;
+    if (*secret != NULL)
+        snprintf(c->hook_secret, sizeof c->hook_secret, "%s", *secret);
+    c->has_hook_sig = *sig != NULL;
+    return 0;
+}
+
 /* Trigger a run of workflow {workflow_id|id}: manual (writer key) or webhook. */
 static void run_start(kq_http_req *req, void *arg, int webhook)
 {
     cmd_item *it = new_item(req);
     json_t *details = NULL;
-    const char *wf, *secret = NULL, *body;
+    const char *wf, *secret = NULL, *sig = NULL, *body;
+    char cred[2 * (EV_META_MAX + 1)];
     size_t len;
     int rc;
 
     if (it == NULL)
         return;
-    if (webhook) {
-        secret = kq_http_req_header(req, "X-Webhook-Secret");
-        if (secret == NULL || secret[0] == '\0') {
-            kq_http_respond_error(req, 401, "invalid_webhook_secret",
-                                  "the X-Webhook-Secret header is required", NULL);
-            goto fail;
-        }
-        if (!cmd_workflow_secret_ok(secret, strlen(secret))) {
-            bad_header(req, "X-Webhook-Secret",
-                       "must be 1..255 visible ASCII characters (no spaces)");
-            goto fail;
-        }
-    }
-    if ((wf = path_id(req, webhook ? "workflow_id" : "id", "workflow")) == NULL)
+    if (webhook && hook_credentials(arg, req, &it->cmd, &secret, &sig) != 0)
         goto fail;
+    if (webhook) {
+        /* an id no workflow can have is answered as an unknown one: as a wrong secret */
+        wf = kq_http_req_param(req, "workflow_id");
+        if (wf == NULL || !kq_jin_id_valid(wf)) {
+            hook_refuse(arg, req, "the webhook secret or signature is not the workflow's");
+            goto fail;
+        }
+    } else if ((wf = path_id(req, "id", "workflow")) == NULL) {
+        goto fail;
+    }
     body = kq_http_req_body(req, &len);
     if (len > 0 && !kq_jin_content_type_ok(kq_http_req_header(req, "Content-Type"))) {
         kq_http_respond_error(req, 415, "unsupported_media_type",
@@ -468,14 +533,23 @@ static void run_start(kq_http_req *req, void *arg, int webhook)
     if (common_headers(req, it, 0) != 0)
         goto fail;
     if (webhook) {
-        it->cmd.has_hook_secret = 1;
-        snprintf(it->cmd.hook_secret, sizeof it->cmd.hook_secret, "%s", secret);
         snprintf(it->cmd.actor, sizeof it->cmd.actor, "webhook");
-        /* The hash also covers the secret: a retry under the same Idempotency-Key
-         * replays the original answer only with the same secret (else 422), so
-         * knowing a key is not enough to learn a run id. */
-        request_hash(kq_http_req_method(req), kq_http_req_path(req), body, len, secret,
-                     it->cmd.hash);
+        if (sig != NULL && len > 0) { /* the signature covers the raw bytes */
+            if ((it->cmd.hook_body = malloc(len)) == NULL) {
+                kq_http_respond_error(req, 500, "internal", "out of memory", NULL);
+                goto fail;
+            }
+            memcpy(it->cmd.hook_body, body, len);
+            it->cmd.hook_body_len = len;
+        }
+        /* The hash also covers the credentials: a retry under the same Idempotency-Key
+         * replays the original answer only with the same ones (else 422), so knowing a
+         * key is not enough to learn a run id. A secret alone hashes as it always has. */
+        if (sig == NULL)
+            snprintf(cred, sizeof cred, "%s", secret);
+        else
+            snprintf(cred, sizeof cred, "%s\n%s", secret ? secret : "", sig);
+        request_hash(kq_http_req_method(req), kq_http_req_path(req), body, len, cred, it->cmd.hash);
     }
     json_decref(details);
     submit(arg, req, it);
@@ -532,4 +606,15 @@ void cmd_api_metrics(void *arg, FILE *out)
 {
     cmd_api *api = arg;
     cmd_writer_metrics(api->writer, out);
+    if (api->hooks != NULL)
+        fprintf(out,
+                "# HELP kcqrs_webhook_failures_total Failed webhook attempts (401).\n"
+                "# TYPE kcqrs_webhook_failures_total counter\n"
+                "kcqrs_webhook_failures_total %llu\n"
+                "# HELP kcqrs_webhook_rate_limited_total Webhooks refused with 429: their "
+                "address or workflow failed too often.\n"
+                "# TYPE kcqrs_webhook_rate_limited_total counter\n"
+                "kcqrs_webhook_rate_limited_total %llu\n",
+                (unsigned long long)cmd_hookguard_failures(api->hooks),
+                (unsigned long long)cmd_hookguard_refused(api->hooks));
 }

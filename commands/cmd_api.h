@@ -23,9 +23,16 @@
  *     PUT    /api/v1/workflows/{id}   200 (+ "webhook_secret" after rotate_secret)
  *     DELETE /api/v1/workflows/{id}   200
  *     POST   /api/v1/workflows/{id}/runs   manual trigger: 202, Location /api/v1/runs/{run}
- *     POST   /hooks/{workflow_id}     public; X-Webhook-Secret (missing or empty: 401
- *                                     invalid_webhook_secret at once; not 1..255 visible
- *                                     ASCII: 400); 202 as the manual trigger, actor "webhook"
+ *     POST   /hooks/{workflow_id}     public; X-Webhook-Secret and/or X-Hub-Signature-256
+ *                                     (sha256=<hex HMAC-SHA256 of the raw body with the
+ *                                     secret>); each one given must hold. Neither: 401
+ *                                     invalid_webhook_secret at once; malformed: 400; an
+ *                                     unknown, deleted or impossible workflow id is the
+ *                                     401 of a wrong secret; every 401 counts as a failed
+ *                                     attempt of the address and the workflow, and past
+ *                                     their limits 429 rate_limited + Retry-After
+ *                                     (cmd_hookguard.h); 202 as the manual trigger, actor
+ *                                     "webhook"
  *     POST   /internal/v1/runs/{id}/attempts   role worker: the worker records one attempt
  *     POST   /internal/v1/runs/attempts        role worker: several runs' attempts in one
  *                                     request and one transaction, each answered on its
@@ -55,8 +62,11 @@
 #include "cmd_writer.h"
 #include "kq_http.h"
 
+typedef struct cmd_hookguard cmd_hookguard;
+
 typedef struct cmd_api {
-    cmd_writer *writer; /* borrowed */
+    cmd_writer *writer;   /* borrowed */
+    cmd_hookguard *hooks; /* borrowed; NULL = failed webhook attempts are not limited */
 } cmd_api;
 
 #define CMD_API_NROUTES 10

@@ -73,6 +73,7 @@ struct cmd_item {
     cmd_done_fn done; /* called once on the writer thread; it must free the item
                          (cmd_item_free) */
     void *arg;        /* the caller's (e.g. the HTTP request) */
+    void *arg2;       /* the caller's too (e.g. the cmd_api that made it) */
     /* Called under the queue lock just before the item is queued (e.g. to
      * suspend the HTTP connection); NULL = nothing. Non-zero refuses the item. */
     int (*on_queue)(cmd_item *it);

@@ -312,13 +312,16 @@ static int decide_start(const cmd_state *st, cmd_batch *b, const cmd_command *c,
         cmd_decision_refuse(d, 409, "conflict", run->version, "run %s exists already", c->id);
         return 0;
     }
-    if (wf == NULL || wf->deleted) {
+    if (c->trigger == EV_TRIGGER_WEBHOOK) {
+        /* an unknown or deleted workflow is answered exactly as a wrong secret, after the
+         * same work (cmd_workflow_hook_ok), so a caller without the secret learns nothing */
+        if (!cmd_workflow_hook_ok(c, wf == NULL || wf->deleted ? NULL : wf->secret)) {
+            cmd_decision_refuse(d, 401, "invalid_webhook_secret", 0,
+                                "the webhook secret or signature is not the workflow's");
+            return 0;
+        }
+    } else if (wf == NULL || wf->deleted) {
         cmd_decision_refuse(d, 404, "not_found", 0, "workflow %s does not exist", c->workflow_id);
-        return 0;
-    }
-    if (c->has_hook_secret && !cmd_workflow_secret_matches(c->hook_secret, wf->secret)) {
-        cmd_decision_refuse(d, 401, "invalid_webhook_secret", 0,
-                            "the webhook secret is not the workflow's");
         return 0;
     }
     if (!wf->enabled) {

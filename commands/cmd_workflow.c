@@ -12,6 +12,7 @@
 #include <inttypes.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +117,51 @@ int cmd_workflow_secret_matches(const char *given, const char *secret)
         EVP_Digest(secret, strlen(secret), b, &nb, EVP_sha256(), NULL) != 1 || na != 32 || nb != 32)
         return 0;
     return CRYPTO_memcmp(a, b, 32) == 0;
+}
+
+int cmd_workflow_sig_parse(const char *v, uint8_t out[32])
+{
+    if (v == NULL || strncmp(v, "sha256=", 7) != 0 || strlen(v + 7) != 64)
+        return KQ_EINVAL;
+    v += 7;
+    for (int i = 0; i < 64; i++) {
+        int c = (unsigned char)v[i], x;
+        if (c >= '0' && c <= '9')
+            x = c - '0';
+        else if (c >= 'a' && c <= 'f')
+            x = c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F')
+            x = c - 'A' + 10;
+        else
+            return KQ_EINVAL;
+        if (i % 2 == 0)
+            out[i / 2] = (uint8_t)(x << 4);
+        else
+            out[i / 2] |= (uint8_t)x;
+    }
+    return 0;
+}
+
+int cmd_workflow_hook_ok(const cmd_command *c, const char *secret)
+{
+    /* what an unknown workflow is compared with: as long as a generated secret */
+    static const char dummy[] = "0000000000000000000000000000000000000000000000000000000000000000";
+    const char *s = secret != NULL ? secret : dummy;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    int ok = c->has_hook_secret || c->has_hook_sig;
+
+    if (c->has_hook_secret && !cmd_workflow_secret_matches(c->hook_secret, s))
+        ok = 0;
+    if (c->has_hook_sig) {
+        static const unsigned char empty[1] = {0};
+        const unsigned char *body =
+            c->hook_body_len > 0 ? (const unsigned char *)c->hook_body : empty;
+        if (HMAC(EVP_sha256(), s, (int)strlen(s), body, c->hook_body_len, md, &mdlen) == NULL ||
+            mdlen != 32 || CRYPTO_memcmp(md, c->hook_sig, 32) != 0)
+            ok = 0;
+    }
+    return secret != NULL && ok;
 }
 
 /* ------------------------------------------------------------------ steps */

@@ -81,6 +81,21 @@ int cmd_workflow_secret_generate(char out[CMD_WF_SECRET_GEN_LEN + 1]);
  * CRYPTO_memcmp (constant time; the length is not leaked). */
 int cmd_workflow_secret_matches(const char *given, const char *secret);
 
+/* Parse an X-Hub-Signature-256 value, "sha256=" and 64 hex digits (either
+ * case), into out[32]. Returns 0 or KQ_EINVAL. */
+int cmd_workflow_sig_parse(const char *v, uint8_t out[32]);
+
+/*
+ * 1 when the webhook credentials of run start `c` hold for a workflow whose
+ * secret is `secret`: at least one is given (X-Webhook-Secret and/or
+ * X-Hub-Signature-256) and each given one matches (the secret by
+ * cmd_workflow_secret_matches, the signature as HMAC-SHA256 of c's raw body
+ * with the secret, compared with CRYPTO_memcmp). With `secret` NULL (no such
+ * workflow, or a deleted one) the same work is done against a fixed secret
+ * and 0 is returned: an unknown workflow costs what a wrong secret costs.
+ */
+int cmd_workflow_hook_ok(const cmd_command *c, const char *secret);
+
 /* ---- steps ---- */
 
 /*

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "cmd_api.h"
+#include "cmd_hookguard.h"
 #include "cmd_writer.h"
 #include "kq_log.h"
 #include "kq_service.h"
@@ -47,7 +48,7 @@ int main(int argc, char **argv)
     kq_http_route routes[CMD_API_NROUTES];
     kq_http_options o;
     cmd_writer_options wo;
-    cmd_api api;
+    cmd_api api = {0};
     char err[512], snapdir[4096];
     int sig, rc = 2;
 
@@ -64,6 +65,11 @@ int main(int argc, char **argv)
         goto out;
     }
     api.writer = w;
+    if ((api.hooks = cmd_hookguard_new((size_t)svc.cfg.rate_entries, svc.cfg.hook_fail_per_min,
+                                       svc.cfg.hook_fail_burst)) == NULL) {
+        kq_log_error("out of memory (webhook limits)");
+        goto out;
+    }
     cmd_api_routes(&api, routes);
     memset(&o, 0, sizeof o);
     o.addr = svc.cfg.commands_addr;
@@ -93,6 +99,7 @@ int main(int argc, char **argv)
 out:
     kq_service_http_stop(&svc);
     cmd_writer_free(w);
+    cmd_hookguard_free(api.hooks);
     kq_service_end(&svc);
     return rc;
 }

@@ -160,7 +160,8 @@ static int write_line(FILE *out, const char *topic, const rd_kafka_message_t *m)
     return ferror(out) ? KQ_EIO : 0;
 }
 
-int ev_cat_run(const kq_config *cfg, const ev_cat_opts *o, FILE *out, char *errstr, size_t errlen)
+int ev_cat_each(const kq_config *cfg, const ev_cat_opts *o, ev_cat_fn fn, void *arg, char *errstr,
+                size_t errlen)
 {
     char topic[KQ_KAFKA_TOPIC_MAX];
     int32_t only;
@@ -261,21 +262,12 @@ int ev_cat_run(const kq_config *cfg, const ev_cat_opts *o, FILE *out, char *errs
                 p->done = 1;
                 left--;
             } else {
-                if (o->framed)
-                    rc = m->payload == NULL
-                             ? 0
-                             : ev_frame_write(out, m->payload, m->len, errstr, errlen);
-                else
-                    rc = write_line(out, topic, m);
-                if (rc == KQ_EIO)
-                    kq_seterr(errstr, errlen, rc, "writing stdout failed");
-                if (rc != 0) {
+                if ((rc = fn(arg, topic, m, errstr, errlen)) < 0) {
                     rd_kafka_message_destroy(m);
                     goto out;
                 }
-                written += m->payload != NULL || !o->framed;
-                if (o->follow)
-                    fflush(out);
+                written += rc;
+                rc = 0;
                 if (!o->follow && m->offset + 1 >= p->end) {
                     p->done = 1;
                     left--;
@@ -285,12 +277,42 @@ int ev_cat_run(const kq_config *cfg, const ev_cat_opts *o, FILE *out, char *errs
         rd_kafka_message_destroy(m);
     }
 out:
-    if (fflush(out) != 0 && rc == 0)
-        rc = kq_seterr(errstr, errlen, KQ_EIO, "writing stdout failed");
     if (as != NULL)
         rd_kafka_topic_partition_list_destroy(as);
     free(parts);
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
+    return rc;
+}
+
+typedef struct cat_out {
+    FILE *out;
+    const ev_cat_opts *o;
+} cat_out;
+
+static int cat_write(void *arg, const char *topic, const rd_kafka_message_t *m, char *errstr,
+                     size_t errlen)
+{
+    cat_out *c = arg;
+    int rc;
+
+    if (c->o->framed && m->payload == NULL)
+        return 0; /* a tombstone has no record to frame */
+    rc = c->o->framed ? ev_frame_write(c->out, m->payload, m->len, errstr, errlen)
+                      : write_line(c->out, topic, m);
+    if (rc != 0)
+        return kq_seterr(errstr, errlen, KQ_EIO, "writing stdout failed");
+    if (c->o->follow && fflush(c->out) != 0)
+        return kq_seterr(errstr, errlen, KQ_EIO, "writing stdout failed");
+    return 1;
+}
+
+int ev_cat_run(const kq_config *cfg, const ev_cat_opts *o, FILE *out, char *errstr, size_t errlen)
+{
+    cat_out c = {out, o};
+    int rc = ev_cat_each(cfg, o, cat_write, &c, errstr, errlen);
+
+    if (fflush(out) != 0 && rc == 0)
+        rc = kq_seterr(errstr, errlen, KQ_EIO, "writing stdout failed");
     return rc;
 }

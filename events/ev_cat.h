@@ -42,6 +42,19 @@ typedef struct ev_cat_opts {
 int ev_cat_parse_spec(const kq_config *cfg, const char *spec, char *topic, size_t tlen,
                       int32_t *partition, int64_t *offset, char *errstr, size_t errlen);
 
+/*
+ * Called for each record read (librdkafka's message, valid during the call):
+ * returns 1 when it counts towards o->max, 0 when not, or a KQ_E* (< 0,
+ * errstr set) to stop.
+ */
+struct rd_kafka_message_s;
+typedef int (*ev_cat_fn)(void *arg, const char *topic, const struct rd_kafka_message_s *m,
+                         char *errstr, size_t errlen);
+
+/* Read o->spec as ev_cat_run does (o->framed is not looked at), calling fn per record. */
+int ev_cat_each(const kq_config *cfg, const ev_cat_opts *o, ev_cat_fn fn, void *arg, char *errstr,
+                size_t errlen);
+
 /* Run it, writing to `out`. 0, or KQ_EINVAL (bad spec), KQ_ENOTFOUND (no such topic or
  * partition), KQ_EKAFKA, KQ_ETIMEDOUT, KQ_EIO, KQ_ENOMEM. */
 int ev_cat_run(const kq_config *cfg, const ev_cat_opts *o, FILE *out, char *errstr, size_t errlen);

@@ -112,6 +112,19 @@ static const cfg_setting settings[] = {
     {"KCQRS_ACCESS_LOG", "all", CFG_ACCESS_LOG, F(access_log_every), 0, 0,
      "HTTP access log lines (at info; /health, /ready and /metrics at debug): all, errors "
      "(4xx/5xx only) or sample:N (every N-th success and every error)"},
+    {"KCQRS_RATE_KEY_PER_S", "200000", CFG_INT, F(rate_key_per_s), 0, 100000000,
+     "Requests per second each API key may make to a service (a token bucket per key and "
+     "process; more: 429 rate_limited with Retry-After); 0: no limit"},
+    {"KCQRS_RATE_KEY_BURST", "400000", CFG_INT, F(rate_key_burst), 1, 100000000,
+     "Requests an API key may make at once above KCQRS_RATE_KEY_PER_S (the bucket's size)"},
+    {"KCQRS_RATE_LIMIT_ENTRIES", "16384", CFG_INT, F(rate_entries), 16, 16777216,
+     "Buckets each rate limiter keeps (API keys; webhook failures per address and per "
+     "workflow); the least recently used is forgotten when full"},
+    {"KCQRS_HOOK_FAIL_BURST", "20", CFG_INT, F(hook_fail_burst), 1, 1000000,
+     "Failed webhook attempts (401) a client address, or a workflow, may make before POST "
+     "/hooks answers 429 rate_limited with Retry-After"},
+    {"KCQRS_HOOK_FAIL_PER_MIN", "10", CFG_INT, F(hook_fail_per_min), 1, 1000000,
+     "Failed webhook attempts per minute regained by each address and each workflow"},
     {"KCQRS_BATCH_MAX", "256", CFG_INT, F(batch_max), 1, 100000,
      "Group commit: most commands in one Kafka transaction"},
     {"KCQRS_BATCH_LINGER_US", "1000", CFG_INT, F(batch_linger_us), 0, 1000000,
@@ -233,6 +246,8 @@ static const struct cfg_readers {
     {"KCQRS_HTTP_*", B_HTTPD},
     {"KCQRS_CORS_ORIGINS", KQ_BIN_COMMANDS | KQ_BIN_QUERY},
     {"KCQRS_ACCESS_LOG", B_HTTPD},
+    {"KCQRS_RATE_*", KQ_BIN_COMMANDS | KQ_BIN_QUERY},
+    {"KCQRS_HOOK_*", KQ_BIN_COMMANDS},
     {"KCQRS_BATCH_MAX", KQ_BIN_COMMANDS | KQ_BIN_WORKER},
     {"KCQRS_BATCH_*", KQ_BIN_COMMANDS},
     {"KCQRS_SNAPSHOT_EVERY", KQ_BIN_COMMANDS},

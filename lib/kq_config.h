@@ -47,6 +47,11 @@ typedef struct kq_config {
     int http_head_timeout_ms;  /* KCQRS_HTTP_HEADER_TIMEOUT_MS, 0 = none */
     int http_min_body_rate;    /* KCQRS_HTTP_MIN_BODY_RATE, bytes/s, 0 = none */
     int access_log_every;      /* KCQRS_ACCESS_LOG: 1 all, 0 errors, N sample:N */
+    int rate_key_per_s;        /* KCQRS_RATE_KEY_PER_S: requests/s per API key, 0 = no limit */
+    int rate_key_burst;        /* KCQRS_RATE_KEY_BURST */
+    int rate_entries;          /* KCQRS_RATE_LIMIT_ENTRIES: buckets per limiter table */
+    int hook_fail_burst;       /* KCQRS_HOOK_FAIL_BURST */
+    int hook_fail_per_min;     /* KCQRS_HOOK_FAIL_PER_MIN */
     char *cmd_internal_addr;   /* KCQRS_COMMANDS_INTERNAL_ADDR, "none" = no listener */
     char *http_tls_cert;       /* KCQRS_HTTP_TLS_CERT, "none" = plain HTTP */
     char *http_tls_key;        /* KCQRS_HTTP_TLS_KEY */

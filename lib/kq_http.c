@@ -28,6 +28,7 @@
 #include "kq_http.h"
 #include "kq_err.h"
 #include "kq_http_parse.h"
+#include "kq_limit.h"
 #include "kq_log.h"
 #include "kq_map.h"
 #include "kq_problem.h"
@@ -190,7 +191,9 @@ struct kq_http_server {
     atomic_uint_fast64_t too_large;
     atomic_uint_fast64_t refused; /* 503 at accept: budget or per-IP */
     atomic_uint_fast64_t evicted;
-    atomic_uint_fast64_t timeouts; /* 408 */
+    atomic_uint_fast64_t timeouts;     /* 408 */
+    kq_limit *key_limit;               /* requests per API key; NULL = no limit */
+    atomic_uint_fast64_t rate_limited; /* 429 for a key over its rate */
 };
 
 struct kq_http_req {
@@ -239,6 +242,7 @@ kq_http_limits kq_http_limits_default(void)
         .header_timeout_ms = 10000,
         .min_body_rate = 1024,
         .access_log_every = 1,
+        .limit_entries = 16384,
     };
     return l;
 }
@@ -256,6 +260,9 @@ kq_http_limits kq_http_limits_from_config(const kq_config *cfg)
         .header_timeout_ms = (unsigned)cfg->http_head_timeout_ms,
         .min_body_rate = (unsigned)cfg->http_min_body_rate,
         .access_log_every = (unsigned)cfg->access_log_every,
+        .key_rate = (unsigned)cfg->rate_key_per_s,
+        .key_burst = (unsigned)cfg->rate_key_burst,
+        .limit_entries = (unsigned)cfg->rate_entries,
     };
     return l;
 }
@@ -897,6 +904,12 @@ char *kq_http_metrics_render(kq_http_server *srv)
             "# TYPE kcqrs_http_body_too_large_total counter\n"
             "kcqrs_http_body_too_large_total %llu\n",
             (unsigned long long)atomic_load(&srv->too_large));
+    fprintf(f,
+            "# HELP kcqrs_http_rate_limited_total Requests refused with 429: an API key over "
+            "its rate.\n"
+            "# TYPE kcqrs_http_rate_limited_total counter\n"
+            "kcqrs_http_rate_limited_total %llu\n",
+            (unsigned long long)atomic_load(&srv->rate_limited));
     {
         unsigned long conns = 0;
         for (size_t i = 0; i < srv->nls; i++)
@@ -1548,6 +1561,18 @@ static void prepare(kq_http_req *req)
             snprintf(msg, sizeof msg, "this key lacks the role %s", need);
             kq_http_respond_error(req, 403, "forbidden", msg, NULL);
             return;
+        }
+        if (srv->key_limit != NULL) {
+            int retry = 1;
+            if (!kq_limit_take(srv->key_limit, req->actor, kq_limit_now_ms(), &retry)) {
+                char v[16];
+                atomic_fetch_add(&srv->rate_limited, 1);
+                snprintf(v, sizeof v, "%d", retry);
+                kq_http_add_header(req, "Retry-After", v);
+                kq_http_respond_error(req, 429, "rate_limited",
+                                      "this API key is over its request rate; retry later", NULL);
+                return;
+            }
         }
     }
     if (req->route->r.body == KQ_HTTP_BODY_JSON &&
@@ -2508,6 +2533,7 @@ static void server_free(kq_http_server *srv)
     if (srv->spare_fd >= 0)
         close(srv->spare_fd);
     kq_map_free(srv->per_ip);
+    kq_limit_free(srv->key_limit);
     pthread_mutex_destroy(&srv->ipmu);
     pthread_mutex_destroy(&srv->spare_mu);
     free(srv->nofd_answer);
@@ -2582,6 +2608,12 @@ int kq_http_start(const kq_http_options *opts, kq_http_server **out, char *errst
     }
     srv->nloops = l->threads;
     srv->limits = *l;
+    if (l->key_rate > 0 && (srv->key_limit = kq_limit_new(
+                                l->limit_entries < 16 ? 16 : l->limit_entries, (double)l->key_rate,
+                                (double)(l->key_burst ? l->key_burst : l->key_rate))) == NULL) {
+        rc = kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory (rate limiter)");
+        goto fail;
+    }
     srv->hp = kq_hp_limits_default();
     if (srv->hp.max_head > l->conn_memory - 1)
         srv->hp.max_head = l->conn_memory - 1;

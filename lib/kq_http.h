@@ -22,7 +22,9 @@
  *      the parser refuses malformed or ambiguous framing (400/414/431/501/
  *      505/417), always with a problem+json body, and the connection closes;
  *   2. the route is matched (404 / 405 with Allow), the route's role
- *      authenticated (401 with WWW-Authenticate / 403), the Content-Type of a
+ *      authenticated (401 with WWW-Authenticate / 403), the key's request rate
+ *      checked (`key_rate`, a kq_limit token bucket per key name: 429
+ *      rate_limited with Retry-After), the Content-Type of a
  *      JSON route checked (415) and the body cap chosen: `max_body` for a
  *      route that needs a key, `max_body_public` for a public one; a declared
  *      Content-Length over it is 413 before any body byte is read.
@@ -95,6 +97,9 @@ typedef struct kq_http_limits {
     unsigned min_body_rate;     /* bytes/s a body must keep after a 2 s grace (1024); 0 = none */
     unsigned access_log_every;  /* 1: log every request; 0: errors only; N: every N-th success
                                  * and every 4xx/5xx (KCQRS_ACCESS_LOG all|errors|sample:N) */
+    unsigned key_rate;          /* requests/s per API key (0 = no limit; default 0); over it: 429 */
+    unsigned key_burst;         /* the bucket of each key (key_rate when 0) */
+    unsigned limit_entries;     /* keys the limiter remembers (16384) */
 } kq_http_limits;
 
 kq_http_limits kq_http_limits_default(void);

@@ -42,11 +42,12 @@ static int err_code(rd_kafka_resp_err_t err)
  * The last failed login or TLS handshake of any Kafka client of this process,
  * seen in librdkafka's own log lines (they arrive on its threads at once; its
  * error events wait for a poll that a client stuck in a timed-out call never
- * makes). conn_explain() names it in place of a bare "Timed out".
+ * makes). librdkafka logs a repeated failure of one connection only once, so
+ * the note stays until a request of this module gets a broker's answer
+ * (conn_ok: metadata, an admin result, init or commit of a transaction).
+ * conn_explain() names it in place of a bare "Timed out".
  */
-#define CONN_FAIL_RECENT_MS 10000
 static pthread_mutex_t conn_mu = PTHREAD_MUTEX_INITIALIZER;
-static int64_t conn_fail_ms;
 static const char *conn_fail_what;
 
 static void conn_note(const char *buf)
@@ -65,9 +66,19 @@ static void conn_note(const char *buf)
     if (what == NULL)
         return;
     pthread_mutex_lock(&conn_mu);
-    conn_fail_ms = kq_time_mono_ms();
     conn_fail_what = what;
     pthread_mutex_unlock(&conn_mu);
+}
+
+/* A broker answered a request: the connections work (again). Returns rc (0). */
+static int conn_ok(int rc)
+{
+    if (rc == 0) {
+        pthread_mutex_lock(&conn_mu);
+        conn_fail_what = NULL;
+        pthread_mutex_unlock(&conn_mu);
+    }
+    return rc;
 }
 
 const char *kq_kafka_conn_failure(void)
@@ -75,10 +86,23 @@ const char *kq_kafka_conn_failure(void)
     const char *what = NULL;
 
     pthread_mutex_lock(&conn_mu);
-    if (conn_fail_what != NULL && kq_time_mono_ms() - conn_fail_ms <= CONN_FAIL_RECENT_MS)
-        what = conn_fail_what;
+    what = conn_fail_what;
     pthread_mutex_unlock(&conn_mu);
     return what;
+}
+
+void kq_kafka_ready_why(char *why, size_t whylen)
+{
+    const char *fail = kq_kafka_conn_failure();
+    char was[256];
+
+    if (fail == NULL || why == NULL || whylen == 0 || strstr(why, fail) != NULL)
+        return;
+    snprintf(was, sizeof was, "%s", why);
+    if (was[0] != '\0')
+        snprintf(why, whylen, "%s; %s", fail, was);
+    else
+        snprintf(why, whylen, "%s", fail);
 }
 
 /* A timeout while logins or handshakes fail: say that, and what was being done
@@ -372,7 +396,7 @@ out:
     if (md != NULL)
         rd_kafka_metadata_destroy(md);
     rd_kafka_topic_destroy(rkt);
-    return conn_explain(rc, errstr, errlen);
+    return rc == 0 ? conn_ok(rc) : conn_explain(rc, errstr, errlen);
 }
 
 /* Wait for the one admin result event of type `type` on q. */
@@ -402,7 +426,7 @@ static rd_kafka_event_t *admin_wait(rd_kafka_queue_t *q, rd_kafka_event_type_t t
         rd_kafka_event_destroy(ev);
         return NULL;
     }
-    *rc = 0;
+    *rc = conn_ok(0);
     return ev;
 }
 
@@ -734,8 +758,8 @@ int kq_kafka_error_take(rd_kafka_error_t *error, const char *what, int *needs_ab
 
 int kq_kafka_txn_init(rd_kafka_t *rk, int timeout_ms, char *errstr, size_t errlen)
 {
-    return kq_kafka_error_take(rd_kafka_init_transactions(rk, timeout_ms), "init transactions",
-                               NULL, errstr, errlen);
+    return conn_ok(kq_kafka_error_take(rd_kafka_init_transactions(rk, timeout_ms),
+                                       "init transactions", NULL, errstr, errlen));
 }
 
 int kq_kafka_txn_begin(rd_kafka_t *rk, char *errstr, size_t errlen)
@@ -746,8 +770,8 @@ int kq_kafka_txn_begin(rd_kafka_t *rk, char *errstr, size_t errlen)
 
 int kq_kafka_txn_commit(rd_kafka_t *rk, int timeout_ms, char *errstr, size_t errlen)
 {
-    return kq_kafka_error_take(rd_kafka_commit_transaction(rk, timeout_ms), "commit transaction",
-                               NULL, errstr, errlen);
+    return conn_ok(kq_kafka_error_take(rd_kafka_commit_transaction(rk, timeout_ms),
+                                       "commit transaction", NULL, errstr, errlen));
 }
 
 int kq_kafka_txn_abort(rd_kafka_t *rk, int timeout_ms, char *errstr, size_t errlen)

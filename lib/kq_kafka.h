@@ -119,8 +119,9 @@ int kq_kafka_delivery_timeout_ms(const kq_config *cfg);
 
 /*
  * What stops this process's Kafka clients from connecting, when any of them
- * saw a failed login or TLS handshake in the last 10 s (librdkafka's log lines,
- * seen by the log callback of kq_kafka_conf_new): a fixed sentence such as
+ * saw a failed login or TLS handshake (librdkafka's log lines, seen by the log
+ * callback of kq_kafka_conf_new) and no request of this module got a broker's
+ * answer since (metadata, admin result, init or commit): a fixed sentence such as
  * "Kafka authentication failed (check sasl.username, ...)" or "Kafka broker
  * certificate verify failed (check ssl.ca.location ...)"; else NULL. The
  * functions of this module that time out (metadata, admin requests,
@@ -128,6 +129,13 @@ int kq_kafka_delivery_timeout_ms(const kq_config *cfg);
  * and the logs name the cause. Any thread.
  */
 const char *kq_kafka_conn_failure(void);
+
+/*
+ * For a service's /ready answer that is not ready: when kq_kafka_conn_failure()
+ * names a failed login or handshake, put that sentence first in `why`
+ * ("<sentence>; <why as it was>"), unless it is there already. Any thread.
+ */
+void kq_kafka_ready_why(char *why, size_t whylen);
 
 /* rd_kafka_conf_set() with our error convention (KQ_ECONFIG naming the property). */
 int kq_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,

@@ -111,10 +111,13 @@ int proj_service_ready(void *arg, char *why, size_t whylen)
     size_t n = __atomic_load_n(&s->n, __ATOMIC_ACQUIRE);
 
     for (size_t i = 0; i < n; i++)
-        if (!proj_runner_ready(s->runners[i], why, whylen))
+        if (!proj_runner_ready(s->runners[i], why, whylen)) {
+            kq_kafka_ready_why(why, whylen);
             return 0;
+        }
     if (n == 0) {
         snprintf(why, whylen, "event topics not available yet");
+        kq_kafka_ready_why(why, whylen);
         return 0;
     }
     return 1;

@@ -769,6 +769,7 @@ int wk_service_ready(void *arg, char *why, size_t whylen)
 
     if (!atomic_load(&w->joined)) {
         snprintf(why, whylen, "consumer group not joined yet");
+        kq_kafka_ready_why(why, whylen);
         return 0;
     }
     if (!wk_recorder_reachable(w->rec)) {

@@ -34,6 +34,7 @@ teardown_file() {
     local rc=0
     [[ -f "$BATS_FILE_TMPDIR/q.pid" ]] && kq_stop "$(cat "$BATS_FILE_TMPDIR/q.pid")" 10
     [[ -f "$BATS_FILE_TMPDIR/proj.pid" ]] && kq_stop "$(cat "$BATS_FILE_TMPDIR/proj.pid")" 10
+    [[ -f "$BATS_FILE_TMPDIR/projwrong.pid" ]] && kq_stop "$(cat "$BATS_FILE_TMPDIR/projwrong.pid")" 10
     cmd_stop_all || rc=1
     "$KQ_REPO/ops/kafka.sh" stop "$SASL_DIR" >/dev/null 2>&1 3>&- || true
     return $rc
@@ -118,6 +119,19 @@ start_bad() {
     kill -0 "$(cmd_pid wrongpw)"
     ! grep -qF 'not-the-password-42' "$BATS_FILE_TMPDIR/wrongpw.log"
     never_printed "$BATS_FILE_TMPDIR/wrongpw.log"
+    # The projector's /ready names it too (its consumer never gets the topics).
+    local pport
+    pport=$(kq_free_port)
+    mkdir -p "$BATS_FILE_TMPDIR/lmdb-wrongpw"
+    KCQRS_KAFKA_PROPERTIES="$BATS_FILE_TMPDIR/wrong.properties" KCQRS_KAFKA_TIMEOUT_MS=3000 \
+        KCQRS_LMDB_DIR="$BATS_FILE_TMPDIR/lmdb-wrongpw" KCQRS_PROJECTOR_ADDR="127.0.0.1:$pport" \
+        kq_bg "$BATS_FILE_TMPDIR/projwrong.log" "$KCQRS_BIN/kcqrs-projector" >"$BATS_FILE_TMPDIR/projwrong.pid"
+    kq_wait_for 30 bash -c "curl -s --max-time 5 'http://127.0.0.1:$pport/ready' | grep -q 'Kafka authentication failed'"
+    run curl -s -w ' %{http_code}' --max-time 5 "http://127.0.0.1:$pport/ready"
+    echo "$output"
+    [[ "$output" == *' 503' ]]
+    kill -0 "$(cat "$BATS_FILE_TMPDIR/projwrong.pid")"
+    never_printed "$BATS_FILE_TMPDIR/projwrong.log"
 }
 
 @test "an untrusted CA: a clear error line at start, /ready 503, no crash" {

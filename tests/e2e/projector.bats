@@ -112,6 +112,41 @@ PY
     done
     [ "$(proj_metric 'kcqrs_projector_dead_letters_total{target="lmdb"}')" -ge 2 ]
     [ "$(proj_metric 'kcqrs_projector_dead_letters_total{target="pg"}')" -ge 2 ]
+
+    # kcqrs-dlq list: one line per dead letter, the same as the topic holds
+    run "$KCQRS_BIN/kcqrs-dlq" list
+    [ "$status" -eq 0 ]
+    [ "${#lines[@]}" -eq "$(wc -l <<<"$dlq")" ]
+    for t in lmdb pg; do
+        grep -q "^$topic/$junk_at	$t	[0-9T:.-]*Z	undecodable" <<<"$output"
+        grep -q "^$topic/$gap_at	$t	[0-9T:.-]*Z	.*version" <<<"$output"
+    done
+    run "$KCQRS_BIN/kcqrs-dlq" list --json
+    [ "$status" -eq 0 ]
+    [[ "$output" != *value_base64* ]]
+    python3 -c '
+import json, sys
+ls = [json.loads(l) for l in sys.stdin]
+assert all({"topic", "partition", "offset", "target", "reason", "at", "dlq_offset"} <= set(d) for d in ls), ls' <<<"$output"
+    # kcqrs-dlq show: the refused record decoded (the gap event), or why it does not decode
+    run "$KCQRS_BIN/kcqrs-dlq" show "$topic/$gap_at"
+    [ "$status" -eq 0 ]
+    [ "${#lines[@]}" -eq 2 ]
+    python3 -c '
+import json, sys
+ls = [json.loads(l) for l in sys.stdin]
+assert sorted(d["target"] for d in ls) == ["lmdb", "pg"], ls
+assert all(d["event"]["aggregate_id"] == sys.argv[1] and d["event"]["version"] == 3 for d in ls), ls' "$gap" <<<"$output"
+    run "$KCQRS_BIN/kcqrs-dlq" show "$topic/$junk_at"
+    [ "$status" -eq 0 ]
+    [[ "${lines[0]}" == *'"event_error":'* && "${lines[0]}" != *'"event":'* ]]
+    run "$KCQRS_BIN/kcqrs-dlq" show "$topic/0/999999999"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"no dead letter for"* ]]
+    for bad in "" "$topic" "$topic/x/1" "$topic/1/" "/1/2"; do
+        run "$KCQRS_BIN/kcqrs-dlq" show "$bad"
+        [ "$status" -eq 2 ]
+    done
 }
 
 @test "records in the wrong partition or topic, or under a key that does not match, are refused" {

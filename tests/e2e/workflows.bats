@@ -16,6 +16,9 @@ load workflows_helpers
 
 setup_file() {
     wf_make_keys
+    # every failed webhook of this file comes from 127.0.0.1: room for all of them (the
+    # limit itself is tested on its own instance)
+    export KCQRS_HOOK_FAIL_BURST=1000
     cmd_start main
 }
 
@@ -177,7 +180,7 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     assert_all_unchanged "$before"
 }
 
-@test "workflow: disabled -> 409 workflow_disabled without a run; delete -> trigger 404" {
+@test "workflow: disabled -> 409 workflow_disabled without a run; delete -> trigger 404, webhook 401" {
     id=$(wf_new_id)
     wf_create "$id"
     req PUT "/api/v1/workflows/$id" '{"enabled":false}'
@@ -205,8 +208,9 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     before=$(all_ends_sum)
     req POST "/api/v1/workflows/$id/runs" '{}'
     assert_error 404
-    hook "$id" "$WF_SECRET"
-    assert_error 404
+    hook "$id" "$WF_SECRET" # a deleted workflow's webhook: the answer of a wrong secret
+    assert_error 401
+    [ "$(err_code)" = invalid_webhook_secret ]
     req PUT "/api/v1/workflows/$id" '{"name":"back"}'
     assert_error 404
     assert_all_unchanged "$before"
@@ -305,7 +309,7 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     assert_all_unchanged "$before"
 }
 
-@test "webhook: right secret 202 (RunStarted, trigger webhook, actor webhook); wrong or missing secret 401; unknown 404" {
+@test "webhook: right secret 202 (RunStarted, trigger webhook, actor webhook); wrong or missing secret 401; unknown 401 too" {
     id=$(wf_new_id)
     wf_create "$id"
     hook "$id" "$WF_SECRET" '{"id":"h-9"}'
@@ -331,7 +335,8 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     hook "$id" "$(printf 's%.0s' $(seq 256))"
     assert_error 400 X-Webhook-Secret
     hook "no-such-workflow" "$WF_SECRET"
-    assert_error 404
+    assert_error 401
+    [ "$(err_code)" = invalid_webhook_secret ]
     hook "$id" "$WF_SECRET" '"just a string"'
     assert_error 400 body
     assert_all_unchanged "$before"
@@ -345,6 +350,148 @@ UUID4_RE='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
     assert_error 401
     hook "$id" "$new"
     [ "$CODE" = 202 ]
+}
+
+@test "webhook: X-Hub-Signature-256 (HMAC-SHA256 of the raw body) is accepted; a wrong one 401; malformed 400" {
+    local body='{"id": "s-1",   "n" : 1}' sig
+    id=$(wf_new_id)
+    wf_create "$id"
+    sig=$(hub_sig "$WF_SECRET" "$body")
+    hook "$id" - "$body" -H "X-Hub-Signature-256: $sig"
+    [ "$CODE" = 202 ]
+    BODY=$(agg_event "$(run_topic)" "$(jf 'd["run_id"]')" 1)
+    jcheck "d['payload']['trigger'] == 'webhook' and d['actor'] == 'webhook' and json.loads(d['payload']['payload_json']) == {'id': 's-1', 'n': 1}"
+    # upper-case hex, and the secret beside the signature, both right
+    up=${sig#sha256=}
+    hook "$id" "$WF_SECRET" "$body" -H "X-Hub-Signature-256: sha256=${up^^}"
+    [ "$CODE" = 202 ]
+    hook "$id" - '' -H "X-Hub-Signature-256: $(hub_sig "$WF_SECRET" '')"
+    [ "$CODE" = 202 ]
+
+    before=$(all_ends_sum)
+    # the signature of other bytes (one space less), or made with another key
+    hook "$id" - '{"id": "s-1",  "n" : 1}' -H "X-Hub-Signature-256: $sig"
+    assert_error 401
+    [ "$(err_code)" = invalid_webhook_secret ]
+    hook "$id" - "$body" -H "X-Hub-Signature-256: $(hub_sig "${WF_SECRET}x" "$body")"
+    assert_error 401
+    # a right signature does not excuse a wrong secret
+    hook "$id" "wrong-secret" "$body" -H "X-Hub-Signature-256: $sig"
+    assert_error 401
+    for bad in "sha1=${sig#sha256=}" "sha256=${sig:7:63}" "sha256=${sig:7:63}g" "sha256:${sig:7}" "${sig}00"; do
+        hook "$id" - "$body" -H "X-Hub-Signature-256: $bad"
+        assert_error 400 X-Hub-Signature-256
+    done
+    assert_all_unchanged "$before"
+}
+
+@test "webhook: an unknown, deleted or impossible workflow id is answered exactly as a wrong secret" {
+    local a b
+    id=$(wf_new_id)
+    wf_create "$id"
+    gone=$(wf_new_id)
+    wf_create "$gone"
+    gone_secret=$WF_SECRET
+    req DELETE "/api/v1/workflows/$gone"
+    [ "$CODE" = 200 ]
+    before=$(all_ends_sum)
+
+    # the reference: a wrong secret on a live workflow (headers and body)
+    hook "$id" "not-the-secret"
+    assert_error 401
+    a=$(python3 -c 'import json, sys; d = json.loads(sys.argv[1]); d.pop("instance", None); print(json.dumps(d, sort_keys=True))' "$BODY")
+    ref_headers=$(grep -vi '^\(date\|content-length\|x-request-id\):' "$HDRS" | tr -d '\r' | sort)
+    for target in "no-such-$RANDOM$RANDOM" "$gone" 'bad!id' "$(printf 'x%.0s' $(seq 300))"; do
+        for cred in "X-Webhook-Secret: $gone_secret" "X-Hub-Signature-256: $(hub_sig "$gone_secret" '{"id":"h1"}')"; do
+            hook "$target" - '{"id":"h1"}' -H "$cred"
+            assert_error 401
+            b=$(python3 -c 'import json, sys; d = json.loads(sys.argv[1]); d.pop("instance", None); print(json.dumps(d, sort_keys=True))' "$BODY")
+            [ "$a" = "$b" ] || kq_fail "unknown $target answered $b, a wrong secret $a"
+            [ "$(grep -vi '^\(date\|content-length\|x-request-id\):' "$HDRS" | tr -d '\r' | sort)" = "$ref_headers" ]
+        done
+    done
+    assert_all_unchanged "$before"
+}
+
+# hook_from ADDR WF SECRET: a webhook from client address ADDR (X-Forwarded-For; the
+# instance trusts 127.0.0.1 as a proxy).
+hook_from() {
+    hook "$2" "$3" '{"id":"h1"}' -H "X-Forwarded-For: $1"
+}
+
+metric() { curl -s "$CMD_URL/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+
+@test "limits: failed webhooks per address and per workflow, requests per API key: 429 rate_limited + Retry-After" {
+    local burst_key a b t n c secs first=""
+    burst_key=$("$KCQRS_BIN/kcqrs-keys" create --name e2e-burst --roles writer --file "$KCQRS_KEYS_FILE")
+    # 3 failures per address and per workflow, one back per minute (the refill itself is
+    # timed in test_kq_limit); each key 2 requests/s, 4 at once; on its own topics
+    KCQRS_TOPIC_PREFIX="$KCQRS_TOPIC_PREFIX.lim" KCQRS_HOOK_FAIL_BURST=3 KCQRS_HOOK_FAIL_PER_MIN=1 \
+        KCQRS_RATE_KEY_PER_S=2 KCQRS_RATE_KEY_BURST=4 KCQRS_HTTP_TRUSTED_PROXIES=127.0.0.1/32 \
+        cmd_start lim
+    wf_create wa
+    a=$WF_SECRET
+    wf_create wb
+    b=$WF_SECRET
+
+    # per workflow: three addresses fail once each on wa; then even the right secret from a
+    # fourth address is refused, while wb from that address works
+    for ip in 10.0.0.1 10.0.0.2 10.0.0.3; do
+        hook_from $ip wa wrong
+        assert_error 401
+    done
+    hook_from 10.0.0.4 wa "$a"
+    assert_error 429
+    [ "$(err_code)" = rate_limited ]
+    grep -qiE '^Retry-After: ([1-9]|[1-5][0-9]|60)\s*$' "$HDRS"
+    hook_from 10.0.0.4 wb "$b"
+    [ "$CODE" = 202 ]
+
+    # per address: one address fails on three unknown workflows (one failure each); then it
+    # is refused on wb even with the right secret, another address is not
+    for wf in nx1 nx2 nx3; do
+        hook_from 10.0.0.9 $wf "$b"
+        assert_error 401
+    done
+    hook_from 10.0.0.9 wb "$b"
+    assert_error 429
+    [ "$(err_code)" = rate_limited ]
+    grep -qiE '^Retry-After: ([1-9]|[1-5][0-9]|60)\s*$' "$HDRS"
+    hook_from 10.0.0.10 wb "$b"
+    [ "$CODE" = 202 ]
+    # six failures counted (a 429 is not one), two refusals
+    [ "$(metric kcqrs_webhook_failures_total)" = 6 ]
+    [ "$(metric kcqrs_webhook_rate_limited_total)" = 2 ]
+
+    # per API key: a flood of 30 requests (each a 400 that writes nothing) gets at most
+    # the burst (4) and 2/s through, the rest 429 rate_limited + Retry-After
+    t=$(date +%s%N)
+    n=0
+    for i in $(seq 30); do
+        c=$(curl -s -D "$BATS_TEST_TMPDIR/h" -o "$BATS_TEST_TMPDIR/b" -w '%{http_code}' -X POST \
+            -H "Authorization: Bearer $burst_key" -H 'Content-Type: application/json' \
+            --data-binary '{}' "$CMD_URL/api/v1/resources")
+        if [[ $c == 400 ]]; then
+            n=$((n + 1))
+        else
+            [[ $c == 429 ]] || kq_fail "request $i answered $c"
+            if [[ -z $first ]]; then
+                first=$i
+                grep -qi '^Retry-After: 1\s*$' "$BATS_TEST_TMPDIR/h"
+                BODY=$(cat "$BATS_TEST_TMPDIR/b")
+                [ "$(err_code)" = rate_limited ]
+            fi
+        fi
+    done
+    secs=$((($(date +%s%N) - t) / 1000000000 + 1))
+    ((n <= 4 + 2 * secs)) || kq_fail "$n of 30 passed in ${secs}s"
+    [[ -n $first ]] || kq_fail "no 429 in 30 requests"
+    [ "$(metric kcqrs_http_rate_limited_total)" -eq $((30 - n)) ]
+    # another key has its own bucket; the flooding key is served again once a token is back
+    REQ_KEY=$KQ_KEY_WRITER req POST /api/v1/resources '{}'
+    [ "$CODE" = 400 ]
+    kq_wait_for 5 bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Authorization: Bearer $burst_key' -H 'Content-Type: application/json' --data-binary '{}' '$CMD_URL/api/v1/resources') == 400 ]]"
+    # (the instance is stopped, and checked for a crash, by teardown_file)
 }
 
 # ------------------------------------------------------------------ worker attempts

@@ -25,7 +25,9 @@
 # the answered webhook_secret. attempt RUN STEP ATTEMPT OUTCOME [EXTRA_JSON]
 # posts one attempt with the worker key (EXTRA_JSON is merged fields such as
 # "\"next_delay_ms\":100"); hook WF SECRET [BODY [CURL_ARGS...]] posts to the
-# webhook with X-Webhook-Secret (SECRET "-" sends no header).
+# webhook with X-Webhook-Secret (SECRET "-" sends no header). hub_sig SECRET
+# BODY prints the X-Hub-Signature-256 value of BODY (sha256=<hex HMAC>);
+# err_code prints the error code of the last answer.
 
 wf_make_keys() {
     cmd_make_keys || return 1
@@ -104,5 +106,12 @@ hook() {
         REQ_KEY="" req POST "/hooks/$wf" "$body" -H "X-Webhook-Secret: $secret" "$@"
     fi
 }
+
+hub_sig() {
+    python3 -c 'import hashlib, hmac, sys
+print("sha256=" + hmac.new(sys.argv[1].encode(), sys.argv[2].encode(), hashlib.sha256).hexdigest())' "$1" "$2"
+}
+
+err_code() { jf 'd["code"]'; }
 
 wf_new_id() { echo "wf-$BATS_TEST_NUMBER-$RANDOM$RANDOM"; }

@@ -179,6 +179,7 @@ fl_port_of() { # allocate once
 }
 
 # Commands slot S (0 or 1): own port and LMDB directory, the one transactional id.
+# No per-address connection limit: every load client connects from 127.0.0.1.
 fl_cmd_start() {
     local s=$1 port iport
     port=$(fl_port_of "cmd$s")
@@ -186,7 +187,7 @@ fl_cmd_start() {
     mkdir -p "$FL_DIR/cmd$s-lmdb"
     fl_run "cmd$s" KCQRS_COMMANDS_ADDR="127.0.0.1:$port" \
         KCQRS_COMMANDS_INTERNAL_ADDR="127.0.0.1:$iport" KCQRS_LMDB_DIR="$FL_DIR/cmd$s-lmdb" \
-        -- "$BIN/kcqrs-commands"
+        KCQRS_HTTP_MAX_PER_IP=0 -- "$BIN/kcqrs-commands"
 }
 
 fl_proj_start() { # [ENV...]

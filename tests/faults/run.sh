@@ -37,7 +37,10 @@
 # the writer role back or stayed ready beside the new one, 1 when the setup failed.
 #
 # Environment: FAULTS_SHORT=1, FAULTS_DURATION (seconds of faults), FAULTS_CLIENTS
-# (default 24), FAULTS_RATE (commands/s in all, default 200), FAULTS_KAFKA_NODES
+# (default 128: each client waits for its answer, so the rate is about
+# clients / answer time; kcqrs-commands runs with KCQRS_HTTP_MAX_PER_IP=0, as
+# every client comes from 127.0.0.1), FAULTS_RATE (commands/s in all, default
+# 1000; 0: no limit), FAULTS_KAFKA_NODES
 # (3 or 1; default 3 when the cluster helper exists), FAULTS_KEEP=1 keeps the
 # directory (also kept when the campaign fails), FAULTS_SEED (bash RANDOM seed),
 # KCQRS_BIN, KCQRS_TOOLS.
@@ -62,8 +65,8 @@ if [[ "${FAULTS_SHORT:-0}" == 1 ]]; then
 else
     DURATION=${FAULTS_DURATION:-1800}
 fi
-CLIENTS=${FAULTS_CLIENTS:-24}
-RATE=${FAULTS_RATE:-200}
+CLIENTS=${FAULTS_CLIENTS:-128}
+RATE=${FAULTS_RATE:-1000}
 RANDOM=${FAULTS_SEED:-$$}
 NODES=${FAULTS_KAFKA_NODES:-$(fl_cluster_supported && echo 3 || echo 1)}
 

@@ -19,9 +19,13 @@
 #include <string.h>
 
 #include "cmd_state.h"
+#include "cmd_workflow.h"
 #include "ev_codec.h"
 #include "kq_err.h"
 #include "test_cmd_fixture.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 static void test_run_start_decisions(void **state)
 {
@@ -84,6 +88,105 @@ static void test_run_start_decisions(void **state)
     /* deleted: 404 */
     fx_dc(&st, fx_wf_cmd(CMD_WF_DELETE, "w1"), &off);
     fx_expect_error(fx_dc(&st, fx_run_start("r2", "w1", NULL), &off), 404, "not_found");
+    cmd_state_free(&st);
+}
+
+/* A webhook run start of wf signed over body with key (NULL: no signature). */
+static cmd_command hook_signed(const char *run, const char *wf, const char *secret, const char *key,
+                               const char *body)
+{
+    cmd_command c = fx_run_start(run, wf, secret);
+    unsigned int n = 0;
+
+    c.trigger = EV_TRIGGER_WEBHOOK;
+    c.has_hook_secret = secret != NULL;
+    if (key != NULL) {
+        c.has_hook_sig = 1;
+        assert_non_null(HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)body,
+                             strlen(body), c.hook_sig, &n));
+        assert_int_equal(n, 32);
+        c.hook_body = strdup(body);
+        c.hook_body_len = strlen(body);
+    }
+    return c;
+}
+
+static void test_run_start_webhook_auth(void **state)
+{
+    cmd_state st;
+    cmd_command c;
+    cmd_decision d;
+    int64_t off = 0;
+    uint8_t sig[32];
+
+    (void)state;
+    /* the header's syntax */
+    assert_int_equal(cmd_workflow_sig_parse("sha256="
+                                            "00112233445566778899aabbccddeeff"
+                                            "00112233445566778899AABBCCDDEEFF",
+                                            sig),
+                     0);
+    assert_int_equal(sig[0], 0x00);
+    assert_int_equal(sig[1], 0x11);
+    assert_int_equal(sig[31], 0xff);
+    assert_int_equal(sig[26], 0xaa);
+    assert_int_equal(cmd_workflow_sig_parse("sha1=00", sig), KQ_EINVAL);
+    assert_int_equal(cmd_workflow_sig_parse("sha256=", sig), KQ_EINVAL);
+    assert_int_equal(cmd_workflow_sig_parse("SHA256="
+                                            "00112233445566778899aabbccddeeff"
+                                            "00112233445566778899aabbccddeeff",
+                                            sig),
+                     KQ_EINVAL);
+    assert_int_equal(cmd_workflow_sig_parse("sha256="
+                                            "00112233445566778899aabbccddeeff"
+                                            "00112233445566778899aabbccddeefg",
+                                            sig),
+                     KQ_EINVAL);
+    assert_int_equal(cmd_workflow_sig_parse("sha256="
+                                            "00112233445566778899aabbccddeeff"
+                                            "00112233445566778899aabbccddeeff0",
+                                            sig),
+                     KQ_EINVAL);
+
+    assert_int_equal(cmd_state_init(&st, 4), 0);
+    /* unknown workflow: the answer of a wrong secret, with a secret or a signature */
+    fx_expect_error(fx_dc(&st, fx_run_start("r0", "w1", "s3cret"), &off), 401,
+                    "invalid_webhook_secret");
+    fx_expect_error(fx_dc(&st, hook_signed("r0", "w1", NULL, "s3cret", "{}"), &off), 401,
+                    "invalid_webhook_secret");
+    fx_dc(&st, fx_wf_create("w1", "s3cret", 1), &off);
+
+    /* a signature made with the secret over the body: accepted */
+    c = hook_signed("r1", "w1", NULL, "s3cret", "{\"a\": 1}");
+    d = fx_decide_commit(&st, &c, &off);
+    assert_int_equal(d.kind, CMD_D_APPEND);
+    cmd_decision_clear(&d);
+    cmd_command_clear(&c);
+    /* with the right secret as well: accepted */
+    c = hook_signed("r2", "w1", "s3cret", "s3cret", "");
+    d = fx_decide_commit(&st, &c, &off);
+    assert_int_equal(d.kind, CMD_D_APPEND);
+    cmd_decision_clear(&d);
+    cmd_command_clear(&c);
+    /* another key, another body, or a wrong secret beside a right signature: 401 */
+    fx_expect_error(fx_dc(&st, hook_signed("r3", "w1", NULL, "s3cre", "{}"), &off), 401,
+                    "invalid_webhook_secret");
+    c = hook_signed("r3", "w1", NULL, "s3cret", "{\"a\": 1}");
+    c.hook_body[6] = '2';
+    fx_expect_error(fx_dc(&st, c, &off), 401, "invalid_webhook_secret");
+    fx_expect_error(fx_dc(&st, hook_signed("r3", "w1", "wrong", "s3cret", "{}"), &off), 401,
+                    "invalid_webhook_secret");
+    /* neither credential: 401 */
+    fx_expect_error(fx_dc(&st, hook_signed("r3", "w1", NULL, NULL, "{}"), &off), 401,
+                    "invalid_webhook_secret");
+    assert_null(cmd_state_run(&st, "r3"));
+
+    /* deleted: a webhook gets the wrong-secret answer, even with the old secret */
+    fx_dc(&st, fx_wf_cmd(CMD_WF_DELETE, "w1"), &off);
+    fx_expect_error(fx_dc(&st, fx_run_start("r4", "w1", "s3cret"), &off), 401,
+                    "invalid_webhook_secret");
+    fx_expect_error(fx_dc(&st, hook_signed("r4", "w1", NULL, "s3cret", "{}"), &off), 401,
+                    "invalid_webhook_secret");
     cmd_state_free(&st);
 }
 
@@ -385,8 +488,11 @@ static void test_run_record(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_run_start_decisions), cmocka_unit_test(test_attempt_decisions),
-        cmocka_unit_test(test_apply_envelope),      cmocka_unit_test(test_run_rule),
+        cmocka_unit_test(test_run_start_decisions),
+        cmocka_unit_test(test_run_start_webhook_auth),
+        cmocka_unit_test(test_attempt_decisions),
+        cmocka_unit_test(test_apply_envelope),
+        cmocka_unit_test(test_run_rule),
         cmocka_unit_test(test_run_record),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,71 @@
+/*
+ * cmd_hookguard.c — limits on failed webhook attempts; see cmd_hookguard.h.
+ */
+#include "cmd_hookguard.h"
+#include "kq_limit.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+
+struct cmd_hookguard {
+    kq_limit *by_client, *by_wf;
+    atomic_uint_fast64_t failures, refused;
+};
+
+cmd_hookguard *cmd_hookguard_new(size_t entries, double per_min, double burst)
+{
+    cmd_hookguard *g = calloc(1, sizeof *g);
+
+    if (g == NULL)
+        return NULL;
+    g->by_client = kq_limit_new(entries, per_min / 60.0, burst);
+    g->by_wf = kq_limit_new(entries, per_min / 60.0, burst);
+    if (g->by_client == NULL || g->by_wf == NULL) {
+        cmd_hookguard_free(g);
+        return NULL;
+    }
+    atomic_init(&g->failures, 0);
+    atomic_init(&g->refused, 0);
+    return g;
+}
+
+void cmd_hookguard_free(cmd_hookguard *g)
+{
+    if (g == NULL)
+        return;
+    kq_limit_free(g->by_client);
+    kq_limit_free(g->by_wf);
+    free(g);
+}
+
+int cmd_hookguard_check(cmd_hookguard *g, const char *client, const char *wf, int64_t now_ms,
+                        int *retry_after_s)
+{
+    int ra1 = 0, ra2 = 0;
+    int ok1 = kq_limit_check(g->by_client, client ? client : "", now_ms, &ra1);
+    int ok2 = kq_limit_check(g->by_wf, wf ? wf : "", now_ms, &ra2);
+
+    if (ok1 && ok2)
+        return 1;
+    atomic_fetch_add(&g->refused, 1);
+    if (retry_after_s != NULL)
+        *retry_after_s = ra1 > ra2 ? ra1 : ra2;
+    return 0;
+}
+
+void cmd_hookguard_fail(cmd_hookguard *g, const char *client, const char *wf, int64_t now_ms)
+{
+    atomic_fetch_add(&g->failures, 1);
+    (void)kq_limit_take(g->by_client, client ? client : "", now_ms, NULL);
+    (void)kq_limit_take(g->by_wf, wf ? wf : "", now_ms, NULL);
+}
+
+uint64_t cmd_hookguard_failures(cmd_hookguard *g)
+{
+    return atomic_load(&g->failures);
+}
+
+uint64_t cmd_hookguard_refused(cmd_hookguard *g)
+{
+    return atomic_load(&g->refused);
+}
