@@ -24,6 +24,7 @@
 #include "cmd_hookguard.h"
 #include "cmd_writer.h"
 #include "kq_log.h"
+#include "kq_openapi.h"
 #include "kq_service.h"
 
 #define PROG "kcqrs-commands"
@@ -45,7 +46,7 @@ int main(int argc, char **argv)
 {
     kq_service svc;
     cmd_writer *w = NULL;
-    kq_http_route routes[CMD_API_NROUTES];
+    kq_http_route routes[CMD_API_NROUTES + 1]; /* + GET /openapi.json */
     kq_http_options o;
     cmd_writer_options wo;
     cmd_api api = {0};
@@ -71,13 +72,14 @@ int main(int argc, char **argv)
         goto out;
     }
     cmd_api_routes(&api, routes);
+    kq_openapi_route(&routes[CMD_API_NROUTES], &kq_openapi_commands);
     memset(&o, 0, sizeof o);
     o.addr = svc.cfg.commands_addr;
     if (strcmp(svc.cfg.cmd_internal_addr, "none") != 0)
         o.internal_addr = svc.cfg.cmd_internal_addr;
     o.limits = kq_http_limits_from_config(&svc.cfg);
     o.routes = routes;
-    o.nroutes = CMD_API_NROUTES;
+    o.nroutes = CMD_API_NROUTES + 1;
     o.ready = cmd_api_ready;
     o.ready_arg = &api;
     o.metrics = cmd_api_metrics;

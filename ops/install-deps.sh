@@ -32,8 +32,10 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 #                                      to download with its small libjs dependencies, 96 MB
 #                                      installed; the server it also brings is not started)
 #   default-jre-headless               only if no Java >= 11 is installed
-#   chromium python3-venv              the web console's browser test (tests/e2e/console.bats):
-#                                      headless Chromium driven by Playwright from PyPI
+#   python3-venv                       the API contract test's venv (tests/e2e/openapi.bats):
+#                                      schemathesis and openapi-python-client from PyPI
+#   chromium                           the web console's browser test (tests/e2e/console.bats):
+#                                      headless Chromium driven by Playwright (PyPI, a venv too)
 #   npm                                only if no npm is installed: axe-core for that test
 PACKAGES=(
     build-essential pkg-config
@@ -48,7 +50,8 @@ PACKAGES=(
     procps iproute2 util-linux
     maven
     prometheus
-    chromium python3-venv
+    python3-venv
+    chromium
 )
 
 log() { echo "install-deps: $*"; }
@@ -132,6 +135,20 @@ if ! cmp -s "$REPO/tests/browser/package-lock.json" \
     log "installing tests/browser's npm packages (npm ci)"
     (cd "$REPO/tests/browser" && npm ci --no-audit --no-fund --loglevel=error &&
         cp package-lock.json node_modules/.kcqrs-installed-lock)
+fi
+# The API contract test (tests/e2e/openapi.bats): schemathesis and openapi-python-client,
+# pinned, in a venv under the git-ignored .cache/; redone only when missing or at another
+# version (the check takes about half a second; a fresh install about 75 s).
+SCHEMATHESIS_VERSION=4.32.5
+OPENAPI_PYTHON_CLIENT_VERSION=0.29.1
+OPENAPI_VENV="$REPO/.cache/openapi-venv"
+if ! "$OPENAPI_VENV/bin/python" -c "import sys, importlib.metadata as m
+sys.exit(m.version('schemathesis') != '$SCHEMATHESIS_VERSION' or
+         m.version('openapi-python-client') != '$OPENAPI_PYTHON_CLIENT_VERSION')" 2>/dev/null; then
+    log "installing schemathesis $SCHEMATHESIS_VERSION and openapi-python-client $OPENAPI_PYTHON_CLIENT_VERSION into $OPENAPI_VENV"
+    /usr/bin/python3 -m venv "$OPENAPI_VENV"
+    "$OPENAPI_VENV/bin/pip" install -q --disable-pip-version-check \
+        "schemathesis==$SCHEMATHESIS_VERSION" "openapi-python-client==$OPENAPI_PYTHON_CLIENT_VERSION"
 fi
 
 if [[ "${KQ_SKIP_KAFKA_FETCH:-0}" != 1 ]]; then

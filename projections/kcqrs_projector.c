@@ -33,6 +33,7 @@
 #include "kq_http.h"
 #include "kq_kafka.h"
 #include "kq_log.h"
+#include "kq_openapi.h"
 #include "kq_service.h"
 #include "proj_failpoint.h"
 #include "proj_service.h"
@@ -57,6 +58,7 @@ int main(int argc, char **argv)
 {
     kq_service ks;
     kq_http_options o;
+    kq_http_route admin_routes[1]; /* GET /openapi.json */
     proj_service p;
     const char *target = "all";
     int exit_at_end = 0, sig = 0, rc = 2;
@@ -85,6 +87,9 @@ int main(int argc, char **argv)
 
     memset(&o, 0, sizeof o);
     o.addr = ks.cfg.projector_addr;
+    kq_openapi_route(&admin_routes[0], &kq_openapi_admin);
+    o.routes = admin_routes;
+    o.nroutes = 1;
     o.limits = kq_http_limits_default();
     o.limits.threads = 2;
     o.ready = proj_service_ready;

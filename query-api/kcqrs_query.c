@@ -23,6 +23,7 @@
 
 #include "kq_log.h"
 #include "kq_rm.h"
+#include "kq_openapi.h"
 #include "kq_service.h"
 #include "qry_api.h"
 #include "qry_console.h"
@@ -44,7 +45,7 @@ static const char usage[] =
 int main(int argc, char **argv)
 {
     kq_service svc;
-    kq_http_route routes[QRY_API_NROUTES + QRY_CONSOLE_NROUTES];
+    kq_http_route routes[QRY_API_NROUTES + 1 + QRY_CONSOLE_NROUTES]; /* + GET /openapi.json */
     qry_console console;
     kq_http_options o;
     qry_wait_options wo;
@@ -99,12 +100,13 @@ int main(int argc, char **argv)
     }
     api.wait = wait;
     qry_api_routes(&api, routes);
-    qry_console_routes(&console, routes + QRY_API_NROUTES);
+    kq_openapi_route(&routes[QRY_API_NROUTES], &kq_openapi_query);
+    qry_console_routes(&console, routes + QRY_API_NROUTES + 1);
     memset(&o, 0, sizeof o);
     o.addr = cfg->query_addr;
     o.limits = kq_http_limits_from_config(cfg);
     o.routes = routes;
-    o.nroutes = QRY_API_NROUTES + QRY_CONSOLE_NROUTES;
+    o.nroutes = QRY_API_NROUTES + 1 + QRY_CONSOLE_NROUTES;
     o.ready = qry_api_ready;
     o.ready_arg = &api;
     o.metrics = qry_api_metrics;

@@ -24,6 +24,7 @@
 #include "kq_http.h"
 #include "kq_kafka.h"
 #include "kq_log.h"
+#include "kq_openapi.h"
 #include "kq_service.h"
 #include "kq_util.h"
 #include "wk_service.h"
@@ -173,6 +174,7 @@ int main(int argc, char **argv)
     wk_service_settings ws;
     wk_service *svc = NULL;
     kq_http_options o;
+    kq_http_route admin_routes[1]; /* GET /openapi.json */
     rd_kafka_conf_t *conf = NULL;
     rd_kafka_t *rk;
     sig_arg sa;
@@ -209,6 +211,9 @@ int main(int argc, char **argv)
 
     memset(&o, 0, sizeof o);
     o.addr = ks.cfg.worker_addr;
+    kq_openapi_route(&admin_routes[0], &kq_openapi_admin);
+    o.routes = admin_routes;
+    o.nroutes = 1;
     o.limits = kq_http_limits_default();
     o.limits.threads = 2;
     o.ready = wk_service_ready;

@@ -324,3 +324,13 @@ both_assigned() {
     done
     kq_check_metrics "$(wk_url w1)/metrics"
 }
+
+@test "GET /openapi.json on the admin server: the admin document, without a key" {
+    local port
+    port=$(cat "$BATS_FILE_TMPDIR/wk-w1.port")
+    CODE=$(curl -sS -o "$BATS_TEST_TMPDIR/doc.json" -D "$BATS_TEST_TMPDIR/doc.h" -w '%{http_code}' \
+        "http://127.0.0.1:$port/openapi.json")
+    [[ "$CODE" == 200 ]]
+    grep -qi '^content-type: application/json' "$BATS_TEST_TMPDIR/doc.h"
+    cmp "$KQ_REPO/lib/openapi-admin.json" "$BATS_TEST_TMPDIR/doc.json"
+}
