@@ -125,7 +125,7 @@ st_run() {
     [[ "$CODE" == 202 ]]
     kq_wait_for 30 bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' \
         -H 'Authorization: Bearer $KQ_KEY_READER' '$QURL/api/v1/runs/$(jf 'd["id"]')') == 200 ]]"
-    st_run query "$KQ_REPO/query-api/openapi.json" "$QURL" 15
+    st_run query "$KQ_REPO/query-api/openapi.json" "$QURL" 16
 }
 
 @test "schemathesis: kcqrs-commands answers as its document says (no 5xx, every answer conforms)" {
