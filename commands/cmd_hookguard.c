@@ -4,8 +4,11 @@
 #include "cmd_hookguard.h"
 #include "kq_limit.h"
 
+#include <arpa/inet.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct cmd_hookguard {
     kq_limit *by_client, *by_wf;
@@ -38,11 +41,30 @@ void cmd_hookguard_free(cmd_hookguard *g)
     free(g);
 }
 
+/* The bucket key of a client address: an IPv6 address counts as its /64 (one
+ * host usually holds a whole /64), anything else as itself. */
+static const char *client_key(const char *client, char *out, size_t outlen)
+{
+    struct in6_addr a;
+    char text[INET6_ADDRSTRLEN];
+
+    if (client == NULL)
+        return "";
+    if (strchr(client, ':') == NULL || inet_pton(AF_INET6, client, &a) != 1)
+        return client;
+    memset(a.s6_addr + 8, 0, 8);
+    if (inet_ntop(AF_INET6, &a, text, sizeof text) == NULL)
+        return client;
+    snprintf(out, outlen, "%s/64", text);
+    return out;
+}
+
 int cmd_hookguard_check(cmd_hookguard *g, const char *client, const char *wf, int64_t now_ms,
                         int *retry_after_s)
 {
+    char key[INET6_ADDRSTRLEN + 8];
     int ra1 = 0, ra2 = 0;
-    int ok1 = kq_limit_check(g->by_client, client ? client : "", now_ms, &ra1);
+    int ok1 = kq_limit_check(g->by_client, client_key(client, key, sizeof key), now_ms, &ra1);
     int ok2 = kq_limit_check(g->by_wf, wf ? wf : "", now_ms, &ra2);
 
     if (ok1 && ok2)
@@ -55,8 +77,10 @@ int cmd_hookguard_check(cmd_hookguard *g, const char *client, const char *wf, in
 
 void cmd_hookguard_fail(cmd_hookguard *g, const char *client, const char *wf, int64_t now_ms)
 {
+    char key[INET6_ADDRSTRLEN + 8];
+
     atomic_fetch_add(&g->failures, 1);
-    (void)kq_limit_take(g->by_client, client ? client : "", now_ms, NULL);
+    (void)kq_limit_take(g->by_client, client_key(client, key, sizeof key), now_ms, NULL);
     (void)kq_limit_take(g->by_wf, wf ? wf : "", now_ms, NULL);
 }
 

@@ -6,7 +6,8 @@
  *   failed attempt (401 invalid_webhook_secret: no credential, a wrong secret
  *   or signature, an unknown workflow) takes a token from two buckets, the
  *   client address's (kq_http_req_client: the TCP peer, or X-Forwarded-For
- *   from a trusted proxy) and the workflow id's. A webhook whose address or
+ *   from a trusted proxy; an IPv6 address counts as its /64) and the
+ *   workflow id's. A webhook whose address or
  *   workflow has no token left is answered 429 rate_limited with
  *   Retry-After before anything else is looked at. Buckets hold `burst`
  *   failures and regain `per_min` per minute (KCQRS_HOOK_FAIL_BURST,
