@@ -161,6 +161,9 @@ static const cfg_setting settings[] = {
     {"KCQRS_STREAM_STALL_MS", "10000", CFG_INT, F(stream_stall_ms), 10, 3600000,
      "Query API event stream: a client whose buffer is full and that reads nothing this long "
      "is disconnected"},
+    {"KCQRS_CONSOLE_COMMANDS_URL", "http://127.0.0.1:8080", CFG_STRING, F(console_cmd_url), 0, 0,
+     "Web console (kcqrs-query /console): base URL of kcqrs-commands the browser sends "
+     "commands to (http[s]://host[:port]); its KCQRS_CORS_ORIGINS must allow the query API"},
     {"KCQRS_PG_SCHEMA", "kcqrs", CFG_STRING, F(pg_schema), 0, 0,
      "PostgreSQL schema of the read model ([a-z_][a-z0-9_]{0,39}); kcqrs-replay builds shadows "
      "beside it"},
@@ -263,6 +266,7 @@ static const struct cfg_readers {
     {"KCQRS_QUERY_READY_LAG", KQ_BIN_QUERY | KQ_BIN_PROJECTOR},
     {"KCQRS_QUERY_*", KQ_BIN_QUERY},
     {"KCQRS_STREAM_*", KQ_BIN_QUERY},
+    {"KCQRS_CONSOLE_*", KQ_BIN_QUERY},
     {"KCQRS_PROJECTOR_ADDR", KQ_BIN_PROJECTOR},
     {"KCQRS_PROJ_*", KQ_BIN_PROJECTOR | KQ_BIN_REPLAY},
     {"KCQRS_REPLAY_*", KQ_BIN_REPLAY},

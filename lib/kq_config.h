@@ -74,6 +74,7 @@ typedef struct kq_config {
     int stream_buffer_kb;      /* KCQRS_STREAM_BUFFER_KB, unsent bytes before a slow stream ends */
     int stream_max;            /* KCQRS_STREAM_MAX, concurrent event streams */
     int stream_stall_ms;       /* KCQRS_STREAM_STALL_MS, a full stream's client reading nothing */
+    char *console_cmd_url;     /* KCQRS_CONSOLE_COMMANDS_URL, the web console's commands API */
     char *pg_schema;           /* KCQRS_PG_SCHEMA, schema of the PostgreSQL read model */
     int replay_batch_max;      /* KCQRS_REPLAY_BATCH_MAX, events per shadow transaction */
     char *worker_addr;         /* KCQRS_WORKER_ADDR */

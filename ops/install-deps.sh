@@ -34,6 +34,9 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 #   default-jre-headless               only if no Java >= 11 is installed
 #   python3-venv                       the API contract test's venv (tests/e2e/openapi.bats):
 #                                      schemathesis and openapi-python-client from PyPI
+#   chromium                           the web console's browser test (tests/e2e/console.bats):
+#                                      headless Chromium driven by Playwright (PyPI, a venv too)
+#   npm                                only if no npm is installed: axe-core for that test
 PACKAGES=(
     build-essential pkg-config
     librdkafka-dev libpq-dev liblmdb-dev libmicrohttpd-dev libcurl4-openssl-dev
@@ -48,6 +51,7 @@ PACKAGES=(
     maven
     prometheus
     python3-venv
+    chromium
 )
 
 log() { echo "install-deps: $*"; }
@@ -83,6 +87,7 @@ for p in "${PACKAGES[@]}"; do
     installed "$p" || missing+=("$p")
 done
 java_ok || missing+=(default-jre-headless)
+command -v npm >/dev/null || missing+=(npm)
 
 if [[ ${#missing[@]} -gt 0 ]]; then
     command -v apt-get >/dev/null || die "missing packages (${missing[*]}) and no apt-get: this script supports Debian 12"
@@ -113,6 +118,24 @@ else
     log "all ${#PACKAGES[@]} packages present, java ok"
 fi
 
+# The console's browser test: Playwright (pinned) in a venv under the git-ignored .cache/
+# (it drives Debian's chromium, never a browser build of its own), and axe-core from npm
+# at the version tests/browser/package-lock.json pins. Each is redone only when missing or
+# at another version.
+PLAYWRIGHT_VERSION=1.65.3
+BROWSER_VENV="$REPO/.cache/browser-venv"
+if ! "$BROWSER_VENV/bin/python" -c "import sys, importlib.metadata as m
+sys.exit(m.version('playwright') != '$PLAYWRIGHT_VERSION')" 2>/dev/null; then
+    log "installing Playwright $PLAYWRIGHT_VERSION into $BROWSER_VENV"
+    /usr/bin/python3 -m venv "$BROWSER_VENV"
+    "$BROWSER_VENV/bin/pip" install -q --disable-pip-version-check "playwright==$PLAYWRIGHT_VERSION"
+fi
+if ! cmp -s "$REPO/tests/browser/package-lock.json" \
+    "$REPO/tests/browser/node_modules/.kcqrs-installed-lock" 2>/dev/null; then
+    log "installing tests/browser's npm packages (npm ci)"
+    (cd "$REPO/tests/browser" && npm ci --no-audit --no-fund --loglevel=error &&
+        cp package-lock.json node_modules/.kcqrs-installed-lock)
+fi
 # The API contract test (tests/e2e/openapi.bats): schemathesis and openapi-python-client,
 # pinned, in a venv under the git-ignored .cache/; redone only when missing or at another
 # version (the check takes about half a second; a fresh install about 75 s).

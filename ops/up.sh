@@ -192,12 +192,17 @@ start_service() { # name binary addr
     KCQRS_BROKERS="$BROKERS" KCQRS_PG_DSN="$DSN" KCQRS_KEYS_FILE="$KEYS_FILE" \
         KCQRS_LMDB_DIR="${KCQRS_LMDB_DIR:-$VAR/lmdb}" kq_service_start "$1" "$2" "$3" "$VAR"
 }
-KCQRS_COMMANDS_ADDR="$COMMANDS_ADDR" KCQRS_COMMANDS_INTERNAL_ADDR="$COMMANDS_INTERNAL_ADDR" \
+# The web console (kcqrs-query /console/) calls kcqrs-commands from the browser:
+# kcqrs-commands allows the query API's origin (CORS), kcqrs-query names the
+# commands URL; either can be set beforehand.
+KCQRS_CORS_ORIGINS=${KCQRS_CORS_ORIGINS-$(kq_url "$QUERY_ADDR")} \
+    KCQRS_COMMANDS_ADDR="$COMMANDS_ADDR" KCQRS_COMMANDS_INTERNAL_ADDR="$COMMANDS_INTERNAL_ADDR" \
     start_service kcqrs-commands "$BIN/kcqrs-commands" "$COMMANDS_ADDR" || exit 1
 # The projector creates the read models (and migrates PostgreSQL) before the
 # query API, which reads them, can be ready.
 KCQRS_PROJECTOR_ADDR="$PROJECTOR_ADDR" start_service kcqrs-projector "$BIN/kcqrs-projector" "$PROJECTOR_ADDR" || exit 1
-KCQRS_QUERY_ADDR="$QUERY_ADDR" start_service kcqrs-query "$BIN/kcqrs-query" "$QUERY_ADDR" || exit 1
+KCQRS_CONSOLE_COMMANDS_URL=${KCQRS_CONSOLE_COMMANDS_URL:-$(kq_url "$COMMANDS_ADDR")} \
+    KCQRS_QUERY_ADDR="$QUERY_ADDR" start_service kcqrs-query "$BIN/kcqrs-query" "$QUERY_ADDR" || exit 1
 # The worker is ready once it joined its consumer group and kcqrs-commands answers.
 KCQRS_WORKER_ADDR="$WORKER_ADDR" KCQRS_WORKER_KEY_FILE="$WORKER_KEY" \
     KCQRS_COMMANDS_ADDR="$COMMANDS_ADDR" KCQRS_COMMANDS_INTERNAL_ADDR="$COMMANDS_INTERNAL_ADDR" \
@@ -241,6 +246,7 @@ kcqrs is up (data in $(rel "$VAR")/, kept across 'make down' / 'make up').
                 log $(rel "$VAR/kcqrs-projector.log")  LMDB read model $(rel "${KCQRS_LMDB_DIR:-$VAR/lmdb}")/readmodel
   query         $(kq_url "$QUERY_ADDR")  (GET /api/v1/resources, /api/v1/audit, /api/v1/status; /ready, /metrics)
                 log $(rel "$VAR/kcqrs-query.log")
+  console       $(kq_url "$QUERY_ADDR")/console/  (web console: sign in with the admin key below)
   worker        $(kq_url "$WORKER_ADDR")  (/ready, /metrics: runs, attempts, breakers, lag)
                 log $(rel "$VAR/kcqrs-worker.log")  key $(rel "$WORKER_KEY") (role worker)
 

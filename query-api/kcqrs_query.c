@@ -8,7 +8,8 @@
  *   (qry_snap) ->
  *   PostgreSQL reads (qry_pg, a connection per thread) -> the Kafka status
  *   refresher (qry_status) -> the consistency-token watcher (qry_wait) -> the
- *   HTTP server (kq_http, routes from qry_api) on KCQRS_QUERY_ADDR.
+ *   HTTP server (kq_http, routes from qry_api and the web console's from
+ *   qry_console) on KCQRS_QUERY_ADDR.
  *
  * Signals: SIGTERM and SIGINT are blocked in every thread and taken by
  *   kq_service_wait() here: waiting requests are answered 503, then the HTTP server
@@ -25,6 +26,7 @@
 #include "kq_openapi.h"
 #include "kq_service.h"
 #include "qry_api.h"
+#include "qry_console.h"
 
 #define PROG "kcqrs-query"
 #define WAIT_FALLBACK_MS 50
@@ -43,7 +45,8 @@ static const char usage[] =
 int main(int argc, char **argv)
 {
     kq_service svc;
-    kq_http_route routes[QRY_API_NROUTES + 1]; /* + GET /openapi.json */
+    kq_http_route routes[QRY_API_NROUTES + 1 + QRY_CONSOLE_NROUTES]; /* + GET /openapi.json */
+    qry_console console;
     kq_http_options o;
     qry_wait_options wo;
     qry_api api;
@@ -59,6 +62,11 @@ int main(int argc, char **argv)
 
     if (kq_service_begin(&svc, PROG, usage, KQ_SERVICE_KEYS, argc, argv, &rc))
         return rc;
+    if (qry_console_init(&console, cfg->console_cmd_url, err, sizeof err) != 0) {
+        kq_log_error("%s", err);
+        rc = 2;
+        goto out;
+    }
     if (qry_api_init(&api, cfg) != 0) {
         kq_log_error("KCQRS_TOPIC_PREFIX is too long");
         goto out;
@@ -99,11 +107,12 @@ int main(int argc, char **argv)
     api.wait = wait;
     qry_api_routes(&api, routes);
     kq_openapi_route(&routes[QRY_API_NROUTES], &kq_openapi_query);
+    qry_console_routes(&console, routes + QRY_API_NROUTES + 1);
     memset(&o, 0, sizeof o);
     o.addr = cfg->query_addr;
     o.limits = kq_http_limits_from_config(cfg);
     o.routes = routes;
-    o.nroutes = QRY_API_NROUTES + 1;
+    o.nroutes = QRY_API_NROUTES + 1 + QRY_CONSOLE_NROUTES;
     o.ready = qry_api_ready;
     o.ready_arg = &api;
     o.metrics = qry_api_metrics;

@@ -669,6 +669,24 @@ static void h_status(kq_http_req *req, void *arg)
     kq_http_respond_json(req, 200, body);
 }
 
+/* ------------------------------------------------------------------ snapshots */
+
+static void h_snapshots(kq_http_req *req, void *arg)
+{
+    qry_api *api = arg;
+    json_t *items = NULL;
+    char err[512];
+    int rc = api->snaps ? qry_snap_list(api->snaps, &items, err, sizeof err) : 0;
+
+    if (rc != 0) {
+        respond_read_error(req, rc, err);
+        return;
+    }
+    if (items == NULL)
+        items = json_array();
+    kq_http_respond_json(req, 200, json_pack("{s:o}", "items", items));
+}
+
 /* ------------------------------------------------------------------ hooks */
 
 void qry_api_routes(qry_api *api, kq_http_route *routes)
@@ -696,6 +714,8 @@ void qry_api_routes(qry_api *api, kq_http_route *routes)
         {"GET", "/api/v1/status", KQ_AUTH_ROLE_READER, KQ_HTTP_BODY_NONE, "status", h_status, api},
         {"GET", "/api/v1/events/stream", KQ_AUTH_ROLE_READER, KQ_HTTP_BODY_NONE, "events_stream",
          qry_stream_handler, api->stream},
+        {"GET", "/api/v1/snapshots", KQ_AUTH_ROLE_READER, KQ_HTTP_BODY_NONE, "snapshots",
+         h_snapshots, api},
     };
     memcpy(routes, r, sizeof r);
 }

@@ -79,7 +79,7 @@ typedef struct qry_api {
     atomic_uint_fast64_t served_after_wait;
 } qry_api;
 
-#define QRY_API_NROUTES 12
+#define QRY_API_NROUTES 13
 
 /* Fill topic names from cfg; 0 or KQ_ERANGE. Set rm/pg/wait/status yourself. */
 int qry_api_init(qry_api *api, const kq_config *cfg);

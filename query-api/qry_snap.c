@@ -3,13 +3,17 @@
  */
 #include "qry_snap.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "kq_err.h"
+#include "kq_time.h"
+#include "qry_text.h"
 
 #define NAME_MAX_LEN 32
 
@@ -130,4 +134,68 @@ void qry_snap_release(qry_snap *s, qry_rm_view *v)
             break;
         }
     pthread_mutex_unlock(&s->lock);
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* One snapshot's item: its name, when its data file was last written and the
+ * positions its build stopped at (or why it cannot be read). */
+static json_t *item(qry_snap *s, const char *name)
+{
+    char path[4096], when[KQ_TIME_MAX], err[512];
+    struct stat st;
+    qry_rm_view *v = NULL;
+    json_t *pos = NULL, *it = json_pack("{s:s}", "name", name);
+
+    if (it == NULL)
+        return NULL;
+    snprintf(path, sizeof path, "%s/%s/data.mdb", s->dir, name);
+    if (stat(path, &st) == 0) {
+        kq_time_format((int64_t)st.st_mtim.tv_sec * 1000000 + st.st_mtim.tv_nsec / 1000, when);
+        json_object_set_new(it, "built_at", json_string(when));
+    }
+    if (qry_snap_acquire(s, name, &v, err, sizeof err) != 0 ||
+        qry_rm_offsets(v, &pos, err, sizeof err) != 0)
+        json_object_set_new(it, "error", json_string(err));
+    else
+        json_object_set_new(it, "positions", pos);
+    if (v != NULL)
+        qry_snap_release(s, v);
+    return it;
+}
+
+int qry_snap_list(qry_snap *s, json_t **out, char *errstr, size_t errlen)
+{
+    DIR *d = opendir(s->dir);
+    struct dirent *e;
+    char *names[QRY_SNAP_LIST_MAX];
+    size_t n = 0;
+    int rc = 0;
+
+    if ((*out = json_array()) == NULL) {
+        if (d != NULL)
+            closedir(d);
+        return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    }
+    if (d == NULL)
+        return 0; /* no snapshot was ever built */
+    while ((e = readdir(d)) != NULL && n < QRY_SNAP_LIST_MAX)
+        if (qry_snapshot_name_valid(e->d_name) && (names[n] = strdup(e->d_name)) != NULL)
+            n++;
+    closedir(d);
+    qsort(names, n, sizeof names[0], by_name);
+    for (size_t i = 0; i < n; i++) {
+        json_t *it = rc == 0 ? item(s, names[i]) : NULL;
+        if (rc == 0 && (it == NULL || json_array_append_new(*out, it) != 0))
+            rc = kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+        free(names[i]);
+    }
+    if (rc != 0) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    return rc;
 }

@@ -16,11 +16,13 @@
 #ifndef QRY_SNAP_H
 #define QRY_SNAP_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 #include "qry_rm.h"
 
 #define QRY_SNAP_CACHE 8
+#define QRY_SNAP_LIST_MAX 256 /* snapshots listed at most (by name) */
 
 typedef struct qry_snap qry_snap;
 
@@ -36,5 +38,16 @@ void qry_snap_free(qry_snap *s);
  */
 int qry_snap_acquire(qry_snap *s, const char *name, qry_rm_view **v, char *errstr, size_t errlen);
 void qry_snap_release(qry_snap *s, qry_rm_view *v);
+
+/*
+ * The snapshots that exist, for GET /api/v1/snapshots: a JSON array (new
+ * reference) of at most QRY_SNAP_LIST_MAX {"name", "built_at" (when its data
+ * file was last written, RFC 3339), "positions" ({"<topic>/<partition>":
+ * next offset} where its build stopped) or "error" (why it cannot be
+ * read)}, by name. Directories that are not snapshot names (a build in
+ * progress, NAME.building) are left out; no snapshots directory is [].
+ * Opens each through the cache, as a read would. 0 or KQ_ENOMEM.
+ */
+int qry_snap_list(qry_snap *s, json_t **out, char *errstr, size_t errlen);
 
 #endif

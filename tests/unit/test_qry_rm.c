@@ -389,6 +389,44 @@ static void test_snapshots(void **state)
     qry_snap_free(s);
 }
 
+/* The list of GET /api/v1/snapshots: by name, with a build time and positions,
+ * an unreadable one with its error, a build in progress left out. */
+static void test_snapshot_list(void **state)
+{
+    qry_snap *s = NULL;
+    json_t *l = NULL;
+    char err[256], dir[512];
+    (void)state;
+
+    rm_rf("snapshots");
+    assert_int_equal(qry_snap_new(tmpdir, MAP, &s), 0);
+    assert_int_equal(qry_snap_list(s, &l, err, sizeof err), 0); /* no directory at all */
+    assert_true(json_is_array(l) && json_array_size(l) == 0);
+    json_decref(l);
+    make_model("snapshots/b_2", "B");
+    make_model("snapshots/a_1", "A");
+    make_model("snapshots/c.building", "C");
+    snprintf(dir, sizeof dir, "%s/snapshots/empty", tmpdir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    assert_int_equal(qry_snap_list(s, &l, err, sizeof err), 0);
+    assert_int_equal(json_array_size(l), 3);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(l, 0), "name")), "a_1");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(l, 1), "name")), "b_2");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(l, 2), "name")), "empty");
+    for (int i = 0; i < 2; i++) {
+        json_t *it = json_array_get(l, (size_t)i);
+        const char *t = json_string_value(json_object_get(it, "built_at"));
+        assert_non_null(t);
+        assert_true(strlen(t) > 20 && t[strlen(t) - 1] == 'Z');
+        assert_true(json_is_object(json_object_get(it, "positions")));
+        assert_null(json_object_get(it, "error"));
+    }
+    assert_null(json_object_get(json_array_get(l, 2), "positions"));
+    assert_true(json_is_string(json_object_get(json_array_get(l, 2), "error")));
+    json_decref(l);
+    qry_snap_free(s);
+}
+
 /* A model made before workflows and runs existed (no such databases) serves
  * resources as before and reads as having no workflows and no runs. */
 static void test_model_without_documents(void **state)
@@ -453,13 +491,10 @@ static void test_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_names),
-        cmocka_unit_test(test_exchange),
-        cmocka_unit_test(test_gap_and_delete),
-        cmocka_unit_test(test_strict),
-        cmocka_unit_test(test_hammer),
-        cmocka_unit_test(test_snapshots),
-        cmocka_unit_test(test_model_without_documents),
+        cmocka_unit_test(test_names),          cmocka_unit_test(test_exchange),
+        cmocka_unit_test(test_gap_and_delete), cmocka_unit_test(test_strict),
+        cmocka_unit_test(test_hammer),         cmocka_unit_test(test_snapshots),
+        cmocka_unit_test(test_snapshot_list),  cmocka_unit_test(test_model_without_documents),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
