@@ -173,7 +173,8 @@ static const cfg_setting settings[] = {
      "kcqrs-worker: listen address of /health, /ready and /metrics"},
     {"KCQRS_WORKER_COMMANDS_URL", "auto", CFG_STRING, F(worker_commands_url), 0, 0,
      "kcqrs-worker: base URL of kcqrs-commands for attempt records (auto: "
-     "http://KCQRS_COMMANDS_INTERNAL_ADDR, or http://KCQRS_COMMANDS_ADDR when that is none)"},
+     "http(s)://KCQRS_COMMANDS_INTERNAL_ADDR, or KCQRS_COMMANDS_ADDR when that is none; https "
+     "when KCQRS_HTTP_TLS_CERT is set)"},
     {"KCQRS_WORKER_KEY_FILE", "var/worker.key", CFG_STRING, F(worker_key_file), 0, 0,
      "kcqrs-worker: file holding its API key (role worker), mode 0600"},
     {"KCQRS_WORKER_GROUP", "auto", CFG_STRING, F(worker_group), 0, 0,
