@@ -16,6 +16,9 @@
  *                   server to close (default 5000); reading never stops early
  *   --hold N        first open N more connections from the same source that
  *                   send nothing, and keep them open until the end
+ *   --hold-ms MS    after opening them, wait MS before the measured
+ *                   connection (so that the server has accepted them all:
+ *                   its loop threads accept in no particular order)
  *   -o FILE         write the received bytes to FILE (default: stdout)
  *
  * While sending, every byte the server answers is read at once (an answer
@@ -50,7 +53,7 @@
 
 static const char usage[] =
     "usage: kq_rawhttp [--from ADDR] [--slow N:MS] [--repeat FILE2] [--max-bytes N] "
-    "[--wait-ms MS] [--hold N] [--raw] [-o FILE] HOST:PORT [FILE]\n";
+    "[--wait-ms MS] [--hold N] [--hold-ms MS] [--raw] [-o FILE] HOST:PORT [FILE]\n";
 
 /* Decode \r \n \t \\ \0 \xHH in place; other backslashes stay as they are. */
 static size_t unescape(char *s, size_t len)
@@ -142,7 +145,7 @@ static int still_open(int fd)
 int main(int argc, char **argv)
 {
     const char *from = NULL, *repeat_path = NULL, *out_path = NULL, *target = NULL, *in_path = NULL;
-    long slow_n = 0, slow_ms = 0, wait_ms = 5000, hold = 0;
+    long slow_n = 0, slow_ms = 0, wait_ms = 5000, hold = 0, hold_ms = 0;
     long long max_bytes = 64LL * 1024 * 1024;
     int raw = 0, rc = 1;
     int holds[MAX_HOLD];
@@ -169,6 +172,8 @@ int main(int argc, char **argv)
             wait_ms = atol(argv[++i]);
         else if (!strcmp(a, "--hold") && more)
             hold = atol(argv[++i]);
+        else if (!strcmp(a, "--hold-ms") && more)
+            hold_ms = atol(argv[++i]);
         else if (!strcmp(a, "--raw"))
             raw = 1;
         else if (!strcmp(a, "-o") && more)
@@ -185,7 +190,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!target || hold < 0 || hold > MAX_HOLD || max_bytes < 0 || wait_ms < 0) {
+    if (!target || hold < 0 || hold > MAX_HOLD || hold_ms < 0 || hold_ms > 60000 || max_bytes < 0 ||
+        wait_ms < 0) {
         fputs(usage, stderr);
         return 2;
     }
@@ -229,6 +235,10 @@ int main(int argc, char **argv)
     for (; nholds < hold; nholds++)
         if ((holds[nholds] = open_conn(&to, from)) < 0)
             goto out;
+    if (hold_ms > 0) {
+        struct timespec ts = {.tv_sec = hold_ms / 1000, .tv_nsec = (hold_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
 
     int64_t t0 = kq_time_mono_ms(), first = -1, end = -1, next_send = t0, send_done = -1;
     if ((fd = open_conn(&to, from)) < 0)
