@@ -358,32 +358,36 @@ static void emit(kq_log_level level, const char *line, size_t len)
         flush_all();
 }
 
-void kq_log_fields(kq_log_level level, const kq_log_field *fields, size_t n, const char *fmt, ...)
+/* One line: the message formatted, then the fields (none for kq_log). */
+__attribute__((format(printf, 4, 0))) static void
+log_v(kq_log_level level, const kq_log_field *fields, size_t n, const char *fmt, va_list ap)
 {
     char msg[2048], line[6144];
-    va_list ap;
     size_t len;
 
-    if (!kq_log_enabled(level))
-        return;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     len = kq_log_format_fields(line, sizeof line, level, msg, fields, n);
     emit(level, line, len);
 }
 
-void kq_log(kq_log_level level, const char *fmt, ...)
+void kq_log_fields(kq_log_level level, const kq_log_field *fields, size_t n, const char *fmt, ...)
 {
-    char msg[2048], line[4096];
     va_list ap;
-    size_t len;
 
     if (!kq_log_enabled(level))
         return;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    log_v(level, fields, n, fmt, ap);
     va_end(ap);
-    len = kq_log_format_record(line, sizeof line, level, msg);
-    emit(level, line, len);
+}
+
+void kq_log(kq_log_level level, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!kq_log_enabled(level))
+        return;
+    va_start(ap, fmt);
+    log_v(level, NULL, 0, fmt, ap);
+    va_end(ap);
 }
