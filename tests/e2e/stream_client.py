@@ -173,7 +173,12 @@ def cmd_concurrent(a):
                 errors.append("stream %d: status %d" % (i, status))
                 return
             # read raw bytes first (cheap, so 50 threads keep up), parse afterwards
-            while rd.buf.count(b"\ndata: ") < a.n and b"event: error" not in rd.buf:
+            # until the n-th message is complete (its data line and the blank
+            # line after it): a read can end in the middle of a message
+            while b"event: error" not in rd.buf:
+                if rd.buf.count(b"\ndata: ") >= a.n and \
+                        b"\n\n" in rd.buf[rd.buf.rfind(b"\ndata: "):]:
+                    break
                 rd._fill()
                 if rd.eof:
                     break
