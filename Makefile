@@ -202,7 +202,8 @@ $(foreach f,$(MAIN_SRC),$(eval $(call main_rule,$(f))))
 # The programs that use libmicrohttpd as an independent peer (and link it); nothing else does.
 MHD_PROGS := $(BUILD)/tests/tools/kq_receiver $(BUILD)/bench/bench_http_noop \
              $(BUILD)/bench/bench_worker \
-             $(addprefix $(BUILD)/tests/unit/,test_wk_record test_wk_http test_wk_service)
+             $(addprefix $(BUILD)/tests/unit/,test_wk_record test_wk_http test_wk_service \
+                                              test_trace)
 $(MHD_PROGS): LDLIBS += $(MHD_LIBS)
 
 $(BUILD)/tests/unit/%: $(OBJ)/tests/unit/%.o $(LIBKQ)
