@@ -266,7 +266,7 @@ test-fuzz-replay: $(FUZZ_REPLAY)
 E2E_PLAIN_ONLY := tests/e2e/cluster.bats tests/e2e/kafka_sasl.bats tests/e2e/commands_ttl.bats \
                   tests/e2e/http_flood.bats tests/e2e/commands_kafka_down.bats \
                   tests/e2e/projector_crash.bats tests/e2e/openapi.bats tests/e2e/console.bats \
-                  tests/e2e/stream.bats
+                  tests/e2e/stream.bats tests/e2e/traces.bats
 ifeq ($(SANITIZE),)
 E2E_FILES := tests/e2e
 else
