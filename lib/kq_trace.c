@@ -200,9 +200,8 @@ static json_t *span_json(const kq_span *s)
         }
     }
     o = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s, s:o, s:{s:i}}", "traceId", tid, "spanId", sid,
-                  "name", s->name, "kind", (int)s->kind, "startTimeUnixNano", t0,
-                  "endTimeUnixNano", t1, "attributes", attrs, "status", "code",
-                  s->error ? 2 : 0);
+                  "name", s->name, "kind", (int)s->kind, "startTimeUnixNano", t0, "endTimeUnixNano",
+                  t1, "attributes", attrs, "status", "code", s->error ? 2 : 0);
     if (o != NULL && s->has_parent) {
         kq_hex_encode(s->parent, 8, pid);
         if (json_object_set_new(o, "parentSpanId", json_string(pid)) != 0) {
@@ -395,8 +394,8 @@ static void exporter_free(exporter *e)
     free(e);
 }
 
-int kq_trace_export_start(const char *endpoint, const char *service, size_t queue_cap,
-                          char *errstr, size_t errlen)
+int kq_trace_export_start(const char *endpoint, const char *service, size_t queue_cap, char *errstr,
+                          size_t errlen)
 {
     exporter *e;
     size_t n;

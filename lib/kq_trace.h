@@ -42,8 +42,8 @@
 #define KQ_TRACE_ATTRS 12             /* attributes per span */
 #define KQ_TRACE_STR_MAX 128          /* bytes of a string attribute value (longer: cut) */
 #define KQ_TRACE_NAME_MAX 96
-#define KQ_TRACE_BATCH 512     /* most spans per export request */
-#define KQ_TRACE_FLUSH_MS 200  /* a queued span waits at most about this long */
+#define KQ_TRACE_BATCH 512    /* most spans per export request */
+#define KQ_TRACE_FLUSH_MS 200 /* a queued span waits at most about this long */
 #define KQ_TRACE_TIMEOUT_MS 5000
 
 /* A span context: trace id, span id (of the parent, in a received header), flags. */
@@ -131,8 +131,8 @@ char *kq_trace_otlp_json(const kq_span *spans, size_t n, const char *service);
  * dropped), service.name `service`, queue of `queue_cap` spans (>= 1).
  * 0, KQ_EINVAL (bad endpoint) or KQ_ENOMEM / KQ_EIO with errstr.
  */
-int kq_trace_export_start(const char *endpoint, const char *service, size_t queue_cap,
-                          char *errstr, size_t errlen);
+int kq_trace_export_start(const char *endpoint, const char *service, size_t queue_cap, char *errstr,
+                          size_t errlen);
 
 /* Send what is queued (bounded by KQ_TRACE_TIMEOUT_MS per request), stop the thread. Idempotent. */
 void kq_trace_export_stop(void);

@@ -48,15 +48,15 @@ static void test_parse_rejects(void **state)
         NULL,
         "",
         "00-zz-bad",
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",    /* short */
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-011",  /* v00 too long */
-        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",   /* upper case */
-        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",   /* zero trace id */
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",   /* zero span id */
-        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",   /* version ff */
-        "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",   /* separator */
-        "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",   /* not hex */
-        "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",  /* v01 junk after */
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",     /* short */
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-011",   /* v00 too long */
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",    /* upper case */
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",    /* zero trace id */
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",    /* zero span id */
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",    /* version ff */
+        "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",    /* separator */
+        "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",    /* not hex */
+        "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",   /* v01 junk after */
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0\x01", /* control char */
     };
     kq_trace_ctx c;
@@ -158,10 +158,9 @@ static void test_otlp_json(void **state)
     rs = json_array_get(json_object_get(root, "resourceSpans"), 0);
     assert_string_equal(
         json_string_value(json_object_get(
-            json_object_get(json_array_get(json_object_get(json_object_get(rs, "resource"),
-                                                           "attributes"),
-                                           0),
-                            "value"),
+            json_object_get(
+                json_array_get(json_object_get(json_object_get(rs, "resource"), "attributes"), 0),
+                "value"),
             "stringValue")),
         "kcqrs-commands");
     spans = json_object_get(json_array_get(json_object_get(rs, "scopeSpans"), 0), "spans");
@@ -169,16 +168,16 @@ static void test_otlp_json(void **state)
     sp = json_array_get(spans, 0);
     assert_string_equal(json_string_value(json_object_get(sp, "traceId")),
                         "4bf92f3577b34da6a3ce929d0e0e4736");
-    assert_string_equal(json_string_value(json_object_get(sp, "parentSpanId")),
-                        "00f067aa0ba902b7");
+    assert_string_equal(json_string_value(json_object_get(sp, "parentSpanId")), "00f067aa0ba902b7");
     assert_int_equal(strlen(json_string_value(json_object_get(sp, "spanId"))), 16);
     assert_int_equal(json_integer_value(json_object_get(sp, "kind")), 2);
     assert_string_equal(json_string_value(json_object_get(sp, "startTimeUnixNano")),
                         "1700000000123456789");
     assert_string_equal(json_string_value(json_object_get(sp, "endTimeUnixNano")),
                         "1700000000223456789");
-    assert_string_equal(json_string_value(json_object_get(attr_of(sp, "http.route"), "stringValue")),
-                        "hook \"quoted\"");
+    assert_string_equal(
+        json_string_value(json_object_get(attr_of(sp, "http.route"), "stringValue")),
+        "hook \"quoted\"");
     assert_string_equal(
         json_string_value(json_object_get(attr_of(sp, "http.response.status_code"), "intValue")),
         "202");
@@ -236,10 +235,10 @@ static void test_export_to_receiver(void **state)
         root = json_loadb(recv_log[i].body, recv_log[i].len, 0, &je);
         assert_non_null(root);
         spans = json_object_get(
-            json_array_get(json_object_get(json_array_get(json_object_get(root, "resourceSpans"),
-                                                          0),
-                                           "scopeSpans"),
-                           0),
+            json_array_get(
+                json_object_get(json_array_get(json_object_get(root, "resourceSpans"), 0),
+                                "scopeSpans"),
+                0),
             "spans");
         assert_true(json_array_size(spans) >= 1 && json_array_size(spans) <= KQ_TRACE_BATCH);
         nspans += json_array_size(spans);
