@@ -379,7 +379,8 @@ static void partition_ready(wk_service *w, int32_t p)
     wk_runs_each(w->runs, schedule_partition_cb, &a);
 }
 
-static void handle_message(wk_service *w, const rd_kafka_message_t *m)
+/* One message; `consumed`: it came from the consumer (its headers can be read). */
+static void handle_message(wk_service *w, const rd_kafka_message_t *m, int consumed)
 {
     ev_envelope env;
     wk_run *r;
@@ -426,7 +427,7 @@ static void handle_message(wk_service *w, const rd_kafka_message_t *m)
     }
     if (rc == WK_RUNS_SKIPPED)
         return;
-    if (env.payload_type == EV_RUN_STARTED && !r->has_trace) {
+    if (consumed && env.payload_type == EV_RUN_STARTED && !r->has_trace) {
         char tp[KQ_TRACEPARENT_LEN + 16];
         r->has_trace = kq_kafka_header_string(m, KQ_TRACE_HEADER, tp, sizeof tp) == 0 &&
                        kq_trace_parse(tp, &r->trace) == 0;
@@ -757,7 +758,7 @@ int wk_service_run(wk_service *w)
             rd_kafka_message_t *m = rd_kafka_consumer_poll(w->rk, 0);
             if (m == NULL)
                 break;
-            handle_message(w, m);
+            handle_message(w, m, 1);
             rd_kafka_message_destroy(m);
             busy = 1;
         }
@@ -771,7 +772,7 @@ int wk_service_run(wk_service *w)
 
 void wk_service_handle_message(wk_service *svc, const rd_kafka_message_t *m)
 {
-    handle_message(svc, m);
+    handle_message(svc, m, 0);
 }
 
 void wk_service_stop(wk_service *svc)
