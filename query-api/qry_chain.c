@@ -254,9 +254,8 @@ static json_t *part_json(const qry_chain *ch, const part *p)
                      (json_int_t)c.records, "last_checked_offset",
                      c.has_head ? json_integer(c.head_offset) : json_null(), "head",
                      c.has_head ? json_string(hx) : json_null(), "end_offset",
-                     p->end_offset >= 0 ? json_integer(p->end_offset) : json_null(),
-                     "checked_at", p->checked_us > 0 ? json_string(at) : json_null(), "break",
-                     brk);
+                     p->end_offset >= 0 ? json_integer(p->end_offset) : json_null(), "checked_at",
+                     p->checked_us > 0 ? json_string(at) : json_null(), "break", brk);
 }
 
 json_t *qry_chain_json(qry_chain *ch)

@@ -41,8 +41,8 @@ int rp_record_runs(const kq_config *cfg, rp_job *jobs, size_t n, rp_cmd cmd, con
     if (snprintf(schema, sizeof schema, "%s%s", cfg->pg_schema, RP_RECORD_SUFFIX) >=
             (int)sizeof schema ||
         !kq_pg_schema_valid(schema))
-        return kq_seterr(errstr, errlen, KQ_EINVAL, "schema name %s%s is too long",
-                         cfg->pg_schema, RP_RECORD_SUFFIX);
+        return kq_seterr(errstr, errlen, KQ_EINVAL, "schema name %s%s is too long", cfg->pg_schema,
+                         RP_RECORD_SUFFIX);
     snprintf(ddl, sizeof ddl,
              "SET client_min_messages = warning;"
              "SELECT pg_advisory_xact_lock(%lld);"
@@ -70,7 +70,8 @@ int rp_record_runs(const kq_config *cfg, rp_job *jobs, size_t n, rp_cmd cmd, con
     if ((c = kq_pg_connect(cfg->pg_dsn, cfg->kafka_timeout_ms, "kcqrs-replay", errstr, errlen)) ==
         NULL)
         return KQ_EPG;
-    if ((rc = kq_pg_begin(c, errstr, errlen)) != 0 || (rc = kq_pg_exec(c, ddl, errstr, errlen)) != 0)
+    if ((rc = kq_pg_begin(c, errstr, errlen)) != 0 ||
+        (rc = kq_pg_exec(c, ddl, errstr, errlen)) != 0)
         goto out;
     for (size_t i = 0; i < n; i++) {
         rp_job *j = &jobs[i];
