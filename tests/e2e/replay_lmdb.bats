@@ -234,7 +234,7 @@ time.sleep(30)' "$PROJ_LMDB/readmodel.rebuild.lock" 3>&- &
     touch "$BATS_TEST_TMPDIR/reads.stop"
     wait "$reader"
     load_stop "$BATS_TEST_TMPDIR/ledger"
-    kq_wait_for 90 bash -c "! kill -0 $(cat "$BATS_TEST_TMPDIR/hammer.pid") 2>/dev/null"
+    kq_wait_for 90 kq_gone "$(cat "$BATS_TEST_TMPDIR/hammer.pid")"
     n=$(wc -l <"$BATS_TEST_TMPDIR/reads")
     bad=$(awk '$2 != 200' "$BATS_TEST_TMPDIR/reads" | wc -l)
     echo "reads=$n failed=$bad"

@@ -176,7 +176,7 @@ teardown_file() {
     kq_psql -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
                 WHERE application_name = 'kq_holder'" >/dev/null
     kq_stop "$(cat "$BATS_FILE_TMPDIR/holder.pid")" 5
-    kq_wait_for 60 bash -c "! kill -0 $first 2>/dev/null"
+    kq_wait_for 60 kq_gone "$first"
     wait "$first" 2>/dev/null || true
     cat "$BATS_FILE_TMPDIR/first.log"
     grep -q "is now the live read model" "$BATS_FILE_TMPDIR/first.log"
