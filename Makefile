@@ -272,11 +272,12 @@ test-fuzz-replay: $(FUZZ_REPLAY)
 # are the unit tests' and the fault campaign's), or that drive a browser or a
 # spec fuzzer, or that spend about a minute streaming 20,000 events
 # (stream.bats; its HTTP paths run under the sanitizers in test_http_stream):
-# those run once, in the plain pass of `make test`.
+# those run once, in the plain pass of `make test`; so does deploy.bats, which
+# starts no binary (it validates ops/systemd and ops/k8s).
 E2E_PLAIN_ONLY := tests/e2e/cluster.bats tests/e2e/kafka_sasl.bats tests/e2e/commands_ttl.bats \
                   tests/e2e/http_flood.bats tests/e2e/commands_kafka_down.bats \
                   tests/e2e/projector_crash.bats tests/e2e/openapi.bats tests/e2e/console.bats \
-                  tests/e2e/stream.bats tests/e2e/traces.bats
+                  tests/e2e/stream.bats tests/e2e/deploy.bats tests/e2e/traces.bats
 ifeq ($(SANITIZE),)
 E2E_FILES := tests/e2e
 else

@@ -37,6 +37,9 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 #   chromium                           the web console's browser test (tests/e2e/console.bats):
 #                                      headless Chromium driven by Playwright (PyPI, a venv too)
 #   npm                                only if no npm is installed: axe-core for that test
+#   systemd                            systemd-analyze: tests/e2e/deploy.bats verifies ops/systemd/
+#                                      (nothing is started: the package's own units stay off in
+#                                      a container)
 PACKAGES=(
     build-essential pkg-config
     librdkafka-dev libpq-dev liblmdb-dev libmicrohttpd-dev libcurl4-openssl-dev
@@ -52,6 +55,7 @@ PACKAGES=(
     prometheus
     python3-venv
     chromium
+    systemd
 )
 
 log() { echo "install-deps: $*"; }
@@ -149,6 +153,32 @@ sys.exit(m.version('schemathesis') != '$SCHEMATHESIS_VERSION' or
     /usr/bin/python3 -m venv "$OPENAPI_VENV"
     "$OPENAPI_VENV/bin/pip" install -q --disable-pip-version-check \
         "schemathesis==$SCHEMATHESIS_VERSION" "openapi-python-client==$OPENAPI_PYTHON_CLIENT_VERSION"
+fi
+
+# The deployment test (tests/e2e/deploy.bats): kustomize from the Go module proxy
+# (go install, into the git-ignored .cache/bin; about 80 s on an empty module cache,
+# a few seconds with the machine's module and build caches warm) and
+# kubernetes-validate from PyPI (a JSON-schema validator that ships the Kubernetes
+# API's schemas, 1.25-1.37) in a venv under .cache/; each redone only when missing
+# or at another version.
+KUSTOMIZE_VERSION=v5.5.0
+KUBERNETES_VALIDATE_VERSION=1.37.0
+GO=$(command -v go || echo /usr/local/go/bin/go)
+# (a go-installed kustomize prints "(devel)" as its version: a stamp file says which)
+if [[ ! -x "$REPO/.cache/bin/kustomize" ||
+    "$(cat "$REPO/.cache/bin/kustomize.version" 2>/dev/null)" != "$KUSTOMIZE_VERSION" ]]; then
+    [[ -x "$GO" ]] || die "go is needed to install kustomize (tests/e2e/deploy.bats): not found in PATH nor /usr/local/go/bin"
+    log "installing kustomize $KUSTOMIZE_VERSION into $REPO/.cache/bin (go install)"
+    GOBIN="$REPO/.cache/bin" GOFLAGS=-mod=mod "$GO" install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+    echo "$KUSTOMIZE_VERSION" >"$REPO/.cache/bin/kustomize.version"
+fi
+K8S_VENV="$REPO/.cache/k8s-venv"
+if ! "$K8S_VENV/bin/python" -c "import sys, importlib.metadata as m
+sys.exit(m.version('kubernetes-validate') != '$KUBERNETES_VALIDATE_VERSION')" 2>/dev/null; then
+    log "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION into $K8S_VENV"
+    /usr/bin/python3 -m venv "$K8S_VENV"
+    "$K8S_VENV/bin/pip" install -q --disable-pip-version-check \
+        "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 fi
 
 # The traces test (tests/e2e/traces.bats): Jaeger's all-in-one binary (the OpenTelemetry

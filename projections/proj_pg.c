@@ -160,6 +160,12 @@ int proj_pg_open(const kq_config *cfg, proj_pg **out, char *errstr, size_t errle
                                errlen);
 }
 
+int proj_pg_open_live(const kq_config *cfg, proj_pg **out, char *errstr, size_t errlen)
+{
+    return proj_pg_open_schema(cfg, cfg ? cfg->pg_schema : NULL,
+                               PROJ_PG_CREATE_SCHEMA | PROJ_PG_EXCLUSIVE, out, errstr, errlen);
+}
+
 int proj_pg_open_schema(const kq_config *cfg, const char *schema, int flags, proj_pg **out,
                         char *errstr, size_t errlen)
 {
@@ -188,6 +194,8 @@ int proj_pg_open_schema(const kq_config *cfg, const char *schema, int flags, pro
         rc = KQ_EPG;
         goto fail;
     }
+    if ((flags & PROJ_PG_EXCLUSIVE) && (rc = proj_pg_take_active(pg, errstr, errlen)))
+        goto fail;
     /* The name is validated: no quoting needed. CREATE SCHEMA IF NOT EXISTS is
      * not safe against a concurrent creator (unique violation), so the
      * statements run as one implicit transaction under an advisory lock:

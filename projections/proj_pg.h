@@ -34,6 +34,10 @@ typedef struct proj_pg proj_pg;
  * file (refuse to run). */
 int proj_pg_open(const kq_config *cfg, proj_pg **out, char *errstr, size_t errlen);
 
+/* proj_pg_open with PROJ_PG_EXCLUSIVE (below): the live projector's open,
+ * KQ_EBUSY while another projector is the active one of cfg->pg_schema. */
+int proj_pg_open_live(const kq_config *cfg, proj_pg **out, char *errstr, size_t errlen);
+
 /*
  * proj_pg_open on an explicit schema (proj_pg_open passes cfg->pg_schema and
  * PROJ_PG_CREATE_SCHEMA). The connection's search_path is that schema alone
@@ -48,6 +52,17 @@ int proj_pg_open(const kq_config *cfg, proj_pg **out, char *errstr, size_t errle
  * KQ_ESWITCHED returned: close and open again.
  */
 #define PROJ_PG_CREATE_SCHEMA 1
+/*
+ * PROJ_PG_EXCLUSIVE (the live projector): before anything else the connection
+ * takes the session lock pg_try_advisory_lock(hashtext('kcqrs.projector:' ||
+ * schema)) and keeps it until proj_pg_close. When another connection holds it
+ * (the active projector of that schema) the open fails with KQ_EBUSY and
+ * nothing was touched: the caller is a standby and tries again. PostgreSQL
+ * drops the lock with the session, so a projector that dies (kill -9, lost
+ * connection) frees it at once, and every batch it committed was committed
+ * while it held the lock: two projectors never write the same schema at once.
+ */
+#define PROJ_PG_EXCLUSIVE 2
 int proj_pg_open_schema(const kq_config *cfg, const char *schema, int flags, proj_pg **out,
                         char *errstr, size_t errlen);
 

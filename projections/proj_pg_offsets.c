@@ -68,6 +68,28 @@ int proj_pg_lock_check(proj_pg *pg, char *errstr, size_t errlen)
     return rc;
 }
 
+/* PROJ_PG_EXCLUSIVE: the session lock of the schema's active projector,
+ * tried once; released by PostgreSQL with the session (proj_pg_close, or the
+ * process or its connection dying). */
+int proj_pg_take_active(proj_pg *pg, char *errstr, size_t errlen)
+{
+    char name[sizeof pg->schema + 32];
+    const char *params[1] = {name};
+    PGresult *res = NULL;
+    int rc;
+
+    snprintf(name, sizeof name, "kcqrs.projector:%s", pg->schema);
+    if ((rc = kq_pg_exec_params(pg->conn, "SELECT pg_try_advisory_lock(hashtext($1))::text", 1,
+                                params, &res, errstr, errlen)))
+        return rc;
+    if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "true") != 0)
+        rc = kq_seterr(errstr, errlen, KQ_EBUSY,
+                       "postgresql: another projector is the active one of schema %s (standby)",
+                       pg->schema);
+    PQclear(res);
+    return rc;
+}
+
 int proj_pg_load_offsets(proj_pg *pg, proj_offset_fn cb, void *arg, char *errstr, size_t errlen)
 {
     PGresult *res = NULL;

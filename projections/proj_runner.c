@@ -14,6 +14,7 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+#define STANDBY_POLL_MS 200 /* a standby target tries to become the active one this often */
 
 /* Sleep `ms`, waking early when asked to stop. */
 static void nap(proj_runner *r, int ms)
@@ -197,7 +198,10 @@ static void *run(void *arg)
             }
             if ((rc = proj_runner_consumer_open(r, err, sizeof err)) != 0)
                 goto failed;
+            if (atomic_load(&r->standby))
+                kq_log_info("%s: took over as the active target", r->ops->name);
             atomic_store(&r->connected, 1);
+            atomic_store(&r->standby, 0);
             kq_log_info("%s: target open, consuming %d partitions from its stored offsets",
                         r->ops->name, r->nparts);
             check_at_end(r);
@@ -230,6 +234,14 @@ static void *run(void *arg)
             atomic_store(&r->failed, rc != 0 ? rc : KQ_EIO);
             kq_log_error("%s: %s", r->ops->name, err);
             break;
+        }
+        if (rc == KQ_EBUSY) { /* another process is the active one: stand by */
+            if (!atomic_exchange(&r->standby, 1))
+                kq_log_info("%s: %s; trying to take over every %d ms", r->ops->name, err,
+                            STANDBY_POLL_MS);
+            close_target(r);
+            nap(r, STANDBY_POLL_MS);
+            continue;
         }
         if (rc == KQ_ESWITCHED) { /* a new live model: reopen it now, from its offsets */
             kq_log_info("%s: %s; reopening", r->ops->name, err);

@@ -62,6 +62,7 @@ struct proj_runner {
     atomic_int stop;
     atomic_int at_end;
     atomic_int connected;
+    atomic_int standby; /* 1 while open() says another process is the active one (KQ_EBUSY) */
 
     char topics[NTOPICS][KQ_KAFKA_TOPIC_MAX];
     const rd_kafka_topic_t *rkt[NTOPICS]; /* handles seen for each topic (cache) */

@@ -72,6 +72,8 @@ int proj_runner_ready(proj_runner *r, char *why, size_t whylen)
     int unknown, missing = 0;
     long long lag;
 
+    if (atomic_load(&r->standby))
+        return 1; /* standing by is what it should do while another one is active */
     if (!atomic_load(&r->connected)) {
         snprintf(why, whylen, "%s target is not open", r->ops->name);
         return 0;
@@ -101,6 +103,8 @@ void proj_runner_metrics(proj_runner *const *rs, size_t n, FILE *out)
            "Events between the high watermark and the target's stored offset, per partition.");
     for (size_t k = 0; k < n; k++) {
         proj_runner *r = rs[k];
+        if (atomic_load(&r->standby))
+            continue; /* not this process's to apply */
         for (int i = 0; i < r->nparts; i++) {
             long long hi = atomic_load(&r->high[i]), nx = atomic_load(&r->next[i]);
             if (hi < 0)
@@ -137,6 +141,11 @@ void proj_runner_metrics(proj_runner *const *rs, size_t n, FILE *out)
     for (size_t k = 0; k < n; k++)
         fprintf(out, "kcqrs_projector_connected{target=\"%s\"} %d\n", rs[k]->ops->name,
                 atomic_load(&rs[k]->connected));
+    FAMILY(out, "kcqrs_projector_standby", "gauge",
+           "1 while another process is the target's active projector (PostgreSQL).");
+    for (size_t k = 0; k < n; k++)
+        fprintf(out, "kcqrs_projector_standby{target=\"%s\"} %d\n", rs[k]->ops->name,
+                atomic_load(&rs[k]->standby));
     FAMILY(out, "kcqrs_projector_batch_size", "histogram", "Records per batch.");
     for (size_t k = 0; k < n; k++) {
         unsigned long long cum = 0;

@@ -21,7 +21,7 @@ static int lmdb_open(const kq_config *cfg, void *arg, void **t, char *errstr, si
 static int pg_open(const kq_config *cfg, void *arg, void **t, char *errstr, size_t errlen)
 {
     (void)arg;
-    return proj_pg_open(cfg, (proj_pg **)t, errstr, errlen);
+    return proj_pg_open_live(cfg, (proj_pg **)t, errstr, errlen);
 }
 
 const proj_target_ops proj_lmdb_live_ops = {

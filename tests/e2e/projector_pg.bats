@@ -15,6 +15,16 @@ teardown_file() {
     cmd_stop_all
 }
 
+teardown() {
+    local n
+    for n in a b; do
+        [[ -f "$BATS_TEST_TMPDIR/$n.pid" ]] && kq_stop "$(cat "$BATS_TEST_TMPDIR/$n.pid")" 20
+        [[ -z "${BATS_TEST_COMPLETED:-}" && -f "$BATS_TEST_TMPDIR/$n.log" ]] &&
+            tail -n 30 "$BATS_TEST_TMPDIR/$n.log" >&2
+    done
+    return 0
+}
+
 DATA="$KQ_REPO/tests/data/events"
 # Every event type, in an order where each aggregate's versions follow each
 # other; run-77 starts at version 4 (tests seed version 3 for it). The run
@@ -422,4 +432,76 @@ PY
         [ "$(kq_psql -c "SELECT name, version FROM resources")" = "Build server (old)|2" ]
         [ "$(kq_psql -c "SELECT string_agg(aggregate_id || '=' || version, ',' ORDER BY aggregate_id) FROM aggregate_versions")" = "3b241101-e2bb-4255-8caf-4136c566a962=1,res-42=2,wf.deploy_notify-1=1" ]
     done
+}
+
+# ------------------------------------------------------------------ active / standby
+# pgp_start NAME: a kcqrs-projector --target pg on a free admin port (pid in
+# NAME.pid, URL in NAME.url, log NAME.log of this test's directory).
+pgp_start() {
+    local port
+    port=$(kq_free_port)
+    echo "http://127.0.0.1:$port" >"$BATS_TEST_TMPDIR/$1.url"
+    KCQRS_PROJECTOR_ADDR="127.0.0.1:$port" KCQRS_LMDB_DIR="$BATS_TEST_TMPDIR/lmdb-$1" \
+        KCQRS_LOG_LEVEL=info kq_bg "$BATS_TEST_TMPDIR/$1.log" \
+        "$KCQRS_BIN/kcqrs-projector" --target pg >"$BATS_TEST_TMPDIR/$1.pid"
+    kq_wait_http "$(cat "$BATS_TEST_TMPDIR/$1.url")/health" 30
+}
+# pgp_metric NAME SAMPLE: one sample of NAME's /metrics ("" when absent).
+pgp_metric() {
+    curl -fsS --max-time 5 "$(cat "$BATS_TEST_TMPDIR/$1.url")/metrics" |
+        awk -v n="$2" '$1 == n { print $2; exit }'
+}
+# pgp_role NAME: "active" (target open), "standby" or "other".
+pgp_role() {
+    local sb con
+    sb=$(pgp_metric "$1" 'kcqrs_projector_standby{target="pg"}')
+    con=$(pgp_metric "$1" 'kcqrs_projector_connected{target="pg"}')
+    if [[ "$sb" == 1 ]]; then echo standby; elif [[ "$con" == 1 ]]; then echo active; else echo other; fi
+}
+pgp_is() { [[ "$(pgp_role "$1")" == "$2" ]]; }
+pgp_caught_up() { [[ "$(pgp_lag "$1")" == 0 ]]; }
+# pgp_lag NAME: the sum of NAME's pg lag samples.
+pgp_lag() {
+    curl -fsS --max-time 5 "$(cat "$BATS_TEST_TMPDIR/$1.url")/metrics" |
+        awk '$1 ~ /^kcqrs_projector_lag\{target="pg"/ { s += $2; n++ } END { if (n == 0) exit 1; print s }'
+}
+
+@test "active/standby: a second projector stands by; kill -9 of the active one under load, the standby takes over within seconds; PostgreSQL equals the log" {
+    fresh standby
+    export KCQRS_TOPIC_PREFIX="$KCQRS_TOPIC_PREFIX.standby" KCQRS_PARTITIONS=3
+    pgp_start a
+    kq_wait_for 30 pgp_is a active
+    pgp_start b
+    kq_wait_for 30 pgp_is b standby
+    # a standby is ready (it does what it should) and reports no lag of its own
+    curl -fsS --max-time 5 "$(cat "$BATS_TEST_TMPDIR/b.url")/ready"
+    ! pgp_lag b
+    grep -q 'another projector is the active one of schema kcqrs (standby)' "$BATS_TEST_TMPDIR/b.log"
+
+    load=$(kq_bg "$BATS_TEST_TMPDIR/load.log" "$KCQRS_TOOLS/kq_produce_raw" load 3000 --ids 300 \
+        --txn 20 --pause-ms 15 --prefix sb)
+    kq_wait_for 60 bash -c "[[ \$(psql -X -At -d '$KCQRS_PG_DSN' -c 'SELECT count(*) FROM kcqrs.events') -ge 300 ]]"
+    ! kq_gone "$load" # still loading when the active one dies
+    kill -KILL "$(cat "$BATS_TEST_TMPDIR/a.pid")"
+    t0=$(date +%s%N)
+    kq_wait_for 20 pgp_is b active
+    ms=$((($(date +%s%N) - t0) / 1000000))
+    echo "takeover: ${ms} ms after kill -9" >&3
+    echo "takeover: ${ms} ms"
+    [ "$ms" -lt 10000 ]
+    grep -q 'pg: took over as the active target' "$BATS_TEST_TMPDIR/b.log"
+    before=$(kq_psql -c 'SELECT count(*) FROM events')
+
+    kq_wait_for 120 kq_gone "$load"
+    cat "$BATS_TEST_TMPDIR/load.log"
+    grep -q 'produced 3000 events' "$BATS_TEST_TMPDIR/load.log"
+    kq_wait_for 60 pgp_caught_up b
+    [ "$(kq_psql -c 'SELECT count(*) FROM events')" -gt "$before" ]
+    kq_stop "$(cat "$BATS_TEST_TMPDIR/b.pid")" 20
+    run kq_tool kq_rmcheck --no-lmdb --pg "$KCQRS_PG_DSN"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"records 3000 valid 3000 refused 0 "* ]]
+    [[ "$output" == *"pg: equal"* ]]
+    [ "$(kq_psql -c 'SELECT count(*) FROM events')" = 3000 ]
 }

@@ -54,11 +54,12 @@ setup() { cmd_use cmd; }
 
 teardown_file() {
     local n rc=0
-    for n in q q2 q3 q4 q5 q6; do svc_stop "$n"; done
+    for n in q q2 q3 q4 q5 q6 qr; do svc_stop "$n"; done
     svc_stop proj
+    svc_stop proj2
     cmd_stop_all || rc=1
     # with KCQRS_BIN pointing at a SANITIZE=address,undefined build
-    for n in q q2 q3 q4 q5 q6; do
+    for n in q q2 q3 q4 q5 q6 qr; do
         if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' \
             "$BATS_FILE_TMPDIR/$n.log" 2>/dev/null; then
             echo "kcqrs-query $n: sanitizer report:" >&2
@@ -472,6 +473,49 @@ for n in (\"lmdb\", \"postgresql\"):
 '"
     q /api/v1/status
     [[ "$CODE" == 200 ]]
+}
+
+# A read replica: a second query host with its own LMDB projector (own
+# KCQRS_LMDB_DIR and admin port), beside the first one.
+replica_proj_start() {
+    KCQRS_LMDB_DIR="$BATS_FILE_TMPDIR/lmdb-replica" KCQRS_PROJECTOR_ADDR="127.0.0.1:$(kq_free_port)" \
+        svc_start proj2 "$BATS_FILE_TMPDIR/proj2.log.$(date +%s%N)" "$KCQRS_BIN/kcqrs-projector" --target lmdb
+}
+
+@test "query: a second query host with its own LMDB projector answers the same reads with the writer's tokens" {
+    mkdir -p "$BATS_FILE_TMPDIR/lmdb-replica"
+    create qr-a "on both hosts"
+    replica_proj_start
+    qry_start qr KCQRS_LMDB_DIR="$BATS_FILE_TMPDIR/lmdb-replica" KCQRS_QUERY_WAIT_MS=800
+    local h
+    for h in q qr; do
+        QURL=$(qry_url $h) q /api/v1/resources/qr-a -H "X-Consistency-Token: $TOKEN"
+        [[ "$CODE" == 200 ]]
+        jcheck 'd["id"] == "qr-a" and d["name"] == "on both hosts" and d["version"] == 1'
+        eval "body_$h=\$BODY"
+    done
+    [[ "$body_q" == "$body_qr" ]]
+    req PUT /api/v1/resources/qr-a '{"name":"changed"}'
+    TOKEN=$(jf 'd["consistency_token"]')
+    for h in q qr; do
+        QURL=$(qry_url $h) q "/api/v1/resources/qr-a?consistent_with=$TOKEN"
+        [[ "$CODE" == 200 ]]
+        jcheck 'd["name"] == "changed" and d["version"] == 2'
+        [[ "$(hdr ETag)" == '"2"' ]]
+    done
+    # each host waits for its own projector: with the replica's stopped, its
+    # host answers 503 projection_behind while the first host answers 200
+    svc_stop proj2
+    create qr-b
+    QURL=$(qry_url q) q /api/v1/resources/qr-b -H "X-Consistency-Token: $TOKEN"
+    [[ "$CODE" == 200 ]]
+    QURL=$(qry_url qr) q /api/v1/resources/qr-b -H "X-Consistency-Token: $TOKEN"
+    assert_error 503
+    jcheck 'd["code"] == "projection_behind"'
+    replica_proj_start
+    kq_wait_for 30 bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer $KQ_KEY_READER' -H 'X-Consistency-Token: $TOKEN' '$(qry_url qr)/api/v1/resources/qr-b') == 200 ]]"
+    svc_stop qr
+    svc_stop proj2
 }
 
 @test "query: a token the projector has not applied waits, is answered when it catches up, or 503s" {
