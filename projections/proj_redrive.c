@@ -59,8 +59,8 @@ typedef struct run {
     char topics[KQ_KAFKA_NTOPICS][KQ_KAFKA_TOPIC_MAX];
     proj_lmdb *lmdb;
     int lmdb_missing;
-    proj_pg *pg;    /* the apply side (not in a dry run) */
-    PGconn *pgc;    /* version lookups */
+    proj_pg *pg; /* the apply side (not in a dry run) */
+    PGconn *pgc; /* version lookups */
 } run;
 
 static item *add(items *l, const char *origin, const char *target)
@@ -111,7 +111,8 @@ static int on_dlq(void *arg, const char *topic, const rd_kafka_message_t *m, cha
             !json_is_string(g) || json_integer_value(p) < 0 || json_integer_value(p) > INT32_MAX ||
             json_integer_value(o) < 0 || strlen(json_string_value(t)) >= KQ_KAFKA_TOPIC_MAX)
             bad = "not a dead letter: topic, partition, offset or target missing or invalid";
-        else if (strcmp(json_string_value(g), "lmdb") == 0 || strcmp(json_string_value(g), "pg") == 0)
+        else if (strcmp(json_string_value(g), "lmdb") == 0 ||
+                 strcmp(json_string_value(g), "pg") == 0)
             target = json_string_value(g);
         else
             bad = "not a dead letter: target is neither lmdb nor pg";
@@ -307,7 +308,8 @@ static int redrive_one(run *R, const item *it, char *errstr, size_t errlen)
     if (rc != 0)
         goto out;
     if (!r.found) {
-        report(R, it, "skipped", "no record at the origin offset (compacted away or beyond the end)");
+        report(R, it, "skipped",
+               "no record at the origin offset (compacted away or beyond the end)");
         goto out;
     }
     memset(&ev, 0, sizeof ev);
