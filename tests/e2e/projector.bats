@@ -3,8 +3,9 @@
 # kcqrs-commands reach both read models (kq_rmcheck compares them with the
 # log), the admin port answers /health, /ready and /metrics, poison records
 # (random bytes, a valid envelope with a version gap) go to <prefix>.dlq with
-# their origin and reason while later events are still applied, and SIGTERM
-# stops it with status 0.
+# their origin and reason while later events are still applied, SIGTERM
+# stops it with status 0, and kcqrs-dlq redrive re-applies a dead letter to
+# both read models once they hold the version before it (nothing appended).
 
 load helpers
 load commands_helpers
