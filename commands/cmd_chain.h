@@ -12,7 +12,7 @@
  *   (cmd_chain_save before it, cmd_chain_restore on failure); a state read
  *   again from offset 0 starts from no heads (cmd_chain_reset). The snapshot
  *   stores `heads` beside the offsets they match (cmd_snapshot.h). The check
- *   is replay/aud_chain.h (kcqrs-audit verify-chain).
+ *   is events/ev_chain.h (kcqrs-audit verify-chain).
  *
  * What it owns: both head arrays (CMD_TOPICS * partitions cmd_head each).
  * Threads: the writer thread only.

@@ -7,7 +7,8 @@
  *   follows a model replaced by kcqrs-replay) and the named snapshots
  *   (qry_snap) ->
  *   PostgreSQL reads (qry_pg, a connection per thread) -> the Kafka status
- *   refresher (qry_status) -> the consistency-token watcher (qry_wait) -> the
+ *   refresher (qry_status) -> the hash-chain checker (qry_chain) -> the
+ *   consistency-token watcher (qry_wait) -> the
  *   HTTP server (kq_http, routes from qry_api and the web console's from
  *   qry_console) on KCQRS_QUERY_ADDR.
  *
@@ -56,6 +57,7 @@ int main(int argc, char **argv)
     qry_wait *wait = NULL;
     qry_status *status = NULL;
     qry_stream *stream = NULL;
+    qry_chain *chain = NULL;
     const kq_config *cfg = &svc.cfg;
     char err[512], rmdir[4096];
     int sig, rc = 2;
@@ -93,6 +95,11 @@ int main(int argc, char **argv)
         goto out;
     }
     api.stream = stream;
+    if (qry_chain_start(cfg, status, &chain, err, sizeof err) != 0) {
+        kq_log_error("hash chain checker: %s", err);
+        goto out;
+    }
+    api.chain = chain;
     memset(&wo, 0, sizeof wo);
     wo.lmdb_data_path = qry_rm_data_path(rm);
     wo.pg_dsn = cfg->pg_dsn;
@@ -136,6 +143,7 @@ out:
     qry_stream_free(stream);
     kq_service_http_stop(&svc);
     qry_wait_free(wait);
+    qry_chain_stop(chain);
     qry_status_stop(status);
     qry_pg_free(pg);
     qry_snap_free(snaps);

@@ -45,6 +45,7 @@ static const char *const known_wf_list[] = {"enabled", "limit", "cursor", "snaps
 static const char *const known_run_list[] = {"workflow_id", "status",   "limit",
                                              "cursor",      "snapshot", NULL};
 static const char *const known_none[] = {NULL};
+static const char *const known_replay_runs[] = {"limit", NULL};
 
 typedef struct unknown_ctx {
     const char *const *known;
@@ -687,6 +688,70 @@ static void h_snapshots(kq_http_req *req, void *arg)
     kq_http_respond_json(req, 200, json_pack("{s:o}", "items", items));
 }
 
+/* ------------------------------------------------------------------ audit chain, replay runs */
+
+/* Refuse unknown or repeated query parameters (400); 1 when answered. */
+static int refuse_unknown(kq_http_req *req, const char *const *known, json_t *details)
+{
+    unknown_ctx u = {known, details, 0};
+
+    kq_http_req_query_each(req, unknown_arg, &u);
+    if (json_array_size(details) == 0)
+        return 0;
+    kq_http_respond_error(req, 400, "validation_failed", "invalid request parameters",
+                          json_incref(details));
+    return 1;
+}
+
+static void h_audit_chain(kq_http_req *req, void *arg)
+{
+    qry_api *api = arg;
+    json_t *details = json_array();
+
+    if (details == NULL) {
+        kq_http_respond_error(req, 500, "internal", "out of memory", NULL);
+        return;
+    }
+    if (!refuse_unknown(req, known_none, details)) {
+        if (api->chain == NULL)
+            respond_503(req, "unavailable", "the hash chain is not checked by this server");
+        else
+            kq_http_respond_json(req, 200, qry_chain_json(api->chain));
+    }
+    json_decref(details);
+}
+
+static void h_replay_runs(kq_http_req *req, void *arg)
+{
+    qry_api *api = arg;
+    json_t *details = json_array(), *items = NULL;
+    const char *ls;
+    char err[512], schema[80];
+    int limit = QRY_REPLAY_RUNS_DEFAULT, rc;
+
+    if (details == NULL) {
+        kq_http_respond_error(req, 500, "internal", "out of memory", NULL);
+        return;
+    }
+    if ((ls = kq_http_req_query(req, "limit")) != NULL &&
+        (qry_limit_parse(ls, &limit) != 0 || limit > QRY_REPLAY_RUNS_MAX))
+        kq_jin_detail_add(details, "limit", "must be an integer from 1 to %d", QRY_REPLAY_RUNS_MAX);
+    if (refuse_unknown(req, known_replay_runs, details))
+        goto out;
+    if (api->pg == NULL) {
+        respond_503(req, "unavailable", "PostgreSQL is unavailable");
+        goto out;
+    }
+    snprintf(schema, sizeof schema, "%s_history", api->cfg->pg_schema);
+    if ((rc = qry_pg_replay_runs(api->pg, schema, limit, &items, err, sizeof err)) != 0) {
+        respond_read_error(req, rc, err);
+        goto out;
+    }
+    kq_http_respond_json(req, 200, json_pack("{s:o}", "items", items));
+out:
+    json_decref(details);
+}
+
 /* ------------------------------------------------------------------ hooks */
 
 void qry_api_routes(qry_api *api, kq_http_route *routes)
@@ -716,6 +781,10 @@ void qry_api_routes(qry_api *api, kq_http_route *routes)
          qry_stream_handler, api->stream},
         {"GET", "/api/v1/snapshots", KQ_AUTH_ROLE_READER, KQ_HTTP_BODY_NONE, "snapshots",
          h_snapshots, api},
+        {"GET", "/api/v1/audit/chain", KQ_AUTH_ROLE_AUDITOR, KQ_HTTP_BODY_NONE, "audit_chain",
+         h_audit_chain, api},
+        {"GET", "/api/v1/replay/runs", KQ_AUTH_ROLE_READER, KQ_HTTP_BODY_NONE, "replay_runs",
+         h_replay_runs, api},
     };
     memcpy(routes, r, sizeof r);
 }

@@ -59,6 +59,7 @@
 #include "kq_config.h"
 #include "kq_http.h"
 #include "kq_kafka.h"
+#include "qry_chain.h"
 #include "qry_pg.h"
 #include "qry_rm.h"
 #include "qry_snap.h"
@@ -74,12 +75,15 @@ typedef struct qry_api {
     qry_wait *wait;
     qry_status *status;
     qry_stream *stream; /* GET /api/v1/events/stream (qry_stream.h) */
+    qry_chain *chain;   /* GET /api/v1/audit/chain (qry_chain.h); NULL: 503 */
     char topics[KQ_KAFKA_NTOPICS][KQ_KAFKA_TOPIC_MAX];
     atomic_uint_fast64_t projection_behind; /* 503 projection_behind answers */
     atomic_uint_fast64_t served_after_wait;
 } qry_api;
 
-#define QRY_API_NROUTES 13
+#define QRY_API_NROUTES 15
+#define QRY_REPLAY_RUNS_DEFAULT 20 /* GET /api/v1/replay/runs ?limit= */
+#define QRY_REPLAY_RUNS_MAX 200
 
 /* Fill topic names from cfg; 0 or KQ_ERANGE. Set rm/pg/wait/status yourself. */
 int qry_api_init(qry_api *api, const kq_config *cfg);

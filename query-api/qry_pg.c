@@ -183,6 +183,53 @@ int qry_pg_offsets(qry_pg *pg, json_t **out, char *errstr, size_t errlen)
     return 0;
 }
 
+#define TS_TEXT(col) "to_char(" col ", 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
+int qry_pg_replay_runs(qry_pg *pg, const char *history_schema, int limit, json_t **items,
+                       char *errstr, size_t errlen)
+{
+    PGresult *res = NULL;
+    json_error_t jerr;
+    char sql[900], table[96], lim[16];
+    const char *vals[1] = {table};
+    int rc;
+
+    *items = NULL;
+    if (!kq_pg_schema_valid(history_schema))
+        return kq_seterr(errstr, errlen, KQ_EINVAL, "bad schema name");
+    snprintf(table, sizeof table, "%s.replay_runs", history_schema);
+    if ((rc = run(pg, "SELECT to_regclass($1) IS NOT NULL", 1, vals, &res, errstr, errlen)) != 0)
+        return rc;
+    if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+        PQclear(res);
+        *items = json_array();
+        return *items ? 0 : KQ_ENOMEM;
+    }
+    PQclear(res);
+    res = NULL;
+    snprintf(lim, sizeof lim, "%d", limit);
+    snprintf(
+        sql, sizeof sql,
+        "SELECT coalesce(json_agg(json_build_object('id', id, 'kind', kind, 'target', "
+        "target, 'name', name, 'started_at', " TS_TEXT("started_at") ", 'finished_at', " TS_TEXT(
+            "finished_at") ", 'events', events, 'outcome', outcome, 'differences', "
+                           "differences, 'detail', detail) ORDER BY id DESC), '[]')::text FROM "
+                           "(SELECT * FROM "
+                           "%s ORDER BY id DESC LIMIT $1::int) r",
+        table);
+    vals[0] = lim;
+    if ((rc = run(pg, sql, 1, vals, &res, errstr, errlen)) != 0)
+        return rc;
+    *items = PQntuples(res) == 1 ? json_loads(PQgetvalue(res, 0, 0), 0, &jerr) : NULL;
+    PQclear(res);
+    if (*items == NULL || !json_is_array(*items)) {
+        json_decref(*items);
+        *items = NULL;
+        return kq_seterr(errstr, errlen, KQ_EPG, "replay_runs: unexpected answer");
+    }
+    return 0;
+}
+
 /* Columns 0..3 of every page query: the row as JSON (without occurred_at), occurred_at_us,
  * event_id, version. */
 #define ROW_COLUMNS                                                                                \

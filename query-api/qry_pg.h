@@ -53,6 +53,16 @@ int qry_pg_next_offset(qry_pg *pg, const char *topic, int32_t partition, int64_t
 /* Every row of projection_offsets as {"<topic>/<partition>": next} (new reference). */
 int qry_pg_offsets(qry_pg *pg, json_t **out, char *errstr, size_t errlen);
 
+/*
+ * The last `limit` results of kcqrs-replay runs, newest first, from
+ * <schema>_history.replay_runs (replay/rp_record.h; `history_schema` is that
+ * name, a valid identifier): *items a new JSON array of {"id","kind",
+ * "target","name","started_at","finished_at","events","outcome",
+ * "differences","detail"}; [] while no run was recorded (no table yet).
+ */
+int qry_pg_replay_runs(qry_pg *pg, const char *history_schema, int limit, json_t **items,
+                       char *errstr, size_t errlen);
+
 /* Filter of the audit log; NULL strings / has_* = 0 mean "any". */
 typedef struct qry_audit_filter {
     const char *aggregate_type;

@@ -129,7 +129,7 @@ int aud_expect_parse(const char *s, aud_expect *e)
         return KQ_EINVAL;
     e->partition = (int32_t)p;
     e->used = 0;
-    return aud_hex_parse(eq + 1, e->hash);
+    return ev_chain_hex_parse(eq + 1, e->hash);
 }
 
 void aud_verify_opts_free(aud_verify_opts *o)

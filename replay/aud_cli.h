@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "aud_chain.h"
+#include "ev_chain.h"
 #include "aud_filter.h"
 #include "kq_kafka.h"
 
@@ -42,7 +42,7 @@ typedef struct aud_query_opts {
 typedef struct aud_expect {
     char topic[KQ_KAFKA_TOPIC_MAX];
     int32_t partition;
-    uint8_t hash[AUD_HASH_LEN];
+    uint8_t hash[EV_HASH_LEN];
     int used; /* set by aud_verify_run when the partition is read */
 } aud_expect;
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "aud_chain.h"
+#include "ev_chain.h"
 #include "aud_read.h"
 #include "kq_err.h"
 #include "kq_rand.h"
@@ -16,7 +16,7 @@
 static int on_record(void *arg, aud_part *p, const rd_kafka_message_t *m)
 {
     (void)arg;
-    return aud_chain_add(p->user, m->offset, m->payload, m->len);
+    return ev_chain_add(p->user, m->offset, m->payload, m->len);
 }
 
 static void json_str(const char *s, FILE *out)
@@ -34,32 +34,32 @@ static void json_str(const char *s, FILE *out)
     fputc('"', out);
 }
 
-static void report_json(const aud_part *parts, const aud_chain *chains, size_t nparts,
+static void report_json(const aud_part *parts, const ev_chain *chains, size_t nparts,
                         uint64_t records, size_t broken, FILE *out)
 {
-    char hx[AUD_HEX_LEN + 1];
+    char hx[EV_HEX_LEN + 1];
 
     fprintf(out, "{\"intact\":%s,\"records\":%" PRIu64 ",\"partitions\":[",
             broken ? "false" : "true", records);
     for (size_t i = 0; i < nparts; i++) {
-        const aud_chain *c = &chains[i];
+        const ev_chain *c = &chains[i];
         fprintf(out, "%s{\"topic\":", i ? "," : "");
         json_str(parts[i].topic, out);
         fprintf(out, ",\"partition\":%" PRId32 ",\"records\":%" PRIu64 ",\"end_offset\":%" PRId64,
                 parts[i].partition, c->records, parts[i].end);
         if (c->has_head) {
-            kq_hex_encode(c->head, AUD_HASH_LEN, hx);
+            kq_hex_encode(c->head, EV_HASH_LEN, hx);
             fprintf(out, ",\"head\":\"%s\",\"head_offset\":%" PRId64, hx, c->head_offset);
         } else {
             fprintf(out, ",\"head\":null,\"head_offset\":null");
         }
-        if (c->brk == AUD_INTACT) {
+        if (c->brk == EV_CHAIN_INTACT) {
             fprintf(out, ",\"intact\":true,\"break\":null}");
         } else {
             fprintf(out,
                     ",\"intact\":false,\"break\":{\"kind\":\"%s\",\"offset\":%" PRId64
                     ",\"message\":",
-                    aud_break_name(c->brk), c->brk_offset);
+                    ev_chain_break_name(c->brk), c->brk_offset);
             json_str(c->brk_msg, out);
             fprintf(out, "}}");
         }
@@ -67,21 +67,21 @@ static void report_json(const aud_part *parts, const aud_chain *chains, size_t n
     fprintf(out, "]}\n");
 }
 
-static void report_lines(const aud_part *parts, const aud_chain *chains, size_t nparts,
+static void report_lines(const aud_part *parts, const ev_chain *chains, size_t nparts,
                          uint64_t records, size_t broken, FILE *out)
 {
-    char hx[AUD_HEX_LEN + 1];
+    char hx[EV_HEX_LEN + 1];
 
     for (size_t i = 0; i < nparts; i++) {
-        const aud_chain *c = &chains[i];
+        const ev_chain *c = &chains[i];
         if (c->has_head)
-            kq_hex_encode(c->head, AUD_HASH_LEN, hx);
+            kq_hex_encode(c->head, EV_HASH_LEN, hx);
         fprintf(out, "%s:%" PRId32 "=%s records=%" PRIu64, parts[i].topic, parts[i].partition,
                 c->has_head ? hx : "none", c->records);
-        if (c->brk == AUD_INTACT)
+        if (c->brk == EV_CHAIN_INTACT)
             fprintf(out, " intact\n");
         else
-            fprintf(out, " BROKEN %s at offset %" PRId64 ": %s\n", aud_break_name(c->brk),
+            fprintf(out, " BROKEN %s at offset %" PRId64 ": %s\n", ev_chain_break_name(c->brk),
                     c->brk_offset, c->brk_msg);
     }
     if (broken == 0) {
@@ -89,7 +89,7 @@ static void report_lines(const aud_part *parts, const aud_chain *chains, size_t 
         return;
     }
     for (size_t i = 0; i < nparts; i++)
-        if (chains[i].brk != AUD_INTACT) {
+        if (chains[i].brk != EV_CHAIN_INTACT) {
             fprintf(out,
                     "chain BROKEN: %zu of %zu partitions; first: %s:%" PRId32 " offset %" PRId64
                     "\n",
@@ -103,7 +103,7 @@ int aud_verify_run(const kq_config *cfg, aud_verify_opts *o, FILE *out, int *bro
 {
     aud_topics t;
     aud_part *parts = NULL;
-    aud_chain *chains = NULL;
+    ev_chain *chains = NULL;
     size_t nparts = 0, nbroken = 0;
     uint64_t records = 0;
     int rc;
@@ -117,12 +117,12 @@ int aud_verify_run(const kq_config *cfg, aud_verify_opts *o, FILE *out, int *bro
         goto out;
     }
     for (size_t i = 0; i < nparts; i++) {
-        aud_chain_init(&chains[i]);
+        ev_chain_init(&chains[i]);
         parts[i].user = &chains[i];
         for (size_t k = 0; k < o->nex; k++)
             if (o->ex[k].partition == parts[i].partition &&
                 strcmp(o->ex[k].topic, parts[i].topic) == 0) {
-                aud_chain_expect(&chains[i], o->ex[k].hash);
+                ev_chain_expect(&chains[i], o->ex[k].hash);
                 o->ex[k].used = 1;
             }
     }
@@ -137,9 +137,9 @@ int aud_verify_run(const kq_config *cfg, aud_verify_opts *o, FILE *out, int *bro
                            errlen)) != 0)
         goto out;
     for (size_t i = 0; i < nparts; i++) {
-        aud_chain_finish(&chains[i]);
+        ev_chain_finish(&chains[i]);
         records += chains[i].records;
-        nbroken += chains[i].brk != AUD_INTACT;
+        nbroken += chains[i].brk != EV_CHAIN_INTACT;
     }
     if (o->json)
         report_json(parts, chains, nparts, records, nbroken, out);

@@ -1,9 +1,9 @@
 /*
  * aud_verify.h — `kcqrs-audit verify-chain`: every partition of the three
- * event topics through the hash chain (aud_chain.h), and the report.
+ * event topics through the hash chain (ev_chain.h), and the report.
  *
  * What it is for
- *   The verify-chain command's work, linkable by tests: one aud_chain per
+ *   The verify-chain command's work, linkable by tests: one ev_chain per
  *   partition, the expected heads of --expect-head attached to theirs, one
  *   read of the log (aud_read.h), then the report: one line per partition
  *   "TOPIC:PARTITION=HEAD records=N intact" (or "BROKEN <kind> at offset O:

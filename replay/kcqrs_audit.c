@@ -16,7 +16,7 @@
  *                 Records that are tombstones or do not decode are named on
  *                 stderr and skipped.
  *   verify-chain  every partition of the three event topics through
- *                 aud_chain.h; one line per partition with its head hash,
+ *                 ev_chain.h; one line per partition with its head hash,
  *                 then a summary line (or one JSON document with --json).
  *
  * This main parses the command line (aud_cli.h) and wires it to the

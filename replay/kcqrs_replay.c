@@ -35,6 +35,7 @@
 #include "rp_cli.h"
 #include "rp_job.h"
 #include "rp_progress.h"
+#include "rp_record.h"
 #include "rp_until.h"
 
 #define NTOPICS 3
@@ -136,6 +137,7 @@ int main(int argc, char **argv)
     atomic_int stop = 0;
     sigset_t set;
     double t_start;
+    int64_t started_us = 0;
 
     if (kq_config_handle_flags(argc, argv, RP_PROG, usage))
         return 0;
@@ -183,6 +185,7 @@ int main(int argc, char **argv)
         return 3;
     }
     t_start = rp_mono_s();
+    started_us = kq_time_now_us();
     if (a.cmd == RP_CMD_UNTIL) {
         int rc = rp_until_bounds(&cfg, tnames, a.until_spec, a.until_us, until, &nuntil, &name,
                                  defname, sizeof defname, err, sizeof err);
@@ -233,6 +236,9 @@ int main(int argc, char **argv)
         exit_code = 3;
     rp_progress_report(jobs, started, a.cmd, a.cmd == RP_CMD_UNTIL ? name : NULL, &cfg, a.json,
                        exit_code, rp_mono_s() - t_start);
+    if (started > 0 && rp_record_runs(&cfg, jobs, started, a.cmd, name, started_us,
+                                      kq_time_now_us(), sig > 0, err, sizeof err) != 0)
+        fprintf(stderr, "%s: the run's result was not recorded: %s\n", RP_PROG, err);
     for (size_t i = 0; i < started; i++) {
         if (jobs[i].live_missing)
             fprintf(stderr, "%s: %s: there is no live read model to verify (rebuild creates one)\n",

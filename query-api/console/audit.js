@@ -1,11 +1,36 @@
 // audit.js — search the audit log by actor, aggregate, event type and time
 // range (RFC 3339, inclusive), paged; export every matching event (up to
-// EXPORT_MAX) as NDJSON or CSV, built in the page from the same API.
+// EXPORT_MAX) as NDJSON or CSV, built in the page from the same API; the
+// hash-chain state of each partition (/api/v1/audit/chain), refreshed every
+// CHAIN_EVERY_MS.
 import * as api from './api.js';
-import { h, field, table, showError, clearErrors, link, fmtTime } from './dom.js';
+import { h, field, table, showError, clearErrors, link, fmtTime, errorBox } from './dom.js';
 
 const EXPORT_MAX = 50000;
 const PAGE = 50;
+const CHAIN_EVERY_MS = 2000;
+const CHAIN_STATE = { intact: 'intact', broken: 'BROKEN', not_verified: 'not verified yet' };
+
+function chainSummary(d) {
+  if (d.intact === true) return `Every partition intact (${d.partitions.length} partitions).`;
+  if (d.intact === false) {
+    const n = d.partitions.filter((p) => p.state === 'broken').length;
+    return `${n} of ${d.partitions.length} partitions BROKEN.`;
+  }
+  return d.partitions.length ? 'Checking: some partitions are not verified yet.' : 'No partition known yet.';
+}
+
+function chainTable(d) {
+  return table(['topic:partition', 'state', 'events checked', 'last checked offset', 'head', 'checked at'],
+    d.partitions.map((p) => [`${p.topic}:${p.partition}`,
+      h('span', { class: p.state === 'intact' ? 'state-ok' : p.state === 'broken' ? 'state-bad' : 'state-pending',
+        'data-state': p.state },
+      p.break ? `${CHAIN_STATE[p.state]} at offset ${p.break.offset} (${p.break.kind}): ${p.break.message}`
+        : CHAIN_STATE[p.state] || p.state),
+      String(p.events_checked), p.last_checked_offset === null ? '' : String(p.last_checked_offset),
+      p.head ? h('code', { title: p.head }, p.head.slice(0, 16)) : '', fmtTime(p.checked_at)]),
+    'Hash chain per partition');
+}
 const COLUMNS = ['occurred_at', 'actor', 'aggregate_type', 'aggregate_id', 'version', 'event_type',
   'event_id', 'command_id', 'correlation_id', 'topic', 'partition', 'offset', 'payload'];
 
@@ -28,7 +53,7 @@ function aggLink(e) {
   return page ? link(`#/${page}/${encodeURIComponent(e.aggregate_id)}`, e.aggregate_id) : e.aggregate_id;
 }
 
-export function render(root, ctx) {
+export async function render(root, ctx) {
   const form = h('form', { 'aria-labelledby': 'audit-search-title' },
     h('h2', { id: 'audit-search-title' }, 'Search'),
     field('Actor', h('input', { name: 'actor', autocomplete: 'off' })),
@@ -111,8 +136,26 @@ export function render(root, ctx) {
   next.addEventListener('click', () => { if (state.cursors[state.page + 1]) { state.page += 1; load(); } });
   ndjson.addEventListener('click', () => exportAs('ndjson'));
   csv.addEventListener('click', () => exportAs('csv'));
+  const chainNote = h('p', { id: 'chain-summary', 'aria-live': 'polite' });
+  const chainBox = h('div', { class: 'table-wrap', id: 'chain' });
+  let timer = null;
+  const chainTick = async () => {
+    try {
+      const d = await api.query('/api/v1/audit/chain', { token: null });
+      if (!ctx.alive()) return;
+      chainNote.textContent = chainSummary(d);
+      chainBox.replaceChildren(chainTable(d));
+    } catch (e) {
+      if (ctx.alive()) chainBox.replaceChildren(errorBox(e));
+    }
+    if (ctx.alive()) timer = setTimeout(chainTick, CHAIN_EVERY_MS);
+  };
   root.append(h('h1', { id: 'page-title' }, 'Audit'), form, result,
     h('div', { class: 'pager' }, prev, next, ndjson, csv), exportNote,
-    h('p', { class: 'help' }, 'The hash chain of each partition is checked with kcqrs-audit verify.'));
-  return load();
+    h('h2', {}, 'Hash chain'),
+    h('p', { class: 'help' }, 'Each partition\'s chain of record hashes, checked by the query API as events ',
+      'arrive (the check kcqrs-audit verify-chain makes).'),
+    chainNote, chainBox);
+  await Promise.all([load(), chainTick()]);
+  return () => clearTimeout(timer);
 }

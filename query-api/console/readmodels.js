@@ -1,6 +1,7 @@
 // readmodels.js — the read models: each one's availability, position and lag
-// per partition (from /api/v1/status), and the named point-in-time snapshots
-// kcqrs-replay built (/api/v1/snapshots); refreshed every 2 s.
+// per partition (from /api/v1/status), the named point-in-time snapshots
+// kcqrs-replay built (/api/v1/snapshots) and the last rebuild, snapshot and
+// verify results (/api/v1/replay/runs); refreshed every 2 s.
 import * as api from './api.js';
 import { h, table, errorBox, fmtTime } from './dom.js';
 
@@ -15,6 +16,20 @@ function snapshotTable(items) {
     }), 'Snapshots');
 }
 
+const OUTCOME = {
+  succeeded: 'succeeded', differences: 'differences found', failed: 'failed', interrupted: 'interrupted',
+};
+
+function runsTable(items) {
+  return table(['kind', 'target', 'started', 'finished', 'events', 'outcome', 'differences', 'detail'],
+    items.map((r) => [r.kind + (r.name ? ` ${r.name}` : ''), r.target, fmtTime(r.started_at),
+      fmtTime(r.finished_at), String(r.events),
+      h('span', { class: r.outcome === 'succeeded' ? 'state-ok' : 'state-bad', 'data-outcome': r.outcome },
+        OUTCOME[r.outcome] || r.outcome),
+      r.differences === null ? '' : String(r.differences),
+      r.detail ? h('span', { class: 'detail' }, r.detail) : '']), 'Replay runs');
+}
+
 export async function render(root, ctx) {
   root.append(h('h1', { id: 'page-title' }, 'Read models'));
   const box = h('div', {});
@@ -23,8 +38,9 @@ export async function render(root, ctx) {
   let timer = null;
   const tick = async () => {
     try {
-      const [st, snaps] = await Promise.all([api.query('/api/v1/status', { token: null }),
-        api.query('/api/v1/snapshots', { token: null })]);
+      const [st, snaps, runs] = await Promise.all([api.query('/api/v1/status', { token: null }),
+        api.query('/api/v1/snapshots', { token: null }),
+        api.query('/api/v1/replay/runs', { token: null })]);
       if (!ctx.alive()) return;
       err.replaceChildren();
       const parts = [];
@@ -39,7 +55,11 @@ export async function render(root, ctx) {
       parts.push(h('h2', {}, 'Point-in-time snapshots'),
         h('p', { class: 'help' }, 'Built with kcqrs-replay rebuild --until TIME --name NAME; ',
           'every read route takes ?snapshot=NAME.'),
-        h('div', { class: 'table-wrap' }, snapshotTable(snaps.items || [])));
+        h('div', { class: 'table-wrap' }, snapshotTable(snaps.items || [])),
+        h('h2', {}, 'Last rebuild, snapshot and verify runs'),
+        h('p', { class: 'help' }, 'Every kcqrs-replay run records its result, newest first.'),
+        h('div', { class: 'table-wrap', id: 'replay-runs', tabindex: '0', role: 'region',
+          'aria-label': 'Replay runs (scrolls sideways)' }, runsTable(runs.items || [])));
       box.replaceChildren(...parts);
     } catch (e) {
       if (ctx.alive()) err.replaceChildren(errorBox(e));

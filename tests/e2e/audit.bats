@@ -16,10 +16,43 @@ setup_file() {
     cmd_make_keys
     "$KCQRS_BIN/kcqrs-keys" create --name e2e-writer2 --roles writer --file "$KCQRS_KEYS_FILE" \
         >"$BATS_FILE_TMPDIR/writer2.key"
+    "$KCQRS_BIN/kcqrs-keys" create --name e2e-auditor --roles auditor --file "$KCQRS_KEYS_FILE" \
+        >"$BATS_FILE_TMPDIR/auditor.key"
 }
 
 teardown_file() {
+    [[ -f "$BATS_FILE_TMPDIR/qry.pid" ]] && kq_stop "$(cat "$BATS_FILE_TMPDIR/qry.pid")" 10
     cmd_stop_all
+}
+
+# qry_start: kcqrs-query on this test's topics (it checks their hash chain);
+# sets QRY.
+qry_start() {
+    local port
+    port=$(kq_free_port)
+    QRY="http://127.0.0.1:$port"
+    KCQRS_LMDB_DIR="$BATS_TEST_TMPDIR/qlmdb" KCQRS_QUERY_ADDR="127.0.0.1:$port" \
+        kq_bg "$BATS_FILE_TMPDIR/qry.log" "$KCQRS_BIN/kcqrs-query" >"$BATS_FILE_TMPDIR/qry.pid"
+    kq_wait_http "$QRY/health" 30
+}
+
+# chain_get [KEY]: GET /api/v1/audit/chain; sets CODE and BODY.
+chain_get() {
+    BODY=$(curl -s --max-time 10 -H "Authorization: Bearer ${1:-$(cat "$BATS_FILE_TMPDIR/auditor.key")}" \
+        -w '\n%{http_code}' "$QRY/api/v1/audit/chain${CHAIN_QS:-}")
+    CODE=${BODY##*$'\n'}
+    BODY=${BODY%$'\n'*}
+}
+
+# chain_is TOPIC PARTITION PYTHON_EXPR: the partition's item (q) satisfies the expression.
+chain_is() {
+    chain_get
+    [[ "$CODE" == 200 ]] || return 1
+    python3 -c '
+import json, sys
+d = json.loads(sys.argv[4])
+q = [x for x in d["partitions"] if x["topic"] == sys.argv[1] and x["partition"] == int(sys.argv[2])]
+sys.exit(0 if len(q) == 1 and eval(sys.argv[3]) else 1)' "$1" "$2" "$3" "$BODY"
 }
 
 # JSON lines of audit.out -> "id version event actor" per line, in output order.
@@ -242,6 +275,48 @@ b = [p for p in d["partitions"] if not p["intact"]]
 assert d["intact"] is False and len(b) == 1, d
 assert b[0]["partition"] == int(sys.argv[2]) and b[0]["break"]["kind"] == "not_in_chain", b
 assert b[0]["break"]["offset"] == int(sys.argv[3]), b' "$BATS_TEST_TMPDIR/audit.out" "$p" "$forged"
+}
+
+@test "GET /api/v1/audit/chain: kcqrs-query checks each partition as events arrive; a forged record shows broken at its offset" {
+    use_prefix qchain
+    cmd_start qchain
+    qry_start
+    id=$(new_id)
+    create_resource "$id" one
+    req PUT "/api/v1/resources/$id" '{"name":"two"}'
+    [ "$CODE" = 200 ]
+    p=$(partition_for "$id" 6)
+    t=$(resource_topic)
+    kq_wait_for 30 chain_is "$t" "$p" 'q[0]["events_checked"] == 2 and q[0]["state"] == "intact"'
+    # every partition of the three event topics, each read to its end
+    kq_wait_for 30 chain_is "$t" "$p" 'd["intact"] is True and len(d["partitions"]) == 18'
+    echo "$BODY" | head -c 3000
+    audit verify-chain
+    [ "$AUD_RC" = 0 ]
+    head=$(head_of "$t" "$p")
+    # the same head as kcqrs-audit, the writer's offsets and a time
+    chain_is "$t" "$p" "q[0]['head'] == '$head' and q[0]['last_checked_offset'] == $(last_offset "$id" 2) and q[0]['break'] is None and q[0]['checked_at'].endswith('Z') and q[0]['end_offset'] > q[0]['last_checked_offset']"
+    kq_tool kq_produce_raw event "$id" 3 --type updated --name forged --prev "$head"
+    forged=$(forged_offset "$id" 3)
+    kq_wait_for 30 chain_is "$t" "$p" "q[0]['events_checked'] == 3 and q[0]['last_checked_offset'] == $forged"
+    chain_is "$t" "$p" 'q[0]["state"] == "intact"' # chained to the head: not detectable yet
+    req PUT "/api/v1/resources/$id" '{"name":"three"}'
+    [ "$CODE" = 200 ]
+    kq_wait_for 30 chain_is "$t" "$p" 'q[0]["events_checked"] == 4'
+    echo "$BODY" | head -c 3000
+    chain_is "$t" "$p" "q[0]['state'] == 'broken' and q[0]['break']['kind'] == 'not_in_chain' and q[0]['break']['offset'] == $forged and 'offset $forged is not part of the chain' in q[0]['break']['message'] and d['intact'] is False"
+    # only this partition is broken
+    jcheck "[(x['topic'], x['partition']) for x in d['partitions'] if x['state'] != 'intact'] == [('$t', $p)]"
+    # auditor or admin only; no parameters
+    chain_get "$KQ_KEY_READER"
+    [ "$CODE" = 403 ]
+    chain_get "$KQ_KEY_ADMIN"
+    [ "$CODE" = 200 ]
+    CHAIN_QS="?x=1" chain_get
+    [ "$CODE" = 400 ]
+    jcheck "d['code'] == 'validation_failed' and d['errors'][0]['field'] == 'x'"
+    kq_stop "$(cat "$BATS_FILE_TMPDIR/qry.pid")" 10
+    ! grep -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$BATS_FILE_TMPDIR/qry.log"
 }
 
 @test "verify-chain: an event erased with a tombstone is named at the tombstone's offset" {

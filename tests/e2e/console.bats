@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
 # tests/e2e/console.bats — the web console on kcqrs-query (/console): its
 # routes over HTTP (assets with their Content-Security-Policy, settings,
-# whoami, a missing file), then the browser flow of issue 17 in headless
+# whoami, a missing file), the snapshots and the results of kcqrs-replay runs,
+# then the browser flow of issue 17 in headless
 # Chromium driven by Playwright (tests/browser/console_flow.py) against
 # kcqrs-commands (CORS allowing the query API's origin), kcqrs-projector,
 # kcqrs-query, kcqrs-worker and a local receiver. Screenshots, axe-core
@@ -134,6 +135,36 @@ get() {
     [[ "$CODE" == 200 ]]
     jcheck "[s['name'] for s in d['items']] == ['console_snap']"
     jcheck "sum(d['items'][0]['positions'].values()) >= 1 and d['items'][0]['built_at'].endswith('Z')"
+}
+
+@test "/api/v1/replay/runs: every kcqrs-replay run's result, newest first; bad parameters are 400" {
+    # the snapshot of the test before is recorded; now a verify of both read models
+    run env KCQRS_LMDB_DIR="$PROJ_LMDB" timeout 120 "$KCQRS_BIN/kcqrs-replay" verify --target all
+    echo "$output" | tail -5
+    [[ "$status" == 0 ]]
+    get /api/v1/replay/runs -H "Authorization: Bearer $KQ_KEY_READER"
+    [[ "$CODE" == 200 ]]
+    jcheck "[(r['kind'], r['target'], r['name'], r['outcome'], r['differences']) for r in d['items']] == [
+        ('verify', 'pg', None, 'succeeded', 0), ('verify', 'lmdb', None, 'succeeded', 0),
+        ('snapshot', 'lmdb', 'console_snap', 'succeeded', None)]"
+    jcheck "all(r['events'] >= 1 and r['started_at'] <= r['finished_at'] and r['finished_at'].endswith('Z')
+                and r['detail'] is None for r in d['items']) and d['items'][0]['id'] > d['items'][2]['id']"
+    get "/api/v1/replay/runs?limit=1" -H "Authorization: Bearer $KQ_KEY_READER"
+    jcheck "len(d['items']) == 1 and d['items'][0]['kind'] == 'verify'"
+    # a run that fails is recorded with its reason: another holds the rebuild lock
+    run flock "$PROJ_LMDB/readmodel.rebuild.lock" env KCQRS_LMDB_DIR="$PROJ_LMDB" timeout 120 \
+        "$KCQRS_BIN/kcqrs-replay" verify --target lmdb
+    echo "$output" | tail -3
+    [[ "$status" == 3 ]]
+    get "/api/v1/replay/runs?limit=1" -H "Authorization: Bearer $KQ_KEY_READER"
+    jcheck "d['items'][0]['outcome'] == 'failed' and d['items'][0]['kind'] == 'verify' and 'busy' in d['items'][0]['detail']"
+    for q in "limit=0" "limit=201" "limit=x" "limit=1&limit=2" "other=1"; do
+        get "/api/v1/replay/runs?$q" -H "Authorization: Bearer $KQ_KEY_READER"
+        [[ "$CODE" == 400 ]]
+        jcheck "d['code'] == 'validation_failed' and len(d['errors']) >= 1"
+    done
+    get /api/v1/replay/runs
+    [[ "$CODE" == 401 ]]
 }
 
 @test "browser: sign in, status, resources (create, list, stale edit), workflow run, audit, sign out" {

@@ -126,7 +126,7 @@ st_run() {
     kq_wait_for 30 bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' \
         -H 'Authorization: Bearer $KQ_KEY_READER' '$QURL/api/v1/runs/$(jf 'd["id"]')') == 200 ]]"
     # the event stream never ends by itself (stream.bats tests it): not fuzzed
-    st_run query "$KQ_REPO/query-api/openapi.json" "$QURL" 16 \
+    st_run query "$KQ_REPO/query-api/openapi.json" "$QURL" 22 \
         --exclude-path /api/v1/events/stream
 }
 

@@ -148,6 +148,18 @@ teardown_file() {
     rp_replay verify --target pg
     [ "$RP_RC" -eq 0 ]
     [ "$(kq_psql -v id="$id" <<<"SELECT name FROM resources WHERE id = :'id'")" != tampered ]
+    # every run left its result, the differences counted and named
+    run replay_runs 5
+    echo "$output"
+    [ "$output" = "verify pg succeeded 0
+verify pg differences 1
+verify pg differences 2
+rebuild pg succeeded -
+verify pg succeeded 0" ]
+    kq_psql -v id="$id" <<<"SELECT detail FROM kcqrs_history.replay_runs
+                             WHERE outcome = 'differences' ORDER BY id LIMIT 1" | grep -F "$id" | grep -q differs
+    [ "$(kq_psql -c "SELECT count(*) FROM kcqrs_history.replay_runs
+                     WHERE finished_at < started_at OR events < 1")" = 0 ]
 }
 
 @test "a second rebuild or verify while one runs is refused as busy" {

@@ -12,7 +12,9 @@
 #   rp_fp and rp_pg.c), schema_migrations left out.
 # pg_indexes [SCHEMA]: "<table> <index definition without the schema>" per
 #   index, sorted.
-# pg_schemas: the kcqrs* schemas of the database, one per line.
+# pg_schemas: the kcqrs* schemas of the database, one per line (but the run
+#   history's, kcqrs_history).
+# replay_runs N: the last N recorded kcqrs-replay results (see below).
 
 rp_replay() {
     local out="$BATS_FILE_TMPDIR/replay.out"
@@ -50,5 +52,14 @@ pg_indexes() {
 }
 
 pg_schemas() {
-    kq_psql -c "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'kcqrs%' ORDER BY 1"
+    kq_psql -c "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'kcqrs%'
+                AND nspname <> 'kcqrs_history' ORDER BY 1"
+}
+
+# replay_runs N: the last N rows of the run history (replay/rp_record.h), oldest
+# first: "kind target outcome differences" (differences - when NULL).
+replay_runs() {
+    kq_psql -F ' ' -c "SELECT kind, target, outcome, coalesce(differences::text, '-') FROM
+                       (SELECT * FROM kcqrs_history.replay_runs ORDER BY id DESC LIMIT $1) r
+                       ORDER BY id"
 }

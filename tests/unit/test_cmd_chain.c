@@ -1,7 +1,7 @@
 /*
  * test_cmd_chain.c — the hash chain's heads (cmd_chain.h): a head is the
  * SHA-256 of the record value exactly as stored (the hash kcqrs-audit's
- * aud_chain computes), a tombstone hashes no bytes, each (topic, partition)
+ * ev_chain computes), a tombstone hashes no bytes, each (topic, partition)
  * has its own head, save/restore brings back the heads of before a
  * transaction, reset forgets them all.
  */
@@ -14,7 +14,7 @@
 #include <openssl/evp.h>
 #include <string.h>
 
-#include "aud_chain.h"
+#include "ev_chain.h"
 #include "cmd_chain.h"
 
 static void sha256(const void *p, size_t n, uint8_t out[32])
@@ -28,7 +28,7 @@ static void test_head_is_the_record_hash(void **state)
     cmd_chain c;
     cmd_head *h;
     uint8_t want[32];
-    aud_chain a;
+    ev_chain a;
     const char rec[] = "an envelope";
 
     (void)state;
@@ -40,8 +40,8 @@ static void test_head_is_the_record_hash(void **state)
     sha256(rec, sizeof rec, want);
     assert_memory_equal(h->hash, want, 32);
     /* the auditor's head of the same record is the same */
-    aud_chain_init(&a);
-    assert_int_equal(aud_chain_add(&a, 0, rec, sizeof rec), 0);
+    ev_chain_init(&a);
+    assert_int_equal(ev_chain_add(&a, 0, rec, sizeof rec), 0);
     assert_memory_equal(a.head, h->hash, 32);
     /* a tombstone: the hash of no bytes */
     assert_int_equal(cmd_chain_set_head(h, NULL, 0), 0);

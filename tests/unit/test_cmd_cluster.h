@@ -2,7 +2,7 @@
  * test_cmd_cluster.h — the writer's test fixture: librdkafka's mock cluster
  * with the three event topics, a writer on it, commands submitted as the HTTP
  * side does and their answers, and a reader of the log that checks every
- * partition's hash chain (aud_chain.h, the verify-chain oracle).
+ * partition's hash chain (ev_chain.h, the verify-chain oracle).
  *
  * Used by test_cmd_writer.c, test_cmd_wf_writer.c and test_cmd_catchup.c.
  * Commands are built with test_cmd_fixture.h (fx_res, fx_wf_create, ...).
@@ -24,7 +24,7 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
-#include "aud_chain.h"
+#include "ev_chain.h"
 #include "cmd_writer.h"
 #include "ev_codec.h"
 #include "kq_config.h"
@@ -255,7 +255,7 @@ typedef void (*cl_record_fn)(void *arg, const rd_kafka_message_t *m);
 
 /*
  * Read every partition of `topic` (read_committed) to its end; every
- * partition's chain must be intact (aud_chain.h). fn (NULL: none) sees each
+ * partition's chain must be intact (ev_chain.h). fn (NULL: none) sees each
  * record. Returns the number of records read.
  */
 static inline uint64_t cl_read_topic(cl_fixture *f, const char *topic, cl_record_fn fn, void *arg)
@@ -263,7 +263,7 @@ static inline uint64_t cl_read_topic(cl_fixture *f, const char *topic, cl_record
     char err[512];
     rd_kafka_t *c;
     rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(CL_PARTITIONS);
-    aud_chain ch[CL_PARTITIONS];
+    ev_chain ch[CL_PARTITIONS];
     int left = CL_PARTITIONS, eof[CL_PARTITIONS] = {0};
     uint64_t n = 0;
     double t0 = cl_now();
@@ -272,7 +272,7 @@ static inline uint64_t cl_read_topic(cl_fixture *f, const char *topic, cl_record
     if (c == NULL)
         fail_msg("%s", err);
     for (int p = 0; p < CL_PARTITIONS; p++) {
-        aud_chain_init(&ch[p]);
+        ev_chain_init(&ch[p]);
         rd_kafka_topic_partition_list_add(tp, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
     }
     assert_int_equal(rd_kafka_assign(c, tp), 0);
@@ -289,7 +289,7 @@ static inline uint64_t cl_read_topic(cl_fixture *f, const char *topic, cl_record
             }
         } else if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             assert_false(eof[m->partition]);
-            assert_int_equal(aud_chain_add(&ch[m->partition], m->offset, m->payload, m->len), 0);
+            assert_int_equal(ev_chain_add(&ch[m->partition], m->offset, m->payload, m->len), 0);
             if (fn != NULL)
                 fn(arg, m);
             n++;
@@ -297,8 +297,8 @@ static inline uint64_t cl_read_topic(cl_fixture *f, const char *topic, cl_record
         rd_kafka_message_destroy(m);
     }
     for (int p = 0; p < CL_PARTITIONS; p++) {
-        aud_chain_finish(&ch[p]);
-        if (ch[p].brk != AUD_INTACT)
+        ev_chain_finish(&ch[p]);
+        if (ch[p].brk != EV_CHAIN_INTACT)
             fail_msg("%s partition %d: %s", topic, p, ch[p].brk_msg);
     }
     rd_kafka_topic_partition_list_destroy(tp);

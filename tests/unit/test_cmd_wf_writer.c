@@ -130,7 +130,7 @@ static void agg_record(void *arg, const rd_kafka_message_t *m)
 }
 
 /* The events of one aggregate in `topic`, in log order ("Type@version,..."),
- * with every partition's chain checked (aud_chain.h). */
+ * with every partition's chain checked (ev_chain.h). */
 static void read_aggregate(cl_fixture *f, const char *topic, const char *id, char *out,
                            size_t outlen, ev_envelope *last_run_started, uint8_t **keep)
 {

@@ -21,6 +21,7 @@
 #include "cmd_api.h"
 #include "kq_openapi.h"
 #include "qry_api.h"
+#include "qry_console.h"
 
 /* The routes kq_http adds to every server. */
 static const char *const builtin[][2] = {
@@ -166,13 +167,16 @@ static void test_commands_doc(void **state)
 
 static void test_query_doc(void **state)
 {
-    kq_http_route r[QRY_API_NROUTES];
+    kq_http_route r[QRY_API_NROUTES + QRY_CONSOLE_NROUTES];
     qry_api api;
+    qry_console console;
 
     (void)state;
     memset(&api, 0, sizeof api);
+    memset(&console, 0, sizeof console);
     qry_api_routes(&api, r);
-    check_doc(&kq_openapi_query, r, QRY_API_NROUTES);
+    qry_console_routes(&console, r + QRY_API_NROUTES);
+    check_doc(&kq_openapi_query, r, QRY_API_NROUTES + QRY_CONSOLE_NROUTES);
 }
 
 static void test_admin_doc(void **state)

@@ -1,5 +1,5 @@
 /*
- * test_aud_chain.c — the hash chain check over crafted record streams: an
+ * test_ev_chain.c — the hash chain check over crafted record streams: an
  * intact chain, and every kind of break at the offset it must name (a
  * tombstone, bytes that are not an envelope, an altered record, a removed
  * record, a forged record with a copied or a wrong prev_hash, a first record
@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "aud_chain.h"
+#include "ev_chain.h"
 #include "ev_codec.h"
 #include "ev_fb.h"
 #include "kq_err.h"
@@ -49,7 +49,7 @@ static rec mk(int k, const char *name, const uint8_t *prev)
     e.payload.resource_created.description = ev_str_c("");
     if (prev != NULL) {
         e.prev_hash.ptr = prev;
-        e.prev_hash.len = AUD_HASH_LEN;
+        e.prev_hash.len = EV_HASH_LEN;
     }
     if (ev_envelope_encode(&b, &e, err, sizeof err) != 0)
         fail_msg("%s", err);
@@ -61,15 +61,15 @@ static rec mk(int k, const char *name, const uint8_t *prev)
     return r;
 }
 
-static void hash_of(const rec *r, uint8_t out[AUD_HASH_LEN])
+static void hash_of(const rec *r, uint8_t out[EV_HASH_LEN])
 {
-    assert_int_equal(aud_sha256(r->buf, r->len, out), 0);
+    assert_int_equal(ev_chain_sha256(r->buf, r->len, out), 0);
 }
 
 /* A proper chain of n records into rs. */
 static void chain(rec *rs, int n)
 {
-    uint8_t h[AUD_HASH_LEN];
+    uint8_t h[EV_HASH_LEN];
     for (int k = 0; k < n; k++) {
         rs[k] = mk(k, "name", k == 0 ? NULL : h);
         hash_of(&rs[k], h);
@@ -83,51 +83,51 @@ static void free_recs(rec *rs, int n)
 }
 
 /* Feed rs[0..n) at offsets base + index*step; finish. */
-static void feed(aud_chain *c, const rec *rs, int n)
+static void feed(ev_chain *c, const rec *rs, int n)
 {
     for (int k = 0; k < n; k++)
-        assert_int_equal(aud_chain_add(c, 10 + k, rs[k].buf, rs[k].len), 0);
-    aud_chain_finish(c);
+        assert_int_equal(ev_chain_add(c, 10 + k, rs[k].buf, rs[k].len), 0);
+    ev_chain_finish(c);
 }
 
 static void test_intact(void **state)
 {
     rec rs[N];
-    aud_chain c;
-    uint8_t h[AUD_HASH_LEN];
+    ev_chain c;
+    uint8_t h[EV_HASH_LEN];
 
     (void)state;
-    aud_chain_init(&c);
-    aud_chain_finish(&c);
-    assert_int_equal(c.brk, AUD_INTACT);
+    ev_chain_init(&c);
+    ev_chain_finish(&c);
+    assert_int_equal(c.brk, EV_CHAIN_INTACT);
     assert_int_equal(c.has_head, 0);
     assert_int_equal(c.records, 0);
 
     chain(rs, N);
-    aud_chain_init(&c);
+    ev_chain_init(&c);
     feed(&c, rs, N);
-    assert_int_equal(c.brk, AUD_INTACT);
+    assert_int_equal(c.brk, EV_CHAIN_INTACT);
     assert_int_equal(c.records, N);
     assert_int_equal(c.has_head, 1);
     assert_int_equal(c.head_offset, 10 + N - 1);
     hash_of(&rs[N - 1], h);
-    assert_memory_equal(c.head, h, AUD_HASH_LEN);
+    assert_memory_equal(c.head, h, EV_HASH_LEN);
     free_recs(rs, N);
 }
 
 static void test_tombstone(void **state)
 {
     rec rs[N];
-    aud_chain c;
+    ev_chain c;
 
     (void)state;
     chain(rs, N);
     free(rs[3].buf);
     rs[3].buf = NULL;
     rs[3].len = 0;
-    aud_chain_init(&c);
+    ev_chain_init(&c);
     feed(&c, rs, N);
-    assert_int_equal(c.brk, AUD_TOMBSTONE);
+    assert_int_equal(c.brk, EV_CHAIN_TOMBSTONE);
     assert_int_equal(c.brk_offset, 13);
     assert_non_null(strstr(c.brk_msg, "offset 13: tombstone"));
     assert_int_equal(c.records, N); /* still counted to the end */
@@ -138,14 +138,14 @@ static void test_tombstone(void **state)
 static void test_invalid(void **state)
 {
     rec rs[N];
-    aud_chain c;
+    ev_chain c;
 
     (void)state;
     chain(rs, N);
     memset(rs[2].buf, 0xff, 8); /* root offset and identifier: not an envelope */
-    aud_chain_init(&c);
+    ev_chain_init(&c);
     feed(&c, rs, N);
-    assert_int_equal(c.brk, AUD_INVALID);
+    assert_int_equal(c.brk, EV_CHAIN_INVALID);
     assert_int_equal(c.brk_offset, 12);
     assert_non_null(strstr(c.brk_msg, "not a valid envelope"));
     free_recs(rs, N);
@@ -156,8 +156,8 @@ static void test_invalid(void **state)
 static void test_altered(void **state)
 {
     rec rs[N];
-    aud_chain c;
-    uint8_t h[AUD_HASH_LEN];
+    ev_chain c;
+    uint8_t h[EV_HASH_LEN];
 
     (void)state;
     chain(rs, N);
@@ -165,9 +165,9 @@ static void test_altered(void **state)
     hash_of(&rs[3], h);
     free(rs[4].buf);
     rs[4] = mk(4, "nAme", h);
-    aud_chain_init(&c);
+    ev_chain_init(&c);
     feed(&c, rs, N);
-    assert_int_equal(c.brk, AUD_PREV_MISMATCH);
+    assert_int_equal(c.brk, EV_CHAIN_PREV_MISMATCH);
     assert_int_equal(c.brk_offset, 15);
     assert_string_equal(c.brk_msg, "offset 15: prev_hash does not match offset 14 (14 altered, or "
                                    "records between removed)");
@@ -178,16 +178,16 @@ static void test_altered(void **state)
 static void test_removed(void **state)
 {
     rec rs[N];
-    aud_chain c;
+    ev_chain c;
 
     (void)state;
     chain(rs, N);
-    aud_chain_init(&c);
+    ev_chain_init(&c);
     for (int k = 0; k < N; k++)
         if (k != 4)
-            assert_int_equal(aud_chain_add(&c, 10 + k, rs[k].buf, rs[k].len), 0);
-    aud_chain_finish(&c);
-    assert_int_equal(c.brk, AUD_PREV_MISMATCH);
+            assert_int_equal(ev_chain_add(&c, 10 + k, rs[k].buf, rs[k].len), 0);
+    ev_chain_finish(&c);
+    assert_int_equal(c.brk, EV_CHAIN_PREV_MISMATCH);
     assert_int_equal(c.brk_offset, 15);
     assert_non_null(strstr(c.brk_msg, "does not match offset 13"));
     assert_int_equal(c.records, N - 1);
@@ -199,8 +199,8 @@ static void test_removed(void **state)
 static void test_forged(void **state)
 {
     rec rs[N], forged[2];
-    aud_chain c;
-    uint8_t h2[AUD_HASH_LEN], junk[AUD_HASH_LEN];
+    ev_chain c;
+    uint8_t h2[EV_HASH_LEN], junk[EV_HASH_LEN];
 
     (void)state;
     chain(rs, N);
@@ -209,26 +209,26 @@ static void test_forged(void **state)
     forged[0] = mk(99, "forged", h2);
     forged[1] = mk(99, "forged", junk);
     for (int f = 0; f < 2; f++) {
-        aud_chain_init(&c);
+        ev_chain_init(&c);
         for (int k = 0; k <= 2; k++)
-            assert_int_equal(aud_chain_add(&c, k, rs[k].buf, rs[k].len), 0);
-        assert_int_equal(aud_chain_add(&c, 3, forged[f].buf, forged[f].len), 0);
+            assert_int_equal(ev_chain_add(&c, k, rs[k].buf, rs[k].len), 0);
+        assert_int_equal(ev_chain_add(&c, 3, forged[f].buf, forged[f].len), 0);
         for (int k = 3; k < N; k++)
-            assert_int_equal(aud_chain_add(&c, k + 1, rs[k].buf, rs[k].len), 0);
-        aud_chain_finish(&c);
-        assert_int_equal(c.brk, AUD_NOT_IN_CHAIN);
+            assert_int_equal(ev_chain_add(&c, k + 1, rs[k].buf, rs[k].len), 0);
+        ev_chain_finish(&c);
+        assert_int_equal(c.brk, EV_CHAIN_NOT_IN_CHAIN);
         assert_int_equal(c.brk_offset, 3);
         assert_string_equal(c.brk_msg,
                             "offset 3 is not part of the chain (offset 4 chains to offset 2)");
     }
     /* a forged last record with a wrong prev_hash: a mismatch, decided at the end */
-    aud_chain_init(&c);
+    ev_chain_init(&c);
     for (int k = 0; k < N; k++)
-        assert_int_equal(aud_chain_add(&c, k, rs[k].buf, rs[k].len), 0);
-    assert_int_equal(aud_chain_add(&c, N, forged[1].buf, forged[1].len), 0);
-    assert_int_equal(c.brk, AUD_INTACT); /* pending until its successor or the end */
-    aud_chain_finish(&c);
-    assert_int_equal(c.brk, AUD_PREV_MISMATCH);
+        assert_int_equal(ev_chain_add(&c, k, rs[k].buf, rs[k].len), 0);
+    assert_int_equal(ev_chain_add(&c, N, forged[1].buf, forged[1].len), 0);
+    assert_int_equal(c.brk, EV_CHAIN_INTACT); /* pending until its successor or the end */
+    ev_chain_finish(&c);
+    assert_int_equal(c.brk, EV_CHAIN_PREV_MISMATCH);
     assert_int_equal(c.brk_offset, N);
     free_recs(forged, 2);
     free_recs(rs, N);
@@ -239,23 +239,23 @@ static void test_forged(void **state)
 static void test_first_and_missing(void **state)
 {
     rec rs[N], bare;
-    aud_chain c;
+    ev_chain c;
 
     (void)state;
     chain(rs, N);
-    aud_chain_init(&c);
+    ev_chain_init(&c);
     feed(&c, rs + 1, N - 1);
-    assert_int_equal(c.brk, AUD_PREV_MISMATCH);
+    assert_int_equal(c.brk, EV_CHAIN_PREV_MISMATCH);
     assert_int_equal(c.brk_offset, 10);
     assert_non_null(strstr(c.brk_msg, "first record"));
 
     bare = mk(50, "bare", NULL);
-    aud_chain_init(&c);
-    assert_int_equal(aud_chain_add(&c, 0, rs[0].buf, rs[0].len), 0);
-    assert_int_equal(aud_chain_add(&c, 1, rs[1].buf, rs[1].len), 0);
-    assert_int_equal(aud_chain_add(&c, 2, bare.buf, bare.len), 0);
-    aud_chain_finish(&c);
-    assert_int_equal(c.brk, AUD_PREV_MISMATCH);
+    ev_chain_init(&c);
+    assert_int_equal(ev_chain_add(&c, 0, rs[0].buf, rs[0].len), 0);
+    assert_int_equal(ev_chain_add(&c, 1, rs[1].buf, rs[1].len), 0);
+    assert_int_equal(ev_chain_add(&c, 2, bare.buf, bare.len), 0);
+    ev_chain_finish(&c);
+    assert_int_equal(c.brk, EV_CHAIN_PREV_MISMATCH);
     assert_int_equal(c.brk_offset, 2);
     assert_non_null(strstr(c.brk_msg, "no prev_hash"));
     free(bare.buf);
@@ -265,31 +265,31 @@ static void test_first_and_missing(void **state)
 static void test_expect_head(void **state)
 {
     rec rs[N];
-    aud_chain c;
-    uint8_t h[AUD_HASH_LEN];
+    ev_chain c;
+    uint8_t h[EV_HASH_LEN];
 
     (void)state;
     chain(rs, N);
     /* the current head */
     hash_of(&rs[N - 1], h);
-    aud_chain_init(&c);
-    aud_chain_expect(&c, h);
+    ev_chain_init(&c);
+    ev_chain_expect(&c, h);
     feed(&c, rs, N);
-    assert_int_equal(c.brk, AUD_INTACT);
+    assert_int_equal(c.brk, EV_CHAIN_INTACT);
     assert_int_equal(c.expect_offset, 10 + N - 1);
     /* an earlier head: the log grew since */
     hash_of(&rs[2], h);
-    aud_chain_init(&c);
-    aud_chain_expect(&c, h);
+    ev_chain_init(&c);
+    ev_chain_expect(&c, h);
     feed(&c, rs, N);
-    assert_int_equal(c.brk, AUD_INTACT);
+    assert_int_equal(c.brk, EV_CHAIN_INTACT);
     assert_int_equal(c.expect_offset, 12);
     /* a head that is in no record: the records it covered were changed */
     h[0] ^= 1;
-    aud_chain_init(&c);
-    aud_chain_expect(&c, h);
+    ev_chain_init(&c);
+    ev_chain_expect(&c, h);
     feed(&c, rs, N);
-    assert_int_equal(c.brk, AUD_HEAD);
+    assert_int_equal(c.brk, EV_CHAIN_HEAD);
     assert_int_equal(c.brk_offset, 10 + N - 1);
     assert_non_null(strstr(c.brk_msg, "expected head"));
     free_recs(rs, N);
@@ -301,27 +301,27 @@ static void test_expect_head(void **state)
 static void test_garbage(void **state)
 {
     rec rs[3];
-    aud_chain c;
-    uint8_t buf[512], h[AUD_HASH_LEN];
+    ev_chain c;
+    uint8_t buf[512], h[EV_HASH_LEN];
     uint64_t x = 0x9e3779b97f4a7c15ull;
     int padding_cuts = 0;
 
     (void)state;
     chain(rs, 3);
     for (size_t cut = 0; cut < rs[1].len; cut++) {
-        aud_chain_init(&c);
-        assert_int_equal(aud_chain_add(&c, 0, rs[0].buf, rs[0].len), 0);
-        assert_int_equal(aud_chain_add(&c, 1, rs[1].buf, cut), 0);
-        assert_int_equal(aud_chain_add(&c, 2, rs[2].buf, rs[2].len), 0);
-        aud_chain_finish(&c);
-        if (c.brk == AUD_PREV_MISMATCH && c.brk_offset == 2) {
+        ev_chain_init(&c);
+        assert_int_equal(ev_chain_add(&c, 0, rs[0].buf, rs[0].len), 0);
+        assert_int_equal(ev_chain_add(&c, 1, rs[1].buf, cut), 0);
+        assert_int_equal(ev_chain_add(&c, 2, rs[2].buf, rs[2].len), 0);
+        ev_chain_finish(&c);
+        if (c.brk == EV_CHAIN_PREV_MISMATCH && c.brk_offset == 2) {
             padding_cuts++;
-        } else if (c.brk != AUD_INVALID || c.brk_offset != 1) {
-            fail_msg("cut at %zu of %zu: %s at %lld", cut, rs[1].len, aud_break_name(c.brk),
+        } else if (c.brk != EV_CHAIN_INVALID || c.brk_offset != 1) {
+            fail_msg("cut at %zu of %zu: %s at %lld", cut, rs[1].len, ev_chain_break_name(c.brk),
                      (long long)c.brk_offset);
         }
-        assert_int_equal(aud_sha256(rs[2].buf, rs[2].len, h), 0);
-        assert_memory_equal(c.head, h, AUD_HASH_LEN);
+        assert_int_equal(ev_chain_sha256(rs[2].buf, rs[2].len, h), 0);
+        assert_memory_equal(c.head, h, EV_HASH_LEN);
     }
     assert_true(padding_cuts < 8); /* only trailing alignment padding */
     for (int round = 0; round < 2000; round++) {
@@ -334,34 +334,35 @@ static void test_garbage(void **state)
         }
         if (n >= 8)
             memcpy(buf + 4, "KQEV", 4); /* get past the file identifier check */
-        aud_chain_init(&c);
-        assert_int_equal(aud_chain_add(&c, 5, buf, n), 0);
-        aud_chain_finish(&c);
+        ev_chain_init(&c);
+        assert_int_equal(ev_chain_add(&c, 5, buf, n), 0);
+        ev_chain_finish(&c);
         assert_int_equal(c.records, 1);
-        assert_int_equal(c.brk, AUD_INVALID);
+        assert_int_equal(c.brk, EV_CHAIN_INVALID);
     }
     free_recs(rs, 3);
 }
 
 static void test_hex(void **state)
 {
-    uint8_t h[AUD_HASH_LEN], back[AUD_HASH_LEN];
-    char hx[AUD_HEX_LEN + 1];
+    uint8_t h[EV_HASH_LEN], back[EV_HASH_LEN];
+    char hx[EV_HEX_LEN + 1];
 
     (void)state;
     /* SHA-256("abc"), FIPS 180-2 appendix B.1 */
-    assert_int_equal(aud_sha256("abc", 3, h), 0);
-    kq_hex_encode(h, AUD_HASH_LEN, hx);
+    assert_int_equal(ev_chain_sha256("abc", 3, h), 0);
+    kq_hex_encode(h, EV_HASH_LEN, hx);
     assert_string_equal(hx, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-    assert_int_equal(
-        aud_hex_parse("BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD", back), 0);
-    assert_memory_equal(h, back, AUD_HASH_LEN);
-    assert_int_equal(aud_hex_parse("ba78", back), KQ_EINVAL);
-    assert_int_equal(
-        aud_hex_parse("za7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", back),
-        KQ_EINVAL);
-    assert_int_equal(aud_hex_parse(NULL, back), KQ_EINVAL);
-    assert_string_equal(aud_break_name(AUD_NOT_IN_CHAIN), "not_in_chain");
+    assert_int_equal(ev_chain_hex_parse(
+                         "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD", back),
+                     0);
+    assert_memory_equal(h, back, EV_HASH_LEN);
+    assert_int_equal(ev_chain_hex_parse("ba78", back), KQ_EINVAL);
+    assert_int_equal(ev_chain_hex_parse(
+                         "za7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", back),
+                     KQ_EINVAL);
+    assert_int_equal(ev_chain_hex_parse(NULL, back), KQ_EINVAL);
+    assert_string_equal(ev_chain_break_name(EV_CHAIN_NOT_IN_CHAIN), "not_in_chain");
 }
 
 int main(void)

@@ -1,7 +1,7 @@
 /*
- * aud_chain.c — the per-partition hash chain check; see aud_chain.h.
+ * ev_chain.c — the per-partition hash chain check; see ev_chain.h.
  */
-#include "aud_chain.h"
+#include "ev_chain.h"
 #include "ev_codec.h"
 #include "kq_err.h"
 #include "kq_rand.h"
@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-void aud_chain_init(aud_chain *c)
+void ev_chain_init(ev_chain *c)
 {
     memset(c, 0, sizeof *c);
     c->head_offset = -1;
@@ -19,55 +19,55 @@ void aud_chain_init(aud_chain *c)
     c->expect_offset = -1;
 }
 
-void aud_chain_expect(aud_chain *c, const uint8_t hash[AUD_HASH_LEN])
+void ev_chain_expect(ev_chain *c, const uint8_t hash[EV_HASH_LEN])
 {
     c->expect = 1;
-    memcpy(c->expect_hash, hash, AUD_HASH_LEN);
+    memcpy(c->expect_hash, hash, EV_HASH_LEN);
 }
 
-int aud_sha256(const void *buf, size_t len, uint8_t out[AUD_HASH_LEN])
+int ev_chain_sha256(const void *buf, size_t len, uint8_t out[EV_HASH_LEN])
 {
     unsigned int n = 0;
 
     if (EVP_Digest(buf != NULL ? buf : "", buf != NULL ? len : 0, out, &n, EVP_sha256(), NULL) !=
             1 ||
-        n != AUD_HASH_LEN)
+        n != EV_HASH_LEN)
         return KQ_EIO;
     return 0;
 }
 
-int aud_hex_parse(const char *s, uint8_t out[AUD_HASH_LEN])
+int ev_chain_hex_parse(const char *s, uint8_t out[EV_HASH_LEN])
 {
-    uint8_t h[AUD_HASH_LEN];
+    uint8_t h[EV_HASH_LEN];
 
-    if (s == NULL || strlen(s) != AUD_HEX_LEN || kq_hex_decode(s, AUD_HASH_LEN, h) != 0)
+    if (s == NULL || strlen(s) != EV_HEX_LEN || kq_hex_decode(s, EV_HASH_LEN, h) != 0)
         return KQ_EINVAL;
-    memcpy(out, h, AUD_HASH_LEN);
+    memcpy(out, h, EV_HASH_LEN);
     return 0;
 }
 
-const char *aud_break_name(aud_break_kind k)
+const char *ev_chain_break_name(ev_chain_break k)
 {
     switch (k) {
-    case AUD_INTACT:
+    case EV_CHAIN_INTACT:
         return "intact";
-    case AUD_TOMBSTONE:
+    case EV_CHAIN_TOMBSTONE:
         return "tombstone";
-    case AUD_INVALID:
+    case EV_CHAIN_INVALID:
         return "invalid";
-    case AUD_PREV_MISMATCH:
+    case EV_CHAIN_PREV_MISMATCH:
         return "prev_hash";
-    case AUD_NOT_IN_CHAIN:
+    case EV_CHAIN_NOT_IN_CHAIN:
         return "not_in_chain";
-    case AUD_HEAD:
+    case EV_CHAIN_HEAD:
         return "head";
     }
     return "unknown";
 }
 
-static void set_break(aud_chain *c, aud_break_kind k, int64_t offset, const char *msg)
+static void set_break(ev_chain *c, ev_chain_break k, int64_t offset, const char *msg)
 {
-    if (c->brk != AUD_INTACT)
+    if (c->brk != EV_CHAIN_INTACT)
         return;
     c->brk = k;
     c->brk_offset = offset;
@@ -75,54 +75,54 @@ static void set_break(aud_chain *c, aud_break_kind k, int64_t offset, const char
 }
 
 /* The record at `offset` with hash `h` becomes the last one. */
-static void push(aud_chain *c, int64_t offset, const uint8_t h[AUD_HASH_LEN])
+static void push(ev_chain *c, int64_t offset, const uint8_t h[EV_HASH_LEN])
 {
-    memcpy(c->h[1], c->h[0], AUD_HASH_LEN);
+    memcpy(c->h[1], c->h[0], EV_HASH_LEN);
     c->off[1] = c->off[0];
-    memcpy(c->h[0], h, AUD_HASH_LEN);
+    memcpy(c->h[0], h, EV_HASH_LEN);
     c->off[0] = offset;
     if (c->nprev < 2)
         c->nprev++;
     c->has_head = 1;
-    memcpy(c->head, h, AUD_HASH_LEN);
+    memcpy(c->head, h, EV_HASH_LEN);
     c->head_offset = offset;
-    if (c->expect && c->expect_offset < 0 && memcmp(h, c->expect_hash, AUD_HASH_LEN) == 0)
+    if (c->expect && c->expect_offset < 0 && memcmp(h, c->expect_hash, EV_HASH_LEN) == 0)
         c->expect_offset = offset;
 }
 
-int aud_chain_add(aud_chain *c, int64_t offset, const void *value, size_t len)
+int ev_chain_add(ev_chain *c, int64_t offset, const void *value, size_t len)
 {
-    uint8_t h[AUD_HASH_LEN];
+    uint8_t h[EV_HASH_LEN];
     char msg[320], es[200] = "";
     ev_envelope e;
     const uint8_t *prev = NULL; /* NULL: absent or of a wrong length (matches nothing) */
     int valid = 0, has_prev = 0;
 
-    if (aud_sha256(value, value != NULL ? len : 0, h) != 0)
+    if (ev_chain_sha256(value, value != NULL ? len : 0, h) != 0)
         return KQ_EIO;
     c->records++;
-    if (c->brk != AUD_INTACT) {
+    if (c->brk != EV_CHAIN_INTACT) {
         push(c, offset, h);
         return 0;
     }
     if (value != NULL && ev_envelope_decode(value, len, &e, es, sizeof es) == 0) {
         valid = 1;
         has_prev = e.prev_hash.ptr != NULL;
-        if (has_prev && e.prev_hash.len == AUD_HASH_LEN)
+        if (has_prev && e.prev_hash.len == EV_HASH_LEN)
             prev = e.prev_hash.ptr;
     }
 
     /* A mismatch at the previous record: its successor (this one) decides. */
     if (c->pending) {
         c->pending = 0;
-        if (prev != NULL && c->nprev == 2 && memcmp(prev, c->h[1], AUD_HASH_LEN) == 0) {
+        if (prev != NULL && c->nprev == 2 && memcmp(prev, c->h[1], EV_HASH_LEN) == 0) {
             snprintf(msg, sizeof msg,
                      "offset %" PRId64 " is not part of the chain (offset %" PRId64
                      " chains to offset %" PRId64 ")",
                      c->pend_off, offset, c->off[1]);
-            set_break(c, AUD_NOT_IN_CHAIN, c->pend_off, msg);
+            set_break(c, EV_CHAIN_NOT_IN_CHAIN, c->pend_off, msg);
         } else {
-            set_break(c, AUD_PREV_MISMATCH, c->pend_off, c->pend_msg);
+            set_break(c, EV_CHAIN_PREV_MISMATCH, c->pend_off, c->pend_msg);
         }
         push(c, offset, h);
         return 0;
@@ -130,27 +130,27 @@ int aud_chain_add(aud_chain *c, int64_t offset, const void *value, size_t len)
     if (value == NULL) {
         snprintf(msg, sizeof msg, "offset %" PRId64 ": tombstone (null value): an event was erased",
                  offset);
-        set_break(c, AUD_TOMBSTONE, offset, msg);
+        set_break(c, EV_CHAIN_TOMBSTONE, offset, msg);
     } else if (!valid) {
         snprintf(msg, sizeof msg, "offset %" PRId64 ": not a valid envelope: %s", offset, es);
-        set_break(c, AUD_INVALID, offset, msg);
+        set_break(c, EV_CHAIN_INVALID, offset, msg);
     } else if (c->nprev == 0) {
         if (has_prev) {
             snprintf(msg, sizeof msg,
                      "offset %" PRId64 ": has a prev_hash but is the partition's first record "
                      "(records before it removed)",
                      offset);
-            set_break(c, AUD_PREV_MISMATCH, offset, msg);
+            set_break(c, EV_CHAIN_PREV_MISMATCH, offset, msg);
         }
-    } else if (prev != NULL && c->nprev == 2 && memcmp(prev, c->h[0], AUD_HASH_LEN) != 0 &&
-               memcmp(prev, c->h[1], AUD_HASH_LEN) == 0) {
+    } else if (prev != NULL && c->nprev == 2 && memcmp(prev, c->h[0], EV_HASH_LEN) != 0 &&
+               memcmp(prev, c->h[1], EV_HASH_LEN) == 0) {
         /* chains to the record before the last one: the last one was slipped in */
         snprintf(msg, sizeof msg,
                  "offset %" PRId64 " is not part of the chain (offset %" PRId64
                  " chains to offset %" PRId64 ")",
                  c->off[0], offset, c->off[1]);
-        set_break(c, AUD_NOT_IN_CHAIN, c->off[0], msg);
-    } else if (prev == NULL || memcmp(prev, c->h[0], AUD_HASH_LEN) != 0) {
+        set_break(c, EV_CHAIN_NOT_IN_CHAIN, c->off[0], msg);
+    } else if (prev == NULL || memcmp(prev, c->h[0], EV_HASH_LEN) != 0) {
         c->pending = 1;
         c->pend_off = offset;
         if (!has_prev)
@@ -168,19 +168,19 @@ int aud_chain_add(aud_chain *c, int64_t offset, const void *value, size_t len)
     return 0;
 }
 
-void aud_chain_finish(aud_chain *c)
+void ev_chain_finish(ev_chain *c)
 {
     if (c->pending) {
-        set_break(c, AUD_PREV_MISMATCH, c->pend_off, c->pend_msg);
+        set_break(c, EV_CHAIN_PREV_MISMATCH, c->pend_off, c->pend_msg);
         c->pending = 0;
     }
-    if (c->expect && c->expect_offset < 0 && c->brk == AUD_INTACT) {
-        char msg[320], hx[AUD_HEX_LEN + 1];
-        kq_hex_encode(c->expect_hash, AUD_HASH_LEN, hx);
+    if (c->expect && c->expect_offset < 0 && c->brk == EV_CHAIN_INTACT) {
+        char msg[320], hx[EV_HEX_LEN + 1];
+        kq_hex_encode(c->expect_hash, EV_HASH_LEN, hx);
         snprintf(msg, sizeof msg,
                  "offset %" PRId64 ": the expected head %s is the hash of no record up to here "
                  "(records altered or removed)",
                  c->head_offset, hx);
-        set_break(c, AUD_HEAD, c->head_offset, msg);
+        set_break(c, EV_CHAIN_HEAD, c->head_offset, msg);
     }
 }

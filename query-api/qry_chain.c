@@ -1,0 +1,290 @@
+/*
+ * qry_chain.c — the incremental hash-chain checker; see qry_chain.h.
+ */
+#include "qry_chain.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "ev_chain.h"
+#include "kq_err.h"
+#include "kq_kafka.h"
+#include "kq_log.h"
+#include "kq_rand.h"
+#include "kq_time.h"
+
+#define POLL_MS 200
+#define DISCOVER_MS 1000
+#define EVENT_TOPICS 3 /* kq_kafka_topic_names: the event topics come first */
+
+typedef struct part {
+    int topic; /* index into ch->topics */
+    int32_t partition;
+    ev_chain c;
+    int at_end;         /* read to its end at least once */
+    int64_t end_offset; /* the end offset at the last end reached; -1 none */
+    int64_t checked_us; /* last end reached or record taken; 0 never */
+    int io_error;       /* SHA-256 failed once: logged, the state stays not_verified */
+} part;
+
+struct qry_chain {
+    const kq_config *cfg;
+    qry_status *status;
+    char topics[KQ_KAFKA_NTOPICS][KQ_KAFKA_TOPIC_MAX];
+    rd_kafka_t *rk;
+    pthread_t thread;
+    int started;
+    atomic_int stopping;
+    pthread_mutex_t mu; /* guards parts and nparts */
+    part **parts;
+    size_t nparts, cap;
+};
+
+static part *find(qry_chain *ch, int topic, int32_t partition)
+{
+    for (size_t i = 0; i < ch->nparts; i++)
+        if (ch->parts[i]->topic == topic && ch->parts[i]->partition == partition)
+            return ch->parts[i];
+    return NULL;
+}
+
+static int topic_of(const qry_chain *ch, const char *name, size_t len)
+{
+    for (int t = 0; t < EVENT_TOPICS; t++)
+        if (strlen(ch->topics[t]) == len && memcmp(ch->topics[t], name, len) == 0)
+            return t;
+    return -1;
+}
+
+/* Add the event partitions the status refresher knows and this checker does
+ * not yet read, and assign them from their first record. */
+static void discover(qry_chain *ch)
+{
+    json_t *kafka = NULL, *ends = NULL, *v;
+    const char *key;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+    rd_kafka_error_t *e;
+
+    if (l == NULL)
+        return;
+    qry_status_snapshot(ch->status, &kafka, &ends);
+    json_object_foreach(ends, key, v)
+    {
+        const char *slash = strrchr(key, '/');
+        char *end;
+        long p;
+        int t;
+        part *np;
+        if (slash == NULL || (t = topic_of(ch, key, (size_t)(slash - key))) < 0)
+            continue;
+        errno = 0;
+        p = strtol(slash + 1, &end, 10);
+        if (errno != 0 || *end != '\0' || end == slash + 1 || p < 0 || p > INT32_MAX)
+            continue;
+        pthread_mutex_lock(&ch->mu);
+        np = find(ch, t, (int32_t)p);
+        if (np == NULL && ch->nparts == ch->cap) {
+            size_t ncap = ch->cap ? 2 * ch->cap : 32;
+            part **n = realloc(ch->parts, ncap * sizeof *n);
+            if (n != NULL) {
+                ch->parts = n;
+                ch->cap = ncap;
+            }
+        }
+        if (np == NULL && ch->nparts < ch->cap && (np = calloc(1, sizeof *np)) != NULL) {
+            np->topic = t;
+            np->partition = (int32_t)p;
+            np->end_offset = -1;
+            ev_chain_init(&np->c);
+            ch->parts[ch->nparts++] = np;
+            rd_kafka_topic_partition_list_add(l, ch->topics[t], (int32_t)p)->offset =
+                RD_KAFKA_OFFSET_BEGINNING;
+        }
+        pthread_mutex_unlock(&ch->mu);
+    }
+    if (l->cnt > 0 && (e = rd_kafka_incremental_assign(ch->rk, l)) != NULL) {
+        kq_log_warn("hash chain: cannot assign %d partitions: %s", l->cnt,
+                    rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    json_decref(kafka);
+    json_decref(ends);
+}
+
+static void on_message(qry_chain *ch, const rd_kafka_message_t *m)
+{
+    int t = topic_of(ch, rd_kafka_topic_name(m->rkt), strlen(rd_kafka_topic_name(m->rkt)));
+    part *p;
+
+    if (t < 0)
+        return;
+    pthread_mutex_lock(&ch->mu);
+    if ((p = find(ch, t, m->partition)) == NULL)
+        goto out;
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        p->at_end = 1;
+        p->end_offset = m->offset;
+        p->checked_us = kq_time_now_us();
+    } else if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (p->c.has_head && m->offset <= p->c.head_offset)
+            goto out; /* already fed (a fetch retried after a reassignment) */
+        if (ev_chain_add(&p->c, m->offset, m->payload, m->len) != 0 && !p->io_error) {
+            p->io_error = 1;
+            kq_log_error("hash chain: SHA-256 failed on %s/%d", ch->topics[t], (int)m->partition);
+        }
+        p->checked_us = kq_time_now_us();
+    }
+out:
+    pthread_mutex_unlock(&ch->mu);
+}
+
+static void *chain_main(void *arg)
+{
+    qry_chain *ch = arg;
+    int64_t next_discover = 0;
+
+    while (!atomic_load(&ch->stopping)) {
+        rd_kafka_message_t *m;
+        int64_t now = kq_time_mono_ms();
+        if (now >= next_discover) {
+            discover(ch);
+            next_discover = now + DISCOVER_MS;
+        }
+        if ((m = rd_kafka_consumer_poll(ch->rk, POLL_MS)) == NULL)
+            continue;
+        if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR || m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            on_message(ch, m);
+        else
+            kq_log_debug("hash chain: %s", rd_kafka_message_errstr(m));
+        rd_kafka_message_destroy(m);
+    }
+    return NULL;
+}
+
+int qry_chain_start(const kq_config *cfg, qry_status *status, qry_chain **out, char *errstr,
+                    size_t errlen)
+{
+    qry_chain *ch = calloc(1, sizeof *ch);
+    rd_kafka_conf_t *conf;
+    char group[KQ_KAFKA_TOPIC_MAX + 16];
+    int rc;
+
+    *out = NULL;
+    if (ch == NULL)
+        return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    ch->cfg = cfg;
+    ch->status = status;
+    pthread_mutex_init(&ch->mu, NULL);
+    if (kq_kafka_topic_names(cfg, ch->topics) < 0) {
+        rc = kq_seterr(errstr, errlen, KQ_ERANGE, "KCQRS_TOPIC_PREFIX is too long");
+        goto fail;
+    }
+    snprintf(group, sizeof group, "%s.chain", cfg->topic_prefix);
+    if ((conf = kq_kafka_consumer_conf_new(cfg, "kcqrs-query-chain", errstr, errlen)) == NULL ||
+        (ch->rk = kq_kafka_consumer_new(cfg, group, conf, errstr, errlen)) == NULL) {
+        rc = KQ_EKAFKA;
+        goto fail;
+    }
+    if (pthread_create(&ch->thread, NULL, chain_main, ch) != 0) {
+        rc = kq_seterr(errstr, errlen, KQ_ENOMEM, "cannot start the hash chain thread");
+        goto fail;
+    }
+    ch->started = 1;
+    *out = ch;
+    return 0;
+fail:
+    qry_chain_stop(ch);
+    return rc;
+}
+
+void qry_chain_stop(qry_chain *ch)
+{
+    if (ch == NULL)
+        return;
+    atomic_store(&ch->stopping, 1);
+    if (ch->started)
+        pthread_join(ch->thread, NULL);
+    if (ch->rk != NULL) {
+        rd_kafka_consumer_close(ch->rk);
+        rd_kafka_destroy(ch->rk);
+    }
+    for (size_t i = 0; i < ch->nparts; i++)
+        free(ch->parts[i]);
+    free(ch->parts);
+    pthread_mutex_destroy(&ch->mu);
+    free(ch);
+}
+
+static int by_name(const void *a, const void *b)
+{
+    const part *x = *(part *const *)a, *y = *(part *const *)b;
+
+    if (x->topic != y->topic)
+        return x->topic < y->topic ? -1 : 1;
+    return (x->partition > y->partition) - (x->partition < y->partition);
+}
+
+static json_t *part_json(const qry_chain *ch, const part *p)
+{
+    ev_chain c = p->c; /* a copy: finishing settles a pending mismatch */
+    char hx[EV_HEX_LEN + 1], at[KQ_TIME_MAX];
+    const char *state;
+    json_t *brk = json_null();
+
+    ev_chain_finish(&c);
+    if (c.brk != EV_CHAIN_INTACT) {
+        state = "broken";
+        brk = json_pack("{s:s, s:I, s:s}", "kind", ev_chain_break_name(c.brk), "offset",
+                        (json_int_t)c.brk_offset, "message", c.brk_msg);
+    } else {
+        state = p->at_end && !p->io_error ? "intact" : "not_verified";
+    }
+    if (c.has_head)
+        kq_hex_encode(c.head, EV_HASH_LEN, hx);
+    if (p->checked_us > 0)
+        kq_time_format(p->checked_us, at);
+    return json_pack("{s:s, s:i, s:s, s:I, s:o, s:o, s:o, s:o, s:o}", "topic", ch->topics[p->topic],
+                     "partition", (int)p->partition, "state", state, "events_checked",
+                     (json_int_t)c.records, "last_checked_offset",
+                     c.has_head ? json_integer(c.head_offset) : json_null(), "head",
+                     c.has_head ? json_string(hx) : json_null(), "end_offset",
+                     p->end_offset >= 0 ? json_integer(p->end_offset) : json_null(), "checked_at",
+                     p->checked_us > 0 ? json_string(at) : json_null(), "break", brk);
+}
+
+json_t *qry_chain_json(qry_chain *ch)
+{
+    json_t *items = json_array(), *intact;
+    part **sorted = NULL;
+    size_t n;
+    int broken = 0, unverified = 0;
+
+    pthread_mutex_lock(&ch->mu);
+    n = ch->nparts;
+    if (n > 0 && (sorted = malloc(n * sizeof *sorted)) != NULL) {
+        memcpy(sorted, ch->parts, n * sizeof *sorted);
+        qsort(sorted, n, sizeof *sorted, by_name);
+        for (size_t i = 0; i < n; i++) {
+            json_t *pj = part_json(ch, sorted[i]);
+            const char *st = json_string_value(json_object_get(pj, "state"));
+            broken += strcmp(st, "broken") == 0;
+            unverified += strcmp(st, "not_verified") == 0;
+            json_array_append_new(items, pj);
+        }
+    }
+    pthread_mutex_unlock(&ch->mu);
+    free(sorted);
+    if (broken)
+        intact = json_false();
+    else if (unverified || json_array_size(items) == 0)
+        intact = json_null();
+    else
+        intact = json_true();
+    return json_pack("{s:o, s:o}", "intact", intact, "partitions", items);
+}

@@ -1,0 +1,59 @@
+/*
+ * qry_chain.h — the hash-chain state of every partition of the event topics,
+ * kept current by the query API for GET /api/v1/audit/chain.
+ *
+ * What it is for
+ *   kcqrs-audit verify-chain reads the whole log each time it runs. The
+ *   console's audit page and monitoring want the answer at any moment and at
+ *   no cost, so kcqrs-query checks the chain incrementally: one background
+ *   thread with one read_committed Kafka consumer (never joins a group,
+ *   never commits) reads every partition of the three event topics from its
+ *   first record and feeds each record to that partition's ev_chain
+ *   (events/ev_chain.h, the code verify-chain uses), then keeps following
+ *   the log. A request copies the states under a mutex; it never waits for
+ *   Kafka.
+ *
+ *   The state lives in memory: a restart reads the log again from the start
+ *   (each partition shows "not_verified" until it was read to its end once).
+ *   New partitions are picked up from the status refresher's watermarks
+ *   (qry_status.h) within a second and assigned incrementally.
+ *
+ * Per partition: state "intact" (read to its end, no break), "broken" (the
+ *   first break: kind, offset, message; ev_chain_finish is applied to a copy,
+ *   so a mismatch on the last record shows at once), or "not_verified" (not
+ *   yet read to its end); events_checked (records fed, tombstones and invalid
+ *   records included), last_checked_offset and head (hash of that record),
+ *   end_offset (the end seen when the partition was last read to its end),
+ *   checked_at (when the checker last reached the end or took a record).
+ *
+ * Owns its thread and librdkafka handle. Threads: qry_chain_json from any
+ * thread.
+ */
+#ifndef QRY_CHAIN_H
+#define QRY_CHAIN_H
+
+#include <jansson.h>
+
+#include "kq_config.h"
+#include "qry_status.h"
+
+typedef struct qry_chain qry_chain;
+
+/* Start the checker (cfg and status borrowed; must outlive it). 0, KQ_ENOMEM,
+ * KQ_ERANGE (topic prefix too long) or KQ_EKAFKA with errstr. */
+int qry_chain_start(const kq_config *cfg, qry_status *status, qry_chain **out, char *errstr,
+                    size_t errlen);
+
+/* Stop the thread and free everything (NULL is fine). */
+void qry_chain_stop(qry_chain *ch);
+
+/*
+ * The answer of GET /api/v1/audit/chain (a new reference): {"intact": true
+ * when every known partition is intact, false when one is broken, null while
+ * one is not verified yet, "partitions": [{"topic","partition","state",
+ * "events_checked","last_checked_offset","head","end_offset","checked_at",
+ * "break": null | {"kind","offset","message"}}]} by topic then partition.
+ */
+json_t *qry_chain_json(qry_chain *ch);
+
+#endif
