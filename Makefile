@@ -112,7 +112,7 @@ FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%-replay)
 
 .PHONY: FORCE all deps test test-unit test-conformance test-e2e test-fuzz-replay test-faults \
         test-faults-short up down bench fuzz fuzz-http fuzz-long \
-        clean format format-check docs check-layers
+        clean format format-check docs check-layers status
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -299,13 +299,19 @@ test-faults-short: $(BINS) $(TOOL_BIN)
 
 # ---------------------------------------------------------------- running
 # deps runs first and the build in a sub-make, so pkg-config sees freshly installed packages.
-# make up KAFKA_NODES=3 (a 3-node cluster), make up KAFKA_SECURITY=sasl_ssl, make up HTTPS=1
+# make up KAFKA_NODES=3 (a 3-node cluster), make up KAFKA_SECURITY=sasl_ssl, make up HTTPS=1,
+# make up QUERIES=2 (two query hosts, each with its own LMDB projector)
 # (a local CA and certificate in var/tls); see ops/up.sh.
 up: deps
 	@$(MAKE) --no-print-directory all
 	@$(if $(KAFKA_NODES),KCQRS_KAFKA_NODES=$(KAFKA_NODES)) \
 	  $(if $(KAFKA_SECURITY),KCQRS_KAFKA_SECURITY=$(KAFKA_SECURITY)) \
-	  $(if $(HTTPS),KCQRS_HTTPS=$(HTTPS)) ops/up.sh
+	  $(if $(HTTPS),KCQRS_HTTPS=$(HTTPS)) $(if $(QUERIES),KCQRS_QUERIES=$(QUERIES)) ops/up.sh
+
+# make status: every service `make up` started, with URL, pid, role and health
+# (ops/status.sh; ops/status.sh --json for scripts)
+status:
+	@ops/status.sh
 
 down:
 	@ops/down.sh

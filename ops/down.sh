@@ -22,10 +22,16 @@ fi
 stop_service() { # name
     local addr
     addr=$(cat "$VAR/$1.addr" 2>/dev/null || kq_service_addr "$1")
-    kq_service_stop "$1" "$addr" "$VAR"
+    kq_service_stop "$1" "$addr" "$VAR" "$(kq_service_prog "$1")"
 }
 rc=0
 stop_service kcqrs-worker || rc=1
+# the further query hosts of `make up QUERIES=N` (var/kcqrs-query-N.addr)
+for f in "$VAR"/kcqrs-query-[0-9]*.addr "$VAR"/kcqrs-projector-[0-9]*.addr; do
+    [[ -e "$f" ]] || continue
+    n=$(basename "$f" .addr)
+    if stop_service "$n"; then rm -f "$f"; else rc=1; fi
+done
 stop_service kcqrs-query || rc=1
 stop_service kcqrs-projector || rc=1
 stop_service kcqrs-commands || rc=1

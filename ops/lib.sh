@@ -117,31 +117,36 @@ kq_listener_pid() {
     true
 }
 
-# kq_service_start NAME BIN ADDR VAR: start BIN in the background (pid in
+# kq_service_start NAME BIN ADDR VAR [PROG [ARGS...]]: start BIN ARGS... in the background (pid in
 # VAR/NAME.pid, log in VAR/NAME.log, its address in VAR/NAME.addr) and wait
 # until ADDR's /ready answers (60 s; http or https: kq_url), unless /health answers
 # already ("already running"). A pid file whose process is dead, a zombie or
 # another program is stale and ignored; a live one that does not answer gets
 # 10 s to answer /health (it may be starting), then make up fails rather than
-# start a second copy. The service gets the caller's environment.
+# start a second copy. The service gets the caller's environment. PROG is
+# the program's name when NAME is an instance of it (kcqrs-query-2 is a
+# kcqrs-query; default NAME).
 kq_service_start() {
     local name=$1 bin=$2 addr=$3 var=$4 pidf="$4/$1.pid" logf="$4/$1.log" pid old
+    local prog=${5:-$1}
+    shift 4
+    [[ $# -gt 0 ]] && shift
     old=$(cat "$pidf" 2>/dev/null || true)
     if kq_health "$addr"; then
         pid=$(kq_listener_pid "$addr")
         echo "$name: already running on $(kq_url "$addr") (pid ${pid:-?})"
         return 0
     fi
-    if kq_pid_live "$old" "$name"; then
+    if kq_pid_live "$old" "$prog"; then
         for _ in $(seq 1 100); do
             if kq_health "$addr"; then
                 echo "$name: already running on $(kq_url "$addr") (pid $old)"
                 return 0
             fi
-            kq_pid_live "$old" "$name" || break
+            kq_pid_live "$old" "$prog" || break
             sleep 0.1
         done
-        if kq_pid_live "$old" "$name"; then
+        if kq_pid_live "$old" "$prog"; then
             echo "make up: $name (pid $old) runs but does not answer $(kq_url "$addr")/health; 'make down' stops it" >&2
             return 1
         fi
@@ -149,12 +154,12 @@ kq_service_start() {
     [[ -n "$old" ]] && echo "$name: not answering on $(kq_url "$addr"); stale pid file ($old) ignored"
     rm -f "$pidf"
     [[ -x "$bin" ]] || { echo "make up: $bin is not built (run make)" >&2; return 1; }
-    nohup "$bin" >>"$logf" 2>&1 </dev/null &
+    nohup "$bin" "$@" >>"$logf" 2>&1 </dev/null &
     pid=$!
     echo "$pid" >"$pidf"
     echo "$addr" >"$var/$name.addr"
     for _ in $(seq 1 600); do
-        if ! kq_pid_live "$pid" "$name"; then
+        if ! kq_pid_live "$pid" "$prog"; then
             rm -f "$pidf"
             echo "make up: $name exited; last lines of $logf:" >&2
             tail -n 20 "$logf" >&2
@@ -176,14 +181,14 @@ kq_service_start() {
 # pid file if it is a live NAME, else the NAME process listening on ADDR if
 # it answers /health. SIGTERM (the service finishes its work), then SIGKILL
 # after 30 s. 0 when nothing of NAME runs afterwards.
-kq_service_stop() {
-    local name=$1 addr=$2 pidf="$3/$1.pid" pid
+kq_service_stop() { # NAME ADDR VAR [PROG]
+    local name=$1 addr=$2 pidf="$3/$1.pid" pid prog=${4:-$1}
     pid=$(cat "$pidf" 2>/dev/null || true)
-    if ! kq_pid_live "$pid" "$name"; then
+    if ! kq_pid_live "$pid" "$prog"; then
         pid=""
         if kq_health "$addr"; then
             pid=$(kq_listener_pid "$addr")
-            kq_pid_live "$pid" "$name" || {
+            kq_pid_live "$pid" "$prog" || {
                 echo "$name: $(kq_url "$addr") answers but not from a $name process (pid ${pid:-?}); left alone" >&2
                 rm -f "$pidf"
                 return 1
@@ -197,7 +202,7 @@ kq_service_stop() {
     fi
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 300); do
-        kq_pid_live "$pid" "$name" || { rm -f "$pidf"; echo "$name: stopped (pid $pid)"; return 0; }
+        kq_pid_live "$pid" "$prog" || { rm -f "$pidf"; echo "$name: stopped (pid $pid)"; return 0; }
         sleep 0.1
     done
     echo "$name: pid $pid did not stop within 30 s after SIGTERM; sending SIGKILL" >&2
@@ -208,6 +213,9 @@ kq_service_stop() {
 
 # kq_service_addr NAME: the address `make up` gives service NAME (its
 # KCQRS_<X>_ADDR setting, else the default); make down prefers VAR/NAME.addr.
+# kq_service_prog NAME: the program of a service instance (kcqrs-query-2 -> kcqrs-query).
+kq_service_prog() { echo "${1%-[0-9]*}"; }
+
 kq_service_addr() {
     case $1 in
     kcqrs-commands) echo "${KCQRS_COMMANDS_ADDR:-127.0.0.1:8080}" ;;

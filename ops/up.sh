@@ -34,6 +34,15 @@
 # `make up` and `make down` use them too; KCQRS_HTTPS=0 (make up HTTPS=0)
 # turns HTTPS off again.
 #
+# Query hosts: KCQRS_QUERIES=N (make up QUERIES=N, default 1, at most 9) runs
+# N query hosts: host 1 is kcqrs-query on KCQRS_QUERY_ADDR beside
+# kcqrs-projector (--target all, LMDB in KCQRS_LMDB_DIR); host i >= 2 is
+# kcqrs-query-i on the query port + 100*(i-1) (8181, 8281, ...) beside
+# kcqrs-projector-i (--target all, admin on the projector port + 100*(i-1),
+# LMDB in var/lmdb-i): its LMDB target is its own, its PostgreSQL target a
+# standby of host 1's (it takes over if that one dies). `make status`
+# (ops/status.sh) lists them.
+#
 # Environment (defaults):
 #   KCQRS_HTTPS= (remembered; 0 or 1) KCQRS_HTTP_TLS_CERT/KEY=none KCQRS_HTTP_TLS_CA=system
 #   KCQRS_KAFKA_NODES=1 KCQRS_KAFKA_SECURITY=plaintext
@@ -88,6 +97,8 @@ if [[ "$NODES" != 1 ]]; then
     export KCQRS_MIN_INSYNC_REPLICAS=${KCQRS_MIN_INSYNC_REPLICAS:-$((NODES < 3 ? 1 : 2))}
 fi
 
+QUERIES=${KCQRS_QUERIES:-1}
+[[ "$QUERIES" =~ ^[1-9]$ ]] || die "KCQRS_QUERIES='$QUERIES' is not a number of query hosts (1-9)"
 mkdir -p "$VAR"
 
 # HTTPS: the operator's certificate, else var/tls for HTTPS=1, else what the
@@ -188,9 +199,11 @@ COMMANDS_INTERNAL_ADDR=${KCQRS_COMMANDS_INTERNAL_ADDR:-127.0.0.1:8090}
 PROJECTOR_ADDR=$(kq_service_addr kcqrs-projector)
 QUERY_ADDR=$(kq_service_addr kcqrs-query)
 WORKER_ADDR=$(kq_service_addr kcqrs-worker)
-start_service() { # name binary addr
+start_service() { # name binary addr [program [args...]]
+    local name=$1 bin=$2 addr=$3
+    shift 3
     KCQRS_BROKERS="$BROKERS" KCQRS_PG_DSN="$DSN" KCQRS_KEYS_FILE="$KEYS_FILE" \
-        KCQRS_LMDB_DIR="${KCQRS_LMDB_DIR:-$VAR/lmdb}" kq_service_start "$1" "$2" "$3" "$VAR"
+        KCQRS_LMDB_DIR="${KCQRS_LMDB_DIR:-$VAR/lmdb}" kq_service_start "$name" "$bin" "$addr" "$VAR" "$@"
 }
 # The web console (kcqrs-query /console/) calls kcqrs-commands from the browser:
 # kcqrs-commands allows the query API's origin (CORS), kcqrs-query names the
@@ -203,6 +216,17 @@ KCQRS_CORS_ORIGINS=${KCQRS_CORS_ORIGINS-$(kq_url "$QUERY_ADDR")} \
 KCQRS_PROJECTOR_ADDR="$PROJECTOR_ADDR" start_service kcqrs-projector "$BIN/kcqrs-projector" "$PROJECTOR_ADDR" || exit 1
 KCQRS_CONSOLE_COMMANDS_URL=${KCQRS_CONSOLE_COMMANDS_URL:-$(kq_url "$COMMANDS_ADDR")} \
     KCQRS_QUERY_ADDR="$QUERY_ADDR" start_service kcqrs-query "$BIN/kcqrs-query" "$QUERY_ADDR" || exit 1
+# More query hosts: kcqrs-query-i beside kcqrs-projector-i (own LMDB; PostgreSQL standby).
+shift_port() { echo "${1%:*}:$((${1##*:} + 100 * ($2 - 1)))"; }
+for ((i = 2; i <= QUERIES; i++)); do
+    KCQRS_LMDB_DIR="$VAR/lmdb-$i" KCQRS_PROJECTOR_ADDR=$(shift_port "$PROJECTOR_ADDR" "$i") \
+        start_service "kcqrs-projector-$i" "$BIN/kcqrs-projector" "$(shift_port "$PROJECTOR_ADDR" "$i")" \
+        kcqrs-projector --target all || exit 1
+    KCQRS_LMDB_DIR="$VAR/lmdb-$i" KCQRS_QUERY_ADDR=$(shift_port "$QUERY_ADDR" "$i") \
+        KCQRS_CONSOLE_COMMANDS_URL=${KCQRS_CONSOLE_COMMANDS_URL:-$(kq_url "$COMMANDS_ADDR")} \
+        start_service "kcqrs-query-$i" "$BIN/kcqrs-query" "$(shift_port "$QUERY_ADDR" "$i")" \
+        kcqrs-query || exit 1
+done
 # The worker is ready once it joined its consumer group and kcqrs-commands answers.
 KCQRS_WORKER_ADDR="$WORKER_ADDR" KCQRS_WORKER_KEY_FILE="$WORKER_KEY" \
     KCQRS_COMMANDS_ADDR="$COMMANDS_ADDR" KCQRS_COMMANDS_INTERNAL_ADDR="$COMMANDS_INTERNAL_ADDR" \
@@ -232,6 +256,16 @@ https_desc() {
     [[ "$KQ_SCHEME" == https ]] || return 0
     echo "HTTPS: certificate $(rel "$KCQRS_HTTP_TLS_CERT"), clients trust $(rel "$KCQRS_HTTP_TLS_CA")"
 }
+more_hosts() {
+    local i
+    for ((i = 2; i <= QUERIES; i++)); do
+        echo
+        echo "  query host $i  $(kq_url "$(shift_port "$QUERY_ADDR" "$i")")  (kcqrs-query-$i; LMDB $(rel "$VAR/lmdb-$i"))"
+        echo "                projector $(kq_url "$(shift_port "$PROJECTOR_ADDR" "$i")") (kcqrs-projector-$i: its LMDB; PostgreSQL standby)"
+    done
+    [[ $QUERIES -gt 1 ]] && echo && echo "  roles, pids and health of everything: make status (ops/status.sh --json)"
+    return 0
+}
 cat <<EOF
 
 kcqrs is up (data in $(rel "$VAR")/, kept across 'make down' / 'make up').
@@ -248,7 +282,7 @@ kcqrs is up (data in $(rel "$VAR")/, kept across 'make down' / 'make up').
                 log $(rel "$VAR/kcqrs-query.log")
   console       $(kq_url "$QUERY_ADDR")/console/  (web console: sign in with the admin key below)
   worker        $(kq_url "$WORKER_ADDR")  (/ready, /metrics: runs, attempts, breakers, lag)
-                log $(rel "$VAR/kcqrs-worker.log")  key $(rel "$WORKER_KEY") (role worker)
+                log $(rel "$VAR/kcqrs-worker.log")  key $(rel "$WORKER_KEY") (role worker)$(more_hosts)
 
 Settings for kcqrs programs and tools run from this shell:
 $(exports)

@@ -34,6 +34,11 @@ setup() {
 
 teardown() {
     kq_service_stop kcqrs-commands "$ADDR" "$VAR" >/dev/null 2>&1 || true
+    local n
+    for n in kcqrs-projector kcqrs-projector-2; do
+        [[ -f "$VAR/$n.addr" ]] &&
+            kq_service_stop "$n" "$(cat "$VAR/$n.addr")" "$VAR" kcqrs-projector >/dev/null 2>&1
+    done
     [[ -n "$PARENT" ]] && kill "$PARENT" 2>/dev/null || true
 }
 
@@ -157,4 +162,52 @@ pid_state() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1; }
     unset KCQRS_HTTP_TLS_CERT KCQRS_HTTP_TLS_KEY
     kq_tls_init
     [ "$KQ_SCHEME" = http ] && [ "$(kq_url "$ADDR")" = "http://$ADDR" ]
+}
+
+# status_json: ops/status.sh --json on this test's var/ (exit status in STATUS_RC).
+status_json() {
+    STATUS_RC=0
+    KCQRS_VAR_DIR="$VAR" "$KQ_REPO/ops/status.sh" --json >"$BATS_TEST_TMPDIR/status.json" 3>&- || STATUS_RC=$?
+    cat "$BATS_TEST_TMPDIR/status.json"
+}
+# sj EXPR: python over the last status (`s` = services by name); exit 1 when false.
+sj() {
+    python3 -c 'import json, sys
+s = {x["name"]: x for x in json.load(open(sys.argv[2]))["services"]}
+sys.exit(0 if eval(sys.argv[1]) else 1)' "$1" "$BATS_TEST_TMPDIR/status.json" || kq_fail "status: not $1"
+}
+projector_roles() { status_json >/dev/null; sj "$1"; }
+
+@test "make status (ops/status.sh --json): URL, pid, role and health of each service; two projectors: pg active and standby, then a takeover after kill -9" {
+    kq_fresh_db ops_status
+    start
+    # two projectors as `make up QUERIES=2` starts them: their own LMDB and admin port, --target all
+    P1="127.0.0.1:$(kq_free_port)" P2="127.0.0.1:$(kq_free_port)"
+    KCQRS_LMDB_DIR="$VAR/lmdb" KCQRS_PROJECTOR_ADDR="$P1" kq_service_start kcqrs-projector \
+        "$KCQRS_BIN/kcqrs-projector" "$P1" "$VAR" kcqrs-projector --target all 3>&-
+    KCQRS_LMDB_DIR="$VAR/lmdb-2" KCQRS_PROJECTOR_ADDR="$P2" kq_service_start kcqrs-projector-2 \
+        "$KCQRS_BIN/kcqrs-projector" "$P2" "$VAR" kcqrs-projector --target all 3>&-
+    status_json
+    # kcqrs-query and kcqrs-worker are not running: listed as down, exit status 1
+    [ "$STATUS_RC" -eq 1 ]
+    sj 's["kcqrs-commands"]["health"] == "up" and s["kcqrs-commands"]["ready"] is True'
+    sj 's["kcqrs-commands"]["pid"] == int(open("'"$VAR"'/kcqrs-commands.pid").read())'
+    sj 's["kcqrs-commands"]["url"] == "http://'"$ADDR"'" and s["kcqrs-commands"]["role"].startswith("writer")'
+    sj 's["kcqrs-query"]["health"] == "down" and s["kcqrs-query"]["pid"] is None and s["kcqrs-worker"]["health"] == "down"'
+    sj 's["kcqrs-projector"]["targets"] == {"lmdb": "active", "pg": "active"} and s["kcqrs-projector"]["url"] == "http://'"$P1"'"'
+    sj 's["kcqrs-projector-2"]["targets"] == {"lmdb": "active", "pg": "standby"} and s["kcqrs-projector-2"]["ready"] is True'
+    sj 's["kcqrs-projector-2"]["pid"] == int(open("'"$VAR"'/kcqrs-projector-2.pid").read()) and s["kcqrs-projector-2"]["program"] == "kcqrs-projector"'
+    # the human form says the same
+    run env KCQRS_VAR_DIR="$VAR" "$KQ_REPO/ops/status.sh"
+    echo "$output"
+    [[ "$output" == *"kcqrs-projector-2"*"projector: lmdb active, pg standby"* ]]
+
+    kill -9 "$(cat "$VAR/kcqrs-projector.pid")"
+    kq_wait_for 10 projector_roles 's["kcqrs-projector-2"]["targets"] == {"lmdb": "active", "pg": "active"}'
+    sj 's["kcqrs-projector"]["health"] == "down"'
+    # make down's stop finds an instance by its program
+    run kq_service_stop kcqrs-projector-2 "$P2" "$VAR" kcqrs-projector
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"kcqrs-projector-2: stopped"* ]]
 }
