@@ -13,11 +13,20 @@
  *       (the refused record decoded, as kcqrs-events decode prints it) or
  *       "event_error" (why it does not decode). Exit 1 when there is none.
  *
+ *   redrive [--dry-run] [ORIGIN]
+ *       every dead letter (or those of ORIGIN) applied again to the read
+ *       model that refused it, through the projector's own apply code, only
+ *       when that model holds the aggregate at exactly the version before the
+ *       record's; nothing is appended to any topic (proj_redrive.h). One
+ *       line each: "<origin>\t<target>\tapplied|would_apply|skipped\t<detail>",
+ *       then a summary on stderr. --dry-run writes nothing.
+ *
  * A DLQ record whose value is not the JSON object proj_dlq writes is printed
  * (list) with target "?" and its reason "not a dead letter: ...", never
  * skipped silently.
  *
- * Exit status: 0 ok; 1 no such dead letter, Kafka or I/O error; 2 usage or
+ * Exit status: 0 ok (redrive: skipped records included); 1 no such dead
+ * letter, Kafka, read model or I/O error; 2 usage or
  * configuration error. Single-threaded.
  */
 #include <stdio.h>
@@ -33,17 +42,24 @@
 #include "ev_json.h"
 #include "kq_config.h"
 #include "kq_err.h"
+#include "proj_redrive.h"
 
 #define PROG "kcqrs-dlq"
 
 static const char usage[] =
     "usage: " PROG " list [--json]\n"
     "       " PROG " show TOPIC/PARTITION/OFFSET\n"
+    "       " PROG " redrive [--dry-run] [TOPIC/PARTITION/OFFSET]\n"
     "\n"
     "  list   every dead letter of <KCQRS_TOPIC_PREFIX>.dlq, one line each:\n"
     "         ORIGIN TARGET AT REASON (tab-separated; ORIGIN is the refused record's\n"
     "         TOPIC/PARTITION/OFFSET); --json: the dead letters as JSON lines\n"
     "  show   the dead letters of one ORIGIN with the refused record decoded\n"
+    "  redrive  re-apply each dead-lettered record, read at its ORIGIN, to the read\n"
+    "         model that refused it, only when that model holds the aggregate at the\n"
+    "         version just before the record's (appends nothing to any topic);\n"
+    "         ORIGIN TARGET applied|would_apply|skipped DETAIL per dead letter;\n"
+    "         --dry-run writes nothing\n"
     "\n"
     "Exit status: 0 ok, 1 no such dead letter, Kafka or I/O error,\n"
     "2 usage or configuration error.\n";
@@ -172,6 +188,46 @@ static int origin_ok(const char *s)
     return strlen(s) < 400;
 }
 
+/* redrive [--dry-run] [ORIGIN] */
+static int redrive(int argc, char **argv)
+{
+    kq_config cfg;
+    char errstr[512];
+    const char *origin = NULL;
+    int dry = 0, rc;
+    proj_redrive_counts n;
+
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--dry-run") == 0 && !dry) {
+            dry = 1;
+        } else if (origin == NULL && origin_ok(argv[i])) {
+            origin = argv[i];
+        } else {
+            fputs(usage, stderr);
+            return 2;
+        }
+    }
+    if (kq_config_load_and_init_log(&cfg, PROG, errstr, sizeof errstr)) {
+        fprintf(stderr, PROG ": %s\n", errstr);
+        return 2;
+    }
+    rc = proj_redrive_run(&cfg, dry, origin, stdout, &n, errstr, sizeof errstr);
+    kq_config_free(&cfg);
+    if (rc == 0 && fflush(stdout) != 0)
+        rc = kq_seterr(errstr, sizeof errstr, KQ_EIO, "writing stdout failed");
+    if (rc != 0) {
+        fprintf(stderr, PROG ": %s\n", errstr);
+        return 1;
+    }
+    fprintf(stderr, PROG ": redrive%s: %ld applied, %ld would apply, %ld skipped\n",
+            dry ? " --dry-run" : "", n.applied, n.would_apply, n.skipped);
+    if (origin != NULL && n.applied + n.would_apply + n.skipped == 0) {
+        fprintf(stderr, PROG ": no dead letter for %s\n", origin);
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     kq_config cfg;
@@ -187,6 +243,8 @@ int main(int argc, char **argv)
         c.json = argc == 3;
     } else if (argc == 3 && strcmp(argv[1], "show") == 0 && origin_ok(argv[2])) {
         c.origin = argv[2];
+    } else if (argc >= 2 && strcmp(argv[1], "redrive") == 0) {
+        return redrive(argc, argv);
     } else {
         fputs(usage, stderr);
         return 2;
