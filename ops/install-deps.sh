@@ -155,13 +155,14 @@ sys.exit(m.version('schemathesis') != '$SCHEMATHESIS_VERSION' or
         "schemathesis==$SCHEMATHESIS_VERSION" "openapi-python-client==$OPENAPI_PYTHON_CLIENT_VERSION"
 fi
 
-# The deployment test (tests/e2e/deploy.bats): kustomize from the Go module proxy
-# (go install, into the git-ignored .cache/bin; about 80 s on an empty module cache,
-# a few seconds with the machine's module and build caches warm) and
-# kubernetes-validate from PyPI (a JSON-schema validator that ships the Kubernetes
-# API's schemas, 1.25-1.37) in a venv under .cache/; each redone only when missing
-# or at another version.
+# The deployment test (tests/e2e/deploy.bats): kustomize and kubeconform from the Go
+# module proxy (go install, into the git-ignored .cache/bin; about 80 s and 120 s on
+# an empty module cache, a few seconds with the machine's module and build caches
+# warm) and kubernetes-validate from PyPI (a JSON-schema validator that ships the
+# Kubernetes API's schemas, 1.25-1.37, which kubeconform validates against too) in a
+# venv under .cache/ (about 45 s); each redone only when missing or at another version.
 KUSTOMIZE_VERSION=v5.5.0
+KUBECONFORM_VERSION=v0.7.0
 KUBERNETES_VALIDATE_VERSION=1.37.0
 GO=$(command -v go || echo /usr/local/go/bin/go)
 # (a go-installed kustomize prints "(devel)" as its version: a stamp file says which)
@@ -171,6 +172,13 @@ if [[ ! -x "$REPO/.cache/bin/kustomize" ||
     log "installing kustomize $KUSTOMIZE_VERSION into $REPO/.cache/bin (go install)"
     GOBIN="$REPO/.cache/bin" GOFLAGS=-mod=mod "$GO" install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
     echo "$KUSTOMIZE_VERSION" >"$REPO/.cache/bin/kustomize.version"
+fi
+if [[ ! -x "$REPO/.cache/bin/kubeconform" ||
+    "$(cat "$REPO/.cache/bin/kubeconform.version" 2>/dev/null)" != "$KUBECONFORM_VERSION" ]]; then
+    [[ -x "$GO" ]] || die "go is needed to install kubeconform (tests/e2e/deploy.bats): not found in PATH nor /usr/local/go/bin"
+    log "installing kubeconform $KUBECONFORM_VERSION into $REPO/.cache/bin (go install)"
+    GOBIN="$REPO/.cache/bin" GOFLAGS=-mod=mod "$GO" install "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
+    echo "$KUBECONFORM_VERSION" >"$REPO/.cache/bin/kubeconform.version"
 fi
 K8S_VENV="$REPO/.cache/k8s-venv"
 if ! "$K8S_VENV/bin/python" -c "import sys, importlib.metadata as m
