@@ -202,7 +202,8 @@ $(foreach f,$(MAIN_SRC),$(eval $(call main_rule,$(f))))
 # The programs that use libmicrohttpd as an independent peer (and link it); nothing else does.
 MHD_PROGS := $(BUILD)/tests/tools/kq_receiver $(BUILD)/bench/bench_http_noop \
              $(BUILD)/bench/bench_worker \
-             $(addprefix $(BUILD)/tests/unit/,test_wk_record test_wk_http test_wk_service)
+             $(addprefix $(BUILD)/tests/unit/,test_wk_record test_wk_http test_wk_service \
+                                              test_trace)
 $(MHD_PROGS): LDLIBS += $(MHD_LIBS)
 
 $(BUILD)/tests/unit/%: $(OBJ)/tests/unit/%.o $(LIBKQ)
@@ -276,7 +277,7 @@ test-fuzz-replay: $(FUZZ_REPLAY)
 E2E_PLAIN_ONLY := tests/e2e/cluster.bats tests/e2e/kafka_sasl.bats tests/e2e/commands_ttl.bats \
                   tests/e2e/http_flood.bats tests/e2e/commands_kafka_down.bats \
                   tests/e2e/projector_crash.bats tests/e2e/openapi.bats tests/e2e/console.bats \
-                  tests/e2e/stream.bats tests/e2e/deploy.bats
+                  tests/e2e/stream.bats tests/e2e/deploy.bats tests/e2e/traces.bats
 ifeq ($(SANITIZE),)
 E2E_FILES := tests/e2e
 else

@@ -141,12 +141,72 @@ static void hook_failed(cmd_api *api, kq_http_req *req)
                            kq_http_req_param(req, "workflow_id"), kq_limit_now_ms());
 }
 
+static const char *kind_name(cmd_kind k)
+{
+    switch (k) {
+    case CMD_CREATE:
+        return "resource.create";
+    case CMD_UPDATE:
+        return "resource.update";
+    case CMD_DELETE:
+        return "resource.delete";
+    case CMD_WF_CREATE:
+        return "workflow.create";
+    case CMD_WF_UPDATE:
+        return "workflow.update";
+    case CMD_WF_DELETE:
+        return "workflow.delete";
+    case CMD_RUN_START:
+        return "run.start";
+    case CMD_RUN_ATTEMPT:
+        return "run.attempt";
+    }
+    return "?";
+}
+
+void cmd_api_span_start(cmd_item *it, const kq_trace_ctx *parent)
+{
+    char name[64];
+
+    snprintf(name, sizeof name, "command %s", kind_name(it->cmd.kind));
+    (void)kq_span_start(&it->span, parent, KQ_SPAN_PRODUCER, name);
+}
+
+void cmd_api_span_end(cmd_item *it, const cmd_result *r, cmd_writer *w)
+{
+    kq_span *sp = &it->span;
+    int t = cmd_kind_topic(it->cmd.kind);
+
+    if (!kq_trace_exporting() || !kq_trace_valid(&sp->ctx))
+        return;
+    kq_span_attr_str(sp, "kcqrs.aggregate_id", r->id ? r->id : it->cmd.id);
+    kq_span_attr_str(sp, "kcqrs.command", kind_name(it->cmd.kind));
+    kq_span_attr_int(sp, "kcqrs.status", r->status);
+    if (r->code != NULL)
+        kq_span_attr_str(sp, "kcqrs.error_code", r->code);
+    if (r->code == NULL && it->d.nevents > 0 && it->d.nevents <= CMD_MAX_EVENTS) {
+        const cmd_item_event *ie = &it->ev[it->d.nevents - 1];
+        const char *et = ev_event_type_name(it->d.events[it->d.nevents - 1]);
+        kq_span_attr_int(sp, "kcqrs.version", r->version);
+        kq_span_attr_str(sp, "kcqrs.event_type", et ? et : "?");
+        kq_span_attr_int(sp, "kcqrs.events", it->d.nevents);
+        if (w != NULL && t >= 0)
+            kq_span_attr_str(sp, "messaging.destination.name", cmd_writer_topic(w, t));
+        kq_span_attr_int(sp, "messaging.kafka.destination.partition", ie->partition);
+        kq_span_attr_int(sp, "messaging.kafka.offset", ie->offset);
+    }
+    sp->error = r->status >= 500;
+    kq_span_end(sp);
+}
+
 static void on_done(cmd_item *it, const cmd_result *r)
 {
     kq_http_req *req = it->arg;
     const char *token = r->token && r->token[0] ? r->token : NULL;
     char v[32], loc[EV_ID_MAX + 32];
     json_t *body;
+
+    cmd_api_span_end(it, r, it->arg2 ? ((cmd_api *)it->arg2)->writer : NULL);
 
     if (it->cmd.kind == CMD_RUN_START && it->cmd.trigger == EV_TRIGGER_WEBHOOK && r->status == 401)
         hook_failed(it->arg2, req);
@@ -256,6 +316,7 @@ static void submit(cmd_api *api, kq_http_req *req, cmd_item *it)
     it->on_queue = on_queue;
     it->arg = req;
     it->arg2 = api;
+    cmd_api_span_start(it, kq_http_req_trace(req));
     if (cmd_writer_submit(api->writer, it, &refused) == 0)
         return; /* the writer answers */
     if (refused.retry_after > 0) {

@@ -85,6 +85,15 @@ void cmd_api_attempts_batch(kq_http_req *req, cmd_api *api);
  * when there is nothing to say; else a new array owned by the caller. */
 json_t *cmd_api_error_details(const cmd_item *it, const cmd_result *r);
 
+/*
+ * The command's span (cmd_item.span, kq_trace.h): started as a child of `parent` (the
+ * request's, or the context a batch item names) before the item is submitted; ended with
+ * the answer `r` (aggregate id, command, status, and for an append the event type and the
+ * last event's topic, partition and offset; `w` names the topic, may be NULL).
+ */
+void cmd_api_span_start(cmd_item *it, const kq_trace_ctx *parent);
+void cmd_api_span_end(cmd_item *it, const cmd_result *r, cmd_writer *w);
+
 /* Readiness and metrics callbacks for kq_http_options (arg = the cmd_api). */
 int cmd_api_ready(void *arg, char *why, size_t whylen);
 void cmd_api_metrics(void *arg, FILE *out);

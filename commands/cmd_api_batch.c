@@ -22,7 +22,9 @@
  * "attempts" array, 0 or too many items; Idempotency-Key, which this route
  * does not take: every attempt is idempotent by the run's state, a repeat is
  * 409 attempt_recorded), and a group the writer cannot queue (503 +
- * Retry-After, like the single route). The correlation id (X-Correlation-Id
+ * Retry-After, like the single route). An item may name its own W3C trace
+ * context ("traceparent": the worker's attempt span), the parent of its command
+ * span (absent or malformed: the request's). The correlation id (X-Correlation-Id
  * or a new UUID) is shared by the request's events.
  *
  * Threads: the handler runs on an HTTP thread; the writer thread calls
@@ -48,7 +50,8 @@ typedef struct batch_slot {
 
 struct batch_req {
     kq_http_req *req;
-    json_t *results; /* one entry per item; a queued item's is null until answered */
+    cmd_writer *writer; /* names the topic in the command spans */
+    json_t *results;    /* one entry per item; a queued item's is null until answered */
     atomic_size_t left;
     batch_slot *slots;
 };
@@ -91,6 +94,7 @@ static void on_item(cmd_item *it, const cmd_result *r)
     batch_req *b = s->b;
     json_t *res;
 
+    cmd_api_span_end(it, r, b->writer);
     if (r->code != NULL) {
         res =
             item_error(b, it->cmd.id, r->status, r->code, r->message, cmd_api_error_details(it, r));
@@ -143,7 +147,15 @@ static int parse_item(batch_req *b, size_t i, json_t *obj, const char *corr, con
     if ((fields = json_deep_copy(obj)) == NULL || (it = cmd_item_new()) == NULL)
         goto out;
     json_object_del(fields, "run_id");
-    it->cmd.kind = CMD_RUN_ATTEMPT;
+    {
+        /* the item's trace context (the worker's attempt); absent or malformed: the request's */
+        kq_trace_ctx tc;
+        int has_tc =
+            kq_trace_parse(json_string_value(json_object_get(fields, KQ_TRACE_HEADER)), &tc) == 0;
+        json_object_del(fields, KQ_TRACE_HEADER);
+        it->cmd.kind = CMD_RUN_ATTEMPT;
+        cmd_api_span_start(it, has_tc ? &tc : kq_http_req_trace(b->req));
+    }
     rc = run->parse(fields, &it->cmd, details);
     if (rc == KQ_ENOMEM)
         goto out;
@@ -239,6 +251,7 @@ void cmd_api_attempts_batch(kq_http_req *req, cmd_api *api)
         (queued = calloc(n, sizeof *queued)) == NULL)
         goto nomem;
     b->req = req;
+    b->writer = api->writer;
     for (size_t i = 0; i < n; i++)
         if (json_array_append_new(b->results, json_null()) != 0)
             goto nomem;

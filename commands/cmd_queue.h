@@ -31,6 +31,7 @@
 #include <time.h>
 
 #include "cmd_state.h"
+#include "kq_trace.h"
 
 /* The answer to one command, handed to the item's `done` callback. Strings are
  * owned by the writer and valid only during the callback. */
@@ -81,6 +82,11 @@ struct cmd_item {
      * group's size (the writer takes a group whole, so its commands share one
      * transaction), the others 0; a lone item 0 or 1. */
     unsigned group;
+    /* The command's span (kq_trace.h), started by the API as a child of the request's (or
+     * of the context an item names); its context goes on every event record the command
+     * produces (the traceparent header); the API ends it when answered. Zeroed (not
+     * valid): no header, no span. */
+    kq_span span;
     /* writer-private */
     struct timespec t_queued;
     cmd_item *next;

@@ -89,6 +89,11 @@ int cmd_writer_submit_group(cmd_writer *w, cmd_item **items, size_t n, cmd_resul
     return cmd_queue_submit_group(&w->q, items, n, refused);
 }
 
+const char *cmd_writer_topic(const cmd_writer *w, int t)
+{
+    return t >= 0 && t < CMD_TOPICS ? w->topics[t] : "?";
+}
+
 size_t cmd_writer_batch_max(const cmd_writer *w)
 {
     return (size_t)w->cfg->batch_max;
@@ -119,7 +124,7 @@ static int produce_item(cmd_writer *w, cmd_item *it, char *errstr, size_t errlen
     const cmd_command *c = &it->cmd;
     int t = cmd_kind_topic(c->kind), part, klen, rc;
     int64_t occurred;
-    char key[EV_ID_MAX + 32];
+    char key[EV_ID_MAX + 32], tp[KQ_TRACEPARENT_LEN + 1];
     cmd_head *head;
 
     part = kq_kafka_partition_for(c->id, strlen(c->id), w->st.partitions);
@@ -168,9 +173,12 @@ static int produce_item(cmd_writer *w, cmd_item *it, char *errstr, size_t errlen
         ie->delivered = 0;
         ie->dr_err = 0;
         ie->offset = -1;
-        if ((rc = kq_kafka_produce_event(w->prod.cur, w->topics[t], part, key, (size_t)klen, buf,
-                                         len, ev_event_type_name(e.payload_type), slot, errstr,
-                                         errlen)) != 0)
+        if (kq_trace_valid(&it->span.ctx))
+            kq_trace_format(&it->span.ctx, tp);
+        if ((rc = kq_kafka_produce_traced(w->prod.cur, w->topics[t], part, key, (size_t)klen, buf,
+                                          len, ev_event_type_name(e.payload_type),
+                                          kq_trace_valid(&it->span.ctx) ? tp : NULL, slot, errstr,
+                                          errlen)) != 0)
             return rc;
     }
     it->partition = part;

@@ -123,6 +123,9 @@ int cmd_writer_submit(cmd_writer *w, cmd_item *it, cmd_result *refused);
  */
 int cmd_writer_submit_group(cmd_writer *w, cmd_item **items, size_t n, cmd_result *refused);
 
+/* The name of event topic t (cmd_kind_topic), owned by the writer. */
+const char *cmd_writer_topic(const cmd_writer *w, int t);
+
 /* Most commands in one transaction (KCQRS_BATCH_MAX). */
 size_t cmd_writer_batch_max(const cmd_writer *w);
 

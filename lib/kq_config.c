@@ -112,6 +112,12 @@ static const cfg_setting settings[] = {
     {"KCQRS_ACCESS_LOG", "all", CFG_ACCESS_LOG, F(access_log_every), 0, 0,
      "HTTP access log lines (at info; /health, /ready and /metrics at debug): all, errors "
      "(4xx/5xx only) or sample:N (every N-th success and every error)"},
+    {"KCQRS_OTLP_ENDPOINT", "none", CFG_STRING, F(otlp_endpoint), 0, 0,
+     "OTLP/HTTP base URL spans are exported to as JSON (POST <url>/v1/traces, e.g. "
+     "http://127.0.0.1:4318); none: no export (traceparent still propagated)"},
+    {"KCQRS_OTLP_QUEUE", "4096", CFG_INT, F(otlp_queue), 1, 1000000,
+     "Spans waiting for export at most; when full, new spans are dropped (counted in "
+     "kcqrs_trace_spans_dropped_total)"},
     {"KCQRS_RATE_KEY_PER_S", "200000", CFG_INT, F(rate_key_per_s), 0, 100000000,
      "Requests per second each API key may make to a service (a token bucket per key and "
      "process; more: 429 rate_limited with Retry-After); 0: no limit"},
@@ -257,6 +263,7 @@ static const struct cfg_readers {
     {"KCQRS_HTTP_*", B_HTTPD},
     {"KCQRS_CORS_ORIGINS", KQ_BIN_COMMANDS | KQ_BIN_QUERY},
     {"KCQRS_ACCESS_LOG", B_HTTPD},
+    {"KCQRS_OTLP_*", B_HTTPD},
     {"KCQRS_RATE_*", KQ_BIN_COMMANDS | KQ_BIN_QUERY},
     {"KCQRS_HOOK_*", KQ_BIN_COMMANDS},
     {"KCQRS_BATCH_MAX", KQ_BIN_COMMANDS | KQ_BIN_WORKER},

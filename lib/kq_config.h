@@ -58,6 +58,8 @@ typedef struct kq_config {
     char *http_tls_ca;         /* KCQRS_HTTP_TLS_CA, "system" = the system's CAs */
     char *http_proxies;        /* KCQRS_HTTP_TRUSTED_PROXIES, "none" */
     char *cors_origins;        /* KCQRS_CORS_ORIGINS, "none" */
+    char *otlp_endpoint;       /* KCQRS_OTLP_ENDPOINT, "none" */
+    int otlp_queue;            /* KCQRS_OTLP_QUEUE */
     int batch_max;             /* KCQRS_BATCH_MAX, commands per transaction */
     int batch_linger_us;       /* KCQRS_BATCH_LINGER_US */
     int batch_linger_max_us;   /* KCQRS_BATCH_LINGER_MAX_US: adaptive linger cap */

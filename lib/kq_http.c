@@ -35,6 +35,7 @@
 #include "kq_procmetrics.h"
 #include "kq_rand.h"
 #include "kq_time.h"
+#include "kq_trace.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -231,6 +232,8 @@ struct kq_http_req {
     char reqid[KQ_HTTP_REQID_MAX + 1]; /* X-Request-Id: the client's (when sane) or ours */
     char aggid[KQ_HTTP_AGGID_MAX + 1]; /* the access log's aggregate_id; "" = the {id} param */
     kq_http_stream *stream;            /* kq_http_stream_begin was called */
+    kq_span span; /* this request's server span: the client's traceparent continued, or a new
+                     trace; exported at completion when tracing (kq_trace.h) */
 };
 
 /*
@@ -781,6 +784,11 @@ const char *kq_http_req_client(const kq_http_req *req)
     return req->client;
 }
 
+const kq_trace_ctx *kq_http_req_trace(const kq_http_req *req)
+{
+    return &req->span.ctx;
+}
+
 int kq_http_req_json(kq_http_req *req, const kq_jin_field *fields, size_t n, json_t **out)
 {
     json_t *details = json_array(), *obj = NULL;
@@ -961,6 +969,7 @@ char *kq_http_metrics_render(kq_http_server *srv)
             (unsigned long long)atomic_load(&srv->evicted),
             (unsigned long long)atomic_load(&srv->timeouts));
     kq_procmetrics_write(f);
+    kq_trace_metrics(f);
     if (srv->metrics != NULL)
         srv->metrics(srv->metrics_arg, f);
     if (fclose(f) != 0) {
@@ -1093,6 +1102,28 @@ static int trace_id_of(const char *tp, char out[33])
     return 0;
 }
 
+/* Export the request's server span (tracing on): route, status, aggregate id. */
+static void end_span(kq_http_req *req, unsigned status)
+{
+    kq_span *sp = &req->span;
+    const char *route = req->route->r.name ? req->route->r.name : "unmatched";
+    const char *id = req->aggid[0] ? req->aggid : kq_http_req_param(req, "id");
+
+    snprintf(sp->name, sizeof sp->name, "%s %s", req->h.method, route);
+    kq_span_attr_str(sp, "http.request.method", req->h.method);
+    kq_span_attr_str(sp, "http.route", route);
+    kq_span_attr_str(sp, "url.path", req->h.path);
+    kq_span_attr_int(sp, "http.response.status_code", status);
+    kq_span_attr_str(sp, "http.request.id", req->reqid);
+    kq_span_attr_str(sp, "client.address", req->client);
+    if (id != NULL && id[0] != '\0')
+        kq_span_attr_str(sp, "kcqrs.aggregate_id", id);
+    if (req->actor != NULL)
+        kq_span_attr_str(sp, "kcqrs.actor", req->actor);
+    sp->error = status == 0 || status >= 500;
+    kq_span_end(sp);
+}
+
 /* Count and log a request that ended (answered, or its connection died: status 0). */
 static void req_complete(loop *lp, kq_http_req *req, int sent, const char *note)
 {
@@ -1111,6 +1142,8 @@ static void req_complete(loop *lp, kq_http_req *req, int sent, const char *note)
     atomic_fetch_add_explicit(&rt->hist[b], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&rt->sum_us, us, memory_order_relaxed);
     atomic_fetch_sub(&srv->in_flight, 1);
+    if (kq_trace_exporting() && !is_probe(rt))
+        end_span(req, status);
     level = is_probe(rt) ? KQ_LOG_DEBUG : KQ_LOG_INFO;
     if (kq_log_enabled(level) && (status >= 400 || status < 100 || every == 1 ||
                                   (every > 1 && ++lp->nsuccess % every == 0))) {
@@ -1654,6 +1687,11 @@ static int start_request(conn *c, const kq_hp_head *h, size_t hl)
     req->c = c;
     req->route = &srv->routes[srv->nroutes];
     req->t0_us = kq_time_mono_us();
+    {
+        kq_trace_ctx in;
+        int has_in = kq_trace_parse(kq_http_req_header(req, KQ_TRACE_HEADER), &in) == 0;
+        (void)kq_span_start(&req->span, has_in ? &in : NULL, KQ_SPAN_SERVER, "");
+    }
     {
         const char *rid = kq_http_req_header(req, "X-Request-Id");
         if (kq_http_request_id_ok(rid))

@@ -80,6 +80,7 @@
 #include "kq_auth.h"
 #include "kq_config.h"
 #include "kq_json_in.h"
+#include "kq_trace.h"
 
 typedef struct kq_http_server kq_http_server;
 typedef struct kq_http_req kq_http_req;
@@ -254,6 +255,13 @@ unsigned kq_http_req_roles(const kq_http_req *req);
  * X-Forwarded-For hop nearest to us that is not itself a trusted proxy.
  */
 const char *kq_http_req_client(const kq_http_req *req);
+
+/*
+ * The context of the request's server span (kq_trace.h): the client's traceparent trace
+ * continued (a malformed one is ignored, never an error) or a new trace, with this
+ * request's own span id; the parent of the spans a handler starts. Owned by the request.
+ */
+const kq_trace_ctx *kq_http_req_trace(const kq_http_req *req);
 
 /*
  * Parse the body as a JSON object and validate it against `fields`. On

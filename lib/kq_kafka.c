@@ -784,23 +784,57 @@ int kq_kafka_produce_event(rd_kafka_t *rk, const char *topic, int32_t partition,
                            size_t keylen, const void *value, size_t len, const char *event_type,
                            void *msg_opaque, char *errstr, size_t errlen)
 {
+    return kq_kafka_produce_traced(rk, topic, partition, key, keylen, value, len, event_type, NULL,
+                                   msg_opaque, errstr, errlen);
+}
+
+int kq_kafka_produce_traced(rd_kafka_t *rk, const char *topic, int32_t partition, const void *key,
+                            size_t keylen, const void *value, size_t len, const char *event_type,
+                            const char *traceparent, void *msg_opaque, char *errstr, size_t errlen)
+{
+    rd_kafka_headers_t *hdrs = NULL;
     rd_kafka_resp_err_t err;
 
-    if (event_type != NULL)
-        err = rd_kafka_producev(
-            rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
-            RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)(uintptr_t)value, len),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_HEADER(KQ_KAFKA_HEADER_EVENT_TYPE, event_type, (ssize_t)strlen(event_type)),
-            RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
+    if (event_type != NULL || traceparent != NULL) {
+        if ((hdrs = rd_kafka_headers_new(2)) == NULL)
+            return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory (record headers)");
+        if (event_type != NULL)
+            rd_kafka_header_add(hdrs, KQ_KAFKA_HEADER_EVENT_TYPE, -1, event_type, -1);
+        if (traceparent != NULL)
+            rd_kafka_header_add(hdrs, "traceparent", -1, traceparent, -1);
+    }
+    if (hdrs != NULL)
+        err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+                                RD_KAFKA_V_KEY(key, keylen),
+                                RD_KAFKA_V_VALUE((void *)(uintptr_t)value, len),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+                                RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
     else
         err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
                                 RD_KAFKA_V_KEY(key, keylen),
                                 RD_KAFKA_V_VALUE((void *)(uintptr_t)value, len),
                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                 RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (hdrs != NULL)
+            rd_kafka_headers_destroy(hdrs); /* not taken by a failed producev */
         return kq_seterr(errstr, errlen, err_code(err), "produce to %s [%" PRId32 "]: %s", topic,
                          partition, rd_kafka_err2str(err));
+    }
+    return 0;
+}
+
+int kq_kafka_header_string(const rd_kafka_message_t *m, const char *name, char *out, size_t outlen)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *v = NULL;
+    size_t n = 0;
+
+    if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        rd_kafka_header_get_last(hdrs, name, &v, &n) != RD_KAFKA_RESP_ERR_NO_ERROR || v == NULL ||
+        n >= outlen || memchr(v, '\0', n) != NULL)
+        return -1;
+    memcpy(out, v, n);
+    out[n] = '\0';
     return 0;
 }

@@ -277,4 +277,16 @@ int kq_kafka_produce_event(rd_kafka_t *rk, const char *topic, int32_t partition,
                            size_t keylen, const void *value, size_t len, const char *event_type,
                            void *msg_opaque, char *errstr, size_t errlen);
 
+/* The same with a `traceparent` record header (kq_trace.h) when traceparent is not NULL. */
+int kq_kafka_produce_traced(rd_kafka_t *rk, const char *topic, int32_t partition, const void *key,
+                            size_t keylen, const void *value, size_t len, const char *event_type,
+                            const char *traceparent, void *msg_opaque, char *errstr, size_t errlen);
+
+/*
+ * The value of the record's last header `name` as a NUL-terminated string into out (at
+ * most outlen-1 bytes; a longer value or one holding a NUL is refused). 0, or -1 when m
+ * has no such header or it does not fit.
+ */
+int kq_kafka_header_string(const rd_kafka_message_t *m, const char *name, char *out, size_t outlen);
+
 #endif

@@ -9,6 +9,7 @@
 
 #include "kq_err.h"
 #include "kq_log.h"
+#include "kq_trace.h"
 
 int kq_service_begin(kq_service *s, const char *prog, const char *usage, unsigned flags, int argc,
                      char **argv, int *status)
@@ -42,6 +43,13 @@ int kq_service_begin(kq_service *s, const char *prog, const char *usage, unsigne
     sigaddset(&s->signals, SIGTERM);
     sigaddset(&s->signals, SIGINT);
     pthread_sigmask(SIG_BLOCK, &s->signals, NULL); /* inherited by every thread */
+    if (strcmp(s->cfg.otlp_endpoint, "none") != 0 &&
+        kq_trace_export_start(s->cfg.otlp_endpoint, prog, (size_t)s->cfg.otlp_queue, err,
+                              sizeof err) != 0) {
+        kq_log_error("%s", err);
+        kq_service_end(s);
+        return 1;
+    }
     *status = 0;
     return 0;
 }
@@ -83,6 +91,7 @@ void kq_service_http_stop(kq_service *s)
 void kq_service_end(kq_service *s)
 {
     kq_service_http_stop(s);
+    kq_trace_export_stop(); /* after every thread that ends spans */
     kq_auth_free(s->keys);
     s->keys = NULL;
     if (s->loaded)

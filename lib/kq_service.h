@@ -6,10 +6,12 @@
  *   kcqrs-projector and kcqrs-worker with their admin servers) begin alike: --help and the
  * configuration table, no positional arguments (unless the main takes its own: KQ_SERVICE_ARGS),
  * the configuration from the environment and the log set up from it, the API keys file (for a
- *   public API: KQ_SERVICE_KEYS), SIGPIPE ignored and SIGTERM/SIGINT blocked
+ *   public API: KQ_SERVICE_KEYS), the trace exporter (kq_trace.h) when
+ *   KCQRS_OTLP_ENDPOINT is set, SIGPIPE ignored and SIGTERM/SIGINT blocked
  *   in every thread so the main can wait for them (a main that needs another
  *   signal adds it to `signals` and blocks it too); and end alike: the HTTP
- *   server stopped, keys and configuration freed. A main calls
+ *   server stopped, the trace exporter flushed and stopped, keys and
+ *   configuration freed. A main calls
  *   kq_service_begin, starts its own modules, kq_service_http_start,
  *   kq_service_wait, stops its modules (those that answer waiting requests
  *   first), kq_service_end.

@@ -155,13 +155,14 @@ sys.exit(m.version('schemathesis') != '$SCHEMATHESIS_VERSION' or
         "schemathesis==$SCHEMATHESIS_VERSION" "openapi-python-client==$OPENAPI_PYTHON_CLIENT_VERSION"
 fi
 
-# The deployment test (tests/e2e/deploy.bats): kustomize from the Go module proxy
-# (go install, into the git-ignored .cache/bin; about 80 s on an empty module cache,
-# a few seconds with the machine's module and build caches warm) and
-# kubernetes-validate from PyPI (a JSON-schema validator that ships the Kubernetes
-# API's schemas, 1.25-1.37) in a venv under .cache/; each redone only when missing
-# or at another version.
+# The deployment test (tests/e2e/deploy.bats): kustomize and kubeconform from the Go
+# module proxy (go install, into the git-ignored .cache/bin; about 80 s and 120 s on
+# an empty module cache, a few seconds with the machine's module and build caches
+# warm) and kubernetes-validate from PyPI (a JSON-schema validator that ships the
+# Kubernetes API's schemas, 1.25-1.37, which kubeconform validates against too) in a
+# venv under .cache/ (about 45 s); each redone only when missing or at another version.
 KUSTOMIZE_VERSION=v5.5.0
+KUBECONFORM_VERSION=v0.7.0
 KUBERNETES_VALIDATE_VERSION=1.37.0
 GO=$(command -v go || echo /usr/local/go/bin/go)
 # (a go-installed kustomize prints "(devel)" as its version: a stamp file says which)
@@ -172,6 +173,13 @@ if [[ ! -x "$REPO/.cache/bin/kustomize" ||
     GOBIN="$REPO/.cache/bin" GOFLAGS=-mod=mod "$GO" install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
     echo "$KUSTOMIZE_VERSION" >"$REPO/.cache/bin/kustomize.version"
 fi
+if [[ ! -x "$REPO/.cache/bin/kubeconform" ||
+    "$(cat "$REPO/.cache/bin/kubeconform.version" 2>/dev/null)" != "$KUBECONFORM_VERSION" ]]; then
+    [[ -x "$GO" ]] || die "go is needed to install kubeconform (tests/e2e/deploy.bats): not found in PATH nor /usr/local/go/bin"
+    log "installing kubeconform $KUBECONFORM_VERSION into $REPO/.cache/bin (go install)"
+    GOBIN="$REPO/.cache/bin" GOFLAGS=-mod=mod "$GO" install "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
+    echo "$KUBECONFORM_VERSION" >"$REPO/.cache/bin/kubeconform.version"
+fi
 K8S_VENV="$REPO/.cache/k8s-venv"
 if ! "$K8S_VENV/bin/python" -c "import sys, importlib.metadata as m
 sys.exit(m.version('kubernetes-validate') != '$KUBERNETES_VALIDATE_VERSION')" 2>/dev/null; then
@@ -179,6 +187,31 @@ sys.exit(m.version('kubernetes-validate') != '$KUBERNETES_VALIDATE_VERSION')" 2>
     /usr/bin/python3 -m venv "$K8S_VENV"
     "$K8S_VENV/bin/pip" install -q --disable-pip-version-check \
         "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+fi
+
+# The traces test (tests/e2e/traces.bats): Jaeger's all-in-one binary (the OpenTelemetry
+# collector based one that the module's tag v1.75.0 builds from cmd/jaeger), from the Go
+# module proxy into the git-ignored .cache/jaeger-v1.75.0/, only when missing. `go install
+# ...@v1.75.0` refuses this module (its go.mod has a replace directive), so the module is
+# downloaded and built where it lies, with module and build caches in a temporary
+# directory under .cache/ that is removed afterwards. A fresh build is slow: 891 s on 2
+# shared cores (1.3 GB of modules, 1.6 GB of build cache); a present binary costs nothing.
+JAEGER_VERSION=v1.75.0
+JAEGER_BIN="$REPO/.cache/jaeger-$JAEGER_VERSION/jaeger"
+if [[ ! -x "$JAEGER_BIN" ]]; then
+    GO=${GO:-/usr/local/go/bin/go}
+    [[ -x "$GO" ]] || GO=$(command -v go) || die "Go is needed to build Jaeger (tests/e2e/traces.bats)"
+    log "building Jaeger $JAEGER_VERSION into $JAEGER_BIN (from the Go module proxy; minutes)"
+    mkdir -p "$REPO/.cache"
+    jtmp=$(mktemp -d "$REPO/.cache/jaeger-build.XXXXXX")
+    jdir=$(GOMODCACHE="$jtmp/mod" GOFLAGS=-modcacherw GOTOOLCHAIN=local \
+        "$GO" mod download -json "github.com/jaegertracing/jaeger@$JAEGER_VERSION" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
+    mkdir -p "$(dirname "$JAEGER_BIN")"
+    (cd "$jdir" && GOMODCACHE="$jtmp/mod" GOCACHE="$jtmp/cache" GOFLAGS=-modcacherw \
+        GOTOOLCHAIN=local "$GO" build -trimpath -o "$JAEGER_BIN.tmp" ./cmd/jaeger)
+    mv "$JAEGER_BIN.tmp" "$JAEGER_BIN"
+    rm -rf "$jtmp"
 fi
 
 if [[ "${KQ_SKIP_KAFKA_FETCH:-0}" != 1 ]]; then

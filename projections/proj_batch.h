@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "ev_codec.h"
+#include "kq_trace.h"
 
 typedef struct proj_event {
     const char *topic; /* topic name (valid while the batch is) */
@@ -35,6 +36,8 @@ typedef struct proj_event {
     size_t keylen;
     int decoded;     /* 1: env is valid; 0: refused by the runner (already dead-lettered) */
     ev_envelope env; /* views into value */
+    int has_trace;   /* 1: the record's traceparent header (read only while tracing) */
+    kq_trace_ctx trace;
 } proj_event;
 
 typedef struct proj_offset {

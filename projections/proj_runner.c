@@ -48,6 +48,37 @@ static void check_at_end(proj_runner *r)
 
 /* ------------------------------------------------------------ apply stage */
 
+/* One span per applied event of batch b that carried a trace context (tracing on): a
+ * child of the record's context, the batch's apply time, the target's name. */
+static void trace_applied(proj_runner *r, const rbatch *b, int64_t t0_ns, int64_t t1_ns)
+{
+    char name[64];
+
+    snprintf(name, sizeof name, "apply %s", r->ops->name);
+    for (size_t k = 0; k < b->b.n; k++) {
+        const proj_event *ev = &b->b.ev[k];
+        const char *et;
+        kq_span sp;
+
+        if (!ev->has_trace || !ev->decoded)
+            continue;
+        (void)kq_span_start(&sp, &ev->trace, KQ_SPAN_CONSUMER, name);
+        sp.start_ns = t0_ns;
+        sp.end_ns = t1_ns;
+        et = ev_event_type_name(ev->env.payload_type);
+        kq_span_attr_str(&sp, "kcqrs.target", r->ops->name);
+        kq_span_attr_strn(&sp, "kcqrs.aggregate_id", ev->env.aggregate_id.ptr,
+                          ev->env.aggregate_id.len);
+        kq_span_attr_str(&sp, "kcqrs.event_type", et ? et : "?");
+        kq_span_attr_int(&sp, "kcqrs.version", ev->env.version);
+        kq_span_attr_int(&sp, "kcqrs.batch_events", (int64_t)b->b.n);
+        kq_span_attr_str(&sp, "messaging.destination.name", ev->topic);
+        kq_span_attr_int(&sp, "messaging.kafka.destination.partition", ev->partition);
+        kq_span_attr_int(&sp, "messaging.kafka.offset", ev->offset);
+        kq_span_end(&sp);
+    }
+}
+
 static void *apply_main(void *arg)
 {
     proj_runner *r = arg;
@@ -56,6 +87,7 @@ static void *apply_main(void *arg)
     for (;;) {
         rbatch *b;
         long long t0;
+        int64_t t0_ns;
         int rc;
 
         while (!r->job && !r->quit)
@@ -66,9 +98,12 @@ static void *apply_main(void *arg)
         b = r->inflight;
         pthread_mutex_unlock(&r->mu);
         t0 = kq_time_mono_us();
+        t0_ns = kq_trace_exporting() ? kq_trace_now_ns() : 0;
         r->aerr[0] = '\0';
         rc = r->ops->apply(r->t, &b->b, proj_runner_dead_letter, r, r->aerr, sizeof r->aerr);
         t0 = kq_time_mono_us() - t0;
+        if (rc == 0 && t0_ns != 0)
+            trace_applied(r, b, t0_ns, kq_trace_now_ns());
         pthread_mutex_lock(&r->mu);
         r->arc = rc;
         r->apply_us = t0;

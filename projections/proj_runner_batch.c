@@ -100,6 +100,11 @@ static const char *check(proj_runner *r, rbatch *b, size_t k, char *why, size_t 
     ev->len = m->len;
     ev->key = m->key;
     ev->keylen = m->key_len;
+    if (kq_trace_exporting()) {
+        char tp[KQ_TRACEPARENT_LEN + 16];
+        ev->has_trace = kq_kafka_header_string(m, KQ_TRACE_HEADER, tp, sizeof tp) == 0 &&
+                        kq_trace_parse(tp, &ev->trace) == 0;
+    }
     return proj_runner_check_event(ev, topic_types[ti], r->np, why, whylen);
 }
 

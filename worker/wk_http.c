@@ -512,8 +512,12 @@ int wk_engine_submit_http(wk_engine *e, const wk_http_request *req, wk_done_fn c
     x->body[req->body_len] = '\0';
     x->body_len = req->body_len;
     for (size_t i = 0; i < req->n_headers; i++)
-        if (add_header(x, req->headers[i].name, req->headers[i].value) != 0)
+        if ((req->traceparent == NULL || strcasecmp(req->headers[i].name, "traceparent") != 0) &&
+            add_header(x, req->headers[i].name, req->headers[i].value) != 0)
             goto nomem;
+    if (req->traceparent != NULL && header_value_ok(req->traceparent) &&
+        add_header(x, "traceparent", req->traceparent) != 0)
+        goto nomem;
     if (m != 0 && req->body_len > 0 && !have_ct &&
         add_header(x, "Content-Type", "application/json") != 0)
         goto nomem;

@@ -64,6 +64,8 @@ typedef struct wk_http_request {
     const char *delivery_id;  /* required: [A-Za-z0-9_-] and inner dots, 1..200 bytes */
     const char *secret;       /* HMAC key; NULL or "" sends no signature */
     size_t secret_len;
+    const char *traceparent; /* W3C trace context sent as `traceparent` (replacing an action
+                                header of that name); NULL: none */
 } wk_http_request;
 
 typedef void (*wk_done_fn)(void *arg, const wk_outcome *o);

@@ -17,6 +17,7 @@
 #include "kq_err.h"
 #include "kq_log.h"
 #include "kq_time.h"
+#include "kq_trace.h"
 
 #define REC_RESP_MAX 4096
 #define REC_BATCH_RESP_MAX (1u << 20)
@@ -27,6 +28,7 @@ typedef struct rec_item {
     struct rec_item *next;
     char run_id[65];
     char *body;
+    char tp[KQ_TRACEPARENT_LEN + 1]; /* "" = none */
     void *tag;
     unsigned tries;
     int single; /* 1: never in a batch (sent alone after its batch was refused) */
@@ -38,7 +40,8 @@ typedef struct rec_xfer {
     struct rec_xfer *aprev, *anext;
     CURL *h;
     char *url;
-    char *body; /* a batch's body (a single record's is its item's) */
+    char *body;              /* a batch's body (a single record's is its item's) */
+    struct curl_slist *hdrs; /* a single record with a traceparent: the recorder's + it */
     rec_item **items;
     size_t n;
     int batch;
@@ -118,6 +121,7 @@ static void xfer_free(rec_xfer *x)
         curl_easy_cleanup(x->h);
     free(x->url);
     free(x->body);
+    curl_slist_free_all(x->hdrs);
     free(x->items);
     free(x->resp);
     free(x);
@@ -154,8 +158,21 @@ static int xfer_start(wk_recorder *r, rec_xfer *x)
     curl_easy_setopt(h, CURLOPT_PROXY, "");
     if (r->ca_file != NULL)
         curl_easy_setopt(h, CURLOPT_CAINFO, r->ca_file);
+    if (body != NULL && !x->batch && x->items[0]->tp[0] != '\0' && x->hdrs == NULL) {
+        char line[sizeof "traceparent: " + KQ_TRACEPARENT_LEN];
+        snprintf(line, sizeof line, "traceparent: %s", x->items[0]->tp);
+        for (struct curl_slist *l = r->hdrs; l != NULL; l = l->next)
+            if ((x->hdrs = curl_slist_append(x->hdrs, l->data)) == NULL)
+                break;
+        if (x->hdrs != NULL)
+            x->hdrs = curl_slist_append(x->hdrs, line);
+        if (x->hdrs == NULL) {
+            curl_easy_cleanup(h);
+            return KQ_ENOMEM;
+        }
+    }
     if (body != NULL) {
-        curl_easy_setopt(h, CURLOPT_HTTPHEADER, r->hdrs);
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, x->hdrs != NULL ? x->hdrs : r->hdrs);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
     }
@@ -428,15 +445,19 @@ static void start_due(wk_recorder *r, rec_lists *l, int64_t now)
         if (!x->batch || x->h != NULL || x->dead)
             continue;
         for (size_t i = 0; i < x->n; i++)
-            cap += strlen(x->items[i]->run_id) + strlen(x->items[i]->body) + 16;
+            cap +=
+                strlen(x->items[i]->run_id) + strlen(x->items[i]->body) + 32 + KQ_TRACEPARENT_LEN;
         if ((x->body = malloc(cap)) != NULL && (x->url = strdup(r->batch_url)) != NULL) {
             char *p = x->body;
             p += sprintf(p, "{\"attempts\":[");
             for (size_t i = 0; i < x->n; i++) {
                 const char *b = x->items[i]->body;
                 /* {"run_id":"ID", + the record's own fields ("{}" has none) */
-                p += sprintf(p, "%s{\"run_id\":\"%s\"%s%s", i ? "," : "", x->items[i]->run_id,
-                             strcmp(b, "{}") == 0 ? "" : ",", strcmp(b, "{}") == 0 ? "}" : b + 1);
+                p += sprintf(p, "%s{\"run_id\":\"%s\"", i ? "," : "", x->items[i]->run_id);
+                if (x->items[i]->tp[0] != '\0') /* the attempt's trace (cmd_api_batch.c) */
+                    p += sprintf(p, ",\"traceparent\":\"%s\"", x->items[i]->tp);
+                p += sprintf(p, "%s%s", strcmp(b, "{}") == 0 ? "" : ",",
+                             strcmp(b, "{}") == 0 ? "}" : b + 1);
             }
             sprintf(p, "]}");
             if (xfer_start(r, x) == 0)
@@ -647,14 +668,18 @@ void wk_recorder_free(wk_recorder *r)
     release(r);
 }
 
-int wk_recorder_submit(wk_recorder *r, const char *run_id, const char *body, void *tag)
+int wk_recorder_submit(wk_recorder *r, const char *run_id, const char *body,
+                       const char *traceparent, void *tag)
 {
     rec_item *it;
     size_t n = strlen(run_id);
+    kq_trace_ctx tc;
 
     if (n == 0 || n > 64 ||
         strspn(run_id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                        "0123456789._-") != n)
+        return KQ_EINVAL;
+    if (traceparent != NULL && kq_trace_parse(traceparent, &tc) != 0)
         return KQ_EINVAL;
     if ((it = calloc(1, sizeof *it)) == NULL)
         return KQ_ENOMEM;
@@ -664,6 +689,8 @@ int wk_recorder_submit(wk_recorder *r, const char *run_id, const char *body, voi
         return KQ_ENOMEM;
     }
     memcpy(it->run_id, run_id, n + 1);
+    if (traceparent != NULL)
+        kq_trace_format(&tc, it->tp); /* its canonical text: safe in JSON and in a header */
     it->tag = tag;
     atomic_fetch_add(&r->pending, 1);
     pthread_mutex_lock(&r->mu);

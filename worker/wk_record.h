@@ -82,10 +82,13 @@ void wk_recorder_free(wk_recorder *r);
 
 /*
  * Queue POST <base>/internal/v1/runs/<run_id>/attempts with `body` (a JSON
- * object, copied). 0, KQ_EINVAL (run id with characters other than
- * [A-Za-z0-9._-]) or KQ_ENOMEM.
+ * object, copied) and, when not NULL, `traceparent` (the attempt's W3C trace
+ * context: the request's traceparent header alone, the item's "traceparent"
+ * member in a batch). 0, KQ_EINVAL (run id with characters other than
+ * [A-Za-z0-9._-], a traceparent that is not one) or KQ_ENOMEM.
  */
-int wk_recorder_submit(wk_recorder *r, const char *run_id, const char *body, void *tag);
+int wk_recorder_submit(wk_recorder *r, const char *run_id, const char *body,
+                       const char *traceparent, void *tag);
 
 /* Move up to `max` finished results into out; returns how many. */
 size_t wk_recorder_take(wk_recorder *r, wk_record_result *out, size_t max);

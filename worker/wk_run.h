@@ -49,6 +49,7 @@
 
 #include "ev_codec.h"
 #include "ev_run.h"
+#include "kq_trace.h"
 
 typedef enum wk_run_phase {
     WK_RUN_IDLE = 0,
@@ -72,6 +73,8 @@ typedef struct wk_run {
     int64_t wait_until_ms; /* WAIT_LOG */
     int64_t phase_version; /* version when the current attempt started */
     size_t heap_idx;       /* position in the heap, SIZE_MAX when not in it */
+    int has_trace;         /* 1: trace = the RunStarted record's traceparent header */
+    kq_trace_ctx trace;    /* the parent of every attempt's span (kq_trace.h) */
 } wk_run;
 
 typedef struct wk_runs wk_runs;

@@ -53,6 +53,9 @@ struct attempt_ctx {
     int has_dest;
     char dest[WK_BREAKER_KEY_MAX];
     char delivery_id[WK_DELIVERY_ID_MAX + 1];
+    kq_span span; /* the attempt (a child of the run's RunStarted context); its context is the
+                     traceparent of the outbound request and of the attempt's record */
+    char tp[KQ_TRACEPARENT_LEN + 1];
     attempt_ctx *prev, *next;
 };
 
@@ -120,6 +123,31 @@ static void run_changed(wk_service *w, wk_run *r)
         kq_log_error("run %s: out of memory scheduling it", r->id);
 }
 
+/* End attempt c's span (exported when tracing): run, step, attempt, the outcome. */
+static void end_span(attempt_ctx *c, const wk_attempt_result *res, int status_code)
+{
+    kq_span *sp = &c->span;
+
+    if (!kq_trace_exporting())
+        return;
+    kq_span_attr_str(sp, "kcqrs.aggregate_id", c->run->id);
+    kq_span_attr_int(sp, "kcqrs.step", c->step);
+    kq_span_attr_int(sp, "kcqrs.attempt", c->attempt);
+    kq_span_attr_str(sp, "kcqrs.delivery_id", c->delivery_id);
+    kq_span_attr_str(sp, "kcqrs.outcome",
+                     res->outcome == WK_OUTCOME_SUCCEEDED ? "succeeded"
+                     : res->outcome == WK_OUTCOME_RETRY   ? "retry"
+                                                          : "failed");
+    if (status_code > 0)
+        kq_span_attr_int(sp, "http.response.status_code", status_code);
+    if (res->has_error)
+        kq_span_attr_str(sp, "error.message", res->error);
+    kq_span_attr_int(sp, "messaging.kafka.destination.partition", c->run->partition);
+    kq_span_attr_int(sp, "messaging.kafka.offset", c->run->started_offset);
+    sp->error = res->outcome != WK_OUTCOME_SUCCEEDED;
+    kq_span_end(sp);
+}
+
 /* Queue the record of attempt c as res says. */
 static void submit_record(wk_service *w, attempt_ctx *c, const wk_attempt_result *res,
                           long duration_ms)
@@ -131,7 +159,8 @@ static void submit_record(wk_service *w, attempt_ctx *c, const wk_attempt_result
     body = wk_record_body(c->step, c->attempt, res->status_code, res->has_error ? res->error : NULL,
                           duration_ms, res->next_delay_ms, c->delivery_id, res->outcome);
     c->run->phase = WK_RUN_RECORDING;
-    if (body == NULL || wk_recorder_submit(w->rec, c->run->id, body, c) != 0) {
+    if (body == NULL ||
+        wk_recorder_submit(w->rec, c->run->id, body, c->tp[0] ? c->tp : NULL, c) != 0) {
         /* cannot record now: let the run be tried again later (same delivery id) */
         kq_log_error("run %s: cannot queue the record of step %u attempt %u", c->run->id, c->step,
                      c->attempt);
@@ -152,6 +181,7 @@ static void fail_attempt(wk_service *w, attempt_ctx *c, const char *why)
     atomic_fetch_add(&w->m.failed, 1);
     kq_log_warn("run %s step %u attempt %u: %s", c->run->id, c->step, c->attempt, why);
     wk_attempt_failed(why, &res);
+    end_span(c, &res, 0);
     submit_record(w, c, &res, 0);
 }
 
@@ -178,6 +208,7 @@ static void on_done(void *arg, const wk_outcome *o)
         atomic_fetch_add(&w->m.failed, 1);
     kq_log_debug("run %s step %u attempt %u: %s %d -> %s", c->run->id, c->step, c->attempt,
                  wk_result_name(o->result), o->status_code, res.reason);
+    end_span(c, &res, o->status_code);
     submit_record(w, c, &res, o->duration_ms);
 }
 
@@ -195,6 +226,12 @@ static int start_attempt(wk_service *w, wk_run *r, long *retry_in)
     if ((c = ctx_new(w, r)) == NULL)
         return KQ_ENOMEM;
     snprintf(c->delivery_id, sizeof c->delivery_id, "%s.%u", r->id, c->step);
+    {
+        char name[48];
+        snprintf(name, sizeof name, "attempt step %u", c->step);
+        if (kq_span_start(&c->span, r->has_trace ? &r->trace : NULL, KQ_SPAN_CLIENT, name) == 0)
+            kq_trace_format(&c->span.ctx, c->tp);
+    }
     r->phase = WK_RUN_ACTIVE;
     r->phase_version = r->st.version;
     set_in_flight(w, r, 1);
@@ -228,6 +265,8 @@ static int start_attempt(wk_service *w, wk_run *r, long *retry_in)
         c->has_dest = 1;
         memcpy(c->dest, a.dest, sizeof c->dest);
     }
+    if (a.kind == WK_ACTION_HTTP && c->tp[0] != '\0')
+        a.http.traceparent = c->tp; /* the receiver continues the attempt's trace */
     if (wk_action_submit(&a, w->engine, on_done, c, err, sizeof err) != 0) {
         if (c->has_dest)
             wk_breaker_record(w->breakers, c->dest, 0);
@@ -340,7 +379,8 @@ static void partition_ready(wk_service *w, int32_t p)
     wk_runs_each(w->runs, schedule_partition_cb, &a);
 }
 
-static void handle_message(wk_service *w, const rd_kafka_message_t *m)
+/* One message; `consumed`: it came from the consumer (its headers can be read). */
+static void handle_message(wk_service *w, const rd_kafka_message_t *m, int consumed)
 {
     ev_envelope env;
     wk_run *r;
@@ -387,6 +427,11 @@ static void handle_message(wk_service *w, const rd_kafka_message_t *m)
     }
     if (rc == WK_RUNS_SKIPPED)
         return;
+    if (consumed && env.payload_type == EV_RUN_STARTED && !r->has_trace) {
+        char tp[KQ_TRACEPARENT_LEN + 16];
+        r->has_trace = kq_kafka_header_string(m, KQ_TRACE_HEADER, tp, sizeof tp) == 0 &&
+                       kq_trace_parse(tp, &r->trace) == 0;
+    }
     if (r->phase == WK_RUN_WAIT_LOG)
         r->phase = WK_RUN_IDLE; /* the log moved on: try again from what it says */
     atomic_store(&w->m.runs_open, (long)wk_runs_count(w->runs));
@@ -713,7 +758,7 @@ int wk_service_run(wk_service *w)
             rd_kafka_message_t *m = rd_kafka_consumer_poll(w->rk, 0);
             if (m == NULL)
                 break;
-            handle_message(w, m);
+            handle_message(w, m, 1);
             rd_kafka_message_destroy(m);
             busy = 1;
         }
@@ -727,7 +772,7 @@ int wk_service_run(wk_service *w)
 
 void wk_service_handle_message(wk_service *svc, const rd_kafka_message_t *m)
 {
-    handle_message(svc, m);
+    handle_message(svc, m, 0);
 }
 
 void wk_service_stop(wk_service *svc)

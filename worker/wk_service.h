@@ -92,6 +92,9 @@ int wk_service_run(wk_service *svc);
  *                                commit, forget their runs);
  *   wk_service_handle_message    one consumer message (an event, or the end
  *                                of a partition: RD_KAFKA_RESP_ERR__PARTITION_EOF);
+ *                                its headers are not read (a message built
+ *                                outside librdkafka has none it can read): the
+ *                                run is not traced;
  *   wk_service_round             one round: records' answers, due attempts,
  *                                the tick, the engine for up to max_wait_ms.
  */

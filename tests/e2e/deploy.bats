@@ -3,15 +3,18 @@
 # `systemd-analyze verify` with no complaint and `systemd-analyze security`
 # rates each service's exposure at most 2.0 ("OK"); ops/k8s/ (the base and the
 # example overlay) renders with kustomize and every object validates strictly
-# (unknown fields rejected) against the Kubernetes 1.32 API schemas
-# (kubernetes-validate). Tools: ops/install-deps.sh (systemd from Debian,
-# kustomize from the Go module proxy into .cache/bin, kubernetes-validate from
-# PyPI in .cache/k8s-venv). No services are started.
+# (unknown fields rejected) against the Kubernetes 1.32 API schemas, with two
+# validators: kubernetes-validate, which ships the schemas, and kubeconform
+# on standalone copies of them (k8s_schemas.py). Tools: ops/install-deps.sh
+# (systemd from Debian, kustomize and kubeconform from the Go module proxy
+# into .cache/bin, kubernetes-validate from PyPI in .cache/k8s-venv). No
+# services are started.
 
 load helpers
 
 KUSTOMIZE="$KQ_REPO/.cache/bin/kustomize"
 KVALIDATE="$KQ_REPO/.cache/k8s-venv/bin/kubernetes-validate"
+KUBECONFORM="$KQ_REPO/.cache/bin/kubeconform"
 K8S_VERSION=1.32.0
 
 # units DIR: copies of ops/systemd in DIR, ExecStart pointing at the built
@@ -89,13 +92,27 @@ sys.exit(0 if ok else 1)
 PY
 }
 
-@test "k8s: base and example overlay render and validate strictly against the Kubernetes $K8S_VERSION schemas; a wrong field fails" {
+# kubeconform_run FILE...: kubeconform -strict against the standalone schemas
+# of the kinds in FILE... (made by k8s_schemas.py in $BATS_TEST_TMPDIR/schemas).
+kubeconform_run() {
+    "$KQ_REPO/.cache/k8s-venv/bin/python" "$KQ_REPO/tests/e2e/k8s_schemas.py" "$K8S_VERSION" \
+        "$BATS_TEST_TMPDIR/schemas" "$@" || return 2
+    "$KUBECONFORM" -strict -summary \
+        -schema-location "$BATS_TEST_TMPDIR/schemas/{{ .ResourceKind }}{{ .KindSuffix }}.json" "$@"
+}
+
+@test "k8s: base and example overlay render and validate strictly against the Kubernetes $K8S_VERSION schemas (kubernetes-validate, kubeconform); a wrong field fails" {
     for dir in base overlays/example; do
         f=$(render "$dir")
+        n=$(grep -c '^kind: ' "$f")
+        [ "$n" -ge 16 ]
         run "$KVALIDATE" --strict --quiet -k "$K8S_VERSION" "$f"
         echo "$dir: $output"
         [ "$status" -eq 0 ]
-        [ "$(grep -c '^kind: ' "$f")" -ge 16 ]
+        run kubeconform_run "$f"
+        echo "$dir: $output"
+        [ "$status" -eq 0 ]
+        [[ "$output" == *"$n resources found in 1 file - Valid: $n, Invalid: 0, Errors: 0, Skipped: 0"* ]]
     done
     # the validation can fail: a misspelt field and a wrong type are refused
     f="$BATS_TEST_TMPDIR/broken.yaml"
@@ -106,6 +123,11 @@ PY
     [ "$status" -ne 0 ]
     [[ "$output" == *"'one' is not of type 'integer'"* ]]
     [[ "$output" == *"'readinesProbe' was unexpected"* ]]
+    run kubeconform_run "$f"
+    echo "$output"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"StatefulSet kcqrs-commands is invalid"*"'/spec/replicas': got string, want null or integer"* ]]
+    [[ "$output" == *"additional properties 'readinesProbe' not allowed"* ]]
 }
 
 @test "k8s: one writer (StatefulSet), query pods with their LMDB projector, PostgreSQL projector with a standby, worker; probes, requests, PDBs" {

@@ -290,7 +290,7 @@ static void test_retry_then_ok(void **state)
 
     srv_start(0, s, 3);
     r = rec_new(srv_port);
-    assert_int_equal(wk_recorder_submit(r, "run-1", "{\"step\":0}", &tag), 0);
+    assert_int_equal(wk_recorder_submit(r, "run-1", "{\"step\":0}", NULL, &tag), 0);
     assert_int_equal(take(r, res, 1), 1);
     assert_ptr_equal(res[0].tag, &tag);
     assert_int_equal(res[0].status, 200);
@@ -317,7 +317,7 @@ static void test_conflict(void **state)
 
     srv_start(0, s, 1);
     r = rec_new(srv_port);
-    assert_int_equal(wk_recorder_submit(r, "run-2", "{}", NULL), 0);
+    assert_int_equal(wk_recorder_submit(r, "run-2", "{}", NULL, NULL), 0);
     assert_int_equal(take(r, res, 1), 1);
     assert_int_equal(res[0].status, 409);
     assert_int_equal(res[0].version, -1);
@@ -350,7 +350,7 @@ static void test_refused_then_up(void **state)
     close(fd);
 
     r = rec_new(port);
-    assert_int_equal(wk_recorder_submit(r, "run-3", "{\"a\":1}", NULL), 0);
+    assert_int_equal(wk_recorder_submit(r, "run-3", "{\"a\":1}", NULL, NULL), 0);
     usleep(300000);
     assert_int_equal(wk_recorder_take(r, res, 1), 0);
     assert_false(wk_recorder_reachable(r));
@@ -379,7 +379,7 @@ static void test_many_in_flight(void **state)
     r = rec_new(srv_port);
     for (int i = 0; i < N; i++) {
         snprintf(id, sizeof id, "run-%d", i);
-        assert_int_equal(wk_recorder_submit(r, id, "{}", &tags[i]), 0);
+        assert_int_equal(wk_recorder_submit(r, id, "{}", NULL, &tags[i]), 0);
     }
     assert_int_equal(take(r, res, N), N);
     for (int i = 0; i < N; i++) {
@@ -425,7 +425,8 @@ static void test_batch(void **state)
     r = rec_new_batch(srv_port, 16);
     for (int i = 0; i < N; i++) {
         snprintf(id, sizeof id, i == 7 ? "b409-%d" : i == 9 ? "b503once-%d" : "run-%d", i);
-        assert_int_equal(wk_recorder_submit(r, id, "{\"step\":0,\"attempt\":1}", &tags[i]), 0);
+        assert_int_equal(wk_recorder_submit(r, id, "{\"step\":0,\"attempt\":1}", NULL, &tags[i]),
+                         0);
     }
     assert_int_equal(take(r, res, N), N);
     for (int i = 0; i < N; i++) {
@@ -489,7 +490,7 @@ static void test_batch_fallback(void **state)
     r = rec_new_batch(srv_port, 16);
     for (int i = 0; i < 20; i++) {
         snprintf(id, sizeof id, "run-%d", i);
-        assert_int_equal(wk_recorder_submit(r, id, "{\"step\":0}", NULL), 0);
+        assert_int_equal(wk_recorder_submit(r, id, "{\"step\":0}", NULL, NULL), 0);
     }
     assert_int_equal(take(r, res, 20), 20);
     for (int i = 0; i < 20; i++) {
@@ -528,10 +529,10 @@ static void test_bad_input(void **state)
     s.retry_cap_ms = 5;
     r = wk_recorder_new(&s, err, sizeof err);
     assert_non_null(r);
-    assert_int_equal(wk_recorder_submit(r, "../x/y", "{}", NULL), KQ_EINVAL);
-    assert_int_equal(wk_recorder_submit(r, "", "{}", NULL), KQ_EINVAL);
+    assert_int_equal(wk_recorder_submit(r, "../x/y", "{}", NULL, NULL), KQ_EINVAL);
+    assert_int_equal(wk_recorder_submit(r, "", "{}", NULL, NULL), KQ_EINVAL);
     /* one queued to a dead port, then freed: no leak, no result */
-    assert_int_equal(wk_recorder_submit(r, "ok-id", "{}", NULL), 0);
+    assert_int_equal(wk_recorder_submit(r, "ok-id", "{}", NULL, NULL), 0);
     wk_recorder_free(r);
 }
 
