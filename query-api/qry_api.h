@@ -16,6 +16,9 @@
  *                                               &actor=&event_type=&since=&until=&limit=&cursor=
  *   GET /api/v1/status                 reader   Kafka (qry_status), both targets' offsets
  *   GET /api/v1/events/stream          reader   Kafka: SSE or NDJSON (qry_stream.h)
+ *   GET /api/v1/snapshots              reader   the named LMDB snapshots (qry_snap.h)
+ *   GET /api/v1/audit/chain            auditor  hash chain per partition (qry_chain.h)
+ *   GET /api/v1/replay/runs            reader   PostgreSQL; kcqrs-replay results; ?limit=
  *   (admin implies reader and auditor.) Pages answer {"items": [...],
  *   "next_cursor": string or null}; cursors are described in qry_text.h.
  *
