@@ -32,6 +32,12 @@ units() {
 SERVICES=(kcqrs-commands.service kcqrs-query.service kcqrs-worker.service
     kcqrs-projector@pg.service kcqrs-projector@lmdb.service)
 
+setup_file() {
+    # the tool this file needs, installed if missing; waits if another run installs it
+    "$KQ_REPO/ops/install-test-tools.sh" k8s >"$BATS_FILE_TMPDIR/tools.log" 2>&1 ||
+        kq_fail "ops/install-test-tools.sh k8s failed: $(tail -20 "$BATS_FILE_TMPDIR/tools.log")" || return 1
+}
+
 @test "systemd: every unit passes systemd-analyze verify with no complaint; a broken one does not" {
     d="$BATS_TEST_TMPDIR/units"
     units "$d"
