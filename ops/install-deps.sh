@@ -24,6 +24,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 #   clang libclang-rt-14-dev           `make fuzz` (libFuzzer runtime is in libclang-rt)
 #   clang-format                       `make format` / `make format-check` (CI)
 #   python3                            free-port picking and small helpers in the tests
+#   python3-yaml                       tests/e2e/deploy.bats reads the rendered manifests
 #   procps iproute2 util-linux         ps, ss (port checks), runuser/setsid (ops scripts)
 #   maven                              fetches the Kafka jars from Maven Central
 #   prometheus                         promtool: the tests check every service's /metrics,
@@ -49,7 +50,7 @@ PACKAGES=(
     postgresql-15
     curl wrk
     clang libclang-rt-14-dev clang-format
-    python3
+    python3 python3-yaml
     procps iproute2 util-linux
     maven
     prometheus
@@ -157,10 +158,11 @@ fi
 
 # The deployment test (tests/e2e/deploy.bats): kustomize and kubeconform from the Go
 # module proxy (go install, into the git-ignored .cache/bin; about 80 s and 120 s on
-# an empty module cache, a few seconds with the machine's module and build caches
-# warm) and kubernetes-validate from PyPI (a JSON-schema validator that ships the
-# Kubernetes API's schemas, 1.25-1.37, which kubeconform validates against too) in a
-# venv under .cache/ (about 45 s); each redone only when missing or at another version.
+# an empty module cache, about 9 s for both with the machine's module and build caches
+# warm) and the Kubernetes 1.32 API schemas that kubeconform validates against, taken
+# from the PyPI package kubernetes-validate (which ships them): its wheel fetched by
+# pip download (no install) and only that version's schema files unpacked into
+# .cache/k8s-schemas (about 5 s); each redone only when missing or at another version.
 KUSTOMIZE_VERSION=v5.5.0
 KUBECONFORM_VERSION=v0.7.0
 KUBERNETES_VALIDATE_VERSION=1.37.0
@@ -180,13 +182,29 @@ if [[ ! -x "$REPO/.cache/bin/kubeconform" ||
     GOBIN="$REPO/.cache/bin" GOFLAGS=-mod=mod "$GO" install "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
     echo "$KUBECONFORM_VERSION" >"$REPO/.cache/bin/kubeconform.version"
 fi
-K8S_VENV="$REPO/.cache/k8s-venv"
-if ! "$K8S_VENV/bin/python" -c "import sys, importlib.metadata as m
-sys.exit(m.version('kubernetes-validate') != '$KUBERNETES_VALIDATE_VERSION')" 2>/dev/null; then
-    log "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION into $K8S_VENV"
-    /usr/bin/python3 -m venv "$K8S_VENV"
-    "$K8S_VENV/bin/pip" install -q --disable-pip-version-check \
-        "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+K8S_SCHEMAS="$REPO/.cache/k8s-schemas"
+K8S_SCHEMA_VERSION=1.32.0
+if [[ "$(cat "$K8S_SCHEMAS/version" 2>/dev/null)" != "$KUBERNETES_VALIDATE_VERSION/$K8S_SCHEMA_VERSION" ]]; then
+    log "unpacking the Kubernetes $K8S_SCHEMA_VERSION schemas of kubernetes-validate $KUBERNETES_VALIDATE_VERSION into $K8S_SCHEMAS"
+    k8s_tmp=$(mktemp -d)
+    # pip download from the wheel cache or PyPI: the same pip the other venvs use
+    [[ -x "$REPO/.cache/openapi-venv/bin/pip" ]] || die "no pip in $REPO/.cache/openapi-venv"
+    "$REPO/.cache/openapi-venv/bin/pip" download -q --disable-pip-version-check --no-deps \
+        -d "$k8s_tmp" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+    rm -rf "$K8S_SCHEMAS"
+    /usr/bin/python3 - "$k8s_tmp"/kubernetes_validate-*.whl "$K8S_SCHEMAS" "v$K8S_SCHEMA_VERSION-local-strict" <<'PY'
+import os, sys, zipfile
+whl, out, ver = sys.argv[1:]
+z = zipfile.ZipFile(whl)
+for n in z.namelist():
+    if f"/kubernetes-json-schema/{ver}/" in n:
+        dst = os.path.join(out, ver, os.path.basename(n))
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        with open(dst, "wb") as f:
+            f.write(z.read(n))
+PY
+    echo "$KUBERNETES_VALIDATE_VERSION/$K8S_SCHEMA_VERSION" >"$K8S_SCHEMAS/version"
+    rm -rf "$k8s_tmp"
 fi
 
 # The traces test (tests/e2e/traces.bats): Jaeger's all-in-one binary (the OpenTelemetry
