@@ -273,7 +273,9 @@ test-fuzz-replay: $(FUZZ_REPLAY)
 # spec fuzzer, or that spend about a minute streaming 20,000 events
 # (stream.bats; its HTTP paths run under the sanitizers in test_http_stream):
 # those run once, in the plain pass of `make test`; so does deploy.bats, which
-# starts no binary (it validates ops/systemd and ops/k8s).
+# starts no binary (it validates ops/systemd and ops/k8s), and traces.bats, which
+# mostly waits for a Jaeger (the exporter's C paths are test_trace's; every other
+# file propagates traceparent under the sanitizers).
 E2E_PLAIN_ONLY := tests/e2e/cluster.bats tests/e2e/kafka_sasl.bats tests/e2e/commands_ttl.bats \
                   tests/e2e/http_flood.bats tests/e2e/commands_kafka_down.bats \
                   tests/e2e/projector_crash.bats tests/e2e/openapi.bats tests/e2e/console.bats \

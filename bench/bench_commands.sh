@@ -95,6 +95,7 @@ cmd_emit() {
 cmd_setup() {
     [ -n "${CMD_KEY:-}" ] && return 0
     CMD_KEYS_FILE="$TMP/cmd-keys"
+    [[ -s "$TMP/kek" ]] || "$BUILD/bin/kcqrs-keys" kek-add --file "$TMP/kek" >/dev/null || die "cannot create a KEK file"
     CMD_KEY=$("$BUILD/bin/kcqrs-keys" create --name bench --roles writer --file "$CMD_KEYS_FILE") ||
         die "kcqrs-keys create failed"
     [ -n "$CMD_KEY" ] || die "kcqrs-keys printed no key"
@@ -106,7 +107,7 @@ cmd_env() {
     CMD_PREFIX="kqbench$$r${run}"
     mkdir -p "$TMP/lmdb-$run"
     CMD_ENV=(KCQRS_BROKERS="$BROKERS" KCQRS_TOPIC_PREFIX="$CMD_PREFIX" KCQRS_LMDB_DIR="$TMP/lmdb-$run"
-        KCQRS_KEYS_FILE="$CMD_KEYS_FILE" KCQRS_HTTP_MAX_PER_IP=0)
+        KCQRS_KEYS_FILE="$CMD_KEYS_FILE" KCQRS_KEK_FILE="$TMP/kek" KCQRS_HTTP_MAX_PER_IP=0)
 }
 
 # cmd_metrics PORT: "<batch_size_sum> <batch_size_count> <events_appended>"

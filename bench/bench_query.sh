@@ -92,6 +92,8 @@ KEYS=$TMP/keys
 RKEY=$("$BUILD/bin/kcqrs-keys" create --name bench-reader --roles reader --file "$KEYS")
 WKEY=$("$BUILD/bin/kcqrs-keys" create --name bench-writer --roles writer --file "$KEYS")
 export KCQRS_KEYS_FILE=$KEYS KCQRS_LOG_LEVEL=${KCQRS_LOG_LEVEL:-warn}
+export KCQRS_KEK_FILE=$TMP/kek
+"$BUILD/bin/kcqrs-keys" kek-add --file "$TMP/kek" >/dev/null || die "cannot create a KEK file"
 
 # 1. the kq_http ceiling
 port=$(free_port)

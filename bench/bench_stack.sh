@@ -116,6 +116,8 @@ RKEY=$("$BUILD/bin/kcqrs-keys" create --name bench-reader --roles reader --file 
 "$BUILD/bin/kcqrs-keys" create --name bench-worker --roles worker --file "$KEYS" >"$TMP/worker.key"
 chmod 600 "$TMP/worker.key"
 export KCQRS_BROKERS KCQRS_KEYS_FILE=$KEYS KCQRS_HTTP_MAX_PER_IP=0
+export KCQRS_KEK_FILE=$TMP/kek
+"$BUILD/bin/kcqrs-keys" kek-add --file "$TMP/kek" >/dev/null || die "cannot create a KEK file"
 
 # emit LINE...: RESULT lines
 emit() { local l; for l in "$@"; do echo "RESULT $l"; done; }

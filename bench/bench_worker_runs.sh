@@ -70,6 +70,8 @@ fi
 
 # keys: a writer for the triggers, a worker for the records
 export KCQRS_KEYS_FILE="$TMP/keys"
+export KCQRS_KEK_FILE="$TMP/kek"
+"$BUILD/bin/kcqrs-keys" kek-add --file "$TMP/kek" >/dev/null || die "cannot create a KEK file"
 WKEY=$("$BUILD/bin/kcqrs-keys" create --name bench-writer --roles writer)
 (umask 077 && "$BUILD/bin/kcqrs-keys" create --name bench-worker --roles worker >"$TMP/worker.key")
 

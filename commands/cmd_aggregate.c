@@ -4,6 +4,7 @@
  */
 #include "cmd_aggregate.h"
 #include "cmd_state.h"
+#include "ev_secret.h"
 #include "kq_err.h"
 
 #include <stdarg.h>
@@ -181,9 +182,11 @@ int cmd_aggregate_apply(cmd_state *st, int topic, const void *value, size_t len,
                         int64_t offset, char *errstr, size_t errlen)
 {
     ev_envelope e;
+    uint8_t secret[EV_SECRET_BUF];
     int rc;
 
-    if ((rc = ev_envelope_decode(value, len, &e, errstr, errlen)) != 0) {
+    if ((rc = ev_envelope_decode(value, len, &e, errstr, errlen)) != 0 ||
+        (rc = ev_secret_open(&e, st->keys, secret, sizeof secret, errstr, errlen)) != 0) {
         cmd_state_set_topic_offset(st, topic, partition, offset + 1);
         return rc == KQ_ENOMEM ? rc : KQ_ECORRUPT;
     }

@@ -78,6 +78,7 @@ struct cmd_state {
     cmd_delta delta;
     int64_t ttl_us;            /* keys and finished runs are kept this long; 0 = for ever */
     int64_t (*clock_us)(void); /* the wall clock expiry compares with (kq_time_now_us) */
+    struct kq_keyring *keys;   /* borrowed: opens sealed secrets when applying; NULL = none */
     cmd_expiry idem_q;         /* every key, in the order it was recorded */
     cmd_expiry run_q;          /* every finished run, in the order it finished */
     uint64_t expired_keys;     /* keys and runs pruned since init */

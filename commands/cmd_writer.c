@@ -11,7 +11,9 @@
 #include "cmd_chain.h"
 #include "cmd_snapshot.h"
 #include "cmd_wmetrics.h"
+#include "ev_secret.h"
 #include "kq_err.h"
+#include "kq_keyring.h"
 #include "kq_time.h"
 #include "kq_kafka.h"
 #include "kq_log.h"
@@ -21,6 +23,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct cmd_writer {
     const kq_config *cfg;
@@ -51,6 +54,7 @@ struct cmd_writer {
     cmd_item_event *slots;
     size_t nslots, slots_cap;
 
+    kq_keyring *keys; /* borrowed; NULL = secrets are not sealed */
     cmd_wmetrics m;
     double last_commit_s; /* begin-to-commit time of the last transaction */
     size_t last_appended; /* commands answered after it */
@@ -138,6 +142,7 @@ static int produce_item(cmd_writer *w, cmd_item *it, char *errstr, size_t errlen
     for (int i = 0; i < it->d.nevents; i++) {
         cmd_item_event *ie = &it->ev[i], *slot;
         ev_envelope e, scratch;
+        uint8_t sealbuf[EV_SECRET_BUF];
         const uint8_t *buf;
         size_t len;
 
@@ -145,6 +150,9 @@ static int produce_item(cmd_writer *w, cmd_item *it, char *errstr, size_t errlen
             return rc;
         if (kq_uuid_v4(e.event_id.bytes) != 0)
             return kq_seterr(errstr, errlen, KQ_EIO, "no randomness for an event id");
+        /* a secret goes to the log sealed (ev_secret.h); sealbuf lives until encoded */
+        if ((rc = ev_secret_seal(&e, w->keys, sealbuf, sizeof sealbuf, errstr, errlen)) != 0)
+            return rc;
         e.occurred_at_us = occurred;
         if (head->set) {
             e.prev_hash.ptr = head->hash;
@@ -550,11 +558,27 @@ static void maybe_snapshot(cmd_writer *w, int force, int wait)
                      w->snapshot_dir, es);
 }
 
-/* Open the producers if needed and read the log to its end. 0 = ready. */
+/* Read the key topic's new keys, open the producers if needed and read the log
+ * to its end. 0 = ready. */
 static int get_ready(cmd_writer *w, double backoff)
 {
     char errstr[512];
 
+    if (w->keys != NULL && !kq_keyring_loaded(w->keys)) { /* later keys are this writer's own */
+        int rc = kq_keyring_load(w->keys, errstr, sizeof errstr);
+        if (rc == KQ_ECONFIG) {
+            /* a wrong KEK, or one without a version the key topic needs: nothing sealed
+             * could be read or written. Found before the producers would fence an older
+             * instance that has the right one. */
+            kq_log_error("stopping: %s", errstr);
+            _exit(2);
+        }
+        if (rc != 0) {
+            cmd_queue_set_why(&w->q, "reading the key topic: %s", errstr);
+            kq_log_warn("writer not ready: %s (retrying in %.1f s)", errstr, backoff);
+            return KQ_EKAFKA;
+        }
+    }
     if (w->prod.cur == NULL && cmd_producers_open(&w->prod, errstr, sizeof errstr) != 0) {
         if (atomic_load(&w->q.fenced))
             return KQ_EFENCED;
@@ -682,6 +706,7 @@ int cmd_writer_new(const cmd_writer_options *opts, cmd_writer **out, char *errst
     if (w == NULL)
         return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
     w->cfg = opts->cfg;
+    w->keys = opts->keys;
     w->map_size = opts->snapshot_map_size ? opts->snapshot_map_size : ((size_t)1 << 30);
     for (int t = 0; t < CMD_TOPICS; t++) {
         kq_config_topic(w->cfg, cmd_aggregate_get(t)->name, w->topics[t], sizeof w->topics[t]);
@@ -716,6 +741,7 @@ int cmd_writer_new(const cmd_writer_options *opts, cmd_writer **out, char *errst
             return rc;
         }
     }
+    w->st.keys = w->keys; /* apply opens sealed secrets (cmd_aggregate_apply) */
     *out = w;
     return 0;
 }

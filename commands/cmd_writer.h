@@ -95,6 +95,9 @@ typedef struct cmd_writer_options {
                                      uses "<transactional_id>.<k>" */
     int skip_topic_setup;         /* 1: do not create/check topics (librdkafka's mock cluster
                                      has no CreateTopics; tests only) */
+    struct kq_keyring *keys;      /* borrowed; the subjects' data keys (kq_keyring.h): secrets
+                                     are sealed into events and opened when applied; NULL =
+                                     written plain (tests only) */
 } cmd_writer_options;
 
 /*

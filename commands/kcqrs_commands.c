@@ -15,7 +15,9 @@
  *   SIGPIPE is ignored.
  *
  * Exit status: 0 after a clean stop, 1 when the HTTP server cannot start,
- *   2 for usage or configuration errors (bad variable, unreadable keys file).
+ *   2 for usage or configuration errors (bad variable, unreadable keys file,
+ *   a missing or malformed KEK file, or — once the key topic is read — a KEK
+ *   that does not open the data keys: kq_keyring.h).
  */
 #include <stdio.h>
 #include <string.h>
@@ -23,6 +25,7 @@
 #include "cmd_api.h"
 #include "cmd_hookguard.h"
 #include "cmd_writer.h"
+#include "kq_keyring.h"
 #include "kq_log.h"
 #include "kq_openapi.h"
 #include "kq_service.h"
@@ -50,15 +53,23 @@ int main(int argc, char **argv)
     kq_http_options o;
     cmd_writer_options wo;
     cmd_api api = {0};
+    kq_keyring *keys = NULL;
     char err[512], snapdir[4096];
     int sig, rc = 2;
 
     if (kq_service_begin(&svc, PROG, usage, KQ_SERVICE_KEYS, argc, argv, &rc))
         return rc;
+    /* secrets are sealed into events (ev_secret.h): no KEK, no service */
+    if (kq_keyring_new(&svc.cfg, PROG, &keys, err, sizeof err) != 0) {
+        kq_log_error("%s", err);
+        kq_service_end(&svc);
+        return 2;
+    }
     snprintf(snapdir, sizeof snapdir, "%s/commands", svc.cfg.lmdb_dir);
     memset(&wo, 0, sizeof wo);
     wo.cfg = &svc.cfg;
     wo.snapshot_dir = snapdir;
+    wo.keys = keys;
     rc = 1;
     if (cmd_writer_new(&wo, &w, err, sizeof err) != 0 ||
         cmd_writer_start(w, err, sizeof err) != 0) {
@@ -102,6 +113,7 @@ out:
     kq_service_http_stop(&svc);
     cmd_writer_free(w);
     cmd_hookguard_free(api.hooks);
+    kq_keyring_free(keys);
     kq_service_end(&svc);
     return rc;
 }

@@ -13,6 +13,9 @@
  *   rotate --name NAME [--file PATH]
  *       gives NAME a new key with the same roles and prints it once; the
  *       old key is refused from then on (no overlap).
+ *   kek-add [--file PATH]
+ *       appends a new key-encryption key "VERSION HEX" (version = highest + 1;
+ *       the file is created with mode 0600) to KCQRS_KEK_FILE (kq_crypto.h).
  *   Running services follow the file (KCQRS_KEYS_RELOAD_MS, kq_auth_watch).
  *   PATH defaults to KCQRS_KEYS_FILE (var/keys).
  *
@@ -24,9 +27,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
 #include "kq_auth.h"
 #include "kq_config.h"
+#include "kq_crypto.h"
 #include "kq_err.h"
+#include "kq_rand.h"
 
 #define PROG "kcqrs-keys"
 
@@ -35,6 +44,7 @@ static const char usage[] =
     "       " PROG " list [--file PATH]\n"
     "       " PROG " revoke --name NAME [--file PATH]\n"
     "       " PROG " rotate --name NAME [--file PATH]\n"
+    "       " PROG " kek-add [--file PATH]\n"
     "\n"
     "  create   generate an API key, append its name, roles and SHA-256 to the keys\n"
     "           file (created with mode 0600) and print the key once on stdout\n"
@@ -44,7 +54,11 @@ static const char usage[] =
     "           working at once (no overlap: for one, create a second key, move the\n"
     "           clients, revoke the first)\n"
     "  Running services see a change within KCQRS_KEYS_RELOAD_MS, without a restart.\n"
-    "  --file   the keys file; default KCQRS_KEYS_FILE\n"
+    "  kek-add  add a key-encryption key to the KEK file (created, mode 0600, if\n"
+    "           missing) with the next version: new data keys are wrapped by it from\n"
+    "           the services' next start; keep the older versions (they open the keys\n"
+    "           they wrapped)\n"
+    "  --file   the keys file; default KCQRS_KEYS_FILE (kek-add: KCQRS_KEK_FILE)\n"
     "\n"
     "Roles: admin (implies all), writer, reader, auditor, worker.\n"
     "Names: [A-Za-z0-9._-]{1,64}; the name is the actor recorded in events.\n"
@@ -199,6 +213,66 @@ static int cmd_change(int argc, char **argv, const char *default_file, int rotat
     return 0;
 }
 
+/*
+ * kek-add: append a new key-encryption key, version = highest + 1 (1 for a
+ * new file, created with mode 0600). The running services pick it up at
+ * their next start: new data keys are then wrapped by it, old ones stay
+ * wrapped by (and need) their versions.
+ */
+static int cmd_kek_add(int argc, char **argv, const char *default_file)
+{
+    static const char *const allowed[] = {"--file", NULL};
+    const char *file = NULL;
+    char errstr[512], hex[2 * KQ_CRYPTO_KEY_LEN + 1];
+    unsigned version = 1;
+    kq_kek kek;
+    FILE *f;
+    int fd, rc;
+
+    if (check_args(argc, argv, allowed) != 0 || get_opt(argc, argv, "--file", &file) != 0) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    if (file == NULL)
+        file = default_file;
+    rc = kq_kek_load(file, &kek, errstr, sizeof errstr);
+    if (rc == 0) {
+        if (kek.n >= KQ_KEK_MAX || kek.current >= 65535) {
+            fprintf(stderr, PROG ": %s holds the most versions it may\n", file);
+            kq_kek_wipe(&kek);
+            return 1;
+        }
+        version = kek.current + 1u;
+    } else if (rc != KQ_ENOTFOUND) {
+        fprintf(stderr, PROG ": %s\n", errstr);
+        return 1;
+    }
+    kq_kek_wipe(&kek);
+    if (kq_rand_hex(hex, KQ_CRYPTO_KEY_LEN) != 0) {
+        fprintf(stderr, PROG ": no randomness\n");
+        return 1;
+    }
+    if ((fd = open(file, O_WRONLY | O_APPEND | O_CREAT, 0600)) < 0 ||
+        (f = fdopen(fd, "a")) == NULL) {
+        fprintf(stderr, PROG ": %s: %s\n", file, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return 1;
+    }
+    if (version == 1)
+        fputs("# kcqrs key-encryption keys: VERSION HEX (32 bytes); the highest version wraps new "
+              "data keys\n",
+              f);
+    fprintf(f, "%u %s\n", version, hex);
+    memset(hex, 0, sizeof hex);
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0) {
+        fprintf(stderr, PROG ": %s: %s\n", file, strerror(errno));
+        return 1;
+    }
+    printf("KEK version %u added to %s\n", version, file);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     kq_config cfg;
@@ -219,6 +293,8 @@ int main(int argc, char **argv)
         rc = cmd_change(argc, argv, cfg.keys_file, 0);
     } else if (argc >= 2 && strcmp(argv[1], "rotate") == 0) {
         rc = cmd_change(argc, argv, cfg.keys_file, 1);
+    } else if (argc >= 2 && strcmp(argv[1], "kek-add") == 0) {
+        rc = cmd_kek_add(argc, argv, cfg.kek_file);
     } else {
         fputs(usage, stderr);
         rc = 2;

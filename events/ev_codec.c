@@ -18,6 +18,7 @@
 
 #include "ev_schema.h"
 #include "kq_err.h"
+#include "kq_crypto.h"
 
 /* The typed envelope copies event_id whole; the verifier guarantees its length. */
 _Static_assert(sizeof(((ev_envelope *)0)->event_id.bytes) == EV_EVENT_ID_LEN,
@@ -94,6 +95,16 @@ static ev_str rd_str(const uint8_t *buf, uint32_t tpos, unsigned slot)
     ev_str s;
     s.ptr = ev_fb_string(buf, tpos, slot, &s.len);
     return s;
+}
+
+static ev_bytes rd_bytes(const uint8_t *buf, uint32_t tpos, unsigned slot)
+{
+    ev_bytes v;
+    uint32_t at = ev_fb_vector(buf, tpos, slot, &v.len);
+    v.ptr = at ? buf + at : NULL;
+    if (v.ptr == NULL)
+        v.len = 0;
+    return v;
 }
 
 int ev_header_list_get(const ev_header_list *l, uint32_t i, ev_http_header *out)
@@ -240,6 +251,17 @@ static int check_text(chk *c, const char *field, ev_str s, int required, uint32_
     if (n < min || n > max)
         return cfail(c, field, "must be %u..%u %s (got %u)", min, max,
                      unit == CHARS ? "characters" : "bytes", n);
+    return 0;
+}
+
+/* A sealed secret (lib/kq_crypto.h): absent, or a sealed value of a 1..EV_META_MAX byte secret. */
+static int check_sealed(chk *c, const char *field, ev_bytes v)
+{
+    if (v.ptr == NULL)
+        return 0;
+    if (v.len < KQ_CRYPTO_SEAL_OVERHEAD + 1 || v.len > KQ_CRYPTO_SEAL_OVERHEAD + EV_META_MAX)
+        return cfail(c, field, "must be %u..%u bytes (got %u)", KQ_CRYPTO_SEAL_OVERHEAD + 1,
+                     KQ_CRYPTO_SEAL_OVERHEAD + EV_META_MAX, v.len);
     return 0;
 }
 
@@ -433,7 +455,8 @@ static int check_payload(chk *c, const ev_envelope *e)
         const ev_workflow_created *p = &e->payload.workflow_created;
         if ((rc = check_text(c, "name", p->name, REQUIRED, 1, EV_NAME_MAX_CHARS, CHARS)) ||
             (rc = check_text(c, "webhook_secret", p->webhook_secret, REQUIRED, 1, EV_META_MAX,
-                             BYTES)))
+                             BYTES)) ||
+            (rc = check_sealed(c, "webhook_secret_sealed", p->webhook_secret_sealed)))
             return rc;
         if (!p->steps.present)
             return cfail(c, "steps", "required");
@@ -441,11 +464,13 @@ static int check_payload(chk *c, const ev_envelope *e)
     }
     case EV_WORKFLOW_UPDATED: {
         const ev_workflow_updated *p = &e->payload.workflow_updated;
-        if (!p->name.ptr && !p->webhook_secret.ptr && !p->steps.present)
+        if (!p->name.ptr && !p->webhook_secret.ptr && !p->steps.present &&
+            !p->webhook_secret_sealed.ptr)
             return cfail(c, "", "an update must change at least one field");
         if ((rc = check_text(c, "name", p->name, OPTIONAL, 1, EV_NAME_MAX_CHARS, CHARS)) ||
             (rc = check_text(c, "webhook_secret", p->webhook_secret, OPTIONAL, 1, EV_META_MAX,
-                             BYTES)))
+                             BYTES)) ||
+            (rc = check_sealed(c, "webhook_secret_sealed", p->webhook_secret_sealed)))
             return rc;
         return p->steps.present ? check_steps(c, &p->steps) : 0;
     }
@@ -468,7 +493,8 @@ static int check_payload(chk *c, const ev_envelope *e)
         if ((rc = check_text(c, "payload_json", p->payload_json, OPTIONAL, 0, EV_PAYLOAD_JSON_MAX,
                              BYTES)) ||
             (rc = check_text(c, "signing_secret", p->signing_secret, OPTIONAL, 1, EV_META_MAX,
-                             BYTES)))
+                             BYTES)) ||
+            (rc = check_sealed(c, "signing_secret_sealed", p->signing_secret_sealed)))
             return rc;
         if (!p->steps.present)
             return 0;
@@ -558,6 +584,11 @@ int ev_envelope_validate(const ev_envelope *e, char *errstr, size_t errlen)
 static ev_fb_ref put_str(ev_fb_builder *b, ev_str s)
 {
     return s.ptr ? ev_fb_create_string(b, s.ptr, s.len) : 0;
+}
+
+static ev_fb_ref put_bytes(ev_fb_builder *b, ev_bytes v)
+{
+    return v.ptr ? ev_fb_create_vector(b, v.ptr, v.len, 1, 1) : 0;
 }
 
 static void add_ref(ev_fb_builder *b, unsigned slot, ev_fb_ref r)
@@ -652,7 +683,7 @@ static void add_opt_i64(ev_fb_builder *b, unsigned slot, bool has, int64_t v)
 /* The payload table of a validated envelope. */
 static ev_fb_ref enc_payload(ev_fb_builder *b, const ev_envelope *e)
 {
-    ev_fb_ref r0, r1, r2, r3;
+    ev_fb_ref r0, r1, r2, r3, r4;
 
     switch (e->payload_type) {
     case EV_RESOURCE_CREATED: {
@@ -692,7 +723,9 @@ static ev_fb_ref enc_payload(ev_fb_builder *b, const ev_envelope *e)
         r2 = enc_steps(b, &p->steps);
         r0 = put_str(b, p->name);
         r1 = put_str(b, p->webhook_secret);
+        r3 = put_bytes(b, p->webhook_secret_sealed);
         ev_fb_table_start(b);
+        add_ref(b, EV_SLOT_WORKFLOW_CREATED_WEBHOOK_SECRET_SEALED, r3);
         add_ref(b, EV_SLOT_WORKFLOW_CREATED_NAME, r0);
         add_ref(b, EV_SLOT_WORKFLOW_CREATED_WEBHOOK_SECRET, r1);
         add_ref(b, EV_SLOT_WORKFLOW_CREATED_STEPS, r2);
@@ -704,7 +737,9 @@ static ev_fb_ref enc_payload(ev_fb_builder *b, const ev_envelope *e)
         r2 = p->steps.present ? enc_steps(b, &p->steps) : 0;
         r0 = put_str(b, p->name);
         r1 = put_str(b, p->webhook_secret);
+        r3 = put_bytes(b, p->webhook_secret_sealed);
         ev_fb_table_start(b);
+        add_ref(b, EV_SLOT_WORKFLOW_UPDATED_WEBHOOK_SECRET_SEALED, r3);
         add_ref(b, EV_SLOT_WORKFLOW_UPDATED_NAME, r0);
         add_ref(b, EV_SLOT_WORKFLOW_UPDATED_WEBHOOK_SECRET, r1);
         add_ref(b, EV_SLOT_WORKFLOW_UPDATED_STEPS, r2);
@@ -716,7 +751,9 @@ static ev_fb_ref enc_payload(ev_fb_builder *b, const ev_envelope *e)
         r2 = put_str(b, p->signing_secret);
         r0 = put_str(b, p->workflow_id);
         r3 = put_str(b, p->payload_json);
+        r4 = put_bytes(b, p->signing_secret_sealed);
         ev_fb_table_start(b);
+        add_ref(b, EV_SLOT_RUN_STARTED_SIGNING_SECRET_SEALED, r4);
         add_ref(b, EV_SLOT_RUN_STARTED_STEPS, r1);
         add_ref(b, EV_SLOT_RUN_STARTED_SIGNING_SECRET, r2);
         ev_fb_add_i64(b, EV_SLOT_RUN_STARTED_WORKFLOW_VERSION, p->workflow_version, 0);
@@ -884,6 +921,7 @@ int ev_envelope_decode(const uint8_t *buf, size_t len, ev_envelope *out, char *e
         q->name = rd_str(buf, p, EV_SLOT_WORKFLOW_CREATED_NAME);
         q->enabled = ev_fb_get_u8(buf, p, EV_SLOT_WORKFLOW_CREATED_ENABLED, EV_DEFAULT_ENABLED);
         q->webhook_secret = rd_str(buf, p, EV_SLOT_WORKFLOW_CREATED_WEBHOOK_SECRET);
+        q->webhook_secret_sealed = rd_bytes(buf, p, EV_SLOT_WORKFLOW_CREATED_WEBHOOK_SECRET_SEALED);
         RD_LIST(q->steps, buf, p, EV_SLOT_WORKFLOW_CREATED_STEPS);
         break;
     }
@@ -891,6 +929,7 @@ int ev_envelope_decode(const uint8_t *buf, size_t len, ev_envelope *out, char *e
         ev_workflow_updated *q = &out->payload.workflow_updated;
         q->name = rd_str(buf, p, EV_SLOT_WORKFLOW_UPDATED_NAME);
         q->webhook_secret = rd_str(buf, p, EV_SLOT_WORKFLOW_UPDATED_WEBHOOK_SECRET);
+        q->webhook_secret_sealed = rd_bytes(buf, p, EV_SLOT_WORKFLOW_UPDATED_WEBHOOK_SECRET_SEALED);
         RD_LIST(q->steps, buf, p, EV_SLOT_WORKFLOW_UPDATED_STEPS);
         break;
     }
@@ -906,6 +945,7 @@ int ev_envelope_decode(const uint8_t *buf, size_t len, ev_envelope *out, char *e
         q->step_count = ev_fb_get_u32(buf, p, EV_SLOT_RUN_STARTED_STEP_COUNT, 0);
         RD_LIST(q->steps, buf, p, EV_SLOT_RUN_STARTED_STEPS);
         q->signing_secret = rd_str(buf, p, EV_SLOT_RUN_STARTED_SIGNING_SECRET);
+        q->signing_secret_sealed = rd_bytes(buf, p, EV_SLOT_RUN_STARTED_SIGNING_SECRET_SEALED);
         break;
     }
     case EV_STEP_ATTEMPTED: {

@@ -223,14 +223,16 @@ typedef struct ev_resource_deleted {
 typedef struct ev_workflow_created {
     ev_str name; /* required */
     bool enabled;
-    ev_str webhook_secret; /* required */
-    ev_step_list steps;    /* required (may be empty) */
+    ev_str webhook_secret;          /* required; "[sealed]" when webhook_secret_sealed is present */
+    ev_step_list steps;             /* required (may be empty) */
+    ev_bytes webhook_secret_sealed; /* optional: the secret sealed (ev_secret.h) */
 } ev_workflow_created;
 
 typedef struct ev_workflow_updated { /* only changed fields; at least one */
     ev_str name;
     ev_str webhook_secret;
-    ev_step_list steps; /* replaces the whole list when present */
+    ev_step_list steps;             /* replaces the whole list when present */
+    ev_bytes webhook_secret_sealed; /* optional: the new secret sealed (ev_secret.h) */
 } ev_workflow_updated;
 
 typedef struct ev_workflow_deleted {
@@ -243,9 +245,10 @@ typedef struct ev_run_started {
     ev_trigger_kind trigger;
     ev_str payload_json;
     uint32_t step_count;
-    ev_step_list steps;    /* optional (events before schema v2 lack it); when present,
-                              step_count == steps.count */
-    ev_str signing_secret; /* optional: the workflow's webhook secret at trigger time */
+    ev_step_list steps;             /* optional (events before schema v2 lack it); when present,
+                                       step_count == steps.count */
+    ev_str signing_secret;          /* optional: the workflow's webhook secret at trigger time */
+    ev_bytes signing_secret_sealed; /* optional: the same sealed (ev_secret.h) */
 } ev_run_started;
 
 typedef struct ev_step_attempted {

@@ -133,6 +133,8 @@ static const ev_schema_field workflow_created_fields[] = {
     F_SCALAR("enabled", EV_SLOT_WORKFLOW_CREATED_ENABLED, EV_K_BOOL, EV_DEFAULT_ENABLED),
     F_REF("webhook_secret", EV_SLOT_WORKFLOW_CREATED_WEBHOOK_SECRET, EV_K_STRING, EV_F_REQUIRED),
     F_TABLE("steps", EV_SLOT_WORKFLOW_CREATED_STEPS, EV_K_VEC_TABLE, step, EV_F_REQUIRED),
+    F_REF("webhook_secret_sealed", EV_SLOT_WORKFLOW_CREATED_WEBHOOK_SECRET_SEALED, EV_K_VEC_UBYTE,
+          0),
 };
 static TABLE(workflow_created, "WorkflowCreated", workflow_created_fields);
 
@@ -140,6 +142,8 @@ static const ev_schema_field workflow_updated_fields[] = {
     F_REF("name", EV_SLOT_WORKFLOW_UPDATED_NAME, EV_K_STRING, 0),
     F_REF("webhook_secret", EV_SLOT_WORKFLOW_UPDATED_WEBHOOK_SECRET, EV_K_STRING, 0),
     F_TABLE("steps", EV_SLOT_WORKFLOW_UPDATED_STEPS, EV_K_VEC_TABLE, step, 0),
+    F_REF("webhook_secret_sealed", EV_SLOT_WORKFLOW_UPDATED_WEBHOOK_SECRET_SEALED, EV_K_VEC_UBYTE,
+          0),
 };
 static TABLE(workflow_updated, "WorkflowUpdated", workflow_updated_fields);
 
@@ -160,6 +164,7 @@ static const ev_schema_field run_started_fields[] = {
     F_SCALAR("step_count", EV_SLOT_RUN_STARTED_STEP_COUNT, EV_K_UINT, 0),
     F_TABLE("steps", EV_SLOT_RUN_STARTED_STEPS, EV_K_VEC_TABLE, step, 0),
     F_REF("signing_secret", EV_SLOT_RUN_STARTED_SIGNING_SECRET, EV_K_STRING, 0),
+    F_REF("signing_secret_sealed", EV_SLOT_RUN_STARTED_SIGNING_SECRET_SEALED, EV_K_VEC_UBYTE, 0),
 };
 static TABLE(run_started, "RunStarted", run_started_fields);
 

@@ -103,6 +103,7 @@ typedef struct kq_config {
     char *worker_smtp_password;     /* KCQRS_WORKER_SMTP_PASSWORD */
     char *failpoint;                /* KCQRS_FAILPOINT, tests only: "none" = off */
     char *kafka_properties;         /* KCQRS_KAFKA_PROPERTIES, a path or "none" */
+    char *kek_file;                 /* KCQRS_KEK_FILE, the key-encryption keys (kq_crypto.h) */
     struct kq_kprops *kafka_props;  /* its validated content (kq_kprops.h), NULL for none */
 } kq_config;
 

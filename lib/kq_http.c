@@ -1077,31 +1077,6 @@ static int is_probe(const route_rt *rt)
     return rt->r.handler == h_health || rt->r.handler == h_ready || rt->r.handler == h_metrics;
 }
 
-/*
- * The trace id of a W3C traceparent ("00-<32 hex>-<16 hex>-<2 hex>", lower case, trace id
- * not all zeros) into out (33 bytes). 0, or -1 when there is none or it is malformed.
- */
-static int trace_id_of(const char *tp, char out[33])
-{
-    int nonzero = 0;
-
-    if (tp == NULL || strlen(tp) < 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-')
-        return -1;
-    for (int i = 0; i < 55; i++) {
-        if (i == 2 || i == 35 || i == 52)
-            continue;
-        if (!((tp[i] >= '0' && tp[i] <= '9') || (tp[i] >= 'a' && tp[i] <= 'f')))
-            return -1;
-        if (i >= 3 && i < 35 && tp[i] != '0')
-            nonzero = 1;
-    }
-    if (!nonzero || (tp[0] == 'f' && tp[1] == 'f'))
-        return -1;
-    memcpy(out, tp + 3, 32);
-    out[32] = '\0';
-    return 0;
-}
-
 /* Export the request's server span (tracing on): route, status, aggregate id. */
 static void end_span(kq_http_req *req, unsigned status)
 {
@@ -1165,7 +1140,9 @@ static void req_complete(loop *lp, kq_http_req *req, int sent, const char *note)
         copy_printable(agg, sizeof agg, id ? id : "");
         if (agg[0] == '\0')
             f[8].key = NULL;
-        if (trace_id_of(kq_http_req_header(req, "traceparent"), trace) != 0)
+        if (kq_trace_valid(&req->span.ctx)) /* the client's trace, or the one we started */
+            kq_hex_encode(req->span.ctx.trace_id, 16, trace);
+        else
             f[9].key = NULL;
         kq_log_fields(level, f, sizeof f / sizeof f[0],
                       "http %s %s %u %.3fms actor=%s client=%s rid=%s%s", req->h.method, path,

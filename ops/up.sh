@@ -181,6 +181,15 @@ if [[ ! -s "$ADMIN_KEY" ]]; then
     }
     mv "$ADMIN_KEY.tmp" "$ADMIN_KEY"
 fi
+# The key-encryption key (KCQRS_KEK_FILE: secrets are sealed into events under
+# data keys it wraps), created once; rotate with kcqrs-keys kek-add.
+KEK_FILE=${KCQRS_KEK_FILE:-$VAR/kek}
+if [[ ! -s "$KEK_FILE" ]]; then
+    "$BIN/kcqrs-keys" kek-add --file "$KEK_FILE" >/dev/null || {
+        echo "make up: creating the key-encryption key $KEK_FILE failed" >&2
+        exit 1
+    }
+fi
 # The worker's key (role worker), created once the same way.
 WORKER_KEY=${KCQRS_WORKER_KEY_FILE:-$VAR/worker.key}
 kq_make_key "$BIN" "$KEYS_FILE" worker worker "$WORKER_KEY" || {
@@ -203,7 +212,8 @@ start_service() { # name binary addr [program [args...]]
     local name=$1 bin=$2 addr=$3
     shift 3
     KCQRS_BROKERS="$BROKERS" KCQRS_PG_DSN="$DSN" KCQRS_KEYS_FILE="$KEYS_FILE" \
-        KCQRS_LMDB_DIR="${KCQRS_LMDB_DIR:-$VAR/lmdb}" kq_service_start "$name" "$bin" "$addr" "$VAR" "$@"
+        KCQRS_KEK_FILE="$KEK_FILE" KCQRS_LMDB_DIR="${KCQRS_LMDB_DIR:-$VAR/lmdb}" \
+        kq_service_start "$name" "$bin" "$addr" "$VAR" "$@"
 }
 # The web console (kcqrs-query /console/) calls kcqrs-commands from the browser:
 # kcqrs-commands allows the query API's origin (CORS), kcqrs-query names the
@@ -288,6 +298,7 @@ Settings for kcqrs programs and tools run from this shell:
 $(exports)
   export KCQRS_PG_DSN=$DSN
   export KCQRS_KEYS_FILE=$KEYS_FILE
+  export KCQRS_KEK_FILE=$KEK_FILE
 
 API key of the local admin (name "admin", role admin): $(rel "$ADMIN_KEY")
   curl$(https_hint) -H "Authorization: Bearer \$(cat $(rel "$ADMIN_KEY"))" $(kq_url "$QUERY_ADDR")/api/v1/status

@@ -100,15 +100,18 @@ static int redact(proj_pg *pg, proj_pg_evinfo *in, size_t start, const char *fie
 {
     json_error_t jerr;
     json_t *j = json_loadb(pg->json.p + start + 1, in->json_len - 1, 0, &jerr);
-    char *txt;
+    char *txt, sealed[64];
     int rc = 0;
 
     if (j == NULL)
         return KQ_ECORRUPT;
-    if (json_object_get(j, field) == NULL) {
+    /* a sealed secret (ev_secret.h) reads as the plain one did: "[redacted]" */
+    snprintf(sealed, sizeof sealed, "%s_sealed", field);
+    if (json_object_get(j, field) == NULL && json_object_get(j, sealed) == NULL) {
         json_decref(j);
         return 0;
     }
+    json_object_del(j, sealed);
     if (json_object_set_new(j, field, json_string("[redacted]")) != 0 ||
         (txt = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL) {
         json_decref(j);

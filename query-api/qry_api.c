@@ -874,4 +874,5 @@ void qry_api_metrics(void *arg, FILE *out)
             atomic_load(&api->projection_behind), atomic_load(&api->served_after_wait),
             api->rm ? qry_rm_switches(api->rm) : 0);
     qry_wait_metrics(api->wait, out);
+    qry_chain_metrics(api->chain, out);
 }

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <inttypes.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,7 @@ struct qry_chain {
     pthread_mutex_t mu; /* guards parts and nparts */
     part **parts;
     size_t nparts, cap;
+    atomic_uint_fast64_t fed; /* records fed, every partition, since the start */
 };
 
 static part *find(qry_chain *ch, int topic, int32_t partition)
@@ -134,6 +136,7 @@ static void on_message(qry_chain *ch, const rd_kafka_message_t *m)
     } else if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         if (p->c.has_head && m->offset <= p->c.head_offset)
             goto out; /* already fed (a fetch retried after a reassignment) */
+        atomic_fetch_add(&ch->fed, 1);
         if (ev_chain_add(&p->c, m->offset, m->payload, m->len) != 0 && !p->io_error) {
             p->io_error = 1;
             kq_log_error("hash chain: SHA-256 failed on %s/%d", ch->topics[t], (int)m->partition);
@@ -230,21 +233,27 @@ static int by_name(const void *a, const void *b)
     return (x->partition > y->partition) - (x->partition < y->partition);
 }
 
+/* The partition's state, from a copy of its chain (*c; finishing it settles a
+ * pending mismatch, so a forged last record shows at once). */
+static const char *part_state(const part *p, ev_chain *c)
+{
+    *c = p->c;
+    ev_chain_finish(c);
+    if (c->brk != EV_CHAIN_INTACT)
+        return "broken";
+    return p->at_end && !p->io_error ? "intact" : "not_verified";
+}
+
 static json_t *part_json(const qry_chain *ch, const part *p)
 {
-    ev_chain c = p->c; /* a copy: finishing settles a pending mismatch */
+    ev_chain c;
     char hx[EV_HEX_LEN + 1], at[KQ_TIME_MAX];
-    const char *state;
+    const char *state = part_state(p, &c);
     json_t *brk = json_null();
 
-    ev_chain_finish(&c);
-    if (c.brk != EV_CHAIN_INTACT) {
-        state = "broken";
+    if (c.brk != EV_CHAIN_INTACT)
         brk = json_pack("{s:s, s:I, s:s}", "kind", ev_chain_break_name(c.brk), "offset",
                         (json_int_t)c.brk_offset, "message", c.brk_msg);
-    } else {
-        state = p->at_end && !p->io_error ? "intact" : "not_verified";
-    }
     if (c.has_head)
         kq_hex_encode(c.head, EV_HASH_LEN, hx);
     if (p->checked_us > 0)
@@ -287,4 +296,30 @@ json_t *qry_chain_json(qry_chain *ch)
     else
         intact = json_true();
     return json_pack("{s:o, s:o}", "intact", intact, "partitions", items);
+}
+
+void qry_chain_metrics(qry_chain *ch, FILE *out)
+{
+    static const char *const states[] = {"intact", "broken", "not_verified"};
+    size_t n[3] = {0, 0, 0};
+
+    if (ch == NULL)
+        return;
+    pthread_mutex_lock(&ch->mu);
+    for (size_t i = 0; i < ch->nparts; i++) {
+        ev_chain c;
+        const char *st = part_state(ch->parts[i], &c);
+        for (int k = 0; k < 3; k++)
+            n[k] += strcmp(st, states[k]) == 0;
+    }
+    pthread_mutex_unlock(&ch->mu);
+    fprintf(out, "# HELP kcqrs_query_chain_partitions Event partitions by hash-chain state.\n"
+                 "# TYPE kcqrs_query_chain_partitions gauge\n");
+    for (int k = 0; k < 3; k++)
+        fprintf(out, "kcqrs_query_chain_partitions{state=\"%s\"} %zu\n", states[k], n[k]);
+    fprintf(out,
+            "# HELP kcqrs_query_chain_events_checked_total Records fed to the hash-chain check.\n"
+            "# TYPE kcqrs_query_chain_events_checked_total counter\n"
+            "kcqrs_query_chain_events_checked_total %" PRIuFAST64 "\n",
+            atomic_load(&ch->fed));
 }

@@ -26,13 +26,14 @@
  *   end_offset (the end seen when the partition was last read to its end),
  *   checked_at (when the checker last reached the end or took a record).
  *
- * Owns its thread and librdkafka handle. Threads: qry_chain_json from any
- * thread.
+ * Owns its thread and librdkafka handle. Threads: qry_chain_json and
+ * qry_chain_metrics from any thread.
  */
 #ifndef QRY_CHAIN_H
 #define QRY_CHAIN_H
 
 #include <jansson.h>
+#include <stdio.h>
 
 #include "kq_config.h"
 #include "qry_status.h"
@@ -55,5 +56,13 @@ void qry_chain_stop(qry_chain *ch);
  * "break": null | {"kind","offset","message"}}]} by topic then partition.
  */
 json_t *qry_chain_json(qry_chain *ch);
+
+/*
+ * Its /metrics part: kcqrs_query_chain_partitions{state="intact"|"broken"|
+ * "not_verified"} (gauges, the states of the answer above) and
+ * kcqrs_query_chain_events_checked_total (records fed since the start).
+ * Nothing when ch is NULL.
+ */
+void qry_chain_metrics(qry_chain *ch, FILE *out);
 
 #endif

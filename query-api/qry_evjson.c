@@ -41,11 +41,19 @@ static json_t *payload(const ev_envelope *e, const uint8_t *buf, int *rc)
         *rc = KQ_ECORRUPT;
         return NULL;
     }
+    /* secrets, plain or sealed (ev_secret.h), read "[redacted]" */
     if ((e->payload_type == EV_WORKFLOW_CREATED || e->payload_type == EV_WORKFLOW_UPDATED) &&
-        json_object_get(p, "webhook_secret") != NULL)
+        (json_object_get(p, "webhook_secret") != NULL ||
+         json_object_get(p, "webhook_secret_sealed") != NULL)) {
+        json_object_del(p, "webhook_secret_sealed");
         json_object_set_new(p, "webhook_secret", json_string("[redacted]"));
-    if (e->payload_type == EV_RUN_STARTED && json_object_get(p, "signing_secret") != NULL)
+    }
+    if (e->payload_type == EV_RUN_STARTED &&
+        (json_object_get(p, "signing_secret") != NULL ||
+         json_object_get(p, "signing_secret_sealed") != NULL)) {
+        json_object_del(p, "signing_secret_sealed");
         json_object_set_new(p, "signing_secret", json_string("[redacted]"));
+    }
     return p;
 }
 

@@ -23,6 +23,7 @@
 #include "kq_err.h"
 #include "kq_http.h"
 #include "kq_kafka.h"
+#include "kq_keyring.h"
 #include "kq_log.h"
 #include "kq_openapi.h"
 #include "kq_service.h"
@@ -180,6 +181,7 @@ int main(int argc, char **argv)
     sig_arg sa;
     pthread_t sig_tid;
     int sig_started = 0, rc = 2;
+    kq_keyring *keys = NULL;
     char err[512], url[1024], key[600], topic[KQ_KAFKA_TOPIC_MAX], group[KQ_KAFKA_TOPIC_MAX];
 
     if (kq_service_begin(&ks, PROG, usage, 0, argc, argv, &rc) != 0)
@@ -191,6 +193,20 @@ int main(int argc, char **argv)
     if (settings_from_config(&ks.cfg, &ws, url, sizeof url, key, sizeof key, topic, sizeof topic) !=
         0)
         goto out;
+    /* sealed signing secrets (ev_secret.h) need the KEK: without it, no service */
+    if (kq_keyring_new(&ks.cfg, PROG, &keys, err, sizeof err) != 0) {
+        kq_log_error("%s", err);
+        goto out;
+    }
+    if ((rc = kq_keyring_load(keys, err, sizeof err)) == KQ_ECONFIG) {
+        kq_log_error("%s", err);
+        rc = 2;
+        goto out;
+    }
+    if (rc != 0) /* Kafka not there yet: read when the first sealed secret needs it */
+        kq_log_warn("key topic not read yet: %s", err);
+    rc = 2;
+    ws.keys = keys;
     if (strcmp(ks.cfg.worker_group, "auto") == 0)
         snprintf(group, sizeof group, "%s.worker", ks.cfg.topic_prefix);
     else
@@ -250,6 +266,7 @@ out:
         pthread_join(sig_tid, NULL);
     }
     wk_service_free(svc); /* the consumer's close drains and commits again (nothing new) */
+    kq_keyring_free(keys);
     if (rc == 0)
         kq_log_info("stopped");
     kq_service_end(&ks);

@@ -12,6 +12,7 @@
 
 #include "ev_action.h"
 #include "ev_codec.h"
+#include "ev_secret.h"
 #include "kq_err.h"
 
 static char *dup_str(ev_str s)
@@ -149,8 +150,10 @@ static int build_email(wk_action *a, const ev_email_action *m, const json_t *pay
 }
 
 int wk_action_build(wk_action *a, const uint8_t *started, size_t len, const char *run_id,
-                    uint32_t step, const wk_smtp_cfg *smtp, char *errstr, size_t errlen)
+                    uint32_t step, const wk_smtp_cfg *smtp, struct kq_keyring *keys, char *errstr,
+                    size_t errlen)
 {
+    uint8_t secret[EV_SECRET_BUF];
     ev_envelope env;
     ev_step st;
     const ev_run_started *rs;
@@ -168,6 +171,13 @@ int wk_action_build(wk_action *a, const uint8_t *started, size_t len, const char
         kq_seterr(errstr, errlen, KQ_EINVAL, "RunStarted does not decode");
         goto out;
     }
+    if ((rc = ev_secret_open(&env, keys, secret, sizeof secret, err, sizeof err)) != 0) {
+        kq_seterr(errstr, errlen, rc, "the signing secret: %s", err);
+        if (rc != KQ_EKAFKA && rc != KQ_ETIMEDOUT)
+            rc = WK_ACTION_UNBUILDABLE;
+        goto out;
+    }
+    rc = WK_ACTION_UNBUILDABLE;
     rs = &env.payload.run_started;
     if (env.payload_type != EV_RUN_STARTED || !rs->steps.present ||
         ev_step_list_get(&rs->steps, step, &st) != 0) {

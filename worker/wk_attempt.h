@@ -39,6 +39,8 @@
 #include "wk_record.h"
 #include "wk_smtp.h"
 
+struct kq_keyring; /* kq_keyring.h */
+
 /* wk_action_build: the step cannot be built; a failed attempt (errstr says why). */
 #define WK_ACTION_UNBUILDABLE 1
 
@@ -73,10 +75,14 @@ typedef struct wk_action {
  * Build the action of step `step` of run `run_id` from its RunStarted record
  * value (`started`, `len`: read only). Returns 0 (built: free it with
  * wk_action_free), WK_ACTION_UNBUILDABLE (errstr: the reason for the failed
- * attempt; nothing to free) or KQ_ENOMEM. *a is overwritten.
+ * attempt; nothing to free), KQ_ENOMEM, or KQ_EKAFKA / KQ_ETIMEDOUT when the
+ * sealed signing secret's data key could not be read from the key topic now
+ * (not an attempt: try later). A sealed signing secret (ev_secret.h) is
+ * opened with `keys` (NULL: such a run is unbuildable). *a is overwritten.
  */
 int wk_action_build(wk_action *a, const uint8_t *started, size_t len, const char *run_id,
-                    uint32_t step, const wk_smtp_cfg *smtp, char *errstr, size_t errlen);
+                    uint32_t step, const wk_smtp_cfg *smtp, struct kq_keyring *keys, char *errstr,
+                    size_t errlen);
 
 /*
  * Hand a built action to the engine (wk_engine_submit_http or _smtp: the

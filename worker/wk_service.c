@@ -237,8 +237,8 @@ static int start_attempt(wk_service *w, wk_run *r, long *retry_in)
     set_in_flight(w, r, 1);
     atomic_fetch_add(&w->m.attempts, 1);
 
-    rc = wk_action_build(&a, r->started, r->started_len, r->id, c->step, &w->set.smtp, err,
-                         sizeof err);
+    rc = wk_action_build(&a, r->started, r->started_len, r->id, c->step, &w->set.smtp, w->set.keys,
+                         err, sizeof err);
     if (rc == WK_ACTION_UNBUILDABLE) {
         fail_attempt(w, c, err);
         return 0;
@@ -295,7 +295,9 @@ static void schedule(wk_service *w)
         if (rc == 1)
             wk_sched_put(w->runs, r, now + (retry_in > 0 ? retry_in : 1));
         else if (rc < 0) {
-            kq_log_error("run %s: out of memory starting an attempt; retrying in 1 s", r->id);
+            kq_log_error("run %s: cannot start an attempt now (out of memory, or the key topic "
+                         "unreadable); retrying in 1 s",
+                         r->id);
             wk_sched_put(w->runs, r, now + 1000);
             break;
         }

@@ -52,6 +52,7 @@ typedef struct wk_service_settings {
     wk_breaker_cfg breaker;    /* per destination */
     wk_record_settings record; /* notify/notify_arg are the service's own */
     wk_smtp_cfg smtp;          /* strings copied; url NULL: email actions fail */
+    struct kq_keyring *keys;   /* borrowed: opens sealed signing secrets; NULL = none */
 } wk_service_settings;
 
 typedef struct wk_service wk_service;

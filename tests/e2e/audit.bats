@@ -55,6 +55,15 @@ q = [x for x in d["partitions"] if x["topic"] == sys.argv[1] and x["partition"] 
 sys.exit(0 if len(q) == 1 and eval(sys.argv[3]) else 1)' "$1" "$2" "$3" "$BODY"
 }
 
+# chain_metric LABELS VALUE: kcqrs-query's /metrics has
+# kcqrs_query_chain_partitions{LABELS} VALUE.
+chain_metric() {
+    local m
+    m=$(curl -fsS "$QRY/metrics")
+    grep -qx "kcqrs_query_chain_partitions{$1} $2" <<<"$m" ||
+        kq_fail "want kcqrs_query_chain_partitions{$1} $2, got: $(grep '^kcqrs_query_chain' <<<"$m")"
+}
+
 # JSON lines of audit.out -> "id version event actor" per line, in output order.
 rows() {
     python3 -c '
@@ -291,6 +300,12 @@ assert b[0]["break"]["offset"] == int(sys.argv[3]), b' "$BATS_TEST_TMPDIR/audit.
     # every partition of the three event topics, each read to its end
     kq_wait_for 30 chain_is "$t" "$p" 'd["intact"] is True and len(d["partitions"]) == 18'
     echo "$BODY" | head -c 3000
+    # /metrics: the same states, and the records fed (promtool-clean)
+    chain_metric 'state="intact"' 18
+    chain_metric 'state="broken"' 0
+    chain_metric 'state="not_verified"' 0
+    [ "$(curl -fsS "$QRY/metrics" | awk '$1 == "kcqrs_query_chain_events_checked_total" { print $2 }')" -ge 2 ]
+    kq_check_metrics "$QRY/metrics"
     audit verify-chain
     [ "$AUD_RC" = 0 ]
     head=$(head_of "$t" "$p")
@@ -307,6 +322,8 @@ assert b[0]["break"]["offset"] == int(sys.argv[3]), b' "$BATS_TEST_TMPDIR/audit.
     chain_is "$t" "$p" "q[0]['state'] == 'broken' and q[0]['break']['kind'] == 'not_in_chain' and q[0]['break']['offset'] == $forged and 'offset $forged is not part of the chain' in q[0]['break']['message'] and d['intact'] is False"
     # only this partition is broken
     jcheck "[(x['topic'], x['partition']) for x in d['partitions'] if x['state'] != 'intact'] == [('$t', $p)]"
+    chain_metric 'state="broken"' 1
+    chain_metric 'state="intact"' 17
     # auditor or admin only; no parameters
     chain_get "$KQ_KEY_READER"
     [ "$CODE" = 403 ]

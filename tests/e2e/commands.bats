@@ -628,7 +628,7 @@ print(s.recv(65536).decode("latin-1"))' "${CMD_URL##*:}"
         -H "X-Request-Id: $rid" -H "traceparent: $tp"
     [ "$CODE" = 201 ]
     # a path parameter is the aggregate id when the handler names none (the body is refused
-    # before any command is made); a malformed traceparent gives no trace_id
+    # before any command is made); a malformed traceparent starts a new trace: its id is logged
     req PUT "/api/v1/resources/$id-absent" '{' -H "X-Request-Id: $rid2" -H "traceparent: 00-zz-bad"
     [ "$CODE" = 400 ]
     kq_wait_for 10 grep -qF "\"request_id\":\"$rid2\"" "$log"
@@ -660,7 +660,9 @@ for k, v in want.items():
 assert isinstance(a["duration_ms"], (int, float)) and 0 <= a["duration_ms"] < 30000, a
 assert rid in a["msg"] and " 201 " in a["msg"], a["msg"]
 assert b["aggregate_id"] == agg + "-absent" and b["status"] == 400, b
-assert b["route"] == "resource_update" and b["level"] == "info" and "trace_id" not in b, b
+assert b["route"] == "resource_update" and b["level"] == "info", b
+assert len(b["trace_id"]) == 32 and b["trace_id"] != a["trace_id"], b
+int(b["trace_id"], 16)
 assert probe not in by_id and probes == 0, (probe in by_id, probes)
 PY
     echo "$output"

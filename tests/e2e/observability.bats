@@ -20,7 +20,7 @@ exported_names() {
     run promtool check rules "$KQ_REPO/ops/prometheus/kcqrs-alerts.yml"
     echo "$output"
     [ "$status" -eq 0 ]
-    [[ "$output" == *"SUCCESS: 9 rules found"* ]]
+    [[ "$output" == *"SUCCESS: 10 rules found"* ]]
     exported_names "$names"
     for m in $(grep -v '^ *#' "$KQ_REPO/ops/prometheus/kcqrs-alerts.yml" |
         grep -oE '\b(kcqrs|process)_[a-z_]+' | sort -u); do

@@ -6,7 +6,8 @@
 #   - makes a private directory (mktemp -d /tmp/kcqrs-e2e.XXXXXX),
 #   - picks free loopback ports, starts Kafka (ops/kafka.sh) and PostgreSQL
 #     (ops/pg.sh --no-fsync) in parallel, each retried on a port clash,
-#   - exports KCQRS_BROKERS, KCQRS_PG_DSN, KQ_E2E_DIR, KQ_E2E_PG_PORT
+#   - exports KCQRS_BROKERS, KCQRS_PG_DSN, KQ_E2E_DIR, KQ_E2E_PG_PORT, and
+#     KCQRS_KEK_FILE (a fresh key-encryption key file)
 #     (test files inherit them; helpers.bash sets a per-file
 #     KCQRS_TOPIC_PREFIX on top),
 #   - starts a watchdog that cleans up if bats itself dies (SIGKILL, or SIGTERM
@@ -105,6 +106,13 @@ while [ -d "$dir" ]; do
 done
 '
 
+# _kq_make_kek FILE: a KEK file (KCQRS_KEK_FILE, lib/kq_crypto.h) with one
+# random version-1 key, mode 0600, unless FILE exists.
+_kq_make_kek() {
+    [[ -s "$1" ]] && return 0
+    (umask 077 && printf '1 %s\n' "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >"$1")
+}
+
 setup_suite() {
     local t0 dir kafka_rc=0 pg_rc=0
 
@@ -118,6 +126,11 @@ setup_suite() {
 
     if [[ -n "${KQ_E2E_BROKERS:-}" && -n "${KQ_E2E_PG_DSN:-}" ]]; then
         export KCQRS_BROKERS="$KQ_E2E_BROKERS" KCQRS_PG_DSN="$KQ_E2E_PG_DSN"
+        if [[ -z "${KCQRS_KEK_FILE:-}" ]]; then
+            export KCQRS_KEK_FILE
+            KCQRS_KEK_FILE="$(mktemp -d /tmp/kcqrs-e2e-kek.XXXXXX)/kek"
+        fi
+        _kq_make_kek "$KCQRS_KEK_FILE" || return 1
         echo "e2e: using running servers: $KCQRS_BROKERS, $KCQRS_PG_DSN"
         return 0
     fi
@@ -149,6 +162,9 @@ setup_suite() {
     export KCQRS_BROKERS="127.0.0.1:${kports[0]}"
     export KCQRS_PG_DSN="postgresql://kcqrs@127.0.0.1:$pgport/kcqrs"
     export KQ_E2E_PG_PORT="$pgport"
+    # the key-encryption key every kcqrs-commands and kcqrs-worker of the suite uses
+    export KCQRS_KEK_FILE="$dir/kek"
+    _kq_make_kek "$KCQRS_KEK_FILE" || return 1
     echo "e2e: Kafka $KCQRS_BROKERS and PostgreSQL 127.0.0.1:$pgport ready in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s ($dir)"
 }
 

@@ -109,6 +109,9 @@ fl_start_infra() {
     export KCQRS_TOPIC_PREFIX=faults
     export KCQRS_LMDB_DIR="$FL_DIR/proj"
     export KCQRS_KEYS_FILE="$FL_DIR/keys"
+    export KCQRS_KEK_FILE="$FL_DIR/kek"
+    [[ -s "$KCQRS_KEK_FILE" ]] ||
+        (umask 077 && printf '1 %s\n' "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >"$KCQRS_KEK_FILE")
     export KCQRS_QUERY_WAIT_MS=10000
     if [[ $nodes -ge 3 ]]; then
         export KCQRS_REPLICATION_FACTOR=3 KCQRS_MIN_INSYNC_REPLICAS=2

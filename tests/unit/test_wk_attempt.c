@@ -88,7 +88,7 @@ static void test_http(void **state)
     rs = run_started(steps, 4, "{\"name\":\"a\\\"b\",\"n\":3}", "s3cret", &len);
 
     /* step 0: JSON template, headers, secret, breaker key */
-    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 0, NULL, err, sizeof err), 0);
+    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 0, NULL, NULL, err, sizeof err), 0);
     assert_int_equal(a.kind, WK_ACTION_HTTP);
     assert_string_equal(a.delivery_id, "run-7.0");
     assert_string_equal(a.http.method, "PUT");
@@ -107,7 +107,7 @@ static void test_http(void **state)
     wk_action_free(&a); /* idempotent */
 
     /* step 1: no template, POST: the payload is the body */
-    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 1, NULL, err, sizeof err), 0);
+    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 1, NULL, NULL, err, sizeof err), 0);
     assert_string_equal(a.http.method, "POST");
     assert_string_equal(a.http.body, "{\"name\":\"a\\\"b\",\"n\":3}");
     assert_string_equal(a.delivery_id, "run-7.1");
@@ -115,32 +115,32 @@ static void test_http(void **state)
     wk_action_free(&a);
 
     /* step 2: GET without a template: no body */
-    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 2, NULL, err, sizeof err), 0);
+    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 2, NULL, NULL, err, sizeof err), 0);
     assert_string_equal(a.http.method, "GET");
     assert_null(a.http.body);
     assert_int_equal(a.http.body_len, 0);
     wk_action_free(&a);
 
     /* step 3: a text Content-Type (any case) renders in text mode (no escaping) */
-    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 3, NULL, err, sizeof err), 0);
+    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 3, NULL, NULL, err, sizeof err), 0);
     assert_string_equal(a.http.body, "name=a\"b");
     wk_action_free(&a);
 
     /* no such step: a failed attempt with its reason */
-    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 4, NULL, err, sizeof err),
+    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 4, NULL, NULL, err, sizeof err),
                      WK_ACTION_UNBUILDABLE);
     assert_string_equal(err, "RunStarted carries no definition of this step");
     free(rs);
 
     /* no payload, no secret: POST sends {}, nothing signs */
     rs = run_started(steps, 4, NULL, NULL, &len);
-    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 1, NULL, err, sizeof err), 0);
+    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 1, NULL, NULL, err, sizeof err), 0);
     assert_string_equal(a.http.body, "{}");
     assert_null(a.http.secret);
     assert_int_equal(a.http.secret_len, 0);
     wk_action_free(&a);
     /* ... and a template naming a field that is not there fails the attempt */
-    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 0, NULL, err, sizeof err),
+    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 0, NULL, NULL, err, sizeof err),
                      WK_ACTION_UNBUILDABLE);
     assert_non_null(strstr(err, "payload.name"));
     free(rs);
@@ -156,38 +156,38 @@ static void test_unbuildable(void **state)
     uint8_t *rs;
 
     /* not an envelope */
-    assert_int_equal(
-        wk_action_build(&a, (const uint8_t *)"garbage!", 8, "run-7", 0, NULL, err, sizeof err),
-        WK_ACTION_UNBUILDABLE);
+    assert_int_equal(wk_action_build(&a, (const uint8_t *)"garbage!", 8, "run-7", 0, NULL, NULL,
+                                     err, sizeof err),
+                     WK_ACTION_UNBUILDABLE);
     assert_string_equal(err, "RunStarted does not decode");
     /* a payload that is not JSON */
     rs = run_started(&s, 1, "{nope", NULL, &len);
-    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 0, NULL, err, sizeof err),
+    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 0, NULL, NULL, err, sizeof err),
                      WK_ACTION_UNBUILDABLE);
     assert_non_null(strstr(err, "payload is not JSON"));
     free(rs);
     /* a malformed placeholder */
     s.action.http.body_template = ev_str_c("{{ nope");
     rs = run_started(&s, 1, "{\"a\":1}", NULL, &len);
-    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 0, NULL, err, sizeof err),
+    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 0, NULL, NULL, err, sizeof err),
                      WK_ACTION_UNBUILDABLE);
     free(rs);
     /* a run id that makes no valid delivery id */
     s.action.http.body_template = ev_str_c("x");
     rs = run_started(&s, 1, "{}", NULL, &len);
-    assert_int_equal(wk_action_build(&a, rs, len, "bad id", 0, NULL, err, sizeof err),
+    assert_int_equal(wk_action_build(&a, rs, len, "bad id", 0, NULL, NULL, err, sizeof err),
                      WK_ACTION_UNBUILDABLE);
     free(rs);
     /* a URL the rule (ev_url_check) refuses: a failed attempt, nothing sent */
     s = http_step(EV_HTTP_POST, "http://[x", NULL, 0, NULL);
     rs = run_started(&s, 1, "{}", NULL, &len);
-    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 0, NULL, err, sizeof err),
+    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 0, NULL, NULL, err, sizeof err),
                      WK_ACTION_UNBUILDABLE);
     assert_memory_equal(err, "url: ", 5);
     free(rs);
     s = http_step(EV_HTTP_POST, "http://u:p@example.com/x", NULL, 0, NULL);
     rs = run_started(&s, 1, "{}", NULL, &len);
-    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 0, NULL, err, sizeof err),
+    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 0, NULL, NULL, err, sizeof err),
                      WK_ACTION_UNBUILDABLE);
     free(rs);
 }
@@ -210,7 +210,7 @@ static void test_email(void **state)
     s.action.email.subject = ev_str_c("Order {{payload.id}}");
     s.action.email.body_template = ev_str_c("Hello \"{{payload.name}}\"");
     rs = run_started(&s, 1, "{\"id\":42,\"name\":\"Ann\"}", NULL, &len);
-    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 0, &smtp, err, sizeof err), 0);
+    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 0, &smtp, NULL, err, sizeof err), 0);
     assert_int_equal(a.kind, WK_ACTION_EMAIL);
     assert_string_equal(a.smtp.url, "smtp://Mail.Example.com:2525");
     assert_string_equal(a.smtp.from, "worker@example.com");
@@ -225,13 +225,13 @@ static void test_email(void **state)
     assert_string_equal(a.dest, "smtp://mail.example.com:2525");
     wk_action_free(&a);
     /* no SMTP server configured */
-    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 0, &none, err, sizeof err),
+    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 0, &none, NULL, err, sizeof err),
                      WK_ACTION_UNBUILDABLE);
     assert_string_equal(err, "email actions need KCQRS_WORKER_SMTP_URL");
     free(rs);
     /* a subject whose value carries a line break (header mode) */
     rs = run_started(&s, 1, "{\"id\":\"4\\r\\nBcc: x@y\",\"name\":\"Ann\"}", NULL, &len);
-    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 0, &smtp, err, sizeof err),
+    assert_int_equal(wk_action_build(&a, rs, len, "run-7", 0, &smtp, NULL, err, sizeof err),
                      WK_ACTION_UNBUILDABLE);
     free(rs);
 }

@@ -1,0 +1,186 @@
+#!/usr/bin/env bats
+# secrets.bats — webhook and signing secrets go to the log only sealed
+# (events/ev_secret.h, lib/kq_crypto.h, lib/kq_keyring.h):
+#   - neither secret is in the Kafka segment files (bytes read back after
+#     sync), while the workflow's name (not sealed) is: the search works; the
+#     webhook still verifies, the key topic holds one wrapped key per workflow;
+#   - a plaintext event written before sealing still works after a restart;
+#   - KEK rotation (kcqrs-keys kek-add) and a restart: keys wrapped by the old
+#     version and by the new one both open, in kcqrs-commands and kcqrs-worker;
+#   - a missing, malformed or world-readable KEK file stops kcqrs-commands at
+#     start naming the file; a wrong KEK or one without the version that
+#     wrapped a key stops kcqrs-commands and kcqrs-worker, saying which.
+#
+# One kcqrs-commands ("main", this file's topic prefix, this file's own KEK
+# file so that rotating it touches nothing else) on the suite's broker.
+
+bats_require_minimum_version 1.5.0
+
+load helpers
+load commands_helpers
+load workflows_helpers
+load worker_helpers
+
+setup_file() {
+    wf_make_keys
+    (umask 077 && echo "$KQ_KEY_WORKER" >"$BATS_FILE_TMPDIR/worker.key")
+    export KCQRS_WORKER_KEY_FILE="$BATS_FILE_TMPDIR/worker.key"
+    export KCQRS_KEK_FILE="$BATS_FILE_TMPDIR/kek"
+    "$KCQRS_BIN/kcqrs-keys" kek-add --file "$KCQRS_KEK_FILE" >/dev/null
+    export KCQRS_WORKER_ALLOW_PRIVATE=1 KCQRS_WORKER_RETRY_BASE_MS=100 KCQRS_WORKER_MAX_ATTEMPTS=2
+    cmd_start main
+}
+
+teardown_file() {
+    local rc=0
+    wk_stop_all || rc=1
+    cmd_stop_all || rc=1
+    rcv_stop_all
+    return $rc
+}
+
+setup() {
+    cmd_use main
+}
+
+key_topic() { echo "$KCQRS_TOPIC_PREFIX.keys"; }
+
+# seg_has TOPIC TEXT: TEXT is in a segment file of TOPIC (after sync: the bytes on disk).
+seg_has() {
+    local d
+    d=$(kq_broker_data)
+    sync
+    grep -r -a -q -F -- "$2" "$d"/"$1"-*/
+}
+
+# secret_wf ID SECRET [URL]: create workflow ID with webhook secret SECRET
+# (one http action to URL), name "Secret-ID".
+secret_wf() {
+    local url="${3:-https://hooks.example.com/in}"
+    req POST /api/v1/workflows "{\"id\":\"$1\",\"name\":\"Secret-$1\",\"secret\":\"$2\",\"actions\":[{\"type\":\"http\",\"url\":\"$url\"}]}"
+    [[ "$CODE" == 201 ]] || kq_fail "workflow create answered $CODE: $BODY"
+}
+
+@test "secrets are sealed: not in the segment files (the name is), webhooks verify, one wrapped key per workflow" {
+    kq_broker_owned || skip "the broker was not started by this suite (KQ_E2E_BROKERS)"
+    local id s1 s2 keys0
+    id=$(wf_new_id)
+    s1="plain-wh-$RANDOM$RANDOM-x"
+    s2="plain-rot-$RANDOM$RANDOM-y"
+    keys0=$(kq_tool kq_offsets sum "$(key_topic)")
+    secret_wf "$id" "$s1"
+    # a new secret by update, a manual run (signing secret) and a webhook run
+    req PUT "/api/v1/workflows/$id" "{\"secret\":\"$s2\"}"
+    [ "$CODE" = 200 ]
+    req POST "/api/v1/workflows/$id/runs" '{}'
+    [ "$CODE" = 202 ]
+    hook "$id" "$s2" '{"id":"h1"}'
+    [ "$CODE" = 202 ]
+    hook "$id" "$s1" '{"id":"h2"}'
+    [ "$CODE" = 401 ]
+
+    seg_has "$(wf_topic)" "Secret-$id" # the search finds what is there
+    run seg_has "$(wf_topic)" "$s1"
+    [ "$status" -eq 1 ]
+    run seg_has "$(wf_topic)" "$s2"
+    [ "$status" -eq 1 ]
+    run seg_has "$(run_topic)" "$s2"
+    [ "$status" -eq 1 ]
+    run seg_has "$(key_topic)" "$s1"
+    [ "$status" -eq 1 ]
+    # the workflow's data key: one record, keyed by its subject, 63 bytes, wrapped
+    [ "$(kq_tool kq_offsets sum "$(key_topic)")" -eq $((keys0 + 1)) ]
+    seg_has "$(key_topic)" "workflow/$id"
+}
+
+@test "a plaintext secret written before sealing still verifies after a restart" {
+    local id part key hex
+    id=$(wf_new_id)
+    hex=$(printf '{"event_id":[1,2,3,4,5,6,71,8,137,10,11,12,13,14,15,16],"aggregate_type":"workflow","aggregate_id":"%s","version":1,"occurred_at_us":1763767000000000,"actor":"e2e","payload_type":"WorkflowCreated","payload":{"name":"Old","webhook_secret":"old-plain-secret","steps":[]}}' "$id" |
+        "$KCQRS_BIN/kcqrs-events" encode | od -An -v -tx1 | tr -d ' \n')
+    [[ -n "$hex" ]]
+    part=$(partition_for "$id" "${KCQRS_PARTITIONS:-6}")
+    key=$(printf '%s/%020d' "$id" 1)
+    kq_tool kq_produce_raw raw workflow "$part" "$key" --hex "$hex" >/dev/null
+    # a plain secret is found by the same search that finds none of the sealed ones
+    if kq_broker_owned; then
+        kq_wait_for 10 seg_has "$(wf_topic)" old-plain-secret
+    fi
+    cmd_stop main
+    cmd_start main
+    hook "$id" old-plain-secret '{"id":"o1"}'
+    [ "$CODE" = 202 ]
+    hook "$id" wrong-secret '{"id":"o2"}'
+    [ "$CODE" = 401 ]
+}
+
+@test "KEK rotation and a restart: keys wrapped by version 1 and 2 both open (commands and worker)" {
+    local a b
+    rcv_start rot --secret rot-secret-a 200,200
+    a=$(wf_new_id)a
+    secret_wf "$a" rot-secret-a "$(rcv_url rot)/a"
+    cmd_stop main
+    run "$KCQRS_BIN/kcqrs-keys" kek-add --file "$KCQRS_KEK_FILE"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"KEK version 2"* ]]
+    cmd_start main
+    cmd_log main | grep -q "new keys wrapped by KEK version 2"
+    b=$(wf_new_id)b
+    secret_wf "$b" rot-secret-b
+    cmd_stop main
+    cmd_start main
+    hook "$a" rot-secret-a '{"id":"a1"}'
+    [ "$CODE" = 202 ]
+    hook "$b" rot-secret-b '{"id":"b1"}'
+    [ "$CODE" = 202 ]
+    hook "$b" rot-secret-a '{"id":"b2"}'
+    [ "$CODE" = 401 ]
+    # the worker opens a's signing secret (a key wrapped by version 1) with the rotated file
+    wk_start w1
+    run_start "$a" '{"n":1}'
+    [[ $(run_wait_end "$RUN_ID") == RunSucceeded ]]
+    rcv_log rot | python3 -c 'import json, sys
+r = json.loads(sys.stdin.readline())
+assert r["signature_ok"] is True, r'
+    wk_stop w1
+}
+
+@test "a missing, malformed or world-readable KEK file stops kcqrs-commands at start, naming it" {
+    local bad="$BATS_TEST_TMPDIR/kek"
+    KCQRS_KEK_FILE="$BATS_TEST_TMPDIR/nope" run --separate-stderr timeout 30 "$KCQRS_BIN/kcqrs-commands"
+    [ "$status" -eq 2 ]
+    [[ "$stderr" == *"KEK file $BATS_TEST_TMPDIR/nope is missing"* ]]
+    (umask 077 && echo "1 00ff" >"$bad")
+    KCQRS_KEK_FILE="$bad" run --separate-stderr timeout 30 "$KCQRS_BIN/kcqrs-commands"
+    [ "$status" -eq 2 ]
+    [[ "$stderr" == *"KEK file $bad: line 1: the key must be 64 hex digits"* ]]
+    cp "$KCQRS_KEK_FILE" "$bad"
+    chmod 644 "$bad"
+    KCQRS_KEK_FILE="$bad" run --separate-stderr timeout 30 "$KCQRS_BIN/kcqrs-worker"
+    [ "$status" -eq 2 ]
+    [[ "$stderr" == *"KEK file $bad is open to others"* ]]
+}
+
+@test "a wrong KEK, or one without the version that wrapped a key, stops commands and worker saying which" {
+    local wrong="$BATS_TEST_TMPDIR/wrong" short="$BATS_TEST_TMPDIR/short" port
+    # the key topic holds keys wrapped by versions 1 and 2 (the tests above)
+    (umask 077 && printf '1 %064d\n2 %064d\n' 7 7 >"$wrong")
+    port=$(kq_free_port)
+    KCQRS_KEK_FILE="$wrong" KCQRS_COMMANDS_ADDR="127.0.0.1:$port" KCQRS_COMMANDS_INTERNAL_ADDR=none \
+        KCQRS_LMDB_DIR="$BATS_TEST_TMPDIR/lmdb" run --separate-stderr timeout 60 "$KCQRS_BIN/kcqrs-commands"
+    [ "$status" -eq 2 ]
+    [[ "$stderr" == *"wrong KEK: version "[12]" in the KEK file does not open the data key of workflow/"* ]]
+    KCQRS_KEK_FILE="$wrong" KCQRS_WORKER_ADDR="127.0.0.1:$(kq_free_port)" KCQRS_WORKER_COMMANDS_URL="$CMD_URL" \
+        run --separate-stderr timeout 60 "$KCQRS_BIN/kcqrs-worker"
+    [ "$status" -eq 2 ]
+    [[ "$stderr" == *"wrong KEK"* ]]
+    # version 2 only (version 1 dropped from the file too early)
+    (umask 077 && grep '^2 ' "$KCQRS_KEK_FILE" >"$short")
+    KCQRS_KEK_FILE="$short" KCQRS_WORKER_ADDR="127.0.0.1:$(kq_free_port)" KCQRS_WORKER_COMMANDS_URL="$CMD_URL" \
+        run --separate-stderr timeout 60 "$KCQRS_BIN/kcqrs-worker"
+    [ "$status" -eq 2 ]
+    [[ "$stderr" == *"KEK version 1 (which wrapped the data key of workflow/"*") is not in the KEK file"* ]]
+    # the service with the right file still answers
+    req GET /ready
+    [ "$CODE" = 200 ]
+}
