@@ -6,7 +6,7 @@
 # missing ones. Called by `make test`, `make up` and `make bench` (target `deps`).
 #
 # Needs root for apt-get; as another user it uses sudo when available.
-# KQ_SKIP_KAFKA_FETCH=1 skips the Kafka jars.
+# KQ_SKIP_KAFKA_FETCH=1 skips the Kafka jars; KQ_SKIP_JAEGER=1 skips building Jaeger.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -214,9 +214,10 @@ fi
 # downloaded and built where it lies, with module and build caches in a temporary
 # directory under .cache/ that is removed afterwards. A fresh build is slow: 891 s on 2
 # shared cores (1.3 GB of modules, 1.6 GB of build cache); a present binary costs nothing.
+# KQ_SKIP_JAEGER=1 (set by `make up` and `make bench`, which do not need it) skips it.
 JAEGER_VERSION=v1.75.0
 JAEGER_BIN="$REPO/.cache/jaeger-$JAEGER_VERSION/jaeger"
-if [[ ! -x "$JAEGER_BIN" ]]; then
+if [[ "${KQ_SKIP_JAEGER:-0}" != 1 && ! -x "$JAEGER_BIN" ]]; then
     GO=${GO:-/usr/local/go/bin/go}
     [[ -x "$GO" ]] || GO=$(command -v go) || die "Go is needed to build Jaeger (tests/e2e/traces.bats)"
     log "building Jaeger $JAEGER_VERSION into $JAEGER_BIN (from the Go module proxy; minutes)"
