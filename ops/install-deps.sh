@@ -25,6 +25,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 #   clang libclang-rt-14-dev           `make fuzz` (libFuzzer runtime is in libclang-rt)
 #   clang-format                       `make format` / `make format-check` (CI)
 #   python3                            free-port picking and small helpers in the tests
+#   python3-yaml                       tests/e2e/deploy.bats reads the rendered manifests
 #   procps iproute2 util-linux         ps, ss (port checks), runuser/setsid (ops scripts)
 #   maven                              fetches the Kafka jars from Maven Central
 #   prometheus                         promtool: the tests check every service's /metrics,
@@ -50,7 +51,7 @@ PACKAGES=(
     postgresql-15
     curl wrk
     clang libclang-rt-14-dev clang-format
-    python3
+    python3 python3-yaml
     procps iproute2 util-linux
     maven
     prometheus
