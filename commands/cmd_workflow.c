@@ -589,7 +589,7 @@ static int snap_aad(const char *id, char *out, size_t outlen)
  * snapshot stores). No keyring: nothing (the snapshot keeps it plain). A
  * failure leaves w->seal_failed set: the record is written without the secret
  * and a load refuses it (the log is read again). */
-static void wf_seal(cmd_state *st, const char *id, cmd_workflow *w)
+static void wf_seal(kq_keyring *keys, const char *id, cmd_workflow *w)
 {
     char subject[KQ_SUBJECT_MAX + 1], aad[256], es[256];
     uint8_t dek[KQ_CRYPTO_KEY_LEN], *out = NULL;
@@ -600,7 +600,7 @@ static void wf_seal(cmd_state *st, const char *id, cmd_workflow *w)
     w->sealed = NULL;
     w->sealed_len = 0;
     w->seal_failed = 0;
-    if (st->keys == NULL || w->secret == NULL)
+    if (keys == NULL || w->secret == NULL)
         return;
     sl = strlen(w->secret);
     snprintf(subject, sizeof subject, "workflow/%s", id);
@@ -609,7 +609,7 @@ static void wf_seal(cmd_state *st, const char *id, cmd_workflow *w)
         w->seal_failed = 1;
         return;
     }
-    rc = kq_keyring_get_or_create(st->keys, subject, dek, es, sizeof es);
+    rc = kq_keyring_get_or_create(keys, subject, dek, es, sizeof es);
     if (rc == 0)
         rc = kq_crypto_seal(dek, aad, (size_t)alen, w->secret, sl, out,
                             sl + KQ_CRYPTO_SEAL_OVERHEAD, &n, es, sizeof es);
@@ -635,6 +635,15 @@ static int open_one(void *arg, const char *key, size_t keylen, void *val)
     int alen, rc;
 
     (void)keylen;
+    if (w->secret != NULL && w->sealed == NULL && !w->seal_failed) {
+        /* a plain record of an older snapshot: sealed, and rewritten sealed */
+        wf_seal(c->keys, key, w);
+        if (w->sealed != NULL) {
+            c->resealed++;
+            cmd_state_changed(c->st, T, key);
+        }
+        return 0;
+    }
     if (w->secret != NULL || w->sealed == NULL)
         return 0;
     snprintf(subject, sizeof subject, "workflow/%s", key);
@@ -665,6 +674,7 @@ int cmd_workflow_open_sealed(cmd_state *st, kq_keyring *keys, cmd_workflow_open_
 {
     memset(out, 0, sizeof *out);
     out->keys = keys;
+    out->st = st;
     if (keys == NULL)
         return 0;
     return kq_map_each(st->agg[T], open_one, out) != 0 ? KQ_ENOMEM : 0;
@@ -703,7 +713,7 @@ static int wf_apply(cmd_state *st, const ev_envelope *e, const char *id, int32_t
         if (cmd_str_set_ev(&w->name, p->name) != 0 ||
             cmd_str_set_ev(&w->secret, p->webhook_secret) != 0)
             return KQ_ENOMEM;
-        wf_seal(st, id, w);
+        wf_seal(st->keys, id, w);
     } else {
         if (w == NULL)
             return kq_seterr(errstr, errlen, KQ_ECORRUPT, "workflow %s: %s of an unknown workflow",
@@ -728,7 +738,7 @@ static int wf_apply(cmd_state *st, const ev_envelope *e, const char *id, int32_t
                  cmd_str_set_ev(&w->secret, p->webhook_secret) != 0))
                 return KQ_ENOMEM;
             if (p->webhook_secret.ptr != NULL)
-                wf_seal(st, id, w);
+                wf_seal(st->keys, id, w);
             break;
         }
         case EV_WORKFLOW_ENABLED:

@@ -77,7 +77,8 @@ typedef struct cmd_snap_wf {
  * open (the first one's subject and reason). */
 typedef struct cmd_workflow_open_ctx {
     struct kq_keyring *keys;
-    size_t opened, failed;
+    cmd_state *st;
+    size_t opened, resealed, failed;
     int first_rc;
     char subject[160];
     char errstr[256];
@@ -86,7 +87,9 @@ typedef struct cmd_workflow_open_ctx {
 /* Open the secrets a snapshot load left sealed (workflows with a sealed copy
  * and no secret) with the keys of `keys` (read to the topic's end first).
  * One that does not open keeps its sealed copy (and no secret: its webhooks
- * are refused). 0 or KQ_ENOMEM. */
+ * are refused). Plain secrets of an older snapshot's records are sealed and
+ * their records marked changed (cmd_state_changed), so the next snapshot
+ * rewrites them sealed. 0 or KQ_ENOMEM. */
 int cmd_workflow_open_sealed(cmd_state *st, struct kq_keyring *keys, cmd_workflow_open_ctx *out);
 
 #define CMD_WF_SECRET_GEN_LEN 64 /* generated secret: 64 hex digits */

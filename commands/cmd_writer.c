@@ -568,8 +568,10 @@ static void open_snapshot_secrets(cmd_writer *w)
         kq_log_error("snapshot: out of memory opening the workflows' secrets");
         return;
     }
-    if (c.opened > 0)
-        kq_log_info("snapshot: opened %zu sealed workflow secrets", c.opened);
+    if (c.opened > 0 || c.resealed > 0)
+        kq_log_info("snapshot: opened %zu sealed workflow secrets, sealed %zu plain ones of an "
+                    "older snapshot",
+                    c.opened, c.resealed);
     if (c.failed > 0)
         kq_log_error("snapshot: %zu workflow secrets do not open (webhooks of those workflows are "
                      "refused), the first: %s: %s",
