@@ -233,9 +233,10 @@ $(BUILD)/tests/fuzz/%-replay: $(OBJ)/tests/fuzz/%.o $(OBJ)/tests/fuzz/fuzz_drive
 # `make test` first installs whatever is missing (idempotent, quick when present).
 deps:
 	@ops/install-deps.sh
-# Jaeger (tests/e2e/traces.bats only) is built from source when missing: minutes on a
-# fresh machine, which `make up` and `make bench` do not need to wait for.
-up bench: export KQ_SKIP_JAEGER := 1
+# The test-only tools (ops/install-test-tools.sh: a browser driver, API and manifest
+# validators, Jaeger built from source) take minutes on a fresh machine, which
+# `make up` and `make bench` do not need to wait for.
+up bench: export KQ_SKIP_TEST_TOOLS := 1
 
 test: deps
 	$(MAKE) --no-print-directory all

@@ -6,7 +6,8 @@
 # missing ones. Called by `make test`, `make up` and `make bench` (target `deps`).
 #
 # Needs root for apt-get; as another user it uses sudo when available.
-# KQ_SKIP_KAFKA_FETCH=1 skips the Kafka jars; KQ_SKIP_JAEGER=1 skips building Jaeger.
+# KQ_SKIP_KAFKA_FETCH=1 skips the Kafka jars; KQ_SKIP_TEST_TOOLS=1 the test-only tools
+# (ops/install-test-tools.sh).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,6 +25,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 #   clang libclang-rt-14-dev           `make fuzz` (libFuzzer runtime is in libclang-rt)
 #   clang-format                       `make format` / `make format-check` (CI)
 #   python3                            free-port picking and small helpers in the tests
+#   python3-yaml                       tests/e2e/deploy.bats reads the rendered manifests
 #   procps iproute2 util-linux         ps, ss (port checks), runuser/setsid (ops scripts)
 #   maven                              fetches the Kafka jars from Maven Central
 #   prometheus                         promtool: the tests check every service's /metrics,
@@ -49,7 +51,7 @@ PACKAGES=(
     postgresql-15
     curl wrk
     clang libclang-rt-14-dev clang-format
-    python3
+    python3 python3-yaml
     procps iproute2 util-linux
     maven
     prometheus
@@ -122,99 +124,13 @@ else
     log "all ${#PACKAGES[@]} packages present, java ok"
 fi
 
-# The console's browser test: Playwright (pinned) in a venv under the git-ignored .cache/
-# (it drives Debian's chromium, never a browser build of its own), and axe-core from npm
-# at the version tests/browser/package-lock.json pins. Each is redone only when missing or
-# at another version.
-PLAYWRIGHT_VERSION=1.65.3
-BROWSER_VENV="$REPO/.cache/browser-venv"
-if ! "$BROWSER_VENV/bin/python" -c "import sys, importlib.metadata as m
-sys.exit(m.version('playwright') != '$PLAYWRIGHT_VERSION')" 2>/dev/null; then
-    log "installing Playwright $PLAYWRIGHT_VERSION into $BROWSER_VENV"
-    /usr/bin/python3 -m venv "$BROWSER_VENV"
-    "$BROWSER_VENV/bin/pip" install -q --disable-pip-version-check "playwright==$PLAYWRIGHT_VERSION"
-fi
-if ! cmp -s "$REPO/tests/browser/package-lock.json" \
-    "$REPO/tests/browser/node_modules/.kcqrs-installed-lock" 2>/dev/null; then
-    log "installing tests/browser's npm packages (npm ci)"
-    (cd "$REPO/tests/browser" && npm ci --no-audit --no-fund --loglevel=error &&
-        cp package-lock.json node_modules/.kcqrs-installed-lock)
-fi
-# The API contract test (tests/e2e/openapi.bats): schemathesis and openapi-python-client,
-# pinned, in a venv under the git-ignored .cache/; redone only when missing or at another
-# version (the check takes about half a second; a fresh install about 75 s).
-SCHEMATHESIS_VERSION=4.32.5
-OPENAPI_PYTHON_CLIENT_VERSION=0.29.1
-OPENAPI_VENV="$REPO/.cache/openapi-venv"
-if ! "$OPENAPI_VENV/bin/python" -c "import sys, importlib.metadata as m
-sys.exit(m.version('schemathesis') != '$SCHEMATHESIS_VERSION' or
-         m.version('openapi-python-client') != '$OPENAPI_PYTHON_CLIENT_VERSION')" 2>/dev/null; then
-    log "installing schemathesis $SCHEMATHESIS_VERSION and openapi-python-client $OPENAPI_PYTHON_CLIENT_VERSION into $OPENAPI_VENV"
-    /usr/bin/python3 -m venv "$OPENAPI_VENV"
-    "$OPENAPI_VENV/bin/pip" install -q --disable-pip-version-check \
-        "schemathesis==$SCHEMATHESIS_VERSION" "openapi-python-client==$OPENAPI_PYTHON_CLIENT_VERSION"
-fi
-
-# The deployment test (tests/e2e/deploy.bats): kustomize and kubeconform from the Go
-# module proxy (go install, into the git-ignored .cache/bin; about 80 s and 120 s on
-# an empty module cache, a few seconds with the machine's module and build caches
-# warm) and kubernetes-validate from PyPI (a JSON-schema validator that ships the
-# Kubernetes API's schemas, 1.25-1.37, which kubeconform validates against too) in a
-# venv under .cache/ (about 45 s); each redone only when missing or at another version.
-KUSTOMIZE_VERSION=v5.5.0
-KUBECONFORM_VERSION=v0.7.0
-KUBERNETES_VALIDATE_VERSION=1.37.0
-GO=$(command -v go || echo /usr/local/go/bin/go)
-# (a go-installed kustomize prints "(devel)" as its version: a stamp file says which)
-if [[ ! -x "$REPO/.cache/bin/kustomize" ||
-    "$(cat "$REPO/.cache/bin/kustomize.version" 2>/dev/null)" != "$KUSTOMIZE_VERSION" ]]; then
-    [[ -x "$GO" ]] || die "go is needed to install kustomize (tests/e2e/deploy.bats): not found in PATH nor /usr/local/go/bin"
-    log "installing kustomize $KUSTOMIZE_VERSION into $REPO/.cache/bin (go install)"
-    GOBIN="$REPO/.cache/bin" GOFLAGS=-mod=mod "$GO" install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
-    echo "$KUSTOMIZE_VERSION" >"$REPO/.cache/bin/kustomize.version"
-fi
-if [[ ! -x "$REPO/.cache/bin/kubeconform" ||
-    "$(cat "$REPO/.cache/bin/kubeconform.version" 2>/dev/null)" != "$KUBECONFORM_VERSION" ]]; then
-    [[ -x "$GO" ]] || die "go is needed to install kubeconform (tests/e2e/deploy.bats): not found in PATH nor /usr/local/go/bin"
-    log "installing kubeconform $KUBECONFORM_VERSION into $REPO/.cache/bin (go install)"
-    GOBIN="$REPO/.cache/bin" GOFLAGS=-mod=mod "$GO" install "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
-    echo "$KUBECONFORM_VERSION" >"$REPO/.cache/bin/kubeconform.version"
-fi
-K8S_VENV="$REPO/.cache/k8s-venv"
-if ! "$K8S_VENV/bin/python" -c "import sys, importlib.metadata as m
-sys.exit(m.version('kubernetes-validate') != '$KUBERNETES_VALIDATE_VERSION')" 2>/dev/null; then
-    log "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION into $K8S_VENV"
-    /usr/bin/python3 -m venv "$K8S_VENV"
-    "$K8S_VENV/bin/pip" install -q --disable-pip-version-check \
-        "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
-fi
-
-# The traces test (tests/e2e/traces.bats): Jaeger's all-in-one binary (the OpenTelemetry
-# collector based one that the module's tag v1.75.0 builds from cmd/jaeger), from the Go
-# module proxy into the git-ignored .cache/jaeger-v1.75.0/, only when missing. `go install
-# ...@v1.75.0` refuses this module (its go.mod has a replace directive), so the module is
-# downloaded and built where it lies, with module and build caches in a temporary
-# directory under .cache/ that is removed afterwards. A fresh build is slow: 891 s on 2
-# shared cores (1.3 GB of modules, 1.6 GB of build cache); a present binary costs nothing.
-# KQ_SKIP_JAEGER=1 (set by `make up` and `make bench`, which do not need it) skips it.
-JAEGER_VERSION=v1.75.0
-JAEGER_BIN="$REPO/.cache/jaeger-$JAEGER_VERSION/jaeger"
-if [[ "${KQ_SKIP_JAEGER:-0}" != 1 && ! -x "$JAEGER_BIN" ]]; then
-    GO=${GO:-/usr/local/go/bin/go}
-    [[ -x "$GO" ]] || GO=$(command -v go) || die "Go is needed to build Jaeger (tests/e2e/traces.bats)"
-    log "building Jaeger $JAEGER_VERSION into $JAEGER_BIN (from the Go module proxy; minutes)"
-    mkdir -p "$REPO/.cache"
-    jtmp=$(mktemp -d "$REPO/.cache/jaeger-build.XXXXXX")
-    jdir=$(GOMODCACHE="$jtmp/mod" GOFLAGS=-modcacherw GOTOOLCHAIN=local \
-        "$GO" mod download -json "github.com/jaegertracing/jaeger@$JAEGER_VERSION" |
-        python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
-    mkdir -p "$(dirname "$JAEGER_BIN")"
-    (cd "$jdir" && GOMODCACHE="$jtmp/mod" GOCACHE="$jtmp/cache" GOFLAGS=-modcacherw \
-        GOTOOLCHAIN=local "$GO" build -trimpath -o "$JAEGER_BIN.tmp" ./cmd/jaeger)
-    mv "$JAEGER_BIN.tmp" "$JAEGER_BIN"
-    rm -rf "$jtmp"
-fi
-
 if [[ "${KQ_SKIP_KAFKA_FETCH:-0}" != 1 ]]; then
     "$REPO/ops/kafka.sh" fetch
+fi
+
+# The tools single e2e files need (Playwright, schemathesis, kustomize/kubeconform,
+# Jaeger): ops/install-test-tools.sh. KQ_SKIP_TEST_TOOLS=1 skips them (`make up` and
+# `make bench` do not need them; `.ci/run` installs them in the background).
+if [[ "${KQ_SKIP_TEST_TOOLS:-0}" != 1 ]]; then
+    "$REPO/ops/install-test-tools.sh"
 fi

@@ -15,6 +15,9 @@ load projector_helpers
 load worker_helpers
 
 setup_file() {
+    # the tool this file needs, installed if missing; waits if another run installs it
+    "$KQ_REPO/ops/install-test-tools.sh" browser >"$BATS_FILE_TMPDIR/tools.log" 2>&1 ||
+        kq_fail "ops/install-test-tools.sh browser failed: $(tail -20 "$BATS_FILE_TMPDIR/tools.log")" || return 1
     kq_fresh_db console
     cmd_make_keys
     wk_make_key

@@ -2,7 +2,7 @@
 """k8s_schemas.py — standalone JSON schemas for kubeconform, from the Kubernetes
 API schemas that the PyPI package kubernetes-validate ships.
 
-    k8s_schemas.py VERSION OUTDIR MANIFEST...
+    k8s_schemas.py SCHEMADIR OUTDIR MANIFEST...
 
 kubernetes-validate keeps one file per kind (<kind>-<group>-<version>.json,
 kubeconform's file naming) whose $refs point into a shared
@@ -10,14 +10,15 @@ kubeconform's file naming) whose $refs point into a shared
 OUTDIR/<kind>-<group>-<version>.json with the definitions it reaches copied
 into its own $defs and the $refs made local, so kubeconform
 (-schema-location 'OUTDIR/{{ .ResourceKind }}{{ .KindSuffix }}.json') needs no
-network. VERSION is e.g. 1.32.0; the strict variant (unknown fields refused)
-is used. Exit status 0, or 1 when a kind has no schema.
+network. SCHEMADIR is one version's directory of the package, e.g.
+.cache/k8s-schemas/v1.32.0-local-strict (ops/install-deps.sh unpacks it; the
+strict variant refuses unknown fields). Exit status 0, or 1 when a kind has
+no schema.
 """
 import json
 import os
 import sys
 
-import kubernetes_validate
 import yaml
 
 REF = "/api/_definitions.json#/$defs/"  # the kinds' references
@@ -42,9 +43,7 @@ def localise(node, defs, seen, todo):
 
 
 def main():
-    version, out, manifests = sys.argv[1], sys.argv[2], sys.argv[3:]
-    base = os.path.join(os.path.dirname(kubernetes_validate.__file__), "kubernetes-json-schema",
-                        f"v{version}-local-strict")
+    base, out, manifests = sys.argv[1], sys.argv[2], sys.argv[3:]
     defs = json.load(open(os.path.join(base, "_definitions.json")))["$defs"]
     kinds = set()
     for m in manifests:
@@ -58,7 +57,7 @@ def main():
     for name in sorted(kinds):
         path = os.path.join(base, name + ".json")
         if not os.path.exists(path):
-            print(f"k8s_schemas: no schema {name}.json for Kubernetes {version}", file=sys.stderr)
+            print(f"k8s_schemas: no schema {name}.json in {base}", file=sys.stderr)
             rc = 1
             continue
         schema = json.load(open(path))

@@ -20,6 +20,9 @@ load commands_helpers
 OPENAPI_VENV="$KQ_REPO/.cache/openapi-venv"
 
 setup_file() {
+    # the tool this file needs, installed if missing; waits if another run installs it
+    "$KQ_REPO/ops/install-test-tools.sh" openapi >"$BATS_FILE_TMPDIR/tools.log" 2>&1 ||
+        kq_fail "ops/install-test-tools.sh openapi failed: $(tail -20 "$BATS_FILE_TMPDIR/tools.log")" || return 1
     [[ -x "$OPENAPI_VENV/bin/schemathesis" && -x "$OPENAPI_VENV/bin/openapi-python-client" ]] ||
         kq_fail "no $OPENAPI_VENV: run ops/install-deps.sh"
     kq_fresh_db openapi

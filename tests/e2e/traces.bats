@@ -75,6 +75,9 @@ EOF
 }
 
 setup_file() {
+    # the tool this file needs, installed if missing; waits if another run installs it
+    "$KQ_REPO/ops/install-test-tools.sh" jaeger >"$BATS_FILE_TMPDIR/tools.log" 2>&1 ||
+        kq_fail "ops/install-test-tools.sh jaeger failed: $(tail -20 "$BATS_FILE_TMPDIR/tools.log")" || return 1
     cmd_make_keys
     wk_make_key
     kq_fresh_db traces
