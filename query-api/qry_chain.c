@@ -21,7 +21,8 @@
 
 #define POLL_MS 200
 #define DISCOVER_MS 1000
-#define EVENT_TOPICS 3 /* kq_kafka_topic_names: the event topics come first */
+#define EVENT_TOPICS 3        /* kq_kafka_topic_names: the event topics come first */
+#define STATUS_BUDGET_MS 2000 /* qry_status.h: a refresh takes at most this long */
 
 typedef struct part {
     int topic; /* index into ch->topics */
@@ -31,6 +32,8 @@ typedef struct part {
     int64_t end_offset; /* the end offset at the last end reached; -1 none */
     int64_t checked_us; /* last end reached or record taken; 0 never */
     int io_error;       /* SHA-256 failed once: logged, the state stays not_verified */
+    int64_t low;        /* highest low watermark seen since the (re)start; -1 none */
+    int64_t moved_ms;   /* mono ms of the last record or end taken */
 } part;
 
 struct qry_chain {
@@ -44,8 +47,60 @@ struct qry_chain {
     pthread_mutex_t mu; /* guards parts and nparts */
     part **parts;
     size_t nparts, cap;
-    atomic_uint_fast64_t fed; /* records fed, every partition, since the start */
+    atomic_uint_fast64_t fed;      /* records fed, every partition, since the start */
+    atomic_uint_fast64_t restarts; /* partitions checked again from their start */
 };
+
+/* The next offset after what p has checked (0: nothing yet). */
+static int64_t checked_end(const part *p)
+{
+    int64_t e = p->c.has_head ? p->c.head_offset + 1 : 0;
+    return p->end_offset > e ? p->end_offset : e;
+}
+
+static void part_reset(part *p)
+{
+    ev_chain_init(&p->c);
+    p->at_end = 0;
+    p->end_offset = -1;
+    p->checked_us = 0;
+    p->io_error = 0;
+    p->low = -1;
+    p->moved_ms = 0;
+}
+
+/* Under ch->mu: forget what p checked (its log went back: the topic was
+ * deleted and created again) and add it to `l` to be read from its start. */
+static void restart_locked(qry_chain *ch, part *p, rd_kafka_topic_partition_list_t *l,
+                           const char *why)
+{
+    kq_log_warn("hash chain: %s/%d %s: checked again from its first record", ch->topics[p->topic],
+                (int)p->partition, why);
+    part_reset(p);
+    atomic_fetch_add(&ch->restarts, 1);
+    rd_kafka_topic_partition_list_add(l, ch->topics[p->topic], p->partition)->offset =
+        RD_KAFKA_OFFSET_BEGINNING;
+}
+
+/* Read the partitions of `l` again from their start (unassigned first, so what
+ * was fetched before is dropped). */
+static void reassign(qry_chain *ch, rd_kafka_topic_partition_list_t *l)
+{
+    rd_kafka_error_t *e;
+
+    if (l->cnt == 0)
+        return;
+    if ((e = rd_kafka_incremental_unassign(ch->rk, l)) != NULL) {
+        kq_log_warn("hash chain: cannot unassign %d partitions: %s", l->cnt,
+                    rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+    if ((e = rd_kafka_incremental_assign(ch->rk, l)) != NULL) {
+        kq_log_warn("hash chain: cannot assign %d partitions again: %s", l->cnt,
+                    rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+}
 
 static part *find(qry_chain *ch, int topic, int32_t partition)
 {
@@ -64,17 +119,24 @@ static int topic_of(const qry_chain *ch, const char *name, size_t len)
 }
 
 /* Add the event partitions the status refresher knows and this checker does
- * not yet read, and assign them from their first record. */
+ * not yet read, and assign them from their first record; read a known one
+ * again from its start when its watermarks went below what was checked. */
 static void discover(qry_chain *ch)
 {
     json_t *kafka = NULL, *ends = NULL, *v;
     const char *key;
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8),
+                                    *again = rd_kafka_topic_partition_list_new(1);
     rd_kafka_error_t *e;
+    int64_t taken_ms = 0; /* the watermarks were queried after this (mono ms) */
 
-    if (l == NULL)
-        return;
+    if (l == NULL || again == NULL)
+        goto out;
     qry_status_snapshot(ch->status, &kafka, &ends);
+    if (json_is_true(json_object_get(kafka, "connected")) &&
+        json_is_integer(json_object_get(kafka, "age_ms")))
+        taken_ms = kq_time_mono_ms() - json_integer_value(json_object_get(kafka, "age_ms")) -
+                   STATUS_BUDGET_MS;
     json_object_foreach(ends, key, v)
     {
         const char *slash = strrchr(key, '/');
@@ -90,6 +152,18 @@ static void discover(qry_chain *ch)
             continue;
         pthread_mutex_lock(&ch->mu);
         np = find(ch, t, (int32_t)p);
+        if (np != NULL && taken_ms > 0 && json_is_array(v) && json_array_size(v) == 2) {
+            int64_t lo = json_integer_value(json_array_get(v, 0)),
+                    hi = json_integer_value(json_array_get(v, 1));
+            /* the log start never moves back; its end is below what was
+             * checked only when no record arrived after the query */
+            if (np->low >= 0 && lo < np->low)
+                restart_locked(ch, np, again, "low watermark went back");
+            else if (hi < checked_end(np) && np->moved_ms < taken_ms)
+                restart_locked(ch, np, again, "end offset below what was checked");
+            else if (lo > np->low)
+                np->low = lo;
+        }
         if (np == NULL && ch->nparts == ch->cap) {
             size_t ncap = ch->cap ? 2 * ch->cap : 32;
             part **n = realloc(ch->parts, ncap * sizeof *n);
@@ -101,8 +175,7 @@ static void discover(qry_chain *ch)
         if (np == NULL && ch->nparts < ch->cap && (np = calloc(1, sizeof *np)) != NULL) {
             np->topic = t;
             np->partition = (int32_t)p;
-            np->end_offset = -1;
-            ev_chain_init(&np->c);
+            part_reset(np);
             ch->parts[ch->nparts++] = np;
             rd_kafka_topic_partition_list_add(l, ch->topics[t], (int32_t)p)->offset =
                 RD_KAFKA_OFFSET_BEGINNING;
@@ -114,7 +187,13 @@ static void discover(qry_chain *ch)
                     rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
     }
-    rd_kafka_topic_partition_list_destroy(l);
+    if (again != NULL)
+        reassign(ch, again);
+out:
+    if (l != NULL)
+        rd_kafka_topic_partition_list_destroy(l);
+    if (again != NULL)
+        rd_kafka_topic_partition_list_destroy(again);
     json_decref(kafka);
     json_decref(ends);
 }
@@ -122,20 +201,31 @@ static void discover(qry_chain *ch)
 static void on_message(qry_chain *ch, const rd_kafka_message_t *m)
 {
     int t = topic_of(ch, rd_kafka_topic_name(m->rkt), strlen(rd_kafka_topic_name(m->rkt)));
+    rd_kafka_topic_partition_list_t *again;
     part *p;
 
-    if (t < 0)
+    if (t < 0 || (again = rd_kafka_topic_partition_list_new(1)) == NULL)
         return;
     pthread_mutex_lock(&ch->mu);
     if ((p = find(ch, t, m->partition)) == NULL)
         goto out;
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        if (m->offset < checked_end(p)) { /* the log went back (reset to its start) */
+            restart_locked(ch, p, again, "end offset below what was checked");
+            goto out;
+        }
         p->at_end = 1;
         p->end_offset = m->offset;
         p->checked_us = kq_time_now_us();
+        p->moved_ms = kq_time_mono_ms();
     } else if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        if (p->c.has_head && m->offset <= p->c.head_offset)
-            goto out; /* already fed (a fetch retried after a reassignment) */
+        if (m->offset < checked_end(p)) {
+            /* a record at an offset already checked: the consumer was reset
+             * to the start of a log that is not the one checked */
+            restart_locked(ch, p, again, "a record at an offset already checked");
+            goto out;
+        }
+        p->moved_ms = kq_time_mono_ms();
         atomic_fetch_add(&ch->fed, 1);
         if (ev_chain_add(&p->c, m->offset, m->payload, m->len) != 0 && !p->io_error) {
             p->io_error = 1;
@@ -145,6 +235,8 @@ static void on_message(qry_chain *ch, const rd_kafka_message_t *m)
     }
 out:
     pthread_mutex_unlock(&ch->mu);
+    reassign(ch, again);
+    rd_kafka_topic_partition_list_destroy(again);
 }
 
 static void *chain_main(void *arg)
@@ -320,6 +412,10 @@ void qry_chain_metrics(qry_chain *ch, FILE *out)
     fprintf(out,
             "# HELP kcqrs_query_chain_events_checked_total Records fed to the hash-chain check.\n"
             "# TYPE kcqrs_query_chain_events_checked_total counter\n"
-            "kcqrs_query_chain_events_checked_total %" PRIuFAST64 "\n",
-            atomic_load(&ch->fed));
+            "kcqrs_query_chain_events_checked_total %" PRIuFAST64 "\n"
+            "# HELP kcqrs_query_chain_restarts_total Partitions checked again from their first "
+            "record because their log went back (topic deleted and created again).\n"
+            "# TYPE kcqrs_query_chain_restarts_total counter\n"
+            "kcqrs_query_chain_restarts_total %" PRIuFAST64 "\n",
+            atomic_load(&ch->fed), atomic_load(&ch->restarts));
 }

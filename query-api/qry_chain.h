@@ -18,6 +18,18 @@
  *   New partitions are picked up from the status refresher's watermarks
  *   (qry_status.h) within a second and assigned incrementally.
  *
+ *   A log that goes back (the topic deleted and created again while this
+ *   runs) is read again from its start, that partition's state forgotten:
+ *   when a record or the partition's end arrives at an offset below what
+ *   was checked (the consumer was reset to the start of the new log), when
+ *   the low watermark goes below the highest seen, or when the high
+ *   watermark is below what was checked and no record arrived since the
+ *   watermarks were queried. Logged, and counted in
+ *   kcqrs_query_chain_restarts_total. librdkafka 2.0 does not expose topic
+ *   ids, so a new log that has already grown past the checked offset before
+ *   the consumer comes back is not told apart: it shows as a break (a
+ *   prev_hash mismatch) at the first offset read from it, never as silence.
+ *
  * Per partition: state "intact" (read to its end, no break), "broken" (the
  *   first break: kind, offset, message; ev_chain_finish is applied to a copy,
  *   so a mismatch on the last record shows at once), or "not_verified" (not
@@ -59,8 +71,9 @@ json_t *qry_chain_json(qry_chain *ch);
 
 /*
  * Its /metrics part: kcqrs_query_chain_partitions{state="intact"|"broken"|
- * "not_verified"} (gauges, the states of the answer above) and
- * kcqrs_query_chain_events_checked_total (records fed since the start).
+ * "not_verified"} (gauges, the states of the answer above),
+ * kcqrs_query_chain_events_checked_total (records fed since the start) and
+ * kcqrs_query_chain_restarts_total (partitions read again from their start).
  * Nothing when ch is NULL.
  */
 void qry_chain_metrics(qry_chain *ch, FILE *out);

@@ -336,6 +336,35 @@ assert b[0]["break"]["offset"] == int(sys.argv[3]), b' "$BATS_TEST_TMPDIR/audit.
     ! grep -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$BATS_FILE_TMPDIR/qry.log"
 }
 
+# topic_gone TOPIC: the broker no longer knows TOPIC.
+topic_gone() { ! kq_tool kq_topics describe "$1" >/dev/null 2>&1; }
+
+@test "GET /api/v1/audit/chain: an event topic deleted and created again under kcqrs-query is checked again from its start" {
+    use_prefix recreate
+    kq_tool kq_topics create >/dev/null
+    qry_start
+    id=$(new_id)
+    p=$(partition_for "$id" 6)
+    t=$(resource_topic)
+    # version 2 without a prev_hash: this log's chain is broken at offset 1
+    kq_tool kq_produce_raw event "$id" 1
+    kq_tool kq_produce_raw event "$id" 2 --type updated
+    kq_wait_for 30 chain_is "$t" "$p" 'q[0]["events_checked"] == 2 and q[0]["state"] == "broken" and q[0]["break"]["offset"] == 1'
+    kq_tool kq_topics delete "$t"
+    kq_wait_for 30 topic_gone "$t"
+    kq_tool kq_topics create >/dev/null
+    # the new log holds one valid first event: checked from offset 0, intact
+    kq_tool kq_produce_raw event "$id" 1 --name again
+    kq_wait_for 30 chain_is "$t" "$p" 'q[0]["events_checked"] == 1 and q[0]["last_checked_offset"] == 0 and q[0]["state"] == "intact"'
+    chain_get
+    echo "$BODY" | head -c 2000
+    jcheck "d['intact'] is True and len(d['partitions']) == 18"
+    curl -fsS "$QRY/metrics" | awk '$1 == "kcqrs_query_chain_restarts_total" { exit !($2 >= 1) }'
+    grep -q "hash chain: $t/$p .*: checked again from its first record" "$BATS_FILE_TMPDIR/qry.log"
+    kq_stop "$(cat "$BATS_FILE_TMPDIR/qry.pid")" 10
+    ! grep -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$BATS_FILE_TMPDIR/qry.log"
+}
+
 @test "verify-chain: an event erased with a tombstone is named at the tombstone's offset" {
     use_prefix tomb
     cmd_start tomb
