@@ -5,6 +5,7 @@
 #include "cmd_aggregate.h"
 #include "cmd_state.h"
 #include "ev_secret.h"
+#include "kq_keyring.h"
 #include "kq_err.h"
 
 #include <stdarg.h>
@@ -187,6 +188,12 @@ int cmd_aggregate_apply(cmd_state *st, int topic, const void *value, size_t len,
 
     if ((rc = ev_envelope_decode(value, len, &e, errstr, errlen)) != 0 ||
         (rc = ev_secret_open(&e, st->keys, secret, sizeof secret, errstr, errlen)) != 0) {
+        char subject[160];
+        /* a data key missing for a subject that was not erased: /ready says so (cmd_writer.c) */
+        if (rc == KQ_ENOTFOUND && st->keys != NULL &&
+            ev_secret_subject(&e, subject, sizeof subject) == 0 &&
+            !kq_keyring_erased(st->keys, subject))
+            cmd_state_missing_key(st, subject);
         cmd_state_set_topic_offset(st, topic, partition, offset + 1);
         return rc == KQ_ENOMEM ? rc : KQ_ECORRUPT;
     }

@@ -7,6 +7,7 @@
 #include "kq_time.h"
 
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 int cmd_state_init(cmd_state *st, int partitions)
@@ -163,6 +164,12 @@ int cmd_state_each(const cmd_state *st, int topic,
     if (topic < 0 || topic >= CMD_TOPICS)
         return 0;
     return kq_map_each(st->agg[topic], each_one, &c);
+}
+
+void cmd_state_missing_key(cmd_state *st, const char *subject)
+{
+    if (st->missing_keys++ == 0)
+        snprintf(st->missing_key_subject, sizeof st->missing_key_subject, "%s", subject);
 }
 
 void cmd_state_changed(cmd_state *st, int topic, const char *id)

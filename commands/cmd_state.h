@@ -83,6 +83,8 @@ struct cmd_state {
     cmd_expiry run_q;          /* every finished run, in the order it finished */
     uint64_t expired_keys;     /* keys and runs pruned since init */
     uint64_t expired_runs;
+    uint64_t missing_keys;         /* sealed values not opened: no data key, subject not erased */
+    char missing_key_subject[160]; /* the first such subject */
 };
 
 /* Expiry queue of an entry (cmd_state_expire_push). */
@@ -146,6 +148,10 @@ int cmd_state_each(const cmd_state *st, int topic,
 /* Record the current value of aggregate `id` in the delta (when tracking).
  * A failure marks the delta lost. */
 void cmd_state_changed(cmd_state *st, int topic, const char *id);
+
+/* A sealed value of `subject` could not be opened: its data key is missing and
+ * the subject was not erased. Counted; the first subject is kept. */
+void cmd_state_missing_key(cmd_state *st, const char *subject);
 
 /* Set the next offset of a partition that a read reached (it only moves
  * forward); cmd_state_set_offset is the resource topic's. */

@@ -656,6 +656,8 @@ static int open_one(void *arg, const char *key, size_t keylen, void *val)
     memset(dek, 0, sizeof dek);
     if (rc != 0) {
         free(plain);
+        if (rc == KQ_ENOTFOUND && !kq_keyring_erased(c->keys, subject))
+            cmd_state_missing_key(c->st, subject);
         c->failed++;
         if (c->first_rc == 0) {
             c->first_rc = rc;

@@ -21,6 +21,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -55,6 +56,10 @@ struct cmd_writer {
     size_t nslots, slots_cap;
 
     kq_keyring *keys; /* borrowed; NULL = secrets are not sealed */
+    /* sealed values whose data key is missing (st.missing_keys, published for /ready
+     * and /metrics: the subject is written once before the count turns non-zero) */
+    atomic_uint_fast64_t missing_keys;
+    char missing_subject[160];
     cmd_wmetrics m;
     double last_commit_s; /* begin-to-commit time of the last transaction */
     size_t last_appended; /* commands answered after it */
@@ -533,7 +538,8 @@ static void maybe_snapshot(cmd_writer *w, int force, int wait)
     uint64_t us;
     int full = 0;
 
-    if (w->snap == NULL || w->need_catch_up)
+    /* a missing data key: events were skipped; a snapshot past them would hide them */
+    if (w->snap == NULL || w->need_catch_up || w->st.missing_keys > 0)
         return;
     if (!force && w->st.events - w->events_at_snapshot < (uint64_t)w->cfg->snapshot_every)
         return;
@@ -556,6 +562,23 @@ static void maybe_snapshot(cmd_writer *w, int force, int wait)
     if (wait && cmd_snapshotter_flush(w->snap, es, sizeof es) != 0)
         kq_log_error("snapshot to %s is behind the state (it is still in the log): %s",
                      w->snapshot_dir, es);
+}
+
+/* Publish st.missing_keys to /ready and /metrics; log the first one. */
+static void publish_missing_keys(cmd_writer *w)
+{
+    uint64_t n = w->st.missing_keys, was = atomic_load(&w->missing_keys);
+
+    if (n == was)
+        return;
+    if (was == 0) {
+        memcpy(w->missing_subject, w->st.missing_key_subject, sizeof w->missing_subject);
+        kq_log_error("data key of %s is missing from the key topic and the subject was not "
+                     "erased: its sealed values cannot be read (/ready answers 503; no snapshot "
+                     "is written until a restart reads them with the key back)",
+                     w->missing_subject);
+    }
+    atomic_store(&w->missing_keys, n);
 }
 
 /* The workflows' secrets a snapshot holds sealed open once the keys are read
@@ -614,6 +637,7 @@ static int get_ready(cmd_writer *w, double backoff)
         return KQ_EKAFKA;
     }
     w->need_catch_up = 0;
+    publish_missing_keys(w);
     return 0;
 }
 
@@ -666,9 +690,10 @@ static void *writer_main(void *arg)
             continue;
         }
         size_t n = take_batch(w, items, max, &stopping);
-        if (n > 0)
+        if (n > 0) {
             process_batch(w, items, n);
-        else if (stopping)
+            publish_missing_keys(w);
+        } else if (stopping)
             break;
         else /* idle: expired keys and finished runs go (cmd_state.h, "Expiry") */
             cmd_state_expire(&w->st, CMD_EXPIRE_IDLE);
@@ -778,7 +803,18 @@ int cmd_writer_start(cmd_writer *w, char *errstr, size_t errlen)
 
 int cmd_writer_ready(cmd_writer *w, char *why, size_t whylen)
 {
-    return cmd_queue_ready(&w->q, why, whylen);
+    uint64_t n;
+
+    if (!cmd_queue_ready(&w->q, why, whylen))
+        return 0;
+    if ((n = atomic_load(&w->missing_keys)) > 0) {
+        snprintf(why, whylen,
+                 "data key of %s is missing from the key topic (not erased): %llu sealed values "
+                 "could not be read",
+                 w->missing_subject, (unsigned long long)n);
+        return 0;
+    }
+    return 1;
 }
 
 int cmd_writer_fenced(cmd_writer *w)
@@ -794,6 +830,12 @@ const cmd_state *cmd_writer_state(const cmd_writer *w)
 void cmd_writer_metrics(cmd_writer *w, FILE *f)
 {
     cmd_wmetrics_print(&w->m, f, w->snap, atomic_load(&w->q.ready), atomic_load(&w->q.fenced));
+    fprintf(f,
+            "# HELP kcqrs_commands_missing_data_keys_total Sealed values not read: their "
+            "subject's data key is missing and the subject was not erased.\n"
+            "# TYPE kcqrs_commands_missing_data_keys_total counter\n"
+            "kcqrs_commands_missing_data_keys_total %llu\n",
+            (unsigned long long)atomic_load(&w->missing_keys));
 }
 
 void cmd_writer_stop(cmd_writer *w)

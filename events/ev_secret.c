@@ -59,6 +59,14 @@ static int aad_of(const ev_envelope *e, const secret_field *f, char *out, size_t
     return n < 0 || (size_t)n >= outlen ? KQ_ERANGE : n;
 }
 
+int ev_secret_subject(const ev_envelope *e, char *out, size_t outlen)
+{
+    secret_field f;
+    if (!field_of((ev_envelope *)e, &f))
+        return KQ_ENOTFOUND;
+    return subject_of(&f, out, outlen);
+}
+
 int ev_secret_sealed(const ev_envelope *e)
 {
     secret_field f;

@@ -51,6 +51,10 @@ int ev_secret_seal(ev_envelope *e, kq_keyring *kr, uint8_t *buf, size_t buflen, 
 int ev_secret_open(ev_envelope *e, kq_keyring *kr, uint8_t *buf, size_t buflen, char *errstr,
                    size_t errlen);
 
+/* The subject of e's secret field ("workflow/<id>") into out. 0, KQ_ENOTFOUND
+ * (no secret field) or KQ_EINVAL. */
+int ev_secret_subject(const ev_envelope *e, char *out, size_t outlen);
+
 /* Whether e carries a sealed secret. */
 int ev_secret_sealed(const ev_envelope *e);
 

@@ -23,7 +23,8 @@ struct kq_keyring {
     char topic[KQ_KAFKA_TOPIC_MAX];
     kq_kek kek;
     pthread_mutex_t mu;
-    kq_map *keys; /* subject -> held_key */
+    kq_map *keys;   /* subject -> held_key */
+    kq_map *erased; /* subject -> nothing: a tombstone was read */
     rd_kafka_t *cons;
     rd_kafka_t *prod; /* created at the first write */
     char client_id[64];
@@ -60,8 +61,11 @@ static int take_record(kq_keyring *kr, const rd_kafka_message_t *m, char *errstr
     subject[m->key_len] = '\0';
     if (m->payload == NULL) { /* tombstone: the subject was erased */
         kq_map_remove(kr->keys, subject);
-        return 0;
+        return kq_map_put(kr->erased, subject, NULL) == NULL
+                   ? kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory")
+                   : 0;
     }
+    kq_map_remove(kr->erased, subject);
     if ((h = kq_map_put(kr->keys, subject, NULL)) == NULL)
         return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
     if ((rc = kq_kek_unwrap(&kr->kek, subject, m->payload, m->len, h->dek, NULL, errstr, errlen)) !=
@@ -169,6 +173,7 @@ int kq_keyring_new(const kq_config *cfg, const char *client_id, kq_keyring **out
         goto fail;
     }
     if ((kr->keys = kq_map_new(sizeof(held_key), held_clear)) == NULL ||
+        (kr->erased = kq_map_new(1, NULL)) == NULL ||
         (kr->next = calloc((size_t)cfg->partitions, sizeof *kr->next)) == NULL) {
         rc = kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
         goto fail;
@@ -331,6 +336,15 @@ size_t kq_keyring_count(kq_keyring *kr)
     return n;
 }
 
+int kq_keyring_erased(kq_keyring *kr, const char *subject)
+{
+    int v;
+    pthread_mutex_lock(&kr->mu);
+    v = kq_map_get(kr->erased, subject) != NULL;
+    pthread_mutex_unlock(&kr->mu);
+    return v;
+}
+
 int kq_keyring_loaded(kq_keyring *kr)
 {
     int v;
@@ -358,6 +372,7 @@ void kq_keyring_free(kq_keyring *kr)
         rd_kafka_destroy(kr->cons);
     }
     kq_map_free(kr->keys);
+    kq_map_free(kr->erased);
     free(kr->next);
     kq_kek_wipe(&kr->kek);
     pthread_mutex_destroy(&kr->mu);

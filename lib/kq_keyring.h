@@ -77,6 +77,10 @@ int kq_keyring_get_or_create(kq_keyring *kr, const char *subject, uint8_t dek[KQ
 /* Keys held; keys wrapped by each KEK version is not tracked. */
 size_t kq_keyring_count(kq_keyring *kr);
 
+/* 1 when the last record read for subject is a tombstone (an erased
+ * subject): a missing key is then expected, not an error. */
+int kq_keyring_erased(kq_keyring *kr, const char *subject);
+
 /* 1 once kq_keyring_load (or a lookup) has read the topic to its end. */
 int kq_keyring_loaded(kq_keyring *kr);
 

@@ -12,7 +12,10 @@
 #     version and by the new one both open, in kcqrs-commands and kcqrs-worker;
 #   - a missing, malformed or world-readable KEK file stops kcqrs-commands at
 #     start naming the file; a wrong KEK or one without the version that
-#     wrapped a key stops kcqrs-commands and kcqrs-worker, saying which.
+#     wrapped a key stops kcqrs-commands and kcqrs-worker, saying which;
+#   - a data key lost from the key topic (not erased): kcqrs-commands' /ready
+#     answers 503 naming the subject, counted in /metrics, logged once, from
+#     a snapshot and from the log alike.
 #
 # One kcqrs-commands ("main", this file's topic prefix, this file's own KEK
 # file so that rotating it touches nothing else) on the suite's broker.
@@ -216,4 +219,39 @@ assert r["signature_ok"] is True, r'
     # the service with the right file still answers
     req GET /ready
     [ "$CODE" = 200 ]
+}
+
+# ready_names NAME TEXT: kcqrs-commands NAME's /ready answers 503 with TEXT in its body.
+ready_names() {
+    local out
+    out=$(curl -s -w ' %{http_code}' "$(cmd_url "$1")/ready")
+    [[ "$out" == *" 503" && "$out" == *"$2"* ]] || {
+        echo "$out"
+        return 1
+    }
+}
+
+@test "a data key missing for a subject that was not erased: /ready 503 naming it, counted, logged once" {
+    local id prefix n
+    prefix="$KCQRS_TOPIC_PREFIX.gap$RANDOM"
+    id=$(wf_new_id)
+    KCQRS_TOPIC_PREFIX=$prefix cmd_start gap
+    secret_wf "$id" gap-secret-1
+    cmd_stop gap
+    kq_tool kq_topics delete "$prefix.keys" # the key topic lost the workflow's key
+    # from the snapshot (the sealed copy does not open), then from the log alone
+    for from in snapshot log; do
+        [[ $from == log ]] && rm -rf "$BATS_FILE_TMPDIR/lmdb-gap"
+        CMD_NO_WAIT=1 KCQRS_TOPIC_PREFIX=$prefix cmd_start gap
+        kq_wait_for 60 ready_names gap "data key of workflow/$id is missing"
+        n=$(curl -s "$(cmd_url gap)/metrics" | awk '$1 == "kcqrs_commands_missing_data_keys_total" {print $2}')
+        [[ "$n" -ge 1 ]]
+        [ "$(cmd_log gap | grep -c "data key of workflow/$id is missing")" -eq 1 ]
+        if [[ $from == snapshot ]]; then
+            cmd_log gap | grep -q "loaded snapshot"
+        else
+            run -1 grep -q "loaded snapshot" "$BATS_FILE_TMPDIR/gap.log"
+        fi
+        cmd_stop gap
+    done
 }
