@@ -25,8 +25,8 @@
  *   compaction keeps it). The origins are read in log order with ONE
  *   read_committed consumer for the whole run: its partition is assigned
  *   alone at the origin's offset and polled to the first record (or the
- *   end), so thousands of dead letters cost a fetch each, not a consumer. With dry_run nothing is
- * opened for writing: the answer is "would apply" or "skipped" from the same lookups.
+ *   end), so thousands of dead letters cost a fetch each, not a consumer. With dry_run nothing is opened for writing: the
+ *   answer is "would apply" or "skipped" from the same lookups.
  *
  * Output: one line per dead letter, tab-separated:
  *   ORIGIN TARGET applied|would_apply|skipped DETAIL
