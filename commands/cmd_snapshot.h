@@ -25,7 +25,8 @@
  *              "Hash chain"), written in the same LMDB transaction as "o"
  *   "r/<id>"   cmd_snap_res (version, offset, partition, status, deleted,
  *              lengths) + name + description
- *   "w/<id>"   cmd_snap_wf + name + webhook secret + canonical steps envelope
+ *   "w/<id>"   cmd_snap_wf + name + webhook secret (sealed: cmd_workflow.h)
+ *              + canonical steps envelope
  *   "n/<id>"   cmd_run (fixed size; flags, 0 before the run fold of
  *              events/ev_run.h, hold the fold's flags; ended_at_us the time of
  *              the event that finished it)

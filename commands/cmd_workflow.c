@@ -5,8 +5,11 @@
 #include "cmd_workflow.h"
 #include "cmd_state.h"
 #include "ev_action.h"
+#include "kq_crypto.h"
 #include "kq_err.h"
 #include "kq_json_in.h"
+#include "kq_keyring.h"
+#include "kq_log.h"
 #include "kq_rand.h"
 
 #include <inttypes.h>
@@ -45,9 +48,12 @@ static void wf_clear(void *v)
     free(w->name);
     free(w->secret);
     free(w->steps);
+    free(w->sealed);
     w->name = w->secret = NULL;
     w->steps = NULL;
     w->steps_len = 0;
+    w->sealed = NULL;
+    w->sealed_len = 0;
 }
 
 static int wf_copy(void *dst, const void *src)
@@ -60,8 +66,16 @@ static int wf_copy(void *dst, const void *src)
     d->name = d->secret = NULL;
     d->steps = NULL;
     d->steps_len = 0;
+    d->sealed = NULL;
+    d->sealed_len = 0;
     if (cmd_str_set(&d->name, s->name) != 0 || cmd_str_set(&d->secret, s->secret) != 0)
         return KQ_ENOMEM;
+    if (s->sealed != NULL) {
+        if ((d->sealed = malloc(s->sealed_len)) == NULL)
+            return KQ_ENOMEM;
+        memcpy(d->sealed, s->sealed, s->sealed_len);
+        d->sealed_len = s->sealed_len;
+    }
     if (s->steps != NULL) {
         if ((d->steps = malloc(s->steps_len ? s->steps_len : 1)) == NULL)
             return KQ_ENOMEM;
@@ -561,6 +575,111 @@ static int wf_build(const cmd_command *c, const cmd_decision *d, int i, ev_envel
     return 0;
 }
 
+/* ------------------------------------------------------------------ sealed copy */
+
+/* The associated data of a snapshot's sealed secret: not an event's identity,
+ * so a snapshot's value does not open as an event's and the other way round. */
+static int snap_aad(const char *id, char *out, size_t outlen)
+{
+    int n = snprintf(out, outlen, "workflow/%s/snapshot/webhook_secret", id);
+    return n < 0 || (size_t)n >= outlen ? KQ_ERANGE : n;
+}
+
+/* Seal w's secret under the workflow's data key into w->sealed (what the
+ * snapshot stores). No keyring: nothing (the snapshot keeps it plain). A
+ * failure leaves w->seal_failed set: the record is written without the secret
+ * and a load refuses it (the log is read again). */
+static void wf_seal(kq_keyring *keys, const char *id, cmd_workflow *w)
+{
+    char subject[KQ_SUBJECT_MAX + 1], aad[256], es[256];
+    uint8_t dek[KQ_CRYPTO_KEY_LEN], *out = NULL;
+    size_t sl, n = 0;
+    int alen, rc;
+
+    free(w->sealed);
+    w->sealed = NULL;
+    w->sealed_len = 0;
+    w->seal_failed = 0;
+    if (keys == NULL || w->secret == NULL)
+        return;
+    sl = strlen(w->secret);
+    snprintf(subject, sizeof subject, "workflow/%s", id);
+    if ((alen = snap_aad(id, aad, sizeof aad)) < 0 ||
+        (out = malloc(sl + KQ_CRYPTO_SEAL_OVERHEAD)) == NULL) {
+        w->seal_failed = 1;
+        return;
+    }
+    rc = kq_keyring_get_or_create(keys, subject, dek, es, sizeof es);
+    if (rc == 0)
+        rc = kq_crypto_seal(dek, aad, (size_t)alen, w->secret, sl, out,
+                            sl + KQ_CRYPTO_SEAL_OVERHEAD, &n, es, sizeof es);
+    memset(dek, 0, sizeof dek);
+    if (rc != 0) {
+        kq_log_warn("workflow %s: cannot seal its secret for the snapshot: %s", id, es);
+        free(out);
+        w->seal_failed = 1;
+        return;
+    }
+    w->sealed = out;
+    w->sealed_len = n;
+}
+
+static int open_one(void *arg, const char *key, size_t keylen, void *val)
+{
+    cmd_workflow_open_ctx *c = arg;
+    cmd_workflow *w = val;
+    char subject[KQ_SUBJECT_MAX + 1], aad[256], es[256];
+    uint8_t dek[KQ_CRYPTO_KEY_LEN];
+    char *plain;
+    size_t n = 0;
+    int alen, rc;
+
+    (void)keylen;
+    if (w->secret != NULL && w->sealed == NULL && !w->seal_failed) {
+        /* a plain record of an older snapshot: sealed, and rewritten sealed */
+        wf_seal(c->keys, key, w);
+        if (w->sealed != NULL) {
+            c->resealed++;
+            cmd_state_changed(c->st, T, key);
+        }
+        return 0;
+    }
+    if (w->secret != NULL || w->sealed == NULL)
+        return 0;
+    snprintf(subject, sizeof subject, "workflow/%s", key);
+    if ((alen = snap_aad(key, aad, sizeof aad)) < 0 || (plain = malloc(w->sealed_len + 1)) == NULL)
+        return KQ_ENOMEM;
+    rc = kq_keyring_get(c->keys, subject, dek, es, sizeof es);
+    if (rc == 0)
+        rc = kq_crypto_open(dek, aad, (size_t)alen, w->sealed, w->sealed_len, (uint8_t *)plain,
+                            w->sealed_len, &n, es, sizeof es);
+    memset(dek, 0, sizeof dek);
+    if (rc != 0) {
+        free(plain);
+        c->failed++;
+        if (c->first_rc == 0) {
+            c->first_rc = rc;
+            snprintf(c->subject, sizeof c->subject, "%s", subject);
+            snprintf(c->errstr, sizeof c->errstr, "%s", es);
+        }
+        return 0;
+    }
+    plain[n] = '\0';
+    w->secret = plain;
+    c->opened++;
+    return 0;
+}
+
+int cmd_workflow_open_sealed(cmd_state *st, kq_keyring *keys, cmd_workflow_open_ctx *out)
+{
+    memset(out, 0, sizeof *out);
+    out->keys = keys;
+    out->st = st;
+    if (keys == NULL)
+        return 0;
+    return kq_map_each(st->agg[T], open_one, out) != 0 ? KQ_ENOMEM : 0;
+}
+
 /* ------------------------------------------------------------------ apply */
 
 static int wf_apply(cmd_state *st, const ev_envelope *e, const char *id, int32_t partition,
@@ -594,6 +713,7 @@ static int wf_apply(cmd_state *st, const ev_envelope *e, const char *id, int32_t
         if (cmd_str_set_ev(&w->name, p->name) != 0 ||
             cmd_str_set_ev(&w->secret, p->webhook_secret) != 0)
             return KQ_ENOMEM;
+        wf_seal(st->keys, id, w);
     } else {
         if (w == NULL)
             return kq_seterr(errstr, errlen, KQ_ECORRUPT, "workflow %s: %s of an unknown workflow",
@@ -617,6 +737,8 @@ static int wf_apply(cmd_state *st, const ev_envelope *e, const char *id, int32_t
                 (p->webhook_secret.ptr != NULL &&
                  cmd_str_set_ev(&w->secret, p->webhook_secret) != 0))
                 return KQ_ENOMEM;
+            if (p->webhook_secret.ptr != NULL)
+                wf_seal(st->keys, id, w);
             break;
         }
         case EV_WORKFLOW_ENABLED:
@@ -645,6 +767,7 @@ static int wf_snap_put(cmd_delta *d, const char *id, const void *val)
 {
     const cmd_workflow *w = val;
     size_t nl = w->name ? strlen(w->name) : 0, sl = w->secret ? strlen(w->secret) : 0;
+    const void *sp = w->secret;
     cmd_snap_wf h;
     cmd_piece p[4];
 
@@ -656,11 +779,19 @@ static int wf_snap_put(cmd_delta *d, const char *id, const void *val)
     h.enabled = w->enabled;
     h.step_count = w->step_count;
     h.name_len = (uint32_t)nl;
+    if (w->sealed != NULL) { /* sealed (or loaded sealed and not opened yet) */
+        h.flags = CMD_SNAP_WF_SEALED;
+        sp = w->sealed;
+        sl = w->sealed_len;
+    } else if (w->seal_failed) { /* never plain: the load refuses it */
+        h.flags = CMD_SNAP_WF_WITHHELD;
+        sl = 0;
+    }
     h.secret_len = (uint32_t)sl;
     h.steps_len = (uint32_t)w->steps_len;
     p[0] = (cmd_piece){&h, sizeof h};
     p[1] = (cmd_piece){w->name, nl};
-    p[2] = (cmd_piece){w->secret, sl};
+    p[2] = (cmd_piece){sp, sl};
     p[3] = (cmd_piece){w->steps, w->steps_len};
     return cmd_delta_put(d, 'w', id, p, 4);
 }
@@ -687,10 +818,21 @@ static int wf_snap_load(cmd_state *st, const char *id, const void *rec, size_t l
     w->deleted = h.deleted;
     w->enabled = h.enabled;
     w->step_count = h.step_count;
+    if (h.flags == CMD_SNAP_WF_WITHHELD || h.flags > CMD_SNAP_WF_SEALED ||
+        (h.flags == CMD_SNAP_WF_SEALED && h.secret_len < KQ_CRYPTO_SEAL_OVERHEAD))
+        return kq_seterr(errstr, errlen, KQ_ECORRUPT,
+                         "workflow %s: its secret is not in the snapshot", id);
     w->name = strndup(s, h.name_len);
-    w->secret = strndup(s + h.name_len, h.secret_len);
-    if (w->name == NULL || w->secret == NULL)
+    if (w->name == NULL)
         return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    if (h.flags == CMD_SNAP_WF_SEALED) { /* opened once the keys are read */
+        if ((w->sealed = malloc(h.secret_len)) == NULL)
+            return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+        memcpy(w->sealed, s + h.name_len, h.secret_len);
+        w->sealed_len = h.secret_len;
+    } else if ((w->secret = strndup(s + h.name_len, h.secret_len)) == NULL) {
+        return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    }
     if (h.steps_len > 0) {
         if ((w->steps = malloc(h.steps_len)) == NULL)
             return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");

@@ -27,7 +27,11 @@
  *   actions give equal bytes, so a PUT with the same actions is a no-op; it
  *   is copied into every RunStarted).
  * Snapshot record 'w' (format v4, v5): cmd_snap_wf + name + secret + canonical
- *   steps envelope.
+ *   steps envelope. The secret is stored sealed (flags CMD_SNAP_WF_SEALED:
+ *   kq_crypto_seal under the workflow's data key, associated data
+ *   "workflow/<id>/snapshot/webhook_secret"), sealed when an event sets it;
+ *   a load keeps it sealed until the keys are read (cmd_workflow_open_sealed).
+ *   Plain (flags 0) only without a keyring, or in snapshots written before.
  *
  * Ownership: the state owns name, secret and steps (malloc'd copies).
  * Threads: parse on HTTP threads; the rest on the writer thread.
@@ -50,7 +54,10 @@ typedef struct cmd_workflow {
     size_t steps_len;
     uint32_t step_count;
     int32_t partition;
-    int64_t offset; /* of its last event, -1 when unknown */
+    int64_t offset;  /* of its last event, -1 when unknown */
+    uint8_t *sealed; /* owned: the secret sealed for the snapshot; NULL = none */
+    size_t sealed_len;
+    int seal_failed; /* the secret could not be sealed: the snapshot withholds it */
 } cmd_workflow;
 
 /* A workflow as stored in a snapshot record ('w'), followed by name, secret
@@ -59,8 +66,31 @@ typedef struct cmd_snap_wf {
     int64_t version, offset;
     int32_t partition, deleted, enabled;
     uint32_t step_count, name_len, secret_len, steps_len;
-    uint32_t reserved;
+    uint32_t flags; /* CMD_SNAP_WF_*; 0 in snapshots written before sealing */
 } cmd_snap_wf;
+
+#define CMD_SNAP_WF_PLAIN 0    /* the secret's bytes (no keyring, or an older snapshot) */
+#define CMD_SNAP_WF_SEALED 1   /* kq_crypto_seal under "workflow/<id>"'s data key */
+#define CMD_SNAP_WF_WITHHELD 2 /* could not be sealed: not stored, the load refuses it */
+
+/* What cmd_workflow_open_sealed did: secrets opened, and those that did not
+ * open (the first one's subject and reason). */
+typedef struct cmd_workflow_open_ctx {
+    struct kq_keyring *keys;
+    cmd_state *st;
+    size_t opened, resealed, failed;
+    int first_rc;
+    char subject[160];
+    char errstr[256];
+} cmd_workflow_open_ctx;
+
+/* Open the secrets a snapshot load left sealed (workflows with a sealed copy
+ * and no secret) with the keys of `keys` (read to the topic's end first).
+ * One that does not open keeps its sealed copy (and no secret: its webhooks
+ * are refused). Plain secrets of an older snapshot's records are sealed and
+ * their records marked changed (cmd_state_changed), so the next snapshot
+ * rewrites them sealed. 0 or KQ_ENOMEM. */
+int cmd_workflow_open_sealed(cmd_state *st, struct kq_keyring *keys, cmd_workflow_open_ctx *out);
 
 #define CMD_WF_SECRET_GEN_LEN 64 /* generated secret: 64 hex digits */
 

@@ -558,6 +558,26 @@ static void maybe_snapshot(cmd_writer *w, int force, int wait)
                      w->snapshot_dir, es);
 }
 
+/* The workflows' secrets a snapshot holds sealed open once the keys are read
+ * (cmd_workflow.h). */
+static void open_snapshot_secrets(cmd_writer *w)
+{
+    cmd_workflow_open_ctx c;
+
+    if (cmd_workflow_open_sealed(&w->st, w->keys, &c) != 0) {
+        kq_log_error("snapshot: out of memory opening the workflows' secrets");
+        return;
+    }
+    if (c.opened > 0 || c.resealed > 0)
+        kq_log_info("snapshot: opened %zu sealed workflow secrets, sealed %zu plain ones of an "
+                    "older snapshot",
+                    c.opened, c.resealed);
+    if (c.failed > 0)
+        kq_log_error("snapshot: %zu workflow secrets do not open (webhooks of those workflows are "
+                     "refused), the first: %s: %s",
+                     c.failed, c.subject, c.errstr);
+}
+
 /* Read the key topic's new keys, open the producers if needed and read the log
  * to its end. 0 = ready. */
 static int get_ready(cmd_writer *w, double backoff)
@@ -578,6 +598,7 @@ static int get_ready(cmd_writer *w, double backoff)
             kq_log_warn("writer not ready: %s (retrying in %.1f s)", errstr, backoff);
             return KQ_EKAFKA;
         }
+        open_snapshot_secrets(w);
     }
     if (w->prod.cur == NULL && cmd_producers_open(&w->prod, errstr, sizeof errstr) != 0) {
         if (atomic_load(&w->q.fenced))

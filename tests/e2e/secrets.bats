@@ -4,7 +4,10 @@
 #   - neither secret is in the Kafka segment files (bytes read back after
 #     sync), while the workflow's name (not sealed) is: the search works; the
 #     webhook still verifies, the key topic holds one wrapped key per workflow;
-#   - a plaintext event written before sealing still works after a restart;
+#     nor in kcqrs-commands' LMDB snapshot (written at stop; the name is), and
+#     a restart from that snapshot verifies the webhook;
+#   - a plaintext event written before sealing still works after a restart,
+#     and its secret is sealed in the snapshot;
 #   - KEK rotation (kcqrs-keys kek-add) and a restart: keys wrapped by the old
 #     version and by the new one both open, in kcqrs-commands and kcqrs-worker;
 #   - a missing, malformed or world-readable KEK file stops kcqrs-commands at
@@ -53,6 +56,12 @@ seg_has() {
     grep -r -a -q -F -- "$2" "$d"/"$1"-*/
 }
 
+# lmdb_has TEXT: TEXT is in the files of the command side's LMDB snapshot (instance main).
+lmdb_has() {
+    sync
+    grep -r -a -q -F -- "$1" "$BATS_FILE_TMPDIR/lmdb-main/commands"
+}
+
 # secret_wf ID SECRET [URL]: create workflow ID with webhook secret SECRET
 # (one http action to URL), name "Secret-ID".
 secret_wf() {
@@ -91,6 +100,22 @@ secret_wf() {
     # the workflow's data key: one record, keyed by its subject, 63 bytes, wrapped
     [ "$(kq_tool kq_offsets sum "$(key_topic)")" -eq $((keys0 + 1)) ]
     seg_has "$(key_topic)" "workflow/$id"
+
+    # the command side's LMDB snapshot (written at stop) holds them sealed too,
+    # and a restart from it opens them through the key topic
+    cmd_stop main
+    lmdb_has "Secret-$id"
+    run lmdb_has "$s1"
+    [ "$status" -eq 1 ]
+    run lmdb_has "$s2"
+    [ "$status" -eq 1 ]
+    cmd_start main
+    cmd_log main | grep -q "loaded snapshot from"
+    cmd_log main | grep -q "snapshot: opened [0-9]* sealed workflow secrets"
+    hook "$id" "$s2" '{"id":"h3"}'
+    [ "$CODE" = 202 ]
+    hook "$id" "$s1" '{"id":"h4"}'
+    [ "$CODE" = 401 ]
 }
 
 @test "a plaintext secret written before sealing still verifies after a restart" {
@@ -112,6 +137,14 @@ secret_wf() {
     [ "$CODE" = 202 ]
     hook "$id" wrong-secret '{"id":"o2"}'
     [ "$CODE" = 401 ]
+    # its snapshot copy is sealed all the same (under a key made for it)
+    cmd_stop main
+    lmdb_has "$id"
+    run lmdb_has old-plain-secret
+    [ "$status" -eq 1 ]
+    cmd_start main
+    hook "$id" old-plain-secret '{"id":"o3"}'
+    [ "$CODE" = 202 ]
 }
 
 @test "KEK rotation and a restart: keys wrapped by version 1 and 2 both open (commands and worker)" {

@@ -6,7 +6,8 @@
  * partition count's, a headless (v2) or a v3 snapshot; incremental snapshots
  * through the snapshot thread (only the changes, full deltas replacing a
  * stale snapshot, recovery after a failed write); a run record written
- * before the run fold (flags 0) stays readable. cmd_snapshot_save writes
+ * before the run fold (flags 0) stays readable; a workflow's secret is in
+ * the file only sealed, a plain record (before sealing) still loads. cmd_snapshot_save writes
  * the records cmd_state_delta_full makes, through the snapshot thread's
  * write: every test here exercises the one record encoder.
  */
@@ -340,6 +341,88 @@ static void test_snapshot_incremental_failure(void **state)
     free(dir);
 }
 
+/* 1 when the bytes of `text` are in file `path`. */
+static int file_has(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "rb");
+    size_t n = strlen(text), len = 0, cap = 1 << 16;
+    char *buf = malloc(cap);
+    int found = 0;
+
+    assert_non_null(f);
+    assert_non_null(buf);
+    for (size_t r; (r = fread(buf + len, 1, cap - len, f)) > 0;) {
+        len += r;
+        if (len == cap) {
+            cap *= 2;
+            assert_non_null(buf = realloc(buf, cap));
+        }
+    }
+    fclose(f);
+    for (size_t i = 0; i + n <= len && !found; i++)
+        found = memcmp(buf + i, text, n) == 0;
+    free(buf);
+    return found;
+}
+
+/* A workflow's sealed copy is what the record holds (never the secret), and a
+ * load keeps it sealed (no secret until the keys open it); a plain record
+ * (flags 0, as every snapshot before sealing wrote) still loads its secret;
+ * one whose secret could not be sealed is refused, and holds no secret either. */
+static void test_snapshot_sealed_secret(void **state)
+{
+    cmd_state st, back;
+    cmd_workflow *w;
+    const cmd_workflow *b;
+    char *dir = fx_tmpdir(), path[512], err[512];
+    static const uint8_t sealed[] = "\x01NONCE-------SEALED-BYTES-HERE-TAG------------";
+    int64_t off = 0;
+
+    (void)state;
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    assert_int_equal(cmd_state_init(&st, 4), 0);
+    fx_dc(&st, fx_wf_create("ws", "unit-sealed-secret-0123", 1), &off);
+    fx_dc(&st, fx_wf_create("wp", "unit-plain-secret-4567", 1), &off);
+    w = (cmd_workflow *)cmd_state_workflow(&st, "ws");
+    assert_null(w->sealed); /* no keyring in this state: nothing sealed */
+    assert_non_null(w->sealed = malloc(sizeof sealed));
+    memcpy(w->sealed, sealed, sizeof sealed);
+    w->sealed_len = sizeof sealed;
+    assert_int_equal(cmd_snapshot_save(dir, 1 << 24, &st, NULL, TOPICS, err, sizeof err), 0);
+    assert_false(file_has(path, "unit-sealed-secret-0123"));
+    assert_true(file_has(path, "SEALED-BYTES-HERE")); /* the search finds what is there */
+    assert_true(file_has(path, "unit-plain-secret-4567"));
+
+    assert_int_equal(cmd_state_init(&back, 4), 0);
+    if (cmd_snapshot_load(dir, 1 << 24, &back, g_heads, TOPICS, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    b = cmd_state_workflow(&back, "ws");
+    assert_null(b->secret);
+    assert_int_equal(b->sealed_len, sizeof sealed);
+    assert_memory_equal(b->sealed, sealed, sizeof sealed);
+    assert_string_equal(cmd_state_workflow(&back, "wp")->secret, "unit-plain-secret-4567");
+    assert_null(cmd_state_workflow(&back, "wp")->sealed);
+    cmd_state_free(&back);
+
+    /* not sealable: withheld, and the snapshot is refused (the log is read again) */
+    free(w->sealed);
+    w->sealed = NULL;
+    w->sealed_len = 0;
+    w->seal_failed = 1;
+    fx_rmdir_all(dir);
+    assert_int_equal(cmd_snapshot_save(dir, 1 << 24, &st, NULL, TOPICS, err, sizeof err), 0);
+    assert_false(file_has(path, "unit-sealed-secret-0123"));
+    assert_int_equal(cmd_state_init(&back, 4), 0);
+    assert_int_equal(cmd_snapshot_load(dir, 1 << 24, &back, g_heads, TOPICS, err, sizeof err),
+                     KQ_ECORRUPT);
+    assert_non_null(strstr(err, "secret"));
+    cmd_state_free(&back);
+
+    cmd_state_free(&st);
+    fx_rmdir_all(dir);
+    free(dir);
+}
+
 static void test_snapshot_v4(void **state)
 {
     cmd_state st, back;
@@ -526,6 +609,7 @@ int main(void)
         cmocka_unit_test(test_snapshot_v4),
         cmocka_unit_test(test_snapshot_incremental_v4),
         cmocka_unit_test(test_snapshot_old_run_record),
+        cmocka_unit_test(test_snapshot_sealed_secret),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
