@@ -17,10 +17,8 @@
 #include "ev_codec.h"
 #include "kq_err.h"
 #include "kq_kafka.h"
-#include "kq_log.h"
 #include "kq_pg.h"
 #include "kq_rm.h"
-#include "kq_time.h"
 #include "proj_lmdb.h"
 #include "proj_pg.h"
 #include "proj_runner_int.h"
@@ -59,8 +57,6 @@ typedef struct run {
     FILE *out;
     proj_redrive_counts *counts;
     char topics[KQ_KAFKA_NTOPICS][KQ_KAFKA_TOPIC_MAX];
-    rd_kafka_t *rk; /* the one consumer reading every origin (assigned by hand) */
-    int nparts[3];  /* partitions of each event topic; 0 unknown yet, -1 no topic */
     proj_lmdb *lmdb;
     int lmdb_missing;
     proj_pg *pg; /* the apply side (not in a dry run) */
@@ -152,8 +148,12 @@ static int by_origin(const void *a, const void *b)
     return strcmp(x->target, y->target);
 }
 
-static int on_origin(rec *r, const rd_kafka_message_t *m, char *errstr, size_t errlen)
+static int on_origin(void *arg, const char *topic, const rd_kafka_message_t *m, char *errstr,
+                     size_t errlen)
 {
+    rec *r = arg;
+
+    (void)topic;
     if (m->offset != r->want)
         return 1; /* the origin is gone (compacted away): the next record came first */
     r->found = 1;
@@ -167,84 +167,6 @@ static int on_origin(rec *r, const rd_kafka_message_t *m, char *errstr, size_t e
     if ((m->payload != NULL && r->value == NULL) || (m->key != NULL && r->key == NULL))
         return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
     return 1;
-}
-
-/*
- * Read the record at it's origin into *r (r->found stays 0 when there is none:
- * compacted away, or at or beyond the end) with the run's one consumer: the
- * partition alone is assigned at the offset and polled until its first
- * record or its end. KQ_ENOTFOUND when the partition does not exist.
- */
-static int read_origin(run *R, int t, const item *it, rec *r, char *errstr, size_t errlen)
-{
-    rd_kafka_topic_partition_list_t *as;
-    rd_kafka_resp_err_t err;
-    int64_t lo = 0, hi = 0, last;
-    int rc = 0;
-
-    if (R->rk == NULL) {
-        rd_kafka_conf_t *conf = kq_kafka_consumer_conf_new(R->cfg, "kcqrs-dlq", errstr, errlen);
-        if (conf == NULL || (R->rk = kq_kafka_consumer_new(R->cfg, "kcqrs-dlq.redrive", conf,
-                                                           errstr, errlen)) == NULL)
-            return KQ_EKAFKA;
-    }
-    if (R->nparts[t] == 0) {
-        rc = kq_kafka_topic_partitions(R->rk, it->topic, R->cfg->kafka_timeout_ms, &R->nparts[t],
-                                       NULL, errstr, errlen);
-        if (rc == KQ_ENOTFOUND)
-            R->nparts[t] = -1;
-        else if (rc != 0)
-            return rc;
-    }
-    if (R->nparts[t] < 0 || it->partition >= R->nparts[t])
-        return KQ_ENOTFOUND;
-    err = rd_kafka_query_watermark_offsets(R->rk, it->topic, it->partition, &lo, &hi,
-                                           R->cfg->kafka_timeout_ms);
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return kq_seterr(errstr, errlen, KQ_EKAFKA, "end offset of %s [%" PRId32 "]: %s", it->topic,
-                         it->partition, rd_kafka_err2str(err));
-    if (it->offset >= hi || hi <= lo)
-        return 0;
-    as = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(as, it->topic, it->partition)->offset = it->offset;
-    err = rd_kafka_assign(R->rk, as); /* replaces the previous origin's partition */
-    rd_kafka_topic_partition_list_destroy(as);
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return kq_seterr(errstr, errlen, KQ_EKAFKA, "assign: %s", rd_kafka_err2str(err));
-    last = kq_time_mono_ms();
-    for (;;) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(R->rk, 200);
-        int done = 0;
-        if (m == NULL) {
-            if (kq_time_mono_ms() - last > 2 * (int64_t)R->cfg->kafka_timeout_ms)
-                return kq_seterr(errstr, errlen, KQ_ETIMEDOUT,
-                                 "reading %s [%" PRId32 "] at %" PRId64 ": no answer for %d ms",
-                                 it->topic, it->partition, it->offset,
-                                 2 * R->cfg->kafka_timeout_ms);
-            continue;
-        }
-        last = kq_time_mono_ms();
-        if (m->rkt == NULL || m->partition != it->partition ||
-            strcmp(rd_kafka_topic_name(m->rkt), it->topic) != 0 ||
-            (m->err == RD_KAFKA_RESP_ERR_NO_ERROR && m->offset < it->offset)) {
-            done = 0; /* left over from an earlier origin */
-        } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            done = 1; /* nothing at or after the offset */
-        } else if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            kq_log_warn("reading %s [%" PRId32 "]: %s", it->topic, it->partition,
-                        rd_kafka_message_errstr(m));
-            if (rd_kafka_fatal_error(R->rk, NULL, 0) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-                rc = kq_seterr(errstr, errlen, KQ_EKAFKA, "%s", rd_kafka_message_errstr(m));
-                done = 1;
-            }
-        } else {
-            rc = on_origin(r, m, errstr, errlen);
-            done = 1;
-        }
-        rd_kafka_message_destroy(m);
-        if (done)
-            return rc < 0 ? rc : 0;
-    }
 }
 
 static int lmdb_version(run *R, const ev_envelope *e, int64_t *ver, char *errstr, size_t errlen)
@@ -353,11 +275,12 @@ static int open_target(run *R, const item *it, char *errstr, size_t errlen)
 
 static int redrive_one(run *R, const item *it, char *errstr, size_t errlen)
 {
+    ev_cat_opts o = {0};
     rec r = {0};
     proj_event ev;
     proj_batch b;
     refusal f = {0};
-    char why[320], detail[900], id[520];
+    char spec[KQ_KAFKA_TOPIC_MAX + 48], why[320], detail[900], id[520];
     const char *bad;
     int t, rc = 0;
     int64_t have = 0;
@@ -372,8 +295,11 @@ static int redrive_one(run *R, const item *it, char *errstr, size_t errlen)
         report(R, it, "skipped", "the origin is not one of the event topics");
         return 0;
     }
+    snprintf(spec, sizeof spec, "%s:%" PRId32 ":%" PRId64, it->topic, it->partition, it->offset);
+    o.spec = spec;
+    o.max = 1;
     r.want = it->offset;
-    rc = read_origin(R, t, it, &r, errstr, errlen);
+    rc = ev_cat_each(R->cfg, &o, on_origin, &r, errstr, errlen);
     if (rc == KQ_ENOTFOUND) {
         report(R, it, "skipped", "the origin partition does not exist");
         rc = 0;
@@ -475,10 +401,6 @@ int proj_redrive_run(const kq_config *cfg, int dry_run, const char *origin, FILE
     for (size_t i = 0; i < l.n && rc == 0; i++)
         rc = redrive_one(&R, &l.v[i], errstr, errlen);
 out:
-    if (R.rk != NULL) {
-        rd_kafka_consumer_close(R.rk);
-        rd_kafka_destroy(R.rk);
-    }
     proj_lmdb_close(R.lmdb);
     proj_pg_close(R.pg);
     if (R.pgc != NULL)

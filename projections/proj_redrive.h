@@ -22,11 +22,8 @@
  *   the runner's check, a DLQ record that is not a dead letter.
  *
  * Each (origin, target) is taken once, the last dead letter of it winning (as
- *   compaction keeps it). The origins are read in log order with ONE
- *   read_committed consumer for the whole run: its partition is assigned
- *   alone at the origin's offset and polled to the first record (or the
- *   end), so thousands of dead letters cost a fetch each, not a consumer. With dry_run nothing is
- * opened for writing: the answer is "would apply" or "skipped" from the same lookups.
+ *   compaction keeps it). With dry_run nothing is opened for writing: the
+ *   answer is "would apply" or "skipped" from the same lookups.
  *
  * Output: one line per dead letter, tab-separated:
  *   ORIGIN TARGET applied|would_apply|skipped DETAIL
