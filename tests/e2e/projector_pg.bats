@@ -476,7 +476,8 @@ pgp_lag() {
     # a standby is ready (it does what it should) and reports no lag of its own
     curl -fsS --max-time 5 "$(cat "$BATS_TEST_TMPDIR/b.url")/ready"
     ! pgp_lag b
-    grep -q 'another projector is the active one of schema kcqrs (standby)' "$BATS_TEST_TMPDIR/b.log"
+    # (the gauge is set just before the line is logged: wait for the line)
+    kq_wait_for 10 grep -q 'another projector is the active one of schema kcqrs (standby)' "$BATS_TEST_TMPDIR/b.log"
 
     load=$(kq_bg "$BATS_TEST_TMPDIR/load.log" "$KCQRS_TOOLS/kq_produce_raw" load 2000 --ids 300 \
         --txn 20 --pause-ms 40 --prefix sb)
