@@ -94,7 +94,8 @@ print(len(s.recv(100)))' "$port"
     run curl -sS --max-time 5 "$(wk_url w1)/ready"
     echo "$output"
     [[ "$output" == *ready* ]]
-    grep -q "https://127.0.0.1:${CMD_INTERNAL_URL##*:}" <(wk_log w1) ||
+    # the line is logged once the service runs, which can be just after /ready answers
+    kq_wait_for 10 grep -q "https://127.0.0.1:${CMD_INTERNAL_URL##*:}" "$BATS_FILE_TMPDIR/wk-w1.log" ||
         kq_fail "the worker does not name the internal https URL: $(wk_log w1 | head -5)"
     wk_stop w1
     # Without the CA the record client cannot verify kcqrs-commands: never ready.
