@@ -3,6 +3,7 @@
 // shows the conflict and offers to reload), and its event history.
 import * as api from './api.js';
 import { h, field, table, showError, clearErrors, errorBox, link, fmtTime } from './dom.js';
+import { pagedList } from './list.js';
 
 const STATUSES = ['active', 'inactive', 'archived'];
 
@@ -14,48 +15,20 @@ function statusSelect(name, value, withAny) {
 }
 
 function listPage(root, ctx) {
-  const state = { status: '', cursors: [null], page: 0 };
   const filter = h('form', { class: 'inline', 'aria-label': 'Filter resources' },
     field('Status', statusSelect('status', '', true)),
     h('button', { type: 'submit' }, 'Apply'));
-  const result = h('div', { class: 'table-wrap', 'aria-live': 'polite' });
-  const prev = h('button', { type: 'button', class: 'secondary' }, 'Previous page');
-  const next = h('button', { type: 'button', class: 'secondary' }, 'Next page');
-  const pager = h('div', { class: 'pager' }, prev, next);
-
-  async function load() {
-    const q = new URLSearchParams({ limit: '20' });
-    if (state.status) q.set('status', state.status);
-    const c = state.cursors[state.page];
-    if (c) q.set('cursor', c);
-    clearErrors(filter);
-    try {
-      const d = await api.query(`/api/v1/resources?${q}`);
-      if (!ctx.alive()) return;
-      result.replaceChildren(table(['id', 'name', 'status', 'version', 'updated'],
-        d.items.map((r) => [link(`#/resources/${encodeURIComponent(r.id)}`, r.id), r.name, r.status,
-          String(r.version), fmtTime(r.updated_at)]), `Resources, page ${state.page + 1}`));
-      state.cursors[state.page + 1] = d.next_cursor;
-      prev.disabled = state.page === 0;
-      next.disabled = !d.next_cursor;
-    } catch (e) {
-      if (ctx.alive()) showError(filter, e);
-    }
-  }
-  filter.addEventListener('submit', (ev) => {
-    ev.preventDefault();
-    state.status = filter.elements.status.value;
-    state.cursors = [null];
-    state.page = 0;
-    load();
+  const list = pagedList(ctx, {
+    path: '/api/v1/resources', filter, caption: 'Resources',
+    params: (f) => ({ status: f.elements.status.value }),
+    columns: ['id', 'name', 'status', 'version', 'updated'],
+    row: (r) => [link(`#/resources/${encodeURIComponent(r.id)}`, r.id), r.name, r.status,
+      String(r.version), fmtTime(r.updated_at)],
   });
-  prev.addEventListener('click', () => { if (state.page > 0) { state.page -= 1; load(); } });
-  next.addEventListener('click', () => { if (state.cursors[state.page + 1]) { state.page += 1; load(); } });
-
   root.append(h('h1', { id: 'page-title' }, 'Resources'));
-  if (ctx.can('writer')) root.append(createForm(ctx, load));
-  root.append(h('h2', {}, 'List'), filter, result, pager);
-  return load();
+  if (ctx.can('writer')) root.append(createForm(ctx, list.load));
+  root.append(h('h2', {}, 'List'), filter, list.result, list.pager);
+  return list.load();
 }
 
 function createForm(ctx, reload) {

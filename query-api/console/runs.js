@@ -3,7 +3,8 @@
 // code or error, duration, next delay, delivery id), refreshed every second
 // while the run is pending or running.
 import * as api from './api.js';
-import { h, field, table, showError, clearErrors, errorBox, link, fmtTime } from './dom.js';
+import { h, field, table, errorBox, link, fmtTime } from './dom.js';
+import { pagedList } from './list.js';
 
 const STATUSES = ['pending', 'running', 'succeeded', 'failed'];
 const LIST_EVERY_MS = 3000;
@@ -12,51 +13,22 @@ const RUN_EVERY_MS = 1000;
 function badge(s) { return h('span', { class: `state-${s}` }, s); }
 
 function listPage(root, ctx, workflowId) {
-  const state = { workflow: workflowId || '', status: '', cursors: [null], page: 0 };
   const filter = h('form', { class: 'inline', 'aria-label': 'Filter runs' },
-    field('Workflow id', h('input', { name: 'workflow_id', value: state.workflow, autocomplete: 'off' })),
+    field('Workflow id', h('input', { name: 'workflow_id', value: workflowId, autocomplete: 'off' })),
     field('Status', h('select', { name: 'status' }, h('option', { value: '' }, 'any'),
       STATUSES.map((s) => h('option', { value: s }, s)))),
     h('button', { type: 'submit' }, 'Apply'));
-  const result = h('div', { class: 'table-wrap' });
-  const prev = h('button', { type: 'button', class: 'secondary' }, 'Previous page');
-  const next = h('button', { type: 'button', class: 'secondary' }, 'Next page');
-  let timer = null;
-
-  async function load() {
-    clearTimeout(timer);
-    const q = new URLSearchParams({ limit: '20' });
-    if (state.workflow) q.set('workflow_id', state.workflow);
-    if (state.status) q.set('status', state.status);
-    if (state.cursors[state.page]) q.set('cursor', state.cursors[state.page]);
-    try {
-      const d = await api.query(`/api/v1/runs?${q}`);
-      if (!ctx.alive()) return;
-      clearErrors(filter);
-      result.replaceChildren(table(['run', 'workflow', 'status', 'trigger', 'created', 'updated'],
-        d.items.map((r) => [link(`#/runs/${encodeURIComponent(r.id)}`, r.id),
-          link(`#/workflows/${encodeURIComponent(r.workflow_id)}`, r.workflow_id), badge(r.status),
-          r.trigger, fmtTime(r.created_at), fmtTime(r.updated_at)]), `Runs, page ${state.page + 1}`));
-      state.cursors[state.page + 1] = d.next_cursor;
-      prev.disabled = state.page === 0;
-      next.disabled = !d.next_cursor;
-    } catch (e) {
-      if (ctx.alive()) showError(filter, e);
-    }
-    if (ctx.alive() && state.page === 0) timer = setTimeout(load, LIST_EVERY_MS);
-  }
-  filter.addEventListener('submit', (ev) => {
-    ev.preventDefault();
-    state.workflow = filter.elements.workflow_id.value.trim();
-    state.status = filter.elements.status.value;
-    state.cursors = [null];
-    state.page = 0;
-    load();
+  const list = pagedList(ctx, {
+    path: '/api/v1/runs', filter, caption: 'Runs', every: LIST_EVERY_MS, live: false,
+    initial: { workflow_id: workflowId },
+    params: (f) => ({ workflow_id: f.elements.workflow_id.value.trim(), status: f.elements.status.value }),
+    columns: ['run', 'workflow', 'status', 'trigger', 'created', 'updated'],
+    row: (r) => [link(`#/runs/${encodeURIComponent(r.id)}`, r.id),
+      link(`#/workflows/${encodeURIComponent(r.workflow_id)}`, r.workflow_id), badge(r.status),
+      r.trigger, fmtTime(r.created_at), fmtTime(r.updated_at)],
   });
-  prev.addEventListener('click', () => { if (state.page > 0) { state.page -= 1; load(); } });
-  next.addEventListener('click', () => { if (state.cursors[state.page + 1]) { state.page += 1; load(); } });
-  root.append(h('h1', { id: 'page-title' }, 'Runs'), filter, result, h('div', { class: 'pager' }, prev, next));
-  return load().then(() => () => clearTimeout(timer));
+  root.append(h('h1', { id: 'page-title' }, 'Runs'), filter, list.result, list.pager);
+  return list.load().then(() => list.stop);
 }
 
 function attemptRows(step) {

@@ -3,7 +3,8 @@
 // the field they name), enable/disable, rotate the webhook secret (shown
 // once), trigger a run with a payload, and its event history.
 import * as api from './api.js';
-import { h, field, table, showError, clearErrors, errorBox, link, fmtTime } from './dom.js';
+import { h, field, showError, clearErrors, errorBox, link, fmtTime } from './dom.js';
+import { pagedList } from './list.js';
 
 const EXAMPLE = '[\n  {"type": "http", "name": "notify", "method": "POST",\n   "url": "https://hooks.example/notify"}\n]';
 
@@ -29,48 +30,21 @@ function secretBox(secret) {
 }
 
 function listPage(root, ctx) {
-  const state = { enabled: '', cursors: [null], page: 0 };
   const filter = h('form', { class: 'inline', 'aria-label': 'Filter workflows' },
     field('Enabled', h('select', { name: 'enabled' }, h('option', { value: '' }, 'any'),
       h('option', { value: 'true' }, 'enabled'), h('option', { value: 'false' }, 'disabled'))),
     h('button', { type: 'submit' }, 'Apply'));
-  const result = h('div', { class: 'table-wrap', 'aria-live': 'polite' });
-  const prev = h('button', { type: 'button', class: 'secondary' }, 'Previous page');
-  const next = h('button', { type: 'button', class: 'secondary' }, 'Next page');
-
-  async function load() {
-    const q = new URLSearchParams({ limit: '20' });
-    if (state.enabled) q.set('enabled', state.enabled);
-    if (state.cursors[state.page]) q.set('cursor', state.cursors[state.page]);
-    clearErrors(filter);
-    try {
-      const d = await api.query(`/api/v1/workflows?${q}`);
-      if (!ctx.alive()) return;
-      result.replaceChildren(table(['id', 'name', 'enabled', 'actions', 'version', 'updated'],
-        d.items.map((w) => [link(`#/workflows/${encodeURIComponent(w.id)}`, w.id), w.name,
-          w.enabled ? 'yes' : 'no', String((w.actions || []).length), String(w.version), fmtTime(w.updated_at)]),
-        `Workflows, page ${state.page + 1}`));
-      state.cursors[state.page + 1] = d.next_cursor;
-      prev.disabled = state.page === 0;
-      next.disabled = !d.next_cursor;
-    } catch (e) {
-      if (ctx.alive()) showError(filter, e);
-    }
-  }
-  filter.addEventListener('submit', (ev) => {
-    ev.preventDefault();
-    state.enabled = filter.elements.enabled.value;
-    state.cursors = [null];
-    state.page = 0;
-    load();
+  const list = pagedList(ctx, {
+    path: '/api/v1/workflows', filter, caption: 'Workflows',
+    params: (f) => ({ enabled: f.elements.enabled.value }),
+    columns: ['id', 'name', 'enabled', 'actions', 'version', 'updated'],
+    row: (w) => [link(`#/workflows/${encodeURIComponent(w.id)}`, w.id), w.name,
+      w.enabled ? 'yes' : 'no', String((w.actions || []).length), String(w.version), fmtTime(w.updated_at)],
   });
-  prev.addEventListener('click', () => { if (state.page > 0) { state.page -= 1; load(); } });
-  next.addEventListener('click', () => { if (state.cursors[state.page + 1]) { state.page += 1; load(); } });
-
   root.append(h('h1', { id: 'page-title' }, 'Workflows'));
-  if (ctx.can('writer')) root.append(createForm(load));
-  root.append(h('h2', {}, 'List'), filter, result, h('div', { class: 'pager' }, prev, next));
-  return load();
+  if (ctx.can('writer')) root.append(createForm(list.load));
+  root.append(h('h2', {}, 'List'), filter, list.result, list.pager);
+  return list.load();
 }
 
 function createForm(reload) {
