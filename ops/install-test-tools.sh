@@ -64,6 +64,19 @@ sys.exit(m.version('schemathesis') != '$SCHEMATHESIS_VERSION' or
     fi
 }
 
+# go_tool NAME VERSION PACKAGE: `go install PACKAGE@VERSION` into .cache/bin unless
+# NAME is there at VERSION (a go-installed binary may print "(devel)" as its version,
+# so a stamp file NAME.version says which).
+go_tool() {
+    local name="$1" version="$2" pkg="$3"
+    [[ -x "$REPO/.cache/bin/$name" &&
+        "$(cat "$REPO/.cache/bin/$name.version" 2>/dev/null)" == "$version" ]] && return 0
+    [[ -x "$GO" ]] || die "go is needed to install $name (tests/e2e/deploy.bats): not found in PATH nor /usr/local/go/bin"
+    log "installing $name $version into $REPO/.cache/bin (go install)"
+    GOBIN="$REPO/.cache/bin" GOFLAGS=-mod=mod "$GO" install "$pkg@$version"
+    echo "$version" >"$REPO/.cache/bin/$name.version"
+}
+
 tool_k8s() {
     # The deployment test (tests/e2e/deploy.bats): kustomize and kubeconform from the Go
     # module proxy (go install, into the git-ignored .cache/bin; about 80 s and 120 s on
@@ -75,21 +88,8 @@ tool_k8s() {
     KUSTOMIZE_VERSION=v5.5.0
     KUBECONFORM_VERSION=v0.7.0
     KUBERNETES_VALIDATE_VERSION=1.37.0
-    # (a go-installed kustomize prints "(devel)" as its version: a stamp file says which)
-    if [[ ! -x "$REPO/.cache/bin/kustomize" ||
-        "$(cat "$REPO/.cache/bin/kustomize.version" 2>/dev/null)" != "$KUSTOMIZE_VERSION" ]]; then
-        [[ -x "$GO" ]] || die "go is needed to install kustomize (tests/e2e/deploy.bats): not found in PATH nor /usr/local/go/bin"
-        log "installing kustomize $KUSTOMIZE_VERSION into $REPO/.cache/bin (go install)"
-        GOBIN="$REPO/.cache/bin" GOFLAGS=-mod=mod "$GO" install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
-        echo "$KUSTOMIZE_VERSION" >"$REPO/.cache/bin/kustomize.version"
-    fi
-    if [[ ! -x "$REPO/.cache/bin/kubeconform" ||
-        "$(cat "$REPO/.cache/bin/kubeconform.version" 2>/dev/null)" != "$KUBECONFORM_VERSION" ]]; then
-        [[ -x "$GO" ]] || die "go is needed to install kubeconform (tests/e2e/deploy.bats): not found in PATH nor /usr/local/go/bin"
-        log "installing kubeconform $KUBECONFORM_VERSION into $REPO/.cache/bin (go install)"
-        GOBIN="$REPO/.cache/bin" GOFLAGS=-mod=mod "$GO" install "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
-        echo "$KUBECONFORM_VERSION" >"$REPO/.cache/bin/kubeconform.version"
-    fi
+    go_tool kustomize "$KUSTOMIZE_VERSION" sigs.k8s.io/kustomize/kustomize/v5
+    go_tool kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform
     K8S_SCHEMAS="$REPO/.cache/k8s-schemas"
     K8S_SCHEMA_VERSION=1.32.0
     if [[ "$(cat "$K8S_SCHEMAS/version" 2>/dev/null)" != "$KUBERNETES_VALIDATE_VERSION/$K8S_SCHEMA_VERSION" ]]; then
