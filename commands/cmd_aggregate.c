@@ -4,6 +4,7 @@
  */
 #include "cmd_aggregate.h"
 #include "cmd_state.h"
+#include "ev_pii.h"
 #include "ev_secret.h"
 #include "kq_keyring.h"
 #include "kq_err.h"
@@ -183,15 +184,17 @@ int cmd_aggregate_apply(cmd_state *st, int topic, const void *value, size_t len,
                         int64_t offset, char *errstr, size_t errlen)
 {
     ev_envelope e;
-    uint8_t secret[EV_SECRET_BUF];
+    uint8_t secret[EV_SECRET_BUF], pii[EV_PII_BUF];
     int rc;
 
     if ((rc = ev_envelope_decode(value, len, &e, errstr, errlen)) != 0 ||
-        (rc = ev_secret_open(&e, st->keys, secret, sizeof secret, errstr, errlen)) != 0) {
+        (rc = ev_secret_open(&e, st->keys, secret, sizeof secret, errstr, errlen)) != 0 ||
+        (rc = ev_pii_open(&e, st->keys, pii, sizeof pii, NULL, errstr, errlen)) != 0) {
         char subject[160];
         /* a data key missing for a subject that was not erased: /ready says so (cmd_writer.c) */
         if (rc == KQ_ENOTFOUND && st->keys != NULL &&
-            ev_secret_subject(&e, subject, sizeof subject) == 0 &&
+            (ev_secret_subject(&e, subject, sizeof subject) == 0 ||
+             ev_pii_subject(&e, subject, sizeof subject) == 0) &&
             !kq_keyring_erased(st->keys, subject))
             cmd_state_missing_key(st, subject);
         cmd_state_set_topic_offset(st, topic, partition, offset + 1);

@@ -3,6 +3,7 @@
  * snapshot record; see cmd_resource.h.
  */
 #include "cmd_resource.h"
+#include "cmd_pii.h"
 #include "cmd_state.h"
 #include "kq_err.h"
 #include "kq_json_in.h"
@@ -133,9 +134,15 @@ static int res_parse(const json_t *obj, cmd_command *c, json_t *details)
 
 /* ------------------------------------------------------------------ decide */
 
-static int streq(const char *a, const char *b)
+/* What the state keeps of a name or description: a digest with keys (cmd_pii.h). */
+static int store(const cmd_state *st, const char *id, const char *s, char **dst)
 {
-    return strcmp(a ? a : "", b ? b : "") == 0;
+    return cmd_pii_store(st->keys, id, s, s ? strlen(s) : 0, dst);
+}
+
+static int store_ev(const cmd_state *st, const char *id, ev_str s, char **dst)
+{
+    return cmd_pii_store(st->keys, id, s.ptr, s.len, dst);
 }
 
 static int res_decide(const cmd_state *st, cmd_batch *b, const cmd_command *c, cmd_decision *d)
@@ -172,9 +179,11 @@ static int res_decide(const cmd_state *st, cmd_batch *b, const cmd_command *c, c
             break;
         }
         d->event = EV_RESOURCE_UPDATED;
-        if ((c->fields & CMD_F_NAME) && !streq(c->name, cur->name))
+        /* the state keeps digests of personal data (cmd_pii.h) */
+        if ((c->fields & CMD_F_NAME) && !cmd_pii_same(st->keys, c->id, cur->name, c->name))
             d->changed |= CMD_F_NAME;
-        if ((c->fields & CMD_F_DESCRIPTION) && !streq(c->description, cur->description))
+        if ((c->fields & CMD_F_DESCRIPTION) &&
+            !cmd_pii_same(st->keys, c->id, cur->description, c->description))
             d->changed |= CMD_F_DESCRIPTION;
         if ((c->fields & CMD_F_STATUS) && c->status != cur->status)
             d->changed |= CMD_F_STATUS;
@@ -196,13 +205,14 @@ static int res_decide(const cmd_state *st, cmd_batch *b, const cmd_command *c, c
     if (fresh)
         p->status = EV_STATUS_ACTIVE;
     if (d->event == EV_RESOURCE_CREATED) {
-        if (cmd_str_set(&p->name, c->name) != 0 ||
-            cmd_str_set(&p->description, c->description) != 0)
+        if (store(st, c->id, c->name, &p->name) != 0 ||
+            store(st, c->id, c->description, &p->description) != 0)
             return KQ_ENOMEM;
         p->status = (c->fields & CMD_F_STATUS) ? c->status : EV_STATUS_ACTIVE;
     } else if (d->event == EV_RESOURCE_UPDATED) {
-        if (((d->changed & CMD_F_NAME) && cmd_str_set(&p->name, c->name) != 0) ||
-            ((d->changed & CMD_F_DESCRIPTION) && cmd_str_set(&p->description, c->description) != 0))
+        if (((d->changed & CMD_F_NAME) && store(st, c->id, c->name, &p->name) != 0) ||
+            ((d->changed & CMD_F_DESCRIPTION) &&
+             store(st, c->id, c->description, &p->description) != 0))
             return KQ_ENOMEM;
         if (d->changed & CMD_F_STATUS)
             p->status = c->status;
@@ -262,8 +272,8 @@ static int res_apply(cmd_state *st, const ev_envelope *e, const char *id, int32_
                              "resource %s: ResourceCreated with version %" PRId64, id, e->version);
         if ((r = cmd_state_put(st, T, id, NULL)) == NULL)
             return KQ_ENOMEM;
-        if (cmd_str_set_ev(&r->name, p->name) != 0 ||
-            cmd_str_set_ev(&r->description, p->description) != 0)
+        if (store_ev(st, id, p->name, &r->name) != 0 ||
+            store_ev(st, id, p->description, &r->description) != 0)
             return KQ_ENOMEM;
         r->status = (int)p->status;
         r->deleted = 0;
@@ -284,9 +294,9 @@ static int res_apply(cmd_state *st, const ev_envelope *e, const char *id, int32_
         }
         {
             const ev_resource_updated *p = &e->payload.resource_updated;
-            if ((p->name.ptr != NULL && cmd_str_set_ev(&r->name, p->name) != 0) ||
+            if ((p->name.ptr != NULL && store_ev(st, id, p->name, &r->name) != 0) ||
                 (p->description.ptr != NULL &&
-                 cmd_str_set_ev(&r->description, p->description) != 0))
+                 store_ev(st, id, p->description, &r->description) != 0))
                 return KQ_ENOMEM;
             if (p->has_status)
                 r->status = (int)p->status;

@@ -20,7 +20,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define MAGIC "kcqrs.commands.v5"
+#define MAGIC "kcqrs.commands.v6"
+#define MAGIC_PLAIN_PII "kcqrs.commands.v5" /* before cmd_pii.h: resource names in plain text */
 #define MAGIC_NO_TIMES "kcqrs.commands.v4"  /* before KCQRS_IDEMPOTENCY_TTL: no event times */
 #define MAGIC_NO_HEADS "kcqrs.commands.v2"  /* before the hash chain: no heads */
 #define MAGIC_RESOURCES "kcqrs.commands.v3" /* before issue #6: resources only */
@@ -155,6 +156,11 @@ int cmd_snapshot_load(const char *dir, size_t map_size, cmd_state *st, cmd_head 
     if (strcmp(m.magic, MAGIC_NO_HEADS) == 0) {
         rc = kq_seterr(errstr, errlen, KQ_ECORRUPT,
                        "snapshot %s is of an older format without the hash chain's heads", dir);
+        goto out;
+    }
+    if (strcmp(m.magic, MAGIC_PLAIN_PII) == 0) {
+        rc = kq_seterr(errstr, errlen, KQ_ECORRUPT,
+                       "snapshot %s is of an older format with resource names in plain text", dir);
         goto out;
     }
     if (strcmp(m.magic, MAGIC_NO_TIMES) == 0) {

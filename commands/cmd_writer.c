@@ -11,6 +11,7 @@
 #include "cmd_chain.h"
 #include "cmd_snapshot.h"
 #include "cmd_wmetrics.h"
+#include "ev_pii.h"
 #include "ev_secret.h"
 #include "kq_err.h"
 #include "kq_keyring.h"
@@ -147,7 +148,7 @@ static int produce_item(cmd_writer *w, cmd_item *it, char *errstr, size_t errlen
     for (int i = 0; i < it->d.nevents; i++) {
         cmd_item_event *ie = &it->ev[i], *slot;
         ev_envelope e, scratch;
-        uint8_t sealbuf[EV_SECRET_BUF];
+        uint8_t sealbuf[EV_SECRET_BUF], piibuf[EV_PII_BUF];
         const uint8_t *buf;
         size_t len;
 
@@ -156,7 +157,8 @@ static int produce_item(cmd_writer *w, cmd_item *it, char *errstr, size_t errlen
         if (kq_uuid_v4(e.event_id.bytes) != 0)
             return kq_seterr(errstr, errlen, KQ_EIO, "no randomness for an event id");
         /* a secret goes to the log sealed (ev_secret.h); sealbuf lives until encoded */
-        if ((rc = ev_secret_seal(&e, w->keys, sealbuf, sizeof sealbuf, errstr, errlen)) != 0)
+        if ((rc = ev_secret_seal(&e, w->keys, sealbuf, sizeof sealbuf, errstr, errlen)) != 0 ||
+            (rc = ev_pii_seal(&e, w->keys, piibuf, sizeof piibuf, errstr, errlen)) != 0)
             return rc;
         e.occurred_at_us = occurred;
         if (head->set) {
@@ -225,6 +227,46 @@ static void became_fenced(cmd_writer *w, const char *errstr)
 }
 
 /* Commit the open transaction. On failure decides what happens to the producer. */
+/*
+ * The data keys of the resources this batch creates (personal data is sealed
+ * under them, events/ev_pii.h), written to the key topic together before any
+ * event: one round trip per batch instead of one per create. Keys of other
+ * subjects are made one at a time as before (ev_*_seal).
+ */
+static int create_keys(cmd_writer *w, cmd_item **items, size_t n, char *errstr, size_t errlen)
+{
+    char(*subj)[KQ_SUBJECT_MAX + 1];
+    const char **list;
+    size_t m = 0;
+    int rc;
+
+    if (w->keys == NULL || n == 0)
+        return 0;
+    subj = malloc(n * sizeof *subj);
+    list = malloc(n * sizeof *list);
+    if (subj == NULL || list == NULL) {
+        free(subj);
+        free(list);
+        return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        const cmd_item *it = items[i];
+        int nb;
+        if (it->d.kind != CMD_D_APPEND || it->d.nevents < 1 ||
+            it->d.events[0] != EV_RESOURCE_CREATED || it->cmd.id[0] == '\0')
+            continue;
+        nb = snprintf(subj[m], sizeof subj[m], "resource/%s", it->cmd.id);
+        if (nb > 0 && (size_t)nb < sizeof subj[m]) {
+            list[m] = subj[m];
+            m++;
+        }
+    }
+    rc = kq_keyring_create_many(w->keys, list, m, errstr, errlen);
+    free(subj);
+    free(list);
+    return rc;
+}
+
 static int run_transaction(cmd_writer *w, cmd_item **items, size_t n, size_t nappend, char *errstr,
                            size_t errlen)
 {
@@ -233,6 +275,13 @@ static int run_transaction(cmd_writer *w, cmd_item **items, size_t n, size_t nap
 
     cmd_chain_save(&w->chain);
     w->nslots = 0;
+    if ((rc = create_keys(w, items, n, errstr, errlen)) != 0) {
+        /* nothing produced yet: the batch is answered 503, the producer is fine */
+        cmd_chain_restore(&w->chain);
+        atomic_fetch_add(&w->m.kafka_errors, 1);
+        kq_log_warn("data keys of new resources not written: %s", errstr);
+        return rc;
+    }
     rc = kq_kafka_txn_begin(w->prod.cur, errstr, errlen);
     if (rc != 0)
         goto fail;

@@ -254,15 +254,31 @@ static int check_text(chk *c, const char *field, ev_str s, int required, uint32_
     return 0;
 }
 
-/* A sealed secret (lib/kq_crypto.h): absent, or a sealed value of a 1..EV_META_MAX byte secret. */
-static int check_sealed(chk *c, const char *field, ev_bytes v)
+/* A sealed value (lib/kq_crypto.h): absent, or the seal of a min..max byte plain text. */
+static int check_sealed_n(chk *c, const char *field, ev_bytes v, uint32_t min, uint32_t max)
 {
     if (v.ptr == NULL)
         return 0;
-    if (v.len < KQ_CRYPTO_SEAL_OVERHEAD + 1 || v.len > KQ_CRYPTO_SEAL_OVERHEAD + EV_META_MAX)
-        return cfail(c, field, "must be %u..%u bytes (got %u)", KQ_CRYPTO_SEAL_OVERHEAD + 1,
-                     KQ_CRYPTO_SEAL_OVERHEAD + EV_META_MAX, v.len);
+    if (v.len < KQ_CRYPTO_SEAL_OVERHEAD + min || v.len > KQ_CRYPTO_SEAL_OVERHEAD + max)
+        return cfail(c, field, "must be %u..%u bytes (got %u)", KQ_CRYPTO_SEAL_OVERHEAD + min,
+                     KQ_CRYPTO_SEAL_OVERHEAD + max, v.len);
     return 0;
+}
+
+/* A sealed secret: the seal of a 1..EV_META_MAX byte secret. */
+static int check_sealed(chk *c, const char *field, ev_bytes v)
+{
+    return check_sealed_n(c, field, v, 1, EV_META_MAX);
+}
+
+/* Sealed personal data (ev_pii.h): a name (1..255 characters, at most 4 bytes
+ * each) or a description (0..4096 characters). */
+static int check_sealed_pii(chk *c, ev_bytes name, ev_bytes description)
+{
+    int rc;
+    if ((rc = check_sealed_n(c, "name_sealed", name, 1, EV_NAME_MAX_CHARS * 4)) != 0)
+        return rc;
+    return check_sealed_n(c, "description_sealed", description, 0, EV_DESCRIPTION_MAX_CHARS * 4);
 }
 
 /* No byte in `bad` (a set of ASCII bytes; NUL always counts). */
@@ -430,7 +446,8 @@ static int check_payload(chk *c, const ev_envelope *e)
         const ev_resource_created *p = &e->payload.resource_created;
         if ((rc = check_text(c, "name", p->name, REQUIRED, 1, EV_NAME_MAX_CHARS, CHARS)) ||
             (rc = check_text(c, "description", p->description, OPTIONAL, 0,
-                             EV_DESCRIPTION_MAX_CHARS, CHARS)))
+                             EV_DESCRIPTION_MAX_CHARS, CHARS)) ||
+            (rc = check_sealed_pii(c, p->name_sealed, p->description_sealed)))
             return rc;
         if ((unsigned)p->status >= ev_schema_resource_status.count)
             return cfail(c, "status", "unknown status %d", (int)p->status);
@@ -438,11 +455,13 @@ static int check_payload(chk *c, const ev_envelope *e)
     }
     case EV_RESOURCE_UPDATED: {
         const ev_resource_updated *p = &e->payload.resource_updated;
-        if (!p->name.ptr && !p->description.ptr && !p->has_status)
+        if (!p->name.ptr && !p->description.ptr && !p->has_status && !p->name_sealed.ptr &&
+            !p->description_sealed.ptr)
             return cfail(c, "", "an update must change at least one field");
         if ((rc = check_text(c, "name", p->name, OPTIONAL, 1, EV_NAME_MAX_CHARS, CHARS)) ||
             (rc = check_text(c, "description", p->description, OPTIONAL, 0,
-                             EV_DESCRIPTION_MAX_CHARS, CHARS)))
+                             EV_DESCRIPTION_MAX_CHARS, CHARS)) ||
+            (rc = check_sealed_pii(c, p->name_sealed, p->description_sealed)))
             return rc;
         if (p->has_status && (unsigned)p->status >= ev_schema_resource_status.count)
             return cfail(c, "status", "unknown status %d", (int)p->status);
@@ -690,7 +709,11 @@ static ev_fb_ref enc_payload(ev_fb_builder *b, const ev_envelope *e)
         const ev_resource_created *p = &e->payload.resource_created;
         r0 = put_str(b, p->name);
         r1 = put_str(b, p->description);
+        r2 = put_bytes(b, p->name_sealed);
+        r3 = put_bytes(b, p->description_sealed);
         ev_fb_table_start(b);
+        add_ref(b, EV_SLOT_RESOURCE_CREATED_NAME_SEALED, r2);
+        add_ref(b, EV_SLOT_RESOURCE_CREATED_DESCRIPTION_SEALED, r3);
         add_ref(b, EV_SLOT_RESOURCE_CREATED_NAME, r0);
         add_ref(b, EV_SLOT_RESOURCE_CREATED_DESCRIPTION, r1);
         ev_fb_add_u8(b, EV_SLOT_RESOURCE_CREATED_STATUS, (uint8_t)p->status, 0);
@@ -701,7 +724,11 @@ static ev_fb_ref enc_payload(ev_fb_builder *b, const ev_envelope *e)
         uint8_t status = (uint8_t)p->status;
         r0 = put_str(b, p->name);
         r1 = put_str(b, p->description);
+        r2 = put_bytes(b, p->name_sealed);
+        r3 = put_bytes(b, p->description_sealed);
         ev_fb_table_start(b);
+        add_ref(b, EV_SLOT_RESOURCE_UPDATED_NAME_SEALED, r2);
+        add_ref(b, EV_SLOT_RESOURCE_UPDATED_DESCRIPTION_SEALED, r3);
         add_ref(b, EV_SLOT_RESOURCE_UPDATED_NAME, r0);
         add_ref(b, EV_SLOT_RESOURCE_UPDATED_DESCRIPTION, r1);
         if (p->has_status)
@@ -903,6 +930,8 @@ int ev_envelope_decode(const uint8_t *buf, size_t len, ev_envelope *out, char *e
         q->name = rd_str(buf, p, EV_SLOT_RESOURCE_CREATED_NAME);
         q->description = rd_str(buf, p, EV_SLOT_RESOURCE_CREATED_DESCRIPTION);
         q->status = (ev_resource_status)ev_fb_get_u8(buf, p, EV_SLOT_RESOURCE_CREATED_STATUS, 0);
+        q->name_sealed = rd_bytes(buf, p, EV_SLOT_RESOURCE_CREATED_NAME_SEALED);
+        q->description_sealed = rd_bytes(buf, p, EV_SLOT_RESOURCE_CREATED_DESCRIPTION_SEALED);
         break;
     }
     case EV_RESOURCE_UPDATED: {
@@ -911,6 +940,8 @@ int ev_envelope_decode(const uint8_t *buf, size_t len, ev_envelope *out, char *e
         q->description = rd_str(buf, p, EV_SLOT_RESOURCE_UPDATED_DESCRIPTION);
         q->has_status = ev_fb_field(buf, p, EV_SLOT_RESOURCE_UPDATED_STATUS) != 0;
         q->status = (ev_resource_status)ev_fb_get_u8(buf, p, EV_SLOT_RESOURCE_UPDATED_STATUS, 0);
+        q->name_sealed = rd_bytes(buf, p, EV_SLOT_RESOURCE_UPDATED_NAME_SEALED);
+        q->description_sealed = rd_bytes(buf, p, EV_SLOT_RESOURCE_UPDATED_DESCRIPTION_SEALED);
         break;
     }
     case EV_RESOURCE_DELETED:

@@ -204,9 +204,11 @@ typedef struct ev_step {
 } ev_step;
 
 typedef struct ev_resource_created {
-    ev_str name; /* required */
+    ev_str name; /* required; "[sealed]" when name_sealed is present */
     ev_str description;
     ev_resource_status status;
+    ev_bytes name_sealed;        /* optional: the name sealed (ev_pii.h) */
+    ev_bytes description_sealed; /* optional: the description sealed (then description is absent) */
 } ev_resource_created;
 
 typedef struct ev_resource_updated { /* only changed fields; at least one */
@@ -214,6 +216,8 @@ typedef struct ev_resource_updated { /* only changed fields; at least one */
     ev_str description;
     bool has_status;
     ev_resource_status status;
+    ev_bytes name_sealed;        /* optional: the new name sealed (then name is absent) */
+    ev_bytes description_sealed; /* optional: the new description sealed */
 } ev_resource_updated;
 
 typedef struct ev_resource_deleted {

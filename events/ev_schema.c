@@ -81,6 +81,8 @@ static const ev_schema_field resource_created_fields[] = {
     F_REF("name", EV_SLOT_RESOURCE_CREATED_NAME, EV_K_STRING, EV_F_REQUIRED),
     F_REF("description", EV_SLOT_RESOURCE_CREATED_DESCRIPTION, EV_K_STRING, 0),
     F_ENUM("status", EV_SLOT_RESOURCE_CREATED_STATUS, ev_schema_resource_status, 0),
+    F_REF("name_sealed", EV_SLOT_RESOURCE_CREATED_NAME_SEALED, EV_K_VEC_UBYTE, 0),
+    F_REF("description_sealed", EV_SLOT_RESOURCE_CREATED_DESCRIPTION_SEALED, EV_K_VEC_UBYTE, 0),
 };
 static TABLE(resource_created, "ResourceCreated", resource_created_fields);
 
@@ -88,6 +90,8 @@ static const ev_schema_field resource_updated_fields[] = {
     F_REF("name", EV_SLOT_RESOURCE_UPDATED_NAME, EV_K_STRING, 0),
     F_REF("description", EV_SLOT_RESOURCE_UPDATED_DESCRIPTION, EV_K_STRING, 0),
     F_ENUM_OPT("status", EV_SLOT_RESOURCE_UPDATED_STATUS, ev_schema_resource_status),
+    F_REF("name_sealed", EV_SLOT_RESOURCE_UPDATED_NAME_SEALED, EV_K_VEC_UBYTE, 0),
+    F_REF("description_sealed", EV_SLOT_RESOURCE_UPDATED_DESCRIPTION_SEALED, EV_K_VEC_UBYTE, 0),
 };
 static TABLE(resource_updated, "ResourceUpdated", resource_updated_fields);
 

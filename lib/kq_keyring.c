@@ -243,6 +243,16 @@ int kq_keyring_get(kq_keyring *kr, const char *subject, uint8_t dek[KQ_CRYPTO_KE
     return rc;
 }
 
+int kq_keyring_held(kq_keyring *kr, const char *subject, uint8_t dek[KQ_CRYPTO_KEY_LEN])
+{
+    held_key *h;
+    pthread_mutex_lock(&kr->mu);
+    if ((h = kq_map_get(kr->keys, subject)) != NULL)
+        memcpy(dek, h->dek, KQ_CRYPTO_KEY_LEN);
+    pthread_mutex_unlock(&kr->mu);
+    return h != NULL;
+}
+
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)rk;
@@ -251,45 +261,141 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         *(rd_kafka_resp_err_t *)m->_private = m->err;
 }
 
-static int write_key(kq_keyring *kr, const char *subject, const uint8_t *wrapped, size_t len,
-                     char *errstr, size_t errlen)
+static int ensure_producer(kq_keyring *kr, char *errstr, size_t errlen)
 {
-    rd_kafka_resp_err_t result = RD_KAFKA_RESP_ERR__IN_PROGRESS, err;
+    char es[512];
+    rd_kafka_conf_t *conf;
+
+    if (kr->prod != NULL)
+        return 0;
+    if ((conf = kq_kafka_conf_new(kr->cfg, "kcqrs-keyring", errstr, errlen)) == NULL)
+        return KQ_EKAFKA;
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    if (rd_kafka_conf_set(conf, "enable.idempotence", "true", es, sizeof es) != 0 ||
+        rd_kafka_conf_set(conf, "acks", "all", es, sizeof es) != 0) {
+        rd_kafka_conf_destroy(conf);
+        return kq_seterr(errstr, errlen, KQ_EKAFKA, "key producer: %s", es);
+    }
+    if ((kr->prod = rd_kafka_new(RD_KAFKA_PRODUCER, conf, es, sizeof es)) == NULL)
+        return kq_seterr(errstr, errlen, KQ_EKAFKA, "key producer: %s", es);
+    return 0;
+}
+
+/* Produce one wrapped key (not waited for); *result gets its delivery report. */
+static int produce_key(kq_keyring *kr, const char *subject, const uint8_t *wrapped, size_t len,
+                       rd_kafka_resp_err_t *result, char *errstr, size_t errlen)
+{
+    rd_kafka_resp_err_t err;
     int part = kq_kafka_partition_for(subject, strlen(subject), kr->partitions);
 
-    if (kr->prod == NULL) {
-        char es[512];
-        rd_kafka_conf_t *conf = kq_kafka_conf_new(kr->cfg, "kcqrs-keyring", errstr, errlen);
-        if (conf == NULL)
-            return KQ_EKAFKA;
-        rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
-        if (rd_kafka_conf_set(conf, "enable.idempotence", "true", es, sizeof es) != 0 ||
-            rd_kafka_conf_set(conf, "acks", "all", es, sizeof es) != 0) {
-            rd_kafka_conf_destroy(conf);
-            return kq_seterr(errstr, errlen, KQ_EKAFKA, "key producer: %s", es);
-        }
-        if ((kr->prod = rd_kafka_new(RD_KAFKA_PRODUCER, conf, es, sizeof es)) == NULL)
-            return kq_seterr(errstr, errlen, KQ_EKAFKA, "key producer: %s", es);
-    }
+    *result = RD_KAFKA_RESP_ERR__IN_PROGRESS;
     if (part < 0)
         return kq_seterr(errstr, errlen, KQ_EINVAL, "bad subject %s", subject);
     err = rd_kafka_producev(
         kr->prod, RD_KAFKA_V_TOPIC(kr->topic), RD_KAFKA_V_PARTITION(part),
         RD_KAFKA_V_KEY(subject, strlen(subject)), RD_KAFKA_V_VALUE((void *)wrapped, len),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(&result), RD_KAFKA_V_END);
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(result), RD_KAFKA_V_END);
     if (err)
         return kq_seterr(errstr, errlen, KQ_EKAFKA, "key topic %s: %s", kr->topic,
                          rd_kafka_err2str(err));
-    rd_kafka_flush(kr->prod, kr->cfg->kafka_timeout_ms);
-    if (result == RD_KAFKA_RESP_ERR__IN_PROGRESS) {
-        rd_kafka_purge(kr->prod, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-        rd_kafka_flush(kr->prod, 1000);
-        return kq_seterr(errstr, errlen, KQ_ETIMEDOUT, "key topic %s: write timed out", kr->topic);
-    }
-    if (result)
-        return kq_seterr(errstr, errlen, KQ_EKAFKA, "key topic %s: %s", kr->topic,
-                         rd_kafka_err2str(result));
     return 0;
+}
+
+/* Wait for the delivery of the keys produced (results[0..n)): 0 once all are acknowledged. */
+static int flush_keys(kq_keyring *kr, rd_kafka_resp_err_t *results, size_t n, char *errstr,
+                      size_t errlen)
+{
+    rd_kafka_flush(kr->prod, kr->cfg->kafka_timeout_ms);
+    for (size_t i = 0; i < n; i++)
+        if (results[i] == RD_KAFKA_RESP_ERR__IN_PROGRESS) {
+            rd_kafka_purge(kr->prod, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+            rd_kafka_flush(kr->prod, 1000);
+            return kq_seterr(errstr, errlen, KQ_ETIMEDOUT, "key topic %s: write timed out",
+                             kr->topic);
+        }
+    for (size_t i = 0; i < n; i++)
+        if (results[i])
+            return kq_seterr(errstr, errlen, KQ_EKAFKA, "key topic %s: %s", kr->topic,
+                             rd_kafka_err2str(results[i]));
+    return 0;
+}
+
+static int write_key(kq_keyring *kr, const char *subject, const uint8_t *wrapped, size_t len,
+                     char *errstr, size_t errlen)
+{
+    rd_kafka_resp_err_t result;
+    int rc;
+
+    if ((rc = ensure_producer(kr, errstr, errlen)) != 0 ||
+        (rc = produce_key(kr, subject, wrapped, len, &result, errstr, errlen)) != 0)
+        return rc;
+    return flush_keys(kr, &result, 1, errstr, errlen);
+}
+
+int kq_keyring_create_many(kq_keyring *kr, const char *const *subjects, size_t n, char *errstr,
+                           size_t errlen)
+{
+    uint8_t(*fresh)[KQ_CRYPTO_KEY_LEN] = NULL, wrapped[KQ_CRYPTO_WRAPPED_LEN];
+    rd_kafka_resp_err_t *results = NULL;
+    const char **todo = NULL;
+    size_t m = 0;
+    int rc = 0;
+
+    if (n == 0)
+        return 0;
+    fresh = calloc(n, sizeof *fresh);
+    results = calloc(n, sizeof *results);
+    todo = calloc(n, sizeof *todo);
+    if (fresh == NULL || results == NULL || todo == NULL) {
+        rc = kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+        goto out;
+    }
+    pthread_mutex_lock(&kr->mu);
+    if ((rc = ensure_producer(kr, errstr, errlen)) != 0)
+        goto unlock;
+    for (size_t i = 0; i < n; i++) {
+        int dup = 0;
+        if (strlen(subjects[i]) > KQ_SUBJECT_MAX) {
+            rc = kq_seterr(errstr, errlen, KQ_EINVAL, "subject too long");
+            goto unlock;
+        }
+        for (size_t k = 0; k < m && !dup; k++)
+            dup = strcmp(todo[k], subjects[i]) == 0;
+        if (dup || kq_map_get(kr->keys, subjects[i]) != NULL || kq_map_get(kr->erased, subjects[i]))
+            continue;
+        if (kq_rand_bytes(fresh[m], KQ_CRYPTO_KEY_LEN) != 0) {
+            rc = kq_seterr(errstr, errlen, KQ_EIO, "no randomness for a data key");
+            goto unlock;
+        }
+        if ((rc = kq_kek_wrap(&kr->kek, subjects[i], fresh[m], wrapped, errstr, errlen)) != 0 ||
+            (rc = produce_key(kr, subjects[i], wrapped, sizeof wrapped, &results[m], errstr,
+                              errlen)) != 0) {
+            m++; /* its report may still come: wait for it below */
+            break;
+        }
+        todo[m++] = subjects[i];
+    }
+    if (m > 0) {
+        int frc = flush_keys(kr, results, m, errstr, errlen);
+        if (rc == 0)
+            rc = frc;
+    }
+    for (size_t k = 0; rc == 0 && k < m; k++) {
+        held_key *h = kq_map_put(kr->keys, todo[k], NULL);
+        if (h == NULL)
+            rc = kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory");
+        else
+            memcpy(h->dek, fresh[k], KQ_CRYPTO_KEY_LEN);
+    }
+unlock:
+    pthread_mutex_unlock(&kr->mu);
+out:
+    if (fresh != NULL)
+        memset(fresh, 0, n * sizeof *fresh);
+    free(fresh);
+    free(results);
+    free(todo);
+    return rc;
 }
 
 int kq_keyring_get_or_create(kq_keyring *kr, const char *subject, uint8_t dek[KQ_CRYPTO_KEY_LEN],

@@ -69,10 +69,24 @@ int kq_keyring_load(kq_keyring *kr, char *errstr, size_t errlen);
 int kq_keyring_get(kq_keyring *kr, const char *subject, uint8_t dek[KQ_CRYPTO_KEY_LEN],
                    char *errstr, size_t errlen);
 
+/* 1 and subject's data key in dek when it is held in memory; 0 otherwise
+ * (the topic is not read). */
+int kq_keyring_held(kq_keyring *kr, const char *subject, uint8_t dek[KQ_CRYPTO_KEY_LEN]);
+
 /* kq_keyring_get, else a new random key, wrapped, written to the topic (acks=all, waited for)
  * and held. */
 int kq_keyring_get_or_create(kq_keyring *kr, const char *subject, uint8_t dek[KQ_CRYPTO_KEY_LEN],
                              char *errstr, size_t errlen);
+
+/*
+ * New keys for those of subjects[0..n) that have none held (and are not
+ * erased), written to the topic together and waited for once (acks=all):
+ * what a batch of creates costs one round trip instead of one each. A
+ * subject whose write did not complete is not held (its key, if it landed,
+ * is never used: harmless). 0 or the error of the first failure.
+ */
+int kq_keyring_create_many(kq_keyring *kr, const char *const *subjects, size_t n, char *errstr,
+                           size_t errlen);
 
 /* Keys held; keys wrapped by each KEK version is not tracked. */
 size_t kq_keyring_count(kq_keyring *kr);

@@ -38,7 +38,19 @@ typedef struct proj_event {
     ev_envelope env; /* views into value */
     int has_trace;   /* 1: the record's traceparent header (read only while tracing) */
     kq_trace_ctx trace;
+    /* A record with sealed personal data (ev_pii.h): the record re-encoded with
+     * it opened (or "[erased]"), malloc'd by the runner; env views into it, and
+     * the targets print this instead of value. NULL otherwise. */
+    uint8_t *plain;
+    size_t plain_len;
+    int missing_key; /* refused: the data key of a subject not erased is missing */
 } proj_event;
+
+/* The bytes a target reads: the opened record, else the record as written. */
+static inline const uint8_t *proj_event_bytes(const proj_event *ev)
+{
+    return ev->plain != NULL ? ev->plain : ev->value;
+}
 
 typedef struct proj_offset {
     const char *topic;

@@ -536,8 +536,8 @@ static int classify(proj_pg *pg, const proj_batch *b, char *errstr, size_t errle
         /* jsonb binary format: version byte 1, then the text */
         start = pg->json.len;
         if (proj_pg_buf_put(&pg->json, "\1", 1) ||
-            ev_json_payload_append(ev->value, &pg->json.p, &pg->json.len, &pg->json.cap) ==
-                KQ_ENOMEM)
+            ev_json_payload_append(proj_event_bytes(ev), &pg->json.p, &pg->json.len,
+                                   &pg->json.cap) == KQ_ENOMEM)
             return kq_seterr(errstr, errlen, KQ_ENOMEM, "out of memory printing a payload");
         in->json_off = start;
         in->json_len = pg->json.len - start;

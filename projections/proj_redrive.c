@@ -21,6 +21,7 @@
 #include "kq_rm.h"
 #include "proj_lmdb.h"
 #include "proj_pg.h"
+#include "proj_pii.h"
 #include "proj_runner_int.h"
 
 #define ORIGIN_MAX 400
@@ -59,8 +60,9 @@ typedef struct run {
     char topics[KQ_KAFKA_NTOPICS][KQ_KAFKA_TOPIC_MAX];
     proj_lmdb *lmdb;
     int lmdb_missing;
-    proj_pg *pg; /* the apply side (not in a dry run) */
-    PGconn *pgc; /* version lookups */
+    proj_pg *pg;      /* the apply side (not in a dry run) */
+    PGconn *pgc;      /* version lookups */
+    kq_keyring *keys; /* opens sealed personal data (proj_pii.h) */
 } run;
 
 static item *add(items *l, const char *origin, const char *target)
@@ -277,7 +279,7 @@ static int redrive_one(run *R, const item *it, char *errstr, size_t errlen)
 {
     ev_cat_opts o = {0};
     rec r = {0};
-    proj_event ev;
+    proj_event ev = {0};
     proj_batch b;
     refusal f = {0};
     char spec[KQ_KAFKA_TOPIC_MAX + 48], why[320], detail[900], id[520];
@@ -327,6 +329,11 @@ static int redrive_one(run *R, const item *it, char *errstr, size_t errlen)
         report(R, it, "skipped", detail);
         goto out;
     }
+    if ((bad = proj_pii_open(&ev, &R->keys, R->cfg, "kcqrs-dlq", why, sizeof why)) != NULL) {
+        snprintf(detail, sizeof detail, "refused by the projector's check: %s", bad);
+        report(R, it, "skipped", detail);
+        goto out;
+    }
     if ((rc = open_target(R, it, errstr, errlen)) != 0) {
         if (rc == 1) {
             report(R, it, "skipped", "there is no LMDB read model in KCQRS_LMDB_DIR");
@@ -369,6 +376,7 @@ static int redrive_one(run *R, const item *it, char *errstr, size_t errlen)
         report(R, it, "applied", detail);
     }
 out:
+    free(ev.plain);
     free(r.value);
     free(r.key);
     return rc;
@@ -405,6 +413,7 @@ out:
     proj_pg_close(R.pg);
     if (R.pgc != NULL)
         PQfinish(R.pgc);
+    kq_keyring_free(R.keys);
     free(l.v);
     return rc;
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kq_err.h"
+#include "kq_keyring.h"
 #include "kq_log.h"
 
 #define BACKOFF_MIN_MS 100
@@ -279,12 +280,15 @@ static void runner_free(proj_runner *r)
     if (r == NULL)
         return;
     proj_dlq_free(r->dlq);
+    kq_keyring_free(r->keys);
     if (r->wm != NULL)
         rd_kafka_destroy(r->wm);
     free(r->end);
     free(r->until);
     free(r->start);
     for (int k = 0; k < 2; k++) {
+        for (size_t i = 0; r->bt[k].ev != NULL && i < (size_t)r->cfg->proj_batch_max; i++)
+            free(r->bt[k].ev[i].plain);
         free(r->bt[k].batch_next);
         free(r->bt[k].touched);
         free(r->bt[k].msgs);

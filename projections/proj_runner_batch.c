@@ -11,8 +11,10 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "proj_pii.h"
 #include "kq_err.h"
 #include "kq_log.h"
 
@@ -90,7 +92,9 @@ static const char *check(proj_runner *r, rbatch *b, size_t k, char *why, size_t 
     const rd_kafka_message_t *m = b->msgs[k];
     proj_event *ev = &b->ev[k];
     int ti = b->msg_part[k] / r->np;
+    const char *bad;
 
+    free(ev->plain);
     memset(ev, 0, sizeof *ev);
     ev->topic = r->topics[ti];
     ev->partition = m->partition;
@@ -105,7 +109,9 @@ static const char *check(proj_runner *r, rbatch *b, size_t k, char *why, size_t 
         ev->has_trace = kq_kafka_header_string(m, KQ_TRACE_HEADER, tp, sizeof tp) == 0 &&
                         kq_trace_parse(tp, &ev->trace) == 0;
     }
-    return proj_runner_check_event(ev, topic_types[ti], r->np, why, whylen);
+    if ((bad = proj_runner_check_event(ev, topic_types[ti], r->np, why, whylen)) != NULL)
+        return bad;
+    return proj_pii_open(ev, &r->keys, r->cfg, r->ops->name, why, whylen);
 }
 
 /* The next offset of partition i once everything gathered so far is applied:
@@ -135,8 +141,11 @@ static void touch(proj_runner *r, int i, int64_t next)
 /* Destroy a batch's messages and forget its offsets (applied or discarded). */
 void proj_runner_batch_release(rbatch *b)
 {
-    for (size_t i = 0; i < b->n; i++)
+    for (size_t i = 0; i < b->n; i++) {
         rd_kafka_message_destroy(b->msgs[i]);
+        free(b->ev[i].plain);
+        b->ev[i].plain = NULL;
+    }
     for (int k = 0; k < b->ntouched; k++)
         b->batch_next[b->touched[k]] = -1;
     b->ntouched = 0;
@@ -266,6 +275,11 @@ void proj_runner_check_batch(proj_runner *r, rbatch *b)
         }
         atomic_fetch_add(&r->poison, 1);
         b->nbad++;
+        if (b->ev[k].missing_key) { /* logged once; /ready and a counter show the rest */
+            if (atomic_fetch_add(&r->missing_keys, 1) == 0)
+                kq_log_error("%s: %s [%" PRId32 "] offset %" PRId64 ": %s", r->ops->name,
+                             b->ev[k].topic, b->ev[k].partition, b->ev[k].offset, bad);
+        }
         if (r->replay) {
             kq_log_warn("%s: skipping %s [%" PRId32 "] offset %" PRId64 ": %s", r->ops->name,
                         b->ev[k].topic, b->ev[k].partition, b->ev[k].offset, bad);

@@ -75,6 +75,7 @@ struct proj_runner {
     rd_kafka_queue_t *q; /* c's consumer queue (batch reads) */
     rd_kafka_t *wm;      /* never assigned: asks for watermarks while the target is down */
     proj_dlq *dlq;
+    struct kq_keyring *keys; /* opens sealed personal data; made at the first one */
     void *t;
     int64_t *end; /* exit_at_end targets, -1 until known */
     int have_end;
@@ -107,6 +108,7 @@ struct proj_runner {
     atomic_llong *high;   /* per partition: high watermark (librdkafka's cache) */
     atomic_int *eof_once; /* per partition: read to its end since the start */
     atomic_ullong applied, batches, dead_letters, errors, poison, skipped;
+    atomic_ullong missing_keys; /* records refused: a data key missing, subject not erased */
     atomic_ullong size_hist[NSIZE + 1], size_sum;
     atomic_ullong lat_hist[NLAT + 1], lat_sum_us;
 };

@@ -78,6 +78,13 @@ int proj_runner_ready(proj_runner *r, char *why, size_t whylen)
         snprintf(why, whylen, "%s target is not open", r->ops->name);
         return 0;
     }
+    if (atomic_load(&r->missing_keys) > 0) { /* never silently "[erased]" (ev_pii.h) */
+        snprintf(why, whylen,
+                 "%s: %llu records with sealed personal data refused: a data key is missing "
+                 "for a subject that was not erased (see the log)",
+                 r->ops->name, (unsigned long long)atomic_load(&r->missing_keys));
+        return 0;
+    }
     for (int i = 0; i < r->nparts; i++)
         missing += !atomic_load(&r->eof_once[i]);
     if (missing > 0) {
@@ -134,6 +141,8 @@ void proj_runner_metrics(proj_runner *const *rs, size_t n, FILE *out)
             "Records written to the dead-letter topic.");
     COUNTER("kcqrs_projector_poison_total", poison,
             "Records refused before the target (undecodable or inconsistent).");
+    COUNTER("kcqrs_projector_missing_data_keys_total", missing_keys,
+            "Records with sealed personal data refused: no data key, subject not erased.");
     COUNTER("kcqrs_projector_target_errors_total", errors,
             "Failed target opens or batches (each followed by a reopen and a retry).");
 #undef COUNTER

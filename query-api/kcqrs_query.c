@@ -22,12 +22,14 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kq_keyring.h"
 #include "kq_log.h"
 #include "kq_rm.h"
 #include "kq_openapi.h"
 #include "kq_service.h"
 #include "qry_api.h"
 #include "qry_console.h"
+#include "qry_evjson.h"
 
 #define PROG "kcqrs-query"
 #define WAIT_FALLBACK_MS 50
@@ -58,6 +60,7 @@ int main(int argc, char **argv)
     qry_status *status = NULL;
     qry_stream *stream = NULL;
     qry_chain *chain = NULL;
+    kq_keyring *keys = NULL;
     const kq_config *cfg = &svc.cfg;
     char err[512], rmdir[4096];
     int sig, rc = 2;
@@ -69,6 +72,13 @@ int main(int argc, char **argv)
         rc = 2;
         goto out;
     }
+    /* opens sealed personal data in the event stream (events/ev_pii.h) */
+    if (kq_keyring_new(cfg, PROG, &keys, err, sizeof err) != 0) {
+        kq_log_error("%s", err);
+        rc = 2;
+        goto out;
+    }
+    qry_evjson_set_keys(keys);
     if (qry_api_init(&api, cfg) != 0) {
         kq_log_error("KCQRS_TOPIC_PREFIX is too long");
         goto out;
@@ -148,6 +158,8 @@ out:
     qry_pg_free(pg);
     qry_snap_free(snaps);
     qry_rm_free(rm);
+    qry_evjson_set_keys(NULL);
+    kq_keyring_free(keys);
     kq_service_end(&svc);
     return rc;
 }

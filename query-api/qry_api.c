@@ -2,6 +2,7 @@
  * qry_api.c — routes and handlers of kcqrs-query; see qry_api.h.
  */
 #include "qry_api.h"
+#include "qry_evjson.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -837,6 +838,13 @@ int qry_api_ready(void *arg, char *why, size_t whylen)
         snprintf(why, whylen, "PostgreSQL: %s", api->pg ? err : "not configured");
         return 0;
     }
+    if (qry_evjson_missing_keys() > 0) { /* never silently "[erased]" (events/ev_pii.h) */
+        snprintf(why, whylen,
+                 "%llu events not shown: a data key is missing for a subject that was not "
+                 "erased (see the log)",
+                 qry_evjson_missing_keys());
+        return 0;
+    }
     if (api->status == NULL)
         return 1;
     qry_status_snapshot(api->status, &kafka, &ends);
@@ -875,4 +883,10 @@ void qry_api_metrics(void *arg, FILE *out)
             api->rm ? qry_rm_switches(api->rm) : 0);
     qry_wait_metrics(api->wait, out);
     qry_chain_metrics(api->chain, out);
+    fprintf(out,
+            "# HELP kcqrs_query_missing_data_keys_total Events with sealed personal data not "
+            "shown: no data key, subject not erased.\n"
+            "# TYPE kcqrs_query_missing_data_keys_total counter\n"
+            "kcqrs_query_missing_data_keys_total %llu\n",
+            qry_evjson_missing_keys());
 }

@@ -3,13 +3,29 @@
  */
 #include "qry_evjson.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ev_json.h"
+#include "ev_pii.h"
 #include "kq_err.h"
+#include "kq_log.h"
 #include "kq_rand.h"
 #include "kq_time.h"
+
+static kq_keyring *keys;
+static atomic_ullong missing;
+
+void qry_evjson_set_keys(kq_keyring *kr)
+{
+    keys = kr;
+}
+
+unsigned long long qry_evjson_missing_keys(void)
+{
+    return atomic_load(&missing);
+}
 
 static json_t *str_or_null(ev_str s)
 {
@@ -57,8 +73,38 @@ static json_t *payload(const ev_envelope *e, const uint8_t *buf, int *rc)
     return p;
 }
 
+static int build(const ev_envelope *e, const uint8_t *buf, const char *topic, int32_t partition,
+                 int64_t offset, json_t **out);
+
 int qry_evjson_build(const ev_envelope *e, const uint8_t *buf, const char *topic, int32_t partition,
                      int64_t offset, json_t **out)
+{
+    ev_fb_builder fb;
+    ev_envelope plain;
+    const uint8_t *pb;
+    size_t pl;
+    char err[384];
+    int rc;
+
+    *out = NULL;
+    if (!ev_pii_sealed(e))
+        return build(e, buf, topic, partition, offset, out);
+    /* sealed personal data: print the record with it opened (ev_pii.h) */
+    ev_fb_builder_init(&fb);
+    if ((rc = ev_pii_plain_envelope(e, keys, &fb, &pb, &pl, NULL, err, sizeof err)) == 0 &&
+        (rc = ev_envelope_decode(pb, pl, &plain, err, sizeof err)) == 0)
+        rc = build(&plain, pb, topic, partition, offset, out);
+    else if (rc == KQ_ENOTFOUND) {
+        atomic_fetch_add(&missing, 1);
+        kq_log_error("event %s [%d] offset %lld not shown: %s", topic, (int)partition,
+                     (long long)offset, err);
+    }
+    ev_fb_builder_free(&fb);
+    return rc;
+}
+
+static int build(const ev_envelope *e, const uint8_t *buf, const char *topic, int32_t partition,
+                 int64_t offset, json_t **out)
 {
     char id[KQ_UUID_STR], when[KQ_TIME_MAX];
     const char *type = ev_event_type_name(e->payload_type);

@@ -9,7 +9,9 @@
 #include <string.h>
 
 #include "aud_read.h"
+#include "ev_pii.h"
 #include "kq_err.h"
+#include "kq_keyring.h"
 #include "kq_log.h"
 #include "kq_time.h"
 
@@ -32,6 +34,9 @@ typedef struct query {
     size_t n, cap;
     uint64_t skipped;
     int oom;
+    const kq_config *cfg;
+    kq_keyring *keys; /* opens sealed personal data; made at the first one */
+    ev_fb_builder fb; /* the record with it opened */
 } query;
 
 static int topic_index(const aud_topics *t, const char *name)
@@ -54,9 +59,11 @@ static int on_record(void *arg, aud_part *p, const rd_kafka_message_t *m)
     const void *hv = NULL;
     size_t hl = 0;
     ev_envelope e;
-    char es[256];
+    char es[384];
     aud_verdict v;
     row r;
+    const uint8_t *payload = m->payload;
+    size_t plen = m->len;
 
     if (m->payload == NULL) {
         fprintf(stderr,
@@ -81,6 +88,22 @@ static int on_record(void *arg, aud_part *p, const rd_kafka_message_t *m)
                 AUD_PROG, p->topic, p->partition, m->offset, es);
         q->skipped++;
         return 0;
+    }
+    if (ev_pii_sealed(&e)) { /* personal data opened, or "[erased]" (ev_pii.h) */
+        const uint8_t *pb;
+        size_t pl;
+        if ((q->keys == NULL && kq_keyring_new(q->cfg, AUD_PROG, &q->keys, es, sizeof es) != 0) ||
+            ev_pii_plain_envelope(&e, q->keys, &q->fb, &pb, &pl, NULL, es, sizeof es) != 0 ||
+            ev_envelope_decode(pb, pl, &e, es, sizeof es) != 0) {
+            fprintf(stderr,
+                    "%s: error: %s [%" PRId32 "] offset %" PRId64
+                    ": its personal data does not open (%s), skipped\n",
+                    AUD_PROG, p->topic, p->partition, m->offset, es);
+            q->skipped++;
+            return 0;
+        }
+        payload = pb;
+        plen = pl;
     }
     v = aud_filter_envelope(q->f, &e);
     if (v == AUD_STOP)
@@ -109,8 +132,8 @@ static int on_record(void *arg, aud_part *p, const rd_kafka_message_t *m)
         }
     } else {
         size_t jl;
-        int rc = aud_json_line(m->payload, m->len, p->topic, p->partition, m->offset, &r.json, &jl,
-                               es, sizeof es);
+        int rc = aud_json_line(payload, plen, p->topic, p->partition, m->offset, &r.json, &jl, es,
+                               sizeof es);
         if (rc == KQ_ENOMEM) {
             q->oom = 1;
             return rc;
@@ -194,6 +217,8 @@ int aud_query_run(const kq_config *cfg, const aud_query_opts *o, FILE *out, char
     int rc;
 
     memset(&q, 0, sizeof q);
+    q.cfg = cfg;
+    ev_fb_builder_init(&q.fb);
     q.f = f;
     q.table = o->table;
     /* an event type names its topic */
@@ -239,5 +264,7 @@ out:
     }
     free(q.rows);
     free(parts);
+    kq_keyring_free(q.keys);
+    ev_fb_builder_free(&q.fb);
     return rc;
 }

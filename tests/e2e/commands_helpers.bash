@@ -113,6 +113,7 @@ cmd_stop() {
         echo "$1" >>"$BATS_FILE_TMPDIR/crashed"
     fi
     kq_stop "$pid" "${2:-10}"
+    touch "$BATS_FILE_TMPDIR/$1.killed.$pid" # stopped here: not a crash when stopped again
 }
 
 cmd_kill() {

@@ -29,16 +29,20 @@
 #include <jansson.h>
 
 #include "ev_json.h"
+#include "ev_pii.h"
 #include "kq_config.h"
 #include "kq_err.h"
 #include "kq_kafka.h"
+#include "kq_keyring.h"
 #include "kq_log.h"
 
-static const char usage[] = "usage: kq_offsets ends|sum|dump TOPIC\n"
+static const char usage[] = "usage: kq_offsets ends|sum|dump|dump-sealed TOPIC\n"
                             "  ends  high watermark of each partition: \"<partition> <offset>\"\n"
                             "  sum   sum of the high watermarks\n"
                             "  dump  every committed record (read_committed), one line each:\n"
-                            "        <partition> <offset> <key> <event_type> <envelope JSON>";
+                            "        <partition> <offset> <key> <event_type> <envelope JSON>\n"
+                            "        (sealed personal data opened with KCQRS_KEK_FILE)\n"
+                            "  dump-sealed  the same, records as written (as kcqrs-events cat)";
 
 #define MAX_PARTITIONS 1024
 #define DUMP_TIMEOUT_S 30.0
@@ -108,8 +112,15 @@ static int settle(rd_kafka_t *committed, rd_kafka_t *uncommitted, const char *to
 }
 
 /* Print one record's line. */
+/* Sealed personal data is printed opened (events/ev_pii.h), as the read models hold it. */
+static const kq_config *pii_cfg;
+static kq_keyring *pii_keys;
+
 static void print_record(const rd_kafka_message_t *m)
 {
+    const uint8_t *val = m->payload;
+    size_t vlen = m->len;
+    ev_fb_builder fb;
     rd_kafka_headers_t *hdrs;
     const void *hv = NULL;
     size_t hl = 0;
@@ -134,7 +145,13 @@ static void print_record(const rd_kafka_message_t *m)
         printf("null\n");
         return;
     }
-    if (ev_json_decode(m->payload, m->len, &json, &json_len, err, sizeof err) == 0 &&
+    ev_fb_builder_init(&fb);
+    if (pii_keys == NULL && pii_cfg != NULL)
+        kq_keyring_new(pii_cfg, "kq_offsets", &pii_keys, NULL, 0);
+    if (pii_cfg != NULL && ev_pii_plain_record(m->payload, m->len, pii_keys, &fb, &val, &vlen,
+                                               NULL, err, sizeof err) != 0)
+        val = m->payload, vlen = m->len;
+    if (ev_json_decode(val, vlen, &json, &json_len, err, sizeof err) == 0 &&
         (root = json_loadb(json, json_len, 0, &jerr)) != NULL &&
         (compact = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER)) != NULL) {
         printf("%s\n", compact);
@@ -148,6 +165,7 @@ static void print_record(const rd_kafka_message_t *m)
     free(compact);
     json_decref(root);
     free(json);
+    ev_fb_builder_free(&fb);
 }
 
 static int dump(rd_kafka_t *c, const char *topic, int np, const int64_t *high, char *err,
@@ -218,16 +236,22 @@ int main(int argc, char **argv)
     if (kq_config_handle_help(argc, argv, usage))
         return 0;
     if (argc != 3 || (strcmp(argv[1], "ends") != 0 && strcmp(argv[1], "sum") != 0 &&
-                      strcmp(argv[1], "dump") != 0)) {
+                      strcmp(argv[1], "dump") != 0 && strcmp(argv[1], "dump-sealed") != 0)) {
         fprintf(stderr, "%s\n", usage);
         return 2;
     }
     cmd = argv[1];
     topic = argv[2];
+    if (strcmp(cmd, "dump") == 0)
+        pii_cfg = &cfg; /* else records as written */
     if (kq_config_load_and_init_log(&cfg, "kq_offsets", err, sizeof err) != 0) {
         fprintf(stderr, "kq_offsets: %s\n", err);
         return 1;
     }
+    /* the keyring's INFO lines (sealed personal data, events/ev_pii.h) are not this tool's output
+     */
+    if (cfg.log_level < KQ_LOG_WARN)
+        kq_log_init("kq_offsets", KQ_LOG_WARN, (kq_log_format)cfg.log_format);
     snprintf(group, sizeof group, "kq_offsets-%ld", (long)getpid());
     /* Short fetch waits: a dump ends at the first end-of-partition event of
      * each partition, and tests call it often. */

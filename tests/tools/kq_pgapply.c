@@ -48,6 +48,7 @@
 #include "proj_batch.h"
 #include "proj_failpoint.h"
 #include "proj_pg.h"
+#include "proj_pii.h"
 #include "../../bench/pgpaths/bench_pg_paths.h"
 
 static const char usage[] =
@@ -136,9 +137,15 @@ static int apply(proj_pg *pg, proj_event *ev, size_t n, char *err, size_t errlen
     return proj_pg_apply(pg, &b, dead_letter, NULL, err, errlen);
 }
 
+/* Sealed personal data opened as the projector's runner does (proj_pii.h). */
+static const kq_config *pii_cfg;
+static kq_keyring *pii_keys;
+
 static void decode_into(proj_event *e, char *err, size_t errlen)
 {
     e->decoded = ev_envelope_decode(e->value, e->len, &e->env, err, errlen) == 0;
+    if (e->decoded && pii_cfg != NULL)
+        proj_pii_open(e, &pii_keys, pii_cfg, "kq_pgapply", err, errlen);
 }
 
 static int from_files(proj_pg *pg, const kq_config *cfg, char **files, int nfiles, int32_t part,
@@ -224,6 +231,8 @@ static int from_files(proj_pg *pg, const kq_config *cfg, char **files, int nfile
 out:
     for (int i = 0; in != NULL && i < nfiles; i++)
         free(in[i].data);
+    for (int i = 0; ev != NULL && i < nfiles; i++)
+        free(ev[i].plain);
     free(in);
     free(ev);
     ev_fb_builder_free(fb);
@@ -345,8 +354,11 @@ static int from_kafka(proj_pg *pg, const kq_config *cfg, size_t *napplied, size_
         }
         if (n > 0) {
             int arc = apply(pg, ev, n, err, sizeof err);
-            for (size_t i = 0; i < n; i++)
+            for (size_t i = 0; i < n; i++) {
                 rd_kafka_message_destroy(msgs[i]);
+                free(ev[i].plain);
+                ev[i].plain = NULL;
+            }
             if (arc) {
                 fprintf(stderr, "kq_pgapply: apply: %s\n", err);
                 goto out;
@@ -418,6 +430,7 @@ int main(int argc, char **argv)
         fputs(usage, stderr);
         return 2;
     }
+    pii_cfg = &cfg;
     if (kq_config_load_and_init_log(&cfg, "kq_pgapply", err, sizeof err)) {
         fprintf(stderr, "kq_pgapply: %s\n", err);
         return 2;

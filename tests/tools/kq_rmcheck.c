@@ -49,7 +49,9 @@
 
 #include "ev_codec.h"
 #include "ev_run.h"
+#include "ev_pii.h"
 #include "kq_config.h"
+#include "kq_keyring.h"
 #include "kq_err.h"
 #include "kq_kafka.h"
 #include "kq_log.h"
@@ -167,6 +169,11 @@ static int run_started_refused(const ev_envelope *e)
     return bad;
 }
 
+/* Sealed personal data is opened as the projector opens it (events/ev_pii.h). */
+static const kq_config *pii_cfg;
+static kq_keyring *pii_keys;
+static uint8_t pii_buf[EV_PII_BUF];
+
 static int fold(int ti, int np, const rd_kafka_message_t *m)
 {
     static const ev_aggregate_type types[3] = {EV_AGG_RESOURCE, EV_AGG_WORKFLOW, EV_AGG_RUN};
@@ -178,6 +185,10 @@ static int fold(int ti, int np, const rd_kafka_message_t *m)
     if (m->payload == NULL || m->len == 0 ||
         ev_envelope_decode(m->payload, m->len, &e, NULL, 0) != 0)
         return 0;
+    if (ev_pii_sealed(&e) &&
+        ((pii_keys == NULL && kq_keyring_new(pii_cfg, "kq_rmcheck", &pii_keys, NULL, 0) != 0) ||
+         ev_pii_open(&e, pii_keys, pii_buf, sizeof pii_buf, NULL, NULL, 0) != 0))
+        return 0; /* refused by the projector too */
     if (e.aggregate_type != types[ti] || ev_event_aggregate_type(e.payload_type) != types[ti] ||
         e.version < 1)
         return 0;
@@ -804,10 +815,15 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    pii_cfg = &cfg;
     if (kq_config_load_and_init_log(&cfg, "kq_rmcheck", err, sizeof err) != 0) {
         fprintf(stderr, "kq_rmcheck: %s\n", err);
         return 2;
     }
+    /* the keyring's INFO lines (sealed personal data, events/ev_pii.h) are not this tool's output
+     */
+    if (cfg.log_level < KQ_LOG_WARN)
+        kq_log_init("kq_rmcheck", KQ_LOG_WARN, (kq_log_format)cfg.log_format);
     if (lmdb_dir[0] == '\0')
         snprintf(lmdb_dir, sizeof lmdb_dir, "%s/%s", cfg.lmdb_dir, KQ_RM_SUBDIR);
     np = cfg.partitions;

@@ -461,9 +461,9 @@ static void test_snapshot_v4(void **state)
                     "invalid_webhook_secret");
     cmd_state_free(&back);
 
-    /* a v4 snapshot (no event times of keys and runs) and a v3 one (resources
-     * only) are read as none */
-    for (char was = '5', older = '4'; older >= '3'; was = older, older--) {
+    /* a v5 snapshot (resource names in plain text), a v4 one (no event times
+     * of keys and runs) and a v3 one (resources only) are read as none */
+    for (char was = '6', older = '5'; older >= '3'; was = older, older--) {
         MDB_env *env;
         MDB_txn *txn;
         MDB_dbi dbi;

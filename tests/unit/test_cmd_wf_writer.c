@@ -190,7 +190,7 @@ static void downgrade_snapshot(const char *dir)
     m = malloc(v.mv_size);
     assert_non_null(m);
     memcpy(m, v.mv_data, v.mv_size);
-    assert_memory_equal(m, "kcqrs.commands.v5", 18);
+    assert_memory_equal(m, "kcqrs.commands.v6", 18);
     m[16] = '3';
     v.mv_data = m;
     assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
