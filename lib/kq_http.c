@@ -1447,6 +1447,19 @@ static int cors_apply(kq_http_req *req)
     return CORS_ALLOWED;
 }
 
+/*
+ * Append `method` to the comma-separated list `allow` (of an Allow header) unless it is
+ * there or does not fit; a GET brings HEAD along (every GET route answers HEAD too).
+ * Returns the new length.
+ */
+static size_t allow_add(char *allow, size_t cap, size_t alen, const char *method)
+{
+    if (strstr(allow, method) != NULL || alen + strlen(method) + 3 >= cap)
+        return alen;
+    alen += (size_t)snprintf(allow + alen, cap - alen, "%s%s", alen ? ", " : "", method);
+    return strcmp(method, "GET") == 0 ? allow_add(allow, cap, alen, "HEAD") : alen;
+}
+
 /* OPTIONS with Access-Control-Request-Method: the methods of the path, the
  * headers a client may send, for how long a browser may cache the answer. */
 static void preflight(kq_http_req *req, int cors)
@@ -1457,11 +1470,8 @@ static void preflight(kq_http_req *req, int cors)
 
     for (size_t i = 0; i < srv->nroutes; i++) {
         const route_rt *rt = &srv->routes[i];
-        if (!route_match(rt, req->h.path, NULL) || strstr(allow, rt->r.method) != NULL ||
-            alen + strlen(rt->r.method) + 3 >= sizeof allow)
-            continue;
-        alen += (size_t)snprintf(allow + alen, sizeof allow - alen, "%s%s", alen ? ", " : "",
-                                 rt->r.method);
+        if (route_match(rt, req->h.path, NULL))
+            alen = allow_add(allow, sizeof allow, alen, rt->r.method);
     }
     if (alen == 0) {
         kq_http_respond_error(req, 404, "not_found", "no such route", NULL);
@@ -1552,15 +1562,14 @@ static void prepare(kq_http_req *req)
         route_rt *rt = &srv->routes[i];
         if (!route_match(rt, path, NULL))
             continue;
-        if (strcmp(rt->r.method, req->h.method) == 0) {
-            req->route = rt;
+        if (strcmp(rt->r.method, req->h.method) == 0 ||
+            (strcmp(req->h.method, "HEAD") == 0 && strcmp(rt->r.method, "GET") == 0)) {
+            req->route = rt; /* HEAD runs the GET handler; build_answer drops the body */
             req->matched = 1;
             route_match(rt, path, req);
             break;
         }
-        if (strstr(allow, rt->r.method) == NULL && alen + strlen(rt->r.method) + 3 < sizeof allow)
-            alen += (size_t)snprintf(allow + alen, sizeof allow - alen, "%s%s", alen ? ", " : "",
-                                     rt->r.method);
+        alen = allow_add(allow, sizeof allow, alen, rt->r.method);
     }
     if (!req->matched) {
         if (alen > 0) {

@@ -675,6 +675,11 @@ void qry_stream_handler(kq_http_req *req, void *arg)
         kq_http_respond_error(req, 500, "internal", "out of memory", NULL);
         goto undo;
     }
+    if (strcmp(kq_http_req_method(req), "HEAD") == 0) {
+        kq_http_stream_end(j->hs, NULL, 0); /* the GET's head, no events, no consumer */
+        free(j);
+        goto undo;
+    }
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     if (pthread_create(&tid, &attr, stream_main, j) != 0) {

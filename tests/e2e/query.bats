@@ -160,6 +160,51 @@ create() {
     assert_error 400 id
 }
 
+# head_req URL PATH KEY: HEAD with curl --head; the status in HCODE, the head lower-cased in HEAD,
+# the bytes after the head in HBODY_LEN (a HEAD answer has none).
+head_req() {
+    local out
+    out=$(curl -sS --head --max-time 10 ${3:+-H "Authorization: Bearer $3"} "$1$2" -o - -w '\n%{http_code} %{size_download}')
+    HCODE=$(tail -1 <<<"$out" | cut -d' ' -f1)
+    HBODY_LEN=$(tail -1 <<<"$out" | cut -d' ' -f2)
+    HEAD=$(sed '$d' <<<"$out" | tr -d '\r' | tr 'A-Z' 'a-z')
+}
+
+@test "query: HEAD answers like GET without a body on the query and command services; the stream's HEAD opens no stream" {
+    create qh-a "head"
+    q /api/v1/resources/qh-a -H "X-Consistency-Token: $TOKEN"
+    [[ "$CODE" == 200 ]]
+    local len=${#BODY} u
+    u=$(qry_url q)
+    head_req "$u" /api/v1/resources/qh-a "$KQ_KEY_READER"
+    [[ "$HCODE" == 200 && "$HBODY_LEN" == 0 ]] || kq_fail "HEAD resource: $HCODE, $HBODY_LEN body bytes"
+    grep -qx 'etag: "1"' <<<"$HEAD"
+    grep -qx "content-length: $len" <<<"$HEAD" || kq_fail "HEAD Content-Length is not the GET's $len: $HEAD"
+    head_req "$u" /api/v1/resources/qh-a ""
+    [[ "$HCODE" == 401 && "$HBODY_LEN" == 0 ]]
+    head_req "$u" /api/v1/resources "$KQ_KEY_READER"
+    [[ "$HCODE" == 200 ]]
+    grep -q '^content-type: application/json' <<<"$HEAD"
+    # the stream: the GET's head (200, text/event-stream), then the connection closes at once
+    head_req "$u" /api/v1/events/stream "$KQ_KEY_READER"
+    [[ "$HCODE" == 200 && "$HBODY_LEN" == 0 ]] || kq_fail "HEAD stream: $HCODE, $HBODY_LEN body bytes"
+    grep -q '^content-type: text/event-stream' <<<"$HEAD"
+    run curl -s "$u/metrics"
+    [[ "$output" =~ kcqrs_query_streams_active\ 0 ]] || kq_fail "a HEAD left a stream open: $(grep streams_active <<<"$output")"
+    for path in /health /ready /metrics /openapi.json; do
+        head_req "$u" "$path" ""
+        [[ "$HCODE" == 200 && "$HBODY_LEN" == 0 ]] || kq_fail "HEAD $path on kcqrs-query: $HCODE"
+        head_req "$CMD_URL" "$path" ""
+        [[ "$HCODE" == 200 && "$HBODY_LEN" == 0 ]] || kq_fail "HEAD $path on kcqrs-commands: $HCODE"
+    done
+    # a POST-only path: 405 naming POST only; a GET path's 405 names HEAD with GET
+    head_req "$CMD_URL" /api/v1/resources "$KQ_KEY_WRITER"
+    [[ "$HCODE" == 405 ]]
+    grep -qx 'allow: post' <<<"$HEAD"
+    req POST /health '{}'
+    [[ "$CODE" == 405 && "$(hdr Allow)" == "GET, HEAD" ]]
+}
+
 @test "query: list pages cover every resource once, in id order; status filter" {
     local i ids=() st
     for i in $(seq -w 1 23); do
