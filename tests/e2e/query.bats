@@ -625,6 +625,11 @@ replica_proj_start() {
     jcheck 'd["kafka"]["connected"] is False and d["kafka"]["error"] and d["read_models"]["lmdb"]["available"] is True'
     QURL=$(qry_url q5) q /api/v1/resources/q10-a
     [[ "$CODE" == 200 ]]
+    # the event stream is refused before any 200: 503 with Retry-After, the cause named
+    QURL=$(qry_url q5) q /api/v1/events/stream --max-time 10
+    assert_error 503
+    assert_retry_after
+    jcheck 'd["code"] == "unavailable" and d["detail"].startswith("Kafka is unavailable: ")'
 
     mkdir -p "$BATS_FILE_TMPDIR/empty"
     qry_start q3 KCQRS_LMDB_DIR="$BATS_FILE_TMPDIR/empty"
