@@ -2212,6 +2212,18 @@ static void stream_detach(conn *c, const char *note)
     }
 }
 
+/*
+ * The producer's end as the loop learns it. The client gets LINGER_MS from then (or from
+ * its last read, if later) to take the rest: a client cut for reading nothing has not read
+ * for a while, and its last message must not be dropped at once.
+ */
+static void stream_note_end(conn *c, int ended)
+{
+    if (ended && !c->stream_ended)
+        c->linger_until = kq_time_mono_ms() + LINGER_MS;
+    c->stream_ended = ended;
+}
+
 /* Write what the producer appended. 0: waiting (socket, producer); -1: c is gone. */
 static int stream_pump(conn *c)
 {
@@ -2230,15 +2242,15 @@ static int stream_pump(conn *c)
                 c->state = C_STREAM;
                 set_interest(c, EPOLLIN | EPOLLOUT);
                 pthread_mutex_lock(&s->mu);
-                c->stream_ended = s->ended;
+                stream_note_end(c, s->ended);
                 pthread_mutex_unlock(&s->mu);
                 if (c->stream_ended)
-                    lp_deadline(c->lp, c->t_active + LINGER_MS);
+                    lp_deadline(c->lp, c->linger_until);
                 return 0;
             }
         }
         pthread_mutex_lock(&s->mu);
-        c->stream_ended = s->ended;
+        stream_note_end(c, s->ended);
         if (s->len > 0) {
             free(c->wbuf);
             c->wbuf = s->buf;
@@ -2584,10 +2596,13 @@ static int64_t loop_scan(loop *lp, int64_t now)
             else if (c->linger_until < next)
                 next = c->linger_until;
             break;
-        case C_STREAM: /* ended but the client does not read the rest: 2 s more */
+        case C_STREAM: /* ended but the client does not read the rest: 2 s from
+                        * the end or its last read, whichever is later */
             if (!c->stream_ended)
                 break;
             dl = c->t_active + LINGER_MS;
+            if (dl < c->linger_until)
+                dl = c->linger_until;
             if (now >= dl)
                 conn_close(c);
             else if (dl < next)
