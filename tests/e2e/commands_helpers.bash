@@ -75,6 +75,9 @@ cmd_start() {
         port=$(kq_free_port)
         echo "$port" >"$BATS_FILE_TMPDIR/$name.port"
         iport=$(kq_free_port)
+        while [[ "$iport" == "$port" ]]; do # two picks may return the same free port
+            iport=$(kq_free_port)
+        done
         echo "$iport" >"$BATS_FILE_TMPDIR/$name.iport"
     fi
     mkdir -p "$BATS_FILE_TMPDIR/lmdb-$name"
