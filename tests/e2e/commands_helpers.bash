@@ -115,6 +115,9 @@ cmd_stop() {
     if ! kill -0 "$pid" 2>/dev/null && [[ ! -e "$BATS_FILE_TMPDIR/$1.killed.$pid" ]]; then
         echo "$1" >>"$BATS_FILE_TMPDIR/crashed"
     fi
+    # stopped on purpose: not a crash when cmd_stop_all finds it gone later (once reaped,
+    # a stopped process is as gone as a crashed one)
+    touch "$BATS_FILE_TMPDIR/$1.killed.$pid"
     kq_stop "$pid" "${2:-10}"
 }
 
