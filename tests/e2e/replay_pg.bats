@@ -3,7 +3,8 @@
 # PostgreSQL: the read model in its own schema (the query API answers 503
 # while it does not exist), the disaster drill (database dropped, rebuilt from
 # the log, equal to what the projector had built), verify (equal, then a row
-# changed behind the projector's back is named), the rebuild lock ("busy"),
+# changed behind the projector's back is named), the run history pruned to
+# KCQRS_REPLAY_RUNS_KEEP rows per target, the rebuild lock ("busy"),
 # a rebuild switched in under a running projector while commands arrive and
 # the query API answers, named snapshots.
 #

@@ -15,7 +15,8 @@
 #     wrapped a key stops kcqrs-commands and kcqrs-worker, saying which;
 #   - a data key lost from the key topic (not erased): kcqrs-commands' /ready
 #     answers 503 naming the subject, counted in /metrics, logged once, from
-#     a snapshot and from the log alike.
+#     a snapshot and from the log alike; kcqrs-worker's /ready likewise for a
+#     run whose signing secret does not open, and the run waits (no attempt).
 #
 # One kcqrs-commands ("main", this file's topic prefix, this file's own KEK
 # file so that rotating it touches nothing else) on the suite's broker.
