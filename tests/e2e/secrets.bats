@@ -233,7 +233,6 @@ assert r["signature_ok"] is True, r'
     cmd_log junk | grep -q "is not a wrapped data key; ignored (the key of workflow/other-$id counts as missing)"
     hook "$id" junk-secret-1 '{"id":"j1"}'
     [ "$CODE" = 202 ]
-    cmd_stop junk
 }
 
 # ready_names NAME TEXT: kcqrs-commands NAME's /ready answers 503 with TEXT in its body.
