@@ -222,6 +222,20 @@ assert r["signature_ok"] is True, r'
     [ "$CODE" = 200 ]
 }
 
+@test "a record in the key topic that is not a wrapped key is logged and ignored: the writer starts and serves" {
+    local id prefix
+    prefix="$KCQRS_TOPIC_PREFIX.junk$RANDOM"
+    id=$(wf_new_id)
+    KCQRS_TOPIC_PREFIX=$prefix cmd_start junk
+    secret_wf "$id" junk-secret-1
+    cmd_stop junk
+    KCQRS_TOPIC_PREFIX=$prefix kq_tool kq_produce_raw raw keys 0 "workflow/other-$id" --text "not a key" >/dev/null
+    KCQRS_TOPIC_PREFIX=$prefix cmd_start junk # ready: the bad record stopped nothing
+    cmd_log junk | grep -q "is not a wrapped data key; ignored (the key of workflow/other-$id counts as missing)"
+    hook "$id" junk-secret-1 '{"id":"j1"}'
+    [ "$CODE" = 202 ]
+}
+
 # ready_names NAME TEXT: kcqrs-commands NAME's /ready answers 503 with TEXT in its body.
 ready_names() {
     local out
