@@ -478,6 +478,9 @@ pgp_lag() {
     ! pgp_lag b || false
     # (the gauge is set just before the line is logged: wait for the line)
     kq_wait_for 10 grep -q 'another projector is the active one of schema kcqrs (standby)' "$BATS_TEST_TMPDIR/b.log"
+    # the standby waits on the lock inside PostgreSQL (granted the moment it is freed),
+    # it does not poll with a new connection
+    kq_wait_for 10 bash -c "[[ \$(psql -X -At -d '$KCQRS_PG_DSN' -c \"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted\") -ge 1 ]]"
 
     load=$(kq_bg "$BATS_TEST_TMPDIR/load.log" "$KCQRS_TOOLS/kq_produce_raw" load 2000 --ids 300 \
         --txn 20 --pause-ms 40 --prefix sb)
