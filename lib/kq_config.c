@@ -179,6 +179,9 @@ static const cfg_setting settings[] = {
      "beside it"},
     {"KCQRS_REPLAY_BATCH_MAX", "50000", CFG_INT, F(replay_batch_max), 1, 10000000,
      "kcqrs-replay: most events applied to a shadow read model in one transaction"},
+    {"KCQRS_REPLAY_RUNS_KEEP", "100", CFG_INT, F(replay_runs_keep), 1, 1000000,
+     "kcqrs-replay: rows of <KCQRS_PG_SCHEMA>_history.replay_runs kept per target (the newest; "
+     "each run deletes older ones)"},
     {"KCQRS_WORKER_ADDR", "127.0.0.1:8083", CFG_STRING, F(worker_addr), 0, 0,
      "kcqrs-worker: listen address of /health, /ready and /metrics"},
     {"KCQRS_WORKER_COMMANDS_URL", "auto", CFG_STRING, F(worker_commands_url), 0, 0,

@@ -79,6 +79,7 @@ typedef struct kq_config {
     char *console_cmd_url;     /* KCQRS_CONSOLE_COMMANDS_URL, the web console's commands API */
     char *pg_schema;           /* KCQRS_PG_SCHEMA, schema of the PostgreSQL read model */
     int replay_batch_max;      /* KCQRS_REPLAY_BATCH_MAX, events per shadow transaction */
+    int replay_runs_keep;      /* KCQRS_REPLAY_RUNS_KEEP, history rows kept per target */
     char *worker_addr;         /* KCQRS_WORKER_ADDR */
     char *worker_commands_url; /* KCQRS_WORKER_COMMANDS_URL, "auto" = the internal listener */
     char *worker_key_file;     /* KCQRS_WORKER_KEY_FILE */

@@ -219,7 +219,7 @@ int kq_kek_unwrap(const kq_kek *kek, const char *subject, const uint8_t *in, siz
     size_t n;
 
     if (in == NULL || inlen != KQ_CRYPTO_WRAPPED_LEN || in[0] != FORMAT)
-        return kq_seterr(errstr, errlen, KQ_ECORRUPT, "the data key of %s is not a wrapped key",
+        return kq_seterr(errstr, errlen, KQ_EINVAL, "the data key of %s is not a wrapped key",
                          subject);
     v = (uint16_t)((in[1] << 8) | in[2]);
     if (version != NULL)

@@ -1447,6 +1447,19 @@ static int cors_apply(kq_http_req *req)
     return CORS_ALLOWED;
 }
 
+/*
+ * Append `method` to the comma-separated list `allow` (of an Allow header) unless it is
+ * there or does not fit; a GET brings HEAD along (every GET route answers HEAD too).
+ * Returns the new length.
+ */
+static size_t allow_add(char *allow, size_t cap, size_t alen, const char *method)
+{
+    if (strstr(allow, method) != NULL || alen + strlen(method) + 3 >= cap)
+        return alen;
+    alen += (size_t)snprintf(allow + alen, cap - alen, "%s%s", alen ? ", " : "", method);
+    return strcmp(method, "GET") == 0 ? allow_add(allow, cap, alen, "HEAD") : alen;
+}
+
 /* OPTIONS with Access-Control-Request-Method: the methods of the path, the
  * headers a client may send, for how long a browser may cache the answer. */
 static void preflight(kq_http_req *req, int cors)
@@ -1457,11 +1470,8 @@ static void preflight(kq_http_req *req, int cors)
 
     for (size_t i = 0; i < srv->nroutes; i++) {
         const route_rt *rt = &srv->routes[i];
-        if (!route_match(rt, req->h.path, NULL) || strstr(allow, rt->r.method) != NULL ||
-            alen + strlen(rt->r.method) + 3 >= sizeof allow)
-            continue;
-        alen += (size_t)snprintf(allow + alen, sizeof allow - alen, "%s%s", alen ? ", " : "",
-                                 rt->r.method);
+        if (route_match(rt, req->h.path, NULL))
+            alen = allow_add(allow, sizeof allow, alen, rt->r.method);
     }
     if (alen == 0) {
         kq_http_respond_error(req, 404, "not_found", "no such route", NULL);
@@ -1552,15 +1562,14 @@ static void prepare(kq_http_req *req)
         route_rt *rt = &srv->routes[i];
         if (!route_match(rt, path, NULL))
             continue;
-        if (strcmp(rt->r.method, req->h.method) == 0) {
-            req->route = rt;
+        if (strcmp(rt->r.method, req->h.method) == 0 ||
+            (strcmp(req->h.method, "HEAD") == 0 && strcmp(rt->r.method, "GET") == 0)) {
+            req->route = rt; /* HEAD runs the GET handler; build_answer drops the body */
             req->matched = 1;
             route_match(rt, path, req);
             break;
         }
-        if (strstr(allow, rt->r.method) == NULL && alen + strlen(rt->r.method) + 3 < sizeof allow)
-            alen += (size_t)snprintf(allow + alen, sizeof allow - alen, "%s%s", alen ? ", " : "",
-                                     rt->r.method);
+        alen = allow_add(allow, sizeof allow, alen, rt->r.method);
     }
     if (!req->matched) {
         if (alen > 0) {
@@ -2203,6 +2212,18 @@ static void stream_detach(conn *c, const char *note)
     }
 }
 
+/*
+ * The producer's end as the loop learns it. The client gets LINGER_MS from then (or from
+ * its last read, if later) to take the rest: a client cut for reading nothing has not read
+ * for a while, and its last message must not be dropped at once.
+ */
+static void stream_note_end(conn *c, int ended)
+{
+    if (ended && !c->stream_ended)
+        c->linger_until = kq_time_mono_ms() + LINGER_MS;
+    c->stream_ended = ended;
+}
+
 /* Write what the producer appended. 0: waiting (socket, producer); -1: c is gone. */
 static int stream_pump(conn *c)
 {
@@ -2221,15 +2242,15 @@ static int stream_pump(conn *c)
                 c->state = C_STREAM;
                 set_interest(c, EPOLLIN | EPOLLOUT);
                 pthread_mutex_lock(&s->mu);
-                c->stream_ended = s->ended;
+                stream_note_end(c, s->ended);
                 pthread_mutex_unlock(&s->mu);
                 if (c->stream_ended)
-                    lp_deadline(c->lp, c->t_active + LINGER_MS);
+                    lp_deadline(c->lp, c->linger_until);
                 return 0;
             }
         }
         pthread_mutex_lock(&s->mu);
-        c->stream_ended = s->ended;
+        stream_note_end(c, s->ended);
         if (s->len > 0) {
             free(c->wbuf);
             c->wbuf = s->buf;
@@ -2575,10 +2596,13 @@ static int64_t loop_scan(loop *lp, int64_t now)
             else if (c->linger_until < next)
                 next = c->linger_until;
             break;
-        case C_STREAM: /* ended but the client does not read the rest: 2 s more */
+        case C_STREAM: /* ended but the client does not read the rest: 2 s from
+                        * the end or its last read, whichever is later */
             if (!c->stream_ended)
                 break;
             dl = c->t_active + LINGER_MS;
+            if (dl < c->linger_until)
+                dl = c->linger_until;
             if (now >= dl)
                 conn_close(c);
             else if (dl < next)

@@ -532,6 +532,13 @@ static int check_existing(rd_kafka_t *rk, const kq_config *cfg, const char *topi
                          "topic '%s' exists with cleanup.policy=%s; the event log needs "
                          "cleanup.policy=compact (anything else deletes history)",
                          topic, policy);
+    if (kq_kafka_topic_config_get(rk, topic, "delete.retention.ms", cfg->kafka_timeout_ms, policy,
+                                  sizeof policy, NULL, NULL, 0) == 0 &&
+        strtoll(policy, NULL, 10) < strtoll(KQ_KAFKA_DELETE_RETENTION_MS, NULL, 10))
+        kq_log_warn("topic %s keeps tombstones (erasures) only %s ms after compaction; "
+                    "set delete.retention.ms=" KQ_KAFKA_DELETE_RETENTION_MS " on it "
+                    "(kafka-configs --alter) so that an erasure is never forgotten",
+                    topic, policy);
     return 0;
 }
 
@@ -575,6 +582,8 @@ int kq_kafka_ensure_topics(rd_kafka_t *rk, const kq_config *cfg, const char *con
         }
         if (rd_kafka_NewTopic_set_config(nt[i], "cleanup.policy", "compact") ||
             rd_kafka_NewTopic_set_config(nt[i], "retention.ms", "-1") ||
+            rd_kafka_NewTopic_set_config(nt[i], "delete.retention.ms",
+                                         KQ_KAFKA_DELETE_RETENTION_MS) ||
             rd_kafka_NewTopic_set_config(nt[i], "min.insync.replicas", mis)) {
             rc = kq_seterr(errstr, errlen, KQ_ENOMEM, "topic '%s': out of memory", topics[i]);
             goto out;

@@ -180,6 +180,15 @@ rd_kafka_t *kq_kafka_consumer_new(const kq_config *cfg, const char *group_id, rd
  * count (4), or KQ_ERANGE if a name would not fit.
  */
 #define KQ_KAFKA_NTOPICS 4
+
+/*
+ * delete.retention.ms of every topic kcqrs creates: how long a tombstone outlives the
+ * compaction that removed what it deletes. A tombstone in the key topic is an erasure; if
+ * the broker dropped it (default: 24 h), a restarted service would take the erased subject
+ * for one whose key is missing. 100 years, i.e. for good; not Long.MAX, which the broker
+ * adds to the current time.
+ */
+#define KQ_KAFKA_DELETE_RETENTION_MS "3153600000000"
 int kq_kafka_topic_names(const kq_config *cfg, char names[][KQ_KAFKA_TOPIC_MAX]);
 
 /*

@@ -71,6 +71,13 @@ static int take_record(kq_keyring *kr, const rd_kafka_message_t *m, char *errstr
     if ((rc = kq_kek_unwrap(&kr->kek, subject, m->payload, m->len, h->dek, NULL, errstr, errlen)) !=
         0) {
         kq_map_remove(kr->keys, subject);
+        if (rc == KQ_EINVAL) { /* not a wrapped key at all: one bad record stops nothing */
+            kq_log(KQ_LOG_WARN,
+                   "key topic %s: record at %d:%" PRId64 " is not a wrapped data key; ignored "
+                   "(the key of %s counts as missing)",
+                   kr->topic, (int)m->partition, m->offset, subject);
+            return 0;
+        }
         return KQ_ECONFIG; /* a KEK version missing from the file, or a wrong KEK */
     }
     return 0;
@@ -276,8 +283,10 @@ static int ensure_producer(kq_keyring *kr, char *errstr, size_t errlen)
         rd_kafka_conf_destroy(conf);
         return kq_seterr(errstr, errlen, KQ_EKAFKA, "key producer: %s", es);
     }
-    if ((kr->prod = rd_kafka_new(RD_KAFKA_PRODUCER, conf, es, sizeof es)) == NULL)
+    if ((kr->prod = rd_kafka_new(RD_KAFKA_PRODUCER, conf, es, sizeof es)) == NULL) {
+        rd_kafka_conf_destroy(conf); /* still ours when rd_kafka_new fails */
         return kq_seterr(errstr, errlen, KQ_EKAFKA, "key producer: %s", es);
+    }
     return 0;
 }
 

@@ -17,7 +17,10 @@
  *   retried while Kafka is unreachable) makes sure the topic exists, reads it
  *   to its end and unwraps every key: a KEK version missing from the file or
  *   a KEK that does not open a key is KQ_ECONFIG and the service stops, with a
- *   sentence that says which. The keys are then held in memory; a subject not
+ *   sentence that says which; a record that is not a wrapped key at all is
+ *   logged and ignored (its subject's key counts as missing), so one bad record
+ *   stops nothing. Tombstones stay for good (KQ_KAFKA_DELETE_RETENTION_MS on
+ *   the topic), so an erasure is never forgotten. The keys are then held in memory; a subject not
  *   held is looked for again in the topic (records written since) before it
  *   is reported missing.
  *

@@ -138,18 +138,66 @@ static kq_span_attr *attr_add(kq_span *s, const char *key)
     return a;
 }
 
+/* Length of the valid UTF-8 sequence at p (left bytes there), or 0 (not one; NUL too). */
+static size_t utf8_seq(const unsigned char *p, size_t left)
+{
+    size_t n;
+    unsigned min;
+    unsigned cp;
+
+    if (p[0] == 0)
+        return 0;
+    if (p[0] < 0x80)
+        return 1;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf)
+        n = 2, cp = p[0] & 0x1fu, min = 0x80;
+    else if (p[0] >= 0xe0 && p[0] <= 0xef)
+        n = 3, cp = p[0] & 0x0fu, min = 0x800;
+    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+        n = 4, cp = p[0] & 0x07u, min = 0x10000;
+    else
+        return 0;
+    if (n > left)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3fu);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+/*
+ * Values come from clients (a path, a header): the copy is valid UTF-8, as the
+ * OTLP JSON body must be (jansson refuses anything else, which would drop the
+ * whole batch). A byte that starts no valid sequence becomes '?', and the cut at
+ * KQ_TRACE_STR_MAX falls between characters.
+ */
 void kq_span_attr_strn(kq_span *s, const char *key, const char *v, size_t len)
 {
     kq_span_attr *a = attr_add(s, key);
+    const unsigned char *p = (const unsigned char *)v;
+    size_t i = 0, o = 0;
 
     if (a == NULL)
         return;
-    if (len > KQ_TRACE_STR_MAX - 1)
-        len = KQ_TRACE_STR_MAX - 1;
     a->is_int = 0;
-    if (len > 0)
-        memcpy(a->s, v, len);
-    a->s[len] = '\0';
+    while (i < len) {
+        size_t k = utf8_seq(p + i, len - i);
+        if (o + (k ? k : 1) > KQ_TRACE_STR_MAX - 1)
+            break;
+        if (k == 0) {
+            a->s[o++] = '?';
+            i++;
+        } else {
+            memcpy(a->s + o, p + i, k);
+            o += k;
+            i += k;
+        }
+    }
+    a->s[o] = '\0';
 }
 
 void kq_span_attr_str(kq_span *s, const char *key, const char *v)
@@ -245,12 +293,29 @@ typedef struct exporter {
     size_t cap, head, len;
     int stop;
     char *url;
+    char shown[160]; /* url for logs: no user-info (a token in user:token@), cut */
     char *service;
     kq_span *batch; /* the thread's: KQ_TRACE_BATCH spans taken from the ring */
     atomic_uint_fast64_t exported, dropped_full, dropped_failed;
     atomic_int full_logged;
     int64_t fail_logged_ms;
 } exporter;
+
+/* url as logs show it: scheme://host/path, any "user:password@" left out. */
+static void shown_url(const char *url, char *out, size_t outlen)
+{
+    const char *host = strstr(url, "://"), *end, *at = NULL;
+
+    host = host != NULL ? host + 3 : url;
+    end = host + strcspn(host, "/?#");
+    for (const char *p = host; p < end; p++)
+        if (*p == '@')
+            at = p;
+    if (at == NULL)
+        snprintf(out, outlen, "%s", url);
+    else
+        snprintf(out, outlen, "%.*s%s", (int)(host - url), url, at + 1);
+}
 
 static exporter *g_exp;        /* set before the thread starts, cleared after it stops */
 static atomic_int g_exporting; /* readers test this, not g_exp */
@@ -339,7 +404,7 @@ static void send_batch(exporter *e, CURL *h, size_t n)
             e->fail_logged_ms = now;
             kq_log_warn("trace export to %s failed: %s; %zu spans dropped (counted in "
                         "kcqrs_trace_spans_dropped_total)",
-                        e->url, why, n);
+                        e->shown, why, n);
         }
     }
     free(body);
@@ -427,6 +492,7 @@ int kq_trace_export_start(const char *endpoint, const char *service, size_t queu
     }
     memcpy(e->url, endpoint, n);
     memcpy(e->url + n, "/v1/traces", sizeof "/v1/traces");
+    shown_url(e->url, e->shown, sizeof e->shown);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
@@ -438,7 +504,7 @@ int kq_trace_export_start(const char *endpoint, const char *service, size_t queu
     }
     g_exp = e;
     atomic_store_explicit(&g_exporting, 1, memory_order_release);
-    kq_log_info("trace export: OTLP/HTTP JSON to %s as %s", e->url, e->service);
+    kq_log_info("trace export: OTLP/HTTP JSON to %s as %s", e->shown, e->service);
     return 0;
 }
 

@@ -95,6 +95,7 @@ tool_k8s() {
     if [[ "$(cat "$K8S_SCHEMAS/version" 2>/dev/null)" != "$KUBERNETES_VALIDATE_VERSION/$K8S_SCHEMA_VERSION" ]]; then
         log "unpacking the Kubernetes $K8S_SCHEMA_VERSION schemas of kubernetes-validate $KUBERNETES_VALIDATE_VERSION into $K8S_SCHEMAS"
         k8s_tmp=$(mktemp -d)
+        trap 'rm -rf "$k8s_tmp"' EXIT # also when a step fails (set -e)
         # pip download from the wheel cache or PyPI, with the pip of a venv of ours (Debian's
         # python3 has none): the other tools' venvs when present, else a small one of its own
         k8s_pip=
@@ -121,6 +122,7 @@ for n in z.namelist():
 PY
         echo "$KUBERNETES_VALIDATE_VERSION/$K8S_SCHEMA_VERSION" >"$K8S_SCHEMAS/version"
         rm -rf "$k8s_tmp"
+        trap - EXIT
     fi
 }
 
@@ -139,6 +141,7 @@ tool_jaeger() {
         log "building Jaeger $JAEGER_VERSION into $JAEGER_BIN (from the Go module proxy; minutes)"
         mkdir -p "$REPO/.cache"
         jtmp=$(mktemp -d "$REPO/.cache/jaeger-build.XXXXXX")
+        trap 'rm -rf "$jtmp"' EXIT # ~3 GB: never left behind by a failed step (set -e)
         jdir=$(GOMODCACHE="$jtmp/mod" GOFLAGS=-modcacherw GOTOOLCHAIN=local \
             "$GO" mod download -json "github.com/jaegertracing/jaeger@$JAEGER_VERSION" |
             python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
@@ -147,6 +150,7 @@ tool_jaeger() {
             GOTOOLCHAIN=local "$GO" build -trimpath -o "$JAEGER_BIN.tmp" ./cmd/jaeger)
         mv "$JAEGER_BIN.tmp" "$JAEGER_BIN"
         rm -rf "$jtmp"
+        trap - EXIT
     fi
 }
 

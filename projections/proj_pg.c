@@ -213,7 +213,8 @@ int proj_pg_open_schema(const kq_config *cfg, const char *schema, int flags, pro
         goto fail;
     if (applied > 0)
         kq_log_info("postgresql: %d schema migration(s) applied in schema %s", applied, schema);
-    if ((rc = kq_pg_exec(pg->conn, "SET synchronous_commit = off", errstr, errlen)) ||
+    if ((!(flags & PROJ_PG_DURABLE) &&
+         (rc = kq_pg_exec(pg->conn, "SET synchronous_commit = off", errstr, errlen))) ||
         (rc = proj_pg_offsets_prepare(pg, errstr, errlen)) ||
         (rc = proj_pg_wfrun_prepare_statements(pg, errstr, errlen)))
         goto fail;

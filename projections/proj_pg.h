@@ -63,6 +63,13 @@ int proj_pg_open_live(const kq_config *cfg, proj_pg **out, char *errstr, size_t 
  * while it held the lock: two projectors never write the same schema at once.
  */
 #define PROJ_PG_EXCLUSIVE 2
+/*
+ * PROJ_PG_DURABLE (kcqrs-dlq redrive): keep synchronous_commit on. The
+ * projector turns it off because it stores its offsets in the same
+ * transaction and re-applies what a PostgreSQL crash lost; a redrive stores
+ * no offset, so nothing would re-apply a lost commit it reported applied.
+ */
+#define PROJ_PG_DURABLE 4
 int proj_pg_open_schema(const kq_config *cfg, const char *schema, int flags, proj_pg **out,
                         char *errstr, size_t errlen);
 

@@ -69,24 +69,35 @@ int proj_pg_lock_check(proj_pg *pg, char *errstr, size_t errlen)
 }
 
 /* PROJ_PG_EXCLUSIVE: the session lock of the schema's active projector,
- * tried once; released by PostgreSQL with the session (proj_pg_close, or the
- * process or its connection dying). */
+ * waited for up to PROJ_PG_STANDBY_WAIT (lock_timeout: PostgreSQL grants it
+ * the moment the holder's session ends, and a standby opens one connection
+ * per wait, not one per poll); released by PostgreSQL with the session
+ * (proj_pg_close, or the process or its connection dying). */
 int proj_pg_take_active(proj_pg *pg, char *errstr, size_t errlen)
 {
     char name[sizeof pg->schema + 32];
     const char *params[1] = {name};
-    PGresult *res = NULL;
-    int rc;
+    const char *state;
+    PGresult *res;
+    int rc = 0;
 
     snprintf(name, sizeof name, "kcqrs.projector:%s", pg->schema);
-    if ((rc = kq_pg_exec_params(pg->conn, "SELECT pg_try_advisory_lock(hashtext($1))::text", 1,
-                                params, &res, errstr, errlen)))
+    if ((rc = kq_pg_exec(pg->conn, "SET lock_timeout = " PROJ_PG_STANDBY_WAIT, errstr, errlen)))
         return rc;
-    if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "true") != 0)
+    res = PQexecParams(pg->conn, "SELECT pg_advisory_lock(hashtext($1))", 1, NULL, params, NULL,
+                       NULL, 0);
+    state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK)
+        rc = 0;
+    else if (state != NULL && strcmp(state, "55P03") == 0) /* lock_not_available */
         rc = kq_seterr(errstr, errlen, KQ_EBUSY,
                        "postgresql: another projector is the active one of schema %s (standby)",
                        pg->schema);
+    else
+        rc = proj_pg_fail(pg->conn, "projector lock", res, errstr, errlen);
     PQclear(res);
+    if (rc == 0)
+        rc = kq_pg_exec(pg->conn, "RESET lock_timeout", errstr, errlen);
     return rc;
 }
 

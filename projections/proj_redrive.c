@@ -272,7 +272,8 @@ static int open_target(run *R, const item *it, char *errstr, size_t errlen)
     }
     if (R->dry || R->pg != NULL)
         return 0;
-    return proj_pg_open(R->cfg, &R->pg, errstr, errlen);
+    return proj_pg_open_schema(R->cfg, R->cfg->pg_schema, PROJ_PG_CREATE_SCHEMA | PROJ_PG_DURABLE,
+                               &R->pg, errstr, errlen);
 }
 
 static int redrive_one(run *R, const item *it, char *errstr, size_t errlen)

@@ -15,7 +15,7 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
-#define STANDBY_POLL_MS 200 /* a standby target tries to become the active one this often */
+#define STANDBY_POLL_MS 200 /* between a standby's waits for the lock (proj_pg_take_active) */
 
 /* Sleep `ms`, waking early when asked to stop. */
 static void nap(proj_runner *r, int ms)

@@ -74,6 +74,14 @@ static int unknown_arg(void *ctx, const char *name, const char *value)
     return 0;
 }
 
+/* A detail in `details` for each query parameter not in `known`, or given twice. */
+static void note_unknown(kq_http_req *req, const char *const *known, json_t *details)
+{
+    unknown_ctx u = {known, details, 0};
+
+    kq_http_req_query_each(req, unknown_arg, &u);
+}
+
 int qry_api_init(qry_api *api, const kq_config *cfg)
 {
     memset(api, 0, sizeof *api);
@@ -514,17 +522,15 @@ static void handle(qry_api *api, kq_http_req *req, int kind)
         return;
     }
     parse_params(api->cfg, req, kind, &p, details);
-    {
-        unknown_ctx u = {kind == K_LIST             ? known_list
-                         : kind == (K_LIST | K_WF)  ? known_wf_list
-                         : kind == (K_LIST | K_RUN) ? known_run_list
-                         : K_BASE(kind) == K_EVENTS ? known_events
-                         : kind == K_AUDIT          ? known_audit
-                         : K_BASE(kind) == K_GET    ? known_get
-                                                    : known_none,
-                         details, 0};
-        kq_http_req_query_each(req, unknown_arg, &u);
-    }
+    note_unknown(req,
+                 kind == K_LIST             ? known_list
+                 : kind == (K_LIST | K_WF)  ? known_wf_list
+                 : kind == (K_LIST | K_RUN) ? known_run_list
+                 : K_BASE(kind) == K_EVENTS ? known_events
+                 : kind == K_AUDIT          ? known_audit
+                 : K_BASE(kind) == K_GET    ? known_get
+                                            : known_none,
+                 details);
     tok = parse_token(api, req, details, topic, sizeof topic, &partition, &offset);
     if (tok == 1 && p.snapshot != NULL)
         bad(details, "snapshot",
@@ -694,9 +700,7 @@ static void h_snapshots(kq_http_req *req, void *arg)
 /* Refuse unknown or repeated query parameters (400); 1 when answered. */
 static int refuse_unknown(kq_http_req *req, const char *const *known, json_t *details)
 {
-    unknown_ctx u = {known, details, 0};
-
-    kq_http_req_query_each(req, unknown_arg, &u);
+    note_unknown(req, known, details);
     if (json_array_size(details) == 0)
         return 0;
     kq_http_respond_error(req, 400, "validation_failed", "invalid request parameters",

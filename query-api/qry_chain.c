@@ -374,6 +374,11 @@ json_t *qry_chain_json(qry_chain *ch)
         for (size_t i = 0; i < n; i++) {
             json_t *pj = part_json(ch, sorted[i]);
             const char *st = json_string_value(json_object_get(pj, "state"));
+            if (st == NULL) { /* out of memory: a partition we cannot show is not intact */
+                json_decref(pj);
+                unverified++;
+                continue;
+            }
             broken += strcmp(st, "broken") == 0;
             unverified += strcmp(st, "not_verified") == 0;
             json_array_append_new(items, pj);

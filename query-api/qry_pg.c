@@ -183,7 +183,8 @@ int qry_pg_offsets(qry_pg *pg, json_t **out, char *errstr, size_t errlen)
     return 0;
 }
 
-#define TS_TEXT(col) "to_char(" col ", 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+/* UTC whatever the session's TimeZone is (to_char of a timestamptz uses it) */
+#define TS_TEXT(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
 int qry_pg_replay_runs(qry_pg *pg, const char *history_schema, int limit, json_t **items,
                        char *errstr, size_t errlen)

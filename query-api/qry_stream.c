@@ -521,8 +521,12 @@ static void parse_types(job *j, const char *s, json_t *details)
         kq_jin_detail_add(details, "event_type", "must name at least one event type");
 }
 
-/* Partitions per event topic from the status snapshot; 0, or KQ_ENOTFOUND while unknown. */
-static int partition_counts(qry_stream *ss, int nparts[QRY_SPOS_TOPICS])
+/*
+ * Partitions per event topic from the status snapshot: 0; KQ_EKAFKA when its last check
+ * found Kafka unreachable (`why` says why: the snapshot keeps the last known partitions,
+ * so a stream begun now would answer 200 and then fail); KQ_ENOTFOUND while unknown.
+ */
+static int partition_counts(qry_stream *ss, int nparts[QRY_SPOS_TOPICS], char *why, size_t whylen)
 {
     json_t *kafka = NULL, *ends = NULL, *v;
     const char *key;
@@ -532,6 +536,13 @@ static int partition_counts(qry_stream *ss, int nparts[QRY_SPOS_TOPICS])
     if (ss->status == NULL)
         return KQ_ENOTFOUND;
     qry_status_snapshot(ss->status, &kafka, &ends);
+    if (!json_is_true(json_object_get(kafka, "connected"))) {
+        const char *e = json_string_value(json_object_get(kafka, "error"));
+        snprintf(why, whylen, "%s", e != NULL ? e : "not connected");
+        json_decref(kafka);
+        json_decref(ends);
+        return KQ_EKAFKA;
+    }
     json_object_foreach(ends, key, v)
     {
         const char *slash = strrchr(key, '/');
@@ -619,7 +630,8 @@ void qry_stream_handler(kq_http_req *req, void *arg)
     job *j = calloc(1, sizeof *j);
     pthread_t tid;
     pthread_attr_t attr;
-    int over = 0;
+    char why[256];
+    int over = 0, rc;
 
     if (j == NULL || details == NULL) {
         free(j);
@@ -635,9 +647,12 @@ void qry_stream_handler(kq_http_req *req, void *arg)
         return;
     }
     json_decref(details);
-    if (partition_counts(ss, j->nparts) != 0) {
+    if ((rc = partition_counts(ss, j->nparts, why, sizeof why)) != 0) {
+        char msg[384];
         free(j);
-        refuse_503(req, "unavailable", "Kafka is unavailable: its topics are not known yet");
+        snprintf(msg, sizeof msg, "Kafka is unavailable: %s",
+                 rc == KQ_EKAFKA ? why : "its topics are not known yet");
+        refuse_503(req, "unavailable", msg);
         return;
     }
     for (int t = 0; t < QRY_SPOS_TOPICS; t++)
@@ -673,6 +688,11 @@ void qry_stream_handler(kq_http_req *req, void *arg)
                              (size_t)ss->cfg->stream_buffer_kb * 1024, &j->hs) != 0) {
         free(j);
         kq_http_respond_error(req, 500, "internal", "out of memory", NULL);
+        goto undo;
+    }
+    if (strcmp(kq_http_req_method(req), "HEAD") == 0) {
+        kq_http_stream_end(j->hs, NULL, 0); /* the GET's head, no events, no consumer */
+        free(j);
         goto undo;
     }
     pthread_attr_init(&attr);

@@ -34,7 +34,9 @@ int rp_record_runs(const kq_config *cfg, rp_job *jobs, size_t n, rp_cmd cmd, con
                    int64_t started_us, int64_t finished_us, int interrupted, char *errstr,
                    size_t errlen)
 {
-    char schema[80], ddl[1400], ins[400], started[KQ_TIME_MAX], finished[KQ_TIME_MAX];
+    char schema[80], ddl[1400], ins[400], prune[400], keep[16], started[KQ_TIME_MAX],
+        finished[KQ_TIME_MAX];
+    const char *keepv[1] = {keep};
     PGconn *c = NULL;
     int rc;
 
@@ -65,6 +67,13 @@ int rp_record_runs(const kq_config *cfg, rp_job *jobs, size_t n, rp_cmd cmd, con
              " outcome, differences, detail) VALUES ($1, $2, $3, $4::timestamptz,"
              " $5::timestamptz, $6::bigint, $7, $8::bigint, $9)",
              schema);
+    /* the newest cfg->replay_runs_keep rows of each target stay; in the same transaction */
+    snprintf(prune, sizeof prune,
+             "DELETE FROM %s.replay_runs WHERE id IN (SELECT id FROM (SELECT id, row_number()"
+             " OVER (PARTITION BY target ORDER BY id DESC) AS n FROM %s.replay_runs) r"
+             " WHERE n > $1::bigint)",
+             schema, schema);
+    snprintf(keep, sizeof keep, "%d", cfg->replay_runs_keep);
     kq_time_format(started_us, started);
     kq_time_format(finished_us, finished);
     if ((c = kq_pg_connect(cfg->pg_dsn, cfg->kafka_timeout_ms, "kcqrs-replay", errstr, errlen)) ==
@@ -100,6 +109,8 @@ int rp_record_runs(const kq_config *cfg, rp_job *jobs, size_t n, rp_cmd cmd, con
         if ((rc = kq_pg_exec_params(c, ins, 9, vals, NULL, errstr, errlen)) != 0)
             goto out;
     }
+    if ((rc = kq_pg_exec_params(c, prune, 1, keepv, NULL, errstr, errlen)) != 0)
+        goto out;
     rc = kq_pg_commit(c, errstr, errlen);
 out:
     if (rc != 0) {

@@ -16,6 +16,10 @@
  *     detail (verify: the differing rows as printed, at most RP_DIFF_MAX;
  *     failed: the error sentence; else NULL).
  *
+ * Pruning: each record deletes, in its transaction, all but the newest
+ *   KCQRS_REPLAY_RUNS_KEEP rows (default 100) of every target, so the table
+ *   stays small however often a cron job verifies.
+ *
  * Recording is best effort: a run whose record cannot be written (PostgreSQL
  * unreachable while an LMDB rebuild ran) keeps its exit status; the caller
  * prints the reason on stderr.
@@ -39,7 +43,8 @@
 const char *rp_record_outcome(const rp_job *j, int interrupted);
 
 /*
- * Insert one row per job (jobs[0..n), joined) in one transaction. `name` is
+ * Insert one row per job (jobs[0..n), joined) and prune to cfg->replay_runs_keep rows per
+ * target, in one transaction. `name` is
  * the snapshot's (RP_CMD_UNTIL) or NULL; times in µs since the epoch.
  * 0, KQ_EINVAL (the history schema name would be too long) or KQ_EPG, with
  * errstr.

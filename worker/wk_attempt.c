@@ -158,7 +158,7 @@ int wk_action_build(wk_action *a, const uint8_t *started, size_t len, const char
     ev_step st;
     const ev_run_started *rs;
     json_t *payload = NULL;
-    char err[256];
+    char err[256], subject[WK_KEY_SUBJECT_MAX] = "";
     int rc = WK_ACTION_UNBUILDABLE;
 
     memset(a, 0, sizeof *a);
@@ -173,7 +173,11 @@ int wk_action_build(wk_action *a, const uint8_t *started, size_t len, const char
     }
     if ((rc = ev_secret_open(&env, keys, secret, sizeof secret, err, sizeof err)) != 0) {
         kq_seterr(errstr, errlen, rc, "the signing secret: %s", err);
-        if (rc != KQ_EKAFKA && rc != KQ_ETIMEDOUT)
+        if (rc == KQ_ENOTFOUND && keys != NULL && ev_secret_sealed(&env) &&
+            ev_secret_subject(&env, subject, sizeof subject) == 0 &&
+            !kq_keyring_erased(keys, subject))
+            rc = WK_ACTION_KEY_MISSING; /* lost, not erased: wait for it, do not fail the run */
+        else if (rc != KQ_EKAFKA && rc != KQ_ETIMEDOUT)
             rc = WK_ACTION_UNBUILDABLE;
         goto out;
     }
@@ -209,6 +213,8 @@ out:
     json_decref(payload);
     if (rc != 0)
         wk_action_free(a);
+    if (rc == WK_ACTION_KEY_MISSING)
+        memcpy(a->key_subject, subject, sizeof a->key_subject);
     return rc;
 }
 

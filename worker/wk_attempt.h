@@ -43,6 +43,10 @@ struct kq_keyring; /* kq_keyring.h */
 
 /* wk_action_build: the step cannot be built; a failed attempt (errstr says why). */
 #define WK_ACTION_UNBUILDABLE 1
+/* wk_action_build: the sealed signing secret's data key is not in the key topic and its
+ * subject was not erased (a->key_subject names it): not an attempt, the run waits. */
+#define WK_ACTION_KEY_MISSING 2
+#define WK_KEY_SUBJECT_MAX 160
 
 #define WK_ATTEMPT_ERROR_MAX 512
 
@@ -69,13 +73,15 @@ typedef struct wk_action {
     char **strs; /* header names and values, or recipients */
     size_t nstrs;
     wk_header hdrs[WK_REQUEST_HEADERS_MAX];
+    char key_subject[WK_KEY_SUBJECT_MAX]; /* WK_ACTION_KEY_MISSING: "workflow/<id>" */
 } wk_action;
 
 /*
  * Build the action of step `step` of run `run_id` from its RunStarted record
  * value (`started`, `len`: read only). Returns 0 (built: free it with
  * wk_action_free), WK_ACTION_UNBUILDABLE (errstr: the reason for the failed
- * attempt; nothing to free), KQ_ENOMEM, or KQ_EKAFKA / KQ_ETIMEDOUT when the
+ * attempt; nothing to free), WK_ACTION_KEY_MISSING (a->key_subject set, nothing else;
+ * nothing to free), KQ_ENOMEM, or KQ_EKAFKA / KQ_ETIMEDOUT when the
  * sealed signing secret's data key could not be read from the key topic now
  * (not an attempt: try later). A sealed signing secret (ev_secret.h) is
  * opened with `keys` (NULL: such a run is unbuildable). *a is overwritten.

@@ -38,6 +38,10 @@ struct wk_service {
     attempt_ctx *ctxs; /* every live attempt (freed at exit) */
     atomic_int stop;
     atomic_int joined; /* a first assignment arrived */
+    /* attempts not started because a run's signing-secret data key is missing (not erased);
+     * missing_subject is the first one's, written once before missing_keys leaves 0 */
+    atomic_ulong missing_keys;
+    char missing_subject[WK_KEY_SUBJECT_MAX];
     int64_t next_tick; /* wall ms of the next tick */
     wk_metrics m;
 };
@@ -212,9 +216,24 @@ static void on_done(void *arg, const wk_outcome *o)
     submit_record(w, c, &res, o->duration_ms);
 }
 
+/* A run's signing-secret data key is missing and its subject was not erased: count it, log
+ * the first one; /ready answers 503 from now on (as kcqrs-commands does). */
+static void note_missing_key(wk_service *w, const wk_run *r, const char *subject)
+{
+    if (atomic_load(&w->missing_keys) == 0) {
+        snprintf(w->missing_subject, sizeof w->missing_subject, "%s", subject);
+        kq_log_error("run %s: the data key of %s is missing from the key topic and the subject "
+                     "was not erased: its signing secret cannot be opened (the run waits, "
+                     "retried every %d ms; /ready answers 503)",
+                     r->id, subject, WK_SERVICE_KEY_RETRY_MS);
+    }
+    atomic_fetch_add(&w->missing_keys, 1);
+}
+
 /*
  * Build and submit the current step of run r. 0: submitted (or recorded as
- * failed); 1: the breaker refused (*retry_in set); KQ_ENOMEM.
+ * failed); 1: the breaker refused, or the signing secret's data key is missing (*retry_in
+ * set); KQ_ENOMEM.
  */
 static int start_attempt(wk_service *w, wk_run *r, long *retry_in)
 {
@@ -243,7 +262,12 @@ static int start_attempt(wk_service *w, wk_run *r, long *retry_in)
         fail_attempt(w, c, err);
         return 0;
     }
-    if (rc != 0) { /* no memory: not an attempt */
+    if (rc == WK_ACTION_KEY_MISSING) {
+        note_missing_key(w, r, a.key_subject);
+        *retry_in = WK_SERVICE_KEY_RETRY_MS;
+        rc = 1; /* not an attempt: the run waits, as behind an open breaker */
+    }
+    if (rc != 0) { /* no memory, or a missing key: not an attempt */
         r->phase = WK_RUN_IDLE;
         set_in_flight(w, r, -1);
         atomic_fetch_sub(&w->m.attempts, 1);
@@ -631,6 +655,7 @@ int wk_service_new(const wk_service_settings *s, wk_service **out, char *errstr,
     wk_metrics_init(&w->m);
     atomic_init(&w->stop, 0);
     atomic_init(&w->joined, 0);
+    atomic_init(&w->missing_keys, 0);
     if (s->max_runs < 1 || s->topic == NULL) {
         rc = kq_seterr(errstr, errlen, KQ_EINVAL, "max runs and topic needed");
         goto fail;
@@ -813,7 +838,15 @@ void wk_service_free(wk_service *w)
 int wk_service_ready(void *arg, char *why, size_t whylen)
 {
     wk_service *w = arg;
+    unsigned long n = atomic_load(&w->missing_keys);
 
+    if (n > 0) {
+        snprintf(why, whylen,
+                 "data key of %s is missing from the key topic (not erased): %lu attempts could "
+                 "not start",
+                 w->missing_subject, n);
+        return 0;
+    }
     if (!atomic_load(&w->joined)) {
         snprintf(why, whylen, "consumer group not joined yet");
         kq_kafka_ready_why(why, whylen);
@@ -841,4 +874,11 @@ void wk_service_metrics(void *arg, FILE *out)
     }
     wk_recorder_metrics(w->rec, out);
     wk_metrics_print(&w->m, out);
+    fprintf(out,
+            "# HELP kcqrs_worker_missing_data_keys_total Attempts not started: the run's "
+            "signing-secret data key is missing from the key topic and the subject was not "
+            "erased.\n"
+            "# TYPE kcqrs_worker_missing_data_keys_total counter\n"
+            "kcqrs_worker_missing_data_keys_total %lu\n",
+            atomic_load(&w->missing_keys));
 }

@@ -40,6 +40,7 @@
 #include "wk_record.h"
 
 #define WK_SERVICE_WAIT_LOG_MS 10000 /* a refused record waits this long for the log at most */
+#define WK_SERVICE_KEY_RETRY_MS 5000 /* a run whose signing secret's data key is missing */
 #define WK_SERVICE_TICK_MS 1000      /* commits, lag, WAIT_LOG time-outs */
 
 typedef struct wk_service_settings {

@@ -75,6 +75,9 @@ cmd_start() {
         port=$(kq_free_port)
         echo "$port" >"$BATS_FILE_TMPDIR/$name.port"
         iport=$(kq_free_port)
+        while [[ "$iport" == "$port" ]]; do # two picks may return the same free port
+            iport=$(kq_free_port)
+        done
         echo "$iport" >"$BATS_FILE_TMPDIR/$name.iport"
     fi
     mkdir -p "$BATS_FILE_TMPDIR/lmdb-$name"
@@ -112,8 +115,10 @@ cmd_stop() {
     if ! kill -0 "$pid" 2>/dev/null && [[ ! -e "$BATS_FILE_TMPDIR/$1.killed.$pid" ]]; then
         echo "$1" >>"$BATS_FILE_TMPDIR/crashed"
     fi
+    # stopped on purpose: not a crash when cmd_stop_all finds it gone later (once reaped,
+    # a stopped process is as gone as a crashed one)
+    touch "$BATS_FILE_TMPDIR/$1.killed.$pid"
     kq_stop "$pid" "${2:-10}"
-    touch "$BATS_FILE_TMPDIR/$1.killed.$pid" # stopped here: not a crash when stopped again
 }
 
 cmd_kill() {

@@ -5,7 +5,7 @@
 # example overlay) renders with kustomize and every object validates strictly
 # (unknown fields rejected) with kubeconform against the Kubernetes 1.32 API
 # schemas of the PyPI package kubernetes-validate, made standalone by
-# k8s_schemas.py. Tools: ops/install-deps.sh (systemd and python3-yaml from
+# k8s_schemas.py. Tools: `ops/install-test-tools.sh k8s` (systemd and python3-yaml from
 # Debian, kustomize and kubeconform from the Go module proxy into
 # .cache/bin, the schemas unpacked from the kubernetes-validate wheel into
 # .cache/k8s-schemas). No services are started.

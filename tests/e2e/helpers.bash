@@ -83,9 +83,22 @@ kq_wait_http() {
     kq_wait_for "${2:-30}" curl -fsS -o /dev/null --max-time 2 "$1"
 }
 
-# kq_free_port: print a free TCP port on 127.0.0.1.
+# kq_free_port: print a free TCP port on 127.0.0.1, below the kernel's ephemeral range
+# (net.ipv4.ip_local_port_range): the ports outgoing connections take for themselves and
+# bind(0) hands out. A port picked from that range can be taken by any process's connect()
+# between the pick and the service's bind, or while a service restarts on its port.
 kq_free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    python3 -c '
+import random, socket
+lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for port in random.sample(range(10000, lo), min(200, max(lo - 10000, 0))) + [0]:
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    print(s.getsockname()[1])
+    break'
 }
 
 # kq_bg LOGFILE CMD [ARGS...]: start CMD in the background with stdout/stderr to

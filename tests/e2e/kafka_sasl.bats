@@ -115,9 +115,9 @@ start_bad() {
     [[ "$output" == *'Kafka authentication failed (check sasl.username'* ]]
     [[ "$output" != *'Timed out'* ]]
     kq_wait_for 30 grep -q 'writer not ready: Kafka authentication failed' "$BATS_FILE_TMPDIR/wrongpw.log"
-    ! grep 'writer not ready:' "$BATS_FILE_TMPDIR/wrongpw.log" | grep -q 'Timed out'
+    ! grep 'writer not ready:' "$BATS_FILE_TMPDIR/wrongpw.log" | grep -q 'Timed out' || false
     kill -0 "$(cmd_pid wrongpw)"
-    ! grep -qF 'not-the-password-42' "$BATS_FILE_TMPDIR/wrongpw.log"
+    ! grep -qF 'not-the-password-42' "$BATS_FILE_TMPDIR/wrongpw.log" || false
     never_printed "$BATS_FILE_TMPDIR/wrongpw.log"
     # The projector's /ready names it too (its consumer never gets the topics).
     local pport
@@ -148,7 +148,7 @@ start_bad() {
     [[ "$output" == *'Kafka broker certificate verify failed (check ssl.ca.location'* ]]
     [[ "$output" != *'Timed out'* ]]
     kq_wait_for 30 grep -q 'writer not ready: Kafka broker certificate verify failed' "$BATS_FILE_TMPDIR/badca.log"
-    ! grep 'writer not ready:' "$BATS_FILE_TMPDIR/badca.log" | grep -q 'Timed out'
+    ! grep 'writer not ready:' "$BATS_FILE_TMPDIR/badca.log" | grep -q 'Timed out' || false
     kill -0 "$(cmd_pid badca)"
 }
 

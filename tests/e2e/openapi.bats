@@ -4,7 +4,7 @@
 # kcqrs-commands -> Kafka -> kcqrs-projector -> kcqrs-query:
 #   - every service serves its document at GET /openapi.json without a key,
 #     byte for byte the file of the repository;
-#   - schemathesis (pinned; a venv under .cache/ made by ops/install-deps.sh)
+#   - schemathesis (pinned; a venv under .cache/ made by `ops/install-test-tools.sh openapi`)
 #     sends generated requests, valid and invalid, to every operation of each
 #     API with a bounded number of examples and a fixed seed
 #     (KQ_OPENAPI_SEED changes it, KQ_OPENAPI_EXAMPLES the bound): no 5xx, and
@@ -24,7 +24,7 @@ setup_file() {
     "$KQ_REPO/ops/install-test-tools.sh" openapi >"$BATS_FILE_TMPDIR/tools.log" 2>&1 ||
         kq_fail "ops/install-test-tools.sh openapi failed: $(tail -20 "$BATS_FILE_TMPDIR/tools.log")" || return 1
     [[ -x "$OPENAPI_VENV/bin/schemathesis" && -x "$OPENAPI_VENV/bin/openapi-python-client" ]] ||
-        kq_fail "no $OPENAPI_VENV: run ops/install-deps.sh"
+        kq_fail "no $OPENAPI_VENV: run ops/install-test-tools.sh openapi"
     kq_fresh_db openapi
     # topics of this run only: the examples' ids are created anew even on servers kept
     # from a run before (KQ_E2E_BROKERS)

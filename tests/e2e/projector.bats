@@ -229,7 +229,7 @@ dlq() { KCQRS_LMDB_DIR="$PROJ_LMDB" "$KCQRS_BIN/kcqrs-dlq" "$@"; }
     done
     grep -q "	skipped	refused by the projector's check: undecodable envelope" <<<"$output"
     grep -q "	skipped	refused by the projector's check: aggregate belongs to partition" <<<"$output"
-    ! grep -q "	applied	" <<<"$output"
+    ! grep -q "	applied	" <<<"$output" || false
     # nothing was appended to the event topic or the dead-letter topic
     [ "$(kq_tool kq_offsets sum "$topic"; kq_tool kq_offsets sum "$KCQRS_TOPIC_PREFIX.dlq")" = "$ends" ]
     for bad in "--bogus" "$topic/x/1" "--dry-run --dry-run"; do

@@ -80,6 +80,20 @@ q() {
     CMD_URL="$saved"
 }
 
+# q_until SECONDS STATUS PATH [CURL_ARGS...]: q until the answer has STATUS or SECONDS pass;
+# CODE and BODY are the last answer's (the caller asserts on them). For a read of a write
+# that a loaded machine's projector may apply later than one request's wait.
+q_until() {
+    local secs="$1" want="$2" deadline
+    shift 2
+    deadline=$(($(date +%s) + secs))
+    while :; do
+        q "$@"
+        [[ "$CODE" == "$want" || $(date +%s) -ge $deadline ]] && return 0
+        sleep 0.2
+    done
+}
+
 # build_model DIR: a complete LMDB read model of the log as it is now in DIR/readmodel
 # (kcqrs-projector --target lmdb --exit-at-end with KCQRS_LMDB_DIR=DIR).
 build_model() {
@@ -158,6 +172,51 @@ create() {
     assert_error 404
     q /api/v1/resources/bad%21id
     assert_error 400 id
+}
+
+# head_req URL PATH KEY: HEAD with curl --head; the status in HCODE, the head lower-cased in HEAD,
+# the bytes after the head in HBODY_LEN (a HEAD answer has none).
+head_req() {
+    local out
+    out=$(curl -sS --head --max-time 10 ${3:+-H "Authorization: Bearer $3"} "$1$2" -o - -w '\n%{http_code} %{size_download}')
+    HCODE=$(tail -1 <<<"$out" | cut -d' ' -f1)
+    HBODY_LEN=$(tail -1 <<<"$out" | cut -d' ' -f2)
+    HEAD=$(sed '$d' <<<"$out" | tr -d '\r' | tr 'A-Z' 'a-z')
+}
+
+@test "query: HEAD answers like GET without a body on the query and command services; the stream's HEAD opens no stream" {
+    create qh-a "head"
+    q /api/v1/resources/qh-a -H "X-Consistency-Token: $TOKEN"
+    [[ "$CODE" == 200 ]]
+    local len=${#BODY} u
+    u=$(qry_url q)
+    head_req "$u" /api/v1/resources/qh-a "$KQ_KEY_READER"
+    [[ "$HCODE" == 200 && "$HBODY_LEN" == 0 ]] || kq_fail "HEAD resource: $HCODE, $HBODY_LEN body bytes"
+    grep -qx 'etag: "1"' <<<"$HEAD"
+    grep -qx "content-length: $len" <<<"$HEAD" || kq_fail "HEAD Content-Length is not the GET's $len: $HEAD"
+    head_req "$u" /api/v1/resources/qh-a ""
+    [[ "$HCODE" == 401 && "$HBODY_LEN" == 0 ]]
+    head_req "$u" /api/v1/resources "$KQ_KEY_READER"
+    [[ "$HCODE" == 200 ]]
+    grep -q '^content-type: application/json' <<<"$HEAD"
+    # the stream: the GET's head (200, text/event-stream), then the connection closes at once
+    head_req "$u" /api/v1/events/stream "$KQ_KEY_READER"
+    [[ "$HCODE" == 200 && "$HBODY_LEN" == 0 ]] || kq_fail "HEAD stream: $HCODE, $HBODY_LEN body bytes"
+    grep -q '^content-type: text/event-stream' <<<"$HEAD"
+    run curl -s "$u/metrics"
+    [[ "$output" =~ kcqrs_query_streams_active\ 0 ]] || kq_fail "a HEAD left a stream open: $(grep streams_active <<<"$output")"
+    for path in /health /ready /metrics /openapi.json; do
+        head_req "$u" "$path" ""
+        [[ "$HCODE" == 200 && "$HBODY_LEN" == 0 ]] || kq_fail "HEAD $path on kcqrs-query: $HCODE"
+        head_req "$CMD_URL" "$path" ""
+        [[ "$HCODE" == 200 && "$HBODY_LEN" == 0 ]] || kq_fail "HEAD $path on kcqrs-commands: $HCODE"
+    done
+    # a POST-only path: 405 naming POST only; a GET path's 405 names HEAD with GET
+    head_req "$CMD_URL" /api/v1/resources "$KQ_KEY_WRITER"
+    [[ "$HCODE" == 405 ]]
+    grep -qx 'allow: post' <<<"$HEAD"
+    req POST /health '{}'
+    [[ "$CODE" == 405 && "$(hdr Allow)" == "GET, HEAD" ]]
 }
 
 @test "query: list pages cover every resource once, in id order; status filter" {
@@ -554,7 +613,10 @@ replica_proj_start() {
 
 @test "query: PostgreSQL down -> 503 on its routes only; Kafka down -> status says so; no LMDB read model yet -> 503 not_ready" {
     create q10-a
-    q /api/v1/resources/q10-a -H "X-Consistency-Token: $TOKEN"
+    # both read models have the write (the last read, on q3, is from PostgreSQL)
+    q_until 30 200 /api/v1/resources/q10-a -H "X-Consistency-Token: $TOKEN"
+    [[ "$CODE" == 200 ]]
+    q_until 30 200 /api/v1/resources/q10-a/events -H "X-Consistency-Token: $TOKEN"
     [[ "$CODE" == 200 ]]
     qry_start q2 KCQRS_PG_DSN="postgresql://kcqrs@127.0.0.1:$(kq_free_port)/none"
     QURL=$(qry_url q2) q /api/v1/resources/q10-a
@@ -574,12 +636,21 @@ replica_proj_start() {
 
     # Kafka unreachable: /status still answers at once, saying so; reads go on
     qry_start q5 KCQRS_BROKERS="127.0.0.1:$(kq_free_port)" KCQRS_KAFKA_TIMEOUT_MS=1000
-    sleep 1.5
+    # until its first check has run (before it the error is "not checked yet")
+    kq_wait_for 30 bash -c "curl -s --max-time 3 -H 'Authorization: Bearer $KQ_KEY_READER' \
+        '$(qry_url q5)/api/v1/status' | python3 -c 'import json, sys
+k = json.load(sys.stdin)[\"kafka\"]
+sys.exit(0 if k[\"connected\"] is False and k.get(\"error\") not in (None, \"not checked yet\") else 1)'"
     QURL=$(qry_url q5) q /api/v1/status --max-time 3
     [[ "$CODE" == 200 ]]
-    jcheck 'd["kafka"]["connected"] is False and d["kafka"]["error"] and d["read_models"]["lmdb"]["available"] is True'
+    jcheck 'd["kafka"]["connected"] is False and d["kafka"]["error"] and d["kafka"]["error"] != "not checked yet" and d["read_models"]["lmdb"]["available"] is True'
     QURL=$(qry_url q5) q /api/v1/resources/q10-a
     [[ "$CODE" == 200 ]]
+    # the event stream is refused before any 200: 503 with Retry-After, the cause named
+    QURL=$(qry_url q5) q /api/v1/events/stream --max-time 10
+    assert_error 503
+    assert_retry_after
+    jcheck 'd["code"] == "unavailable" and d["detail"].startswith("Kafka is unavailable: ")'
 
     mkdir -p "$BATS_FILE_TMPDIR/empty"
     qry_start q3 KCQRS_LMDB_DIR="$BATS_FILE_TMPDIR/empty"

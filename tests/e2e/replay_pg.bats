@@ -3,7 +3,8 @@
 # PostgreSQL: the read model in its own schema (the query API answers 503
 # while it does not exist), the disaster drill (database dropped, rebuilt from
 # the log, equal to what the projector had built), verify (equal, then a row
-# changed behind the projector's back is named), the rebuild lock ("busy"),
+# changed behind the projector's back is named), the run history pruned to
+# KCQRS_REPLAY_RUNS_KEEP rows per target, the rebuild lock ("busy"),
 # a rebuild switched in under a running projector while commands arrive and
 # the query API answers, named snapshots.
 #
@@ -160,6 +161,35 @@ verify pg succeeded 0" ]
                              WHERE outcome = 'differences' ORDER BY id LIMIT 1" | grep -F "$id" | grep -q differs
     [ "$(kq_psql -c "SELECT count(*) FROM kcqrs_history.replay_runs
                      WHERE finished_at < started_at OR events < 1")" = 0 ]
+}
+
+@test "the run history keeps the newest KCQRS_REPLAY_RUNS_KEEP rows of each target" {
+    local h=kcqrs_history.replay_runs before newest
+    # five more rows of another target, older than any run to come
+    kq_psql -c "INSERT INTO $h (kind, target, started_at, finished_at, events, outcome)
+                SELECT 'rebuild', 'lmdb', now(), now(), g, 'succeeded' FROM generate_series(1, 5) g"
+    before=$(kq_psql -c "SELECT count(*) FROM $h WHERE target = 'pg'")
+    [ "$before" -ge 4 ] || kq_fail "expected the earlier tests' pg runs, found $before"
+    newest=$(kq_psql -c "SELECT string_agg(id::text, ' ' ORDER BY id) FROM
+                         (SELECT id FROM $h WHERE target = 'pg' ORDER BY id DESC LIMIT 2) r")
+    KCQRS_REPLAY_RUNS_KEEP=3 rp_replay verify --target pg
+    [ "$RP_RC" -eq 0 ]
+    # pg: the two newest rows of before and this run's; lmdb: its three newest
+    [ "$(kq_psql -c "SELECT count(*) FROM $h WHERE target = 'pg'")" = 3 ]
+    [ "$(kq_psql -c "SELECT string_agg(id::text, ' ' ORDER BY id) FROM
+                     (SELECT id FROM $h WHERE target = 'pg' ORDER BY id LIMIT 2) r")" = "$newest" ]
+    [ "$(kq_psql -c "SELECT string_agg(events::text, ' ' ORDER BY id) FROM $h
+                     WHERE target = 'lmdb'")" = "3 4 5" ]
+    run replay_runs 1
+    [ "$output" = "verify pg succeeded 0" ]
+    # the default keeps 100: nothing more goes
+    rp_replay verify --target pg
+    [ "$(kq_psql -c "SELECT count(*) FROM $h")" = 7 ]
+    # a bad value is refused before anything runs
+    KCQRS_REPLAY_RUNS_KEEP=0 rp_replay verify --target pg
+    [ "$RP_RC" -ne 0 ]
+    [[ "$RP_OUT" == *KCQRS_REPLAY_RUNS_KEEP* ]]
+    [ "$(kq_psql -c "SELECT count(*) FROM $h")" = 7 ]
 }
 
 @test "a second rebuild or verify while one runs is refused as busy" {

@@ -15,7 +15,8 @@
 #     wrapped a key stops kcqrs-commands and kcqrs-worker, saying which;
 #   - a data key lost from the key topic (not erased): kcqrs-commands' /ready
 #     answers 503 naming the subject, counted in /metrics, logged once, from
-#     a snapshot and from the log alike.
+#     a snapshot and from the log alike; kcqrs-worker's /ready likewise for a
+#     run whose signing secret does not open, and the run waits (no attempt).
 #
 # One kcqrs-commands ("main", this file's topic prefix, this file's own KEK
 # file so that rotating it touches nothing else) on the suite's broker.
@@ -228,6 +229,20 @@ assert r["signature_ok"] is True, r'
     [ "$CODE" = 200 ]
 }
 
+@test "a record in the key topic that is not a wrapped key is logged and ignored: the writer starts and serves" {
+    local id prefix
+    prefix="$KCQRS_TOPIC_PREFIX.junk$RANDOM"
+    id=$(wf_new_id)
+    KCQRS_TOPIC_PREFIX=$prefix cmd_start junk
+    secret_wf "$id" junk-secret-1
+    cmd_stop junk
+    KCQRS_TOPIC_PREFIX=$prefix kq_tool kq_produce_raw raw keys 0 "workflow/other-$id" --text "not a key" >/dev/null
+    KCQRS_TOPIC_PREFIX=$prefix cmd_start junk # ready: the bad record stopped nothing
+    cmd_log junk | grep -q "is not a wrapped data key; ignored (the key of workflow/other-$id counts as missing)"
+    hook "$id" junk-secret-1 '{"id":"j1"}'
+    [ "$CODE" = 202 ]
+}
+
 # ready_names NAME TEXT: kcqrs-commands NAME's /ready answers 503 with TEXT in its body.
 ready_names() {
     local out
@@ -244,6 +259,8 @@ ready_names() {
     id=$(wf_new_id)
     KCQRS_TOPIC_PREFIX=$prefix cmd_start gap
     secret_wf "$id" gap-secret-1
+    req POST "/api/v1/workflows/$id/runs" '{}' # its RunStarted carries the sealed signing secret
+    [ "$CODE" = 202 ]
     cmd_stop gap
     kq_tool kq_topics delete "$prefix.keys" # the key topic lost the workflow's key
     # from the snapshot (the sealed copy does not open), then from the log alone
@@ -261,6 +278,24 @@ ready_names() {
         fi
         cmd_stop gap
     done
+    # kcqrs-worker: the run's signing secret does not open; the run waits (no attempt is
+    # failed), /ready answers 503 naming the subject, counted, logged once
+    local port pid out
+    port=$(kq_free_port)
+    pid=$(KCQRS_TOPIC_PREFIX=$prefix KCQRS_WORKER_ADDR="127.0.0.1:$port" \
+        KCQRS_WORKER_COMMANDS_URL="$(cmd_url gap)" kq_bg "$BATS_FILE_TMPDIR/wk-gap.log" "$KCQRS_BIN/kcqrs-worker")
+    kq_wait_for 60 bash -c "out=\$(curl -s -w ' %{http_code}' 'http://127.0.0.1:$port/ready');
+        [[ \$out == *' 503' && \$out == *'data key of workflow/$id is missing'* ]]" || {
+        kq_stop "$pid" 10
+        kq_fail "worker /ready: $(curl -s "http://127.0.0.1:$port/ready"); log: $(tail -5 "$BATS_FILE_TMPDIR/wk-gap.log")"
+    }
+    out=$(curl -s "http://127.0.0.1:$port/metrics")
+    n=$(awk '$1 == "kcqrs_worker_missing_data_keys_total" {print $2}' <<<"$out")
+    [[ "$n" -ge 1 ]]
+    [[ "$(awk '$1 == "kcqrs_worker_attempts_total" {print $2}' <<<"$out")" == 0 ]] ||
+        kq_fail "an attempt was counted: $(grep attempts_total <<<"$out")"
+    kq_stop "$pid" 10
+    [ "$(grep -c "data key of workflow/$id is missing" "$BATS_FILE_TMPDIR/wk-gap.log")" -eq 1 ]
 }
 
 res_topic() { echo "$KCQRS_TOPIC_PREFIX.resource.events"; }

@@ -47,6 +47,8 @@ smoke_output() { cat "$BATS_FILE_TMPDIR/smoke.out"; }
         [[ "$line" == *" replication=1 "* ]]
         [[ "$line" == *" cleanup.policy=compact "* ]]
         [[ "$line" == *" retention.ms=-1 "* ]]
+        # tombstones (erasures) kept for good, not the broker's 24 h
+        [[ "$line" == *" delete.retention.ms=3153600000000 "* ]]
         [[ "$line" == *" min.insync.replicas=1" ]]
     done
 }

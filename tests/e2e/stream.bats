@@ -155,7 +155,9 @@ PY
 }
 
 @test "stream: a consumer that does not read is cut with a last error message" {
-    run python3 "$SC" slow "$(qry_url q)" "$KQ_KEY_READER" --query from=beginning --wait 30
+    # it starts reading 1 s after the cut: the last message is still there (2 s of grace)
+    run python3 "$SC" slow "$(qry_url q)" "$KQ_KEY_READER" --query from=beginning --wait 30 \
+        --read-after 1
     echo "$output"
     [[ "$status" -eq 0 ]]
     python3 -c 'import json,sys

@@ -12,7 +12,7 @@ test controls exactly when it reads and when it hangs up.
   concurrent BASE KEY STREAMS N [--query Q]
       STREAMS streams at once, each until N events; exit 0 when all got the
       same events in the same per-partition order; print a summary line
-  slow BASE KEY [--query Q] [--rcvbuf B] [--wait S]
+  slow BASE KEY [--query Q] [--rcvbuf B] [--wait S] [--read-after S]
       a client that does not read: tiny receive buffer, reads nothing until
       /metrics counts one more cut consumer (at most S seconds), then reads
       all; print the last message (must be the error)
@@ -240,6 +240,7 @@ def cmd_slow(a):
     deadline = time.time() + a.wait
     while time.time() < deadline and slow_count(a.base) <= before:
         time.sleep(0.2)
+    time.sleep(a.read_after)  # a client that comes back late still gets the last message
     last = None
     n = 0
     for kind, pos, obj in messages(rd, a.ndjson):
@@ -301,6 +302,7 @@ def main():
         q.add_argument("--timeout", type=float, default=60)
         q.add_argument("--rcvbuf", type=int, default=4096)
         q.add_argument("--wait", type=float, default=3)
+        q.add_argument("--read-after", type=float, default=0)
         q.add_argument("--header", action="append")
         q.add_argument("--out")
         q.add_argument("--ready-file")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
 # tests/e2e/traces.bats — W3C trace context across the services, exported with OTLP/HTTP
-# to a real Jaeger (all-in-one, in-memory storage; ops/install-deps.sh builds it into
+# to a real Jaeger (all-in-one, in-memory storage; `ops/install-test-tools.sh jaeger` builds it into
 # .cache/): one webhook-triggered run is ONE trace from the webhook request through the
 # command, both projector targets and the worker's outbound call (whose receiver sees
 # the same trace id) and its record back to kcqrs-commands; a malformed incoming
@@ -19,7 +19,7 @@ JAEGER_BIN="$KQ_REPO/.cache/jaeger-v1.75.0/jaeger"
 
 jaeger_start() {
     local d="$BATS_FILE_TMPDIR"
-    [[ -x "$JAEGER_BIN" ]] || kq_fail "$JAEGER_BIN is missing: run ops/install-deps.sh" || return 1
+    [[ -x "$JAEGER_BIN" ]] || kq_fail "$JAEGER_BIN is missing: run ops/install-test-tools.sh jaeger" || return 1
     export JAEGER_HEALTH_PORT JAEGER_QUERY_PORT JAEGER_QUERY_GRPC_PORT JAEGER_OTLP_PORT
     JAEGER_HEALTH_PORT=$(kq_free_port)
     JAEGER_QUERY_PORT=$(kq_free_port)
@@ -236,8 +236,8 @@ print(t["traceID"], srv["references"][0]["spanID"] if srv["references"] else "-"
         curl -fsS -o /dev/null -H "Authorization: Bearer $KQ_KEY_READER" \
             "http://127.0.0.1:$port/api/v1/resources?limit=1"
     done
-    ! curl -fsS "http://127.0.0.1:$port/metrics" | grep -q kcqrs_trace_spans
-    ! grep -q "trace export" "$d/qry.log"
+    ! curl -fsS "http://127.0.0.1:$port/metrics" | grep -q kcqrs_trace_spans || false
+    ! grep -q "trace export" "$d/qry.log" || false
     # a request to an exporting service afterwards reaches Jaeger; kcqrs-query's never did
     req POST /api/v1/resources '{"name":"after"}'
     [[ "$CODE" == 201 ]]

@@ -45,7 +45,10 @@ wk_start() {
         kq_bg "$BATS_FILE_TMPDIR/wk-$name.log" "$KCQRS_BIN/kcqrs-worker")
     echo "$pid" >"$BATS_FILE_TMPDIR/wk-$name.pid"
     echo "$name" >>"$BATS_FILE_TMPDIR/wk-instances"
-    if ! kq_wait_for 60 bash -c "kill -0 $pid && [[ \$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 '${KQ_HTTP_SCHEME:-http}://127.0.0.1:$port/ready') == 200 ]]"; then
+    # Ready, and the answer is this process's: its log names the port it bound (logged before
+    # it can be ready). A port picked free can be bound by someone else before the worker
+    # binds it; then another server's /ready must not pass for the worker's.
+    if ! kq_wait_for 60 bash -c "kill -0 $pid && grep -q '(port $port)' '$BATS_FILE_TMPDIR/wk-$name.log' && [[ \$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 '${KQ_HTTP_SCHEME:-http}://127.0.0.1:$port/ready') == 200 ]]"; then
         echo "kcqrs-worker $name did not become ready; its log:" >&2
         tail -n 40 "$BATS_FILE_TMPDIR/wk-$name.log" >&2
         return 1

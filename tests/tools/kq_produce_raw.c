@@ -154,6 +154,19 @@ static int produce_one(const kq_config *cfg, const char *topic, int32_t partitio
     return 0;
 }
 
+/* AGG of `raw`: an event topic (resource, workflow, run) or the key topic (keys). 0 or -1. */
+static int raw_topic(const kq_config *cfg, const char *agg, char *topic, size_t len)
+{
+    if (strcmp(agg, "keys") == 0) {
+        int n = snprintf(topic, len, "%s.keys", cfg->topic_prefix);
+        return n < 0 || (size_t)n >= len ? -1 : 0;
+    }
+    if (strcmp(agg, "resource") && strcmp(agg, "workflow") && strcmp(agg, "run"))
+        return -1;
+    kq_config_topic(cfg, agg, topic, len);
+    return 0;
+}
+
 static int cmd_raw(const kq_config *cfg, int argc, char **argv)
 {
     char topic[KQ_KAFKA_TOPIC_MAX];
@@ -165,18 +178,16 @@ static int cmd_raw(const kq_config *cfg, int argc, char **argv)
     /* raw AGG PARTITION KEY --null: a tombstone */
     if (argc == 5 && strcmp(argv[4], "--null") == 0 &&
         kq_parse_long(argv[2], 0, INT32_MAX, &part) == 0 &&
-        (!strcmp(argv[1], "resource") || !strcmp(argv[1], "workflow") || !strcmp(argv[1], "run"))) {
-        kq_config_topic(cfg, argv[1], topic, sizeof topic);
+        raw_topic(cfg, argv[1], topic, sizeof topic) == 0) {
         return produce_one(cfg, topic, (int32_t)part, strcmp(argv[3], "-") ? argv[3] : NULL, NULL,
                            0, NULL);
     }
     /* raw AGG PARTITION KEY MODE VALUE */
     if (argc != 6 || kq_parse_long(argv[2], 0, INT32_MAX, &part) != 0 ||
-        (strcmp(argv[1], "resource") && strcmp(argv[1], "workflow") && strcmp(argv[1], "run"))) {
+        raw_topic(cfg, argv[1], topic, sizeof topic) != 0) {
         fputs(usage, stderr);
         return 2;
     }
-    kq_config_topic(cfg, argv[1], topic, sizeof topic);
     if (strcmp(argv[4], "--hex") == 0) {
         size_t n = strlen(argv[5]);
         if (n % 2 || (buf = malloc(n / 2 + 1)) == NULL)

@@ -11,10 +11,11 @@
  * arguments both commands work on <prefix>.resource.events,
  * <prefix>.workflow.events, <prefix>.run.events and <prefix>.dlq.
  *
- * describe prints what the broker reports, e.g.
+ * describe prints what the broker reports, one line per topic, e.g. (wrapped here)
  *   kcqrs.run.events partitions=6 replication=1 cleanup.policy=compact retention.ms=-1
- * min.insync.replicas=1 Exit codes: 0 ok, 1 error (a missing topic is an error for describe), 2
- * usage.
+ *     delete.retention.ms=3153600000000 min.insync.replicas=1
+ *
+ * Exit codes: 0 ok, 1 error (a missing topic is an error for describe), 2 usage.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,7 +86,8 @@ out:
 
 static int describe(rd_kafka_t *rk, const kq_config *cfg, const char *topic)
 {
-    static const char *const keys[] = {"cleanup.policy", "retention.ms", "min.insync.replicas"};
+    static const char *const keys[] = {"cleanup.policy", "retention.ms", "delete.retention.ms",
+                                       "min.insync.replicas"};
     char err[512], value[256];
     int partitions = 0, replication = 0, rc;
 

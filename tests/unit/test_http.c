@@ -222,7 +222,10 @@ static void request(const char *method, const char *path, const char *ctype, con
         curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
     }
     curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (strcmp(method, "HEAD") == 0)
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L); /* a body after the head would be a fault */
+    else
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
@@ -461,12 +464,12 @@ static void test_routing(void **state)
     request("DELETE", "/api/v1/things/abc", NULL, key_admin, NULL, 0, 0, &r);
     assert_int_equal(r.status, 405);
     assert_string_equal(err_code(&r), "method_not_allowed");
-    assert_true(has_header(&r, "Allow: GET, PUT\r\n"));
+    assert_true(has_header(&r, "Allow: GET, HEAD, PUT\r\n"));
     resp_free(&r);
 
     request("POST", "/health", NULL, NULL, NULL, 0, 0, &r);
     assert_int_equal(r.status, 405);
-    assert_true(has_header(&r, "Allow: GET\r\n"));
+    assert_true(has_header(&r, "Allow: GET, HEAD\r\n"));
     resp_free(&r);
 
     get("/api/v1/p/x1/sub/y%202", NULL, &r);
@@ -486,6 +489,49 @@ static void test_routing(void **state)
     get("/api/v1/silent", NULL, &r);
     assert_int_equal(r.status, 500);
     assert_string_equal(err_code(&r), "internal");
+    resp_free(&r);
+}
+
+/* HEAD on every GET route: the GET's status and headers (Content-Length included), no body. */
+static void test_head(void **state)
+{
+    resp g, r;
+    char clen[64];
+
+    (void)state;
+    get("/api/v1/things/t-1?x=abc", key_reader, &g);
+    assert_int_equal(g.status, 200);
+    request("HEAD", "/api/v1/things/t-1?x=abc", NULL, key_reader, NULL, 0, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_null(r.body);
+    assert_true(has_header(&r, "ETag: \"7\""));
+    assert_true(has_header(&r, "Content-Type: application/json"));
+    snprintf(clen, sizeof clen, "Content-Length: %zu\r\n", strlen(g.body));
+    assert_true(has_header(&r, clen));
+    resp_free(&r);
+    resp_free(&g);
+
+    request("HEAD", "/health", NULL, NULL, NULL, 0, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_null(r.body);
+    resp_free(&r);
+    request("HEAD", "/metrics", NULL, NULL, NULL, 0, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_null(r.body);
+    resp_free(&r);
+
+    /* The GET route's checks still apply: no key 401, unknown path 404, a POST-only path 405. */
+    request("HEAD", "/api/v1/things/t-1", NULL, NULL, NULL, 0, 0, &r);
+    assert_int_equal(r.status, 401);
+    assert_null(r.body);
+    assert_true(has_header(&r, "Content-Type: application/problem+json"));
+    resp_free(&r);
+    request("HEAD", "/nope", NULL, NULL, NULL, 0, 0, &r);
+    assert_int_equal(r.status, 404);
+    resp_free(&r);
+    request("HEAD", "/api/v1/things", NULL, key_writer, NULL, 0, 0, &r);
+    assert_int_equal(r.status, 405);
+    assert_true(has_header(&r, "Allow: POST\r\n"));
     resp_free(&r);
 }
 
@@ -1541,6 +1587,28 @@ static void test_pipelined(void **state)
     kq_http_stop(s2);
 }
 
+/* A HEAD then a GET in one write on one connection: the HEAD's answer has no body, so the
+ * GET's answer is read as the next one, with its body. */
+static void test_head_pipelined(void **state)
+{
+    static const char reqs[] = "HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n"
+                               "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    char ans[4096];
+    const char *second;
+    int fd;
+
+    (void)state;
+    fd = raw_connect(port);
+    raw_exchange(fd, reqs, sizeof reqs - 1, ans, sizeof ans, 3000);
+    assert_int_equal(count_substr(ans, "HTTP/1.1 200 "), 2);
+    assert_int_equal(count_substr(ans, "{\"status\":\"ok\"}"), 1);
+    second = strstr(ans + 1, "HTTP/1.1 200 ");
+    assert_non_null(second);
+    assert_true(strstr(ans, "{\"status\":\"ok\"}") > second);
+    assert_true(raw_eof(fd));
+    close(fd);
+}
+
 static void test_internal_listener(void **state)
 {
     kq_http_limits l = kq_http_limits_default();
@@ -1800,6 +1868,7 @@ int main(void)
         cmocka_unit_test(test_jin_direct),
         cmocka_unit_test(test_start_errors),
         cmocka_unit_test(test_routing),
+        cmocka_unit_test(test_head),
         cmocka_unit_test(test_auth),
         cmocka_unit_test(test_content_type_415),
         cmocka_unit_test(test_body_cap),
@@ -1817,6 +1886,7 @@ int main(void)
         cmocka_unit_test(test_body_rate),
         cmocka_unit_test(test_eviction),
         cmocka_unit_test(test_pipelined),
+        cmocka_unit_test(test_head_pipelined),
         cmocka_unit_test(test_internal_listener),
         cmocka_unit_test(test_trusted_proxies),
         cmocka_unit_test(test_tls),

@@ -143,7 +143,7 @@ static void test_wrap_rotation(void **state)
     assert_int_equal(kq_kek_unwrap(&k12, "workflow/w9", w1, sizeof w1, back, &v, es, sizeof es),
                      KQ_ECORRUPT);
     assert_int_equal(kq_kek_unwrap(&k12, "workflow/w1", w1, sizeof w1 - 1, back, &v, es, sizeof es),
-                     KQ_ECORRUPT);
+                     KQ_EINVAL);
 }
 
 static void test_kek_load(void **state)

@@ -12,10 +12,13 @@
 #include <cmocka.h>
 
 #include <jansson.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kq_err.h"
+#include "kq_log.h"
 #include "kq_trace.h"
 #include "test_wk_recv.h"
 
@@ -118,6 +121,37 @@ static void test_attrs_bounded(void **state)
     assert_int_equal(s.nattrs, KQ_TRACE_ATTRS);
     kq_span_attr_strn(&s, "ignored", "y", 1);
     assert_int_equal(s.nattrs, KQ_TRACE_ATTRS);
+}
+
+/* Client bytes that are not UTF-8 (a decoded "/%ff" path) become '?', a cut never
+ * splits a character, and the batch's JSON body is still made. */
+static void test_attrs_utf8(void **state)
+{
+    kq_span s;
+    char many[KQ_TRACE_STR_MAX + 8], *body;
+    size_t n;
+
+    (void)state;
+    kq_span_start(&s, NULL, KQ_SPAN_SERVER, "GET");
+    kq_span_attr_str(&s, "url.path", "/\xff/\xc3\xa9/\xe2\x82/\xed\xa0\x80/\xc0\xaf");
+    assert_string_equal(s.attrs[0].s, "/?/\xc3\xa9/"
+                                      "??"
+                                      "/"
+                                      "???"
+                                      "/"
+                                      "??");
+    /* "xy" then two-byte characters: 126 bytes fit of 127, the next one is left out whole */
+    memcpy(many, "xy", 2);
+    for (n = 2; n + 2 <= sizeof many - 1; n += 2)
+        memcpy(many + n, "\xc3\xa9", 2);
+    many[n] = '\0';
+    kq_span_attr_str(&s, "long", many);
+    assert_int_equal(strlen(s.attrs[1].s), 2 + (KQ_TRACE_STR_MAX - 1 - 2) / 2 * 2);
+    assert_int_equal(((unsigned char)s.attrs[1].s[strlen(s.attrs[1].s) - 1]), 0xa9);
+    s.end_ns = s.start_ns + 1;
+    body = kq_trace_otlp_json(&s, 1, "kcqrs-commands");
+    assert_non_null(body);
+    free(body);
 }
 
 static const json_t *attr_of(const json_t *span, const char *key)
@@ -272,6 +306,39 @@ static void test_export_failures_counted(void **state)
     assert_int_equal(kq_trace_stats_get().dropped_full, st.dropped_full);
 }
 
+/* A token in the endpoint's user-info is sent, never logged (start and failure lines). */
+static void test_export_log_hides_userinfo(void **state)
+{
+    char err[256], text[4096];
+    FILE *f = tmpfile();
+    int saved = dup(2);
+    kq_span s;
+    size_t n;
+
+    (void)state;
+    assert_non_null(f);
+    assert_true(saved >= 0);
+    kq_log_flush();
+    assert_int_equal(dup2(fileno(f), 2), 2);
+    assert_int_equal(
+        kq_trace_export_start("http://alice:s3cr3t-t0k@127.0.0.1:1/otlp", "t", 8, err, sizeof err),
+        0);
+    kq_span_start(&s, NULL, KQ_SPAN_INTERNAL, "x");
+    kq_span_end(&s);
+    kq_trace_export_stop();
+    kq_log_flush();
+    assert_int_equal(dup2(saved, 2), 2);
+    close(saved);
+    rewind(f);
+    n = fread(text, 1, sizeof text - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    assert_non_null(strstr(text, "to http://127.0.0.1:1/otlp/v1/traces as t"));
+    assert_non_null(strstr(text, "trace export to http://127.0.0.1:1/otlp/v1/traces failed"));
+    assert_null(strstr(text, "s3cr3t-t0k"));
+    assert_null(strstr(text, "alice"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -279,10 +346,12 @@ int main(void)
         cmocka_unit_test(test_parse_rejects),
         cmocka_unit_test(test_new_and_child),
         cmocka_unit_test(test_attrs_bounded),
+        cmocka_unit_test(test_attrs_utf8),
         cmocka_unit_test(test_otlp_json),
         cmocka_unit_test(test_export_start_refuses),
         cmocka_unit_test(test_export_to_receiver),
         cmocka_unit_test(test_export_failures_counted),
+        cmocka_unit_test(test_export_log_hides_userinfo),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
