@@ -148,8 +148,8 @@ static void print_record(const rd_kafka_message_t *m)
     ev_fb_builder_init(&fb);
     if (pii_keys == NULL && pii_cfg != NULL)
         kq_keyring_new(pii_cfg, "kq_offsets", &pii_keys, NULL, 0);
-    if (pii_cfg != NULL && ev_pii_plain_record(m->payload, m->len, pii_keys, &fb, &val, &vlen,
-                                               NULL, err, sizeof err) != 0)
+    if (pii_cfg != NULL && ev_pii_plain_record(m->payload, m->len, pii_keys, &fb, &val, &vlen, NULL,
+                                               err, sizeof err) != 0)
         val = m->payload, vlen = m->len;
     if (ev_json_decode(val, vlen, &json, &json_len, err, sizeof err) == 0 &&
         (root = json_loadb(json, json_len, 0, &jerr)) != NULL &&
