@@ -59,8 +59,9 @@ static const cfg_setting settings[] = {
      "API keys file: name, roles, SHA-256 of the key per line (kcqrs-keys)"},
     {"KCQRS_KEK_FILE", "var/kek", CFG_STRING, F(kek_file), 0, 0,
      "Key-encryption keys file (0600/0640, nothing for others): \"VERSION HEX\" lines, the highest "
-     "version wraps new "
-     "data keys (kcqrs-keys kek-add); kcqrs-commands and kcqrs-worker stop at start without it"},
+     "version wraps new data keys (kcqrs-keys kek-add); kcqrs-commands, kcqrs-worker and "
+     "kcqrs-query stop at start without it; kcqrs-projector, kcqrs-replay, kcqrs-dlq and "
+     "kcqrs-audit read it at the first sealed personal data"},
     {"KCQRS_KEYS_RELOAD_MS", "1000", CFG_INT, F(keys_reload_ms), 0, 3600000,
      "How often (at most) a service looks at the keys file for changes (kcqrs-keys revoke, "
      "rotate, create), in milliseconds; 0 = read it only at start"},
@@ -262,7 +263,8 @@ static const struct cfg_readers {
     {"KCQRS_PG_SCHEMA", KQ_BIN_PROJECTOR | KQ_BIN_QUERY | KQ_BIN_REPLAY},
     {"KCQRS_KEYS_FILE", KQ_BIN_COMMANDS | KQ_BIN_QUERY | KQ_BIN_KEYS},
     {"KCQRS_KEYS_RELOAD_MS", KQ_BIN_COMMANDS | KQ_BIN_QUERY},
-    {"KCQRS_KEK_FILE", KQ_BIN_COMMANDS | KQ_BIN_WORKER | KQ_BIN_KEYS},
+    {"KCQRS_KEK_FILE", KQ_BIN_COMMANDS | KQ_BIN_WORKER | KQ_BIN_KEYS | KQ_BIN_QUERY |
+                           KQ_BIN_PROJECTOR | KQ_BIN_REPLAY | KQ_BIN_AUDIT | KQ_BIN_DLQ},
     {"KCQRS_LMDB_DIR", KQ_BIN_COMMANDS | KQ_BIN_PROJECTOR | KQ_BIN_QUERY | KQ_BIN_REPLAY},
     {"KCQRS_LMDB_MAP_MB", KQ_BIN_PROJECTOR | KQ_BIN_QUERY | KQ_BIN_REPLAY},
     {"KCQRS_COMMANDS_ADDR", KQ_BIN_COMMANDS | KQ_BIN_WORKER},
