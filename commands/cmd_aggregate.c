@@ -188,19 +188,33 @@ int cmd_aggregate_apply(cmd_state *st, int topic, const void *value, size_t len,
     int rc;
 
     if ((rc = ev_envelope_decode(value, len, &e, errstr, errlen)) != 0 ||
-        (rc = ev_secret_open(&e, st->keys, secret, sizeof secret, errstr, errlen)) != 0 ||
-        (rc = ev_pii_open(&e, st->keys, pii, sizeof pii, NULL, errstr, errlen)) != 0) {
+        (rc = ev_secret_open(&e, st->keys, secret, sizeof secret, errstr, errlen)) != 0)
+        goto skip;
+    if ((rc = ev_pii_open(&e, st->keys, pii, sizeof pii, NULL, errstr, errlen)) == KQ_ENOTFOUND &&
+        st->keys != NULL) {
+        /* The event still counts (its version, its id: a second create of the id must
+         * stay a conflict); only the unreadable name and description are left out, as
+         * if erased, which at worst makes the next update of them one event more. */
         char subject[160];
-        /* a data key missing for a subject that was not erased: /ready says so (cmd_writer.c) */
-        if (rc == KQ_ENOTFOUND && st->keys != NULL &&
-            (ev_secret_subject(&e, subject, sizeof subject) == 0 ||
-             ev_pii_subject(&e, subject, sizeof subject) == 0) &&
+        if (ev_pii_subject(&e, subject, sizeof subject) == 0 &&
             !kq_keyring_erased(st->keys, subject))
             cmd_state_missing_key(st, subject);
-        cmd_state_set_topic_offset(st, topic, partition, offset + 1);
-        return rc == KQ_ENOMEM ? rc : KQ_ECORRUPT;
+        ev_pii_blank(&e);
+        rc = 0;
     }
+    if (rc != 0)
+        goto skip;
     return cmd_aggregate_apply_envelope(st, topic, &e, partition, offset, errstr, errlen);
+skip:
+    if (rc == KQ_ENOTFOUND && st->keys != NULL) {
+        char subject[160];
+        /* a data key missing for a subject that was not erased: /ready says so (cmd_writer.c) */
+        if (ev_secret_subject(&e, subject, sizeof subject) == 0 &&
+            !kq_keyring_erased(st->keys, subject))
+            cmd_state_missing_key(st, subject);
+    }
+    cmd_state_set_topic_offset(st, topic, partition, offset + 1);
+    return rc == KQ_ENOMEM ? rc : KQ_ECORRUPT;
 }
 
 /* ------------------------------------------------------------------ answers */
