@@ -270,7 +270,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 
 static int ensure_producer(kq_keyring *kr, char *errstr, size_t errlen)
 {
-    char es[512];
+    char es[512], tmo[16];
     rd_kafka_conf_t *conf;
 
     if (kr->prod != NULL)
@@ -278,8 +278,14 @@ static int ensure_producer(kq_keyring *kr, char *errstr, size_t errlen)
     if ((conf = kq_kafka_conf_new(kr->cfg, "kcqrs-keyring", errstr, errlen)) == NULL)
         return KQ_EKAFKA;
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    /* A key write fails (503 to the commands that wait for it) within the delivery
+     * timeout, as the writer's transactions do, not librdkafka's default 5 minutes:
+     * commands are answered within KCQRS_KAFKA_TIMEOUT_MS. */
+    snprintf(tmo, sizeof tmo, "%d", kq_kafka_delivery_timeout_ms(kr->cfg));
     if (rd_kafka_conf_set(conf, "enable.idempotence", "true", es, sizeof es) != 0 ||
-        rd_kafka_conf_set(conf, "acks", "all", es, sizeof es) != 0) {
+        rd_kafka_conf_set(conf, "acks", "all", es, sizeof es) != 0 ||
+        rd_kafka_conf_set(conf, "message.timeout.ms", tmo, es, sizeof es) != 0 ||
+        rd_kafka_conf_set(conf, "request.timeout.ms", tmo, es, sizeof es) != 0) {
         rd_kafka_conf_destroy(conf);
         return kq_seterr(errstr, errlen, KQ_EKAFKA, "key producer: %s", es);
     }
@@ -314,7 +320,8 @@ static int produce_key(kq_keyring *kr, const char *subject, const uint8_t *wrapp
 static int flush_keys(kq_keyring *kr, rd_kafka_resp_err_t *results, size_t n, char *errstr,
                       size_t errlen)
 {
-    rd_kafka_flush(kr->prod, kr->cfg->kafka_timeout_ms);
+    /* every report comes by the delivery timeout (message.timeout.ms): a little more */
+    rd_kafka_flush(kr->prod, kq_kafka_delivery_timeout_ms(kr->cfg) + 250);
     for (size_t i = 0; i < n; i++)
         if (results[i] == RD_KAFKA_RESP_ERR__IN_PROGRESS) {
             rd_kafka_purge(kr->prod, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
