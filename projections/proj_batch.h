@@ -44,6 +44,7 @@ typedef struct proj_event {
     uint8_t *plain;
     size_t plain_len;
     int missing_key; /* refused: the data key of a subject not erased is missing */
+    int pii_failed;  /* refused: sealed personal data that did not open (any reason) */
 } proj_event;
 
 /* The bytes a target reads: the opened record, else the record as written. */

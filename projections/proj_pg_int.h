@@ -117,8 +117,9 @@ int proj_pg_copy_events(proj_pg *pg, const proj_batch *b, char *errstr, size_t e
 /* proj_pg_offsets.c */
 int proj_pg_offsets_prepare(proj_pg *pg, char *errstr, size_t errlen);
 int proj_pg_schema_oid(proj_pg *pg, char *errstr, size_t errlen);
-/* The active projector's session lock (PROJ_PG_EXCLUSIVE); KQ_EBUSY when held elsewhere. */
 #define PROJ_PG_STANDBY_WAIT "'1s'" /* a standby's wait for the lock, as lock_timeout */
+/* The active projector's session lock (PROJ_PG_EXCLUSIVE), waited for up to
+ * PROJ_PG_STANDBY_WAIT; KQ_EBUSY when still held elsewhere. */
 int proj_pg_take_active(proj_pg *pg, char *errstr, size_t errlen);
 int proj_pg_lock_check(proj_pg *pg, char *errstr, size_t errlen);
 int proj_pg_store_offsets(proj_pg *pg, const proj_batch *b, char *errstr, size_t errlen);

@@ -27,6 +27,7 @@ const char *proj_pii_open(proj_event *ev, kq_keyring **keys, const kq_config *cf
         return NULL;
     ev->decoded = 0;
     if (*keys == NULL && kq_keyring_new(cfg, client, keys, err, sizeof err) != 0) {
+        ev->pii_failed = 1;
         snprintf(why, whylen, "sealed personal data and no keys: %s", err);
         return why;
     }
@@ -54,6 +55,7 @@ const char *proj_pii_open(proj_event *ev, kq_keyring **keys, const kq_config *cf
         free(ev->plain);
         ev->plain = NULL;
         ev->missing_key = rc == KQ_ENOTFOUND;
+        ev->pii_failed = 1;
         snprintf(why, whylen, "personal data: %s", err);
         return why;
     }

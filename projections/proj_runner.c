@@ -445,5 +445,7 @@ int proj_runner_failed(proj_runner *r, char *err, size_t errlen)
 
     if (rc != 0 && err != NULL && errlen > 0)
         snprintf(err, errlen, "%s", r->failed_err);
+    if (rc == 0 && (rc = atomic_load(&r->pii_failed)) != 0 && err != NULL && errlen > 0)
+        snprintf(err, errlen, "%s", r->pii_err);
     return rc;
 }

@@ -280,7 +280,17 @@ void proj_runner_check_batch(proj_runner *r, rbatch *b)
                 kq_log_error("%s: %s [%" PRId32 "] offset %" PRId64 ": %s", r->ops->name,
                              b->ev[k].topic, b->ev[k].partition, b->ev[k].offset, bad);
         }
-        if (r->replay) {
+        if (r->replay && b->ev[k].pii_failed) {
+            /* A rebuild without this event (no KEK file, a lost key, an unreachable
+             * key topic) would be switched in short of it: the replay fails instead. */
+            if (!atomic_load(&r->pii_failed)) {
+                snprintf(r->pii_err, sizeof r->pii_err,
+                         "%s [%" PRId32 "] offset %" PRId64 ": %s (a rebuild without it would "
+                         "lose the event)",
+                         b->ev[k].topic, b->ev[k].partition, b->ev[k].offset, bad);
+                atomic_store(&r->pii_failed, KQ_ECONFIG);
+            }
+        } else if (r->replay) {
             kq_log_warn("%s: skipping %s [%" PRId32 "] offset %" PRId64 ": %s", r->ops->name,
                         b->ev[k].topic, b->ev[k].partition, b->ev[k].offset, bad);
             atomic_fetch_add(&r->skipped, 1);

@@ -83,6 +83,8 @@ struct proj_runner {
     atomic_int have_goal;  /* end[] and start[] are set (progress) */
     atomic_int failed;     /* replay: the error that ended the thread */
     char failed_err[1024]; /* written before `failed` */
+    atomic_int pii_failed; /* replay: a sealed record did not open (checker thread) */
+    char pii_err[768];     /* written before `pii_failed` */
     rbatch bt[2];          /* double buffer: one gathered/checked, one applied */
     rbatch *cur;           /* the batch the runner thread is gathering and checking */
     rbatch *inflight;      /* the batch the apply thread holds, NULL when it is idle */
