@@ -254,11 +254,13 @@ static int start_attempt(wk_service *w, wk_run *r, long *retry_in)
     r->phase = WK_RUN_ACTIVE;
     r->phase_version = r->st.version;
     set_in_flight(w, r, 1);
-    atomic_fetch_add(&w->m.attempts, 1);
 
+    /* kcqrs_worker_attempts_total counts an attempt once it is one: never up and down
+     * again while a missing key or an open breaker turns it into a wait */
     rc = wk_action_build(&a, r->started, r->started_len, r->id, c->step, &w->set.smtp, w->set.keys,
                          err, sizeof err);
     if (rc == WK_ACTION_UNBUILDABLE) {
+        atomic_fetch_add(&w->m.attempts, 1);
         fail_attempt(w, c, err);
         return 0;
     }
@@ -270,7 +272,6 @@ static int start_attempt(wk_service *w, wk_run *r, long *retry_in)
     if (rc != 0) { /* no memory, or a missing key: not an attempt */
         r->phase = WK_RUN_IDLE;
         set_in_flight(w, r, -1);
-        atomic_fetch_sub(&w->m.attempts, 1);
         ctx_free(w, c);
         return rc;
     }
@@ -279,7 +280,6 @@ static int start_attempt(wk_service *w, wk_run *r, long *retry_in)
             /* the breaker is open: no attempt, come back later */
             *retry_in = wk_breaker_retry_in_ms(w->breakers, a.dest);
             atomic_fetch_add(&w->m.breaker_waits, 1);
-            atomic_fetch_sub(&w->m.attempts, 1);
             r->phase = WK_RUN_IDLE;
             set_in_flight(w, r, -1);
             ctx_free(w, c);
@@ -291,6 +291,7 @@ static int start_attempt(wk_service *w, wk_run *r, long *retry_in)
     }
     if (a.kind == WK_ACTION_HTTP && c->tp[0] != '\0')
         a.http.traceparent = c->tp; /* the receiver continues the attempt's trace */
+    atomic_fetch_add(&w->m.attempts, 1);
     if (wk_action_submit(&a, w->engine, on_done, c, err, sizeof err) != 0) {
         if (c->has_dest)
             wk_breaker_record(w->breakers, c->dest, 0);
