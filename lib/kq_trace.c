@@ -469,10 +469,13 @@ int kq_trace_export_start(const char *endpoint, const char *service, size_t queu
         return kq_seterr(errstr, errlen, KQ_EINVAL, "the trace exporter already runs");
     if (endpoint == NULL ||
         (strncmp(endpoint, "http://", 7) != 0 && strncmp(endpoint, "https://", 8) != 0) ||
-        strlen(endpoint) < 9 || strlen(endpoint) > 1024)
+        strlen(endpoint) < 9 || strlen(endpoint) > 1024) {
+        char shown[160] = "";
+        if (endpoint != NULL)
+            shown_url(endpoint, shown, sizeof shown); /* never a user:token@ in a message */
         return kq_seterr(errstr, errlen, KQ_EINVAL,
-                         "KCQRS_OTLP_ENDPOINT '%.64s' is not an http:// or https:// URL",
-                         endpoint ? endpoint : "");
+                         "KCQRS_OTLP_ENDPOINT '%.64s' is not an http:// or https:// URL", shown);
+    }
     if (queue_cap < 1)
         return kq_seterr(errstr, errlen, KQ_EINVAL, "trace queue size must be at least 1");
     if ((e = calloc(1, sizeof *e)) == NULL)
