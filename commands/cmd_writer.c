@@ -226,7 +226,6 @@ static void became_fenced(cmd_writer *w, const char *errstr)
     cmd_producers_drop(&w->prod);
 }
 
-/* Commit the open transaction. On failure decides what happens to the producer. */
 /*
  * The data keys of the resources this batch creates (personal data is sealed
  * under them, events/ev_pii.h), written to the key topic together before any
@@ -267,6 +266,7 @@ static int create_keys(cmd_writer *w, cmd_item **items, size_t n, char *errstr, 
     return rc;
 }
 
+/* Commit the open transaction. On failure decides what happens to the producer. */
 static int run_transaction(cmd_writer *w, cmd_item **items, size_t n, size_t nappend, char *errstr,
                            size_t errlen)
 {

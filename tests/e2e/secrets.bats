@@ -261,8 +261,11 @@ ready_names() {
     secret_wf "$id" gap-secret-1
     req POST "/api/v1/workflows/$id/runs" '{}' # its RunStarted carries the sealed signing secret
     [ "$CODE" = 202 ]
+    local rid="gap-res-$RANDOM$RANDOM"
+    req POST /api/v1/resources "{\"id\":\"$rid\",\"name\":\"Gap $rid\"}" # a sealed name
+    [ "$CODE" = 201 ]
     cmd_stop gap
-    kq_tool kq_topics delete "$prefix.keys" # the key topic lost the workflow's key
+    kq_tool kq_topics delete "$prefix.keys" # the key topic lost both subjects' keys
     # from the snapshot (the sealed copy does not open), then from the log alone
     for from in snapshot log; do
         [[ $from == log ]] && rm -rf "$BATS_FILE_TMPDIR/lmdb-gap"
@@ -275,6 +278,12 @@ ready_names() {
             cmd_log gap | grep -q "loaded snapshot"
         else
             run -1 grep -q "loaded snapshot" "$BATS_FILE_TMPDIR/gap.log"
+            # the resource whose name does not open is still known: a second create of
+            # its id is a conflict, never a second version 1
+            n=$(kq_tool kq_offsets sum "$prefix.resource.events")
+            CMD_URL=$(cmd_url gap) req POST /api/v1/resources "{\"id\":\"$rid\",\"name\":\"Again\"}"
+            [ "$CODE" = 409 ] || kq_fail "second create of $rid answered $CODE: $BODY"
+            [ "$(kq_tool kq_offsets sum "$prefix.resource.events")" -eq "$n" ] # nothing appended
         fi
         cmd_stop gap
     done
@@ -384,4 +393,10 @@ stream_of() {
     jcheck "d['name'] == '$name2' and d['description'] == '$desc'"
     v=$(proj_metric 'kcqrs_projector_missing_data_keys_total{target="pg"}')
     [ "$v" = 0 ]
+    # without the KEK the rebuild fails, naming the record, and switches nothing in
+    # (a model short of the sealed events must never replace the live one)
+    KCQRS_KEK_FILE="$BATS_TEST_TMPDIR/no-kek" replay rebuild --target pg
+    [ "$RP_STATUS" -ne 0 ]
+    [[ "$RP_ERR" == *"a rebuild without it would lose the event"* ]]
+    [ "$(kq_psql -c "SELECT name FROM resources WHERE id = '$id'")" = "$name2" ]
 }
