@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -513,9 +514,16 @@ static int check_existing(rd_kafka_t *rk, const kq_config *cfg, const char *topi
 {
     char policy[64];
     int partitions = 0, rc;
+    int64_t until = kq_time_mono_ms() + cfg->kafka_timeout_ms;
 
-    rc = kq_kafka_topic_partitions(rk, topic, cfg->kafka_timeout_ms, &partitions, NULL, errstr,
-                                   errlen);
+    /* The controller answered that it exists; the broker asked for metadata may not know
+     * it yet (just created, or deleted and created again): ask again for a while. */
+    while ((rc = kq_kafka_topic_partitions(rk, topic, cfg->kafka_timeout_ms, &partitions, NULL,
+                                           errstr, errlen)) == KQ_ENOTFOUND &&
+           kq_time_mono_ms() < until) {
+        struct timespec ts = {0, 100 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     if (rc != 0)
         return rc;
     if (partitions != cfg->partitions)
