@@ -238,8 +238,7 @@ static void *run(void *arg)
         }
         if (rc == KQ_EBUSY) { /* another process is the active one: stand by */
             if (!atomic_exchange(&r->standby, 1))
-                kq_log_info("%s: %s; trying to take over every %d ms", r->ops->name, err,
-                            STANDBY_POLL_MS);
+                kq_log_info("%s: %s; waiting to take over", r->ops->name, err);
             close_target(r);
             nap(r, STANDBY_POLL_MS);
             continue;

@@ -493,7 +493,8 @@ pgp_lag() {
     echo "takeover: ${ms} ms after kill -9" >&3
     echo "takeover: ${ms} ms"
     [ "$ms" -lt 10000 ]
-    grep -q 'pg: took over as the active target' "$BATS_TEST_TMPDIR/b.log"
+    # the role flips before the log line is flushed (logs are buffered): wait for it
+    kq_wait_for 10 grep -q 'pg: took over as the active target' "$BATS_TEST_TMPDIR/b.log"
     before=$(kq_psql -c 'SELECT count(*) FROM events')
 
     kq_wait_for 120 kq_gone "$load"
